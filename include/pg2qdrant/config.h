@@ -1,0 +1,135 @@
+/*
+ * config.h — pg2qdrant's configuration, loaded from an INI file by config.c.
+ *
+ * One table of settings per section kind (see config_table.c) drives parsing, validation,
+ * defaults, `--help` and `config --dump`. Repeating sections are `[rule.NAME]`, `[worker.NAME]`
+ * and `[embedder.NAME]`. Secrets never live in the file: keys ending in `_env` name an
+ * environment variable that holds the secret, and the value is read at use time.
+ * A loaded config is immutable; SIGHUP builds a new one and swaps it on the loop thread.
+ */
+#ifndef P2Q_CONFIG_H
+#define P2Q_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define P2Q_NAME_MAX 64
+
+typedef enum { P2Q_DIST_COSINE = 0, P2Q_DIST_DOT, P2Q_DIST_EUCLID, P2Q_DIST_MANHATTAN } p2q_distance_t;
+typedef enum { P2Q_EMB_MINILM = 0, P2Q_EMB_OPENAI } p2q_embedder_type_t;
+typedef enum { P2Q_TRUNCATE_DELETE = 0, P2Q_TRUNCATE_IGNORE } p2q_truncate_t;
+
+/* A list of strings parsed from a comma-separated value ("a, b,c"). */
+typedef struct {
+  char **items;
+  int n;
+} p2q_strlist_t;
+
+typedef struct {
+  char name[P2Q_NAME_MAX];       /* from [rule.NAME] */
+  char *table;                   /* schema-qualified source table, e.g. public.docs */
+  p2q_strlist_t key;             /* primary-key column(s) */
+  p2q_strlist_t columns;         /* payload snapshot columns (empty: every column) */
+  char *text;                    /* column list or template "{title}\n{body}" to embed (or NULL) */
+  char *vector_column;           /* column holding a precomputed vector (or NULL) */
+  p2q_strlist_t watch;           /* UPDATE enqueues only when one of these changed (default: captured) */
+  char *filter;                  /* SQL boolean over the row (or NULL) */
+  char *collection;              /* Qdrant collection */
+  char *vector_name;             /* named vector (or NULL: unnamed) */
+  char *event_type;              /* default: the rule name */
+  char *routing_key;             /* SQL expression over the row (or NULL) */
+  char *embedder;                /* [embedder.NAME] used for `text` (or NULL) */
+  int64_t dimension;             /* vector size (0: taken from the embedder) */
+  p2q_distance_t distance;
+  p2q_truncate_t on_truncate;
+  int64_t chunk_tokens;          /* 0: no chunking */
+  int64_t chunk_overlap;
+  int line;                      /* line of the section header, for error messages */
+} p2q_rule_config_t;
+
+typedef struct {
+  char name[P2Q_NAME_MAX];
+  p2q_strlist_t event_types;     /* event types this worker claims */
+  char *routing_key;             /* only events with this routing key (or NULL: any) */
+  int64_t batch_size;
+  int64_t linger_ms;
+  int64_t max_inflight;
+  int line;
+} p2q_worker_config_t;
+
+typedef struct {
+  char name[P2Q_NAME_MAX];
+  p2q_embedder_type_t type;
+  char *model_dir;               /* minilm */
+  int64_t threads;               /* minilm */
+  int64_t max_batch_tokens;      /* minilm */
+  char *url;                     /* openai */
+  char *model;                   /* openai */
+  char *api_key_env;             /* openai: name of the env var holding the key */
+  int64_t dimensions;            /* openai */
+  int64_t batch_size;            /* openai */
+  int64_t max_inflight;          /* openai */
+  int line;
+} p2q_embedder_config_t;
+
+typedef struct {
+  /* [postgres] */
+  char *pg_conninfo;             /* libpq conninfo/URI; empty: libpq's environment (PGHOST, ...) */
+  char *pg_schema;               /* schema holding sync_outbox and friends */
+  int64_t pg_connect_timeout_ms;
+  /* [qdrant] */
+  char *qdrant_url;
+  char *qdrant_api_key_env;      /* name of the env var holding the api key (or empty) */
+  char *qdrant_ca_file;          /* extra CA bundle for TLS (or empty: system store) */
+  int64_t qdrant_timeout_ms;
+  int64_t qdrant_connect_timeout_ms;
+  /* [daemon] */
+  int64_t sweep_interval_ms;
+  int64_t shutdown_timeout_ms;
+  int64_t lease_ms;              /* a claim expires after this; then others may reclaim */
+  int64_t max_attempts;
+  int64_t retry_min_ms;
+  int64_t retry_max_ms;
+  int64_t breaker_threshold;     /* consecutive transient failures that open the breaker */
+  int64_t breaker_max_ms;        /* cap of the probe backoff */
+  /* [log] */
+  char *log_level;
+  char *log_format;
+  int64_t stats_interval_ms;
+  /* [http] */
+  char *http_listen;             /* "127.0.0.1:9187"; empty: off */
+
+  p2q_rule_config_t *rules;
+  int n_rules;
+  p2q_worker_config_t *workers;
+  int n_workers;
+  p2q_embedder_config_t *embedders;
+  int n_embedders;
+
+  char *path;                    /* file it was loaded from */
+} p2q_config_t;
+
+/*
+ * Load and validate `path`. On failure returns a negative P2Q_E* code and writes
+ * "file:line: [section] key: reason" (with a "did you mean" hint for typos) into errbuf.
+ */
+int p2q_config_load(const char *path, p2q_config_t **out, char *errbuf, size_t errlen);
+/* Same, from a string (for tests); `name` stands in for the file name in messages. */
+int p2q_config_load_string(const char *text, const char *name, p2q_config_t **out, char *errbuf,
+                           size_t errlen);
+void p2q_config_free(p2q_config_t *cfg);
+
+/* Write the effective config (defaults filled in, secrets masked) in INI form. */
+void p2q_config_dump(const p2q_config_t *cfg, FILE *f);
+/* Write every known key with type, default, range and help (for --help-config). */
+void p2q_config_describe(FILE *f);
+
+const p2q_rule_config_t *p2q_config_rule(const p2q_config_t *cfg, const char *name);
+const p2q_embedder_config_t *p2q_config_embedder(const p2q_config_t *cfg, const char *name);
+const char *p2q_distance_name(p2q_distance_t d); /* "Cosine", "Dot", ... (Qdrant's spelling) */
+
+/* Edit distance, used for "did you mean" hints (exposed for tests). */
+int p2q_levenshtein(const char *a, const char *b);
+
+#endif
