@@ -1,0 +1,138 @@
+/*
+ * qdrant.h — Qdrant REST client on top of p2q_http (loop thread only), plus pure helpers
+ * (status classification, envelope parsing, collection-config checks) and a small blocking
+ * convenience for CLI commands that runs a private loop.
+ *
+ * Classification policy (p2q_qdrant_classify):
+ *   OK        2xx.
+ *   RETRY     transport errors (status 0: refused, reset, timeout, empty reply), 408, 429,
+ *             500, 502, 503, 504, 507. delay_ms = Retry-After * 1000 when the header was
+ *             present, otherwise -1 = "use your own exponential backoff".
+ *             429 without Retry-After is RETRY with backoff (decision): Qdrant omits the header
+ *             when it cannot predict when capacity frees up, but dropping a data change on a
+ *             rate limit is worse than a bounded, backed-off retry; the caller's attempt cap
+ *             still turns a persistent 429 into a failure.
+ *   PERMANENT 400, 401, 403, 404, 405, 409, 422, any other 4xx, and other unexpected codes
+ *             (1xx/3xx). Creating a collection treats 409 as success ("already exists").
+ *
+ * Ownership: request bodies are copied unless a *_take variant / P2Q_HTTP_TAKE_BODY is used.
+ * Everything in a p2q_qdrant_resp_t is valid only during the callback.
+ */
+#ifndef P2Q_QDRANT_H
+#define P2Q_QDRANT_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "pg2qdrant/http.h"
+
+typedef struct p2q_qdrant_s p2q_qdrant_t;
+
+typedef enum { P2Q_QDRANT_OK = 0, P2Q_QDRANT_RETRY, P2Q_QDRANT_PERMANENT } p2q_qdrant_class_t;
+
+typedef struct {
+  int err;                  /* 0, P2Q_EHTTP, P2Q_ETIMEOUT, P2Q_ECANCELED, P2Q_EQDRANT (non-2xx),
+                               P2Q_EBADJSON (2xx but no valid envelope), P2Q_EMISMATCH (check) */
+  long status;              /* HTTP status, 0 when no response */
+  int curl_code;
+  p2q_qdrant_class_t cls;   /* from p2q_qdrant_classify */
+  long retry_delay_ms;      /* Retry-After in ms, or -1 (use backoff) */
+  const char *error;        /* message: status.error, plain-text body, curl error or check
+                               mismatch; "" on success */
+  const cJSON *result;      /* the envelope's `result` (NULL on error or non-JSON bodies) */
+  const char *body;         /* raw body */
+  size_t body_len;
+  double time;              /* total request time, seconds */
+} p2q_qdrant_resp_t;
+
+typedef void (*p2q_qdrant_cb)(p2q_qdrant_t *q, const p2q_qdrant_resp_t *r, void *arg);
+typedef void (*p2q_qdrant_close_cb)(p2q_qdrant_t *q, void *arg);
+
+typedef struct {
+  const char *url;          /* base URL, e.g. "http://127.0.0.1:6333" (trailing '/' ignored) */
+  const char *api_key;      /* optional; never logged */
+  const char *ca_file;      /* optional */
+  long connect_timeout_ms;  /* 0 = http default */
+  long timeout_ms;          /* 0 = http default */
+  int max_concurrent;       /* 0 = http default */
+} p2q_qdrant_options_t;
+
+/* Expected vector layout of a collection. */
+typedef struct {
+  const char *vector_name;  /* NULL or "" = unnamed single vector */
+  int dim;
+  const char *distance;     /* "Cosine" | "Euclid" | "Dot" | "Manhattan" (case-sensitive) */
+  const char *sparse_name;  /* optional sparse vector (modifier idf), NULL = none */
+} p2q_qdrant_vectors_t;
+
+/* ---- pure helpers ---- */
+p2q_qdrant_class_t p2q_qdrant_classify(long status, int curl_code, long retry_after_s,
+                                       long *delay_ms);
+const char *p2q_qdrant_class_name(p2q_qdrant_class_t c);
+/* Parse an envelope. On success (2xx with `result`) *root owns the document and *result points
+ * into it; returns 0. For an error envelope returns P2Q_EQDRANT with status.error (or the plain
+ * text body, or "HTTP <status>") copied into msg. Malformed 2xx bodies give P2Q_EBADJSON.
+ * *root is NULL unless set; the caller cJSON_Delete()s it. */
+int p2q_qdrant_parse_envelope(long status, const char *body, size_t len, cJSON **root,
+                              const cJSON **result, char *msg, size_t msglen);
+/* Check a collection-info `result` against expectations. 0, or P2Q_EMISMATCH / P2Q_EBADJSON
+ * with a human-readable message. */
+int p2q_qdrant_check_collection(const cJSON *info_result, const p2q_qdrant_vectors_t *want,
+                                char *msg, size_t msglen);
+/* Build the PUT /collections/{name} body. Returns a malloc()ed string or NULL. */
+char *p2q_qdrant_create_body(const p2q_qdrant_vectors_t *v);
+/* Percent-escape one path segment (RFC 3986 unreserved kept). Returns length or P2Q_EOVERFLOW. */
+int p2q_qdrant_path_escape(const char *in, char *out, size_t outlen);
+
+/* ---- async client (loop thread) ---- */
+int p2q_qdrant_new(uv_loop_t *loop, const p2q_qdrant_options_t *opts, p2q_qdrant_t **out);
+/* Cancels in-flight requests (callbacks fire with P2Q_ECANCELED), then cb. */
+int p2q_qdrant_close(p2q_qdrant_t *q, p2q_qdrant_close_cb cb, void *arg);
+unsigned p2q_qdrant_pending(const p2q_qdrant_t *q);
+
+/* Generic: path starts with '/', already escaped. flags: P2Q_HTTP_TAKE_BODY. */
+int p2q_qdrant_request(p2q_qdrant_t *q, const char *method, const char *path, const char *body,
+                       size_t len, int flags, p2q_qdrant_cb cb, void *arg);
+
+int p2q_qdrant_collection_info(p2q_qdrant_t *q, const char *collection, p2q_qdrant_cb cb, void *arg);
+/* GET info and compare; a mismatch completes with err P2Q_EMISMATCH and a clear message. */
+int p2q_qdrant_collection_check(p2q_qdrant_t *q, const char *collection,
+                                const p2q_qdrant_vectors_t *want, p2q_qdrant_cb cb, void *arg);
+/* PUT /collections/{name}; 409 (exists) completes with err 0 and status 409. */
+int p2q_qdrant_collection_create(p2q_qdrant_t *q, const char *collection,
+                                 const p2q_qdrant_vectors_t *v, p2q_qdrant_cb cb, void *arg);
+/* PUT /collections/{name}/index {"field_name", "field_schema"} with wait=true. */
+int p2q_qdrant_index_create(p2q_qdrant_t *q, const char *collection, const char *field,
+                            const char *schema, p2q_qdrant_cb cb, void *arg);
+/* PUT /collections/{name}/points?wait=true with a caller-built body (copied). */
+int p2q_qdrant_points_upsert(p2q_qdrant_t *q, const char *collection, const char *body, size_t len,
+                             p2q_qdrant_cb cb, void *arg);
+/* POST /collections/{name}/points/delete?wait=true with a caller-built body (copied). */
+int p2q_qdrant_points_delete(p2q_qdrant_t *q, const char *collection, const char *body, size_t len,
+                             p2q_qdrant_cb cb, void *arg);
+/* Same, taking ownership of a malloc()ed body (freed by the library; not on failure). */
+int p2q_qdrant_points_upsert_take(p2q_qdrant_t *q, const char *collection, char *body, size_t len,
+                                  p2q_qdrant_cb cb, void *arg);
+int p2q_qdrant_points_delete_take(p2q_qdrant_t *q, const char *collection, char *body, size_t len,
+                                  p2q_qdrant_cb cb, void *arg);
+/* POST /collections/{name}/points/scroll with a caller-built body; result has
+ * "points" and "next_page_offset". */
+int p2q_qdrant_points_scroll(p2q_qdrant_t *q, const char *collection, const char *body, size_t len,
+                             p2q_qdrant_cb cb, void *arg);
+/* POST /collections/{name}/points/count {"exact": true[, "filter": filter_json]}. */
+int p2q_qdrant_points_count(p2q_qdrant_t *q, const char *collection, const char *filter_json,
+                            p2q_qdrant_cb cb, void *arg);
+/* GET /readyz (no envelope): err 0 when 200, otherwise classified like any request. */
+int p2q_qdrant_probe(p2q_qdrant_t *q, p2q_qdrant_cb cb, void *arg);
+
+/* ---- blocking convenience (CLI; runs a private loop; never call on the daemon loop) ---- */
+/* Check the collection; if absent (404) and create != 0, create it (+ optional keyword payload
+ * index on index_field) and check again. 0, or a P2Q_E* code with a message in msg. */
+int p2q_qdrant_sync_ensure_collection(const p2q_qdrant_options_t *opts, const char *collection,
+                                      const p2q_qdrant_vectors_t *want, int create,
+                                      const char *index_field, char *msg, size_t msglen);
+/* GET /readyz synchronously. */
+int p2q_qdrant_sync_probe(const p2q_qdrant_options_t *opts, char *msg, size_t msglen);
+
+#endif
