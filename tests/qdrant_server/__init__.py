@@ -1,0 +1,1 @@
+"""Qdrant-compatible test server package (server runs as a subprocess; see client.py)."""

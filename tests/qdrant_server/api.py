@@ -1,0 +1,544 @@
+"""Qdrant REST API routes of the test server (transport-free request -> response logic).
+
+Owns: routing of ``(method, path)`` to handlers, body parsing + schema validation through
+:mod:`validator`, query-parameter parsing, and the Qdrant semantics of every endpoint listed in
+``/work/shared/design/qdrant-rest.md`` (collections, upsert/delete/payload, scroll, count, query,
+retrieve, payload index, health).
+
+Invariants:
+  * Check order follows actix/Qdrant: route match (else empty 404) -> API key (done by the HTTP
+    layer) -> ``Content-Type`` (400 ``Content type error``) -> size (400) -> JSON parse (400
+    ``Format error in JSON body``) -> schema shape (400) -> constraints (422) -> handler
+    (404 collection, 400 ``Wrong input``...).
+  * Errors raised before the handler use ``"time": 0.0`` like Qdrant's extractor error handler.
+  * Each handler runs under ``Store.lock`` and validates every point before mutating anything.
+  * Handlers record ``req.log`` fields (collection, points, ids) for the control request log.
+"""
+import json
+import re
+import time
+
+import store as st
+from store import ApiError, DEFAULT_VECTOR, point_key, wrong_input
+from validator import FormatError, label_errors
+
+try:
+    import orjson
+
+    def dumps(obj):
+        return orjson.dumps(obj)
+
+    def _loads_fast(b):
+        return orjson.loads(b)
+    _FastError = orjson.JSONDecodeError
+except ImportError:  # pragma: no cover - orjson is in tests/requirements.txt
+    orjson = None
+
+    def dumps(obj):
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    def _loads_fast(b):
+        return json.loads(b, parse_constant=_no_constant)
+    _FastError = ValueError
+
+VERSION = "1.19.0"
+MAX_BODY = 32 * 1024 * 1024
+NAME_FORBIDDEN = set('<>:"/\\|?*\0')
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(body):
+    """Parse JSON like serde_json would accept it; raises ApiError(400) with a serde-ish message."""
+    try:
+        return _loads_fast(body)
+    except _FastError as e:
+        try:   # orjson refuses integers beyond 64 bits; serde reads them as floats
+            return json.loads(body, parse_constant=_no_constant)
+        except ValueError:
+            pass
+        if not body.strip():
+            msg = "EOF while parsing a value at line 1 column 0"
+        else:
+            line = getattr(e, "lineno", 1)
+            col = getattr(e, "colno", 1)
+            msg = f"expected value at line {line} column {col}"
+        raise ApiError(400, f"Format error in JSON body: {msg}")
+
+
+class Request:
+    """A parsed HTTP request plus the fields the control log wants."""
+
+    def __init__(self, method, path, query, headers, body):
+        self.method = method
+        self.path = path
+        self.query = query          # dict name -> last value
+        self.headers = headers      # mapping with case-insensitive .get
+        self.body = body
+        self.log = {"collection": None, "points": None, "ids": None}
+
+
+def _note_ids(req, body):
+    """Log the point count / raw ids of an upsert or delete-by-ids even if it later fails."""
+    if req.method == "PUT" and req.path.endswith("/points"):
+        ids = body["batch"]["ids"] if "batch" in body else [p["id"] for p in body["points"]]
+    elif req.path.endswith("/points/delete") and isinstance(body.get("points"), list):
+        ids = body["points"]
+    else:
+        return
+    req.log["points"] = len(ids)
+    req.log["ids"] = ids
+
+
+class Response:
+    __slots__ = ("status", "body", "content_type", "headers")
+
+    def __init__(self, status, body=b"", content_type="application/json", headers=None):
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers or []
+
+
+def ok(result, started):
+    return Response(200, dumps({"result": result, "status": "ok",
+                                "time": time.perf_counter() - started}))
+
+
+def error(status, message, started=None):
+    t = 0.0 if started is None else time.perf_counter() - started
+    return Response(status, dumps({"status": {"error": message}, "time": t}))
+
+
+# -- query parameters ----------------------------------------------------------------------------
+def _qbool(req, name, default):
+    v = req.query.get(name)
+    if v is None:
+        return default
+    if v in ("true", "false"):
+        return v == "true"
+    raise ApiError(400, "Deserialize error in query parameters: Query deserialize error: "
+                        "provided string was not `true` or `false`")
+
+
+def _check_write_params(req):
+    wait = _qbool(req, "wait", False)
+    ordering = req.query.get("ordering")
+    if ordering is not None and ordering not in ("weak", "medium", "strong"):
+        raise ApiError(400, "Deserialize error in query parameters: Query deserialize error: "
+                            f"unknown variant `{ordering}`, expected one of `weak`, `medium`, "
+                            "`strong`")
+    timeout = req.query.get("timeout")
+    if timeout is not None and not timeout.isdigit():
+        raise ApiError(400, "Deserialize error in query parameters: Query deserialize error: "
+                            "invalid digit found in string")
+    return wait
+
+
+def update_result(coll, wait):
+    return {"operation_id": coll.next_op(), "status": "completed" if wait else "acknowledged"}
+
+
+# -- payload / vector output helpers ---------------------------------------------------------------
+def select_payload(payload, spec):
+    if spec is None or spec is True:
+        return payload
+    if spec is False:
+        return None
+    if isinstance(spec, list):
+        return _include(payload, spec)
+    if "include" in spec:
+        return _include(payload, spec["include"])
+    if "exclude" in spec:
+        out = dict(payload)
+        for k in spec["exclude"]:
+            out.pop(k, None)
+        return out
+    return payload
+
+
+def _include(payload, keys):
+    out = {}
+    for k in keys:
+        if k in payload:
+            out[k] = payload[k]
+        elif "." in k:
+            head, rest = k.split(".", 1)
+            sub = payload.get(head)
+            if isinstance(sub, dict):
+                picked = _include(sub, [rest])
+                if picked:
+                    out.setdefault(head, {}).update(picked)
+    return out
+
+
+def vector_output(coll, point, spec):
+    """Qdrant's VectorStructOutput: a bare list for a lone default vector, else a name map."""
+    if not spec:
+        return None
+    names = None if spec is True else set(spec)
+    sel = {n: v for n, v in point.vectors.items() if names is None or n in names}
+    out = {n: ({"indices": v[0], "values": v[1]} if isinstance(v, tuple) else v)
+           for n, v in sel.items()}
+    if list(out) == [DEFAULT_VECTOR]:
+        return out[DEFAULT_VECTOR]
+    return out
+
+
+def record(coll, p, with_payload, with_vector):
+    return {"id": p.key, "payload": select_payload(p.payload, with_payload),
+            "vector": vector_output(coll, p, with_vector)}
+
+
+# -- handlers --------------------------------------------------------------------------------------
+class Api:
+    """All Qdrant routes; one instance per server process."""
+
+    def __init__(self, store, validator):
+        self.store = store
+        self.v = validator
+        self._checks = {}
+        self.routes = []
+        R = self._route
+        R("GET", r"/", self.root, None)
+        R("GET", r"/healthz", self.healthz, None)
+        R("GET", r"/livez", self.livez, None)
+        R("GET", r"/readyz", self.readyz, None)
+        R("GET", r"/collections", self.list_collections, None)
+        R("GET", r"/collections/{c}", self.get_collection, None)
+        R("PUT", r"/collections/{c}", self.create_collection, "CreateCollection")
+        R("DELETE", r"/collections/{c}", self.delete_collection, None)
+        R("GET", r"/collections/{c}/exists", self.exists, None)
+        R("PUT", r"/collections/{c}/index", self.create_index, "CreateFieldIndex")
+        R("DELETE", r"/collections/{c}/index/{f}", self.delete_index, None)
+        R("PUT", r"/collections/{c}/points", self.upsert, "PointInsertOperations")
+        R("POST", r"/collections/{c}/points", self.retrieve, "PointRequest")
+        R("POST", r"/collections/{c}/points/delete", self.delete_points, "PointsSelector")
+        R("POST", r"/collections/{c}/points/payload", self.set_payload, "SetPayload")
+        R("PUT", r"/collections/{c}/points/payload", self.overwrite_payload, "SetPayload")
+        R("POST", r"/collections/{c}/points/payload/delete", self.delete_payload,
+          "DeletePayload")
+        R("POST", r"/collections/{c}/points/payload/clear", self.clear_payload,
+          "PointsSelector")
+        R("POST", r"/collections/{c}/points/scroll", self.scroll, "ScrollRequest")
+        R("POST", r"/collections/{c}/points/count", self.count, "CountRequest")
+        R("POST", r"/collections/{c}/points/query", self.query, "QueryRequest")
+        R("POST", r"/collections/{c}/points/query/batch", self.query_batch,
+          "QueryRequestBatch")
+        R("GET", r"/collections/{c}/points/{id}", self.get_point, None)
+
+    def _route(self, method, pattern, fn, schema):
+        rx = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$"
+        self.routes.append((method, re.compile(rx), fn, schema))
+
+    def match(self, method, path):
+        for m, rx, fn, schema in self.routes:
+            if m == method:
+                mo = rx.match(path)
+                if mo:
+                    return fn, schema, mo.groupdict()
+        return None
+
+    def check_body(self, schema, obj):
+        chk = self._checks.get(schema)
+        if chk is None:
+            chk = self._checks[schema] = self.v.validator_for(schema)
+        try:
+            errs = chk(obj)
+        except FormatError as e:
+            raise ApiError(400, f"Format error in JSON body: {e}")
+        if errs:
+            raise ApiError(422, label_errors(errs))
+
+    def handle(self, req):
+        """Route and run ``req``; returns a Response (never raises)."""
+        started = time.perf_counter()
+        found = self.match(req.method, req.path)
+        if found is None:
+            return Response(404, b"", content_type=None)
+        fn, schema, params = found
+        if "c" in params:
+            req.log["collection"] = params["c"]
+        body = None
+        try:
+            if schema is not None:
+                body = self._read_json(req, schema)
+                _note_ids(req, body)
+        except ApiError as e:
+            return error(e.status, e.message)   # extractor errors carry time 0.0
+        try:
+            with self.store.lock:
+                return fn(req, params, body, started)
+        except ApiError as e:
+            return error(e.status, e.message, started)
+
+    def _read_json(self, req, schema):
+        ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if not (ctype == "application/json" or ctype.endswith("+json")):
+            raise ApiError(400, "Content type error")
+        if len(req.body) > MAX_BODY:
+            raise ApiError(400, f"JSON payload ({len(req.body)} bytes) is larger than allowed "
+                                f"(limit: {MAX_BODY} bytes).")
+        obj = loads(req.body)
+        self.check_body(schema, obj)
+        return obj
+
+    # -- service ----------------------------------------------------------------------------
+    def root(self, req, p, body, t0):
+        return Response(200, dumps({"title": "qdrant - vector search engine",
+                                    "version": VERSION, "commit": "pg2qdrant-test-server"}))
+
+    def healthz(self, req, p, body, t0):
+        return Response(200, b"healthz check passed", "text/plain; charset=utf-8")
+
+    def livez(self, req, p, body, t0):
+        return Response(200, b"livez check passed", "text/plain; charset=utf-8")
+
+    def readyz(self, req, p, body, t0):
+        return Response(200, b"all shards are ready", "text/plain; charset=utf-8")
+
+    # -- collections ------------------------------------------------------------------------
+    def list_collections(self, req, p, body, t0):
+        return ok({"collections": [{"name": n} for n in self.store.collections]}, t0)
+
+    def get_collection(self, req, p, body, t0):
+        return ok(self.store.get(p["c"]).info(), t0)
+
+    def exists(self, req, p, body, t0):
+        return ok({"exists": p["c"] in self.store.collections}, t0)
+
+    def create_collection(self, req, p, body, t0):
+        name = p["c"]
+        if not name or len(name) > 255 or set(name) & NAME_FORBIDDEN:
+            raise ApiError(422, "Validation error in path parameters: [collection_name: "
+                                "collection name cannot contain invalid characters]")
+        if name in self.store.collections:
+            raise ApiError(409, f"Wrong input: Collection `{name}` already exists!")
+        for vname in (body.get("sparse_vectors") or {}):
+            vecs = body.get("vectors")
+            if isinstance(vecs, dict) and vname in vecs and "size" not in vecs:
+                raise wrong_input(f"Sparse vector name `{vname}` conflicts with dense vector")
+        self.store.collections[name] = st.Collection(name, body)
+        return ok(True, t0)
+
+    def delete_collection(self, req, p, body, t0):
+        return ok(self.store.collections.pop(p["c"], None) is not None, t0)
+
+    def create_index(self, req, p, body, t0):
+        wait = _check_write_params(req)
+        coll = self.store.get(p["c"])
+        coll.payload_schema[body["field_name"]] = body.get("field_schema") or "keyword"
+        return ok(update_result(coll, wait), t0)
+
+    def delete_index(self, req, p, body, t0):
+        wait = _check_write_params(req)
+        coll = self.store.get(p["c"])
+        coll.payload_schema.pop(p["f"], None)
+        return ok(update_result(coll, wait), t0)
+
+    # -- point writes -----------------------------------------------------------------------
+    def upsert(self, req, p, body, t0):
+        wait = _check_write_params(req)
+        coll = self.store.get(p["c"])
+        if "batch" in body:
+            ids, vectors, payloads = self._batch_columns(coll, body["batch"])
+        else:
+            pts = body["points"]
+            ids = [x["id"] for x in pts]
+            vectors = [coll.convert_vector_struct(x["vector"]) for x in pts]
+            payloads = [x.get("payload") for x in pts]
+        keys = [point_key(i) for i in ids]
+        req.log["points"] = len(keys)
+        req.log["ids"] = keys
+        mode = body.get("update_mode") or "upsert"
+        flt = body.get("update_filter")
+        op = coll.next_op()
+        points = coll.points
+        for k, vecs, pl in zip(keys, vectors, payloads):
+            old = points.get(k)
+            if old is not None:
+                if mode == "insert_only":
+                    continue
+                if flt is not None and not st.match_filter(flt, old):
+                    continue
+            elif mode == "update_only":
+                continue
+            points[k] = st.Point(k, vecs, pl if pl is not None else {}, op)
+        coll.invalidate()
+        return ok({"operation_id": op, "status": "completed" if wait else "acknowledged"}, t0)
+
+    def _batch_columns(self, coll, batch):
+        ids = batch["ids"]
+        n = len(ids)
+        vs = batch["vectors"]
+        if isinstance(vs, list):
+            if len(vs) != n:
+                raise wrong_input(f"number of ids ({n}) and vectors ({len(vs)}) must be equal")
+            vectors = [coll.convert_vector_struct(v) for v in vs]
+        else:
+            vectors = [{} for _ in range(n)]
+            for name, column in vs.items():
+                if len(column) != n:
+                    raise wrong_input(f"number of ids ({n}) and vectors ({len(column)}) must "
+                                      "be equal")
+                for i, v in enumerate(column):
+                    vectors[i].update(coll.convert_vector_struct({name: v}))
+        payloads = batch.get("payloads") or [None] * n
+        if len(payloads) != n:
+            raise wrong_input(f"number of ids ({n}) and payloads ({len(payloads)}) must be equal")
+        return ids, vectors, payloads
+
+    def _select(self, coll, body, req=None):
+        """Keys addressed by a PointsSelector-like body (``points`` ids or ``filter``)."""
+        if body.get("points") is not None:
+            keys = [point_key(i) for i in body["points"]]
+            if req is not None:
+                req.log["points"] = len(keys)
+                req.log["ids"] = keys
+            return keys, True
+        if body.get("filter") is not None:
+            flt = body["filter"]
+            return [k for k, pt in coll.points.items() if st.match_filter(flt, pt)], False
+        raise ApiError(400, "Format error in JSON body: Either list of point ids or filter "
+                            "must be provided")
+
+    def delete_points(self, req, p, body, t0):
+        wait = _check_write_params(req)
+        coll = self.store.get(p["c"])
+        keys, _ = self._select(coll, body, req)
+        for k in keys:
+            coll.points.pop(k, None)
+        coll.invalidate()
+        return ok(update_result(coll, wait), t0)
+
+    def _payload_targets(self, coll, body, req):
+        keys, by_id = self._select(coll, body, req)
+        if by_id:
+            for k in keys:
+                if k not in coll.points:
+                    raise ApiError(404, f"Not found: No point with id {k} found")
+        return keys
+
+    def set_payload(self, req, p, body, t0):
+        wait = _check_write_params(req)
+        coll = self.store.get(p["c"])
+        keys = self._payload_targets(coll, body, req)
+        op = coll.next_op()
+        for k in keys:
+            pt = coll.points[k]
+            if body.get("key"):
+                st.set_by_key(pt.payload, body["key"], body["payload"])
+            else:
+                pt.payload.update(body["payload"])
+            pt.version = op
+        return ok({"operation_id": op, "status": "completed" if wait else "acknowledged"}, t0)
+
+    def overwrite_payload(self, req, p, body, t0):
+        wait = _check_write_params(req)
+        coll = self.store.get(p["c"])
+        keys = self._payload_targets(coll, body, req)
+        op = coll.next_op()
+        for k in keys:
+            coll.points[k].payload = dict(body["payload"])
+            coll.points[k].version = op
+        return ok({"operation_id": op, "status": "completed" if wait else "acknowledged"}, t0)
+
+    def delete_payload(self, req, p, body, t0):
+        wait = _check_write_params(req)
+        coll = self.store.get(p["c"])
+        keys = self._payload_targets(coll, body, req)
+        for k in keys:
+            for key in body["keys"]:
+                coll.points[k].payload.pop(key, None)
+        return ok(update_result(coll, wait), t0)
+
+    def clear_payload(self, req, p, body, t0):
+        wait = _check_write_params(req)
+        coll = self.store.get(p["c"])
+        keys = self._payload_targets(coll, body, req)
+        for k in keys:
+            coll.points[k].payload = {}
+        return ok(update_result(coll, wait), t0)
+
+    # -- point reads ------------------------------------------------------------------------
+    def retrieve(self, req, p, body, t0):
+        coll = self.store.get(p["c"])
+        wp = body.get("with_payload", True)
+        wv = body.get("with_vector", False)
+        out, seen = [], set()
+        for raw in body["ids"]:
+            k = point_key(raw)
+            pt = coll.points.get(k)
+            if pt is not None and k not in seen:
+                seen.add(k)
+                out.append(record(coll, pt, wp, wv))
+        return ok(out, t0)
+
+    def get_point(self, req, p, body, t0):
+        coll = self.store.get(p["c"])
+        k = st.parse_path_id(p["id"])
+        pt = coll.points.get(k)
+        if pt is None:
+            raise ApiError(404, f"Not found: No point with id {k} found")
+        return ok(record(coll, pt, True, True), t0)
+
+    def scroll(self, req, p, body, t0):
+        coll = self.store.get(p["c"])
+        limit = body.get("limit") or 10
+        flt = body.get("filter")
+        wp = body.get("with_payload", True)
+        wp = True if wp is None else wp
+        wv = body.get("with_vector", False)
+        keys = coll.sorted_keys()
+        start = 0
+        if body.get("offset") is not None:
+            off = st.id_sort_key(point_key(body["offset"]))
+            lo, hi = 0, len(keys)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if st.id_sort_key(keys[mid]) < off:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            start = lo
+        out, nxt = [], None
+        for k in keys[start:]:
+            pt = coll.points[k]
+            if flt and not st.match_filter(flt, pt):
+                continue
+            if len(out) == limit:
+                nxt = k
+                break
+            out.append(record(coll, pt, wp, wv))
+        return ok({"points": out, "next_page_offset": nxt}, t0)
+
+    def count(self, req, p, body, t0):
+        coll = self.store.get(p["c"])
+        flt = body.get("filter")
+        n = sum(1 for pt in coll.points.values() if st.match_filter(flt, pt)) if flt \
+            else len(coll.points)
+        return ok({"count": n}, t0)
+
+    def query(self, req, p, body, t0):
+        coll = self.store.get(p["c"])
+        return ok({"points": self._query(coll, body)}, t0)
+
+    def query_batch(self, req, p, body, t0):
+        coll = self.store.get(p["c"])
+        return ok([{"points": self._query(coll, q)} for q in body["searches"]], t0)
+
+    def _query(self, coll, body):
+        from query import run_query   # local import keeps module graph simple
+        limit = body.get("limit") or 10
+        offset = body.get("offset") or 0
+        scored = run_query(coll, body, limit + offset)
+        wp = body.get("with_payload", False)
+        wv = body.get("with_vector", False)
+        out = []
+        for score, pt in scored[offset:offset + limit]:
+            out.append({"id": pt.key, "version": pt.version, "score": score,
+                        "payload": select_payload(pt.payload, wp) if wp else None,
+                        "vector": vector_output(coll, pt, wv)})
+        return out

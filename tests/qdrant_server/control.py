@@ -1,0 +1,128 @@
+"""Control API of the Qdrant test server (served on the separate control port, JSON in/out).
+
+Owns the run-time scripting surface used by tests:
+  GET  /control/ping                       -> {"ok": true}
+  GET  /control/state                      -> {"down", "faults", "collections", "api_key_set"}
+  POST /control/down | /control/up         close / reopen the Qdrant listening socket
+  POST /control/fail            {"status", "count"|"seconds", "path"?, "method"?,
+                                 "retry_after"?, "message"?, "body"?}
+  POST /control/latency         {"ms", "count"?|"seconds"?, "path"?, "method"?}
+  POST /control/reset_connection {"count", "path"?, "method"?, "apply"?: true}
+  POST /control/clear_faults    drop fail/latency/reset rules only
+  POST /control/reset           drop collections, faults and the log; bring the port up
+  GET  /control/log?since=SEQ   request log entries; DELETE /control/log clears it
+  GET  /control/points/{c}      every point of collection c (id order) with vectors + payload
+  POST /control/corrupt         {"collection", "id", "payload"?: merge, "set_payload"?: replace,
+                                 "delete_keys"?: [...], "vector"?: {...}|[...], "delete"?: bool}
+                                edits stored points behind the daemon's back (drift)
+
+Invariants: control requests never appear in the Qdrant request log and are never subject to
+injected faults or the API key; every answer is ``{"ok": true, ...}`` or ``{"ok": false,
+"error": msg}`` with status 400/404.
+"""
+import api as qapi
+import store as st
+
+
+class ControlError(Exception):
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+
+
+def _points_dump(coll):
+    out = []
+    for k in coll.sorted_keys():
+        p = coll.points[k]
+        out.append({"id": k, "vector": qapi.vector_output(coll, p, True) or None,
+                    "payload": p.payload, "version": p.version})
+    return out
+
+
+def handle_control(app, method, path, query, body):
+    """Returns (status, obj)."""
+    faults = app.faults
+    parts = [x for x in path.split("/") if x]
+    if parts[:1] != ["control"]:
+        raise ControlError(404, "unknown control route")
+    rest = parts[1:]
+    key = (method, rest[0] if rest else "")
+    if key == ("GET", "ping"):
+        return 200, {"ok": True}
+    if key == ("GET", "state"):
+        with app.store.lock:
+            colls = {n: len(c.points) for n, c in app.store.collections.items()}
+        return 200, {"ok": True, "down": app.is_down(), "faults": faults.describe(),
+                     "collections": colls, "api_key_set": app.api_key is not None}
+    if key == ("POST", "down"):
+        app.go_down()
+        return 200, {"ok": True}
+    if key == ("POST", "up"):
+        app.go_up()
+        return 200, {"ok": True}
+    if key == ("POST", "fail"):
+        if "status" not in body:
+            raise ControlError(400, "status is required")
+        faults.add("fail", body)
+        return 200, {"ok": True}
+    if key == ("POST", "latency"):
+        faults.set_latency(body)
+        return 200, {"ok": True}
+    if key == ("POST", "reset_connection"):
+        faults.add("reset", dict(body, count=body.get("count", 1)))
+        return 200, {"ok": True}
+    if key == ("POST", "clear_faults"):
+        faults.clear_faults()
+        return 200, {"ok": True}
+    if key == ("POST", "reset"):
+        app.store.reset()
+        faults.reset()
+        app.go_up()
+        return 200, {"ok": True}
+    if rest[:1] == ["log"]:
+        if method == "GET":
+            since = int(query.get("since", 0) or 0)
+            return 200, {"ok": True, "log": faults.entries(since)}
+        if method == "DELETE":
+            faults.clear_log()
+            return 200, {"ok": True}
+    if method == "GET" and rest[:1] == ["points"] and len(rest) == 2:
+        with app.store.lock:
+            coll = app.store.collections.get(rest[1])
+            if coll is None:
+                raise ControlError(404, f"collection {rest[1]} does not exist")
+            return 200, {"ok": True, "points": _points_dump(coll)}
+    if key == ("POST", "corrupt"):
+        return 200, _corrupt(app, body)
+    raise ControlError(404, f"unknown control route {method} {path}")
+
+
+def _corrupt(app, body):
+    with app.store.lock:
+        coll = app.store.collections.get(body.get("collection"))
+        if coll is None:
+            raise ControlError(404, f"collection {body.get('collection')} does not exist")
+        try:
+            k = st.point_key(body.get("id"))
+        except st.ApiError as e:
+            raise ControlError(400, e.message)
+        pt = coll.points.get(k)
+        if pt is None:
+            raise ControlError(404, f"point {k} does not exist")
+        if body.get("delete"):
+            del coll.points[k]
+            coll.invalidate()
+            return {"ok": True}
+        if "set_payload" in body:
+            pt.payload = dict(body["set_payload"])
+        if "payload" in body:
+            pt.payload.update(body["payload"])
+        for dk in body.get("delete_keys") or []:
+            pt.payload.pop(dk, None)
+        if "vector" in body:
+            vs = body["vector"]
+            try:
+                pt.vectors.update(coll.convert_vector_struct(vs))
+            except st.ApiError as e:
+                raise ControlError(400, e.message)
+        return {"ok": True}

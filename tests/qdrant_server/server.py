@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Qdrant-compatible test server (HTTP layer + process entry point).
+
+Usage::
+
+    python3 tests/qdrant_server/server.py --port P --control-port C [--api-key K]
+                                          [--bench-mode] [--host 127.0.0.1]
+
+Prints ``READY port=P control_port=C`` on stdout once both ports listen (port 0 picks a free
+port; the line reports the real ones).
+
+Owns: the HTTP/1.1 keep-alive transport of the Qdrant port (thread per connection, idle
+connections closed after 5 s like Qdrant/actix), request framing (Content-Length or chunked),
+trailing-slash trimming, API-key checks (401 plain text; ``/``, ``/healthz``, ``/livez``,
+``/readyz`` need no key), the 32 MiB body limit, fault injection (latency, injected statuses,
+TCP RST mid-response, listening socket down/up), the request log, and the control port.
+
+Invariants:
+  * One ``App`` per process; the Qdrant port can be closed and reopened on the same port number
+    (``down`` also aborts open keep-alive connections so clients see refused/reset).
+  * Every Qdrant request (except ones refused by the socket being down) gets exactly one log
+    entry, including injected failures and auth failures.
+  * ``--bench-mode`` only relaxes per-element vector type checks; answers are otherwise equal.
+"""
+import argparse
+import json
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import api as qapi          # noqa: E402
+import control              # noqa: E402
+from faults import Faults   # noqa: E402
+from store import Store     # noqa: E402
+from validator import Validator  # noqa: E402
+
+IDLE_TIMEOUT = 5.0
+WHITELIST_EXACT = {"/", "/healthz"}
+WHITELIST_PREFIX = ("/readyz", "/livez")
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+           404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+           409: "Conflict", 413: "Payload Too Large", 422: "Unprocessable Entity",
+           429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
+           503: "Service Unavailable", 504: "Gateway Timeout", 507: "Insufficient Storage"}
+
+
+class _Headers:
+    """Case-insensitive view over http.client.HTTPMessage with a dict-like .get."""
+
+    def __init__(self, msg):
+        self.msg = msg
+
+    def get(self, name, default=None):
+        return self.msg.get(name, default)
+
+
+class App:
+    def __init__(self, host, port, api_key, bench):
+        self.host = host
+        self.port = port
+        self.api_key = api_key
+        self.bench = bench
+        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                               "openapi.json"), "rb") as f:
+            spec = json.loads(f.read())
+        self.store = Store()
+        self.api = qapi.Api(self.store, Validator(spec, fast=bench))
+        self.faults = Faults()
+        self.server = None
+        self.conns = set()
+        self.conns_lock = threading.Lock()
+        self.state_lock = threading.Lock()
+
+    # -- listening socket lifecycle -------------------------------------------------------------
+    def is_down(self):
+        return self.server is None
+
+    def go_up(self):
+        with self.state_lock:
+            if self.server is not None:
+                return
+            srv = QdrantHTTPServer((self.host, self.port), QdrantHandler)
+            srv.app = self
+            self.port = srv.server_address[1]
+            self.server = srv
+            threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                             daemon=True).start()
+
+    def go_down(self):
+        with self.state_lock:
+            srv, self.server = self.server, None
+            if srv is None:
+                return
+            srv.shutdown()
+            srv.server_close()
+            with self.conns_lock:
+                conns = list(self.conns)
+            for c in conns:
+                _rst_close(c)
+
+    # -- auth -----------------------------------------------------------------------------------
+    def auth_error(self, path, headers):
+        if self.api_key is None or path in WHITELIST_EXACT or path.startswith(WHITELIST_PREFIX):
+            return None
+        key = headers.get("api-key")
+        if key is None:
+            auth = headers.get("Authorization") or ""
+            if auth[:7].lower() == "bearer ":
+                key = auth[7:].strip()
+        if key is None:
+            return "Must provide an API key or an Authorization bearer token"
+        if key != self.api_key:
+            return "Invalid API key or JWT"
+        return None
+
+
+def _rst_close(sock):
+    """Abort a TCP connection: SO_LINGER 0 then close -> the peer sees RST."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+class QdrantHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+class QdrantHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "qdrant-test-server"
+    sys_version = ""
+    timeout = IDLE_TIMEOUT
+
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.app.conns_lock:
+            self.server.app.conns.add(self.connection)
+
+    def finish(self):
+        with self.server.app.conns_lock:
+            self.server.app.conns.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        except (ConnectionError, OSError):
+            self.close_connection = True
+
+    def do_GET(self):
+        self._dispatch()
+
+    do_PUT = do_POST = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+
+    # -- request body ---------------------------------------------------------------------------
+    def _read_body(self):
+        """Returns (body bytes or None when over the limit, length)."""
+        te = (self.headers.get("Transfer-Encoding") or "").lower()
+        if "chunked" in te:
+            chunks, total = [], 0
+            while True:
+                line = self.rfile.readline(65537)
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                data = self.rfile.read(size)
+                self.rfile.readline(65537)
+                total += size
+                if total <= qapi.MAX_BODY:
+                    chunks.append(data)
+            return (b"".join(chunks) if total <= qapi.MAX_BODY else None), total
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > qapi.MAX_BODY:
+            left = length
+            while left > 0:
+                got = self.rfile.read(min(left, 1 << 20))
+                if not got:
+                    break
+                left -= len(got)
+            return None, length
+        return (self.rfile.read(length) if length else b""), length
+
+    # -- dispatch -------------------------------------------------------------------------------
+    def _dispatch(self):
+        app = self.server.app
+        t0 = time.time()
+        parts = urlsplit(self.path)
+        path = unquote(parts.path)
+        if len(path) > 1:
+            path = path.rstrip("/") or "/"
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        method = self.command
+        body, length = self._read_body()
+        entry = {"ts": t0, "method": method, "path": path, "query": query,
+                 "collection": None, "points": None, "ids": None, "status": None,
+                 "fault": None}
+        ms = app.faults.latency_ms(method, path)
+        if ms:
+            time.sleep(ms / 1000.0)
+        rule = app.faults.take_fail(method, path)
+        req = qapi.Request(method, path, query, _Headers(self.headers), body or b"")
+        if rule is not None:
+            resp = self._injected(rule)
+            entry["fault"] = "fail"
+            self._note_points(app, req, entry)
+        else:
+            auth = app.auth_error(path, self.headers)
+            if auth is not None:
+                resp = qapi.Response(401, auth.encode(), "text/plain; charset=utf-8")
+            elif body is None:
+                resp = qapi.error(400, f"JSON payload ({length} bytes) is larger than allowed "
+                                       f"(limit: {qapi.MAX_BODY} bytes).")
+            else:
+                reset = app.faults.take_reset(method, path)
+                if reset is not None and not reset.apply:
+                    entry["fault"] = "reset"
+                    self._log(app, req, entry, 0)
+                    self._reset_mid_response(qapi.error(500, "reset"))
+                    return
+                resp = app.api.handle(req)
+                if reset is not None:
+                    entry["fault"] = "reset"
+                    entry.update(req.log)
+                    self._log(app, req, entry, resp.status)
+                    self._reset_mid_response(resp)
+                    return
+        entry.update({k: v for k, v in req.log.items() if v is not None})
+        self._log(app, req, entry, resp.status)
+        self._send(resp, method == "HEAD")
+
+    def _note_points(self, app, req, entry):
+        """Best-effort collection / point count of a request answered by an injected fault."""
+        found = app.api.match(req.method, req.path)
+        if found and "c" in found[2]:
+            entry["collection"] = found[2]["c"]
+
+    def _log(self, app, req, entry, status):
+        entry["status"] = status
+        app.faults.record(entry)
+
+    def _injected(self, rule):
+        headers = []
+        if rule.retry_after is not None:
+            headers.append(("Retry-After", str(int(rule.retry_after))))
+        if rule.body is not None:
+            return qapi.Response(rule.status, rule.body.encode(), "text/plain; charset=utf-8",
+                                 headers)
+        resp = qapi.error(rule.status, rule.message, time.perf_counter())
+        resp.headers = headers
+        return resp
+
+    def _encode(self, resp, head_only=False):
+        lines = [f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Unknown')}",
+                 f"content-length: {len(resp.body)}"]
+        if resp.content_type:
+            lines.append(f"content-type: {resp.content_type}")
+        for k, v in resp.headers:
+            lines.append(f"{k}: {v}")
+        if self.close_connection:
+            lines.append("connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return head + (b"" if head_only else resp.body)
+
+    def _send(self, resp, head_only=False):
+        try:
+            self.wfile.write(self._encode(resp, head_only))
+        except OSError:
+            self.close_connection = True
+
+    def _reset_mid_response(self, resp):
+        data = self._encode(resp)
+        cut = max(1, len(data) // 2)
+        try:
+            self.wfile.write(data[:cut])
+            time.sleep(0.02)
+        except OSError:
+            pass
+        self.close_connection = True
+        _rst_close(self.connection)
+
+
+# -- control port ----------------------------------------------------------------------------------
+class ControlHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 30
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def do_GET(self):
+        app = self.server.app
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+            status, obj = control.handle_control(app, self.command, unquote(parts.path),
+                                                 dict(parse_qsl(parts.query)), body)
+        except control.ControlError as e:
+            status, obj = e.status, {"ok": False, "error": str(e)}
+        except (ValueError, KeyError, TypeError) as e:
+            status, obj = 400, {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        data = qapi.dumps(obj)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_POST = do_PUT = do_DELETE = do_GET
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--port", type=int, default=6333)
+    ap.add_argument("--control-port", type=int, default=0)
+    ap.add_argument("--api-key", default=None)
+    ap.add_argument("--bench-mode", action="store_true")
+    ap.add_argument("--host", default="127.0.0.1")
+    args = ap.parse_args(argv)
+    app = App(args.host, args.port, args.api_key, args.bench_mode)
+    app.go_up()
+    ctl = ThreadingHTTPServer((args.host, args.control_port), ControlHandler)
+    ctl.daemon_threads = True
+    ctl.app = app
+    threading.Thread(target=ctl.serve_forever, daemon=True).start()
+    print(f"READY port={app.port} control_port={ctl.server_address[1]}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,465 @@
+"""In-memory collections, points, payload filters and scoring of the Qdrant test server.
+
+Owns: the data model (``Store`` -> ``Collection`` -> ``Point``), point-id canonicalisation,
+filter evaluation (must/should/must_not/min_should, match value/any/except/text, range,
+values_count, is_empty/is_null, has_id, has_vector, nested, dotted keys with ``[]``) and exact
+vector scoring (Cosine/Dot/Euclid/Manhattan over dense vectors, dot/IDF over sparse vectors).
+
+Invariants:
+  * A point key is an ``int`` (u64 id) or a canonical lowercase hyphenated UUID ``str``; the two
+    kinds never collide (integer 1 and UUID ...0001 are different points).
+  * Id order (scroll paging) is Qdrant's: every integer id before every UUID, integers
+    numerically, UUIDs by their 128-bit value (== canonical string order).
+  * Vectors of Cosine collections are stored normalised (as Qdrant does on insert); stored dense
+    vectors are lists of floats, sparse vectors ``(indices, values)`` tuples sorted by index.
+  * All mutation happens under ``Store.lock``; callers hold it for a whole request so each
+    request is atomic (one bad point fails the whole upsert, nothing applied).
+"""
+import math
+import operator
+import threading
+import uuid
+from array import array
+
+from validator import MAX_U64, point_id_error
+
+DEFAULT_VECTOR = ""   # internal name of the unnamed vector
+
+
+class ApiError(Exception):
+    """An error answered with Qdrant's JSON error envelope."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def not_found_collection(name):
+    return ApiError(404, f"Not found: Collection `{name}` doesn't exist!")
+
+
+def wrong_input(msg):
+    return ApiError(400, f"Wrong input: {msg}")
+
+
+# -- point ids ---------------------------------------------------------------------------------
+def point_key(raw):
+    """Canonical key of an ExtendedPointId (int or lowercase hyphenated uuid str)."""
+    if type(raw) is int:
+        if 0 <= raw <= MAX_U64:
+            return raw
+    elif isinstance(raw, str):
+        try:
+            return str(uuid.UUID(raw))
+        except ValueError:
+            pass
+    raise ApiError(400, "Format error in JSON body: " + str(point_id_error(raw)))
+
+
+def id_sort_key(key):
+    return (0, key, "") if type(key) is int else (1, 0, key)
+
+
+def parse_path_id(text):
+    """Point id given in a URL path segment (``GET /points/{id}``)."""
+    if text.isdigit():
+        v = int(text)
+        if v <= MAX_U64:
+            return v
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise ApiError(400, "Format error in path parameters: " + str(point_id_error(text)))
+
+
+# -- payload access ------------------------------------------------------------------------------
+def _split_key(key):
+    """'a.b[].c' -> ['a', 'b', '[]', 'c']; '"x.y".z' quoting is honoured."""
+    parts, cur, quoted = [], "", False
+    for ch in key:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "." and not quoted:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    out = []
+    for p in parts:
+        n = 0
+        while p.endswith("[]"):
+            p = p[:-2]
+            n += 1
+        out.append(p)
+        out.extend(["[]"] * n)
+    return [p for p in out if p != ""]
+
+
+def get_values(payload, key):
+    """All values at ``key``; arrays at the leaf are flattened (Qdrant semantics)."""
+    cur = [payload]
+    for part in _split_key(key):
+        nxt = []
+        for obj in cur:
+            if part == "[]":
+                if isinstance(obj, list):
+                    nxt.extend(obj)
+            elif isinstance(obj, dict):
+                if part in obj:
+                    nxt.append(obj[part])
+            elif isinstance(obj, list):
+                for el in obj:
+                    if isinstance(el, dict) and part in el:
+                        nxt.append(el[part])
+        cur = nxt
+    flat = []
+    for v in cur:
+        if isinstance(v, list):
+            flat.extend(v)
+        else:
+            flat.append(v)
+    return cur, flat
+
+
+def set_by_key(payload, key, value):
+    """Merge ``value`` (a dict) into the object at dotted ``key`` (``set_payload`` with key)."""
+    obj = payload
+    for part in _split_key(key):
+        if not isinstance(obj.get(part), dict):
+            obj[part] = {}
+        obj = obj[part]
+    obj.update(value)
+
+
+def _is_int(v):
+    return type(v) is int
+
+
+def _is_num(v):
+    return type(v) is int or type(v) is float
+
+
+# -- filters -----------------------------------------------------------------------------------
+def _as_list(x):
+    if x is None:
+        return []
+    return x if isinstance(x, list) else [x]
+
+
+def match_filter(flt, point):
+    """True when ``point`` satisfies the Qdrant filter object ``flt`` (None matches all)."""
+    if not flt:
+        return True
+    for c in _as_list(flt.get("must")):
+        if not match_condition(c, point):
+            return False
+    for c in _as_list(flt.get("must_not")):
+        if match_condition(c, point):
+            return False
+    should = _as_list(flt.get("should"))
+    if should and not any(match_condition(c, point) for c in should):
+        return False
+    ms = flt.get("min_should")
+    if ms:
+        hits = sum(1 for c in ms["conditions"] if match_condition(c, point))
+        if hits < ms["min_count"]:
+            return False
+    return True
+
+
+def _match_value(m, values):
+    if "value" in m:
+        want = m["value"]
+        if isinstance(want, bool):
+            return any(v is want for v in values)
+        if _is_int(want):
+            return any(_is_int(v) and v == want for v in values)
+        return any(isinstance(v, str) and v == want for v in values)
+    if "any" in m:
+        allowed = m["any"]
+        if not allowed:
+            return False
+        if isinstance(allowed[0], str):
+            s = set(allowed)
+            return any(isinstance(v, str) and v in s for v in values)
+        s = set(allowed)
+        return any(_is_int(v) and v in s for v in values)
+    if "except" in m:
+        excluded = m["except"]
+        if not values:
+            return True
+        if excluded and isinstance(excluded[0], str):
+            s = set(excluded)
+            return any(not (isinstance(v, str) and v in s) for v in values)
+        s = set(excluded)
+        return any(not (_is_int(v) and v in s) for v in values)
+    if "text" in m:
+        return any(isinstance(v, str) and m["text"] in v for v in values)
+    if "text_any" in m:
+        words = m["text_any"].split()
+        return any(isinstance(v, str) and any(w in v for w in words) for v in values)
+    if "phrase" in m:
+        return any(isinstance(v, str) and m["phrase"] in v for v in values)
+    if "prefix" in m:
+        return any(isinstance(v, str) and v.startswith(m["prefix"]) for v in values)
+    return False
+
+
+def _in_range(r, v):
+    if r.get("lt") is not None and not v < r["lt"]:
+        return False
+    if r.get("gt") is not None and not v > r["gt"]:
+        return False
+    if r.get("lte") is not None and not v <= r["lte"]:
+        return False
+    if r.get("gte") is not None and not v >= r["gte"]:
+        return False
+    return True
+
+
+def _is_empty(raw):
+    return not raw or all(v is None or v == [] for v in raw)
+
+
+def match_condition(c, point):
+    if "key" in c:
+        raw, values = get_values(point.payload, c["key"])
+        if c.get("match") is not None:
+            return _match_value(c["match"], values)
+        if c.get("range") is not None:
+            r = c["range"]
+            if any(isinstance(r.get(k), str) for k in ("lt", "gt", "lte", "gte")):
+                return any(isinstance(v, str) and _in_range(r, v) for v in values)
+            return any(_is_num(v) and _in_range(r, v) for v in values)
+        if c.get("values_count") is not None:
+            n = len(values) if raw else 0
+            return _in_range(c["values_count"], n)
+        if c.get("is_empty") is not None:
+            return _is_empty(raw) == c["is_empty"]
+        if c.get("is_null") is not None:
+            return (any(v is None for v in raw)) == c["is_null"]
+        return False
+    if "is_empty" in c:
+        raw, _ = get_values(point.payload, c["is_empty"]["key"])
+        return _is_empty(raw)
+    if "is_null" in c:
+        raw, _ = get_values(point.payload, c["is_null"]["key"])
+        return any(v is None for v in raw)
+    if "has_id" in c:
+        keys = set()
+        for raw in c["has_id"]:
+            keys.add(point_key(raw))
+        return point.key in keys
+    if "has_vector" in c:
+        return c["has_vector"] in point.vectors
+    if "nested" in c:
+        raw, values = get_values(point.payload, c["nested"]["key"])
+        sub = c["nested"]["filter"]
+        return any(isinstance(el, dict) and match_filter(sub, _PayloadView(el)) for el in values)
+    return match_filter(c, point)
+
+
+class _PayloadView:
+    """A stand-in point for evaluating a nested filter against one array element."""
+    __slots__ = ("payload", "key", "vectors")
+
+    def __init__(self, payload):
+        self.payload = payload
+        self.key = None
+        self.vectors = {}
+
+
+# -- scoring -----------------------------------------------------------------------------------
+def to_f32(v):
+    """Round to float32 like Qdrant's storage (returns Python floats)."""
+    return array("f", v).tolist()
+
+
+def normalise(v):
+    n = math.sqrt(sum(map(operator.mul, v, v)))
+    if n == 0.0:
+        return to_f32(v)
+    return to_f32([x / n for x in v])
+
+
+def dense_score(distance, q, v):
+    if distance == "Cosine" or distance == "Dot":
+        return sum(map(operator.mul, q, v))
+    if distance == "Euclid":
+        return math.sqrt(sum((a - b) * (a - b) for a, b in zip(q, v)))
+    return sum(abs(a - b) for a, b in zip(q, v))  # Manhattan
+
+
+def higher_is_better(distance):
+    return distance in ("Cosine", "Dot", None)
+
+
+def sparse_score(q, v, idf=None):
+    qi, qv = q
+    vi, vv = v
+    d = dict(zip(vi, vv))
+    s = 0.0
+    hit = False
+    for i, x in zip(qi, qv):
+        y = d.get(i)
+        if y is not None:
+            hit = True
+            s += x * y * (idf.get(i, 1.0) if idf is not None else 1.0)
+    return s if hit else None
+
+
+class Point:
+    __slots__ = ("key", "vectors", "payload", "version")
+
+    def __init__(self, key, vectors, payload, version):
+        self.key = key
+        self.vectors = vectors
+        self.payload = payload
+        self.version = version
+
+
+class Collection:
+    def __init__(self, name, body):
+        self.name = name
+        self.body = body
+        vectors = body.get("vectors")
+        self.named = {}          # name -> {"size", "distance", ...}
+        self.unnamed = False
+        if isinstance(vectors, dict) and "size" in vectors and "distance" in vectors:
+            self.unnamed = True
+            self.named[DEFAULT_VECTOR] = vectors
+        elif isinstance(vectors, dict):
+            self.named.update(vectors)
+        self.sparse = dict(body.get("sparse_vectors") or {})
+        self.points = {}
+        self.op_id = 0
+        self.payload_schema = {}
+        self._sorted = None
+
+    def next_op(self):
+        op = self.op_id
+        self.op_id += 1
+        return op
+
+    def sorted_keys(self):
+        if self._sorted is None:
+            self._sorted = sorted(self.points, key=id_sort_key)
+        return self._sorted
+
+    def invalidate(self):
+        self._sorted = None
+
+    # -- vector input normalisation ---------------------------------------------------------
+    def convert_vector_struct(self, vs):
+        """Turn a point's ``vector`` (list or name map) into {name: stored vector}; raises."""
+        if isinstance(vs, list):
+            if vs and isinstance(vs[0], list):
+                raise wrong_input("Multi-dense vectors are not supported by this test server")
+            return {DEFAULT_VECTOR: self._dense(DEFAULT_VECTOR, vs)}
+        if isinstance(vs, dict):
+            out = {}
+            for name, v in vs.items():
+                if isinstance(v, dict) and "indices" in v:
+                    out[name] = self._sparse(name, v)
+                elif isinstance(v, list):
+                    if v and isinstance(v[0], list):
+                        raise wrong_input("Multi-dense vectors are not supported by this test "
+                                          "server")
+                    out[name] = self._dense(name, v)
+                else:
+                    raise wrong_input("Inference is not supported by this test server")
+            return out
+        raise wrong_input("Inference is not supported by this test server")
+
+    def _dense(self, name, v):
+        params = self.named.get(name)
+        if params is None:
+            if name in self.sparse:
+                raise wrong_input(f"Conversion between sparse and regular vectors failed")
+            raise wrong_input(f"Not existing vector name error: {name}")
+        if len(v) != params["size"]:
+            raise wrong_input(f"Vector dimension error: expected dim: {params['size']}, "
+                              f"got {len(v)}")
+        if params["distance"] == "Cosine":
+            return normalise(v)
+        return to_f32(v)
+
+    def _sparse(self, name, v):
+        if name not in self.sparse:
+            if name in self.named:
+                raise wrong_input("Conversion between sparse and regular vectors failed")
+            raise wrong_input(f"Not existing vector name error: {name}")
+        idx, vals = v["indices"], v["values"]
+        if len(idx) != len(vals):
+            raise ApiError(422, "Validation error in JSON body: [points[0].vector: must be the "
+                           "same length as indices]")
+        if len(set(idx)) != len(idx):
+            raise ApiError(422, "Validation error in JSON body: [points[0].vector: must be "
+                           "unique]")
+        pairs = sorted(zip(idx, vals))
+        return ([i for i, _ in pairs], to_f32([x for _, x in pairs]))
+
+    def idf(self, indices):
+        n = len(self.points)
+        out = {}
+        for i in indices:
+            df = 0
+            for p in self.points.values():
+                for v in p.vectors.values():
+                    if isinstance(v, tuple) and i in v[0]:
+                        df += 1
+                        break
+            out[i] = math.log((n - df + 0.5) / (df + 0.5) + 1.0)
+        return out
+
+    def info(self):
+        vectors = self.named.get(DEFAULT_VECTOR) if self.unnamed else self.named
+        params = {"vectors": vectors, "shard_number": 1, "replication_factor": 1,
+                  "write_consistency_factor": 1, "on_disk_payload": True}
+        if self.sparse:
+            params["sparse_vectors"] = self.sparse
+        schema = {}
+        for field, fs in self.payload_schema.items():
+            dtype = fs if isinstance(fs, str) else (fs or {}).get("type", "keyword")
+            entry = {"data_type": dtype, "points": sum(
+                1 for p in self.points.values() if get_values(p.payload, field)[1])}
+            if isinstance(fs, dict):
+                entry["params"] = fs
+            schema[field] = entry
+        n = len(self.points)
+        return {
+            "status": "green", "optimizer_status": "ok", "indexed_vectors_count": 0,
+            "points_count": n, "segments_count": 1,
+            "config": {
+                "params": params,
+                "hnsw_config": {"m": 16, "ef_construct": 100, "full_scan_threshold": 10000,
+                                "max_indexing_threads": 0, "on_disk": False},
+                "optimizer_config": {"deleted_threshold": 0.2, "vacuum_min_vector_number": 1000,
+                                     "default_segment_number": 0, "max_segment_size": None,
+                                     "memmap_threshold": None, "indexing_threshold": 10000,
+                                     "flush_interval_sec": 5, "max_optimization_threads": None},
+                "wal_config": {"wal_capacity_mb": 32, "wal_segments_ahead": 0,
+                               "wal_retain_closed": 1},
+                "quantization_config": None,
+                "strict_mode_config": {"enabled": False},
+            },
+            "payload_schema": schema,
+        }
+
+
+class Store:
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.collections = {}
+
+    def get(self, name):
+        c = self.collections.get(name)
+        if c is None:
+            raise not_found_collection(name)
+        return c
+
+    def reset(self):
+        with self.lock:
+            self.collections.clear()
