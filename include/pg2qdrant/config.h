@@ -132,4 +132,84 @@ const char *p2q_distance_name(p2q_distance_t d); /* "Cosine", "Dot", ... (Qdrant
 /* Edit distance, used for "did you mean" hints (exposed for tests). */
 int p2q_levenshtein(const char *a, const char *b);
 
+/* True when both configs hold the same settings (every table key of every section; `path` and
+ * section line numbers are ignored). Used by tests (dump round-trip) and on reload. */
+int p2q_config_equal(const p2q_config_t *a, const p2q_config_t *b);
+
+/* Value parsers shared by the loader and tests. Return 0 or P2Q_ECONFIG.
+ * Durations: "500ms", "30s", "5m", "1h", or a bare number of milliseconds. */
+int p2q_config_parse_duration(const char *s, int64_t *out_ms);
+int p2q_config_parse_bool(const char *s, int *out); /* true/false, yes/no, on/off, 1/0 */
+/* Copy of a libpq conninfo/URI (or any URL) with passwords replaced by "*****" (malloc'd). */
+char *p2q_config_mask_conninfo(const char *conninfo);
+
+/* ---- The settings tables (config_table.c), PgBouncer style ------------------------------- */
+
+typedef enum {
+  P2Q_CT_STRING = 0, /* char * */
+  P2Q_CT_INT,        /* int64_t */
+  P2Q_CT_BOOL,       /* int (0/1) */
+  P2Q_CT_DURATION,   /* int64_t milliseconds; input "500ms", "30s", "5m", "1h" or bare ms */
+  P2Q_CT_ENUM,       /* int index into `choices` (or char * with P2Q_CF_ENUM_STR) */
+  P2Q_CT_LIST,       /* p2q_strlist_t from "a, b, c" */
+  P2Q_CT_ENV         /* char *: NAME of an environment variable holding a secret */
+} p2q_conf_type_t;
+
+enum {
+  P2Q_CF_REQUIRED = 1u << 0, /* must be present and non-empty */
+  P2Q_CF_MASK = 1u << 1,     /* conninfo/URL: passwords masked by p2q_config_dump() */
+  P2Q_CF_ENUM_STR = 1u << 2, /* enum stored as its canonical name (char *) */
+  P2Q_CF_MINILM = 1u << 3,   /* [embedder.*] key valid only for type = minilm */
+  P2Q_CF_OPENAI = 1u << 4,   /* [embedder.*] key valid only for type = openai */
+  P2Q_CF_HOSTPORT = 1u << 5, /* "host:port" or "[v6]:port" (empty allowed unless REQUIRED) */
+  P2Q_CF_URL = 1u << 6,      /* http:// or https:// URL */
+  P2Q_CF_QUALIFIED = 1u << 7,/* schema-qualified name "schema.table" */
+  P2Q_CF_PATH = 1u << 8      /* relative paths resolve against the config file's directory */
+};
+
+#define P2Q_CONF_NOLIMIT INT64_MAX
+
+typedef struct {
+  const char *section;          /* section kind: "postgres", "rule", ... */
+  const char *key;
+  p2q_conf_type_t type;
+  size_t offset;                /* into p2q_config_t (singletons) or the element struct */
+  const char *def;              /* default, parsed like user input; NULL: unset (NULL/0) */
+  int64_t min, max;             /* range for INT/DURATION (ms) */
+  unsigned flags;               /* P2Q_CF_* */
+  const char *help;
+  const char *const *choices;   /* ENUM: allowed values, NULL-terminated, canonical spelling */
+} p2q_conf_entry_t;
+
+typedef struct {
+  const char *name;             /* "postgres", or the kind of a repeated "[rule.NAME]" */
+  int repeated;                 /* 1: [name.NAME] sections, stored in an array of elements */
+  const p2q_conf_entry_t *entries;
+  int n_entries;
+  size_t arr_offset, count_offset, elem_size; /* repeated: array ptr / count in p2q_config_t */
+  size_t name_offset, line_offset;            /* repeated: name[] and line in the element */
+  const char *help;
+} p2q_conf_section_t;
+
+#define P2Q_CONF_MAX_KEYS 32     /* most keys in one section kind */
+#define P2Q_CONF_MAX_LINE 8192   /* longest accepted line */
+
+extern const p2q_conf_section_t p2q_conf_sections[];
+extern const int p2q_conf_n_sections;
+const p2q_conf_section_t *p2q_conf_section_find(const char *name);
+const p2q_conf_entry_t *p2q_conf_entry_find(const p2q_conf_section_t *s, const char *key);
+
+/* Table walkers shared by config.c and config_table.c (internal; exposed for tests). */
+int p2q_conf_parse_value(const p2q_conf_entry_t *e, const char *v, void *field, char *why, size_t n);
+int p2q_conf_apply_defaults(const p2q_conf_section_t *k, char *base);
+void p2q_conf_free_fields(const p2q_conf_section_t *k, char *base);
+char *p2q_conf_elem(const p2q_config_t *cfg, const p2q_conf_section_t *k, int i); /* cfg for singletons */
+int *p2q_conf_count(const p2q_config_t *cfg, const p2q_conf_section_t *k);
+
+/* "0", "500ms", "30s", "5m", "1h": the largest unit that divides ms exactly. */
+void p2q_config_format_duration(int64_t ms, char *buf, size_t n);
+void p2q_strlist_free(p2q_strlist_t *l);
+int p2q_strlist_push(p2q_strlist_t *l, const char *s, size_t n);
+int p2q_strlist_has(const p2q_strlist_t *l, const char *s);
+
 #endif
