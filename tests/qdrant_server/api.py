@@ -180,8 +180,7 @@ def vector_output(coll, point, spec):
         return None
     names = None if spec is True else set(spec)
     sel = {n: v for n, v in point.vectors.items() if names is None or n in names}
-    out = {n: ({"indices": v[0], "values": v[1]} if isinstance(v, tuple) else v)
-           for n, v in sel.items()}
+    out = {n: st.vec_value(v) for n, v in sel.items()}
     if list(out) == [DEFAULT_VECTOR]:
         return out[DEFAULT_VECTOR]
     return out

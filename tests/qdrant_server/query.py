@@ -37,7 +37,7 @@ def _resolve_input(coll, q, using):
             raise wrong_input(f"Not existing vector name error: {using}")
         if isinstance(v, tuple):
             return "sparse", {"indices": v[0], "values": v[1]}, k
-        return "dense", v, k
+        return "dense", v.value(), k
     raise wrong_input("This query type is not supported by this test server")
 
 
@@ -55,13 +55,13 @@ def _search(coll, q, using, flt, candidates, threshold):
             raise wrong_input(f"Vector dimension error: expected dim: {params['size']}, "
                               f"got {len(vec)}")
         dist = params["distance"]
-        qv = st.normalise(vec) if dist == "Cosine" else [float(x) for x in vec]
+        qv = st.normalise(vec) if dist == "Cosine" else st.to_f32(vec)
         res = []
         for pt in pool:
             v = pt.vectors.get(using)
-            if v is None or pt.key == exclude:
+            if v is None or pt.key == exclude or isinstance(v, tuple):
                 continue
-            res.append((st.dense_score(dist, qv, v), pt))
+            res.append((st.dense_score(dist, qv, v.value()), pt))
         better_high = st.higher_is_better(dist)
     else:
         if using not in coll.sparse:

@@ -10,8 +10,10 @@ Invariants:
     kinds never collide (integer 1 and UUID ...0001 are different points).
   * Id order (scroll paging) is Qdrant's: every integer id before every UUID, integers
     numerically, UUIDs by their 128-bit value (== canonical string order).
-  * Vectors of Cosine collections are stored normalised (as Qdrant does on insert); stored dense
-    vectors are lists of floats, sparse vectors ``(indices, values)`` tuples sorted by index.
+  * Dense vectors are ``Dense`` objects whose ``value()`` is what Qdrant would return: float32
+    values, normalised for Cosine collections (as Qdrant does on insert). Normalisation is done
+    lazily on first read (exactly the same numbers, but keeps upserts cheap); sparse vectors are
+    ``(indices, values)`` tuples sorted by index.
   * All mutation happens under ``Store.lock``; callers hold it for a whole request so each
     request is atomic (one bad point fails the whole upsert, nothing applied).
 """
@@ -310,6 +312,28 @@ def sparse_score(q, v, idf=None):
     return s if hit else None
 
 
+class Dense:
+    """A stored dense vector; ``value()`` gives Qdrant's stored (f32, normalised) numbers."""
+    __slots__ = ("raw", "cosine", "_val")
+
+    def __init__(self, raw, cosine):
+        self.cosine = cosine
+        self.raw = array("d", raw) if cosine else array("f", raw)
+        self._val = None
+
+    def value(self):
+        if self._val is None:
+            self._val = normalise(self.raw) if self.cosine else self.raw.tolist()
+        return self._val
+
+
+def vec_value(v):
+    """JSON form of a stored vector (dense list or sparse {"indices","values"})."""
+    if isinstance(v, tuple):
+        return {"indices": v[0], "values": v[1]}
+    return v.value()
+
+
 class Point:
     __slots__ = ("key", "vectors", "payload", "version")
 
@@ -382,9 +406,7 @@ class Collection:
         if len(v) != params["size"]:
             raise wrong_input(f"Vector dimension error: expected dim: {params['size']}, "
                               f"got {len(v)}")
-        if params["distance"] == "Cosine":
-            return normalise(v)
-        return to_f32(v)
+        return Dense(v, params["distance"] == "Cosine")
 
     def _sparse(self, name, v):
         if name not in self.sparse:

@@ -193,11 +193,15 @@ class Validator:
         msg = UNTAGGED_MESSAGES.get(name) or (
             f"data did not match any variant of untagged enum {name or prop or 'value'}")
 
+        by_type = {}
+
         def any_of(v, path, errs):
             if v is None and allow_null:
                 return
             tv = type(v)
-            cands = [c for c in compiled if c[1] is None or tv in c[1]]
+            cands = by_type.get(tv)
+            if cands is None:
+                cands = by_type[tv] = [c for c in compiled if c[1] is None or tv in c[1]]
             if tv is dict and len(cands) > 1:
                 keyed = [c for c in cands if c[2] and all(r in v for r in c[2])]
                 if len(keyed) == 1:
