@@ -1,6 +1,6 @@
 # Generates a C file holding every sql/*.sql file as a NUL-terminated string, named
 # p2q_sql_<basename> (e.g. sql/outbox_v1.sql -> p2q_sql_outbox_v1). Run by CMake at build time.
-file(WRITE ${OUT} "/* Generated from sql/*.sql by scripts/embed-sql.cmake. Do not edit. */\n")
+file(WRITE ${OUT} "/* Generated from the sql directory by scripts/embed-sql.cmake. Do not edit. */\n")
 string(REPLACE "," ";" FILES "${FILES}")
 foreach(f ${FILES})
   get_filename_component(name ${f} NAME_WE)

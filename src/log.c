@@ -114,7 +114,7 @@ size_t p2q_log_kv_to_json(const char *kv, char *out, size_t n) {
 
 void p2q_log(p2q_log_level_t level, const char *event, const char *kvfmt, ...) {
   if (!p2q_log_enabled(level)) return;
-  char kv[8192], line[16384], ts[40];
+  char kv[8192], line[16384], ts[96];
   struct timeval tv;
   struct tm tm;
   va_list ap;

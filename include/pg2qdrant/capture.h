@@ -1,0 +1,53 @@
+/*
+ * capture.h — SQL generation for change capture (pure: no I/O, unit-tested).
+ *
+ * For every [rule.NAME] pg2qdrant installs, in the outbox schema, a trigger function
+ * `p2q_capture_NAME()` and, on the source table, an AFTER INSERT OR UPDATE OR DELETE row trigger
+ * `p2q_NAME` (plus a BEFORE TRUNCATE statement trigger `p2q_NAME_truncate` unless
+ * on_truncate = ignore). The function writes one event per change into sync_outbox:
+ *   INSERT matching the filter → upsert;  DELETE of a matching row → delete;
+ *   UPDATE → upsert when a watched column changed (or the row starts matching the filter),
+ *            delete when the row stops matching, a delete of the old key when the key changed;
+ *   TRUNCATE → one delete per matching row (the rows are still readable in BEFORE TRUNCATE).
+ * Every identifier from the config is quoted; `filter` and `routing_key` are SQL expressions
+ * written by the operator and are validated by `apply` with a prepared statement (which refuses
+ * more than one command). Backfill SQL enqueues the existing rows with the same snapshot shape.
+ */
+#ifndef P2Q_CAPTURE_H
+#define P2Q_CAPTURE_H
+
+#include "pg2qdrant/buf.h"
+#include "pg2qdrant/config.h"
+
+/* Append ident as a quoted SQL identifier ("a""b"). */
+void p2q_sql_ident(p2q_buf_t *b, const char *ident);
+/* Append s as a SQL string literal ('it''s'; E'...' when it holds a backslash). */
+void p2q_sql_literal(p2q_buf_t *b, const char *s);
+
+/*
+ * Parse "schema.table", "table" (schema public) or quoted forms ("My Schema"."T") into unquoted
+ * parts (malloc'd). Returns 0 or P2Q_EINVAL.
+ */
+int p2q_sql_parse_qualified(const char *text, char **schema, char **name);
+/* Append the quoted form of a qualified name given as config text. */
+int p2q_sql_qualified(p2q_buf_t *b, const char *text);
+
+/* Columns referenced by a rule's `text`: "{a} {b}" placeholders, or a comma-separated list. */
+int p2q_template_columns(const char *text, p2q_strlist_t *out);
+void p2q_strlist_free(p2q_strlist_t *l);
+
+/* The full install script for one rule: function, row trigger, truncate trigger. */
+int p2q_capture_install_sql(const p2q_rule_config_t *rule, const char *schema, int max_attempts,
+                            p2q_buf_t *out);
+/* Drop the triggers and function of a rule installed earlier on `table`. */
+int p2q_capture_drop_sql(const char *rule_name, const char *table, const char *schema, p2q_buf_t *out);
+/*
+ * INSERT … SELECT enqueuing every row of the rule's table that matches its filter (and
+ * `extra_where`, an SQL condition over the row, when not NULL) as `op` ("upsert" or "delete").
+ */
+int p2q_capture_backfill_sql(const p2q_rule_config_t *rule, const char *schema, int max_attempts,
+                             const char *op, const char *extra_where, p2q_buf_t *out);
+/* SELECT that checks the rule's filter and routing_key expressions against the table (LIMIT 0). */
+int p2q_capture_check_sql(const p2q_rule_config_t *rule, p2q_buf_t *out);
+
+#endif

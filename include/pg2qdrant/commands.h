@@ -1,0 +1,52 @@
+/*
+ * commands.h — the subcommands of the pg2qdrant binary (`pg2qdrant -c FILE COMMAND [ARGS]`).
+ *
+ * Each returns a process exit status: 0 success, 1 runtime failure (connection, SQL, Qdrant),
+ * 2 usage or configuration error; a command with a yes/no answer (reconcile) documents its own.
+ * Admin commands run on the main thread with blocking libpq; `run` owns the event loop.
+ */
+#ifndef P2Q_COMMANDS_H
+#define P2Q_COMMANDS_H
+
+#include "pg2qdrant/config.h"
+#include <libpq-fe.h>
+
+typedef int (*p2q_command_fn)(const p2q_config_t *cfg, int argc, char **argv);
+
+typedef struct {
+  const char *name;
+  p2q_command_fn fn;
+  const char *usage;
+  const char *help;
+} p2q_command_t;
+
+/* The command table (NULL-terminated), for dispatch and --help. */
+extern const p2q_command_t p2q_commands[];
+
+int p2q_cmd_init(const p2q_config_t *cfg, int argc, char **argv);
+int p2q_cmd_apply(const p2q_config_t *cfg, int argc, char **argv);
+int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv);
+int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv);
+int p2q_cmd_retry(const p2q_config_t *cfg, int argc, char **argv);
+int p2q_cmd_prune(const p2q_config_t *cfg, int argc, char **argv);
+int p2q_cmd_config(const p2q_config_t *cfg, int argc, char **argv);
+
+/* Blocking admin connection (libpq environment or [postgres] conninfo). NULL + message on error. */
+PGconn *p2q_admin_connect(const p2q_config_t *cfg, const char *app, char *err, size_t errlen);
+/* Run one SQL script (may hold several statements). 0, or -1 with the server's message in err. */
+int p2q_admin_exec(PGconn *conn, const char *sql, char *err, size_t errlen);
+/* Install or upgrade the outbox schema (idempotent, under an advisory lock). */
+int p2q_outbox_install(PGconn *conn, const char *schema, char *err, size_t errlen);
+/* The outbox SQL with @SCHEMA@ replaced by the quoted schema (malloc'd). */
+char *p2q_outbox_sql(const char *tmpl, const char *schema);
+
+
+#include "pg2qdrant/qdrant.h"
+/* Qdrant client options from [qdrant] (the api key is read from the env var api_key_env names). */
+void p2q_qdrant_options_from_config(const p2q_config_t *cfg, p2q_qdrant_options_t *opts);
+/* Expected vector layout of a rule's collection. */
+void p2q_rule_vectors(const p2q_rule_config_t *rule, p2q_qdrant_vectors_t *v);
+/* Parse "7d", "12h", "30m", "45s", "500ms" (bare number: seconds). -1 on error. */
+long long p2q_parse_age_ms(const char *s);
+
+#endif

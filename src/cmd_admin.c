@@ -1,0 +1,213 @@
+/*
+ * cmd_admin.c — the operator commands that talk to PostgreSQL only: init, status, retry, prune,
+ * config. Blocking libpq on the main thread; each command is one short transaction or a loop of
+ * small ones (prune), so it never holds locks for long.
+ */
+#include "pg2qdrant/capture.h"
+#include "pg2qdrant/commands.h"
+#include "pg2qdrant/errors.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void p2q_qdrant_options_from_config(const p2q_config_t *cfg, p2q_qdrant_options_t *o) {
+  memset(o, 0, sizeof *o);
+  o->url = cfg->qdrant_url;
+  o->api_key = cfg->qdrant_api_key_env && *cfg->qdrant_api_key_env ? getenv(cfg->qdrant_api_key_env) : NULL;
+  o->ca_file = cfg->qdrant_ca_file && *cfg->qdrant_ca_file ? cfg->qdrant_ca_file : NULL;
+  o->timeout_ms = (long)cfg->qdrant_timeout_ms;
+  o->connect_timeout_ms = (long)cfg->qdrant_connect_timeout_ms;
+}
+
+void p2q_rule_vectors(const p2q_rule_config_t *r, p2q_qdrant_vectors_t *v) {
+  memset(v, 0, sizeof *v);
+  v->vector_name = r->vector_name && *r->vector_name ? r->vector_name : NULL;
+  v->dim = (int)r->dimension;
+  v->distance = p2q_distance_name(r->distance);
+}
+
+long long p2q_parse_age_ms(const char *s) {
+  char *end;
+  double v = strtod(s, &end);
+  if (end == s || v < 0) return -1;
+  double mult = 1000;
+  if (!strcmp(end, "ms")) mult = 1;
+  else if (!strcmp(end, "s") || !*end) mult = 1000;
+  else if (!strcmp(end, "m")) mult = 60e3;
+  else if (!strcmp(end, "h")) mult = 3600e3;
+  else if (!strcmp(end, "d")) mult = 86400e3;
+  else return -1;
+  return (long long)(v * mult);
+}
+
+static int die(PGconn *conn, const char *what, const char *err) {
+  fprintf(stderr, "pg2qdrant: %s: %s\n", what, err);
+  PQfinish(conn);
+  return 1;
+}
+
+int p2q_cmd_init(const p2q_config_t *cfg, int argc, char **argv) {
+  char err[1024];
+  if (argc > 0) { fprintf(stderr, "usage: pg2qdrant init\n"); return 2; }
+  PGconn *conn = p2q_admin_connect(cfg, "pg2qdrant/init", err, sizeof err);
+  if (!conn) { fprintf(stderr, "pg2qdrant: %s\n", err); return 1; }
+  int n = p2q_outbox_install(conn, cfg->pg_schema, err, sizeof err);
+  if (n < 0) return die(conn, "init", err);
+  printf("outbox schema %s ready (%s)\n", cfg->pg_schema,
+         n ? "installed or upgraded" : "already up to date");
+  PQfinish(conn);
+  return 0;
+}
+
+static int query_params(PGconn *conn, const char *sql, int n, const char *const *params,
+                        PGresult **out, char *err, size_t errlen) {
+  PGresult *r = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
+    snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    return -1;
+  }
+  *out = r;
+  return 0;
+}
+
+int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv) {
+  int json = argc == 1 && !strcmp(argv[0], "--json");
+  if (argc > 1 || (argc == 1 && !json)) { fprintf(stderr, "usage: pg2qdrant status [--json]\n"); return 2; }
+  char err[1024];
+  PGconn *conn = p2q_admin_connect(cfg, "pg2qdrant/status", err, sizeof err);
+  if (!conn) { fprintf(stderr, "pg2qdrant: %s\n", err); return 1; }
+  p2q_buf_t sql = P2Q_BUF_INIT, q = P2Q_BUF_INIT;
+  p2q_sql_ident(&q, cfg->pg_schema);
+  p2q_buf_printf(&sql,
+    "WITH o AS (SELECT event_type,"
+    "  count(*) FILTER (WHERE available_at <= now()) AS pending,"
+    "  count(*) FILTER (WHERE claimed_by IS NOT NULL AND available_at > now()) AS in_flight,"
+    "  count(*) FILTER (WHERE claimed_by IS NULL AND available_at > now()) AS retrying,"
+    "  COALESCE(extract(epoch FROM now() - min(created_at) FILTER (WHERE available_at <= now())), 0) AS oldest"
+    "  FROM %s.sync_outbox GROUP BY 1),"
+    " d AS (SELECT event_type, count(*) AS dead FROM %s.sync_outbox_dead GROUP BY 1)"
+    " SELECT COALESCE(o.event_type, d.event_type), COALESCE(o.pending, 0), COALESCE(o.in_flight, 0),"
+    "  COALESCE(o.retrying, 0), COALESCE(d.dead, 0), round(COALESCE(o.oldest, 0)::numeric, 3)"
+    " FROM o FULL JOIN d ON o.event_type = d.event_type ORDER BY 1",
+    q.data, q.data);
+  PGresult *r = NULL;
+  int rc = query_params(conn, p2q_buf_str(&sql), 0, NULL, &r, err, sizeof err);
+  p2q_buf_free(&sql);
+  p2q_buf_free(&q);
+  if (rc) return die(conn, "status", err);
+  if (json) printf("{\"event_types\":[");
+  else printf("%-24s %10s %10s %10s %10s %14s\n", "event_type", "pending", "in_flight", "retrying", "dead", "oldest_age_s");
+  for (int i = 0; i < PQntuples(r); i++) {
+    if (json) {
+      p2q_buf_t name = P2Q_BUF_INIT;
+      p2q_buf_json_string(&name, PQgetvalue(r, i, 0), strlen(PQgetvalue(r, i, 0)));
+      printf("%s{\"event_type\":%s,\"pending\":%s,\"in_flight\":%s,\"retrying\":%s,\"dead\":%s,"
+             "\"oldest_pending_age_seconds\":%s}", i ? "," : "", p2q_buf_str(&name), PQgetvalue(r, i, 1),
+             PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 5));
+      p2q_buf_free(&name);
+    } else {
+      printf("%-24s %10s %10s %10s %10s %14s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+             PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 5));
+    }
+  }
+  if (json) printf("]}\n");
+  PQclear(r);
+  PQfinish(conn);
+  return 0;
+}
+
+int p2q_cmd_retry(const p2q_config_t *cfg, int argc, char **argv) {
+  const char *type = NULL;
+  int dead = 0;
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--dead")) dead = 1;
+    else if (!strcmp(argv[i], "--event-type") && i + 1 < argc) type = argv[++i];
+    else { fprintf(stderr, "usage: pg2qdrant retry [--event-type T] [--dead]\n"); return 2; }
+  }
+  char err[1024];
+  PGconn *conn = p2q_admin_connect(cfg, "pg2qdrant/retry", err, sizeof err);
+  if (!conn) { fprintf(stderr, "pg2qdrant: %s\n", err); return 1; }
+  p2q_buf_t sql = P2Q_BUF_INIT, q = P2Q_BUF_INIT;
+  p2q_sql_ident(&q, cfg->pg_schema);
+  if (dead) /* the original id is kept: a newer event of the same row still wins */
+    p2q_buf_printf(&sql,
+      "WITH back AS (DELETE FROM %s.sync_outbox_dead WHERE $1::text IS NULL OR event_type = $1 RETURNING *)"
+      " INSERT INTO %s.sync_outbox (id, event_type, routing_key, rule, source_table, row_key, op, payload,"
+      "  attempts, max_attempts, available_at, last_error, created_at) OVERRIDING SYSTEM VALUE"
+      " SELECT id, event_type, routing_key, rule, source_table, row_key, op, payload, 0, max_attempts, now(),"
+      "  last_error, created_at FROM back", q.data, q.data);
+  else
+    p2q_buf_printf(&sql,
+      "UPDATE %s.sync_outbox SET available_at = now() WHERE claimed_by IS NULL AND available_at > now()"
+      " AND ($1::text IS NULL OR event_type = $1)", q.data);
+  const char *params[] = {type};
+  PGresult *r = NULL;
+  int rc = query_params(conn, p2q_buf_str(&sql), 1, params, &r, err, sizeof err);
+  p2q_buf_free(&sql);
+  p2q_buf_free(&q);
+  if (rc) return die(conn, "retry", err);
+  printf("%s %s event(s) to be tried now\n", PQcmdTuples(r), dead ? "dead" : "waiting");
+  PQclear(r);
+  if (dead) { /* wake the daemons */
+    PGresult *n = PQexec(conn, "SELECT pg_notify('sync_outbox_insert', '')");
+    PQclear(n);
+  }
+  PQfinish(conn);
+  return 0;
+}
+
+/* Delete in small batches until fewer than `batch` rows go; returns the total or -1. */
+static long long prune_loop(PGconn *conn, const char *sql, const char *param, char *err, size_t errlen) {
+  long long total = 0;
+  for (;;) {
+    PGresult *r = NULL;
+    const char *params[] = {param};
+    if (query_params(conn, sql, 1, params, &r, err, errlen)) return -1;
+    long long n = atoll(PQcmdTuples(r));
+    PQclear(r);
+    total += n;
+    if (n < 5000) return total;
+  }
+}
+
+int p2q_cmd_prune(const p2q_config_t *cfg, int argc, char **argv) {
+  const char *age = "7d";
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--older-than") && i + 1 < argc) age = argv[++i];
+    else { fprintf(stderr, "usage: pg2qdrant prune [--older-than 7d]\n"); return 2; }
+  }
+  long long ms = p2q_parse_age_ms(age);
+  if (ms < 0) { fprintf(stderr, "pg2qdrant: prune: bad age '%s' (e.g. 7d, 12h, 30m)\n", age); return 2; }
+  char err[1024], msparam[32];
+  snprintf(msparam, sizeof msparam, "%lld", ms);
+  PGconn *conn = p2q_admin_connect(cfg, "pg2qdrant/prune", err, sizeof err);
+  if (!conn) { fprintf(stderr, "pg2qdrant: %s\n", err); return 1; }
+  p2q_buf_t dead = P2Q_BUF_INIT, lease = P2Q_BUF_INIT, q = P2Q_BUF_INIT;
+  p2q_sql_ident(&q, cfg->pg_schema);
+  /* finished events are deleted when acknowledged; what remains to prune is dead letters and
+     released leases of rows that have no event left (their claimed-id fence is then moot) */
+  p2q_buf_printf(&dead, "DELETE FROM %s.sync_outbox_dead WHERE id IN (SELECT id FROM %s.sync_outbox_dead"
+                        " WHERE died_at < now() - $1::bigint * interval '1 millisecond' LIMIT 5000)", q.data, q.data);
+  p2q_buf_printf(&lease, "DELETE FROM %s.sync_outbox_lease l WHERE ctid IN (SELECT l2.ctid FROM %s.sync_outbox_lease l2"
+                         " WHERE l2.owner IS NULL AND l2.released_at < now() - $1::bigint * interval '1 millisecond'"
+                         " AND NOT EXISTS (SELECT 1 FROM %s.sync_outbox o WHERE o.rule = l2.rule AND o.row_key = l2.row_key)"
+                         " LIMIT 5000)", q.data, q.data, q.data);
+  long long nd = prune_loop(conn, p2q_buf_str(&dead), msparam, err, sizeof err);
+  long long nl = nd < 0 ? -1 : prune_loop(conn, p2q_buf_str(&lease), msparam, err, sizeof err);
+  p2q_buf_free(&dead);
+  p2q_buf_free(&lease);
+  p2q_buf_free(&q);
+  if (nl < 0) return die(conn, "prune", err);
+  printf("pruned %lld dead letter(s) and %lld idle lease(s) older than %s\n", nd, nl, age);
+  PQfinish(conn);
+  return 0;
+}
+
+int p2q_cmd_config(const p2q_config_t *cfg, int argc, char **argv) {
+  if (argc != 1 || strcmp(argv[0], "--dump")) { fprintf(stderr, "usage: pg2qdrant config --dump\n"); return 2; }
+  p2q_config_dump(cfg, stdout);
+  return 0;
+}

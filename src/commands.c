@@ -1,0 +1,20 @@
+/*
+ * commands.c — the table of subcommands (name, handler, usage, one-line help). main.c
+ * dispatches on it and prints it in --help; add a command here and nowhere else.
+ */
+#include "pg2qdrant/commands.h"
+
+#include <stddef.h>
+
+const p2q_command_t p2q_commands[] = {
+    {"init", p2q_cmd_init, "init", "create or upgrade the outbox schema (idempotent)"},
+    {"apply", p2q_cmd_apply, "apply [--dry-run]",
+     "install rule triggers, create collections, enqueue existing rows"},
+    {"status", p2q_cmd_status, "status [--json]",
+     "pending / in flight / retrying / dead / oldest age per event type"},
+    {"retry", p2q_cmd_retry, "retry [--event-type T] [--dead]",
+     "try waiting (or dead-lettered) events now"},
+    {"prune", p2q_cmd_prune, "prune [--older-than 7d]", "delete old dead letters and idle leases"},
+    {"config", p2q_cmd_config, "config --dump", "print the effective configuration (secrets masked)"},
+    {NULL, NULL, NULL, NULL},
+};

@@ -1,0 +1,132 @@
+/* Unit tests for capture.c: quoting, qualified names, template columns, generated SQL. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg2qdrant/capture.h"
+#include "pg2qdrant/errors.h"
+
+static char *ident(const char *s) {
+  p2q_buf_t b = P2Q_BUF_INIT;
+  p2q_sql_ident(&b, s);
+  return p2q_buf_steal(&b);
+}
+
+static char *literal(const char *s) {
+  p2q_buf_t b = P2Q_BUF_INIT;
+  p2q_sql_literal(&b, s);
+  return p2q_buf_steal(&b);
+}
+
+static void test_quoting(void **state) {
+  char *s;
+  s = ident("id"); assert_string_equal(s, "\"id\""); free(s);
+  s = ident("id\"; DROP TABLE x; --"); assert_string_equal(s, "\"id\"\"; DROP TABLE x; --\""); free(s);
+  s = literal("it's"); assert_string_equal(s, "'it''s'"); free(s);
+  s = literal("a\\b'"); assert_string_equal(s, "E'a\\\\b'''"); free(s);
+}
+
+static void test_qualified(void **state) {
+  char *sc, *n;
+  assert_int_equal(p2q_sql_parse_qualified("public.docs", &sc, &n), 0);
+  assert_string_equal(sc, "public"); assert_string_equal(n, "docs"); free(sc); free(n);
+  assert_int_equal(p2q_sql_parse_qualified("Docs", &sc, &n), 0);
+  assert_string_equal(sc, "public"); assert_string_equal(n, "docs"); free(sc); free(n);
+  assert_int_equal(p2q_sql_parse_qualified("\"My \"\"S\"\"\".\"T.x\"", &sc, &n), 0);
+  assert_string_equal(sc, "My \"S\""); assert_string_equal(n, "T.x"); free(sc); free(n);
+  assert_int_equal(p2q_sql_parse_qualified("a.b.c", &sc, &n), P2Q_EINVAL);
+  assert_int_equal(p2q_sql_parse_qualified("docs; DROP TABLE x", &sc, &n), P2Q_EINVAL);
+  assert_int_equal(p2q_sql_parse_qualified("\"unterminated", &sc, &n), P2Q_EINVAL);
+  assert_int_equal(p2q_sql_parse_qualified("", &sc, &n), P2Q_EINVAL);
+}
+
+static void test_template_columns(void **state) {
+  p2q_strlist_t l;
+  assert_int_equal(p2q_template_columns("{title}\n{body} {title}", &l), 0);
+  assert_int_equal(l.n, 2);
+  assert_string_equal(l.items[0], "title");
+  assert_string_equal(l.items[1], "body");
+  p2q_strlist_free(&l);
+  assert_int_equal(p2q_template_columns("title, body", &l), 0);
+  assert_int_equal(l.n, 2);
+  assert_string_equal(l.items[1], "body");
+  p2q_strlist_free(&l);
+  assert_int_equal(p2q_template_columns("{unclosed", &l), P2Q_EINVAL);
+  assert_int_equal(p2q_template_columns("{}", &l), P2Q_EINVAL);
+}
+
+static char *key_items[] = {"id"};
+static char *col_items[] = {"title", "body\"x"};
+
+static p2q_rule_config_t rule(void) {
+  p2q_rule_config_t r;
+  memset(&r, 0, sizeof r);
+  strcpy(r.name, "docs");
+  r.table = "public.docs";
+  r.key.items = key_items; r.key.n = 1;
+  r.columns.items = col_items; r.columns.n = 2;
+  r.vector_column = "embedding";
+  r.collection = "docs";
+  r.filter = "published_at IS NOT NULL";
+  return r;
+}
+
+static void test_install_sql(void **state) {
+  p2q_rule_config_t r = rule();
+  p2q_buf_t b = P2Q_BUF_INIT;
+  assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
+  const char *s = p2q_buf_str(&b);
+  assert_non_null(strstr(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_capture_docs\"()"));
+  assert_non_null(strstr(s, "AFTER INSERT OR UPDATE OR DELETE ON \"public\".\"docs\""));
+  assert_non_null(strstr(s, "BEFORE TRUNCATE ON \"public\".\"docs\""));
+  /* the column with a quote is quoted, its key literal escaped */
+  assert_non_null(strstr(s, "'body\"x', NEW.\"body\"\"x\""));
+  /* vector column joins the snapshot; max_attempts is carried */
+  assert_non_null(strstr(s, "'embedding', NEW.\"embedding\""));
+  assert_non_null(strstr(s, ", 7)"));
+  assert_non_null(strstr(s, "(SELECT (published_at IS NOT NULL)::boolean FROM (SELECT NEW.*) AS r)"));
+  p2q_buf_free(&b);
+
+  r.on_truncate = P2Q_TRUNCATE_IGNORE;
+  assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
+  assert_null(strstr(p2q_buf_str(&b), "BEFORE TRUNCATE"));
+  p2q_buf_free(&b);
+}
+
+static void test_dollar_quote_refused(void **state) {
+  p2q_rule_config_t r = rule();
+  p2q_buf_t b = P2Q_BUF_INIT;
+  r.filter = "true $p2q$; DROP TABLE x; $p2q$";
+  assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), P2Q_EINVAL);
+  p2q_buf_free(&b);
+}
+
+static void test_backfill_and_drop(void **state) {
+  p2q_rule_config_t r = rule();
+  p2q_buf_t b = P2Q_BUF_INIT;
+  assert_int_equal(p2q_capture_backfill_sql(&r, "out", 3, "upsert", "id > 5", &b), 0);
+  const char *s = p2q_buf_str(&b);
+  assert_true(strncmp(s, "INSERT INTO \"out\".sync_outbox", 29) == 0);
+  assert_non_null(strstr(s, "FROM \"public\".\"docs\" AS r WHERE (published_at IS NOT NULL) AND (id > 5)"));
+  assert_non_null(strstr(s, "ORDER BY r.\"id\""));
+  p2q_buf_free(&b);
+  assert_int_equal(p2q_capture_drop_sql("docs", "public.docs", "out", &b), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), "DROP FUNCTION IF EXISTS \"out\".\"p2q_capture_docs\"()"));
+  p2q_buf_free(&b);
+  r.table = "bad name";
+  assert_int_equal(p2q_capture_backfill_sql(&r, "out", 3, "upsert", NULL, &b), P2Q_EINVAL);
+  p2q_buf_free(&b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_quoting),           cmocka_unit_test(test_qualified),
+      cmocka_unit_test(test_template_columns),  cmocka_unit_test(test_install_sql),
+      cmocka_unit_test(test_dollar_quote_refused), cmocka_unit_test(test_backfill_and_drop),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
