@@ -1,0 +1,359 @@
+/*
+ * minilm.c — all-MiniLM-L6-v2 forward pass on OpenBLAS (see minilm.h).
+ *
+ * Owns: the safetensors mapping, the vocabulary, and a fused QKV weight copy per layer.
+ * Thread: load/free on one thread; embed on any number of threads concurrently — the model is
+ * never written after load and every call allocates its own scratch.
+ * Layout: the tokens of all texts in a chunk are packed row-wise into one [T, 384] matrix;
+ * dense layers are single sgemm calls over T rows; attention reads each text's own rows.
+ * Linear weights are [out, in], so y = x·Wᵀ + b is sgemm(NoTrans, Trans).
+ */
+#include "pg2qdrant/minilm.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "minilm_kernels.h"
+#include "pg2qdrant/errors.h"
+#include "pg2qdrant/log.h"
+#include "pg2qdrant/safetensors.h"
+#include "pg2qdrant/wordpiece.h"
+
+enum { HID = 384, NHEAD = 12, HDIM = 32, FFN = 1536, NLAYER = 6, QKV = 3 * HID, MAXPOS = 512 };
+#define LN_EPS 1e-12f
+
+typedef struct {
+  float *wqkv, *bqkv;                      /* fused [1152, 384] and [1152], owned */
+  const float *wo, *bo, *ln1w, *ln1b, *w1, *b1, *w2, *b2, *ln2w, *ln2b;
+} ml_layer_t;
+
+struct p2q_minilm_s {
+  p2q_safetensors_t *st;
+  p2q_wordpiece_t *wp;
+  const float *we, *pe, *te, *lnw, *lnb;
+  int vocab;
+  ml_layer_t layer[NLAYER];
+};
+
+typedef struct { float *x, *qkv, *ctx, *a, *h, *s; } ml_scratch_t;
+
+/* ---- loading --------------------------------------------------------------------------- */
+
+static int ml_get(const p2q_minilm_t *m, const char *name, int ndim, int64_t d0, int64_t d1,
+                  const float **out) {
+  static const char *const prefixes[] = {"", "bert.", "auto_model.", "0.auto_model.", "model."};
+  int64_t shape[2] = {d0, d1};
+  char full[160];
+  for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+    snprintf(full, sizeof full, "%s%s", prefixes[i], name);
+    if (p2q_safetensors_find(m->st, full)) return p2q_safetensors_get_f32(m->st, full, ndim, shape, out);
+  }
+  return p2q_safetensors_get_f32(m->st, name, ndim, shape, out); /* logs "missing tensor" */
+}
+
+static int ml_load_layer(p2q_minilm_t *m, int l) {
+  ml_layer_t *L = &m->layer[l];
+  const float *w[3], *b[3];
+  static const char *const qkv[3] = {"query", "key", "value"};
+  char n[128];
+  int rc;
+#define GET(field, suffix, nd, a, b2)                                             \
+  do {                                                                            \
+    snprintf(n, sizeof n, "encoder.layer.%d.%s", l, suffix);                      \
+    if ((rc = ml_get(m, n, nd, a, b2, &(field))) != 0) return rc;                 \
+  } while (0)
+  for (int i = 0; i < 3; i++) {
+    char s1[64], s2[64];
+    snprintf(s1, sizeof s1, "attention.self.%s.weight", qkv[i]);
+    snprintf(s2, sizeof s2, "attention.self.%s.bias", qkv[i]);
+    GET(w[i], s1, 2, HID, HID);
+    GET(b[i], s2, 1, HID, 0);
+  }
+  GET(L->wo, "attention.output.dense.weight", 2, HID, HID);
+  GET(L->bo, "attention.output.dense.bias", 1, HID, 0);
+  GET(L->ln1w, "attention.output.LayerNorm.weight", 1, HID, 0);
+  GET(L->ln1b, "attention.output.LayerNorm.bias", 1, HID, 0);
+  GET(L->w1, "intermediate.dense.weight", 2, FFN, HID);
+  GET(L->b1, "intermediate.dense.bias", 1, FFN, 0);
+  GET(L->w2, "output.dense.weight", 2, HID, FFN);
+  GET(L->b2, "output.dense.bias", 1, HID, 0);
+  GET(L->ln2w, "output.LayerNorm.weight", 1, HID, 0);
+  GET(L->ln2b, "output.LayerNorm.bias", 1, HID, 0);
+#undef GET
+  L->wqkv = malloc(sizeof(float) * QKV * HID);
+  L->bqkv = malloc(sizeof(float) * QKV);
+  if (!L->wqkv || !L->bqkv) return P2Q_ENOMEM;
+  for (int i = 0; i < 3; i++) {
+    memcpy(L->wqkv + (size_t)i * HID * HID, w[i], sizeof(float) * HID * HID);
+    memcpy(L->bqkv + i * HID, b[i], sizeof(float) * HID);
+  }
+  return 0;
+}
+
+int p2q_minilm_load(const char *dir, p2q_minilm_t **out) {
+  char path[4096];
+  int rc = P2Q_ENOMEM;
+  *out = NULL;
+  p2q_minilm_t *m = calloc(1, sizeof *m);
+  if (!m) goto fail;
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  if ((rc = p2q_safetensors_open(path, &m->st)) != 0) goto fail;
+  snprintf(path, sizeof path, "%s/vocab.txt", dir);
+  if ((rc = p2q_wordpiece_load(path, &m->wp)) != 0) goto fail;
+  const p2q_st_tensor_t *we = NULL;
+  static const char *const wen[] = {"embeddings.word_embeddings.weight", "bert.embeddings.word_embeddings.weight",
+                                    "auto_model.embeddings.word_embeddings.weight",
+                                    "0.auto_model.embeddings.word_embeddings.weight",
+                                    "model.embeddings.word_embeddings.weight"};
+  for (size_t i = 0; i < sizeof wen / sizeof wen[0] && !we; i++) we = p2q_safetensors_find(m->st, wen[i]);
+  rc = P2Q_EMODEL;
+  if (!we || we->ndim != 2 || we->shape[1] != HID || we->shape[0] < 1 || we->shape[0] > (1 << 24)) {
+    P2Q_ERROR("model_invalid", "reason=\"word_embeddings missing or not [V, 384]\"");
+    goto fail;
+  }
+  m->vocab = (int)we->shape[0];
+  if ((rc = ml_get(m, "embeddings.word_embeddings.weight", 2, m->vocab, HID, &m->we)) != 0 ||
+      (rc = ml_get(m, "embeddings.position_embeddings.weight", 2, MAXPOS, HID, &m->pe)) != 0 ||
+      (rc = ml_get(m, "embeddings.token_type_embeddings.weight", 2, 2, HID, &m->te)) != 0 ||
+      (rc = ml_get(m, "embeddings.LayerNorm.weight", 1, HID, 0, &m->lnw)) != 0 ||
+      (rc = ml_get(m, "embeddings.LayerNorm.bias", 1, HID, 0, &m->lnb)) != 0)
+    goto fail;
+  if (p2q_wordpiece_vocab_size(m->wp) > (size_t)m->vocab) {
+    P2Q_ERROR("model_invalid", "reason=\"vocab.txt has more tokens than word_embeddings rows\" vocab=%zu rows=%d",
+              p2q_wordpiece_vocab_size(m->wp), m->vocab);
+    rc = P2Q_EVOCAB;
+    goto fail;
+  }
+  for (int l = 0; l < NLAYER; l++)
+    if ((rc = ml_load_layer(m, l)) != 0) goto fail;
+  *out = m;
+  return 0;
+fail:
+  p2q_minilm_free(m);
+  return rc;
+}
+
+void p2q_minilm_free(p2q_minilm_t *m) {
+  if (!m) return;
+  for (int l = 0; l < NLAYER; l++) {
+    free(m->layer[l].wqkv);
+    free(m->layer[l].bqkv);
+  }
+  p2q_wordpiece_free(m->wp);
+  p2q_safetensors_close(m->st);
+  free(m);
+}
+
+void p2q_minilm_set_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+int p2q_minilm_blas_threads(void) { return openblas_get_num_threads(); }
+
+int p2q_minilm_tokenize(const p2q_minilm_t *m, const char *text, size_t len, int32_t *ids,
+                        int max_ids, int *n_out) {
+  return p2q_wordpiece_encode(m->wp, text, len, ids, max_ids, n_out);
+}
+
+/* ---- forward pass ---------------------------------------------------------------------- */
+
+/* x[r] = LN(x[r] + bias + res[r]) · w + b, biased variance, eps 1e-12. bias/res may be NULL. */
+static void ml_add_ln(float *x, const float *bias, const float *res, const float *w, const float *b,
+                      size_t rows) {
+  for (size_t r = 0; r < rows; r++) {
+    float *row = x + r * HID;
+    const float *rr = res ? res + r * HID : NULL;
+    float mean = 0.0f;
+    for (int j = 0; j < HID; j++) {
+      float v = row[j] + (bias ? bias[j] : 0.0f) + (rr ? rr[j] : 0.0f);
+      row[j] = v;
+      mean += v;
+    }
+    mean /= HID;
+    float var = 0.0f;
+    for (int j = 0; j < HID; j++) {
+      float d = row[j] - mean;
+      var += d * d;
+    }
+    float inv = 1.0f / sqrtf(var / HID + LN_EPS);
+    for (int j = 0; j < HID; j++) row[j] = (row[j] - mean) * inv * w[j] + b[j];
+  }
+}
+
+/* y[T, n] = x[T, k] · Wᵀ (W is [n, k]). */
+static void ml_linear(const float *x, const float *w, float *y, int T, int n, int k) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n, k, 1.0f, x, k, w, k, 0.0f, y, n);
+}
+
+static void ml_attention(const float *qkv, float *ctx, float *s, const int *off, const int *len, int ns) {
+  const float scale = 0.17677669529663687f; /* 1/sqrt(32) */
+  for (int i = 0; i < ns; i++) {
+    int L = len[i];
+    const float *base = qkv + (size_t)off[i] * QKV;
+    for (int h = 0; h < NHEAD; h++) {
+      const float *q = base + h * HDIM, *k = base + HID + h * HDIM, *v = base + 2 * HID + h * HDIM;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, L, L, HDIM, scale, q, QKV, k, QKV, 0.0f, s, L);
+      p2q_mk_softmax_rows(s, (size_t)L, (size_t)L, (size_t)L);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, HDIM, L, 1.0f, s, L, v, QKV, 0.0f,
+                  ctx + (size_t)off[i] * HID + h * HDIM, HID);
+    }
+  }
+}
+
+static void ml_layer_forward(const ml_layer_t *Ly, ml_scratch_t *w, const int *off, const int *len,
+                             int ns, int T) {
+  ml_linear(w->x, Ly->wqkv, w->qkv, T, QKV, HID);
+  for (int t = 0; t < T; t++) {
+    float *row = w->qkv + (size_t)t * QKV;
+    for (int j = 0; j < QKV; j++) row[j] += Ly->bqkv[j];
+  }
+  ml_attention(w->qkv, w->ctx, w->s, off, len, ns);
+  ml_linear(w->ctx, Ly->wo, w->a, T, HID, HID);
+  ml_add_ln(w->a, Ly->bo, w->x, Ly->ln1w, Ly->ln1b, (size_t)T);      /* a = LN(ctx·Woᵀ + bo + x) */
+  ml_linear(w->a, Ly->w1, w->h, T, FFN, HID);
+  p2q_mk_bias_gelu(w->h, Ly->b1, (size_t)T, FFN);
+  ml_linear(w->h, Ly->w2, w->x, T, HID, FFN);
+  ml_add_ln(w->x, Ly->b2, w->a, Ly->ln2w, Ly->ln2b, (size_t)T);      /* x = LN(h·W2ᵀ + b2 + a) */
+}
+
+/* Embed ns packed sequences (ids[off[i] .. off[i]+len[i]-1]) into out[ns * 384]. */
+static void ml_forward(const p2q_minilm_t *m, const int32_t *ids, const int *off, const int *len,
+                       int ns, int T, ml_scratch_t *w, float *out) {
+  for (int i = 0; i < ns; i++)
+    for (int p = 0; p < len[i]; p++) {
+      size_t t = (size_t)off[i] + p;
+      float *row = w->x + t * HID;
+      const float *we = m->we + (size_t)ids[t] * HID, *pe = m->pe + (size_t)p * HID;
+      for (int j = 0; j < HID; j++) row[j] = we[j] + pe[j] + m->te[j];
+    }
+  ml_add_ln(w->x, NULL, NULL, m->lnw, m->lnb, (size_t)T);
+  for (int l = 0; l < NLAYER; l++) ml_layer_forward(&m->layer[l], w, off, len, ns, T);
+  for (int i = 0; i < ns; i++) {
+    double acc[HID] = {0};
+    for (int p = 0; p < len[i]; p++) {
+      const float *row = w->x + ((size_t)off[i] + p) * HID;
+      for (int j = 0; j < HID; j++) acc[j] += row[j];
+    }
+    double nrm = 0.0;
+    for (int j = 0; j < HID; j++) {
+      acc[j] /= len[i];
+      nrm += acc[j] * acc[j];
+    }
+    nrm = sqrt(nrm);
+    if (nrm < 1e-12) nrm = 1e-12;
+    for (int j = 0; j < HID; j++) out[(size_t)i * HID + j] = (float)(acc[j] / nrm);
+  }
+}
+
+static int ml_scratch_alloc(ml_scratch_t *w, size_t T, size_t maxlen) {
+  size_t per = (size_t)HID * 3 + QKV + FFN;
+  float *p = malloc(sizeof(float) * (T * per + maxlen * maxlen));
+  if (!p) return P2Q_ENOMEM;
+  w->x = p;
+  w->qkv = w->x + T * HID;
+  w->ctx = w->qkv + T * QKV;
+  w->a = w->ctx + T * HID;
+  w->h = w->a + T * HID;
+  w->s = w->h + T * FFN;
+  return 0;
+}
+
+int p2q_minilm_embed_ids(p2q_minilm_t *m, const int32_t *const *ids, const int *n_ids, int n,
+                         float *out, const p2q_minilm_opts_t *opts) {
+  size_t chunk = opts && opts->max_batch_tokens ? opts->max_batch_tokens : P2Q_MINILM_DEFAULT_BATCH_TOKENS;
+  int rc = P2Q_EINVAL, maxlen = 0;
+  int32_t *packed = NULL;
+  int *off = NULL, *len = NULL;
+  ml_scratch_t w = {0};
+  if (!m || n < 0 || (n && (!ids || !n_ids || !out))) return P2Q_EINVAL;
+  if (n == 0) return 0;
+  size_t total = 0;
+  for (int i = 0; i < n; i++) {
+    if (n_ids[i] < 2 || n_ids[i] > MAXPOS || !ids[i]) return P2Q_EINVAL;
+    for (int p = 0; p < n_ids[i]; p++)
+      if (ids[i][p] < 0 || ids[i][p] >= m->vocab) return P2Q_EINVAL;
+    total += (size_t)n_ids[i];
+    if (n_ids[i] > maxlen) maxlen = n_ids[i];
+  }
+  if (chunk < (size_t)maxlen) chunk = (size_t)maxlen;
+  if (chunk > total) chunk = total;
+  if (chunk > (1u << 22)) return P2Q_ERANGE;
+  rc = P2Q_ENOMEM;
+  packed = malloc(sizeof *packed * chunk);
+  off = malloc(sizeof *off * (size_t)n);
+  len = malloc(sizeof *len * (size_t)n);
+  if (!packed || !off || !len || ml_scratch_alloc(&w, chunk, (size_t)maxlen) != 0) goto fail;
+  for (int i = 0; i < n;) {
+    int ns = 0, T = 0;
+    while (i + ns < n && (size_t)T + (size_t)n_ids[i + ns] <= chunk) {
+      off[ns] = T;
+      len[ns] = n_ids[i + ns];
+      memcpy(packed + T, ids[i + ns], sizeof *packed * (size_t)len[ns]);
+      T += len[ns];
+      ns++;
+    }
+    ml_forward(m, packed, off, len, ns, T, &w, out + (size_t)i * HID);
+    i += ns;
+  }
+  rc = 0;
+fail:
+  free(w.x);
+  free(packed);
+  free(off);
+  free(len);
+  return rc;
+}
+
+int p2q_minilm_embed_opts(p2q_minilm_t *m, const char *const *texts, const size_t *lens, int n,
+                          float *out, int *status, const p2q_minilm_opts_t *opts) {
+  int maxt = opts && opts->max_tokens ? opts->max_tokens : P2Q_MINILM_MAX_TOKENS;
+  int rc = P2Q_EINVAL, ngood = 0;
+  int32_t *buf = NULL;
+  const int32_t **seqs = NULL;
+  int *nseq = NULL, *where = NULL;
+  float *tmp = NULL;
+  if (!m || n < 0 || (n && (!texts || !out)) || maxt < 2 || maxt > MAXPOS) return P2Q_EINVAL;
+  if (n == 0) return 0;
+  rc = P2Q_ENOMEM;
+  buf = malloc(sizeof *buf * (size_t)maxt * (size_t)n);
+  seqs = malloc(sizeof *seqs * (size_t)n);
+  nseq = malloc(sizeof *nseq * (size_t)n);
+  where = malloc(sizeof *where * (size_t)n);
+  if (!buf || !seqs || !nseq || !where) goto fail;
+  for (int i = 0; i < n; i++) {
+    size_t l = lens ? lens[i] : (texts[i] ? strlen(texts[i]) : 0);
+    int k = 0, e = p2q_wordpiece_encode(m->wp, texts[i], l, buf + (size_t)i * maxt, maxt, &k);
+    if (status) status[i] = e;
+    if (e != 0 && !status) { rc = e; goto fail; }
+    if (e != 0) {
+      memset(out + (size_t)i * HID, 0, sizeof(float) * HID);
+      continue;
+    }
+    seqs[ngood] = buf + (size_t)i * maxt;
+    nseq[ngood] = k;
+    where[ngood++] = i;
+  }
+  if (ngood == n) {
+    rc = p2q_minilm_embed_ids(m, seqs, nseq, n, out, opts);
+  } else if (ngood > 0) {
+    rc = P2Q_ENOMEM;
+    if (!(tmp = malloc(sizeof(float) * HID * (size_t)ngood))) goto fail;
+    if ((rc = p2q_minilm_embed_ids(m, seqs, nseq, ngood, tmp, opts)) == 0)
+      for (int g = 0; g < ngood; g++)
+        memcpy(out + (size_t)where[g] * HID, tmp + (size_t)g * HID, sizeof(float) * HID);
+  } else {
+    rc = 0;
+  }
+fail:
+  free(tmp);
+  free(buf);
+  free(seqs);
+  free(nseq);
+  free(where);
+  return rc;
+}
+
+int p2q_minilm_embed(p2q_minilm_t *m, const char *const *texts, const size_t *lens, int n,
+                     float *out, int *status) {
+  return p2q_minilm_embed_opts(m, texts, lens, n, out, status, NULL);
+}
