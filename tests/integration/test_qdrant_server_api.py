@@ -1,0 +1,391 @@
+"""Integration tests of the Qdrant test server's REST behaviour (tests/qdrant_server).
+
+Owns: envelopes, status codes and messages, point-id rules, collections, upserts (record,
+column, named, sparse), deletes, payload updates, scroll paging, count, retrieve, payload
+index, routing details (trailing slash, unknown route, content type, body limit) and the API
+key. Query/filter semantics live in test_qdrant_server_query.py, fault injection in
+test_qdrant_server_faults.py.
+
+Invariant: every test starts from an empty server (the ``qdrant`` fixture resets it).
+"""
+import http.client
+import json
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from tests.qdrant_server.client import QdrantStub  # noqa: E402
+from tests.qdrant_server.fixture import qdrant, qdrant_session  # noqa: E402,F401
+
+FORMAT = "Format error in JSON body: "
+
+
+def vec(i, dim=4):
+    return [float(i + 1)] + [0.5] * (dim - 1)
+
+
+def assert_ok(status, body):
+    assert status == 200, body
+    assert body["status"] == "ok"
+    assert isinstance(body["time"], float)
+    return body["result"]
+
+
+def assert_err(status, body, code, message=None, prefix=None):
+    assert status == code, body
+    assert set(body) == {"status", "time"}
+    err = body["status"]["error"]
+    if message is not None:
+        assert err == message
+    if prefix is not None:
+        assert err.startswith(prefix), err
+    return err
+
+
+# -- service endpoints ----------------------------------------------------------------------------
+def test_root_and_health(qdrant):
+    status, body, _ = qdrant.request("GET", "/")
+    assert status == 200 and set(body) == {"title", "version", "commit"}
+    assert body["version"].startswith("1.19")
+    for path, text in (("/healthz", "healthz check passed"), ("/livez", "livez check passed"),
+                       ("/readyz", "all shards are ready")):
+        status, body, headers = qdrant.request("GET", path)
+        assert status == 200 and body == text
+        assert headers["content-type"].startswith("text/plain")
+
+
+def test_unknown_route_is_empty_404(qdrant):
+    for method, path in (("GET", "/nope"), ("POST", "/collections"),
+                         ("GET", "/collections/a/b/c/d")):
+        status, body, headers = qdrant.request(method, path)
+        assert status == 404 and body == "" and headers["content-length"] == "0"
+
+
+def test_trailing_slash_is_trimmed(qdrant):
+    assert_ok(*qdrant.call("PUT", "/collections/t/", {"vectors": {"size": 4,
+                                                                    "distance": "Dot"}}))
+    assert assert_ok(*qdrant.call("GET", "/collections/t/exists/")) == {"exists": True}
+
+
+# -- collections ----------------------------------------------------------------------------------
+def test_collection_lifecycle(qdrant):
+    assert assert_ok(*qdrant.call("GET", "/collections")) == {"collections": []}
+    assert assert_ok(*qdrant.create_collection("c1", size=384)) is True
+    assert assert_ok(*qdrant.call("GET", "/collections/c1/exists")) == {"exists": True}
+    assert assert_ok(*qdrant.call("GET", "/collections/zz/exists")) == {"exists": False}
+    info = assert_ok(*qdrant.collection_info("c1"))
+    assert info["status"] == "green" and info["points_count"] == 0
+    assert info["config"]["params"]["vectors"] == {"size": 384, "distance": "Cosine"}
+    assert assert_ok(*qdrant.call("GET", "/collections")) == {"collections": [{"name": "c1"}]}
+    assert assert_ok(*qdrant.delete_collection("c1")) is True
+    assert assert_ok(*qdrant.delete_collection("c1")) is False
+
+
+def test_duplicate_create_is_409(qdrant):
+    qdrant.create_collection("dup")
+    assert_err(*qdrant.create_collection("dup"), 409,
+               "Wrong input: Collection `dup` already exists!")
+
+
+def test_missing_collection_is_404(qdrant):
+    msg = "Not found: Collection `ghost` doesn't exist!"
+    assert_err(*qdrant.collection_info("ghost"), 404, msg)
+    assert_err(*qdrant.upsert("ghost", [{"id": 1, "vector": vec(1)}]), 404, msg)
+    assert_err(*qdrant.scroll("ghost"), 404, msg)
+    assert_err(*qdrant.query("ghost", query=vec(1)), 404, msg)
+    assert_err(*qdrant.count("ghost"), 404, msg)
+
+
+def test_named_and_sparse_collection_info(qdrant):
+    assert_ok(*qdrant.create_collection(
+        "h", vectors={"dense": {"size": 4, "distance": "Cosine"}},
+        sparse_vectors={"bm25": {"modifier": "idf"}}))
+    params = assert_ok(*qdrant.collection_info("h"))["config"]["params"]
+    assert params["vectors"] == {"dense": {"size": 4, "distance": "Cosine"}}
+    assert params["sparse_vectors"] == {"bm25": {"modifier": "idf"}}
+
+
+# -- upsert ---------------------------------------------------------------------------------------
+def test_upsert_record_form_and_status(qdrant):
+    qdrant.create_collection("u", size=4, distance="Dot")
+    res = assert_ok(*qdrant.upsert("u", [{"id": 1, "vector": vec(1), "payload": {"a": 1}}]))
+    assert res == {"operation_id": 0, "status": "completed"}
+    res2 = assert_ok(*qdrant.upsert("u", [{"id": 2, "vector": vec(2)}], wait=False))
+    assert res2["status"] == "acknowledged"
+    assert res2["operation_id"] == 1
+    pts = qdrant.points("u")
+    assert [p["id"] for p in pts] == [1, 2]
+    assert pts[0]["payload"] == {"a": 1} and pts[1]["payload"] == {}
+    assert pts[0]["vector"] == vec(1)
+
+
+def test_upsert_column_form(qdrant):
+    qdrant.create_collection("b", size=4, distance="Euclid")
+    assert_ok(*qdrant.upsert_batch("b", [3, 1, 2], [vec(3), vec(1), vec(2)],
+                                   [{"k": 3}, None, {"k": 2}]))
+    pts = qdrant.points("b")
+    assert [(p["id"], p["payload"]) for p in pts] == [(1, {}), (2, {"k": 2}), (3, {"k": 3})]
+
+
+def test_upsert_replaces_whole_point(qdrant):
+    qdrant.create_collection("r", size=4, distance="Dot")
+    qdrant.upsert("r", [{"id": 7, "vector": vec(1), "payload": {"a": 1, "b": 2}}])
+    qdrant.upsert("r", [{"id": 7, "vector": vec(2), "payload": {"c": 3}}])
+    (p,) = qdrant.points("r")
+    assert p["payload"] == {"c": 3} and p["vector"] == vec(2)
+
+
+def test_cosine_vectors_are_normalised(qdrant):
+    qdrant.create_collection("cos", size=4, distance="Cosine")
+    qdrant.upsert("cos", [{"id": 1, "vector": [3.0, 4.0, 0.0, 0.0]}])
+    (p,) = qdrant.points("cos")
+    assert p["vector"] == pytest.approx([0.6, 0.8, 0.0, 0.0], abs=1e-6)
+
+
+def test_dimension_error_fails_whole_request(qdrant):
+    qdrant.create_collection("d", size=384)
+    good = {"id": 1, "vector": [0.1] * 384}
+    bad = {"id": 2, "vector": [0.1, 0.2, 0.3]}
+    assert_err(*qdrant.upsert("d", [good, bad]), 400,
+               "Wrong input: Vector dimension error: expected dim: 384, got 3")
+    assert qdrant.points("d") == []
+
+
+def test_named_vectors_and_unknown_name(qdrant):
+    qdrant.create_collection("n", vectors={"dense": {"size": 4, "distance": "Dot"}},
+                             sparse_vectors={"bm25": {}})
+    assert_ok(*qdrant.upsert("n", [{"id": 1, "vector": {
+        "dense": vec(1), "bm25": {"indices": [5, 2], "values": [0.5, 0.25]}}}]))
+    (p,) = qdrant.points("n")
+    assert p["vector"] == {"dense": vec(1), "bm25": {"indices": [2, 5], "values": [0.25, 0.5]}}
+    assert_err(*qdrant.upsert("n", [{"id": 2, "vector": {"x": vec(1)}}]), 400,
+               "Wrong input: Not existing vector name error: x")
+    assert_err(*qdrant.upsert("n", [{"id": 2, "vector": {"dense": [1.0]}}]), 400,
+               "Wrong input: Vector dimension error: expected dim: 4, got 1")
+
+
+# -- point ids ------------------------------------------------------------------------------------
+UUID = "550e8400-e29b-41d4-a716-446655440000"
+
+
+@pytest.mark.parametrize("raw", [UUID, UUID.upper(), UUID.replace("-", ""),
+                                 "urn:uuid:" + UUID, "{" + UUID + "}"])
+def test_uuid_forms_are_canonicalised(qdrant, raw):
+    qdrant.create_collection("ids", size=4, distance="Dot")
+    assert_ok(*qdrant.upsert("ids", [{"id": raw, "vector": vec(1)}]))
+    assert [p["id"] for p in qdrant.points("ids")] == [UUID]
+    got = assert_ok(*qdrant.retrieve("ids", [raw]))
+    assert got[0]["id"] == UUID
+
+
+@pytest.mark.parametrize("raw,shown", [("42", "42"), (-1, "-1"), (1.5, "1.5"),
+                                       (2 ** 64, None), ("not-a-uuid", "not-a-uuid"),
+                                       (True, "true"), (None, "null")])
+def test_invalid_point_ids_rejected(qdrant, raw, shown):
+    qdrant.create_collection("ids", size=4, distance="Dot")
+    status, body = qdrant.upsert("ids", [{"id": 1, "vector": vec(1)},
+                                         {"id": raw, "vector": vec(2)}])
+    err = assert_err(status, body, 400, prefix=FORMAT)
+    assert err.endswith("is not a valid point ID, valid values are either an unsigned "
+                        "integer or a UUID")
+    if shown is not None:
+        assert err == (FORMAT + f"value {shown} is not a valid point ID, valid values are "
+                       "either an unsigned integer or a UUID")
+    assert qdrant.points("ids") == []
+
+
+def test_max_u64_id_ok_and_int_differs_from_uuid(qdrant):
+    qdrant.create_collection("ids", size=4, distance="Dot")
+    one_uuid = "00000000-0000-0000-0000-000000000001"
+    assert_ok(*qdrant.upsert("ids", [{"id": 2 ** 64 - 1, "vector": vec(1)},
+                                     {"id": 1, "vector": vec(2)},
+                                     {"id": one_uuid, "vector": vec(3)}]))
+    assert [p["id"] for p in qdrant.points("ids")] == [1, 2 ** 64 - 1, one_uuid]
+
+
+# -- delete / payload -----------------------------------------------------------------------------
+def seed(qdrant, name="p", n=5, distance="Dot"):
+    qdrant.create_collection(name, size=4, distance=distance)
+    pts = [{"id": i, "vector": vec(i), "payload": {"_pk": f"k{i % 2}", "n": i}}
+           for i in range(1, n + 1)]
+    assert_ok(*qdrant.upsert(name, pts))
+
+
+def test_delete_by_ids_and_filter(qdrant):
+    seed(qdrant)
+    assert assert_ok(*qdrant.delete("p", ids=[1, 99]))["status"] == "completed"
+    assert [p["id"] for p in qdrant.points("p")] == [2, 3, 4, 5]
+    assert_ok(*qdrant.delete("p", filter={"must": [{"key": "_pk",
+                                                   "match": {"value": "k0"}}]}))
+    assert [p["id"] for p in qdrant.points("p")] == [3, 5]
+    assert_err(*qdrant.call("POST", "/collections/p/points/delete", {}), 400, prefix=FORMAT)
+
+
+def test_set_and_overwrite_payload(qdrant):
+    seed(qdrant, n=3)
+    assert_ok(*qdrant.set_payload("p", {"x": 1}, ids=[1]))
+    assert_ok(*qdrant.set_payload("p", {"y": 2}, filter={"must": [{"key": "n",
+                                                                  "range": {"gte": 2}}]}))
+    assert_ok(*qdrant.set_payload("p", {"only": True}, ids=[3], overwrite=True))
+    got = {p["id"]: p["payload"] for p in qdrant.points("p")}
+    assert got == {1: {"_pk": "k1", "n": 1, "x": 1}, 2: {"_pk": "k0", "n": 2, "y": 2},
+                   3: {"only": True}}
+    assert_err(*qdrant.set_payload("p", {"x": 1}, ids=[42]), 404,
+               "Not found: No point with id 42 found")
+
+
+# -- reads ----------------------------------------------------------------------------------------
+def test_scroll_paging_in_id_order(qdrant):
+    qdrant.create_collection("s", size=4, distance="Dot")
+    ids = [9, 3, UUID, 1, 2 ** 40, 5, "00000000-0000-0000-0000-000000000002"]
+    assert_ok(*qdrant.upsert("s", [{"id": i, "vector": vec(1), "payload": {"i": str(i)}}
+                                   for i in ids]))
+    status, body = qdrant.scroll("s", limit=3)
+    page = assert_ok(status, body)
+    assert [p["id"] for p in page["points"]] == [1, 3, 5]
+    assert page["next_page_offset"] == 9
+    assert page["points"][0] == {"id": 1, "payload": {"i": "1"}, "vector": None}
+    allp = qdrant.scroll_all("s", limit=2)
+    assert [p["id"] for p in allp] == [1, 3, 5, 9, 2 ** 40,
+                                       "00000000-0000-0000-0000-000000000002", UUID]
+    page = assert_ok(*qdrant.scroll("s", limit=10, offset=4, with_payload=False,
+                                    with_vector=True))
+    assert page["points"][0]["id"] == 5 and page["points"][0]["payload"] is None
+    assert page["points"][0]["vector"] == vec(1)
+    assert page["next_page_offset"] is None
+
+
+def test_scroll_with_payload_selection_and_filter(qdrant):
+    seed(qdrant)
+    page = assert_ok(*qdrant.scroll("p", with_payload=["n"],
+                                    filter={"must": [{"key": "_pk", "match": {"value": "k1"}}]}))
+    assert page["points"] == [{"id": i, "payload": {"n": i}, "vector": None} for i in (1, 3, 5)]
+
+
+def test_count_and_retrieve(qdrant):
+    seed(qdrant)
+    assert assert_ok(*qdrant.count("p")) == {"count": 5}
+    assert assert_ok(*qdrant.count("p", filter={"must_not": [
+        {"key": "_pk", "match": {"value": "k1"}}]})) == {"count": 2}
+    got = assert_ok(*qdrant.retrieve("p", [2, 99, 1], with_vector=True))
+    assert [r["id"] for r in got] == [2, 1] and got[0]["vector"] == vec(2)
+    rec = assert_ok(*qdrant.call("GET", "/collections/p/points/3"))
+    assert rec["id"] == 3 and rec["payload"] == {"_pk": "k1", "n": 3}
+    assert_err(*qdrant.call("GET", "/collections/p/points/77"), 404,
+               "Not found: No point with id 77 found")
+
+
+def test_payload_index_is_recorded(qdrant):
+    seed(qdrant)
+    res = assert_ok(*qdrant.create_index("p", "_pk", "keyword"))
+    assert res["status"] == "completed"
+    schema = assert_ok(*qdrant.collection_info("p"))["payload_schema"]
+    assert schema == {"_pk": {"data_type": "keyword", "points": 5}}
+
+
+# -- request-level errors -------------------------------------------------------------------------
+def test_content_type_required(qdrant):
+    qdrant.create_collection("ct", size=4)
+    for ctype in ("application/x-www-form-urlencoded", "text/plain"):
+        status, body, _ = qdrant.request(
+            "PUT", "/collections/ct/points?wait=true",
+            raw=b'{"points":[{"id":1,"vector":[1,2,3,4]}]}', headers={"Content-Type": ctype})
+        assert_err(status, body, 400, "Content type error")
+        assert body["time"] == 0.0
+    # no Content-Type header at all
+    conn = http.client.HTTPConnection(qdrant.host, qdrant.port, timeout=10)
+    conn.putrequest("PUT", "/collections/ct/points?wait=true")
+    raw = b'{"points":[{"id":1,"vector":[1,2,3,4]}]}'
+    conn.putheader("Content-Length", str(len(raw)))
+    conn.endheaders(raw)
+    resp = conn.getresponse()
+    body = json.loads(resp.read())
+    conn.close()
+    assert_err(resp.status, body, 400, "Content type error")
+    assert qdrant.points("ct") == []
+    # application/json with a charset parameter is fine
+    status, body, _ = qdrant.request("PUT", "/collections/ct/points?wait=true", raw=raw,
+                                     headers={"Content-Type": "application/json; charset=utf-8"})
+    assert_ok(status, body)
+
+
+def test_body_over_32_mib_is_400(qdrant):
+    qdrant.create_collection("big", size=4)
+    raw = b'{"points":[],"pad":"' + b"x" * (32 * 1024 * 1024) + b'"}'
+    status, body, _ = qdrant.request("PUT", "/collections/big/points", raw=raw)
+    err = assert_err(status, body, 400)
+    assert "larger than allowed" in err and "33554432" in err
+
+
+def test_malformed_json_is_400(qdrant):
+    qdrant.create_collection("m", size=4)
+    status, body, _ = qdrant.request("PUT", "/collections/m/points", raw=b'{"points": [')
+    assert_err(status, body, 400, prefix=FORMAT)
+    assert body["time"] == 0.0
+
+
+def test_bad_query_params_are_400(qdrant):
+    qdrant.create_collection("q", size=4)
+    assert_err(*qdrant.call("PUT", "/collections/q/points?wait=yes", {"points": []}), 400,
+               prefix="Deserialize error in query parameters")
+    assert_err(*qdrant.call("PUT", "/collections/q/points?ordering=eventual", {"points": []}),
+               400, prefix="Deserialize error in query parameters")
+    assert_ok(*qdrant.call("PUT", "/collections/q/points?wait=true&ordering=strong&timeout=5",
+                           {"points": []}))
+
+
+# -- schema validation: 400 (shape) vs 422 (constraints) ----------------------------------------
+@pytest.mark.parametrize("path,body,message", [
+    ("/collections/v", {"vectors": {"size": 4, "distance": "cosine"}},
+     FORMAT + "unknown variant `cosine`, expected one of `Cosine`, `Euclid`, `Dot`, "
+              "`Manhattan`"),
+    ("/collections/v/points", {"points": [{"id": 1}]}, FORMAT + "missing field `vector`"),
+    ("/collections/v/points", {"points": [{"id": 1, "vector": [1, "x", 3, 4]}]}, None),
+    ("/collections/v/points", {"points": "nope"}, None),
+])
+def test_shape_errors_are_400(qdrant, path, body, message):
+    qdrant.create_collection("v", size=4)
+    status, res = qdrant.call("PUT", path, body)
+    assert_err(status, res, 400, message, prefix=FORMAT)
+    assert res["time"] == 0.0
+
+
+def test_constraint_errors_are_422(qdrant):
+    assert_err(*qdrant.call("PUT", "/collections/v", {"vectors": {"size": 65537,
+                                                                  "distance": "Cosine"}}),
+               422, "Validation error in JSON body: [vectors.size: value 65537 invalid, "
+                    "must be from 1 to 65536]")
+    qdrant.create_collection("v", size=4)
+    assert_err(*qdrant.scroll("v", limit=0), 422,
+               "Validation error in JSON body: [limit: value 0 invalid, must be 1 or larger]")
+    assert_err(*qdrant.call("POST", "/collections/v/points/scroll",
+                            {"filter": {"must": [{"key": "a"}], "bogus": 1}}), 400,
+               prefix=FORMAT + "unknown field `bogus`")
+
+
+# -- api key --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def keyed():
+    stub = QdrantStub.start(api_key="s3cret")
+    yield stub
+    stub.stop()
+
+
+def test_api_key_required(keyed):
+    status, body, headers = keyed.request("GET", "/collections", api_key=None)
+    assert status == 401 and body == "Must provide an API key or an Authorization bearer token"
+    assert headers["content-type"].startswith("text/plain")
+    status, body, _ = keyed.request("GET", "/collections", api_key="wrong")
+    assert status == 401 and body == "Invalid API key or JWT"
+    status, body, _ = keyed.request("GET", "/nope", api_key=None)
+    assert status == 401
+    assert keyed.request("GET", "/collections")[0] == 200
+    status, _, _ = keyed.request("GET", "/collections", api_key=None,
+                                 headers={"Authorization": "Bearer s3cret"})
+    assert status == 200
+    for path in ("/", "/healthz", "/livez", "/readyz"):
+        assert keyed.request("GET", path, api_key=None)[0] == 200
+    log = keyed.log()
+    assert [e["status"] for e in log[:3]] == [401, 401, 401]
