@@ -23,7 +23,7 @@ typedef struct {
   float vec[384];
 } golden_t;
 
-static const char *gu_source_dir(void) {
+__attribute__((unused)) static const char *gu_source_dir(void) {
   const char *s = getenv("P2Q_SOURCE_DIR");
 #ifdef P2Q_SOURCE_DIR
   if (!s || !*s) s = P2Q_SOURCE_DIR;
