@@ -414,8 +414,9 @@ static int check_rule(ld_t *ld, const sect_t *s, p2q_rule_config_t *r) {
 /* Fill rule defaults that depend on other keys (event_type, watch). */
 static int fill_rule(p2q_rule_config_t *r) {
   if (!r->event_type && !(r->event_type = strdup(r->name))) return P2Q_ENOMEM;
-  for (int i = 0; r->watch.n == 0 && i < r->columns.n; i++)
-    if (p2q_strlist_push(&r->watch, r->columns.items[i], strlen(r->columns.items[i])) < 0)
+  if (r->watch.n > 0) return 0;
+  for (int i = 0; i < r->columns.n; i++)
+    if (p2q_conf_strlist_push(&r->watch, r->columns.items[i], strlen(r->columns.items[i])) < 0)
       return P2Q_ENOMEM;
   return 0;
 }
@@ -455,14 +456,14 @@ static int finish_workers(ld_t *ld) {
     for (int i = 0; i < cfg->n_rules; i++) {
       p2q_strlist_t *l = &cfg->workers[idx].event_types;
       const char *et = cfg->rules[i].event_type;
-      if (!p2q_strlist_has(l, et) && p2q_strlist_push(l, et, strlen(et)) < 0) return P2Q_ENOMEM;
+      if (!p2q_conf_strlist_has(l, et) && p2q_conf_strlist_push(l, et, strlen(et)) < 0) return P2Q_ENOMEM;
     }
     return 0;
   }
   for (int i = 0; i < cfg->n_rules; i++) {
     int claimed = 0;
     for (int w = 0; w < cfg->n_workers && !claimed; w++)
-      claimed = p2q_strlist_has(&cfg->workers[w].event_types, cfg->rules[i].event_type);
+      claimed = p2q_conf_strlist_has(&cfg->workers[w].event_types, cfg->rules[i].event_type);
     if (!claimed)
       P2Q_WARN("config_unclaimed_event_type", "file=%s rule=%s event_type=%s", ld->file,
                cfg->rules[i].name, cfg->rules[i].event_type);

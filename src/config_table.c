@@ -224,14 +224,14 @@ void p2q_config_format_duration(int64_t ms, char *buf, size_t n) {
   else snprintf(buf, n, "%lldms", (long long)ms);
 }
 
-void p2q_strlist_free(p2q_strlist_t *l) {
+void p2q_conf_strlist_free(p2q_strlist_t *l) {
   for (int i = 0; i < l->n; i++) free(l->items[i]);
   free(l->items);
   l->items = NULL;
   l->n = 0;
 }
 
-int p2q_strlist_push(p2q_strlist_t *l, const char *s, size_t n) {
+int p2q_conf_strlist_push(p2q_strlist_t *l, const char *s, size_t n) {
   char **items = realloc(l->items, (size_t)(l->n + 1) * sizeof *items);
   if (!items) return P2Q_ENOMEM;
   l->items = items;
@@ -240,7 +240,7 @@ int p2q_strlist_push(p2q_strlist_t *l, const char *s, size_t n) {
   return 0;
 }
 
-int p2q_strlist_has(const p2q_strlist_t *l, const char *s) {
+int p2q_conf_strlist_has(const p2q_strlist_t *l, const char *s) {
   for (int i = 0; i < l->n; i++)
     if (strcmp(l->items[i], s) == 0) return 1;
   return 0;
@@ -352,15 +352,15 @@ static int parse_list(const char *v, p2q_strlist_t *out, char *why, size_t n) {
       rc = P2Q_ECONFIG;
       goto fail;
     }
-    if ((rc = p2q_strlist_push(&l, a, (size_t)(b - a))) < 0) goto fail;
+    if ((rc = p2q_conf_strlist_push(&l, a, (size_t)(b - a))) < 0) goto fail;
     if (!end) break;
     p = end + 1;
   }
-  p2q_strlist_free(out);
+  p2q_conf_strlist_free(out);
   *out = l;
   return 0;
 fail:
-  p2q_strlist_free(&l);
+  p2q_conf_strlist_free(&l);
   return rc;
 }
 
@@ -467,7 +467,7 @@ void p2q_conf_free_fields(const p2q_conf_section_t *k, char *base) {
       free(*(char **)f);
       *(char **)f = NULL;
     } else if (e->type == P2Q_CT_LIST) {
-      p2q_strlist_free(f);
+      p2q_conf_strlist_free(f);
     }
   }
 }

@@ -208,8 +208,8 @@ int *p2q_conf_count(const p2q_config_t *cfg, const p2q_conf_section_t *k);
 
 /* "0", "500ms", "30s", "5m", "1h": the largest unit that divides ms exactly. */
 void p2q_config_format_duration(int64_t ms, char *buf, size_t n);
-void p2q_strlist_free(p2q_strlist_t *l);
-int p2q_strlist_push(p2q_strlist_t *l, const char *s, size_t n);
-int p2q_strlist_has(const p2q_strlist_t *l, const char *s);
+void p2q_conf_strlist_free(p2q_strlist_t *l);
+int p2q_conf_strlist_push(p2q_strlist_t *l, const char *s, size_t n);
+int p2q_conf_strlist_has(const p2q_strlist_t *l, const char *s);
 
 #endif
