@@ -1,0 +1,36 @@
+/*
+ * json_scan.h — a small zero-copy JSON scanner: finds the raw text spans of values so that
+ * snapshots from PostgreSQL (jsonb text) can be re-shaped into Qdrant points by copying bytes,
+ * without building a tree or re-formatting floats. Pure; any thread.
+ */
+#ifndef P2Q_JSON_SCAN_H
+#define P2Q_JSON_SCAN_H
+
+#include <stddef.h>
+
+typedef struct {
+  const char *p;   /* start of the span */
+  size_t n;        /* its length */
+} p2q_span_t;
+
+/* Skip whitespace then one JSON value starting at s[*pos]; *pos ends after it. 0 or P2Q_EBADJSON. */
+int p2q_json_skip(const char *s, size_t len, size_t *pos);
+
+/* Iterate the members of the top-level object in s. *pos starts at 0; each call yields the next
+ * member's key span (without quotes, still escaped) and value span. Returns 1 for a member,
+ * 0 at the end, P2Q_EBADJSON on malformed input. */
+int p2q_json_next_member(const char *s, size_t len, size_t *pos, p2q_span_t *key, p2q_span_t *val);
+
+/* Find member `name` (unescaped ASCII) of the top-level object. 1 found, 0 absent, <0 error. */
+int p2q_json_find(const char *s, size_t len, const char *name, p2q_span_t *val);
+
+/* Does the span hold exactly `lit` (e.g. "null")? */
+int p2q_span_eq(p2q_span_t v, const char *lit);
+
+/* Validate a JSON array of numbers; returns the element count, or P2Q_EBADJSON. */
+int p2q_json_number_array(const char *s, size_t len);
+
+/* Decode a JSON string span (with quotes) into buf (NUL-terminated). Returns length or <0. */
+int p2q_json_unescape(p2q_span_t v, char *buf, size_t buflen);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * points.h — turning outbox events into Qdrant point JSON (pure; any thread; unit-tested).
+ *
+ * Point ids: a rule whose key is one column holding a non-negative integer (< 2^64) uses that
+ * integer; any other key (text, uuid, composite, negative) maps to UUIDv5(pg2qdrant namespace,
+ * "<rule>:<row_key jsonb text>") and the original key is kept in the payload as `_pk`.
+ * Payload: the event snapshot minus the vector column (and minus columns captured only for the
+ * vector or text, when `columns` is set). Vectors come from `vector_column` as a JSON array, a
+ * pgvector text value ("[1,2,3]") or a PostgreSQL array text ("{1,2,3}"), or from an embedder.
+ */
+#ifndef P2Q_POINTS_H
+#define P2Q_POINTS_H
+
+#include "pg2qdrant/buf.h"
+#include "pg2qdrant/config.h"
+#include "pg2qdrant/json_scan.h"
+
+#define P2Q_POINT_ID_MAX 48
+
+/* Write the point id as JSON (a number, or a quoted UUID) into out. 1 = UUID, 0 = integer, <0 error. */
+int p2q_point_id(const char *rule, const char *row_key, size_t len, char out[P2Q_POINT_ID_MAX]);
+
+/* Normalise a vector value span (array, pgvector text or PG array text) into b as a JSON array.
+ * Returns the dimension, 0 if the value is null, or P2Q_EBADJSON with a reason in why. */
+int p2q_vector_json(p2q_buf_t *b, p2q_span_t v, char *why, size_t whylen);
+
+/*
+ * Append one point object {"id":…,"vector":…,"payload":{…}} for an upsert of `payload` (the
+ * event's jsonb snapshot). `vector` is a JSON array from an embedder, or NULL to read the rule's
+ * vector_column. Returns 0 when appended, 1 when the row has no vector (NULL column: the caller
+ * deletes the point instead), or a negative code with a reason in why (bad event).
+ */
+int p2q_point_build(p2q_buf_t *b, const p2q_rule_config_t *rule, const char *id_json,
+                    int id_is_uuid, const char *row_key, const char *payload, size_t plen,
+                    const char *vector, size_t vlen, char *why, size_t whylen);
+
+#endif

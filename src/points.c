@@ -1,0 +1,140 @@
+/*
+ * points.c — outbox event → Qdrant point JSON by copying spans of the jsonb snapshot (see
+ * points.h). No float is parsed or re-printed on the fast path (JSON arrays are validated and
+ * copied). Pure; any thread.
+ */
+#include "pg2qdrant/points.h"
+#include "pg2qdrant/errors.h"
+#include "pg2qdrant/uuid.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Is the span an integer in [0, 2^64)? */
+static int u64_literal(p2q_span_t v) {
+  if (v.n == 0 || v.n > 20) return 0;
+  for (size_t i = 0; i < v.n; i++)
+    if (!isdigit((unsigned char)v.p[i])) return 0;
+  if (v.n > 1 && v.p[0] == '0') return 0;
+  if (v.n == 20 && memcmp(v.p, "18446744073709551615", 20) > 0) return 0;
+  return 1;
+}
+
+int p2q_point_id(const char *rule, const char *row_key, size_t len, char out[P2Q_POINT_ID_MAX]) {
+  size_t pos = 0;
+  p2q_span_t k, v, first = {0};
+  int n = 0, rc;
+  while ((rc = p2q_json_next_member(row_key, len, &pos, &k, &v)) == 1) {
+    if (n++ == 0) first = v;
+  }
+  if (rc < 0 || n == 0) return P2Q_EBADJSON;
+  if (n == 1 && u64_literal(first)) {
+    memcpy(out, first.p, first.n);
+    out[first.n] = 0;
+    return 0;
+  }
+  p2q_buf_t name = P2Q_BUF_INIT;
+  p2q_buf_puts(&name, rule);
+  p2q_buf_putc(&name, ':');
+  p2q_buf_append(&name, row_key, len);
+  char uuid[37];
+  rc = p2q_buf_error(&name) ? p2q_buf_error(&name) : p2q_uuid5(p2q_uuid_namespace, name.data, name.len, uuid);
+  p2q_buf_free(&name);
+  if (rc) return rc;
+  snprintf(out, P2Q_POINT_ID_MAX, "\"%s\"", uuid);
+  return 1;
+}
+
+static int reason(char *why, size_t whylen, const char *msg) {
+  snprintf(why, whylen, "%s", msg);
+  return P2Q_EBADJSON;
+}
+
+int p2q_vector_json(p2q_buf_t *b, p2q_span_t v, char *why, size_t whylen) {
+  if (v.n == 0 || p2q_span_eq(v, "null")) return 0;
+  if (v.p[0] == '[') {
+    int dim = p2q_json_number_array(v.p, v.n);
+    if (dim <= 0) return reason(why, whylen, "vector column is not an array of numbers");
+    p2q_buf_append(b, v.p, v.n);
+    return dim;
+  }
+  if (v.p[0] != '"') return reason(why, whylen, "vector column is neither an array nor a vector text");
+  char *text = malloc(v.n + 1);
+  if (!text) return P2Q_ENOMEM;
+  int n = p2q_json_unescape(v, text, v.n + 1), dim = P2Q_EBADJSON;
+  if (n > 1) {
+    char *s = text, *e = text + n;
+    while (s < e && isspace((unsigned char)*s)) s++;
+    while (e > s && isspace((unsigned char)e[-1])) e--;
+    if (e - s >= 2 && ((*s == '[' && e[-1] == ']') || (*s == '{' && e[-1] == '}'))) {
+      *s = '[';
+      e[-1] = ']';
+      dim = p2q_json_number_array(s, (size_t)(e - s));
+      if (dim > 0) p2q_buf_append(b, s, (size_t)(e - s));
+    }
+  }
+  free(text);
+  if (dim <= 0) return reason(why, whylen, "vector text is not a list of numbers like [1,2,3] or {1,2,3}");
+  return dim;
+}
+
+/* Should snapshot member `key` (escaped span) go into the Qdrant payload? */
+static int keep_member(const p2q_rule_config_t *r, p2q_span_t key) {
+  char name[256];
+  p2q_span_t quoted = {key.p - 1, key.n + 2};
+  if (p2q_json_unescape(quoted, name, sizeof name) < 0) return 1;
+  if (r->vector_column && !strcmp(name, r->vector_column)) return 0;
+  if (r->columns.n == 0) return 1;
+  for (int i = 0; i < r->columns.n; i++)
+    if (!strcmp(name, r->columns.items[i])) return 1;
+  return 0;
+}
+
+int p2q_point_build(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_json, int id_is_uuid,
+                    const char *row_key, const char *payload, size_t plen, const char *vector,
+                    size_t vlen, char *why, size_t whylen) {
+  size_t mark = b->len;
+  p2q_buf_printf(b, "{\"id\":%s,\"vector\":", id_json);
+  if (r->vector_name && *r->vector_name) {
+    p2q_buf_putc(b, '{');
+    p2q_buf_json_string(b, r->vector_name, strlen(r->vector_name));
+    p2q_buf_putc(b, ':');
+  }
+  if (vector) {
+    p2q_buf_append(b, vector, vlen);
+  } else {
+    p2q_span_t v = {NULL, 0};
+    int rc = r->vector_column ? p2q_json_find(payload, plen, r->vector_column, &v) : 0;
+    if (rc < 0) { b->len = mark; return reason(why, whylen, "snapshot is not a JSON object"); }
+    rc = p2q_vector_json(b, v, why, whylen);
+    if (rc <= 0) { /* 0: NULL vector, the row has no point */
+      b->len = mark;
+      b->data[mark] = 0;
+      return rc == 0 ? 1 : rc;
+    }
+  }
+  if (r->vector_name && *r->vector_name) p2q_buf_putc(b, '}');
+  p2q_buf_puts(b, ",\"payload\":{");
+  size_t pos = 0;
+  p2q_span_t k, v;
+  int rc, first = 1;
+  while ((rc = p2q_json_next_member(payload, plen, &pos, &k, &v)) == 1) {
+    if (!keep_member(r, k)) continue;
+    if (!first) p2q_buf_putc(b, ',');
+    first = 0;
+    p2q_buf_putc(b, '"');
+    p2q_buf_append(b, k.p, k.n);
+    p2q_buf_puts(b, "\":");
+    p2q_buf_append(b, v.p, v.n);
+  }
+  if (rc < 0) { b->len = mark; b->data[mark] = 0; return reason(why, whylen, "snapshot is not a JSON object"); }
+  if (id_is_uuid) {
+    p2q_buf_puts(b, first ? "\"_pk\":" : ",\"_pk\":");
+    p2q_buf_puts(b, row_key);
+  }
+  p2q_buf_puts(b, "}}");
+  return p2q_buf_error(b);
+}

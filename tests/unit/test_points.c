@@ -1,0 +1,120 @@
+/* Unit tests for json_scan.c, uuid.c and points.c: spans, UUIDv5, point ids, point JSON. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg2qdrant/errors.h"
+#include "pg2qdrant/json_scan.h"
+#include "pg2qdrant/points.h"
+#include "pg2qdrant/uuid.h"
+
+static void test_scan(void **state) {
+  const char *s = "{\"a\": 1, \"b\\\"q\": [1, {\"x\": \"}\"}], \"c\": null}";
+  size_t pos = 0;
+  p2q_span_t k, v;
+  assert_int_equal(p2q_json_next_member(s, strlen(s), &pos, &k, &v), 1);
+  assert_true(k.n == 1 && k.p[0] == 'a' && p2q_span_eq(v, "1"));
+  assert_int_equal(p2q_json_next_member(s, strlen(s), &pos, &k, &v), 1);
+  assert_true(p2q_span_eq(v, "[1, {\"x\": \"}\"}]"));
+  assert_int_equal(p2q_json_next_member(s, strlen(s), &pos, &k, &v), 1);
+  assert_true(p2q_span_eq(v, "null"));
+  assert_int_equal(p2q_json_next_member(s, strlen(s), &pos, &k, &v), 0);
+  assert_int_equal(p2q_json_find(s, strlen(s), "c", &v), 1);
+  assert_int_equal(p2q_json_find(s, strlen(s), "zz", &v), 0);
+  const char *bad[] = {"{\"a\": }", "{\"a\" 1}", "{\"a\": [1,}", "[1]", "{\"a\": \"x}", "{\"a\": 01}"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    assert_int_equal(p2q_json_find(bad[i], strlen(bad[i]), "zz", &v), P2Q_EBADJSON);
+  assert_int_equal(p2q_json_number_array("[1, -2.5e3, 0.25]", 17), 3);
+  assert_int_equal(p2q_json_number_array("[]", 2), 0);
+  assert_int_equal(p2q_json_number_array("[1, \"2\"]", 8), P2Q_EBADJSON);
+  assert_int_equal(p2q_json_number_array("[1, 2] x", 8), P2Q_EBADJSON);
+  char buf[32];
+  const char *raw = "\"a\\n\\u00e9\\ud83d\\ude00\"";
+  p2q_span_t str = {raw, strlen(raw)};
+  assert_int_equal(p2q_json_unescape(str, buf, sizeof buf), 8);
+  assert_memory_equal(buf, "a\n\xc3\xa9\xf0\x9f\x98\x80", 8);
+}
+
+static void test_uuid(void **state) {
+  uint8_t d[20];
+  p2q_sha1("abc", 3, d);
+  assert_int_equal(d[0], 0xa9); assert_int_equal(d[19], 0x9d);
+  /* RFC 9562 appendix example: UUIDv5(DNS namespace, "www.example.com") */
+  const uint8_t dns[16] = {0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x11, 0xd1,
+                           0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8};
+  char u[37];
+  assert_int_equal(p2q_uuid5(dns, "www.example.com", 15, u), 0);
+  assert_string_equal(u, "2ed6657d-e927-568b-95e1-2665a8aea6a2");
+}
+
+static void test_point_id(void **state) {
+  char id[P2Q_POINT_ID_MAX], id2[P2Q_POINT_ID_MAX];
+  assert_int_equal(p2q_point_id("docs", "{\"id\": 42}", 10, id), 0);
+  assert_string_equal(id, "42");
+  assert_int_equal(p2q_point_id("docs", "{\"id\": 18446744073709551615}", 28, id), 0);
+  assert_int_equal(p2q_point_id("docs", "{\"id\": 18446744073709551616}", 28, id), 1);
+  assert_int_equal(p2q_point_id("docs", "{\"id\": -1}", 10, id), 1);
+  assert_int_equal(p2q_point_id("docs", "{\"id\": \"abc\"}", 13, id), 1);
+  assert_int_equal(strlen(id), 38);
+  assert_int_equal(p2q_point_id("docs", "{\"id\": \"abc\"}", 13, id2), 1);
+  assert_string_equal(id, id2); /* deterministic */
+  assert_int_equal(p2q_point_id("other", "{\"id\": \"abc\"}", 13, id2), 1);
+  assert_string_not_equal(id, id2); /* the rule is part of the name */
+  assert_int_equal(p2q_point_id("docs", "{\"a\": 1, \"b\": 2}", 16, id), 1);
+  assert_int_equal(p2q_point_id("docs", "{}", 2, id), P2Q_EBADJSON);
+}
+
+static char *cols[] = {"title"};
+
+static void test_point_build(void **state) {
+  p2q_rule_config_t r;
+  memset(&r, 0, sizeof r);
+  strcpy(r.name, "docs");
+  r.vector_column = "emb";
+  p2q_buf_t b = P2Q_BUF_INIT;
+  char why[128];
+  const char *snap = "{\"id\": 1, \"emb\": [0.5, 1], \"title\": \"t\\\"x\"}";
+  assert_int_equal(p2q_point_build(&b, &r, "1", 0, "{\"id\": 1}", snap, strlen(snap), NULL, 0, why, sizeof why), 0);
+  assert_string_equal(p2q_buf_str(&b), "{\"id\":1,\"vector\":[0.5, 1],\"payload\":{\"id\":1,\"title\":\"t\\\"x\"}}");
+  p2q_buf_reset(&b);
+  /* named vector, column subset, uuid id keeps the key */
+  r.vector_name = "dense";
+  r.columns.items = cols; r.columns.n = 1;
+  assert_int_equal(p2q_point_build(&b, &r, "\"u\"", 1, "{\"id\": 1}", snap, strlen(snap), NULL, 0, why, sizeof why), 0);
+  assert_string_equal(p2q_buf_str(&b), "{\"id\":\"u\",\"vector\":{\"dense\":[0.5, 1]},\"payload\":{\"title\":\"t\\\"x\",\"_pk\":{\"id\": 1}}}");
+  p2q_buf_reset(&b);
+  /* pgvector text and PG array text */
+  r.vector_name = NULL; r.columns.n = 0;
+  const char *pgv = "{\"emb\": \"[1,2.5,3]\"}", *arr = "{\"emb\": \"{1,2}\"}";
+  assert_int_equal(p2q_point_build(&b, &r, "1", 0, "{}", pgv, strlen(pgv), NULL, 0, why, sizeof why), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), "\"vector\":[1,2.5,3]"));
+  p2q_buf_reset(&b);
+  assert_int_equal(p2q_point_build(&b, &r, "1", 0, "{}", arr, strlen(arr), NULL, 0, why, sizeof why), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), "\"vector\":[1,2]"));
+  p2q_buf_reset(&b);
+  /* NULL vector → 1 (no point), nothing appended */
+  const char *nul = "{\"emb\": null}";
+  assert_int_equal(p2q_point_build(&b, &r, "1", 0, "{}", nul, strlen(nul), NULL, 0, why, sizeof why), 1);
+  assert_int_equal(b.len, 0);
+  /* garbage vector → error with a reason */
+  const char *bad = "{\"emb\": \"hello\"}";
+  assert_int_equal(p2q_point_build(&b, &r, "1", 0, "{}", bad, strlen(bad), NULL, 0, why, sizeof why), P2Q_EBADJSON);
+  assert_non_null(strstr(why, "vector"));
+  assert_int_equal(b.len, 0);
+  /* embedder vector */
+  assert_int_equal(p2q_point_build(&b, &r, "1", 0, "{}", nul, strlen(nul), "[9]", 3, why, sizeof why), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), "\"vector\":[9]"));
+  p2q_buf_free(&b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_scan), cmocka_unit_test(test_uuid), cmocka_unit_test(test_point_id),
+      cmocka_unit_test(test_point_build),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
