@@ -189,14 +189,21 @@ def _match_value(m, values):
         s = set(allowed)
         return any(_is_int(v) and v in s for v in values)
     if "except" in m:
+        # Qdrant: a missing/empty field never matches; null never matches; a value of another
+        # type than the list (or a nested array/object) always matches.
         excluded = m["except"]
-        if not values:
-            return True
-        if excluded and isinstance(excluded[0], str):
-            s = set(excluded)
-            return any(not (isinstance(v, str) and v in s) for v in values)
         s = set(excluded)
-        return any(not (_is_int(v) and v in s) for v in values)
+        strings = bool(excluded) and isinstance(excluded[0], str)
+
+        def ok(v):
+            if v is None:
+                return False
+            if isinstance(v, str):
+                return not (strings and v in s) if strings else True
+            if _is_int(v):
+                return (v not in s) if not strings else True
+            return True
+        return any(ok(v) for v in values)
     if "text" in m:
         return any(isinstance(v, str) and m["text"] in v for v in values)
     if "text_any" in m:
@@ -225,6 +232,10 @@ def _is_empty(raw):
     return not raw or all(v is None or v == [] for v in raw)
 
 
+def _is_null(raw):
+    return any(v is None or (isinstance(v, list) and any(x is None for x in v)) for v in raw)
+
+
 def match_condition(c, point):
     if "key" in c:
         raw, values = get_values(point.payload, c["key"])
@@ -241,14 +252,16 @@ def match_condition(c, point):
         if c.get("is_empty") is not None:
             return _is_empty(raw) == c["is_empty"]
         if c.get("is_null") is not None:
-            return (any(v is None for v in raw)) == c["is_null"]
+            if not raw:
+                return not c["is_null"]
+            return _is_null(raw) == c["is_null"]
         return False
     if "is_empty" in c:
         raw, _ = get_values(point.payload, c["is_empty"]["key"])
         return _is_empty(raw)
     if "is_null" in c:
         raw, _ = get_values(point.payload, c["is_null"]["key"])
-        return any(v is None for v in raw)
+        return _is_null(raw)
     if "has_id" in c:
         keys = set()
         for raw in c["has_id"]:
