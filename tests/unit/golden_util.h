@@ -32,7 +32,7 @@ __attribute__((unused)) static const char *gu_source_dir(void) {
 }
 
 /* Model dir into buf; returns 1 if vocab.txt and model.safetensors exist there. */
-static int gu_model_dir(char *buf, size_t n) {
+__attribute__((unused)) static int gu_model_dir(char *buf, size_t n) {
   const char *e = getenv("P2Q_MODEL_DIR");
   if (e && *e) snprintf(buf, n, "%s", e);
   else snprintf(buf, n, "%s/models/all-MiniLM-L6-v2", gu_source_dir());
@@ -44,16 +44,16 @@ static int gu_model_dir(char *buf, size_t n) {
   return stat(p, &sb) == 0;
 }
 
-static int gu_require_model(void) {
+__attribute__((unused)) static int gu_require_model(void) {
   const char *r = getenv("P2Q_REQUIRE_MODEL");
   return r && strcmp(r, "1") == 0;
 }
 
-static int gu_hex(int c) {
+__attribute__((unused)) static int gu_hex(int c) {
   return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-static void gu_free(golden_t *g, int n) {
+__attribute__((unused)) static void gu_free(golden_t *g, int n) {
   for (int i = 0; i < n; i++) {
     free(g[i].text);
     free(g[i].ids);
@@ -62,7 +62,7 @@ static void gu_free(golden_t *g, int n) {
 }
 
 /* Load all goldens; returns count (>0) or -1. */
-static int gu_load(golden_t **out) {
+__attribute__((unused)) static int gu_load(golden_t **out) {
   char path[4200];
   snprintf(path, sizeof path, "%s/tests/golden/minilm_texts.jsonl", gu_source_dir());
   FILE *f = fopen(path, "rb");

@@ -1,0 +1,187 @@
+/*
+ * embed_pool.c — dedicated embedding worker threads handing results to the libuv loop
+ * (see embed_pool.h).
+ *
+ * Owns: the worker threads, the FIFO of queued jobs, the done-list and the uv_async_t.
+ * Threads: workers pop from the queue and run the model; everything touching libuv (the async
+ * handle's close, job callbacks) runs on the loop thread.
+ * Invariants (under mu): a job is in exactly one of queue, running (counted), done-list;
+ * uv_async_send is called only on the done-list's empty → non-empty transition; once `closing`
+ * is set no job enters the queue.
+ */
+#include "pg2qdrant/embed_pool.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "pg2qdrant/errors.h"
+#include "pg2qdrant/log.h"
+
+struct p2q_embed_pool_s {
+  uv_loop_t *loop;
+  uv_async_t async;
+  p2q_minilm_t *model;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  p2q_embed_job_t *q_head, *q_tail;  /* queued */
+  p2q_embed_job_t *done_head, *done_tail;
+  size_t pending;                    /* queued + running + done, not yet delivered */
+  int closing;
+  int nthreads;
+  pthread_t *threads;
+  p2q_embed_pool_close_cb close_cb;
+  void *close_arg;
+};
+
+static void pool_push_done(p2q_embed_pool_t *p, p2q_embed_job_t *j, int *was_empty) {
+  j->next_ = NULL;
+  *was_empty = p->done_head == NULL;
+  if (p->done_tail) p->done_tail->next_ = j;
+  else p->done_head = j;
+  p->done_tail = j;
+}
+
+static void *pool_worker(void *arg) {
+  p2q_embed_pool_t *p = arg;
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    while (!p->q_head && !p->closing) pthread_cond_wait(&p->cv, &p->mu);
+    if (!p->q_head) break; /* closing and nothing queued */
+    p2q_embed_job_t *j = p->q_head;
+    p->q_head = j->next_;
+    if (!p->q_head) p->q_tail = NULL;
+    pthread_mutex_unlock(&p->mu);
+    if (j->work) j->result_ = j->work(j);
+    else if (!p->model) j->result_ = P2Q_EINVAL;
+    else j->result_ = p2q_minilm_embed_opts(p->model, j->texts, j->lens, j->n, j->out, j->status, &j->opts);
+    pthread_mutex_lock(&p->mu);
+    int was_empty;
+    pool_push_done(p, j, &was_empty);
+    if (was_empty) uv_async_send(&p->async); /* thread-safe; coalesced by libuv */
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+/* Loop thread: detach the whole done-list and run the callbacks outside the lock. */
+static void pool_deliver(p2q_embed_pool_t *p) {
+  pthread_mutex_lock(&p->mu);
+  p2q_embed_job_t *j = p->done_head;
+  p->done_head = p->done_tail = NULL;
+  pthread_mutex_unlock(&p->mu);
+  while (j) {
+    p2q_embed_job_t *next = j->next_;
+    pthread_mutex_lock(&p->mu);
+    p->pending--;
+    pthread_mutex_unlock(&p->mu);
+    j->next_ = NULL;
+    j->cb(j, j->result_);
+    j = next;
+  }
+}
+
+static void pool_async_cb(uv_async_t *h) { pool_deliver(h->data); }
+
+static void pool_free(p2q_embed_pool_t *p) {
+  pthread_cond_destroy(&p->cv);
+  pthread_mutex_destroy(&p->mu);
+  free(p->threads);
+  free(p);
+}
+
+static void pool_closed_cb(uv_handle_t *h) {
+  p2q_embed_pool_t *p = h->data;
+  p2q_embed_pool_close_cb cb = p->close_cb;
+  void *arg = p->close_arg;
+  pool_free(p);
+  if (cb) cb(arg);
+}
+
+int p2q_embed_pool_init(uv_loop_t *loop, p2q_minilm_t *model, int threads, p2q_embed_pool_t **out) {
+  int rc = P2Q_EINVAL, started = 0, have_async = 0;
+  *out = NULL;
+  if (!loop || threads < 1 || threads > 64) return rc;
+  p2q_embed_pool_t *p = calloc(1, sizeof *p);
+  if (!p) return P2Q_ENOMEM;
+  p->loop = loop;
+  p->model = model;
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->cv, NULL);
+  rc = P2Q_ENOMEM;
+  if (!(p->threads = calloc((size_t)threads, sizeof *p->threads))) goto fail;
+  rc = P2Q_EINTERNAL;
+  if (uv_async_init(loop, &p->async, pool_async_cb) != 0) goto fail;
+  have_async = 1;
+  p->async.data = p;
+  if (threads > 1) p2q_minilm_set_blas_threads(1);
+  for (; started < threads; started++)
+    if (pthread_create(&p->threads[started], NULL, pool_worker, p) != 0) goto fail;
+  p->nthreads = threads;
+  P2Q_INFO("embed_pool_start", "threads=%d blas_threads=%d", threads, p2q_minilm_blas_threads());
+  *out = p;
+  return 0;
+fail:
+  pthread_mutex_lock(&p->mu);
+  p->closing = 1;
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 0; i < started; i++) pthread_join(p->threads[i], NULL);
+  if (have_async) {
+    p->close_cb = NULL;
+    uv_close((uv_handle_t *)&p->async, pool_closed_cb); /* frees p */
+  } else {
+    pool_free(p);
+  }
+  return rc;
+}
+
+int p2q_embed_pool_submit(p2q_embed_pool_t *p, p2q_embed_job_t *j) {
+  if (!p || !j || !j->cb || j->n < 0 || (!j->work && j->n > 0 && (!j->texts || !j->out)))
+    return P2Q_EINVAL;
+  pthread_mutex_lock(&p->mu);
+  if (p->closing) {
+    pthread_mutex_unlock(&p->mu);
+    return P2Q_ECANCELED;
+  }
+  j->next_ = NULL;
+  j->result_ = 0;
+  if (p->q_tail) p->q_tail->next_ = j;
+  else p->q_head = j;
+  p->q_tail = j;
+  p->pending++;
+  pthread_cond_signal(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  return 0;
+}
+
+size_t p2q_embed_pool_pending(p2q_embed_pool_t *p) {
+  pthread_mutex_lock(&p->mu);
+  size_t n = p->pending;
+  pthread_mutex_unlock(&p->mu);
+  return n;
+}
+
+int p2q_embed_pool_threads(const p2q_embed_pool_t *p) { return p->nthreads; }
+
+void p2q_embed_pool_close(p2q_embed_pool_t *p, p2q_embed_pool_close_cb close_cb, void *arg) {
+  pthread_mutex_lock(&p->mu);
+  p->closing = 1;
+  /* Cancel queued jobs: move them to the done-list with P2Q_ECANCELED. */
+  p2q_embed_job_t *j = p->q_head;
+  p->q_head = p->q_tail = NULL;
+  while (j) {
+    p2q_embed_job_t *next = j->next_;
+    int was_empty;
+    j->result_ = P2Q_ECANCELED;
+    pool_push_done(p, j, &was_empty);
+    j = next;
+  }
+  pthread_cond_broadcast(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 0; i < p->nthreads; i++) pthread_join(p->threads[i], NULL); /* waits for running jobs */
+  p->nthreads = 0;
+  pool_deliver(p); /* every remaining callback, on the loop thread */
+  p->close_cb = close_cb;
+  p->close_arg = arg;
+  uv_close((uv_handle_t *)&p->async, pool_closed_cb);
+}
