@@ -384,6 +384,40 @@ static int check_rule_embedder(ld_t *ld, const sect_t *s, p2q_rule_config_t *r) 
   return 0;
 }
 
+/* The same template syntax as capture.c: {column}, "{{" for a literal brace. */
+static const char *template_error(const char *t) {
+  if (!strchr(t, '{')) return NULL; /* a column list */
+  for (const char *p = t; *p; p++) {
+    if (*p != '{') continue;
+    if (p[1] == '{') { p++; continue; }
+    const char *e = strchr(p, '}');
+    if (!e) return "unclosed '{' in template (write '{{' for a literal brace)";
+    if (e == p + 1) return "empty '{}' in template";
+    p = e;
+  }
+  return NULL;
+}
+
+/* Rules writing the same collection and vector must agree on its size and distance. */
+static int check_collection(ld_t *ld, const sect_t *s, const p2q_rule_config_t *r) {
+  for (int i = 0; i < s->index; i++) {
+    const p2q_rule_config_t *o = &ld->cfg->rules[i];
+    int same_vec = (!o->vector_name && !r->vector_name) ||
+                   (o->vector_name && r->vector_name && strcmp(o->vector_name, r->vector_name) == 0);
+    if (strcmp(o->collection, r->collection) != 0 || !same_vec) continue;
+    if (o->dimension != r->dimension)
+      return ld_fail(ld, P2Q_ECONFIG, keyline(s, "dimension"), s->label, "dimension",
+                     "%lld conflicts with [rule.%s] (%lld) for the same collection '%s'",
+                     (long long)r->dimension, o->name, (long long)o->dimension, r->collection);
+    if (o->distance != r->distance)
+      return ld_fail(ld, P2Q_ECONFIG, keyline(s, "distance"), s->label, "distance",
+                     "%s conflicts with [rule.%s] (%s) for the same collection '%s'",
+                     p2q_distance_name(r->distance), o->name, p2q_distance_name(o->distance),
+                     r->collection);
+  }
+  return 0;
+}
+
 static int check_rule(ld_t *ld, const sect_t *s, p2q_rule_config_t *r) {
   int rc;
   if (r->text && r->vector_column) {
@@ -395,6 +429,8 @@ static int check_rule(ld_t *ld, const sect_t *s, p2q_rule_config_t *r) {
   if (!r->text && !r->vector_column)
     return ld_fail(ld, P2Q_ECONFIG, s->line, s->label, NULL,
                    "set exactly one of 'text' (embedded) or 'vector_column' (precomputed)");
+  const char *terr = r->text ? template_error(r->text) : NULL;
+  if (terr) return ld_fail(ld, P2Q_ECONFIG, keyline(s, "text"), s->label, "text", "%s", terr);
   if (r->text && (rc = check_rule_embedder(ld, s, r)) < 0) return rc;
   if (r->vector_column && r->dimension == 0)
     return ld_fail(ld, P2Q_ECONFIG, keyline(s, "vector_column"), s->label, "vector_column",
@@ -408,7 +444,7 @@ static int check_rule(ld_t *ld, const sect_t *s, p2q_rule_config_t *r) {
   if (r->chunk_tokens > 0 && r->chunk_overlap >= r->chunk_tokens)
     return ld_fail(ld, P2Q_ECONFIG, keyline(s, "chunk_overlap"), s->label, "chunk_overlap",
                    "must be less than chunk_tokens (%lld)", (long long)r->chunk_tokens);
-  return 0;
+  return check_collection(ld, s, r);
 }
 
 /* Fill rule defaults that depend on other keys (event_type, watch). */

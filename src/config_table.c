@@ -284,12 +284,28 @@ static int parse_int(const char *s, int64_t *out) {
   return 0;
 }
 
-static int is_ident(const char *s, size_t n) {
-  if (n >= 2 && s[0] == '"' && s[n - 1] == '"') return memchr(s + 1, '"', n - 2) == NULL;
-  if (n == 0 || !(isalpha((unsigned char)s[0]) || s[0] == '_')) return 0;
-  for (size_t i = 1; i < n; i++)
-    if (!(isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '$')) return 0;
+/* Skip one SQL identifier at *p: unquoted (letters, digits, _, $, non-ASCII) or "quoted" with
+ * "" escapes. Returns 0 when there is none. */
+static int skip_ident(const char **p) {
+  const unsigned char *s = (const unsigned char *)*p;
+  if (*s == '"') {
+    int closed = 0;
+    for (s++; *s && !closed; s++) {
+      if (*s != '"') continue;
+      if (s[1] == '"') s++;
+      else closed = 1;
+    }
+    if (!closed || s == (const unsigned char *)*p + 2) return 0;
+  } else {
+    if (!(isalpha(*s) || *s == '_' || *s >= 0x80)) return 0;
+    for (s++; isalnum(*s) || *s == '_' || *s == '$' || *s >= 0x80; s++) {}
+  }
+  *p = (const char *)s;
   return 1;
+}
+
+static int is_qualified(const char *v) {
+  return skip_ident(&v) && *v++ == '.' && skip_ident(&v) && *v == 0;
 }
 
 static int valid_hostport(const char *s) {
@@ -326,13 +342,10 @@ static int check_string(const p2q_conf_entry_t *e, const char *v, char *why, siz
     snprintf(why, n, "'%s' is not host:port (e.g. 127.0.0.1:9187 or [::1]:9187)", v);
     return P2Q_ECONFIG;
   }
-  if (e->flags & P2Q_CF_QUALIFIED) {
-    const char *dot = strchr(v, '.');
-    if (!dot || !is_ident(v, (size_t)(dot - v)) || !is_ident(dot + 1, strlen(dot + 1))) {
-      snprintf(why, n, "'%s' is not a schema-qualified table name (expected schema.table, e.g. "
-               "public.docs)", v);
-      return P2Q_ECONFIG;
-    }
+  if ((e->flags & P2Q_CF_QUALIFIED) && !is_qualified(v)) {
+    snprintf(why, n, "'%s' is not a schema-qualified table name (expected schema.table, e.g. "
+             "public.docs)", v);
+    return P2Q_ECONFIG;
   }
   return 0;
 }

@@ -159,7 +159,7 @@ static void test_repeated_and_embedders(void **state) {
       "[rule.a]\ntable = s.a\nkey = id\ntext = title, body\nembedder = mini\ncollection = a\n"
       "chunk_tokens = 128\nchunk_overlap = 16\n"
       "[rule.b]\ntable = s.b\nkey = id\ntext = {title}\\n{body}\nembedder = oa\ncollection = b\n"
-      "[rule.c]\ntable = \"My Schema\".\"T\"\nkey = id\nvector_column = v\ndimension = 8\n"
+      "[rule.c]\ntable = \"My.Sch\"\"ema\".\"T\"\nkey = id\nvector_column = v\ndimension = 8\n"
       "collection = c\nevent_type = a\n"
       "[worker.w1]\nevent_types = a\n[worker.w2]\nevent_types = b, a\nbatch_size = 10000\n");
   assert_int_equal(c->n_embedders, 2);
@@ -182,7 +182,7 @@ static void test_repeated_and_embedders(void **state) {
   assert_int_equal(c->rules[0].chunk_overlap, 16);
   assert_int_equal(c->rules[1].dimension, 256);
   assert_string_equal(c->rules[1].text, "{title}\\n{body}");
-  assert_string_equal(c->rules[2].table, "\"My Schema\".\"T\"");
+  assert_string_equal(c->rules[2].table, "\"My.Sch\"\"ema\".\"T\"");
   assert_int_equal(c->workers[1].event_types.n, 2);
   assert_int_equal(c->workers[1].batch_size, 10000);
   assert_null(p2q_config_embedder(c, "x"));
@@ -358,6 +358,12 @@ static void test_err_values(void **state) {
   expect_err("[rule.d]\ntable =\n", P2Q_ECONFIG, "t.ini:2: [rule.d] table: empty value (required)");
   expect_err("[rule.d]\ntable = docs\n", P2Q_ECONFIG,
              "t.ini:2: [rule.d] table: 'docs' is not a schema-qualified table name (expected schema.table, e.g. public.docs)");
+  expect_err("[rule.d]\ntable = a.b.c\n", P2Q_ECONFIG,
+             "t.ini:2: [rule.d] table: 'a.b.c' is not a schema-qualified table name (expected schema.table, e.g. public.docs)");
+  expect_err("[rule.d]\ntable = \"a.b\n", P2Q_ECONFIG,
+             "t.ini:2: [rule.d] table: '\"a.b' is not a schema-qualified table name (expected schema.table, e.g. public.docs)");
+  expect_err("[rule.d]\ntable = \"\".t\n", P2Q_ECONFIG,
+             "t.ini:2: [rule.d] table: '\"\".t' is not a schema-qualified table name (expected schema.table, e.g. public.docs)");
   expect_err("[rule.d]\nkey = a,,b\n", P2Q_ECONFIG, "t.ini:2: [rule.d] key: empty item in list 'a,,b'");
   expect_err("[http]\nlisten = 9187\n", P2Q_ECONFIG,
              "t.ini:2: [http] listen: '9187' is not host:port (e.g. 127.0.0.1:9187 or [::1]:9187)");
@@ -436,6 +442,15 @@ static void test_err_cross(void **state) {
              "t.ini:9: [rule.r] chunk_overlap: requires chunk_tokens > 0");
   expect_err(EMB RHEAD "vector_column = v\ndimension = 4\nchunk_tokens = 10\n", P2Q_ECONFIG,
              "t.ini:9: [rule.r] chunk_tokens: chunking applies to 'text' only");
+  expect_err(EMB RHEAD "text = {title}\\n{body\nembedder = mini\n", P2Q_ECONFIG,
+             "t.ini:7: [rule.r] text: unclosed '{' in template (write '{{' for a literal brace)");
+  expect_err(EMB RHEAD "text = a {} b\nembedder = mini\n", P2Q_ECONFIG,
+             "t.ini:7: [rule.r] text: empty '{}' in template");
+  expect_err(RULE "[rule.b]\ntable = s.b\nkey = id\nvector_column = v\ndimension = 4\ncollection = docs\n",
+             P2Q_ECONFIG, "t.ini:11: [rule.b] dimension: 4 conflicts with [rule.docs] (3) for the same collection 'docs'");
+  expect_err(RULE "[rule.b]\ntable = s.b\nkey = id\nvector_column = v\ndimension = 3\ncollection = docs\n"
+             "distance = Dot\n", P2Q_ECONFIG,
+             "t.ini:13: [rule.b] distance: Dot conflicts with [rule.docs] (Cosine) for the same collection 'docs'");
   expect_err(RULE "[worker.w]\nevent_types = doc\n", P2Q_ECONFIG,
              "t.ini:8: [worker.w] event_types: no rule produces event type 'doc' (did you mean 'docs'?)");
   expect_err(RULE "[worker.w]\nevent_types = docs, zzzzzz\n", P2Q_ECONFIG,
