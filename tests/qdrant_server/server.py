@@ -103,7 +103,7 @@ class App:
             with self.conns_lock:
                 conns = list(self.conns)
             for c in conns:
-                _rst_close(c)
+                _abort_foreign(c)
 
     # -- auth -----------------------------------------------------------------------------------
     def auth_error(self, path, headers):
@@ -122,13 +122,26 @@ class App:
 
 
 def _rst_close(sock):
-    """Abort a TCP connection: SO_LINGER 0 then close -> the peer sees RST."""
+    """Abort a TCP connection: SO_LINGER 0 then close -> the peer sees RST.
+
+    Only closes the fd when no makefile() object still references it, so handler threads
+    close their rfile/wfile first."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     except OSError:
         pass
     try:
         sock.close()
+    except OSError:
+        pass
+
+
+def _abort_foreign(sock):
+    """Abort a connection owned by another thread: linger 0 (so its final close sends RST)
+    and shutdown(), which acts on the fd at once and wakes the blocked handler."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
 
@@ -166,7 +179,7 @@ class QdrantHandler(BaseHTTPRequestHandler):
     def handle_one_request(self):
         try:
             super().handle_one_request()
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, ValueError):   # ValueError: wfile closed by a reset
             self.close_connection = True
 
     def do_GET(self):
@@ -300,6 +313,11 @@ class QdrantHandler(BaseHTTPRequestHandler):
         except OSError:
             pass
         self.close_connection = True
+        for f in (self.wfile, self.rfile):
+            try:
+                f.close()
+            except OSError:
+                pass
         _rst_close(self.connection)
 
 
