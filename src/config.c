@@ -699,13 +699,17 @@ static void dump_value(const p2q_conf_entry_t *e, const char *base, FILE *f) {
     char *m = (e->flags & P2Q_CF_MASK) && s ? p2q_config_mask_conninfo(s) : NULL;
     if (e->type == P2Q_CT_ENV && s && *s)
       fprintf(f, "; %s is %s in the environment\n", s, getenv(s) ? "set" : "not set");
-    fprintf(f, "%s = %s\n", e->key, m ? m : (s && !(e->flags & P2Q_CF_MASK)) ? s : "");
+    const char *v = m ? m : (s && !(e->flags & P2Q_CF_MASK)) ? s : "";
+    fprintf(f, "%s =%s%s\n", e->key, *v ? " " : "", v);
     free(m);
     return;
   }
   case P2Q_CT_INT: fprintf(f, "%s = %lld\n", e->key, (long long)*(const int64_t *)p); return;
   case P2Q_CT_DURATION:
-    p2q_config_format_duration(*(const int64_t *)p, buf, sizeof buf);
+    if (strlen(e->key) > 3 && strcmp(e->key + strlen(e->key) - 3, "_ms") == 0)
+      snprintf(buf, sizeof buf, "%lld", (long long)*(const int64_t *)p); /* unit in the name */
+    else
+      p2q_config_format_duration(*(const int64_t *)p, buf, sizeof buf);
     fprintf(f, "%s = %s\n", e->key, buf);
     return;
   case P2Q_CT_BOOL: fprintf(f, "%s = %s\n", e->key, *(const int *)p ? "true" : "false"); return;

@@ -194,11 +194,11 @@ const p2q_conf_section_t p2q_conf_sections[] = {
     SINGLE("log", log_tab, "Logging."),
     SINGLE("http", http_tab, "Metrics and health endpoint."),
     MULTI("embedder", embedder_tab, p2q_embedder_config_t, embedders, n_embedders,
-          "[embedder.NAME]: an embedding model referenced by rules."),
+          "An embedding model referenced by rules."),
     MULTI("rule", rule_tab, p2q_rule_config_t, rules, n_rules,
-          "[rule.NAME]: one source table synced to one collection."),
+          "One source table synced to one collection."),
     MULTI("worker", worker_tab, p2q_worker_config_t, workers, n_workers,
-          "[worker.NAME]: a consumer of event types (default: one worker for every rule)."),
+          "A consumer of event types (default: one worker for every rule)."),
 };
 const int p2q_conf_n_sections = N(p2q_conf_sections);
 

@@ -111,11 +111,19 @@ typedef struct {
 } p2q_config_t;
 
 /*
- * Load and validate `path`. On failure returns a negative P2Q_E* code and writes
- * "file:line: [section] key: reason" (with a "did you mean" hint for typos) into errbuf.
+ * Load and validate `path`. Relative paths in it (model_dir, ca_file) are resolved against the
+ * file's directory. Not reentrant: inih's options are process globals that the loader sets for
+ * the duration of the parse, so load configs from one thread at a time (the loop thread).
+ * Values are verbatim (no quotes/escapes; " ;" starts an inline comment; no continuation lines).
+ * Warnings (a rule's event type claimed by no worker, no rules at all) go to the log.
+ * On failure returns a negative code (P2Q_ECONFIG; P2Q_ENOKEY for an unknown key or section;
+ * P2Q_ESECRET for a secret written in the file; P2Q_ENOENT/P2Q_EIO when the file cannot be
+ * read; P2Q_ENOMEM) and writes "file:line: [section] key: reason" (with a "did you mean" hint
+ * for typos) into errbuf; *out is NULL. The first error stops loading.
  */
 int p2q_config_load(const char *path, p2q_config_t **out, char *errbuf, size_t errlen);
-/* Same, from a string (for tests); `name` stands in for the file name in messages. */
+/* Same, from a string (for tests); `name` stands in for the file name in messages, and its
+ * directory (if it has one) is the base for relative paths. */
 int p2q_config_load_string(const char *text, const char *name, p2q_config_t **out, char *errbuf,
                            size_t errlen);
 void p2q_config_free(p2q_config_t *cfg);
