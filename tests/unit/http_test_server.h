@@ -13,7 +13,8 @@
  *   /karst            on a reused connection: send half a status line, then RST; fresh: 200
  *   /partial          headers announce 100 bytes, 10 are sent, then close
  *   /canned/NAME      200 (or the status set with srv_set_canned) with the canned body NAME
- *   anything else     200 {"result":true,"status":"ok","time":0.0}
+ *   anything else     the next scripted response (srv_script), else the canned body/status
+ *                     (canned_body/canned_status), else 200 {"result":true,"status":"ok","time":0.0}
  * The server records the last request's method, path, content-type, api-key and body, counts
  * accepted connections and per-route hits, and the maximum number of concurrently delayed
  * (/slow) requests.
@@ -58,7 +59,29 @@ typedef struct {
   /* canned body for /canned/ (set before use) */
   const char *canned_body;
   int canned_status;
+  /* scripted responses, consumed in order (under mu) */
+  int script_status[8];
+  const char *script_body[8];
+  int script_n, script_pos;
+  char paths[8][256]; /* paths of the scripted requests, in order */
 } srv_t;
+
+static inline void srv_script(srv_t *s, int status, const char *body) {
+  pthread_mutex_lock(&s->mu);
+  if (s->script_n < 8) {
+    s->script_status[s->script_n] = status;
+    s->script_body[s->script_n++] = body;
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+static inline void srv_script_reset(srv_t *s) {
+  pthread_mutex_lock(&s->mu);
+  s->script_n = s->script_pos = 0;
+  s->canned_body = NULL;
+  s->canned_status = 0;
+  pthread_mutex_unlock(&s->mu);
+}
 
 static long long srv_now_ms(void) {
   struct timespec ts;
@@ -185,7 +208,19 @@ static long srv_handle(srv_t *s, srv_conn_t *c) {
     srv_respond(c->fd, s->canned_status ? s->canned_status : 200, NULL,
                 s->canned_body ? s->canned_body : "");
   } else {
-    srv_respond(c->fd, 200, NULL, "{\"result\":true,\"status\":\"ok\",\"time\":0.0}");
+    int st = 200;
+    const char *b = "{\"result\":true,\"status\":\"ok\",\"time\":0.0}";
+    pthread_mutex_lock(&s->mu);
+    if (s->script_pos < s->script_n) {
+      snprintf(s->paths[s->script_pos], sizeof s->paths[0], "%s %s", method, path);
+      st = s->script_status[s->script_pos];
+      b = s->script_body[s->script_pos++];
+    } else if (s->canned_body) {
+      st = s->canned_status ? s->canned_status : 200;
+      b = s->canned_body;
+    }
+    pthread_mutex_unlock(&s->mu);
+    srv_respond(c->fd, st, NULL, b);
   }
   return consumed;
 }
@@ -274,7 +309,7 @@ static void srv_stop(srv_t *s) {
   pthread_mutex_destroy(&s->mu);
 }
 
-static int srv_get(srv_t *s, int *field) {
+static inline int srv_get(srv_t *s, int *field) {
   pthread_mutex_lock(&s->mu);
   int v = *field;
   pthread_mutex_unlock(&s->mu);

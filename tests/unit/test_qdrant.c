@@ -1,0 +1,369 @@
+/*
+ * test_qdrant.c — the Qdrant client: classification table, envelope parsing, collection checks
+ * on canned JSON, create bodies, path escaping (pure); then the async helpers and the blocking
+ * convenience against the scripted loopback server (tests/unit/http_test_server.h).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "http_test_server.h"
+#include "pg2qdrant/errors.h"
+#include "pg2qdrant/log.h"
+#include "pg2qdrant/qdrant.h"
+
+static srv_t S;
+
+/* ---------------- pure ---------------- */
+
+static void test_classify_table(void **st) {
+  static const struct { long status; int curl; long ra; p2q_qdrant_class_t cls; long delay; } T[] = {
+      {200, 0, -1, P2Q_QDRANT_OK, -1},         {201, 0, -1, P2Q_QDRANT_OK, -1},
+      {0, 7, -1, P2Q_QDRANT_RETRY, -1},        /* refused */
+      {0, 52, -1, P2Q_QDRANT_RETRY, -1},       /* empty reply */
+      {0, 56, -1, P2Q_QDRANT_RETRY, -1},       /* reset */
+      {0, 28, -1, P2Q_QDRANT_RETRY, -1},       /* timeout */
+      {408, 0, -1, P2Q_QDRANT_RETRY, -1},
+      {429, 0, 5, P2Q_QDRANT_RETRY, 5000},     /* Retry-After: wait that long */
+      {429, 0, -1, P2Q_QDRANT_RETRY, -1},      /* no Retry-After: backoff (documented) */
+      {500, 0, -1, P2Q_QDRANT_RETRY, -1},      {502, 0, -1, P2Q_QDRANT_RETRY, -1},
+      {503, 0, 2, P2Q_QDRANT_RETRY, 2000},     {504, 0, -1, P2Q_QDRANT_RETRY, -1},
+      {507, 0, -1, P2Q_QDRANT_RETRY, -1},
+      {400, 0, -1, P2Q_QDRANT_PERMANENT, -1},  {401, 0, -1, P2Q_QDRANT_PERMANENT, -1},
+      {403, 0, -1, P2Q_QDRANT_PERMANENT, -1},  {404, 0, -1, P2Q_QDRANT_PERMANENT, -1},
+      {405, 0, -1, P2Q_QDRANT_PERMANENT, -1},  {409, 0, -1, P2Q_QDRANT_PERMANENT, -1},
+      {422, 0, 9, P2Q_QDRANT_PERMANENT, -1},   /* Retry-After ignored on permanent errors */
+      {413, 0, -1, P2Q_QDRANT_PERMANENT, -1},  {301, 0, -1, P2Q_QDRANT_PERMANENT, -1},
+      {501, 0, -1, P2Q_QDRANT_PERMANENT, -1},
+  };
+  for (size_t i = 0; i < sizeof T / sizeof T[0]; i++) {
+    long d = 12345;
+    p2q_qdrant_class_t c = p2q_qdrant_classify(T[i].status, T[i].curl, T[i].ra, &d);
+    if (c != T[i].cls || d != T[i].delay)
+      fail_msg("row %zu: status %ld -> class %d delay %ld", i, T[i].status, (int)c, d);
+  }
+  assert_string_equal(p2q_qdrant_class_name(P2Q_QDRANT_RETRY), "retry");
+  assert_int_equal(p2q_qdrant_classify(200, 0, -1, NULL), P2Q_QDRANT_OK);
+}
+
+static int envelope(long status, const char *body, const cJSON **res, char *msg) {
+  cJSON *root = NULL;
+  int rc = p2q_qdrant_parse_envelope(status, body, strlen(body), &root, res, msg, 256);
+  if (rc == 0) {
+    assert_non_null(root);
+    assert_non_null(*res);
+  } else {
+    assert_null(root);
+    assert_null(*res);
+  }
+  static cJSON *keep;
+  cJSON_Delete(keep); /* keep the last document alive for the caller's checks */
+  keep = root;
+  return rc;
+}
+
+static void test_envelope(void **st) {
+  const cJSON *r;
+  char msg[256];
+  assert_int_equal(envelope(200, "{\"result\":{\"count\":42},\"status\":\"ok\",\"time\":0.1}", &r, msg), 0);
+  assert_int_equal(cJSON_GetObjectItem(r, "count")->valueint, 42);
+  assert_int_equal(envelope(200, "{\"result\":true,\"status\":\"ok\",\"time\":0}", &r, msg), 0);
+  assert_true(cJSON_IsTrue(r));
+  assert_int_equal(envelope(404, "{\"status\":{\"error\":\"Not found: Collection `x` doesn't exist!\"},\"time\":0}", &r, msg), P2Q_EQDRANT);
+  assert_string_equal(msg, "Not found: Collection `x` doesn't exist!");
+  assert_int_equal(envelope(401, "Must provide an API key or an Authorization bearer token\n", &r, msg), P2Q_EQDRANT);
+  assert_string_equal(msg, "Must provide an API key or an Authorization bearer token");
+  assert_int_equal(envelope(404, "", &r, msg), P2Q_EQDRANT);
+  assert_string_equal(msg, "HTTP 404");
+  assert_int_equal(envelope(500, "{\"status\":\"weird\"}", &r, msg), P2Q_EQDRANT);
+  assert_string_equal(msg, "{\"status\":\"weird\"}");
+  assert_int_equal(envelope(200, "not json", &r, msg), P2Q_EBADJSON);
+  assert_string_equal(msg, "response is not valid JSON");
+  assert_int_equal(envelope(200, "{\"title\":\"qdrant\"}", &r, msg), P2Q_EBADJSON);
+  assert_string_equal(msg, "response has no `result`");
+  envelope(200, "{\"result\":1}", &r, msg);
+  envelope(400, "", &r, msg); /* frees the kept document */
+}
+
+static const char *INFO_UNNAMED =
+    "{\"status\":\"green\",\"points_count\":3,\"config\":{\"params\":{\"vectors\":"
+    "{\"size\":384,\"distance\":\"Cosine\"},\"shard_number\":1}}}";
+static const char *INFO_NAMED =
+    "{\"status\":\"green\",\"config\":{\"params\":{\"vectors\":{\"dense\":{\"size\":384,"
+    "\"distance\":\"Dot\"},\"title\":{\"size\":768,\"distance\":\"Cosine\"}},"
+    "\"sparse_vectors\":{\"bm25\":{\"modifier\":\"idf\"}}}}}";
+
+static int check(const char *info, const char *name, int dim, const char *dist, const char *sparse,
+                 char *msg) {
+  cJSON *doc = cJSON_Parse(info);
+  assert_non_null(doc);
+  p2q_qdrant_vectors_t w = {name, dim, dist, sparse};
+  int rc = p2q_qdrant_check_collection(doc, &w, msg, 256);
+  cJSON_Delete(doc);
+  return rc;
+}
+
+static void test_collection_check(void **st) {
+  char m[256];
+  assert_int_equal(check(INFO_UNNAMED, NULL, 384, "Cosine", NULL, m), 0);
+  assert_string_equal(m, "");
+  assert_int_equal(check(INFO_UNNAMED, "", 384, "Cosine", NULL, m), 0);
+  assert_int_equal(check(INFO_UNNAMED, NULL, 768, "Cosine", NULL, m), P2Q_EMISMATCH);
+  assert_string_equal(m, "vector (unnamed) has dimension 384, configured 768");
+  assert_int_equal(check(INFO_UNNAMED, NULL, 384, "Dot", NULL, m), P2Q_EMISMATCH);
+  assert_string_equal(m, "vector (unnamed) uses distance Cosine, configured Dot");
+  assert_int_equal(check(INFO_UNNAMED, NULL, 384, "cosine", NULL, m), P2Q_EMISMATCH); /* case */
+  assert_int_equal(check(INFO_UNNAMED, "dense", 384, "Cosine", NULL, m), P2Q_EMISMATCH);
+  assert_string_equal(m, "collection has a single unnamed vector but vector \"dense\" is configured");
+  assert_int_equal(check(INFO_NAMED, "dense", 384, "Dot", NULL, m), 0);
+  assert_int_equal(check(INFO_NAMED, "title", 768, "Cosine", "bm25", m), 0);
+  assert_int_equal(check(INFO_NAMED, "title", 384, "Cosine", NULL, m), P2Q_EMISMATCH);
+  assert_string_equal(m, "vector \"title\" has dimension 768, configured 384");
+  assert_int_equal(check(INFO_NAMED, "body", 384, "Dot", NULL, m), P2Q_EMISMATCH);
+  assert_string_equal(m, "collection has no vector named \"body\" (it has: dense, title)");
+  assert_int_equal(check(INFO_NAMED, NULL, 384, "Dot", NULL, m), P2Q_EMISMATCH);
+  assert_string_equal(m, "collection has named vectors (dense, title) but an unnamed vector is configured");
+  assert_int_equal(check(INFO_NAMED, "dense", 384, "Dot", "splade", m), P2Q_EMISMATCH);
+  assert_string_equal(m, "collection has no sparse vector named \"splade\"");
+  assert_int_equal(check("{\"status\":\"green\"}", NULL, 384, "Cosine", NULL, m), P2Q_EBADJSON);
+  assert_int_equal(check("{\"config\":{\"params\":{\"vectors\":{\"size\":\"x\",\"distance\":\"Dot\"}}}}",
+                         NULL, 384, "Dot", NULL, m), P2Q_EBADJSON);
+}
+
+static void test_create_body_and_escape(void **st) {
+  p2q_qdrant_vectors_t u = {NULL, 384, "Cosine", NULL};
+  char *b = p2q_qdrant_create_body(&u);
+  assert_string_equal(b, "{\"vectors\":{\"size\":384,\"distance\":\"Cosine\"}}");
+  free(b);
+  p2q_qdrant_vectors_t n = {"dense", 3, "Dot", "bm25"};
+  b = p2q_qdrant_create_body(&n);
+  assert_string_equal(b, "{\"vectors\":{\"dense\":{\"size\":3,\"distance\":\"Dot\"}},"
+                         "\"sparse_vectors\":{\"bm25\":{\"modifier\":\"idf\"}}}");
+  free(b);
+  p2q_qdrant_vectors_t bad = {NULL, 0, "Dot", NULL};
+  assert_null(p2q_qdrant_create_body(&bad));
+  bad.dim = 65537;
+  assert_null(p2q_qdrant_create_body(&bad));
+  char out[32];
+  assert_int_equal(p2q_qdrant_path_escape("docs_v1.2-x~", out, sizeof out), 12);
+  assert_string_equal(out, "docs_v1.2-x~");
+  assert_int_equal(p2q_qdrant_path_escape("my coll/x?#%", out, sizeof out), 22);
+  assert_string_equal(out, "my%20coll%2Fx%3F%23%25");
+  assert_int_equal(p2q_qdrant_path_escape("\xc3\xa9", out, sizeof out), 6);
+  assert_string_equal(out, "%C3%A9");
+  assert_int_equal(p2q_qdrant_path_escape("abcd", out, 4), P2Q_EOVERFLOW);
+  assert_int_equal(p2q_qdrant_path_escape("abcd", out, 5), 4);
+}
+
+/* ---------------- async against the loopback server ---------------- */
+
+typedef struct {
+  int n, err[8], cls[8];
+  long status[8], delay[8];
+  char msg[8][256], body[8][256];
+  int have_result[8];
+  int closed;
+} res_t;
+
+static void on_resp(p2q_qdrant_t *q, const p2q_qdrant_resp_t *r, void *arg) {
+  res_t *s = arg;
+  assert_true(s->n < 8);
+  int i = s->n++;
+  s->err[i] = r->err;
+  s->cls[i] = r->cls;
+  s->status[i] = r->status;
+  s->delay[i] = r->retry_delay_ms;
+  s->have_result[i] = r->result != NULL;
+  assert_non_null(r->error);
+  snprintf(s->msg[i], sizeof s->msg[i], "%s", r->error);
+  snprintf(s->body[i], sizeof s->body[i], "%.*s", (int)r->body_len, r->body);
+}
+
+static void on_closed(p2q_qdrant_t *q, void *arg) { ((res_t *)arg)->closed++; }
+
+static void wait_n(uv_loop_t *l, res_t *s, int n) {
+  uint64_t t0 = uv_hrtime();
+  while (s->n < n) {
+    uv_run(l, UV_RUN_ONCE);
+    assert_true(uv_hrtime() - t0 < 10000000000ULL);
+  }
+}
+
+static void url_of(char *buf, size_t n) { snprintf(buf, n, "http://127.0.0.1:%d/", S.port); }
+
+static void test_async_helpers(void **st) {
+  uv_loop_t loop;
+  p2q_qdrant_t *q;
+  res_t s;
+  char url[64];
+  memset(&s, 0, sizeof s);
+  url_of(url, sizeof url);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  p2q_qdrant_options_t o = {.url = url, .api_key = "k-123"};
+  p2q_qdrant_options_t bad = {.url = "ftp://x"};
+  assert_int_equal(p2q_qdrant_new(&loop, &bad, &q), P2Q_EINVAL);
+  assert_int_equal(p2q_qdrant_new(&loop, &o, &q), 0);
+  srv_script_reset(&S);
+
+  /* upsert: path escaped, wait=true, body as given, api-key sent */
+  const char *up = "{\"points\":[{\"id\":1,\"vector\":[0.1,0.2]}]}";
+  srv_script(&S, 200, "{\"result\":{\"operation_id\":7,\"status\":\"completed\"},\"status\":\"ok\",\"time\":0.01}");
+  assert_int_equal(p2q_qdrant_points_upsert(q, "my docs", up, strlen(up), on_resp, &s), 0);
+  wait_n(&loop, &s, 1);
+  assert_int_equal(s.err[0], 0);
+  assert_int_equal(s.cls[0], P2Q_QDRANT_OK);
+  assert_true(s.have_result[0]);
+  assert_string_equal(S.paths[0], "PUT /collections/my%20docs/points?wait=true");
+  assert_string_equal(S.last_body, up);
+  assert_string_equal(S.last_apikey, "k-123");
+  assert_string_equal(S.last_ctype, "application/json");
+
+  /* delete (take ownership) + wait_timeout → retry */
+  char *del = strdup("{\"points\":[1,2]}");
+  srv_script(&S, 200, "{\"result\":{\"operation_id\":8,\"status\":\"wait_timeout\"},\"status\":\"ok\",\"time\":1}");
+  assert_int_equal(p2q_qdrant_points_delete_take(q, "c", del, strlen(del), on_resp, &s), 0);
+  wait_n(&loop, &s, 2);
+  assert_string_equal(S.paths[1], "POST /collections/c/points/delete?wait=true");
+  assert_int_equal(s.err[1], P2Q_ETIMEOUT);
+  assert_int_equal(s.cls[1], P2Q_QDRANT_RETRY);
+
+  /* collection check: 404 → permanent with Qdrant's message; mismatch; match */
+  p2q_qdrant_vectors_t want = {NULL, 384, "Cosine", NULL};
+  srv_script(&S, 404, "{\"status\":{\"error\":\"Not found: Collection `c` doesn't exist!\"},\"time\":0}");
+  srv_script(&S, 200, "{\"result\":{\"config\":{\"params\":{\"vectors\":{\"size\":768,\"distance\":\"Cosine\"}}}},\"status\":\"ok\",\"time\":0}");
+  assert_int_equal(p2q_qdrant_collection_check(q, "c", &want, on_resp, &s), 0);
+  wait_n(&loop, &s, 3);
+  assert_int_equal(p2q_qdrant_collection_check(q, "c", &want, on_resp, &s), 0);
+  wait_n(&loop, &s, 4);
+  assert_string_equal(S.paths[2], "GET /collections/c");
+  assert_int_equal(s.err[2], P2Q_EQDRANT);
+  assert_int_equal(s.status[2], 404);
+  assert_int_equal(s.cls[2], P2Q_QDRANT_PERMANENT);
+  assert_string_equal(s.msg[2], "Not found: Collection `c` doesn't exist!");
+  assert_int_equal(s.err[3], P2Q_EMISMATCH);
+  assert_string_equal(s.msg[3], "collection `c`: vector (unnamed) has dimension 768, configured 384");
+
+  /* create: 409 means it exists, fine */
+  srv_script(&S, 409, "{\"status\":{\"error\":\"Wrong input: Collection `c` already exists!\"},\"time\":0}");
+  assert_int_equal(p2q_qdrant_collection_create(q, "c", &want, on_resp, &s), 0);
+  wait_n(&loop, &s, 5);
+  assert_int_equal(s.err[4], 0);
+  assert_int_equal(s.status[4], 409);
+  assert_string_equal(S.paths[4], "PUT /collections/c");
+  assert_string_equal(S.last_body, "{\"vectors\":{\"size\":384,\"distance\":\"Cosine\"}}");
+
+  /* count with filter, raw 429 with Retry-After, probe */
+  srv_script(&S, 200, "{\"result\":{\"count\":5},\"status\":\"ok\",\"time\":0}");
+  assert_int_equal(p2q_qdrant_points_count(q, "c", "{\"must\":[]}", on_resp, &s), 0);
+  wait_n(&loop, &s, 6);
+  assert_string_equal(S.last_body, "{\"exact\":true,\"filter\":{\"must\":[]}}");
+  assert_string_equal(S.paths[5], "POST /collections/c/points/count");
+  assert_int_equal(p2q_qdrant_request(q, "GET", "/retry-after/3", NULL, 0, 0, on_resp, &s), 0);
+  wait_n(&loop, &s, 7);
+  assert_int_equal(s.err[6], P2Q_EQDRANT);
+  assert_int_equal(s.cls[6], P2Q_QDRANT_RETRY);
+  assert_int_equal(s.delay[6], 3000);
+  assert_string_equal(s.msg[6], "rate limited");
+  assert_int_equal(p2q_qdrant_probe(q, on_resp, &s), 0);
+  wait_n(&loop, &s, 8);
+  assert_int_equal(s.err[7], 0);
+  assert_string_equal(S.last_path, "/readyz");
+
+  /* argument errors never fire callbacks */
+  assert_int_equal(p2q_qdrant_points_upsert(q, "", up, strlen(up), on_resp, &s), P2Q_EINVAL);
+  assert_int_equal(p2q_qdrant_points_upsert(q, "c", NULL, 0, on_resp, &s), P2Q_EINVAL);
+  assert_int_equal(p2q_qdrant_request(q, "GET", "no-slash", NULL, 0, 0, on_resp, &s), P2Q_EINVAL);
+
+  assert_int_equal(p2q_qdrant_close(q, on_closed, &s), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(s.closed, 1);
+  assert_int_equal(s.n, 8);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  srv_script_reset(&S);
+}
+
+static void test_close_cancels(void **st) {
+  uv_loop_t loop;
+  p2q_qdrant_t *q;
+  res_t s;
+  char url[64];
+  memset(&s, 0, sizeof s);
+  url_of(url, sizeof url);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  p2q_qdrant_options_t o = {.url = url};
+  assert_int_equal(p2q_qdrant_new(&loop, &o, &q), 0);
+  assert_int_equal(p2q_qdrant_request(q, "GET", "/slow/5000", NULL, 0, 0, on_resp, &s), 0);
+  assert_int_equal(p2q_qdrant_pending(q), 1);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(p2q_qdrant_close(q, on_closed, &s), 0);
+  assert_int_equal(p2q_qdrant_probe(q, on_resp, &s), P2Q_ECANCELED);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(s.n, 1);
+  assert_int_equal(s.err[0], P2Q_ECANCELED);
+  assert_int_equal(s.cls[0], P2Q_QDRANT_RETRY);
+  assert_int_equal(s.closed, 1);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_sync_ensure(void **st) {
+  char url[64], msg[256];
+  url_of(url, sizeof url);
+  p2q_qdrant_options_t o = {.url = url, .timeout_ms = 3000};
+  p2q_qdrant_vectors_t want = {"dense", 384, "Cosine", NULL};
+  const char *info = "{\"result\":{\"config\":{\"params\":{\"vectors\":{\"dense\":{\"size\":384,"
+                     "\"distance\":\"Cosine\"}}}}},\"status\":\"ok\",\"time\":0}";
+  /* absent → create → index → check */
+  srv_script_reset(&S);
+  srv_script(&S, 404, "{\"status\":{\"error\":\"Not found: Collection `docs` doesn't exist!\"},\"time\":0}");
+  srv_script(&S, 200, "{\"result\":true,\"status\":\"ok\",\"time\":0}");
+  srv_script(&S, 200, "{\"result\":{\"operation_id\":1,\"status\":\"completed\"},\"status\":\"ok\",\"time\":0}");
+  srv_script(&S, 200, info);
+  assert_int_equal(p2q_qdrant_sync_ensure_collection(&o, "docs", &want, 1, "_pk", msg, sizeof msg), 0);
+  assert_string_equal(msg, "");
+  assert_string_equal(S.paths[0], "GET /collections/docs");
+  assert_string_equal(S.paths[1], "PUT /collections/docs");
+  assert_string_equal(S.paths[2], "PUT /collections/docs/index?wait=true");
+  assert_string_equal(S.paths[3], "GET /collections/docs");
+  /* absent and create = 0 → the 404 is reported */
+  srv_script_reset(&S);
+  srv_script(&S, 404, "{\"status\":{\"error\":\"Not found: Collection `docs` doesn't exist!\"},\"time\":0}");
+  assert_int_equal(p2q_qdrant_sync_ensure_collection(&o, "docs", &want, 0, NULL, msg, sizeof msg), P2Q_EQDRANT);
+  assert_string_equal(msg, "Not found: Collection `docs` doesn't exist!");
+  /* exists with another dimension → mismatch */
+  srv_script_reset(&S);
+  p2q_qdrant_vectors_t w2 = {"dense", 768, "Cosine", NULL};
+  srv_script(&S, 200, info);
+  assert_int_equal(p2q_qdrant_sync_ensure_collection(&o, "docs", &w2, 1, NULL, msg, sizeof msg), P2Q_EMISMATCH);
+  assert_string_equal(msg, "collection `docs`: vector \"dense\" has dimension 384, configured 768");
+  srv_script_reset(&S);
+  /* probe */
+  assert_int_equal(p2q_qdrant_sync_probe(&o, msg, sizeof msg), 0);
+  S.canned_status = 503;
+  S.canned_body = "shard not ready";
+  assert_int_equal(p2q_qdrant_sync_probe(&o, msg, sizeof msg), P2Q_EQDRANT);
+  assert_string_equal(msg, "shard not ready");
+  srv_script_reset(&S);
+  /* nobody listening */
+  p2q_qdrant_options_t dead = {.url = "http://127.0.0.1:1", .timeout_ms = 2000};
+  assert_int_equal(p2q_qdrant_sync_probe(&dead, msg, sizeof msg), P2Q_EHTTP);
+  assert_true(strlen(msg) > 0);
+}
+
+static int setup(void **st) { srv_start(&S); return 0; }
+static int teardown(void **st) { srv_stop(&S); return 0; }
+
+int main(void) {
+  p2q_log_configure(P2Q_LOG_WARN, P2Q_LOG_LOGFMT, 2);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_classify_table),
+      cmocka_unit_test(test_envelope),
+      cmocka_unit_test(test_collection_check),
+      cmocka_unit_test(test_create_body_and_escape),
+      cmocka_unit_test(test_async_helpers),
+      cmocka_unit_test(test_close_cancels),
+      cmocka_unit_test(test_sync_ensure),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
