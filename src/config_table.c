@@ -114,11 +114,11 @@ static const p2q_conf_entry_t rule_tab[] = {
       "Text to embed: a column list (\"title, body\") or a template (\"{title}\\n{body}\"). "
       "Needs embedder. Exactly one of text / vector_column.", NULL),
     R("vector_column", P2Q_CT_STRING, vector_column, NULL, 0, 0, 0,
-      "Column holding a precomputed vector (float4[] or pgvector). Needs dimension.", NULL),
+      "Column holding a precomputed vector. Needs dimension.", NULL),
     R("watch", P2Q_CT_LIST, watch, NULL, 0, 0, 0,
       "An UPDATE is synced only if one of these columns changed (default: columns).", NULL),
     R("filter", P2Q_CT_STRING, filter, NULL, 0, 0, 0,
-      "SQL boolean over the row; rows failing it are deleted from / never sent to Qdrant.", NULL),
+      "SQL boolean over the row; only rows for which it is true are synced (empty: all).", NULL),
     R("collection", P2Q_CT_STRING, collection, NULL, 0, 0, P2Q_CF_REQUIRED,
       "Target Qdrant collection.", NULL),
     R("vector_name", P2Q_CT_STRING, vector_name, NULL, 0, 0, 0,

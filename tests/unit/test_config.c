@@ -458,11 +458,32 @@ static void test_err_cross(void **state) {
              "defaults to its name)");
   expect_err("[daemon]\nretry_min = 10m\n", P2Q_ECONFIG, "t.ini:2: [daemon] retry_min: retry_max must be >= retry_min (10m)");
   expect_err("[daemon]\nretry_max = 10ms\n", P2Q_ECONFIG, "t.ini:2: [daemon] retry_max: retry_max must be >= retry_min (1s)");
-  /* Unclaimed event type only warns. */
+}
+
+static void test_warnings(void **state) {
+  int fds[2];
+  char buf[4096];
+  assert_int_equal(pipe(fds), 0);
+  p2q_log_configure(P2Q_LOG_WARN, P2Q_LOG_LOGFMT, fds[1]);
+  /* A rule's event type claimed by no worker only warns. */
   p2q_config_t *c = load_ok(RULE "[rule.b]\ntable = s.b\nkey = id\nvector_column = v\ndimension = 2\n"
                             "collection = b\n[worker.w]\nevent_types = docs\n");
   assert_int_equal(c->n_workers, 1);
   p2q_config_free(c);
+  /* No rules: no default worker, a warning. */
+  c = load_ok("[daemon]\n");
+  assert_int_equal(c->n_workers, 0);
+  p2q_config_free(c);
+  p2q_log_configure(P2Q_LOG_ERROR, P2Q_LOG_LOGFMT, 2);
+  close(fds[1]);
+  ssize_t n = read(fds[0], buf, sizeof buf - 1);
+  close(fds[0]);
+  assert_true(n > 0);
+  buf[n] = 0;
+  assert_non_null(strstr(buf, "config_unclaimed_event_type"));
+  assert_non_null(strstr(buf, "rule=b event_type=b"));
+  assert_null(strstr(buf, "rule=docs"));
+  assert_non_null(strstr(buf, "config_no_rules"));
 }
 
 static void test_err_file(void **state) {
@@ -641,6 +662,7 @@ int main(void) {
       cmocka_unit_test(test_err_required),
       cmocka_unit_test(test_err_cross),
       cmocka_unit_test(test_err_file),
+      cmocka_unit_test(test_warnings),
       cmocka_unit_test(test_dump_masks),
       cmocka_unit_test(test_dump_roundtrip),
       cmocka_unit_test(test_describe),
