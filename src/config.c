@@ -613,6 +613,16 @@ int p2q_config_load_string(const char *text, const char *name, p2q_config_t **ou
   return rc;
 }
 
+/* Absolute directory of the file as named (a symlinked file keeps its link's directory). */
+static char *config_dir(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+  char *real = dir ? realpath(dir, NULL) : NULL;
+  if (!real) return dir; /* best effort: relative to the directory as written */
+  free(dir);
+  return real;
+}
+
 int p2q_config_load(const char *path, p2q_config_t **out, char *errbuf, size_t errlen) {
   char *buf = NULL, *real = NULL;
   size_t len = 0, cap = 0;
@@ -643,8 +653,8 @@ int p2q_config_load(const char *path, p2q_config_t **out, char *errbuf, size_t e
   fclose(f);
   f = NULL;
   buf[len] = 0;
-  if ((real = realpath(path, NULL))) *strrchr(real, '/') = 0;
-  rc = load_text(buf, len, path, real && *real ? real : (char *)"/", out, errbuf, errlen);
+  real = config_dir(path);
+  rc = load_text(buf, len, path, real, out, errbuf, errlen);
   free(real);
   free(buf);
   return rc;

@@ -214,6 +214,15 @@ static void test_model_dir_relative(void **state) {
   snprintf(want, sizeof want, "%s/m/x", real);
   assert_string_equal(c->embedders[0].model_dir, want);
   assert_string_equal(c->path, path);
+  p2q_config_free(c);
+  /* Loaded by a relative name: still resolved to an absolute directory. */
+  char cwd[PATH_MAX];
+  assert_non_null(getcwd(cwd, sizeof cwd));
+  assert_int_equal(chdir(dir), 0);
+  int rc = p2q_config_load("./p.ini", &c, errbuf, sizeof errbuf);
+  assert_int_equal(chdir(cwd), 0);
+  assert_int_equal(rc, 0);
+  assert_string_equal(c->embedders[0].model_dir, want);
   free(real);
   p2q_config_free(c);
   unlink(path);
