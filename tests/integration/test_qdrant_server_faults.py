@@ -76,8 +76,10 @@ def test_fail_count_then_recover(qdrant):
     status, body = qdrant.upsert("c", PTS)
     assert status == 200
     assert len(qdrant.points("c")) == 3
-    assert [e["status"] for e in qdrant.log()[-3:]] == [503, 503, 200]
-    assert [e["fault"] for e in qdrant.log()[-3:]] == ["fail", "fail", None]
+    log = qdrant.log()[-3:]
+    assert [e["status"] for e in log] == [503, 503, 200]
+    assert [e["fault"] for e in log] == ["fail", "fail", None]
+    assert [e["points"] for e in log] == [3, 3, 3] and log[0]["ids"] == [1, 2, 3]
 
 
 @pytest.mark.parametrize("status,prefix", [(500, "Service internal error"),

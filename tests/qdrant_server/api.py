@@ -17,6 +17,7 @@ Invariants:
 import json
 import re
 import time
+import traceback
 
 import store as st
 from store import ApiError, DEFAULT_VECTOR, point_key, wrong_input
@@ -272,6 +273,9 @@ class Api:
                 return fn(req, params, body, started)
         except ApiError as e:
             return error(e.status, e.message, started)
+        except Exception as e:   # a bug in the test server: make it loud but keep serving
+            traceback.print_exc()
+            return error(500, f"Service internal error: test server bug: {e!r}", started)
 
     def _read_json(self, req, schema):
         ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
@@ -503,7 +507,8 @@ class Api:
                     hi = mid
             start = lo
         out, nxt = [], None
-        for k in keys[start:]:
+        for i in range(start, len(keys)):
+            k = keys[i]
             pt = coll.points[k]
             if flt and not st.match_filter(flt, pt):
                 continue

@@ -270,6 +270,12 @@ class QdrantHandler(BaseHTTPRequestHandler):
         found = app.api.match(req.method, req.path)
         if found and "c" in found[2]:
             entry["collection"] = found[2]["c"]
+        if found and found[1] in ("PointInsertOperations", "PointsSelector") and req.body:
+            try:
+                qapi._note_ids(req, qapi.loads(req.body))
+            except Exception:   # malformed body: the log just lacks the count
+                pass
+            entry["points"], entry["ids"] = req.log["points"], req.log["ids"]
 
     def _log(self, app, req, entry, status):
         entry["status"] = status
