@@ -76,7 +76,8 @@ static int ld_fail(ld_t *ld, int rc, int line, const char *sect, const char *key
   vsnprintf(why, sizeof why, fmt, ap);
   va_end(ap);
   if (line > 0) snprintf(where, sizeof where, ":%d", line);
-  if (sect && key) snprintf(ld->err, ld->errlen, "%s%s: [%s] %s: %s", ld->file, where, sect, key, why);
+  if (sect && key)
+    snprintf(ld->err, ld->errlen, "%s%s: [%s] %s: %s", ld->file, where, sect, key, why);
   else if (sect) snprintf(ld->err, ld->errlen, "%s%s: [%s]: %s", ld->file, where, sect, why);
   else if (key) snprintf(ld->err, ld->errlen, "%s%s: %s: %s", ld->file, where, key, why);
   else snprintf(ld->err, ld->errlen, "%s%s: %s", ld->file, where, why);
@@ -147,7 +148,8 @@ static int unknown_section(ld_t *ld, const char *hdr, const char *dot) {
   char kind[64];
   snprintf(kind, sizeof kind, "%.*s", dot ? (int)(dot - hdr) : (int)strlen(hdr), hdr);
   for (int i = 0; i < p2q_conf_n_sections; i++)
-    if (!dot || p2q_conf_sections[i].repeated) suggest(kind, p2q_conf_sections[i].name, &best, &bestd);
+    if (!dot || p2q_conf_sections[i].repeated)
+      suggest(kind, p2q_conf_sections[i].name, &best, &bestd);
   if (!best)
     return ld_fail(ld, P2Q_ENOKEY, ld->line, hdr, NULL, "unknown section");
   return ld_fail(ld, P2Q_ENOKEY, ld->line, hdr, NULL, "unknown section (did you mean '[%s%s]'?)",
@@ -258,7 +260,8 @@ static int is_secret_key(const char *k) {
 static int unknown_key(ld_t *ld, const sect_t *s, const char *name) {
   const char *best = NULL;
   int bestd = INT_MAX;
-  for (int i = 0; i < s->kind->n_entries; i++) suggest(name, s->kind->entries[i].key, &best, &bestd);
+  for (int i = 0; i < s->kind->n_entries; i++)
+    suggest(name, s->kind->entries[i].key, &best, &bestd);
   if (best)
     return ld_fail(ld, P2Q_ENOKEY, ld->line, s->label, name,
                    "unknown key '%s' (did you mean '%s'?)", name, best);
@@ -271,7 +274,8 @@ static int ld_handler(void *user, const char *section, const char *name, const c
   char why[512];
   (void)section;
   if (ld->rc) return 0;
-  if (ld->cur < 0) return ld_fail(ld, P2Q_ECONFIG, ld->line, NULL, name, "key outside of any [section]"), 0;
+  if (ld->cur < 0)
+    return ld_fail(ld, P2Q_ECONFIG, ld->line, NULL, name, "key outside of any [section]"), 0;
   sect_t *s = &ld->sects[ld->cur];
   if (is_secret_key(name)) {
     if (strcmp(s->kind->name, "postgres") == 0)
@@ -294,8 +298,10 @@ static int ld_handler(void *user, const char *section, const char *name, const c
   if (!*value && e->type != P2Q_CT_STRING && e->type != P2Q_CT_ENV && e->type != P2Q_CT_LIST)
     return ld_fail(ld, P2Q_ECONFIG, ld->line, s->label, name, "empty value"), 0;
   why[0] = 0;
-  int rc = p2q_conf_parse_value(e, value, p2q_conf_elem(ld->cfg, s->kind, s->index) + e->offset, why, sizeof why);
-  if (rc < 0) return ld_fail(ld, rc, ld->line, s->label, name, "%s", why[0] ? why : p2q_strerror(rc)), 0;
+  char *field = p2q_conf_elem(ld->cfg, s->kind, s->index) + e->offset;
+  int rc = p2q_conf_parse_value(e, value, field, why, sizeof why);
+  if (rc < 0)
+    return ld_fail(ld, rc, ld->line, s->label, name, "%s", why[0] ? why : p2q_strerror(rc)), 0;
   return 1;
 }
 
@@ -402,9 +408,9 @@ static const char *template_error(const char *t) {
 static int check_collection(ld_t *ld, const sect_t *s, const p2q_rule_config_t *r) {
   for (int i = 0; i < s->index; i++) {
     const p2q_rule_config_t *o = &ld->cfg->rules[i];
-    int same_vec = (!o->vector_name && !r->vector_name) ||
-                   (o->vector_name && r->vector_name && strcmp(o->vector_name, r->vector_name) == 0);
-    if (strcmp(o->collection, r->collection) != 0 || !same_vec) continue;
+    const char *va = o->vector_name ? o->vector_name : "";
+    const char *vb = r->vector_name ? r->vector_name : "";
+    if (strcmp(o->collection, r->collection) != 0 || strcmp(va, vb) != 0) continue;
     if (o->dimension != r->dimension)
       return ld_fail(ld, P2Q_ECONFIG, keyline(s, "dimension"), s->label, "dimension",
                      "%lld conflicts with [rule.%s] (%lld) for the same collection '%s'",
@@ -468,12 +474,14 @@ static int check_worker(ld_t *ld, const sect_t *s, const p2q_worker_config_t *w)
     const char *et = w->event_types.items[j], *best = NULL;
     int bestd = INT_MAX;
     if (produced(ld->cfg, et)) continue;
-    for (int i = 0; i < ld->cfg->n_rules; i++) suggest(et, ld->cfg->rules[i].event_type, &best, &bestd);
+    for (int i = 0; i < ld->cfg->n_rules; i++)
+      suggest(et, ld->cfg->rules[i].event_type, &best, &bestd);
     if (best)
       return ld_fail(ld, P2Q_ECONFIG, keyline(s, "event_types"), s->label, "event_types",
                      "no rule produces event type '%s' (did you mean '%s'?)", et, best);
     return ld_fail(ld, P2Q_ECONFIG, keyline(s, "event_types"), s->label, "event_types",
-                   "no rule produces event type '%s' (a rule's event_type defaults to its name)", et);
+                   "no rule produces event type '%s' (a rule's event_type defaults to its name)",
+                   et);
   }
   return 0;
 }
@@ -492,7 +500,8 @@ static int finish_workers(ld_t *ld) {
     for (int i = 0; i < cfg->n_rules; i++) {
       p2q_strlist_t *l = &cfg->workers[idx].event_types;
       const char *et = cfg->rules[i].event_type;
-      if (!p2q_conf_strlist_has(l, et) && p2q_conf_strlist_push(l, et, strlen(et)) < 0) return P2Q_ENOMEM;
+      if (!p2q_conf_strlist_has(l, et) && p2q_conf_strlist_push(l, et, strlen(et)) < 0)
+        return P2Q_ENOMEM;
     }
     return 0;
   }
@@ -520,7 +529,8 @@ static int finalize(ld_t *ld) {
   p2q_config_t *cfg = ld->cfg;
   int rc = 0;
   for (int i = 0; i < cfg->n_rules; i++)
-    if ((rc = fill_rule(&cfg->rules[i])) < 0) return ld_fail(ld, rc, 0, NULL, NULL, "out of memory");
+    if ((rc = fill_rule(&cfg->rules[i])) < 0)
+      return ld_fail(ld, rc, 0, NULL, NULL, "out of memory");
   for (int i = 0; i < ld->n_sects && rc == 0; i++) {
     const sect_t *s = &ld->sects[i];
     char *base = p2q_conf_elem(cfg, s->kind, s->index);
@@ -673,7 +683,8 @@ void p2q_config_free(p2q_config_t *cfg) {
       p2q_conf_free_fields(k, (char *)cfg);
       continue;
     }
-    for (int j = 0; j < *p2q_conf_count(cfg, k); j++) p2q_conf_free_fields(k, p2q_conf_elem(cfg, k, j));
+    for (int j = 0; j < *p2q_conf_count(cfg, k); j++)
+      p2q_conf_free_fields(k, p2q_conf_elem(cfg, k, j));
     free(*(char **)((char *)cfg + k->arr_offset));
   }
   free(cfg->path);

@@ -267,7 +267,8 @@ int p2q_config_parse_duration(const char *s, int64_t *out_ms) {
 }
 
 int p2q_config_parse_bool(const char *s, int *out) {
-  static const char *const t[] = {"true", "yes", "on", "1"}, *const f[] = {"false", "no", "off", "0"};
+  static const char *const t[] = {"true", "yes", "on", "1"};
+  static const char *const f[] = {"false", "no", "off", "0"};
   for (int i = 0; i < 4; i++) {
     if (strcasecmp(s, t[i]) == 0) { *out = 1; return 0; }
     if (strcasecmp(s, f[i]) == 0) { *out = 0; return 0; }
@@ -426,7 +427,8 @@ static int parse_number(const p2q_conf_entry_t *e, const char *v, int64_t *field
 }
 
 /* Parse `v` (already trimmed by inih) into the field of entry `e`. */
-int p2q_conf_parse_value(const p2q_conf_entry_t *e, const char *v, void *field, char *why, size_t n) {
+int p2q_conf_parse_value(const p2q_conf_entry_t *e, const char *v, void *field, char *why,
+                         size_t n) {
   int rc = 0;
   switch (e->type) {
   case P2Q_CT_STRING:
@@ -524,7 +526,8 @@ static int mask_uri(const char *s, char **b, size_t *len, size_t *cap) {
     if (*p == '@') at = p;
   const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
   int rc = 0;
-  if (colon) rc |= sb_put(b, len, cap, s, (size_t)(colon + 1 - s)) | sb_put(b, len, cap, "*****", 5);
+  if (colon)
+    rc |= sb_put(b, len, cap, s, (size_t)(colon + 1 - s)) | sb_put(b, len, cap, "*****", 5);
   const char *p = colon ? at : s;
   while (*p && rc == 0) {
     const char *q = strstr(p, "password=");

@@ -208,10 +208,12 @@ const p2q_conf_section_t *p2q_conf_section_find(const char *name);
 const p2q_conf_entry_t *p2q_conf_entry_find(const p2q_conf_section_t *s, const char *key);
 
 /* Table walkers shared by config.c and config_table.c (internal; exposed for tests). */
-int p2q_conf_parse_value(const p2q_conf_entry_t *e, const char *v, void *field, char *why, size_t n);
+int p2q_conf_parse_value(const p2q_conf_entry_t *e, const char *v, void *field, char *why,
+                         size_t n);
 int p2q_conf_apply_defaults(const p2q_conf_section_t *k, char *base);
 void p2q_conf_free_fields(const p2q_conf_section_t *k, char *base);
-char *p2q_conf_elem(const p2q_config_t *cfg, const p2q_conf_section_t *k, int i); /* cfg for singletons */
+/* Base of element i of a repeated kind; for singletons, cfg itself. */
+char *p2q_conf_elem(const p2q_config_t *cfg, const p2q_conf_section_t *k, int i);
 int *p2q_conf_count(const p2q_config_t *cfg, const p2q_conf_section_t *k);
 
 /* "0", "500ms", "30s", "5m", "1h": the largest unit that divides ms exactly. */
