@@ -10,6 +10,7 @@ const p2q_command_t p2q_commands[] = {
     {"init", p2q_cmd_init, "init", "create or upgrade the outbox schema (idempotent)"},
     {"apply", p2q_cmd_apply, "apply [--dry-run]",
      "install rule triggers, create collections, enqueue existing rows"},
+    {"run", p2q_cmd_run, "run", "run the sync daemon (LISTEN + sweep + WorkerPool) until SIGTERM"},
     {"status", p2q_cmd_status, "status [--json]",
      "pending / in flight / retrying / dead / oldest age per event type"},
     {"retry", p2q_cmd_retry, "retry [--event-type T] [--dead]",

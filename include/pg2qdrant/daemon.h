@@ -1,0 +1,48 @@
+/*
+ * daemon.h — the sync daemon (`pg2qdrant run`): one libuv loop holding the LISTEN connection,
+ * the sweep timer, the Qdrant client with its circuit breaker, the signal handlers and the
+ * WorkerPool (worker.c). Loop thread only. Workers reach shared state through this struct.
+ */
+#ifndef P2Q_DAEMON_H
+#define P2Q_DAEMON_H
+
+#include <uv.h>
+
+#include "pg2qdrant/breaker.h"
+#include "pg2qdrant/config.h"
+#include "pg2qdrant/pg.h"
+#include "pg2qdrant/qdrant.h"
+
+typedef struct p2q_worker_s p2q_worker_t;
+
+typedef struct {
+  uint64_t claimed, applied, retried, requeued, dead, coalesced, batches, claims, acks;
+  uint64_t qdrant_requests, qdrant_failures, splits;
+} p2q_stats_t;
+
+typedef struct p2q_daemon_s {
+  uv_loop_t *loop;
+  const p2q_config_t *cfg;
+  p2q_pg_t *listen_pg;
+  p2q_qdrant_t *qdrant;
+  p2q_breaker_t breaker;
+  uv_timer_t sweep_timer, probe_timer, shutdown_timer, stats_timer;
+  uv_signal_t sig_term, sig_int;
+  p2q_worker_t **workers;
+  int n_workers;
+  int stopping;        /* SIGTERM/SIGINT received: claim nothing more */
+  int forced;          /* shutdown_timeout passed: in-flight requests cancelled */
+  int closing;         /* handles are being closed */
+  int exit_code;
+  int probing;
+  char *claim_sql, *ack_sql, *recover_sql;
+  int recover_grace_ms;
+  p2q_stats_t stats;
+  uint64_t pg_reconnects;
+} p2q_daemon_t;
+
+/* Called by workers. */
+void p2q_daemon_qdrant_result(p2q_daemon_t *d, int transient_failure);
+void p2q_daemon_worker_idle(p2q_daemon_t *d);
+
+#endif

@@ -1,0 +1,55 @@
+/*
+ * batch.c — the pull worker's batching policy (see batch.h). Pure; the worker calls it from the
+ * loop thread. Invariants: claiming ∈ {0,1}; 0 ≤ inflight ≤ max_inflight; a CLAIM answer is only
+ * given when a claim can be sent right now.
+ */
+#include "pg2qdrant/batch.h"
+
+void p2q_batch_init(p2q_batch_t *b, int batch_size, int max_inflight, int64_t linger_ms) {
+  b->batch_size = batch_size > 0 ? batch_size : 1;
+  b->max_inflight = max_inflight > 0 ? max_inflight : 1;
+  b->linger_ms = linger_ms > 0 ? linger_ms : 0;
+  b->inflight = b->claiming = b->wanted = b->backlog = b->lingering = 0;
+  b->paused = 0;
+}
+
+p2q_batch_action_t p2q_batch_next(p2q_batch_t *b) {
+  if (b->paused || b->claiming || b->inflight >= b->max_inflight) return P2Q_BATCH_WAIT;
+  if (!b->wanted && !b->backlog) return P2Q_BATCH_WAIT;
+  if (b->backlog || b->inflight == 0 || b->linger_ms == 0) return P2Q_BATCH_CLAIM;
+  if (b->lingering) return P2Q_BATCH_WAIT;
+  return P2Q_BATCH_LINGER;
+}
+
+void p2q_batch_on_wake(p2q_batch_t *b) { b->wanted = 1; }
+
+void p2q_batch_on_claim_sent(p2q_batch_t *b) {
+  b->claiming = 1;
+  b->wanted = 0;
+  b->backlog = 0;
+  b->lingering = 0;
+}
+
+void p2q_batch_on_claimed(p2q_batch_t *b, int n_rows, int has_work) {
+  b->claiming = 0;
+  if (has_work) b->inflight++;
+  /* a full claim means more is probably waiting; a claim that only coalesced or released rows
+     made progress too, so look again */
+  b->backlog = n_rows >= b->batch_size || (n_rows > 0 && !has_work);
+}
+
+void p2q_batch_on_claim_failed(p2q_batch_t *b) { b->claiming = 0; }
+
+void p2q_batch_on_acked(p2q_batch_t *b) {
+  if (b->inflight > 0) b->inflight--;
+  /* an ack frees leases: events of those rows that arrived meanwhile are claimable now */
+  b->wanted = 1;
+}
+
+void p2q_batch_on_linger_started(p2q_batch_t *b) { b->lingering = 1; }
+
+void p2q_batch_on_linger_done(p2q_batch_t *b) {
+  b->lingering = 0;
+  b->wanted = 1;
+  if (b->inflight > 0) b->backlog = 1; /* linger served: claim now even with batches in flight */
+}
