@@ -389,3 +389,25 @@ def test_api_key_required(keyed):
         assert keyed.request("GET", path, api_key=None)[0] == 200
     log = keyed.log()
     assert [e["status"] for e in log[:3]] == [401, 401, 401]
+
+
+def test_update_mode_and_update_filter(qdrant):
+    seed(qdrant, n=2)
+    body = {"points": [{"id": 1, "vector": vec(9), "payload": {"v": "new"}},
+                       {"id": 3, "vector": vec(3), "payload": {"v": "new"}}],
+            "update_mode": "insert_only"}
+    assert_ok(*qdrant.call("PUT", "/collections/p/points?wait=true", body))
+    got = {p["id"]: p["payload"] for p in qdrant.points("p")}
+    assert got[1] == {"_pk": "k1", "n": 1} and got[3] == {"v": "new"}
+    body = {"points": [{"id": 1, "vector": vec(1), "payload": {"v": "upd"}},
+                       {"id": 2, "vector": vec(2), "payload": {"v": "upd"}},
+                       {"id": 4, "vector": vec(4), "payload": {"v": "upd"}}],
+            "update_filter": {"must": [{"key": "n", "match": {"value": 2}}]}}
+    assert_ok(*qdrant.call("PUT", "/collections/p/points?wait=true", body))
+    got = {p["id"]: p["payload"] for p in qdrant.points("p")}
+    assert got[1] == {"_pk": "k1", "n": 1}          # existing, filter not matched: kept
+    assert got[2] == {"v": "upd"} and got[4] == {"v": "upd"}   # matched / new point
+    body["update_mode"] = "update_only"
+    body["points"] = [{"id": 5, "vector": vec(5)}]
+    assert_ok(*qdrant.call("PUT", "/collections/p/points?wait=true", body))
+    assert 5 not in {p["id"] for p in qdrant.points("p")}
