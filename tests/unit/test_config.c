@@ -646,9 +646,12 @@ static void test_shipped_confs(void **state) {
   fclose(f);
   for (int i = 0; i < p2q_conf_n_sections; i++)
     for (int j = 0; j < p2q_conf_sections[i].n_entries; j++) {
-      char want[96];
-      snprintf(want, sizeof want, "%s =", p2q_conf_sections[i].entries[j].key);
-      if (!strstr(all, want)) fail_msg("conf/pg2qdrant.ini lacks %s", want);
+      /* ... with its default ("key = default"). */
+      const p2q_conf_entry_t *e = &p2q_conf_sections[i].entries[j];
+      char want[160];
+      snprintf(want, sizeof want, "%s =%s%s", e->key, e->def && *e->def ? " " : "",
+               e->def ? e->def : "");
+      if (!strstr(all, want)) fail_msg("conf/pg2qdrant.ini lacks '%s'", want);
     }
   free(all);
 }
