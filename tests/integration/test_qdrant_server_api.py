@@ -411,3 +411,16 @@ def test_update_mode_and_update_filter(qdrant):
     body["points"] = [{"id": 5, "vector": vec(5)}]
     assert_ok(*qdrant.call("PUT", "/collections/p/points?wait=true", body))
     assert 5 not in {p["id"] for p in qdrant.points("p")}
+
+
+def test_sparse_vector_validation_is_422(qdrant):
+    qdrant.create_collection("sv", vectors={}, sparse_vectors={"s": {}})
+    status, body = qdrant.upsert("sv", [{"id": 1, "vector": {
+        "s": {"indices": [1, 2], "values": [0.5]}}}])
+    assert_err(status, body, 422, "Validation error in JSON body: [points[0].vector.s.values: "
+                                  "Validation error: must be the same length as indices [{}]]")
+    status, body = qdrant.upsert("sv", [{"id": 1, "vector": {
+        "s": {"indices": [3, 3], "values": [0.5, 0.1]}}}])
+    assert_err(status, body, 422, prefix="Validation error in JSON body: [points[0].vector.s."
+                                         "indices: Validation error: must be unique")
+    assert qdrant.points("sv") == []

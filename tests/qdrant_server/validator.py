@@ -46,6 +46,19 @@ UNTAGGED_MESSAGES = {
 _NUM_TYPES = {int, float}
 
 
+def _check_sparse(v, path, errs):
+    """Qdrant's SparseVector::validate (validator-crate errors with a bare code)."""
+    if len(v["indices"]) != len(v["values"]):
+        errs.append((_join(path, "values"),
+                     "Validation error: must be the same length as indices [{}]"))
+    if len(set(v["indices"])) != len(v["indices"]):
+        errs.append((_join(path, "indices"), "Validation error: must be unique [{}]"))
+
+
+# Struct-level validations Qdrant performs in code rather than in the schema.
+EXTRA_OBJECT_CHECKS = {"SparseVector": _check_sparse}
+
+
 class FormatError(Exception):
     """Shape error: the body does not deserialise (HTTP 400)."""
 
@@ -364,6 +377,7 @@ class Validator:
             addl_fn = self._compile(addl, name)
         closed = addl is False
         expected = ", ".join(f"`{k}`" for k in props)
+        extra_check = EXTRA_OBJECT_CHECKS.get(name)
 
         def obj_fn(v, path, errs):
             if type(v) is not dict:
@@ -380,6 +394,8 @@ class Validator:
                     raise FormatError(f"unknown field `{k}`, expected one of {expected}")
                 elif addl_fn is not None:
                     addl_fn(x, _join(path, k), errs)
+            if extra_check is not None:
+                extra_check(v, path, errs)
         return obj_fn
 
 
