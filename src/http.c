@@ -1,7 +1,9 @@
 /*
  * http.c — libcurl multi driven by a libuv loop (curl's multi-uv pattern).
  *
- * Owns: one CURLM, one uv_timer_t for curl's timeouts, one {uv_poll_t, fd} context per socket
+ * Owns: one CURLM, one uv_timer_t for curl's timeouts, one 0 ms "kick" uv_timer_t that starts
+ * queued requests from the loop (so no callback ever runs inside p2q_http_request), one
+ * {uv_poll_t, fd} context per socket
  * curl asks us to watch (created lazily, attached with curl_multi_assign, closed on
  * CURL_POLL_REMOVE and freed in its close callback), the shared header list, a FIFO of requests
  * waiting for a concurrency slot and a small free list of easy handles for reuse.

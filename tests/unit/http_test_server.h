@@ -42,6 +42,7 @@ typedef struct {
   size_t len;
   int served;          /* requests answered on this connection */
   long long due_ms;    /* >0: a delayed response is pending */
+  long long last_ms;   /* last activity (idle-close) */
   char pending[1024];  /* delayed response */
 } srv_conn_t;
 
@@ -63,6 +64,7 @@ typedef struct {
   int script_status[8];
   const char *script_body[8];
   int script_n, script_pos;
+  int idle_close_ms;  /* >0: close connections idle this long (like Qdrant's 5 s keep-alive) */
   char paths[8][256]; /* paths of the scripted requests, in order */
 } srv_t;
 
@@ -225,6 +227,13 @@ static long srv_handle(srv_t *s, srv_conn_t *c) {
   return consumed;
 }
 
+static inline int srv_get(srv_t *s, int *field) {
+  pthread_mutex_lock(&s->mu);
+  int v = *field;
+  pthread_mutex_unlock(&s->mu);
+  return v;
+}
+
 static void *srv_main(void *arg) {
   srv_t *s = arg;
   for (;;) {
@@ -239,11 +248,17 @@ static void *srv_main(void *arg) {
     poll(pf, (nfds_t)n, 5);
     if (pf[0].revents) break;
     long long now = srv_now_ms();
+    int idle_ms = srv_get(s, &s->idle_close_ms);
     for (int i = 0; i < SRV_MAXC; i++) {
       srv_conn_t *c = &s->conns[i];
+      if (c->fd >= 0 && idle_ms > 0 && !c->due_ms && c->len == 0 && now - c->last_ms > idle_ms) {
+        srv_drop(s, c);
+        continue;
+      }
       if (c->fd >= 0 && c->due_ms && now >= c->due_ms) {
         srv_respond(c->fd, 200, NULL, c->pending);
         c->due_ms = 0;
+        c->last_ms = now;
         pthread_mutex_lock(&s->mu); s->slow_now--; pthread_mutex_unlock(&s->mu);
       }
     }
@@ -257,6 +272,7 @@ static void *srv_main(void *arg) {
           s->conns[slot].fd = fd;
           s->conns[slot].len = 0;
           s->conns[slot].served = 0;
+          s->conns[slot].last_ms = srv_now_ms();
           pthread_mutex_lock(&s->mu); s->accepted++; pthread_mutex_unlock(&s->mu);
         }
       }
@@ -267,6 +283,7 @@ static void *srv_main(void *arg) {
       ssize_t r = recv(c->fd, c->buf + c->len, sizeof c->buf - 1 - c->len, 0);
       if (r <= 0) { srv_drop(s, c); continue; }
       c->len += (size_t)r;
+      c->last_ms = srv_now_ms();
       for (;;) {
         long used = srv_handle(s, c);
         if (used < 0) { srv_drop(s, c); break; }
@@ -307,13 +324,6 @@ static void srv_stop(srv_t *s) {
   close(s->wake[0]);
   close(s->wake[1]);
   pthread_mutex_destroy(&s->mu);
-}
-
-static inline int srv_get(srv_t *s, int *field) {
-  pthread_mutex_lock(&s->mu);
-  int v = *field;
-  pthread_mutex_unlock(&s->mu);
-  return v;
 }
 
 #endif

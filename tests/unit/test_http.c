@@ -250,6 +250,30 @@ static void test_keepalive_reset_retried(void **st) {
   finish(&c);
 }
 
+/* The server closes idle keep-alive connections (Qdrant: after 5 s): the next request still works. */
+static void test_idle_close(void **st) {
+  ctx_t c;
+  ctx_init(&c, NULL);
+  pthread_mutex_lock(&S.mu);
+  S.idle_close_ms = 100;
+  pthread_mutex_unlock(&S.mu);
+  int acc0 = srv_get(&S, &S.accepted);
+  req(&c, "POST", "/echo", "{\"n\":1}");
+  run_until(&c, 1);
+  usleep(300000); /* the server drops the idle connection meanwhile */
+  req(&c, "POST", "/echo", "{\"n\":2}");
+  run_until(&c, 2);
+  pthread_mutex_lock(&S.mu);
+  S.idle_close_ms = 0;
+  pthread_mutex_unlock(&S.mu);
+  assert_int_equal(c.err[0], 0);
+  assert_int_equal(c.err[1], 0);
+  assert_int_equal(c.status[1], 200);
+  assert_string_equal(c.body[1], "{\"n\":2}");
+  assert_int_equal(srv_get(&S, &S.accepted) - acc0, 2);
+  finish(&c);
+}
+
 static void test_max_concurrent(void **st) {
   ctx_t c;
   p2q_http_options_t o = {0};
@@ -328,6 +352,7 @@ int main(void) {
       cmocka_unit_test(test_status_and_retry_after),
       cmocka_unit_test(test_transport_errors),
       cmocka_unit_test(test_keepalive_reset_retried),
+      cmocka_unit_test(test_idle_close),
       cmocka_unit_test(test_max_concurrent),
       cmocka_unit_test(test_close_cancels),
       cmocka_unit_test(test_close_from_callback),
