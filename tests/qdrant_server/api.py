@@ -78,6 +78,7 @@ class Request:
         self.query = query          # dict name -> last value
         self.headers = headers      # mapping with case-insensitive .get
         self.body = body
+        self.oversize = 0           # length of a body discarded for exceeding MAX_BODY
         self.log = {"collection": None, "points": None, "ids": None}
 
 
@@ -281,8 +282,9 @@ class Api:
         ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if not (ctype == "application/json" or ctype.endswith("+json")):
             raise ApiError(400, "Content type error")
-        if len(req.body) > MAX_BODY:
-            raise ApiError(400, f"JSON payload ({len(req.body)} bytes) is larger than allowed "
+        size = req.oversize or len(req.body)
+        if size > MAX_BODY:
+            raise ApiError(400, f"JSON payload ({size} bytes) is larger than allowed "
                                 f"(limit: {MAX_BODY} bytes).")
         obj = loads(req.body)
         self.check_body(schema, obj)
