@@ -319,10 +319,18 @@ def test_body_over_32_mib_is_400(qdrant):
     assert "larger than allowed" in err and "33554432" in err
 
 
-def test_malformed_json_is_400(qdrant):
+@pytest.mark.parametrize("raw,message", [
+    (b"", "EOF while parsing a value at line 1 column 0"),
+    (b'{"points": [', "EOF while parsing a list at line 1 column 12"),
+    (b'{"points": [1 2]}', "expected `,` or `]` at line 1 column 15"),
+    (b'{"points": []\n "x": 1}', "expected `,` or `}` at line 2 column 2"),
+    (b'{"points": []} x', "trailing characters at line 1 column 16"),
+    (b'{"points": [NaN]}', "expected value at line 1 column 13"),
+])
+def test_malformed_json_is_400(qdrant, raw, message):
     qdrant.create_collection("m", size=4)
-    status, body, _ = qdrant.request("PUT", "/collections/m/points", raw=b'{"points": [')
-    assert_err(status, body, 400, prefix=FORMAT)
+    status, body, _ = qdrant.request("PUT", "/collections/m/points", raw=raw)
+    assert_err(status, body, 400, FORMAT + message)
     assert body["time"] == 0.0
 
 

@@ -263,3 +263,22 @@ def test_points_dump_and_corrupt(qdrant):
     assert qdrant.log()[-1]["path"] == "/collections/c/points"   # control calls not logged
     with pytest.raises(RuntimeError):
         qdrant.points("missing")
+
+
+def test_expect_100_continue(qdrant):
+    make(qdrant)
+    body = json.dumps({"points": PTS}).encode()
+    s = socket.create_connection((qdrant.host, qdrant.port), timeout=5)
+    s.sendall(b"PUT /collections/c/points?wait=true HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+    interim = s.recv(4096)
+    assert interim.startswith(b"HTTP/1.1 100")
+    s.sendall(body)
+    buf = b""
+    while b'"status":"ok"' not in buf:
+        chunk = s.recv(4096)
+        assert chunk
+        buf += chunk
+    s.close()
+    assert b"HTTP/1.1 200" in buf and len(qdrant.points("c")) == 3

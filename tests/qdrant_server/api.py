@@ -55,18 +55,74 @@ def loads(body):
     """Parse JSON like serde_json would accept it; raises ApiError(400) with a serde-ish message."""
     try:
         return _loads_fast(body)
-    except _FastError as e:
-        try:   # orjson refuses integers beyond 64 bits; serde reads them as floats
-            return json.loads(body, parse_constant=_no_constant)
-        except ValueError:
-            pass
-        if not body.strip():
-            msg = "EOF while parsing a value at line 1 column 0"
-        else:
-            line = getattr(e, "lineno", 1)
-            col = getattr(e, "colno", 1)
-            msg = f"expected value at line {line} column {col}"
-        raise ApiError(400, f"Format error in JSON body: {msg}")
+    except _FastError:
+        pass
+    try:   # orjson refuses integers beyond 64 bits; serde reads them as floats
+        return json.loads(body, parse_constant=_no_constant)
+    except ValueError as e:
+        raise ApiError(400, f"Format error in JSON body: {_serde_message(body, e)}")
+
+
+def _open_container(text, pos):
+    """The innermost unclosed bracket before ``pos`` ('[' or '{'), ignoring strings."""
+    stack, in_str, esc = [], False, False
+    for ch in text[:pos]:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            stack.append(ch)
+        elif ch in "]}" and stack:
+            stack.pop()
+    return stack[-1] if stack else None
+
+
+def _serde_message(body, e):
+    """Translate a stdlib JSONDecodeError into serde_json's wording and position."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "invalid unicode code point at line 1 column 1"
+    if not isinstance(e, json.JSONDecodeError):   # NaN / Infinity constants
+        name = str(e).split()[0]
+        pos = max(text.find(name), 0)
+        msg = "Expecting value"
+    else:
+        msg, pos = e.msg, e.pos
+    if msg.startswith("Unterminated string"):
+        pos = len(text)
+    at_eof = not text[pos:].strip()
+    if at_eof:
+        inner = _open_container(text, pos)
+        what = {"[": "a list", "{": "an object"}.get(inner, "a value")
+        if msg.startswith("Unterminated string"):
+            what = "a string"
+        lines = text.rstrip().split("\n")
+        return f"EOF while parsing {what} at line {len(lines)} column {len(lines[-1])}"
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    if msg == "Expecting ',' delimiter":
+        closing = "]" if _open_container(text, pos) == "[" else "}"
+        what = f"expected `,` or `{closing}`"
+    elif msg == "Expecting ':' delimiter":
+        what = "expected `:`"
+    elif msg.startswith("Expecting property name"):
+        what = "key must be a string"
+    elif msg == "Extra data":
+        what = "trailing characters"
+    elif msg.startswith("Invalid control character"):
+        what = "control character (\\u0000-\\u001F) found while parsing a string"
+    elif msg.startswith("Invalid \\escape"):
+        what = "invalid escape"
+    else:
+        what = "expected value"
+    return f"{what} at line {line} column {col}"
 
 
 class Request:
