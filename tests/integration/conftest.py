@@ -1,0 +1,148 @@
+"""Shared fixtures for the integration tests.
+
+Owns: a fresh PostgreSQL database per test (on the server scripts/test started, reached through
+libpq's environment: PGHOST/PGPORT/PGUSER), the Qdrant-compatible test server fixture, and
+`Daemon`, a helper that writes a pg2qdrant config for the test, runs CLI commands and starts,
+signals and kills daemon processes. Everything a test starts is stopped when it ends.
+"""
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import psycopg
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from tests.qdrant_server.fixture import qdrant, qdrant_session  # noqa: E402,F401
+
+BIN = os.environ.get("P2Q_BIN", str(ROOT / "build" / "pg2qdrant"))
+
+
+def wait_until(pred, timeout=30.0, interval=0.05, what="condition"):
+    """Poll pred() until it returns a truthy value; fail the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture
+def pgdb():
+    """A fresh database; yields its name. Dropped (connections terminated) afterwards."""
+    if not os.environ.get("PGHOST"):
+        pytest.skip("no PostgreSQL (run through scripts/test)")
+    name = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(dbname="postgres", autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    yield name
+    with psycopg.connect(dbname="postgres", autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db(pgdb):
+    """An autocommit psycopg connection to the test database."""
+    with psycopg.connect(dbname=pgdb, autocommit=True) as c:
+        yield c
+
+
+def ini(sections):
+    """Render {section: {key: value}} as INI text."""
+    out = []
+    for sec, kv in sections.items():
+        out.append(f"[{sec}]")
+        out += [f"{k} = {v}" for k, v in kv.items()]
+        out.append("")
+    return "\n".join(out)
+
+
+class Daemon:
+    """Config + CLI + daemon processes for one test."""
+
+    def __init__(self, tmp_path, dbname, qdrant_url, sections):
+        self.dir = tmp_path
+        self.dbname = dbname
+        base = {
+            "qdrant": {"url": qdrant_url, "timeout": "3s", "connect_timeout": "1s"},
+            "daemon": {"sweep_interval": "1s", "retry_min": "50ms", "retry_max": "500ms",
+                       "breaker_max": "500ms", "shutdown_timeout": "5s"},
+            "log": {"level": "info"},
+        }
+        for sec, kv in sections.items():
+            base.setdefault(sec, {}).update(kv)
+        self.path = tmp_path / "p2q.ini"
+        self.path.write_text(ini(base))
+        self.env = dict(os.environ, PGDATABASE=dbname)
+        self.procs = []
+
+    def cli(self, *args, check=True, env=None):
+        r = subprocess.run([BIN, "-c", str(self.path), *args], env=env or self.env,
+                           capture_output=True, text=True, timeout=120)
+        if check and r.returncode != 0:
+            raise AssertionError(f"pg2qdrant {' '.join(args)} exited {r.returncode}\n"
+                                 f"stdout: {r.stdout}\nstderr: {r.stderr}")
+        return r
+
+    def start(self, name=None):
+        log = open(self.dir / f"daemon-{len(self.procs)}.log", "w")
+        p = subprocess.Popen([BIN, "-c", str(self.path), "run"], env=self.env, stdout=log,
+                             stderr=subprocess.STDOUT)
+        p.logfile = self.dir / f"daemon-{len(self.procs)}.log"
+        self.procs.append(p)
+        return p
+
+    def log_text(self, p=None):
+        procs = [p] if p else self.procs
+        return "".join(pathlib.Path(x.logfile).read_text() for x in procs)
+
+    def stop(self, p, timeout=15):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        return p.wait(timeout=timeout)
+
+    def kill(self, p):
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=10)
+
+    def close(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+
+
+@pytest.fixture
+def make_daemon(tmp_path, pgdb, qdrant):
+    made = []
+
+    def make(sections):
+        d = Daemon(tmp_path, pgdb, qdrant.url, sections)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.close()
+
+
+def outbox_counts(conn):
+    """(events in sync_outbox, dead letters)."""
+    n = conn.execute("SELECT count(*) FROM sync_outbox").fetchone()[0]
+    dead = conn.execute("SELECT count(*) FROM sync_outbox_dead").fetchone()[0]
+    return n, dead
+
+
+def points_by_id(qdrant, collection):
+    r = qdrant.points(collection)
+    pts = r["points"] if isinstance(r, dict) else r
+    return {p["id"]: p for p in pts}
