@@ -721,7 +721,8 @@ static void dump_value(const p2q_conf_entry_t *e, const char *base, FILE *f) {
     if (e->type == P2Q_CT_ENV && s && *s)
       fprintf(f, "; %s is %s in the environment\n", s, getenv(s) ? "set" : "not set");
     const char *v = m ? m : (s && !(e->flags & P2Q_CF_MASK)) ? s : "";
-    fprintf(f, "%s =%s%s\n", e->key, *v ? " " : "", v);
+    /* No blank before a leading ';' (inih reads " ;" as the start of a comment). */
+    fprintf(f, "%s =%s%s\n", e->key, *v && *v != ';' ? " " : "", v);
     free(m);
     return;
   }
@@ -741,7 +742,8 @@ static void dump_value(const p2q_conf_entry_t *e, const char *base, FILE *f) {
   case P2Q_CT_LIST: {
     const p2q_strlist_t *l = p;
     fprintf(f, "%s =", e->key);
-    for (int i = 0; i < l->n; i++) fprintf(f, "%s %s", i ? "," : "", l->items[i]);
+    for (int i = 0; i < l->n; i++)
+      fprintf(f, "%s%s%s", i ? "," : "", l->items[i][0] == ';' ? "" : " ", l->items[i]);
     fputc('\n', f);
     return;
   }

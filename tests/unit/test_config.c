@@ -574,12 +574,15 @@ static void test_dump_roundtrip(void **state) {
       "filter = deleted_at IS NULL\nchunk_tokens = 10\nchunk_overlap = 2\ndistance = dot\n"
       "[rule.b]\ntable = s.b\nkey = id\nvector_column = v\ndimension = 7\ncollection = b\nvector_name = n\n"
       "routing_key = tenant_id\non_truncate = ignore\nevent_type = bee\nwatch = v\n"
+      "filter =;leading semicolon\ncolumns = v,;c\n" /* not comments: no blank before ';' */
       "[rule.c]\ntable = s.c\nkey = id\ntext = t\nembedder = oa\ncollection = c\n"
       "[worker.w1]\nevent_types = a, bee\nlinger_ms = 20\n[worker.w2]\nevent_types = c\nrouting_key = 3\n";
   p2q_config_t *a = load_ok(text), *b = NULL, *c = NULL;
   char *d1 = dump_str(a);
   if (p2q_config_load_string(d1, "dump.ini", &b, errbuf, sizeof errbuf) != 0) fail_msg("%s\n%s", errbuf, d1);
   assert_true(p2q_config_equal(a, b));
+  assert_string_equal(b->rules[1].filter, ";leading semicolon");
+  assert_string_equal(b->rules[1].columns.items[1], ";c");
   char *d2 = dump_str(b);
   assert_string_equal(strstr(d1, "\n["), strstr(d2, "\n[")); /* skip the header naming the path */
   /* Defaults only, with the default worker. */
