@@ -386,8 +386,9 @@ int p2q_pg_new(uv_loop_t *loop, const p2q_pg_options_t *opts, p2q_pg_t **out) {
     char *perr = NULL;
     PQconninfoOption *o = PQconninfoParse(opts->conninfo, &perr);
     if (!o) {
-      char q[600];
-      P2Q_ERROR("pg_conninfo_invalid", "err=%s", p2q_log_q(q, sizeof q, perr ? perr : "?"));
+      char q[600], m[512];
+      msg_copy(m, sizeof m, perr);
+      P2Q_ERROR("pg_conninfo_invalid", "err=%s", p2q_log_q(q, sizeof q, m));
       PQfreemem(perr);
       return P2Q_EINVAL;
     }

@@ -9,8 +9,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "pg2qdrant/errors.h"
@@ -153,6 +157,36 @@ static void test_connect_failure_and_refusals(void **state) {
   assert_int_equal(c.closed, 1);
 }
 
+/* A server that accepts TCP but never answers the startup packet: the connect timeout fires. */
+static void test_connect_timeout(void **state) {
+  (void)state;
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t al = sizeof a;
+  assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(lfd, 8), 0);
+  getsockname(lfd, (struct sockaddr *)&a, &al);
+  char ci[128];
+  snprintf(ci, sizeof ci, "host=127.0.0.1 port=%d dbname=x user=x sslmode=disable gssencmode=disable",
+           ntohs(a.sin_port));
+  ctx_t c;
+  ctx_init(&c);
+  p2q_pg_options_t o = {0};
+  o.conninfo = ci;
+  o.connect_timeout_ms = 150;
+  o.on_disconnect = disc_close_cb;
+  o.arg = &c;
+  uint64_t t0 = uv_hrtime();
+  assert_int_equal(p2q_pg_new(&c.loop, &o, &c.pg), 0);
+  run(&c);
+  uint64_t ms = (uv_hrtime() - t0) / 1000000;
+  close(lfd);
+  assert_int_equal(c.disconnects, 1);
+  assert_int_equal(c.last_disc_err, P2Q_EPG_CONNECT);
+  assert_string_equal(c.val[0], "connect timeout");
+  assert_true(ms >= 140 && ms < 3000);
+}
+
 /* ---------- queries in order, parameters, errors ---------- */
 
 static void q_cb(p2q_pg_t *pg, PGresult *res, int err, const char *msg, void *arg) {
@@ -177,6 +211,41 @@ static void order_on_connect(p2q_pg_t *pg, void *arg) {
   assert_int_equal(p2q_pg_query(pg, "SELECT 1/0", 0, NULL, q_cb, c), 0);
   assert_int_equal(p2q_pg_query(pg, "SELECT 'after errors'", 0, NULL, q_cb, c), 0);
   assert_int_equal(p2q_pg_pending(pg), 9);
+}
+
+/* A parameter far larger than the socket buffer: PQflush returns 1 and the poll waits for
+ * writability until everything is sent. */
+static void big_cb(p2q_pg_t *pg, PGresult *res, int err, const char *msg, void *arg) {
+  ctx_t *c = arg;
+  record(c, pg, res, err, msg);
+  assert_int_equal(p2q_pg_close(pg, on_closed, c), 0);
+}
+
+static void big_on_connect(p2q_pg_t *pg, void *arg) {
+  ctx_t *c = arg;
+  size_t n = 8u << 20;
+  char *big = malloc(n + 1);
+  assert_non_null(big);
+  memset(big, 'x', n);
+  big[n] = 0;
+  const char *p[1] = {big};
+  assert_int_equal(p2q_pg_query(pg, "SELECT length($1)::text", 1, p, big_cb, c), 0);
+  free(big); /* parameters are copied */
+}
+
+static void test_big_parameter(void **state) {
+  (void)state;
+  if (!need_pg()) skip();
+  ctx_t c;
+  ctx_init(&c);
+  p2q_pg_options_t o = {0};
+  o.on_connect = big_on_connect;
+  o.arg = &c;
+  assert_int_equal(p2q_pg_new(&c.loop, &o, &c.pg), 0);
+  run(&c);
+  assert_int_equal(c.nres, 1);
+  assert_int_equal(c.err[0], 0);
+  assert_string_equal(c.val[0], "8388608");
 }
 
 static void test_queries_in_order(void **state) {
@@ -412,7 +481,9 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_classify_sqlstate),
       cmocka_unit_test(test_connect_failure_and_refusals),
+      cmocka_unit_test(test_connect_timeout),
       cmocka_unit_test(test_queries_in_order),
+      cmocka_unit_test(test_big_parameter),
       cmocka_unit_test(test_listen_notify),
       cmocka_unit_test(test_terminate_reconnect),
       cmocka_unit_test(test_close_with_pending),
