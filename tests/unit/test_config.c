@@ -603,6 +603,48 @@ static void test_dump_roundtrip(void **state) {
   p2q_config_free(c2);
 }
 
+/* Mutate a valid config at random (deterministic): loading never crashes or leaks, a failure
+ * always comes with a message and no config, and whatever loads dumps and reloads equal. */
+static void test_fuzz_roundtrip(void **state) {
+  static const char seed[] =
+      "[embedder.mini]\ntype = minilm\n[embedder.oa]\ntype = openai\nurl = https://x/v1\n"
+      "model = m\ndimensions = 8\n[rule.a]\ntable = s.a\nkey = id, k\ncolumns = a, b\n"
+      "text = {a}\nembedder = mini\ncollection = c\nchunk_tokens = 10\n[rule.b]\n"
+      "table = \"x\".y\nkey = id\nvector_column = v\ndimension = 3\ncollection = d\n"
+      "[worker.w]\nevent_types = a, b\n[daemon]\nlease = 5m\n[http]\nlisten = [::1]:80\n";
+  static const char alpha[] = "[]=;.,{}\n \"'#:abAB01_-sm";
+  char buf[sizeof seed + 64];
+  uint32_t rng = 12345;
+  int loaded = 0;
+  for (int it = 0; it < 5000; it++) {
+    memcpy(buf, seed, sizeof seed);
+    for (int k = 0, n = 1 + it % 3; k < n; k++) {
+      rng ^= rng << 13, rng ^= rng >> 17, rng ^= rng << 5; /* xorshift32 */
+      size_t len = strlen(buf), pos = (rng >> 8) % (len + 1);
+      char ch = alpha[(rng >> 20) % (sizeof alpha - 1)];
+      if (rng % 3 == 0 && pos < len) memmove(buf + pos, buf + pos + 1, len - pos);
+      else if (rng % 3 == 1) { memmove(buf + pos + 1, buf + pos, len - pos + 1); buf[pos] = ch; }
+      else if (pos < len) buf[pos] = ch;
+    }
+    p2q_config_t *c = (p2q_config_t *)1, *c2 = NULL;
+    if (p2q_config_load_string(buf, "/etc/f.ini", &c, errbuf, sizeof errbuf) != 0) {
+      assert_null(c);
+      assert_true(errbuf[0] != 0);
+      continue;
+    }
+    loaded++;
+    char *d = dump_str(c);
+    if (p2q_config_load_string(d, "/etc/f.ini", &c2, errbuf, sizeof errbuf) != 0)
+      fail_msg("reload failed: %s\n%s", errbuf, buf);
+    if (!p2q_config_equal(c, c2)) fail_msg("dump changed the config:\n%s", buf);
+    free(d);
+    p2q_config_free(c);
+    p2q_config_free(c2);
+  }
+  print_message("%d of 5000 mutants loaded\n", loaded);
+  if (loaded < 200) fail_msg("only %d of 5000 mutants loaded", loaded);
+}
+
 static void test_describe(void **state) {
   char *buf = NULL;
   size_t n = 0;
@@ -680,6 +722,7 @@ int main(void) {
       cmocka_unit_test(test_warnings),
       cmocka_unit_test(test_dump_masks),
       cmocka_unit_test(test_dump_roundtrip),
+      cmocka_unit_test(test_fuzz_roundtrip),
       cmocka_unit_test(test_describe),
       cmocka_unit_test(test_shipped_confs),
   };
