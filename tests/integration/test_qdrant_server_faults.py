@@ -282,3 +282,24 @@ def test_expect_100_continue(qdrant):
         buf += chunk
     s.close()
     assert b"HTTP/1.1 200" in buf and len(qdrant.points("c")) == 3
+
+
+def test_empty_reply(qdrant):
+    make(qdrant)
+    qdrant.empty_reply(count=1, path="/points$")
+    with pytest.raises((ConnectionError, http.client.HTTPException)) as exc:
+        qdrant.upsert("c", PTS)
+    assert isinstance(exc.value, (http.client.RemoteDisconnected, ConnectionResetError))
+    assert len(qdrant.points("c")) == 3          # applied, answer never sent
+    assert qdrant.log()[-1]["fault"] == "reset"
+    assert qdrant.upsert("c", PTS)[0] == 200
+
+
+def test_update_status_wait_timeout(qdrant):
+    make(qdrant)
+    qdrant.update_status("wait_timeout", count=1)
+    status, body = qdrant.upsert("c", PTS)
+    assert status == 200 and body["result"]["status"] == "wait_timeout"
+    assert isinstance(body["result"]["operation_id"], int)
+    assert len(qdrant.points("c")) == 3
+    assert qdrant.upsert("c", PTS)[1]["result"]["status"] == "completed"

@@ -146,8 +146,19 @@ class QdrantStub:
                 spec[k] = v
         self.control("POST", "latency", spec)
 
-    def reset_connection(self, count=1, path=None, method=None, apply=True):
-        spec = {"count": count, "apply": apply}
+    def update_status(self, status="wait_timeout", count=1, path=None, method=None):
+        spec = {"status": status, "count": count}
+        if path is not None:
+            spec["path"] = path
+        if method is not None:
+            spec["method"] = method
+        self.control("POST", "update_status", spec)
+
+    def empty_reply(self, count=1, path=None, method=None, apply=True):
+        self.reset_connection(count, path, method, apply, mode="empty")
+
+    def reset_connection(self, count=1, path=None, method=None, apply=True, mode="rst"):
+        spec = {"count": count, "apply": apply, "mode": mode}
         if path is not None:
             spec["path"] = path
         if method is not None:

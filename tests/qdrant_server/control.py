@@ -7,7 +7,12 @@ Owns the run-time scripting surface used by tests:
   POST /control/fail            {"status", "count"|"seconds", "path"?, "method"?,
                                  "retry_after"?, "message"?, "body"?}
   POST /control/latency         {"ms", "count"?|"seconds"?, "path"?, "method"?}
-  POST /control/reset_connection {"count", "path"?, "method"?, "apply"?: true}
+  POST /control/reset_connection {"count", "path"?, "method"?, "apply"?: true,
+                                 "mode"?: "rst" (half the answer, then RST) | "empty"
+                                 (close without answering: an empty reply)}
+  POST /control/update_status   {"status": "wait_timeout"|"acknowledged", "count"?,
+                                 "path"?, "method"?}  next point writes are applied but answer
+                                 that UpdateResult status
   POST /control/clear_faults    drop fail/latency/reset rules only
   POST /control/reset           drop collections, faults and the log; bring the port up
   GET  /control/log?since=SEQ   request log entries; DELETE /control/log clears it
@@ -70,6 +75,14 @@ def handle_control(app, method, path, query, body):
         return 200, {"ok": True}
     if key == ("POST", "reset_connection"):
         faults.add("reset", dict(body, count=body.get("count", 1)))
+        return 200, {"ok": True}
+    if key == ("POST", "update_status"):
+        if body.get("status") not in ("wait_timeout", "acknowledged", "completed"):
+            raise ControlError(400, "status must be wait_timeout, acknowledged or completed")
+        faults.add("status", {"update_status": body["status"],
+                              "count": body.get("count", 1 if "seconds" not in body else None),
+                              "seconds": body.get("seconds"), "path": body.get("path"),
+                              "method": body.get("method"), "status": 200})
         return 200, {"ok": True}
     if key == ("POST", "clear_faults"):
         faults.clear_faults()

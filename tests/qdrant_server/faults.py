@@ -2,7 +2,8 @@
 
 Owns: injected failures (fixed status for the next N matching requests or for S seconds, with
 optional path regex / method filter and ``Retry-After``), injected latency, TCP resets
-mid-response, and the append-only request log served by the control API.
+mid-response or empty replies, overridden update statuses (``wait_timeout``), and the
+append-only request log served by the control API.
 
 Invariants:
   * Rules are consumed in the order they were added; a request consumes at most one fail rule
@@ -49,6 +50,10 @@ class Rule:
         self.body = spec.get("body")     # raw body override (str), e.g. "" for an empty reply
         self.apply = spec.get("apply", True)
         self.ms = spec.get("ms", 0)
+        self.mode = spec.get("mode", "rst")            # reset rules: "rst" | "empty"
+        if self.mode not in ("rst", "empty"):
+            raise ValueError(f"unknown reset mode {self.mode!r}")
+        self.update_status = spec.get("update_status")  # update_status rules
 
     def expired(self, now):
         return (self.count is not None and self.count <= 0) or \
@@ -66,7 +71,8 @@ class Rule:
                 "seconds_left": None if self.until is None else
                 max(0.0, self.until - time.monotonic()),
                 "path": self.path.pattern if self.path else None, "method": self.method,
-                "retry_after": self.retry_after, "apply": self.apply, "ms": self.ms}
+                "retry_after": self.retry_after, "apply": self.apply, "ms": self.ms,
+                "mode": self.mode, "update_status": self.update_status}
 
 
 class Faults:
@@ -79,6 +85,7 @@ class Faults:
             self.fail_rules = []
             self.reset_rules = []
             self.latency_rules = []
+            self.status_rules = []
             self.log = deque(maxlen=LOG_CAP)
             self.seq = 0
 
@@ -87,12 +94,13 @@ class Faults:
             self.fail_rules.clear()
             self.reset_rules.clear()
             self.latency_rules.clear()
+            self.status_rules.clear()
 
     def add(self, kind, spec):
         rule = Rule(spec, kind)
         with self.lock:
             {"fail": self.fail_rules, "reset": self.reset_rules,
-             "latency": self.latency_rules}[kind].append(rule)
+             "latency": self.latency_rules, "status": self.status_rules}[kind].append(rule)
         return rule
 
     def set_latency(self, spec):
@@ -123,6 +131,10 @@ class Faults:
         with self.lock:
             return self._take(self.reset_rules, method, path)
 
+    def take_status(self, method, path):
+        with self.lock:
+            return self._take(self.status_rules, method, path)
+
     def latency_ms(self, method, path):
         with self.lock:
             r = self._take(self.latency_rules, method, path)
@@ -132,7 +144,7 @@ class Faults:
         with self.lock:
             now = time.monotonic()
             return [r.describe() for rules in (self.fail_rules, self.reset_rules,
-                                               self.latency_rules)
+                                               self.latency_rules, self.status_rules)
                     for r in rules if not r.expired(now)]
 
     # -- request log ----------------------------------------------------------------------------

@@ -13,7 +13,8 @@ Owns: the HTTP/1.1 keep-alive transport of the Qdrant port (thread per connectio
 connections closed after 5 s like Qdrant/actix), request framing (Content-Length or chunked),
 trailing-slash trimming, API-key checks (401 plain text; ``/``, ``/healthz``, ``/livez``,
 ``/readyz`` need no key), the 32 MiB body limit, fault injection (latency, injected statuses,
-TCP RST mid-response, listening socket down/up), the request log, and the control port.
+TCP RST mid-response or empty reply, ``wait_timeout`` update statuses, listening socket
+down/up), the request log, and the control port.
 
 Invariants:
   * One ``App`` per process; the Qdrant port can be closed and reopened on the same port number
@@ -146,6 +147,13 @@ def _abort_foreign(sock):
         pass
 
 
+def _override_status(resp, status):
+    """Rewrite an UpdateResult's status (e.g. ``wait_timeout``) keeping the operation."""
+    doc = json.loads(resp.body)
+    doc["result"]["status"] = status
+    return qapi.Response(resp.status, qapi.dumps(doc), resp.content_type, resp.headers)
+
+
 class QdrantHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -251,14 +259,20 @@ class QdrantHandler(BaseHTTPRequestHandler):
                 if reset is not None and not reset.apply:
                     entry["fault"] = "reset"
                     self._log(app, req, entry, 0)
-                    self._reset_mid_response(qapi.error(500, "reset"))
+                    self._reset_mid_response(qapi.error(500, "reset"), reset.mode)
                     return
                 resp = app.api.handle(req)
+                if resp.status == 200 and req.method in ("PUT", "POST") and \
+                        b'"operation_id"' in resp.body[:200]:
+                    srule = app.faults.take_status(method, path)
+                    if srule is not None:
+                        entry["fault"] = "update_status"
+                        resp = _override_status(resp, srule.update_status)
                 if reset is not None:
                     entry["fault"] = "reset"
                     entry.update(req.log)
                     self._log(app, req, entry, resp.status)
-                    self._reset_mid_response(resp)
+                    self._reset_mid_response(resp, reset.mode)
                     return
         entry.update({k: v for k, v in req.log.items() if v is not None})
         self._log(app, req, entry, resp.status)
@@ -309,21 +323,28 @@ class QdrantHandler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
 
-    def _reset_mid_response(self, resp):
-        data = self._encode(resp)
-        cut = max(1, len(data) // 2)
-        try:
-            self.wfile.write(data[:cut])
-            time.sleep(0.02)
-        except OSError:
-            pass
+    def _reset_mid_response(self, resp, mode="rst"):
+        """mode "rst": half the response then RST; "empty": close (FIN) without a byte."""
         self.close_connection = True
+        if mode == "rst":
+            data = self._encode(resp)
+            try:
+                self.wfile.write(data[:max(1, len(data) // 2)])
+                time.sleep(0.02)
+            except OSError:
+                pass
         for f in (self.wfile, self.rfile):
             try:
                 f.close()
             except OSError:
                 pass
-        _rst_close(self.connection)
+        if mode == "rst":
+            _rst_close(self.connection)
+        else:
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 # -- control port ----------------------------------------------------------------------------------
