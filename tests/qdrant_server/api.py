@@ -285,6 +285,9 @@ class Api:
         R("POST", r"/collections/{c}/points/query/batch", self.query_batch,
           "QueryRequestBatch")
         R("GET", r"/collections/{c}/points/{id}", self.get_point, None)
+        for _, _, _, schema in self.routes:   # compile eagerly: no races between threads
+            if schema is not None and schema not in self._checks:
+                self._checks[schema] = self.v.validator_for(schema)
 
     def _route(self, method, pattern, fn, schema):
         rx = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$"
