@@ -115,6 +115,8 @@ class QdrantStub:
             out = json.loads(resp.read())
         finally:
             conn.close()
+        if isinstance(out, list):
+            return out
         if not out.get("ok"):
             raise RuntimeError(f"control {method} {path} failed: {out.get('error')}")
         return out
@@ -172,13 +174,13 @@ class QdrantStub:
         return self.control("GET", "state")
 
     def log(self, since=0):
-        return self.control("GET", f"log?since={since}")["log"]
+        return self.control("GET", f"log?since={since}")
 
     def clear_log(self):
         self.control("DELETE", "log")
 
     def points(self, collection):
-        return self.control("GET", f"points/{collection}")["points"]
+        return self.control("GET", f"points/{collection}")
 
     def corrupt(self, collection, point_id, **changes):
         self.control("POST", "corrupt", dict(changes, collection=collection, id=point_id))

@@ -15,14 +15,16 @@ Owns the run-time scripting surface used by tests:
                                  that UpdateResult status
   POST /control/clear_faults    drop fail/latency/reset rules only
   POST /control/reset           drop collections, faults and the log; bring the port up
-  GET  /control/log?since=SEQ   request log entries; DELETE /control/log clears it
-  GET  /control/points/{c}      every point of collection c (id order) with vectors + payload
+  GET  /control/log?since=SEQ   -> [entry...] (seq, ts, method, path, query, collection, points,
+                                ids, status, fault); DELETE /control/log clears it
+  GET  /control/points/{c}      -> [{"id", "vector", "payload", "version"}...] in id order
   POST /control/corrupt         {"collection", "id", "payload"?: merge, "set_payload"?: replace,
                                  "delete_keys"?: [...], "vector"?: {...}|[...], "delete"?: bool}
                                 edits stored points behind the daemon's back (drift)
 
 Invariants: control requests never appear in the Qdrant request log and are never subject to
-injected faults or the API key; every answer is ``{"ok": true, ...}`` or ``{"ok": false,
+injected faults or the API key; ``GET /control/log`` and ``GET /control/points/{c}`` answer a
+bare JSON list, every other answer is ``{"ok": true, ...}``; errors are ``{"ok": false,
 "error": msg}`` with status 400/404.
 """
 import api as qapi
@@ -95,7 +97,7 @@ def handle_control(app, method, path, query, body):
     if rest[:1] == ["log"]:
         if method == "GET":
             since = int(query.get("since", 0) or 0)
-            return 200, {"ok": True, "log": faults.entries(since)}
+            return 200, faults.entries(since)
         if method == "DELETE":
             faults.clear_log()
             return 200, {"ok": True}
@@ -104,7 +106,7 @@ def handle_control(app, method, path, query, body):
             coll = app.store.collections.get(rest[1])
             if coll is None:
                 raise ControlError(404, f"collection {rest[1]} does not exist")
-            return 200, {"ok": True, "points": _points_dump(coll)}
+            return 200, _points_dump(coll)
     if key == ("POST", "corrupt"):
         return 200, _corrupt(app, body)
     raise ControlError(404, f"unknown control route {method} {path}")
