@@ -34,8 +34,9 @@ typedef struct {
   int retried;          /* 1 if a keep-alive reset was retried */
 } p2q_http_response_t;
 
-/* err: 0 (a response arrived; look at status), P2Q_EHTTP (transport failure, see curl_code),
- * P2Q_ETIMEOUT (curl timeout), P2Q_ECANCELED (p2q_http_close). resp is never NULL. */
+/* err: 0 (a response arrived, whatever its status), P2Q_EHTTP (transport failure, see
+ * curl_code), P2Q_ETIMEOUT (curl timeout), P2Q_ECANCELED (p2q_http_close), or rarely
+ * P2Q_ENOMEM/P2Q_EINVAL when a queued request could not be set up. resp is never NULL. */
 typedef void (*p2q_http_cb)(p2q_http_t *h, int err, const p2q_http_response_t *resp, void *arg);
 typedef void (*p2q_http_close_cb)(p2q_http_t *h, void *arg);
 

@@ -36,7 +36,9 @@ typedef struct {
                                P2Q_EBADJSON (2xx but no valid envelope), P2Q_EMISMATCH (check) */
   long status;              /* HTTP status, 0 when no response */
   int curl_code;
-  p2q_qdrant_class_t cls;   /* from p2q_qdrant_classify */
+  p2q_qdrant_class_t cls;   /* from p2q_qdrant_classify; also RETRY for ECANCELED, a 2xx
+                               without a valid envelope and `wait_timeout`; PERMANENT for a
+                               check mismatch; OK for 409 on collection create */
   long retry_delay_ms;      /* Retry-After in ms, or -1 (use backoff) */
   const char *error;        /* message: status.error, plain-text body, curl error or check
                                mismatch; "" on success */
