@@ -233,8 +233,7 @@ static void filter_of(p2q_buf_t *b, const p2q_rule_config_t *r, const char *ref)
 
 /* The body of the row trigger function (between the dollar quotes). */
 static void capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
-                         int max_attempts, const p2q_strlist_t *snap) {
-  const p2q_strlist_t *watch = r->watch.n ? &r->watch : snap;
+                         int max_attempts, const p2q_strlist_t *snap, const p2q_strlist_t *watch) {
   p2q_buf_puts(b, "\nDECLARE\n  new_ok boolean := false;\n  old_ok boolean := false;\nBEGIN\n");
   p2q_buf_puts(b, "  IF TG_OP <> 'DELETE' THEN new_ok := ");
   filter_of(b, r, "NEW");
@@ -294,7 +293,20 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
   if (rc) return rc;
   if ((rc = p2q_sql_qualified(&qtable, r->table))) goto fail;
 
-  capture_body(&body, r, schema, max_attempts, &snap);
+  /* what an UPDATE must change to enqueue: `watch` (default: the snapshot), and always the
+     vector and text columns, whose change changes the point */
+  p2q_strlist_t watch = {NULL, 0};
+  if (r->watch.n) {
+    p2q_strlist_t t = {NULL, 0};
+    for (int i = 0; !rc && i < r->watch.n; i++) rc = strlist_add(&watch, r->watch.items[i], strlen(r->watch.items[i]));
+    if (!rc && r->vector_column) rc = strlist_add(&watch, r->vector_column, strlen(r->vector_column));
+    if (!rc) rc = p2q_template_columns(r->text, &t);
+    for (int i = 0; !rc && i < t.n; i++) rc = strlist_add(&watch, t.items[i], strlen(t.items[i]));
+    p2q_strlist_free(&t);
+    if (rc) { p2q_strlist_free(&watch); goto fail; }
+  }
+  capture_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap);
+  p2q_strlist_free(&watch);
   if ((rc = append_function(out, schema, "p2q_capture_", r->name, &body))) goto fail;
   p2q_buf_puts(out, "DROP TRIGGER IF EXISTS ");
   trigger_name(out, r->name, "");
