@@ -274,7 +274,12 @@ def test_count_and_retrieve(qdrant):
     rec = assert_ok(*qdrant.call("GET", "/collections/p/points/3"))
     assert rec["id"] == 3 and rec["payload"] == {"_pk": "k1", "n": 3}
     assert_err(*qdrant.call("GET", "/collections/p/points/77"), 404,
-               "Not found: No point with id 77 found")
+               "Not found: Point with id 77 does not exists!")
+    assert_err(*qdrant.call("GET", "/collections/p/points/abc"), 400,
+               'Wrong input: Can not recognize "abc" as point id')
+    qdrant.upsert("p", [{"id": UUID, "vector": vec(1)}])
+    rec = assert_ok(*qdrant.call("GET", "/collections/p/points/" + UUID.upper()))
+    assert rec["id"] == UUID and rec["vector"] == vec(1)
 
 
 def test_payload_index_is_recorded(qdrant):

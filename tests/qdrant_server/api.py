@@ -544,8 +544,8 @@ class Api:
         coll = self.store.get(p["c"])
         k = st.parse_path_id(p["id"])
         pt = coll.points.get(k)
-        if pt is None:
-            raise ApiError(404, f"Not found: No point with id {k} found")
+        if pt is None:   # Qdrant's get_point has its own wording (sic)
+            raise ApiError(404, f"Not found: Point with id {k} does not exists!")
         return ok(record(coll, pt, True, True), t0)
 
     def scroll(self, req, p, body, t0):

@@ -72,7 +72,7 @@ def parse_path_id(text):
     try:
         return str(uuid.UUID(text))
     except ValueError:
-        raise ApiError(400, "Format error in path parameters: " + str(point_id_error(text)))
+        raise wrong_input(f'Can not recognize "{text}" as point id')
 
 
 # -- payload access ------------------------------------------------------------------------------
