@@ -440,6 +440,102 @@ static void test_terminate_reconnect(void **state) {
   assert_int_equal(c.closed, 1);
 }
 
+/* ---------- after a reconnect, re-LISTEN in on_connect and notifications flow again ---------- */
+
+static void relisten_notify(p2q_pg_t *pg, const char *channel, const char *payload, int pid, void *arg) {
+  ctx_t *c = arg;
+  c->notified++;
+  snprintf(c->payload, sizeof c->payload, "%s", payload);
+  assert_int_equal(p2q_pg_connect_count(pg), 2); /* only the re-established LISTEN got it */
+  assert_int_equal(p2q_pg_close(c->pg, on_closed, c), 0);
+  assert_int_equal(p2q_pg_close(c->pg2, on_closed, c), 0);
+}
+
+static void relisten_ready(p2q_pg_t *pg, PGresult *res, int err, const char *msg, void *arg) {
+  ctx_t *c = arg;
+  assert_int_equal(err, 0);
+  if (p2q_pg_connect_count(pg) == 1) {
+    /* kill the listener's backend from the other connection */
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", p2q_pg_backend_pid(pg));
+    const char *p[1] = {pid};
+    assert_int_equal(p2q_pg_query(c->pg2, "SELECT pg_terminate_backend($1::int)", 1, p, nop_cb, c), 0);
+  } else {
+    const char *p[2] = {"p2q_relisten", "after-reconnect"};
+    assert_int_equal(p2q_pg_query(c->pg2, "SELECT pg_notify($1, $2)", 2, p, nop_cb, c), 0);
+  }
+}
+
+static void relisten_connect(p2q_pg_t *pg, void *arg) {
+  ctx_t *c = arg;
+  if (pg == c->pg2) {
+    c->step = 1;
+    if (p2q_pg_is_connected(c->pg))
+      assert_int_equal(p2q_pg_listen(c->pg, "p2q_relisten", relisten_ready, c), 0);
+    return;
+  }
+  c->connects++;
+  if (c->step == 1 || c->connects > 1)
+    assert_int_equal(p2q_pg_listen(pg, "p2q_relisten", relisten_ready, c), 0);
+}
+
+static void test_relisten_after_reconnect(void **state) {
+  (void)state;
+  if (!need_pg()) skip();
+  ctx_t c;
+  ctx_init(&c);
+  p2q_pg_options_t o = {0};
+  o.on_connect = relisten_connect;
+  o.on_notify = relisten_notify;
+  o.on_disconnect = kill_disc;
+  o.reconnect_min_ms = 10;
+  o.reconnect_max_ms = 20;
+  o.arg = &c;
+  assert_int_equal(p2q_pg_new(&c.loop, &o, &c.pg), 0);
+  p2q_pg_options_t o2 = {0};
+  o2.on_connect = relisten_connect;
+  o2.arg = &c;
+  assert_int_equal(p2q_pg_new(&c.loop, &o2, &c.pg2), 0);
+  run(&c);
+  assert_int_equal(c.connects, 2);
+  assert_int_equal(c.disconnects, 1);
+  assert_int_equal(c.notified, 1);
+  assert_string_equal(c.payload, "after-reconnect");
+  assert_int_equal(c.closed, 1);
+  assert_int_equal(c.closed2, 1);
+}
+
+/* ---------- reconnect attempts back off while the server is unreachable ---------- */
+
+static void count_disc(p2q_pg_t *pg, int err, const char *msg, void *arg) {
+  ctx_t *c = arg;
+  assert_int_equal(err, P2Q_EPG_CONNECT);
+  assert_true(c->disconnects < MAXR);
+  c->err[c->disconnects++] = (int)(uv_hrtime() / 1000000);
+  if (c->disconnects == 6) assert_int_equal(p2q_pg_close(pg, on_closed, c), 0);
+}
+
+static void test_reconnect_backoff(void **state) {
+  (void)state;
+  ctx_t c;
+  ctx_init(&c);
+  p2q_pg_options_t o = {0};
+  o.conninfo = "host=127.0.0.1 port=1 dbname=x user=x";
+  o.reconnect_min_ms = 20;
+  o.reconnect_max_ms = 80;
+  o.on_disconnect = count_disc;
+  o.arg = &c;
+  assert_int_equal(p2q_pg_new(&c.loop, &o, &c.pg), 0);
+  run(&c);
+  assert_int_equal(c.disconnects, 6);
+  assert_int_equal(c.closed, 1);
+  for (int i = 1; i < 6; i++) {
+    int gap = c.err[i] - c.err[i - 1];
+    assert_true(gap >= 15);  /* never faster than reconnect_min_ms (20; ms rounding + loop-time slack) */
+    assert_true(gap <= 500); /* capped at reconnect_max_ms (+ slack) */
+  }
+}
+
 /* ---------- close with pending queries ---------- */
 
 static void cancel_cb(p2q_pg_t *pg, PGresult *res, int err, const char *msg, void *arg) {
@@ -486,6 +582,8 @@ int main(void) {
       cmocka_unit_test(test_big_parameter),
       cmocka_unit_test(test_listen_notify),
       cmocka_unit_test(test_terminate_reconnect),
+      cmocka_unit_test(test_relisten_after_reconnect),
+      cmocka_unit_test(test_reconnect_backoff),
       cmocka_unit_test(test_close_with_pending),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
