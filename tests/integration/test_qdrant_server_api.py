@@ -339,12 +339,18 @@ def test_malformed_json_is_400(qdrant, raw, message):
     assert body["time"] == 0.0
 
 
-def test_bad_query_params_are_400(qdrant):
+def test_bad_query_params(qdrant):
     qdrant.create_collection("q", size=4)
+    prefix = "Deserialize error in query parameters: "
     assert_err(*qdrant.call("PUT", "/collections/q/points?wait=yes", {"points": []}), 400,
-               prefix="Deserialize error in query parameters")
+               prefix + "provided string was not `true` or `false`")
     assert_err(*qdrant.call("PUT", "/collections/q/points?ordering=eventual", {"points": []}),
-               400, prefix="Deserialize error in query parameters")
+               400, prefix + "unknown variant `eventual`, expected one of `weak`, `medium`, "
+                             "`strong`")
+    status, body = qdrant.call("PUT", "/collections/q/points?timeout=0", {"points": []})
+    assert_err(status, body, 422, "Validation error in query parameters: [timeout: value 0 "
+                                  "invalid, must be 1 or larger]")
+    assert body["time"] == 0.0
     assert_ok(*qdrant.call("PUT", "/collections/q/points?wait=true&ordering=strong&timeout=5",
                            {"points": []}))
 

@@ -171,27 +171,38 @@ def error(status, message, started=None):
 
 
 # -- query parameters ----------------------------------------------------------------------------
+def _query_error(detail):
+    e = ApiError(400, f"Deserialize error in query parameters: {detail}")
+    e.extractor = True
+    return e
+
+
 def _qbool(req, name, default):
     v = req.query.get(name)
     if v is None:
         return default
     if v in ("true", "false"):
         return v == "true"
-    raise ApiError(400, "Deserialize error in query parameters: Query deserialize error: "
-                        "provided string was not `true` or `false`")
+    raise _query_error("provided string was not `true` or `false`")
 
 
 def _check_write_params(req):
+    """``wait``, ``ordering`` and ``timeout`` of update endpoints (serde_urlencoded wording)."""
     wait = _qbool(req, "wait", False)
     ordering = req.query.get("ordering")
     if ordering is not None and ordering not in ("weak", "medium", "strong"):
-        raise ApiError(400, "Deserialize error in query parameters: Query deserialize error: "
-                            f"unknown variant `{ordering}`, expected one of `weak`, `medium`, "
-                            "`strong`")
+        raise _query_error(f"unknown variant `{ordering}`, expected one of `weak`, `medium`, "
+                           "`strong`")
     timeout = req.query.get("timeout")
-    if timeout is not None and not timeout.isdigit():
-        raise ApiError(400, "Deserialize error in query parameters: Query deserialize error: "
-                            "invalid digit found in string")
+    if timeout is not None:
+        if not timeout.isdigit():
+            raise _query_error("invalid digit found in string" if timeout else
+                               "cannot parse integer from empty string")
+        if int(timeout) < 1:
+            e = ApiError(422, "Validation error in query parameters: [timeout: value 0 invalid, "
+                              "must be 1 or larger]")
+            e.extractor = True
+            raise e
     return wait
 
 
@@ -332,7 +343,8 @@ class Api:
             with self.store.lock:
                 return fn(req, params, body, started)
         except ApiError as e:
-            return error(e.status, e.message, started)
+            return error(e.status, e.message,
+                         None if getattr(e, "extractor", False) else started)
         except Exception as e:   # a bug in the test server: make it loud but keep serving
             traceback.print_exc()
             return error(500, f"Service internal error: test server bug: {e!r}", started)
