@@ -242,15 +242,18 @@ static void active_unlink(p2q_http_t *h, http_req_t *r) {
 
 static void easy_release(p2q_http_t *h, CURL *e) {
   if (!e) return;
-  if (!h->closing && h->nidle < h->opts.max_idle_handles) h->idle[h->nidle++] = e;
-  else curl_easy_cleanup(e);
+  if (!h->closing && h->nidle < h->opts.max_idle_handles) {
+    curl_easy_reset(e); /* drop pointers into the finished request (error buffer, data) */
+    h->idle[h->nidle++] = e;
+  } else {
+    curl_easy_cleanup(e);
+  }
 }
 
 static int easy_setup(p2q_http_t *h, http_req_t *r) {
   CURL *e = h->nidle > 0 ? h->idle[--h->nidle] : curl_easy_init();
   if (!e) return P2Q_ENOMEM;
-  curl_easy_reset(e); /* keeps the connection cache (it lives in the multi handle) */
-  r->easy = e;
+  r->easy = e; /* pooled handles were curl_easy_reset (the connection cache lives in the multi) */
   r->errbuf[0] = 0;
   r->retry_after = -1;
   int bad = 0;

@@ -322,9 +322,10 @@ static void finish_current(p2q_pg_t *pg) {
     char msg[1024];
     const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     msg_copy(msg, sizeof msg, res ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn));
-    int err = p2q_pg_classify_sqlstate(sqlstate) == P2Q_PG_SQLSTATE_RECONNECT ? P2Q_EPG_LOST
-                                                                            : P2Q_EPG_QUERY;
-    query_complete(pg, q, res, err, msg, sqlstate);
+    int gone = p2q_pg_classify_sqlstate(sqlstate) == P2Q_PG_SQLSTATE_RECONNECT;
+    query_complete(pg, q, res, gone ? P2Q_EPG_LOST : P2Q_EPG_QUERY, msg, sqlstate);
+    /* class 08 / 57P0x: the session is over even if the socket is not closed yet */
+    if (gone && pg->state == ST_READY) pg_lost(pg, msg);
   } else {
     query_complete(pg, q, res, 0, NULL, NULL);
   }
