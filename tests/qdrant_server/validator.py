@@ -194,7 +194,24 @@ class Validator:
             kinds = kinds | {type(None)}
         return set(kinds), tuple(s.get("required") or ())
 
+    def _point_id(self):
+        """ExtendedPointId (u64 or uuid string), hot on every point: hand-written."""
+        def point_id(v, path, errs):
+            if type(v) is int:
+                if 0 <= v <= MAX_U64:
+                    return
+            elif type(v) is str:
+                try:
+                    uuid.UUID(v)
+                    return
+                except ValueError:
+                    pass
+            raise point_id_error(v)
+        return point_id
+
     def _any_of(self, branches, name, prop):
+        if name == "ExtendedPointId":
+            return self._point_id()
         # {"nullable": true} branches only allow null
         allow_null = any(set(b) <= {"nullable", "description", "default"} and b.get("nullable")
                          for b in branches)
@@ -378,6 +395,11 @@ class Validator:
         closed = addl is False
         expected = ", ".join(f"`{k}`" for k in props)
         extra_check = EXTRA_OBJECT_CHECKS.get(name)
+        if not props and not required and addl_fn is None and not closed and not extra_check:
+            def free_obj(v, path, errs):     # e.g. Payload: any JSON object
+                if type(v) is not dict:
+                    raise FormatError(f"invalid type: {_describe(v)}, expected a map")
+            return free_obj
 
         def obj_fn(v, path, errs):
             if type(v) is not dict:
