@@ -199,9 +199,16 @@ BEGIN
       FROM r, mine m
      WHERE o.id = r.id AND m.id = r.id AND r.outcome IN ('retry', 'requeue')
     RETURNING 1
+  ), locked AS (
+    -- leases are locked in key order, as the claim does, so acks and claims cannot deadlock
+    SELECT l.rule, l.row_key FROM @SCHEMA@.sync_outbox_lease l
+      JOIN (SELECT DISTINCT r.rule, r.row_key FROM r) k ON l.rule = k.rule AND l.row_key = k.row_key
+     WHERE l.owner = p_owner
+     ORDER BY l.rule, l.row_key
+       FOR UPDATE OF l
   ), freed AS (
     UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
-      FROM (SELECT DISTINCT r.rule, r.row_key FROM r) k
+      FROM locked k
      WHERE l.rule = k.rule AND l.row_key = k.row_key AND l.owner = p_owner
     RETURNING 1
   )
@@ -230,8 +237,11 @@ BEGIN
      AND NOT (o.claimed_by = ANY (live));
   GET DIAGNOSTICS n = ROW_COUNT;
   UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
-   WHERE l.owner IS NOT NULL AND NOT (l.owner = ANY (live))
-     AND l.leased_at < now() - p_grace_ms * interval '1 millisecond';
+    FROM (SELECT l2.rule, l2.row_key FROM @SCHEMA@.sync_outbox_lease l2
+           WHERE l2.owner IS NOT NULL AND NOT (l2.owner = ANY (live))
+             AND l2.leased_at < now() - p_grace_ms * interval '1 millisecond'
+           ORDER BY l2.rule, l2.row_key FOR UPDATE OF l2 SKIP LOCKED) k
+   WHERE l.rule = k.rule AND l.row_key = k.row_key;
   WITH exhausted AS (
     DELETE FROM @SCHEMA@.sync_outbox o
      WHERE o.attempts >= o.max_attempts AND o.available_at <= now()

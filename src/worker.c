@@ -47,6 +47,7 @@ typedef struct wbatch_s {
   int n;
   int pending;            /* Qdrant requests in flight */
   int orphaned;
+  int ack_tries;
   struct wbatch_s *next;
 } wbatch_t;
 
@@ -150,12 +151,20 @@ static void batch_done(wbatch_t *b, int acked) {
   p2q_daemon_worker_idle(w->d);
 }
 
+static void batch_ack(wbatch_t *b);
+
 static void ack_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, void *arg) {
   wbatch_t *b = arg;
   if (err) {
     char q[512];
-    P2Q_WARN("ack_failed", "worker=%s events=%d err=%s", p2q_worker_name(b->w), b->n,
-             p2q_log_q(q, sizeof q, errmsg));
+    P2Q_WARN("ack_failed", "worker=%s events=%d try=%d err=%s", p2q_worker_name(b->w), b->n,
+             b->ack_tries, p2q_log_q(q, sizeof q, errmsg));
+    /* a rejected statement (a deadlock victim, say) is sent again: until acked, the batch's rows
+       stay leased. A lost connection orphans the batch; recovery frees its claims. */
+    if (err == P2Q_EPG_QUERY && ++b->ack_tries < 20 && !b->w->closing) {
+      batch_ack(b);
+      return;
+    }
   } else {
     b->w->stats.acks++;
   }
@@ -343,6 +352,10 @@ static void claim_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, v
     p2q_batch_on_claim_failed(&w->pol);
     if (err != P2Q_ECANCELED)
       P2Q_WARN("claim_failed", "worker=%s err=%s", w->cfg->name, p2q_log_q(q, sizeof q, errmsg));
+    if (err == P2Q_EPG_QUERY && !w->closing && !w->retry_due) { /* e.g. a deadlock victim: look again soon */
+      w->retry_due = uv_now(w->d->loop) + 100;
+      uv_timer_start(&w->retry_timer, retry_cb, 100, 0);
+    }
     step(w);
     p2q_daemon_worker_idle(w->d);
     return;

@@ -23,8 +23,9 @@ from tests.qdrant_server.fixture import qdrant, qdrant_session  # noqa: E402,F40
 BIN = os.environ.get("P2Q_BIN", str(ROOT / "build" / "pg2qdrant"))
 
 
-def wait_until(pred, timeout=30.0, interval=0.05, what="condition"):
-    """Poll pred() until it returns a truthy value; fail the test after timeout seconds."""
+def wait_until(pred, timeout=30.0, interval=0.05, what="condition", explain=None):
+    """Poll pred() until it returns a truthy value; fail the test after timeout seconds
+    (with explain()'s text in the message, when given)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -32,7 +33,8 @@ def wait_until(pred, timeout=30.0, interval=0.05, what="condition"):
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    detail = f"\n{explain()}" if explain else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r}){detail}")
 
 
 @pytest.fixture

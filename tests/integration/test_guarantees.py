@@ -1,0 +1,264 @@
+"""The daemon's guarantees under failure (issue: the sync daemon), each a test that would catch
+its violation: nothing lost under kill -9, order per row across replicas with injected faults,
+Qdrant outage with the breaker, PostgreSQL restart, disjoint claims across replicas."""
+import os
+import random
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+from conftest import outbox_counts, points_by_id, wait_until
+
+DIM = 4
+
+
+def rule():
+    return {"table": "public.items", "key": "id", "columns": "id, n, label", "vector_column": "emb",
+            "dimension": str(DIM), "distance": "Dot", "collection": "items"}
+
+
+@pytest.fixture
+def items(db):
+    db.execute("CREATE TABLE items (id int PRIMARY KEY, n int NOT NULL DEFAULT 0, label text,"
+               " emb real[] NOT NULL)")
+    return db
+
+
+def vec(i, n):
+    return [float(i % 11), float(n % 13), 1.0, 0.5]
+
+
+def expected(db):
+    return {r[0]: ({"id": r[0], "n": r[1], "label": r[2]}, vec(r[0], r[1]))
+            for r in db.execute("SELECT id, n, label FROM items").fetchall()}
+
+
+def actual(qdrant):
+    return {pid: (p["payload"], [float(x) for x in p["vector"]])
+            for pid, p in points_by_id(qdrant, "items").items()}
+
+
+def in_sync(db, qdrant):
+    return outbox_counts(db)[0] == 0 and expected(db) == actual(qdrant)
+
+
+def explain(db, qdrant, d=None):
+    """What differs, for a failing wait."""
+    e, a = expected(db), actual(qdrant)
+    diff = {k: (e.get(k), a.get(k)) for k in set(e) | set(a) if e.get(k) != a.get(k)}
+    rows = db.execute("SELECT id, op, row_key::text, attempts, claimed_by, available_at > now(),"
+                      " last_error FROM sync_outbox ORDER BY id LIMIT 20").fetchall()
+    leases = db.execute("SELECT row_key::text, owner, expires_at > now(), claimed_id FROM sync_outbox_lease"
+                        " WHERE owner IS NOT NULL LIMIT 20").fetchall()
+    tail = d.log_text()[-4000:] if d else ""
+    return f"diff={list(diff.items())[:10]}\noutbox={rows}\nleases={leases}\n{tail}"
+
+
+class Traffic(threading.Thread):
+    """Random inserts/updates/deletes on `rows` ids until stopped; tolerates lost connections."""
+
+    def __init__(self, dbname, rows, hot=None, seed=0):
+        super().__init__(daemon=True)
+        self.dbname, self.rows, self.hot = dbname, rows, hot
+        self.rng = random.Random(seed)
+        self.stop_flag = threading.Event()
+        self.commits = 0
+        self.errors = 0
+
+    def run(self):
+        conn = None
+        while not self.stop_flag.is_set():
+            try:
+                if conn is None:
+                    conn = psycopg.connect(dbname=self.dbname, autocommit=True)
+                i = self.rng.choice(self.hot) if self.hot else self.rng.randrange(self.rows)
+                op = self.rng.random()
+                if self.hot or op < 0.6:
+                    conn.execute("INSERT INTO items (id, n, label, emb) VALUES (%s, 0, 'x', %s)"
+                                 " ON CONFLICT (id) DO UPDATE SET n = items.n + 1, label = 'u' || (items.n + 1),"
+                                 " emb = ARRAY[%s::real, ((items.n + 1) %% 13)::real, 1, 0.5]",
+                                 (i, vec(i, 0), float(i % 11)))
+                elif op < 0.85:
+                    conn.execute("DELETE FROM items WHERE id = %s", (i,))
+                else:
+                    with conn.transaction():
+                        for j in range(5):
+                            k = (i + j) % self.rows
+                            conn.execute("INSERT INTO items (id, n, label, emb) VALUES (%s, 0, 'b', %s)"
+                                         " ON CONFLICT (id) DO UPDATE SET n = items.n + 1,"
+                                         " emb = ARRAY[%s::real, ((items.n + 1) %% 13)::real, 1, 0.5]",
+                                         (k, vec(k, 0), float(k % 11)))
+                self.commits += 1
+            except psycopg.Error:
+                self.errors += 1
+                try:
+                    conn and conn.close()
+                except Exception:
+                    pass
+                conn = None
+                time.sleep(0.05)
+        if conn:
+            conn.close()
+
+    def stop(self):
+        self.stop_flag.set()
+        self.join(timeout=30)
+
+
+def test_kill9_nothing_lost(make_daemon, items, pgdb, qdrant):
+    d = make_daemon({"rule.items": rule(),
+                     "worker.a": {"event_types": "items", "batch_size": "16", "max_inflight": "2"}})
+    d.cli("apply")
+    traffic = Traffic(pgdb, rows=150, seed=1)
+    traffic.start()
+    rng = random.Random(7)
+    kills = 0
+    try:
+        for _ in range(8):
+            p = d.start()
+            time.sleep(rng.uniform(0.2, 0.9))
+            d.kill(p)  # SIGKILL at a random moment: claims in flight are orphaned
+            kills += 1
+    finally:
+        traffic.stop()
+    assert kills == 8 and traffic.commits > 100
+    final = d.start()
+    wait_until(lambda: in_sync(items, qdrant), timeout=60, what="Qdrant equal to PostgreSQL after kills")
+    assert outbox_counts(items) == (0, 0)
+    d.stop(final)
+
+
+class Monitor(threading.Thread):
+    """Samples the points and records any row whose version `n` went backwards."""
+
+    def __init__(self, qdrant):
+        super().__init__(daemon=True)
+        self.qdrant = qdrant
+        self.seen = {}
+        self.regressions = []
+        self.samples = 0
+        self.stop_flag = threading.Event()
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            try:
+                pts = points_by_id(self.qdrant, "items")
+            except Exception:
+                continue
+            self.samples += 1
+            for pid, p in pts.items():
+                n = p["payload"]["n"]
+                if n < self.seen.get(pid, -1):
+                    self.regressions.append((pid, self.seen[pid], n))
+                self.seen[pid] = max(n, self.seen.get(pid, -1))
+            time.sleep(0.02)
+
+    def stop(self):
+        self.stop_flag.set()
+        self.join(timeout=10)
+
+
+def test_replicas_keep_order_per_row_under_faults(make_daemon, items, pgdb, qdrant):
+    workers = {f"worker.w{i}": {"event_types": "items", "batch_size": "8", "max_inflight": "3",
+                                "linger_ms": "0"} for i in range(2)}
+    d = make_daemon(dict({"rule.items": rule()}, **workers))
+    d.cli("apply")
+    procs = [d.start() for _ in range(3)]  # three replicas on one outbox, two workers each
+    hot = list(range(6))
+    writers = [Traffic(pgdb, rows=6, hot=hot, seed=s) for s in range(4)]
+    mon = Monitor(qdrant)
+    mon.start()
+    for w in writers:
+        w.start()
+    try:
+        for _ in range(6):  # faults that force retries while the hot rows churn
+            time.sleep(0.4)
+            qdrant.fail(503, count=3, path="/points")
+            time.sleep(0.3)
+            qdrant.fail(500, count=2, path="/points")
+            qdrant.latency(30, count=5)
+    finally:
+        for w in writers:
+            w.stop()
+    wait_until(lambda: in_sync(items, qdrant), timeout=60, what="hot rows converged",
+               explain=lambda: explain(items, qdrant, d))
+    mon.stop()
+    assert sum(w.commits for w in writers) > 200
+    assert mon.samples > 10
+    assert mon.regressions == [], f"an older snapshot landed after a newer one: {mon.regressions[:5]}"
+    log = d.log_text()
+    assert "qdrant_write_failed" in log  # the faults really forced retries
+    for p in procs:
+        assert d.stop(p) == 0
+
+
+def test_replicas_claim_disjoint_events(make_daemon, items, pgdb, qdrant):
+    d = make_daemon({"rule.items": rule(), "worker.w": {"event_types": "items", "batch_size": "4",
+                                                       "linger_ms": "0"}})
+    d.cli("apply")
+    with items.transaction():
+        for i in range(400):
+            items.execute("INSERT INTO items (id, n, label, emb) VALUES (%s, 0, 'x', %s)", (i, vec(i, 0)))
+    qdrant.latency(5)
+    procs = [d.start() for _ in range(3)]
+    wait_until(lambda: in_sync(items, qdrant), timeout=60, what="all applied")
+    upserted = [pid for e in qdrant.log() if e["method"] == "PUT" and e["status"] == 200 and e.get("ids")
+                for pid in e["ids"]]
+    assert sorted(upserted) == list(range(400)), "an event was applied twice or not at all"
+    logs = [d.log_text(p) for p in procs]
+    for p in procs:
+        d.stop(p)
+    applied = [int(l.split("event=stopped")[1].split("applied=")[1].split()[0]) for l in
+               (d.log_text(p) for p in procs)]
+    assert sum(applied) == 400 and sum(1 for a in applied if a > 0) >= 2, applied
+
+
+def test_qdrant_outage_breaker_no_attempts_burned(make_daemon, items, pgdb, qdrant):
+    d = make_daemon({"rule.items": rule(), "daemon": {"max_attempts": "3", "breaker_threshold": "2"}})
+    d.cli("apply")
+    p = d.start()
+    wait_until(lambda: "worker_connected" in d.log_text(p), what="daemon up")
+    qdrant.down()
+    try:
+        for i in range(200):  # PostgreSQL writes are unaffected by the outage
+            items.execute("INSERT INTO items (id, n, label, emb) VALUES (%s, 0, 'x', %s)", (i, vec(i, 0)))
+        wait_until(lambda: "breaker_open" in d.log_text(p), what="breaker open")
+        time.sleep(3)  # long enough that unguarded retries (retry_max 500 ms) would exhaust 3 attempts
+        assert outbox_counts(items) == (200, 0)
+        assert items.execute("SELECT max(attempts) FROM sync_outbox").fetchone()[0] <= 1
+    finally:
+        qdrant.up()
+    wait_until(lambda: in_sync(items, qdrant), timeout=60, what="backlog drained after the outage")
+    assert outbox_counts(items) == (0, 0)
+    assert "breaker_closed" in d.log_text(p)
+    d.stop(p)
+
+
+def test_postgres_restart_under_load(make_daemon, items, pgdb, qdrant):
+    pgdir = os.environ.get("P2Q_PG_DIR")
+    if not pgdir:
+        pytest.skip("needs the PostgreSQL started by scripts/pg-tmp (P2Q_PG_DIR)")
+    d = make_daemon({"rule.items": rule()})
+    d.cli("apply")
+    p = d.start()
+    traffic = Traffic(pgdb, rows=100, seed=3)
+    traffic.start()
+    time.sleep(1)
+    ctl = [next(iter(sorted(__import__("glob").glob("/usr/lib/postgresql/*/bin/pg_ctl")))), "-D",
+           f"{pgdir}/data", "-l", f"{pgdir}/postgres.log", "-m", "fast", "-w", "restart"]
+    if os.getuid() == 0:
+        ctl = ["runuser", "-u", "p2qtest", "--"] + ctl
+    # the new postmaster must not inherit a pipe of ours, or run() waits for it forever
+    subprocess.run(ctl, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    time.sleep(1.5)
+    traffic.stop()
+    assert traffic.errors > 0  # the writers really saw the restart
+    with psycopg.connect(dbname=pgdb, autocommit=True) as conn:  # ours was cut by the restart too
+        wait_until(lambda: in_sync(conn, qdrant), timeout=60, what="synced after the restart",
+                   explain=lambda: explain(conn, qdrant, d))
+    log = d.log_text(p)
+    assert "listen_disconnected" in log and log.count("event=listening") >= 2  # re-LISTENed
+    d.stop(p)
