@@ -157,32 +157,16 @@ int p2q_minilm_tokenize(const p2q_minilm_t *m, const char *text, size_t len, int
 
 /* ---- forward pass ---------------------------------------------------------------------- */
 
-/* x[r] = LN(x[r] + bias + res[r]) · w + b, biased variance, eps 1e-12. bias/res may be NULL. */
-static void ml_add_ln(float *x, const float *bias, const float *res, const float *w, const float *b,
-                      size_t rows) {
-  for (size_t r = 0; r < rows; r++) {
-    float *row = x + r * HID;
-    const float *rr = res ? res + r * HID : NULL;
-    float mean = 0.0f;
-    for (int j = 0; j < HID; j++) {
-      float v = row[j] + (bias ? bias[j] : 0.0f) + (rr ? rr[j] : 0.0f);
-      row[j] = v;
-      mean += v;
-    }
-    mean /= HID;
-    float var = 0.0f;
-    for (int j = 0; j < HID; j++) {
-      float d = row[j] - mean;
-      var += d * d;
-    }
-    float inv = 1.0f / sqrtf(var / HID + LN_EPS);
-    for (int j = 0; j < HID; j++) row[j] = (row[j] - mean) * inv * w[j] + b[j];
-  }
+/* x[r] = LN(x[r] + res[r]) · w + b, biased variance, eps 1e-12 (res may be NULL). */
+static void ml_add_ln(float *x, const float *res, const float *w, const float *b, size_t rows) {
+  p2q_mk_add_layernorm(x, res, w, b, rows, HID, LN_EPS);
 }
 
-/* y[T, n] = x[T, k] · Wᵀ (W is [n, k]). */
-static void ml_linear(const float *x, const float *w, float *y, int T, int n, int k) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n, k, 1.0f, x, k, w, k, 0.0f, y, n);
+/* y[T, n] = x[T, k] · Wᵀ + bias (W is [n, k]). The rows are pre-filled with the bias and sgemm
+ * runs with beta = 1: no separate zeroing pass (OpenBLAS clears C for beta = 0) or bias pass. */
+static void ml_linear(const float *x, const float *w, const float *bias, float *y, int T, int n, int k) {
+  for (int t = 0; t < T; t++) memcpy(y + (size_t)t * n, bias, sizeof(float) * (size_t)n);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, n, k, 1.0f, x, k, w, k, 1.0f, y, n);
 }
 
 static void ml_attention(const float *qkv, float *ctx, float *s, const int *off, const int *len, int ns) {
@@ -202,18 +186,14 @@ static void ml_attention(const float *qkv, float *ctx, float *s, const int *off,
 
 static void ml_layer_forward(const ml_layer_t *Ly, ml_scratch_t *w, const int *off, const int *len,
                              int ns, int T) {
-  ml_linear(w->x, Ly->wqkv, w->qkv, T, QKV, HID);
-  for (int t = 0; t < T; t++) {
-    float *row = w->qkv + (size_t)t * QKV;
-    for (int j = 0; j < QKV; j++) row[j] += Ly->bqkv[j];
-  }
+  ml_linear(w->x, Ly->wqkv, Ly->bqkv, w->qkv, T, QKV, HID);
   ml_attention(w->qkv, w->ctx, w->s, off, len, ns);
-  ml_linear(w->ctx, Ly->wo, w->a, T, HID, HID);
-  ml_add_ln(w->a, Ly->bo, w->x, Ly->ln1w, Ly->ln1b, (size_t)T);      /* a = LN(ctx·Woᵀ + bo + x) */
-  ml_linear(w->a, Ly->w1, w->h, T, FFN, HID);
-  p2q_mk_bias_gelu(w->h, Ly->b1, (size_t)T, FFN);
-  ml_linear(w->h, Ly->w2, w->x, T, HID, FFN);
-  ml_add_ln(w->x, Ly->b2, w->a, Ly->ln2w, Ly->ln2b, (size_t)T);      /* x = LN(h·W2ᵀ + b2 + a) */
+  ml_linear(w->ctx, Ly->wo, Ly->bo, w->a, T, HID, HID);
+  ml_add_ln(w->a, w->x, Ly->ln1w, Ly->ln1b, (size_t)T);      /* a = LN(ctx·Woᵀ + bo + x) */
+  ml_linear(w->a, Ly->w1, Ly->b1, w->h, T, FFN, HID);
+  p2q_mk_gelu(w->h, (size_t)T * FFN);
+  ml_linear(w->h, Ly->w2, Ly->b2, w->x, T, HID, FFN);
+  ml_add_ln(w->x, w->a, Ly->ln2w, Ly->ln2b, (size_t)T);      /* x = LN(h·W2ᵀ + b2 + a) */
 }
 
 /* Embed ns packed sequences (ids[off[i] .. off[i]+len[i]-1]) into out[ns * 384]. */
@@ -226,7 +206,7 @@ static void ml_forward(const p2q_minilm_t *m, const int32_t *ids, const int *off
       const float *we = m->we + (size_t)ids[t] * HID, *pe = m->pe + (size_t)p * HID;
       for (int j = 0; j < HID; j++) row[j] = we[j] + pe[j] + m->te[j];
     }
-  ml_add_ln(w->x, NULL, NULL, m->lnw, m->lnb, (size_t)T);
+  ml_add_ln(w->x, NULL, m->lnw, m->lnb, (size_t)T);
   for (int l = 0; l < NLAYER; l++) ml_layer_forward(&m->layer[l], w, off, len, ns, T);
   for (int i = 0; i < ns; i++) {
     double acc[HID] = {0};

@@ -1,5 +1,5 @@
 /*
- * minilm_kernels.c — vectorised exact-erf GELU and softmax (see minilm_kernels.h).
+ * minilm_kernels.c — vectorised exact-erf GELU, softmax and residual+LayerNorm (see minilm_kernels.h).
  *
  * Compiled with -O3 -ffast-math (only this file, src/flags.cmake) so that the erff/expf loops
  * become libmvec calls (_ZGVeN16v_erff, …): ~4e-7 max error instead of glibc's scalar 15 ns
@@ -10,24 +10,18 @@
 
 #include <math.h>
 
-/* Runtime dispatch: AVX-512 (16-wide libmvec calls) and AVX2+FMA (8-wide) clones and a baseline SSE2 clone. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define MK_CLONES __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
-#else
-#define MK_CLONES
-#endif
+/* Runtime dispatch: the loops are instantiated for AVX-512 (16-wide libmvec calls), AVX2+FMA
+ * (8-wide) and the baseline (SSE2, 4-wide), chosen once by CPU feature (not CPU model). */
+#define MK_INLINE static inline __attribute__((always_inline))
 
-MK_CLONES void p2q_mk_bias_gelu(float *restrict x, const float *restrict b, size_t rows, size_t n) {
-  for (size_t r = 0; r < rows; r++) {
-    float *restrict row = x + r * n;
-    for (size_t j = 0; j < n; j++) {
-      float v = row[j] + b[j];
-      row[j] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f));
-    }
+MK_INLINE void mk_gelu(float *restrict x, size_t n) {
+  for (size_t j = 0; j < n; j++) {
+    float v = x[j];
+    x[j] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752440f));
   }
 }
 
-MK_CLONES void p2q_mk_softmax_rows(float *restrict s, size_t rows, size_t n, size_t ld) {
+MK_INLINE void mk_softmax_rows(float *restrict s, size_t rows, size_t n, size_t ld) {
   for (size_t r = 0; r < rows; r++) {
     float *restrict row = s + r * ld;
     float mx = row[0];
@@ -40,4 +34,76 @@ MK_CLONES void p2q_mk_softmax_rows(float *restrict s, size_t rows, size_t n, siz
     float inv = 1.0f / sum;
     for (size_t j = 0; j < n; j++) row[j] *= inv;
   }
+}
+
+MK_INLINE void mk_add_ln(float *restrict x, const float *restrict res, const float *restrict w,
+                          const float *restrict b, size_t rows, size_t n, float eps) {
+  for (size_t r = 0; r < rows; r++) {
+    float *restrict row = x + r * n;
+    const float *restrict rr = res ? res + r * n : NULL;
+    if (rr)
+      for (size_t j = 0; j < n; j++) row[j] += rr[j];
+    float mean = 0.0f;
+    for (size_t j = 0; j < n; j++) mean += row[j];
+    mean /= (float)n;
+    float var = 0.0f;
+    for (size_t j = 0; j < n; j++) var += (row[j] - mean) * (row[j] - mean);
+    float inv = 1.0f / sqrtf(var / (float)n + eps);
+    for (size_t j = 0; j < n; j++) row[j] = (row[j] - mean) * inv * w[j] + b[j];
+  }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MK_AVX512 __attribute__((target("avx512f,avx512dq,avx2,fma,prefer-vector-width=512")))
+#define MK_AVX2 __attribute__((target("avx2,fma")))
+MK_AVX512 static void gelu_avx512(float *x, size_t n) { mk_gelu(x, n); }
+MK_AVX2 static void gelu_avx2(float *x, size_t n) { mk_gelu(x, n); }
+MK_AVX512 static void smax_avx512(float *s, size_t r, size_t n, size_t ld) { mk_softmax_rows(s, r, n, ld); }
+MK_AVX2 static void smax_avx2(float *s, size_t r, size_t n, size_t ld) { mk_softmax_rows(s, r, n, ld); }
+MK_AVX512 static void ln_avx512(float *x, const float *re, const float *w, const float *b, size_t r,
+                                size_t n, float e) { mk_add_ln(x, re, w, b, r, n, e); }
+MK_AVX2 static void ln_avx2(float *x, const float *re, const float *w, const float *b, size_t r, size_t n,
+                            float e) { mk_add_ln(x, re, w, b, r, n, e); }
+
+static int mk_level(void) {
+  static int cached = -1; /* every thread computes the same value; relaxed atomics suffice */
+  int level = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+  if (level < 0) {
+    __builtin_cpu_init();
+    level = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") ? 2
+          : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+    __atomic_store_n(&cached, level, __ATOMIC_RELAXED);
+  }
+  return level;
+}
+#else
+static int mk_level(void) { return 0; }
+#endif
+
+void p2q_mk_gelu(float *x, size_t n) {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  int l = mk_level();
+  if (l == 2) { gelu_avx512(x, n); return; }
+  if (l == 1) { gelu_avx2(x, n); return; }
+#endif
+  mk_gelu(x, n);
+}
+
+void p2q_mk_softmax_rows(float *s, size_t rows, size_t n, size_t ld) {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  int l = mk_level();
+  if (l == 2) { smax_avx512(s, rows, n, ld); return; }
+  if (l == 1) { smax_avx2(s, rows, n, ld); return; }
+#endif
+  mk_softmax_rows(s, rows, n, ld);
+}
+
+void p2q_mk_add_layernorm(float *x, const float *res, const float *w, const float *b, size_t rows,
+                          size_t n, float eps) {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  int l = mk_level();
+  if (l == 2) { ln_avx512(x, res, w, b, rows, n, eps); return; }
+  if (l == 1) { ln_avx2(x, res, w, b, rows, n, eps); return; }
+#endif
+  mk_add_ln(x, res, w, b, rows, n, eps);
 }

@@ -31,7 +31,7 @@
 
 #define P2Q_MINILM_DIM 384
 #define P2Q_MINILM_MAX_TOKENS 256          /* sentence-transformers' max_seq_length */
-#define P2Q_MINILM_DEFAULT_BATCH_TOKENS 4096
+#define P2Q_MINILM_DEFAULT_BATCH_TOKENS 1024 /* measured: 512–1024 beat 4096 by ~15% on short texts */
 
 typedef struct p2q_minilm_s p2q_minilm_t;
 
