@@ -367,14 +367,18 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   if (pg->state != ST_READY) return;
   if (status < 0) { pg_lost(pg, uv_strerror(status)); return; }
   if ((events & UV_WRITABLE) && pg->want_write && flush_out(pg) != 0) return;
-  if (events & UV_READABLE) {
-    if (!PQconsumeInput(pg->conn)) { pg_lost(pg, PQerrorMessage(pg->conn)); return; }
-    drain_notifies(pg);
-    read_results(pg);
-    if (pg->state != ST_READY) return;
-    if (PQstatus(pg->conn) == CONNECTION_BAD) { pg_lost(pg, PQerrorMessage(pg->conn)); return; }
-    if (pg->want_write) flush_out(pg);
+  if ((events & UV_READABLE) && !PQconsumeInput(pg->conn)) {
+    pg_lost(pg, PQerrorMessage(pg->conn));
+    return;
   }
+  /* Parse even after a write-only wakeup: a PQflush that could not send everything reads the
+   * socket itself (to avoid a send/receive deadlock), so the reply may already sit in libpq's
+   * buffer and the socket will never turn readable for it. */
+  drain_notifies(pg);
+  read_results(pg);
+  if (pg->state != ST_READY) return;
+  if (PQstatus(pg->conn) == CONNECTION_BAD) { pg_lost(pg, PQerrorMessage(pg->conn)); return; }
+  if ((events & UV_READABLE) && pg->want_write) flush_out(pg);
 }
 
 /* ---- public API ---- */
