@@ -123,7 +123,7 @@ def main():
             L = words + 2
             for B in (1, 8, 32, 128):
                 target = 1024 if a.quick else 4096
-                n = max((target + L - 1) // L, 2 * B)
+                n = max((target + L - 1) // L, B)
                 n = (n + B - 1) // B * B
                 texts = make_texts(n, words, 12345 + li)
                 runs = {"st": lambda ts, B=B: st.encode(ts, batch_size=B, show_progress_bar=False)}
