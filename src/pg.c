@@ -235,8 +235,14 @@ static void connect_step(p2q_pg_t *pg) {
 }
 
 static void start_connect(p2q_pg_t *pg) {
-  const char *keys[3], *vals[3];
+  /* TCP keepalive defaults so a silently dead peer (e.g. an idle LISTEN connection across a
+   * partition) is noticed in about a minute instead of hours. They come before dbname, so a
+   * conninfo string can override them (libpq keeps the last value of a repeated keyword). */
+  static const char *const dkeys[] = {"keepalives_idle", "keepalives_interval", "keepalives_count"};
+  static const char *const dvals[] = {"30", "10", "3"};
+  const char *keys[6], *vals[6];
   int n = 0;
+  for (int i = 0; i < 3; i++) { keys[n] = dkeys[i]; vals[n++] = dvals[i]; }
   if (pg->conninfo && *pg->conninfo) { keys[n] = "dbname"; vals[n++] = pg->conninfo; }
   keys[n] = "fallback_application_name";
   vals[n++] = "pg2qdrant";

@@ -195,9 +195,23 @@ static void q_cb(p2q_pg_t *pg, PGresult *res, int err, const char *msg, void *ar
   if (c->nres == 9) assert_int_equal(p2q_pg_close(pg, on_closed, c), 0);
 }
 
+static const char *conn_opt(p2q_pg_t *pg, const char *key, char *buf, size_t n) {
+  PQconninfoOption *opts = PQconninfo(p2q_pg_conn(pg));
+  buf[0] = 0;
+  for (PQconninfoOption *o = opts; o && o->keyword; o++)
+    if (!strcmp(o->keyword, key) && o->val) snprintf(buf, n, "%s", o->val);
+  PQconninfoFree(opts);
+  return buf;
+}
+
 static void order_on_connect(p2q_pg_t *pg, void *arg) {
   ctx_t *c = arg;
+  char v[32];
   c->connects++;
+  /* keepalive defaults are applied, and the conninfo string overrides them */
+  assert_string_equal(conn_opt(pg, "keepalives_idle", v, sizeof v), "30");
+  assert_string_equal(conn_opt(pg, "keepalives_count", v, sizeof v), "7");
+  assert_string_equal(conn_opt(pg, "fallback_application_name", v, sizeof v), "pg2qdrant");
   char buf[8];
   for (int i = 0; i < 5; i++) {
     snprintf(buf, sizeof buf, "%d", i * 10);
@@ -254,6 +268,7 @@ static void test_queries_in_order(void **state) {
   ctx_t c;
   ctx_init(&c);
   p2q_pg_options_t o = {0};
+  o.conninfo = "keepalives_count=7"; /* everything else from the libpq environment */
   o.on_connect = order_on_connect;
   o.arg = &c;
   assert_int_equal(p2q_pg_new(&c.loop, &o, &c.pg), 0);
