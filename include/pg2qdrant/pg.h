@@ -15,6 +15,12 @@
  * while connected (between on_connect and on_disconnect); otherwise p2q_pg_query() returns
  * P2Q_EPG_LOST and its callback never fires.
  *
+ * Connecting: conninfo is a libpq keyword/value string or URI (or NULL for the libpq
+ * environment). TCP keepalives default to idle 30 s / interval 10 s / 3 probes unless the
+ * conninfo sets them. libpq resolves host names synchronously inside PQconnectPoll (its
+ * documented exception to non-blocking connects): use an IP, a socket directory or `hostaddr`
+ * when a slow resolver must never stall the loop.
+ *
  * Result ownership: `res` passed to a p2q_pg_result_cb belongs to the library and is PQclear()ed
  * when the callback returns — copy what you need, never PQclear it. On error res is NULL, err
  * is P2Q_EPG_QUERY (server rejected the statement; connection still usable), P2Q_EPG_LOST or
