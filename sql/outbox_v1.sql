@@ -110,14 +110,20 @@ LANGUAGE plpgsql AS $p2q$
 BEGIN
   RETURN QUERY
   WITH cand AS (
-    SELECT o.id, o.rule, o.row_key FROM @SCHEMA@.sync_outbox o
-     WHERE o.event_type = ANY (p_types)
-       AND (p_routing IS NULL OR o.routing_key = p_routing)
-       AND o.available_at <= now()
-       AND o.attempts < o.max_attempts
-     ORDER BY o.id
+    -- one ordered index scan per event type on (event_type, id), so LIMIT stops early whatever
+    -- the backlog (`event_type = ANY (…)` would scan and sort every pending event)
+    SELECT c.id, c.rule, c.row_key
+      FROM unnest(p_types) AS t(event_type),
+           LATERAL (SELECT o.id, o.rule, o.row_key FROM @SCHEMA@.sync_outbox o
+                     WHERE o.event_type = t.event_type
+                       AND (p_routing IS NULL OR o.routing_key = p_routing)
+                       AND o.available_at <= now()
+                       AND o.attempts < o.max_attempts
+                     ORDER BY o.id
+                     LIMIT p_limit
+                       FOR UPDATE SKIP LOCKED) c
+     ORDER BY c.id
      LIMIT p_limit
-     FOR UPDATE SKIP LOCKED
   ), rws AS (
     SELECT c.rule, c.row_key, max(c.id) AS max_id FROM cand c GROUP BY c.rule, c.row_key
   ), won AS (
