@@ -2,6 +2,11 @@
  * points.c — outbox event → Qdrant point JSON by copying spans of the jsonb snapshot (see
  * points.h). No float is parsed or re-printed on the fast path (JSON arrays are validated and
  * copied). Pure; any thread.
+ *
+ * Every point's payload carries `_hash`: FNV-1a 64 of the snapshot text the point was built from
+ * (PostgreSQL's jsonb text of the capture snapshot, vector included), as 16 lowercase hex digits.
+ * `reconcile` computes the same hash from the same snapshot expression over the live row, so a
+ * point built from an older snapshot (or edited behind the daemon's back) is found stale.
  */
 #include "pg2qdrant/points.h"
 #include "pg2qdrant/errors.h"
@@ -46,6 +51,20 @@ int p2q_point_id(const char *rule, const char *row_key, size_t len, char out[P2Q
   if (rc) return rc;
   snprintf(out, P2Q_POINT_ID_MAX, "\"%s\"", uuid);
   return 1;
+}
+
+uint64_t p2q_hash64(const void *data, size_t len) {
+  const unsigned char *p = data;
+  uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a 64 offset basis */
+  for (size_t i = 0; i < len; i++) {
+    h ^= p[i];
+    h *= 0x100000001b3ULL; /* FNV prime */
+  }
+  return h;
+}
+
+void p2q_hash64_hex(const void *data, size_t len, char out[17]) {
+  snprintf(out, 17, "%016" PRIx64, p2q_hash64(data, len));
 }
 
 static int reason(char *why, size_t whylen, const char *msg) {
@@ -134,7 +153,10 @@ int p2q_point_build(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_jso
   if (id_is_uuid) {
     p2q_buf_puts(b, first ? "\"_pk\":" : ",\"_pk\":");
     p2q_buf_puts(b, row_key);
+    first = 0;
   }
-  p2q_buf_puts(b, "}}");
+  char hash[17];
+  p2q_hash64_hex(payload, plen, hash);
+  p2q_buf_printf(b, "%s\"_hash\":\"%s\"}}", first ? "" : ",", hash);
   return p2q_buf_error(b);
 }

@@ -5,7 +5,8 @@
  * integer; any other key (text, uuid, composite, negative) maps to UUIDv5(pg2qdrant namespace,
  * "<rule>:<row_key jsonb text>") and the original key is kept in the payload as `_pk`.
  * Payload: the event snapshot minus the vector column (and minus columns captured only for the
- * vector or text, when `columns` is set). Vectors come from `vector_column` as a JSON array, a
+ * vector or text, when `columns` is set), plus `_hash`: p2q_hash64_hex() of the snapshot text
+ * (see reconcile). Vectors come from `vector_column` as a JSON array, a
  * pgvector text value ("[1,2,3]") or a PostgreSQL array text ("{1,2,3}"), or from an embedder.
  */
 #ifndef P2Q_POINTS_H
@@ -15,7 +16,13 @@
 #include "pg2qdrant/config.h"
 #include "pg2qdrant/json_scan.h"
 
+#include <stdint.h>
+
 #define P2Q_POINT_ID_MAX 48
+
+/* FNV-1a 64 of a byte string, and the same as 16 lowercase hex digits (the payload's `_hash`). */
+uint64_t p2q_hash64(const void *data, size_t len);
+void p2q_hash64_hex(const void *data, size_t len, char out[17]);
 
 /* Write the point id as JSON (a number, or a quoted UUID) into out. 1 = UUID, 0 = integer, <0 error. */
 int p2q_point_id(const char *rule, const char *row_key, size_t len, char out[P2Q_POINT_ID_MAX]);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "pg2qdrant/errors.h"
@@ -68,6 +69,18 @@ static void test_point_id(void **state) {
   assert_int_equal(p2q_point_id("docs", "{}", 2, id), P2Q_EBADJSON);
 }
 
+static void test_hash64(void **state) {
+  /* FNV-1a 64 reference values */
+  assert_true(p2q_hash64("", 0) == 0xcbf29ce484222325ULL);
+  assert_true(p2q_hash64("a", 1) == 0xaf63dc4c8601ec8cULL);
+  assert_true(p2q_hash64("foobar", 6) == 0x85944171f73967e8ULL);
+  char h[17];
+  p2q_hash64_hex("a", 1, h);
+  assert_string_equal(h, "af63dc4c8601ec8c");
+  p2q_hash64_hex("", 0, h);
+  assert_string_equal(h, "cbf29ce484222325");
+}
+
 static char *cols[] = {"title"};
 
 static void test_point_build(void **state) {
@@ -79,13 +92,17 @@ static void test_point_build(void **state) {
   char why[128];
   const char *snap = "{\"id\": 1, \"emb\": [0.5, 1], \"title\": \"t\\\"x\"}";
   assert_int_equal(p2q_point_build(&b, &r, "1", 0, "{\"id\": 1}", snap, strlen(snap), NULL, 0, why, sizeof why), 0);
-  assert_string_equal(p2q_buf_str(&b), "{\"id\":1,\"vector\":[0.5, 1],\"payload\":{\"id\":1,\"title\":\"t\\\"x\"}}");
+  char h[17], want[256];
+  p2q_hash64_hex(snap, strlen(snap), h);
+  snprintf(want, sizeof want, "{\"id\":1,\"vector\":[0.5, 1],\"payload\":{\"id\":1,\"title\":\"t\\\"x\",\"_hash\":\"%s\"}}", h);
+  assert_string_equal(p2q_buf_str(&b), want);
   p2q_buf_reset(&b);
   /* named vector, column subset, uuid id keeps the key */
   r.vector_name = "dense";
   r.columns.items = cols; r.columns.n = 1;
   assert_int_equal(p2q_point_build(&b, &r, "\"u\"", 1, "{\"id\": 1}", snap, strlen(snap), NULL, 0, why, sizeof why), 0);
-  assert_string_equal(p2q_buf_str(&b), "{\"id\":\"u\",\"vector\":{\"dense\":[0.5, 1]},\"payload\":{\"title\":\"t\\\"x\",\"_pk\":{\"id\": 1}}}");
+  snprintf(want, sizeof want, "{\"id\":\"u\",\"vector\":{\"dense\":[0.5, 1]},\"payload\":{\"title\":\"t\\\"x\",\"_pk\":{\"id\": 1},\"_hash\":\"%s\"}}", h);
+  assert_string_equal(p2q_buf_str(&b), want);
   p2q_buf_reset(&b);
   /* pgvector text and PG array text */
   r.vector_name = NULL; r.columns.n = 0;
@@ -105,6 +122,15 @@ static void test_point_build(void **state) {
   assert_int_equal(p2q_point_build(&b, &r, "1", 0, "{}", bad, strlen(bad), NULL, 0, why, sizeof why), P2Q_EBADJSON);
   assert_non_null(strstr(why, "vector"));
   assert_int_equal(b.len, 0);
+  /* a payload with no member still gets its hash */
+  r.columns.items = cols; r.columns.n = 1;
+  const char *only = "{\"emb\": [1]}";
+  p2q_hash64_hex(only, strlen(only), h);
+  snprintf(want, sizeof want, "{\"id\":1,\"vector\":[1],\"payload\":{\"_hash\":\"%s\"}}", h);
+  assert_int_equal(p2q_point_build(&b, &r, "1", 0, "{}", only, strlen(only), NULL, 0, why, sizeof why), 0);
+  assert_string_equal(p2q_buf_str(&b), want);
+  p2q_buf_reset(&b);
+  r.columns.n = 0;
   /* embedder vector */
   assert_int_equal(p2q_point_build(&b, &r, "1", 0, "{}", nul, strlen(nul), "[9]", 3, why, sizeof why), 0);
   assert_non_null(strstr(p2q_buf_str(&b), "\"vector\":[9]"));
@@ -113,7 +139,7 @@ static void test_point_build(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_scan), cmocka_unit_test(test_uuid), cmocka_unit_test(test_point_id),
+      cmocka_unit_test(test_scan), cmocka_unit_test(test_uuid), cmocka_unit_test(test_point_id), cmocka_unit_test(test_hash64),
       cmocka_unit_test(test_point_build),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
