@@ -36,7 +36,7 @@ class QdrantStub:
     @classmethod
     def start(cls, api_key=None, bench=False, host="127.0.0.1", port=0, timeout=20.0):
         cmd = [sys.executable, SERVER, "--port", str(port), "--control-port", "0",
-               "--host", host]
+               "--host", host, "--parent-pid", str(os.getpid())]
         if api_key is not None:
             cmd += ["--api-key", api_key]
         if bench:

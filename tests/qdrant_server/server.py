@@ -385,6 +385,8 @@ def main(argv=None):
     ap.add_argument("--api-key", default=None)
     ap.add_argument("--bench-mode", action="store_true")
     ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--parent-pid", type=int, default=0,
+                    help="exit when this process is gone (set by client.QdrantStub)")
     args = ap.parse_args(argv)
     app = App(args.host, args.port, args.api_key, args.bench_mode)
     app.go_up()
@@ -395,7 +397,9 @@ def main(argv=None):
     print(f"READY port={app.port} control_port={ctl.server_address[1]}", flush=True)
     try:
         while True:
-            time.sleep(3600)
+            time.sleep(1.0)
+            if args.parent_pid and os.getppid() != args.parent_pid:
+                break    # the test process died (we were reparented): don't linger
     except KeyboardInterrupt:
         pass
 
