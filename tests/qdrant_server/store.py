@@ -10,10 +10,10 @@ Invariants:
     kinds never collide (integer 1 and UUID ...0001 are different points).
   * Id order (scroll paging) is Qdrant's: every integer id before every UUID, integers
     numerically, UUIDs by their 128-bit value (== canonical string order).
-  * Dense vectors are ``Dense`` objects whose ``value()`` is what Qdrant would return: float32
-    values, normalised for Cosine collections (as Qdrant does on insert). Normalisation is done
-    lazily on first read (exactly the same numbers, but keeps upserts cheap); sparse vectors are
-    ``(indices, values)`` tuples sorted by index.
+  * Dense vectors are ``Dense`` objects (float32 arrays) whose ``value()`` is what Qdrant would
+    return: float32 values, normalised for Cosine collections (as Qdrant does on insert; done
+    lazily on first read to keep upserts cheap); sparse vectors are ``(indices, values)``
+    tuples sorted by index.
   * All mutation happens under ``Store.lock``; callers hold it for a whole request so each
     request is atomic (one bad point fails the whole upsert, nothing applied).
 """
@@ -326,18 +326,20 @@ def sparse_score(q, v, idf=None):
 
 
 class Dense:
-    """A stored dense vector; ``value()`` gives Qdrant's stored (f32, normalised) numbers."""
-    __slots__ = ("raw", "cosine", "_val")
+    """A stored dense vector (float32 array, 4 bytes/dim); ``value()`` gives Qdrant's stored
+    numbers. Cosine vectors are normalised in place on first read (from their float32-rounded
+    input, so results can differ from Qdrant's in the last float32 ulp)."""
+    __slots__ = ("arr", "pending_norm")
 
     def __init__(self, raw, cosine):
-        self.cosine = cosine
-        self.raw = array("d", raw) if cosine else array("f", raw)
-        self._val = None
+        self.arr = array("f", raw)
+        self.pending_norm = cosine
 
     def value(self):
-        if self._val is None:
-            self._val = normalise(self.raw) if self.cosine else self.raw.tolist()
-        return self._val
+        if self.pending_norm:
+            self.arr = array("f", normalise(self.arr))
+            self.pending_norm = False
+        return self.arr.tolist()
 
 
 def vec_value(v):
