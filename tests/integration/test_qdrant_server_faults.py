@@ -179,6 +179,9 @@ def test_reset_before_applying(qdrant):
         with pytest.raises((ConnectionError, http.client.HTTPException)):
             qdrant.upsert("c", PTS)
     assert qdrant.points("c") == []
+    entry = qdrant.log()[-1]
+    assert entry["fault"] == "reset" and entry["status"] == 0 and entry["points"] == 3
+    assert entry["collection"] == "c"
     assert qdrant.upsert("c", PTS)[0] == 200
 
 

@@ -258,7 +258,8 @@ class QdrantHandler(BaseHTTPRequestHandler):
                 reset = app.faults.take_reset(method, path)
                 if reset is not None and not reset.apply:
                     entry["fault"] = "reset"
-                    self._log(app, req, entry, 0)
+                    self._note_points(app, req, entry)
+                    self._log(app, req, entry, 0)   # status 0: nothing was processed
                     self._reset_mid_response(qapi.error(500, "reset"), reset.mode)
                     return
                 resp = app.api.handle(req)
