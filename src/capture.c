@@ -381,6 +381,32 @@ fail:
   return rc;
 }
 
+int p2q_capture_snapshot_expr(const p2q_rule_config_t *r, const char *ref, p2q_buf_t *out) {
+  p2q_strlist_t snap;
+  int rc = snapshot_columns(r, &snap);
+  if (rc) return rc;
+  snapshot_expr(out, ref, &snap);
+  p2q_strlist_free(&snap);
+  return p2q_buf_error(out);
+}
+
+int p2q_capture_key_expr(const p2q_rule_config_t *r, const char *ref, p2q_buf_t *out) {
+  json_object_expr(out, ref, &r->key);
+  return p2q_buf_error(out);
+}
+
+int p2q_capture_enqueue_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                            const char *op, const char *source, p2q_buf_t *out) {
+  p2q_strlist_t snap;
+  int rc = snapshot_columns(r, &snap);
+  if (rc) return rc;
+  p2q_buf_puts(out, "INSERT INTO ");
+  insert_event(out, r, schema, max_attempts, "r", op, &snap, 0);
+  p2q_buf_printf(out, " FROM %s AS r", source);
+  p2q_strlist_free(&snap);
+  return p2q_buf_error(out);
+}
+
 int p2q_capture_check_sql(const p2q_rule_config_t *r, p2q_buf_t *out) {
   p2q_strlist_t snap;
   int rc = snapshot_columns(r, &snap);

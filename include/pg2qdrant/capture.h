@@ -47,6 +47,17 @@ int p2q_capture_drop_sql(const char *rule_name, const char *table, const char *s
  */
 int p2q_capture_backfill_sql(const p2q_rule_config_t *rule, const char *schema, int max_attempts,
                              const char *op, const char *extra_where, p2q_buf_t *out);
+/* The rule's snapshot expression (jsonb, exactly what the trigger captures) over alias `ref`. */
+int p2q_capture_snapshot_expr(const p2q_rule_config_t *rule, const char *ref, p2q_buf_t *out);
+/* The rule's row-key expression (jsonb object of the key columns) over alias `ref`. */
+int p2q_capture_key_expr(const p2q_rule_config_t *rule, const char *ref, p2q_buf_t *out);
+/*
+ * "INSERT INTO outbox … SELECT … FROM <source> AS r": one `op` event per row of `source`, an SQL
+ * relation with the table's columns (a CTE name or a parenthesised subquery). The caller appends
+ * WHERE / ORDER BY (over alias r). Used by backfill and reconcile --fix.
+ */
+int p2q_capture_enqueue_sql(const p2q_rule_config_t *rule, const char *schema, int max_attempts,
+                            const char *op, const char *source, p2q_buf_t *out);
 /* SELECT that checks the rule's filter and routing_key expressions against the table (LIMIT 0). */
 int p2q_capture_check_sql(const p2q_rule_config_t *rule, p2q_buf_t *out);
 
