@@ -8,12 +8,15 @@
  * sync_outbox_recover(), which frees the claims of crashed daemons. Shutdown: stop claiming,
  * let in-flight batches finish and ack; after shutdown_timeout cancel the requests still
  * running (their events are requeued without losing an attempt), then close everything.
+ * Operators: metrics, /status and the HTTP server live in status_http.c (d->ops); SIGHUP
+ * reloads the config through reload.c.
  */
 #include "pg2qdrant/daemon.h"
 #include "pg2qdrant/capture.h"
 #include "pg2qdrant/commands.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
+#include "pg2qdrant/status_http.h"
 #include "pg2qdrant/version.h"
 #include "pg2qdrant/worker.h"
 
@@ -38,6 +41,7 @@ static void probe_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *r, void *arg) {
   p2q_daemon_t *d = arg;
   d->probing = 0;
   if (d->closing || r->err == P2Q_ECANCELED) return;
+  p2q_ops_qdrant_request(d->ops, "probe", r);
   if (r->cls == P2Q_QDRANT_OK) {
     p2q_breaker_success(&d->breaker);
     P2Q_INFO("breaker_closed", "target=qdrant");
@@ -108,6 +112,7 @@ static void listen_done(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg
     if (err != P2Q_ECANCELED) P2Q_ERROR("listen_failed", "err=%s", p2q_log_q(q, sizeof q, errmsg));
     return;
   }
+  d->listening = 1;
   P2Q_INFO("listening", "channel=" CHANNEL);
   sweep(d); /* catch-up: notifications sent while we were not listening are lost */
 }
@@ -120,6 +125,7 @@ static void listen_connected(p2q_pg_t *pg, void *arg) {
 
 static void listen_lost(p2q_pg_t *pg, int err, const char *errmsg, void *arg) {
   char q[512];
+  ((p2q_daemon_t *)arg)->listening = 0;
   P2Q_WARN("listen_disconnected", "err=%s", p2q_log_q(q, sizeof q, errmsg));
 }
 
@@ -197,6 +203,8 @@ static void signal_cb(uv_signal_t *s, int signum) {
   begin_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+static void hup_cb(uv_signal_t *s, int signum) { p2q_daemon_reload(s->data); }
+
 static void closed_noop(uv_handle_t *h) {}
 
 static void finish(p2q_daemon_t *d) {
@@ -205,10 +213,12 @@ static void finish(p2q_daemon_t *d) {
   log_stats(d, "stopped");
   for (int i = 0; i < d->n_workers; i++) p2q_worker_close(d->workers[i], NULL, NULL);
   p2q_pg_close(d->listen_pg, NULL, NULL);
+  p2q_ops_close(d->ops);
   if (d->qdrant && !d->forced) p2q_qdrant_close(d->qdrant, qdrant_closed, d);
   uv_handle_t *hs[] = {(uv_handle_t *)&d->sweep_timer, (uv_handle_t *)&d->probe_timer,
                        (uv_handle_t *)&d->shutdown_timer, (uv_handle_t *)&d->stats_timer,
-                       (uv_handle_t *)&d->sig_term, (uv_handle_t *)&d->sig_int};
+                       (uv_handle_t *)&d->sig_term, (uv_handle_t *)&d->sig_int,
+                       (uv_handle_t *)&d->sig_hup};
   for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
     if (!uv_is_closing(hs[i])) uv_close(hs[i], closed_noop);
 }
@@ -264,9 +274,11 @@ static int start(p2q_daemon_t *d) {
   for (size_t i = 0; i < 4; i++) { uv_timer_init(d->loop, timers[i]); timers[i]->data = d; }
   uv_signal_init(d->loop, &d->sig_term);
   uv_signal_init(d->loop, &d->sig_int);
-  d->sig_term.data = d->sig_int.data = d;
+  uv_signal_init(d->loop, &d->sig_hup);
+  d->sig_term.data = d->sig_int.data = d->sig_hup.data = d;
   uv_signal_start(&d->sig_term, signal_cb, SIGTERM);
   uv_signal_start(&d->sig_int, signal_cb, SIGINT);
+  uv_signal_start(&d->sig_hup, hup_cb, SIGHUP);
   p2q_pg_options_t lo = {.conninfo = d->cfg->pg_conninfo, .name = "pg2qdrant/listen",
                          .connect_timeout_ms = (uint64_t)d->cfg->pg_connect_timeout_ms,
                          .reconnect_max_ms = 10000, .on_connect = listen_connected,
@@ -278,6 +290,7 @@ static int start(p2q_daemon_t *d) {
     if ((rc = p2q_worker_new(d, &d->cfg->workers[i], &d->workers[i]))) return rc;
     d->n_workers++;
   }
+  if ((rc = p2q_ops_start(d, &d->ops))) return rc;
   uv_timer_start(&d->sweep_timer, sweep_cb, (uint64_t)d->cfg->sweep_interval_ms, (uint64_t)d->cfg->sweep_interval_ms);
   if (d->cfg->stats_interval_ms > 0)
     uv_timer_start(&d->stats_timer, stats_cb, (uint64_t)d->cfg->stats_interval_ms, (uint64_t)d->cfg->stats_interval_ms);
@@ -312,10 +325,13 @@ int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
   uv_run(&loop, UV_RUN_DEFAULT);
   int close_rc = uv_loop_close(&loop);
   if (close_rc) P2Q_WARN("loop_close", "err=%s", uv_strerror(close_rc));
+  p2q_ops_free(d.ops);
   free(d.workers);
   free(d.claim_sql);
   free(d.ack_sql);
   free(d.recover_sql);
   P2Q_INFO("exit", "code=%d", d.exit_code);
+  for (int i = 0; i < d.n_cfgs; i++) p2q_config_free(d.cfgs[i]);
+  free(d.cfgs);
   return d.exit_code;
 }

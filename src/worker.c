@@ -18,6 +18,7 @@
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/points.h"
+#include "pg2qdrant/status_http.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,7 +130,7 @@ static void batch_done(wbatch_t *b, int acked) {
   uint64_t min_delay = 0;
   for (int i = 0; acked && i < b->n; i++) {
     wevent_t *e = &b->ev[i];
-    if (!strcmp(e->outcome, "done")) w->stats.applied++;
+    if (!strcmp(e->outcome, "done")) { w->stats.applied++; p2q_ops_event_done(w->d->ops, e->created_at); }
     else if (!strcmp(e->outcome, "dead")) w->stats.dead++;
     else if (!strcmp(e->outcome, "requeue")) w->stats.requeued++;
     else if (!strcmp(e->outcome, "retry")) w->stats.retried++;
@@ -234,6 +235,7 @@ static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg
   p2q_worker_t *w = b->w;
   const p2q_rule_config_t *rule = &w->d->cfg->rules[r->rule];
   char msg[1024];
+  p2q_ops_qdrant_request(w->d->ops, r->op == OP_UPSERT ? "upsert" : "delete", resp);
   if (resp->cls == P2Q_QDRANT_OK) {
     for (int i = 0; i < r->n; i++) set_outcome(&b->ev[r->idx[i]], "done", 0, NULL);
     p2q_daemon_qdrant_result(w->d, 0);
@@ -386,6 +388,7 @@ static void claim_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, v
     b->next = w->batches;
     w->batches = b;
     w->stats.batches++;
+    p2q_ops_batch(w->d->ops, n);
     P2Q_DEBUG("claimed", "worker=%s events=%d rows=%d", w->cfg->name, n, rows);
     batch_start(b);
   }
@@ -506,6 +509,17 @@ int p2q_worker_idle(const p2q_worker_t *w) { return !w->batches && !w->pol.claim
 const p2q_stats_t *p2q_worker_stats(const p2q_worker_t *w) { return &w->stats; }
 
 const char *p2q_worker_name(const p2q_worker_t *w) { return w->cfg->name; }
+
+void p2q_worker_reconfigure(p2q_worker_t *w, const p2q_worker_config_t *cfg) {
+  w->cfg = cfg;
+  w->pol.batch_size = cfg->batch_size > 0 ? (int)cfg->batch_size : 1; /* as p2q_batch_init */
+  w->pol.max_inflight = cfg->max_inflight > 0 ? (int)cfg->max_inflight : 1;
+  w->pol.linger_ms = cfg->linger_ms > 0 ? cfg->linger_ms : 0;
+  p2q_backoff_init(&w->backoff, (uint64_t)w->d->cfg->retry_min_ms, (uint64_t)w->d->cfg->retry_max_ms, 0);
+  snprintf(w->limit_param, sizeof w->limit_param, "%d", (int)cfg->batch_size);
+  snprintf(w->lease_param, sizeof w->lease_param, "%lld", (long long)w->d->cfg->lease_ms);
+  if (!w->closing) step(w); /* a larger max_inflight may allow a claim now */
+}
 
 static void handle_closed(uv_handle_t *h) {
   p2q_worker_t *w = h->data;

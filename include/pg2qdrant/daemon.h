@@ -14,6 +14,7 @@
 #include "pg2qdrant/qdrant.h"
 
 typedef struct p2q_worker_s p2q_worker_t;
+typedef struct p2q_ops_s p2q_ops_t;
 
 typedef struct {
   uint64_t claimed, applied, retried, requeued, dead, coalesced, batches, claims, acks;
@@ -39,10 +40,20 @@ typedef struct p2q_daemon_s {
   int recover_grace_ms;
   p2q_stats_t stats;
   uint64_t pg_reconnects;
+  int listening;       /* LISTEN is active on listen_pg */
+  p2q_ops_t *ops;      /* metrics, /status, the HTTP server (status_http.c); hooks accept NULL */
+  uv_signal_t sig_hup; /* SIGHUP: reload the config (reload.c) */
+  p2q_config_t **cfgs; /* configs loaded by reloads (d->cfg may be the last); freed after the loop */
+  int n_cfgs;
 } p2q_daemon_t;
 
 /* Called by workers. */
 void p2q_daemon_qdrant_result(p2q_daemon_t *d, int transient_failure);
 void p2q_daemon_worker_idle(p2q_daemon_t *d);
+/* SIGHUP (reload.c): load and validate cfg->path, apply it if valid and live-applicable. */
+void p2q_daemon_reload(p2q_daemon_t *d);
+/* worker.c: take a reloaded worker config (same name, event types and routing key): batch
+ * policy, lease and retry backoff change at once. */
+void p2q_worker_reconfigure(p2q_worker_t *w, const p2q_worker_config_t *cfg);
 
 #endif

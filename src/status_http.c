@@ -1,0 +1,617 @@
+/*
+ * status_http.c — the daemon's operator surface (see status_http.h): metrics registry and hooks,
+ * the outbox status cache, Qdrant readiness, and the HTTP/1.1 status server. Loop thread only.
+ *
+ * Owns: the registry, the refresh timer, the listening uv_tcp_t and one conn_t per client
+ * (its uv_tcp_t, its timeout timer and a fixed request buffer). Invariants:
+ *  - the request parser (http_parse.c) sees the bytes received so far; a complete request is
+ *    answered from memory at once, so the loop never waits on anything but the socket;
+ *  - an invalid request gets its 4xx/5xx answer with "Connection: close", then the connection
+ *    is closed once the answer is written; nothing more is read from it;
+ *  - pipelined requests are answered in order; while more than 256 KiB of answers wait to be
+ *    written the connection stops reading (back-pressure);
+ *  - every connection has a deadline: P2Q_OPS_CONN_TIMEOUT_MS from its start or its previous
+ *    answer, so partial (slowloris) and idle connections are closed;
+ *  - at most one status query and one readiness probe are outstanding.
+ */
+#include "pg2qdrant/status_http.h"
+#include "pg2qdrant/buf.h"
+#include "pg2qdrant/capture.h"
+#include "pg2qdrant/errors.h"
+#include "pg2qdrant/http_parse.h"
+#include "pg2qdrant/log.h"
+#include "pg2qdrant/version.h"
+#include "pg2qdrant/worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LAG_RING 512
+#define WRITE_HIGH_WATER (256 * 1024)
+
+typedef struct {
+  char *event_type;
+  long long pending, in_flight, retrying, dead;
+  double oldest;
+} outbox_row_t;
+
+typedef struct conn_s {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  p2q_ops_t *o;
+  struct conn_s *next;
+  size_t len;
+  int writes, handles, closing, want_close, paused, reading;
+  char buf[P2Q_OPS_MAX_HEADER + P2Q_OPS_MAX_BODY];
+} conn_t;
+
+typedef struct {
+  uv_write_t req;
+  conn_t *c;
+  char *data;
+} write_t;
+
+struct p2q_ops_s {
+  p2q_daemon_t *d;
+  p2q_metrics_t *m;
+  p2q_metric_t *claimed, *applied, *retried, *requeued, *dead, *coalesced, *batches, *splits;
+  p2q_metric_t *batch_size, *qdrant_seconds, *lag, *embed_seconds, *embed_tokens;
+  p2q_metric_t *outbox, *oldest, *breaker_state, *breaker_transitions, *pg_reconnects;
+  p2q_metric_t *pg_connected, *inflight, *ready, *start_time, *build_info, *reloads;
+  char *status_sql;
+  uv_timer_t refresh;
+  uv_tcp_t server;
+  int timer_open, server_open, closing;
+  conn_t *conns;
+  int n_conns;
+  int query_pending, probe_pending;
+  outbox_row_t *rows;
+  int n_rows;
+  uint64_t rows_at;            /* loop time of the last status result, 0 = none yet */
+  int qdrant_ok;               /* last Qdrant outcome was not a transient failure */
+  char qdrant_err[256];
+  uint64_t qdrant_seen_at;     /* loop time of the last finished Qdrant request */
+  double lag_ring[LAG_RING];
+  unsigned lag_n;
+  double started;              /* epoch seconds */
+  uint64_t started_loop;
+};
+
+static double now_epoch(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- registry -------------------------------------------------------------------------- */
+
+static int register_all(p2q_ops_t *o) {
+  static const double batch_b[] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000};
+  static const double req_b[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+  static const double lag_b[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600};
+  static const char *const w[] = {"worker"}, *ec[] = {"endpoint", "class"}, *emb[] = {"embedder"},
+                           *ets[] = {"event_type", "state"}, *et[] = {"event_type"}, *tg[] = {"target"},
+                           *ver[] = {"version"}, *res[] = {"result"};
+  p2q_metrics_t *m = o->m;
+#define C(field, name, help, nl, l) (o->field = p2q_metrics_register(m, name, help, P2Q_METRIC_COUNTER, nl, l, 0, NULL))
+#define G(field, name, help, nl, l) (o->field = p2q_metrics_register(m, name, help, P2Q_METRIC_GAUGE, nl, l, 0, NULL))
+#define H(field, name, help, nl, l, b) \
+  (o->field = p2q_metrics_register(m, name, help, P2Q_METRIC_HISTOGRAM, nl, l, (int)(sizeof b / sizeof b[0]), b))
+  int ok = C(claimed, "pg2qdrant_events_claimed_total", "Outbox events claimed.", 1, w) &&
+      C(applied, "pg2qdrant_events_applied_total", "Events written to Qdrant and acknowledged done.", 1, w) &&
+      C(retried, "pg2qdrant_events_retried_total", "Events scheduled for a retry (attempt used).", 1, w) &&
+      C(requeued, "pg2qdrant_events_requeued_total", "Events given back without using an attempt.", 1, w) &&
+      C(dead, "pg2qdrant_events_dead_lettered_total", "Events moved to sync_outbox_dead.", 1, w) &&
+      C(coalesced, "pg2qdrant_events_coalesced_total", "Events superseded by a newer event of the row.", 1, w) &&
+      C(batches, "pg2qdrant_batches_total", "Claimed batches.", 1, w) &&
+      C(splits, "pg2qdrant_batch_splits_total", "Rejected Qdrant batches split in halves.", 1, w) &&
+      H(batch_size, "pg2qdrant_batch_size", "Events per claimed batch.", 0, NULL, batch_b) &&
+      H(qdrant_seconds, "pg2qdrant_qdrant_request_duration_seconds",
+        "Qdrant request latency by endpoint and status class (2xx, 4xx, 5xx, error).", 2, ec, req_b) &&
+      H(lag, "pg2qdrant_sync_lag_seconds",
+        "Event created_at (the writing transaction's start) to acknowledged done.", 0, NULL, lag_b) &&
+      H(embed_seconds, "pg2qdrant_embed_duration_seconds", "Embedding call latency.", 1, emb, req_b) &&
+      C(embed_tokens, "pg2qdrant_embed_tokens_total", "Tokens embedded (rate() gives tokens/s).", 1, emb) &&
+      G(outbox, "pg2qdrant_outbox_events", "Outbox events by state (pending, in_flight, retrying, dead).", 2, ets) &&
+      G(oldest, "pg2qdrant_outbox_oldest_pending_age_seconds", "Age of the oldest claimable event.", 1, et) &&
+      G(breaker_state, "pg2qdrant_breaker_state", "Circuit breaker: 0 closed, 1 open, 2 half-open.", 1, tg) &&
+      C(breaker_transitions, "pg2qdrant_breaker_transitions_total", "Circuit breaker state changes.", 1, tg) &&
+      C(pg_reconnects, "pg2qdrant_postgres_reconnects_total", "PostgreSQL reconnects (all connections).", 0, NULL) &&
+      G(pg_connected, "pg2qdrant_postgres_connected", "The LISTEN connection is up and listening.", 0, NULL) &&
+      G(inflight, "pg2qdrant_qdrant_requests_in_flight", "Qdrant requests queued or running.", 0, NULL) &&
+      G(ready, "pg2qdrant_ready", "1 when /readyz answers 200.", 0, NULL) &&
+      G(start_time, "pg2qdrant_start_time_seconds", "Daemon start, Unix time.", 0, NULL) &&
+      G(build_info, "pg2qdrant_build_info", "Always 1; the version is a label.", 1, ver) &&
+      C(reloads, "pg2qdrant_config_reloads_total", "SIGHUP reloads by result (ok, error, refused).", 1, res);
+#undef C
+#undef G
+#undef H
+  return ok ? 0 : P2Q_ENOMEM;
+}
+
+/* Mirror the counters kept elsewhere (workers, breaker, connections) into the registry. */
+static void mirror(p2q_ops_t *o, int ready) {
+  p2q_daemon_t *d = o->d;
+  for (int i = 0; i < d->n_workers; i++) {
+    const p2q_stats_t *s = p2q_worker_stats(d->workers[i]);
+    const char *n = p2q_worker_name(d->workers[i]);
+    p2q_series_set(p2q_metric_series1(o->claimed, n), (double)s->claimed);
+    p2q_series_set(p2q_metric_series1(o->applied, n), (double)s->applied);
+    p2q_series_set(p2q_metric_series1(o->retried, n), (double)s->retried);
+    p2q_series_set(p2q_metric_series1(o->requeued, n), (double)s->requeued);
+    p2q_series_set(p2q_metric_series1(o->dead, n), (double)s->dead);
+    p2q_series_set(p2q_metric_series1(o->coalesced, n), (double)s->coalesced);
+    p2q_series_set(p2q_metric_series1(o->batches, n), (double)s->batches);
+    p2q_series_set(p2q_metric_series1(o->splits, n), (double)s->splits);
+  }
+  p2q_series_set(p2q_metric_series1(o->breaker_state, "qdrant"), (double)d->breaker.state);
+  p2q_series_set(p2q_metric_series1(o->breaker_transitions, "qdrant"), (double)d->breaker.transitions);
+  p2q_series_set(p2q_metric_series0(o->pg_reconnects), (double)d->pg_reconnects);
+  p2q_series_set(p2q_metric_series0(o->pg_connected), d->listening && p2q_pg_is_connected(d->listen_pg));
+  p2q_series_set(p2q_metric_series0(o->inflight), (double)p2q_qdrant_pending(d->qdrant));
+  p2q_series_set(p2q_metric_series0(o->ready), ready);
+}
+
+/* ---- hooks ------------------------------------------------------------------------------ */
+
+p2q_metrics_t *p2q_ops_metrics(p2q_ops_t *o) { return o ? o->m : NULL; }
+
+void p2q_ops_batch(p2q_ops_t *o, int events) {
+  if (o) p2q_series_observe(p2q_metric_series0(o->batch_size), events);
+}
+
+void p2q_ops_qdrant_request(p2q_ops_t *o, const char *endpoint, const p2q_qdrant_resp_t *r) {
+  if (!o || r->err == P2Q_ECANCELED) return;
+  char cls[8] = "error";
+  if (r->status >= 100 && r->status < 600) snprintf(cls, sizeof cls, "%ldxx", r->status / 100);
+  const char *v[] = {endpoint, cls};
+  p2q_series_observe(p2q_metric_series(o->qdrant_seconds, v), r->time);
+  o->qdrant_seen_at = uv_now(o->d->loop);
+  o->qdrant_ok = r->cls != P2Q_QDRANT_RETRY;
+  if (!o->qdrant_ok)
+    snprintf(o->qdrant_err, sizeof o->qdrant_err, "%s: %s%s", endpoint, r->status ? "HTTP " : "",
+             r->status ? cls : (r->error && *r->error ? r->error : "transport error"));
+}
+
+void p2q_ops_event_done(p2q_ops_t *o, double created_at) {
+  if (!o || created_at <= 0) return;
+  double lag = now_epoch() - created_at;
+  if (lag < 0) lag = 0; /* clock skew between PostgreSQL and this host */
+  p2q_series_observe(p2q_metric_series0(o->lag), lag);
+  o->lag_ring[o->lag_n++ % LAG_RING] = lag;
+}
+
+void p2q_ops_embed(p2q_ops_t *o, const char *embedder, double seconds, long tokens) {
+  if (!o) return;
+  p2q_series_observe(p2q_metric_series1(o->embed_seconds, embedder), seconds);
+  if (tokens > 0) p2q_series_inc(p2q_metric_series1(o->embed_tokens, embedder), (double)tokens);
+}
+
+void p2q_ops_reload(p2q_ops_t *o, const char *result) {
+  if (o) p2q_series_inc(p2q_metric_series1(o->reloads, result), 1);
+}
+
+/* ---- outbox status and readiness (refresh timer) ----------------------------------------- */
+
+static void rows_free(p2q_ops_t *o) {
+  for (int i = 0; i < o->n_rows; i++) free(o->rows[i].event_type);
+  free(o->rows);
+  o->rows = NULL;
+  o->n_rows = 0;
+}
+
+static void status_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, void *arg) {
+  p2q_ops_t *o = arg;
+  o->query_pending = 0;
+  if (err) {
+    char q[512];
+    if (err != P2Q_ECANCELED) P2Q_WARN("status_query_failed", "err=%s", p2q_log_q(q, sizeof q, errmsg));
+    return;
+  }
+  int n = PQntuples(res);
+  outbox_row_t *rows = calloc((size_t)(n ? n : 1), sizeof *rows);
+  if (!rows) return;
+  rows_free(o);
+  o->rows = rows;
+  p2q_metric_clear(o->outbox);
+  p2q_metric_clear(o->oldest);
+  for (int i = 0; i < n; i++, o->n_rows++) {
+    outbox_row_t *r = &rows[i];
+    r->event_type = strdup(PQgetvalue(res, i, 0));
+    if (!r->event_type) break;
+    r->pending = atoll(PQgetvalue(res, i, 1));
+    r->in_flight = atoll(PQgetvalue(res, i, 2));
+    r->retrying = atoll(PQgetvalue(res, i, 3));
+    r->dead = atoll(PQgetvalue(res, i, 4));
+    r->oldest = atof(PQgetvalue(res, i, 5));
+    const char *states[] = {"pending", "in_flight", "retrying", "dead"};
+    long long vals[] = {r->pending, r->in_flight, r->retrying, r->dead};
+    for (int s = 0; s < 4; s++) {
+      const char *lv[] = {r->event_type, states[s]};
+      p2q_series_set(p2q_metric_series(o->outbox, lv), (double)vals[s]);
+    }
+    p2q_series_set(p2q_metric_series1(o->oldest, r->event_type), r->oldest);
+  }
+  o->rows_at = uv_now(o->d->loop);
+}
+
+static void probe_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *r, void *arg) {
+  p2q_ops_t *o = arg;
+  o->probe_pending = 0;
+  p2q_ops_qdrant_request(o, "probe", r);
+}
+
+static void refresh_cb(uv_timer_t *t) {
+  p2q_ops_t *o = t->data;
+  p2q_daemon_t *d = o->d;
+  if (o->closing || d->closing) return;
+  if (!o->query_pending && p2q_pg_is_connected(d->listen_pg) &&
+      p2q_pg_query(d->listen_pg, o->status_sql, 0, NULL, status_cb, o) == 0)
+    o->query_pending = 1;
+  /* idle: no write told us whether Qdrant answers lately, so ask it (GET /readyz) */
+  uint64_t now = uv_now(d->loop);
+  if (!o->probe_pending && !d->stopping && d->qdrant && !d->probing &&
+      (!o->qdrant_seen_at || now - o->qdrant_seen_at >= P2Q_OPS_REFRESH_MS) &&
+      p2q_qdrant_probe(d->qdrant, probe_cb, o) == 0)
+    o->probe_pending = 1;
+}
+
+/* Readiness; reasons (for the 503 body) are appended to why. */
+static int readiness(p2q_ops_t *o, p2q_buf_t *why) {
+  p2q_daemon_t *d = o->d;
+  size_t before = why->len;
+  if (d->stopping) p2q_buf_puts(why, "shutting down\n");
+  if (!p2q_pg_is_connected(d->listen_pg)) p2q_buf_puts(why, "postgresql: not connected\n");
+  else if (!d->listening) p2q_buf_puts(why, "postgresql: LISTEN not active\n");
+  if (!o->qdrant_seen_at) p2q_buf_puts(why, "qdrant: not checked yet\n");
+  else if (!o->qdrant_ok) p2q_buf_printf(why, "qdrant: unreachable (%s)\n", o->qdrant_err);
+  if (d->breaker.state != P2Q_BREAKER_CLOSED)
+    p2q_buf_printf(why, "breaker: %s\n", p2q_breaker_state_name(d->breaker.state));
+  return why->len == before;
+}
+
+/* ---- /status ------------------------------------------------------------------------------ */
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void status_lag(p2q_ops_t *o, p2q_buf_t *b) {
+  unsigned n = o->lag_n < LAG_RING ? o->lag_n : LAG_RING;
+  double s[LAG_RING];
+  memcpy(s, o->lag_ring, sizeof(double) * n);
+  qsort(s, n, sizeof s[0], cmp_double);
+  p2q_buf_printf(b, "\"lag_seconds\":{\"samples\":%u", n);
+  if (n)
+    p2q_buf_printf(b, ",\"p50\":%.6f,\"p90\":%.6f,\"p99\":%.6f,\"max\":%.6f", s[(n - 1) * 50 / 100],
+                   s[(n - 1) * 90 / 100], s[(n - 1) * 99 / 100], s[n - 1]);
+  p2q_buf_puts(b, "}");
+}
+
+static void status_json(p2q_ops_t *o, p2q_buf_t *b) {
+  p2q_daemon_t *d = o->d;
+  p2q_buf_t why = P2Q_BUF_INIT;
+  int ready = readiness(o, &why);
+  uint64_t now = uv_now(d->loop);
+  p2q_buf_printf(b, "{\"version\":\"%s\",\"pid\":%d,\"uptime_seconds\":%.3f,\"ready\":%s,\"not_ready\":",
+                 P2Q_VERSION, (int)uv_os_getpid(), (double)(now - o->started_loop) / 1000.0,
+                 ready ? "true" : "false");
+  p2q_buf_json_string(b, p2q_buf_str(&why), why.len);
+  p2q_buf_free(&why);
+  p2q_buf_printf(b, ",\"stopping\":%s,\"breaker\":{\"state\":\"%s\",\"transitions\":%llu},"
+                 "\"postgres\":{\"connected\":%s,\"listening\":%s,\"reconnects\":%llu},"
+                 "\"qdrant\":{\"reachable\":%s,\"requests_in_flight\":%u},",
+                 d->stopping ? "true" : "false", p2q_breaker_state_name(d->breaker.state),
+                 (unsigned long long)d->breaker.transitions, p2q_pg_is_connected(d->listen_pg) ? "true" : "false",
+                 d->listening ? "true" : "false", (unsigned long long)d->pg_reconnects,
+                 o->qdrant_seen_at && o->qdrant_ok ? "true" : "false", p2q_qdrant_pending(d->qdrant));
+  status_lag(o, b);
+  p2q_buf_puts(b, ",\"outbox\":{\"age_seconds\":");
+  if (o->rows_at) p2q_buf_printf(b, "%.3f", (double)(now - o->rows_at) / 1000.0);
+  else p2q_buf_puts(b, "null");
+  p2q_buf_puts(b, ",\"event_types\":[");
+  for (int i = 0; i < o->n_rows; i++) {
+    const outbox_row_t *r = &o->rows[i];
+    p2q_buf_printf(b, "%s{\"event_type\":", i ? "," : "");
+    p2q_buf_json_string(b, r->event_type, strlen(r->event_type));
+    p2q_buf_printf(b, ",\"pending\":%lld,\"in_flight\":%lld,\"retrying\":%lld,\"dead\":%lld,"
+                   "\"oldest_pending_age_seconds\":%.3f}", r->pending, r->in_flight, r->retrying, r->dead, r->oldest);
+  }
+  p2q_buf_puts(b, "]},\"workers\":[");
+  for (int i = 0; i < d->n_workers; i++) {
+    const p2q_stats_t *s = p2q_worker_stats(d->workers[i]);
+    const char *n = p2q_worker_name(d->workers[i]);
+    p2q_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+    p2q_buf_json_string(b, n, strlen(n));
+    p2q_buf_printf(b, ",\"claimed\":%llu,\"applied\":%llu,\"retried\":%llu,\"requeued\":%llu,\"dead\":%llu,"
+                   "\"coalesced\":%llu,\"batches\":%llu}", (unsigned long long)s->claimed,
+                   (unsigned long long)s->applied, (unsigned long long)s->retried, (unsigned long long)s->requeued,
+                   (unsigned long long)s->dead, (unsigned long long)s->coalesced, (unsigned long long)s->batches);
+  }
+  p2q_buf_puts(b, "]}\n");
+}
+
+/* ---- HTTP connections ------------------------------------------------------------------- */
+
+static void process(conn_t *c);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_handle_closed(uv_handle_t *h) {
+  conn_t *c = h->data;
+  if (--c->handles == 0) free(c);
+}
+
+static void conn_close(conn_t *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  for (conn_t **p = &c->o->conns; *p; p = &(*p)->next)
+    if (*p == c) { *p = c->next; break; }
+  c->o->n_conns--;
+  c->handles = 2;
+  uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
+  uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
+}
+
+static void timeout_cb(uv_timer_t *t) { conn_close(t->data); }
+
+static void write_cb(uv_write_t *req, int status) {
+  write_t *w = (write_t *)req;
+  conn_t *c = w->c;
+  free(w->data);
+  free(w);
+  c->writes--;
+  if (c->closing) return;
+  if (status < 0 || (c->want_close && c->writes == 0)) { conn_close(c); return; }
+  if (c->paused && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < WRITE_HIGH_WATER / 2) {
+    c->paused = 0;
+    process(c); /* pipelined requests still buffered, then read again */
+  }
+}
+
+static void respond(conn_t *c, int status, const char *ctype, const char *extra, const char *body,
+                    size_t len, int head) {
+  p2q_buf_t b = P2Q_BUF_INIT;
+  p2q_buf_printf(&b, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                 "Cache-Control: no-store\r\n%sConnection: %s\r\n\r\n", status, p2q_http_reason(status),
+                 ctype, len, extra ? extra : "", c->want_close ? "close" : "keep-alive");
+  if (!head) p2q_buf_append(&b, body, len);
+  write_t *w = malloc(sizeof *w);
+  if (p2q_buf_error(&b) || !w) { free(w); p2q_buf_free(&b); conn_close(c); return; }
+  w->c = c;
+  uv_buf_t ub = uv_buf_init(b.data, (unsigned)b.len);
+  w->data = p2q_buf_steal(&b);
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &ub, 1, write_cb) < 0) {
+    free(w->data);
+    free(w);
+    conn_close(c);
+    return;
+  }
+  c->writes++;
+}
+
+static void respond_text(conn_t *c, int status, const char *extra, const char *text, int head) {
+  respond(c, status, "text/plain; charset=utf-8", extra, text, strlen(text), head);
+}
+
+static void route(conn_t *c, const p2q_http_req_t *req) {
+  p2q_ops_t *o = c->o;
+  const char *p = req->path;
+  int known = !strcmp(p, "/healthz") || !strcmp(p, "/readyz") || !strcmp(p, "/status") || !strcmp(p, "/metrics");
+  int head = !strcmp(req->method, "HEAD");
+  if (!known) { respond_text(c, 404, NULL, "not found: try /healthz /readyz /status /metrics\n", head); return; }
+  if (!head && strcmp(req->method, "GET")) {
+    respond_text(c, 405, "Allow: GET, HEAD\r\n", "method not allowed\n", 0);
+    return;
+  }
+  p2q_buf_t b = P2Q_BUF_INIT;
+  if (!strcmp(p, "/healthz")) {
+    respond_text(c, 200, NULL, "ok\n", head);
+  } else if (!strcmp(p, "/readyz")) {
+    int ready = readiness(o, &b);
+    respond_text(c, ready ? 200 : 503, NULL, ready ? "ready\n" : p2q_buf_str(&b), head);
+  } else if (!strcmp(p, "/status")) {
+    status_json(o, &b);
+    respond(c, p2q_buf_error(&b) ? 500 : 200, "application/json", NULL, p2q_buf_str(&b), b.len, head);
+  } else {
+    p2q_buf_t why = P2Q_BUF_INIT;
+    mirror(o, readiness(o, &why));
+    p2q_buf_free(&why);
+    int rc = p2q_metrics_render(o->m, &b);
+    respond(c, rc ? 500 : 200, "text/plain; version=0.0.4; charset=utf-8", NULL, p2q_buf_str(&b), b.len, head);
+  }
+  p2q_buf_free(&b);
+}
+
+/* Answer every complete request in the buffer, in order. */
+static void process(conn_t *c) {
+  while (!c->closing && !c->want_close && !c->paused) {
+    p2q_http_req_t req;
+    long n = p2q_http_parse(c->buf, c->len, P2Q_OPS_MAX_HEADER, P2Q_OPS_MAX_BODY, &req);
+    if (n == 0) break;
+    if (n < 0) {
+      char msg[64];
+      c->want_close = 1;
+      snprintf(msg, sizeof msg, "%s\n", p2q_http_reason(req.status));
+      respond_text(c, req.status, NULL, msg, 0);
+      P2Q_DEBUG("status_http_bad_request", "status=%d", req.status);
+      break;
+    }
+    if (!req.keep_alive) c->want_close = 1;
+    route(c, &req);
+    if (c->closing) return;
+    memmove(c->buf, c->buf + n, c->len - (size_t)n);
+    c->len -= (size_t)n;
+    uv_timer_start(&c->timer, timeout_cb, P2Q_OPS_CONN_TIMEOUT_MS, 0);
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_HIGH_WATER) c->paused = 1;
+  }
+  if (c->closing) return;
+  if (c->want_close || c->paused) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+    if (c->want_close && c->writes == 0) conn_close(c);
+  } else if (!c->reading) {
+    c->reading = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0;
+    if (!c->reading) conn_close(c);
+  }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  conn_t *c = h->data;
+  *buf = uv_buf_init(c->buf + c->len, (unsigned)(sizeof c->buf - c->len));
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  conn_t *c = s->data;
+  if (nread == 0) return;
+  if (nread < 0) { /* EOF, reset, or a full buffer (cannot happen: the parser refuses first) */
+    uv_read_stop(s);
+    c->reading = 0;
+    if (c->writes == 0) conn_close(c);
+    else c->want_close = 1;
+    return;
+  }
+  c->len += (size_t)nread;
+  process(c);
+}
+
+static void accept_cb(uv_stream_t *server, int status) {
+  p2q_ops_t *o = server->data;
+  if (status < 0 || o->closing) return;
+  conn_t *c = calloc(1, sizeof *c);
+  if (!c) return;
+  c->o = o;
+  uv_tcp_init(o->d->loop, &c->tcp);
+  uv_timer_init(o->d->loop, &c->timer);
+  c->tcp.data = c->timer.data = c;
+  c->next = o->conns;
+  o->conns = c;
+  o->n_conns++;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 || o->n_conns > P2Q_OPS_MAX_CONNS) {
+    conn_close(c); /* over the limit: the client sees the connection closed */
+    return;
+  }
+  uv_timer_start(&c->timer, timeout_cb, P2Q_OPS_CONN_TIMEOUT_MS, 0);
+  process(c);
+}
+
+/* "127.0.0.1:9187", "[::1]:9187", "localhost:9187", "0.0.0.0:9187" (IP literals only: no DNS). */
+static int parse_listen(const char *s, struct sockaddr_storage *ss) {
+  char host[128];
+  const char *colon = strrchr(s, ':');
+  if (!colon || colon == s || strlen(colon + 1) == 0) return P2Q_EINVAL;
+  size_t hl = (size_t)(colon - s);
+  if (s[0] == '[') { s++; hl -= 2; if (colon[-1] != ']') return P2Q_EINVAL; }
+  if (hl >= sizeof host) return P2Q_EINVAL;
+  memcpy(host, s, hl);
+  host[hl] = 0;
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  if (*end || port < 0 || port > 65535) return P2Q_EINVAL;
+  if (!strcmp(host, "localhost")) strcpy(host, "127.0.0.1");
+  if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0) return 0;
+  if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0) return 0;
+  return P2Q_EINVAL;
+}
+
+static void start_server(p2q_ops_t *o, const char *listen) {
+  struct sockaddr_storage ss;
+  char q[256];
+  int rc = parse_listen(listen, &ss);
+  const char *why = "not an IP address and port";
+  if (rc == 0) {
+    uv_tcp_init(o->d->loop, &o->server);
+    o->server.data = o;
+    o->server_open = 1;
+    if ((rc = uv_tcp_bind(&o->server, (struct sockaddr *)&ss, 0)) == 0)
+      rc = uv_listen((uv_stream_t *)&o->server, 64, accept_cb);
+    why = uv_strerror(rc);
+  }
+  if (rc) {
+    P2Q_ERROR("status_http_failed", "listen=%s err=%s serving=0", p2q_log_q(q, sizeof q, listen),
+              p2q_log_q(q + 128, sizeof q - 128, why));
+    return;
+  }
+  struct sockaddr_storage bound;
+  int len = sizeof bound;
+  char ip[64] = "?";
+  int port = 0;
+  uv_tcp_getsockname(&o->server, (struct sockaddr *)&bound, &len);
+  if (bound.ss_family == AF_INET6) {
+    uv_ip6_name((struct sockaddr_in6 *)&bound, ip, sizeof ip);
+    port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+  } else {
+    uv_ip4_name((struct sockaddr_in *)&bound, ip, sizeof ip);
+    port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  }
+  P2Q_INFO("status_http_listening", "addr=%s port=%d", ip, port);
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------------- */
+
+int p2q_ops_start(p2q_daemon_t *d, p2q_ops_t **out) {
+  p2q_ops_t *o = calloc(1, sizeof *o);
+  p2q_buf_t sql = P2Q_BUF_INIT, q = P2Q_BUF_INIT;
+  int rc = P2Q_ENOMEM;
+  if (!o) return rc;
+  o->d = d;
+  o->started = now_epoch();
+  o->started_loop = uv_now(d->loop);
+  o->qdrant_ok = 1;
+  if ((rc = p2q_metrics_new(&o->m)) || (rc = register_all(o))) goto fail;
+  p2q_series_set(p2q_metric_series0(o->start_time), o->started);
+  p2q_series_set(p2q_metric_series1(o->build_info, P2Q_VERSION), 1);
+  p2q_sql_ident(&q, d->cfg->pg_schema);
+  p2q_buf_printf(&sql,
+    "WITH o AS (SELECT event_type,"
+    "  count(*) FILTER (WHERE available_at <= now()) AS pending,"
+    "  count(*) FILTER (WHERE claimed_by IS NOT NULL AND available_at > now()) AS in_flight,"
+    "  count(*) FILTER (WHERE claimed_by IS NULL AND available_at > now()) AS retrying,"
+    "  COALESCE(extract(epoch FROM now() - min(created_at) FILTER (WHERE available_at <= now())), 0) AS oldest"
+    "  FROM %s.sync_outbox GROUP BY 1),"
+    " d AS (SELECT event_type, count(*) AS dead FROM %s.sync_outbox_dead GROUP BY 1)"
+    " SELECT COALESCE(o.event_type, d.event_type), COALESCE(o.pending, 0), COALESCE(o.in_flight, 0),"
+    "  COALESCE(o.retrying, 0), COALESCE(d.dead, 0), round(COALESCE(o.oldest, 0)::numeric, 3)"
+    " FROM o FULL JOIN d ON o.event_type = d.event_type ORDER BY 1",
+    p2q_buf_str(&q), p2q_buf_str(&q));
+  rc = P2Q_ENOMEM;
+  if (p2q_buf_error(&sql) || p2q_buf_error(&q)) goto fail;
+  o->status_sql = p2q_buf_steal(&sql);
+  p2q_buf_free(&q);
+  if (d->cfg->http_listen && *d->cfg->http_listen) {
+    uv_timer_init(d->loop, &o->refresh);
+    o->refresh.data = o;
+    o->timer_open = 1;
+    uv_timer_start(&o->refresh, refresh_cb, 200, P2Q_OPS_REFRESH_MS);
+    start_server(o, d->cfg->http_listen);
+  }
+  *out = o;
+  return 0;
+fail:
+  p2q_buf_free(&sql);
+  p2q_buf_free(&q);
+  p2q_metrics_free(o->m);
+  free(o);
+  return rc;
+}
+
+static void closed_noop(uv_handle_t *h) {}
+
+void p2q_ops_close(p2q_ops_t *o) {
+  if (!o || o->closing) return;
+  o->closing = 1;
+  if (o->timer_open) uv_close((uv_handle_t *)&o->refresh, closed_noop);
+  if (o->server_open) uv_close((uv_handle_t *)&o->server, closed_noop);
+  while (o->conns) conn_close(o->conns);
+}
+
+void p2q_ops_free(p2q_ops_t *o) {
+  if (!o) return;
+  rows_free(o);
+  free(o->status_sql);
+  p2q_metrics_free(o->m);
+  free(o);
+}
