@@ -528,7 +528,7 @@ static void start_server(p2q_ops_t *o, const char *listen) {
     o->server_open = 1;
     if ((rc = uv_tcp_bind(&o->server, (struct sockaddr *)&ss, 0)) == 0)
       rc = uv_listen((uv_stream_t *)&o->server, 64, accept_cb);
-    why = uv_strerror(rc);
+    if (rc) why = uv_strerror(rc); /* uv_strerror(0) allocates */
   }
   if (rc) {
     P2Q_ERROR("status_http_failed", "listen=%s err=%s serving=0", p2q_log_q(q, sizeof q, listen),

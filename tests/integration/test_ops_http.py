@@ -175,6 +175,12 @@ def test_garbage_and_protocol_errors(make_daemon, docs, qdrant):
     # still serving after all that
     assert get(port, "/healthz") == (200, "ok\n")
     assert p.poll() is None
+    # a second daemon on the same address: the endpoint fails (logged), the daemon keeps syncing
+    p2 = d.start()
+    wait_until(lambda: "event=status_http_failed" in d.log_text(p2), what="status_http_failed",
+               explain=d.log_text)
+    wait_until(lambda: "event=listening" in d.log_text(p2), what="second daemon runs")
+    assert p2.poll() is None and d.stop(p2) == 0
     assert d.stop(p) == 0
 
 
