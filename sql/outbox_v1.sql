@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS @SCHEMA@.sync_outbox (
   claimed_at   timestamptz,
   last_error   text,
   created_at   timestamptz NOT NULL DEFAULT clock_timestamp()
-) WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02,
+) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02,
         autovacuum_vacuum_cost_delay = 0);
 
 -- The claim walks one event type in id order; only events still in the table are claimable
@@ -40,8 +40,9 @@ CREATE INDEX IF NOT EXISTS sync_outbox_claim_idx ON @SCHEMA@.sync_outbox (event_
 CREATE INDEX IF NOT EXISTS sync_outbox_routing_idx ON @SCHEMA@.sync_outbox (event_type, routing_key, id)
   WHERE routing_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS sync_outbox_row_idx ON @SCHEMA@.sync_outbox (rule, row_key);
-CREATE INDEX IF NOT EXISTS sync_outbox_claimed_idx ON @SCHEMA@.sync_outbox (claimed_by)
-  WHERE claimed_by IS NOT NULL;
+-- No index on the claim columns (claimed_by, available_at, attempts): claim and ack updates then
+-- stay HOT (heap-only, no index writes), which is what lets a backlog drain fast. The periodic
+-- sync_outbox_recover() scans the table instead.
 
 CREATE TABLE IF NOT EXISTS @SCHEMA@.sync_outbox_lease (
   rule        text        NOT NULL,
@@ -105,7 +106,11 @@ CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_claim(p_owner text, p_types text
     p_limit integer, p_lease_ms integer)
 RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload jsonb, attempts integer,
                max_attempts integer, created_at timestamptz, event_type text)
-LANGUAGE plpgsql AS $p2q$
+LANGUAGE plpgsql
+-- A queue's statistics are always stale (a backlog appears in seconds); with a low estimate the
+-- planner sorts the whole backlog instead of walking (event_type, id). Index access only.
+SET enable_seqscan = off SET enable_bitmapscan = off
+AS $p2q$
 #variable_conflict use_column
 BEGIN
   RETURN QUERY
@@ -173,27 +178,29 @@ $p2q$;
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_ack(p_owner text, p_ids bigint[], p_rules text[],
     p_keys jsonb[], p_outcomes text[], p_delay_ms integer[], p_errors text[])
 RETURNS integer
-LANGUAGE plpgsql AS $p2q$
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+AS $p2q$
 DECLARE
   n integer;
 BEGIN
   WITH r AS (
     SELECT * FROM unnest(p_ids, p_rules, p_keys, p_outcomes, p_delay_ms, p_errors)
         AS t(id, rule, row_key, outcome, delay_ms, err)
-  ), mine AS (
-    SELECT o.id FROM @SCHEMA@.sync_outbox o JOIN r ON o.id = r.id
-     WHERE o.claimed_by = p_owner AND r.outcome <> 'release'
-     FOR UPDATE OF o
+  ), done AS (
+    DELETE FROM @SCHEMA@.sync_outbox o USING r
+     WHERE o.id = r.id AND r.outcome = 'done' AND o.claimed_by = p_owner
+    RETURNING 1
   ), gone AS (
-    DELETE FROM @SCHEMA@.sync_outbox o USING r, mine m
-     WHERE o.id = r.id AND m.id = r.id AND r.outcome IN ('done', 'dead')
-    RETURNING o.*, r.outcome AS outcome, r.err AS err
+    DELETE FROM @SCHEMA@.sync_outbox o USING r
+     WHERE o.id = r.id AND r.outcome = 'dead' AND o.claimed_by = p_owner
+    RETURNING o.*, r.err AS err
   ), buried AS (
     INSERT INTO @SCHEMA@.sync_outbox_dead (id, event_type, routing_key, rule, source_table, row_key,
                                            op, payload, attempts, max_attempts, last_error, created_at)
     SELECT g.id, g.event_type, g.routing_key, g.rule, g.source_table, g.row_key, g.op, g.payload,
            g.attempts, g.max_attempts, g.err, g.created_at
-      FROM gone g WHERE g.outcome = 'dead'
+      FROM gone g
     ON CONFLICT (id) DO UPDATE SET last_error = EXCLUDED.last_error, died_at = now(),
                                    attempts = EXCLUDED.attempts
     RETURNING 1
@@ -202,8 +209,8 @@ BEGIN
        SET available_at = now() + r.delay_ms * interval '1 millisecond',
            attempts = CASE WHEN r.outcome = 'requeue' THEN GREATEST(o.attempts - 1, 0) ELSE o.attempts END,
            last_error = COALESCE(r.err, o.last_error), claimed_by = NULL
-      FROM r, mine m
-     WHERE o.id = r.id AND m.id = r.id AND r.outcome IN ('retry', 'requeue')
+      FROM r
+     WHERE o.id = r.id AND r.outcome IN ('retry', 'requeue') AND o.claimed_by = p_owner
     RETURNING 1
   ), locked AS (
     -- leases are locked in key order, as the claim does, so acks and claims cannot deadlock
@@ -218,7 +225,8 @@ BEGIN
      WHERE l.rule = k.rule AND l.row_key = k.row_key AND l.owner = p_owner
     RETURNING 1
   )
-  SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM again) INTO n;
+  -- (every data-modifying CTE runs to completion whether or not it is read)
+  SELECT (SELECT count(*) FROM done) + (SELECT count(*) FROM gone) + (SELECT count(*) FROM again) INTO n;
   RETURN n;
 END
 $p2q$;

@@ -107,6 +107,11 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
   PQclear(res);
   if (p2q_admin_exec(conn, "COMMIT", err, sizeof err)) goto report;
   printf("rule %s: trigger installed on %s, %s existing row(s) enqueued\n", r->name, r->table, enqueued);
+  if (atol(enqueued) >= 10000) { /* a large backlog appeared at once: give the planner real numbers */
+    p2q_buf_printf(&sql, "ANALYZE %s.sync_outbox", q.data);
+    if (p2q_admin_exec(conn, sql.data, err, sizeof err)) fprintf(stderr, "pg2qdrant: apply: analyze: %s\n", err);
+    p2q_buf_free(&sql);
+  }
   rc = 0;
   goto out;
 report:
