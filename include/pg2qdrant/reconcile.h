@@ -15,7 +15,8 @@
 typedef enum { P2Q_REC_OK = 0, P2Q_REC_MISSING, P2Q_REC_ORPHAN, P2Q_REC_STALE } p2q_rec_kind_t;
 
 /* A Qdrant point id (number or UUID string) in p2q_point_id()'s form: digits, or a quoted
- * lowercase UUID. 0 or P2Q_EINVAL. (Integer ids are exact up to 2^53: cJSON reads doubles.) */
+ * lowercase UUID. 0, P2Q_EINVAL, or P2Q_ERANGE for an integer ≥ 2^53 (cJSON reads doubles, so
+ * its digits are not exact). */
 int p2q_rec_id_text(const cJSON *id, char out[P2Q_POINT_ID_MAX]);
 
 /* The row key a point stands for: its payload's `_pk`, or {"<key>": id} for an integer id of a

@@ -33,7 +33,9 @@ static void test_id_text(void **state) {
   assert_string_equal(out, "\"6f2b8c3e-1d4a-5b9e-9c7f-0a3d5e7b9c21\"");
   assert_int_equal(p2q_rec_id_text(neg, out), P2Q_EINVAL);
   assert_int_equal(p2q_rec_id_text(s, out), P2Q_EINVAL);
-  cJSON_Delete(n); cJSON_Delete(u); cJSON_Delete(neg); cJSON_Delete(s);
+  cJSON *big = cJSON_CreateNumber(9007199254740992.0);
+  assert_int_equal(p2q_rec_id_text(big, out), P2Q_ERANGE);
+  cJSON_Delete(n); cJSON_Delete(u); cJSON_Delete(neg); cJSON_Delete(s); cJSON_Delete(big);
 }
 
 static int key_of(const p2q_rule_config_t *r, const char *point, char *out, size_t n) {
