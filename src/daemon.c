@@ -212,7 +212,7 @@ static void finish(p2q_daemon_t *d) {
   d->closing = 1;
   log_stats(d, "stopped");
   for (int i = 0; i < d->n_workers; i++) p2q_worker_close(d->workers[i], NULL, NULL);
-  p2q_pg_close(d->listen_pg, NULL, NULL);
+  if (d->listen_pg) p2q_pg_close(d->listen_pg, NULL, NULL);
   p2q_ops_close(d->ops);
   if (d->qdrant && !d->forced) p2q_qdrant_close(d->qdrant, qdrant_closed, d);
   uv_handle_t *hs[] = {(uv_handle_t *)&d->sweep_timer, (uv_handle_t *)&d->probe_timer,
@@ -265,11 +265,7 @@ static int start(p2q_daemon_t *d) {
   p2q_qdrant_options_from_config(d->cfg, &qo);
   qo.max_concurrent = 0;
   for (int i = 0; i < d->cfg->n_workers; i++) qo.max_concurrent += (int)d->cfg->workers[i].max_inflight * 4;
-  if ((rc = build_sql(d))) return rc;
-  if ((rc = p2q_qdrant_new(d->loop, &qo, &d->qdrant))) return rc;
-  if ((rc = p2q_breaker_init(&d->breaker, (int)d->cfg->breaker_threshold, 200, (uint64_t)d->cfg->breaker_max_ms)))
-    return rc;
-  d->recover_grace_ms = (int)(d->cfg->qdrant_timeout_ms + 1000);
+  /* handles first: finish() closes them whatever fails below */
   uv_timer_t *timers[] = {&d->sweep_timer, &d->probe_timer, &d->shutdown_timer, &d->stats_timer};
   for (size_t i = 0; i < 4; i++) { uv_timer_init(d->loop, timers[i]); timers[i]->data = d; }
   uv_signal_init(d->loop, &d->sig_term);
@@ -279,6 +275,11 @@ static int start(p2q_daemon_t *d) {
   uv_signal_start(&d->sig_term, signal_cb, SIGTERM);
   uv_signal_start(&d->sig_int, signal_cb, SIGINT);
   uv_signal_start(&d->sig_hup, hup_cb, SIGHUP);
+  if ((rc = build_sql(d))) return rc;
+  if ((rc = p2q_qdrant_new(d->loop, &qo, &d->qdrant))) return rc;
+  if ((rc = p2q_breaker_init(&d->breaker, (int)d->cfg->breaker_threshold, 200, (uint64_t)d->cfg->breaker_max_ms)))
+    return rc;
+  d->recover_grace_ms = (int)(d->cfg->qdrant_timeout_ms + 1000);
   p2q_pg_options_t lo = {.conninfo = d->cfg->pg_conninfo, .name = "pg2qdrant/listen",
                          .connect_timeout_ms = (uint64_t)d->cfg->pg_connect_timeout_ms,
                          .reconnect_max_ms = 10000, .on_connect = listen_connected,
