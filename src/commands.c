@@ -20,6 +20,8 @@ const p2q_command_t p2q_commands[] = {
      "compare rows with points (missing/orphaned/stale); --fix repairs through the outbox; exit 3 on drift"},
     {"backfill", p2q_cmd_backfill, "backfill RULE [--where SQL] [--chunk 10000]",
      "enqueue existing rows in short key-range chunks (no table lock)"},
+    {"embed", p2q_cmd_embed, "embed [--embedder NAME] [--jsonl]",
+     "texts on stdin, one JSON vector per line on stdout"},
     {"config", p2q_cmd_config, "config --dump", "print the effective configuration (secrets masked)"},
     {NULL, NULL, NULL, NULL},
 };

@@ -440,6 +440,18 @@ int p2q_http_new(uv_loop_t *loop, const p2q_http_options_t *opts, p2q_http_t **o
     if (!l) goto fail;
     h->headers = l;
   }
+  if (opts->bearer && *opts->bearer) {
+    size_t n = strlen(opts->bearer) + 24;
+    char *hdr = malloc(n);
+    if (!hdr) goto fail;
+    snprintf(hdr, n, "Authorization: Bearer %s", opts->bearer);
+    l = curl_slist_append(h->headers, hdr);
+    memset(hdr, 0, n);
+    free(hdr);
+    if (!l) goto fail;
+    h->headers = l;
+  }
+  h->opts.bearer = NULL; /* only kept inside the header list */
   h->multi = curl_multi_init();
   if (!h->multi) goto fail;
   curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);

@@ -30,6 +30,7 @@ int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv);
 int p2q_cmd_retry(const p2q_config_t *cfg, int argc, char **argv);
 int p2q_cmd_prune(const p2q_config_t *cfg, int argc, char **argv);
 int p2q_cmd_config(const p2q_config_t *cfg, int argc, char **argv);
+int p2q_cmd_embed(const p2q_config_t *cfg, int argc, char **argv);
 /* reconcile exits 0 in sync, 3 drift found (see cmd_reconcile.c), 1 error, 2 usage. */
 int p2q_cmd_reconcile(const p2q_config_t *cfg, int argc, char **argv);
 int p2q_cmd_backfill(const p2q_config_t *cfg, int argc, char **argv);

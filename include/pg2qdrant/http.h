@@ -47,6 +47,7 @@ typedef struct {
   int max_idle_handles;      /* easy handles kept for reuse; 0 = max_concurrent */
   const char *ca_file;       /* optional CA bundle (copied); TLS peer + host verification is on */
   const char *api_key;       /* optional (copied); sent as `api-key:`; never logged */
+  const char *bearer;        /* optional (copied); sent as `Authorization: Bearer …`; never logged */
   const char *user_agent;    /* NULL = "pg2qdrant" */
 } p2q_http_options_t;
 
