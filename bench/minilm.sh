@@ -49,7 +49,7 @@ for line in open(sys.argv[1]):
         continue
     kv = dict(re.findall(r"(\w+)=(\S+)", line))
     if kv["kind"] == "sgemm":
-        sgemm.setdefault(int(kv["threads"]), []).append(max(float(kv["ffn_gflops"]), float(kv["square_gflops"])))
+        sgemm.setdefault(int(kv["threads"]), []).append(max(float(v) for k, v in kv.items() if k.endswith("gflops")))
         continue
     impl = kv["impl"]
     if impl.startswith("c-"):
@@ -57,12 +57,14 @@ for line in open(sys.argv[1]):
     else:
         key = "%s-%st" % (impl, kv["threads"])
     rows.setdefault((kv["len"], int(kv["batch"])), {}).setdefault(key, []).append(
-        (float(kv["sent_s"]), float(kv.get("sgemm_frac", "nan"))))
+        (float(kv["sent_s"]), float(kv.get("gflops", "nan"))))
 med = lambda xs: statistics.median(xs) if xs else float("nan")
+peak = {t: med(sgemm[t]) for t in sgemm}
 for t in sorted(sgemm):
-    print("sgemm peak, %d thread(s): %.1f GFLOP/s (median of %d)" % (t, med(sgemm[t]), len(sgemm[t])))
+    print("sgemm ceiling, %d thread(s): %.1f GFLOP/s (median of %d rounds)" % (t, peak[t], len(sgemm[t])))
 cols = ["c-1t", "st-1t", "ort-1t", "ort-opt-1t", "c-pool2", "c-blas2", "st-2t", "ort-2t", "ort-opt-2t"]
-print("\nsentences/s (median over rounds); C2 = best of c-pool2/c-blas2; ORT = best of plain/fused")
+print("\nsentences/s (median over rounds); C2 = best of c-pool2/c-blas2; ORT = best of plain/fused;")
+print("C2 sgemm% = C2's model FLOP rate / the 2-thread sgemm ceiling")
 hdr = "%-6s %5s " % ("len", "batch") + " ".join("%10s" % c for c in cols) + \
       " %8s %8s %8s %8s %9s" % ("C1/ST1", "C1/ORT1", "C2/ST2", "C2/ORT2", "C2 sgemm%")
 print(hdr)
@@ -70,7 +72,7 @@ print("-" * len(hdr))
 for (ln, b) in sorted(rows, key=lambda k: (k[0] != "short", k[1])):
     r = rows[(ln, b)]
     v = {c: med([x[0] for x in r.get(c, [])]) for c in cols}
-    frac = {c: med([x[1] for x in r.get(c, [])]) for c in ("c-pool2", "c-blas2")}
+    frac = {c: med([x[1] for x in r.get(c, [])]) / peak.get(2, float("nan")) for c in ("c-pool2", "c-blas2")}
     c2 = max(v["c-pool2"], v["c-blas2"])
     c2f = frac["c-pool2"] if v["c-pool2"] >= v["c-blas2"] else frac["c-blas2"]
     o1 = max(v["ort-1t"], v["ort-opt-1t"]) if v["ort-1t"] == v["ort-1t"] else float("nan")

@@ -17,4 +17,10 @@ void p2q_mk_softmax_rows(float *s, size_t rows, size_t n, size_t ld);
 void p2q_mk_add_layernorm(float *x, const float *res, const float *w, const float *b, size_t rows,
                           size_t n, float eps);
 
+/* Pack a row-major [N, K] weight (N a multiple of 16) into 16-column panels for
+ * p2q_mk_gemm_packed: wp[(p*K + k)*16 + j] = w[(16p + j)*K + k]. */
+void p2q_mk_pack_weights(const float *w, size_t N, size_t K, float *wp);
+/* y[M, N] += x[M, K] · Wᵀ from packed W (small-M path; no per-call packing). */
+void p2q_mk_gemm_packed(const float *x, size_t M, size_t K, const float *wp, size_t N, float *y);
+
 #endif
