@@ -9,8 +9,12 @@
  * sentence-transformers returns for "" — so it yields a valid unit vector, not an error.
  *
  * Performance: all tokens of a call are packed into one matrix (no padding) so every dense
- * layer is one large cblas_sgemm; attention runs per text and head. Calls larger than
- * max_batch_tokens tokens are processed in consecutive chunks (memory stays bounded).
+ * layer is one large cblas_sgemm; attention runs per text and head (sgemm + vectorised softmax).
+ * Calls larger than max_batch_tokens tokens are processed in consecutive chunks (memory stays
+ * bounded: ~15 KiB of scratch per token). Chunks of <= 128 tokens (e.g. one short text) use a
+ * built-in kernel on pre-packed weights instead, because OpenBLAS re-packs the whole weight
+ * matrix on every call (2x faster at batch 1). The model holds ~90 MB mapped + ~45 MB of
+ * packed weight copies.
  *
  * Threading: the model is read-only after p2q_minilm_load(); any number of threads may call
  * p2q_minilm_embed() concurrently (each call allocates its own scratch). OpenBLAS's own
