@@ -9,6 +9,7 @@
 #include "pg2qdrant/commands.h"
 #include "pg2qdrant/embedder.h"
 #include "pg2qdrant/errors.h"
+#include "pg2qdrant/points.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -23,14 +24,8 @@ typedef struct {
 
 static void print_vector(const float *v, int dim) {
   p2q_buf_t b = P2Q_BUF_INIT;
-  char num[32];
-  p2q_buf_putc(&b, '[');
-  for (int i = 0; i < dim; i++) {
-    int n = snprintf(num, sizeof num, "%.9g", (double)v[i]);
-    if (i) p2q_buf_putc(&b, ',');
-    p2q_buf_append(&b, num, (size_t)n);
-  }
-  p2q_buf_puts(&b, "]\n");
+  p2q_vector_format(&b, v, dim);
+  p2q_buf_putc(&b, '\n');
   fwrite(b.data, 1, b.len, stdout);
   p2q_buf_free(&b);
 }

@@ -14,6 +14,7 @@
 #include "pg2qdrant/daemon.h"
 #include "pg2qdrant/capture.h"
 #include "pg2qdrant/commands.h"
+#include "pg2qdrant/embedder.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/status_http.h"
@@ -213,6 +214,8 @@ static void finish(p2q_daemon_t *d) {
   log_stats(d, "stopped");
   for (int i = 0; i < d->n_workers; i++) p2q_worker_close(d->workers[i], NULL, NULL);
   if (d->listen_pg) p2q_pg_close(d->listen_pg, NULL, NULL);
+  for (int i = 0; d->embedders && i < d->cfg->n_embedders; i++)
+    if (d->embedders[i]) p2q_embedder_close(d->embedders[i], NULL, NULL);
   p2q_ops_close(d->ops);
   if (d->qdrant && !d->forced) p2q_qdrant_close(d->qdrant, qdrant_closed, d);
   uv_handle_t *hs[] = {(uv_handle_t *)&d->sweep_timer, (uv_handle_t *)&d->probe_timer,
@@ -242,6 +245,34 @@ static int check_collections(const p2q_config_t *cfg) {
     }
     if (rc) P2Q_WARN("collection_check_failed", "rule=%s collection=%s err=%s", r->name, r->collection,
                      p2q_log_q(q, sizeof q, msg));
+  }
+  return 0;
+}
+
+p2q_embedder_t *p2q_daemon_embedder(p2q_daemon_t *d, const char *name) {
+  for (int i = 0; name && d->embedders && i < d->cfg->n_embedders; i++)
+    if (!strcmp(d->cfg->embedders[i].name, name)) return d->embedders[i];
+  return NULL;
+}
+
+/* Start the embedders the rules use (the model is loaded here, before any claim). */
+static int start_embedders(p2q_daemon_t *d) {
+  const p2q_config_t *cfg = d->cfg;
+  d->embedders = calloc((size_t)(cfg->n_embedders ? cfg->n_embedders : 1), sizeof *d->embedders);
+  if (!d->embedders) return P2Q_ENOMEM;
+  for (int i = 0; i < cfg->n_embedders; i++) {
+    int used = 0;
+    for (int r = 0; r < cfg->n_rules; r++)
+      used |= cfg->rules[r].embedder && !strcmp(cfg->rules[r].embedder, cfg->embedders[i].name);
+    if (!used) continue;
+    char err[512], q[600];
+    int rc = p2q_embedder_new(d->loop, &cfg->embedders[i], &d->embedders[i], err, sizeof err);
+    if (rc) {
+      P2Q_ERROR("embedder_failed", "embedder=%s err=%s", cfg->embedders[i].name, p2q_log_q(q, sizeof q, err));
+      return rc;
+    }
+    P2Q_INFO("embedder_started", "embedder=%s type=%s dim=%d", cfg->embedders[i].name,
+             cfg->embedders[i].type == P2Q_EMB_MINILM ? "minilm" : "openai", p2q_embedder_dim(d->embedders[i]));
   }
   return 0;
 }
@@ -284,6 +315,7 @@ static int start(p2q_daemon_t *d) {
                          .connect_timeout_ms = (uint64_t)d->cfg->pg_connect_timeout_ms,
                          .reconnect_max_ms = 10000, .on_connect = listen_connected,
                          .on_disconnect = listen_lost, .on_notify = notified, .arg = d};
+  if ((rc = start_embedders(d))) return rc;
   if ((rc = p2q_pg_new(d->loop, &lo, &d->listen_pg))) return rc;
   d->workers = calloc((size_t)d->cfg->n_workers, sizeof *d->workers);
   if (!d->workers) return P2Q_ENOMEM;
@@ -301,9 +333,9 @@ static int start(p2q_daemon_t *d) {
 int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
   if (argc > 0) { fprintf(stderr, "usage: pg2qdrant run\n"); return 2; }
   for (int i = 0; i < cfg->n_rules; i++) {
-    if (cfg->rules[i].text && !cfg->rules[i].vector_column) {
-      fprintf(stderr, "pg2qdrant: run: rule %s embeds text, and this build's daemon only syncs "
-                      "vector_column rules so far\n", cfg->rules[i].name);
+    if (cfg->rules[i].chunk_tokens > 0) {
+      fprintf(stderr, "pg2qdrant: run: rule %s sets chunk_tokens, and chunking long texts into several "
+                      "points is not implemented yet: remove chunk_tokens\n", cfg->rules[i].name);
       return 2;
     }
   }
@@ -328,6 +360,7 @@ int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
   if (close_rc) P2Q_WARN("loop_close", "err=%s", uv_strerror(close_rc));
   p2q_ops_free(d.ops);
   free(d.workers);
+  free(d.embedders);
   free(d.claim_sql);
   free(d.ack_sql);
   free(d.recover_sql);

@@ -167,6 +167,11 @@ int p2q_json_unescape(p2q_span_t v, char *buf, size_t buflen) {
   for (size_t i = 1; i + 1 < v.n; i++) {
     char c = v.p[i];
     unsigned cp = (unsigned char)c;
+    if (c != '\\') { /* raw bytes (UTF-8 included) are copied as they are */
+      if (o + 2 > buflen) return P2Q_EOVERFLOW;
+      buf[o++] = c;
+      continue;
+    }
     if (c == '\\') {
       c = v.p[++i];
       switch (c) {

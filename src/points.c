@@ -160,3 +160,15 @@ int p2q_point_build(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_jso
   p2q_buf_printf(b, "%s\"_hash\":\"%s\"}}", first ? "" : ",", hash);
   return p2q_buf_error(b);
 }
+
+void p2q_vector_format(p2q_buf_t *b, const float *v, int dim) {
+  char num[32];
+  if (p2q_buf_reserve(b, (size_t)dim * 16 + 2)) return;
+  p2q_buf_putc(b, '[');
+  for (int i = 0; i < dim; i++) {
+    int n = snprintf(num, sizeof num, "%.9g", (double)v[i]);
+    if (i) p2q_buf_putc(b, ',');
+    p2q_buf_append(b, num, (size_t)n);
+  }
+  p2q_buf_putc(b, ']');
+}

@@ -17,7 +17,9 @@
 #include "pg2qdrant/buf.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
+#include "pg2qdrant/embedder.h"
 #include "pg2qdrant/points.h"
+#include "pg2qdrant/template.h"
 #include "pg2qdrant/status_http.h"
 
 #include <stdio.h>
@@ -33,6 +35,8 @@ typedef struct {
   char *row_key;
   char *payload;
   char *point;            /* built point JSON (upserts) */
+  char *text;             /* rendered text to embed (text rules) */
+  size_t text_len;
   size_t point_len;
   char point_id[P2Q_POINT_ID_MAX];
   int attempts, max_attempts;
@@ -49,8 +53,17 @@ typedef struct wbatch_s {
   int pending;            /* Qdrant requests in flight */
   int orphaned;
   int ack_tries;
+  struct embctx_s *embeds;   /* embedding calls in flight (see embed_group) */
   struct wbatch_s *next;
 } wbatch_t;
+
+/* One embedding call for the upserts of one text rule in a batch. */
+typedef struct embctx_s {
+  wbatch_t *b;               /* NULL once the batch is gone: the result is dropped */
+  struct embctx_s *next;
+  int rule, n;
+  int idx[];
+} embctx_t;
 
 typedef struct {
   wbatch_t *b;
@@ -108,7 +121,9 @@ static void set_outcome(wevent_t *e, const char *outcome, int delay_ms, const ch
 }
 
 static void batch_free(wbatch_t *b) {
+  for (embctx_t *c = b->embeds; c; c = c->next) c->b = NULL;
   for (int i = 0; i < b->n; i++) {
+    free(b->ev[i].text);
     free(b->ev[i].row_key);
     free(b->ev[i].payload);
     free(b->ev[i].point);
@@ -215,10 +230,11 @@ static int retry_delay(p2q_worker_t *w, const wevent_t *e, long server_delay_ms)
   return d > 0x7fffffff ? 0x7fffffff : (int)d;
 }
 
-static void fail_events(wreq_t *r, int transient, long server_delay_ms, const char *msg) {
-  p2q_worker_t *w = r->b->w;
-  for (int i = 0; i < r->n; i++) {
-    wevent_t *e = &r->b->ev[r->idx[i]];
+static void fail_idx(wbatch_t *b, const int *idx, int n, int transient, long server_delay_ms,
+                     const char *msg) {
+  p2q_worker_t *w = b->w;
+  for (int i = 0; i < n; i++) {
+    wevent_t *e = &b->ev[idx[i]];
     if (transient && (!p2q_breaker_allows(&w->d->breaker) || w->d->stopping)) {
       set_outcome(e, "requeue", retry_delay(w, e, server_delay_ms), msg); /* not the event's fault */
     } else if (e->attempts >= e->max_attempts) {
@@ -227,6 +243,10 @@ static void fail_events(wreq_t *r, int transient, long server_delay_ms, const ch
       set_outcome(e, "retry", retry_delay(w, e, server_delay_ms), msg);
     }
   }
+}
+
+static void fail_events(wreq_t *r, int transient, long server_delay_ms, const char *msg) {
+  fail_idx(r->b, r->idx, r->n, transient, server_delay_ms, msg);
 }
 
 static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg) {
@@ -300,7 +320,8 @@ fail:
   p2q_buf_free(&body);
 }
 
-/* Build each upsert's point once; NULL vectors become deletes, bad snapshots dead letters. */
+/* Build each upsert's point once; NULL vectors (and blank texts) become deletes, bad snapshots
+   dead letters. Text rules keep their snapshot and rendered text for the embedding stage. */
 static void prepare_events(wbatch_t *b) {
   p2q_worker_t *w = b->w;
   p2q_buf_t pt = P2Q_BUF_INIT;
@@ -315,15 +336,102 @@ static void prepare_events(wbatch_t *b) {
     if (e->op != OP_UPSERT) continue;
     if (!e->payload) { set_outcome(e, "dead", 0, "upsert event without a snapshot"); continue; }
     p2q_buf_reset(&pt);
-    int rc = p2q_point_build(&pt, r, e->point_id, isuuid, e->row_key, e->payload, strlen(e->payload),
-                             NULL, 0, why, sizeof why);
-    if (rc == 1) e->op = OP_DELETE; /* the row has no vector: it has no point */
-    else if (rc < 0) set_outcome(e, "dead", 0, rc == P2Q_ENOMEM ? "out of memory" : why);
-    else { e->point_len = pt.len; e->point = p2q_buf_steal(&pt); }
+    int rc;
+    if (r->text) { /* embedded later; a blank text means no vector, so no point */
+      rc = p2q_template_render(r->text, e->payload, strlen(e->payload), &pt);
+      if (rc == 1) { e->text_len = pt.len; e->text = p2q_buf_steal(&pt); continue; }
+      if (rc == 0) e->op = OP_DELETE;
+      else set_outcome(e, "dead", 0, rc == P2Q_ENOMEM ? "out of memory" : "text template does not fit the snapshot");
+    } else {
+      rc = p2q_point_build(&pt, r, e->point_id, isuuid, e->row_key, e->payload, strlen(e->payload),
+                           NULL, 0, why, sizeof why);
+      if (rc == 1) e->op = OP_DELETE; /* the row has no vector: it has no point */
+      else if (rc < 0) set_outcome(e, "dead", 0, rc == P2Q_ENOMEM ? "out of memory" : why);
+      else { e->point_len = pt.len; e->point = p2q_buf_steal(&pt); }
+    }
     free(e->payload);
     e->payload = NULL;
   }
   p2q_buf_free(&pt);
+}
+
+/* Vectors are back: build the points of this group and send them. */
+static void embedded(const p2q_embed_result_t *r, void *arg) {
+  embctx_t *c = arg;
+  wbatch_t *b = c->b;
+  if (!b) { free(c); return; } /* the batch is gone (forced shutdown) */
+  for (embctx_t **p = &b->embeds; *p; p = &(*p)->next)
+    if (*p == c) { *p = c->next; break; }
+  p2q_worker_t *w = b->w;
+  const p2q_rule_config_t *rule = &w->d->cfg->rules[c->rule];
+  p2q_ops_embed(w->d->ops, rule->embedder, r->seconds, r->tokens);
+  if (r->err) {
+    char q[600];
+    if (r->transient) p2q_daemon_qdrant_result(w->d, 1); /* the downstream breaker */
+    fail_idx(b, c->idx, c->n, r->transient, r->retry_after_ms, r->msg);
+    P2Q_WARN("embed_failed", "worker=%s rule=%s texts=%d transient=%d err=%s", w->cfg->name, rule->name,
+             c->n, r->transient, p2q_log_q(q, sizeof q, r->msg));
+  } else {
+    p2q_buf_t vec = P2Q_BUF_INIT, pt = P2Q_BUF_INIT;
+    char why[256];
+    int k = 0;
+    for (int i = 0; i < c->n; i++) {
+      wevent_t *e = &b->ev[c->idx[i]];
+      if (r->status[i]) {
+        snprintf(why, sizeof why, "text cannot be embedded: %s", p2q_strerror(r->status[i]));
+        set_outcome(e, "dead", 0, why);
+        continue;
+      }
+      p2q_buf_reset(&vec);
+      p2q_buf_reset(&pt);
+      p2q_vector_format(&vec, r->vecs + (size_t)i * (size_t)r->dim, r->dim);
+      int isuuid = e->point_id[0] == '"';
+      int rc = p2q_point_build(&pt, rule, e->point_id, isuuid, e->row_key, e->payload, strlen(e->payload),
+                               vec.data, vec.len, why, sizeof why);
+      if (rc) { set_outcome(e, "dead", 0, rc == P2Q_ENOMEM ? "out of memory" : why); continue; }
+      e->point_len = pt.len;
+      e->point = p2q_buf_steal(&pt);
+      c->idx[k++] = c->idx[i];
+    }
+    if (k) send_request(b, c->rule, OP_UPSERT, c->idx, k);
+    p2q_buf_free(&vec);
+    p2q_buf_free(&pt);
+  }
+  for (int i = 0; i < c->n; i++) {
+    wevent_t *e = &b->ev[c->idx[i]];
+    free(e->payload); e->payload = NULL;
+    free(e->text); e->text = NULL;
+  }
+  free(c);
+  request_finished(b);
+}
+
+/* Embed the texts of one rule's upserts; the points are sent when the vectors are back. */
+static void embed_group(wbatch_t *b, int rule, const int *idx, int n) {
+  p2q_worker_t *w = b->w;
+  p2q_embedder_t *e = p2q_daemon_embedder(w->d, w->d->cfg->rules[rule].embedder);
+  embctx_t *c = malloc(sizeof *c + sizeof(int) * (size_t)n);
+  const char **texts = malloc(sizeof *texts * (size_t)n);
+  size_t *lens = malloc(sizeof *lens * (size_t)n);
+  int rc = P2Q_ENOMEM;
+  if (c && texts && lens && e) {
+    c->b = b; c->rule = rule; c->n = n;
+    memcpy(c->idx, idx, sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++) { texts[i] = b->ev[idx[i]].text; lens[i] = b->ev[idx[i]].text_len; }
+    rc = p2q_embedder_embed(e, texts, lens, n, embedded, c); /* copies the texts */
+  } else if (!e) {
+    rc = P2Q_EINVAL;
+  }
+  free(texts);
+  free(lens);
+  if (rc) {
+    free(c);
+    fail_idx(b, idx, n, 1, -1, rc == P2Q_EINVAL ? "the rule's embedder is not running" : "cannot start embedding");
+    return;
+  }
+  c->next = b->embeds;
+  b->embeds = c;
+  b->pending++;
 }
 
 static void batch_start(wbatch_t *b) {
@@ -331,11 +439,13 @@ static void batch_start(wbatch_t *b) {
   prepare_events(b);
   b->pending = 1; /* guard: the batch cannot finish while requests are being sent */
   for (int rule = 0; idx && rule < b->w->d->cfg->n_rules; rule++) {
+    int text = b->w->d->cfg->rules[rule].text != NULL;
     for (int op = OP_UPSERT; op <= OP_DELETE; op++) {
       int n = 0;
       for (int i = 0; i < b->n; i++)
         if (!b->ev[i].outcome && b->ev[i].rule == rule && b->ev[i].op == op) idx[n++] = i;
-      if (n) send_request(b, rule, op, idx, n);
+      if (n && text && op == OP_UPSERT) embed_group(b, rule, idx, n);
+      else if (n) send_request(b, rule, op, idx, n);
     }
   }
   if (!idx)

@@ -14,6 +14,7 @@
 #include "pg2qdrant/qdrant.h"
 
 typedef struct p2q_worker_s p2q_worker_t;
+typedef struct p2q_embedder_s p2q_embedder_t;
 typedef struct p2q_ops_s p2q_ops_t;
 
 typedef struct {
@@ -30,6 +31,7 @@ typedef struct p2q_daemon_s {
   uv_timer_t sweep_timer, probe_timer, shutdown_timer, stats_timer;
   uv_signal_t sig_term, sig_int;
   p2q_worker_t **workers;
+  p2q_embedder_t **embedders;   /* parallel to cfg->embedders; NULL where no rule uses it */
   int n_workers;
   int stopping;        /* SIGTERM/SIGINT received: claim nothing more */
   int forced;          /* shutdown_timeout passed: in-flight requests cancelled */
@@ -50,6 +52,8 @@ typedef struct p2q_daemon_s {
 /* Called by workers. */
 void p2q_daemon_qdrant_result(p2q_daemon_t *d, int transient_failure);
 void p2q_daemon_worker_idle(p2q_daemon_t *d);
+/* The running embedder called `name` (NULL if none). */
+p2q_embedder_t *p2q_daemon_embedder(p2q_daemon_t *d, const char *name);
 /* SIGHUP (reload.c): load and validate cfg->path, apply it if valid and live-applicable. */
 void p2q_daemon_reload(p2q_daemon_t *d);
 /* worker.c: take a reloaded worker config (same name, event types and routing key): batch

@@ -27,6 +27,9 @@ void p2q_hash64_hex(const void *data, size_t len, char out[17]);
 /* Write the point id as JSON (a number, or a quoted UUID) into out. 1 = UUID, 0 = integer, <0 error. */
 int p2q_point_id(const char *rule, const char *row_key, size_t len, char out[P2Q_POINT_ID_MAX]);
 
+/* Append floats as a JSON array (%.9g: every float32 round-trips). */
+void p2q_vector_format(p2q_buf_t *b, const float *v, int dim);
+
 /* Normalise a vector value span (array, pgvector text or PG array text) into b as a JSON array.
  * Returns the dimension, 0 if the value is null, or P2Q_EBADJSON with a reason in why. */
 int p2q_vector_json(p2q_buf_t *b, p2q_span_t v, char *why, size_t whylen);

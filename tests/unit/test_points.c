@@ -38,6 +38,11 @@ static void test_scan(void **state) {
   p2q_span_t str = {raw, strlen(raw)};
   assert_int_equal(p2q_json_unescape(str, buf, sizeof buf), 8);
   assert_memory_equal(buf, "a\n\xc3\xa9\xf0\x9f\x98\x80", 8);
+  /* raw UTF-8 is copied byte for byte, not re-encoded */
+  const char *utf = "\"\xc2\xab\xe2\x80\x9e \\\"x\"";
+  p2q_span_t us = {utf, strlen(utf)};
+  assert_int_equal(p2q_json_unescape(us, buf, strlen(utf) + 1), 8);
+  assert_memory_equal(buf, "\xc2\xab\xe2\x80\x9e \"x", 8);
 }
 
 static void test_uuid(void **state) {
