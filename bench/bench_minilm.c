@@ -175,7 +175,7 @@ int main(int argc, char **argv) {
       int B = batches[bi];
       int target = quick ? 1024 : 4096; /* tokens per repetition */
       int ntexts = (target + L - 1) / L;
-      if (ntexts < B) ntexts = B;
+      if (ntexts < 2 * B) ntexts = 2 * B; /* at least two jobs for the pool */
       ntexts = (ntexts + B - 1) / B * B;
       g_lcg = 12345u + (uint32_t)li;
       const char **texts = malloc(sizeof *texts * (size_t)ntexts);
