@@ -2,7 +2,7 @@
 """Daemon benchmark: backlog drain (events/s, peak RSS) and commit→Qdrant latency (p50/p99).
 
     python3 bench/daemon_bench.py [--events 200000] [--runs 1] [--rate 200] [--seconds 10]
-                                  [--batch-size 256] [--max-inflight 4] [--linger-ms 5]
+                                  [--batch-size 256] [--max-inflight 4] [--linger-ms 5] [--workers 1]
 
 Uses PostgreSQL from libpq's environment (PGHOST, ...) or starts a throwaway one with
 scripts/pg-tmp, and the Qdrant-compatible test server in --bench-mode (full JSON parsing and
@@ -46,7 +46,10 @@ vector_column = emb
 dimension = {DIM}
 distance = Dot
 collection = {table}
-[worker.w]
+"""
+    for i in range(args.workers):
+        text += f"""
+[worker.w{i}]
 event_types = {table}
 batch_size = {args.batch_size}
 max_inflight = {args.max_inflight}
@@ -158,6 +161,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--max-inflight", type=int, default=4)
     ap.add_argument("--linger-ms", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=1, help="workers claiming the event type (each its own connection)")
     ap.add_argument("--skip-drain", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
     args = ap.parse_args()
@@ -182,7 +186,7 @@ def main():
     os.environ["PGDATABASE"] = dbname
     qdrant = QdrantStub.start(bench=True)
     try:
-        print(f"pg2qdrant daemon benchmark: batch_size={args.batch_size} max_inflight={args.max_inflight}"
+        print(f"pg2qdrant daemon benchmark: workers={args.workers} batch_size={args.batch_size} max_inflight={args.max_inflight}"
               f" linger_ms={args.linger_ms} dim={DIM} cores={os.cpu_count()}")
         if not args.skip_drain:
             rates, rss = [], []
