@@ -5,9 +5,10 @@
  * Owns: the worker threads, the FIFO of queued jobs, the done-list and the uv_async_t.
  * Threads: workers pop from the queue and run the model; everything touching libuv (the async
  * handle's close, job callbacks) runs on the loop thread.
- * Invariants (under mu): a job is in exactly one of queue, running (counted), done-list;
- * uv_async_send is called only on the done-list's empty → non-empty transition; once `closing`
- * is set no job enters the queue.
+ * Invariants (under mu): a job is in exactly one of queue, running, done-list; a running job
+ * may be split into parts (parts_left_ counts unfinished ones, the last one to finish moves the
+ * job to the done-list); uv_async_send is called only on the done-list's empty → non-empty
+ * transition; once `closing` is set no job enters the queue (queued parts still run).
  */
 #include "pg2qdrant/embed_pool.h"
 
@@ -17,6 +18,12 @@
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
 
+typedef struct pool_part_s {
+  p2q_embed_job_t *job;
+  int from, count;
+  struct pool_part_s *next;
+} pool_part_t;
+
 struct p2q_embed_pool_s {
   uv_loop_t *loop;
   uv_async_t async;
@@ -25,6 +32,8 @@ struct p2q_embed_pool_s {
   pthread_cond_t cv;
   p2q_embed_job_t *q_head, *q_tail;  /* queued */
   p2q_embed_job_t *done_head, *done_tail;
+  pool_part_t *parts;                /* parts of running jobs, waiting for a worker (LIFO) */
+  int idle;                          /* workers waiting for work */
   size_t pending;                    /* queued + running + done, not yet delivered */
   int closing;
   int nthreads;
@@ -41,23 +50,71 @@ static void pool_push_done(p2q_embed_pool_t *p, p2q_embed_job_t *j, int *was_emp
   p->done_tail = j;
 }
 
+/* Run [from, from+count) of job j (worker thread, no lock held). */
+static int pool_run(p2q_embed_pool_t *p, p2q_embed_job_t *j, int from, int count) {
+  if (j->work) return j->work(j);
+  if (!p->model) return P2Q_EINVAL;
+  return p2q_minilm_embed_opts(p->model, j->texts + from, j->lens ? j->lens + from : NULL, count,
+                               j->out + (size_t)from * P2Q_MINILM_DIM, j->status ? j->status + from : NULL,
+                               &j->opts);
+}
+
+/* Under mu: one part of j finished with rc; the last part completes the job. */
+static void pool_part_done(p2q_embed_pool_t *p, p2q_embed_job_t *j, int rc) {
+  if (rc && !j->result_) j->result_ = rc;
+  if (--j->parts_left_ > 0) return;
+  free(j->parts_);
+  j->parts_ = NULL;
+  int was_empty;
+  pool_push_done(p, j, &was_empty);
+  if (was_empty) uv_async_send(&p->async); /* thread-safe; coalesced by libuv */
+}
+
+/* Under mu: split j across idle workers; returns how many texts the caller keeps (from 0). */
+static int pool_split(p2q_embed_pool_t *p, p2q_embed_job_t *j) {
+  int k = p->idle < j->n - 1 ? p->idle : j->n - 1; /* extra parts */
+  if (j->work || k <= 0 || p->q_head) return j->n;
+  pool_part_t *parts = calloc((size_t)k, sizeof *parts);
+  if (!parts) return j->n;
+  int per = j->n / (k + 1), rem = j->n % (k + 1), keep = per + (rem > 0), from = keep;
+  for (int i = 0; i < k; i++) {
+    int cnt = per + (i + 1 < rem);
+    parts[i] = (pool_part_t){j, from, cnt, p->parts};
+    p->parts = &parts[i];
+    from += cnt;
+  }
+  j->parts_ = parts;
+  j->parts_left_ += k;
+  pthread_cond_broadcast(&p->cv);
+  return keep;
+}
+
 static void *pool_worker(void *arg) {
   p2q_embed_pool_t *p = arg;
   pthread_mutex_lock(&p->mu);
   for (;;) {
-    while (!p->q_head && !p->closing) pthread_cond_wait(&p->cv, &p->mu);
+    p->idle++;
+    while (!p->parts && !p->q_head && !p->closing) pthread_cond_wait(&p->cv, &p->mu);
+    p->idle--;
+    if (p->parts) {
+      pool_part_t *pt = p->parts;
+      p->parts = pt->next;
+      pthread_mutex_unlock(&p->mu);
+      int rc = pool_run(p, pt->job, pt->from, pt->count);
+      pthread_mutex_lock(&p->mu);
+      pool_part_done(p, pt->job, rc);
+      continue;
+    }
     if (!p->q_head) break; /* closing and nothing queued */
     p2q_embed_job_t *j = p->q_head;
     p->q_head = j->next_;
     if (!p->q_head) p->q_tail = NULL;
+    j->parts_left_ = 1;
+    int keep = pool_split(p, j);
     pthread_mutex_unlock(&p->mu);
-    if (j->work) j->result_ = j->work(j);
-    else if (!p->model) j->result_ = P2Q_EINVAL;
-    else j->result_ = p2q_minilm_embed_opts(p->model, j->texts, j->lens, j->n, j->out, j->status, &j->opts);
+    int rc = pool_run(p, j, 0, keep);
     pthread_mutex_lock(&p->mu);
-    int was_empty;
-    pool_push_done(p, j, &was_empty);
-    if (was_empty) uv_async_send(&p->async); /* thread-safe; coalesced by libuv */
+    pool_part_done(p, j, rc);
   }
   pthread_mutex_unlock(&p->mu);
   return NULL;
@@ -145,6 +202,8 @@ int p2q_embed_pool_submit(p2q_embed_pool_t *p, p2q_embed_job_t *j) {
   }
   j->next_ = NULL;
   j->result_ = 0;
+  j->parts_left_ = 0;
+  j->parts_ = NULL;
   if (p->q_tail) p->q_tail->next_ = j;
   else p->q_head = j;
   p->q_tail = j;

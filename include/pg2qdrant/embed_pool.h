@@ -19,9 +19,11 @@
  *     then closes the async handle; close_cb runs after the handle is closed and the pool freed.
  *     Run the loop until close_cb fires.
  *
- * OpenBLAS threading: measured on 2 cores (bench/minilm.sh), pool parallelism across jobs with
- * single-threaded BLAS is at least as fast as one job on all cores once there is more than one
- * job in flight, so init calls p2q_minilm_set_blas_threads(1) when threads > 1.
+ * Parallelism: workers take whole jobs; when a worker takes a job while the queue is empty and
+ * other workers are idle, it splits the job's texts into contiguous parts for them (so one big
+ * batch still uses every worker). OpenBLAS threading: measured on 2 cores (bench/minilm.sh),
+ * pool parallelism with single-threaded BLAS beats one job on all cores by 1.2–2x, so init
+ * calls p2q_minilm_set_blas_threads(1) when threads > 1.
  */
 #ifndef P2Q_EMBED_POOL_H
 #define P2Q_EMBED_POOL_H
@@ -51,6 +53,8 @@ struct p2q_embed_job_s {
   void *data;                /* caller's */
   /* private to the pool */
   int result_;
+  int parts_left_;
+  void *parts_;
   p2q_embed_job_t *next_;
 };
 

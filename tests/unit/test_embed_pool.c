@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -196,6 +197,34 @@ static void test_model_through_pool(void **state) {
     for (int k = 0; k < 384; k++) dot += (double)out[(size_t)i * 384 + k] * g[i].vec[k];
     if (dot < 0.99999) fail_msg("%s: cosine %.8f", g[i].name, dot);
   }
+  /* one big job: split across the idle workers; same vectors; per-text status across parts */
+  float *out2 = calloc((size_t)n * 384, sizeof(float));
+  int *st = calloc((size_t)n, sizeof(int)), big_fired = 0;
+  const char *saved = texts[n - 3];
+  size_t saved_len = lens[n - 3];
+  texts[n - 3] = "bad \xc3\x28 utf8";
+  lens[n - 3] = strlen(texts[n - 3]);
+  p2q_embed_job_t big;
+  memset(&big, 0, sizeof big);
+  big.texts = texts; big.lens = lens; big.n = n; big.out = out2; big.status = st;
+  big.cb = on_done; big.data = &big_fired;
+  g_ok = g_calls = 0;
+  assert_int_equal(p2q_embed_pool_submit(pool, &big), 0);
+  while (g_calls < 1) uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(big_fired, 1);
+  assert_int_equal(g_ok, 1);
+  for (int i = 0; i < n; i++) {
+    if (i == n - 3) {
+      assert_int_equal(st[i], P2Q_EUTF8);
+      continue;
+    }
+    assert_int_equal(st[i], 0);
+    for (int k = 0; k < 384; k++) assert_true(fabsf(out2[(size_t)i * 384 + k] - out[(size_t)i * 384 + k]) < 1e-5f);
+  }
+  texts[n - 3] = saved;
+  lens[n - 3] = saved_len;
+  free(out2);
+  free(st);
   int closed = 0;
   p2q_embed_pool_close(pool, on_closed, &closed);
   uv_run(&loop, UV_RUN_DEFAULT);
