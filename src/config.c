@@ -203,7 +203,7 @@ static int open_section(ld_t *ld, const char *s) {
   sec->kind = k;
   sec->index = idx;
   sec->line = ld->line;
-  snprintf(sec->label, sizeof sec->label, "%s", hdr);
+  snprintf(sec->label, sizeof sec->label, "%.79s", hdr); /* names are validated shorter */
   ld->cur = ld->n_sects++;
   return 0;
 }

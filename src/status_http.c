@@ -165,7 +165,10 @@ void p2q_ops_batch(p2q_ops_t *o, int events) {
 void p2q_ops_qdrant_request(p2q_ops_t *o, const char *endpoint, const p2q_qdrant_resp_t *r) {
   if (!o || r->err == P2Q_ECANCELED) return;
   char cls[8] = "error";
-  if (r->status >= 100 && r->status < 600) snprintf(cls, sizeof cls, "%ldxx", r->status / 100);
+  if (r->status >= 100 && r->status < 600) { /* "2xx" … "5xx" */
+    cls[0] = (char)('0' + r->status / 100);
+    memcpy(cls + 1, "xx", 3);
+  }
   const char *v[] = {endpoint, cls};
   p2q_series_observe(p2q_metric_series(o->qdrant_seconds, v), r->time);
   o->qdrant_seen_at = uv_now(o->d->loop);

@@ -214,7 +214,7 @@ static long srv_handle(srv_t *s, srv_conn_t *c) {
     const char *b = "{\"result\":true,\"status\":\"ok\",\"time\":0.0}";
     pthread_mutex_lock(&s->mu);
     if (s->script_pos < s->script_n) {
-      snprintf(s->paths[s->script_pos], sizeof s->paths[0], "%s %s", method, path);
+      snprintf(s->paths[s->script_pos], sizeof s->paths[0], "%.15s %.200s", method, path);
       st = s->script_status[s->script_pos];
       b = s->script_body[s->script_pos++];
     } else if (s->canned_body) {
