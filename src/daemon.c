@@ -238,7 +238,8 @@ static int check_collections(const p2q_config_t *cfg) {
     p2q_qdrant_vectors_t v;
     char msg[1024], q[1100];
     p2q_rule_vectors(r, &v);
-    int rc = p2q_qdrant_sync_ensure_collection(&o, r->collection, &v, 1, NULL, msg, sizeof msg);
+    int rc = p2q_qdrant_sync_ensure_collection(&o, r->collection, &v, 1, r->chunk_tokens > 0 ? "_pk" : NULL,
+                                               msg, sizeof msg);
     if (rc == P2Q_EMISMATCH) {
       fprintf(stderr, "pg2qdrant: run: rule %s: collection %s: %s\n", r->name, r->collection, msg);
       return -1;
@@ -333,9 +334,11 @@ static int start(p2q_daemon_t *d) {
 int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
   if (argc > 0) { fprintf(stderr, "usage: pg2qdrant run\n"); return 2; }
   for (int i = 0; i < cfg->n_rules; i++) {
-    if (cfg->rules[i].chunk_tokens > 0) {
-      fprintf(stderr, "pg2qdrant: run: rule %s sets chunk_tokens, and chunking long texts into several "
-                      "points is not implemented yet: remove chunk_tokens\n", cfg->rules[i].name);
+    const p2q_rule_config_t *r = &cfg->rules[i];
+    const p2q_embedder_config_t *e = r->embedder ? p2q_config_embedder(cfg, r->embedder) : NULL;
+    if (r->chunk_tokens > 0 && (!e || e->type != P2Q_EMB_MINILM || r->chunk_tokens > 254)) {
+      fprintf(stderr, "pg2qdrant: run: rule %s: chunk_tokens needs a minilm embedder (which knows its "
+                      "tokens) and at most 254 tokens per chunk\n", r->name);
       return 2;
     }
   }

@@ -44,6 +44,8 @@ typedef struct {
   size_t *lens;
   float *vecs;
   int *status;
+  int *chunks;            /* chunked calls */
+  int chunk_tokens, overlap;
   long tokens;
   uint64_t start;
   /* minilm */
@@ -66,12 +68,13 @@ static void call_free(call_t *c) {
   free(c->lens);
   free(c->vecs);
   free(c->status);
+  free(c->chunks);
   free(c);
 }
 
 static void call_finish(call_t *c) {
   p2q_embed_result_t r = {.err = c->err, .transient = c->transient, .retry_after_ms = c->retry_after_ms,
-                          .msg = c->msg, .vecs = c->vecs, .status = c->status, .n = c->n,
+                          .msg = c->msg, .vecs = c->vecs, .status = c->status, .chunks = c->chunks, .n = c->n,
                           .dim = c->e->dim, .tokens = c->tokens,
                           .seconds = (double)(uv_hrtime() - c->start) / 1e9};
   c->cb(&r, c->arg);
@@ -115,6 +118,64 @@ static int minilm_work(p2q_embed_job_t *job) {
   return p2q_minilm_embed_opts(c->e->model, job->texts, job->lens, job->n, job->out, job->status, &job->opts);
 }
 
+int p2q_chunk_windows(int m, int chunk_tokens, int overlap) {
+  if (chunk_tokens <= 0 || overlap < 0 || overlap >= chunk_tokens) return P2Q_EINVAL;
+  int step = chunk_tokens - overlap;
+  return m <= chunk_tokens ? 1 : 1 + (m - chunk_tokens + step - 1) / step;
+}
+
+void p2q_chunk_window(int m, int chunk_tokens, int overlap, int j, int *start, int *len) {
+  int s = j * (chunk_tokens - overlap);
+  int l = m - s < chunk_tokens ? m - s : chunk_tokens;
+  *start = s;
+  *len = l < 0 ? 0 : l;
+}
+
+/* Pool thread: tokenize each text whole, cut it into windows, embed every window. */
+static int chunk_work(p2q_embed_job_t *job) {
+  call_t *c = job->data;
+  int32_t **win = NULL, *ids = NULL;
+  int *nwin = NULL, total = 0, cap = 0, rc = P2Q_ENOMEM;
+  for (int i = 0; i < job->n; i++) {
+    int n = 0;
+    free(ids);
+    if (!(ids = malloc(sizeof *ids * (job->lens[i] + 2)))) goto out;
+    int trc = p2q_minilm_tokenize(c->e->model, job->texts[i], job->lens[i], ids, (int)job->lens[i] + 2, &n);
+    if (trc) { job->status[i] = trc; c->chunks[i] = 0; continue; }
+    c->tokens += n;
+    int m = n - 2, k = p2q_chunk_windows(m, c->chunk_tokens, c->overlap);
+    if (total + k > cap) {
+      cap = (total + k) * 2;
+      int32_t **w2 = realloc(win, sizeof *win * (size_t)cap);
+      int *n2 = w2 ? realloc(nwin, sizeof *nwin * (size_t)cap) : NULL;
+      if (w2) win = w2;
+      if (!n2) goto out;
+      nwin = n2;
+    }
+    for (int j = 0; j < k; j++) { /* [CLS] window [SEP] */
+      int st, ln;
+      p2q_chunk_window(m, c->chunk_tokens, c->overlap, j, &st, &ln);
+      int32_t *w = malloc(sizeof *w * (size_t)(ln + 2));
+      if (!w) goto out;
+      w[0] = ids[0];
+      memcpy(w + 1, ids + 1 + st, sizeof *w * (size_t)ln);
+      w[ln + 1] = ids[n - 1];
+      win[total] = w;
+      nwin[total++] = ln + 2;
+    }
+    c->chunks[i] = k;
+  }
+  free(c->vecs);
+  if (!(c->vecs = calloc((size_t)(total ? total : 1) * (size_t)c->e->dim, sizeof *c->vecs))) goto out;
+  rc = p2q_minilm_embed_ids(c->e->model, (const int32_t *const *)win, nwin, total, c->vecs, &job->opts);
+out:
+  for (int i = 0; i < total; i++) free(win[i]);
+  free(win);
+  free(nwin);
+  free(ids);
+  return rc;
+}
+
 static void minilm_done(p2q_embed_job_t *job, int status) {
   call_t *c = job->data;
   if (status) {
@@ -125,7 +186,7 @@ static void minilm_done(p2q_embed_job_t *job, int status) {
   call_finish(c);
 }
 
-static int minilm_embed(call_t *c) {
+static int minilm_embed(call_t *c, int (*work)(p2q_embed_job_t *)) {
   p2q_embed_job_t *j = &c->job;
   j->texts = (const char *const *)c->texts;
   j->lens = c->lens;
@@ -133,7 +194,7 @@ static int minilm_embed(call_t *c) {
   j->out = c->vecs;
   j->status = c->status;
   j->opts.max_batch_tokens = (size_t)c->e->cfg->max_batch_tokens;
-  j->work = minilm_work;
+  j->work = work;
   j->cb = minilm_done;
   j->data = c;
   return p2q_embed_pool_submit(c->e->pool, j);
@@ -302,7 +363,24 @@ int p2q_embedder_embed(p2q_embedder_t *e, const char *const *texts, const size_t
   if (n <= 0 || !cb) return P2Q_EINVAL;
   call_t *c = call_new(e, texts, lens, n, cb, arg);
   if (!c) return P2Q_ENOMEM;
-  int rc = e->model ? minilm_embed(c) : openai_embed(c);
+  int rc = e->model ? minilm_embed(c, minilm_work) : openai_embed(c);
+  if (rc) call_free(c);
+  return rc;
+}
+
+int p2q_embedder_embed_chunked(p2q_embedder_t *e, const char *const *texts, const size_t *lens, int n,
+                               int chunk_tokens, int overlap, p2q_embedder_cb cb, void *arg) {
+  if (e->closing) return P2Q_ECANCELED;
+  /* windows leave room for [CLS] and [SEP] within the model's 256 positions */
+  if (n <= 0 || !cb || !e->model || chunk_tokens <= 0 || chunk_tokens > P2Q_MINILM_MAX_TOKENS - 2 ||
+      overlap < 0 || overlap >= chunk_tokens)
+    return P2Q_EINVAL;
+  call_t *c = call_new(e, texts, lens, n, cb, arg);
+  if (!c) return P2Q_ENOMEM;
+  c->chunk_tokens = chunk_tokens;
+  c->overlap = overlap;
+  if (!(c->chunks = calloc((size_t)n, sizeof *c->chunks))) { call_free(c); return P2Q_ENOMEM; }
+  int rc = minilm_embed(c, chunk_work); /* the work function is set before the job is queued */
   if (rc) call_free(c);
   return rc;
 }

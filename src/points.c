@@ -172,3 +172,25 @@ void p2q_vector_format(p2q_buf_t *b, const float *v, int dim) {
   }
   p2q_buf_putc(b, ']');
 }
+
+int p2q_chunk_point_id(const char *rule, const char *row_key, int chunk, char out[P2Q_POINT_ID_MAX]) {
+  p2q_buf_t name = P2Q_BUF_INIT;
+  char uuid[37];
+  p2q_buf_printf(&name, "%s:%s#%d", rule, row_key, chunk);
+  int rc = p2q_buf_error(&name) ? p2q_buf_error(&name) : p2q_uuid5(p2q_uuid_namespace, name.data, name.len, uuid);
+  p2q_buf_free(&name);
+  if (!rc) snprintf(out, P2Q_POINT_ID_MAX, "\"%s\"", uuid);
+  return rc;
+}
+
+int p2q_point_build_chunk(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_json,
+                          const char *row_key, const char *payload, size_t plen, const char *vector,
+                          size_t vlen, int chunk, char *why, size_t whylen) {
+  int rc = p2q_point_build(b, r, id_json, 0, row_key, payload, plen, vector, vlen, why, whylen);
+  if (rc) return rc;
+  b->len -= 2; /* reopen the payload object: it ends with "}}" */
+  p2q_buf_puts(b, ",\"_pk\":");
+  p2q_buf_json_string(b, row_key, strlen(row_key));
+  p2q_buf_printf(b, ",\"_chunk\":%d}}", chunk);
+  return p2q_buf_error(b);
+}

@@ -26,7 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OP_UPSERT = 0, OP_DELETE = 1, OP_RELEASE = 2 };
+/* OP_PRUNE: after a chunked upsert, delete the row's chunks beyond the new count. */
+enum { OP_UPSERT = 0, OP_DELETE = 1, OP_RELEASE = 2, OP_PRUNE = 3 };
 
 typedef struct {
   long long id;
@@ -37,6 +38,7 @@ typedef struct {
   char *point;            /* built point JSON (upserts) */
   char *text;             /* rendered text to embed (text rules) */
   size_t text_len;
+  int n_chunks;           /* chunked rules: points written for this row */
   size_t point_len;
   char point_id[P2Q_POINT_ID_MAX];
   int attempts, max_attempts;
@@ -256,7 +258,10 @@ static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg
   const p2q_rule_config_t *rule = &w->d->cfg->rules[r->rule];
   char msg[1024];
   p2q_ops_qdrant_request(w->d->ops, r->op == OP_UPSERT ? "upsert" : "delete", resp);
-  if (resp->cls == P2Q_QDRANT_OK) {
+  if (resp->cls == P2Q_QDRANT_OK && r->op == OP_UPSERT && rule->chunk_tokens > 0 && !b->orphaned) {
+    p2q_daemon_qdrant_result(w->d, 0);
+    send_request(b, r->rule, OP_PRUNE, r->idx, r->n); /* the new chunks are in: drop the old extra ones */
+  } else if (resp->cls == P2Q_QDRANT_OK) {
     for (int i = 0; i < r->n; i++) set_outcome(&b->ev[r->idx[i]], "done", 0, NULL);
     p2q_daemon_qdrant_result(w->d, 0);
   } else if (resp->cls == P2Q_QDRANT_PERMANENT && (resp->status == 400 || resp->status == 422) &&
@@ -268,7 +273,7 @@ static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg
     send_request(b, r->rule, r->op, r->idx + half, r->n - half);
   } else {
     int transient = resp->cls == P2Q_QDRANT_RETRY || resp->err == P2Q_ECANCELED;
-    const char *what = r->op == OP_UPSERT ? "upsert" : "delete";
+    const char *what = r->op == OP_UPSERT ? "upsert" : r->op == OP_PRUNE ? "chunk prune" : "delete";
     const char *why = resp->error && *resp->error ? resp->error : "no details";
     if (resp->status)
       snprintf(msg, sizeof msg, "qdrant %s %s: HTTP %ld: %s", what, rule->collection, resp->status, why);
@@ -285,6 +290,37 @@ static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg
   request_finished(b);
 }
 
+/* {"points":[…]} (points or ids), or for chunked rules a filter on the rows' `_pk` (and `_chunk`). */
+static void request_body(p2q_buf_t *body, wbatch_t *b, const p2q_rule_config_t *rc, int op,
+                         const int *idx, int n) {
+  if (op == OP_UPSERT || (op == OP_DELETE && rc->chunk_tokens == 0)) {
+    p2q_buf_puts(body, "{\"points\":[");
+    for (int i = 0; i < n; i++) {
+      wevent_t *e = &b->ev[idx[i]];
+      if (i) p2q_buf_putc(body, ',');
+      if (op == OP_UPSERT) p2q_buf_append(body, e->point, e->point_len);
+      else p2q_buf_puts(body, e->point_id);
+    }
+    p2q_buf_puts(body, "]}");
+  } else if (op == OP_DELETE) { /* every chunk of these rows */
+    p2q_buf_puts(body, "{\"filter\":{\"must\":[{\"key\":\"_pk\",\"match\":{\"any\":[");
+    for (int i = 0; i < n; i++) {
+      if (i) p2q_buf_putc(body, ',');
+      p2q_buf_json_string(body, b->ev[idx[i]].row_key, strlen(b->ev[idx[i]].row_key));
+    }
+    p2q_buf_puts(body, "]}}]}}");
+  } else { /* OP_PRUNE: chunks numbered at or beyond each row's new count */
+    p2q_buf_puts(body, "{\"filter\":{\"should\":[");
+    for (int i = 0; i < n; i++) {
+      wevent_t *e = &b->ev[idx[i]];
+      p2q_buf_puts(body, i ? ",{\"must\":[{\"key\":\"_pk\",\"match\":{\"value\":" : "{\"must\":[{\"key\":\"_pk\",\"match\":{\"value\":");
+      p2q_buf_json_string(body, e->row_key, strlen(e->row_key));
+      p2q_buf_printf(body, "}},{\"key\":\"_chunk\",\"range\":{\"gte\":%d}}]}", e->n_chunks);
+    }
+    p2q_buf_puts(body, "]}}");
+  }
+}
+
 static void send_request(wbatch_t *b, int rule, int op, const int *idx, int n) {
   p2q_worker_t *w = b->w;
   const p2q_rule_config_t *rc = &w->d->cfg->rules[rule];
@@ -293,14 +329,7 @@ static void send_request(wbatch_t *b, int rule, int op, const int *idx, int n) {
   if (!r) goto fail;
   r->b = b; r->rule = rule; r->op = op; r->n = n;
   memcpy(r->idx, idx, sizeof(int) * (size_t)n);
-  p2q_buf_puts(&body, "{\"points\":[");
-  for (int i = 0; i < n; i++) {
-    wevent_t *e = &b->ev[idx[i]];
-    if (i) p2q_buf_putc(&body, ',');
-    if (op == OP_UPSERT) p2q_buf_append(&body, e->point, e->point_len);
-    else p2q_buf_puts(&body, e->point_id);
-  }
-  p2q_buf_puts(&body, "]}");
+  request_body(&body, b, rc, op, idx, n);
   if (p2q_buf_error(&body)) goto fail;
   size_t len = body.len;
   char *data = p2q_buf_steal(&body);
@@ -375,19 +404,30 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
     p2q_buf_t vec = P2Q_BUF_INIT, pt = P2Q_BUF_INIT;
     char why[256];
     int k = 0;
-    for (int i = 0; i < c->n; i++) {
+    size_t off = 0; /* first vector of text i */
+    for (int i = 0; i < c->n; off += (size_t)(r->chunks ? r->chunks[i] : 1), i++) {
       wevent_t *e = &b->ev[c->idx[i]];
       if (r->status[i]) {
         snprintf(why, sizeof why, "text cannot be embedded: %s", p2q_strerror(r->status[i]));
         set_outcome(e, "dead", 0, why);
         continue;
       }
-      p2q_buf_reset(&vec);
       p2q_buf_reset(&pt);
-      p2q_vector_format(&vec, r->vecs + (size_t)i * (size_t)r->dim, r->dim);
-      int isuuid = e->point_id[0] == '"';
-      int rc = p2q_point_build(&pt, rule, e->point_id, isuuid, e->row_key, e->payload, strlen(e->payload),
-                               vec.data, vec.len, why, sizeof why);
+      int rc = 0, nv = r->chunks ? r->chunks[i] : 1;
+      for (int j = 0; !rc && j < nv; j++) {
+        char cid[P2Q_POINT_ID_MAX];
+        p2q_buf_reset(&vec);
+        p2q_vector_format(&vec, r->vecs + (off + (size_t)j) * (size_t)r->dim, r->dim);
+        if (j) p2q_buf_putc(&pt, ',');
+        if (r->chunks)
+          rc = p2q_chunk_point_id(rule->name, e->row_key, j, cid) ? P2Q_ENOMEM
+               : p2q_point_build_chunk(&pt, rule, cid, e->row_key, e->payload, strlen(e->payload),
+                                       vec.data, vec.len, j, why, sizeof why);
+        else
+          rc = p2q_point_build(&pt, rule, e->point_id, e->point_id[0] == '"', e->row_key, e->payload,
+                               strlen(e->payload), vec.data, vec.len, why, sizeof why);
+      }
+      e->n_chunks = nv;
       if (rc) { set_outcome(e, "dead", 0, rc == P2Q_ENOMEM ? "out of memory" : why); continue; }
       e->point_len = pt.len;
       e->point = p2q_buf_steal(&pt);
@@ -418,7 +458,10 @@ static void embed_group(wbatch_t *b, int rule, const int *idx, int n) {
     c->b = b; c->rule = rule; c->n = n;
     memcpy(c->idx, idx, sizeof(int) * (size_t)n);
     for (int i = 0; i < n; i++) { texts[i] = b->ev[idx[i]].text; lens[i] = b->ev[idx[i]].text_len; }
-    rc = p2q_embedder_embed(e, texts, lens, n, embedded, c); /* copies the texts */
+    const p2q_rule_config_t *rc_ = &w->d->cfg->rules[rule];
+    rc = rc_->chunk_tokens > 0 /* both copy the texts */
+             ? p2q_embedder_embed_chunked(e, texts, lens, n, (int)rc_->chunk_tokens, (int)rc_->chunk_overlap, embedded, c)
+             : p2q_embedder_embed(e, texts, lens, n, embedded, c);
   } else if (!e) {
     rc = P2Q_EINVAL;
   }

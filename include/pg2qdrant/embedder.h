@@ -24,6 +24,8 @@ typedef struct {
   const char *msg;        /* what went wrong ("" on success) */
   const float *vecs;      /* n * dim floats when err == 0 */
   const int *status;      /* per text: 0, or P2Q_EUTF8 / P2Q_ETOOLONG (its vector is zero) */
+  const int *chunks;      /* chunked calls: vectors per text (text i's start after those of
+                             texts < i); NULL otherwise (one vector per text) */
   int n, dim;
   long tokens;            /* tokens embedded (minilm), 0 when unknown */
   double seconds;         /* wall time of the call */
@@ -36,6 +38,15 @@ int p2q_embedder_new(uv_loop_t *loop, const p2q_embedder_config_t *cfg, p2q_embe
                      char *err, size_t errlen);
 int p2q_embedder_embed(p2q_embedder_t *e, const char *const *texts, const size_t *lens, int n,
                        p2q_embedder_cb cb, void *arg);
+/* Chunked (minilm only): each text is tokenized whole and cut into windows of chunk_tokens
+ * word pieces overlapping by overlap, each embedded as its own [CLS] … [SEP] sequence.
+ * P2Q_EINVAL for an HTTP embedder or bad sizes. */
+int p2q_embedder_embed_chunked(p2q_embedder_t *e, const char *const *texts, const size_t *lens, int n,
+                               int chunk_tokens, int overlap, p2q_embedder_cb cb, void *arg);
+/* Pure: how many windows of chunk_tokens, overlapping by overlap, cover m content tokens (an
+ * empty text is one window), and where window j starts and how long it is. */
+int p2q_chunk_windows(int m, int chunk_tokens, int overlap);
+void p2q_chunk_window(int m, int chunk_tokens, int overlap, int j, int *start, int *len);
 int p2q_embedder_dim(const p2q_embedder_t *e);
 const char *p2q_embedder_name(const p2q_embedder_t *e);
 /* Cancel what is queued, wait for what runs, deliver every callback, then cb. */

@@ -27,6 +27,16 @@ void p2q_hash64_hex(const void *data, size_t len, char out[17]);
 /* Write the point id as JSON (a number, or a quoted UUID) into out. 1 = UUID, 0 = integer, <0 error. */
 int p2q_point_id(const char *rule, const char *row_key, size_t len, char out[P2Q_POINT_ID_MAX]);
 
+/*
+ * Chunked text rules: one point per chunk, id UUIDv5("<rule>:<row key>#<chunk>"), and the payload
+ * also carries `_pk` (the row key's jsonb text, a keyword: the collection gets a payload index on
+ * it) and `_chunk` (0, 1, …), so every chunk of a row can be found and pruned by filter.
+ */
+int p2q_chunk_point_id(const char *rule, const char *row_key, int chunk, char out[P2Q_POINT_ID_MAX]);
+int p2q_point_build_chunk(p2q_buf_t *b, const p2q_rule_config_t *rule, const char *id_json,
+                          const char *row_key, const char *payload, size_t plen, const char *vector,
+                          size_t vlen, int chunk, char *why, size_t whylen);
+
 /* Append floats as a JSON array (%.9g: every float32 round-trips). */
 void p2q_vector_format(p2q_buf_t *b, const float *v, int dim);
 

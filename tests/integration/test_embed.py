@@ -153,3 +153,36 @@ def test_openai_wrong_dimension_is_a_clear_per_event_error(make_daemon, texts, q
     err = texts.execute("SELECT last_error FROM sync_outbox_dead").fetchone()[0]
     assert "dimension 9, expected 8" in err
     d.stop(p)
+
+
+def test_chunked_rows_write_one_point_per_chunk(make_daemon, texts, qdrant):
+    need_model()
+    long = next(g for g in map(json.loads, GOLDEN.read_text().splitlines()) if len(g["ids"]) >= 200
+                and "\x00" not in g["text"])
+    # the golden ids are truncated at 256; build a text whose length we know from its own ids
+    words = " ".join(f"word{i} sentence about topic {i % 7}." for i in range(60))
+    d = minilm_daemon(make_daemon, text="{body}", chunk_tokens="32", chunk_overlap="8")
+    d.cli("apply")
+    texts.execute("INSERT INTO notes VALUES (1, 'long', %s), (2, 'short', 'just a few words')", (words,))
+    p = d.start()
+
+    def chunks(row):
+        return sorted((pt["payload"]["_chunk"], pid) for pid, pt in points_by_id(qdrant, "notes").items()
+                      if pt["payload"].get("_pk") == json.dumps({"id": row}).replace(",", ", "))
+
+    wait_until(lambda: outbox_counts(texts)[0] == 0 and len(chunks(1)) > 3, timeout=60, what="chunks written",
+               explain=lambda: [pt["payload"] for pt in points_by_id(qdrant, "notes").values()][:5])
+    n_long = len(chunks(1))
+    assert [c for c, _ in chunks(1)] == list(range(n_long))   # 0..k-1, one point each
+    assert len({pid for _, pid in chunks(1)}) == n_long         # distinct ids
+    assert [c for c, _ in chunks(2)] == [0]
+    pts = points_by_id(qdrant, "notes")
+    assert all(abs(sum(x * x for x in pt["vector"]) - 1) < 1e-3 for pt in pts.values())
+    assert pts[chunks(2)[0][1]]["payload"]["title"] == "short"
+    # a shorter text replaces the chunks and prunes the old extra ones; a delete removes them all
+    texts.execute("UPDATE notes SET body = 'now it is short' WHERE id = 1")
+    wait_until(lambda: [c for c, _ in chunks(1)] == [0], what="stale chunks pruned")
+    texts.execute("DELETE FROM notes WHERE id = 2")
+    wait_until(lambda: chunks(2) == [], what="all chunks of a deleted row removed")
+    assert long  # the golden set does hold long texts (truncation is covered by the golden test)
+    assert d.stop(p) == 0
