@@ -40,11 +40,13 @@ for ((r = 1; r <= rounds; r++)); do
       sed "s/^RESULT /RESULT round=$r /" >>"$log"
   fi
 done
+echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$log"
 python3 - "$log" <<'PY'
 import re, statistics, sys
-rows = {}
-sgemm = {}
+rows, cpu, sgemm = {}, {}, {}
 for line in open(sys.argv[1]):
+    if line.startswith(("machine:", "load at end:")):
+        print(line.strip())
     if not line.startswith("RESULT"):
         continue
     kv = dict(re.findall(r"(\w+)=(\S+)", line))
@@ -52,31 +54,48 @@ for line in open(sys.argv[1]):
         sgemm.setdefault(int(kv["threads"]), []).append(max(float(v) for k, v in kv.items() if k.endswith("gflops")))
         continue
     impl = kv["impl"]
-    if impl.startswith("c-"):
-        key = impl
-    else:
-        key = "%s-%st" % (impl, kv["threads"])
-    rows.setdefault((kv["len"], int(kv["batch"])), {}).setdefault(key, []).append(
-        (float(kv["sent_s"]), float(kv.get("gflops", "nan"))))
-med = lambda xs: statistics.median(xs) if xs else float("nan")
+    key = impl if impl.startswith("c-") else "%s-%st" % (impl, kv["threads"])
+    cfg = (kv["len"], int(kv["batch"]))
+    rows.setdefault(cfg, {}).setdefault(key, []).append((float(kv["sent_s"]), float(kv.get("gflops", "nan"))))
+    if "sent_cpu_s" in kv:
+        cpu.setdefault(cfg, {}).setdefault(key, []).append(float(kv["sent_cpu_s"]))
+nan = float("nan")
+med = lambda xs: statistics.median(xs) if xs else nan
+best = lambda *xs: max((x for x in xs if x == x), default=nan)
 peak = {t: med(sgemm[t]) for t in sgemm}
 for t in sorted(sgemm):
     print("sgemm ceiling, %d thread(s): %.1f GFLOP/s (median of %d rounds)" % (t, peak[t], len(sgemm[t])))
+order = lambda k: (k[0] != "short", k[1])
+
 cols = ["c-1t", "st-1t", "ort-1t", "ort-opt-1t", "c-pool2", "c-blas2", "st-2t", "ort-2t", "ort-opt-2t"]
-print("\nsentences/s (median over rounds); C2 = best of c-pool2/c-blas2; ORT = best of plain/fused;")
-print("C2 sgemm% = C2's model FLOP rate / the 2-thread sgemm ceiling")
+print("\nA. wall-clock sentences/s (median over rounds). C2 = best of c-pool2/c-blas2, ORT = best of")
+print("   plain/fused ONNX; sgemm% = the C run's model FLOP rate / the sgemm ceiling, same threads")
 hdr = "%-6s %5s " % ("len", "batch") + " ".join("%10s" % c for c in cols) + \
-      " %8s %8s %8s %8s %9s" % ("C1/ST1", "C1/ORT1", "C2/ST2", "C2/ORT2", "C2 sgemm%")
+      " %7s %7s %7s %7s %6s %6s" % ("C1/ST1", "C1/ORT1", "C2/ST2", "C2/ORT2", "sg%1t", "sg%2t")
 print(hdr)
 print("-" * len(hdr))
-for (ln, b) in sorted(rows, key=lambda k: (k[0] != "short", k[1])):
-    r = rows[(ln, b)]
+for cfg in sorted(rows, key=order):
+    r = rows[cfg]
     v = {c: med([x[0] for x in r.get(c, [])]) for c in cols}
-    frac = {c: med([x[1] for x in r.get(c, [])]) / peak.get(2, float("nan")) for c in ("c-pool2", "c-blas2")}
-    c2 = max(v["c-pool2"], v["c-blas2"])
-    c2f = frac["c-pool2"] if v["c-pool2"] >= v["c-blas2"] else frac["c-blas2"]
-    o1 = max(v["ort-1t"], v["ort-opt-1t"]) if v["ort-1t"] == v["ort-1t"] else float("nan")
-    o2 = max(v["ort-2t"], v["ort-opt-2t"]) if v["ort-2t"] == v["ort-2t"] else float("nan")
-    print("%-6s %5d " % (ln, b) + " ".join("%10.1f" % v[c] for c in cols) +
-          " %8.2f %8.2f %8.2f %8.2f %8.0f%%" % (v["c-1t"] / v["st-1t"], v["c-1t"] / o1, c2 / v["st-2t"], c2 / o2, 100 * c2f))
+    g = {c: med([x[1] for x in r.get(c, [])]) for c in ("c-1t", "c-pool2", "c-blas2")}
+    c2 = best(v["c-pool2"], v["c-blas2"])
+    g2 = g["c-pool2"] if v["c-pool2"] >= v["c-blas2"] else g["c-blas2"]
+    o1, o2 = best(v["ort-1t"], v["ort-opt-1t"]), best(v["ort-2t"], v["ort-opt-2t"])
+    print("%-6s %5d " % cfg + " ".join("%10.1f" % v[c] for c in cols) +
+          " %7.2f %7.2f %7.2f %7.2f %5.0f%% %5.0f%%" % (v["c-1t"] / v["st-1t"], v["c-1t"] / o1, c2 / v["st-2t"],
+          c2 / o2, 100 * g["c-1t"] / peak.get(1, nan), 100 * g2 / peak.get(2, nan)))
+
+ccols = ["c-1t", "st-1t", "ort-1t", "ort-opt-1t", "c-pool2", "st-2t", "ort-2t", "ort-opt-2t"]
+print("\nB. sentences per CPU-second (process CPU time; robust to other load on the machine for the")
+print("   1-thread runs; for 2 threads it also charges spinning/idle-wait CPU)")
+hdr = "%-6s %5s " % ("len", "batch") + " ".join("%10s" % c for c in ccols) + " %7s %7s %7s %7s" % (
+      "C1/ST1", "C1/ORT1", "C2/ST2", "C2/ORT2")
+print(hdr)
+print("-" * len(hdr))
+for cfg in sorted(cpu, key=order):
+    r = cpu[cfg]
+    v = {c: med(r.get(c, [])) for c in ccols}
+    o1, o2 = best(v["ort-1t"], v["ort-opt-1t"]), best(v["ort-2t"], v["ort-opt-2t"])
+    print("%-6s %5d " % cfg + " ".join("%10.1f" % v[c] for c in ccols) +
+          " %7.2f %7.2f %7.2f %7.2f" % (v["c-1t"] / v["st-1t"], v["c-1t"] / o1, v["c-pool2"] / v["st-2t"], v["c-pool2"] / o2))
 PY

@@ -133,15 +133,17 @@ def main():
                 for name in [i for i in impls if i in runs]:
                     f = runs[name]
                     f(texts[:B])  # warm-up
-                    dts = []
+                    dts, cts = [], []
                     for _ in range(a.reps):
-                        t0 = time.perf_counter()
+                        t0, c0 = time.perf_counter(), time.process_time()
                         f(texts)
                         dts.append(time.perf_counter() - t0)
+                        cts.append(time.process_time() - c0)
                     med = sorted(dts)[len(dts) // 2]
+                    cmed = sorted(cts)[len(cts) // 2]
                     print("RESULT kind=model impl=%s threads=%d len=%s tokens=%d batch=%d texts=%d "
-                          "sent_s=%.1f tok_s=%.0f" % (name, threads, lname, L, B, n, n / med, n * L / med),
-                          flush=True)
+                          "sent_s=%.1f tok_s=%.0f sent_cpu_s=%.1f" % (name, threads, lname, L, B, n, n / med,
+                          n * L / med, n / cmed), flush=True)
 
 if __name__ == "__main__":
     main()
