@@ -79,24 +79,10 @@ int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv) {
   char err[1024];
   PGconn *conn = p2q_admin_connect(cfg, "pg2qdrant/status", err, sizeof err);
   if (!conn) { fprintf(stderr, "pg2qdrant: %s\n", err); return 1; }
-  p2q_buf_t sql = P2Q_BUF_INIT, q = P2Q_BUF_INIT;
-  p2q_sql_ident(&q, cfg->pg_schema);
-  p2q_buf_printf(&sql,
-    "WITH o AS (SELECT event_type,"
-    "  count(*) FILTER (WHERE available_at <= now()) AS pending,"
-    "  count(*) FILTER (WHERE claimed_by IS NOT NULL AND available_at > now()) AS in_flight,"
-    "  count(*) FILTER (WHERE claimed_by IS NULL AND available_at > now()) AS retrying,"
-    "  COALESCE(extract(epoch FROM now() - min(created_at) FILTER (WHERE available_at <= now())), 0) AS oldest"
-    "  FROM %s.sync_outbox GROUP BY 1),"
-    " d AS (SELECT event_type, count(*) AS dead FROM %s.sync_outbox_dead GROUP BY 1)"
-    " SELECT COALESCE(o.event_type, d.event_type), COALESCE(o.pending, 0), COALESCE(o.in_flight, 0),"
-    "  COALESCE(o.retrying, 0), COALESCE(d.dead, 0), round(COALESCE(o.oldest, 0)::numeric, 3)"
-    " FROM o FULL JOIN d ON o.event_type = d.event_type ORDER BY 1",
-    q.data, q.data);
+  char *sql = p2q_outbox_status_sql(cfg->pg_schema);
   PGresult *r = NULL;
-  int rc = query_params(conn, p2q_buf_str(&sql), 0, NULL, &r, err, sizeof err);
-  p2q_buf_free(&sql);
-  p2q_buf_free(&q);
+  int rc = sql ? query_params(conn, sql, 0, NULL, &r, err, sizeof err) : (snprintf(err, sizeof err, "out of memory"), -1);
+  free(sql);
   if (rc) return die(conn, "status", err);
   if (json) printf("{\"event_types\":[");
   else printf("%-24s %10s %10s %10s %10s %14s\n", "event_type", "pending", "in_flight", "retrying", "dead", "oldest_age_s");

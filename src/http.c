@@ -403,6 +403,21 @@ static void on_timer_closed(uv_handle_t *hd) {
   if (--h->handles_open == 0) finish_close(h);
 }
 
+/* Append "<prefix><secret>" to the header list; the temporary copy is wiped. 0 or -1. */
+static int add_secret_header(p2q_http_t *h, const char *prefix, const char *secret) {
+  if (!secret || !*secret) return 0;
+  size_t n = strlen(prefix) + strlen(secret) + 1;
+  char *hdr = malloc(n);
+  if (!hdr) return -1;
+  snprintf(hdr, n, "%s%s", prefix, secret);
+  struct curl_slist *l = curl_slist_append(h->headers, hdr);
+  memset(hdr, 0, n);
+  free(hdr);
+  if (!l) return -1;
+  h->headers = l;
+  return 0;
+}
+
 int p2q_http_new(uv_loop_t *loop, const p2q_http_options_t *opts, p2q_http_t **out) {
   p2q_http_options_t def = {0};
   p2q_http_t *h = NULL;
@@ -429,28 +444,8 @@ int p2q_http_new(uv_loop_t *loop, const p2q_http_options_t *opts, p2q_http_t **o
   if (l) h->headers = l, l = curl_slist_append(h->headers, "Expect:");
   if (!l) goto fail;
   h->headers = l;
-  if (opts->api_key && *opts->api_key) {
-    size_t n = strlen(opts->api_key) + 10;
-    char *hdr = malloc(n);
-    if (!hdr) goto fail;
-    snprintf(hdr, n, "api-key: %s", opts->api_key);
-    l = curl_slist_append(h->headers, hdr);
-    memset(hdr, 0, n);
-    free(hdr);
-    if (!l) goto fail;
-    h->headers = l;
-  }
-  if (opts->bearer && *opts->bearer) {
-    size_t n = strlen(opts->bearer) + 24;
-    char *hdr = malloc(n);
-    if (!hdr) goto fail;
-    snprintf(hdr, n, "Authorization: Bearer %s", opts->bearer);
-    l = curl_slist_append(h->headers, hdr);
-    memset(hdr, 0, n);
-    free(hdr);
-    if (!l) goto fail;
-    h->headers = l;
-  }
+  if (add_secret_header(h, "api-key: ", opts->api_key) || add_secret_header(h, "Authorization: Bearer ", opts->bearer))
+    goto fail;
   h->opts.bearer = NULL; /* only kept inside the header list */
   h->multi = curl_multi_init();
   if (!h->multi) goto fail;

@@ -15,6 +15,7 @@
  *  - at most one status query and one readiness probe are outstanding.
  */
 #include "pg2qdrant/status_http.h"
+#include "pg2qdrant/commands.h"
 #include "pg2qdrant/buf.h"
 #include "pg2qdrant/capture.h"
 #include "pg2qdrant/errors.h"
@@ -557,7 +558,6 @@ static void start_server(p2q_ops_t *o, const char *listen) {
 
 int p2q_ops_start(p2q_daemon_t *d, p2q_ops_t **out) {
   p2q_ops_t *o = calloc(1, sizeof *o);
-  p2q_buf_t sql = P2Q_BUF_INIT, q = P2Q_BUF_INIT;
   int rc = P2Q_ENOMEM;
   if (!o) return rc;
   o->d = d;
@@ -567,23 +567,8 @@ int p2q_ops_start(p2q_daemon_t *d, p2q_ops_t **out) {
   if ((rc = p2q_metrics_new(&o->m)) || (rc = register_all(o))) goto fail;
   p2q_series_set(p2q_metric_series0(o->start_time), o->started);
   p2q_series_set(p2q_metric_series1(o->build_info, P2Q_VERSION), 1);
-  p2q_sql_ident(&q, d->cfg->pg_schema);
-  p2q_buf_printf(&sql,
-    "WITH o AS (SELECT event_type,"
-    "  count(*) FILTER (WHERE available_at <= now()) AS pending,"
-    "  count(*) FILTER (WHERE claimed_by IS NOT NULL AND available_at > now()) AS in_flight,"
-    "  count(*) FILTER (WHERE claimed_by IS NULL AND available_at > now()) AS retrying,"
-    "  COALESCE(extract(epoch FROM now() - min(created_at) FILTER (WHERE available_at <= now())), 0) AS oldest"
-    "  FROM %s.sync_outbox GROUP BY 1),"
-    " d AS (SELECT event_type, count(*) AS dead FROM %s.sync_outbox_dead GROUP BY 1)"
-    " SELECT COALESCE(o.event_type, d.event_type), COALESCE(o.pending, 0), COALESCE(o.in_flight, 0),"
-    "  COALESCE(o.retrying, 0), COALESCE(d.dead, 0), round(COALESCE(o.oldest, 0)::numeric, 3)"
-    " FROM o FULL JOIN d ON o.event_type = d.event_type ORDER BY 1",
-    p2q_buf_str(&q), p2q_buf_str(&q));
   rc = P2Q_ENOMEM;
-  if (p2q_buf_error(&sql) || p2q_buf_error(&q)) goto fail;
-  o->status_sql = p2q_buf_steal(&sql);
-  p2q_buf_free(&q);
+  if (!(o->status_sql = p2q_outbox_status_sql(d->cfg->pg_schema))) goto fail; /* same query as `status` */
   if (d->cfg->http_listen && *d->cfg->http_listen) {
     uv_timer_init(d->loop, &o->refresh);
     o->refresh.data = o;
@@ -594,8 +579,6 @@ int p2q_ops_start(p2q_daemon_t *d, p2q_ops_t **out) {
   *out = o;
   return 0;
 fail:
-  p2q_buf_free(&sql);
-  p2q_buf_free(&q);
   p2q_metrics_free(o->m);
   free(o);
   return rc;

@@ -43,6 +43,9 @@ int p2q_admin_exec(PGconn *conn, const char *sql, char *err, size_t errlen);
 int p2q_outbox_install(PGconn *conn, const char *schema, char *err, size_t errlen);
 /* The outbox SQL with @SCHEMA@ replaced by the quoted schema (malloc'd). */
 char *p2q_outbox_sql(const char *tmpl, const char *schema);
+/* Per event type: pending, in flight, retrying, dead, oldest pending age (s) — `status` and
+   the daemon's /status run the same query (malloc'd). */
+char *p2q_outbox_status_sql(const char *schema);
 
 
 #include "pg2qdrant/qdrant.h"
