@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS @SCHEMA@.sync_outbox (
   source_table text        NOT NULL,
   row_key      jsonb       NOT NULL,
   op           text        NOT NULL CHECK (op IN ('upsert', 'delete')),
-  payload      jsonb,
+  payload      json,        -- the snapshot: json (text), cheap to build in triggers and to read back
   attempts     integer     NOT NULL DEFAULT 0,
   max_attempts integer     NOT NULL DEFAULT 10,
   available_at timestamptz NOT NULL DEFAULT now(),
@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS @SCHEMA@.sync_outbox_dead (
   source_table text        NOT NULL,
   row_key      jsonb       NOT NULL,
   op           text        NOT NULL,
-  payload      jsonb,
+  payload      json,        -- the snapshot: json (text), cheap to build in triggers and to read back
   attempts     integer     NOT NULL,
   max_attempts integer     NOT NULL,
   last_error   text,
@@ -104,7 +104,7 @@ CREATE TRIGGER sync_outbox_notify AFTER INSERT ON @SCHEMA@.sync_outbox
 -- lease upsert (in key order, so concurrent claimers cannot deadlock) admits one claimer per row.
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_claim(p_owner text, p_types text[], p_routing text,
     p_limit integer, p_lease_ms integer)
-RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload jsonb, attempts integer,
+RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attempts integer,
                max_attempts integer, created_at timestamptz, event_type text)
 LANGUAGE plpgsql
 -- A queue's statistics are always stale (a backlog appears in seconds); with a low estimate the
@@ -157,10 +157,10 @@ BEGIN
   )
   SELECT * FROM cl
   UNION ALL
-  SELECT s.id, s.rule, 'coalesced'::text, s.row_key, NULL::jsonb, 0, 0, NULL::timestamptz, s.event_type
+  SELECT s.id, s.rule, 'coalesced'::text, s.row_key, NULL::json, 0, 0, NULL::timestamptz, s.event_type
     FROM sup s
   UNION ALL
-  SELECT w.claimed_id, w.rule, 'release'::text, w.row_key, NULL::jsonb, 0, 0, NULL::timestamptz, NULL::text
+  SELECT w.claimed_id, w.rule, 'release'::text, w.row_key, NULL::json, 0, 0, NULL::timestamptz, NULL::text
     FROM won w
    WHERE NOT EXISTS (SELECT 1 FROM cand c
                       WHERE c.rule = w.rule AND c.row_key = w.row_key AND c.id = w.claimed_id);
