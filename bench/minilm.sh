@@ -45,8 +45,6 @@ python3 - "$log" <<'PY'
 import re, statistics, sys
 rows, cpu, sgemm = {}, {}, {}
 for line in open(sys.argv[1]):
-    if line.startswith(("machine:", "load at end:")):
-        print(line.strip())
     if not line.startswith("RESULT"):
         continue
     kv = dict(re.findall(r"(\w+)=(\S+)", line))
