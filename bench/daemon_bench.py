@@ -99,6 +99,7 @@ def drain(args, tmp, qdrant, dbname, env):
     with psycopg.connect(dbname=dbname, autocommit=True) as c:
         c.execute(f"DELETE FROM sync_outbox_rule WHERE name = '{table}'")  # next run re-applies
         n = c.execute("SELECT count(*) FROM sync_outbox").fetchone()[0]
+        c.execute("SET max_parallel_workers_per_gather = 0")  # the progress poll must stay cheap
         server0 = cpu_seconds(qdrant.proc.pid)
         t0 = time.monotonic()
         p = subprocess.Popen([BIN, "-c", str(cfg), "run"], env=env)
@@ -113,7 +114,7 @@ def drain(args, tmp, qdrant, dbname, env):
                 pg_cpu[b] = max(pg_cpu.get(b, 0.0), cpu_seconds(b))
             if left == 0:
                 break
-            time.sleep(0.1)
+            time.sleep(0.25)
         elapsed = time.monotonic() - t0
         rss = max(rss, peak_rss_kb(p.pid))
         daemon_cpu = cpu_seconds(p.pid)
