@@ -61,10 +61,19 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
     goto out;
   }
   /* unchanged? */
-  const char *params[] = {r->name, install.data};
+  /* unchanged = same generated SQL and the trigger still on the table (a dropped and recreated
+     table lost it) */
+  p2q_buf_t trig = P2Q_BUF_INIT, qt = P2Q_BUF_INIT;
+  p2q_buf_printf(&trig, "p2q_%s", r->name);
+  p2q_sql_qualified(&qt, r->table);
+  const char *params[] = {r->name, install.data, trig.data, qt.data};
   p2q_buf_t sql = P2Q_BUF_INIT;
-  p2q_buf_printf(&sql, "SELECT 1 FROM %s.sync_outbox_rule WHERE name = $1 AND definition = $2", q.data);
-  PGresult *res = PQexecParams(conn, sql.data, 2, NULL, params, NULL, NULL, 0);
+  p2q_buf_printf(&sql, "SELECT 1 FROM %s.sync_outbox_rule WHERE name = $1 AND definition = $2"
+                       " AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = $3 AND tgrelid = to_regclass($4))",
+                 q.data);
+  PGresult *res = PQexecParams(conn, sql.data, 4, NULL, params, NULL, NULL, 0);
+  p2q_buf_free(&trig);
+  p2q_buf_free(&qt);
   p2q_buf_free(&sql);
   int same = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
   PQclear(res);

@@ -54,6 +54,17 @@ def test_apply_backfills_once_and_dry_run_changes_nothing(make_daemon, docs, qdr
     assert cols == ["id", "title", "body", "emb", "published", "meta"]
 
 
+def test_apply_reinstalls_after_table_recreated(make_daemon, docs):
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("apply")
+    docs.execute("DROP TABLE docs")
+    docs.execute("CREATE TABLE docs (id bigint PRIMARY KEY, title text, body text, emb real[],"
+                 " published boolean NOT NULL DEFAULT true, meta jsonb)")
+    assert "trigger installed" in d.cli("apply").stdout  # not "unchanged": the trigger was gone
+    docs.execute("INSERT INTO docs (id, title) VALUES (1, 'a')")
+    assert [e[0] for e in events(docs)] == ["upsert"]
+
+
 def test_trigger_semantics(make_daemon, docs):
     d = make_daemon({"rule.docs": rule(columns="id, title", watch="title", filter="published")})
     d.cli("apply")

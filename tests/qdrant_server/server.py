@@ -293,6 +293,7 @@ class QdrantHandler(BaseHTTPRequestHandler):
 
     def _log(self, app, req, entry, status):
         entry["status"] = status
+        entry["te"] = time.time()   # the answer is ready (the write is applied): for latency figures
         app.faults.record(entry)
 
     def _injected(self, rule):
