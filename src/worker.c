@@ -1,5 +1,6 @@
 /*
- * worker.c — a pull worker: claim → write → ack, on the loop thread.
+ * worker.c — a pull worker: claim → (embed, write: worker_embed.c, worker_write.c) → ack, on the
+ * loop thread.
  *
  * Owns: one p2q_pg_t connection (its claims and acks, in order), a linger timer and a retry
  * timer, and the batches between claim and ack. A batch holds at most one event per source row
@@ -11,7 +12,7 @@
  *  - a batch whose connection was lost sends nothing more ("orphaned"): its claims are freed by
  *    sync_outbox_recover() after a grace longer than any request still running.
  */
-#include "pg2qdrant/worker.h"
+#include "worker_internal.h"
 #include "pg2qdrant/backoff.h"
 #include "pg2qdrant/batch.h"
 #include "pg2qdrant/buf.h"
@@ -25,73 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* OP_PRUNE: after a chunked upsert, delete the row's chunks beyond the new count. */
-enum { OP_UPSERT = 0, OP_DELETE = 1, OP_RELEASE = 2, OP_PRUNE = 3 };
-
-typedef struct {
-  long long id;
-  int rule;               /* index in cfg->rules, -1 when not configured */
-  int op;
-  char *row_key;
-  char *payload;
-  char *point;            /* built point JSON (upserts) */
-  char *text;             /* rendered text to embed (text rules) */
-  size_t text_len;
-  int n_chunks;           /* chunked rules: points written for this row */
-  size_t point_len;
-  char point_id[P2Q_POINT_ID_MAX];
-  int attempts, max_attempts;
-  double created_at;
-  const char *outcome;    /* NULL until decided */
-  int delay_ms;
-  char *error;
-} wevent_t;
-
-typedef struct wbatch_s {
-  p2q_worker_t *w;
-  wevent_t *ev;
-  int n;
-  int pending;            /* Qdrant requests in flight */
-  int orphaned;
-  int ack_tries;
-  struct embctx_s *embeds;   /* embedding calls in flight (see embed_group) */
-  struct wbatch_s *next;
-} wbatch_t;
-
-/* One embedding call for the upserts of one text rule in a batch. */
-typedef struct embctx_s {
-  wbatch_t *b;               /* NULL once the batch is gone: the result is dropped */
-  struct embctx_s *next;
-  int rule, n;
-  int idx[];
-} embctx_t;
-
-typedef struct {
-  wbatch_t *b;
-  int rule, op, n;
-  int idx[];
-} wreq_t;
-
-struct p2q_worker_s {
-  p2q_daemon_t *d;
-  const p2q_worker_config_t *cfg;
-  p2q_pg_t *pg;
-  char owner[64];
-  int ready;
-  char *types_param;      /* text[] literal of the event types */
-  char limit_param[16];
-  char lease_param[16];
-  p2q_batch_t pol;
-  p2q_backoff_t backoff;
-  uv_timer_t linger_timer, retry_timer;
-  uint64_t retry_due;     /* loop time the retry timer fires at, 0 = not armed */
-  wbatch_t *batches;
-  p2q_stats_t stats;
-  int closing, open_handles;
-  void (*close_cb)(void *);
-  void *close_arg;
-};
 
 static void step(p2q_worker_t *w);
 static void retry_cb(uv_timer_t *t);
@@ -115,7 +49,7 @@ static int rule_index(const p2q_config_t *cfg, const char *name) {
   return -1;
 }
 
-static void set_outcome(wevent_t *e, const char *outcome, int delay_ms, const char *err) {
+void p2q_wk_set_outcome(wevent_t *e, const char *outcome, int delay_ms, const char *err) {
   e->outcome = outcome;
   e->delay_ms = delay_ms;
   free(e->error);
@@ -139,7 +73,6 @@ static void batch_unlink(wbatch_t *b) {
   for (wbatch_t **p = &b->w->batches; *p; p = &(*p)->next)
     if (*p == b) { *p = b->next; return; }
 }
-
 /* ---- ack -------------------------------------------------------------------------------- */
 
 static void batch_done(wbatch_t *b, int acked) {
@@ -218,268 +151,13 @@ static void batch_ack(wbatch_t *b) {
   if (rc) batch_done(b, 0);
 }
 
-static void request_finished(wbatch_t *b) {
+void p2q_wk_request_finished(wbatch_t *b) {
   if (--b->pending == 0) batch_ack(b);
-}
-
-/* ---- Qdrant writes -------------------------------------------------------------------------- */
-
-static void send_request(wbatch_t *b, int rule, int op, const int *idx, int n);
-
-static int retry_delay(p2q_worker_t *w, const wevent_t *e, long server_delay_ms) {
-  uint64_t d = p2q_backoff_delay(&w->backoff, e->attempts > 0 ? (unsigned)e->attempts - 1 : 0);
-  if (server_delay_ms > 0 && (uint64_t)server_delay_ms > d) d = (uint64_t)server_delay_ms;
-  return d > 0x7fffffff ? 0x7fffffff : (int)d;
-}
-
-static void fail_idx(wbatch_t *b, const int *idx, int n, int transient, long server_delay_ms,
-                     const char *msg) {
-  p2q_worker_t *w = b->w;
-  for (int i = 0; i < n; i++) {
-    wevent_t *e = &b->ev[idx[i]];
-    if (transient && (!p2q_breaker_allows(&w->d->breaker) || w->d->stopping)) {
-      set_outcome(e, "requeue", retry_delay(w, e, server_delay_ms), msg); /* not the event's fault */
-    } else if (e->attempts >= e->max_attempts) {
-      set_outcome(e, "dead", 0, msg);
-    } else {
-      set_outcome(e, "retry", retry_delay(w, e, server_delay_ms), msg);
-    }
-  }
-}
-
-static void fail_events(wreq_t *r, int transient, long server_delay_ms, const char *msg) {
-  fail_idx(r->b, r->idx, r->n, transient, server_delay_ms, msg);
-}
-
-static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg) {
-  wreq_t *r = arg;
-  wbatch_t *b = r->b;
-  p2q_worker_t *w = b->w;
-  const p2q_rule_config_t *rule = &w->d->cfg->rules[r->rule];
-  char msg[1024];
-  p2q_ops_qdrant_request(w->d->ops, r->op == OP_UPSERT ? "upsert" : "delete", resp);
-  if (resp->cls == P2Q_QDRANT_OK && r->op == OP_UPSERT && rule->chunk_tokens > 0 && !b->orphaned) {
-    p2q_daemon_qdrant_result(w->d, 0);
-    send_request(b, r->rule, OP_PRUNE, r->idx, r->n); /* the new chunks are in: drop the old extra ones */
-  } else if (resp->cls == P2Q_QDRANT_OK) {
-    for (int i = 0; i < r->n; i++) set_outcome(&b->ev[r->idx[i]], "done", 0, NULL);
-    p2q_daemon_qdrant_result(w->d, 0);
-  } else if (resp->cls == P2Q_QDRANT_PERMANENT && (resp->status == 400 || resp->status == 422) &&
-             r->n > 1 && !b->orphaned && !w->d->forced) {
-    int half = r->n / 2; /* isolate the bad points: each half is retried on its own */
-    w->stats.splits++;
-    p2q_daemon_qdrant_result(w->d, 0);
-    send_request(b, r->rule, r->op, r->idx, half);
-    send_request(b, r->rule, r->op, r->idx + half, r->n - half);
-  } else {
-    int transient = resp->cls == P2Q_QDRANT_RETRY || resp->err == P2Q_ECANCELED;
-    const char *what = r->op == OP_UPSERT ? "upsert" : r->op == OP_PRUNE ? "chunk prune" : "delete";
-    const char *why = resp->error && *resp->error ? resp->error : "no details";
-    if (resp->status)
-      snprintf(msg, sizeof msg, "qdrant %s %s: HTTP %ld: %s", what, rule->collection, resp->status, why);
-    else
-      snprintf(msg, sizeof msg, "qdrant %s %s: transport error: %s", what, rule->collection, why);
-    w->stats.qdrant_failures++;
-    if (transient && resp->err != P2Q_ECANCELED) p2q_daemon_qdrant_result(w->d, 1);
-    fail_events(r, transient, resp->retry_delay_ms, msg);
-    char qm[1100];
-    P2Q_WARN("qdrant_write_failed", "worker=%s points=%d status=%ld class=%s err=%s", w->cfg->name,
-             r->n, resp->status, p2q_qdrant_class_name(resp->cls), p2q_log_q(qm, sizeof qm, msg));
-  }
-  free(r);
-  request_finished(b);
-}
-
-/* {"points":[…]} (points or ids), or for chunked rules a filter on the rows' `_pk` (and `_chunk`). */
-static void request_body(p2q_buf_t *body, wbatch_t *b, const p2q_rule_config_t *rc, int op,
-                         const int *idx, int n) {
-  if (op == OP_UPSERT || (op == OP_DELETE && rc->chunk_tokens == 0)) {
-    p2q_buf_puts(body, "{\"points\":[");
-    for (int i = 0; i < n; i++) {
-      wevent_t *e = &b->ev[idx[i]];
-      if (i) p2q_buf_putc(body, ',');
-      if (op == OP_UPSERT) p2q_buf_append(body, e->point, e->point_len);
-      else p2q_buf_puts(body, e->point_id);
-    }
-    p2q_buf_puts(body, "]}");
-  } else if (op == OP_DELETE) { /* every chunk of these rows */
-    p2q_buf_puts(body, "{\"filter\":{\"must\":[{\"key\":\"_pk\",\"match\":{\"any\":[");
-    for (int i = 0; i < n; i++) {
-      if (i) p2q_buf_putc(body, ',');
-      p2q_buf_json_string(body, b->ev[idx[i]].row_key, strlen(b->ev[idx[i]].row_key));
-    }
-    p2q_buf_puts(body, "]}}]}}");
-  } else { /* OP_PRUNE: chunks numbered at or beyond each row's new count */
-    p2q_buf_puts(body, "{\"filter\":{\"should\":[");
-    for (int i = 0; i < n; i++) {
-      wevent_t *e = &b->ev[idx[i]];
-      p2q_buf_puts(body, i ? ",{\"must\":[{\"key\":\"_pk\",\"match\":{\"value\":" : "{\"must\":[{\"key\":\"_pk\",\"match\":{\"value\":");
-      p2q_buf_json_string(body, e->row_key, strlen(e->row_key));
-      p2q_buf_printf(body, "}},{\"key\":\"_chunk\",\"range\":{\"gte\":%d}}]}", e->n_chunks);
-    }
-    p2q_buf_puts(body, "]}}");
-  }
-}
-
-static void send_request(wbatch_t *b, int rule, int op, const int *idx, int n) {
-  p2q_worker_t *w = b->w;
-  const p2q_rule_config_t *rc = &w->d->cfg->rules[rule];
-  wreq_t *r = malloc(sizeof *r + sizeof(int) * (size_t)n);
-  p2q_buf_t body = P2Q_BUF_INIT;
-  if (!r) goto fail;
-  r->b = b; r->rule = rule; r->op = op; r->n = n;
-  memcpy(r->idx, idx, sizeof(int) * (size_t)n);
-  request_body(&body, b, rc, op, idx, n);
-  if (p2q_buf_error(&body)) goto fail;
-  size_t len = body.len;
-  char *data = p2q_buf_steal(&body);
-  int err = op == OP_UPSERT ? p2q_qdrant_points_upsert_take(w->d->qdrant, rc->collection, data, len, request_cb, r)
-                            : p2q_qdrant_points_delete_take(w->d->qdrant, rc->collection, data, len, request_cb, r);
-  if (err) { free(data); goto fail; }
-  b->pending++;
-  w->stats.qdrant_requests++;
-  return;
-fail:
-  if (r) {
-    fail_events(r, 1, -1, "cannot send the request (out of memory or client closing)");
-    free(r);
-  } else {
-    for (int i = 0; i < n; i++) set_outcome(&b->ev[idx[i]], "requeue", 1000, "out of memory");
-  }
-  p2q_buf_free(&body);
-}
-
-/* Build each upsert's point once; NULL vectors (and blank texts) become deletes, bad snapshots
-   dead letters. Text rules keep their snapshot and rendered text for the embedding stage. */
-static void prepare_events(wbatch_t *b) {
-  p2q_worker_t *w = b->w;
-  p2q_buf_t pt = P2Q_BUF_INIT;
-  char why[256];
-  for (int i = 0; i < b->n; i++) {
-    wevent_t *e = &b->ev[i];
-    if (e->op == OP_RELEASE) { set_outcome(e, "release", 0, NULL); continue; }
-    if (e->rule < 0) { set_outcome(e, "dead", 0, "the event's rule is not configured"); continue; }
-    const p2q_rule_config_t *r = &w->d->cfg->rules[e->rule];
-    int isuuid = p2q_point_id(r->name, e->row_key, strlen(e->row_key), e->point_id);
-    if (isuuid < 0) { set_outcome(e, "dead", 0, "row key is not a JSON object"); continue; }
-    if (e->op != OP_UPSERT) continue;
-    if (!e->payload) { set_outcome(e, "dead", 0, "upsert event without a snapshot"); continue; }
-    p2q_buf_reset(&pt);
-    int rc;
-    if (r->text) { /* embedded later; a blank text means no vector, so no point */
-      rc = p2q_template_render(r->text, e->payload, strlen(e->payload), &pt);
-      if (rc == 1) { e->text_len = pt.len; e->text = p2q_buf_steal(&pt); continue; }
-      if (rc == 0) e->op = OP_DELETE;
-      else set_outcome(e, "dead", 0, rc == P2Q_ENOMEM ? "out of memory" : "text template does not fit the snapshot");
-    } else {
-      rc = p2q_point_build(&pt, r, e->point_id, isuuid, e->row_key, e->payload, strlen(e->payload),
-                           NULL, 0, why, sizeof why);
-      if (rc == 1) e->op = OP_DELETE; /* the row has no vector: it has no point */
-      else if (rc < 0) set_outcome(e, "dead", 0, rc == P2Q_ENOMEM ? "out of memory" : why);
-      else { e->point_len = pt.len; e->point = p2q_buf_steal(&pt); }
-    }
-    free(e->payload);
-    e->payload = NULL;
-  }
-  p2q_buf_free(&pt);
-}
-
-/* Vectors are back: build the points of this group and send them. */
-static void embedded(const p2q_embed_result_t *r, void *arg) {
-  embctx_t *c = arg;
-  wbatch_t *b = c->b;
-  if (!b) { free(c); return; } /* the batch is gone (forced shutdown) */
-  for (embctx_t **p = &b->embeds; *p; p = &(*p)->next)
-    if (*p == c) { *p = c->next; break; }
-  p2q_worker_t *w = b->w;
-  const p2q_rule_config_t *rule = &w->d->cfg->rules[c->rule];
-  p2q_ops_embed(w->d->ops, rule->embedder, r->seconds, r->tokens);
-  if (r->err) {
-    char q[600];
-    if (r->transient) p2q_daemon_qdrant_result(w->d, 1); /* the downstream breaker */
-    fail_idx(b, c->idx, c->n, r->transient, r->retry_after_ms, r->msg);
-    P2Q_WARN("embed_failed", "worker=%s rule=%s texts=%d transient=%d err=%s", w->cfg->name, rule->name,
-             c->n, r->transient, p2q_log_q(q, sizeof q, r->msg));
-  } else {
-    p2q_buf_t vec = P2Q_BUF_INIT, pt = P2Q_BUF_INIT;
-    char why[256];
-    int k = 0;
-    size_t off = 0; /* first vector of text i */
-    for (int i = 0; i < c->n; off += (size_t)(r->chunks ? r->chunks[i] : 1), i++) {
-      wevent_t *e = &b->ev[c->idx[i]];
-      if (r->status[i]) {
-        snprintf(why, sizeof why, "text cannot be embedded: %s", p2q_strerror(r->status[i]));
-        set_outcome(e, "dead", 0, why);
-        continue;
-      }
-      p2q_buf_reset(&pt);
-      int rc = 0, nv = r->chunks ? r->chunks[i] : 1;
-      for (int j = 0; !rc && j < nv; j++) {
-        char cid[P2Q_POINT_ID_MAX];
-        p2q_buf_reset(&vec);
-        p2q_vector_format(&vec, r->vecs + (off + (size_t)j) * (size_t)r->dim, r->dim);
-        if (j) p2q_buf_putc(&pt, ',');
-        if (r->chunks)
-          rc = p2q_chunk_point_id(rule->name, e->row_key, j, cid) ? P2Q_ENOMEM
-               : p2q_point_build_chunk(&pt, rule, cid, e->row_key, e->payload, strlen(e->payload),
-                                       vec.data, vec.len, j, why, sizeof why);
-        else
-          rc = p2q_point_build(&pt, rule, e->point_id, e->point_id[0] == '"', e->row_key, e->payload,
-                               strlen(e->payload), vec.data, vec.len, why, sizeof why);
-      }
-      e->n_chunks = nv;
-      if (rc) { set_outcome(e, "dead", 0, rc == P2Q_ENOMEM ? "out of memory" : why); continue; }
-      e->point_len = pt.len;
-      e->point = p2q_buf_steal(&pt);
-      c->idx[k++] = c->idx[i];
-    }
-    if (k) send_request(b, c->rule, OP_UPSERT, c->idx, k);
-    p2q_buf_free(&vec);
-    p2q_buf_free(&pt);
-  }
-  for (int i = 0; i < c->n; i++) {
-    wevent_t *e = &b->ev[c->idx[i]];
-    free(e->payload); e->payload = NULL;
-    free(e->text); e->text = NULL;
-  }
-  free(c);
-  request_finished(b);
-}
-
-/* Embed the texts of one rule's upserts; the points are sent when the vectors are back. */
-static void embed_group(wbatch_t *b, int rule, const int *idx, int n) {
-  p2q_worker_t *w = b->w;
-  p2q_embedder_t *e = p2q_daemon_embedder(w->d, w->d->cfg->rules[rule].embedder);
-  embctx_t *c = malloc(sizeof *c + sizeof(int) * (size_t)n);
-  const char **texts = malloc(sizeof *texts * (size_t)n);
-  size_t *lens = malloc(sizeof *lens * (size_t)n);
-  int rc = P2Q_ENOMEM;
-  if (c && texts && lens && e) {
-    c->b = b; c->rule = rule; c->n = n;
-    memcpy(c->idx, idx, sizeof(int) * (size_t)n);
-    for (int i = 0; i < n; i++) { texts[i] = b->ev[idx[i]].text; lens[i] = b->ev[idx[i]].text_len; }
-    const p2q_rule_config_t *rc_ = &w->d->cfg->rules[rule];
-    rc = rc_->chunk_tokens > 0 /* both copy the texts */
-             ? p2q_embedder_embed_chunked(e, texts, lens, n, (int)rc_->chunk_tokens, (int)rc_->chunk_overlap, embedded, c)
-             : p2q_embedder_embed(e, texts, lens, n, embedded, c);
-  } else if (!e) {
-    rc = P2Q_EINVAL;
-  }
-  free(texts);
-  free(lens);
-  if (rc) {
-    free(c);
-    fail_idx(b, idx, n, 1, -1, rc == P2Q_EINVAL ? "the rule's embedder is not running" : "cannot start embedding");
-    return;
-  }
-  c->next = b->embeds;
-  b->embeds = c;
-  b->pending++;
 }
 
 static void batch_start(wbatch_t *b) {
   int *idx = malloc(sizeof(int) * (size_t)(b->n ? b->n : 1));
-  prepare_events(b);
+  p2q_wk_prepare(b);
   b->pending = 1; /* guard: the batch cannot finish while requests are being sent */
   for (int rule = 0; idx && rule < b->w->d->cfg->n_rules; rule++) {
     int text = b->w->d->cfg->rules[rule].text != NULL;
@@ -487,15 +165,15 @@ static void batch_start(wbatch_t *b) {
       int n = 0;
       for (int i = 0; i < b->n; i++)
         if (!b->ev[i].outcome && b->ev[i].rule == rule && b->ev[i].op == op) idx[n++] = i;
-      if (n && text && op == OP_UPSERT) embed_group(b, rule, idx, n);
-      else if (n) send_request(b, rule, op, idx, n);
+      if (n && text && op == OP_UPSERT) p2q_wk_embed(b, rule, idx, n);
+      else if (n) p2q_wk_send(b, rule, op, idx, n);
     }
   }
   if (!idx)
     for (int i = 0; i < b->n; i++)
-      if (!b->ev[i].outcome) set_outcome(&b->ev[i], "requeue", 1000, "out of memory");
+      if (!b->ev[i].outcome) p2q_wk_set_outcome(&b->ev[i], "requeue", 1000, "out of memory");
   free(idx);
-  request_finished(b);
+  p2q_wk_request_finished(b);
 }
 
 /* ---- claim ------------------------------------------------------------------------------- */
@@ -697,3 +375,4 @@ void p2q_worker_close(p2q_worker_t *w, void (*cb)(void *arg), void *arg) {
   uv_close((uv_handle_t *)&w->retry_timer, handle_closed);
   if (p2q_pg_close(w->pg, pg_closed, w)) handle_closed((uv_handle_t *)&w->linger_timer);
 }
+
