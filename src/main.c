@@ -23,8 +23,10 @@ static void usage(FILE *f) {
           "      --help-config  every configuration key with its type, default and range\n\n"
           "commands:\n",
           P2Q_VERSION);
-  for (const p2q_command_t *c = p2q_commands; c->name; c++)
-    fprintf(f, "  %-28s %s\n", c->usage, c->help);
+  for (const p2q_command_t *c = p2q_commands; c->name; c++) {
+    if (strlen(c->usage) <= 28) fprintf(f, "  %-28s %s\n", c->usage, c->help);
+    else fprintf(f, "  %s\n  %-28s %s\n", c->usage, "", c->help);
+  }
   fprintf(f, "\nSecrets come from the environment (api_key_env = VAR, PGPASSWORD), never the file.\n");
 }
 
