@@ -242,17 +242,24 @@ LANGUAGE plpgsql AS $p2q$
 DECLARE
   n integer;
   live text[];
+  hidden integer[];
 BEGIN
-  SELECT array_agg(a.pid::text || '.' || (extract(epoch FROM a.backend_start) * 1000000)::bigint::text)
-    INTO live FROM pg_stat_activity a;
+  -- Without pg_read_all_stats, backend_start of other roles' sessions reads as NULL: such an
+  -- owner counts as alive while its pid exists (never "recover" a claim that is still working).
+  SELECT COALESCE(array_agg(a.pid::text || '.' || (extract(epoch FROM a.backend_start) * 1000000)::bigint::text)
+                  FILTER (WHERE a.backend_start IS NOT NULL), '{}'),
+         COALESCE(array_agg(a.pid) FILTER (WHERE a.backend_start IS NULL), '{}')
+    INTO live, hidden FROM pg_stat_activity a;
   UPDATE @SCHEMA@.sync_outbox o SET available_at = now(), claimed_by = NULL
    WHERE o.claimed_by IS NOT NULL AND o.available_at > now()
      AND o.claimed_at < now() - p_grace_ms * interval '1 millisecond'
-     AND NOT (o.claimed_by = ANY (live));
+     AND NOT (o.claimed_by = ANY (live))
+     AND NOT (split_part(o.claimed_by, '.', 1)::integer = ANY (hidden));
   GET DIAGNOSTICS n = ROW_COUNT;
   UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
     FROM (SELECT l2.rule, l2.row_key FROM @SCHEMA@.sync_outbox_lease l2
            WHERE l2.owner IS NOT NULL AND NOT (l2.owner = ANY (live))
+             AND NOT (split_part(l2.owner, '.', 1)::integer = ANY (hidden))
              AND l2.leased_at < now() - p_grace_ms * interval '1 millisecond'
            ORDER BY l2.rule, l2.row_key FOR UPDATE OF l2 SKIP LOCKED) k
    WHERE l.rule = k.rule AND l.row_key = k.row_key;

@@ -294,7 +294,7 @@ static int append_function(p2q_buf_t *out, const char *schema, const char *prefi
   p2q_buf_puts(out, "CREATE OR REPLACE FUNCTION ");
   function_name(out, schema, prefix, rule);
   p2q_buf_puts(out, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER "
-                    "SET search_path = pg_catalog, public AS " DQ);
+                    "SET search_path = pg_catalog, pg_temp AS " DQ);
   p2q_buf_append(out, body->data, body->len);
   p2q_buf_puts(out, DQ ";\n");
   return 0;
@@ -302,6 +302,9 @@ static int append_function(p2q_buf_t *out, const char *schema, const char *prefi
 
 int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
                             p2q_buf_t *out) {
+  /* generated names must not be truncated by PostgreSQL (63 bytes): "p2q_NAME" and
+     "p2q_NAME_truncate" would collide and the second DROP would remove the row trigger */
+  if (strlen(r->name) > P2Q_RULE_NAME_MAX) return P2Q_EINVAL;
   p2q_strlist_t snap;
   p2q_buf_t body = P2Q_BUF_INIT, qtable = P2Q_BUF_INIT;
   int rc = snapshot_columns(r, &snap);

@@ -180,7 +180,9 @@ int p2q_cmd_prune(const p2q_config_t *cfg, int argc, char **argv) {
   p2q_buf_printf(&lease, "DELETE FROM %s.sync_outbox_lease l WHERE ctid IN (SELECT l2.ctid FROM %s.sync_outbox_lease l2"
                          " WHERE l2.owner IS NULL AND l2.released_at < now() - $1::bigint * interval '1 millisecond'"
                          " AND NOT EXISTS (SELECT 1 FROM %s.sync_outbox o WHERE o.rule = l2.rule AND o.row_key = l2.row_key)"
-                         " LIMIT 5000)", q.data, q.data, q.data);
+                         /* a dead letter may come back (retry --dead): its row keeps its fence */
+                         " AND NOT EXISTS (SELECT 1 FROM %s.sync_outbox_dead x WHERE x.rule = l2.rule AND x.row_key = l2.row_key)"
+                         " LIMIT 5000)", q.data, q.data, q.data, q.data);
   long long nd = prune_loop(conn, p2q_buf_str(&dead), msparam, err, sizeof err);
   long long nl = nd < 0 ? -1 : prune_loop(conn, p2q_buf_str(&lease), msparam, err, sizeof err);
   p2q_buf_free(&dead);

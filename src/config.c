@@ -134,9 +134,9 @@ static int add_element(p2q_config_t *cfg, const p2q_conf_section_t *k, const cha
   return rc < 0 ? rc : *count - 1;
 }
 
-static int valid_name(const char *s) {
+static int valid_name(const char *s, size_t max) {
   size_t n = strlen(s);
-  if (n == 0 || n >= P2Q_NAME_MAX) return 0;
+  if (n == 0 || n > max) return 0;
   for (; *s; s++)
     if (!(isalnum((unsigned char)*s) || *s == '_' || *s == '-')) return 0;
   return 1;
@@ -179,10 +179,10 @@ static int open_section(ld_t *ld, const char *s) {
     return ld_fail(ld, P2Q_ECONFIG, ld->line, hdr, NULL, "needs a name: [%s.NAME]", kind);
   if (!k->repeated && dot)
     return ld_fail(ld, P2Q_ECONFIG, ld->line, hdr, NULL, "[%s] does not take a name", kind);
-  if (k->repeated && !valid_name(dot + 1))
+  size_t max = strcmp(kind, "rule") == 0 ? P2Q_RULE_NAME_MAX : P2Q_NAME_MAX - 1;
+  if (k->repeated && !valid_name(dot + 1, max))
     return ld_fail(ld, P2Q_ECONFIG, ld->line, hdr, NULL,
-                   "invalid name '%s' (use A-Z a-z 0-9 _ -, 1 to %d characters)", dot + 1,
-                   P2Q_NAME_MAX - 1);
+                   "invalid name '%s' (use A-Z a-z 0-9 _ -, 1 to %d characters)", dot + 1, (int)max);
   for (int i = 0; i < ld->n_sects; i++) {
     sect_t *o = &ld->sects[i];
     if (o->kind != k || strcmp(o->label, hdr) != 0) continue;

@@ -44,6 +44,9 @@ const char *p2q_log_q(char *buf, size_t n, const char *s) {
   buf[o++] = '"';
   for (; s && *s && o + 3 < n; s++) {
     unsigned char c = (unsigned char)*s;
+    /* never cut a multi-byte UTF-8 character in half when the buffer runs out */
+    size_t seq = c < 0xC0 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    if (seq > 1 && o + seq + 2 >= n) break;
     if (c == '"' || c == '\\') { buf[o++] = '\\'; buf[o++] = (char)c; }
     else if (c == '\n') { buf[o++] = '\\'; buf[o++] = 'n'; }
     else if (c == '\r') { buf[o++] = '\\'; buf[o++] = 'r'; }

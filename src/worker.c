@@ -49,11 +49,27 @@ static int rule_index(const p2q_config_t *cfg, const char *name) {
   return -1;
 }
 
+/* Replace every byte that is not part of a well-formed UTF-8 sequence with '?': an error text
+   cut mid-character, or a proxy's non-UTF-8 body, must not make the whole ack fail. */
+static void utf8_scrub(char *s) {
+  unsigned char *p = (unsigned char *)s;
+  while (*p) {
+    int n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
+    int ok = n > 0 && !(n == 2 && *p < 0xC2) && !(n == 4 && *p > 0xF4);
+    for (int k = 1; ok && k < n; k++) ok = (p[k] & 0xC0) == 0x80;
+    if (ok && n == 3) ok = !(p[0] == 0xE0 && p[1] < 0xA0) && !(p[0] == 0xED && p[1] >= 0xA0);
+    if (ok && n == 4) ok = !(p[0] == 0xF0 && p[1] < 0x90) && !(p[0] == 0xF4 && p[1] >= 0x90);
+    if (!ok) { *p++ = '?'; continue; }
+    p += n;
+  }
+}
+
 void p2q_wk_set_outcome(wevent_t *e, const char *outcome, int delay_ms, const char *err) {
   e->outcome = outcome;
   e->delay_ms = delay_ms;
   free(e->error);
   e->error = err ? strdup(err) : NULL;
+  if (e->error) utf8_scrub(e->error);
 }
 
 static void batch_free(wbatch_t *b) {
@@ -216,6 +232,7 @@ static void claim_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, v
   if (b) {
     b->w = w;
     b->n = n;
+    b->claimed_at = uv_now(w->d->loop);
     b->next = w->batches;
     w->batches = b;
     w->stats.batches++;

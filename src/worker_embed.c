@@ -6,6 +6,7 @@
  * write stage. A batch freed while an embedding call is in flight detaches it (ctx->b = NULL).
  */
 #include "worker_internal.h"
+#include "pg2qdrant/backoff.h"
 #include "pg2qdrant/embedder.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
@@ -61,13 +62,23 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
   p2q_worker_t *w = b->w;
   const p2q_rule_config_t *rule = &w->d->cfg->rules[c->rule];
   p2q_ops_embed(w->d->ops, rule->embedder, r->seconds, r->tokens);
-  if (r->err) {
+  if (r->err && r->transient) {
+    /* the embedder is down, not the events: give the attempt back and wait, with a backoff that
+       grows with its consecutive failures (capped at breaker_max), before claiming them again */
     char q[600];
-    if (r->transient) p2q_daemon_qdrant_result(w->d, 1); /* the downstream breaker */
-    p2q_wk_fail(b, c->idx, c->n, r->transient, r->retry_after_ms, r->msg);
+    uint64_t delay = p2q_backoff_cap((uint64_t)w->d->cfg->retry_min_ms, (uint64_t)w->d->cfg->breaker_max_ms,
+                                     w->d->embed_failures++ < 20 ? w->d->embed_failures - 1 : 20);
+    if (r->retry_after_ms > 0 && (uint64_t)r->retry_after_ms > delay) delay = (uint64_t)r->retry_after_ms;
+    for (int i = 0; i < c->n; i++) p2q_wk_set_outcome(&b->ev[c->idx[i]], "requeue", (int)delay, r->msg);
+    P2Q_WARN("embed_failed", "worker=%s rule=%s texts=%d transient=1 retry_in_ms=%llu err=%s", w->cfg->name,
+             rule->name, c->n, (unsigned long long)delay, p2q_log_q(q, sizeof q, r->msg));
+  } else if (r->err) {
+    char q[600];
+    p2q_wk_fail(b, c->idx, c->n, 0, -1, r->msg);
     P2Q_WARN("embed_failed", "worker=%s rule=%s texts=%d transient=%d err=%s", w->cfg->name, rule->name,
              c->n, r->transient, p2q_log_q(q, sizeof q, r->msg));
   } else {
+    w->d->embed_failures = 0;
     p2q_buf_t vec = P2Q_BUF_INIT, pt = P2Q_BUF_INIT;
     char why[256];
     int k = 0;
@@ -125,10 +136,18 @@ void p2q_wk_embed(wbatch_t *b, int rule, const int *idx, int n) {
     c->b = b; c->rule = rule; c->n = n;
     memcpy(c->idx, idx, sizeof(int) * (size_t)n);
     for (int i = 0; i < n; i++) { texts[i] = b->ev[idx[i]].text; lens[i] = b->ev[idx[i]].text_len; }
+    /* linked and counted before the call: the embedder may complete (and free c) inside it */
+    c->next = b->embeds;
+    b->embeds = c;
+    b->pending++;
     const p2q_rule_config_t *rc_ = &w->d->cfg->rules[rule];
     rc = rc_->chunk_tokens > 0 /* both copy the texts */
              ? p2q_embedder_embed_chunked(e, texts, lens, n, (int)rc_->chunk_tokens, (int)rc_->chunk_overlap, embedded, c)
              : p2q_embedder_embed(e, texts, lens, n, embedded, c);
+    if (rc) { /* the callback will not fire: undo */
+      b->embeds = c->next;
+      b->pending--;
+    }
   } else if (!e) {
     rc = P2Q_EINVAL;
   }
@@ -137,9 +156,5 @@ void p2q_wk_embed(wbatch_t *b, int rule, const int *idx, int n) {
   if (rc) {
     free(c);
     p2q_wk_fail(b, idx, n, 1, -1, rc == P2Q_EINVAL ? "the rule's embedder is not running" : "cannot start embedding");
-    return;
   }
-  c->next = b->embeds;
-  b->embeds = c;
-  b->pending++;
 }

@@ -43,6 +43,7 @@ typedef struct wbatch_s {
   int pending;            /* Qdrant requests in flight */
   int orphaned;
   int ack_tries;
+  uint64_t claimed_at;       /* loop time of the claim (the lease runs from here) */
   struct embctx_s *embeds;   /* embedding calls in flight (see embed_group) */
   struct wbatch_s *next;
 } wbatch_t;

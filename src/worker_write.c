@@ -109,9 +109,25 @@ static void request_body(p2q_buf_t *body, wbatch_t *b, const p2q_rule_config_t *
   }
 }
 
+/* May this batch still write? Not once its connection is gone (recovery will free its claims)
+   nor once its lease could expire before the request finishes: another worker may then hold the
+   row and write a newer snapshot, which ours must not overwrite. */
+static int may_write(const wbatch_t *b) {
+  const p2q_config_t *cfg = b->w->d->cfg;
+  uint64_t age = uv_now(b->w->d->loop) - b->claimed_at;
+  int64_t budget = cfg->lease_ms - cfg->qdrant_timeout_ms - 1000;
+  return !b->orphaned && (int64_t)age < budget;
+}
+
 void p2q_wk_send(wbatch_t *b, int rule, int op, const int *idx, int n) {
   p2q_worker_t *w = b->w;
   const p2q_rule_config_t *rc = &w->d->cfg->rules[rule];
+  if (!may_write(b)) { /* give the events back, nothing is written */
+    for (int i = 0; i < n; i++) p2q_wk_set_outcome(&b->ev[idx[i]], "requeue", 0, "claim expired before the write");
+    P2Q_WARN("write_skipped", "worker=%s events=%d reason=%s", w->cfg->name, n,
+             b->orphaned ? "connection_lost" : "lease_nearly_expired");
+    return;
+  }
   wreq_t *r = malloc(sizeof *r + sizeof(int) * (size_t)n);
   p2q_buf_t body = P2Q_BUF_INIT;
   if (!r) goto fail;

@@ -15,6 +15,9 @@
 #include <stdio.h>
 
 #define P2Q_NAME_MAX 64
+/* A rule's name is part of generated PostgreSQL identifiers ("p2q_capture_NAME",
+   "p2q_NAME_truncate"), which must fit in 63 bytes. */
+#define P2Q_RULE_NAME_MAX 40
 
 typedef enum { P2Q_DIST_COSINE = 0, P2Q_DIST_DOT, P2Q_DIST_EUCLID, P2Q_DIST_MANHATTAN } p2q_distance_t;
 typedef enum { P2Q_EMB_MINILM = 0, P2Q_EMB_OPENAI } p2q_embedder_type_t;

@@ -42,6 +42,7 @@ typedef struct p2q_daemon_s {
   int recover_grace_ms;
   p2q_stats_t stats;
   uint64_t pg_reconnects;
+  unsigned embed_failures;   /* consecutive transient embedder failures (their backoff) */
   int listening;       /* LISTEN is active on listen_pg */
   p2q_ops_t *ops;      /* metrics, /status, the HTTP server (status_http.c); hooks accept NULL */
   uv_signal_t sig_hup; /* SIGHUP: reload the config (reload.c) */

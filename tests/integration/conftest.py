@@ -104,7 +104,7 @@ class Daemon:
 
     def log_text(self, p=None):
         procs = [p] if p else self.procs
-        return "".join(pathlib.Path(x.logfile).read_text() for x in procs)
+        return "".join(pathlib.Path(x.logfile).read_text(errors="replace") for x in procs)
 
     def stop(self, p, timeout=15):
         if p.poll() is None:

@@ -166,3 +166,18 @@ def test_status_json(make_daemon, docs):
     st = json.loads(d.cli("status", "--json").stdout)
     assert st["event_types"][0]["event_type"] == "docs"
     assert st["event_types"][0]["pending"] == 1
+
+
+def test_error_text_cut_mid_character_still_acks(make_daemon, docs, qdrant):
+    """Qdrant's message is cut to fit; a cut inside a multi-byte character must not make the
+    whole ack fail (PostgreSQL rejects invalid UTF-8), or every event of the batch would stall."""
+    d = make_daemon({"rule.docs": rule(), "daemon": {"max_attempts": "1"}})
+    d.cli("apply")
+    docs.execute("INSERT INTO docs (id, title, emb) VALUES (1, 'a', %s), (2, 'b', %s)", (vec(1), vec(2)))
+    qdrant.fail(400, count=100, path="/points", message="Wrong input: " + "\u20ac" * 600)
+    p = d.start()
+    wait_until(lambda: outbox_counts(docs) == (0, 2), what="both dead-lettered with their message")
+    errs = [r[0] for r in docs.execute("SELECT last_error FROM sync_outbox_dead").fetchall()]
+    assert all("Wrong input: \u20ac\u20ac" in e for e in errs)
+    assert "ack_failed" not in d.log_text(p)
+    d.stop(p)

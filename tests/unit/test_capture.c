@@ -97,6 +97,17 @@ static void test_install_sql(void **state) {
   p2q_buf_free(&b);
 }
 
+static void test_long_rule_name_refused(void **state) {
+  p2q_rule_config_t r = rule();
+  p2q_buf_t b = P2Q_BUF_INIT;
+  memset(r.name, 'x', 41);
+  r.name[41] = 0; /* "p2q_x…x_truncate" would exceed 63 bytes */
+  assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), P2Q_EINVAL);
+  r.name[40] = 0;
+  assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
+  p2q_buf_free(&b);
+}
+
 static void test_dollar_quote_refused(void **state) {
   p2q_rule_config_t r = rule();
   p2q_buf_t b = P2Q_BUF_INIT;
@@ -126,7 +137,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_quoting),           cmocka_unit_test(test_qualified),
       cmocka_unit_test(test_template_columns),  cmocka_unit_test(test_install_sql),
-      cmocka_unit_test(test_dollar_quote_refused), cmocka_unit_test(test_backfill_and_drop),
+      cmocka_unit_test(test_long_rule_name_refused), cmocka_unit_test(test_dollar_quote_refused), cmocka_unit_test(test_backfill_and_drop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -324,8 +324,12 @@ static void test_err_syntax(void **state) {
 
 static void test_err_sections(void **state) {
   expect_err("[rule]\n", P2Q_ECONFIG, "t.ini:1: [rule]: needs a name: [rule.NAME]");
-  expect_err("[rule.]\n", P2Q_ECONFIG, "t.ini:1: [rule.]: invalid name '' (use A-Z a-z 0-9 _ -, 1 to 63 characters)");
-  expect_err("[rule.my docs]\n", P2Q_ECONFIG, "t.ini:1: [rule.my docs]: invalid name 'my docs' (use A-Z a-z 0-9 _ -, 1 to 63 characters)");
+  expect_err("[rule.]\n", P2Q_ECONFIG, "t.ini:1: [rule.]: invalid name '' (use A-Z a-z 0-9 _ -, 1 to 40 characters)");
+  expect_err("[rule.my docs]\n", P2Q_ECONFIG, "t.ini:1: [rule.my docs]: invalid name 'my docs' (use A-Z a-z 0-9 _ -, 1 to 40 characters)");
+  /* a rule name is part of generated identifiers: 41 characters is one too many */
+  expect_err("[rule.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\n", P2Q_ECONFIG,
+             "t.ini:1: [rule.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]: invalid name "
+             "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' (use A-Z a-z 0-9 _ -, 1 to 40 characters)");
   expect_err("[worker.a.b]\n", P2Q_ECONFIG, "t.ini:1: [worker.a.b]: invalid name 'a.b' (use A-Z a-z 0-9 _ -, 1 to 63 characters)");
   expect_err("[embedder.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]\n", P2Q_ECONFIG,
              "t.ini:1: [embedder.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa]: invalid name "
