@@ -5,10 +5,11 @@
  *
  * Chunks by key range (keyset pagination on the rule's key, in key order): each chunk is one
  * short transaction running one statement,
- *   WITH c AS (SELECT r.* FROM t r WHERE filter AND where AND (key) > (last key)
- *              ORDER BY key LIMIT chunk FOR SHARE OF r),
+ *   WITH b AS (SELECT key FROM t r WHERE filter AND where AND (key) > (last) ORDER BY key LIMIT chunk),
+ *        e AS (the greatest key of b: the chunk's end, read without locks),
+ *        c AS (SELECT r.* FROM t r WHERE … AND (key) > (last) AND (key) <= (e) FOR SHARE OF r),
  *        ins AS (INSERT INTO sync_outbox … SELECT <snapshot> FROM c …)
- *   SELECT count, last key of c
+ *   SELECT count, e
  * so memory is bounded by one chunk (on the server; the client holds one key), and no lock on the
  * table outlives a chunk (the row locks of a chunk are held for that one statement's transaction).
  *
@@ -84,18 +85,35 @@ static int chunk_where(p2q_buf_t *b, const p2q_rule_config_t *r, const char *whe
   return 0;
 }
 
-/* The statement of one chunk: returns (events enqueued, last key as jsonb text or NULL). */
+/* The statement of one chunk: returns (events enqueued, last key as jsonb text or NULL).
+   The chunk's end key comes from an unlocked ordered read (b/e); the rows are then locked by key
+   range. Taking it from the locked rows instead would skip rows: a row whose key a concurrent
+   UPDATE raised is re-read with its new key, and the next chunk would start after it. */
 static int chunk_sql(const p2q_config_t *cfg, const p2q_rule_config_t *r, const char *where,
                      long chunk, int after, p2q_buf_t *out) {
   p2q_buf_t ins = P2Q_BUF_INIT;
   int rc = P2Q_EINVAL;
-  p2q_buf_puts(out, "WITH c AS MATERIALIZED (SELECT r.* FROM ");
+  p2q_buf_puts(out, "WITH b AS MATERIALIZED (SELECT ");
+  key_list(out, r, "r", 0);
+  p2q_buf_puts(out, " FROM ");
   if (p2q_sql_qualified(out, r->table)) goto fail;
   p2q_buf_puts(out, " AS r");
   if (chunk_where(out, r, where, after)) goto fail;
   p2q_buf_puts(out, " ORDER BY ");
   key_list(out, r, "r", 0);
-  p2q_buf_printf(out, " LIMIT %ld FOR SHARE OF r), ins AS (", chunk);
+  p2q_buf_printf(out, " LIMIT %ld), e AS (SELECT * FROM b AS r ORDER BY ", chunk);
+  key_list(out, r, "r", 1);
+  p2q_buf_puts(out, " LIMIT 1), c AS MATERIALIZED (SELECT r.* FROM ");
+  if (p2q_sql_qualified(out, r->table)) goto fail;
+  p2q_buf_puts(out, " AS r");
+  if (chunk_where(out, r, where, after)) goto fail;
+  p2q_buf_puts(out, " AND (");
+  key_list(out, r, "r", 0);
+  p2q_buf_puts(out, ") <= (SELECT ");
+  key_list(out, r, "e", 0);
+  p2q_buf_puts(out, " FROM e) ORDER BY ");
+  key_list(out, r, "r", 0);
+  p2q_buf_puts(out, " FOR SHARE OF r), ins AS (");
   if ((rc = p2q_capture_enqueue_sql(r, cfg->pg_schema, (int)cfg->max_attempts, "upsert", "c", &ins)))
     goto fail;
   p2q_buf_append(out, ins.data, ins.len);
@@ -103,9 +121,7 @@ static int chunk_sql(const p2q_config_t *cfg, const p2q_rule_config_t *r, const 
   key_list(out, r, "r", 0);
   p2q_buf_puts(out, " RETURNING 1) SELECT (SELECT count(*) FROM ins), (SELECT ");
   if ((rc = p2q_capture_key_expr(r, "r", out))) goto fail;
-  p2q_buf_puts(out, "::text FROM c AS r ORDER BY ");
-  key_list(out, r, "r", 1);
-  p2q_buf_puts(out, " LIMIT 1)");
+  p2q_buf_puts(out, "::text FROM e AS r)");
   rc = p2q_buf_error(out);
 fail:
   p2q_buf_free(&ins);

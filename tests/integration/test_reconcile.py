@@ -248,3 +248,27 @@ def test_backfill_concurrent_with_updates(make_daemon, docs, qdrant, pgdb):
     wait_until(lambda: in_sync(docs, qdrant), timeout=120, what="Qdrant equal to PostgreSQL")
     d.stop(p)
     assert d.cli("reconcile").returncode == 0
+
+
+def test_backfill_does_not_skip_rows_when_a_key_changes_mid_chunk(make_daemon, docs, pgdb):
+    """A row whose key an open transaction raises is re-read by the chunk's row lock with its new
+    key; the next chunk must still start at the chunk's own end, not after that new key."""
+    import subprocess
+    from conftest import BIN
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("apply")
+    docs.execute("ALTER TABLE docs DISABLE TRIGGER USER")
+    docs.execute("INSERT INTO docs (id, title, n, emb) SELECT g, 't', 0, ARRAY[1, 0, 1, 0]::real[]"
+                 " FROM generate_series(1, 100) g")
+    docs.execute("ALTER TABLE docs ENABLE TRIGGER USER")
+    with psycopg.connect(dbname=pgdb) as writer:  # an open transaction holding row 5
+        writer.execute("UPDATE docs SET id = 5000 WHERE id = 5")
+        bf = subprocess.Popen([BIN, "-c", str(d.path), "backfill", "docs", "--chunk", "10"], env=d.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: docs.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0] > 0,
+                   what="backfill waiting on the updated row")
+        writer.commit()
+    out, err = bf.communicate(timeout=60)
+    assert bf.returncode == 0, err
+    keys = {k["id"] for (k,) in docs.execute("SELECT row_key FROM sync_outbox WHERE op = 'upsert'")}
+    assert keys == (set(range(1, 101)) - {5}) | {5000}
