@@ -377,15 +377,12 @@ fail:
 
 int p2q_capture_backfill_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
                              const char *op, const char *extra_where, p2q_buf_t *out) {
-  p2q_strlist_t snap;
-  int rc = snapshot_columns(r, &snap);
+  p2q_buf_t qtable = P2Q_BUF_INIT;
+  int rc = p2q_sql_qualified(&qtable, r->table);
+  if (!rc) rc = p2q_capture_enqueue_sql(r, schema, max_attempts, op, qtable.data, out);
+  p2q_buf_free(&qtable);
   if (rc) return rc;
-  p2q_buf_puts(out, "INSERT INTO ");
-  insert_event(out, r, schema, max_attempts, "r", op, &snap, 0);
-  p2q_buf_puts(out, " FROM ");
-  if ((rc = p2q_sql_qualified(out, r->table))) goto fail;
-  p2q_buf_puts(out, " AS r WHERE ");
-  p2q_buf_printf(out, "(%s)", r->filter ? r->filter : "true");
+  p2q_buf_printf(out, " WHERE (%s)", r->filter ? r->filter : "true");
   if (extra_where) p2q_buf_printf(out, " AND (%s)", extra_where);
   p2q_buf_puts(out, " ORDER BY ");
   for (int i = 0; i < r->key.n; i++) {
@@ -393,10 +390,7 @@ int p2q_capture_backfill_sql(const p2q_rule_config_t *r, const char *schema, int
     p2q_buf_puts(out, "r.");
     p2q_sql_ident(out, r->key.items[i]);
   }
-  rc = p2q_buf_error(out);
-fail:
-  p2q_strlist_free(&snap);
-  return rc;
+  return p2q_buf_error(out);
 }
 
 int p2q_capture_snapshot_expr(const p2q_rule_config_t *r, const char *ref, p2q_buf_t *out) {
