@@ -262,3 +262,32 @@ def test_postgres_restart_under_load(make_daemon, items, pgdb, qdrant):
     log = d.log_text(p)
     assert "listen_disconnected" in log and log.count("event=listening") >= 2  # re-LISTENed
     d.stop(p)
+
+
+def test_kill9_recovery_as_unprivileged_role(make_daemon, items, pgdb, qdrant):
+    """Without pg_read_all_stats the daemon cannot see other sessions' backend_start; a killed
+    daemon's claims must still be recovered in seconds, not after the 5-minute lease."""
+    role = "p2q_app_" + pgdb[-6:]
+    items.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        d = make_daemon({"rule.items": rule(), "worker.w": {"event_types": "items", "batch_size": "8"}})
+        d.cli("apply")  # as the superuser: installs the schema and the triggers
+        items.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"')
+        d.env["PGUSER"] = role
+        with items.transaction():
+            for i in range(60):
+                items.execute("INSERT INTO items (id, n, label, emb) VALUES (%s, 0, 'x', %s)", (i, vec(i, 0)))
+        qdrant.latency(2000)  # every write hangs: the kill lands with claims in flight
+        p = d.start()
+        wait_until(lambda: items.execute("SELECT count(*) FROM sync_outbox WHERE claimed_by IS NOT NULL")
+                   .fetchone()[0] > 0, what="claims in flight")
+        d.kill(p)
+        qdrant.latency(0)
+        p2 = d.start()
+        wait_until(lambda: in_sync(items, qdrant), timeout=45, what="recovered well before the lease",
+                   explain=lambda: explain(items, qdrant, d))
+        assert "event=recovered" in d.log_text(p2)
+        d.stop(p2)
+    finally:
+        items.execute(f'DROP OWNED BY "{role}"')
+        items.execute(f'DROP ROLE "{role}"')
