@@ -39,6 +39,9 @@
  * 2^53 or more are not checked on the Qdrant side (cJSON reads numbers as doubles) and counted
  * as such; a user column named `_pk` or `_hash` collides with the daemon's payload fields.
  *
+ * Output: on a terminal, one updating progress line (points and rows checked, rate) per rule;
+ * then, and otherwise only, the per-rule summary with samples.
+ *
  * Exit status: 0 in sync (pending events allowed), 3 drift found (also with --fix: the repairs
  * were enqueued; run again once the daemon drained them to see 0), 1 error, 2 usage.
  */
@@ -51,6 +54,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <time.h>
 
 #define PAGE 256
 #define USAGE "usage: pg2qdrant reconcile [RULE] [--fix] [--sample N]\n"
@@ -142,8 +147,25 @@ typedef struct {
   long long fixed_upserts, fixed_deletes, fixed_direct;
   char (*sample[K_N])[P2Q_POINT_ID_MAX];
   int nsample[K_N];
+  int tty;                       /* stdout is a terminal: show progress */
+  double t0;
   char err[2048];
 } rec_t;
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* One updating line on a terminal (nothing otherwise: the report is the summary). */
+static void progress(const rec_t *c) {
+  if (!c->tty) return;
+  double el = mono_s() - c->t0;
+  printf("\rreconcile %s: %lld point(s), %lld row(s) checked, %.0f/s   ", c->r->name, c->points, c->rows,
+         el > 0 ? (double)(c->points + c->rows) / el : 0.0);
+  fflush(stdout);
+}
 
 static void note(rec_t *c, int kind, const char *id) {
   c->n[kind]++;
@@ -368,6 +390,7 @@ static int qdrant_pass(rec_t *c) {
     }
     c->points += n;
     if (n) pr = check_page(c, points, res, derived);
+    progress(c);
     PQclear(res);
     free(offset);
     offset = cJSON_IsNull(next) || !next ? NULL : cJSON_PrintUnformatted(next);
@@ -463,6 +486,7 @@ static int rows_pass(rec_t *c, PGconn *rd) {
     int n = PQntuples(res), cr = n ? check_rows(c, res) : 0;
     c->rows += n;
     PQclear(res);
+    progress(c);
     if (cr) goto fail;
     if (n < PAGE) break;
   }
@@ -498,6 +522,8 @@ static int reconcile_rule(const p2q_config_t *cfg, const p2q_rule_config_t *r, P
   int rc = 1;
   memset(&c, 0, sizeof c);
   c.cfg = cfg; c.r = r; c.conn = wr; c.qc = qc; c.fix = fix; c.max_sample = max_sample;
+  c.tty = isatty(STDOUT_FILENO);
+  c.t0 = mono_s();
   for (int k = 0; k < K_N; k++)
     if (max_sample && !(c.sample[k] = calloc((size_t)max_sample, P2Q_POINT_ID_MAX))) goto fail;
   if (r->chunk_tokens > 0) { /* several points per row: ids are not the row's */
@@ -507,6 +533,7 @@ static int reconcile_rule(const p2q_config_t *cfg, const p2q_rule_config_t *r, P
   }
   if (build_sql(&c)) { snprintf(c.err, sizeof c.err, "cannot generate SQL (bad table name?)"); goto fail; }
   if (qdrant_pass(&c) || rows_pass(&c, rd)) goto fail;
+  if (c.tty) printf("\r\033[K"); /* clear the progress line */
   report(&c);
   rc = c.n[K_MISSING] || c.n[K_ORPHAN] || c.n[K_STALE] ? 3 : 0;
 fail:
