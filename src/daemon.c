@@ -196,6 +196,7 @@ static void begin_stop(p2q_daemon_t *d, const char *why) {
   P2Q_INFO("shutdown", "signal=%s", why);
   uv_timer_stop(&d->sweep_timer);
   uv_timer_stop(&d->probe_timer);
+  uv_timer_stop(&d->emb_timer);
   uv_timer_start(&d->shutdown_timer, shutdown_timer_cb, (uint64_t)d->cfg->shutdown_timeout_ms, 0);
   p2q_daemon_worker_idle(d);
 }
@@ -220,6 +221,7 @@ static void finish(p2q_daemon_t *d) {
   if (d->qdrant && !d->forced) p2q_qdrant_close(d->qdrant, qdrant_closed, d);
   uv_handle_t *hs[] = {(uv_handle_t *)&d->sweep_timer, (uv_handle_t *)&d->probe_timer,
                        (uv_handle_t *)&d->shutdown_timer, (uv_handle_t *)&d->stats_timer,
+                       (uv_handle_t *)&d->emb_timer,
                        (uv_handle_t *)&d->sig_term, (uv_handle_t *)&d->sig_int,
                        (uv_handle_t *)&d->sig_hup};
   for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
@@ -298,8 +300,8 @@ static int start(p2q_daemon_t *d) {
   qo.max_concurrent = 0;
   for (int i = 0; i < d->cfg->n_workers; i++) qo.max_concurrent += (int)d->cfg->workers[i].max_inflight * 4;
   /* handles first: finish() closes them whatever fails below */
-  uv_timer_t *timers[] = {&d->sweep_timer, &d->probe_timer, &d->shutdown_timer, &d->stats_timer};
-  for (size_t i = 0; i < 4; i++) { uv_timer_init(d->loop, timers[i]); timers[i]->data = d; }
+  uv_timer_t *timers[] = {&d->sweep_timer, &d->probe_timer, &d->shutdown_timer, &d->stats_timer, &d->emb_timer};
+  for (size_t i = 0; i < 5; i++) { uv_timer_init(d->loop, timers[i]); timers[i]->data = d; }
   uv_signal_init(d->loop, &d->sig_term);
   uv_signal_init(d->loop, &d->sig_int);
   uv_signal_init(d->loop, &d->sig_hup);
@@ -316,7 +318,7 @@ static int start(p2q_daemon_t *d) {
                          .connect_timeout_ms = (uint64_t)d->cfg->pg_connect_timeout_ms,
                          .reconnect_max_ms = 10000, .on_connect = listen_connected,
                          .on_disconnect = listen_lost, .on_notify = notified, .arg = d};
-  if ((rc = start_embedders(d))) return rc;
+  if ((rc = start_embedders(d)) || (rc = p2q_embed_breakers_init(d))) return rc;
   if ((rc = p2q_pg_new(d->loop, &lo, &d->listen_pg))) return rc;
   d->workers = calloc((size_t)d->cfg->n_workers, sizeof *d->workers);
   if (!d->workers) return P2Q_ENOMEM;
@@ -364,6 +366,7 @@ int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
   p2q_ops_free(d.ops);
   free(d.workers);
   free(d.embedders);
+  p2q_embed_breakers_free(&d);
   free(d.claim_sql);
   free(d.ack_sql);
   free(d.recover_sql);

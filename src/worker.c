@@ -261,8 +261,21 @@ static void retry_cb(uv_timer_t *t) {
   p2q_worker_wake(w);
 }
 
+/* Are the breakers of every embedder this worker's rules use closed? */
+static int embedders_allow(const p2q_worker_t *w) {
+  const p2q_config_t *cfg = w->d->cfg;
+  for (int i = 0; i < cfg->n_rules; i++) {
+    const p2q_rule_config_t *r = &cfg->rules[i];
+    if (r->embedder && p2q_worker_claims(w, r->event_type ? r->event_type : r->name) &&
+        !p2q_daemon_embedder_allows(w->d, r->embedder))
+      return 0;
+  }
+  return 1;
+}
+
 static void step(p2q_worker_t *w) {
-  w->pol.paused = !w->ready || w->closing || w->d->stopping || !p2q_breaker_allows(&w->d->breaker);
+  w->pol.paused = !w->ready || w->closing || w->d->stopping || !p2q_breaker_allows(&w->d->breaker) ||
+                  !embedders_allow(w);
   switch (p2q_batch_next(&w->pol)) {
   case P2Q_BATCH_CLAIM: claim(w); break;
   case P2Q_BATCH_LINGER:

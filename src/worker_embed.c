@@ -69,6 +69,7 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
     uint64_t delay = p2q_backoff_cap((uint64_t)w->d->cfg->retry_min_ms, (uint64_t)w->d->cfg->breaker_max_ms,
                                      w->d->embed_failures++ < 20 ? w->d->embed_failures - 1 : 20);
     if (r->retry_after_ms > 0 && (uint64_t)r->retry_after_ms > delay) delay = (uint64_t)r->retry_after_ms;
+    p2q_daemon_embed_result(w->d, rule->embedder, 1); /* may open the embedder's breaker */
     for (int i = 0; i < c->n; i++) p2q_wk_set_outcome(&b->ev[c->idx[i]], "requeue", (int)delay, r->msg);
     P2Q_WARN("embed_failed", "worker=%s rule=%s texts=%d transient=1 retry_in_ms=%llu err=%s", w->cfg->name,
              rule->name, c->n, (unsigned long long)delay, p2q_log_q(q, sizeof q, r->msg));
@@ -79,6 +80,7 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
              c->n, r->transient, p2q_log_q(q, sizeof q, r->msg));
   } else {
     w->d->embed_failures = 0;
+    p2q_daemon_embed_result(w->d, rule->embedder, 0);
     p2q_buf_t vec = P2Q_BUF_INIT, pt = P2Q_BUF_INIT;
     char why[256];
     int k = 0;

@@ -43,6 +43,11 @@ typedef struct p2q_daemon_s {
   p2q_stats_t stats;
   uint64_t pg_reconnects;
   unsigned embed_failures;   /* consecutive transient embedder failures (their backoff) */
+  /* one breaker per embedder (embed_breaker.c), parallel to cfg->embedders */
+  p2q_breaker_t *emb_breakers;
+  uint64_t *emb_due;         /* loop time of the next probe of an open breaker */
+  int *emb_probing;
+  uv_timer_t emb_timer;
   int listening;       /* LISTEN is active on listen_pg */
   p2q_ops_t *ops;      /* metrics, /status, the HTTP server (status_http.c); hooks accept NULL */
   uv_signal_t sig_hup; /* SIGHUP: reload the config (reload.c) */
@@ -53,6 +58,13 @@ typedef struct p2q_daemon_s {
 /* Called by workers. */
 void p2q_daemon_qdrant_result(p2q_daemon_t *d, int transient_failure);
 void p2q_daemon_worker_idle(p2q_daemon_t *d);
+/* embed_breaker.c: an embedding call of `embedder` succeeded (0) or failed transiently (1). */
+void p2q_daemon_embed_result(p2q_daemon_t *d, const char *embedder, int transient_failure);
+/* May rules using `embedder` claim now (its breaker closed, or no such embedder)? */
+int  p2q_daemon_embedder_allows(const p2q_daemon_t *d, const char *embedder);
+int  p2q_embed_breakers_init(p2q_daemon_t *d);
+void p2q_embed_breakers_free(p2q_daemon_t *d);
+
 /* The running embedder called `name` (NULL if none). */
 p2q_embedder_t *p2q_daemon_embedder(p2q_daemon_t *d, const char *name);
 /* SIGHUP (reload.c): load and validate cfg->path, apply it if valid and live-applicable. */

@@ -186,3 +186,25 @@ def test_chunked_rows_write_one_point_per_chunk(make_daemon, texts, qdrant):
     wait_until(lambda: chunks(2) == [], what="all chunks of a deleted row removed")
     assert long  # the golden set does hold long texts (truncation is covered by the golden test)
     assert d.stop(p) == 0
+
+
+def test_embedder_outage_opens_its_breaker_without_burning_attempts(make_daemon, texts, qdrant, openai):
+    d = openai_daemon(make_daemon, openai)
+    text = d.path.read_text().replace("max_attempts = 3", "max_attempts = 2\nbreaker_threshold = 2")
+    d.path.write_text(text)
+    d.cli("apply")
+    openai.fail(503, count=10000)  # the embedder is down; Qdrant is fine
+    with texts.transaction():
+        for i in range(20):
+            texts.execute("INSERT INTO notes VALUES (%s, %s, 'b')", (i, f"t{i}"))
+    p = d.start()
+    wait_until(lambda: "breaker_open target=embedder:oa" in d.log_text(p), what="embedder breaker open")
+    wait_until(lambda: "breaker_probe_failed target=embedder:oa" in d.log_text(p), what="probing the embedder")
+    assert outbox_counts(texts) == (20, 0)  # nothing dead-lettered although max_attempts = 2
+    assert texts.execute("SELECT max(attempts) FROM sync_outbox").fetchone()[0] <= 1
+    with openai.lock:
+        openai.faults.clear()  # the embedder is back
+    wait_until(lambda: outbox_counts(texts) == (0, 0) and len(points_by_id(qdrant, "notes")) == 20,
+               timeout=60, what="backlog drained after the embedder came back")
+    assert "breaker_closed target=embedder:oa" in d.log_text(p)
+    assert d.stop(p) == 0
