@@ -6,6 +6,7 @@
  * backoff (≤ breaker_max). A successful probe or embedding closes it and wakes the workers.
  * Events in flight when it opens are requeued without losing an attempt (worker_embed.c).
  */
+#include "pg2qdrant/backoff.h"
 #include "pg2qdrant/daemon.h"
 #include "pg2qdrant/embedder.h"
 #include "pg2qdrant/errors.h"
@@ -98,23 +99,26 @@ void p2q_embed_breakers_free(p2q_daemon_t *d) {
   free(d->emb_probing);
 }
 
-void p2q_daemon_embed_result(p2q_daemon_t *d, const char *embedder, int transient_failure) {
+uint64_t p2q_daemon_embed_result(p2q_daemon_t *d, const char *embedder, int transient_failure) {
   int i = index_of(d, embedder);
-  if (i < 0 || !d->emb_breakers) return;
+  if (i < 0 || !d->emb_breakers) return transient_failure ? (uint64_t)d->cfg->retry_min_ms : 0;
+  p2q_breaker_t *b = &d->emb_breakers[i];
   if (!transient_failure) {
-    if (p2q_breaker_success(&d->emb_breakers[i])) {
+    if (p2q_breaker_success(b)) {
       P2Q_INFO("breaker_closed", "target=embedder:%s", embedder);
       wake_all(d);
     }
-    return;
+    return 0;
   }
-  if (p2q_breaker_failure(&d->emb_breakers[i])) {
-    uint64_t delay = p2q_breaker_first_delay(&d->emb_breakers[i]);
+  if (p2q_breaker_failure(b)) {
+    uint64_t delay = p2q_breaker_first_delay(b);
     d->emb_due[i] = uv_now(d->loop) + delay;
     P2Q_WARN("breaker_open", "target=embedder:%s consecutive_failures=%d first_probe_ms=%llu", embedder,
-             d->emb_breakers[i].failures, (unsigned long long)delay);
+             b->failures, (unsigned long long)delay);
     schedule(d);
   }
+  return p2q_backoff_cap((uint64_t)d->cfg->retry_min_ms, (uint64_t)d->cfg->breaker_max_ms,
+                         (unsigned)(b->failures > 0 ? b->failures - 1 : 0));
 }
 
 int p2q_daemon_embedder_allows(const p2q_daemon_t *d, const char *embedder) {

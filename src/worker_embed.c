@@ -6,7 +6,6 @@
  * write stage. A batch freed while an embedding call is in flight detaches it (ctx->b = NULL).
  */
 #include "worker_internal.h"
-#include "pg2qdrant/backoff.h"
 #include "pg2qdrant/embedder.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
@@ -66,10 +65,8 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
     /* the embedder is down, not the events: give the attempt back and wait, with a backoff that
        grows with its consecutive failures (capped at breaker_max), before claiming them again */
     char q[600];
-    uint64_t delay = p2q_backoff_cap((uint64_t)w->d->cfg->retry_min_ms, (uint64_t)w->d->cfg->breaker_max_ms,
-                                     w->d->embed_failures++ < 20 ? w->d->embed_failures - 1 : 20);
+    uint64_t delay = p2q_daemon_embed_result(w->d, rule->embedder, 1); /* may open its breaker */
     if (r->retry_after_ms > 0 && (uint64_t)r->retry_after_ms > delay) delay = (uint64_t)r->retry_after_ms;
-    p2q_daemon_embed_result(w->d, rule->embedder, 1); /* may open the embedder's breaker */
     for (int i = 0; i < c->n; i++) p2q_wk_set_outcome(&b->ev[c->idx[i]], "requeue", (int)delay, r->msg);
     P2Q_WARN("embed_failed", "worker=%s rule=%s texts=%d transient=1 retry_in_ms=%llu err=%s", w->cfg->name,
              rule->name, c->n, (unsigned long long)delay, p2q_log_q(q, sizeof q, r->msg));
@@ -79,7 +76,6 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
     P2Q_WARN("embed_failed", "worker=%s rule=%s texts=%d transient=%d err=%s", w->cfg->name, rule->name,
              c->n, r->transient, p2q_log_q(q, sizeof q, r->msg));
   } else {
-    w->d->embed_failures = 0;
     p2q_daemon_embed_result(w->d, rule->embedder, 0);
     p2q_buf_t vec = P2Q_BUF_INIT, pt = P2Q_BUF_INIT;
     char why[256];

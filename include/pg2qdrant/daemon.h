@@ -42,7 +42,6 @@ typedef struct p2q_daemon_s {
   int recover_grace_ms;
   p2q_stats_t stats;
   uint64_t pg_reconnects;
-  unsigned embed_failures;   /* consecutive transient embedder failures (their backoff) */
   /* one breaker per embedder (embed_breaker.c), parallel to cfg->embedders */
   p2q_breaker_t *emb_breakers;
   uint64_t *emb_due;         /* loop time of the next probe of an open breaker */
@@ -58,8 +57,10 @@ typedef struct p2q_daemon_s {
 /* Called by workers. */
 void p2q_daemon_qdrant_result(p2q_daemon_t *d, int transient_failure);
 void p2q_daemon_worker_idle(p2q_daemon_t *d);
-/* embed_breaker.c: an embedding call of `embedder` succeeded (0) or failed transiently (1). */
-void p2q_daemon_embed_result(p2q_daemon_t *d, const char *embedder, int transient_failure);
+/* embed_breaker.c: an embedding call of `embedder` succeeded (0) or failed transiently (1).
+   Returns how long to wait before those events are tried again (grows with the embedder's
+   consecutive failures, capped at breaker_max; 0 on success). */
+uint64_t p2q_daemon_embed_result(p2q_daemon_t *d, const char *embedder, int transient_failure);
 /* May rules using `embedder` claim now (its breaker closed, or no such embedder)? */
 int  p2q_daemon_embedder_allows(const p2q_daemon_t *d, const char *embedder);
 int  p2q_embed_breakers_init(p2q_daemon_t *d);
