@@ -1,9 +1,12 @@
 """Integration tests of the Qdrant test server's fault injection, control API and transport.
 
 Owns: down/up (refused connections, aborted keep-alive connections, data kept), injected
-statuses for N requests or a time window (path/method filters), 429 with and without
-``Retry-After``, latency, TCP reset mid-response (applied and not applied), idle keep-alive
-close after 5 s, the request log, ``corrupt``, ``reset`` and ``clear_faults``.
+statuses for N requests or a time window (path/method/collection/writes-only filters), 429 with
+and without ``Retry-After`` (seconds, absurd, negative, HTTP dates, garbage), the answers a proxy
+may give (200 with an error envelope, HTML pages, 3xx with ``Location``, 401/403/404/413 texts,
+answers after applying), huge bodies (Content-Length and chunked), latency, TCP reset
+mid-response (applied and not applied), idle keep-alive close after 5 s, the request log,
+``corrupt``, ``reset`` and ``clear_faults``.
 
 Invariants: every test starts from a reset server; the only timing assertions are lower
 bounds of injected delays and the generous 5 s idle-close window.
@@ -306,3 +309,220 @@ def test_update_status_wait_timeout(qdrant):
     assert isinstance(body["result"]["operation_id"], int)
     assert len(qdrant.points("c")) == 3
     assert qdrant.upsert("c", PTS)[1]["result"]["status"] == "completed"
+
+
+# -- failure-matrix modes: filters, answers a proxy may give, huge bodies ----------------------------
+def _raw(qdrant, method, path, body=None):
+    """(status, headers dict, raw body bytes) on a fresh connection."""
+    conn = http.client.HTTPConnection(qdrant.host, qdrant.port, timeout=30)
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        conn.request(method, path, body=data,
+                     headers={"Content-Type": "application/json"} if data else {})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def test_fail_writes_only_keeps_reads_and_readyz_healthy(qdrant):
+    make(qdrant)
+    assert qdrant.upsert("c", PTS)[0] == 200
+    qdrant.fail(503, seconds=60, writes=True)
+    assert qdrant.upsert("c", PTS)[0] == 503
+    assert qdrant.delete("c", ids=[1])[0] == 503
+    assert qdrant.set_payload("c", {"x": 1}, ids=[1])[0] == 503
+    assert qdrant.set_payload("c", {"x": 1}, ids=[1], overwrite=True)[0] == 503
+    assert qdrant.call("POST", "/collections/c/points/payload/delete?wait=true",
+                       {"keys": ["i"], "points": [1]})[0] == 503
+    assert qdrant.call("POST", "/collections/c/points/payload/clear?wait=true",
+                       {"points": [1]})[0] == 503
+    # reads, health and collection management are not writes
+    assert qdrant.call("GET", "/readyz")[0] == 200
+    assert qdrant.call("GET", "/healthz")[0] == 200
+    assert qdrant.collection_info("c")[0] == 200
+    assert qdrant.scroll("c")[0] == 200
+    assert qdrant.count("c")[0] == 200
+    assert qdrant.retrieve("c", [1])[0] == 200                 # POST /points is a read
+    assert qdrant.call("GET", "/collections/c/points/1")[0] == 200
+    assert qdrant.create_index("c", "k")[0] == 200
+    assert [p["payload"] for p in qdrant.points("c")][0] == {"i": 1}   # nothing applied
+    assert qdrant.state()["faults"][0]["writes"] is True
+
+
+def test_fail_one_collection_of_two(qdrant):
+    for name in ("a", "ab"):
+        assert qdrant.create_collection(name, size=4, distance="Dot")[0] == 200
+    qdrant.fail(503, seconds=60, collection="a", writes=True)
+    assert qdrant.upsert("a", PTS)[0] == 503
+    assert qdrant.upsert("ab", PTS)[0] == 200                  # exact name, not a prefix
+    assert qdrant.scroll("a")[0] == 200
+    assert qdrant.points("a") == [] and len(qdrant.points("ab")) == 3
+    log = qdrant.log()
+    assert [(e["collection"], e["status"], e["fault"]) for e in log[-3:]] == \
+        [("a", 503, "fail"), ("ab", 200, None), ("a", 200, None)]
+    # a collection filter without `writes` also fails that collection's reads
+    qdrant.clear_faults()
+    qdrant.fail(500, count=1, collection="ab")
+    assert qdrant.scroll("a")[0] == 200
+    assert qdrant.scroll("ab")[0] == 500
+
+
+def test_error_envelope_with_200_is_not_applied(qdrant):
+    make(qdrant)
+    qdrant.fail(200, count=1, writes=True, json={"status": {"error": "boom"}, "result": None})
+    status, headers, raw = _raw(qdrant, "PUT", "/collections/c/points?wait=true",
+                                {"points": PTS})
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert json.loads(raw) == {"status": {"error": "boom"}, "result": None}
+    assert qdrant.points("c") == []                            # a client taking this as success loses data
+    assert qdrant.log()[-1]["fault"] == "fail" and qdrant.log()[-1]["points"] == 3
+
+
+def test_fail_after_applying(qdrant):
+    make(qdrant)
+    qdrant.fail(504, count=1, writes=True, apply=True, html=True)
+    status, headers, raw = _raw(qdrant, "PUT", "/collections/c/points?wait=true",
+                                {"points": PTS})
+    assert status == 504 and headers["content-type"] == "text/html"
+    assert b"<center><h1>504 Gateway Timeout</h1></center>" in raw
+    assert len(qdrant.points("c")) == 3                        # the write did happen
+
+
+def test_413_proxy_page(qdrant):
+    make(qdrant)
+    qdrant.fail(413, count=1, writes=True, html=True)
+    status, headers, raw = _raw(qdrant, "PUT", "/collections/c/points?wait=true",
+                                {"points": PTS})
+    assert status == 413 and headers["content-type"] == "text/html"
+    assert raw.startswith(b"<html>") and b"413 Payload Too Large" in raw
+    qdrant.fail(413, count=1)                                  # without html: Qdrant-style envelope
+    status, body = qdrant.upsert("c", PTS)
+    assert status == 413 and body["status"]["error"].startswith("Payload too large")
+
+
+def test_401_403_404_texts(qdrant):
+    make(qdrant)
+    qdrant.fail(401, count=1)
+    status, headers, raw = _raw(qdrant, "PUT", "/collections/c/points?wait=true",
+                                {"points": PTS})
+    assert status == 401 and raw == b"Invalid API key or JWT"      # Qdrant's plain-text 401
+    assert headers["content-type"].startswith("text/plain")
+    qdrant.fail(403, count=1)
+    status, body = qdrant.upsert("c", PTS)
+    assert status == 403 and body["status"]["error"].startswith("Forbidden: ")
+    qdrant.fail(404, count=1, writes=True)
+    status, body = qdrant.upsert("c", PTS)
+    assert status == 404 and body["status"]["error"] == "Not found: Collection `c` doesn't exist!"
+    # the same text as a really missing collection
+    assert qdrant.upsert("gone", PTS)[1]["status"]["error"] == \
+        "Not found: Collection `gone` doesn't exist!"
+    assert qdrant.points("c") == []
+
+
+def test_redirect_with_location(qdrant):
+    make(qdrant)
+    qdrant.fail(307, count=1, writes=True, location="http://user:s3cret@elsewhere:6333/x",
+                body="")
+    status, headers, raw = _raw(qdrant, "PUT", "/collections/c/points?wait=true",
+                                {"points": PTS})
+    assert status == 307 and raw == b""
+    assert headers["Location"] == "http://user:s3cret@elsewhere:6333/x"
+    qdrant.fail(301, count=1, headers={"Location": "/elsewhere", "X-Proxy": "p"})
+    status, headers, _ = _raw(qdrant, "GET", "/collections/c")
+    assert status == 301 and headers["Location"] == "/elsewhere" and headers["X-Proxy"] == "p"
+
+
+@pytest.mark.parametrize("value,sent", [
+    (7, "7"),
+    (99999999999, "99999999999"),
+    (-5, "-5"),
+    ("Wed, 21 Oct 2037 07:28:00 GMT", "Wed, 21 Oct 2037 07:28:00 GMT"),     # IMF-fixdate
+    ("Sunday, 06-Nov-94 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT"),   # RFC 850
+    ("Sun Nov  6 08:49:37 1994", "Sun Nov  6 08:49:37 1994"),               # asctime
+    ("soon", "soon"),
+])
+def test_429_retry_after_forms(qdrant, value, sent):
+    make(qdrant)
+    qdrant.fail(429, count=1, writes=True, retry_after=value)
+    status, body, headers = qdrant.request("PUT", "/collections/c/points?wait=true",
+                                           {"points": PTS})
+    assert status == 429 and headers["Retry-After"] == sent
+    assert body["status"]["error"].startswith("Too many requests")
+
+
+def test_reset_writes_only_for_a_time_window(qdrant):
+    make(qdrant)
+    qdrant.reset_connection(seconds=60, writes=True, collection="c", apply=False)
+    for _ in range(3):
+        with pytest.raises((ConnectionError, http.client.HTTPException)):
+            qdrant.upsert("c", PTS)
+    assert qdrant.call("GET", "/readyz")[0] == 200
+    assert qdrant.scroll("c")[0] == 200
+    assert qdrant.points("c") == []
+    (rule,) = qdrant.state()["faults"]
+    assert rule["kind"] == "reset" and rule["count"] is None and rule["seconds_left"] > 50
+
+
+def test_latency_writes_only(qdrant):
+    make(qdrant)
+    qdrant.latency(400, count=1, writes=True)
+    assert qdrant.scroll("c")[0] == 200
+    assert qdrant.call("GET", "/readyz")[0] == 200
+    (rule,) = qdrant.state()["faults"]
+    assert rule["count"] == 1 and rule["writes"] is True     # reads did not consume it
+    t0 = time.monotonic()
+    assert qdrant.upsert("c", PTS)[0] == 200
+    assert time.monotonic() - t0 >= 0.4
+    assert qdrant.state()["faults"] == []
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_huge_body(qdrant, chunked):
+    make(qdrant)
+    size = 50 * 1024 * 1024
+    qdrant.fail(200, count=1, writes=True, huge=size, chunked=chunked)
+    conn = http.client.HTTPConnection(qdrant.host, qdrant.port, timeout=60)
+    conn.request("PUT", "/collections/c/points?wait=true", body=json.dumps({"points": PTS}),
+                 headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    if chunked:
+        assert resp.getheader("Transfer-Encoding") == "chunked"
+        assert resp.getheader("Content-Length") is None
+    else:
+        assert resp.getheader("Content-Length") == str(size)
+    total, head = 0, b""
+    while True:
+        piece = resp.read(1 << 20)
+        if not piece:
+            break
+        if len(head) < 32:
+            head += piece[:32]
+        total += len(piece)
+    conn.close()
+    assert total == size and head.startswith(b'{"result":{"pad":"xxx')
+    assert qdrant.points("c") == []
+    # a small one is a valid success envelope of exactly that size
+    qdrant.fail(200, count=1, huge=200, chunked=chunked)
+    status, _, raw = _raw(qdrant, "GET", "/collections/c")
+    doc = json.loads(raw)
+    assert status == 200 and len(raw) == 200 and doc["status"] == "ok"
+
+
+def test_huge_body_client_hangs_up(qdrant):
+    """A client that stops reading (its body cap) does not wedge the server."""
+    qdrant.fail(200, count=1, huge=200 * 1024 * 1024)
+    s = socket.create_connection((qdrant.host, qdrant.port), timeout=10)
+    s.sendall(b"GET /collections HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    s.close()
+    assert qdrant.call("GET", "/readyz")[0] == 200
+
+
+def test_bad_fault_specs_rejected(qdrant):
+    for spec in ({"status": 500, "path": "("}, {"status": 500, "huge": -1},
+                 {"status": 500, "headers": ["x"]}, {"status": 500, "retry_after": [1]}):
+        with pytest.raises(RuntimeError):
+            qdrant.control("POST", "fail", spec)
+    assert qdrant.state()["faults"] == []

@@ -131,8 +131,10 @@ class QdrantStub:
         self.control("POST", "up")
 
     def fail(self, status, count=None, seconds=None, retry_after=None, path=None, method=None,
-             message=None, body=None):
-        spec = {"status": status}
+             message=None, body=None, **extra):
+        """Inject a failure; ``extra``: writes, collection, json, content_type, html, headers,
+        location, huge, chunked, apply (see faults.py)."""
+        spec = dict(extra, status=status)
         for k, v in (("count", count), ("seconds", seconds), ("retry_after", retry_after),
                      ("path", path), ("method", method), ("message", message),
                      ("body", body)):
@@ -140,8 +142,8 @@ class QdrantStub:
                 spec[k] = v
         self.control("POST", "fail", spec)
 
-    def latency(self, ms, count=None, seconds=None, path=None, method=None):
-        spec = {"ms": ms}
+    def latency(self, ms, count=None, seconds=None, path=None, method=None, **extra):
+        spec = dict(extra, ms=ms)
         for k, v in (("count", count), ("seconds", seconds), ("path", path),
                      ("method", method)):
             if v is not None:
@@ -156,11 +158,15 @@ class QdrantStub:
             spec["method"] = method
         self.control("POST", "update_status", spec)
 
-    def empty_reply(self, count=1, path=None, method=None, apply=True):
-        self.reset_connection(count, path, method, apply, mode="empty")
+    def empty_reply(self, count=None, path=None, method=None, apply=True, **extra):
+        self.reset_connection(count, path, method, apply, mode="empty", **extra)
 
-    def reset_connection(self, count=1, path=None, method=None, apply=True, mode="rst"):
-        spec = {"count": count, "apply": apply, "mode": mode}
+    def reset_connection(self, count=None, path=None, method=None, apply=True, mode="rst",
+                         **extra):
+        """``count`` defaults to 1 unless ``seconds`` is given (extra: writes, collection)."""
+        spec = dict(extra, apply=apply, mode=mode)
+        if count is not None or "seconds" not in extra:
+            spec["count"] = 1 if count is None else count
         if path is not None:
             spec["path"] = path
         if method is not None:

@@ -5,9 +5,14 @@ Owns the run-time scripting surface used by tests:
   GET  /control/state                      -> {"down", "faults", "collections", "api_key_set"}
   POST /control/down | /control/up         close / reopen the Qdrant listening socket
   POST /control/fail            {"status", "count"|"seconds", "path"?, "method"?,
-                                 "retry_after"?, "message"?, "body"?}
-  POST /control/latency         {"ms", "count"?|"seconds"?, "path"?, "method"?}
-  POST /control/reset_connection {"count", "path"?, "method"?, "apply"?: true,
+                                 "writes"?, "collection"?, "retry_after"? (int or raw
+                                 string: an HTTP date...), "message"?, "body"?, "json"?,
+                                 "content_type"?, "html"?, "headers"?, "location"?, "huge"?,
+                                 "chunked"?, "apply"?: false}   (see faults.py)
+  POST /control/latency         {"ms", "count"?|"seconds"?, "path"?, "method"?, "writes"?,
+                                 "collection"?}
+  POST /control/reset_connection {"count", "path"?, "method"?, "writes"?, "collection"?,
+                                 "apply"?: true,
                                  "mode"?: "rst" (half the answer, then RST) | "empty"
                                  (close without answering: an empty reply)}
   POST /control/update_status   {"status": "wait_timeout"|"acknowledged", "count"?,
@@ -76,7 +81,7 @@ def handle_control(app, method, path, query, body):
         faults.set_latency(body)
         return 200, {"ok": True}
     if key == ("POST", "reset_connection"):
-        faults.add("reset", dict(body, count=body.get("count", 1)))
+        faults.add("reset", dict(body, count=body.get("count", None if "seconds" in body else 1)))
         return 200, {"ok": True}
     if key == ("POST", "update_status"):
         if body.get("status") not in ("wait_timeout", "acknowledged", "completed"):
@@ -84,7 +89,9 @@ def handle_control(app, method, path, query, body):
         faults.add("status", {"update_status": body["status"],
                               "count": body.get("count", 1 if "seconds" not in body else None),
                               "seconds": body.get("seconds"), "path": body.get("path"),
-                              "method": body.get("method"), "status": 200})
+                              "method": body.get("method"), "status": 200,
+                              "writes": body.get("writes"),
+                              "collection": body.get("collection")})
         return 200, {"ok": True}
     if key == ("POST", "clear_faults"):
         faults.clear_faults()

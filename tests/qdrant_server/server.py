@@ -12,9 +12,10 @@ port; the line reports the real ones).
 Owns: the HTTP/1.1 keep-alive transport of the Qdrant port (thread per connection, idle
 connections closed after 5 s like Qdrant/actix), request framing (Content-Length or chunked),
 trailing-slash trimming, API-key checks (401 plain text; ``/``, ``/healthz``, ``/livez``,
-``/readyz`` need no key), the 32 MiB body limit, fault injection (latency, injected statuses,
-TCP RST mid-response or empty reply, ``wait_timeout`` update statuses, listening socket
-down/up), the request log, and the control port.
+``/readyz`` need no key), the 32 MiB body limit, fault injection (latency, injected statuses
+with envelope / raw / JSON / HTML bodies and extra headers, huge bodies streamed without being
+held in memory, TCP RST mid-response or empty reply, ``wait_timeout`` update statuses,
+listening socket down/up), the request log, and the control port.
 
 Invariants:
   * One ``App`` per process; the Qdrant port can be closed and reopened on the same port number
@@ -45,7 +46,8 @@ from validator import Validator  # noqa: E402
 IDLE_TIMEOUT = 5.0
 WHITELIST_EXACT = {"/", "/healthz"}
 WHITELIST_PREFIX = ("/readyz", "/livez")
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+REASONS = {200: "OK", 301: "Moved Permanently", 302: "Found", 303: "See Other",
+           307: "Temporary Redirect", 308: "Permanent Redirect", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
            404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
            409: "Conflict", 413: "Payload Too Large", 422: "Unprocessable Entity",
            429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
@@ -245,9 +247,15 @@ class QdrantHandler(BaseHTTPRequestHandler):
         rule = app.faults.take_fail(method, path)
         req = qapi.Request(method, path, query, _Headers(self.headers), body or b"")
         if rule is not None:
-            resp = self._injected(rule)
+            if rule.apply and app.auth_error(path, self.headers) is None and body is not None:
+                app.api.handle(req)            # applied; the injected answer replaces the real one
+            resp = self._injected(rule, path)
             entry["fault"] = "fail"
             self._note_points(app, req, entry)
+            if rule.huge:
+                self._log(app, req, entry, resp.status)
+                self._send_huge(resp, rule, method == "HEAD")
+                return
         else:
             auth = app.auth_error(path, self.headers)
             if body is None:
@@ -296,16 +304,30 @@ class QdrantHandler(BaseHTTPRequestHandler):
         entry["te"] = time.time()   # the answer is ready (the write is applied): for latency figures
         app.faults.record(entry)
 
-    def _injected(self, rule):
-        headers = []
-        if rule.retry_after is not None:
-            headers.append(("Retry-After", str(int(rule.retry_after))))
-        if rule.body is not None:
-            return qapi.Response(rule.status, rule.body.encode(), "text/plain; charset=utf-8",
-                                 headers)
-        resp = qapi.error(rule.status, rule.message, time.perf_counter())
-        resp.headers = headers
-        return resp
+    def _injected(self, rule, path):
+        status, headers, ctype, body = rule.answer(
+            path, REASONS.get(rule.status, "Unknown"),
+            lambda st, msg: qapi.error(st, msg, time.perf_counter()).body)
+        return qapi.Response(status, body if body is not None else b"", ctype, headers)
+
+    def _send_huge(self, resp, rule, head_only=False):
+        """Stream a huge injected body (never held in memory): Content-Length, or chunked."""
+        lines = [f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Unknown')}"]
+        lines.append("transfer-encoding: chunked" if rule.chunked else
+                     f"content-length: {rule.huge}")
+        lines.append(f"content-type: {resp.content_type}")
+        lines += [f"{k}: {v}" for k, v in resp.headers]
+        try:
+            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            if head_only:
+                return
+            for piece in rule.huge_chunks():
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if rule.chunked
+                                 else piece)
+            if rule.chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:                        # the client gave up (e.g. its body cap): fine
+            self.close_connection = True
 
     def _encode(self, resp, head_only=False):
         lines = [f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Unknown')}",
