@@ -6,6 +6,7 @@
 #include "pg2qdrant/capture.h"
 #include "pg2qdrant/commands.h"
 #include "pg2qdrant/errors.h"
+#include "pg2qdrant/redact.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,17 @@ extern const char p2q_sql_outbox_v1[];
 /* Migrations, in order; the schema version is the number of migrations applied. */
 static const char *const migrations[] = {p2q_sql_outbox_v1};
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+/* libpq's texts about a malformed conninfo quote the input (the password included): those are
+   reduced to their shape; any registered secret is masked in every other text. */
+static void redact_connect_error(const p2q_config_t *cfg, char *err, size_t errlen) {
+  char *perr = NULL;
+  PQconninfoOption *o = cfg->pg_conninfo && *cfg->pg_conninfo ? PQconninfoParse(cfg->pg_conninfo, &perr) : NULL;
+  if (perr) p2q_redact_libpq_error(err);
+  PQconninfoFree(o);
+  PQfreemem(perr);
+  p2q_redact_text(err, errlen);
+}
 
 PGconn *p2q_admin_connect(const p2q_config_t *cfg, const char *app, char *err, size_t errlen) {
   const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
@@ -29,6 +41,7 @@ PGconn *p2q_admin_connect(const p2q_config_t *cfg, const char *app, char *err, s
              conn ? PQerrorMessage(conn) : "out of memory");
     size_t n = strlen(err);
     while (n && (err[n - 1] == '\n' || err[n - 1] == ' ')) err[--n] = 0;
+    redact_connect_error(cfg, err, errlen);
     PQfinish(conn);
     return NULL;
   }

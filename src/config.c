@@ -20,6 +20,7 @@
  * the p2q_config_t being built, so every failure path is one p2q_config_free().
  */
 #include "pg2qdrant/config.h"
+#include "pg2qdrant/qdrant_name.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -406,6 +407,9 @@ static const char *template_error(const char *t) {
 
 /* Rules writing the same collection and vector must agree on its size and distance. */
 static int check_collection(ld_t *ld, const sect_t *s, const p2q_rule_config_t *r) {
+  char why[160];
+  if (p2q_qdrant_name_check(r->collection, why, sizeof why))
+    return ld_fail(ld, P2Q_ECONFIG, keyline(s, "collection"), s->label, "collection", "%s", why);
   for (int i = 0; i < s->index; i++) {
     const p2q_rule_config_t *o = &ld->cfg->rules[i];
     const char *va = o->vector_name ? o->vector_name : "";

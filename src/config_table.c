@@ -13,6 +13,7 @@
  * passwords in conninfo/URLs for the dump).
  */
 #include "pg2qdrant/config.h"
+#include "pg2qdrant/redact.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -502,84 +503,10 @@ int p2q_conf_apply_defaults(const p2q_conf_section_t *k, char *base) {
 
 /* ---- dump, describe, compare -------------------------------------------------------------- */
 
-/* Append n bytes to a growing string; returns 0 or -1 (out of memory). */
-static int sb_put(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
-  if (*len + n + 1 > *cap) {
-    size_t nc = (*len + n + 1) * 2;
-    char *nb = realloc(*buf, nc);
-    if (!nb) return -1;
-    *buf = nb;
-    *cap = nc;
-  }
-  memcpy(*buf + *len, s, n);
-  *len += n;
-  (*buf)[*len] = 0;
-  return 0;
-}
-
-/* Mask "user:PASSWORD@" in a URL and any password=... query parameter. */
-static int mask_uri(const char *s, char **b, size_t *len, size_t *cap) {
-  const char *auth = strstr(s, "://") + 3;
-  const char *end = auth + strcspn(auth, "/?#");
-  const char *at = NULL;
-  for (const char *p = auth; p < end; p++)
-    if (*p == '@') at = p;
-  const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-  int rc = 0;
-  if (colon)
-    rc |= sb_put(b, len, cap, s, (size_t)(colon + 1 - s)) | sb_put(b, len, cap, "*****", 5);
-  const char *p = colon ? at : s;
-  while (*p && rc == 0) {
-    const char *q = strstr(p, "password=");
-    if (!q || q < end || (q[-1] != '?' && q[-1] != '&')) {
-      rc |= sb_put(b, len, cap, p, strlen(p));
-      break;
-    }
-    rc |= sb_put(b, len, cap, p, (size_t)(q + 9 - p)) | sb_put(b, len, cap, "*****", 5);
-    p = q + 9 + strcspn(q + 9, "&#");
-  }
-  return rc;
-}
-
-/* Mask password=... in a keyword/value conninfo (values may be '...' quoted). */
-static int mask_kv(const char *s, char **b, size_t *len, size_t *cap) {
-  const char *p = s;
-  int rc = 0;
-  while (*p && rc == 0) {
-    const char *kw = p + strspn(p, " \t\n\r");
-    const char *kwend = kw + strcspn(kw, " \t\n\r=");
-    const char *eq = kwend + strspn(kwend, " \t\n\r");
-    if (*eq != '=') return sb_put(b, len, cap, p, strlen(p));
-    const char *v = eq + 1 + strspn(eq + 1, " \t\n\r"), *vend = v;
-    if (*v == '\'') {
-      for (vend = v + 1; *vend && *vend != '\''; vend++)
-        if (*vend == '\\' && vend[1]) vend++;
-      if (*vend) vend++;
-    } else {
-      vend = v + strcspn(v, " \t\n\r");
-    }
-    int secret = (size_t)(kwend - kw) == 8 && strncmp(kw, "password", 8) == 0;
-    rc |= sb_put(b, len, cap, p, (size_t)((secret ? v : vend) - p));
-    if (secret) rc |= sb_put(b, len, cap, "*****", 5);
-    p = vend;
-  }
-  return rc;
-}
-
 char *p2q_config_mask_conninfo(const char *s) {
-  char *b = NULL;
-  size_t len = 0, cap = 0;
-  int rc = sb_put(&b, &len, &cap, "", 0);
-  if (!s) s = "";
-  if (strstr(s, "://") && !strpbrk(s, " \t")) rc |= mask_uri(s, &b, &len, &cap);
-  else rc |= mask_kv(s, &b, &len, &cap);
-  if (rc) {
-    free(b);
-    return NULL;
-  }
-  return b;
+  /* conninfos and URLs alike: one masking function for every text that leaves the process */
+  return s && strstr(s, "://") && !(strncmp(s, "postgres", 8) == 0) ? p2q_redact_url(s) : p2q_redact_conninfo(s);
 }
-
 
 static const char *type_name(const p2q_conf_entry_t *e) {
   static const char *const n[] = {"string", "integer", "boolean", "duration", "enum", "list",

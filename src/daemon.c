@@ -12,6 +12,7 @@
  * reloads the config through reload.c.
  */
 #include "pg2qdrant/daemon.h"
+#include "pg2qdrant/redact.h"
 #include "pg2qdrant/capture.h"
 #include "pg2qdrant/commands.h"
 #include "pg2qdrant/embedder.h"
@@ -351,8 +352,10 @@ int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
   uv_loop_init(&loop);
   d.loop = &loop;
   d.cfg = cfg;
+  char *qurl = p2q_redact_url(cfg->qdrant_url);
   P2Q_INFO("starting", "version=%s workers=%d rules=%d qdrant=%s", P2Q_VERSION, cfg->n_workers,
-           cfg->n_rules, cfg->qdrant_url);
+           cfg->n_rules, qurl ? qurl : "?");
+  free(qurl);
   int rc = start(&d);
   if (rc) {
     P2Q_ERROR("start_failed", "err=%s", p2q_strerror(rc));

@@ -4,6 +4,7 @@
  * from the loop thread); readers tolerate a torn read of an int.
  */
 #include "pg2qdrant/log.h"
+#include "pg2qdrant/redact.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -125,6 +126,7 @@ void p2q_log(p2q_log_level_t level, const char *event, const char *kvfmt, ...) {
   va_start(ap, kvfmt);
   vsnprintf(kv, sizeof kv, kvfmt ? kvfmt : "", ap);
   va_end(ap);
+  p2q_redact_text(kv, sizeof kv); /* a registered secret never reaches the log, whatever the caller */
   gettimeofday(&tv, NULL);
   gmtime_r(&tv.tv_sec, &tm);
   snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,

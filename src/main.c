@@ -5,6 +5,7 @@
 #include "pg2qdrant/commands.h"
 #include "pg2qdrant/config.h"
 #include "pg2qdrant/log.h"
+#include "pg2qdrant/redact.h"
 #include "pg2qdrant/version.h"
 
 #include <stdio.h>
@@ -28,6 +29,21 @@ static void usage(FILE *f) {
     else fprintf(f, "  %s\n  %-28s %s\n", c->usage, "", c->help);
   }
   fprintf(f, "\nSecrets come from the environment (api_key_env = VAR, PGPASSWORD), never the file.\n");
+}
+
+/* Every secret value this process can know, registered before anything logs: the logger masks
+   them in every line (redact.h), whatever a caller or a library's error text puts there. */
+static void register_secrets(const p2q_config_t *cfg) {
+  p2q_redact_register(getenv("PGPASSWORD"));
+  p2q_redact_register_conninfo(cfg->pg_conninfo);
+  p2q_redact_register_url(cfg->qdrant_url);
+  if (cfg->qdrant_api_key_env && *cfg->qdrant_api_key_env)
+    p2q_redact_register(getenv(cfg->qdrant_api_key_env));
+  for (int i = 0; i < cfg->n_embedders; i++) {
+    p2q_redact_register_url(cfg->embedders[i].url);
+    if (cfg->embedders[i].api_key_env && *cfg->embedders[i].api_key_env)
+      p2q_redact_register(getenv(cfg->embedders[i].api_key_env));
+  }
 }
 
 int main(int argc, char **argv) {
@@ -63,6 +79,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "pg2qdrant: %s\n", err);
     return 2;
   }
+  register_secrets(cfg);
   p2q_log_level_t level = P2Q_LOG_INFO;
   if (cfg->log_level) p2q_log_level_parse(cfg->log_level, &level);
   p2q_log_configure(level, cfg->log_format && !strcmp(cfg->log_format, "json") ? P2Q_LOG_JSON : P2Q_LOG_LOGFMT, 2);

@@ -17,6 +17,7 @@
  * stays valid for the rest of any call stack that started a close.
  */
 #include "pg2qdrant/pg.h"
+#include "pg2qdrant/redact.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -399,6 +400,7 @@ int p2q_pg_new(uv_loop_t *loop, const p2q_pg_options_t *opts, p2q_pg_t **out) {
     if (!o) {
       char q[600], m[512];
       msg_copy(m, sizeof m, perr);
+      p2q_redact_libpq_error(m); /* libpq quotes the offending input, which may be the password */
       P2Q_ERROR("pg_conninfo_invalid", "err=%s", p2q_log_q(q, sizeof q, m));
       PQfreemem(perr);
       return P2Q_EINVAL;
