@@ -1,10 +1,34 @@
-# Generates a C file holding every sql/*.sql file as a NUL-terminated string, named
-# p2q_sql_<basename> (e.g. sql/outbox_v1.sql -> p2q_sql_outbox_v1). Run by CMake at build time.
+# Generates a C file holding the sql directory as NUL-terminated strings. Run by CMake at build time.
+#   FILES       sql/*.sql             -> const char p2q_sql_<basename>[] (e.g. p2q_sql_functions)
+#   MIGRATIONS  sql/migrations/*.sql  -> const char *const p2q_sql_migrations[] in file-name order,
+#                                        and const int p2q_sql_n_migrations
+# Migrations must be named NNN_what.sql, numbered 001, 002, ... without gaps: the outbox schema
+# version is the number of migrations applied (see src/admin.c).
 file(WRITE ${OUT} "/* Generated from the sql directory by scripts/embed-sql.cmake. Do not edit. */\n")
 string(REPLACE "," ";" FILES "${FILES}")
+string(REPLACE "," ";" MIGRATIONS "${MIGRATIONS}")
 foreach(f ${FILES})
   get_filename_component(name ${f} NAME_WE)
   file(READ ${f} hex HEX)
   string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
   file(APPEND ${OUT} "const char p2q_sql_${name}[] = {${hex}0};\n")
 endforeach()
+list(SORT MIGRATIONS)
+set(n 0)
+set(names "")
+foreach(f ${MIGRATIONS})
+  math(EXPR n "${n} + 1")
+  get_filename_component(base ${f} NAME)
+  string(LENGTH "00${n}" len)
+  math(EXPR start "${len} - 3")
+  string(SUBSTRING "00${n}" ${start} 3 want)
+  if(NOT base MATCHES "^${want}_[a-z0-9_]+\\.sql$")
+    message(FATAL_ERROR "sql/migrations/${base}: migration ${n} must be named ${want}_<what>.sql")
+  endif()
+  file(READ ${f} hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+  file(APPEND ${OUT} "static const char migration_${want}[] = {${hex}0};\n")
+  string(APPEND names "migration_${want}, ")
+endforeach()
+file(APPEND ${OUT} "const char *const p2q_sql_migrations[] = {${names}0};\n")
+file(APPEND ${OUT} "const int p2q_sql_n_migrations = ${n};\n")

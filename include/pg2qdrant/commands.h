@@ -39,9 +39,20 @@ int p2q_cmd_backfill(const p2q_config_t *cfg, int argc, char **argv);
 PGconn *p2q_admin_connect(const p2q_config_t *cfg, const char *app, char *err, size_t errlen);
 /* Run one SQL script (may hold several statements). 0, or -1 with the server's message in err. */
 int p2q_admin_exec(PGconn *conn, const char *sql, char *err, size_t errlen);
-/* Install or upgrade the outbox schema (idempotent, under an advisory lock). */
+/* Install or upgrade the outbox schema: missing table migrations, then the functions script
+   (always), in one transaction under an advisory lock. Returns the number of steps applied
+   (migrations, +1 when the functions changed; 0: already up to date), or -1 with err. */
 int p2q_outbox_install(PGconn *conn, const char *schema, char *err, size_t errlen);
-/* The outbox SQL with @SCHEMA@ replaced by the quoted schema (malloc'd). */
+/* 0 when the schema's version and functions hash are this build's; P2Q_EMISMATCH with a message
+   saying what to run, or P2Q_EPG_QUERY. p2q_admin_check_run: the daemon's start-up check (-1:
+   refuse to start, message printed; PostgreSQL unreachable: warned, 0). */
+int p2q_admin_check_schema(PGconn *conn, const char *schema, char *err, size_t errlen);
+int p2q_admin_check_run(const p2q_config_t *cfg);
+/* The schema version this build installs, and the SHA-1 (hex) of its functions script. */
+int p2q_outbox_schema_version(void);
+void p2q_outbox_functions_hash(char out[41]);
+/* The outbox SQL with @SCHEMA@ replaced by the quoted schema, @SCHEMA_NAME@ by the name as a
+   string literal, and the dollar-quote tag $p2q$ by one occurring nowhere else (malloc'd). */
 char *p2q_outbox_sql(const char *tmpl, const char *schema);
 /* Per event type: pending, in flight, retrying, dead, oldest pending age (s) — `status` and
    the daemon's /status run the same query (malloc'd). */

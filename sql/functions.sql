@@ -1,84 +1,24 @@
--- pg2qdrant outbox schema, version 1.
+-- pg2qdrant outbox functions and triggers: ONE idempotent script that `pg2qdrant init` (and
+-- `apply`) runs every time, after the table migrations (sql/migrations/), under the same advisory
+-- lock and in the same transaction. Its hash (SHA-1 of this file's text) is recorded in
+-- sync_outbox_meta ('functions_hash'); `pg2qdrant run` refuses to start when the recorded hash is
+-- not the one it was built with.
 --
--- Installed by `pg2qdrant init` (idempotently, under an advisory lock) into the configured schema;
--- @SCHEMA@ is replaced by the quoted schema name. Design (see README "Guarantees"):
---
---   sync_outbox        one event per captured change, written by the rule triggers in the writer's
---                      transaction. Finished events are deleted at once; the table stays small.
---   sync_outbox_lease  one row per source row ever claimed: who holds it (owner, expires_at) and the
---                      newest event id ever claimed for it (claimed_id). A row is processed by one
---                      worker at a time, and an event older than claimed_id is superseded: it is
---                      deleted without a Qdrant write. Together these keep per-row order across any
---                      number of workers and replicas, retries and crashes.
---   sync_outbox_dead   events that exhausted max_attempts, kept with their last error.
+-- Rules for editing (see README "Upgrading"):
+--   * Edit functions here freely: every statement must be re-runnable (CREATE OR REPLACE, or a
+--     guarded CREATE) and must take no lock that blocks the application's writers (no DROP/CREATE
+--     TRIGGER on sync_outbox unconditionally: writers insert into it).
+--   * Every function is named sync_outbox_*. When the hash changes, init first drops every
+--     sync_outbox_* function of the schema whose only dependents are triggers on the outbox's own
+--     tables (those triggers with them), then runs this script: a changed signature or result
+--     type needs no hand-written DROP, and the triggers are created again below.
+--   * Tables, columns and indexes are NOT created here: add a new sql/migrations/NNN_*.sql.
+--   * @SCHEMA@ is the quoted schema name, @SCHEMA_NAME@ the schema name as a string literal.
+--     Dollar quotes are written $p2q$; init renames the tag when it would collide with the schema
+--     name (issue 16), so a body must never contain a literal `$p2q` of its own.
 --
 -- A claim's owner is "<backend pid>.<backend start µs>" of the claiming connection, so the events and
 -- leases of a crashed daemon are recognised (its backends are gone) and freed by sync_outbox_recover().
-
-CREATE TABLE IF NOT EXISTS @SCHEMA@.sync_outbox (
-  id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  event_type   text        NOT NULL,
-  routing_key  text,
-  rule         text        NOT NULL,
-  source_table text        NOT NULL,
-  row_key      jsonb       NOT NULL,
-  op           text        NOT NULL CHECK (op IN ('upsert', 'delete')),
-  payload      json,        -- the snapshot: json (text), cheap to build in triggers and to read back
-  attempts     integer     NOT NULL DEFAULT 0,
-  max_attempts integer     NOT NULL DEFAULT 10,
-  available_at timestamptz NOT NULL DEFAULT now(),
-  claimed_by   text,
-  claimed_at   timestamptz,
-  last_error   text,
-  created_at   timestamptz NOT NULL DEFAULT clock_timestamp()
-) WITH (fillfactor = 80, autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02,
-        autovacuum_vacuum_cost_delay = 0);
-
--- The claim walks one event type in id order; only events still in the table are claimable
--- (finished ones are deleted, dead ones moved), so the index covers exactly the claimable rows.
-CREATE INDEX IF NOT EXISTS sync_outbox_claim_idx ON @SCHEMA@.sync_outbox (event_type, id);
-CREATE INDEX IF NOT EXISTS sync_outbox_routing_idx ON @SCHEMA@.sync_outbox (event_type, routing_key, id)
-  WHERE routing_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS sync_outbox_row_idx ON @SCHEMA@.sync_outbox (rule, row_key);
--- No index on the claim columns (claimed_by, available_at, attempts): claim and ack updates then
--- stay HOT (heap-only, no index writes), which is what lets a backlog drain fast. The periodic
--- sync_outbox_recover() scans the table instead.
-
-CREATE TABLE IF NOT EXISTS @SCHEMA@.sync_outbox_lease (
-  rule        text        NOT NULL,
-  row_key     jsonb       NOT NULL,
-  owner       text,
-  expires_at  timestamptz,
-  claimed_id  bigint      NOT NULL,
-  leased_at   timestamptz,
-  released_at timestamptz,
-  CONSTRAINT sync_outbox_lease_pkey PRIMARY KEY (rule, row_key)
-) WITH (fillfactor = 70, autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
-
-CREATE TABLE IF NOT EXISTS @SCHEMA@.sync_outbox_dead (
-  id           bigint      PRIMARY KEY,
-  event_type   text        NOT NULL,
-  routing_key  text,
-  rule         text        NOT NULL,
-  source_table text        NOT NULL,
-  row_key      jsonb       NOT NULL,
-  op           text        NOT NULL,
-  payload      json,        -- the snapshot: json (text), cheap to build in triggers and to read back
-  attempts     integer     NOT NULL,
-  max_attempts integer     NOT NULL,
-  last_error   text,
-  created_at   timestamptz NOT NULL,
-  died_at      timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS sync_outbox_dead_type_idx ON @SCHEMA@.sync_outbox_dead (event_type, id);
-
--- Rules installed by `apply`: name → hash of the generated SQL, so applying twice changes nothing.
-CREATE TABLE IF NOT EXISTS @SCHEMA@.sync_outbox_rule (
-  name         text PRIMARY KEY,
-  source_table text NOT NULL,
-  definition   text NOT NULL,
-  applied_at   timestamptz NOT NULL DEFAULT now()
-);
 
 -- One NOTIFY per transaction and event type (identical payloads fold within a transaction).
 -- The payload is the event type: a hint to wake the right workers, never the data.
@@ -91,10 +31,21 @@ BEGIN
 END
 $p2q$;
 
-DROP TRIGGER IF EXISTS sync_outbox_notify ON @SCHEMA@.sync_outbox;
-CREATE TRIGGER sync_outbox_notify AFTER INSERT ON @SCHEMA@.sync_outbox
-  REFERENCING NEW TABLE AS sync_outbox_new
-  FOR EACH STATEMENT EXECUTE FUNCTION @SCHEMA@.sync_outbox_notify();
+-- Created only when missing (a DROP/CREATE would lock sync_outbox against the writers at every
+-- init); a changed definition changes the hash, which drops it with its function first.
+DO $p2q$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                   JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = @SCHEMA_NAME@ AND c.relname = 'sync_outbox'
+                    AND t.tgname = 'sync_outbox_notify') THEN
+    CREATE TRIGGER sync_outbox_notify AFTER INSERT ON @SCHEMA@.sync_outbox
+      REFERENCING NEW TABLE AS sync_outbox_new
+      FOR EACH STATEMENT EXECUTE FUNCTION @SCHEMA@.sync_outbox_notify();
+  END IF;
+END
+$p2q$;
 
 -- Claim up to p_limit events of p_types (and p_routing, when not null) for p_owner.
 -- Returns one row per event to apply (op upsert|delete), one per superseded event (op 'coalesced':
