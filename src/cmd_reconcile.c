@@ -1,43 +1,55 @@
 /*
  * cmd_reconcile.c — `pg2qdrant -c FILE reconcile [RULE] [--fix] [--sample N]`: compare the rows
  * each rule selects (its filter, a non-NULL vector column) with the points of its collection.
+ * The comparison itself is pure and lives in reconcile.c; this file owns the passes, the SQL,
+ * the Qdrant calls and the fixes. Main thread only (blocking libpq and p2q_qdrant_blocking).
  *
- *   missing   a selected row has no point at its id
- *   orphaned  a point stands for no selected row (no row with its key, or not this row's id)
- *   stale     the point's payload differs from what the daemon builds from the row now; the
- *             payload's `_hash` (FNV-1a 64 of the snapshot text, points.c) covers the whole
- *             snapshot, the vector column included, and the rest of the payload is compared too
- *             (so a hand edit that kept `_hash` is found)
+ *   missing       a selected row has no point at its id
+ *   orphaned      a point is at no selected row's id
+ *   stale         the point at a row's id has a payload other than what the daemon builds from
+ *                 the row now: its `_hash` (FNV-1a 64 of the snapshot text, points.c) covers the
+ *                 whole snapshot, vector column included, and the rest of the payload is compared
+ *                 too (a hand edit that kept `_hash`, a lost `_pk`, another row's payload)
+ *   vector_stale  the payload is current but the vector differs from the row's vector column
+ *                 (float32; normalised first for Cosine, as Qdrant stores it). Text rules
+ *                 (embedded vectors) are not compared: that would mean re-embedding every row.
  * Rows and points with an event still in sync_outbox are "pending", not drift.
  *
- * Memory: bounded by one page (PAGE points or rows), whatever the table size. Two passes, each
- * streaming one side and probing the other a page at a time (not a merge join: UUIDv5 point ids
- * are SHA-1 of the key, an order PostgreSQL cannot produce, and a merge would also depend on
- * Qdrant's internal id order):
- *   1. Qdrant → PostgreSQL: scroll the collection (limit PAGE, next_page_offset, payload without
- *      vectors); for each page, one query looks up the rows named by the points' keys (`_pk`, or
- *      the integer id of a one-column key) by index. Finds orphaned and stale points.
- *   2. PostgreSQL → Qdrant: a server-side cursor over the selected rows' keys (FETCH PAGE);
- *      for each page, one retrieve (POST /points {"ids"}) of their point ids. Finds missing ones.
- * Pass 2 runs after pass 1's fixes, so a point deleted as an orphan whose row does exist (a
- * point stripped of `_pk`) is found missing and re-enqueued.
+ * A point belongs to the row whose point id is its id, whatever its payload says: an integer id
+ * names the key of a one-column integer key; a UUID id is the UUIDv5 of its row's key, which
+ * cannot be inverted, so its `_pk` is believed only when it hashes back to the id.
  *
- * --fix, page by page, in short transactions on a second connection:
- *   - missing and stale rows: upsert events through the outbox, INSERT … SELECT over those keys
- *     with FOR SHARE on the rows (the ordering argument of cmd_backfill.c applies unchanged);
- *   - orphans with a derivable key whose point id matches it: a delete event for that key,
- *     enqueued only if no selected row has the key, under a brief LOCK TABLE … IN SHARE MODE
- *     (lock_timeout 5 s): the lock waits for in-flight writers and holds new ones for the few
- *     milliseconds of the statement, so a concurrent INSERT of that key either committed before
- *     (then the row is seen and no delete is enqueued) or gets an event id after ours (and wins).
- *     A direct Qdrant delete would race with such an insert; an outbox event keeps per-row order.
- *   - other orphans (no `_pk`, an id that is not the key's, or a rule with a routing_key, whose
- *     events routed workers might not claim): deleted directly in Qdrant, inside that same locked
- *     transaction; no row of the rule maps to such an id (or none did while the lock was held).
+ * Memory: bounded, whatever the table size. Two passes, each streaming one side and probing the
+ * other a page at a time (not a merge join: UUIDv5 ids are SHA-1 of the key, an order PostgreSQL
+ * cannot produce):
+ *   1. Qdrant → PostgreSQL (orphans): scroll the collection (PAGE points, payload, no vectors);
+ *      one query per page looks up the rows the points' ids name (integer id, or a `_pk` that
+ *      hashes back to the id). A point whose row is selected is left to pass 2. A UUID point
+ *      that names no row by itself (lost or foreign `_pk`) goes into the `unresolved` set.
+ *   2. PostgreSQL → Qdrant (missing, stale, vector_stale): a server-side cursor over the selected
+ *      rows (key, snapshot, pending), FETCH a page (smaller for large dimensions), one retrieve of
+ *      their point ids with payload and vector, compared row by row. Each row's id also marks
+ *      the unresolved set; what stays unmarked afterwards is orphaned. The set holds at most
+ *      UNRESOLVED_MAX ids: when full, one key-only scan of the rows settles it and it restarts.
+ * Integer ids are read from the reply's raw text (exact up to 2^64, which doubles are not).
  *
- * Limits: rules with chunk_tokens (several points per row) are skipped; integer point ids of
- * 2^53 or more are not checked on the Qdrant side (cJSON reads numbers as doubles) and counted
- * as such; a user column named `_pk` or `_hash` collides with the daemon's payload fields.
+ * --fix, page by page, in short transactions on a second connection; a fix never changes what a
+ * later page sees, so `reconcile` and `reconcile --fix` report the same counts on one state:
+ *   - missing, stale and vector_stale rows: upsert events through the outbox, INSERT … SELECT
+ *     over those keys with FOR SHARE on the rows (the ordering argument of cmd_backfill.c);
+ *   - orphans whose key is derivable from their id and has no row: a delete event, enqueued only
+ *     if no selected row has the key, under a brief LOCK TABLE … IN SHARE MODE (lock_timeout 5 s),
+ *     which waits for in-flight writers and holds new ones for the statement: a concurrent INSERT
+ *     of that key either committed before (row seen, nothing enqueued) or gets a later event;
+ *   - other orphans (no derivable key, an id its key does not map to, or a routing_key rule, whose
+ *     events routed workers might not claim): deleted directly in Qdrant inside that same kind of
+ *     locked transaction, after re-checking each one there: no outbox event of the rule maps to
+ *     its id (an insert since pass 2, possibly being applied right now), and the point as it is
+ *     now does not name an existing row at its id. So a point at an existing row's id is never
+ *     deleted; it is re-enqueued instead.
+ *
+ * Limits: rules with chunk_tokens (several points per row) are skipped; a user column named `_pk`
+ * or `_hash` collides with the daemon's payload fields.
  *
  * Output: on a terminal, one updating progress line (points and rows checked, rate) per rule;
  * then, and otherwise only, the per-rule summary with samples.
@@ -58,92 +70,22 @@
 #include <time.h>
 
 #define PAGE 256
+#define UNRESOLVED_MAX 65536
 #define USAGE "usage: pg2qdrant reconcile [RULE] [--fix] [--sample N]\n"
 
-/* ---------------- pure parts (reconcile.h) ---------------- */
-
-int p2q_rec_id_text(const cJSON *id, char out[P2Q_POINT_ID_MAX]) {
-  if (cJSON_IsNumber(id) && id->valuedouble >= 9007199254740992.0) return P2Q_ERANGE;
-  if (cJSON_IsNumber(id) && id->valuedouble >= 0) {
-    snprintf(out, P2Q_POINT_ID_MAX, "%.0f", id->valuedouble);
-    return 0;
-  }
-  if (cJSON_IsString(id) && id->valuestring && strlen(id->valuestring) == 36) {
-    snprintf(out, P2Q_POINT_ID_MAX, "\"%s\"", id->valuestring);
-    for (char *p = out; *p; p++)
-      if (*p >= 'A' && *p <= 'F') *p = (char)(*p - 'A' + 'a');
-    return 0;
-  }
-  return P2Q_EINVAL;
-}
-
-int p2q_rec_point_key(const p2q_rule_config_t *r, const cJSON *point, p2q_buf_t *key) {
-  const cJSON *payload = cJSON_GetObjectItemCaseSensitive(point, "payload");
-  const cJSON *pk = cJSON_IsObject(payload) ? cJSON_GetObjectItemCaseSensitive(payload, "_pk") : NULL;
-  const cJSON *id = cJSON_GetObjectItemCaseSensitive(point, "id");
-  if (cJSON_IsObject(pk) && cJSON_GetArraySize(pk) == r->key.n) {
-    char *s = cJSON_PrintUnformatted(pk);
-    if (!s) return 0;
-    p2q_buf_puts(key, s);
-    free(s);
-    return 1;
-  }
-  if (pk || !cJSON_IsNumber(id) || r->key.n != 1) return 0;
-  char text[P2Q_POINT_ID_MAX];
-  if (p2q_rec_id_text(id, text)) return 0;
-  p2q_buf_putc(key, '{');
-  p2q_buf_json_string(key, r->key.items[0], strlen(r->key.items[0]));
-  p2q_buf_printf(key, ":%s}", text);
-  return 1;
-}
-
-p2q_rec_kind_t p2q_rec_classify(const p2q_rule_config_t *r, const char *point_id,
-                                const cJSON *payload, const char *row_key, const char *snapshot) {
-  char rid[P2Q_POINT_ID_MAX], why[128];
-  if (!row_key || !snapshot) return P2Q_REC_ORPHAN;
-  int uuid = p2q_point_id(r->name, row_key, strlen(row_key), rid);
-  if (uuid < 0 || strcmp(rid, point_id)) return P2Q_REC_ORPHAN;
-  p2q_buf_t b = P2Q_BUF_INIT;
-  /* a rule embedding `text` has no vector in the snapshot: any vector will do, only the payload
-     is compared */
-  const char *vec = r->vector_column ? NULL : "[0]";
-  p2q_rec_kind_t kind = P2Q_REC_STALE;
-  if (p2q_point_build(&b, r, rid, uuid, row_key, snapshot, strlen(snapshot), vec, vec ? 3 : 0, why,
-                      sizeof why) == 0) {
-    cJSON *want = cJSON_ParseWithLength(b.data, b.len);
-    const cJSON *wp = cJSON_GetObjectItemCaseSensitive(want, "payload");
-    if (wp && payload && cJSON_Compare(wp, payload, 1)) kind = P2Q_REC_OK;
-    cJSON_Delete(want);
-  }
-  p2q_buf_free(&b);
-  return kind;
-}
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-int p2q_rec_mark_missing(char *const *want, int nwant, char **have, int nhave,
-                         unsigned char *missing) {
-  qsort(have, (size_t)nhave, sizeof *have, cmp_str);
-  for (int i = 0; i < nwant; i++)
-    missing[i] = !bsearch(&want[i], have, (size_t)nhave, sizeof *have, cmp_str);
-  return 0;
-}
-
-/* ---------------- the command ---------------- */
-
-enum { K_MISSING, K_ORPHAN, K_STALE, K_N };
-static const char *const kind_name[K_N] = {"missing", "orphaned", "stale"};
+enum { K_MISSING, K_ORPHAN, K_STALE, K_VSTALE, K_N };
+static const char *const kind_name[K_N] = {"missing", "orphaned", "stale", "vector_stale"};
 
 typedef struct {
   const p2q_config_t *cfg;
   const p2q_rule_config_t *r;
+  PGconn *rd;                    /* the rows cursor (one read-only transaction per scan) */
   PGconn *conn;                  /* lookups and fixes (autocommit, short transactions) */
   p2q_qdrant_blocking_t *qc;
-  int fix, max_sample;
-  p2q_buf_t lookup, upsert, orphan; /* generated SQL */
-  long long n[K_N], pending, points, rows, skipped;
+  int fix, max_sample, vectors, page2;
+  p2q_buf_t lookup, upsert, orphan, rows, events; /* generated SQL */
+  p2q_rec_idset_t unresolved;
+  long long n[K_N], pending, points, rows_seen, settles;
   long long fixed_upserts, fixed_deletes, fixed_direct;
   char (*sample[K_N])[P2Q_POINT_ID_MAX];
   int nsample[K_N];
@@ -151,6 +93,16 @@ typedef struct {
   double t0;
   char err[2048];
 } rec_t;
+
+/* One Qdrant reply: the parsed tree, its raw text and the exact ids of its points. */
+typedef struct {
+  cJSON *root;
+  const cJSON *result;
+  char *raw;
+  size_t rawlen;
+  int n;
+  char (*id)[P2Q_POINT_ID_MAX];
+} reply_t;
 
 static double mono_s(void) {
   struct timespec ts;
@@ -162,8 +114,8 @@ static double mono_s(void) {
 static void progress(const rec_t *c) {
   if (!c->tty) return;
   double el = mono_s() - c->t0;
-  printf("\rreconcile %s: %lld point(s), %lld row(s) checked, %.0f/s   ", c->r->name, c->points, c->rows,
-         el > 0 ? (double)(c->points + c->rows) / el : 0.0);
+  printf("\rreconcile %s: %lld point(s), %lld row(s) checked, %.0f/s   ", c->r->name, c->points,
+         c->rows_seen, el > 0 ? (double)(c->points + c->rows_seen) / el : 0.0);
   fflush(stdout);
 }
 
@@ -171,6 +123,16 @@ static void note(rec_t *c, int kind, const char *id) {
   c->n[kind]++;
   if (c->nsample[kind] < c->max_sample) snprintf(c->sample[kind][c->nsample[kind]++], P2Q_POINT_ID_MAX, "%s", id);
 }
+
+/* Append `s` to a JSON array being built in b (n: elements so far). */
+static void arr_add(p2q_buf_t *b, int *n, const char *s) {
+  p2q_buf_puts(b, (*n)++ ? "," : "[");
+  p2q_buf_puts(b, s);
+}
+
+static void arr_end(p2q_buf_t *b, int n) { p2q_buf_puts(b, n ? "]" : "[]"); }
+
+/* ---------------- SQL ---------------- */
 
 /* "r"."k1" = p."k1" AND … */
 static void key_join(p2q_buf_t *b, const p2q_rule_config_t *r) {
@@ -206,6 +168,28 @@ static int keys_from(p2q_buf_t *b, const p2q_rule_config_t *r) {
   return 0;
 }
 
+/* The rows cursor: key text, snapshot text, pending flag of every selected row. */
+static int rows_sql(rec_t *c, const char *q) {
+  const p2q_rule_config_t *r = c->r;
+  p2q_buf_puts(&c->rows, "DECLARE p2q_reconcile NO SCROLL CURSOR FOR SELECT ");
+  if (p2q_capture_key_expr(r, "r", &c->rows)) return P2Q_EINVAL;
+  p2q_buf_puts(&c->rows, "::text, ");
+  if (p2q_capture_snapshot_expr(r, "r", &c->rows)) return P2Q_EINVAL;
+  p2q_buf_printf(&c->rows, "::text, EXISTS (SELECT 1 FROM %s.sync_outbox o WHERE o.rule = ", q);
+  p2q_sql_literal(&c->rows, r->name);
+  p2q_buf_puts(&c->rows, " AND o.row_key = ");
+  p2q_capture_key_expr(r, "r", &c->rows);
+  p2q_buf_puts(&c->rows, ") FROM ");
+  if (p2q_sql_qualified(&c->rows, r->table)) return P2Q_EINVAL;
+  p2q_buf_puts(&c->rows, " AS r");
+  selected_where(&c->rows, r, 0);
+  /* the keys of the rule's outbox events (fix_direct's re-check) */
+  p2q_buf_printf(&c->events, "DECLARE p2q_reconcile_events NO SCROLL CURSOR FOR SELECT row_key::text"
+                             " FROM %s.sync_outbox WHERE rule = ", q);
+  p2q_sql_literal(&c->events, r->name);
+  return 0;
+}
+
 static int build_sql(rec_t *c) {
   const p2q_rule_config_t *r = c->r;
   p2q_buf_t q = P2Q_BUF_INIT, src = P2Q_BUF_INIT;
@@ -213,14 +197,12 @@ static int build_sql(rec_t *c) {
   p2q_sql_ident(&q, c->cfg->pg_schema);
   /* lookup: per input key (in order) its canonical text, the selected row's key and snapshot
      (NULL when none), and whether an event of that key is still in the outbox */
-  p2q_buf_puts(&c->lookup, "SELECT k.v::text, x.key_text, x.snap_text, EXISTS (SELECT 1 FROM ");
+  p2q_buf_puts(&c->lookup, "SELECT k.v::text, x.key_text, EXISTS (SELECT 1 FROM ");
   p2q_buf_printf(&c->lookup, "%s.sync_outbox o WHERE o.rule = $2 AND o.row_key = k.v) FROM ", q.data);
   if (keys_from(&c->lookup, r)) goto fail;
   p2q_buf_puts(&c->lookup, " LEFT JOIN LATERAL (SELECT ");
   if ((rc = p2q_capture_key_expr(r, "r", &c->lookup))) goto fail;
-  p2q_buf_puts(&c->lookup, "::text AS key_text, ");
-  if ((rc = p2q_capture_snapshot_expr(r, "r", &c->lookup))) goto fail;
-  p2q_buf_puts(&c->lookup, "::text AS snap_text FROM ");
+  p2q_buf_puts(&c->lookup, "::text AS key_text FROM ");
   if ((rc = p2q_sql_qualified(&c->lookup, r->table))) goto fail;
   p2q_buf_puts(&c->lookup, " AS r");
   selected_where(&c->lookup, r, 1);
@@ -246,7 +228,9 @@ static int build_sql(rec_t *c) {
   p2q_buf_puts(&src, "))");
   if ((rc = p2q_capture_enqueue_sql(r, c->cfg->pg_schema, (int)c->cfg->max_attempts, "delete", src.data, &c->orphan)))
     goto fail;
-  rc = p2q_buf_error(&c->lookup) || p2q_buf_error(&c->upsert) ? P2Q_ENOMEM : 0;
+  if ((rc = rows_sql(c, q.data))) goto fail;
+  rc = p2q_buf_error(&c->lookup) || p2q_buf_error(&c->upsert) || p2q_buf_error(&c->orphan) ||
+               p2q_buf_error(&c->rows) || p2q_buf_error(&c->events) ? P2Q_ENOMEM : 0;
 fail:
   p2q_buf_free(&q);
   p2q_buf_free(&src);
@@ -263,6 +247,60 @@ static PGresult *exec_keys(rec_t *c, const char *sql, const char *keys, int with
   return NULL;
 }
 
+/* ---------------- Qdrant ---------------- */
+
+static void reply_free(reply_t *p) {
+  cJSON_Delete(p->root);
+  free(p->raw);
+  free(p->id);
+  memset(p, 0, sizeof *p);
+}
+
+/* POST `suffix` with `body`; the points array is `points` (or the result itself when NULL). Each
+   point's exact id text goes to p->id[i] ("?" when it is not a valid id). */
+static int qcall(rec_t *c, const char *suffix, const char *body, const char *points, reply_t *p,
+                 const cJSON **arr) {
+  memset(p, 0, sizeof *p);
+  if (p2q_qdrant_blocking_call_raw(c->qc, "POST", c->r->collection, suffix, body, &p->root, &p->result,
+                                   &p->raw, &p->rawlen, c->err, sizeof c->err))
+    return -1;
+  *arr = points ? cJSON_GetObjectItemCaseSensitive(p->result, points) : p->result;
+  int n = cJSON_GetArraySize(*arr);
+  p2q_span_t *sp = calloc((size_t)n + 1, sizeof *sp);
+  p->id = calloc((size_t)n + 1, sizeof *p->id);
+  int got = sp && p->id ? p2q_rec_raw_ids(p->raw, p->rawlen, sp, n) : P2Q_ENOMEM;
+  if (cJSON_IsArray(*arr) && got == n) {
+    for (int i = 0; i < n; i++)
+      if (p2q_rec_id_span(sp[i], p->id[i])) snprintf(p->id[i], P2Q_POINT_ID_MAX, "?");
+    p->n = n;
+    free(sp);
+    return 0;
+  }
+  free(sp);
+  snprintf(c->err, sizeof c->err, "POST %s: unexpected reply (no list of points with ids)", suffix);
+  reply_free(p);
+  return -1;
+}
+
+/* Retrieve these ids (a JSON array), with payload, and with the vector when `vectors`. */
+static int retrieve(rec_t *c, const char *ids, int vectors, reply_t *p, const cJSON **arr) {
+  p2q_buf_t body = P2Q_BUF_INIT;
+  p2q_buf_puts(&body, "{\"with_payload\":true,\"with_vector\":");
+  if (vectors && c->r->vector_name && *c->r->vector_name) {
+    p2q_buf_putc(&body, '[');
+    p2q_buf_json_string(&body, c->r->vector_name, strlen(c->r->vector_name));
+    p2q_buf_putc(&body, ']');
+  } else {
+    p2q_buf_puts(&body, vectors ? "true" : "false");
+  }
+  p2q_buf_printf(&body, ",\"ids\":%s}", ids);
+  int rc = qcall(c, "/points", body.data, NULL, p, arr);
+  p2q_buf_free(&body);
+  return rc;
+}
+
+/* ---------------- fixes ---------------- */
+
 /* Enqueue upserts for the keys (a JSON array), one short transaction. */
 static int fix_upserts(rec_t *c, const char *keys) {
   PGresult *res = exec_keys(c, c->upsert.data, keys, 0);
@@ -272,32 +310,127 @@ static int fix_upserts(rec_t *c, const char *keys) {
   return 0;
 }
 
-/* Delete events for `keys`, direct deletes of `ids` (JSON arrays), under a SHARE lock. */
-static int fix_orphans(rec_t *c, const char *keys, int nkeys, const char *ids, int nids) {
+static int lock_begin(rec_t *c) {
   p2q_buf_t lock = P2Q_BUF_INIT;
   p2q_buf_puts(&lock, "SET LOCAL lock_timeout = '5s'; LOCK TABLE ");
   p2q_sql_qualified(&lock, c->r->table);
   p2q_buf_puts(&lock, " IN SHARE MODE");
-  int rc = -1;
-  if (p2q_admin_exec(c->conn, "BEGIN", c->err, sizeof c->err)) goto fail;
-  if (p2q_admin_exec(c->conn, lock.data, c->err, sizeof c->err)) goto rollback;
-  if (nkeys) {
-    PGresult *res = exec_keys(c, c->orphan.data, keys, 0);
-    if (!res) goto rollback;
-    c->fixed_deletes += atoll(PQcmdTuples(res));
+  int rc = p2q_admin_exec(c->conn, "BEGIN", c->err, sizeof c->err);
+  if (!rc && (rc = p2q_admin_exec(c->conn, lock.data, c->err, sizeof c->err))) PQclear(PQexec(c->conn, "ROLLBACK"));
+  p2q_buf_free(&lock);
+  return rc;
+}
+
+/* Delete events for `keys` (a JSON array of keys with no selected row), under the SHARE lock. */
+static int fix_orphan_events(rec_t *c, const char *keys) {
+  if (lock_begin(c)) return -1;
+  PGresult *res = exec_keys(c, c->orphan.data, keys, 0);
+  if (!res) goto rollback;
+  c->fixed_deletes += atoll(PQcmdTuples(res));
+  PQclear(res);
+  if (p2q_admin_exec(c->conn, "COMMIT", c->err, sizeof c->err)) return -1;
+  return 0;
+rollback:
+  PQclear(PQexec(c->conn, "ROLLBACK"));
+  return -1;
+}
+
+/* Inside the locked transaction: mark in `cand` (sorted) the ids an outbox event of the rule maps
+   to (a row written since the rows were read, whose event may be being applied right now). */
+static int mark_pending_ids(rec_t *c, p2q_rec_idset_t *cand) {
+  if (p2q_admin_exec(c->conn, c->events.data, c->err, sizeof c->err)) return -1;
+  for (;;) {
+    PGresult *res = PQexec(c->conn, "FETCH 1000 FROM p2q_reconcile_events");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+      snprintf(c->err, sizeof c->err, "%s", PQresultErrorMessage(res));
+      PQclear(res);
+      return -1;
+    }
+    int rows = PQntuples(res);
+    for (int i = 0; i < rows; i++) {
+      char id[P2Q_POINT_ID_MAX];
+      const char *k = PQgetvalue(res, i, 0);
+      if (p2q_point_id(c->r->name, k, strlen(k), id) >= 0) p2q_rec_idset_mark(cand, id);
+    }
     PQclear(res);
+    if (rows < 1000) break;
   }
-  if (nids) {
-    p2q_buf_t body = P2Q_BUF_INIT;
+  return p2q_admin_exec(c->conn, "CLOSE p2q_reconcile_events", c->err, sizeof c->err);
+}
+
+/* Inside the locked transaction: mark in `cand` the points (as retrieved now) that sit at the id
+   of an existing selected row, or of a key whose event is pending. */
+static int mark_owned_now(rec_t *c, p2q_rec_idset_t *cand, const reply_t *p, const cJSON *arr) {
+  p2q_buf_t keys = P2Q_BUF_INIT;
+  unsigned char *derived = calloc((size_t)p->n + 1, 1);
+  const cJSON *pt;
+  int i = 0, rc = -1;
+  if (!derived) return -1;
+  p2q_buf_putc(&keys, '[');
+  cJSON_ArrayForEach(pt, arr) {
+    if (i) p2q_buf_putc(&keys, ',');
+    derived[i] = p2q_rec_point_key(c->r, p->id[i], cJSON_GetObjectItemCaseSensitive(pt, "payload"), &keys) !=
+                 P2Q_REC_KEY_NONE;
+    if (!derived[i]) p2q_buf_puts(&keys, "{}");
+    i++;
+  }
+  p2q_buf_putc(&keys, ']');
+  PGresult *res = exec_keys(c, c->lookup.data, keys.data, 1);
+  if (res && PQntuples(res) == p->n) {
+    for (i = 0; i < p->n; i++) {
+      char kid[P2Q_POINT_ID_MAX], cid[P2Q_POINT_ID_MAX];
+      const char *canon = PQgetvalue(res, i, 0), *key_text = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
+      if (!derived[i]) continue;
+      int row = key_text && p2q_point_id(c->r->name, key_text, strlen(key_text), kid) >= 0 && !strcmp(kid, p->id[i]);
+      int pend = PQgetvalue(res, i, 2)[0] == 't' &&
+                 p2q_point_id(c->r->name, canon, strlen(canon), cid) >= 0 && !strcmp(cid, p->id[i]);
+      if (row || pend) p2q_rec_idset_mark(cand, p->id[i]);
+    }
+    rc = 0;
+  } else if (res) {
+    snprintf(c->err, sizeof c->err, "key lookup returned %d rows for %d points", PQntuples(res), p->n);
+  }
+  PQclear(res);
+  free(derived);
+  p2q_buf_free(&keys);
+  return rc;
+}
+
+/* Delete orphans (`cand`: sorted, at most PAGE ids, marks cleared) directly in Qdrant, inside a
+   transaction holding the SHARE lock, after re-checking each one there (see the file comment). */
+static int fix_direct(rec_t *c, p2q_rec_idset_t *cand) {
+  p2q_buf_t ids = P2Q_BUF_INIT;
+  reply_t p;
+  const cJSON *arr;
+  int n = 0, rc = -1;
+  memset(&p, 0, sizeof p);
+  if (lock_begin(c)) return -1;
+  if (mark_pending_ids(c, cand)) goto rollback;
+  for (int i = 0; i < cand->n; i++)
+    if (!cand->owned[i]) arr_add(&ids, &n, cand->id[i]);
+  arr_end(&ids, n);
+  if (n) {
+    if (retrieve(c, ids.data, 0, &p, &arr)) goto rollback;
+    if (p.n && mark_owned_now(c, cand, &p, arr)) goto rollback;
+    p2q_buf_reset(&ids);
+    n = 0;
+    for (int i = 0; i < p.n; i++) {
+      int j = p2q_rec_idset_find(cand, p.id[i]);
+      if (j >= 0 && !cand->owned[j]) arr_add(&ids, &n, p.id[i]);
+    }
+  }
+  if (n) {
     cJSON *root = NULL;
     const cJSON *result;
-    p2q_buf_printf(&body, "{\"points\":%s}", ids);
+    p2q_buf_t body = P2Q_BUF_INIT;
+    arr_end(&ids, n);
+    p2q_buf_printf(&body, "{\"points\":%s}", ids.data);
     int qrc = p2q_qdrant_blocking_call(c->qc, "POST", c->r->collection, "/points/delete?wait=true",
                                        body.data, &root, &result, c->err, sizeof c->err);
     p2q_buf_free(&body);
     cJSON_Delete(root);
     if (qrc) goto rollback;
-    c->fixed_direct += nids;
+    c->fixed_direct += n;
   }
   if (p2q_admin_exec(c->conn, "COMMIT", c->err, sizeof c->err)) goto fail;
   rc = 0;
@@ -305,55 +438,222 @@ static int fix_orphans(rec_t *c, const char *keys, int nkeys, const char *ids, i
 rollback:
   PQclear(PQexec(c->conn, "ROLLBACK"));
 fail:
-  p2q_buf_free(&lock);
+  reply_free(&p);
+  p2q_buf_free(&ids);
   return rc;
 }
 
-/* Classify one scrolled page against its lookup result; fix when asked. */
-static int check_page(rec_t *c, const cJSON *points, PGresult *res, const unsigned char *derived) {
-  p2q_buf_t stale = P2Q_BUF_INIT, okeys = P2Q_BUF_INIT, oids = P2Q_BUF_INIT;
-  int nstale = 0, nokeys = 0, noids = 0, i = 0, rc = 0;
+/* ---------------- pass 2: rows → Qdrant ---------------- */
+
+typedef struct {
+  const char *id;
   const cJSON *pt;
-  cJSON_ArrayForEach(pt, points) {
-    char id[P2Q_POINT_ID_MAX], kid[P2Q_POINT_ID_MAX];
-    const char *canon = PQgetvalue(res, i, 0);
-    const char *row_key = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
-    const char *snap = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2);
-    int pending = derived[i] && PQgetvalue(res, i, 3)[0] == 't';
-    const cJSON *payload = cJSON_GetObjectItemCaseSensitive(pt, "payload");
-    int idrc = p2q_rec_id_text(cJSON_GetObjectItemCaseSensitive(pt, "id"), id);
-    if (idrc == P2Q_ERANGE) { c->skipped++; i++; continue; } /* not exact in a double */
-    if (idrc) snprintf(id, sizeof id, "?");
-    p2q_rec_kind_t k = pending ? P2Q_REC_OK : p2q_rec_classify(c->r, id, payload, row_key, snap);
-    if (pending) c->pending++;
-    if (k == P2Q_REC_STALE) {
-      note(c, K_STALE, id);
-      p2q_buf_puts(&stale, nstale++ ? "," : "[");
-      p2q_buf_puts(&stale, row_key);
-    } else if (k == P2Q_REC_ORPHAN) {
-      note(c, K_ORPHAN, id);
-      /* an event can delete it only if the key's point id is this point's id */
-      int by_event = derived[i] && !c->r->routing_key && !row_key &&
-                     p2q_point_id(c->r->name, canon, strlen(canon), kid) >= 0 && !strcmp(kid, id);
-      if (by_event) {
-        p2q_buf_puts(&okeys, nokeys++ ? "," : "[");
-        p2q_buf_puts(&okeys, canon);
-      } else if (strcmp(id, "?")) {
-        p2q_buf_puts(&oids, noids++ ? "," : "[");
-        p2q_buf_puts(&oids, id);
-      }
+} by_id_t;
+
+static int cmp_by_id(const void *a, const void *b) {
+  return strcmp(((const by_id_t *)a)->id, ((const by_id_t *)b)->id);
+}
+
+/* One page of selected rows (key text, snapshot text, pending): retrieve their points, report
+   missing / stale / vector_stale, fix when asked. */
+static int check_rows(rec_t *c, PGresult *res) {
+  int n = PQntuples(res), nids = 0, nfix = 0, rc = -1;
+  char(*ids)[P2Q_POINT_ID_MAX] = calloc((size_t)n + 1, sizeof *ids);
+  by_id_t *index = NULL;
+  p2q_buf_t body = P2Q_BUF_INIT, keys = P2Q_BUF_INIT;
+  reply_t p;
+  const cJSON *arr, *pt;
+  memset(&p, 0, sizeof p);
+  if (!ids) goto fail;
+  for (int i = 0; i < n; i++) {
+    const char *key = PQgetvalue(res, i, 0);
+    if (p2q_point_id(c->r->name, key, strlen(key), ids[i]) < 0) { ids[i][0] = 0; continue; }
+    p2q_rec_idset_mark(&c->unresolved, ids[i]);
+    arr_add(&body, &nids, ids[i]);
+  }
+  arr_end(&body, nids);
+  if (retrieve(c, body.data, c->vectors, &p, &arr)) goto fail;
+  if (!(index = calloc((size_t)p.n + 1, sizeof *index))) goto fail;
+  int j = 0;
+  cJSON_ArrayForEach(pt, arr) {
+    index[j].id = p.id[j];
+    index[j].pt = pt;
+    j++;
+  }
+  qsort(index, (size_t)p.n, sizeof *index, cmp_by_id);
+  for (int i = 0; i < n; i++) {
+    if (!ids[i][0]) continue;
+    if (PQgetvalue(res, i, 2)[0] == 't') { c->pending++; continue; }
+    by_id_t want = {ids[i], NULL}, *hit = bsearch(&want, index, (size_t)p.n, sizeof *index, cmp_by_id);
+    int kind = K_MISSING;
+    if (hit) {
+      const cJSON *vec = c->vectors ? cJSON_GetObjectItemCaseSensitive(hit->pt, "vector") : NULL;
+      p2q_rec_kind_t k = p2q_rec_check(c->r, cJSON_GetObjectItemCaseSensitive(hit->pt, "payload"), vec,
+                                       PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+      if (k == P2Q_REC_OK) continue;
+      kind = k == P2Q_REC_VECTOR_STALE ? K_VSTALE : K_STALE;
     }
+    note(c, kind, ids[i]);
+    arr_add(&keys, &nfix, PQgetvalue(res, i, 0));
+  }
+  arr_end(&keys, nfix);
+  rc = c->fix && nfix ? fix_upserts(c, keys.data) : 0;
+fail:
+  if (rc && !c->err[0]) snprintf(c->err, sizeof c->err, "out of memory");
+  free(ids);
+  free(index);
+  reply_free(&p);
+  p2q_buf_free(&body);
+  p2q_buf_free(&keys);
+  return rc;
+}
+
+/* A scan of the selected rows in one read-only transaction on c->rd: `full` checks each page
+   against Qdrant (pass 2); otherwise only the unresolved set is marked with the rows' ids. */
+static int rows_pass(rec_t *c, int full) {
+  char fetch[64];
+  int rc = -1;
+  if (p2q_admin_exec(c->rd, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", c->err, sizeof c->err) ||
+      p2q_admin_exec(c->rd, c->rows.data, c->err, sizeof c->err))
+    goto fail;
+  snprintf(fetch, sizeof fetch, "FETCH %d FROM p2q_reconcile", full ? c->page2 : 4096);
+  for (;;) {
+    PGresult *res = PQexec(c->rd, fetch);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+      snprintf(c->err, sizeof c->err, "%s", PQresultErrorMessage(res));
+      PQclear(res);
+      goto fail;
+    }
+    int n = PQntuples(res), cr = 0;
+    if (full && n) cr = check_rows(c, res);
+    for (int i = 0; !full && i < n; i++) {
+      char id[P2Q_POINT_ID_MAX];
+      const char *key = PQgetvalue(res, i, 0);
+      if (p2q_point_id(c->r->name, key, strlen(key), id) >= 0) p2q_rec_idset_mark(&c->unresolved, id);
+    }
+    if (full) c->rows_seen += n;
+    PQclear(res);
+    progress(c);
+    if (cr) goto fail;
+    if (n < (full ? c->page2 : 4096)) break;
+  }
+  rc = 0;
+fail:
+  PQclear(PQexec(c->rd, "ROLLBACK"));
+  return rc;
+}
+
+/* The unresolved ids no row's id marked are orphans: note them, delete them (--fix), empty the
+   set. `scan`: mark it first with a key-only scan of the rows (the set filled up in pass 1). */
+static int settle_unresolved(rec_t *c, int scan) {
+  p2q_rec_idset_t *u = &c->unresolved, cand;
+  if (scan) {
+    p2q_rec_idset_sort(u);
+    if (rows_pass(c, 0)) return -1;
+    c->settles++;
+  }
+  if (p2q_rec_idset_init(&cand, PAGE)) return -1;
+  int rc = 0;
+  for (int i = 0; i < u->n && !rc; i++) {
+    if (u->owned[i]) continue;
+    note(c, K_ORPHAN, u->id[i]);
+    if (c->fix) p2q_rec_idset_add(&cand, u->id[i]);
+    if (cand.n == PAGE) {
+      rc = fix_direct(c, &cand); /* added in sorted order: cand is sorted */
+      p2q_rec_idset_clear(&cand);
+      memset(cand.owned, 0, PAGE);
+    }
+  }
+  if (!rc && cand.n) rc = fix_direct(c, &cand);
+  p2q_rec_idset_free(&cand);
+  p2q_rec_idset_clear(u);
+  return rc;
+}
+
+static int add_unresolved(rec_t *c, const char *id) {
+  if (p2q_rec_idset_add(&c->unresolved, id) == 0) return 0;
+  if (settle_unresolved(c, 1)) return -1;
+  return p2q_rec_idset_add(&c->unresolved, id) ? -1 : 0;
+}
+
+/* ---------------- pass 1: Qdrant → rows ---------------- */
+
+/* One scrolled page: look up the rows the points' ids name; note orphans (fix them), leave points
+   at a selected row's id to pass 2, queue UUID points that name no row by themselves. */
+static int check_points(rec_t *c, const reply_t *p, const cJSON *arr) {
+  p2q_buf_t keys = P2Q_BUF_INIT, okeys = P2Q_BUF_INIT;
+  p2q_rec_idset_t direct;
+  unsigned char *how = calloc((size_t)p->n + 1, 1);
+  const cJSON *pt;
+  PGresult *res = NULL;
+  int i = 0, nok = 0, rc = -1;
+  memset(&direct, 0, sizeof direct);
+  if (!how || p2q_rec_idset_init(&direct, p->n + 1)) goto fail;
+  p2q_buf_putc(&keys, '[');
+  cJSON_ArrayForEach(pt, arr) {
+    if (i) p2q_buf_putc(&keys, ',');
+    if (strcmp(p->id[i], "?"))
+      how[i] = (unsigned char)p2q_rec_point_key(c->r, p->id[i], cJSON_GetObjectItemCaseSensitive(pt, "payload"), &keys);
+    if (how[i] == P2Q_REC_KEY_NONE) p2q_buf_puts(&keys, "{}");
     i++;
   }
-  p2q_buf_puts(&stale, "]");
-  p2q_buf_puts(&okeys, "]");
-  p2q_buf_puts(&oids, "]");
-  if (c->fix && nstale) rc = fix_upserts(c, stale.data);
-  if (!rc && c->fix && (nokeys || noids)) rc = fix_orphans(c, okeys.data, nokeys, oids.data, noids);
-  p2q_buf_free(&stale);
+  p2q_buf_putc(&keys, ']');
+  if (!(res = exec_keys(c, c->lookup.data, keys.data, 1))) goto fail;
+  if (PQntuples(res) != p->n) {
+    snprintf(c->err, sizeof c->err, "key lookup returned %d rows for %d points", PQntuples(res), p->n);
+    goto fail;
+  }
+  for (i = 0; i < p->n; i++) {
+    const char *id = p->id[i], *canon = PQgetvalue(res, i, 0);
+    const char *key_text = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
+    char kid[P2Q_POINT_ID_MAX];
+    if (!strcmp(id, "?")) { note(c, K_ORPHAN, id); continue; } /* not a valid id: no row's */
+    if (how[i] == P2Q_REC_KEY_NONE) {
+      if (id[0] == '"') { if (add_unresolved(c, id)) goto fail; continue; }
+      note(c, K_ORPHAN, id); /* an integer id of a composite-key rule */
+      p2q_rec_idset_add(&direct, id);
+      continue;
+    }
+    if (key_text && p2q_point_id(c->r->name, key_text, strlen(key_text), kid) >= 0 && !strcmp(kid, id))
+      continue; /* at its row's id: pass 2 checks it */
+    if (p2q_point_id(c->r->name, canon, strlen(canon), kid) < 0 || strcmp(kid, id)) {
+      if (add_unresolved(c, id)) goto fail; /* its `_pk` is another key's (copied) */
+      continue;
+    }
+    if (PQgetvalue(res, i, 2)[0] == 't') { c->pending++; continue; }
+    note(c, K_ORPHAN, id);
+    if (!c->r->routing_key && !key_text) arr_add(&okeys, &nok, canon);
+    else p2q_rec_idset_add(&direct, id);
+  }
+  arr_end(&okeys, nok);
+  rc = 0;
+  if (c->fix && nok) rc = fix_orphan_events(c, okeys.data);
+  if (!rc && c->fix && direct.n) {
+    p2q_rec_idset_sort(&direct);
+    rc = fix_direct(c, &direct);
+  }
+fail:
+  if (rc && !c->err[0]) snprintf(c->err, sizeof c->err, "out of memory");
+  PQclear(res);
+  free(how);
+  p2q_rec_idset_free(&direct);
+  p2q_buf_free(&keys);
   p2q_buf_free(&okeys);
-  p2q_buf_free(&oids);
   return rc;
+}
+
+/* next_page_offset of a scroll reply as JSON text (exact, from the raw reply), or NULL at the end. */
+static char *next_offset(const reply_t *p) {
+  p2q_span_t result, next;
+  if (p2q_json_find(p->raw, p->rawlen, "result", &result) != 1 ||
+      p2q_json_find(result.p, result.n, "next_page_offset", &next) != 1 || p2q_span_eq(next, "null"))
+    return NULL;
+  char *s = malloc(next.n + 1);
+  if (s) {
+    memcpy(s, next.p, next.n);
+    s[next.n] = 0;
+  }
+  return s;
 }
 
 /* Pass 1: scroll the collection page by page. */
@@ -361,40 +661,27 @@ static int qdrant_pass(rec_t *c) {
   char *offset = NULL;
   int rc = -1;
   for (;;) {
-    cJSON *root = NULL;
-    const cJSON *points, *next;
-    if (p2q_qdrant_blocking_scroll(c->qc, c->r->collection, offset, PAGE, &root, &points, &next,
-                                   c->err, sizeof c->err))
-      goto fail;
-    int n = cJSON_GetArraySize(points), pr = 0;
-    unsigned char derived[PAGE * 2];
-    p2q_buf_t keys = P2Q_BUF_INIT;
-    const cJSON *pt;
-    p2q_buf_putc(&keys, '[');
-    int i = 0;
-    cJSON_ArrayForEach(pt, points) {
-      if (i) p2q_buf_putc(&keys, ',');
-      if (i < PAGE * 2) derived[i] = (unsigned char)p2q_rec_point_key(c->r, pt, &keys);
-      if (i >= PAGE * 2 || !derived[i]) p2q_buf_puts(&keys, "{}");
-      i++;
-    }
-    p2q_buf_putc(&keys, ']');
-    PGresult *res = n && n <= PAGE * 2 ? exec_keys(c, c->lookup.data, keys.data, 1) : NULL;
-    p2q_buf_free(&keys);
-    if (n > PAGE * 2) snprintf(c->err, sizeof c->err, "scroll returned %d points for a limit of %d", n, PAGE);
-    if (n && (!res || PQntuples(res) != n)) {
-      if (res) snprintf(c->err, sizeof c->err, "key lookup returned %d rows for %d points", PQntuples(res), n);
-      PQclear(res);
-      cJSON_Delete(root);
-      goto fail;
-    }
-    c->points += n;
-    if (n) pr = check_page(c, points, res, derived);
-    progress(c);
-    PQclear(res);
+    p2q_buf_t body = P2Q_BUF_INIT;
+    reply_t p;
+    const cJSON *arr;
+    p2q_buf_printf(&body, "{\"limit\":%d,\"with_payload\":true,\"with_vector\":false", PAGE);
+    if (offset) p2q_buf_printf(&body, ",\"offset\":%s", offset);
+    p2q_buf_putc(&body, '}');
+    int qrc = qcall(c, "/points/scroll", body.data, "points", &p, &arr);
+    p2q_buf_free(&body);
+    if (qrc) goto fail;
     free(offset);
-    offset = cJSON_IsNull(next) || !next ? NULL : cJSON_PrintUnformatted(next);
-    cJSON_Delete(root);
+    offset = next_offset(&p);
+    int pr = 0;
+    if (p.n > PAGE) {
+      snprintf(c->err, sizeof c->err, "scroll returned %d points for a limit of %d", p.n, PAGE);
+      pr = -1;
+    } else if (p.n) {
+      c->points += p.n;
+      pr = check_points(c, &p, arr);
+    }
+    reply_free(&p);
+    progress(c);
     if (pr) goto fail;
     if (!offset) break;
   }
@@ -404,113 +691,21 @@ fail:
   return rc;
 }
 
-/* Which of these point ids does the collection hold? Fills have[] (malloc'd strings). */
-static int retrieve(rec_t *c, char *const *ids, int n, char **have, int *nhave) {
-  p2q_buf_t body = P2Q_BUF_INIT;
-  cJSON *root = NULL;
-  const cJSON *result, *pt;
-  p2q_buf_puts(&body, "{\"with_payload\":false,\"with_vector\":false,\"ids\":[");
-  for (int i = 0; i < n; i++) p2q_buf_printf(&body, "%s%s", i ? "," : "", ids[i]);
-  p2q_buf_puts(&body, "]}");
-  int rc = p2q_qdrant_blocking_call(c->qc, "POST", c->r->collection, "/points", body.data, &root,
-                                    &result, c->err, sizeof c->err);
-  p2q_buf_free(&body);
-  *nhave = 0;
-  if (rc) return -1;
-  cJSON_ArrayForEach(pt, result) {
-    char id[P2Q_POINT_ID_MAX];
-    if (*nhave < n && !p2q_rec_id_text(cJSON_GetObjectItemCaseSensitive(pt, "id"), id))
-      have[(*nhave)++] = strdup(id);
-  }
-  cJSON_Delete(root);
-  return 0;
-}
-
-/* One page of selected rows (key text, pending flag): report and fix the missing points. */
-static int check_rows(rec_t *c, PGresult *res) {
-  int n = PQntuples(res), nhave = 0, nmiss = 0, rc = -1;
-  char *ids[PAGE], *have[PAGE];
-  unsigned char missing[PAGE];
-  p2q_buf_t keys = P2Q_BUF_INIT;
-  for (int i = 0; i < n; i++) {
-    char id[P2Q_POINT_ID_MAX];
-    const char *key = PQgetvalue(res, i, 0);
-    if (p2q_point_id(c->r->name, key, strlen(key), id) < 0) snprintf(id, sizeof id, "null");
-    ids[i] = strdup(id);
-  }
-  if (retrieve(c, ids, n, have, &nhave)) goto fail;
-  p2q_rec_mark_missing(ids, n, have, nhave, missing);
-  for (int i = 0; i < n; i++) {
-    if (!missing[i]) continue;
-    if (PQgetvalue(res, i, 1)[0] == 't') { c->pending++; continue; }
-    note(c, K_MISSING, ids[i]);
-    p2q_buf_puts(&keys, nmiss++ ? "," : "[");
-    p2q_buf_puts(&keys, PQgetvalue(res, i, 0));
-  }
-  p2q_buf_puts(&keys, "]");
-  rc = c->fix && nmiss ? fix_upserts(c, keys.data) : 0;
-fail:
-  for (int i = 0; i < n; i++) free(ids[i]);
-  for (int i = 0; i < nhave; i++) free(have[i]);
-  p2q_buf_free(&keys);
-  return rc;
-}
-
-/* Pass 2: a cursor over the selected rows' keys, in its own read-only transaction on `rd`. */
-static int rows_pass(rec_t *c, PGconn *rd) {
-  p2q_buf_t sql = P2Q_BUF_INIT, q = P2Q_BUF_INIT;
-  char fetch[64];
-  int rc = -1;
-  p2q_sql_ident(&q, c->cfg->pg_schema);
-  p2q_buf_puts(&sql, "DECLARE p2q_reconcile NO SCROLL CURSOR FOR SELECT ");
-  p2q_capture_key_expr(c->r, "r", &sql);
-  p2q_buf_printf(&sql, "::text, EXISTS (SELECT 1 FROM %s.sync_outbox o WHERE o.rule = ", q.data);
-  p2q_sql_literal(&sql, c->r->name);
-  p2q_buf_puts(&sql, " AND o.row_key = ");
-  p2q_capture_key_expr(c->r, "r", &sql);
-  p2q_buf_puts(&sql, ") FROM ");
-  if (p2q_sql_qualified(&sql, c->r->table)) goto fail;
-  p2q_buf_puts(&sql, " AS r");
-  selected_where(&sql, c->r, 0);
-  if (p2q_admin_exec(rd, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", c->err, sizeof c->err) ||
-      p2q_admin_exec(rd, sql.data, c->err, sizeof c->err))
-    goto fail;
-  snprintf(fetch, sizeof fetch, "FETCH %d FROM p2q_reconcile", PAGE);
-  for (;;) {
-    PGresult *res = PQexec(rd, fetch);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-      snprintf(c->err, sizeof c->err, "%s", PQresultErrorMessage(res));
-      PQclear(res);
-      goto fail;
-    }
-    int n = PQntuples(res), cr = n ? check_rows(c, res) : 0;
-    c->rows += n;
-    PQclear(res);
-    progress(c);
-    if (cr) goto fail;
-    if (n < PAGE) break;
-  }
-  rc = 0;
-fail:
-  PQclear(PQexec(rd, "ROLLBACK"));
-  p2q_buf_free(&sql);
-  p2q_buf_free(&q);
-  return rc;
-}
+/* ---------------- the command ---------------- */
 
 static void report(const rec_t *c) {
   printf("rule %s (collection %s): %lld point(s), %lld row(s): %lld missing, %lld orphaned, %lld stale,"
-         " %lld pending\n", c->r->name, c->r->collection, c->points, c->rows, c->n[K_MISSING],
-         c->n[K_ORPHAN], c->n[K_STALE], c->pending);
-  if (c->skipped)
-    printf("  %lld point(s) with integer ids of 2^53 or more were not checked\n", c->skipped);
+         " %lld vector_stale, %lld pending\n", c->r->name, c->r->collection, c->points, c->rows_seen,
+         c->n[K_MISSING], c->n[K_ORPHAN], c->n[K_STALE], c->n[K_VSTALE], c->pending);
+  if (!c->vectors)
+    printf("  vectors not compared (text rule: that would re-embed every row; stale covers the text)\n");
   for (int k = 0; k < K_N; k++) {
     if (!c->nsample[k]) continue;
     printf("  %s:", kind_name[k]);
     for (int i = 0; i < c->nsample[k]; i++) printf(" %s", c->sample[k][i]);
     printf("%s\n", c->n[k] > c->nsample[k] ? " …" : "");
   }
-  if (c->fix && (c->n[K_MISSING] || c->n[K_ORPHAN] || c->n[K_STALE]))
+  if (c->fix && (c->n[K_MISSING] || c->n[K_ORPHAN] || c->n[K_STALE] || c->n[K_VSTALE]))
     printf("  fix: %lld upsert event(s) and %lld delete event(s) enqueued, %lld point(s) deleted directly\n",
            c->fixed_upserts, c->fixed_deletes, c->fixed_direct);
 }
@@ -521,9 +716,15 @@ static int reconcile_rule(const p2q_config_t *cfg, const p2q_rule_config_t *r, P
   rec_t c;
   int rc = 1;
   memset(&c, 0, sizeof c);
-  c.cfg = cfg; c.r = r; c.conn = wr; c.qc = qc; c.fix = fix; c.max_sample = max_sample;
+  c.cfg = cfg; c.r = r; c.rd = rd; c.conn = wr; c.qc = qc; c.fix = fix; c.max_sample = max_sample;
   c.tty = isatty(STDOUT_FILENO);
   c.t0 = mono_s();
+  c.vectors = r->vector_column != NULL;
+  c.page2 = PAGE;
+  if (c.vectors && r->dimension > 0) { /* bound the retrieved vectors to ~64 Ki numbers a page */
+    long long p = 65536 / r->dimension;
+    c.page2 = (int)(p < 16 ? 16 : p > PAGE ? PAGE : p);
+  }
   for (int k = 0; k < K_N; k++)
     if (max_sample && !(c.sample[k] = calloc((size_t)max_sample, P2Q_POINT_ID_MAX))) goto fail;
   if (r->chunk_tokens > 0) { /* several points per row: ids are not the row's */
@@ -531,21 +732,28 @@ static int reconcile_rule(const p2q_config_t *cfg, const p2q_rule_config_t *r, P
     rc = 0;
     goto fail;
   }
+  if (p2q_rec_idset_init(&c.unresolved, UNRESOLVED_MAX)) { snprintf(c.err, sizeof c.err, "out of memory"); goto fail; }
   if (build_sql(&c)) { snprintf(c.err, sizeof c.err, "cannot generate SQL (bad table name?)"); goto fail; }
-  if (qdrant_pass(&c) || rows_pass(&c, rd)) goto fail;
+  if (qdrant_pass(&c)) goto fail;
+  p2q_rec_idset_sort(&c.unresolved);
+  if (rows_pass(&c, 1) || settle_unresolved(&c, 0)) goto fail;
   if (c.tty) printf("\r\033[K"); /* clear the progress line */
   report(&c);
-  rc = c.n[K_MISSING] || c.n[K_ORPHAN] || c.n[K_STALE] ? 3 : 0;
+  rc = c.n[K_MISSING] || c.n[K_ORPHAN] || c.n[K_STALE] || c.n[K_VSTALE] ? 3 : 0;
 fail:
   if (rc == 1) {
     size_t l = strlen(c.err);
     while (l && (c.err[l - 1] == '\n' || c.err[l - 1] == ' ')) c.err[--l] = 0;
+    if (c.tty) printf("\r\033[K");
     fprintf(stderr, "pg2qdrant: reconcile: rule %s: %s\n", r->name, c.err);
   }
   for (int k = 0; k < K_N; k++) free(c.sample[k]);
+  p2q_rec_idset_free(&c.unresolved);
   p2q_buf_free(&c.lookup);
   p2q_buf_free(&c.upsert);
   p2q_buf_free(&c.orphan);
+  p2q_buf_free(&c.rows);
+  p2q_buf_free(&c.events);
   return rc;
 }
 

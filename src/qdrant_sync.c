@@ -85,6 +85,14 @@ static int call_once(p2q_qdrant_blocking_t *b, const char *method, const char *p
 int p2q_qdrant_blocking_call(p2q_qdrant_blocking_t *b, const char *method, const char *collection,
                              const char *suffix, const char *body, cJSON **root,
                              const cJSON **result, char *msg, size_t msglen) {
+  return p2q_qdrant_blocking_call_raw(b, method, collection, suffix, body, root, result, NULL, NULL,
+                                      msg, msglen);
+}
+
+int p2q_qdrant_blocking_call_raw(p2q_qdrant_blocking_t *b, const char *method, const char *collection,
+                                 const char *suffix, const char *body, cJSON **root,
+                                 const cJSON **result, char **raw, size_t *rawlen, char *msg,
+                                 size_t msglen) {
   char esc[800], path[1024];
   call_t c;
   *root = NULL;
@@ -105,6 +113,11 @@ int p2q_qdrant_blocking_call(p2q_qdrant_blocking_t *b, const char *method, const
     rc = p2q_qdrant_parse_envelope(c.status, c.body, c.len, root, result, c.msg, sizeof c.msg);
   }
   if (rc) snprintf(msg, msglen, "%s %s: %s", method, path, c.msg);
+  if (!rc && raw) { /* the reply's text, for what cJSON's doubles cannot hold (ids ≥ 2^53) */
+    *raw = c.body;
+    *rawlen = c.len;
+    c.body = NULL;
+  }
   free(c.body);
   return rc;
 }

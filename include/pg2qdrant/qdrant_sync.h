@@ -22,6 +22,12 @@ int p2q_qdrant_blocking_call(p2q_qdrant_blocking_t *b, const char *method, const
                              const char *suffix, const char *body, cJSON **root,
                              const cJSON **result, char *msg, size_t msglen);
 
+/* The same, also handing over the reply's raw text (*raw, *rawlen; caller frees; only on success). */
+int p2q_qdrant_blocking_call_raw(p2q_qdrant_blocking_t *b, const char *method, const char *collection,
+                                 const char *suffix, const char *body, cJSON **root,
+                                 const cJSON **result, char **raw, size_t *rawlen, char *msg,
+                                 size_t msglen);
+
 /* POST …/points/scroll {"limit", "offset"? (JSON text, or NULL for the first page),
  * "with_payload": true, "with_vector": false}. *points and *next (NULL or JSON null at the end)
  * point into *root. */
