@@ -30,7 +30,8 @@
  *      rows (key, snapshot, pending), FETCH a page (smaller for large dimensions), one retrieve of
  *      their point ids with payload and vector, compared row by row. Each row's id also marks
  *      the unresolved set; what stays unmarked afterwards is orphaned. The set holds at most
- *      UNRESOLVED_MAX ids: when full, one key-only scan of the rows settles it and it restarts.
+ *      UNRESOLVED_MAX ids (3 MiB; the environment variable P2Q_RECONCILE_UNRESOLVED_MAX lowers
+ *      it, for tests): when full, one key-only scan of the rows settles it and it restarts.
  * Integer ids are read from the reply's raw text (exact up to 2^64, which doubles are not).
  *
  * --fix, page by page, in short transactions on a second connection; a fix never changes what a
@@ -699,6 +700,8 @@ static void report(const rec_t *c) {
          c->n[K_MISSING], c->n[K_ORPHAN], c->n[K_STALE], c->n[K_VSTALE], c->pending);
   if (!c->vectors)
     printf("  vectors not compared (text rule: that would re-embed every row; stale covers the text)\n");
+  if (c->settles)
+    printf("  %lld extra key scan(s) of the rows settled points that name no row by themselves\n", c->settles);
   for (int k = 0; k < K_N; k++) {
     if (!c->nsample[k]) continue;
     printf("  %s:", kind_name[k]);
@@ -732,7 +735,10 @@ static int reconcile_rule(const p2q_config_t *cfg, const p2q_rule_config_t *r, P
     rc = 0;
     goto fail;
   }
-  if (p2q_rec_idset_init(&c.unresolved, UNRESOLVED_MAX)) { snprintf(c.err, sizeof c.err, "out of memory"); goto fail; }
+  /* the set's size: P2Q_RECONCILE_UNRESOLVED_MAX (tests only: makes the settling scans run) */
+  const char *umax = getenv("P2Q_RECONCILE_UNRESOLVED_MAX");
+  int ucap = umax && atoi(umax) > 0 && atoi(umax) < UNRESOLVED_MAX ? atoi(umax) : UNRESOLVED_MAX;
+  if (p2q_rec_idset_init(&c.unresolved, ucap)) { snprintf(c.err, sizeof c.err, "out of memory"); goto fail; }
   if (build_sql(&c)) { snprintf(c.err, sizeof c.err, "cannot generate SQL (bad table name?)"); goto fail; }
   if (qdrant_pass(&c)) goto fail;
   p2q_rec_idset_sort(&c.unresolved);

@@ -1,5 +1,6 @@
 """reconcile (missing / orphaned / stale points, --fix through the outbox, paging) and backfill
 (chunks, --where, concurrent updates) against a real PostgreSQL and the Qdrant test server."""
+import math
 import re
 import threading
 import uuid
@@ -16,6 +17,23 @@ def counts(out):
     m = re.search(r"(\d+) missing, (\d+) orphaned, (\d+) stale", out)
     assert m, out
     return tuple(int(x) for x in m.groups())
+
+
+def drift(out):
+    """(missing, orphaned, stale, vector_stale) of a reconcile report."""
+    m = re.search(r"(\d+) missing, (\d+) orphaned, (\d+) stale, (\d+) vector_stale", out)
+    assert m, out
+    return tuple(int(x) for x in m.groups())
+
+
+def sample(out, kind):
+    m = re.search(rf"^  {kind}: (.*)$", out, re.M)
+    return set(m.group(1).replace('"', "").split()) if m else set()
+
+
+def unit(v):
+    n = math.sqrt(sum(x * x for x in v))
+    return [x / n for x in v]
 
 
 def synced_daemon(make_daemon, docs, qdrant, n=20, **kw):
@@ -241,3 +259,149 @@ def test_backfill_does_not_skip_rows_when_a_key_changes_mid_chunk(make_daemon, d
     assert bf.returncode == 0, err
     keys = {k["id"] for (k,) in docs.execute("SELECT row_key FROM sync_outbox WHERE op = 'upsert'")}
     assert keys == (set(range(1, 101)) - {5}) | {5000}
+
+
+def test_lost_pk_copied_payload_and_vectors_uuid_cosine(make_daemon, db, qdrant):
+    """Text keys (UUID point ids) in a Cosine collection: a point at its row's id is never an
+    orphan whatever its payload (lost `_pk`, another row's payload are stale and re-enqueued, never
+    deleted); a corrupted vector is vector_stale; a vector only scaled (Qdrant normalises Cosine
+    vectors on write) is not drift; reconcile and --fix report the same counts; exact repair."""
+    db.execute("CREATE TABLE notes (k text PRIMARY KEY, body text, emb real[])")
+    d = make_daemon({"rule.notes": {"table": "public.notes", "key": "k", "columns": "k, body",
+                                    "vector_column": "emb", "dimension": str(DIM), "distance": "Cosine",
+                                    "collection": "notes"}})
+    for i in range(30):
+        db.execute("INSERT INTO notes VALUES (%s, %s, %s)", (f"key-{i}", f"b{i}", vec(i + 1)))
+    d.cli("apply")
+    p = d.start()
+    wait_until(lambda: outbox_counts(db)[0] == 0 and len(points_by_id(qdrant, "notes")) == 30, what="notes synced")
+    d.stop(p)
+    assert d.cli("reconcile").returncode == 0
+    raw = {pt["payload"]["k"]: pt for pt in qdrant.points("notes")}
+    pid = {k: pt["id"] for k, pt in raw.items()}
+    qdrant.corrupt("notes", pid["key-1"], delete_keys=["_pk"])                      # lost _pk
+    qdrant.corrupt("notes", pid["key-2"], set_payload=raw["key-3"]["payload"])      # copied payload
+    qdrant.corrupt("notes", pid["key-4"], vector=[9.0, 0.0, 0.0, 1.0])              # corrupted vector
+    qdrant.corrupt("notes", pid["key-5"], vector=[2 * x for x in vec(6)])           # scaled: same point
+    qdrant.corrupt("notes", pid["key-6"], delete_keys=["_pk"])                      # lost _pk, row gone:
+    db.execute("ALTER TABLE notes DISABLE TRIGGER USER")
+    db.execute("DELETE FROM notes WHERE k = 'key-6'")                                # an orphan
+    db.execute("ALTER TABLE notes ENABLE TRIGGER USER")
+    foreign = str(uuid.uuid4())
+    qdrant.upsert("notes", [{"id": foreign, "vector": vec(1), "payload": {}}])       # orphan
+    r1 = d.cli("reconcile", check=False)
+    assert r1.returncode == 3 and drift(r1.stdout) == (0, 2, 2, 1), r1.stdout + r1.stderr
+    assert sample(r1.stdout, "stale") == {pid["key-1"], pid["key-2"]}, r1.stdout
+    assert sample(r1.stdout, "vector_stale") == {pid["key-4"]}, r1.stdout
+    assert sample(r1.stdout, "orphaned") == {pid["key-6"], foreign}, r1.stdout
+    r2 = d.cli("reconcile", "--fix", check=False)
+    assert r2.returncode == 3 and drift(r2.stdout) == drift(r1.stdout), r2.stdout + r2.stderr
+    assert "3 upsert event(s) and 0 delete event(s) enqueued, 2 point(s) deleted directly" in r2.stdout
+    left = points_by_id(qdrant, "notes")
+    assert {pid["key-1"], pid["key-2"], pid["key-4"]} <= set(left)        # re-enqueued, not deleted
+    assert pid["key-6"] not in left and foreign not in left and len(left) == 29
+    enq = {k["k"] for (k, op) in db.execute("SELECT row_key, op FROM sync_outbox") if op == "upsert"}
+    assert enq == {"key-1", "key-2", "key-4"} and outbox_counts(db)[0] == 3
+    d.start()
+    wait_until(lambda: outbox_counts(db)[0] == 0, what="repairs applied")
+    pts = points_by_id(qdrant, "notes")
+    assert len(pts) == 29
+    for k in ("key-1", "key-2", "key-4"):
+        i = int(k.split("-")[1])
+        assert pts[pid[k]]["payload"] == {"k": k, "body": f"b{i}", "_pk": {"k": k}}, pts[pid[k]]
+        assert pts[pid[k]]["vector"] == pytest.approx(unit(vec(i + 1)), rel=1e-5, abs=1e-6)
+    r = d.cli("reconcile")
+    assert drift(r.stdout) == (0, 0, 0, 0) and "29 point(s), 29 row(s)" in r.stdout
+
+
+def test_int_keys_foreign_payload_and_vectors_same_counts_with_fix(make_daemon, docs, qdrant):
+    """Integer ids name their row whatever the payload: another row's payload or a foreign `_pk`
+    is stale; corrupted vectors (Dot: compared as stored) are vector_stale; the counts of
+    reconcile and reconcile --fix on one state are equal; after the daemon drained, all exact."""
+    d, p = synced_daemon(make_daemon, docs, qdrant)
+    d.stop(p)
+    raw = {pt["id"]: pt for pt in qdrant.points("docs")}
+    qdrant.corrupt("docs", 3, set_payload=raw[4]["payload"])          # stale: row 4's payload at 3
+    qdrant.corrupt("docs", 9, payload={"_pk": {"id": 10}})            # stale: a foreign _pk
+    qdrant.corrupt("docs", 5, vector=[0.0, 0.0, 0.0, 0.0])            # vector_stale
+    v6 = vec(6)
+    v6[0] += 1e-3                                                       # vector_stale: one component off
+    qdrant.corrupt("docs", 6, vector=v6)
+    qdrant.corrupt("docs", 7, vector=[x * (1 + 1e-9) for x in vec(7)])  # float32-equal: not drift
+    qdrant.corrupt("docs", 8, delete=True)                              # missing
+    qdrant.upsert("docs", [{"id": 999, "vector": vec(1), "payload": raw[2]["payload"]}])  # orphan
+    r1 = d.cli("reconcile", "--sample", "5", check=False)
+    assert r1.returncode == 3 and drift(r1.stdout) == (1, 1, 2, 2), r1.stdout + r1.stderr
+    assert sample(r1.stdout, "stale") == {"3", "9"} and sample(r1.stdout, "vector_stale") == {"5", "6"}
+    assert sample(r1.stdout, "missing") == {"8"} and sample(r1.stdout, "orphaned") == {"999"}
+    r2 = d.cli("reconcile", "--fix", "--sample", "5", check=False)
+    assert r2.returncode == 3 and r2.stdout.split("\n")[:5] == r1.stdout.split("\n")[:5], r2.stdout
+    assert "5 upsert event(s) and 1 delete event(s) enqueued, 0 point(s) deleted directly" in r2.stdout
+    assert {3, 5, 6, 9} <= set(points_by_id(qdrant, "docs"))
+    d.start()
+    wait_until(lambda: in_sync(docs, qdrant), what="repaired")
+    assert actual(qdrant)[5][1] == vec(5) and actual(qdrant)[3][0] == {"id": 3, "title": "t3", "n": 0}
+    r = d.cli("reconcile")
+    assert drift(r.stdout) == (0, 0, 0, 0)
+
+
+def test_integer_ids_beyond_2_53_are_compared_exactly(make_daemon, docs, qdrant):
+    """Ids 2^53 and 2^53+1 are one double apart from each other: read from the reply's text, each
+    is checked against its own row."""
+    big = [2**53, 2**53 + 1, 2**63 - 1]
+    d = make_daemon({"rule.docs": rule()})
+    for i in big:
+        docs.execute("INSERT INTO docs (id, title, emb) VALUES (%s, %s, %s)", (i, f"t{i}", vec(i)))
+    d.cli("apply")
+    p = d.start()
+    wait_until(lambda: in_sync(docs, qdrant), what="big ids synced")
+    d.stop(p)
+    r = d.cli("reconcile")
+    assert drift(r.stdout) == (0, 0, 0, 0) and "3 point(s), 3 row(s)" in r.stdout
+    qdrant.corrupt("docs", 2**53 + 1, delete=True)
+    qdrant.corrupt("docs", 2**53, payload={"title": "edited"})
+    qdrant.upsert("docs", [{"id": 2**53 + 3, "vector": vec(1), "payload": {}}])
+    r = d.cli("reconcile", "--fix", check=False)
+    assert r.returncode == 3 and drift(r.stdout) == (1, 1, 1, 0), r.stdout + r.stderr
+    assert sample(r.stdout, "missing") == {str(2**53 + 1)} and sample(r.stdout, "stale") == {str(2**53)}
+    assert sample(r.stdout, "orphaned") == {str(2**53 + 3)}
+    d.start()
+    wait_until(lambda: in_sync(docs, qdrant), what="big ids repaired")
+    assert d.cli("reconcile").returncode == 0
+
+
+def test_unresolved_points_settled_in_bounded_batches(make_daemon, db, qdrant):
+    """UUID points that name no row by themselves (no `_pk`) wait in a bounded set until the
+    rows' ids settle them; with the set shrunk to 2 ids (several settling scans), the verdicts,
+    counts and fixes are the same as in one batch."""
+    db.execute("CREATE TABLE notes (k text PRIMARY KEY, body text, emb real[])")
+    d = make_daemon({"rule.notes": {"table": "public.notes", "key": "k", "columns": "k, body",
+                                    "vector_column": "emb", "dimension": str(DIM), "collection": "notes"}})
+    for i in range(10):
+        db.execute("INSERT INTO notes VALUES (%s, %s, %s)", (f"key-{i}", f"b{i}", vec(i + 1)))
+    d.cli("apply")
+    p = d.start()
+    wait_until(lambda: outbox_counts(db)[0] == 0 and len(points_by_id(qdrant, "notes")) == 10, what="notes synced")
+    d.stop(p)
+    pid = {pt["payload"]["k"]: pt["id"] for pt in qdrant.points("notes")}
+    for k in ("key-1", "key-4", "key-8"):
+        qdrant.corrupt("notes", pid[k], delete_keys=["_pk"])
+    foreign = [str(uuid.uuid4()) for _ in range(7)]
+    qdrant.upsert("notes", [{"id": f, "vector": vec(2), "payload": {"k": "key-2"}} for f in foreign])
+    one = d.cli("reconcile", "--sample", "20", check=False)
+    small = dict(d.env, P2Q_RECONCILE_UNRESOLVED_MAX="2")
+    batched = d.cli("reconcile", "--sample", "20", check=False, env=small)
+    assert one.returncode == batched.returncode == 3, one.stdout + one.stderr + batched.stderr
+    assert drift(one.stdout) == drift(batched.stdout) == (0, 7, 3, 0), one.stdout + batched.stdout
+    assert "extra key scan" not in one.stdout
+    # 10 such points (7 foreign, 3 lost _pk), 2 at a time: 4 extra scans, the last 2 settled by pass 2
+    assert re.search(r"\b4 extra key scan", batched.stdout), batched.stdout
+    for out in (one.stdout, batched.stdout):
+        assert sample(out, "orphaned") == set(foreign) and sample(out, "stale") == {pid[k] for k in ("key-1", "key-4", "key-8")}
+    r = d.cli("reconcile", "--fix", check=False, env=small)
+    assert drift(r.stdout) == (0, 7, 3, 0)
+    assert "3 upsert event(s) and 0 delete event(s) enqueued, 7 point(s) deleted directly" in r.stdout, r.stdout
+    assert set(points_by_id(qdrant, "notes")) == set(pid.values())
+    d.start()
+    wait_until(lambda: outbox_counts(db)[0] == 0, what="repairs applied")
+    assert d.cli("reconcile", env=small).returncode == 0
