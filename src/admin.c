@@ -23,6 +23,7 @@
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/redact.h"
 #include "pg2qdrant/uuid.h"
+#include "pg2qdrant/session.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,18 @@ PGconn *p2q_admin_connect(const p2q_config_t *cfg, const char *app, char *err, s
     return NULL;
   }
   PGresult *r = PQexec(conn, "SET client_min_messages = warning");
+  PQclear(r);
+  /* the settings that change text output (session.h), whatever PGTZ/PGOPTIONS say: snapshots
+     built here (apply, backfill, reconcile) must equal the trigger's */
+  r = PQexec(conn, P2Q_SESSION_PIN_SQL);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    snprintf(err, errlen, "cannot pin the session settings: %s", PQresultErrorMessage(r));
+    size_t n = strlen(err);
+    while (n && (err[n - 1] == '\n' || err[n - 1] == ' ')) err[--n] = 0;
+    PQclear(r);
+    PQfinish(conn);
+    return NULL;
+  }
   PQclear(r);
   return conn;
 }

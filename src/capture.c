@@ -8,6 +8,7 @@
  */
 #include "pg2qdrant/capture.h"
 #include "pg2qdrant/errors.h"
+#include "pg2qdrant/session.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -293,8 +294,10 @@ static int append_function(p2q_buf_t *out, const char *schema, const char *prefi
   if (strstr(p2q_buf_str(body), DQ)) return P2Q_EINVAL;
   p2q_buf_puts(out, "CREATE OR REPLACE FUNCTION ");
   function_name(out, schema, prefix, rule);
+  /* the pinned settings (session.h) make the snapshot text, the row key and the change test
+     independent of the writer's session; PostgreSQL restores the writer's values on exit */
   p2q_buf_puts(out, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER "
-                    "SET search_path = pg_catalog, pg_temp AS " DQ);
+                    "SET search_path = pg_catalog, pg_temp" P2Q_PINNED_FUNCTION_SET " AS " DQ);
   p2q_buf_append(out, body->data, body->len);
   p2q_buf_puts(out, DQ ";\n");
   return 0;

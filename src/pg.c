@@ -7,8 +7,10 @@
  * reconnect delay while disconnected) and a FIFO of queries. Runs on the loop thread only.
  *
  * States: WAIT (no connection; timer armed for the next attempt) → CONNECTING (PQconnectPoll
- * driven by the poll) → READY (queries flow; permanent readable poll for notifications and
- * loss detection) → back to WAIT on loss; CLOSING is terminal.
+ * driven by the poll) → PINNING (the statement of session.h pins the settings that change text
+ * output; still under the connect timeout; a failure counts as a failed attempt) → READY
+ * (queries flow; permanent readable poll for notifications and loss detection) → back to WAIT
+ * on loss; CLOSING is terminal. on_connect fires only once the settings are pinned.
  *
  * Invariants: at most one query is in flight (`cur`), and all of its results are drained before
  * the next PQsendQueryParams; every accepted query's callback fires exactly once; user
@@ -25,8 +27,9 @@
 #include "pg2qdrant/backoff.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
+#include "pg2qdrant/session.h"
 
-typedef enum { ST_WAIT = 0, ST_CONNECTING, ST_READY, ST_CLOSING } pg_state_t;
+typedef enum { ST_WAIT = 0, ST_CONNECTING, ST_PINNING, ST_READY, ST_CLOSING } pg_state_t;
 
 typedef struct pg_query_s {
   struct pg_query_s *next;
@@ -202,8 +205,6 @@ static void connect_failed(p2q_pg_t *pg, const char *why) {
 
 static void connected(p2q_pg_t *pg) {
   uv_timer_stop(&pg->timer);
-  if (PQsetnonblocking(pg->conn, 1) != 0) { connect_failed(pg, PQerrorMessage(pg->conn)); return; }
-  PQsetNoticeProcessor(pg->conn, notice_processor, pg);
   if (poll_set(pg, PQsocket(pg->conn), UV_READABLE) != 0) { connect_failed(pg, "poll failed"); return; }
   pg->state = ST_READY;
   pg->attempt = 0;
@@ -212,6 +213,46 @@ static void connected(p2q_pg_t *pg) {
            PQbackendPID(pg->conn), pg->connects);
   if (pg->opts.on_connect) pg->opts.on_connect(pg, pg->opts.arg);
   if (pg->state == ST_READY) pump(pg);
+}
+
+/* PQflush during PINNING and watch the socket accordingly; -1 after connect_failed. */
+static int pin_flush(p2q_pg_t *pg) {
+  int r = PQflush(pg->conn);
+  if (r < 0) { connect_failed(pg, PQerrorMessage(pg->conn)); return -1; }
+  if (poll_set(pg, PQsocket(pg->conn), UV_READABLE | (r == 1 ? UV_WRITABLE : 0)) != 0) {
+    connect_failed(pg, "poll failed");
+    return -1;
+  }
+  return 0;
+}
+
+/* The protocol handshake is done: pin the session settings before anyone may query. */
+static void pin_start(p2q_pg_t *pg) {
+  if (PQsetnonblocking(pg->conn, 1) != 0) { connect_failed(pg, PQerrorMessage(pg->conn)); return; }
+  PQsetNoticeProcessor(pg->conn, notice_processor, pg);
+  if (!PQsendQuery(pg->conn, P2Q_SESSION_PIN_SQL)) { connect_failed(pg, PQerrorMessage(pg->conn)); return; }
+  pg->state = ST_PINNING;
+  pin_flush(pg);
+}
+
+/* Socket event while PINNING: READY once every result of the pin statement is in. */
+static void pin_step(p2q_pg_t *pg, int status, int events) {
+  char msg[600];
+  msg[0] = 0;
+  if (status < 0) { connect_failed(pg, uv_strerror(status)); return; }
+  if ((events & UV_WRITABLE) && pin_flush(pg) != 0) return;
+  if (!PQconsumeInput(pg->conn)) { connect_failed(pg, PQerrorMessage(pg->conn)); return; }
+  while (!PQisBusy(pg->conn)) {
+    PGresult *r = PQgetResult(pg->conn);
+    if (!r) {
+      if (msg[0]) connect_failed(pg, msg);
+      else connected(pg);
+      return;
+    }
+    if (PQresultStatus(r) != PGRES_TUPLES_OK && !msg[0])
+      snprintf(msg, sizeof msg, "cannot pin the session settings: %s", PQresultErrorMessage(r));
+    PQclear(r);
+  }
 }
 
 /* One PQconnectPoll step: stop the poll first (libpq may close/replace the socket inside). */
@@ -227,7 +268,7 @@ static void connect_step(p2q_pg_t *pg) {
     if (poll_set(pg, fd, UV_WRITABLE) != 0) connect_failed(pg, "poll failed");
     break;
   case PGRES_POLLING_OK:
-    connected(pg);
+    pin_start(pg);
     break;
   default:
     connect_failed(pg, PQerrorMessage(pg->conn));
@@ -261,7 +302,7 @@ static void start_connect(p2q_pg_t *pg) {
 static void on_timer(uv_timer_t *t) {
   p2q_pg_t *pg = t->data;
   if (pg->state == ST_WAIT) start_connect(pg);
-  else if (pg->state == ST_CONNECTING) connect_failed(pg, "connect timeout");
+  else if (pg->state == ST_CONNECTING || pg->state == ST_PINNING) connect_failed(pg, "connect timeout");
   else if (pg->state == ST_READY) pump(pg);
 }
 
@@ -371,6 +412,7 @@ static void read_results(p2q_pg_t *pg) {
 static void on_poll(uv_poll_t *h, int status, int events) {
   p2q_pg_t *pg = h->data;
   if (pg->state == ST_CONNECTING) { connect_step(pg); return; }
+  if (pg->state == ST_PINNING) { pin_step(pg, status, events); return; }
   if (pg->state != ST_READY) return;
   if (status < 0) { pg_lost(pg, uv_strerror(status)); return; }
   if ((events & UV_WRITABLE) && pg->want_write && flush_out(pg) != 0) return;

@@ -17,7 +17,9 @@
  *
  * Connecting: conninfo is a libpq keyword/value string or URI (or NULL for the libpq
  * environment). TCP keepalives default to idle 30 s / interval 10 s / 3 probes unless the
- * conninfo sets them. libpq resolves host names synchronously inside PQconnectPoll (its
+ * conninfo sets them. Every session first runs P2Q_SESSION_PIN_SQL (session.h: TimeZone UTC,
+ * extra_float_digits 3, …) before on_connect fires, whatever PGTZ/PGOPTIONS/`options` say; the
+ * user's other options are left as they are. libpq resolves host names synchronously inside PQconnectPoll (its
  * documented exception to non-blocking connects): use an IP, a socket directory or `hostaddr`
  * when a slow resolver must never stall the loop.
  *

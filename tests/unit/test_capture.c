@@ -89,6 +89,13 @@ static void test_install_sql(void **state) {
   assert_non_null(strstr(s, "'embedding', NEW.\"embedding\""));
   assert_non_null(strstr(s, ", 7)"));
   assert_non_null(strstr(s, "(SELECT (published_at IS NOT NULL)::boolean FROM (SELECT NEW.*) AS r)"));
+  /* the settings that change text output are pinned on both functions (session.h) */
+  const char *pins = "SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC'"
+                     " SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'iso_8601'"
+                     " SET extra_float_digits = '3' SET bytea_output = 'hex' SET lc_monetary = 'C' AS $p2q$";
+  const char *f1 = strstr(s, pins);
+  assert_non_null(f1);
+  assert_non_null(strstr(f1 + 1, pins)); /* the truncate function too */
   p2q_buf_free(&b);
 
   r.on_truncate = P2Q_TRUNCATE_IGNORE;

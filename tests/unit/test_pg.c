@@ -588,6 +588,52 @@ static void test_close_with_pending(void **state) {
   assert_int_equal(c.closed, 1);
 }
 
+/* ---------- pinned session settings ---------- */
+
+/* Every session runs with session.h's settings whatever PGTZ / `options` say, and the user's
+   other options still apply. */
+static void pinned_cb(p2q_pg_t *pg, PGresult *res, int err, const char *msg, void *arg) {
+  ctx_t *c = arg;
+  record(c, pg, res, err, msg);
+  assert_int_equal(p2q_pg_close(pg, on_closed, c), 0);
+}
+
+static void pinned_on_connect(p2q_pg_t *pg, void *arg) {
+  ctx_t *c = arg;
+  c->connects++;
+  assert_int_equal(p2q_pg_pending(pg), 0); /* the pin statement is no query of the owner's */
+  assert_int_equal(p2q_pg_query(pg,
+      "SELECT concat_ws('|', current_setting('TimeZone'), current_setting('DateStyle'),"
+      " current_setting('IntervalStyle'), current_setting('extra_float_digits'),"
+      " current_setting('bytea_output'), current_setting('lc_monetary'),"
+      " current_setting('client_encoding'), current_setting('work_mem'),"
+      " to_json('2025-01-01 12:00Z'::timestamptz)::text, to_json(0.1::float8 + 0.2)::text)",
+      0, NULL, pinned_cb, c), 0);
+}
+
+static void test_pinned_settings(void **state) {
+  (void)state;
+  if (!need_pg()) skip();
+  ctx_t c;
+  ctx_init(&c);
+  setenv("PGTZ", "Asia/Kolkata", 1);
+  setenv("PGCLIENTENCODING", "LATIN1", 1);
+  p2q_pg_options_t o = {0};
+  o.conninfo = "options='-c TimeZone=America/Los_Angeles -c extra_float_digits=0 -c DateStyle=SQL,DMY"
+               " -c IntervalStyle=postgres -c bytea_output=escape -c work_mem=7MB'";
+  o.on_connect = pinned_on_connect;
+  o.arg = &c;
+  assert_int_equal(p2q_pg_new(&c.loop, &o, &c.pg), 0);
+  run(&c);
+  unsetenv("PGTZ");
+  unsetenv("PGCLIENTENCODING");
+  assert_int_equal(c.connects, 1);
+  assert_int_equal(c.nres, 1);
+  assert_int_equal(c.err[0], 0);
+  assert_string_equal(c.val[0], "UTC|ISO, YMD|iso_8601|3|hex|C|UTF8|7MB|"
+                                "\"2025-01-01T12:00:00+00:00\"|0.30000000000000004");
+}
+
 int main(void) {
   p2q_log_configure(P2Q_LOG_WARN, P2Q_LOG_LOGFMT, 2);
   const struct CMUnitTest tests[] = {
@@ -601,6 +647,7 @@ int main(void) {
       cmocka_unit_test(test_relisten_after_reconnect),
       cmocka_unit_test(test_reconnect_backoff),
       cmocka_unit_test(test_close_with_pending),
+      cmocka_unit_test(test_pinned_settings),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
