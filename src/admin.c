@@ -22,8 +22,8 @@
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/redact.h"
-#include "pg2qdrant/uuid.h"
 #include "pg2qdrant/session.h"
+#include "pg2qdrant/uuid.h"
 
 #include <stdio.h>
 #include <stdlib.h>
