@@ -308,7 +308,7 @@ int p2q_admin_check_schema(PGconn *conn, const char *schema, char *err, size_t e
   }
   if (strcmp(m.hash, hash)) {
     snprintf(err, errlen, "the outbox functions in schema \"%s\" (%.12s) are not this pg2qdrant's (%.12s): "
-             "run `pg2qdrant init` to install them", schema, *m.hash ? m.hash : "none recorded", hash);
+             "run `pg2qdrant init` to install them", schema, *m.hash ? m.hash : "none", hash);
     return P2Q_EMISMATCH;
   }
   return 0;

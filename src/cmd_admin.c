@@ -99,7 +99,20 @@ int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv) {
              PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 5));
     }
   }
-  if (json) printf("]}\n");
+  /* the outbox schema against this build: what `run` would say at start */
+  char hash[41];
+  int srv = p2q_admin_check_schema(conn, cfg->pg_schema, err, sizeof err);
+  p2q_outbox_functions_hash(hash);
+  if (json) {
+    p2q_buf_t msg = P2Q_BUF_INIT;
+    p2q_buf_json_string(&msg, srv ? err : "up to date", strlen(srv ? err : "up to date"));
+    printf("],\"schema\":{\"ok\":%s,\"expected_version\":%d,\"expected_functions_hash\":\"%s\",\"message\":%s}}\n",
+           srv ? "false" : "true", p2q_outbox_schema_version(), hash, p2q_buf_str(&msg));
+    p2q_buf_free(&msg);
+  } else {
+    if (srv) printf("\noutbox schema: %s\n", err);
+    else printf("\noutbox schema: up to date (version %d, functions %.12s)\n", p2q_outbox_schema_version(), hash);
+  }
   PQclear(r);
   PQfinish(conn);
   return 0;
