@@ -19,6 +19,7 @@ void p2q_qdrant_options_from_config(const p2q_config_t *cfg, p2q_qdrant_options_
   o->ca_file = cfg->qdrant_ca_file && *cfg->qdrant_ca_file ? cfg->qdrant_ca_file : NULL;
   o->timeout_ms = (long)cfg->qdrant_timeout_ms;
   o->connect_timeout_ms = (long)cfg->qdrant_connect_timeout_ms;
+  o->retry_after_max_ms = cfg->retry_max_ms > 0 ? (uint64_t)cfg->retry_max_ms : 0;
 }
 
 void p2q_rule_vectors(const p2q_rule_config_t *r, p2q_qdrant_vectors_t *v) {

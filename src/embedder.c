@@ -256,8 +256,8 @@ static void openai_done(p2q_http_t *h, int err, const p2q_http_response_t *resp,
   long delay = -1;
   int fail = 0, transient = 0;
   if (err || resp->status < 200 || resp->status >= 300) {
-    p2q_qdrant_class_t cls = p2q_qdrant_classify(resp->status, resp->curl_code, resp->retry_after, &delay);
-    transient = err == P2Q_ECANCELED || cls == P2Q_QDRANT_RETRY;
+    p2q_qdrant_class_t cls = p2q_qdrant_classify(resp->status, resp->curl_code, resp->retry_after_ms, &delay);
+    transient = err == P2Q_ECANCELED || p2q_qdrant_class_transient(cls);
     fail = P2Q_EEMBED;
     if (resp->status)
       snprintf(msg, sizeof msg, "embedder HTTP %ld: %.300s", resp->status, resp->body ? resp->body : "");

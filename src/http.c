@@ -11,22 +11,27 @@
  *
  * Invariants: every accepted request's callback fires exactly once, never inside
  * p2q_http_request; a request's status/result are read before curl_multi_remove_handle; a
- * transport failure on a reused connection is retried once with CURLOPT_FRESH_CONNECT;
+ * transport failure on a reused connection is retried once with CURLOPT_FRESH_CONNECT; a response
+ * body never exceeds the request's max_body in memory (the transfer is aborted instead);
  * curl_multi_cleanup runs while the loop, the timer and the socket contexts still exist; the
  * struct is freed only from the last uv close callback. The api-key header value is never logged.
  */
 #include "pg2qdrant/http.h"
 
-#include <ctype.h>
 #include <curl/curl.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
+#include "pg2qdrant/backoff.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
 
-#define P2Q_HTTP_MAX_BODY (256u << 20) /* refuse responses above 256 MiB */
+#define P2Q_HTTP_DEFAULT_MAX_BODY ((size_t)64 << 20) /* a client's default response cap */
+#define P2Q_HTTP_DEFAULT_RETRY_AFTER_MAX 60000u      /* ms; callers pass their retry_max */
 
 typedef struct http_req_s {
   struct http_req_s *next, *prev; /* queue (next only) or active list */
@@ -40,7 +45,10 @@ typedef struct http_req_s {
   void *arg;
   char *resp;
   size_t resp_len, resp_cap;
-  long retry_after;
+  size_t max_body;    /* response body cap (bytes); exceeding it aborts the transfer */
+  int too_large;      /* the cap was hit */
+  int64_t retry_after_ms;
+  char location[512]; /* Location header of the answer ("" if none; cut to fit) */
   int retried;
   double time_before; /* total_time of a failed first attempt */
   char errbuf[CURL_ERROR_SIZE];
@@ -83,30 +91,6 @@ static void on_kick(uv_timer_t *t);
 
 /* ---- pure helpers ---- */
 
-long p2q_http_parse_retry_after(const char *v, time_t now) {
-  if (!v) return -1;
-  while (*v == ' ' || *v == '\t') v++;
-  if (!*v) return -1;
-  if (isdigit((unsigned char)*v)) {
-    const char *p = v;
-    long secs = 0;
-    while (isdigit((unsigned char)*p)) {
-      if (secs > 100000000L) return 100000000L; /* absurd: clamp (~3 years) */
-      secs = secs * 10 + (*p++ - '0');
-    }
-    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
-    return *p ? -1 : secs;
-  }
-  char buf[64];
-  size_t n = strcspn(v, "\r\n");
-  if (n >= sizeof buf) return -1;
-  memcpy(buf, v, n);
-  buf[n] = 0;
-  time_t t = curl_getdate(buf, NULL);
-  if (t == (time_t)-1) return -1;
-  return t <= now ? 0 : (long)(t - now);
-}
-
 static void req_free(http_req_t *r) {
   if (!r) return;
   free(r->method);
@@ -118,13 +102,19 @@ static void req_free(http_req_t *r) {
 
 /* ---- curl callbacks ---- */
 
+/* Body bytes: kept up to max_body; one byte more aborts the transfer (CURLE_WRITE_ERROR) before
+ * anything is allocated for it, so a huge answer never grows the process. */
 static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud) {
   http_req_t *r = ud;
   size_t n = size * nmemb;
+  if (n > r->max_body - r->resp_len) { /* resp_len <= max_body always */
+    r->too_large = 1;
+    return 0;
+  }
   if (r->resp_len + n + 1 > r->resp_cap) {
     size_t cap = r->resp_cap ? r->resp_cap : 4096;
-    while (cap < r->resp_len + n + 1) cap *= 2;
-    if (cap > P2Q_HTTP_MAX_BODY) return 0; /* CURLE_WRITE_ERROR */
+    while (cap < r->resp_len + n + 1) cap = cap > SIZE_MAX / 2 ? SIZE_MAX : cap * 2;
+    if (cap > r->max_body + 1) cap = r->max_body + 1;
     char *p = realloc(r->resp, cap);
     if (!p) return 0;
     r->resp = p;
@@ -139,13 +129,25 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud) {
 static size_t on_header(char *buf, size_t size, size_t nitems, void *ud) {
   http_req_t *r = ud;
   size_t n = size * nitems;
-  static const char name[] = "retry-after:";
-  if (n > 5 && !strncmp(buf, "HTTP/", 5)) r->retry_after = -1; /* new response */
+  static const char name[] = "retry-after:", loc[] = "location:";
+  if (n > 5 && !strncmp(buf, "HTTP/", 5)) { /* a new response (after 100-continue...) */
+    r->retry_after_ms = -1;
+    r->location[0] = 0;
+  }
+  if (n > sizeof loc - 1 && !strncasecmp(buf, loc, sizeof loc - 1)) {
+    const char *v = buf + sizeof loc - 1;
+    size_t l = n - (sizeof loc - 1);
+    while (l && (*v == ' ' || *v == '\t')) v++, l--;
+    while (l && (v[l - 1] == '\r' || v[l - 1] == '\n' || v[l - 1] == ' ')) l--;
+    if (l >= sizeof r->location) l = sizeof r->location - 1;
+    memcpy(r->location, v, l);
+    r->location[l] = 0;
+  }
   if (n > sizeof name - 1 && n < 128 && !strncasecmp(buf, name, sizeof name - 1)) {
     char v[128];
     memcpy(v, buf + sizeof name - 1, n - (sizeof name - 1));
     v[n - (sizeof name - 1)] = 0;
-    r->retry_after = p2q_http_parse_retry_after(v, time(NULL));
+    r->retry_after_ms = p2q_retry_after_ms(v, (int64_t)time(NULL), r->h->opts.retry_after_max_ms);
   }
   return n;
 }
@@ -255,7 +257,9 @@ static int easy_setup(p2q_http_t *h, http_req_t *r) {
   if (!e) return P2Q_ENOMEM;
   r->easy = e; /* pooled handles were curl_easy_reset (the connection cache lives in the multi) */
   r->errbuf[0] = 0;
-  r->retry_after = -1;
+  r->retry_after_ms = -1;
+  r->location[0] = 0;
+  r->too_large = 0;
   int bad = 0;
   bad |= curl_easy_setopt(e, CURLOPT_URL, r->url) != CURLE_OK;
   bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, r) != CURLE_OK;
@@ -274,6 +278,8 @@ static int easy_setup(p2q_http_t *h, http_req_t *r) {
   bad |= curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L) != CURLE_OK;
   bad |= curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent) != CURLE_OK;
   bad |= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, r->retried ? 1L : 0L) != CURLE_OK;
+  /* a Content-Length over the cap fails before the body is read */
+  bad |= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body) != CURLE_OK;
 #if LIBCURL_VERSION_NUM >= 0x075500
   bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
 #endif
@@ -309,7 +315,8 @@ static void req_complete(p2q_http_t *h, http_req_t *r, int err, long status, int
   if (err == P2Q_ECANCELED) resp.error = "canceled";
   resp.body = r->resp ? r->resp : "";
   resp.body_len = r->resp_len;
-  resp.retry_after = err == P2Q_ECANCELED ? -1 : r->retry_after;
+  resp.retry_after_ms = err == P2Q_ECANCELED ? -1 : r->retry_after_ms;
+  resp.location = r->location;
   resp.total_time = r->time_before + ttime;
   resp.retried = r->retried;
   if (err && err != P2Q_ECANCELED) {
@@ -357,6 +364,13 @@ static void check_multi_info(p2q_http_t *h) {
     }
     easy_release(h, e);
     int err = rc == CURLE_OK ? 0 : rc == CURLE_OPERATION_TIMEDOUT ? P2Q_ETIMEOUT : P2Q_EHTTP;
+    if (rc == CURLE_FILESIZE_EXCEEDED || (rc == CURLE_WRITE_ERROR && r->too_large)) {
+      err = P2Q_EOVERFLOW; /* the body is dropped: a partial answer must not be parsed */
+      snprintf(r->errbuf, sizeof r->errbuf, "response body larger than %zu bytes: transfer aborted",
+               r->max_body);
+      r->resp_len = 0;
+      if (r->resp) r->resp[0] = 0;
+    }
     req_complete(h, r, err, status, (int)rc, tt);
   }
   start_queued(h);
@@ -434,6 +448,8 @@ int p2q_http_new(uv_loop_t *loop, const p2q_http_options_t *opts, p2q_http_t **o
   if (h->opts.timeout_ms <= 0) h->opts.timeout_ms = 60000;
   if (h->opts.max_concurrent <= 0) h->opts.max_concurrent = 8;
   if (h->opts.max_idle_handles <= 0) h->opts.max_idle_handles = h->opts.max_concurrent;
+  if (h->opts.max_body == 0) h->opts.max_body = P2Q_HTTP_DEFAULT_MAX_BODY;
+  if (h->opts.retry_after_max_ms == 0) h->opts.retry_after_max_ms = P2Q_HTTP_DEFAULT_RETRY_AFTER_MAX;
   h->opts.api_key = NULL; /* only kept inside the header list */
   h->idle = calloc((size_t)h->opts.max_idle_handles, sizeof *h->idle);
   h->user_agent = strdup(opts->user_agent ? opts->user_agent : "pg2qdrant");
@@ -479,6 +495,11 @@ fail:
 
 int p2q_http_request(p2q_http_t *h, const char *method, const char *url, const char *body,
                      size_t len, int flags, p2q_http_cb cb, void *arg) {
+  return p2q_http_request_capped(h, method, url, body, len, flags, 0, cb, arg);
+}
+
+int p2q_http_request_capped(p2q_http_t *h, const char *method, const char *url, const char *body,
+                            size_t len, int flags, size_t max_body, p2q_http_cb cb, void *arg) {
   http_req_t *r = NULL;
   if (!h || !method || !*method || !url || !cb || (len && !body)) return P2Q_EINVAL;
   if (h->closing) return P2Q_ECANCELED;
@@ -487,7 +508,9 @@ int p2q_http_request(p2q_http_t *h, const char *method, const char *url, const c
   r->h = h;
   r->cb = cb;
   r->arg = arg;
-  r->retry_after = -1;
+  r->retry_after_ms = -1;
+  r->max_body = max_body ? max_body : h->opts.max_body;
+  if (r->max_body >= SIZE_MAX) r->max_body = SIZE_MAX - 1; /* room for the NUL */
   r->method = strdup(method);
   r->url = strdup(url);
   if (!r->method || !r->url) goto fail;

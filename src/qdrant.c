@@ -18,12 +18,14 @@
 
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
+#include "pg2qdrant/redact.h"
 
 typedef enum { K_RAW = 0, K_CHECK, K_CREATE, K_PROBE } q_kind_t;
 
 typedef struct {
   p2q_qdrant_t *q;
   q_kind_t kind;
+  int small;                  /* the answer is small: cap it at P2Q_QDRANT_SMALL_BODY */
   p2q_qdrant_cb cb;
   void *arg;
   char *collection;           /* K_CHECK: for messages */
@@ -43,26 +45,44 @@ struct p2q_qdrant_s {
 
 /* ---------------- pure helpers ---------------- */
 
-p2q_qdrant_class_t p2q_qdrant_classify(long status, int curl_code, long retry_after_s,
+p2q_qdrant_class_t p2q_qdrant_classify(long status, int curl_code, int64_t retry_after_ms,
                                        long *delay_ms) {
-  long delay = retry_after_s >= 0 ? retry_after_s * 1000 : -1;
   p2q_qdrant_class_t c;
-  if (status == 0) c = P2Q_QDRANT_RETRY; /* transport: refused, reset, timeout, empty reply */
-  else if (status >= 200 && status < 300) c = P2Q_QDRANT_OK;
-  else if (status == 408 || status == 429 || status == 500 || status == 502 || status == 503 ||
-           status == 504 || status == 507)
-    c = P2Q_QDRANT_RETRY;
-  else c = P2Q_QDRANT_PERMANENT;
   (void)curl_code;
-  if (delay_ms) *delay_ms = c == P2Q_QDRANT_RETRY ? delay : -1;
+  if (status >= 200 && status < 300) c = P2Q_QDRANT_OK;
+  else if (status < 400) c = P2Q_QDRANT_RETRY; /* no answer (0), 1xx, 3xx: the target's problem */
+  else if (status == 400 || status == 409 || status == 422) c = P2Q_QDRANT_PERMANENT;
+  else if (status == 404 || status == 410) c = P2Q_QDRANT_MISSING;
+  else if (status == 408) c = P2Q_QDRANT_RETRY;
+  else if (status == 413) c = P2Q_QDRANT_TOO_LARGE;
+  else if (status == 429) c = P2Q_QDRANT_RATE;
+  else if (status < 500) c = P2Q_QDRANT_CONFIG; /* 401, 403, 405, 407, 421, 426, ... */
+  else c = P2Q_QDRANT_RETRY;                    /* every 5xx (and beyond) */
+  if (delay_ms)
+    *delay_ms = (c == P2Q_QDRANT_RETRY || c == P2Q_QDRANT_RATE) && retry_after_ms >= 0
+                    ? (long)retry_after_ms : -1;
   return c;
 }
 
 const char *p2q_qdrant_class_name(p2q_qdrant_class_t c) {
-  return c == P2Q_QDRANT_OK ? "ok" : c == P2Q_QDRANT_RETRY ? "retry" : "permanent";
+  switch (c) {
+#define XX(name, label, transient) case P2Q_QDRANT_##name: return label;
+    P2Q_QDRANT_CLASS_MAP(XX)
+#undef XX
+    default: return "unknown";
+  }
 }
 
-/* Copy a plain-text body as a one-line message. */
+int p2q_qdrant_class_transient(p2q_qdrant_class_t c) {
+  switch (c) {
+#define XX(name, label, transient) case P2Q_QDRANT_##name: return transient;
+    P2Q_QDRANT_CLASS_MAP(XX)
+#undef XX
+    default: return 1;
+  }
+}
+
+/* Copy a plain-text body as a one-line message (at most max bytes of it). */
 static void text_msg(char *msg, size_t n, const char *body, size_t len, long status) {
   size_t o = 0;
   for (size_t i = 0; i < len && o + 1 < n; i++) {
@@ -74,29 +94,58 @@ static void text_msg(char *msg, size_t n, const char *body, size_t len, long sta
   if (o == 0) snprintf(msg, n, "HTTP %ld", status);
 }
 
-int p2q_qdrant_parse_envelope(long status, const char *body, size_t len, cJSON **root,
-                              const cJSON **result, char *msg, size_t msglen) {
+/* The start of a body, one line, for messages about answers that are not Qdrant's. */
+static void body_snippet(char *out, size_t n, const char *body, size_t len) {
+  char tmp[121];
+  if (!body || !len) { snprintf(out, n, "an empty body"); return; }
+  text_msg(tmp, sizeof tmp, body, len < 120 ? len : 120, 0);
+  snprintf(out, n, "\"%s%s\"", tmp, len > 120 ? "..." : "");
+}
+
+/* parse_envelope, also saying whether the body was Qdrant's JSON error envelope. */
+static int parse_envelope_ex(long status, const char *body, size_t len, cJSON **root,
+                             const cJSON **result, char *msg, size_t msglen, int *enveloped) {
+  char snip[160];
   *root = NULL;
   *result = NULL;
+  *enveloped = 0;
   if (msglen) msg[0] = 0;
   cJSON *doc = (body && len) ? cJSON_ParseWithLength(body, len) : NULL;
-  if (status >= 200 && status < 300) {
-    const cJSON *res = doc ? cJSON_GetObjectItemCaseSensitive(doc, "result") : NULL;
-    if (!doc || !cJSON_IsObject(doc) || !res) {
-      snprintf(msg, msglen, "%s", doc ? "response has no `result`" : "response is not valid JSON");
-      cJSON_Delete(doc);
-      return P2Q_EBADJSON;
-    }
-    *root = doc;
-    *result = res;
-    return 0;
-  }
-  const cJSON *st = doc ? cJSON_GetObjectItemCaseSensitive(doc, "status") : NULL;
+  const cJSON *st = cJSON_IsObject(doc) ? cJSON_GetObjectItemCaseSensitive(doc, "status") : NULL;
   const cJSON *e = cJSON_IsObject(st) ? cJSON_GetObjectItemCaseSensitive(st, "error") : NULL;
-  if (cJSON_IsString(e) && e->valuestring) snprintf(msg, msglen, "%s", e->valuestring);
-  else text_msg(msg, msglen, body ? body : "", body ? len : 0, status);
+  if (cJSON_IsString(e) && e->valuestring) { /* an error envelope, whatever the status */
+    *enveloped = 1;
+    if (status >= 200 && status < 300)
+      snprintf(msg, msglen, "HTTP %ld carrying an error, not Qdrant's success envelope: %s", status,
+               e->valuestring);
+    else
+      snprintf(msg, msglen, "%s", e->valuestring);
+    cJSON_Delete(doc);
+    return P2Q_EQDRANT;
+  }
+  if (status >= 200 && status < 300) {
+    const cJSON *res = cJSON_IsObject(doc) ? cJSON_GetObjectItemCaseSensitive(doc, "result") : NULL;
+    if (res && cJSON_IsString(st) && st->valuestring && !strcmp(st->valuestring, "ok")) {
+      *enveloped = 1;
+      *root = doc;
+      *result = res;
+      return 0;
+    }
+    body_snippet(snip, sizeof snip, body, len);
+    snprintf(msg, msglen, "HTTP %ld answer is not Qdrant's success envelope (%s): %s", status,
+             !doc ? "not JSON" : !res ? "no `result`" : "no \"status\":\"ok\"", snip);
+    cJSON_Delete(doc);
+    return P2Q_EBADJSON;
+  }
+  text_msg(msg, msglen, body ? body : "", body ? len : 0, status);
   cJSON_Delete(doc);
   return P2Q_EQDRANT;
+}
+
+int p2q_qdrant_parse_envelope(long status, const char *body, size_t len, cJSON **root,
+                              const cJSON **result, char *msg, size_t msglen) {
+  int enveloped;
+  return parse_envelope_ex(status, body, len, root, result, msg, msglen, &enveloped);
 }
 
 static void key_list(const cJSON *obj, char *out, size_t n) {
@@ -244,17 +293,49 @@ static int is_wait_timeout(const cJSON *result) {
   return cJSON_IsString(s) && s->valuestring && !strcmp(s->valuestring, "wait_timeout");
 }
 
-/* Fill in the envelope-dependent fields of resp; *root receives the parsed document. */
-static void interpret(q_req_t *r, long status, const char *body, size_t len, p2q_qdrant_resp_t *resp,
+/* A 3xx: never followed (the redirect may change host or scheme, or point at a login page). */
+static void redirect_msg(char *msg, size_t n, long status, const char *location) {
+  char *masked = location && *location ? p2q_redact_url(location) : NULL;
+  if (masked)
+    snprintf(msg, n, "HTTP %ld redirect to %s, not followed: set qdrant.url to the address that "
+             "answers", status, masked);
+  else
+    snprintf(msg, n, "HTTP %ld redirect%s, not followed: set qdrant.url to the address that answers",
+             status, location && *location ? "" : " without a Location");
+  free(masked);
+}
+
+/* Fill in the envelope-dependent fields of resp (class refined by the body); *root receives the
+ * parsed document. */
+static void interpret(q_req_t *r, const p2q_http_response_t *hr, p2q_qdrant_resp_t *resp,
                       cJSON **root, char *msg, size_t n) {
-  if (r->kind == K_PROBE) {
-    resp->err = status == 200 ? 0 : P2Q_EQDRANT;
-    if (resp->err) text_msg(msg, n, body, len, status);
+  long status = hr->status;
+  int enveloped = 0;
+  if (status >= 300 && status < 400) {
+    resp->err = P2Q_EQDRANT;
+    redirect_msg(msg, n, status, hr->location);
     return;
   }
-  int rc = p2q_qdrant_parse_envelope(status, body, len, root, &resp->result, msg, n);
+  if (r->kind == K_PROBE) { /* /readyz answers plain text */
+    resp->err = status == 200 ? 0 : P2Q_EQDRANT;
+    if (resp->err) text_msg(msg, n, hr->body, hr->body_len, status);
+    if (resp->cls == P2Q_QDRANT_MISSING) resp->cls = P2Q_QDRANT_CONFIG; /* no /readyz: wrong URL */
+    return;
+  }
+  int rc = parse_envelope_ex(status, hr->body, hr->body_len, root, &resp->result, msg, n, &enveloped);
   resp->err = rc;
-  if (rc == P2Q_EBADJSON) resp->cls = P2Q_QDRANT_RETRY; /* 2xx with garbage: e.g. a proxy */
+  if (rc && status >= 200 && status < 300) resp->cls = P2Q_QDRANT_RETRY; /* not a success answer */
+  if (status == 404 || status == 410) {
+    if (!enveloped) { /* no Qdrant behind this route */
+      char snip[160];
+      body_snippet(snip, sizeof snip, hr->body, hr->body_len);
+      snprintf(msg, n, "HTTP %ld without Qdrant's error envelope (no such route: check qdrant.url): %s",
+               status, snip);
+      resp->cls = P2Q_QDRANT_CONFIG;
+    } else if (!strstr(msg, "Collection") && !strstr(msg, "collection")) {
+      resp->cls = P2Q_QDRANT_PERMANENT; /* e.g. "No point with id … found" */
+    }
+  }
   if (rc == 0 && is_wait_timeout(resp->result)) {
     resp->err = P2Q_ETIMEOUT;
     resp->cls = P2Q_QDRANT_RETRY;
@@ -289,13 +370,16 @@ static void on_http(p2q_http_t *h, int err, const p2q_http_response_t *hr, void 
   resp.body = hr->body;
   resp.body_len = hr->body_len;
   resp.time = hr->total_time;
-  resp.cls = p2q_qdrant_classify(err ? 0 : hr->status, hr->curl_code, hr->retry_after,
+  resp.cls = p2q_qdrant_classify(err ? 0 : hr->status, hr->curl_code, hr->retry_after_ms,
                                  &resp.retry_delay_ms);
   if (err) {
     resp.err = err;
-    snprintf(msg, sizeof msg, "%s", hr->error);
+    if (err == P2Q_EOVERFLOW)
+      snprintf(msg, sizeof msg, "HTTP %ld: %s (not a Qdrant answer)", hr->status, hr->error);
+    else
+      snprintf(msg, sizeof msg, "%s", hr->error);
   } else {
-    interpret(r, hr->status, hr->body, hr->body_len, &resp, &root, msg, sizeof msg);
+    interpret(r, hr, &resp, &root, msg, sizeof msg);
   }
   resp.error = msg;
   if (resp.err && resp.err != P2Q_ECANCELED) {
@@ -309,19 +393,24 @@ static void on_http(p2q_http_t *h, int err, const p2q_http_response_t *hr, void 
   req_free(r);
 }
 
+/* Body caps: what a real answer can be. Writes, info, count, index, create and probe answers
+ * are small; scroll/retrieve/generic reads use the client's max_read_body. */
+static size_t kind_cap(int small) { return small ? P2Q_QDRANT_SMALL_BODY : 0; }
+
 static int submit(p2q_qdrant_t *q, q_req_t *r, const char *method, const char *path,
                   const char *body, size_t len, int flags) {
   size_t n = strlen(q->base) + strlen(path) + 1;
   char *url = malloc(n);
   if (!url) return P2Q_ENOMEM;
   snprintf(url, n, "%s%s", q->base, path);
-  int rc = p2q_http_request(q->http, method, url, body, len, flags, on_http, r);
+  int rc = p2q_http_request_capped(q->http, method, url, body, len, flags,
+                                   kind_cap(r->small), on_http, r);
   free(url);
   if (rc == 0) q->pending++;
   return rc;
 }
 
-static int start(p2q_qdrant_t *q, q_kind_t kind, const char *method, const char *path,
+static int start(p2q_qdrant_t *q, q_kind_t kind, int small, const char *method, const char *path,
                  const char *body, size_t len, int flags, p2q_qdrant_cb cb, void *arg) {
   if (!q || !cb || !path) return P2Q_EINVAL;
   if (q->closing) return P2Q_ECANCELED;
@@ -329,6 +418,7 @@ static int start(p2q_qdrant_t *q, q_kind_t kind, const char *method, const char 
   if (!r) return P2Q_ENOMEM;
   r->q = q;
   r->kind = kind;
+  r->small = small;
   r->cb = cb;
   r->arg = arg;
   int rc = submit(q, r, method, path, body, len, flags);
@@ -364,6 +454,8 @@ int p2q_qdrant_new(uv_loop_t *loop, const p2q_qdrant_options_t *opts, p2q_qdrant
   ho.max_concurrent = opts->max_concurrent;
   ho.ca_file = opts->ca_file;
   ho.api_key = opts->api_key;
+  ho.retry_after_max_ms = opts->retry_after_max_ms;
+  ho.max_body = opts->max_read_body; /* reads; small answers carry their own cap */
   rc = p2q_http_new(loop, &ho, &q->http);
   if (rc) goto fail;
   *out = q;
@@ -394,13 +486,13 @@ unsigned p2q_qdrant_pending(const p2q_qdrant_t *q) { return q ? q->pending : 0; 
 int p2q_qdrant_request(p2q_qdrant_t *q, const char *method, const char *path, const char *body,
                        size_t len, int flags, p2q_qdrant_cb cb, void *arg) {
   if (!method || !path || path[0] != '/') return P2Q_EINVAL;
-  return start(q, K_RAW, method, path, body, len, flags, cb, arg);
+  return start(q, K_RAW, 0, method, path, body, len, flags, cb, arg);
 }
 
 int p2q_qdrant_collection_info(p2q_qdrant_t *q, const char *collection, p2q_qdrant_cb cb, void *arg) {
   char path[1024];
   int rc = coll_path(path, sizeof path, collection, NULL);
-  return rc ? rc : start(q, K_RAW, "GET", path, NULL, 0, 0, cb, arg);
+  return rc ? rc : start(q, K_RAW, 1, "GET", path, NULL, 0, 0, cb, arg);
 }
 
 int p2q_qdrant_collection_check(p2q_qdrant_t *q, const char *collection,
@@ -416,6 +508,7 @@ int p2q_qdrant_collection_check(p2q_qdrant_t *q, const char *collection,
   if (!r) goto fail;
   r->q = q;
   r->kind = K_CHECK;
+  r->small = 1;
   r->cb = cb;
   r->arg = arg;
   r->collection = strdup(collection);
@@ -442,7 +535,7 @@ int p2q_qdrant_collection_create(p2q_qdrant_t *q, const char *collection,
   if (rc) return rc;
   char *body = p2q_qdrant_create_body(v);
   if (!body) return P2Q_EINVAL;
-  rc = start(q, K_CREATE, "PUT", path, body, strlen(body), P2Q_HTTP_TAKE_BODY, cb, arg);
+  rc = start(q, K_CREATE, 1, "PUT", path, body, strlen(body), P2Q_HTTP_TAKE_BODY, cb, arg);
   if (rc) free(body);
   return rc;
 }
@@ -460,7 +553,7 @@ int p2q_qdrant_index_create(p2q_qdrant_t *q, const char *collection, const char 
     body = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   if (!body) return P2Q_ENOMEM;
-  rc = start(q, K_RAW, "PUT", path, body, strlen(body), P2Q_HTTP_TAKE_BODY, cb, arg);
+  rc = start(q, K_RAW, 1, "PUT", path, body, strlen(body), P2Q_HTTP_TAKE_BODY, cb, arg);
   if (rc) free(body);
   return rc;
 }
@@ -468,11 +561,12 @@ int p2q_qdrant_index_create(p2q_qdrant_t *q, const char *collection, const char 
 static int points_op(p2q_qdrant_t *q, const char *method, const char *collection,
                      const char *suffix, const char *body, size_t len, int flags, p2q_qdrant_cb cb,
                      void *arg) {
+  int small = strcmp(suffix, "/points/scroll") != 0; /* writes and count answer a few bytes */
   char path[1024];
   int rc = coll_path(path, sizeof path, collection, suffix);
   if (rc) return rc;
   if (!body || !len) return P2Q_EINVAL;
-  return start(q, K_RAW, method, path, body, len, flags, cb, arg);
+  return start(q, K_RAW, small, method, path, body, len, flags, cb, arg);
 }
 
 int p2q_qdrant_points_upsert(p2q_qdrant_t *q, const char *collection, const char *body, size_t len,
@@ -516,7 +610,7 @@ int p2q_qdrant_points_count(p2q_qdrant_t *q, const char *collection, const char 
 }
 
 int p2q_qdrant_probe(p2q_qdrant_t *q, p2q_qdrant_cb cb, void *arg) {
-  return start(q, K_PROBE, "GET", "/readyz", NULL, 0, 0, cb, arg);
+  return start(q, K_PROBE, 1, "GET", "/readyz", NULL, 0, 0, cb, arg);
 }
 
 /* ---------------- blocking convenience (private loop) ---------------- */

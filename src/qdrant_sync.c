@@ -105,7 +105,7 @@ int p2q_qdrant_blocking_call_raw(p2q_qdrant_blocking_t *b, const char *method, c
   int rc = 0;
   for (int attempt = 0;; attempt++) {
     rc = call_once(b, method, path, body, &c);
-    if (rc == 0 || c.cls != P2Q_QDRANT_RETRY || attempt >= RETRIES) break;
+    if (rc == 0 || (c.cls != P2Q_QDRANT_RETRY && c.cls != P2Q_QDRANT_RATE) || attempt >= RETRIES) break;
     free(c.body);
     usleep((useconds_t)(200000u << attempt)); /* 0.2, 0.4, 0.8 s */
   }

@@ -173,7 +173,7 @@ void p2q_ops_qdrant_request(p2q_ops_t *o, const char *endpoint, const p2q_qdrant
   const char *v[] = {endpoint, cls};
   p2q_series_observe(p2q_metric_series(o->qdrant_seconds, v), r->time);
   o->qdrant_seen_at = uv_now(o->d->loop);
-  o->qdrant_ok = r->cls != P2Q_QDRANT_RETRY;
+  o->qdrant_ok = !p2q_qdrant_class_transient(r->cls);
   if (!o->qdrant_ok)
     snprintf(o->qdrant_err, sizeof o->qdrant_err, "%s: %s%s", endpoint, r->status ? "HTTP " : "",
              r->status ? cls : (r->error && *r->error ? r->error : "transport error"));

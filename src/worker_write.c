@@ -52,7 +52,7 @@ static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg
   } else if (resp->cls == P2Q_QDRANT_OK) {
     for (int i = 0; i < r->n; i++) p2q_wk_set_outcome(&b->ev[r->idx[i]], "done", 0, NULL);
     p2q_daemon_qdrant_result(w->d, 0);
-  } else if (resp->cls == P2Q_QDRANT_PERMANENT && (resp->status == 400 || resp->status == 422) &&
+  } else if (((resp->cls == P2Q_QDRANT_PERMANENT && (resp->status == 400 || resp->status == 422)) || resp->cls == P2Q_QDRANT_TOO_LARGE) &&
              r->n > 1 && !b->orphaned && !w->d->forced) {
     int half = r->n / 2; /* isolate the bad points: each half is retried on its own */
     w->stats.splits++;
@@ -60,7 +60,7 @@ static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg
     p2q_wk_send(b, r->rule, r->op, r->idx, half);
     p2q_wk_send(b, r->rule, r->op, r->idx + half, r->n - half);
   } else {
-    int transient = resp->cls == P2Q_QDRANT_RETRY || resp->err == P2Q_ECANCELED;
+    int transient = p2q_qdrant_class_transient(resp->cls) || resp->err == P2Q_ECANCELED;
     const char *what = r->op == OP_UPSERT ? "upsert" : r->op == OP_PRUNE ? "chunk prune" : "delete";
     const char *why = resp->error && *resp->error ? resp->error : "no details";
     if (resp->status)

@@ -18,7 +18,7 @@
 #define P2Q_HTTP_H
 
 #include <stddef.h>
-#include <time.h>
+#include <stdint.h>
 #include <uv.h>
 
 typedef struct p2q_http_s p2q_http_t;
@@ -29,14 +29,18 @@ typedef struct {
   const char *error;    /* curl error text, "" if none */
   const char *body;     /* response body, NUL-terminated (never NULL); valid during callback */
   size_t body_len;
-  long retry_after;     /* seconds from a Retry-After header (delta or HTTP-date), -1 if absent */
+  int64_t retry_after_ms; /* Retry-After (delta-seconds or HTTP-date) in ms, capped at the
+                             client's retry_after_max_ms; -1 if absent or unparseable */
+  const char *location; /* Location header ("" if none; never followed); may hold credentials */
   double total_time;    /* seconds, including a transparent retry */
   int retried;          /* 1 if a keep-alive reset was retried */
 } p2q_http_response_t;
 
 /* err: 0 (a response arrived, whatever its status), P2Q_EHTTP (transport failure, see
- * curl_code), P2Q_ETIMEOUT (curl timeout), P2Q_ECANCELED (p2q_http_close), or rarely
- * P2Q_ENOMEM/P2Q_EINVAL when a queued request could not be set up. resp is never NULL. */
+ * curl_code), P2Q_ETIMEOUT (curl timeout), P2Q_EOVERFLOW (the body exceeded the request's cap:
+ * transfer aborted, status is the answer's, body empty, error says so), P2Q_ECANCELED
+ * (p2q_http_close), or rarely P2Q_ENOMEM/P2Q_EINVAL when a queued request could not be set up.
+ * resp is never NULL. */
 typedef void (*p2q_http_cb)(p2q_http_t *h, int err, const p2q_http_response_t *resp, void *arg);
 typedef void (*p2q_http_close_cb)(p2q_http_t *h, void *arg);
 
@@ -49,6 +53,8 @@ typedef struct {
   const char *api_key;       /* optional (copied); sent as `api-key:`; never logged */
   const char *bearer;        /* optional (copied); sent as `Authorization: Bearer …`; never logged */
   const char *user_agent;    /* NULL = "pg2qdrant" */
+  size_t max_body;           /* response body cap of requests without their own; 0 = 64 MiB */
+  uint64_t retry_after_max_ms; /* cap on a Retry-After (pass retry_max); 0 = 60 s */
 } p2q_http_options_t;
 
 enum { P2Q_HTTP_TAKE_BODY = 1 };
@@ -59,6 +65,11 @@ int p2q_http_new(uv_loop_t *loop, const p2q_http_options_t *opts, p2q_http_t **o
  * Returns 0 (cb fires exactly once), P2Q_EINVAL, P2Q_ENOMEM or P2Q_ECANCELED (closing). */
 int p2q_http_request(p2q_http_t *h, const char *method, const char *url, const char *body,
                      size_t len, int flags, p2q_http_cb cb, void *arg);
+/* The same with a response body cap for this request (0 = the client's max_body): what a real
+ * answer can be. A bigger body aborts the transfer (P2Q_EOVERFLOW) and is never buffered:
+ * a Content-Length over the cap fails before reading, a chunked body at the cap. */
+int p2q_http_request_capped(p2q_http_t *h, const char *method, const char *url, const char *body,
+                            size_t len, int flags, size_t max_body, p2q_http_cb cb, void *arg);
 
 /* Cancel every queued and running request (callbacks fire with P2Q_ECANCELED), clean up curl,
  * close the handles, then cb (may be NULL). Safe from inside a request callback. */
@@ -67,8 +78,6 @@ int p2q_http_close(p2q_http_t *h, p2q_http_close_cb cb, void *arg);
 /* Requests queued or running. */
 unsigned p2q_http_pending(const p2q_http_t *h);
 
-/* Pure: parse a Retry-After value (delta-seconds or HTTP-date) relative to `now`.
- * Returns seconds (>= 0; dates in the past give 0) or -1 if unparseable. */
-long p2q_http_parse_retry_after(const char *value, time_t now);
+/* Retry-After values are parsed by p2q_retry_after_ms (backoff.h). */
 
 #endif

@@ -3,17 +3,27 @@
  * (status classification, envelope parsing, collection-config checks) and a small blocking
  * convenience for CLI commands that runs a private loop.
  *
- * Classification policy (p2q_qdrant_classify):
- *   OK        2xx.
- *   RETRY     transport errors (status 0: refused, reset, timeout, empty reply), 408, 429,
- *             500, 502, 503, 504, 507. delay_ms = Retry-After * 1000 when the header was
- *             present, otherwise -1 = "use your own exponential backoff".
- *             429 without Retry-After is RETRY with backoff (decision): Qdrant omits the header
- *             when it cannot predict when capacity frees up, but dropping a data change on a
- *             rate limit is worse than a bounded, backed-off retry; the caller's attempt cap
- *             still turns a persistent 429 into a failure.
- *   PERMANENT 400, 401, 403, 404, 405, 409, 422, any other 4xx, and other unexpected codes
- *             (1xx/3xx). Creating a collection treats 409 as success ("already exists").
+ * Classification (p2q_qdrant_classify on the status, refined by the body in the client): every
+ * answer gets exactly one class, and p2q_qdrant_class_transient() says whether it costs time
+ * (the events wait, no attempt burned) or may be the request's fault.
+ *   OK        2xx with Qdrant's success envelope: a JSON object with `"status":"ok"` and a
+ *             `result` member. Nothing less: a 2xx with an error envelope (`{"status":{"error":
+ *             "boom"},"result":null}`, as a proxy may send), an unparsable body or a body that is
+ *             not Qdrant's envelope (a proxy's HTML) is RETRY with a message saying so.
+ *   RETRY     transient target failure: transport errors (status 0: refused, reset, timeout,
+ *             empty reply, a body over the request's cap), 408, every 5xx, 3xx (never followed:
+ *             the message names the Location, its credentials masked), 1xx, bad 2xx bodies,
+ *             `wait_timeout`.
+ *   RATE      429: slow down (feed p2q_ratelimit), retry after retry_delay_ms when the server
+ *             gave a Retry-After (capped by the client's retry_after_max_ms).
+ *   TOO_LARGE 413 (a proxy's or Qdrant's body limit): split the batch; a single point over the
+ *             limit is that event's fault.
+ *   CONFIG    401, 403, 407 (credentials), 405/421/426 and other unexpected 4xx, a 404 without
+ *             Qdrant's envelope (no such route: qdrant.url is wrong): stop the target, alarm.
+ *   MISSING   404/410 of a collection (`Collection `c` doesn't exist!`): alarm, or re-create.
+ *   PERMANENT 400, 409, 422, and a 404 with another Qdrant message (a missing point): the
+ *             request's fault (bisect a batch to find the bad point).
+ * retry_delay_ms is the server's Retry-After for RETRY and RATE (else -1 = use your backoff).
  *
  * Ownership: request bodies are copied unless a *_take variant / P2Q_HTTP_TAKE_BODY is used.
  * Everything in a p2q_qdrant_resp_t is valid only during the callback.
@@ -23,23 +33,41 @@
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "pg2qdrant/http.h"
 
 typedef struct p2q_qdrant_s p2q_qdrant_t;
 
-typedef enum { P2Q_QDRANT_OK = 0, P2Q_QDRANT_RETRY, P2Q_QDRANT_PERMANENT } p2q_qdrant_class_t;
+/* XX(name, label, transient): see the classification above. */
+#define P2Q_QDRANT_CLASS_MAP(XX)         \
+  XX(OK, "ok", 0)                        \
+  XX(RETRY, "retry", 1)                  \
+  XX(RATE, "rate_limited", 1)            \
+  XX(TOO_LARGE, "too_large", 0)          \
+  XX(CONFIG, "config", 1)                \
+  XX(MISSING, "missing", 1)              \
+  XX(PERMANENT, "permanent", 0)
+
+typedef enum {
+#define XX(name, label, transient) P2Q_QDRANT_##name,
+  P2Q_QDRANT_CLASS_MAP(XX)
+#undef XX
+  P2Q_QDRANT_NCLASSES
+} p2q_qdrant_class_t;
 
 typedef struct {
-  int err;                  /* 0, P2Q_EHTTP, P2Q_ETIMEOUT, P2Q_ECANCELED, P2Q_EQDRANT (non-2xx),
+  int err;                  /* 0, P2Q_EHTTP, P2Q_ETIMEOUT, P2Q_ECANCELED, P2Q_EOVERFLOW (body over
+                               the cap), P2Q_EQDRANT (non-2xx, or a 2xx error envelope),
                                P2Q_EBADJSON (2xx but no valid envelope), P2Q_EMISMATCH (check) */
   long status;              /* HTTP status, 0 when no response */
   int curl_code;
-  p2q_qdrant_class_t cls;   /* from p2q_qdrant_classify; also RETRY for ECANCELED, a 2xx
-                               without a valid envelope and `wait_timeout`; PERMANENT for a
+  p2q_qdrant_class_t cls;   /* from p2q_qdrant_classify, refined by the body: RETRY for
+                               ECANCELED, a 2xx without a success envelope and `wait_timeout`;
+                               MISSING/CONFIG/PERMANENT for a 404 by its body; PERMANENT for a
                                check mismatch; OK for 409 on collection create */
-  long retry_delay_ms;      /* Retry-After in ms, or -1 (use backoff) */
+  long retry_delay_ms;      /* Retry-After in ms (capped), or -1 (use backoff) */
   const char *error;        /* message: status.error, plain-text body, curl error or check
                                mismatch; "" on success */
   const cJSON *result;      /* the envelope's `result` (NULL on error or non-JSON bodies) */
@@ -58,7 +86,14 @@ typedef struct {
   long connect_timeout_ms;  /* 0 = http default */
   long timeout_ms;          /* 0 = http default */
   int max_concurrent;       /* 0 = http default */
+  uint64_t retry_after_max_ms; /* cap on a Retry-After: pass daemon.retry_max; 0 = 60 s */
+  size_t max_read_body;     /* cap of scroll/retrieve/generic answers; 0 = 64 MiB. Writes,
+                               info, count, index and probe answers are capped at
+                               P2Q_QDRANT_SMALL_BODY */
 } p2q_qdrant_options_t;
+
+/* What a write, info, count, index or probe answer can be (real ones are < 10 KiB). */
+#define P2Q_QDRANT_SMALL_BODY ((size_t)1 << 20)
 
 /* Expected vector layout of a collection. */
 typedef struct {
@@ -69,13 +104,20 @@ typedef struct {
 } p2q_qdrant_vectors_t;
 
 /* ---- pure helpers ---- */
-p2q_qdrant_class_t p2q_qdrant_classify(long status, int curl_code, long retry_after_s,
+/* The class of an HTTP status (0 = no answer). retry_after_ms: the parsed, capped Retry-After
+ * (-1 = none); *delay_ms receives it for RETRY and RATE, else -1. Also used for embedders. */
+p2q_qdrant_class_t p2q_qdrant_classify(long status, int curl_code, int64_t retry_after_ms,
                                        long *delay_ms);
 const char *p2q_qdrant_class_name(p2q_qdrant_class_t c);
-/* Parse an envelope. On success (2xx with `result`) *root owns the document and *result points
- * into it; returns 0. For an error envelope returns P2Q_EQDRANT with status.error (or the plain
- * text body, or "HTTP <status>") copied into msg. Malformed 2xx bodies give P2Q_EBADJSON.
- * *root is NULL unless set; the caller cJSON_Delete()s it. */
+/* 1 when the class costs time, never an attempt: the target's fault (RETRY, RATE, CONFIG,
+ * MISSING); 0 for OK, TOO_LARGE (split) and PERMANENT (the request's fault). */
+int p2q_qdrant_class_transient(p2q_qdrant_class_t c);
+/* Parse an envelope. On success (2xx, a JSON object with "status":"ok" and a `result` member)
+ * *root owns the document and *result points into it; returns 0. For an error envelope (any
+ * status, 2xx included) returns P2Q_EQDRANT with status.error (or the plain text body, or
+ * "HTTP <status>") copied into msg. A 2xx body that is not JSON or not Qdrant's envelope gives
+ * P2Q_EBADJSON with a message quoting its start. *root is NULL unless set; the caller
+ * cJSON_Delete()s it. */
 int p2q_qdrant_parse_envelope(long status, const char *body, size_t len, cJSON **root,
                               const cJSON **result, char *msg, size_t msglen);
 /* Check a collection-info `result` against expectations. 0, or P2Q_EMISMATCH / P2Q_EBADJSON

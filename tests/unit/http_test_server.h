@@ -7,6 +7,14 @@
  *   /status/NNN       status NNN with body {"status":{"error":"code NNN"},"time":0}
  *   /retry-after/N    429 with "Retry-After: N"
  *   /retry-date       503 with "Retry-After: <HTTP-date 120 s ahead>"
+ *   /retry-raw/KIND   429 with Retry-After "99999999999" (huge), "Wed, 21 Oct 2037 07:28:00 GMT"
+ *                     (2037), "Mon, 01 Jul 2030 00:00:00 GMT" (2030), "-5" (negative), "soon"
+ *                     (garbage)
+ *   /huge/N           200 with Content-Length N and N bytes of body (a success envelope padded
+ *                     with 'x'), streamed; /hugechunked/N the same, chunked without a length
+ *   /redirect/NNN     status NNN with "Location: http://user:s3cret@elsewhere:6333/x"
+ *   /envelope200      200 {"status":{"error":"boom"},"result":null}
+ *   /html200          200 with an HTML page (a proxy's)
  *   /slow/MS          200 after MS milliseconds
  *   /close            close the connection without answering (empty reply)
  *   /kareset          on a reused connection: close without answering; fresh: 200
@@ -179,6 +187,44 @@ static long srv_handle(srv_t *s, srv_conn_t *c) {
     strftime(d, sizeof d, "%a, %d %b %Y %H:%M:%S GMT", &tm);
     snprintf(h, sizeof h, "Retry-After: %s\r\n", d);
     srv_respond(c->fd, 503, h, "{\"status\":{\"error\":\"unavailable\"},\"time\":0}");
+  } else if (!strncmp(path, "/retry-raw/", 11)) {
+    const char *k = path + 11, *v = !strcmp(k, "huge") ? "99999999999"
+                                  : !strcmp(k, "2037") ? "Wed, 21 Oct 2037 07:28:00 GMT"
+                                  : !strcmp(k, "2030") ? "Mon, 01 Jul 2030 00:00:00 GMT"
+                                  : !strcmp(k, "negative") ? "-5" : "soon";
+    char h[128];
+    snprintf(h, sizeof h, "Retry-After: %s\r\n", v);
+    srv_respond(c->fd, 429, h, "{\"status\":{\"error\":\"Too many requests\"},\"time\":0}");
+  } else if (!strncmp(path, "/huge/", 6) || !strncmp(path, "/hugechunked/", 13)) {
+    int chunked = path[5] == 'c';
+    size_t n = (size_t)atoll(strchr(path + 1, '/') + 1), sent = 0;
+    char h[160], piece[1 << 16];
+    if (chunked) snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
+    else snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n", n);
+    srv_write_all(c->fd, h, strlen(h));
+    memset(piece, 'x', sizeof piece);
+    const char *head = "{\"result\":{\"pad\":\"", *tail = "\"},\"status\":\"ok\",\"time\":0}";
+    while (sent < n) { /* head + padding + tail = n bytes (n > 40) */
+      size_t k = n - sent < sizeof piece ? n - sent : sizeof piece;
+      char *p = piece;
+      if (sent == 0) memcpy(piece, head, strlen(head));
+      if (sent + k == n) memcpy(piece + k - strlen(tail), tail, strlen(tail));
+      if (chunked) { char ch[32]; int l = snprintf(ch, sizeof ch, "%zx\r\n", k); if (send(c->fd, ch, (size_t)l, MSG_NOSIGNAL) <= 0) break; }
+      ssize_t w = send(c->fd, p, k, MSG_NOSIGNAL);
+      if (w <= 0) break; /* the client hung up (its body cap) */
+      if ((size_t)w < k) { srv_write_all(c->fd, p + w, k - (size_t)w); }
+      if (chunked && send(c->fd, "\r\n", 2, MSG_NOSIGNAL) <= 0) break;
+      sent += k;
+      memset(piece, 'x', sizeof piece);
+    }
+    if (chunked && sent == n) srv_write_all(c->fd, "0\r\n\r\n", 5);
+    if (sent < n) return -1;
+  } else if (!strncmp(path, "/redirect/", 10)) {
+    srv_respond(c->fd, atoi(path + 10), "Location: http://user:s3cret@elsewhere:6333/x\r\n", "");
+  } else if (!strcmp(path, "/envelope200")) {
+    srv_respond(c->fd, 200, NULL, "{\"status\":{\"error\":\"boom\"},\"result\":null}");
+  } else if (!strcmp(path, "/html200")) {
+    srv_respond(c->fd, 200, NULL, "<html><body>Welcome to nginx!</body></html>");
   } else if (!strncmp(path, "/slow/", 6)) {
     c->due_ms = srv_now_ms() + atoi(path + 6);
     snprintf(c->pending, sizeof c->pending, "{\"result\":\"slow\",\"status\":\"ok\",\"time\":0}");

@@ -2,7 +2,10 @@
  * test_http.c — p2q_http against a scripted loopback server (tests/unit/http_test_server.h):
  * methods/headers/bodies, keep-alive reuse, status codes + Retry-After (both forms), timeouts,
  * refused/partial/empty replies, transparent retry of a keep-alive reset, the concurrency
- * limit and close() cancelling in-flight requests. Plus the pure Retry-After parser.
+ * limit and close() cancelling in-flight requests; Retry-After capped by retry_after_max_ms
+ * (absurd seconds, 2037/2030 dates, negative, garbage); the Location of a 3xx (never followed);
+ * response bodies capped per request (Content-Length over the cap, chunked past the cap, exactly
+ * at the cap) without the process growing (peak RSS measured around a 50 MB answer).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,7 +30,10 @@ typedef struct {
   int err[MAXR];
   long status[MAXR];
   int code[MAXR];
-  long retry_after[MAXR];
+  int64_t retry_after[MAXR];
+  char location[MAXR][128];
+  char error[MAXR][160];
+  size_t body_len[MAXR];
   int retried[MAXR];
   char body[MAXR][256];
   int closed;
@@ -57,7 +63,11 @@ static void on_resp(p2q_http_t *h, int err, const p2q_http_response_t *r, void *
   c->err[i] = err;
   c->status[i] = r->status;
   c->code[i] = r->curl_code;
-  c->retry_after[i] = r->retry_after;
+  c->retry_after[i] = r->retry_after_ms;
+  assert_non_null(r->location);
+  snprintf(c->location[i], sizeof c->location[i], "%s", r->location);
+  snprintf(c->error[i], sizeof c->error[i], "%s", r->error);
+  c->body_len[i] = r->body_len;
   c->retried[i] = r->retried;
   assert_int_equal(strlen(r->body), r->body_len);
   snprintf(c->body[i], sizeof c->body[i], "%s", r->body);
@@ -95,25 +105,6 @@ static int setup(void **st) { srv_start(&S); return 0; }
 static int teardown(void **st) { srv_stop(&S); return 0; }
 
 /* ---------- pure ---------- */
-
-static void test_retry_after_parse(void **st) {
-  time_t now = 1700000000;
-  assert_int_equal(p2q_http_parse_retry_after("120", now), 120);
-  assert_int_equal(p2q_http_parse_retry_after(" 5 \r\n", now), 5);
-  assert_int_equal(p2q_http_parse_retry_after("0", now), 0);
-  assert_int_equal(p2q_http_parse_retry_after("", now), -1);
-  assert_int_equal(p2q_http_parse_retry_after(NULL, now), -1);
-  assert_int_equal(p2q_http_parse_retry_after("abc", now), -1);
-  assert_int_equal(p2q_http_parse_retry_after("-5", now), -1);
-  assert_int_equal(p2q_http_parse_retry_after("12s", now), -1);
-  assert_int_equal(p2q_http_parse_retry_after("99999999999999999999", now), 100000000L);
-  /* 1700000000 = Tue, 14 Nov 2023 22:13:20 GMT */
-  assert_int_equal(p2q_http_parse_retry_after("Tue, 14 Nov 2023 22:14:20 GMT", now), 60);
-  assert_int_equal(p2q_http_parse_retry_after(" Tue, 14 Nov 2023 22:13:20 GMT\r\n", now), 0);
-  assert_int_equal(p2q_http_parse_retry_after("Mon, 13 Nov 2023 00:00:00 GMT", now), 0); /* past */
-}
-
-/* ---------- requests ---------- */
 
 static void test_methods_headers_keepalive(void **st) {
   ctx_t c;
@@ -166,8 +157,8 @@ static void test_status_and_retry_after(void **st) {
   for (int i = 0; i < 4; i++) {
     assert_int_equal(c.err[i], 0); /* a response arrived: err 0, look at status */
     if (c.status[i] == 404) { seen |= 1; assert_int_equal(c.retry_after[i], -1); assert_string_equal(c.body[i], "{\"status\":{\"error\":\"code 404\"},\"time\":0}"); }
-    if (c.status[i] == 429) { seen |= 2; assert_int_equal(c.retry_after[i], 7); }
-    if (c.status[i] == 503) { seen |= 4; assert_true(c.retry_after[i] >= 118 && c.retry_after[i] <= 120); }
+    if (c.status[i] == 429) { seen |= 2; assert_int_equal(c.retry_after[i], 7000); }
+    if (c.status[i] == 503) { seen |= 4; assert_true(c.retry_after[i] >= 58000 && c.retry_after[i] <= 60000); } /* 120 s capped at the 60 s default */
     if (c.status[i] == 500) { seen |= 8; assert_int_equal(c.retry_after[i], -1); }
   }
   assert_int_equal(seen, 15);
@@ -344,10 +335,113 @@ static void test_bad_args(void **st) {
   assert_int_equal(c.n, 0);
 }
 
+
+/* Retry-After in ms, capped at the client's retry_after_max_ms (the caller's retry_max). */
+static void test_retry_after_capped(void **st) {
+  ctx_t c;
+  p2q_http_options_t o = {0};
+  o.retry_after_max_ms = 300000;
+  o.max_concurrent = 1; /* completion order = request order */
+  ctx_init(&c, &o);
+  const char *kinds[] = {"huge", "2037", "2030", "negative", "garbage"};
+  int64_t want[] = {300000, 300000, 300000, -1, -1};
+  char path[64];
+  for (int i = 0; i < 5; i++) {
+    snprintf(path, sizeof path, "/retry-raw/%s", kinds[i]);
+    req(&c, "GET", path, NULL);
+  }
+  req(&c, "GET", "/retry-after/7", NULL);
+  run_until(&c, 6);
+  for (int i = 0; i < 5; i++) {
+    assert_int_equal(c.status[i], 429);
+    assert_int_equal(c.retry_after[i], want[i]);
+  }
+  assert_int_equal(c.retry_after[5], 7000);
+  finish(&c);
+}
+
+static void test_redirect_location(void **st) {
+  ctx_t c;
+  ctx_init(&c, NULL);
+  req(&c, "PUT", "/redirect/307", "{}");
+  run_until(&c, 1);
+  assert_int_equal(c.err[0], 0);
+  assert_int_equal(c.status[0], 307); /* not followed */
+  assert_string_equal(c.location[0], "http://user:s3cret@elsewhere:6333/x");
+  assert_string_equal(S.last_path, "/redirect/307"); /* the server saw no second request */
+  req(&c, "GET", "/status/200", NULL);
+  run_until(&c, 2);
+  assert_string_equal(c.location[1], ""); /* reset per response */
+  finish(&c);
+}
+
+static void req_capped(ctx_t *c, const char *path, size_t cap) {
+  char url[256];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d%s", S.port, path);
+  assert_int_equal(p2q_http_request_capped(c->h, "GET", url, NULL, 0, 0, cap, on_resp, c), 0);
+}
+
+static void test_body_cap(void **st) {
+  ctx_t c;
+  p2q_http_options_t o = {0};
+  o.max_concurrent = 1;
+  o.max_body = 4096; /* the client's default cap */
+  ctx_init(&c, &o);
+  req_capped(&c, "/huge/2000000", 1 << 20);        /* Content-Length over the cap */
+  req_capped(&c, "/hugechunked/2000000", 1 << 20); /* chunked past the cap */
+  req_capped(&c, "/huge/1048576", 1 << 20);        /* exactly the cap: fine */
+  req_capped(&c, "/hugechunked/1048576", 1 << 20);
+  req_capped(&c, "/huge/5000", 0);                 /* the client's default (4096) applies */
+  req_capped(&c, "/status/200", 0);
+  run_until(&c, 6);
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(c.err[i], P2Q_EOVERFLOW);
+    assert_int_equal(c.status[i], 200);
+    assert_int_equal(c.body_len[i], 0); /* a partial answer is never handed over */
+    assert_string_equal(c.error[i], "response body larger than 1048576 bytes: transfer aborted");
+  }
+  for (int i = 2; i < 4; i++) {
+    assert_int_equal(c.err[i], 0);
+    assert_int_equal(c.body_len[i], 1048576);
+    assert_true(!strncmp(c.body[i], "{\"result\":{\"pad\":\"xxx", 20));
+  }
+  assert_int_equal(c.err[4], P2Q_EOVERFLOW);
+  assert_string_equal(c.error[4], "response body larger than 4096 bytes: transfer aborted");
+  assert_int_equal(c.err[5], 0); /* the client keeps working after aborted transfers */
+  finish(&c);
+}
+
+static long peak_rss_kb(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long kb = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "VmHWM:", 6)) kb = atol(line + 6);
+  if (f) fclose(f);
+  return kb;
+}
+
+/* A 50 MB answer to a request capped at 1 MiB: the peak RSS grows by far less than the body
+ * (before the cap, the same answer cost ~276 MB RSS in the daemon). Printed for the notes. */
+static void test_body_cap_rss(void **st) {
+  ctx_t c;
+  ctx_init(&c, NULL);
+  long before = peak_rss_kb();
+  req_capped(&c, "/hugechunked/52428800", 1 << 20);
+  req_capped(&c, "/huge/52428800", 1 << 20);
+  run_until(&c, 2);
+  long after = peak_rss_kb();
+  print_message("peak RSS before %ld kB, after two 50 MB answers capped at 1 MiB %ld kB (+%ld kB)\n",
+                before, after, after - before);
+  assert_int_equal(c.err[0], P2Q_EOVERFLOW);
+  assert_int_equal(c.err[1], P2Q_EOVERFLOW);
+  if (before > 0) assert_true(after - before < 8 * 1024);
+  finish(&c);
+}
+
 int main(void) {
   p2q_log_configure(P2Q_LOG_WARN, P2Q_LOG_LOGFMT, 2);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_retry_after_parse),
       cmocka_unit_test(test_methods_headers_keepalive),
       cmocka_unit_test(test_status_and_retry_after),
       cmocka_unit_test(test_transport_errors),
@@ -357,6 +451,10 @@ int main(void) {
       cmocka_unit_test(test_close_cancels),
       cmocka_unit_test(test_close_from_callback),
       cmocka_unit_test(test_bad_args),
+      cmocka_unit_test(test_retry_after_capped),
+      cmocka_unit_test(test_redirect_location),
+      cmocka_unit_test(test_body_cap),
+      cmocka_unit_test(test_body_cap_rss),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

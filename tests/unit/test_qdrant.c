@@ -1,7 +1,9 @@
 /*
  * test_qdrant.c — the Qdrant client: classification table, envelope parsing, collection checks
  * on canned JSON, create bodies, path escaping (pure); then the async helpers and the blocking
- * convenience against the scripted loopback server (tests/unit/http_test_server.h).
+ * convenience against the scripted loopback server (tests/unit/http_test_server.h): every
+ * outcome class (401/403/404 route vs collection vs point/410/413/429/3xx/2xx error envelope/
+ * proxy HTML/huge answer) with its message, Retry-After capped, write answers capped.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,24 +21,29 @@ static srv_t S;
 /* ---------------- pure ---------------- */
 
 static void test_classify_table(void **st) {
-  static const struct { long status; int curl; long ra; p2q_qdrant_class_t cls; long delay; } T[] = {
+  static const struct { long status; int curl; int64_t ra; p2q_qdrant_class_t cls; long delay; } T[] = {
       {200, 0, -1, P2Q_QDRANT_OK, -1},         {201, 0, -1, P2Q_QDRANT_OK, -1},
       {0, 7, -1, P2Q_QDRANT_RETRY, -1},        /* refused */
       {0, 52, -1, P2Q_QDRANT_RETRY, -1},       /* empty reply */
       {0, 56, -1, P2Q_QDRANT_RETRY, -1},       /* reset */
       {0, 28, -1, P2Q_QDRANT_RETRY, -1},       /* timeout */
+      {0, 23, -1, P2Q_QDRANT_RETRY, -1},       /* body over the cap */
       {408, 0, -1, P2Q_QDRANT_RETRY, -1},
-      {429, 0, 5, P2Q_QDRANT_RETRY, 5000},     /* Retry-After: wait that long */
-      {429, 0, -1, P2Q_QDRANT_RETRY, -1},      /* no Retry-After: backoff (documented) */
+      {429, 0, 5000, P2Q_QDRANT_RATE, 5000},   /* Retry-After: wait that long */
+      {429, 0, -1, P2Q_QDRANT_RATE, -1},       /* no Retry-After: the caller's backoff */
       {500, 0, -1, P2Q_QDRANT_RETRY, -1},      {502, 0, -1, P2Q_QDRANT_RETRY, -1},
-      {503, 0, 2, P2Q_QDRANT_RETRY, 2000},     {504, 0, -1, P2Q_QDRANT_RETRY, -1},
-      {507, 0, -1, P2Q_QDRANT_RETRY, -1},
-      {400, 0, -1, P2Q_QDRANT_PERMANENT, -1},  {401, 0, -1, P2Q_QDRANT_PERMANENT, -1},
-      {403, 0, -1, P2Q_QDRANT_PERMANENT, -1},  {404, 0, -1, P2Q_QDRANT_PERMANENT, -1},
-      {405, 0, -1, P2Q_QDRANT_PERMANENT, -1},  {409, 0, -1, P2Q_QDRANT_PERMANENT, -1},
-      {422, 0, 9, P2Q_QDRANT_PERMANENT, -1},   /* Retry-After ignored on permanent errors */
-      {413, 0, -1, P2Q_QDRANT_PERMANENT, -1},  {301, 0, -1, P2Q_QDRANT_PERMANENT, -1},
-      {501, 0, -1, P2Q_QDRANT_PERMANENT, -1},
+      {503, 0, 2000, P2Q_QDRANT_RETRY, 2000},  {504, 0, -1, P2Q_QDRANT_RETRY, -1},
+      {507, 0, -1, P2Q_QDRANT_RETRY, -1},      {501, 0, -1, P2Q_QDRANT_RETRY, -1},
+      {520, 0, -1, P2Q_QDRANT_RETRY, -1},      /* a CDN's 5xx */
+      {301, 0, -1, P2Q_QDRANT_RETRY, -1},      {307, 0, 1000, P2Q_QDRANT_RETRY, 1000},
+      {100, 0, -1, P2Q_QDRANT_RETRY, -1},
+      {400, 0, -1, P2Q_QDRANT_PERMANENT, -1},  {409, 0, -1, P2Q_QDRANT_PERMANENT, -1},
+      {422, 0, 9000, P2Q_QDRANT_PERMANENT, -1}, /* Retry-After ignored on the request's fault */
+      {401, 0, -1, P2Q_QDRANT_CONFIG, -1},     {403, 0, -1, P2Q_QDRANT_CONFIG, -1},
+      {405, 0, -1, P2Q_QDRANT_CONFIG, -1},     {407, 0, -1, P2Q_QDRANT_CONFIG, -1},
+      {421, 0, -1, P2Q_QDRANT_CONFIG, -1},     {431, 0, -1, P2Q_QDRANT_CONFIG, -1},
+      {404, 0, -1, P2Q_QDRANT_MISSING, -1},    {410, 0, -1, P2Q_QDRANT_MISSING, -1},
+      {413, 0, 3000, P2Q_QDRANT_TOO_LARGE, -1},
   };
   for (size_t i = 0; i < sizeof T / sizeof T[0]; i++) {
     long d = 12345;
@@ -44,8 +51,24 @@ static void test_classify_table(void **st) {
     if (c != T[i].cls || d != T[i].delay)
       fail_msg("row %zu: status %ld -> class %d delay %ld", i, T[i].status, (int)c, d);
   }
-  assert_string_equal(p2q_qdrant_class_name(P2Q_QDRANT_RETRY), "retry");
   assert_int_equal(p2q_qdrant_classify(200, 0, -1, NULL), P2Q_QDRANT_OK);
+  /* a day-long Retry-After survives in a long (no int truncation) */
+  long d = 0;
+  p2q_qdrant_classify(429, 0, (int64_t)86400000, &d);
+  assert_int_equal(d, 86400000L);
+  /* the name table and the cost of each class */
+  static const struct { p2q_qdrant_class_t c; const char *name; int transient; } N[] = {
+      {P2Q_QDRANT_OK, "ok", 0},           {P2Q_QDRANT_RETRY, "retry", 1},
+      {P2Q_QDRANT_RATE, "rate_limited", 1}, {P2Q_QDRANT_TOO_LARGE, "too_large", 0},
+      {P2Q_QDRANT_CONFIG, "config", 1},   {P2Q_QDRANT_MISSING, "missing", 1},
+      {P2Q_QDRANT_PERMANENT, "permanent", 0},
+  };
+  assert_int_equal(sizeof N / sizeof N[0], P2Q_QDRANT_NCLASSES);
+  for (size_t i = 0; i < sizeof N / sizeof N[0]; i++) {
+    assert_string_equal(p2q_qdrant_class_name(N[i].c), N[i].name);
+    assert_int_equal(p2q_qdrant_class_transient(N[i].c), N[i].transient);
+  }
+  assert_string_equal(p2q_qdrant_class_name(P2Q_QDRANT_NCLASSES), "unknown");
 }
 
 static int envelope(long status, const char *body, const cJSON **res, char *msg) {
@@ -79,10 +102,34 @@ static void test_envelope(void **st) {
   assert_string_equal(msg, "HTTP 404");
   assert_int_equal(envelope(500, "{\"status\":\"weird\"}", &r, msg), P2Q_EQDRANT);
   assert_string_equal(msg, "{\"status\":\"weird\"}");
+  /* 2xx: a success envelope and nothing less */
   assert_int_equal(envelope(200, "not json", &r, msg), P2Q_EBADJSON);
-  assert_string_equal(msg, "response is not valid JSON");
+  assert_string_equal(msg, "HTTP 200 answer is not Qdrant's success envelope (not JSON): \"not json\"");
+  assert_int_equal(envelope(200, "", &r, msg), P2Q_EBADJSON);
+  assert_string_equal(msg, "HTTP 200 answer is not Qdrant's success envelope (not JSON): an empty body");
+  assert_int_equal(envelope(200, "<html>\n<body>Welcome to nginx!</body>\n</html>", &r, msg), P2Q_EBADJSON);
+  assert_string_equal(msg, "HTTP 200 answer is not Qdrant's success envelope (not JSON): "
+                           "\"<html> <body>Welcome to nginx!</body> </html>\"");
   assert_int_equal(envelope(200, "{\"title\":\"qdrant\"}", &r, msg), P2Q_EBADJSON);
-  assert_string_equal(msg, "response has no `result`");
+  assert_string_equal(msg, "HTTP 200 answer is not Qdrant's success envelope (no `result`): "
+                           "\"{\"title\":\"qdrant\"}\"");
+  assert_int_equal(envelope(200, "{\"result\":1}", &r, msg), P2Q_EBADJSON);
+  assert_string_equal(msg, "HTTP 200 answer is not Qdrant's success envelope (no \"status\":\"ok\"): "
+                           "\"{\"result\":1}\"");
+  assert_int_equal(envelope(200, "{\"result\":1,\"status\":\"accepted\"}", &r, msg), P2Q_EBADJSON);
+  assert_int_equal(envelope(200, "[{\"result\":1,\"status\":\"ok\"}]", &r, msg), P2Q_EBADJSON);
+  /* the error envelope a proxy may send with 200: never a success */
+  assert_int_equal(envelope(200, "{\"status\":{\"error\":\"boom\"},\"result\":null}", &r, msg), P2Q_EQDRANT);
+  assert_string_equal(msg, "HTTP 200 carrying an error, not Qdrant's success envelope: boom");
+  assert_int_equal(envelope(200, "{\"status\":{\"error\":\"x\"},\"result\":{\"operation_id\":1}}", &r, msg),
+                   P2Q_EQDRANT);
+  /* a long body is quoted by its start only */
+  char big[400];
+  memset(big, 'y', sizeof big - 1);
+  big[sizeof big - 1] = 0;
+  assert_int_equal(envelope(200, big, &r, msg), P2Q_EBADJSON);
+  assert_true(strlen(msg) < 200 && strstr(msg, "yyy...\""));
+  assert_int_equal(envelope(200, "{\"result\":1,\"status\":\"ok\"}", &r, msg), 0);
   envelope(200, "{\"result\":1}", &r, msg);
   envelope(400, "", &r, msg); /* frees the kept document */
 }
@@ -229,7 +276,7 @@ static void test_async_helpers(void **st) {
   assert_int_equal(s.err[1], P2Q_ETIMEOUT);
   assert_int_equal(s.cls[1], P2Q_QDRANT_RETRY);
 
-  /* collection check: 404 → permanent with Qdrant's message; mismatch; match */
+  /* collection check: 404 → missing with Qdrant's message; mismatch; match */
   p2q_qdrant_vectors_t want = {NULL, 384, "Cosine", NULL};
   srv_script(&S, 404, "{\"status\":{\"error\":\"Not found: Collection `c` doesn't exist!\"},\"time\":0}");
   srv_script(&S, 200, "{\"result\":{\"config\":{\"params\":{\"vectors\":{\"size\":768,\"distance\":\"Cosine\"}}}},\"status\":\"ok\",\"time\":0}");
@@ -240,7 +287,7 @@ static void test_async_helpers(void **st) {
   assert_string_equal(S.paths[2], "GET /collections/c");
   assert_int_equal(s.err[2], P2Q_EQDRANT);
   assert_int_equal(s.status[2], 404);
-  assert_int_equal(s.cls[2], P2Q_QDRANT_PERMANENT);
+  assert_int_equal(s.cls[2], P2Q_QDRANT_MISSING);
   assert_string_equal(s.msg[2], "Not found: Collection `c` doesn't exist!");
   assert_int_equal(s.err[3], P2Q_EMISMATCH);
   assert_string_equal(s.msg[3], "collection `c`: vector (unnamed) has dimension 768, configured 384");
@@ -263,7 +310,7 @@ static void test_async_helpers(void **st) {
   assert_int_equal(p2q_qdrant_request(q, "GET", "/retry-after/3", NULL, 0, 0, on_resp, &s), 0);
   wait_n(&loop, &s, 7);
   assert_int_equal(s.err[6], P2Q_EQDRANT);
-  assert_int_equal(s.cls[6], P2Q_QDRANT_RETRY);
+  assert_int_equal(s.cls[6], P2Q_QDRANT_RATE);
   assert_int_equal(s.delay[6], 3000);
   assert_string_equal(s.msg[6], "rate limited");
   assert_int_equal(p2q_qdrant_probe(q, on_resp, &s), 0);
@@ -282,6 +329,115 @@ static void test_async_helpers(void **st) {
   assert_int_equal(s.n, 8);
   assert_int_equal(uv_loop_close(&loop), 0);
   srv_script_reset(&S);
+}
+
+
+/* Answers that are not success, each with its class and a message an operator can act on. */
+static void test_async_outcomes(void **st) {
+  uv_loop_t loop;
+  p2q_qdrant_t *q;
+  res_t s;
+  char url[64];
+  memset(&s, 0, sizeof s);
+  url_of(url, sizeof url);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  p2q_qdrant_options_t o = {.url = url, .retry_after_max_ms = 300000, .max_concurrent = 1};
+  assert_int_equal(p2q_qdrant_new(&loop, &o, &q), 0);
+  srv_script_reset(&S);
+  const char *up = "{\"points\":[{\"id\":1,\"vector\":[0.1,0.2]}]}";
+  srv_script(&S, 401, "Invalid API key or JWT");
+  srv_script(&S, 403, "{\"status\":{\"error\":\"Forbidden: Write access is required\"},\"time\":0}");
+  srv_script(&S, 404, "");
+  srv_script(&S, 404, "{\"status\":{\"error\":\"Not found: No point with id 7 found\"},\"time\":0}");
+  srv_script(&S, 413, "<html><head><title>413 Request Entity Too Large</title></head></html>");
+  srv_script(&S, 410, "{\"status\":{\"error\":\"Not found: Collection `c` doesn't exist!\"},\"time\":0}");
+  for (int i = 0; i < 6; i++) assert_int_equal(p2q_qdrant_points_upsert(q, "c", up, strlen(up), on_resp, &s), 0);
+  wait_n(&loop, &s, 6);
+  assert_int_equal(s.cls[0], P2Q_QDRANT_CONFIG);
+  assert_string_equal(s.msg[0], "Invalid API key or JWT");
+  assert_int_equal(s.cls[1], P2Q_QDRANT_CONFIG);
+  assert_string_equal(s.msg[1], "Forbidden: Write access is required");
+  assert_int_equal(s.cls[2], P2Q_QDRANT_CONFIG);
+  assert_string_equal(s.msg[2], "HTTP 404 without Qdrant's error envelope (no such route: check qdrant.url): an empty body");
+  assert_int_equal(s.cls[3], P2Q_QDRANT_PERMANENT);
+  assert_int_equal(s.cls[4], P2Q_QDRANT_TOO_LARGE);
+  assert_string_equal(s.msg[4], "<html><head><title>413 Request Entity Too Large</title></head></html>");
+  assert_int_equal(s.cls[5], P2Q_QDRANT_MISSING);
+  for (int i = 0; i < 6; i++) assert_int_equal(s.err[i], P2Q_EQDRANT);
+
+  /* 2xx that are not success: the events must not be acked */
+  struct { const char *path; int err; const char *msg; } R[] = {
+      {"/envelope200", P2Q_EQDRANT, "HTTP 200 carrying an error, not Qdrant's success envelope: boom"},
+      {"/html200", P2Q_EBADJSON, "HTTP 200 answer is not Qdrant's success envelope (not JSON): "
+                                 "\"<html><body>Welcome to nginx!</body></html>\""},
+  };
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(p2q_qdrant_request(q, "PUT", R[i].path, up, strlen(up), 0, on_resp, &s), 0);
+    wait_n(&loop, &s, 7 + i);
+    assert_int_equal(s.status[6 + i], 200);
+    assert_int_equal(s.cls[6 + i], P2Q_QDRANT_RETRY);
+    assert_int_equal(s.err[6 + i], R[i].err);
+    assert_false(s.have_result[6 + i]);
+    assert_string_equal(s.msg[6 + i], R[i].msg);
+  }
+  assert_int_equal(p2q_qdrant_close(q, on_closed, &s), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+
+  /* redirects (never followed, credentials masked), Retry-After capped, huge answers */
+  memset(&s, 0, sizeof s);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(p2q_qdrant_new(&loop, &o, &q), 0);
+  assert_int_equal(p2q_qdrant_request(q, "PUT", "/redirect/307", up, strlen(up), 0, on_resp, &s), 0);
+  assert_int_equal(p2q_qdrant_request(q, "PUT", "/retry-raw/2037", up, strlen(up), 0, on_resp, &s), 0);
+  assert_int_equal(p2q_qdrant_request(q, "PUT", "/retry-raw/garbage", up, strlen(up), 0, on_resp, &s), 0);
+  assert_int_equal(p2q_qdrant_points_upsert(q, "c", up, strlen(up), on_resp, &s), 0); /* default: success */
+  srv_script_reset(&S);
+  assert_int_equal(p2q_qdrant_collection_info(q, "c", on_resp, &s), 0);
+  wait_n(&loop, &s, 5);
+  assert_int_equal(s.status[0], 307);
+  assert_int_equal(s.cls[0], P2Q_QDRANT_RETRY);
+  assert_null(strstr(s.msg[0], "s3cret"));
+  assert_non_null(strstr(s.msg[0], "HTTP 307 redirect to http://user:"));
+  assert_non_null(strstr(s.msg[0], "@elsewhere:6333/x, not followed"));
+  assert_int_equal(s.cls[1], P2Q_QDRANT_RATE);
+  assert_int_equal(s.delay[1], 300000); /* a 2037 date, capped at retry_max */
+  assert_int_equal(s.cls[2], P2Q_QDRANT_RATE);
+  assert_int_equal(s.delay[2], -1);     /* garbage: the caller's backoff */
+  assert_int_equal(s.cls[3], P2Q_QDRANT_OK);
+  assert_int_equal(s.cls[4], P2Q_QDRANT_OK);
+  /* a write answer is small: 2 MB is not Qdrant, the transfer is aborted */
+  assert_int_equal(p2q_qdrant_request(q, "GET", "/huge/2000000", NULL, 0, 0, on_resp, &s), 0);
+  wait_n(&loop, &s, 6);
+  assert_int_equal(s.err[5], 0); /* generic reads use the 64 MiB default */
+  srv_script_reset(&S);
+  assert_int_equal(p2q_qdrant_close(q, on_closed, &s), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* Writes are capped at P2Q_QDRANT_SMALL_BODY whatever the route answers. */
+static void test_write_answer_capped(void **st) {
+  uv_loop_t loop;
+  p2q_qdrant_t *q;
+  res_t s;
+  char url[96];
+  memset(&s, 0, sizeof s);
+  /* base URL with a path prefix so that the upsert lands on /huge/... */
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/hugechunked/3000000?", S.port);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  p2q_qdrant_options_t o = {.url = url};
+  assert_int_equal(p2q_qdrant_new(&loop, &o, &q), 0);
+  const char *up = "{\"points\":[]}";
+  assert_int_equal(p2q_qdrant_points_upsert(q, "c", up, strlen(up), on_resp, &s), 0);
+  wait_n(&loop, &s, 1);
+  assert_int_equal(s.err[0], P2Q_EOVERFLOW);
+  assert_int_equal(s.cls[0], P2Q_QDRANT_RETRY);
+  assert_string_equal(s.msg[0], "HTTP 200: response body larger than 1048576 bytes: transfer aborted "
+                                "(not a Qdrant answer)");
+  assert_int_equal(p2q_qdrant_close(q, on_closed, &s), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
 }
 
 static void test_close_cancels(void **st) {
@@ -362,6 +518,8 @@ int main(void) {
       cmocka_unit_test(test_collection_check),
       cmocka_unit_test(test_create_body_and_escape),
       cmocka_unit_test(test_async_helpers),
+      cmocka_unit_test(test_async_outcomes),
+      cmocka_unit_test(test_write_answer_capped),
       cmocka_unit_test(test_close_cancels),
       cmocka_unit_test(test_sync_ensure),
   };
