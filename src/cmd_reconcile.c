@@ -27,8 +27,9 @@
  *      hashes back to the id). A point whose row is selected is left to pass 2. A UUID point
  *      that names no row by itself (lost or foreign `_pk`) goes into the `unresolved` set.
  *   2. PostgreSQL → Qdrant (missing, stale, vector_stale): a server-side cursor over the selected
- *      rows (key, snapshot, pending), FETCH a page (smaller for large dimensions), one retrieve of
- *      their point ids with payload and vector, compared row by row. Each row's id also marks
+ *      rows' keys, FETCH a page (smaller for large dimensions), read those rows again now (key,
+ *      snapshot, pending: a row the daemon synced during a long scan does not look stale), one
+ *      retrieve of their point ids with payload and vector, compared row by row. Each row's id marks
  *      the unresolved set; what stays unmarked afterwards is orphaned. The set holds at most
  *      UNRESOLVED_MAX ids (3 MiB; the environment variable P2Q_RECONCILE_UNRESOLVED_MAX lowers
  *      it, for tests): when full, one key-only scan of the rows settles it and it restarts.
@@ -84,7 +85,7 @@ typedef struct {
   PGconn *conn;                  /* lookups and fixes (autocommit, short transactions) */
   p2q_qdrant_blocking_t *qc;
   int fix, max_sample, vectors, page2;
-  p2q_buf_t lookup, upsert, orphan, rows, events; /* generated SQL */
+  p2q_buf_t lookup, rows, upsert, orphan, keys, events; /* generated SQL */
   p2q_rec_idset_t unresolved;
   long long n[K_N], pending, points, rows_seen, settles;
   long long fixed_upserts, fixed_deletes, fixed_direct;
@@ -169,21 +170,43 @@ static int keys_from(p2q_buf_t *b, const p2q_rule_config_t *r) {
   return 0;
 }
 
-/* The rows cursor: key text, snapshot text, pending flag of every selected row. */
+/*
+ * Per input key of $1 (a JSON array; $2 the rule), in order: its canonical jsonb text, the key
+ * text of the selected row with that key (NULL when none), whether an event of that key is still
+ * in the outbox, and with `snap` the row's snapshot text.
+ */
+static int lookup_sql(rec_t *c, p2q_buf_t *b, const char *q, int snap) {
+  const p2q_rule_config_t *r = c->r;
+  p2q_buf_puts(b, "SELECT k.v::text, x.key_text, EXISTS (SELECT 1 FROM ");
+  p2q_buf_printf(b, "%s.sync_outbox o WHERE o.rule = $2 AND o.row_key = k.v)%s FROM ", q, snap ? ", x.snap_text" : "");
+  if (keys_from(b, r)) return P2Q_EINVAL;
+  p2q_buf_puts(b, " LEFT JOIN LATERAL (SELECT ");
+  if (p2q_capture_key_expr(r, "r", b)) return P2Q_EINVAL;
+  p2q_buf_puts(b, "::text AS key_text");
+  if (snap) {
+    p2q_buf_puts(b, ", ");
+    if (p2q_capture_snapshot_expr(r, "r", b)) return P2Q_EINVAL;
+    p2q_buf_puts(b, "::text AS snap_text");
+  }
+  p2q_buf_puts(b, " FROM ");
+  if (p2q_sql_qualified(b, r->table)) return P2Q_EINVAL;
+  p2q_buf_puts(b, " AS r");
+  selected_where(b, r, 1);
+  p2q_buf_puts(b, ") AS x ON true ORDER BY k.i");
+  return 0;
+}
+
+/* The rows cursor (selected rows' keys), the rows lookup, the outbox keys cursor. */
 static int rows_sql(rec_t *c, const char *q) {
   const p2q_rule_config_t *r = c->r;
-  p2q_buf_puts(&c->rows, "DECLARE p2q_reconcile NO SCROLL CURSOR FOR SELECT ");
-  if (p2q_capture_key_expr(r, "r", &c->rows)) return P2Q_EINVAL;
-  p2q_buf_puts(&c->rows, "::text, ");
-  if (p2q_capture_snapshot_expr(r, "r", &c->rows)) return P2Q_EINVAL;
-  p2q_buf_printf(&c->rows, "::text, EXISTS (SELECT 1 FROM %s.sync_outbox o WHERE o.rule = ", q);
-  p2q_sql_literal(&c->rows, r->name);
-  p2q_buf_puts(&c->rows, " AND o.row_key = ");
-  p2q_capture_key_expr(r, "r", &c->rows);
-  p2q_buf_puts(&c->rows, ") FROM ");
-  if (p2q_sql_qualified(&c->rows, r->table)) return P2Q_EINVAL;
-  p2q_buf_puts(&c->rows, " AS r");
-  selected_where(&c->rows, r, 0);
+  if (lookup_sql(c, &c->lookup, q, 0) || lookup_sql(c, &c->rows, q, 1)) return P2Q_EINVAL;
+  /* the settling scans need the keys only */
+  p2q_buf_puts(&c->keys, "DECLARE p2q_reconcile NO SCROLL CURSOR FOR SELECT ");
+  p2q_capture_key_expr(r, "r", &c->keys);
+  p2q_buf_puts(&c->keys, "::text FROM ");
+  if (p2q_sql_qualified(&c->keys, r->table)) return P2Q_EINVAL;
+  p2q_buf_puts(&c->keys, " AS r");
+  selected_where(&c->keys, r, 0);
   /* the keys of the rule's outbox events (fix_direct's re-check) */
   p2q_buf_printf(&c->events, "DECLARE p2q_reconcile_events NO SCROLL CURSOR FOR SELECT row_key::text"
                              " FROM %s.sync_outbox WHERE rule = ", q);
@@ -196,18 +219,6 @@ static int build_sql(rec_t *c) {
   p2q_buf_t q = P2Q_BUF_INIT, src = P2Q_BUF_INIT;
   int rc = P2Q_EINVAL;
   p2q_sql_ident(&q, c->cfg->pg_schema);
-  /* lookup: per input key (in order) its canonical text, the selected row's key and snapshot
-     (NULL when none), and whether an event of that key is still in the outbox */
-  p2q_buf_puts(&c->lookup, "SELECT k.v::text, x.key_text, EXISTS (SELECT 1 FROM ");
-  p2q_buf_printf(&c->lookup, "%s.sync_outbox o WHERE o.rule = $2 AND o.row_key = k.v) FROM ", q.data);
-  if (keys_from(&c->lookup, r)) goto fail;
-  p2q_buf_puts(&c->lookup, " LEFT JOIN LATERAL (SELECT ");
-  if ((rc = p2q_capture_key_expr(r, "r", &c->lookup))) goto fail;
-  p2q_buf_puts(&c->lookup, "::text AS key_text FROM ");
-  if ((rc = p2q_sql_qualified(&c->lookup, r->table))) goto fail;
-  p2q_buf_puts(&c->lookup, " AS r");
-  selected_where(&c->lookup, r, 1);
-  p2q_buf_puts(&c->lookup, ") AS x ON true ORDER BY k.i");
   /* upsert events for the rows of these keys, rows locked FOR SHARE */
   p2q_buf_puts(&src, "(SELECT x.* FROM ");
   if (keys_from(&src, r)) goto fail;
@@ -231,7 +242,7 @@ static int build_sql(rec_t *c) {
     goto fail;
   if ((rc = rows_sql(c, q.data))) goto fail;
   rc = p2q_buf_error(&c->lookup) || p2q_buf_error(&c->upsert) || p2q_buf_error(&c->orphan) ||
-               p2q_buf_error(&c->rows) || p2q_buf_error(&c->events) ? P2Q_ENOMEM : 0;
+               p2q_buf_error(&c->rows) || p2q_buf_error(&c->keys) || p2q_buf_error(&c->events) ? P2Q_ENOMEM : 0;
 fail:
   p2q_buf_free(&q);
   p2q_buf_free(&src);
@@ -455,21 +466,36 @@ static int cmp_by_id(const void *a, const void *b) {
   return strcmp(((const by_id_t *)a)->id, ((const by_id_t *)b)->id);
 }
 
-/* One page of selected rows (key text, snapshot text, pending): retrieve their points, report
-   missing / stale / vector_stale, fix when asked. */
-static int check_rows(rec_t *c, PGresult *res) {
-  int n = PQntuples(res), nids = 0, nfix = 0, rc = -1;
+/* One page of the rows cursor (selected rows' key texts): read those rows again now (key, snapshot,
+   pending; a row gone since the cursor's snapshot is skipped), retrieve their points, report
+   missing / stale / vector_stale, fix when asked. Reading the rows per page rather than through
+   the cursor's snapshot keeps a row the daemon synced during a long scan from looking stale. */
+static int check_rows(rec_t *c, PGresult *cur) {
+  int n = PQntuples(cur), nids = 0, nfix = 0, rc = -1;
   char(*ids)[P2Q_POINT_ID_MAX] = calloc((size_t)n + 1, sizeof *ids);
   by_id_t *index = NULL;
   p2q_buf_t body = P2Q_BUF_INIT, keys = P2Q_BUF_INIT;
+  PGresult *res = NULL;
   reply_t p;
   const cJSON *arr, *pt;
   memset(&p, 0, sizeof p);
   if (!ids) goto fail;
   for (int i = 0; i < n; i++) {
-    const char *key = PQgetvalue(res, i, 0);
-    if (p2q_point_id(c->r->name, key, strlen(key), ids[i]) < 0) { ids[i][0] = 0; continue; }
-    p2q_rec_idset_mark(&c->unresolved, ids[i]);
+    const char *key = PQgetvalue(cur, i, 0);
+    char id[P2Q_POINT_ID_MAX];
+    if (p2q_point_id(c->r->name, key, strlen(key), id) >= 0) p2q_rec_idset_mark(&c->unresolved, id);
+    arr_add(&keys, &nids, key);
+  }
+  arr_end(&keys, nids);
+  if (!(res = exec_keys(c, c->rows.data, keys.data, 1))) goto fail;
+  if (PQntuples(res) != n) {
+    snprintf(c->err, sizeof c->err, "row lookup returned %d rows for %d keys", PQntuples(res), n);
+    goto fail;
+  }
+  nids = 0;
+  for (int i = 0; i < n; i++) {
+    const char *key = PQgetvalue(res, i, 1);
+    if (PQgetisnull(res, i, 1) || p2q_point_id(c->r->name, key, strlen(key), ids[i]) < 0) continue;
     arr_add(&body, &nids, ids[i]);
   }
   arr_end(&body, nids);
@@ -482,25 +508,27 @@ static int check_rows(rec_t *c, PGresult *res) {
     j++;
   }
   qsort(index, (size_t)p.n, sizeof *index, cmp_by_id);
+  p2q_buf_reset(&keys);
   for (int i = 0; i < n; i++) {
-    if (!ids[i][0]) continue;
+    if (!ids[i][0]) continue; /* no longer selected */
     if (PQgetvalue(res, i, 2)[0] == 't') { c->pending++; continue; }
     by_id_t want = {ids[i], NULL}, *hit = bsearch(&want, index, (size_t)p.n, sizeof *index, cmp_by_id);
     int kind = K_MISSING;
     if (hit) {
       const cJSON *vec = c->vectors ? cJSON_GetObjectItemCaseSensitive(hit->pt, "vector") : NULL;
       p2q_rec_kind_t k = p2q_rec_check(c->r, cJSON_GetObjectItemCaseSensitive(hit->pt, "payload"), vec,
-                                       PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+                                       PQgetvalue(res, i, 1), PQgetvalue(res, i, 3));
       if (k == P2Q_REC_OK) continue;
       kind = k == P2Q_REC_VECTOR_STALE ? K_VSTALE : K_STALE;
     }
     note(c, kind, ids[i]);
-    arr_add(&keys, &nfix, PQgetvalue(res, i, 0));
+    arr_add(&keys, &nfix, PQgetvalue(res, i, 1));
   }
   arr_end(&keys, nfix);
   rc = c->fix && nfix ? fix_upserts(c, keys.data) : 0;
 fail:
   if (rc && !c->err[0]) snprintf(c->err, sizeof c->err, "out of memory");
+  PQclear(res);
   free(ids);
   free(index);
   reply_free(&p);
@@ -509,13 +537,13 @@ fail:
   return rc;
 }
 
-/* A scan of the selected rows in one read-only transaction on c->rd: `full` checks each page
-   against Qdrant (pass 2); otherwise only the unresolved set is marked with the rows' ids. */
+/* A scan of the selected rows' keys in one read-only transaction on c->rd: `full` checks each
+   page against Qdrant (pass 2); otherwise only the unresolved set is marked with the rows' ids. */
 static int rows_pass(rec_t *c, int full) {
   char fetch[64];
   int rc = -1;
   if (p2q_admin_exec(c->rd, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", c->err, sizeof c->err) ||
-      p2q_admin_exec(c->rd, c->rows.data, c->err, sizeof c->err))
+      p2q_admin_exec(c->rd, c->keys.data, c->err, sizeof c->err))
     goto fail;
   snprintf(fetch, sizeof fetch, "FETCH %d FROM p2q_reconcile", full ? c->page2 : 4096);
   for (;;) {
@@ -759,6 +787,7 @@ fail:
   p2q_buf_free(&c.upsert);
   p2q_buf_free(&c.orphan);
   p2q_buf_free(&c.rows);
+  p2q_buf_free(&c.keys);
   p2q_buf_free(&c.events);
   return rc;
 }

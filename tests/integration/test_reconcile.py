@@ -405,3 +405,98 @@ def test_unresolved_points_settled_in_bounded_batches(make_daemon, db, qdrant):
     d.start()
     wait_until(lambda: outbox_counts(db)[0] == 0, what="repairs applied")
     assert d.cli("reconcile", env=small).returncode == 0
+
+
+def test_text_rule_compares_payload_not_vectors(make_daemon, db, qdrant):
+    """A text rule's vectors come from an embedder: reconcile does not re-embed every row to
+    compare them (says so in its report); the text is covered by the payload's `_hash`, so a row
+    whose text changed behind the daemon's back is stale and --fix re-embeds it."""
+    from test_embed import MODEL, need_model
+    need_model()
+    db.execute("CREATE TABLE notes (id int PRIMARY KEY, title text)")
+    d = make_daemon({"embedder.mini": {"type": "minilm", "model_dir": str(MODEL), "threads": "1"},
+                     "rule.notes": {"table": "public.notes", "key": "id", "columns": "id, title",
+                                    "text": "{title}", "embedder": "mini", "collection": "notes"}})
+    for i in range(1, 6):
+        db.execute("INSERT INTO notes VALUES (%s, %s)", (i, f"note number {i}"))
+    d.cli("apply")
+    p = d.start()
+    wait_until(lambda: outbox_counts(db)[0] == 0 and len(points_by_id(qdrant, "notes")) == 5, what="notes embedded")
+    d.stop(p)
+    before = points_by_id(qdrant, "notes")
+    qdrant.corrupt("notes", 1, vector=[1.0] + [0.0] * (len(before[1]["vector"]) - 1))
+    r = d.cli("reconcile")
+    assert drift(r.stdout) == (0, 0, 0, 0) and "vectors not compared" in r.stdout
+    db.execute("ALTER TABLE notes DISABLE TRIGGER USER")
+    db.execute("UPDATE notes SET title = 'a different text' WHERE id = 2")
+    db.execute("ALTER TABLE notes ENABLE TRIGGER USER")
+    r = d.cli("reconcile", "--fix", check=False)
+    assert r.returncode == 3 and drift(r.stdout) == (0, 0, 1, 0) and sample(r.stdout, "stale") == {"2"}
+    d.start()
+    wait_until(lambda: outbox_counts(db)[0] == 0, what="re-embedded")
+    after = points_by_id(qdrant, "notes")
+    assert after[2]["payload"]["title"] == "a different text" and after[2]["vector"] != before[2]["vector"]
+    assert d.cli("reconcile").returncode == 0
+
+
+def test_fix_under_concurrent_writes_never_loses_a_row(make_daemon, db, qdrant, pgdb):
+    """--fix while the daemon runs and writers insert, update and delete rows (UUID ids), with
+    foreign points and points whose `_pk` was lost among them: whatever --fix deletes directly or
+    enqueues, once the writers stop and the daemon drained, every row has its exact point and
+    reconcile exits 0."""
+    db.execute("CREATE TABLE notes (k text PRIMARY KEY, body text, emb real[])")
+    d = make_daemon({"rule.notes": {"table": "public.notes", "key": "k", "columns": "k, body",
+                                    "vector_column": "emb", "dimension": str(DIM), "distance": "Dot",
+                                    "collection": "notes"}})
+    for i in range(200):
+        db.execute("INSERT INTO notes VALUES (%s, %s, %s)", (f"key-{i}", f"b{i}", vec(i + 1)))
+    d.cli("apply")
+    d.start()
+    wait_until(lambda: outbox_counts(db)[0] == 0 and len(points_by_id(qdrant, "notes")) == 200, what="synced")
+    pid = {pt["payload"]["k"]: pt["id"] for pt in qdrant.points("notes")}
+    for i in range(0, 200, 20):
+        qdrant.corrupt("notes", pid[f"key-{i}"], delete_keys=["_pk"])
+    qdrant.upsert("notes", [{"id": str(uuid.uuid4()), "vector": vec(3), "payload": {}} for _ in range(5)])
+    stop = threading.Event()
+    errors = []
+
+    def writer(seed):
+        try:
+            with psycopg.connect(dbname=pgdb, autocommit=True) as c:
+                k = 0
+                while not stop.is_set():
+                    k += 1
+                    i = (seed * 7919 + k * 104729) % 300
+                    c.execute("INSERT INTO notes VALUES (%s, %s, %s) ON CONFLICT (k) DO UPDATE"
+                              " SET body = excluded.body, emb = excluded.emb", (f"key-{i}", f"w{seed}-{k}", vec(i, k)))
+                    if k % 5 == 0:
+                        c.execute("DELETE FROM notes WHERE k = %s", (f"key-{(i * 31) % 300}",))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(3):
+            r = d.cli("reconcile", "--fix", check=False)
+            assert r.returncode in (0, 3), r.stdout + r.stderr
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    d.cli("reconcile", "--fix", check=False)  # the last of the planted drift, now without writers
+
+    def state():
+        rows = {k: (b, [float(x) for x in e]) for k, b, e in db.execute("SELECT k, body, emb FROM notes")}
+        pts = {p["payload"].get("k"): (p["payload"].get("body"), p["vector"]) for p in points_by_id(qdrant, "notes").values()}
+        return rows, pts
+
+    def diff():
+        rows, pts = state()
+        return {k: (rows.get(k), pts.get(k)) for k in set(rows) | set(pts) if rows.get(k) != pts.get(k)}
+    wait_until(lambda: outbox_counts(db)[0] == 0 and not diff(), timeout=60, what="Qdrant equal to PostgreSQL",
+               explain=lambda: repr(diff()))
+    r = d.cli("reconcile")
+    assert drift(r.stdout) == (0, 0, 0, 0), r.stdout
