@@ -5,7 +5,9 @@ The first test installs the outbox exactly as pg2qdrant's first release shipped 
 that release's `init` did), fills it the way that release's triggers and daemon left it (pending
 events with jsonb snapshots, newer events behind older ones, deletes, claims of a crashed daemon,
 claims of a live one, released leases, a dead letter), upgrades it with today's `init` and drains
-it with today's daemon: nothing lost, nothing out of order (final Qdrant == PostgreSQL).
+it with today's daemon: nothing lost, nothing out of order (final Qdrant == PostgreSQL). The same
+runs from the single-file schema as it last stood (tests/fixtures/outbox_v1_last.sql: also
+"version 1", with the later table changes already made in place).
 """
 import hashlib
 import json
@@ -19,6 +21,8 @@ from conftest import BIN, ROOT, outbox_counts, wait_until
 from docs_table import actual, docs, expected, in_sync, rule, vec  # noqa: F401
 
 FIRST_RELEASE = ROOT / "tests" / "fixtures" / "outbox_first_release.sql"
+# the single-file schema as it last stood (still "version 1"), just before the split into migrations
+LAST_V1 = ROOT / "tests" / "fixtures" / "outbox_v1_last.sql"
 N_MIGRATIONS = len(list((ROOT / "sql" / "migrations").glob("*.sql")))
 FUNCTIONS_HASH = hashlib.sha1((ROOT / "sql" / "functions.sql").read_bytes()).hexdigest()
 
@@ -27,14 +31,14 @@ def ident(name):
     return '"' + name.replace('"', '""') + '"'
 
 
-def install_first_release(conn, schema="public"):
+def install_first_release(conn, schema="public", script=FIRST_RELEASE):
     """What the first release's `init` ran: meta table, the v1 script, schema_version 1."""
     q = ident(schema)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('pg2qdrant.init'))")
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {q}")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {q}.sync_outbox_meta (key text PRIMARY KEY, value text NOT NULL)")
-        conn.execute(FIRST_RELEASE.read_text().replace("@SCHEMA@", q))
+        conn.execute(script.read_text().replace("@SCHEMA@", q))
         conn.execute(f"INSERT INTO {q}.sync_outbox_meta VALUES ('schema_version', '1')")
 
 
@@ -67,8 +71,9 @@ def run_refused(d):
     return r.stdout + r.stderr
 
 
-def test_upgrade_from_first_release_drains_everything(make_daemon, docs, pgdb, qdrant):
-    install_first_release(docs)
+@pytest.mark.parametrize("script", [FIRST_RELEASE, LAST_V1], ids=["first_release", "last_v1"])
+def test_upgrade_from_first_release_drains_everything(make_daemon, docs, pgdb, qdrant, script):
+    install_first_release(docs, script=script)
     for i in range(1, 31):
         docs.execute("INSERT INTO docs (id, title, emb) VALUES (%s, %s, %s)", (i, f"v0-{i}", vec(i)))
     enqueue(docs, range(1, 31))                                   # ids 1..30: first snapshots
