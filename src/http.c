@@ -279,7 +279,8 @@ static int easy_setup(p2q_http_t *h, http_req_t *r) {
   bad |= curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent) != CURLE_OK;
   bad |= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, r->retried ? 1L : 0L) != CURLE_OK;
   /* a Content-Length over the cap fails before the body is read */
-  bad |= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body) != CURLE_OK;
+  if (r->max_body < (size_t)INT64_MAX)
+    bad |= curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_body) != CURLE_OK;
 #if LIBCURL_VERSION_NUM >= 0x075500
   bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
 #endif
