@@ -192,52 +192,116 @@ static void json_object_expr(p2q_buf_t *b, const char *ref, const p2q_strlist_t 
   object_expr(b, ref, cols, 1);
 }
 
+/* The fast snapshot: the columns by reference (fails with undefined_column once one is gone). */
 static void snapshot_expr(p2q_buf_t *b, const char *ref, const p2q_strlist_t *snap) {
   if (snap->n == 0) p2q_buf_printf(b, "to_json(%s)", ref);
   else object_expr(b, ref, snap, 0);
 }
 
-/* (cols of NEW) differ from (cols of OLD), type-agnostic (json has no equality operator). */
+/* ARRAY['a', 'b']::text[] */
+static void text_array(p2q_buf_t *b, const p2q_strlist_t *cols) {
+  p2q_buf_puts(b, "ARRAY[");
+  for (int i = 0; i < cols->n; i++) {
+    if (i) p2q_buf_puts(b, ", ");
+    p2q_sql_literal(b, cols->items[i]);
+  }
+  p2q_buf_puts(b, "]::text[]");
+}
+
+/*
+ * Aggregates over `json_each(<the row as json>) AS e` that read the rule's columns by name, so a
+ * dropped or renamed column is simply absent instead of an error. The snapshot text is
+ * byte-identical to snapshot_expr() when every column is there (json_build_object's format,
+ * config order; jsonb's above PAIRS_PER_CALL columns), so `_hash` does not depend on the path.
+ */
+static void named_key_agg(p2q_buf_t *b, const p2q_rule_config_t *r) {
+  p2q_buf_puts(b, "jsonb_object_agg(e.key, e.value) FILTER (WHERE e.key = ANY (");
+  text_array(b, &r->key);
+  p2q_buf_puts(b, "))");
+}
+
+static void named_snapshot_agg(p2q_buf_t *b, const p2q_strlist_t *snap) {
+  if (snap->n > PAIRS_PER_CALL) {
+    p2q_buf_puts(b, "COALESCE(jsonb_object_agg(e.key, e.value) FILTER (WHERE e.key = ANY (");
+    text_array(b, snap);
+    p2q_buf_puts(b, "))::json, '{}'::json)");
+    return;
+  }
+  p2q_buf_puts(b, "COALESCE(('{' || string_agg(to_json(e.key)::text || ' : ' || e.value::text, ', '"
+                  " ORDER BY array_position(");
+  text_array(b, snap);
+  p2q_buf_puts(b, ", e.key)) FILTER (WHERE e.key = ANY (");
+  text_array(b, snap);
+  p2q_buf_puts(b, ")) || '}')::json, '{}'::json)");
+}
+
+/* text of the watched values (attribute order, the same on both sides of an UPDATE) */
+static void named_watch_agg(p2q_buf_t *b, const p2q_strlist_t *watch) {
+  if (watch->n == 0) { p2q_buf_puts(b, "NULL::text"); return; }
+  p2q_buf_puts(b, "string_agg(to_json(e.key)::text || ':' || e.value::text, ',') FILTER (WHERE e.key = ANY (");
+  text_array(b, watch);
+  p2q_buf_puts(b, "))");
+}
+
+/* NULL, or why events of this row cannot be applied: a key column NULL or gone (never guess a
+   point id), or for an upsert its vector/text column gone (never treat the row as vectorless). */
+static void named_bad_agg(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *need) {
+  p2q_buf_printf(b, "CASE WHEN count(*) FILTER (WHERE e.key = ANY (");
+  text_array(b, &r->key);
+  p2q_buf_printf(b, ") AND json_typeof(e.value) <> 'null') < %d THEN ", r->key.n);
+  p2q_buf_t m = P2Q_BUF_INIT;
+  p2q_buf_printf(&m, "rule %s: a key column (", r->name);
+  for (int i = 0; i < r->key.n; i++) p2q_buf_printf(&m, "%s%s", i ? ", " : "", r->key.items[i]);
+  p2q_buf_printf(&m, ") is NULL or no longer in %s", r->table);
+  p2q_sql_literal(b, p2q_buf_str(&m));
+  if (need && need->n) {
+    p2q_buf_puts(b, " WHEN count(*) FILTER (WHERE e.key = ANY (");
+    text_array(b, need);
+    p2q_buf_printf(b, ")) < %d THEN ", need->n);
+    p2q_buf_reset(&m);
+    p2q_buf_printf(&m, "rule %s: its %s column (", r->name, r->vector_column ? "vector" : "text");
+    for (int i = 0; i < need->n; i++) p2q_buf_printf(&m, "%s%s", i ? ", " : "", need->items[i]);
+    p2q_buf_printf(&m, ") is no longer in %s (dropped or renamed)", r->table);
+    p2q_sql_literal(b, p2q_buf_str(&m));
+  }
+  p2q_buf_free(&m);
+  p2q_buf_puts(b, " END");
+}
+
+/* The columns an upsert cannot do without besides the key: the vector column or the text's. */
+static int needed_columns(const p2q_rule_config_t *r, p2q_strlist_t *out) {
+  out->items = NULL;
+  out->n = 0;
+  if (r->vector_column) return strlist_add(out, r->vector_column, strlen(r->vector_column));
+  return p2q_template_columns(r->text, out);
+}
+
+/* The change test of the fast path: any watched column's text differs (type-agnostic: json has
+   no equality operator; text is also exactly what the snapshot carries). Empty: the whole row. */
 static void changed_expr(p2q_buf_t *b, const p2q_strlist_t *cols) {
-  if (cols->n == 0) { p2q_buf_puts(b, "to_jsonb(NEW) IS DISTINCT FROM to_jsonb(OLD)"); return; }
+  if (cols->n == 0) { p2q_buf_puts(b, "NEW::text IS DISTINCT FROM OLD::text"); return; }
   for (int i = 0; i < cols->n; i++) {
     if (i) p2q_buf_puts(b, " OR ");
-    p2q_buf_puts(b, "to_jsonb(NEW.");
+    p2q_buf_puts(b, "NEW.");
     p2q_sql_ident(b, cols->items[i]);
-    p2q_buf_puts(b, ") IS DISTINCT FROM to_jsonb(OLD.");
+    p2q_buf_puts(b, "::text IS DISTINCT FROM OLD.");
     p2q_sql_ident(b, cols->items[i]);
-    p2q_buf_putc(b, ')');
+    p2q_buf_puts(b, "::text");
+  }
+}
+
+/* ref."k1" IS NULL OR ref."k2" IS NULL */
+static void key_null_expr(p2q_buf_t *b, const p2q_rule_config_t *r, const char *ref) {
+  for (int i = 0; i < r->key.n; i++) {
+    p2q_buf_printf(b, "%s%s.", i ? " OR " : "", ref);
+    p2q_sql_ident(b, r->key.items[i]);
+    p2q_buf_puts(b, " IS NULL");
   }
 }
 
 /* An operator-written expression evaluated over the trigger row `ref` (NEW or OLD). */
 static void row_expr(p2q_buf_t *b, const char *ref, const char *expr, const char *cast) {
   p2q_buf_printf(b, "(SELECT (%s)%s FROM (SELECT %s.*) AS r)", expr, cast, ref);
-}
-
-static void insert_event(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
-                         int max_attempts, const char *ref, const char *op,
-                         const p2q_strlist_t *snap, int in_trigger) {
-  p2q_sql_ident(b, schema);
-  p2q_buf_puts(b, ".sync_outbox (event_type, routing_key, rule, source_table, row_key, op, payload, "
-                  "max_attempts) ");
-  p2q_buf_puts(b, in_trigger ? "VALUES (" : "SELECT ");
-  p2q_sql_literal(b, r->event_type ? r->event_type : r->name);
-  p2q_buf_puts(b, ", ");
-  if (!r->routing_key) p2q_buf_puts(b, "NULL");
-  else if (in_trigger) row_expr(b, ref, r->routing_key, "::text");
-  else p2q_buf_printf(b, "(%s)::text", r->routing_key);
-  p2q_buf_puts(b, ", ");
-  p2q_sql_literal(b, r->name);
-  p2q_buf_puts(b, ", ");
-  p2q_sql_literal(b, r->table);
-  p2q_buf_puts(b, ", ");
-  json_object_expr(b, ref, &r->key);
-  p2q_buf_printf(b, ", '%s', ", op);
-  if (strcmp(op, "delete") == 0) p2q_buf_puts(b, "NULL");
-  else snapshot_expr(b, ref, snap);
-  p2q_buf_printf(b, ", %d", max_attempts);
-  if (in_trigger) p2q_buf_putc(b, ')');
 }
 
 static void filter_of(p2q_buf_t *b, const p2q_rule_config_t *r, const char *ref) {
@@ -247,28 +311,179 @@ static void filter_of(p2q_buf_t *b, const p2q_rule_config_t *r, const char *ref)
   p2q_buf_puts(b, ", false)");
 }
 
-/* The body of the row trigger function (between the dollar quotes). */
-static void capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
-                         int max_attempts, const p2q_strlist_t *snap, const p2q_strlist_t *watch) {
-  p2q_buf_puts(b, "\nDECLARE\n  new_ok boolean := false;\n  old_ok boolean := false;\nBEGIN\n");
-  p2q_buf_puts(b, "  IF TG_OP <> 'DELETE' THEN new_ok := ");
+static void outbox_columns(p2q_buf_t *b, const char *schema) {
+  p2q_sql_ident(b, schema);
+  p2q_buf_puts(b, ".sync_outbox (event_type, routing_key, rule, source_table, row_key, op, payload, "
+                  "max_attempts, last_error) ");
+}
+
+/* One event from trigger variables; `bad` not NULL: the event is born dead (max_attempts 0: never
+   claimed; the sweep's sync_outbox_recover moves it to sync_outbox_dead with `bad` as the error). */
+static void trigger_event(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
+                          int max_attempts, const char *key, const char *routing, const char *op,
+                          const char *snap, const char *bad) {
+  p2q_buf_puts(b, "INSERT INTO ");
+  outbox_columns(b, schema);
+  p2q_buf_puts(b, "VALUES (");
+  p2q_sql_literal(b, r->event_type ? r->event_type : r->name);
+  p2q_buf_printf(b, ", %s, ", r->routing_key ? routing : "NULL");
+  p2q_sql_literal(b, r->name);
+  p2q_buf_puts(b, ", ");
+  p2q_sql_literal(b, r->table);
+  p2q_buf_printf(b, ", COALESCE(%s, '{}'::jsonb), '%s', %s, CASE WHEN %s IS NULL THEN %d ELSE 0 END, %s)",
+                 key, op, snap, bad, max_attempts, bad);
+}
+
+/* The filter and routing key of NEW (into new_ok, rn) and OLD (old_ok, ro). */
+static void filter_routing(p2q_buf_t *b, const p2q_rule_config_t *r, const char *indent) {
+  p2q_buf_printf(b, "%sIF TG_OP <> 'DELETE' THEN\n%s  new_ok := ", indent, indent);
   filter_of(b, r, "NEW");
-  p2q_buf_puts(b, "; END IF;\n  IF TG_OP <> 'INSERT' THEN old_ok := ");
+  p2q_buf_puts(b, ";\n");
+  if (r->routing_key) {
+    p2q_buf_printf(b, "%s  rn := ", indent);
+    row_expr(b, "NEW", r->routing_key, "::text");
+    p2q_buf_puts(b, ";\n");
+  }
+  p2q_buf_printf(b, "%sEND IF;\n%sIF TG_OP <> 'INSERT' THEN\n%s  old_ok := ", indent, indent, indent);
   filter_of(b, r, "OLD");
-  p2q_buf_puts(b, "; END IF;\n");
-  /* key changed: the old point goes away */
-  p2q_buf_puts(b, "  IF TG_OP = 'UPDATE' AND old_ok AND (");
-  changed_expr(b, &r->key);
-  p2q_buf_puts(b, ") THEN\n    INSERT INTO ");
-  insert_event(b, r, schema, max_attempts, "OLD", "delete", snap, 1);
-  p2q_buf_puts(b, ";\n    old_ok := false;\n  END IF;\n");
-  p2q_buf_puts(b, "  IF new_ok THEN\n    IF TG_OP = 'UPDATE' AND old_ok AND NOT (");
+  p2q_buf_puts(b, ";\n");
+  if (r->routing_key) {
+    p2q_buf_printf(b, "%s  ro := ", indent);
+    row_expr(b, "OLD", r->routing_key, "::text");
+    p2q_buf_puts(b, ";\n");
+  }
+  p2q_buf_printf(b, "%sEND IF;\n", indent);
+}
+
+/*
+ * The body of the row trigger function (between the dollar quotes). Nothing in it may fail the
+ * writer's statement:
+ *   fast path  the rule's columns by reference, in one exception block (a read-only
+ *              subtransaction: no xid, a few µs);
+ *   slow path  taken only when the fast one raised (a column dropped or renamed since `apply`,
+ *              a filter/routing_key that fails): the columns are read by name from the row's
+ *              json, so a missing payload column is simply absent; the filter is retried in its
+ *              own block. Events that cannot be applied (key NULL or gone, vector/text column
+ *              gone on an upsert, filter failing) are written born dead with the reason.
+ */
+static void capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
+                         int max_attempts, const p2q_strlist_t *snap, const p2q_strlist_t *watch,
+                         const p2q_strlist_t *need) {
+  p2q_buf_puts(b, "\nDECLARE\n  new_ok boolean := false;\n  old_ok boolean := false;\n"
+                  "  changed boolean := false;\n  slow boolean := false;\n  kn jsonb;\n  ko jsonb;\n"
+                  "  sn json;\n  rn text;\n  ro text;\n  bad_new text;\n  bad_old text;\n"
+                  "  bad_f text;\n  wn text;\n  wo text;\n  probe boolean;\nBEGIN\n  BEGIN\n");
+  filter_routing(b, r, "    ");
+  p2q_buf_puts(b, "    IF TG_OP <> 'DELETE' THEN\n      kn := ");
+  json_object_expr(b, "NEW", &r->key);
+  p2q_buf_puts(b, ";\n      IF ");
+  key_null_expr(b, r, "NEW");
+  p2q_buf_puts(b, " THEN bad_new := ");
+  {
+    p2q_buf_t m = P2Q_BUF_INIT;
+    p2q_buf_printf(&m, "rule %s: a key column (", r->name);
+    for (int i = 0; i < r->key.n; i++) p2q_buf_printf(&m, "%s%s", i ? ", " : "", r->key.items[i]);
+    p2q_buf_printf(&m, ") is NULL or no longer in %s", r->table);
+    p2q_sql_literal(b, p2q_buf_str(&m));
+    p2q_buf_puts(b, "; END IF;\n");
+    if (snap->n == 0 && need->n) { /* the whole-row snapshot names no column: probe them */
+      p2q_buf_puts(b, "      probe := ");
+      key_null_expr(b, &(p2q_rule_config_t){.key = *need}, "NEW");
+      p2q_buf_puts(b, ";\n");
+    }
+    p2q_buf_puts(b, "    END IF;\n    IF TG_OP <> 'INSERT' THEN\n      ko := ");
+    json_object_expr(b, "OLD", &r->key);
+    p2q_buf_puts(b, ";\n      IF ");
+    key_null_expr(b, r, "OLD");
+    p2q_buf_puts(b, " THEN bad_old := ");
+    p2q_sql_literal(b, p2q_buf_str(&m));
+    p2q_buf_free(&m);
+  }
+  p2q_buf_puts(b, "; END IF;\n    END IF;\n    IF TG_OP = 'UPDATE' THEN changed := ");
   changed_expr(b, watch);
-  p2q_buf_puts(b, ") THEN RETURN NULL; END IF;\n    INSERT INTO ");
-  insert_event(b, r, schema, max_attempts, "NEW", "upsert", snap, 1);
-  p2q_buf_puts(b, ";\n  ELSIF old_ok THEN\n    INSERT INTO ");
-  insert_event(b, r, schema, max_attempts, "OLD", "delete", snap, 1);
+  p2q_buf_puts(b, "; END IF;\n    IF new_ok AND (TG_OP = 'INSERT' OR NOT old_ok OR changed OR kn IS DISTINCT FROM ko) THEN\n"
+                  "      sn := ");
+  snapshot_expr(b, "NEW", snap);
+  p2q_buf_puts(b, ";\n    END IF;\n  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
+
+  /* slow path */
+  p2q_buf_puts(b, "  IF slow THEN\n    new_ok := TG_OP <> 'DELETE';\n    old_ok := TG_OP <> 'INSERT';\n"
+                  "    rn := NULL;\n    ro := NULL;\n    bad_new := NULL;\n    bad_old := NULL;\n");
+  if (r->filter || r->routing_key) {
+    p2q_buf_puts(b, "    BEGIN\n");
+    filter_routing(b, r, "      ");
+    p2q_buf_t m = P2Q_BUF_INIT;
+    p2q_buf_printf(&m, "rule %s: filter or routing_key failed: ", r->name);
+    p2q_buf_puts(b, "    EXCEPTION WHEN OTHERS THEN\n      bad_f := ");
+    p2q_sql_literal(b, p2q_buf_str(&m));
+    p2q_buf_free(&m);
+    p2q_buf_puts(b, " || SQLERRM;\n      new_ok := TG_OP <> 'DELETE';\n"
+                    "      old_ok := TG_OP <> 'INSERT';\n    END;\n");
+  }
+  p2q_buf_puts(b, "    IF TG_OP <> 'DELETE' THEN\n      SELECT ");
+  named_key_agg(b, r);
+  p2q_buf_puts(b, ", ");
+  if (snap->n) named_snapshot_agg(b, snap);
+  else p2q_buf_puts(b, "NULL::json");
+  p2q_buf_puts(b, ", ");
+  named_watch_agg(b, watch);
+  p2q_buf_puts(b, ", ");
+  named_bad_agg(b, r, need);
+  p2q_buf_puts(b, "\n        INTO kn, sn, wn, bad_new FROM json_each(row_to_json(NEW)) AS e;\n");
+  if (snap->n == 0) p2q_buf_puts(b, "      sn := to_json(NEW);\n");
+  p2q_buf_puts(b, "    END IF;\n    IF TG_OP <> 'INSERT' THEN\n      SELECT ");
+  named_key_agg(b, r);
+  p2q_buf_puts(b, ", ");
+  named_watch_agg(b, watch);
+  p2q_buf_puts(b, ", ");
+  named_bad_agg(b, r, NULL);
+  p2q_buf_puts(b, "\n        INTO ko, wo, bad_old FROM json_each(row_to_json(OLD)) AS e;\n    END IF;\n");
+  /* a failing filter makes every event of the row dead */
+  if (r->filter || r->routing_key)
+    p2q_buf_puts(b, "    bad_new := COALESCE(bad_f, bad_new);\n    bad_old := COALESCE(bad_f, bad_old);\n");
+  p2q_buf_puts(b, "    IF TG_OP = 'UPDATE' THEN changed := ");
+  if (watch->n) p2q_buf_puts(b, "wn IS DISTINCT FROM wo");
+  else p2q_buf_puts(b, "NEW::text IS DISTINCT FROM OLD::text");
+  p2q_buf_puts(b, "; END IF;\n  END IF;\n");
+
+  /* events */
+  p2q_buf_puts(b, "  IF TG_OP = 'UPDATE' AND old_ok AND kn IS DISTINCT FROM ko THEN\n    ");
+  trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old");
+  p2q_buf_puts(b, ";\n    old_ok := false;\n  END IF;\n  IF new_ok THEN\n"
+                  "    IF TG_OP = 'UPDATE' AND old_ok AND NOT changed THEN RETURN NULL; END IF;\n    ");
+  trigger_event(b, r, schema, max_attempts, "kn", "rn", "upsert", "sn", "bad_new");
+  p2q_buf_puts(b, ";\n  ELSIF old_ok THEN\n    ");
+  trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old");
   p2q_buf_puts(b, ";\n  END IF;\n  RETURN NULL;\nEND\n");
+}
+
+/* Statement-level events (backfill, reconcile --fix, TRUNCATE): "INSERT INTO … SELECT … FROM
+   <source> AS r CROSS JOIN LATERAL (by-name reads of row_to_json(r)) AS p2q_x". */
+static void insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
+                          int max_attempts, const char *op, const p2q_strlist_t *snap,
+                          const p2q_strlist_t *need, const char *source) {
+  int upsert = strcmp(op, "delete") != 0;
+  p2q_buf_puts(b, "INSERT INTO ");
+  outbox_columns(b, schema);
+  p2q_buf_puts(b, "SELECT ");
+  p2q_sql_literal(b, r->event_type ? r->event_type : r->name);
+  p2q_buf_puts(b, ", ");
+  if (!r->routing_key) p2q_buf_puts(b, "NULL");
+  else p2q_buf_printf(b, "(%s)::text", r->routing_key);
+  p2q_buf_puts(b, ", ");
+  p2q_sql_literal(b, r->name);
+  p2q_buf_puts(b, ", ");
+  p2q_sql_literal(b, r->table);
+  p2q_buf_printf(b, ", COALESCE(p2q_x.p2q_k, '{}'::jsonb), '%s', %s, CASE WHEN p2q_x.p2q_bad IS NULL "
+                    "THEN %d ELSE 0 END, p2q_x.p2q_bad FROM %s AS r CROSS JOIN LATERAL (SELECT ",
+                 op, upsert ? (snap->n ? "p2q_x.p2q_s" : "to_json(r)") : "NULL", max_attempts, source);
+  named_key_agg(b, r);
+  p2q_buf_puts(b, " AS p2q_k, ");
+  if (upsert && snap->n) named_snapshot_agg(b, snap);
+  else p2q_buf_puts(b, "NULL::json");
+  p2q_buf_puts(b, " AS p2q_s, ");
+  named_bad_agg(b, r, upsert ? need : NULL);
+  p2q_buf_puts(b, " AS p2q_bad FROM json_each(row_to_json(r)) AS e) AS p2q_x");
 }
 
 static void function_name(p2q_buf_t *b, const char *schema, const char *prefix, const char *rule) {
@@ -326,8 +541,11 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
     p2q_strlist_free(&t);
     if (rc) { p2q_strlist_free(&watch); goto fail; }
   }
-  capture_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap);
+  p2q_strlist_t need;
+  if ((rc = needed_columns(r, &need))) { p2q_strlist_free(&watch); goto fail; }
+  capture_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need);
   p2q_strlist_free(&watch);
+  p2q_strlist_free(&need);
   if ((rc = append_function(out, schema, "p2q_capture_", r->name, &body))) goto fail;
   p2q_buf_puts(out, "DROP TRIGGER IF EXISTS ");
   trigger_name(out, r->name, "");
@@ -340,10 +558,14 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
   trigger_name(out, r->name, "_truncate");
   p2q_buf_printf(out, " ON %s;\n", qtable.data);
   if (r->on_truncate == P2Q_TRUNCATE_DELETE) {
+    /* TRUNCATE must not fail either: when the filter or the key cannot be evaluated any more,
+       every row gets a delete event (deleting a point that never existed is harmless), by name */
     p2q_buf_reset(&body);
-    p2q_buf_puts(&body, "\nBEGIN\n  ");
+    p2q_buf_puts(&body, "\nBEGIN\n  BEGIN\n    ");
     if ((rc = p2q_capture_backfill_sql(r, schema, max_attempts, "delete", NULL, &body))) goto fail;
-    p2q_buf_puts(&body, ";\n  RETURN NULL;\nEND\n");
+    p2q_buf_puts(&body, ";\n  EXCEPTION WHEN OTHERS THEN\n    ");
+    if ((rc = p2q_capture_enqueue_sql(r, schema, max_attempts, "delete", qtable.data, &body))) goto fail;
+    p2q_buf_puts(&body, ";\n  END;\n  RETURN NULL;\nEND\n");
     if ((rc = append_function(out, schema, "p2q_truncate_", r->name, &body))) goto fail;
     p2q_buf_puts(out, "CREATE TRIGGER ");
     trigger_name(out, r->name, "_truncate");
@@ -351,6 +573,7 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
     function_name(out, schema, "p2q_truncate_", r->name);
     p2q_buf_puts(out, "();\n");
   }
+  if ((rc = p2q_capture_drift_sql(r, schema, out))) goto fail;
   rc = p2q_buf_error(out);
 fail:
   p2q_strlist_free(&snap);
@@ -371,6 +594,8 @@ int p2q_capture_drop_sql(const char *rule_name, const char *table, const char *s
   function_name(out, schema, "p2q_capture_", rule_name);
   p2q_buf_puts(out, "();\nDROP FUNCTION IF EXISTS ");
   function_name(out, schema, "p2q_truncate_", rule_name);
+  p2q_buf_puts(out, "();\nDROP FUNCTION IF EXISTS ");
+  function_name(out, schema, "p2q_drift_", rule_name);
   p2q_buf_puts(out, "();\n");
   rc = p2q_buf_error(out);
 fail:
@@ -400,7 +625,13 @@ int p2q_capture_snapshot_expr(const p2q_rule_config_t *r, const char *ref, p2q_b
   p2q_strlist_t snap;
   int rc = snapshot_columns(r, &snap);
   if (rc) return rc;
-  snapshot_expr(out, ref, &snap);
+  if (snap.n == 0) {
+    p2q_buf_printf(out, "to_json(%s)", ref);
+  } else {
+    p2q_buf_puts(out, "(SELECT ");
+    named_snapshot_agg(out, &snap);
+    p2q_buf_printf(out, " FROM json_each(row_to_json(%s)) AS e)", ref);
+  }
   p2q_strlist_free(&snap);
   return p2q_buf_error(out);
 }
@@ -412,31 +643,96 @@ int p2q_capture_key_expr(const p2q_rule_config_t *r, const char *ref, p2q_buf_t 
 
 int p2q_capture_enqueue_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
                             const char *op, const char *source, p2q_buf_t *out) {
-  p2q_strlist_t snap;
+  p2q_strlist_t snap, need = {NULL, 0};
   int rc = snapshot_columns(r, &snap);
-  if (rc) return rc;
-  p2q_buf_puts(out, "INSERT INTO ");
-  insert_event(out, r, schema, max_attempts, "r", op, &snap, 0);
-  p2q_buf_printf(out, " FROM %s AS r", source);
+  if (!rc) rc = needed_columns(r, &need);
+  if (!rc) insert_events(out, r, schema, max_attempts, op, &snap, &need, source);
   p2q_strlist_free(&snap);
-  return p2q_buf_error(out);
+  p2q_strlist_free(&need);
+  return rc ? rc : p2q_buf_error(out);
 }
 
 int p2q_capture_check_sql(const p2q_rule_config_t *r, p2q_buf_t *out) {
-  p2q_strlist_t snap;
-  int rc = snapshot_columns(r, &snap);
-  if (rc) return rc;
   p2q_buf_puts(out, "SELECT ");
   json_object_expr(out, "r", &r->key);
-  p2q_buf_puts(out, ", ");
-  snapshot_expr(out, "r", &snap);
   p2q_buf_printf(out, ", (%s)::boolean", r->filter ? r->filter : "true");
   if (r->routing_key) p2q_buf_printf(out, ", (%s)::text", r->routing_key);
   p2q_buf_puts(out, " FROM ");
-  if ((rc = p2q_sql_qualified(out, r->table))) goto fail;
+  int rc = p2q_sql_qualified(out, r->table);
+  if (rc) return rc;
   p2q_buf_puts(out, " AS r LIMIT 0");
+  return p2q_buf_error(out);
+}
+
+/* Append (col, used_as, breaks) VALUES rows for a list; *first tracks the separator. */
+static void drift_values(p2q_buf_t *b, const p2q_strlist_t *cols, const char *used_as, int breaks,
+                         int *first) {
+  for (int i = 0; i < cols->n; i++) {
+    p2q_buf_puts(b, *first ? "(" : ", (");
+    *first = 0;
+    p2q_sql_literal(b, cols->items[i]);
+    p2q_buf_printf(b, ", '%s', %s)", used_as, breaks ? "true" : "false");
+  }
+}
+
+int p2q_capture_columns_sql(const p2q_rule_config_t *r, p2q_buf_t *out) {
+  p2q_strlist_t text = {NULL, 0};
+  int rc = p2q_template_columns(r->text, &text), first = 1;
+  if (rc) return rc;
+  p2q_strlist_t vec = {r->vector_column ? (char **)&r->vector_column : NULL, r->vector_column ? 1 : 0};
+  p2q_buf_puts(out, "(VALUES ");
+  drift_values(out, &r->key, "key", 1, &first);
+  drift_values(out, &vec, "vector_column", 1, &first);
+  drift_values(out, &text, "text", 1, &first);
+  drift_values(out, &r->columns, "columns", 0, &first);
+  drift_values(out, &r->watch, "watch", 0, &first);
+  p2q_buf_puts(out, ") AS c(col, used_as, breaks)");
+  p2q_strlist_free(&text);
+  return p2q_buf_error(out);
+}
+
+int p2q_capture_drift_sql(const p2q_rule_config_t *r, const char *schema, p2q_buf_t *out) {
+  p2q_buf_t body = P2Q_BUF_INIT, qtable = P2Q_BUF_INIT, trig = P2Q_BUF_INIT, m = P2Q_BUF_INIT;
+  int rc = p2q_sql_qualified(&qtable, r->table);
+  if (rc) goto fail;
+  p2q_buf_puts(&body, "\nDECLARE\n  t regclass := to_regclass(");
+  p2q_sql_literal(&body, qtable.data);
+  p2q_buf_puts(&body, ");\nBEGIN\n  IF t IS NULL THEN\n    RETURN QUERY SELECT ");
+  p2q_sql_literal(&body, r->table);
+  p2q_buf_puts(&body, "::text, 'table'::text, true;\n    RETURN;\n  END IF;\n"
+                      "  RETURN QUERY SELECT c.col, c.used_as, c.breaks FROM ");
+  if ((rc = p2q_capture_columns_sql(r, &body))) goto fail;
+  p2q_buf_puts(&body, "\n    WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = t AND a.attname = c.col"
+                      " AND a.attnum > 0 AND NOT a.attisdropped);\n");
+  p2q_buf_printf(&trig, "p2q_%s", r->name);
+  p2q_buf_puts(&body, "  IF NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t AND g.tgname = ");
+  p2q_sql_literal(&body, trig.data);
+  p2q_buf_puts(&body, ") THEN\n    RETURN QUERY SELECT ");
+  p2q_sql_literal(&body, trig.data);
+  p2q_buf_puts(&body, "::text, 'trigger'::text, true;\n  END IF;\n");
+  if (r->filter || r->routing_key) {
+    p2q_buf_printf(&m, "SELECT (%s)::boolean", r->filter ? r->filter : "true");
+    if (r->routing_key) p2q_buf_printf(&m, ", (%s)::text", r->routing_key);
+    p2q_buf_printf(&m, " FROM %s AS r LIMIT 0", qtable.data);
+    p2q_buf_puts(&body, "  BEGIN\n    EXECUTE ");
+    p2q_sql_literal(&body, p2q_buf_str(&m));
+    p2q_buf_puts(&body, ";\n  EXCEPTION WHEN OTHERS THEN\n    RETURN QUERY SELECT SQLERRM, "
+                        "'filter or routing_key'::text, true;\n  END;\n");
+  }
+  p2q_buf_puts(&body, "END\n");
+  if ((rc = p2q_buf_error(&body))) goto fail;
+  if (strstr(p2q_buf_str(&body), DQ)) { rc = P2Q_EINVAL; goto fail; }
+  p2q_buf_puts(out, "CREATE OR REPLACE FUNCTION ");
+  function_name(out, schema, "p2q_drift_", r->name);
+  p2q_buf_puts(out, "() RETURNS TABLE (item text, used_as text, breaks boolean)\n"
+                    "LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS " DQ);
+  p2q_buf_append(out, body.data, body.len);
+  p2q_buf_puts(out, DQ ";\n");
   rc = p2q_buf_error(out);
 fail:
-  p2q_strlist_free(&snap);
+  p2q_buf_free(&body);
+  p2q_buf_free(&qtable);
+  p2q_buf_free(&trig);
+  p2q_buf_free(&m);
   return rc;
 }

@@ -1,13 +1,29 @@
 /*
- * cmd_apply.c — `pg2qdrant apply [--dry-run]`: makes PostgreSQL and Qdrant match the rules.
+ * cmd_apply.c — `pg2qdrant apply [--dry-run] [--no-backfill] [--chunk N]`: makes PostgreSQL and
+ * Qdrant match the rules.
  *
  * For each rule: check (or create) its Qdrant collection — a collection with another dimension
- * or distance is an error — then, in one transaction per rule, validate the rule's expressions,
- * install its trigger function and triggers and enqueue every existing matching row. Installing
- * the trigger takes a SHARE ROW EXCLUSIVE lock on the table, so no write can slip between the
- * trigger and the backfill snapshot (no gap, and no older snapshot enqueued after a newer one);
- * writers wait for the backfill to finish. A rule whose generated SQL is unchanged is left alone
- * (applying twice changes nothing); rules removed from the config get their triggers dropped.
+ * or distance is an error — then:
+ *   1. compare the table with the rule (catalog only): a key, vector or text column that is not
+ *      there makes the rule impossible (error, nothing changed); a missing `columns`/`watch`
+ *      column is an error for a new rule (a typo) and reported as drift for an applied one
+ *      (dropped or renamed since: its snapshots lack it, writes go on);
+ *   2. validate key, filter and routing_key exactly as the trigger will run them: prepared (one
+ *      statement only) on a session pinned to the trigger's search_path (pg_catalog, pg_temp),
+ *      as the role that will own the SECURITY DEFINER trigger function (apply's own);
+ *   3. install the trigger function, triggers and drift function in one short transaction
+ *      (CREATE TRIGGER's lock waits only for in-flight writers of the table, then releases);
+ *   4. enqueue the existing rows with `backfill`'s machinery: key-range chunks, each its own
+ *      transaction with FOR SHARE on its rows, so writers wait at most for one chunk (and only
+ *      writers of that chunk's rows), and no older snapshot overtakes a newer trigger event
+ *      (the argument is in cmd_backfill.c). No gap: every change committed after step 3 has a
+ *      trigger event, every change before it is visible to the chunks. --no-backfill skips it;
+ *   5. record the rule (definition = generated SQL + a signature of the table's relevant columns)
+ *      only after the load completed, so an interrupted apply loads again next time.
+ * A rule whose definition and table signature are unchanged (and whose trigger is still there)
+ * is left alone; a changed table (a column added where `columns` is empty, a type changed, a
+ * named column dropped) gets its trigger regenerated and its rows enqueued again, so Qdrant
+ * follows. Rules removed from the config get their triggers dropped.
  * Blocking libpq and a private curl loop; main thread only.
  */
 #include "pg2qdrant/capture.h"
@@ -17,6 +33,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+typedef struct {
+  int dry, no_backfill, tty;
+  long chunk;
+} apply_opts_t;
 
 static int ensure_collections(const p2q_config_t *cfg) {
   p2q_qdrant_options_t o;
@@ -42,98 +64,196 @@ static int rollback(PGconn *conn) {
   return 1;
 }
 
-/* Install one rule; prints what it did. Returns 0 or 1. */
-static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_config_t *r, int dry) {
-  p2q_buf_t install = P2Q_BUF_INIT, backfill = P2Q_BUF_INIT, check = P2Q_BUF_INIT, q = P2Q_BUF_INIT;
-  char err[2048];
+static void trim(char *err) {
+  size_t n = strlen(err);
+  while (n && (err[n - 1] == '\n' || err[n - 1] == ' ')) err[--n] = 0;
+}
+
+/* A one-statement query with text parameters; NULL + message in err unless TUPLES_OK. */
+static PGresult *query(PGconn *conn, const char *sql, int n, const char *const *params, char *err,
+                       size_t errlen) {
+  PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+  if (PQresultStatus(res) == PGRES_TUPLES_OK) return res;
+  snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+  trim(err);
+  PQclear(res);
+  return NULL;
+}
+
+/*
+ * Step 1: the rule's named columns against the table. Returns 0 (fine or drift only, warnings
+ * printed), 1 (impossible: message printed). *sig receives the table signature (malloc'd).
+ */
+static int check_columns(PGconn *conn, const p2q_rule_config_t *r, const char *qtable, int is_new,
+                         char **sig) {
+  p2q_buf_t sql = P2Q_BUF_INIT, cols = P2Q_BUF_INIT;
+  char err[1024];
   int rc = 1;
+  const char *params[] = {qtable};
+  PGresult *res = NULL;
+  *sig = NULL;
+  if (p2q_capture_columns_sql(r, &cols)) { fprintf(stderr, "pg2qdrant: apply: rule %s: out of memory\n", r->name); goto out; }
+  if (!(res = query(conn, "SELECT pg_catalog.to_regclass($1) IS NOT NULL", 1, params, err, sizeof err))) goto fail;
+  if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+    fprintf(stderr, "pg2qdrant: apply: rule %s: table %s does not exist\n", r->name, r->table);
+    goto out;
+  }
+  PQclear(res);
+  p2q_buf_printf(&sql, "SELECT c.col, c.used_as, c.breaks FROM %s WHERE NOT EXISTS (SELECT 1 FROM"
+                       " pg_catalog.pg_attribute a WHERE a.attrelid = pg_catalog.to_regclass($1)"
+                       " AND a.attname = c.col AND a.attnum > 0 AND NOT a.attisdropped)", cols.data);
+  if (!(res = query(conn, sql.data, 1, params, err, sizeof err))) goto fail;
+  int impossible = 0;
+  for (int i = 0; i < PQntuples(res); i++) {
+    const char *col = PQgetvalue(res, i, 0), *as = PQgetvalue(res, i, 1);
+    if (!strcmp(PQgetvalue(res, i, 2), "t") || is_new) {
+      fprintf(stderr, "pg2qdrant: apply: rule %s: column \"%s\" (its %s) is not in %s%s\n", r->name, col,
+              as, r->table, is_new ? "" : " (dropped or renamed): the rule cannot work until it is changed");
+      impossible = 1;
+    } else {
+      fprintf(stderr, "pg2qdrant: apply: rule %s: drift: column \"%s\" (in %s) is no longer in %s "
+                      "(dropped or renamed): snapshots lack it; remove it from the rule\n", r->name, col, as, r->table);
+    }
+  }
+  PQclear(res);
+  res = NULL;
+  if (impossible) goto out;
+  /* the signature: names and types of the columns the snapshot reads (all when `columns` is empty) */
+  p2q_buf_reset(&sql);
+  p2q_buf_printf(&sql, "SELECT pg_catalog.md5(COALESCE(pg_catalog.string_agg(pg_catalog.quote_ident(a.attname)"
+                       " OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) pg_catalog.format_type(a.atttypid, a.atttypmod),"
+                       " ', ' ORDER BY a.attnum), '')) FROM pg_catalog.pg_attribute a"
+                       " WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped");
+  if (r->columns.n) p2q_buf_printf(&sql, " AND a.attname IN (SELECT c.col FROM %s)", cols.data);
+  if (!(res = query(conn, sql.data, 1, params, err, sizeof err))) goto fail;
+  *sig = strdup(PQgetvalue(res, 0, 0));
+  rc = *sig ? 0 : 1;
+  goto out;
+fail:
+  fprintf(stderr, "pg2qdrant: apply: rule %s: %s\n", r->name, err);
+out:
+  PQclear(res);
+  p2q_buf_free(&sql);
+  p2q_buf_free(&cols);
+  return rc;
+}
+
+/* Install one rule; prints what it did. Returns 0 or 1. */
+static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_config_t *r,
+                      const apply_opts_t *o) {
+  p2q_buf_t install = P2Q_BUF_INIT, check = P2Q_BUF_INIT, q = P2Q_BUF_INIT, qt = P2Q_BUF_INIT,
+            sql = P2Q_BUF_INIT, def = P2Q_BUF_INIT, trig = P2Q_BUF_INIT;
+  char err[2048], *sig = NULL;
+  int rc = 1;
+  PGresult *res = NULL;
   p2q_sql_ident(&q, cfg->pg_schema);
   if (p2q_capture_install_sql(r, cfg->pg_schema, (int)cfg->max_attempts, &install) ||
-      p2q_capture_backfill_sql(r, cfg->pg_schema, (int)cfg->max_attempts, "upsert", NULL, &backfill) ||
-      p2q_capture_check_sql(r, &check)) {
+      p2q_capture_check_sql(r, &check) || p2q_sql_qualified(&qt, r->table)) {
     fprintf(stderr, "pg2qdrant: apply: rule %s: cannot generate SQL (bad table name, or an expression "
                     "containing the reserved tag $p2q$)\n", r->name);
     goto out;
   }
-  if (dry) {
-    printf("-- rule %s\n%s%s;\n\n", r->name, install.data, backfill.data);
+  if (o->dry) {
+    printf("-- rule %s\n%s", r->name, install.data);
+    if (o->no_backfill) printf("-- (--no-backfill: existing rows are not enqueued)\n\n");
+    else printf("-- then the existing rows are enqueued in key-range chunks of %ld, as `backfill %s` does\n\n",
+                o->chunk, r->name);
     rc = 0;
     goto out;
   }
-  /* unchanged? */
-  /* unchanged = same generated SQL and the trigger still on the table (a dropped and recreated
-     table lost it) */
-  p2q_buf_t trig = P2Q_BUF_INIT, qt = P2Q_BUF_INIT;
-  p2q_buf_printf(&trig, "p2q_%s", r->name);
-  p2q_sql_qualified(&qt, r->table);
-  const char *params[] = {r->name, install.data, trig.data, qt.data};
-  p2q_buf_t sql = P2Q_BUF_INIT;
-  p2q_buf_printf(&sql, "SELECT 1 FROM %s.sync_outbox_rule WHERE name = $1 AND definition = $2"
-                       " AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = $3 AND tgrelid = to_regclass($4))",
-                 q.data);
-  PGresult *res = PQexecParams(conn, sql.data, 4, NULL, params, NULL, NULL, 0);
-  p2q_buf_free(&trig);
-  p2q_buf_free(&qt);
-  p2q_buf_free(&sql);
-  int same = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+  /* the applied definition, if any */
+  p2q_buf_printf(&sql, "SELECT definition FROM %s.sync_outbox_rule WHERE name = $1", q.data);
+  const char *p1[] = {r->name};
+  if (!(res = query(conn, sql.data, 1, p1, err, sizeof err))) goto report;
+  int is_new = PQntuples(res) == 0;
+  char *prev = is_new ? NULL : strdup(PQgetvalue(res, 0, 0));
   PQclear(res);
+  res = NULL;
+  if (check_columns(conn, r, qt.data, is_new, &sig)) { free(prev); goto out; }
+  p2q_buf_printf(&def, "%s-- table signature %s\n", install.data, sig);
+  /* unchanged = same definition and table signature, and the trigger still on the table (a
+     dropped and recreated table lost it) */
+  p2q_buf_printf(&trig, "p2q_%s", r->name);
+  const char *p2[] = {trig.data, qt.data};
+  int same = 0;
+  if (prev && !strcmp(prev, def.data)) {
+    res = query(conn, "SELECT 1 FROM pg_catalog.pg_trigger WHERE tgname = $1 AND tgrelid = pg_catalog.to_regclass($2)",
+                2, p2, err, sizeof err);
+    same = res && PQntuples(res) == 1;
+    PQclear(res);
+    res = NULL;
+  }
+  int changed_table = prev && !same && !strncmp(prev, install.data, install.len) &&
+                      !strncmp(prev + install.len, "-- table signature ", 19);
+  free(prev);
   if (same) { printf("rule %s: unchanged\n", r->name); rc = 0; goto out; }
 
   if (p2q_admin_exec(conn, "BEGIN", err, sizeof err)) goto report;
-  /* a prepared statement refuses several commands: filter/routing_key must be one expression */
+  /* a prepared statement refuses several commands: filter/routing_key must be one expression;
+     the session has the trigger's search_path, and apply's role will own the trigger function */
   res = PQprepare(conn, "", check.data, 0, NULL);
   if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-    snprintf(err, sizeof err, "filter, routing_key, key or columns do not fit table %s: %s", r->table,
-             PQresultErrorMessage(res));
+    snprintf(err, sizeof err, "key, filter or routing_key would fail in the trigger (which runs with "
+                              "search_path = pg_catalog, pg_temp: schema-qualify your functions, types and "
+                              "tables): %s", PQresultErrorMessage(res));
     PQclear(res);
+    res = NULL;
     rollback(conn);
     goto report;
   }
   PQclear(res);
+  res = NULL;
   if (p2q_admin_exec(conn, install.data, err, sizeof err)) { rollback(conn); goto report; }
-  res = PQexec(conn, backfill.data);
-  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-    snprintf(err, sizeof err, "%s", PQresultErrorMessage(res));
-    PQclear(res);
-    rollback(conn);
-    goto report;
+  if (p2q_admin_exec(conn, "COMMIT", err, sizeof err)) goto report;
+
+  long long done = 0, chunks = 0;
+  if (!o->no_backfill) {
+    char label[128];
+    snprintf(label, sizeof label, "apply %s", r->name);
+    if (p2q_backfill_chunks(conn, cfg, r, NULL, o->chunk, label, o->tty, &done, &chunks, err, sizeof err)) {
+      fprintf(stderr, "pg2qdrant: apply: rule %s: trigger installed, loading the existing rows failed after "
+                      "%lld row(s): %s (run apply again)\n", r->name, done, err);
+      goto out;
+    }
   }
-  char enqueued[32];
-  snprintf(enqueued, sizeof enqueued, "%s", PQcmdTuples(res));
-  PQclear(res);
+  p2q_buf_reset(&sql);
   p2q_buf_printf(&sql, "INSERT INTO %s.sync_outbox_rule (name, source_table, definition) VALUES ($1, $3, $2)"
                        " ON CONFLICT (name) DO UPDATE SET source_table = EXCLUDED.source_table,"
-                       " definition = EXCLUDED.definition, applied_at = now()", q.data);
-  const char *p3[] = {r->name, install.data, r->table};
+                       " definition = EXCLUDED.definition, applied_at = pg_catalog.now()", q.data);
+  const char *p3[] = {r->name, def.data, qt.data};
   res = PQexecParams(conn, sql.data, 3, NULL, p3, NULL, NULL, 0);
-  p2q_buf_free(&sql);
   if (PQresultStatus(res) != PGRES_COMMAND_OK) {
     snprintf(err, sizeof err, "%s", PQresultErrorMessage(res));
-    PQclear(res);
-    rollback(conn);
     goto report;
   }
   PQclear(res);
-  if (p2q_admin_exec(conn, "COMMIT", err, sizeof err)) goto report;
-  printf("rule %s: trigger installed on %s, %s existing row(s) enqueued\n", r->name, r->table, enqueued);
-  if (atol(enqueued) >= 10000) { /* a large backlog appeared at once: give the planner real numbers */
+  res = NULL;
+  if (o->no_backfill)
+    printf("rule %s: trigger installed on %s%s; existing rows not enqueued (--no-backfill: run `backfill %s`)\n",
+           r->name, r->table, changed_table ? " (table changed since the last apply)" : "", r->name);
+  else
+    printf("rule %s: trigger installed on %s%s, %lld existing row(s) enqueued in %lld chunk(s)\n", r->name,
+           r->table, changed_table ? " (table changed since the last apply)" : "", done, chunks);
+  if (done >= 10000) { /* a large backlog appeared at once: give the planner real numbers */
+    p2q_buf_reset(&sql);
     p2q_buf_printf(&sql, "ANALYZE %s.sync_outbox", q.data);
     if (p2q_admin_exec(conn, sql.data, err, sizeof err)) fprintf(stderr, "pg2qdrant: apply: analyze: %s\n", err);
-    p2q_buf_free(&sql);
   }
   rc = 0;
   goto out;
 report:
-  {
-    size_t n = strlen(err);
-    while (n && (err[n - 1] == '\n' || err[n - 1] == ' ')) err[--n] = 0;
-    fprintf(stderr, "pg2qdrant: apply: rule %s: %s\n", r->name, err);
-  }
+  trim(err);
+  fprintf(stderr, "pg2qdrant: apply: rule %s: %s\n", r->name, err);
 out:
+  PQclear(res);
+  free(sig);
   p2q_buf_free(&install);
-  p2q_buf_free(&backfill);
   p2q_buf_free(&check);
   p2q_buf_free(&q);
+  p2q_buf_free(&qt);
+  p2q_buf_free(&sql);
+  p2q_buf_free(&def);
+  p2q_buf_free(&trig);
   return rc;
 }
 
@@ -169,24 +289,36 @@ static int drop_removed(PGconn *conn, const p2q_config_t *cfg) {
 }
 
 int p2q_cmd_apply(const p2q_config_t *cfg, int argc, char **argv) {
-  int dry = argc == 1 && !strcmp(argv[0], "--dry-run");
-  if (argc > 1 || (argc == 1 && !dry)) { fprintf(stderr, "usage: pg2qdrant apply [--dry-run]\n"); return 2; }
+  apply_opts_t o = {.chunk = 1000, .tty = isatty(STDOUT_FILENO)};
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--dry-run")) o.dry = 1;
+    else if (!strcmp(argv[i], "--no-backfill")) o.no_backfill = 1;
+    else if (!strcmp(argv[i], "--chunk") && i + 1 < argc) {
+      char *end;
+      o.chunk = strtol(argv[++i], &end, 10);
+      if (*end || o.chunk < 1 || o.chunk > 1000000) { fprintf(stderr, "pg2qdrant: apply: --chunk must be 1..1000000\n"); return 2; }
+    } else {
+      fprintf(stderr, "usage: pg2qdrant apply [--dry-run] [--no-backfill] [--chunk 1000]\n");
+      return 2;
+    }
+  }
   if (cfg->n_rules == 0) { fprintf(stderr, "pg2qdrant: apply: no [rule.NAME] section in %s\n", cfg->path); return 2; }
-  if (dry) {
+  if (o.dry) {
     int rc = 0;
-    for (int i = 0; i < cfg->n_rules; i++) rc |= apply_rule(NULL, cfg, &cfg->rules[i], 1);
+    for (int i = 0; i < cfg->n_rules; i++) rc |= apply_rule(NULL, cfg, &cfg->rules[i], &o);
     return rc;
   }
   char err[1024];
   PGconn *conn = p2q_admin_connect(cfg, "pg2qdrant/apply", err, sizeof err);
   if (!conn) { fprintf(stderr, "pg2qdrant: %s\n", err); return 1; }
-  if (p2q_outbox_install(conn, cfg->pg_schema, err, sizeof err) < 0) {
+  if (p2q_outbox_install(conn, cfg->pg_schema, err, sizeof err) < 0 ||
+      p2q_backfill_pin_session(conn, err, sizeof err)) {
     fprintf(stderr, "pg2qdrant: apply: outbox schema: %s\n", err);
     PQfinish(conn);
     return 1;
   }
   int rc = ensure_collections(cfg);
-  for (int i = 0; !rc && i < cfg->n_rules; i++) rc |= apply_rule(conn, cfg, &cfg->rules[i], 0);
+  for (int i = 0; !rc && i < cfg->n_rules; i++) rc |= apply_rule(conn, cfg, &cfg->rules[i], &o);
   if (!rc) rc |= drop_removed(conn, cfg);
   PQfinish(conn);
   return rc;

@@ -35,6 +35,12 @@
  *
  * Progress: when stdout is a terminal, one updating line with rate and ETA (the total comes
  * from one count(*) up front, which takes no lock); otherwise one summary line at the end.
+ *
+ * One statement only: every statement holding operator text (filter, --where) goes through the
+ * extended protocol (PQexecParams), which refuses a second command ("…; DROP TABLE x"). The
+ * session runs with the trigger's search_path (pg_catalog, pg_temp), so `filter` means here
+ * what it means in the trigger; `--where` is held to the same rule (schema-qualify functions).
+ * `apply` loads a rule's existing rows with this same machinery (p2q_backfill_chunks).
  * Exit: 0 done, 1 error, 2 usage.
  */
 #include "pg2qdrant/capture.h"
@@ -161,16 +167,68 @@ static int run_chunk(PGconn *conn, const char *sql, char **last, long long *n, c
   }
 }
 
-static void progress(const char *rule, long long done, long long total, double t0) {
+static void progress(const char *label, long long done, long long total, double t0) {
   double el = now_s() - t0, rate = el > 0 ? (double)done / el : 0;
   if (total > 0) {
     double eta = rate > 0 && total > done ? (double)(total - done) / rate : 0;
-    printf("\rbackfill %s: %lld/%lld rows (%.0f%%), %.0f rows/s, ETA %.0fs   ", rule, done, total,
+    printf("\r%s: %lld/%lld rows (%.0f%%), %.0f rows/s, ETA %.0fs   ", label, done, total,
            100.0 * (double)done / (double)total, rate, eta);
   } else {
-    printf("\rbackfill %s: %lld rows, %.0f rows/s   ", rule, done, rate);
+    printf("\r%s: %lld rows, %.0f rows/s   ", label, done, rate);
   }
   fflush(stdout);
+}
+
+int p2q_backfill_pin_session(PGconn *conn, char *err, size_t errlen) {
+  return p2q_admin_exec(conn, "SET search_path = pg_catalog, pg_temp", err, errlen);
+}
+
+int p2q_backfill_chunks(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_config_t *r,
+                        const char *where, long chunk, const char *label, int tty,
+                        long long *done, long long *chunks, char *err, size_t errlen) {
+  p2q_buf_t first = P2Q_BUF_INIT, next = P2Q_BUF_INIT, count = P2Q_BUF_INIT;
+  char *last = NULL;
+  int rc = -1;
+  long long total = -1;
+  *done = *chunks = 0;
+  if (chunk_sql(cfg, r, where, chunk, 0, &first) || chunk_sql(cfg, r, where, chunk, 1, &next) ||
+      count_sql(r, where, &count)) {
+    snprintf(err, errlen, "cannot generate SQL (bad table name?)");
+    goto fail;
+  }
+  if (tty) { /* the total for the progress line: one statement, extended protocol like the chunks */
+    PGresult *res = PQexecParams(conn, count.data, 0, NULL, NULL, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+      snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+      PQclear(res);
+      goto fail;
+    }
+    total = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+  }
+  double t0 = now_s();
+  for (;;) {
+    long long n = 0;
+    int st = run_chunk(conn, last ? next.data : first.data, &last, &n, err, errlen);
+    if (st < 0) goto fail;
+    if (st == 1) break;
+    *done += n;
+    (*chunks)++;
+    if (tty) progress(label, *done, total, t0);
+  }
+  rc = 0;
+fail:
+  if (rc) {
+    size_t l = strlen(err);
+    while (l && (err[l - 1] == '\n' || err[l - 1] == ' ')) err[--l] = 0;
+  }
+  if (tty && *chunks) printf("\r\033[K");
+  fflush(stdout);
+  free(last);
+  p2q_buf_free(&first);
+  p2q_buf_free(&next);
+  p2q_buf_free(&count);
+  return rc;
 }
 
 int p2q_cmd_backfill(const p2q_config_t *cfg, int argc, char **argv) {
@@ -189,50 +247,22 @@ int p2q_cmd_backfill(const p2q_config_t *cfg, int argc, char **argv) {
   const p2q_rule_config_t *r = p2q_config_rule(cfg, rule_name);
   if (!r) { fprintf(stderr, "pg2qdrant: backfill: no rule %s in %s\n", rule_name, cfg->path); return 2; }
 
-  p2q_buf_t first = P2Q_BUF_INIT, next = P2Q_BUF_INIT, count = P2Q_BUF_INIT;
-  char err[2048], *last = NULL;
-  int rc = 1, tty = isatty(STDOUT_FILENO);
-  long long total = -1, done = 0, chunks = 0;
-  PGconn *conn = NULL;
-  if (chunk_sql(cfg, r, where, chunk, 0, &first) || chunk_sql(cfg, r, where, chunk, 1, &next) ||
-      count_sql(r, where, &count)) {
-    fprintf(stderr, "pg2qdrant: backfill: rule %s: cannot generate SQL (bad table name?)\n", r->name);
-    goto fail;
-  }
-  if (!(conn = p2q_admin_connect(cfg, "pg2qdrant/backfill", err, sizeof err))) {
-    fprintf(stderr, "pg2qdrant: %s\n", err);
-    goto fail;
-  }
-  if (tty) {
-    PGresult *res = PQexec(conn, count.data);
-    if (PQresultStatus(res) == PGRES_TUPLES_OK) total = atoll(PQgetvalue(res, 0, 0));
-    PQclear(res);
-  }
+  char err[2048], label[128];
+  int tty = isatty(STDOUT_FILENO);
+  long long done = 0, chunks = 0;
+  PGconn *conn = p2q_admin_connect(cfg, "pg2qdrant/backfill", err, sizeof err);
+  if (!conn) { fprintf(stderr, "pg2qdrant: %s\n", err); return 1; }
+  snprintf(label, sizeof label, "backfill %s", r->name);
   double t0 = now_s();
-  for (;;) {
-    long long n = 0;
-    int st = run_chunk(conn, last ? next.data : first.data, &last, &n, err, sizeof err);
-    if (st < 0) {
-      size_t l = strlen(err);
-      while (l && (err[l - 1] == '\n' || err[l - 1] == ' ')) err[--l] = 0;
-      if (tty) putchar('\n');
-      fprintf(stderr, "pg2qdrant: backfill: rule %s: %s (%lld row(s) enqueued before)\n", r->name, err, done);
-      goto fail;
-    }
-    if (st == 1) break;
-    done += n;
-    chunks++;
-    if (tty) progress(r->name, done, total, t0);
+  if (p2q_backfill_pin_session(conn, err, sizeof err) ||
+      p2q_backfill_chunks(conn, cfg, r, where, chunk, label, tty, &done, &chunks, err, sizeof err)) {
+    fprintf(stderr, "pg2qdrant: backfill: rule %s: %s (%lld row(s) enqueued before)\n", r->name, err, done);
+    PQfinish(conn);
+    return 1;
   }
   double el = now_s() - t0;
-  printf("%sbackfill %s: %lld row(s) enqueued in %lld chunk(s) of at most %ld, %.1f s (%.0f rows/s)\n",
-         tty ? "\r\033[K" : "", r->name, done, chunks, chunk, el, el > 0 ? (double)done / el : 0);
-  rc = 0;
-fail:
-  free(last);
+  printf("backfill %s: %lld row(s) enqueued in %lld chunk(s) of at most %ld, %.1f s (%.0f rows/s)\n",
+         r->name, done, chunks, chunk, el, el > 0 ? (double)done / el : 0);
   PQfinish(conn);
-  p2q_buf_free(&first);
-  p2q_buf_free(&next);
-  p2q_buf_free(&count);
-  return rc;
+  return 0;
 }

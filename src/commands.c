@@ -8,7 +8,7 @@
 
 const p2q_command_t p2q_commands[] = {
     {"init", p2q_cmd_init, "init", "create or upgrade the outbox schema (idempotent)"},
-    {"apply", p2q_cmd_apply, "apply [--dry-run]",
+    {"apply", p2q_cmd_apply, "apply [--dry-run] [--no-backfill] [--chunk 1000]",
      "install rule triggers, create collections, enqueue existing rows"},
     {"run", p2q_cmd_run, "run", "run the sync daemon (LISTEN + sweep + WorkerPool) until SIGTERM"},
     {"status", p2q_cmd_status, "status [--json]",

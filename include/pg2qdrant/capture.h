@@ -58,7 +58,22 @@ int p2q_capture_key_expr(const p2q_rule_config_t *rule, const char *ref, p2q_buf
  */
 int p2q_capture_enqueue_sql(const p2q_rule_config_t *rule, const char *schema, int max_attempts,
                             const char *op, const char *source, p2q_buf_t *out);
-/* SELECT that checks the rule's filter and routing_key expressions against the table (LIMIT 0). */
+/* SELECT that checks the rule's key, filter and routing_key expressions against the table
+   (LIMIT 0); `apply` prepares it under the trigger's search_path and role. */
 int p2q_capture_check_sql(const p2q_rule_config_t *rule, p2q_buf_t *out);
+/* "(VALUES ('id', 'key', true), …) AS c(col, used_as, breaks)": every column the rule names,
+   what it is used as (key, vector_column, text, columns, watch) and whether its absence makes
+   the rule's events unappliable (breaks). */
+int p2q_capture_columns_sql(const p2q_rule_config_t *rule, p2q_buf_t *out);
+/*
+ * CREATE FUNCTION <schema>."p2q_drift_NAME"() RETURNS TABLE (item text, used_as text,
+ * breaks boolean): one row per way the table no longer fits the rule — a named column gone
+ * (dropped or renamed), the filter/routing_key no longer valid (item = the error), the table or
+ * the trigger gone. Empty: no drift. breaks = the rule's events are dead-lettered (key, vector,
+ * text, filter, table, trigger); otherwise snapshots just lack the column. Installed by `apply`
+ * with the trigger; cheap (catalog lookups and one LIMIT 0 plan), meant for status, /readyz and
+ * a metric.
+ */
+int p2q_capture_drift_sql(const p2q_rule_config_t *rule, const char *schema, p2q_buf_t *out);
 
 #endif

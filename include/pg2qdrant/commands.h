@@ -34,6 +34,14 @@ int p2q_cmd_embed(const p2q_config_t *cfg, int argc, char **argv);
 /* reconcile exits 0 in sync, 3 drift found (see cmd_reconcile.c), 1 error, 2 usage. */
 int p2q_cmd_reconcile(const p2q_config_t *cfg, int argc, char **argv);
 int p2q_cmd_backfill(const p2q_config_t *cfg, int argc, char **argv);
+/* Pin a session to the triggers' search_path (pg_catalog, pg_temp). 0 or -1 + message. */
+int p2q_backfill_pin_session(PGconn *conn, char *err, size_t errlen);
+/* Enqueue rule r's matching rows (and `where`) in key-range chunks of `chunk`, each its own
+   transaction with FOR SHARE on its rows (cmd_backfill.c); a progress line named `label` when
+   tty. 0, or -1 with the message in err; done and chunks count what was enqueued. */
+int p2q_backfill_chunks(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_config_t *r,
+                        const char *where, long chunk, const char *label, int tty,
+                        long long *done, long long *chunks, char *err, size_t errlen);
 
 /* Blocking admin connection (libpq environment or [postgres] conninfo). NULL + message on error. */
 PGconn *p2q_admin_connect(const p2q_config_t *cfg, const char *app, char *err, size_t errlen);

@@ -87,7 +87,26 @@ static void test_install_sql(void **state) {
   assert_non_null(strstr(s, "'body\"x', NEW.\"body\"\"x\""));
   /* vector column joins the snapshot; max_attempts is carried */
   assert_non_null(strstr(s, "'embedding', NEW.\"embedding\""));
-  assert_non_null(strstr(s, ", 7)"));
+  assert_non_null(strstr(s, "THEN 7 ELSE 0 END"));
+  /* fast path in an exception block; the slow path reads the columns by name from the row's json */
+  assert_non_null(strstr(s, "EXCEPTION WHEN OTHERS THEN\n    slow := true;"));
+  assert_non_null(strstr(s, "FROM json_each(row_to_json(NEW)) AS e"));
+  assert_non_null(strstr(s, "FROM json_each(row_to_json(OLD)) AS e"));
+  /* no column is read by reference outside the fast block */
+  const char *slow = strstr(s, "  IF slow THEN");
+  assert_non_null(slow);
+  const char *end = strstr(slow, "RETURN NULL;\nEND");
+  for (const char *p = slow; (p = strstr(p, "NEW.\"")) && p < end; p++) {
+    /* only the filter's row expression may (and sits in its own exception block) */
+    fail_msg("column by reference in the slow path: %.40s", p);
+  }
+  /* the change test compares text, short-circuiting per watched column */
+  assert_non_null(strstr(s, "NEW.\"title\"::text IS DISTINCT FROM OLD.\"title\"::text OR"));
+  /* a missing vector column makes upserts born dead, with the reason */
+  assert_non_null(strstr(s, "rule docs: its vector column (embedding) is no longer in public.docs"));
+  assert_non_null(strstr(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_drift_docs\"()"));
+  assert_non_null(strstr(s, "('embedding', 'vector_column', true)"));
+  assert_non_null(strstr(s, "('title', 'columns', false)"));
   assert_non_null(strstr(s, "(SELECT (published_at IS NOT NULL)::boolean FROM (SELECT NEW.*) AS r)"));
   /* the settings that change text output are pinned on both functions (session.h) */
   const char *pins = "SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC'"
@@ -129,7 +148,8 @@ static void test_backfill_and_drop(void **state) {
   assert_int_equal(p2q_capture_backfill_sql(&r, "out", 3, "upsert", "id > 5", &b), 0);
   const char *s = p2q_buf_str(&b);
   assert_true(strncmp(s, "INSERT INTO \"out\".sync_outbox", 29) == 0);
-  assert_non_null(strstr(s, "FROM \"public\".\"docs\" AS r WHERE (published_at IS NOT NULL) AND (id > 5)"));
+  assert_non_null(strstr(s, "FROM \"public\".\"docs\" AS r CROSS JOIN LATERAL ("));
+  assert_non_null(strstr(s, "FROM json_each(row_to_json(r)) AS e) AS p2q_x WHERE (published_at IS NOT NULL) AND (id > 5)"));
   assert_non_null(strstr(s, "ORDER BY r.\"id\""));
   p2q_buf_free(&b);
   assert_int_equal(p2q_capture_drop_sql("docs", "public.docs", "out", &b), 0);
@@ -140,11 +160,34 @@ static void test_backfill_and_drop(void **state) {
   p2q_buf_free(&b);
 }
 
+static void test_snapshot_and_check(void **state) {
+  p2q_rule_config_t r = rule();
+  p2q_buf_t b = P2Q_BUF_INIT;
+  /* by name, in config order, json_build_object's format */
+  assert_int_equal(p2q_capture_snapshot_expr(&r, "r", &b), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), "to_json(e.key)::text || ' : ' || e.value::text, ', ' ORDER BY "
+                                         "array_position(ARRAY['title', 'body\"x', 'embedding']::text[], e.key))"));
+  assert_non_null(strstr(p2q_buf_str(&b), "FROM json_each(row_to_json(r)) AS e)"));
+  p2q_buf_free(&b);
+  r.columns.n = 0;
+  assert_int_equal(p2q_capture_snapshot_expr(&r, "r", &b), 0);
+  assert_string_equal(p2q_buf_str(&b), "to_json(r)");
+  p2q_buf_free(&b);
+  /* the check names key, filter and routing key; payload columns are checked in the catalog */
+  r = rule();
+  r.routing_key = "public.tenant(id)";
+  assert_int_equal(p2q_capture_check_sql(&r, &b), 0);
+  assert_string_equal(p2q_buf_str(&b), "SELECT jsonb_build_object('id', r.\"id\"), (published_at IS NOT NULL)::boolean, "
+                                       "(public.tenant(id))::text FROM \"public\".\"docs\" AS r LIMIT 0");
+  p2q_buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_quoting),           cmocka_unit_test(test_qualified),
       cmocka_unit_test(test_template_columns),  cmocka_unit_test(test_install_sql),
       cmocka_unit_test(test_long_rule_name_refused), cmocka_unit_test(test_dollar_quote_refused), cmocka_unit_test(test_backfill_and_drop),
+      cmocka_unit_test(test_snapshot_and_check),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
