@@ -664,31 +664,36 @@ int p2q_capture_check_sql(const p2q_rule_config_t *r, p2q_buf_t *out) {
   return p2q_buf_error(out);
 }
 
-/* Append (col, used_as, breaks) VALUES rows for a list; *first tracks the separator. */
-static void drift_values(p2q_buf_t *b, const p2q_strlist_t *cols, const char *used_as, int breaks,
-                         int *first) {
+/* Append (col, used_as, breaks) VALUES rows for a list, each column once (its first role). */
+static int drift_values(p2q_buf_t *b, const p2q_strlist_t *cols, const char *used_as, int breaks,
+                        p2q_strlist_t *seen) {
   for (int i = 0; i < cols->n; i++) {
-    p2q_buf_puts(b, *first ? "(" : ", (");
-    *first = 0;
+    int dup = 0, rc;
+    for (int j = 0; j < seen->n && !dup; j++) dup = !strcmp(seen->items[j], cols->items[i]);
+    if (dup) continue;
+    p2q_buf_puts(b, seen->n ? ", (" : "(");
+    if ((rc = strlist_add(seen, cols->items[i], strlen(cols->items[i])))) return rc;
     p2q_sql_literal(b, cols->items[i]);
     p2q_buf_printf(b, ", '%s', %s)", used_as, breaks ? "true" : "false");
   }
+  return 0;
 }
 
 int p2q_capture_columns_sql(const p2q_rule_config_t *r, p2q_buf_t *out) {
-  p2q_strlist_t text = {NULL, 0};
-  int rc = p2q_template_columns(r->text, &text), first = 1;
+  p2q_strlist_t text = {NULL, 0}, seen = {NULL, 0};
+  int rc = p2q_template_columns(r->text, &text);
   if (rc) return rc;
   p2q_strlist_t vec = {r->vector_column ? (char **)&r->vector_column : NULL, r->vector_column ? 1 : 0};
   p2q_buf_puts(out, "(VALUES ");
-  drift_values(out, &r->key, "key", 1, &first);
-  drift_values(out, &vec, "vector_column", 1, &first);
-  drift_values(out, &text, "text", 1, &first);
-  drift_values(out, &r->columns, "columns", 0, &first);
-  drift_values(out, &r->watch, "watch", 0, &first);
+  if (!rc) rc = drift_values(out, &r->key, "key", 1, &seen);
+  if (!rc) rc = drift_values(out, &vec, "vector_column", 1, &seen);
+  if (!rc) rc = drift_values(out, &text, "text", 1, &seen);
+  if (!rc) rc = drift_values(out, &r->columns, "columns", 0, &seen);
+  if (!rc) rc = drift_values(out, &r->watch, "watch", 0, &seen);
   p2q_buf_puts(out, ") AS c(col, used_as, breaks)");
   p2q_strlist_free(&text);
-  return p2q_buf_error(out);
+  p2q_strlist_free(&seen);
+  return rc ? rc : p2q_buf_error(out);
 }
 
 int p2q_capture_drift_sql(const p2q_rule_config_t *r, const char *schema, p2q_buf_t *out) {
@@ -735,4 +740,37 @@ fail:
   p2q_buf_free(&trig);
   p2q_buf_free(&m);
   return rc;
+}
+
+int p2q_capture_guard_sql(const char *schema, p2q_buf_t *out) {
+  p2q_buf_t qs = P2Q_BUF_INIT, name = P2Q_BUF_INIT;
+  p2q_sql_ident(&qs, schema);
+  p2q_buf_printf(&name, "p2q_ddl_guard_%s", schema);
+  p2q_buf_printf(out, "CREATE OR REPLACE FUNCTION %s.p2q_ddl_guard() RETURNS event_trigger\n"
+                      "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS " DQ "\n"
+                      "DECLARE\n  r record;\n  d record;\nBEGIN\n"
+                      "  IF current_setting('pg2qdrant.allow_ddl', true) = 'on' THEN RETURN; END IF;\n"
+                      "  FOR r IN SELECT o.name FROM %s.sync_outbox_rule o\n"
+                      "            WHERE to_regclass(o.source_table) IN (SELECT c.objid FROM pg_event_trigger_ddl_commands() c)\n"
+                      "  LOOP\n"
+                      "    FOR d IN EXECUTE format('SELECT * FROM %%s.%%I()', ",
+                 qs.data, qs.data);
+  p2q_sql_literal(out, qs.data);
+  p2q_buf_puts(out, ", 'p2q_drift_' || r.name) LOOP\n"
+                    "      IF d.breaks THEN\n"
+                    "        RAISE EXCEPTION 'pg2qdrant: rule % needs % \"%\" of this table: refused (change or remove "
+                    "the rule and run pg2qdrant apply first, or SET pg2qdrant.allow_ddl = on to let the rule''s "
+                    "events be dead-lettered)', r.name, d.used_as, d.item;\n"
+                    "      ELSE\n"
+                    "        RAISE WARNING 'pg2qdrant: rule %: column \"%\" (in %) is no longer in this table: its "
+                    "snapshots lack it (remove it from the rule)', r.name, d.item, d.used_as;\n"
+                    "      END IF;\n    END LOOP;\n  END LOOP;\nEND\n" DQ ";\nDROP EVENT TRIGGER IF EXISTS ");
+  p2q_sql_ident(out, p2q_buf_str(&name));
+  p2q_buf_puts(out, ";\nCREATE EVENT TRIGGER ");
+  p2q_sql_ident(out, p2q_buf_str(&name));
+  p2q_buf_printf(out, " ON ddl_command_end WHEN TAG IN ('ALTER TABLE')\n  EXECUTE FUNCTION %s.p2q_ddl_guard();\n",
+                 qs.data);
+  p2q_buf_free(&qs);
+  p2q_buf_free(&name);
+  return p2q_buf_error(out);
 }

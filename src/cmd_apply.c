@@ -288,6 +288,30 @@ static int drop_removed(PGconn *conn, const p2q_config_t *cfg) {
   return rc;
 }
 
+/* The DDL guard (capture.h) where apply runs as a superuser; otherwise one line saying what
+   happens instead. */
+static int install_guard(PGconn *conn, const p2q_config_t *cfg) {
+  char err[1024] = "out of memory";
+  PGresult *res = PQexec(conn, "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) current_user");
+  int super = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t");
+  PQclear(res);
+  if (!super) {
+    printf("ddl guard: not installed (event triggers need a superuser): an ALTER TABLE that removes a rule's "
+           "key, vector or text column is not refused; the rule's events are dead-lettered with the reason\n");
+    return 0;
+  }
+  p2q_buf_t sql = P2Q_BUF_INIT;
+  int rc = 0;
+  if (p2q_capture_guard_sql(cfg->pg_schema, &sql) || p2q_admin_exec(conn, "BEGIN", err, sizeof err) ||
+      p2q_admin_exec(conn, sql.data, err, sizeof err) || p2q_admin_exec(conn, "COMMIT", err, sizeof err)) {
+    rollback(conn);
+    fprintf(stderr, "pg2qdrant: apply: ddl guard: %s\n", err);
+    rc = 1;
+  }
+  p2q_buf_free(&sql);
+  return rc;
+}
+
 int p2q_cmd_apply(const p2q_config_t *cfg, int argc, char **argv) {
   apply_opts_t o = {.chunk = 1000, .tty = isatty(STDOUT_FILENO)};
   for (int i = 0; i < argc; i++) {
@@ -320,6 +344,7 @@ int p2q_cmd_apply(const p2q_config_t *cfg, int argc, char **argv) {
   int rc = ensure_collections(cfg);
   for (int i = 0; !rc && i < cfg->n_rules; i++) rc |= apply_rule(conn, cfg, &cfg->rules[i], &o);
   if (!rc) rc |= drop_removed(conn, cfg);
+  if (!rc) rc |= install_guard(conn, cfg);
   PQfinish(conn);
   return rc;
 }

@@ -75,5 +75,14 @@ int p2q_capture_columns_sql(const p2q_rule_config_t *rule, p2q_buf_t *out);
  * a metric.
  */
 int p2q_capture_drift_sql(const p2q_rule_config_t *rule, const char *schema, p2q_buf_t *out);
+/*
+ * The DDL guard of an outbox schema (needs a superuser: event triggers are superuser-only):
+ * an event trigger on ALTER TABLE that calls the drift function of every rule on the altered
+ * table and refuses the command when it would make a rule impossible (key, vector or text
+ * column, filter or routing_key), naming the rule; a dropped payload column only warns.
+ * `SET pg2qdrant.allow_ddl = on` lets such a command through (the rule's events are then
+ * dead-lettered with the reason).
+ */
+int p2q_capture_guard_sql(const char *schema, p2q_buf_t *out);
 
 #endif

@@ -165,3 +165,156 @@ def test_collection_mismatch_is_an_error(make_daemon, docs, qdrant):
     r = d.cli("apply", check=False)
     assert r.returncode == 1
     assert "docs" in r.stderr and "5" in r.stderr and "3" in r.stderr
+
+
+# ---- filters and routing keys are validated exactly as the trigger runs them --------------------
+
+@pytest.fixture
+def hostile(docs):
+    docs.execute("CREATE FUNCTION is_pub(bigint) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 % 2 = 0'")
+    docs.execute("CREATE TABLE allowed (id bigint)")
+    docs.execute("CREATE TYPE mood AS ENUM ('a', 'b')")
+    return docs
+
+
+@pytest.mark.parametrize("kw,needle", [
+    ({"filter": "is_pub(id)"}, "is_pub"),
+    ({"filter": "id IN (SELECT id FROM allowed)"}, "allowed"),
+    ({"routing_key": "'a'::mood"}, "mood"),
+])
+def test_filter_that_would_fail_in_the_trigger_is_refused(make_daemon, hostile, kw, needle):
+    """Accepted under the session's search_path, these fail under the trigger's (pg_catalog,
+    pg_temp): apply must refuse them with the reason, install nothing, and writes keep working."""
+    d = make_daemon({"rule.docs": rule(**kw)})
+    r = d.cli("apply", check=False)
+    assert r.returncode == 1, r.stdout
+    assert "rule docs" in r.stderr and needle in r.stderr and "search_path" in r.stderr
+    assert hostile.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'p2q_%'").fetchone()[0] == 0
+    hostile.execute("INSERT INTO docs (id, title) VALUES (1, 'a')")  # the writer is untouched
+
+
+def test_schema_qualified_filter_is_accepted_and_runs(make_daemon, hostile):
+    hostile.execute("INSERT INTO allowed VALUES (2), (3)")
+    d = make_daemon({"rule.docs": rule(filter="public.is_pub(id) AND id IN (SELECT a.id FROM public.allowed a)",
+                                       routing_key="'a'::public.mood")})
+    d.cli("apply")
+    hostile.execute("INSERT INTO docs (id, title) VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')")
+    assert [(e[0], e[1]["id"], e[4]) for e in events(hostile)] == [("upsert", 2, "a")]
+
+
+def test_a_second_statement_never_runs(make_daemon, docs):
+    """Operator text (filter, backfill --where) only ever runs through the extended protocol:
+    apply, backfill with and without a progress line (terminal), and dry-run."""
+    import os
+    import pty
+    import subprocess
+    docs.execute("INSERT INTO docs (id, title) VALUES (1, 'a')")
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("apply")
+    evil = "true; DROP TABLE docs"
+    r = d.cli("backfill", "docs", "--where", evil, check=False)
+    assert r.returncode == 1 and "rule docs" in r.stderr
+    # stdout on a terminal: the progress path (its count query) must be just as strict
+    master, slave = pty.openpty()
+    from conftest import BIN
+    p = subprocess.run([BIN, "-c", str(d.path),
+                        "backfill", "docs", "--where", evil], env=d.env, stdout=slave,
+                       stderr=subprocess.PIPE, text=True, timeout=60)
+    os.close(slave)
+    os.close(master)
+    assert p.returncode == 1, p.stderr
+    assert docs.execute("SELECT to_regclass('public.docs') IS NOT NULL").fetchone()[0]
+    # apply --dry-run prints and executes nothing
+    d2 = make_daemon({"rule.docs": rule(filter="true) OR (true; DROP TABLE docs; SELECT (true")})
+    out = d2.cli("apply", "--dry-run").stdout
+    assert "DROP TABLE docs" in out
+    r = d2.cli("apply", check=False)
+    assert r.returncode == 1
+    assert docs.execute("SELECT to_regclass('public.docs') IS NOT NULL").fetchone()[0]
+
+
+# ---- apply loads existing rows without a table lock ----------------------------------------------
+
+def test_apply_no_backfill_then_backfill(make_daemon, docs):
+    docs.execute("INSERT INTO docs (id, title, emb) SELECT g, 't', '{1,2,3}' FROM generate_series(1, 50) g")
+    d = make_daemon({"rule.docs": rule()})
+    out = d.cli("apply", "--no-backfill").stdout
+    assert "existing rows not enqueued" in out
+    assert outbox_counts(docs) == (0, 0)
+    assert "unchanged" in d.cli("apply").stdout   # the rule is recorded: no load behind the operator's back
+    assert "50 row(s) enqueued" in d.cli("backfill", "docs").stdout
+    assert outbox_counts(docs) == (50, 0)
+
+
+def test_apply_loads_in_chunks_and_regenerates_when_the_table_changed(make_daemon, docs):
+    docs.execute("INSERT INTO docs (id, title, emb) SELECT g, 't', '{1,2,3}' FROM generate_series(1, 25) g")
+    d = make_daemon({"rule.docs": rule()})   # columns empty: the whole row
+    out = d.cli("apply", "--chunk", "10").stdout
+    assert "25 existing row(s) enqueued in 3 chunk(s)" in out
+    assert "unchanged" in d.cli("apply").stdout
+    docs.execute("DELETE FROM sync_outbox")
+    docs.execute("ALTER TABLE docs ADD COLUMN added int DEFAULT 7")
+    docs.execute("INSERT INTO docs (id, title) VALUES (100, 'new')")   # picked up at once
+    assert events(docs)[0][2]["added"] == 7
+    out = d.cli("apply").stdout   # the table changed: regenerate and load again, so Qdrant follows
+    assert "table changed since the last apply" in out and "26 existing row(s)" in out
+    assert all(e[2]["added"] == 7 for e in events(docs))
+
+
+# ---- DDL never fails a write (no daemon: the events themselves) ----------------------------------
+
+def test_ddl_on_payload_columns_never_fails_writes(make_daemon, docs):
+    d = make_daemon({"rule.docs": rule(columns="id, title, body")})
+    d.cli("apply")
+    docs.execute("INSERT INTO docs (id, title, body, emb) VALUES (1, 'a', 'x', '{1,2,3}')")
+    docs.execute("ALTER TABLE docs DROP COLUMN body")              # a payload column
+    docs.execute("INSERT INTO docs (id, title, emb) VALUES (2, 'b', '{1,2,3}')")
+    docs.execute("ALTER TABLE docs RENAME COLUMN title TO headline")
+    docs.execute("UPDATE docs SET headline = 'bb' WHERE id = 2")   # not watched any more: nothing
+    docs.execute("UPDATE docs SET emb = '{3,2,1}' WHERE id = 2")
+    docs.execute("ALTER TABLE docs ALTER COLUMN id TYPE numeric")
+    docs.execute("UPDATE docs SET id = 3 WHERE id = 2")
+    docs.execute("DELETE FROM docs WHERE id = 1")
+    docs.execute("TRUNCATE docs")
+    got = [(op, k["id"], p) for op, k, p, *_ in events(docs)]
+    assert got == [
+        ("upsert", 1, {"id": 1, "title": "a", "body": "x", "emb": [1, 2, 3]}),
+        ("upsert", 2, {"id": 2, "title": "b", "emb": [1, 2, 3]}),
+        ("upsert", 2, {"id": 2, "emb": [3, 2, 1]}),
+        ("delete", 2, None), ("upsert", 3, {"id": 3, "emb": [3, 2, 1]}),
+        ("delete", 1, None), ("delete", 3, None)]
+    assert docs.execute("SELECT count(*) FROM sync_outbox WHERE max_attempts = 0").fetchone()[0] == 0
+    drift = docs.execute("SELECT item, used_as, breaks FROM p2q_drift_docs() ORDER BY 1").fetchall()
+    assert drift == [("body", "columns", False), ("title", "columns", False)]
+    r = d.cli("apply")
+    assert 'rule docs: drift: column "body"' in r.stderr and 'column "title"' in r.stderr
+
+
+def test_snapshot_text_is_the_same_on_every_path(make_daemon, db):
+    """The trigger's fast path, its by-name slow path (after DDL) and backfill/reconcile's by-name
+    expression build byte-identical snapshot text: a point's `_hash` depends on it. Odd values,
+    an odd column name, and more columns than one json_build_object call takes."""
+    many = ", ".join(f"c{i}" for i in range(45))
+    for cols in ['id, we"ird col, j, f, ghost', f"id, {many}, ghost"]:
+        db.execute("DROP TABLE IF EXISTS t")
+        db.execute("CREATE TABLE t (id int PRIMARY KEY, \"we\"\"ird col\" jsonb, j json, f float8, emb real[], "
+                   + ", ".join(f"c{i} int DEFAULT {i}" for i in range(45)) + ", ghost int DEFAULT 1)")
+        d = make_daemon({"rule.t": rule(table="public.t", columns=cols)})
+        d.cli("apply")
+        db.execute("DELETE FROM sync_outbox")
+        ins = ("INSERT INTO t (id, \"we\"\"ird col\", j, f, emb) VALUES (%s, '{\"b\": [1, 2], \"a\": null}',"
+               " '{ \"x\" :  1 }', 0.1, '{1.5,-0,3e-7}')")
+        db.execute(ins, (1,))                                          # fast path
+        fast = db.execute("SELECT payload::text FROM sync_outbox").fetchone()[0]
+        db.execute("DELETE FROM sync_outbox")
+        d.cli("backfill", "t")                                         # by name
+        assert db.execute("SELECT payload::text FROM sync_outbox").fetchone()[0] == fast
+        db.execute("DELETE FROM sync_outbox")
+        db.execute("ALTER TABLE t DROP COLUMN ghost")
+        db.execute(ins, (2,))                                          # the trigger's slow path
+        slow = db.execute("SELECT payload::text FROM sync_outbox").fetchone()[0]
+        db.execute("DELETE FROM sync_outbox")
+        d.cli("backfill", "t", "--where", "id = 2")
+        assert db.execute("SELECT payload::text FROM sync_outbox").fetchone()[0] == slow
+        assert "ghost" not in slow and "ghost" in fast
+        assert json.loads(slow) == {k: (2 if k == "id" else v) for k, v in json.loads(fast).items() if k != "ghost"}
