@@ -197,6 +197,22 @@ fail:
   return P2Q_EPG_QUERY;
 }
 
+/* Run a statement of the upgrade; 1 in *denied when it failed for want of privilege (only the
+   owner may drop or replace a function), with a hint saying who must run init. */
+static int exec_owned(PGconn *conn, const char *sql, int *denied, char *err, size_t errlen) {
+  PGresult *r = PQexec(conn, sql);
+  int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+  if (!ok) {
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    *denied = state && !strcmp(state, "42501");
+    set_err(err, errlen, r);
+    size_t n = strlen(err);
+    if (*denied) snprintf(err + n, errlen - n, " (run `pg2qdrant init` as the role that owns the outbox schema)");
+  }
+  PQclear(r);
+  return ok ? 0 : -1;
+}
+
 /* Drop the schema's sync_outbox_* functions before a changed functions script runs, so that it
    may change signatures and result types. A function is dropped only when nothing but triggers on
    the outbox's own tables depends on it (those go with it; the script creates them again):
@@ -221,8 +237,8 @@ static int drop_functions(PGconn *conn, const char *schema, char *err, size_t er
     PQclear(r);
     return -1;
   }
-  int rc = 0;
-  for (int i = 0; !rc && i < PQntuples(r); i++) rc = p2q_admin_exec(conn, PQgetvalue(r, i, 0), err, errlen);
+  int rc = 0, denied = 0;
+  for (int i = 0; !rc && i < PQntuples(r); i++) rc = exec_owned(conn, PQgetvalue(r, i, 0), &denied, err, errlen);
   PQclear(r);
   return rc;
 }
@@ -249,6 +265,18 @@ static int set_meta(PGconn *conn, const char *schema, const char *key, const cha
   return rc;
 }
 
+/* Run the functions script. Only the functions' owner may replace them: when they are already
+   this build's (same hash), another role (e.g. one that only runs `apply`) goes on without. */
+static int apply_functions(PGconn *conn, const char *schema, int current, char *err, size_t errlen) {
+  char *sql = p2q_outbox_sql(p2q_sql_functions, schema);
+  if (!sql) { snprintf(err, errlen, "out of memory"); return -1; }
+  int denied = 0, rc = current ? p2q_admin_exec(conn, "SAVEPOINT p2q_functions", err, errlen) : 0;
+  if (!rc) rc = exec_owned(conn, sql, &denied, err, errlen);
+  free(sql);
+  if (rc && denied && current) return p2q_admin_exec(conn, "ROLLBACK TO SAVEPOINT p2q_functions", err, errlen);
+  return rc;
+}
+
 int p2q_outbox_install(PGconn *conn, const char *schema, char *err, size_t errlen) {
   int n = p2q_sql_n_migrations, rc = -1, new_functions = 0;
   schema_meta_t m;
@@ -272,7 +300,7 @@ int p2q_outbox_install(PGconn *conn, const char *schema, char *err, size_t errle
   new_functions = strcmp(m.hash, hash) != 0;
   if (new_functions && drop_functions(conn, schema, err, errlen)) goto rollback;
   /* always: CREATE OR REPLACE also repairs a function edited by hand */
-  if (exec_outbox_sql(conn, p2q_sql_functions, schema, err, errlen)) goto rollback;
+  if (apply_functions(conn, schema, !new_functions, err, errlen)) goto rollback;
   snprintf(version, sizeof version, "%d", n);
   if (m.version != n && set_meta(conn, schema, "schema_version", version, err, errlen)) goto rollback;
   if (new_functions && set_meta(conn, schema, "functions_hash", hash, err, errlen)) goto rollback;

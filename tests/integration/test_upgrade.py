@@ -275,3 +275,29 @@ def test_odd_schema_names_install_and_drain(make_daemon, docs, qdrant, schema):
                    what="a write captured into the odd schema")
         assert expected(docs) == actual(qdrant)
     assert d.stop(d.procs[0]) == 0
+
+
+def test_init_by_a_role_that_does_not_own_the_functions(make_daemon, db, pgdb):
+    """`apply` runs init first: a role allowed to create in the schema but not owning the functions
+    goes on when they are already this build's, and is told who must run init when they are not."""
+    role = "p2q_other_" + pgdb[-6:]
+    db.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        d = make_daemon({"rule.docs": rule()})
+        d.cli("init")
+        db.execute(f'GRANT CREATE ON DATABASE "{pgdb}" TO "{role}"')
+        db.execute(f'GRANT CREATE, USAGE ON SCHEMA public TO "{role}"')
+        db.execute(f'GRANT SELECT, INSERT, UPDATE ON sync_outbox_meta TO "{role}"')
+        env = dict(d.env, PGUSER=role)
+        before = catalog(db)
+        assert "already up to date" in d.cli("init", env=env).stdout
+        assert catalog(db) == before
+        db.execute("UPDATE sync_outbox_meta SET value = 'older' WHERE key = 'functions_hash'")
+        r = d.cli("init", check=False, env=env)
+        assert r.returncode == 1 and "must be owner of function" in r.stderr
+        assert "(run `pg2qdrant init` as the role that owns the outbox schema)" in r.stderr
+        assert meta(db)["functions_hash"] == "older"          # rolled back, nothing half-done
+        assert "installed or upgraded" in d.cli("init").stdout
+    finally:
+        db.execute(f'DROP OWNED BY "{role}"')
+        db.execute(f'DROP ROLE "{role}"')
