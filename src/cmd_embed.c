@@ -44,7 +44,10 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
   st->done = 1;
   for (int i = 0; i < r->n; i++) {
     if (r->err) { print_error(r->msg); st->failed = 1; }
-    else if (r->status[i]) { print_error(p2q_strerror(r->status[i])); st->failed = 1; }
+    else if (r->status[i]) {
+      print_error(r->reasons && r->reasons[i] ? r->reasons[i] : p2q_strerror(r->status[i]));
+      st->failed = 1;
+    }
     else print_vector(r->vecs + (size_t)i * (size_t)r->dim, r->dim);
   }
 }

@@ -348,6 +348,8 @@ static int check_embedder(ld_t *ld, const sect_t *s, p2q_embedder_config_t *em) 
       return ld_fail(ld, P2Q_ECONFIG, s->keyline[i], s->label, e->key,
                      "only valid for type = %s", (e->flags & P2Q_CF_MINILM) ? "minilm" : "openai");
   }
+  if (em->type == P2Q_EMB_MINILM) em->dim = MINILM_DIM;
+  else if (em->dimensions) em->dim = em->dimensions; /* else resolved from its rules */
   if (em->type == P2Q_EMB_OPENAI) {
     free(em->model_dir);
     em->model_dir = NULL;
@@ -388,6 +390,15 @@ static int check_rule_embedder(ld_t *ld, const sect_t *s, p2q_rule_config_t *r) 
                    "%lld does not match [embedder.%s] (%lld)", (long long)r->dimension, em->name,
                    (long long)edim);
   if (r->dimension == 0) r->dimension = edim;
+  if (edim == 0) { /* the embedder's answers are checked against its rules' dimension */
+    p2q_embedder_config_t *mem = (p2q_embedder_config_t *)em; /* ld->cfg is ours */
+    if (mem->dim && mem->dim != r->dimension)
+      return ld_fail(ld, P2Q_ECONFIG, keyline(s, "dimension"), s->label, "dimension",
+                     "%lld differs from another rule using [embedder.%s] (%lld), which has no "
+                     "dimensions: one model answers in one size", (long long)r->dimension,
+                     em->name, (long long)mem->dim);
+    mem->dim = r->dimension;
+  }
   return 0;
 }
 
@@ -546,6 +557,7 @@ static int finalize(ld_t *ld) {
     else if (strcmp(s->kind->name, "worker") == 0) rc = check_worker(ld, s, (void *)base);
   }
   if (rc == 0) rc = finish_workers(ld);
+  for (int i = 0; i < cfg->n_embedders; i++) cfg->embedders[i].retry_max_ms = cfg->retry_max_ms;
   if (rc < 0 && !ld->rc) ld_fail(ld, rc, 0, NULL, NULL, "%s", p2q_strerror(rc));
   return ld->rc;
 }

@@ -168,18 +168,31 @@ static const p2q_conf_entry_t embedder_tab[] = {
     E("max_batch_tokens", P2Q_CT_INT, max_batch_tokens, "8192", 128, 1048576, P2Q_CF_MINILM,
       "minilm: most tokens per inference batch.", NULL),
     E("url", P2Q_CT_STRING, url, NULL, 0, 0, P2Q_CF_OPENAI | P2Q_CF_URL | P2Q_CF_MASK,
-      "openai: base URL, e.g. https://api.openai.com/v1 (required).", NULL),
+      "openai: base URL, e.g. https://api.openai.com/v1 (/embeddings is appended), or the full "
+      ".../embeddings endpoint (required).", NULL),
     E("model", P2Q_CT_STRING, model, NULL, 0, 0, P2Q_CF_OPENAI,
       "openai: model name, e.g. text-embedding-3-small (required).", NULL),
     E("api_key_env", P2Q_CT_ENV, api_key_env, "", 0, 0, P2Q_CF_OPENAI,
       "openai: name of the environment variable holding the API key (empty: no key).", NULL),
     E("dimensions", P2Q_CT_INT, dimensions, "0", 0, 65536, P2Q_CF_OPENAI,
-      "openai: output dimensions requested from the API (0: the model's default; then "
-      "rules must set dimension).", NULL),
+      "openai: output dimensions, sent in each request (0: not sent, the model's default; "
+      "then the rules using it must set dimension, and that is what answers are checked "
+      "against).", NULL),
     E("batch_size", P2Q_CT_INT, batch_size, "64", 1, 2048, P2Q_CF_OPENAI,
       "openai: texts per request.", NULL),
     E("max_inflight", P2Q_CT_INT, max_inflight, "4", 1, 256, P2Q_CF_OPENAI,
       "openai: concurrent requests.", NULL),
+    E("max_input_tokens", P2Q_CT_INT, max_input_tokens, "0", 0, 10000000, P2Q_CF_OPENAI,
+      "openai: the model's input limit in tokens; longer texts are cut (on a character "
+      "boundary) to an estimate of it before sending: ASCII bytes / 3 + other bytes, which "
+      "over-counts real tokenizers (0: never cut; the API rejects an over-long text and only "
+      "that text is dead-lettered).", NULL),
+    E("requests_per_minute", P2Q_CT_INT, requests_per_minute, "0", 0, 100000000, P2Q_CF_OPENAI,
+      "openai: most requests per minute, shared by every worker of the process; a 429 slows "
+      "them all (0: unlimited until a 429).", NULL),
+    E("tokens_per_minute", P2Q_CT_INT, tokens_per_minute, "0", 0, 1000000000000, P2Q_CF_OPENAI,
+      "openai: most input tokens per minute (same estimate as max_input_tokens), shared "
+      "(0: unlimited).", NULL),
 };
 
 #define N(t) ((int)(sizeof(t) / sizeof((t)[0])))

@@ -1,69 +1,26 @@
 /*
- * embedder.c — the two embedders behind one asynchronous interface (see embedder.h).
+ * embedder.c — the two embedders behind one asynchronous interface (see embedder.h): the calls
+ * (copied texts, result buffers, the one callback) and the minilm embedder.
  *
  * minilm: each call is one job on the dedicated embedding pool (embed_pool.c); the pool thread
  * counts tokens and runs the model, the result comes back to the loop through uv_async.
- * openai: each call is split into requests of batch_size texts, at most max_inflight at once
- * (the HTTP client's concurrency cap), and completes when every request has; the first failure
- * decides the call's error. Loop thread only, except the job's work function (pool thread),
- * which touches nothing but the job's own buffers.
+ * openai: embedder_openai.c (requests, bisection, the shared budget).
+ * Loop thread only, except the job's work function (pool thread), which touches nothing but the
+ * job's own buffers.
  */
-#include "pg2qdrant/embedder.h"
-#include "pg2qdrant/buf.h"
-#include "pg2qdrant/embed_pool.h"
+#include "embedder_internal.h"
 #include "pg2qdrant/errors.h"
-#include "pg2qdrant/http.h"
 #include "pg2qdrant/log.h"
-#include "pg2qdrant/minilm.h"
-#include "pg2qdrant/qdrant.h"
 
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct p2q_embedder_s {
-  const p2q_embedder_config_t *cfg;
-  uv_loop_t *loop;
-  int dim;
-  p2q_minilm_t *model;
-  p2q_embed_pool_t *pool;
-  p2q_http_t *http;
-  void (*close_cb)(void *);
-  void *close_arg;
-  int closing;
-};
-
-/* One call: owns the copied texts and the result buffers. */
-typedef struct {
-  p2q_embedder_t *e;
-  p2q_embedder_cb cb;
-  void *arg;
-  int n;
-  char **texts;
-  size_t *lens;
-  float *vecs;
-  int *status;
-  int *chunks;            /* chunked calls */
-  int chunk_tokens, overlap;
-  long tokens;
-  uint64_t start;
-  /* minilm */
-  p2q_embed_job_t job;
-  /* openai */
-  int pending;
-  int err, transient;
-  long retry_after_ms;
-  char msg[512];
-} call_t;
-
-typedef struct {
-  call_t *c;
-  int first, n;
-} oreq_t;
-
-static void call_free(call_t *c) {
+void p2q_emb_call_free(call_t *c) {
   for (int i = 0; c->texts && i < c->n; i++) free(c->texts[i]);
+  for (int i = 0; c->reasons && i < c->n; i++) free(c->reasons[i]);
+  free(c->reasons);
+  free(c->orig_lens);
   free(c->texts);
   free(c->lens);
   free(c->vecs);
@@ -72,13 +29,16 @@ static void call_free(call_t *c) {
   free(c);
 }
 
-static void call_finish(call_t *c) {
+void p2q_emb_call_finish(call_t *c) {
+  int truncated = 0;
+  for (int i = 0; c->orig_lens && i < c->n; i++) truncated += c->lens[i] < c->orig_lens[i];
   p2q_embed_result_t r = {.err = c->err, .transient = c->transient, .retry_after_ms = c->retry_after_ms,
-                          .msg = c->msg, .vecs = c->vecs, .status = c->status, .chunks = c->chunks, .n = c->n,
-                          .dim = c->e->dim, .tokens = c->tokens,
+                          .msg = c->msg, .vecs = c->vecs, .status = c->status,
+                          .reasons = (const char *const *)c->reasons, .truncated = truncated,
+                          .chunks = c->chunks, .n = c->n, .dim = c->e->dim, .tokens = c->tokens,
                           .seconds = (double)(uv_hrtime() - c->start) / 1e9};
   c->cb(&r, c->arg);
-  call_free(c);
+  p2q_emb_call_free(c);
 }
 
 static call_t *call_new(p2q_embedder_t *e, const char *const *texts, const size_t *lens, int n,
@@ -100,7 +60,7 @@ static call_t *call_new(p2q_embedder_t *e, const char *const *texts, const size_
   }
   return c;
 fail:
-  call_free(c);
+  p2q_emb_call_free(c);
   return NULL;
 }
 
@@ -183,7 +143,7 @@ static void minilm_done(p2q_embed_job_t *job, int status) {
     c->transient = status == P2Q_ECANCELED || status == P2Q_ENOMEM;
     snprintf(c->msg, sizeof c->msg, "minilm: %s", p2q_strerror(status));
   }
-  call_finish(c);
+  p2q_emb_call_finish(c);
 }
 
 static int minilm_embed(call_t *c, int (*work)(p2q_embed_job_t *)) {
@@ -198,123 +158,6 @@ static int minilm_embed(call_t *c, int (*work)(p2q_embed_job_t *)) {
   j->cb = minilm_done;
   j->data = c;
   return p2q_embed_pool_submit(c->e->pool, j);
-}
-
-/* ---- openai -------------------------------------------------------------------------------- */
-
-int p2q_openai_parse(const char *body, size_t len, int n, int dim, float *out, char *msg, size_t msglen) {
-  cJSON *root = cJSON_ParseWithLength(body, len);
-  int rc = P2Q_EBADJSON, got = 0;
-  const cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
-  if (!cJSON_IsArray(data)) {
-    snprintf(msg, msglen, "embedder response has no \"data\" array");
-    goto out;
-  }
-  unsigned char *seen = calloc((size_t)(n ? n : 1), 1);
-  if (!seen) { rc = P2Q_ENOMEM; goto out; }
-  const cJSON *item;
-  rc = 0;
-  cJSON_ArrayForEach(item, data) {
-    const cJSON *emb = cJSON_GetObjectItemCaseSensitive(item, "embedding");
-    const cJSON *idx = cJSON_GetObjectItemCaseSensitive(item, "index");
-    int i = cJSON_IsNumber(idx) ? idx->valueint : got;
-    if (!cJSON_IsArray(emb) || i < 0 || i >= n || seen[i]) {
-      snprintf(msg, msglen, "embedder returned an entry without a valid embedding/index (%d)", i);
-      rc = P2Q_EEMBED;
-      break;
-    }
-    int d = cJSON_GetArraySize(emb);
-    if (d != dim) {
-      snprintf(msg, msglen, "embedder returned a vector of dimension %d, expected %d", d, dim);
-      rc = P2Q_EEMBED;
-      break;
-    }
-    int k = 0;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, emb) {
-      if (!cJSON_IsNumber(x)) { rc = P2Q_EEMBED; break; }
-      out[(size_t)i * (size_t)dim + (size_t)k++] = (float)x->valuedouble;
-    }
-    if (rc) { snprintf(msg, msglen, "embedder returned a non-numeric vector element"); break; }
-    seen[i] = 1;
-    got++;
-  }
-  free(seen);
-  if (!rc && got != n) {
-    snprintf(msg, msglen, "embedder returned %d vectors for %d texts", got, n);
-    rc = P2Q_EEMBED;
-  }
-out:
-  cJSON_Delete(root);
-  return rc;
-}
-
-static void openai_done(p2q_http_t *h, int err, const p2q_http_response_t *resp, void *arg) {
-  oreq_t *q = arg;
-  call_t *c = q->c;
-  char msg[512] = "";
-  long delay = -1;
-  int fail = 0, transient = 0;
-  if (err || resp->status < 200 || resp->status >= 300) {
-    p2q_qdrant_class_t cls = p2q_qdrant_classify(resp->status, resp->curl_code, resp->retry_after_ms, &delay);
-    transient = err == P2Q_ECANCELED || p2q_qdrant_class_transient(cls);
-    fail = P2Q_EEMBED;
-    if (resp->status)
-      snprintf(msg, sizeof msg, "embedder HTTP %ld: %.300s", resp->status, resp->body ? resp->body : "");
-    else
-      snprintf(msg, sizeof msg, "embedder transport error: %s", resp->error && *resp->error ? resp->error : p2q_strerror(err));
-  } else {
-    fail = p2q_openai_parse(resp->body, resp->body_len, q->n, c->e->dim,
-                            c->vecs + (size_t)q->first * (size_t)c->e->dim, msg, sizeof msg);
-  }
-  if (fail && !c->err) {
-    c->err = fail;
-    c->transient = transient;
-    c->retry_after_ms = delay;
-    snprintf(c->msg, sizeof c->msg, "%s", msg);
-  }
-  free(q);
-  if (--c->pending == 0) call_finish(c);
-}
-
-static int openai_embed(call_t *c) {
-  const p2q_embedder_config_t *cfg = c->e->cfg;
-  int per = cfg->batch_size > 0 ? (int)cfg->batch_size : 64;
-  c->pending = 1; /* guard while sending */
-  for (int first = 0; first < c->n; first += per) {
-    int n = c->n - first < per ? c->n - first : per;
-    oreq_t *q = malloc(sizeof *q);
-    p2q_buf_t body = P2Q_BUF_INIT;
-    if (!q) goto fail;
-    q->c = c; q->first = first; q->n = n;
-    p2q_buf_puts(&body, "{\"model\":");
-    p2q_buf_json_string(&body, cfg->model, strlen(cfg->model));
-    p2q_buf_puts(&body, ",\"input\":[");
-    for (int i = 0; i < n; i++) {
-      if (i) p2q_buf_putc(&body, ',');
-      p2q_buf_json_string(&body, c->texts[first + i], c->lens[first + i]);
-    }
-    p2q_buf_puts(&body, "]}");
-    size_t len = body.len;
-    char *data = p2q_buf_error(&body) ? NULL : p2q_buf_steal(&body);
-    p2q_buf_free(&body);
-    if (!data || p2q_http_request(c->e->http, "POST", cfg->url, data, len, P2Q_HTTP_TAKE_BODY, openai_done, q)) {
-      free(data);
-      free(q);
-      goto fail;
-    }
-    c->pending++;
-  }
-  if (--c->pending == 0) call_finish(c);
-  return 0;
-fail:
-  if (!c->err) {
-    c->err = P2Q_ENOMEM;
-    c->transient = 1;
-    snprintf(c->msg, sizeof c->msg, "embedder: cannot send the request");
-  }
-  if (--c->pending == 0) call_finish(c);
-  return 0; /* the callback fires (with the error) */
 }
 
 /* ---- interface ----------------------------------------------------------------------------- */
@@ -339,14 +182,8 @@ int p2q_embedder_new(uv_loop_t *loop, const p2q_embedder_config_t *cfg, p2q_embe
       goto fail;
     }
   } else {
-    e->dim = (int)cfg->dimensions;
-    const char *key = cfg->api_key_env && *cfg->api_key_env ? getenv(cfg->api_key_env) : NULL;
-    p2q_http_options_t o = {.timeout_ms = 60000, .max_concurrent = (int)cfg->max_inflight,
-                            .bearer = key, .user_agent = "pg2qdrant"};
-    if ((rc = p2q_http_new(loop, &o, &e->http))) {
-      snprintf(err, errlen, "embedder %s: %s", cfg->name, p2q_strerror(rc));
-      goto fail;
-    }
+    e->dim = (int)cfg->dim;
+    if ((rc = p2q_emb_openai_new(e, err, errlen))) goto fail;
   }
   *out = e;
   return 0;
@@ -363,8 +200,8 @@ int p2q_embedder_embed(p2q_embedder_t *e, const char *const *texts, const size_t
   if (n <= 0 || !cb) return P2Q_EINVAL;
   call_t *c = call_new(e, texts, lens, n, cb, arg);
   if (!c) return P2Q_ENOMEM;
-  int rc = e->model ? minilm_embed(c, minilm_work) : openai_embed(c);
-  if (rc) call_free(c);
+  int rc = e->model ? minilm_embed(c, minilm_work) : p2q_emb_openai_embed(c);
+  if (rc) p2q_emb_call_free(c);
   return rc;
 }
 
@@ -379,9 +216,9 @@ int p2q_embedder_embed_chunked(p2q_embedder_t *e, const char *const *texts, cons
   if (!c) return P2Q_ENOMEM;
   c->chunk_tokens = chunk_tokens;
   c->overlap = overlap;
-  if (!(c->chunks = calloc((size_t)n, sizeof *c->chunks))) { call_free(c); return P2Q_ENOMEM; }
+  if (!(c->chunks = calloc((size_t)n, sizeof *c->chunks))) { p2q_emb_call_free(c); return P2Q_ENOMEM; }
   int rc = minilm_embed(c, chunk_work); /* the work function is set before the job is queued */
-  if (rc) call_free(c);
+  if (rc) p2q_emb_call_free(c);
   return rc;
 }
 
@@ -393,11 +230,10 @@ static void embedder_closed(void *arg) {
   void (*cb)(void *) = e->close_cb;
   void *cb_arg = e->close_arg;
   if (e->model) p2q_minilm_free(e->model);
+  free(e->url);
   free(e);
   if (cb) cb(cb_arg);
 }
-
-static void http_closed(p2q_http_t *h, void *arg) { embedder_closed(arg); }
 
 void p2q_embedder_close(p2q_embedder_t *e, void (*cb)(void *arg), void *arg) {
   if (e->closing) return;
@@ -405,5 +241,5 @@ void p2q_embedder_close(p2q_embedder_t *e, void (*cb)(void *arg), void *arg) {
   e->close_cb = cb;
   e->close_arg = arg;
   if (e->pool) p2q_embed_pool_close(e->pool, embedder_closed, e);
-  else p2q_http_close(e->http, http_closed, e);
+  else p2q_emb_openai_close(e, embedder_closed);
 }

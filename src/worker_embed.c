@@ -84,7 +84,8 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
     for (int i = 0; i < c->n; off += (size_t)(r->chunks ? r->chunks[i] : 1), i++) {
       wevent_t *e = &b->ev[c->idx[i]];
       if (r->status[i]) {
-        snprintf(why, sizeof why, "text cannot be embedded: %s", p2q_strerror(r->status[i]));
+        if (r->reasons && r->reasons[i]) snprintf(why, sizeof why, "%s", r->reasons[i]);
+        else snprintf(why, sizeof why, "text cannot be embedded: %s", p2q_strerror(r->status[i]));
         p2q_wk_set_outcome(e, "dead", 0, why);
         continue;
       }

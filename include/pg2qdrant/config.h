@@ -73,6 +73,13 @@ typedef struct {
   int64_t dimensions;            /* openai */
   int64_t batch_size;            /* openai */
   int64_t max_inflight;          /* openai */
+  int64_t max_input_tokens;      /* openai: texts are cut to about this many tokens (0: never) */
+  int64_t requests_per_minute;   /* openai: request budget shared by every caller (0: unlimited) */
+  int64_t tokens_per_minute;     /* openai: token budget, estimated client-side (0: unlimited) */
+  /* derived by the loader, not keys: */
+  int64_t dim;                   /* vector size checked: 384 (minilm), dimensions, else the
+                                    dimension of the rules using it (0: unknown) */
+  int64_t retry_max_ms;          /* [daemon] retry_max: caps a Retry-After pause */
   int line;
 } p2q_embedder_config_t;
 

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import BIN, ROOT, outbox_counts, points_by_id, wait_until
-from openai_stub import OpenAIStub, vector_for
+from openai_stub import OpenAIStub, estimate_cut, vector_for
 
 MODEL = pathlib.Path(os.environ.get("P2Q_MODEL_DIR", ROOT / "models" / "all-MiniLM-L6-v2"))
 GOLDEN = ROOT / "tests" / "golden" / "minilm_texts.jsonl"
@@ -207,4 +207,157 @@ def test_embedder_outage_opens_its_breaker_without_burning_attempts(make_daemon,
     wait_until(lambda: outbox_counts(texts) == (0, 0) and len(points_by_id(qdrant, "notes")) == 20,
                timeout=60, what="backlog drained after the embedder came back")
     assert "breaker_closed target=embedder:oa" in d.log_text(p)
+    assert d.stop(p) == 0
+
+
+def test_openai_one_overlong_text_is_dead_alone_with_the_reason(make_daemon, texts, qdrant):
+    """The real API rejects a whole request for one over-long input: the embedder bisects it,
+    so only that text's event is dead-lettered (at once, with the API's words); the 19 others of
+    the same HTTP batch are embedded."""
+    stub = OpenAIStub(dim=8, api_key="sk-test", max_tokens=50)
+    try:
+        d = openai_daemon(make_daemon, stub, batch_size="20", max_inflight="1")
+        d.cli("apply")
+        with texts.transaction():
+            for i in range(20):
+                body = "word " * 400 if i == 7 else f"body {i}"
+                texts.execute("INSERT INTO notes VALUES (%s, %s, %s)", (i, f"title {i}", body))
+        p = d.start()
+        wait_until(lambda: outbox_counts(texts) == (0, 1) and len(points_by_id(qdrant, "notes")) == 19,
+                   timeout=60, what="19 embedded, 1 dead",
+                   explain=lambda: (outbox_counts(texts), d.log_text(p)[-3000:]))
+        row_key, attempts, err = texts.execute(
+            "SELECT row_key::text, attempts, last_error FROM sync_outbox_dead").fetchone()
+        assert json.loads(row_key) == {"id": 7}
+        assert "HTTP 400" in err and "maximum context length is 50 tokens" in err, err
+        pts = points_by_id(qdrant, "notes")
+        assert 7 not in pts
+        for i in (0, 6, 8, 19):
+            assert cosine(pts[i]["vector"], vector_for(f"title {i}\nbody {i}", 8)) > 0.9999
+        # one request of 20, then halves down to the lone text: 1 + 2 * ceil(log2(20)) at most
+        sent = stub.bodies()
+        assert len(sent[0]["input"]) == 20
+        assert len(sent) <= 1 + 2 * 5, [len(b["input"]) for b in sent]
+        assert sum(1 for b in sent if len(b["input"]) == 1 and b["input"][0].startswith("title 7")) == 1
+        assert d.stop(p) == 0
+    finally:
+        stub.close()
+
+
+def test_openai_max_input_tokens_cuts_long_texts_instead_of_losing_them(make_daemon, texts, qdrant):
+    """With max_input_tokens set, a long text is embedded cut (on a character boundary) to the
+    client-side estimate; a text the estimate under-counts (here digits, one token per byte at
+    the stub) is rejected once, then sent cut to max_input_tokens bytes and embedded."""
+    def tokens(t):
+        digits = sum(ch.isdigit() for ch in t)
+        return digits + math.ceil((len(t.encode()) - digits) / 4)
+
+    stub = OpenAIStub(dim=8, api_key="sk-test", max_tokens=50, count_tokens=tokens)
+    try:
+        d = openai_daemon(make_daemon, stub, max_input_tokens="50")
+        text = d.path.read_text().replace('text = title, body', 'text = {body}')
+        d.path.write_text(text)
+        d.cli("apply")
+        prose = "Les élèves étudient à l'école. " * 40
+        digits = "1234567890" * 100
+        texts.execute("INSERT INTO notes VALUES (1, 't', %s), (2, 't', %s), (3, 't', 'short')", (prose, digits))
+        p = d.start()
+        wait_until(lambda: outbox_counts(texts) == (0, 0) and len(points_by_id(qdrant, "notes")) == 3,
+                   timeout=60, what="all three embedded",
+                   explain=lambda: (outbox_counts(texts), texts.execute(
+                       "SELECT last_error FROM sync_outbox_dead").fetchall()))
+        pts = points_by_id(qdrant, "notes")
+        cut = estimate_cut(prose, 50)
+        assert 0 < len(cut) < len(prose)
+        assert cosine(pts[1]["vector"], vector_for(cut, 8)) > 0.9999
+        assert cosine(pts[2]["vector"], vector_for(digits[:50], 8)) > 0.9999
+        assert cosine(pts[3]["vector"], vector_for("short", 8)) > 0.9999
+        sent = [t for b in stub.bodies() for t in b["input"]]
+        assert prose not in sent and cut in sent          # never sent whole
+        assert digits[:150] in sent and digits[:50] in sent  # estimate cut, then the byte cut
+        assert d.stop(p) == 0
+    finally:
+        stub.close()
+
+
+def test_openai_dimensions_is_sent_when_set(make_daemon, texts, qdrant):
+    stub = OpenAIStub(dim=16, api_key="sk-test")  # the model's native size is 16
+    try:
+        d = openai_daemon(make_daemon, stub)       # dimensions = 8
+        d.cli("apply")
+        texts.execute("INSERT INTO notes VALUES (1, 'a', 'b'), (2, 'c', 'd')")
+        p = d.start()
+        wait_until(lambda: outbox_counts(texts) == (0, 0) and len(points_by_id(qdrant, "notes")) == 2,
+                   timeout=30, what="embedded at the requested size")
+        assert all(b["dimensions"] == 8 for b in stub.bodies())
+        assert len(points_by_id(qdrant, "notes")[1]["vector"]) == 8
+        assert d.stop(p) == 0
+    finally:
+        stub.close()
+
+
+def test_openai_dimensions_zero_uses_the_rules_dimension(make_daemon, texts, qdrant, openai):
+    d = openai_daemon(make_daemon, openai)
+    text = d.path.read_text().replace("dimensions = 8\n", "").replace("collection = notes", "collection = notes\ndimension = 8")
+    d.path.write_text(text)
+    d.cli("apply")
+    texts.execute("INSERT INTO notes VALUES (1, 'a', 'b')")
+    p = d.start()
+    wait_until(lambda: outbox_counts(texts) == (0, 0) and len(points_by_id(qdrant, "notes")) == 1,
+               timeout=30, what="embedded", explain=lambda: texts.execute(
+                   "SELECT last_error FROM sync_outbox_dead").fetchall())
+    assert cosine(points_by_id(qdrant, "notes")[1]["vector"], vector_for("a\nb", 8)) > 0.9999
+    assert all("dimensions" not in b for b in openai.bodies())  # not sent: the model's own size
+    assert d.stop(p) == 0
+
+
+def test_openai_429_storm_burns_no_attempt_and_the_budget_is_respected(make_daemon, texts, qdrant, openai):
+    """A 429 pauses every caller of the embedder until its Retry-After and never costs an
+    attempt; requests_per_minute paces all workers' requests together (counted at the stub)."""
+    d = openai_daemon(make_daemon, openai, batch_size="1", requests_per_minute="600")
+    text = d.path.read_text().replace("max_attempts = 3", "max_attempts = 2").replace(
+        "retry_max = 500ms", "retry_max = 5m")
+    d.path.write_text(text + "\n[worker.w]\nevent_types = notes\nbatch_size = 5\nmax_inflight = 4\n")
+    d.cli("apply")
+    openai.fail(429, count=6, retry_after=1)
+    with texts.transaction():
+        for i in range(40):
+            texts.execute("INSERT INTO notes VALUES (%s, %s, 'b')", (i, f"t{i}"))
+    p = d.start()
+    wait_until(lambda: outbox_counts(texts) == (0, 0) and len(points_by_id(qdrant, "notes")) == 40,
+               timeout=90, what="drained after the 429s",
+               explain=lambda: (outbox_counts(texts), texts.execute(
+                   "SELECT last_error FROM sync_outbox_dead").fetchall(), d.log_text(p)[-2000:]))
+    assert len(openai.times(429)) == 6
+    # Retry-After honoured by every caller: after a 429, the next request comes >= ~1 s later
+    # (requests already in flight when it came back excepted: at most max_inflight of them)
+    for t in openai.times(429):
+        later = [u for u in openai.times() if u > t + 0.05]
+        assert not later or later[0] >= t + 0.9 or len([u for u in later if u < t + 0.9]) <= 1
+    # 600/min = 10/s with a 1 s burst: never more than 20 in any second, whatever the workers
+    assert openai.max_per_window(1.0) <= 20, openai.max_per_window(1.0)
+    assert "embed_failed" in d.log_text(p)
+    assert d.stop(p) == 0
+
+
+def test_openai_absurd_retry_after_is_capped_by_retry_max(make_daemon, texts, qdrant, openai):
+    d = openai_daemon(make_daemon, openai)
+    text = d.path.read_text().replace("retry_max = 500ms", "retry_max = 2s").replace(
+        "max_attempts = 3", "max_attempts = 2")
+    d.path.write_text(text)
+    d.cli("apply")
+    openai.fail(429, count=1, retry_after=99999999999)
+    openai.fail(429, count=1, retry_after="Fri, 01 Jan 2037 00:00:00 GMT")
+    with texts.transaction():
+        for i in range(4):
+            texts.execute("INSERT INTO notes VALUES (%s, %s, 'b')", (i, f"t{i}"))
+    p = d.start()
+    wait_until(lambda: outbox_counts(texts) == (0, 0) and len(points_by_id(qdrant, "notes")) == 4,
+               timeout=30, what="drained within a few retry_max (not 24 days)",
+               explain=lambda: (outbox_counts(texts), d.log_text(p)[-2000:]))
+    ts = openai.times()
+    t429 = openai.times(429)
+    assert len(t429) == 2
+    after = [u for u in ts if u > t429[0] + 0.05]
+    assert after and after[0] >= t429[0] + 1.5  # the pause (capped at 2 s) was honoured
     assert d.stop(p) == 0
