@@ -8,8 +8,9 @@
  * Flow: a call's texts are cut to max_input_tokens (estimate), then into requests of batch_size
  * texts, queued; dispatch() sends from the head while fewer than max_inflight are out and the
  * budget says go. An answer:
- *   2xx → the vectors go into the call's buffer (a body that is not an embeddings answer fails
- *         the call transiently; wrong sizes fail it for the texts);
+ *   2xx → the vectors go into the call's buffer (a body that is not an embeddings answer, or
+ *         bigger than n × dimension can be, fails the call transiently; wrong sizes fail it for
+ *         the texts);
  *   400/413/422 → the request's two halves are queued at the head; a lone text is retried once
  *         cut to max_input_tokens bytes when it was longer, else rejected with the API's reason;
  *   429 → both budgets halve and pause every caller (Retry-After, capped by retry_max), and the
@@ -228,13 +229,10 @@ static oreq_t *pop(p2q_embedder_t *e) {
   return q;
 }
 
-/* A Retry-After in seconds (-1: none) as milliseconds capped by retry_max, 64-bit throughout. */
-static int64_t retry_after_ms(const p2q_embedder_t *e, long seconds) {
-  int64_t cap = e->cfg->retry_max_ms > 0 ? e->cfg->retry_max_ms : 300000;
-  if (seconds < 0) return -1;
-  if ((uint64_t)seconds > (uint64_t)cap / 1000) return cap;
-  int64_t ms = (int64_t)seconds * 1000;
-  return ms < cap ? ms : cap;
+/* What an answer to n texts can weigh: n vectors of dim numbers as JSON text (a float32 printed
+   in full is at most ~24 characters with its comma), their envelopes, and the usage. */
+static size_t answer_cap(const p2q_embedder_t *e, int n) {
+  return 65536 + (size_t)n * ((size_t)e->dim * 32 + 256);
 }
 
 /* Both budgets at once: 0 = go (both charged), else the milliseconds to wait. */
@@ -261,7 +259,8 @@ static int send_req(p2q_embedder_t *e, oreq_t *q) {
   char *data = p2q_buf_error(&body) ? NULL : p2q_buf_steal(&body);
   p2q_buf_free(&body);
   if (!data) return P2Q_ENOMEM;
-  int rc = p2q_http_request(e->http, "POST", e->url, data, len, P2Q_HTTP_TAKE_BODY, openai_done, q);
+  int rc = p2q_http_request_capped(e->http, "POST", e->url, data, len, P2Q_HTTP_TAKE_BODY,
+                                   answer_cap(e, q->n), openai_done, q);
   if (rc) free(data);
   return rc;
 }
@@ -366,7 +365,7 @@ static void openai_done(p2q_http_t *h, int err, const p2q_http_response_t *resp,
       if (rejected(e, q, resp)) { dispatch(e); return; }
       break;
     case P2Q_OAI_THROTTLE: {
-      int64_t ra = retry_after_ms(e, resp->retry_after);
+      int64_t ra = resp->retry_after_ms; /* capped by retry_max in http.c */
       e->throttled++;
       p2q_ratelimit_on_429(&e->rl_req, now, ra);
       if (e->cfg->tokens_per_minute > 0) p2q_ratelimit_on_429(&e->rl_tok, now, ra);
@@ -380,10 +379,11 @@ static void openai_done(p2q_http_t *h, int err, const p2q_http_response_t *resp,
     case P2Q_OAI_CONFIG:
       if (status) {
         p2q_openai_error_message(resp->body, resp->body_len, m, sizeof m);
-        call_fail(c, P2Q_EEMBED, 1, retry_after_ms(e, resp->retry_after), "embedder HTTP %ld%s: %s", status,
+        call_fail(c, P2Q_EEMBED, 1, resp->retry_after_ms, "embedder HTTP %ld%s: %s", status,
                   p2q_openai_classify(status) == P2Q_OAI_CONFIG ? " (check url, model and key)" : "", m);
       } else {
-        call_fail(c, err ? err : P2Q_EHTTP, 1, -1, "embedder transport error: %s",
+        call_fail(c, err ? err : P2Q_EHTTP, 1, -1, "embedder %s: %s",
+                  err == P2Q_EOVERFLOW ? "answer bigger than texts x dimension allow" : "transport error",
                   resp->error && *resp->error ? resp->error : p2q_strerror(err));
       }
       break;
@@ -403,8 +403,9 @@ int p2q_emb_openai_new(p2q_embedder_t *e, char *err, size_t errlen) {
   }
   if (!(e->url = p2q_openai_endpoint(cfg->url))) return P2Q_ENOMEM;
   const char *key = cfg->api_key_env && *cfg->api_key_env ? getenv(cfg->api_key_env) : NULL;
+  uint64_t wait = cfg->retry_max_ms > 0 ? (uint64_t)cfg->retry_max_ms : 300000;
   p2q_http_options_t o = {.timeout_ms = 60000, .max_concurrent = (int)cfg->max_inflight,
-                          .bearer = key, .user_agent = "pg2qdrant"};
+                          .bearer = key, .user_agent = "pg2qdrant", .retry_after_max_ms = wait};
   int rc = p2q_http_new(e->loop, &o, &e->http);
   if (rc) {
     snprintf(err, errlen, "embedder %s: %s", cfg->name, p2q_strerror(rc));
@@ -417,7 +418,6 @@ int p2q_emb_openai_new(p2q_embedder_t *e, char *err, size_t errlen) {
   e->has_timer = 1;
   p2q_ratelimit_init(&e->rl_req, (double)cfg->requests_per_minute / 60.0);
   p2q_ratelimit_init(&e->rl_tok, (double)cfg->tokens_per_minute / 60.0);
-  uint64_t wait = cfg->retry_max_ms > 0 ? (uint64_t)cfg->retry_max_ms : 300000;
   p2q_ratelimit_set_max_wait(&e->rl_req, wait);
   p2q_ratelimit_set_max_wait(&e->rl_tok, wait);
   return 0;

@@ -6,7 +6,7 @@ OpenAI response shape ({"object": "list", "data": [{"object": "embedding", "inde
 text (so tests can predict them), of the requested "dimensions" when the body has it, else of the
 model's native size `dim`. Faults scripted by tests: the next N answers with a status (429 with a
 Retry-After in seconds, an HTTP date or an absurd value; 500; 401), vectors of the wrong
-dimension, and — like the real API — a 400 with OpenAI's error shape for a whole request when any
+dimension, answers padded to 8 MB (more than any real answer), and — like the real API — a 400 with OpenAI's error shape for a whole request when any
 of its inputs is longer than `max_tokens` (the stub's tokenizer: `count_tokens`, by default one
 token per 4 UTF-8 bytes). Records every request with its arrival time and the status answered.
 """
@@ -53,6 +53,7 @@ class OpenAIStub:
         self.count_tokens = count_tokens
         self.faults = []          # list of (status, retry_after or None)
         self.wrong_dim = 0
+        self.huge = 0             # next N successful answers padded to 8 MB
         self.requests = []        # {"path", "auth", "body", "t", "status"}
         self.lock = threading.Lock()
         stub = self
@@ -86,6 +87,9 @@ class OpenAIStub:
                     wrong = stub.wrong_dim > 0
                     if wrong:
                         stub.wrong_dim -= 1
+                    huge = stub.huge > 0
+                    if huge:
+                        stub.huge -= 1
                 if self.path != "/v1/embeddings":
                     return self._send(404, {"error": {"message": "not found"}})
                 if stub.api_key and self.headers.get("Authorization") != f"Bearer {stub.api_key}":
@@ -114,8 +118,11 @@ class OpenAIStub:
                 data = [{"object": "embedding", "index": i, "embedding": vector_for(t, dim)}
                         for i, t in enumerate(inputs)]
                 used = sum(stub.count_tokens(t) for t in inputs)
-                self._send(200, {"object": "list", "data": data, "model": req.get("model"),
-                                 "usage": {"prompt_tokens": used, "total_tokens": used}})
+                answer = {"object": "list", "data": data, "model": req.get("model"),
+                          "usage": {"prompt_tokens": used, "total_tokens": used}}
+                if huge:
+                    answer["padding"] = "x" * (8 << 20)
+                self._send(200, answer)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -362,3 +362,19 @@ def test_openai_absurd_retry_after_is_capped_by_retry_max(make_daemon, texts, qd
     after = [u for u in ts if u > t429[0] + 0.05]
     assert after and after[0] >= t429[0] + 1.5  # the pause (capped at 2 s) was honoured
     assert d.stop(p) == 0
+
+
+def test_openai_oversized_answer_is_refused_and_costs_no_attempt(make_daemon, texts, qdrant, openai):
+    """An answer is bounded by texts × dimension: an 8 MB one (for 3 texts of 8 dimensions) is
+    aborted unread, the events wait without burning an attempt, and drain once answers are sane."""
+    d = openai_daemon(make_daemon, openai)
+    d.path.write_text(d.path.read_text().replace("max_attempts = 3", "max_attempts = 2"))
+    d.cli("apply")
+    openai.huge = 4
+    texts.execute("INSERT INTO notes VALUES (1, 'a', 'b'), (2, 'c', 'd'), (3, 'e', 'f')")
+    p = d.start()
+    wait_until(lambda: outbox_counts(texts) == (0, 0) and len(points_by_id(qdrant, "notes")) == 3,
+               timeout=60, what="drained after the oversized answers",
+               explain=lambda: (outbox_counts(texts), d.log_text(p)[-2000:]))
+    assert openai.huge == 0 and "embed_failed" in d.log_text(p)
+    assert d.stop(p) == 0
