@@ -500,3 +500,23 @@ def test_fix_under_concurrent_writes_never_loses_a_row(make_daemon, db, qdrant, 
                explain=lambda: repr(diff()))
     r = d.cli("reconcile")
     assert drift(r.stdout) == (0, 0, 0, 0), r.stdout
+
+
+def test_agrees_with_itself_under_any_reader_session(make_daemon, db, qdrant):
+    """The rows reconcile reads are turned into text under pinned settings: a synced table with
+    timestamptz, double precision and interval columns is in sync whatever PGTZ, DateStyle or
+    extra_float_digits the reader's environment sets."""
+    db.execute("CREATE TABLE ev (id int PRIMARY KEY, at timestamptz, x double precision, d interval, emb real[])")
+    d = make_daemon({"rule.ev": {"table": "public.ev", "key": "id", "vector_column": "emb",
+                                 "dimension": str(DIM), "distance": "Dot", "collection": "ev"}})
+    for i in range(1, 6):
+        db.execute("INSERT INTO ev VALUES (%s, '2025-01-01 12:00:00+00'::timestamptz + %s * interval '7 hours',"
+                   " %s, %s * interval '90 minutes', %s)", (i, i, 1 / 3 + i, i, [0.1 * i, 1 / 3, 2.0, 1e-7]))
+    d.cli("apply")
+    p = d.start()
+    wait_until(lambda: outbox_counts(db)[0] == 0 and len(points_by_id(qdrant, "ev")) == 5, what="ev synced")
+    d.stop(p)
+    for tz, opts in (("UTC", ""), ("Asia/Kolkata", "-c extra_float_digits=0"),
+                     ("America/Los_Angeles", "-c DateStyle=SQL,DMY -c IntervalStyle=postgres_verbose")):
+        r = d.cli("reconcile", env=dict(d.env, PGTZ=tz, PGOPTIONS=opts))
+        assert drift(r.stdout) == (0, 0, 0, 0) and "5 point(s), 5 row(s)" in r.stdout, (tz, r.stdout)
