@@ -378,3 +378,23 @@ def test_openai_oversized_answer_is_refused_and_costs_no_attempt(make_daemon, te
                explain=lambda: (outbox_counts(texts), d.log_text(p)[-2000:]))
     assert openai.huge == 0 and "embed_failed" in d.log_text(p)
     assert d.stop(p) == 0
+
+
+def test_openai_rejected_key_costs_time_not_attempts(make_daemon, texts, qdrant, openai):
+    """401 (a rotated key) is configuration, not the events' fault: nothing is dead-lettered
+    however long it lasts, and the backlog drains once the key is accepted again."""
+    d = openai_daemon(make_daemon, openai)
+    d.path.write_text(d.path.read_text().replace("max_attempts = 3", "max_attempts = 2"))
+    d.cli("apply")
+    openai.api_key = "sk-rotated"
+    with texts.transaction():
+        for i in range(6):
+            texts.execute("INSERT INTO notes VALUES (%s, %s, 'b')", (i, f"t{i}"))
+    p = d.start()
+    wait_until(lambda: sum(1 for r in openai.requests if r["status"] == 401) >= 6, what="several 401s")
+    assert outbox_counts(texts) == (6, 0)
+    assert "HTTP 401 (check url, model and key)" in d.log_text(p)
+    openai.api_key = "sk-test"
+    wait_until(lambda: outbox_counts(texts) == (0, 0) and len(points_by_id(qdrant, "notes")) == 6,
+               timeout=60, what="drained once the key is accepted")
+    assert d.stop(p) == 0

@@ -186,6 +186,27 @@ static void test_repeated_and_embedders(void **state) {
   assert_int_equal(c->workers[1].event_types.n, 2);
   assert_int_equal(c->workers[1].batch_size, 10000);
   assert_null(p2q_config_embedder(c, "x"));
+  assert_int_equal(m->dim, 384);
+  assert_int_equal(o->dim, 256);
+  assert_int_equal(o->max_input_tokens, 0);
+  assert_int_equal(o->requests_per_minute, 0);
+  assert_int_equal(o->tokens_per_minute, 0);
+  assert_int_equal(o->retry_max_ms, c->retry_max_ms);
+  p2q_config_free(c);
+  /* dimensions = 0: the embedder's vectors are checked against its rules' dimension, which the
+     rules sharing it must agree on (the rule may come before the embedder) */
+  c = load_ok("[daemon]\nretry_max = 7s\n"
+              "[rule.a]\ntable = s.a\nkey = id\ntext = t\nembedder = oa\ncollection = a\ndimension = 8\n"
+              "[embedder.oa]\ntype = openai\nurl = http://x\nmodel = m\nmax_input_tokens = 8191\n"
+              "requests_per_minute = 3000\ntokens_per_minute = 1000000\n"
+              "[rule.b]\ntable = s.b\nkey = id\ntext = t\nembedder = oa\ncollection = b\ndimension = 8\n");
+  o = p2q_config_embedder(c, "oa");
+  assert_int_equal(o->dimensions, 0);
+  assert_int_equal(o->dim, 8);
+  assert_int_equal(o->max_input_tokens, 8191);
+  assert_int_equal(o->requests_per_minute, 3000);
+  assert_int_equal(o->tokens_per_minute, 1000000);
+  assert_int_equal(o->retry_max_ms, 7000);
   p2q_config_free(c);
 }
 
@@ -449,6 +470,13 @@ static void test_err_cross(void **state) {
              "t.ini:10: [rule.r] dimension: unknown: set dimension here or dimensions in [embedder.oa]");
   expect_err(EMB RHEAD "vector_column = v\n", P2Q_ECONFIG,
              "t.ini:7: [rule.r] vector_column: 'vector_column' requires 'dimension' (1..65536)");
+  expect_err("[embedder.oa]\ntype = openai\nurl = http://x\nmodel = m\n"
+             "[rule.a]\ntable = s.a\nkey = id\ncollection = a\ntext = t\nembedder = oa\ndimension = 8\n"
+             "[rule.b]\ntable = s.b\nkey = id\ncollection = b\ntext = t\nembedder = oa\ndimension = 16\n",
+             P2Q_ECONFIG, "t.ini:18: [rule.b] dimension: 16 differs from another rule using [embedder.oa] (8), "
+             "which has no dimensions: one model answers in one size");
+  expect_err("[embedder.m]\ntype = minilm\nmax_input_tokens = 10\n", P2Q_ECONFIG,
+             "t.ini:3: [embedder.m] max_input_tokens: only valid for type = openai");
   expect_err(EMB RHEAD "text = body\nembedder = mini\nchunk_tokens = 100\nchunk_overlap = 100\n", P2Q_ECONFIG,
              "t.ini:10: [rule.r] chunk_overlap: must be less than chunk_tokens (100)");
   expect_err(EMB RHEAD "text = body\nembedder = mini\nchunk_overlap = 10\n", P2Q_ECONFIG,
