@@ -7,7 +7,10 @@
 #include "pg2qdrant/errors.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_DEPTH 128
@@ -115,14 +118,79 @@ int p2q_json_next_member(const char *s, size_t len, size_t *pos, p2q_span_t *key
   return 1;
 }
 
+int p2q_json_key_eq(p2q_span_t key, const char *name) {
+  size_t nl = strlen(name);
+  if (!memchr(key.p, '\\', key.n)) return key.n == nl && memcmp(key.p, name, nl) == 0;
+  /* escaped: decode (an escape never makes the text longer) and compare */
+  char small[256], *buf = key.n < sizeof small ? small : malloc(key.n + 1);
+  if (!buf) return 0;
+  p2q_span_t quoted = {key.p - 1, key.n + 2}; /* the key's own quotes */
+  int n = p2q_json_unescape(quoted, buf, key.n + 1);
+  int eq = n >= 0 && (size_t)n == nl && memcmp(buf, name, nl) == 0;
+  if (buf != small) free(buf);
+  return eq;
+}
+
 int p2q_json_find(const char *s, size_t len, const char *name, p2q_span_t *val) {
-  size_t pos = 0, nl = strlen(name);
+  size_t pos = 0;
   p2q_span_t k, v;
   int rc;
   while ((rc = p2q_json_next_member(s, len, &pos, &k, &v)) == 1) {
-    if (k.n == nl && memcmp(k.p, name, nl) == 0) { *val = v; return 1; }
+    if (p2q_json_key_eq(k, name)) { *val = v; return 1; }
   }
   return rc;
+}
+
+/* Significant digits of a JSON number (leading/trailing zeros dropped) into dig (NUL-terminated,
+   at most cap-1 kept; the true count is returned) and the decimal exponent of the first one. */
+static size_t sig_digits(const char *s, size_t n, char *dig, size_t cap, long *exp10) {
+  size_t i = 0, k = 0, total = 0, zrun = 0;
+  long point = 0, e = 0;
+  int seen = 0, in_frac = 0;
+  if (i < n && s[i] == '-') i++;
+  for (; i < n && s[i] != 'e' && s[i] != 'E'; i++) {
+    if (s[i] == '.') { in_frac = 1; continue; }
+    if (!seen && s[i] == '0') { if (in_frac) point--; continue; }
+    seen = 1;
+    if (!in_frac) point++;
+    if (k + 1 < cap) dig[k++] = s[i];
+    total++;
+    zrun = s[i] == '0' ? zrun + 1 : 0;
+  }
+  if (i < n) { /* exponent, saturated far beyond any double */
+    int neg = 0;
+    if (++i < n && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
+    for (; i < n; i++) if (e < 100000) e = e * 10 + (s[i] - '0');
+    if (neg) e = -e;
+  }
+  total -= zrun; /* trailing zeros are not significant */
+  if (k > total) k = total;
+  dig[k] = 0;
+  *exp10 = point - 1 + e;
+  return total;
+}
+
+int p2q_json_number_exact(const char *s, size_t n) {
+  size_t i = s[0] == '-';
+  if (!memchr(s, '.', n) && !memchr(s, 'e', n) && !memchr(s, 'E', n)) { /* integer: int64 */
+    size_t d = n - i;
+    if (d != 19) return d < 19;
+    return memcmp(s + i, i ? "9223372036854775808" : "9223372036854775807", 19) <= 0;
+  }
+  char dig[24], want[24], tmp[400], out[40];
+  long e10, e2;
+  size_t k = sig_digits(s, n, dig, sizeof dig, &e10);
+  if (k == 0) return 1;                                   /* zero */
+  if (k <= 15 && e10 >= -307 && e10 <= 307) return 1;    /* DBL_DIG digits, normal range */
+  if (k > 17 || n >= sizeof tmp) return 0;                /* more than a double tells apart */
+  memcpy(tmp, s, n);
+  tmp[n] = 0;
+  double d = strtod(tmp, NULL);
+  if (!isfinite(d) || d == 0) return 0;                  /* overflow / underflow */
+  /* the nearest double, rounded back to k digits, must be the number itself */
+  snprintf(out, sizeof out, "%.*e", (int)k - 1, fabs(d));
+  size_t m = sig_digits(out, strlen(out), want, sizeof want, &e2);
+  return m == k && e2 == e10 && strcmp(want, dig) == 0;
 }
 
 int p2q_span_eq(p2q_span_t v, const char *lit) {

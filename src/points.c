@@ -3,6 +3,10 @@
  * points.h). No float is parsed or re-printed on the fast path (JSON arrays are validated and
  * copied). Pure; any thread.
  *
+ * Payload values are copied as they are, except numbers Qdrant would not keep exactly (beyond
+ * int64, or more digits than a double holds: numeric columns), which become JSON strings with the
+ * same digits (p2q_payload_value).
+ *
  * Every point's payload carries `_hash`: FNV-1a 64 of the snapshot text the point was built from
  * (PostgreSQL's jsonb text of the capture snapshot, vector included), as 16 lowercase hex digits.
  * `reconcile` computes the same hash from the same snapshot expression over the live row, so a
@@ -102,14 +106,35 @@ int p2q_vector_json(p2q_buf_t *b, p2q_span_t v, char *why, size_t whylen) {
 
 /* Should snapshot member `key` (escaped span) go into the Qdrant payload? */
 static int keep_member(const p2q_rule_config_t *r, p2q_span_t key) {
-  char name[256];
-  p2q_span_t quoted = {key.p - 1, key.n + 2};
-  if (p2q_json_unescape(quoted, name, sizeof name) < 0) return 1;
-  if (r->vector_column && !strcmp(name, r->vector_column)) return 0;
+  if (r->vector_column && p2q_json_key_eq(key, r->vector_column)) return 0;
   if (r->columns.n == 0) return 1;
   for (int i = 0; i < r->columns.n; i++)
-    if (!strcmp(name, r->columns.items[i])) return 1;
+    if (p2q_json_key_eq(key, r->columns.items[i])) return 1;
   return 0;
+}
+
+void p2q_payload_value(p2q_buf_t *b, p2q_span_t v) {
+  size_t i = 0, from = 0;
+  while (i < v.n) {
+    char c = v.p[i];
+    if (c == '"') { /* a valid JSON string: skip it, escapes included */
+      for (i++; i < v.n && v.p[i] != '"'; i++)
+        if (v.p[i] == '\\') i++;
+      i++;
+    } else if (c == '-' || isdigit((unsigned char)c)) {
+      size_t st = i;
+      while (i < v.n && (isdigit((unsigned char)v.p[i]) || strchr("+-.eE", v.p[i]))) i++;
+      if (p2q_json_number_exact(v.p + st, i - st)) continue;
+      p2q_buf_append(b, v.p + from, st - from);
+      p2q_buf_putc(b, '"');
+      p2q_buf_append(b, v.p + st, i - st);
+      p2q_buf_putc(b, '"');
+      from = i;
+    } else {
+      i++;
+    }
+  }
+  p2q_buf_append(b, v.p + from, v.n - from);
 }
 
 int p2q_point_build(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_json, int id_is_uuid,
@@ -147,7 +172,7 @@ int p2q_point_build(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_jso
     p2q_buf_putc(b, '"');
     p2q_buf_append(b, k.p, k.n);
     p2q_buf_puts(b, "\":");
-    p2q_buf_append(b, v.p, v.n);
+    p2q_payload_value(b, v);
   }
   if (rc < 0) { b->len = mark; b->data[mark] = 0; return reason(why, whylen, "snapshot is not a JSON object"); }
   if (id_is_uuid) {

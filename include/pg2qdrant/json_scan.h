@@ -21,8 +21,18 @@ int p2q_json_skip(const char *s, size_t len, size_t *pos);
  * 0 at the end, P2Q_EBADJSON on malformed input. */
 int p2q_json_next_member(const char *s, size_t len, size_t *pos, p2q_span_t *key, p2q_span_t *val);
 
-/* Find member `name` (unescaped ASCII) of the top-level object. 1 found, 0 absent, <0 error. */
+/* Find member `name` (unescaped, any UTF-8) of the top-level object: keys are compared after
+ * decoding their escapes, so a column named a"b or a\b is found. 1 found, 0 absent, <0 error. */
 int p2q_json_find(const char *s, size_t len, const char *name, p2q_span_t *val);
+
+/* Does a key span from p2q_json_next_member (escaped, without quotes) decode to `name`? */
+int p2q_json_key_eq(p2q_span_t key, const char *name);
+
+/* Does Qdrant keep the JSON number s[0..n) exactly? Integers: when they fit in int64 (Qdrant keeps
+ * 64-bit integers); other numbers: when the nearest double, rounded back to as many significant
+ * digits, is the number itself (so at most 17 significant digits, within the double range).
+ * `s` must be a valid JSON number. */
+int p2q_json_number_exact(const char *s, size_t n);
 
 /* Does the span hold exactly `lit` (e.g. "null")? */
 int p2q_span_eq(p2q_span_t v, const char *lit);

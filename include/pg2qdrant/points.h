@@ -5,7 +5,8 @@
  * integer; any other key (text, uuid, composite, negative) maps to UUIDv5(pg2qdrant namespace,
  * "<rule>:<row_key jsonb text>") and the original key is kept in the payload as `_pk`.
  * Payload: the event snapshot minus the vector column (and minus columns captured only for the
- * vector or text, when `columns` is set), plus `_hash`: p2q_hash64_hex() of the snapshot text
+ * vector or text, when `columns` is set; names compared unescaped), numbers Qdrant cannot keep
+ * exactly as strings (p2q_payload_value), plus `_hash`: p2q_hash64_hex() of the snapshot text
  * (see reconcile). Vectors come from `vector_column` as a JSON array, a
  * pgvector text value ("[1,2,3]") or a PostgreSQL array text ("{1,2,3}"), or from an embedder.
  */
@@ -39,6 +40,12 @@ int p2q_point_build_chunk(p2q_buf_t *b, const p2q_rule_config_t *rule, const cha
 
 /* Append floats as a JSON array (%.9g: every float32 round-trips). */
 void p2q_vector_format(p2q_buf_t *b, const float *v, int dim);
+
+/* Append a snapshot value (any JSON) as a payload value: every number Qdrant would not keep
+ * exactly (p2q_json_number_exact: an integer beyond int64, a numeric with more digits than a
+ * double holds, a value beyond the double range) becomes a string of the same digits, so no
+ * digit is lost silently; everything else is copied byte for byte. */
+void p2q_payload_value(p2q_buf_t *b, p2q_span_t v);
 
 /* Normalise a vector value span (array, pgvector text or PG array text) into b as a JSON array.
  * Returns the dimension, 0 if the value is null, or P2Q_EBADJSON with a reason in why. */

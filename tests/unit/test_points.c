@@ -142,10 +142,93 @@ static void test_point_build(void **state) {
   p2q_buf_free(&b);
 }
 
+/* Column names with quotes, backslashes, control characters and unicode: PostgreSQL escapes them
+   in json keys; the lookup compares decoded keys (issue 8: such a vector column was "missing",
+   every point deleted). */
+static char *odd_cols[] = {"ti\"t\\le", "\xc3\xa9t\xc3\xa9 x"};
+
+static void test_escaped_names(void **state) {
+  const char *snap = "{\"id\" : 1, \"em\\\"b\\\\\\u0001\" : [0.5, 1], \"ti\\\"t\\\\le\" : \"a\", "
+                     "\"\xc3\xa9t\xc3\xa9 x\" : 2, \"other\" : 3}";
+  p2q_span_t v;
+  assert_int_equal(p2q_json_find(snap, strlen(snap), "em\"b\\\x01", &v), 1);
+  assert_true(p2q_span_eq(v, "[0.5, 1]"));
+  assert_int_equal(p2q_json_find(snap, strlen(snap), "ti\"t\\le", &v), 1);
+  assert_true(p2q_span_eq(v, "\"a\""));
+  assert_int_equal(p2q_json_find(snap, strlen(snap), "\xc3\xa9t\xc3\xa9 x", &v), 1);
+  assert_true(p2q_span_eq(v, "2"));
+  assert_int_equal(p2q_json_find(snap, strlen(snap), "em\"b", &v), 0);   /* prefix: no match */
+  assert_int_equal(p2q_json_find(snap, strlen(snap), "em\\\"b", &v), 0); /* the escaped form: no */
+  /* a long escaped key (heap path) */
+  char big[700], name[400];
+  memset(name, 'k', 299); name[299] = '"'; name[300] = 0;
+  snprintf(big, sizeof big, "{\"%.*s\\\"\": 7}", 299, name);
+  assert_int_equal(p2q_json_find(big, strlen(big), name, &v), 1);
+  assert_true(p2q_span_eq(v, "7"));
+
+  p2q_rule_config_t r;
+  memset(&r, 0, sizeof r);
+  strcpy(r.name, "docs");
+  r.vector_column = "em\"b\\\x01";
+  p2q_buf_t b = P2Q_BUF_INIT;
+  char why[128];
+  assert_int_equal(p2q_point_build(&b, &r, "1", 0, "{\"id\": 1}", snap, strlen(snap), NULL, 0, why, sizeof why), 0);
+  const char *pt = p2q_buf_str(&b);
+  assert_non_null(strstr(pt, "\"vector\":[0.5, 1]"));
+  assert_null(strstr(pt, "em\\\"b")); /* the vector column is not payload */
+  assert_non_null(strstr(pt, "\"ti\\\"t\\\\le\":\"a\""));
+  p2q_buf_reset(&b);
+  r.columns.items = odd_cols; r.columns.n = 2; /* `columns` names are compared decoded too */
+  assert_int_equal(p2q_point_build(&b, &r, "1", 0, "{\"id\": 1}", snap, strlen(snap), NULL, 0, why, sizeof why), 0);
+  pt = p2q_buf_str(&b);
+  assert_non_null(strstr(pt, "\"payload\":{\"ti\\\"t\\\\le\":\"a\",\"\xc3\xa9t\xc3\xa9 x\":2,\"_hash\""));
+  p2q_buf_free(&b);
+}
+
+static void exact(const char *n, int want) {
+  if (p2q_json_number_exact(n, strlen(n)) != want) fail_msg("p2q_json_number_exact(%s) != %d", n, want);
+}
+
+static void test_number_exact(void **state) {
+  /* integers: int64 */
+  exact("0", 1); exact("-0", 1); exact("9007199254740993", 1); exact("9223372036854775807", 1);
+  exact("-9223372036854775808", 1); exact("9223372036854775808", 0); exact("-9223372036854775809", 0);
+  exact("123456789012345678901234567890", 0);
+  /* up to 15 significant digits: always */
+  exact("0.1", 1); exact("1.50", 1); exact("-123.456e-10", 1); exact("0.000000000000000000001", 1);
+  exact("1.00000000000000000000000000000000", 1); exact("100000000000000000000000.0", 1);
+  /* 16–17 digits: when the nearest double says the same digits */
+  exact("0.30000000000000004", 1); exact("1.2345678901234567", 1); exact("3.141592653589793", 1);
+  exact("0.30000000000000001", 0); exact("9007199254740993.0", 0); exact("9007199254740992.0", 1);
+  exact("12345678901234567890.123456789", 0); exact("1.0000000000000000000001", 0);
+  /* beyond the double range */
+  exact("1e400", 0); exact("1e-400", 0); exact("1.7976931348623157e308", 1); exact("2e308", 0);
+  exact("1e308", 1); exact("0e999", 1);
+
+  p2q_buf_t b = P2Q_BUF_INIT;
+  const char *v = "{\"a\": [1, 12345678901234567890.5, \"9999999999999999999999\"], \"b\": -1e400, "
+                  "\"c\\\"3\": 0.25}";
+  p2q_span_t s = {v, strlen(v)};
+  p2q_payload_value(&b, s);
+  assert_string_equal(p2q_buf_str(&b), "{\"a\": [1, \"12345678901234567890.5\", \"9999999999999999999999\"], "
+                                       "\"b\": \"-1e400\", \"c\\\"3\": 0.25}");
+  p2q_buf_reset(&b);
+  p2q_span_t big = {"123456789012345678901234567890", 30};
+  p2q_payload_value(&b, big);
+  assert_string_equal(p2q_buf_str(&b), "\"123456789012345678901234567890\"");
+  p2q_buf_reset(&b);
+  const char *pl = "[0.5, \"x\\\\\", true, null, -7]";
+  p2q_span_t plain = {pl, strlen(pl)};
+  p2q_payload_value(&b, plain);
+  assert_string_equal(p2q_buf_str(&b), "[0.5, \"x\\\\\", true, null, -7]");
+  p2q_buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_scan), cmocka_unit_test(test_uuid), cmocka_unit_test(test_point_id), cmocka_unit_test(test_hash64),
-      cmocka_unit_test(test_point_build),
+      cmocka_unit_test(test_point_build), cmocka_unit_test(test_escaped_names),
+      cmocka_unit_test(test_number_exact),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
