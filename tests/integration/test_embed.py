@@ -126,6 +126,7 @@ def test_openai_embedder_with_faults(make_daemon, texts, qdrant, openai):
     d = openai_daemon(make_daemon, openai)
     d.cli("apply")
     openai.fail(429, count=1, retry_after=1)  # honoured, then the same texts succeed
+    openai.fail(429, count=1)                 # no Retry-After: a short backoff of the budget
     openai.fail(500, count=1)
     with texts.transaction():
         for i in range(10):
