@@ -31,6 +31,12 @@ int p2q_breaker_failure(p2q_breaker_t *b) {
   return 1;
 }
 
+int p2q_breaker_trip(p2q_breaker_t *b) {
+  if (b->state != P2Q_BREAKER_CLOSED) return 0;
+  b->failures = b->threshold - 1;
+  return p2q_breaker_failure(b);
+}
+
 void p2q_breaker_probe_started(p2q_breaker_t *b) {
   if (b->state == P2Q_BREAKER_OPEN) { b->state = P2Q_BREAKER_HALF_OPEN; b->transitions++; }
 }

@@ -2,22 +2,27 @@
  * daemon.c — `pg2qdrant run`: the sync daemon's event loop (loop thread only).
  *
  * Owns: the libuv loop, the LISTEN connection (sync_outbox_insert), the sweep timer, the Qdrant
- * client and its circuit breaker with the probe timer, the signal handlers, the stats timer and
- * the WorkerPool. Flow: NOTIFY (payload = event type) or sweep → wake the workers that claim it
- * → each worker claims, writes and acks on its own (worker.c). The sweep also runs
- * sync_outbox_recover(), which frees the claims of crashed daemons. Shutdown: stop claiming,
- * let in-flight batches finish and ack; after shutdown_timeout cancel the requests still
- * running (their events are requeued without losing an attempt), then close everything.
- * Operators: metrics, /status and the HTTP server live in status_http.c (d->ops); SIGHUP
- * reloads the config through reload.c.
+ * client, the embedders, the health module (health.c: a breaker per target), the signal
+ * handlers, the stats timer and the WorkerPool. Flow: NOTIFY (payload = event type) or sweep →
+ * wake the workers that claim it → each worker claims, embeds, writes and acks on its own
+ * (worker.c) through the context this file gives it. The sweep also runs recovery
+ * (outbox.c), which frees the claims of crashed daemons. Shutdown: stop claiming, let in-flight
+ * batches finish and ack; after shutdown_timeout cancel the requests still running (their
+ * events are requeued without losing an attempt), then close everything. Operators: metrics,
+ * /status and the HTTP server live in status_http.c; SIGHUP reloads the config (reload.c).
  */
 #include "pg2qdrant/daemon.h"
 #include "pg2qdrant/redact.h"
 #include "pg2qdrant/capture.h"
+#include "pg2qdrant/classify.h"
 #include "pg2qdrant/commands.h"
+#include "pg2qdrant/counters.h"
 #include "pg2qdrant/embedder.h"
 #include "pg2qdrant/errors.h"
+#include "pg2qdrant/health.h"
 #include "pg2qdrant/log.h"
+#include "pg2qdrant/outbox.h"
+#include "pg2qdrant/reload.h"
 #include "pg2qdrant/status_http.h"
 #include "pg2qdrant/version.h"
 #include "pg2qdrant/worker.h"
@@ -25,6 +30,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+struct p2q_daemon_s {
+  uv_loop_t *loop;
+  const p2q_config_t *cfg;
+  p2q_pg_t *listen_pg;
+  p2q_qdrant_t *qdrant;
+  p2q_outbox_t *outbox;
+  p2q_health_t *health;
+  uv_timer_t sweep_timer, shutdown_timer, stats_timer;
+  uv_signal_t sig_term, sig_int, sig_hup;
+  p2q_worker_t **workers;
+  int n_workers;
+  p2q_embedder_t **embedders; /* parallel to cfg->embedders; NULL where no rule uses it */
+  int stopping;        /* SIGTERM/SIGINT received: claim nothing more */
+  int forced;          /* shutdown_timeout passed: in-flight requests cancelled */
+  int closing;         /* handles are being closed */
+  int exit_code;
+  int recover_grace_ms;
+  uint64_t pg_reconnects; /* of the LISTEN connection */
+  int listening;       /* LISTEN is active on listen_pg */
+  p2q_ops_t *ops;      /* metrics, /status, the HTTP server (status_http.c); hooks accept NULL */
+  p2q_config_t **cfgs; /* configs loaded by reloads (cfg may be the last); freed after the loop */
+  int n_cfgs;
+};
 
 #define CHANNEL "sync_outbox_insert"
 
@@ -35,73 +64,147 @@ static void wake_all(p2q_daemon_t *d, const char *event_type) {
     if (p2q_worker_claims(d->workers[i], event_type)) p2q_worker_wake(d->workers[i]);
 }
 
-/* ---- circuit breaker ------------------------------------------------------------------- */
+static p2q_embedder_t *embedder_named(p2q_daemon_t *d, const char *name) {
+  for (int i = 0; name && d->embedders && i < d->cfg->n_embedders; i++)
+    if (!strcmp(d->cfg->embedders[i].name, name)) return d->embedders[i];
+  return NULL;
+}
 
-static void probe_timer_cb(uv_timer_t *t);
+/* ---- health probes (health.c decides when; these run them) ------------------------------ */
 
-static void probe_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *r, void *arg) {
+typedef struct {
+  p2q_daemon_t *d;
+  p2q_health_probe_cb cb;
+  void *arg;
+} probe_t;
+
+static void qdrant_probed(p2q_qdrant_t *q, const p2q_qdrant_resp_t *r, void *arg) {
+  probe_t *p = arg;
+  int host_wide;
+  p2q_ops_qdrant_request(p->d->ops, "probe", r);
+  p->cb(p->arg, p2q_classify_qdrant(r->status, r->err, r->curl_code, r->cls, 1, &host_wide), r->retry_delay_ms,
+        r->error);
+  free(p);
+}
+
+/* The host: GET /readyz. A collection: a write that changes nothing — the delete of a point id
+   pg2qdrant never writes — so the probe takes the path that failed (proxies, write limits). */
+static int probe_qdrant(void *arg, const char *collection, p2q_health_probe_cb cb, void *cb_arg) {
   p2q_daemon_t *d = arg;
-  d->probing = 0;
-  if (d->closing || r->err == P2Q_ECANCELED) return;
-  p2q_ops_qdrant_request(d->ops, "probe", r);
-  if (r->cls == P2Q_QDRANT_OK) {
-    p2q_breaker_success(&d->breaker);
-    P2Q_INFO("breaker_closed", "target=qdrant");
-    wake_all(d, NULL);
-    return;
+  probe_t *p = malloc(sizeof *p);
+  char *body = strdup("{\"points\":[\"" P2Q_HEALTH_PROBE_POINT "\"]}");
+  int rc = P2Q_ENOMEM;
+  if (p && body && d->qdrant && !d->closing) {
+    p->d = d; p->cb = cb; p->arg = cb_arg;
+    rc = collection ? p2q_qdrant_points_delete_take(d->qdrant, collection, body, strlen(body), qdrant_probed, p)
+                    : p2q_qdrant_probe(d->qdrant, qdrant_probed, p);
+    if (rc == 0 && collection) body = NULL; /* taken */
   }
-  uint64_t delay = p2q_breaker_probe_failed(&d->breaker);
-  char m[512];
-  P2Q_WARN("breaker_probe_failed", "target=qdrant status=%ld next_probe_ms=%llu err=%s", r->status,
-           (unsigned long long)delay, p2q_log_q(m, sizeof m, r->error));
-  if (!d->stopping) uv_timer_start(&d->probe_timer, probe_timer_cb, delay, 0);
+  free(body);
+  if (rc) free(p);
+  return rc;
 }
 
-static void probe_timer_cb(uv_timer_t *t) {
-  p2q_daemon_t *d = t->data;
-  if (d->probing || d->closing) return;
-  p2q_breaker_probe_started(&d->breaker);
-  if (p2q_qdrant_probe(d->qdrant, probe_cb, d) == 0) d->probing = 1;
-  else uv_timer_start(&d->probe_timer, probe_timer_cb, p2q_breaker_probe_failed(&d->breaker), 0);
+static void embedder_probed(const p2q_embed_result_t *r, void *arg) {
+  probe_t *p = arg;
+  p2q_verdict_t v = p2q_classify_embed(r->err, r->transient, 0, 1);
+  p->cb(p->arg, v == P2Q_V_EVENT_FAULT ? P2Q_V_DONE : v, r->retry_after_ms, r->msg); /* it answered */
+  free(p);
 }
 
-void p2q_daemon_qdrant_result(p2q_daemon_t *d, int transient_failure) {
-  if (!transient_failure) {
-    if (p2q_breaker_success(&d->breaker)) {
-      uv_timer_stop(&d->probe_timer);
-      P2Q_INFO("breaker_closed", "target=qdrant");
-      wake_all(d, NULL);
-    }
-    return;
+static int probe_embedder(void *arg, const char *name, p2q_health_probe_cb cb, void *cb_arg) {
+  static const char *const ping[] = {"ping"};
+  p2q_daemon_t *d = arg;
+  p2q_embedder_t *e = embedder_named(d, name);
+  probe_t *p = malloc(sizeof *p);
+  int rc = P2Q_ENOMEM;
+  if (p && e && !d->closing) {
+    p->d = d; p->cb = cb; p->arg = cb_arg;
+    rc = p2q_embedder_embed(e, ping, NULL, 1, embedder_probed, p);
+  } else if (!e) {
+    rc = P2Q_EINVAL;
   }
-  if (p2q_breaker_failure(&d->breaker)) {
-    uint64_t delay = p2q_breaker_first_delay(&d->breaker);
-    P2Q_WARN("breaker_open", "target=qdrant consecutive_failures=%d first_probe_ms=%llu",
-             d->breaker.failures, (unsigned long long)delay);
-    uv_timer_start(&d->probe_timer, probe_timer_cb, delay, 0);
-  }
+  if (rc) free(p);
+  return rc;
+}
+
+static void health_changed(void *arg) {
+  p2q_daemon_t *d = arg;
+  if (!d->stopping) wake_all(d, NULL);
+}
+
+/* ---- the workers' context ----------------------------------------------------------------- */
+
+static const p2q_config_t *ctx_config(void *arg) { return ((p2q_daemon_t *)arg)->cfg; }
+static uint64_t ctx_now(void *arg) { return uv_now(((p2q_daemon_t *)arg)->loop); }
+
+static int ctx_outbox_open(void *arg, const char *name, const p2q_outbox_conn_cbs_t *cbs, p2q_outbox_conn_t **out) {
+  p2q_daemon_t *d = arg;
+  return p2q_outbox_conn_new(d->outbox, d->loop, d->cfg, name, cbs, out);
+}
+
+static int ctx_write(void *arg, const char *collection, p2q_op_t op, char *body, size_t len, p2q_qdrant_cb cb,
+                     void *cb_arg) {
+  p2q_daemon_t *d = arg;
+  if (!d->qdrant) return P2Q_ECANCELED;
+  return op == P2Q_OP_UPSERT ? p2q_qdrant_points_upsert_take(d->qdrant, collection, body, len, cb, cb_arg)
+                             : p2q_qdrant_points_delete_take(d->qdrant, collection, body, len, cb, cb_arg);
+}
+
+static int ctx_embed(void *arg, const char *embedder, const char *const *texts, const size_t *lens, int n,
+                     int chunk_tokens, int chunk_overlap, p2q_embedder_cb cb, void *cb_arg) {
+  p2q_embedder_t *e = embedder_named(arg, embedder);
+  if (!e) return P2Q_EINVAL;
+  return chunk_tokens > 0 ? p2q_embedder_embed_chunked(e, texts, lens, n, chunk_tokens, chunk_overlap, cb, cb_arg)
+                          : p2q_embedder_embed(e, texts, lens, n, cb, cb_arg);
+}
+
+static int ctx_may_claim(void *arg, int rule) { return p2q_health_rule_allows(((p2q_daemon_t *)arg)->health, rule); }
+
+static uint64_t ctx_report(void *arg, int rule, int embedder, p2q_verdict_t v, int host_wide, long retry_after_ms,
+                           const char *msg) {
+  return p2q_health_report(((p2q_daemon_t *)arg)->health, rule, embedder, v, host_wide, retry_after_ms, msg);
+}
+
+static void ctx_on_batch(void *arg, int n) { p2q_ops_batch(((p2q_daemon_t *)arg)->ops, n); }
+static void ctx_on_done(void *arg, double created_at) { p2q_ops_event_done(((p2q_daemon_t *)arg)->ops, created_at); }
+static void ctx_on_qdrant(void *arg, const char *endpoint, const p2q_qdrant_resp_t *r) {
+  p2q_ops_qdrant_request(((p2q_daemon_t *)arg)->ops, endpoint, r);
+}
+static void ctx_on_embed(void *arg, const char *embedder, double seconds, long tokens) {
+  p2q_ops_embed(((p2q_daemon_t *)arg)->ops, embedder, seconds, tokens);
+}
+static int ctx_stopping(void *arg) {
+  p2q_daemon_t *d = arg;
+  return d->forced ? 2 : d->stopping ? 1 : 0;
+}
+
+static void worker_idle(void *arg);
+
+static void worker_ctx(p2q_daemon_t *d, p2q_worker_ctx_t *c) {
+  *c = (p2q_worker_ctx_t){.arg = d, .loop = d->loop, .config = ctx_config, .now = ctx_now,
+                          .outbox_open = ctx_outbox_open, .claim = p2q_outbox_claim, .ack = p2q_outbox_ack,
+                          .outbox_close = p2q_outbox_conn_close, .write = ctx_write, .embed = ctx_embed,
+                          .may_claim = ctx_may_claim, .report = ctx_report, .on_batch = ctx_on_batch,
+                          .on_done = ctx_on_done, .on_qdrant = ctx_on_qdrant, .on_embed = ctx_on_embed,
+                          .stopping = ctx_stopping, .idle = worker_idle};
 }
 
 /* ---- LISTEN connection and sweep ---------------------------------------------------------- */
 
-static void recover_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, void *arg) {
+static void recovered(void *arg, int err, const char *errmsg, int n) {
   p2q_daemon_t *d = arg;
   char q[512];
   if (err) {
     if (err != P2Q_ECANCELED) P2Q_WARN("recover_failed", "err=%s", p2q_log_q(q, sizeof q, errmsg));
     return;
   }
-  int n = atoi(PQgetvalue(res, 0, 0));
   if (n > 0) P2Q_INFO("recovered", "events=%d reason=owner_gone", n);
   if (!d->stopping) wake_all(d, NULL);
 }
 
 static void sweep(p2q_daemon_t *d) {
-  char grace[32];
-  snprintf(grace, sizeof grace, "%d", d->recover_grace_ms);
-  const char *params[] = {grace};
-  if (p2q_pg_is_connected(d->listen_pg))
-    p2q_pg_query(d->listen_pg, d->recover_sql, 1, params, recover_cb, d);
+  if (p2q_pg_is_connected(d->listen_pg)) p2q_outbox_recover(d->outbox, d->listen_pg, d->recover_grace_ms, recovered, d);
   wake_all(d, NULL); /* the sweep also catches what a missed notification left */
 }
 
@@ -138,34 +241,63 @@ static void notified(p2q_pg_t *pg, const char *channel, const char *payload, int
 
 /* ---- stats ---------------------------------------------------------------------------------- */
 
-static void totals(p2q_daemon_t *d, p2q_stats_t *t) {
-  memset(t, 0, sizeof *t);
-  for (int i = 0; i < d->n_workers; i++) {
-    const p2q_stats_t *s = p2q_worker_stats(d->workers[i]);
-    t->claimed += s->claimed; t->applied += s->applied; t->retried += s->retried;
-    t->requeued += s->requeued; t->dead += s->dead; t->coalesced += s->coalesced;
-    t->batches += s->batches; t->claims += s->claims; t->qdrant_requests += s->qdrant_requests;
-    t->qdrant_failures += s->qdrant_failures; t->splits += s->splits;
-  }
-}
-
 static void log_stats(p2q_daemon_t *d, const char *event) {
   p2q_stats_t t;
-  totals(d, &t);
-  P2Q_INFO(event, "claimed=%llu applied=%llu retried=%llu requeued=%llu dead=%llu coalesced=%llu "
-           "batches=%llu qdrant_requests=%llu qdrant_failures=%llu splits=%llu pg_reconnects=%llu breaker=%s",
-           (unsigned long long)t.claimed, (unsigned long long)t.applied, (unsigned long long)t.retried,
-           (unsigned long long)t.requeued, (unsigned long long)t.dead, (unsigned long long)t.coalesced,
-           (unsigned long long)t.batches, (unsigned long long)t.qdrant_requests,
-           (unsigned long long)t.qdrant_failures, (unsigned long long)t.splits,
-           (unsigned long long)d->pg_reconnects, p2q_breaker_state_name(d->breaker.state));
+  p2q_buf_t line = P2Q_BUF_INIT;
+  memset(&t, 0, sizeof t);
+  for (int i = 0; i < d->n_workers; i++) p2q_stats_add(&t, p2q_worker_stats(d->workers[i]));
+#define COUNTER_LOG(field, metric, help) p2q_buf_printf(&line, #field "=%llu ", (unsigned long long)t.field);
+  P2Q_WORKER_COUNTERS(COUNTER_LOG)
+#undef COUNTER_LOG
+  p2q_buf_printf(&line, "listen_reconnects=%llu", (unsigned long long)d->pg_reconnects);
+  for (int i = 0; i < p2q_health_count(d->health); i++) {
+    p2q_target_info_t ti;
+    p2q_health_target(d->health, i, &ti);
+    if (ti.state != P2Q_BREAKER_CLOSED) p2q_buf_printf(&line, " breaker.%s=%s", ti.name, p2q_breaker_state_name(ti.state));
+  }
+  P2Q_INFO(event, "%s", p2q_buf_str(&line));
+  p2q_buf_free(&line);
 }
 
 static void stats_cb(uv_timer_t *t) { log_stats(t->data, "stats"); }
 
+/* ---- SIGHUP ---------------------------------------------------------------------------------- */
+
+static void reload(p2q_daemon_t *d) {
+  p2q_config_t *nc = NULL;
+  const p2q_config_t *old = d->cfg;
+  if (d->stopping || d->closing) return;
+  const char *result = p2q_reload_load(old, &nc);
+  if (nc) {
+    p2q_config_t **cs = realloc(d->cfgs, sizeof *cs * (size_t)(d->n_cfgs + 1));
+    if (!cs) {
+      P2Q_ERROR("reload_failed", "path=%s err=\"out of memory\" config=unchanged", old->path);
+      p2q_config_free(nc);
+      p2q_ops_reload(d->ops, "error");
+      return;
+    }
+    d->cfgs = cs;
+    d->cfgs[d->n_cfgs++] = nc;
+    d->cfg = nc;
+    p2q_health_retune(d->health, nc);
+    if (nc->sweep_interval_ms != old->sweep_interval_ms) {
+      uv_timer_set_repeat(&d->sweep_timer, (uint64_t)nc->sweep_interval_ms);
+      uv_timer_again(&d->sweep_timer);
+    }
+    if (nc->stats_interval_ms != old->stats_interval_ms) {
+      uv_timer_set_repeat(&d->stats_timer, (uint64_t)nc->stats_interval_ms);
+      if (nc->stats_interval_ms > 0) uv_timer_again(&d->stats_timer);
+      else uv_timer_stop(&d->stats_timer);
+    }
+    for (int i = 0; i < d->n_workers; i++) p2q_worker_reconfigure(d->workers[i], &nc->workers[i]);
+  }
+  p2q_ops_reload(d->ops, result);
+}
+
 /* ---- shutdown ------------------------------------------------------------------------------ */
 
-void p2q_daemon_worker_idle(p2q_daemon_t *d) {
+static void worker_idle(void *arg) {
+  p2q_daemon_t *d = arg;
   if (!d->stopping || d->closing) return;
   for (int i = 0; i < d->n_workers; i++)
     if (!p2q_worker_idle(d->workers[i])) return;
@@ -185,7 +317,7 @@ static void shutdown_timer_cb(uv_timer_t *t) {
     P2Q_WARN("shutdown_forced", "reason=shutdown_timeout in_flight_cancelled=1");
     if (d->qdrant) p2q_qdrant_close(d->qdrant, qdrant_closed, d);
     uv_timer_start(&d->shutdown_timer, shutdown_timer_cb, 2000, 0); /* acks get 2 s more */
-    p2q_daemon_worker_idle(d);
+    worker_idle(d);
   } else {
     finish(d); /* PostgreSQL unreachable: unacked claims are freed by recovery later */
   }
@@ -196,17 +328,16 @@ static void begin_stop(p2q_daemon_t *d, const char *why) {
   d->stopping = 1;
   P2Q_INFO("shutdown", "signal=%s", why);
   uv_timer_stop(&d->sweep_timer);
-  uv_timer_stop(&d->probe_timer);
-  uv_timer_stop(&d->emb_timer);
+  if (d->health) p2q_health_stop(d->health);
   uv_timer_start(&d->shutdown_timer, shutdown_timer_cb, (uint64_t)d->cfg->shutdown_timeout_ms, 0);
-  p2q_daemon_worker_idle(d);
+  worker_idle(d);
 }
 
 static void signal_cb(uv_signal_t *s, int signum) {
   begin_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-static void hup_cb(uv_signal_t *s, int signum) { p2q_daemon_reload(s->data); }
+static void hup_cb(uv_signal_t *s, int signum) { reload(s->data); }
 
 static void closed_noop(uv_handle_t *h) {}
 
@@ -219,12 +350,11 @@ static void finish(p2q_daemon_t *d) {
   for (int i = 0; d->embedders && i < d->cfg->n_embedders; i++)
     if (d->embedders[i]) p2q_embedder_close(d->embedders[i], NULL, NULL);
   p2q_ops_close(d->ops);
+  p2q_health_close(d->health);
   if (d->qdrant && !d->forced) p2q_qdrant_close(d->qdrant, qdrant_closed, d);
-  uv_handle_t *hs[] = {(uv_handle_t *)&d->sweep_timer, (uv_handle_t *)&d->probe_timer,
-                       (uv_handle_t *)&d->shutdown_timer, (uv_handle_t *)&d->stats_timer,
-                       (uv_handle_t *)&d->emb_timer,
-                       (uv_handle_t *)&d->sig_term, (uv_handle_t *)&d->sig_int,
-                       (uv_handle_t *)&d->sig_hup};
+  uv_handle_t *hs[] = {(uv_handle_t *)&d->sweep_timer, (uv_handle_t *)&d->shutdown_timer,
+                       (uv_handle_t *)&d->stats_timer, (uv_handle_t *)&d->sig_term,
+                       (uv_handle_t *)&d->sig_int, (uv_handle_t *)&d->sig_hup};
   for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
     if (!uv_is_closing(hs[i])) uv_close(hs[i], closed_noop);
 }
@@ -232,7 +362,7 @@ static void finish(p2q_daemon_t *d) {
 /* ---- start-up ------------------------------------------------------------------------------ */
 
 /* Check every rule's collection before starting (creating it when absent). A mismatch is fatal;
-   an unreachable Qdrant is not: the breaker takes over once the loop runs. */
+   an unreachable Qdrant is not: the health module takes over once the loop runs. */
 static int check_collections(const p2q_config_t *cfg) {
   p2q_qdrant_options_t o;
   p2q_qdrant_options_from_config(cfg, &o);
@@ -251,12 +381,6 @@ static int check_collections(const p2q_config_t *cfg) {
                      p2q_log_q(q, sizeof q, msg));
   }
   return 0;
-}
-
-p2q_embedder_t *p2q_daemon_embedder(p2q_daemon_t *d, const char *name) {
-  for (int i = 0; name && d->embedders && i < d->cfg->n_embedders; i++)
-    if (!strcmp(d->cfg->embedders[i].name, name)) return d->embedders[i];
-  return NULL;
 }
 
 /* Start the embedders the rules use (the model is loaded here, before any claim). */
@@ -281,17 +405,13 @@ static int start_embedders(p2q_daemon_t *d) {
   return 0;
 }
 
-static int build_sql(p2q_daemon_t *d) {
-  static const char claim[] =
-      "SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
-      " extract(epoch FROM created_at)::float8 FROM @SCHEMA@.sync_outbox_claim($1, $2::text[], $3, $4, $5)";
-  static const char ack[] =
-      "SELECT @SCHEMA@.sync_outbox_ack($1, $2::bigint[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[])";
-  static const char recover[] = "SELECT @SCHEMA@.sync_outbox_recover($1)";
-  d->claim_sql = p2q_outbox_sql(claim, d->cfg->pg_schema);
-  d->ack_sql = p2q_outbox_sql(ack, d->cfg->pg_schema);
-  d->recover_sql = p2q_outbox_sql(recover, d->cfg->pg_schema);
-  return d->claim_sql && d->ack_sql && d->recover_sql ? 0 : P2Q_ENOMEM;
+static void ops_view(void *arg, p2q_daemon_view_t *v) {
+  p2q_daemon_t *d = arg;
+  v->stopping = d->stopping;
+  v->closing = d->closing;
+  v->listening = d->listening;
+  v->pg_reconnects = d->pg_reconnects;
+  v->qdrant = d->qdrant;
 }
 
 static int start(p2q_daemon_t *d) {
@@ -301,8 +421,8 @@ static int start(p2q_daemon_t *d) {
   qo.max_concurrent = 0;
   for (int i = 0; i < d->cfg->n_workers; i++) qo.max_concurrent += (int)d->cfg->workers[i].max_inflight * 4;
   /* handles first: finish() closes them whatever fails below */
-  uv_timer_t *timers[] = {&d->sweep_timer, &d->probe_timer, &d->shutdown_timer, &d->stats_timer, &d->emb_timer};
-  for (size_t i = 0; i < 5; i++) { uv_timer_init(d->loop, timers[i]); timers[i]->data = d; }
+  uv_timer_t *timers[] = {&d->sweep_timer, &d->shutdown_timer, &d->stats_timer};
+  for (size_t i = 0; i < 3; i++) { uv_timer_init(d->loop, timers[i]); timers[i]->data = d; }
   uv_signal_init(d->loop, &d->sig_term);
   uv_signal_init(d->loop, &d->sig_int);
   uv_signal_init(d->loop, &d->sig_hup);
@@ -310,24 +430,29 @@ static int start(p2q_daemon_t *d) {
   uv_signal_start(&d->sig_term, signal_cb, SIGTERM);
   uv_signal_start(&d->sig_int, signal_cb, SIGINT);
   uv_signal_start(&d->sig_hup, hup_cb, SIGHUP);
-  if ((rc = build_sql(d))) return rc;
+  if ((rc = p2q_outbox_new(d->cfg->pg_schema, &d->outbox))) return rc;
   if ((rc = p2q_qdrant_new(d->loop, &qo, &d->qdrant))) return rc;
-  if ((rc = p2q_breaker_init(&d->breaker, (int)d->cfg->breaker_threshold, 200, (uint64_t)d->cfg->breaker_max_ms)))
-    return rc;
+  p2q_health_io_t hio = {.arg = d, .probe_qdrant = probe_qdrant, .probe_embedder = probe_embedder,
+                         .changed = health_changed};
+  if ((rc = p2q_health_new(d->loop, d->cfg, &hio, &d->health))) return rc;
   d->recover_grace_ms = (int)(d->cfg->qdrant_timeout_ms + 1000);
   p2q_pg_options_t lo = {.conninfo = d->cfg->pg_conninfo, .name = "pg2qdrant/listen",
                          .connect_timeout_ms = (uint64_t)d->cfg->pg_connect_timeout_ms,
                          .reconnect_max_ms = 10000, .on_connect = listen_connected,
                          .on_disconnect = listen_lost, .on_notify = notified, .arg = d};
-  if ((rc = start_embedders(d)) || (rc = p2q_embed_breakers_init(d))) return rc;
+  if ((rc = start_embedders(d))) return rc;
   if ((rc = p2q_pg_new(d->loop, &lo, &d->listen_pg))) return rc;
   d->workers = calloc((size_t)d->cfg->n_workers, sizeof *d->workers);
   if (!d->workers) return P2Q_ENOMEM;
+  p2q_worker_ctx_t wc;
+  worker_ctx(d, &wc);
   for (int i = 0; i < d->cfg->n_workers; i++) {
-    if ((rc = p2q_worker_new(d, &d->cfg->workers[i], &d->workers[i]))) return rc;
+    if ((rc = p2q_worker_new(&wc, &d->cfg->workers[i], &d->workers[i]))) return rc;
     d->n_workers++;
   }
-  if ((rc = p2q_ops_start(d, &d->ops))) return rc;
+  p2q_ops_deps_t od = {.loop = d->loop, .cfg = d->cfg, .health = d->health, .listen_pg = d->listen_pg,
+                       .workers = d->workers, .n_workers = d->n_workers, .view = ops_view, .arg = d};
+  if ((rc = p2q_ops_start(&od, &d->ops))) return rc;
   uv_timer_start(&d->sweep_timer, sweep_cb, (uint64_t)d->cfg->sweep_interval_ms, (uint64_t)d->cfg->sweep_interval_ms);
   if (d->cfg->stats_interval_ms > 0)
     uv_timer_start(&d->stats_timer, stats_cb, (uint64_t)d->cfg->stats_interval_ms, (uint64_t)d->cfg->stats_interval_ms);
@@ -367,12 +492,10 @@ int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
   int close_rc = uv_loop_close(&loop);
   if (close_rc) P2Q_WARN("loop_close", "err=%s", uv_strerror(close_rc));
   p2q_ops_free(d.ops);
+  p2q_health_free(d.health);
+  p2q_outbox_free(d.outbox);
   free(d.workers);
   free(d.embedders);
-  p2q_embed_breakers_free(&d);
-  free(d.claim_sql);
-  free(d.ack_sql);
-  free(d.recover_sql);
   P2Q_INFO("exit", "code=%d", d.exit_code);
   for (int i = 0; i < d.n_cfgs; i++) p2q_config_free(d.cfgs[i]);
   free(d.cfgs);

@@ -13,15 +13,14 @@
  *     any other difference (rules, worker set, event_types, routing_key, [postgres], [qdrant],
  *     [http], embedders) refuses the whole reload with the first differing key logged
  *     (reload_refused reason=restart_required): those need a restart;
- *  3. otherwise the new config becomes d->cfg and each setting is applied.
- * Lifetimes: workers and in-flight batches read through d->cfg and w->cfg; every config loaded
- * here is kept in d->cfgs until the loop has ended (a few KB per reload), so nothing can point
- * into a freed config, whatever holds a pointer into an older one.
+ *  3. otherwise the caller (daemon.c) makes the new config the running one and applies each
+ *     setting (timers, workers, the health module's breakers).
+ * Lifetimes: the daemon keeps every config loaded here until its loop has ended (a few KB per
+ * reload), so nothing can point into a freed config, whatever holds a pointer into an older one.
  */
-#include "pg2qdrant/daemon.h"
+#include "pg2qdrant/reload.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
-#include "pg2qdrant/status_http.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,60 +90,30 @@ static int restart_needed(const p2q_config_t *old, const p2q_config_t *nc, char 
   return differs;
 }
 
-static void apply(p2q_daemon_t *d, const p2q_config_t *old, const p2q_config_t *nc) {
-  p2q_log_level_t level = P2Q_LOG_INFO;
-  if (nc->log_level) p2q_log_level_parse(nc->log_level, &level);
-  p2q_log_configure(level, nc->log_format && !strcmp(nc->log_format, "json") ? P2Q_LOG_JSON : P2Q_LOG_LOGFMT, 2);
-  d->cfg = nc;
-  d->breaker.threshold = nc->breaker_threshold > 0 ? (int)nc->breaker_threshold : 1;
-  if (nc->breaker_max_ms != old->breaker_max_ms)
-    p2q_backoff_init(&d->breaker.backoff, 200, (uint64_t)nc->breaker_max_ms, 0);
-  if (nc->sweep_interval_ms != old->sweep_interval_ms) {
-    uv_timer_set_repeat(&d->sweep_timer, (uint64_t)nc->sweep_interval_ms);
-    if (!d->stopping) uv_timer_again(&d->sweep_timer);
-  }
-  if (nc->stats_interval_ms != old->stats_interval_ms) {
-    uv_timer_set_repeat(&d->stats_timer, (uint64_t)nc->stats_interval_ms);
-    if (nc->stats_interval_ms > 0) uv_timer_again(&d->stats_timer);
-    else uv_timer_stop(&d->stats_timer);
-  }
-  for (int i = 0; i < d->n_workers; i++) p2q_worker_reconfigure(d->workers[i], &nc->workers[i]);
-}
-
-void p2q_daemon_reload(p2q_daemon_t *d) {
+const char *p2q_reload_load(const p2q_config_t *old, p2q_config_t **out) {
   char err[1024], q[1100], where[512];
   p2q_config_t *nc = NULL;
-  const p2q_config_t *old = d->cfg;
-  if (d->stopping || d->closing) return;
+  *out = NULL;
   if (p2q_config_load(old->path, &nc, err, sizeof err) < 0) {
     P2Q_ERROR("reload_failed", "path=%s err=%s config=unchanged", old->path, p2q_log_q(q, sizeof q, err));
-    p2q_ops_reload(d->ops, "error");
-    return;
+    return "error";
   }
   if (restart_needed(old, nc, where, sizeof where)) {
     P2Q_ERROR("reload_refused", "path=%s reason=restart_required first_difference=%s config=unchanged",
               old->path, p2q_log_q(q, sizeof q, where));
     p2q_config_free(nc);
-    p2q_ops_reload(d->ops, "refused");
-    return;
+    return "refused";
   }
   if (p2q_config_equal(old, nc)) {
     P2Q_INFO("reloaded", "path=%s changed=none", old->path);
     p2q_config_free(nc);
-    p2q_ops_reload(d->ops, "ok");
-    return;
+    return "ok";
   }
-  p2q_config_t **cs = realloc(d->cfgs, sizeof *cs * (size_t)(d->n_cfgs + 1));
-  if (!cs) {
-    P2Q_ERROR("reload_failed", "path=%s err=\"out of memory\" config=unchanged", old->path);
-    p2q_config_free(nc);
-    p2q_ops_reload(d->ops, "error");
-    return;
-  }
-  d->cfgs = cs;
-  d->cfgs[d->n_cfgs++] = nc;
+  p2q_log_level_t level = P2Q_LOG_INFO;
+  if (nc->log_level) p2q_log_level_parse(nc->log_level, &level);
+  p2q_log_configure(level, nc->log_format && !strcmp(nc->log_format, "json") ? P2Q_LOG_JSON : P2Q_LOG_LOGFMT, 2);
   dump_diff(old, nc, 1, where, sizeof where);
-  apply(d, old, nc);
   P2Q_INFO("reloaded", "path=%s changed=%s", nc->path, p2q_log_q(q, sizeof q, where));
-  p2q_ops_reload(d->ops, "ok");
+  *out = nc;
+  return "ok";
 }

@@ -22,7 +22,6 @@
 #include "pg2qdrant/http_parse.h"
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/version.h"
-#include "pg2qdrant/worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,10 +53,19 @@ typedef struct {
   char *data;
 } write_t;
 
+enum {
+#define COUNTER_INDEX(field, metric, help) C_##field,
+  P2Q_WORKER_COUNTERS(COUNTER_INDEX)
+#undef COUNTER_INDEX
+  N_COUNTERS
+};
+
 struct p2q_ops_s {
-  p2q_daemon_t *d;
+  p2q_ops_deps_t deps;
+  uv_loop_t *loop;
   p2q_metrics_t *m;
-  p2q_metric_t *claimed, *applied, *retried, *requeued, *dead, *coalesced, *batches, *splits;
+  p2q_metric_t *counters[N_COUNTERS];    /* counters.h, labelled by worker */
+  p2q_metric_t *target_failures, *target_limited, *target_unhealthy;
   p2q_metric_t *batch_size, *qdrant_seconds, *lag, *embed_seconds, *embed_tokens;
   p2q_metric_t *outbox, *oldest, *breaker_state, *breaker_transitions, *pg_reconnects;
   p2q_metric_t *pg_connected, *inflight, *ready, *start_time, *build_info, *reloads;
@@ -94,21 +102,18 @@ static int register_all(p2q_ops_t *o) {
   static const double lag_b[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600};
   static const char *const w[] = {"worker"}, *ec[] = {"endpoint", "class"}, *emb[] = {"embedder"},
                            *ets[] = {"event_type", "state"}, *et[] = {"event_type"}, *tg[] = {"target"},
+                           *tgr[] = {"target", "reason"},
                            *ver[] = {"version"}, *res[] = {"result"};
   p2q_metrics_t *m = o->m;
 #define C(field, name, help, nl, l) (o->field = p2q_metrics_register(m, name, help, P2Q_METRIC_COUNTER, nl, l, 0, NULL))
 #define G(field, name, help, nl, l) (o->field = p2q_metrics_register(m, name, help, P2Q_METRIC_GAUGE, nl, l, 0, NULL))
 #define H(field, name, help, nl, l, b) \
   (o->field = p2q_metrics_register(m, name, help, P2Q_METRIC_HISTOGRAM, nl, l, (int)(sizeof b / sizeof b[0]), b))
-  int ok = C(claimed, "pg2qdrant_events_claimed_total", "Outbox events claimed.", 1, w) &&
-      C(applied, "pg2qdrant_events_applied_total", "Events written to Qdrant and acknowledged done.", 1, w) &&
-      C(retried, "pg2qdrant_events_retried_total", "Events scheduled for a retry (attempt used).", 1, w) &&
-      C(requeued, "pg2qdrant_events_requeued_total", "Events given back without using an attempt.", 1, w) &&
-      C(dead, "pg2qdrant_events_dead_lettered_total", "Events moved to sync_outbox_dead.", 1, w) &&
-      C(coalesced, "pg2qdrant_events_coalesced_total", "Events superseded by a newer event of the row.", 1, w) &&
-      C(batches, "pg2qdrant_batches_total", "Claimed batches.", 1, w) &&
-      C(splits, "pg2qdrant_batch_splits_total", "Rejected Qdrant batches split in halves.", 1, w) &&
-      H(batch_size, "pg2qdrant_batch_size", "Events per claimed batch.", 0, NULL, batch_b) &&
+  int ok = 1;
+#define COUNTER_REGISTER(field, metric, help) ok = ok && C(counters[C_##field], metric, help, 1, w);
+  P2Q_WORKER_COUNTERS(COUNTER_REGISTER)
+#undef COUNTER_REGISTER
+  ok = ok && H(batch_size, "pg2qdrant_batch_size", "Events per claimed batch.", 0, NULL, batch_b) &&
       H(qdrant_seconds, "pg2qdrant_qdrant_request_duration_seconds",
         "Qdrant request latency by endpoint and status class (2xx, 4xx, 5xx, error).", 2, ec, req_b) &&
       H(lag, "pg2qdrant_sync_lag_seconds",
@@ -117,8 +122,13 @@ static int register_all(p2q_ops_t *o) {
       C(embed_tokens, "pg2qdrant_embed_tokens_total", "Tokens embedded (rate() gives tokens/s).", 1, emb) &&
       G(outbox, "pg2qdrant_outbox_events", "Outbox events by state (pending, in_flight, retrying, dead).", 2, ets) &&
       G(oldest, "pg2qdrant_outbox_oldest_pending_age_seconds", "Age of the oldest claimable event.", 1, et) &&
-      G(breaker_state, "pg2qdrant_breaker_state", "Circuit breaker: 0 closed, 1 open, 2 half-open.", 1, tg) &&
+      G(breaker_state, "pg2qdrant_breaker_state", "Circuit breaker of each target: 0 closed, 1 open, 2 half-open.", 1, tg) &&
       C(breaker_transitions, "pg2qdrant_breaker_transitions_total", "Circuit breaker state changes.", 1, tg) &&
+      C(target_failures, "pg2qdrant_target_failures_total",
+        "Failures of a target that cost time, not attempts (transient, config, missing).", 1, tg) &&
+      C(target_limited, "pg2qdrant_target_rate_limited_total", "429 answers of a target (backpressure).", 1, tg) &&
+      G(target_unhealthy, "pg2qdrant_target_unhealthy",
+        "1 while a target's breaker is not closed, labelled with the class of its last failure.", 2, tgr) &&
       C(pg_reconnects, "pg2qdrant_postgres_reconnects_total", "PostgreSQL reconnects (all connections).", 0, NULL) &&
       G(pg_connected, "pg2qdrant_postgres_connected", "The LISTEN connection is up and listening.", 0, NULL) &&
       G(inflight, "pg2qdrant_qdrant_requests_in_flight", "Qdrant requests queued or running.", 0, NULL) &&
@@ -132,26 +142,45 @@ static int register_all(p2q_ops_t *o) {
   return ok ? 0 : P2Q_ENOMEM;
 }
 
-/* Mirror the counters kept elsewhere (workers, breaker, connections) into the registry. */
+static p2q_daemon_view_t view(const p2q_ops_t *o) {
+  p2q_daemon_view_t v;
+  memset(&v, 0, sizeof v);
+  o->deps.view(o->deps.arg, &v);
+  return v;
+}
+
+static uint64_t pg_reconnects(const p2q_ops_t *o, const p2q_daemon_view_t *v) {
+  uint64_t n = v->pg_reconnects;
+  for (int i = 0; i < o->deps.n_workers; i++) n += p2q_worker_stats(o->deps.workers[i])->pg_reconnects;
+  return n;
+}
+
+/* Mirror the counters kept elsewhere (workers, targets, connections) into the registry. */
 static void mirror(p2q_ops_t *o, int ready) {
-  p2q_daemon_t *d = o->d;
-  for (int i = 0; i < d->n_workers; i++) {
-    const p2q_stats_t *s = p2q_worker_stats(d->workers[i]);
-    const char *n = p2q_worker_name(d->workers[i]);
-    p2q_series_set(p2q_metric_series1(o->claimed, n), (double)s->claimed);
-    p2q_series_set(p2q_metric_series1(o->applied, n), (double)s->applied);
-    p2q_series_set(p2q_metric_series1(o->retried, n), (double)s->retried);
-    p2q_series_set(p2q_metric_series1(o->requeued, n), (double)s->requeued);
-    p2q_series_set(p2q_metric_series1(o->dead, n), (double)s->dead);
-    p2q_series_set(p2q_metric_series1(o->coalesced, n), (double)s->coalesced);
-    p2q_series_set(p2q_metric_series1(o->batches, n), (double)s->batches);
-    p2q_series_set(p2q_metric_series1(o->splits, n), (double)s->splits);
+  p2q_daemon_view_t v = view(o);
+  for (int i = 0; i < o->deps.n_workers; i++) {
+    const p2q_stats_t *s = p2q_worker_stats(o->deps.workers[i]);
+    const char *n = p2q_worker_name(o->deps.workers[i]);
+#define COUNTER_MIRROR(field, metric, help) p2q_series_set(p2q_metric_series1(o->counters[C_##field], n), (double)s->field);
+    P2Q_WORKER_COUNTERS(COUNTER_MIRROR)
+#undef COUNTER_MIRROR
   }
-  p2q_series_set(p2q_metric_series1(o->breaker_state, "qdrant"), (double)d->breaker.state);
-  p2q_series_set(p2q_metric_series1(o->breaker_transitions, "qdrant"), (double)d->breaker.transitions);
-  p2q_series_set(p2q_metric_series0(o->pg_reconnects), (double)d->pg_reconnects);
-  p2q_series_set(p2q_metric_series0(o->pg_connected), d->listening && p2q_pg_is_connected(d->listen_pg));
-  p2q_series_set(p2q_metric_series0(o->inflight), (double)p2q_qdrant_pending(d->qdrant));
+  p2q_metric_clear(o->target_unhealthy);
+  for (int i = 0; i < p2q_health_count(o->deps.health); i++) {
+    p2q_target_info_t t;
+    p2q_health_target(o->deps.health, i, &t);
+    p2q_series_set(p2q_metric_series1(o->breaker_state, t.name), (double)t.state);
+    p2q_series_set(p2q_metric_series1(o->breaker_transitions, t.name), (double)t.transitions);
+    p2q_series_set(p2q_metric_series1(o->target_failures, t.name), (double)t.failures);
+    p2q_series_set(p2q_metric_series1(o->target_limited, t.name), (double)t.rate_limited);
+    if (t.state != P2Q_BREAKER_CLOSED) {
+      const char *lv[] = {t.name, p2q_verdict_name(t.reason)};
+      p2q_series_set(p2q_metric_series(o->target_unhealthy, lv), 1);
+    }
+  }
+  p2q_series_set(p2q_metric_series0(o->pg_reconnects), (double)pg_reconnects(o, &v));
+  p2q_series_set(p2q_metric_series0(o->pg_connected), v.listening && p2q_pg_is_connected(o->deps.listen_pg));
+  p2q_series_set(p2q_metric_series0(o->inflight), v.qdrant ? (double)p2q_qdrant_pending(v.qdrant) : 0);
   p2q_series_set(p2q_metric_series0(o->ready), ready);
 }
 
@@ -172,7 +201,7 @@ void p2q_ops_qdrant_request(p2q_ops_t *o, const char *endpoint, const p2q_qdrant
   }
   const char *v[] = {endpoint, cls};
   p2q_series_observe(p2q_metric_series(o->qdrant_seconds, v), r->time);
-  o->qdrant_seen_at = uv_now(o->d->loop);
+  o->qdrant_seen_at = uv_now(o->loop);
   o->qdrant_ok = !p2q_qdrant_class_transient(r->cls);
   if (!o->qdrant_ok)
     snprintf(o->qdrant_err, sizeof o->qdrant_err, "%s: %s%s", endpoint, r->status ? "HTTP " : "",
@@ -238,7 +267,7 @@ static void status_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, 
     }
     p2q_series_set(p2q_metric_series1(o->oldest, r->event_type), r->oldest);
   }
-  o->rows_at = uv_now(o->d->loop);
+  o->rows_at = uv_now(o->loop);
 }
 
 static void probe_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *r, void *arg) {
@@ -249,30 +278,29 @@ static void probe_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *r, void *arg) {
 
 static void refresh_cb(uv_timer_t *t) {
   p2q_ops_t *o = t->data;
-  p2q_daemon_t *d = o->d;
-  if (o->closing || d->closing) return;
-  if (!o->query_pending && p2q_pg_is_connected(d->listen_pg) &&
-      p2q_pg_query(d->listen_pg, o->status_sql, 0, NULL, status_cb, o) == 0)
+  p2q_daemon_view_t v = view(o);
+  if (o->closing || v.closing) return;
+  if (!o->query_pending && p2q_pg_is_connected(o->deps.listen_pg) &&
+      p2q_pg_query(o->deps.listen_pg, o->status_sql, 0, NULL, status_cb, o) == 0)
     o->query_pending = 1;
   /* idle: no write told us whether Qdrant answers lately, so ask it (GET /readyz) */
-  uint64_t now = uv_now(d->loop);
-  if (!o->probe_pending && !d->stopping && d->qdrant && !d->probing &&
+  uint64_t now = uv_now(o->loop);
+  if (!o->probe_pending && !v.stopping && v.qdrant &&
       (!o->qdrant_seen_at || now - o->qdrant_seen_at >= P2Q_OPS_REFRESH_MS) &&
-      p2q_qdrant_probe(d->qdrant, probe_cb, o) == 0)
+      p2q_qdrant_probe(v.qdrant, probe_cb, o) == 0)
     o->probe_pending = 1;
 }
 
 /* Readiness; reasons (for the 503 body) are appended to why. */
 static int readiness(p2q_ops_t *o, p2q_buf_t *why) {
-  p2q_daemon_t *d = o->d;
+  p2q_daemon_view_t v = view(o);
   size_t before = why->len;
-  if (d->stopping) p2q_buf_puts(why, "shutting down\n");
-  if (!p2q_pg_is_connected(d->listen_pg)) p2q_buf_puts(why, "postgresql: not connected\n");
-  else if (!d->listening) p2q_buf_puts(why, "postgresql: LISTEN not active\n");
+  if (v.stopping) p2q_buf_puts(why, "shutting down\n");
+  if (!p2q_pg_is_connected(o->deps.listen_pg)) p2q_buf_puts(why, "postgresql: not connected\n");
+  else if (!v.listening) p2q_buf_puts(why, "postgresql: LISTEN not active\n");
   if (!o->qdrant_seen_at) p2q_buf_puts(why, "qdrant: not checked yet\n");
   else if (!o->qdrant_ok) p2q_buf_printf(why, "qdrant: unreachable (%s)\n", o->qdrant_err);
-  if (d->breaker.state != P2Q_BREAKER_CLOSED)
-    p2q_buf_printf(why, "breaker: %s\n", p2q_breaker_state_name(d->breaker.state));
+  p2q_health_ready(o->deps.health, why);
   return why->len == before;
 }
 
@@ -295,23 +323,68 @@ static void status_lag(p2q_ops_t *o, p2q_buf_t *b) {
   p2q_buf_puts(b, "}");
 }
 
+/* "breaker": the worst state of any target (closed < half_open < open), and every target. */
+static void status_targets(p2q_ops_t *o, p2q_buf_t *b) {
+  int n = p2q_health_count(o->deps.health);
+  p2q_breaker_state_t worst = P2Q_BREAKER_CLOSED;
+  uint64_t transitions = 0;
+  for (int i = 0; i < n; i++) {
+    p2q_target_info_t t;
+    p2q_health_target(o->deps.health, i, &t);
+    transitions += t.transitions;
+    if (t.state == P2Q_BREAKER_OPEN || (t.state == P2Q_BREAKER_HALF_OPEN && worst == P2Q_BREAKER_CLOSED))
+      worst = t.state;
+  }
+  p2q_buf_printf(b, "\"breaker\":{\"state\":\"%s\",\"transitions\":%llu},\"targets\":[",
+                 p2q_breaker_state_name(worst), (unsigned long long)transitions);
+  for (int i = 0; i < n; i++) {
+    p2q_target_info_t t;
+    p2q_health_target(o->deps.health, i, &t);
+    p2q_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+    p2q_buf_json_string(b, t.name, strlen(t.name));
+    p2q_buf_printf(b, ",\"state\":\"%s\",\"transitions\":%llu,\"failures\":%llu,\"rate_limited\":%llu,"
+                   "\"held_ms\":%llu,\"last_failure\":\"%s\",\"last_error\":", p2q_breaker_state_name(t.state),
+                   (unsigned long long)t.transitions, (unsigned long long)t.failures,
+                   (unsigned long long)t.rate_limited, (unsigned long long)t.held_ms,
+                   t.reason == P2Q_V_DONE ? "" : p2q_verdict_name(t.reason));
+    p2q_buf_json_string(b, t.last_error, strlen(t.last_error));
+    p2q_buf_putc(b, '}');
+  }
+  p2q_buf_puts(b, "],");
+}
+
+static void status_workers(p2q_ops_t *o, p2q_buf_t *b) {
+  p2q_buf_puts(b, "\"workers\":[");
+  for (int i = 0; i < o->deps.n_workers; i++) {
+    const p2q_stats_t *s = p2q_worker_stats(o->deps.workers[i]);
+    const char *n = p2q_worker_name(o->deps.workers[i]);
+    p2q_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
+    p2q_buf_json_string(b, n, strlen(n));
+#define COUNTER_JSON(field, metric, help) p2q_buf_printf(b, ",\"" #field "\":%llu", (unsigned long long)s->field);
+    P2Q_WORKER_COUNTERS(COUNTER_JSON)
+#undef COUNTER_JSON
+    p2q_buf_putc(b, '}');
+  }
+  p2q_buf_puts(b, "]");
+}
+
 static void status_json(p2q_ops_t *o, p2q_buf_t *b) {
-  p2q_daemon_t *d = o->d;
+  p2q_daemon_view_t v = view(o);
   p2q_buf_t why = P2Q_BUF_INIT;
   int ready = readiness(o, &why);
-  uint64_t now = uv_now(d->loop);
+  uint64_t now = uv_now(o->loop);
   p2q_buf_printf(b, "{\"version\":\"%s\",\"pid\":%d,\"uptime_seconds\":%.3f,\"ready\":%s,\"not_ready\":",
                  P2Q_VERSION, (int)uv_os_getpid(), (double)(now - o->started_loop) / 1000.0,
                  ready ? "true" : "false");
   p2q_buf_json_string(b, p2q_buf_str(&why), why.len);
   p2q_buf_free(&why);
-  p2q_buf_printf(b, ",\"stopping\":%s,\"breaker\":{\"state\":\"%s\",\"transitions\":%llu},"
-                 "\"postgres\":{\"connected\":%s,\"listening\":%s,\"reconnects\":%llu},"
+  p2q_buf_printf(b, ",\"stopping\":%s,", v.stopping ? "true" : "false");
+  status_targets(o, b);
+  p2q_buf_printf(b, "\"postgres\":{\"connected\":%s,\"listening\":%s,\"reconnects\":%llu},"
                  "\"qdrant\":{\"reachable\":%s,\"requests_in_flight\":%u},",
-                 d->stopping ? "true" : "false", p2q_breaker_state_name(d->breaker.state),
-                 (unsigned long long)d->breaker.transitions, p2q_pg_is_connected(d->listen_pg) ? "true" : "false",
-                 d->listening ? "true" : "false", (unsigned long long)d->pg_reconnects,
-                 o->qdrant_seen_at && o->qdrant_ok ? "true" : "false", p2q_qdrant_pending(d->qdrant));
+                 p2q_pg_is_connected(o->deps.listen_pg) ? "true" : "false", v.listening ? "true" : "false",
+                 (unsigned long long)pg_reconnects(o, &v), o->qdrant_seen_at && o->qdrant_ok ? "true" : "false",
+                 v.qdrant ? p2q_qdrant_pending(v.qdrant) : 0);
   status_lag(o, b);
   p2q_buf_puts(b, ",\"outbox\":{\"age_seconds\":");
   if (o->rows_at) p2q_buf_printf(b, "%.3f", (double)(now - o->rows_at) / 1000.0);
@@ -324,18 +397,9 @@ static void status_json(p2q_ops_t *o, p2q_buf_t *b) {
     p2q_buf_printf(b, ",\"pending\":%lld,\"in_flight\":%lld,\"retrying\":%lld,\"dead\":%lld,"
                    "\"oldest_pending_age_seconds\":%.3f}", r->pending, r->in_flight, r->retrying, r->dead, r->oldest);
   }
-  p2q_buf_puts(b, "]},\"workers\":[");
-  for (int i = 0; i < d->n_workers; i++) {
-    const p2q_stats_t *s = p2q_worker_stats(d->workers[i]);
-    const char *n = p2q_worker_name(d->workers[i]);
-    p2q_buf_puts(b, i ? ",{\"name\":" : "{\"name\":");
-    p2q_buf_json_string(b, n, strlen(n));
-    p2q_buf_printf(b, ",\"claimed\":%llu,\"applied\":%llu,\"retried\":%llu,\"requeued\":%llu,\"dead\":%llu,"
-                   "\"coalesced\":%llu,\"batches\":%llu}", (unsigned long long)s->claimed,
-                   (unsigned long long)s->applied, (unsigned long long)s->retried, (unsigned long long)s->requeued,
-                   (unsigned long long)s->dead, (unsigned long long)s->coalesced, (unsigned long long)s->batches);
-  }
-  p2q_buf_puts(b, "]}\n");
+  p2q_buf_puts(b, "]},");
+  status_workers(o, b);
+  p2q_buf_puts(b, "}\n");
 }
 
 /* ---- HTTP connections ------------------------------------------------------------------- */
@@ -488,8 +552,8 @@ static void accept_cb(uv_stream_t *server, int status) {
   conn_t *c = calloc(1, sizeof *c);
   if (!c) return;
   c->o = o;
-  uv_tcp_init(o->d->loop, &c->tcp);
-  uv_timer_init(o->d->loop, &c->timer);
+  uv_tcp_init(o->loop, &c->tcp);
+  uv_timer_init(o->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
   c->next = o->conns;
   o->conns = c;
@@ -527,7 +591,7 @@ static void start_server(p2q_ops_t *o, const char *listen) {
   int rc = parse_listen(listen, &ss);
   const char *why = "not an IP address and port";
   if (rc == 0) {
-    uv_tcp_init(o->d->loop, &o->server);
+    uv_tcp_init(o->loop, &o->server);
     o->server.data = o;
     o->server_open = 1;
     if ((rc = uv_tcp_bind(&o->server, (struct sockaddr *)&ss, 0)) == 0)
@@ -556,25 +620,27 @@ static void start_server(p2q_ops_t *o, const char *listen) {
 
 /* ---- lifecycle -------------------------------------------------------------------------------- */
 
-int p2q_ops_start(p2q_daemon_t *d, p2q_ops_t **out) {
+int p2q_ops_start(const p2q_ops_deps_t *deps, p2q_ops_t **out) {
   p2q_ops_t *o = calloc(1, sizeof *o);
+  const p2q_config_t *cfg = deps->cfg;
   int rc = P2Q_ENOMEM;
   if (!o) return rc;
-  o->d = d;
+  o->deps = *deps;
+  o->loop = deps->loop;
   o->started = now_epoch();
-  o->started_loop = uv_now(d->loop);
+  o->started_loop = uv_now(o->loop);
   o->qdrant_ok = 1;
   if ((rc = p2q_metrics_new(&o->m)) || (rc = register_all(o))) goto fail;
   p2q_series_set(p2q_metric_series0(o->start_time), o->started);
   p2q_series_set(p2q_metric_series1(o->build_info, P2Q_VERSION), 1);
   rc = P2Q_ENOMEM;
-  if (!(o->status_sql = p2q_outbox_status_sql(d->cfg->pg_schema))) goto fail; /* same query as `status` */
-  if (d->cfg->http_listen && *d->cfg->http_listen) {
-    uv_timer_init(d->loop, &o->refresh);
+  if (!(o->status_sql = p2q_outbox_status_sql(cfg->pg_schema))) goto fail; /* same query as `status` */
+  if (cfg->http_listen && *cfg->http_listen) {
+    uv_timer_init(o->loop, &o->refresh);
     o->refresh.data = o;
     o->timer_open = 1;
     uv_timer_start(&o->refresh, refresh_cb, 200, P2Q_OPS_REFRESH_MS);
-    start_server(o, d->cfg->http_listen);
+    start_server(o, cfg->http_listen);
   }
   *out = o;
   return 0;

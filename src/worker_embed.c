@@ -9,7 +9,6 @@
 #include "pg2qdrant/embedder.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
-#include "pg2qdrant/status_http.h"
 #include "pg2qdrant/template.h"
 
 #include <stdio.h>
@@ -24,25 +23,25 @@ void p2q_wk_prepare(wbatch_t *b) {
   char why[256];
   for (int i = 0; i < b->n; i++) {
     wevent_t *e = &b->ev[i];
-    if (e->op == OP_RELEASE) { p2q_wk_set_outcome(e, "release", 0, NULL); continue; }
-    if (e->rule < 0) { p2q_wk_set_outcome(e, "dead", 0, "the event's rule is not configured"); continue; }
-    const p2q_rule_config_t *r = &w->d->cfg->rules[e->rule];
+    if (e->op == P2Q_OP_RELEASE) { p2q_wk_set_outcome(e, P2Q_OUTCOME_RELEASE, 0, NULL); continue; }
+    if (e->rule < 0) { p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, "the event's rule is not configured"); continue; }
+    const p2q_rule_config_t *r = &WCFG(w)->rules[e->rule];
     int isuuid = p2q_point_id(r->name, e->row_key, strlen(e->row_key), e->point_id);
-    if (isuuid < 0) { p2q_wk_set_outcome(e, "dead", 0, "row key is not a JSON object"); continue; }
-    if (e->op != OP_UPSERT) continue;
-    if (!e->payload) { p2q_wk_set_outcome(e, "dead", 0, "upsert event without a snapshot"); continue; }
+    if (isuuid < 0) { p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, "row key is not a JSON object"); continue; }
+    if (e->op != P2Q_OP_UPSERT) continue;
+    if (!e->payload) { p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, "upsert event without a snapshot"); continue; }
     p2q_buf_reset(&pt);
     int rc;
     if (r->text) { /* embedded later; a blank text means no vector, so no point */
       rc = p2q_template_render(r->text, e->payload, strlen(e->payload), &pt);
       if (rc == 1) { e->text_len = pt.len; e->text = p2q_buf_steal(&pt); continue; }
-      if (rc == 0) e->op = OP_DELETE;
-      else p2q_wk_set_outcome(e, "dead", 0, rc == P2Q_ENOMEM ? "out of memory" : "text template does not fit the snapshot");
+      if (rc == 0) e->op = P2Q_OP_DELETE;
+      else p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, rc == P2Q_ENOMEM ? "out of memory" : "text template does not fit the snapshot");
     } else {
       rc = p2q_point_build(&pt, r, e->point_id, isuuid, e->row_key, e->payload, strlen(e->payload),
                            NULL, 0, why, sizeof why);
-      if (rc == 1) e->op = OP_DELETE; /* the row has no vector: it has no point */
-      else if (rc < 0) p2q_wk_set_outcome(e, "dead", 0, rc == P2Q_ENOMEM ? "out of memory" : why);
+      if (rc == 1) e->op = P2Q_OP_DELETE; /* the row has no vector: it has no point */
+      else if (rc < 0) p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, rc == P2Q_ENOMEM ? "out of memory" : why);
       else { e->point_len = pt.len; e->point = p2q_buf_steal(&pt); }
     }
     free(e->payload);
@@ -59,24 +58,23 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
   for (embctx_t **p = &b->embeds; *p; p = &(*p)->next)
     if (*p == c) { *p = c->next; break; }
   p2q_worker_t *w = b->w;
-  const p2q_rule_config_t *rule = &w->d->cfg->rules[c->rule];
-  p2q_ops_embed(w->d->ops, rule->embedder, r->seconds, r->tokens);
-  if (r->err && r->transient) {
-    /* the embedder is down, not the events: give the attempt back and wait, with a backoff that
-       grows with its consecutive failures (capped at breaker_max), before claiming them again */
+  const p2q_rule_config_t *rule = &WCFG(w)->rules[c->rule];
+  if (w->ctx.on_embed) w->ctx.on_embed(w->ctx.arg, rule->embedder, r->seconds, r->tokens);
+  if (r->err) {
+    /* transient: the embedder is down or busy, not the events: no attempt, they wait as long as
+       the health gate says (a Retry-After makes it a rate limit for every worker). Otherwise
+       the texts' own fault: an attempt (the embedder bisects rejected batches itself). */
     char q[600];
-    uint64_t delay = p2q_daemon_embed_result(w->d, rule->embedder, 1); /* may open its breaker */
-    if (r->retry_after_ms > 0 && (uint64_t)r->retry_after_ms > delay) delay = (uint64_t)r->retry_after_ms;
-    for (int i = 0; i < c->n; i++) p2q_wk_set_outcome(&b->ev[c->idx[i]], "requeue", (int)delay, r->msg);
-    P2Q_WARN("embed_failed", "worker=%s rule=%s texts=%d transient=1 retry_in_ms=%llu err=%s", w->cfg->name,
-             rule->name, c->n, (unsigned long long)delay, p2q_log_q(q, sizeof q, r->msg));
-  } else if (r->err) {
-    char q[600];
-    p2q_wk_fail(b, c->idx, c->n, 0, -1, r->msg);
-    P2Q_WARN("embed_failed", "worker=%s rule=%s texts=%d transient=%d err=%s", w->cfg->name, rule->name,
-             c->n, r->transient, p2q_log_q(q, sizeof q, r->msg));
+    p2q_verdict_t v = p2q_classify_embed(r->err, r->transient, 0, c->n);
+    if (v == P2Q_V_TRANSIENT && r->retry_after_ms > 0) v = P2Q_V_RATE_LIMITED;
+    if (v == P2Q_V_RATE_LIMITED) w->stats.rate_limited++;
+    uint64_t wait = v == P2Q_V_EVENT_FAULT || v == P2Q_V_CANCELED ? 0
+                  : w->ctx.report(w->ctx.arg, c->rule, 1, v, 0, r->retry_after_ms, r->msg);
+    p2q_wk_fail(b, c->idx, c->n, v, wait, r->msg);
+    P2Q_WARN("embed_failed", "worker=%s rule=%s texts=%d verdict=%s wait_ms=%llu err=%s", w->cfg->name,
+             rule->name, c->n, p2q_verdict_name(v), (unsigned long long)wait, p2q_log_q(q, sizeof q, r->msg));
   } else {
-    p2q_daemon_embed_result(w->d, rule->embedder, 0);
+    w->ctx.report(w->ctx.arg, c->rule, 1, P2Q_V_DONE, 0, -1, NULL);
     p2q_buf_t vec = P2Q_BUF_INIT, pt = P2Q_BUF_INIT;
     char why[256];
     int k = 0;
@@ -86,7 +84,7 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
       if (r->status[i]) {
         if (r->reasons && r->reasons[i]) snprintf(why, sizeof why, "%s", r->reasons[i]);
         else snprintf(why, sizeof why, "text cannot be embedded: %s", p2q_strerror(r->status[i]));
-        p2q_wk_set_outcome(e, "dead", 0, why);
+        p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, why);
         continue;
       }
       p2q_buf_reset(&pt);
@@ -105,12 +103,12 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
                                strlen(e->payload), vec.data, vec.len, why, sizeof why);
       }
       e->n_chunks = nv;
-      if (rc) { p2q_wk_set_outcome(e, "dead", 0, rc == P2Q_ENOMEM ? "out of memory" : why); continue; }
+      if (rc) { p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, rc == P2Q_ENOMEM ? "out of memory" : why); continue; }
       e->point_len = pt.len;
       e->point = p2q_buf_steal(&pt);
       c->idx[k++] = c->idx[i];
     }
-    if (k) p2q_wk_send(b, c->rule, OP_UPSERT, c->idx, k);
+    if (k) p2q_wk_send(b, c->rule, P2Q_OP_UPSERT, c->idx, k);
     p2q_buf_free(&vec);
     p2q_buf_free(&pt);
   }
@@ -126,12 +124,12 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
 /* Embed the texts of one rule's upserts; the points are sent when the vectors are back. */
 void p2q_wk_embed(wbatch_t *b, int rule, const int *idx, int n) {
   p2q_worker_t *w = b->w;
-  p2q_embedder_t *e = p2q_daemon_embedder(w->d, w->d->cfg->rules[rule].embedder);
+  const p2q_rule_config_t *rc_ = &WCFG(w)->rules[rule];
   embctx_t *c = malloc(sizeof *c + sizeof(int) * (size_t)n);
   const char **texts = malloc(sizeof *texts * (size_t)n);
   size_t *lens = malloc(sizeof *lens * (size_t)n);
   int rc = P2Q_ENOMEM;
-  if (c && texts && lens && e) {
+  if (c && texts && lens) {
     c->b = b; c->rule = rule; c->n = n;
     memcpy(c->idx, idx, sizeof(int) * (size_t)n);
     for (int i = 0; i < n; i++) { texts[i] = b->ev[idx[i]].text; lens[i] = b->ev[idx[i]].text_len; }
@@ -139,21 +137,18 @@ void p2q_wk_embed(wbatch_t *b, int rule, const int *idx, int n) {
     c->next = b->embeds;
     b->embeds = c;
     b->pending++;
-    const p2q_rule_config_t *rc_ = &w->d->cfg->rules[rule];
-    rc = rc_->chunk_tokens > 0 /* both copy the texts */
-             ? p2q_embedder_embed_chunked(e, texts, lens, n, (int)rc_->chunk_tokens, (int)rc_->chunk_overlap, embedded, c)
-             : p2q_embedder_embed(e, texts, lens, n, embedded, c);
+    rc = w->ctx.embed(w->ctx.arg, rc_->embedder, texts, lens, n, (int)rc_->chunk_tokens, (int)rc_->chunk_overlap,
+                      embedded, c); /* copies the texts */
     if (rc) { /* the callback will not fire: undo */
       b->embeds = c->next;
       b->pending--;
     }
-  } else if (!e) {
-    rc = P2Q_EINVAL;
   }
   free(texts);
   free(lens);
   if (rc) {
+    const char *msg = rc == P2Q_EINVAL ? "the rule's embedder is not running" : "cannot start embedding";
     free(c);
-    p2q_wk_fail(b, idx, n, 1, -1, rc == P2Q_EINVAL ? "the rule's embedder is not running" : "cannot start embedding");
+    p2q_wk_fail(b, idx, n, P2Q_V_TRANSIENT, w->ctx.report(w->ctx.arg, rule, 1, P2Q_V_TRANSIENT, 0, -1, msg), msg);
   }
 }

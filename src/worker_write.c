@@ -1,103 +1,112 @@
 /*
  * worker_write.c — the write stage of a worker's batch (loop thread): one Qdrant request per
- * rule and kind (upsert, delete, chunk prune), built from the events' prepared point JSON;
- * a request Qdrant rejects as malformed (400/422) is split in halves until the bad points are
- * isolated; every event gets its outcome here (done, retry, dead, requeue). Transient failures
- * feed the daemon's circuit breaker.
+ * rule and kind (upsert, delete, chunk prune), built from the events' prepared point JSON.
+ * Every answer is classified once (classify.c) and every event gets its outcome here:
+ *   DONE → done (chunked upserts: prune the old extra chunks first);
+ *   SPLIT (400/422/413 on several points) → the request is split in halves, no attempt used;
+ *   EVENT_FAULT (400/422/413 on one point) → retry after a backoff, or dead after max_attempts;
+ *   anything else is the target's failure → reported to the health gate, which decides how long
+ *   the events wait (capped at retry_max); they are requeued without using an attempt.
  */
 #include "worker_internal.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
-#include "pg2qdrant/status_http.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int retry_delay(p2q_worker_t *w, const wevent_t *e, long server_delay_ms) {
+static int retry_delay(p2q_worker_t *w, const wevent_t *e) {
   uint64_t d = p2q_backoff_delay(&w->backoff, e->attempts > 0 ? (unsigned)e->attempts - 1 : 0);
-  if (server_delay_ms > 0 && (uint64_t)server_delay_ms > d) d = (uint64_t)server_delay_ms;
   return d > 0x7fffffff ? 0x7fffffff : (int)d;
 }
 
-void p2q_wk_fail(wbatch_t *b, const int *idx, int n, int transient, long server_delay_ms,
-                     const char *msg) {
+void p2q_wk_fail(wbatch_t *b, const int *idx, int n, p2q_verdict_t v, uint64_t wait_ms, const char *msg) {
   p2q_worker_t *w = b->w;
+  int wait = wait_ms > 0x7fffffff ? 0x7fffffff : (int)wait_ms;
   for (int i = 0; i < n; i++) {
     wevent_t *e = &b->ev[idx[i]];
-    if (transient && (!p2q_breaker_allows(&w->d->breaker) || w->d->stopping)) {
-      p2q_wk_set_outcome(e, "requeue", retry_delay(w, e, server_delay_ms), msg); /* not the event's fault */
-    } else if (e->attempts >= e->max_attempts) {
-      p2q_wk_set_outcome(e, "dead", 0, msg);
-    } else {
-      p2q_wk_set_outcome(e, "retry", retry_delay(w, e, server_delay_ms), msg);
-    }
+    if (v != P2Q_V_EVENT_FAULT) p2q_wk_set_outcome(e, P2Q_OUTCOME_REQUEUE, wait, msg); /* not the event's fault */
+    else if (e->attempts >= e->max_attempts) p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, msg);
+    else p2q_wk_set_outcome(e, P2Q_OUTCOME_RETRY, retry_delay(w, e), msg);
   }
 }
 
-static void fail_events(wreq_t *r, int transient, long server_delay_ms, const char *msg) {
-  p2q_wk_fail(r->b, r->idx, r->n, transient, server_delay_ms, msg);
+static const char *op_what(p2q_op_t op) {
+  return op == P2Q_OP_UPSERT ? "upsert" : op == P2Q_OP_PRUNE ? "chunk prune" : "delete";
 }
 
 static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg) {
   wreq_t *r = arg;
   wbatch_t *b = r->b;
   p2q_worker_t *w = b->w;
-  const p2q_rule_config_t *rule = &w->d->cfg->rules[r->rule];
+  const p2q_rule_config_t *rule = &WCFG(w)->rules[r->rule];
   char msg[1024];
-  p2q_ops_qdrant_request(w->d->ops, r->op == OP_UPSERT ? "upsert" : "delete", resp);
-  if (resp->cls == P2Q_QDRANT_OK && r->op == OP_UPSERT && rule->chunk_tokens > 0 && !b->orphaned) {
-    p2q_daemon_qdrant_result(w->d, 0);
-    p2q_wk_send(b, r->rule, OP_PRUNE, r->idx, r->n); /* the new chunks are in: drop the old extra ones */
-  } else if (resp->cls == P2Q_QDRANT_OK) {
-    for (int i = 0; i < r->n; i++) p2q_wk_set_outcome(&b->ev[r->idx[i]], "done", 0, NULL);
-    p2q_daemon_qdrant_result(w->d, 0);
-  } else if (((resp->cls == P2Q_QDRANT_PERMANENT && (resp->status == 400 || resp->status == 422)) || resp->cls == P2Q_QDRANT_TOO_LARGE) &&
-             r->n > 1 && !b->orphaned && !w->d->forced) {
-    int half = r->n / 2; /* isolate the bad points: each half is retried on its own */
+  int host_wide = 0;
+  p2q_verdict_t v = p2q_classify_qdrant(resp->status, resp->err, resp->curl_code, resp->cls, r->n, &host_wide);
+  if (w->ctx.on_qdrant) w->ctx.on_qdrant(w->ctx.arg, r->op == P2Q_OP_UPSERT ? "upsert" : "delete", resp);
+  if (v == P2Q_V_SPLIT && (b->orphaned || w->ctx.stopping(w->ctx.arg) == 2)) v = P2Q_V_CANCELED;
+  if (v == P2Q_V_DONE || v == P2Q_V_SPLIT || v == P2Q_V_EVENT_FAULT) /* the target answered */
+    w->ctx.report(w->ctx.arg, r->rule, 0, v, host_wide, -1, NULL);
+  switch (v) {
+  case P2Q_V_DONE:
+    if (r->op == P2Q_OP_UPSERT && rule->chunk_tokens > 0 && !b->orphaned)
+      p2q_wk_send(b, r->rule, P2Q_OP_PRUNE, r->idx, r->n); /* the new chunks are in: drop the old extra ones */
+    else
+      for (int i = 0; i < r->n; i++) p2q_wk_set_outcome(&b->ev[r->idx[i]], P2Q_OUTCOME_DONE, 0, NULL);
+    break;
+  case P2Q_V_SPLIT: { /* isolate the bad points (or fit the body limit): each half on its own */
+    int half = r->n / 2;
     w->stats.splits++;
-    p2q_daemon_qdrant_result(w->d, 0);
     p2q_wk_send(b, r->rule, r->op, r->idx, half);
     p2q_wk_send(b, r->rule, r->op, r->idx + half, r->n - half);
-  } else {
-    int transient = p2q_qdrant_class_transient(resp->cls) || resp->err == P2Q_ECANCELED;
-    const char *what = r->op == OP_UPSERT ? "upsert" : r->op == OP_PRUNE ? "chunk prune" : "delete";
+    break;
+  }
+  case P2Q_V_CANCELED:
+    for (int i = 0; i < r->n; i++)
+      p2q_wk_set_outcome(&b->ev[r->idx[i]], P2Q_OUTCOME_REQUEUE, 0, "request cancelled (shutdown)");
+    break;
+  default: {
     const char *why = resp->error && *resp->error ? resp->error : "no details";
     if (resp->status)
-      snprintf(msg, sizeof msg, "qdrant %s %s: HTTP %ld: %s", what, rule->collection, resp->status, why);
+      snprintf(msg, sizeof msg, "qdrant %s %s: HTTP %ld: %s", op_what(r->op), rule->collection, resp->status, why);
     else
-      snprintf(msg, sizeof msg, "qdrant %s %s: transport error: %s", what, rule->collection, why);
+      snprintf(msg, sizeof msg, "qdrant %s %s: transport error: %s", op_what(r->op), rule->collection, why);
     w->stats.qdrant_failures++;
-    if (transient && resp->err != P2Q_ECANCELED) p2q_daemon_qdrant_result(w->d, 1);
-    fail_events(r, transient, resp->retry_delay_ms, msg);
+    if (v == P2Q_V_RATE_LIMITED) w->stats.rate_limited++;
+    uint64_t wait = v == P2Q_V_EVENT_FAULT ? 0
+                  : w->ctx.report(w->ctx.arg, r->rule, 0, v, host_wide, resp->retry_delay_ms, msg);
+    p2q_wk_fail(b, r->idx, r->n, v, wait, msg);
     char qm[1100];
-    P2Q_WARN("qdrant_write_failed", "worker=%s points=%d status=%ld class=%s err=%s", w->cfg->name,
-             r->n, resp->status, p2q_qdrant_class_name(resp->cls), p2q_log_q(qm, sizeof qm, msg));
+    P2Q_WARN("qdrant_write_failed", "worker=%s rule=%s points=%d status=%ld verdict=%s wait_ms=%llu err=%s",
+             w->cfg->name, rule->name, r->n, resp->status, p2q_verdict_name(v), (unsigned long long)wait,
+             p2q_log_q(qm, sizeof qm, msg));
+  }
   }
   free(r);
   p2q_wk_request_finished(b);
 }
 
 /* {"points":[…]} (points or ids), or for chunked rules a filter on the rows' `_pk` (and `_chunk`). */
-static void request_body(p2q_buf_t *body, wbatch_t *b, const p2q_rule_config_t *rc, int op,
+static void request_body(p2q_buf_t *body, wbatch_t *b, const p2q_rule_config_t *rc, p2q_op_t op,
                          const int *idx, int n) {
-  if (op == OP_UPSERT || (op == OP_DELETE && rc->chunk_tokens == 0)) {
+  if (op == P2Q_OP_UPSERT || (op == P2Q_OP_DELETE && rc->chunk_tokens == 0)) {
     p2q_buf_puts(body, "{\"points\":[");
     for (int i = 0; i < n; i++) {
       wevent_t *e = &b->ev[idx[i]];
       if (i) p2q_buf_putc(body, ',');
-      if (op == OP_UPSERT) p2q_buf_append(body, e->point, e->point_len);
+      if (op == P2Q_OP_UPSERT) p2q_buf_append(body, e->point, e->point_len);
       else p2q_buf_puts(body, e->point_id);
     }
     p2q_buf_puts(body, "]}");
-  } else if (op == OP_DELETE) { /* every chunk of these rows */
+  } else if (op == P2Q_OP_DELETE) { /* every chunk of these rows */
     p2q_buf_puts(body, "{\"filter\":{\"must\":[{\"key\":\"_pk\",\"match\":{\"any\":[");
     for (int i = 0; i < n; i++) {
       if (i) p2q_buf_putc(body, ',');
       p2q_buf_json_string(body, b->ev[idx[i]].row_key, strlen(b->ev[idx[i]].row_key));
     }
     p2q_buf_puts(body, "]}}]}}");
-  } else { /* OP_PRUNE: chunks numbered at or beyond each row's new count */
+  } else { /* P2Q_OP_PRUNE: chunks numbered at or beyond each row's new count */
     p2q_buf_puts(body, "{\"filter\":{\"should\":[");
     for (int i = 0; i < n; i++) {
       wevent_t *e = &b->ev[idx[i]];
@@ -113,17 +122,17 @@ static void request_body(p2q_buf_t *body, wbatch_t *b, const p2q_rule_config_t *
    nor once its lease could expire before the request finishes: another worker may then hold the
    row and write a newer snapshot, which ours must not overwrite. */
 static int may_write(const wbatch_t *b) {
-  const p2q_config_t *cfg = b->w->d->cfg;
-  uint64_t age = uv_now(b->w->d->loop) - b->claimed_at;
+  const p2q_config_t *cfg = WCFG(b->w);
+  uint64_t age = WNOW(b->w) - b->claimed_at;
   int64_t budget = cfg->lease_ms - cfg->qdrant_timeout_ms - 1000;
   return !b->orphaned && (int64_t)age < budget;
 }
 
-void p2q_wk_send(wbatch_t *b, int rule, int op, const int *idx, int n) {
+void p2q_wk_send(wbatch_t *b, int rule, p2q_op_t op, const int *idx, int n) {
   p2q_worker_t *w = b->w;
-  const p2q_rule_config_t *rc = &w->d->cfg->rules[rule];
+  const p2q_rule_config_t *rc = &WCFG(w)->rules[rule];
   if (!may_write(b)) { /* give the events back, nothing is written */
-    for (int i = 0; i < n; i++) p2q_wk_set_outcome(&b->ev[idx[i]], "requeue", 0, "claim expired before the write");
+    for (int i = 0; i < n; i++) p2q_wk_set_outcome(&b->ev[idx[i]], P2Q_OUTCOME_REQUEUE, 0, "claim expired before the write");
     P2Q_WARN("write_skipped", "worker=%s events=%d reason=%s", w->cfg->name, n,
              b->orphaned ? "connection_lost" : "lease_nearly_expired");
     return;
@@ -137,18 +146,18 @@ void p2q_wk_send(wbatch_t *b, int rule, int op, const int *idx, int n) {
   if (p2q_buf_error(&body)) goto fail;
   size_t len = body.len;
   char *data = p2q_buf_steal(&body);
-  int err = op == OP_UPSERT ? p2q_qdrant_points_upsert_take(w->d->qdrant, rc->collection, data, len, request_cb, r)
-                            : p2q_qdrant_points_delete_take(w->d->qdrant, rc->collection, data, len, request_cb, r);
+  int err = w->ctx.write(w->ctx.arg, rc->collection, op, data, len, request_cb, r);
   if (err) { free(data); goto fail; }
   b->pending++;
   w->stats.qdrant_requests++;
   return;
 fail:
   if (r) {
-    fail_events(r, 1, -1, "cannot send the request (out of memory or client closing)");
+    for (int i = 0; i < n; i++)
+      p2q_wk_set_outcome(&b->ev[idx[i]], P2Q_OUTCOME_REQUEUE, 1000, "cannot send the request (out of memory or client closing)");
     free(r);
   } else {
-    for (int i = 0; i < n; i++) p2q_wk_set_outcome(&b->ev[idx[i]], "requeue", 1000, "out of memory");
+    for (int i = 0; i < n; i++) p2q_wk_set_outcome(&b->ev[idx[i]], P2Q_OUTCOME_REQUEUE, 1000, "out of memory");
   }
   p2q_buf_free(&body);
 }

@@ -6,8 +6,8 @@
  *   open   --(probe timer)--> half-open: one probe in flight
  *   half-open --probe ok--> closed        half-open --probe failed--> open (longer delay)
  *
- * While not closed, workers claim nothing, and events that fail in the meantime are requeued
- * without burning an attempt. Probe delays grow exponentially with jitter, capped (≤ 30 s).
+ * One breaker per target (health.c): while it is not closed the rules using that target claim
+ * nothing. Probe delays grow exponentially with jitter, capped (breaker_max).
  */
 #ifndef P2Q_BREAKER_H
 #define P2Q_BREAKER_H
@@ -31,6 +31,8 @@ int p2q_breaker_init(p2q_breaker_t *b, int threshold, uint64_t probe_min_ms, uin
 int p2q_breaker_success(p2q_breaker_t *b);
 /* A request failed transiently. Returns 1 if this opened the breaker. */
 int p2q_breaker_failure(p2q_breaker_t *b);
+/* Open at once whatever the count (configuration failures). Returns 1 if this opened it. */
+int p2q_breaker_trip(p2q_breaker_t *b);
 /* open → half-open when the probe starts. */
 void p2q_breaker_probe_started(p2q_breaker_t *b);
 /* The probe failed: back to open. Returns the delay before the next probe. */

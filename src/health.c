@@ -1,0 +1,308 @@
+/*
+ * health.c — per-target health: breakers, probes and rate-limit holds of the Qdrant host, each
+ * rule's collection and each embedder (see health.h). Loop thread only.
+ *
+ * Owns: the target table (built once from the rules; the set of targets never changes, a reload
+ * that would change it is refused by reload.c), one timer that fires at the earliest due probe
+ * or hold end, and the probe calls in flight (at most one per target). Invariants: a target is
+ * probed only while open and not already probing; a hold never exceeds retry_max; a probe
+ * callback after p2q_health_stop() only records its result.
+ */
+#include "pg2qdrant/health.h"
+#include "pg2qdrant/backoff.h"
+#include "pg2qdrant/errors.h"
+#include "pg2qdrant/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  char name[P2Q_NAME_MAX + 16];
+  const char *object;        /* the collection or embedder name (into name); NULL for the host */
+  p2q_target_kind_t kind;
+  p2q_breaker_t br;
+  p2q_verdict_t reason;
+  char last_error[256];
+  unsigned streak;           /* consecutive failures (any class but rate limits) */
+  unsigned limited;          /* consecutive 429s */
+  uint64_t due;              /* next probe, loop ms (while open) */
+  uint64_t hold_until;       /* rate-limited until, loop ms */
+  int probing;
+  uint64_t failures, rate_limited;
+} target_t;
+
+typedef struct {
+  int host, coll, emb;       /* target indices; emb -1 when the rule embeds nothing */
+} rule_targets_t;
+
+struct p2q_health_s {
+  uv_loop_t *loop;
+  const p2q_config_t *cfg;
+  p2q_health_io_t io;
+  target_t *t;
+  int n;
+  rule_targets_t *rules;
+  int n_rules;
+  uv_timer_t timer;
+  int timer_open, stopped;
+};
+
+typedef struct {
+  p2q_health_t *h;
+  int i;
+} probe_t;
+
+static int find_or_add(p2q_health_t *h, p2q_target_kind_t kind, const char *object) {
+  char name[sizeof h->t[0].name];
+  snprintf(name, sizeof name, "%s%s", kind == P2Q_TARGET_HOST ? "qdrant" : kind == P2Q_TARGET_COLLECTION ?
+           "collection:" : "embedder:", object ? object : "");
+  for (int i = 0; i < h->n; i++)
+    if (!strcmp(h->t[i].name, name)) return i;
+  target_t *t = &h->t[h->n];
+  memset(t, 0, sizeof *t);
+  snprintf(t->name, sizeof t->name, "%s", name);
+  t->kind = kind;
+  t->object = object ? strchr(t->name, ':') + 1 : NULL;
+  t->reason = P2Q_V_DONE;
+  p2q_breaker_init(&t->br, (int)h->cfg->breaker_threshold, 200, (uint64_t)h->cfg->breaker_max_ms);
+  return h->n++;
+}
+
+int p2q_health_new(uv_loop_t *loop, const p2q_config_t *cfg, const p2q_health_io_t *io, p2q_health_t **out) {
+  p2q_health_t *h = calloc(1, sizeof *h);
+  if (!h) return P2Q_ENOMEM;
+  h->loop = loop;
+  h->cfg = cfg;
+  h->io = *io;
+  h->t = calloc((size_t)(1 + 2 * cfg->n_rules), sizeof *h->t);
+  h->rules = calloc((size_t)(cfg->n_rules ? cfg->n_rules : 1), sizeof *h->rules);
+  if (!h->t || !h->rules) { p2q_health_free(h); return P2Q_ENOMEM; }
+  int host = find_or_add(h, P2Q_TARGET_HOST, NULL);
+  for (int r = 0; r < cfg->n_rules; r++) {
+    h->rules[r].host = host;
+    h->rules[r].coll = find_or_add(h, P2Q_TARGET_COLLECTION, cfg->rules[r].collection);
+    h->rules[r].emb = cfg->rules[r].embedder ? find_or_add(h, P2Q_TARGET_EMBEDDER, cfg->rules[r].embedder) : -1;
+  }
+  h->n_rules = cfg->n_rules;
+  uv_timer_init(loop, &h->timer);
+  h->timer.data = h;
+  h->timer_open = 1;
+  *out = h;
+  return 0;
+}
+
+void p2q_health_retune(p2q_health_t *h, const p2q_config_t *cfg) {
+  int max_changed = cfg->breaker_max_ms != h->cfg->breaker_max_ms;
+  h->cfg = cfg;
+  for (int i = 0; i < h->n; i++) {
+    h->t[i].br.threshold = cfg->breaker_threshold > 0 ? (int)cfg->breaker_threshold : 1;
+    if (max_changed) p2q_backoff_init(&h->t[i].br.backoff, 200, (uint64_t)cfg->breaker_max_ms, 0);
+  }
+}
+
+static void closed_noop(uv_handle_t *hd) { (void)hd; }
+
+void p2q_health_stop(p2q_health_t *h) {
+  h->stopped = 1;
+  uv_timer_stop(&h->timer);
+}
+
+void p2q_health_close(p2q_health_t *h) {
+  if (!h) return;
+  p2q_health_stop(h);
+  if (h->timer_open && !uv_is_closing((uv_handle_t *)&h->timer)) uv_close((uv_handle_t *)&h->timer, closed_noop);
+}
+
+void p2q_health_free(p2q_health_t *h) {
+  if (!h) return;
+  free(h->t);
+  free(h->rules);
+  free(h);
+}
+
+/* ---- timer: probes due, holds ended ------------------------------------------------------- */
+
+static void timer_cb(uv_timer_t *tm);
+
+static void schedule(p2q_health_t *h) {
+  if (h->stopped) return;
+  uint64_t now = uv_now(h->loop), next = 0;
+  for (int i = 0; i < h->n; i++) {
+    const target_t *t = &h->t[i];
+    if (t->br.state == P2Q_BREAKER_OPEN && !t->probing && (!next || t->due < next)) next = t->due;
+    if (t->hold_until > now && (!next || t->hold_until < next)) next = t->hold_until;
+  }
+  if (next) uv_timer_start(&h->timer, timer_cb, next > now ? next - now : 0, 0);
+  else uv_timer_stop(&h->timer);
+}
+
+static void target_closed(p2q_health_t *h, target_t *t) {
+  t->streak = 0;
+  P2Q_INFO("breaker_closed", "target=%s", t->name);
+  if (h->io.changed) h->io.changed(h->io.arg);
+}
+
+static void record_error(target_t *t, p2q_verdict_t v, const char *msg) {
+  t->reason = v;
+  snprintf(t->last_error, sizeof t->last_error, "%s", msg && *msg ? msg : p2q_verdict_name(v));
+}
+
+/* The target is rate limited: hold it (never longer than retry_max). Returns the hold. */
+static uint64_t hold(p2q_health_t *h, target_t *t, long retry_after_ms) {
+  uint64_t now = uv_now(h->loop), max = (uint64_t)h->cfg->retry_max_ms;
+  uint64_t d = retry_after_ms > 0 ? (uint64_t)retry_after_ms
+                                  : p2q_backoff_cap((uint64_t)h->cfg->retry_min_ms, max, t->limited);
+  if (d > max) d = max;
+  t->limited++;
+  t->rate_limited++;
+  if (t->hold_until <= now)
+    P2Q_WARN("rate_limited", "target=%s hold_ms=%llu retry_after_ms=%ld", t->name, (unsigned long long)d,
+             retry_after_ms);
+  if (now + d > t->hold_until) t->hold_until = now + d;
+  schedule(h);
+  return t->hold_until - now;
+}
+
+static void probed(void *arg, p2q_verdict_t v, long retry_after_ms, const char *msg) {
+  probe_t *p = arg;
+  p2q_health_t *h = p->h;
+  target_t *t = &h->t[p->i];
+  free(p);
+  t->probing = 0;
+  if (v == P2Q_V_CANCELED) return;
+  if (v == P2Q_V_DONE || v == P2Q_V_SPLIT || v == P2Q_V_EVENT_FAULT || v == P2Q_V_RATE_LIMITED) {
+    /* it answered: the operation goes through (a 429 is backpressure, not an outage) */
+    if (v == P2Q_V_RATE_LIMITED) hold(h, t, retry_after_ms);
+    if (p2q_breaker_success(&t->br)) target_closed(h, t);
+  } else {
+    record_error(t, v, msg);
+    uint64_t delay = p2q_breaker_probe_failed(&t->br);
+    t->due = uv_now(h->loop) + delay;
+    char q[300];
+    P2Q_WARN("breaker_probe_failed", "target=%s reason=%s next_probe_ms=%llu err=%s", t->name,
+             p2q_verdict_name(v), (unsigned long long)delay, p2q_log_q(q, sizeof q, t->last_error));
+  }
+  schedule(h);
+}
+
+static void start_probe(p2q_health_t *h, int i) {
+  target_t *t = &h->t[i];
+  probe_t *p = malloc(sizeof *p);
+  int rc = P2Q_ENOMEM;
+  p2q_breaker_probe_started(&t->br);
+  if (p) {
+    p->h = h;
+    p->i = i;
+    t->probing = 1;
+    rc = t->kind == P2Q_TARGET_EMBEDDER
+             ? (h->io.probe_embedder ? h->io.probe_embedder(h->io.arg, t->object, probed, p) : P2Q_EINVAL)
+             : (h->io.probe_qdrant ? h->io.probe_qdrant(h->io.arg, t->object, probed, p) : P2Q_EINVAL);
+  }
+  if (rc) {
+    free(p);
+    t->probing = 0;
+    t->due = uv_now(h->loop) + p2q_breaker_probe_failed(&t->br);
+  }
+}
+
+static void timer_cb(uv_timer_t *tm) {
+  p2q_health_t *h = tm->data;
+  uint64_t now = uv_now(h->loop);
+  int released = 0;
+  if (h->stopped) return;
+  for (int i = 0; i < h->n; i++) {
+    target_t *t = &h->t[i];
+    if (t->hold_until && t->hold_until <= now) { t->hold_until = 0; released = 1; }
+    if (t->br.state == P2Q_BREAKER_OPEN && !t->probing && t->due <= now) start_probe(h, i);
+  }
+  schedule(h);
+  if (released && h->io.changed) h->io.changed(h->io.arg);
+}
+
+/* ---- workers' side ------------------------------------------------------------------------- */
+
+static int target_allows(const p2q_health_t *h, int i, uint64_t now) {
+  return i < 0 || (p2q_breaker_allows(&h->t[i].br) && h->t[i].hold_until <= now);
+}
+
+int p2q_health_rule_allows(const p2q_health_t *h, int rule) {
+  if (rule < 0 || rule >= h->n_rules) return 1;
+  uint64_t now = uv_now(h->loop);
+  const rule_targets_t *r = &h->rules[rule];
+  return target_allows(h, r->host, now) && target_allows(h, r->coll, now) && target_allows(h, r->emb, now);
+}
+
+static void succeeded(p2q_health_t *h, target_t *t) {
+  t->streak = 0;
+  t->limited = 0;
+  if (p2q_breaker_success(&t->br)) target_closed(h, t);
+}
+
+uint64_t p2q_health_report(p2q_health_t *h, int rule, int embedder, p2q_verdict_t v, int host_wide,
+                           long retry_after_ms, const char *msg) {
+  if (rule < 0 || rule >= h->n_rules || v == P2Q_V_CANCELED) return 0;
+  const rule_targets_t *r = &h->rules[rule];
+  int i = embedder ? r->emb : host_wide ? r->host : r->coll;
+  if (i < 0) return 0;
+  target_t *t = &h->t[i];
+  uint64_t max = (uint64_t)h->cfg->retry_max_ms;
+  switch (v) {
+  case P2Q_V_DONE: case P2Q_V_SPLIT: case P2Q_V_EVENT_FAULT:
+    succeeded(h, t);
+    if (!embedder && i != r->host) succeeded(h, &h->t[r->host]); /* it answered: the host is up */
+    return 0;
+  case P2Q_V_RATE_LIMITED:
+    return hold(h, t, retry_after_ms);
+  default: break;
+  }
+  t->failures++;
+  t->streak++;
+  record_error(t, v, msg);
+  int opened = v == P2Q_V_TRANSIENT ? p2q_breaker_failure(&t->br) : p2q_breaker_trip(&t->br);
+  char q[300];
+  if (opened) {
+    t->due = uv_now(h->loop) + p2q_breaker_first_delay(&t->br);
+    if (v == P2Q_V_TRANSIENT)
+      P2Q_WARN("breaker_open", "target=%s reason=%s consecutive_failures=%u first_probe_ms=%llu err=%s", t->name,
+               p2q_verdict_name(v), t->streak, (unsigned long long)(t->due - uv_now(h->loop)),
+               p2q_log_q(q, sizeof q, t->last_error));
+    else /* an alarm: it will not fix itself */
+      P2Q_ERROR("breaker_open", "target=%s reason=%s alarm=1 err=%s", t->name, p2q_verdict_name(v),
+                p2q_log_q(q, sizeof q, t->last_error));
+    schedule(h);
+  }
+  uint64_t d = p2q_backoff_cap((uint64_t)h->cfg->retry_min_ms, max, t->streak - 1);
+  if (retry_after_ms > 0 && (uint64_t)retry_after_ms > d) d = (uint64_t)retry_after_ms;
+  return d > max ? max : d;
+}
+
+/* ---- operators' side ----------------------------------------------------------------------- */
+
+int p2q_health_count(const p2q_health_t *h) { return h ? h->n : 0; }
+
+void p2q_health_target(const p2q_health_t *h, int i, p2q_target_info_t *out) {
+  const target_t *t = &h->t[i];
+  uint64_t now = uv_now(h->loop);
+  out->name = t->name;
+  out->kind = t->kind;
+  out->state = t->br.state;
+  out->transitions = t->br.transitions;
+  out->reason = t->reason;
+  out->last_error = t->last_error;
+  out->failures = t->failures;
+  out->rate_limited = t->rate_limited;
+  out->held_ms = t->hold_until > now ? t->hold_until - now : 0;
+}
+
+int p2q_health_ready(const p2q_health_t *h, p2q_buf_t *why) {
+  int ok = 1;
+  for (int i = 0; h && i < h->n; i++) {
+    const target_t *t = &h->t[i];
+    if (t->br.state == P2Q_BREAKER_CLOSED) continue;
+    ok = 0;
+    p2q_buf_printf(why, "breaker %s: %s (%s: %s)\n", t->name, p2q_breaker_state_name(t->br.state),
+                   p2q_verdict_name(t->reason), t->last_error);
+  }
+  return ok;
+}

@@ -1,0 +1,270 @@
+/*
+ * outbox.c — every outbox statement the daemon runs (claim, ack, recover, the owner id) and the
+ * op/outcome name tables (see outbox.h). Loop thread only.
+ *
+ * Owns: the statement texts for one schema; per worker session one p2q_pg_t and its owner id.
+ * Invariants: a session's claims and acks run in order on its own connection; the owner id is
+ * re-read after every reconnect (a new backend is a new owner: the old claims are recovered,
+ * never reused); rows are handed to the caller parsed and valid during the callback only.
+ */
+#include "pg2qdrant/outbox.h"
+#include "pg2qdrant/buf.h"
+#include "pg2qdrant/commands.h"
+#include "pg2qdrant/errors.h"
+#include "pg2qdrant/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const op_names[] = {
+#define P2Q_OP_NAME(e, name) name,
+    P2Q_OUTBOX_OPS(P2Q_OP_NAME)
+#undef P2Q_OP_NAME
+};
+
+static const char *const outcome_names[] = {
+#define P2Q_OUTCOME_NAME(e, name) name,
+    P2Q_OUTBOX_OUTCOMES(P2Q_OUTCOME_NAME)
+#undef P2Q_OUTCOME_NAME
+};
+
+const char *p2q_op_name(p2q_op_t op) { return (unsigned)op < P2Q_OP_COUNT ? op_names[op] : "?"; }
+
+int p2q_op_parse(const char *name) {
+  for (int i = 0; name && i < P2Q_OP_COUNT; i++)
+    if (!strcmp(op_names[i], name)) return i;
+  return -1;
+}
+
+const char *p2q_outcome_name(p2q_outcome_t o) {
+  return (unsigned)o < P2Q_OUTCOME_COUNT ? outcome_names[o] : "?";
+}
+
+/* ---- statements ---------------------------------------------------------------------------- */
+
+struct p2q_outbox_s {
+  char *claim_sql, *ack_sql, *recover_sql;
+};
+
+#define OWNER_SQL                                                                                  \
+  "SELECT a.pid::text || '.' || (extract(epoch FROM a.backend_start) * 1000000)::bigint::text"    \
+  " FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()"
+
+int p2q_outbox_new(const char *schema, p2q_outbox_t **out) {
+  static const char claim[] =
+      "SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
+      " extract(epoch FROM created_at)::float8 FROM @SCHEMA@.sync_outbox_claim($1, $2::text[], $3, $4, $5)";
+  static const char ack[] =
+      "SELECT @SCHEMA@.sync_outbox_ack($1, $2::bigint[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[])";
+  static const char recover[] = "SELECT @SCHEMA@.sync_outbox_recover($1)";
+  p2q_outbox_t *ob = calloc(1, sizeof *ob);
+  if (!ob) return P2Q_ENOMEM;
+  ob->claim_sql = p2q_outbox_sql(claim, schema);
+  ob->ack_sql = p2q_outbox_sql(ack, schema);
+  ob->recover_sql = p2q_outbox_sql(recover, schema);
+  if (!ob->claim_sql || !ob->ack_sql || !ob->recover_sql) { p2q_outbox_free(ob); return P2Q_ENOMEM; }
+  *out = ob;
+  return 0;
+}
+
+void p2q_outbox_free(p2q_outbox_t *ob) {
+  if (!ob) return;
+  free(ob->claim_sql);
+  free(ob->ack_sql);
+  free(ob->recover_sql);
+  free(ob);
+}
+
+/* One element of a PostgreSQL array literal ("…" with \ escapes, or NULL). */
+static void array_elem(p2q_buf_t *b, const char *s, int first) {
+  if (!first) p2q_buf_putc(b, ',');
+  if (!s) { p2q_buf_puts(b, "NULL"); return; }
+  p2q_buf_putc(b, '"');
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\') p2q_buf_putc(b, '\\');
+    p2q_buf_putc(b, *s);
+  }
+  p2q_buf_putc(b, '"');
+}
+
+/* ---- a worker's session ---------------------------------------------------------------------- */
+
+struct p2q_outbox_conn_s {
+  p2q_outbox_t *ob;
+  p2q_pg_t *pg;
+  p2q_outbox_conn_cbs_t cbs;
+  char owner[64];
+  int ready;
+  void (*close_cb)(void *);
+  void *close_arg;
+};
+
+typedef struct {
+  p2q_outbox_conn_t *c;
+  void *cb;
+  void *arg;
+} call_t;
+
+static void owner_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, void *arg) {
+  p2q_outbox_conn_t *c = arg;
+  if (err || PQntuples(res) != 1) {
+    char q[512];
+    if (err != P2Q_ECANCELED)
+      P2Q_ERROR("worker_owner_failed", "conn=%s err=%s", "outbox", p2q_log_q(q, sizeof q, errmsg ? errmsg : "no row"));
+    return; /* the connection stays idle until it is lost and reconnects */
+  }
+  snprintf(c->owner, sizeof c->owner, "%s", PQgetvalue(res, 0, 0));
+  c->ready = 1;
+  if (c->cbs.ready) c->cbs.ready(c->cbs.arg, c->owner, p2q_pg_connect_count(pg) > 1);
+}
+
+static void on_connect(p2q_pg_t *pg, void *arg) {
+  /* the owner id ties claims to this backend, so a crash is recognised by sync_outbox_recover */
+  p2q_pg_query(pg, OWNER_SQL, 0, NULL, owner_cb, arg);
+}
+
+static void on_disconnect(p2q_pg_t *pg, int err, const char *errmsg, void *arg) {
+  p2q_outbox_conn_t *c = arg;
+  c->ready = 0;
+  if (c->cbs.lost) c->cbs.lost(c->cbs.arg, errmsg);
+}
+
+int p2q_outbox_conn_new(p2q_outbox_t *ob, uv_loop_t *loop, const p2q_config_t *cfg, const char *name,
+                        const p2q_outbox_conn_cbs_t *cbs, p2q_outbox_conn_t **out) {
+  p2q_outbox_conn_t *c = calloc(1, sizeof *c);
+  if (!c) return P2Q_ENOMEM;
+  c->ob = ob;
+  c->cbs = *cbs;
+  p2q_pg_options_t o = {.conninfo = cfg->pg_conninfo, .name = name,
+                        .connect_timeout_ms = (uint64_t)cfg->pg_connect_timeout_ms,
+                        .reconnect_max_ms = 10000, .on_connect = on_connect,
+                        .on_disconnect = on_disconnect, .arg = c};
+  int rc = p2q_pg_new(loop, &o, &c->pg);
+  if (rc) { free(c); return rc; }
+  *out = c;
+  return 0;
+}
+
+static void claim_done(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, void *arg) {
+  call_t *k = arg;
+  p2q_claim_cb cb = (p2q_claim_cb)k->cb;
+  void *cb_arg = k->arg;
+  free(k);
+  if (err) { cb(cb_arg, err, errmsg, NULL, 0); return; }
+  int n = PQntuples(res);
+  p2q_claim_row_t *rows = calloc((size_t)(n ? n : 1), sizeof *rows);
+  if (!rows) { cb(cb_arg, P2Q_ENOMEM, "out of memory", NULL, 0); return; }
+  for (int i = 0; i < n; i++) {
+    p2q_claim_row_t *r = &rows[i];
+    int op = p2q_op_parse(PQgetvalue(res, i, 2));
+    r->id = atoll(PQgetvalue(res, i, 0));
+    r->rule = PQgetvalue(res, i, 1);
+    r->op = op < 0 ? P2Q_OP_RELEASE : (p2q_op_t)op;
+    r->row_key = PQgetvalue(res, i, 3);
+    r->payload = PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4);
+    r->attempts = atoi(PQgetvalue(res, i, 5));
+    r->max_attempts = atoi(PQgetvalue(res, i, 6));
+    r->created_at = atof(PQgetvalue(res, i, 7));
+  }
+  cb(cb_arg, 0, NULL, rows, n);
+  free(rows);
+}
+
+int p2q_outbox_claim(p2q_outbox_conn_t *c, const char *const *types, int n_types, const char *routing_key,
+                     int limit, int64_t lease_ms, p2q_claim_cb cb, void *arg) {
+  if (!c->ready) return P2Q_EPG_LOST;
+  p2q_buf_t t = P2Q_BUF_INIT;
+  char lim[16], lease[24];
+  p2q_buf_putc(&t, '{');
+  for (int i = 0; i < n_types; i++) array_elem(&t, types[i], i == 0);
+  p2q_buf_putc(&t, '}');
+  snprintf(lim, sizeof lim, "%d", limit);
+  snprintf(lease, sizeof lease, "%lld", (long long)lease_ms);
+  call_t *k = malloc(sizeof *k);
+  int rc = P2Q_ENOMEM;
+  if (k && !p2q_buf_error(&t)) {
+    k->c = c; k->cb = (void *)cb; k->arg = arg;
+    const char *params[] = {c->owner, t.data, routing_key, lim, lease};
+    rc = p2q_pg_query(c->pg, c->ob->claim_sql, 5, params, claim_done, k);
+  }
+  if (rc) free(k);
+  p2q_buf_free(&t);
+  return rc;
+}
+
+static void ack_done(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, void *arg) {
+  call_t *k = arg;
+  p2q_ack_cb cb = (p2q_ack_cb)k->cb;
+  void *cb_arg = k->arg;
+  free(k);
+  cb(cb_arg, err, errmsg);
+}
+
+int p2q_outbox_ack(p2q_outbox_conn_t *c, const p2q_ack_item_t *items, int n, p2q_ack_cb cb, void *arg) {
+  if (!c->ready) return P2Q_EPG_LOST;
+  p2q_buf_t a[6] = {P2Q_BUF_INIT, P2Q_BUF_INIT, P2Q_BUF_INIT, P2Q_BUF_INIT, P2Q_BUF_INIT, P2Q_BUF_INIT};
+  int rc = 0;
+  for (int k = 0; k < 6; k++) p2q_buf_putc(&a[k], '{');
+  for (int i = 0; i < n; i++) {
+    const p2q_ack_item_t *e = &items[i];
+    char id[32], delay[16];
+    snprintf(id, sizeof id, "%lld", e->id);
+    snprintf(delay, sizeof delay, "%d", e->delay_ms);
+    array_elem(&a[0], e->outcome == P2Q_OUTCOME_RELEASE ? NULL : id, i == 0);
+    array_elem(&a[1], e->rule, i == 0);
+    array_elem(&a[2], e->row_key, i == 0);
+    array_elem(&a[3], p2q_outcome_name(e->outcome), i == 0);
+    array_elem(&a[4], delay, i == 0);
+    array_elem(&a[5], e->error, i == 0);
+  }
+  for (int k = 0; k < 6; k++) { p2q_buf_putc(&a[k], '}'); rc |= p2q_buf_error(&a[k]); }
+  call_t *k = rc ? NULL : malloc(sizeof *k);
+  rc = P2Q_ENOMEM;
+  if (k) {
+    k->c = c; k->cb = (void *)cb; k->arg = arg;
+    const char *params[] = {c->owner, a[0].data, a[1].data, a[2].data, a[3].data, a[4].data, a[5].data};
+    rc = p2q_pg_query(c->pg, c->ob->ack_sql, 7, params, ack_done, k);
+    if (rc) free(k);
+  }
+  for (int j = 0; j < 6; j++) p2q_buf_free(&a[j]);
+  return rc;
+}
+
+static void conn_closed(p2q_pg_t *pg, void *arg) {
+  p2q_outbox_conn_t *c = arg;
+  void (*cb)(void *) = c->close_cb;
+  void *cb_arg = c->close_arg;
+  free(c);
+  if (cb) cb(cb_arg);
+}
+
+void p2q_outbox_conn_close(p2q_outbox_conn_t *c, void (*cb)(void *arg), void *arg) {
+  c->close_cb = cb;
+  c->close_arg = arg;
+  c->cbs.ready = NULL;
+  c->cbs.lost = NULL;
+  if (p2q_pg_close(c->pg, conn_closed, c)) conn_closed(c->pg, c);
+}
+
+/* ---- recovery ------------------------------------------------------------------------------- */
+
+static void recover_done(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, void *arg) {
+  call_t *k = arg;
+  p2q_recover_cb cb = (p2q_recover_cb)k->cb;
+  void *cb_arg = k->arg;
+  free(k);
+  cb(cb_arg, err, errmsg, err ? 0 : atoi(PQgetvalue(res, 0, 0)));
+}
+
+int p2q_outbox_recover(p2q_outbox_t *ob, p2q_pg_t *pg, int grace_ms, p2q_recover_cb cb, void *arg) {
+  char grace[32];
+  snprintf(grace, sizeof grace, "%d", grace_ms);
+  const char *params[] = {grace};
+  call_t *k = malloc(sizeof *k);
+  if (!k) return P2Q_ENOMEM;
+  k->c = NULL; k->cb = (void *)cb; k->arg = arg;
+  int rc = p2q_pg_query(pg, ob->recover_sql, 1, params, recover_done, k);
+  if (rc) free(k);
+  return rc;
+}
