@@ -77,9 +77,9 @@ static const p2q_conf_entry_t daemon_tab[] = {
     G("daemon", "retry_max", P2Q_CT_DURATION, retry_max_ms, "5m", 0, DAY_MS, 0,
       "Cap of the retry delay (must be >= retry_min).", NULL),
     G("daemon", "breaker_threshold", P2Q_CT_INT, breaker_threshold, "5", 1, 1000000, 0,
-      "Consecutive transient failures that open the circuit breaker.", NULL),
+      "Transient failures in a row that open a target's circuit breaker.", NULL),
     G("daemon", "breaker_max", P2Q_CT_DURATION, breaker_max_ms, "30s", 1, DAY_MS, 0,
-      "Cap of the probe backoff while the breaker is open.", NULL),
+      "Cap of a target's probe backoff, and of its waiting events' delay.", NULL),
 };
 
 static const p2q_conf_entry_t log_tab[] = {

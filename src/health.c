@@ -272,9 +272,14 @@ uint64_t p2q_health_report(p2q_health_t *h, int rule, int embedder, p2q_verdict_
                 p2q_log_q(q, sizeof q, t->last_error));
     schedule(h);
   }
-  uint64_t d = p2q_backoff_cap((uint64_t)h->cfg->retry_min_ms, max, t->streak - 1);
+  /* the events wait a backoff growing with the target's failures in a row, capped at the
+     probe cadence (breaker_max, and never above retry_max): the open breaker already keeps the
+     rules from claiming, and once a probe closes it the backlog must not still be parked */
+  uint64_t cap = (uint64_t)h->cfg->breaker_max_ms < max ? (uint64_t)h->cfg->breaker_max_ms : max;
+  uint64_t d = p2q_backoff_cap((uint64_t)h->cfg->retry_min_ms < cap ? (uint64_t)h->cfg->retry_min_ms : cap, cap,
+                               t->streak - 1);
   if (retry_after_ms > 0 && (uint64_t)retry_after_ms > d) d = (uint64_t)retry_after_ms;
-  return d > max ? max : d;
+  return d > cap ? cap : d;
 }
 
 /* ---- operators' side ----------------------------------------------------------------------- */

@@ -13,7 +13,7 @@
  *  - a batch whose connection was lost sends nothing more ("orphaned"): its claims are freed by
  *    sync_outbox_recover() after a grace longer than any request still running.
  */
-#include "worker_internal.h"
+#include "worker_batch.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
 
@@ -30,42 +30,6 @@ static int rule_index(const p2q_config_t *cfg, const char *name) {
   for (int i = 0; i < cfg->n_rules; i++)
     if (!strcmp(cfg->rules[i].name, name)) return i;
   return -1;
-}
-
-/* Replace every byte that is not part of a well-formed UTF-8 sequence with '?': an error text
-   cut mid-character, or a proxy's non-UTF-8 body, must not make the whole ack fail. */
-static void utf8_scrub(char *s) {
-  unsigned char *p = (unsigned char *)s;
-  while (*p) {
-    int n = *p < 0x80 ? 1 : (*p & 0xE0) == 0xC0 ? 2 : (*p & 0xF0) == 0xE0 ? 3 : (*p & 0xF8) == 0xF0 ? 4 : 0;
-    int ok = n > 0 && !(n == 2 && *p < 0xC2) && !(n == 4 && *p > 0xF4);
-    for (int k = 1; ok && k < n; k++) ok = (p[k] & 0xC0) == 0x80;
-    if (ok && n == 3) ok = !(p[0] == 0xE0 && p[1] < 0xA0) && !(p[0] == 0xED && p[1] >= 0xA0);
-    if (ok && n == 4) ok = !(p[0] == 0xF0 && p[1] < 0x90) && !(p[0] == 0xF4 && p[1] >= 0x90);
-    if (!ok) { *p++ = '?'; continue; }
-    p += n;
-  }
-}
-
-void p2q_wk_set_outcome(wevent_t *e, p2q_outcome_t outcome, int delay_ms, const char *err) {
-  e->outcome = outcome;
-  e->delay_ms = delay_ms;
-  free(e->error);
-  e->error = err ? strdup(err) : NULL;
-  if (e->error) utf8_scrub(e->error);
-}
-
-static void batch_free(wbatch_t *b) {
-  for (embctx_t *c = b->embeds; c; c = c->next) c->b = NULL;
-  for (int i = 0; i < b->n; i++) {
-    free(b->ev[i].text);
-    free(b->ev[i].row_key);
-    free(b->ev[i].payload);
-    free(b->ev[i].point);
-    free(b->ev[i].error);
-  }
-  free(b->ev);
-  free(b);
 }
 
 static void batch_unlink(wbatch_t *b) {
@@ -108,14 +72,12 @@ static void batch_done(wbatch_t *b, int acked) {
       min_delay = (uint64_t)e->delay_ms + 1;
   }
   batch_unlink(b);
-  batch_free(b);
+  p2q_wk_batch_free(b);
   p2q_batch_on_acked(&w->pol);
   if (min_delay) arm_retry(w, min_delay);
   step(w);
   worker_idle(w);
 }
-
-static void batch_ack(wbatch_t *b);
 
 static void ack_cb(void *arg, int err, const char *errmsg) {
   wbatch_t *b = arg;
@@ -126,7 +88,7 @@ static void ack_cb(void *arg, int err, const char *errmsg) {
     /* a rejected statement (a deadlock victim, say) is sent again: until acked, the batch's rows
        stay leased. A lost connection orphans the batch; recovery frees its claims. */
     if (err == P2Q_EPG_QUERY && ++b->ack_tries < 20 && !b->w->closing) {
-      batch_ack(b);
+      p2q_wk_ack(b);
       return;
     }
   } else {
@@ -135,7 +97,7 @@ static void ack_cb(void *arg, int err, const char *errmsg) {
   batch_done(b, !err);
 }
 
-static void batch_ack(wbatch_t *b) {
+void p2q_wk_ack(wbatch_t *b) {
   p2q_worker_t *w = b->w;
   const p2q_config_t *cfg = WCFG(w);
   if (b->orphaned || !w->ready) { batch_done(b, 0); return; }
@@ -154,9 +116,6 @@ static void batch_ack(wbatch_t *b) {
   if (rc) batch_done(b, 0);
 }
 
-void p2q_wk_request_finished(wbatch_t *b) {
-  if (--b->pending == 0) batch_ack(b);
-}
 
 static void batch_start(wbatch_t *b) {
   const p2q_config_t *cfg = WCFG(b->w);
@@ -217,6 +176,7 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
   p2q_batch_on_claimed(&w->pol, n_rows, b != NULL);
   if (b) {
     b->w = w;
+    b->ack = p2q_wk_ack;
     b->n = n;
     b->claimed_at = WNOW(w);
     b->next = w->batches;
@@ -355,7 +315,7 @@ static void handle_closed(uv_handle_t *h) {
   if (--w->open_handles > 0) return;
   void (*cb)(void *) = w->close_cb;
   void *arg = w->close_arg;
-  while (w->batches) { wbatch_t *b = w->batches; w->batches = b->next; batch_free(b); }
+  while (w->batches) { wbatch_t *b = w->batches; w->batches = b->next; p2q_wk_batch_free(b); }
   free(w->types);
   free(w);
   if (cb) cb(arg);

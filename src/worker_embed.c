@@ -5,7 +5,7 @@
  * vectors come back, builds the points (one per chunk for chunked rules) and passes them to the
  * write stage. A batch freed while an embedding call is in flight detaches it (ctx->b = NULL).
  */
-#include "worker_internal.h"
+#include "worker_batch.h"
 #include "pg2qdrant/embedder.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"

@@ -8,7 +8,7 @@
  *   anything else is the target's failure → reported to the health gate, which decides how long
  *   the events wait (capped at retry_max); they are requeued without using an attempt.
  */
-#include "worker_internal.h"
+#include "worker_batch.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
 
@@ -78,9 +78,9 @@ static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg
                   : w->ctx.report(w->ctx.arg, r->rule, 0, v, host_wide, resp->retry_delay_ms, msg);
     p2q_wk_fail(b, r->idx, r->n, v, wait, msg);
     char qm[1100];
-    P2Q_WARN("qdrant_write_failed", "worker=%s rule=%s points=%d status=%ld verdict=%s wait_ms=%llu err=%s",
-             w->cfg->name, rule->name, r->n, resp->status, p2q_verdict_name(v), (unsigned long long)wait,
-             p2q_log_q(qm, sizeof qm, msg));
+    P2Q_WARN("qdrant_write_failed", "worker=%s rule=%s points=%d status=%ld class=%s verdict=%s wait_ms=%llu err=%s",
+             w->cfg->name, rule->name, r->n, resp->status, p2q_qdrant_class_name(resp->cls), p2q_verdict_name(v),
+             (unsigned long long)wait, p2q_log_q(qm, sizeof qm, msg));
   }
   }
   free(r);

@@ -71,7 +71,9 @@ void p2q_health_free(p2q_health_t *h);
 int  p2q_health_rule_allows(const p2q_health_t *h, int rule);
 /* The outcome of a call for rule: embedder != 0 for its embedder, else its Qdrant collection
  * (or the host when host_wide). Returns how long the affected events should wait before they
- * are claimed again (0 for DONE/SPLIT/EVENT_FAULT/CANCELED), always ≤ retry_max. */
+ * are claimed again (0 for DONE/SPLIT/EVENT_FAULT/CANCELED): a rate-limit hold (≤ retry_max),
+ * or a backoff growing with the target's failures in a row, capped at breaker_max and retry_max
+ * (Retry-After raises it up to that cap). */
 uint64_t p2q_health_report(p2q_health_t *h, int rule, int embedder, p2q_verdict_t v, int host_wide,
                            long retry_after_ms, const char *msg);
 

@@ -1,12 +1,13 @@
 /*
- * worker_internal.h — what the worker's stages share (not a public header): the batch and
+ * worker_batch.h — what the worker's stages share (not a public header): the batch and
  * event types and the stage entry points. The worker moves each claimed batch through
  *   worker.c (claim) → worker_embed.c (text → vectors, text rules only) → worker_write.c
- *   (Qdrant requests, bisection, per-event outcomes) → worker.c (ack),
+ *   (Qdrant requests, bisection, per-event outcomes) → worker.c (ack), with the batch and its
+ *   outcomes in worker_batch.c,
  * all on the loop thread, reaching the daemon only through its p2q_worker_ctx_t.
  */
-#ifndef P2Q_WORKER_INTERNAL_H
-#define P2Q_WORKER_INTERNAL_H
+#ifndef P2Q_WORKER_BATCH_H
+#define P2Q_WORKER_BATCH_H
 
 #include "pg2qdrant/backoff.h"
 #include "pg2qdrant/batch.h"
@@ -41,6 +42,7 @@ typedef struct wbatch_s {
   int orphaned;
   int ack_tries;
   uint64_t claimed_at;       /* ctx clock at the claim (the lease runs from here) */
+  void (*ack)(struct wbatch_s *b); /* every stage finished: record the outcomes (worker.c) */
   struct embctx_s *embeds;   /* embedding calls in flight (see p2q_wk_embed) */
   struct wbatch_s *next;
 } wbatch_t;
@@ -80,10 +82,14 @@ struct p2q_worker_s {
 #define WCFG(w) ((w)->ctx.config((w)->ctx.arg))
 #define WNOW(w) ((w)->ctx.now((w)->ctx.arg))
 
-/* worker.c */
+/* worker_batch.c */
 void p2q_wk_set_outcome(wevent_t *e, p2q_outcome_t outcome, int delay_ms, const char *err);
-/* One stage of the batch finished (a request, an embedding call); the last one sends the ack. */
+/* One stage of the batch finished (a request, an embedding call); the last one calls b->ack. */
 void p2q_wk_request_finished(wbatch_t *b);
+void p2q_wk_batch_free(wbatch_t *b);
+
+/* worker.c: record every event's outcome in one ack statement */
+void p2q_wk_ack(wbatch_t *b);
 
 /* worker_write.c: send the events idx[0..n) of one rule as one Qdrant request of kind op. */
 void p2q_wk_send(wbatch_t *b, int rule, p2q_op_t op, const int *idx, int n);

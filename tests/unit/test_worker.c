@@ -1,0 +1,414 @@
+/*
+ * test_worker.c — the worker's outcome logic through its context, with fakes: an outbox that
+ * records claims and acks, a writer whose answers the test gives, a health gate that records
+ * reports and allows rules per test. Every outcome class of classify.h reaches the ack as the
+ * right outcome (done / requeue without an attempt / retry or dead with one), bisection of
+ * 400/422/413, and the claim asks only for the event types of healthy rules. Plus the pure
+ * classifier itself.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg2qdrant/classify.h"
+#include "pg2qdrant/errors.h"
+#include "pg2qdrant/worker.h"
+
+#define MAXN 64
+
+typedef struct {
+  char *coll;
+  p2q_op_t op;
+  char *body;
+  p2q_qdrant_cb cb;
+  void *arg;
+  int answered;
+} fwrite_t;
+
+typedef struct {
+  uv_loop_t loop;
+  p2q_config_t *cfg;
+  uint64_t now;
+  int stopping;
+  /* outbox */
+  p2q_outbox_conn_cbs_t cbs;
+  p2q_claim_cb claim_cb;
+  void *claim_arg;
+  int claims;
+  char types[8][32];
+  int n_types;
+  int ack_calls;
+  p2q_ack_item_t acks[MAXN];
+  char *ack_err[MAXN];
+  int n_acks;
+  p2q_ack_cb ack_cb;
+  void *ack_arg;
+  /* writer */
+  fwrite_t w[MAXN];
+  int n_w;
+  /* health */
+  int allow[4];
+  struct { int rule, embedder, host_wide; p2q_verdict_t v; long ra; } rep[MAXN];
+  int n_rep;
+  uint64_t wait;
+} fake_t;
+
+static fake_t F;
+
+static const p2q_config_t *f_config(void *a) { return ((fake_t *)a)->cfg; }
+static uint64_t f_now(void *a) { return ((fake_t *)a)->now; }
+static int f_open(void *a, const char *name, const p2q_outbox_conn_cbs_t *cbs, p2q_outbox_conn_t **out) {
+  ((fake_t *)a)->cbs = *cbs;
+  *out = (p2q_outbox_conn_t *)a;
+  return 0;
+}
+static int f_claim(p2q_outbox_conn_t *c, const char *const *types, int n, const char *rk, int limit, int64_t lease,
+                   p2q_claim_cb cb, void *arg) {
+  fake_t *f = (fake_t *)c;
+  f->claims++;
+  f->n_types = n;
+  for (int i = 0; i < n && i < 8; i++) snprintf(f->types[i], sizeof f->types[i], "%s", types[i]);
+  f->claim_cb = cb;
+  f->claim_arg = arg;
+  return 0;
+}
+static int f_ack(p2q_outbox_conn_t *c, const p2q_ack_item_t *items, int n, p2q_ack_cb cb, void *arg) {
+  fake_t *f = (fake_t *)c;
+  f->ack_calls++;
+  for (int i = 0; i < n && f->n_acks < MAXN; i++) {
+    f->acks[f->n_acks] = items[i];
+    f->ack_err[f->n_acks] = items[i].error ? strdup(items[i].error) : NULL;
+    f->acks[f->n_acks].error = f->ack_err[f->n_acks];
+    f->acks[f->n_acks].rule = NULL; /* pointers valid during the call only */
+    f->acks[f->n_acks].row_key = NULL;
+    f->n_acks++;
+  }
+  f->ack_cb = cb;
+  f->ack_arg = arg;
+  return 0;
+}
+static void f_close(p2q_outbox_conn_t *c, void (*cb)(void *), void *arg) { if (cb) cb(arg); }
+static int f_write(void *a, const char *coll, p2q_op_t op, char *body, size_t len, p2q_qdrant_cb cb, void *arg) {
+  fake_t *f = a;
+  fwrite_t *w = &f->w[f->n_w++];
+  w->coll = strdup(coll);
+  w->op = op;
+  w->body = body;
+  w->cb = cb;
+  w->arg = arg;
+  w->answered = 0;
+  return 0;
+}
+static int f_embed(void *a, const char *e, const char *const *t, const size_t *l, int n, int ct, int co,
+                   p2q_embedder_cb cb, void *arg) {
+  return P2Q_EINVAL;
+}
+static int f_may_claim(void *a, int rule) { return ((fake_t *)a)->allow[rule]; }
+static uint64_t f_report(void *a, int rule, int emb, p2q_verdict_t v, int hw, long ra, const char *msg) {
+  fake_t *f = a;
+  f->rep[f->n_rep].rule = rule;
+  f->rep[f->n_rep].embedder = emb;
+  f->rep[f->n_rep].v = v;
+  f->rep[f->n_rep].host_wide = hw;
+  f->rep[f->n_rep].ra = ra;
+  f->n_rep++;
+  return v == P2Q_V_DONE || v == P2Q_V_SPLIT || v == P2Q_V_EVENT_FAULT ? 0 : f->wait;
+}
+static int f_stopping(void *a) { return ((fake_t *)a)->stopping; }
+
+static const char CONF[] =
+    "[rule.a]\ntable = public.a\nkey = id\nvector_column = v\ndimension = 2\ncollection = ca\n"
+    "[rule.b]\ntable = public.b\nkey = id\nvector_column = v\ndimension = 2\ncollection = cb\n"
+    "[worker.w1]\nevent_types = a, b\nbatch_size = 16\nlinger_ms = 0\nmax_inflight = 1\n";
+
+static p2q_worker_t *setup_worker(void) {
+  char err[512];
+  p2q_worker_t *w = NULL;
+  for (int i = 0; i < F.n_acks; i++) free(F.ack_err[i]);
+  for (int i = 0; i < F.n_w; i++) free(F.w[i].coll);
+  memset(&F, 0, sizeof F);
+  assert_int_equal(uv_loop_init(&F.loop), 0);
+  assert_int_equal(p2q_config_load_string(CONF, "t.ini", &F.cfg, err, sizeof err), 0);
+  F.allow[0] = F.allow[1] = 1;
+  F.wait = 1234;
+  F.now = 1000;
+  p2q_worker_ctx_t c = {.arg = &F, .loop = &F.loop, .config = f_config, .now = f_now, .outbox_open = f_open,
+                        .claim = f_claim, .ack = f_ack, .outbox_close = f_close, .write = f_write,
+                        .embed = f_embed, .may_claim = f_may_claim, .report = f_report, .stopping = f_stopping};
+  assert_int_equal(p2q_worker_new(&c, &F.cfg->workers[0], &w), 0);
+  F.cbs.ready(F.cbs.arg, "1.2", 0); /* connected: the worker claims at once */
+  return w;
+}
+
+static void teardown_worker(p2q_worker_t *w) {
+  p2q_worker_close(w, NULL, NULL);
+  uv_run(&F.loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&F.loop), 0);
+  p2q_config_free(F.cfg);
+  for (int i = 0; i < F.n_w; i++) if (!F.w[i].answered) free(F.w[i].body);
+}
+
+/* n upserts of rule (0 = a, 1 = b), ids from 1, with attempts already counted at the claim */
+static void deliver(int n, const char *rule, int attempts, int max_attempts) {
+  p2q_claim_row_t rows[MAXN];
+  char keys[MAXN][32], payloads[MAXN][64];
+  for (int i = 0; i < n; i++) {
+    snprintf(keys[i], sizeof keys[i], "{\"id\": %d}", i + 1);
+    snprintf(payloads[i], sizeof payloads[i], "{\"id\": %d, \"v\": [1, %d]}", i + 1, i);
+    rows[i] = (p2q_claim_row_t){.id = 100 + i, .rule = rule, .op = P2Q_OP_UPSERT, .row_key = keys[i],
+                                .payload = payloads[i], .attempts = attempts, .max_attempts = max_attempts,
+                                .created_at = 1.0};
+  }
+  assert_non_null(F.claim_cb);
+  p2q_claim_cb cb = F.claim_cb;
+  F.claim_cb = NULL;
+  cb(F.claim_arg, 0, NULL, rows, n);
+}
+
+static void answer(int i, long status, int err, int curl, p2q_qdrant_class_t cls, long retry_ms) {
+  p2q_qdrant_resp_t r;
+  memset(&r, 0, sizeof r);
+  r.status = status;
+  r.err = err;
+  r.curl_code = curl;
+  r.cls = cls;
+  r.retry_delay_ms = retry_ms;
+  r.error = status >= 300 || err ? "injected" : "";
+  fwrite_t *w = &F.w[i];
+  assert_false(w->answered);
+  w->answered = 1;
+  free(w->body);
+  w->body = NULL;
+  w->cb(NULL, &r, w->arg);
+}
+
+static void acked(void) {
+  assert_non_null(F.ack_cb);
+  p2q_ack_cb cb = F.ack_cb;
+  F.ack_cb = NULL;
+  cb(F.ack_arg, 0, NULL);
+}
+
+/* One request of 3 events answered (status, …): every event gets outcome with delay. */
+static void one_class(long status, int err, int curl, p2q_qdrant_class_t cls, long ra, p2q_outcome_t outcome,
+                      int delay, p2q_verdict_t v, int host_wide) {
+  p2q_worker_t *w = setup_worker();
+  deliver(3, "a", 1, 10);
+  assert_int_equal(F.n_w, 1);
+  assert_string_equal(F.w[0].coll, "ca");
+  answer(0, status, err, curl, cls, ra);
+  assert_int_equal(F.ack_calls, 1);
+  assert_int_equal(F.n_acks, 3);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(F.acks[i].outcome, outcome);
+    if (delay >= 0) assert_int_equal(F.acks[i].delay_ms, delay);
+  }
+  if (v == P2Q_V_CANCELED) {
+    assert_int_equal(F.n_rep, 0); /* nobody's fault: no health report */
+  } else {
+    assert_int_equal(F.n_rep, 1);
+    assert_int_equal(F.rep[0].v, v);
+    assert_int_equal(F.rep[0].rule, 0);
+    assert_int_equal(F.rep[0].embedder, 0);
+    assert_int_equal(F.rep[0].host_wide, host_wide);
+    if (v == P2Q_V_RATE_LIMITED) assert_int_equal(F.rep[0].ra, ra);
+  }
+  acked();
+  const p2q_stats_t *s = p2q_worker_stats(w);
+  assert_int_equal(s->claimed, 3);
+  assert_int_equal(s->applied, outcome == P2Q_OUTCOME_DONE ? 3 : 0);
+  assert_int_equal(s->requeued, outcome == P2Q_OUTCOME_REQUEUE ? 3 : 0);
+  assert_int_equal(s->retried + s->dead, 0);
+  assert_int_equal(s->rate_limited, v == P2Q_V_RATE_LIMITED ? 1 : 0);
+  teardown_worker(w);
+}
+
+static void test_done(void **st) {
+  one_class(200, 0, 0, P2Q_QDRANT_OK, -1, P2Q_OUTCOME_DONE, 0, P2Q_V_DONE, 0);
+}
+static void test_error_envelope_is_not_success(void **st) { /* 200 with an error envelope / garbage */
+  one_class(200, P2Q_EBADJSON, 0, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
+  one_class(200, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
+}
+static void test_server_errors_cost_time(void **st) {
+  one_class(503, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
+  one_class(500, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
+  one_class(408, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
+  one_class(409, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
+}
+static void test_transport_errors(void **st) {
+  /* reset mid-answer (curl 56): the collection's; cannot connect (curl 7): the host's */
+  one_class(0, P2Q_EHTTP, 56, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
+  one_class(0, P2Q_EHTTP, 7, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 1);
+  one_class(0, P2Q_ETIMEOUT, 28, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
+}
+static void test_rate_limited(void **st) {
+  one_class(429, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, 2000, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_RATE_LIMITED, 0);
+}
+static void test_config_and_missing(void **st) {
+  one_class(401, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_CONFIG, 0);
+  one_class(403, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_CONFIG, 0);
+  one_class(301, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_CONFIG, 0);
+  one_class(404, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_MISSING, 0);
+}
+static void test_cancelled(void **st) {
+  one_class(0, P2Q_ECANCELED, 0, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 0, P2Q_V_CANCELED, 0);
+}
+
+/* 400/422/413 on several points: halves, no attempt; alone: the event's fault. */
+static void bisect(long status, int attempts, p2q_outcome_t bad_outcome) {
+  p2q_worker_t *w = setup_worker();
+  deliver(4, "a", attempts, 3);
+  answer(0, status, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1);  /* [1 2 3 4] → [1 2] [3 4] */
+  assert_int_equal(F.n_w, 3);
+  answer(1, 200, 0, 0, P2Q_QDRANT_OK, -1);                      /* [1 2] fine */
+  answer(2, status, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1);  /* [3 4] → [3] [4] */
+  assert_int_equal(F.n_w, 5);
+  answer(3, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  assert_int_equal(F.ack_calls, 0);
+  answer(4, status, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1);  /* [4] alone: its fault */
+  assert_int_equal(F.ack_calls, 1);
+  assert_int_equal(F.n_acks, 4);
+  for (int i = 0; i < 3; i++) assert_int_equal(F.acks[i].outcome, P2Q_OUTCOME_DONE);
+  assert_int_equal(F.acks[3].id, 103);
+  assert_int_equal(F.acks[3].outcome, bad_outcome);
+  assert_non_null(F.acks[3].error);
+  assert_int_equal(p2q_worker_stats(w)->splits, 2);
+  for (int i = 0; i < F.n_rep; i++) /* the target answered every time: nothing against it */
+    assert_true(F.rep[i].v == P2Q_V_DONE || F.rep[i].v == P2Q_V_SPLIT || F.rep[i].v == P2Q_V_EVENT_FAULT);
+  acked();
+  assert_int_equal(p2q_worker_stats(w)->applied, 3);
+  teardown_worker(w);
+}
+
+static void test_bisect_400(void **st) { bisect(400, 1, P2Q_OUTCOME_RETRY); }
+static void test_bisect_422_dead_after_attempts(void **st) { bisect(422, 3, P2Q_OUTCOME_DEAD); }
+static void test_bisect_413(void **st) { bisect(413, 1, P2Q_OUTCOME_RETRY); }
+
+/* A split cannot go on once the shutdown cancelled requests: the events go back unharmed. */
+static void test_split_when_forced(void **st) {
+  p2q_worker_t *w = setup_worker();
+  deliver(2, "a", 1, 3);
+  F.stopping = 2;
+  answer(0, 400, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1);
+  assert_int_equal(F.n_w, 1);
+  assert_int_equal(F.acks[0].outcome, P2Q_OUTCOME_REQUEUE);
+  assert_int_equal(F.acks[1].outcome, P2Q_OUTCOME_REQUEUE);
+  acked();
+  teardown_worker(w);
+}
+
+/* The claim names only the event types whose rules' targets are healthy. */
+static void test_gate_per_rule(void **st) {
+  p2q_worker_t *w = setup_worker();
+  assert_int_equal(F.claims, 1);
+  assert_int_equal(F.n_types, 2);
+  deliver(1, "a", 1, 10);
+  answer(0, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  F.allow[1] = 0; /* rule b's collection is sick */
+  acked();
+  assert_int_equal(F.claims, 2);
+  assert_int_equal(F.n_types, 1);
+  assert_string_equal(F.types[0], "a");
+  deliver(0, "a", 1, 10);
+  F.allow[0] = 0; /* both sick: no claim at all */
+  p2q_worker_wake(w);
+  assert_int_equal(F.claims, 2);
+  F.allow[0] = F.allow[1] = 1;
+  p2q_worker_wake(w); /* healthy again: claims both */
+  assert_int_equal(F.claims, 3);
+  assert_int_equal(F.n_types, 2);
+  deliver(0, "a", 1, 10);
+  teardown_worker(w);
+}
+
+/* Rules of one batch write to their own collections; one failing does not touch the other. */
+static void test_two_collections(void **st) {
+  p2q_worker_t *w = setup_worker();
+  p2q_claim_row_t rows[2] = {
+      {.id = 1, .rule = "a", .op = P2Q_OP_UPSERT, .row_key = "{\"id\": 1}", .payload = "{\"id\": 1, \"v\": [1, 2]}",
+       .attempts = 1, .max_attempts = 10},
+      {.id = 2, .rule = "b", .op = P2Q_OP_UPSERT, .row_key = "{\"id\": 1}", .payload = "{\"id\": 1, \"v\": [1, 2]}",
+       .attempts = 1, .max_attempts = 10}};
+  F.claim_cb(F.claim_arg, 0, NULL, rows, 2);
+  assert_int_equal(F.n_w, 2);
+  int ia = !strcmp(F.w[0].coll, "ca") ? 0 : 1;
+  answer(ia, 503, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, -1);
+  answer(1 - ia, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  assert_int_equal(F.n_acks, 2);
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(F.acks[i].outcome, F.acks[i].id == 1 ? P2Q_OUTCOME_REQUEUE : P2Q_OUTCOME_DONE);
+  acked();
+  teardown_worker(w);
+}
+
+/* A malformed snapshot (wrong dimension) is the event's own fault: dead without a request. */
+static void test_malformed_vector(void **st) {
+  p2q_worker_t *w = setup_worker();
+  p2q_claim_row_t row = {.id = 7, .rule = "a", .op = P2Q_OP_UPSERT, .row_key = "{\"id\": 1}",
+                         .payload = "{\"id\": 1, \"v\": [1, \"x\"]}", .attempts = 1, .max_attempts = 10};
+  F.claim_cb(F.claim_arg, 0, NULL, &row, 1);
+  assert_int_equal(F.n_w, 0);
+  assert_int_equal(F.n_acks, 1);
+  assert_int_equal(F.acks[0].outcome, P2Q_OUTCOME_DEAD);
+  acked();
+  teardown_worker(w);
+}
+
+static void test_classify_table(void **st) {
+  int hw;
+  assert_int_equal(p2q_classify_qdrant(200, 0, 0, P2Q_QDRANT_OK, 5, &hw), P2Q_V_DONE);
+  assert_int_equal(p2q_classify_qdrant(200, P2Q_EBADJSON, 0, P2Q_QDRANT_RETRY, 5, &hw), P2Q_V_TRANSIENT);
+  assert_int_equal(p2q_classify_qdrant(400, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, 2, &hw), P2Q_V_SPLIT);
+  assert_int_equal(p2q_classify_qdrant(400, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, 1, &hw), P2Q_V_EVENT_FAULT);
+  assert_int_equal(p2q_classify_qdrant(413, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, 9, &hw), P2Q_V_SPLIT);
+  assert_int_equal(p2q_classify_qdrant(413, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, 1, &hw), P2Q_V_EVENT_FAULT);
+  assert_int_equal(p2q_classify_qdrant(429, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, 1, &hw), P2Q_V_RATE_LIMITED);
+  assert_int_equal(p2q_classify_qdrant(302, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, 1, &hw), P2Q_V_CONFIG);
+  assert_int_equal(p2q_classify_qdrant(405, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, 1, &hw), P2Q_V_CONFIG);
+  assert_int_equal(p2q_classify_qdrant(404, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, 1, &hw), P2Q_V_MISSING);
+  assert_int_equal(p2q_classify_qdrant(502, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, 1, &hw), P2Q_V_TRANSIENT);
+  assert_int_equal(p2q_classify_qdrant(101, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, 1, &hw), P2Q_V_TRANSIENT);
+  assert_int_equal(p2q_classify_qdrant(0, P2Q_EHTTP, 7, P2Q_QDRANT_RETRY, 1, &hw), P2Q_V_TRANSIENT);
+  assert_int_equal(hw, 1);
+  assert_int_equal(p2q_classify_qdrant(0, P2Q_EHTTP, 52, P2Q_QDRANT_RETRY, 1, &hw), P2Q_V_TRANSIENT);
+  assert_int_equal(hw, 0);
+  assert_int_equal(p2q_classify_qdrant(0, P2Q_ECANCELED, 0, P2Q_QDRANT_RETRY, 1, &hw), P2Q_V_CANCELED);
+  assert_int_equal(p2q_classify_embed(0, 0, 0, 3), P2Q_V_DONE);
+  assert_int_equal(p2q_classify_embed(P2Q_EHTTP, 1, 0, 3), P2Q_V_TRANSIENT);
+  assert_int_equal(p2q_classify_embed(P2Q_EEMBED, 0, 0, 3), P2Q_V_EVENT_FAULT);
+  assert_int_equal(p2q_classify_embed(P2Q_EEMBED, 1, 429, 3), P2Q_V_RATE_LIMITED);
+  assert_int_equal(p2q_classify_embed(P2Q_EEMBED, 0, 401, 3), P2Q_V_CONFIG);
+  assert_string_equal(p2q_verdict_name(P2Q_V_RATE_LIMITED), "rate_limited");
+  assert_string_equal(p2q_outcome_name(P2Q_OUTCOME_REQUEUE), "requeue");
+  assert_string_equal(p2q_op_name(P2Q_OP_COALESCED), "coalesced");
+  assert_int_equal(p2q_op_parse("delete"), P2Q_OP_DELETE);
+  assert_int_equal(p2q_op_parse("nope"), -1);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_classify_table),
+      cmocka_unit_test(test_done),
+      cmocka_unit_test(test_error_envelope_is_not_success),
+      cmocka_unit_test(test_server_errors_cost_time),
+      cmocka_unit_test(test_transport_errors),
+      cmocka_unit_test(test_rate_limited),
+      cmocka_unit_test(test_config_and_missing),
+      cmocka_unit_test(test_cancelled),
+      cmocka_unit_test(test_bisect_400),
+      cmocka_unit_test(test_bisect_422_dead_after_attempts),
+      cmocka_unit_test(test_bisect_413),
+      cmocka_unit_test(test_split_when_forced),
+      cmocka_unit_test(test_gate_per_rule),
+      cmocka_unit_test(test_two_collections),
+      cmocka_unit_test(test_malformed_vector),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
