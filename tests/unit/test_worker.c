@@ -234,13 +234,14 @@ static void test_done(void **st) {
 }
 static void test_error_envelope_is_not_success(void **st) { /* 200 with an error envelope / garbage */
   one_class(200, P2Q_EBADJSON, 0, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
-  one_class(200, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
+  one_class(200, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
 }
 static void test_server_errors_cost_time(void **st) {
   one_class(503, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
   one_class(500, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
   one_class(408, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
-  one_class(409, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
+  one_class(502, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
+  one_class(307, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0); /* not followed */
 }
 static void test_transport_errors(void **st) {
   /* reset mid-answer (curl 56): the collection's; cannot connect (curl 7): the host's */
@@ -249,13 +250,13 @@ static void test_transport_errors(void **st) {
   one_class(0, P2Q_ETIMEOUT, 28, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_TRANSIENT, 0);
 }
 static void test_rate_limited(void **st) {
-  one_class(429, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, 2000, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_RATE_LIMITED, 0);
+  one_class(429, P2Q_EQDRANT, 0, P2Q_QDRANT_RATE, 2000, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_RATE_LIMITED, 0);
 }
 static void test_config_and_missing(void **st) {
-  one_class(401, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_CONFIG, 0);
-  one_class(403, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_CONFIG, 0);
-  one_class(301, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_CONFIG, 0);
-  one_class(404, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_MISSING, 0);
+  one_class(401, P2Q_EQDRANT, 0, P2Q_QDRANT_CONFIG, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_CONFIG, 0);
+  one_class(403, P2Q_EQDRANT, 0, P2Q_QDRANT_CONFIG, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_CONFIG, 0);
+  one_class(404, P2Q_EQDRANT, 0, P2Q_QDRANT_CONFIG, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_CONFIG, 0); /* no route */
+  one_class(404, P2Q_EQDRANT, 0, P2Q_QDRANT_MISSING, -1, P2Q_OUTCOME_REQUEUE, 1234, P2Q_V_MISSING, 0);
 }
 static void test_cancelled(void **st) {
   one_class(0, P2Q_ECANCELED, 0, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, 0, P2Q_V_CANCELED, 0);
@@ -263,16 +264,17 @@ static void test_cancelled(void **st) {
 
 /* 400/422/413 on several points: halves, no attempt; alone: the event's fault. */
 static void bisect(long status, int attempts, p2q_outcome_t bad_outcome) {
+  p2q_qdrant_class_t cls = status == 413 ? P2Q_QDRANT_TOO_LARGE : P2Q_QDRANT_PERMANENT;
   p2q_worker_t *w = setup_worker();
   deliver(4, "a", attempts, 3);
-  answer(0, status, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1);  /* [1 2 3 4] → [1 2] [3 4] */
+  answer(0, status, P2Q_EQDRANT, 0, cls, -1);  /* [1 2 3 4] → [1 2] [3 4] */
   assert_int_equal(F.n_w, 3);
   answer(1, 200, 0, 0, P2Q_QDRANT_OK, -1);                      /* [1 2] fine */
-  answer(2, status, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1);  /* [3 4] → [3] [4] */
+  answer(2, status, P2Q_EQDRANT, 0, cls, -1);  /* [3 4] → [3] [4] */
   assert_int_equal(F.n_w, 5);
   answer(3, 200, 0, 0, P2Q_QDRANT_OK, -1);
   assert_int_equal(F.ack_calls, 0);
-  answer(4, status, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1);  /* [4] alone: its fault */
+  answer(4, status, P2Q_EQDRANT, 0, cls, -1);  /* [4] alone: its fault */
   assert_int_equal(F.ack_calls, 1);
   assert_int_equal(F.n_acks, 4);
   for (int i = 0; i < 3; i++) assert_int_equal(F.acks[i].outcome, P2Q_OUTCOME_DONE);
@@ -365,16 +367,16 @@ static void test_classify_table(void **st) {
   int hw;
   assert_int_equal(p2q_classify_qdrant(200, 0, 0, P2Q_QDRANT_OK, 5, &hw), P2Q_V_DONE);
   assert_int_equal(p2q_classify_qdrant(200, P2Q_EBADJSON, 0, P2Q_QDRANT_RETRY, 5, &hw), P2Q_V_TRANSIENT);
+  assert_int_equal(p2q_classify_qdrant(200, P2Q_EQDRANT, 0, P2Q_QDRANT_OK, 5, &hw), P2Q_V_TRANSIENT);
   assert_int_equal(p2q_classify_qdrant(400, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, 2, &hw), P2Q_V_SPLIT);
   assert_int_equal(p2q_classify_qdrant(400, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, 1, &hw), P2Q_V_EVENT_FAULT);
-  assert_int_equal(p2q_classify_qdrant(413, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, 9, &hw), P2Q_V_SPLIT);
-  assert_int_equal(p2q_classify_qdrant(413, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, 1, &hw), P2Q_V_EVENT_FAULT);
-  assert_int_equal(p2q_classify_qdrant(429, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, 1, &hw), P2Q_V_RATE_LIMITED);
-  assert_int_equal(p2q_classify_qdrant(302, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, 1, &hw), P2Q_V_CONFIG);
-  assert_int_equal(p2q_classify_qdrant(405, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, 1, &hw), P2Q_V_CONFIG);
-  assert_int_equal(p2q_classify_qdrant(404, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, 1, &hw), P2Q_V_MISSING);
+  assert_int_equal(p2q_classify_qdrant(413, P2Q_EQDRANT, 0, P2Q_QDRANT_TOO_LARGE, 9, &hw), P2Q_V_SPLIT);
+  assert_int_equal(p2q_classify_qdrant(413, P2Q_EQDRANT, 0, P2Q_QDRANT_TOO_LARGE, 1, &hw), P2Q_V_EVENT_FAULT);
+  assert_int_equal(p2q_classify_qdrant(429, P2Q_EQDRANT, 0, P2Q_QDRANT_RATE, 1, &hw), P2Q_V_RATE_LIMITED);
+  assert_int_equal(p2q_classify_qdrant(302, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, 1, &hw), P2Q_V_TRANSIENT);
+  assert_int_equal(p2q_classify_qdrant(401, P2Q_EQDRANT, 0, P2Q_QDRANT_CONFIG, 1, &hw), P2Q_V_CONFIG);
+  assert_int_equal(p2q_classify_qdrant(404, P2Q_EQDRANT, 0, P2Q_QDRANT_MISSING, 1, &hw), P2Q_V_MISSING);
   assert_int_equal(p2q_classify_qdrant(502, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, 1, &hw), P2Q_V_TRANSIENT);
-  assert_int_equal(p2q_classify_qdrant(101, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, 1, &hw), P2Q_V_TRANSIENT);
   assert_int_equal(p2q_classify_qdrant(0, P2Q_EHTTP, 7, P2Q_QDRANT_RETRY, 1, &hw), P2Q_V_TRANSIENT);
   assert_int_equal(hw, 1);
   assert_int_equal(p2q_classify_qdrant(0, P2Q_EHTTP, 52, P2Q_QDRANT_RETRY, 1, &hw), P2Q_V_TRANSIENT);
