@@ -318,14 +318,21 @@ def test_openai_429_storm_burns_no_attempt_and_the_budget_is_respected(make_daem
     d = openai_daemon(make_daemon, openai, batch_size="1", requests_per_minute="600")
     text = d.path.read_text().replace("max_attempts = 3", "max_attempts = 2").replace(
         "retry_max = 500ms", "retry_max = 5m")
-    d.path.write_text(text + "\n[worker.w]\nevent_types = notes\nbatch_size = 5\nmax_inflight = 4\n")
+    # two rules on the same embedder, each with its own worker: one budget for both
+    texts.execute("CREATE TABLE notes2 (id int PRIMARY KEY, title text, body text)")
+    d.path.write_text(text + "\n[rule.notes2]\ntable = public.notes2\nkey = id\ncolumns = id, title\n"
+                      "text = title, body\nembedder = oa\ncollection = notes2\n"
+                      "[worker.w]\nevent_types = notes\nbatch_size = 5\nmax_inflight = 4\n"
+                      "[worker.w2]\nevent_types = notes2\nbatch_size = 5\nmax_inflight = 4\n")
     d.cli("apply")
     openai.fail(429, count=6, retry_after=1)
     with texts.transaction():
-        for i in range(80):
+        for i in range(40):
             texts.execute("INSERT INTO notes VALUES (%s, %s, 'b')", (i, f"t{i}"))
+            texts.execute("INSERT INTO notes2 VALUES (%s, %s, 'b')", (i, f"u{i}"))
     p = d.start()
-    wait_until(lambda: outbox_counts(texts) == (0, 0) and len(points_by_id(qdrant, "notes")) == 80,
+    wait_until(lambda: outbox_counts(texts) == (0, 0) and len(points_by_id(qdrant, "notes")) == 40
+               and len(points_by_id(qdrant, "notes2")) == 40,
                timeout=90, what="drained after the 429s",
                explain=lambda: (outbox_counts(texts), texts.execute(
                    "SELECT last_error FROM sync_outbox_dead").fetchall(), d.log_text(p)[-2000:]))
