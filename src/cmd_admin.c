@@ -104,16 +104,21 @@ int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv) {
   char hash[41];
   int srv = p2q_admin_check_schema(conn, cfg->pg_schema, err, sizeof err);
   p2q_outbox_functions_hash(hash);
+  p2q_buf_t drift = P2Q_BUF_INIT; /* rules whose table no longer fits them (cmd_apply.c) */
+  p2q_drift_report(conn, cfg, json, &drift);
   if (json) {
+    printf("],\"drift\":%s", p2q_buf_str(&drift));
     p2q_buf_t msg = P2Q_BUF_INIT;
     p2q_buf_json_string(&msg, srv ? err : "up to date", strlen(srv ? err : "up to date"));
-    printf("],\"schema\":{\"ok\":%s,\"expected_version\":%d,\"expected_functions_hash\":\"%s\",\"message\":%s}}\n",
+    printf(",\"schema\":{\"ok\":%s,\"expected_version\":%d,\"expected_functions_hash\":\"%s\",\"message\":%s}}\n",
            srv ? "false" : "true", p2q_outbox_schema_version(), hash, p2q_buf_str(&msg));
     p2q_buf_free(&msg);
   } else {
     if (srv) printf("\noutbox schema: %s\n", err);
     else printf("\noutbox schema: up to date (version %d, functions %.12s)\n", p2q_outbox_schema_version(), hash);
+    if (drift.len) printf("%s", drift.data);
   }
+  p2q_buf_free(&drift);
   PQclear(r);
   PQfinish(conn);
   return 0;

@@ -8,6 +8,7 @@
 #ifndef P2Q_COMMANDS_H
 #define P2Q_COMMANDS_H
 
+#include "pg2qdrant/buf.h"
 #include "pg2qdrant/config.h"
 #include <libpq-fe.h>
 
@@ -34,6 +35,10 @@ int p2q_cmd_embed(const p2q_config_t *cfg, int argc, char **argv);
 /* reconcile exits 0 in sync, 3 drift found (see cmd_reconcile.c), 1 error, 2 usage. */
 int p2q_cmd_reconcile(const p2q_config_t *cfg, int argc, char **argv);
 int p2q_cmd_backfill(const p2q_config_t *cfg, int argc, char **argv);
+/* Each configured rule's drift (its p2q_drift_NAME() function, capture.h; "not applied" when it
+   has none): text lines "drift: rule R: …" or a JSON array of {rule, item, used_as, breaks}
+   appended to out. Returns how many were found. */
+int p2q_drift_report(PGconn *conn, const p2q_config_t *cfg, int json, p2q_buf_t *out);
 /* Pin a session to the triggers' search_path (pg_catalog, pg_temp). 0 or -1 + message. */
 int p2q_backfill_pin_session(PGconn *conn, char *err, size_t errlen);
 /* Enqueue rule r's matching rows (and `where`) in key-range chunks of `chunk`, each its own

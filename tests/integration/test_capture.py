@@ -286,6 +286,12 @@ def test_ddl_on_payload_columns_never_fails_writes(make_daemon, docs):
     assert docs.execute("SELECT count(*) FROM sync_outbox WHERE max_attempts = 0").fetchone()[0] == 0
     drift = docs.execute("SELECT item, used_as, breaks FROM p2q_drift_docs() ORDER BY 1").fetchall()
     assert drift == [("body", "columns", False), ("title", "columns", False)]
+    st = d.cli("status").stdout
+    assert 'drift: rule docs: column "body" (columns) is not in public.docs: snapshots lack it' in st
+    assert 'drift: rule docs: column "title" (columns)' in st
+    assert json.loads(d.cli("status", "--json").stdout)["drift"] == [
+        {"rule": "docs", "item": "body", "used_as": "columns", "breaks": False},
+        {"rule": "docs", "item": "title", "used_as": "columns", "breaks": False}]
     r = d.cli("apply")
     assert 'rule docs: drift: column "body"' in r.stderr and 'column "title"' in r.stderr
 
