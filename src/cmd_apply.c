@@ -317,18 +317,15 @@ int p2q_drift_report(PGconn *conn, const p2q_config_t *cfg, int json, p2q_buf_t 
       res = PQexecParams(conn, sql.data, 0, NULL, NULL, NULL, NULL, 0);
     }
     int n = res && PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) : 0;
-    for (int k = -1; k < n; k++) {
-      const char *item = k < 0 ? "" : PQgetvalue(res, k, 0), *as = k < 0 ? "rule" : PQgetvalue(res, k, 1);
-      int breaks = k < 0 || !strcmp(PQgetvalue(res, k, 2), "t");
-      if (k < 0 && applied) continue; /* the -1 row stands for "not applied" */
+    for (int k = 0; k < n; k++) { /* (a rule never applied has no drift function: nothing to say) */
+      const char *item = PQgetvalue(res, k, 0), *as = PQgetvalue(res, k, 1);
+      int breaks = !strcmp(PQgetvalue(res, k, 2), "t");
       if (json) {
         p2q_buf_puts(out, found ? ",{\"rule\":" : "{\"rule\":");
         p2q_buf_json_string(out, r->name, strlen(r->name));
         p2q_buf_puts(out, ",\"item\":");
         p2q_buf_json_string(out, item, strlen(item));
-        p2q_buf_printf(out, ",\"used_as\":\"%s\",\"breaks\":%s}", k < 0 ? "not_applied" : as, breaks ? "true" : "false");
-      } else if (k < 0) {
-        p2q_buf_printf(out, "drift: rule %s: not applied (run pg2qdrant apply)\n", r->name);
+        p2q_buf_printf(out, ",\"used_as\":\"%s\",\"breaks\":%s}", as, breaks ? "true" : "false");
       } else if (!strcmp(as, "filter or routing_key")) {
         p2q_buf_printf(out, "drift: rule %s: filter or routing_key fails: %s (its events are dead-lettered)\n",
                        r->name, item);

@@ -35,8 +35,7 @@ int p2q_cmd_embed(const p2q_config_t *cfg, int argc, char **argv);
 /* reconcile exits 0 in sync, 3 drift found (see cmd_reconcile.c), 1 error, 2 usage. */
 int p2q_cmd_reconcile(const p2q_config_t *cfg, int argc, char **argv);
 int p2q_cmd_backfill(const p2q_config_t *cfg, int argc, char **argv);
-/* Each configured rule's drift (its p2q_drift_NAME() function, capture.h; "not applied" when it
-   has none): text lines "drift: rule R: …" or a JSON array of {rule, item, used_as, breaks}
+/* Each applied rule's drift (its p2q_drift_NAME() function, capture.h): text lines "drift: rule R: …" or a JSON array of {rule, item, used_as, breaks}
    appended to out. Returns how many were found. */
 int p2q_drift_report(PGconn *conn, const p2q_config_t *cfg, int json, p2q_buf_t *out);
 /* Pin a session to the triggers' search_path (pg_catalog, pg_temp). 0 or -1 + message. */
