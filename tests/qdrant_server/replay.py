@@ -1,0 +1,208 @@
+"""Replay a real Qdrant's recorded answers against the test server and list every difference.
+
+Owns: reading ``../shared/qdrant/recordings/*.jsonl`` (format in that folder's README), replaying
+each case (its setup and steps, in order, on a freshly reset server, with the recorded paths,
+queries, headers and bodies) and comparing every answer with the recorded one:
+
+- the status code;
+- the content type (media type only; a recorded answer without one must have none);
+- the body: JSON shape (the same keys at every level: ``payload``/``vector`` omitted when not
+  requested is a difference), error texts exactly, values exactly, floats to 1e-5 relative
+  (real Qdrant scores in float32, the stand-in in float64); plain-text bodies exactly.
+
+Fields that differ from run to run by nature (the recordings' README) are compared by type only:
+``time``, ``operation_id``, a point's ``version``, ``segments_count``, ``update_queue``,
+``usage``, and ``version``/``commit`` of ``GET /``.
+
+Command line: ``python3 -m tests.qdrant_server.replay [RECORDING…]`` prints one line per
+difference and a summary; the pytest in tests/integration/test_qdrant_server_replay.py asserts
+that every difference is in its commented allow-list.
+"""
+import http.client
+import json
+import math
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+# ../shared beside the checkout (CI, a developer's clone); a worktree further down finds it higher up
+RECORDINGS = next((p / "shared" / "qdrant" / "recordings" for p in ROOT.parents
+                   if (p / "shared" / "qdrant" / "recordings").is_dir()),
+                  ROOT.parent / "shared" / "qdrant" / "recordings")
+VOLATILE = {"time", "operation_id", "segments_count", "update_queue", "usage"}
+REAL_KEY = "<api-key>"
+
+
+def load(path):
+    """{case: [exchange, …]} in recorded order, and the meta line."""
+    cases, meta = {}, {}
+    for line in pathlib.Path(path).read_text().splitlines():
+        d = json.loads(line)
+        if "meta" in d:
+            meta = d["meta"]
+            continue
+        cases.setdefault(d["case"], []).append(d)
+    return cases, meta
+
+
+def _headers(req, key):
+    out = {}
+    for name, value in req["headers"].items():
+        if req["auth"] == "wrong" and name == "api-key":
+            value = "definitely-wrong-key"
+        elif req["auth"] == "bearer" and name == "authorization":
+            value = f"Bearer {key}"
+        elif req["auth"] == "bearer-wrong" and name == "authorization":
+            value = "Bearer definitely-wrong-key"
+        elif value == REAL_KEY:
+            value = key
+        out[name] = value
+    if req["auth"] == "key" and key and "api-key" not in out:
+        out["api-key"] = key
+    return out
+
+
+def _body(req):
+    b = req["body"]
+    if b is None:
+        return None, None
+    if "truncated" in b:
+        return None, f"request body not recorded ({b['bytes']} bytes, {b.get('note', '')})"
+    if "text" in b:
+        return b["text"].encode(), None
+    return json.dumps(b["json"]).encode(), None
+
+
+def send(stub, req):
+    """(status, content type or None, body as {"json": …} or {"text": …}) of one request."""
+    data, why = _body(req)
+    if why:
+        return None, None, {"skipped": why}
+    path = req["path"] + (f"?{req['query']}" if req["query"] else "")
+    conn = http.client.HTTPConnection(stub.host, stub.port, timeout=60)
+    try:
+        conn.request(req["method"], path, body=data, headers=_headers(req, stub.api_key))
+        resp = conn.getresponse()
+        raw = resp.read()
+        ctype = resp.getheader("Content-Type")
+    finally:
+        conn.close()
+    if not raw:
+        return resp.status, ctype, None
+    try:
+        return resp.status, ctype, {"json": json.loads(raw)}
+    except ValueError:
+        return resp.status, ctype, {"text": raw.decode("utf-8", "replace")}
+
+
+def _media(ctype):
+    return ctype.split(";")[0].strip().lower() if ctype else None
+
+
+def _cmp(want, got, path, out, root_get=False):
+    key = path.rsplit(".", 1)[-1] if path else ""
+    if key in VOLATILE or (key == "version" and not root_get) or (root_get and key in ("version", "commit")):
+        if type(want) is not type(got) and not (isinstance(want, (int, float)) and isinstance(got, (int, float))
+                                                 and not isinstance(got, bool)):
+            out.append((path, f"type {type(want).__name__}", f"type {type(got).__name__}"))
+        return
+    if isinstance(want, dict) and isinstance(got, dict):
+        for k in sorted(set(want) | set(got)):
+            p = f"{path}.{k}" if path else k
+            if k not in got:
+                out.append((p, "present", "missing"))
+            elif k not in want:
+                out.append((p, "absent", f"present: {json.dumps(got[k])[:80]}"))
+            else:
+                _cmp(want[k], got[k], p, out, root_get)
+    elif isinstance(want, list) and isinstance(got, list):
+        if len(want) != len(got):
+            out.append((path, f"{len(want)} items", f"{len(got)} items"))
+        for i, (a, b) in enumerate(zip(want, got)):
+            _cmp(a, b, f"{path}[{i}]", out, root_get)
+    elif isinstance(want, float) or isinstance(got, float):
+        ok = (isinstance(want, (int, float)) and isinstance(got, (int, float)) and not isinstance(got, bool)
+              and (want == got or math.isclose(want, got, rel_tol=1e-5, abs_tol=1e-6)))
+        if not ok:
+            out.append((path, json.dumps(want), json.dumps(got)))
+    elif want != got or type(want) is not type(got):
+        out.append((path, json.dumps(want)[:200], json.dumps(got)[:200]))
+
+
+def compare(rec, status, ctype, body):
+    """List of (field, wanted, got) differences between a recorded answer and ours."""
+    want = rec["response"]
+    out = []
+    if status != want["status"]:
+        out.append(("status", want["status"], status))
+    wct, gct = _media(want["headers"].get("content-type")), _media(ctype)
+    if wct != gct:
+        out.append(("content-type", wct, gct))
+    wb = want["body"]
+    if (wb is None) != (body is None):
+        out.append(("body", json.dumps(wb)[:120], json.dumps(body)[:120]))
+    elif wb is not None:
+        if set(wb) != set(body):
+            out.append(("body kind", "/".join(wb), "/".join(body)))
+        elif "text" in wb:
+            if wb["text"] != body["text"]:
+                out.append(("text", wb["text"][:200], body["text"][:200]))
+        else:
+            _cmp(wb["json"], body["json"], "", out, root_get=rec["request"]["path"] == "/")
+    return out
+
+
+def replay_case(stub, exchanges):
+    """Replay one case on a reset server; yields (exchange, differences or skip reason)."""
+    stub.reset()
+    for ex in exchanges:
+        status, ctype, body = send(stub, ex["request"])
+        if isinstance(body, dict) and "skipped" in body:
+            yield ex, body["skipped"]
+            continue
+        yield ex, compare(ex, status, ctype, body)
+
+
+def ident(recording, ex):
+    """A stable name for an exchange: recording:case:seq (seq as recorded)."""
+    return f"{pathlib.Path(recording).stem}:{ex['case']}:{ex['seq']}"
+
+
+def run(stub, recording):
+    """{ident: differences list or skip reason} for every exchange that differs or was skipped."""
+    cases, _ = load(recording)
+    found = {}
+    for case, exchanges in cases.items():
+        for ex, diff in replay_case(stub, exchanges):
+            if diff:
+                found[ident(recording, ex)] = (ex, diff)
+    return found
+
+
+def main(argv):
+    from tests.qdrant_server.client import QdrantStub
+    paths = argv or sorted(str(p) for p in RECORDINGS.glob("*.jsonl"))
+    total = 0
+    for path in paths:
+        _, meta = load(path)
+        stub = QdrantStub.start(api_key="replay-key" if meta.get("api_key") else None)
+        try:
+            found = run(stub, path)
+        finally:
+            stub.stop()
+        for name, (ex, diff) in found.items():
+            req = ex["request"]
+            print(f"{name} {req['method']} {req['path_template']} [{ex.get('label', '')}]")
+            if isinstance(diff, str):
+                print(f"    skipped: {diff}")
+                continue
+            for field, want, got in diff:
+                print(f"    {field}: real {want} | stand-in {got}")
+        total += len(found)
+        print(f"# {path}: {len(found)} exchanges differ")
+    return 1 if total else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main(sys.argv[1:]))
