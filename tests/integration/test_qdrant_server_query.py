@@ -58,7 +58,7 @@ def test_query_order_and_scores_per_distance(qdrant, distance):
     for p, (_, s) in zip(res["points"], exp):
         assert p["score"] == pytest.approx(s, abs=1e-5)
         assert p["payload"] == {"i": p["id"]} and p["version"] == 0
-        assert set(p) == {"id", "version", "score", "payload", "vector"}
+        assert set(p) == {"id", "version", "score", "payload"}   # no vector: not requested
 
 
 def test_query_limit_offset_threshold_and_filter(qdrant):
@@ -66,7 +66,8 @@ def test_query_limit_offset_threshold_and_filter(qdrant):
     exp = [i for i, _ in expected("Dot")]
     res = result(*qdrant.query("q", query=Q, limit=2, offset=1))
     assert [p["id"] for p in res["points"]] == exp[1:3]
-    assert all(p["payload"] is None for p in res["points"])   # with_payload defaults to false
+    # with_payload/with_vector default to false: Qdrant omits the keys (it never sends null)
+    assert all(set(p) == {"id", "version", "score"} for p in res["points"])
     res = result(*qdrant.query("q", query=Q, score_threshold=0.5))
     assert [p["id"] for p in res["points"]] == [i for i, s in expected("Dot") if s > 0.5]
     res = result(*qdrant.query("q", query={"nearest": Q}, limit=10,

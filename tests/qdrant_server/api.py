@@ -2,14 +2,16 @@
 
 Owns: routing of ``(method, path)`` to handlers, body parsing + schema validation through
 :mod:`validator`, query-parameter parsing, and the Qdrant semantics of every endpoint listed in
-``/work/shared/design/qdrant-rest.md`` (collections, upsert/delete/payload, scroll, count, query,
-retrieve, payload index, health).
+``/work/shared/design/qdrant-rest.md`` (collections, aliases, upsert/delete/payload, update/delete
+vectors, scroll, count, query, retrieve, payload index, health).
 
 Invariants:
   * Check order follows actix/Qdrant: route match (else empty 404) -> API key (done by the HTTP
-    layer) -> ``Content-Type`` (400 ``Content type error``) -> size (400) -> JSON parse (400
-    ``Format error in JSON body``) -> schema shape (400) -> constraints (422) -> handler
-    (404 collection, 400 ``Wrong input``...).
+    layer) -> size (400) -> JSON parse (400 ``Format error in JSON body … at line L column C``)
+    -> schema shape (400) -> constraints (422) -> handler (404 collection, 400 ``Wrong input``,
+    ``Bad request: Empty update request``...). No Content-Type check (Qdrant 1.18.3 has none).
+  * Collection routes resolve aliases (``Store.get``); records omit ``payload``/``vector`` when
+    not requested. Behaviour is checked against a real Qdrant's recorded answers (replay.py).
   * Errors raised before the handler use ``"time": 0.0`` like Qdrant's extractor error handler.
   * Each handler runs under ``Store.lock`` and validates every point before mutating anything.
   * Handlers record ``req.log`` fields (collection, points, ids) for the control request log.
@@ -21,7 +23,7 @@ import traceback
 
 import store as st
 from store import ApiError, DEFAULT_VECTOR, point_key, wrong_input
-from validator import FormatError, label_errors
+from validator import FormatError, error_position, label_errors, line_col
 
 try:
     import orjson
@@ -44,7 +46,7 @@ except ImportError:  # pragma: no cover - orjson is in tests/requirements.txt
 
 VERSION = "1.19.0"
 MAX_BODY = 32 * 1024 * 1024
-NAME_FORBIDDEN = set('<>:"/\\|?*\0')
+NAME_FORBIDDEN = '<>:"/\\|?*\0\x1f'   # Qdrant's INVALID_CHARS, reported in this order
 
 
 def _no_constant(name):
@@ -84,11 +86,17 @@ def _open_container(text, pos):
 
 
 def _serde_message(body, e):
-    """Translate a stdlib JSONDecodeError into serde_json's wording and position."""
+    """Translate a stdlib JSONDecodeError into serde_json's wording and position (serde_json
+    counts columns in bytes)."""
     try:
         text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return "invalid unicode code point at line 1 column 1"
+    except UnicodeDecodeError as u:
+        # serde_json checks a string's UTF-8 when it reaches its closing quote
+        q = u.start
+        while q < len(body) and body[q] != 0x22:
+            q += 2 if body[q] == 0x5C else 1
+        line, col = line_col(body, min(q + 1, len(body)))
+        return f"invalid unicode code point at line {line} column {col}"
     if not isinstance(e, json.JSONDecodeError):   # NaN / Infinity constants
         name = str(e).split()[0]
         pos = max(text.find(name), 0)
@@ -100,13 +108,16 @@ def _serde_message(body, e):
     at_eof = not text[pos:].strip()
     if at_eof:
         inner = _open_container(text, pos)
-        what = {"[": "a list", "{": "an object"}.get(inner, "a value")
+        last = text.rstrip()[-1:]
         if msg.startswith("Unterminated string"):
             what = "a string"
-        lines = text.rstrip().split("\n")
-        return f"EOF while parsing {what} at line {len(lines)} column {len(lines[-1])}"
-    line = text.count("\n", 0, pos) + 1
-    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        elif last in (",", ":") or inner is None:
+            what = "a value"        # a value was due (after a comma, a colon, or at the top)
+        else:
+            what = {"[": "a list", "{": "an object"}[inner]
+        line, col = line_col(body, len(body))
+        return f"EOF while parsing {what} at line {line} column {col}"
+    line, col = line_col(body, len(text[:pos].encode()) + 1)
     if msg == "Expecting ',' delimiter":
         closing = "]" if _open_container(text, pos) == "[" else "}"
         what = f"expected `,` or `{closing}`"
@@ -198,11 +209,6 @@ def _check_write_params(req):
         if not timeout.isdigit():
             raise _query_error("invalid digit found in string" if timeout else
                                "cannot parse integer from empty string")
-        if int(timeout) < 1:
-            e = ApiError(422, "Validation error in query parameters: [timeout: value 0 invalid, "
-                              "must be 1 or larger]")
-            e.extractor = True
-            raise e
     return wait
 
 
@@ -255,9 +261,17 @@ def vector_output(coll, point, spec):
     return out
 
 
-def record(coll, p, with_payload, with_vector):
-    return {"id": p.key, "payload": select_payload(p.payload, with_payload),
-            "vector": vector_output(coll, p, with_vector)}
+def record(coll, p, with_payload, with_vector, extra=None):
+    """A Record / ScoredPoint: ``payload`` and ``vector`` are omitted when not requested
+    (Qdrant skips them rather than sending null)."""
+    out = {"id": p.key}
+    if extra:
+        out.update(extra)
+    if with_payload is not None and with_payload is not False:
+        out["payload"] = select_payload(p.payload, with_payload)
+    if with_vector:
+        out["vector"] = vector_output(coll, p, with_vector)
+    return out
 
 
 # -- handlers --------------------------------------------------------------------------------------
@@ -295,6 +309,12 @@ class Api:
         R("POST", r"/collections/{c}/points/query", self.query, "QueryRequest")
         R("POST", r"/collections/{c}/points/query/batch", self.query_batch,
           "QueryRequestBatch")
+        R("PUT", r"/collections/{c}/points/vectors", self.update_vectors, "UpdateVectors")
+        R("POST", r"/collections/{c}/points/vectors/delete", self.delete_vectors,
+          "DeleteVectors")
+        R("POST", r"/collections/aliases", self.update_aliases, "ChangeAliasesOperation")
+        R("GET", r"/collections/{c}/aliases", self.collection_aliases, None)
+        R("GET", r"/aliases", self.list_aliases, None)
         R("GET", r"/collections/{c}/points/{id}", self.get_point, None)
         for _, _, _, schema in self.routes:   # compile eagerly: no races between threads
             if schema is not None and schema not in self._checks:
@@ -312,14 +332,15 @@ class Api:
                     return fn, schema, mo.groupdict()
         return None
 
-    def check_body(self, schema, obj):
+    def check_body(self, schema, obj, raw=None):
         chk = self._checks.get(schema)
         if chk is None:
             chk = self._checks[schema] = self.v.validator_for(schema)
         try:
             errs = chk(obj)
         except FormatError as e:
-            raise ApiError(400, f"Format error in JSON body: {e}")
+            where = error_position(raw, e) if raw is not None else ""
+            raise ApiError(400, f"Format error in JSON body: {e}{where}")
         if errs:
             raise ApiError(422, label_errors(errs))
 
@@ -350,15 +371,14 @@ class Api:
             return error(500, f"Service internal error: test server bug: {e!r}", started)
 
     def _read_json(self, req, schema):
-        ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if not (ctype == "application/json" or ctype.endswith("+json")):
-            raise ApiError(400, "Content type error")
+        # Qdrant reads the body as JSON whatever the Content-Type (none, text/plain, libcurl's
+        # default form-urlencoded): no 400 "Content type error" (recorded against 1.18.3)
         size = req.oversize or len(req.body)
         if size > MAX_BODY:
             raise ApiError(400, f"JSON payload ({size} bytes) is larger than allowed "
                                 f"(limit: {MAX_BODY} bytes).")
         obj = loads(req.body)
-        self.check_body(schema, obj)
+        self.check_body(schema, obj, req.body)
         return obj
 
     # -- service ----------------------------------------------------------------------------
@@ -370,7 +390,7 @@ class Api:
         return Response(200, b"healthz check passed", "text/plain; charset=utf-8")
 
     def livez(self, req, p, body, t0):
-        return Response(200, b"livez check passed", "text/plain; charset=utf-8")
+        return Response(200, b"healthz check passed", "text/plain; charset=utf-8")
 
     def readyz(self, req, p, body, t0):
         return Response(200, b"all shards are ready", "text/plain; charset=utf-8")
@@ -383,15 +403,26 @@ class Api:
         return ok(self.store.get(p["c"]).info(), t0)
 
     def exists(self, req, p, body, t0):
-        return ok({"exists": p["c"] in self.store.collections}, t0)
+        return ok({"exists": self.store.resolve(p["c"]) is not None}, t0)
 
     def create_collection(self, req, p, body, t0):
         name = p["c"]
-        if not name or len(name) > 255 or set(name) & NAME_FORBIDDEN:
-            raise ApiError(422, "Validation error in path parameters: [collection_name: "
-                                "collection name cannot contain invalid characters]")
+        bad = next((ch for ch in NAME_FORBIDDEN if ch in name), None)
+        if not name or len(name) > 255:
+            e = ApiError(422, "Validation error in path parameters: [collection_name: value "
+                              f"{json.dumps(name)} invalid, must be from 1 to 255 characters]")
+            e.extractor = True
+            raise e
+        if bad is not None:
+            e = ApiError(422, "Validation error in path parameters: [collection_name: "
+                              f"collection name cannot contain \"{bad}\" char]")
+            e.extractor = True
+            raise e
         if name in self.store.collections:
             raise ApiError(409, f"Wrong input: Collection `{name}` already exists!")
+        if name in self.store.aliases:
+            raise wrong_input(f"Can't create collection with name {name}. Alias with the same "
+                              "name already exists")
         for vname in (body.get("sparse_vectors") or {}):
             vecs = body.get("vectors")
             if isinstance(vecs, dict) and vname in vecs and "size" not in vecs:
@@ -400,7 +431,47 @@ class Api:
         return ok(True, t0)
 
     def delete_collection(self, req, p, body, t0):
-        return ok(self.store.collections.pop(p["c"], None) is not None, t0)
+        return ok(self.store.drop(p["c"]), t0)
+
+    # -- aliases ----------------------------------------------------------------------------
+    def update_aliases(self, req, p, body, t0):
+        """All actions or none: they are applied to a copy that replaces the table at the end."""
+        _check_write_params(req)
+        aliases = dict(self.store.aliases)
+        colls = self.store.collections
+        for action in body["actions"]:
+            if "create_alias" in action:
+                a = action["create_alias"]
+                if a["collection_name"] not in colls:
+                    raise st.not_found_collection(a["collection_name"])
+                if a["alias_name"] in colls:
+                    raise ApiError(409, f"Wrong input: Collection `{a['alias_name']}` already "
+                                        "exists!")
+                aliases[a["alias_name"]] = a["collection_name"]
+            elif "delete_alias" in action:
+                aliases.pop(action["delete_alias"]["alias_name"], None)
+            else:
+                a = action["rename_alias"]
+                old, new = a["old_alias_name"], a["new_alias_name"]
+                if old not in aliases:
+                    raise ApiError(404, f"Not found: Alias {old} does not exists!")
+                if new in colls:
+                    raise ApiError(409, f"Wrong input: Collection `{new}` already exists!")
+                aliases[new] = aliases.pop(old)
+        self.store.aliases = aliases
+        return ok(True, t0)
+
+    def _alias_list(self, only=None):
+        return {"aliases": [{"alias_name": a, "collection_name": c}
+                            for a, c in sorted(self.store.aliases.items())
+                            if only is None or c == only]}
+
+    def collection_aliases(self, req, p, body, t0):
+        # a missing collection has no aliases: 200 with an empty list, as Qdrant answers
+        return ok(self._alias_list(p["c"]), t0)
+
+    def list_aliases(self, req, p, body, t0):
+        return ok(self._alias_list(), t0)
 
     def create_index(self, req, p, body, t0):
         wait = _check_write_params(req)
@@ -428,6 +499,8 @@ class Api:
         keys = [point_key(i) for i in ids]
         req.log["points"] = len(keys)
         req.log["ids"] = keys
+        if not keys:
+            raise ApiError(400, "Bad request: Empty update request")
         mode = body.get("update_mode") or "upsert"
         flt = body.get("update_filter")
         op = coll.next_op()
@@ -446,24 +519,18 @@ class Api:
         return ok({"operation_id": op, "status": "completed" if wait else "acknowledged"}, t0)
 
     def _batch_columns(self, coll, batch):
+        """Columns of the batch form (lengths were checked by the validator: 422)."""
         ids = batch["ids"]
         n = len(ids)
         vs = batch["vectors"]
         if isinstance(vs, list):
-            if len(vs) != n:
-                raise wrong_input(f"number of ids ({n}) and vectors ({len(vs)}) must be equal")
             vectors = [coll.convert_vector_struct(v) for v in vs]
         else:
             vectors = [{} for _ in range(n)]
             for name, column in vs.items():
-                if len(column) != n:
-                    raise wrong_input(f"number of ids ({n}) and vectors ({len(column)}) must "
-                                      "be equal")
                 for i, v in enumerate(column):
                     vectors[i].update(coll.convert_vector_struct({name: v}))
         payloads = batch.get("payloads") or [None] * n
-        if len(payloads) != n:
-            raise wrong_input(f"number of ids ({n}) and payloads ({len(payloads)}) must be equal")
         return ids, vectors, payloads
 
     def _select(self, coll, body, req=None):
@@ -483,60 +550,106 @@ class Api:
     def delete_points(self, req, p, body, t0):
         wait = _check_write_params(req)
         coll = self.store.get(p["c"])
-        keys, _ = self._select(coll, body, req)
+        keys, by_id = self._select(coll, body, req)
+        if by_id and not keys:
+            raise ApiError(400, "Bad request: Empty update request")
         for k in keys:
             coll.points.pop(k, None)
         coll.invalidate()
         return ok(update_result(coll, wait), t0)
 
-    def _payload_targets(self, coll, body, req):
-        keys, by_id = self._select(coll, body, req)
-        if by_id:
-            for k in keys:
-                if k not in coll.points:
-                    raise ApiError(404, f"Not found: No point with id {k} found")
-        return keys
-
-    def set_payload(self, req, p, body, t0):
+    def _payload_op(self, req, p, body, t0, apply):
+        """Run ``apply(point, op)`` on every addressed point that exists. Like Qdrant, points
+        are processed in order and the first absent id stops the operation with 404 (earlier
+        points stay changed); with ``wait=false`` the failure happens after the 200
+        ``acknowledged`` answer, so the client never sees it."""
         wait = _check_write_params(req)
         coll = self.store.get(p["c"])
-        keys = self._payload_targets(coll, body, req)
+        keys, by_id = self._select(coll, body, req)
         op = coll.next_op()
         for k in keys:
-            pt = coll.points[k]
+            pt = coll.points.get(k)
+            if pt is None:
+                if not wait:
+                    break
+                raise ApiError(404, f"Not found: No point with id {k} found")
+            apply(pt, op)
+        return ok({"operation_id": op, "status": "completed" if wait else "acknowledged"}, t0)
+
+    def set_payload(self, req, p, body, t0):
+        def apply(pt, op):
             if body.get("key"):
                 st.set_by_key(pt.payload, body["key"], body["payload"])
             else:
                 pt.payload.update(body["payload"])
             pt.version = op
-        return ok({"operation_id": op, "status": "completed" if wait else "acknowledged"}, t0)
+        return self._payload_op(req, p, body, t0, apply)
 
     def overwrite_payload(self, req, p, body, t0):
-        wait = _check_write_params(req)
-        coll = self.store.get(p["c"])
-        keys = self._payload_targets(coll, body, req)
-        op = coll.next_op()
-        for k in keys:
-            coll.points[k].payload = dict(body["payload"])
-            coll.points[k].version = op
-        return ok({"operation_id": op, "status": "completed" if wait else "acknowledged"}, t0)
+        def apply(pt, op):
+            pt.payload = dict(body["payload"])
+            pt.version = op
+        return self._payload_op(req, p, body, t0, apply)
 
     def delete_payload(self, req, p, body, t0):
-        wait = _check_write_params(req)
-        coll = self.store.get(p["c"])
-        keys = self._payload_targets(coll, body, req)
-        for k in keys:
+        def apply(pt, op):
             for key in body["keys"]:
-                coll.points[k].payload.pop(key, None)
-        return ok(update_result(coll, wait), t0)
+                pt.payload.pop(key, None)
+            pt.version = op
+        return self._payload_op(req, p, body, t0, apply)
 
     def clear_payload(self, req, p, body, t0):
+        def apply(pt, op):
+            pt.payload = {}
+            pt.version = op
+        return self._payload_op(req, p, body, t0, apply)
+
+    # -- vectors ----------------------------------------------------------------------------
+    def update_vectors(self, req, p, body, t0):
+        """``PUT /points/vectors``: replace the given vectors of existing points, keeping their
+        other vectors and payload. Every vector is converted (dimension, name, sparse/dense)
+        before anything changes; then points are updated in order and the first absent id
+        answers 404 (earlier points stay updated), as for payload operations."""
         wait = _check_write_params(req)
         coll = self.store.get(p["c"])
-        keys = self._payload_targets(coll, body, req)
+        items = [(point_key(x["id"]), coll.convert_vector_struct(x["vector"]))
+                 for x in body["points"]]
+        req.log["points"] = len(items)
+        req.log["ids"] = [k for k, _ in items]
+        flt = body.get("update_filter")
+        op = coll.next_op()
+        for k, vecs in items:
+            pt = coll.points.get(k)
+            if pt is None:
+                if not wait:
+                    break
+                raise ApiError(404, f"Not found: No point with id {k} found")
+            if flt is not None and not st.match_filter(flt, pt):
+                continue
+            pt.vectors = dict(pt.vectors, **vecs)
+            pt.version = op
+        return ok({"operation_id": op, "status": "completed" if wait else "acknowledged"}, t0)
+
+    def delete_vectors(self, req, p, body, t0):
+        """``POST /points/vectors/delete``: drop the named vectors of the selected points."""
+        wait = _check_write_params(req)
+        coll = self.store.get(p["c"])
+        names = body["vector"]
+        for n in names:
+            if n not in coll.named and n not in coll.sparse:
+                raise wrong_input(f"Not existing vector name error: {n}")
+        keys, by_id = self._select(coll, body, req)
+        op = coll.next_op()
         for k in keys:
-            coll.points[k].payload = {}
-        return ok(update_result(coll, wait), t0)
+            pt = coll.points.get(k)
+            if pt is None:
+                if not wait:
+                    break
+                raise ApiError(404, f"Not found: No point with id {k} found")
+            for n in names:
+                pt.vectors.pop(n, None)
+            pt.version = op
+        return ok({"operation_id": op, "status": "completed" if wait else "acknowledged"}, t0)
 
     # -- point reads ------------------------------------------------------------------------
     def retrieve(self, req, p, body, t0):
@@ -615,7 +728,5 @@ class Api:
         wv = body.get("with_vector", False)
         out = []
         for score, pt in scored[offset:offset + limit]:
-            out.append({"id": pt.key, "version": pt.version, "score": score,
-                        "payload": select_payload(pt.payload, wp) if wp else None,
-                        "vector": vector_output(coll, pt, wv)})
+            out.append(record(coll, pt, wp, wv, {"version": pt.version, "score": score}))
         return out

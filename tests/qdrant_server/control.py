@@ -110,7 +110,7 @@ def handle_control(app, method, path, query, body):
             return 200, {"ok": True}
     if method == "GET" and rest[:1] == ["points"] and len(rest) == 2:
         with app.store.lock:
-            coll = app.store.collections.get(rest[1])
+            coll = app.store.resolve(rest[1])   # an alias reads its collection
             if coll is None:
                 raise ControlError(404, f"collection {rest[1]} does not exist")
             return 200, _points_dump(coll)
@@ -121,7 +121,7 @@ def handle_control(app, method, path, query, body):
 
 def _corrupt(app, body):
     with app.store.lock:
-        coll = app.store.collections.get(body.get("collection"))
+        coll = app.store.resolve(body.get("collection") or "")
         if coll is None:
             raise ControlError(404, f"collection {body.get('collection')} does not exist")
         try:

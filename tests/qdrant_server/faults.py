@@ -44,6 +44,7 @@ DEFAULT_MESSAGES = {
 # Qdrant's own 404 for a missing collection (real 1.18 answer, see shared/qdrant/recordings)
 MISSING_COLLECTION = "Not found: Collection `{collection}` doesn't exist!"
 # Plain-text answers (not Qdrant's JSON envelope): Qdrant's auth middleware answers 401 in text
+# without a Content-Type header
 PLAIN_TEXT = {401}
 LOG_CAP = 200000
 HUGE_MAX = 1 << 34   # 16 GiB: a bound on the generator, not a realistic size
@@ -157,8 +158,8 @@ class Rule:
             return (self.status, headers, self.content_type or "text/html",
                     PROXY_HTML.format(status=self.status, reason=reason).encode())
         msg = self.answer_message(path)
-        if self.status in PLAIN_TEXT:
-            return self.status, headers, "text/plain; charset=utf-8", msg.encode()
+        if self.status in PLAIN_TEXT:    # no Content-Type at all, as Qdrant 1.18.3 answers
+            return self.status, headers, self.content_type, msg.encode()
         return self.status, headers, self.content_type or "application/json", \
             envelope(self.status, msg)
 

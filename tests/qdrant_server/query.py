@@ -49,6 +49,8 @@ def _search(coll, q, using, flt, candidates, threshold):
         pool = [pt for pt in pool if st.match_filter(flt, pt)]
     if kind == "dense":
         params = coll.named.get(using)
+        if params is None and using in coll.sparse:
+            raise wrong_input("Conversion between sparse and regular vectors failed")
         if params is None:
             raise wrong_input(f"Not existing vector name error: {using}")
         if len(vec) != params["size"]:
@@ -64,6 +66,8 @@ def _search(coll, q, using, flt, candidates, threshold):
             res.append((st.dense_score(dist, qv, v.value()), pt))
         better_high = st.higher_is_better(dist)
     else:
+        if using not in coll.sparse and using in coll.named:
+            raise wrong_input("Conversion between sparse and regular vectors failed")
         if using not in coll.sparse:
             raise wrong_input(f"Not existing vector name error: {using}")
         if len(vec["indices"]) != len(vec["values"]):
@@ -108,7 +112,9 @@ def _fuse(kind, lists, k=2):
                 continue
             vals = [s for s, _ in lst]
             mean = sum(vals) / len(vals)
-            sd = (sum((x - mean) ** 2 for x in vals) / len(vals)) ** 0.5
+            # Qdrant: the sample standard deviation (n - 1), recorded against 1.18.3
+            sd = (sum((x - mean) ** 2 for x in vals) / (len(vals) - 1)) ** 0.5 \
+                if len(vals) > 1 else 0.0
             lo, hi = mean - 3 * sd, mean + 3 * sd
             for s, pt in lst:
                 norm = 0.5 if hi == lo else min(1.0, max(0.0, (s - lo) / (hi - lo)))
@@ -116,7 +122,11 @@ def _fuse(kind, lists, k=2):
                 points[pt.key] = pt
     else:
         raise wrong_input(f"Unsupported fusion {kind}")
-    return _sort([(s, points[key]) for key, s in scores.items()], True)
+    # ties: the higher point id first (what 1.18.3 answered for two RRF scores of 0.25)
+    fused = [(s, points[key]) for key, s in scores.items()]
+    fused.sort(key=lambda r: st.id_sort_key(r[1].key), reverse=True)
+    fused.sort(key=lambda r: -r[0])
+    return fused
 
 
 def run_query(coll, body, limit):
@@ -140,7 +150,7 @@ def run_query(coll, body, limit):
         for key in coll.sorted_keys():
             pt = coll.points[key]
             if not flt or st.match_filter(flt, pt):
-                res.append((0.0, pt))
+                res.append((1.0, pt))    # Qdrant scores every point 1.0 without a query
                 if len(res) >= limit:
                     break
         return res

@@ -25,10 +25,9 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-# ../shared beside the checkout (CI, a developer's clone); a worktree further down finds it higher up
-RECORDINGS = next((p / "shared" / "qdrant" / "recordings" for p in ROOT.parents
-                   if (p / "shared" / "qdrant" / "recordings").is_dir()),
-                  ROOT.parent / "shared" / "qdrant" / "recordings")
+# A copy lives in the repository (tests/qdrant_server/recordings: CI runs on a fresh clone);
+# ../shared/qdrant/recordings beside the checkout is the source it was copied from.
+RECORDINGS = pathlib.Path(__file__).resolve().parent / "recordings"
 VOLATILE = {"time", "operation_id", "segments_count", "update_queue", "usage"}
 REAL_KEY = "<api-key>"
 
@@ -62,20 +61,54 @@ def _headers(req, key):
     return out
 
 
-def _body(req):
+def _synth_10k(b, later):
+    """``upsert-10k-points``: points 1..10000 with payload ``{"_pk": "<id>"}`` (what the head
+    shows); the vectors of the points a later step reads back are the recorded ones (Cosine:
+    the stored unit vectors are what was sent, normalised), the others are arbitrary."""
+    known = {}
+    for ex in later:
+        res = ((ex["response"]["body"] or {}).get("json") or {}).get("result")
+        for p in (res or {}).get("points", []) if isinstance(res, dict) else []:
+            if "vector" in p:
+                known[p["id"]] = p["vector"]
+    pts = [{"id": i, "vector": known.get(i, [((i * k) % 97 + 1) / 97 for k in (3, 5, 7, 11)]),
+            "payload": {"_pk": str(i)}} for i in range(1, 10001)]
+    return json.dumps({"points": pts}, separators=(",", ":")).encode()
+
+
+def _synth_blob(b, later):
+    """``upsert-40mb``: the head's first point with its ``blob`` padded so that the body has
+    exactly the recorded size (over Qdrant's 32 MiB limit: the answer is the size error)."""
+    head = b["head"].split('"blob":"')[0] + '"blob":"'
+    tail = '"}}]}'
+    return (head + "x" * (b["bytes"] - len(head) - len(tail)) + tail).encode()
+
+
+# Bodies too large to record (the recordings keep their size, hash and head): equivalent bodies
+# are synthesised so that the exchange and the later steps of its case replay.
+SYNTHESISED = {"upsert-10k-points": _synth_10k, "upsert-40mb": _synth_blob}
+
+
+def _body(req, case=None, later=()):
     b = req["body"]
     if b is None:
         return None, None
     if "truncated" in b:
+        if case in SYNTHESISED:
+            return SYNTHESISED[case](b, later), None
         return None, f"request body not recorded ({b['bytes']} bytes, {b.get('note', '')})"
     if "text" in b:
-        return b["text"].encode(), None
-    return json.dumps(b["json"]).encode(), None
+        # the recorder stored an invalid byte as U+FFFD ("invalid UTF-8" case): send one byte
+        # that is invalid UTF-8 again (serde_json's column counts it as one byte)
+        return b["text"].encode("utf-8").replace("\ufffd".encode("utf-8"), b"\xff"), None
+    # sent compact: serde_json's `at line L column C` positions in the recorded errors are
+    # those of the compact form
+    return json.dumps(b["json"], separators=(",", ":")).encode(), None
 
 
-def send(stub, req):
+def send(stub, req, case=None, later=()):
     """(status, content type or None, body as {"json": …} or {"text": …}) of one request."""
-    data, why = _body(req)
+    data, why = _body(req, case, later)
     if why:
         return None, None, {"skipped": why}
     path = req["path"] + (f"?{req['query']}" if req["query"] else "")
@@ -155,8 +188,8 @@ def compare(rec, status, ctype, body):
 def replay_case(stub, exchanges):
     """Replay one case on a reset server; yields (exchange, differences or skip reason)."""
     stub.reset()
-    for ex in exchanges:
-        status, ctype, body = send(stub, ex["request"])
+    for n, ex in enumerate(exchanges):
+        status, ctype, body = send(stub, ex["request"], ex["case"], exchanges[n + 1:])
         if isinstance(body, dict) and "skipped" in body:
             yield ex, body["skipped"]
             continue
@@ -169,14 +202,16 @@ def ident(recording, ex):
 
 
 def run(stub, recording):
-    """{ident: differences list or skip reason} for every exchange that differs or was skipped."""
+    """({ident: (exchange, differences list or skip reason)} for every exchange that differs or
+    was skipped, number of exchanges replayed)."""
     cases, _ = load(recording)
-    found = {}
+    found, n = {}, 0
     for case, exchanges in cases.items():
         for ex, diff in replay_case(stub, exchanges):
+            n += 1
             if diff:
                 found[ident(recording, ex)] = (ex, diff)
-    return found
+    return found, n
 
 
 def main(argv):
@@ -187,7 +222,7 @@ def main(argv):
         _, meta = load(path)
         stub = QdrantStub.start(api_key="replay-key" if meta.get("api_key") else None)
         try:
-            found = run(stub, path)
+            found, _ = run(stub, path)
         finally:
             stub.stop()
         for name, (ex, diff) in found.items():

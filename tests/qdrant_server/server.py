@@ -261,7 +261,7 @@ class QdrantHandler(BaseHTTPRequestHandler):
             if body is None:
                 req.oversize = length   # the API answers 400 where Qdrant's extractor would
             if auth is not None:
-                resp = qapi.Response(401, auth.encode(), "text/plain; charset=utf-8")
+                resp = qapi.Response(401, auth.encode(), None)   # Qdrant: no Content-Type
             else:
                 reset = app.faults.take_reset(method, path)
                 if reset is not None and not reset.apply:

@@ -20,10 +20,10 @@ Invariants:
 import math
 import operator
 import threading
-import uuid
+from datetime import datetime, timezone
 from array import array
 
-from validator import MAX_U64, point_id_error
+from validator import MAX_U64, parse_uuid, point_id_error
 
 DEFAULT_VECTOR = ""   # internal name of the unnamed vector
 
@@ -52,10 +52,9 @@ def point_key(raw):
         if 0 <= raw <= MAX_U64:
             return raw
     elif isinstance(raw, str):
-        try:
-            return str(uuid.UUID(raw))
-        except ValueError:
-            pass
+        key = parse_uuid(raw)
+        if key is not None:
+            return key
     raise ApiError(400, "Format error in JSON body: " + str(point_id_error(raw)))
 
 
@@ -69,10 +68,10 @@ def parse_path_id(text):
         v = int(text)
         if v <= MAX_U64:
             return v
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
+    key = parse_uuid(text)
+    if key is None:
         raise wrong_input(f'Can not recognize "{text}" as point id')
+    return key
 
 
 # -- payload access ------------------------------------------------------------------------------
@@ -228,6 +227,28 @@ def _in_range(r, v):
     return True
 
 
+def parse_datetime(v):
+    """A payload/filter datetime as a UTC instant (naive = UTC, as Qdrant reads RFC 3339 and
+    its relaxed forms), or None when ``v`` is not one."""
+    if not isinstance(v, str):
+        return None
+    try:
+        d = datetime.fromisoformat(v)
+    except ValueError:
+        return None
+    return d if d.tzinfo is not None else d.replace(tzinfo=timezone.utc)
+
+
+def _dt_range(r):
+    out = {}
+    for k in ("lt", "gt", "lte", "gte"):
+        if r.get(k) is not None:
+            out[k] = parse_datetime(r[k])
+            if out[k] is None:
+                return None
+    return out
+
+
 def _is_empty(raw):
     return not raw or all(v is None or v == [] for v in raw)
 
@@ -244,7 +265,9 @@ def match_condition(c, point):
         if c.get("range") is not None:
             r = c["range"]
             if any(isinstance(r.get(k), str) for k in ("lt", "gt", "lte", "gte")):
-                return any(isinstance(v, str) and _in_range(r, v) for v in values)
+                dr = _dt_range(r)      # datetimes compare as instants: ...Z == ...+00:00
+                return dr is not None and any(
+                    d is not None and _in_range(dr, d) for d in map(parse_datetime, values))
             return any(_is_num(v) and _in_range(r, v) for v in values)
         if c.get("values_count") is not None:
             n = len(values) if raw else 0
@@ -476,27 +499,47 @@ class Collection:
                 "optimizer_config": {"deleted_threshold": 0.2, "vacuum_min_vector_number": 1000,
                                      "default_segment_number": 0, "max_segment_size": None,
                                      "memmap_threshold": None, "indexing_threshold": 10000,
-                                     "flush_interval_sec": 5, "max_optimization_threads": None},
+                                     "flush_interval_sec": 5, "max_optimization_threads": None,
+                                     "prevent_unoptimized": None},
                 "wal_config": {"wal_capacity_mb": 32, "wal_segments_ahead": 0,
                                "wal_retain_closed": 1},
                 "quantization_config": None,
-                "strict_mode_config": {"enabled": False},
             },
             "payload_schema": schema,
+            "update_queue": {"length": 0},
         }
 
 
 class Store:
+    """Collections by name and aliases (alias name -> collection name)."""
+
     def __init__(self):
         self.lock = threading.RLock()
         self.collections = {}
+        self.aliases = {}
+
+    def resolve(self, name):
+        """The collection ``name`` designates: itself, or the target of the alias ``name``."""
+        c = self.collections.get(name)
+        if c is None and name in self.aliases:
+            c = self.collections.get(self.aliases[name])
+        return c
 
     def get(self, name):
-        c = self.collections.get(name)
+        c = self.resolve(name)
         if c is None:
             raise not_found_collection(name)
         return c
 
+    def drop(self, name):
+        """Delete collection ``name`` (not through an alias) and the aliases pointing to it."""
+        if self.collections.pop(name, None) is None:
+            return False
+        for a in [a for a, c in self.aliases.items() if c == name]:
+            del self.aliases[a]
+        return True
+
     def reset(self):
         with self.lock:
             self.collections.clear()
+            self.aliases.clear()
