@@ -324,3 +324,43 @@ def test_snapshot_text_is_the_same_on_every_path(make_daemon, db):
         assert db.execute("SELECT payload::text FROM sync_outbox").fetchone()[0] == slow
         assert "ghost" not in slow and "ghost" in fast
         assert json.loads(slow) == {k: (2 if k == "id" else v) for k, v in json.loads(fast).items() if k != "ghost"}
+
+
+def test_impossible_rows_are_born_dead_never_guessed(make_daemon, docs):
+    """Whole-row rule (columns empty): the vector column gone, a filter whose function was
+    dropped, a NULL key: the write goes on and the event is written dead with the reason (the
+    sweep's sync_outbox_recover moves it to the dead letters); nothing is applied as a wrong point."""
+    docs.execute("CREATE FUNCTION keep(bigint) RETURNS boolean LANGUAGE sql AS 'SELECT true'")
+    d = make_daemon({"rule.docs": rule(filter="public.keep(id)")})
+    d.cli("apply")
+    docs.execute("DROP FUNCTION keep(bigint)")
+    docs.execute("INSERT INTO docs (id, title) VALUES (1, 'a')")
+    assert docs.execute("SELECT item, used_as, breaks FROM p2q_drift_docs()").fetchall()[0][1:] == (
+        "filter or routing_key", True)
+    docs.execute("SET pg2qdrant.allow_ddl = on")
+    docs.execute("ALTER TABLE docs DROP COLUMN emb")
+    docs.execute("CREATE FUNCTION public.keep(bigint) RETURNS boolean LANGUAGE sql AS 'SELECT true'")
+    docs.execute("INSERT INTO docs (id, title) VALUES (2, 'b')")
+    docs.execute("ALTER TABLE docs DROP CONSTRAINT docs_pkey")
+    docs.execute("ALTER TABLE docs ALTER COLUMN id DROP NOT NULL")
+    docs.execute("INSERT INTO docs (id, title) VALUES (NULL, 'c')")
+    docs.execute("DELETE FROM docs WHERE id = 2")
+    got = docs.execute("SELECT op, row_key, max_attempts, last_error FROM sync_outbox ORDER BY id").fetchall()
+    assert [(op, k, m) for op, k, m, _ in got] == [
+        ("upsert", {"id": 1}, 0), ("upsert", {"id": 2}, 0), ("upsert", {"id": None}, 0), ("delete", {"id": 2}, 10)]
+    assert got[0][3].startswith("rule docs: filter or routing_key failed: ") and "keep" in got[0][3]
+    assert got[1][3] == "rule docs: its vector column (emb) is no longer in public.docs (dropped or renamed)"
+    assert got[2][3] == "rule docs: a key column (id) is NULL or no longer in public.docs"
+    docs.execute("SELECT sync_outbox_recover(0)")
+    assert outbox_counts(docs) == (1, 3)
+
+
+def test_odd_column_names_on_the_slow_path(make_daemon, db):
+    """Quotes, a backslash, unicode and spaces in column names: read by name after DDL too."""
+    db.execute('CREATE TABLE t (id int PRIMARY KEY, "a\\b ä""x" text, "vec tör" real[], gone int)')
+    d = make_daemon({"rule.t": rule(table="public.t", columns='id, a\\b ä"x, gone', vector_column="vec tör")})
+    d.cli("apply")
+    db.execute('ALTER TABLE t DROP COLUMN gone')
+    db.execute('INSERT INTO t VALUES (1, \'v\', \'{1,2,3}\')')
+    assert db.execute("SELECT payload, max_attempts FROM sync_outbox").fetchone() == (
+        {"id": 1, 'a\\b ä"x': "v", "vec tör": [1, 2, 3]}, 10)

@@ -182,12 +182,32 @@ static void test_snapshot_and_check(void **state) {
   p2q_buf_free(&b);
 }
 
+static void test_columns_and_guard(void **state) {
+  p2q_rule_config_t r = rule();
+  p2q_buf_t b = P2Q_BUF_INIT;
+  static char *cols[] = {"id", "title", "embedding"};
+  r.columns.items = cols; r.columns.n = 3;
+  r.watch.items = cols; r.watch.n = 2;
+  /* each column once, with its first role: key, vector, then payload */
+  assert_int_equal(p2q_capture_columns_sql(&r, &b), 0);
+  assert_string_equal(p2q_buf_str(&b), "(VALUES ('id', 'key', true), ('embedding', 'vector_column', true), "
+                                       "('title', 'columns', false)) AS c(col, used_as, breaks)");
+  p2q_buf_free(&b);
+  assert_int_equal(p2q_capture_guard_sql("my \"s\"", &b), 0);
+  const char *s = p2q_buf_str(&b);
+  assert_non_null(strstr(s, "CREATE OR REPLACE FUNCTION \"my \"\"s\"\"\".p2q_ddl_guard() RETURNS event_trigger"));
+  assert_non_null(strstr(s, "current_setting('pg2qdrant.allow_ddl', true) = 'on'"));
+  assert_non_null(strstr(s, "CREATE EVENT TRIGGER \"p2q_ddl_guard_my \"\"s\"\"\" ON ddl_command_end WHEN TAG IN ('ALTER TABLE')"));
+  assert_non_null(strstr(s, "format('SELECT * FROM %s.%I()', '\"my \"\"s\"\"\"', 'p2q_drift_' || r.name)"));
+  p2q_buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_quoting),           cmocka_unit_test(test_qualified),
       cmocka_unit_test(test_template_columns),  cmocka_unit_test(test_install_sql),
       cmocka_unit_test(test_long_rule_name_refused), cmocka_unit_test(test_dollar_quote_refused), cmocka_unit_test(test_backfill_and_drop),
-      cmocka_unit_test(test_snapshot_and_check),
+      cmocka_unit_test(test_snapshot_and_check), cmocka_unit_test(test_columns_and_guard),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
