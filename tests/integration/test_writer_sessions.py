@@ -5,7 +5,7 @@
   every output setting set to something other than pg2qdrant's pins.
 - test_writer_session_matrix: the same rows written by many writer sessions (TimeZone,
   extra_float_digits, DateStyle, IntervalStyle, bytea_output, a role with no privilege on the
-  outbox schema, all at once) and by `apply`'s backfill under a hostile PGTZ/PGOPTIONS: Qdrant's
+  outbox schema, all at once) and by `apply` and `backfill` under a hostile PGTZ/PGOPTIONS: Qdrant's
   points (payload and vector) are identical every time; `reconcile` exits 0 under other
   PGTZ/PGOPTIONS/PGCLIENTENCODING values and a conninfo with its own `options`.
 - test_change_beyond_sixth_digit_enqueues: with extra_float_digits = 0 a vector change in the
@@ -236,6 +236,13 @@ def test_writer_session_matrix(make_daemon, db, pgdb, qdrant, writer_role, tmp_p
         got = canonical(synced(db, qdrant, "docs", N))
         if got != reference:
             differing[label] = {i: (reference.get(i), got.get(i)) for i in got if got.get(i) != reference.get(i)}
+    # `backfill` builds its snapshots in its own session: hostile PGTZ/PGOPTIONS change nothing
+    qdrant.delete("docs", ids=list(range(1, N + 1)))
+    synced(db, qdrant, "docs", 0)
+    d.cli("backfill", "docs", env=hostile_env)
+    got = canonical(synced(db, qdrant, "docs", N))
+    if got != reference:
+        differing["backfill"] = {i: (reference.get(i), got.get(i)) for i in got if got.get(i) != reference.get(i)}
     assert differing == {}
     # reconcile agrees with itself whatever the reading session says
     alt = tmp_path / "alt"
