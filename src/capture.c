@@ -743,18 +743,23 @@ fail:
 }
 
 int p2q_capture_guard_sql(const char *schema, p2q_buf_t *out) {
-  p2q_buf_t qs = P2Q_BUF_INIT, name = P2Q_BUF_INIT;
+  p2q_buf_t qs = P2Q_BUF_INIT, name = P2Q_BUF_INIT, rules = P2Q_BUF_INIT;
   p2q_sql_ident(&qs, schema);
   p2q_buf_printf(&name, "p2q_ddl_guard_%s", schema);
+  p2q_buf_printf(&rules, "%s.sync_outbox_rule", qs.data);
   p2q_buf_printf(out, "CREATE OR REPLACE FUNCTION %s.p2q_ddl_guard() RETURNS event_trigger\n"
                       "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS " DQ "\n"
                       "DECLARE\n  r record;\n  d record;\nBEGIN\n"
                       "  IF current_setting('pg2qdrant.allow_ddl', true) = 'on' THEN RETURN; END IF;\n"
-                      "  FOR r IN SELECT o.name FROM %s.sync_outbox_rule o\n"
+                      "  -- never in the way of unrelated DDL: no outbox, or a rule without its drift function\n"
+                      "  IF to_regclass(", qs.data);
+  p2q_sql_literal(out, rules.data);
+  p2q_buf_printf(out, ") IS NULL THEN RETURN; END IF;\n"
+                      "  FOR r IN SELECT o.name FROM %s o\n"
                       "            WHERE to_regclass(o.source_table) IN (SELECT c.objid FROM pg_event_trigger_ddl_commands() c)\n"
-                      "  LOOP\n"
-                      "    FOR d IN EXECUTE format('SELECT * FROM %%s.%%I()', ",
-                 qs.data, qs.data);
+                      "              AND to_regprocedure(format('%%s.%%I()', ", rules.data);
+  p2q_sql_literal(out, qs.data);
+  p2q_buf_puts(out, ", 'p2q_drift_' || o.name)) IS NOT NULL\n  LOOP\n    FOR d IN EXECUTE format('SELECT * FROM %s.%I()', ");
   p2q_sql_literal(out, qs.data);
   p2q_buf_puts(out, ", 'p2q_drift_' || r.name) LOOP\n"
                     "      IF d.breaks THEN\n"
@@ -772,5 +777,6 @@ int p2q_capture_guard_sql(const char *schema, p2q_buf_t *out) {
                  qs.data);
   p2q_buf_free(&qs);
   p2q_buf_free(&name);
+  p2q_buf_free(&rules);
   return p2q_buf_error(out);
 }

@@ -364,3 +364,16 @@ def test_odd_column_names_on_the_slow_path(make_daemon, db):
     db.execute('INSERT INTO t VALUES (1, \'v\', \'{1,2,3}\')')
     assert db.execute("SELECT payload, max_attempts FROM sync_outbox").fetchone() == (
         {"id": 1, 'a\\b ä"x': "v", "vec tör": [1, 2, 3]}, 10)
+
+
+def test_ddl_guard_never_blocks_unrelated_ddl(make_daemon, docs):
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("apply")
+    docs.execute("CREATE TABLE other (id int, emb real[])")
+    docs.execute("ALTER TABLE other DROP COLUMN emb")                 # not a rule's table
+    with pytest.raises(psycopg.errors.RaiseException, match="rule docs needs vector_column"):
+        docs.execute("ALTER TABLE docs DROP COLUMN emb")
+    docs.execute("DROP FUNCTION p2q_drift_docs()")                    # a half-removed rule is not guarded
+    docs.execute("ALTER TABLE docs ADD COLUMN x int")
+    docs.execute("DROP TABLE sync_outbox_rule")                       # nor is anything without the outbox
+    docs.execute("ALTER TABLE docs DROP COLUMN emb")
