@@ -535,6 +535,14 @@ def test_update_vectors(qdrant):
                                                      {"id": 99, "vector": {"d": vec(7)}}]}),
                404, "Not found: No point with id 99 found")
     assert qdrant.retrieve("uv", [2], with_vector=True)[1]["result"][0]["vector"]["d"] == vec(7)
+    # delete_vectors drops the named vectors only
+    assert_ok(*qdrant.call("POST", "/collections/uv/points/vectors/delete?wait=true",
+                           {"points": [1, 2], "vector": ["s"]}))
+    got = qdrant.retrieve("uv", [1, 2], with_vector=True)[1]["result"]
+    assert [set(p["vector"]) for p in got] == [{"d"}, {"d"}]
+    assert_err(*qdrant.call("POST", "/collections/uv/points/vectors/delete",
+                            {"points": [1], "vector": ["zz"]}),
+               400, "Wrong input: Not existing vector name error: zz")
 
 
 def test_payload_ops_on_present_and_absent_points(qdrant):
@@ -546,3 +554,52 @@ def test_payload_ops_on_present_and_absent_points(qdrant):
     st, body = qdrant.call("POST", "/collections/p/points/payload?wait=false",
                            {"payload": {"y": 1}, "points": [99]})
     assert assert_ok(st, body)["status"] == "acknowledged"
+
+
+def test_collection_config_echoed_and_patched(qdrant):
+    """info shows the settings a collection was created with (defaults filled in, unset options
+    left out) and what PATCH changed, so `apply` can compare them."""
+    assert_ok(*qdrant.call("PUT", "/collections/cfg", {
+        "vectors": {"d": {"size": 4, "distance": "Dot", "on_disk": True}},
+        "sparse_vectors": {"kw": {"modifier": "idf"}},
+        "shard_number": 2, "replication_factor": 1, "on_disk_payload": False,
+        "hnsw_config": {"m": 32, "ef_construct": 200},
+        "quantization_config": {"scalar": {"type": "int8", "always_ram": True}}}))
+    cfg = assert_ok(*qdrant.call("GET", "/collections/cfg"))["config"]
+    assert cfg["params"]["vectors"] == {"d": {"size": 4, "distance": "Dot", "on_disk": True}}
+    assert cfg["params"]["sparse_vectors"] == {"kw": {"modifier": "idf"}}
+    assert (cfg["params"]["shard_number"], cfg["params"]["on_disk_payload"]) == (2, False)
+    assert cfg["hnsw_config"] == {"m": 32, "ef_construct": 200, "full_scan_threshold": 10000,
+                                  "max_indexing_threads": 0, "on_disk": False}
+    assert cfg["quantization_config"] == {"scalar": {"type": "int8", "always_ram": True}}
+    assert_ok(*qdrant.call("PATCH", "/collections/cfg", {
+        "hnsw_config": {"m": 8}, "params": {"replication_factor": 2},
+        "vectors": {"d": {"on_disk": False, "hnsw_config": {"m": 4}}},
+        "quantization_config": "Disabled"}))
+    cfg = assert_ok(*qdrant.call("GET", "/collections/cfg"))["config"]
+    assert cfg["hnsw_config"]["m"] == 8 and cfg["hnsw_config"]["ef_construct"] == 200
+    assert cfg["params"]["replication_factor"] == 2 and cfg["quantization_config"] is None
+    assert cfg["params"]["vectors"]["d"] == {"size": 4, "distance": "Dot", "on_disk": False,
+                                             "hnsw_config": {"m": 4}}
+    assert_err(*qdrant.call("PATCH", "/collections/cfg", {"vectors": {"x": {"on_disk": True}}}),
+               400, "Wrong input: Not existing vector name error: x")
+
+
+def test_batch_update_operations(qdrant):
+    qdrant.create_collection("b", vectors={"d": {"size": 4, "distance": "Dot"}},
+                             sparse_vectors={"s": {}})
+    res = assert_ok(*qdrant.call("POST", "/collections/b/points/batch?wait=true", {"operations": [
+        {"upsert": {"points": [{"id": 1, "vector": {"d": vec(1)}, "payload": {"a": 1}}]}},
+        {"update_vectors": {"points": [{"id": 1, "vector": {"s": {"indices": [3],
+                                                                   "values": [1.0]}}}]}},
+        {"set_payload": {"payload": {"b": 2}, "points": [1]}},
+        {"delete_payload": {"keys": ["a"], "points": [1]}}]}))
+    assert [r["status"] for r in res] == ["completed"] * 4
+    p = qdrant.retrieve("b", [1], with_vector=True)[1]["result"][0]
+    assert p["payload"] == {"b": 2} and set(p["vector"]) == {"d", "s"}
+    # the first failing operation answers; the earlier ones stay applied
+    assert_err(*qdrant.call("POST", "/collections/b/points/batch?wait=true", {"operations": [
+        {"overwrite_payload": {"payload": {"c": 3}, "points": [1]}},
+        {"update_vectors": {"points": [{"id": 2, "vector": {"d": vec(2)}}]}}]}),
+        404, "Not found: No point with id 2 found")
+    assert qdrant.retrieve("b", [1])[1]["result"][0]["payload"] == {"c": 3}

@@ -291,6 +291,7 @@ class Api:
         R("GET", r"/collections", self.list_collections, None)
         R("GET", r"/collections/{c}", self.get_collection, None)
         R("PUT", r"/collections/{c}", self.create_collection, "CreateCollection")
+        R("PATCH", r"/collections/{c}", self.update_collection, "UpdateCollection")
         R("DELETE", r"/collections/{c}", self.delete_collection, None)
         R("GET", r"/collections/{c}/exists", self.exists, None)
         R("PUT", r"/collections/{c}/index", self.create_index, "CreateFieldIndex")
@@ -309,6 +310,7 @@ class Api:
         R("POST", r"/collections/{c}/points/query", self.query, "QueryRequest")
         R("POST", r"/collections/{c}/points/query/batch", self.query_batch,
           "QueryRequestBatch")
+        R("POST", r"/collections/{c}/points/batch", self.batch_update, "UpdateOperations")
         R("PUT", r"/collections/{c}/points/vectors", self.update_vectors, "UpdateVectors")
         R("POST", r"/collections/{c}/points/vectors/delete", self.delete_vectors,
           "DeleteVectors")
@@ -428,6 +430,11 @@ class Api:
             if isinstance(vecs, dict) and vname in vecs and "size" not in vecs:
                 raise wrong_input(f"Sparse vector name `{vname}` conflicts with dense vector")
         self.store.collections[name] = st.Collection(name, body)
+        return ok(True, t0)
+
+    def update_collection(self, req, p, body, t0):
+        _check_write_params(req)
+        self.store.get(p["c"]).update(body)
         return ok(True, t0)
 
     def delete_collection(self, req, p, body, t0):
@@ -603,6 +610,21 @@ class Api:
             pt.payload = {}
             pt.version = op
         return self._payload_op(req, p, body, t0, apply)
+
+    def batch_update(self, req, p, body, t0):
+        """``POST /points/batch``: the operations in order, each as its own endpoint does it;
+        the first failing one answers its error (the earlier ones stay applied, as in Qdrant,
+        which does not make a batch atomic). Result: one UpdateResult per operation."""
+        handlers = {"upsert": self.upsert, "delete": self.delete_points,
+                    "set_payload": self.set_payload, "overwrite_payload": self.overwrite_payload,
+                    "delete_payload": self.delete_payload, "clear_payload": self.clear_payload,
+                    "update_vectors": self.update_vectors, "delete_vectors": self.delete_vectors}
+        results = []
+        for op in body["operations"]:
+            (kind, sub), = op.items()
+            resp = handlers[kind](req, p, sub, t0)
+            results.append(_loads_fast(resp.body)["result"])
+        return ok(results, t0)
 
     # -- vectors ----------------------------------------------------------------------------
     def update_vectors(self, req, p, body, t0):

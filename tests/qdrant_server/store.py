@@ -382,7 +382,42 @@ class Point:
         self.version = version
 
 
+DEFAULT_HNSW = {"m": 16, "ef_construct": 100, "full_scan_threshold": 10000,
+                "max_indexing_threads": 0, "on_disk": False}
+DEFAULT_OPTIMIZER = {"deleted_threshold": 0.2, "vacuum_min_vector_number": 1000,
+                     "default_segment_number": 0, "max_segment_size": None,
+                     "memmap_threshold": None, "indexing_threshold": 10000,
+                     "flush_interval_sec": 5, "max_optimization_threads": None,
+                     "prevent_unoptimized": None}
+DEFAULT_WAL = {"wal_capacity_mb": 32, "wal_segments_ahead": 0, "wal_retain_closed": 1}
+
+
+def _set(d):
+    """A config object as Qdrant echoes it: unset (null) options left out, nested too."""
+    if not isinstance(d, dict):
+        return d
+    return {k: _set(v) for k, v in d.items() if v is not None}
+
+
+def _merge(base, diff):
+    """``base`` updated with the non-null entries of ``diff`` (a Qdrant *Diff object)."""
+    out = dict(base)
+    for k, v in (diff or {}).items():
+        if v is not None:
+            out[k] = _set(v)
+    return out
+
+
+def _quantization(q):
+    """A quantization config or diff: ``"Disabled"`` (PATCH) means none."""
+    return None if q in (None, "Disabled") else _set(q)
+
+
 class Collection:
+    """One collection: its configuration as created (and PATCHed), its points and indexes.
+    ``info()`` echoes the configuration like Qdrant (defaults filled in, unset options left
+    out), so a client comparing what it asked for with what exists sees its own settings."""
+
     def __init__(self, name, body):
         self.name = name
         self.body = body
@@ -391,10 +426,21 @@ class Collection:
         self.unnamed = False
         if isinstance(vectors, dict) and "size" in vectors and "distance" in vectors:
             self.unnamed = True
-            self.named[DEFAULT_VECTOR] = vectors
+            self.named[DEFAULT_VECTOR] = _set(vectors)
         elif isinstance(vectors, dict):
-            self.named.update(vectors)
-        self.sparse = dict(body.get("sparse_vectors") or {})
+            self.named.update({n: _set(v) for n, v in vectors.items()})
+        self.sparse = {n: _set(v or {}) for n, v in (body.get("sparse_vectors") or {}).items()}
+        self.params = {"shard_number": body.get("shard_number") or 1,
+                       "replication_factor": body.get("replication_factor") or 1,
+                       "write_consistency_factor": body.get("write_consistency_factor") or 1,
+                       "on_disk_payload": True if body.get("on_disk_payload") is None
+                       else body["on_disk_payload"]}
+        if body.get("sharding_method") is not None:
+            self.params["sharding_method"] = body["sharding_method"]
+        self.hnsw = _merge(DEFAULT_HNSW, body.get("hnsw_config"))
+        self.optimizer = _merge(DEFAULT_OPTIMIZER, body.get("optimizers_config"))
+        self.wal = _merge(DEFAULT_WAL, body.get("wal_config"))
+        self.quantization = _quantization(body.get("quantization_config"))
         self.points = {}
         self.op_id = 0
         self.payload_schema = {}
@@ -474,10 +520,40 @@ class Collection:
             out[i] = math.log((n - df + 0.5) / (df + 0.5) + 1.0)
         return out
 
+    def update(self, body):
+        """``PATCH /collections/{c}`` (UpdateCollection): merge what Qdrant lets you change in
+        place. Vector names are checked first: nothing changes on an error."""
+        for vname in (body.get("vectors") or {}):
+            if vname not in self.named:
+                raise wrong_input(f"Not existing vector name error: {vname}")
+        for vname, diff in (body.get("vectors") or {}).items():
+            vp = dict(self.named[vname])
+            for k, v in (diff or {}).items():
+                if k == "quantization_config":
+                    q = _quantization(v)
+                    if q is None and v is not None:
+                        vp.pop(k, None)
+                    elif q is not None:
+                        vp[k] = q
+                elif k == "hnsw_config" and v is not None:
+                    vp[k] = _merge(vp.get(k) or {}, v)
+                elif v is not None:
+                    vp[k] = _set(v)
+            self.named[vname] = vp
+        self.params = _merge(self.params, {k: v for k, v in (body.get("params") or {}).items()
+                                           if k != "payload"})
+        self.hnsw = _merge(self.hnsw, body.get("hnsw_config"))
+        self.optimizer = _merge(self.optimizer, body.get("optimizers_config"))
+        if body.get("quantization_config") is not None:
+            self.quantization = _quantization(body["quantization_config"])
+        for vname, sp in (body.get("sparse_vectors") or {}).items():
+            if vname not in self.sparse:
+                raise wrong_input(f"Not existing vector name error: {vname}")
+            self.sparse[vname] = _merge(self.sparse[vname], sp)
+
     def info(self):
         vectors = self.named.get(DEFAULT_VECTOR) if self.unnamed else self.named
-        params = {"vectors": vectors, "shard_number": 1, "replication_factor": 1,
-                  "write_consistency_factor": 1, "on_disk_payload": True}
+        params = dict({"vectors": vectors}, **self.params)
         if self.sparse:
             params["sparse_vectors"] = self.sparse
         schema = {}
@@ -494,16 +570,10 @@ class Collection:
             "points_count": n, "segments_count": 1,
             "config": {
                 "params": params,
-                "hnsw_config": {"m": 16, "ef_construct": 100, "full_scan_threshold": 10000,
-                                "max_indexing_threads": 0, "on_disk": False},
-                "optimizer_config": {"deleted_threshold": 0.2, "vacuum_min_vector_number": 1000,
-                                     "default_segment_number": 0, "max_segment_size": None,
-                                     "memmap_threshold": None, "indexing_threshold": 10000,
-                                     "flush_interval_sec": 5, "max_optimization_threads": None,
-                                     "prevent_unoptimized": None},
-                "wal_config": {"wal_capacity_mb": 32, "wal_segments_ahead": 0,
-                               "wal_retain_closed": 1},
-                "quantization_config": None,
+                "hnsw_config": self.hnsw,
+                "optimizer_config": self.optimizer,
+                "wal_config": self.wal,
+                "quantization_config": self.quantization,
             },
             "payload_schema": schema,
             "update_queue": {"length": 0},
