@@ -12,6 +12,7 @@
 #include "pg2qdrant/backoff.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
+#include "pg2qdrant/ratelimit.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,11 +26,11 @@ typedef struct {
   p2q_verdict_t reason;
   char last_error[256];
   unsigned streak;           /* consecutive failures (any class but rate limits) */
-  unsigned limited;          /* consecutive 429s */
+  p2q_ratelimit_t rl;        /* 429s: the pause every worker honours (ratelimit.c) */
+  int held;                  /* a pause was in force at the last look */
   uint64_t due;              /* next probe, loop ms (while open) */
-  uint64_t hold_until;       /* rate-limited until, loop ms */
   int probing;
-  uint64_t failures, rate_limited;
+  uint64_t failures;
 } target_t;
 
 typedef struct {
@@ -66,6 +67,8 @@ static int find_or_add(p2q_health_t *h, p2q_target_kind_t kind, const char *obje
   t->object = object ? strchr(t->name, ':') + 1 : NULL;
   t->reason = P2Q_V_DONE;
   p2q_breaker_init(&t->br, (int)h->cfg->breaker_threshold, 200, (uint64_t)h->cfg->breaker_max_ms);
+  p2q_ratelimit_init(&t->rl, 0); /* unlimited until a 429 says otherwise */
+  p2q_ratelimit_set_max_wait(&t->rl, (uint64_t)h->cfg->retry_max_ms);
   return h->n++;
 }
 
@@ -98,6 +101,7 @@ void p2q_health_retune(p2q_health_t *h, const p2q_config_t *cfg) {
   for (int i = 0; i < h->n; i++) {
     h->t[i].br.threshold = cfg->breaker_threshold > 0 ? (int)cfg->breaker_threshold : 1;
     if (max_changed) p2q_backoff_init(&h->t[i].br.backoff, 200, (uint64_t)cfg->breaker_max_ms, 0);
+    p2q_ratelimit_set_max_wait(&h->t[i].rl, (uint64_t)cfg->retry_max_ms);
   }
 }
 
@@ -131,7 +135,8 @@ static void schedule(p2q_health_t *h) {
   for (int i = 0; i < h->n; i++) {
     const target_t *t = &h->t[i];
     if (t->br.state == P2Q_BREAKER_OPEN && !t->probing && (!next || t->due < next)) next = t->due;
-    if (t->hold_until > now && (!next || t->hold_until < next)) next = t->hold_until;
+    uint64_t held = p2q_ratelimit_paused_ms(&t->rl, now);
+    if (held && (!next || now + held < next)) next = now + held;
   }
   if (next) uv_timer_start(&h->timer, timer_cb, next > now ? next - now : 0, 0);
   else uv_timer_stop(&h->timer);
@@ -148,20 +153,19 @@ static void record_error(target_t *t, p2q_verdict_t v, const char *msg) {
   snprintf(t->last_error, sizeof t->last_error, "%s", msg && *msg ? msg : p2q_verdict_name(v));
 }
 
-/* The target is rate limited: hold it (never longer than retry_max). Returns the hold. */
+/* The target answered 429: every worker of the process pauses its rules for Retry-After (or a
+   backoff doubling from 250 ms without one), never longer than retry_max. Returns the pause. */
 static uint64_t hold(p2q_health_t *h, target_t *t, long retry_after_ms) {
-  uint64_t now = uv_now(h->loop), max = (uint64_t)h->cfg->retry_max_ms;
-  uint64_t d = retry_after_ms > 0 ? (uint64_t)retry_after_ms
-                                  : p2q_backoff_cap((uint64_t)h->cfg->retry_min_ms, max, t->limited);
-  if (d > max) d = max;
-  t->limited++;
-  t->rate_limited++;
-  if (t->hold_until <= now)
+  uint64_t now = uv_now(h->loop);
+  int was = p2q_ratelimit_paused_ms(&t->rl, now) > 0;
+  p2q_ratelimit_on_429(&t->rl, now, retry_after_ms > 0 ? (int64_t)retry_after_ms : -1);
+  uint64_t d = p2q_ratelimit_paused_ms(&t->rl, now);
+  t->held = 1;
+  if (!was)
     P2Q_WARN("rate_limited", "target=%s hold_ms=%llu retry_after_ms=%ld", t->name, (unsigned long long)d,
              retry_after_ms);
-  if (now + d > t->hold_until) t->hold_until = now + d;
   schedule(h);
-  return t->hold_until - now;
+  return d;
 }
 
 static void probed(void *arg, p2q_verdict_t v, long retry_after_ms, const char *msg) {
@@ -213,7 +217,7 @@ static void timer_cb(uv_timer_t *tm) {
   if (h->stopped) return;
   for (int i = 0; i < h->n; i++) {
     target_t *t = &h->t[i];
-    if (t->hold_until && t->hold_until <= now) { t->hold_until = 0; released = 1; }
+    if (t->held && !p2q_ratelimit_paused_ms(&t->rl, now)) { t->held = 0; released = 1; }
     if (t->br.state == P2Q_BREAKER_OPEN && !t->probing && t->due <= now) start_probe(h, i);
   }
   schedule(h);
@@ -223,7 +227,7 @@ static void timer_cb(uv_timer_t *tm) {
 /* ---- workers' side ------------------------------------------------------------------------- */
 
 static int target_allows(const p2q_health_t *h, int i, uint64_t now) {
-  return i < 0 || (p2q_breaker_allows(&h->t[i].br) && h->t[i].hold_until <= now);
+  return i < 0 || (p2q_breaker_allows(&h->t[i].br) && !p2q_ratelimit_paused_ms(&h->t[i].rl, now));
 }
 
 int p2q_health_rule_allows(const p2q_health_t *h, int rule) {
@@ -235,7 +239,7 @@ int p2q_health_rule_allows(const p2q_health_t *h, int rule) {
 
 static void succeeded(p2q_health_t *h, target_t *t) {
   t->streak = 0;
-  t->limited = 0;
+  p2q_ratelimit_on_success(&t->rl, uv_now(h->loop));
   if (p2q_breaker_success(&t->br)) target_closed(h, t);
 }
 
@@ -296,8 +300,8 @@ void p2q_health_target(const p2q_health_t *h, int i, p2q_target_info_t *out) {
   out->reason = t->reason;
   out->last_error = t->last_error;
   out->failures = t->failures;
-  out->rate_limited = t->rate_limited;
-  out->held_ms = t->hold_until > now ? t->hold_until - now : 0;
+  out->rate_limited = t->rl.throttled;
+  out->held_ms = p2q_ratelimit_paused_ms(&t->rl, now);
 }
 
 int p2q_health_ready(const p2q_health_t *h, p2q_buf_t *why) {

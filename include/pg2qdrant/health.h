@@ -11,9 +11,10 @@
  *    reserved point id 00000000-0000-0000-0000-000000000000, which pg2qdrant never writes), the
  *    host with GET /readyz (only connection failures are booked on the host), an embedder with
  *    a one-text embedding; a probe that gets through closes it;
- *  - RATE_LIMITED (429) holds the target for Retry-After (or a backoff growing with consecutive
- *    429s), capped at retry_max: every worker of the process stops claiming for the rules that
- *    use it until the hold ends — the limit is honoured globally, never by burning attempts.
+ *  - RATE_LIMITED (429) pauses the target through its shared budget (ratelimit.c) for
+ *    Retry-After (or a backoff doubling from 250 ms without one), capped at retry_max: every
+ *    worker of the process stops claiming for the rules that use it until the pause ends — the
+ *    limit is honoured globally, never by burning attempts.
  * A rule may claim while its host, collection and embedder are all closed and not held; the
  * other rules of the same worker keep flowing. Readiness, /status, metrics and SIGHUP re-tuning
  * iterate over the same list (p2q_health_count / p2q_health_target).
