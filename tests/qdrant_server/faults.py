@@ -17,7 +17,8 @@ Invariants:
     ``"apply": false`` resets before applying.
   * ``"writes": true`` matches point writes only (upsert, delete, payload and vector updates,
     batch), so ``/readyz``, collection info, scroll, count, query and retrieve stay healthy;
-    ``"collection": name`` matches only that collection's routes.
+    ``"collection": name`` matches only that collection's routes; ``"min_body": N`` only
+    requests whose body has at least N bytes (a proxy's body limit).
   * All state is guarded by one lock; ``reset()`` restores the pristine state.
 """
 import json
@@ -89,6 +90,8 @@ class Rule:
         self.method = spec.get("method").upper() if spec.get("method") else None
         self.collection = spec.get("collection")
         self.writes = bool(spec.get("writes", False))
+        self.min_body = int(spec.get("min_body") or 0)  # only requests with a body this large
+        #                                                 (a proxy's body limit: 413 on big batches)
         self.retry_after = spec.get("retry_after")      # int seconds, or a raw string (date...)
         if self.retry_after is not None and not isinstance(self.retry_after, (int, float, str)):
             raise ValueError("retry_after must be a number or a string")
@@ -118,7 +121,9 @@ class Rule:
         return (self.count is not None and self.count <= 0) or \
             (self.until is not None and now >= self.until)
 
-    def matches(self, method, path):
+    def matches(self, method, path, length=0):
+        if self.min_body and length < self.min_body:
+            return False
         if self.method is not None and method != self.method:
             return False
         if self.path is not None and not self.path.search(path):
@@ -230,19 +235,19 @@ class Faults:
                 spec = dict(spec, seconds=10 ** 9)
         self.add("latency", spec)
 
-    def _take(self, rules, method, path):
+    def _take(self, rules, method, path, length=0):
         now = time.monotonic()
         rules[:] = [r for r in rules if not r.expired(now)]
         for r in rules:
-            if r.matches(method, path):
+            if r.matches(method, path, length):
                 if r.count is not None:
                     r.count -= 1
                 return r
         return None
 
-    def take_fail(self, method, path):
+    def take_fail(self, method, path, length=0):
         with self.lock:
-            return self._take(self.fail_rules, method, path)
+            return self._take(self.fail_rules, method, path, length)
 
     def take_reset(self, method, path):
         with self.lock:

@@ -244,7 +244,7 @@ class QdrantHandler(BaseHTTPRequestHandler):
         ms = app.faults.latency_ms(method, path)
         if ms:
             time.sleep(ms / 1000.0)
-        rule = app.faults.take_fail(method, path)
+        rule = app.faults.take_fail(method, path, length or 0)
         req = qapi.Request(method, path, query, _Headers(self.headers), body or b"")
         if rule is not None:
             if rule.apply and app.auth_error(path, self.headers) is None and body is not None:
