@@ -7,12 +7,18 @@ queries, headers and bodies) and comparing every answer with the recorded one:
 - the status code;
 - the content type (media type only; a recorded answer without one must have none);
 - the body: JSON shape (the same keys at every level: ``payload``/``vector`` omitted when not
-  requested is a difference), error texts exactly, values exactly, floats to 1e-5 relative
-  (real Qdrant scores in float32, the stand-in in float64); plain-text bodies exactly.
+  requested is a difference), error texts exactly, values exactly, numbers of the same kind
+  (``16.0`` is not ``16``), floats to 1e-5 relative (real Qdrant scores in float32, the stand-in
+  in float64); plain-text bodies exactly.
 
-Fields that differ from run to run by nature (the recordings' README) are compared by type only:
-``time``, ``operation_id``, a point's ``version``, ``segments_count``, ``update_queue``,
-``usage``, and ``version``/``commit`` of ``GET /``.
+Fields that differ from run to run by nature (the recordings' README) are compared by type only,
+and only where Qdrant puts them (see ``_volatile``): the envelope's ``time``/``usage``, an
+UpdateResult's ``operation_id``, collection info's ``segments_count``/``update_queue``, a point
+record's ``version``, and ``version``/``commit`` of ``GET /``.
+
+Request bodies are sent compact (the recorded serde positions are those of the compact form);
+the two bodies too large to record are synthesised (``SYNTHESISED``); the "invalid UTF-8" text
+body gets its invalid byte back (the recorder stored it as U+FFFD).
 
 Command line: ``python3 -m tests.qdrant_server.replay [RECORDING…]`` prints one line per
 difference and a summary; the pytest in tests/integration/test_qdrant_server_replay.py asserts
@@ -28,7 +34,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 # A copy lives in the repository (tests/qdrant_server/recordings: CI runs on a fresh clone);
 # ../shared/qdrant/recordings beside the checkout is the source it was copied from.
 RECORDINGS = pathlib.Path(__file__).resolve().parent / "recordings"
-VOLATILE = {"time", "operation_id", "segments_count", "update_queue", "usage"}
 REAL_KEY = "<api-key>"
 
 
@@ -132,9 +137,26 @@ def _media(ctype):
     return ctype.split(";")[0].strip().lower() if ctype else None
 
 
-def _cmp(want, got, path, out, root_get=False):
-    key = path.rsplit(".", 1)[-1] if path else ""
-    if key in VOLATILE or (key == "version" and not root_get) or (root_get and key in ("version", "commit")):
+def _volatile(path, parent, root_get):
+    """Is the member at ``path`` (of the object ``parent``) one that differs by nature? Only
+    where Qdrant puts it: ``time``/``usage`` of the envelope, ``operation_id`` of an
+    UpdateResult, ``segments_count``/``update_queue`` of collection info, ``version`` of a
+    point record, ``version``/``commit`` of ``GET /`` (a payload key of the same name is
+    compared like any value)."""
+    key = path.rsplit(".", 1)[-1]
+    if root_get:
+        return path in ("version", "commit")
+    if path in ("time", "usage"):
+        return True
+    if key == "operation_id":
+        return "status" in parent
+    if path in ("result.segments_count", "result.update_queue"):
+        return True
+    return key == "version" and "id" in parent
+
+
+def _cmp(want, got, path, out, root_get=False, parent=None):
+    if parent is not None and _volatile(path, parent, root_get):
         if type(want) is not type(got) and not (isinstance(want, (int, float)) and isinstance(got, (int, float))
                                                  and not isinstance(got, bool)):
             out.append((path, f"type {type(want).__name__}", f"type {type(got).__name__}"))
@@ -147,14 +169,15 @@ def _cmp(want, got, path, out, root_get=False):
             elif k not in want:
                 out.append((p, "absent", f"present: {json.dumps(got[k])[:80]}"))
             else:
-                _cmp(want[k], got[k], p, out, root_get)
+                _cmp(want[k], got[k], p, out, root_get, want)
     elif isinstance(want, list) and isinstance(got, list):
         if len(want) != len(got):
             out.append((path, f"{len(want)} items", f"{len(got)} items"))
         for i, (a, b) in enumerate(zip(want, got)):
             _cmp(a, b, f"{path}[{i}]", out, root_get)
     elif isinstance(want, float) or isinstance(got, float):
-        ok = (isinstance(want, (int, float)) and isinstance(got, (int, float)) and not isinstance(got, bool)
+        # same JSON number kind (16.0 is not 16), floats to 1e-5 (Qdrant scores in float32)
+        ok = (type(want) is type(got)
               and (want == got or math.isclose(want, got, rel_tol=1e-5, abs_tol=1e-6)))
         if not ok:
             out.append((path, json.dumps(want), json.dumps(got)))
