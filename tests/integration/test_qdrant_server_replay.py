@@ -6,6 +6,7 @@ to 1e-5), volatile fields (time, operation_id, version…) by type (tests/qdrant
 
 Every difference must be listed below with the reason it cannot matter to pg2qdrant; a listed
 exchange that no longer differs must be removed (the list stays short and true)."""
+import copy
 import pathlib
 import sys
 
@@ -46,3 +47,31 @@ def test_replay_matches_real_qdrant(recording):
 def test_recordings_present():
     """Both batteries are there (the replay test above must not pass vacuously)."""
     assert {p.stem for p in RECORDINGS} >= {"v1.18", "v1.18-api-key"}
+
+
+def test_comparison_catches_differences():
+    """The comparison is not vacuous: each kind of deviation in an answer is reported."""
+    rec = {"request": {"path": "/collections/c/points/scroll"},
+           "response": {"status": 200, "headers": {"content-type": "application/json"},
+                        "body": {"json": {"result": {"points": [
+                            {"id": 1, "payload": {"time": 5, "n": 16.0}}],
+                            "next_page_offset": None}, "status": "ok", "time": 0.001}}}}
+
+    def diff(status=200, ctype="application/json", mutate=None):
+        body = copy.deepcopy(rec["response"]["body"])
+        if mutate:
+            mutate(body["json"])
+        return [d[0] for d in replay.compare(rec, status, ctype, body)]
+
+    assert diff() == []
+    assert diff(mutate=lambda b: b.update(time=7.5)) == []                   # volatile: by type
+    assert diff(status=400) == ["status"]
+    assert diff(ctype=None) == ["content-type"]
+    assert diff(mutate=lambda b: b["result"]["points"][0].update(vector=None)) == \
+        ["result.points[0].vector"]                                            # null != absent
+    assert diff(mutate=lambda b: b["result"]["points"][0]["payload"].update(time=6)) == \
+        ["result.points[0].payload.time"]                                      # a payload key
+    assert diff(mutate=lambda b: b["result"]["points"][0]["payload"].update(n=16)) == \
+        ["result.points[0].payload.n"]                                         # 16 is not 16.0
+    assert diff(mutate=lambda b: b["result"].pop("next_page_offset")) == \
+        ["result.next_page_offset"]
