@@ -134,6 +134,22 @@ def test_sparse_idf_modifier(qdrant):
     assert scores == {2: pytest.approx(idf[1] + idf[2]), 1: pytest.approx(idf[1])}
 
 
+def test_sparse_idf_counts_only_that_vector(qdrant):
+    """N and df are those of the queried sparse vector: another sparse vector's indices and
+    points without this vector do not count."""
+    qdrant.create_collection("idf2", vectors={}, sparse_vectors={"s": {"modifier": "idf"},
+                                                                   "o": {}})
+    result(*qdrant.upsert("idf2", [
+        {"id": 1, "vector": {"s": {"indices": [1], "values": [1.0]}}},
+        {"id": 2, "vector": {"s": {"indices": [2], "values": [1.0]},
+                             "o": {"indices": [1], "values": [1.0]}}},
+        {"id": 3, "vector": {"o": {"indices": [1], "values": [1.0]}}}]))
+    res = result(*qdrant.query("idf2", query={"indices": [1], "values": [1.0]}, using="s"))
+    # N = 2 points with `s`, df(1) = 1
+    assert [(p["id"], p["score"]) for p in res["points"]] == [
+        (1, pytest.approx(math.log((2 - 1 + 0.5) / 1.5 + 1)))]
+
+
 def test_prefetch_rrf_fusion(qdrant):
     hybrid(qdrant)
     res = result(*qdrant.query("h", prefetch=[

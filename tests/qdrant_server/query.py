@@ -75,7 +75,7 @@ def _search(coll, q, using, flt, candidates, threshold):
                                 "same length as indices]")
         idf = None
         if (coll.sparse[using] or {}).get("modifier") == "idf":
-            idf = coll.idf(vec["indices"])
+            idf = coll.idf(using, vec["indices"])
         qs = (vec["indices"], vec["values"])
         res = []
         for pt in pool:

@@ -507,16 +507,16 @@ class Collection:
         pairs = sorted(zip(idx, vals))
         return ([i for i, _ in pairs], to_f32([x for _, x in pairs]))
 
-    def idf(self, indices):
-        n = len(self.points)
+    def idf(self, name, indices):
+        """Qdrant's IDF for the sparse vector ``name`` (``modifier: idf``): over the points that
+        have that vector (N) and those whose vector holds the index (df),
+        ln((N - df + 0.5) / (df + 0.5) + 1)."""
+        vecs = [p.vectors[name] for p in self.points.values()
+                if isinstance(p.vectors.get(name), tuple)]
+        n = len(vecs)
         out = {}
         for i in indices:
-            df = 0
-            for p in self.points.values():
-                for v in p.vectors.values():
-                    if isinstance(v, tuple) and i in v[0]:
-                        df += 1
-                        break
+            df = sum(1 for v in vecs if i in v[0])
             out[i] = math.log((n - df + 0.5) / (df + 0.5) + 1.0)
         return out
 
