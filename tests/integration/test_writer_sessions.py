@@ -12,6 +12,8 @@
   7th significant digit (and a double change in the 16th) still enqueues an event and lands.
 - test_odd_identifiers_sync: key, vector, payload and text columns named with quotes,
   backslashes, unicode and spaces sync (the daemon used to treat every such row as vectorless).
+- test_apply_after_upgrade_rewrites_session_dependent_points: an install from before the pins
+  gets its points rewritten by the next `apply`.
 """
 import json
 import os
@@ -334,3 +336,35 @@ def test_odd_identifiers_sync(make_daemon, db, pgdb, qdrant, tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
     finally:
         stub.close()
+
+
+# ---------- upgrading from triggers without pinned settings ----------
+
+def test_apply_after_upgrade_rewrites_session_dependent_points(make_daemon, db, pgdb, qdrant):
+    """An install from before the pins (trigger function with search_path only, its definition
+    recorded without the SET clauses) has points in the writer's zone; the next `apply` sees the
+    changed definition, reinstalls the trigger and re-enqueues the rows: the points are fixed."""
+    db.execute("CREATE TABLE docs (id int PRIMARY KEY, emb real[], at timestamptz, span interval)")
+    d = make_daemon({"postgres": {"schema": OUTBOX},
+                     "rule.docs": {"table": "public.docs", "key": "id", "vector_column": "emb",
+                                   "dimension": "2", "distance": "Dot", "collection": "docs"}})
+    d.cli("init")
+    d.cli("apply")
+    fn = f"{OUTBOX}.p2q_capture_docs()"
+    db.execute(f"ALTER FUNCTION {fn} RESET ALL")
+    db.execute(f"ALTER FUNCTION {fn} SET search_path = pg_catalog, pg_temp")
+    db.execute(f"UPDATE {OUTBOX}.sync_outbox_rule SET definition = "
+               f"regexp_replace(definition, ' SET TimeZone = [^$]* AS \\$p2q\\$', ' AS $p2q$', 'g')")
+    assert "TimeZone" not in db.execute(f"SELECT definition FROM {OUTBOX}.sync_outbox_rule").fetchone()[0]
+    with writer(pgdb, {"TimeZone": "America/Los_Angeles", "IntervalStyle": "postgres"}) as w:
+        w.execute("INSERT INTO docs VALUES (1, '{1,2}', '2025-01-01 12:00Z', '1 day 2 hours')")
+    d.start()
+    old = synced(db, qdrant, "docs", 1)[1]["payload"]
+    assert (old["at"], old["span"]) == ("2025-01-01T04:00:00-08:00", "1 day 02:00:00")  # the old behaviour
+    assert d.cli("reconcile", check=False).returncode == 3  # stale under the pinned settings
+    assert "1 existing row(s) enqueued" in d.cli("apply").stdout
+    wait_until(lambda: synced(db, qdrant, "docs", 1)[1]["payload"]["at"] == "2025-01-01T12:00:00+00:00",
+               what="the point rewritten by apply")
+    p = synced(db, qdrant, "docs", 1)[1]["payload"]
+    assert p["span"] == "P1DT2H"
+    assert d.cli("reconcile", check=False).returncode == 0
