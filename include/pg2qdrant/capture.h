@@ -11,7 +11,17 @@
  *   TRUNCATE → one delete per matching row (the rows are still readable in BEFORE TRUNCATE).
  * Every identifier from the config is quoted; `filter` and `routing_key` are SQL expressions
  * written by the operator and are validated by `apply` with a prepared statement (which refuses
- * more than one command). Backfill SQL enqueues the existing rows with the same snapshot shape.
+ * more than one command) under the trigger's search_path. Backfill SQL enqueues the existing rows
+ * with the same snapshot text.
+ *
+ * Nothing a trigger does may fail the writer's statement, whatever DDL happened since `apply`:
+ * the row trigger reads the columns by reference in an exception block (fast path) and, if that
+ * raised (a column dropped or renamed, a filter failing), reads them by name from row_to_json
+ * (slow path): a missing payload column is simply absent. An event that cannot be applied (key
+ * NULL or gone; vector/text column gone on an upsert; filter failing) is written born dead
+ * (max_attempts 0, last_error = the reason); sync_outbox_recover moves it to the dead letters.
+ * Statement-level SQL (backfill, reconcile --fix, TRUNCATE) always reads by name. The snapshot
+ * text is the same on every path. Per rule, `p2q_drift_NAME()` says how the table no longer fits.
  */
 #ifndef P2Q_CAPTURE_H
 #define P2Q_CAPTURE_H

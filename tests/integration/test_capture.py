@@ -377,3 +377,18 @@ def test_ddl_guard_never_blocks_unrelated_ddl(make_daemon, docs):
     docs.execute("ALTER TABLE docs ADD COLUMN x int")
     docs.execute("DROP TABLE sync_outbox_rule")                       # nor is anything without the outbox
     docs.execute("ALTER TABLE docs DROP COLUMN emb")
+
+
+def test_truncate_goes_on_when_the_filter_fails(make_daemon, docs):
+    """The BEFORE TRUNCATE trigger evaluates the filter; once that fails (its function dropped),
+    TRUNCATE still succeeds and every row gets a delete (a point that never existed is no harm)."""
+    docs.execute("CREATE FUNCTION keep(bigint) RETURNS boolean LANGUAGE sql AS 'SELECT $1 > 1'")
+    docs.execute("INSERT INTO docs (id, title) VALUES (1, 'a'), (2, 'b')")
+    d = make_daemon({"rule.docs": rule(filter="public.keep(id)")})
+    d.cli("apply")
+    docs.execute("DELETE FROM sync_outbox")
+    docs.execute("DROP FUNCTION keep(bigint)")
+    docs.execute("TRUNCATE docs")
+    assert sorted((op, k["id"], m) for op, k, _, m in
+                  docs.execute("SELECT op, row_key, payload, max_attempts FROM sync_outbox")) == [
+        ("delete", 1, 10), ("delete", 2, 10)]
