@@ -392,3 +392,30 @@ def test_truncate_goes_on_when_the_filter_fails(make_daemon, docs):
     assert sorted((op, k["id"], m) for op, k, _, m in
                   docs.execute("SELECT op, row_key, payload, max_attempts FROM sync_outbox")) == [
         ("delete", 1, 10), ("delete", 2, 10)]
+
+
+def test_apply_shows_progress_on_a_terminal(make_daemon, docs):
+    import os
+    import pty
+    import subprocess
+    from conftest import BIN
+    docs.execute("INSERT INTO docs (id, title) SELECT g, 't' FROM generate_series(1, 30) g")
+    d = make_daemon({"rule.docs": rule()})
+    master, slave = pty.openpty()
+    p = subprocess.run([BIN, "-c", str(d.path), "apply", "--chunk", "10"], env=d.env, stdout=slave,
+                       stderr=subprocess.PIPE, timeout=60)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert p.returncode == 0, p.stderr
+    text = out.decode()
+    assert "apply docs: 10/30 rows" in text and "apply docs: 30/30 rows (100%)" in text
+    assert "30 existing row(s) enqueued in 3 chunk(s)" in text
