@@ -350,6 +350,14 @@ int p2q_admin_check_run(const p2q_config_t *cfg) {
     return 0;
   }
   int rc = p2q_admin_check_schema(conn, cfg->pg_schema, err, sizeof err);
+  if (rc != P2Q_EMISMATCH && p2q_pooling_detect(cfg, conn, err, sizeof err) == 1) {
+    PQfinish(conn);
+    fprintf(stderr, "pg2qdrant: run: refusing a transaction-pooled PostgreSQL connection: %s. LISTEN, the "
+                    "session settings and the claims' owner identity need a session: connect directly or "
+                    "through PgBouncer with pool_mode = session (see README, \"PgBouncer\")\n", err);
+    P2Q_ERROR("transaction_pooling_refused", "err=%s", p2q_log_q(q, sizeof q, err));
+    return -1;
+  }
   PQfinish(conn);
   if (rc == P2Q_EMISMATCH) {
     fprintf(stderr, "pg2qdrant: run: %s\n", err);

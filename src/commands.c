@@ -11,6 +11,8 @@ const p2q_command_t p2q_commands[] = {
     {"apply", p2q_cmd_apply, "apply [--dry-run] [--no-backfill] [--chunk 1000]",
      "install rule triggers, create collections, enqueue existing rows"},
     {"run", p2q_cmd_run, "run", "run the sync daemon (LISTEN + sweep + WorkerPool) until SIGTERM"},
+    {"check", p2q_cmd_check, "check [--json]",
+     "preflight: config, PostgreSQL, schema, rules, triggers, privileges, Qdrant, embedders, listen"},
     {"status", p2q_cmd_status, "status [--json]",
      "pending / in flight / retrying / dead / oldest age per event type"},
     {"retry", p2q_cmd_retry, "retry [--event-type T] [--dead]",

@@ -21,7 +21,8 @@ static void usage(FILE *f) {
           "  -c, --config FILE  configuration file (default: $PG2QDRANT_CONFIG or pg2qdrant.ini)\n"
           "  -h, --help         this help\n"
           "  -V, --version      print the version\n"
-          "      --help-config  every configuration key with its type, default and range\n\n"
+          "      --help-config  every configuration key with its type, default and range\n"
+          "      --man-config   the same as the man page pg2qdrant.ini(5) (roff)\n\n"
           "commands:\n",
           P2Q_VERSION);
   for (const p2q_command_t *c = p2q_commands; c->name; c++) {
@@ -54,6 +55,7 @@ int main(int argc, char **argv) {
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
     if (!strcmp(a, "-V") || !strcmp(a, "--version")) { printf("pg2qdrant %s\n", P2Q_VERSION); return 0; }
     if (!strcmp(a, "--help-config")) { p2q_config_describe(stdout); return 0; }
+    if (!strcmp(a, "--man-config")) { p2q_config_man(stdout, P2Q_VERSION); return 0; }
     if (!strcmp(a, "-c") || !strcmp(a, "--config")) {
       if (++i >= argc) { fprintf(stderr, "pg2qdrant: %s needs a file\n", a); return 2; }
       path = argv[i];

@@ -15,6 +15,7 @@
  *  - at most one status query and one readiness probe are outstanding.
  */
 #include "pg2qdrant/status_http.h"
+#include "pg2qdrant/netaddr.h"
 #include "pg2qdrant/commands.h"
 #include "pg2qdrant/buf.h"
 #include "pg2qdrant/capture.h"
@@ -566,24 +567,8 @@ static void accept_cb(uv_stream_t *server, int status) {
   process(c);
 }
 
-/* "127.0.0.1:9187", "[::1]:9187", "localhost:9187", "0.0.0.0:9187" (IP literals only: no DNS). */
-static int parse_listen(const char *s, struct sockaddr_storage *ss) {
-  char host[128];
-  const char *colon = strrchr(s, ':');
-  if (!colon || colon == s || strlen(colon + 1) == 0) return P2Q_EINVAL;
-  size_t hl = (size_t)(colon - s);
-  if (s[0] == '[') { s++; hl -= 2; if (colon[-1] != ']') return P2Q_EINVAL; }
-  if (hl >= sizeof host) return P2Q_EINVAL;
-  memcpy(host, s, hl);
-  host[hl] = 0;
-  char *end;
-  long port = strtol(colon + 1, &end, 10);
-  if (*end || port < 0 || port > 65535) return P2Q_EINVAL;
-  if (!strcmp(host, "localhost")) strcpy(host, "127.0.0.1");
-  if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0) return 0;
-  if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0) return 0;
-  return P2Q_EINVAL;
-}
+/* the validator's own parser (netaddr.c): what the config accepts is what binds */
+static int parse_listen(const char *s, struct sockaddr_storage *ss) { return p2q_listen_parse(s, ss); }
 
 static void start_server(p2q_ops_t *o, const char *listen) {
   struct sockaddr_storage ss;

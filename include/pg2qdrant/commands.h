@@ -60,6 +60,11 @@ int p2q_outbox_install(PGconn *conn, const char *schema, char *err, size_t errle
    refuse to start, message printed; PostgreSQL unreachable: warned, 0). */
 int p2q_admin_check_schema(PGconn *conn, const char *schema, char *err, size_t errlen);
 int p2q_admin_check_run(const p2q_config_t *cfg);
+/* 1 when `conn` goes through a transaction- or statement-pooling proxy (PgBouncer), with the
+   evidence in why; 0 for a real session; -1 with the error in why (pooling.c). */
+int p2q_pooling_detect(const p2q_config_t *cfg, PGconn *conn, char *why, size_t n);
+/* `pg2qdrant check`: the preflight (cmd_check.c). */
+int p2q_cmd_check(const p2q_config_t *cfg, int argc, char **argv);
 /* The schema version this build installs, and the SHA-1 (hex) of its functions script. */
 int p2q_outbox_schema_version(void);
 void p2q_outbox_functions_hash(char out[41]);

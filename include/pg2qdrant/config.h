@@ -142,6 +142,8 @@ void p2q_config_free(p2q_config_t *cfg);
 void p2q_config_dump(const p2q_config_t *cfg, FILE *f);
 /* Write every known key with type, default, range and help (for --help-config). */
 void p2q_config_describe(FILE *f);
+/* The same keys as the man page pg2qdrant.ini(5), in roff (for --man-config). */
+void p2q_config_man(FILE *f, const char *version);
 
 const p2q_rule_config_t *p2q_config_rule(const p2q_config_t *cfg, const char *name);
 const p2q_embedder_config_t *p2q_config_embedder(const p2q_config_t *cfg, const char *name);

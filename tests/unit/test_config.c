@@ -400,18 +400,25 @@ static void test_err_values(void **state) {
              "t.ini:2: [rule.d] table: '\"\".t' is not a schema-qualified table name (expected schema.table, e.g. public.docs)");
   expect_err("[rule.d]\nkey = a,,b\n", P2Q_ECONFIG, "t.ini:2: [rule.d] key: empty item in list 'a,,b'");
   expect_err("[http]\nlisten = 9187\n", P2Q_ECONFIG,
-             "t.ini:2: [http] listen: '9187' is not host:port (e.g. 127.0.0.1:9187 or [::1]:9187)");
+             "t.ini:2: [http] listen: '9187' is not an IP address and port (e.g. 127.0.0.1:9187, 0.0.0.0:9187, [::1]:9187 or localhost:9187; host names are not resolved)");
   expect_err("[http]\nlisten = localhost:99999\n", P2Q_ECONFIG,
-             "t.ini:2: [http] listen: 'localhost:99999' is not host:port (e.g. 127.0.0.1:9187 or [::1]:9187)");
+             "t.ini:2: [http] listen: 'localhost:99999' is not an IP address and port (e.g. 127.0.0.1:9187, 0.0.0.0:9187, [::1]:9187 or localhost:9187; host names are not resolved)");
   expect_err("[http]\nlisten = ::1:80\n", P2Q_ECONFIG,
-             "t.ini:2: [http] listen: '::1:80' is not host:port (e.g. 127.0.0.1:9187 or [::1]:9187)");
+             "t.ini:2: [http] listen: '::1:80' is not an IP address and port (e.g. 127.0.0.1:9187, 0.0.0.0:9187, [::1]:9187 or localhost:9187; host names are not resolved)");
   expect_err("[qdrant]\nurl = localhost:6333\n", P2Q_ECONFIG,
              "t.ini:2: [qdrant] url: 'localhost:6333' is not an http:// or https:// URL");
   p2q_config_t *c = load_ok("[http]\nlisten = [::1]:9187\n");
   assert_string_equal(c->http_listen, "[::1]:9187");
   p2q_config_free(c);
-  c = load_ok("[http]\nlisten = metrics-host.local:80\n");
+  c = load_ok("[http]\nlisten = localhost:80\n");
   p2q_config_free(c);
+  /* the daemon binds IP literals only: a host name the validator let through was refused at start */
+  expect_err("[http]\nlisten = metrics-host.local:80\n", P2Q_ECONFIG,
+             "t.ini:2: [http] listen: 'metrics-host.local:80' is not an IP address and port (e.g. "
+             "127.0.0.1:9187, 0.0.0.0:9187, [::1]:9187 or localhost:9187; host names are not resolved)");
+  expect_err("[http]\nlisten = 127.0.0.1:0\n", P2Q_ECONFIG,
+             "t.ini:2: [http] listen: '127.0.0.1:0' is not an IP address and port (e.g. "
+             "127.0.0.1:9187, 0.0.0.0:9187, [::1]:9187 or localhost:9187; host names are not resolved)");
 }
 
 static void test_err_secrets(void **state) {
