@@ -4,7 +4,8 @@
  * One table, `needs`, is the list (README "Least privilege" shows the same as GRANTs, and
  * tests/integration/test_privileges.py runs each command as a role holding exactly those):
  *   run        USAGE on the outbox schema; SELECT, UPDATE, DELETE on sync_outbox (claim, ack);
- *              SELECT, INSERT, UPDATE on sync_outbox_lease; SELECT, INSERT on sync_outbox_dead;
+ *              SELECT, INSERT, UPDATE on sync_outbox_lease and on sync_outbox_dead (a retried
+ *              dead letter is updated);
  *              SELECT on sync_outbox_meta (start-up check); EXECUTE on the claim/ack/recover
  *              functions (PUBLIC has it unless revoked).
  *   apply      CREATE, USAGE on the outbox schema (trigger and drift functions); INSERT on
@@ -43,6 +44,7 @@ static const need_t needs[] = {
     {"run", K_TABLE, "sync_outbox_lease", "UPDATE"},
     {"run", K_TABLE, "sync_outbox_dead", "SELECT"},
     {"run", K_TABLE, "sync_outbox_dead", "INSERT"},
+    {"run", K_TABLE, "sync_outbox_dead", "UPDATE"},
     {"run", K_TABLE, "sync_outbox_meta", "SELECT"},
     {"run", K_FUNCTION, "sync_outbox_claim", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_ack", "EXECUTE"},
@@ -74,7 +76,8 @@ static int holds(PGconn *conn, const char *schema, const need_t *n, const char *
                      " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
                      " WHERE n.nspname = $1 AND p.proname = $2",
       [K_SOURCE] = "SELECT CASE WHEN $3 = 'UPDATE' THEN has_any_column_privilege(c, $3)"
-                   " ELSE has_table_privilege(c, $3) END FROM pg_catalog.to_regclass($2) c WHERE c IS NOT NULL",
+                   " ELSE has_table_privilege(c, $3) END FROM pg_catalog.to_regclass($2) c"
+                   " WHERE c IS NOT NULL AND $1::text IS NOT NULL", /* $1 unused: typed for the prepare */
   };
   const char *p[] = {schema, n->kind == K_SOURCE ? source : (n->obj ? n->obj : ""), n->priv};
   PGresult *r = PQexecParams(conn, sql[n->kind], 3, NULL, p, NULL, NULL, 0);

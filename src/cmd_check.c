@@ -246,7 +246,10 @@ static void check_rule_trigger(p2q_check_t *c, PGconn *conn, const p2q_rule_conf
   p2q_sql_ident(&sql, fn);
   p2q_buf_puts(&sql, "()");
   res = q(conn, sql.data, 0, NULL);
-  if (res && !PQgetisnull(res, 0, 0))
+  if (!res)
+    p2q_check_report(c, P2Q_CHECK_WARN, name, NULL, "installed and current on %s; the drift function could not "
+                     "run as this role: %s", r->table, PQerrorMessage(conn));
+  else if (!PQgetisnull(res, 0, 0))
     p2q_check_report(c, PQgetvalue(res, 0, 1)[0] == 't' ? P2Q_CHECK_FAIL : P2Q_CHECK_WARN, name,
                      "restore the column, or change the rule and run apply",
                      "the table no longer fits the rule: %s", PQgetvalue(res, 0, 0));

@@ -21,6 +21,30 @@ sys.path.insert(0, str(ROOT))
 from tests.qdrant_server.fixture import qdrant, qdrant_session  # noqa: E402,F401
 
 BIN = os.environ.get("P2Q_BIN", str(ROOT / "build" / "pg2qdrant"))
+ROLES_SQL = ROOT / "conf" / "roles.sql"
+
+
+def roles_sql(section, names, tables=(("public.docs", "id"),)):
+    """The statements of one section of conf/roles.sql ("superuser", "source-table" (repeated for
+    each (table, key column) of `tables`), "owner"): README's least-privilege GRANTs, with the
+    roles renamed by `names` ({"p2q_owner": "x", ...}). Comments dropped; one statement per item."""
+    text = ROLES_SQL.read_text()
+    body = text.split(f"-- [{section}]", 1)[1].split("\n-- [", 1)[0]
+    lines = [ln.split("--", 1)[0].strip() for ln in body.splitlines()[1:]]
+    stmts = [ln for ln in lines if ln]
+    out = []
+    for table, key in (tables if section == "source-table" else [("public.docs", "id")]):
+        for st in stmts:
+            st = st.replace("public.docs", table).replace("UPDATE (id)", f'UPDATE ("{key}")')
+            for old, new in sorted(names.items(), key=lambda kv: -len(kv[0])):
+                st = st.replace(old, f'"{new}"')
+            out.append(st)
+    return out
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "daemon_role: `run` connects as a role with only the daemon's "
+                            "GRANTs of conf/roles.sql (README \"Least privilege\")")
 
 
 def wait_until(pred, timeout=30.0, interval=0.05, what="condition", explain=None):
@@ -85,6 +109,16 @@ class Daemon:
         self.path.write_text(ini(base))
         self.env = dict(os.environ, PGDATABASE=dbname)
         self.procs = []
+        self.daemon_role = None  # set by the daemon_role marker: `run` connects as this role
+
+    def grant_daemon_role(self):
+        """Create self.daemon_role with exactly the daemon's GRANTs of conf/roles.sql (as the
+        superuser; the outbox must exist: call after init/apply)."""
+        with psycopg.connect(dbname=self.dbname, autocommit=True) as c:
+            if not c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.daemon_role,)).fetchone():
+                c.execute(f'CREATE ROLE "{self.daemon_role}" LOGIN')
+            for st in roles_sql("owner", {"p2q_daemon": self.daemon_role, "p2q_reader": self.daemon_role}):
+                c.execute(st)
 
     def cli(self, *args, check=True, env=None):
         r = subprocess.run([BIN, "-c", str(self.path), *args], env=env or self.env,
@@ -96,7 +130,11 @@ class Daemon:
 
     def start(self, name=None):
         log = open(self.dir / f"daemon-{len(self.procs)}.log", "w")
-        p = subprocess.Popen([BIN, "-c", str(self.path), "run"], env=self.env, stdout=log,
+        env = self.env
+        if self.daemon_role and env.get("PGUSER") == os.environ.get("PGUSER"):
+            self.grant_daemon_role()
+            env = dict(env, PGUSER=self.daemon_role)
+        p = subprocess.Popen([BIN, "-c", str(self.path), "run"], env=env, stdout=log,
                              stderr=subprocess.STDOUT)
         p.logfile = self.dir / f"daemon-{len(self.procs)}.log"
         self.procs.append(p)
@@ -124,17 +162,26 @@ class Daemon:
 
 
 @pytest.fixture
-def make_daemon(tmp_path, pgdb, qdrant):
+def make_daemon(request, tmp_path, pgdb, qdrant):
+    """Daemon factory. Under `@pytest.mark.daemon_role`, `run` connects as a role holding exactly
+    the daemon's GRANTs of conf/roles.sql (README "Least privilege"): no superuser."""
     made = []
+    role = ("p2q_daemon_" + pgdb[-8:]) if request.node.get_closest_marker("daemon_role") else None
 
     def make(sections):
         d = Daemon(tmp_path, pgdb, qdrant.url, sections)
+        d.daemon_role = role
         made.append(d)
         return d
 
     yield make
     for d in made:
         d.close()
+    if role:
+        with psycopg.connect(dbname=pgdb, autocommit=True) as c:
+            if c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                c.execute(f'DROP OWNED BY "{role}"')
+                c.execute(f'DROP ROLE "{role}"')
 
 
 def outbox_counts(conn):

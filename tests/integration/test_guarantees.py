@@ -13,6 +13,8 @@ import pytest
 from conftest import outbox_counts, points_by_id, wait_until
 
 DIM = 4
+# The daemon runs as exactly README's daemon role (conf/roles.sql): no superuser, no blanket grant.
+pytestmark = pytest.mark.daemon_role
 
 
 def rule():
