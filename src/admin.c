@@ -285,7 +285,10 @@ int p2q_outbox_install(PGconn *conn, const char *schema, char *err, size_t errle
   if (p2q_admin_exec(conn, "BEGIN", err, errlen)) return -1;
   /* one installer at a time, whatever the replica count */
   if (p2q_admin_exec(conn, "SELECT pg_advisory_xact_lock(hashtext('pg2qdrant.init'))", err, errlen)) goto rollback;
-  if (exec_outbox_sql(conn, "CREATE SCHEMA IF NOT EXISTS @SCHEMA@;"
+  /* CREATE SCHEMA only when missing: even with IF NOT EXISTS it needs CREATE on the database,
+     which the owner role of README "Least privilege" does not hold */
+  if (exec_outbox_sql(conn, "DO $p2q$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace"
+                            " WHERE nspname = @SCHEMA_NAME@) THEN CREATE SCHEMA @SCHEMA@; END IF; END $p2q$;"
                             "CREATE TABLE IF NOT EXISTS @SCHEMA@.sync_outbox_meta"
                             " (key text PRIMARY KEY, value text NOT NULL)", schema, err, errlen))
     goto rollback;
