@@ -457,11 +457,23 @@ static void capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *s
   p2q_buf_puts(b, ";\n  END IF;\n  RETURN NULL;\nEND\n");
 }
 
+/* 'rule R: a key column (k1, k2) is NULL or no longer in T' as a literal */
+static void key_message(p2q_buf_t *b, const p2q_rule_config_t *r) {
+  p2q_buf_t m = P2Q_BUF_INIT;
+  p2q_buf_printf(&m, "rule %s: a key column (", r->name);
+  for (int i = 0; i < r->key.n; i++) p2q_buf_printf(&m, "%s%s", i ? ", " : "", r->key.items[i]);
+  p2q_buf_printf(&m, ") is NULL or no longer in %s", r->table);
+  p2q_sql_literal(b, p2q_buf_str(&m));
+  p2q_buf_free(&m);
+}
+
 /* Statement-level events (backfill, reconcile --fix, TRUNCATE): "INSERT INTO … SELECT … FROM
-   <source> AS r CROSS JOIN LATERAL (by-name reads of row_to_json(r)) AS p2q_x". */
+   <source> AS r", reading the columns either by name (CROSS JOIN LATERAL over row_to_json(r):
+   works whatever DDL happened) or, when by_name is 0, by reference (about 1.6× faster per row
+   with a 384-float vector; fails with undefined_column once a named column is gone). */
 static void insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
                           int max_attempts, const char *op, const p2q_strlist_t *snap,
-                          const p2q_strlist_t *need, const char *source) {
+                          const p2q_strlist_t *need, const char *source, int by_name) {
   int upsert = strcmp(op, "delete") != 0;
   p2q_buf_puts(b, "INSERT INTO ");
   outbox_columns(b, schema);
@@ -474,6 +486,27 @@ static void insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const char *
   p2q_sql_literal(b, r->name);
   p2q_buf_puts(b, ", ");
   p2q_sql_literal(b, r->table);
+  if (!by_name) {
+    p2q_buf_puts(b, ", ");
+    json_object_expr(b, "r", &r->key);
+    p2q_buf_printf(b, ", '%s', ", op);
+    if (upsert) snapshot_expr(b, "r", snap);
+    else p2q_buf_puts(b, "NULL");
+    p2q_buf_puts(b, ", CASE WHEN ");
+    key_null_expr(b, r, "r");
+    p2q_buf_puts(b, " THEN 0");
+    if (upsert && need->n) { /* never true, but names the vector/text columns: gone = an error */
+      p2q_buf_puts(b, " WHEN (");
+      key_null_expr(b, &(p2q_rule_config_t){.key = *need}, "r");
+      p2q_buf_puts(b, ") IS NULL THEN 0");
+    }
+    p2q_buf_printf(b, " ELSE %d END, CASE WHEN ", max_attempts);
+    key_null_expr(b, r, "r");
+    p2q_buf_puts(b, " THEN ");
+    key_message(b, r);
+    p2q_buf_printf(b, " END FROM %s AS r", source);
+    return;
+  }
   p2q_buf_printf(b, ", COALESCE(p2q_x.p2q_k, '{}'::jsonb), '%s', %s, CASE WHEN p2q_x.p2q_bad IS NULL "
                     "THEN %d ELSE 0 END, p2q_x.p2q_bad FROM %s AS r CROSS JOIN LATERAL (SELECT ",
                  op, upsert ? (snap->n ? "p2q_x.p2q_s" : "to_json(r)") : "NULL", max_attempts, source);
@@ -641,15 +674,25 @@ int p2q_capture_key_expr(const p2q_rule_config_t *r, const char *ref, p2q_buf_t 
   return p2q_buf_error(out);
 }
 
-int p2q_capture_enqueue_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
-                            const char *op, const char *source, p2q_buf_t *out) {
+static int enqueue_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                       const char *op, const char *source, int by_name, p2q_buf_t *out) {
   p2q_strlist_t snap, need = {NULL, 0};
   int rc = snapshot_columns(r, &snap);
   if (!rc) rc = needed_columns(r, &need);
-  if (!rc) insert_events(out, r, schema, max_attempts, op, &snap, &need, source);
+  if (!rc) insert_events(out, r, schema, max_attempts, op, &snap, &need, source, by_name);
   p2q_strlist_free(&snap);
   p2q_strlist_free(&need);
   return rc ? rc : p2q_buf_error(out);
+}
+
+int p2q_capture_enqueue_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                            const char *op, const char *source, p2q_buf_t *out) {
+  return enqueue_sql(r, schema, max_attempts, op, source, 1, out);
+}
+
+int p2q_capture_enqueue_fast_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                                 const char *op, const char *source, p2q_buf_t *out) {
+  return enqueue_sql(r, schema, max_attempts, op, source, 0, out);
 }
 
 int p2q_capture_check_sql(const p2q_rule_config_t *r, p2q_buf_t *out) {

@@ -96,7 +96,7 @@ static int chunk_where(p2q_buf_t *b, const p2q_rule_config_t *r, const char *whe
    range. Taking it from the locked rows instead would skip rows: a row whose key a concurrent
    UPDATE raised is re-read with its new key, and the next chunk would start after it. */
 static int chunk_sql(const p2q_config_t *cfg, const p2q_rule_config_t *r, const char *where,
-                     long chunk, int after, p2q_buf_t *out) {
+                     long chunk, int after, int fast, p2q_buf_t *out) {
   p2q_buf_t ins = P2Q_BUF_INIT;
   int rc = P2Q_EINVAL;
   p2q_buf_puts(out, "WITH b AS MATERIALIZED (SELECT ");
@@ -120,8 +120,9 @@ static int chunk_sql(const p2q_config_t *cfg, const p2q_rule_config_t *r, const 
   p2q_buf_puts(out, " FROM e) ORDER BY ");
   key_list(out, r, "r", 0);
   p2q_buf_puts(out, " FOR SHARE OF r), ins AS (");
-  if ((rc = p2q_capture_enqueue_sql(r, cfg->pg_schema, (int)cfg->max_attempts, "upsert", "c", &ins)))
-    goto fail;
+  rc = fast ? p2q_capture_enqueue_fast_sql(r, cfg->pg_schema, (int)cfg->max_attempts, "upsert", "c", &ins)
+            : p2q_capture_enqueue_sql(r, cfg->pg_schema, (int)cfg->max_attempts, "upsert", "c", &ins);
+  if (rc) goto fail;
   p2q_buf_append(out, ins.data, ins.len);
   p2q_buf_puts(out, " ORDER BY ");
   key_list(out, r, "r", 0);
@@ -142,7 +143,8 @@ static int count_sql(const p2q_rule_config_t *r, const char *where, p2q_buf_t *o
   return p2q_buf_error(out);
 }
 
-/* Run one chunk in its own transaction, retrying deadlocks. 0, 1 (no more rows) or -1. */
+/* Run one chunk in its own transaction, retrying deadlocks. 0, 1 (no more rows), -1, or -2 when
+   a column the statement names is gone (undefined_column: run it by name instead). */
 static int run_chunk(PGconn *conn, const char *sql, char **last, long long *n, char *err, size_t errlen) {
   for (int attempt = 0;; attempt++) {
     if (p2q_admin_exec(conn, "BEGIN", err, errlen)) return -1;
@@ -160,9 +162,11 @@ static int run_chunk(PGconn *conn, const char *sql, char **last, long long *n, c
     }
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     int again = state && (!strcmp(state, "40P01") || !strcmp(state, "40001")) && attempt < 5;
+    int gone = state && !strcmp(state, "42703");
     snprintf(err, errlen, "%s", PQresultErrorMessage(res));
     PQclear(res);
     PQclear(PQexec(conn, "ROLLBACK"));
+    if (gone) return -2;
     if (!again) return -1;
   }
 }
@@ -186,12 +190,15 @@ int p2q_backfill_pin_session(PGconn *conn, char *err, size_t errlen) {
 int p2q_backfill_chunks(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_config_t *r,
                         const char *where, long chunk, const char *label, int tty,
                         long long *done, long long *chunks, char *err, size_t errlen) {
-  p2q_buf_t first = P2Q_BUF_INIT, next = P2Q_BUF_INIT, count = P2Q_BUF_INIT;
+  /* [by name][after a first chunk]: columns by reference first (faster); once a column the
+     rule names is gone (DDL before or during the load), by name */
+  p2q_buf_t sql[2][2] = {{P2Q_BUF_INIT, P2Q_BUF_INIT}, {P2Q_BUF_INIT, P2Q_BUF_INIT}}, count = P2Q_BUF_INIT;
   char *last = NULL;
-  int rc = -1;
+  int rc = -1, by_name = 0;
   long long total = -1;
   *done = *chunks = 0;
-  if (chunk_sql(cfg, r, where, chunk, 0, &first) || chunk_sql(cfg, r, where, chunk, 1, &next) ||
+  if (chunk_sql(cfg, r, where, chunk, 0, 1, &sql[0][0]) || chunk_sql(cfg, r, where, chunk, 1, 1, &sql[0][1]) ||
+      chunk_sql(cfg, r, where, chunk, 0, 0, &sql[1][0]) || chunk_sql(cfg, r, where, chunk, 1, 0, &sql[1][1]) ||
       count_sql(r, where, &count)) {
     snprintf(err, errlen, "cannot generate SQL (bad table name?)");
     goto fail;
@@ -209,7 +216,8 @@ int p2q_backfill_chunks(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_co
   double t0 = now_s();
   for (;;) {
     long long n = 0;
-    int st = run_chunk(conn, last ? next.data : first.data, &last, &n, err, errlen);
+    int st = run_chunk(conn, sql[by_name][last != NULL].data, &last, &n, err, errlen);
+    if (st == -2 && !by_name) { by_name = 1; continue; }
     if (st < 0) goto fail;
     if (st == 1) break;
     *done += n;
@@ -225,8 +233,7 @@ fail:
   if (tty && *chunks) printf("\r\033[K");
   fflush(stdout);
   free(last);
-  p2q_buf_free(&first);
-  p2q_buf_free(&next);
+  for (int i = 0; i < 4; i++) p2q_buf_free(&sql[i / 2][i % 2]);
   p2q_buf_free(&count);
   return rc;
 }

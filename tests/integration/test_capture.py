@@ -296,32 +296,40 @@ def test_ddl_on_payload_columns_never_fails_writes(make_daemon, docs):
     assert 'rule docs: drift: column "body"' in r.stderr and 'column "title"' in r.stderr
 
 
-def test_snapshot_text_is_the_same_on_every_path(make_daemon, db):
-    """The trigger's fast path, its by-name slow path (after DDL) and backfill/reconcile's by-name
-    expression build byte-identical snapshot text: a point's `_hash` depends on it. Odd values,
-    an odd column name, and more columns than one json_build_object call takes."""
+def test_snapshot_text_is_the_same_on_every_path(make_daemon, db, qdrant):
+    """The trigger's fast path, its by-name slow path (after DDL), backfill (by reference, or by
+    name once a column is gone) and reconcile's by-name expression build byte-identical snapshot
+    text: a point's `_hash` depends on it. Odd values, an odd column name, and more columns than
+    one json_build_object call takes."""
+    from conftest import wait_until
     many = ", ".join(f"c{i}" for i in range(45))
     for cols in ['id, we"ird col, j, f, ghost', f"id, {many}, ghost"]:
         db.execute("DROP TABLE IF EXISTS t")
         db.execute("CREATE TABLE t (id int PRIMARY KEY, \"we\"\"ird col\" jsonb, j json, f float8, emb real[], "
                    + ", ".join(f"c{i} int DEFAULT {i}" for i in range(45)) + ", ghost int DEFAULT 1)")
-        d = make_daemon({"rule.t": rule(table="public.t", columns=cols)})
+        d = make_daemon({"rule.t": rule(table="public.t", columns=cols, collection="t")})
         d.cli("apply")
         db.execute("DELETE FROM sync_outbox")
         ins = ("INSERT INTO t (id, \"we\"\"ird col\", j, f, emb) VALUES (%s, '{\"b\": [1, 2], \"a\": null}',"
                " '{ \"x\" :  1 }', 0.1, '{1.5,-0,3e-7}')")
         db.execute(ins, (1,))                                          # fast path
         fast = db.execute("SELECT payload::text FROM sync_outbox").fetchone()[0]
-        db.execute("DELETE FROM sync_outbox")
-        d.cli("backfill", "t")                                         # by name
+        # reconcile computes the row's snapshot by name: in sync means the same text (same _hash)
+        p = d.start()
+        wait_until(lambda: outbox_counts(db) == (0, 0), what="synced")
+        r = d.cli("reconcile", "t", check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        d.stop(p)
+        d.cli("backfill", "t")                                         # by reference
         assert db.execute("SELECT payload::text FROM sync_outbox").fetchone()[0] == fast
         db.execute("DELETE FROM sync_outbox")
         db.execute("ALTER TABLE t DROP COLUMN ghost")
         db.execute(ins, (2,))                                          # the trigger's slow path
         slow = db.execute("SELECT payload::text FROM sync_outbox").fetchone()[0]
         db.execute("DELETE FROM sync_outbox")
-        d.cli("backfill", "t", "--where", "id = 2")
+        d.cli("backfill", "t", "--where", "id = 2")                    # by name (ghost is gone)
         assert db.execute("SELECT payload::text FROM sync_outbox").fetchone()[0] == slow
+        db.execute("DELETE FROM sync_outbox")
         assert "ghost" not in slow and "ghost" in fast
         assert json.loads(slow) == {k: (2 if k == "id" else v) for k, v in json.loads(fast).items() if k != "ghost"}
 

@@ -152,6 +152,14 @@ static void test_backfill_and_drop(void **state) {
   assert_non_null(strstr(s, "FROM json_each(row_to_json(r)) AS e) AS p2q_x WHERE (published_at IS NOT NULL) AND (id > 5)"));
   assert_non_null(strstr(s, "ORDER BY r.\"id\""));
   p2q_buf_free(&b);
+  /* by reference: the vector column is named even when nothing reads it, so its absence fails */
+  r.columns.n = 0;
+  assert_int_equal(p2q_capture_enqueue_fast_sql(&r, "out", 3, "upsert", "c", &b), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), "jsonb_build_object('id', r.\"id\"), 'upsert', to_json(r), CASE WHEN "
+                                         "r.\"id\" IS NULL THEN 0 WHEN (r.\"embedding\" IS NULL) IS NULL THEN 0 ELSE 3 END"));
+  assert_non_null(strstr(p2q_buf_str(&b), " END FROM c AS r"));
+  p2q_buf_free(&b);
+  r = rule();
   assert_int_equal(p2q_capture_drop_sql("docs", "public.docs", "out", &b), 0);
   assert_non_null(strstr(p2q_buf_str(&b), "DROP FUNCTION IF EXISTS \"out\".\"p2q_capture_docs\"()"));
   p2q_buf_free(&b);
