@@ -127,15 +127,19 @@ void p2q_health_free(p2q_health_t *h) {
 
 /* ---- timer: probes due, holds ended ------------------------------------------------------- */
 
+/* How long the target's budget says to wait (a 429's pause, or the debt of requests paced
+   after one); 0 = go. Cost 0: nothing is deducted. */
+static uint64_t budget_wait(target_t *t, uint64_t now) { return p2q_ratelimit_take(&t->rl, now, 0); }
+
 static void timer_cb(uv_timer_t *tm);
 
 static void schedule(p2q_health_t *h) {
   if (h->stopped) return;
   uint64_t now = uv_now(h->loop), next = 0;
   for (int i = 0; i < h->n; i++) {
-    const target_t *t = &h->t[i];
+    target_t *t = &h->t[i];
     if (t->br.state == P2Q_BREAKER_OPEN && !t->probing && (!next || t->due < next)) next = t->due;
-    uint64_t held = p2q_ratelimit_paused_ms(&t->rl, now);
+    uint64_t held = t->held ? budget_wait(t, now) : 0;
     if (held && (!next || now + held < next)) next = now + held;
   }
   if (next) uv_timer_start(&h->timer, timer_cb, next > now ? next - now : 0, 0);
@@ -217,7 +221,7 @@ static void timer_cb(uv_timer_t *tm) {
   if (h->stopped) return;
   for (int i = 0; i < h->n; i++) {
     target_t *t = &h->t[i];
-    if (t->held && !p2q_ratelimit_paused_ms(&t->rl, now)) { t->held = 0; released = 1; }
+    if (t->held && !budget_wait(t, now)) { t->held = 0; released = 1; }
     if (t->br.state == P2Q_BREAKER_OPEN && !t->probing && t->due <= now) start_probe(h, i);
   }
   schedule(h);
@@ -226,15 +230,28 @@ static void timer_cb(uv_timer_t *tm) {
 
 /* ---- workers' side ------------------------------------------------------------------------- */
 
-static int target_allows(const p2q_health_t *h, int i, uint64_t now) {
-  return i < 0 || (p2q_breaker_allows(&h->t[i].br) && !p2q_ratelimit_paused_ms(&h->t[i].rl, now));
+static int target_allows(p2q_health_t *h, int i, uint64_t now) {
+  if (i < 0) return 1;
+  target_t *t = &h->t[i];
+  if (!p2q_breaker_allows(&t->br)) return 0;
+  if (!budget_wait(t, now)) return 1;
+  if (!t->held) { t->held = 1; schedule(h); } /* wake the workers when it may go again */
+  return 0;
 }
 
-int p2q_health_rule_allows(const p2q_health_t *h, int rule) {
+int p2q_health_rule_allows(p2q_health_t *h, int rule) {
   if (rule < 0 || rule >= h->n_rules) return 1;
   uint64_t now = uv_now(h->loop);
   const rule_targets_t *r = &h->rules[rule];
   return target_allows(h, r->host, now) && target_allows(h, r->coll, now) && target_allows(h, r->emb, now);
+}
+
+void p2q_health_spend(p2q_health_t *h, const char *collection) {
+  for (int i = 0; collection && i < h->n; i++)
+    if (h->t[i].kind == P2Q_TARGET_COLLECTION && !strcmp(h->t[i].object, collection)) {
+      p2q_ratelimit_spend(&h->t[i].rl, uv_now(h->loop), 1);
+      return;
+    }
 }
 
 static void succeeded(p2q_health_t *h, target_t *t) {

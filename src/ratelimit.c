@@ -110,6 +110,13 @@ uint64_t p2q_ratelimit_take(p2q_ratelimit_t *rl, uint64_t now_ms, uint64_t cost)
   return 0;
 }
 
+void p2q_ratelimit_spend(p2q_ratelimit_t *rl, uint64_t now_ms, uint64_t cost) {
+  rl_refill(rl, now_ms);
+  if (rl->rate > 0) rl->tokens -= (double)cost;
+  rl_window(rl, now_ms);
+  rl->win_cost += (double)cost;
+}
+
 void p2q_ratelimit_on_429(p2q_ratelimit_t *rl, uint64_t now_ms, int64_t retry_after_ms) {
   rl->throttled++;
   uint64_t pause;

@@ -68,8 +68,12 @@ void p2q_health_stop(p2q_health_t *h);
 void p2q_health_close(p2q_health_t *h);
 void p2q_health_free(p2q_health_t *h);
 
-/* May the rule (index in cfg->rules) claim now? */
-int  p2q_health_rule_allows(const p2q_health_t *h, int rule);
+/* May the rule (index in cfg->rules) claim now? Its targets' breakers are closed and their
+ * budgets say go (no 429 pause; after a 429 the collection's requests are paced AIMD-style by
+ * ratelimit.c: the claims wait while the requests already sent are in debt). */
+int  p2q_health_rule_allows(p2q_health_t *h, int rule);
+/* A request to this collection is being sent (every worker's count against one budget). */
+void p2q_health_spend(p2q_health_t *h, const char *collection);
 /* The outcome of a call for rule: embedder != 0 for its embedder, else its Qdrant collection
  * (or the host when host_wide). Returns how long the affected events should wait before they
  * are claimed again (0 for DONE/SPLIT/EVENT_FAULT/CANCELED): a rate-limit hold (≤ retry_max),

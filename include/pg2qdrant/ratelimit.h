@@ -62,6 +62,9 @@ void p2q_ratelimit_set_burst(p2q_ratelimit_t *rl, double burst_s);
 
 /* 0 = go now (cost deducted); otherwise the milliseconds to wait before asking again. */
 uint64_t p2q_ratelimit_take(p2q_ratelimit_t *rl, uint64_t now_ms, uint64_t cost);
+/* Deduct cost unconditionally (a request already committed to, e.g. one of a claimed batch):
+ * the bucket may go into debt, and take() then says wait until it is paid back. */
+void p2q_ratelimit_spend(p2q_ratelimit_t *rl, uint64_t now_ms, uint64_t cost);
 /* The target answered 429. retry_after_ms < 0 = no usable Retry-After. */
 void p2q_ratelimit_on_429(p2q_ratelimit_t *rl, uint64_t now_ms, int64_t retry_after_ms);
 /* A request to the target succeeded. */

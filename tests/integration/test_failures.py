@@ -187,3 +187,61 @@ def test_failure_matrix_costs_time_not_data(make_daemon, ev, pgdb, qdrant):
     assert "rate_limited target=collection:m429" in text
     assert "breaker_open target=qdrant " not in text, "a collection's faults stopped the whole host"
     assert d.stop(p) == 0
+
+
+def test_429_storm_one_pause_for_every_worker(make_daemon, ev, pgdb, qdrant):
+    """429s with Retry-After (seconds, then an HTTP date in 2037 and an absurd number): two
+    workers writing to one collection pause together for Retry-After — no request from either
+    arrives inside a pause another request's 429 started —, no attempt is used, nothing is
+    parked beyond retry_max (shipped: 5 min), and the backlog drains once the storm ends."""
+    sections = {"qdrant": {"timeout": "30s", "connect_timeout": "5s"}, "daemon": dict(SHIPPED),
+                "worker.w1": {"event_types": "ra", "max_inflight": "1", "batch_size": "4"},
+                "worker.w2": {"event_types": "rb", "max_inflight": "1", "batch_size": "4"}}
+    for m in ("ra", "rb"):
+        sections[f"rule.{m}"] = {"table": "public.ev", "key": "id", "columns": "id, mode, n",
+                                 "vector_column": "emb", "dimension": str(DIM), "distance": "Dot",
+                                 "collection": "shared", "event_type": m, "filter": f"mode = '{m}'"}
+    d = make_daemon(sections)
+    d.cli("apply")
+    p = d.start()
+    wait_until(lambda: d.log_text(p).count("worker_connected") >= 2, what="daemon up")
+    storm_s, ra_s = 8, 2
+    qdrant.clear_log()
+    qdrant.fail(429, seconds=storm_s, writes=True, collection="shared", retry_after=ra_s)
+    sampler = Sampler(pgdb)
+    sampler.start()
+    for k in range(40):
+        m = "ra" if k % 2 else "rb"
+        ev.execute("INSERT INTO ev (id, mode, n, emb) VALUES (%s, %s, 0, %s)", (k, m, vec(k, 0)))
+    time.sleep(storm_s)
+    log = [e for e in qdrant.log() if e.get("collection") == "shared" and e["method"] in ("PUT", "POST")]
+    limited = sorted(e["ts"] for e in log if e.get("status") == 429)
+    starts = sorted(e["ts"] for e in log)
+    assert len(limited) >= 2, "the storm was not hit"
+    # a request already on the wire when a 429 comes back is fine (<= 0.3 s after it); none later
+    # inside the pause, from either worker
+    inside = [(t, s) for t in limited for s in starts if t + 0.3 < s < t + ra_s - 0.3]
+    wait_until(lambda: outbox_counts(ev)[0] == 0, timeout=60, what="drained after the storm")
+    sampler.stop_flag.set()
+    sampler.join()
+    print(f"\n429 storm {storm_s} s, Retry-After {ra_s} s, 2 workers: {len(starts)} writes, "
+          f"{len(limited)} answered 429, requests inside a pause: {len(inside)}, max attempts "
+          f"{sampler.max_attempts}, dead {outbox_counts(ev)[1]}")
+    assert not inside, f"requests sent during a Retry-After pause: {inside[:5]}"
+    assert len(limited) <= (storm_s / ra_s + 1) * 2
+    assert sampler.max_attempts <= 1 and outbox_counts(ev) == (0, 0)
+    assert sorted(points_by_id(qdrant, "shared")) == list(range(40))
+    # absurd Retry-After values: paused, never beyond retry_max (5 min), no attempt used
+    for ra in ("Wed, 21 Oct 2037 07:28:00 GMT", "99999999999"):
+        qdrant.fail(429, count=1, writes=True, collection="shared", retry_after=ra)
+    for k in range(40, 44):
+        ev.execute("INSERT INTO ev (id, mode, n, emb) VALUES (%s, 'ra', 0, %s)", (k, vec(k, 0)))
+    wait_until(lambda: "rate_limited target=collection:shared hold_ms=300000" in d.log_text(p),
+               what="the 2037 date capped at retry_max", explain=lambda: d.log_text(p)[-2000:])
+    wait_until(lambda: ev.execute("SELECT count(*) FROM sync_outbox WHERE claimed_by IS NULL").fetchone()[0] == 4,
+               what="the events given back")
+    parked = ev.execute("SELECT max(extract(epoch FROM available_at - now())), max(attempts)"
+                        " FROM sync_outbox").fetchone()
+    print(f"absurd Retry-After: parked at most {parked[0]:.0f} s, max attempts {parked[1]}")
+    assert parked[0] <= 300 + 1 and parked[1] == 0
+    assert d.stop(p) == 0

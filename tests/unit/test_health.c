@@ -191,6 +191,26 @@ static void test_rate_limit_hold(void **st) {
   teardown();
 }
 
+/* After a 429 the collection's requests are paced (AIMD in ratelimit.c): requests sent beyond
+   the halved rate put the budget in debt and the claims wait until it is paid back. */
+static void test_pacing_after_429(void **st) {
+  setup();
+  for (int i = 0; i < 20; i++) p2q_health_spend(X.h, "ca"); /* ~20 requests in a burst */
+  assert_true(p2q_health_rule_allows(X.h, 0));                /* unlimited until a 429 */
+  p2q_health_report(X.h, 0, 0, P2Q_V_RATE_LIMITED, 0, 100, "HTTP 429");
+  assert_false(p2q_health_rule_allows(X.h, 0));
+  RUN_UNTIL(p2q_health_rule_allows(X.h, 0));                  /* the pause ends */
+  assert_true(p2q_health_rule_allows(X.h, 0));
+  int changed = X.changed;
+  for (int i = 0; i < 15; i++) p2q_health_spend(X.h, "ca"); /* more than the halved rate allows */
+  assert_false(p2q_health_rule_allows(X.h, 0));
+  assert_true(p2q_health_rule_allows(X.h, 1));                /* the other collection is not paced */
+  RUN_UNTIL(X.changed > changed && p2q_health_rule_allows(X.h, 0)); /* paid back: the timer wakes */
+  assert_true(X.changed > changed);
+  assert_true(p2q_health_rule_allows(X.h, 0));
+  teardown();
+}
+
 static void test_embedder_target(void **st) {
   setup();
   for (int i = 0; i < 3; i++) p2q_health_report(X.h, 2, 1, P2Q_V_TRANSIENT, 0, -1, "embedder down");
@@ -209,6 +229,7 @@ int main(void) {
       cmocka_unit_test(test_collection_breaker_stops_only_its_rules),
       cmocka_unit_test(test_config_opens_at_once_and_host_wide_stops_all),
       cmocka_unit_test(test_rate_limit_hold),
+      cmocka_unit_test(test_pacing_after_429),
       cmocka_unit_test(test_embedder_target),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
