@@ -149,6 +149,44 @@ out:
   return rc;
 }
 
+/*
+ * Step 2 and 3 in one short transaction: validate (a prepared statement refuses several
+ * commands: filter/routing_key must be one expression; the session has the trigger's
+ * search_path, and apply's role will own the trigger function), then install. DROP/CREATE
+ * TRIGGER need a table lock; waiting for it behind a long transaction would queue every later
+ * reader and writer of the table behind apply, so it is tried with lock_timeout 2 s, up to 10
+ * times, 1 s apart. 0, or -1 with the message in err.
+ */
+static int install_rule(PGconn *conn, const char *check, const char *install, char *err, size_t errlen) {
+  for (int attempt = 1;; attempt++) {
+    if (p2q_admin_exec(conn, "BEGIN", err, errlen)) return -1;
+    PGresult *res = PQprepare(conn, "", check, 0, NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+      snprintf(err, errlen, "key, filter or routing_key would fail in the trigger (which runs with "
+                            "search_path = pg_catalog, pg_temp: schema-qualify your functions, types and "
+                            "tables): %s", PQresultErrorMessage(res));
+      PQclear(res);
+      rollback(conn);
+      return -1;
+    }
+    PQclear(res);
+    if (p2q_admin_exec(conn, "SET LOCAL lock_timeout = '2s'", err, errlen)) { rollback(conn); return -1; }
+    res = PQexec(conn, install);
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+      PQclear(res);
+      return p2q_admin_exec(conn, "COMMIT", err, errlen);
+    }
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    int busy = state && !strcmp(state, "55P03");
+    snprintf(err, errlen, "%s%s", PQresultErrorMessage(res),
+             busy ? " (a long transaction holds the table; apply tried 10 times, 2 s each)" : "");
+    PQclear(res);
+    rollback(conn);
+    if (!busy || attempt == 10) return -1;
+    sleep(1);
+  }
+}
+
 /* Install one rule; prints what it did. Returns 0 or 1. */
 static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_config_t *r,
                       const apply_opts_t *o) {
@@ -199,23 +237,7 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
   free(prev);
   if (same) { printf("rule %s: unchanged\n", r->name); rc = 0; goto out; }
 
-  if (p2q_admin_exec(conn, "BEGIN", err, sizeof err)) goto report;
-  /* a prepared statement refuses several commands: filter/routing_key must be one expression;
-     the session has the trigger's search_path, and apply's role will own the trigger function */
-  res = PQprepare(conn, "", check.data, 0, NULL);
-  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-    snprintf(err, sizeof err, "key, filter or routing_key would fail in the trigger (which runs with "
-                              "search_path = pg_catalog, pg_temp: schema-qualify your functions, types and "
-                              "tables): %s", PQresultErrorMessage(res));
-    PQclear(res);
-    res = NULL;
-    rollback(conn);
-    goto report;
-  }
-  PQclear(res);
-  res = NULL;
-  if (p2q_admin_exec(conn, install.data, err, sizeof err)) { rollback(conn); goto report; }
-  if (p2q_admin_exec(conn, "COMMIT", err, sizeof err)) goto report;
+  if (install_rule(conn, check.data, install.data, err, sizeof err)) goto report;
 
   long long done = 0, chunks = 0;
   if (!o->no_backfill) {
