@@ -65,9 +65,9 @@ PGconn *p2q_admin_connect(const p2q_config_t *cfg, const char *app, char *err, s
   }
   PGresult *r = PQexec(conn, "SET client_min_messages = warning");
   PQclear(r);
-  /* the settings that change text output (session.h), whatever PGTZ/PGOPTIONS say: snapshots
-     built here (apply, backfill, reconcile) must equal the trigger's */
-  r = PQexec(conn, P2Q_SESSION_PIN_SQL);
+  /* the settings that change text output (session.h), search_path included, whatever
+     PGTZ/PGOPTIONS say: snapshots built here (apply, backfill, reconcile) must equal the trigger's */
+  r = PQexec(conn, P2Q_CLI_PIN_SQL);
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     snprintf(err, errlen, "cannot pin the session settings: %s", PQresultErrorMessage(r));
     size_t n = strlen(err);

@@ -545,7 +545,7 @@ static int append_function(p2q_buf_t *out, const char *schema, const char *prefi
   /* the pinned settings (session.h) make the snapshot text, the row key and the change test
      independent of the writer's session; PostgreSQL restores the writer's values on exit */
   p2q_buf_puts(out, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER "
-                    "SET search_path = pg_catalog, pg_temp" P2Q_PINNED_FUNCTION_SET " AS " DQ);
+                    "SET search_path = " P2Q_PINNED_SEARCH_PATH P2Q_PINNED_FUNCTION_SET " AS " DQ);
   p2q_buf_append(out, body->data, body->len);
   p2q_buf_puts(out, DQ ";\n");
   return 0;

@@ -21,6 +21,13 @@
  *   bytea_output hex       bytea → "\\x…" rather than the escape format
  *   lc_monetary C          money → "$12.50" whatever the locale
  * Connections also pin client_encoding UTF8 (snapshot text and hashes are UTF-8 byte strings).
+ * search_path changes the text of reg* values (regclass 'public.docs' vs 'docs', regproc, …):
+ * trigger functions and CLI sessions (apply, backfill, reconcile build snapshots) run with
+ * P2Q_PINNED_SEARCH_PATH; daemon sessions build no snapshot and keep theirs (their SQL is
+ * schema-qualified).
+ * Not pinned, because they change no output function's text: lc_numeric and lc_time (to_char
+ * only), xmloption and xmlbinary (XML parsing and XML functions, not xml_out),
+ * timezone_abbreviations and standard_conforming_strings (input only).
  * Values are constants (no quotes inside): they are pasted into SQL literals as they are.
  */
 #ifndef P2Q_SESSION_H
@@ -39,9 +46,16 @@
 #define P2Q_PIN_FUNCTION_SET_(n, v) " SET " n " = '" v "'"
 #define P2Q_PINNED_FUNCTION_SET P2Q_PINNED_SETTINGS(P2Q_PIN_FUNCTION_SET_)
 
+/* The search_path of trigger functions and CLI sessions (a list: never quoted as one string). */
+#define P2Q_PINNED_SEARCH_PATH "pg_catalog, pg_temp"
+
 /* The statement every pg2qdrant connection runs first (one statement: PQsendQueryParams). */
 #define P2Q_PIN_SET_CONFIG_(n, v) "pg_catalog.set_config('" n "', '" v "', false), "
 #define P2Q_SESSION_PIN_SQL \
   "SELECT " P2Q_PINNED_SETTINGS(P2Q_PIN_SET_CONFIG_) "pg_catalog.set_config('client_encoding', 'UTF8', false)"
+
+/* CLI sessions (p2q_admin_connect): the same, plus the trigger's search_path. */
+#define P2Q_CLI_PIN_SQL \
+  P2Q_SESSION_PIN_SQL ", pg_catalog.set_config('search_path', '" P2Q_PINNED_SEARCH_PATH "', false)"
 
 #endif

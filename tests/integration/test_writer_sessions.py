@@ -32,7 +32,7 @@ OUTBOX = "p2q_outbox"  # the outbox lives in its own schema: writers get no priv
 HOSTILE = {"TimeZone": "America/Los_Angeles", "extra_float_digits": "0", "DateStyle": "SQL, DMY",
            "IntervalStyle": "postgres_verbose", "bytea_output": "escape", "lc_monetary": "C.utf8"}
 HOSTILE_PGOPTIONS = ("-c TimeZone=Pacific/Chatham -c extra_float_digits=-15 -c DateStyle=German "
-                     "-c IntervalStyle=sql_standard -c bytea_output=escape")
+                     "-c IntervalStyle=sql_standard -c bytea_output=escape -c search_path=public")
 
 # (column, type, SQL value, payload value in Qdrant) — README "Payload mapping", row by row.
 CASES = [
@@ -63,6 +63,7 @@ CASES = [
     ("domain", "posint", "5", 5),
     ("money", "money", "12.5", "$12.50"),
     ("boolean", "boolean", "true", True),
+    ("regclass", "regclass", "'public.types'", "public.types"),
     ("sql_null", "text", "NULL", None),
 ]
 
