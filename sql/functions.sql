@@ -18,7 +18,9 @@
 --     name (issue 16), so a body must never contain a literal `$p2q` of its own.
 --
 -- A claim's owner is "<backend pid>.<backend start µs>" of the claiming connection, so the events and
--- leases of a crashed daemon are recognised (its backends are gone) and freed by sync_outbox_recover().
+-- leases of a crashed daemon are recognised (its backends are gone) and freed: by sync_outbox_reap()
+-- within seconds when every backend of its process is gone, by sync_outbox_recover() after a grace
+-- when one connection of a live process was lost.
 
 -- One NOTIFY per transaction and event type (identical payloads fold within a transaction).
 -- The payload is the event type: a hint to wake the right workers, never the data.
@@ -228,5 +230,85 @@ BEGIN
     FROM exhausted e
   ON CONFLICT (id) DO NOTHING;
   RETURN n;
+END
+$p2q$;
+
+-- ---- fast crash recovery: the daemon registry (migration 003) -----------------------------------
+-- A process is dead when none of its registered backends exists any more (a killed process closes
+-- its sockets, so its backends exit at once); its claims are then freed without the grace that a
+-- live process's lost connection needs. See README "Guarantees" and src/recover.c.
+
+-- Register the calling connection as one of p_instance's; returns its owner id.
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_register(p_instance text)
+RETURNS text
+LANGUAGE sql AS $p2q$
+  INSERT INTO @SCHEMA@.sync_outbox_instance AS i (owner, instance, pid, backend_start)
+  SELECT a.pid::text || '.' || (extract(epoch FROM a.backend_start) * 1000000)::bigint::text,
+         p_instance, a.pid, a.backend_start
+    FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()
+  ON CONFLICT (owner) DO UPDATE SET instance = EXCLUDED.instance, registered_at = now(), gone_since = NULL
+  RETURNING i.owner
+$p2q$;
+
+-- The liveness check every daemon runs on a short timer of its own. Cheap when nothing died: one
+-- read of the registry joined with pg_stat_activity, no write. It
+--   1. marks registered backends that are gone (gone_since; a backend whose backend_start is
+--      hidden from this role counts as alive while its pid exists, as in sync_outbox_recover);
+--   2. finds the processes all of whose backends have been gone for p_dead_ms, deletes their
+--      registry rows (one reaper wins; concurrent checks skip locked rows) and frees their
+--      claims and leases at once;
+--   3. drops rows registered before the postmaster started (a restart closed every backend
+--      whatever the state of their processes: those claims take sync_outbox_recover's grace) and
+--      gone rows of live processes older than an hour (their claims, if any, take the grace too).
+-- Returns one row per reaped process: its instance id and the events and leases freed.
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_reap(p_dead_ms integer)
+RETURNS TABLE (instance text, events integer, leases integer)
+LANGUAGE plpgsql AS $p2q$
+#variable_conflict use_column
+DECLARE
+  r record;
+  owners text[];
+  n integer;
+  m integer;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox_instance i
+                  WHERE i.gone_since IS NOT NULL
+                     OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = i.pid
+                                       AND (a.backend_start IS NULL OR a.backend_start = i.backend_start))) THEN
+    RETURN; -- every registered backend is alive: the common case, no write
+  END IF;
+  DELETE FROM @SCHEMA@.sync_outbox_instance i
+   WHERE i.owner IN (SELECT i2.owner FROM @SCHEMA@.sync_outbox_instance i2
+                      WHERE i2.registered_at < pg_postmaster_start_time()
+                         OR i2.gone_since < now() - interval '1 hour'
+                        FOR UPDATE SKIP LOCKED);
+  UPDATE @SCHEMA@.sync_outbox_instance i SET gone_since = now()
+   WHERE i.owner IN (SELECT i2.owner FROM @SCHEMA@.sync_outbox_instance i2
+                      WHERE i2.gone_since IS NULL
+                        AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = i2.pid
+                                           AND (a.backend_start IS NULL OR a.backend_start = i2.backend_start))
+                        FOR UPDATE SKIP LOCKED);
+  FOR r IN SELECT i.instance FROM @SCHEMA@.sync_outbox_instance i GROUP BY i.instance
+            HAVING bool_and(COALESCE(i.gone_since <= now() - p_dead_ms * interval '1 millisecond', false)) LOOP
+    WITH gone AS (
+      DELETE FROM @SCHEMA@.sync_outbox_instance i
+       WHERE i.owner IN (SELECT i2.owner FROM @SCHEMA@.sync_outbox_instance i2
+                          WHERE i2.instance = r.instance FOR UPDATE SKIP LOCKED)
+      RETURNING i.owner
+    )
+    SELECT array_agg(g.owner) INTO owners FROM gone g;
+    CONTINUE WHEN owners IS NULL; -- another daemon's check is reaping it
+    UPDATE @SCHEMA@.sync_outbox o SET available_at = now(), claimed_by = NULL
+     WHERE o.claimed_by = ANY (owners) AND o.available_at > now();
+    GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
+      FROM (SELECT l2.rule, l2.row_key FROM @SCHEMA@.sync_outbox_lease l2
+             WHERE l2.owner = ANY (owners)
+             ORDER BY l2.rule, l2.row_key FOR UPDATE OF l2) k
+     WHERE l.rule = k.rule AND l.row_key = k.row_key AND l.owner = ANY (owners);
+    GET DIAGNOSTICS m = ROW_COUNT;
+    instance := r.instance; events := n; leases := m;
+    RETURN NEXT;
+  END LOOP;
 END
 $p2q$;

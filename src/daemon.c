@@ -5,8 +5,10 @@
  * client, the embedders, the health module (health.c: a breaker per target), the signal
  * handlers, the stats timer and the WorkerPool. Flow: NOTIFY (payload = event type) or sweep →
  * wake the workers that claim it → each worker claims, embeds, writes and acks on its own
- * (worker.c) through the context this file gives it. The sweep also runs recovery
- * (outbox.c), which frees the claims of crashed daemons. Shutdown: stop claiming, let in-flight
+ * (worker.c) through the context this file gives it. A killed daemon's claims are freed within
+ * seconds by recover.c (the registry and the liveness check, on a timer and a connection of its
+ * own; its self-fence is the workers' `liveness` hook); the sweep also runs the slow recovery
+ * (outbox.c) for a live daemon's lost connections. Shutdown: stop claiming, let in-flight
  * batches finish and ack; after shutdown_timeout cancel the requests still running (their
  * events are requeued without losing an attempt), then close everything. Operators: metrics,
  * /status and the HTTP server live in status_http.c; SIGHUP reloads the config (reload.c).
@@ -22,6 +24,7 @@
 #include "pg2qdrant/health.h"
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/outbox.h"
+#include "pg2qdrant/recover.h"
 #include "pg2qdrant/reload.h"
 #include "pg2qdrant/status_http.h"
 #include "pg2qdrant/version.h"
@@ -38,6 +41,7 @@ struct p2q_daemon_s {
   p2q_qdrant_t *qdrant;
   p2q_outbox_t *outbox;
   p2q_health_t *health;
+  p2q_recover_t *recover; /* registry, liveness check, self-fence (recover.c) */
   uv_timer_t sweep_timer, shutdown_timer, stats_timer;
   uv_signal_t sig_term, sig_int, sig_hup;
   p2q_worker_t **workers;
@@ -180,6 +184,8 @@ static int ctx_stopping(void *arg) {
   return d->forced ? 2 : d->stopping ? 1 : 0;
 }
 
+static uint32_t ctx_liveness(void *arg) { return p2q_recover_liveness(((p2q_daemon_t *)arg)->recover); }
+
 static void worker_idle(void *arg);
 
 static void worker_ctx(p2q_daemon_t *d, p2q_worker_ctx_t *c) {
@@ -188,7 +194,7 @@ static void worker_ctx(p2q_daemon_t *d, p2q_worker_ctx_t *c) {
                           .outbox_close = p2q_outbox_conn_close, .write = ctx_write, .embed = ctx_embed,
                           .may_claim = ctx_may_claim, .report = ctx_report, .on_batch = ctx_on_batch,
                           .on_done = ctx_on_done, .on_qdrant = ctx_on_qdrant, .on_embed = ctx_on_embed,
-                          .stopping = ctx_stopping, .idle = worker_idle};
+                          .liveness = ctx_liveness, .stopping = ctx_stopping, .idle = worker_idle};
 }
 
 /* ---- LISTEN connection and sweep ---------------------------------------------------------- */
@@ -201,6 +207,12 @@ static void recovered(void *arg, int err, const char *errmsg, int n) {
     return;
   }
   if (n > 0) P2Q_INFO("recovered", "events=%d reason=owner_gone", n);
+  if (!d->stopping) wake_all(d, NULL);
+}
+
+/* recover.c freed a dead daemon's claims, or lifted this process's fence */
+static void recover_wake(void *arg, int events) {
+  p2q_daemon_t *d = arg;
   if (!d->stopping) wake_all(d, NULL);
 }
 
@@ -348,6 +360,7 @@ static void finish(p2q_daemon_t *d) {
   log_stats(d, "stopped");
   for (int i = 0; i < d->n_workers; i++) p2q_worker_close(d->workers[i], NULL, NULL);
   if (d->listen_pg) p2q_pg_close(d->listen_pg, NULL, NULL);
+  p2q_recover_close(d->recover);
   for (int i = 0; d->embedders && i < d->cfg->n_embedders; i++)
     if (d->embedders[i]) p2q_embedder_close(d->embedders[i], NULL, NULL);
   p2q_ops_close(d->ops);
@@ -443,6 +456,8 @@ static int start(p2q_daemon_t *d) {
                          .on_disconnect = listen_lost, .on_notify = notified, .arg = d};
   if ((rc = start_embedders(d))) return rc;
   if ((rc = p2q_pg_new(d->loop, &lo, &d->listen_pg))) return rc;
+  /* before the workers: their sessions register under its instance id */
+  if ((rc = p2q_recover_new(d->loop, d->outbox, d->cfg, recover_wake, d, &d->recover))) return rc;
   d->workers = calloc((size_t)d->cfg->n_workers, sizeof *d->workers);
   if (!d->workers) return P2Q_ENOMEM;
   p2q_worker_ctx_t wc;
@@ -493,6 +508,7 @@ int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
   int close_rc = uv_loop_close(&loop);
   if (close_rc) P2Q_WARN("loop_close", "err=%s", uv_strerror(close_rc));
   p2q_ops_free(d.ops);
+  p2q_recover_free(d.recover);
   p2q_health_free(d.health);
   p2q_outbox_free(d.outbox);
   free(d.workers);

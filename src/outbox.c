@@ -1,6 +1,7 @@
 /*
- * outbox.c — every outbox statement the daemon runs (claim, ack, recover, the owner id) and the
- * op/outcome name tables (see outbox.h). Loop thread only.
+ * outbox.c — every outbox statement the daemon runs (claim, ack, recover, the owner id and its
+ * registration under the process's instance id, the liveness check's reap) and the op/outcome
+ * name tables (see outbox.h). Loop thread only.
  *
  * Owns: the statement texts for one schema; per worker session one p2q_pg_t and its owner id.
  * Invariants: a session's claims and acks run in order on its own connection; the owner id is
@@ -44,7 +45,8 @@ const char *p2q_outcome_name(p2q_outcome_t o) {
 /* ---- statements ---------------------------------------------------------------------------- */
 
 struct p2q_outbox_s {
-  char *claim_sql, *ack_sql, *recover_sql;
+  char *claim_sql, *ack_sql, *recover_sql, *register_sql, *reap_sql;
+  char *instance;  /* NULL: sessions are not registered (the owner id is read directly) */
 };
 
 #define OWNER_SQL                                                                                  \
@@ -58,12 +60,19 @@ int p2q_outbox_new(const char *schema, p2q_outbox_t **out) {
   static const char ack[] =
       "SELECT @SCHEMA@.sync_outbox_ack($1, $2::bigint[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[])";
   static const char recover[] = "SELECT @SCHEMA@.sync_outbox_recover($1)";
+  static const char reg[] = "SELECT @SCHEMA@.sync_outbox_register($1)";
+  static const char reap[] = "SELECT instance, events, leases FROM @SCHEMA@.sync_outbox_reap($1::int)";
   p2q_outbox_t *ob = calloc(1, sizeof *ob);
   if (!ob) return P2Q_ENOMEM;
   ob->claim_sql = p2q_outbox_sql(claim, schema);
   ob->ack_sql = p2q_outbox_sql(ack, schema);
   ob->recover_sql = p2q_outbox_sql(recover, schema);
-  if (!ob->claim_sql || !ob->ack_sql || !ob->recover_sql) { p2q_outbox_free(ob); return P2Q_ENOMEM; }
+  ob->register_sql = p2q_outbox_sql(reg, schema);
+  ob->reap_sql = p2q_outbox_sql(reap, schema);
+  if (!ob->claim_sql || !ob->ack_sql || !ob->recover_sql || !ob->register_sql || !ob->reap_sql) {
+    p2q_outbox_free(ob);
+    return P2Q_ENOMEM;
+  }
   *out = ob;
   return 0;
 }
@@ -73,7 +82,18 @@ void p2q_outbox_free(p2q_outbox_t *ob) {
   free(ob->claim_sql);
   free(ob->ack_sql);
   free(ob->recover_sql);
+  free(ob->register_sql);
+  free(ob->reap_sql);
+  free(ob->instance);
   free(ob);
+}
+
+int p2q_outbox_set_instance(p2q_outbox_t *ob, const char *instance) {
+  char *s = strdup(instance);
+  if (!s) return P2Q_ENOMEM;
+  free(ob->instance);
+  ob->instance = s;
+  return 0;
 }
 
 /* One element of a PostgreSQL array literal ("…" with \ escapes, or NULL). */
@@ -120,8 +140,12 @@ static void owner_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, v
 }
 
 static void on_connect(p2q_pg_t *pg, void *arg) {
-  /* the owner id ties claims to this backend, so a crash is recognised by sync_outbox_recover */
-  p2q_pg_query(pg, OWNER_SQL, 0, NULL, owner_cb, arg);
+  p2q_outbox_conn_t *c = arg;
+  const char *params[] = {c->ob->instance};
+  /* the owner id ties claims to this backend, registered as one of this process's (recover.c),
+     so a crash is recognised (sync_outbox_reap, sync_outbox_recover) */
+  if (c->ob->instance) p2q_pg_query(pg, c->ob->register_sql, 1, params, owner_cb, arg);
+  else p2q_pg_query(pg, OWNER_SQL, 0, NULL, owner_cb, arg);
 }
 
 static void on_disconnect(p2q_pg_t *pg, int err, const char *errmsg, void *arg) {
@@ -248,6 +272,35 @@ void p2q_outbox_conn_close(p2q_outbox_conn_t *c, void (*cb)(void *arg), void *ar
 }
 
 /* ---- recovery ------------------------------------------------------------------------------- */
+
+static void reap_done(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, void *arg) {
+  call_t *k = arg;
+  p2q_reap_cb cb = (p2q_reap_cb)k->cb;
+  void *cb_arg = k->arg;
+  free(k);
+  int n = err ? 0 : PQntuples(res);
+  p2q_reaped_t one, *rows = n > 1 ? calloc((size_t)n, sizeof *rows) : &one;
+  if (!rows) { cb(cb_arg, P2Q_ENOMEM, "out of memory", NULL, 0); return; }
+  for (int i = 0; i < n; i++) {
+    rows[i].instance = PQgetvalue(res, i, 0);
+    rows[i].events = atoi(PQgetvalue(res, i, 1));
+    rows[i].leases = atoi(PQgetvalue(res, i, 2));
+  }
+  cb(cb_arg, err, errmsg, err ? NULL : rows, n);
+  if (rows != &one) free(rows);
+}
+
+int p2q_outbox_reap(p2q_outbox_conn_t *c, int dead_ms, p2q_reap_cb cb, void *arg) {
+  char dead[32];
+  snprintf(dead, sizeof dead, "%d", dead_ms);
+  const char *params[] = {dead};
+  call_t *k = malloc(sizeof *k);
+  if (!k) return P2Q_ENOMEM;
+  k->c = c; k->cb = (void *)cb; k->arg = arg;
+  int rc = c->ready ? p2q_pg_query(c->pg, c->ob->reap_sql, 1, params, reap_done, k) : P2Q_EPG_LOST;
+  if (rc) free(k);
+  return rc;
+}
 
 static void recover_done(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, void *arg) {
   call_t *k = arg;

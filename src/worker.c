@@ -179,6 +179,7 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
     b->ack = p2q_wk_ack;
     b->n = n;
     b->claimed_at = WNOW(w);
+    b->epoch = w->claim_epoch;
     b->next = w->batches;
     w->batches = b;
     w->stats.batches++;
@@ -212,6 +213,7 @@ static void claim(p2q_worker_t *w) {
   const char **types = w->types;
   int n = allowed_types(w, types);
   const p2q_config_t *cfg = WCFG(w);
+  w->claim_epoch = WLIVE(w);
   if (n && w->ctx.claim(w->conn, types, n, w->cfg->routing_key, (int)w->cfg->batch_size, cfg->lease_ms, claim_cb,
                         w) == 0)
     p2q_batch_on_claim_sent(&w->pol);
@@ -230,7 +232,8 @@ static void retry_cb(uv_timer_t *t) {
 }
 
 static void step(p2q_worker_t *w) {
-  w->pol.paused = !w->ready || w->closing || w->ctx.stopping(w->ctx.arg) || allowed_types(w, w->types) == 0;
+  w->pol.paused = !w->ready || w->closing || w->ctx.stopping(w->ctx.arg) || WLIVE(w) == 0 ||
+                  allowed_types(w, w->types) == 0;
   switch (p2q_batch_next(&w->pol)) {
   case P2Q_BATCH_CLAIM: claim(w); break;
   case P2Q_BATCH_LINGER:

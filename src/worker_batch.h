@@ -42,6 +42,7 @@ typedef struct wbatch_s {
   int orphaned;
   int ack_tries;
   uint64_t claimed_at;       /* ctx clock at the claim (the lease runs from here) */
+  uint32_t epoch;            /* liveness epoch when the claim was sent (WLIVE): no write in another */
   void (*ack)(struct wbatch_s *b); /* every stage finished: record the outcomes (worker.c) */
   struct embctx_s *embeds;   /* embedding calls in flight (see p2q_wk_embed) */
   struct wbatch_s *next;
@@ -72,6 +73,7 @@ struct p2q_worker_s {
   p2q_backoff_t backoff;
   uv_timer_t linger_timer, retry_timer;
   uint64_t retry_due;     /* ctx clock when the retry timer fires, 0 = not armed */
+  uint32_t claim_epoch;   /* WLIVE when the claim in flight was sent */
   wbatch_t *batches;
   p2q_stats_t stats;
   int closing, open_handles;
@@ -81,6 +83,7 @@ struct p2q_worker_s {
 
 #define WCFG(w) ((w)->ctx.config((w)->ctx.arg))
 #define WNOW(w) ((w)->ctx.now((w)->ctx.arg))
+#define WLIVE(w) ((w)->ctx.liveness ? (w)->ctx.liveness((w)->ctx.arg) : 1u)
 
 /* worker_batch.c */
 void p2q_wk_set_outcome(wevent_t *e, p2q_outcome_t outcome, int delay_ms, const char *err);

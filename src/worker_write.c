@@ -118,23 +118,30 @@ static void request_body(p2q_buf_t *body, wbatch_t *b, const p2q_rule_config_t *
   }
 }
 
-/* May this batch still write? Not once its connection is gone (recovery will free its claims)
-   nor once its lease could expire before the request finishes: another worker may then hold the
-   row and write a newer snapshot, which ours must not overwrite. */
-static int may_write(const wbatch_t *b) {
+/* May this batch still write? Not once its connection is gone (recovery will free its claims),
+   nor once its lease could expire before the request finishes (another worker may then hold the
+   row and write a newer snapshot, which ours must not overwrite), nor once this process could
+   not confirm its liveness since the claim (recover.h: its claims may have been freed). Returns
+   NULL or why not. */
+static const char *write_blocked(const wbatch_t *b) {
   const p2q_config_t *cfg = WCFG(b->w);
   uint64_t age = WNOW(b->w) - b->claimed_at;
   int64_t budget = cfg->lease_ms - cfg->qdrant_timeout_ms - 1000;
-  return !b->orphaned && (int64_t)age < budget;
+  if (b->orphaned) return "connection_lost";
+  if ((int64_t)age >= budget) return "lease_nearly_expired";
+  if (WLIVE(b->w) != b->epoch) return "liveness_unconfirmed";
+  return NULL;
 }
 
 void p2q_wk_send(wbatch_t *b, int rule, p2q_op_t op, const int *idx, int n) {
   p2q_worker_t *w = b->w;
   const p2q_rule_config_t *rc = &WCFG(w)->rules[rule];
-  if (!may_write(b)) { /* give the events back, nothing is written */
-    for (int i = 0; i < n; i++) p2q_wk_set_outcome(&b->ev[idx[i]], P2Q_OUTCOME_REQUEUE, 0, "claim expired before the write");
-    P2Q_WARN("write_skipped", "worker=%s events=%d reason=%s", w->cfg->name, n,
-             b->orphaned ? "connection_lost" : "lease_nearly_expired");
+  const char *blocked = write_blocked(b);
+  if (blocked) { /* give the events back, nothing is written */
+    char msg[96];
+    snprintf(msg, sizeof msg, "not written: %s", blocked);
+    for (int i = 0; i < n; i++) p2q_wk_set_outcome(&b->ev[idx[i]], P2Q_OUTCOME_REQUEUE, 0, msg);
+    P2Q_WARN("write_skipped", "worker=%s events=%d reason=%s", w->cfg->name, n, blocked);
     return;
   }
   wreq_t *r = malloc(sizeof *r + sizeof(int) * (size_t)n);

@@ -88,6 +88,19 @@ int  p2q_outbox_claim(p2q_outbox_conn_t *c, const char *const *types, int n_type
 int  p2q_outbox_ack(p2q_outbox_conn_t *c, const p2q_ack_item_t *items, int n, p2q_ack_cb cb, void *arg);
 /* Close the connection (pending callbacks fire with P2Q_ECANCELED), then cb. */
 void p2q_outbox_conn_close(p2q_outbox_conn_t *c, void (*cb)(void *arg), void *arg);
+/* This process's instance id (recover.c): every session opened afterwards registers its
+   connection under it in sync_outbox_instance (its owner id is what the registration returns). */
+int  p2q_outbox_set_instance(p2q_outbox_t *ob, const char *instance);
+
+/* The liveness check (sync_outbox_reap): one row per dead daemon process whose claims it freed. */
+typedef struct {
+  const char *instance;
+  int events, leases;
+} p2q_reaped_t;
+typedef void (*p2q_reap_cb)(void *arg, int err, const char *errmsg, const p2q_reaped_t *rows, int n);
+/* Reap the processes all of whose registered backends have been gone for dead_ms. 0 when sent. */
+int  p2q_outbox_reap(p2q_outbox_conn_t *c, int dead_ms, p2q_reap_cb cb, void *arg);
+
 /* Free the claims of owners that are gone (grace_ms after their last claim) on any connection. */
 int  p2q_outbox_recover(p2q_outbox_t *ob, p2q_pg_t *pg, int grace_ms, p2q_recover_cb cb, void *arg);
 

@@ -48,6 +48,10 @@ typedef struct {
   void (*on_done)(void *arg, double created_at);
   void (*on_qdrant)(void *arg, const char *endpoint, const p2q_qdrant_resp_t *r);
   void (*on_embed)(void *arg, const char *embedder, double seconds, long tokens);
+  /* liveness (recover.h): 0 while this process cannot confirm it is alive (claim nothing, write
+     nothing), else an epoch that changes after every such period: a batch writes only in the
+     epoch of its claim. May be NULL (always alive). */
+  uint32_t (*liveness)(void *arg);
   /* lifecycle: 0 running, 1 stopping (claim nothing), 2 forced (in-flight cancelled) */
   int  (*stopping)(void *arg);
   void (*idle)(void *arg);  /* a worker became idle (shutdown waits for all) */

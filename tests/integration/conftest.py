@@ -103,8 +103,10 @@ class Daemon:
                        "breaker_max": "500ms", "shutdown_timeout": "5s"},
             "log": {"level": "info"},
         }
-        for sec, kv in sections.items():
+        for sec, kv in sections.items():  # a value of None removes the key: the shipped default
             base.setdefault(sec, {}).update(kv)
+            for k in [k for k, v in kv.items() if v is None]:
+                del base[sec][k]
         self.path = tmp_path / "p2q.ini"
         self.path.write_text(ini(base))
         self.env = dict(os.environ, PGDATABASE=dbname)

@@ -57,6 +57,9 @@ typedef struct {
   struct { int rule, embedder, host_wide; p2q_verdict_t v; long ra; } rep[MAXN];
   int n_rep;
   uint64_t wait;
+  /* liveness (recover.h): fenced → 0, else epoch + 1 (so 1 by default) */
+  int fenced;
+  uint32_t epoch;
 } fake_t;
 
 static fake_t F;
@@ -121,6 +124,7 @@ static uint64_t f_report(void *a, int rule, int emb, p2q_verdict_t v, int hw, lo
   return v == P2Q_V_DONE || v == P2Q_V_SPLIT || v == P2Q_V_EVENT_FAULT ? 0 : f->wait;
 }
 static int f_stopping(void *a) { return ((fake_t *)a)->stopping; }
+static uint32_t f_liveness(void *a) { return ((fake_t *)a)->fenced ? 0 : ((fake_t *)a)->epoch + 1; }
 
 static const char CONF[] =
     "[rule.a]\ntable = public.a\nkey = id\nvector_column = v\ndimension = 2\ncollection = ca\n"
@@ -140,7 +144,8 @@ static p2q_worker_t *setup_worker(void) {
   F.now = 1000;
   p2q_worker_ctx_t c = {.arg = &F, .loop = &F.loop, .config = f_config, .now = f_now, .outbox_open = f_open,
                         .claim = f_claim, .ack = f_ack, .outbox_close = f_close, .write = f_write,
-                        .embed = f_embed, .may_claim = f_may_claim, .report = f_report, .stopping = f_stopping};
+                        .embed = f_embed, .may_claim = f_may_claim, .report = f_report, .stopping = f_stopping,
+                        .liveness = f_liveness};
   assert_int_equal(p2q_worker_new(&c, &F.cfg->workers[0], &w), 0);
   F.cbs.ready(F.cbs.arg, "1.2", 0); /* connected: the worker claims at once */
   return w;
@@ -306,6 +311,39 @@ static void test_split_when_forced(void **st) {
   teardown_worker(w);
 }
 
+/* A process that cannot confirm its liveness claims nothing, and a batch claimed before such a
+   period sends nothing more, even once liveness is back (its claims may have been freed): its
+   events go back without losing an attempt. */
+static void test_liveness_fence(void **st) {
+  p2q_worker_t *w = setup_worker();
+  deliver(4, "a", 1, 3);
+  assert_int_equal(F.n_w, 1);
+  F.fenced = 1;
+  answer(0, 400, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1); /* the split would send two halves */
+  assert_int_equal(F.n_w, 1);
+  assert_int_equal(F.n_acks, 4);
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(F.acks[i].outcome, P2Q_OUTCOME_REQUEUE);
+    assert_non_null(strstr(F.acks[i].error, "liveness_unconfirmed"));
+  }
+  int claims = F.claims;
+  acked();                        /* the ack frees a slot, but the fence holds the claim */
+  assert_int_equal(F.claims, claims);
+  F.fenced = 0;
+  F.epoch = 1;                    /* liveness back: a new epoch */
+  p2q_worker_wake(w);
+  assert_int_equal(F.claims, claims + 1);
+  deliver(2, "a", 1, 3);          /* claimed in the new epoch: writes */
+  assert_int_equal(F.n_w, 2);
+  F.epoch = 2;                    /* a fence came and went before its split */
+  answer(1, 400, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1);
+  assert_int_equal(F.n_w, 2);
+  assert_int_equal(F.acks[4].outcome, P2Q_OUTCOME_REQUEUE);
+  assert_int_equal(F.acks[5].outcome, P2Q_OUTCOME_REQUEUE);
+  acked();
+  teardown_worker(w);
+}
+
 /* The claim names only the event types whose rules' targets are healthy. */
 static void test_gate_per_rule(void **st) {
   p2q_worker_t *w = setup_worker();
@@ -408,6 +446,7 @@ int main(void) {
       cmocka_unit_test(test_bisect_422_dead_after_attempts),
       cmocka_unit_test(test_bisect_413),
       cmocka_unit_test(test_split_when_forced),
+      cmocka_unit_test(test_liveness_fence),
       cmocka_unit_test(test_gate_per_rule),
       cmocka_unit_test(test_two_collections),
       cmocka_unit_test(test_malformed_vector),
