@@ -23,6 +23,7 @@ GRANT USAGE ON SCHEMA public TO p2q_daemon, p2q_reader;
 GRANT SELECT, UPDATE, DELETE ON public.sync_outbox TO p2q_daemon;
 GRANT SELECT, INSERT, UPDATE ON public.sync_outbox_lease TO p2q_daemon;
 GRANT SELECT, INSERT, UPDATE ON public.sync_outbox_dead TO p2q_daemon;  -- UPDATE: a dead letter dying again
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.sync_outbox_instance TO p2q_daemon;  -- the daemon registry
 GRANT SELECT ON public.sync_outbox_meta, public.sync_outbox_rule TO p2q_daemon, p2q_reader;
 GRANT SELECT ON public.sync_outbox, public.sync_outbox_dead TO p2q_reader;
 -- optional: GRANT pg_read_all_stats TO p2q_daemon;  (recovery sees other roles' backend_start)

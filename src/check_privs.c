@@ -6,8 +6,9 @@
  *   run        USAGE on the outbox schema; SELECT, UPDATE, DELETE on sync_outbox (claim, ack);
  *              SELECT, INSERT, UPDATE on sync_outbox_lease and on sync_outbox_dead (a retried
  *              dead letter is updated);
- *              SELECT on sync_outbox_meta (start-up check); EXECUTE on the claim/ack/recover
- *              functions (PUBLIC has it unless revoked).
+ *              SELECT, INSERT, UPDATE, DELETE on sync_outbox_instance (the daemon registry);
+ *              SELECT on sync_outbox_meta (start-up check); EXECUTE on the claim/ack/recover/
+ *              register/reap functions (PUBLIC has it unless revoked).
  *   apply      CREATE, USAGE on the outbox schema (trigger and drift functions); INSERT on
  *              sync_outbox (the SECURITY DEFINER trigger writes as apply's role); SELECT, INSERT,
  *              UPDATE on sync_outbox_rule; on each source table SELECT, TRIGGER, and UPDATE on
@@ -45,10 +46,16 @@ static const need_t needs[] = {
     {"run", K_TABLE, "sync_outbox_dead", "SELECT"},
     {"run", K_TABLE, "sync_outbox_dead", "INSERT"},
     {"run", K_TABLE, "sync_outbox_dead", "UPDATE"},
+    {"run", K_TABLE, "sync_outbox_instance", "SELECT"},
+    {"run", K_TABLE, "sync_outbox_instance", "INSERT"},
+    {"run", K_TABLE, "sync_outbox_instance", "UPDATE"},
+    {"run", K_TABLE, "sync_outbox_instance", "DELETE"},
     {"run", K_TABLE, "sync_outbox_meta", "SELECT"},
     {"run", K_FUNCTION, "sync_outbox_claim", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_ack", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_recover", "EXECUTE"},
+    {"run", K_FUNCTION, "sync_outbox_register", "EXECUTE"},
+    {"run", K_FUNCTION, "sync_outbox_reap", "EXECUTE"},
     {"apply", K_SCHEMA, NULL, "USAGE"},
     {"apply", K_SCHEMA, NULL, "CREATE"},
     {"apply", K_TABLE, "sync_outbox", "INSERT"},
