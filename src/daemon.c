@@ -80,12 +80,13 @@ typedef struct {
   p2q_daemon_t *d;
   p2q_health_probe_cb cb;
   void *arg;
+  int collection;       /* a collection's no-op write, not the host's GET /readyz */
 } probe_t;
 
 static void qdrant_probed(p2q_qdrant_t *q, const p2q_qdrant_resp_t *r, void *arg) {
   probe_t *p = arg;
   int host_wide;
-  p2q_ops_qdrant_request(p->d->ops, "probe", r);
+  p2q_ops_qdrant_request(p->d->ops, p->collection ? "probe_collection" : "probe", r);
   p->cb(p->arg, p2q_classify_qdrant(r->status, r->err, r->curl_code, r->cls, 1, &host_wide), r->retry_delay_ms,
         r->error);
   free(p);
@@ -99,7 +100,7 @@ static int probe_qdrant(void *arg, const char *collection, p2q_health_probe_cb c
   char *body = strdup("{\"points\":[\"" P2Q_HEALTH_PROBE_POINT "\"]}");
   int rc = P2Q_ENOMEM;
   if (p && body && d->qdrant && !d->closing) {
-    p->d = d; p->cb = cb; p->arg = cb_arg;
+    p->d = d; p->cb = cb; p->arg = cb_arg; p->collection = collection != NULL;
     rc = collection ? p2q_qdrant_points_delete_take(d->qdrant, collection, body, strlen(body), qdrant_probed, p)
                     : p2q_qdrant_probe(d->qdrant, qdrant_probed, p);
     if (rc == 0 && collection) body = NULL; /* taken */
@@ -123,7 +124,7 @@ static int probe_embedder(void *arg, const char *name, p2q_health_probe_cb cb, v
   probe_t *p = malloc(sizeof *p);
   int rc = P2Q_ENOMEM;
   if (p && e && !d->closing) {
-    p->d = d; p->cb = cb; p->arg = cb_arg;
+    p->d = d; p->cb = cb; p->arg = cb_arg; p->collection = 0;
     rc = p2q_embedder_embed(e, ping, NULL, 1, embedder_probed, p);
   } else if (!e) {
     rc = P2Q_EINVAL;

@@ -203,7 +203,12 @@ void p2q_ops_qdrant_request(p2q_ops_t *o, const char *endpoint, const p2q_qdrant
   const char *v[] = {endpoint, cls};
   p2q_series_observe(p2q_metric_series(o->qdrant_seconds, v), r->time);
   o->qdrant_seen_at = uv_now(o->loop);
-  o->qdrant_ok = !p2q_qdrant_class_transient(r->cls);
+  /* "reachable" is the host's: GET /readyz, a success anywhere, or a failure to connect. A
+     collection's failing writes are its own target's (health.c), not the host being down. */
+  int host = !strcmp(endpoint, "probe");
+  if (r->cls == P2Q_QDRANT_OK) o->qdrant_ok = 1;
+  else if (host || (r->status == 0 && (r->curl_code == 6 || r->curl_code == 7))) o->qdrant_ok =
+      !p2q_qdrant_class_transient(r->cls);
   if (!o->qdrant_ok)
     snprintf(o->qdrant_err, sizeof o->qdrant_err, "%s: %s%s", endpoint, r->status ? "HTTP " : "",
              r->status ? cls : (r->error && *r->error ? r->error : "transport error"));
