@@ -453,3 +453,13 @@ def test_apply_never_queues_writers_behind_a_long_transaction(make_daemon, docs,
     print(f"writer waited {waited:.2f} s while apply retried")    # a figure, not an assertion
     docs.execute("INSERT INTO docs (id, title) VALUES (2, 'b')")
     assert [e[1]["id"] for e in events(docs)] == [1, 2]    # 1 by the load, 2 by the trigger
+
+
+def test_ddl_guard_refuses_breaking_the_filter(make_daemon, docs):
+    d = make_daemon({"rule.docs": rule(filter="published")})
+    d.cli("apply")
+    with pytest.raises(psycopg.errors.RaiseException, match="rule docs needs filter or routing_key"):
+        docs.execute("ALTER TABLE docs DROP COLUMN published")
+    docs.execute("ALTER TABLE docs DROP COLUMN body")                 # an unrelated column: fine
+    docs.execute("INSERT INTO docs (id, title) VALUES (1, 'a')")
+    assert [e[0] for e in events(docs)] == ["upsert"]
