@@ -24,6 +24,8 @@ const p2q_command_t p2q_commands[] = {
      "enqueue existing rows in short key-range chunks (no table lock)"},
     {"embed", p2q_cmd_embed, "embed [--embedder NAME] [--jsonl]",
      "texts on stdin, one JSON vector per line on stdout"},
+    {"bench", p2q_cmd_bench, "bench [--workload drain,steady] [--sweep KNOB=V1,V2] [--p99-max 25ms]",
+     "throughput/latency harness on scratch schema + collections (see bench --help)"},
     {"config", p2q_cmd_config, "config --dump", "print the effective configuration (secrets masked)"},
     {NULL, NULL, NULL, NULL},
 };

@@ -38,6 +38,8 @@ int p2q_cmd_backfill(const p2q_config_t *cfg, int argc, char **argv);
 /* Each applied rule's drift (its p2q_drift_NAME() function, capture.h): text lines "drift: rule R: …" or a JSON array of {rule, item, used_as, breaks}
    appended to out. Returns how many were found. */
 int p2q_drift_report(PGconn *conn, const p2q_config_t *cfg, int json, p2q_buf_t *out);
+/* bench: the tuning harness (bench.c); 0 all runs ok, 1 a run failed, 2 usage, 130 interrupted. */
+int p2q_cmd_bench(const p2q_config_t *cfg, int argc, char **argv);
 /* Pin a session to the triggers' search_path (pg_catalog, pg_temp). 0 or -1 + message. */
 int p2q_backfill_pin_session(PGconn *conn, char *err, size_t errlen);
 /* Enqueue rule r's matching rows (and `where`) in key-range chunks of `chunk`, each its own

@@ -1,0 +1,389 @@
+/*
+ * bench_load.c — load for `pg2qdrant bench`: writer threads (one blocking libpq connection
+ * each) committing at a fixed total rate, and the latency observer.
+ *
+ * Latency is measured by the tool itself, against any Qdrant: every change sets the row's `seq`
+ * column from a sequence *inside the statement* (so a row's seq order is its commit order, also
+ * when two writers race on it), and the writer records (id, seq, time COMMIT returned) in the
+ * tracker. The observer thread polls Qdrant, retrieving the pending ids with their `seq` payload
+ * (POST /collections/C/points); a change is acknowledged when the point carries that seq or a
+ * newer one (a delete: when the point is gone). Latency = time the answer arrived − COMMIT
+ * returned: an upper bound, off by at most one poll round trip (reported as observe_rtt_ms).
+ *
+ * Threads: the writers and the observer share only the tracker and counters, under `mu`. No
+ * libuv here; the orchestrator (bench.c) joins everything before it reads the results.
+ */
+#include "bench_load.h"
+
+#include "pg2qdrant/errors.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <libpq-fe.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+double p2q_bench_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_until(double t) {
+  double d = t - p2q_bench_now();
+  if (d <= 0) return;
+  struct timespec ts = {(time_t)d, (long)((d - floor(d)) * 1e9)};
+  nanosleep(&ts, NULL);
+}
+
+typedef struct {
+  p2q_bench_load_t *L;
+  int k;
+  pthread_t th;
+  int started;
+} writer_t;
+
+struct p2q_bench_load {
+  p2q_bench_load_opts_t o;
+  pthread_mutex_t mu;
+  p2q_bench_track_t track;
+  writer_t *w;
+  pthread_t obs;
+  int obs_started;
+  volatile int writers_done;
+  p2q_bench_load_result_t res;
+  size_t lat_cap;
+  unsigned long long rng;
+};
+
+static unsigned long long rnd(unsigned long long *s) { /* xorshift64* */
+  *s ^= *s >> 12;
+  *s ^= *s << 25;
+  *s ^= *s >> 27;
+  return *s * 2685821657736338717ull;
+}
+
+static void fail(p2q_bench_load_t *L, const char *what, const char *msg) {
+  pthread_mutex_lock(&L->mu);
+  L->res.errors++;
+  if (!L->res.error[0] && snprintf(L->res.error, sizeof L->res.error, "%s: %s", what, msg) < 0)
+    L->res.error[0] = 0;
+  pthread_mutex_unlock(&L->mu);
+}
+
+static char *vector_text(int dim, unsigned long long *r) {
+  char *v = malloc((size_t)dim * 12 + 3);
+  if (!v) return NULL;
+  size_t n = 0;
+  v[n++] = '{';
+  for (int i = 0; i < dim; i++)
+    n += (size_t)sprintf(v + n, "%s%.4f", i ? "," : "", (double)(rnd(r) % 20000) / 10000.0 - 1.0);
+  v[n++] = '}';
+  v[n] = 0;
+  return v;
+}
+
+/* one statement; rows returned as (id, seq) recorded into ids/seqs; -1 on error */
+static int exec_op(PGconn *c, const char *sql, int np, const char *const *params, long long *ids,
+                   long long *seqs, int *n, int max, p2q_bench_load_t *L) {
+  PGresult *r = PQexecParams(c, sql, np, NULL, params, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
+    fail(L, "writer", PQresultErrorMessage(r));
+    PQclear(r);
+    return -1;
+  }
+  for (int i = 0; i < PQntuples(r) && *n < max; i++) {
+    ids[*n] = atoll(PQgetvalue(r, i, 0));
+    seqs[*n] = atoll(PQgetvalue(r, i, 1));
+    (*n)++;
+  }
+  PQclear(r);
+  return 0;
+}
+
+static void *writer_main(void *arg) {
+  writer_t *w = arg;
+  p2q_bench_load_t *L = w->L;
+  const p2q_bench_load_opts_t *o = &L->o;
+  unsigned long long rs = 0x9E3779B97F4A7C15ull ^ ((unsigned long long)w->k * 7919 + 1);
+  PGconn *c = PQconnectdb(o->conninfo);
+  char *vec = NULL, *pad = NULL, ins[512], upd[512], del[512];
+  int per = o->rows_per_txn > 0 ? o->rows_per_txn : 1;
+  long long *ids = malloc((size_t)per * sizeof *ids), *seqs = malloc((size_t)per * sizeof *seqs);
+  int *kinds = malloc((size_t)per * sizeof *kinds);
+  if (!c || PQstatus(c) != CONNECTION_OK) {
+    fail(L, "writer connect", c ? PQerrorMessage(c) : "out of memory");
+    goto done;
+  }
+  if (!ids || !seqs || !kinds) { fail(L, "writer", "out of memory"); goto done; }
+  PQclear(PQexec(c, "SET application_name = 'p2q_bench_writer'"));
+  pthread_mutex_lock(&L->mu);
+  L->res.writer_pids[w->k] = PQbackendPID(c);
+  pthread_mutex_unlock(&L->mu);
+  pad = malloc((size_t)o->payload_bytes + 1);
+  if (!pad) goto done;
+  memset(pad, 'x', (size_t)o->payload_bytes);
+  pad[o->payload_bytes] = 0;
+  snprintf(ins, sizeof ins, "INSERT INTO %s (id, seq, pad, emb) VALUES (nextval('%s'), nextval('%s'), $1, $2::real[]) "
+           "RETURNING id, seq", o->table_q, o->ids_seq_q, o->ver_seq_q);
+  snprintf(upd, sizeof upd, "UPDATE %s SET seq = nextval('%s'), pad = $2 WHERE id = $1 RETURNING id, seq",
+           o->table_q, o->ver_seq_q);
+  snprintf(del, sizeof del, "DELETE FROM %s WHERE id = $1 RETURNING id, nextval('%s')", o->table_q, o->ver_seq_q);
+  double t0 = o->t_start;
+  for (long i = 0;; i++) {
+    double due = o->rate > 0 ? t0 + ((double)i * o->writers + w->k) / o->rate : 0;
+    if (o->rate > 0) {
+      if (due - t0 >= o->seconds) break;
+      sleep_until(due);
+    } else if (p2q_bench_now() - t0 >= o->seconds) {
+      break;
+    }
+    if (o->stop && *o->stop) break;
+    free(vec);
+    vec = vector_text(o->dim, &rs);
+    if (!vec) break;
+    int n = 0, multi = per > 1;
+    if (multi) PQclear(PQexec(c, "BEGIN"));
+    int bad = 0;
+    for (int j = 0; j < per && !bad; j++) {
+      unsigned pick = (unsigned)(rnd(&rs) % 100);
+      int kind = pick < (unsigned)o->mix_insert ? 0 : pick < (unsigned)(o->mix_insert + o->mix_update) ? 1 : 2;
+      char idbuf[32];
+      long long hi = o->preload_rows > 0 ? o->preload_rows : 1;
+      long long target;
+      if (kind == 1 && o->hot_rows > 0 && (double)(rnd(&rs) % 10000) / 10000.0 < o->hot_fraction)
+        target = 1 + (long long)(rnd(&rs) % (unsigned long long)o->hot_rows);
+      else
+        target = 1 + (long long)(rnd(&rs) % (unsigned long long)hi);
+      snprintf(idbuf, sizeof idbuf, "%lld", target);
+      int before = n;
+      if (kind == 0) {
+        const char *p[2] = {pad, vec};
+        bad = exec_op(c, ins, 2, p, ids, seqs, &n, per, L);
+      } else if (kind == 1) {
+        const char *p[2] = {idbuf, pad};
+        bad = exec_op(c, upd, 2, p, ids, seqs, &n, per, L);
+      } else {
+        const char *p[1] = {idbuf};
+        bad = exec_op(c, del, 1, p, ids, seqs, &n, per, L);
+      }
+      for (int x = before; x < n; x++) kinds[x] = kind;
+    }
+    if (multi) {
+      PGresult *r = PQexec(c, bad ? "ROLLBACK" : "COMMIT");
+      if (PQresultStatus(r) != PGRES_COMMAND_OK) { fail(L, "commit", PQresultErrorMessage(r)); bad = 1; }
+      PQclear(r);
+    }
+    double tc = p2q_bench_now();
+    if (bad) {
+      if (PQstatus(c) != CONNECTION_OK) break;
+      continue;
+    }
+    pthread_mutex_lock(&L->mu);
+    L->res.commits++;
+    for (int x = 0; x < n; x++) {
+      L->res.events++;
+      if (p2q_bench_track_add(&L->track, ids[x], seqs[x], kinds[x] == 2, tc) < 0) L->res.errors++;
+    }
+    if (L->res.t_first == 0 || tc < L->res.t_first) L->res.t_first = tc;
+    L->res.t_last = tc;
+    pthread_mutex_unlock(&L->mu);
+  }
+done:
+  if (c && PQstatus(c) == CONNECTION_OK && o->cpu_of) {
+    double cpu = o->cpu_of(PQbackendPID(c));
+    pthread_mutex_lock(&L->mu);
+    if (!isnan(cpu)) L->res.writer_cpu_s += cpu;
+    else L->res.writer_cpu_s = NAN;
+    pthread_mutex_unlock(&L->mu);
+  }
+  PQfinish(c);
+  free(vec);
+  free(pad);
+  free(ids);
+  free(seqs);
+  free(kinds);
+  return NULL;
+}
+
+/* ---- observer ---------------------------------------------------------------------------- */
+
+typedef struct {
+  char *data;
+  size_t len;
+} body_t;
+
+static size_t on_body(char *p, size_t sz, size_t nm, void *u) {
+  body_t *b = u;
+  size_t n = sz * nm;
+  if (b->len + n > 64u << 20) return 0;
+  char *nd = realloc(b->data, b->len + n + 1);
+  if (!nd) return 0;
+  memcpy(nd + b->len, p, n);
+  b->data = nd;
+  b->len += n;
+  b->data[b->len] = 0;
+  return n;
+}
+
+static int lat_push(p2q_bench_load_t *L, double ms) {
+  if ((size_t)L->res.lat_n == L->lat_cap) {
+    size_t nc = L->lat_cap ? L->lat_cap * 2 : 4096;
+    double *nv = realloc(L->res.lat, nc * sizeof *nv);
+    if (!nv) return -1;
+    L->res.lat = nv;
+    L->lat_cap = nc;
+  }
+  L->res.lat[L->res.lat_n++] = ms;
+  return 0;
+}
+
+enum { OBS_MAX = 512 };
+
+static void *observer_main(void *arg) {
+  p2q_bench_load_t *L = arg;
+  const p2q_bench_load_opts_t *o = &L->o;
+  CURL *h = curl_easy_init();
+  struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
+  char url[1024], key[512];
+  long long ids[OBS_MAX];
+  double rtt_sum = 0;
+  long polls = 0;
+  if (!h) { fail(L, "observer", "curl_easy_init failed"); goto out; }
+  if (o->api_key && *o->api_key) {
+    snprintf(key, sizeof key, "api-key: %s", o->api_key);
+    hdr = curl_slist_append(hdr, key);
+  }
+  snprintf(url, sizeof url, "%s/collections/%s/points", o->qdrant_url, o->collection);
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  if (o->ca_file && *o->ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
+  double deadline = 0;
+  for (;;) {
+    pthread_mutex_lock(&L->mu);
+    int n = 0;
+    for (size_t i = 0; i < L->track.n && n < OBS_MAX; i++, n++) {
+      ids[n] = L->track.v[i].id;
+    }
+    int done = L->writers_done;
+    pthread_mutex_unlock(&L->mu);
+    if (o->stop && *o->stop) break;
+    if (done && deadline == 0) deadline = p2q_bench_now() + o->settle_s;
+    if (done && (n == 0 || p2q_bench_now() > deadline)) break;
+    if (n == 0) { sleep_until(p2q_bench_now() + o->poll_ms / 1000.0); continue; }
+    char *req = malloc((size_t)n * 24 + 96);
+    if (!req) break;
+    size_t q = (size_t)sprintf(req, "{\"ids\":[");
+    for (int i = 0; i < n; i++) q += (size_t)sprintf(req + q, "%s%lld", i ? "," : "", ids[i]);
+    sprintf(req + q, "],\"with_payload\":[\"seq\"],\"with_vector\":false}");
+    body_t b = {0};
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, req);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    double ts = p2q_bench_now();
+    CURLcode cc = curl_easy_perform(h);
+    double tr = p2q_bench_now();
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    free(req);
+    cJSON *j = cc == CURLE_OK && status == 200 && b.data ? cJSON_Parse(b.data) : NULL;
+    cJSON *res = j ? cJSON_GetObjectItemCaseSensitive(j, "result") : NULL;
+    if (!cJSON_IsArray(res)) {
+      char m[200];
+      snprintf(m, sizeof m, "retrieve %s: curl %d, HTTP %ld", o->collection, (int)cc, status);
+      fail(L, "observer", m);
+      cJSON_Delete(j);
+      free(b.data);
+      sleep_until(p2q_bench_now() + 0.05);
+      continue;
+    }
+    rtt_sum += tr - ts;
+    polls++;
+    /* found[i]: the seq the point carries (-1: absent) */
+    long long found[OBS_MAX];
+    for (int i = 0; i < n; i++) found[i] = -1;
+    const cJSON *pt;
+    cJSON_ArrayForEach(pt, res) {
+      const cJSON *id = cJSON_GetObjectItemCaseSensitive(pt, "id");
+      const cJSON *pl = cJSON_GetObjectItemCaseSensitive(pt, "payload");
+      const cJSON *sq = pl ? cJSON_GetObjectItemCaseSensitive(pl, "seq") : NULL;
+      if (!cJSON_IsNumber(id)) continue;
+      long long pid = (long long)id->valuedouble;
+      for (int i = 0; i < n; i++)
+        if (ids[i] == pid) found[i] = cJSON_IsNumber(sq) ? (long long)sq->valuedouble : 0;
+    }
+    pthread_mutex_lock(&L->mu);
+    for (int i = 0; i < n; i++) {
+      long at = p2q_bench_track_find(&L->track, ids[i]);
+      if (at < 0) continue;
+      p2q_bench_pending_t *e = &L->track.v[at];
+      int seen = e->is_delete ? found[i] < 0 : found[i] >= e->seq;
+      if (!seen) continue;
+      lat_push(L, (tr - e->t_commit) * 1000.0);
+      p2q_bench_track_remove(&L->track, (size_t)at);
+    }
+    pthread_mutex_unlock(&L->mu);
+    cJSON_Delete(j);
+    free(b.data);
+    sleep_until(tr + o->poll_ms / 1000.0);
+  }
+out:
+  pthread_mutex_lock(&L->mu);
+  L->res.observe_ms = polls ? rtt_sum / (double)polls * 1000.0 : NAN;
+  pthread_mutex_unlock(&L->mu);
+  curl_slist_free_all(hdr);
+  if (h) curl_easy_cleanup(h);
+  return NULL;
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------- */
+
+int p2q_bench_load_start(const p2q_bench_load_opts_t *o, p2q_bench_load_t **out) {
+  p2q_bench_load_t *L = calloc(1, sizeof *L);
+  if (!L) return P2Q_ENOMEM;
+  L->o = *o;
+  pthread_mutex_init(&L->mu, NULL);
+  p2q_bench_track_init(&L->track);
+  L->w = calloc((size_t)o->writers, sizeof *L->w);
+  L->res.writer_pids = calloc((size_t)o->writers, sizeof *L->res.writer_pids);
+  if (!L->w || !L->res.writer_pids) { p2q_bench_load_free(L); return P2Q_ENOMEM; }
+  L->res.nwriters = o->writers;
+  if (pthread_create(&L->obs, NULL, observer_main, L) == 0) L->obs_started = 1;
+  for (int k = 0; k < o->writers; k++) {
+    L->w[k].L = L;
+    L->w[k].k = k;
+    if (pthread_create(&L->w[k].th, NULL, writer_main, &L->w[k]) == 0) L->w[k].started = 1;
+  }
+  *out = L;
+  return 0;
+}
+
+const p2q_bench_load_result_t *p2q_bench_load_wait(p2q_bench_load_t *L) {
+  for (int k = 0; k < L->o.writers; k++)
+    if (L->w[k].started) { pthread_join(L->w[k].th, NULL); L->w[k].started = 0; }
+  pthread_mutex_lock(&L->mu);
+  L->writers_done = 1;
+  pthread_mutex_unlock(&L->mu);
+  if (L->obs_started) { pthread_join(L->obs, NULL); L->obs_started = 0; }
+  L->res.missing = (long)L->track.n;
+  L->res.superseded = L->track.superseded;
+  p2q_bench_sort(L->res.lat, (size_t)L->res.lat_n);
+  return &L->res;
+}
+
+void p2q_bench_load_free(p2q_bench_load_t *L) {
+  if (!L) return;
+  if (L->w) p2q_bench_load_wait(L);
+  p2q_bench_track_free(&L->track);
+  pthread_mutex_destroy(&L->mu);
+  free(L->res.lat);
+  free(L->res.writer_pids);
+  free(L->w);
+  free(L);
+}
