@@ -36,7 +36,17 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t g_stop;
-static void on_signal(int sig) { g_stop = sig; }
+/* the admin connection's cancel handle while a long statement (queueing a backlog) may run:
+   PQcancel is async-signal-safe, so Ctrl-C does not wait for a 200,000-row INSERT */
+static PGcancel *volatile g_cancel;
+static void on_signal(int sig) {
+  g_stop = sig;
+  PGcancel *c = g_cancel;
+  if (c) {
+    char buf[64];
+    PQcancel(c, buf, sizeof buf);
+  }
+}
 
 typedef struct {
   p2q_bench_ctx_t x;
@@ -459,6 +469,7 @@ int p2q_cmd_bench(const p2q_config_t *cfg, int argc, char **argv) {
   if (!x->pg) { fprintf(stderr, "pg2qdrant bench: %s\n", err); goto out; }
   x->pg_local = is_local_host(PQhost(x->pg));
   x->qdrant_pid = qpid > 0 ? (int)qpid : qdrant_port(cfg->qdrant_url) > 0 ? p2q_bench_port_pid(qdrant_port(cfg->qdrant_url)) : -1;
+  g_cancel = PQgetCancel(x->pg);
   if (setup(b, err, sizeof err) < 0) { fprintf(stderr, "pg2qdrant bench: %s\n", err); goto out; }
 
   snprintf(path, sizeof path, "%s/runs.csv", x->out);
@@ -503,18 +514,19 @@ int p2q_cmd_bench(const p2q_config_t *cfg, int argc, char **argv) {
     snprintf(machine, sizeof machine, "pg2qdrant %s, %ld cores, load %.1f %.1f %.1f, %s; dim %d, %s", P2Q_VERSION,
              sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], when, x->dim, g_stop ? "INTERRUPTED" : "complete");
     if (!x->has_pgss) snprintf(notes, sizeof notes, "pg_stat_statements is not installed in this database: its column is empty.");
+    int swept[P2Q_KNOB_N] = {0};
+    for (int k = 0; k < P2Q_KNOB_N; k++) swept[k] = sw.n[k] > 0;
     p2q_bench_report_meta_t m = {.title = cmdline, .machine = machine, .p99_max_ms = p99max, .recommended = rec,
-                                 .why = why, .notes = notes[0] ? notes : NULL};
+                                 .why = why, .notes = notes[0] ? notes : NULL, .swept = swept,
+                                 .embedder = b->emb ? b->emb->name : NULL};
     m.naxes = p2q_bench_sweep_axes(&sw, m.axes);
     snprintf(path, sizeof path, "%s/report.html", x->out);
     FILE *h = fopen(path, "w");
     if (h) { p2q_bench_html(h, &m, pts, npoints, runs, nruns); fclose(h); }
     printf("results: %s/runs.csv, report: %s\n", x->out, path);
     if (rec >= 0) {
-      int swept[P2Q_KNOB_N] = {0};
-      for (int k = 0; k < P2Q_KNOB_N; k++) swept[k] = sw.n[k] > 0;
       printf("recommendation (point %d: %s):\n", rec + 1, why);
-      p2q_bench_config_lines(&pts[rec], swept, stdout);
+      p2q_bench_config_lines(&pts[rec], swept, b->emb ? b->emb->name : NULL, stdout);
     } else {
       printf("no recommendation: %s\n", why);
     }
@@ -522,6 +534,11 @@ int p2q_cmd_bench(const p2q_config_t *cfg, int argc, char **argv) {
   rc = g_stop ? 130 : 0;
   for (int i = 0; i < nruns; i++) if (!runs[i].ok) rc = rc ? rc : 1;
 out:
+  if (g_cancel) {
+    PGcancel *c = g_cancel;
+    g_cancel = NULL; /* a second Ctrl-C must not cancel the cleanup */
+    PQfreeCancel(c);
+  }
   cleanup(b);
   if (b->created_schema || b->created_vec || b->created_text) rc = 1;
   if (csv) fclose(csv);

@@ -135,8 +135,7 @@ int p2q_bench_recommend(const p2q_bench_point_t *pts, int n, double p99_max_ms, 
   return pick;
 }
 
-void p2q_bench_config_lines(const p2q_bench_point_t *p, const int *swept, FILE *f) {
-  (void)swept;
+void p2q_bench_config_lines(const p2q_bench_point_t *p, const int *swept, const char *embedder, FILE *f) {
   const long *v = p->set.v;
   fprintf(f, "; pg2qdrant bench: %.0f events/s", p->tput.median);
   if (!isnan(p->p99.median)) fprintf(f, ", commit->Qdrant p50 %.2f ms, p99 %.2f ms", p->p50.median, p->p99.median);
@@ -149,7 +148,7 @@ void p2q_bench_config_lines(const p2q_bench_point_t *p, const int *swept, FILE *
   fprintf(f, "[worker.w1]\nbatch_size = %ld\nlinger_ms = %ld\nmax_inflight = %ld\n", v[P2Q_KNOB_BATCH_SIZE],
           v[P2Q_KNOB_LINGER_MS], v[P2Q_KNOB_MAX_INFLIGHT]);
   if (swept && swept[P2Q_KNOB_EMBEDDER_THREADS])
-    fprintf(f, "[embedder.NAME]\nthreads = %ld\n", v[P2Q_KNOB_EMBEDDER_THREADS]);
+    fprintf(f, "[embedder.%s]\nthreads = %ld\n", embedder ? embedder : "NAME", v[P2Q_KNOB_EMBEDDER_THREADS]);
 }
 
 /* ---- CSV --------------------------------------------------------------------------------- */
@@ -515,7 +514,7 @@ void p2q_bench_html(FILE *f, const p2q_bench_report_meta_t *m, const p2q_bench_p
     size_t len = 0;
     FILE *mf = open_memstream(&buf, &len);
     if (mf) {
-      p2q_bench_config_lines(&pts[m->recommended], NULL, mf);
+      p2q_bench_config_lines(&pts[m->recommended], m->swept, m->embedder, mf);
       fclose(mf);
       esc(f, buf);
       free(buf);

@@ -147,8 +147,10 @@ void p2q_bench_points_free(p2q_bench_point_t *pts, int n);
    processes × workers is preferred (then lower p99). Index, or -1 (why says why). */
 int p2q_bench_recommend(const p2q_bench_point_t *pts, int n, double p99_max_ms, char *why,
                         size_t whylen);
-/* The config lines to paste for point p (a comment header, a [worker.*] block). */
-void p2q_bench_config_lines(const p2q_bench_point_t *p, const int *swept, FILE *f);
+/* The config lines to paste for point p: a comment header (figures, replicas, workers), a
+   [worker.*] block, and [embedder.NAME] threads when swept[P2Q_KNOB_EMBEDDER_THREADS]
+   (swept may be NULL; embedder NULL prints NAME). */
+void p2q_bench_config_lines(const p2q_bench_point_t *p, const int *swept, const char *embedder, FILE *f);
 
 /* ---- writers ----------------------------------------------------------------------------- */
 
@@ -165,6 +167,8 @@ typedef struct {
   int recommended;           /* point index or -1 */
   const char *why;
   const char *notes;         /* extra text (pg_stat_statements top, caveats), may be NULL */
+  const int *swept;          /* per knob: given with --sweep (for the config lines), may be NULL */
+  const char *embedder;      /* text workload's embedder name, may be NULL */
 } p2q_bench_report_meta_t;
 
 /* The one-file HTML report: inline SVG charts (svg#tput-<knob> per axis, svg#latency-cdf,
