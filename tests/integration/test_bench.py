@@ -1,0 +1,256 @@
+"""`pg2qdrant bench` against real PostgreSQL and the Qdrant test server.
+
+- a tiny sweep (batch_size x replicas, drain + steady): the CSV has one row per run with the
+  documented columns and plausible figures, the recommendation is printed as config lines, the
+  scratch schema, collections, daemons and backends are gone afterwards, look-alike objects that
+  the bench did not create are untouched, and the HTML report renders in headless Chromium with
+  every chart (screenshot kept in the test's tmp dir);
+- SIGINT in the middle of a run: exit 130, everything it created is dropped, its daemons are gone;
+- the mixed and text workloads (text through the MiniLM embedder when the model is present).
+Speed is not asserted: the figures only have to be there and be consistent.
+"""
+import csv
+import os
+import pathlib
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import time
+import zlib
+
+import psycopg
+import pytest
+
+from conftest import BIN, ROOT, wait_until
+
+COLUMNS = ("point,repeat,workload,batch_size,linger_ms,max_inflight,workers,replicas,embedder_threads,events,"
+           "seconds,events_per_s,commits_per_s,p50_ms,p90_ms,p99_ms,max_ms,latency_samples,observe_rtt_ms,"
+           "cpu_us_pg2qdrant,cpu_us_pg_daemon,cpu_us_pg_writers,cpu_us_qdrant,cpu_us_bench,qdrant_request_ms,"
+           "qdrant_requests,peak_rss_mib,outbox_dead_tuples,outbox_bytes,pgss_us_per_event,dead_letters,missing,"
+           "ok,error").split(",")
+MODEL = ROOT / "models" / "all-MiniLM-L6-v2"
+
+
+def write_config(tmp_path, qdrant, extra=""):
+    p = tmp_path / "bench.ini"
+    p.write_text(f"[qdrant]\nurl = {qdrant.url}\ntimeout = 10s\n[daemon]\nretry_min = 50ms\n{extra}")
+    return p
+
+
+def bench_env(pgdb):
+    return dict(os.environ, PGDATABASE=pgdb)
+
+
+def leftovers(db, qdrant):
+    """The bench's scratch objects still there (the look-alikes excepted)."""
+    schemas = [r[0] for r in db.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'p2q_bench_%'")
+               if r[0] != "p2q_bench_notmine"]
+    colls = [c["name"] for c in qdrant.call("GET", "/collections")[1]["result"]["collections"]
+             if c["name"].startswith("p2q_bench_") and not c["name"].startswith("p2q_bench_notmine")]
+    backends = [r[0] for r in db.execute(
+        "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'p2q_bench%'")]
+    return schemas, colls, backends
+
+
+def lookalikes(db, qdrant):
+    """Objects named like the bench's that it must never touch."""
+    db.execute('CREATE SCHEMA "p2q_bench_notmine"')
+    db.execute('CREATE TABLE "p2q_bench_notmine".keep (id int)')
+    st, body = qdrant.call("PUT", "/collections/p2q_bench_notmine_vec",
+                           {"vectors": {"size": 4, "distance": "Dot"}})
+    assert st == 200, body
+
+
+def assert_lookalikes_kept(db, qdrant):
+    assert db.execute("SELECT to_regclass('\"p2q_bench_notmine\".keep')").fetchone()[0] is not None
+    names = [c["name"] for c in qdrant.call("GET", "/collections")[1]["result"]["collections"]]
+    assert "p2q_bench_notmine_vec" in names
+    db.execute('DROP SCHEMA "p2q_bench_notmine" CASCADE')
+    qdrant.call("DELETE", "/collections/p2q_bench_notmine_vec")
+
+
+def chromium():
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe:
+        return exe
+    if os.environ.get("P2Q_CI") or os.environ.get("CI"):
+        pytest.fail("chromium is not installed (scripts/deps installs Debian's chromium package)")
+    pytest.skip("chromium is not installed: run scripts/deps (as root) to check the HTML report")
+
+
+def png_pixels(path):
+    """(width, height, distinct byte values of the decoded scanlines) of a PNG."""
+    data = pathlib.Path(path).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, w, h = 8, b"", 0, 0
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            w, h = struct.unpack(">II", chunk[:8])
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + n
+    raw = zlib.decompress(idat)
+    return w, h, len(set(raw[:2_000_000]))
+
+
+def test_bench_sweep_csv_cleanup_and_report(tmp_path, pgdb, db, qdrant):
+    lookalikes(db, qdrant)
+    cfg = write_config(tmp_path, qdrant)
+    out = tmp_path / "out"
+    cmd = [BIN, "-c", str(cfg), "bench", "--workload", "drain,steady", "--rows", "400", "--dim", "8",
+           "--rate", "40", "--duration", "2s", "--sweep", "batch_size=16,64", "--sweep", "replicas=1,2",
+           "--p99-max", "2s", "--out", str(out)]
+    r = subprocess.run(cmd, env=bench_env(pgdb), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"stdout: {r.stdout}\nstderr: {r.stderr}"
+    # the recommendation, as config lines to paste
+    assert "recommendation (point" in r.stdout, r.stdout
+    assert re.search(r"\[worker\.w1\]\nbatch_size = (16|64)\nlinger_ms = 5\nmax_inflight = 4\n", r.stdout), r.stdout
+    # one progress line per run when not on a terminal
+    assert len(re.findall(r"^\[\d/8\] point \d rep 1 (drain|steady)", r.stderr, re.M)) == 8, r.stderr
+
+    with open(out / "runs.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == COLUMNS
+    runs = [dict(zip(COLUMNS, row)) for row in rows[1:]]
+    assert all(len(row) == len(COLUMNS) for row in rows[1:])
+    assert len(runs) == 8  # 2 batch sizes x 2 replica counts x 2 workloads
+    grid = {(x["batch_size"], x["replicas"], x["workload"]) for x in runs}
+    assert grid == {(b, p, w) for b in ("16", "64") for p in ("1", "2") for w in ("drain", "steady")}
+    for x in runs:
+        assert x["ok"] == "1" and x["error"] == "", x
+        assert x["dead_letters"] == "0" and x["missing"] == "0", x
+        assert float(x["events_per_s"]) > 0, x
+        assert float(x["cpu_us_pg2qdrant"]) >= 0 and float(x["peak_rss_mib"]) > 0, x
+        assert float(x["qdrant_requests"]) >= 1 and float(x["qdrant_request_ms"]) > 0, x
+        # PostgreSQL runs on this host: its backends' CPU is measured
+        assert x["cpu_us_pg_daemon"] != "", x
+        assert x["linger_ms"] == "5" and x["max_inflight"] == "4" and x["workers"] == "1", x
+        if x["workload"] == "drain":
+            assert x["events"] == "400", x
+            assert x["p99_ms"] == "" and x["latency_samples"] == "0", x
+        else:
+            assert 40 <= int(x["events"]) <= 81, x  # 40 commits/s for 2 s
+            assert int(x["latency_samples"]) == int(x["events"]), x
+            p50, p99, mx = float(x["p50_ms"]), float(x["p99_ms"]), float(x["max_ms"])
+            assert 0 < p50 <= p99 <= mx, x
+            assert abs(float(x["commits_per_s"]) - 40) < 5, x
+            assert x["cpu_us_pg_writers"] != "", x
+
+    # nothing of the bench is left; what it did not create is untouched
+    wait_until(lambda: leftovers(db, qdrant) == ([], [], []), timeout=10, what="nothing left",
+               explain=lambda: repr(leftovers(db, qdrant)))
+    assert_lookalikes_kept(db, qdrant)
+
+    # the report renders in a browser with every chart
+    html = out / "report.html"
+    text = html.read_text()
+    assert "<script" not in text
+    exe = chromium()
+    dom = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", html.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    for chart in ("tput-points", "tput-batch_size", "tput-replicas", "latency-cdf", "latency-pct", "cpu-stack"):
+        assert re.search(rf'<svg id="{chart}" class="chart"', dom), chart
+    assert len(re.findall(r'<circle class="pt"', dom)) == 8  # 4 points on each knob's chart
+    assert len(re.findall(r'<polyline class="cdf"', dom)) == 4
+    assert len(re.findall(r'<rect class="bar p99"', dom)) == 4
+    assert len(re.findall(r'<rect class="seg"', dom)) >= 4
+    assert 'id="recommendation"' in dom and 'class="rec"' in dom
+    assert len(re.findall(r"<tr>", dom.split('id="runs"')[1])) == 1 + 8
+    shot = tmp_path / "report.png"
+    subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1000,1800",
+                    f"--screenshot={shot}", html.as_uri()], capture_output=True, timeout=120)
+    w, h, distinct = png_pixels(shot)
+    assert (w, h) == (1000, 1800)
+    assert distinct > 20, "the screenshot is blank"
+    print(f"report screenshot: {shot}")
+
+
+def children_of(pid):
+    kids = []
+    for d in pathlib.Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(d.name))
+    return kids
+
+
+@pytest.mark.parametrize("when", ["steady", "queueing"])
+def test_bench_sigint_drops_everything(tmp_path, pgdb, db, qdrant, when):
+    lookalikes(db, qdrant)
+    cfg = write_config(tmp_path, qdrant)
+    if when == "steady":  # daemons and writers running
+        args = ["--workload", "steady", "--rate", "50", "--duration", "60s", "--sweep", "replicas=2"]
+    else:  # the backlog INSERT running (cancelled through PQcancel)
+        args = ["--workload", "drain", "--rows", "3000000", "--dim", "64"]
+    p = subprocess.Popen([BIN, "-c", str(cfg), "bench", *args, "--out", str(tmp_path / "out")],
+                         env=bench_env(pgdb), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if when == "steady":
+            # two daemons up and their backends connected: mid-run
+            wait_until(lambda: len(children_of(p.pid)) == 2 and db.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'p2q_bench_%_d'").fetchone()[0] >= 2,
+                timeout=60, what="the bench's daemons")
+            time.sleep(1.0)
+            daemons = children_of(p.pid)
+            assert len(daemons) == 2, daemons
+        else:
+            wait_until(lambda: db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'p2q_bench' "
+                                          "AND query LIKE 'TRUNCATE%INSERT INTO%' AND state = 'active'").fetchone()[0],
+                       timeout=60, what="the backlog INSERT")
+            daemons = []
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, f"stdout: {out}\nstderr: {err}"
+    assert "interrupted: dropping the scratch schema and collections" in err
+    for d in daemons:
+        assert not pathlib.Path(f"/proc/{d}").exists(), f"daemon {d} still runs"
+    wait_until(lambda: leftovers(db, qdrant) == ([], [], []), timeout=10, what="nothing left",
+               explain=lambda: repr(leftovers(db, qdrant)))
+    assert_lookalikes_kept(db, qdrant)
+    print(f"{when}: stopped and cleaned up {took:.1f} s after SIGINT")
+    if when == "queueing":
+        assert took < 20, "Ctrl-C waited for the whole backlog INSERT"
+
+
+def test_bench_mixed_and_text(tmp_path, pgdb, db, qdrant):
+    have_model = (MODEL / "model.safetensors").exists()
+    if not have_model and os.environ.get("P2Q_REQUIRE_MODEL") == "1":
+        pytest.fail(f"MiniLM model missing at {MODEL}")
+    extra = f"[embedder.mini]\ntype = minilm\nmodel_dir = {MODEL}\nthreads = 1\n" if have_model else ""
+    cfg = write_config(tmp_path, qdrant, extra)
+    workloads = "mixed,text" if have_model else "mixed"
+    out = tmp_path / "out"
+    r = subprocess.run([BIN, "-c", str(cfg), "bench", "--workload", workloads, "--rate", "40", "--duration", "2s",
+                        "--rows-per-txn", "3", "--writers", "2", "--mix", "40,40,20", "--hot", "0.9,5",
+                        "--preload", "50", "--text-rows", "40", "--dim", "8", "--out", str(out)],
+                       env=bench_env(pgdb), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"stdout: {r.stdout}\nstderr: {r.stderr}"
+    with open(out / "runs.csv", newline="") as f:
+        runs = list(csv.DictReader(f))
+    assert [x["workload"] for x in runs] == workloads.split(",")
+    mixed = runs[0]
+    assert mixed["ok"] == "1", mixed
+    # 80 commits x 3 operations; updates/deletes of already deleted rows change nothing
+    assert 60 <= int(mixed["events"]) <= 243, mixed
+    # hot rows: many changes superseded before they were seen, the rest measured
+    assert 0 < int(mixed["latency_samples"]) <= int(mixed["events"]), mixed
+    assert float(mixed["p99_ms"]) > 0
+    if have_model:
+        text = runs[1]
+        assert text["ok"] == "1" and text["events"] == "40", text
+        assert float(text["events_per_s"]) > 0
+    wait_until(lambda: leftovers(db, qdrant) == ([], [], []), timeout=10, what="nothing left")
