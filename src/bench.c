@@ -324,6 +324,38 @@ static void progress(int done, int total, double t0, int tty, const p2q_bench_ru
   if (done == total) fputc('\n', stderr);
 }
 
+/* the report's notes: how to read the steady CPU, and the statements PostgreSQL spent the most
+   time on for the scratch schema (pg_stat_statements, cumulative over the session) */
+static void pg_stat_top_row(char *out, size_t len, size_t *n, PGresult *r, int i) {
+  int k = snprintf(out + *n, len - *n, "%10s calls %10s ms total %8s ms mean  %.110s\n", PQgetvalue(r, i, 0),
+                   PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
+  if (k > 0) *n = *n + (size_t)k < len ? *n + (size_t)k : len - 1;
+}
+
+static void pgss_top(p2q_bench_ctx_t *x, char *out, size_t len) {
+  size_t n = 0;
+  int k = snprintf(out, len, "CPU per event of steady/mixed runs includes idle time at the fixed rate and, for qdrant, "
+                   "the latency observer's polls; compare CPU per event on drain runs.\n");
+  if (k > 0) n = (size_t)k < len ? (size_t)k : len - 1;
+  if (!x->has_pgss) {
+    snprintf(out + n, len - n, "pg_stat_statements is not installed in this database: its column is empty.\n");
+    return;
+  }
+  char sql[768];
+  snprintf(sql, sizeof sql,
+           "SELECT calls, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 3), "
+           "regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+           "WHERE d.datname = current_database() AND s.query LIKE '%%%s%%' AND s.query NOT LIKE '%%pg_stat_statements%%' "
+           "ORDER BY total_exec_time DESC LIMIT 8", x->prefix);
+  PGresult *r = PQexec(x->pg, sql);
+  if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+    k = snprintf(out + n, len - n, "pg_stat_statements, top statements on the scratch schema (whole session):\n");
+    if (k > 0) n = n + (size_t)k < len ? n + (size_t)k : len - 1;
+    for (int i = 0; i < PQntuples(r); i++) pg_stat_top_row(out, len, &n, r, i);
+  }
+  PQclear(r);
+}
+
 static int parse_args(bench_t *b, p2q_bench_sweep_t *sw, int argc, char **argv, char *workloads, size_t wl,
                       int *one_axis, long *repeat, double *p99, const char **emb_name, long *qpid) {
   p2q_bench_ctx_t *x = &b->x;
@@ -467,6 +499,7 @@ int p2q_cmd_bench(const p2q_config_t *cfg, int argc, char **argv) {
 
   x->pg = p2q_admin_connect(cfg, "p2q_bench", err, sizeof err);
   if (!x->pg) { fprintf(stderr, "pg2qdrant bench: %s\n", err); goto out; }
+  PQclear(PQexec(x->pg, "SET max_parallel_workers_per_gather = 0")); /* our polls stay one process */
   x->pg_local = is_local_host(PQhost(x->pg));
   x->qdrant_pid = qpid > 0 ? (int)qpid : qdrant_port(cfg->qdrant_url) > 0 ? p2q_bench_port_pid(qdrant_port(cfg->qdrant_url)) : -1;
   g_cancel = PQgetCancel(x->pg);
@@ -504,7 +537,7 @@ int p2q_cmd_bench(const p2q_config_t *cfg, int argc, char **argv) {
 
   /* aggregate, recommend, report (also for what an interrupted session completed) */
   if (p2q_bench_points(runs, nruns, sets, npoints, pts) == 0 && nruns > 0) {
-    char why[512], machine[256], notes[256] = "";
+    char why[512], machine[256], notes[4096] = "";
     int rec = p2q_bench_recommend(pts, npoints, p99max, why, sizeof why);
     double load[3] = {0};
     getloadavg(load, 3);
@@ -513,7 +546,7 @@ int p2q_cmd_bench(const p2q_config_t *cfg, int argc, char **argv) {
     strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&t));
     snprintf(machine, sizeof machine, "pg2qdrant %s, %ld cores, load %.1f %.1f %.1f, %s; dim %d, %s", P2Q_VERSION,
              sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], when, x->dim, g_stop ? "INTERRUPTED" : "complete");
-    if (!x->has_pgss) snprintf(notes, sizeof notes, "pg_stat_statements is not installed in this database: its column is empty.");
+    pgss_top(x, notes, sizeof notes);
     int swept[P2Q_KNOB_N] = {0};
     for (int k = 0; k < P2Q_KNOB_N; k++) swept[k] = sw.n[k] > 0;
     p2q_bench_report_meta_t m = {.title = cmdline, .machine = machine, .p99_max_ms = p99max, .recommended = rec,

@@ -146,6 +146,8 @@ static pid_t spawn(const char *exe, const char *config, const char *log, const c
   argv[n++] = config;
   for (int i = 0; args[i] && n < 15; i++) argv[n++] = args[i];
   argv[n] = NULL;
+  /* /proc/self/exe: exactly the binary the bench runs, even if the file was replaced since */
+  execv("/proc/self/exe", (char *const *)argv);
   execv(exe, (char *const *)argv);
   _exit(127);
 }
