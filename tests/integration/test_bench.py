@@ -50,7 +50,8 @@ def leftovers(db, qdrant):
     colls = [c["name"] for c in qdrant.call("GET", "/collections")[1]["result"]["collections"]
              if c["name"].startswith("p2q_bench_") and not c["name"].startswith("p2q_bench_notmine")]
     backends = [r[0] for r in db.execute(
-        "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'p2q_bench%'")]
+        "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'p2q_bench%' "
+        "AND datname = current_database()")]
     return schemas, colls, backends
 
 
@@ -196,14 +197,16 @@ def test_bench_sigint_drops_everything(tmp_path, pgdb, db, qdrant, when):
         if when == "steady":
             # two daemons up and their backends connected: mid-run
             wait_until(lambda: len(children_of(p.pid)) == 2 and db.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'p2q_bench_%_d'").fetchone()[0] >= 2,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'p2q_bench_%_d' "
+                "AND datname = current_database()").fetchone()[0] >= 2,
                 timeout=60, what="the bench's daemons")
             time.sleep(1.0)
             daemons = children_of(p.pid)
             assert len(daemons) == 2, daemons
         else:
             wait_until(lambda: db.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'p2q_bench' "
-                                          "AND query LIKE 'TRUNCATE%INSERT INTO%' AND state = 'active'").fetchone()[0],
+                                          "AND query LIKE 'TRUNCATE%INSERT INTO%' AND state = 'active' "
+                                          "AND datname = current_database()").fetchone()[0],
                        timeout=60, what="the backlog INSERT")
             daemons = []
         t0 = time.monotonic()
