@@ -27,6 +27,7 @@
  * Blocking libpq and a private curl loop; main thread only.
  */
 #include "pg2qdrant/capture.h"
+#include "pg2qdrant/collection.h"
 #include "pg2qdrant/commands.h"
 #include "pg2qdrant/errors.h"
 
@@ -40,16 +41,18 @@ typedef struct {
   long chunk;
 } apply_opts_t;
 
-static int ensure_collections(const p2q_config_t *cfg) {
+/* Each collection once: created as configured, or its differences reported and fixed where Qdrant
+   allows it in place (collection.c). */
+static int ensure_collections(const p2q_config_t *cfg, int dry) {
   p2q_qdrant_options_t o;
   p2q_qdrant_options_from_config(cfg, &o);
   for (int i = 0; i < cfg->n_rules; i++) {
     const p2q_rule_config_t *r = &cfg->rules[i];
-    p2q_qdrant_vectors_t v;
+    int seen = 0;
+    for (int j = 0; j < i; j++) seen |= !strcmp(cfg->rules[j].collection, r->collection);
+    if (seen) continue;
     char msg[1024];
-    p2q_rule_vectors(r, &v);
-    int rc = p2q_qdrant_sync_ensure_collection(&o, r->collection, &v, 1,
-                                               r->chunk_tokens > 0 ? "_pk" : NULL, msg, sizeof msg);
+    int rc = p2q_collection_ensure(&o, cfg, r->collection, dry ? P2Q_COLL_DRY : P2Q_COLL_APPLY, stdout, msg, sizeof msg);
     if (rc) {
       fprintf(stderr, "pg2qdrant: apply: rule %s: collection %s: %s\n", r->name, r->collection, msg);
       return 1;
@@ -421,7 +424,7 @@ int p2q_cmd_apply(const p2q_config_t *cfg, int argc, char **argv) {
     PQfinish(conn);
     return 1;
   }
-  int rc = ensure_collections(cfg);
+  int rc = ensure_collections(cfg, 0);
   for (int i = 0; !rc && i < cfg->n_rules; i++) rc |= apply_rule(conn, cfg, &cfg->rules[i], &o);
   if (!rc) rc |= drop_removed(conn, cfg);
   if (!rc) rc |= install_guard(conn, cfg);

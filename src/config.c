@@ -21,6 +21,7 @@
  */
 #include "pg2qdrant/config.h"
 #include "pg2qdrant/qdrant_name.h"
+#include "pg2qdrant/collection.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -416,16 +417,52 @@ static const char *template_error(const char *t) {
   return NULL;
 }
 
+/* sparse = bm25 needs text; its numbers; payload index syntax. */
+static int check_sparse(ld_t *ld, const sect_t *s, p2q_rule_config_t *r) {
+  char why[300], buf[512];
+  const char *f, *t, *fl;
+  for (int i = 0; i < r->index.n; i++)
+    if (p2q_collection_parse_index(r->index.items[i], buf, sizeof buf, &f, &t, &fl, why, sizeof why))
+      return ld_fail(ld, P2Q_ECONFIG, keyline(s, "index"), s->label, "index", "%s", why);
+  if (r->hnsw_ef_construct && r->hnsw_ef_construct < 4)
+    return ld_fail(ld, P2Q_ECONFIG, keyline(s, "hnsw_ef_construct"), s->label, "hnsw_ef_construct",
+                   "must be 0 (Qdrant's default) or at least 4");
+  if (!r->sparse) return 0;
+  if (!r->text)
+    return ld_fail(ld, P2Q_ECONFIG, keyline(s, "sparse"), s->label, "sparse",
+                   "'sparse = bm25' needs 'text' (the text the keyword vector is built from)");
+  if (r->chunk_tokens > 0)
+    return ld_fail(ld, P2Q_ECONFIG, keyline(s, "sparse"), s->label, "sparse",
+                   "'sparse' is not supported with chunk_tokens yet");
+  if (p2q_qdrant_name_check(r->sparse_name, why, sizeof why) || !*r->sparse_name)
+    return ld_fail(ld, P2Q_ECONFIG, keyline(s, "sparse_name"), s->label, "sparse_name", "%s",
+                   *r->sparse_name ? why : "must not be empty");
+  const char *keys[] = {"bm25_k1", "bm25_b"};
+  const char *vals[] = {r->bm25_k1, r->bm25_b};
+  const double hi[] = {10, 1};
+  for (int i = 0; i < 2; i++) {
+    char *end;
+    double v = strtod(vals[i], &end);
+    if (end == vals[i] || *end || !(v >= 0 && v <= hi[i]))
+      return ld_fail(ld, P2Q_ECONFIG, keyline(s, keys[i]), s->label, keys[i], "'%s' is not a number in 0..%g",
+                     vals[i], hi[i]);
+  }
+  return 0;
+}
+
 /* Rules writing the same collection and vector must agree on its size and distance. */
 static int check_collection(ld_t *ld, const sect_t *s, const p2q_rule_config_t *r) {
-  char why[160];
+  char why[400];
   if (p2q_qdrant_name_check(r->collection, why, sizeof why))
     return ld_fail(ld, P2Q_ECONFIG, keyline(s, "collection"), s->label, "collection", "%s", why);
   for (int i = 0; i < s->index; i++) {
     const p2q_rule_config_t *o = &ld->cfg->rules[i];
     const char *va = o->vector_name ? o->vector_name : "";
     const char *vb = r->vector_name ? r->vector_name : "";
-    if (strcmp(o->collection, r->collection) != 0 || strcmp(va, vb) != 0) continue;
+    if (strcmp(o->collection, r->collection) != 0) continue;
+    if (p2q_collection_rules_conflict(r, o, why, sizeof why))
+      return ld_fail(ld, P2Q_ECONFIG, s->line, s->label, NULL, "%s", why);
+    if (strcmp(va, vb) != 0 || !o->dimension || !r->dimension) continue;
     if (o->dimension != r->dimension)
       return ld_fail(ld, P2Q_ECONFIG, keyline(s, "dimension"), s->label, "dimension",
                      "%lld conflicts with [rule.%s] (%lld) for the same collection '%s'",
@@ -441,7 +478,8 @@ static int check_collection(ld_t *ld, const sect_t *s, const p2q_rule_config_t *
 
 static int check_rule(ld_t *ld, const sect_t *s, p2q_rule_config_t *r) {
   int rc;
-  if (r->text && r->vector_column) {
+  int keyword_only = r->sparse && !r->embedder; /* text feeds the BM25 vector only */
+  if (r->text && r->vector_column && !keyword_only) {
     int lt = keyline(s, "text"), lv = keyline(s, "vector_column");
     return ld_fail(ld, P2Q_ECONFIG, lt > lv ? lt : lv, s->label, lt > lv ? "text" : "vector_column",
                    "'text' and 'vector_column' are mutually exclusive (lines %d and %d)",
@@ -452,7 +490,8 @@ static int check_rule(ld_t *ld, const sect_t *s, p2q_rule_config_t *r) {
                    "set exactly one of 'text' (embedded) or 'vector_column' (precomputed)");
   const char *terr = r->text ? template_error(r->text) : NULL;
   if (terr) return ld_fail(ld, P2Q_ECONFIG, keyline(s, "text"), s->label, "text", "%s", terr);
-  if (r->text && (rc = check_rule_embedder(ld, s, r)) < 0) return rc;
+  if (r->text && !keyword_only && (rc = check_rule_embedder(ld, s, r)) < 0) return rc;
+  if ((rc = check_sparse(ld, s, r)) < 0) return rc;
   if (r->vector_column && r->dimension == 0)
     return ld_fail(ld, P2Q_ECONFIG, keyline(s, "vector_column"), s->label, "vector_column",
                    "'vector_column' requires 'dimension' (1..65536)");

@@ -34,6 +34,9 @@ static const char *const log_formats[] = {"logfmt", "json", NULL};
 static const char *const distances[] = {"Cosine", "Dot", "Euclid", "Manhattan", NULL};
 static const char *const truncates[] = {"delete", "ignore", NULL};
 static const char *const emb_types[] = {"minilm", "openai", NULL};
+static const char *const sparses[] = {"none", "bm25", NULL};
+static const char *const quants[] = {"none", "scalar", "binary", NULL};
+static const char *const tris[] = {"default", "false", "true", NULL};
 
 /* Singleton sections: fields of p2q_config_t. */
 #define G(sec, key, type, field, def, min, max, flags, help, ch) \
@@ -143,6 +146,47 @@ static const p2q_conf_entry_t rule_tab[] = {
       "Split long text into chunks of this many tokens, one point each (0: no chunking).", NULL),
     R("chunk_overlap", P2Q_CT_INT, chunk_overlap, "0", 0, 1000000, 0,
       "Tokens shared by consecutive chunks (< chunk_tokens).", NULL),
+    R("sparse", P2Q_CT_ENUM, sparse, "none", 0, 0, 0,
+      "bm25: also write a BM25 keyword (sparse) vector of `text`, for hybrid search; the "
+      "collection's sparse vector gets modifier idf. Without embedder the rule is keyword-only.",
+      sparses),
+    R("sparse_name", P2Q_CT_STRING, sparse_name, "bm25", 0, 0, 0,
+      "Name of the sparse vector in the collection.", NULL),
+    R("bm25_k1", P2Q_CT_STRING, bm25_k1, "1.2", 0, 0, 0,
+      "BM25 term-frequency saturation k1 (0..10; Qdrant's qdrant/bm25 default).", NULL),
+    R("bm25_b", P2Q_CT_STRING, bm25_b, "0.75", 0, 0, 0,
+      "BM25 length normalisation b (0..1).", NULL),
+    R("bm25_avg_len", P2Q_CT_INT, bm25_avg_len, "256", 1, 1000000, 0,
+      "Expected average document length in tokens (fixed, as Qdrant's avg_len).", NULL),
+    R("bm25_stopwords", P2Q_CT_BOOL, bm25_stopwords, "true", 0, 0, 0,
+      "Drop English stop words before BM25.", NULL),
+    R("bm25_stemmer", P2Q_CT_BOOL, bm25_stemmer, "true", 0, 0, 0,
+      "English Snowball stemmer before BM25.", NULL),
+    R("store_text", P2Q_CT_BOOL, store_text, "false", 0, 0, 0,
+      "Put the rendered text (a chunk's own text for chunked rules) into the payload as _text.",
+      NULL),
+    R("hnsw_m", P2Q_CT_INT, hnsw_m, "-1", -1, 1000, 0,
+      "Collection: HNSW edges per node (-1: Qdrant's default; 0 disables the global graph, "
+      "for per-tenant indexes).", NULL),
+    R("hnsw_ef_construct", P2Q_CT_INT, hnsw_ef_construct, "0", 0, 100000, 0,
+      "Collection: HNSW ef_construct (0: Qdrant's default; else >= 4).", NULL),
+    R("on_disk", P2Q_CT_BOOL, on_disk, "false", 0, 0, 0,
+      "Collection: keep the dense vectors on disk (memmap).", NULL),
+    R("on_disk_payload", P2Q_CT_ENUM, on_disk_payload, "default", 0, 0, 0,
+      "Collection: keep the payload on disk (default: Qdrant's).", tris),
+    R("quantization", P2Q_CT_ENUM, quantization, "none", 0, 0, 0,
+      "Collection: vector quantization (scalar: int8; binary).", quants),
+    R("quantization_always_ram", P2Q_CT_BOOL, quantization_always_ram, "false", 0, 0, 0,
+      "Collection: keep quantized vectors in RAM.", NULL),
+    R("shard_number", P2Q_CT_INT, shard_number, "0", 0, 65536, 0,
+      "Collection: shards (0: Qdrant's default). Fixed once created.", NULL),
+    R("replication_factor", P2Q_CT_INT, replication_factor, "0", 0, 1000, 0,
+      "Collection: replicas of each shard (0: the default, see collection.c).", NULL),
+    R("write_consistency_factor", P2Q_CT_INT, write_consistency_factor, "0", 0, 1000, 0,
+      "Collection: replicas that must confirm a write (0: Qdrant's default).", NULL),
+    R("index", P2Q_CT_LIST, index, NULL, 0, 0, 0,
+      "Collection: payload indexes, field:type[:tenant|:principal] (type keyword, integer, "
+      "float, bool, geo, datetime, text, uuid), e.g. category:keyword, price:float.", NULL),
 };
 
 static const p2q_conf_entry_t worker_tab[] = {

@@ -14,6 +14,7 @@
  * /status and the HTTP server live in status_http.c; SIGHUP reloads the config (reload.c).
  */
 #include "pg2qdrant/daemon.h"
+#include "pg2qdrant/collection.h"
 #include "pg2qdrant/redact.h"
 #include "pg2qdrant/capture.h"
 #include "pg2qdrant/classify.h"
@@ -383,11 +384,11 @@ static int check_collections(const p2q_config_t *cfg) {
   p2q_qdrant_options_from_config(cfg, &o);
   for (int i = 0; i < cfg->n_rules; i++) {
     const p2q_rule_config_t *r = &cfg->rules[i];
-    p2q_qdrant_vectors_t v;
+    int seen = 0;
+    for (int j = 0; j < i; j++) seen |= !strcmp(cfg->rules[j].collection, r->collection);
+    if (seen) continue;
     char msg[1024], q[1100];
-    p2q_rule_vectors(r, &v);
-    int rc = p2q_qdrant_sync_ensure_collection(&o, r->collection, &v, 1, r->chunk_tokens > 0 ? "_pk" : NULL,
-                                               msg, sizeof msg);
+    int rc = p2q_collection_ensure(&o, cfg, r->collection, P2Q_COLL_CREATE, NULL, msg, sizeof msg);
     if (rc == P2Q_EMISMATCH) {
       fprintf(stderr, "pg2qdrant: run: rule %s: collection %s: %s\n", r->name, r->collection, msg);
       return -1;

@@ -140,16 +140,26 @@ void p2q_payload_value(p2q_buf_t *b, p2q_span_t v) {
 int p2q_point_build(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_json, int id_is_uuid,
                     const char *row_key, const char *payload, size_t plen, const char *vector,
                     size_t vlen, char *why, size_t whylen) {
+  p2q_point_parts_t parts = {.vector = vector, .vlen = vlen};
+  return p2q_point_build_ex(b, r, id_json, id_is_uuid, row_key, payload, plen, &parts, why, whylen);
+}
+
+int p2q_point_build_ex(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_json, int id_is_uuid,
+                       const char *row_key, const char *payload, size_t plen, const p2q_point_parts_t *x,
+                       char *why, size_t whylen) {
   size_t mark = b->len;
+  int dense = x->vector || r->vector_column || r->dimension > 0;
+  int map = (r->vector_name && *r->vector_name) || (x->sparse && r->sparse_name);
   p2q_buf_printf(b, "{\"id\":%s,\"vector\":", id_json);
-  if (r->vector_name && *r->vector_name) {
-    p2q_buf_putc(b, '{');
-    p2q_buf_json_string(b, r->vector_name, strlen(r->vector_name));
+  if (map) p2q_buf_putc(b, '{');
+  if (dense && map) {
+    const char *vn = r->vector_name ? r->vector_name : "";
+    p2q_buf_json_string(b, vn, strlen(vn));
     p2q_buf_putc(b, ':');
   }
-  if (vector) {
-    p2q_buf_append(b, vector, vlen);
-  } else {
+  if (dense && x->vector) {
+    p2q_buf_append(b, x->vector, x->vlen);
+  } else if (dense) {
     p2q_span_t v = {NULL, 0};
     int rc = r->vector_column ? p2q_json_find(payload, plen, r->vector_column, &v) : 0;
     if (rc < 0) { b->len = mark; return reason(why, whylen, "snapshot is not a JSON object"); }
@@ -160,7 +170,13 @@ int p2q_point_build(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_jso
       return rc == 0 ? 1 : rc;
     }
   }
-  if (r->vector_name && *r->vector_name) p2q_buf_putc(b, '}');
+  if (x->sparse && r->sparse_name) {
+    if (dense) p2q_buf_putc(b, ',');
+    p2q_buf_json_string(b, r->sparse_name, strlen(r->sparse_name));
+    p2q_buf_putc(b, ':');
+    p2q_buf_append(b, x->sparse, x->slen);
+  }
+  if (map) p2q_buf_putc(b, '}');
   p2q_buf_puts(b, ",\"payload\":{");
   size_t pos = 0;
   p2q_span_t k, v;
@@ -178,6 +194,15 @@ int p2q_point_build(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_jso
   if (id_is_uuid) {
     p2q_buf_puts(b, first ? "\"_pk\":" : ",\"_pk\":");
     p2q_buf_puts(b, row_key);
+    first = 0;
+  }
+  if (x->text) {
+    p2q_buf_puts(b, first ? "\"_text\":" : ",\"_text\":");
+    p2q_buf_json_string(b, x->text, x->tlen);
+    first = 0;
+  }
+  if (x->text_hash) {
+    p2q_buf_printf(b, "%s\"_text_hash\":\"%s\"", first ? "" : ",", x->text_hash);
     first = 0;
   }
   char hash[17];

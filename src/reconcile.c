@@ -10,6 +10,7 @@
  *   - vectors are compared as Qdrant stores them (float32, normalised for Cosine).
  */
 #include "pg2qdrant/reconcile.h"
+#include "pg2qdrant/template.h"
 #include "pg2qdrant/errors.h"
 
 #include <ctype.h>
@@ -120,8 +121,16 @@ p2q_rec_kind_t p2q_rec_check(const p2q_rule_config_t *r, const cJSON *payload,
   /* a rule embedding `text` has no vector in the snapshot: a placeholder, payload only */
   const char *vec = r->vector_column ? NULL : "[0]";
   p2q_rec_kind_t kind = P2Q_REC_STALE;
-  if (p2q_point_build(&b, r, rid, uuid, row_key, snapshot, strlen(snapshot), vec, vec ? 3 : 0, why,
-                      sizeof why) == 0) {
+  /* text rules' points carry `_text_hash` (and `_text` with store_text) of the rendered text */
+  p2q_buf_t text = P2Q_BUF_INIT;
+  char th[17];
+  p2q_point_parts_t parts = {.vector = vec, .vlen = vec ? 3 : 0};
+  if (r->text && p2q_template_render(r->text, snapshot, strlen(snapshot), &text) >= 0) {
+    p2q_hash64_hex(p2q_buf_str(&text), text.len, th);
+    parts.text_hash = th;
+    if (r->store_text) { parts.text = p2q_buf_str(&text); parts.tlen = text.len; }
+  }
+  if (p2q_point_build_ex(&b, r, rid, uuid, row_key, snapshot, strlen(snapshot), &parts, why, sizeof why) == 0) {
     cJSON *want = cJSON_ParseWithLength(b.data, b.len);
     const cJSON *wp = cJSON_GetObjectItemCaseSensitive(want, "payload");
     if (wp && payload && cJSON_Compare(wp, payload, 1)) {
@@ -135,6 +144,7 @@ p2q_rec_kind_t p2q_rec_check(const p2q_rule_config_t *r, const cJSON *payload,
     cJSON_Delete(want);
   }
   p2q_buf_free(&b);
+  p2q_buf_free(&text);
   return kind;
 }
 

@@ -123,7 +123,7 @@ static void batch_start(wbatch_t *b) {
   p2q_wk_prepare(b);
   b->pending = 1; /* guard: the batch cannot finish while requests are being sent */
   for (int rule = 0; idx && rule < cfg->n_rules; rule++) {
-    int text = cfg->rules[rule].text != NULL;
+    int text = cfg->rules[rule].text != NULL && cfg->rules[rule].embedder != NULL; /* else keyword-only */
     for (p2q_op_t op = P2Q_OP_UPSERT; op <= P2Q_OP_DELETE; op++) {
       int n = 0;
       for (int i = 0; i < b->n; i++)

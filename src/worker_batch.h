@@ -24,6 +24,8 @@ typedef struct {
   char *point;            /* built point JSON (upserts) */
   char *text;             /* rendered text to embed (text rules) */
   size_t text_len;
+  char *sparse;           /* BM25 sparse vector JSON (sparse = bm25 rules) */
+  size_t sparse_len;
   int n_chunks;           /* chunked rules: points written for this row */
   size_t point_len;
   char point_id[P2Q_POINT_ID_MAX];

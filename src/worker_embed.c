@@ -4,8 +4,11 @@
  * of text rules and hands it to the rule's embedder (which computes off the loop); when the
  * vectors come back, builds the points (one per chunk for chunked rules) and passes them to the
  * write stage. A batch freed while an embedding call is in flight detaches it (ctx->b = NULL).
+ * `sparse = bm25` rules get their BM25 vector here, from the rendered text (bm25.c, one analyzer
+ * per rule per batch); keyword-only rules (no embedder) are built here and never embedded.
  */
 #include "worker_batch.h"
+#include "pg2qdrant/bm25.h"
 #include "pg2qdrant/embedder.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
@@ -15,11 +18,52 @@
 #include <stdlib.h>
 #include <string.h>
 
+static p2q_bm25_t *analyzer(p2q_bm25_t **an, int rule, const p2q_rule_config_t *r) {
+  if (!an[rule]) {
+    p2q_bm25_opts_t o;
+    p2q_bm25_defaults(&o);
+    o.k1 = strtod(r->bm25_k1, NULL); /* validated by the loader */
+    o.b = strtod(r->bm25_b, NULL);
+    o.avg_len = (double)r->bm25_avg_len;
+    o.stopwords = r->bm25_stopwords;
+    o.stem = r->bm25_stemmer;
+    if (p2q_bm25_new(&o, &an[rule])) an[rule] = NULL;
+  }
+  return an[rule];
+}
+
+/* A text rule's upsert with its rendered text in pt: its sparse vector, then either kept for
+   embedding (e->text) or, for a keyword-only rule, its point built now. */
+static void prepare_text(wevent_t *e, const p2q_rule_config_t *r, p2q_bm25_t *an, p2q_buf_t *pt, int isuuid) {
+  char why[256], th[17];
+  if (r->sparse) {
+    p2q_buf_t sp = P2Q_BUF_INIT;
+    if (!an || p2q_bm25_document(an, p2q_buf_str(pt), pt->len, &sp) < 0) {
+      p2q_buf_free(&sp);
+      p2q_wk_set_outcome(e, P2Q_OUTCOME_REQUEUE, 1000, "out of memory (bm25)");
+      return;
+    }
+    e->sparse_len = sp.len;
+    e->sparse = p2q_buf_steal(&sp);
+  }
+  if (r->embedder) { e->text_len = pt->len; e->text = p2q_buf_steal(pt); return; }
+  p2q_buf_t b = P2Q_BUF_INIT;
+  p2q_hash64_hex(p2q_buf_str(pt), pt->len, th);
+  p2q_point_parts_t parts = {.sparse = e->sparse, .slen = e->sparse_len, .text = r->store_text ? p2q_buf_str(pt) : NULL,
+                             .tlen = pt->len, .text_hash = th};
+  int rc = p2q_point_build_ex(&b, r, e->point_id, isuuid, e->row_key, e->payload, strlen(e->payload), &parts, why, sizeof why);
+  if (rc == 1) e->op = P2Q_OP_DELETE; /* a vector_column rule whose vector is NULL */
+  else if (rc < 0) p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, rc == P2Q_ENOMEM ? "out of memory" : why);
+  else { e->point_len = b.len; e->point = p2q_buf_steal(&b); }
+  p2q_buf_free(&b);
+}
+
 /* Build each upsert's point once; NULL vectors (and blank texts) become deletes, bad snapshots
    dead letters. Text rules keep their snapshot and rendered text for the embedding stage. */
 void p2q_wk_prepare(wbatch_t *b) {
   p2q_worker_t *w = b->w;
   p2q_buf_t pt = P2Q_BUF_INIT;
+  p2q_bm25_t **an = calloc((size_t)WCFG(w)->n_rules + 1, sizeof *an);
   char why[256];
   for (int i = 0; i < b->n; i++) {
     wevent_t *e = &b->ev[i];
@@ -34,9 +78,15 @@ void p2q_wk_prepare(wbatch_t *b) {
     int rc;
     if (r->text) { /* embedded later; a blank text means no vector, so no point */
       rc = p2q_template_render(r->text, e->payload, strlen(e->payload), &pt);
-      if (rc == 1) { e->text_len = pt.len; e->text = p2q_buf_steal(&pt); continue; }
-      if (rc == 0) e->op = P2Q_OP_DELETE;
-      else p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, rc == P2Q_ENOMEM ? "out of memory" : "text template does not fit the snapshot");
+      if (rc == 0 && r->vector_column) rc = 1; /* the text only feeds the keyword vector */
+      if (rc == 1) {
+        prepare_text(e, r, an ? analyzer(an, e->rule, r) : NULL, &pt, isuuid);
+        if (r->embedder) continue;
+      } else if (rc == 0) {
+        e->op = P2Q_OP_DELETE;
+      } else {
+        p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, rc == P2Q_ENOMEM ? "out of memory" : "text template does not fit the snapshot");
+      }
     } else {
       rc = p2q_point_build(&pt, r, e->point_id, isuuid, e->row_key, e->payload, strlen(e->payload),
                            NULL, 0, why, sizeof why);
@@ -47,6 +97,8 @@ void p2q_wk_prepare(wbatch_t *b) {
     free(e->payload);
     e->payload = NULL;
   }
+  for (int i = 0; an && i < WCFG(w)->n_rules; i++) p2q_bm25_free(an[i]);
+  free(an);
   p2q_buf_free(&pt);
 }
 
@@ -98,9 +150,14 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
           rc = p2q_chunk_point_id(rule->name, e->row_key, j, cid) ? P2Q_ENOMEM
                : p2q_point_build_chunk(&pt, rule, cid, e->row_key, e->payload, strlen(e->payload),
                                        vec.data, vec.len, j, why, sizeof why);
-        else
-          rc = p2q_point_build(&pt, rule, e->point_id, e->point_id[0] == '"', e->row_key, e->payload,
-                               strlen(e->payload), vec.data, vec.len, why, sizeof why);
+        else {
+          char th[17];
+          p2q_hash64_hex(e->text, e->text_len, th);
+          p2q_point_parts_t parts = {.vector = vec.data, .vlen = vec.len, .sparse = e->sparse, .slen = e->sparse_len,
+                                     .text = rule->store_text ? e->text : NULL, .tlen = e->text_len, .text_hash = th};
+          rc = p2q_point_build_ex(&pt, rule, e->point_id, e->point_id[0] == '"', e->row_key, e->payload,
+                                  strlen(e->payload), &parts, why, sizeof why);
+        }
       }
       e->n_chunks = nv;
       if (rc) { p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, rc == P2Q_ENOMEM ? "out of memory" : why); continue; }

@@ -22,6 +22,9 @@
 typedef enum { P2Q_DIST_COSINE = 0, P2Q_DIST_DOT, P2Q_DIST_EUCLID, P2Q_DIST_MANHATTAN } p2q_distance_t;
 typedef enum { P2Q_EMB_MINILM = 0, P2Q_EMB_OPENAI } p2q_embedder_type_t;
 typedef enum { P2Q_TRUNCATE_DELETE = 0, P2Q_TRUNCATE_IGNORE } p2q_truncate_t;
+typedef enum { P2Q_SPARSE_NONE = 0, P2Q_SPARSE_BM25 } p2q_sparse_t;
+typedef enum { P2Q_QUANT_NONE = 0, P2Q_QUANT_SCALAR, P2Q_QUANT_BINARY } p2q_quant_t;
+typedef enum { P2Q_TRI_DEFAULT = 0, P2Q_TRI_FALSE, P2Q_TRI_TRUE } p2q_tri_t;
 
 /* A list of strings parsed from a comma-separated value ("a, b,c"). */
 typedef struct {
@@ -48,6 +51,21 @@ typedef struct {
   p2q_truncate_t on_truncate;
   int64_t chunk_tokens;          /* 0: no chunking */
   int64_t chunk_overlap;
+  /* keyword vector (bm25.h) */
+  p2q_sparse_t sparse;           /* P2Q_SPARSE_BM25: a BM25 sparse vector of `text` */
+  char *sparse_name;             /* its name in the collection (default "bm25") */
+  char *bm25_k1, *bm25_b;        /* decimal text, validated by the loader */
+  int64_t bm25_avg_len;
+  int bm25_stopwords, bm25_stemmer;
+  int store_text;                /* the rendered text goes into the payload as `_text` */
+  /* collection settings (collection.h): 0 / -1 / DEFAULT leave Qdrant's default */
+  int64_t hnsw_m, hnsw_ef_construct;
+  int on_disk;                   /* dense vectors on disk */
+  p2q_tri_t on_disk_payload;
+  p2q_quant_t quantization;
+  int quantization_always_ram;
+  int64_t shard_number, replication_factor, write_consistency_factor;
+  p2q_strlist_t index;           /* payload indexes "field:type[:tenant|:principal]" */
   int line;                      /* line of the section header, for error messages */
 } p2q_rule_config_t;
 
@@ -211,7 +229,7 @@ typedef struct {
   const char *help;
 } p2q_conf_section_t;
 
-#define P2Q_CONF_MAX_KEYS 32     /* most keys in one section kind */
+#define P2Q_CONF_MAX_KEYS 48     /* most keys in one section kind */
 #define P2Q_CONF_MAX_LINE 8192   /* longest accepted line */
 
 extern const p2q_conf_section_t p2q_conf_sections[];

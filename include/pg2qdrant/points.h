@@ -61,4 +61,22 @@ int p2q_point_build(p2q_buf_t *b, const p2q_rule_config_t *rule, const char *id_
                     int id_is_uuid, const char *row_key, const char *payload, size_t plen,
                     const char *vector, size_t vlen, char *why, size_t whylen);
 
+/* What a point carries beyond the snapshot (p2q_point_build_ex). */
+typedef struct {
+  const char *vector;      /* dense JSON array from an embedder; NULL: the rule's vector_column
+                              (rules without a dense vector — keyword-only — have none) */
+  size_t vlen;
+  const char *sparse;      /* {"indices":[…],"values":[…]} under rule->sparse_name, or NULL */
+  size_t slen;
+  const char *text;        /* payload `_text` (store_text), or NULL */
+  size_t tlen;
+  const char *text_hash;   /* payload `_text_hash` (16 hex digits), or NULL */
+} p2q_point_parts_t;
+
+/* p2q_point_build with a sparse vector, the text and its hash. With a sparse vector (or a
+   vector_name) `vector` is a map: {"<vector_name or \"\">": […], "<sparse_name>": {…}}. */
+int p2q_point_build_ex(p2q_buf_t *b, const p2q_rule_config_t *rule, const char *id_json,
+                       int id_is_uuid, const char *row_key, const char *payload, size_t plen,
+                       const p2q_point_parts_t *parts, char *why, size_t whylen);
+
 #endif
