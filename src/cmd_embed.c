@@ -4,7 +4,11 @@
  * exactly the vectors the daemon would store. Runs the same asynchronous embedder as the daemon
  * on a private loop, 64 texts per call. A text that cannot be embedded prints
  * {"error": "…"} on its line, and the exit status is then 1.
+ * `embed --sparse RULE [--document]`: the BM25 sparse vector of each line with that rule's
+ * analyzer instead (query weights, 1 per distinct term; --document: the stored BM25 weights),
+ * the query side of hybrid search. No embedder is started.
  */
+#include "pg2qdrant/bm25.h"
 #include "pg2qdrant/buf.h"
 #include "pg2qdrant/commands.h"
 #include "pg2qdrant/embedder.h"
@@ -79,14 +83,55 @@ static int embed_chunk(uv_loop_t *loop, p2q_embedder_t *e, char **texts, size_t 
 
 static void closed(void *arg) { *(int *)arg = 1; }
 
+static int embed_sparse(const p2q_config_t *cfg, const char *rule, int jsonl, int document) {
+  const p2q_rule_config_t *r = p2q_config_rule(cfg, rule);
+  if (!r || !r->sparse) {
+    fprintf(stderr, "pg2qdrant: embed: %s\n", r ? "the rule has no `sparse = bm25`" : "no such [rule.NAME] section");
+    return 2;
+  }
+  p2q_bm25_opts_t o;
+  p2q_bm25_t *a = NULL;
+  p2q_bm25_defaults(&o);
+  o.k1 = strtod(r->bm25_k1, NULL);
+  o.b = strtod(r->bm25_b, NULL);
+  o.avg_len = (double)r->bm25_avg_len;
+  o.stopwords = r->bm25_stopwords;
+  o.stem = r->bm25_stemmer;
+  if (p2q_bm25_new(&o, &a)) { fprintf(stderr, "pg2qdrant: embed: bad bm25 settings\n"); return 1; }
+  char *line = NULL;
+  size_t cap = 0, len;
+  ssize_t got;
+  int failed = 0;
+  p2q_buf_t b = P2Q_BUF_INIT;
+  while ((got = getline(&line, &cap, stdin)) >= 0) {
+    const char *msg = NULL;
+    char *t = line_text(line, (size_t)got, jsonl, &len, &msg);
+    if (!t) { print_error(msg ? msg : "out of memory"); failed = 1; continue; }
+    p2q_buf_reset(&b);
+    int rc = document ? p2q_bm25_document(a, t, len, &b) : p2q_bm25_query(a, t, len, &b);
+    free(t);
+    if (rc < 0) { print_error(p2q_strerror(rc)); failed = 1; continue; }
+    p2q_buf_putc(&b, '\n');
+    fwrite(b.data, 1, b.len, stdout);
+  }
+  p2q_buf_free(&b);
+  free(line);
+  p2q_bm25_free(a);
+  fflush(stdout);
+  return failed;
+}
+
 int p2q_cmd_embed(const p2q_config_t *cfg, int argc, char **argv) {
-  const char *name = NULL;
-  int jsonl = 0;
+  const char *name = NULL, *sparse = NULL;
+  int jsonl = 0, document = 0;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--jsonl")) jsonl = 1;
     else if (!strcmp(argv[i], "--embedder") && i + 1 < argc) name = argv[++i];
-    else { fprintf(stderr, "usage: pg2qdrant embed [--embedder NAME] [--jsonl]\n"); return 2; }
+    else if (!strcmp(argv[i], "--sparse") && i + 1 < argc) sparse = argv[++i];
+    else if (!strcmp(argv[i], "--document")) document = 1;
+    else { fprintf(stderr, "usage: pg2qdrant embed [--embedder NAME | --sparse RULE [--document]] [--jsonl]\n"); return 2; }
   }
+  if (sparse) return embed_sparse(cfg, sparse, jsonl, document);
   const p2q_embedder_config_t *ec = name ? p2q_config_embedder(cfg, name) : (cfg->n_embedders ? &cfg->embedders[0] : NULL);
   if (!ec) {
     fprintf(stderr, "pg2qdrant: embed: %s\n", name ? "no such [embedder.NAME] section" : "no [embedder.NAME] section in the config");

@@ -1,0 +1,224 @@
+"""The search side (issue 12): collections and payload indexes from the config (created as
+configured, differences reported and fixed in place where Qdrant allows it), hybrid search with
+a BM25 keyword vector beside the dense one (a keyword query finds the row dense search misses),
+keyword-only rules without an embedder.
+
+Every request pg2qdrant sends goes through the test server, which validates bodies against
+Qdrant's OpenAPI schema (tests/qdrant_server/validator.py): a body that does not fit is a 4xx
+and the test fails."""
+import json
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+from conftest import BIN, ROOT, outbox_counts, points_by_id, wait_until
+
+MODEL = pathlib.Path(os.environ.get("P2Q_MODEL_DIR", ROOT / "models" / "all-MiniLM-L6-v2"))
+
+
+def need_model():
+    if not (MODEL / "model.safetensors").exists():
+        if os.environ.get("P2Q_REQUIRE_MODEL") == "1":
+            pytest.fail(f"model missing at {MODEL} (scripts/fetch-model)")
+        pytest.skip("model not fetched (scripts/fetch-model)")
+
+
+@pytest.fixture
+def items(db):
+    db.execute("CREATE TABLE items (id int PRIMARY KEY, category text, price numeric, tenant text,"
+               " published_at timestamptz, embedding real[])")
+    return db
+
+
+def rule(**kw):
+    r = {"table": "public.items", "key": "id", "vector_column": "embedding", "dimension": "4",
+         "collection": "items"}
+    r.update(kw)
+    return r
+
+
+SETTINGS = dict(hnsw_m="32", hnsw_ef_construct="200", on_disk="true", on_disk_payload="false",
+                quantization="scalar", quantization_always_ram="true", shard_number="2",
+                replication_factor="2", write_consistency_factor="1",
+                index="category:keyword, price:float, published_at:datetime, tenant:keyword:tenant")
+
+
+def test_collection_created_as_configured_and_differences_reported(make_daemon, items, qdrant):
+    d = make_daemon({"rule.items": rule(**SETTINGS)})
+    out = d.cli("apply").stdout
+    assert "collection items: created" in out
+    info = qdrant.collection_info("items")[1]["result"]
+    params = info["config"]["params"]
+    assert params["vectors"] == {"size": 4, "distance": "Cosine", "on_disk": True}
+    assert (params["shard_number"], params["replication_factor"], params["write_consistency_factor"],
+            params["on_disk_payload"]) == (2, 2, 1, False)
+    assert info["config"]["hnsw_config"]["m"] == 32 and info["config"]["hnsw_config"]["ef_construct"] == 200
+    assert info["config"]["quantization_config"] == {"scalar": {"type": "int8", "always_ram": True}}
+    schema = info["payload_schema"]
+    assert {k: v["data_type"] for k, v in schema.items()} == {
+        "category": "keyword", "price": "float", "published_at": "datetime", "tenant": "keyword"}
+    assert schema["tenant"]["params"]["is_tenant"] is True
+    # applying again: nothing differs, nothing said
+    out = d.cli("apply").stdout
+    assert "collection items" not in out, out
+
+    # change what Qdrant changes in place, and what it cannot
+    d2 = make_daemon({"rule.items": rule(**dict(SETTINGS, hnsw_m="48", quantization="binary",
+                                                 quantization_always_ram="false", on_disk="false",
+                                                 replication_factor="3", shard_number="3",
+                                                 index=SETTINGS["index"] + ", tags:text"))})
+    out = d2.cli("apply").stdout
+    assert "collection items: hnsw m is 32, configured 48 (fixed in place" in out, out
+    assert "collection items: quantization is scalar (always_ram), configured binary (fixed in place)" in out
+    assert "collection items: vector (unnamed) on_disk is true, configured false (fixed in place)" in out
+    assert "collection items: replication_factor is 2, configured 3 (fixed in place)" in out
+    assert "collection items: shard_number is 2, configured 3: fixed at creation" in out
+    assert "collection items: payload index tags:text is missing (created)" in out
+    info = qdrant.collection_info("items")[1]["result"]
+    assert info["config"]["hnsw_config"]["m"] == 48
+    assert info["config"]["quantization_config"] == {"binary": {"always_ram": False}}
+    assert info["config"]["params"]["vectors"].get("on_disk") is False
+    assert info["config"]["params"]["replication_factor"] == 3
+    assert info["config"]["params"]["shard_number"] == 2          # cannot change: reported only
+    assert info["payload_schema"]["tags"]["data_type"] == "text"
+
+
+def test_vector_mismatch_is_an_error(make_daemon, items, qdrant):
+    qdrant.create_collection("items", size=8)
+    d = make_daemon({"rule.items": rule()})
+    r = d.cli("apply", check=False)
+    assert r.returncode == 1
+    assert "vector (unnamed) is 8/Cosine, configured 4/Cosine: writes would fail" in r.stdout + r.stderr
+
+
+def test_conflicting_settings_of_one_collection_are_refused(make_daemon, items, qdrant):
+    d = make_daemon({"rule.a": rule(hnsw_m="16", vector_name="a"),
+                     "rule.b": rule(hnsw_m="32", vector_name="b")})
+    r = d.cli("apply", check=False)
+    assert r.returncode == 2
+    assert "hnsw_m 32 conflicts with [rule.a] (16) for collection 'items'" in r.stderr
+
+
+def test_bad_index_is_refused(make_daemon, items, qdrant):
+    d = make_daemon({"rule.items": rule(index="price:money")})
+    r = d.cli("apply", check=False)
+    assert r.returncode == 2 and "type \"money\" is not one of keyword" in r.stderr
+
+
+# ---- hybrid search -----------------------------------------------------------------------------
+
+# Row 3's product code is the query. MiniLM ranks row 4 (a near-identical code in the same
+# product family) first and row 3 second; BM25 finds only row 3 (terms "qzx" and "7731"), so the
+# hybrid query (RRF: 1/61 + 1/62 against 1/61) puts row 3 first.
+PRODUCTS = [
+    (1, "Trail running shoes", "Lightweight shoes with a grippy sole for muddy mountain paths."),
+    (2, "Espresso machine", "Brews rich coffee with a creamy crema in under a minute."),
+    (3, "Noise cancelling headphones, part QZX-7731", "Wireless headphones that block out the sound of the city."),
+    (4, "Replacement ear cushions, part QZX7713", "Soft memory foam pads for over-ear headphones."),
+    (5, "Camping tent", "A two person tent that packs small and stands up to strong wind."),
+    (6, "Kitchen knife", "A sharp chef's knife forged from a single piece of steel."),
+]
+
+
+@pytest.fixture
+def products(db):
+    db.execute("CREATE TABLE products (id int PRIMARY KEY, name text, body text)")
+    with db.transaction():
+        for p in PRODUCTS:
+            db.execute("INSERT INTO products VALUES (%s, %s, %s)", p)
+    return db
+
+
+def sparse_query(d, rule, text):
+    out = subprocess.run([BIN, "-c", str(d.path), "embed", "--sparse", rule], input=text + "\n",
+                         capture_output=True, text=True, env=d.env, check=True).stdout
+    return json.loads(out)
+
+
+def dense_query(d, text):
+    out = subprocess.run([BIN, "-c", str(d.path), "embed"], input=text + "\n",
+                         capture_output=True, text=True, env=d.env, check=True).stdout
+    return json.loads(out)
+
+
+def ids(res):
+    return [p["id"] for p in res["result"]["points"]]
+
+
+def test_hybrid_keyword_finds_what_dense_misses(make_daemon, products, qdrant):
+    need_model()
+    d = make_daemon({"embedder.mini": {"type": "minilm", "model_dir": str(MODEL), "threads": "2"},
+                     "rule.products": {"table": "public.products", "key": "id", "text": "{name}. {body}",
+                                       "embedder": "mini", "collection": "products", "vector_name": "dense",
+                                       "sparse": "bm25"}})
+    d.cli("apply")
+    info = qdrant.collection_info("products")[1]["result"]["config"]["params"]
+    assert info["sparse_vectors"] == {"bm25": {"modifier": "idf"}}
+    assert info["vectors"] == {"dense": {"size": 384, "distance": "Cosine"}}
+    p = d.start()
+    wait_until(lambda: len(points_by_id(qdrant, "products")) == 6 and outbox_counts(products)[0] == 0,
+               timeout=120, what="products synced")
+    pts = points_by_id(qdrant, "products")
+    # dense and sparse in the same point, written by one upsert
+    assert set(pts[3]["vector"]) == {"dense", "bm25"}
+    assert len(pts[3]["vector"]["dense"]) == 384
+    doc = subprocess.run([BIN, "-c", str(d.path), "embed", "--sparse", "products", "--document"],
+                         input=PRODUCTS[2][1] + ". " + PRODUCTS[2][2] + "\n", capture_output=True,
+                         text=True, env=d.env, check=True).stdout
+    want = json.loads(doc)
+    got = pts[3]["vector"]["bm25"]
+    assert got["indices"] == want["indices"]
+    assert all(abs(a - b) < 1e-6 for a, b in zip(got["values"], want["values"]))
+    upserts = [e for e in qdrant.log() if e["method"] == "PUT" and e["path"].endswith("/points")]
+    assert upserts and all(e["status"] == 200 for e in upserts)
+
+    query = "QZX-7731"
+    dq, sq = dense_query(d, query), sparse_query(d, "products", query)
+    status, dense = qdrant.query("products", query=dq, using="dense", limit=3)
+    assert status == 200, dense
+    assert ids(dense)[0] == 4, "the dense model alone finds the product code: pick another code"
+    status, kw = qdrant.query("products", query=sq, using="bm25", limit=3)
+    assert status == 200, kw
+    assert ids(kw)[0] == 3                                 # only that row has both of the code's terms
+    status, hybrid = qdrant.query("products", prefetch=[{"query": dq, "using": "dense", "limit": 10},
+                                                        {"query": sq, "using": "bm25", "limit": 10}],
+                                  query={"fusion": "rrf"}, limit=3)
+    assert status == 200, hybrid
+    assert ids(hybrid)[0] == 3
+    # and a meaning-only query still works through the same hybrid request
+    dq = dense_query(d, "something to make coffee")
+    sq = sparse_query(d, "products", "something to make coffee")
+    status, hybrid = qdrant.query("products", prefetch=[{"query": dq, "using": "dense", "limit": 10},
+                                                        {"query": sq, "using": "bm25", "limit": 10}],
+                                  query={"fusion": "rrf"}, limit=3)
+    assert ids(hybrid)[0] == 2
+    d.stop(p)
+
+
+def test_keyword_only_rule_needs_no_embedder(make_daemon, products, qdrant):
+    d = make_daemon({"rule.kw": {"table": "public.products", "key": "id", "text": "{name} {body}",
+                                 "collection": "kw", "sparse": "bm25", "sparse_name": "words",
+                                 "store_text": "true"}})
+    d.cli("apply")
+    info = qdrant.collection_info("kw")[1]["result"]["config"]["params"]
+    assert info["sparse_vectors"] == {"words": {"modifier": "idf"}}
+    p = d.start()
+    wait_until(lambda: len(points_by_id(qdrant, "kw")) == 6 and outbox_counts(products)[0] == 0,
+               timeout=60, what="keyword-only rule synced")
+    pts = points_by_id(qdrant, "kw")
+    assert set(pts[1]["vector"]) == {"words"}
+    assert pts[1]["payload"]["_text"] == PRODUCTS[0][1] + " " + PRODUCTS[0][2]
+    status, kw = qdrant.query("kw", query=sparse_query(d, "kw", "muddy paths"), using="words", limit=3)
+    assert ids(kw) == [1]
+    # an update changes the keyword vector; a delete removes the point
+    products.execute("UPDATE products SET body = 'Now also sold as QZX-7731 kits' WHERE id = 6")
+    products.execute("DELETE FROM products WHERE id = 5")
+    wait_until(lambda: 5 not in points_by_id(qdrant, "kw") and outbox_counts(products)[0] == 0,
+               timeout=30, what="update and delete synced")
+    status, kw = qdrant.query("kw", query=sparse_query(d, "kw", "QZX-7731"), using="words", limit=3)
+    assert sorted(ids(kw)) == [3, 6]
+    r = d.cli("reconcile", check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    d.stop(p)
