@@ -425,12 +425,10 @@ int p2q_collection_ensure(const p2q_qdrant_options_t *opts, const p2q_config_t *
   msg[0] = 0;
   if (rc) { snprintf(msg, msglen, "too many vectors or indexes"); return rc; }
   if ((rc = p2q_qdrant_blocking_open(opts, &b))) { snprintf(msg, msglen, "invalid Qdrant options"); return rc; }
-  rc = p2q_qdrant_blocking_call(b, "GET", collection, "/exists", NULL, &root, &res, msg, msglen);
-  if (rc) goto out;
-  int exists = cJSON_IsTrue(obj(res, "exists"));
-  cJSON_Delete(root);
-  root = NULL;
-  if (!exists) {
+  rc = p2q_qdrant_blocking_call(b, "GET", collection, "", NULL, &root, &res, msg, msglen);
+  if (rc && p2q_qdrant_blocking_status(b) == 404 && strstr(msg, "ollection")) { /* Qdrant's "Collection `c` doesn't exist!" */
+    msg[0] = 0;
+    rc = 0;
     body = p2q_collection_create_body(&s);
     if (!body) { rc = P2Q_ENOMEM; goto out; }
     if (mode == P2Q_COLL_DRY) { if (out) fprintf(out, "collection %s: would be created: %s\n", collection, body); goto out; }
@@ -441,7 +439,6 @@ int p2q_collection_ensure(const p2q_qdrant_options_t *opts, const p2q_config_t *
     if (!rc && out) fprintf(out, "collection %s: created\n", collection);
     goto out;
   }
-  rc = p2q_qdrant_blocking_call(b, "GET", collection, "", NULL, &root, &res, msg, msglen);
   if (rc) goto out;
   const char *missing[64];
   int n_missing = 0, fatal = 0;

@@ -20,6 +20,7 @@
 struct p2q_qdrant_blocking_s {
   uv_loop_t loop;
   p2q_qdrant_t *q;
+  long last_status;
 };
 
 typedef struct {
@@ -109,6 +110,7 @@ int p2q_qdrant_blocking_call_raw(p2q_qdrant_blocking_t *b, const char *method, c
     free(c.body);
     usleep((useconds_t)(200000u << attempt)); /* 0.2, 0.4, 0.8 s */
   }
+  b->last_status = c.status;
   if (rc == 0) {
     rc = p2q_qdrant_parse_envelope(c.status, c.body, c.len, root, result, c.msg, sizeof c.msg);
   }
@@ -121,6 +123,8 @@ int p2q_qdrant_blocking_call_raw(p2q_qdrant_blocking_t *b, const char *method, c
   free(c.body);
   return rc;
 }
+
+long p2q_qdrant_blocking_status(const p2q_qdrant_blocking_t *b) { return b ? b->last_status : 0; }
 
 int p2q_qdrant_blocking_scroll(p2q_qdrant_blocking_t *b, const char *collection, const char *offset,
                                int limit, cJSON **root, const cJSON **points, const cJSON **next,

@@ -28,6 +28,8 @@ int p2q_qdrant_blocking_call_raw(p2q_qdrant_blocking_t *b, const char *method, c
                                  const cJSON **result, char **raw, size_t *rawlen, char *msg,
                                  size_t msglen);
 
+/* The HTTP status of the last call's answer (0: none). */
+long p2q_qdrant_blocking_status(const p2q_qdrant_blocking_t *b);
 /* POST …/points/scroll {"limit", "offset"? (JSON text, or NULL for the first page),
  * "with_payload": true, "with_vector": false}. *points and *next (NULL or JSON null at the end)
  * point into *root. */
