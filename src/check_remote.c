@@ -177,9 +177,14 @@ static void check_embedder(p2q_check_t *c, const p2q_embedder_config_t *ec) {
   else if (ec->dim && st.dim != ec->dim)
     p2q_check_report(c, P2Q_CHECK_FAIL, name, "set the rules' dimension (or dimensions) to what the model returns",
                      "answered %d dimensions, the rules need %lld", st.dim, (long long)ec->dim);
-  else
-    p2q_check_report(c, P2Q_CHECK_OK, name, NULL, "%s answers with %d dimensions",
-                     ec->type == P2Q_EMB_MINILM ? "minilm" : "openai", st.dim);
+  else if (ec->type == P2Q_EMB_OPENAI) {
+    char *ep = p2q_openai_endpoint(ec->url), *masked = ep ? p2q_config_mask_conninfo(ep) : NULL;
+    p2q_check_report(c, P2Q_CHECK_OK, name, NULL, "openai at %s answers with %d dimensions", masked ? masked : "?",
+                     st.dim);
+    free(masked);
+    free(ep);
+  } else
+    p2q_check_report(c, P2Q_CHECK_OK, name, NULL, "minilm (%s) answers with %d dimensions", ec->model_dir, st.dim);
 out:
   if (e) {
     int done = 0;

@@ -383,6 +383,22 @@ static int check_string(const p2q_conf_entry_t *e, const char *v, char *why, siz
     snprintf(why, n, "'%s' is not an http:// or https:// URL", v);
     return P2Q_ECONFIG;
   }
+  if (e->flags & P2Q_CF_URL) { /* what the clients append paths to (never quoted: may hold a password) */
+    const char *h = v + (strncasecmp(v, "https://", 8) ? 7 : 8);
+    if (!*h || strchr("/:?#@", *h)) {
+      snprintf(why, n, "the URL has no host (e.g. http://127.0.0.1:6333)");
+      return P2Q_ECONFIG;
+    }
+    if (strpbrk(v, "?#")) {
+      snprintf(why, n, "a query string or fragment ('?', '#') is not allowed: paths are appended to this "
+               "URL (write the base URL, e.g. https://api.openai.com/v1)");
+      return P2Q_ECONFIG;
+    }
+    if (strpbrk(v, " \t")) {
+      snprintf(why, n, "the URL contains whitespace");
+      return P2Q_ECONFIG;
+    }
+  }
   if ((e->flags & P2Q_CF_HOSTPORT) && p2q_listen_parse(v, NULL) < 0) {
     snprintf(why, n, "'%s' is not an IP address and port (e.g. 127.0.0.1:9187, 0.0.0.0:9187, "
              "[::1]:9187 or localhost:9187; host names are not resolved)", v);

@@ -231,7 +231,12 @@ def test_embedders(make_daemon, docs, qdrant, tmp_path):
         rc, checks = check(d)
         assert rc == 0, failed(checks)
         assert checks["embedder.oa"]["status"] == "ok" and "8 dimensions" in checks["embedder.oa"]["message"]
+        assert stub.url in checks["embedder.oa"]["message"]  # the endpoint the daemon will call
         assert checks["embedder"]["status"] == "warn"  # [embedder.spare] is used by no rule
+        base = stub.url[: -len("/embeddings")]
+        d.path.write_text(d.path.read_text().replace(stub.url, base))
+        rc, checks = check(d)
+        assert rc == 0 and stub.url in checks["embedder.oa"]["message"]  # base URL: /embeddings appended
         stub.wrong_dim = 1
         rc, checks = check(d)
         assert set(failed(checks)) == {"embedder.oa"}

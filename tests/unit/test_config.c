@@ -407,6 +407,17 @@ static void test_err_values(void **state) {
              "t.ini:2: [http] listen: '::1:80' is not an IP address and port (e.g. 127.0.0.1:9187, 0.0.0.0:9187, [::1]:9187 or localhost:9187; host names are not resolved)");
   expect_err("[qdrant]\nurl = localhost:6333\n", P2Q_ECONFIG,
              "t.ini:2: [qdrant] url: 'localhost:6333' is not an http:// or https:// URL");
+  /* validation agrees with what the clients do with a URL: they append paths to it */
+  expect_err("[qdrant]\nurl = http://\n", P2Q_ECONFIG,
+             "t.ini:2: [qdrant] url: the URL has no host (e.g. http://127.0.0.1:6333)");
+  expect_err("[qdrant]\nurl = http://:6333\n", P2Q_ECONFIG,
+             "t.ini:2: [qdrant] url: the URL has no host (e.g. http://127.0.0.1:6333)");
+  expect_err("[qdrant]\nurl = https://q:6333/?x=1\n", P2Q_ECONFIG,
+             "t.ini:2: [qdrant] url: a query string or fragment ('?', '#') is not allowed: paths are appended "
+             "to this URL (write the base URL, e.g. https://api.openai.com/v1)");
+  expect_err("[embedder.e]\ntype = openai\nurl = https://h/v1/embeddings?api-version=1\n", P2Q_ECONFIG,
+             "t.ini:3: [embedder.e] url: a query string or fragment ('?', '#') is not allowed: paths are "
+             "appended to this URL (write the base URL, e.g. https://api.openai.com/v1)");
   p2q_config_t *c = load_ok("[http]\nlisten = [::1]:9187\n");
   assert_string_equal(c->http_listen, "[::1]:9187");
   p2q_config_free(c);
