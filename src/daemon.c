@@ -428,6 +428,8 @@ static void ops_view(void *arg, p2q_daemon_view_t *v) {
   v->listening = d->listening;
   v->pg_reconnects = d->pg_reconnects;
   v->qdrant = d->qdrant;
+  v->live = d->recover && p2q_recover_liveness(d->recover) != 0;
+  v->instance = d->recover ? p2q_recover_instance(d->recover) : NULL;
 }
 
 static int start(p2q_daemon_t *d) {

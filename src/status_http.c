@@ -304,6 +304,7 @@ static int readiness(p2q_ops_t *o, p2q_buf_t *why) {
   if (v.stopping) p2q_buf_puts(why, "shutting down\n");
   if (!p2q_pg_is_connected(o->deps.listen_pg)) p2q_buf_puts(why, "postgresql: not connected\n");
   else if (!v.listening) p2q_buf_puts(why, "postgresql: LISTEN not active\n");
+  if (!v.live) p2q_buf_puts(why, "postgresql: liveness unconfirmed (claims and writes paused)\n");
   if (!o->qdrant_seen_at) p2q_buf_puts(why, "qdrant: not checked yet\n");
   else if (!o->qdrant_ok) p2q_buf_printf(why, "qdrant: unreachable (%s)\n", o->qdrant_err);
   p2q_health_ready(o->deps.health, why);
@@ -391,6 +392,10 @@ static void status_json(p2q_ops_t *o, p2q_buf_t *b) {
                  p2q_pg_is_connected(o->deps.listen_pg) ? "true" : "false", v.listening ? "true" : "false",
                  (unsigned long long)pg_reconnects(o, &v), o->qdrant_seen_at && o->qdrant_ok ? "true" : "false",
                  v.qdrant ? p2q_qdrant_pending(v.qdrant) : 0);
+  p2q_buf_printf(b, "\"liveness\":{\"confirmed\":%s,\"instance\":", v.live ? "true" : "false");
+  if (v.instance) p2q_buf_json_string(b, v.instance, strlen(v.instance));
+  else p2q_buf_puts(b, "null");
+  p2q_buf_puts(b, "},");
   status_lag(o, b);
   p2q_buf_puts(b, ",\"outbox\":{\"age_seconds\":");
   if (o->rows_at) p2q_buf_printf(b, "%.3f", (double)(now - o->rows_at) / 1000.0);

@@ -46,6 +46,8 @@ typedef struct {
   int stopping, closing, listening;
   uint64_t pg_reconnects;   /* of the LISTEN connection (workers count their own) */
   p2q_qdrant_t *qdrant;     /* NULL once closed */
+  int live;                 /* liveness confirmed (recover.h): else claims and writes are fenced */
+  const char *instance;     /* this process's id in sync_outbox_instance (NULL: none) */
 } p2q_daemon_view_t;
 
 typedef struct {

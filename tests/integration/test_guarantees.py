@@ -1,8 +1,12 @@
 """The daemon's guarantees under failure (issue: the sync daemon), each a test that would catch
 its violation: nothing lost under kill -9, order per row across replicas with injected faults,
 Qdrant outage with the breaker, PostgreSQL restart, disjoint claims across replicas."""
+import json
 import os
 import random
+import socket
+import urllib.error
+import urllib.request
 import subprocess
 import threading
 import time
@@ -31,6 +35,25 @@ def with_recovery_defaults(sections):
     for sec, kv in RECOVERY_DEFAULTS.items():
         out.setdefault(sec, {}).update(kv)
     return out
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http_get(port, path):
+    """(status, body) of GET path on the daemon's status endpoint; HTTP errors are answers too."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return None, str(e)
 
 
 def rule():
@@ -395,11 +418,15 @@ def test_unconfirmed_liveness_fences_the_daemon(make_daemon, items, pgdb, qdrant
     batches it claimed before — another daemon may free those claims 2 s after finding its
     backends gone. Its events are given back without losing an attempt; once the check passes
     again, everything flows."""
-    d = make_daemon(with_recovery_defaults({"rule.items": rule()}))
+    port = free_port()
+    d = make_daemon(with_recovery_defaults({"rule.items": rule(), "http": {"listen": f"127.0.0.1:{port}"}}))
     d.cli("apply")
     p = d.start()
     wait_until(lambda: "event=registered" in d.log_text(p) and "worker_connected" in d.log_text(p),
                what="daemon up")
+    wait_until(lambda: http_get(port, "/status")[0] == 200, what="/status answers")
+    st = json.loads(http_get(port, "/status")[1])
+    assert st["liveness"]["confirmed"] is True and f":{p.pid}:" in st["liveness"]["instance"]
     # the batch's write hangs 4 s, then Qdrant rejects it (400): its bisection comes during the fence
     qdrant.latency(4000, count=1, path="/points", method="PUT")
     qdrant.fail(400, count=1, path="/points", method="PUT")
@@ -411,6 +438,8 @@ def test_unconfirmed_liveness_fences_the_daemon(make_daemon, items, pgdb, qdrant
     with psycopg.connect(dbname=pgdb) as lock:
         lock.execute("LOCK TABLE sync_outbox_instance IN ACCESS EXCLUSIVE MODE")
         wait_until(lambda: "liveness_unconfirmed" in d.log_text(p), timeout=5, what="fenced")
+        code, body = http_get(port, "/readyz")
+        assert code == 503 and "liveness unconfirmed" in body, (code, body)
         for i in range(10, 15):
             items.execute("INSERT INTO items (id, n, label, emb) VALUES (%s, 0, 'x', %s)", (i, vec(i, 0)))
         wait_until(lambda: "reason=liveness_unconfirmed" in d.log_text(p), timeout=8,
@@ -424,6 +453,7 @@ def test_unconfirmed_liveness_fences_the_daemon(make_daemon, items, pgdb, qdrant
                explain=lambda: explain(items, qdrant, d))
     log = d.log_text(p)
     assert "liveness_confirmed" in log and outbox_counts(items) == (0, 0)
+    assert json.loads(http_get(port, "/status")[1])["liveness"]["confirmed"] is True
     puts = [e for e in qdrant.log() if e["method"] == "PUT" and e["path"].endswith("/points")]
     # the rejected request (sent before the fence), then nothing until the check passed again
     assert puts[0]["status"] == 400 and all(e["ts"] > released for e in puts[1:]), \
