@@ -424,9 +424,12 @@ def test_unconfirmed_liveness_fences_the_daemon(make_daemon, items, pgdb, qdrant
     p = d.start()
     wait_until(lambda: "event=registered" in d.log_text(p) and "worker_connected" in d.log_text(p),
                what="daemon up")
-    wait_until(lambda: http_get(port, "/status")[0] == 200, what="/status answers")
-    st = json.loads(http_get(port, "/status")[1])
-    assert st["liveness"]["confirmed"] is True and f":{p.pid}:" in st["liveness"]["instance"]
+    def liveness():
+        code, body = http_get(port, "/status")
+        return json.loads(body)["liveness"] if code == 200 else None
+    # (confirmed by the first check, a few ms after the registration)
+    st = wait_until(lambda: (liveness() or {}).get("confirmed") and liveness(), what="liveness confirmed")
+    assert f":{p.pid}:" in st["instance"]
     # the batch's write hangs 4 s, then Qdrant rejects it (400): its bisection comes during the fence
     qdrant.latency(4000, count=1, path="/points", method="PUT")
     qdrant.fail(400, count=1, path="/points", method="PUT")
@@ -453,7 +456,7 @@ def test_unconfirmed_liveness_fences_the_daemon(make_daemon, items, pgdb, qdrant
                explain=lambda: explain(items, qdrant, d))
     log = d.log_text(p)
     assert "liveness_confirmed" in log and outbox_counts(items) == (0, 0)
-    assert json.loads(http_get(port, "/status")[1])["liveness"]["confirmed"] is True
+    assert liveness()["confirmed"] is True
     puts = [e for e in qdrant.log() if e["method"] == "PUT" and e["path"].endswith("/points")]
     # the rejected request (sent before the fence), then nothing until the check passed again
     assert puts[0]["status"] == 400 and all(e["ts"] > released for e in puts[1:]), \
