@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "pg2qdrant/collection.h"
 #include "pg2qdrant/commands.h"
 #include "pg2qdrant/embedder.h"
 #include "pg2qdrant/errors.h"
@@ -110,27 +111,40 @@ out:
   return usable;
 }
 
+/* Each collection as the config wants it (collection.c: vectors of every rule writing it, sparse
+   vectors, HNSW, quantization, sharding, payload indexes), compared without changing anything. */
 static void check_collections(p2q_check_t *c) {
   const p2q_config_t *cfg = c->cfg;
   p2q_qdrant_options_t o;
   p2q_qdrant_options_from_config(cfg, &o);
   for (int i = 0; i < cfg->n_rules; i++) {
-    const p2q_rule_config_t *r = &cfg->rules[i];
-    p2q_qdrant_vectors_t v;
-    char msg[1024], name[128];
-    p2q_rule_vectors(r, &v);
-    snprintf(name, sizeof name, "rule.%s.collection", r->name);
-    int rc = p2q_qdrant_sync_ensure_collection(&o, r->collection, &v, 0, NULL, msg, sizeof msg);
-    if (rc == 0)
-      p2q_check_report(c, P2Q_CHECK_OK, name, NULL, "%s: %d dims, %s%s%s", r->collection, v.dim, v.distance,
-                       v.vector_name && *v.vector_name ? ", vector " : "", v.vector_name ? v.vector_name : "");
-    else if (rc == P2Q_EMISMATCH)
-      p2q_check_report(c, P2Q_CHECK_FAIL, name, "recreate the collection, or fix the rule's dimension/distance/vector_name",
-                       "%s: %s", r->collection, msg);
-    else if (strstr(msg, "404") || strstr(msg, "doesn't exist") || strstr(msg, "Not found"))
-      p2q_check_report(c, P2Q_CHECK_FAIL, name, "run `pg2qdrant apply` (it creates it)", "%s does not exist", r->collection);
+    const char *coll = cfg->rules[i].collection;
+    int seen = 0;
+    for (int j = 0; j < i; j++) seen |= !strcmp(cfg->rules[j].collection, coll);
+    if (seen) continue;
+    char msg[1024], name[160];
+    char *report = NULL;
+    size_t len = 0;
+    snprintf(name, sizeof name, "collection.%s", coll);
+    FILE *m = open_memstream(&report, &len);
+    int rc = m ? p2q_collection_ensure(&o, cfg, coll, P2Q_COLL_DRY, m, msg, sizeof msg) : P2Q_ENOMEM;
+    if (m) fclose(m);
+    while (len && report[len - 1] == '\n') report[--len] = 0;
+    for (char *p = report; p && *p; p++)
+      if (*p == '\n') *p = ';';
+    if (rc == P2Q_EMISMATCH)
+      p2q_check_report(c, P2Q_CHECK_FAIL, name, "recreate the collection, or change the rules' dimension/distance",
+                       "%s", len ? report : msg);
+    else if (rc)
+      p2q_check_report(c, P2Q_CHECK_FAIL, name, "see the message", "%s", msg);
+    else if (len && strstr(report, "would be created"))
+      p2q_check_report(c, P2Q_CHECK_FAIL, name, "run `pg2qdrant apply` (it creates it)", "%s does not exist", coll);
+    else if (len)
+      p2q_check_report(c, P2Q_CHECK_WARN, name, "run `pg2qdrant apply`: it fixes in place what Qdrant allows",
+                       "differs from the config: %s", report);
     else
-      p2q_check_report(c, P2Q_CHECK_FAIL, name, "see the message", "%s: %s", r->collection, msg);
+      p2q_check_report(c, P2Q_CHECK_OK, name, NULL, "%s: as configured", coll);
+    free(report);
   }
 }
 

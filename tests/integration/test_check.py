@@ -70,7 +70,7 @@ def test_good_setup_passes_and_text_output(make_daemon, docs):
     assert rc == 0, failed(checks)
     for name in ("config", "postgres.connect", "postgres.server", "postgres.writable", "postgres.session",
                  "outbox.schema", "rule.docs.table", "rule.docs.trigger", "qdrant.reachable", "qdrant.auth",
-                 "rule.docs.collection", "http.listen"):
+                 "collection.docs", "http.listen"):
         assert checks[name]["status"] == "ok", checks[name]
     assert checks["privileges"]["status"] == "warn"  # the test's superuser: nothing to check
     r = d.cli("check")
@@ -185,7 +185,7 @@ def test_qdrant_unreachable(make_daemon, docs, qdrant):
     d.path.write_text(d.path.read_text().replace(qdrant.url, f"http://127.0.0.1:{free_port()}"))
     rc, checks = check(d)
     assert rc == 1 and set(failed(checks)) == {"qdrant.reachable"}
-    assert "rule.docs.collection" not in checks
+    assert "collection.docs" not in checks
 
 
 def test_qdrant_api_key(make_daemon, docs, tmp_path):
@@ -209,13 +209,20 @@ def test_collection_missing_or_different(make_daemon, docs, qdrant):
     d = good(make_daemon)
     qdrant.delete_collection("docs")
     rc, checks = check(d)
-    assert set(failed(checks)) == {"rule.docs.collection"}
-    assert "apply" in checks["rule.docs.collection"]["fix"]
+    assert set(failed(checks)) == {"collection.docs"}
+    assert "apply" in checks["collection.docs"]["fix"]
     qdrant.create_collection("docs", size=8)
     rc, checks = check(d)
-    assert "dimension" in failed(checks)["rule.docs.collection"]["message"]
+    assert "is 8/Cosine, configured 4/Cosine" in failed(checks)["collection.docs"]["message"]
     info = qdrant.collection_info("docs")[1]["result"]
     assert info["config"]["params"]["vectors"]["size"] == 8  # check changed nothing
+    # a setting Qdrant changes in place (apply fixes it): a warning, not a failure
+    qdrant.delete_collection("docs")
+    d.cli("apply")
+    d.path.write_text(d.path.read_text().replace("collection = docs", "collection = docs\nhnsw_m = 32"))
+    rc, checks = check(d)
+    assert rc == 0 and checks["collection.docs"]["status"] == "warn", checks["collection.docs"]
+    assert "32" in checks["collection.docs"]["message"] and "apply" in checks["collection.docs"]["fix"]
 
 
 def test_embedders(make_daemon, docs, qdrant, tmp_path):
@@ -272,3 +279,15 @@ def test_listen_host_name_refused_by_config(make_daemon, docs):
     d = make_daemon({"rule.docs": dict(RULE), "http": {"listen": "metrics.example:9187"}})
     r = d.cli("check", check=False)
     assert r.returncode == 2 and "is not an IP address and port" in r.stderr
+
+
+def test_server_settings(make_daemon, docs, pgdb):
+    d = good(make_daemon)
+    docs.execute(f"ALTER DATABASE \"{pgdb}\" SET statement_timeout = '5s'")
+    rc, checks = check(d)
+    assert rc == 0 and checks["postgres.settings"]["status"] == "warn"
+    assert "statement_timeout = 5s" in checks["postgres.settings"]["message"]
+    docs.execute(f"ALTER DATABASE \"{pgdb}\" SET default_transaction_read_only = on")
+    rc, checks = check(d)
+    assert set(failed(checks)) == {"postgres.writable"}
+    assert "default_transaction_read_only" in checks["postgres.writable"]["message"]
