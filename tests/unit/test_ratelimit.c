@@ -214,6 +214,18 @@ static void test_shared_by_workers(void **st) {
   for (int w = 0; w < 4; w++) assert_true(went[w] > 20);
 }
 
+/* spend(): a committed request is always counted; the debt makes take(now, 0) wait. */
+static void test_spend_debt(void **st) {
+  p2q_ratelimit_t rl;
+  p2q_ratelimit_init(&rl, 10); /* 10/s, bucket of 10 */
+  for (int i = 0; i < 15; i++) p2q_ratelimit_spend(&rl, 1000, 1);
+  assert_int_equal(p2q_ratelimit_take(&rl, 1000, 0), 500); /* 5 in debt at 10/s */
+  assert_int_equal(p2q_ratelimit_take(&rl, 1500, 0), 0);
+  p2q_ratelimit_init(&rl, 0);  /* unlimited: spending never blocks */
+  for (int i = 0; i < 1000; i++) p2q_ratelimit_spend(&rl, 1000, 1);
+  assert_int_equal(p2q_ratelimit_take(&rl, 1000, 0), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unlimited),
@@ -225,6 +237,7 @@ int main(void) {
       cmocka_unit_test(test_aimd_unlimited),
       cmocka_unit_test(test_clock_backwards_and_retune),
       cmocka_unit_test(test_shared_by_workers),
+      cmocka_unit_test(test_spend_debt),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
