@@ -383,6 +383,12 @@ static int check_rule_embedder(ld_t *ld, const sect_t *s, p2q_rule_config_t *r) 
                    "no [embedder.%s] section", r->embedder);
   }
   int64_t edim = em->type == P2Q_EMB_MINILM ? MINILM_DIM : em->dimensions;
+  if (em->type == P2Q_EMB_MINILM) {
+    const char *base = em->model_dir ? strrchr(em->model_dir, '/') : NULL;
+    snprintf(r->model, sizeof r->model, "minilm/%s", base ? base + 1 : em->model_dir ? em->model_dir : "");
+  } else {
+    snprintf(r->model, sizeof r->model, "openai/%s@%lld", em->model ? em->model : "", (long long)edim);
+  }
   if (r->dimension == 0 && edim == 0)
     return ld_fail(ld, P2Q_ECONFIG, keyline(s, "embedder"), s->label, "dimension",
                    "unknown: set dimension here or dimensions in [embedder.%s]", em->name);

@@ -154,6 +154,8 @@ static int ctx_write(void *arg, const char *collection, p2q_op_t op, char *body,
   p2q_daemon_t *d = arg;
   if (!d->qdrant) return P2Q_ECANCELED;
   p2q_health_spend(d->health, collection); /* paces the claims after a 429 */
+  if (op == P2Q_OP_PAYLOAD) return p2q_qdrant_points_batch_take(d->qdrant, collection, body, len, cb, cb_arg);
+  if (op == P2Q_OP_RETRIEVE) return p2q_qdrant_points_retrieve_take(d->qdrant, collection, body, len, cb, cb_arg);
   return op == P2Q_OP_UPSERT ? p2q_qdrant_points_upsert_take(d->qdrant, collection, body, len, cb, cb_arg)
                              : p2q_qdrant_points_delete_take(d->qdrant, collection, body, len, cb, cb_arg);
 }

@@ -205,6 +205,11 @@ int p2q_point_build_ex(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_
     p2q_buf_printf(b, "%s\"_text_hash\":\"%s\"", first ? "" : ",", x->text_hash);
     first = 0;
   }
+  if (r->embedder && r->model[0]) { /* which model built the dense vector (re-embedding) */
+    p2q_buf_puts(b, first ? "\"_model\":" : ",\"_model\":");
+    p2q_buf_json_string(b, r->model, strlen(r->model));
+    first = 0;
+  }
   char hash[17];
   p2q_hash64_hex(payload, plen, hash);
   p2q_buf_printf(b, "%s\"_hash\":\"%s\"}}", first ? "" : ",", hash);

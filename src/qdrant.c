@@ -591,6 +591,16 @@ int p2q_qdrant_points_delete_take(p2q_qdrant_t *q, const char *collection, char 
                    P2Q_HTTP_TAKE_BODY, cb, arg);
 }
 
+int p2q_qdrant_points_batch_take(p2q_qdrant_t *q, const char *collection, char *body, size_t len,
+                                 p2q_qdrant_cb cb, void *arg) {
+  return points_op(q, "POST", collection, "/points/batch?wait=true", body, len, P2Q_HTTP_TAKE_BODY, cb, arg);
+}
+
+int p2q_qdrant_points_retrieve_take(p2q_qdrant_t *q, const char *collection, char *body, size_t len,
+                                    p2q_qdrant_cb cb, void *arg) {
+  return points_op(q, "POST", collection, "/points", body, len, P2Q_HTTP_TAKE_BODY, cb, arg);
+}
+
 int p2q_qdrant_points_scroll(p2q_qdrant_t *q, const char *collection, const char *body, size_t len,
                              p2q_qdrant_cb cb, void *arg) {
   return points_op(q, "POST", collection, "/points/scroll", body, len, 0, cb, arg);

@@ -128,7 +128,7 @@ static void batch_start(wbatch_t *b) {
       int n = 0;
       for (int i = 0; i < b->n; i++)
         if (!b->ev[i].outcome && b->ev[i].rule == rule && b->ev[i].op == op) idx[n++] = i;
-      if (n && text && op == P2Q_OP_UPSERT) p2q_wk_embed(b, rule, idx, n);
+      if (n && text && op == P2Q_OP_UPSERT) p2q_wk_reuse(b, rule, idx, n); /* unchanged texts skip the embedder */
       else if (n) p2q_wk_send(b, rule, op, idx, n);
     }
   }

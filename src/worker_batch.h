@@ -107,4 +107,8 @@ void p2q_wk_fail(wbatch_t *b, const int *idx, int n, p2q_verdict_t v, uint64_t w
 void p2q_wk_prepare(wbatch_t *b);
 void p2q_wk_embed(wbatch_t *b, int rule, const int *idx, int n);
 
+/* worker_reuse.c: look up the points' `_text_hash`/`_model`; unchanged texts become payload-only
+   updates (P2Q_OP_PAYLOAD), the others go to p2q_wk_embed. */
+void p2q_wk_reuse(wbatch_t *b, int rule, const int *idx, int n);
+
 #endif

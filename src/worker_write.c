@@ -33,7 +33,7 @@ void p2q_wk_fail(wbatch_t *b, const int *idx, int n, p2q_verdict_t v, uint64_t w
 }
 
 static const char *op_what(p2q_op_t op) {
-  return op == P2Q_OP_UPSERT ? "upsert" : op == P2Q_OP_PRUNE ? "chunk prune" : "delete";
+  return op == P2Q_OP_UPSERT ? "upsert" : op == P2Q_OP_PRUNE ? "chunk prune" : op == P2Q_OP_PAYLOAD ? "payload update" : "delete";
 }
 
 static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg) {
@@ -90,7 +90,14 @@ static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg
 /* {"points":[…]} (points or ids), or for chunked rules a filter on the rows' `_pk` (and `_chunk`). */
 static void request_body(p2q_buf_t *body, wbatch_t *b, const p2q_rule_config_t *rc, p2q_op_t op,
                          const int *idx, int n) {
-  if (op == P2Q_OP_UPSERT || (op == P2Q_OP_DELETE && rc->chunk_tokens == 0)) {
+  if (op == P2Q_OP_PAYLOAD) { /* overwrite_payload operations built by worker_reuse.c */
+    p2q_buf_puts(body, "{\"operations\":[");
+    for (int i = 0; i < n; i++) {
+      if (i) p2q_buf_putc(body, ',');
+      p2q_buf_append(body, b->ev[idx[i]].point, b->ev[idx[i]].point_len);
+    }
+    p2q_buf_puts(body, "]}");
+  } else if (op == P2Q_OP_UPSERT || (op == P2Q_OP_DELETE && rc->chunk_tokens == 0)) {
     p2q_buf_puts(body, "{\"points\":[");
     for (int i = 0; i < n; i++) {
       wevent_t *e = &b->ev[idx[i]];

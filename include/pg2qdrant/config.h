@@ -66,6 +66,9 @@ typedef struct {
   int quantization_always_ram;
   int64_t shard_number, replication_factor, write_consistency_factor;
   p2q_strlist_t index;           /* payload indexes "field:type[:tenant|:principal]" */
+  /* derived by the loader, not a key: the embedder's identity written as payload `_model`
+     ("minilm/all-MiniLM-L6-v2", "openai/text-embedding-3-small@1536"); "" without embedder */
+  char model[160];
   int line;                      /* line of the section header, for error messages */
 } p2q_rule_config_t;
 

@@ -158,6 +158,11 @@ int p2q_qdrant_points_delete(p2q_qdrant_t *q, const char *collection, const char
 /* Same, taking ownership of a malloc()ed body (freed by the library; not on failure). */
 int p2q_qdrant_points_upsert_take(p2q_qdrant_t *q, const char *collection, char *body, size_t len,
                                   p2q_qdrant_cb cb, void *arg);
+/* POST …/points/batch?wait=true (operations in order) / POST …/points (retrieve by ids). */
+int p2q_qdrant_points_batch_take(p2q_qdrant_t *q, const char *collection, char *body, size_t len,
+                                 p2q_qdrant_cb cb, void *arg);
+int p2q_qdrant_points_retrieve_take(p2q_qdrant_t *q, const char *collection, char *body, size_t len,
+                                    p2q_qdrant_cb cb, void *arg);
 int p2q_qdrant_points_delete_take(p2q_qdrant_t *q, const char *collection, char *body, size_t len,
                                   p2q_qdrant_cb cb, void *arg);
 /* POST /collections/{name}/points/scroll with a caller-built body; result has

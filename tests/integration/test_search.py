@@ -222,3 +222,61 @@ def test_keyword_only_rule_needs_no_embedder(make_daemon, products, qdrant):
     r = d.cli("reconcile", check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     d.stop(p)
+
+
+# ---- less work per change ------------------------------------------------------------------------
+
+def test_payload_only_update_makes_no_embedder_call(make_daemon, db, qdrant):
+    """A text rule's row whose rendered text did not change (only a payload column did) keeps its
+    vectors: the worker sees the point's `_text_hash`/`_model` unchanged and replaces the payload
+    only. Counted at the embedder stand-in: zero requests for the payload-only updates, one text
+    per changed row otherwise."""
+    from openai_stub import OpenAIStub
+    db.execute("CREATE TABLE notes (id int PRIMARY KEY, title text, body text, views int)")
+    stub = OpenAIStub(dim=8, api_key="sk-test")
+    try:
+        d = make_daemon({"embedder.oa": {"type": "openai", "url": stub.url, "model": "m1",
+                                         "api_key_env": "P2Q_TEST_OPENAI_KEY", "dimensions": "8"},
+                         "rule.notes": {"table": "public.notes", "key": "id", "columns": "id, title, views",
+                                        "text": "{title}\\n{body}", "embedder": "oa", "collection": "notes",
+                                        "sparse": "bm25", "store_text": "true"}})
+        d.env["P2Q_TEST_OPENAI_KEY"] = "sk-test"
+        d.cli("apply")
+        with db.transaction():
+            for i in range(10):
+                db.execute("INSERT INTO notes VALUES (%s, %s, %s, 0)", (i, f"title {i}", f"body {i}"))
+        p = d.start()
+        wait_until(lambda: len(points_by_id(qdrant, "notes")) == 10 and outbox_counts(db) == (0, 0),
+                   timeout=30, what="first sync")
+        before = points_by_id(qdrant, "notes")
+        assert before[3]["payload"]["_text"] == "title 3\nbody 3"
+        assert before[3]["payload"]["_model"] == "openai/m1@8"
+        texts_sent = lambda: sum(len(json.loads(r["body"])["input"]) for r in list(stub.requests)
+                                 if r.get("status") == 200)
+        n0 = texts_sent()
+        assert n0 == 10
+        # payload-only updates: views changes, the rendered text does not
+        with db.transaction():
+            for i in range(10):
+                db.execute("UPDATE notes SET views = views + 5 WHERE id = %s", (i,))
+        wait_until(lambda: outbox_counts(db) == (0, 0) and
+                   all(pt["payload"]["views"] == 5 for pt in points_by_id(qdrant, "notes").values()),
+                   timeout=30, what="payload-only updates")
+        assert texts_sent() == n0, "a payload-only update called the embedder"
+        after = points_by_id(qdrant, "notes")
+        for i in range(10):
+            assert after[i]["vector"] == before[i]["vector"]           # dense and sparse kept
+            assert after[i]["payload"] == dict(before[i]["payload"], views=5)
+        payload_ops = [e for e in qdrant.log() if e["path"].endswith("/points/batch")]
+        assert payload_ops and all(e["status"] == 200 for e in payload_ops)
+        # a text change is embedded again: exactly the changed row
+        db.execute("UPDATE notes SET body = 'new body' WHERE id = 4")
+        wait_until(lambda: points_by_id(qdrant, "notes")[4]["payload"]["_text"] == "title 4\nnew body"
+                   and outbox_counts(db) == (0, 0), timeout=30, what="text change")
+        assert texts_sent() == n0 + 1
+        assert points_by_id(qdrant, "notes")[4]["vector"] != before[4]["vector"]
+        r = d.cli("reconcile", check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        d.stop(p)
+    finally:
+        stub.close()

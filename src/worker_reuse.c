@@ -1,0 +1,138 @@
+/*
+ * worker_reuse.c — less work per change (loop thread): before a text rule's upserts go to the
+ * embedder, the worker retrieves their points' `_text_hash` and `_model` (one POST …/points with
+ * the ids, payload keys only, no vectors). A point whose rendered text hash and model are those
+ * of the new snapshot keeps its vectors: only its payload is replaced (one POST …/points/batch of
+ * overwrite_payload operations, written by worker_write.c like any request, split on rejection).
+ * The others are embedded as before. Any failure of the lookup just embeds them all: the lookup
+ * is an optimisation, never a reason to wait.
+ *
+ * Ordering: the lookup and the payload write happen while the batch holds the rows' claims, as
+ * an upsert would; the point read is the one an earlier event of the same row wrote (events of a
+ * row are applied in order), so "unchanged" compares with the last text written. The sparse
+ * (BM25) vector depends only on the text, so it is unchanged too. Chunked rules are always
+ * re-embedded (their chunks are cut by the embedder).
+ */
+#include "worker_batch.h"
+#include "pg2qdrant/errors.h"
+#include "pg2qdrant/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  wbatch_t *b;
+  int rule, n;
+  int idx[];
+} reusectx_t;
+
+/* Does the retrieved point `pt` (cJSON) carry event e's id? */
+static int same_id(const cJSON *id, const wevent_t *e) {
+  char buf[P2Q_POINT_ID_MAX + 2];
+  if (cJSON_IsNumber(id)) {
+    if (id->valuedouble >= 9007199254740992.0 || id->valuedouble < 0) return 0; /* not exact in a double */
+    snprintf(buf, sizeof buf, "%.0f", id->valuedouble);
+  } else if (cJSON_IsString(id) && id->valuestring) {
+    snprintf(buf, sizeof buf, "\"%s\"", id->valuestring);
+  } else {
+    return 0;
+  }
+  return !strcmp(buf, e->point_id);
+}
+
+static const char *payload_str(const cJSON *pt, const char *key) {
+  const cJSON *p = cJSON_GetObjectItemCaseSensitive(pt, "payload");
+  const cJSON *v = cJSON_IsObject(p) ? cJSON_GetObjectItemCaseSensitive(p, key) : NULL;
+  return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* e's payload-only operation {"overwrite_payload":{"payload":{…},"points":[id]}} into e->point. */
+static int payload_op(wevent_t *e, const p2q_rule_config_t *r, const char *th) {
+  p2q_buf_t pt = P2Q_BUF_INIT, op = P2Q_BUF_INIT;
+  char why[256];
+  p2q_point_parts_t parts = {.vector = "[0]", .vlen = 3, .sparse = e->sparse, .slen = e->sparse_len,
+                             .text = r->store_text ? e->text : NULL, .tlen = e->text_len, .text_hash = th};
+  int rc = p2q_point_build_ex(&pt, r, e->point_id, e->point_id[0] == '"', e->row_key, e->payload, strlen(e->payload),
+                              &parts, why, sizeof why);
+  const char *p = rc == 0 ? strstr(p2q_buf_str(&pt), ",\"payload\":") : NULL; /* vectors hold numbers only */
+  if (p) {
+    p += 11;
+    p2q_buf_puts(&op, "{\"overwrite_payload\":{\"payload\":");
+    p2q_buf_append(&op, p, strlen(p) - 1); /* the point's closing '}' off */
+    p2q_buf_printf(&op, ",\"points\":[%s]}}", e->point_id);
+  }
+  p2q_buf_free(&pt);
+  if (!p || p2q_buf_error(&op)) { p2q_buf_free(&op); return P2Q_ENOMEM; }
+  e->point_len = op.len;
+  e->point = p2q_buf_steal(&op);
+  return 0;
+}
+
+static void retrieved(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg) {
+  reusectx_t *c = arg;
+  wbatch_t *b = c->b;
+  p2q_worker_t *w = b->w;
+  const p2q_rule_config_t *r = &WCFG(w)->rules[c->rule];
+  const cJSON *pts = resp->err == 0 && cJSON_IsArray(resp->result) ? resp->result : NULL;
+  int *same = malloc(sizeof(int) * (size_t)c->n), n_same = 0, n_changed = 0;
+  for (int i = 0; i < c->n; i++) {
+    wevent_t *e = &b->ev[c->idx[i]];
+    int keep = 0;
+    const cJSON *pt;
+    char th[17];
+    p2q_hash64_hex(e->text, e->text_len, th);
+    cJSON_ArrayForEach(pt, pts) {
+      if (!same_id(cJSON_GetObjectItemCaseSensitive(pt, "id"), e)) continue;
+      const char *h = payload_str(pt, "_text_hash"), *m = payload_str(pt, "_model");
+      keep = same && h && m && !strcmp(h, th) && !strcmp(m, r->model) && payload_op(e, r, th) == 0;
+      break;
+    }
+    if (keep) {
+      same[n_same++] = c->idx[i];
+      free(e->payload); e->payload = NULL;
+      free(e->text); e->text = NULL;
+    } else {
+      c->idx[n_changed++] = c->idx[i];
+    }
+  }
+  if (n_same) {
+    P2Q_DEBUG("embed_skipped", "worker=%s rule=%s unchanged=%d", w->cfg->name, r->name, n_same);
+    p2q_wk_send(b, c->rule, P2Q_OP_PAYLOAD, same, n_same);
+  }
+  if (n_changed) p2q_wk_embed(b, c->rule, c->idx, n_changed);
+  free(same);
+  free(c);
+  p2q_wk_request_finished(b);
+}
+
+void p2q_wk_reuse(wbatch_t *b, int rule, const int *idx, int n) {
+  p2q_worker_t *w = b->w;
+  const p2q_rule_config_t *r = &WCFG(w)->rules[rule];
+  reusectx_t *c = NULL;
+  p2q_buf_t body = P2Q_BUF_INIT;
+  if (r->chunk_tokens > 0 || !r->model[0]) goto embed;
+  c = malloc(sizeof *c + sizeof(int) * (size_t)n);
+  if (!c) goto embed;
+  c->b = b;
+  c->rule = rule;
+  c->n = n;
+  memcpy(c->idx, idx, sizeof(int) * (size_t)n);
+  p2q_buf_puts(&body, "{\"ids\":[");
+  for (int i = 0; i < n; i++) {
+    if (i) p2q_buf_putc(&body, ',');
+    p2q_buf_puts(&body, b->ev[idx[i]].point_id);
+  }
+  p2q_buf_puts(&body, "],\"with_payload\":[\"_text_hash\",\"_model\"],\"with_vector\":false}");
+  if (p2q_buf_error(&body)) goto embed;
+  size_t len = body.len;
+  char *data = p2q_buf_steal(&body);
+  b->pending++;
+  if (w->ctx.write(w->ctx.arg, r->collection, P2Q_OP_RETRIEVE, data, len, retrieved, c) == 0) return;
+  b->pending--;
+  free(data);
+embed: /* no lookup: embed them all */
+  free(c);
+  p2q_buf_free(&body);
+  p2q_wk_embed(b, rule, idx, n);
+}
