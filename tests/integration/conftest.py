@@ -194,13 +194,14 @@ def outbox_counts(conn):
 
 
 def points_by_id(qdrant, collection):
-    """{id: point}; the payload's `_hash` (content hash for reconcile) and `_text_hash` (a text
-    rule's rendered text) are dropped so tests compare the row's columns only
-    (test_reconcile.py and test_search.py check the hashes themselves)."""
+    """{id: point}; the payload's `_hash` (content hash for reconcile), `_text_hash` and `_model`
+    (a text rule's rendered text and embedder) are dropped so tests compare the row's columns
+    only (test_reconcile.py and test_search.py check them)."""
     r = qdrant.points(collection)
     pts = r["points"] if isinstance(r, dict) else r
     for p in pts:
         if isinstance(p.get("payload"), dict):
             p["payload"].pop("_hash", None)
             p["payload"].pop("_text_hash", None)
+            p["payload"].pop("_model", None)
     return {p["id"]: p for p in pts}

@@ -250,7 +250,8 @@ def test_payload_only_update_makes_no_embedder_call(make_daemon, db, qdrant):
                    timeout=30, what="first sync")
         before = points_by_id(qdrant, "notes")
         assert before[3]["payload"]["_text"] == "title 3\nbody 3"
-        assert before[3]["payload"]["_model"] == "openai/m1@8"
+        raw = {pt["id"]: pt["payload"] for pt in qdrant.points("notes")}
+        assert raw[3]["_model"] == "openai/m1@8" and len(raw[3]["_text_hash"]) == 16
         texts_sent = lambda: sum(len(json.loads(r["body"])["input"]) for r in list(stub.requests)
                                  if r.get("status") == 200)
         n0 = texts_sent()
