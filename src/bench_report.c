@@ -342,10 +342,12 @@ static void chart_cdf(FILE *f, const p2q_bench_point_t *pts, int n) {
       if (pts[i].lat[0] < lo) lo = pts[i].lat[0];
       if (pts[i].lat[pts[i].lat_n - 1] > hi) hi = pts[i].lat[pts[i].lat_n - 1];
     }
+  if (isinf(lo)) lo = 0.1, hi = 100; /* no samples: an empty axis */
   if (lo < 0.01) lo = 0.01;
-  if (!(hi > lo)) hi = lo * 10;
+  if (!(hi > lo) || isinf(hi)) hi = lo * 10;
   double l0 = floor(log10(lo)), l1 = ceil(log10(hi));
   if (l1 <= l0) l1 = l0 + 1;
+  if (l1 - l0 > 12) l0 = l1 - 12; /* at most 12 decades (and a loop that ends) */
   svg_open(f, "latency-cdf", "Latency CDF: COMMIT to visible in Qdrant (ms, log scale), one line per point");
   for (int i = 0; i <= 4; i++) {
     double y = T + (H - T - B) * (1 - i / 4.0);

@@ -376,12 +376,43 @@ static void test_html(void **st) {
   for (int i = 0; i < 4; i++) free(runs[i].lat);
 }
 
+/* drain-only runs: no latency sample anywhere; the report still ends (the CDF axis once looped
+   forever on an infinite range) and says why the latency charts are empty */
+static void test_html_without_latency(void **st) {
+  p2q_bench_setting_t sets[1];
+  setting(&sets[0], 64, 1, 1);
+  p2q_bench_run_t runs[] = {run_of(0, "drain", 1, 5000, NAN)};
+  runs[0].cpu_us[P2Q_COMP_QDRANT] = NAN;
+  p2q_bench_point_t pts[1];
+  assert_int_equal(p2q_bench_points(runs, 1, sets, 1, pts), 0);
+  char why[256];
+  int rec = p2q_bench_recommend(pts, 1, 25, why, sizeof why);
+  assert_int_equal(rec, 0);
+  assert_non_null(strstr(why, "not checked"));
+  p2q_bench_report_meta_t m = {.title = "t", .machine = "m", .p99_max_ms = 25, .recommended = rec, .why = why};
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  p2q_bench_html(f, &m, pts, 1, runs, 1);
+  fclose(f);
+  assert_non_null(strstr(buf, "no latency workload in this run"));
+  assert_non_null(strstr(buf, "id=\"latency-cdf\""));
+  assert_null(strstr(buf, "class=\"cdf\""));
+  assert_null(strstr(buf, "nan"));
+  assert_null(strstr(buf, "\"inf"));  /* no infinite coordinate */
+  assert_null(strstr(buf, "\"-inf"));
+  assert_null(strstr(buf, ">inf<"));
+  assert_true(len < 100000);
+  free(buf);
+  p2q_bench_points_free(pts, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sweep_parse), cmocka_unit_test(test_sweep_grid),
       cmocka_unit_test(test_stats),       cmocka_unit_test(test_tracker),
       cmocka_unit_test(test_points_and_recommend), cmocka_unit_test(test_csv),
-      cmocka_unit_test(test_html),
+      cmocka_unit_test(test_html),        cmocka_unit_test(test_html_without_latency),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
