@@ -244,11 +244,18 @@ static int setup(bench_t *b, char *err, size_t errlen) {
   const char *args[] = {"apply", "--no-backfill", NULL};
   int rc = p2q_bench_run_cmd(b->exe, path, log, args);
   if (rc != 0) { snprintf(err, errlen, "`pg2qdrant apply` failed (exit %d): see %s", rc, log); return -1; }
-  r = PQexec(x->pg, "SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'");
-  x->has_pgss = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+  /* pg_stat_statements, schema-qualified (CLI sessions pin search_path to pg_catalog) */
+  r = PQexec(x->pg, "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                    "WHERE e.extname = 'pg_stat_statements'");
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+    char *q = PQescapeIdentifier(x->pg, PQgetvalue(r, 0, 0), strlen(PQgetvalue(r, 0, 0)));
+    if (q && strlen(q) < sizeof x->pgss - 24) snprintf(x->pgss, sizeof x->pgss, "%s.pg_stat_statements", q);
+    PQfreemem(q);
+  }
   PQclear(r);
-  if (x->has_pgss) { /* the view may still be unusable (not in shared_preload_libraries) */
-    r = PQexec(x->pg, "SELECT 1 FROM pg_stat_statements LIMIT 1");
+  if (x->pgss[0]) { /* the view may still be unusable (not in shared_preload_libraries) */
+    snprintf(sql, sizeof sql, "SELECT 1 FROM %s LIMIT 1", x->pgss);
+    r = PQexec(x->pg, sql);
     x->has_pgss = PQresultStatus(r) == PGRES_TUPLES_OK;
     PQclear(r);
   }
@@ -338,15 +345,16 @@ static void pgss_top(p2q_bench_ctx_t *x, char *out, size_t len) {
                    "the latency observer's polls; compare CPU per event on drain runs.\n");
   if (k > 0) n = (size_t)k < len ? (size_t)k : len - 1;
   if (!x->has_pgss) {
-    snprintf(out + n, len - n, "pg_stat_statements is not installed in this database: its column is empty.\n");
+    snprintf(out + n, len - n, "pg_stat_statements is not installed in this database (or not in "
+             "shared_preload_libraries): its column is empty.\n");
     return;
   }
-  char sql[768];
+  char sql[1024];
   snprintf(sql, sizeof sql,
            "SELECT calls, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 3), "
-           "regexp_replace(query, '\\s+', ' ', 'g') FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+           "regexp_replace(query, '\\s+', ' ', 'g') FROM %s s JOIN pg_database d ON d.oid = s.dbid "
            "WHERE d.datname = current_database() AND s.query LIKE '%%%s%%' AND s.query NOT LIKE '%%pg_stat_statements%%' "
-           "ORDER BY total_exec_time DESC LIMIT 8", x->prefix);
+           "ORDER BY total_exec_time DESC LIMIT 8", x->pgss, x->prefix);
   PGresult *r = PQexec(x->pg, sql);
   if (PQresultStatus(r) == PGRES_TUPLES_OK) {
     k = snprintf(out + n, len - n, "pg_stat_statements, top statements on the scratch schema (whole session):\n");

@@ -111,6 +111,7 @@ typedef struct {
   int pg_local;             /* PostgreSQL on this host: backends' CPU is readable */
   int qdrant_pid;           /* -1: not local / unknown */
   int has_pgss;
+  char pgss[160];           /* "schema".pg_stat_statements when the extension is installed */
   volatile sig_atomic_t *stop;
   /* workload parameters */
   long rows, text_rows, preload;

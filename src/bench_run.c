@@ -204,9 +204,9 @@ static double pgss_ms(p2q_bench_ctx_t *x) {
   if (!x->has_pgss) return NAN;
   char sql[512];
   snprintf(sql, sizeof sql,
-           "SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+           "SELECT coalesce(sum(total_exec_time), 0) FROM %s s JOIN pg_database d ON d.oid = s.dbid "
            "WHERE d.datname = current_database() AND s.query LIKE '%%%s%%' AND s.query NOT LIKE '%%pg_stat_statements%%'",
-           x->prefix);
+           x->pgss, x->prefix);
   return q_num(x, sql);
 }
 

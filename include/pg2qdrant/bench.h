@@ -115,7 +115,8 @@ typedef struct {
   double rss_mib;            /* peak RSS of the largest daemon */
   double dead_tuples;        /* outbox n_dead_tup at the end */
   double outbox_bytes;       /* outbox total relation size at the end */
-  double pgss_us_per_event;  /* pg_stat_statements: execution time of the daemons' statements */
+  double pgss_us_per_event;  /* pg_stat_statements: execution time of the statements on the scratch
+                                schema (claims, acks; writers' in steady/mixed) per event */
   long dead_letters;         /* events that ended dead */
   long missing;              /* events never seen in Qdrant (latency workloads) */
   int ok;                    /* 1: finished, nothing dead or missing */

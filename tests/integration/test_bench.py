@@ -98,8 +98,20 @@ def png_pixels(path):
     return w, h, len(set(raw[:2_000_000]))
 
 
+def pg_stat_statements_usable(db):
+    """Install pg_stat_statements in the test database; True when its view answers (the server
+    preloads the library), False otherwise (the bench must then leave its column empty)."""
+    try:
+        db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        db.execute("SELECT 1 FROM pg_stat_statements LIMIT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
 def test_bench_sweep_csv_cleanup_and_report(tmp_path, pgdb, db, qdrant):
     lookalikes(db, qdrant)
+    pgss = pg_stat_statements_usable(db)
     cfg = write_config(tmp_path, qdrant)
     out = tmp_path / "out"
     cmd = [BIN, "-c", str(cfg), "bench", "--workload", "drain,steady", "--rows", "400", "--dim", "8",
@@ -130,6 +142,10 @@ def test_bench_sweep_csv_cleanup_and_report(tmp_path, pgdb, db, qdrant):
         # PostgreSQL runs on this host: its backends' CPU is measured
         assert x["cpu_us_pg_daemon"] != "", x
         assert x["linger_ms"] == "5" and x["max_inflight"] == "4" and x["workers"] == "1", x
+        # PostgreSQL's own view: the scratch schema's statements per event, when it can tell
+        assert (x["pgss_us_per_event"] != "") == pgss, x
+        if pgss:
+            assert float(x["pgss_us_per_event"]) > 0, x
         if x["workload"] == "drain":
             assert x["events"] == "400", x
             assert x["p99_ms"] == "" and x["latency_samples"] == "0", x
@@ -150,6 +166,10 @@ def test_bench_sweep_csv_cleanup_and_report(tmp_path, pgdb, db, qdrant):
     html = out / "report.html"
     text = html.read_text()
     assert "<script" not in text
+    if pgss:
+        assert "top statements on the scratch schema" in text and "sync_outbox_ack" in text
+    else:
+        assert "pg_stat_statements is not installed in this database" in text
     exe = chromium()
     dom = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", html.as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
