@@ -492,7 +492,8 @@ int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
       return 2;
     }
   }
-  if (check_collections(cfg) || p2q_admin_check_run(cfg)) return 1;
+  /* the schema first: a daemon refused for a stale schema touches nothing (no collection made) */
+  if (p2q_admin_check_run(cfg) || check_collections(cfg)) return 1;
   uv_loop_t loop;
   p2q_daemon_t d;
   memset(&d, 0, sizeof d);

@@ -152,10 +152,14 @@ def test_upgrade_from_first_release_drains_everything(make_daemon, docs, pgdb, q
         live.close()
 
 
-def test_daemon_refuses_a_schema_that_is_not_its_own(make_daemon, db):
+def test_daemon_refuses_a_schema_that_is_not_its_own(make_daemon, db, qdrant):
     d = make_daemon({"rule.docs": rule()})
     out = run_refused(d)
     assert 'the outbox schema "public" is not installed: run `pg2qdrant init`' in out, out
+    # refused before anything is touched: the schema check runs before the collection check,
+    # which would have created the rule's collection
+    assert qdrant.call("GET", "/collections/docs")[0] == 404, "the refused daemon created its collection"
+    assert not [r for r in qdrant.log() if r.get("method") in ("PUT", "POST", "PATCH", "DELETE")], qdrant.log()
     d.cli("init")
     # functions of another build (e.g. a pg2qdrant upgraded without running init)
     db.execute("UPDATE sync_outbox_meta SET value = 'feedfacefeedfacefeedfacefeedfacefeedface'"
