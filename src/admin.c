@@ -94,13 +94,6 @@ int p2q_admin_exec(PGconn *conn, const char *sql, char *err, size_t errlen) {
 
 /* ---- text substitution (pure) ---- */
 
-/* Occurrences of needle in s, overlapping ones included: a dollar quote ends at the first. */
-static size_t count_occurrences(const char *s, const char *needle) {
-  size_t n = 0;
-  for (const char *p = s; (p = strstr(p, needle)) != NULL; p++) n++;
-  return n;
-}
-
 static void substitute(p2q_buf_t *out, const char *tmpl, const char *ident, const char *literal,
                        const char *tag) {
   static const char *const marks[] = {"@SCHEMA_NAME@", "@SCHEMA@", DQ_TAG};
@@ -119,33 +112,41 @@ static void substitute(p2q_buf_t *out, const char *tmpl, const char *ident, cons
   p2q_buf_append(out, run, (size_t)(p - run));
 }
 
-/* The tag written $p2q$ in the template becomes $p2q$, $p2q_1$, $p2q_2$, …: the first that occurs
-   in the result exactly as often as the template has tags, i.e. nowhere but where the template
-   put it. A schema name (or anything in the template) can therefore never end a quote early. */
+/* The tag written $p2q$ in the template becomes the first of the one sequence
+   (p2q_sql_dollar_tag: $p2q$, $p2q_1$, …) that occurs in the result exactly as often as the
+   template has tags, i.e. nowhere but where the template put it. A schema name (or anything in
+   the template) can therefore never end a quote early. */
+typedef struct {
+  const char *tmpl, *ident, *lit;
+  size_t want;
+  p2q_buf_t out;
+} outbox_subst_t;
+
+static int outbox_fits(const char *tag, void *arg) {
+  outbox_subst_t *s = arg;
+  p2q_buf_reset(&s->out);
+  substitute(&s->out, s->tmpl, s->ident, s->lit, tag);
+  if (p2q_buf_error(&s->out)) return p2q_buf_error(&s->out);
+  return p2q_sql_count(p2q_buf_str(&s->out), tag) == s->want;
+}
+
 char *p2q_outbox_sql(const char *tmpl, const char *schema) {
-  p2q_buf_t ident = P2Q_BUF_INIT, lit = P2Q_BUF_INIT, out = P2Q_BUF_INIT;
-  char *res = NULL;
+  p2q_buf_t ident = P2Q_BUF_INIT, lit = P2Q_BUF_INIT;
+  outbox_subst_t s = {.tmpl = tmpl, .out = P2Q_BUF_INIT};
+  char tag[P2Q_SQL_TAG_MAX], *res = NULL;
   p2q_sql_ident(&ident, schema);
   p2q_sql_literal(&lit, schema);
   if (p2q_buf_error(&ident) || p2q_buf_error(&lit)) goto fail;
-  size_t want = count_occurrences(tmpl, DQ_TAG);
+  s.ident = ident.data;
+  s.lit = lit.data;
+  s.want = p2q_sql_count(tmpl, DQ_TAG);
   /* each rejected tag needs an occurrence of its own in the name or template: few tries */
-  for (unsigned k = 0; k <= strlen(schema) * 2 + strlen(tmpl) + 1; k++) {
-    char tag[32];
-    if (k) snprintf(tag, sizeof tag, "$p2q_%u$", k);
-    else snprintf(tag, sizeof tag, "%s", DQ_TAG);
-    p2q_buf_reset(&out);
-    substitute(&out, tmpl, ident.data, lit.data, tag);
-    if (p2q_buf_error(&out)) goto fail;
-    if (count_occurrences(p2q_buf_str(&out), tag) == want) {
-      res = p2q_buf_steal(&out);
-      break;
-    }
-  }
+  if (p2q_sql_dollar_tag(tag, strlen(schema) * 2 + strlen(tmpl) + 2, outbox_fits, &s) == 0)
+    res = p2q_buf_steal(&s.out);
 fail:
   p2q_buf_free(&ident);
   p2q_buf_free(&lit);
-  p2q_buf_free(&out);
+  p2q_buf_free(&s.out);
   return res;
 }
 

@@ -4,17 +4,18 @@
  *
  * Pure string building: no I/O, no globals; any thread. Invariants: every identifier coming from
  * the config goes through p2q_sql_ident(), every value through p2q_sql_literal(); generated
- * function bodies are dollar-quoted with $p2q$ and refused if the tag occurs inside them.
+ * function bodies are dollar-quoted by p2q_sql_dollar_quote() with a tag that occurs nowhere in
+ * them ($p2q$, or $p2q_1$, … where a name or filter holds $p2q$).
  */
 #include "pg2qdrant/capture.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/session.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define DQ "$p2q$"
 #define PAIRS_PER_CALL 40 /* jsonb_build_object takes at most 100 arguments */
 
 void p2q_sql_ident(p2q_buf_t *b, const char *ident) {
@@ -34,6 +35,43 @@ void p2q_sql_literal(p2q_buf_t *b, const char *s) {
     p2q_buf_putc(b, *p);
   }
   p2q_buf_putc(b, '\'');
+}
+
+size_t p2q_sql_count(const char *s, const char *needle) {
+  size_t n = 0;
+  for (const char *p = s; (p = strstr(p, needle)) != NULL; p++) n++;
+  return n;
+}
+
+int p2q_sql_dollar_tag(char tag[P2Q_SQL_TAG_MAX], size_t tries, int (*fits)(const char *tag, void *arg),
+                       void *arg) {
+  for (size_t k = 0; k < tries; k++) {
+    if (k) snprintf(tag, P2Q_SQL_TAG_MAX, "$p2q_%zu$", k);
+    else snprintf(tag, P2Q_SQL_TAG_MAX, "$p2q$");
+    int ok = fits(tag, arg);
+    if (ok < 0) return ok;
+    if (ok) return 0;
+  }
+  return P2Q_EINVAL;
+}
+
+/* fits: tag + body + tag holds the tag exactly twice (the body has no tag, nor half of one at
+   either end) */
+static int quote_fits(const char *tag, void *arg) {
+  p2q_buf_t t = P2Q_BUF_INIT;
+  p2q_buf_printf(&t, "%s%s%s", tag, (const char *)arg, tag);
+  int rc = p2q_buf_error(&t);
+  int ok = rc ? rc : p2q_sql_count(t.data, tag) == 2;
+  p2q_buf_free(&t);
+  return ok;
+}
+
+int p2q_sql_dollar_quote(p2q_buf_t *out, const char *body) {
+  char tag[P2Q_SQL_TAG_MAX];
+  int rc = p2q_sql_dollar_tag(tag, strlen(body) + 2, quote_fits, (void *)body);
+  if (rc) return rc;
+  p2q_buf_printf(out, "%s%s%s", tag, body, tag);
+  return p2q_buf_error(out);
 }
 
 /* Parse one identifier at *pp (quoted or bare) into a malloc'd string; advances *pp. */
@@ -535,20 +573,19 @@ static void trigger_name(p2q_buf_t *b, const char *rule, const char *suffix) {
   p2q_buf_free(&n);
 }
 
-/* Append a CREATE FUNCTION with the given body, refusing bodies that contain the quote tag. */
+/* Append a CREATE FUNCTION with the given body (dollar-quoted with a tag it does not hold). */
 static int append_function(p2q_buf_t *out, const char *schema, const char *prefix,
                            const char *rule, const p2q_buf_t *body) {
   if (p2q_buf_error(body)) return p2q_buf_error(body);
-  if (strstr(p2q_buf_str(body), DQ)) return P2Q_EINVAL;
   p2q_buf_puts(out, "CREATE OR REPLACE FUNCTION ");
   function_name(out, schema, prefix, rule);
   /* the pinned settings (session.h) make the snapshot text, the row key and the change test
      independent of the writer's session; PostgreSQL restores the writer's values on exit */
   p2q_buf_puts(out, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER "
-                    "SET search_path = " P2Q_PINNED_SEARCH_PATH P2Q_PINNED_FUNCTION_SET " AS " DQ);
-  p2q_buf_append(out, body->data, body->len);
-  p2q_buf_puts(out, DQ ";\n");
-  return 0;
+                    "SET search_path = " P2Q_PINNED_SEARCH_PATH P2Q_PINNED_FUNCTION_SET " AS ");
+  int rc = p2q_sql_dollar_quote(out, body->data);
+  p2q_buf_puts(out, ";\n");
+  return rc;
 }
 
 int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
@@ -769,13 +806,12 @@ int p2q_capture_drift_sql(const p2q_rule_config_t *r, const char *schema, p2q_bu
   }
   p2q_buf_puts(&body, "END\n");
   if ((rc = p2q_buf_error(&body))) goto fail;
-  if (strstr(p2q_buf_str(&body), DQ)) { rc = P2Q_EINVAL; goto fail; }
   p2q_buf_puts(out, "CREATE OR REPLACE FUNCTION ");
   function_name(out, schema, "p2q_drift_", r->name);
   p2q_buf_puts(out, "() RETURNS TABLE (item text, used_as text, breaks boolean)\n"
-                    "LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS " DQ);
-  p2q_buf_append(out, body.data, body.len);
-  p2q_buf_puts(out, DQ ";\n");
+                    "LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ");
+  if ((rc = p2q_sql_dollar_quote(out, body.data))) goto fail;
+  p2q_buf_puts(out, ";\n");
   rc = p2q_buf_error(out);
 fail:
   p2q_buf_free(&body);
@@ -786,25 +822,24 @@ fail:
 }
 
 int p2q_capture_guard_sql(const char *schema, p2q_buf_t *out) {
-  p2q_buf_t qs = P2Q_BUF_INIT, name = P2Q_BUF_INIT, rules = P2Q_BUF_INIT;
+  p2q_buf_t qs = P2Q_BUF_INIT, name = P2Q_BUF_INIT, rules = P2Q_BUF_INIT, body = P2Q_BUF_INIT;
   p2q_sql_ident(&qs, schema);
   p2q_buf_printf(&name, "p2q_ddl_guard_%s", schema);
   p2q_buf_printf(&rules, "%s.sync_outbox_rule", qs.data);
-  p2q_buf_printf(out, "CREATE OR REPLACE FUNCTION %s.p2q_ddl_guard() RETURNS event_trigger\n"
-                      "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS " DQ "\n"
+  p2q_buf_puts(&body, "\n"
                       "DECLARE\n  r record;\n  d record;\nBEGIN\n"
                       "  IF current_setting('pg2qdrant.allow_ddl', true) = 'on' THEN RETURN; END IF;\n"
                       "  -- never in the way of unrelated DDL: no outbox, or a rule without its drift function\n"
-                      "  IF to_regclass(", qs.data);
-  p2q_sql_literal(out, rules.data);
-  p2q_buf_printf(out, ") IS NULL THEN RETURN; END IF;\n"
+                      "  IF to_regclass(");
+  p2q_sql_literal(&body, rules.data);
+  p2q_buf_printf(&body, ") IS NULL THEN RETURN; END IF;\n"
                       "  FOR r IN SELECT o.name FROM %s o\n"
                       "            WHERE to_regclass(o.source_table) IN (SELECT c.objid FROM pg_event_trigger_ddl_commands() c)\n"
                       "              AND to_regprocedure(format('%%s.%%I()', ", rules.data);
-  p2q_sql_literal(out, qs.data);
-  p2q_buf_puts(out, ", 'p2q_drift_' || o.name)) IS NOT NULL\n  LOOP\n    FOR d IN EXECUTE format('SELECT * FROM %s.%I()', ");
-  p2q_sql_literal(out, qs.data);
-  p2q_buf_puts(out, ", 'p2q_drift_' || r.name) LOOP\n"
+  p2q_sql_literal(&body, qs.data);
+  p2q_buf_puts(&body, ", 'p2q_drift_' || o.name)) IS NOT NULL\n  LOOP\n    FOR d IN EXECUTE format('SELECT * FROM %s.%I()', ");
+  p2q_sql_literal(&body, qs.data);
+  p2q_buf_puts(&body, ", 'p2q_drift_' || r.name) LOOP\n"
                     "      IF d.breaks THEN\n"
                     "        RAISE EXCEPTION 'pg2qdrant: rule % needs % \"%\" of this table: refused (change or remove "
                     "the rule and run pg2qdrant apply first, or SET pg2qdrant.allow_ddl = on to let the rule''s "
@@ -812,7 +847,12 @@ int p2q_capture_guard_sql(const char *schema, p2q_buf_t *out) {
                     "      ELSE\n"
                     "        RAISE WARNING 'pg2qdrant: rule %: column \"%\" (in %) is no longer in this table: its "
                     "snapshots lack it (remove it from the rule)', r.name, d.item, d.used_as;\n"
-                    "      END IF;\n    END LOOP;\n  END LOOP;\nEND\n" DQ ";\nDROP EVENT TRIGGER IF EXISTS ");
+                    "      END IF;\n    END LOOP;\n  END LOOP;\nEND\n");
+  int rc = p2q_buf_error(&body);
+  p2q_buf_printf(out, "CREATE OR REPLACE FUNCTION %s.p2q_ddl_guard() RETURNS event_trigger\n"
+                      "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ", qs.data);
+  if (!rc) rc = p2q_sql_dollar_quote(out, body.data);
+  p2q_buf_puts(out, ";\nDROP EVENT TRIGGER IF EXISTS ");
   p2q_sql_ident(out, p2q_buf_str(&name));
   p2q_buf_puts(out, ";\nCREATE EVENT TRIGGER ");
   p2q_sql_ident(out, p2q_buf_str(&name));
@@ -821,5 +861,6 @@ int p2q_capture_guard_sql(const char *schema, p2q_buf_t *out) {
   p2q_buf_free(&qs);
   p2q_buf_free(&name);
   p2q_buf_free(&rules);
-  return p2q_buf_error(out);
+  p2q_buf_free(&body);
+  return rc ? rc : p2q_buf_error(out);
 }

@@ -201,8 +201,7 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
   p2q_sql_ident(&q, cfg->pg_schema);
   if (p2q_capture_install_sql(r, cfg->pg_schema, (int)cfg->max_attempts, &install) ||
       p2q_capture_check_sql(r, &check) || p2q_sql_qualified(&qt, r->table)) {
-    fprintf(stderr, "pg2qdrant: apply: rule %s: cannot generate SQL (bad table name, or an expression "
-                    "containing the reserved tag $p2q$)\n", r->name);
+    fprintf(stderr, "pg2qdrant: apply: rule %s: cannot generate SQL (bad table name or rule name)\n", r->name);
     goto out;
   }
   if (o->dry) {

@@ -34,6 +34,22 @@ void p2q_sql_ident(p2q_buf_t *b, const char *ident);
 /* Append s as a SQL string literal ('it''s'; E'...' when it holds a backslash). */
 void p2q_sql_literal(p2q_buf_t *b, const char *s);
 
+#define P2Q_SQL_TAG_MAX 32
+/* Occurrences of needle in s, overlapping ones included (a dollar quote ends at the first). */
+size_t p2q_sql_count(const char *s, const char *needle);
+/*
+ * The one dollar-quote tag sequence of every SQL generator (capture.c's functions, admin.c's
+ * outbox scripts): the first of $p2q$, $p2q_1$, $p2q_2$, … that fits(tag, arg) accepts, within
+ * `tries` candidates (a candidate is rejected only where it occurs in the text, so the text's
+ * length bounds the tries). 0, or P2Q_EINVAL when none fits.
+ */
+int p2q_sql_dollar_tag(char tag[P2Q_SQL_TAG_MAX], size_t tries, int (*fits)(const char *tag, void *arg),
+                       void *arg);
+/* Append body dollar-quoted with the first tag of that sequence that occurs exactly twice in
+   tag + body + tag: whatever the body holds (a schema, rule or column name, a filter), it can
+   never end the quote early. 0 or an error. */
+int p2q_sql_dollar_quote(p2q_buf_t *out, const char *body);
+
 /*
  * Parse "schema.table", "table" (schema public) or quoted forms ("My Schema"."T") into unquoted
  * parts (malloc'd). Returns 0 or P2Q_EINVAL.

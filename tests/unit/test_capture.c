@@ -134,11 +134,34 @@ static void test_long_rule_name_refused(void **state) {
   p2q_buf_free(&b);
 }
 
-static void test_dollar_quote_refused(void **state) {
+/* A body holding the tag (a schema or filter with $p2q$) gets the next tag of the one sequence
+   admin.c uses too; it never ends the quote early (issue 16: apply for a schema "we$p2q$ird"). */
+static void test_dollar_quote_chosen(void **state) {
+  static const char *const cases[][2] = {
+      {"x", "$p2q$x$p2q$"},
+      {"a $p2q$ b", "$p2q_1$a $p2q$ b$p2q_1$"},
+      {"p2q$", "$p2q_1$p2q$$p2q_1$"},        /* $p2q$ + p2q$ would hold $p2q$ a third time */
+      {"$p2q", "$p2q_1$$p2q$p2q_1$"},        /* "$p2q"+"$p2q$": the tag's overlap at the start */
+      {"$p2q$ $p2q_1$", "$p2q_2$$p2q$ $p2q_1$$p2q_2$"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    p2q_buf_t b = P2Q_BUF_INIT;
+    assert_int_equal(p2q_sql_dollar_quote(&b, cases[i][0]), 0);
+    assert_string_equal(p2q_buf_str(&b), cases[i][1]);
+    p2q_buf_free(&b);
+  }
   p2q_rule_config_t r = rule();
   p2q_buf_t b = P2Q_BUF_INIT;
   r.filter = "true $p2q$; DROP TABLE x; $p2q$";
-  assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), P2Q_EINVAL);
+  assert_int_equal(p2q_capture_install_sql(&r, "we$p2q$ird", 7, &b), 0);
+  const char *s = p2q_buf_str(&b), *q = strstr(s, " AS $p2q_1$");
+  assert_non_null(q); /* the trigger function's body, quoted with the next tag */
+  const char *end = strstr(q + 11, "$p2q_1$");
+  assert_non_null(end);
+  assert_true(strstr(q, "DROP TABLE x") < end); /* the filter stays inside the quote */
+  p2q_buf_free(&b);
+  assert_int_equal(p2q_capture_guard_sql("we$p2q$ird", &b), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), " AS $p2q_1$"));
   p2q_buf_free(&b);
 }
 
@@ -214,7 +237,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_quoting),           cmocka_unit_test(test_qualified),
       cmocka_unit_test(test_template_columns),  cmocka_unit_test(test_install_sql),
-      cmocka_unit_test(test_long_rule_name_refused), cmocka_unit_test(test_dollar_quote_refused), cmocka_unit_test(test_backfill_and_drop),
+      cmocka_unit_test(test_long_rule_name_refused), cmocka_unit_test(test_dollar_quote_chosen), cmocka_unit_test(test_backfill_and_drop),
       cmocka_unit_test(test_snapshot_and_check), cmocka_unit_test(test_columns_and_guard),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
