@@ -468,6 +468,10 @@ static int check_collection(ld_t *ld, const sect_t *s, const p2q_rule_config_t *
     if (strcmp(o->collection, r->collection) != 0) continue;
     if (p2q_collection_rules_conflict(r, o, why, sizeof why))
       return ld_fail(ld, P2Q_ECONFIG, s->line, s->label, NULL, "%s", why);
+    if (r->chunk_tokens > 0 || o->chunk_tokens > 0)
+      return ld_fail(ld, P2Q_ECONFIG, s->line, s->label, NULL,
+                     "a chunked rule cannot share collection '%s' with [rule.%s] (its points are per chunk)",
+                     r->collection, r->chunk_tokens > 0 ? o->name : o->name);
     if (strcmp(va, vb) != 0 || !o->dimension || !r->dimension) continue;
     if (o->dimension != r->dimension)
       return ld_fail(ld, P2Q_ECONFIG, keyline(s, "dimension"), s->label, "dimension",

@@ -107,6 +107,12 @@ void p2q_wk_fail(wbatch_t *b, const int *idx, int n, p2q_verdict_t v, uint64_t w
 void p2q_wk_prepare(wbatch_t *b);
 void p2q_wk_embed(wbatch_t *b, int rule, const int *idx, int n);
 
+/* worker_shared.c: is another rule writing this rule's collection? Then its upserts and deletes
+   touch only its own vectors and payload keys (the body of one POST …/points/batch). */
+int p2q_wk_rule_shared(const p2q_config_t *cfg, int rule);
+void p2q_wk_shared_body(p2q_buf_t *body, wbatch_t *b, const p2q_rule_config_t *r, p2q_op_t op, const int *idx,
+                        int n);
+
 /* worker_reuse.c: look up the points' `_text_hash`/`_model`; unchanged texts become payload-only
    updates (P2Q_OP_PAYLOAD), the others go to p2q_wk_embed. */
 void p2q_wk_reuse(wbatch_t *b, int rule, const int *idx, int n);

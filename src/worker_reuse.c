@@ -111,7 +111,7 @@ void p2q_wk_reuse(wbatch_t *b, int rule, const int *idx, int n) {
   const p2q_rule_config_t *r = &WCFG(w)->rules[rule];
   reusectx_t *c = NULL;
   p2q_buf_t body = P2Q_BUF_INIT;
-  if (r->chunk_tokens > 0 || !r->model[0]) goto embed;
+  if (r->chunk_tokens > 0 || !r->model[0] || p2q_wk_rule_shared(WCFG(w), rule)) goto embed;
   c = malloc(sizeof *c + sizeof(int) * (size_t)n);
   if (!c) goto embed;
   c->b = b;

@@ -90,7 +90,9 @@ static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg
 /* {"points":[…]} (points or ids), or for chunked rules a filter on the rows' `_pk` (and `_chunk`). */
 static void request_body(p2q_buf_t *body, wbatch_t *b, const p2q_rule_config_t *rc, p2q_op_t op,
                          const int *idx, int n) {
-  if (op == P2Q_OP_PAYLOAD) { /* overwrite_payload operations built by worker_reuse.c */
+  if ((op == P2Q_OP_UPSERT || op == P2Q_OP_DELETE) && p2q_wk_rule_shared(WCFG(b->w), (int)(rc - WCFG(b->w)->rules))) {
+    p2q_wk_shared_body(body, b, rc, op, idx, n); /* own vectors and keys only */
+  } else if (op == P2Q_OP_PAYLOAD) { /* overwrite_payload operations built by worker_reuse.c */
     p2q_buf_puts(body, "{\"operations\":[");
     for (int i = 0; i < n; i++) {
       if (i) p2q_buf_putc(body, ',');
@@ -160,7 +162,9 @@ void p2q_wk_send(wbatch_t *b, int rule, p2q_op_t op, const int *idx, int n) {
   if (p2q_buf_error(&body)) goto fail;
   size_t len = body.len;
   char *data = p2q_buf_steal(&body);
-  int err = w->ctx.write(w->ctx.arg, rc->collection, op, data, len, request_cb, r);
+  p2q_op_t endpoint = (op == P2Q_OP_UPSERT || op == P2Q_OP_DELETE) && p2q_wk_rule_shared(WCFG(w), rule)
+                      ? P2Q_OP_PAYLOAD : op; /* shared rules: POST …/points/batch */
+  int err = w->ctx.write(w->ctx.arg, rc->collection, endpoint, data, len, request_cb, r);
   if (err) { free(data); goto fail; }
   b->pending++;
   w->stats.qdrant_requests++;

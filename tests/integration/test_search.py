@@ -281,3 +281,96 @@ def test_payload_only_update_makes_no_embedder_call(make_daemon, db, qdrant):
         d.stop(p)
     finally:
         stub.close()
+
+
+# ---- several rules, one point ---------------------------------------------------------------------
+
+def test_two_rules_on_one_point_never_clobber_each_other(make_daemon, db, qdrant):
+    """Rule `txt` (a vector column plus a BM25 keyword vector of its title) and rule `img` (another
+    table's vector) write the same points of one collection from two workers, under concurrent
+    updates of both tables: each rule updates only its own named vectors and payload keys, so the
+    final point holds both rules' latest vectors and keys. A row deleted from one table removes
+    only that rule's vector and keys."""
+    import random
+    import threading
+    import psycopg
+    db.execute("CREATE TABLE txt (id int PRIMARY KEY, title text, v real[])")
+    db.execute("CREATE TABLE img (id int PRIMARY KEY, color text, v real[])")
+    d = make_daemon({
+        "rule.txt": {"table": "public.txt", "key": "id", "columns": "id, title", "vector_column": "v",
+                     "dimension": "4", "vector_name": "text", "text": "{title}", "sparse": "bm25",
+                     "collection": "shared"},
+        "rule.img": {"table": "public.img", "key": "id", "columns": "id, color", "vector_column": "v",
+                     "dimension": "3", "vector_name": "image", "collection": "shared"},
+        "worker.a": {"event_types": "txt", "batch_size": "8"},
+        "worker.b": {"event_types": "img", "batch_size": "8"}})
+    d.cli("apply")
+    info = qdrant.collection_info("shared")[1]["result"]["config"]["params"]
+    assert info["vectors"] == {"text": {"size": 4, "distance": "Cosine"}, "image": {"size": 3, "distance": "Cosine"}}
+    assert info["sparse_vectors"] == {"bm25": {"modifier": "idf"}}
+    p = d.start()
+    ids = list(range(1, 21))
+    latest_txt, latest_img = {}, {}
+
+    def writer(table, latest, seed):
+        rnd = random.Random(seed)
+        with psycopg.connect(dbname=d.dbname, autocommit=True) as c:
+            for n in range(150):
+                i = rnd.choice(ids)
+                if table == "txt":
+                    vals = (f"title {i} v{n}", [rnd.random() + 0.1 for _ in range(4)])
+                    c.execute("INSERT INTO txt VALUES (%s, %s, %s) ON CONFLICT (id) DO UPDATE"
+                              " SET title = EXCLUDED.title, v = EXCLUDED.v", (i, *vals))
+                else:
+                    vals = (f"color {i} v{n}", [rnd.random() + 0.1 for _ in range(3)])
+                    c.execute("INSERT INTO img VALUES (%s, %s, %s) ON CONFLICT (id) DO UPDATE"
+                              " SET color = EXCLUDED.color, v = EXCLUDED.v", (i, *vals))
+                latest[i] = vals
+
+    ts = [threading.Thread(target=writer, args=("txt", latest_txt, 1)),
+          threading.Thread(target=writer, args=("img", latest_img, 2))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+    def norm(v):
+        s = sum(x * x for x in v) ** 0.5
+        return [x / s for x in v]
+
+    def exact():
+        if outbox_counts(db) != (0, 0):
+            return False
+        pts = points_by_id(qdrant, "shared")
+        for i in set(latest_txt) | set(latest_img):
+            pt = pts.get(i)
+            if pt is None:
+                return False
+            if i in latest_txt:
+                title, v = latest_txt[i]
+                if pt["payload"].get("title") != title or "bm25" not in pt["vector"]:
+                    return False
+                if any(abs(a - b) > 1e-5 for a, b in zip(pt["vector"]["text"], norm(v))):
+                    return False
+            if i in latest_img:
+                color, v = latest_img[i]
+                if pt["payload"].get("color") != color:
+                    return False
+                if any(abs(a - b) > 1e-5 for a, b in zip(pt["vector"]["image"], norm(v))):
+                    return False
+        return True
+    wait_until(exact, timeout=60, what="both rules' latest vectors and keys in every point",
+               explain=lambda: db.execute("SELECT id, last_error FROM sync_outbox_dead").fetchall())
+    both = [i for i in ids if i in latest_txt and i in latest_img]
+    assert both, "the writers never touched one id from both tables"
+    # a row deleted from one table: only that rule's vector and keys go
+    i = both[0]
+    db.execute("DELETE FROM img WHERE id = %s", (i,))
+    wait_until(lambda: "image" not in points_by_id(qdrant, "shared")[i]["vector"] and outbox_counts(db) == (0, 0),
+               timeout=30, what="img delete applied")
+    pt = points_by_id(qdrant, "shared")[i]
+    assert "color" not in pt["payload"] and pt["payload"]["title"] == latest_txt[i][0]
+    assert set(pt["vector"]) == {"text", "bm25"}
+    writes = [e for e in qdrant.log() if e["path"].endswith("/points/batch")]
+    assert writes and all(e["status"] == 200 for e in writes)
+    d.stop(p)
