@@ -55,6 +55,16 @@ typedef struct {
   char *emb_dump;               /* the [embedder.NAME] section, from p2q_config_dump */
   int created_schema, created_vec, created_text;
   char exe[1024];
+  /* the session: options, points, results */
+  p2q_bench_sweep_t sw;
+  char workloads[128], cmdline[2048];
+  long repeat;
+  double p99max;
+  p2q_bench_setting_t *sets;
+  int npoints, nworkloads, total, nruns;
+  p2q_bench_run_t *runs;
+  p2q_bench_point_t *pts;
+  FILE *csv;
 } bench_t;
 
 static const char usage_text[] =
@@ -200,7 +210,9 @@ static int setup(bench_t *b, char *err, size_t errlen) {
   /* the daemons' connections carry our application_name: their backends are ours to measure */
   free(x->conninfo);
   x->conninfo = with_appname(b->cfg->pg_conninfo, x->appname);
-  if (!x->conninfo) { snprintf(err, errlen, "out of memory"); return -1; }
+  free(x->writer_conninfo);
+  x->writer_conninfo = with_appname(b->cfg->pg_conninfo, "p2q_bench_writer");
+  if (!x->conninfo || !x->writer_conninfo) { snprintf(err, errlen, "out of memory"); return -1; }
   const char *p[1] = {x->prefix};
   PGresult *r = PQexecParams(x->pg, "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = $1) + "
                              "(SELECT count(*) FROM pg_event_trigger WHERE evtname = 'p2q_ddl_guard_' || $1)",
@@ -427,53 +439,36 @@ static int parse_args(bench_t *b, p2q_bench_sweep_t *sw, int argc, char **argv, 
   return 0;
 }
 
-int p2q_cmd_bench(const p2q_config_t *cfg, int argc, char **argv) {
-  bench_t B;
-  memset(&B, 0, sizeof B);
-  bench_t *b = &B;
+/* everything between the options and the first connection: the embedder, the points, the
+   output and temp dirs, the binary under test */
+static int prepare(bench_t *b, const char *emb_name, int one_axis) {
   p2q_bench_ctx_t *x = &b->x;
-  p2q_bench_sweep_t sw;
-  p2q_bench_sweep_init(&sw);
-  p2q_bench_setting_t *sets = NULL;
-  p2q_bench_run_t *runs = NULL;
-  p2q_bench_point_t *pts = NULL;
-  FILE *csv = NULL;
-  char workloads[128] = "drain,steady", err[1024] = "", cmdline[2048];
-  int one_axis = 0, rc = 1, npoints = 0, nruns = 0;
-  long repeat = 1, qpid = -1;
-  double p99max = 0;
-  const char *emb_name = NULL;
-  x->rows = 20000, x->text_rows = 500, x->preload = 1000, x->dim = 384, x->payload_bytes = 64;
-  x->writers = 1, x->rows_per_txn = 1, x->rate = 200, x->duration_s = 10, x->timeout_s = 600;
-  x->poll_ms = 1, x->settle_s = 30, x->mix[0] = 50, x->mix[1] = 40, x->mix[2] = 10;
-  x->hot_rows = 100, x->hot_fraction = 0.8, x->stop = &g_stop;
-  b->cfg = cfg;
-  int pr = parse_args(b, &sw, argc, argv, workloads, sizeof workloads, &one_axis, &repeat, &p99max, &emb_name, &qpid);
-  if (pr) { p2q_bench_sweep_free(&sw); return pr > 0 ? 0 : 2; }
-  int n = snprintf(cmdline, sizeof cmdline, "pg2qdrant -c %s bench", cfg->path ? cfg->path : "?");
-  for (int i = 0; i < argc && n < (int)sizeof cmdline - 2; i++)
-    n += snprintf(cmdline + n, sizeof cmdline - (size_t)n, " %s", argv[i]);
+  const p2q_config_t *cfg = b->cfg;
   if (x->have_text) {
     b->emb = emb_name ? p2q_config_embedder(cfg, emb_name) : cfg->n_embedders ? &cfg->embedders[0] : NULL;
     if (!b->emb) {
       fprintf(stderr, "pg2qdrant bench: the text workload needs an [embedder.*] in the config%s%s\n",
               emb_name ? ": no embedder " : "", emb_name ? emb_name : "");
-      goto out2;
+      return -1;
     }
     x->text_dim = (int)(b->emb->dim ? b->emb->dim : b->emb->type == P2Q_EMB_MINILM ? 384 : 0);
-    if (x->text_dim <= 0) { fprintf(stderr, "pg2qdrant bench: embedder %s: set its dimensions\n", b->emb->name); goto out2; }
+    if (x->text_dim <= 0) { fprintf(stderr, "pg2qdrant bench: embedder %s: set its dimensions\n", b->emb->name); return -1; }
     b->emb_dump = embedder_section(cfg, b->emb->name);
-    if (b->emb->type == P2Q_EMB_MINILM && !sw.vals[P2Q_KNOB_EMBEDDER_THREADS]) sw.base[P2Q_KNOB_EMBEDDER_THREADS] = b->emb->threads;
+    if (b->emb->type == P2Q_EMB_MINILM && !b->sw.vals[P2Q_KNOB_EMBEDDER_THREADS])
+      b->sw.base[P2Q_KNOB_EMBEDDER_THREADS] = b->emb->threads;
   }
-  npoints = p2q_bench_sweep_expand(&sw, one_axis, &sets);
-  if (npoints < 0) { fprintf(stderr, "pg2qdrant bench: %s\n", npoints == P2Q_EOVERFLOW ? "more than 10,000 points" : "out of memory"); goto out2; }
-  int nw = 1;
-  for (const char *w = workloads; *w; w++) nw += *w == ',';
-  int total = npoints * (int)repeat * nw;
-  runs = calloc((size_t)total, sizeof *runs);
-  pts = calloc((size_t)npoints, sizeof *pts);
-  if (!runs || !pts) goto out2;
-
+  b->npoints = p2q_bench_sweep_expand(&b->sw, one_axis, &b->sets);
+  if (b->npoints < 0) {
+    fprintf(stderr, "pg2qdrant bench: %s\n", b->npoints == P2Q_EOVERFLOW ? "more than 10,000 points" : "out of memory");
+    b->npoints = 0;
+    return -1;
+  }
+  b->nworkloads = 1;
+  for (const char *w = b->workloads; *w; w++) b->nworkloads += *w == ',';
+  b->total = b->npoints * (int)b->repeat * b->nworkloads;
+  b->runs = calloc((size_t)b->total, sizeof *b->runs);
+  b->pts = calloc((size_t)b->npoints, sizeof *b->pts);
+  if (!b->runs || !b->pts) return -1;
   if (!x->out[0]) {
     time_t t = time(NULL);
     struct tm tm;
@@ -483,18 +478,85 @@ int p2q_cmd_bench(const p2q_config_t *cfg, int argc, char **argv) {
   char path[700];
   mkdir(x->out, 0755);
   snprintf(path, sizeof path, "%s/logs", x->out);
-  if (mkdir(path, 0755) < 0 && errno != EEXIST) { fprintf(stderr, "pg2qdrant bench: cannot create %s: %s\n", path, strerror(errno)); goto out2; }
+  if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+    fprintf(stderr, "pg2qdrant bench: cannot create %s: %s\n", path, strerror(errno));
+    return -1;
+  }
   snprintf(x->dir, sizeof x->dir, "/tmp/p2q-bench-XXXXXX");
-  if (!mkdtemp(x->dir)) { x->dir[0] = 0; fprintf(stderr, "pg2qdrant bench: mkdtemp: %s\n", strerror(errno)); goto out2; }
+  if (!mkdtemp(x->dir)) { x->dir[0] = 0; fprintf(stderr, "pg2qdrant bench: mkdtemp: %s\n", strerror(errno)); return -1; }
   ssize_t el = readlink("/proc/self/exe", b->exe, sizeof b->exe - 1);
-  if (el <= 0) { fprintf(stderr, "pg2qdrant bench: cannot find my own binary\n"); goto out2; }
+  if (el <= 0) { fprintf(stderr, "pg2qdrant bench: cannot find my own binary\n"); return -1; }
   b->exe[el] = 0;
   x->exe = b->exe;
   x->write_config = write_config;
   x->qdrant_url = cfg->qdrant_url;
   x->api_key = cfg->qdrant_api_key_env && *cfg->qdrant_api_key_env ? getenv(cfg->qdrant_api_key_env) : NULL;
   x->ca_file = cfg->qdrant_ca_file;
+  return 0;
+}
 
+/* every point x repeat x workload, a CSV row (flushed) and a progress line each */
+static void run_all(bench_t *b) {
+  p2q_bench_ctx_t *x = &b->x;
+  int tty = isatty(2);
+  fprintf(stderr, "pg2qdrant bench: %d point(s) x %ld repeat(s) x %d workload(s) = %d runs; scratch %s; "
+          "CPU of PostgreSQL backends: %s; of Qdrant: %s\n", b->npoints, b->repeat, b->nworkloads, b->total, x->prefix,
+          x->pg_local ? "measured" : "not measured (server not local)",
+          x->qdrant_pid > 0 ? "measured" : "not measured (not local; --qdrant-pid)");
+  double t0 = p2q_bench_now();
+  for (int p = 0; p < b->npoints && !g_stop; p++)
+    for (long rep = 1; rep <= b->repeat && !g_stop; rep++)
+      for (const char *w = b->workloads; *w && !g_stop;) {
+        size_t wn = strcspn(w, ",");
+        char wname[16];
+        snprintf(wname, sizeof wname, "%.*s", (int)wn, w);
+        w += wn + (w[wn] == ',');
+        p2q_bench_run_t *r = &b->runs[b->nruns];
+        r->point = p;
+        r->repeat = (int)rep;
+        p2q_bench_run_one(x, wname, &b->sets[p], r);
+        if (g_stop) { free(r->lat); memset(r, 0, sizeof *r); break; }
+        b->nruns++;
+        p2q_bench_csv_row(b->csv, r);
+        fflush(b->csv);
+        progress(b->nruns, b->total, t0, tty, r);
+      }
+  if (g_stop) fprintf(stderr, "\npg2qdrant bench: interrupted: dropping the scratch schema and collections\n");
+}
+
+/* aggregate, recommend, write the report (also for what an interrupted session completed) */
+static void report(bench_t *b) {
+  p2q_bench_ctx_t *x = &b->x;
+  if (b->nruns == 0 || p2q_bench_points(b->runs, b->nruns, b->sets, b->npoints, b->pts) < 0) return;
+  char why[512], machine[256], notes[4096] = "", path[700];
+  int rec = p2q_bench_recommend(b->pts, b->npoints, b->p99max, why, sizeof why);
+  double load[3] = {0};
+  getloadavg(load, 3);
+  time_t t = time(NULL);
+  char when[64];
+  strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&t));
+  snprintf(machine, sizeof machine, "pg2qdrant %s, %ld cores, load %.1f %.1f %.1f, %s; dim %d, %s", P2Q_VERSION,
+           sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], when, x->dim, g_stop ? "INTERRUPTED" : "complete");
+  pgss_top(x, notes, sizeof notes);
+  int swept[P2Q_KNOB_N] = {0};
+  for (int k = 0; k < P2Q_KNOB_N; k++) swept[k] = b->sw.n[k] > 0;
+  const char *emb = b->emb ? b->emb->name : NULL;
+  p2q_bench_report_meta_t m = {.title = b->cmdline, .machine = machine, .p99_max_ms = b->p99max, .recommended = rec,
+                               .why = why, .notes = notes[0] ? notes : NULL, .swept = swept, .embedder = emb};
+  m.naxes = p2q_bench_sweep_axes(&b->sw, m.axes);
+  snprintf(path, sizeof path, "%s/report.html", x->out);
+  FILE *h = fopen(path, "w");
+  if (h) { p2q_bench_html(h, &m, b->pts, b->npoints, b->runs, b->nruns); fclose(h); }
+  printf("results: %s/runs.csv, report: %s\n", x->out, path);
+  if (rec >= 0) {
+    printf("recommendation (point %d: %s):\n", rec + 1, why);
+    p2q_bench_config_lines(&b->pts[rec], swept, emb, stdout);
+  } else {
+    printf("no recommendation: %s\n", why);
+  }
+}
+
+static void install_signals(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
@@ -503,77 +565,52 @@ int p2q_cmd_bench(const p2q_config_t *cfg, int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGHUP, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
-  curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
+int p2q_cmd_bench(const p2q_config_t *cfg, int argc, char **argv) {
+  bench_t B;
+  memset(&B, 0, sizeof B);
+  bench_t *b = &B;
+  p2q_bench_ctx_t *x = &b->x;
+  char err[1024] = "", path[700];
+  int one_axis = 0, rc = 1;
+  long qpid = -1;
+  const char *emb_name = NULL;
+  p2q_bench_sweep_init(&b->sw);
+  snprintf(b->workloads, sizeof b->workloads, "drain,steady");
+  b->repeat = 1;
+  x->rows = 20000, x->text_rows = 500, x->preload = 1000, x->dim = 384, x->payload_bytes = 64;
+  x->writers = 1, x->rows_per_txn = 1, x->rate = 200, x->duration_s = 10, x->timeout_s = 600;
+  x->poll_ms = 1, x->settle_s = 30, x->mix[0] = 50, x->mix[1] = 40, x->mix[2] = 10;
+  x->hot_rows = 100, x->hot_fraction = 0.8, x->stop = &g_stop;
+  b->cfg = cfg;
+  int pr = parse_args(b, &b->sw, argc, argv, b->workloads, sizeof b->workloads, &one_axis, &b->repeat, &b->p99max,
+                      &emb_name, &qpid);
+  if (pr) { p2q_bench_sweep_free(&b->sw); return pr > 0 ? 0 : 2; }
+  int n = snprintf(b->cmdline, sizeof b->cmdline, "pg2qdrant -c %s bench", cfg->path ? cfg->path : "?");
+  for (int i = 0; i < argc && n < (int)sizeof b->cmdline - 2; i++)
+    n += snprintf(b->cmdline + n, sizeof b->cmdline - (size_t)n, " %s", argv[i]);
+  if (prepare(b, emb_name, one_axis) < 0) goto out2;
+
+  install_signals();
+  curl_global_init(CURL_GLOBAL_DEFAULT);
   x->pg = p2q_admin_connect(cfg, "p2q_bench", err, sizeof err);
   if (!x->pg) { fprintf(stderr, "pg2qdrant bench: %s\n", err); goto out; }
   PQclear(PQexec(x->pg, "SET max_parallel_workers_per_gather = 0")); /* our polls stay one process */
   x->pg_local = is_local_host(PQhost(x->pg));
-  x->qdrant_pid = qpid > 0 ? (int)qpid : qdrant_port(cfg->qdrant_url) > 0 ? p2q_bench_port_pid(qdrant_port(cfg->qdrant_url)) : -1;
+  int qport = qdrant_port(cfg->qdrant_url);
+  x->qdrant_pid = qpid > 0 ? (int)qpid : qport > 0 ? p2q_bench_port_pid(qport) : -1;
   g_cancel = PQgetCancel(x->pg);
   if (setup(b, err, sizeof err) < 0) { fprintf(stderr, "pg2qdrant bench: %s\n", err); goto out; }
-
   snprintf(path, sizeof path, "%s/runs.csv", x->out);
-  csv = fopen(path, "w");
-  if (!csv) { fprintf(stderr, "pg2qdrant bench: cannot write %s\n", path); goto out; }
-  p2q_bench_csv_header(csv);
-  fflush(csv);
-  int tty = isatty(2);
-  fprintf(stderr, "pg2qdrant bench: %d point(s) x %ld repeat(s) x %d workload(s) = %d runs; scratch %s; "
-          "CPU of PostgreSQL backends: %s; of Qdrant: %s\n", npoints, repeat, nw, total, x->prefix,
-          x->pg_local ? "measured" : "not measured (server not local)",
-          x->qdrant_pid > 0 ? "measured" : "not measured (not local; --qdrant-pid)");
-  double t0 = p2q_bench_now();
-  for (int p = 0; p < npoints && !g_stop; p++)
-    for (long rep = 1; rep <= repeat && !g_stop; rep++)
-      for (const char *w = workloads; *w && !g_stop;) {
-        size_t wn = strcspn(w, ",");
-        char wname[16];
-        snprintf(wname, sizeof wname, "%.*s", (int)wn, w);
-        w += wn + (w[wn] == ',');
-        p2q_bench_run_t *r = &runs[nruns];
-        r->point = p;
-        r->repeat = (int)rep;
-        p2q_bench_run_one(x, wname, &sets[p], r);
-        if (g_stop) { free(r->lat); memset(r, 0, sizeof *r); break; }
-        nruns++;
-        p2q_bench_csv_row(csv, r);
-        fflush(csv);
-        progress(nruns, total, t0, tty, r);
-      }
-  if (g_stop) fprintf(stderr, "\npg2qdrant bench: interrupted: dropping the scratch schema and collections\n");
-
-  /* aggregate, recommend, report (also for what an interrupted session completed) */
-  if (p2q_bench_points(runs, nruns, sets, npoints, pts) == 0 && nruns > 0) {
-    char why[512], machine[256], notes[4096] = "";
-    int rec = p2q_bench_recommend(pts, npoints, p99max, why, sizeof why);
-    double load[3] = {0};
-    getloadavg(load, 3);
-    time_t t = time(NULL);
-    char when[64];
-    strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&t));
-    snprintf(machine, sizeof machine, "pg2qdrant %s, %ld cores, load %.1f %.1f %.1f, %s; dim %d, %s", P2Q_VERSION,
-             sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], when, x->dim, g_stop ? "INTERRUPTED" : "complete");
-    pgss_top(x, notes, sizeof notes);
-    int swept[P2Q_KNOB_N] = {0};
-    for (int k = 0; k < P2Q_KNOB_N; k++) swept[k] = sw.n[k] > 0;
-    p2q_bench_report_meta_t m = {.title = cmdline, .machine = machine, .p99_max_ms = p99max, .recommended = rec,
-                                 .why = why, .notes = notes[0] ? notes : NULL, .swept = swept,
-                                 .embedder = b->emb ? b->emb->name : NULL};
-    m.naxes = p2q_bench_sweep_axes(&sw, m.axes);
-    snprintf(path, sizeof path, "%s/report.html", x->out);
-    FILE *h = fopen(path, "w");
-    if (h) { p2q_bench_html(h, &m, pts, npoints, runs, nruns); fclose(h); }
-    printf("results: %s/runs.csv, report: %s\n", x->out, path);
-    if (rec >= 0) {
-      printf("recommendation (point %d: %s):\n", rec + 1, why);
-      p2q_bench_config_lines(&pts[rec], swept, b->emb ? b->emb->name : NULL, stdout);
-    } else {
-      printf("no recommendation: %s\n", why);
-    }
-  }
+  b->csv = fopen(path, "w");
+  if (!b->csv) { fprintf(stderr, "pg2qdrant bench: cannot write %s\n", path); goto out; }
+  p2q_bench_csv_header(b->csv);
+  fflush(b->csv);
+  run_all(b);
+  report(b);
   rc = g_stop ? 130 : 0;
-  for (int i = 0; i < nruns; i++) if (!runs[i].ok) rc = rc ? rc : 1;
+  for (int i = 0; i < b->nruns; i++) if (!b->runs[i].ok) rc = rc ? rc : 1;
 out:
   if (g_cancel) {
     PGcancel *c = g_cancel;
@@ -582,17 +619,19 @@ out:
   }
   cleanup(b);
   if (b->created_schema || b->created_vec || b->created_text) rc = 1;
-  if (csv) fclose(csv);
+  if (b->csv) fclose(b->csv);
   PQfinish(x->pg);
   curl_global_cleanup();
 out2:
-  if (pts) p2q_bench_points_free(pts, npoints);
-  for (int i = 0; i < nruns; i++) free(runs[i].lat);
-  free(runs);
-  free(pts);
-  free(sets);
+  if (x->dir[0]) rmdir(x->dir); /* empty unless cleanup ran (then already gone) */
+  if (b->pts) p2q_bench_points_free(b->pts, b->npoints);
+  for (int i = 0; i < b->nruns; i++) free(b->runs[i].lat);
+  free(b->runs);
+  free(b->pts);
+  free(b->sets);
   free(x->conninfo);
+  free(x->writer_conninfo);
   free(b->emb_dump);
-  p2q_bench_sweep_free(&sw);
+  p2q_bench_sweep_free(&b->sw);
   return rc;
 }

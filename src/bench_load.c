@@ -105,6 +105,53 @@ static int exec_op(PGconn *c, const char *sql, int np, const char *const *params
   return 0;
 }
 
+/* one writer's statements and buffers */
+typedef struct {
+  p2q_bench_load_t *L;
+  PGconn *c;
+  const char *ins, *upd, *del, *pad, *vec;
+  long long *ids, *seqs;
+  int *kinds, per;
+  unsigned long long *rs;
+} txn_t;
+
+/* one transaction of t->per operations drawn from the mix; the rows changed land in
+   ids/seqs/kinds. Their count, or -1 (rolled back; the error is recorded). */
+static int one_txn(txn_t *t) {
+  const p2q_bench_load_opts_t *o = &t->L->o;
+  int n = 0, multi = t->per > 1, bad = 0;
+  if (multi) PQclear(PQexec(t->c, "BEGIN"));
+  for (int j = 0; j < t->per && !bad; j++) {
+    unsigned pick = (unsigned)(rnd(t->rs) % 100);
+    int kind = pick < (unsigned)o->mix_insert ? 0 : pick < (unsigned)(o->mix_insert + o->mix_update) ? 1 : 2;
+    char idbuf[32];
+    long long hi = o->preload_rows > 0 ? o->preload_rows : 1, target;
+    if (kind == 1 && o->hot_rows > 0 && (double)(rnd(t->rs) % 10000) / 10000.0 < o->hot_fraction)
+      target = 1 + (long long)(rnd(t->rs) % (unsigned long long)o->hot_rows);
+    else
+      target = 1 + (long long)(rnd(t->rs) % (unsigned long long)hi);
+    snprintf(idbuf, sizeof idbuf, "%lld", target);
+    int before = n;
+    if (kind == 0) {
+      const char *p[2] = {t->pad, t->vec};
+      bad = exec_op(t->c, t->ins, 2, p, t->ids, t->seqs, &n, t->per, t->L);
+    } else if (kind == 1) {
+      const char *p[2] = {idbuf, t->pad};
+      bad = exec_op(t->c, t->upd, 2, p, t->ids, t->seqs, &n, t->per, t->L);
+    } else {
+      const char *p[1] = {idbuf};
+      bad = exec_op(t->c, t->del, 1, p, t->ids, t->seqs, &n, t->per, t->L);
+    }
+    for (int x = before; x < n; x++) t->kinds[x] = kind;
+  }
+  if (multi) {
+    PGresult *r = PQexec(t->c, bad ? "ROLLBACK" : "COMMIT");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) { fail(t->L, "commit", PQresultErrorMessage(r)); bad = 1; }
+    PQclear(r);
+  }
+  return bad ? -1 : n;
+}
+
 static void *writer_main(void *arg) {
   writer_t *w = arg;
   p2q_bench_load_t *L = w->L;
@@ -120,7 +167,6 @@ static void *writer_main(void *arg) {
     goto done;
   }
   if (!ids || !seqs || !kinds) { fail(L, "writer", "out of memory"); goto done; }
-  PQclear(PQexec(c, "SET application_name = 'p2q_bench_writer'"));
   pthread_mutex_lock(&L->mu);
   L->res.writer_pids[w->k] = PQbackendPID(c);
   pthread_mutex_unlock(&L->mu);
@@ -133,6 +179,7 @@ static void *writer_main(void *arg) {
   snprintf(upd, sizeof upd, "UPDATE %s SET seq = nextval('%s'), pad = $2 WHERE id = $1 RETURNING id, seq",
            o->table_q, o->ver_seq_q);
   snprintf(del, sizeof del, "DELETE FROM %s WHERE id = $1 RETURNING id, nextval('%s')", o->table_q, o->ver_seq_q);
+  txn_t t = {L, c, ins, upd, del, pad, NULL, ids, seqs, kinds, per, &rs};
   double t0 = o->t_start;
   for (long i = 0;; i++) {
     double due = o->rate > 0 ? t0 + ((double)i * o->writers + w->k) / o->rate : 0;
@@ -146,38 +193,9 @@ static void *writer_main(void *arg) {
     free(vec);
     vec = vector_text(o->dim, &rs);
     if (!vec) break;
-    int n = 0, multi = per > 1;
-    if (multi) PQclear(PQexec(c, "BEGIN"));
-    int bad = 0;
-    for (int j = 0; j < per && !bad; j++) {
-      unsigned pick = (unsigned)(rnd(&rs) % 100);
-      int kind = pick < (unsigned)o->mix_insert ? 0 : pick < (unsigned)(o->mix_insert + o->mix_update) ? 1 : 2;
-      char idbuf[32];
-      long long hi = o->preload_rows > 0 ? o->preload_rows : 1;
-      long long target;
-      if (kind == 1 && o->hot_rows > 0 && (double)(rnd(&rs) % 10000) / 10000.0 < o->hot_fraction)
-        target = 1 + (long long)(rnd(&rs) % (unsigned long long)o->hot_rows);
-      else
-        target = 1 + (long long)(rnd(&rs) % (unsigned long long)hi);
-      snprintf(idbuf, sizeof idbuf, "%lld", target);
-      int before = n;
-      if (kind == 0) {
-        const char *p[2] = {pad, vec};
-        bad = exec_op(c, ins, 2, p, ids, seqs, &n, per, L);
-      } else if (kind == 1) {
-        const char *p[2] = {idbuf, pad};
-        bad = exec_op(c, upd, 2, p, ids, seqs, &n, per, L);
-      } else {
-        const char *p[1] = {idbuf};
-        bad = exec_op(c, del, 1, p, ids, seqs, &n, per, L);
-      }
-      for (int x = before; x < n; x++) kinds[x] = kind;
-    }
-    if (multi) {
-      PGresult *r = PQexec(c, bad ? "ROLLBACK" : "COMMIT");
-      if (PQresultStatus(r) != PGRES_COMMAND_OK) { fail(L, "commit", PQresultErrorMessage(r)); bad = 1; }
-      PQclear(r);
-    }
+    t.vec = vec;
+    int n = one_txn(&t);
+    int bad = n < 0;
     double tc = p2q_bench_now();
     if (bad) {
       if (PQstatus(c) != CONNECTION_OK) break;

@@ -105,6 +105,7 @@ typedef struct {
   char dir[512];            /* private temp dir: generated configs */
   char out[512];            /* output dir: runs.csv, report.html, logs/ */
   char *conninfo;           /* user's conninfo + application_name of the bench's daemons */
+  char *writer_conninfo;    /* user's conninfo + application_name p2q_bench_writer */
   char appname[64];         /* application_name of the spawned daemons' connections */
   const char *qdrant_url, *api_key, *ca_file;
   PGconn *pg;               /* admin connection (main thread) */

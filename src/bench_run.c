@@ -365,7 +365,7 @@ static void run_rate(p2q_bench_ctx_t *x, const p2q_bench_setting_t *s, int mixed
   snprintf(ids, sizeof ids, "\"%s\".ids", P);
   snprintf(ver, sizeof ver, "\"%s\".ver", P);
   p2q_bench_load_opts_t o = {
-      .conninfo = x->conninfo, .table_q = table, .ids_seq_q = ids, .ver_seq_q = ver, .writers = x->writers,
+      .conninfo = x->writer_conninfo, .table_q = table, .ids_seq_q = ids, .ver_seq_q = ver, .writers = x->writers,
       .rate = x->rate, .seconds = x->duration_s, .t_start = p2q_bench_now() + 0.2, .rows_per_txn = x->rows_per_txn,
       .dim = x->dim, .payload_bytes = x->payload_bytes, .mix_insert = mixed ? x->mix[0] : 100,
       .mix_update = mixed ? x->mix[1] : 0, .mix_delete = mixed ? x->mix[2] : 0, .preload_rows = preload,
