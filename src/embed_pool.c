@@ -5,6 +5,8 @@
  * Owns: the worker threads, the FIFO of queued jobs, the done-list and the uv_async_t.
  * Threads: workers pop from the queue and run the model; everything touching libuv (the async
  * handle's close, job callbacks) runs on the loop thread.
+ * A model job is tokenized once by the worker that takes it (a p2q_minilm_batch_t), then its
+ * sequences are cut by tokens into parts for the idle workers.
  * Invariants (under mu): a job is in exactly one of queue, running, done-list; a running job
  * may be split into parts (parts_left_ counts unfinished ones, the last one to finish moves the
  * job to the done-list); uv_async_send is called only on the done-list's empty → non-empty
@@ -14,6 +16,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
@@ -50,13 +53,34 @@ static void pool_push_done(p2q_embed_pool_t *p, p2q_embed_job_t *j, int *was_emp
   p->done_tail = j;
 }
 
-/* Run [from, from+count) of job j (worker thread, no lock held). */
-static int pool_run(p2q_embed_pool_t *p, p2q_embed_job_t *j, int from, int count) {
-  if (j->work) return j->work(j);
+/* Worker, no lock held: tokenize the job's texts once (the batch), allocate a chunked job's
+ * output. The batch is freed when the job's last part finishes. */
+static int pool_prepare(p2q_embed_pool_t *p, p2q_embed_job_t *j) {
+  p2q_minilm_batch_t *b = NULL;
   if (!p->model) return P2Q_EINVAL;
-  return p2q_minilm_embed_opts(p->model, j->texts + from, j->lens ? j->lens + from : NULL, count,
-                               j->out + (size_t)from * P2Q_MINILM_DIM, j->status ? j->status + from : NULL,
-                               &j->opts);
+  int rc = p2q_minilm_batch_new(p->model, j->texts, j->lens, j->n, j->status, &j->opts, &b);
+  if (rc) return rc;
+  j->tokens = p2q_minilm_batch_tokens(b);
+  j->n_out = j->opts.chunk_tokens > 0 ? p2q_minilm_batch_count(b) : j->n;
+  if (j->opts.chunk_tokens > 0) {
+    const int *ch = p2q_minilm_batch_chunks(b);
+    for (int i = 0; j->chunks && i < j->n; i++) j->chunks[i] = ch[i];
+    free(j->out);
+    if (!(j->out = calloc((size_t)(j->n_out ? j->n_out : 1), sizeof(float) * P2Q_MINILM_DIM))) {
+      p2q_minilm_batch_free(b);
+      return P2Q_ENOMEM;
+    }
+  }
+  for (int i = 0; j->status && i < j->n && j->opts.chunk_tokens <= 0; i++)
+    if (j->status[i]) memset(j->out + (size_t)i * P2Q_MINILM_DIM, 0, sizeof(float) * P2Q_MINILM_DIM);
+  j->batch_ = b;
+  return 0;
+}
+
+/* Run sequences [from, from+count) of job j's batch (worker thread, no lock held). */
+static int pool_run(p2q_embed_pool_t *p, p2q_embed_job_t *j, int from, int count) {
+  if (!count) return 0;
+  return p2q_minilm_batch_embed(p->model, j->batch_, from, count, j->out, &j->opts);
 }
 
 /* Under mu: one part of j finished with rc; the last part completes the job. */
@@ -65,24 +89,29 @@ static void pool_part_done(p2q_embed_pool_t *p, p2q_embed_job_t *j, int rc) {
   if (--j->parts_left_ > 0) return;
   free(j->parts_);
   j->parts_ = NULL;
+  p2q_minilm_batch_free(j->batch_);
+  j->batch_ = NULL;
   int was_empty;
   pool_push_done(p, j, &was_empty);
   if (was_empty) uv_async_send(&p->async); /* thread-safe; coalesced by libuv */
 }
 
-/* Under mu: split j across idle workers; returns how many texts the caller keeps (from 0). */
+/* Under mu: split j's sequences across idle workers (by tokens); returns where the caller's own
+ * part ends (it starts at 0). */
 static int pool_split(p2q_embed_pool_t *p, p2q_embed_job_t *j) {
-  int k = p->idle < j->n - 1 ? p->idle : j->n - 1; /* extra parts */
-  if (j->work || k <= 0 || p->q_head) return j->n;
+  int nseq = p2q_minilm_batch_count(j->batch_);
+  int k = p->idle < nseq - 1 ? p->idle : nseq - 1; /* extra parts */
+  if (k <= 0 || p->q_head) return nseq;
   pool_part_t *parts = calloc((size_t)k, sizeof *parts);
-  if (!parts) return j->n;
-  int per = j->n / (k + 1), rem = j->n % (k + 1), keep = per + (rem > 0), from = keep;
+  int *cut = malloc(sizeof *cut * (size_t)(k + 2));
+  if (!parts || !cut) { free(parts); free(cut); return nseq; }
+  k = p2q_minilm_batch_split(j->batch_, k + 1, cut) - 1;
   for (int i = 0; i < k; i++) {
-    int cnt = per + (i + 1 < rem);
-    parts[i] = (pool_part_t){j, from, cnt, p->parts};
+    parts[i] = (pool_part_t){j, cut[i + 1], cut[i + 2] - cut[i + 1], p->parts};
     p->parts = &parts[i];
-    from += cnt;
   }
+  int keep = cut[1];
+  free(cut);
   j->parts_ = parts;
   j->parts_left_ += k;
   pthread_cond_broadcast(&p->cv);
@@ -110,10 +139,15 @@ static void *pool_worker(void *arg) {
     p->q_head = j->next_;
     if (!p->q_head) p->q_tail = NULL;
     j->parts_left_ = 1;
-    int keep = pool_split(p, j);
     pthread_mutex_unlock(&p->mu);
-    int rc = pool_run(p, j, 0, keep);
+    int rc = j->work ? j->work(j) : pool_prepare(p, j);
     pthread_mutex_lock(&p->mu);
+    if (!j->work && rc == 0) {
+      int keep = pool_split(p, j);
+      pthread_mutex_unlock(&p->mu);
+      rc = pool_run(p, j, 0, keep);
+      pthread_mutex_lock(&p->mu);
+    }
     pool_part_done(p, j, rc);
   }
   pthread_mutex_unlock(&p->mu);
@@ -193,7 +227,8 @@ fail:
 }
 
 int p2q_embed_pool_submit(p2q_embed_pool_t *p, p2q_embed_job_t *j) {
-  if (!p || !j || !j->cb || j->n < 0 || (!j->work && j->n > 0 && (!j->texts || !j->out)))
+  if (!p || !j || !j->cb || j->n < 0 ||
+      (!j->work && j->n > 0 && (!j->texts || (!j->out && j->opts.chunk_tokens <= 0))))
     return P2Q_EINVAL;
   pthread_mutex_lock(&p->mu);
   if (p->closing) {
@@ -204,6 +239,8 @@ int p2q_embed_pool_submit(p2q_embed_pool_t *p, p2q_embed_job_t *j) {
   j->result_ = 0;
   j->parts_left_ = 0;
   j->parts_ = NULL;
+  j->batch_ = NULL;
+  j->tokens = 0;
   if (p->q_tail) p->q_tail->next_ = j;
   else p->q_head = j;
   p->q_tail = j;

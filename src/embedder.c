@@ -2,8 +2,9 @@
  * embedder.c — the two embedders behind one asynchronous interface (see embedder.h): the calls
  * (copied texts, result buffers, the one callback) and the minilm embedder.
  *
- * minilm: each call is one job on the dedicated embedding pool (embed_pool.c); the pool thread
- * counts tokens and runs the model, the result comes back to the loop through uv_async.
+ * minilm: each call is one job on the dedicated embedding pool (embed_pool.c), which tokenizes
+ * once, splits the job across idle workers, counts tokens and runs the model; the result comes
+ * back to the loop through uv_async.
  * openai: embedder_openai.c (requests, bisection, the shared budget).
  * Loop thread only, except the job's work function (pool thread), which touches nothing but the
  * job's own buffers.
@@ -66,18 +67,6 @@ fail:
 
 /* ---- minilm ------------------------------------------------------------------------------- */
 
-/* Pool thread: count tokens (for metrics), then embed. Touches only the job's buffers. */
-static int minilm_work(p2q_embed_job_t *job) {
-  call_t *c = job->data;
-  int32_t ids[P2Q_MINILM_MAX_TOKENS];
-  for (int i = 0; i < job->n; i++) {
-    int n = 0;
-    if (p2q_minilm_tokenize(c->e->model, job->texts[i], job->lens[i], ids, P2Q_MINILM_MAX_TOKENS, &n) == 0)
-      c->tokens += n;
-  }
-  return p2q_minilm_embed_opts(c->e->model, job->texts, job->lens, job->n, job->out, job->status, &job->opts);
-}
-
 int p2q_chunk_windows(int m, int chunk_tokens, int overlap) {
   if (chunk_tokens <= 0 || overlap < 0 || overlap >= chunk_tokens) return P2Q_EINVAL;
   int step = chunk_tokens - overlap;
@@ -91,53 +80,10 @@ void p2q_chunk_window(int m, int chunk_tokens, int overlap, int j, int *start, i
   *len = l < 0 ? 0 : l;
 }
 
-/* Pool thread: tokenize each text whole, cut it into windows, embed every window. */
-static int chunk_work(p2q_embed_job_t *job) {
-  call_t *c = job->data;
-  int32_t **win = NULL, *ids = NULL;
-  int *nwin = NULL, total = 0, cap = 0, rc = P2Q_ENOMEM;
-  for (int i = 0; i < job->n; i++) {
-    int n = 0;
-    free(ids);
-    if (!(ids = malloc(sizeof *ids * (job->lens[i] + 2)))) goto out;
-    int trc = p2q_minilm_tokenize(c->e->model, job->texts[i], job->lens[i], ids, (int)job->lens[i] + 2, &n);
-    if (trc) { job->status[i] = trc; c->chunks[i] = 0; continue; }
-    c->tokens += n;
-    int m = n - 2, k = p2q_chunk_windows(m, c->chunk_tokens, c->overlap);
-    if (total + k > cap) {
-      cap = (total + k) * 2;
-      int32_t **w2 = realloc(win, sizeof *win * (size_t)cap);
-      int *n2 = w2 ? realloc(nwin, sizeof *nwin * (size_t)cap) : NULL;
-      if (w2) win = w2;
-      if (!n2) goto out;
-      nwin = n2;
-    }
-    for (int j = 0; j < k; j++) { /* [CLS] window [SEP] */
-      int st, ln;
-      p2q_chunk_window(m, c->chunk_tokens, c->overlap, j, &st, &ln);
-      int32_t *w = malloc(sizeof *w * (size_t)(ln + 2));
-      if (!w) goto out;
-      w[0] = ids[0];
-      memcpy(w + 1, ids + 1 + st, sizeof *w * (size_t)ln);
-      w[ln + 1] = ids[n - 1];
-      win[total] = w;
-      nwin[total++] = ln + 2;
-    }
-    c->chunks[i] = k;
-  }
-  free(c->vecs);
-  if (!(c->vecs = calloc((size_t)(total ? total : 1) * (size_t)c->e->dim, sizeof *c->vecs))) goto out;
-  rc = p2q_minilm_embed_ids(c->e->model, (const int32_t *const *)win, nwin, total, c->vecs, &job->opts);
-out:
-  for (int i = 0; i < total; i++) free(win[i]);
-  free(win);
-  free(nwin);
-  free(ids);
-  return rc;
-}
-
 static void minilm_done(p2q_embed_job_t *job, int status) {
   call_t *c = job->data;
+  c->tokens = job->tokens;
+  c->vecs = job->out; /* a chunked job's output was reallocated by the pool */
   if (status) {
     c->err = status;
     c->transient = status == P2Q_ECANCELED || status == P2Q_ENOMEM;
@@ -146,15 +92,19 @@ static void minilm_done(p2q_embed_job_t *job, int status) {
   p2q_emb_call_finish(c);
 }
 
-static int minilm_embed(call_t *c, int (*work)(p2q_embed_job_t *)) {
+/* One job on the pool: the pool tokenizes once, splits across idle workers, counts tokens and,
+ * for chunked calls, cuts windows (fills c->chunks, reallocates the vectors). */
+static int minilm_embed(call_t *c) {
   p2q_embed_job_t *j = &c->job;
   j->texts = (const char *const *)c->texts;
   j->lens = c->lens;
   j->n = c->n;
   j->out = c->vecs;
   j->status = c->status;
+  j->chunks = c->chunks;
   j->opts.max_batch_tokens = (size_t)c->e->cfg->max_batch_tokens;
-  j->work = work;
+  j->opts.chunk_tokens = c->chunk_tokens;
+  j->opts.chunk_overlap = c->overlap;
   j->cb = minilm_done;
   j->data = c;
   return p2q_embed_pool_submit(c->e->pool, j);
@@ -200,7 +150,7 @@ int p2q_embedder_embed(p2q_embedder_t *e, const char *const *texts, const size_t
   if (n <= 0 || !cb) return P2Q_EINVAL;
   call_t *c = call_new(e, texts, lens, n, cb, arg);
   if (!c) return P2Q_ENOMEM;
-  int rc = e->model ? minilm_embed(c, minilm_work) : p2q_emb_openai_embed(c);
+  int rc = e->model ? minilm_embed(c) : p2q_emb_openai_embed(c);
   if (rc) p2q_emb_call_free(c);
   return rc;
 }
@@ -217,7 +167,7 @@ int p2q_embedder_embed_chunked(p2q_embedder_t *e, const char *const *texts, cons
   c->chunk_tokens = chunk_tokens;
   c->overlap = overlap;
   if (!(c->chunks = calloc((size_t)n, sizeof *c->chunks))) { p2q_emb_call_free(c); return P2Q_ENOMEM; }
-  int rc = minilm_embed(c, chunk_work); /* the work function is set before the job is queued */
+  int rc = minilm_embed(c);
   if (rc) p2q_emb_call_free(c);
   return rc;
 }

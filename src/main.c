@@ -2,6 +2,7 @@
  * main.c — command-line entry point: parses global options, loads the config, dispatches to a
  * subcommand from the p2q_commands table (commands.c). Exit status 2 on usage/config errors.
  */
+#include "pg2qdrant/blas_kernel.h"
 #include "pg2qdrant/commands.h"
 #include "pg2qdrant/config.h"
 #include "pg2qdrant/log.h"
@@ -48,6 +49,7 @@ static void register_secrets(const p2q_config_t *cfg) {
 }
 
 int main(int argc, char **argv) {
+  p2q_blas_autoselect(argv); /* may re-exec with OPENBLAS_CORETYPE set (blas_kernel.h) */
   const char *path = getenv("PG2QDRANT_CONFIG");
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {

@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include "minilm_kernels.h"
+#include "pg2qdrant/blas_kernel.h"
+#include "pg2qdrant/embedder.h" /* p2q_chunk_windows */
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/safetensors.h"
@@ -156,6 +158,7 @@ int p2q_minilm_load(const char *dir, p2q_minilm_t **out) {
   }
   for (int l = 0; l < NLAYER; l++)
     if ((rc = ml_load_layer(m, l)) != 0) goto fail;
+  p2q_blas_log_once(); /* which sgemm kernel this model will run on, and why */
   *out = m;
   return 0;
 fail:
@@ -274,12 +277,14 @@ static int ml_scratch_alloc(ml_scratch_t *w, size_t T, size_t maxlen) {
   return 0;
 }
 
-int p2q_minilm_embed_ids(p2q_minilm_t *m, const int32_t *const *ids, const int *n_ids, int n,
-                         float *out, const p2q_minilm_opts_t *opts) {
+/* Embed n sequences; sequence i's vector goes to out row rows[i] (rows NULL: row i). */
+static int ml_embed_seqs(p2q_minilm_t *m, const int32_t *const *ids, const int *n_ids, int n,
+                         float *out, const int *rows, const p2q_minilm_opts_t *opts) {
   size_t chunk = opts && opts->max_batch_tokens ? opts->max_batch_tokens : P2Q_MINILM_DEFAULT_BATCH_TOKENS;
   int rc = P2Q_EINVAL, maxlen = 0;
   int32_t *packed = NULL;
   int *off = NULL, *len = NULL;
+  float *tmp = NULL;
   ml_scratch_t w = {0};
   if (!m || n < 0 || (n && (!ids || !n_ids || !out))) return P2Q_EINVAL;
   if (n == 0) return 0;
@@ -298,6 +303,7 @@ int p2q_minilm_embed_ids(p2q_minilm_t *m, const int32_t *const *ids, const int *
   packed = malloc(sizeof *packed * chunk);
   off = malloc(sizeof *off * (size_t)n);
   len = malloc(sizeof *len * (size_t)n);
+  if (rows && !(tmp = malloc(sizeof(float) * HID * (size_t)n))) goto fail;
   if (!packed || !off || !len || ml_scratch_alloc(&w, chunk, (size_t)maxlen) != 0) goto fail;
   for (int i = 0; i < n;) {
     int ns = 0, T = 0;
@@ -308,64 +314,166 @@ int p2q_minilm_embed_ids(p2q_minilm_t *m, const int32_t *const *ids, const int *
       T += len[ns];
       ns++;
     }
-    ml_forward(m, packed, off, len, ns, T, &w, out + (size_t)i * HID);
+    ml_forward(m, packed, off, len, ns, T, &w, rows ? tmp : out + (size_t)i * HID);
+    for (int k = 0; rows && k < ns; k++)
+      memcpy(out + (size_t)rows[i + k] * HID, tmp + (size_t)k * HID, sizeof(float) * HID);
     i += ns;
   }
   rc = 0;
 fail:
   free(w.x);
+  free(tmp);
   free(packed);
   free(off);
   free(len);
   return rc;
 }
 
-int p2q_minilm_embed_opts(p2q_minilm_t *m, const char *const *texts, const size_t *lens, int n,
-                          float *out, int *status, const p2q_minilm_opts_t *opts) {
+int p2q_minilm_embed_ids(p2q_minilm_t *m, const int32_t *const *ids, const int *n_ids, int n,
+                         float *out, const p2q_minilm_opts_t *opts) {
+  return ml_embed_seqs(m, ids, n_ids, n, out, NULL, opts);
+}
+
+/* ---- tokenized batches (tokenize once, embed in ranges from any thread) ------------------- */
+
+struct p2q_minilm_batch_s {
+  int nseq, cap;
+  const int32_t **seq; /* into ids */
+  int *nids, *row;
+  int32_t *ids;        /* all sequences, concatenated */
+  size_t nid, idcap;
+  int *chunks;         /* per text: windows (chunked batches) */
+  long tokens;
+};
+
+static int batch_push(p2q_minilm_batch_t *b, const int32_t *ids, int n, int row) {
+  if (b->nseq == b->cap) {
+    int cap = b->cap ? b->cap * 2 : 16;
+    int *nids = realloc(b->nids, sizeof *nids * (size_t)cap);
+    if (nids) b->nids = nids;
+    int *rw = nids ? realloc(b->row, sizeof *rw * (size_t)cap) : NULL;
+    if (rw) b->row = rw;
+    if (!rw) return P2Q_ENOMEM;
+    b->cap = cap;
+  }
+  if (b->nid + (size_t)n > b->idcap) {
+    size_t cap = (b->nid + (size_t)n) * 2;
+    int32_t *p = realloc(b->ids, sizeof *p * cap);
+    if (!p) return P2Q_ENOMEM;
+    b->ids = p;
+    b->idcap = cap;
+  }
+  memcpy(b->ids + b->nid, ids, sizeof *ids * (size_t)n);
+  b->nids[b->nseq] = n;
+  b->row[b->nseq++] = row;
+  b->nid += (size_t)n;
+  return 0;
+}
+
+int p2q_minilm_batch_new(const p2q_minilm_t *m, const char *const *texts, const size_t *lens, int n,
+                         int *status, const p2q_minilm_opts_t *opts, p2q_minilm_batch_t **out) {
   int maxt = opts && opts->max_tokens ? opts->max_tokens : P2Q_MINILM_MAX_TOKENS;
-  int rc = P2Q_EINVAL, ngood = 0;
-  int32_t *buf = NULL;
-  const int32_t **seqs = NULL;
-  int *nseq = NULL, *where = NULL;
-  float *tmp = NULL;
-  if (!m || n < 0 || (n && (!texts || !out)) || maxt < 2 || maxt > MAXPOS) return P2Q_EINVAL;
-  if (n == 0) return 0;
+  int ct = opts ? opts->chunk_tokens : 0, ov = opts ? opts->chunk_overlap : 0, rc = P2Q_EINVAL;
+  int32_t *buf = NULL, *win = NULL;
+  *out = NULL;
+  if (!m || n < 0 || (n && !texts) || maxt < 2 || maxt > MAXPOS) return P2Q_EINVAL;
+  if (ct && (ct < 1 || ct > maxt - 2 || ov < 0 || ov >= ct)) return P2Q_EINVAL;
+  p2q_minilm_batch_t *b = calloc(1, sizeof *b);
   rc = P2Q_ENOMEM;
-  buf = malloc(sizeof *buf * (size_t)maxt * (size_t)n);
-  seqs = malloc(sizeof *seqs * (size_t)n);
-  nseq = malloc(sizeof *nseq * (size_t)n);
-  where = malloc(sizeof *where * (size_t)n);
-  if (!buf || !seqs || !nseq || !where) goto fail;
+  if (!b || (ct && !(b->chunks = calloc((size_t)(n ? n : 1), sizeof *b->chunks)))) goto fail;
+  if (!ct && !(buf = malloc(sizeof *buf * (size_t)maxt))) goto fail;
+  if (ct && !(win = malloc(sizeof *win * (size_t)(ct + 2)))) goto fail;
   for (int i = 0; i < n; i++) {
     size_t l = lens ? lens[i] : (texts[i] ? strlen(texts[i]) : 0);
-    int k = 0, e = p2q_wordpiece_encode(m->wp, texts[i], l, buf + (size_t)i * maxt, maxt, &k);
+    int k = 0, cap = maxt, e;
+    if (ct) { /* the whole text, then windows of ct pieces */
+      free(buf);
+      cap = l + 2 > (size_t)INT32_MAX ? INT32_MAX : (int)(l + 2);
+      if (!(buf = malloc(sizeof *buf * (size_t)cap))) { rc = P2Q_ENOMEM; goto fail; }
+    }
+    e = texts[i] || !l ? p2q_wordpiece_encode(m->wp, texts[i] ? texts[i] : "", l, buf, cap, &k) : P2Q_EINVAL;
     if (status) status[i] = e;
-    if (e != 0 && !status) { rc = e; goto fail; }
-    if (e != 0) {
-      memset(out + (size_t)i * HID, 0, sizeof(float) * HID);
+    if (e && !status) { rc = e; goto fail; }
+    if (e) continue;
+    b->tokens += k;
+    if (!ct) {
+      if ((rc = batch_push(b, buf, k, i)) != 0) goto fail;
       continue;
     }
-    seqs[ngood] = buf + (size_t)i * maxt;
-    nseq[ngood] = k;
-    where[ngood++] = i;
+    int mcontent = k - 2, nw = p2q_chunk_windows(mcontent, ct, ov);
+    for (int j = 0; j < nw; j++) { /* [CLS] window [SEP] */
+      int st, ln;
+      p2q_chunk_window(mcontent, ct, ov, j, &st, &ln);
+      win[0] = buf[0];
+      memcpy(win + 1, buf + 1 + st, sizeof *win * (size_t)ln);
+      win[ln + 1] = buf[k - 1];
+      if ((rc = batch_push(b, win, ln + 2, b->nseq)) != 0) goto fail;
+    }
+    b->chunks[i] = nw;
   }
-  if (ngood == n) {
-    rc = p2q_minilm_embed_ids(m, seqs, nseq, n, out, opts);
-  } else if (ngood > 0) {
-    rc = P2Q_ENOMEM;
-    if (!(tmp = malloc(sizeof(float) * HID * (size_t)ngood))) goto fail;
-    if ((rc = p2q_minilm_embed_ids(m, seqs, nseq, ngood, tmp, opts)) == 0)
-      for (int g = 0; g < ngood; g++)
-        memcpy(out + (size_t)where[g] * HID, tmp + (size_t)g * HID, sizeof(float) * HID);
-  } else {
-    rc = 0;
-  }
-fail:
-  free(tmp);
+  if (b->nseq && !(b->seq = malloc(sizeof *b->seq * (size_t)b->nseq))) { rc = P2Q_ENOMEM; goto fail; }
+  for (size_t i = 0, o = 0; i < (size_t)b->nseq; o += (size_t)b->nids[i], i++) b->seq[i] = b->ids + o;
   free(buf);
-  free(seqs);
-  free(nseq);
-  free(where);
+  free(win);
+  *out = b;
+  return 0;
+fail:
+  free(buf);
+  free(win);
+  p2q_minilm_batch_free(b);
+  return rc;
+}
+
+int p2q_minilm_batch_count(const p2q_minilm_batch_t *b) { return b->nseq; }
+long p2q_minilm_batch_tokens(const p2q_minilm_batch_t *b) { return b->tokens; }
+const int *p2q_minilm_batch_chunks(const p2q_minilm_batch_t *b) { return b->chunks; }
+
+int p2q_minilm_batch_split(const p2q_minilm_batch_t *b, int parts, int *cut) {
+  size_t total = 0;
+  for (int i = 0; i < b->nseq; i++) total += (size_t)b->nids[i];
+  if (parts > b->nseq) parts = b->nseq;
+  if (parts < 1) parts = 1;
+  size_t acc = 0;
+  int p = 1;
+  cut[0] = 0;
+  for (int i = 0; i < b->nseq && p < parts; i++) {
+    acc += (size_t)b->nids[i];
+    /* close part p once it holds its share of the tokens (and leave a sequence for each next part) */
+    if (acc * (size_t)parts >= total * (size_t)p && b->nseq - (i + 1) >= parts - p) cut[p++] = i + 1;
+  }
+  for (; p < parts; p++) cut[p] = cut[p - 1] + 1 <= b->nseq ? cut[p - 1] + 1 : b->nseq;
+  cut[parts] = b->nseq;
+  return parts;
+}
+
+int p2q_minilm_batch_embed(p2q_minilm_t *m, const p2q_minilm_batch_t *b, int from, int count, float *out,
+                           const p2q_minilm_opts_t *opts) {
+  if (!b || from < 0 || count < 0 || from + count > b->nseq) return P2Q_EINVAL;
+  return ml_embed_seqs(m, b->seq + from, b->nids + from, count, out, b->row + from, opts);
+}
+
+void p2q_minilm_batch_free(p2q_minilm_batch_t *b) {
+  if (!b) return;
+  free(b->seq);
+  free(b->nids);
+  free(b->row);
+  free(b->ids);
+  free(b->chunks);
+  free(b);
+}
+
+int p2q_minilm_embed_opts(p2q_minilm_t *m, const char *const *texts, const size_t *lens, int n,
+                          float *out, int *status, const p2q_minilm_opts_t *opts) {
+  p2q_minilm_batch_t *b = NULL;
+  p2q_minilm_opts_t o = opts ? *opts : (p2q_minilm_opts_t){0};
+  o.chunk_tokens = 0; /* one vector per text */
+  if (!m || n < 0 || (n && (!texts || !out))) return P2Q_EINVAL;
+  int rc = p2q_minilm_batch_new(m, texts, lens, n, status, &o, &b);
+  if (rc) return rc;
+  for (int i = 0; status && i < n; i++)
+    if (status[i]) memset(out + (size_t)i * HID, 0, sizeof(float) * HID);
+  rc = p2q_minilm_batch_embed(m, b, 0, b->nseq, out, &o);
+  p2q_minilm_batch_free(b);
   return rc;
 }
 

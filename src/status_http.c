@@ -18,6 +18,7 @@
 #include "pg2qdrant/netaddr.h"
 #include "pg2qdrant/commands.h"
 #include "pg2qdrant/buf.h"
+#include "pg2qdrant/blas_kernel.h"
 #include "pg2qdrant/capture.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/http_parse.h"
@@ -410,6 +411,8 @@ static void status_json(p2q_ops_t *o, p2q_buf_t *b) {
   }
   p2q_buf_puts(b, "]},");
   status_workers(o, b);
+  p2q_buf_puts(b, ",\"blas\":");
+  p2q_blas_json(b); /* blas_kernel.h */
   p2q_buf_puts(b, "}\n");
 }
 
@@ -628,6 +631,7 @@ int p2q_ops_start(const p2q_ops_deps_t *deps, p2q_ops_t **out) {
   if ((rc = p2q_metrics_new(&o->m)) || (rc = register_all(o))) goto fail;
   p2q_series_set(p2q_metric_series0(o->start_time), o->started);
   p2q_series_set(p2q_metric_series1(o->build_info, P2Q_VERSION), 1);
+  if (p2q_blas_metrics_register(o->m)) goto fail; /* pg2qdrant_blas_info */
   rc = P2Q_ENOMEM;
   if (!(o->status_sql = p2q_outbox_status_sql(cfg->pg_schema))) goto fail; /* same query as `status` */
   if (cfg->http_listen && *cfg->http_listen) {

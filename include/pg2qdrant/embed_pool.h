@@ -19,9 +19,10 @@
  *     then closes the async handle; close_cb runs after the handle is closed and the pool freed.
  *     Run the loop until close_cb fires.
  *
- * Parallelism: workers take whole jobs; when a worker takes a job while the queue is empty and
- * other workers are idle, it splits the job's texts into contiguous parts for them (so one big
- * batch still uses every worker). OpenBLAS threading: measured on 2 cores (bench/minilm.sh),
+ * Parallelism: workers take whole jobs; the worker that takes a model job tokenizes its texts
+ * once and, when the queue is empty and other workers are idle, splits the sequences into
+ * contiguous parts of about equal tokens for them (so one big batch still uses every worker).
+ * Jobs with a `work` function run whole on one worker. OpenBLAS threading: measured on 2 cores (bench/minilm.sh),
  * pool parallelism with single-threaded BLAS beats one job on all cores by 1.2–2x, so init
  * calls p2q_minilm_set_blas_threads(1) when threads > 1.
  */
@@ -44,14 +45,21 @@ struct p2q_embed_job_s {
   const char *const *texts;  /* n texts */
   const size_t *lens;        /* NULL → NUL-terminated */
   int n;
-  float *out;                /* n * P2Q_MINILM_DIM floats */
+  float *out;                /* n * P2Q_MINILM_DIM floats; chunked jobs (opts.chunk_tokens > 0):
+                                the pool replaces it (free()s the old one) by a malloc'd
+                                n_out * P2Q_MINILM_DIM buffer that the caller frees */
   int *status;               /* optional per-text status (see p2q_minilm_embed) */
+  int *chunks;               /* chunked jobs, optional: n ints, windows per text */
   p2q_minilm_opts_t opts;    /* zero = defaults */
   /* optional: run this on the worker instead of the model (tests, other CPU work) */
   int (*work)(p2q_embed_job_t *job);
   p2q_embed_cb cb;
   void *data;                /* caller's */
+  /* set by the pool before the callback (model jobs) */
+  long tokens;               /* tokens of the texts (incl. [CLS]/[SEP]) */
+  int n_out;                 /* vectors in out: n, or the windows of a chunked job */
   /* private to the pool */
+  void *batch_;
   int result_;
   int parts_left_;
   void *parts_;
