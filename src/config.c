@@ -35,6 +35,7 @@
 
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
+#include "pg2qdrant/model_config.h"
 
 #define FILE_MAX (16 << 20)
 #define MINILM_DIM 384
@@ -349,7 +350,7 @@ static int check_embedder(ld_t *ld, const sect_t *s, p2q_embedder_config_t *em) 
       return ld_fail(ld, P2Q_ECONFIG, s->keyline[i], s->label, e->key,
                      "only valid for type = %s", (e->flags & P2Q_CF_MINILM) ? "minilm" : "openai");
   }
-  if (em->type == P2Q_EMB_MINILM) em->dim = MINILM_DIM;
+  if (em->type == P2Q_EMB_MINILM) em->dim = MINILM_DIM; /* until model_dir's config.json is read */
   else if (em->dimensions) em->dim = em->dimensions; /* else resolved from its rules */
   if (em->type == P2Q_EMB_OPENAI) {
     free(em->model_dir);
@@ -363,7 +364,15 @@ static int check_embedder(ld_t *ld, const sect_t *s, p2q_embedder_config_t *em) 
   if (!em->model_dir || !*em->model_dir)
     return ld_fail(ld, P2Q_ECONFIG, keyline(s, "model_dir"), s->label, "model_dir",
                    "empty value (required for type = minilm)");
-  return resolve_path(ld, &em->model_dir);
+  int rc = resolve_path(ld, &em->model_dir);
+  if (rc) return rc;
+  p2q_model_cfg_t mc; /* the model's dimension and token limit, from its JSON files */
+  char why[512];
+  if (p2q_model_cfg_load(em->model_dir, &mc, why, sizeof why) != 0)
+    return ld_fail(ld, P2Q_ECONFIG, keyline(s, "model_dir"), s->label, "model_dir", "%s", why);
+  em->dim = mc.hidden;
+  em->model_max_tokens = mc.max_tokens;
+  return 0;
 }
 
 static int check_rule_embedder(ld_t *ld, const sect_t *s, p2q_rule_config_t *r) {
@@ -382,7 +391,7 @@ static int check_rule_embedder(ld_t *ld, const sect_t *s, p2q_rule_config_t *r) 
     return ld_fail(ld, P2Q_ECONFIG, keyline(s, "embedder"), s->label, "embedder",
                    "no [embedder.%s] section", r->embedder);
   }
-  int64_t edim = em->type == P2Q_EMB_MINILM ? MINILM_DIM : em->dimensions;
+  int64_t edim = em->type == P2Q_EMB_MINILM ? em->dim : em->dimensions;
   if (em->type == P2Q_EMB_MINILM) {
     const char *base = em->model_dir ? strrchr(em->model_dir, '/') : NULL;
     snprintf(r->model, sizeof r->model, "minilm/%s", base ? base + 1 : em->model_dir ? em->model_dir : "");
@@ -397,6 +406,11 @@ static int check_rule_embedder(ld_t *ld, const sect_t *s, p2q_rule_config_t *r) 
                    "%lld does not match [embedder.%s] (%lld)", (long long)r->dimension, em->name,
                    (long long)edim);
   if (r->dimension == 0) r->dimension = edim;
+  if (em->type == P2Q_EMB_MINILM && r->chunk_tokens > em->model_max_tokens - 2)
+    return ld_fail(ld, P2Q_ECONFIG, keyline(s, "chunk_tokens"), s->label, "chunk_tokens",
+                   "%lld is more than [embedder.%s]'s model takes per chunk (%lld tokens, %lld with "
+                   "[CLS]/[SEP])", (long long)r->chunk_tokens, em->name, (long long)em->model_max_tokens - 2,
+                   (long long)em->model_max_tokens);
   if (edim == 0) { /* the embedder's answers are checked against its rules' dimension */
     p2q_embedder_config_t *mem = (p2q_embedder_config_t *)em; /* ld->cfg is ours */
     if (mem->dim && mem->dim != r->dimension)
@@ -595,8 +609,9 @@ static int finalize(ld_t *ld) {
   for (int i = 0; i < cfg->n_rules; i++)
     if ((rc = fill_rule(&cfg->rules[i])) < 0)
       return ld_fail(ld, rc, 0, NULL, NULL, "out of memory");
-  for (int i = 0; i < ld->n_sects && rc == 0; i++) {
-    const sect_t *s = &ld->sects[i];
+  for (int i = 0; i < 2 * ld->n_sects && rc == 0; i++) { /* embedders first: rules need their model's shape */
+    const sect_t *s = &ld->sects[i % ld->n_sects];
+    if ((i < ld->n_sects) != (strcmp(s->kind->name, "embedder") == 0)) continue;
     char *base = p2q_conf_elem(cfg, s->kind, s->index);
     if ((rc = check_required(ld, s)) < 0) break;
     if (strcmp(s->kind->name, "daemon") == 0) rc = check_daemon(ld, s);

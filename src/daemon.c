@@ -486,9 +486,9 @@ int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
   for (int i = 0; i < cfg->n_rules; i++) {
     const p2q_rule_config_t *r = &cfg->rules[i];
     const p2q_embedder_config_t *e = r->embedder ? p2q_config_embedder(cfg, r->embedder) : NULL;
-    if (r->chunk_tokens > 0 && (!e || e->type != P2Q_EMB_MINILM || r->chunk_tokens > 254)) {
+    if (r->chunk_tokens > 0 && (!e || e->type != P2Q_EMB_MINILM || r->chunk_tokens > e->model_max_tokens - 2)) {
       fprintf(stderr, "pg2qdrant: run: rule %s: chunk_tokens needs a minilm embedder (which knows its "
-                      "tokens) and at most 254 tokens per chunk\n", r->name);
+                      "tokens) and at most its model's max length - 2 tokens per chunk\n", r->name);
       return 2;
     }
   }

@@ -66,13 +66,14 @@ static int pool_prepare(p2q_embed_pool_t *p, p2q_embed_job_t *j) {
     const int *ch = p2q_minilm_batch_chunks(b);
     for (int i = 0; j->chunks && i < j->n; i++) j->chunks[i] = ch[i];
     free(j->out);
-    if (!(j->out = calloc((size_t)(j->n_out ? j->n_out : 1), sizeof(float) * P2Q_MINILM_DIM))) {
+    if (!(j->out = calloc((size_t)(j->n_out ? j->n_out : 1), sizeof(float) * (size_t)p2q_minilm_dim(p->model)))) {
       p2q_minilm_batch_free(b);
       return P2Q_ENOMEM;
     }
   }
   for (int i = 0; j->status && i < j->n && j->opts.chunk_tokens <= 0; i++)
-    if (j->status[i]) memset(j->out + (size_t)i * P2Q_MINILM_DIM, 0, sizeof(float) * P2Q_MINILM_DIM);
+    if (j->status[i])
+      memset(j->out + (size_t)i * (size_t)p2q_minilm_dim(p->model), 0, sizeof(float) * (size_t)p2q_minilm_dim(p->model));
   j->batch_ = b;
   return 0;
 }

@@ -121,12 +121,12 @@ int p2q_embedder_new(uv_loop_t *loop, const p2q_embedder_config_t *cfg, p2q_embe
   e->cfg = cfg;
   e->loop = loop;
   if (cfg->type == P2Q_EMB_MINILM) {
-    e->dim = P2Q_MINILM_DIM;
     if ((rc = p2q_minilm_load(cfg->model_dir, &e->model))) {
       snprintf(err, errlen, "embedder %s: cannot load the model from %s: %s (run scripts/fetch-model)",
                cfg->name, cfg->model_dir, p2q_strerror(rc));
       goto fail;
     }
+    e->dim = p2q_minilm_dim(e->model);
     if ((rc = p2q_embed_pool_init(loop, e->model, cfg->threads > 0 ? (int)cfg->threads : 1, &e->pool))) {
       snprintf(err, errlen, "embedder %s: cannot start the pool: %s", cfg->name, p2q_strerror(rc));
       goto fail;
@@ -158,8 +158,8 @@ int p2q_embedder_embed(p2q_embedder_t *e, const char *const *texts, const size_t
 int p2q_embedder_embed_chunked(p2q_embedder_t *e, const char *const *texts, const size_t *lens, int n,
                                int chunk_tokens, int overlap, p2q_embedder_cb cb, void *arg) {
   if (e->closing) return P2Q_ECANCELED;
-  /* windows leave room for [CLS] and [SEP] within the model's 256 positions */
-  if (n <= 0 || !cb || !e->model || chunk_tokens <= 0 || chunk_tokens > P2Q_MINILM_MAX_TOKENS - 2 ||
+  /* windows leave room for [CLS] and [SEP] within the model's max length */
+  if (n <= 0 || !cb || !e->model || chunk_tokens <= 0 || chunk_tokens > p2q_minilm_max_tokens(e->model) - 2 ||
       overlap < 0 || overlap >= chunk_tokens)
     return P2Q_EINVAL;
   call_t *c = call_new(e, texts, lens, n, cb, arg);

@@ -22,11 +22,19 @@
 #include "pg2qdrant/embedder.h" /* p2q_chunk_windows */
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
+#include "pg2qdrant/model_config.h"
 #include "pg2qdrant/safetensors.h"
 #include "pg2qdrant/wordpiece.h"
 
-enum { HID = 384, NHEAD = 12, HDIM = 32, FFN = 1536, NLAYER = 6, QKV = 3 * HID, MAXPOS = 512 };
-#define LN_EPS 1e-12f
+/* The model's sizes (model_config.h); every function using them has the model `m` in scope. */
+#define HID (m->c.hidden)
+#define NHEAD (m->c.heads)
+#define HDIM (m->c.hidden / m->c.heads)
+#define FFN (m->c.ffn)
+#define NLAYER (m->c.layers)
+#define QKV (3 * m->c.hidden)
+#define MAXPOS (m->c.max_pos)
+#define LN_EPS (m->c.eps)
 
 typedef struct {
   const float *w;  /* [out, in] row-major, for cblas_sgemm (large chunks) */
@@ -36,7 +44,7 @@ typedef struct {
 } ml_dense_t;
 
 typedef struct {
-  float *wqkv, *bqkv;                      /* fused [1152, 384] and [1152], owned */
+  float *wqkv, *bqkv;                      /* fused [3H, H] and [3H], owned */
   ml_dense_t qkv, o, ffn1, ffn2;
   const float *ln1w, *ln1b, *ln2w, *ln2b;
 } ml_layer_t;
@@ -52,7 +60,8 @@ struct p2q_minilm_s {
   p2q_wordpiece_t *wp;
   const float *we, *pe, *te, *lnw, *lnb;
   int vocab;
-  ml_layer_t layer[NLAYER];
+  p2q_model_cfg_t c;
+  ml_layer_t *layer;  /* c.layers */
 };
 
 typedef struct { float *x, *qkv, *ctx, *a, *h, *s; } ml_scratch_t;
@@ -116,7 +125,8 @@ static int ml_load_layer(p2q_minilm_t *m, int l) {
   ml_dense_t *d[4] = {&L->qkv, &L->o, &L->ffn1, &L->ffn2};
   for (int i = 0; i < 4; i++) {
     size_t bytes = sizeof(float) * (size_t)d[i]->out * (size_t)d[i]->in;
-    if (!(d[i]->wp = aligned_alloc(64, bytes))) return P2Q_ENOMEM;
+    if (d[i]->out % 16) continue; /* the packed kernel needs 16-column panels: sgemm only */
+    if (!(d[i]->wp = aligned_alloc(64, (bytes + 63) / 64 * 64))) return P2Q_ENOMEM;
     p2q_mk_pack_weights(d[i]->w, (size_t)d[i]->out, (size_t)d[i]->in, d[i]->wp);
   }
   return 0;
@@ -126,12 +136,21 @@ int p2q_minilm_load(const char *dir, p2q_minilm_t **out) {
   char path[4096];
   int rc = P2Q_ENOMEM;
   *out = NULL;
+  char err[512];
   p2q_minilm_t *m = calloc(1, sizeof *m);
   if (!m) goto fail;
+  if ((rc = p2q_model_cfg_load(dir, &m->c, err, sizeof err)) != 0) {
+    char q[600];
+    P2Q_ERROR("model_invalid", "dir=%s reason=%s", p2q_log_q(path, sizeof path, dir), p2q_log_q(q, sizeof q, err));
+    goto fail;
+  }
+  rc = P2Q_ENOMEM;
+  if (!(m->layer = calloc((size_t)m->c.layers, sizeof *m->layer))) goto fail;
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
   if ((rc = p2q_safetensors_open(path, &m->st)) != 0) goto fail;
   snprintf(path, sizeof path, "%s/vocab.txt", dir);
   if ((rc = p2q_wordpiece_load(path, &m->wp)) != 0) goto fail;
+  p2q_wordpiece_set_normalizer(m->wp, m->c.lowercase, m->c.chinese_chars);
   const p2q_st_tensor_t *we = NULL;
   static const char *const wen[] = {"embeddings.word_embeddings.weight", "bert.embeddings.word_embeddings.weight",
                                     "auto_model.embeddings.word_embeddings.weight",
@@ -140,13 +159,13 @@ int p2q_minilm_load(const char *dir, p2q_minilm_t **out) {
   for (size_t i = 0; i < sizeof wen / sizeof wen[0] && !we; i++) we = p2q_safetensors_find(m->st, wen[i]);
   rc = P2Q_EMODEL;
   if (!we || we->ndim != 2 || we->shape[1] != HID || we->shape[0] < 1 || we->shape[0] > (1 << 24)) {
-    P2Q_ERROR("model_invalid", "reason=\"word_embeddings missing or not [V, 384]\"");
+    P2Q_ERROR("model_invalid", "reason=\"word_embeddings missing or not [V, hidden_size]\" hidden_size=%d", HID);
     goto fail;
   }
   m->vocab = (int)we->shape[0];
   if ((rc = ml_get(m, "embeddings.word_embeddings.weight", 2, m->vocab, HID, &m->we)) != 0 ||
       (rc = ml_get(m, "embeddings.position_embeddings.weight", 2, MAXPOS, HID, &m->pe)) != 0 ||
-      (rc = ml_get(m, "embeddings.token_type_embeddings.weight", 2, 2, HID, &m->te)) != 0 ||
+      (rc = ml_get(m, "embeddings.token_type_embeddings.weight", 2, m->c.type_vocab, HID, &m->te)) != 0 ||
       (rc = ml_get(m, "embeddings.LayerNorm.weight", 1, HID, 0, &m->lnw)) != 0 ||
       (rc = ml_get(m, "embeddings.LayerNorm.bias", 1, HID, 0, &m->lnb)) != 0)
     goto fail;
@@ -159,6 +178,9 @@ int p2q_minilm_load(const char *dir, p2q_minilm_t **out) {
   for (int l = 0; l < NLAYER; l++)
     if ((rc = ml_load_layer(m, l)) != 0) goto fail;
   p2q_blas_log_once(); /* which sgemm kernel this model will run on, and why */
+  P2Q_INFO("model_loaded", "dir=%s layers=%d hidden=%d heads=%d intermediate=%d max_tokens=%d pooling=%s "
+           "normalize=%d lowercase=%d vocab=%d", p2q_log_q(path, sizeof path, dir), NLAYER, HID, NHEAD, FFN,
+           m->c.max_tokens, m->c.pool_cls ? "cls" : "mean", m->c.normalize, m->c.lowercase, m->vocab);
   *out = m;
   return 0;
 fail:
@@ -168,7 +190,7 @@ fail:
 
 void p2q_minilm_free(p2q_minilm_t *m) {
   if (!m) return;
-  for (int l = 0; l < NLAYER; l++) {
+  for (int l = 0; m->layer && l < NLAYER; l++) {
     ml_layer_t *L = &m->layer[l];
     free(L->wqkv);
     free(L->bqkv);
@@ -177,10 +199,14 @@ void p2q_minilm_free(p2q_minilm_t *m) {
     free(L->ffn1.wp);
     free(L->ffn2.wp);
   }
+  free(m->layer);
   p2q_wordpiece_free(m->wp);
   p2q_safetensors_close(m->st);
   free(m);
 }
+
+int p2q_minilm_dim(const p2q_minilm_t *m) { return m->c.hidden; }
+int p2q_minilm_max_tokens(const p2q_minilm_t *m) { return m->c.max_tokens; }
 
 void p2q_minilm_set_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
 int p2q_minilm_blas_threads(void) { return openblas_get_num_threads(); }
@@ -193,7 +219,8 @@ int p2q_minilm_tokenize(const p2q_minilm_t *m, const char *text, size_t len, int
 /* ---- forward pass ---------------------------------------------------------------------- */
 
 /* x[r] = LN(x[r] + res[r]) · w + b, biased variance, eps 1e-12 (res may be NULL). */
-static void ml_add_ln(float *x, const float *res, const float *w, const float *b, size_t rows) {
+static void ml_add_ln(const p2q_minilm_t *m, float *x, const float *res, const float *w, const float *b,
+                      size_t rows) {
   p2q_mk_add_layernorm(x, res, w, b, rows, HID, LN_EPS);
 }
 
@@ -201,15 +228,16 @@ static void ml_add_ln(float *x, const float *res, const float *w, const float *b
  * cblas_sgemm with beta = 1 (no zeroing pass) or, for small T, by the packed-panel kernel. */
 static void ml_linear(const ml_dense_t *d, const float *x, float *y, int T) {
   for (int t = 0; t < T; t++) memcpy(y + (size_t)t * d->out, d->b, sizeof(float) * (size_t)d->out);
-  if (T <= ML_SMALL_M)
+  if (T <= ML_SMALL_M && d->wp)
     p2q_mk_gemm_packed(x, (size_t)T, (size_t)d->in, d->wp, (size_t)d->out, y);
   else
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, d->out, d->in, 1.0f, x, d->in, d->w,
                 d->in, 1.0f, y, d->out);
 }
 
-static void ml_attention(const float *qkv, float *ctx, float *s, const int *off, const int *len, int ns) {
-  const float scale = 0.17677669529663687f; /* 1/sqrt(32) */
+static void ml_attention(const p2q_minilm_t *m, const float *qkv, float *ctx, float *s, const int *off,
+                         const int *len, int ns) {
+  const float scale = (float)(1.0 / sqrt((double)HDIM));
   for (int i = 0; i < ns; i++) {
     int L = len[i];
     const float *base = qkv + (size_t)off[i] * QKV;
@@ -223,16 +251,16 @@ static void ml_attention(const float *qkv, float *ctx, float *s, const int *off,
   }
 }
 
-static void ml_layer_forward(const ml_layer_t *Ly, ml_scratch_t *w, const int *off, const int *len,
+static void ml_layer_forward(const p2q_minilm_t *m, const ml_layer_t *Ly, ml_scratch_t *w, const int *off, const int *len,
                              int ns, int T) {
   ml_linear(&Ly->qkv, w->x, w->qkv, T);
-  ml_attention(w->qkv, w->ctx, w->s, off, len, ns);
+  ml_attention(m, w->qkv, w->ctx, w->s, off, len, ns);
   ml_linear(&Ly->o, w->ctx, w->a, T);
-  ml_add_ln(w->a, w->x, Ly->ln1w, Ly->ln1b, (size_t)T);      /* a = LN(ctx·Woᵀ + bo + x) */
+  ml_add_ln(m, w->a, w->x, Ly->ln1w, Ly->ln1b, (size_t)T);      /* a = LN(ctx·Woᵀ + bo + x) */
   ml_linear(&Ly->ffn1, w->a, w->h, T);
   p2q_mk_gelu(w->h, (size_t)T * FFN);
   ml_linear(&Ly->ffn2, w->h, w->x, T);
-  ml_add_ln(w->x, w->a, Ly->ln2w, Ly->ln2b, (size_t)T);      /* x = LN(h·W2ᵀ + b2 + a) */
+  ml_add_ln(m, w->x, w->a, Ly->ln2w, Ly->ln2b, (size_t)T);      /* x = LN(h·W2ᵀ + b2 + a) */
 }
 
 /* Embed ns packed sequences (ids[off[i] .. off[i]+len[i]-1]) into out[ns * 384]. */
@@ -245,26 +273,29 @@ static void ml_forward(const p2q_minilm_t *m, const int32_t *ids, const int *off
       const float *we = m->we + (size_t)ids[t] * HID, *pe = m->pe + (size_t)p * HID;
       for (int j = 0; j < HID; j++) row[j] = we[j] + pe[j] + m->te[j];
     }
-  ml_add_ln(w->x, NULL, m->lnw, m->lnb, (size_t)T);
-  for (int l = 0; l < NLAYER; l++) ml_layer_forward(&m->layer[l], w, off, len, ns, T);
-  for (int i = 0; i < ns; i++) {
-    double acc[HID] = {0};
-    for (int p = 0; p < len[i]; p++) {
+  ml_add_ln(m, w->x, NULL, m->lnw, m->lnb, (size_t)T);
+  for (int l = 0; l < NLAYER; l++) ml_layer_forward(m, &m->layer[l], w, off, len, ns, T);
+  for (int i = 0; i < ns; i++) { /* pooling: [CLS]'s vector, or the mean over the text's tokens */
+    double acc[P2Q_MODEL_MAX_HIDDEN];
+    int np = m->c.pool_cls ? 1 : len[i];
+    for (int j = 0; j < HID; j++) acc[j] = 0.0;
+    for (int p = 0; p < np; p++) {
       const float *row = w->x + ((size_t)off[i] + p) * HID;
       for (int j = 0; j < HID; j++) acc[j] += row[j];
     }
     double nrm = 0.0;
     for (int j = 0; j < HID; j++) {
-      acc[j] /= len[i];
+      acc[j] /= np;
       nrm += acc[j] * acc[j];
     }
     nrm = sqrt(nrm);
     if (nrm < 1e-12) nrm = 1e-12;
+    if (!m->c.normalize) nrm = 1.0;
     for (int j = 0; j < HID; j++) out[(size_t)i * HID + j] = (float)(acc[j] / nrm);
   }
 }
 
-static int ml_scratch_alloc(ml_scratch_t *w, size_t T, size_t maxlen) {
+static int ml_scratch_alloc(const p2q_minilm_t *m, ml_scratch_t *w, size_t T, size_t maxlen) {
   size_t per = (size_t)HID * 3 + QKV + FFN;
   float *p = malloc(sizeof(float) * (T * per + maxlen * maxlen));
   if (!p) return P2Q_ENOMEM;
@@ -304,7 +335,7 @@ static int ml_embed_seqs(p2q_minilm_t *m, const int32_t *const *ids, const int *
   off = malloc(sizeof *off * (size_t)n);
   len = malloc(sizeof *len * (size_t)n);
   if (rows && !(tmp = malloc(sizeof(float) * HID * (size_t)n))) goto fail;
-  if (!packed || !off || !len || ml_scratch_alloc(&w, chunk, (size_t)maxlen) != 0) goto fail;
+  if (!packed || !off || !len || ml_scratch_alloc(m, &w, chunk, (size_t)maxlen) != 0) goto fail;
   for (int i = 0; i < n;) {
     int ns = 0, T = 0;
     while (i + ns < n && (size_t)T + (size_t)n_ids[i + ns] <= chunk) {
@@ -372,7 +403,7 @@ static int batch_push(p2q_minilm_batch_t *b, const int32_t *ids, int n, int row)
 
 int p2q_minilm_batch_new(const p2q_minilm_t *m, const char *const *texts, const size_t *lens, int n,
                          int *status, const p2q_minilm_opts_t *opts, p2q_minilm_batch_t **out) {
-  int maxt = opts && opts->max_tokens ? opts->max_tokens : P2Q_MINILM_MAX_TOKENS;
+  int maxt = opts && opts->max_tokens ? opts->max_tokens : (m ? m->c.max_tokens : 0);
   int ct = opts ? opts->chunk_tokens : 0, ov = opts ? opts->chunk_overlap : 0, rc = P2Q_EINVAL;
   int32_t *buf = NULL, *win = NULL;
   *out = NULL;

@@ -32,6 +32,8 @@ struct p2q_wordpiece_s {
   int32_t special_id[5]; /* [PAD] [UNK] [CLS] [SEP] [MASK], -1 if absent */
   uint8_t ascii_class[128];
   char ascii_lower[128];
+  int cased;   /* 1: no NFD / accent stripping / lowercasing (cased BERT vocabularies) */
+  int no_cjk;  /* 1: handle_chinese_chars = false */
 };
 
 static const char *const k_special[5] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
@@ -144,8 +146,14 @@ static void wp_init_ascii(p2q_wordpiece_t *wp) {
     wp->ascii_class[c] = WP_IN(wp_drop, c) ? WP_CLS_DROP
                        : (WP_IN(wp_space, c) || WP_IN(wp_pt_ws, c)) ? WP_CLS_SPACE
                        : WP_IN(wp_pt_punct, c) ? WP_CLS_PUNCT : WP_CLS_KEEP;
-    wp->ascii_lower[c] = wp_map_cp(c, m) == 1 && m[0] < 128 ? (char)m[0] : (char)c;
+    wp->ascii_lower[c] = !wp->cased && wp_map_cp(c, m) == 1 && m[0] < 128 ? (char)m[0] : (char)c;
   }
+}
+
+void p2q_wordpiece_set_normalizer(p2q_wordpiece_t *wp, int lowercase, int chinese_chars) {
+  wp->cased = !lowercase;
+  wp->no_cjk = !chinese_chars;
+  wp_init_ascii(wp);
 }
 
 int p2q_wordpiece_from_buffer(const char *buf, size_t len, p2q_wordpiece_t **out) {
@@ -311,12 +319,14 @@ static void wp_normalize_cp(wp_enc_t *e, uint32_t c) {
     wp_feed(e, (uint32_t)(unsigned char)wp->ascii_lower[c], cls);
     return;
   }
-  if (WP_IN(wp_drop, c)) return;
+  if (wp->cased ? WP_IN(wp_cased_drop, c) : WP_IN(wp_drop, c)) return;
   if (WP_IN(wp_space, c)) { wp_feed(e, ' ', WP_CLS_SPACE); return; }
-  int cjk = wp_is_cjk(c);
+  int cjk = !wp->no_cjk && wp_is_cjk(c);
   if (cjk) wp_feed(e, ' ', WP_CLS_SPACE);
   uint32_t m[8];
-  int k = wp_map_cp(c, m);
+  int k = 1;
+  if (wp->cased) m[0] = c;
+  else k = wp_map_cp(c, m);
   for (int i = 0; i < k; i++) wp_feed(e, m[i], wp_class(wp, m[i]));
   if (cjk) wp_feed(e, ' ', WP_CLS_SPACE);
 }

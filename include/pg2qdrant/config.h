@@ -102,6 +102,8 @@ typedef struct {
                                     dimension of the rules using it (0: unknown) */
   int64_t retry_max_ms;          /* [daemon] retry_max: caps a Retry-After pause */
   int line;
+  int64_t model_max_tokens;      /* minilm: the model's tokens per text incl. [CLS]/[SEP]
+                                    (model_config.h; 256 when its files cannot be read yet) */
 } p2q_embedder_config_t;
 
 typedef struct {

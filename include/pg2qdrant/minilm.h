@@ -92,6 +92,10 @@ int p2q_minilm_batch_embed(p2q_minilm_t *m, const p2q_minilm_batch_t *b, int fro
                            const p2q_minilm_opts_t *opts);
 void p2q_minilm_batch_free(p2q_minilm_batch_t *b);
 
+/* The model's output dimension (hidden_size) and its tokens per text incl. [CLS]/[SEP]. */
+int p2q_minilm_dim(const p2q_minilm_t *m);
+int p2q_minilm_max_tokens(const p2q_minilm_t *m);
+
 /* Process-wide OpenBLAS thread count (openblas_set_num_threads). The embedding pool sets 1 and
  * parallelises across calls; a single-caller tool may give one call every core. */
 void p2q_minilm_set_blas_threads(int n);

@@ -42,6 +42,12 @@ int p2q_wordpiece_load(const char *vocab_path, p2q_wordpiece_t **out);
 int p2q_wordpiece_from_buffer(const char *buf, size_t len, p2q_wordpiece_t **out);
 void p2q_wordpiece_free(p2q_wordpiece_t *wp);
 
+/* The normaliser (tokenizer.json's BertNormalizer): lowercase = 1 is the default (lowercase +
+ * NFD + strip accents, as strip_accents = null follows lowercase); 0 is a cased vocabulary (clean
+ * text only: nothing is decomposed, stripped or lowercased). chinese_chars = 0 stops spacing CJK
+ * ideographs. Call once after loading, before encoding. */
+void p2q_wordpiece_set_normalizer(p2q_wordpiece_t *wp, int lowercase, int chinese_chars);
+
 size_t p2q_wordpiece_vocab_size(const p2q_wordpiece_t *wp);
 /* Id of an exact token string, or -1. */
 int32_t p2q_wordpiece_token_id(const p2q_wordpiece_t *wp, const char *tok, size_t len);

@@ -6,13 +6,20 @@
  * P2Q_REQUIRE_MODEL=1.
  */
 #include <math.h>
+#include <strings.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <spawn.h>
+#include <sys/wait.h>
+#include <cblas.h>
+
 #include "golden_util.h"
+#include "pg2qdrant/blas_kernel.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/minilm.h"
 
@@ -170,13 +177,66 @@ static void test_concurrent_calls(void **state) {
   }
 }
 
+/* Exactness under every OpenBLAS kernel this CPU can run (the ones p2q_blas_autoselect may pick,
+ * and the generic fallback): this binary re-runs itself with OPENBLAS_CORETYPE=<core> and
+ * P2Q_GOLDEN_CHILD=<core>; the child checks the kernel really is <core> and runs the golden
+ * vector tests. A machine whose environment pins OPENBLAS_CORETYPE runs only that kernel. */
+extern char **environ;
+static char g_self[4096];
+
+static void test_golden_under_each_kernel(void **state) {
+  need_model();
+  const char *pinned = getenv("OPENBLAS_CORETYPE");
+  const char *only[2] = {pinned, NULL};
+  const char *const *cores = pinned ? only : p2q_blas_runnable_cores(p2q_cpu_level());
+  for (int c = 0; cores[c]; c++) {
+    char env_core[64], env_child[64];
+    snprintf(env_core, sizeof env_core, "OPENBLAS_CORETYPE=%s", cores[c]);
+    snprintf(env_child, sizeof env_child, "P2Q_GOLDEN_CHILD=%s", cores[c]);
+    int n = 0;
+    while (environ[n]) n++;
+    char **env = calloc((size_t)n + 3, sizeof *env);
+    int k = 0;
+    for (int i = 0; i < n; i++)
+      if (strncmp(environ[i], "OPENBLAS_CORETYPE=", 18) && strncmp(environ[i], "P2Q_GOLDEN_CHILD=", 17)) env[k++] = environ[i];
+    env[k++] = env_core;
+    env[k++] = env_child;
+    char *argv[] = {g_self, NULL};
+    pid_t pid;
+    assert_int_equal(posix_spawn(&pid, g_self, NULL, NULL, argv, env), 0);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    free(env);
+    fprintf(stderr, "kernel %s: %s\n", cores[c], WIFEXITED(st) && WEXITSTATUS(st) == 0 ? "exact" : "FAILED");
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) fail_msg("golden vectors under OpenBLAS kernel %s failed", cores[c]);
+  }
+}
+
+static void test_child_kernel_is_requested(void **state) {
+  need_model();
+  if (strcasecmp(openblas_get_corename(), getenv("P2Q_GOLDEN_CHILD")) != 0)
+    fail_msg("asked for kernel %s, OpenBLAS runs %s", getenv("P2Q_GOLDEN_CHILD"), openblas_get_corename());
+}
+
 static void test_load_errors(void **state) {
   p2q_minilm_t *m = (p2q_minilm_t *)1;
   assert_int_equal(p2q_minilm_load("/nonexistent/dir", &m), P2Q_ENOENT);
   assert_null(m);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  (void)argc;
+  ssize_t sl = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
+  if (sl > 0) g_self[sl] = 0;
+  else snprintf(g_self, sizeof g_self, "%s", argv[0]);
+  if (getenv("P2Q_GOLDEN_CHILD")) { /* one kernel: is it the one asked for, and exact? */
+    const struct CMUnitTest child[] = {
+      cmocka_unit_test(test_child_kernel_is_requested),
+      cmocka_unit_test(test_golden_vectors_batched),
+    };
+    openblas_set_num_threads(1); /* the kernel is the point, not BLAS threading (shared machines) */
+    return cmocka_run_group_tests(child, setup, teardown);
+  }
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_golden_ids),
     cmocka_unit_test(test_golden_vectors_batched),
@@ -187,6 +247,7 @@ int main(void) {
     cmocka_unit_test(test_huge_text),
     cmocka_unit_test(test_concurrent_calls),
     cmocka_unit_test(test_load_errors),
+    cmocka_unit_test(test_golden_under_each_kernel),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
