@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "minilm_kernels.h"
 #include "pg2qdrant/blas_kernel.h"
@@ -149,7 +150,19 @@ int p2q_minilm_load(const char *dir, p2q_minilm_t **out) {
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
   if ((rc = p2q_safetensors_open(path, &m->st)) != 0) goto fail;
   snprintf(path, sizeof path, "%s/vocab.txt", dir);
-  if ((rc = p2q_wordpiece_load(path, &m->wp)) != 0) goto fail;
+  if (access(path, F_OK) != 0) { /* no vocab.txt: tokenizer.json's vocabulary */
+    size_t vlen = 0;
+    char *v = p2q_model_vocab_lines(dir, &vlen);
+    rc = v ? p2q_wordpiece_from_buffer(v, vlen, &m->wp) : P2Q_ENOENT;
+    free(v);
+    if (rc) {
+      P2Q_ERROR("model_invalid", "dir=%s reason=\"neither vocab.txt nor a WordPiece tokenizer.json\"",
+                p2q_log_q(path, sizeof path, dir));
+      goto fail;
+    }
+  } else if ((rc = p2q_wordpiece_load(path, &m->wp)) != 0) {
+    goto fail;
+  }
   p2q_wordpiece_set_normalizer(m->wp, m->c.lowercase, m->c.chinese_chars);
   const p2q_st_tensor_t *we = NULL;
   static const char *const wen[] = {"embeddings.word_embeddings.weight", "bert.embeddings.word_embeddings.weight",

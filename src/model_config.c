@@ -109,9 +109,13 @@ static int read_pooling(const char *dir, p2q_model_cfg_t *c, char *err, size_t e
   cJSON_ArrayForEach(m, mods) {
     const char *t = get_str(m, "type");
     if (!t) continue;
-    if (!strcmp(t, "sentence_transformers.models.Pooling")) pool_path = get_str(m, "path");
-    else if (!strcmp(t, "sentence_transformers.models.Normalize")) c->normalize = 1;
-    else if (strcmp(t, "sentence_transformers.models.Transformer") != 0)
+    const char *cls = strrchr(t, '.'); /* sentence_transformers.models.Pooling, ….pooling.Pooling (v5+) */
+    cls = cls ? cls + 1 : t;
+    if (strncmp(t, "sentence_transformers.", 22) != 0)
+      FAIL("modules.json: module %.80s is not supported (Transformer, Pooling, Normalize only)", t);
+    if (!strcmp(cls, "Pooling")) pool_path = get_str(m, "path");
+    else if (!strcmp(cls, "Normalize")) c->normalize = 1;
+    else if (strcmp(cls, "Transformer") != 0)
       FAIL("modules.json: module %.80s is not supported (Transformer, Pooling, Normalize only)", t);
   }
   if (!pool_path) FAIL("modules.json: no sentence_transformers.models.Pooling module");
@@ -173,4 +177,39 @@ int p2q_model_cfg_load(const char *dir, p2q_model_cfg_t *c, char *err, size_t er
   cJSON_Delete(sb);
   if (c->max_tokens > c->max_pos) c->max_tokens = c->max_pos;
   return 0;
+}
+
+char *p2q_model_vocab_lines(const char *dir, size_t *len) {
+  int missing;
+  char *out = NULL;
+  cJSON *tj = read_json(dir, "tokenizer.json", &missing);
+  const cJSON *model = tj ? cJSON_GetObjectItemCaseSensitive(tj, "model") : NULL;
+  const cJSON *vocab = model ? cJSON_GetObjectItemCaseSensitive(model, "vocab") : NULL;
+  const char *type = model ? get_str(model, "type") : NULL;
+  int n = cJSON_GetArraySize(vocab);
+  const char **tok = NULL;
+  if (!cJSON_IsObject(vocab) || !type || strcmp(type, "WordPiece") != 0 || n < 1 || n > (1 << 24)) goto out;
+  if (!(tok = calloc((size_t)n, sizeof *tok))) goto out;
+  size_t total = 0;
+  const cJSON *e;
+  cJSON_ArrayForEach(e, vocab) {
+    if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= n || tok[(int)e->valuedouble] ||
+        strchr(e->string, '\n'))
+      goto out; /* ids must be 0..n-1, each once */
+    tok[(int)e->valuedouble] = e->string;
+    total += strlen(e->string) + 1;
+  }
+  if (!(out = malloc(total + 1))) goto out;
+  size_t o = 0;
+  for (int i = 0; i < n; i++) {
+    size_t l = strlen(tok[i]);
+    memcpy(out + o, tok[i], l);
+    out[o + l] = '\n';
+    o += l + 1;
+  }
+  *len = o;
+out:
+  free(tok);
+  cJSON_Delete(tj);
+  return out;
 }

@@ -8,11 +8,13 @@
  *                                layer_norm_eps; hidden_act must be "gelu" (exact erf),
  *                                model_type "bert", position_embedding_type "absolute"
  *   sentence_bert_config.json    max_seq_length (else tokenizer_config.json's model_max_length,
- *                                else max_position_embeddings; never above the latter)
+ *                                where v5+ saves it, else max_position_embeddings; never above
+ *                                the latter)
  *   modules.json + <Pooling>/config.json
- *                                pooling_mode_cls_token or pooling_mode_mean_tokens (others are
- *                                refused); a sentence_transformers.models.Normalize module
- *                                → unit vectors. No modules.json: mean pooling, normalised.
+ *                                pooling_mode_cls_token or pooling_mode_mean_tokens, or
+ *                                pooling_mode "cls"/"mean" (v5+; others are refused); a
+ *                                sentence_transformers…Normalize module → unit vectors.
+ *                                No modules.json: mean pooling, normalised.
  *   tokenizer.json               normalizer (BertNormalizer): lowercase, strip_accents
  *                                (null follows lowercase), handle_chinese_chars; else
  *                                tokenizer_config.json's do_lower_case (default true)
@@ -39,6 +41,10 @@ typedef struct {
 
 /* Read dir's JSON files into *c. 0, or P2Q_EMODEL (err says which file and why) / P2Q_ENOMEM. */
 int p2q_model_cfg_load(const char *dir, p2q_model_cfg_t *c, char *err, size_t errlen);
+/* The WordPiece vocabulary of dir/tokenizer.json (model.vocab) as vocab.txt lines ordered by id,
+ * for directories without vocab.txt (sentence-transformers v5+ saves only tokenizer.json).
+ * malloc()ed (*len bytes), or NULL when absent or not a dense WordPiece vocabulary. */
+char *p2q_model_vocab_lines(const char *dir, size_t *len);
 /* all-MiniLM-L6-v2's values. */
 void p2q_model_cfg_default(p2q_model_cfg_t *c);
 
