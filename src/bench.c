@@ -324,8 +324,40 @@ static int qdrant_port(const char *url) {
   return atoi(c + 1);
 }
 
-static void progress(int done, int total, double t0, int tty, const p2q_bench_run_t *r) {
-  double el = p2q_bench_now() - t0, eta = done ? el / done * (total - done) : 0;
+/* the progress bar (a terminal only): runs done, elapsed, ETA, and the run in progress */
+static struct {
+  int tty, done, total;
+  double t0, run_t0, last;
+  char now[64];
+} prog;
+
+static void bar_line(void) {
+  double t = p2q_bench_now(), el = t - prog.t0;
+  char bar[31], eta[32];
+  int fill = prog.total ? prog.done * 30 / prog.total : 0;
+  for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+  bar[30] = 0;
+  if (prog.done) snprintf(eta, sizeof eta, "ETA %.0fs", el / prog.done * (prog.total - prog.done));
+  else snprintf(eta, sizeof eta, "ETA ?");
+  fprintf(stderr, "\r\033[K[%s] %d/%d runs, %.0fs elapsed, %s", bar, prog.done, prog.total, el, eta);
+  if (prog.done < prog.total && prog.now[0]) fprintf(stderr, "; now %s %.0fs", prog.now, t - prog.run_t0);
+  prog.last = t;
+}
+
+/* called by the wait loops of a run (bench_run.c): refresh the bar at most once a second */
+static void on_tick(void *self) {
+  (void)self;
+  if (prog.tty && p2q_bench_now() - prog.last >= 1.0) bar_line();
+}
+
+static void progress_start(int done, const p2q_bench_run_t *next, const char *workload) {
+  prog.done = done;
+  prog.run_t0 = p2q_bench_now();
+  snprintf(prog.now, sizeof prog.now, "point %d rep %d %s", next->point + 1, next->repeat, workload);
+  if (prog.tty) bar_line();
+}
+
+static void progress(int done, const p2q_bench_run_t *r) {
   char line[400];
   int n = snprintf(line, sizeof line, "point %d rep %d %-6s %s", r->point + 1, r->repeat, r->workload,
                    r->ok ? "" : "FAILED ");
@@ -334,13 +366,12 @@ static void progress(int done, int total, double t0, int tty, const p2q_bench_ru
   if (!isnan(r->events_per_s)) n += snprintf(line + n, sizeof line - (size_t)n, "| %.0f events/s ", r->events_per_s);
   if (r->lat_n) n += snprintf(line + n, sizeof line - (size_t)n, "p50 %.2f ms p99 %.2f ms ", r->p50_ms, r->p99_ms);
   if (r->error[0]) snprintf(line + n, sizeof line - (size_t)n, "(%s)", r->error);
-  if (!tty) { fprintf(stderr, "[%d/%d] %s\n", done, total, line); return; }
-  char bar[31];
-  int fill = total ? done * 30 / total : 0;
-  for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
-  bar[30] = 0;
-  fprintf(stderr, "\r\033[K%s\n[%s] %d/%d runs, %.0fs elapsed, ETA %.0fs", line, bar, done, total, el, eta);
-  if (done == total) fputc('\n', stderr);
+  prog.done = done;
+  prog.now[0] = 0; /* until the next run starts */
+  if (!prog.tty) { fprintf(stderr, "[%d/%d] %s\n", done, prog.total, line); return; }
+  fprintf(stderr, "\r\033[K%s\n", line);
+  bar_line();
+  if (done == prog.total) fputc('\n', stderr);
 }
 
 /* the report's notes: how to read the steady CPU, and the statements PostgreSQL spent the most
@@ -498,12 +529,14 @@ static int prepare(bench_t *b, const char *emb_name, int one_axis) {
 /* every point x repeat x workload, a CSV row (flushed) and a progress line each */
 static void run_all(bench_t *b) {
   p2q_bench_ctx_t *x = &b->x;
-  int tty = isatty(2);
+  prog.tty = isatty(2);
+  prog.total = b->total;
+  prog.t0 = p2q_bench_now();
+  x->tick = on_tick;
   fprintf(stderr, "pg2qdrant bench: %d point(s) x %ld repeat(s) x %d workload(s) = %d runs; scratch %s; "
           "CPU of PostgreSQL backends: %s; of Qdrant: %s\n", b->npoints, b->repeat, b->nworkloads, b->total, x->prefix,
           x->pg_local ? "measured" : "not measured (server not local)",
           x->qdrant_pid > 0 ? "measured" : "not measured (not local; --qdrant-pid)");
-  double t0 = p2q_bench_now();
   for (int p = 0; p < b->npoints && !g_stop; p++)
     for (long rep = 1; rep <= b->repeat && !g_stop; rep++)
       for (const char *w = b->workloads; *w && !g_stop;) {
@@ -514,12 +547,13 @@ static void run_all(bench_t *b) {
         p2q_bench_run_t *r = &b->runs[b->nruns];
         r->point = p;
         r->repeat = (int)rep;
+        progress_start(b->nruns, r, wname);
         p2q_bench_run_one(x, wname, &b->sets[p], r);
         if (g_stop) { free(r->lat); memset(r, 0, sizeof *r); break; }
         b->nruns++;
         p2q_bench_csv_row(b->csv, r);
         fflush(b->csv);
-        progress(b->nruns, b->total, t0, tty, r);
+        progress(b->nruns, r);
       }
   if (g_stop) fprintf(stderr, "\npg2qdrant bench: interrupted: dropping the scratch schema and collections\n");
 }

@@ -130,6 +130,8 @@ typedef struct {
   int nprocs;
   p2q_bench_backend_t backends[256];
   int nbackends;
+  /* called about every 100 ms from a run's wait loops (progress display), may be NULL */
+  void (*tick)(void *self);
   /* writes the generated config of replica r at setting s into path (0 or -1) */
   int (*write_config)(void *self, const p2q_bench_setting_t *s, int replica, int port, char *path,
                       size_t pathlen);

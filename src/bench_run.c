@@ -300,6 +300,7 @@ static void run_drain(p2q_bench_ctx_t *x, const p2q_bench_setting_t *s, int text
   double left = n;
   while (!*x->stop) {
     nap(0.1);
+    if (x->tick) x->tick(x);
     if (daemons_alive(x, r) < 0) return;
     sample_backends(x, 0);
     left = outbox_left(x);
@@ -335,6 +336,7 @@ static int wait_empty(p2q_bench_ctx_t *x, p2q_bench_run_t *r) {
       P2Q_BENCH_MSG(r->error, "preload not synced after %.0f s", x->timeout_s);
       return -1;
     }
+    if (x->tick) x->tick(x);
     nap(0.1);
   }
   return -1;
@@ -374,9 +376,14 @@ static void run_rate(p2q_bench_ctx_t *x, const p2q_bench_setting_t *s, int mixed
       .settle_s = x->settle_s, .stop = x->stop, .cpu_of = x->pg_local ? p2q_bench_proc_cpu : NULL};
   p2q_bench_load_t *L = NULL;
   if (p2q_bench_load_start(&o, &L) < 0) { P2Q_BENCH_MSG(r->error, "out of memory"); return; }
-  /* sample the daemons' backends while the load runs (a reconnect would start a new one) */
-  const p2q_bench_load_result_t *res = NULL;
-  res = p2q_bench_load_wait(L);
+  /* while the writers write: progress, and the daemons' backends sampled (a reconnect would
+     start a new one) */
+  while (!*x->stop && p2q_bench_now() < o.t_start + x->duration_s) {
+    nap(0.2);
+    if (x->tick) x->tick(x);
+    sample_backends(x, 0);
+  }
+  const p2q_bench_load_result_t *res = p2q_bench_load_wait(L);
   double tend = p2q_bench_now();
   sample_backends(x, 0);
   snap(x, &b);
