@@ -141,6 +141,25 @@ static void check_schema(p2q_check_t *c, PGconn *conn) {
   }
 }
 
+/* The DDL guard (capture.c: an event trigger calling <schema>.p2q_ddl_guard()), which only a
+   superuser's `apply` can install. */
+static void check_guard(p2q_check_t *c, PGconn *conn) {
+  const char *p[] = {c->cfg->pg_schema};
+  PGresult *r = q(conn,
+                  "SELECT count(*) FROM pg_catalog.pg_event_trigger e"
+                  " JOIN pg_catalog.pg_proc f ON f.oid = e.evtfoid JOIN pg_catalog.pg_namespace n ON n.oid = f.pronamespace"
+                  " WHERE f.proname = 'p2q_ddl_guard' AND n.nspname = $1 AND e.evtenabled <> 'D'",
+                  1, p);
+  if (!r) return;
+  if (atoi(PQgetvalue(r, 0, 0)) > 0)
+    p2q_check_report(c, P2Q_CHECK_OK, "outbox.ddl_guard", NULL, "installed: an ALTER TABLE that would break a rule is refused");
+  else if (c->cfg->n_rules > 0)
+    p2q_check_report(c, P2Q_CHECK_WARN, "outbox.ddl_guard", "run `pg2qdrant apply` once as a superuser to install it",
+                     "not installed: an ALTER TABLE that breaks a rule goes through, and that rule's events are "
+                     "dead-lettered with the reason");
+  PQclear(r);
+}
+
 /* The column types a vector column may have (what the worker parses). */
 static int vector_type_ok(const char *t) {
   static const char *const ok[] = {"real[]", "double precision[]", "numeric[]", "integer[]", "smallint[]",
@@ -287,6 +306,7 @@ int p2q_cmd_check(const p2q_config_t *cfg, int argc, char **argv) {
     check_server(&c, conn);
     check_pooling(&c, conn);
     check_schema(&c, conn);
+    if (c.schema_ok) check_guard(&c, conn);
     for (int i = 0; i < cfg->n_rules; i++) {
       check_rule_table(&c, conn, &cfg->rules[i]);
       if (c.schema_ok) check_rule_trigger(&c, conn, &cfg->rules[i]);

@@ -69,7 +69,7 @@ def test_good_setup_passes_and_text_output(make_daemon, docs):
     rc, checks = check(d)
     assert rc == 0, failed(checks)
     for name in ("config", "postgres.connect", "postgres.server", "postgres.writable", "postgres.session",
-                 "outbox.schema", "rule.docs.table", "rule.docs.trigger", "qdrant.reachable", "qdrant.auth",
+                 "outbox.schema", "outbox.ddl_guard", "rule.docs.table", "rule.docs.trigger", "qdrant.reachable", "qdrant.auth",
                  "collection.docs", "http.listen"):
         assert checks[name]["status"] == "ok", checks[name]
     assert checks["privileges"]["status"] == "warn"  # the test's superuser: nothing to check

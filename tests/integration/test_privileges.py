@@ -80,3 +80,6 @@ def test_three_roles_end_to_end(make_daemon, db, pgdb, qdrant, roles):
     assert privs(daemon) == {"privileges.run": "ok", "privileges.apply": "warn", "privileges.reconcile": "warn"}
     assert privs(owner) == {"privileges.run": "ok", "privileges.apply": "ok", "privileges.reconcile": "ok"}
     assert privs(reader)["privileges.reconcile"] == "ok" and privs(reader)["privileges.run"] == "fail"
+    # apply by a non-superuser owner could not install the DDL guard: check says so
+    out = json.loads(d.cli("check", "--json", check=False, env=as_role(d, owner)).stdout)
+    assert {c["check"]: c["status"] for c in out["checks"]}["outbox.ddl_guard"] == "warn"
