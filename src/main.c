@@ -75,6 +75,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "pg2qdrant: unknown command '%s' (see --help)\n", argv[i]);
     return 2;
   }
+  /* `bench --help` lists its many options without needing a config (bench.c reads none before) */
+  if (!strcmp(cmd->name, "bench") && i + 1 < argc && (!strcmp(argv[i + 1], "--help") || !strcmp(argv[i + 1], "-h")))
+    return cmd->fn(NULL, argc - i - 1, argv + i + 1);
   if (!path) path = "pg2qdrant.ini";
 
   char err[1024];

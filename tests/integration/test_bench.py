@@ -190,6 +190,16 @@ def test_bench_sweep_csv_cleanup_and_report(tmp_path, pgdb, db, qdrant):
     print(f"report screenshot: {shot}")
 
 
+def test_bench_help_needs_no_config(tmp_path):
+    r = subprocess.run([BIN, "bench", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    for opt in ("--workload", "--sweep KNOB=V1,V2", "--repeat", "--p99-max", "--one-axis", "--qdrant-pid"):
+        assert opt in r.stdout, opt
+    r = subprocess.run([BIN, "-c", str(tmp_path / "none.ini"), "bench", "--rows", "x"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2  # a missing config is still an error for a real run
+
+
 def children_of(pid):
     kids = []
     for d in pathlib.Path("/proc").iterdir():
