@@ -27,6 +27,7 @@
  * Blocking libpq and a private curl loop; main thread only.
  */
 #include "pg2qdrant/capture.h"
+#include "pg2qdrant/drift.h"
 #include "pg2qdrant/collection.h"
 #include "pg2qdrant/commands.h"
 #include "pg2qdrant/errors.h"
@@ -350,15 +351,10 @@ int p2q_drift_report(PGconn *conn, const p2q_config_t *cfg, int json, p2q_buf_t 
         p2q_buf_puts(out, ",\"item\":");
         p2q_buf_json_string(out, item, strlen(item));
         p2q_buf_printf(out, ",\"used_as\":\"%s\",\"breaks\":%s}", as, breaks ? "true" : "false");
-      } else if (!strcmp(as, "filter or routing_key")) {
-        p2q_buf_printf(out, "drift: rule %s: filter or routing_key fails: %s (its events are dead-lettered)\n",
-                       r->name, item);
-      } else if (!strcmp(as, "table") || !strcmp(as, "trigger")) {
-        p2q_buf_printf(out, "drift: rule %s: %s %s is gone: changes are not captured (run pg2qdrant apply)\n",
-                       r->name, as, item);
-      } else {
-        p2q_buf_printf(out, "drift: rule %s: column \"%s\" (%s) is not in %s: %s\n", r->name, item, as, r->table,
-                       breaks ? "its events are dead-lettered" : "snapshots lack it");
+      } else { /* the daemon's /readyz says the same (drift.c) */
+        p2q_buf_puts(out, "drift: ");
+        p2q_drift_line(out, r->name, r->table, item, as, breaks);
+        p2q_buf_putc(out, '\n');
       }
       found++;
     }

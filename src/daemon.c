@@ -20,6 +20,7 @@
 #include "pg2qdrant/classify.h"
 #include "pg2qdrant/commands.h"
 #include "pg2qdrant/counters.h"
+#include "pg2qdrant/drift.h"
 #include "pg2qdrant/embedder.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/health.h"
@@ -43,6 +44,7 @@ struct p2q_daemon_s {
   p2q_outbox_t *outbox;
   p2q_health_t *health;
   p2q_recover_t *recover; /* registry, liveness check, self-fence (recover.c) */
+  p2q_drift_t *drift;     /* rules whose table no longer fits them (drift.c), checked on the sweep */
   uv_timer_t sweep_timer, shutdown_timer, stats_timer;
   uv_signal_t sig_term, sig_int, sig_hup;
   p2q_worker_t **workers;
@@ -222,6 +224,7 @@ static void recover_wake(void *arg, int events) {
 
 static void sweep(p2q_daemon_t *d) {
   if (p2q_pg_is_connected(d->listen_pg)) p2q_outbox_recover(d->outbox, d->listen_pg, d->recover_grace_ms, recovered, d);
+  p2q_drift_check(d->drift, d->listen_pg, d->cfg); /* at (re)connect and every sweep: two tiny statements */
   wake_all(d, NULL); /* the sweep also catches what a missed notification left */
 }
 
@@ -432,6 +435,7 @@ static void ops_view(void *arg, p2q_daemon_view_t *v) {
   v->qdrant = d->qdrant;
   v->live = d->recover && p2q_recover_liveness(d->recover) != 0;
   v->instance = d->recover ? p2q_recover_instance(d->recover) : NULL;
+  v->drift = d->drift;
 }
 
 static int start(p2q_daemon_t *d) {
@@ -451,6 +455,7 @@ static int start(p2q_daemon_t *d) {
   uv_signal_start(&d->sig_int, signal_cb, SIGINT);
   uv_signal_start(&d->sig_hup, hup_cb, SIGHUP);
   if ((rc = p2q_outbox_new(d->cfg->pg_schema, &d->outbox))) return rc;
+  if ((rc = p2q_drift_new(&d->drift))) return rc;
   if ((rc = p2q_qdrant_new(d->loop, &qo, &d->qdrant))) return rc;
   p2q_health_io_t hio = {.arg = d, .probe_qdrant = probe_qdrant, .probe_embedder = probe_embedder,
                          .changed = health_changed};
@@ -516,6 +521,7 @@ int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
   if (close_rc) P2Q_WARN("loop_close", "err=%s", uv_strerror(close_rc));
   p2q_ops_free(d.ops);
   p2q_recover_free(d.recover);
+  p2q_drift_free(d.drift);
   p2q_health_free(d.health);
   p2q_outbox_free(d.outbox);
   free(d.workers);

@@ -70,7 +70,7 @@ struct p2q_ops_s {
   p2q_metric_t *target_failures, *target_limited, *target_unhealthy;
   p2q_metric_t *batch_size, *qdrant_seconds, *lag, *embed_seconds, *embed_tokens;
   p2q_metric_t *outbox, *oldest, *breaker_state, *breaker_transitions, *pg_reconnects;
-  p2q_metric_t *pg_connected, *inflight, *ready, *start_time, *build_info, *reloads;
+  p2q_metric_t *pg_connected, *inflight, *ready, *start_time, *build_info, *reloads, *drift;
   char *status_sql;
   uv_timer_t refresh;
   uv_tcp_t server;
@@ -104,7 +104,7 @@ static int register_all(p2q_ops_t *o) {
   static const double lag_b[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600};
   static const char *const w[] = {"worker"}, *ec[] = {"endpoint", "class"}, *emb[] = {"embedder"},
                            *ets[] = {"event_type", "state"}, *et[] = {"event_type"}, *tg[] = {"target"},
-                           *tgr[] = {"target", "reason"},
+                           *tgr[] = {"target", "reason"}, *rck[] = {"rule", "column", "kind"},
                            *ver[] = {"version"}, *res[] = {"result"};
   p2q_metrics_t *m = o->m;
 #define C(field, name, help, nl, l) (o->field = p2q_metrics_register(m, name, help, P2Q_METRIC_COUNTER, nl, l, 0, NULL))
@@ -137,7 +137,10 @@ static int register_all(p2q_ops_t *o) {
       G(ready, "pg2qdrant_ready", "1 when /readyz answers 200.", 0, NULL) &&
       G(start_time, "pg2qdrant_start_time_seconds", "Daemon start, Unix time.", 0, NULL) &&
       G(build_info, "pg2qdrant_build_info", "Always 1; the version is a label.", 1, ver) &&
-      C(reloads, "pg2qdrant_config_reloads_total", "SIGHUP reloads by result (ok, error, refused).", 1, res);
+      C(reloads, "pg2qdrant_config_reloads_total", "SIGHUP reloads by result (ok, error, refused).", 1, res) &&
+      G(drift, "pg2qdrant_rule_drift",
+        "1 per way a rule's table no longer fits it (kind: key, vector_column, text, columns, watch, "
+        "filter or routing_key, table, trigger; column: the column, or the filter's error).", 3, rck);
 #undef C
 #undef G
 #undef H
@@ -184,6 +187,12 @@ static void mirror(p2q_ops_t *o, int ready) {
   p2q_series_set(p2q_metric_series0(o->pg_connected), v.listening && p2q_pg_is_connected(o->deps.listen_pg));
   p2q_series_set(p2q_metric_series0(o->inflight), v.qdrant ? (double)p2q_qdrant_pending(v.qdrant) : 0);
   p2q_series_set(p2q_metric_series0(o->ready), ready);
+  p2q_metric_clear(o->drift);
+  for (int i = 0; i < p2q_drift_count(v.drift); i++) {
+    const p2q_drift_item_t *it = p2q_drift_item(v.drift, i);
+    const char *lv[] = {it->rule, it->item, it->used_as};
+    p2q_series_set(p2q_metric_series(o->drift, lv), 1);
+  }
 }
 
 /* ---- hooks ------------------------------------------------------------------------------ */
@@ -309,6 +318,7 @@ static int readiness(p2q_ops_t *o, p2q_buf_t *why) {
   if (!o->qdrant_seen_at) p2q_buf_puts(why, "qdrant: not checked yet\n");
   else if (!o->qdrant_ok) p2q_buf_printf(why, "qdrant: unreachable (%s)\n", o->qdrant_err);
   p2q_health_ready(o->deps.health, why);
+  p2q_drift_describe(v.drift, 1, why); /* a rule made impossible: its events are dead-lettered */
   return why->len == before;
 }
 
@@ -361,6 +371,28 @@ static void status_targets(p2q_ops_t *o, p2q_buf_t *b) {
   p2q_buf_puts(b, "],");
 }
 
+/* "drift": every row of the last drift check (drift.h) */
+static void status_drift(const p2q_daemon_view_t *v, p2q_buf_t *b) {
+  p2q_buf_puts(b, "\"drift\":[");
+  p2q_buf_t line = P2Q_BUF_INIT;
+  for (int i = 0; i < p2q_drift_count(v->drift); i++) {
+    const p2q_drift_item_t *it = p2q_drift_item(v->drift, i);
+    p2q_buf_puts(b, i ? ",{\"rule\":" : "{\"rule\":");
+    p2q_buf_json_string(b, it->rule, strlen(it->rule));
+    p2q_buf_puts(b, ",\"column\":");
+    p2q_buf_json_string(b, it->item, strlen(it->item));
+    p2q_buf_puts(b, ",\"used_as\":");
+    p2q_buf_json_string(b, it->used_as, strlen(it->used_as));
+    p2q_buf_printf(b, ",\"breaks\":%s,\"message\":", it->breaks ? "true" : "false");
+    p2q_buf_reset(&line);
+    p2q_drift_line(&line, it->rule, it->table, it->item, it->used_as, it->breaks);
+    p2q_buf_json_string(b, p2q_buf_str(&line), line.len);
+    p2q_buf_putc(b, '}');
+  }
+  p2q_buf_free(&line);
+  p2q_buf_puts(b, "],");
+}
+
 static void status_workers(p2q_ops_t *o, p2q_buf_t *b) {
   p2q_buf_puts(b, "\"workers\":[");
   for (int i = 0; i < o->deps.n_workers; i++) {
@@ -397,6 +429,7 @@ static void status_json(p2q_ops_t *o, p2q_buf_t *b) {
   if (v.instance) p2q_buf_json_string(b, v.instance, strlen(v.instance));
   else p2q_buf_puts(b, "null");
   p2q_buf_puts(b, "},");
+  status_drift(&v, b);
   status_lag(o, b);
   p2q_buf_puts(b, ",\"outbox\":{\"age_seconds\":");
   if (o->rows_at) p2q_buf_printf(b, "%.3f", (double)(now - o->rows_at) / 1000.0);
@@ -494,7 +527,11 @@ static void route(conn_t *c, const p2q_http_req_t *req) {
     respond_text(c, 200, NULL, "ok\n", head);
   } else if (!strcmp(p, "/readyz")) {
     int ready = readiness(o, &b);
-    respond_text(c, ready ? 200 : 503, NULL, ready ? "ready\n" : p2q_buf_str(&b), head);
+    if (ready) { /* ready, and what an operator should still fix (a dropped payload column) */
+      p2q_buf_puts(&b, "ready\n");
+      p2q_drift_describe(view(o).drift, 0, &b);
+    }
+    respond_text(c, ready ? 200 : 503, NULL, p2q_buf_str(&b), head);
   } else if (!strcmp(p, "/status")) {
     status_json(o, &b);
     respond(c, p2q_buf_error(&b) ? 500 : 200, "application/json", NULL, p2q_buf_str(&b), b.len, head);

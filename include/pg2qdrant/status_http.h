@@ -5,7 +5,9 @@
  *
  *   GET /healthz  200 "ok" (the loop answers)
  *   GET /readyz   200 "ready", or 503 with the reasons (PostgreSQL not connected, LISTEN not
- *                 active, Qdrant unreachable, a target's breaker not closed, shutting down)
+ *                 active, Qdrant unreachable, a target's breaker not closed, a rule made
+ *                 impossible by its table (drift.h), shutting down); a 200 lists a rule's
+ *                 dropped payload columns after "ready"
  *   GET /status   JSON: version, uptime, readiness, breaker (worst of all targets) and every
  *                 target's health (health.h), per event type backlog (cached, at most
  *                 P2Q_OPS_REFRESH_MS old), recent commit→Qdrant lag, per worker counters
@@ -27,6 +29,7 @@
 #include <uv.h>
 
 #include "pg2qdrant/config.h"
+#include "pg2qdrant/drift.h"
 #include "pg2qdrant/health.h"
 #include "pg2qdrant/metrics.h"
 #include "pg2qdrant/pg.h"
@@ -48,6 +51,7 @@ typedef struct {
   p2q_qdrant_t *qdrant;     /* NULL once closed */
   int live;                 /* liveness confirmed (recover.h): else claims and writes are fenced */
   const char *instance;     /* this process's id in sync_outbox_instance (NULL: none) */
+  const p2q_drift_t *drift; /* the last drift check (drift.h; NULL: none) */
 } p2q_daemon_view_t;
 
 typedef struct {

@@ -205,3 +205,70 @@ def test_apply_under_concurrent_writes_is_exact(make_daemon, docs, qdrant, pgdb)
                explain=lambda: f"{len(actual(qdrant))} points, {len(expected(docs, ['id', 'n']))} rows")
     assert outbox_counts(docs) == (0, 0)
     assert d.stop(d.procs[0]) == 0
+
+
+@pytest.mark.daemon_role
+def test_daemon_reports_drift(make_daemon, docs, qdrant, pgdb):
+    """The running daemon reports drift (README "Schema changes on a source table"): a dropped
+    payload column is a WARN log line naming rule and column, a pg2qdrant_rule_drift series, a
+    /status entry and a line in /readyz's 200 body; a dropped vector column makes the rule
+    impossible: /readyz 503 naming the rule and column. Checked on the sweep (1 s here), as the
+    daemon's own role (conf/roles.sql grants)."""
+    import json
+    import socket
+    import urllib.error
+    import urllib.request
+
+    def get(path):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError as e:  # not listening yet
+            return None, str(e)
+
+    def drift_series():
+        return sorted(line for line in get("/metrics")[1].splitlines() if line.startswith("pg2qdrant_rule_drift{"))
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    docs.execute("INSERT INTO docs (id, n) SELECT g, g FROM generate_series(1, 5) g")
+    d = make_daemon({"rule.docs": rule(), "http": {"listen": f"127.0.0.1:{port}"}})
+    d.cli("apply")
+    p = d.start()
+    wait_until(lambda: get("/readyz") == (200, "ready\n"), what="ready, no drift", explain=lambda: get("/readyz"))
+    assert json.loads(get("/status")[1])["drift"] == [] and drift_series() == []
+
+    docs.execute("ALTER TABLE docs DROP COLUMN extra")  # a payload column: reported, still ready
+    line = 'drift: rule docs: column "extra" (columns) is not in public.docs: snapshots lack it\n'
+    wait_until(lambda: get("/readyz") == (200, "ready\n" + line), what="/readyz 200 naming the column",
+               explain=lambda: get("/readyz"))
+    assert json.loads(get("/status")[1])["drift"] == [
+        {"rule": "docs", "column": "extra", "used_as": "columns", "breaks": False,
+         "message": line[len("drift: "):-1]}]
+    assert drift_series() == ['pg2qdrant_rule_drift{rule="docs",column="extra",kind="columns"} 1']
+    log = d.log_text(p)
+    assert log.count("event=rule_drift ") == 1, log  # logged once, not on every sweep
+    assert 'rule=docs column="extra" used_as="columns" breaks=0' in log, log
+
+    with psycopg.connect(dbname=pgdb, autocommit=True) as c:  # the vector column: the rule is impossible
+        c.execute("SET pg2qdrant.allow_ddl = on")
+        c.execute("ALTER TABLE docs DROP COLUMN emb")
+    vline = 'drift: rule docs: column "emb" (vector_column) is not in public.docs: its events are dead-lettered\n'
+    st, body = wait_until(lambda: (lambda r: r if r[0] == 503 else None)(get("/readyz")),
+                          what="/readyz 503", explain=lambda: get("/readyz"))
+    assert body == vline, body  # the payload column is not a reason to be unready
+    drift = json.loads(get("/status")[1])["drift"]
+    assert {(x["column"], x["used_as"], x["breaks"]) for x in drift} == {("extra", "columns", False),
+                                                                           ("emb", "vector_column", True)}
+    assert drift_series() == ['pg2qdrant_rule_drift{rule="docs",column="emb",kind="vector_column"} 1',
+                              'pg2qdrant_rule_drift{rule="docs",column="extra",kind="columns"} 1']
+    assert 'rule=docs column="emb" used_as="vector_column" breaks=1' in d.log_text(p)
+
+    # fixed: the column is back, the rule fits again (without "extra", reported until the rule changes)
+    docs.execute("ALTER TABLE docs ADD COLUMN emb real[]")
+    wait_until(lambda: get("/readyz") == (200, "ready\n" + line), what="ready again", explain=lambda: get("/readyz"))
+    assert 'event=rule_drift_resolved' in d.log_text(p) and 'column="emb"' in d.log_text(p)
+    assert d.stop(p) == 0
