@@ -11,7 +11,8 @@
  *  - pipelined requests are answered in order; while more than 256 KiB of answers wait to be
  *    written the connection stops reading (back-pressure);
  *  - every connection has a deadline: P2Q_OPS_CONN_TIMEOUT_MS from its start or its previous
- *    answer, so partial (slowloris) and idle connections are closed;
+ *    answer, so partial (slowloris) and idle connections are closed; at P2Q_OPS_MAX_CONNS a new
+ *    connection evicts the oldest one not being answered, so /healthz never waits for them;
  *  - at most one status query and one readiness probe are outstanding.
  */
 #include "pg2qdrant/status_http.h"
@@ -597,6 +598,20 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   process(c);
 }
 
+/* At the cap, a new client (a probe's GET /healthz) must not wait for slow or idle ones to time
+   out: close the oldest connection that has no answer being written (the list is newest first).
+   A real client's request is answered as soon as it is complete, so what is evicted is a
+   connection idle between requests or one trickling a request in. */
+static void evict_oldest_idle(p2q_ops_t *o) {
+  conn_t *victim = NULL;
+  for (conn_t *c = o->conns; c; c = c->next)
+    if (!c->closing && c->writes == 0) victim = c;
+  if (victim) {
+    P2Q_DEBUG("status_http_evicted", "conns=%d", o->n_conns);
+    conn_close(victim);
+  }
+}
+
 static void accept_cb(uv_stream_t *server, int status) {
   p2q_ops_t *o = server->data;
   if (status < 0 || o->closing) return;
@@ -606,11 +621,12 @@ static void accept_cb(uv_stream_t *server, int status) {
   uv_tcp_init(o->loop, &c->tcp);
   uv_timer_init(o->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
+  if (o->n_conns >= P2Q_OPS_MAX_CONNS) evict_oldest_idle(o);
   c->next = o->conns;
   o->conns = c;
   o->n_conns++;
   if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 || o->n_conns > P2Q_OPS_MAX_CONNS) {
-    conn_close(c); /* over the limit: the client sees the connection closed */
+    conn_close(c); /* over the limit (every other one is being answered): closed */
     return;
   }
   uv_timer_start(&c->timer, timeout_cb, P2Q_OPS_CONN_TIMEOUT_MS, 0);

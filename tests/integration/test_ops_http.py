@@ -184,6 +184,38 @@ def test_garbage_and_protocol_errors(make_daemon, docs, qdrant):
     assert d.stop(p) == 0
 
 
+def test_healthz_while_slow_clients_hold_connections(make_daemon, docs, qdrant):
+    """Issue 9, bounded memory: clients that open connections and send nothing, or trickle a
+    request byte by byte, never keep a probe's GET /healthz waiting for their 10 s timeout: at
+    the cap (64) a new connection evicts the oldest one not being answered."""
+    import time
+    d, p, port = start(make_daemon)
+    assert get(port, "/healthz") == (200, "ok\n")
+    slow = []
+    try:
+        for i in range(80):  # more than the cap: half silent, half trickling a partial request
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            if i % 2:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+            slow.append(s)
+        for s in slow[1::2]:
+            s.sendall(b"s")  # still trickling: never a complete request
+        for _ in range(3):  # the probe, several times, while every slow client still holds on
+            t0 = time.monotonic()
+            assert get(port, "/healthz", timeout=8) == (200, "ok\n")
+            assert time.monotonic() - t0 < 5  # generous: far below the 10 s idle timeout
+        # the oldest were evicted (closed by the server), the newest are still open
+        slow[0].settimeout(5)
+        assert slow[0].recv(100) == b""
+        slow[-1].sendall(b"t: x\r\n\r\n")
+        slow[-1].settimeout(5)
+        assert slow[-1].recv(100).startswith(b"HTTP/1.1 200 ")
+    finally:
+        for s in slow:
+            s.close()
+    assert p.poll() is None and d.stop(p) == 0
+
+
 def test_sighup_reload(make_daemon, docs, qdrant):
     d, p, port = start(make_daemon)
     text = d.path.read_text()
