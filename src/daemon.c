@@ -172,7 +172,7 @@ static int ctx_embed(void *arg, const char *embedder, const char *const *texts, 
 
 static int ctx_may_claim(void *arg, int rule) { return p2q_health_rule_allows(((p2q_daemon_t *)arg)->health, rule); }
 
-static uint64_t ctx_report(void *arg, int rule, int embedder, p2q_verdict_t v, int host_wide, long retry_after_ms,
+static uint64_t ctx_report(void *arg, int rule, int embedder, p2q_verdict_t v, int host_wide, int64_t retry_after_ms,
                            const char *msg) {
   return p2q_health_report(((p2q_daemon_t *)arg)->health, rule, embedder, v, host_wide, retry_after_ms, msg);
 }

@@ -159,20 +159,20 @@ static void record_error(target_t *t, p2q_verdict_t v, const char *msg) {
 
 /* The target answered 429: every worker of the process pauses its rules for Retry-After (or a
    backoff doubling from 250 ms without one), never longer than retry_max. Returns the pause. */
-static uint64_t hold(p2q_health_t *h, target_t *t, long retry_after_ms) {
+static uint64_t hold(p2q_health_t *h, target_t *t, int64_t retry_after_ms) {
   uint64_t now = uv_now(h->loop);
   int was = p2q_ratelimit_paused_ms(&t->rl, now) > 0;
   p2q_ratelimit_on_429(&t->rl, now, retry_after_ms > 0 ? (int64_t)retry_after_ms : -1);
   uint64_t d = p2q_ratelimit_paused_ms(&t->rl, now);
   t->held = 1;
   if (!was)
-    P2Q_WARN("rate_limited", "target=%s hold_ms=%llu retry_after_ms=%ld", t->name, (unsigned long long)d,
-             retry_after_ms);
+    P2Q_WARN("rate_limited", "target=%s hold_ms=%llu retry_after_ms=%lld", t->name, (unsigned long long)d,
+             (long long)retry_after_ms);
   schedule(h);
   return d;
 }
 
-static void probed(void *arg, p2q_verdict_t v, long retry_after_ms, const char *msg) {
+static void probed(void *arg, p2q_verdict_t v, int64_t retry_after_ms, const char *msg) {
   probe_t *p = arg;
   p2q_health_t *h = p->h;
   target_t *t = &h->t[p->i];
@@ -261,7 +261,7 @@ static void succeeded(p2q_health_t *h, target_t *t) {
 }
 
 uint64_t p2q_health_report(p2q_health_t *h, int rule, int embedder, p2q_verdict_t v, int host_wide,
-                           long retry_after_ms, const char *msg) {
+                           int64_t retry_after_ms, const char *msg) {
   if (rule < 0 || rule >= h->n_rules || v == P2Q_V_CANCELED) return 0;
   const rule_targets_t *r = &h->rules[rule];
   int i = embedder ? r->emb : host_wide ? r->host : r->coll;

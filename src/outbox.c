@@ -14,6 +14,7 @@
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,9 +233,11 @@ int p2q_outbox_ack(p2q_outbox_conn_t *c, const p2q_ack_item_t *items, int n, p2q
   for (int k = 0; k < 6; k++) p2q_buf_putc(&a[k], '{');
   for (int i = 0; i < n; i++) {
     const p2q_ack_item_t *e = &items[i];
-    char id[32], delay[16];
+    char id[32], delay[32];
     snprintf(id, sizeof id, "%lld", e->id);
-    snprintf(delay, sizeof delay, "%d", e->delay_ms);
+    /* the ack's p_delay_ms is integer ms (24.8 days): every delay is capped by retry_max (at most
+       a day) before it gets here; a larger one is clamped, never wrapped */
+    snprintf(delay, sizeof delay, "%" PRId64, e->delay_ms < 0 ? 0 : e->delay_ms > INT32_MAX ? (int64_t)INT32_MAX : e->delay_ms);
     array_elem(&a[0], e->outcome == P2Q_OUTCOME_RELEASE ? NULL : id, i == 0);
     array_elem(&a[1], e->rule, i == 0);
     array_elem(&a[2], e->row_key, i == 0);

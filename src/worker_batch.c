@@ -24,7 +24,7 @@ static void utf8_scrub(char *s) {
   }
 }
 
-void p2q_wk_set_outcome(wevent_t *e, p2q_outcome_t outcome, int delay_ms, const char *err) {
+void p2q_wk_set_outcome(wevent_t *e, p2q_outcome_t outcome, int64_t delay_ms, const char *err) {
   e->outcome = outcome;
   e->delay_ms = delay_ms;
   free(e->error);

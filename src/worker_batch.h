@@ -32,7 +32,7 @@ typedef struct {
   int attempts, max_attempts;
   double created_at;
   p2q_outcome_t outcome;  /* P2Q_OUTCOME_NONE until decided */
-  int delay_ms;
+  int64_t delay_ms;       /* requeue/retry delay (64-bit on the whole delay path) */
   char *error;
 } wevent_t;
 
@@ -88,7 +88,7 @@ struct p2q_worker_s {
 #define WLIVE(w) ((w)->ctx.liveness ? (w)->ctx.liveness((w)->ctx.arg) : 1u)
 
 /* worker_batch.c */
-void p2q_wk_set_outcome(wevent_t *e, p2q_outcome_t outcome, int delay_ms, const char *err);
+void p2q_wk_set_outcome(wevent_t *e, p2q_outcome_t outcome, int64_t delay_ms, const char *err);
 /* One stage of the batch finished (a request, an embedding call); the last one calls b->ack. */
 void p2q_wk_request_finished(wbatch_t *b);
 void p2q_wk_batch_free(wbatch_t *b);

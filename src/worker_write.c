@@ -16,14 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int retry_delay(p2q_worker_t *w, const wevent_t *e) {
+static int64_t retry_delay(p2q_worker_t *w, const wevent_t *e) {
   uint64_t d = p2q_backoff_delay(&w->backoff, e->attempts > 0 ? (unsigned)e->attempts - 1 : 0);
-  return d > 0x7fffffff ? 0x7fffffff : (int)d;
+  return d > INT64_MAX ? INT64_MAX : (int64_t)d;
 }
 
 void p2q_wk_fail(wbatch_t *b, const int *idx, int n, p2q_verdict_t v, uint64_t wait_ms, const char *msg) {
   p2q_worker_t *w = b->w;
-  int wait = wait_ms > 0x7fffffff ? 0x7fffffff : (int)wait_ms;
+  int64_t wait = wait_ms > INT64_MAX ? INT64_MAX : (int64_t)wait_ms; /* never narrowed to int */
   for (int i = 0; i < n; i++) {
     wevent_t *e = &b->ev[idx[i]];
     if (v != P2Q_V_EVENT_FAULT) p2q_wk_set_outcome(e, P2Q_OUTCOME_REQUEUE, wait, msg); /* not the event's fault */

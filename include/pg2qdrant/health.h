@@ -37,7 +37,7 @@ typedef enum { P2Q_TARGET_HOST = 0, P2Q_TARGET_COLLECTION, P2Q_TARGET_EMBEDDER }
 typedef struct p2q_health_s p2q_health_t;
 
 /* The result of a probe: its verdict (classify.h) and Retry-After (ms, or -1). */
-typedef void (*p2q_health_probe_cb)(void *probe_arg, p2q_verdict_t v, long retry_after_ms, const char *msg);
+typedef void (*p2q_health_probe_cb)(void *probe_arg, p2q_verdict_t v, int64_t retry_after_ms, const char *msg);
 
 typedef struct {
   void *arg;
@@ -80,7 +80,7 @@ void p2q_health_spend(p2q_health_t *h, const char *collection);
  * or a backoff growing with the target's failures in a row, capped at breaker_max and retry_max
  * (Retry-After raises it up to that cap). */
 uint64_t p2q_health_report(p2q_health_t *h, int rule, int embedder, p2q_verdict_t v, int host_wide,
-                           long retry_after_ms, const char *msg);
+                           int64_t retry_after_ms, const char *msg);
 
 int  p2q_health_count(const p2q_health_t *h);
 void p2q_health_target(const p2q_health_t *h, int i, p2q_target_info_t *out);

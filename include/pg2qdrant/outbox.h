@@ -58,7 +58,7 @@ typedef struct {
   const char *rule;       /* NULL when the event's rule is not configured */
   const char *row_key;
   p2q_outcome_t outcome;
-  int delay_ms;
+  int64_t delay_ms;       /* capped by retry_max upstream; sent as the SQL integer it fits */
   const char *error;      /* NULL or a message (must be valid UTF-8) */
 } p2q_ack_item_t;
 

@@ -41,7 +41,7 @@ typedef struct {
                 int chunk_tokens, int chunk_overlap, p2q_embedder_cb cb, void *cb_arg);
   /* health gate (health.h) */
   int  (*may_claim)(void *arg, int rule);
-  uint64_t (*report)(void *arg, int rule, int embedder, p2q_verdict_t v, int host_wide, long retry_after_ms,
+  uint64_t (*report)(void *arg, int rule, int embedder, p2q_verdict_t v, int host_wide, int64_t retry_after_ms,
                      const char *msg);
   /* stats sink (each may be NULL) */
   void (*on_batch)(void *arg, int events);

@@ -54,7 +54,7 @@ typedef struct {
   int n_w;
   /* health */
   int allow[4];
-  struct { int rule, embedder, host_wide; p2q_verdict_t v; long ra; } rep[MAXN];
+  struct { int rule, embedder, host_wide; p2q_verdict_t v; int64_t ra; } rep[MAXN];
   int n_rep;
   uint64_t wait;
   /* liveness (recover.h): fenced → 0, else epoch + 1 (so 1 by default) */
@@ -113,7 +113,8 @@ static int f_embed(void *a, const char *e, const char *const *t, const size_t *l
   return P2Q_EINVAL;
 }
 static int f_may_claim(void *a, int rule) { return ((fake_t *)a)->allow[rule]; }
-static uint64_t f_report(void *a, int rule, int emb, p2q_verdict_t v, int hw, long ra, const char *msg) {
+static uint64_t wait_override; /* a wait for every report (setup_worker clears F) */
+static uint64_t f_report(void *a, int rule, int emb, p2q_verdict_t v, int hw, int64_t ra, const char *msg) {
   fake_t *f = a;
   f->rep[f->n_rep].rule = rule;
   f->rep[f->n_rep].embedder = emb;
@@ -121,7 +122,7 @@ static uint64_t f_report(void *a, int rule, int emb, p2q_verdict_t v, int hw, lo
   f->rep[f->n_rep].host_wide = hw;
   f->rep[f->n_rep].ra = ra;
   f->n_rep++;
-  return v == P2Q_V_DONE || v == P2Q_V_SPLIT || v == P2Q_V_EVENT_FAULT ? 0 : f->wait;
+  return v == P2Q_V_DONE || v == P2Q_V_SPLIT || v == P2Q_V_EVENT_FAULT ? 0 : wait_override ? wait_override : f->wait;
 }
 static int f_stopping(void *a) { return ((fake_t *)a)->stopping; }
 static uint32_t f_liveness(void *a) { return ((fake_t *)a)->fenced ? 0 : ((fake_t *)a)->epoch + 1; }
@@ -232,6 +233,15 @@ static void one_class(long status, int err, int curl, p2q_qdrant_class_t cls, lo
   assert_int_equal(s->retried + s->dead, 0);
   assert_int_equal(s->rate_limited, v == P2Q_V_RATE_LIMITED ? 1 : 0);
   teardown_worker(w);
+}
+
+/* Issue 9: 64-bit arithmetic on the whole delay path: a wait beyond 2^31 ms (the health module
+   caps it at retry_max; the type must not) reaches the ack unchanged, never narrowed to int. */
+static void test_delay_is_64_bit(void **st) {
+  wait_override = 3000000000ULL;
+  one_class(503, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, -1, P2Q_OUTCOME_REQUEUE, -1, P2Q_V_TRANSIENT, 0);
+  for (int i = 0; i < 3; i++) assert_true(F.acks[i].delay_ms == (int64_t)3000000000LL);
+  wait_override = 0;
 }
 
 static void test_done(void **st) {
@@ -435,7 +445,7 @@ static void test_classify_table(void **st) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_classify_table),
-      cmocka_unit_test(test_done),
+      cmocka_unit_test(test_done), cmocka_unit_test(test_delay_is_64_bit),
       cmocka_unit_test(test_error_envelope_is_not_success),
       cmocka_unit_test(test_server_errors_cost_time),
       cmocka_unit_test(test_transport_errors),
