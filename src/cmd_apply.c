@@ -407,6 +407,8 @@ int p2q_cmd_apply(const p2q_config_t *cfg, int argc, char **argv) {
   if (cfg->n_rules == 0) { fprintf(stderr, "pg2qdrant: apply: no [rule.NAME] section in %s\n", cfg->path); return 2; }
   if (o.dry) {
     int rc = 0;
+    if (ensure_collections(cfg, 1)) /* what would be created or differs; Qdrant may be unreachable */
+      fprintf(stderr, "pg2qdrant: apply: --dry-run: collections not compared (see above)\n");
     for (int i = 0; i < cfg->n_rules; i++) rc |= apply_rule(NULL, cfg, &cfg->rules[i], &o);
     return rc;
   }

@@ -444,15 +444,18 @@ int p2q_collection_ensure(const p2q_qdrant_options_t *opts, const p2q_config_t *
   int n_missing = 0, fatal = 0;
   int hard = p2q_collection_diff(&s, res, &report, &patch, missing, &n_missing, &fatal);
   if (hard < 0) { rc = hard; snprintf(msg, msglen, "collection info has no config.params"); goto out; }
-  if (out && report.len) fputs(report.data, out);
-  if (!out && report.len) {
+  if (out && report.len && !fatal) fputs(report.data, out);
+  if (!out && report.len && !fatal) {
     char q[1100];
     P2Q_WARN("collection_settings_differ", "collection=%s differences=%s (run apply)", collection,
              p2q_log_q(q, sizeof q, report.data));
   }
   if (fatal) {
-    rc = P2Q_EMISMATCH;
-    snprintf(msg, msglen, "the collection's vectors differ from the configuration (see above)");
+    rc = P2Q_EMISMATCH; /* the differences themselves, on one line */
+    size_t l = report.len;
+    while (l && report.data[l - 1] == '\n') report.data[--l] = 0;
+    for (char *c = report.data; *c; c++) if (*c == '\n') *c = ';';
+    snprintf(msg, msglen, "%s", report.data);
     goto out;
   }
   if (mode != P2Q_COLL_APPLY) goto out;

@@ -69,6 +69,9 @@ def test_collection_created_as_configured_and_differences_reported(make_daemon, 
                                                  quantization_always_ram="false", on_disk="false",
                                                  replication_factor="3", shard_number="3",
                                                  index=SETTINGS["index"] + ", tags:text"))})
+    dry = d2.cli("apply", "--dry-run").stdout                    # says it, changes nothing
+    assert "collection items: hnsw m is 32, configured 48" in dry, dry
+    assert qdrant.collection_info("items")[1]["result"]["config"]["hnsw_config"]["m"] == 32
     out = d2.cli("apply").stdout
     assert "collection items: hnsw m is 32, configured 48 (fixed in place" in out, out
     assert "collection items: quantization is scalar (always_ram), configured binary (fixed in place)" in out
