@@ -153,3 +153,42 @@ def test_under_valgrind(cfg):
     r, out = run_embed(cfg, ("\n".join(jsonl_lines(small)) + "\n").encode(), "--jsonl", wrap=vg)
     assert r.returncode == 1, r.stderr.decode(errors="replace")[-4000:]
     check_jsonl(out)
+
+
+def best_core():
+    """The kernel blas_kernel.c selects on this CPU (from /proc/cpuinfo's flags)."""
+    flags = set()
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    if {"avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl"} <= flags:
+        return "SkylakeX", "avx512"
+    if {"avx2", "fma"} <= flags:
+        return "Haswell", "avx2"
+    if "avx" in flags:
+        return "Sandybridge", "avx"
+    return None, "sse"
+
+
+def test_generic_blas_kernel_is_replaced_by_the_best_one(cfg):
+    """OpenBLAS falling back to its generic Prescott kernel (simulated with the test hook
+    P2Q_BLAS_PRETEND_CORE) makes pg2qdrant re-execute itself with the best OPENBLAS_CORETYPE for
+    this CPU; a user's own OPENBLAS_CORETYPE is never overridden."""
+    core, level = best_core()
+    env = dict(os.environ, P2Q_BLAS_PRETEND_CORE="Prescott")
+    user = env.get("OPENBLAS_CORETYPE")
+    r = subprocess.run([BIN, "-c", str(cfg), "embed"], input=b"hello world\n", capture_output=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    err = r.stderr.decode()
+    if user:  # this machine pins the kernel in the environment: kept as it is
+        assert f"selected by user" in err and "selected_by=user" in err, err
+    elif core:
+        assert f"BLAS kernel {core} (OpenBLAS detected Prescott, CPU {level}, selected by auto)" in err, err
+        assert "event=blas_kernel" in err and "selected_by=auto" in err
+    assert cosine(json.loads(r.stdout), golden_vec("hello world")) > 0.99999
+    # the user's choice, even a generic one, is kept
+    env = dict(os.environ, OPENBLAS_CORETYPE="Prescott")
+    r = subprocess.run([BIN, "-c", str(cfg), "embed"], input=b"hello world\n", capture_output=True, env=env)
+    assert r.returncode == 0 and "BLAS kernel Prescott" in r.stderr.decode() and "selected by user" in r.stderr.decode()
+    assert cosine(json.loads(r.stdout), golden_vec("hello world")) > 0.99999

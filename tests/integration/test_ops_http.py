@@ -121,6 +121,10 @@ def test_endpoints_and_metrics_move(make_daemon, docs, qdrant):
     assert st["uptime_seconds"] > 0 and st["version"]
     assert st["workers"][0]["name"] == "w1" and st["workers"][0]["applied"] >= 30
     assert st["lag_seconds"]["samples"] >= 30 and st["lag_seconds"]["p99"] >= st["lag_seconds"]["p50"] >= 0
+    blas = st["blas"]  # the OpenBLAS kernel in use and why (blas_kernel.h), also as a metric
+    assert blas["core"] and blas["cpu"] in ("sse", "avx", "avx2", "avx512") and blas["reason"]
+    assert metric(ms, "pg2qdrant_blas_info", core=blas["core"], cpu=blas["cpu"], selected_by=blas["selected_by"],
+                  detected=blas["detected"]) == 1
     # backlog from the periodic status query: a dead letter and waiting events show up
     docs.execute("INSERT INTO sync_outbox_dead (id, event_type, rule, source_table, row_key, op,"
                  " attempts, max_attempts, last_error, created_at)"
