@@ -204,11 +204,13 @@ static const p2q_conf_entry_t worker_tab[] = {
 
 static const p2q_conf_entry_t embedder_tab[] = {
     E("type", P2Q_CT_ENUM, type, NULL, 0, 0, P2Q_CF_REQUIRED,
-      "minilm (built-in all-MiniLM-L6-v2, 384 dims, CPU) or openai (OpenAI-compatible API).",
+      "minilm (native BERT sentence-transformers model on the CPU, all-MiniLM-L6-v2 by default) or "
+      "openai (OpenAI-compatible API).",
       emb_types),
     E("model_dir", P2Q_CT_STRING, model_dir, "models/all-MiniLM-L6-v2", 0, 0,
       P2Q_CF_MINILM | P2Q_CF_PATH,
-      "minilm: directory with model.safetensors and vocab.txt; relative to the config file.",
+      "minilm: a sentence-transformers BERT directory (model.safetensors, config.json, modules.json, "
+      "tokenizer.json or vocab.txt); relative to the config file.",
       NULL),
     E("threads", P2Q_CT_INT, threads, "2", 1, 256, P2Q_CF_MINILM, "minilm: inference threads.",
       NULL),
