@@ -19,6 +19,7 @@
 
 #include "pg2qdrant/embed_pool.h"
 #include "pg2qdrant/errors.h"
+#include "pg2qdrant/blas_kernel.h"
 #include "pg2qdrant/minilm.h"
 
 static const char *const k_words[] = {
@@ -155,6 +156,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--quick")) quick = 1;
   }
   if (!dir) dir = "models/all-MiniLM-L6-v2";
+  p2q_blas_autoselect(argv); /* as pg2qdrant does: may re-exec with the best OPENBLAS_CORETYPE */
+  const p2q_blas_info_t *kernel = p2q_blas_info();
+  printf("RESULT kind=blas core=%s detected=%s cpu=%s selected_by=%s\n", kernel->core,
+         kernel->detected[0] ? kernel->detected : "-", kernel->cpu, kernel->how);
   p2q_minilm_t *m;
   int rc = p2q_minilm_load(dir, &m);
   if (rc) { fprintf(stderr, "load %s: %s\n", dir, p2q_strerror(rc)); return 1; }

@@ -3,18 +3,22 @@
 # same texts, batch sizes (1/8/32/128), lengths (~16 / ~128 tokens) and thread counts (1, 2).
 # The sweeps alternate (C, Python, C, Python, …) for --rounds rounds so background load hits
 # all implementations alike; the table shows the median over rounds of each run's median.
-# Usage: bench/minilm.sh [--rounds N] [--quick] [--no-python]
+# Usage: bench/minilm.sh [--rounds N] [--quick] [--no-python] [--e2e]
+# --e2e: also bench/minilm_e2e.py — `pg2qdrant embed` (whole process) vs sentence-transformers vs
+#        ONNX Runtime on one mixed text set, wall-clock and per CPU-second, with each one's kernel.
+# Run it with no OPENBLAS_CORETYPE set to measure what a new user gets.
 # Needs: cmake + the C deps; Python deps are installed into .cache/venv on first use
 # (torch, sentence-transformers, onnxruntime, onnx, onnxscript — large).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-rounds=3 quick="" python=1
+rounds=3 quick="" python=1 e2e=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rounds) rounds="$2"; shift 2 ;;
     --quick) quick="--quick"; shift ;;
     --no-python) python=0; shift ;;
-    *) echo "usage: $0 [--rounds N] [--quick] [--no-python]" >&2; exit 2 ;;
+    --e2e) e2e=1; shift ;;
+    *) echo "usage: $0 [--rounds N] [--quick] [--no-python] [--e2e]" >&2; exit 2 ;;
   esac
 done
 model="${P2Q_MODEL_DIR:-$here/models/all-MiniLM-L6-v2}"
@@ -22,7 +26,7 @@ build="${P2Q_BENCH_BUILD:-$here/build-bench}"
 venv="${P2Q_VENV:-$here/.cache/venv}"
 "$here/scripts/fetch-model" "$model" >&2
 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j2 --target bench_minilm >/dev/null
+cmake --build "$build" -j2 --target bench_minilm pg2qdrant >/dev/null
 if [[ $python == 1 ]]; then
   [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
   "$venv/bin/python" -c "import sentence_transformers, torch, onnxruntime, onnx" 2>/dev/null ||
@@ -41,6 +45,10 @@ for ((r = 1; r <= rounds; r++)); do
   fi
 done
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$log"
+if [[ $e2e == 1 && $python == 1 ]]; then
+  "$venv/bin/python" "$here/bench/minilm_e2e.py" --bin "$build/pg2qdrant" --model "$model" --rounds "$rounds" \
+    2>>"$log.err" | tee -a "$log"
+fi
 python3 - "$log" <<'PY'
 import re, statistics, sys
 rows, cpu, sgemm = {}, {}, {}
@@ -48,6 +56,9 @@ for line in open(sys.argv[1]):
     if not line.startswith("RESULT"):
         continue
     kv = dict(re.findall(r"(\w+)=(\S+)", line))
+    if kv["kind"] == "blas":
+        print("C: OpenBLAS kernel %s (detected %s, CPU %s, selected by %s)" % (kv["core"], kv["detected"], kv["cpu"], kv["selected_by"]))
+        continue
     if kv["kind"] == "sgemm":
         sgemm.setdefault(int(kv["threads"]), []).append(max(float(v) for k, v in kv.items() if k.endswith("gflops")))
         continue
