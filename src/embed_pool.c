@@ -205,7 +205,7 @@ int p2q_embed_pool_init(uv_loop_t *loop, p2q_minilm_t *model, int threads, p2q_e
   if (uv_async_init(loop, &p->async, pool_async_cb) != 0) goto fail;
   have_async = 1;
   p->async.data = p;
-  if (threads > 1) p2q_minilm_set_blas_threads(1);
+  p2q_minilm_set_blas_threads(1); /* threads = N means N cores: parallelism is the pool's */
   for (; started < threads; started++)
     if (pthread_create(&p->threads[started], NULL, pool_worker, p) != 0) goto fail;
   p->nthreads = threads;

@@ -24,7 +24,7 @@
  * contiguous parts of about equal tokens for them (so one big batch still uses every worker).
  * Jobs with a `work` function run whole on one worker. OpenBLAS threading: measured on 2 cores (bench/minilm.sh),
  * pool parallelism with single-threaded BLAS beats one job on all cores by 1.2–2x, so init
- * calls p2q_minilm_set_blas_threads(1) when threads > 1.
+ * calls p2q_minilm_set_blas_threads(1): threads = N means N cores working (1 means one core).
  */
 #ifndef P2Q_EMBED_POOL_H
 #define P2Q_EMBED_POOL_H
