@@ -62,7 +62,7 @@ RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attem
 LANGUAGE plpgsql
 -- A queue's statistics are always stale (a backlog appears in seconds); with a low estimate the
 -- planner sorts the whole backlog instead of walking (event_type, id). Index access only.
-SET enable_seqscan = off SET enable_bitmapscan = off
+SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan
 AS $p2q$
 #variable_conflict use_column
 BEGIN
@@ -132,7 +132,7 @@ CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_ack(p_owner text, p_ids bigint[]
     p_keys jsonb[], p_outcomes text[], p_delay_ms integer[], p_errors text[])
 RETURNS integer
 LANGUAGE plpgsql
-SET enable_seqscan = off SET enable_bitmapscan = off
+SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan
 AS $p2q$
 DECLARE
   n integer;

@@ -1,0 +1,62 @@
+"""The outbox's statements stay cheap whatever the backlog and whatever the planner believes
+(issue 11). A queue's statistics are always stale: a backlog appears in seconds, long before
+autovacuum analyzes it. Speed is benchmarked in bench/outbox_sql_bench.py; here only the access
+path is checked, by the buffers a claim and its ack touch (a sequential scan or a sort of the
+backlog would read the whole table)."""
+import json
+
+import psycopg
+
+from conftest import wait_until  # noqa: F401  (conftest fixtures: make_daemon, db)
+
+N = 1_000_000
+
+
+def rule():
+    return {"table": "public.docs", "key": "id", "vector_column": "emb", "dimension": "4",
+            "collection": "docs"}
+
+
+def buffers(plan):
+    top = plan[0]["Plan"]
+    return top["Shared Hit Blocks"] + top["Shared Read Blocks"], top["Actual Rows"]
+
+
+def test_claim_and_ack_stay_on_the_index_under_a_fresh_million_event_backlog(make_daemon, db):
+    db.execute("CREATE TABLE docs (id bigint PRIMARY KEY, emb real[])")
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("init")
+    db.execute("ANALYZE sync_outbox")  # the statistics of an empty outbox, as after any drain
+    db.execute("ALTER TABLE sync_outbox SET (autovacuum_enabled = false)")  # and they stay stale
+    # a second event type ahead of ours in the index, and ours behind it: the claim must seek
+    db.execute("INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, payload)"
+               " SELECT CASE WHEN i <= %s THEN 'aaa' ELSE 'docs' END, 'docs', 'public.docs',"
+               " jsonb_build_object('id', i), 'upsert', json_build_object('id', i)"
+               " FROM generate_series(1, %s) i", (N // 2, N))
+    pages = db.execute("SELECT relpages FROM pg_class WHERE relname = 'sync_outbox'").fetchone()[0]
+    stats = db.execute("SELECT reltuples FROM pg_class WHERE relname = 'sync_outbox'").fetchone()[0]
+    assert stats <= 0, "the planner must still believe the outbox is empty"
+    heap_pages = db.execute("SELECT pg_relation_size('sync_outbox') / current_setting('block_size')::int").fetchone()[0]
+    assert pages <= 1 and heap_pages > 5000
+    with psycopg.connect(dbname=d.dbname) as c:  # one transaction, rolled back
+        for attempt in range(2):  # the first call plans, the second runs the cached plan
+            plan = c.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM"
+                             " sync_outbox_claim('plan.test', '{docs}', NULL, 256, 30000)").fetchone()[0]
+            touched, rows = buffers(plan)
+            assert rows == 256
+            # an index walk touches a few pages per event; the heap has thousands
+            assert touched < heap_pages / 5, (attempt, touched, heap_pages, json.dumps(plan)[:2000])
+        claimed = c.execute("SELECT id, rule, row_key::text FROM sync_outbox"
+                            " WHERE claimed_by = 'plan.test' ORDER BY id").fetchall()
+        assert len(claimed) == 512 and claimed[0][0] == N // 2 + 1
+        claimed = claimed[:256]
+        plan = c.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT sync_outbox_ack('plan.test', %s::bigint[],"
+            " %s::text[], %s::jsonb[], %s::text[], %s::int[], %s::text[])",
+            ([r[0] for r in claimed], [r[1] for r in claimed], [r[2] for r in claimed],
+             ["done"] * len(claimed), [0] * len(claimed), [None] * len(claimed))).fetchone()[0]
+        touched, _ = buffers(plan)
+        assert touched < heap_pages / 4, (touched, heap_pages, json.dumps(plan)[:2000])
+        left = c.execute("SELECT count(*) FROM sync_outbox WHERE claimed_by = 'plan.test'").fetchone()[0]
+        assert left == 256
+        c.rollback()
