@@ -10,7 +10,8 @@
  *                 dropped payload columns after "ready"
  *   GET /status   JSON: version, uptime, readiness, breaker (worst of all targets) and every
  *                 target's health (health.h), per event type backlog (cached, at most
- *                 P2Q_OPS_REFRESH_MS old), recent commit→Qdrant lag, per worker counters
+ *                 P2Q_OPS_REFRESH_MS old, or 20× the query's last duration when it is slow: a
+ *                 huge backlog), recent commit→Qdrant lag, per worker counters
  *                 (counters.h)
  *   GET /metrics  Prometheus text format 0.0.4
  *

@@ -124,8 +124,10 @@ def test_upgrade_from_first_release_drains_everything(make_daemon, docs, pgdb, q
         assert docs.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attname = 'payload'"
                             " AND attrelid IN ('sync_outbox'::regclass, 'sync_outbox_dead'::regclass)"
                             ).fetchall() == [("json",), ("json",)]
-        assert "fillfactor=80" in docs.execute("SELECT reloptions FROM pg_class WHERE oid = 'sync_outbox'::regclass"
+        assert "fillfactor=50" in docs.execute("SELECT reloptions FROM pg_class WHERE oid = 'sync_outbox'::regclass"
                                                ).fetchone()[0]
+        assert docs.execute("SELECT attstorage FROM pg_attribute WHERE attname = 'payload'"
+                            " AND attrelid = 'sync_outbox'::regclass").fetchone()[0] == "e"
         assert docs.execute("SELECT to_regclass('sync_outbox_claimed_idx')").fetchone()[0] is None
         # ... so are the functions (the claim returned jsonb in that release)
         assert "payload json," in docs.execute("SELECT pg_get_function_result('sync_outbox_claim'::regproc)"
