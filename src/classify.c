@@ -20,6 +20,7 @@ p2q_verdict_t p2q_classify_qdrant(long status, int err, int curl_code, p2q_qdran
   int hw = 0;
   p2q_verdict_t v;
   if (err == P2Q_ECANCELED) v = P2Q_V_CANCELED;
+  else if (err == P2Q_ENODE) { v = P2Q_V_TRANSIENT; hw = -1; } /* one node of several: no target's fault */
   else switch (cls) { /* the client's class (qdrant.h) already looked at the body */
   case P2Q_QDRANT_OK: v = status >= 200 && status < 300 && !err ? P2Q_V_DONE : P2Q_V_TRANSIENT; break;
   case P2Q_QDRANT_TOO_LARGE:

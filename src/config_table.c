@@ -13,6 +13,7 @@
  * passwords in conninfo/URLs for the dump).
  */
 #include "pg2qdrant/config.h"
+#include "pg2qdrant/nodes.h"
 #include "pg2qdrant/netaddr.h"
 #include "pg2qdrant/redact.h"
 
@@ -54,7 +55,10 @@ static const p2q_conf_entry_t postgres_tab[] = {
 
 static const p2q_conf_entry_t qdrant_tab[] = {
     G("qdrant", "url", P2Q_CT_STRING, qdrant_url, "http://127.0.0.1:6333", 0, 0,
-      P2Q_CF_REQUIRED | P2Q_CF_URL | P2Q_CF_MASK, "Qdrant REST endpoint (http:// or https://).",
+      P2Q_CF_REQUIRED | P2Q_CF_URLS | P2Q_CF_MASK,
+      "Qdrant REST endpoint (http:// or https://); for a Qdrant cluster, several nodes separated "
+      "by commas (http://q1:6333, http://q2:6333): requests go to the first node that answers, a "
+      "node that fails is skipped and probed in the background. One api_key_env and ca_file for all.",
       NULL),
     G("qdrant", "api_key_env", P2Q_CT_ENV, qdrant_api_key_env, "", 0, 0, 0,
       "Name of the environment variable holding the Qdrant API key (empty: no key).", NULL),
@@ -379,27 +383,49 @@ static int valid_env_name(const char *s) {
   return 1;
 }
 
-/* Flag-driven checks of a non-empty string value. */
-static int check_string(const p2q_conf_entry_t *e, const char *v, char *why, size_t n) {
-  if ((e->flags & P2Q_CF_URL) && strncasecmp(v, "http://", 7) && strncasecmp(v, "https://", 8)) {
-    snprintf(why, n, "'%s' is not an http:// or https:// URL", v);
+/* One http(s) URL as the clients use it: they append paths to it (never quoted in messages but
+   the first: it may hold a password). pos > 0: the element's position in a list. */
+static int check_url(const char *v, int pos, char *why, size_t n) {
+  size_t o = 0;
+  if (pos > 0) o = (size_t)snprintf(why, n, "URL %d of the list: ", pos);
+  if (o >= n) o = 0;
+  if (strncasecmp(v, "http://", 7) && strncasecmp(v, "https://", 8)) {
+    if (pos > 0) snprintf(why + o, n - o, "not an http:// or https:// URL");
+    else snprintf(why, n, "'%s' is not an http:// or https:// URL", v);
     return P2Q_ECONFIG;
   }
-  if (e->flags & P2Q_CF_URL) { /* what the clients append paths to (never quoted: may hold a password) */
-    const char *h = v + (strncasecmp(v, "https://", 8) ? 7 : 8);
-    if (!*h || strchr("/:?#@", *h)) {
-      snprintf(why, n, "the URL has no host (e.g. http://127.0.0.1:6333)");
-      return P2Q_ECONFIG;
+  const char *h = v + (strncasecmp(v, "https://", 8) ? 7 : 8);
+  if (!*h || strchr("/:?#@", *h)) {
+    snprintf(why + o, n - o, "the URL has no host (e.g. http://127.0.0.1:6333)");
+    return P2Q_ECONFIG;
+  }
+  if (strpbrk(v, "?#")) {
+    snprintf(why + o, n - o, "a query string or fragment ('?', '#') is not allowed: paths are appended to this "
+             "URL (write the base URL, e.g. https://api.openai.com/v1)");
+    return P2Q_ECONFIG;
+  }
+  if (strpbrk(v, " \t")) {
+    snprintf(why + o, n - o, "the URL contains whitespace");
+    return P2Q_ECONFIG;
+  }
+  return 0;
+}
+
+/* Flag-driven checks of a non-empty string value. */
+static int check_string(const p2q_conf_entry_t *e, const char *v, char *why, size_t n) {
+  int rc = 0;
+  if ((e->flags & P2Q_CF_URL) && (rc = check_url(v, 0, why, n)) < 0) return rc;
+  if (e->flags & P2Q_CF_URLS) { /* a list (Qdrant cluster nodes): each element as one URL */
+    char *urls[P2Q_NODES_MAX];
+    int k = strchr(v, ',') ? 0 : check_url(v, 0, why, n);
+    if (k < 0) return k;
+    k = p2q_nodes_split(v, urls, P2Q_NODES_MAX, why, n);
+    if (k < 0) return P2Q_ECONFIG;
+    for (int i = 0; i < k; i++) {
+      if (!rc && k > 1) rc = check_url(urls[i], i + 1, why, n);
+      free(urls[i]);
     }
-    if (strpbrk(v, "?#")) {
-      snprintf(why, n, "a query string or fragment ('?', '#') is not allowed: paths are appended to this "
-               "URL (write the base URL, e.g. https://api.openai.com/v1)");
-      return P2Q_ECONFIG;
-    }
-    if (strpbrk(v, " \t")) {
-      snprintf(why, n, "the URL contains whitespace");
-      return P2Q_ECONFIG;
-    }
+    if (rc < 0) return rc;
   }
   if ((e->flags & P2Q_CF_HOSTPORT) && p2q_listen_parse(v, NULL) < 0) {
     snprintf(why, n, "'%s' is not an IP address and port (e.g. 127.0.0.1:9187, 0.0.0.0:9187, "

@@ -96,11 +96,13 @@ static void qdrant_probed(p2q_qdrant_t *q, const p2q_qdrant_resp_t *r, void *arg
 }
 
 /* The host: GET /readyz. A collection: a write that changes nothing — the delete of a point id
-   pg2qdrant never writes — so the probe takes the path that failed (proxies, write limits). */
+   pg2qdrant never writes — so the probe takes the path that failed (proxies, write limits).
+   By filter (has_id), not by id list: a cluster sends a filtered delete to every shard, so the
+   probe passes only once every shard takes writes again (an id list reaches one shard). */
 static int probe_qdrant(void *arg, const char *collection, p2q_health_probe_cb cb, void *cb_arg) {
   p2q_daemon_t *d = arg;
   probe_t *p = malloc(sizeof *p);
-  char *body = strdup("{\"points\":[\"" P2Q_HEALTH_PROBE_POINT "\"]}");
+  char *body = strdup("{\"filter\":{\"must\":[{\"has_id\":[\"" P2Q_HEALTH_PROBE_POINT "\"]}]}}");
   int rc = P2Q_ENOMEM;
   if (p && body && d->qdrant && !d->closing) {
     p->d = d; p->cb = cb; p->arg = cb_arg; p->collection = collection != NULL;
@@ -438,10 +440,19 @@ static void ops_view(void *arg, p2q_daemon_view_t *v) {
   v->drift = d->drift;
 }
 
+/* A node of [qdrant] url went down or came back (qdrant.c decides, health.c reports). */
+static void qdrant_node_changed(void *arg, int node, const char *url, int up, const char *msg) {
+  p2q_daemon_t *d = arg;
+  (void)url;
+  if (d->health) p2q_health_node(d->health, node, up, msg);
+}
+
 static int start(p2q_daemon_t *d) {
   int rc;
   p2q_qdrant_options_t qo;
   p2q_qdrant_options_from_config(d->cfg, &qo);
+  qo.on_node = qdrant_node_changed;
+  qo.on_node_arg = d;
   qo.max_concurrent = 0;
   for (int i = 0; i < d->cfg->n_workers; i++) qo.max_concurrent += (int)d->cfg->workers[i].max_inflight * 4;
   /* handles first: finish() closes them whatever fails below */

@@ -7,19 +7,27 @@
  * or hold end, and the probe calls in flight (at most one per target). Invariants: a target is
  * probed only while open and not already probing; a hold never exceeds retry_max; a probe
  * callback after p2q_health_stop() only records its result.
+ *
+ * Qdrant nodes (several URLs): one target per node, `node:URL`, for readiness, /status and
+ * metrics only. The Qdrant client decides and probes (qdrant.c, nodes.c) and tells us
+ * (p2q_health_node); no rule waits on a node: a node's failure is nobody's collection failure,
+ * all nodes down shows as the host's. When a node comes back, open collections and the host
+ * are probed at once (a write that failed on a shard of that node can go through now).
  */
 #include "pg2qdrant/health.h"
 #include "pg2qdrant/backoff.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
+#include "pg2qdrant/nodes.h"
 #include "pg2qdrant/ratelimit.h"
+#include "pg2qdrant/redact.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct {
-  char name[P2Q_NAME_MAX + 16];
+  char name[P2Q_NAME_MAX + 320];
   const char *object;        /* the collection or embedder name (into name); NULL for the host */
   p2q_target_kind_t kind;
   p2q_breaker_t br;
@@ -47,6 +55,7 @@ struct p2q_health_s {
   int n_rules;
   uv_timer_t timer;
   int timer_open, stopped;
+  int node0, n_nodes;        /* node targets: [node0, node0 + n_nodes); n_nodes 0 for one URL */
 };
 
 typedef struct {
@@ -57,7 +66,7 @@ typedef struct {
 static int find_or_add(p2q_health_t *h, p2q_target_kind_t kind, const char *object) {
   char name[sizeof h->t[0].name];
   snprintf(name, sizeof name, "%s%s", kind == P2Q_TARGET_HOST ? "qdrant" : kind == P2Q_TARGET_COLLECTION ?
-           "collection:" : "embedder:", object ? object : "");
+           "collection:" : kind == P2Q_TARGET_NODE ? "node:" : "embedder:", object ? object : "");
   for (int i = 0; i < h->n; i++)
     if (!strcmp(h->t[i].name, name)) return i;
   target_t *t = &h->t[h->n];
@@ -78,7 +87,7 @@ int p2q_health_new(uv_loop_t *loop, const p2q_config_t *cfg, const p2q_health_io
   h->loop = loop;
   h->cfg = cfg;
   h->io = *io;
-  h->t = calloc((size_t)(1 + 2 * cfg->n_rules), sizeof *h->t);
+  h->t = calloc((size_t)(1 + 2 * cfg->n_rules + P2Q_NODES_MAX), sizeof *h->t);
   h->rules = calloc((size_t)(cfg->n_rules ? cfg->n_rules : 1), sizeof *h->rules);
   if (!h->t || !h->rules) { p2q_health_free(h); return P2Q_ENOMEM; }
   int host = find_or_add(h, P2Q_TARGET_HOST, NULL);
@@ -87,6 +96,16 @@ int p2q_health_new(uv_loop_t *loop, const p2q_config_t *cfg, const p2q_health_io
     h->rules[r].coll = find_or_add(h, P2Q_TARGET_COLLECTION, cfg->rules[r].collection);
     h->rules[r].emb = cfg->rules[r].embedder ? find_or_add(h, P2Q_TARGET_EMBEDDER, cfg->rules[r].embedder) : -1;
   }
+  char *urls[P2Q_NODES_MAX], why[200];
+  int nn = p2q_nodes_split(cfg->qdrant_url, urls, P2Q_NODES_MAX, why, sizeof why);
+  h->node0 = h->n;
+  for (int i = 0; i < nn; i++) {
+    char *masked = p2q_redact_url(urls[i]);
+    if (nn > 1) find_or_add(h, P2Q_TARGET_NODE, masked ? masked : "?");
+    free(masked);
+    free(urls[i]);
+  }
+  h->n_nodes = nn > 1 ? h->n - h->node0 : 0;
   h->n_rules = cfg->n_rules;
   uv_timer_init(loop, &h->timer);
   h->timer.data = h;
@@ -138,7 +157,8 @@ static void schedule(p2q_health_t *h) {
   uint64_t now = uv_now(h->loop), next = 0;
   for (int i = 0; i < h->n; i++) {
     target_t *t = &h->t[i];
-    if (t->br.state == P2Q_BREAKER_OPEN && !t->probing && (!next || t->due < next)) next = t->due;
+    if (t->kind != P2Q_TARGET_NODE && t->br.state == P2Q_BREAKER_OPEN && !t->probing && (!next || t->due < next))
+      next = t->due;
     uint64_t held = t->held ? budget_wait(t, now) : 0;
     if (held && (!next || now + held < next)) next = now + held;
   }
@@ -222,7 +242,8 @@ static void timer_cb(uv_timer_t *tm) {
   for (int i = 0; i < h->n; i++) {
     target_t *t = &h->t[i];
     if (t->held && !budget_wait(t, now)) { t->held = 0; released = 1; }
-    if (t->br.state == P2Q_BREAKER_OPEN && !t->probing && t->due <= now) start_probe(h, i);
+    if (t->kind != P2Q_TARGET_NODE && t->br.state == P2Q_BREAKER_OPEN && !t->probing && t->due <= now)
+      start_probe(h, i);
   }
   schedule(h);
   if (released && h->io.changed) h->io.changed(h->io.arg);
@@ -264,10 +285,12 @@ uint64_t p2q_health_report(p2q_health_t *h, int rule, int embedder, p2q_verdict_
                            int64_t retry_after_ms, const char *msg) {
   if (rule < 0 || rule >= h->n_rules || v == P2Q_V_CANCELED) return 0;
   const rule_targets_t *r = &h->rules[rule];
+  uint64_t max = (uint64_t)h->cfg->retry_max_ms;
+  if (host_wide < 0 && !embedder) /* one node of a cluster failed, the client moved on: nobody's fault */
+    return (uint64_t)h->cfg->retry_min_ms < max ? (uint64_t)h->cfg->retry_min_ms : max;
   int i = embedder ? r->emb : host_wide ? r->host : r->coll;
   if (i < 0) return 0;
   target_t *t = &h->t[i];
-  uint64_t max = (uint64_t)h->cfg->retry_max_ms;
   switch (v) {
   case P2Q_V_DONE: case P2Q_V_SPLIT: case P2Q_V_EVENT_FAULT:
     succeeded(h, t);
@@ -321,11 +344,50 @@ void p2q_health_target(const p2q_health_t *h, int i, p2q_target_info_t *out) {
   out->held_ms = p2q_ratelimit_paused_ms(&t->rl, now);
 }
 
+void p2q_health_node(p2q_health_t *h, int node, int up, const char *msg) {
+  if (!h || node < 0 || node >= h->n_nodes) return;
+  target_t *t = &h->t[h->node0 + node];
+  uint64_t now = uv_now(h->loop);
+  if (!up) {
+    t->failures++;
+    record_error(t, P2Q_V_TRANSIENT, msg);
+    if (t->br.state == P2Q_BREAKER_CLOSED) p2q_breaker_trip(&t->br);
+    return;
+  }
+  if (t->br.state != P2Q_BREAKER_CLOSED) {
+    t->br.state = P2Q_BREAKER_CLOSED;
+    t->br.transitions++;
+  }
+  /* a node is back: whatever failed on its shards may pass now — probe without waiting */
+  for (int i = 0; i < h->n; i++)
+    if (h->t[i].kind != P2Q_TARGET_NODE && h->t[i].kind != P2Q_TARGET_EMBEDDER &&
+        h->t[i].br.state == P2Q_BREAKER_OPEN && !h->t[i].probing && h->t[i].due > now)
+      h->t[i].due = now;
+  schedule(h);
+}
+
+/* Node targets count against readiness only when every node is down. */
+static int nodes_all_down(const p2q_health_t *h) {
+  for (int i = 0; i < h->n_nodes; i++)
+    if (h->t[h->node0 + i].br.state == P2Q_BREAKER_CLOSED) return 0;
+  return h->n_nodes > 0;
+}
+
+void p2q_health_degraded(const p2q_health_t *h, p2q_buf_t *out) {
+  if (!h || nodes_all_down(h)) return;
+  for (int i = 0; i < h->n_nodes; i++) {
+    const target_t *t = &h->t[h->node0 + i];
+    if (t->br.state != P2Q_BREAKER_CLOSED)
+      p2q_buf_printf(out, "degraded: %s down, skipped (%s)\n", t->name, t->last_error);
+  }
+}
+
 int p2q_health_ready(const p2q_health_t *h, p2q_buf_t *why) {
   int ok = 1;
+  int all_down = h && nodes_all_down(h);
   for (int i = 0; h && i < h->n; i++) {
     const target_t *t = &h->t[i];
-    if (t->br.state == P2Q_BREAKER_CLOSED) continue;
+    if (t->br.state == P2Q_BREAKER_CLOSED || (t->kind == P2Q_TARGET_NODE && !all_down)) continue;
     ok = 0;
     p2q_buf_printf(why, "breaker %s: %s (%s: %s)\n", t->name, p2q_breaker_state_name(t->br.state),
                    p2q_verdict_name(t->reason), t->last_error);

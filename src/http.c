@@ -51,6 +51,7 @@ typedef struct http_req_s {
   char location[512]; /* Location header of the answer ("" if none; cut to fit) */
   int retried;
   double time_before; /* total_time of a failed first attempt */
+  int connected;      /* a connection to the server was up (new or reused) */
   char errbuf[CURL_ERROR_SIZE];
 } http_req_t;
 
@@ -320,6 +321,7 @@ static void req_complete(p2q_http_t *h, http_req_t *r, int err, long status, int
   resp.location = r->location;
   resp.total_time = r->time_before + ttime;
   resp.retried = r->retried;
+  resp.connected = r->connected;
   if (err && err != P2Q_ECANCELED) {
     char q[300];
     P2Q_DEBUG("http_failed", "method=%s status=%ld curl=%d err=%s", r->method, status, code,
@@ -349,6 +351,9 @@ static void check_multi_info(p2q_http_t *h) {
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(e, CURLINFO_TOTAL_TIME, &tt);
     curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &nconn);
+    double ct = 0;
+    curl_easy_getinfo(e, CURLINFO_CONNECT_TIME, &ct);
+    r->connected = nconn == 0 || ct > 0 || status > 0;
     curl_multi_remove_handle(h->multi, e);
     active_unlink(h, r);
     r->easy = NULL;

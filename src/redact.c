@@ -83,7 +83,31 @@ static void put_mask(void *arg, const char *s, size_t n) {
 }
 static void skip(void *arg, const char *s, size_t n) { (void)arg; (void)s; (void)n; }
 
-static void mask_url(p2q_buf_t *b, const char *s) { walk_url(s, put_plain, put_mask, b); }
+/* A list of URLs ([qdrant] url = http://a, http://b): each element on its own. An element ends
+   at a comma followed (after spaces) by another URL's scheme; other commas stay in their URL. */
+static const char *list_next(const char *s) {
+  for (const char *p = s; (p = strchr(p, ',')) != NULL; p++) {
+    const char *q = p + 1;
+    while (*q == ' ' || *q == '\t') q++;
+    if (!strncasecmp(q, "http://", 7) || !strncasecmp(q, "https://", 8)) return p;
+  }
+  return NULL;
+}
+
+static void walk_url_list(const char *s, piece_fn plain, piece_fn secret, void *arg) {
+  const char *sep;
+  while ((sep = list_next(s)) != NULL) {
+    char *one = strndup(s, (size_t)(sep - s));
+    if (one) walk_url(one, plain, secret, arg);
+    else secret(arg, s, (size_t)(sep - s)); /* out of memory: mask the element whole */
+    free(one);
+    plain(arg, sep, 1);
+    s = sep + 1;
+  }
+  walk_url(s, plain, secret, arg);
+}
+
+static void mask_url(p2q_buf_t *b, const char *s) { walk_url_list(s, put_plain, put_mask, b); }
 
 /* Mask password (and sslpassword) values of a keyword/value conninfo ('…' quoting allowed). */
 static void mask_kv(p2q_buf_t *b, const char *s) {
@@ -192,7 +216,7 @@ static void register_piece(void *arg, const char *s, size_t n) {
 }
 
 void p2q_redact_register_url(const char *url) {
-  if (url) walk_url(url, skip, register_piece, NULL);
+  if (url) walk_url_list(url, skip, register_piece, NULL);
 }
 
 void p2q_redact_register_conninfo(const char *conninfo) {

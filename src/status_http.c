@@ -72,6 +72,7 @@ struct p2q_ops_s {
   p2q_metric_t *batch_size, *qdrant_seconds, *lag, *embed_seconds, *embed_tokens;
   p2q_metric_t *outbox, *oldest, *breaker_state, *breaker_transitions, *pg_reconnects;
   p2q_metric_t *pg_connected, *inflight, *ready, *start_time, *build_info, *reloads, *drift;
+  p2q_metric_t *node_up;                 /* several [qdrant] url nodes */
   char *status_sql;
   uv_timer_t refresh;
   uv_tcp_t server;
@@ -106,7 +107,7 @@ static int register_all(p2q_ops_t *o) {
   static const double lag_b[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600};
   static const char *const w[] = {"worker"}, *ec[] = {"endpoint", "class"}, *emb[] = {"embedder"},
                            *ets[] = {"event_type", "state"}, *et[] = {"event_type"}, *tg[] = {"target"},
-                           *tgr[] = {"target", "reason"}, *rck[] = {"rule", "column", "kind"},
+                           *tgr[] = {"target", "reason"}, *rck[] = {"rule", "column", "kind"}, *nd[] = {"node"},
                            *ver[] = {"version"}, *res[] = {"result"};
   p2q_metrics_t *m = o->m;
 #define C(field, name, help, nl, l) (o->field = p2q_metrics_register(m, name, help, P2Q_METRIC_COUNTER, nl, l, 0, NULL))
@@ -137,6 +138,8 @@ static int register_all(p2q_ops_t *o) {
       G(pg_connected, "pg2qdrant_postgres_connected", "The LISTEN connection is up and listening.", 0, NULL) &&
       G(inflight, "pg2qdrant_qdrant_requests_in_flight", "Qdrant requests queued or running.", 0, NULL) &&
       G(ready, "pg2qdrant_ready", "1 when /readyz answers 200.", 0, NULL) &&
+      G(node_up, "pg2qdrant_qdrant_node_up",
+        "Each node of [qdrant] url (when several): 1 taking requests, 0 down (skipped, probed).", 1, nd) &&
       G(start_time, "pg2qdrant_start_time_seconds", "Daemon start, Unix time.", 0, NULL) &&
       G(build_info, "pg2qdrant_build_info", "Always 1; the version is a label.", 1, ver) &&
       C(reloads, "pg2qdrant_config_reloads_total", "SIGHUP reloads by result (ok, error, refused).", 1, res) &&
@@ -180,6 +183,8 @@ static void mirror(p2q_ops_t *o, int ready) {
     p2q_series_set(p2q_metric_series1(o->breaker_transitions, t.name), (double)t.transitions);
     p2q_series_set(p2q_metric_series1(o->target_failures, t.name), (double)t.failures);
     p2q_series_set(p2q_metric_series1(o->target_limited, t.name), (double)t.rate_limited);
+    if (t.kind == P2Q_TARGET_NODE)
+      p2q_series_set(p2q_metric_series1(o->node_up, t.name + 5 /* "node:" */), t.state == P2Q_BREAKER_CLOSED);
     if (t.state != P2Q_BREAKER_CLOSED) {
       const char *lv[] = {t.name, p2q_verdict_name(t.reason)};
       p2q_series_set(p2q_metric_series(o->target_unhealthy, lv), 1);
@@ -535,9 +540,10 @@ static void route(conn_t *c, const p2q_http_req_t *req) {
     respond_text(c, 200, NULL, "ok\n", head);
   } else if (!strcmp(p, "/readyz")) {
     int ready = readiness(o, &b);
-    if (ready) { /* ready, and what an operator should still fix (a dropped payload column) */
+    if (ready) { /* ready, and what an operator should still fix (a dropped payload column, a Qdrant node down) */
       p2q_buf_puts(&b, "ready\n");
       p2q_drift_describe(view(o).drift, 0, &b);
+      p2q_health_degraded(o->deps.health, &b); /* Qdrant nodes skipped meanwhile */
     }
     respond_text(c, ready ? 200 : 503, NULL, p2q_buf_str(&b), head);
   } else if (!strcmp(p, "/status")) {

@@ -17,7 +17,17 @@
  *   ECANCELED  → CANCELED      the request was cancelled (forced shutdown): events given back
  *
  * host_wide is set for failures of the whole Qdrant host (cannot connect / resolve), which the
- * health module books on the host target instead of the rule's collection.
+ * health module books on the host target instead of the rule's collection; -1 for the failure
+ * of one node of a cluster while another answers (P2Q_ENODE: the client already moved to the
+ * next node), booked on no target: the events wait retry_min, nothing counts towards a breaker.
+ *
+ * Qdrant clusters: a write some shards could not apply answers with the status of the first
+ * shard error, e.g. HTTP 500 `Service internal error: 1 out of 3 shards failed to apply
+ * operation. First error captured: Service internal error: Tonic status error: …` (a replica's
+ * node down), 503 from a node in recovery: RETRY → TRANSIENT on the collection (the healthy
+ * shards applied their points; the whole batch is sent again later, upserts and deletes by id
+ * are idempotent). A 404 carrying that text is TRANSIENT too (the collection exists: some shards
+ * applied it); a 400/422 one is a point's fault (bisected) as on a single node.
  */
 #ifndef P2Q_CLASSIFY_H
 #define P2Q_CLASSIFY_H

@@ -207,7 +207,8 @@ enum {
   P2Q_CF_HOSTPORT = 1u << 5, /* "host:port" or "[v6]:port" (empty allowed unless REQUIRED) */
   P2Q_CF_URL = 1u << 6,      /* http:// or https:// URL */
   P2Q_CF_QUALIFIED = 1u << 7,/* schema-qualified name "schema.table" */
-  P2Q_CF_PATH = 1u << 8      /* relative paths resolve against the config file's directory */
+  P2Q_CF_PATH = 1u << 8,     /* relative paths resolve against the config file's directory */
+  P2Q_CF_URLS = 1u << 9      /* comma-separated http(s):// URLs (nodes.h) */
 };
 
 #define P2Q_CONF_NOLIMIT INT64_MAX

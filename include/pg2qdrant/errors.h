@@ -36,6 +36,7 @@
   XX(QDRANT,     -42, "Qdrant rejected the request")                          \
   XX(BADJSON,    -43, "malformed JSON")                                       \
   XX(MISMATCH,   -44, "collection configuration mismatch")                    \
+  XX(NODE,       -45, "a Qdrant node failed; another node takes the requests") \
   /* model / embedder */                                                      \
   XX(MODEL,      -60, "invalid or corrupt model file")                        \
   XX(VOCAB,      -61, "invalid vocabulary")                                   \

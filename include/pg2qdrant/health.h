@@ -7,8 +7,9 @@
  *    CONFIG (401/403/3xx) and MISSING (404 collection) open it at once and raise an alarm
  *    (error log, /readyz, /status, metrics);
  *  - an open target is probed with the operation that failed, on a capped exponential backoff
- *    (≤ breaker_max): a collection with a real write that changes nothing (delete of the
- *    reserved point id 00000000-0000-0000-0000-000000000000, which pg2qdrant never writes), the
+ *    (≤ breaker_max): a collection with a real write that changes nothing (delete by a has_id
+ *    filter of the reserved point id 00000000-0000-0000-0000-000000000000, which pg2qdrant
+ *    never writes; a filter reaches every shard of a cluster, an id list only one), the
  *    host with GET /readyz (only connection failures are booked on the host), an embedder with
  *    a one-text embedding; a probe that gets through closes it;
  *  - RATE_LIMITED (429) pauses the target through its shared budget (ratelimit.c) for
@@ -32,7 +33,7 @@
 
 #define P2Q_HEALTH_PROBE_POINT "00000000-0000-0000-0000-000000000000"
 
-typedef enum { P2Q_TARGET_HOST = 0, P2Q_TARGET_COLLECTION, P2Q_TARGET_EMBEDDER } p2q_target_kind_t;
+typedef enum { P2Q_TARGET_HOST = 0, P2Q_TARGET_COLLECTION, P2Q_TARGET_EMBEDDER, P2Q_TARGET_NODE } p2q_target_kind_t;
 
 typedef struct p2q_health_s p2q_health_t;
 
@@ -50,7 +51,8 @@ typedef struct {
 } p2q_health_io_t;
 
 typedef struct {
-  const char *name;             /* "qdrant", "collection:NAME", "embedder:NAME" */
+  const char *name;             /* "qdrant", "collection:NAME", "embedder:NAME", "node:URL" (several
+                                   [qdrant] url nodes; password masked) */
   p2q_target_kind_t kind;
   p2q_breaker_state_t state;
   uint64_t transitions;
@@ -82,9 +84,17 @@ void p2q_health_spend(p2q_health_t *h, const char *collection);
 uint64_t p2q_health_report(p2q_health_t *h, int rule, int embedder, p2q_verdict_t v, int host_wide,
                            int64_t retry_after_ms, const char *msg);
 
+/* The Qdrant client says node (index in [qdrant] url) went down or came back. Node targets are
+ * reported (readiness, /status, metrics), never waited on; a node coming back makes open
+ * collections and the host probe at once. */
+void p2q_health_node(p2q_health_t *h, int node, int up, const char *msg);
+/* Lines about nodes down while another answers (ready, but degraded). */
+void p2q_health_degraded(const p2q_health_t *h, p2q_buf_t *out);
+
 int  p2q_health_count(const p2q_health_t *h);
 void p2q_health_target(const p2q_health_t *h, int i, p2q_target_info_t *out);
-/* 1 when every target's breaker is closed; else appends one line per open target to why. */
+/* 1 when every target's breaker is closed (node targets only count when all nodes are down);
+ * else appends one line per open target to why. */
 int  p2q_health_ready(const p2q_health_t *h, p2q_buf_t *why);
 
 #endif

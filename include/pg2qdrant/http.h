@@ -34,6 +34,8 @@ typedef struct {
   const char *location; /* Location header ("" if none; never followed); may hold credentials */
   double total_time;    /* seconds, including a transparent retry */
   int retried;          /* 1 if a keep-alive reset was retried */
+  int connected;        /* 1 when a connection to the server was up (the request may have
+                           reached it); 0: refused, unresolvable or the connect timed out */
 } p2q_http_response_t;
 
 /* err: 0 (a response arrived, whatever its status), P2Q_EHTTP (transport failure, see

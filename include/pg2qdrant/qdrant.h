@@ -90,7 +90,17 @@ typedef struct {
   size_t max_read_body;     /* cap of scroll/retrieve/generic answers; 0 = 64 MiB. Writes,
                                info, count, index and probe answers are capped at
                                P2Q_QDRANT_SMALL_BODY */
+  /* url may list several nodes of a cluster (nodes.h); on_node (optional, loop thread) is told
+     when one goes down or comes back (url masked). */
+  void (*on_node)(void *arg, int node, const char *url, int up, const char *msg);
+  void *on_node_arg;
 } p2q_qdrant_options_t;
+
+/* Qdrant's text for a write that only some shards applied (CollectionError::
+ * InconsistentShardFailure): "{failed} out of {total} shards failed to apply operation. First
+ * error captured: {first}"; the HTTP status is the first error's (500 for a transport error
+ * between nodes). */
+#define P2Q_QDRANT_SHARDS_FAILED "shards failed to apply operation"
 
 /* What a write, info, count, index or probe answer can be (real ones are < 10 KiB). */
 #define P2Q_QDRANT_SMALL_BODY ((size_t)1 << 20)
@@ -134,6 +144,9 @@ int p2q_qdrant_new(uv_loop_t *loop, const p2q_qdrant_options_t *opts, p2q_qdrant
 /* Cancels in-flight requests (callbacks fire with P2Q_ECANCELED), then cb. */
 int p2q_qdrant_close(p2q_qdrant_t *q, p2q_qdrant_close_cb cb, void *arg);
 unsigned p2q_qdrant_pending(const p2q_qdrant_t *q);
+/* Nodes of the cluster: 1 for a single URL (p2q_qdrant_node gives NULL then: not tracked). */
+int p2q_qdrant_node_count(const p2q_qdrant_t *q);
+const struct p2q_node_s *p2q_qdrant_node(const p2q_qdrant_t *q, int i);
 
 /* Generic: path starts with '/', already escaped. flags: P2Q_HTTP_TAKE_BODY. */
 int p2q_qdrant_request(p2q_qdrant_t *q, const char *method, const char *path, const char *body,

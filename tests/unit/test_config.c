@@ -418,6 +418,16 @@ static void test_err_values(void **state) {
   expect_err("[embedder.e]\ntype = openai\nurl = https://h/v1/embeddings?api-version=1\n", P2Q_ECONFIG,
              "t.ini:3: [embedder.e] url: a query string or fragment ('?', '#') is not allowed: paths are "
              "appended to this URL (write the base URL, e.g. https://api.openai.com/v1)");
+  /* a cluster's node list: each element checked like one URL, messages by position */
+  expect_err("[qdrant]\nurl = http://a:6333, localhost:6334\n", P2Q_ECONFIG,
+             "t.ini:2: [qdrant] url: URL 2 of the list: not an http:// or https:// URL with a host");
+  expect_err("[qdrant]\nurl = http://a:6333,,http://b:6333\n", P2Q_ECONFIG,
+             "t.ini:2: [qdrant] url: URL 2 of the list is empty (two commas, or a comma at an end)");
+  expect_err("[qdrant]\nurl = http://a:6333, http://a:6333/\n", P2Q_ECONFIG,
+             "t.ini:2: [qdrant] url: URL 2 of the list is URL 1 again");
+  expect_err("[qdrant]\nurl = http://a:6333, https://b:6333/?x=1\n", P2Q_ECONFIG,
+             "t.ini:2: [qdrant] url: URL 2 of the list: a query string or fragment ('?', '#') is not allowed: "
+             "paths are appended to this URL (write the base URL, e.g. https://api.openai.com/v1)");
   p2q_config_t *c = load_ok("[http]\nlisten = [::1]:9187\n");
   assert_string_equal(c->http_listen, "[::1]:9187");
   p2q_config_free(c);
@@ -598,6 +608,15 @@ static void test_dump_masks(void **state) {
   assert_non_null(strstr(d, "url = https://user:*****@q:6333\n"));
   assert_non_null(strstr(d, "; P2Q_TEST_SECRET_KEY is set in the environment\napi_key_env = P2Q_TEST_SECRET_KEY\n"));
   assert_non_null(strstr(d, "; P2Q_TEST_UNSET_KEY is not set in the environment\n"));
+  free(d);
+  p2q_config_free(c);
+
+  /* a cluster's node list: every element masked */
+  c = load_ok("[qdrant]\nurl = https://u:qpw1@q1:6333, https://u:qpw2@q2:6333,https://q3:6333\n");
+  d = dump_str(c);
+  assert_null(strstr(d, "qpw1"));
+  assert_null(strstr(d, "qpw2"));
+  assert_non_null(strstr(d, "url = https://u:*****@q1:6333, https://u:*****@q2:6333,https://q3:6333\n"));
   free(d);
   p2q_config_free(c);
 
