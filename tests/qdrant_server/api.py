@@ -281,6 +281,7 @@ class Api:
     def __init__(self, store, validator):
         self.store = store
         self.v = validator
+        self.cluster = None         # cluster.Cluster in cluster mode (set by the server)
         self._checks = {}
         self.routes = []
         R = self._route
@@ -288,6 +289,7 @@ class Api:
         R("GET", r"/healthz", self.healthz, None)
         R("GET", r"/livez", self.livez, None)
         R("GET", r"/readyz", self.readyz, None)
+        R("GET", r"/cluster", self.cluster_status, None)
         R("GET", r"/collections", self.list_collections, None)
         R("GET", r"/collections/{c}", self.get_collection, None)
         R("PUT", r"/collections/{c}", self.create_collection, "CreateCollection")
@@ -397,6 +399,11 @@ class Api:
     def readyz(self, req, p, body, t0):
         return Response(200, b"all shards are ready", "text/plain; charset=utf-8")
 
+    def cluster_status(self, req, p, body, t0):
+        if self.cluster is None:
+            return ok({"status": "disabled"}, t0)
+        return ok(self.cluster.status(getattr(req, "node", 0)), t0)
+
     # -- collections ------------------------------------------------------------------------
     def list_collections(self, req, p, body, t0):
         return ok({"collections": [{"name": n} for n in self.store.collections]}, t0)
@@ -429,6 +436,8 @@ class Api:
             vecs = body.get("vectors")
             if isinstance(vecs, dict) and vname in vecs and "size" not in vecs:
                 raise wrong_input(f"Sparse vector name `{vname}` conflicts with dense vector")
+        if self.cluster is not None and not body.get("shard_number"):
+            body = dict(body, shard_number=len(self.cluster.nodes))   # Qdrant: one per peer
         self.store.collections[name] = st.Collection(name, body)
         return ok(True, t0)
 

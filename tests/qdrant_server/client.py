@@ -23,7 +23,7 @@ SERVER = os.path.join(HERE, "server.py")
 
 
 class QdrantStub:
-    def __init__(self, proc, host, port, control_port, api_key):
+    def __init__(self, proc, host, port, control_port, api_key, ports=None):
         self.proc = proc
         self.host = host
         self.port = port
@@ -31,12 +31,15 @@ class QdrantStub:
         self.api_key = api_key
         self.url = f"http://{host}:{port}"
         self.control_url = f"http://{host}:{control_port}"
+        self.ports = ports or [port]                              # cluster mode: every node's
+        self.urls = [f"http://{host}:{p}" for p in self.ports]
+        self.cluster_url = ", ".join(self.urls)                   # [qdrant] url of all nodes
 
     # -- lifecycle ----------------------------------------------------------------------------
     @classmethod
-    def start(cls, api_key=None, bench=False, host="127.0.0.1", port=0, timeout=20.0):
+    def start(cls, api_key=None, bench=False, host="127.0.0.1", port=0, timeout=20.0, nodes=1):
         cmd = [sys.executable, SERVER, "--port", str(port), "--control-port", "0",
-               "--host", host, "--parent-pid", str(os.getpid())]
+               "--host", host, "--parent-pid", str(os.getpid()), "--nodes", str(nodes)]
         if api_key is not None:
             cmd += ["--api-key", api_key]
         if bench:
@@ -54,7 +57,8 @@ class QdrantStub:
             proc.kill()
             raise RuntimeError("qdrant test server did not become ready")
         fields = dict(kv.split("=") for kv in line.split()[1:])
-        return cls(proc, host, int(fields["port"]), int(fields["control_port"]), api_key)
+        ports = [int(p) for p in fields.get("ports", fields["port"]).split(",")]
+        return cls(proc, host, int(fields["port"]), int(fields["control_port"]), api_key, ports)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -123,6 +127,41 @@ class QdrantStub:
 
     def reset(self):
         self.control("POST", "reset")
+
+    # -- cluster mode (start(nodes=N)) ----------------------------------------------------------
+    def cluster(self):
+        return self.control("GET", "cluster")
+
+    def node_down(self, node):
+        self.control("POST", "node/down", {"node": node})
+
+    def node_up(self, node):
+        self.control("POST", "node/up", {"node": node})
+
+    def node_stop(self, node, grace=30):
+        """SIGTERM-like: new connections refused now, open ones served for grace s, then down."""
+        self.control("POST", "node/stop", {"node": node, "grace": grace})
+
+    def shard_of(self, collection, ids):
+        return self.control("POST", "shard_of", {"collection": collection, "ids": ids})["shards"]
+
+    def call_node(self, node, method, path, body=None, timeout=30):
+        """A Qdrant call to one node of the cluster -> (status, parsed body)."""
+        conn = http.client.HTTPConnection(self.host, self.ports[node], timeout=timeout)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            hdrs = {"Content-Type": "application/json"} if data else {}
+            if self.api_key:
+                hdrs["api-key"] = self.api_key
+            conn.request(method, path, body=data, headers=hdrs)
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
+        try:
+            return resp.status, json.loads(raw)
+        except ValueError:
+            return resp.status, raw.decode("utf-8", "replace")
 
     def down(self):
         self.control("POST", "down")

@@ -26,6 +26,17 @@ Owns the run-time scripting surface used by tests:
   POST /control/corrupt         {"collection", "id", "payload"?: merge, "set_payload"?: replace,
                                  "delete_keys"?: [...], "vector"?: {...}|[...], "delete"?: bool}
                                 edits stored points behind the daemon's back (drift)
+  Cluster mode (``--nodes N``, cluster.py):
+  GET  /control/cluster         -> {"nodes": [{node, peer_id, port, listening, down, stopping}],
+                                 "collections": {c: {shard_number, replication_factor,
+                                 write_consistency_factor, shards: [[node...]...]}}}
+  POST /control/node/down {"node"}   the node's port refuses, open connections reset, its
+                                 shards unavailable; /control/node/up {"node"} brings it back
+  POST /control/node/stop {"node", "grace"}  SIGTERM-like: refuses new connections at once,
+                                 serves open ones for grace seconds, then down
+  POST /control/shard_of {"collection", "ids"} -> {"shards": [{id, shard, nodes}]}
+  Fault rules (fail, latency, reset_connection, update_status) take "node": that node only
+  (e.g. a 503 from one node in recovery).
 
 Invariants: control requests never appear in the Qdrant request log and are never subject to
 injected faults or the API key; ``GET /control/log`` and ``GET /control/points/{c}`` answer a
@@ -116,6 +127,8 @@ def handle_control(app, method, path, query, body):
             return 200, _points_dump(coll)
     if key == ("POST", "corrupt"):
         return 200, _corrupt(app, body)
+    if rest[:1] in (["cluster"], ["node"], ["shard_of"]):
+        return 200, _cluster(app, method, rest, body)
     raise ControlError(404, f"unknown control route {method} {path}")
 
 
@@ -148,3 +161,26 @@ def _corrupt(app, body):
             except st.ApiError as e:
                 raise ControlError(400, e.message)
         return {"ok": True}
+
+
+def _cluster(app, method, rest, body):
+    cl = app.cluster
+    if cl is None:
+        raise ControlError(400, "not in cluster mode (start the server with --nodes N)")
+    if method == "GET" and rest == ["cluster"]:
+        return dict(cl.describe(), ok=True)
+    if method == "POST" and rest == ["shard_of"]:
+        return {"ok": True, "shards": cl.shard_of_ids(body.get("collection"), body.get("ids") or [])}
+    if method == "POST" and len(rest) == 2 and rest[0] == "node":
+        if "node" not in body:
+            raise ControlError(400, "node is required")
+        if rest[1] == "down":
+            cl.node_down(body["node"])
+        elif rest[1] == "up":
+            cl.node_up(body["node"])
+        elif rest[1] == "stop":
+            cl.node_stop(body["node"], float(body.get("grace", 30)))
+        else:
+            raise ControlError(404, f"unknown node action {rest[1]}")
+        return {"ok": True}
+    raise ControlError(404, f"unknown cluster route {method} /control/{'/'.join(rest)}")

@@ -89,6 +89,7 @@ class Rule:
             raise ValueError(f"bad path regex: {e}") from None
         self.method = spec.get("method").upper() if spec.get("method") else None
         self.collection = spec.get("collection")
+        self.node = spec.get("node")     # cluster mode: requests to that node only (its index)
         self.writes = bool(spec.get("writes", False))
         self.min_body = int(spec.get("min_body") or 0)  # only requests with a body this large
         #                                                 (a proxy's body limit: 413 on big batches)
@@ -121,8 +122,10 @@ class Rule:
         return (self.count is not None and self.count <= 0) or \
             (self.until is not None and now >= self.until)
 
-    def matches(self, method, path, length=0):
+    def matches(self, method, path, length=0, node=None):
         if self.min_body and length < self.min_body:
+            return False
+        if self.node is not None and node != self.node:
             return False
         if self.method is not None and method != self.method:
             return False
@@ -189,7 +192,7 @@ class Rule:
                 "seconds_left": None if self.until is None else
                 max(0.0, self.until - time.monotonic()),
                 "path": self.path.pattern if self.path else None, "method": self.method,
-                "collection": self.collection, "writes": self.writes,
+                "collection": self.collection, "node": self.node, "writes": self.writes,
                 "retry_after": self.retry_after, "apply": self.apply, "ms": self.ms,
                 "mode": self.mode, "update_status": self.update_status,
                 "headers": dict(self.headers), "huge": self.huge, "chunked": self.chunked,
@@ -228,38 +231,38 @@ class Faults:
         """``{"ms": M}`` replaces all latency; with count/seconds/path it adds a rule."""
         with self.lock:
             if not any(k in spec for k in ("count", "seconds", "path", "method", "writes",
-                                           "collection")):
+                                           "collection", "node")):
                 self.latency_rules.clear()
                 if spec.get("ms", 0) <= 0:
                     return
                 spec = dict(spec, seconds=10 ** 9)
         self.add("latency", spec)
 
-    def _take(self, rules, method, path, length=0):
+    def _take(self, rules, method, path, length=0, node=None):
         now = time.monotonic()
         rules[:] = [r for r in rules if not r.expired(now)]
         for r in rules:
-            if r.matches(method, path, length):
+            if r.matches(method, path, length, node):
                 if r.count is not None:
                     r.count -= 1
                 return r
         return None
 
-    def take_fail(self, method, path, length=0):
+    def take_fail(self, method, path, length=0, node=None):
         with self.lock:
-            return self._take(self.fail_rules, method, path, length)
+            return self._take(self.fail_rules, method, path, length, node)
 
-    def take_reset(self, method, path):
+    def take_reset(self, method, path, node=None):
         with self.lock:
-            return self._take(self.reset_rules, method, path)
+            return self._take(self.reset_rules, method, path, 0, node)
 
-    def take_status(self, method, path):
+    def take_status(self, method, path, node=None):
         with self.lock:
-            return self._take(self.status_rules, method, path)
+            return self._take(self.status_rules, method, path, 0, node)
 
-    def latency_ms(self, method, path):
+    def latency_ms(self, method, path, node=None):
         with self.lock:
-            r = self._take(self.latency_rules, method, path)
+            r = self._take(self.latency_rules, method, path, 0, node)
             return r.ms if r else 0
 
     def describe(self):

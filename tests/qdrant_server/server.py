@@ -4,10 +4,11 @@
 Usage::
 
     python3 tests/qdrant_server/server.py --port P --control-port C [--api-key K]
-                                          [--bench-mode] [--host 127.0.0.1]
+                                          [--bench-mode] [--host 127.0.0.1] [--nodes N]
 
-Prints ``READY port=P control_port=C`` on stdout once both ports listen (port 0 picks a free
-port; the line reports the real ones).
+Prints ``READY port=P control_port=C ports=P,P2,…`` on stdout once the ports listen (port 0
+picks a free port; the line reports the real ones). ``--nodes N`` (N ≥ 2) is cluster mode
+(cluster.py): N Qdrant ports sharing one store, ``GET /cluster`` enabled, shards on nodes.
 
 Owns: the HTTP/1.1 keep-alive transport of the Qdrant port (thread per connection, idle
 connections closed after 5 s like Qdrant/actix), request framing (Content-Length or chunked),
@@ -38,6 +39,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import api as qapi          # noqa: E402
+import cluster as qcluster  # noqa: E402
 import control              # noqa: E402
 from faults import Faults   # noqa: E402
 from store import Store     # noqa: E402
@@ -65,7 +67,7 @@ class _Headers:
 
 
 class App:
-    def __init__(self, host, port, api_key, bench):
+    def __init__(self, host, port, api_key, bench, nodes=1):
         self.host = host
         self.port = port
         self.api_key = api_key
@@ -76,37 +78,56 @@ class App:
         self.store = Store()
         self.api = qapi.Api(self.store, Validator(spec, fast=bench))
         self.faults = Faults()
-        self.server = None
-        self.conns = set()
-        self.conns_lock = threading.Lock()
         self.state_lock = threading.Lock()
+        self.cluster = qcluster.Cluster(self, nodes) if nodes > 1 else None
+        self.nodes = self.cluster.nodes if self.cluster else [qcluster.Node(0, host, port)]
+        self.api.cluster = self.cluster
+
+    @property
+    def server(self):
+        return self.nodes[0].server
 
     # -- listening socket lifecycle -------------------------------------------------------------
     def is_down(self):
-        return self.server is None
+        return all(nd.server is None for nd in self.nodes)
 
-    def go_up(self):
+    def node_listen(self, nd):
         with self.state_lock:
-            if self.server is not None:
+            if nd.server is not None:
                 return
-            srv = QdrantHTTPServer((self.host, self.port), QdrantHandler)
+            srv = QdrantHTTPServer((nd.host, nd.port), QdrantHandler)
             srv.app = self
-            self.port = srv.server_address[1]
-            self.server = srv
+            srv.node = nd
+            nd.port = srv.server_address[1]
+            if nd.index == 0:
+                self.port = nd.port
+            nd.server = srv
             threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
                              daemon=True).start()
 
-    def go_down(self):
+    def node_close(self, nd, abort=True):
+        """Stop listening (refused from now on); abort: also reset the open connections."""
         with self.state_lock:
-            srv, self.server = self.server, None
-            if srv is None:
+            srv, nd.server = nd.server, None
+            if srv is not None:
+                srv.shutdown()
+                srv.server_close()
+            if not abort:
                 return
-            srv.shutdown()
-            srv.server_close()
-            with self.conns_lock:
-                conns = list(self.conns)
+            with nd.conns_lock:
+                conns = list(nd.conns)
             for c in conns:
                 _abort_foreign(c)
+
+    def go_up(self):
+        for nd in self.nodes:
+            nd.down = False
+            nd.stopping_until = None
+            self.node_listen(nd)
+
+    def go_down(self):
+        for nd in self.nodes:
+            self.node_close(nd, abort=True)
 
     # -- auth -----------------------------------------------------------------------------------
     def auth_error(self, path, headers):
@@ -172,12 +193,12 @@ class QdrantHandler(BaseHTTPRequestHandler):
     def setup(self):
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.server.app.conns_lock:
-            self.server.app.conns.add(self.connection)
+        with self.server.node.conns_lock:
+            self.server.node.conns.add(self.connection)
 
     def finish(self):
-        with self.server.app.conns_lock:
-            self.server.app.conns.discard(self.connection)
+        with self.server.node.conns_lock:
+            self.server.node.conns.discard(self.connection)
         try:
             super().finish()
         except OSError:
@@ -238,14 +259,16 @@ class QdrantHandler(BaseHTTPRequestHandler):
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         method = self.command
         body, length = self._read_body()
+        node = self.server.node.index
         entry = {"ts": t0, "method": method, "path": path, "query": query,
                  "collection": None, "points": None, "ids": None, "status": None,
-                 "fault": None}
-        ms = app.faults.latency_ms(method, path)
+                 "fault": None, "node": node}
+        ms = app.faults.latency_ms(method, path, node=node)
         if ms:
             time.sleep(ms / 1000.0)
-        rule = app.faults.take_fail(method, path, length or 0)
+        rule = app.faults.take_fail(method, path, length or 0, node=node)
         req = qapi.Request(method, path, query, _Headers(self.headers), body or b"")
+        req.node = node
         if rule is not None:
             if rule.apply and app.auth_error(path, self.headers) is None and body is not None:
                 app.api.handle(req)            # applied; the injected answer replaces the real one
@@ -263,17 +286,22 @@ class QdrantHandler(BaseHTTPRequestHandler):
             if auth is not None:
                 resp = qapi.Response(401, auth.encode(), None)   # Qdrant: no Content-Type
             else:
-                reset = app.faults.take_reset(method, path)
+                reset = app.faults.take_reset(method, path, node=node)
                 if reset is not None and not reset.apply:
                     entry["fault"] = "reset"
                     self._note_points(app, req, entry)
                     self._log(app, req, entry, 0)   # status 0: nothing was processed
                     self._reset_mid_response(qapi.error(500, "reset"), reset.mode)
                     return
-                resp = app.api.handle(req)
+                resp = app.cluster.write(req) if app.cluster and body is not None else None
+                if resp is not None:
+                    entry["fault"] = "shards"
+                    self._note_points(app, req, entry)
+                else:
+                    resp = app.api.handle(req)
                 if resp.status == 200 and req.method in ("PUT", "POST") and \
                         b'"operation_id"' in resp.body[:200]:
-                    srule = app.faults.take_status(method, path)
+                    srule = app.faults.take_status(method, path, node=node)
                     if srule is not None:
                         entry["fault"] = "update_status"
                         resp = _override_status(resp, srule.update_status)
@@ -409,16 +437,19 @@ def main(argv=None):
     ap.add_argument("--api-key", default=None)
     ap.add_argument("--bench-mode", action="store_true")
     ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--nodes", type=int, default=1,
+                    help="cluster mode: this many Qdrant ports sharing one store (cluster.py)")
     ap.add_argument("--parent-pid", type=int, default=0,
                     help="exit when this process is gone (set by client.QdrantStub)")
     args = ap.parse_args(argv)
-    app = App(args.host, args.port, args.api_key, args.bench_mode)
+    app = App(args.host, args.port, args.api_key, args.bench_mode, max(1, args.nodes))
     app.go_up()
     ctl = ThreadingHTTPServer((args.host, args.control_port), ControlHandler)
     ctl.daemon_threads = True
     ctl.app = app
     threading.Thread(target=ctl.serve_forever, daemon=True).start()
-    print(f"READY port={app.port} control_port={ctl.server_address[1]}", flush=True)
+    ports = ",".join(str(nd.port) for nd in app.nodes)
+    print(f"READY port={app.port} control_port={ctl.server_address[1]} ports={ports}", flush=True)
     try:
         while True:
             time.sleep(1.0)
