@@ -22,7 +22,10 @@
 #include "pg2qdrant/embedder.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/netaddr.h"
+#include "pg2qdrant/collection.h"
+#include "pg2qdrant/nodes.h"
 #include "pg2qdrant/qdrant.h"
+#include "pg2qdrant/qdrant_sync.h"
 
 typedef struct {
   int done, err;
@@ -111,12 +114,55 @@ out:
   return usable;
 }
 
+/* A Qdrant cluster (GET /cluster): the nodes [qdrant] url lists, and collections with one replica
+   per shard (README "Qdrant clusters"). */
+static void check_cluster(p2q_check_t *c, p2q_qdrant_blocking_t *b) {
+  const p2q_config_t *cfg = c->cfg;
+  cJSON *root = NULL;
+  const cJSON *res = NULL;
+  char msg[512], why[128];
+  if (p2q_qdrant_blocking_path(b, "GET", "/cluster", NULL, &root, &res, NULL, NULL, msg, sizeof msg)) {
+    p2q_check_report(c, P2Q_CHECK_WARN, "qdrant.cluster", NULL, "GET /cluster: %s", msg);
+    return;
+  }
+  int peers = p2q_collection_cluster_peers(res), listed = p2q_nodes_split(cfg->qdrant_url, NULL, 0, why, sizeof why);
+  cJSON_Delete(root);
+  if (peers < 2)
+    p2q_check_report(c, P2Q_CHECK_OK, "qdrant.cluster", NULL, "a single node (distributed mode off)");
+  else if (listed < 2)
+    p2q_check_report(c, P2Q_CHECK_WARN, "qdrant.cluster", "list every node in [qdrant] url, separated by commas",
+                     "a %d-node cluster, [qdrant] url names one node: nothing syncs while it is down", peers);
+  else
+    p2q_check_report(c, P2Q_CHECK_OK, "qdrant.cluster", NULL, "a %d-node cluster, %d nodes in [qdrant] url", peers, listed);
+  for (int i = 0; peers >= 2 && i < cfg->n_rules; i++) {
+    const p2q_rule_config_t *r = &cfg->rules[i];
+    char w[512], name[300];
+    int seen = 0;
+    for (int j = 0; j < i; j++) seen |= !strcmp(cfg->rules[j].collection, r->collection);
+    if (seen || r->replication_factor) continue; /* once per collection; a configured factor is a choice */
+    if (p2q_qdrant_blocking_call(b, "GET", r->collection, "", NULL, &root, &res, msg, sizeof msg) == 0 &&
+        p2q_collection_single_replica_warning(res, peers, r->collection, w, sizeof w)) {
+      snprintf(name, sizeof name, "collection.%s.replicas", r->collection);
+      char *fix = strstr(w, " -- fix: ");
+      if (fix) *fix = 0;
+      p2q_check_report(c, P2Q_CHECK_WARN, name, fix ? fix + 9 : NULL, "%s", w);
+    }
+    cJSON_Delete(root);
+    root = NULL;
+  }
+}
+
 /* Each collection as the config wants it (collection.c: vectors of every rule writing it, sparse
    vectors, HNSW, quantization, sharding, payload indexes), compared without changing anything. */
 static void check_collections(p2q_check_t *c) {
   const p2q_config_t *cfg = c->cfg;
   p2q_qdrant_options_t o;
+  p2q_qdrant_blocking_t *b = NULL;
   p2q_qdrant_options_from_config(cfg, &o);
+  if (p2q_qdrant_blocking_open(&o, &b) == 0) {
+    check_cluster(c, b);
+    p2q_qdrant_blocking_close(b);
+  }
   for (int i = 0; i < cfg->n_rules; i++) {
     const char *coll = cfg->rules[i].collection;
     int seen = 0;

@@ -27,8 +27,44 @@ static const char *const index_types[] = {"keyword", "integer", "float", "bool",
                                           "datetime", "text", "uuid", NULL};
 
 int64_t p2q_collection_default_replication(const p2q_config_t *cfg) {
-  (void)cfg; /* issue 17: a cluster-aware default (e.g. min(3, peers)) is decided here */
+  (void)cfg; /* the cluster default needs the peer count: p2q_collection_cluster_replication */
   return 0;
+}
+
+int p2q_collection_cluster_peers(const cJSON *result) {
+  const cJSON *st = cJSON_GetObjectItemCaseSensitive(result, "status");
+  const cJSON *peers = cJSON_GetObjectItemCaseSensitive(result, "peers");
+  if (!cJSON_IsString(st) || strcmp(st->valuestring, "enabled") || !cJSON_IsObject(peers)) return 1;
+  int n = cJSON_GetArraySize(peers);
+  return n > 0 ? n : 1;
+}
+
+int64_t p2q_collection_cluster_replication(int64_t configured, int peers) {
+  return configured ? configured : peers >= 2 ? 2 : 0;
+}
+
+int p2q_collection_single_replica_warning(const cJSON *info, int peers, const char *collection, char *out,
+                                          size_t n) {
+  const cJSON *params = cJSON_GetObjectItemCaseSensitive(
+      cJSON_GetObjectItemCaseSensitive(info, "config"), "params");
+  const cJSON *rf = cJSON_GetObjectItemCaseSensitive(params, "replication_factor");
+  long r = cJSON_IsNumber(rf) ? (long)rf->valuedouble : 1;
+  if (peers < 2 || r >= 2) return 0;
+  snprintf(out, n, "collection %s has one replica per shard on a %d-node Qdrant cluster: while a node is down, "
+           "writes to its shards fail (nothing is lost: they wait) -- fix: replication_factor = 2 and add a "
+           "replica of each shard (README \"Qdrant clusters\")", collection, peers);
+  return 1;
+}
+
+/* Nodes of the Qdrant cluster (GET /cluster): 1 for a single node, 0 when it cannot tell. */
+static int cluster_peers(p2q_qdrant_blocking_t *b) {
+  cJSON *root = NULL;
+  const cJSON *res = NULL;
+  char msg[256];
+  int rc = p2q_qdrant_blocking_path(b, "GET", "/cluster", NULL, &root, &res, NULL, NULL, msg, sizeof msg);
+  int peers = rc ? 0 : p2q_collection_cluster_peers(res);
+  cJSON_Delete(root);
+  return peers;
 }
 
 int p2q_collection_parse_index(const char *item, char *buf, size_t buflen, const char **field,
@@ -429,6 +465,11 @@ int p2q_collection_ensure(const p2q_qdrant_options_t *opts, const p2q_config_t *
   if (rc && p2q_qdrant_blocking_status(b) == 404 && strstr(msg, "ollection")) { /* Qdrant's "Collection `c` doesn't exist!" */
     msg[0] = 0;
     rc = 0;
+    int peers = s.replication_factor ? 0 : cluster_peers(b);
+    if (!s.replication_factor && (s.replication_factor = p2q_collection_cluster_replication(0, peers)))
+      P2Q_INFO("qdrant_cluster_default", "collection=%s nodes=%d replication_factor=%lld "
+               "why=\"a Qdrant cluster: one node down must not fail writes (set replication_factor to choose)\"",
+               collection, peers, (long long)s.replication_factor);
     body = p2q_collection_create_body(&s);
     if (!body) { rc = P2Q_ENOMEM; goto out; }
     if (mode == P2Q_COLL_DRY) { if (out) fprintf(out, "collection %s: would be created: %s\n", collection, body); goto out; }
@@ -444,6 +485,13 @@ int p2q_collection_ensure(const p2q_qdrant_options_t *opts, const p2q_config_t *
   int n_missing = 0, fatal = 0;
   int hard = p2q_collection_diff(&s, res, &report, &patch, missing, &n_missing, &fatal);
   if (hard < 0) { rc = hard; snprintf(msg, msglen, "collection info has no config.params"); goto out; }
+  if (!s.replication_factor && mode != P2Q_COLL_DRY) { /* default left: one replica on a cluster? (check: its own) */
+    char w[512];
+    if (p2q_collection_single_replica_warning(res, cluster_peers(b), collection, w, sizeof w)) {
+      if (out) fprintf(out, "warning: %s\n", w);
+      else P2Q_WARN("collection_single_replica", "collection=%s msg=\"%s\"", collection, w);
+    }
+  }
   if (out && report.len && !fatal) fputs(report.data, out);
   if (!out && report.len && !fatal) {
     char q[1100];

@@ -95,7 +95,6 @@ int p2q_qdrant_blocking_call_raw(p2q_qdrant_blocking_t *b, const char *method, c
                                  const cJSON **result, char **raw, size_t *rawlen, char *msg,
                                  size_t msglen) {
   char esc[800], path[1024];
-  call_t c;
   *root = NULL;
   *result = NULL;
   if (p2q_qdrant_path_escape(collection, esc, sizeof esc) < 0) {
@@ -103,6 +102,15 @@ int p2q_qdrant_blocking_call_raw(p2q_qdrant_blocking_t *b, const char *method, c
     return P2Q_EINVAL;
   }
   snprintf(path, sizeof path, "/collections/%s%s", esc, suffix);
+  return p2q_qdrant_blocking_path(b, method, path, body, root, result, raw, rawlen, msg, msglen);
+}
+
+int p2q_qdrant_blocking_path(p2q_qdrant_blocking_t *b, const char *method, const char *path,
+                             const char *body, cJSON **root, const cJSON **result, char **raw,
+                             size_t *rawlen, char *msg, size_t msglen) {
+  call_t c;
+  *root = NULL;
+  *result = NULL;
   int rc = 0;
   for (int attempt = 0;; attempt++) {
     rc = call_once(b, method, path, body, &c);

@@ -53,9 +53,19 @@ int p2q_collection_rules_conflict(const p2q_rule_config_t *a, const p2q_rule_con
 int p2q_collection_parse_index(const char *item, char *buf, size_t buflen, const char **field,
                                const char **type, const char **flag, char *why, size_t n);
 
-/* Replication factor used when the rules leave it at 0. The hook for cluster-aware defaults
-   (issue 17): today 0, i.e. Qdrant's own default (1). */
+/* Replication factor used when the rules leave it at 0 in the spec: 0, i.e. not managed (an
+   existing collection keeps its own). Creation applies the cluster default below. */
 int64_t p2q_collection_default_replication(const p2q_config_t *cfg);
+
+/* Qdrant clusters (issue 17). Peers in a GET /cluster result (1: "disabled", a single node). */
+int p2q_collection_cluster_peers(const cJSON *cluster_result);
+/* The replication factor a new collection gets: the configured one, else 2 on a cluster of ≥ 2
+   nodes (one node down then costs no write), else 0 (Qdrant's default, 1). */
+int64_t p2q_collection_cluster_replication(int64_t configured, int peers);
+/* 1 with a warning in out when the collection (info = GET /collections/{c} result) has one
+   replica per shard on a cluster of peers ≥ 2 nodes (apply, check, run's start-up). */
+int p2q_collection_single_replica_warning(const cJSON *info, int peers, const char *collection, char *out,
+                                          size_t n);
 
 /* PUT /collections/{c} body (malloc'd JSON) / PUT …/index body for one index item. */
 char *p2q_collection_create_body(const p2q_coll_spec_t *s);

@@ -28,6 +28,11 @@ int p2q_qdrant_blocking_call_raw(p2q_qdrant_blocking_t *b, const char *method, c
                                  const cJSON **result, char **raw, size_t *rawlen, char *msg,
                                  size_t msglen);
 
+/* The same for any path ("/cluster"), already escaped. raw may be NULL. */
+int p2q_qdrant_blocking_path(p2q_qdrant_blocking_t *b, const char *method, const char *path,
+                             const char *body, cJSON **root, const cJSON **result, char **raw,
+                             size_t *rawlen, char *msg, size_t msglen);
+
 /* The HTTP status of the last call's answer (0: none). */
 long p2q_qdrant_blocking_status(const p2q_qdrant_blocking_t *b);
 /* POST …/points/scroll {"limit", "offset"? (JSON text, or NULL for the first page),
