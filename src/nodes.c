@@ -111,19 +111,25 @@ int p2q_nodes_failed(p2q_nodes_t *ns, int i, uint64_t now, const char *msg) {
   return was;
 }
 
-int p2q_nodes_succeeded(p2q_nodes_t *ns, int i) {
+int p2q_nodes_succeeded(p2q_nodes_t *ns, int i, uint64_t now) {
   if (i < 0 || i >= ns->n) return 0;
   p2q_node_t *nd = &ns->node[i];
   int was_down = !nd->up;
+  nd->answered_at = now;
   nd->up = 1;
   nd->streak = 0;
   if (was_down) nd->transitions++;
   return was_down;
 }
 
+/* When node nd's next probe is due (loop ms). */
+static uint64_t due_at(const p2q_node_t *nd) {
+  return nd->up ? nd->answered_at + P2Q_NODES_CHECK_MS : nd->due;
+}
+
 int p2q_nodes_due(const p2q_nodes_t *ns, uint64_t now) {
   for (int i = 0; i < ns->n; i++)
-    if (!ns->node[i].up && !ns->node[i].probing && ns->node[i].due <= now) return i;
+    if (!ns->node[i].probing && due_at(&ns->node[i]) <= now) return i;
   return -1;
 }
 
@@ -131,8 +137,8 @@ uint64_t p2q_nodes_next_ms(const p2q_nodes_t *ns, uint64_t now) {
   uint64_t best = UINT64_MAX;
   for (int i = 0; i < ns->n; i++) {
     const p2q_node_t *nd = &ns->node[i];
-    if (nd->up || nd->probing) continue;
-    uint64_t d = nd->due > now ? nd->due - now : 0;
+    if (nd->probing) continue;
+    uint64_t at = due_at(nd), d = at > now ? at - now : 0;
     if (d < best) best = d;
   }
   return best;

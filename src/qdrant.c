@@ -17,7 +17,8 @@
  * never see one node's refusal while another answers. A request that did reach it (reset,
  * empty reply) completes with P2Q_ENODE while another node is up (classify.c: the events wait,
  * no target is booked); a timeout completes as a timeout (a slow collection looks the same).
- * Down nodes are probed with GET /readyz from a timer (`qdrant_node_up` when one answers).
+ * Down nodes, and up nodes nothing answered from for 2 s, are probed with GET /readyz from a
+ * timer (`qdrant_node_up` when a down one answers; nodes.h).
  * Callers see nodes only through on_node and p2q_qdrant_node().
  */
 #include "pg2qdrant/qdrant.h"
@@ -399,7 +400,7 @@ static void node_result(p2q_qdrant_t *q, int i, int failed, const char *msg) {
       if (q->on_node) q->on_node(q->on_node_arg, i, u ? u : nd->url, 0, nd->last_error);
     }
     schedule_probes(q);
-  } else if (p2q_nodes_succeeded(&q->nodes, i)) {
+  } else if (p2q_nodes_succeeded(&q->nodes, i, uv_now(q->loop))) {
     P2Q_INFO("qdrant_node_up", "node=%s nodes_up=%d", u ? u : "?", p2q_nodes_up(&q->nodes));
     if (q->on_node) q->on_node(q->on_node_arg, i, u ? u : nd->url, 1, "");
   }
@@ -624,6 +625,8 @@ int p2q_qdrant_new(uv_loop_t *loop, const p2q_qdrant_options_t *opts, p2q_qdrant
     uv_timer_init(loop, &q->probe_timer);
     q->probe_timer.data = q;
     uv_unref((uv_handle_t *)&q->probe_timer);
+    for (int i = 0; i < q->nodes.n; i++) q->nodes.node[i].answered_at = uv_now(loop);
+    schedule_probes(q);
   }
   *out = q;
   return 0;

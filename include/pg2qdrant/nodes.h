@@ -7,7 +7,10 @@
  * through one node while it answers, so a row's writes do not race each other through two
  * entry points); a node that failed at the transport level (refused, reset, timed out) is down
  * and skipped until a background probe (GET /readyz) sees it answer, on a backoff from 500 ms
- * doubling to P2Q_NODES_PROBE_MAX_MS. When no node is up, requests still go to the down nodes
+ * doubling to P2Q_NODES_PROBE_MAX_MS. Nodes that are up but have not answered anything for
+ * P2Q_NODES_CHECK_MS are probed too: a node no request goes to (the sticky choice uses the
+ * first) is still seen going down and coming back, which is when a write that failed on its
+ * shards can pass again. When no node is up, requests still go to the down nodes
  * in order (one of them may be back before its probe says so): all nodes down is the host's
  * failure, not one node's.
  */
@@ -20,6 +23,7 @@
 #define P2Q_NODES_MAX 16
 #define P2Q_NODES_PROBE_MIN_MS 500
 #define P2Q_NODES_PROBE_MAX_MS 5000
+#define P2Q_NODES_CHECK_MS 2000
 
 typedef struct p2q_node_s {
   char *url;               /* base URL, trailing '/' trimmed (owned) */
@@ -27,6 +31,7 @@ typedef struct p2q_node_s {
   int probing;             /* a probe is in flight */
   unsigned streak;         /* transport failures in a row */
   uint64_t due;            /* next probe (loop ms) while down */
+  uint64_t answered_at;    /* last answer (loop ms): an up node is probed CHECK_MS after it */
   uint64_t failures;       /* total transport failures */
   uint64_t transitions;    /* up <-> down */
   char last_error[200];
@@ -52,9 +57,10 @@ int p2q_nodes_pick(const p2q_nodes_t *ns, unsigned tried_mask);
 /* A transport failure of node i at now: it goes down (if up) and its next probe is scheduled.
  * Returns 1 when it went from up to down. */
 int p2q_nodes_failed(p2q_nodes_t *ns, int i, uint64_t now, const char *msg);
-/* Node i answered (a request or a probe). Returns 1 when it went from down to up. */
-int p2q_nodes_succeeded(p2q_nodes_t *ns, int i);
-/* A down node whose probe is due and not in flight, or -1. */
+/* Node i answered (a request or a probe) at now. Returns 1 when it went from down to up. */
+int p2q_nodes_succeeded(p2q_nodes_t *ns, int i, uint64_t now);
+/* A node whose probe is due and not in flight (down: its backoff; up: nothing answered for
+   P2Q_NODES_CHECK_MS), or -1. */
 int p2q_nodes_due(const p2q_nodes_t *ns, uint64_t now);
 /* Milliseconds until the next probe is due (0 = now), or UINT64_MAX when none is pending. */
 uint64_t p2q_nodes_next_ms(const p2q_nodes_t *ns, uint64_t now);

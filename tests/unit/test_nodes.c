@@ -68,8 +68,8 @@ static void test_pick_and_failover(void **st) {
   assert_int_equal(p2q_nodes_up(&ns), 0);
   assert_int_equal(p2q_nodes_pick(&ns, 0), 0);            /* all down: in order */
   assert_int_equal(p2q_nodes_pick(&ns, 1u), 1);
-  assert_int_equal(p2q_nodes_succeeded(&ns, 2), 1);
-  assert_int_equal(p2q_nodes_succeeded(&ns, 2), 0);
+  assert_int_equal(p2q_nodes_succeeded(&ns, 2, 0), 1);
+  assert_int_equal(p2q_nodes_succeeded(&ns, 2, 0), 0);
   assert_int_equal(p2q_nodes_pick(&ns, 0), 2);            /* the one up first */
   assert_string_equal(ns.node[1].last_error, "reset");
   p2q_nodes_free(&ns);
@@ -81,15 +81,26 @@ static void test_probe_schedule(void **st) {
   char why[128];
   (void)st;
   assert_int_equal(p2q_nodes_init(&ns, "http://a,http://b", why, sizeof why), 0);
-  assert_true(p2q_nodes_next_ms(&ns, 0) == UINT64_MAX);   /* nothing down */
-  assert_int_equal(p2q_nodes_due(&ns, 0), -1);
-  p2q_nodes_failed(&ns, 1, 10000, "x");
-  assert_int_equal(p2q_nodes_next_ms(&ns, 10000), 500);
-  assert_int_equal(p2q_nodes_due(&ns, 10499), -1);
-  assert_int_equal(p2q_nodes_due(&ns, 10500), 1);
-  ns.node[1].probing = 1;                                 /* the probe runs */
+  p2q_nodes_succeeded(&ns, 0, 10000);
+  p2q_nodes_succeeded(&ns, 1, 9000);
+  /* up nodes: checked when nothing answered for 2 s (a node no request goes to is still seen) */
+  assert_int_equal(p2q_nodes_next_ms(&ns, 10000), 1000);
+  assert_int_equal(p2q_nodes_due(&ns, 10999), -1);
+  assert_int_equal(p2q_nodes_due(&ns, 11000), 1);
+  p2q_nodes_succeeded(&ns, 1, 11000);
+  assert_int_equal(p2q_nodes_next_ms(&ns, 11000), 1000);   /* node 0's turn at 12000 */
+  /* a down node: 500 ms doubling to 5 s */
+  p2q_nodes_failed(&ns, 1, 11500, "x");
+  assert_int_equal(p2q_nodes_next_ms(&ns, 11500), 500);    /* before node 0's check */
+  assert_int_equal(p2q_nodes_due(&ns, 11999), -1);
+  assert_int_equal(p2q_nodes_due(&ns, 12000), 0);          /* both due: in order */
+  ns.node[0].probing = 1;                                 /* its probe runs */
+  assert_int_equal(p2q_nodes_due(&ns, 12000), 1);
+  ns.node[1].probing = 1;
   assert_int_equal(p2q_nodes_due(&ns, 20000), -1);
-  assert_true(p2q_nodes_next_ms(&ns, 20000) == UINT64_MAX);
+  assert_true(p2q_nodes_next_ms(&ns, 20000) == UINT64_MAX); /* every probe in flight */
+  ns.node[0].probing = 0;
+  p2q_nodes_succeeded(&ns, 0, 1000000);
   ns.node[1].probing = 0;                                 /* it failed: 1 s, 2 s, 4 s, then 5 s */
   uint64_t want[] = {1000, 2000, 4000, 5000, 5000};
   for (int i = 0; i < 5; i++) {
@@ -97,7 +108,7 @@ static void test_probe_schedule(void **st) {
     assert_int_equal(p2q_nodes_next_ms(&ns, 20000), want[i]);
   }
   assert_int_equal(p2q_nodes_next_ms(&ns, 30000), 0);     /* overdue: now */
-  p2q_nodes_succeeded(&ns, 1);
+  assert_int_equal(p2q_nodes_succeeded(&ns, 1, 30000), 1);
   assert_int_equal(ns.node[1].streak, 0);
   p2q_nodes_failed(&ns, 1, 40000, "x");                   /* the streak starts again */
   assert_int_equal(p2q_nodes_next_ms(&ns, 40000), 500);
