@@ -4,6 +4,8 @@
 #include "pg2qdrant/classify.h"
 #include "pg2qdrant/errors.h"
 
+#include <string.h>
+
 static const char *const verdict_names[] = {
 #define P2Q_VERDICT_NAME(e, name) name,
     P2Q_VERDICTS(P2Q_VERDICT_NAME)
@@ -46,4 +48,9 @@ p2q_verdict_t p2q_classify_embed(int err, int transient, long status, int n_text
   if (transient) return P2Q_V_TRANSIENT;
   (void)n_texts; /* the embedder bisects a rejected batch itself: what reaches here is the texts' */
   return P2Q_V_EVENT_FAULT;
+}
+
+int p2q_classify_shard_failure(const char *msg) {
+  return msg && (strstr(msg, P2Q_QDRANT_SHARDS_FAILED) || strstr(msg, "Tonic status error") ||
+                 strstr(msg, "Tonic transport error"));
 }

@@ -38,6 +38,7 @@ typedef struct {
   int held;                  /* a pause was in force at the last look */
   uint64_t due;              /* next probe, loop ms (while open) */
   int probing;
+  int shards;                /* the last failure was a cluster's shard-level one (classify.h) */
   uint64_t failures;
 } target_t;
 
@@ -168,6 +169,7 @@ static void schedule(p2q_health_t *h) {
 
 static void target_closed(p2q_health_t *h, target_t *t) {
   t->streak = 0;
+  t->shards = 0;
   P2Q_INFO("breaker_closed", "target=%s", t->name);
   if (h->io.changed) h->io.changed(h->io.arg);
 }
@@ -278,6 +280,9 @@ void p2q_health_spend(p2q_health_t *h, const char *collection) {
 static void succeeded(p2q_health_t *h, target_t *t) {
   t->streak = 0;
   p2q_ratelimit_on_success(&t->rl, uv_now(h->loop));
+  /* opened by shard-level failures: a write that happened to touch only healthy shards proves
+     nothing (closing on it made the breaker flap); only the probe, which reaches every shard */
+  if (t->shards && t->br.state != P2Q_BREAKER_CLOSED) return;
   if (p2q_breaker_success(&t->br)) target_closed(h, t);
 }
 
@@ -303,6 +308,7 @@ uint64_t p2q_health_report(p2q_health_t *h, int rule, int embedder, p2q_verdict_
   t->failures++;
   t->streak++;
   record_error(t, v, msg);
+  t->shards = v == P2Q_V_TRANSIENT && p2q_classify_shard_failure(msg);
   int opened = v == P2Q_V_TRANSIENT ? p2q_breaker_failure(&t->br) : p2q_breaker_trip(&t->br);
   char q[300];
   if (opened) {
@@ -320,6 +326,9 @@ uint64_t p2q_health_report(p2q_health_t *h, int rule, int embedder, p2q_verdict_
      probe cadence (breaker_max, and never above retry_max): the open breaker already keeps the
      rules from claiming, and once a probe closes it the backlog must not still be parked */
   uint64_t cap = (uint64_t)h->cfg->breaker_max_ms < max ? (uint64_t)h->cfg->breaker_max_ms : max;
+  /* a node of the cluster is gone: the breaker (closed only by a write reaching every shard,
+     probed at once when a node comes back) holds the rules; the events need not wait longer */
+  if (t->shards) cap = (uint64_t)h->cfg->retry_min_ms < cap ? (uint64_t)h->cfg->retry_min_ms : cap;
   uint64_t d = p2q_backoff_cap((uint64_t)h->cfg->retry_min_ms < cap ? (uint64_t)h->cfg->retry_min_ms : cap, cap,
                                t->streak - 1);
   if (retry_after_ms > 0 && (uint64_t)retry_after_ms > d) d = (uint64_t)retry_after_ms;

@@ -54,5 +54,11 @@ p2q_verdict_t p2q_classify_qdrant(long status, int err, int curl_code, p2q_qdran
  * (0 otherwise), texts in the call. A non-transient failure is the texts' fault (the embedder
  * bisects a rejected HTTP batch itself, so what fails here is what it could not isolate). */
 p2q_verdict_t p2q_classify_embed(int err, int transient, long status, int n_texts);
+/* 1 when a TRANSIENT Qdrant message is a cluster's shard-level failure (a node holding shards is
+ * gone): "… shards failed to apply operation …", or the transport error between nodes alone
+ * ("Tonic status error" / "Tonic transport error", when every shard of the request failed).
+ * health.c then keeps the collection's breaker open until its probe (a write reaching every
+ * shard) passes, and the events wait only retry_min. */
+int p2q_classify_shard_failure(const char *msg);
 
 #endif

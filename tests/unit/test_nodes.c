@@ -127,6 +127,13 @@ static void test_classify_cluster(void **st) {
   /* "1 out of 3 shards failed to apply operation" (500): the collection's transient failure */
   assert_int_equal(p2q_classify_qdrant(500, P2Q_EQDRANT, 0, P2Q_QDRANT_RETRY, 10, &hw), P2Q_V_TRANSIENT);
   assert_int_equal(hw, 0);
+  assert_true(p2q_classify_shard_failure("qdrant upsert docs: HTTP 500: Service internal error: 1 out of 3 shards "
+                                         "failed to apply operation. First error captured: Service internal error: "
+                                         "Tonic status error: status: Unavailable"));
+  assert_true(p2q_classify_shard_failure("Service internal error: Tonic status error: status: Unavailable, message: "
+                                         "\"error trying to connect: tcp connect error: Connection refused\""));
+  assert_false(p2q_classify_shard_failure("Service unavailable: Too many requests"));
+  assert_false(p2q_classify_shard_failure(NULL));
 }
 
 static void test_redact_list(void **st) {
