@@ -205,7 +205,7 @@ def test_node_loss_single_replica(tmp_path, pgdb, docs, cluster):
     assert "warning: collection docs has one replica per shard on a 3-node Qdrant cluster" in r.stdout, r.stdout
     r = d.cli("check", "--json", check=False)
     checks = {c["check"]: c for c in json.loads(r.stdout)["checks"]}
-    assert checks["rule.docs.replicas"]["status"] == "warn"
+    assert checks["collection.docs.replicas"]["status"] == "warn"
     assert checks["qdrant.cluster"]["status"] == "ok" and "3-node cluster, 3 nodes" in checks["qdrant.cluster"]["message"]
     cluster.clear_log()
     p, writer, sampler, drain_s = run_load(d, docs, pgdb, cluster, lambda: cluster.node_down(2),
