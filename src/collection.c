@@ -485,7 +485,7 @@ int p2q_collection_ensure(const p2q_qdrant_options_t *opts, const p2q_config_t *
   int n_missing = 0, fatal = 0;
   int hard = p2q_collection_diff(&s, res, &report, &patch, missing, &n_missing, &fatal);
   if (hard < 0) { rc = hard; snprintf(msg, msglen, "collection info has no config.params"); goto out; }
-  if (!s.replication_factor && mode != P2Q_COLL_DRY) { /* default left: one replica on a cluster? (check: its own) */
+  if (!s.replication_factor && mode == P2Q_COLL_APPLY) { /* default left: one replica on a cluster? (check: its own) */
     char w[512];
     if (p2q_collection_single_replica_warning(res, cluster_peers(b), collection, w, sizeof w)) {
       if (out) fprintf(out, "warning: %s\n", w);

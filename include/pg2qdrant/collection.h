@@ -63,7 +63,7 @@ int p2q_collection_cluster_peers(const cJSON *cluster_result);
    nodes (one node down then costs no write), else 0 (Qdrant's default, 1). */
 int64_t p2q_collection_cluster_replication(int64_t configured, int peers);
 /* 1 with a warning in out when the collection (info = GET /collections/{c} result) has one
-   replica per shard on a cluster of peers ≥ 2 nodes (apply, check, run's start-up). */
+   replica per shard on a cluster of peers ≥ 2 nodes (apply and check warn). */
 int p2q_collection_single_replica_warning(const cJSON *info, int peers, const char *collection, char *out,
                                           size_t n);
 
