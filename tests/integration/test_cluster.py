@@ -193,7 +193,7 @@ def test_node_loss_default_settings(tmp_path, pgdb, docs, cluster):
     assert "event=qdrant_node_down" in d.log_text(p)   # seen by the background probes
     wait_until(lambda: "event=qdrant_node_up" in d.log_text(p), timeout=10, what="node 2 seen back")
     assert "breaker_open" not in d.log_text(p)
-    d.stop(p)
+    assert d.stop(p) == 0                        # clean exit (ASan: no leak)
 
 
 def test_node_loss_single_replica(tmp_path, pgdb, docs, cluster):
@@ -226,7 +226,7 @@ def test_node_loss_single_replica(tmp_path, pgdb, docs, cluster):
     assert "shards failed to apply operation" in text
     probes = [e for e in log if e["path"].endswith("/points/delete") and e["points"] is None]
     assert probes, "the collection was never probed with a write reaching every shard"
-    d.stop(p)
+    assert d.stop(p) == 0                        # clean exit (ASan: no leak)
 
 
 def get(port, path):
@@ -278,4 +278,4 @@ def test_first_node_dies_failover(tmp_path, pgdb, docs, cluster):
     wait_until(lambda: "event=qdrant_node_up" in d.log_text(p), timeout=10, what="node 0 seen back")
     assert "target=collection:docs" not in d.log_text(p)  # a node's failure is not the collection's
     wait_until(lambda: get(port, "/readyz") == (200, "ready\n"), what="node 0 back in readiness")
-    d.stop(p)
+    assert d.stop(p) == 0                        # clean exit (ASan: no leak)
