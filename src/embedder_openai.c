@@ -19,9 +19,11 @@
  * A failed call's unsent requests are dropped.
  * Invariants: a call finishes when its last request is answered or dropped (pending == 0);
  * nothing is queued once the embedder is closing; dispatch() never re-enters itself.
- * Loop thread only.
+ * Works through the narrow context of embedder_openai.h (a call's buffers and its finish
+ * callback): it never calls up into embedder.c. Loop thread only.
  */
-#include "embedder_internal.h"
+#include "embedder_openai.h"
+#include "pg2qdrant/openai.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
 
@@ -32,7 +34,7 @@
 #include <string.h>
 
 struct oreq_s {
-  call_t *c;
+  p2q_emb_call_t *c;
   int first, n;   /* texts [first, first + n) of the call */
   int hard_cut;   /* a lone text already retried cut to max_input_tokens bytes */
   oreq_t *next;
@@ -195,11 +197,11 @@ out:
 
 /* ---- the request FIFO and the shared budget ------------------------------------------------- */
 
-static void dispatch(p2q_embedder_t *e);
+static void dispatch(p2q_emb_openai_t *e);
 
-static void call_fail(call_t *c, int err, int transient, int64_t retry_after_ms, const char *fmt, ...)
+static void call_fail(p2q_emb_call_t *c, int err, int transient, int64_t retry_after_ms, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
-static void call_fail(call_t *c, int err, int transient, int64_t retry_after_ms, const char *fmt, ...) {
+static void call_fail(p2q_emb_call_t *c, int err, int transient, int64_t retry_after_ms, const char *fmt, ...) {
   if (c->err) return; /* the first failure decides */
   c->err = err;
   c->transient = transient;
@@ -212,18 +214,18 @@ static void call_fail(call_t *c, int err, int transient, int64_t retry_after_ms,
 
 /* q is answered or dropped: the call finishes with its last request. */
 static void req_done(oreq_t *q) {
-  call_t *c = q->c;
+  p2q_emb_call_t *c = q->c;
   free(q);
-  if (--c->pending == 0) p2q_emb_call_finish(c);
+  if (--c->pending == 0) c->finish(c); /* the owner delivers and frees it */
 }
 
-static void push_front(p2q_embedder_t *e, oreq_t *q) {
+static void push_front(p2q_emb_openai_t *e, oreq_t *q) {
   q->next = e->q_head;
   e->q_head = q;
   if (!e->q_tail) e->q_tail = q;
 }
 
-static oreq_t *pop(p2q_embedder_t *e) {
+static oreq_t *pop(p2q_emb_openai_t *e) {
   oreq_t *q = e->q_head;
   if (q && !(e->q_head = q->next)) e->q_tail = NULL;
   return q;
@@ -231,12 +233,12 @@ static oreq_t *pop(p2q_embedder_t *e) {
 
 /* What an answer to n texts can weigh: n vectors of dim numbers as JSON text (a float32 printed
    in full is at most ~24 characters with its comma), their envelopes, and the usage. */
-static size_t answer_cap(const p2q_embedder_t *e, int n) {
+static size_t answer_cap(const p2q_emb_openai_t *e, int n) {
   return 65536 + (size_t)n * ((size_t)e->dim * 32 + 256);
 }
 
 /* Both budgets at once: 0 = go (both charged), else the milliseconds to wait. */
-static uint64_t budget_take(p2q_embedder_t *e, uint64_t now, uint64_t tokens) {
+static uint64_t budget_take(p2q_emb_openai_t *e, uint64_t now, uint64_t tokens) {
   uint64_t w = p2q_ratelimit_take(&e->rl_req, now, 1);
   if (w) return w;
   if ((w = p2q_ratelimit_take(&e->rl_tok, now, tokens ? tokens : 1))) {
@@ -250,8 +252,8 @@ static void timer_cb(uv_timer_t *t) { dispatch(t->data); }
 
 static void openai_done(p2q_http_t *h, int err, const p2q_http_response_t *resp, void *arg);
 
-static int send_req(p2q_embedder_t *e, oreq_t *q) {
-  call_t *c = q->c;
+static int send_req(p2q_emb_openai_t *e, oreq_t *q) {
+  p2q_emb_call_t *c = q->c;
   p2q_buf_t body = P2Q_BUF_INIT;
   p2q_openai_body(&body, e->cfg->model, e->cfg->dimensions, (const char *const *)c->texts + q->first,
                   c->lens + q->first, q->n);
@@ -266,14 +268,14 @@ static int send_req(p2q_embedder_t *e, oreq_t *q) {
 }
 
 /* Send from the head of the FIFO while the concurrency cap and the budget allow. */
-static void dispatch(p2q_embedder_t *e) {
+static void dispatch(p2q_emb_openai_t *e) {
   if (e->dispatching) { e->redispatch = 1; return; }
   e->dispatching = 1;
   do {
     e->redispatch = 0;
     while (e->q_head && !e->closing && e->inflight < (int)e->cfg->max_inflight) {
       oreq_t *q = e->q_head;
-      call_t *c = q->c;
+      p2q_emb_call_t *c = q->c;
       if (c->err) { pop(e); req_done(q); continue; } /* its call has failed: not worth sending */
       int64_t tokens = 0;
       for (int i = 0; i < q->n; i++) tokens += p2q_embed_estimate_tokens(c->texts[q->first + i], c->lens[q->first + i]);
@@ -294,8 +296,8 @@ static void dispatch(p2q_embedder_t *e) {
 
 /* 400/413/422 for q: 1 when q went back to the FIFO (halves, or a lone text cut harder), 0 when
    its lone text is rejected (status and reason set) or the split could not be set up. */
-static int rejected(p2q_embedder_t *e, oreq_t *q, const p2q_http_response_t *resp) {
-  call_t *c = q->c;
+static int rejected(p2q_emb_openai_t *e, oreq_t *q, const p2q_http_response_t *resp) {
+  p2q_emb_call_t *c = q->c;
   int f[2], k[2];
   if (p2q_embed_bisect(q->first, q->n, f, k) == 2) {
     oreq_t *b = malloc(sizeof *b);
@@ -329,8 +331,8 @@ static int rejected(p2q_embedder_t *e, oreq_t *q, const p2q_http_response_t *res
   return 0;
 }
 
-static void answered_ok(p2q_embedder_t *e, oreq_t *q, const p2q_http_response_t *resp, uint64_t now) {
-  call_t *c = q->c;
+static void answered_ok(p2q_emb_openai_t *e, oreq_t *q, const p2q_http_response_t *resp, uint64_t now) {
+  p2q_emb_call_t *c = q->c;
   char msg[512];
   long used = 0;
   int rc = p2q_openai_parse(resp->body, resp->body_len, q->n, e->dim,
@@ -346,8 +348,8 @@ static void answered_ok(p2q_embedder_t *e, oreq_t *q, const p2q_http_response_t 
 
 static void openai_done(p2q_http_t *h, int err, const p2q_http_response_t *resp, void *arg) {
   oreq_t *q = arg;
-  call_t *c = q->c;
-  p2q_embedder_t *e = c->e;
+  p2q_emb_call_t *c = q->c;
+  p2q_emb_openai_t *e = c->o;
   uint64_t now = uv_now(e->loop);
   long status = err ? 0 : resp->status;
   char m[300];
@@ -394,7 +396,7 @@ static void openai_done(p2q_http_t *h, int err, const p2q_http_response_t *resp,
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
-int p2q_emb_openai_new(p2q_embedder_t *e, char *err, size_t errlen) {
+int p2q_emb_openai_new(p2q_emb_openai_t *e, char *err, size_t errlen) {
   const p2q_embedder_config_t *cfg = e->cfg;
   if (e->dim <= 0) {
     snprintf(err, errlen, "embedder %s: vector size unknown: set dimensions here, or use it from a "
@@ -423,8 +425,8 @@ int p2q_emb_openai_new(p2q_embedder_t *e, char *err, size_t errlen) {
   return 0;
 }
 
-int p2q_emb_openai_embed(call_t *c) {
-  p2q_embedder_t *e = c->e;
+int p2q_emb_openai_embed(p2q_emb_call_t *c) {
+  p2q_emb_openai_t *e = c->o;
   const p2q_embedder_config_t *cfg = e->cfg;
   int per = cfg->batch_size > 0 ? (int)cfg->batch_size : 64, k = 0;
   oreq_t *head = NULL, **tail = &head;
@@ -454,18 +456,19 @@ int p2q_emb_openai_embed(call_t *c) {
 }
 
 static void timer_closed(uv_handle_t *t) {
-  p2q_embedder_t *e = t->data;
-  e->closed(e);
+  p2q_emb_openai_t *e = t->data;
+  e->closed(e->closed_arg);
 }
 
 static void http_closed(p2q_http_t *h, void *arg) {
-  p2q_embedder_t *e = arg;
+  p2q_emb_openai_t *e = arg;
   (void)h;
   uv_close((uv_handle_t *)&e->timer, timer_closed);
 }
 
-void p2q_emb_openai_close(p2q_embedder_t *e, void (*done)(void *arg)) {
+void p2q_emb_openai_close(p2q_emb_openai_t *e, void (*done)(void *arg), void *arg) {
   e->closed = done;
+  e->closed_arg = arg;
   uv_timer_stop(&e->timer);
   for (oreq_t *q; (q = pop(e));) { /* queued: never sent */
     call_fail(q->c, P2Q_ECANCELED, 1, -1, "embedder: closing");
@@ -474,5 +477,3 @@ void p2q_emb_openai_close(p2q_embedder_t *e, void (*done)(void *arg)) {
   p2q_http_close(e->http, http_closed, e); /* in flight: answered with P2Q_ECANCELED */
 }
 
-uint64_t p2q_embedder_throttled(const p2q_embedder_t *e) { return e->throttled; }
-double p2q_embedder_rate(const p2q_embedder_t *e) { return e->model ? 0 : p2q_ratelimit_rate(&e->rl_req); }

@@ -20,7 +20,7 @@
 
 #include "minilm_kernels.h"
 #include "pg2qdrant/blas_kernel.h"
-#include "pg2qdrant/embedder.h" /* p2q_chunk_windows */
+#include "pg2qdrant/chunk.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/model_config.h"
