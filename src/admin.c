@@ -346,6 +346,10 @@ int p2q_admin_check_schema(PGconn *conn, const char *schema, char *err, size_t e
   return 0;
 }
 
+PGconn *p2q_admin_connect_probe(void *cfg, char *why, size_t n) {
+  return p2q_admin_connect(cfg, "pg2qdrant/pool-probe", why, n);
+}
+
 int p2q_admin_check_run(const p2q_config_t *cfg) {
   char err[1024], q[1100];
   PGconn *conn = p2q_admin_connect(cfg, "pg2qdrant/check", err, sizeof err);
@@ -354,7 +358,7 @@ int p2q_admin_check_run(const p2q_config_t *cfg) {
     return 0;
   }
   int rc = p2q_admin_check_schema(conn, cfg->pg_schema, err, sizeof err);
-  if (rc != P2Q_EMISMATCH && p2q_pooling_detect(cfg, conn, err, sizeof err) == 1) {
+  if (rc != P2Q_EMISMATCH && p2q_pooling_detect(conn, p2q_admin_connect_probe, (void *)cfg, err, sizeof err) == 1) {
     PQfinish(conn);
     fprintf(stderr, "pg2qdrant: run: refusing a transaction-pooled PostgreSQL connection: %s. LISTEN, the "
                     "session settings and the claims' owner identity need a session: connect directly or "

@@ -5,6 +5,7 @@
  */
 #include "pg2qdrant/capture.h"
 #include "pg2qdrant/commands.h"
+#include "pg2qdrant/drift.h"
 #include "pg2qdrant/errors.h"
 
 #include <stdio.h>

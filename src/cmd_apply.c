@@ -27,7 +27,6 @@
  * Blocking libpq and a private curl loop; main thread only.
  */
 #include "pg2qdrant/capture.h"
-#include "pg2qdrant/drift.h"
 #include "pg2qdrant/collection.h"
 #include "pg2qdrant/commands.h"
 #include "pg2qdrant/errors.h"
@@ -60,17 +59,6 @@ static int ensure_collections(const p2q_config_t *cfg, int dry) {
     }
   }
   return 0;
-}
-
-/* "schema"."p2q_drift_NAME"() */
-static void function_ref(p2q_buf_t *b, const char *schema, const char *rule) {
-  p2q_buf_t n = P2Q_BUF_INIT;
-  p2q_buf_printf(&n, "p2q_drift_%s", rule);
-  p2q_sql_ident(b, schema);
-  p2q_buf_putc(b, '.');
-  p2q_sql_ident(b, p2q_buf_str(&n));
-  p2q_buf_puts(b, "()");
-  p2q_buf_free(&n);
 }
 
 static int rollback(PGconn *conn) {
@@ -322,48 +310,6 @@ static int drop_removed(PGconn *conn, const p2q_config_t *cfg) {
   p2q_buf_free(&sql);
   p2q_buf_free(&q);
   return rc;
-}
-
-int p2q_drift_report(PGconn *conn, const p2q_config_t *cfg, int json, p2q_buf_t *out) {
-  int found = 0;
-  if (json) p2q_buf_puts(out, "[");
-  for (int i = 0; i < cfg->n_rules; i++) {
-    const p2q_rule_config_t *r = &cfg->rules[i];
-    p2q_buf_t fn = P2Q_BUF_INIT, sql = P2Q_BUF_INIT;
-    function_ref(&fn, cfg->pg_schema, r->name);
-    const char *params[] = {fn.data};
-    PGresult *res = PQexecParams(conn, "SELECT pg_catalog.to_regprocedure($1) IS NOT NULL", 1, NULL, params,
-                                 NULL, NULL, 0);
-    int applied = PQresultStatus(res) == PGRES_TUPLES_OK && !strcmp(PQgetvalue(res, 0, 0), "t");
-    PQclear(res);
-    res = NULL;
-    if (applied) {
-      p2q_buf_printf(&sql, "SELECT item, used_as, breaks FROM %s ORDER BY 3 DESC, 2, 1", fn.data);
-      res = PQexecParams(conn, sql.data, 0, NULL, NULL, NULL, NULL, 0);
-    }
-    int n = res && PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) : 0;
-    for (int k = 0; k < n; k++) { /* (a rule never applied has no drift function: nothing to say) */
-      const char *item = PQgetvalue(res, k, 0), *as = PQgetvalue(res, k, 1);
-      int breaks = !strcmp(PQgetvalue(res, k, 2), "t");
-      if (json) {
-        p2q_buf_puts(out, found ? ",{\"rule\":" : "{\"rule\":");
-        p2q_buf_json_string(out, r->name, strlen(r->name));
-        p2q_buf_puts(out, ",\"item\":");
-        p2q_buf_json_string(out, item, strlen(item));
-        p2q_buf_printf(out, ",\"used_as\":\"%s\",\"breaks\":%s}", as, breaks ? "true" : "false");
-      } else { /* the daemon's /readyz says the same (drift.c) */
-        p2q_buf_puts(out, "drift: ");
-        p2q_drift_line(out, r->name, r->table, item, as, breaks);
-        p2q_buf_putc(out, '\n');
-      }
-      found++;
-    }
-    PQclear(res);
-    p2q_buf_free(&fn);
-    p2q_buf_free(&sql);
-  }
-  if (json) p2q_buf_puts(out, "]");
-  return found;
 }
 
 /* The DDL guard (capture.h) where apply runs as a superuser; otherwise one line saying what

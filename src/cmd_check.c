@@ -110,7 +110,7 @@ static void check_server(p2q_check_t *c, PGconn *conn) {
 
 static void check_pooling(p2q_check_t *c, PGconn *conn) {
   char why[1024];
-  int rc = p2q_pooling_detect(c->cfg, conn, why, sizeof why);
+  int rc = p2q_pooling_detect(conn, p2q_admin_connect_probe, (void *)c->cfg, why, sizeof why);
   if (rc < 0)
     p2q_check_report(c, P2Q_CHECK_WARN, "postgres.session", NULL, "could not probe for a pooler: %s", why);
   else if (rc == 1)

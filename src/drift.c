@@ -76,6 +76,17 @@ int p2q_drift_describe(const p2q_drift_t *d, int breaking, p2q_buf_t *out) {
   return n;
 }
 
+/* "schema"."p2q_drift_NAME"() */
+void p2q_drift_function_ref(p2q_buf_t *b, const char *schema, const char *rule) {
+  p2q_buf_t n = P2Q_BUF_INIT;
+  p2q_buf_printf(&n, "p2q_drift_%s", rule);
+  p2q_sql_ident(b, schema);
+  p2q_buf_putc(b, '.');
+  p2q_sql_ident(b, p2q_buf_str(&n));
+  p2q_buf_puts(b, "()");
+  p2q_buf_free(&n);
+}
+
 static const p2q_rule_config_t *rule_named(const p2q_config_t *cfg, const char *name) {
   for (int i = 0; i < cfg->n_rules; i++)
     if (!strcmp(cfg->rules[i].name, name)) return &cfg->rules[i];
@@ -159,18 +170,13 @@ static void names_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, v
   }
   int n = PQntuples(res);
   if (n == 0) { d->pending = 0; answered(d, NULL); return; }
-  p2q_buf_t sql = P2Q_BUF_INIT, fn = P2Q_BUF_INIT;
+  p2q_buf_t sql = P2Q_BUF_INIT;
   for (int i = 0; i < n; i++) {
     const char *name = PQgetvalue(res, i, 0);
-    p2q_buf_reset(&fn);
-    p2q_buf_printf(&fn, "p2q_drift_%s", name);
     p2q_buf_puts(&sql, i ? " UNION ALL SELECT " : "SELECT ");
     p2q_sql_literal(&sql, name);
     p2q_buf_puts(&sql, "::text, item, used_as, breaks FROM ");
-    p2q_sql_ident(&sql, d->cfg->pg_schema);
-    p2q_buf_putc(&sql, '.');
-    p2q_sql_ident(&sql, p2q_buf_str(&fn));
-    p2q_buf_puts(&sql, "()");
+    p2q_drift_function_ref(&sql, d->cfg->pg_schema, name);
   }
   int rc = p2q_buf_error(&sql) ? P2Q_ENOMEM : p2q_pg_query(d->pg, sql.data, 0, NULL, rows_cb, d);
   if (rc) {
@@ -178,7 +184,6 @@ static void names_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, v
     check_failed(d, rc, p2q_strerror(rc));
   }
   p2q_buf_free(&sql);
-  p2q_buf_free(&fn);
 }
 
 void p2q_drift_check(p2q_drift_t *d, p2q_pg_t *pg, const p2q_config_t *cfg) {
@@ -197,4 +202,48 @@ void p2q_drift_check(p2q_drift_t *d, p2q_pg_t *pg, const p2q_config_t *cfg) {
   d->cfg = cfg;
   if (!p2q_buf_error(&sql) && p2q_pg_query(pg, sql.data, 0, NULL, names_cb, d) == 0) d->pending = 1;
   p2q_buf_free(&sql);
+}
+
+/* ---- the CLI's report (`status`, synchronous libpq) ---- */
+
+int p2q_drift_report(PGconn *conn, const p2q_config_t *cfg, int json, p2q_buf_t *out) {
+  int found = 0;
+  if (json) p2q_buf_puts(out, "[");
+  for (int i = 0; i < cfg->n_rules; i++) {
+    const p2q_rule_config_t *r = &cfg->rules[i];
+    p2q_buf_t fn = P2Q_BUF_INIT, sql = P2Q_BUF_INIT;
+    p2q_drift_function_ref(&fn, cfg->pg_schema, r->name);
+    const char *params[] = {fn.data};
+    PGresult *res = PQexecParams(conn, "SELECT pg_catalog.to_regprocedure($1) IS NOT NULL", 1, NULL, params,
+                                 NULL, NULL, 0);
+    int applied = PQresultStatus(res) == PGRES_TUPLES_OK && !strcmp(PQgetvalue(res, 0, 0), "t");
+    PQclear(res);
+    res = NULL;
+    if (applied) {
+      p2q_buf_printf(&sql, "SELECT item, used_as, breaks FROM %s ORDER BY 3 DESC, 2, 1", fn.data);
+      res = PQexecParams(conn, sql.data, 0, NULL, NULL, NULL, NULL, 0);
+    }
+    int n = res && PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) : 0;
+    for (int k = 0; k < n; k++) { /* (a rule never applied has no drift function: nothing to say) */
+      const char *item = PQgetvalue(res, k, 0), *as = PQgetvalue(res, k, 1);
+      int breaks = !strcmp(PQgetvalue(res, k, 2), "t");
+      if (json) {
+        p2q_buf_puts(out, found ? ",{\"rule\":" : "{\"rule\":");
+        p2q_buf_json_string(out, r->name, strlen(r->name));
+        p2q_buf_puts(out, ",\"item\":");
+        p2q_buf_json_string(out, item, strlen(item));
+        p2q_buf_printf(out, ",\"used_as\":\"%s\",\"breaks\":%s}", as, breaks ? "true" : "false");
+      } else { /* the daemon's /readyz says the same (drift.c) */
+        p2q_buf_puts(out, "drift: ");
+        p2q_drift_line(out, r->name, r->table, item, as, breaks);
+        p2q_buf_putc(out, '\n');
+      }
+      found++;
+    }
+    PQclear(res);
+    p2q_buf_free(&fn);
+    p2q_buf_free(&sql);
+  }
+  if (json) p2q_buf_puts(out, "]");
+  return found;
 }

@@ -39,12 +39,12 @@ static int one_row(PGconn *c, const char *sql, char *v1, char *v2, size_t n, cha
   return ok ? 0 : -1;
 }
 
-int p2q_pooling_detect(const p2q_config_t *cfg, PGconn *a, char *why, size_t n) {
+int p2q_pooling_detect(PGconn *a, p2q_pg_opener_t open_b, void *arg, char *why, size_t n) {
   char p1[32], p2[32], pb[32], tz[64], err[512];
   int rc = -1;
   PGconn *b = NULL;
   if (one_row(a, "SELECT pg_catalog.pg_backend_pid()", p1, NULL, sizeof p1, why, n)) return -1;
-  if (!(b = p2q_admin_connect(cfg, "pg2qdrant/pool-probe", why, n))) return -1;
+  if (!(b = open_b(arg, why, n))) return -1; /* the caller's connect: this file never calls up */
   PGresult *r = PQexec(b, "BEGIN");
   int began = PQresultStatus(r) == PGRES_COMMAND_OK;
   if (!began) snprintf(err, sizeof err, "%s", PQresultErrorMessage(r));

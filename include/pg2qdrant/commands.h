@@ -35,9 +35,6 @@ int p2q_cmd_embed(const p2q_config_t *cfg, int argc, char **argv);
 /* reconcile exits 0 in sync, 3 drift found (see cmd_reconcile.c), 1 error, 2 usage. */
 int p2q_cmd_reconcile(const p2q_config_t *cfg, int argc, char **argv);
 int p2q_cmd_backfill(const p2q_config_t *cfg, int argc, char **argv);
-/* Each applied rule's drift (its p2q_drift_NAME() function, capture.h): text lines "drift: rule R: …" or a JSON array of {rule, item, used_as, breaks}
-   appended to out. Returns how many were found. */
-int p2q_drift_report(PGconn *conn, const p2q_config_t *cfg, int json, p2q_buf_t *out);
 /* bench: the tuning harness (bench.c); 0 all runs ok, 1 a run failed, 2 usage, 130 interrupted. */
 int p2q_cmd_bench(const p2q_config_t *cfg, int argc, char **argv);
 /* Pin a session to the triggers' search_path (pg_catalog, pg_temp). 0 or -1 + message. */
@@ -63,8 +60,12 @@ int p2q_outbox_install(PGconn *conn, const char *schema, char *err, size_t errle
 int p2q_admin_check_schema(PGconn *conn, const char *schema, char *err, size_t errlen);
 int p2q_admin_check_run(const p2q_config_t *cfg);
 /* 1 when `conn` goes through a transaction- or statement-pooling proxy (PgBouncer), with the
-   evidence in why; 0 for a real session; -1 with the error in why (pooling.c). */
-int p2q_pooling_detect(const p2q_config_t *cfg, PGconn *conn, char *why, size_t n);
+   evidence in why; 0 for a real session; -1 with the error in why (pooling.c). open_b(arg) opens
+   the probe's second connection to the same server (NULL with the error in why). */
+typedef PGconn *(*p2q_pg_opener_t)(void *arg, char *why, size_t n);
+int p2q_pooling_detect(PGconn *conn, p2q_pg_opener_t open_b, void *arg, char *why, size_t n);
+/* The opener p2q_pooling_detect needs, for arg = the config (admin.c). */
+PGconn *p2q_admin_connect_probe(void *cfg, char *why, size_t n);
 /* `pg2qdrant check`: the preflight (cmd_check.c). */
 int p2q_cmd_check(const p2q_config_t *cfg, int argc, char **argv);
 /* The schema version this build installs, and the SHA-1 (hex) of its functions script. */

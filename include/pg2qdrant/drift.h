@@ -44,4 +44,11 @@ int  p2q_drift_describe(const p2q_drift_t *d, int breaking, p2q_buf_t *out);
 void p2q_drift_line(p2q_buf_t *out, const char *rule, const char *table, const char *item,
                     const char *used_as, int breaks);
 
+/* Append "schema"."p2q_drift_RULE"() (quoted). */
+void p2q_drift_function_ref(p2q_buf_t *out, const char *schema, const char *rule);
+/* The CLI's report (`status`, on a synchronous connection): each applied rule's drift as text
+   lines "drift: rule R: …" or a JSON array of {rule, item, used_as, breaks} appended to out.
+   Returns how many were found. */
+int p2q_drift_report(PGconn *conn, const p2q_config_t *cfg, int json, p2q_buf_t *out);
+
 #endif
