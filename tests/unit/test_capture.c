@@ -100,8 +100,9 @@ static void test_install_sql(void **state) {
     /* only the filter's row expression may (and sits in its own exception block) */
     fail_msg("column by reference in the slow path: %.40s", p);
   }
-  /* the change test compares text, short-circuiting per watched column */
-  assert_non_null(strstr(s, "NEW.\"title\"::text IS DISTINCT FROM OLD.\"title\"::text OR"));
+  /* the change test compares text, short-circuiting per watched column, after a binary check */
+  assert_non_null(strstr(s, "(NOT (ROW(NEW.\"title\")::record *= ROW(OLD.\"title\")::record) AND"
+                            " NEW.\"title\"::text IS DISTINCT FROM OLD.\"title\"::text) OR"));
   /* a missing vector column makes upserts born dead, with the reason */
   assert_non_null(strstr(s, "rule docs: its vector column (embedding) is no longer in public.docs"));
   assert_non_null(strstr(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_drift_docs\"()"));
