@@ -44,7 +44,7 @@ static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg
   char msg[1024];
   int host_wide = 0;
   p2q_verdict_t v = p2q_classify_qdrant(resp->status, resp->err, resp->curl_code, resp->cls, r->n, &host_wide);
-  if (w->ctx.on_qdrant) w->ctx.on_qdrant(w->ctx.arg, r->op == P2Q_OP_UPSERT ? "upsert" : "delete", resp);
+  if (w->ctx.on_qdrant) w->ctx.on_qdrant(w->ctx.arg, r->op == P2Q_OP_UPSERT || r->op == P2Q_OP_PAYLOAD ? "upsert" : "delete", resp);
   if (v == P2Q_V_SPLIT && (b->orphaned || w->ctx.stopping(w->ctx.arg) == 2)) v = P2Q_V_CANCELED;
   if (v == P2Q_V_DONE || v == P2Q_V_SPLIT || v == P2Q_V_EVENT_FAULT) /* the target answered */
     w->ctx.report(w->ctx.arg, r->rule, 0, v, host_wide, -1, NULL);
