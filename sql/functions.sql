@@ -285,6 +285,10 @@ BEGIN
   UPDATE @SCHEMA@.sync_outbox_instance i SET gone_since = now()
    WHERE i.owner IN (SELECT i2.owner FROM @SCHEMA@.sync_outbox_instance i2
                       WHERE i2.gone_since IS NULL
+                        -- registered before this transaction began, hence before its one
+                        -- pg_stat_activity snapshot (taken by the first read, kept until commit):
+                        -- a backend registered later is missing from it, yet alive
+                        AND i2.registered_at < now()
                         AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = i2.pid
                                            AND (a.backend_start IS NULL OR a.backend_start = i2.backend_start))
                         FOR UPDATE SKIP LOCKED);
@@ -293,7 +297,11 @@ BEGIN
     WITH gone AS (
       DELETE FROM @SCHEMA@.sync_outbox_instance i
        WHERE i.owner IN (SELECT i2.owner FROM @SCHEMA@.sync_outbox_instance i2
-                          WHERE i2.instance = r.instance FOR UPDATE SKIP LOCKED)
+                          WHERE i2.instance = r.instance
+                            -- not a connection the process registered since the loop's query:
+                            -- it is alive again, and that connection's claims are live ones
+                            AND i2.gone_since <= now() - p_dead_ms * interval '1 millisecond'
+                            FOR UPDATE SKIP LOCKED)
       RETURNING i.owner
     )
     SELECT array_agg(g.owner) INTO owners FROM gone g;
