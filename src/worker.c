@@ -178,7 +178,7 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
     b->w = w;
     b->ack = p2q_wk_ack;
     b->n = n;
-    b->claimed_at = WNOW(w);
+    b->claimed_at = w->claim_sent; /* not now: the claim may have waited on locks or the loop */
     b->epoch = w->claim_epoch;
     b->next = w->batches;
     w->batches = b;
@@ -214,6 +214,7 @@ static void claim(p2q_worker_t *w) {
   int n = allowed_types(w, types);
   const p2q_config_t *cfg = WCFG(w);
   w->claim_epoch = WLIVE(w);
+  w->claim_sent = WNOW(w);
   if (n && w->ctx.claim(w->conn, types, n, w->cfg->routing_key, (int)w->cfg->batch_size, cfg->lease_ms, claim_cb,
                         w) == 0)
     p2q_batch_on_claim_sent(&w->pol);

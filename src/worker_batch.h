@@ -43,7 +43,7 @@ typedef struct wbatch_s {
   int pending;            /* stages in flight (requests, embedding calls, the start guard) */
   int orphaned;
   int ack_tries;
-  uint64_t claimed_at;       /* ctx clock at the claim (the lease runs from here) */
+  uint64_t claimed_at;       /* ctx clock when the claim was sent (the lease runs from after it) */
   uint32_t epoch;            /* liveness epoch when the claim was sent (WLIVE): no write in another */
   void (*ack)(struct wbatch_s *b); /* every stage finished: record the outcomes (worker.c) */
   struct embctx_s *embeds;   /* embedding calls in flight (see p2q_wk_embed) */
@@ -76,6 +76,7 @@ struct p2q_worker_s {
   uv_timer_t linger_timer, retry_timer;
   uint64_t retry_due;     /* ctx clock when the retry timer fires, 0 = not armed */
   uint32_t claim_epoch;   /* WLIVE when the claim in flight was sent */
+  uint64_t claim_sent;    /* ctx clock then: PostgreSQL starts the lease later, never earlier */
   wbatch_t *batches;
   p2q_stats_t stats;
   int closing, open_handles;

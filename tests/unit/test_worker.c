@@ -354,6 +354,29 @@ static void test_liveness_fence(void **st) {
   teardown_worker(w);
 }
 
+/* The lease runs from the claim's execution in PostgreSQL, which is after the claim was SENT but
+   may be long before its answer is handled (a claim waiting on a lease row's lock, a starved
+   loop): the write budget (lease - qdrant.timeout - 1 s) counts from the send, else a write could
+   still run when the lease expires and another worker writes the row's newer snapshot. */
+static void test_lease_budget_from_claim_sent(void **st) {
+  p2q_worker_t *w = setup_worker();                      /* claim sent at F.now */
+  int64_t budget = F.cfg->lease_ms - F.cfg->qdrant_timeout_ms - 1000;
+  F.now += (uint64_t)budget;                             /* its answer handled this much later */
+  deliver(2, "a", 1, 3);
+  assert_int_equal(F.n_w, 0);                            /* too late to write: nothing sent */
+  assert_int_equal(F.n_acks, 2);
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(F.acks[i].outcome, P2Q_OUTCOME_REQUEUE);
+    assert_non_null(strstr(F.acks[i].error, "lease_nearly_expired"));
+  }
+  acked();
+  deliver(1, "a", 1, 3);                                 /* answered at once: writes */
+  assert_int_equal(F.n_w, 1);
+  answer(0, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  acked();
+  teardown_worker(w);
+}
+
 /* The claim names only the event types whose rules' targets are healthy. */
 static void test_gate_per_rule(void **st) {
   p2q_worker_t *w = setup_worker();
@@ -457,6 +480,7 @@ int main(void) {
       cmocka_unit_test(test_bisect_413),
       cmocka_unit_test(test_split_when_forced),
       cmocka_unit_test(test_liveness_fence),
+      cmocka_unit_test(test_lease_budget_from_claim_sent),
       cmocka_unit_test(test_gate_per_rule),
       cmocka_unit_test(test_two_collections),
       cmocka_unit_test(test_malformed_vector),
