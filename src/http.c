@@ -52,6 +52,7 @@ typedef struct http_req_s {
   int retried;
   double time_before; /* total_time of a failed first attempt */
   int connected;      /* a connection to the server was up (new or reused) */
+  uint64_t queued_ns; /* uv_hrtime() when handed to the client: timeout_ms counts from here */
   char errbuf[CURL_ERROR_SIZE];
 } http_req_t;
 
@@ -254,6 +255,16 @@ static void easy_release(p2q_http_t *h, CURL *e) {
 }
 
 static int easy_setup(p2q_http_t *h, http_req_t *r) {
+  /* timeout_ms bounds a request from the moment it was handed over, whatever it waited for (a
+     concurrency slot, a first attempt on a dropped keep-alive connection): callers rely on it
+     (a worker's write budget: lease - qdrant.timeout - 1 s). Out of time: never sent. */
+  int64_t left = (int64_t)h->opts.timeout_ms - (int64_t)((uv_hrtime() - r->queued_ns) / 1000000u);
+  if (left <= 0) {
+    snprintf(r->errbuf, sizeof r->errbuf, "timeout (%ld ms) used up before the request could be sent (waiting for one of %d "
+             "connections, or a first attempt on a dropped keep-alive connection)", (long)h->opts.timeout_ms,
+             h->opts.max_concurrent);
+    return P2Q_ETIMEOUT;
+  }
   CURL *e = h->nidle > 0 ? h->idle[--h->nidle] : curl_easy_init();
   if (!e) return P2Q_ENOMEM;
   r->easy = e; /* pooled handles were curl_easy_reset (the connection cache lives in the multi) */
@@ -272,7 +283,7 @@ static int easy_setup(p2q_http_t *h, http_req_t *r) {
   bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, r) != CURLE_OK;
   bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf) != CURLE_OK;
   bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, h->opts.connect_timeout_ms) != CURLE_OK;
-  bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, h->opts.timeout_ms) != CURLE_OK;
+  bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)left) != CURLE_OK;
   bad |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK;
   bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
   bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
@@ -391,7 +402,7 @@ static void start_queued(p2q_http_t *h) {
     h->nqueued--;
     r->next = NULL;
     int rc = easy_setup(h, r);
-    if (rc != 0) req_complete(h, r, rc, 0, 0, 0);
+    if (rc != 0) req_complete(h, r, rc, 0, rc == P2Q_ETIMEOUT ? CURLE_OPERATION_TIMEDOUT : 0, 0);
   }
 }
 
@@ -515,6 +526,7 @@ int p2q_http_request_capped(p2q_http_t *h, const char *method, const char *url, 
   r->cb = cb;
   r->arg = arg;
   r->retry_after_ms = -1;
+  r->queued_ns = uv_hrtime();
   r->max_body = max_body ? max_body : h->opts.max_body;
   if (r->max_body >= SIZE_MAX) r->max_body = SIZE_MAX - 1; /* room for the NUL */
   r->method = strdup(method);

@@ -48,7 +48,8 @@ typedef void (*p2q_http_close_cb)(p2q_http_t *h, void *arg);
 
 typedef struct {
   long connect_timeout_ms;   /* 0 = 5000 */
-  long timeout_ms;           /* total per attempt; 0 = 60000 */
+  long timeout_ms;           /* total per request from p2q_http_request on (a wait for a slot and a
+                                keep-alive retry included: never sent once used up); 0 = 60000 */
   int max_concurrent;        /* 0 = 8 */
   int max_idle_handles;      /* easy handles kept for reuse; 0 = max_concurrent */
   const char *ca_file;       /* optional CA bundle (copied); TLS peer + host verification is on */

@@ -285,6 +285,39 @@ static void test_max_concurrent(void **st) {
   finish(&c);
 }
 
+/* timeout_ms bounds a request from the moment it is handed over, the wait for a slot included:
+   callers budget on it (a worker writes only while its lease outlasts qdrant.timeout). A request
+   queued behind a slow one gets only what is left; one whose time ran out in the queue is never
+   sent. */
+static void test_timeout_counts_from_handover(void **st) {
+  ctx_t c;
+  p2q_http_options_t o = {0};
+  o.max_concurrent = 1;
+  o.timeout_ms = 400;
+  ctx_init(&c, &o);
+  req(&c, "GET", "/slow/250", NULL);
+  req(&c, "GET", "/slow/250", NULL); /* starts after ~250 ms with <= 150 ms left */
+  run_until(&c, 2);
+  assert_int_equal(c.err[1], P2Q_ETIMEOUT);
+  assert_int_equal(c.code[1], CURLE_OPERATION_TIMEDOUT);
+  finish(&c);
+  ctx_init(&c, &o);
+  pthread_mutex_lock(&S.mu);
+  S.last_body[0] = 0;
+  pthread_mutex_unlock(&S.mu);
+  req(&c, "GET", "/slow/1000", NULL);              /* times out itself at 400 ms */
+  req(&c, "POST", "/echo", "{\"queued\":1}");      /* its 400 ms are gone by then */
+  run_until(&c, 2);
+  assert_int_equal(c.err[0], P2Q_ETIMEOUT);
+  assert_int_equal(c.err[1], P2Q_ETIMEOUT);
+  assert_int_equal(c.code[1], CURLE_OPERATION_TIMEDOUT);
+  assert_non_null(strstr(c.error[1], "before the request could be sent"));
+  pthread_mutex_lock(&S.mu);
+  assert_null(strstr(S.last_body, "queued")); /* never reached the server */
+  pthread_mutex_unlock(&S.mu);
+  finish(&c);
+}
+
 static void test_close_cancels(void **st) {
   ctx_t c;
   p2q_http_options_t o = {0};
@@ -446,6 +479,7 @@ int main(void) {
       cmocka_unit_test(test_status_and_retry_after),
       cmocka_unit_test(test_transport_errors),
       cmocka_unit_test(test_keepalive_reset_retried),
+      cmocka_unit_test(test_timeout_counts_from_handover),
       cmocka_unit_test(test_idle_close),
       cmocka_unit_test(test_max_concurrent),
       cmocka_unit_test(test_close_cancels),
