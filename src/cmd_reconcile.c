@@ -88,6 +88,7 @@ typedef struct {
   p2q_buf_t lookup, rows, upsert, orphan, keys, events; /* generated SQL */
   p2q_rec_idset_t unresolved;
   long long n[K_N], pending, points, rows_seen, settles;
+  long long other_model;         /* stale points whose `_model` is not the rule's embedder */
   long long fixed_upserts, fixed_deletes, fixed_direct;
   char (*sample[K_N])[P2Q_POINT_ID_MAX];
   int nsample[K_N];
@@ -520,6 +521,9 @@ static int check_rows(rec_t *c, PGresult *cur) {
                                        PQgetvalue(res, i, 1), PQgetvalue(res, i, 3));
       if (k == P2Q_REC_OK) continue;
       kind = k == P2Q_REC_VECTOR_STALE ? K_VSTALE : K_STALE;
+      const cJSON *pl = cJSON_GetObjectItemCaseSensitive(hit->pt, "payload");
+      const cJSON *m = cJSON_IsObject(pl) ? cJSON_GetObjectItemCaseSensitive(pl, "_model") : NULL;
+      if (c->r->model[0] && cJSON_IsString(m) && strcmp(m->valuestring, c->r->model)) c->other_model++;
     }
     note(c, kind, ids[i]);
     arr_add(&keys, &nfix, PQgetvalue(res, i, 1));
@@ -726,6 +730,9 @@ static void report(const rec_t *c) {
   printf("rule %s (collection %s): %lld point(s), %lld row(s): %lld missing, %lld orphaned, %lld stale,"
          " %lld vector_stale, %lld pending\n", c->r->name, c->r->collection, c->points, c->rows_seen,
          c->n[K_MISSING], c->n[K_ORPHAN], c->n[K_STALE], c->n[K_VSTALE], c->pending);
+  if (c->other_model)
+    printf("  %lld stale point(s) built by another model (_model is not %s): re-embed them (--fix)\n",
+           c->other_model, c->r->model);
   if (!c->vectors)
     printf("  vectors not compared (text rule: that would re-embed every row; stale covers the text)\n");
   if (c->settles)

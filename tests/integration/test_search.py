@@ -377,3 +377,28 @@ def test_two_rules_on_one_point_never_clobber_each_other(make_daemon, db, qdrant
     writes = [e for e in qdrant.log() if e["path"].endswith("/points/batch")]
     assert writes and all(e["status"] == 200 for e in writes)
     d.stop(p)
+
+
+def test_reconcile_reports_points_of_another_model(make_daemon, db, qdrant):
+    from openai_stub import OpenAIStub
+    db.execute("CREATE TABLE notes (id int PRIMARY KEY, title text)")
+    stub = OpenAIStub(dim=8, api_key="sk-test")
+    try:
+        d = make_daemon({"embedder.oa": {"type": "openai", "url": stub.url, "model": "m2",
+                                         "api_key_env": "P2Q_TEST_OPENAI_KEY", "dimensions": "8"},
+                         "rule.notes": {"table": "public.notes", "key": "id", "text": "{title}", "embedder": "oa",
+                                        "collection": "notes"}})
+        d.env["P2Q_TEST_OPENAI_KEY"] = "sk-test"
+        d.cli("apply")
+        db.execute("INSERT INTO notes SELECT i, 'title ' || i FROM generate_series(1, 5) i")
+        p = d.start()
+        wait_until(lambda: len(points_by_id(qdrant, "notes")) == 5 and outbox_counts(db) == (0, 0),
+                   timeout=30, what="synced")
+        assert d.cli("reconcile").returncode == 0
+        qdrant.corrupt("notes", 2, payload={"_model": "openai/m1@8"})   # a point of the old model
+        r = d.cli("reconcile", check=False)
+        assert r.returncode == 3, r.stdout + r.stderr
+        assert "1 stale point(s) built by another model (_model is not openai/m2@8)" in r.stdout, r.stdout
+        d.stop(p)
+    finally:
+        stub.close()
