@@ -228,6 +228,15 @@ def test_429_storm_one_pause_for_every_worker(make_daemon, ev, pgdb, qdrant):
           f"{len(limited)} answered 429, requests inside a pause: {len(inside)}, max attempts "
           f"{sampler.max_attempts}, dead {outbox_counts(ev)[1]}")
     assert not inside, f"requests sent during a Retry-After pause: {inside[:5]}"
+    # the limit across all workers, counted per second at the server during the storm: one shared
+    # pause, then each worker's one batch (1 request: a 429 never splits) — never a burst
+    t0 = min(starts)
+    per_s = {}
+    for t in starts:
+        if t < t0 + storm_s:
+            per_s[int(t - t0)] = per_s.get(int(t - t0), 0) + 1
+    print(f"requests per second during the storm: {[per_s.get(i, 0) for i in range(storm_s)]}")
+    assert max(per_s.values()) <= 2 * 2, per_s  # workers x max_inflight, twice (a pause may end mid-second)
     assert len(limited) <= (storm_s / ra_s + 1) * 2
     assert sampler.max_attempts <= 1 and outbox_counts(ev) == (0, 0)
     assert sorted(points_by_id(qdrant, "shared")) == list(range(40))
