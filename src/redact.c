@@ -176,7 +176,7 @@ void p2q_redact_libpq_error(char *msg) {
 
 /* ---- registered secret values ------------------------------------------------------------- */
 
-int p2q_redact_register(const char *secret) {
+static int register_one(const char *secret) {
   if (!secret || strlen(secret) < P2Q_REDACT_MIN_SECRET) return 0;
   for (int i = 0; i < g_n_secrets; i++)
     if (strcmp(g_secrets[i], secret) == 0) return 0;
@@ -184,6 +184,26 @@ int p2q_redact_register(const char *secret) {
   if (!(g_secrets[g_n_secrets] = strdup(secret))) return -1;
   g_n_secrets++;
   return 0;
+}
+
+/* The value and, when it differs, its form inside a log value quoted by p2q_log_q (log.c: `"`
+   and `\` escaped, \n \r \t spelled out, other control characters '?'): the logger masks the
+   formatted line, where an error text holding the secret is already quoted. */
+int p2q_redact_register(const char *secret) {
+  if (!secret) return 0;
+  size_t n = strlen(secret);
+  char *q = malloc(2 * n + 1), *o = q;
+  int rc = register_one(secret);
+  if (!q) return -1;
+  for (const unsigned char *p = (const unsigned char *)secret; *p; p++) {
+    if (*p == '"' || *p == '\\') { *o++ = '\\'; *o++ = (char)*p; }
+    else if (*p == '\n' || *p == '\r' || *p == '\t') { *o++ = '\\'; *o++ = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't'; }
+    else *o++ = *p < 0x20 ? '?' : (char)*p;
+  }
+  *o = 0;
+  if (strcmp(q, secret) != 0 && register_one(q)) rc = -1;
+  free(q);
+  return rc;
 }
 
 static int hexval(char c) {

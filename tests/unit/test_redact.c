@@ -11,6 +11,10 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <unistd.h>
+
+#include "pg2qdrant/log.h"
 #include "pg2qdrant/qdrant_name.h"
 #include "pg2qdrant/redact.h"
 
@@ -85,6 +89,32 @@ static void test_registry(void **st) {
   assert_string_equal(none, "K3YK3Y");
 }
 
+/* A secret holding a quote, a backslash or a tab reaches the logger already quoted by
+   p2q_log_q ("pa\"ss..."): the quoted form is masked too, in logfmt and JSON lines. */
+static void test_quoted_secret_in_log(void **st) {
+  (void)st;
+  static const char secret[] = "pa\"ss\\wo\trd9";
+  p2q_redact_reset();
+  p2q_redact_register_conninfo("host=h password='pa\\\"ss\\\\wo\trd9'");
+  for (int json = 0; json < 2; json++) {
+    FILE *f = tmpfile();
+    char q[256], out[4096];
+    assert_non_null(f);
+    p2q_log_configure(P2Q_LOG_INFO, json ? P2Q_LOG_JSON : P2Q_LOG_LOGFMT, fileno(f));
+    P2Q_WARN("pg_connect_failed", "err=%s", p2q_log_q(q, sizeof q, "FATAL: password \"pa\"ss\\wo\trd9\" rejected"));
+    p2q_log_configure(P2Q_LOG_INFO, P2Q_LOG_LOGFMT, 2);
+    rewind(f);
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = 0;
+    fclose(f);
+    assert_non_null(strstr(out, "*****"));
+    assert_null(strstr(out, "ss\\\\wo"));  /* logfmt form: ss\\wo */
+    assert_null(strstr(out, "wo\\trd9"));    /* the tab as p2q_log_q writes it */
+    assert_null(strstr(out, secret));
+  }
+  p2q_redact_reset();
+}
+
 static void test_collection_names(void **st) {
   (void)st;
   char why[160];
@@ -112,6 +142,7 @@ int main(void) {
       cmocka_unit_test(test_conninfo),
       cmocka_unit_test(test_libpq_error),
       cmocka_unit_test(test_registry),
+      cmocka_unit_test(test_quoted_secret_in_log),
       cmocka_unit_test(test_collection_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
