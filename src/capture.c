@@ -403,6 +403,47 @@ static void filter_routing(p2q_buf_t *b, const p2q_rule_config_t *r, const char 
   p2q_buf_printf(b, "%sEND IF;\n", indent);
 }
 
+/* The slow path's reads by name, in a block of their own: a row whose json cannot be built at all
+   (a value whose JSON text passes 1 GB, a user type whose cast to json raises) must not fail the
+   writer either; its events are born dead with the reason (the key read by reference if it can be). */
+static void slow_reads(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap,
+                       const p2q_strlist_t *watch, const p2q_strlist_t *need) {
+  p2q_buf_t m = P2Q_BUF_INIT;
+  p2q_buf_puts(b, "    BEGIN\n    IF TG_OP <> 'DELETE' THEN\n      SELECT ");
+  named_key_agg(b, r);
+  p2q_buf_puts(b, ", ");
+  if (snap->n) named_snapshot_agg(b, snap);
+  else p2q_buf_puts(b, "NULL::json");
+  p2q_buf_puts(b, ", ");
+  named_watch_agg(b, watch);
+  p2q_buf_puts(b, ", ");
+  named_bad_agg(b, r, need);
+  p2q_buf_puts(b, "\n        INTO kn, sn, wn, bad_new FROM json_each(row_to_json(NEW)) AS e;\n");
+  if (snap->n == 0) p2q_buf_puts(b, "      sn := to_json(NEW);\n");
+  p2q_buf_puts(b, "    END IF;\n    IF TG_OP <> 'INSERT' THEN\n      SELECT ");
+  named_key_agg(b, r);
+  p2q_buf_puts(b, ", ");
+  named_watch_agg(b, watch);
+  p2q_buf_puts(b, ", ");
+  named_bad_agg(b, r, NULL);
+  p2q_buf_puts(b, "\n        INTO ko, wo, bad_old FROM json_each(row_to_json(OLD)) AS e;\n    END IF;\n");
+  p2q_buf_puts(b, "    IF TG_OP = 'UPDATE' THEN changed := ");
+  if (watch->n) p2q_buf_puts(b, "wn IS DISTINCT FROM wo");
+  else p2q_buf_puts(b, "NEW::text IS DISTINCT FROM OLD::text");
+  p2q_buf_printf(&m, "rule %s: the row cannot be captured: ", r->name);
+  p2q_buf_puts(b, "; END IF;\n    EXCEPTION WHEN OTHERS THEN\n      bad_f := COALESCE(bad_f, ");
+  p2q_sql_literal(b, p2q_buf_str(&m));
+  p2q_buf_free(&m);
+  p2q_buf_puts(b, " || SQLERRM);\n      sn := NULL;\n      changed := true;\n"
+                  "      BEGIN\n        IF TG_OP <> 'DELETE' AND kn IS NULL THEN kn := ");
+  json_object_expr(b, "NEW", &r->key);
+  p2q_buf_puts(b, "; END IF;\n        IF TG_OP <> 'INSERT' AND ko IS NULL THEN ko := ");
+  json_object_expr(b, "OLD", &r->key);
+  p2q_buf_puts(b, "; END IF;\n      EXCEPTION WHEN OTHERS THEN\n        NULL;\n      END;\n    END;\n"
+                  /* a failing filter or capture makes every event of the row dead */
+                  "    bad_new := COALESCE(bad_f, bad_new);\n    bad_old := COALESCE(bad_f, bad_old);\n");
+}
+
 /*
  * The body of the row trigger function (between the dollar quotes). Nothing in it may fail the
  * writer's statement:
@@ -468,31 +509,8 @@ static void capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *s
     p2q_buf_puts(b, " || SQLERRM;\n      new_ok := TG_OP <> 'DELETE';\n"
                     "      old_ok := TG_OP <> 'INSERT';\n    END;\n");
   }
-  p2q_buf_puts(b, "    IF TG_OP <> 'DELETE' THEN\n      SELECT ");
-  named_key_agg(b, r);
-  p2q_buf_puts(b, ", ");
-  if (snap->n) named_snapshot_agg(b, snap);
-  else p2q_buf_puts(b, "NULL::json");
-  p2q_buf_puts(b, ", ");
-  named_watch_agg(b, watch);
-  p2q_buf_puts(b, ", ");
-  named_bad_agg(b, r, need);
-  p2q_buf_puts(b, "\n        INTO kn, sn, wn, bad_new FROM json_each(row_to_json(NEW)) AS e;\n");
-  if (snap->n == 0) p2q_buf_puts(b, "      sn := to_json(NEW);\n");
-  p2q_buf_puts(b, "    END IF;\n    IF TG_OP <> 'INSERT' THEN\n      SELECT ");
-  named_key_agg(b, r);
-  p2q_buf_puts(b, ", ");
-  named_watch_agg(b, watch);
-  p2q_buf_puts(b, ", ");
-  named_bad_agg(b, r, NULL);
-  p2q_buf_puts(b, "\n        INTO ko, wo, bad_old FROM json_each(row_to_json(OLD)) AS e;\n    END IF;\n");
-  /* a failing filter makes every event of the row dead */
-  if (r->filter || r->routing_key)
-    p2q_buf_puts(b, "    bad_new := COALESCE(bad_f, bad_new);\n    bad_old := COALESCE(bad_f, bad_old);\n");
-  p2q_buf_puts(b, "    IF TG_OP = 'UPDATE' THEN changed := ");
-  if (watch->n) p2q_buf_puts(b, "wn IS DISTINCT FROM wo");
-  else p2q_buf_puts(b, "NEW::text IS DISTINCT FROM OLD::text");
-  p2q_buf_puts(b, "; END IF;\n  END IF;\n");
+  slow_reads(b, r, snap, watch, need);
+  p2q_buf_puts(b, "  END IF;\n");
 
   /* events */
   p2q_buf_puts(b, "  IF TG_OP = 'UPDATE' AND old_ok AND kn IS DISTINCT FROM ko THEN\n    ");

@@ -96,7 +96,13 @@ static void test_install_sql(void **state) {
   const char *slow = strstr(s, "  IF slow THEN");
   assert_non_null(slow);
   const char *end = strstr(slow, "RETURN NULL;\nEND");
+  /* ... except the key, salvaged in a block of its own when the row's json cannot be built */
+  const char *salv = strstr(slow, "EXCEPTION WHEN OTHERS THEN\n      bad_f := COALESCE(bad_f, 'rule docs: the row cannot be captured: ' || SQLERRM);");
+  assert_non_null(salv);
+  const char *salv_end = strstr(salv, "EXCEPTION WHEN OTHERS THEN\n        NULL;\n      END;\n    END;");
+  assert_non_null(salv_end);
   for (const char *p = slow; (p = strstr(p, "NEW.\"")) && p < end; p++) {
+    if (p > salv && p < salv_end) continue;
     /* only the filter's row expression may (and sits in its own exception block) */
     fail_msg("column by reference in the slow path: %.40s", p);
   }
