@@ -14,8 +14,9 @@
  * all of them (same key and TLS settings), each request goes to the chosen node. A transport
  * failure marks its node down (log `qdrant_node_down`); a request that never reached the node
  * (refused, unresolvable, connect timeout) is sent again at once to the next node, so callers
- * never see one node's refusal while another answers. A request that did reach it (reset,
- * empty reply) completes with P2Q_ENODE while another node is up (classify.c: the events wait,
+ * never see one node's refusal while another answers (a connect timeout is not re-sent: one
+ * request stays within qdrant.timeout for the lease guard). A request that did reach it
+ * (reset, empty reply), or timed out connecting, completes with P2Q_ENODE while another node is up (classify.c: the events wait,
  * no target is booked); a timeout completes as a timeout (a slow collection looks the same).
  * Down nodes, and up nodes nothing answered from for 2 s, are probed with GET /readyz from a
  * timer (`qdrant_node_up` when a down one answers; nodes.h).
@@ -417,6 +418,10 @@ static int node_failover(q_req_t *r, int err, const p2q_http_response_t *hr) {
   }
   node_result(q, r->node, 1, hr->error);
   if (hr->connected || q->closing) return 0; /* it may have reached the node: the caller decides */
+  /* only instant failures (refused, unresolvable) are re-sent here: a connect timeout plus a
+     whole request on the next node could outlast the lease guard's one-request budget
+     (lease − qdrant.timeout − 1 s); that request's events wait retry_min instead */
+  if (hr->total_time >= 1.0) return 0;
   if (p2q_nodes_pick(&q->nodes, r->tried) < 0) return 0;
   q->pending--;
   if (submit(q, r, r->method, r->path, r->body, r->body_len, 0) == 0) return 1;
@@ -443,7 +448,9 @@ static void on_http(p2q_http_t *h, int err, const p2q_http_response_t *hr, void 
   if (err) {
     resp.err = err;
     /* it reached a node that then failed, and another node is up: the node's failure only */
-    if (q->nodes.n > 1 && r->node >= 0 && err == P2Q_EHTTP && p2q_nodes_up(&q->nodes) > 0) resp.err = P2Q_ENODE;
+    if (q->nodes.n > 1 && r->node >= 0 && (err == P2Q_EHTTP || (err == P2Q_ETIMEOUT && !hr->connected)) &&
+        p2q_nodes_up(&q->nodes) > 0)
+      resp.err = P2Q_ENODE;
     if (err == P2Q_EOVERFLOW)
       snprintf(msg, sizeof msg, "HTTP %ld: %s (not a Qdrant answer)", hr->status, hr->error);
     else
