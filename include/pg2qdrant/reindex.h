@@ -1,0 +1,91 @@
+/*
+ * reindex.h — pure building blocks of zero-downtime re-embedding (issue 12, priority 5).
+ *
+ * Searches go through a Qdrant alias named like the rule's collection (NAME); the physical
+ * collections are versioned NAME__v1, NAME__v2, … A rule's "vector meaning" (embedder identity,
+ * dimension, distance, vector names, chunking, sparse settings) is summarised by a signature;
+ * when it changes, the next version is built beside the current one and the alias is swapped
+ * atomically once the new version has caught up. The steps and their crash-resume order are
+ * decided by p2q_reindex_plan() from what Qdrant holds (aliases, versions) and what PostgreSQL
+ * recorded (the job): every step is idempotent, so a kill -9 at any point resumes by planning
+ * again. NOTHING in the daemon calls this yet (see /work/notes/h12b.md for what is left).
+ * No I/O, no allocation except into the caller's p2q_buf_t; any thread.
+ */
+#ifndef P2Q_REINDEX_H
+#define P2Q_REINDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pg2qdrant/buf.h"
+#include "pg2qdrant/config.h"
+
+#define P2Q_REINDEX_LEGACY (-1) /* alias_version: a real collection (not an alias) named NAME */
+
+/* "NAME__vK" into out (n bytes). Returns its length, or P2Q_EOVERFLOW / P2Q_EINVAL (k < 1). */
+int p2q_reindex_version_name(const char *base, int k, char *out, size_t n);
+/* K when `name` is "BASE__vK" (K ≥ 1, decimal, no leading zero), else 0. */
+int p2q_reindex_version_of(const char *base, const char *name);
+
+/* The canonical text of what a rule's vectors mean, given its resolved dense dimension
+   (0 without a dense text vector). Two rules whose signatures are equal write interchangeable
+   points; anything else needs a new version. Returns the length or P2Q_EOVERFLOW. */
+int p2q_reindex_signature(const p2q_rule_config_t *r, int64_t dim, char *out, size_t n);
+/* FNV-1a 64 of the signature as 16 lowercase hex digits + NUL (17 bytes), for storage. */
+void p2q_reindex_signature_id(const char *signature, char out[17]);
+
+/* Body of POST /collections/aliases switching `alias` to `collection` in one call: a
+   delete_alias (only when had_alias) then a create_alias. */
+void p2q_reindex_swap_body(p2q_buf_t *b, const char *alias, const char *collection, int had_alias);
+
+typedef enum {
+  P2Q_RX_IDLE = 0,   /* nothing to do */
+  P2Q_RX_ADOPT,      /* ensure NAME__v{to} exists, then alias NAME → it (no delete_alias) */
+  P2Q_RX_START,      /* record the job (from, to, signature) in PostgreSQL, THEN create NAME__v{to} */
+  P2Q_RX_CREATE,     /* job recorded, NAME__v{to} missing: create it (dual writes start) */
+  P2Q_RX_BACKFILL,   /* enqueue the rule's rows for v{to}; record the outbox high-water mark */
+  P2Q_RX_CATCH_UP,   /* wait: backfill events ≤ the mark are still pending */
+  P2Q_RX_SWAP,       /* one POST /collections/aliases; legacy: DELETE collection NAME first;
+                        then record swapped_at */
+  P2Q_RX_GRACE,      /* swapped; old version kept until swapped_at + grace */
+  P2Q_RX_RETIRE,     /* DELETE NAME__v{from} (if it exists), then delete the job row */
+  P2Q_RX_ABANDON,    /* the config changed again before the swap: DELETE NAME__v{to}, delete the
+                        job row; the next plan starts over from the current version */
+} p2q_reindex_action_t;
+
+typedef struct {
+  /* observed in Qdrant */
+  int alias_version;        /* K the alias NAME points to; 0: no alias and no collection NAME;
+                               P2Q_REINDEX_LEGACY: NAME is a real collection */
+  int max_version;          /* highest K with a collection NAME__vK (0: none) */
+  int signature_changed;    /* the config's signature differs from the one recorded for the
+                               version the alias serves (legacy: from its collection's metadata
+                               or, absent, from the last applied config) */
+  /* recorded in PostgreSQL (the job row) */
+  int has_job;
+  int from_version, to_version; /* from = 1 for a legacy collection NAME (adopted as v1) */
+  int job_signature_changed;    /* the config's signature differs from the job's */
+  int backfill_recorded;        /* the backfill was enqueued and its high-water mark recorded */
+  int64_t pending;              /* the rule's events ≤ the mark not yet done */
+  int64_t swapped_at_ms;        /* 0: not swapped */
+  int64_t now_ms, grace_ms;
+} p2q_reindex_view_t;
+
+typedef struct {
+  p2q_reindex_action_t action;
+  int from_version, to_version;
+  int legacy;        /* the old version is the real collection NAME (no NAME__v{from}) */
+  int had_alias;     /* SWAP: the alias exists already (the body starts with delete_alias) */
+  int dual;          /* a new event of the rule is written twice: by the job's OLD rule
+                        definition to the old PHYSICAL collection (NAME__v{from}, or NAME when
+                        legacy; never through the alias, so a write in flight across the swap
+                        cannot put old vectors into the new version) and by the current one to
+                        NAME__v{to}; otherwise once, through NAME, by the current one. The
+                        SWAP runs with no batch of the rule in flight (legacy: NAME turns from
+                        the old collection into the alias) */
+} p2q_reindex_plan_t;
+
+void p2q_reindex_plan(const p2q_reindex_view_t *v, p2q_reindex_plan_t *out);
+const char *p2q_reindex_action_name(p2q_reindex_action_t a);
+
+#endif

@@ -1,0 +1,134 @@
+/*
+ * reindex.c — pure building blocks of zero-downtime re-embedding (see reindex.h).
+ *
+ * Owns nothing; no I/O; any thread. Invariants of the plan (what makes a kill -9 at any step
+ * resumable): the job row is recorded BEFORE NAME__v{to} is created, so a version above the
+ * serving one without a job is never reused (a new job takes max_version + 1); the alias only
+ * ever moves to a version whose backfill is recorded and drained; NAME__v{from} is deleted only
+ * after the swap is recorded and the grace has passed; every action is idempotent when re-run
+ * after reading Qdrant and PostgreSQL again.
+ */
+#include "pg2qdrant/reindex.h"
+#include "pg2qdrant/errors.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int p2q_reindex_version_name(const char *base, int k, char *out, size_t n) {
+  if (!base || k < 1) return P2Q_EINVAL;
+  int len = snprintf(out, n, "%s__v%d", base, k);
+  if (len < 0 || (size_t)len >= n) return P2Q_EOVERFLOW;
+  return len;
+}
+
+int p2q_reindex_version_of(const char *base, const char *name) {
+  size_t bl = strlen(base);
+  if (strncmp(name, base, bl) != 0 || strncmp(name + bl, "__v", 3) != 0) return 0;
+  const char *d = name + bl + 3;
+  if (*d < '1' || *d > '9') return 0;
+  long k = 0;
+  for (; *d; d++) {
+    if (*d < '0' || *d > '9') return 0;
+    k = k * 10 + (*d - '0');
+    if (k > 1000000000L) return 0;
+  }
+  return (int)k;
+}
+
+int p2q_reindex_signature(const p2q_rule_config_t *r, int64_t dim, char *out, size_t n) {
+  const int bm25 = r->sparse == P2Q_SPARSE_BM25;
+  int len = snprintf(out, n,
+                     "model=%s;dim=%lld;distance=%s;vector=%s;column=%s;chunk=%lld/%lld;"
+                     "sparse=%s;sparse_name=%s;k1=%s;b=%s;avg_len=%lld;stop=%d;stem=%d",
+                     r->model, (long long)dim, p2q_distance_name(r->distance),
+                     r->vector_name ? r->vector_name : "", r->vector_column ? r->vector_column : "",
+                     (long long)r->chunk_tokens, (long long)(r->chunk_tokens ? r->chunk_overlap : 0),
+                     bm25 ? "bm25" : "none", bm25 && r->sparse_name ? r->sparse_name : "",
+                     bm25 && r->bm25_k1 ? r->bm25_k1 : "", bm25 && r->bm25_b ? r->bm25_b : "",
+                     (long long)(bm25 ? r->bm25_avg_len : 0), bm25 ? r->bm25_stopwords : 0,
+                     bm25 ? r->bm25_stemmer : 0);
+  if (len < 0 || (size_t)len >= n) return P2Q_EOVERFLOW;
+  return len;
+}
+
+void p2q_reindex_signature_id(const char *signature, char out[17]) {
+  uint64_t h = 14695981039346656037ULL;
+  for (const unsigned char *p = (const unsigned char *)signature; *p; p++) {
+    h ^= *p;
+    h *= 1099511628211ULL;
+  }
+  snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+void p2q_reindex_swap_body(p2q_buf_t *b, const char *alias, const char *collection, int had_alias) {
+  p2q_buf_puts(b, "{\"actions\":[");
+  if (had_alias) {
+    p2q_buf_puts(b, "{\"delete_alias\":{\"alias_name\":");
+    p2q_buf_json_string(b, alias, strlen(alias));
+    p2q_buf_puts(b, "}},");
+  }
+  p2q_buf_puts(b, "{\"create_alias\":{\"collection_name\":");
+  p2q_buf_json_string(b, collection, strlen(collection));
+  p2q_buf_puts(b, ",\"alias_name\":");
+  p2q_buf_json_string(b, alias, strlen(alias));
+  p2q_buf_puts(b, "}}]}");
+}
+
+/* A recorded job: where it stands. */
+static void plan_job(const p2q_reindex_view_t *v, p2q_reindex_plan_t *o) {
+  o->from_version = v->from_version;
+  o->to_version = v->to_version;
+  o->legacy = v->alias_version == P2Q_REINDEX_LEGACY ||
+              (v->alias_version == 0 && !v->swapped_at_ms);
+  if (v->swapped_at_ms) { /* the alias serves v{to}; v{from} is only kept for the grace */
+    o->legacy = 0;
+    o->action = v->now_ms - v->swapped_at_ms < v->grace_ms ? P2Q_RX_GRACE : P2Q_RX_RETIRE;
+    return;
+  }
+  if (v->alias_version == v->to_version) { /* swapped, crashed before recording it */
+    o->legacy = 0;
+    o->had_alias = 1;
+    o->action = P2Q_RX_SWAP; /* re-running the switch is a no-op; then swapped_at is recorded */
+    return;
+  }
+  o->dual = 1;
+  if (v->job_signature_changed) o->action = P2Q_RX_ABANDON;
+  else if (v->max_version < v->to_version) o->action = P2Q_RX_CREATE;
+  else if (!v->backfill_recorded) o->action = P2Q_RX_BACKFILL;
+  else if (v->pending > 0) o->action = P2Q_RX_CATCH_UP;
+  else {
+    o->action = P2Q_RX_SWAP;
+    o->had_alias = v->alias_version > 0;
+  }
+}
+
+void p2q_reindex_plan(const p2q_reindex_view_t *v, p2q_reindex_plan_t *o) {
+  memset(o, 0, sizeof *o);
+  if (v->has_job) {
+    plan_job(v, o);
+    return;
+  }
+  if (v->alias_version == 0) { /* fresh (or crashed between creating v1 and its alias) */
+    o->action = P2Q_RX_ADOPT;
+    o->to_version = v->max_version > 0 ? v->max_version : 1;
+    return;
+  }
+  if (!v->signature_changed) {
+    o->action = P2Q_RX_IDLE;
+    o->from_version = o->to_version = v->alias_version > 0 ? v->alias_version : 1;
+    o->legacy = v->alias_version == P2Q_REINDEX_LEGACY;
+    return;
+  }
+  o->action = P2Q_RX_START;
+  o->legacy = v->alias_version == P2Q_REINDEX_LEGACY;
+  o->from_version = o->legacy ? 1 : v->alias_version;
+  int top = o->from_version > v->max_version ? o->from_version : v->max_version;
+  o->to_version = top + 1;
+  o->dual = 1;
+}
+
+const char *p2q_reindex_action_name(p2q_reindex_action_t a) {
+  static const char *const names[] = {"idle",     "adopt",    "start", "create", "backfill",
+                                      "catch_up", "swap",     "grace", "retire", "abandon"};
+  return (unsigned)a < sizeof names / sizeof names[0] ? names[a] : "?";
+}
