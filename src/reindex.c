@@ -11,6 +11,7 @@
 #include "pg2qdrant/reindex.h"
 #include "pg2qdrant/errors.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,6 +34,50 @@ int p2q_reindex_version_of(const char *base, const char *name) {
     if (k > 1000000000L) return 0;
   }
   return (int)k;
+}
+
+/* result.<key>: an array, or NULL */
+static const cJSON *result_array(const cJSON *root, const char *key) {
+  const cJSON *res = cJSON_GetObjectItemCaseSensitive(root, "result");
+  const cJSON *a = cJSON_GetObjectItemCaseSensitive(res, key);
+  return cJSON_IsArray(a) ? a : NULL;
+}
+
+static const char *str_of(const cJSON *o, const char *key) {
+  const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, key);
+  return cJSON_IsString(s) ? s->valuestring : NULL;
+}
+
+int p2q_reindex_observe(const char *base, const char *collections_body, const char *aliases_body,
+                        int *alias_version, int *max_version) {
+  int rc = P2Q_EBADJSON, legacy = 0;
+  cJSON *cj = cJSON_Parse(collections_body), *aj = cJSON_Parse(aliases_body);
+  const cJSON *colls = result_array(cj, "collections"), *aliases = result_array(aj, "aliases"), *e;
+  *alias_version = *max_version = 0;
+  if (!colls || !aliases) goto fail;
+  cJSON_ArrayForEach(e, colls) {
+    const char *name = str_of(e, "name");
+    if (!name) goto fail;
+    int k = p2q_reindex_version_of(base, name);
+    if (k > *max_version) *max_version = k;
+    if (!strcmp(name, base)) legacy = 1;
+  }
+  rc = 0;
+  cJSON_ArrayForEach(e, aliases) {
+    const char *an = str_of(e, "alias_name"), *cn = str_of(e, "collection_name");
+    if (!an || !cn) {
+      rc = P2Q_EBADJSON;
+      goto fail;
+    }
+    if (strcmp(an, base)) continue;
+    *alias_version = p2q_reindex_version_of(base, cn);
+    if (!*alias_version) rc = P2Q_EMISMATCH;
+  }
+  if (legacy) *alias_version = P2Q_REINDEX_LEGACY; /* Qdrant forbids both at once */
+fail:
+  cJSON_Delete(cj);
+  cJSON_Delete(aj);
+  return rc;
 }
 
 int p2q_reindex_signature(const p2q_rule_config_t *r, int64_t dim, char *out, size_t n) {

@@ -27,6 +27,13 @@ int p2q_reindex_version_name(const char *base, int k, char *out, size_t n);
 /* K when `name` is "BASE__vK" (K ≥ 1, decimal, no leading zero), else 0. */
 int p2q_reindex_version_of(const char *base, const char *name);
 
+/* Reads Qdrant's answers to GET /collections and GET /aliases (whole response bodies) into
+   *alias_version (K, 0, or P2Q_REINDEX_LEGACY) and *max_version. Returns 0, P2Q_EBADJSON, or
+   P2Q_EMISMATCH when the alias NAME points to a collection that is not one of NAME's versions
+   (an alias made by hand: pg2qdrant never moves it). */
+int p2q_reindex_observe(const char *base, const char *collections_body, const char *aliases_body,
+                        int *alias_version, int *max_version);
+
 /* The canonical text of what a rule's vectors mean, given its resolved dense dimension
    (0 without a dense text vector). Two rules whose signatures are equal write interchangeable
    points; anything else needs a new version. Returns the length or P2Q_EOVERFLOW. */

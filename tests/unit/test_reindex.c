@@ -110,6 +110,33 @@ static void test_swap_body(void **state) {
   p2q_buf_free(&b);
 }
 
+static void test_observe(void **state) {
+  (void)state;
+  int av, mv;
+  /* bodies as Qdrant 1.18 answers them (recordings/v1.18.jsonl: list-collections, GET /aliases) */
+  const char *colls = "{\"result\":{\"collections\":[{\"name\":\"docs__v1\"},{\"name\":\"docs__v2\"},"
+                      "{\"name\":\"docsx__v9\"},{\"name\":\"other\"}]},\"status\":\"ok\",\"time\":1e-05}";
+  const char *al = "{\"result\":{\"aliases\":[{\"alias_name\":\"x\",\"collection_name\":\"docs__v2\"},"
+                   "{\"alias_name\":\"docs\",\"collection_name\":\"docs__v1\"}]},\"status\":\"ok\"}";
+  assert_int_equal(p2q_reindex_observe("docs", colls, al, &av, &mv), 0);
+  assert_int_equal(av, 1);
+  assert_int_equal(mv, 2);
+  const char *none = "{\"result\":{\"aliases\":[]},\"status\":\"ok\"}";
+  assert_int_equal(p2q_reindex_observe("docs", colls, none, &av, &mv), 0);
+  assert_int_equal(av, 0);
+  const char *legacy = "{\"result\":{\"collections\":[{\"name\":\"docs\"}]}}";
+  assert_int_equal(p2q_reindex_observe("docs", legacy, none, &av, &mv), 0);
+  assert_int_equal(av, P2Q_REINDEX_LEGACY);
+  assert_int_equal(mv, 0);
+  const char *hand = "{\"result\":{\"aliases\":[{\"alias_name\":\"docs\",\"collection_name\":\"other\"}]}}";
+  assert_int_equal(p2q_reindex_observe("docs", colls, hand, &av, &mv), P2Q_EMISMATCH);
+  assert_int_equal(p2q_reindex_observe("docs", "{\"status\":{\"error\":\"x\"}}", none, &av, &mv),
+                   P2Q_EBADJSON);
+  assert_int_equal(p2q_reindex_observe("docs", colls, "not json", &av, &mv), P2Q_EBADJSON);
+  assert_int_equal(p2q_reindex_observe("docs", "{\"result\":{\"collections\":[{}]}}", none, &av, &mv),
+                   P2Q_EBADJSON);
+}
+
 /* A tiny model of the world the executor acts on: Qdrant (alias, versions, legacy collection)
    and the job row. apply() performs one action the way the daemon would have to. */
 typedef struct {
@@ -305,6 +332,7 @@ int main(void) {
       cmocka_unit_test(test_version_names),
       cmocka_unit_test(test_signature),
       cmocka_unit_test(test_swap_body),
+      cmocka_unit_test(test_observe),
       cmocka_unit_test(test_plan_fresh_adopt_then_idle),
       cmocka_unit_test(test_plan_rebuild_resumes_after_any_crash),
       cmocka_unit_test(test_plan_stray_version_and_abandon),
