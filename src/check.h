@@ -1,5 +1,5 @@
 /*
- * check.h — internals of `pg2qdrant check` (cmd_check.c: reporting and the PostgreSQL checks;
+ * check.h — internals of `pg2qdrant check` (check_report.c: reporting; cmd_check.c: the PostgreSQL checks;
  * check_privs.c: the role's privileges per command; check_remote.c: Qdrant, collections,
  * embedders, the listen address).
  */
