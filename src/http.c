@@ -362,9 +362,12 @@ static void check_multi_info(p2q_http_t *h) {
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(e, CURLINFO_TOTAL_TIME, &tt);
     curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &nconn);
-    double ct = 0;
-    curl_easy_getinfo(e, CURLINFO_CONNECT_TIME, &ct);
-    r->connected = nconn == 0 || ct > 0 || status > 0;
+    /* did the request reach the server? Not after a refused/unresolvable connect; a request
+       about to be sent has a pretransfer time (a connect timeout has none) */
+    double pt = 0;
+    curl_easy_getinfo(e, CURLINFO_PRETRANSFER_TIME, &pt);
+    r->connected = status > 0 || (rc != CURLE_COULDNT_CONNECT && rc != CURLE_COULDNT_RESOLVE_HOST &&
+                                  rc != CURLE_COULDNT_RESOLVE_PROXY && pt > 0);
     curl_multi_remove_handle(h->multi, e);
     active_unlink(h, r);
     r->easy = NULL;

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "http_test_server.h"
+#include "pg2qdrant/nodes.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/qdrant.h"
@@ -416,6 +417,93 @@ static void test_async_outcomes(void **st) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Several nodes (nodes.h): a refused node is skipped at once and the request answered by the
+   next one; the refused node is down (reported), probed, and requests keep going to the node
+   that answers; every node refusing is one transport failure (the host's, curl 7). */
+static int closed_port(void) {
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t l = sizeof a;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+  close(fd); /* nothing listens there any more: connections are refused */
+  return ntohs(a.sin_port);
+}
+
+typedef struct { int calls, node, up; char url[64]; } node_ev_t;
+
+static void on_node(void *arg, int node, const char *url, int up, const char *msg) {
+  node_ev_t *e = arg;
+  (void)msg;
+  e->calls++;
+  e->node = node;
+  e->up = up;
+  snprintf(e->url, sizeof e->url, "%s", url);
+}
+
+static void test_nodes_failover(void **st) {
+  uv_loop_t loop;
+  p2q_qdrant_t *q;
+  res_t s;
+  node_ev_t ev = {0};
+  char url[160], dead[64];
+  int p1 = closed_port(), p2 = closed_port();
+  memset(&s, 0, sizeof s);
+  snprintf(dead, sizeof dead, "http://127.0.0.1:%d", p1);
+  snprintf(url, sizeof url, "%s, http://127.0.0.1:%d/", dead, S.port);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  p2q_qdrant_options_t o = {.url = url, .max_concurrent = 2, .on_node = on_node, .on_node_arg = &ev};
+  assert_int_equal(p2q_qdrant_new(&loop, &o, &q), 0);
+  assert_int_equal(p2q_qdrant_node_count(q), 2);
+  srv_script_reset(&S);
+  const char *up = "{\"points\":[{\"id\":1,\"vector\":[0.1,0.2]}]}";
+  char *take = strdup(up);
+  assert_int_equal(p2q_qdrant_points_upsert_take(q, "c", take, strlen(take), on_resp, &s), 0);
+  wait_n(&loop, &s, 1);
+  assert_int_equal(s.err[0], 0);               /* answered by the second node */
+  assert_int_equal(s.cls[0], P2Q_QDRANT_OK);
+  assert_string_equal(S.last_body, up);        /* the body went out whole to it */
+  assert_int_equal(ev.calls, 1);
+  assert_int_equal(ev.node, 0);
+  assert_int_equal(ev.up, 0);
+  assert_string_equal(ev.url, dead);
+  assert_int_equal(p2q_qdrant_node(q, 0)->up, 0);
+  assert_int_equal(p2q_qdrant_node(q, 1)->up, 1);
+  int hits = S.hits_total;
+  assert_int_equal(p2q_qdrant_points_upsert(q, "c", up, strlen(up), on_resp, &s), 0);
+  wait_n(&loop, &s, 2);
+  assert_int_equal(s.err[1], 0);
+  assert_int_equal(S.hits_total, hits + 1);
+  assert_int_equal(p2q_qdrant_node(q, 0)->failures, 1); /* skipped: not tried again */
+  assert_int_equal(p2q_qdrant_close(q, on_closed, &s), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+
+  /* every node refuses: one transport failure, as for one unreachable host */
+  memset(&s, 0, sizeof s);
+  snprintf(url, sizeof url, "http://127.0.0.1:%d,http://127.0.0.1:%d", p1, p2);
+  o.on_node = NULL;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(p2q_qdrant_new(&loop, &o, &q), 0);
+  assert_int_equal(p2q_qdrant_points_upsert(q, "c", up, strlen(up), on_resp, &s), 0);
+  wait_n(&loop, &s, 1);
+  assert_int_equal(s.err[0], P2Q_EHTTP);
+  assert_int_equal(s.cls[0], P2Q_QDRANT_RETRY);
+  assert_int_equal(p2q_qdrant_node(q, 0)->up + p2q_qdrant_node(q, 1)->up, 0);
+  assert_int_equal(p2q_qdrant_close(q, on_closed, &s), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  /* a single URL is not tracked */
+  assert_int_equal(uv_loop_init(&loop), 0);
+  o.url = dead;
+  assert_int_equal(p2q_qdrant_new(&loop, &o, &q), 0);
+  assert_int_equal(p2q_qdrant_node_count(q), 1);
+  assert_null(p2q_qdrant_node(q, 0));
+  assert_int_equal(p2q_qdrant_close(q, NULL, NULL), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* Writes are capped at P2Q_QDRANT_SMALL_BODY whatever the route answers. */
 static void test_write_answer_capped(void **st) {
   uv_loop_t loop;
@@ -519,6 +607,7 @@ int main(void) {
       cmocka_unit_test(test_create_body_and_escape),
       cmocka_unit_test(test_async_helpers),
       cmocka_unit_test(test_async_outcomes),
+      cmocka_unit_test(test_nodes_failover),
       cmocka_unit_test(test_write_answer_capped),
       cmocka_unit_test(test_close_cancels),
       cmocka_unit_test(test_sync_ensure),
