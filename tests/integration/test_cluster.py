@@ -277,5 +277,7 @@ def test_first_node_dies_failover(tmp_path, pgdb, docs, cluster):
     assert "event=qdrant_node_down" in d.log_text(p)
     wait_until(lambda: "event=qdrant_node_up" in d.log_text(p), timeout=10, what="node 0 seen back")
     assert "target=collection:docs" not in d.log_text(p)  # a node's failure is not the collection's
+    refused = [ln for ln in d.log_text(p).splitlines() if "qdrant_write_failed" in ln and "connect" in ln]
+    assert refused == [], refused[:3]            # a refusal goes to the next node, never to a worker
     wait_until(lambda: get(port, "/readyz") == (200, "ready\n"), what="node 0 back in readiness")
     assert d.stop(p) == 0                        # clean exit (ASan: no leak)
