@@ -385,7 +385,7 @@ static int valid_env_name(const char *s) {
 
 /* One http(s) URL as the clients use it: they append paths to it (never quoted in messages but
    the first: it may hold a password). pos > 0: the element's position in a list. */
-static int check_url(const char *v, int pos, char *why, size_t n) {
+static int check_url(const char *v, int pos, int allow_query, char *why, size_t n) {
   size_t o = 0;
   if (pos > 0) o = (size_t)snprintf(why, n, "URL %d of the list: ", pos);
   if (o >= n) o = 0;
@@ -399,9 +399,9 @@ static int check_url(const char *v, int pos, char *why, size_t n) {
     snprintf(why + o, n - o, "the URL has no host (e.g. http://127.0.0.1:6333)");
     return P2Q_ECONFIG;
   }
-  if (strpbrk(v, "?#")) {
-    snprintf(why + o, n - o, "a query string or fragment ('?', '#') is not allowed: paths are appended to this "
-             "URL (write the base URL, e.g. https://api.openai.com/v1)");
+  if (strchr(v, '#') || (!allow_query && strchr(v, '?'))) {
+    snprintf(why + o, n - o, "%s is not allowed: paths are appended to this URL (write the base URL, "
+             "e.g. https://api.openai.com/v1)", allow_query ? "a fragment ('#')" : "a query string or fragment ('?', '#')");
     return P2Q_ECONFIG;
   }
   if (strpbrk(v, " \t")) {
@@ -414,15 +414,16 @@ static int check_url(const char *v, int pos, char *why, size_t n) {
 /* Flag-driven checks of a non-empty string value. */
 static int check_string(const p2q_conf_entry_t *e, const char *v, char *why, size_t n) {
   int rc = 0;
-  if ((e->flags & P2Q_CF_URL) && (rc = check_url(v, 0, why, n)) < 0) return rc;
+  /* an embedder URL may carry a query (Azure OpenAI's ?api-version=…): /embeddings goes before it */
+  if ((e->flags & P2Q_CF_URL) && (rc = check_url(v, 0, 1, why, n)) < 0) return rc;
   if (e->flags & P2Q_CF_URLS) { /* a list (Qdrant cluster nodes): each element as one URL */
     char *urls[P2Q_NODES_MAX];
-    int k = strchr(v, ',') ? 0 : check_url(v, 0, why, n);
+    int k = strchr(v, ',') ? 0 : check_url(v, 0, 0, why, n);
     if (k < 0) return k;
     k = p2q_nodes_split(v, urls, P2Q_NODES_MAX, why, n);
     if (k < 0) return P2Q_ECONFIG;
     for (int i = 0; i < k; i++) {
-      if (!rc && k > 1) rc = check_url(urls[i], i + 1, why, n);
+      if (!rc && k > 1) rc = check_url(urls[i], i + 1, 0, why, n);
       free(urls[i]);
     }
     if (rc < 0) return rc;

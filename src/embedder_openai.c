@@ -119,16 +119,20 @@ void p2q_openai_error_message(const char *body, size_t len, char *out, size_t n)
 }
 
 char *p2q_openai_endpoint(const char *url) {
-  size_t n = strlen(url);
+  /* base URL or the full endpoint; a query (Azure OpenAI's ?api-version=…) stays at the end */
+  const char *q = strchr(url, '?');
+  size_t n = q ? (size_t)(q - url) : strlen(url), qlen = q ? strlen(q) : 0;
   while (n > 0 && url[n - 1] == '/') n--;
   static const char suffix[] = "/embeddings";
   size_t k = sizeof suffix - 1;
   int full = n >= k && !strncmp(url + n - k, suffix, k);
-  char *out = malloc(n + (full ? 0 : k) + 1);
+  size_t total = n + (full ? 0 : k) + qlen;
+  char *out = malloc(total + 1);
   if (!out) return NULL;
   memcpy(out, url, n);
   if (!full) memcpy(out + n, suffix, k);
-  out[n + (full ? 0 : k)] = 0;
+  if (qlen) memcpy(out + n + (full ? 0 : k), q, qlen);
+  out[total] = 0;
   return out;
 }
 

@@ -165,6 +165,13 @@ static void test_classify_and_message(void **state) {
   u = p2q_openai_endpoint("http://127.0.0.1:8080/v1/embeddings");
   assert_string_equal(u, "http://127.0.0.1:8080/v1/embeddings");
   free(u);
+  /* Azure OpenAI: the deployment URL carries ?api-version=…; the path goes before the query */
+  u = p2q_openai_endpoint("https://x.openai.azure.com/openai/deployments/emb?api-version=2024-02-01");
+  assert_string_equal(u, "https://x.openai.azure.com/openai/deployments/emb/embeddings?api-version=2024-02-01");
+  free(u);
+  u = p2q_openai_endpoint("https://x.openai.azure.com/openai/deployments/emb/embeddings/?api-version=1");
+  assert_string_equal(u, "https://x.openai.azure.com/openai/deployments/emb/embeddings?api-version=1");
+  free(u);
 }
 
 /* Bisection bookkeeping: drive the split as the embedder does against a fake API that rejects a
