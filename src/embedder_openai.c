@@ -8,9 +8,9 @@
  * Flow: a call's texts are cut to max_input_tokens (estimate), then into requests of batch_size
  * texts, queued; dispatch() sends from the head while fewer than max_inflight are out and the
  * budget says go. An answer:
- *   2xx → the vectors go into the call's buffer (a body that is not an embeddings answer, or
- *         bigger than n × dimension can be, fails the call transiently; wrong sizes fail it for
- *         the texts);
+ *   2xx → the vectors go into the call's buffer (a body that is not an embeddings answer for
+ *         these texts — no data, wrong dimension or count, non-numbers, bigger than n × dimension
+ *         can be — fails the call transiently: the endpoint's fault, never the texts');
  *   400/413/422 → the request's two halves are queued at the head; a lone text is retried once
  *         cut to max_input_tokens bytes when it was longer, else rejected with the API's reason;
  *   429 → both budgets halve and pause every caller (Retry-After, capped by retry_max), and the
@@ -342,7 +342,9 @@ static void answered_ok(p2q_emb_openai_t *e, oreq_t *q, const p2q_http_response_
   int rc = p2q_openai_parse(resp->body, resp->body_len, q->n, e->dim,
                             c->vecs + (size_t)q->first * (size_t)e->dim, &used, msg, sizeof msg);
   if (rc) {
-    call_fail(c, rc, rc != P2Q_EEMBED, -1, "%s", msg);
+    /* a 2xx that is not an answer for these texts (wrong dimension, wrong count, non-numbers) is
+       the endpoint's fault (another model behind it, a proxy): it costs time, never attempts */
+    call_fail(c, rc, 1, -1, "%s", msg);
     return;
   }
   c->tokens += used;

@@ -144,15 +144,20 @@ def test_openai_embedder_with_faults(make_daemon, texts, qdrant, openai):
     assert d.stop(p) == 0
 
 
-def test_openai_wrong_dimension_is_a_clear_per_event_error(make_daemon, texts, qdrant, openai):
+def test_openai_wrong_dimension_costs_time_not_attempts(make_daemon, texts, qdrant, openai):
+    """An endpoint answering vectors of the wrong size (another model behind the URL, a proxy) is
+    the outside world's fault: the events wait (no attempt used, nothing dead-lettered), the log
+    says why, and they are embedded once the endpoint answers right."""
     d = openai_daemon(make_daemon, openai)
     d.cli("apply")
-    openai.wrong_dim = 100  # every answer has 9 dimensions
+    openai.wrong_dim = 3  # the next three answers have 9 dimensions
     texts.execute("INSERT INTO notes VALUES (1, 'a', 'b')")
     p = d.start()
-    wait_until(lambda: outbox_counts(texts) == (0, 1), timeout=60, what="dead-lettered")
-    err = texts.execute("SELECT last_error FROM sync_outbox_dead").fetchone()[0]
-    assert "dimension 9, expected 8" in err
+    wait_until(lambda: len(points_by_id(qdrant, "notes")) == 1 and outbox_counts(texts) == (0, 0),
+               timeout=90, what="embedded once the endpoint answers right")
+    assert openai.wrong_dim == 0  # the wrong answers were really given
+    assert "dimension 9, expected 8" in d.log_text(p)
+    assert texts.execute("SELECT count(*) FROM sync_outbox_dead").fetchone()[0] == 0
     d.stop(p)
 
 
