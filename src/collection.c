@@ -26,6 +26,13 @@
 static const char *const index_types[] = {"keyword", "integer", "float", "bool", "geo",
                                           "datetime", "text", "uuid", NULL};
 
+/* Qdrant's distance names (the config's distance enum, as Qdrant spells it). Here, with the
+   collection grammar, so that config.c calls down into this file and never the other way. */
+const char *p2q_distance_name(p2q_distance_t d) {
+  static const char *const n[] = {"Cosine", "Dot", "Euclid", "Manhattan"};
+  return (unsigned)d < 4 ? n[d] : "?";
+}
+
 int64_t p2q_collection_default_replication(const p2q_config_t *cfg) {
   (void)cfg; /* the cluster default needs the peer count: p2q_collection_cluster_replication */
   return 0;

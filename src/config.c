@@ -783,11 +783,6 @@ const p2q_embedder_config_t *p2q_config_embedder(const p2q_config_t *cfg, const 
   return NULL;
 }
 
-const char *p2q_distance_name(p2q_distance_t d) {
-  static const char *const n[] = {"Cosine", "Dot", "Euclid", "Manhattan"};
-  return (unsigned)d < 4 ? n[d] : "?";
-}
-
 /* ---- dump ------------------------------------------------------------------------------- */
 
 static void dump_value(const p2q_conf_entry_t *e, const char *base, FILE *f) {

@@ -170,7 +170,7 @@ void p2q_config_man(FILE *f, const char *version);
 
 const p2q_rule_config_t *p2q_config_rule(const p2q_config_t *cfg, const char *name);
 const p2q_embedder_config_t *p2q_config_embedder(const p2q_config_t *cfg, const char *name);
-const char *p2q_distance_name(p2q_distance_t d); /* "Cosine", "Dot", ... (Qdrant's spelling) */
+const char *p2q_distance_name(p2q_distance_t d); /* "Cosine", "Dot", ... (Qdrant's spelling; collection.c) */
 
 /* Edit distance, used for "did you mean" hints (exposed for tests). */
 int p2q_levenshtein(const char *a, const char *b);
