@@ -33,11 +33,7 @@ from conftest import Daemon  # noqa: E402
 from test_guarantees import Traffic, rule  # noqa: E402
 from tests.qdrant_server.client import QdrantStub  # noqa: E402
 
-# every setting conftest shortens, back to the shipped default
-DEFAULTS = {"qdrant": {"timeout": None, "connect_timeout": None},
-            "daemon": {"sweep_interval": None, "retry_min": None, "retry_max": None, "breaker_max": None,
-                       "shutdown_timeout": None},
-            "log": {"level": "info"}}
+DEFAULTS = recovery.SHIPPED_DEFAULTS
 
 
 def main():

@@ -26,14 +26,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 import psycopg  # noqa: E402
 
+import recovery  # noqa: E402
 from conftest import Daemon  # noqa: E402
 from test_guarantees import rule  # noqa: E402
 from tests.qdrant_server.client import QdrantStub  # noqa: E402
 
-DEFAULTS = {"qdrant": {"timeout": None, "connect_timeout": None},
-            "daemon": {"sweep_interval": None, "retry_min": None, "retry_max": None, "breaker_max": None,
-                       "shutdown_timeout": None},
-            "log": {"level": "info"}}
+DEFAULTS = recovery.SHIPPED_DEFAULTS
 
 
 def cpu_s(pid):

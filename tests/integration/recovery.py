@@ -4,6 +4,14 @@ processed by someone else"."""
 import time
 
 
+# every setting conftest shortens for speed, back to the shipped default (None = key removed):
+# what the kill -9 benchmarks run with
+SHIPPED_DEFAULTS = {"qdrant": {"timeout": None, "connect_timeout": None},
+                    "daemon": {"sweep_interval": None, "retry_min": None, "retry_max": None,
+                               "breaker_max": None, "shutdown_timeout": None},
+                    "log": {"level": "info"}}
+
+
 def owners(conn, proc):
     """Owner ids of every registered connection of the daemon process `proc` (its instance id is
     "<host>:<os pid>:<hex>")."""
