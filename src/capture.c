@@ -444,56 +444,138 @@ static void slow_reads(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strli
                   "    bad_new := COALESCE(bad_f, bad_new);\n    bad_old := COALESCE(bad_f, bad_old);\n");
 }
 
+/* 'rule R: a key column (k1, k2) is NULL or no longer in T' as a literal */
+static void key_message(p2q_buf_t *b, const p2q_rule_config_t *r) {
+  p2q_buf_t m = P2Q_BUF_INIT;
+  p2q_buf_printf(&m, "rule %s: a key column (", r->name);
+  for (int i = 0; i < r->key.n; i++) p2q_buf_printf(&m, "%s%s", i ? ", " : "", r->key.items[i]);
+  p2q_buf_printf(&m, ") is NULL or no longer in %s", r->table);
+  p2q_sql_literal(b, p2q_buf_str(&m));
+  p2q_buf_free(&m);
+}
+
+/* ROW(NEW."a", NEW."k")::record *= ROW(OLD."a", OLD."k")::record over the watched and key columns
+   (whole row: NEW *= OLD): true when an UPDATE left each of them binary-identical, hence with the
+   same text, key and change test: no event, whatever the slow path would say. */
+static int same_image_expr(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *watch) {
+  if (watch->n == 0) { p2q_buf_puts(b, "NEW *= OLD"); return 0; }
+  p2q_strlist_t cols = {NULL, 0};
+  int rc = 0;
+  for (int i = 0; !rc && i < watch->n; i++) rc = strlist_add(&cols, watch->items[i], strlen(watch->items[i]));
+  for (int i = 0; !rc && i < r->key.n; i++) rc = strlist_add(&cols, r->key.items[i], strlen(r->key.items[i]));
+  for (int side = 0; !rc && side < 2; side++) {
+    p2q_buf_puts(b, side ? " *= ROW(" : "ROW(");
+    for (int i = 0; i < cols.n; i++) {
+      p2q_buf_puts(b, i ? (side ? ", OLD." : ", NEW.") : (side ? "OLD." : "NEW."));
+      p2q_sql_ident(b, cols.items[i]);
+    }
+    p2q_buf_puts(b, ")::record");
+  }
+  p2q_strlist_free(&cols);
+  return rc;
+}
+
+/* The fast path of an INSERT: only NEW, the fewest plpgsql expressions (each one is initialised
+   again in every transaction: a one-row INSERT statement pays for all of them). */
+static void insert_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap,
+                        const p2q_strlist_t *need) {
+  const char *in = r->filter ? "        " : "      ";
+  if (r->filter) {
+    p2q_buf_puts(b, "      new_ok := ");
+    filter_of(b, r, "NEW");
+    p2q_buf_puts(b, ";\n");
+  }
+  if (r->routing_key) { /* whatever the filter says, as on the other paths: a failing routing
+                           key sends the row to the slow path */
+    p2q_buf_puts(b, "      rn := ");
+    row_expr(b, "NEW", r->routing_key, "::text");
+    p2q_buf_puts(b, ";\n");
+  }
+  if (r->filter) p2q_buf_puts(b, "      IF new_ok THEN\n");
+  p2q_buf_printf(b, "%skn := ", in);
+  json_object_expr(b, "NEW", &r->key);
+  p2q_buf_printf(b, ";\n%sIF ", in);
+  key_null_expr(b, r, "NEW");
+  p2q_buf_puts(b, " THEN bad_new := ");
+  key_message(b, r);
+  p2q_buf_puts(b, "; END IF;\n");
+  if (snap->n == 0 && need->n) { /* the whole-row snapshot names no column: probe them */
+    p2q_buf_printf(b, "%sprobe := ", in);
+    key_null_expr(b, &(p2q_rule_config_t){.key = *need}, "NEW");
+    p2q_buf_puts(b, ";\n");
+  }
+  p2q_buf_printf(b, "%ssn := ", in);
+  snapshot_expr(b, "NEW", snap);
+  p2q_buf_puts(b, ";\n");
+  if (r->filter) p2q_buf_puts(b, "      END IF;\n");
+}
+
+/* The fast path of an UPDATE or DELETE (columns by reference, both sides). */
+static int update_delete_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap,
+                              const p2q_strlist_t *watch, const p2q_strlist_t *need) {
+  /* an UPDATE of unwatched columns leaves at once (a trigger WHEN clause would be cheaper still,
+     but it makes every column it names undroppable: DDL-proof means no column dependency) */
+  p2q_buf_puts(b, "      IF TG_OP = 'UPDATE' AND ");
+  int rc = same_image_expr(b, r, watch);
+  if (r->filter) { /* the filter may read unwatched columns: leave only when it says the same */
+    p2q_buf_puts(b, " AND ");
+    filter_of(b, r, "NEW");
+    p2q_buf_puts(b, " = ");
+    filter_of(b, r, "OLD");
+  }
+  p2q_buf_puts(b, " THEN\n        RETURN NULL;\n      END IF;\n");
+  filter_routing(b, r, "      ");
+  p2q_buf_puts(b, "      IF TG_OP <> 'DELETE' THEN\n        kn := ");
+  json_object_expr(b, "NEW", &r->key);
+  p2q_buf_puts(b, ";\n        IF ");
+  key_null_expr(b, r, "NEW");
+  p2q_buf_puts(b, " THEN bad_new := ");
+  key_message(b, r);
+  p2q_buf_puts(b, "; END IF;\n");
+  if (snap->n == 0 && need->n) {
+    p2q_buf_puts(b, "        probe := ");
+    key_null_expr(b, &(p2q_rule_config_t){.key = *need}, "NEW");
+    p2q_buf_puts(b, ";\n");
+  }
+  p2q_buf_puts(b, "      END IF;\n      IF TG_OP <> 'INSERT' THEN\n        ko := ");
+  json_object_expr(b, "OLD", &r->key);
+  p2q_buf_puts(b, ";\n        IF ");
+  key_null_expr(b, r, "OLD");
+  p2q_buf_puts(b, " THEN bad_old := ");
+  key_message(b, r);
+  p2q_buf_puts(b, "; END IF;\n      END IF;\n      IF TG_OP = 'UPDATE' THEN changed := ");
+  changed_expr(b, watch);
+  p2q_buf_puts(b, "; END IF;\n      IF new_ok AND (NOT old_ok OR changed OR kn IS DISTINCT FROM ko) THEN\n"
+                  "        sn := ");
+  snapshot_expr(b, "NEW", snap);
+  p2q_buf_puts(b, ";\n      END IF;\n");
+  return rc;
+}
+
 /*
  * The body of the row trigger function (between the dollar quotes). Nothing in it may fail the
  * writer's statement:
  *   fast path  the rule's columns by reference, in one exception block (a read-only
- *              subtransaction: no xid, a few µs);
+ *              subtransaction: no xid, a few µs); an INSERT takes a path of its own (NEW only),
+ *              an UPDATE that left the watched and key columns alone leaves at once;
  *   slow path  taken only when the fast one raised (a column dropped or renamed since `apply`,
  *              a filter/routing_key that fails): the columns are read by name from the row's
  *              json, so a missing payload column is simply absent; the filter is retried in its
  *              own block. Events that cannot be applied (key NULL or gone, vector/text column
  *              gone on an upsert, filter failing) are written born dead with the reason.
  */
-static void capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
-                         int max_attempts, const p2q_strlist_t *snap, const p2q_strlist_t *watch,
-                         const p2q_strlist_t *need) {
+static int capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
+                        int max_attempts, const p2q_strlist_t *snap, const p2q_strlist_t *watch,
+                        const p2q_strlist_t *need) {
   p2q_buf_puts(b, "\nDECLARE\n  new_ok boolean := false;\n  old_ok boolean := false;\n"
                   "  changed boolean := false;\n  slow boolean := false;\n  kn jsonb;\n  ko jsonb;\n"
                   "  sn json;\n  rn text;\n  ro text;\n  bad_new text;\n  bad_old text;\n"
-                  "  bad_f text;\n  wn text;\n  wo text;\n  probe boolean;\nBEGIN\n  BEGIN\n");
-  filter_routing(b, r, "    ");
-  p2q_buf_puts(b, "    IF TG_OP <> 'DELETE' THEN\n      kn := ");
-  json_object_expr(b, "NEW", &r->key);
-  p2q_buf_puts(b, ";\n      IF ");
-  key_null_expr(b, r, "NEW");
-  p2q_buf_puts(b, " THEN bad_new := ");
-  {
-    p2q_buf_t m = P2Q_BUF_INIT;
-    p2q_buf_printf(&m, "rule %s: a key column (", r->name);
-    for (int i = 0; i < r->key.n; i++) p2q_buf_printf(&m, "%s%s", i ? ", " : "", r->key.items[i]);
-    p2q_buf_printf(&m, ") is NULL or no longer in %s", r->table);
-    p2q_sql_literal(b, p2q_buf_str(&m));
-    p2q_buf_puts(b, "; END IF;\n");
-    if (snap->n == 0 && need->n) { /* the whole-row snapshot names no column: probe them */
-      p2q_buf_puts(b, "      probe := ");
-      key_null_expr(b, &(p2q_rule_config_t){.key = *need}, "NEW");
-      p2q_buf_puts(b, ";\n");
-    }
-    p2q_buf_puts(b, "    END IF;\n    IF TG_OP <> 'INSERT' THEN\n      ko := ");
-    json_object_expr(b, "OLD", &r->key);
-    p2q_buf_puts(b, ";\n      IF ");
-    key_null_expr(b, r, "OLD");
-    p2q_buf_puts(b, " THEN bad_old := ");
-    p2q_sql_literal(b, p2q_buf_str(&m));
-    p2q_buf_free(&m);
-  }
-  p2q_buf_puts(b, "; END IF;\n    END IF;\n    IF TG_OP = 'UPDATE' THEN changed := ");
-  changed_expr(b, watch);
-  p2q_buf_puts(b, "; END IF;\n    IF new_ok AND (TG_OP = 'INSERT' OR NOT old_ok OR changed OR kn IS DISTINCT FROM ko) THEN\n"
-                  "      sn := ");
-  snapshot_expr(b, "NEW", snap);
-  p2q_buf_puts(b, ";\n    END IF;\n  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
+                  "  bad_f text;\n  wn text;\n  wo text;\n  probe boolean;\nBEGIN\n  BEGIN\n"
+                  "    IF TG_OP = 'INSERT' THEN\n");
+  insert_fast(b, r, snap, need);
+  p2q_buf_puts(b, "    ELSE\n");
+  int rc = update_delete_fast(b, r, snap, watch, need);
+  p2q_buf_puts(b, "    END IF;\n  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
 
   /* slow path */
   p2q_buf_puts(b, "  IF slow THEN\n    new_ok := TG_OP <> 'DELETE';\n    old_ok := TG_OP <> 'INSERT';\n"
@@ -512,7 +594,11 @@ static void capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *s
   slow_reads(b, r, snap, watch, need);
   p2q_buf_puts(b, "  END IF;\n");
 
-  /* events */
+  /* events: an INSERT's first (without a filter new_ok is true on both paths) */
+  p2q_buf_puts(b, "  IF TG_OP = 'INSERT' THEN\n    ");
+  if (r->filter) p2q_buf_puts(b, "IF new_ok THEN\n      ");
+  trigger_event(b, r, schema, max_attempts, "kn", "rn", "upsert", "sn", "bad_new");
+  p2q_buf_puts(b, r->filter ? ";\n    END IF;\n    RETURN NULL;\n  END IF;\n" : ";\n    RETURN NULL;\n  END IF;\n");
   p2q_buf_puts(b, "  IF TG_OP = 'UPDATE' AND old_ok AND kn IS DISTINCT FROM ko THEN\n    ");
   trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old");
   p2q_buf_puts(b, ";\n    old_ok := false;\n  END IF;\n  IF new_ok THEN\n"
@@ -521,16 +607,7 @@ static void capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *s
   p2q_buf_puts(b, ";\n  ELSIF old_ok THEN\n    ");
   trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old");
   p2q_buf_puts(b, ";\n  END IF;\n  RETURN NULL;\nEND\n");
-}
-
-/* 'rule R: a key column (k1, k2) is NULL or no longer in T' as a literal */
-static void key_message(p2q_buf_t *b, const p2q_rule_config_t *r) {
-  p2q_buf_t m = P2Q_BUF_INIT;
-  p2q_buf_printf(&m, "rule %s: a key column (", r->name);
-  for (int i = 0; i < r->key.n; i++) p2q_buf_printf(&m, "%s%s", i ? ", " : "", r->key.items[i]);
-  p2q_buf_printf(&m, ") is NULL or no longer in %s", r->table);
-  p2q_sql_literal(b, p2q_buf_str(&m));
-  p2q_buf_free(&m);
+  return rc;
 }
 
 /* Statement-level events (backfill, reconcile --fix, TRUNCATE): "INSERT INTO … SELECT … FROM
@@ -641,9 +718,10 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
   }
   p2q_strlist_t need;
   if ((rc = needed_columns(r, &need))) { p2q_strlist_free(&watch); goto fail; }
-  capture_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need);
+  rc = capture_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need);
   p2q_strlist_free(&watch);
   p2q_strlist_free(&need);
+  if (rc) goto fail;
   if ((rc = append_function(out, schema, "p2q_capture_", r->name, &body))) goto fail;
   p2q_buf_puts(out, "DROP TRIGGER IF EXISTS ");
   trigger_name(out, r->name, "");
