@@ -61,6 +61,8 @@ int p2q_sql_qualified(p2q_buf_t *b, const char *text);
 /* Columns referenced by a rule's `text`: "{a} {b}" placeholders, or a comma-separated list. */
 int p2q_template_columns(const char *text, p2q_strlist_t *out);
 void p2q_strlist_free(p2q_strlist_t *l);
+/* Append a copy of s[0..n) unless the list already holds it. 0 or P2Q_ENOMEM. */
+int p2q_strlist_add(p2q_strlist_t *l, const char *s, size_t n);
 
 /* The full install script for one rule: function, row trigger, truncate trigger. */
 int p2q_capture_install_sql(const p2q_rule_config_t *rule, const char *schema, int max_attempts,

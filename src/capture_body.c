@@ -1,0 +1,497 @@
+/*
+ * capture_body.c — the SQL text of change capture: the body of a rule's row trigger function
+ * (fast path by reference, slow path by name, born-dead events) and the statement-level
+ * INSERT … SELECT of backfill, reconcile --fix and TRUNCATE. capture.c wraps them into the
+ * install/drop scripts; capture.h states the semantics.
+ *
+ * Pure string building: no I/O, no globals; any thread. Invariants: every identifier coming from
+ * the config goes through p2q_sql_ident(), every value through p2q_sql_literal(); the snapshot text
+ * is byte-identical on every path (json_build_object's format, config order; jsonb's above
+ * PAIRS_PER_CALL columns), so `_hash` never depends on the path that built it.
+ */
+#include "capture_body.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PAIRS_PER_CALL 40 /* jsonb_build_object takes at most 100 arguments */
+
+/* Columns of the snapshot: `columns` plus the vector and text columns (empty: the whole row). */
+int p2q_capture_snapshot_columns(const p2q_rule_config_t *r, p2q_strlist_t *out) {
+  out->items = NULL;
+  out->n = 0;
+  if (r->columns.n == 0) return 0;
+  int rc = 0;
+  for (int i = 0; i < r->columns.n && !rc; i++)
+    rc = p2q_strlist_add(out, r->columns.items[i], strlen(r->columns.items[i]));
+  if (!rc && r->vector_column) rc = p2q_strlist_add(out, r->vector_column, strlen(r->vector_column));
+  if (!rc && r->text) {
+    p2q_strlist_t t;
+    rc = p2q_template_columns(r->text, &t);
+    for (int i = 0; !rc && i < t.n; i++) rc = p2q_strlist_add(out, t.items[i], strlen(t.items[i]));
+    p2q_strlist_free(&t);
+  }
+  if (rc) p2q_strlist_free(out);
+  return rc;
+}
+
+/* jsonb_build_object('a', ref."a", …) over cols (row keys: compared and indexed, so jsonb),
+   or json_build_object for snapshots: json is text, so a 384-float vector costs a float4out per
+   element instead of a float→numeric conversion in every writer's trigger (measured 16× cheaper
+   to build, 2× cheaper to read back in the claim). More than PAIRS_PER_CALL columns are built in
+   parts and merged through jsonb. */
+static void object_expr(p2q_buf_t *b, const char *ref, const p2q_strlist_t *cols, int binary) {
+  const char *fn = binary ? "jsonb_build_object(" : "json_build_object(";
+  int parts = cols->n > PAIRS_PER_CALL;
+  if (cols->n == 0) { p2q_buf_puts(b, binary ? "'{}'::jsonb" : "'{}'::json"); return; }
+  if (parts && !binary) p2q_buf_putc(b, '(');
+  for (int i = 0; i < cols->n; i++) {
+    if (i % PAIRS_PER_CALL == 0) {
+      if (i) p2q_buf_puts(b, parts && !binary ? ")::jsonb || " : ") || ");
+      p2q_buf_puts(b, fn);
+    } else {
+      p2q_buf_puts(b, ", ");
+    }
+    p2q_sql_literal(b, cols->items[i]);
+    p2q_buf_printf(b, ", %s.", ref);
+    p2q_sql_ident(b, cols->items[i]);
+  }
+  p2q_buf_puts(b, parts && !binary ? ")::jsonb)::json" : ")");
+}
+
+void p2q_capture_json_object(p2q_buf_t *b, const char *ref, const p2q_strlist_t *cols) {
+  object_expr(b, ref, cols, 1);
+}
+
+/* The fast snapshot: the columns by reference (fails with undefined_column once one is gone). */
+static void snapshot_expr(p2q_buf_t *b, const char *ref, const p2q_strlist_t *snap) {
+  if (snap->n == 0) p2q_buf_printf(b, "to_json(%s)", ref);
+  else object_expr(b, ref, snap, 0);
+}
+
+/* ARRAY['a', 'b']::text[] */
+static void text_array(p2q_buf_t *b, const p2q_strlist_t *cols) {
+  p2q_buf_puts(b, "ARRAY[");
+  for (int i = 0; i < cols->n; i++) {
+    if (i) p2q_buf_puts(b, ", ");
+    p2q_sql_literal(b, cols->items[i]);
+  }
+  p2q_buf_puts(b, "]::text[]");
+}
+
+/*
+ * Aggregates over `json_each(<the row as json>) AS e` that read the rule's columns by name, so a
+ * dropped or renamed column is simply absent instead of an error. The snapshot text is
+ * byte-identical to snapshot_expr() when every column is there (json_build_object's format,
+ * config order; jsonb's above PAIRS_PER_CALL columns), so `_hash` does not depend on the path.
+ */
+static void named_key_agg(p2q_buf_t *b, const p2q_rule_config_t *r) {
+  p2q_buf_puts(b, "jsonb_object_agg(e.key, e.value) FILTER (WHERE e.key = ANY (");
+  text_array(b, &r->key);
+  p2q_buf_puts(b, "))");
+}
+
+void p2q_capture_named_snapshot(p2q_buf_t *b, const p2q_strlist_t *snap) {
+  if (snap->n > PAIRS_PER_CALL) {
+    p2q_buf_puts(b, "COALESCE(jsonb_object_agg(e.key, e.value) FILTER (WHERE e.key = ANY (");
+    text_array(b, snap);
+    p2q_buf_puts(b, "))::json, '{}'::json)");
+    return;
+  }
+  p2q_buf_puts(b, "COALESCE(('{' || string_agg(to_json(e.key)::text || ' : ' || e.value::text, ', '"
+                  " ORDER BY array_position(");
+  text_array(b, snap);
+  p2q_buf_puts(b, ", e.key)) FILTER (WHERE e.key = ANY (");
+  text_array(b, snap);
+  p2q_buf_puts(b, ")) || '}')::json, '{}'::json)");
+}
+
+/* text of the watched values (attribute order, the same on both sides of an UPDATE) */
+static void named_watch_agg(p2q_buf_t *b, const p2q_strlist_t *watch) {
+  if (watch->n == 0) { p2q_buf_puts(b, "NULL::text"); return; }
+  p2q_buf_puts(b, "string_agg(to_json(e.key)::text || ':' || e.value::text, ',') FILTER (WHERE e.key = ANY (");
+  text_array(b, watch);
+  p2q_buf_puts(b, "))");
+}
+
+/* NULL, or why events of this row cannot be applied: a key column NULL or gone (never guess a
+   point id), or for an upsert its vector/text column gone (never treat the row as vectorless). */
+static void named_bad_agg(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *need) {
+  p2q_buf_printf(b, "CASE WHEN count(*) FILTER (WHERE e.key = ANY (");
+  text_array(b, &r->key);
+  p2q_buf_printf(b, ") AND json_typeof(e.value) <> 'null') < %d THEN ", r->key.n);
+  p2q_buf_t m = P2Q_BUF_INIT;
+  p2q_buf_printf(&m, "rule %s: a key column (", r->name);
+  for (int i = 0; i < r->key.n; i++) p2q_buf_printf(&m, "%s%s", i ? ", " : "", r->key.items[i]);
+  p2q_buf_printf(&m, ") is NULL or no longer in %s", r->table);
+  p2q_sql_literal(b, p2q_buf_str(&m));
+  if (need && need->n) {
+    p2q_buf_puts(b, " WHEN count(*) FILTER (WHERE e.key = ANY (");
+    text_array(b, need);
+    p2q_buf_printf(b, ")) < %d THEN ", need->n);
+    p2q_buf_reset(&m);
+    p2q_buf_printf(&m, "rule %s: its %s column (", r->name, r->vector_column ? "vector" : "text");
+    for (int i = 0; i < need->n; i++) p2q_buf_printf(&m, "%s%s", i ? ", " : "", need->items[i]);
+    p2q_buf_printf(&m, ") is no longer in %s (dropped or renamed)", r->table);
+    p2q_sql_literal(b, p2q_buf_str(&m));
+  }
+  p2q_buf_free(&m);
+  p2q_buf_puts(b, " END");
+}
+
+/* The columns an upsert cannot do without besides the key: the vector column or the text's. */
+int p2q_capture_needed_columns(const p2q_rule_config_t *r, p2q_strlist_t *out) {
+  out->items = NULL;
+  out->n = 0;
+  if (r->vector_column) return p2q_strlist_add(out, r->vector_column, strlen(r->vector_column));
+  return p2q_template_columns(r->text, out);
+}
+
+/* The change test of the fast path: any watched column's text differs (type-agnostic: json has
+   no equality operator; text is also exactly what the snapshot carries). Empty: the whole row.
+   The binary image is compared first (record *=, any type): an identical image prints the same
+   text, so an UPDATE that leaves the watched columns alone costs a memcmp instead of printing
+   them twice (a 384-float vector: ~50 us per row, bench/writer_overhead_bench.py). */
+static void changed_expr(p2q_buf_t *b, const p2q_strlist_t *cols) {
+  if (cols->n == 0) {
+    p2q_buf_puts(b, "(NOT (NEW *= OLD) AND NEW::text IS DISTINCT FROM OLD::text)");
+    return;
+  }
+  for (int i = 0; i < cols->n; i++) {
+    if (i) p2q_buf_puts(b, " OR ");
+    p2q_buf_puts(b, "(NOT (ROW(NEW.");
+    p2q_sql_ident(b, cols->items[i]);
+    p2q_buf_puts(b, ")::record *= ROW(OLD.");
+    p2q_sql_ident(b, cols->items[i]);
+    p2q_buf_puts(b, ")::record) AND NEW.");
+    p2q_sql_ident(b, cols->items[i]);
+    p2q_buf_puts(b, "::text IS DISTINCT FROM OLD.");
+    p2q_sql_ident(b, cols->items[i]);
+    p2q_buf_puts(b, "::text)");
+  }
+}
+
+/* ref."k1" IS NULL OR ref."k2" IS NULL */
+static void key_null_expr(p2q_buf_t *b, const p2q_rule_config_t *r, const char *ref) {
+  for (int i = 0; i < r->key.n; i++) {
+    p2q_buf_printf(b, "%s%s.", i ? " OR " : "", ref);
+    p2q_sql_ident(b, r->key.items[i]);
+    p2q_buf_puts(b, " IS NULL");
+  }
+}
+
+/* An operator-written expression evaluated over the trigger row `ref` (NEW or OLD). */
+static void row_expr(p2q_buf_t *b, const char *ref, const char *expr, const char *cast) {
+  p2q_buf_printf(b, "(SELECT (%s)%s FROM (SELECT %s.*) AS r)", expr, cast, ref);
+}
+
+static void filter_of(p2q_buf_t *b, const p2q_rule_config_t *r, const char *ref) {
+  if (!r->filter) { p2q_buf_puts(b, "true"); return; }
+  p2q_buf_puts(b, "COALESCE(");
+  row_expr(b, ref, r->filter, "::boolean");
+  p2q_buf_puts(b, ", false)");
+}
+
+static void outbox_columns(p2q_buf_t *b, const char *schema) {
+  p2q_sql_ident(b, schema);
+  p2q_buf_puts(b, ".sync_outbox (event_type, routing_key, rule, source_table, row_key, op, payload, "
+                  "max_attempts, last_error) ");
+}
+
+/* One event from trigger variables; `bad` not NULL: the event is born dead (max_attempts 0: never
+   claimed; the sweep's sync_outbox_recover moves it to sync_outbox_dead with `bad` as the error). */
+static void trigger_event(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
+                          int max_attempts, const char *key, const char *routing, const char *op,
+                          const char *snap, const char *bad) {
+  p2q_buf_puts(b, "INSERT INTO ");
+  outbox_columns(b, schema);
+  p2q_buf_puts(b, "VALUES (");
+  p2q_sql_literal(b, r->event_type ? r->event_type : r->name);
+  p2q_buf_printf(b, ", %s, ", r->routing_key ? routing : "NULL");
+  p2q_sql_literal(b, r->name);
+  p2q_buf_puts(b, ", ");
+  p2q_sql_literal(b, r->table);
+  p2q_buf_printf(b, ", COALESCE(%s, '{}'::jsonb), '%s', %s, CASE WHEN %s IS NULL THEN %d ELSE 0 END, %s)",
+                 key, op, snap, bad, max_attempts, bad);
+}
+
+/* The filter and routing key of NEW (into new_ok, rn) and OLD (old_ok, ro). */
+static void filter_routing(p2q_buf_t *b, const p2q_rule_config_t *r, const char *indent) {
+  p2q_buf_printf(b, "%sIF TG_OP <> 'DELETE' THEN\n%s  new_ok := ", indent, indent);
+  filter_of(b, r, "NEW");
+  p2q_buf_puts(b, ";\n");
+  if (r->routing_key) {
+    p2q_buf_printf(b, "%s  rn := ", indent);
+    row_expr(b, "NEW", r->routing_key, "::text");
+    p2q_buf_puts(b, ";\n");
+  }
+  p2q_buf_printf(b, "%sEND IF;\n%sIF TG_OP <> 'INSERT' THEN\n%s  old_ok := ", indent, indent, indent);
+  filter_of(b, r, "OLD");
+  p2q_buf_puts(b, ";\n");
+  if (r->routing_key) {
+    p2q_buf_printf(b, "%s  ro := ", indent);
+    row_expr(b, "OLD", r->routing_key, "::text");
+    p2q_buf_puts(b, ";\n");
+  }
+  p2q_buf_printf(b, "%sEND IF;\n", indent);
+}
+
+/* The slow path's reads by name, in a block of their own: a row whose json cannot be built at all
+   (a value whose JSON text passes 1 GB, a user type whose cast to json raises) must not fail the
+   writer either; its events are born dead with the reason (the key read by reference if it can be). */
+static void slow_reads(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap,
+                       const p2q_strlist_t *watch, const p2q_strlist_t *need) {
+  p2q_buf_t m = P2Q_BUF_INIT;
+  p2q_buf_puts(b, "    BEGIN\n    IF TG_OP <> 'DELETE' THEN\n      SELECT ");
+  named_key_agg(b, r);
+  p2q_buf_puts(b, ", ");
+  if (snap->n) p2q_capture_named_snapshot(b, snap);
+  else p2q_buf_puts(b, "NULL::json");
+  p2q_buf_puts(b, ", ");
+  named_watch_agg(b, watch);
+  p2q_buf_puts(b, ", ");
+  named_bad_agg(b, r, need);
+  p2q_buf_puts(b, "\n        INTO kn, sn, wn, bad_new FROM json_each(row_to_json(NEW)) AS e;\n");
+  if (snap->n == 0) p2q_buf_puts(b, "      sn := to_json(NEW);\n");
+  p2q_buf_puts(b, "    END IF;\n    IF TG_OP <> 'INSERT' THEN\n      SELECT ");
+  named_key_agg(b, r);
+  p2q_buf_puts(b, ", ");
+  named_watch_agg(b, watch);
+  p2q_buf_puts(b, ", ");
+  named_bad_agg(b, r, NULL);
+  p2q_buf_puts(b, "\n        INTO ko, wo, bad_old FROM json_each(row_to_json(OLD)) AS e;\n    END IF;\n");
+  p2q_buf_puts(b, "    IF TG_OP = 'UPDATE' THEN changed := ");
+  if (watch->n) p2q_buf_puts(b, "wn IS DISTINCT FROM wo");
+  else p2q_buf_puts(b, "NEW::text IS DISTINCT FROM OLD::text");
+  p2q_buf_printf(&m, "rule %s: the row cannot be captured: ", r->name);
+  p2q_buf_puts(b, "; END IF;\n    EXCEPTION WHEN OTHERS THEN\n      bad_f := COALESCE(bad_f, ");
+  p2q_sql_literal(b, p2q_buf_str(&m));
+  p2q_buf_free(&m);
+  p2q_buf_puts(b, " || SQLERRM);\n      sn := NULL;\n      changed := true;\n"
+                  "      BEGIN\n        IF TG_OP <> 'DELETE' AND kn IS NULL THEN kn := ");
+  p2q_capture_json_object(b, "NEW", &r->key);
+  p2q_buf_puts(b, "; END IF;\n        IF TG_OP <> 'INSERT' AND ko IS NULL THEN ko := ");
+  p2q_capture_json_object(b, "OLD", &r->key);
+  p2q_buf_puts(b, "; END IF;\n      EXCEPTION WHEN OTHERS THEN\n        NULL;\n      END;\n    END;\n"
+                  /* a failing filter or capture makes every event of the row dead */
+                  "    bad_new := COALESCE(bad_f, bad_new);\n    bad_old := COALESCE(bad_f, bad_old);\n");
+}
+
+/* 'rule R: a key column (k1, k2) is NULL or no longer in T' as a literal */
+static void key_message(p2q_buf_t *b, const p2q_rule_config_t *r) {
+  p2q_buf_t m = P2Q_BUF_INIT;
+  p2q_buf_printf(&m, "rule %s: a key column (", r->name);
+  for (int i = 0; i < r->key.n; i++) p2q_buf_printf(&m, "%s%s", i ? ", " : "", r->key.items[i]);
+  p2q_buf_printf(&m, ") is NULL or no longer in %s", r->table);
+  p2q_sql_literal(b, p2q_buf_str(&m));
+  p2q_buf_free(&m);
+}
+
+/* ROW(NEW."a", NEW."k")::record *= ROW(OLD."a", OLD."k")::record over the watched and key columns
+   (whole row: NEW *= OLD): true when an UPDATE left each of them binary-identical, hence with the
+   same text, key and change test: no event, whatever the slow path would say. */
+static int same_image_expr(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *watch) {
+  if (watch->n == 0) { p2q_buf_puts(b, "NEW *= OLD"); return 0; }
+  p2q_strlist_t cols = {NULL, 0};
+  int rc = 0;
+  for (int i = 0; !rc && i < watch->n; i++) rc = p2q_strlist_add(&cols, watch->items[i], strlen(watch->items[i]));
+  for (int i = 0; !rc && i < r->key.n; i++) rc = p2q_strlist_add(&cols, r->key.items[i], strlen(r->key.items[i]));
+  for (int side = 0; !rc && side < 2; side++) {
+    p2q_buf_puts(b, side ? " *= ROW(" : "ROW(");
+    for (int i = 0; i < cols.n; i++) {
+      p2q_buf_puts(b, i ? (side ? ", OLD." : ", NEW.") : (side ? "OLD." : "NEW."));
+      p2q_sql_ident(b, cols.items[i]);
+    }
+    p2q_buf_puts(b, ")::record");
+  }
+  p2q_strlist_free(&cols);
+  return rc;
+}
+
+/* The fast path of an INSERT: only NEW, the fewest plpgsql expressions (each one is initialised
+   again in every transaction: a one-row INSERT statement pays for all of them). */
+static void insert_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap,
+                        const p2q_strlist_t *need) {
+  const char *in = r->filter ? "        " : "      ";
+  if (r->filter) {
+    p2q_buf_puts(b, "      new_ok := ");
+    filter_of(b, r, "NEW");
+    p2q_buf_puts(b, ";\n");
+  }
+  if (r->routing_key) { /* whatever the filter says, as on the other paths: a failing routing
+                           key sends the row to the slow path */
+    p2q_buf_puts(b, "      rn := ");
+    row_expr(b, "NEW", r->routing_key, "::text");
+    p2q_buf_puts(b, ";\n");
+  }
+  if (r->filter) p2q_buf_puts(b, "      IF new_ok THEN\n");
+  p2q_buf_printf(b, "%skn := ", in);
+  p2q_capture_json_object(b, "NEW", &r->key);
+  p2q_buf_printf(b, ";\n%sIF ", in);
+  key_null_expr(b, r, "NEW");
+  p2q_buf_puts(b, " THEN bad_new := ");
+  key_message(b, r);
+  p2q_buf_puts(b, "; END IF;\n");
+  if (snap->n == 0 && need->n) { /* the whole-row snapshot names no column: probe them */
+    p2q_buf_printf(b, "%sprobe := ", in);
+    key_null_expr(b, &(p2q_rule_config_t){.key = *need}, "NEW");
+    p2q_buf_puts(b, ";\n");
+  }
+  p2q_buf_printf(b, "%ssn := ", in);
+  snapshot_expr(b, "NEW", snap);
+  p2q_buf_puts(b, ";\n");
+  if (r->filter) p2q_buf_puts(b, "      END IF;\n");
+}
+
+/* The fast path of an UPDATE or DELETE (columns by reference, both sides). */
+static int update_delete_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap,
+                              const p2q_strlist_t *watch, const p2q_strlist_t *need) {
+  /* an UPDATE of unwatched columns leaves at once (a trigger WHEN clause would be cheaper still,
+     but it makes every column it names undroppable: DDL-proof means no column dependency) */
+  p2q_buf_puts(b, "      IF TG_OP = 'UPDATE' AND ");
+  int rc = same_image_expr(b, r, watch);
+  if (r->filter) { /* the filter may read unwatched columns: leave only when it says the same */
+    p2q_buf_puts(b, " AND ");
+    filter_of(b, r, "NEW");
+    p2q_buf_puts(b, " = ");
+    filter_of(b, r, "OLD");
+  }
+  p2q_buf_puts(b, " THEN\n        RETURN NULL;\n      END IF;\n");
+  filter_routing(b, r, "      ");
+  p2q_buf_puts(b, "      IF TG_OP <> 'DELETE' THEN\n        kn := ");
+  p2q_capture_json_object(b, "NEW", &r->key);
+  p2q_buf_puts(b, ";\n        IF ");
+  key_null_expr(b, r, "NEW");
+  p2q_buf_puts(b, " THEN bad_new := ");
+  key_message(b, r);
+  p2q_buf_puts(b, "; END IF;\n");
+  if (snap->n == 0 && need->n) {
+    p2q_buf_puts(b, "        probe := ");
+    key_null_expr(b, &(p2q_rule_config_t){.key = *need}, "NEW");
+    p2q_buf_puts(b, ";\n");
+  }
+  p2q_buf_puts(b, "      END IF;\n      IF TG_OP <> 'INSERT' THEN\n        ko := ");
+  p2q_capture_json_object(b, "OLD", &r->key);
+  p2q_buf_puts(b, ";\n        IF ");
+  key_null_expr(b, r, "OLD");
+  p2q_buf_puts(b, " THEN bad_old := ");
+  key_message(b, r);
+  p2q_buf_puts(b, "; END IF;\n      END IF;\n      IF TG_OP = 'UPDATE' THEN changed := ");
+  changed_expr(b, watch);
+  p2q_buf_puts(b, "; END IF;\n      IF new_ok AND (NOT old_ok OR changed OR kn IS DISTINCT FROM ko) THEN\n"
+                  "        sn := ");
+  snapshot_expr(b, "NEW", snap);
+  p2q_buf_puts(b, ";\n      END IF;\n");
+  return rc;
+}
+
+/*
+ * The body of the row trigger function (between the dollar quotes). Nothing in it may fail the
+ * writer's statement:
+ *   fast path  the rule's columns by reference, in one exception block (a read-only
+ *              subtransaction: no xid, a few µs); an INSERT takes a path of its own (NEW only),
+ *              an UPDATE that left the watched and key columns alone leaves at once;
+ *   slow path  taken only when the fast one raised (a column dropped or renamed since `apply`,
+ *              a filter/routing_key that fails): the columns are read by name from the row's
+ *              json, so a missing payload column is simply absent; the filter is retried in its
+ *              own block. Events that cannot be applied (key NULL or gone, vector/text column
+ *              gone on an upsert, filter failing) are written born dead with the reason.
+ */
+int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
+                        int max_attempts, const p2q_strlist_t *snap, const p2q_strlist_t *watch,
+                        const p2q_strlist_t *need) {
+  p2q_buf_puts(b, "\nDECLARE\n  new_ok boolean := false;\n  old_ok boolean := false;\n"
+                  "  changed boolean := false;\n  slow boolean := false;\n  kn jsonb;\n  ko jsonb;\n"
+                  "  sn json;\n  rn text;\n  ro text;\n  bad_new text;\n  bad_old text;\n"
+                  "  bad_f text;\n  wn text;\n  wo text;\n  probe boolean;\nBEGIN\n  BEGIN\n"
+                  "    IF TG_OP = 'INSERT' THEN\n");
+  insert_fast(b, r, snap, need);
+  p2q_buf_puts(b, "    ELSE\n");
+  int rc = update_delete_fast(b, r, snap, watch, need);
+  p2q_buf_puts(b, "    END IF;\n  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
+
+  /* slow path */
+  p2q_buf_puts(b, "  IF slow THEN\n    new_ok := TG_OP <> 'DELETE';\n    old_ok := TG_OP <> 'INSERT';\n"
+                  "    rn := NULL;\n    ro := NULL;\n    bad_new := NULL;\n    bad_old := NULL;\n");
+  if (r->filter || r->routing_key) {
+    p2q_buf_puts(b, "    BEGIN\n");
+    filter_routing(b, r, "      ");
+    p2q_buf_t m = P2Q_BUF_INIT;
+    p2q_buf_printf(&m, "rule %s: filter or routing_key failed: ", r->name);
+    p2q_buf_puts(b, "    EXCEPTION WHEN OTHERS THEN\n      bad_f := ");
+    p2q_sql_literal(b, p2q_buf_str(&m));
+    p2q_buf_free(&m);
+    p2q_buf_puts(b, " || SQLERRM;\n      new_ok := TG_OP <> 'DELETE';\n"
+                    "      old_ok := TG_OP <> 'INSERT';\n    END;\n");
+  }
+  slow_reads(b, r, snap, watch, need);
+  p2q_buf_puts(b, "  END IF;\n");
+
+  /* events: an INSERT's first (without a filter new_ok is true on both paths) */
+  p2q_buf_puts(b, "  IF TG_OP = 'INSERT' THEN\n    ");
+  if (r->filter) p2q_buf_puts(b, "IF new_ok THEN\n      ");
+  trigger_event(b, r, schema, max_attempts, "kn", "rn", "upsert", "sn", "bad_new");
+  p2q_buf_puts(b, r->filter ? ";\n    END IF;\n    RETURN NULL;\n  END IF;\n" : ";\n    RETURN NULL;\n  END IF;\n");
+  p2q_buf_puts(b, "  IF TG_OP = 'UPDATE' AND old_ok AND kn IS DISTINCT FROM ko THEN\n    ");
+  trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old");
+  p2q_buf_puts(b, ";\n    old_ok := false;\n  END IF;\n  IF new_ok THEN\n"
+                  "    IF TG_OP = 'UPDATE' AND old_ok AND NOT changed THEN RETURN NULL; END IF;\n    ");
+  trigger_event(b, r, schema, max_attempts, "kn", "rn", "upsert", "sn", "bad_new");
+  p2q_buf_puts(b, ";\n  ELSIF old_ok THEN\n    ");
+  trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old");
+  p2q_buf_puts(b, ";\n  END IF;\n  RETURN NULL;\nEND\n");
+  return rc;
+}
+
+/* Statement-level events (backfill, reconcile --fix, TRUNCATE): "INSERT INTO … SELECT … FROM
+   <source> AS r", reading the columns either by name (CROSS JOIN LATERAL over row_to_json(r):
+   works whatever DDL happened) or, when by_name is 0, by reference (about 1.6× faster per row
+   with a 384-float vector; fails with undefined_column once a named column is gone). */
+void p2q_capture_insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
+                          int max_attempts, const char *op, const p2q_strlist_t *snap,
+                          const p2q_strlist_t *need, const char *source, int by_name) {
+  int upsert = strcmp(op, "delete") != 0;
+  p2q_buf_puts(b, "INSERT INTO ");
+  outbox_columns(b, schema);
+  p2q_buf_puts(b, "SELECT ");
+  p2q_sql_literal(b, r->event_type ? r->event_type : r->name);
+  p2q_buf_puts(b, ", ");
+  if (!r->routing_key) p2q_buf_puts(b, "NULL");
+  else p2q_buf_printf(b, "(%s)::text", r->routing_key);
+  p2q_buf_puts(b, ", ");
+  p2q_sql_literal(b, r->name);
+  p2q_buf_puts(b, ", ");
+  p2q_sql_literal(b, r->table);
+  if (!by_name) {
+    p2q_buf_puts(b, ", ");
+    p2q_capture_json_object(b, "r", &r->key);
+    p2q_buf_printf(b, ", '%s', ", op);
+    if (upsert) snapshot_expr(b, "r", snap);
+    else p2q_buf_puts(b, "NULL");
+    p2q_buf_puts(b, ", CASE WHEN ");
+    key_null_expr(b, r, "r");
+    p2q_buf_puts(b, " THEN 0");
+    if (upsert && need->n) { /* never true, but names the vector/text columns: gone = an error */
+      p2q_buf_puts(b, " WHEN (");
+      key_null_expr(b, &(p2q_rule_config_t){.key = *need}, "r");
+      p2q_buf_puts(b, ") IS NULL THEN 0");
+    }
+    p2q_buf_printf(b, " ELSE %d END, CASE WHEN ", max_attempts);
+    key_null_expr(b, r, "r");
+    p2q_buf_puts(b, " THEN ");
+    key_message(b, r);
+    p2q_buf_printf(b, " END FROM %s AS r", source);
+    return;
+  }
+  p2q_buf_printf(b, ", COALESCE(p2q_x.p2q_k, '{}'::jsonb), '%s', %s, CASE WHEN p2q_x.p2q_bad IS NULL "
+                    "THEN %d ELSE 0 END, p2q_x.p2q_bad FROM %s AS r CROSS JOIN LATERAL (SELECT ",
+                 op, upsert ? (snap->n ? "p2q_x.p2q_s" : "to_json(r)") : "NULL", max_attempts, source);
+  named_key_agg(b, r);
+  p2q_buf_puts(b, " AS p2q_k, ");
+  if (upsert && snap->n) p2q_capture_named_snapshot(b, snap);
+  else p2q_buf_puts(b, "NULL::json");
+  p2q_buf_puts(b, " AS p2q_s, ");
+  named_bad_agg(b, r, upsert ? need : NULL);
+  p2q_buf_puts(b, " AS p2q_bad FROM json_each(row_to_json(r)) AS e) AS p2q_x");
+}
