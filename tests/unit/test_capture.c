@@ -109,6 +109,23 @@ static void test_install_sql(void **state) {
   /* the change test compares text, short-circuiting per watched column, after a binary check */
   assert_non_null(strstr(s, "(NOT (ROW(NEW.\"title\")::record *= ROW(OLD.\"title\")::record) AND"
                             " NEW.\"title\"::text IS DISTINCT FROM OLD.\"title\"::text) OR"));
+  /* an INSERT's fast path reads NEW only, inside the fast block */
+  const char *ins = strstr(s, "  BEGIN\n    IF TG_OP = 'INSERT' THEN\n");
+  assert_non_null(ins);
+  const char *ins_end = strstr(ins, "\n    ELSE\n");
+  assert_non_null(ins_end);
+  assert_true(ins_end < slow);
+  for (const char *p = ins; (p = strstr(p, "OLD.")) && p < ins_end; p++) fail_msg("OLD in the INSERT path: %.40s", p);
+  assert_non_null(strstr(ins, "sn := json_build_object('title', NEW.\"title\""));
+  /* an UPDATE leaves at once when the watched and key columns kept their binary image and the
+     filter (which may read other columns) says the same on both sides */
+  const char *leave = strstr(ins_end, "      IF TG_OP = 'UPDATE' AND ROW(NEW.\"title\", NEW.\"body\"\"x\", NEW.\"embedding\", "
+                                      "NEW.\"id\")::record *= ROW(OLD.\"title\", OLD.\"body\"\"x\", OLD.\"embedding\", "
+                                      "OLD.\"id\")::record AND COALESCE((SELECT (published_at IS NOT NULL)::boolean FROM "
+                                      "(SELECT NEW.*) AS r), false) = COALESCE((SELECT (published_at IS NOT NULL)::boolean "
+                                      "FROM (SELECT OLD.*) AS r), false) THEN\n        RETURN NULL;\n      END IF;\n");
+  assert_non_null(leave);
+  assert_true(leave < slow);
   /* a missing vector column makes upserts born dead, with the reason */
   assert_non_null(strstr(s, "rule docs: its vector column (embedding) is no longer in public.docs"));
   assert_non_null(strstr(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_drift_docs\"()"));
