@@ -49,6 +49,113 @@ static int append_function(p2q_buf_t *out, const char *schema, const char *prefi
   return rc;
 }
 
+/* The backfill statement (filtered, in key order) over `source`. */
+static int backfill_from(const p2q_rule_config_t *r, const char *schema, int max_attempts, const char *op,
+                         const char *extra_where, const char *source, p2q_buf_t *out) {
+  int rc = p2q_capture_enqueue_sql(r, schema, max_attempts, op, source, out);
+  if (rc) return rc;
+  p2q_buf_printf(out, " WHERE (%s)", r->filter ? r->filter : "true");
+  if (extra_where) p2q_buf_printf(out, " AND (%s)", extra_where);
+  p2q_buf_puts(out, " ORDER BY ");
+  for (int i = 0; i < r->key.n; i++) {
+    if (i) p2q_buf_puts(out, ", ");
+    p2q_buf_puts(out, "r.");
+    p2q_sql_ident(out, r->key.items[i]);
+  }
+  return p2q_buf_error(out);
+}
+
+/* EXECUTE 'INSERT … FROM ' || TG_RELID::regclass::text || ' AS r …': the delete events of the
+   relation a TRUNCATE trigger fires on, filtered (backfill's statement) or every row by name. The
+   statement is generated over a placeholder source that occurs exactly once in it. */
+static int execute_on_relid(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                            int filtered) {
+  p2q_buf_t s = P2Q_BUF_INIT;
+  int rc = P2Q_EINVAL;
+  for (int k = 0; k < 1000; k++) {
+    char ph[32];
+    snprintf(ph, sizeof ph, "p2q_relid_%d", k);
+    p2q_buf_reset(&s);
+    rc = filtered ? backfill_from(r, schema, max_attempts, "delete", NULL, ph, &s)
+                  : p2q_capture_enqueue_sql(r, schema, max_attempts, "delete", ph, &s);
+    if (rc) break;
+    if (p2q_sql_count(s.data, ph) != 1) { rc = P2Q_EINVAL; continue; }
+    char *at = strstr(s.data, ph);
+    *at = '\0';
+    p2q_buf_puts(b, "EXECUTE ");
+    p2q_sql_literal(b, s.data);
+    p2q_buf_puts(b, " || TG_RELID::regclass::text || ");
+    p2q_sql_literal(b, at + strlen(ph));
+    break;
+  }
+  p2q_buf_free(&s);
+  return rc ? rc : p2q_buf_error(b);
+}
+
+/* The relations a rule's TRUNCATE trigger goes on: the table itself or, when it is partitioned,
+   each of its leaf partitions (PostgreSQL fires no trigger of a partitioned table for a TRUNCATE
+   of one partition, and every partition's for a TRUNCATE of the table); only partitions when
+   partitions_only. Rows of relid. */
+static void truncate_targets(p2q_buf_t *b, const char *table_literal, int partitions_only) {
+  if (!partitions_only)
+    p2q_buf_printf(b, "SELECT p2q_c.oid AS relid FROM pg_catalog.pg_class AS p2q_c WHERE p2q_c.oid = "
+                      "pg_catalog.to_regclass(%s) AND p2q_c.relkind = 'r' UNION ALL ", table_literal);
+  p2q_buf_printf(b, "SELECT p2q_p.relid FROM pg_catalog.pg_partition_tree(pg_catalog.to_regclass(%s)) AS p2q_p"
+                    " JOIN pg_catalog.pg_class AS p2q_c ON p2q_c.oid = p2q_p.relid WHERE p2q_p.isleaf"
+                    " AND p2q_c.relkind = 'r' AND p2q_p.level > 0", table_literal);
+}
+
+int p2q_capture_truncate_triggers_sql(const p2q_rule_config_t *r, const char *schema, p2q_buf_t *out) {
+  p2q_buf_t body = P2Q_BUF_INIT, tl = P2Q_BUF_INIT, lit = P2Q_BUF_INIT, trig = P2Q_BUF_INIT, fn = P2Q_BUF_INIT;
+  int rc = p2q_sql_qualified(&tl, r->table);
+  if (rc) goto fail;
+  p2q_sql_literal(&lit, tl.data);
+  p2q_buf_printf(&trig, "p2q_%s_truncate", r->name);
+  function_name(&fn, schema, "p2q_truncate_", r->name);
+  p2q_buf_puts(&body, "\nDECLARE\n  rel regclass;\nBEGIN\n  FOR rel IN ");
+  truncate_targets(&body, lit.data, 0);
+  p2q_buf_puts(&body, " LOOP\n    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = rel AND g.tgname = ");
+  p2q_sql_literal(&body, trig.data);
+  p2q_buf_puts(&body, ") THEN\n      EXECUTE pg_catalog.format('CREATE TRIGGER %I BEFORE TRUNCATE ON %s "
+                      "FOR EACH STATEMENT EXECUTE FUNCTION %s()', ");
+  p2q_sql_literal(&body, trig.data);
+  p2q_buf_puts(&body, ", rel, ");
+  p2q_sql_literal(&body, fn.data);
+  p2q_buf_puts(&body, ");\n    END IF;\n  END LOOP;\nEND\n");
+  if ((rc = p2q_buf_error(&body))) goto fail;
+  p2q_buf_puts(out, "DO ");
+  if ((rc = p2q_sql_dollar_quote(out, body.data))) goto fail;
+  p2q_buf_puts(out, ";\n");
+  rc = p2q_buf_error(out);
+fail:
+  p2q_buf_free(&body);
+  p2q_buf_free(&tl);
+  p2q_buf_free(&lit);
+  p2q_buf_free(&trig);
+  p2q_buf_free(&fn);
+  return rc;
+}
+
+int p2q_capture_truncate_missing_sql(const p2q_rule_config_t *r, p2q_buf_t *out) {
+  p2q_buf_t tl = P2Q_BUF_INIT, lit = P2Q_BUF_INIT, trig = P2Q_BUF_INIT;
+  int rc = p2q_sql_qualified(&tl, r->table);
+  if (!rc) {
+    p2q_sql_literal(&lit, tl.data);
+    p2q_buf_printf(&trig, "p2q_%s_truncate", r->name);
+    p2q_buf_puts(out, "SELECT count(*) FROM (");
+    truncate_targets(out, lit.data, 0);
+    p2q_buf_puts(out, ") AS p2q_t WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = p2q_t.relid"
+                      " AND g.tgname = ");
+    p2q_sql_literal(out, trig.data);
+    p2q_buf_puts(out, ")");
+    rc = p2q_buf_error(out);
+  }
+  p2q_buf_free(&tl);
+  p2q_buf_free(&lit);
+  p2q_buf_free(&trig);
+  return rc;
+}
+
 int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
                             p2q_buf_t *out) {
   /* generated names must not be truncated by PostgreSQL (63 bytes): "p2q_NAME" and
@@ -91,19 +198,20 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
   p2q_buf_printf(out, " ON %s;\n", qtable.data);
   if (r->on_truncate == P2Q_TRUNCATE_DELETE) {
     /* TRUNCATE must not fail either: when the filter or the key cannot be evaluated any more,
-       every row gets a delete event (deleting a point that never existed is harmless), by name */
+       every row gets a delete event (deleting a point that never existed is harmless), by name.
+       The function reads the relation it fires on (the table, or one of its partitions). */
     p2q_buf_reset(&body);
     p2q_buf_puts(&body, "\nBEGIN\n  BEGIN\n    ");
-    if ((rc = p2q_capture_backfill_sql(r, schema, max_attempts, "delete", NULL, &body))) goto fail;
+    if ((rc = execute_on_relid(&body, r, schema, max_attempts, 1))) goto fail;
     p2q_buf_puts(&body, ";\n  EXCEPTION WHEN OTHERS THEN\n    ");
-    if ((rc = p2q_capture_enqueue_sql(r, schema, max_attempts, "delete", qtable.data, &body))) goto fail;
+    if ((rc = execute_on_relid(&body, r, schema, max_attempts, 0))) goto fail;
     p2q_buf_puts(&body, ";\n  END;\n  RETURN NULL;\nEND\n");
     if ((rc = append_function(out, schema, "p2q_truncate_", r->name, &body))) goto fail;
-    p2q_buf_puts(out, "CREATE TRIGGER ");
-    trigger_name(out, r->name, "_truncate");
-    p2q_buf_printf(out, " BEFORE TRUNCATE ON %s\n  FOR EACH STATEMENT EXECUTE FUNCTION ", qtable.data);
+    if ((rc = p2q_capture_truncate_triggers_sql(r, schema, out))) goto fail;
+  } else { /* with the triggers of every partition */
+    p2q_buf_puts(out, "DROP FUNCTION IF EXISTS ");
     function_name(out, schema, "p2q_truncate_", r->name);
-    p2q_buf_puts(out, "();\n");
+    p2q_buf_puts(out, "() CASCADE;\n");
   }
   if ((rc = p2q_capture_drift_sql(r, schema, out))) goto fail;
   rc = p2q_buf_error(out);
@@ -126,7 +234,7 @@ int p2q_capture_drop_sql(const char *rule_name, const char *table, const char *s
   function_name(out, schema, "p2q_capture_", rule_name);
   p2q_buf_puts(out, "();\nDROP FUNCTION IF EXISTS ");
   function_name(out, schema, "p2q_truncate_", rule_name);
-  p2q_buf_puts(out, "();\nDROP FUNCTION IF EXISTS ");
+  p2q_buf_puts(out, "() CASCADE;\nDROP FUNCTION IF EXISTS "); /* its triggers on partitions too */
   function_name(out, schema, "p2q_drift_", rule_name);
   p2q_buf_puts(out, "();\n");
   rc = p2q_buf_error(out);
@@ -139,18 +247,9 @@ int p2q_capture_backfill_sql(const p2q_rule_config_t *r, const char *schema, int
                              const char *op, const char *extra_where, p2q_buf_t *out) {
   p2q_buf_t qtable = P2Q_BUF_INIT;
   int rc = p2q_sql_qualified(&qtable, r->table);
-  if (!rc) rc = p2q_capture_enqueue_sql(r, schema, max_attempts, op, qtable.data, out);
+  if (!rc) rc = backfill_from(r, schema, max_attempts, op, extra_where, qtable.data, out);
   p2q_buf_free(&qtable);
-  if (rc) return rc;
-  p2q_buf_printf(out, " WHERE (%s)", r->filter ? r->filter : "true");
-  if (extra_where) p2q_buf_printf(out, " AND (%s)", extra_where);
-  p2q_buf_puts(out, " ORDER BY ");
-  for (int i = 0; i < r->key.n; i++) {
-    if (i) p2q_buf_puts(out, ", ");
-    p2q_buf_puts(out, "r.");
-    p2q_sql_ident(out, r->key.items[i]);
-  }
-  return p2q_buf_error(out);
+  return rc;
 }
 
 int p2q_capture_snapshot_expr(const p2q_rule_config_t *r, const char *ref, p2q_buf_t *out) {
@@ -257,6 +356,20 @@ int p2q_capture_drift_sql(const p2q_rule_config_t *r, const char *schema, p2q_bu
   p2q_buf_puts(&body, ") THEN\n    RETURN QUERY SELECT ");
   p2q_sql_literal(&body, trig.data);
   p2q_buf_puts(&body, "::text, 'trigger'::text, true;\n  END IF;\n");
+  if (r->on_truncate == P2Q_TRUNCATE_DELETE) { /* a partition created or attached since `apply` */
+    p2q_buf_t lit = P2Q_BUF_INIT, tt = P2Q_BUF_INIT;
+    p2q_sql_literal(&lit, qtable.data);
+    p2q_buf_printf(&tt, "p2q_%s_truncate", r->name);
+    p2q_buf_puts(&body, "  RETURN QUERY SELECT pg_catalog.format('%I on %s', ");
+    p2q_sql_literal(&body, tt.data);
+    p2q_buf_puts(&body, ", p2q_t.relid::regclass), 'trigger'::text, false FROM (");
+    truncate_targets(&body, lit.data, 1);
+    p2q_buf_puts(&body, ") AS p2q_t\n    WHERE NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = p2q_t.relid AND g.tgname = ");
+    p2q_sql_literal(&body, tt.data);
+    p2q_buf_puts(&body, ");\n");
+    p2q_buf_free(&lit);
+    p2q_buf_free(&tt);
+  }
   if (r->filter || r->routing_key) {
     p2q_buf_printf(&m, "SELECT (%s)::boolean", r->filter ? r->filter : "true");
     if (r->routing_key) p2q_buf_printf(&m, ", (%s)::text", r->routing_key);
@@ -302,7 +415,10 @@ int p2q_capture_guard_sql(const char *schema, p2q_buf_t *out) {
   p2q_buf_puts(&body, ", 'p2q_drift_' || o.name)) IS NOT NULL\n  LOOP\n    FOR d IN EXECUTE format('SELECT * FROM %s.%I()', ");
   p2q_sql_literal(&body, qs.data);
   p2q_buf_puts(&body, ", 'p2q_drift_' || r.name) LOOP\n"
-                    "      IF d.breaks THEN\n"
+                    "      IF d.used_as = 'trigger' AND NOT d.breaks THEN\n"
+                    "        RAISE WARNING 'pg2qdrant: rule %: % is missing: a TRUNCATE of that partition is not "
+                    "captured until pg2qdrant apply adds it', r.name, d.item;\n"
+                    "      ELSIF d.breaks THEN\n"
                     "        RAISE EXCEPTION 'pg2qdrant: rule % needs % \"%\" of this table: refused (change or remove "
                     "the rule and run pg2qdrant apply first, or SET pg2qdrant.allow_ddl = on to let the rule''s "
                     "events be dead-lettered)', r.name, d.used_as, d.item;\n"

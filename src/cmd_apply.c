@@ -179,6 +179,30 @@ static int install_rule(PGconn *conn, const char *check, const char *install, ch
   }
 }
 
+/* Partitions created or attached since the rule was installed get its TRUNCATE trigger (the
+   row trigger is cloned to them by PostgreSQL, a statement trigger is not). Returns how many, or
+   -1 (err set). */
+static int truncate_triggers(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_config_t *r,
+                             const char *check, char *err, size_t errlen) {
+  if (r->on_truncate != P2Q_TRUNCATE_DELETE) return 0;
+  p2q_buf_t sql = P2Q_BUF_INIT;
+  *err = '\0';
+  int n = -1;
+  if (p2q_capture_truncate_missing_sql(r, &sql)) goto out;
+  PGresult *res = query(conn, sql.data, 0, NULL, err, errlen);
+  if (!res) goto out;
+  n = atoi(PQgetvalue(res, 0, 0));
+  PQclear(res);
+  p2q_buf_reset(&sql);
+  if (n > 0 && (p2q_capture_truncate_triggers_sql(r, cfg->pg_schema, &sql) ||
+                install_rule(conn, check, sql.data, err, errlen)))
+    n = -1;
+out:
+  if (n < 0 && !*err) snprintf(err, errlen, "cannot generate SQL");
+  p2q_buf_free(&sql);
+  return n;
+}
+
 /* Install one rule; prints what it did. Returns 0 or 1. */
 static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_config_t *r,
                       const apply_opts_t *o) {
@@ -226,7 +250,14 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
   int changed_table = prev && !same && !strncmp(prev, install.data, install.len) &&
                       !strncmp(prev + install.len, "-- table signature ", 19);
   free(prev);
-  if (same) { printf("rule %s: unchanged\n", r->name); rc = 0; goto out; }
+  if (same) {
+    int added = truncate_triggers(conn, cfg, r, check.data, err, sizeof err);
+    if (added < 0) goto report;
+    if (added) printf("rule %s: unchanged; TRUNCATE trigger added to %d new partition(s)\n", r->name, added);
+    else printf("rule %s: unchanged\n", r->name);
+    rc = 0;
+    goto out;
+  }
 
   if (install_rule(conn, check.data, install.data, err, sizeof err)) goto report;
 

@@ -67,6 +67,12 @@ int p2q_strlist_add(p2q_strlist_t *l, const char *s, size_t n);
 /* The full install script for one rule: function, row trigger, truncate trigger. */
 int p2q_capture_install_sql(const p2q_rule_config_t *rule, const char *schema, int max_attempts,
                             p2q_buf_t *out);
+/* A DO statement giving every relation a TRUNCATE of which must be captured its BEFORE TRUNCATE
+   trigger `p2q_NAME_truncate` where it lacks it: the table, or each leaf partition of a
+   partitioned table (partitions created or attached since the last `apply`). */
+int p2q_capture_truncate_triggers_sql(const p2q_rule_config_t *rule, const char *schema, p2q_buf_t *out);
+/* SELECT count(*) of those relations lacking the trigger. */
+int p2q_capture_truncate_missing_sql(const p2q_rule_config_t *rule, p2q_buf_t *out);
 /* Drop the triggers and function of a rule installed earlier on `table`. */
 int p2q_capture_drop_sql(const char *rule_name, const char *table, const char *schema, p2q_buf_t *out);
 /*

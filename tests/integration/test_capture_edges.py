@@ -1,10 +1,11 @@
-"""Capture edges found by the review (see /work/notes/review.md). The partition TRUNCATE one is an
-open defect of the trigger (src/capture.c), marked xfail(strict): the mark must go when fixed.
+"""Capture edges found by the review (see /work/notes/review.md).
 
-- TRUNCATE of one partition of a partitioned source table: the rule's BEFORE TRUNCATE trigger is
-  a statement trigger on the parent, which PostgreSQL neither clones to partitions nor fires for
-  a partition truncated on its own: the rows are gone, no delete event is written, and their
-  points stay in Qdrant (README "TRUNCATE is captured").
+- TRUNCATE of one partition of a partitioned source table: a statement trigger on the parent is
+  neither cloned to partitions nor fired for a partition truncated on its own, so the rows went
+  without delete events and their points stayed in Qdrant. Fixed: the TRUNCATE trigger goes on
+  each leaf partition (reading the relation it fires on), none on the parent (a TRUNCATE of the
+  parent fires every partition's: one delete per row); partitions created later get it at the
+  next `apply`, and drift names them until then.
 - A row whose snapshot cannot be built on either path (here an enum whose cast to json raises;
   in practice a value whose JSON text passes 1 GB): the fast path's error sends it to the slow
   path, whose row_to_json ran outside any exception block, so the writer's statement failed
@@ -16,7 +17,6 @@ RULE = {"table": "public.docs", "key": "id, region", "vector_column": "emb", "di
         "collection": "docs"}
 
 
-@pytest.mark.xfail(strict=True, reason="open defect: a partition's TRUNCATE writes no delete events")
 def test_truncate_of_one_partition_enqueues_deletes(make_daemon, db):
     db.execute("CREATE TABLE docs (id bigint, region int, title text, emb real[], PRIMARY KEY (id, region))"
                " PARTITION BY LIST (region)")
@@ -28,6 +28,63 @@ def test_truncate_of_one_partition_enqueues_deletes(make_daemon, db):
     db.execute("TRUNCATE docs_2")
     got = db.execute("SELECT op, row_key FROM sync_outbox ORDER BY id").fetchall()
     assert sorted((op, k["id"]) for op, k in got) == [("delete", 2), ("delete", 3)]
+
+
+def deletes(db):
+    got = db.execute("SELECT op, row_key->>'id' FROM sync_outbox ORDER BY id").fetchall()
+    db.execute("DELETE FROM sync_outbox")
+    assert {op for op, _ in got} <= {"delete"}, got
+    return sorted(int(k) for _, k in got)
+
+
+def test_partition_truncate_triggers_follow_the_partitions(make_daemon, db):
+    db.execute("CREATE TABLE docs (id bigint, region int, title text, emb real[], PRIMARY KEY (id, region))"
+               " PARTITION BY LIST (region)")
+    db.execute("CREATE TABLE docs_1 PARTITION OF docs FOR VALUES IN (1)")
+    db.execute("CREATE TABLE docs_2 PARTITION OF docs FOR VALUES IN (2, 3) PARTITION BY LIST (region)")
+    db.execute("CREATE TABLE docs_2a PARTITION OF docs_2 FOR VALUES IN (2)")
+    db.execute("CREATE TABLE docs_2b PARTITION OF docs_2 FOR VALUES IN (3)")
+    d = make_daemon({"rule.docs": RULE})
+    d.cli("apply", "--no-backfill")
+    fill = "INSERT INTO docs SELECT i, 1 + i % 4, 't', '{1,2,3}' FROM generate_series(1, 12) i"
+    db.execute(fill.replace("1 + i % 4", "1 + i % 3"))
+    db.execute("DELETE FROM sync_outbox")
+    db.execute("TRUNCATE docs")  # the parent: every leaf's trigger fires, each row deleted once
+    assert deletes(db) == list(range(1, 13))
+    db.execute(fill.replace("1 + i % 4", "1 + i % 3"))
+    db.execute("DELETE FROM sync_outbox")
+    db.execute("TRUNCATE docs_2")  # a sub-partitioned partition: its leaves' triggers
+    assert deletes(db) == [i for i in range(1, 13) if i % 3]
+    # a partition created after apply: no trigger yet (PostgreSQL clones row triggers only);
+    # drift names it, the next apply adds it without reloading the table
+    db.execute("TRUNCATE docs")
+    db.execute("CREATE TABLE docs_4 (LIKE docs)")
+    warned = []
+    db.add_notice_handler(lambda n: warned.append(n.message_primary))
+    db.execute("ALTER TABLE docs ATTACH PARTITION docs_4 FOR VALUES IN (4)")
+    # apply ran as a superuser (the tests' role): the DDL guard tells at once
+    assert any("p2q_docs_truncate on public.docs_4 is missing" in w for w in warned), warned
+    db.execute(fill)
+    db.execute("DELETE FROM sync_outbox")
+    assert "p2q_docs_truncate on public.docs_4" in d.cli("status").stdout
+    out = d.cli("apply").stdout
+    assert "rule docs: unchanged; TRUNCATE trigger added to 1 new partition(s)" in out, out
+    assert deletes(db) == []  # nothing reloaded
+    assert "drift" not in d.cli("status").stdout
+    db.execute("TRUNCATE docs_4")
+    assert deletes(db) == [i for i in range(1, 13) if i % 4 == 3]
+    # on_truncate = ignore takes them all away; removing the rule too
+    d2 = make_daemon({"rule.docs": dict(RULE, on_truncate="ignore")})
+    d2.cli("apply", "--no-backfill")
+    db.execute("DELETE FROM sync_outbox")
+    db.execute("TRUNCATE docs")
+    assert deletes(db) == []
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'p2q_docs_truncate'").fetchone()[0] == 0
+    out = make_daemon({"rule.docs": RULE}).cli("apply", "--no-backfill").stdout
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'p2q_docs_truncate'").fetchone()[0] == 4, out
+    db.execute("CREATE TABLE other (id bigint, region int, emb real[], PRIMARY KEY (id, region))")
+    make_daemon({"rule.other": dict(RULE, table="public.other", collection="other")}).cli("apply")
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'p2q_docs%'").fetchone()[0] == 0
 
 
 def test_snapshot_failing_on_both_paths_never_fails_the_writer(make_daemon, db):

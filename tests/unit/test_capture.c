@@ -82,7 +82,13 @@ static void test_install_sql(void **state) {
   const char *s = p2q_buf_str(&b);
   assert_non_null(strstr(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_capture_docs\"()"));
   assert_non_null(strstr(s, "AFTER INSERT OR UPDATE OR DELETE ON \"public\".\"docs\""));
-  assert_non_null(strstr(s, "BEFORE TRUNCATE ON \"public\".\"docs\""));
+  /* the TRUNCATE trigger goes on the table, or on each leaf partition (a partition's TRUNCATE
+     fires no trigger of its parent), and reads the relation it fires on */
+  assert_non_null(strstr(s, "UNION ALL SELECT p2q_p.relid FROM pg_catalog.pg_partition_tree("
+                            "pg_catalog.to_regclass('\"public\".\"docs\"')) AS p2q_p"));
+  assert_non_null(strstr(s, "EXECUTE pg_catalog.format('CREATE TRIGGER %I BEFORE TRUNCATE ON %s FOR EACH STATEMENT "
+                            "EXECUTE FUNCTION %s()', 'p2q_docs_truncate', rel, '\"public\".\"p2q_truncate_docs\"');"));
+  assert_non_null(strstr(s, " FROM ' || TG_RELID::regclass::text || ' AS r CROSS JOIN LATERAL ("));
   /* the column with a quote is quoted, its key literal escaped */
   assert_non_null(strstr(s, "'body\"x', NEW.\"body\"\"x\""));
   /* vector column joins the snapshot; max_attempts is carried */
@@ -144,6 +150,8 @@ static void test_install_sql(void **state) {
   r.on_truncate = P2Q_TRUNCATE_IGNORE;
   assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
   assert_null(strstr(p2q_buf_str(&b), "BEFORE TRUNCATE"));
+  /* on_truncate = ignore: the function goes, with its triggers on every partition */
+  assert_non_null(strstr(p2q_buf_str(&b), "DROP FUNCTION IF EXISTS \"public\".\"p2q_truncate_docs\"() CASCADE;"));
   p2q_buf_free(&b);
 }
 
