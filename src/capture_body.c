@@ -41,7 +41,8 @@ int p2q_capture_snapshot_columns(const p2q_rule_config_t *r, p2q_strlist_t *out)
    element instead of a float→numeric conversion in every writer's trigger (measured 16× cheaper
    to build, 2× cheaper to read back in the claim). More than PAIRS_PER_CALL columns are built in
    parts and merged through jsonb. */
-static void object_expr(p2q_buf_t *b, const char *ref, const p2q_strlist_t *cols, int binary) {
+static void object_expr_sub(p2q_buf_t *b, const char *ref, const p2q_strlist_t *cols, int binary,
+                            const char *sub_col, const char *sub_expr) {
   const char *fn = binary ? "jsonb_build_object(" : "json_build_object(";
   int parts = cols->n > PAIRS_PER_CALL;
   if (cols->n == 0) { p2q_buf_puts(b, binary ? "'{}'::jsonb" : "'{}'::json"); return; }
@@ -54,10 +55,18 @@ static void object_expr(p2q_buf_t *b, const char *ref, const p2q_strlist_t *cols
       p2q_buf_puts(b, ", ");
     }
     p2q_sql_literal(b, cols->items[i]);
+    if (sub_col && !strcmp(cols->items[i], sub_col)) {
+      p2q_buf_printf(b, ", %s", sub_expr);
+      continue;
+    }
     p2q_buf_printf(b, ", %s.", ref);
     p2q_sql_ident(b, cols->items[i]);
   }
   p2q_buf_puts(b, parts && !binary ? ")::jsonb)::json" : ")");
+}
+
+static void object_expr(p2q_buf_t *b, const char *ref, const p2q_strlist_t *cols, int binary) {
+  object_expr_sub(b, ref, cols, binary, NULL, NULL);
 }
 
 void p2q_capture_json_object(p2q_buf_t *b, const char *ref, const p2q_strlist_t *cols) {
@@ -153,13 +162,14 @@ int p2q_capture_needed_columns(const p2q_rule_config_t *r, p2q_strlist_t *out) {
    The binary image is compared first (record *=, any type): an identical image prints the same
    text, so an UPDATE that leaves the watched columns alone costs a memcmp instead of printing
    them twice (a 384-float vector: ~50 us per row, bench/writer_overhead_bench.py). */
-static void changed_expr(p2q_buf_t *b, const p2q_strlist_t *cols) {
+static void changed_expr(p2q_buf_t *b, const p2q_strlist_t *cols, const char *skip) {
   if (cols->n == 0) {
     p2q_buf_puts(b, "(NOT (NEW *= OLD) AND NEW::text IS DISTINCT FROM OLD::text)");
     return;
   }
-  for (int i = 0; i < cols->n; i++) {
-    if (i) p2q_buf_puts(b, " OR ");
+  for (int i = 0, n = 0; i < cols->n; i++) {
+    if (skip && !strcmp(cols->items[i], skip)) continue;
+    if (n++) p2q_buf_puts(b, " OR ");
     p2q_buf_puts(b, "(NOT (ROW(NEW.");
     p2q_sql_ident(b, cols->items[i]);
     p2q_buf_puts(b, ")::record *= ROW(OLD.");
@@ -344,6 +354,19 @@ static void insert_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strl
   if (r->filter) p2q_buf_puts(b, "      END IF;\n");
 }
 
+/* The vector column's change test prints it as json and the snapshot reuses NEW's text: one
+   printing of a 384-float vector less per UPDATE that changes it (json_build_object appends a
+   json value as it is, and to_json prints a value as json_build_object does, so the snapshot
+   text is the same; the test compares what the snapshot carries, as the slow path does). Only
+   when the vector is watched and the snapshot is built by one json_build_object. */
+static int vector_reused(const p2q_rule_config_t *r, const p2q_strlist_t *snap, const p2q_strlist_t *watch) {
+  if (!r->vector_column || snap->n == 0 || snap->n > PAIRS_PER_CALL) return 0;
+  int in_watch = 0, in_snap = 0;
+  for (int i = 0; i < watch->n; i++) in_watch |= !strcmp(watch->items[i], r->vector_column);
+  for (int i = 0; i < snap->n; i++) in_snap |= !strcmp(snap->items[i], r->vector_column);
+  return in_watch && in_snap;
+}
+
 /* The fast path of an UPDATE or DELETE (columns by reference, both sides). */
 static int update_delete_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap,
                               const p2q_strlist_t *watch, const p2q_strlist_t *need) {
@@ -377,11 +400,35 @@ static int update_delete_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2
   key_null_expr(b, r, "OLD");
   p2q_buf_puts(b, " THEN bad_old := ");
   key_message(b, r);
-  p2q_buf_puts(b, "; END IF;\n      END IF;\n      IF TG_OP = 'UPDATE' THEN changed := ");
-  changed_expr(b, watch);
-  p2q_buf_puts(b, "; END IF;\n      IF new_ok AND (NOT old_ok OR changed OR kn IS DISTINCT FROM ko) THEN\n"
-                  "        sn := ");
-  snapshot_expr(b, "NEW", snap);
+  p2q_buf_puts(b, "; END IF;\n      END IF;\n");
+  const char *v = vector_reused(r, snap, watch) ? r->vector_column : NULL;
+  if (!v || watch->n > 1) {
+    p2q_buf_puts(b, "      IF TG_OP = 'UPDATE' THEN changed := ");
+    changed_expr(b, watch, v);
+    p2q_buf_puts(b, "; END IF;\n");
+  }
+  if (v) { /* the vector last, as json: its text (NEW's) is the snapshot's, printed once */
+    p2q_buf_puts(b, "      IF TG_OP = 'UPDATE' AND NOT changed AND NOT (ROW(NEW.");
+    p2q_sql_ident(b, v);
+    p2q_buf_puts(b, ")::record *= ROW(OLD.");
+    p2q_sql_ident(b, v);
+    p2q_buf_puts(b, ")::record) THEN\n        jv := to_json(NEW.");
+    p2q_sql_ident(b, v);
+    p2q_buf_puts(b, ");\n        changed := jv::text IS DISTINCT FROM to_json(OLD.");
+    p2q_sql_ident(b, v);
+    p2q_buf_puts(b, ")::text;\n      END IF;\n");
+  }
+  p2q_buf_puts(b, "      IF new_ok AND (NOT old_ok OR changed OR kn IS DISTINCT FROM ko) THEN\n        sn := ");
+  if (v) {
+    p2q_buf_t e = P2Q_BUF_INIT;
+    p2q_buf_puts(&e, "COALESCE(jv, to_json(NEW.");
+    p2q_sql_ident(&e, v);
+    p2q_buf_puts(&e, "))");
+    object_expr_sub(b, "NEW", snap, 0, v, p2q_buf_str(&e));
+    p2q_buf_free(&e);
+  } else {
+    snapshot_expr(b, "NEW", snap);
+  }
   p2q_buf_puts(b, ";\n      END IF;\n");
   return rc;
 }
@@ -404,7 +451,7 @@ int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schem
   p2q_buf_puts(b, "\nDECLARE\n  new_ok boolean := false;\n  old_ok boolean := false;\n"
                   "  changed boolean := false;\n  slow boolean := false;\n  kn jsonb;\n  ko jsonb;\n"
                   "  sn json;\n  rn text;\n  ro text;\n  bad_new text;\n  bad_old text;\n"
-                  "  bad_f text;\n  wn text;\n  wo text;\n  probe boolean;\nBEGIN\n  BEGIN\n"
+                  "  bad_f text;\n  wn text;\n  wo text;\n  probe boolean;\n  jv json;\nBEGIN\n  BEGIN\n"
                   "    IF TG_OP = 'INSERT' THEN\n");
   insert_fast(b, r, snap, need);
   p2q_buf_puts(b, "    ELSE\n");

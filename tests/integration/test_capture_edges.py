@@ -107,3 +107,27 @@ def test_snapshot_failing_on_both_paths_never_fails_the_writer(make_daemon, db):
     key = {"id": 2, "region": 1}  # salvaged by reference: the dead letters name the row
     # (a delete needs no snapshot: the fast path writes it live)
     assert got == [("upsert", key, 0, True), ("upsert", key, 0, True), ("delete", key, 10, None)]
+
+
+def test_update_of_the_vector_carries_the_snapshot_text_of_an_insert(make_daemon, db):
+    """The UPDATE path prints the vector once, as json, for both its change test and the snapshot:
+    the text must be the one json_build_object gives (the INSERT path's, backfill's)."""
+    db.execute("CREATE TABLE docs (id bigint, region int, title text, emb real[], PRIMARY KEY (id, region))")
+    make_daemon({"rule.docs": dict(RULE, columns="title")}).cli("apply", "--no-backfill")
+    db.execute("SET extra_float_digits = 0")  # the writer's settings change nothing
+    db.execute("INSERT INTO docs VALUES (1, 1, 'a', '{1.5,NaN,-0,0.1}')")
+    db.execute("UPDATE docs SET emb = '{0.1,Infinity,NULL,3}'")  # the vector: upsert
+    db.execute("UPDATE docs SET title = 'b', emb = '{7,8}'")      # both
+    db.execute("UPDATE docs SET emb = '{7,8}'")                   # the same image: nothing
+    db.execute("UPDATE docs SET emb = '{7.0,8.00}'")              # the same text: nothing
+    db.execute("UPDATE docs SET emb = NULL")                      # upsert of a NULL vector
+    db.execute("UPDATE docs SET emb = '{}'")
+    got = [p for (p,) in db.execute("SELECT payload::text FROM sync_outbox ORDER BY id")]
+    assert got == ['{"title" : "a", "emb" : [1.5,"NaN",-0,0.1]}',
+                   '{"title" : "a", "emb" : [0.1,"Infinity",null,3]}',
+                   '{"title" : "b", "emb" : [7,8]}',
+                   '{"title" : "b", "emb" : null}',
+                   '{"title" : "b", "emb" : []}']
+    db.execute("SET extra_float_digits = 3")
+    assert got[1] == db.execute("SELECT json_build_object('title', 'a', 'emb', '{0.1,Infinity,NULL,3}'::real[])::text"
+                                ).fetchone()[0]

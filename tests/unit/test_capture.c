@@ -132,6 +132,12 @@ static void test_install_sql(void **state) {
                                       "FROM (SELECT OLD.*) AS r), false) THEN\n        RETURN NULL;\n      END IF;\n");
   assert_non_null(leave);
   assert_true(leave < slow);
+  /* the vector's change test prints NEW's as json once, and the snapshot reuses that text */
+  const char *jv = strstr(leave, "        jv := to_json(NEW.\"embedding\");\n"
+                                 "        changed := jv::text IS DISTINCT FROM to_json(OLD.\"embedding\")::text;\n");
+  assert_non_null(jv);
+  assert_non_null(strstr(jv, "'embedding', COALESCE(jv, to_json(NEW.\"embedding\")))"));
+  assert_true(jv < slow);
   /* a missing vector column makes upserts born dead, with the reason */
   assert_non_null(strstr(s, "rule docs: its vector column (embedding) is no longer in public.docs"));
   assert_non_null(strstr(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_drift_docs\"()"));
