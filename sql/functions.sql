@@ -323,3 +323,111 @@ BEGIN
   END LOOP;
 END
 $p2q$;
+
+-- ---- reclaiming idle leases (the daemon's lease reclaimer, src/lease_gc.c, and `prune`) ---------
+-- A lease row exists to keep one claimer per row and its fence, claimed_id: an event of the row
+-- older than claimed_id is superseded, never applied. Without reclaiming, the table keeps one row
+-- per row key ever changed. A released lease (owner NULL) may be deleted once its fence can never
+-- matter again, i.e. once no event older than claimed_id can still be claimed:
+--   (a) no event of the row is in sync_outbox or sync_outbox_dead (a dead letter may come back
+--       with its old id: `retry --dead`), read with a snapshot S taken after (b);
+--   (b) no transaction that could still commit an older event of the row is running: with h =
+--       the least xact_start of every transaction of this database running when (b) is read
+--       (this one included: h <= now()), every lease released before h qualifies.
+-- Why (b) suffices. Let L < C = claimed_id be the ids of a late event and of the newest claimed
+-- one, K the claim that set claimed_id = C, cs its snapshot. The identity sequence hands out ids
+-- in time order (cache 1, checked below), so the late transaction T started before it drew L,
+-- before C was drawn, before C's transaction committed, before cs: start(T) < cs. A lease's
+-- released_at r is the now() of the transaction that released it: an ack (sent on the claim's
+-- connection after the claim committed: r > cs), the liveness check's reap (r > gone_since +
+-- dead_ms > the owner's exit > cs) or sync_outbox_recover (r > leased_at + grace). If T runs
+-- when (b) is read, h <= start(T) < cs <= r: the lease is kept. If T committed before S, its
+-- event is seen by (a) (or was already claimed: superseded by this very lease). T cannot start
+-- after (b) was read (start(T) < cs < r < h). So every event of the row committing after the
+-- lease is gone has an id above C and is newer than anything applied: a fresh lease for it is
+-- exactly what the old one would have allowed. The same holds for a newer version of the lease
+-- met under FOR UPDATE (re-checked against the same h and the same S). One residual, outside
+-- this function: recover's (or reap's) r precedes cs only if the releasing transaction stalled
+-- between its start and its first statement for longer than its grace (seconds) while K ran —
+-- and a row whose claimed event is still pending is kept by (a) anyway.
+-- Conservative cases: nothing is reclaimed while a prepared transaction of this database exists
+-- (it has no start time), while a session whose xact_start this role cannot see (another role's,
+-- without pg_read_all_stats) is inside a transaction (backend_xid or backend_xmin set: a
+-- transaction that drew an id has one of them until it ends), when the id sequence caches
+-- values, or outside READ COMMITTED (S must be taken after (b)). Replicas do not fight: leases
+-- are locked FOR UPDATE SKIP LOCKED (claims and acks hold theirs; they are skipped).
+-- Walks the lease table in key order, p_limit rows per call, after (p_after_rule, p_after_key)
+-- (NULL: from the start); returns the number deleted, the number looked at, the last key looked
+-- at (the next call's cursor; NULL at the end) and why nothing could be reclaimed (NULL: not
+-- blocked; 'prepared_transaction', 'hidden_transaction', 'sequence_cache').
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_reclaim_leases(p_after_rule text, p_after_key jsonb,
+    p_limit integer)
+RETURNS TABLE (reclaimed integer, scanned integer, last_rule text, last_key jsonb, blocked text)
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off
+AS $p2q$
+#variable_conflict use_column
+DECLARE
+  h timestamptz;
+  hidden boolean;
+  rules text[];
+  keys jsonb[];
+BEGIN
+  reclaimed := 0; scanned := 0;
+  IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'sync_outbox_reclaim_leases runs in READ COMMITTED only';
+  END IF;
+  IF (SELECT s.seqcache FROM pg_catalog.pg_sequence s
+       WHERE s.seqrelid = pg_catalog.pg_get_serial_sequence(
+               pg_catalog.quote_ident(@SCHEMA_NAME@) || '.sync_outbox', 'id')::regclass) > 1 THEN
+    blocked := 'sequence_cache'; RETURN NEXT; RETURN;
+  END IF;
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p WHERE p.database = pg_catalog.current_database()) THEN
+    blocked := 'prepared_transaction'; RETURN NEXT; RETURN;
+  END IF;
+  -- (b), read before (a)'s snapshot; a fresh read, not one cached earlier in this transaction.
+  -- Sessions without a user (autovacuum, background processes) write no events.
+  PERFORM pg_catalog.pg_stat_clear_snapshot();
+  SELECT min(a.xact_start),
+         COALESCE(bool_or(a.xact_start IS NULL AND (a.backend_xid IS NOT NULL OR a.backend_xmin IS NOT NULL)), false)
+    INTO h, hidden
+    FROM pg_catalog.pg_stat_activity a
+   WHERE a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+     AND a.usesysid IS NOT NULL;
+  IF hidden THEN
+    blocked := 'hidden_transaction'; RETURN NEXT; RETURN;
+  END IF;
+  h := LEAST(h, now());
+  -- the next p_limit leases in key order (the primary key's index)
+  IF p_after_rule IS NULL THEN
+    SELECT array_agg(w.rule ORDER BY w.rule, w.row_key), array_agg(w.row_key ORDER BY w.rule, w.row_key)
+      INTO rules, keys
+      FROM (SELECT l.rule, l.row_key FROM @SCHEMA@.sync_outbox_lease l
+             ORDER BY l.rule, l.row_key LIMIT p_limit) w;
+  ELSE
+    SELECT array_agg(w.rule ORDER BY w.rule, w.row_key), array_agg(w.row_key ORDER BY w.rule, w.row_key)
+      INTO rules, keys
+      FROM (SELECT l.rule, l.row_key FROM @SCHEMA@.sync_outbox_lease l
+             WHERE (l.rule, l.row_key) > (p_after_rule, p_after_key)
+             ORDER BY l.rule, l.row_key LIMIT p_limit) w;
+  END IF;
+  scanned := COALESCE(pg_catalog.cardinality(rules), 0);
+  IF scanned = 0 THEN RETURN NEXT; RETURN; END IF;
+  IF scanned >= p_limit THEN last_rule := rules[scanned]; last_key := keys[scanned]; END IF;
+  -- (a) and the deletion: one statement, one snapshot S (taken after h was read)
+  WITH k AS (
+    SELECT l.rule, l.row_key FROM @SCHEMA@.sync_outbox_lease l
+      JOIN unnest(rules, keys) AS w(rule, row_key) ON l.rule = w.rule AND l.row_key = w.row_key
+     WHERE l.owner IS NULL AND l.released_at < h
+       AND NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox o WHERE o.rule = l.rule AND o.row_key = l.row_key)
+       AND NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox_dead x WHERE x.rule = l.rule AND x.row_key = l.row_key)
+       FOR UPDATE OF l SKIP LOCKED
+  ), gone AS (
+    DELETE FROM @SCHEMA@.sync_outbox_lease l USING k
+     WHERE l.rule = k.rule AND l.row_key = k.row_key AND l.owner IS NULL AND l.released_at < h
+    RETURNING 1
+  )
+  SELECT count(*)::integer INTO reclaimed FROM gone;
+  RETURN NEXT;
+END
+$p2q$;

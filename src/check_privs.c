@@ -5,10 +5,10 @@
  * tests/integration/test_privileges.py runs each command as a role holding exactly those):
  *   run        USAGE on the outbox schema; SELECT, UPDATE, DELETE on sync_outbox (claim, ack);
  *              SELECT, INSERT, UPDATE on sync_outbox_lease and on sync_outbox_dead (a retried
- *              dead letter is updated);
+ *              dead letter is updated); DELETE on sync_outbox_lease (idle leases reclaimed);
  *              SELECT, INSERT, UPDATE, DELETE on sync_outbox_instance (the daemon registry);
  *              SELECT on sync_outbox_meta (start-up check); EXECUTE on the claim/ack/recover/
- *              register/reap functions (PUBLIC has it unless revoked).
+ *              register/reap/reclaim_leases functions (PUBLIC has it unless revoked).
  *   apply      CREATE, USAGE on the outbox schema (trigger and drift functions); INSERT on
  *              sync_outbox (the SECURITY DEFINER trigger writes as apply's role); SELECT, INSERT,
  *              UPDATE on sync_outbox_rule; on each source table SELECT, TRIGGER, and UPDATE on
@@ -43,6 +43,7 @@ static const need_t needs[] = {
     {"run", K_TABLE, "sync_outbox_lease", "SELECT"},
     {"run", K_TABLE, "sync_outbox_lease", "INSERT"},
     {"run", K_TABLE, "sync_outbox_lease", "UPDATE"},
+    {"run", K_TABLE, "sync_outbox_lease", "DELETE"},
     {"run", K_TABLE, "sync_outbox_dead", "SELECT"},
     {"run", K_TABLE, "sync_outbox_dead", "INSERT"},
     {"run", K_TABLE, "sync_outbox_dead", "UPDATE"},
@@ -56,6 +57,7 @@ static const need_t needs[] = {
     {"run", K_FUNCTION, "sync_outbox_recover", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_register", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_reap", "EXECUTE"},
+    {"run", K_FUNCTION, "sync_outbox_reclaim_leases", "EXECUTE"},
     {"apply", K_SCHEMA, NULL, "USAGE"},
     {"apply", K_SCHEMA, NULL, "CREATE"},
     {"apply", K_TABLE, "sync_outbox", "INSERT"},

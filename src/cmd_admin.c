@@ -179,6 +179,36 @@ static long long prune_loop(PGconn *conn, const char *sql, const char *param, ch
   }
 }
 
+/* Idle leases: one walk over the lease table with the daemon's own rule (sync_outbox_reclaim_leases,
+   the lease reclaimer's function: the same SQL decides what may go). Returns the total or -1;
+   *blocked gets the last reason the function gave for reclaiming nothing ("" if none). */
+static long long prune_leases(PGconn *conn, const char *schema, char *blocked, size_t bl, char *err, size_t errlen) {
+  char *sql = p2q_outbox_sql("SELECT reclaimed, last_rule, last_key::text, blocked"
+                             " FROM @SCHEMA@.sync_outbox_reclaim_leases($1, $2::jsonb, $3::int)", schema);
+  char *rule = NULL, *key = NULL, limit[16];
+  long long total = 0;
+  if (!sql) { snprintf(err, errlen, "out of memory"); return -1; }
+  snprintf(limit, sizeof limit, "%d", 5000);
+  blocked[0] = 0;
+  for (;;) {
+    PGresult *r = NULL;
+    const char *params[] = {rule, key, limit};
+    if (query_params(conn, sql, 3, params, &r, err, errlen)) { total = -1; break; }
+    total += atoll(PQgetvalue(r, 0, 0));
+    if (!PQgetisnull(r, 0, 3)) snprintf(blocked, bl, "%s", PQgetvalue(r, 0, 3));
+    free(rule);
+    free(key);
+    rule = PQgetisnull(r, 0, 1) ? NULL : strdup(PQgetvalue(r, 0, 1));
+    key = PQgetisnull(r, 0, 2) ? NULL : strdup(PQgetvalue(r, 0, 2));
+    PQclear(r);
+    if (!rule || !key) break; /* the end of the table (or blocked, or out of memory: stop) */
+  }
+  free(rule);
+  free(key);
+  free(sql);
+  return total;
+}
+
 int p2q_cmd_prune(const p2q_config_t *cfg, int argc, char **argv) {
   const char *age = "7d";
   for (int i = 0; i < argc; i++) {
@@ -187,29 +217,24 @@ int p2q_cmd_prune(const p2q_config_t *cfg, int argc, char **argv) {
   }
   long long ms = p2q_parse_age_ms(age);
   if (ms < 0) { fprintf(stderr, "pg2qdrant: prune: bad age '%s' (e.g. 7d, 12h, 30m)\n", age); return 2; }
-  char err[1024], msparam[32];
+  char err[1024], msparam[32], blocked[64];
   snprintf(msparam, sizeof msparam, "%lld", ms);
   PGconn *conn = p2q_admin_connect(cfg, "pg2qdrant/prune", err, sizeof err);
   if (!conn) { fprintf(stderr, "pg2qdrant: %s\n", err); return 1; }
-  p2q_buf_t dead = P2Q_BUF_INIT, lease = P2Q_BUF_INIT, q = P2Q_BUF_INIT;
+  p2q_buf_t dead = P2Q_BUF_INIT, q = P2Q_BUF_INIT;
   p2q_sql_ident(&q, cfg->pg_schema);
-  /* finished events are deleted when acknowledged; what remains to prune is dead letters and
-     released leases of rows that have no event left (their claimed-id fence is then moot) */
+  /* finished events are deleted when acknowledged; what remains to prune is dead letters older
+     than the age, then idle leases by the reclaimer's rule (age plays no part in it) */
   p2q_buf_printf(&dead, "DELETE FROM %s.sync_outbox_dead WHERE id IN (SELECT id FROM %s.sync_outbox_dead"
                         " WHERE died_at < now() - $1::bigint * interval '1 millisecond' LIMIT 5000)", q.data, q.data);
-  p2q_buf_printf(&lease, "DELETE FROM %s.sync_outbox_lease l WHERE ctid IN (SELECT l2.ctid FROM %s.sync_outbox_lease l2"
-                         " WHERE l2.owner IS NULL AND l2.released_at < now() - $1::bigint * interval '1 millisecond'"
-                         " AND NOT EXISTS (SELECT 1 FROM %s.sync_outbox o WHERE o.rule = l2.rule AND o.row_key = l2.row_key)"
-                         /* a dead letter may come back (retry --dead): its row keeps its fence */
-                         " AND NOT EXISTS (SELECT 1 FROM %s.sync_outbox_dead x WHERE x.rule = l2.rule AND x.row_key = l2.row_key)"
-                         " LIMIT 5000)", q.data, q.data, q.data, q.data);
   long long nd = prune_loop(conn, p2q_buf_str(&dead), msparam, err, sizeof err);
-  long long nl = nd < 0 ? -1 : prune_loop(conn, p2q_buf_str(&lease), msparam, err, sizeof err);
+  long long nl = nd < 0 ? -1 : prune_leases(conn, cfg->pg_schema, blocked, sizeof blocked, err, sizeof err);
   p2q_buf_free(&dead);
-  p2q_buf_free(&lease);
   p2q_buf_free(&q);
   if (nl < 0) return die(conn, "prune", err);
-  printf("pruned %lld dead letter(s) and %lld idle lease(s) older than %s\n", nd, nl, age);
+  printf("pruned %lld dead letter(s) older than %s and %lld idle lease(s)\n", nd, age, nl);
+  if (*blocked)
+    printf("some idle leases were kept: %s (see README \"Outbox space\")\n", blocked);
   PQfinish(conn);
   return 0;
 }

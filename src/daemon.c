@@ -24,6 +24,7 @@
 #include "pg2qdrant/embedder.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/health.h"
+#include "pg2qdrant/lease_gc.h"
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/outbox.h"
 #include "pg2qdrant/recover.h"
@@ -45,6 +46,7 @@ struct p2q_daemon_s {
   p2q_health_t *health;
   p2q_recover_t *recover; /* registry, liveness check, self-fence (recover.c) */
   p2q_drift_t *drift;     /* rules whose table no longer fits them (drift.c), checked on the sweep */
+  p2q_lease_gc_t *lease_gc; /* deletes idle leases on a timer of its own (lease_gc.c) */
   uv_timer_t sweep_timer, shutdown_timer, stats_timer;
   uv_signal_t sig_term, sig_int, sig_hup;
   p2q_worker_t **workers;
@@ -370,6 +372,7 @@ static void finish(p2q_daemon_t *d) {
   for (int i = 0; i < d->n_workers; i++) p2q_worker_close(d->workers[i], NULL, NULL);
   if (d->listen_pg) p2q_pg_close(d->listen_pg, NULL, NULL);
   p2q_recover_close(d->recover);
+  p2q_lease_gc_close(d->lease_gc);
   for (int i = 0; d->embedders && i < d->cfg->n_embedders; i++)
     if (d->embedders[i]) p2q_embedder_close(d->embedders[i], NULL, NULL);
   p2q_ops_close(d->ops);
@@ -491,6 +494,8 @@ static int start(p2q_daemon_t *d) {
   p2q_ops_deps_t od = {.loop = d->loop, .cfg = d->cfg, .health = d->health, .listen_pg = d->listen_pg,
                        .workers = d->workers, .n_workers = d->n_workers, .view = ops_view, .arg = d};
   if ((rc = p2q_ops_start(&od, &d->ops))) return rc;
+  if ((rc = p2q_lease_gc_new(d->loop, d->listen_pg, d->cfg->pg_schema, d->cfg->lease_reclaim_interval_ms,
+                             p2q_ops_metrics(d->ops), &d->lease_gc))) return rc;
   uv_timer_start(&d->sweep_timer, sweep_cb, (uint64_t)d->cfg->sweep_interval_ms, (uint64_t)d->cfg->sweep_interval_ms);
   if (d->cfg->stats_interval_ms > 0)
     uv_timer_start(&d->stats_timer, stats_cb, (uint64_t)d->cfg->stats_interval_ms, (uint64_t)d->cfg->stats_interval_ms);
@@ -532,6 +537,7 @@ int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
   if (close_rc) P2Q_WARN("loop_close", "err=%s", uv_strerror(close_rc));
   p2q_ops_free(d.ops);
   p2q_recover_free(d.recover);
+  p2q_lease_gc_free(d.lease_gc);
   p2q_drift_free(d.drift);
   p2q_health_free(d.health);
   p2q_outbox_free(d.outbox);
