@@ -6,7 +6,9 @@
   the bench did not create are untouched, and the HTML report renders in headless Chromium with
   every chart (screenshot kept in the test's tmp dir);
 - SIGINT in the middle of a run: exit 130, everything it created is dropped, its daemons are gone;
-- the mixed and text workloads (text through the MiniLM embedder when the model is present).
+- the mixed and text workloads (text through the MiniLM embedder when the model is present);
+- `--sink null`: drain and steady against the built-in null sink (the config's Qdrant URL is never
+  used), every event counted by the sink, its CPU measured, nothing left behind.
 Speed is not asserted: the figures only have to be there and be consistent.
 """
 import csv
@@ -287,3 +289,51 @@ def test_bench_mixed_and_text(tmp_path, pgdb, db, qdrant):
         assert text["ok"] == "1" and text["events"] == "40", text
         assert float(text["events_per_s"]) > 0
     wait_until(lambda: leftovers(db, qdrant) == ([], [], []), timeout=10, what="nothing left")
+
+
+def test_bench_null_sink_counts_every_event(tmp_path, pgdb, db):
+    """The config's [qdrant] url is a closed port: everything goes to the null sink. A drain is only
+    ok when the sink's exact count equals the events queued (run_drain's `missing`), so ok=1 with
+    missing=0 on 2 replicas proves every point reached it; steady proves retrieve-by-id with the
+    payload's seq (the latency observer) works against it."""
+    cfg = tmp_path / "bench.ini"
+    cfg.write_text("[qdrant]\nurl = http://127.0.0.1:9\ntimeout = 10s\n[daemon]\nretry_min = 50ms\n")
+    out = tmp_path / "out"
+    cmd = [BIN, "-c", str(cfg), "bench", "--sink", "null", "--workload", "drain,steady", "--rows", "3000",
+           "--dim", "384", "--rate", "50", "--duration", "2s", "--sweep", "replicas=1,2", "--repeat", "2",
+           "--sweep", "batch_size=64", "--out", str(out)]
+    r = subprocess.run(cmd, env=bench_env(pgdb), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"stdout: {r.stdout}\nstderr: {r.stderr}"
+    assert "of Qdrant: measured (the null sink)" in r.stderr, r.stderr
+    with open(out / "runs.csv", newline="") as f:
+        runs = [dict(zip(COLUMNS, row)) for row in list(csv.reader(f))[1:]]
+    assert len(runs) == 8
+    for x in runs:
+        assert x["ok"] == "1" and x["error"] == "" and x["missing"] == "0" and x["dead_letters"] == "0", x
+        assert float(x["qdrant_requests"]) >= 1 and x["cpu_us_qdrant"] != "", x
+        if x["workload"] == "drain":
+            assert x["events"] == "3000", x
+            assert float(x["qdrant_requests"]) >= 3000 / 64, x  # batches of at most 64 points
+        else:
+            assert int(x["latency_samples"]) == int(x["events"]) > 0, x
+    # the scratch schema is gone, and so are the daemons and the sink (children of the bench)
+    schemas = db.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'p2q_bench_%'").fetchall()
+    assert schemas == []
+    # the forked sink keeps the bench's command line (the daemons name generated configs in it)
+    def ours():
+        found = []
+        for d in pathlib.Path("/proc").iterdir():
+            try:
+                if d.name.isdigit() and str(tmp_path) in (d / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(d.name)
+            except OSError:
+                pass
+        return found
+    wait_until(lambda: ours() == [], timeout=10, what="no sink or daemon left", explain=lambda: repr(ours()))
+
+
+def test_bench_sink_option_refused(tmp_path):
+    cfg = tmp_path / "bench.ini"
+    cfg.write_text("[qdrant]\nurl = http://127.0.0.1:9\n")
+    r = subprocess.run([BIN, "-c", str(cfg), "bench", "--sink", "nul"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "--sink: null or qdrant, not 'nul'" in r.stderr, r.stderr
