@@ -56,10 +56,14 @@ $p2q$;
 -- Returns one row per event to apply (op upsert|delete), one per superseded event (op 'coalesced':
 -- deleted, an equal or newer event of its row was claimed), and one per row whose lease was taken
 -- with nothing left to apply (op 'release': the caller gives the lease back with its ack).
+-- With p_held, one more row (op 'held', id = how many rows) when candidates were held back
+-- because another claim (maybe the caller's own earlier one) holds their row's lease: the caller
+-- claims again after its next ack instead of after every ack (an ack's re-claim is otherwise
+-- empty most of the time at low rates).
 -- Candidates are locked FOR UPDATE SKIP LOCKED, so concurrent claimers pick disjoint events; the
 -- lease upsert (in key order, so concurrent claimers cannot deadlock) admits one claimer per row.
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_claim(p_owner text, p_types text[], p_routing text,
-    p_limit integer, p_lease_ms integer)
+    p_limit integer, p_lease_ms integer, p_held boolean DEFAULT false)
 RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attempts integer,
                max_attempts integer, created_at timestamptz, event_type text)
 LANGUAGE plpgsql
@@ -119,7 +123,12 @@ BEGIN
   SELECT w.claimed_id, w.rule, 'release'::text, w.row_key, NULL::json, 0, 0, NULL::timestamptz, NULL::text
     FROM won w
    WHERE NOT EXISTS (SELECT 1 FROM cand c
-                      WHERE c.rule = w.rule AND c.row_key = w.row_key AND c.id = w.claimed_id);
+                      WHERE c.rule = w.rule AND c.row_key = w.row_key AND c.id = w.claimed_id)
+  UNION ALL
+  SELECT h.n, NULL::text, 'held'::text, NULL::jsonb, NULL::json, 0, 0, NULL::timestamptz, NULL::text
+    FROM (SELECT count(*) AS n FROM rws r
+           WHERE p_held AND NOT EXISTS (SELECT 1 FROM won w WHERE w.rule = r.rule AND w.row_key = r.row_key)) h
+   WHERE h.n > 0;
 END
 $p2q$;
 
@@ -140,6 +149,25 @@ AS $p2q$
 DECLARE
   n integer;
 BEGIN
+  -- Leases are released by one UPDATE whose rows come in key order (the sorted keys drive the
+  -- join; the lease table is read through its primary key only), the order the claim locks them
+  -- in, so acks and claims cannot deadlock.
+  IF p_outcomes <@ ARRAY['done', 'release'] THEN
+    -- the common case, every event applied: only the statements it needs (each CTE of the
+    -- general case below costs executor start-up at every call, used or not)
+    WITH done AS (
+      DELETE FROM @SCHEMA@.sync_outbox o WHERE o.id = ANY (p_ids) AND o.claimed_by = p_owner
+      RETURNING 1
+    ), freed AS (
+      UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
+        FROM (SELECT DISTINCT k.rule, k.row_key FROM unnest(p_rules, p_keys) AS k(rule, row_key)
+               ORDER BY 1, 2) k
+       WHERE l.rule = k.rule AND l.row_key = k.row_key AND l.owner = p_owner
+      RETURNING 1
+    )
+    SELECT count(*) FROM done INTO n;
+    RETURN n;
+  END IF;
   WITH r AS (
     SELECT * FROM unnest(p_ids, p_rules, p_keys, p_outcomes, p_delay_ms, p_errors)
         AS t(id, rule, row_key, outcome, delay_ms, err)
@@ -168,16 +196,9 @@ BEGIN
       FROM r
      WHERE o.id = r.id AND r.outcome IN ('retry', 'requeue') AND o.claimed_by = p_owner
     RETURNING 1
-  ), locked AS (
-    -- leases are locked in key order, as the claim does, so acks and claims cannot deadlock
-    SELECT l.rule, l.row_key FROM @SCHEMA@.sync_outbox_lease l
-      JOIN (SELECT DISTINCT r.rule, r.row_key FROM r) k ON l.rule = k.rule AND l.row_key = k.row_key
-     WHERE l.owner = p_owner
-     ORDER BY l.rule, l.row_key
-       FOR UPDATE OF l
   ), freed AS (
     UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
-      FROM locked k
+      FROM (SELECT DISTINCT r.rule, r.row_key FROM r ORDER BY 1, 2) k
      WHERE l.rule = k.rule AND l.row_key = k.row_key AND l.owner = p_owner
     RETURNING 1
   )

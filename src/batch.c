@@ -9,7 +9,7 @@ void p2q_batch_init(p2q_batch_t *b, int batch_size, int max_inflight, int64_t li
   b->batch_size = batch_size > 0 ? batch_size : 1;
   b->max_inflight = max_inflight > 0 ? max_inflight : 1;
   b->linger_ms = linger_ms > 0 ? linger_ms : 0;
-  b->inflight = b->claiming = b->wanted = b->backlog = b->lingering = 0;
+  b->inflight = b->claiming = b->wanted = b->backlog = b->lingering = b->held = b->held_polls = 0;
   b->paused = 0;
 }
 
@@ -30,9 +30,10 @@ void p2q_batch_on_claim_sent(p2q_batch_t *b) {
   b->lingering = 0;
 }
 
-void p2q_batch_on_claimed(p2q_batch_t *b, int n_rows, int has_work) {
+void p2q_batch_on_claimed(p2q_batch_t *b, int n_rows, int has_work, int held) {
   b->claiming = 0;
   if (has_work) b->inflight++;
+  b->held = held > 0;
   /* a full claim means more is probably waiting; a claim that only coalesced or released rows
      made progress too, so look again */
   b->backlog = n_rows >= b->batch_size || (n_rows > 0 && !has_work);
@@ -42,8 +43,19 @@ void p2q_batch_on_claim_failed(p2q_batch_t *b) { b->claiming = 0; }
 
 void p2q_batch_on_acked(p2q_batch_t *b) {
   if (b->inflight > 0) b->inflight--;
-  /* an ack frees leases: events of those rows that arrived meanwhile are claimable now */
-  b->wanted = 1;
+  /* an ack frees leases: events the last claim held back behind them are claimable now (events
+     that arrived since that claim sent a wake-up, already remembered in `wanted`) */
+  if (b->held) b->wanted = 1;
+}
+
+int64_t p2q_batch_held_delay(p2q_batch_t *b) {
+  if (!b->held || b->inflight > 0) { /* no lease held back, or our own ack will claim again */
+    b->held_polls = 0;
+    return 0;
+  }
+  int64_t ms = (int64_t)50 << (b->held_polls < 5 ? b->held_polls : 5);
+  b->held_polls++;
+  return ms < 1000 ? ms : 1000;
 }
 
 void p2q_batch_on_linger_started(p2q_batch_t *b) { b->lingering = 1; }

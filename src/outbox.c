@@ -4,7 +4,8 @@
  * name tables (see outbox.h). Loop thread only.
  *
  * Owns: the statement texts for one schema; per worker session one p2q_pg_t and its owner id.
- * Invariants: a session's claims and acks run in order on its own connection; the owner id is
+ * Invariants: a session's claims and acks run in order on its own connection, as statements
+ * prepared once per connection (parsed and planned once, not at every call); the owner id is
  * re-read after every reconnect (a new backend is a new owner: the old claims are recovered,
  * never reused); rows are handed to the caller parsed and valid during the callback only.
  */
@@ -57,7 +58,7 @@ struct p2q_outbox_s {
 int p2q_outbox_new(const char *schema, p2q_outbox_t **out) {
   static const char claim[] =
       "SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
-      " extract(epoch FROM created_at)::float8 FROM @SCHEMA@.sync_outbox_claim($1, $2::text[], $3, $4, $5)";
+      " extract(epoch FROM created_at)::float8 FROM @SCHEMA@.sync_outbox_claim($1, $2::text[], $3, $4, $5, true)";
   static const char ack[] =
       "SELECT @SCHEMA@.sync_outbox_ack($1, $2::bigint[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[])";
   static const char recover[] = "SELECT @SCHEMA@.sync_outbox_recover($1)";
@@ -211,7 +212,7 @@ int p2q_outbox_claim(p2q_outbox_conn_t *c, const char *const *types, int n_types
   if (k && !p2q_buf_error(&t)) {
     k->c = c; k->cb = (void *)cb; k->arg = arg;
     const char *params[] = {c->owner, t.data, routing_key, lim, lease};
-    rc = p2q_pg_query(c->pg, c->ob->claim_sql, 5, params, claim_done, k);
+    rc = p2q_pg_query_prepared(c->pg, "p2q_claim", c->ob->claim_sql, 5, params, claim_done, k);
   }
   if (rc) free(k);
   p2q_buf_free(&t);
@@ -251,7 +252,7 @@ int p2q_outbox_ack(p2q_outbox_conn_t *c, const p2q_ack_item_t *items, int n, p2q
   if (k) {
     k->c = c; k->cb = (void *)cb; k->arg = arg;
     const char *params[] = {c->owner, a[0].data, a[1].data, a[2].data, a[3].data, a[4].data, a[5].data};
-    rc = p2q_pg_query(c->pg, c->ob->ack_sql, 7, params, ack_done, k);
+    rc = p2q_pg_query_prepared(c->pg, "p2q_ack", c->ob->ack_sql, 7, params, ack_done, k);
     if (rc) free(k);
   }
   for (int j = 0; j < 6; j++) p2q_buf_free(&a[j]);

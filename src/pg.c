@@ -12,6 +12,10 @@
  * (queries flow; permanent readable poll for notifications and loss detection) → back to WAIT
  * on loss; CLOSING is terminal. on_connect fires only once the settings are pinned.
  *
+ * Named statements (p2q_pg_query_prepared) are prepared on first use on each connection: the
+ * Parse runs as the query's first step (`preparing`), then the same query is executed; a failed
+ * Parse fails that query. The names prepared are forgotten with the connection.
+ *
  * Invariants: at most one query is in flight (`cur`), and all of its results are drained before
  * the next PQsendQueryParams; every accepted query's callback fires exactly once; user
  * callbacks may call p2q_pg_query/p2q_pg_close, so after every callback the code re-checks the
@@ -34,6 +38,8 @@ typedef enum { ST_WAIT = 0, ST_CONNECTING, ST_PINNING, ST_READY, ST_CLOSING } pg
 typedef struct pg_query_s {
   struct pg_query_s *next;
   char *sql;
+  char *stmt;            /* statement name (prepared on first use), NULL: unnamed */
+  int preparing;         /* its Parse is in flight */
   int nparams;
   char **params;
   p2q_pg_result_cb cb;
@@ -58,6 +64,8 @@ struct p2q_pg_s {
   PGresult *cur_res;     /* result kept for cur (first error wins, else the last result) */
   int want_write;        /* PQflush returned 1 */
   unsigned connects;
+  char *prepared[P2Q_PG_PREPARED_MAX]; /* statement names prepared on this connection */
+  int n_prepared;
   char sqlstate[6];
   int handles_open;
   p2q_pg_close_cb close_cb;
@@ -68,6 +76,7 @@ static void on_poll(uv_poll_t *h, int status, int events);
 static void on_timer(uv_timer_t *t);
 static void pg_lost(p2q_pg_t *pg, const char *msg);
 static void pump(p2q_pg_t *pg);
+static void forget_prepared(p2q_pg_t *pg);
 
 p2q_pg_sqlstate_class_t p2q_pg_classify_sqlstate(const char *s) {
   if (!s || strlen(s) != 5) return P2Q_PG_SQLSTATE_FAIL;
@@ -90,6 +99,7 @@ static void query_free(pg_query_t *q) {
   for (int i = 0; i < q->nparams; i++) free(q->params[i]);
   free(q->params);
   free(q->sql);
+  free(q->stmt);
   free(q);
 }
 
@@ -127,6 +137,7 @@ static void finish_close(p2q_pg_t *pg) {
   fail_all(pg, P2Q_ECANCELED, "connection closed");
   P2Q_DEBUG("pg_closed", "name=%s", pg->name);
   if (pg->close_cb) pg->close_cb(pg, pg->close_arg);
+  forget_prepared(pg);
   free(pg->conninfo);
   free(pg->name);
   free(pg);
@@ -166,7 +177,19 @@ static int poll_set(p2q_pg_t *pg, int fd, int events) {
   return uv_poll_start(pg->poll, events, on_poll) == 0 ? 0 : P2Q_EIO;
 }
 
+static void forget_prepared(p2q_pg_t *pg) {
+  for (int i = 0; i < pg->n_prepared; i++) free(pg->prepared[i]);
+  pg->n_prepared = 0;
+}
+
+static int is_prepared(const p2q_pg_t *pg, const char *stmt) {
+  for (int i = 0; i < pg->n_prepared; i++)
+    if (!strcmp(pg->prepared[i], stmt)) return 1;
+  return 0;
+}
+
 static void conn_drop(p2q_pg_t *pg) {
+  forget_prepared(pg);
   poll_drop(pg); /* the poll handle goes before PQfinish closes the fd */
   if (pg->conn) { PQfinish(pg->conn); pg->conn = NULL; }
   pg->want_write = 0;
@@ -335,6 +358,16 @@ static int flush_out(p2q_pg_t *pg) {
   return 0;
 }
 
+/* Send q: its Parse first when it is a named statement not yet prepared on this connection. */
+static int send_query(p2q_pg_t *pg, pg_query_t *q) {
+  const char *const *params = (const char *const *)q->params;
+  q->preparing = q->stmt && !is_prepared(pg, q->stmt) && pg->n_prepared < P2Q_PG_PREPARED_MAX;
+  if (q->preparing) return PQsendPrepare(pg->conn, q->stmt, q->sql, q->nparams, NULL);
+  if (q->stmt && is_prepared(pg, q->stmt))
+    return PQsendQueryPrepared(pg->conn, q->stmt, q->nparams, params, NULL, NULL, 0);
+  return PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, params, NULL, NULL, 0);
+}
+
 static void pump(p2q_pg_t *pg) {
   while (pg->state == ST_READY && !pg->cur && pg->head) {
     pg_query_t *q = pg->head;
@@ -342,8 +375,7 @@ static void pump(p2q_pg_t *pg) {
     if (!pg->head) pg->tail = NULL;
     pg->nqueued--;
     q->next = NULL;
-    if (!PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, (const char *const *)q->params,
-                           NULL, NULL, 0)) {
+    if (!send_query(pg, q)) {
       if (PQstatus(pg->conn) == CONNECTION_BAD) {
         pg->cur = q; /* fails with the rest */
         pg_lost(pg, PQerrorMessage(pg->conn));
@@ -366,11 +398,24 @@ static void finish_current(p2q_pg_t *pg) {
   pg->cur = NULL;
   pg->cur_res = NULL;
   ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  /* prepared (42P05: it already was, our list was forgotten): now execute it */
+  if (q->preparing && (st == PGRES_COMMAND_OK || (state && !strcmp(state, "42P05")))) {
+    PQclear(res);
+    pg->prepared[pg->n_prepared] = strdup(q->stmt);
+    if (pg->prepared[pg->n_prepared]) pg->n_prepared++;
+    q->next = pg->head; /* first in line again */
+    pg->head = q;
+    if (!pg->tail) pg->tail = q;
+    pg->nqueued++;
+    return;
+  }
   if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR) {
     char msg[1024];
     const char *sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     msg_copy(msg, sizeof msg, res ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn));
     int gone = p2q_pg_classify_sqlstate(sqlstate) == P2Q_PG_SQLSTATE_RECONNECT;
+    if (sqlstate && !strcmp(sqlstate, "26000")) forget_prepared(pg); /* deallocated behind our back */
     query_complete(pg, q, res, gone ? P2Q_EPG_LOST : P2Q_EPG_QUERY, msg, sqlstate);
     /* class 08 / 57P0x: the session is over even if the socket is not closed yet */
     if (gone && pg->state == ST_READY) pg_lost(pg, msg);
@@ -480,6 +525,11 @@ fail:
 
 int p2q_pg_query(p2q_pg_t *pg, const char *sql, int nparams, const char *const *params,
                  p2q_pg_result_cb cb, void *arg) {
+  return p2q_pg_query_prepared(pg, NULL, sql, nparams, params, cb, arg);
+}
+
+int p2q_pg_query_prepared(p2q_pg_t *pg, const char *stmt, const char *sql, int nparams,
+                          const char *const *params, p2q_pg_result_cb cb, void *arg) {
   pg_query_t *q = NULL;
   if (!pg || !sql || !cb || nparams < 0 || (nparams > 0 && !params)) return P2Q_EINVAL;
   if (pg->state == ST_CLOSING) return P2Q_ECANCELED;
@@ -487,7 +537,7 @@ int p2q_pg_query(p2q_pg_t *pg, const char *sql, int nparams, const char *const *
   q = calloc(1, sizeof *q);
   if (!q) goto fail;
   q->sql = strdup(sql);
-  if (!q->sql) goto fail;
+  if (!q->sql || (stmt && !(q->stmt = strdup(stmt)))) goto fail;
   if (nparams > 0) {
     q->params = calloc((size_t)nparams, sizeof *q->params);
     if (!q->params) goto fail;

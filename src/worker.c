@@ -154,12 +154,13 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
     return;
   }
   const p2q_config_t *cfg = WCFG(w);
-  int n = 0;
+  int n = 0, held = 0, held_rows = 0;
   wbatch_t *b = calloc(1, sizeof *b);
   if (b) b->ev = calloc((size_t)(n_rows ? n_rows : 1), sizeof *b->ev);
   for (int i = 0; b && b->ev && i < n_rows; i++) {
     const p2q_claim_row_t *r = &rows[i];
     if (r->op == P2Q_OP_COALESCED) { w->stats.coalesced++; continue; }
+    if (r->op == P2Q_OP_HELD) { held = (int)r->id; held_rows++; continue; }
     wevent_t *e = &b->ev[n++];
     e->id = r->id;
     e->rule = rule_index(cfg, r->rule);
@@ -173,7 +174,10 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
   }
   w->stats.claims++;
   if (b && (!b->ev || n == 0)) { free(b->ev); free(b); b = NULL; }
-  p2q_batch_on_claimed(&w->pol, n_rows, b != NULL);
+  n_rows -= held_rows; /* the 'held' row is no event: a claim of only that made no progress */
+  p2q_batch_on_claimed(&w->pol, n_rows, b != NULL, held);
+  int64_t again = p2q_batch_held_delay(&w->pol);
+  if (again) arm_retry(w, (uint64_t)again); /* held back behind another claimer's lease */
   if (b) {
     b->w = w;
     b->ack = p2q_wk_ack;

@@ -6,8 +6,11 @@
  * ack. An idle worker claims at once when woken (no added latency at low load). While batches are
  * in flight, a wake-up lingers up to linger_ms so the next batch fills up (Nagle-like), unless the
  * last claim came back full (a backlog: claim again at once). A wake-up that cannot be served now
- * is remembered and served when a slot frees up. Nothing polls: without a wake-up, a full last
- * claim or a freed slot with a remembered wake-up, the worker waits.
+ * is remembered and served when a slot frees up. An ack claims again only when the last claim
+ * held events back behind a row's lease (the ack may have freed it) or a wake-up came since: at
+ * low rates the claim after each ack used to come back empty. Nothing polls, except a claim
+ * that held events back with no batch of its own in flight (the lease is another claimer's, whose
+ * ack does not wake this worker): it looks again after held_delay (50 ms doubling to 1 s).
  */
 #ifndef P2Q_BATCH_H
 #define P2Q_BATCH_H
@@ -25,6 +28,8 @@ typedef struct {
   int wanted;         /* a wake-up not yet served */
   int backlog;        /* the last claim returned a full batch */
   int lingering;      /* the linger timer is running */
+  int held;           /* the last claim held events back behind a row's lease */
+  int held_polls;     /* consecutive claims that held events back with nothing in flight */
   int paused;         /* breaker open, stopping, or not connected */
 } p2q_batch_t;
 
@@ -34,8 +39,11 @@ p2q_batch_action_t p2q_batch_next(p2q_batch_t *b);
 /* Events that change the state; each is followed by p2q_batch_next(). */
 void p2q_batch_on_wake(p2q_batch_t *b);
 void p2q_batch_on_claim_sent(p2q_batch_t *b);
-/* n_rows: rows the claim returned (incl. coalesced/release); has_work: a batch was started. */
-void p2q_batch_on_claimed(p2q_batch_t *b, int n_rows, int has_work);
+/* n_rows: rows the claim returned (incl. coalesced/release, not the 'held' row); has_work: a batch
+   was started; held: rows the claim held back behind a lease (its 'held' row). */
+void p2q_batch_on_claimed(p2q_batch_t *b, int n_rows, int has_work, int held);
+/* After p2q_batch_on_claimed: ms until this worker must look again by itself (0: not needed). */
+int64_t p2q_batch_held_delay(p2q_batch_t *b);
 void p2q_batch_on_claim_failed(p2q_batch_t *b);
 void p2q_batch_on_acked(p2q_batch_t *b);
 void p2q_batch_on_linger_started(p2q_batch_t *b);

@@ -17,9 +17,10 @@
 #include "pg2qdrant/pg.h"
 
 /* Ops of outbox rows as the claim returns them. PRUNE is the worker's own (delete chunks past
-   a row's new count); COALESCED marks a claimed row superseded by a newer one of the same row. */
+   a row's new count); COALESCED marks a claimed row superseded by a newer one of the same row;
+   HELD is no event: candidates were held back by their row's lease (id = how many rows). */
 #define P2Q_OUTBOX_OPS(X) X(UPSERT, "upsert") X(DELETE, "delete") X(RELEASE, "release") \
-  X(PRUNE, "prune") X(COALESCED, "coalesced") \
+  X(PRUNE, "prune") X(COALESCED, "coalesced") X(HELD, "held") \
   X(PAYLOAD, "payload") X(RETRIEVE, "retrieve") /* worker-internal Qdrant requests (worker_reuse.c) */
 typedef enum {
 #define P2Q_OP_ENUM(e, name) P2Q_OP_##e,

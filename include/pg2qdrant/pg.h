@@ -67,6 +67,13 @@ int p2q_pg_new(uv_loop_t *loop, const p2q_pg_options_t *opts, p2q_pg_t **out);
 int p2q_pg_query(p2q_pg_t *pg, const char *sql, int nparams, const char *const *params,
                  p2q_pg_result_cb cb, void *arg);
 
+/* The same for a statement run often: prepared as `stmt` (one name per SQL text) at its first
+ * use on each connection, then executed by name, so PostgreSQL parses and plans it once per
+ * connection. Past P2Q_PG_PREPARED_MAX names, statements run unnamed. */
+#define P2Q_PG_PREPARED_MAX 8
+int p2q_pg_query_prepared(p2q_pg_t *pg, const char *stmt, const char *sql, int nparams,
+                          const char *const *params, p2q_pg_result_cb cb, void *arg);
+
 /* Queue `LISTEN "channel"` (identifier quoted by libpq). Same contract as p2q_pg_query. */
 int p2q_pg_listen(p2q_pg_t *pg, const char *channel, p2q_pg_result_cb cb, void *arg);
 

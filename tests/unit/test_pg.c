@@ -292,6 +292,59 @@ static void test_queries_in_order(void **state) {
   assert_int_equal(c.closed, 1);
 }
 
+/* ---------- named statements: prepared once per connection, re-prepared when gone ---------- */
+
+static void prep_cb(p2q_pg_t *pg, PGresult *res, int err, const char *msg, void *arg) {
+  ctx_t *c = arg;
+  record(c, pg, res, err, msg);
+  if (c->nres == 8) assert_int_equal(p2q_pg_close(pg, on_closed, c), 0);
+}
+
+static void prep_on_connect(p2q_pg_t *pg, void *arg) {
+  ctx_t *c = arg;
+  const char *one[] = {"1"}, *two[] = {"41"};
+  const char *name[] = {"p2q_t1"};
+  c->connects++;
+  assert_int_equal(p2q_pg_query_prepared(pg, "p2q_t1", "SELECT ($1::int + 1)::text", 1, one, prep_cb, c), 0);
+  assert_int_equal(p2q_pg_query_prepared(pg, "p2q_t1", "SELECT ($1::int + 1)::text", 1, two, prep_cb, c), 0);
+  /* prepared: the server holds it under its name */
+  assert_int_equal(p2q_pg_query(pg, "SELECT count(*)::text FROM pg_prepared_statements WHERE name = $1", 1, name,
+                                prep_cb, c), 0);
+  assert_int_equal(p2q_pg_query_prepared(pg, "p2q_bad", "SELEC 1", 0, NULL, prep_cb, c), 0); /* Parse fails */
+  assert_int_equal(p2q_pg_query(pg, "DEALLOCATE p2q_t1", 0, NULL, prep_cb, c), 0); /* behind our back */
+  assert_int_equal(p2q_pg_query_prepared(pg, "p2q_t1", "SELECT ($1::int + 1)::text", 1, one, prep_cb, c), 0);
+  assert_int_equal(p2q_pg_query_prepared(pg, "p2q_t1", "SELECT ($1::int + 1)::text", 1, two, prep_cb, c), 0);
+  assert_int_equal(p2q_pg_query_prepared(pg, "p2q_bad", "SELECT 'fixed'", 0, NULL, prep_cb, c), 0);
+}
+
+static void test_prepared_statements(void **state) {
+  (void)state;
+  if (!need_pg()) skip();
+  ctx_t c;
+  ctx_init(&c);
+  p2q_pg_options_t o = {0};
+  o.on_connect = prep_on_connect;
+  o.arg = &c;
+  assert_int_equal(p2q_pg_new(&c.loop, &o, &c.pg), 0);
+  run(&c);
+  assert_int_equal(c.nres, 8);
+  assert_int_equal(c.err[0], 0);
+  assert_string_equal(c.val[0], "2");
+  assert_int_equal(c.err[1], 0);
+  assert_string_equal(c.val[1], "42");
+  assert_string_equal(c.val[2], "1");
+  assert_int_equal(c.err[3], P2Q_EPG_QUERY);
+  assert_string_equal(c.sqlstate[3], "42601");
+  assert_int_equal(c.err[4], 0);
+  assert_int_equal(c.err[5], P2Q_EPG_QUERY); /* gone: reported once (26000) ... */
+  assert_string_equal(c.sqlstate[5], "26000");
+  assert_int_equal(c.err[6], 0);             /* ... then prepared again */
+  assert_string_equal(c.val[6], "42");
+  assert_int_equal(c.err[7], 0);             /* a failed Parse left no name behind */
+  assert_string_equal(c.val[7], "fixed");
+  assert_int_equal(c.closed, 1);
+}
+
 /* ---------- LISTEN / NOTIFY ---------- */
 
 static void nop_cb(p2q_pg_t *pg, PGresult *res, int err, const char *msg, void *arg) {
@@ -642,6 +695,7 @@ int main(void) {
       cmocka_unit_test(test_connect_timeout),
       cmocka_unit_test(test_queries_in_order),
       cmocka_unit_test(test_big_parameter),
+      cmocka_unit_test(test_prepared_statements),
       cmocka_unit_test(test_listen_notify),
       cmocka_unit_test(test_terminate_reconnect),
       cmocka_unit_test(test_relisten_after_reconnect),

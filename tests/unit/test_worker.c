@@ -18,6 +18,7 @@
 
 #include "pg2qdrant/classify.h"
 #include "pg2qdrant/errors.h"
+#include "pg2qdrant/batch.h"
 #include "pg2qdrant/worker.h"
 
 #define MAXN 64
@@ -370,11 +371,70 @@ static void test_lease_budget_from_claim_sent(void **st) {
     assert_non_null(strstr(F.acks[i].error, "lease_nearly_expired"));
   }
   acked();
+  p2q_worker_wake(w);                                    /* a notification: claims again */
   deliver(1, "a", 1, 3);                                 /* answered at once: writes */
   assert_int_equal(F.n_w, 1);
   answer(0, 200, 0, 0, P2Q_QDRANT_OK, -1);
   acked();
   teardown_worker(w);
+}
+
+/* An ack claims again only when the last claim held events back behind a row's lease (its
+   'held' row) or a wake-up came since; the 'held' row is no event and no progress. */
+static void test_claim_after_ack_only_when_held(void **st) {
+  p2q_worker_t *w = setup_worker();
+  assert_int_equal(F.claims, 1);
+  p2q_claim_row_t rows[2] = {
+      {.id = 1, .rule = "a", .op = P2Q_OP_UPSERT, .row_key = "{\"id\": 1}", .payload = "{\"id\": 1, \"v\": [1, 2]}",
+       .attempts = 1, .max_attempts = 10},
+      {.id = 3, .rule = "", .op = P2Q_OP_HELD, .row_key = ""}};
+  F.claim_cb(F.claim_arg, 0, NULL, rows, 2); /* one event, 3 rows held back by leases */
+  assert_int_equal(F.n_w, 1);
+  assert_int_equal(p2q_worker_stats(w)->claimed, 1);
+  assert_int_equal(F.claims, 1);
+  answer(0, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  assert_int_equal(F.n_acks, 1); /* the held row is not acked */
+  acked();
+  assert_int_equal(F.claims, 2); /* held back: claims again after the ack */
+  deliver(1, "a", 1, 3);
+  answer(1, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  acked();
+  assert_int_equal(F.claims, 2); /* nothing held back: the ack does not claim */
+  p2q_worker_wake(w);
+  assert_int_equal(F.claims, 3);
+  deliver(0, "a", 1, 3);
+  teardown_worker(w);
+}
+
+/* The policy alone: held back with a batch of our own in flight waits for its ack; with nothing
+   in flight it looks again by itself, 50 ms doubling to 1 s, until a claim holds nothing back. */
+static void test_batch_held_delay(void **st) {
+  p2q_batch_t b;
+  p2q_batch_init(&b, 10, 2, 0);
+  p2q_batch_on_wake(&b);
+  assert_int_equal(p2q_batch_next(&b), P2Q_BATCH_CLAIM);
+  p2q_batch_on_claim_sent(&b);
+  p2q_batch_on_claimed(&b, 1, 1, 2);          /* a batch, and rows held back */
+  assert_int_equal(p2q_batch_held_delay(&b), 0); /* our ack will claim again */
+  assert_int_equal(p2q_batch_next(&b), P2Q_BATCH_WAIT);
+  p2q_batch_on_acked(&b);
+  assert_int_equal(p2q_batch_next(&b), P2Q_BATCH_CLAIM);
+  int64_t want[] = {50, 100, 200, 400, 800, 1000, 1000};
+  for (int i = 0; i < 7; i++) {
+    p2q_batch_on_claim_sent(&b);
+    p2q_batch_on_claimed(&b, 0, 0, 1);        /* only held back, nothing in flight */
+    assert_int_equal(p2q_batch_held_delay(&b), want[i]);
+    assert_int_equal(p2q_batch_next(&b), P2Q_BATCH_WAIT); /* no spinning */
+    p2q_batch_on_wake(&b);                    /* the timer */
+  }
+  p2q_batch_on_claim_sent(&b);
+  p2q_batch_on_claimed(&b, 1, 1, 0);
+  assert_int_equal(p2q_batch_held_delay(&b), 0);
+  p2q_batch_on_acked(&b);
+  assert_int_equal(p2q_batch_next(&b), P2Q_BATCH_WAIT); /* nothing held, no wake-up: no claim */
+  p2q_batch_on_claim_sent(&b);
+  p2q_batch_on_claimed(&b, 0, 0, 1);
+  assert_int_equal(p2q_batch_held_delay(&b), 50); /* the doubling starts over */
 }
 
 /* The claim names only the event types whose rules' targets are healthy. */
@@ -386,6 +446,8 @@ static void test_gate_per_rule(void **st) {
   answer(0, 200, 0, 0, P2Q_QDRANT_OK, -1);
   F.allow[1] = 0; /* rule b's collection is sick */
   acked();
+  assert_int_equal(F.claims, 1); /* nothing held back, no wake-up since: no claim */
+  p2q_worker_wake(w);
   assert_int_equal(F.claims, 2);
   assert_int_equal(F.n_types, 1);
   assert_string_equal(F.types[0], "a");
@@ -482,6 +544,8 @@ int main(void) {
       cmocka_unit_test(test_liveness_fence),
       cmocka_unit_test(test_lease_budget_from_claim_sent),
       cmocka_unit_test(test_gate_per_rule),
+      cmocka_unit_test(test_claim_after_ack_only_when_held),
+      cmocka_unit_test(test_batch_held_delay),
       cmocka_unit_test(test_two_collections),
       cmocka_unit_test(test_malformed_vector),
   };
