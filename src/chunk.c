@@ -16,3 +16,32 @@ void p2q_chunk_window(int m, int chunk_tokens, int overlap, int j, int *start, i
   *start = s;
   *len = l < 0 ? 0 : l;
 }
+
+int p2q_chunk_cut(const p2q_wordpiece_span_t *pieces, int m, int chunk_tokens, int overlap, p2q_chunk_t *out,
+                  int cap) {
+  if (chunk_tokens <= 0 || overlap < 0 || overlap >= chunk_tokens || m < 0 || (m && !pieces) || cap < 1)
+    return P2Q_EINVAL;
+  int n = 0, s = 0;
+  if (m == 0) {
+    out[0] = (p2q_chunk_t){0, 0, 0, 0};
+    return 1;
+  }
+  for (;;) {
+    int e = s + chunk_tokens < m ? s + chunk_tokens : m;
+    if (e < m) { /* end before the word cut at e, unless that word began at s (longer than a chunk) */
+      int w = e;
+      while (w > s && !pieces[w].word_start) w--;
+      if (w > s) e = w;
+    }
+    if (n == cap) return P2Q_ERANGE;
+    uint32_t end = pieces[s].end; /* pieces' ends never decrease, but a merged code point may be shared */
+    for (int k = s; k < e; k++)
+      if (pieces[k].end > end) end = pieces[k].end;
+    out[n++] = (p2q_chunk_t){s, e - s, pieces[s].start, end};
+    if (e >= m) break;
+    int ns = e - overlap > s ? e - overlap : s + 1;
+    while (ns < e && !pieces[ns].word_start) ns++; /* start on a word: less overlap, never more */
+    s = ns;
+  }
+  return n;
+}

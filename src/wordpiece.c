@@ -245,14 +245,23 @@ size_t p2q_wordpiece_vocab_size(const p2q_wordpiece_t *wp) { return wp->n_tokens
 typedef struct {
   const p2q_wordpiece_t *wp;
   int32_t *ids;
+  p2q_wordpiece_span_t *spans; /* optional: each piece's source bytes (p2q_wordpiece_encode_spans) */
   int n, cap;                 /* cap = max pieces (max_ids - 2), ids[0] is [CLS] */
   char word[WP_WORD_BYTES + 2];
   size_t wlen, wchars;
   unsigned char cend[P2Q_WORDPIECE_MAX_WORD_CHARS + 2]; /* byte length of each char */
+  /* spans: the input code point being normalised, and where each stored char of the word and the
+     whole word came from (a char's source is the input code point it was decomposed from) */
+  uint32_t cur0, cur1, wsrc0, wsrc1;
+  uint32_t csrc0[P2Q_WORDPIECE_MAX_WORD_CHARS + 2], csrc1[P2Q_WORDPIECE_MAX_WORD_CHARS + 2];
 } wp_enc_t;
 
 static int wp_full(const wp_enc_t *e) { return e->n >= e->cap; }
-static void wp_push(wp_enc_t *e, int32_t id) { if (!wp_full(e)) e->ids[1 + e->n++] = id; }
+static void wp_push(wp_enc_t *e, int32_t id, uint32_t s0, uint32_t s1, int word_start) {
+  if (wp_full(e)) return;
+  if (e->spans) e->spans[1 + e->n] = (p2q_wordpiece_span_t){s0, s1, (uint8_t)word_start};
+  e->ids[1 + e->n++] = id;
+}
 
 /* Greedy longest-match-first WordPiece of the current word. */
 static void wp_flush_word(wp_enc_t *e) {
@@ -260,8 +269,9 @@ static void wp_flush_word(wp_enc_t *e) {
   const p2q_wordpiece_t *wp = e->wp;
   size_t nw = e->wchars, wlen = e->wlen;
   e->wchars = e->wlen = 0;
-  if (nw > P2Q_WORDPIECE_MAX_WORD_CHARS) { wp_push(e, wp->unk); return; }
+  if (nw > P2Q_WORDPIECE_MAX_WORD_CHARS) { wp_push(e, wp->unk, e->wsrc0, e->wsrc1, 1); return; }
   int32_t pieces[P2Q_WORDPIECE_MAX_WORD_CHARS];
+  unsigned char pc0[P2Q_WORDPIECE_MAX_WORD_CHARS], pc1[P2Q_WORDPIECE_MAX_WORD_CHARS]; /* chars [pc0, pc1) */
   int np = 0;
   char buf[WP_WORD_BYTES + 2];
   size_t start = 0, startc = 0;
@@ -281,22 +291,27 @@ static void wp_flush_word(wp_enc_t *e) {
       if (found >= 0) break;
       end -= e->cend[--endc]; /* drop the last char */
     }
-    if (found < 0) { wp_push(e, wp->unk); return; } /* whole word → [UNK] */
+    if (found < 0) { wp_push(e, wp->unk, e->wsrc0, e->wsrc1, 1); return; } /* whole word → [UNK] */
+    pc0[np] = (unsigned char)startc;
+    pc1[np] = (unsigned char)endc;
     pieces[np++] = found;
     start = end;
     startc = endc;
   }
-  (void)startc;
-  for (int i = 0; i < np; i++) wp_push(e, pieces[i]);
+  for (int i = 0; i < np; i++) wp_push(e, pieces[i], e->csrc0[pc0[i]], e->csrc1[pc1[i] - 1], i == 0);
 }
 
 /* Feed one normalised code point to the pre-tokenizer. */
 static void wp_feed(wp_enc_t *e, uint32_t c, int cls) {
   if (cls == WP_CLS_SPACE) { wp_flush_word(e); return; }
   if (cls == WP_CLS_PUNCT) wp_flush_word(e);
+  if (e->wchars == 0) e->wsrc0 = e->cur0;
+  e->wsrc1 = e->cur1;
   if (e->wchars <= P2Q_WORDPIECE_MAX_WORD_CHARS) {
     size_t k = wp_utf8_encode(c, e->word + e->wlen);
     e->cend[e->wchars] = (unsigned char)k;
+    e->csrc0[e->wchars] = e->cur0;
+    e->csrc1[e->wchars] = e->cur1;
     e->wlen += k;
   }
   e->wchars++;
@@ -310,16 +325,24 @@ static int wp_class(const p2q_wordpiece_t *wp, uint32_t c) {
   return WP_CLS_KEEP;
 }
 
+/* A code point that normalises to nothing (a control, format char, stripped mark) inside a word
+   belongs to the span of the word's last char: a chunk's text keeps the accents of its last word. */
+static void wp_dropped(wp_enc_t *e) {
+  if (e->wchars == 0) return;
+  e->wsrc1 = e->cur1;
+  if (e->wchars <= P2Q_WORDPIECE_MAX_WORD_CHARS + 1) e->csrc1[e->wchars - 1] = e->cur1;
+}
+
 /* Normalise one input code point (clean, CJK spacing, NFD/strip/lowercase) and feed it. */
 static void wp_normalize_cp(wp_enc_t *e, uint32_t c) {
   const p2q_wordpiece_t *wp = e->wp;
   if (c < 128) {
     int cls = wp->ascii_class[c];
-    if (cls == WP_CLS_DROP) return;
+    if (cls == WP_CLS_DROP) { wp_dropped(e); return; }
     wp_feed(e, (uint32_t)(unsigned char)wp->ascii_lower[c], cls);
     return;
   }
-  if (wp->cased ? WP_IN(wp_cased_drop, c) : WP_IN(wp_drop, c)) return;
+  if (wp->cased ? WP_IN(wp_cased_drop, c) : WP_IN(wp_drop, c)) { wp_dropped(e); return; }
   if (WP_IN(wp_space, c)) { wp_feed(e, ' ', WP_CLS_SPACE); return; }
   int cjk = !wp->no_cjk && wp_is_cjk(c);
   if (cjk) wp_feed(e, ' ', WP_CLS_SPACE);
@@ -342,6 +365,11 @@ static int wp_special_at(const p2q_wordpiece_t *wp, const char *s, size_t n, siz
 
 int p2q_wordpiece_encode(const p2q_wordpiece_t *wp, const char *text, size_t len,
                          int32_t *ids, int max_ids, int *n_out) {
+  return p2q_wordpiece_encode_spans(wp, text, len, ids, NULL, max_ids, n_out);
+}
+
+int p2q_wordpiece_encode_spans(const p2q_wordpiece_t *wp, const char *text, size_t len, int32_t *ids,
+                               p2q_wordpiece_span_t *spans, int max_ids, int *n_out) {
   *n_out = 0;
   if (!wp || (!text && len) || !ids || max_ids < 2) return P2Q_EINVAL;
   if (len > P2Q_WORDPIECE_MAX_TEXT) return P2Q_ETOOLONG;
@@ -354,23 +382,28 @@ int p2q_wordpiece_encode(const p2q_wordpiece_t *wp, const char *text, size_t len
     i += k;
   }
   wp_enc_t e;
-  e.wp = wp; e.ids = ids; e.n = 0; e.cap = max_ids - 2; e.wlen = e.wchars = 0;
+  e.wp = wp; e.ids = ids; e.spans = spans; e.n = 0; e.cap = max_ids - 2; e.wlen = e.wchars = 0;
+  e.wsrc0 = e.wsrc1 = 0;
   ids[0] = wp->cls;
+  if (spans) spans[0] = (p2q_wordpiece_span_t){0, 0, 1};
   for (size_t i = 0; i < len && !wp_full(&e);) {
     uint32_t c = s[i];
     size_t k = 1, sl;
     int sp;
     if (c == '[' && (sp = wp_special_at(wp, text + i, len - i, &sl)) >= 0) {
       wp_flush_word(&e);
-      wp_push(&e, wp->special_id[sp]);
+      wp_push(&e, wp->special_id[sp], (uint32_t)i, (uint32_t)(i + sl), 1);
       i += sl;
       continue;
     }
     if (c >= 0x80) k = wp_utf8_decode(s + i, len - i, &c);
+    e.cur0 = (uint32_t)i;
+    e.cur1 = (uint32_t)(i + k);
     wp_normalize_cp(&e, c);
     i += k;
   }
   wp_flush_word(&e);
+  if (spans) spans[1 + e.n] = (p2q_wordpiece_span_t){(uint32_t)len, (uint32_t)len, 1};
   ids[1 + e.n] = wp->sep;
   *n_out = e.n + 2;
   return 0;

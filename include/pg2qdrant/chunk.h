@@ -1,12 +1,40 @@
 /*
- * chunk.h — the windows a chunked text is cut into (pure, any thread): used by the minilm model
- * (minilm.c) and the embedder interface (embedder.c), below both.
+ * chunk.h — the windows a chunked text is cut into (pure, any thread): used by the worker
+ * (worker_chunk.c, through p2q_chunk_cut) and the minilm model's chunked batches (minilm.c).
+ *
+ * p2q_chunk_cut: a text's word pieces (wordpiece.h spans, [CLS]/[SEP] excluded) are cut into
+ * windows of at most chunk_tokens pieces, each starting `overlap` pieces before the previous one
+ * ended. A window never ends inside a word (it ends before the word instead) and never starts
+ * inside one (it starts at the next word: a little less overlap), unless a single word is longer
+ * than a whole chunk (more than chunk_tokens pieces; a word has at most 100, see wordpiece.h):
+ * only then is a word cut. A chunk's text is the input's bytes [start, end): from the first byte
+ * of its first piece to the last byte of its last piece — an exact substring of the text (whole
+ * UTF-8 code points), without the whitespace around it; windows that overlap in pieces overlap
+ * in text. Tokenizing a chunk's text again gives exactly its pieces (the windows hold whole
+ * words), so embedding the chunk's text is embedding its window. An empty (or piece-less, e.g.
+ * whitespace-only) text is one empty chunk (0, 0, 0, 0).
  */
 #ifndef P2Q_CHUNK_H
 #define P2Q_CHUNK_H
 
-/* How many windows of chunk_tokens, overlapping by overlap, cover m content tokens (an empty text
- * is one window; P2Q_EINVAL for bad sizes), and where window j starts and how long it is. */
+#include <stdint.h>
+
+#include "pg2qdrant/wordpiece.h"
+
+typedef struct {
+  int first, count;    /* pieces [first, first + count) of the text (0 = the first after [CLS]) */
+  uint32_t start, end; /* bytes of the text */
+} p2q_chunk_t;
+
+/* Cut m pieces (pieces[0..m)) into chunks out[0..cap): the number of chunks, P2Q_EINVAL for bad
+ * sizes, P2Q_ERANGE when cap is too small (cap >= m, and >= 1, always suffices). */
+int p2q_chunk_cut(const p2q_wordpiece_span_t *pieces, int m, int chunk_tokens, int overlap, p2q_chunk_t *out,
+                  int cap);
+
+/* The fixed windows of the minilm model's chunked batches (p2q_minilm_batch_new with
+ * chunk_tokens; no longer used by the daemon): how many windows of chunk_tokens, overlapping by
+ * overlap, cover m content tokens (an empty text is one window; P2Q_EINVAL for bad sizes), and
+ * where window j starts and how long it is. */
 int p2q_chunk_windows(int m, int chunk_tokens, int overlap);
 void p2q_chunk_window(int m, int chunk_tokens, int overlap, int j, int *start, int *len);
 

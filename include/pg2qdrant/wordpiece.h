@@ -58,4 +58,17 @@ int32_t p2q_wordpiece_token_id(const p2q_wordpiece_t *wp, const char *tok, size_
 int p2q_wordpiece_encode(const p2q_wordpiece_t *wp, const char *text, size_t len,
                          int32_t *ids, int max_ids, int *n_out);
 
+/* Where a piece came from in the input: the bytes [start, end) of the input code points its
+ * normalised characters were made from (a code point normalised into several characters, e.g. a
+ * Hangul syllable, belongs whole to every piece holding one of them; code points normalised away
+ * inside a word, e.g. combining accents, belong to the piece of the character before them), and
+ * whether it starts a word (not a "##" continuation; [UNK] and special tokens do). A whole-word
+ * [UNK] spans the word; a special token its literal. [CLS] is (0, 0), [SEP] (len, len). */
+typedef struct { uint32_t start, end; uint8_t word_start; } p2q_wordpiece_span_t;
+
+/* p2q_wordpiece_encode() plus spans[k] for ids[k] (spans may be NULL: then exactly encode).
+ * The ids are the same as p2q_wordpiece_encode()'s. */
+int p2q_wordpiece_encode_spans(const p2q_wordpiece_t *wp, const char *text, size_t len, int32_t *ids,
+                               p2q_wordpiece_span_t *spans, int max_ids, int *n_out);
+
 #endif
