@@ -359,7 +359,7 @@ static int check_embedder(ld_t *ld, const sect_t *s, p2q_embedder_config_t *em) 
       return ld_fail(ld, P2Q_ECONFIG, s->line, s->label, NULL, "type = openai requires 'url'");
     if (!em->model)
       return ld_fail(ld, P2Q_ECONFIG, s->line, s->label, NULL, "type = openai requires 'model'");
-    return 0;
+    return em->chunk_vocab && *em->chunk_vocab ? resolve_path(ld, &em->chunk_vocab) : 0;
   }
   if (!em->model_dir || !*em->model_dir)
     return ld_fail(ld, P2Q_ECONFIG, keyline(s, "model_dir"), s->label, "model_dir",
@@ -406,6 +406,9 @@ static int check_rule_embedder(ld_t *ld, const sect_t *s, p2q_rule_config_t *r) 
                    "%lld does not match [embedder.%s] (%lld)", (long long)r->dimension, em->name,
                    (long long)edim);
   if (r->dimension == 0) r->dimension = edim;
+  if (em->type == P2Q_EMB_OPENAI && r->chunk_tokens > 0 && (!em->chunk_vocab || !*em->chunk_vocab))
+    return ld_fail(ld, P2Q_ECONFIG, keyline(s, "chunk_tokens"), s->label, "chunk_tokens",
+                   "[embedder.%s] (openai) needs 'chunk_vocab' to count word pieces", em->name);
   if (em->type == P2Q_EMB_MINILM && r->chunk_tokens > em->model_max_tokens - 2)
     return ld_fail(ld, P2Q_ECONFIG, keyline(s, "chunk_tokens"), s->label, "chunk_tokens",
                    "%lld is more than [embedder.%s]'s model takes per chunk (%lld tokens, %lld with "

@@ -249,6 +249,10 @@ static const p2q_conf_entry_t embedder_tab[] = {
     E("tokens_per_minute", P2Q_CT_INT, tokens_per_minute, "0", 0, 1000000000000, P2Q_CF_OPENAI,
       "openai: most input tokens per minute (same estimate as max_input_tokens), shared "
       "(0: unlimited).", NULL),
+    E("chunk_vocab", P2Q_CT_STRING, chunk_vocab, "", 0, 0, P2Q_CF_OPENAI | P2Q_CF_PATH,
+      "openai: a BERT vocab.txt (uncased) whose word pieces chunk_tokens counts, required by "
+      "chunked rules using this embedder (the API's own tokenizer is not known here); relative "
+      "to the config file.", NULL),
 };
 
 #define N(t) ((int)(sizeof(t) / sizeof((t)[0])))

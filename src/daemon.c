@@ -174,6 +174,11 @@ static int ctx_embed(void *arg, const char *embedder, const char *const *texts, 
                           : p2q_embedder_embed(e, texts, lens, n, cb, cb_arg);
 }
 
+static const p2q_wordpiece_t *ctx_tokenizer(void *arg, const char *embedder) {
+  p2q_embedder_t *e = embedder_named(arg, embedder);
+  return e ? p2q_embedder_tokenizer(e) : NULL;
+}
+
 static int ctx_may_claim(void *arg, int rule) { return p2q_health_rule_allows(((p2q_daemon_t *)arg)->health, rule); }
 
 static uint64_t ctx_report(void *arg, int rule, int embedder, p2q_verdict_t v, int host_wide, int64_t retry_after_ms,
@@ -202,6 +207,7 @@ static void worker_ctx(p2q_daemon_t *d, p2q_worker_ctx_t *c) {
   *c = (p2q_worker_ctx_t){.arg = d, .loop = d->loop, .config = ctx_config, .now = ctx_now,
                           .outbox_open = ctx_outbox_open, .claim = p2q_outbox_claim, .ack = p2q_outbox_ack,
                           .outbox_close = p2q_outbox_conn_close, .write = ctx_write, .embed = ctx_embed,
+                          .tokenizer = ctx_tokenizer,
                           .may_claim = ctx_may_claim, .report = ctx_report, .on_batch = ctx_on_batch,
                           .on_done = ctx_on_done, .on_qdrant = ctx_on_qdrant, .on_embed = ctx_on_embed,
                           .liveness = ctx_liveness, .stopping = ctx_stopping, .idle = worker_idle};
@@ -507,9 +513,10 @@ int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
   for (int i = 0; i < cfg->n_rules; i++) {
     const p2q_rule_config_t *r = &cfg->rules[i];
     const p2q_embedder_config_t *e = r->embedder ? p2q_config_embedder(cfg, r->embedder) : NULL;
-    if (r->chunk_tokens > 0 && (!e || e->type != P2Q_EMB_MINILM || r->chunk_tokens > e->model_max_tokens - 2)) {
-      fprintf(stderr, "pg2qdrant: run: rule %s: chunk_tokens needs a minilm embedder (which knows its "
-                      "tokens) and at most its model's max length - 2 tokens per chunk\n", r->name);
+    if (r->chunk_tokens > 0 && (!e || (e->type == P2Q_EMB_MINILM ? r->chunk_tokens > e->model_max_tokens - 2
+                                                                 : !e->chunk_vocab || !*e->chunk_vocab))) {
+      fprintf(stderr, "pg2qdrant: run: rule %s: chunk_tokens needs a minilm embedder (at most its model's max "
+                      "length - 2 tokens per chunk) or an openai one with chunk_vocab\n", r->name);
       return 2;
     }
   }

@@ -14,6 +14,7 @@
 #include "pg2qdrant/embed_pool.h"
 #include "pg2qdrant/embedder.h"
 #include "pg2qdrant/minilm.h"
+#include "pg2qdrant/wordpiece.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
 
@@ -25,6 +26,7 @@ struct p2q_embedder_s {
   p2q_emb_openai_t o;       /* cfg, loop, dim, closing (both kinds) + the HTTP side (openai) */
   p2q_minilm_t *model;      /* minilm */
   p2q_embed_pool_t *pool;
+  p2q_wordpiece_t *chunk_wp;  /* openai: chunk_vocab, or NULL */
   void (*close_cb)(void *);
   void *close_arg;
 };
@@ -148,12 +150,18 @@ int p2q_embedder_new(uv_loop_t *loop, const p2q_embedder_config_t *cfg, p2q_embe
     }
   } else {
     e->o.dim = (int)cfg->dim;
+    if (cfg->chunk_vocab && *cfg->chunk_vocab && (rc = p2q_wordpiece_load(cfg->chunk_vocab, &e->chunk_wp))) {
+      snprintf(err, errlen, "embedder %s: cannot load chunk_vocab %s: %s", cfg->name, cfg->chunk_vocab,
+               p2q_strerror(rc));
+      goto fail;
+    }
     if ((rc = p2q_emb_openai_new(&e->o, err, errlen))) goto fail;
   }
   *out = e;
   return 0;
 fail:
   if (e && e->model) p2q_minilm_free(e->model);
+  if (e) p2q_wordpiece_free(e->chunk_wp);
   free(e);
   if (rc == P2Q_ENOMEM && errlen && !err[0]) snprintf(err, errlen, "out of memory");
   return rc;
@@ -188,6 +196,9 @@ int p2q_embedder_embed_chunked(p2q_embedder_t *e, const char *const *texts, cons
 }
 
 int p2q_embedder_dim(const p2q_embedder_t *e) { return e->o.dim; }
+const p2q_wordpiece_t *p2q_embedder_tokenizer(const p2q_embedder_t *e) {
+  return e->model ? p2q_minilm_wordpiece(e->model) : e->chunk_wp;
+}
 const char *p2q_embedder_name(const p2q_embedder_t *e) { return e->o.cfg->name; }
 
 static void embedder_closed(void *arg) {
@@ -195,6 +206,7 @@ static void embedder_closed(void *arg) {
   void (*cb)(void *) = e->close_cb;
   void *cb_arg = e->close_arg;
   if (e->model) p2q_minilm_free(e->model);
+  p2q_wordpiece_free(e->chunk_wp);
   free(e->o.url);
   free(e);
   if (cb) cb(cb_arg);

@@ -36,6 +36,7 @@ void p2q_wk_batch_free(wbatch_t *b) {
   for (embctx_t *c = b->embeds; c; c = c->next) c->b = NULL;
   for (int i = 0; i < b->n; i++) {
     free(b->ev[i].text);
+    free(b->ev[i].chunks);
     free(b->ev[i].sparse);
     free(b->ev[i].row_key);
     free(b->ev[i].payload);

@@ -27,6 +27,7 @@ typedef struct {
   char *sparse;           /* BM25 sparse vector JSON (sparse = bm25 rules) */
   size_t sparse_len;
   int n_chunks;           /* chunked rules: points written for this row */
+  struct wchunk_s *chunks; /* chunked rules: the row's n_chunks chunks (worker_chunk.c) */
   size_t point_len;
   char point_id[P2Q_POINT_ID_MAX];
   int attempts, max_attempts;
@@ -113,6 +114,26 @@ void p2q_wk_embed(wbatch_t *b, int rule, const int *idx, int n);
 int p2q_wk_rule_shared(const p2q_config_t *cfg, int rule);
 void p2q_wk_shared_body(p2q_buf_t *body, wbatch_t *b, const p2q_rule_config_t *r, p2q_op_t op, const int *idx,
                         int n);
+
+/* worker_chunk.c: chunked rules (chunk_tokens > 0). A chunk is a window of the rendered text's
+   word pieces (chunk.h) whose text, an exact substring, is what is embedded and stored. */
+typedef struct wchunk_s {
+  uint32_t start, end;    /* bytes of e->text */
+  char hash[17];          /* `_text_hash`: p2q_hash64_hex of the chunk's text */
+  int keep;               /* its point has this text and model: payload-only update */
+} wchunk_t;
+/* Cut e->text into e->chunks / e->n_chunks; 0, or sets the event's outcome and returns < 0. */
+int p2q_wk_chunk_plan(wbatch_t *b, wevent_t *e, const p2q_rule_config_t *r);
+/* The texts of the chunks to embed (not kept) of events idx[0..n), in order: their count, or
+   P2Q_ENOMEM. *texts and *lens are malloc'd. */
+int p2q_wk_chunk_texts(wbatch_t *b, const int *idx, int n, const char ***texts, size_t **lens);
+/* Vectors are back (one per chunk to embed, in p2q_wk_chunk_texts' order): build and send the
+   points of events idx[0..n) (whole rows as upserts; rows with kept chunks as one batch of an
+   upsert of the new chunks and payload-only updates of the kept ones). */
+void p2q_wk_chunk_embedded(wbatch_t *b, int rule, const p2q_embed_result_t *r, const int *idx, int n);
+/* A chunk's point payload-only operation, or whole point (vector != NULL), appended to out. */
+int p2q_wk_chunk_point(p2q_buf_t *out, const p2q_rule_config_t *r, const wevent_t *e, int j, const char *vector,
+                       size_t vlen, char *why, size_t whylen);
 
 /* worker_reuse.c: look up the points' `_text_hash`/`_model`; unchanged texts become payload-only
    updates (P2Q_OP_PAYLOAD), the others go to p2q_wk_embed. */

@@ -2,8 +2,9 @@
  * worker_embed.c — the preparation and embedding stage of a worker's batch (loop thread):
  * builds each upsert's point JSON from its snapshot (vector_column rules), or renders the text
  * of text rules and hands it to the rule's embedder (which computes off the loop); when the
- * vectors come back, builds the points (one per chunk for chunked rules) and passes them to the
- * write stage. A batch freed while an embedding call is in flight detaches it (ctx->b = NULL).
+ * vectors come back, builds the points and passes them to the write stage. Chunked rules are cut
+ * into chunks at preparation and their points built by worker_chunk.c (one text, one vector and
+ * one point per chunk). A batch freed while an embedding call is in flight detaches it (ctx->b = NULL).
  * `sparse = bm25` rules get their BM25 vector here, from the rendered text (bm25.c, one analyzer
  * per rule per batch); keyword-only rules (no embedder) are built here and never embedded.
  */
@@ -34,7 +35,8 @@ static p2q_bm25_t *analyzer(p2q_bm25_t **an, int rule, const p2q_rule_config_t *
 
 /* A text rule's upsert with its rendered text in pt: its sparse vector, then either kept for
    embedding (e->text) or, for a keyword-only rule, its point built now. */
-static void prepare_text(wevent_t *e, const p2q_rule_config_t *r, p2q_bm25_t *an, p2q_buf_t *pt, int isuuid) {
+static void prepare_text(wbatch_t *bt, wevent_t *e, const p2q_rule_config_t *r, p2q_bm25_t *an, p2q_buf_t *pt,
+                         int isuuid) {
   char why[256], th[17];
   if (r->sparse) {
     p2q_buf_t sp = P2Q_BUF_INIT;
@@ -46,7 +48,12 @@ static void prepare_text(wevent_t *e, const p2q_rule_config_t *r, p2q_bm25_t *an
     e->sparse_len = sp.len;
     e->sparse = p2q_buf_steal(&sp);
   }
-  if (r->embedder) { e->text_len = pt->len; e->text = p2q_buf_steal(pt); return; }
+  if (r->embedder) {
+    e->text_len = pt->len;
+    e->text = p2q_buf_steal(pt);
+    if (r->chunk_tokens > 0) p2q_wk_chunk_plan(bt, e, r); /* cut now: reuse compares chunk by chunk */
+    return;
+  }
   p2q_buf_t b = P2Q_BUF_INIT;
   p2q_hash64_hex(p2q_buf_str(pt), pt->len, th);
   p2q_point_parts_t parts = {.sparse = e->sparse, .slen = e->sparse_len, .text = r->store_text ? p2q_buf_str(pt) : NULL,
@@ -80,7 +87,7 @@ void p2q_wk_prepare(wbatch_t *b) {
       rc = p2q_template_render(r->text, e->payload, strlen(e->payload), &pt);
       if (rc == 0 && r->vector_column) rc = 1; /* the text only feeds the keyword vector */
       if (rc == 1) {
-        prepare_text(e, r, an ? analyzer(an, e->rule, r) : NULL, &pt, isuuid);
+        prepare_text(b, e, r, an ? analyzer(an, e->rule, r) : NULL, &pt, isuuid);
         if (r->embedder) continue;
       } else if (rc == 0) {
         e->op = P2Q_OP_DELETE;
@@ -127,11 +134,14 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
              rule->name, c->n, p2q_verdict_name(v), (unsigned long long)wait, p2q_log_q(q, sizeof q, r->msg));
   } else {
     w->ctx.report(w->ctx.arg, c->rule, 1, P2Q_V_DONE, 0, -1, NULL);
+    if (rule->chunk_tokens > 0) { /* one vector per chunk to embed (worker_chunk.c) */
+      p2q_wk_chunk_embedded(b, c->rule, r, c->idx, c->n);
+      goto done;
+    }
     p2q_buf_t vec = P2Q_BUF_INIT, pt = P2Q_BUF_INIT;
     char why[256];
     int k = 0;
-    size_t off = 0; /* first vector of text i */
-    for (int i = 0; i < c->n; off += (size_t)(r->chunks ? r->chunks[i] : 1), i++) {
+    for (int i = 0; i < c->n; i++) { /* one vector per text */
       wevent_t *e = &b->ev[c->idx[i]];
       if (r->status[i]) {
         if (r->reasons && r->reasons[i]) snprintf(why, sizeof why, "%s", r->reasons[i]);
@@ -139,27 +149,15 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
         p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, why);
         continue;
       }
+      char th[17];
       p2q_buf_reset(&pt);
-      int rc = 0, nv = r->chunks ? r->chunks[i] : 1;
-      for (int j = 0; !rc && j < nv; j++) {
-        char cid[P2Q_POINT_ID_MAX];
-        p2q_buf_reset(&vec);
-        p2q_vector_format(&vec, r->vecs + (off + (size_t)j) * (size_t)r->dim, r->dim);
-        if (j) p2q_buf_putc(&pt, ',');
-        if (r->chunks)
-          rc = p2q_chunk_point_id(rule->name, e->row_key, j, cid) ? P2Q_ENOMEM
-               : p2q_point_build_chunk(&pt, rule, cid, e->row_key, e->payload, strlen(e->payload),
-                                       vec.data, vec.len, j, why, sizeof why);
-        else {
-          char th[17];
-          p2q_hash64_hex(e->text, e->text_len, th);
-          p2q_point_parts_t parts = {.vector = vec.data, .vlen = vec.len, .sparse = e->sparse, .slen = e->sparse_len,
-                                     .text = rule->store_text ? e->text : NULL, .tlen = e->text_len, .text_hash = th};
-          rc = p2q_point_build_ex(&pt, rule, e->point_id, e->point_id[0] == '"', e->row_key, e->payload,
+      p2q_buf_reset(&vec);
+      p2q_vector_format(&vec, r->vecs + (size_t)i * (size_t)r->dim, r->dim);
+      p2q_hash64_hex(e->text, e->text_len, th);
+      p2q_point_parts_t parts = {.vector = vec.data, .vlen = vec.len, .sparse = e->sparse, .slen = e->sparse_len,
+                                 .text = rule->store_text ? e->text : NULL, .tlen = e->text_len, .text_hash = th};
+      int rc = p2q_point_build_ex(&pt, rule, e->point_id, e->point_id[0] == '"', e->row_key, e->payload,
                                   strlen(e->payload), &parts, why, sizeof why);
-        }
-      }
-      e->n_chunks = nv;
       if (rc) { p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, rc == P2Q_ENOMEM ? "out of memory" : why); continue; }
       e->point_len = pt.len;
       e->point = p2q_buf_steal(&pt);
@@ -169,10 +167,12 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
     p2q_buf_free(&vec);
     p2q_buf_free(&pt);
   }
+done:
   for (int i = 0; i < c->n; i++) {
     wevent_t *e = &b->ev[c->idx[i]];
     free(e->payload); e->payload = NULL;
     free(e->text); e->text = NULL;
+    free(e->chunks); e->chunks = NULL; /* n_chunks stays: the prune needs it */
   }
   free(c);
   p2q_wk_request_finished(b);
@@ -183,19 +183,22 @@ void p2q_wk_embed(wbatch_t *b, int rule, const int *idx, int n) {
   p2q_worker_t *w = b->w;
   const p2q_rule_config_t *rc_ = &WCFG(w)->rules[rule];
   embctx_t *c = malloc(sizeof *c + sizeof(int) * (size_t)n);
-  const char **texts = malloc(sizeof *texts * (size_t)n);
-  size_t *lens = malloc(sizeof *lens * (size_t)n);
-  int rc = P2Q_ENOMEM;
-  if (c && texts && lens) {
+  const char **texts = NULL;
+  size_t *lens = NULL;
+  int rc = P2Q_ENOMEM, nt = n;
+  if (rc_->chunk_tokens > 0) { /* the chunks' texts (not the kept ones) */
+    nt = p2q_wk_chunk_texts(b, idx, n, &texts, &lens);
+  } else if ((texts = malloc(sizeof *texts * (size_t)n)) && (lens = malloc(sizeof *lens * (size_t)n))) {
+    for (int i = 0; i < n; i++) { texts[i] = b->ev[idx[i]].text; lens[i] = b->ev[idx[i]].text_len; }
+  }
+  if (c && texts && lens && nt > 0) {
     c->b = b; c->rule = rule; c->n = n;
     memcpy(c->idx, idx, sizeof(int) * (size_t)n);
-    for (int i = 0; i < n; i++) { texts[i] = b->ev[idx[i]].text; lens[i] = b->ev[idx[i]].text_len; }
     /* linked and counted before the call: the embedder may complete (and free c) inside it */
     c->next = b->embeds;
     b->embeds = c;
     b->pending++;
-    rc = w->ctx.embed(w->ctx.arg, rc_->embedder, texts, lens, n, (int)rc_->chunk_tokens, (int)rc_->chunk_overlap,
-                      embedded, c); /* copies the texts */
+    rc = w->ctx.embed(w->ctx.arg, rc_->embedder, texts, lens, nt, 0, 0, embedded, c); /* copies the texts */
     if (rc) { /* the callback will not fire: undo */
       b->embeds = c->next;
       b->pending--;

@@ -10,8 +10,14 @@
  * Ordering: the lookup and the payload write happen while the batch holds the rows' claims, as
  * an upsert would; the point read is the one an earlier event of the same row wrote (events of a
  * row are applied in order), so "unchanged" compares with the last text written. The sparse
- * (BM25) vector depends only on the text, so it is unchanged too. Chunked rules are always
- * re-embedded (their chunks are cut by the embedder).
+ * (BM25) vector depends only on the text, so it is unchanged too.
+ *
+ * Chunked rules (cut at preparation, worker_chunk.c): the lookup asks for the points of every
+ * chunk of the rows (their ids follow from the row key and the chunk number) and marks the chunks
+ * whose point holds the same chunk text hash and model (keep). Rows with every chunk kept are
+ * written at once (payload-only operations, then the usual prune of the old extra chunks); the
+ * others go to the embedder with their changed or new chunks only. The comparison is by
+ * position: chunk j against the point of chunk j.
  */
 #include "worker_batch.h"
 #include "pg2qdrant/errors.h"
@@ -106,12 +112,123 @@ static void retrieved(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg)
   p2q_wk_request_finished(b);
 }
 
+/* ---- chunked rules ----------------------------------------------------------------------------- */
+
+typedef struct { char id[40]; int ev, j; } chunkref_t; /* id: the UUID, unquoted */
+
+static int ref_cmp(const void *a, const void *b) { return strcmp(((const chunkref_t *)a)->id, ((const chunkref_t *)b)->id); }
+
+typedef struct {
+  wbatch_t *b;
+  int rule, n, nref;
+  chunkref_t *refs; /* sorted by id */
+  int idx[];
+} chunkctx_t;
+
+/* Rows with every chunk kept are written now; the others are embedded (their changed chunks). */
+static void chunks_route(wbatch_t *b, int rule, int *idx, int n) {
+  int n_all = 0, n_emb = 0;
+  int *all = malloc(sizeof *all * (size_t)(n ? n : 1));
+  for (int i = 0; all && i < n; i++) {
+    wevent_t *e = &b->ev[idx[i]];
+    int kept = 0;
+    for (int j = 0; j < e->n_chunks; j++) kept += e->chunks[j].keep;
+    if (kept == e->n_chunks) all[n_all++] = idx[i];
+    else idx[n_emb++] = idx[i];
+  }
+  if (!all) { /* out of memory: embed them all */
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < b->ev[idx[i]].n_chunks; j++) b->ev[idx[i]].chunks[j].keep = 0;
+    n_emb = n;
+  }
+  if (n_all) {
+    p2q_embed_result_t none = {0};
+    P2Q_DEBUG("embed_skipped", "worker=%s rule=%s unchanged_rows=%d", b->w->cfg->name, WCFG(b->w)->rules[rule].name,
+              n_all);
+    p2q_wk_chunk_embedded(b, rule, &none, all, n_all);
+    for (int i = 0; i < n_all; i++) {
+      wevent_t *e = &b->ev[all[i]];
+      free(e->payload); e->payload = NULL;
+      free(e->text); e->text = NULL;
+      free(e->chunks); e->chunks = NULL;
+    }
+  }
+  if (n_emb) p2q_wk_embed(b, rule, idx, n_emb);
+  free(all);
+}
+
+static void chunks_retrieved(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg) {
+  chunkctx_t *c = arg;
+  wbatch_t *b = c->b;
+  const p2q_rule_config_t *r = &WCFG(b->w)->rules[c->rule];
+  const cJSON *pts = resp->err == 0 && cJSON_IsArray(resp->result) ? resp->result : NULL, *pt;
+  (void)q;
+  cJSON_ArrayForEach(pt, pts) {
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(pt, "id");
+    const char *h = payload_str(pt, "_text_hash"), *m = payload_str(pt, "_model");
+    if (!cJSON_IsString(id) || !id->valuestring || !h || !m || strcmp(m, r->model) != 0) continue;
+    chunkref_t key, *ref;
+    snprintf(key.id, sizeof key.id, "%s", id->valuestring);
+    if (!(ref = bsearch(&key, c->refs, (size_t)c->nref, sizeof *c->refs, ref_cmp))) continue;
+    wchunk_t *ch = &b->ev[ref->ev].chunks[ref->j];
+    ch->keep = strcmp(h, ch->hash) == 0;
+  }
+  chunks_route(b, c->rule, c->idx, c->n);
+  free(c->refs);
+  free(c);
+  p2q_wk_request_finished(b);
+}
+
+/* One POST …/points with the ids of every chunk of the rows; embed them all if it cannot be sent. */
+static void chunks_lookup(wbatch_t *b, int rule, const int *idx, int n) {
+  p2q_worker_t *w = b->w;
+  const p2q_rule_config_t *r = &WCFG(w)->rules[rule];
+  p2q_buf_t body = P2Q_BUF_INIT;
+  int nref = 0;
+  for (int i = 0; i < n; i++) nref += b->ev[idx[i]].n_chunks;
+  chunkctx_t *c = malloc(sizeof *c + sizeof(int) * (size_t)n);
+  chunkref_t *refs = malloc(sizeof *refs * (size_t)(nref ? nref : 1));
+  if (!c || !refs || !r->model[0]) goto embed;
+  c->b = b; c->rule = rule; c->n = n; c->nref = nref; c->refs = refs;
+  memcpy(c->idx, idx, sizeof(int) * (size_t)n);
+  p2q_buf_puts(&body, "{\"ids\":[");
+  for (int i = 0, k = 0; i < n; i++) {
+    const wevent_t *e = &b->ev[idx[i]];
+    for (int j = 0; j < e->n_chunks; j++, k++) {
+      char cid[P2Q_POINT_ID_MAX];
+      if (p2q_chunk_point_id(r->name, e->row_key, j, cid)) goto embed;
+      if (k) p2q_buf_putc(&body, ',');
+      p2q_buf_puts(&body, cid);
+      snprintf(refs[k].id, sizeof refs[k].id, "%.*s", (int)strlen(cid) - 2, cid + 1); /* unquoted */
+      refs[k].ev = idx[i];
+      refs[k].j = j;
+    }
+  }
+  p2q_buf_puts(&body, "],\"with_payload\":[\"_text_hash\",\"_model\"],\"with_vector\":false}");
+  if (p2q_buf_error(&body)) goto embed;
+  qsort(refs, (size_t)nref, sizeof *refs, ref_cmp);
+  size_t len = body.len;
+  char *data = p2q_buf_steal(&body);
+  b->pending++;
+  if (w->ctx.write(w->ctx.arg, r->collection, P2Q_OP_RETRIEVE, data, len, chunks_retrieved, c) == 0) return;
+  b->pending--;
+  free(data);
+embed: /* no lookup: every chunk is embedded */
+  free(c);
+  free(refs);
+  p2q_buf_free(&body);
+  p2q_wk_embed(b, rule, idx, n);
+}
+
+/* ---- entry ----------------------------------------------------------------------------------------- */
+
 void p2q_wk_reuse(wbatch_t *b, int rule, const int *idx, int n) {
   p2q_worker_t *w = b->w;
   const p2q_rule_config_t *r = &WCFG(w)->rules[rule];
   reusectx_t *c = NULL;
   p2q_buf_t body = P2Q_BUF_INIT;
-  if (r->chunk_tokens > 0 || !r->model[0] || p2q_wk_rule_shared(WCFG(w), rule)) goto embed;
+  if (r->chunk_tokens > 0) { chunks_lookup(b, rule, idx, n); return; }
+  if (!r->model[0] || p2q_wk_rule_shared(WCFG(w), rule)) goto embed;
   c = malloc(sizeof *c + sizeof(int) * (size_t)n);
   if (!c) goto embed;
   c->b = b;

@@ -50,7 +50,7 @@ static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg
     w->ctx.report(w->ctx.arg, r->rule, 0, v, host_wide, -1, NULL);
   switch (v) {
   case P2Q_V_DONE:
-    if (r->op == P2Q_OP_UPSERT && rule->chunk_tokens > 0 && !b->orphaned)
+    if ((r->op == P2Q_OP_UPSERT || r->op == P2Q_OP_PAYLOAD) && rule->chunk_tokens > 0 && !b->orphaned)
       p2q_wk_send(b, r->rule, P2Q_OP_PRUNE, r->idx, r->n); /* the new chunks are in: drop the old extra ones */
     else
       for (int i = 0; i < r->n; i++) p2q_wk_set_outcome(&b->ev[r->idx[i]], P2Q_OUTCOME_DONE, 0, NULL);

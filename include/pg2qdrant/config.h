@@ -97,6 +97,7 @@ typedef struct {
   int64_t max_input_tokens;      /* openai: texts are cut to about this many tokens (0: never) */
   int64_t requests_per_minute;   /* openai: request budget shared by every caller (0: unlimited) */
   int64_t tokens_per_minute;     /* openai: token budget, estimated client-side (0: unlimited) */
+  char *chunk_vocab;             /* openai: vocab.txt whose word pieces chunk_tokens counts ("": none) */
   /* derived by the loader, not keys: */
   int64_t dim;                   /* vector size checked: 384 (minilm), dimensions, else the
                                     dimension of the rules using it (0: unknown) */

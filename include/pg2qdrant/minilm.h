@@ -95,6 +95,8 @@ void p2q_minilm_batch_free(p2q_minilm_batch_t *b);
 /* The model's output dimension (hidden_size) and its tokens per text incl. [CLS]/[SEP]. */
 int p2q_minilm_dim(const p2q_minilm_t *m);
 int p2q_minilm_max_tokens(const p2q_minilm_t *m);
+/* The model's tokenizer (immutable: any thread). */
+const struct p2q_wordpiece_s *p2q_minilm_wordpiece(const p2q_minilm_t *m);
 
 /* Process-wide OpenBLAS thread count (openblas_set_num_threads). The embedding pool sets 1 and
  * parallelises across calls; a single-caller tool may give one call every core. */

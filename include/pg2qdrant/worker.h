@@ -39,6 +39,8 @@ typedef struct {
   /* embedder: embed texts with the named embedder (chunk_tokens > 0: chunked). 0 when started. */
   int  (*embed)(void *arg, const char *embedder, const char *const *texts, const size_t *lens, int n,
                 int chunk_tokens, int chunk_overlap, p2q_embedder_cb cb, void *cb_arg);
+  /* the word-piece tokenizer chunked rules are cut with (the named embedder's), or NULL */
+  const struct p2q_wordpiece_s *(*tokenizer)(void *arg, const char *embedder);
   /* health gate (health.h) */
   int  (*may_claim)(void *arg, int rule);
   uint64_t (*report)(void *arg, int rule, int embedder, p2q_verdict_t v, int host_wide, int64_t retry_after_ms,
