@@ -150,7 +150,8 @@ static const p2q_conf_entry_t rule_tab[] = {
     R("on_truncate", P2Q_CT_ENUM, on_truncate, "delete", 0, 0, 0,
       "TRUNCATE of the source table: delete the rule's points, or ignore it.", truncates),
     R("chunk_tokens", P2Q_CT_INT, chunk_tokens, "0", 0, 1000000, 0,
-      "Split long text into chunks of this many tokens, one point each (0: no chunking).", NULL),
+      "Split long text into chunks of at most this many word pieces, cut between words, one "
+      "point each (0: no chunking).", NULL),
     R("chunk_overlap", P2Q_CT_INT, chunk_overlap, "0", 0, 1000000, 0,
       "Tokens shared by consecutive chunks (< chunk_tokens).", NULL),
     R("sparse", P2Q_CT_ENUM, sparse, "none", 0, 0, 0,
