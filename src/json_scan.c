@@ -30,24 +30,29 @@ static int skip_string(const char *s, size_t len, size_t *i) {
   return P2Q_EBADJSON;
 }
 
+/* an ASCII digit (not isdigit(): no locale table lookup per character; this runs over every
+   byte of every 384-float vector) */
+#define DIGIT(c) ((unsigned)((unsigned char)(c) - '0') < 10u)
+
 static int skip_number(const char *s, size_t len, size_t *i) {
-  size_t st = *i;
-  if (*i < len && s[*i] == '-') (*i)++;
-  if (*i >= len || !isdigit((unsigned char)s[*i])) return P2Q_EBADJSON;
-  if (s[*i] == '0') (*i)++;
-  else while (*i < len && isdigit((unsigned char)s[*i])) (*i)++;
-  if (*i < len && s[*i] == '.') {
-    (*i)++;
-    if (*i >= len || !isdigit((unsigned char)s[*i])) return P2Q_EBADJSON;
-    while (*i < len && isdigit((unsigned char)s[*i])) (*i)++;
+  size_t j = *i;
+  if (j < len && s[j] == '-') j++;
+  if (j >= len || !DIGIT(s[j])) return P2Q_EBADJSON;
+  if (s[j] == '0') j++;
+  else while (j < len && DIGIT(s[j])) j++;
+  if (j < len && s[j] == '.') {
+    j++;
+    if (j >= len || !DIGIT(s[j])) return P2Q_EBADJSON;
+    while (j < len && DIGIT(s[j])) j++;
   }
-  if (*i < len && (s[*i] == 'e' || s[*i] == 'E')) {
-    (*i)++;
-    if (*i < len && (s[*i] == '+' || s[*i] == '-')) (*i)++;
-    if (*i >= len || !isdigit((unsigned char)s[*i])) return P2Q_EBADJSON;
-    while (*i < len && isdigit((unsigned char)s[*i])) (*i)++;
+  if (j < len && (s[j] == 'e' || s[j] == 'E')) {
+    j++;
+    if (j < len && (s[j] == '+' || s[j] == '-')) j++;
+    if (j >= len || !DIGIT(s[j])) return P2Q_EBADJSON;
+    while (j < len && DIGIT(s[j])) j++;
   }
-  return *i > st ? 0 : P2Q_EBADJSON;
+  *i = j;
+  return 0;
 }
 
 static int skip_value(const char *s, size_t len, size_t *i, int depth) {
@@ -76,17 +81,28 @@ static int skip_value(const char *s, size_t len, size_t *i, int depth) {
       return P2Q_EBADJSON;
     }
   }
-  static const char *const lits[] = {"true", "false", "null"};
-  for (int k = 0; k < 3; k++) {
-    size_t n = strlen(lits[k]);
-    if (len - *i >= n && memcmp(s + *i, lits[k], n) == 0) { *i += n; return 0; }
-  }
-  return skip_number(s, len, i);
+  /* a literal only where its first letter is: numbers (most values) go straight to skip_number */
+  const char *lit = c == 't' ? "true" : c == 'f' ? "false" : c == 'n' ? "null" : NULL;
+  if (!lit) return skip_number(s, len, i);
+  size_t n = c == 'f' ? 5 : 4;
+  if (len - *i >= n && memcmp(s + *i, lit, n) == 0) { *i += n; return 0; }
+  return P2Q_EBADJSON;
 }
 
 int p2q_json_skip(const char *s, size_t len, size_t *pos) { return skip_value(s, len, pos, 0); }
 
 int p2q_json_next_member(const char *s, size_t len, size_t *pos, p2q_span_t *key, p2q_span_t *val) {
+  int rc = p2q_json_next_key(s, len, pos, key);
+  if (rc != 1) return rc;
+  size_t i = *pos;
+  if (skip_value(s, len, &i, 1)) return P2Q_EBADJSON;
+  val->p = s + *pos;
+  val->n = i - *pos;
+  *pos = i;
+  return 1;
+}
+
+int p2q_json_next_key(const char *s, size_t len, size_t *pos, p2q_span_t *key) {
   size_t i = *pos;
   ws(s, len, &i);
   if (*pos == 0) { /* first call: expect an object */
@@ -110,10 +126,7 @@ int p2q_json_next_member(const char *s, size_t len, size_t *pos, p2q_span_t *key
   if (i >= len || s[i] != ':') return P2Q_EBADJSON;
   i++;
   ws(s, len, &i);
-  size_t vs = i;
-  if (skip_value(s, len, &i, 1)) return P2Q_EBADJSON;
-  val->p = s + vs;
-  val->n = i - vs;
+  if (i >= len) return P2Q_EBADJSON;
   *pos = i;
   return 1;
 }
@@ -198,26 +211,33 @@ int p2q_span_eq(p2q_span_t v, const char *lit) {
   return v.n == n && memcmp(v.p, lit, n) == 0;
 }
 
-int p2q_json_number_array(const char *s, size_t len) {
-  size_t i = 0;
+int p2q_json_number_array_at(const char *s, size_t len, size_t *pos) {
+  size_t i = *pos;
   int count = 0;
   ws(s, len, &i);
   if (i >= len || s[i] != '[') return P2Q_EBADJSON;
   i++;
   ws(s, len, &i);
-  if (i < len && s[i] == ']') { i++; goto end; }
+  if (i < len && s[i] == ']') { *pos = i + 1; return 0; }
   for (;;) {
-    ws(s, len, &i);
+    if (i < len && !DIGIT(s[i]) && s[i] != '-') ws(s, len, &i); /* PostgreSQL prints none */
     if (skip_number(s, len, &i)) return P2Q_EBADJSON;
     if (count == INT32_MAX) return P2Q_EBADJSON;
     count++;
-    ws(s, len, &i);
+    if (i < len && s[i] != ',' && s[i] != ']') ws(s, len, &i);
     if (i >= len) return P2Q_EBADJSON;
     if (s[i] == ',') { i++; continue; }
     if (s[i] == ']') { i++; break; }
     return P2Q_EBADJSON;
   }
-end:
+  *pos = i;
+  return count;
+}
+
+int p2q_json_number_array(const char *s, size_t len) {
+  size_t i = 0;
+  int count = p2q_json_number_array_at(s, len, &i);
+  if (count < 0) return count;
   ws(s, len, &i);
   return i == len ? count : P2Q_EBADJSON;
 }

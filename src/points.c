@@ -144,12 +144,71 @@ int p2q_point_build(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_jso
   return p2q_point_build_ex(b, r, id_json, id_is_uuid, row_key, payload, plen, &parts, why, whylen);
 }
 
+/* The snapshot's members, read once: the vector column's value (its first occurrence, as
+   p2q_json_find) and the members kept in the payload. A 384-float vector is most of the
+   snapshot's bytes, so it is scanned exactly once: validated as an array of numbers where it is
+   one (p2q_json_number_array_at), skipped otherwise. */
+typedef struct {
+  p2q_span_t vec;          /* vec.p NULL: no vector member */
+  int vec_dim;             /* > 0: vec is a valid array of numbers of that dimension; 0: not checked */
+  int rc;                  /* 0, or P2Q_EBADJSON: the snapshot is not a JSON object */
+  int n, cap;
+  p2q_span_t *kv;          /* kept members: key, value, key, value, … */
+  p2q_span_t small[32];
+} members_t;
+
+static int keep(members_t *m, p2q_span_t k, p2q_span_t v) {
+  if (m->n + 2 > m->cap) {
+    int cap = m->cap * 2;
+    p2q_span_t *kv = malloc((size_t)cap * sizeof *kv);
+    if (!kv) return P2Q_ENOMEM;
+    memcpy(kv, m->kv, (size_t)m->n * sizeof *kv);
+    if (m->kv != m->small) free(m->kv);
+    m->kv = kv, m->cap = cap;
+  }
+  m->kv[m->n++] = k;
+  m->kv[m->n++] = v;
+  return 0;
+}
+
+static void scan_members(const p2q_rule_config_t *r, const char *payload, size_t plen, int want_vec, members_t *m) {
+  size_t pos = 0;
+  p2q_span_t k;
+  int rc;
+  m->vec = (p2q_span_t){NULL, 0};
+  m->vec_dim = 0, m->n = 0, m->cap = 32, m->kv = m->small;
+  while ((rc = p2q_json_next_key(payload, plen, &pos, &k)) == 1) {
+    size_t at = pos;
+    int is_vec = r->vector_column && p2q_json_key_eq(k, r->vector_column);
+    if (is_vec && want_vec && !m->vec.p && payload[pos] == '[') {
+      int dim = p2q_json_number_array_at(payload, plen, &pos);
+      if (dim > 0) m->vec_dim = dim; /* 0 ("[]"): consumed, refused by p2q_vector_json below */
+      else if (dim < 0 && p2q_json_skip(payload, plen, &pos)) { rc = P2Q_EBADJSON; break; }
+    } else if (p2q_json_skip(payload, plen, &pos)) {
+      rc = P2Q_EBADJSON;
+      break;
+    }
+    p2q_span_t v = {payload + at, pos - at};
+    if (is_vec) { if (!m->vec.p) m->vec = v; continue; }
+    if (keep_member(r, k) && keep(m, k, v) < 0) { rc = P2Q_ENOMEM; break; }
+  }
+  m->rc = rc < 0 ? rc : 0;
+}
+
 int p2q_point_build_ex(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_json, int id_is_uuid,
                        const char *row_key, const char *payload, size_t plen, const p2q_point_parts_t *x,
                        char *why, size_t whylen) {
   size_t mark = b->len;
   int dense = x->vector || r->vector_column || r->dimension > 0;
   int map = (r->vector_name && *r->vector_name) || (x->sparse && r->sparse_name);
+  members_t m;
+  scan_members(r, payload, plen, dense && !x->vector, &m);
+  int rc = 0;
+  if (m.rc == P2Q_ENOMEM) { rc = P2Q_ENOMEM; goto fail; }
+  /* the checks in the order of the two passes this replaces: the vector first (a NULL or bad
+     vector wins over a snapshot broken after it), then the rest of the snapshot */
+  if (m.rc < 0 && (!dense || x->vector || !r->vector_column || !m.vec.p)) goto bad_snapshot;
+  p2q_buf_reserve(b, plen + 128);
   p2q_buf_printf(b, "{\"id\":%s,\"vector\":", id_json);
   if (map) p2q_buf_putc(b, '{');
   if (dense && map) {
@@ -160,16 +219,17 @@ int p2q_point_build_ex(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_
   if (dense && x->vector) {
     p2q_buf_append(b, x->vector, x->vlen);
   } else if (dense) {
-    p2q_span_t v = {NULL, 0};
-    int rc = r->vector_column ? p2q_json_find(payload, plen, r->vector_column, &v) : 0;
-    if (rc < 0) { b->len = mark; return reason(why, whylen, "snapshot is not a JSON object"); }
-    rc = p2q_vector_json(b, v, why, whylen);
-    if (rc <= 0) { /* 0: NULL vector, the row has no point */
+    if (m.vec_dim > 0) p2q_buf_append(b, m.vec.p, m.vec.n); /* validated while scanning */
+    else rc = p2q_vector_json(b, m.vec, why, whylen);
+    if (m.vec_dim <= 0 && rc <= 0) { /* 0: NULL vector, the row has no point */
       b->len = mark;
       b->data[mark] = 0;
+      if (m.kv != m.small) free(m.kv);
       return rc == 0 ? 1 : rc;
     }
+    rc = 0;
   }
+  if (m.rc < 0) goto bad_snapshot;
   if (x->sparse && r->sparse_name) {
     if (dense) p2q_buf_putc(b, ',');
     p2q_buf_json_string(b, r->sparse_name, strlen(r->sparse_name));
@@ -178,19 +238,16 @@ int p2q_point_build_ex(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_
   }
   if (map) p2q_buf_putc(b, '}');
   p2q_buf_puts(b, ",\"payload\":{");
-  size_t pos = 0;
-  p2q_span_t k, v;
-  int rc, first = 1;
-  while ((rc = p2q_json_next_member(payload, plen, &pos, &k, &v)) == 1) {
-    if (!keep_member(r, k)) continue;
+  int first = 1;
+  for (int i = 0; i < m.n; i += 2) {
     if (!first) p2q_buf_putc(b, ',');
     first = 0;
     p2q_buf_putc(b, '"');
-    p2q_buf_append(b, k.p, k.n);
+    p2q_buf_append(b, m.kv[i].p, m.kv[i].n);
     p2q_buf_puts(b, "\":");
-    p2q_payload_value(b, v);
+    p2q_payload_value(b, m.kv[i + 1]);
   }
-  if (rc < 0) { b->len = mark; b->data[mark] = 0; return reason(why, whylen, "snapshot is not a JSON object"); }
+  if (m.kv != m.small) free(m.kv);
   if (id_is_uuid) {
     p2q_buf_puts(b, first ? "\"_pk\":" : ",\"_pk\":");
     p2q_buf_puts(b, row_key);
@@ -214,6 +271,12 @@ int p2q_point_build_ex(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_
   p2q_hash64_hex(payload, plen, hash);
   p2q_buf_printf(b, "%s\"_hash\":\"%s\"}}", first ? "" : ",", hash);
   return p2q_buf_error(b);
+bad_snapshot:
+  rc = reason(why, whylen, "snapshot is not a JSON object");
+fail:
+  if (m.kv != m.small) free(m.kv);
+  if (b->data) { b->len = mark; b->data[mark] = 0; }
+  return rc;
 }
 
 void p2q_vector_format(p2q_buf_t *b, const float *v, int dim) {

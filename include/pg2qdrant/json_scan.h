@@ -21,6 +21,10 @@ int p2q_json_skip(const char *s, size_t len, size_t *pos);
  * 0 at the end, P2Q_EBADJSON on malformed input. */
 int p2q_json_next_member(const char *s, size_t len, size_t *pos, p2q_span_t *key, p2q_span_t *val);
 
+/* Like p2q_json_next_member, but stops at the value: *pos is left at its first byte, for the
+ * caller to consume (p2q_json_skip, p2q_json_number_array_at) before the next call. */
+int p2q_json_next_key(const char *s, size_t len, size_t *pos, p2q_span_t *key);
+
 /* Find member `name` (unescaped, any UTF-8) of the top-level object: keys are compared after
  * decoding their escapes, so a column named a"b or a\b is found. 1 found, 0 absent, <0 error. */
 int p2q_json_find(const char *s, size_t len, const char *name, p2q_span_t *val);
@@ -39,6 +43,10 @@ int p2q_span_eq(p2q_span_t v, const char *lit);
 
 /* Validate a JSON array of numbers; returns the element count, or P2Q_EBADJSON. */
 int p2q_json_number_array(const char *s, size_t len);
+
+/* The same for the array at s[*pos] (after whitespace) inside a larger text: on success *pos
+ * ends right after its ']'; on failure *pos is unchanged. */
+int p2q_json_number_array_at(const char *s, size_t len, size_t *pos);
 
 /* Decode a JSON string span (with quotes) into buf (NUL-terminated). Returns length or <0. */
 int p2q_json_unescape(p2q_span_t v, char *buf, size_t buflen);

@@ -142,6 +142,77 @@ static void test_point_build(void **state) {
   p2q_buf_free(&b);
 }
 
+/* One pass over the snapshot (the vector validated while it is skipped) must answer exactly what
+   the former two passes (find the vector, then copy the payload) answered, in the same order:
+   a NULL or bad vector wins over a snapshot broken after it; a snapshot broken before the
+   vector, or inside it, is "not a JSON object". */
+static void test_point_build_one_pass(void **state) {
+  (void)state;
+  p2q_rule_config_t r;
+  memset(&r, 0, sizeof r);
+  strcpy(r.name, "docs");
+  r.vector_column = "emb";
+  p2q_buf_t b = P2Q_BUF_INIT;
+  char why[128];
+  struct { const char *snap; int rc; const char *why, *vec; } c[] = {
+      {"{\"emb\": [ 1 , -2.5e3 ,0 ] , \"a\": 1}", 0, NULL, "\"vector\":[ 1 , -2.5e3 ,0 ]"},
+      {"{\"emb\": [1, NaN], \"a\": 1}", P2Q_EBADJSON, "snapshot is not a JSON object", NULL}, /* NaN: not JSON */
+      {"{\"emb\": [1, \"2\"], \"a\": 1}", P2Q_EBADJSON, "vector column is not an array of numbers", NULL},
+      {"{\"emb\": [1, [2]], \"a\": 1}", P2Q_EBADJSON, "vector column is not an array of numbers", NULL},
+      {"{\"emb\": [1,2", P2Q_EBADJSON, "snapshot is not a JSON object", NULL},
+      {"{\"emb\": null, \"a\": }", 1, NULL, NULL},
+      {"{\"emb\": \"x\", \"a\": }", P2Q_EBADJSON, "vector text is not a list", NULL},
+      {"{\"emb\": [3], \"a\": }", P2Q_EBADJSON, "snapshot is not a JSON object", NULL},
+      {"{\"a\": tru, \"emb\": [3]}", P2Q_EBADJSON, "snapshot is not a JSON object", NULL},
+      {"{\"a\": 1}", 1, NULL, NULL},                                           /* no vector: no point */
+      {"{\"emb\": [4], \"emb\": [5]}", 0, NULL, "\"vector\":[4],\"payload\":{\"_hash\""}, /* the first */
+      {"{\"emb\": [], \"a\": 1}", P2Q_EBADJSON, "vector column is not an array of numbers", NULL},
+      {"[1]", P2Q_EBADJSON, "snapshot is not a JSON object", NULL},
+  };
+  for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+    why[0] = 0;
+    int rc = p2q_point_build(&b, &r, "1", 0, "{}", c[i].snap, strlen(c[i].snap), NULL, 0, why, sizeof why);
+    if (rc != c[i].rc) fail_msg("case %zu (%s): rc %d, want %d (%s)", i, c[i].snap, rc, c[i].rc, why);
+    if (c[i].why && !strstr(why, c[i].why)) fail_msg("case %zu: why '%s', want '%s'", i, why, c[i].why);
+    if (c[i].vec) assert_non_null(strstr(p2q_buf_str(&b), c[i].vec));
+    else assert_int_equal(b.len, 0);
+    p2q_buf_reset(&b);
+  }
+  /* keyword-only rule (no dense vector): a broken snapshot is refused, a good one copied */
+  r.vector_column = NULL;
+  const char *k = "{\"a\": [1, 2], \"b\": \"x\"}";
+  assert_int_equal(p2q_point_build(&b, &r, "1", 0, "{}", k, strlen(k), NULL, 0, why, sizeof why), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), "\"payload\":{\"a\":[1, 2],\"b\":\"x\","));
+  p2q_buf_reset(&b);
+  assert_int_equal(p2q_point_build(&b, &r, "1", 0, "{}", "{\"a\":", 6, NULL, 0, why, sizeof why), P2Q_EBADJSON);
+  /* more kept members than the scanner's inline room */
+  r.vector_column = "emb";
+  p2q_buf_t big = P2Q_BUF_INIT;
+  p2q_buf_puts(&big, "{\"emb\": [1]");
+  for (int i = 0; i < 100; i++) p2q_buf_printf(&big, ", \"c%d\": %d", i, i);
+  p2q_buf_putc(&big, '}');
+  assert_int_equal(p2q_point_build(&b, &r, "1", 0, "{}", big.data, big.len, NULL, 0, why, sizeof why), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), "\"c0\":0,"));
+  assert_non_null(strstr(p2q_buf_str(&b), "\"c99\":99,\"_hash\""));
+  p2q_buf_free(&big);
+  p2q_buf_free(&b);
+  /* the scanner pieces */
+  size_t pos = 0;
+  p2q_span_t key;
+  const char *o = "{ \"a\" : [1,2] , \"b\":3}";
+  assert_int_equal(p2q_json_next_key(o, strlen(o), &pos, &key), 1);
+  assert_true(key.n == 1 && key.p[0] == 'a' && o[pos] == '[');
+  assert_int_equal(p2q_json_number_array_at(o, strlen(o), &pos), 2);
+  assert_int_equal(o[pos], ' ');
+  assert_int_equal(p2q_json_next_key(o, strlen(o), &pos, &key), 1);
+  assert_true(key.n == 1 && key.p[0] == 'b' && o[pos] == '3');
+  size_t at = pos;
+  assert_int_equal(p2q_json_number_array_at(o, strlen(o), &pos), P2Q_EBADJSON);
+  assert_int_equal(pos, at); /* unchanged on failure */
+  assert_int_equal(p2q_json_skip(o, strlen(o), &pos), 0);
+  assert_int_equal(p2q_json_next_key(o, strlen(o), &pos, &key), 0);
+}
+
 /* Column names with quotes, backslashes, control characters and unicode: PostgreSQL escapes them
    in json keys; the lookup compares decoded keys (issue 8: such a vector column was "missing",
    every point deleted). */
@@ -228,7 +299,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_scan), cmocka_unit_test(test_uuid), cmocka_unit_test(test_point_id), cmocka_unit_test(test_hash64),
       cmocka_unit_test(test_point_build), cmocka_unit_test(test_escaped_names),
-      cmocka_unit_test(test_number_exact),
+      cmocka_unit_test(test_number_exact), cmocka_unit_test(test_point_build_one_pass),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
