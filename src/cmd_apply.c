@@ -43,14 +43,14 @@ typedef struct {
 
 /* Each collection once: created as configured, or its differences reported and fixed where Qdrant
    allows it in place (collection.c). */
-static int ensure_collections(const p2q_config_t *cfg, int dry) {
+static int ensure_collections(const p2q_config_t *cfg, int dry, const int *busy) {
   p2q_qdrant_options_t o;
   p2q_qdrant_options_from_config(cfg, &o);
   for (int i = 0; i < cfg->n_rules; i++) {
     const p2q_rule_config_t *r = &cfg->rules[i];
     int seen = 0;
     for (int j = 0; j < i; j++) seen |= !strcmp(cfg->rules[j].collection, r->collection);
-    if (seen) continue;
+    if (seen || (busy && busy[i])) continue; /* re-embedding: NAME serves the old definition until the swap */
     char msg[1024];
     int rc = p2q_collection_ensure(&o, cfg, r->collection, dry ? P2Q_COLL_DRY : P2Q_COLL_APPLY, stdout, msg, sizeof msg);
     if (rc) {
@@ -384,7 +384,7 @@ int p2q_cmd_apply(const p2q_config_t *cfg, int argc, char **argv) {
   if (cfg->n_rules == 0) { fprintf(stderr, "pg2qdrant: apply: no [rule.NAME] section in %s\n", cfg->path); return 2; }
   if (o.dry) {
     int rc = 0;
-    if (ensure_collections(cfg, 1)) /* what would be created or differs; Qdrant may be unreachable */
+    if (ensure_collections(cfg, 1, NULL)) /* what would be created or differs; Qdrant may be unreachable */
       fprintf(stderr, "pg2qdrant: apply: --dry-run: collections not compared (see above)\n");
     for (int i = 0; i < cfg->n_rules; i++) rc |= apply_rule(NULL, cfg, &cfg->rules[i], &o);
     return rc;
@@ -398,7 +398,13 @@ int p2q_cmd_apply(const p2q_config_t *cfg, int argc, char **argv) {
     PQfinish(conn);
     return 1;
   }
-  int rc = ensure_collections(cfg, 0);
+  int *busy = calloc((size_t)cfg->n_rules, sizeof *busy), rc = busy ? 0 : 1;
+  if (busy && p2q_reindex_sync(cfg, conn, 1, stdout, busy, err, sizeof err)) {
+    fprintf(stderr, "pg2qdrant: apply: %s\n", err);
+    rc = 1;
+  }
+  if (!rc) rc = ensure_collections(cfg, 0, busy);
+  free(busy);
   for (int i = 0; !rc && i < cfg->n_rules; i++) rc |= apply_rule(conn, cfg, &cfg->rules[i], &o);
   if (!rc) rc |= drop_removed(conn, cfg);
   if (!rc) rc |= install_guard(conn, cfg);

@@ -95,8 +95,8 @@ static int chunk_where(p2q_buf_t *b, const p2q_rule_config_t *r, const char *whe
    The chunk's end key comes from an unlocked ordered read (b/e); the rows are then locked by key
    range. Taking it from the locked rows instead would skip rows: a row whose key a concurrent
    UPDATE raised is re-read with its new key, and the next chunk would start after it. */
-static int chunk_sql(const p2q_config_t *cfg, const p2q_rule_config_t *r, const char *where,
-                     long chunk, int after, int fast, p2q_buf_t *out) {
+int p2q_backfill_chunk_sql(const p2q_config_t *cfg, const p2q_rule_config_t *r, const char *where,
+                           long chunk, int after, int fast, p2q_buf_t *out) {
   p2q_buf_t ins = P2Q_BUF_INIT;
   int rc = P2Q_EINVAL;
   p2q_buf_puts(out, "WITH b AS MATERIALIZED (SELECT ");
@@ -197,8 +197,8 @@ int p2q_backfill_chunks(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_co
   int rc = -1, by_name = 0;
   long long total = -1;
   *done = *chunks = 0;
-  if (chunk_sql(cfg, r, where, chunk, 0, 1, &sql[0][0]) || chunk_sql(cfg, r, where, chunk, 1, 1, &sql[0][1]) ||
-      chunk_sql(cfg, r, where, chunk, 0, 0, &sql[1][0]) || chunk_sql(cfg, r, where, chunk, 1, 0, &sql[1][1]) ||
+  if (p2q_backfill_chunk_sql(cfg, r, where, chunk, 0, 1, &sql[0][0]) || p2q_backfill_chunk_sql(cfg, r, where, chunk, 1, 1, &sql[0][1]) ||
+      p2q_backfill_chunk_sql(cfg, r, where, chunk, 0, 0, &sql[1][0]) || p2q_backfill_chunk_sql(cfg, r, where, chunk, 1, 0, &sql[1][1]) ||
       count_sql(r, where, &count)) {
     snprintf(err, errlen, "cannot generate SQL (bad table name?)");
     goto fail;

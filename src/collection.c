@@ -458,13 +458,19 @@ static int create_indexes(p2q_qdrant_blocking_t *b, const char *c, const char *c
 
 int p2q_collection_ensure(const p2q_qdrant_options_t *opts, const p2q_config_t *cfg, const char *collection,
                           int mode, FILE *out, char *msg, size_t msglen) {
+  return p2q_collection_ensure_as(opts, cfg, collection, collection, mode, out, msg, msglen);
+}
+
+int p2q_collection_ensure_as(const p2q_qdrant_options_t *opts, const p2q_config_t *cfg, const char *spec_of,
+                             const char *collection, int mode, FILE *out, char *msg, size_t msglen) {
   p2q_coll_spec_t s;
   p2q_qdrant_blocking_t *b = NULL;
   cJSON *root = NULL;
   const cJSON *res = NULL;
   char *body = NULL, *patch = NULL;
   p2q_buf_t report = P2Q_BUF_INIT;
-  int rc = p2q_collection_spec(cfg, collection, &s);
+  int rc = p2q_collection_spec(cfg, spec_of, &s);
+  s.collection = collection;
   msg[0] = 0;
   if (rc) { snprintf(msg, msglen, "too many vectors or indexes"); return rc; }
   if ((rc = p2q_qdrant_blocking_open(opts, &b))) { snprintf(msg, msglen, "invalid Qdrant options"); return rc; }

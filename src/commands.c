@@ -22,6 +22,8 @@ const p2q_command_t p2q_commands[] = {
      "compare rows with points (missing/orphaned/stale); --fix repairs through the outbox; exit 3 on drift"},
     {"backfill", p2q_cmd_backfill, "backfill RULE [--where SQL] [--chunk 10000]",
      "enqueue existing rows in short key-range chunks (no table lock)"},
+    {"reindex", p2q_cmd_reindex, "reindex RULE [--no-wait]",
+     "re-embed a rule into a new collection version behind its alias, swap when caught up"},
     {"embed", p2q_cmd_embed, "embed [--embedder NAME] [--jsonl]",
      "texts on stdin, one JSON vector per line on stdout"},
     {"bench", p2q_cmd_bench, "bench [--workload drain,steady] [--sweep KNOB=V1,V2] [--p99-max 25ms]",

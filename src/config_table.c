@@ -91,6 +91,9 @@ static const p2q_conf_entry_t daemon_tab[] = {
       "Transient failures in a row that open a target's circuit breaker.", NULL),
     G("daemon", "breaker_max", P2Q_CT_DURATION, breaker_max_ms, "30s", 1, DAY_MS, 0,
       "Cap of a target's probe backoff, and of its waiting events' delay.", NULL),
+    G("daemon", "reindex_grace", P2Q_CT_DURATION, reindex_grace_ms, "10m", 0, DAY_MS, 0,
+      "After a re-embedding swapped the alias to the new version, keep the old version this long "
+      "before deleting it (a rollback target; searches through the alias never read it again).", NULL),
 };
 
 static const p2q_conf_entry_t log_tab[] = {

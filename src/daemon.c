@@ -28,6 +28,7 @@
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/outbox.h"
 #include "pg2qdrant/recover.h"
+#include "pg2qdrant/reindex_exec.h"
 #include "pg2qdrant/reload.h"
 #include "pg2qdrant/status_http.h"
 #include "pg2qdrant/version.h"
@@ -39,7 +40,8 @@
 
 struct p2q_daemon_s {
   uv_loop_t *loop;
-  const p2q_config_t *cfg;
+  const p2q_config_t *cfg;  /* running: the file's (base), or reindex_def.c's effective config */
+  const p2q_config_t *base; /* the file's, as loaded (start-up or SIGHUP) */
   p2q_pg_t *listen_pg;
   p2q_qdrant_t *qdrant;
   p2q_outbox_t *outbox;
@@ -62,6 +64,14 @@ struct p2q_daemon_s {
   p2q_ops_t *ops;      /* metrics, /status, the HTTP server (status_http.c); hooks accept NULL */
   p2q_config_t **cfgs; /* configs loaded by reloads (cfg may be the last); freed after the loop */
   int n_cfgs;
+  /* re-embedding (reindex_exec.c): the write modes it asks for are applied between batches */
+  p2q_reindex_exec_t *rx;
+  int quiesce;             /* claim nothing: modes pending (also until the jobs were first read) */
+  p2q_reindex_eff_t *modes;/* the modes asked for (pointers into rx's jobs, valid until applied) */
+  int n_modes, modes_pending;
+  int n_base_emb;          /* d->embedders is parallel to the start config's embedders */
+  p2q_embedder_t **shadow_emb; /* the old definitions' embedders (cfg->embedders[n_base_emb + i]) */
+  int n_shadow_emb;
 };
 
 #define CHANNEL "sync_outbox_insert"
@@ -74,8 +84,10 @@ static void wake_all(p2q_daemon_t *d, const char *event_type) {
 }
 
 static p2q_embedder_t *embedder_named(p2q_daemon_t *d, const char *name) {
-  for (int i = 0; name && d->embedders && i < d->cfg->n_embedders; i++)
+  for (int i = 0; name && d->embedders && i < d->n_base_emb; i++)
     if (!strcmp(d->cfg->embedders[i].name, name)) return d->embedders[i];
+  for (int i = 0; name && i < d->n_shadow_emb && d->n_base_emb + i < d->cfg->n_embedders; i++)
+    if (!strcmp(d->cfg->embedders[d->n_base_emb + i].name, name)) return d->shadow_emb[i];
   return NULL;
 }
 
@@ -196,7 +208,7 @@ static void ctx_on_embed(void *arg, const char *embedder, double seconds, long t
 }
 static int ctx_stopping(void *arg) {
   p2q_daemon_t *d = arg;
-  return d->forced ? 2 : d->stopping ? 1 : 0;
+  return d->forced ? 2 : d->stopping || d->quiesce ? 1 : 0;
 }
 
 static uint32_t ctx_liveness(void *arg) { return p2q_recover_liveness(((p2q_daemon_t *)arg)->recover); }
@@ -234,7 +246,7 @@ static void recover_wake(void *arg, int events) {
 
 static void sweep(p2q_daemon_t *d) {
   if (p2q_pg_is_connected(d->listen_pg)) p2q_outbox_recover(d->outbox, d->listen_pg, d->recover_grace_ms, recovered, d);
-  p2q_drift_check(d->drift, d->listen_pg, d->cfg); /* at (re)connect and every sweep: two tiny statements */
+  p2q_drift_check(d->drift, d->listen_pg, d->base); /* at (re)connect and every sweep: two tiny statements */
   wake_all(d, NULL); /* the sweep also catches what a missed notification left */
 }
 
@@ -295,7 +307,7 @@ static void stats_cb(uv_timer_t *t) { log_stats(t->data, "stats"); }
 
 static void reload(p2q_daemon_t *d) {
   p2q_config_t *nc = NULL;
-  const p2q_config_t *old = d->cfg;
+  const p2q_config_t *old = d->base;
   if (d->stopping || d->closing) return;
   const char *result = p2q_reload_load(old, &nc);
   if (nc) {
@@ -308,7 +320,9 @@ static void reload(p2q_daemon_t *d) {
     }
     d->cfgs = cs;
     d->cfgs[d->n_cfgs++] = nc;
-    d->cfg = nc;
+    d->base = nc;
+    if (d->n_modes) p2q_reindex_exec_reapply(d->rx); /* the effective config is rebuilt from nc */
+    else d->cfg = nc;
     p2q_health_retune(d->health, nc);
     if (nc->sweep_interval_ms != old->sweep_interval_ms) {
       uv_timer_set_repeat(&d->sweep_timer, (uint64_t)nc->sweep_interval_ms);
@@ -324,10 +338,97 @@ static void reload(p2q_daemon_t *d) {
   p2q_ops_reload(d->ops, result);
 }
 
+/* ---- re-embedding: write modes (reindex_exec.c asks, applied between batches) --------------- */
+
+/* The old definitions' embedders of the new running config: started now, the previous ones closed. */
+static int swap_shadow_embedders(p2q_daemon_t *d, const p2q_config_t *nc) {
+  int n = nc->n_embedders - d->n_base_emb;
+  p2q_embedder_t **es = n > 0 ? calloc((size_t)n, sizeof *es) : NULL;
+  if (n > 0 && !es) return P2Q_ENOMEM;
+  for (int i = 0; i < n; i++) {
+    char err[512], q[600];
+    int rc = p2q_embedder_new(d->loop, &nc->embedders[d->n_base_emb + i], &es[i], err, sizeof err);
+    if (rc) {
+      P2Q_ERROR("embedder_failed", "embedder=%s (old definition) err=%s", nc->embedders[d->n_base_emb + i].name,
+                p2q_log_q(q, sizeof q, err));
+      while (i-- > 0) p2q_embedder_close(es[i], NULL, NULL);
+      free(es);
+      return rc;
+    }
+  }
+  for (int i = 0; i < d->n_shadow_emb; i++)
+    if (d->shadow_emb[i]) p2q_embedder_close(d->shadow_emb[i], NULL, NULL);
+  free(d->shadow_emb);
+  d->shadow_emb = es;
+  d->n_shadow_emb = n > 0 ? n : 0;
+  return 0;
+}
+
+static void apply_modes(p2q_daemon_t *d) {
+  p2q_config_t *eff = NULL;
+  char err[1024], q[1100];
+  int ok = 0;
+  d->modes_pending = 0;
+  if (d->n_modes == 0) {
+    ok = swap_shadow_embedders(d, d->base) == 0;
+    if (ok) d->cfg = d->base;
+  } else if (p2q_reindex_effective(d->base, d->modes, d->n_modes, &eff, err, sizeof err)) {
+    /* this process writes through the alias as before and records nothing: no job moves past
+       a step that needs it (every live process writing dual) until it is restarted or reloaded */
+    P2Q_ERROR("reindex_modes_failed", "err=%s writes=single", p2q_log_q(q, sizeof q, err));
+    if (swap_shadow_embedders(d, d->base) == 0) {
+      d->cfg = d->base;
+      for (int i = 0; i < d->n_workers; i++) p2q_worker_reconfigure(d->workers[i], &d->cfg->workers[i]);
+      d->quiesce = 0;
+    }
+  } else {
+    p2q_config_t **cs = realloc(d->cfgs, sizeof *cs * (size_t)(d->n_cfgs + 1));
+    if (cs) { d->cfgs = cs; d->cfgs[d->n_cfgs++] = eff; }
+    if (cs && swap_shadow_embedders(d, eff) == 0) {
+      d->cfg = eff;
+      ok = 1;
+    } else if (!cs) {
+      p2q_config_free(eff);
+    }
+  }
+  if (ok) {
+    for (int i = 0; i < d->n_workers; i++) p2q_worker_reconfigure(d->workers[i], &d->cfg->workers[i]);
+    P2Q_INFO("reindex_modes_applied", "rules=%d shadows=%d", d->cfg->n_rules, d->cfg->n_rules - d->base->n_rules);
+    d->quiesce = 0; /* a failure keeps claims paused: writing a rule the wrong way could lose a change */
+  }
+  p2q_reindex_exec_modes_applied(d->rx, ok);
+  if (!d->quiesce && !d->stopping) wake_all(d, NULL);
+}
+
+static void want_modes(void *arg, const p2q_reindex_eff_t *jobs, int n) {
+  p2q_daemon_t *d = arg;
+  p2q_reindex_eff_t *m = n > 0 ? malloc(sizeof *m * (size_t)n) : NULL;
+  if (n > 0 && !m) { p2q_reindex_exec_modes_applied(d->rx, 0); return; }
+  if (n > 0) memcpy(m, jobs, sizeof *m * (size_t)n);
+  free(d->modes);
+  d->modes = m;
+  d->n_modes = n > 0 ? n : 0;
+  if (d->stopping || d->closing) { p2q_reindex_exec_modes_applied(d->rx, 0); return; }
+  d->quiesce = 1;
+  d->modes_pending = 1;
+  worker_idle(d); /* applies now when no batch is in flight, else when the last one finishes */
+}
+
+static const p2q_config_t *rx_config(void *arg) { return ((p2q_daemon_t *)arg)->base; }
+static p2q_qdrant_t *rx_qdrant(void *arg) { return ((p2q_daemon_t *)arg)->qdrant; }
+
 /* ---- shutdown ------------------------------------------------------------------------------ */
+
+static void apply_modes(p2q_daemon_t *d);
 
 static void worker_idle(void *arg) {
   p2q_daemon_t *d = arg;
+  if (d->modes_pending && !d->stopping && !d->closing) {
+    for (int i = 0; i < d->n_workers; i++)
+      if (!p2q_worker_idle(d->workers[i])) return;
+    apply_modes(d);
+    return;
+  }
   if (!d->stopping || d->closing) return;
   for (int i = 0; i < d->n_workers; i++)
     if (!p2q_worker_idle(d->workers[i])) return;
@@ -379,8 +480,11 @@ static void finish(p2q_daemon_t *d) {
   if (d->listen_pg) p2q_pg_close(d->listen_pg, NULL, NULL);
   p2q_recover_close(d->recover);
   p2q_lease_gc_close(d->lease_gc);
-  for (int i = 0; d->embedders && i < d->cfg->n_embedders; i++)
+  for (int i = 0; d->embedders && i < d->n_base_emb; i++)
     if (d->embedders[i]) p2q_embedder_close(d->embedders[i], NULL, NULL);
+  for (int i = 0; i < d->n_shadow_emb; i++)
+    if (d->shadow_emb[i]) p2q_embedder_close(d->shadow_emb[i], NULL, NULL);
+  p2q_reindex_exec_close(d->rx);
   p2q_ops_close(d->ops);
   p2q_health_close(d->health);
   if (d->qdrant && !d->forced) p2q_qdrant_close(d->qdrant, qdrant_closed, d);
@@ -397,21 +501,30 @@ static void finish(p2q_daemon_t *d) {
    an unreachable Qdrant is not: the health module takes over once the loop runs. */
 static int check_collections(const p2q_config_t *cfg) {
   p2q_qdrant_options_t o;
+  char err[1024], eq[1100];
+  int *busy = calloc((size_t)(cfg->n_rules ? cfg->n_rules : 1), sizeof *busy);
+  PGconn *conn = busy ? p2q_admin_connect(cfg, "pg2qdrant/run", err, sizeof err) : NULL;
+  /* fresh collections become NAME__v1 behind the alias NAME; what each version means is recorded */
+  if (!conn || p2q_reindex_sync(cfg, conn, 0, NULL, busy, err, sizeof err))
+    P2Q_WARN("reindex_check_failed", "err=%s", p2q_log_q(eq, sizeof eq, busy ? err : "out of memory"));
+  PQfinish(conn);
   p2q_qdrant_options_from_config(cfg, &o);
   for (int i = 0; i < cfg->n_rules; i++) {
     const p2q_rule_config_t *r = &cfg->rules[i];
     int seen = 0;
     for (int j = 0; j < i; j++) seen |= !strcmp(cfg->rules[j].collection, r->collection);
-    if (seen) continue;
+    if (seen || (busy && busy[i])) continue; /* a job runs: NAME serves the old definition */
     char msg[1024], q[1100];
     int rc = p2q_collection_ensure(&o, cfg, r->collection, P2Q_COLL_CREATE, NULL, msg, sizeof msg);
     if (rc == P2Q_EMISMATCH) {
       fprintf(stderr, "pg2qdrant: run: rule %s: collection %s: %s\n", r->name, r->collection, msg);
+      free(busy);
       return -1;
     }
     if (rc) P2Q_WARN("collection_check_failed", "rule=%s collection=%s err=%s", r->name, r->collection,
                      p2q_log_q(q, sizeof q, msg));
   }
+  free(busy);
   return 0;
 }
 
@@ -420,6 +533,7 @@ static int start_embedders(p2q_daemon_t *d) {
   const p2q_config_t *cfg = d->cfg;
   d->embedders = calloc((size_t)(cfg->n_embedders ? cfg->n_embedders : 1), sizeof *d->embedders);
   if (!d->embedders) return P2Q_ENOMEM;
+  d->n_base_emb = cfg->n_embedders;
   for (int i = 0; i < cfg->n_embedders; i++) {
     int used = 0;
     for (int r = 0; r < cfg->n_rules; r++)
@@ -489,6 +603,8 @@ static int start(p2q_daemon_t *d) {
   if ((rc = p2q_pg_new(d->loop, &lo, &d->listen_pg))) return rc;
   /* before the workers: their sessions register under its instance id */
   if ((rc = p2q_recover_new(d->loop, d->outbox, d->cfg, recover_wake, d, &d->recover))) return rc;
+  p2q_reindex_hooks_t rh = {.arg = d, .want_modes = want_modes, .config = rx_config, .qdrant = rx_qdrant};
+  if ((rc = p2q_reindex_exec_new(d->loop, d->cfg, p2q_recover_instance(d->recover), &rh, &d->rx))) return rc;
   d->workers = calloc((size_t)d->cfg->n_workers, sizeof *d->workers);
   if (!d->workers) return P2Q_ENOMEM;
   p2q_worker_ctx_t wc;
@@ -527,7 +643,8 @@ int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
   memset(&d, 0, sizeof d);
   uv_loop_init(&loop);
   d.loop = &loop;
-  d.cfg = cfg;
+  d.cfg = d.base = cfg;
+  d.quiesce = 1; /* until the re-embedding jobs were read (reindex_exec.c) */
   char *qurl = p2q_redact_url(cfg->qdrant_url);
   P2Q_INFO("starting", "version=%s workers=%d rules=%d qdrant=%s", P2Q_VERSION, cfg->n_workers,
            cfg->n_rules, qurl ? qurl : "?");
@@ -546,6 +663,9 @@ int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
   p2q_recover_free(d.recover);
   p2q_lease_gc_free(d.lease_gc);
   p2q_drift_free(d.drift);
+  p2q_reindex_exec_free(d.rx);
+  free(d.shadow_emb);
+  free(d.modes);
   p2q_health_free(d.health);
   p2q_outbox_free(d.outbox);
   free(d.workers);

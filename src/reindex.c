@@ -177,3 +177,12 @@ const char *p2q_reindex_action_name(p2q_reindex_action_t a) {
                                       "catch_up", "swap",     "grace", "retire", "abandon"};
   return (unsigned)a < sizeof names / sizeof names[0] ? names[a] : "?";
 }
+
+p2q_reindex_mode_t p2q_reindex_mode_of(const char *phase) {
+  if (!phase || !strcmp(phase, "create") || !strcmp(phase, "swapped")) return P2Q_RX_SINGLE;
+  return !strcmp(phase, "preswap") ? P2Q_RX_NEW_ONLY : P2Q_RX_DUAL;
+}
+
+const char *p2q_reindex_mode_name(p2q_reindex_mode_t m) {
+  return m == P2Q_RX_DUAL ? "dual" : m == P2Q_RX_NEW_ONLY ? "new_only" : "single";
+}

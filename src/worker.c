@@ -57,6 +57,7 @@ static void batch_done(wbatch_t *b, int acked) {
   uint64_t min_delay = 0;
   for (int i = 0; acked && i < b->n; i++) {
     wevent_t *e = &b->ev[i];
+    if (p2q_wk_is_twin(b, e)) continue; /* worker_dual.c: folded into its event */
     switch (e->outcome) {
     case P2Q_OUTCOME_DONE:
       w->stats.applied++;
@@ -101,16 +102,18 @@ void p2q_wk_ack(wbatch_t *b) {
   p2q_worker_t *w = b->w;
   const p2q_config_t *cfg = WCFG(w);
   if (b->orphaned || !w->ready) { batch_done(b, 0); return; }
+  p2q_wk_dual_merge(b);
   p2q_ack_item_t *items = calloc((size_t)(b->n ? b->n : 1), sizeof *items);
-  int rc = P2Q_ENOMEM;
+  int rc = P2Q_ENOMEM, n = 0;
   if (items) {
     for (int i = 0; i < b->n; i++) {
       const wevent_t *e = &b->ev[i];
-      items[i] = (p2q_ack_item_t){.id = e->id, .rule = e->rule >= 0 ? cfg->rules[e->rule].name : NULL,
+      if (p2q_wk_is_twin(b, e)) continue;
+      items[n++] = (p2q_ack_item_t){.id = e->id, .rule = e->rule >= 0 ? cfg->rules[e->rule].name : NULL,
                                   .row_key = e->row_key, .outcome = e->outcome, .delay_ms = e->delay_ms,
                                   .error = e->error};
     }
-    rc = w->ctx.ack(w->conn, items, b->n, ack_cb, b);
+    rc = w->ctx.ack(w->conn, items, n, ack_cb, b);
     free(items);
   }
   if (rc) batch_done(b, 0);
@@ -189,6 +192,7 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
     w->stats.batches++;
     if (w->ctx.on_batch) w->ctx.on_batch(w->ctx.arg, n);
     P2Q_DEBUG("claimed", "worker=%s events=%d rows=%d", w->cfg->name, n, n_rows);
+    p2q_wk_dual_fanout(b); /* a rule being re-embedded: its events also to the old version */
     batch_start(b);
   }
   step(w);

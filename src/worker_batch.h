@@ -139,4 +139,10 @@ int p2q_wk_chunk_point(p2q_buf_t *out, const p2q_rule_config_t *r, const wevent_
    updates (P2Q_OP_PAYLOAD), the others go to p2q_wk_embed. */
 void p2q_wk_reuse(wbatch_t *b, int rule, const int *idx, int n);
 
+/* worker_dual.c: twins of a re-embedded rule's events for its shadow (the old version), and
+   their outcomes folded into their events' before the ack. */
+void p2q_wk_dual_fanout(wbatch_t *b);
+void p2q_wk_dual_merge(wbatch_t *b);
+int p2q_wk_is_twin(const wbatch_t *b, const wevent_t *e);
+
 #endif

@@ -35,10 +35,22 @@ int p2q_cmd_embed(const p2q_config_t *cfg, int argc, char **argv);
 /* reconcile exits 0 in sync, 3 drift found (see cmd_reconcile.c), 1 error, 2 usage. */
 int p2q_cmd_reconcile(const p2q_config_t *cfg, int argc, char **argv);
 int p2q_cmd_backfill(const p2q_config_t *cfg, int argc, char **argv);
+/* reindex RULE [--no-wait] (cmd_reindex.c): zero-downtime re-embedding (README "Re-embedding
+   without downtime"). */
+int p2q_cmd_reindex(const p2q_config_t *cfg, int argc, char **argv);
+/* apply (start 1: a rule whose vectors changed meaning gets a re-embedding job) and run (start 0):
+   adopt fresh collections as NAME__v1 + alias NAME, record what each version means. busy[i] (one
+   per rule) = a job runs for rule i: its collection NAME serves the OLD definition. 0 or -1 + err. */
+int p2q_reindex_sync(const p2q_config_t *cfg, PGconn *conn, int start, FILE *out, int *busy, char *err,
+                     size_t errlen);
 /* bench: the tuning harness (bench.c); 0 all runs ok, 1 a run failed, 2 usage, 130 interrupted. */
 int p2q_cmd_bench(const p2q_config_t *cfg, int argc, char **argv);
 /* Pin a session to the triggers' search_path (pg_catalog, pg_temp). 0 or -1 + message. */
 int p2q_backfill_pin_session(PGconn *conn, char *err, size_t errlen);
+/* One backfill chunk's statement (cmd_backfill.c): $1 = the last key as jsonb text when after;
+   returns (events enqueued, the chunk's last key or NULL at the end). fast: columns by reference. */
+int p2q_backfill_chunk_sql(const p2q_config_t *cfg, const p2q_rule_config_t *r, const char *where,
+                           long chunk, int after, int fast, p2q_buf_t *out);
 /* Enqueue rule r's matching rows (and `where`) in key-range chunks of `chunk`, each its own
    transaction with FOR SHARE on its rows (cmd_backfill.c); a progress line named `label` when
    tty. 0, or -1 with the message in err; done and chunks count what was enqueued. */

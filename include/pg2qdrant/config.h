@@ -69,6 +69,9 @@ typedef struct {
   /* derived by the loader, not a key: the embedder's identity written as payload `_model`
      ("minilm/all-MiniLM-L6-v2", "openai/text-embedding-3-small@1536"); "" without embedder */
   char model[160];
+  /* derived by the daemon, not a key (reindex_def.c): 1 + index of the rule whose OLD definition
+     this one is, written to the old version while a re-embedding runs; 0 for every loaded rule */
+  int shadow_of;
   int line;                      /* line of the section header, for error messages */
 } p2q_rule_config_t;
 
@@ -128,6 +131,7 @@ typedef struct {
   int64_t retry_max_ms;
   int64_t breaker_threshold;     /* consecutive transient failures that open the breaker */
   int64_t breaker_max_ms;        /* cap of the probe backoff */
+  int64_t reindex_grace_ms;      /* old version kept this long after a re-embedding's swap */
   /* [log] */
   char *log_level;
   char *log_format;

@@ -8,8 +8,9 @@
  * atomically once the new version has caught up. The steps and their crash-resume order are
  * decided by p2q_reindex_plan() from what Qdrant holds (aliases, versions) and what PostgreSQL
  * recorded (the job): every step is idempotent, so a kill -9 at any point resumes by planning
- * again. NOTHING in the daemon calls this yet (see /work/notes/h12b.md for what is left).
- * No I/O, no allocation except into the caller's p2q_buf_t; any thread.
+ * again. The pure planner is below; reindex_def.c holds the rule definitions and the daemon's
+ * effective config, cmd_reindex.c the CLI steps, reindex_exec.c the daemon's executor.
+ * The planner: no I/O, no allocation except into the caller's p2q_buf_t; any thread.
  */
 #ifndef P2Q_REINDEX_H
 #define P2Q_REINDEX_H
@@ -94,5 +95,31 @@ typedef struct {
 
 void p2q_reindex_plan(const p2q_reindex_view_t *v, p2q_reindex_plan_t *out);
 const char *p2q_reindex_action_name(p2q_reindex_action_t a);
+
+/* ---- reindex_def.c ------------------------------------------------------------------------ */
+
+/* p2q_reindex_signature of a loaded rule (its resolved dimension). */
+int p2q_reindex_rule_signature(const p2q_rule_config_t *r, char *out, size_t n);
+/* The rule's definition: its [rule.R] section and its embedder's, every key with its effective
+   value, as INI text (parsed back by the config loader). */
+int p2q_reindex_definition(const p2q_config_t *cfg, const p2q_rule_config_t *r, p2q_buf_t *out);
+
+/* How a daemon writes a rule while a re-embedding runs (the job's phase decides). */
+typedef enum { P2Q_RX_SINGLE = 0, P2Q_RX_DUAL, P2Q_RX_NEW_ONLY } p2q_reindex_mode_t;
+/* phase: create|dual|backfill|catch_up|preswap|swapped (sync_reindex.phase) */
+p2q_reindex_mode_t p2q_reindex_mode_of(const char *phase);
+const char *p2q_reindex_mode_name(p2q_reindex_mode_t m);
+
+typedef struct {
+  const char *rule;
+  const char *collection;        /* the rule writes this physical collection (NULL: its own) */
+  const char *signature;         /* the job's: the rule in the config must mean this (or NULL) */
+  const char *shadow_def;        /* the old definition (NULL: no shadow) */
+  const char *shadow_collection; /* the old version's physical name */
+} p2q_reindex_eff_t;
+/* The daemon's config while jobs run: `base` (must still equal its file, else P2Q_ECONFIG "send
+   SIGHUP") with each job's collection and shadow applied (see reindex_def.c). *out is new. */
+int p2q_reindex_effective(const p2q_config_t *base, const p2q_reindex_eff_t *jobs, int n, p2q_config_t **out,
+                          char *err, size_t errlen);
 
 #endif
