@@ -76,16 +76,17 @@ int p2q_reindex_definition(const p2q_config_t *cfg, const p2q_rule_config_t *r, 
   return p2q_buf_error(out);
 }
 
-/* The old definition `def` as the shadow sections [rule.p2qoldK] / [embedder.p2qoldK]: target
-   `collection`, event type `event_type`. Line-based: the definition is our own output. */
-static int shadow_text(p2q_buf_t *b, const char *def, int k, const char *collection, const char *event_type) {
+/* The old definition `def` as the shadow sections [rule.p2qoldK] / [embedder.p2qoldK], event type
+   `event_type`. Line-based: the definition is our own output. */
+static int shadow_text(p2q_buf_t *b, const char *def, int k, const char *event_type) {
   int in_rule = 0;
   for (const char *l = def; *l;) {
     const char *end = strchr(l, '\n');
     size_t n = end ? (size_t)(end - l) : strlen(l);
     if (!strncmp(l, "[rule.", 6)) {
       in_rule = 1;
-      p2q_buf_printf(b, "\n[rule.p2qold%d]\ncollection = %s\nevent_type = %s\n", k, collection, event_type);
+      /* the real target is set once loaded: a legacy old version is named like the rule's */
+      p2q_buf_printf(b, "\n[rule.p2qold%d]\ncollection = p2qold%d\nevent_type = %s\n", k, k, event_type);
     } else if (!strncmp(l, "[embedder.", 10)) {
       in_rule = 0;
       p2q_buf_printf(b, "\n[embedder.p2qold%d]\n", k);
@@ -138,7 +139,7 @@ int p2q_reindex_effective(const p2q_config_t *base, const p2q_reindex_eff_t *job
                "(restart the daemon with the configuration `apply` or `reindex` started it from)", jobs[i].rule);
       goto fail;
     }
-    if (jobs[i].shadow_def && shadow_text(&text, jobs[i].shadow_def, i, jobs[i].shadow_collection, r->event_type)) {
+    if (jobs[i].shadow_def && shadow_text(&text, jobs[i].shadow_def, i, r->event_type)) {
       rc = P2Q_ENOMEM;
       goto fail;
     }
@@ -157,6 +158,10 @@ int p2q_reindex_effective(const p2q_config_t *base, const p2q_reindex_eff_t *job
           goto fail;
         }
       } else if (!strcmp(r->name, shadow) && primary >= 0) {
+        if (!(r->collection = (free(r->collection), strdup(jobs[i].shadow_collection)))) {
+          rc = P2Q_ENOMEM;
+          goto fail;
+        }
         r->shadow_of = primary + 1;
         snprintf(r->name, sizeof r->name, "%s", jobs[i].rule);
       }

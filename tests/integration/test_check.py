@@ -207,7 +207,7 @@ def test_qdrant_api_key(make_daemon, docs, tmp_path):
 
 def test_collection_missing_or_different(make_daemon, docs, qdrant):
     d = good(make_daemon)
-    qdrant.delete_collection("docs")
+    qdrant.delete_collection("docs__v1")  # apply made docs__v1 behind the alias docs (README "Re-embedding")
     rc, checks = check(d)
     assert set(failed(checks)) == {"collection.docs"}
     assert "apply" in checks["collection.docs"]["fix"]

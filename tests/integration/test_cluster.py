@@ -177,7 +177,7 @@ def test_node_loss_default_settings(tmp_path, pgdb, docs, cluster):
     r = d.cli("apply")
     assert "collection docs: created" in r.stdout
     assert "event=qdrant_cluster_default" in r.stderr and "replication_factor=2" in r.stderr, r.stderr
-    assert cluster.cluster()["collections"]["docs"]["replication_factor"] == 2
+    assert cluster.cluster()["collections"]["docs__v1"]["replication_factor"] == 2
     cluster.clear_log()
     p, writer, sampler, drain_s = run_load(d, docs, pgdb, cluster, lambda: cluster.node_down(2),
                                            lambda: cluster.node_up(2))

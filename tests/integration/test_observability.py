@@ -111,7 +111,7 @@ def test_every_referenced_metric_is_exported(make_daemon, db, qdrant):
         db.execute("INSERT INTO notes VALUES (1, 'hello')")
         wait_until(lambda: outbox_counts(db) == (0, 1), what="applied, one dead", explain=d.log_text)
         p.send_signal(signal.SIGHUP)
-        qdrant.delete_collection("docs")
+        qdrant.delete_collection("docs__v1")  # behind the alias docs (README "Re-embedding")
         db.execute("INSERT INTO docs VALUES (3, 'c', '{1,0,0,0}')")
 
         def scraped():
