@@ -25,6 +25,10 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON public.sync_outbox_lease TO p2q_daemon; 
 GRANT SELECT, INSERT, UPDATE ON public.sync_outbox_dead TO p2q_daemon;  -- UPDATE: a dead letter dying again
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.sync_outbox_instance TO p2q_daemon;  -- the daemon registry
 GRANT SELECT ON public.sync_outbox_meta, public.sync_outbox_rule TO p2q_daemon, p2q_reader;
+-- re-embedding (README "Re-embedding without downtime"): the daemons run the jobs
+GRANT SELECT, INSERT, UPDATE ON public.sync_reindex_rule TO p2q_daemon;
+GRANT SELECT, UPDATE, DELETE ON public.sync_reindex TO p2q_daemon;
+GRANT SELECT, INSERT, UPDATE, DELETE ON public.sync_reindex_seen TO p2q_daemon;
 GRANT SELECT ON public.sync_outbox, public.sync_outbox_dead TO p2q_reader;
 -- optional: GRANT pg_read_all_stats TO p2q_daemon;  (recovery sees other roles' backend_start; the lease
 --   reclaimer sees their transactions' start: without it, another role's open transaction pauses it)

@@ -561,6 +561,7 @@ static void ops_view(void *arg, p2q_daemon_view_t *v) {
   v->live = d->recover && p2q_recover_liveness(d->recover) != 0;
   v->instance = d->recover ? p2q_recover_instance(d->recover) : NULL;
   v->drift = d->drift;
+  v->reindex = d->rx;
 }
 
 /* A node of [qdrant] url went down or came back (qdrant.c decides, health.c reports). */

@@ -179,6 +179,10 @@ static void jobs_read(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, 
     tick_end(x);
     return;
   }
+  long long kept[MAX_JOBS]; /* a job's last pending count survives the re-read (metrics, /status) */
+  char kept_rule[MAX_JOBS][P2Q_NAME_MAX];
+  int n_kept = x->n_jobs;
+  for (int i = 0; i < n_kept; i++) { kept[i] = x->jobs[i].pending; memcpy(kept_rule[i], x->jobs[i].rule, P2Q_NAME_MAX); }
   free_jobs(x);
   for (int i = 0; i < PQntuples(res) && x->n_jobs < MAX_JOBS; i++) {
     rjob_t *j = &x->jobs[x->n_jobs++];
@@ -197,6 +201,8 @@ static void jobs_read(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, 
     j->upto = PQgetisnull(res, i, 10) ? -1 : atoll(PQgetvalue(res, i, 10));
     j->since_swap_ms = atoll(PQgetvalue(res, i, 11));
     j->pending = -1;
+    for (int k = 0; k < n_kept; k++)
+      if (!strcmp(kept_rule[k], j->rule) && !strcmp(j->phase, "catch_up")) j->pending = kept[k];
     p2q_reindex_version_name(j->collection, j->to, j->coll_new, sizeof j->coll_new);
     if (j->legacy) memcpy(j->coll_old, j->collection, sizeof j->collection);
     else p2q_reindex_version_name(j->collection, j->from, j->coll_old, sizeof j->coll_old);
@@ -553,6 +559,17 @@ void p2q_reindex_exec_status(const p2q_reindex_exec_t *x, p2q_buf_t *out) {
                    j->phase, j->from, j->to, j->legacy ? "true" : "false", j->done, j->pending);
   }
   p2q_buf_putc(out, ']');
+}
+
+int p2q_reindex_exec_jobs(const p2q_reindex_exec_t *x) { return x ? x->n_jobs : 0; }
+
+void p2q_reindex_exec_job(const p2q_reindex_exec_t *x, int i, const char **rule, const char **phase,
+                          long long *backfilled, long long *pending) {
+  const rjob_t *j = &x->jobs[i];
+  *rule = j->rule;
+  *phase = j->phase;
+  *backfilled = j->done;
+  *pending = j->pending;
 }
 
 static void closed_noop(uv_handle_t *h) { (void)h; }

@@ -24,6 +24,7 @@
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/http_parse.h"
 #include "pg2qdrant/log.h"
+#include "pg2qdrant/reindex_exec.h"
 #include "pg2qdrant/version.h"
 
 #include <stdio.h>
@@ -72,6 +73,7 @@ struct p2q_ops_s {
   p2q_metric_t *batch_size, *qdrant_seconds, *lag, *embed_seconds, *embed_tokens;
   p2q_metric_t *outbox, *oldest, *breaker_state, *breaker_transitions, *pg_reconnects;
   p2q_metric_t *pg_connected, *inflight, *ready, *start_time, *build_info, *reloads, *drift;
+  p2q_metric_t *rx_pending, *rx_backfilled;
   p2q_metric_t *node_up;                 /* several [qdrant] url nodes */
   char *status_sql;
   uv_timer_t refresh;
@@ -108,7 +110,8 @@ static int register_all(p2q_ops_t *o) {
   static const char *const w[] = {"worker"}, *ec[] = {"endpoint", "class"}, *emb[] = {"embedder"},
                            *ets[] = {"event_type", "state"}, *et[] = {"event_type"}, *tg[] = {"target"},
                            *tgr[] = {"target", "reason"}, *rck[] = {"rule", "column", "kind"}, *nd[] = {"node"},
-                           *ver[] = {"version"}, *res[] = {"result"};
+                           *ver[] = {"version"}, *res[] = {"result"},
+                           *rp[] = {"rule", "phase"};
   p2q_metrics_t *m = o->m;
 #define C(field, name, help, nl, l) (o->field = p2q_metrics_register(m, name, help, P2Q_METRIC_COUNTER, nl, l, 0, NULL))
 #define G(field, name, help, nl, l) (o->field = p2q_metrics_register(m, name, help, P2Q_METRIC_GAUGE, nl, l, 0, NULL))
@@ -145,7 +148,11 @@ static int register_all(p2q_ops_t *o) {
       C(reloads, "pg2qdrant_config_reloads_total", "SIGHUP reloads by result (ok, error, refused).", 1, res) &&
       G(drift, "pg2qdrant_rule_drift",
         "1 per way a rule's table no longer fits it (kind: key, vector_column, text, columns, watch, "
-        "filter or routing_key, table, trigger; column: the column, or the filter's error).", 3, rck);
+        "filter or routing_key, table, trigger; column: the column, or the filter's error).", 3, rck) &&
+      G(rx_pending, "pg2qdrant_reindex_pending",
+        "A re-embedding in catch-up: the rule's backfill events not yet done (0: the swap is next).", 2, rp) &&
+      G(rx_backfilled, "pg2qdrant_reindex_backfilled",
+        "A re-embedding: rows enqueued by its backfill so far, by rule and phase.", 2, rp);
 #undef C
 #undef G
 #undef H
@@ -199,6 +206,15 @@ static void mirror(p2q_ops_t *o, int ready) {
     const p2q_drift_item_t *it = p2q_drift_item(v.drift, i);
     const char *lv[] = {it->rule, it->item, it->used_as};
     p2q_series_set(p2q_metric_series(o->drift, lv), 1);
+  }
+  p2q_metric_clear(o->rx_pending);
+  p2q_metric_clear(o->rx_backfilled);
+  for (int i = 0; i < p2q_reindex_exec_jobs(v.reindex); i++) {
+    const char *lv[2];
+    long long done, pending;
+    p2q_reindex_exec_job(v.reindex, i, &lv[0], &lv[1], &done, &pending);
+    p2q_series_set(p2q_metric_series(o->rx_backfilled, lv), (double)done);
+    if (pending >= 0) p2q_series_set(p2q_metric_series(o->rx_pending, lv), (double)pending);
   }
 }
 
@@ -443,6 +459,9 @@ static void status_json(p2q_ops_t *o, p2q_buf_t *b) {
   else p2q_buf_puts(b, "null");
   p2q_buf_puts(b, "},");
   status_drift(&v, b);
+  p2q_buf_puts(b, "\"reindex\":");
+  p2q_reindex_exec_status(v.reindex, b);
+  p2q_buf_putc(b, ',');
   status_lag(o, b);
   p2q_buf_puts(b, ",\"outbox\":{\"age_seconds\":");
   if (o->rows_at) p2q_buf_printf(b, "%.3f", (double)(now - o->rows_at) / 1000.0);

@@ -39,6 +39,11 @@ void p2q_reindex_exec_reapply(p2q_reindex_exec_t *x);
 int p2q_reindex_exec_ready(const p2q_reindex_exec_t *x);
 /* JSON array of the running jobs for /status: rule, phase, from, to, backfilled, pending. */
 void p2q_reindex_exec_status(const p2q_reindex_exec_t *x, p2q_buf_t *out);
+/* The jobs read at the last tick (pending: -1 when not counted, i.e. not in catch_up or not the
+   process moving the jobs on). */
+int p2q_reindex_exec_jobs(const p2q_reindex_exec_t *x);
+void p2q_reindex_exec_job(const p2q_reindex_exec_t *x, int i, const char **rule, const char **phase,
+                          long long *backfilled, long long *pending);
 void p2q_reindex_exec_close(p2q_reindex_exec_t *x);
 void p2q_reindex_exec_free(p2q_reindex_exec_t *x);
 

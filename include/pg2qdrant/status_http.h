@@ -53,6 +53,7 @@ typedef struct {
   int live;                 /* liveness confirmed (recover.h): else claims and writes are fenced */
   const char *instance;     /* this process's id in sync_outbox_instance (NULL: none) */
   const p2q_drift_t *drift; /* the last drift check (drift.h; NULL: none) */
+  const struct p2q_reindex_exec_s *reindex; /* re-embedding jobs (reindex_exec.h; NULL: none) */
 } p2q_daemon_view_t;
 
 typedef struct {

@@ -17,9 +17,11 @@ after every live daemon process stopped writing it (sync_reindex_seen), whatever
 import json
 import os
 import random
+import socket
 import subprocess
 import threading
 import time
+import urllib.request
 
 import psycopg
 import pytest
@@ -144,14 +146,21 @@ def check_end_state(d, db, qdrant, version):
         (version, True)
 
 
-def setup(make_daemon, db, qdrant, stub, legacy=False):
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def setup(make_daemon, db, qdrant, stub, legacy=False, http=None):
     db.execute("CREATE TABLE notes (id int PRIMARY KEY, title text)")
     db.execute("INSERT INTO notes SELECT i, 'title ' || i FROM generate_series(1, %s) i" % ROWS)
     if legacy:  # a collection made before aliases: a real collection named like the rule's
         qdrant.create_collection("notes", size=8)
     d = make_daemon({"daemon": {"reindex_grace": "3s"}, "embedder.oa": emb("m1", 8, stub.url),
                      "rule.notes": {"table": "public.notes", "key": "id", "columns": "id, title", "text": "{title}",
-                                    "embedder": "oa", "collection": "notes"}})
+                                    "embedder": "oa", "collection": "notes"},
+                     "http": {"listen": f"127.0.0.1:{http}" if http else ""}})
     d.env["P2Q_TEST_OPENAI_KEY"] = "sk-test"
     out = d.cli("apply").stdout
     if not legacy:
@@ -239,12 +248,29 @@ def test_grace_keeps_the_old_version_then_retires_it(make_daemon, db, pgdb, qdra
     """After the swap the old version stays for reindex_grace (3 s here), then goes; the job row
     with it. `reconcile` compares the rows with what the alias serves."""
     stub = OpenAIStub(dim=8, api_key="sk-test")
+    port = free_port()
     try:
-        d, p = setup(make_daemon, db, qdrant, stub)
+        d, p = setup(make_daemon, db, qdrant, stub, http=port)
         change_model(d)
         d.cli("apply")
         d.stop(p)
+        qdrant.latency(1000, seconds=8, path="notes__v2/points")  # catch-up lasts: /status sees it
         p = d.start()
+
+        def status_job():
+            try:
+                st = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5))
+            except OSError:
+                return None
+            jobs = [j for j in st["reindex"] if j["rule"] == "notes" and j["phase"] == "catch_up"]
+            return jobs[0] if jobs and jobs[0]["pending"] > 0 else None
+        job = wait_until(status_job, timeout=60, what="/status shows the catch-up",
+                         explain=lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/status").read().decode()[:3000]
+                         + str(phase(db)) + d.log_text()[-3000:])
+        assert job["from"] == 1 and job["to"] == 2 and job["backfilled"] == ROWS, job
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert f'pg2qdrant_reindex_backfilled{{rule="notes",phase="catch_up"}} {ROWS}' in metrics, metrics
+        assert 'pg2qdrant_reindex_pending{rule="notes",phase="catch_up"}' in metrics
         wait_until(lambda: phase(db)[0] == "swapped", timeout=60, interval=0.01, what="swap",
                    explain=lambda: d.log_text()[-3000:])
         t_swap = time.monotonic()
