@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -327,6 +328,117 @@ static void test_plan_stray_version_and_abandon(void **state) {
   assert_string_equal(p2q_reindex_action_name(p.action), "grace");
 }
 
+/* ---- reindex_def.c: definitions and the daemon's effective config ------------------------ */
+
+#define CONF_HEAD "[qdrant]\nurl = http://127.0.0.1:6333\n"
+#define RULE(model, dim) \
+  "[embedder.oa]\ntype = openai\nurl = http://127.0.0.1:9/v1\nmodel = " model "\napi_key_env = K\n" \
+  "dimensions = " dim "\n[rule.notes]\ntable = public.notes\nkey = id\ncolumns = id, title\n" \
+  "text = {title}\\n{body}\nembedder = oa\ncollection = notes\nfilter = id > 0 AND title <> ''\n" \
+  "sparse = bm25\nbm25_k1 = 1.5\n"
+
+static p2q_config_t *load(const char *text) {
+  char err[512];
+  p2q_config_t *c = NULL;
+  if (p2q_config_load_string(text, "t.ini", &c, err, sizeof err)) fail_msg("%s", err);
+  return c;
+}
+
+/* The definition text parses back, through the one config grammar, to a rule that means the same. */
+static void test_definition_round_trip(void **state) {
+  (void)state;
+  p2q_config_t *c = load(CONF_HEAD RULE("m1", "8"));
+  p2q_buf_t def = P2Q_BUF_INIT, text = P2Q_BUF_INIT;
+  char a[1024], b[1024];
+  assert_int_equal(p2q_reindex_definition(c, &c->rules[0], &def), 0);
+  assert_non_null(strstr(p2q_buf_str(&def), "[embedder.oa]\n"));
+  assert_non_null(strstr(p2q_buf_str(&def), "text = {title}\\n{body}\n")); /* verbatim */
+  p2q_buf_puts(&text, CONF_HEAD);
+  p2q_buf_puts(&text, p2q_buf_str(&def));
+  p2q_config_t *back = load(p2q_buf_str(&text));
+  assert_true(p2q_reindex_rule_signature(&c->rules[0], a, sizeof a) > 0);
+  assert_true(p2q_reindex_rule_signature(&back->rules[0], b, sizeof b) > 0);
+  assert_string_equal(a, b);
+  assert_string_equal(back->rules[0].filter, c->rules[0].filter);
+  assert_string_equal(back->rules[0].model, "openai/m1@8");
+  p2q_config_free(back);
+  p2q_config_free(c);
+  p2q_buf_free(&def);
+  p2q_buf_free(&text);
+}
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+/* DUAL: the rule writes the new version, a shadow (the old definition, its old embedder under a
+   private name) the old one, named like the rule; a rule that is not the job's definition (a
+   daemon started with the old file) and a file changed since loading are refused. */
+static void test_effective_config(void **state) {
+  (void)state;
+  char path[] = "/tmp/p2q_reindex_XXXXXX", err[512], sig[1024];
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  write_file(path, CONF_HEAD RULE("m2", "12"));
+  p2q_config_t *base = NULL, *old = load(CONF_HEAD RULE("m1", "8")), *eff = NULL;
+  assert_int_equal(p2q_config_load(path, &base, err, sizeof err), 0);
+  p2q_buf_t def = P2Q_BUF_INIT;
+  assert_int_equal(p2q_reindex_definition(old, &old->rules[0], &def), 0);
+  assert_true(p2q_reindex_rule_signature(&base->rules[0], sig, sizeof sig) > 0);
+  p2q_reindex_eff_t job = {.rule = "notes", .collection = "notes__v2", .signature = sig,
+                           .shadow_def = p2q_buf_str(&def), .shadow_collection = "notes"}; /* legacy */
+  assert_int_equal(p2q_reindex_effective(base, &job, 1, &eff, err, sizeof err), 0);
+  assert_int_equal(eff->n_rules, 2);
+  assert_string_equal(eff->rules[0].collection, "notes__v2");
+  assert_int_equal(eff->rules[0].shadow_of, 0);
+  assert_string_equal(eff->rules[0].model, "openai/m2@12");
+  assert_string_equal(eff->rules[1].name, "notes"); /* point ids derive from the rule name */
+  assert_int_equal(eff->rules[1].shadow_of, 1);
+  assert_string_equal(eff->rules[1].collection, "notes");
+  assert_string_equal(eff->rules[1].model, "openai/m1@8");
+  assert_string_equal(eff->rules[1].event_type, "notes");
+  assert_int_equal(eff->n_embedders, 2); /* the file's first: the daemon's embedders stay parallel */
+  assert_string_equal(eff->embedders[0].name, "oa");
+  assert_string_equal(eff->embedders[1].name, eff->rules[1].embedder);
+  assert_int_equal(eff->embedders[1].dimensions, 8);
+  p2q_config_free(eff);
+  eff = NULL;
+  /* NEW_ONLY: no shadow */
+  job.shadow_def = NULL;
+  assert_int_equal(p2q_reindex_effective(base, &job, 1, &eff, err, sizeof err), 0);
+  assert_int_equal(eff->n_rules, 1);
+  assert_string_equal(eff->rules[0].collection, "notes__v2");
+  p2q_config_free(eff);
+  eff = NULL;
+  /* the running rule is not the definition being built */
+  job.signature = "model=openai/m1@8;…";
+  assert_int_equal(p2q_reindex_effective(base, &job, 1, &eff, err, sizeof err), P2Q_ECONFIG);
+  assert_non_null(strstr(err, "not the definition being built"));
+  assert_null(eff);
+  /* the file changed since it was loaded (no SIGHUP yet) */
+  job.signature = sig;
+  write_file(path, CONF_HEAD RULE("m3", "12"));
+  assert_int_equal(p2q_reindex_effective(base, &job, 1, &eff, err, sizeof err), P2Q_ECONFIG);
+  assert_non_null(strstr(err, "send SIGHUP"));
+  unlink(path);
+  p2q_buf_free(&def);
+  p2q_config_free(old);
+  p2q_config_free(base);
+}
+
+static void test_modes(void **state) {
+  (void)state;
+  const char *single[] = {"create", "swapped", NULL}, *dual[] = {"dual", "backfill", "catch_up"};
+  for (int i = 0; i < 3; i++) assert_int_equal(p2q_reindex_mode_of(single[i]), P2Q_RX_SINGLE);
+  for (int i = 0; i < 3; i++) assert_int_equal(p2q_reindex_mode_of(dual[i]), P2Q_RX_DUAL);
+  assert_int_equal(p2q_reindex_mode_of("preswap"), P2Q_RX_NEW_ONLY);
+  assert_string_equal(p2q_reindex_mode_name(P2Q_RX_NEW_ONLY), "new_only");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_version_names),
@@ -336,6 +448,9 @@ int main(void) {
       cmocka_unit_test(test_plan_fresh_adopt_then_idle),
       cmocka_unit_test(test_plan_rebuild_resumes_after_any_crash),
       cmocka_unit_test(test_plan_stray_version_and_abandon),
+      cmocka_unit_test(test_definition_round_trip),
+      cmocka_unit_test(test_effective_config),
+      cmocka_unit_test(test_modes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -483,6 +483,32 @@ static void test_two_collections(void **st) {
   teardown_worker(w);
 }
 
+/* Re-embedding (worker_dual.c): rule b made the shadow of rule a (its old definition writing the
+   old version) gets a twin of every event of a; the twin's failure holds the event back (requeue:
+   both written again), its dead letter does not; twins are never acked or counted. */
+static void dual(int n, long shadow_status, p2q_qdrant_class_t cls, p2q_outcome_t want) {
+  p2q_worker_t *w = setup_worker();
+  F.cfg->rules[1].shadow_of = 1; /* as reindex_def.c makes it: named like a, another collection */
+  snprintf(F.cfg->rules[1].name, sizeof F.cfg->rules[1].name, "a");
+  deliver(n, "a", 1, 1);
+  assert_int_equal(F.n_w, 2);
+  int ia = !strcmp(F.w[0].coll, "ca") ? 0 : 1;
+  assert_string_equal(F.w[1 - ia].coll, "cb");
+  assert_non_null(strstr(F.w[1 - ia].body, n == 3 ? "\"id\":3" : "\"id\":1")); /* the same points, old version */
+  answer(ia, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  answer(1 - ia, shadow_status, shadow_status == 200 ? 0 : P2Q_EQDRANT, 0, cls, -1);
+  assert_int_equal(F.n_acks, n);
+  for (int i = 0; i < n; i++) assert_int_equal(F.acks[i].outcome, want);
+  acked();
+  const p2q_stats_t *s = p2q_worker_stats(w);
+  assert_int_equal(s->claimed, n);
+  assert_int_equal(s->applied + s->requeued, n);
+  teardown_worker(w);
+}
+static void test_dual_both_written(void **st) { dual(3, 200, P2Q_QDRANT_OK, P2Q_OUTCOME_DONE); }
+static void test_dual_old_version_down_requeues(void **st) { dual(3, 503, P2Q_QDRANT_RETRY, P2Q_OUTCOME_REQUEUE); }
+static void test_dual_old_version_rejects_is_not_dead(void **st) { dual(1, 400, P2Q_QDRANT_PERMANENT, P2Q_OUTCOME_DONE); }
+
 /* A malformed snapshot (wrong dimension) is the event's own fault: dead without a request. */
 static void test_malformed_vector(void **st) {
   p2q_worker_t *w = setup_worker();
@@ -547,6 +573,9 @@ int main(void) {
       cmocka_unit_test(test_claim_after_ack_only_when_held),
       cmocka_unit_test(test_batch_held_delay),
       cmocka_unit_test(test_two_collections),
+      cmocka_unit_test(test_dual_both_written),
+      cmocka_unit_test(test_dual_old_version_down_requeues),
+      cmocka_unit_test(test_dual_old_version_rejects_is_not_dead),
       cmocka_unit_test(test_malformed_vector),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
