@@ -18,8 +18,11 @@ static int raw_get(p2q_qdrant_blocking_t *b, const char *path, char **raw, char 
   const cJSON *res = NULL;
   size_t len = 0;
   *raw = NULL;
-  int rc = p2q_qdrant_blocking_path(b, "GET", path, NULL, &root, &res, raw, &len, msg, msglen);
+  char *r = NULL;
+  int rc = p2q_qdrant_blocking_path(b, "GET", path, NULL, &root, &res, &r, &len, msg, msglen);
   cJSON_Delete(root);
+  if (!rc && r && !(*raw = strndup(r, len))) rc = P2Q_ENOMEM; /* the raw answer is not NUL-terminated */
+  free(r);
   return rc;
 }
 

@@ -454,8 +454,10 @@ static void aliases_read(p2q_qdrant_t *q, const p2q_qdrant_resp_t *r, void *arg)
   char *colls = x->colls_body;
   x->colls_body = NULL;
   if (qdrant_failed(x, r, "read_aliases", 0)) { free(colls); return; }
-  int av = 0, mv = 0, rc = p2q_reindex_observe(J(x)->collection, colls, r->body ? r->body : "", &av, &mv);
+  char *al = strndup(r->body ? r->body : "", r->body ? r->body_len : 0); /* raw answers are not NUL-terminated */
+  int av = 0, mv = 0, rc = al ? p2q_reindex_observe(J(x)->collection, colls, al, &av, &mv) : P2Q_ENOMEM;
   free(colls);
+  free(al);
   if (rc) { warn(x, "read_aliases", rc == P2Q_EMISMATCH ? "the alias points elsewhere (made by hand)" : "bad answer"); tick_end(x); return; }
   if (mv < J(x)->to) { warn(x, "swap", "the new version's collection is missing"); tick_end(x); return; }
   if (av == J(x)->to) swap_record(x); /* switched before a crash: only record it */
