@@ -1,4 +1,4 @@
--- Migration 005: zero-downtime re-embedding (issue 12; README "Re-embedding without downtime").
+-- Migration 006: zero-downtime re-embedding (issue 12; README "Re-embedding without downtime").
 -- Searches go through a Qdrant alias named like the rule's collection (NAME); the physical
 -- collections are versioned NAME__v1, NAME__v2, …
 --
