@@ -375,8 +375,10 @@ static void apply_modes(p2q_daemon_t *d) {
   } else if (p2q_reindex_effective(d->base, d->modes, d->n_modes, &eff, err, sizeof err)) {
     /* this process writes through the alias as before and records nothing: no job moves past
        a step that needs it (every live process writing dual) until it is restarted or reloaded */
-    P2Q_ERROR("reindex_modes_failed", "err=%s writes=single", p2q_log_q(q, sizeof q, err));
-    if (swap_shadow_embedders(d, d->base) == 0) {
+    int swapped = 0; /* a rule whose alias already serves its new definition: never write the old one */
+    for (int i = 0; i < d->n_modes; i++) swapped |= d->modes[i].collection == NULL;
+    P2Q_ERROR("reindex_modes_failed", "err=%s writes=%s", p2q_log_q(q, sizeof q, err), swapped ? "paused" : "single");
+    if (!swapped && swap_shadow_embedders(d, d->base) == 0) {
       d->cfg = d->base;
       for (int i = 0; i < d->n_workers; i++) p2q_worker_reconfigure(d->workers[i], &d->cfg->workers[i]);
       d->quiesce = 0;

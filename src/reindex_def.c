@@ -13,7 +13,8 @@
  *    (its OLD definition, its old embedder under a private name, event type = the rule's) writes
  *    the old version by its physical name (NAME__v{from}, or NAME when legacy);
  *  - NEW_ONLY (legacy swap under way): the rule writes NAME__v{to}, no shadow;
- *  - SINGLE: unchanged (NAME: through the alias).
+ *  - SINGLE: unchanged (NAME: through the alias); after a swap only when the rule is the new
+ *    definition (collection NULL: the signature is checked, nothing else changes).
  * Shadows come after the file's rules and embedders (indexes of those are unchanged), are named
  * like their rule once loaded (point ids derive from the rule name), and carry shadow_of.
  */

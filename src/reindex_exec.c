@@ -103,7 +103,7 @@ static void modes_key(p2q_reindex_exec_t *x, char *out, size_t n) {
   out[0] = 0;
   for (int i = 0; i < x->n_jobs; i++) {
     p2q_reindex_mode_t m = p2q_reindex_mode_of(x->jobs[i].phase);
-    if (m != P2Q_RX_SINGLE && o < n)
+    if ((m != P2Q_RX_SINGLE || !strcmp(x->jobs[i].phase, "swapped")) && o < n)
       o += (size_t)snprintf(out + o, n - o, "%s:%s:%s;", x->jobs[i].rule, p2q_reindex_mode_name(m), x->jobs[i].started);
   }
 }
@@ -114,8 +114,11 @@ static void ask_modes(p2q_reindex_exec_t *x) {
   for (int i = 0; i < x->n_jobs; i++) {
     rjob_t *j = &x->jobs[i];
     p2q_reindex_mode_t m = p2q_reindex_mode_of(j->phase);
-    if (m == P2Q_RX_SINGLE) continue;
-    e[n++] = (p2q_reindex_eff_t){.rule = j->rule, .collection = j->coll_new, .signature = j->signature,
+    int swapped = !strcmp(j->phase, "swapped");
+    if (m == P2Q_RX_SINGLE && !swapped) continue;
+    /* swapped: written through the alias as configured, but only by a daemon whose rule is the
+       new definition (collection NULL: nothing changes; the signature is checked) */
+    e[n++] = (p2q_reindex_eff_t){.rule = j->rule, .collection = swapped ? NULL : j->coll_new, .signature = j->signature,
                                  .shadow_def = m == P2Q_RX_DUAL ? j->old_def : NULL, .shadow_collection = j->coll_old};
   }
   x->waiting_modes = 1;
