@@ -132,7 +132,33 @@ static int sync_rule(rctx_t *c, const p2q_rule_config_t *r, int start, int *busy
     snprintf(err, errlen, "rule definition too long");
     goto out;
   }
-  if (p2q_alias_observe_sync(c->qb, r->collection, &av, &mv, err, errlen)) goto out;
+  if (start == 0) { /* run: a rule seen before needs no Qdrant call (start-up stays one GET per collection) */
+    const char *p0[] = {r->name};
+    if (!(res = q(c, "SELECT r.signature, j.phase, r.version FROM %s.sync_reindex_rule r "
+                     "LEFT JOIN %s.sync_reindex j USING (rule) WHERE r.rule = $1", 1, p0, err, errlen)))
+      goto out;
+    if (PQntuples(res) == 1) {
+      int job = !PQgetisnull(res, 0, 1);
+      if (!job && strcmp(PQgetvalue(res, 0, 0), sig))
+        P2Q_WARN("rule_meaning_changed", "rule=%s why=\"its vectors' definition differs from the one version %s was "
+                 "built with: run `pg2qdrant apply` (or `pg2qdrant reindex %s`) to re-embed without downtime\"",
+                 r->name, PQgetvalue(res, 0, 2), r->name);
+      if (job && !strcmp(PQgetvalue(res, 0, 1), "create") && finish_create(c, r, err, errlen)) goto out;
+      *busy = job;
+      rc = 0;
+      goto out;
+    }
+    PQclear(res);
+    res = NULL;
+  }
+  if (p2q_alias_observe_sync(c->qb, r->collection, &av, &mv, err, errlen)) {
+    if (p2q_qdrant_blocking_status(c->qb) != 404) goto out;
+    /* no alias API (a stand-in such as bench's null sink): the collection is used by its name */
+    P2Q_WARN("reindex_unsupported", "rule=%s why=\"Qdrant answered 404 to GET /aliases or /collections: not versioned\"",
+             r->name);
+    rc = 0;
+    goto out;
+  }
   if (av == 0 && adopt(c, r, &av, mv, err, errlen)) goto out;
   char ver[16];
   snprintf(ver, sizeof ver, "%d", av > 0 ? av : 1);
