@@ -298,20 +298,25 @@ static void wp_flush_word(wp_enc_t *e) {
     start = end;
     startc = endc;
   }
-  for (int i = 0; i < np; i++) wp_push(e, pieces[i], e->csrc0[pc0[i]], e->csrc1[pc1[i] - 1], i == 0);
+  for (int i = 0; i < np; i++)
+    wp_push(e, pieces[i], e->spans ? e->csrc0[pc0[i]] : 0, e->spans ? e->csrc1[pc1[i] - 1] : 0, i == 0);
 }
 
 /* Feed one normalised code point to the pre-tokenizer. */
 static void wp_feed(wp_enc_t *e, uint32_t c, int cls) {
   if (cls == WP_CLS_SPACE) { wp_flush_word(e); return; }
   if (cls == WP_CLS_PUNCT) wp_flush_word(e);
-  if (e->wchars == 0) e->wsrc0 = e->cur0;
-  e->wsrc1 = e->cur1;
+  if (e->spans) { /* only when asked: plain encoding (the model's hot path) stores nothing more */
+    if (e->wchars == 0) e->wsrc0 = e->cur0;
+    e->wsrc1 = e->cur1;
+    if (e->wchars <= P2Q_WORDPIECE_MAX_WORD_CHARS) {
+      e->csrc0[e->wchars] = e->cur0;
+      e->csrc1[e->wchars] = e->cur1;
+    }
+  }
   if (e->wchars <= P2Q_WORDPIECE_MAX_WORD_CHARS) {
     size_t k = wp_utf8_encode(c, e->word + e->wlen);
     e->cend[e->wchars] = (unsigned char)k;
-    e->csrc0[e->wchars] = e->cur0;
-    e->csrc1[e->wchars] = e->cur1;
     e->wlen += k;
   }
   e->wchars++;
@@ -328,7 +333,7 @@ static int wp_class(const p2q_wordpiece_t *wp, uint32_t c) {
 /* A code point that normalises to nothing (a control, format char, stripped mark) inside a word
    belongs to the span of the word's last char: a chunk's text keeps the accents of its last word. */
 static void wp_dropped(wp_enc_t *e) {
-  if (e->wchars == 0) return;
+  if (e->wchars == 0 || !e->spans) return;
   e->wsrc1 = e->cur1;
   if (e->wchars <= P2Q_WORDPIECE_MAX_WORD_CHARS + 1) e->csrc1[e->wchars - 1] = e->cur1;
 }
@@ -383,7 +388,7 @@ int p2q_wordpiece_encode_spans(const p2q_wordpiece_t *wp, const char *text, size
   }
   wp_enc_t e;
   e.wp = wp; e.ids = ids; e.spans = spans; e.n = 0; e.cap = max_ids - 2; e.wlen = e.wchars = 0;
-  e.wsrc0 = e.wsrc1 = 0;
+  e.wsrc0 = e.wsrc1 = e.cur0 = e.cur1 = 0;
   ids[0] = wp->cls;
   if (spans) spans[0] = (p2q_wordpiece_span_t){0, 0, 1};
   for (size_t i = 0; i < len && !wp_full(&e);) {
@@ -397,7 +402,7 @@ int p2q_wordpiece_encode_spans(const p2q_wordpiece_t *wp, const char *text, size
       continue;
     }
     if (c >= 0x80) k = wp_utf8_decode(s + i, len - i, &c);
-    e.cur0 = (uint32_t)i;
+    e.cur0 = (uint32_t)i; /* (spans only; cheaper to store than to test) */
     e.cur1 = (uint32_t)(i + k);
     wp_normalize_cp(&e, c);
     i += k;
