@@ -15,6 +15,9 @@
  * chunk). Either way the old extra chunks (numbered >= n_chunks) are pruned once it succeeded
  * (worker_write.c), so per-row order and prune semantics are those of whole-row upserts.
  *
+ * A text without any word piece (only Unicode spaces or controls) has no chunk: the row has no
+ * point, like a blank text (its old chunks are deleted).
+ *
  * Tokenizing runs on the loop (like the BM25 analysis of worker_embed.c): a linear pass over
  * the text, allocation of 16 bytes per input byte at most, freed before returning.
  */
@@ -44,6 +47,10 @@ int p2q_wk_chunk_plan(wbatch_t *b, wevent_t *e, const p2q_rule_config_t *r) {
   p2q_chunk_t *ch = malloc(sizeof *ch * (size_t)(max - 1));
   if (!ids || !sp || !ch) goto fail;
   rc = p2q_wordpiece_encode_spans(wp, e->text, e->text_len, ids, sp, max, &n);
+  if (rc == 0 && n == 2) { /* no word piece (only Unicode spaces, controls): no content, no point, like a blank text */
+    e->op = P2Q_OP_DELETE;
+    goto out;
+  }
   if (rc == 0) rc = p2q_chunk_cut(sp + 1, n - 2, (int)r->chunk_tokens, (int)r->chunk_overlap, ch, max - 1);
   if (rc < 0) {
     char why[128];

@@ -12,7 +12,7 @@
  * UTF-8 code points), without the whitespace around it; windows that overlap in pieces overlap
  * in text. Tokenizing a chunk's text again gives exactly its pieces (the windows hold whole
  * words), so embedding the chunk's text is embedding its window. An empty (or piece-less, e.g.
- * whitespace-only) text is one empty chunk (0, 0, 0, 0).
+ * whitespace-only) text is one empty chunk (0, 0, 0, 0); the worker writes no point for it.
  */
 #ifndef P2Q_CHUNK_H
 #define P2Q_CHUNK_H

@@ -99,6 +99,7 @@ def test_chunk_texts_and_unchanged_chunks_not_reembedded(make_daemon, db, qdrant
             db.execute("INSERT INTO notes VALUES (1, 'long', %s, 0)", (body,))
             db.execute("INSERT INTO notes VALUES (2, 'unicode', %s, 0)", (uni,))
             db.execute("INSERT INTO notes VALUES (3, 'short', 'just a few words', 0)")
+            db.execute("INSERT INTO notes VALUES (4, 'no pieces', %s, 0)", ("\u00a0\u3000\u200b",))
         p = d.start()
         wait_until(lambda: outbox_counts(db) == (0, 0) and len(chunks_of(qdrant, 1)) > 5
                    and len(chunks_of(qdrant, 3)) == 1, timeout=30, what="first sync")
@@ -108,6 +109,7 @@ def test_chunk_texts_and_unchanged_chunks_not_reembedded(make_daemon, db, qdrant
         check_chunks(first[3], "just a few words", "openai/m1@8")
         assert first[3][0]["payload"]["_text"] == "just a few words"
         assert len(first[2]) >= 2  # the Unicode text really is cut
+        assert chunks_of(qdrant, 4) == {}  # no word piece: no point, like a blank text, nothing sent
         # the overlap: consecutive chunks of the long row share text
         t0, t1 = first[1][0]["payload"]["_text"], first[1][1]["payload"]["_text"]
         assert t1.split()[0] in t0.split()
@@ -162,7 +164,9 @@ def test_chunk_texts_and_unchanged_chunks_not_reembedded(make_daemon, db, qdrant
         assert sorted(inputs(stub)[n0:]) == sorted(short[j]["payload"]["_text"] for j in redone)
         assert len(redone) < len(short)
 
-        # a delete removes every chunk
+        # a text without word pieces removes the row's chunks; a delete removes every chunk
+        db.execute("UPDATE notes SET body = %s WHERE id = 3", ("\u3000",))
+        wait_until(lambda: chunks_of(qdrant, 3) == {}, what="piece-less text: no chunk")
         db.execute("DELETE FROM notes WHERE id = 2")
         wait_until(lambda: chunks_of(qdrant, 2) == {}, what="chunks of a deleted row removed")
         assert db.execute("SELECT count(*) FROM sync_outbox_dead").fetchone()[0] == 0
