@@ -163,6 +163,7 @@ static void chunks_retrieved(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, voi
   const p2q_rule_config_t *r = &WCFG(b->w)->rules[c->rule];
   const cJSON *pts = resp->err == 0 && cJSON_IsArray(resp->result) ? resp->result : NULL, *pt;
   (void)q;
+  int kept = 0;
   cJSON_ArrayForEach(pt, pts) {
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(pt, "id");
     const char *h = payload_str(pt, "_text_hash"), *m = payload_str(pt, "_model");
@@ -172,7 +173,10 @@ static void chunks_retrieved(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, voi
     if (!(ref = bsearch(&key, c->refs, (size_t)c->nref, sizeof *c->refs, ref_cmp))) continue;
     wchunk_t *ch = &b->ev[ref->ev].chunks[ref->j];
     ch->keep = strcmp(h, ch->hash) == 0;
+    kept += ch->keep;
   }
+  P2Q_DEBUG("chunks_reused", "worker=%s rule=%s chunks=%d unchanged=%d lookup=%s", b->w->cfg->name, r->name, c->nref,
+            kept, pts ? "ok" : "failed");
   chunks_route(b, c->rule, c->idx, c->n);
   free(c->refs);
   free(c);
