@@ -30,6 +30,8 @@
 #include "pg2qdrant/collection.h"
 #include "pg2qdrant/commands.h"
 #include "pg2qdrant/errors.h"
+#include "pg2qdrant/reindex.h"
+#include "pg2qdrant/uuid.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,6 +205,29 @@ out:
   return n;
 }
 
+/* What decides the events a rule's trigger writes: the capture format, the schema, the rule's
+   definition (every key of its section and of its embedder's, effective values) and the table's
+   signature. SHA-1 as 40 hex digits. A definition recorded with the same fingerprint but other
+   SQL only had its trigger's code changed (a pg2qdrant upgrade): re-installed, nothing enqueued. */
+static int events_fingerprint(const p2q_config_t *cfg, const p2q_rule_config_t *r, const char *sig, char out[41]) {
+  p2q_buf_t b = P2Q_BUF_INIT;
+  p2q_buf_printf(&b, "capture-format %d\nschema %s\n", P2Q_CAPTURE_FORMAT, cfg->pg_schema);
+  int rc = p2q_reindex_definition(cfg, r, &b);
+  p2q_buf_printf(&b, "table signature %s\n", sig);
+  uint8_t h[20];
+  p2q_sha1(b.data, b.len, h);
+  for (int i = 0; i < 20; i++) snprintf(out + 2 * i, 3, "%02x", h[i]);
+  p2q_buf_free(&b);
+  return rc;
+}
+
+/* The fingerprint recorded in a definition, or NULL (recorded by a version that had none). */
+static const char *recorded_fingerprint(const char *def) {
+  static const char tag[] = "\n-- events fingerprint ";
+  const char *p = strstr(def, tag);
+  return p && strlen(p + sizeof tag - 1) >= 40 ? p + sizeof tag - 1 : NULL;
+}
+
 /* Install one rule; prints what it did. Returns 0 or 1. */
 static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_config_t *r,
                       const apply_opts_t *o) {
@@ -234,21 +259,27 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
   PQclear(res);
   res = NULL;
   if (check_columns(conn, r, qt.data, is_new, &sig)) { free(prev); goto out; }
-  p2q_buf_printf(&def, "%s-- table signature %s\n", install.data, sig);
+  char fp[41];
+  if (events_fingerprint(cfg, r, sig, fp)) { snprintf(err, sizeof err, "cannot write the rule's definition"); free(prev); goto report; }
+  p2q_buf_printf(&def, "%s-- table signature %s\n-- events fingerprint %s\n", install.data, sig, fp);
   /* unchanged = same definition and table signature, and the trigger still on the table (a
      dropped and recreated table lost it) */
   p2q_buf_printf(&trig, "p2q_%s", r->name);
   const char *p2[] = {trig.data, qt.data};
-  int same = 0;
-  if (prev && !strcmp(prev, def.data)) {
+  int same = 0, has_trigger = 0;
+  if (prev) {
     res = query(conn, "SELECT 1 FROM pg_catalog.pg_trigger WHERE tgname = $1 AND tgrelid = pg_catalog.to_regclass($2)",
                 2, p2, err, sizeof err);
-    same = res && PQntuples(res) == 1;
+    has_trigger = res && PQntuples(res) == 1;
     PQclear(res);
     res = NULL;
+    same = has_trigger && !strcmp(prev, def.data);
   }
   int changed_table = prev && !same && !strncmp(prev, install.data, install.len) &&
                       !strncmp(prev + install.len, "-- table signature ", 19);
+  /* same events, new trigger code, on a table whose trigger has captured every change since */
+  const char *pfp = prev && !same && has_trigger ? recorded_fingerprint(prev) : NULL;
+  int code_only = pfp && !strncmp(pfp, fp, 40);
   free(prev);
   if (same) {
     int added = truncate_triggers(conn, cfg, r, check.data, err, sizeof err);
@@ -262,7 +293,7 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
   if (install_rule(conn, check.data, install.data, err, sizeof err)) goto report;
 
   long long done = 0, chunks = 0;
-  if (!o->no_backfill) {
+  if (!o->no_backfill && !code_only) {
     char label[128];
     snprintf(label, sizeof label, "apply %s", r->name);
     if (p2q_backfill_chunks(conn, cfg, r, NULL, o->chunk, label, o->tty, &done, &chunks, err, sizeof err)) {
@@ -283,7 +314,10 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
   }
   PQclear(res);
   res = NULL;
-  if (o->no_backfill)
+  if (code_only)
+    printf("rule %s: trigger re-installed on %s (pg2qdrant's trigger code changed, the events it writes did not:"
+           " nothing enqueued)\n", r->name, r->table);
+  else if (o->no_backfill)
     printf("rule %s: trigger installed on %s%s; existing rows not enqueued (--no-backfill: run `backfill %s`)\n",
            r->name, r->table, changed_table ? " (table changed since the last apply)" : "", r->name);
   else

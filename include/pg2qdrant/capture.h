@@ -29,6 +29,12 @@
 #include "pg2qdrant/buf.h"
 #include "pg2qdrant/config.h"
 
+/* The format of the events a rule trigger writes. Bump it when, for the same rule and table, the
+ * events change (snapshot text, ops, keys, which changes make an event): `apply` then enqueues
+ * every rule's rows once more. A change of the trigger's code that keeps the events the same
+ * (speed, robustness) needs no bump: `apply` re-installs the trigger without enqueueing. */
+#define P2Q_CAPTURE_FORMAT 1
+
 /* Append ident as a quoted SQL identifier ("a""b"). */
 void p2q_sql_ident(p2q_buf_t *b, const char *ident);
 /* Append s as a SQL string literal ('it''s'; E'...' when it holds a backslash). */

@@ -354,9 +354,12 @@ def test_apply_after_upgrade_rewrites_session_dependent_points(make_daemon, db, 
     fn = f"{OUTBOX}.p2q_capture_docs()"
     db.execute(f"ALTER FUNCTION {fn} RESET ALL")
     db.execute(f"ALTER FUNCTION {fn} SET search_path = pg_catalog, pg_temp")
-    db.execute(f"UPDATE {OUTBOX}.sync_outbox_rule SET definition = "
-               f"regexp_replace(definition, ' SET TimeZone = [^$]* AS \\$p2q\\$', ' AS $p2q$', 'g')")
-    assert "TimeZone" not in db.execute(f"SELECT definition FROM {OUTBOX}.sync_outbox_rule").fetchone()[0]
+    # recorded as that release did: without the SET clauses and without an events fingerprint
+    db.execute(f"UPDATE {OUTBOX}.sync_outbox_rule SET definition = regexp_replace("
+               f"regexp_replace(definition, ' SET TimeZone = [^$]* AS \\$p2q\\$', ' AS $p2q$', 'g'),"
+               f" '-- events fingerprint [0-9a-f]+\\n', '')")
+    recorded = db.execute(f"SELECT definition FROM {OUTBOX}.sync_outbox_rule").fetchone()[0]
+    assert "TimeZone" not in recorded and "events fingerprint" not in recorded
     with writer(pgdb, {"TimeZone": "America/Los_Angeles", "IntervalStyle": "postgres"}) as w:
         w.execute("INSERT INTO docs VALUES (1, '{1,2}', '2025-01-01 12:00Z', '1 day 2 hours')")
     d.start()
@@ -369,3 +372,36 @@ def test_apply_after_upgrade_rewrites_session_dependent_points(make_daemon, db, 
     p = synced(db, qdrant, "docs", 1)[1]["payload"]
     assert p["span"] == "P1DT2H"
     assert d.cli("reconcile", check=False).returncode == 0
+
+
+def test_apply_after_a_trigger_code_only_upgrade_enqueues_nothing(make_daemon, db, qdrant):
+    """An upgrade that changes only the trigger's code (the events it writes stay the same: same
+    events fingerprint) gets its trigger re-installed by the next `apply` without re-enqueueing
+    the table; a recorded definition from a release without a fingerprint is reloaded once."""
+    db.execute("CREATE TABLE docs (id int PRIMARY KEY, emb real[])")
+    db.execute("INSERT INTO docs SELECT g, '{1,2}' FROM generate_series(1, 50) g")
+    d = make_daemon({"postgres": {"schema": OUTBOX},
+                     "rule.docs": {"table": "public.docs", "key": "id", "vector_column": "emb",
+                                   "dimension": "2", "distance": "Dot", "collection": "docs"}})
+    d.cli("init")
+    assert "50 existing row(s) enqueued" in d.cli("apply").stdout
+    db.execute(f"DELETE FROM {OUTBOX}.sync_outbox")
+    fn = f"{OUTBOX}.p2q_capture_docs()"
+    # an older release's trigger code: different SQL recorded and installed, same fingerprint
+    db.execute(f"ALTER FUNCTION {fn} RESET ALL")
+    db.execute(f"UPDATE {OUTBOX}.sync_outbox_rule SET definition = "
+               f"regexp_replace(definition, ' SET TimeZone = [^$]* AS \\$p2q\\$', ' AS $p2q$', 'g')")
+    out = d.cli("apply").stdout
+    assert "trigger re-installed" in out and "nothing enqueued" in out, out
+    assert db.execute(f"SELECT count(*) FROM {OUTBOX}.sync_outbox").fetchone()[0] == 0
+    cfg = db.execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure" % repr(fn)).fetchone()[0]
+    assert cfg and any(c.startswith("TimeZone=") for c in cfg), cfg  # the current code is installed
+    assert "rule docs: unchanged" in d.cli("apply").stdout
+    # a definition recorded without a fingerprint (an older release): its events may differ
+    db.execute(f"UPDATE {OUTBOX}.sync_outbox_rule SET definition = "
+               f"regexp_replace(definition, '-- events fingerprint [0-9a-f]+\\n', '')")
+    assert "50 existing row(s) enqueued" in d.cli("apply").stdout
+    # a changed rule (another key of its section) is a new definition of its events: reloaded
+    db.execute(f"DELETE FROM {OUTBOX}.sync_outbox")
+    d.path.write_text(d.path.read_text().replace("key = id", "key = id\ncolumns = id"))
+    assert "50 existing row(s) enqueued" in d.cli("apply").stdout
