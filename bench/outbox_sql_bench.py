@@ -2,12 +2,13 @@
 """PostgreSQL CPU per event of the outbox's own statements: claim + lease + ack, without the daemon.
 
     python3 bench/outbox_sql_bench.py [--events 100000] [--batch 256] [--rounds 3] [--dim 384]
-                                      [--fillfactor 80,50] [--db p2q_outbox_bench]
+                                      [--fillfactor 80,50] [--db p2q_outbox_bench] [--ride]
 
 Installs the outbox (build/pg2qdrant init) in a scratch database, fills it with --events events of
 one rule (random 384-float vectors: payloads as big and as incompressible as real ones), then
 drains it from ONE connection exactly as a worker does (the daemon's claim statement, then the ack
-of every row it returned as done/release) and reads that backend's CPU time (utime + stime from
+of every row it returned as done/release; with --ride each ack rides on the next claim, one
+statement: sync_outbox_ack_claim, as the daemon does when a claim follows within linger_ms) and reads that backend's CPU time (utime + stime from
 /proc/<pid>/stat) before and after. The figure is CPU µs per event, so it does not depend on the
 machine's load (wall-clock does). --fillfactor runs the drain once per value (interleaved over
 --rounds) with sync_outbox's fillfactor set to it before the fill. Also prints WAL bytes per event
@@ -28,7 +29,10 @@ import psycopg
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = os.environ.get("P2Q_BIN", str(ROOT / "build" / "pg2qdrant"))
 CLAIM = ("SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
-         " extract(epoch FROM created_at)::float8 FROM sync_outbox_claim(%s, %s::text[], %s, %s, %s)")
+         " extract(epoch FROM created_at)::float8 FROM sync_outbox_claim(%s, %s::text[], %s, %s, %s, true)")
+ACK_CLAIM = ("SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
+             " extract(epoch FROM created_at)::float8 FROM sync_outbox_ack_claim(%s, %s::bigint[], %s::text[],"
+             " %s::jsonb[], %s::text[], %s::int[], %s::text[], %s::text[], %s, %s, %s)")
 ACK = "SELECT sync_outbox_ack(%s, %s::bigint[], %s::text[], %s::jsonb[], %s::text[], %s::int[], %s::text[])"
 
 
@@ -65,28 +69,41 @@ def fill(c, n, dim, ff, storage):
     return cpu
 
 
-def drain(c, batch):
+def ack_arrays(rows):
+    """The ack of a claim's rows (every event done, every 'release' row released)."""
+    ids, rules, keys, outs = [], [], [], []
+    for r in rows:
+        if r[2] in ("coalesced", "held"):
+            continue
+        ids.append(None if r[2] == "release" else r[0])
+        rules.append(r[1])
+        keys.append(r[3])
+        outs.append("release" if r[2] == "release" else "done")
+    return ids, rules, keys, outs
+
+
+def drain(c, batch, ride=False):
     pid = c.info.backend_pid
     owner = c.execute("SELECT pg_backend_pid()::text || '.bench'").fetchone()[0]
     wal0 = c.execute("SELECT wal_bytes FROM pg_stat_wal").fetchone()[0]
     st0 = c.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'sync_outbox'").fetchone()
     t0 = cpu_seconds(pid)
     n = claims = 0
+    rows = []
     while True:
-        rows = c.execute(CLAIM, (owner, ["b"], None, batch, 30000)).fetchall()
+        ids, rules, keys, outs = ack_arrays(rows)
+        if ride:
+            rows = c.execute(ACK_CLAIM, (owner, ids, rules, keys, outs, [0] * len(ids), [None] * len(ids),
+                                         ["b"], None, batch, 30000)).fetchall()
+        else:
+            rows = c.execute(CLAIM, (owner, ["b"], None, batch, 30000)).fetchall()
         claims += 1
+        n += sum(r[2] in ("upsert", "delete") for r in rows)
+        if not ride and rows:
+            ids, rules, keys, outs = ack_arrays(rows)
+            c.execute(ACK, (owner, ids, rules, keys, outs, [0] * len(ids), [None] * len(ids)))
         if not rows:
             break
-        ids, rules, keys, outs = [], [], [], []
-        for r in rows:
-            if r[2] == "coalesced":
-                continue
-            ids.append(None if r[2] == "release" else r[0])
-            rules.append(r[1])
-            keys.append(r[3])
-            outs.append("release" if r[2] == "release" else "done")
-            n += r[2] != "release"
-        c.execute(ACK, (owner, ids, rules, keys, outs, [0] * len(ids), [None] * len(ids)))
     cpu = cpu_seconds(pid) - t0
     c.execute("SELECT pg_stat_force_next_flush()") if c.info.server_version >= 150000 else None
     wal = c.execute("SELECT wal_bytes FROM pg_stat_wal").fetchone()[0] - wal0
@@ -105,6 +122,7 @@ def main():
     ap.add_argument("--storage", default="", help="comma list of payload STORAGE[:COMPRESSION] variants,"
                     " e.g. extended:pglz,extended:lz4,external (default: as installed)")
     ap.add_argument("--db", default="p2q_outbox_bench")
+    ap.add_argument("--ride", action="store_true", help="each ack rides on the next claim (sync_outbox_ack_claim)")
     args = ap.parse_args()
     with psycopg.connect(dbname="postgres", autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
@@ -121,7 +139,7 @@ def main():
             for v in ffs:
                 ff, st = v
                 fcpu = fill(c, args.events, args.dim, ff if ff is not None else int(cur_ff), st)
-                n, cpu, wal, claims, hot = drain(c, args.batch)
+                n, cpu, wal, claims, hot = drain(c, args.batch, args.ride)
                 res[v].append((cpu / n * 1e6, wal / n, fcpu / n * 1e6))
                 print(f"  round {r + 1} fillfactor {ff or cur_ff} payload {st or 'as installed'}: {n} events, {claims} claims,"
                       f" PostgreSQL CPU {cpu / n * 1e6:.1f} us/event, WAL {wal / n:.0f} B/event, HOT updates {hot:.0%};"

@@ -208,6 +208,23 @@ BEGIN
 END
 $p2q$;
 
+-- An ack and the next claim in one statement: one round trip and one transaction instead of two.
+-- A worker whose batch finished lets its ack ride on its next claim when that claim comes soon
+-- (src/worker.c). The ack runs first, so the claim can take the leases it gives back. (Its lease
+-- release and the claim's lease upserts are each in key order, but not together: two of these
+-- can deadlock; PostgreSQL aborts one, whose ack is sent again alone.)
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_ack_claim(p_owner text, p_ids bigint[], p_rules text[],
+    p_keys jsonb[], p_outcomes text[], p_delay_ms integer[], p_errors text[],
+    p_types text[], p_routing text, p_limit integer, p_lease_ms integer)
+RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attempts integer,
+               max_attempts integer, created_at timestamptz, event_type text)
+LANGUAGE plpgsql AS $p2q$
+BEGIN
+  PERFORM @SCHEMA@.sync_outbox_ack(p_owner, p_ids, p_rules, p_keys, p_outcomes, p_delay_ms, p_errors);
+  RETURN QUERY SELECT * FROM @SCHEMA@.sync_outbox_claim(p_owner, p_types, p_routing, p_limit, p_lease_ms, true);
+END
+$p2q$;
+
 -- Free the claims and leases of owners whose backend is gone (a crashed or killed daemon, a lost
 -- connection) once they are older than p_grace_ms, so their events flow again without waiting for
 -- the lease to expire. Also dead-letters events whose last claim expired after their final attempt

@@ -54,6 +54,7 @@ static const need_t needs[] = {
     {"run", K_TABLE, "sync_outbox_meta", "SELECT"},
     {"run", K_FUNCTION, "sync_outbox_claim", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_ack", "EXECUTE"},
+    {"run", K_FUNCTION, "sync_outbox_ack_claim", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_recover", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_register", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_reap", "EXECUTE"},

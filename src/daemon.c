@@ -218,6 +218,7 @@ static void worker_idle(void *arg);
 static void worker_ctx(p2q_daemon_t *d, p2q_worker_ctx_t *c) {
   *c = (p2q_worker_ctx_t){.arg = d, .loop = d->loop, .config = ctx_config, .now = ctx_now,
                           .outbox_open = ctx_outbox_open, .claim = p2q_outbox_claim, .ack = p2q_outbox_ack,
+                          .ack_claim = p2q_outbox_ack_claim,
                           .outbox_close = p2q_outbox_conn_close, .write = ctx_write, .embed = ctx_embed,
                           .tokenizer = ctx_tokenizer,
                           .may_claim = ctx_may_claim, .report = ctx_report, .on_batch = ctx_on_batch,

@@ -11,7 +11,11 @@
  *  - an attempt is used only for the event's own fault (classify.h); a failure of a target
  *    requeues the events with the wait the health module gives;
  *  - a batch whose connection was lost sends nothing more ("orphaned"): its claims are freed by
- *    sync_outbox_recover() after a grace longer than any request still running.
+ *    sync_outbox_recover() after a grace longer than any request still running;
+ *  - a finished batch's ack may wait up to linger_ms (`deferred`, at most one) to ride on the
+ *    next claim: one statement and one transaction instead of two (sync_outbox_ack_claim, whose
+ *    ack runs first); its slot is given back to the policy at once (`released`). A failed
+ *    ack+claim sends the ack again alone. Never while stopping, never for an ack sent again.
  */
 #include "worker_batch.h"
 #include "pg2qdrant/errors.h"
@@ -23,6 +27,7 @@
 
 static void step(p2q_worker_t *w);
 static void retry_cb(uv_timer_t *t);
+static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row_t *rows, int n_rows);
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -73,8 +78,9 @@ static void batch_done(wbatch_t *b, int acked) {
       min_delay = (uint64_t)e->delay_ms + 1;
   }
   batch_unlink(b);
+  int released = b->released;
   p2q_wk_batch_free(b);
-  p2q_batch_on_acked(&w->pol);
+  if (!released) p2q_batch_on_acked(&w->pol);
   if (min_delay) arm_retry(w, min_delay);
   step(w);
   worker_idle(w);
@@ -98,27 +104,76 @@ static void ack_cb(void *arg, int err, const char *errmsg) {
   batch_done(b, !err);
 }
 
-void p2q_wk_ack(wbatch_t *b) {
-  p2q_worker_t *w = b->w;
-  const p2q_config_t *cfg = WCFG(w);
-  if (b->orphaned || !w->ready) { batch_done(b, 0); return; }
-  p2q_wk_dual_merge(b);
+/* The batch's outcomes as ack items, twins of a dual write left out (pointers into b and the
+   config; *n items); NULL: out of memory. */
+static p2q_ack_item_t *ack_items(const wbatch_t *b, int *n) {
+  const p2q_config_t *cfg = WCFG(b->w);
   p2q_ack_item_t *items = calloc((size_t)(b->n ? b->n : 1), sizeof *items);
-  int rc = P2Q_ENOMEM, n = 0;
-  if (items) {
-    for (int i = 0; i < b->n; i++) {
-      const wevent_t *e = &b->ev[i];
-      if (p2q_wk_is_twin(b, e)) continue;
-      items[n++] = (p2q_ack_item_t){.id = e->id, .rule = e->rule >= 0 ? cfg->rules[e->rule].name : NULL,
-                                  .row_key = e->row_key, .outcome = e->outcome, .delay_ms = e->delay_ms,
-                                  .error = e->error};
-    }
-    rc = w->ctx.ack(w->conn, items, n, ack_cb, b);
-    free(items);
+  *n = 0;
+  for (int i = 0; items && i < b->n; i++) {
+    const wevent_t *e = &b->ev[i];
+    if (p2q_wk_is_twin(b, e)) continue;
+    items[(*n)++] = (p2q_ack_item_t){.id = e->id, .rule = e->rule >= 0 ? cfg->rules[e->rule].name : NULL,
+                                     .row_key = e->row_key, .outcome = e->outcome, .delay_ms = e->delay_ms,
+                                     .error = e->error};
   }
+  return items;
+}
+
+static void send_ack(wbatch_t *b) {
+  p2q_worker_t *w = b->w;
+  if (b->orphaned || !w->ready) { batch_done(b, 0); return; }
+  int n;
+  p2q_ack_item_t *items = ack_items(b, &n);
+  int rc = items ? w->ctx.ack(w->conn, items, n, ack_cb, b) : P2Q_ENOMEM;
+  free(items);
   if (rc) batch_done(b, 0);
 }
 
+/* The deferred ack goes alone now (its wait is over, or another batch finished). */
+static void flush_deferred(p2q_worker_t *w) {
+  wbatch_t *b = w->deferred;
+  if (!b) return;
+  w->deferred = NULL;
+  uv_timer_stop(&w->ack_timer);
+  send_ack(b);
+}
+
+static void ack_timer_cb(uv_timer_t *t) { flush_deferred(t->data); }
+
+void p2q_wk_ack(wbatch_t *b) {
+  p2q_worker_t *w = b->w;
+  if (b->orphaned || !w->ready) { batch_done(b, 0); return; }
+  p2q_wk_dual_merge(b);
+  if (!w->ctx.ack_claim || w->pol.linger_ms <= 0 || b->ack_tries > 0 || w->closing || w->ctx.stopping(w->ctx.arg)) {
+    send_ack(b);
+    return;
+  }
+  flush_deferred(w); /* at most one waits */
+  w->deferred = b;
+  b->released = 1;
+  p2q_batch_on_acked(&w->pol); /* a claim wanted now (a held row, a wake-up) takes the ack along */
+  uv_timer_start(&w->ack_timer, ack_timer_cb, (uint64_t)w->pol.linger_ms, 0);
+  step(w);
+}
+
+/* The answer to an ack riding on a claim: an error means neither happened. */
+static void ack_claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row_t *rows, int n_rows) {
+  p2q_worker_t *w = arg;
+  wbatch_t *b = w->riding;
+  w->riding = NULL;
+  if (b && err) {
+    char q[512];
+    P2Q_WARN("ack_failed", "worker=%s events=%d try=%d err=%s", p2q_worker_name(w), b->n, b->ack_tries,
+             p2q_log_q(q, sizeof q, errmsg));
+    if (err == P2Q_EPG_QUERY && ++b->ack_tries < 20 && !w->closing) send_ack(b); /* alone */
+    else batch_done(b, 0);
+  } else if (b) {
+    w->stats.acks++;
+    batch_done(b, 1);
+  }
+  claim_cb(w, err, errmsg, rows, n_rows);
+}
 
 static void batch_start(wbatch_t *b) {
   const p2q_config_t *cfg = WCFG(b->w);
@@ -221,10 +276,27 @@ static void claim(p2q_worker_t *w) {
   const char **types = w->types;
   int n = allowed_types(w, types);
   const p2q_config_t *cfg = WCFG(w);
+  wbatch_t *b = w->deferred;
   w->claim_epoch = WLIVE(w);
   w->claim_sent = WNOW(w);
-  if (n && w->ctx.claim(w->conn, types, n, w->cfg->routing_key, (int)w->cfg->batch_size, cfg->lease_ms, claim_cb,
-                        w) == 0)
+  if (!n) return;
+  if (b && !b->orphaned) { /* the deferred ack rides along */
+    int n_items;
+    p2q_ack_item_t *items = ack_items(b, &n_items);
+    if (!items || w->ctx.ack_claim(w->conn, items, n_items, types, n, w->cfg->routing_key, (int)w->cfg->batch_size,
+                                   cfg->lease_ms, ack_claim_cb, w) != 0) {
+      free(items);
+      return; /* the ack timer sends it alone; a later step claims */
+    }
+    free(items);
+    w->deferred = NULL;
+    uv_timer_stop(&w->ack_timer);
+    w->riding = b;
+    p2q_batch_on_claim_sent(&w->pol);
+    return;
+  }
+  if (w->ctx.claim(w->conn, types, n, w->cfg->routing_key, (int)w->cfg->batch_size, cfg->lease_ms, claim_cb,
+                   w) == 0)
     p2q_batch_on_claim_sent(&w->pol);
 }
 
@@ -294,7 +366,8 @@ int p2q_worker_new(const p2q_worker_ctx_t *ctx, const p2q_worker_config_t *cfg, 
   if ((rc = ctx->outbox_open(ctx->arg, name, &cbs, &w->conn))) { free(w->types); free(w); return rc; }
   uv_timer_init(ctx->loop, &w->linger_timer);
   uv_timer_init(ctx->loop, &w->retry_timer);
-  w->linger_timer.data = w->retry_timer.data = w;
+  uv_timer_init(ctx->loop, &w->ack_timer);
+  w->linger_timer.data = w->retry_timer.data = w->ack_timer.data = w;
   *out = w;
   return 0;
 }
@@ -340,8 +413,10 @@ void p2q_worker_close(p2q_worker_t *w, void (*cb)(void *arg), void *arg) {
   w->closing = 1;
   w->close_cb = cb;
   w->close_arg = arg;
-  w->open_handles = 3;
+  w->open_handles = 4;
+  w->deferred = w->riding = NULL; /* freed with the batches */
   uv_close((uv_handle_t *)&w->linger_timer, handle_closed);
   uv_close((uv_handle_t *)&w->retry_timer, handle_closed);
+  uv_close((uv_handle_t *)&w->ack_timer, handle_closed);
   w->ctx.outbox_close(w->conn, conn_closed, w);
 }

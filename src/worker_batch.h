@@ -44,6 +44,7 @@ typedef struct wbatch_s {
   int pending;            /* stages in flight (requests, embedding calls, the start guard) */
   int orphaned;
   int ack_tries;
+  int released;              /* its slot went back to the policy before its ack (a deferred ack) */
   uint64_t claimed_at;       /* ctx clock when the claim was sent (the lease runs from after it) */
   uint32_t epoch;            /* liveness epoch when the claim was sent (WLIVE): no write in another */
   void (*ack)(struct wbatch_s *b); /* every stage finished: record the outcomes (worker.c) */
@@ -74,7 +75,9 @@ struct p2q_worker_s {
   int ready;
   p2q_batch_t pol;
   p2q_backoff_t backoff;
-  uv_timer_t linger_timer, retry_timer;
+  uv_timer_t linger_timer, retry_timer, ack_timer;
+  wbatch_t *deferred;     /* finished; its ack waits (ack_timer) to ride on the next claim */
+  wbatch_t *riding;       /* whose ack rides on the claim in flight */
   uint64_t retry_due;     /* ctx clock when the retry timer fires, 0 = not armed */
   uint32_t claim_epoch;   /* WLIVE when the claim in flight was sent */
   uint64_t claim_sent;    /* ctx clock then: PostgreSQL starts the lease later, never earlier */

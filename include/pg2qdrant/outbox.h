@@ -88,6 +88,11 @@ int  p2q_outbox_claim(p2q_outbox_conn_t *c, const char *const *types, int n_type
                       int limit, int64_t lease_ms, p2q_claim_cb cb, void *arg);
 /* Record one outcome per claimed event in one statement. 0 when sent. */
 int  p2q_outbox_ack(p2q_outbox_conn_t *c, const p2q_ack_item_t *items, int n, p2q_ack_cb cb, void *arg);
+/* The ack of items, then a claim, in one statement (one transaction): cb gets the claim's rows;
+   an error means neither happened. 0 when sent. */
+int  p2q_outbox_ack_claim(p2q_outbox_conn_t *c, const p2q_ack_item_t *items, int n, const char *const *types,
+                          int n_types, const char *routing_key, int limit, int64_t lease_ms, p2q_claim_cb cb,
+                          void *arg);
 /* Close the connection (pending callbacks fire with P2Q_ECANCELED), then cb. */
 void p2q_outbox_conn_close(p2q_outbox_conn_t *c, void (*cb)(void *arg), void *arg);
 /* This process's instance id (recover.c): every session opened afterwards registers its

@@ -31,6 +31,11 @@ typedef struct {
   int  (*claim)(p2q_outbox_conn_t *c, const char *const *types, int n_types, const char *routing_key,
                 int limit, int64_t lease_ms, p2q_claim_cb cb, void *cb_arg);
   int  (*ack)(p2q_outbox_conn_t *c, const p2q_ack_item_t *items, int n, p2q_ack_cb cb, void *cb_arg);
+  /* a finished batch's ack riding on the next claim, one statement (p2q_outbox_ack_claim); NULL:
+     every ack goes alone */
+  int  (*ack_claim)(p2q_outbox_conn_t *c, const p2q_ack_item_t *items, int n, const char *const *types,
+                    int n_types, const char *routing_key, int limit, int64_t lease_ms, p2q_claim_cb cb,
+                    void *cb_arg);
   void (*outbox_close)(p2q_outbox_conn_t *c, void (*cb)(void *), void *cb_arg);
   /* writer: one Qdrant request (op UPSERT: PUT points; DELETE/PRUNE: POST points/delete) taking
      the malloc()ed body (not on failure). 0 when sent: cb fires once. */

@@ -45,6 +45,7 @@ typedef struct {
   char types[8][32];
   int n_types;
   int ack_calls;
+  int ack_claims;         /* acks that rode on a claim (also counted in claims) */
   p2q_ack_item_t acks[MAXN];
   char *ack_err[MAXN];
   int n_acks;
@@ -97,6 +98,15 @@ static int f_ack(p2q_outbox_conn_t *c, const p2q_ack_item_t *items, int n, p2q_a
   f->ack_arg = arg;
   return 0;
 }
+static int f_ack_claim(p2q_outbox_conn_t *c, const p2q_ack_item_t *items, int n, const char *const *types,
+                       int n_types, const char *rk, int limit, int64_t lease, p2q_claim_cb cb, void *arg) {
+  fake_t *f = (fake_t *)c;
+  f_ack(c, items, n, NULL, NULL);
+  f->ack_calls--;
+  f->ack_claims++;
+  return f_claim(c, types, n_types, rk, limit, lease, cb, arg);
+}
+static int use_ack_claim; /* setup_worker: acks may ride on claims (linger_ms 5) */
 static void f_close(p2q_outbox_conn_t *c, void (*cb)(void *), void *arg) { if (cb) cb(arg); }
 static int f_write(void *a, const char *coll, p2q_op_t op, char *body, size_t len, p2q_qdrant_cb cb, void *arg) {
   fake_t *f = a;
@@ -142,12 +152,13 @@ static p2q_worker_t *setup_worker(void) {
   assert_int_equal(uv_loop_init(&F.loop), 0);
   assert_int_equal(p2q_config_load_string(CONF, "t.ini", &F.cfg, err, sizeof err), 0);
   F.allow[0] = F.allow[1] = 1;
+  if (use_ack_claim) F.cfg->workers[0].linger_ms = 5;
   F.wait = 1234;
   F.now = 1000;
   p2q_worker_ctx_t c = {.arg = &F, .loop = &F.loop, .config = f_config, .now = f_now, .outbox_open = f_open,
                         .claim = f_claim, .ack = f_ack, .outbox_close = f_close, .write = f_write,
                         .embed = f_embed, .may_claim = f_may_claim, .report = f_report, .stopping = f_stopping,
-                        .liveness = f_liveness};
+                        .liveness = f_liveness, .ack_claim = use_ack_claim ? f_ack_claim : NULL};
   assert_int_equal(p2q_worker_new(&c, &F.cfg->workers[0], &w), 0);
   F.cbs.ready(F.cbs.arg, "1.2", 0); /* connected: the worker claims at once */
   return w;
@@ -437,6 +448,53 @@ static void test_batch_held_delay(void **st) {
   assert_int_equal(p2q_batch_held_delay(&b), 50); /* the doubling starts over */
 }
 
+/* A finished batch's ack waits up to linger_ms to ride on the next claim (one statement); alone
+   after that; sent again alone when the ack+claim failed (neither happened). */
+static void test_ack_rides_on_next_claim(void **st) {
+  use_ack_claim = 1;
+  p2q_worker_t *w = setup_worker();
+  use_ack_claim = 0;
+  assert_int_equal(F.claims, 1); /* nothing to ack yet: a plain claim */
+  deliver(2, "a", 1, 3);
+  answer(0, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  assert_int_equal(F.ack_calls, 0); /* finished: the ack waits */
+  assert_int_equal(F.n_acks, 0);
+  assert_int_equal(p2q_worker_stats(w)->applied, 0);
+  p2q_worker_wake(w);               /* a notification: ack and claim in one statement */
+  assert_int_equal(F.ack_claims, 1);
+  assert_int_equal(F.claims, 2);
+  assert_int_equal(F.n_acks, 2);
+  assert_int_equal(F.acks[0].outcome, P2Q_OUTCOME_DONE);
+  assert_int_equal(F.acks[1].outcome, P2Q_OUTCOME_DONE);
+  deliver(1, "a", 1, 3);            /* its answer: the ack is done, one event claimed */
+  assert_int_equal(p2q_worker_stats(w)->applied, 2);
+  assert_int_equal(p2q_worker_stats(w)->acks, 1);
+  answer(1, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  assert_int_equal(F.ack_calls, 0);
+  uv_run(&F.loop, UV_RUN_DEFAULT);  /* no claim within linger_ms: the ack goes alone */
+  assert_int_equal(F.ack_calls, 1);
+  assert_int_equal(F.n_acks, 3);
+  acked();
+  assert_int_equal(p2q_worker_stats(w)->applied, 3);
+  assert_int_equal(F.claims, 2);    /* nothing held back, no wake-up: no claim */
+  p2q_worker_wake(w);
+  assert_int_equal(F.claims, 3);
+  deliver(1, "a", 1, 3);
+  answer(2, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  p2q_worker_wake(w);
+  assert_int_equal(F.ack_claims, 2);
+  p2q_claim_cb cb = F.claim_cb;     /* a deadlock victim: neither the ack nor the claim happened */
+  F.claim_cb = NULL;
+  cb(F.claim_arg, P2Q_EPG_QUERY, "deadlock detected", NULL, 0);
+  assert_int_equal(F.ack_calls, 2); /* the ack again, alone */
+  assert_int_equal(F.n_acks, 5);
+  assert_int_equal(F.acks[4].outcome, P2Q_OUTCOME_DONE);
+  assert_int_equal(p2q_worker_stats(w)->applied, 3);
+  acked();
+  assert_int_equal(p2q_worker_stats(w)->applied, 4);
+  teardown_worker(w);
+}
+
 /* The claim names only the event types whose rules' targets are healthy. */
 static void test_gate_per_rule(void **st) {
   p2q_worker_t *w = setup_worker();
@@ -572,6 +630,7 @@ int main(void) {
       cmocka_unit_test(test_gate_per_rule),
       cmocka_unit_test(test_claim_after_ack_only_when_held),
       cmocka_unit_test(test_batch_held_delay),
+      cmocka_unit_test(test_ack_rides_on_next_claim),
       cmocka_unit_test(test_two_collections),
       cmocka_unit_test(test_dual_both_written),
       cmocka_unit_test(test_dual_old_version_down_requeues),
