@@ -211,25 +211,53 @@ int p2q_span_eq(p2q_span_t v, const char *lit) {
   return v.n == n && memcmp(v.p, lit, n) == 0;
 }
 
-int p2q_json_number_array_at(const char *s, size_t len, size_t *pos) {
-  size_t i = *pos;
+/* The numbers of an array whose ']' is at s[e] (the first ']' after its '['; a valid array of
+   numbers has none before its end). s[e] is a sentinel no number byte matches, so the loops
+   need no bounds checks: this runs over every byte of every vector. Returns the count, *i after
+   the ']', or P2Q_EBADJSON. */
+static int numbers_until(const char *s, size_t *i, size_t e) {
+  size_t j = *i;
   int count = 0;
-  ws(s, len, &i);
-  if (i >= len || s[i] != '[') return P2Q_EBADJSON;
-  i++;
-  ws(s, len, &i);
-  if (i < len && s[i] == ']') { *pos = i + 1; return 0; }
   for (;;) {
-    if (i < len && !DIGIT(s[i]) && s[i] != '-') ws(s, len, &i); /* PostgreSQL prints none */
-    if (skip_number(s, len, &i)) return P2Q_EBADJSON;
+    while (s[j] == ' ' || s[j] == '\n' || s[j] == '\r' || s[j] == '\t') j++;
+    if (s[j] == '-') j++;
+    if (!DIGIT(s[j])) return P2Q_EBADJSON;
+    if (s[j] == '0') j++;
+    else while (DIGIT(s[j])) j++;
+    if (s[j] == '.') {
+      j++;
+      if (!DIGIT(s[j])) return P2Q_EBADJSON;
+      while (DIGIT(s[j])) j++;
+    }
+    if (s[j] == 'e' || s[j] == 'E') {
+      j++;
+      if (s[j] == '+' || s[j] == '-') j++;
+      if (!DIGIT(s[j])) return P2Q_EBADJSON;
+      while (DIGIT(s[j])) j++;
+    }
     if (count == INT32_MAX) return P2Q_EBADJSON;
     count++;
-    if (i < len && s[i] != ',' && s[i] != ']') ws(s, len, &i);
-    if (i >= len) return P2Q_EBADJSON;
-    if (s[i] == ',') { i++; continue; }
-    if (s[i] == ']') { i++; break; }
+    while (s[j] == ' ' || s[j] == '\n' || s[j] == '\r' || s[j] == '\t') j++;
+    if (s[j] == ',' && j < e) { j++; continue; }
+    if (j == e) break;
     return P2Q_EBADJSON;
   }
+  *i = e + 1;
+  return count;
+}
+
+int p2q_json_number_array_at(const char *s, size_t len, size_t *pos) {
+  size_t i = *pos;
+  ws(s, len, &i);
+  if (i >= len || s[i] != '[') return P2Q_EBADJSON;
+  const char *close = memchr(s + i + 1, ']', len - i - 1);
+  if (!close) return P2Q_EBADJSON;
+  size_t e = (size_t)(close - s);
+  i++;
+  ws(s, e, &i);
+  if (i == e) { *pos = e + 1; return 0; }
+  int count = numbers_until(s, &i, e);
+  if (count < 0) return count;
   *pos = i;
   return count;
 }

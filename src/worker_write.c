@@ -100,6 +100,10 @@ static void request_body(p2q_buf_t *body, wbatch_t *b, const p2q_rule_config_t *
     }
     p2q_buf_puts(body, "]}");
   } else if (op == P2Q_OP_UPSERT || (op == P2Q_OP_DELETE && rc->chunk_tokens == 0)) {
+    size_t need = 16;
+    for (int i = 0; i < n; i++)
+      need += 1 + (op == P2Q_OP_UPSERT ? b->ev[idx[i]].point_len : P2Q_POINT_ID_MAX);
+    p2q_buf_reserve(body, need); /* ~1 MB for 256 points of 384 floats: one allocation, no regrowth */
     p2q_buf_puts(body, "{\"points\":[");
     for (int i = 0; i < n; i++) {
       wevent_t *e = &b->ev[idx[i]];

@@ -33,6 +33,13 @@ static void test_scan(void **state) {
   assert_int_equal(p2q_json_number_array("[]", 2), 0);
   assert_int_equal(p2q_json_number_array("[1, \"2\"]", 8), P2Q_EBADJSON);
   assert_int_equal(p2q_json_number_array("[1, 2] x", 8), P2Q_EBADJSON);
+  /* the sentinel-bounded scan (the first ']' ends the array) */
+  static const struct { const char *s; int n; } na[] = {
+      {"[ ]", 0}, {"[1,]", P2Q_EBADJSON}, {"[1 , 2 ]", 2}, {"[-0.5e+3,1E2,-0]", 3}, {"[01]", P2Q_EBADJSON},
+      {"[1.]", P2Q_EBADJSON}, {"[1e]", P2Q_EBADJSON}, {"[-]", P2Q_EBADJSON}, {"[[1]]", P2Q_EBADJSON},
+      {"[1,[2]]", P2Q_EBADJSON}, {"[1", P2Q_EBADJSON}, {"[,1]", P2Q_EBADJSON}, {"[\n1\t]", 1}, {"[1 2]", P2Q_EBADJSON}};
+  for (size_t i = 0; i < sizeof na / sizeof *na; i++)
+    if (p2q_json_number_array(na[i].s, strlen(na[i].s)) != na[i].n) fail_msg("%s: want %d", na[i].s, na[i].n);
   char buf[32];
   const char *raw = "\"a\\n\\u00e9\\ud83d\\ude00\"";
   p2q_span_t str = {raw, strlen(raw)};
