@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
     double t1 = now_s();
     if (p2q_wordpiece_encode_spans(wp, text, len, ids, sp, max, &n)) return 1;
     double t2 = now_s();
-    nc = p2q_chunk_cut(sp + 1, n - 2, 256 - 2, 32, ch, max);
+    nc = p2q_chunk_cut(text, sp + 1, n - 2, 256 - 2, 32, ch, max);
     double t3 = now_s();
     if (nc < 1) return 1;
     if (t1 - t0 < best[0]) best[0] = t1 - t0;

@@ -4,6 +4,8 @@
 #include "pg2qdrant/chunk.h"
 #include "pg2qdrant/errors.h"
 
+#include <string.h>
+
 int p2q_chunk_windows(int m, int chunk_tokens, int overlap) {
   if (chunk_tokens <= 0 || overlap < 0 || overlap >= chunk_tokens) return P2Q_EINVAL;
   int step = chunk_tokens - overlap;
@@ -17,8 +19,20 @@ void p2q_chunk_window(int m, int chunk_tokens, int overlap, int j, int *start, i
   *len = l < 0 ? 0 : l;
 }
 
-int p2q_chunk_cut(const p2q_wordpiece_span_t *pieces, int m, int chunk_tokens, int overlap, p2q_chunk_t *out,
-                  int cap) {
+/* Does a sentence end between pieces k-1 and k: piece k-1 is . ! ? (or 。！？), or a line break
+   lies between them? */
+static int sentence_end(const char *text, const p2q_wordpiece_span_t *pieces, int k) {
+  const char *p = text + pieces[k - 1].start;
+  size_t n = pieces[k - 1].end - pieces[k - 1].start;
+  if (n == 1 && (*p == '.' || *p == '!' || *p == '?')) return 1;
+  if (n == 3 && (!memcmp(p, "\xe3\x80\x82", 3) || !memcmp(p, "\xef\xbc\x81", 3) || !memcmp(p, "\xef\xbc\x9f", 3)))
+    return 1;
+  return pieces[k].start > pieces[k - 1].end &&
+         memchr(text + pieces[k - 1].end, '\n', pieces[k].start - pieces[k - 1].end) != NULL;
+}
+
+int p2q_chunk_cut(const char *text, const p2q_wordpiece_span_t *pieces, int m, int chunk_tokens, int overlap,
+                  p2q_chunk_t *out, int cap) {
   if (chunk_tokens <= 0 || overlap < 0 || overlap >= chunk_tokens || m < 0 || (m && !pieces) || cap < 1)
     return P2Q_EINVAL;
   int n = 0, s = 0;
@@ -28,9 +42,12 @@ int p2q_chunk_cut(const p2q_wordpiece_span_t *pieces, int m, int chunk_tokens, i
   }
   for (;;) {
     int e = s + chunk_tokens < m ? s + chunk_tokens : m;
-    if (e < m) { /* end before the word cut at e, unless that word began at s (longer than a chunk) */
-      int w = e;
-      while (w > s && !pieces[w].word_start) w--;
+    if (e < m) { /* end at the last sentence end of the window's second half, else before the word cut
+                    at e, unless that word began at s (longer than a chunk) */
+      int w = e, half = s + chunk_tokens / 2;
+      while (text && w > half && !(pieces[w].word_start && sentence_end(text, pieces, w))) w--;
+      if (!text || w <= half)
+        for (w = e; w > s && !pieces[w].word_start;) w--;
       if (w > s) e = w;
     }
     if (n == cap) return P2Q_ERANGE;

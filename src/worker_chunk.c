@@ -51,7 +51,7 @@ int p2q_wk_chunk_plan(wbatch_t *b, wevent_t *e, const p2q_rule_config_t *r) {
     e->op = P2Q_OP_DELETE;
     goto out;
   }
-  if (rc == 0) rc = p2q_chunk_cut(sp + 1, n - 2, (int)r->chunk_tokens, (int)r->chunk_overlap, ch, max - 1);
+  if (rc == 0) rc = p2q_chunk_cut(e->text, sp + 1, n - 2, (int)r->chunk_tokens, (int)r->chunk_overlap, ch, max - 1);
   if (rc < 0) {
     char why[128];
     snprintf(why, sizeof why, "text cannot be embedded: %s", p2q_strerror(rc));

@@ -4,10 +4,13 @@
  *
  * p2q_chunk_cut: a text's word pieces (wordpiece.h spans, [CLS]/[SEP] excluded) are cut into
  * windows of at most chunk_tokens pieces, each starting `overlap` pieces before the previous one
- * ended. A window never ends inside a word (it ends before the word instead) and never starts
- * inside one (it starts at the next word: a little less overlap), unless a single word is longer
- * than a whole chunk (more than chunk_tokens pieces; a word has at most 100, see wordpiece.h):
- * only then is a word cut. A chunk's text is the input's bytes [start, end): from the first byte
+ * ended. A window that does not reach the end of the text ends at the last sentence end (after
+ * . ! ? 。！？ or at a line break) in its second half; without one, before the word cut at
+ * chunk_tokens. It never starts inside a word (it starts at the next word: a little less
+ * overlap). Only a word longer than a whole chunk (more than chunk_tokens pieces; a word has at
+ * most 100, see wordpiece.h) is cut. Ending at sentence ends also re-synchronises the windows
+ * after an edit: when the sentence end a window ended at stays in its second half, the next
+ * windows are the same as before the edit (worker_reuse.c then keeps their vectors). A chunk's text is the input's bytes [start, end): from the first byte
  * of its first piece to the last byte of its last piece — an exact substring of the text (whole
  * UTF-8 code points), without the whitespace around it; windows that overlap in pieces overlap
  * in text. Tokenizing a chunk's text again gives exactly its pieces (the windows hold whole
@@ -26,10 +29,11 @@ typedef struct {
   uint32_t start, end; /* bytes of the text */
 } p2q_chunk_t;
 
-/* Cut m pieces (pieces[0..m)) into chunks out[0..cap): the number of chunks, P2Q_EINVAL for bad
- * sizes, P2Q_ERANGE when cap is too small (cap >= m, and >= 1, always suffices). */
-int p2q_chunk_cut(const p2q_wordpiece_span_t *pieces, int m, int chunk_tokens, int overlap, p2q_chunk_t *out,
-                  int cap);
+/* Cut m pieces (pieces[0..m)) of text into chunks out[0..cap): the number of chunks, P2Q_EINVAL
+ * for bad sizes, P2Q_ERANGE when cap is too small (cap >= m, and >= 1, always suffices). text
+ * NULL: no sentence ends (word boundaries only). */
+int p2q_chunk_cut(const char *text, const p2q_wordpiece_span_t *pieces, int m, int chunk_tokens, int overlap,
+                  p2q_chunk_t *out, int cap);
 
 /* The fixed windows of the minilm model's chunked batches (p2q_minilm_batch_new with
  * chunk_tokens; no longer used by the daemon): how many windows of chunk_tokens, overlapping by

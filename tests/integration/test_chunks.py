@@ -151,6 +151,24 @@ def test_chunk_texts_and_unchanged_chunks_not_reembedded(make_daemon, db, qdrant
             if j not in changed:
                 assert now[j]["vector"] == first[1][j]["vector"]
 
+        # a sentence added to paragraph 2 (more pieces): windows end at sentence ends, so the
+        # chunks after the edit are cut as before and keep their vectors
+        n0 = len(inputs(stub))
+        grown = edited.replace(paras[2], paras[2] + " A new short sentence here.", 1)
+        db.execute("UPDATE notes SET body = %s WHERE id = 1", (grown,))
+        wait_until(lambda: outbox_counts(db) == (0, 0) and
+                   any(grown.find(pt["payload"]["_text"]) >= 0 and "new short" in pt["payload"]["_text"]
+                       for pt in chunks_of(qdrant, 1).values()), timeout=30, what="sentence added")
+        after = chunks_of(qdrant, 1)
+        check_chunks(after, grown, "openai/m1@8")
+        old_texts = {pt["payload"]["_text"] for pt in now.values()}
+        new_inputs = inputs(stub)[n0:]
+        assert sorted(new_inputs) == sorted(pt["payload"]["_text"] for j, pt in after.items()
+                                            if j not in now or pt["payload"]["_text"] != now[j]["payload"]["_text"])
+        assert 1 <= len(new_inputs) <= 3 < len(after), (new_inputs, len(after))
+        assert sum(pt["payload"]["_text"] in old_texts for pt in after.values()) >= len(after) - 3
+        now, edited = after, grown
+
         # the text shrinks: the chunks before the cut are kept, the old extra ones pruned
         n0 = len(inputs(stub))
         shorter = edited[:edited.index(paras[2]) - 2]

@@ -76,7 +76,7 @@ static int cut_ex(const p2q_wordpiece_t *wp, const char *text, int ct, int ov, p
   int32_t *ids = malloc(sizeof *ids * (size_t)max), *ids2 = malloc(sizeof *ids2 * (size_t)(ct + 2));
   p2q_wordpiece_span_t *sp = malloc(sizeof *sp * (size_t)max);
   assert_int_equal(p2q_wordpiece_encode_spans(wp, text, len, ids, sp, max, &n), 0);
-  int nc = p2q_chunk_cut(sp + 1, n - 2, ct, ov, ch, cap);
+  int nc = p2q_chunk_cut(text, sp + 1, n - 2, ct, ov, ch, cap);
   assert_true(nc >= 1);
   for (int j = 0; j < nc; j++) {
     int k = 0;
@@ -145,6 +145,33 @@ static void test_chunks_unicode(void **state) {
   p2q_wordpiece_free(wp);
 }
 
+/* Windows end at the last sentence end of their second half, and so re-synchronise after an edit:
+   the chunks after the edited one are the same texts as before. */
+static void test_sentence_ends_resynchronise(void **state) {
+  (void)state;
+  p2q_wordpiece_t *wp = vocab();
+  p2q_chunk_t a[64], b[64];
+  char before[4096] = "", after[4096] = "";
+  for (int i = 0; i < 24; i++) { /* sentences of 6 one-piece words + "." = 7 pieces */
+    char s[128];
+    snprintf(s, sizeof s, "%sriver stone cloud tiger paper garden%s.", i ? " " : "", i % 4 == 3 ? "\n\n" : "");
+    strcat(before, s);
+    strcat(after, i == 2 ? " river stone cloud tiger paper garden apple apple." : s); /* +2 pieces */
+  }
+  int na = cut(wp, before, 20, 4, a, 64), nb = cut(wp, after, 20, 4, b, 64);
+  for (int j = 0; j + 1 < na; j++) { /* every window but the last ends after a "." */
+    assert_true(a[j].count <= 20 && a[j].count > 10);
+    assert_int_equal(before[a[j].end - 1], '.');
+  }
+  assert_int_equal(na, nb);
+  int same = 0;
+  for (int j = 0; j < na; j++)
+    same += a[j].end - a[j].start == b[j].end - b[j].start &&
+            !memcmp(before + a[j].start, after + b[j].start, a[j].end - a[j].start);
+  assert_true(same >= na - 2); /* only the window(s) holding the inserted words differ */
+  p2q_wordpiece_free(wp);
+}
+
 static void test_short_and_empty(void **state) {
   (void)state;
   p2q_wordpiece_t *wp = vocab();
@@ -164,11 +191,11 @@ static void test_bad_sizes(void **state) {
   (void)state;
   p2q_wordpiece_span_t sp[3] = {{0, 1, 1}, {2, 3, 1}, {4, 5, 1}};
   p2q_chunk_t ch[3];
-  assert_int_equal(p2q_chunk_cut(sp, 3, 0, 0, ch, 3), P2Q_EINVAL);
-  assert_int_equal(p2q_chunk_cut(sp, 3, 2, 2, ch, 3), P2Q_EINVAL);
-  assert_int_equal(p2q_chunk_cut(sp, 3, 1, 0, ch, 2), P2Q_ERANGE);
-  assert_int_equal(p2q_chunk_cut(sp, 3, 1, 0, ch, 3), 3);
-  assert_int_equal(p2q_chunk_cut(sp, 3, 2, 1, ch, 3), 2); /* [0,2) [1,3) */
+  assert_int_equal(p2q_chunk_cut(NULL, sp, 3, 0, 0, ch, 3), P2Q_EINVAL);
+  assert_int_equal(p2q_chunk_cut(NULL, sp, 3, 2, 2, ch, 3), P2Q_EINVAL);
+  assert_int_equal(p2q_chunk_cut(NULL, sp, 3, 1, 0, ch, 2), P2Q_ERANGE);
+  assert_int_equal(p2q_chunk_cut(NULL, sp, 3, 1, 0, ch, 3), 3);
+  assert_int_equal(p2q_chunk_cut(NULL, sp, 3, 2, 1, ch, 3), 2); /* [0,2) [1,3) */
   assert_int_equal(ch[1].first, 1);
   assert_int_equal(ch[1].start, 2);
   assert_int_equal(ch[1].end, 5);
@@ -179,6 +206,7 @@ int main(void) {
       cmocka_unit_test(test_spans_match_hf_offsets),
       cmocka_unit_test(test_chunks_ascii_overlap),
       cmocka_unit_test(test_chunks_unicode),
+      cmocka_unit_test(test_sentence_ends_resynchronise),
       cmocka_unit_test(test_short_and_empty),
       cmocka_unit_test(test_bad_sizes),
   };
