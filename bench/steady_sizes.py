@@ -106,7 +106,8 @@ def main():
             "outbox_total_kib", "outbox_heap_kib", "outbox_idx_kib", "lease_total_kib",
             "outbox_live", "outbox_dead", "lease_live", "lease_dead", "outbox_autovac", "lease_autovac",
             "cpu_us_ev_daemon", "cpu_us_ev_pg_all", "cpu_us_ev_qdrant", "cpu_us_ev_bench",
-            "qdrant_rss_mib")
+            "qdrant_rss_mib", "toast_kib", "toast_idx_kib", "toast_live", "toast_dead", "toast_autovac",
+            "lease_rows", "dead_total_kib", "oldest_xact_s")
     print(" ".join(cols), flush=True)
 
     def seqval():
@@ -165,6 +166,19 @@ def main():
             "FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid "
             "WHERE s.schemaname = %s AND c.relname = %s", (schema, "sync_outbox_lease"))
         lt, ll, ld, la = cur.fetchone()
+        # the outbox's TOAST table: its own size, tuples and autovacuum runs (pg_stat_all_tables)
+        cur.execute(
+            "SELECT pg_relation_size(t.oid) / 1024, pg_indexes_size(t.oid) / 1024, s.n_live_tup, s.n_dead_tup, "
+            "s.autovacuum_count FROM pg_class c JOIN pg_class t ON t.oid = c.reltoastrelid "
+            "JOIN pg_stat_all_tables s ON s.relid = t.oid "
+            "WHERE c.relnamespace = %s::regnamespace AND c.relname = 'sync_outbox'", (q,))
+        tt, ti, tl, tdd, tav = cur.fetchone()
+        cur.execute(f"SELECT (SELECT count(*) FROM {q}.sync_outbox_lease), "
+                    f"pg_total_relation_size('{q}.sync_outbox_dead') / 1024, "
+                    "(SELECT coalesce(extract(epoch FROM max(clock_timestamp() - xact_start)), 0) "
+                    " FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND xact_start IS NOT NULL)")
+        lrows, deadt, oldx = cur.fetchone()
         if a.control:
             try:
                 http(a.control + "/control/log", "DELETE")
@@ -182,7 +196,8 @@ def main():
         row = (minute, time.strftime("%H:%M:%S", time.gmtime()), f"{os.getloadavg()[0]:.1f}",
                s - prev_seq, k, bl, backlog_max, f"{oldest_max:.0f}", ot, oh, oi, lt, ol, od, ll, ld, oa, la,
                f"{us['daemon']:.0f}", f"{us['pg_all']:.0f}", f"{us['qdrant']:.0f}", f"{us['bench']:.0f}",
-               f"{rss_mib(a.qdrant_pid):.0f}" if a.qdrant_pid else "")
+               f"{rss_mib(a.qdrant_pid):.0f}" if a.qdrant_pid else "", tt, ti, tl, tdd, tav, lrows, deadt,
+               f"{float(oldx):.1f}")
         print(" ".join(str(x) for x in row), flush=True)
         prev_seq, prev_bl, prev_cpu = s, bl, cpu
 

@@ -167,6 +167,7 @@ static int write_config(void *self, const p2q_bench_setting_t *s, int replica, i
           (long long)c->sweep_interval_ms, (long long)c->shutdown_timeout_ms, (long long)c->lease_ms,
           (long long)c->max_attempts, (long long)c->retry_min_ms, (long long)c->retry_max_ms,
           (long long)c->breaker_threshold, (long long)c->breaker_max_ms);
+  fprintf(f, "lease_reclaim_interval = %lldms\n", (long long)c->lease_reclaim_interval_ms);
   fprintf(f, "[log]\nlevel = warn\nstats_interval = 0\n[http]\n");
   if (port > 0) fprintf(f, "listen = 127.0.0.1:%d\n", port);
   else fprintf(f, "listen =\n");
