@@ -367,8 +367,10 @@ $p2q$;
 -- older than claimed_id is superseded, never applied. Without reclaiming, the table keeps one row
 -- per row key ever changed. A released lease (owner NULL) may be deleted once its fence can never
 -- matter again, i.e. once no event older than claimed_id can still be claimed:
---   (a) no event of the row is in sync_outbox or sync_outbox_dead (a dead letter may come back
---       with its old id: `retry --dead`), read with a snapshot S taken after (b);
+--   (a) no event of the row older than claimed_id is in sync_outbox or in sync_outbox_dead (a
+--       dead letter comes back with its old id: `retry --dead`), read with a snapshot S taken
+--       after (b). An event at or above claimed_id needs no fence: its claim, with or without
+--       this lease, leases the row at max(claimed_id, its id);
 --   (b) no transaction that could still commit an older event of the row is running: with h =
 --       the least xact_start of every transaction of this database running when (b) is read
 --       (this one included: h <= now()), every lease released before h qualifies.
@@ -402,14 +404,12 @@ CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_reclaim_leases(p_after_rule text
     p_limit integer)
 RETURNS TABLE (reclaimed integer, scanned integer, last_rule text, last_key jsonb, blocked text)
 LANGUAGE plpgsql
-SET enable_seqscan = off SET enable_bitmapscan = off
+SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan
 AS $p2q$
 #variable_conflict use_column
 DECLARE
   h timestamptz;
   hidden boolean;
-  rules text[];
-  keys jsonb[];
 BEGIN
   reclaimed := 0; scanned := 0;
   IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
@@ -436,36 +436,38 @@ BEGIN
     blocked := 'hidden_transaction'; RETURN NEXT; RETURN;
   END IF;
   h := LEAST(h, now());
-  -- the next p_limit leases in key order (the primary key's index)
-  IF p_after_rule IS NULL THEN
-    SELECT array_agg(w.rule ORDER BY w.rule, w.row_key), array_agg(w.row_key ORDER BY w.rule, w.row_key)
-      INTO rules, keys
-      FROM (SELECT l.rule, l.row_key FROM @SCHEMA@.sync_outbox_lease l
-             ORDER BY l.rule, l.row_key LIMIT p_limit) w;
-  ELSE
-    SELECT array_agg(w.rule ORDER BY w.rule, w.row_key), array_agg(w.row_key ORDER BY w.rule, w.row_key)
-      INTO rules, keys
-      FROM (SELECT l.rule, l.row_key FROM @SCHEMA@.sync_outbox_lease l
-             WHERE (l.rule, l.row_key) > (p_after_rule, p_after_key)
-             ORDER BY l.rule, l.row_key LIMIT p_limit) w;
-  END IF;
-  scanned := COALESCE(pg_catalog.cardinality(rules), 0);
-  IF scanned = 0 THEN RETURN NEXT; RETURN; END IF;
-  IF scanned >= p_limit THEN last_rule := rules[scanned]; last_key := keys[scanned]; END IF;
-  -- (a) and the deletion: one statement, one snapshot S (taken after h was read)
-  WITH k AS (
-    SELECT l.rule, l.row_key FROM @SCHEMA@.sync_outbox_lease l
-      JOIN unnest(rules, keys) AS w(rule, row_key) ON l.rule = w.rule AND l.row_key = w.row_key
-     WHERE l.owner IS NULL AND l.released_at < h
-       AND NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox o WHERE o.rule = l.rule AND o.row_key = l.row_key)
-       AND NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox_dead x WHERE x.rule = l.rule AND x.row_key = l.row_key)
+  -- One statement, one snapshot S (taken after h was read): the next p_limit leases in key order
+  -- (a range scan of the primary key; row_key is never JSON null, so ('', null) is below every key),
+  -- (a) for each, the candidates locked and deleted by ctid.
+  WITH w AS (
+    SELECT l.ctid AS tid, l.rule, l.row_key FROM @SCHEMA@.sync_outbox_lease l
+     WHERE (l.rule, l.row_key) > (COALESCE(p_after_rule, ''), COALESCE(p_after_key, 'null'::jsonb))
+     ORDER BY l.rule, l.row_key LIMIT p_limit
+  ), k AS (
+    -- (a): only events older than claimed_id need the fence (see above); none exists when
+    -- claimed_id is below every pending id and every dead letter's id
+    SELECT l.ctid AS tid FROM @SCHEMA@.sync_outbox_lease l
+     WHERE l.ctid = ANY (ARRAY(SELECT w.tid FROM w))
+       AND l.owner IS NULL AND l.released_at < h
+       AND (l.claimed_id < LEAST(COALESCE((SELECT min(o.id) FROM @SCHEMA@.sync_outbox o), 9223372036854775807),
+                                 COALESCE((SELECT min(x.id) FROM @SCHEMA@.sync_outbox_dead x), 9223372036854775807))
+            OR (NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox o
+                             WHERE o.rule = l.rule AND o.row_key = l.row_key AND o.id < l.claimed_id)
+                AND NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox_dead x
+                                 WHERE x.rule = l.rule AND x.row_key = l.row_key AND x.id < l.claimed_id)))
        FOR UPDATE OF l SKIP LOCKED
   ), gone AS (
+    -- a lease updated since S is locked in its new version, invisible to S: not deleted here
     DELETE FROM @SCHEMA@.sync_outbox_lease l USING k
-     WHERE l.rule = k.rule AND l.row_key = k.row_key AND l.owner IS NULL AND l.released_at < h
+     WHERE l.ctid = k.tid AND l.owner IS NULL AND l.released_at < h
     RETURNING 1
+  ), last AS (
+    SELECT w.rule, w.row_key FROM w ORDER BY w.rule DESC, w.row_key DESC LIMIT 1
   )
-  SELECT count(*)::integer INTO reclaimed FROM gone;
+  SELECT (SELECT count(*) FROM gone)::integer, (SELECT count(*) FROM w)::integer,
+         (SELECT last.rule FROM last), (SELECT last.row_key FROM last)
+    INTO reclaimed, scanned, last_rule, last_key;
+  IF scanned < p_limit THEN last_rule := NULL; last_key := NULL; END IF;
   RETURN NEXT;
 END
 $p2q$;

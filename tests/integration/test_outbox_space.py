@@ -108,7 +108,8 @@ def qdrant_writes(qdrant):
 
 def test_prune_uses_the_same_rule(make_daemon, docs, qdrant):
     """`prune` reclaims with the daemon's function: idle leases go, a lease whose row has a dead
-    letter or a pending event stays, and none goes while an older transaction is open."""
+    letter or a pending event older than its claimed_id stays, and none goes while an older
+    transaction is open."""
     d = make_daemon({"rule.docs": rule(), "daemon": {"lease_reclaim_interval": "0"}})  # 0: off
     d.cli("apply")
     docs.execute("INSERT INTO sync_outbox_lease (rule, row_key, claimed_id, released_at)"
@@ -117,7 +118,11 @@ def test_prune_uses_the_same_rule(make_daemon, docs, qdrant):
     docs.execute("INSERT INTO sync_outbox_dead (id, event_type, rule, source_table, row_key, op, attempts,"
                  " max_attempts, created_at) VALUES (999999, 'docs', 'docs', 'public.docs', '{\"id\": 5}',"
                  " 'upsert', 3, 3, now())")
-    docs.execute("INSERT INTO docs (id, title, emb) VALUES (7, 'a', %s)", (vec(7),))  # a pending event
+    docs.execute("INSERT INTO docs (id, title, emb) VALUES (7, 'a', %s), (8, 'b', %s)", (vec(7), vec(8)))
+    # rows 5 and 7 have a dead letter / a pending event OLDER than their lease's claimed_id: kept;
+    # row 8's pending event is newer than its lease's claimed_id: no fence needed, the lease goes
+    docs.execute("UPDATE sync_outbox_lease SET claimed_id = 2000000 WHERE row_key->>'id' IN ('5', '7')")
+    docs.execute("UPDATE sync_outbox_lease SET claimed_id = 0 WHERE row_key->>'id' = '8'")
     older = psycopg.connect(dbname=docs.info.dbname)  # open, but started after those releases
     try:
         older.execute("SELECT 1")
