@@ -14,10 +14,11 @@ import time
 import psycopg
 import pytest
 
-from conftest import BIN, outbox_counts, wait_until  # noqa: F401
+from conftest import BIN, ROOT, outbox_counts, wait_until  # noqa: F401
 from docs_table import DIM, actual, docs, expected, in_sync, rule, vec  # noqa: F401
 
 FAST = {"lease_reclaim_interval": "1s"}
+N_MIGRATIONS = len(list((ROOT / "sql" / "migrations").glob("*.sql")))
 
 
 def leases(db):
@@ -141,7 +142,8 @@ def test_prune_uses_the_same_rule(make_daemon, docs, qdrant):
 
 def test_upgrade_adds_the_dead_row_index(make_daemon, docs, qdrant):
     """Migration 005 on a schema at version 4 holding leases and a dead letter: `init` adds the
-    index, keeps every row, and the reclaimer then keeps the dead letter's lease."""
+    index (and re-runs the later migrations, which are idempotent), keeps every row, and the
+    reclaimer then keeps the dead letter's lease."""
     d = make_daemon({"rule.docs": rule()})
     d.cli("init")
     docs.execute("DROP INDEX sync_outbox_dead_row_idx")
