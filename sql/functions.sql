@@ -378,8 +378,9 @@ $p2q$;
 -- one, K the claim that set claimed_id = C, cs its snapshot. The identity sequence hands out ids
 -- in time order (cache 1, checked below), so the late transaction T started before it drew L,
 -- before C was drawn, before C's transaction committed, before cs: start(T) < cs. A lease's
--- released_at r is the now() of the transaction that released it: an ack (sent on the claim's
--- connection after the claim committed: r > cs), the liveness check's reap (r > gone_since +
+-- released_at r is the now() of the transaction that released it: an ack (alone, or the first
+-- half of sync_outbox_ack_claim, which acks before it claims; sent on the claim's connection after
+-- the claim committed: r > cs), the liveness check's reap (r > gone_since +
 -- dead_ms > the owner's exit > cs) or sync_outbox_recover (r > leased_at + grace). If T runs
 -- when (b) is read, h <= start(T) < cs <= r: the lease is kept. If T committed before S, its
 -- event is seen by (a) (or was already claimed: superseded by this very lease). T cannot start
