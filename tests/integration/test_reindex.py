@@ -251,6 +251,10 @@ def test_grace_keeps_the_old_version_then_retires_it(make_daemon, db, pgdb, qdra
     port = free_port()
     try:
         d, p = setup(make_daemon, db, qdrant, stub, http=port)
+        m1_texts = lambda: sum(len(json.loads(r["body"])["input"]) for r in list(stub.requests)
+                               if r.get("status") == 200 and json.loads(r["body"])["model"] == "m1")
+        n_m1 = m1_texts()
+        assert n_m1 == ROWS
         change_model(d)
         d.cli("apply")
         d.stop(p)
@@ -274,6 +278,9 @@ def test_grace_keeps_the_old_version_then_retires_it(make_daemon, db, pgdb, qdra
         wait_until(lambda: phase(db)[0] == "swapped", timeout=60, interval=0.01, what="swap",
                    explain=lambda: d.log_text()[-3000:])
         t_swap = time.monotonic()
+        # the backfill's events reached the old version as payload-only updates: no old-model call
+        assert m1_texts() == n_m1
+        assert any(e["path"] == "/collections/notes__v1/points/batch" for e in qdrant.log())
         assert aliases(qdrant) == {"notes": "notes__v2"}
         assert collections(qdrant) == ["notes__v1", "notes__v2"]
         wait_until(lambda: collections(qdrant) == ["notes__v2"], timeout=30, interval=0.05, what="retired")
@@ -356,4 +363,49 @@ def test_legacy_collection_is_migrated_behind_an_alias(make_daemon, db, pgdb, qd
     finally:
         writer.stop_flag.set()
         mon.stop_flag.set()
+        stub.close()
+
+
+@pytest.mark.skipif(not os.environ.get("P2Q_BENCH_REINDEX"), reason="a measurement: P2Q_BENCH_REINDEX=ROWS to run")
+def test_reindex_time(make_daemon, db, pgdb, qdrant):
+    """Prints how long each phase of a re-embedding of ROWS rows takes (shipped defaults, the
+    openai stand-in, the Python test server), and the embedder texts each model got. No assertion
+    on time: a figure for the README/notes, reproduced by
+    P2Q_BENCH_REINDEX=20000 pytest -s tests/integration/test_reindex.py -k reindex_time"""
+    n = int(os.environ["P2Q_BENCH_REINDEX"])
+    stub = OpenAIStub(dim=8, api_key="sk-test")
+    try:
+        db.execute("CREATE TABLE notes (id int PRIMARY KEY, title text)")
+        db.execute("INSERT INTO notes SELECT i, 'title ' || i FROM generate_series(1, %s) i" % n)
+        d = make_daemon({"embedder.oa": emb("m1", 8, stub.url),
+                         "rule.notes": {"table": "public.notes", "key": "id", "columns": "id, title",
+                                        "text": "{title}", "embedder": "oa", "collection": "notes"}})
+        d.env["P2Q_TEST_OPENAI_KEY"] = "sk-test"
+        d.cli("apply")
+        t0 = time.monotonic()
+        p = d.start()
+        wait_until(lambda: outbox_counts(db) == (0, 0), timeout=1800, interval=0.2)
+        t_sync = time.monotonic() - t0
+        texts = lambda m: sum(len(json.loads(r["body"])["input"]) for r in list(stub.requests)
+                              if r.get("status") == 200 and json.loads(r["body"])["model"] == m)
+        m1 = texts("m1")
+        change_model(d)
+        d.cli("apply")
+        d.stop(p)
+        t0 = time.monotonic()
+        p = d.start()
+        marks = {}
+        while True:
+            ph = phase(db)[0]
+            if ph and ph not in marks:
+                marks[ph] = time.monotonic() - t0
+            if ph == "swapped":  # the retirement waits for reindex_grace (10 min by default)
+                break
+            time.sleep(0.05)
+        print(f"\nreindex of {n} rows: first sync {t_sync:.1f} s ({n / t_sync:.0f} rows/s); "
+              + ", ".join(f"{k} at {v:.1f} s" for k, v in marks.items())
+              + f"; swap {marks['swapped'] - marks.get('backfill', 0):.1f} s after the backfill started; "
+              f"texts embedded during the job: old model {texts('m1') - m1}, new model {texts('m2')}")
+        d.stop(p)
+    finally:
         stub.close()
