@@ -301,6 +301,39 @@ def test_grace_keeps_the_old_version_then_retires_it(make_daemon, db, pgdb, qdra
         stub.close()
 
 
+def test_a_daemon_with_the_old_file_holds_the_job_back(make_daemon, db, pgdb, qdrant):
+    """Two daemon processes: one restarted with the new file, one still running the old one. The
+    old one cannot write the new definition, so it keeps writing through the alias (the old
+    version, still the one searched) and records `single`; the job waits in phase dual (no
+    backfill that it would miss) until that process is gone, then completes."""
+    stub = OpenAIStub(dim=8, api_key="sk-test")
+    mon = Monitor(qdrant)
+    try:
+        d, old = setup(make_daemon, db, qdrant, stub)
+        mon.start()
+        change_model(d)
+        d.cli("apply")
+        new = d.start()
+        modes = lambda: sorted(r[0] for r in db.execute("SELECT mode FROM sync_reindex_seen"))
+        wait_until(lambda: modes() == ["dual", "single"], timeout=30, what="both processes recorded",
+                   explain=lambda: d.log_text()[-3000:])
+        db.execute("UPDATE notes SET title = 'changed by the writer' WHERE id = 7")
+        time.sleep(3)
+        assert phase(db)[0] == "dual"
+        assert "event=reindex_modes_failed" in d.log_text(old) and "writes=single" in d.log_text(old)
+        d.stop(old)
+        wait_until(lambda: phase(db)[0] is None, timeout=60, what="job done once the old daemon is gone",
+                   explain=lambda: d.log_text(new)[-3000:])
+        check_end_state(d, db, qdrant, 2)
+        mon.stop_flag.set()
+        mon.join(10)
+        mon.check("openai/m1@8", "openai/m2@12")
+        d.stop(new)
+    finally:
+        mon.stop_flag.set()
+        stub.close()
+
+
 def test_unchanged_rule_starts_nothing_and_a_crash_in_create_resumes(make_daemon, db, pgdb, qdrant):
     """apply on an unchanged rule starts no job; a job whose new collection could not be made
     (Qdrant refused: the CLI died in phase create) is resumed by running apply again."""
