@@ -40,6 +40,7 @@
 
 typedef struct {
   int dry, no_backfill, tty;
+  int reindexing;  /* a re-embedding job runs for the rule: its own backfill loads the rows */
   long chunk;
 } apply_opts_t;
 
@@ -317,6 +318,8 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
   if (code_only)
     printf("rule %s: trigger re-installed on %s (pg2qdrant's trigger code changed, the events it writes did not:"
            " nothing enqueued)\n", r->name, r->table);
+  else if (o->reindexing)
+    printf("rule %s: trigger installed on %s; existing rows are loaded by the re-embedding\n", r->name, r->table);
   else if (o->no_backfill)
     printf("rule %s: trigger installed on %s%s; existing rows not enqueued (--no-backfill: run `backfill %s`)\n",
            r->name, r->table, changed_table ? " (table changed since the last apply)" : "", r->name);
@@ -438,8 +441,12 @@ int p2q_cmd_apply(const p2q_config_t *cfg, int argc, char **argv) {
     rc = 1;
   }
   if (!rc) rc = ensure_collections(cfg, 0, busy);
+  for (int i = 0; !rc && i < cfg->n_rules; i++) {
+    apply_opts_t ro = o; /* a rule being re-embedded is loaded by its job (into both versions) */
+    if (busy[i]) ro.no_backfill = ro.reindexing = 1;
+    rc |= apply_rule(conn, cfg, &cfg->rules[i], &ro);
+  }
   free(busy);
-  for (int i = 0; !rc && i < cfg->n_rules; i++) rc |= apply_rule(conn, cfg, &cfg->rules[i], &o);
   if (!rc) rc |= drop_removed(conn, cfg);
   if (!rc) rc |= install_guard(conn, cfg);
   PQfinish(conn);

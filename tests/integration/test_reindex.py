@@ -190,13 +190,14 @@ def test_reembedding_under_writes_never_mixes_models(make_daemon, db, pgdb, qdra
         writer.start()
         time.sleep(0.5)
         change_model(d)
-        if kill_at == "backfill":  # the backfill's FOR SHARE waits for this row: the phase lasts
-            lock = psycopg.connect(dbname=pgdb)
-            lock.execute("SELECT 1 FROM notes WHERE id = 200 FOR UPDATE")
         if kill_at == "catch_up":  # writes to the new version slow: catch-up lasts
             qdrant.latency(300, path="notes__v2/points", count=20)
         out = d.cli("apply").stdout
         assert "reindex notes: started: notes__v1 -> notes__v2" in out, out
+        assert "existing rows are loaded by the re-embedding" in out, out  # not twice
+        if kill_at == "backfill":  # the backfill's FOR SHARE waits for this row: the phase lasts
+            lock = psycopg.connect(dbname=pgdb)
+            lock.execute("SELECT 1 FROM notes WHERE id = 200 FOR UPDATE")
         # the running daemon has the old file: it keeps writing through the alias (old model) and
         # never says it writes dual, so nothing moves on until it is restarted with the new file
         time.sleep(1.5)
