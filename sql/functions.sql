@@ -394,7 +394,8 @@ $p2q$;
 -- Conservative cases: nothing is reclaimed while a prepared transaction of this database exists
 -- (it has no start time), while a session whose xact_start this role cannot see (another role's,
 -- without pg_read_all_stats) is inside a transaction (backend_xid or backend_xmin set: a
--- transaction that drew an id has one of them until it ends), when the id sequence caches
+-- transaction that drew an id has one of them until it ends; one that drew none yet can only draw
+-- ids above claimed_id), when the id sequence caches
 -- values, or outside READ COMMITTED (S must be taken after (b)). Replicas do not fight: leases
 -- are locked FOR UPDATE SKIP LOCKED (claims and acks hold theirs; they are skipped).
 -- Walks the lease table in key order, p_limit rows per call, after (p_after_rule, p_after_key)
@@ -432,7 +433,8 @@ BEGIN
     INTO h, hidden
     FROM pg_catalog.pg_stat_activity a
    WHERE a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
-     AND a.usesysid IS NOT NULL;
+     AND a.usesysid IS NOT NULL
+     AND a.pid <> pg_catalog.pg_backend_pid();  -- this transaction: now(), below
   IF hidden THEN
     blocked := 'hidden_transaction'; RETURN NEXT; RETURN;
   END IF;

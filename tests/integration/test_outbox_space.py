@@ -161,3 +161,38 @@ def test_upgrade_adds_the_dead_row_index(make_daemon, docs, qdrant):
     assert docs.execute("SELECT count(*) FROM sync_outbox_dead").fetchone()[0] == 1
     assert "and 1 idle lease(s)" in d.cli("prune", "--older-than", "30d").stdout
     assert [r[0] for r in docs.execute("SELECT row_key->>'id' FROM sync_outbox_lease")] == ["1"]
+
+
+def test_a_transaction_the_role_cannot_see_pauses_reclaiming(make_daemon, docs, pgdb):
+    """Without pg_read_all_stats another role's xact_start reads as NULL: while such a session is
+    inside a transaction (its backend_xid/backend_xmin are visible to every role) nothing is
+    reclaimed (reason hidden_transaction); an idle one does not block; with pg_read_all_stats the
+    start is seen and the ordinary rule applies."""
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("init")
+    role = "p2q_l11_" + pgdb[-8:]
+    docs.execute(f'CREATE ROLE "{role}"')
+    try:
+        docs.execute(f'GRANT SELECT, UPDATE, DELETE ON sync_outbox_lease TO "{role}"')
+        docs.execute(f'GRANT SELECT ON sync_outbox, sync_outbox_dead TO "{role}"')
+        docs.execute("INSERT INTO sync_outbox_lease (rule, row_key, claimed_id, released_at)"
+                     " SELECT 'docs', jsonb_build_object('id', g), g, now() - interval '1 s' FROM generate_series(1, 6) g")
+        with psycopg.connect(dbname=pgdb, autocommit=True) as low, psycopg.connect(dbname=pgdb) as other:
+            low.execute(f'SET ROLE "{role}"')
+
+            def reclaim():
+                return low.execute("SELECT reclaimed, blocked FROM sync_outbox_reclaim_leases(NULL, NULL, 2)").fetchone()
+            other.execute("SELECT 1")  # the superuser's session: idle between statements does not block
+            other.rollback()
+            assert reclaim() == (2, None)
+            other.execute("SELECT count(*) FROM sync_outbox")  # in a transaction that drew no id and
+            assert reclaim() == (2, None)                      # holds no snapshot: cannot commit an old id
+            other.execute("SELECT pg_current_xact_id()")       # with an xid (as after an outbox insert)
+            assert reclaim() == (0, "hidden_transaction")
+            assert leases(docs) == 2
+            docs.execute(f'GRANT pg_read_all_stats TO "{role}"')
+            assert reclaim() == (2, None)  # seen now; started after those releases: they go
+            other.rollback()
+    finally:
+        docs.execute(f'DROP OWNED BY "{role}"')
+        docs.execute(f'DROP ROLE "{role}"')
