@@ -19,16 +19,42 @@ void p2q_chunk_window(int m, int chunk_tokens, int overlap, int j, int *start, i
   *len = l < 0 ? 0 : l;
 }
 
-/* Does a sentence end between pieces k-1 and k: piece k-1 is . ! ? (or 。！？), or a line break
-   lies between them? */
-static int sentence_end(const char *text, const p2q_wordpiece_span_t *pieces, int k) {
+/* The rank of the boundary before piece k: 0 a line break lies between pieces k-1 and k, 1 piece
+   k-1 is . ! ? (or 。！？), 2 neither (not a sentence end). */
+static int boundary_rank(const char *text, const p2q_wordpiece_span_t *pieces, int k) {
   const char *p = text + pieces[k - 1].start;
   size_t n = pieces[k - 1].end - pieces[k - 1].start;
+  if (pieces[k].start > pieces[k - 1].end &&
+      memchr(text + pieces[k - 1].end, '\n', pieces[k].start - pieces[k - 1].end) != NULL)
+    return 0;
   if (n == 1 && (*p == '.' || *p == '!' || *p == '?')) return 1;
   if (n == 3 && (!memcmp(p, "\xe3\x80\x82", 3) || !memcmp(p, "\xef\xbc\x81", 3) || !memcmp(p, "\xef\xbc\x9f", 3)))
     return 1;
-  return pieces[k].start > pieces[k - 1].end &&
-         memchr(text + pieces[k - 1].end, '\n', pieces[k].start - pieces[k - 1].end) != NULL;
+  return 2;
+}
+
+/* FNV-1a 32 of the (up to) 24 bytes of text before piece k: the content that names a boundary. */
+static uint32_t boundary_hash(const char *text, const p2q_wordpiece_span_t *pieces, int k) {
+  uint32_t e = pieces[k - 1].end, b = e > 24 ? e - 24 : 0, h = 2166136261u;
+  for (uint32_t i = b; i < e; i++) h = (h ^ (unsigned char)text[i]) * 16777619u;
+  return h;
+}
+
+/* Where window [s, e) (e < m) ends: among the word starts w in (lo, e] that follow a line break
+   or a sentence end, the strongest (line break first), then the one whose preceding text hashes
+   lowest — a choice made by the content, not by the position, so windows that start at
+   different places after an edit soon pick the same boundary again (winnowing); none: e. */
+static int content_boundary(const char *text, const p2q_wordpiece_span_t *pieces, int lo, int e) {
+  int best = e, best_rank = 2;
+  uint32_t best_hash = 0;
+  for (int w = e; w > lo; w--) {
+    if (!pieces[w].word_start) continue;
+    int r = boundary_rank(text, pieces, w);
+    if (r == 2 || r > best_rank) continue;
+    uint32_t h = boundary_hash(text, pieces, w);
+    if (r < best_rank || h < best_hash) { best = w; best_rank = r; best_hash = h; }
+  }
+  return best_rank < 2 ? best : -1;
 }
 
 int p2q_chunk_cut(const char *text, const p2q_wordpiece_span_t *pieces, int m, int chunk_tokens, int overlap,
@@ -42,11 +68,11 @@ int p2q_chunk_cut(const char *text, const p2q_wordpiece_span_t *pieces, int m, i
   }
   for (;;) {
     int e = s + chunk_tokens < m ? s + chunk_tokens : m;
-    if (e < m) { /* end at the last sentence end of the window's second half, else before the word cut
-                    at e, unless that word began at s (longer than a chunk) */
-      int w = e, half = s + chunk_tokens / 2;
-      while (text && w > half && !(pieces[w].word_start && sentence_end(text, pieces, w))) w--;
-      if (!text || w <= half)
+    if (e < m) { /* end at a content-chosen line break or sentence end that keeps at least half the
+                    step (chunk_tokens - overlap), else before the word cut at e, unless that word
+                    began at s (longer than a chunk) */
+      int w = text ? content_boundary(text, pieces, s + overlap + (chunk_tokens - overlap) / 2, e) : -1;
+      if (w < 0)
         for (w = e; w > s && !pieces[w].word_start;) w--;
       if (w > s) e = w;
     }

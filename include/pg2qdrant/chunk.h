@@ -4,13 +4,15 @@
  *
  * p2q_chunk_cut: a text's word pieces (wordpiece.h spans, [CLS]/[SEP] excluded) are cut into
  * windows of at most chunk_tokens pieces, each starting `overlap` pieces before the previous one
- * ended. A window that does not reach the end of the text ends at the last sentence end (after
- * . ! ? 。！？ or at a line break) in its second half; without one, before the word cut at
- * chunk_tokens. It never starts inside a word (it starts at the next word: a little less
+ * ended. A window that does not reach the end of the text ends at a boundary chosen by content
+ * among those that keep at least half of its step (chunk_tokens - overlap: so at most about twice
+ * the windows of fixed steps): a line break first, else a sentence end (after . ! ? 。！？); among
+ * equals the one whose preceding 24 bytes hash lowest (winnowing); without one, before the word
+ * cut at chunk_tokens. It never starts inside a word (it starts at the next word: a little less
  * overlap). Only a word longer than a whole chunk (more than chunk_tokens pieces; a word has at
- * most 100, see wordpiece.h) is cut. Ending at sentence ends also re-synchronises the windows
- * after an edit: when the sentence end a window ended at stays in its second half, the next
- * windows are the same as before the edit (worker_reuse.c then keeps their vectors). A chunk's text is the input's bytes [start, end): from the first byte
+ * most 100, see wordpiece.h) is cut. Choosing the end by content re-synchronises the windows
+ * after an edit: windows that start at different places soon pick the same boundary again, and
+ * from there on are the same as before the edit (worker_reuse.c then keeps their vectors). A chunk's text is the input's bytes [start, end): from the first byte
  * of its first piece to the last byte of its last piece — an exact substring of the text (whole
  * UTF-8 code points), without the whitespace around it; windows that overlap in pieces overlap
  * in text. Tokenizing a chunk's text again gives exactly its pieces (the windows hold whole

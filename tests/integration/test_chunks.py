@@ -50,7 +50,9 @@ WORDS = ("apple river stone cloud tiger paper garden silver window candle forest
 
 
 def paragraph(k):
-    return " ".join(f"{WORDS[(k * 7 + i) % len(WORDS)]}" for i in range(14)) + "."
+    """Three sentences (5, 5 and 4 one-piece words), 17 pieces."""
+    w = [WORDS[(k * 7 + i) % len(WORDS)] for i in range(14)]
+    return " ".join(w[0:5]) + ". " + " ".join(w[5:10]) + ". " + " ".join(w[10:14]) + "."
 
 
 def cosine(a, b):
@@ -88,13 +90,13 @@ def test_chunk_texts_and_unchanged_chunks_not_reembedded(make_daemon, db, qdrant
                                          "chunk_vocab": str(VOCAB)},
                          "rule.notes": {"table": "public.notes", "key": "id", "columns": "id, title, views",
                                         "text": "{body}", "embedder": "oa", "collection": "notes",
-                                        "chunk_tokens": "16", "chunk_overlap": "4", "store_text": "true"}})
+                                        "chunk_tokens": "48", "chunk_overlap": "8", "store_text": "true"}})
         d.env["P2Q_TEST_OPENAI_KEY"] = "sk-test"
         d.cli("apply")
-        paras = [paragraph(k) for k in range(8)]
+        paras = [paragraph(k) for k in range(24)]
         body = "\n\n".join(paras)
         uni = "  Caf\u00e9 cre\u0300me br\u00fbl\u00e9e, \u6771\u4eac\u90fd\u306e\u6674\u308c \U0001F600 emoji " \
-              "d\u00e9j\u00e0 vu \uac00\ub098 \ufb01sh and a very ordinary sentence to end with.  "
+              "d\u00e9j\u00e0 vu \uac00\ub098 \ufb01sh and a very ordinary sentence to end with. " * 3
         with db.transaction():
             db.execute("INSERT INTO notes VALUES (1, 'long', %s, 0)", (body,))
             db.execute("INSERT INTO notes VALUES (2, 'unicode', %s, 0)", (uni,))
