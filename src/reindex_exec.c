@@ -63,6 +63,7 @@ struct p2q_reindex_exec_s {
   int stale;               /* the modes could not be applied: this process writes (and records) single;
                               a job whose backfill runs then starts it again once all write dual */
   int cur;                 /* job being stepped */
+  int more;                /* a backfill stopped at its time budget: tick again at once */
   uint64_t chain_start;
   int alias_version, max_version; /* observed before a swap */
   char *colls_body;
@@ -251,7 +252,12 @@ static rjob_t *J(p2q_reindex_exec_t *x) { return &x->jobs[x->cur]; }
 
 static void step_next(p2q_reindex_exec_t *x) {
   if (x->closing) return;
-  if (++x->cur >= x->n_jobs) { tick_end(x); return; }
+  if (++x->cur >= x->n_jobs) {
+    tick_end(x);
+    if (x->more) uv_timer_start(&x->timer, tick, 1, P2Q_REINDEX_TICK_MS); /* no idle second mid-backfill */
+    x->more = 0;
+    return;
+  }
   job_step(x);
 }
 
@@ -344,7 +350,10 @@ static void chunk_recorded(p2q_pg_t *pg, PGresult *res, int err, const char *err
   p2q_reindex_exec_t *x = arg;
   if (err) { if (err != P2Q_ECANCELED) warn(x, "backfill_record", errmsg); tick_end(x); return; }
   if (J(x)->key && uv_now(x->loop) - x->chain_start < CHAIN_MS && !x->closing) chunk_run(x);
-  else step_next(x);
+  else {
+    x->more |= J(x)->key != NULL;
+    step_next(x);
+  }
 }
 
 static void chunk_done(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, void *arg) {
