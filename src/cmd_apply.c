@@ -224,9 +224,25 @@ static int events_fingerprint(const p2q_config_t *cfg, const p2q_rule_config_t *
 
 /* The fingerprint recorded in a definition, or NULL (recorded by a version that had none). */
 static const char *recorded_fingerprint(const char *def) {
-  static const char tag[] = "\n-- events fingerprint ";
+  static const char tag[] = "\n-- events fingerprint "; /* the line after the table signature */
   const char *p = strstr(def, tag);
   return p && strlen(p + sizeof tag - 1) >= 40 ? p + sizeof tag - 1 : NULL;
+}
+
+/* Record the rule's definition (after its load completed). 0 or -1 with err. */
+static int record_rule(PGconn *conn, const char *schema, const char *name, const char *def, const char *table,
+                       char *err, size_t errlen) {
+  p2q_buf_t sql = P2Q_BUF_INIT;
+  p2q_buf_printf(&sql, "INSERT INTO %s.sync_outbox_rule (name, source_table, definition) VALUES ($1, $3, $2)"
+                       " ON CONFLICT (name) DO UPDATE SET source_table = EXCLUDED.source_table,"
+                       " definition = EXCLUDED.definition, applied_at = pg_catalog.now()", schema);
+  const char *p[] = {name, def, table};
+  PGresult *res = PQexecParams(conn, sql.data, 3, NULL, p, NULL, NULL, 0);
+  int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -1;
+  if (rc) snprintf(err, errlen, "%s", PQresultErrorMessage(res));
+  PQclear(res);
+  p2q_buf_free(&sql);
+  return rc;
 }
 
 /* Install one rule; prints what it did. Returns 0 or 1. */
@@ -262,19 +278,27 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
   if (check_columns(conn, r, qt.data, is_new, &sig)) { free(prev); goto out; }
   char fp[41];
   if (events_fingerprint(cfg, r, sig, fp)) { snprintf(err, sizeof err, "cannot write the rule's definition"); free(prev); goto report; }
-  p2q_buf_printf(&def, "%s-- table signature %s\n-- events fingerprint %s\n", install.data, sig, fp);
+  /* def = what decides "unchanged" (as always: the SQL and the table signature); the fingerprint
+     line is recorded after it and read only to tell a code-only change */
+  p2q_buf_printf(&def, "%s-- table signature %s\n", install.data, sig);
+  size_t core = def.len;
+  p2q_buf_printf(&def, "-- events fingerprint %s\n", fp);
   /* unchanged = same definition and table signature, and the trigger still on the table (a
      dropped and recreated table lost it) */
   p2q_buf_printf(&trig, "p2q_%s", r->name);
   const char *p2[] = {trig.data, qt.data};
-  int same = 0, has_trigger = 0;
+  int same = 0, has_trigger = 0, refresh = 0;
   if (prev) {
     res = query(conn, "SELECT 1 FROM pg_catalog.pg_trigger WHERE tgname = $1 AND tgrelid = pg_catalog.to_regclass($2)",
                 2, p2, err, sizeof err);
     has_trigger = res && PQntuples(res) == 1;
     PQclear(res);
     res = NULL;
-    same = has_trigger && !strcmp(prev, def.data);
+    const char *pfp0 = recorded_fingerprint(prev);
+    size_t plen = pfp0 ? (size_t)(pfp0 - prev) - (sizeof "-- events fingerprint " - 1) : strlen(prev);
+    same = has_trigger && plen == core && !memcmp(prev, def.data, core);
+    /* unchanged, but its fingerprint not recorded yet (an older build) or another one */
+    refresh = same && (!pfp0 || strncmp(pfp0, fp, 40) != 0);
   }
   int changed_table = prev && !same && !strncmp(prev, install.data, install.len) &&
                       !strncmp(prev + install.len, "-- table signature ", 19);
@@ -283,6 +307,7 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
   int code_only = pfp && !strncmp(pfp, fp, 40);
   free(prev);
   if (same) {
+    if (refresh && record_rule(conn, q.data, r->name, def.data, qt.data, err, sizeof err)) goto report;
     int added = truncate_triggers(conn, cfg, r, check.data, err, sizeof err);
     if (added < 0) goto report;
     if (added) printf("rule %s: unchanged; TRUNCATE trigger added to %d new partition(s)\n", r->name, added);
@@ -303,18 +328,7 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
       goto out;
     }
   }
-  p2q_buf_reset(&sql);
-  p2q_buf_printf(&sql, "INSERT INTO %s.sync_outbox_rule (name, source_table, definition) VALUES ($1, $3, $2)"
-                       " ON CONFLICT (name) DO UPDATE SET source_table = EXCLUDED.source_table,"
-                       " definition = EXCLUDED.definition, applied_at = pg_catalog.now()", q.data);
-  const char *p3[] = {r->name, def.data, qt.data};
-  res = PQexecParams(conn, sql.data, 3, NULL, p3, NULL, NULL, 0);
-  if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-    snprintf(err, sizeof err, "%s", PQresultErrorMessage(res));
-    goto report;
-  }
-  PQclear(res);
-  res = NULL;
+  if (record_rule(conn, q.data, r->name, def.data, qt.data, err, sizeof err)) goto report;
   if (code_only)
     printf("rule %s: trigger re-installed on %s (pg2qdrant's trigger code changed, the events it writes did not:"
            " nothing enqueued)\n", r->name, r->table);

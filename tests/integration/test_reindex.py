@@ -194,7 +194,7 @@ def test_reembedding_under_writes_never_mixes_models(make_daemon, db, pgdb, qdra
             qdrant.latency(300, path="notes__v2/points", count=20)
         out = d.cli("apply").stdout
         assert "reindex notes: started: notes__v1 -> notes__v2" in out, out
-        assert "existing rows are loaded by the re-embedding" in out, out  # not twice
+        assert "existing row(s) enqueued" not in out, out  # the job loads them, not apply too
         if kill_at == "backfill":  # the backfill's FOR SHARE waits for this row: the phase lasts
             lock = psycopg.connect(dbname=pgdb)
             lock.execute("SELECT 1 FROM notes WHERE id = 200 FOR UPDATE")

@@ -377,7 +377,8 @@ def test_apply_after_upgrade_rewrites_session_dependent_points(make_daemon, db, 
 def test_apply_after_a_trigger_code_only_upgrade_enqueues_nothing(make_daemon, db, qdrant):
     """An upgrade that changes only the trigger's code (the events it writes stay the same: same
     events fingerprint) gets its trigger re-installed by the next `apply` without re-enqueueing
-    the table; a recorded definition from a release without a fingerprint is reloaded once."""
+    the table; a changed rule is reloaded. (A build without fingerprints and other SQL reloads:
+    test_apply_after_upgrade_rewrites_session_dependent_points.)"""
     db.execute("CREATE TABLE docs (id int PRIMARY KEY, emb real[])")
     db.execute("INSERT INTO docs SELECT g, '{1,2}' FROM generate_series(1, 50) g")
     d = make_daemon({"postgres": {"schema": OUTBOX},
@@ -397,10 +398,13 @@ def test_apply_after_a_trigger_code_only_upgrade_enqueues_nothing(make_daemon, d
     cfg = db.execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure" % repr(fn)).fetchone()[0]
     assert cfg and any(c.startswith("TimeZone=") for c in cfg), cfg  # the current code is installed
     assert "rule docs: unchanged" in d.cli("apply").stdout
-    # a definition recorded without a fingerprint (an older release): its events may differ
+    # a definition recorded without a fingerprint (an older build) and the same SQL: unchanged,
+    # and the fingerprint is recorded for the next upgrade
     db.execute(f"UPDATE {OUTBOX}.sync_outbox_rule SET definition = "
                f"regexp_replace(definition, '-- events fingerprint [0-9a-f]+\\n', '')")
-    assert "50 existing row(s) enqueued" in d.cli("apply").stdout
+    assert "rule docs: unchanged" in d.cli("apply").stdout
+    assert "-- events fingerprint " in db.execute(f"SELECT definition FROM {OUTBOX}.sync_outbox_rule").fetchone()[0]
+    assert db.execute(f"SELECT count(*) FROM {OUTBOX}.sync_outbox").fetchone()[0] == 0
     # a changed rule (another key of its section) is a new definition of its events: reloaded
     db.execute(f"DELETE FROM {OUTBOX}.sync_outbox")
     d.path.write_text(d.path.read_text().replace("key = id", "key = id\ncolumns = id"))
