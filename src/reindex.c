@@ -1,7 +1,7 @@
 /*
  * reindex.c — pure building blocks of zero-downtime re-embedding (see reindex.h).
  *
- * Owns nothing; no I/O; any thread. Invariants of the plan (what makes a kill -9 at any step
+ * Owns nothing; no I/O; any thread. Invariants of the steps run by cmd_reindex.c and reindex_exec.c (what makes a kill -9 at any step
  * resumable): the job row is recorded BEFORE NAME__v{to} is created, so a version above the
  * serving one without a job is never reused (a new job takes max_version + 1); the alias only
  * ever moves to a version whose backfill is recorded and drained; NAME__v{from} is deleted only
@@ -117,65 +117,6 @@ void p2q_reindex_swap_body(p2q_buf_t *b, const char *alias, const char *collecti
   p2q_buf_puts(b, ",\"alias_name\":");
   p2q_buf_json_string(b, alias, strlen(alias));
   p2q_buf_puts(b, "}}]}");
-}
-
-/* A recorded job: where it stands. */
-static void plan_job(const p2q_reindex_view_t *v, p2q_reindex_plan_t *o) {
-  o->from_version = v->from_version;
-  o->to_version = v->to_version;
-  o->legacy = v->alias_version == P2Q_REINDEX_LEGACY ||
-              (v->alias_version == 0 && !v->swapped_at_ms);
-  if (v->swapped_at_ms) { /* the alias serves v{to}; v{from} is only kept for the grace */
-    o->legacy = 0;
-    o->action = v->now_ms - v->swapped_at_ms < v->grace_ms ? P2Q_RX_GRACE : P2Q_RX_RETIRE;
-    return;
-  }
-  if (v->alias_version == v->to_version) { /* swapped, crashed before recording it */
-    o->legacy = 0;
-    o->had_alias = 1;
-    o->action = P2Q_RX_SWAP; /* re-running the switch is a no-op; then swapped_at is recorded */
-    return;
-  }
-  o->dual = 1;
-  if (v->job_signature_changed) o->action = P2Q_RX_ABANDON;
-  else if (v->max_version < v->to_version) o->action = P2Q_RX_CREATE;
-  else if (!v->backfill_recorded) o->action = P2Q_RX_BACKFILL;
-  else if (v->pending > 0) o->action = P2Q_RX_CATCH_UP;
-  else {
-    o->action = P2Q_RX_SWAP;
-    o->had_alias = v->alias_version > 0;
-  }
-}
-
-void p2q_reindex_plan(const p2q_reindex_view_t *v, p2q_reindex_plan_t *o) {
-  memset(o, 0, sizeof *o);
-  if (v->has_job) {
-    plan_job(v, o);
-    return;
-  }
-  if (v->alias_version == 0) { /* fresh (or crashed between creating v1 and its alias) */
-    o->action = P2Q_RX_ADOPT;
-    o->to_version = v->max_version > 0 ? v->max_version : 1;
-    return;
-  }
-  if (!v->signature_changed) {
-    o->action = P2Q_RX_IDLE;
-    o->from_version = o->to_version = v->alias_version > 0 ? v->alias_version : 1;
-    o->legacy = v->alias_version == P2Q_REINDEX_LEGACY;
-    return;
-  }
-  o->action = P2Q_RX_START;
-  o->legacy = v->alias_version == P2Q_REINDEX_LEGACY;
-  o->from_version = o->legacy ? 1 : v->alias_version;
-  int top = o->from_version > v->max_version ? o->from_version : v->max_version;
-  o->to_version = top + 1;
-  o->dual = 1;
-}
-
-const char *p2q_reindex_action_name(p2q_reindex_action_t a) {
-  static const char *const names[] = {"idle",     "adopt",    "start", "create", "backfill",
-                                      "catch_up", "swap",     "grace", "retire", "abandon"};
-  return (unsigned)a < sizeof names / sizeof names[0] ? names[a] : "?";
 }
 
 p2q_reindex_mode_t p2q_reindex_mode_of(const char *phase) {

@@ -5,12 +5,11 @@
  * collections are versioned NAME__v1, NAME__v2, … A rule's "vector meaning" (embedder identity,
  * dimension, distance, vector names, chunking, sparse settings) is summarised by a signature;
  * when it changes, the next version is built beside the current one and the alias is swapped
- * atomically once the new version has caught up. The steps and their crash-resume order are
- * decided by p2q_reindex_plan() from what Qdrant holds (aliases, versions) and what PostgreSQL
- * recorded (the job): every step is idempotent, so a kill -9 at any point resumes by planning
- * again. The pure planner is below; reindex_def.c holds the rule definitions and the daemon's
- * effective config, cmd_reindex.c the CLI steps, reindex_exec.c the daemon's executor.
- * The planner: no I/O, no allocation except into the caller's p2q_buf_t; any thread.
+ * atomically once the new version has caught up. The steps live in PostgreSQL (the job's phase,
+ * sync_reindex) and are run by cmd_reindex.c (start) and reindex_exec.c (the daemon's executor);
+ * every step is idempotent, so a kill -9 at any point resumes from the recorded phase. Here: the
+ * pure pieces (names, the signature, the swap body, reading Qdrant's lists); reindex_def.c holds
+ * the rule definitions and the daemon's effective config. No I/O; any thread.
  */
 #ifndef P2Q_REINDEX_H
 #define P2Q_REINDEX_H
@@ -46,55 +45,6 @@ void p2q_reindex_signature_id(const char *signature, char out[17]);
    delete_alias (only when had_alias) then a create_alias. */
 void p2q_reindex_swap_body(p2q_buf_t *b, const char *alias, const char *collection, int had_alias);
 
-typedef enum {
-  P2Q_RX_IDLE = 0,   /* nothing to do */
-  P2Q_RX_ADOPT,      /* ensure NAME__v{to} exists, then alias NAME → it (no delete_alias) */
-  P2Q_RX_START,      /* record the job (from, to, signature) in PostgreSQL, THEN create NAME__v{to} */
-  P2Q_RX_CREATE,     /* job recorded, NAME__v{to} missing: create it (dual writes start) */
-  P2Q_RX_BACKFILL,   /* enqueue the rule's rows for v{to}; record the outbox high-water mark */
-  P2Q_RX_CATCH_UP,   /* wait: backfill events ≤ the mark are still pending */
-  P2Q_RX_SWAP,       /* one POST /collections/aliases; legacy: DELETE collection NAME first;
-                        then record swapped_at */
-  P2Q_RX_GRACE,      /* swapped; old version kept until swapped_at + grace */
-  P2Q_RX_RETIRE,     /* DELETE NAME__v{from} (if it exists), then delete the job row */
-  P2Q_RX_ABANDON,    /* the config changed again before the swap: DELETE NAME__v{to}, delete the
-                        job row; the next plan starts over from the current version */
-} p2q_reindex_action_t;
-
-typedef struct {
-  /* observed in Qdrant */
-  int alias_version;        /* K the alias NAME points to; 0: no alias and no collection NAME;
-                               P2Q_REINDEX_LEGACY: NAME is a real collection */
-  int max_version;          /* highest K with a collection NAME__vK (0: none) */
-  int signature_changed;    /* the config's signature differs from the one recorded for the
-                               version the alias serves (legacy: from its collection's metadata
-                               or, absent, from the last applied config) */
-  /* recorded in PostgreSQL (the job row) */
-  int has_job;
-  int from_version, to_version; /* from = 1 for a legacy collection NAME (adopted as v1) */
-  int job_signature_changed;    /* the config's signature differs from the job's */
-  int backfill_recorded;        /* the backfill was enqueued and its high-water mark recorded */
-  int64_t pending;              /* the rule's events ≤ the mark not yet done */
-  int64_t swapped_at_ms;        /* 0: not swapped */
-  int64_t now_ms, grace_ms;
-} p2q_reindex_view_t;
-
-typedef struct {
-  p2q_reindex_action_t action;
-  int from_version, to_version;
-  int legacy;        /* the old version is the real collection NAME (no NAME__v{from}) */
-  int had_alias;     /* SWAP: the alias exists already (the body starts with delete_alias) */
-  int dual;          /* a new event of the rule is written twice: by the job's OLD rule
-                        definition to the old PHYSICAL collection (NAME__v{from}, or NAME when
-                        legacy; never through the alias, so a write in flight across the swap
-                        cannot put old vectors into the new version) and by the current one to
-                        NAME__v{to}; otherwise once, through NAME, by the current one. The
-                        SWAP runs with no batch of the rule in flight (legacy: NAME turns from
-                        the old collection into the alias) */
-} p2q_reindex_plan_t;
-
-void p2q_reindex_plan(const p2q_reindex_view_t *v, p2q_reindex_plan_t *out);
-const char *p2q_reindex_action_name(p2q_reindex_action_t a);
 
 /* ---- reindex_def.c ------------------------------------------------------------------------ */
 

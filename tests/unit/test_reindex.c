@@ -1,6 +1,7 @@
 /* Unit tests for reindex.c: version names, the vector-meaning signature, the alias switch body
-   (checked against Qdrant's ChangeAliasesOperation shape) and the crash-resumable plan: every
-   step of a rebuild, re-planned from the state a kill -9 leaves after each action. */
+   (checked against Qdrant's ChangeAliasesOperation shape), reading Qdrant's lists, and (reindex_def.c)
+   the definition round trip, the daemon's effective config and the phase → write-mode mapping.
+   The steps themselves, with a kill -9 in each, are tests/integration/test_reindex.py. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -138,196 +139,6 @@ static void test_observe(void **state) {
                    P2Q_EBADJSON);
 }
 
-/* A tiny model of the world the executor acts on: Qdrant (alias, versions, legacy collection)
-   and the job row. apply() performs one action the way the daemon would have to. */
-typedef struct {
-  int alias;            /* version the alias points to, 0: none */
-  int legacy;           /* a real collection named like the alias exists */
-  int exists[8];        /* NAME__vK exists */
-  int has_job, from, to, backfill, swapped;
-  int64_t pending, swapped_at;
-  int sig_changed, job_sig_changed;
-} world_t;
-
-static void view_of(const world_t *w, int64_t now, p2q_reindex_view_t *v) {
-  memset(v, 0, sizeof *v);
-  v->alias_version = w->legacy ? P2Q_REINDEX_LEGACY : w->alias;
-  for (int k = 1; k < 8; k++)
-    if (w->exists[k]) v->max_version = k;
-  v->signature_changed = w->sig_changed;
-  v->has_job = w->has_job;
-  v->from_version = w->from;
-  v->to_version = w->to;
-  v->job_signature_changed = w->job_sig_changed;
-  v->backfill_recorded = w->backfill;
-  v->pending = w->pending;
-  v->swapped_at_ms = w->swapped_at;
-  v->now_ms = now;
-  v->grace_ms = 1000;
-}
-
-/* Performs `step` sub-steps of the plan's action (an action of two writes can crash between
-   them): returns 1 when the action completed. */
-static int apply(world_t *w, const p2q_reindex_plan_t *p, int64_t now, int steps) {
-  switch (p->action) {
-  case P2Q_RX_ADOPT:
-    w->exists[p->to_version] = 1;
-    if (steps < 2) return 0;
-    w->alias = p->to_version;
-    return 1;
-  case P2Q_RX_START:
-    w->has_job = 1, w->from = p->from_version, w->to = p->to_version, w->sig_changed = 0;
-    if (steps < 2) return 0;
-    w->exists[p->to_version] = 1;
-    return 1;
-  case P2Q_RX_CREATE: w->exists[p->to_version] = 1; return 1;
-  case P2Q_RX_BACKFILL: w->backfill = 1, w->pending = 3; return 1;
-  case P2Q_RX_CATCH_UP: w->pending--; return 1;
-  case P2Q_RX_SWAP:
-    if (p->legacy) {
-      assert_int_equal(p->had_alias, 0);
-      w->legacy = 0;
-      if (steps < 2) return 0;
-    }
-    assert_true(w->exists[p->to_version]);
-    w->alias = p->to_version; /* one atomic alias call */
-    if (steps < 3) return 0;
-    w->swapped = 1, w->swapped_at = now;
-    return 1;
-  case P2Q_RX_RETIRE:
-    if (!p->legacy) w->exists[p->from_version] = 0;
-    if (steps < 2) return 0;
-    w->has_job = 0, w->from = w->to = 0, w->backfill = 0, w->swapped = 0, w->swapped_at = 0;
-    return 1;
-  case P2Q_RX_ABANDON:
-    w->exists[p->to_version] = 0;
-    if (steps < 2) return 0;
-    w->has_job = 0, w->from = w->to = 0, w->backfill = 0, w->pending = 0;
-    return 1;
-  default: return 1;
-  }
-}
-
-/* What a search through the alias may see: never nothing, never the new model before the
-   swap has happened, never the old one after. */
-static void check_search(const world_t *w, int rebuilt) {
-  if (w->legacy) {
-    assert_int_equal(rebuilt, 0);
-    return;
-  }
-  if (!w->alias) return; /* legacy mid-swap: one request's window, documented */
-  assert_true(w->exists[w->alias]);
-}
-
-/* Runs a rebuild to the end; crash_at = index of the action that is cut short after `cut`
-   sub-steps (then everything is planned again from the world). */
-static void run(world_t *w, int crash_at, int cut, int legacy_start) {
-  int64_t now = 10;
-  int served_new = 0;
-  for (int i = 0; i < 40; i++) {
-    p2q_reindex_view_t v;
-    p2q_reindex_plan_t p;
-    view_of(w, now, &v);
-    p2q_reindex_plan(&v, &p);
-    if (p.action == P2Q_RX_IDLE) break;
-    /* once the alias serves the new version, the old definition writes nowhere */
-    if (w->has_job && w->alias == w->to && !w->legacy) assert_int_equal(p.dual, 0);
-    if (p.action == P2Q_RX_GRACE) {
-      assert_int_equal(p.dual, 0);
-      now += 400;
-      continue;
-    }
-    if (p.action == P2Q_RX_BACKFILL || p.action == P2Q_RX_CATCH_UP || p.action == P2Q_RX_CREATE)
-      assert_int_equal(p.dual, 1);
-    if (p.action == P2Q_RX_SWAP) assert_int_equal(w->pending, 0);
-    if (p.action == P2Q_RX_RETIRE) assert_true(now - w->swapped_at >= 1000);
-    apply(w, &p, now, i == crash_at ? cut : 99);
-    if (w->alias == 2 && !w->legacy) served_new = 1;
-    if (served_new) assert_int_equal(w->alias, 2); /* never back to the old version */
-    check_search(w, served_new);
-    now += 10;
-  }
-  assert_false(w->has_job);
-  assert_int_equal(w->alias, 2);
-  assert_false(w->legacy);
-  assert_true(w->exists[2]);
-  assert_false(w->exists[1]);
-  (void)legacy_start;
-}
-
-static void test_plan_fresh_adopt_then_idle(void **state) {
-  (void)state;
-  world_t w = {0};
-  p2q_reindex_view_t v;
-  p2q_reindex_plan_t p;
-  view_of(&w, 0, &v);
-  p2q_reindex_plan(&v, &p);
-  assert_int_equal(p.action, P2Q_RX_ADOPT);
-  assert_int_equal(p.to_version, 1);
-  apply(&w, &p, 0, 1); /* crash after creating v1, before the alias */
-  view_of(&w, 0, &v);
-  p2q_reindex_plan(&v, &p);
-  assert_int_equal(p.action, P2Q_RX_ADOPT);
-  assert_int_equal(p.to_version, 1);
-  apply(&w, &p, 0, 99);
-  view_of(&w, 0, &v);
-  p2q_reindex_plan(&v, &p);
-  assert_int_equal(p.action, P2Q_RX_IDLE);
-  assert_int_equal(p.dual, 0);
-  /* a legacy collection whose meaning did not change keeps working untouched */
-  world_t l = {.legacy = 1};
-  view_of(&l, 0, &v);
-  p2q_reindex_plan(&v, &p);
-  assert_int_equal(p.action, P2Q_RX_IDLE);
-  assert_int_equal(p.legacy, 1);
-}
-
-static void test_plan_rebuild_resumes_after_any_crash(void **state) {
-  (void)state;
-  for (int legacy = 0; legacy < 2; legacy++)
-    for (int crash_at = -1; crash_at < 12; crash_at++)
-      for (int cut = 0; cut < 3; cut++) {
-        world_t w = {.alias = legacy ? 0 : 1, .legacy = legacy, .sig_changed = 1};
-        w.exists[1] = !legacy;
-        run(&w, crash_at, cut, legacy);
-      }
-}
-
-static void test_plan_stray_version_and_abandon(void **state) {
-  (void)state;
-  /* a stray docs__v3 without a job (left by hand) is never reused */
-  world_t w = {.alias = 1, .sig_changed = 1};
-  w.exists[1] = w.exists[3] = 1;
-  p2q_reindex_view_t v;
-  p2q_reindex_plan_t p;
-  view_of(&w, 0, &v);
-  p2q_reindex_plan(&v, &p);
-  assert_int_equal(p.action, P2Q_RX_START);
-  assert_int_equal(p.from_version, 1);
-  assert_int_equal(p.to_version, 4);
-  /* the config changes again during the backfill: v4 is dropped, the alias never moved */
-  apply(&w, &p, 0, 99);
-  view_of(&w, 0, &v);
-  p2q_reindex_plan(&v, &p);
-  apply(&w, &p, 0, 99); /* backfill */
-  w.job_sig_changed = 1;
-  view_of(&w, 0, &v);
-  p2q_reindex_plan(&v, &p);
-  assert_int_equal(p.action, P2Q_RX_ABANDON);
-  assert_int_equal(p.to_version, 4);
-  apply(&w, &p, 0, 99);
-  assert_int_equal(w.alias, 1);
-  assert_false(w.exists[4]);
-  /* a config changed during the grace waits for the retirement (no abandon of a served version) */
-  world_t g = {.alias = 2, .has_job = 1, .from = 1, .to = 2, .backfill = 1, .swapped = 1,
-               .swapped_at = 100, .job_sig_changed = 1, .sig_changed = 1};
-  g.exists[1] = g.exists[2] = 1;
-  view_of(&g, 200, &v);
-  p2q_reindex_plan(&v, &p);
-  assert_int_equal(p.action, P2Q_RX_GRACE);
-  assert_string_equal(p2q_reindex_action_name(p.action), "grace");
-}
-
 /* ---- reindex_def.c: definitions and the daemon's effective config ------------------------ */
 
 #define CONF_HEAD "[qdrant]\nurl = http://127.0.0.1:6333\n"
@@ -445,9 +256,6 @@ int main(void) {
       cmocka_unit_test(test_signature),
       cmocka_unit_test(test_swap_body),
       cmocka_unit_test(test_observe),
-      cmocka_unit_test(test_plan_fresh_adopt_then_idle),
-      cmocka_unit_test(test_plan_rebuild_resumes_after_any_crash),
-      cmocka_unit_test(test_plan_stray_version_and_abandon),
       cmocka_unit_test(test_definition_round_trip),
       cmocka_unit_test(test_effective_config),
       cmocka_unit_test(test_modes),
