@@ -443,3 +443,45 @@ def test_reindex_time(make_daemon, db, pgdb, qdrant):
         d.stop(p)
     finally:
         stub.close()
+
+
+@pytest.mark.parametrize("target,status", [("notes__v2", 503), ("notes__v1", 429)])
+def test_one_version_failing_writes_costs_time_not_data(make_daemon, db, pgdb, qdrant, target, status):
+    """Partial failure during a re-embedding: the point writes of ONE version fail (503 on the new
+    version, or 429 with Retry-After on the old one) for 4 s while every health check, collection
+    info and read passes. The events of both versions wait and are retried: nothing is
+    dead-lettered (max_attempts at its shipped default), the alias never serves a mix or nothing,
+    and the job ends exactly as without the failure."""
+    stub = OpenAIStub(dim=8, api_key="sk-test")
+    mon, writer = Monitor(qdrant), Writer(pgdb)
+    try:
+        d, p = setup(make_daemon, db, qdrant, stub)
+        mon.start()
+        writer.start()
+        change_model(d)
+        out = d.cli("apply").stdout
+        assert "reindex notes: started: notes__v1 -> notes__v2" in out, out
+        extra = {"retry_after": 1} if status == 429 else {}
+        qdrant.fail(status, seconds=4, writes=True, collection=target, **extra)
+        d.stop(p)
+        p = d.start()  # the new file: dual writes, backfill while the target refuses writes
+        r = subprocess.run([os.environ["P2Q_BIN"], "-c", str(d.path), "reindex", "notes"], env=d.env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        wait_until(lambda: phase(db)[0] is None, timeout=60, what="job done",
+                   explain=lambda: d.log_text()[-3000:])
+        writer.stop_flag.set()
+        writer.join(10)
+        assert writer.error is None, writer.error
+        check_end_state(d, db, qdrant, 2)
+        assert db.execute("SELECT count(*) FROM sync_outbox_dead").fetchone()[0] == 0
+        refused = [e for e in qdrant.log() if e.get("status") == status and e.get("collection") == target]
+        assert refused, "the fault never hit a write: the test would not test anything"
+        mon.stop_flag.set()
+        mon.join(10)
+        mon.check("openai/m1@8", "openai/m2@12")
+        d.stop(p)
+    finally:
+        writer.stop_flag.set()
+        mon.stop_flag.set()
+        stub.close()
