@@ -1,14 +1,13 @@
 /*
  * qdrant.c — Qdrant REST client on top of p2q_http.
  *
- * Owns: one p2q_http_t, the base URL and one small request record per call in flight.
- * Runs on the loop thread (async API); the p2q_qdrant_sync_* helpers create and run their own
- * private loop on the calling thread and must never be called from the daemon's loop.
+ * Owns: one p2q_http_t, the base URL and one small request record per call in flight; the
+ * node probes; the calls of each endpoint. Runs on the loop thread only. The pure half
+ * (classification, envelope parsing, collection checks, body building, path escaping, the
+ * reading of one answer) is qdrant_proto.c; the blocking forms for the CLI are qdrant_sync.c.
  *
- * Pure parts (classification, envelope parsing, collection checks, body building, path
- * escaping) have no I/O and are unit-tested on canned JSON. Invariants: every accepted call's
- * callback fires exactly once with a fully classified p2q_qdrant_resp_t; the API key lives only
- * inside p2q_http's header list and is never logged.
+ * Invariants: every accepted call's callback fires exactly once with a fully classified
+ * p2q_qdrant_resp_t; the API key lives only inside p2q_http's header list and is never logged.
  *
  * Several nodes (`[qdrant] url = http://a, http://b`; nodes.h chooses): one p2q_http client for
  * all of them (same key and TLS settings), each request goes to the chosen node. A transport
@@ -33,16 +32,14 @@
 #include "pg2qdrant/nodes.h"
 #include "pg2qdrant/redact.h"
 
-typedef enum { K_RAW = 0, K_CHECK, K_CREATE, K_PROBE } q_kind_t;
-
 typedef struct {
   p2q_qdrant_t *q;
-  q_kind_t kind;
+  p2q_qdrant_kind_t kind;
   int small;                  /* the answer is small: cap it at P2Q_QDRANT_SMALL_BODY */
   p2q_qdrant_cb cb;
   void *arg;
-  char *collection;           /* K_CHECK: for messages */
-  p2q_qdrant_vectors_t want;  /* K_CHECK: strings owned below */
+  char *collection;           /* P2Q_QK_CHECK: for messages */
+  p2q_qdrant_vectors_t want;  /* P2Q_QK_CHECK: strings owned below */
   char *want_name, *want_dist, *want_sparse;
   /* several nodes: what is needed to send the request again to another node */
   char method[8];
@@ -67,239 +64,6 @@ struct p2q_qdrant_s {
   void *close_arg;
 };
 
-/* ---------------- pure helpers ---------------- */
-
-p2q_qdrant_class_t p2q_qdrant_classify(long status, int curl_code, int64_t retry_after_ms,
-                                       long *delay_ms) {
-  p2q_qdrant_class_t c;
-  (void)curl_code;
-  if (status >= 200 && status < 300) c = P2Q_QDRANT_OK;
-  else if (status < 400) c = P2Q_QDRANT_RETRY; /* no answer (0), 1xx, 3xx: the target's problem */
-  else if (status == 400 || status == 409 || status == 422) c = P2Q_QDRANT_PERMANENT;
-  else if (status == 404 || status == 410) c = P2Q_QDRANT_MISSING;
-  else if (status == 408) c = P2Q_QDRANT_RETRY;
-  else if (status == 413) c = P2Q_QDRANT_TOO_LARGE;
-  else if (status == 429) c = P2Q_QDRANT_RATE;
-  else if (status < 500) c = P2Q_QDRANT_CONFIG; /* 401, 403, 405, 407, 421, 426, ... */
-  else c = P2Q_QDRANT_RETRY;                    /* every 5xx (and beyond) */
-  if (delay_ms)
-    *delay_ms = (c == P2Q_QDRANT_RETRY || c == P2Q_QDRANT_RATE) && retry_after_ms >= 0
-                    ? (long)retry_after_ms : -1;
-  return c;
-}
-
-const char *p2q_qdrant_class_name(p2q_qdrant_class_t c) {
-  switch (c) {
-#define XX(name, label, transient) case P2Q_QDRANT_##name: return label;
-    P2Q_QDRANT_CLASS_MAP(XX)
-#undef XX
-    default: return "unknown";
-  }
-}
-
-int p2q_qdrant_class_transient(p2q_qdrant_class_t c) {
-  switch (c) {
-#define XX(name, label, transient) case P2Q_QDRANT_##name: return transient;
-    P2Q_QDRANT_CLASS_MAP(XX)
-#undef XX
-    default: return 1;
-  }
-}
-
-/* Copy a plain-text body as a one-line message (at most max bytes of it). */
-static void text_msg(char *msg, size_t n, const char *body, size_t len, long status) {
-  size_t o = 0;
-  for (size_t i = 0; i < len && o + 1 < n; i++) {
-    char ch = body[i];
-    msg[o++] = (ch == '\n' || ch == '\r' || ch == '\t') ? ' ' : ch;
-  }
-  while (o > 0 && msg[o - 1] == ' ') o--;
-  if (n) msg[o < n ? o : n - 1] = 0;
-  if (o == 0) snprintf(msg, n, "HTTP %ld", status);
-}
-
-/* The start of a body, one line, for messages about answers that are not Qdrant's. */
-static void body_snippet(char *out, size_t n, const char *body, size_t len) {
-  char tmp[121];
-  if (!body || !len) { snprintf(out, n, "an empty body"); return; }
-  text_msg(tmp, sizeof tmp, body, len < 120 ? len : 120, 0);
-  snprintf(out, n, "\"%s%s\"", tmp, len > 120 ? "..." : "");
-}
-
-/* parse_envelope, also saying whether the body was Qdrant's JSON error envelope. */
-static int parse_envelope_ex(long status, const char *body, size_t len, cJSON **root,
-                             const cJSON **result, char *msg, size_t msglen, int *enveloped) {
-  char snip[160];
-  *root = NULL;
-  *result = NULL;
-  *enveloped = 0;
-  if (msglen) msg[0] = 0;
-  cJSON *doc = (body && len) ? cJSON_ParseWithLength(body, len) : NULL;
-  const cJSON *st = cJSON_IsObject(doc) ? cJSON_GetObjectItemCaseSensitive(doc, "status") : NULL;
-  const cJSON *e = cJSON_IsObject(st) ? cJSON_GetObjectItemCaseSensitive(st, "error") : NULL;
-  if (cJSON_IsString(e) && e->valuestring) { /* an error envelope, whatever the status */
-    *enveloped = 1;
-    if (status >= 200 && status < 300)
-      snprintf(msg, msglen, "HTTP %ld carrying an error, not Qdrant's success envelope: %s", status,
-               e->valuestring);
-    else
-      snprintf(msg, msglen, "%s", e->valuestring);
-    cJSON_Delete(doc);
-    return P2Q_EQDRANT;
-  }
-  if (status >= 200 && status < 300) {
-    const cJSON *res = cJSON_IsObject(doc) ? cJSON_GetObjectItemCaseSensitive(doc, "result") : NULL;
-    if (res && cJSON_IsString(st) && st->valuestring && !strcmp(st->valuestring, "ok")) {
-      *enveloped = 1;
-      *root = doc;
-      *result = res;
-      return 0;
-    }
-    body_snippet(snip, sizeof snip, body, len);
-    snprintf(msg, msglen, "HTTP %ld answer is not Qdrant's success envelope (%s): %s", status,
-             !doc ? "not JSON" : !res ? "no `result`" : "no \"status\":\"ok\"", snip);
-    cJSON_Delete(doc);
-    return P2Q_EBADJSON;
-  }
-  text_msg(msg, msglen, body ? body : "", body ? len : 0, status);
-  cJSON_Delete(doc);
-  return P2Q_EQDRANT;
-}
-
-int p2q_qdrant_parse_envelope(long status, const char *body, size_t len, cJSON **root,
-                              const cJSON **result, char *msg, size_t msglen) {
-  int enveloped;
-  return parse_envelope_ex(status, body, len, root, result, msg, msglen, &enveloped);
-}
-
-static void key_list(const cJSON *obj, char *out, size_t n) {
-  size_t o = 0;
-  out[0] = 0;
-  const cJSON *it;
-  cJSON_ArrayForEach(it, obj) {
-    int w = snprintf(out + o, n - o, "%s%s", o ? ", " : "", it->string ? it->string : "?");
-    if (w < 0 || (size_t)w >= n - o) break;
-    o += (size_t)w;
-  }
-}
-
-static int check_params(const cJSON *vp, const char *label, const p2q_qdrant_vectors_t *want,
-                        char *msg, size_t n) {
-  const cJSON *size = cJSON_GetObjectItemCaseSensitive(vp, "size");
-  const cJSON *dist = cJSON_GetObjectItemCaseSensitive(vp, "distance");
-  if (!cJSON_IsNumber(size) || !cJSON_IsString(dist)) {
-    snprintf(msg, n, "vector %s has no size/distance in the collection info", label);
-    return P2Q_EBADJSON;
-  }
-  if ((long)size->valuedouble != want->dim) {
-    snprintf(msg, n, "vector %s has dimension %ld, configured %d", label, (long)size->valuedouble,
-             want->dim);
-    return P2Q_EMISMATCH;
-  }
-  if (want->distance && strcmp(dist->valuestring, want->distance) != 0) {
-    snprintf(msg, n, "vector %s uses distance %s, configured %s", label, dist->valuestring,
-             want->distance);
-    return P2Q_EMISMATCH;
-  }
-  return 0;
-}
-
-int p2q_qdrant_check_collection(const cJSON *info, const p2q_qdrant_vectors_t *want, char *msg,
-                                size_t n) {
-  char keys[256], label[300];
-  if (msg && n) msg[0] = 0;
-  if (!want) return P2Q_EINVAL;
-  const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(info, "config");
-  const cJSON *params = cJSON_GetObjectItemCaseSensitive(cfg, "params");
-  const cJSON *vectors = cJSON_GetObjectItemCaseSensitive(params, "vectors");
-  if (!cJSON_IsObject(params)) {
-    snprintf(msg, n, "collection info has no config.params");
-    return P2Q_EBADJSON;
-  }
-  int named = want->vector_name && *want->vector_name;
-  int has_unnamed = cJSON_IsObject(vectors) && cJSON_GetObjectItemCaseSensitive(vectors, "size");
-  if (!named) {
-    if (!has_unnamed) {
-      if (cJSON_IsObject(vectors) && vectors->child) {
-        key_list(vectors, keys, sizeof keys);
-        snprintf(msg, n, "collection has named vectors (%s) but an unnamed vector is configured", keys);
-      } else {
-        snprintf(msg, n, "collection has no dense vector but one of dimension %d is configured",
-                 want->dim);
-      }
-      return P2Q_EMISMATCH;
-    }
-    int rc = check_params(vectors, "(unnamed)", want, msg, n);
-    if (rc) return rc;
-  } else {
-    if (has_unnamed) {
-      snprintf(msg, n, "collection has a single unnamed vector but vector \"%s\" is configured",
-               want->vector_name);
-      return P2Q_EMISMATCH;
-    }
-    const cJSON *vp = cJSON_IsObject(vectors)
-                          ? cJSON_GetObjectItemCaseSensitive(vectors, want->vector_name) : NULL;
-    if (!cJSON_IsObject(vp)) {
-      key_list(vectors, keys, sizeof keys);
-      snprintf(msg, n, "collection has no vector named \"%s\" (it has: %s)", want->vector_name,
-               keys[0] ? keys : "none");
-      return P2Q_EMISMATCH;
-    }
-    snprintf(label, sizeof label, "\"%s\"", want->vector_name);
-    int rc = check_params(vp, label, want, msg, n);
-    if (rc) return rc;
-  }
-  if (want->sparse_name && *want->sparse_name) {
-    const cJSON *sv = cJSON_GetObjectItemCaseSensitive(params, "sparse_vectors");
-    if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(sv, want->sparse_name))) {
-      snprintf(msg, n, "collection has no sparse vector named \"%s\"", want->sparse_name);
-      return P2Q_EMISMATCH;
-    }
-  }
-  return 0;
-}
-
-char *p2q_qdrant_create_body(const p2q_qdrant_vectors_t *v) {
-  char *out = NULL;
-  if (!v || v->dim < 1 || v->dim > 65536 || !v->distance) return NULL;
-  cJSON *root = cJSON_CreateObject(), *vectors = NULL, *params = NULL;
-  if (!root) return NULL;
-  if (v->vector_name && *v->vector_name) {
-    vectors = cJSON_AddObjectToObject(root, "vectors");
-    params = vectors ? cJSON_AddObjectToObject(vectors, v->vector_name) : NULL;
-  } else {
-    params = vectors = cJSON_AddObjectToObject(root, "vectors");
-  }
-  if (!params || !cJSON_AddNumberToObject(params, "size", v->dim) ||
-      !cJSON_AddStringToObject(params, "distance", v->distance))
-    goto fail;
-  if (v->sparse_name && *v->sparse_name) {
-    cJSON *sv = cJSON_AddObjectToObject(root, "sparse_vectors");
-    cJSON *sp = sv ? cJSON_AddObjectToObject(sv, v->sparse_name) : NULL;
-    if (!sp || !cJSON_AddStringToObject(sp, "modifier", "idf")) goto fail;
-  }
-  out = cJSON_PrintUnformatted(root);
-fail:
-  cJSON_Delete(root);
-  return out;
-}
-
-int p2q_qdrant_path_escape(const char *in, char *out, size_t outlen) {
-  static const char hex[] = "0123456789ABCDEF";
-  size_t o = 0;
-  if (!in || !out) return P2Q_EINVAL;
-  for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
-    int keep = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-               *p == '-' || *p == '_' || *p == '.' || *p == '~';
-    if (o + (keep ? 1 : 3) >= outlen) return P2Q_EOVERFLOW;
-    if (keep) out[o++] = (char)*p;
-    else { out[o++] = '%'; out[o++] = hex[*p >> 4]; out[o++] = hex[*p & 15]; }
-  }
-  if (o >= outlen) return P2Q_EOVERFLOW;
-  out[o] = 0;
-  return (int)o;
-}
-
 /* ---------------- async client ---------------- */
 
 static void req_free(q_req_t *r) {
@@ -311,78 +75,6 @@ static void req_free(q_req_t *r) {
   free(r->want_dist);
   free(r->want_sparse);
   free(r);
-}
-
-/* result.status == "wait_timeout": accepted but not applied within the timeout. */
-static int is_wait_timeout(const cJSON *result) {
-  const cJSON *s = cJSON_IsObject(result) ? cJSON_GetObjectItemCaseSensitive(result, "status") : NULL;
-  return cJSON_IsString(s) && s->valuestring && !strcmp(s->valuestring, "wait_timeout");
-}
-
-/* A 3xx: never followed (the redirect may change host or scheme, or point at a login page). */
-static void redirect_msg(char *msg, size_t n, long status, const char *location) {
-  char *masked = location && *location ? p2q_redact_url(location) : NULL;
-  if (masked)
-    snprintf(msg, n, "HTTP %ld redirect to %s, not followed: set qdrant.url to the address that "
-             "answers", status, masked);
-  else
-    snprintf(msg, n, "HTTP %ld redirect%s, not followed: set qdrant.url to the address that answers",
-             status, location && *location ? "" : " without a Location");
-  free(masked);
-}
-
-/* Fill in the envelope-dependent fields of resp (class refined by the body); *root receives the
- * parsed document. */
-static void interpret(q_req_t *r, const p2q_http_response_t *hr, p2q_qdrant_resp_t *resp,
-                      cJSON **root, char *msg, size_t n) {
-  long status = hr->status;
-  int enveloped = 0;
-  if (status >= 300 && status < 400) {
-    resp->err = P2Q_EQDRANT;
-    redirect_msg(msg, n, status, hr->location);
-    return;
-  }
-  if (r->kind == K_PROBE) { /* /readyz answers plain text */
-    resp->err = status == 200 ? 0 : P2Q_EQDRANT;
-    if (resp->err) text_msg(msg, n, hr->body, hr->body_len, status);
-    if (resp->cls == P2Q_QDRANT_MISSING) resp->cls = P2Q_QDRANT_CONFIG; /* no /readyz: wrong URL */
-    return;
-  }
-  int rc = parse_envelope_ex(status, hr->body, hr->body_len, root, &resp->result, msg, n, &enveloped);
-  resp->err = rc;
-  if (rc && status >= 200 && status < 300) resp->cls = P2Q_QDRANT_RETRY; /* not a success answer */
-  if (status == 404 || status == 410) {
-    if (!enveloped) { /* no Qdrant behind this route */
-      char snip[160];
-      body_snippet(snip, sizeof snip, hr->body, hr->body_len);
-      snprintf(msg, n, "HTTP %ld without Qdrant's error envelope (no such route: check qdrant.url): %s",
-               status, snip);
-      resp->cls = P2Q_QDRANT_CONFIG;
-    } else if (strstr(msg, P2Q_QDRANT_SHARDS_FAILED)) {
-      resp->cls = P2Q_QDRANT_RETRY; /* some shards applied it: the collection exists (cluster) */
-    } else if (!strstr(msg, "Collection") && !strstr(msg, "collection")) {
-      resp->cls = P2Q_QDRANT_PERMANENT; /* e.g. "No point with id … found" */
-    }
-  }
-  if (rc == 0 && is_wait_timeout(resp->result)) {
-    resp->err = P2Q_ETIMEOUT;
-    resp->cls = P2Q_QDRANT_RETRY;
-    snprintf(msg, n, "operation accepted but not completed (wait_timeout)");
-  }
-  if (r->kind == K_CREATE && status == 409) { /* already exists: fine */
-    resp->err = 0;
-    resp->cls = P2Q_QDRANT_OK;
-    msg[0] = 0;
-  }
-  if (r->kind == K_CHECK && rc == 0) {
-    char m[768];
-    int crc = p2q_qdrant_check_collection(resp->result, &r->want, m, sizeof m);
-    if (crc) {
-      resp->err = crc;
-      resp->cls = P2Q_QDRANT_PERMANENT;
-      snprintf(msg, n, "collection `%s`: %s", r->collection, m);
-    }
-  }
 }
 
 static int submit(p2q_qdrant_t *q, q_req_t *r, const char *method, const char *path,
@@ -456,7 +148,7 @@ static void on_http(p2q_http_t *h, int err, const p2q_http_response_t *hr, void 
     else
       snprintf(msg, sizeof msg, "%s", hr->error);
   } else {
-    interpret(r, hr, &resp, &root, msg, sizeof msg);
+    p2q_qdrant_interpret(r->kind, r->collection, &r->want, hr, &resp, &root, msg, sizeof msg);
   }
   resp.error = msg;
   if (resp.err && resp.err != P2Q_ECANCELED) {
@@ -513,7 +205,7 @@ static int submit(p2q_qdrant_t *q, q_req_t *r, const char *method, const char *p
   return rc;
 }
 
-static int start(p2q_qdrant_t *q, q_kind_t kind, int small, const char *method, const char *path,
+static int start(p2q_qdrant_t *q, p2q_qdrant_kind_t kind, int small, const char *method, const char *path,
                  const char *body, size_t len, int flags, p2q_qdrant_cb cb, void *arg) {
   if (!q || !cb || !path) return P2Q_EINVAL;
   if (q->closing) return P2Q_ECANCELED;
@@ -676,13 +368,13 @@ unsigned p2q_qdrant_pending(const p2q_qdrant_t *q) { return q ? q->pending : 0; 
 int p2q_qdrant_request(p2q_qdrant_t *q, const char *method, const char *path, const char *body,
                        size_t len, int flags, p2q_qdrant_cb cb, void *arg) {
   if (!method || !path || path[0] != '/') return P2Q_EINVAL;
-  return start(q, K_RAW, 0, method, path, body, len, flags, cb, arg);
+  return start(q, P2Q_QK_RAW, 0, method, path, body, len, flags, cb, arg);
 }
 
 int p2q_qdrant_collection_info(p2q_qdrant_t *q, const char *collection, p2q_qdrant_cb cb, void *arg) {
   char path[1024];
   int rc = coll_path(path, sizeof path, collection, NULL);
-  return rc ? rc : start(q, K_RAW, 1, "GET", path, NULL, 0, 0, cb, arg);
+  return rc ? rc : start(q, P2Q_QK_RAW, 1, "GET", path, NULL, 0, 0, cb, arg);
 }
 
 int p2q_qdrant_collection_check(p2q_qdrant_t *q, const char *collection,
@@ -697,7 +389,7 @@ int p2q_qdrant_collection_check(p2q_qdrant_t *q, const char *collection,
   r = calloc(1, sizeof *r);
   if (!r) goto fail;
   r->q = q;
-  r->kind = K_CHECK;
+  r->kind = P2Q_QK_CHECK;
   r->small = 1;
   r->cb = cb;
   r->arg = arg;
@@ -725,7 +417,7 @@ int p2q_qdrant_collection_create(p2q_qdrant_t *q, const char *collection,
   if (rc) return rc;
   char *body = p2q_qdrant_create_body(v);
   if (!body) return P2Q_EINVAL;
-  rc = start(q, K_CREATE, 1, "PUT", path, body, strlen(body), P2Q_HTTP_TAKE_BODY, cb, arg);
+  rc = start(q, P2Q_QK_CREATE, 1, "PUT", path, body, strlen(body), P2Q_HTTP_TAKE_BODY, cb, arg);
   if (rc) free(body);
   return rc;
 }
@@ -743,7 +435,7 @@ int p2q_qdrant_index_create(p2q_qdrant_t *q, const char *collection, const char 
     body = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   if (!body) return P2Q_ENOMEM;
-  rc = start(q, K_RAW, 1, "PUT", path, body, strlen(body), P2Q_HTTP_TAKE_BODY, cb, arg);
+  rc = start(q, P2Q_QK_RAW, 1, "PUT", path, body, strlen(body), P2Q_HTTP_TAKE_BODY, cb, arg);
   if (rc) free(body);
   return rc;
 }
@@ -756,7 +448,7 @@ static int points_op(p2q_qdrant_t *q, const char *method, const char *collection
   int rc = coll_path(path, sizeof path, collection, suffix);
   if (rc) return rc;
   if (!body || !len) return P2Q_EINVAL;
-  return start(q, K_RAW, small, method, path, body, len, flags, cb, arg);
+  return start(q, P2Q_QK_RAW, small, method, path, body, len, flags, cb, arg);
 }
 
 int p2q_qdrant_points_upsert(p2q_qdrant_t *q, const char *collection, const char *body, size_t len,
@@ -810,82 +502,5 @@ int p2q_qdrant_points_count(p2q_qdrant_t *q, const char *collection, const char 
 }
 
 int p2q_qdrant_probe(p2q_qdrant_t *q, p2q_qdrant_cb cb, void *arg) {
-  return start(q, K_PROBE, 1, "GET", "/readyz", NULL, 0, 0, cb, arg);
-}
-
-/* ---------------- blocking convenience (private loop) ---------------- */
-
-typedef struct {
-  int done;
-  int err;
-  long status;
-  char msg[1024];
-} sync_t;
-
-static void sync_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *r, void *arg) {
-  sync_t *s = arg;
-  s->done = 1;
-  s->err = r->err;
-  s->status = r->status;
-  snprintf(s->msg, sizeof s->msg, "%s", r->error);
-}
-
-/* Wait for the call that `rc` reports on; returns its err. */
-static int sync_wait(uv_loop_t *loop, sync_t *s, int rc) {
-  if (rc) {
-    snprintf(s->msg, sizeof s->msg, "%s", p2q_strerror(rc));
-    s->err = rc;
-    return rc;
-  }
-  while (!s->done) uv_run(loop, UV_RUN_ONCE);
-  return s->err;
-}
-
-static void sync_finish(uv_loop_t *loop, p2q_qdrant_t *q) {
-  if (q) p2q_qdrant_close(q, NULL, NULL);
-  uv_run(loop, UV_RUN_DEFAULT);
-  uv_loop_close(loop);
-}
-
-int p2q_qdrant_sync_ensure_collection(const p2q_qdrant_options_t *opts, const char *collection,
-                                      const p2q_qdrant_vectors_t *want, int create,
-                                      const char *index_field, char *msg, size_t msglen) {
-  uv_loop_t loop;
-  p2q_qdrant_t *q = NULL;
-  sync_t s = {0};
-  if (uv_loop_init(&loop) != 0) return P2Q_EIO;
-  int rc = p2q_qdrant_new(&loop, opts, &q);
-  if (rc) { snprintf(s.msg, sizeof s.msg, "invalid Qdrant options"); goto out; }
-  rc = sync_wait(&loop, &s, p2q_qdrant_collection_check(q, collection, want, sync_cb, &s));
-  if (rc == P2Q_EQDRANT && s.status == 404 && create) {
-    P2Q_INFO("qdrant_collection_create", "collection=%s dim=%d", collection, want->dim);
-    memset(&s, 0, sizeof s);
-    rc = sync_wait(&loop, &s, p2q_qdrant_collection_create(q, collection, want, sync_cb, &s));
-    if (rc == 0 && index_field && *index_field) {
-      memset(&s, 0, sizeof s);
-      rc = sync_wait(&loop, &s,
-                     p2q_qdrant_index_create(q, collection, index_field, "keyword", sync_cb, &s));
-    }
-    if (rc == 0) {
-      memset(&s, 0, sizeof s);
-      rc = sync_wait(&loop, &s, p2q_qdrant_collection_check(q, collection, want, sync_cb, &s));
-    }
-  }
-out:
-  if (msg && msglen) snprintf(msg, msglen, "%s", rc ? s.msg : "");
-  sync_finish(&loop, q);
-  return rc;
-}
-
-int p2q_qdrant_sync_probe(const p2q_qdrant_options_t *opts, char *msg, size_t msglen) {
-  uv_loop_t loop;
-  p2q_qdrant_t *q = NULL;
-  sync_t s = {0};
-  if (uv_loop_init(&loop) != 0) return P2Q_EIO;
-  int rc = p2q_qdrant_new(&loop, opts, &q);
-  if (rc) snprintf(s.msg, sizeof s.msg, "invalid Qdrant options");
-  else rc = sync_wait(&loop, &s, p2q_qdrant_probe(q, sync_cb, &s));
-  if (msg && msglen) snprintf(msg, msglen, "%s", rc ? s.msg : "");
-  sync_finish(&loop, q);
-  return rc;
+  return start(q, P2Q_QK_PROBE, 1, "GET", "/readyz", NULL, 0, 0, cb, arg);
 }

@@ -16,6 +16,7 @@
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/qdrant.h"
+#include "pg2qdrant/qdrant_sync.h"
 
 static srv_t S;
 
