@@ -34,6 +34,15 @@ static void trigger_name(p2q_buf_t *b, const char *rule, const char *suffix) {
   p2q_buf_free(&n);
 }
 
+/* Append body dollar-quoted (with a tag it does not hold) and ";\n": the end of every statement
+   whose body is generated (functions, DO blocks). 0 or an error (body's, the quote's, out's). */
+static int append_quoted(p2q_buf_t *out, const p2q_buf_t *body) {
+  if (p2q_buf_error(body)) return p2q_buf_error(body);
+  int rc = p2q_sql_dollar_quote(out, body->data);
+  p2q_buf_puts(out, ";\n");
+  return rc ? rc : p2q_buf_error(out);
+}
+
 /* Append a CREATE FUNCTION with the given body (dollar-quoted with a tag it does not hold). */
 static int append_function(p2q_buf_t *out, const char *schema, const char *prefix,
                            const char *rule, const p2q_buf_t *body) {
@@ -44,9 +53,7 @@ static int append_function(p2q_buf_t *out, const char *schema, const char *prefi
      independent of the writer's session; PostgreSQL restores the writer's values on exit */
   p2q_buf_puts(out, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER "
                     "SET search_path = " P2Q_PINNED_SEARCH_PATH P2Q_PINNED_FUNCTION_SET " AS ");
-  int rc = p2q_sql_dollar_quote(out, body->data);
-  p2q_buf_puts(out, ";\n");
-  return rc;
+  return append_quoted(out, body);
 }
 
 /* The backfill statement (filtered, in key order) over `source`. */
@@ -124,9 +131,7 @@ int p2q_capture_truncate_triggers_sql(const p2q_rule_config_t *r, const char *sc
   p2q_buf_puts(&body, ");\n    END IF;\n  END LOOP;\nEND\n");
   if ((rc = p2q_buf_error(&body))) goto fail;
   p2q_buf_puts(out, "DO ");
-  if ((rc = p2q_sql_dollar_quote(out, body.data))) goto fail;
-  p2q_buf_puts(out, ";\n");
-  rc = p2q_buf_error(out);
+  rc = append_quoted(out, &body);
 fail:
   p2q_buf_free(&body);
   p2q_buf_free(&tl);
@@ -385,9 +390,7 @@ int p2q_capture_drift_sql(const p2q_rule_config_t *r, const char *schema, p2q_bu
   function_name(out, schema, "p2q_drift_", r->name);
   p2q_buf_puts(out, "() RETURNS TABLE (item text, used_as text, breaks boolean)\n"
                     "LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS ");
-  if ((rc = p2q_sql_dollar_quote(out, body.data))) goto fail;
-  p2q_buf_puts(out, ";\n");
-  rc = p2q_buf_error(out);
+  rc = append_quoted(out, &body);
 fail:
   p2q_buf_free(&body);
   p2q_buf_free(&qtable);

@@ -226,25 +226,24 @@ static void trigger_event(p2q_buf_t *b, const p2q_rule_config_t *r, const char *
                  key, op, snap, bad, max_attempts, bad);
 }
 
-/* The filter and routing key of NEW (into new_ok, rn) and OLD (old_ok, ro). */
-static void filter_routing(p2q_buf_t *b, const p2q_rule_config_t *r, const char *indent) {
-  p2q_buf_printf(b, "%sIF TG_OP <> 'DELETE' THEN\n%s  new_ok := ", indent, indent);
-  filter_of(b, r, "NEW");
+/* IF TG_OP <> '<not_op>' THEN <ok> := filter(ref); <rk> := routing_key(ref); END IF; */
+static void filter_routing_of(p2q_buf_t *b, const p2q_rule_config_t *r, const char *indent, const char *not_op,
+                              const char *ref, const char *ok, const char *rk) {
+  p2q_buf_printf(b, "%sIF TG_OP <> '%s' THEN\n%s  %s := ", indent, not_op, indent, ok);
+  filter_of(b, r, ref);
   p2q_buf_puts(b, ";\n");
   if (r->routing_key) {
-    p2q_buf_printf(b, "%s  rn := ", indent);
-    row_expr(b, "NEW", r->routing_key, "::text");
-    p2q_buf_puts(b, ";\n");
-  }
-  p2q_buf_printf(b, "%sEND IF;\n%sIF TG_OP <> 'INSERT' THEN\n%s  old_ok := ", indent, indent, indent);
-  filter_of(b, r, "OLD");
-  p2q_buf_puts(b, ";\n");
-  if (r->routing_key) {
-    p2q_buf_printf(b, "%s  ro := ", indent);
-    row_expr(b, "OLD", r->routing_key, "::text");
+    p2q_buf_printf(b, "%s  %s := ", indent, rk);
+    row_expr(b, ref, r->routing_key, "::text");
     p2q_buf_puts(b, ";\n");
   }
   p2q_buf_printf(b, "%sEND IF;\n", indent);
+}
+
+/* The filter and routing key of NEW (into new_ok, rn) and OLD (old_ok, ro). */
+static void filter_routing(p2q_buf_t *b, const p2q_rule_config_t *r, const char *indent) {
+  filter_routing_of(b, r, indent, "DELETE", "NEW", "new_ok", "rn");
+  filter_routing_of(b, r, indent, "INSERT", "OLD", "old_ok", "ro");
 }
 
 /* The slow path's reads by name, in a block of their own: a row whose json cannot be built at all
@@ -298,6 +297,19 @@ static void key_message(p2q_buf_t *b, const p2q_rule_config_t *r) {
   p2q_buf_free(&m);
 }
 
+/* `var := <key jsonb of ref>;` and `IF <a key column of ref> IS NULL THEN bad := <message>; END IF;`
+   (two lines at indent in) */
+static void key_capture(p2q_buf_t *b, const p2q_rule_config_t *r, const char *in, const char *var,
+                        const char *ref, const char *bad) {
+  p2q_buf_printf(b, "%s%s := ", in, var);
+  p2q_capture_json_object(b, ref, &r->key);
+  p2q_buf_printf(b, ";\n%sIF ", in);
+  key_null_expr(b, r, ref);
+  p2q_buf_printf(b, " THEN %s := ", bad);
+  key_message(b, r);
+  p2q_buf_puts(b, "; END IF;\n");
+}
+
 /* ROW(NEW."a", NEW."k")::record *= ROW(OLD."a", OLD."k")::record over the watched and key columns
    (whole row: NEW *= OLD): true when an UPDATE left each of them binary-identical, hence with the
    same text, key and change test: no event, whatever the slow path would say. */
@@ -336,13 +348,7 @@ static void insert_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strl
     p2q_buf_puts(b, ";\n");
   }
   if (r->filter) p2q_buf_puts(b, "      IF new_ok THEN\n");
-  p2q_buf_printf(b, "%skn := ", in);
-  p2q_capture_json_object(b, "NEW", &r->key);
-  p2q_buf_printf(b, ";\n%sIF ", in);
-  key_null_expr(b, r, "NEW");
-  p2q_buf_puts(b, " THEN bad_new := ");
-  key_message(b, r);
-  p2q_buf_puts(b, "; END IF;\n");
+  key_capture(b, r, in, "kn", "NEW", "bad_new");
   if (snap->n == 0 && need->n) { /* the whole-row snapshot names no column: probe them */
     p2q_buf_printf(b, "%sprobe := ", in);
     key_null_expr(b, &(p2q_rule_config_t){.key = *need}, "NEW");
@@ -382,25 +388,16 @@ static int update_delete_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2
   }
   p2q_buf_puts(b, " THEN\n        RETURN NULL;\n      END IF;\n");
   filter_routing(b, r, "      ");
-  p2q_buf_puts(b, "      IF TG_OP <> 'DELETE' THEN\n        kn := ");
-  p2q_capture_json_object(b, "NEW", &r->key);
-  p2q_buf_puts(b, ";\n        IF ");
-  key_null_expr(b, r, "NEW");
-  p2q_buf_puts(b, " THEN bad_new := ");
-  key_message(b, r);
-  p2q_buf_puts(b, "; END IF;\n");
+  p2q_buf_puts(b, "      IF TG_OP <> 'DELETE' THEN\n");
+  key_capture(b, r, "        ", "kn", "NEW", "bad_new");
   if (snap->n == 0 && need->n) {
     p2q_buf_puts(b, "        probe := ");
     key_null_expr(b, &(p2q_rule_config_t){.key = *need}, "NEW");
     p2q_buf_puts(b, ";\n");
   }
-  p2q_buf_puts(b, "      END IF;\n      IF TG_OP <> 'INSERT' THEN\n        ko := ");
-  p2q_capture_json_object(b, "OLD", &r->key);
-  p2q_buf_puts(b, ";\n        IF ");
-  key_null_expr(b, r, "OLD");
-  p2q_buf_puts(b, " THEN bad_old := ");
-  key_message(b, r);
-  p2q_buf_puts(b, "; END IF;\n      END IF;\n");
+  p2q_buf_puts(b, "      END IF;\n      IF TG_OP <> 'INSERT' THEN\n");
+  key_capture(b, r, "        ", "ko", "OLD", "bad_old");
+  p2q_buf_puts(b, "      END IF;\n");
   const char *v = vector_reused(r, snap, watch) ? r->vector_column : NULL;
   if (!v || watch->n > 1) {
     p2q_buf_puts(b, "      IF TG_OP = 'UPDATE' THEN changed := ");

@@ -131,12 +131,7 @@ int p2q_sql_qualified(p2q_buf_t *b, const char *text) {
   return 0;
 }
 
-void p2q_strlist_free(p2q_strlist_t *l) {
-  for (int i = 0; i < l->n; i++) free(l->items[i]);
-  free(l->items);
-  l->items = NULL;
-  l->n = 0;
-}
+void p2q_strlist_free(p2q_strlist_t *l) { p2q_conf_strlist_free(l); } /* one list type, one free */
 
 int p2q_strlist_add(p2q_strlist_t *l, const char *s, size_t n) {
   for (int i = 0; i < l->n; i++)
