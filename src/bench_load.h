@@ -81,6 +81,9 @@ int p2q_bench_run_cmd(const char *exe, const char *config, const char *log, cons
 /* Sums from a daemon's /metrics on 127.0.0.1:port: Qdrant write requests (upsert+delete) and
    their total seconds. 0, or -1 when unreachable. */
 int p2q_bench_scrape(int port, double *requests, double *seconds);
+/* The value of an unlabelled metric (a counter such as pg2qdrant_leases_reclaimed_total) in a
+   daemon's /metrics on 127.0.0.1:port; NaN when unreachable or absent. */
+double p2q_bench_scrape_value(int port, const char *name);
 
 /* Minimal HTTP to Qdrant for the scratch collections: returns the HTTP status (or -1), body
    (malloc'd, may be NULL) in *body when non-NULL. */
@@ -130,6 +133,10 @@ typedef struct {
   int nprocs;
   p2q_bench_backend_t backends[256];
   int nbackends;
+  p2q_bench_autovac_t autovac;  /* autovacuum workers of the database, sampled with the backends */
+  char autovac_names[6][160];   /* the outbox tables as autovacuum names them (and their TOAST) */
+  int n_autovac_names;          /* 0: not looked up yet (or the lookup failed) */
+  double reclaim_interval_s;    /* the daemons' lease_reclaim_interval (0: never reclaims) */
   /* called about every 100 ms from a run's wait loops (progress display), may be NULL */
   void (*tick)(void *self);
   /* writes the generated config of replica r at setting s into path (0 or -1) */

@@ -253,3 +253,15 @@ int p2q_bench_scrape(int port, double *requests, double *seconds) {
   free(body);
   return 0;
 }
+
+double p2q_bench_scrape_value(int port, const char *name) {
+  char url[64], *body = NULL;
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+  if (p2q_bench_http("GET", url, NULL, NULL, NULL, &body) != 200 || !body) { free(body); return NAN; }
+  double v = NAN;
+  size_t n = strlen(name);
+  for (const char *line = body; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+    if (!strncmp(line, name, n) && line[n] == ' ') { v = atof(line + n + 1); break; }
+  free(body);
+  return v;
+}

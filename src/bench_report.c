@@ -18,8 +18,10 @@ static const char *const comp_labels[P2Q_COMP_N] = {
     P2Q_BENCH_COMPONENTS(XX)
 #undef XX
 };
-static const char *const comp_csv[P2Q_COMP_N] = {"cpu_us_pg2qdrant", "cpu_us_pg_daemon",
-                                                 "cpu_us_pg_writers", "cpu_us_qdrant", "cpu_us_bench"};
+static const char *const comp_csv[P2Q_COMP_N] = {"cpu_us_pg2qdrant",    "cpu_us_pg_daemon",
+                                                 "cpu_us_pg_autovacuum", "cpu_us_pg_autovacuum_other",
+                                                 "cpu_us_pg_writers",    "cpu_us_qdrant",
+                                                 "cpu_us_bench"};
 static const char *const palette[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
                                       "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};
 #define NPAL (sizeof palette / sizeof *palette)
@@ -176,7 +178,7 @@ void p2q_bench_csv_header(FILE *f) {
         "observe_rtt_ms", f);
   for (int c = 0; c < P2Q_COMP_N; c++) fprintf(f, ",%s", comp_csv[c]);
   fputs(",qdrant_request_ms,qdrant_requests,peak_rss_mib,outbox_dead_tuples,outbox_bytes,"
-        "pgss_us_per_event,dead_letters,missing,ok,error\n", f);
+        "pgss_us_per_event,tail_s,leases_reclaimed,dead_letters,missing,ok,error\n", f);
 }
 
 void p2q_bench_csv_row(FILE *f, const p2q_bench_run_t *r) {
@@ -200,6 +202,8 @@ void p2q_bench_csv_row(FILE *f, const p2q_bench_run_t *r) {
   csv_num(f, r->dead_tuples, "%.0f");
   csv_num(f, r->outbox_bytes, "%.0f");
   csv_num(f, r->pgss_us_per_event, "%.2f");
+  csv_num(f, r->tail_s, "%.2f");
+  csv_num(f, r->leases_reclaimed, "%.0f");
   fprintf(f, ",%ld,%ld,%d", r->dead_letters, r->missing, r->ok);
   csv_str(f, r->error);
   fputc('\n', f);
@@ -438,7 +442,7 @@ static void chart_cpu(FILE *f, const p2q_bench_point_t *pts, int n) {
       acc += pts[i].cpu_us[c];
     }
   }
-  for (int c = 0; c < P2Q_COMP_N; c++) legend(f, W - R - 130, T + 4, c, palette[c], comp_labels[c]);
+  for (int c = 0; c < P2Q_COMP_N; c++) legend(f, W - R - 185, T + 4, c, palette[c], comp_labels[c]);
   fprintf(f, "<text x=\"%d\" y=\"%d\" class=\"al\">point</text>\n", (L + W - R) / 2, H - B + 40);
   fputs("</svg></figure>\n", f);
 }
@@ -472,7 +476,8 @@ static void points_table(FILE *f, const p2q_bench_point_t *pts, int n, int rec) 
 static void runs_table(FILE *f, const p2q_bench_run_t *r, int n) {
   fputs("<table id=\"runs\"><tr><th>point</th><th>repeat</th><th>workload</th><th>events</th><th>s</th>"
         "<th>events/s</th><th>commits/s</th><th>p50</th><th>p99</th><th>max</th><th>Qdrant req ms</th>"
-        "<th>dead tuples</th><th>outbox bytes</th><th>pg_stat_statements µs/event</th><th>ok</th><th>error</th></tr>\n", f);
+        "<th>dead tuples</th><th>outbox bytes</th><th>pg_stat_statements µs/event</th><th>CPU tail s</th>"
+        "<th>leases reclaimed</th><th>ok</th><th>error</th></tr>\n", f);
   for (int i = 0; i < n; i++) {
     fprintf(f, "<tr><td>%d</td><td>%d</td><td>", r[i].point + 1, r[i].repeat);
     esc(f, r[i].workload);
@@ -487,6 +492,8 @@ static void runs_table(FILE *f, const p2q_bench_run_t *r, int n) {
     td(f, r[i].dead_tuples, "%.0f");
     td(f, r[i].outbox_bytes, "%.0f");
     td(f, r[i].pgss_us_per_event, "%.1f");
+    td(f, r[i].tail_s, "%.1f");
+    td(f, r[i].leases_reclaimed, "%.0f");
     fprintf(f, "<td>%s</td><td>", r[i].ok ? "yes" : "NO");
     esc(f, r[i].error);
     fputs("</td></tr>\n", f);

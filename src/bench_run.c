@@ -4,12 +4,14 @@
  *
  *   drain, text: reset the outbox and the collection, queue the backlog (the first time through
  *     the real triggers, saved in the scratch schema; later runs copy it back, which is faster
- *     and identical), start the daemons, time until the outbox is empty.
+ *     and identical), start the daemons, time until the outbox is empty; the CPU figures go on
+ *     until the lease reclaimers have deleted the drain's leases (drain_tail).
  *   steady, mixed: reset, start the daemons, (mixed: preload rows and let them sync), then the
  *     writers commit at the rate for the duration while the observer measures COMMIT → visible
  *     in Qdrant for each change (bench_load.c).
  * Around each: CPU of every component from /proc (daemons, their backends found by
- * application_name in pg_stat_activity, the writers' backends, the Qdrant process), the daemons'
+ * application_name in pg_stat_activity, autovacuum workers of the database split by whether they
+ * work on the outbox tables, the writers' backends, the Qdrant process), the daemons'
  * peak RSS and Qdrant request durations from their /metrics, pg_stat_statements, the outbox's
  * dead tuples and size. Main thread; writers/observer threads only inside bench_load.c.
  */
@@ -56,17 +58,25 @@ static double outbox_count(p2q_bench_ctx_t *x) {
 }
 
 /* 1 while the outbox holds an event, 0 once empty (NaN on error). Polled every 100 ms during a
-   drain, so it must cost next to nothing: the claim's own index, first entry only (a count(*)
-   of a 200,000-event outbox is a parallel seq scan of 150 ms, as much CPU as the daemon). */
-static double outbox_left(p2q_bench_ctx_t *x) {
-  char sql[512];
+   drain, so it must cost next to nothing. The first pending id, from *lo on: a drain's (or a
+   preload's) backlog is queued before the wait starts and an event keeps its id until it is
+   deleted, so the first pending id only grows and the next poll starts at it. Without the bound
+   every poll walked the index's whole drained front, whose entries stay until VACUUM (1,412
+   buffer hits per poll at 1,000,000 events, 4.2 µs/event competing with the daemons); with it a
+   poll reads the entries deleted since the last one. The caller starts *lo at 0. */
+static double outbox_left(p2q_bench_ctx_t *x, long long *lo) {
+  char sql[512], from[32];
   snprintf(sql, sizeof sql,
-           "SELECT (SELECT 1 FROM \"%s\".sync_outbox WHERE event_type = 'bench' ORDER BY id LIMIT 1) IS NOT NULL "
-           "OR (SELECT 1 FROM \"%s\".sync_outbox WHERE event_type = 'benchtext' ORDER BY id LIMIT 1) IS NOT NULL",
-           x->prefix, x->prefix);
-  PGresult *res = PQexec(x->pg, sql);
+           "SELECT id FROM \"%s\".sync_outbox WHERE id >= $1::bigint AND event_type IN ('bench', 'benchtext') "
+           "ORDER BY id LIMIT 1", x->prefix);
+  snprintf(from, sizeof from, "%lld", *lo);
+  const char *p[1] = {from};
+  PGresult *res = PQexecParams(x->pg, sql, 1, NULL, p, NULL, NULL, 0);
   double v = NAN;
-  if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) v = PQgetvalue(res, 0, 0)[0] == 't';
+  if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+    v = PQntuples(res) > 0;
+    if (v) *lo = atoll(PQgetvalue(res, 0, 0));
+  }
   PQclear(res);
   return v;
 }
@@ -166,9 +176,48 @@ static int wait_ready(p2q_bench_ctx_t *x, p2q_bench_run_t *r) {
   return 0;
 }
 
-/* the daemons' backends: CPU when first seen (0 for ones born after `start`) and now */
+/* the outbox tables (every sync_outbox* table of the scratch schema) and their TOAST tables, as
+   an autovacuum worker names them in pg_stat_activity; looked up once per session */
+static void autovac_names(p2q_bench_ctx_t *x) {
+  if (x->n_autovac_names > 0) return;
+  const char *p[1] = {x->prefix};
+  PGresult *res = PQexecParams(
+      x->pg,
+      "SELECT n.nspname || '.' || t.relname, tn.nspname || '.' || tt.relname FROM pg_class t "
+      "JOIN pg_namespace n ON n.oid = t.relnamespace LEFT JOIN pg_class tt ON tt.oid = t.reltoastrelid "
+      "LEFT JOIN pg_namespace tn ON tn.oid = tt.relnamespace "
+      "WHERE n.nspname = $1 AND t.relkind IN ('r', 'p') AND t.relname LIKE 'sync\\_outbox%' ORDER BY 1",
+      1, NULL, p, NULL, NULL, 0);
+  int max = (int)(sizeof x->autovac_names / sizeof *x->autovac_names);
+  for (int i = 0; PQresultStatus(res) == PGRES_TUPLES_OK && i < PQntuples(res); i++)
+    for (int c = 0; c < 2 && x->n_autovac_names < max; c++)
+      if (!PQgetisnull(res, i, c))
+        snprintf(x->autovac_names[x->n_autovac_names++], sizeof *x->autovac_names, "%s", PQgetvalue(res, i, c));
+  PQclear(res);
+}
+
+/* autovacuum workers of this database: their CPU, charged to the outbox or to other tables by
+   what they work on (bench_autovac.c). Reading another role's activity needs superuser or
+   pg_read_all_stats: without, it reads "<insufficient privilege>" and counts as other. */
+static void sample_autovac(p2q_bench_ctx_t *x, int start) {
+  autovac_names(x);
+  const char *names[sizeof x->autovac_names / sizeof *x->autovac_names];
+  for (int i = 0; i < x->n_autovac_names; i++) names[i] = x->autovac_names[i];
+  PGresult *res = PQexec(x->pg, "SELECT pid, query FROM pg_catalog.pg_stat_activity "
+                                "WHERE backend_type = 'autovacuum worker' AND datname = current_database()");
+  for (int i = 0; PQresultStatus(res) == PGRES_TUPLES_OK && i < PQntuples(res); i++) {
+    int pid = atoi(PQgetvalue(res, i, 0));
+    int target = p2q_bench_autovac_target(PQgetvalue(res, i, 1), names, x->n_autovac_names);
+    p2q_bench_autovac_sample(&x->autovac, pid, p2q_bench_proc_cpu(pid), target, start);
+  }
+  PQclear(res);
+}
+
+/* the daemons' backends: CPU when first seen (0 for ones born after `start`) and now; and the
+   autovacuum workers' */
 static void sample_backends(p2q_bench_ctx_t *x, int start) {
   if (!x->pg_local) return;
+  sample_autovac(x, start);
   const char *p[1] = {x->appname};
   PGresult *res = PQexecParams(x->pg, "SELECT pid FROM pg_stat_activity WHERE application_name = $1", 1, NULL, p,
                                NULL, NULL, 0);
@@ -188,6 +237,13 @@ static void sample_backends(p2q_bench_ctx_t *x, int start) {
   PQclear(res);
 }
 
+/* a run starts: forget the previous run's backends and workers, take the baselines */
+static void sample_start(p2q_bench_ctx_t *x) {
+  x->nbackends = 0;
+  p2q_bench_autovac_reset(&x->autovac);
+  sample_backends(x, 1);
+}
+
 static double backends_cpu(const p2q_bench_ctx_t *x) {
   if (!x->pg_local) return NAN;
   double s = 0;
@@ -197,8 +253,18 @@ static double backends_cpu(const p2q_bench_ctx_t *x) {
 
 typedef struct {
   double daemon[P2Q_BENCH_MAX_PROCS];
-  double qdrant, self, pgss, req_n, req_s;
+  double qdrant, self, pgss, req_n, req_s, reclaimed;
 } snap_t;
+
+/* leases deleted by the daemons' reclaimers so far (each lease is deleted once: the sum) */
+static double reclaimed_total(p2q_bench_ctx_t *x) {
+  double s = 0;
+  for (int i = 0; i < x->nprocs; i++) {
+    double v = p2q_bench_scrape_value(x->ports[i], "pg2qdrant_leases_reclaimed_total");
+    if (!isnan(v)) s += v;
+  }
+  return s;
+}
 
 static double pgss_ms(p2q_bench_ctx_t *x) {
   if (!x->has_pgss) return NAN;
@@ -220,6 +286,7 @@ static void snap(p2q_bench_ctx_t *x, snap_t *s) {
     double n, sec;
     if (p2q_bench_scrape(x->ports[i], &n, &sec) == 0) { s->req_n += n; s->req_s += sec; }
   }
+  s->reclaimed = reclaimed_total(x);
 }
 
 /* figures from two snapshots (daemons still running) into r, per event */
@@ -233,12 +300,15 @@ static void account(p2q_bench_ctx_t *x, const snap_t *a, const snap_t *b, double
   r->rss_mib = rss;
   r->cpu_us[P2Q_COMP_DAEMON] = d / ev * 1e6;
   r->cpu_us[P2Q_COMP_PG_DAEMON] = backends_cpu(x) / ev * 1e6;
+  r->cpu_us[P2Q_COMP_PG_AUTOVAC] = x->pg_local ? x->autovac.outbox_s / ev * 1e6 : NAN;
+  r->cpu_us[P2Q_COMP_PG_AUTOVAC_OTHER] = x->pg_local ? x->autovac.other_s / ev * 1e6 : NAN;
   r->cpu_us[P2Q_COMP_PG_WRITERS] = writers_cpu / ev * 1e6;
   r->cpu_us[P2Q_COMP_QDRANT] = (b->qdrant - a->qdrant) / ev * 1e6;
   r->cpu_us[P2Q_COMP_BENCH] = (b->self - a->self) / ev * 1e6;
   r->pgss_us_per_event = (b->pgss - a->pgss) * 1000 / ev;
   r->qdrant_requests = b->req_n - a->req_n;
   r->qdrant_req_ms = r->qdrant_requests > 0 ? (b->req_s - a->req_s) / r->qdrant_requests * 1000 : NAN;
+  r->leases_reclaimed = b->reclaimed - a->reclaimed;
 }
 
 static void outbox_state(p2q_bench_ctx_t *x, p2q_bench_run_t *r) {
@@ -283,6 +353,27 @@ static int queue_backlog(p2q_bench_ctx_t *x, int text, p2q_bench_run_t *r) {
   return q_exec(x, sql, r);
 }
 
+/* After a drain, the CPU figures go on until the daemons' lease reclaimers have deleted the
+   leases the drain left behind (one per row here). Reclaiming is per-event work done every
+   lease_reclaim_interval (10 s by default): a drain shorter than one interval would leave all of
+   it out and a longer one include most of it, so 100,000 and 1,000,000 events would compare
+   different work. The wait is bounded (2 intervals + 10 s: a reclaimer blocked by an open
+   transaction); events/s still stops at empty. Returns the seconds waited. */
+static double drain_tail(p2q_bench_ctx_t *x) {
+  if (x->reclaim_interval_s <= 0) return 0;
+  char sql[256];
+  snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\".sync_outbox_lease", x->prefix);
+  double leases = q_num(x, sql), base = reclaimed_total(x), t = p2q_bench_now();
+  if (isnan(leases)) return 0;
+  while (leases > 0 && !*x->stop && p2q_bench_now() - t < 2 * x->reclaim_interval_s + 10) {
+    nap(0.25);
+    if (x->tick) x->tick(x);
+    sample_backends(x, 0);
+    if (reclaimed_total(x) - base >= leases) break;
+  }
+  return p2q_bench_now() - t;
+}
+
 static void run_drain(p2q_bench_ctx_t *x, const p2q_bench_setting_t *s, int text, p2q_bench_run_t *r) {
   const char *coll = text ? x->coll_text : x->coll_vec;
   r->throughput = 1;
@@ -292,18 +383,19 @@ static void run_drain(p2q_bench_ctx_t *x, const p2q_bench_setting_t *s, int text
   double n = outbox_count(x);
   r->events = isnan(n) ? 0 : (long)n;
   snap_t a = {0}, b = {0};
-  x->nbackends = 0;
+  sample_start(x);
   snap(x, &a); /* no daemon yet: their CPU counts from 0 */
   for (int i = 0; i < P2Q_BENCH_MAX_PROCS; i++) a.daemon[i] = 0;
   double t0 = p2q_bench_now();
   if (start_daemons(x, s, r) < 0) return;
   double left = n;
+  long long lo = 0;
   while (!*x->stop) {
     nap(0.1);
     if (x->tick) x->tick(x);
     if (daemons_alive(x, r) < 0) return;
     sample_backends(x, 0);
-    left = outbox_left(x);
+    left = outbox_left(x, &lo);
     if (left == 0) break;
     if (p2q_bench_now() - t0 > x->timeout_s) {
       P2Q_BENCH_MSG(r->error, "timeout: %.0f events left after %.0f s", outbox_count(x), x->timeout_s);
@@ -311,6 +403,8 @@ static void run_drain(p2q_bench_ctx_t *x, const p2q_bench_setting_t *s, int text
     }
   }
   double t1 = p2q_bench_now();
+  if (*x->stop) return;
+  r->tail_s = left == 0 ? drain_tail(x) : 0;
   if (*x->stop) return;
   sample_backends(x, 0);
   snap(x, &b);
@@ -329,9 +423,10 @@ static void run_drain(p2q_bench_ctx_t *x, const p2q_bench_setting_t *s, int text
 
 static int wait_empty(p2q_bench_ctx_t *x, p2q_bench_run_t *r) {
   double t0 = p2q_bench_now();
+  long long lo = 0;
   while (!*x->stop) {
     if (daemons_alive(x, r) < 0) return -1;
-    if (outbox_left(x) == 0) return 0;
+    if (outbox_left(x, &lo) == 0) return 0;
     if (p2q_bench_now() - t0 > x->timeout_s) {
       P2Q_BENCH_MSG(r->error, "preload not synced after %.0f s", x->timeout_s);
       return -1;
@@ -359,8 +454,7 @@ static void run_rate(p2q_bench_ctx_t *x, const p2q_bench_setting_t *s, int mixed
     if (q_exec(x, sql, r) < 0 || wait_empty(x, r) < 0) return;
   }
   snap_t a = {0}, b = {0};
-  x->nbackends = 0;
-  sample_backends(x, 1);
+  sample_start(x);
   snap(x, &a);
   char table[200], ids[200], ver[200];
   snprintf(table, sizeof table, "\"%s\".items", P);
@@ -417,7 +511,7 @@ void p2q_bench_run_one(p2q_bench_ctx_t *x, const char *workload, const p2q_bench
                        p2q_bench_run_t *r) {
   r->set = *s;
   snprintf(r->workload, sizeof r->workload, "%s", workload);
-  r->seconds = r->events_per_s = r->commits_per_s = NAN;
+  r->seconds = r->events_per_s = r->commits_per_s = r->tail_s = r->leases_reclaimed = NAN;
   r->p50_ms = r->p90_ms = r->p99_ms = r->max_ms = r->observe_ms = NAN;
   r->qdrant_req_ms = r->qdrant_requests = r->rss_mib = r->dead_tuples = r->outbox_bytes = NAN;
   r->pgss_us_per_event = NAN;

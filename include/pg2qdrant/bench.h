@@ -77,11 +77,16 @@ double p2q_bench_parse_ms(const char *s);
 /* ---- results ----------------------------------------------------------------------------- */
 
 /* Where the CPU time goes, per event: the bench's own daemons, the PostgreSQL backends serving
-   them, the backends of the bench's writers (trigger cost), the Qdrant process, the bench
-   itself (writers + observer). NaN when not measurable (server not local). */
+   them, PostgreSQL's autovacuum workers while they work on the outbox tables (sync_outbox,
+   _lease, _dead and their TOAST tables) and on other tables of the database (the bench's source
+   tables: reported apart, not pg2qdrant's cost), the backends of the bench's writers (trigger
+   cost), the Qdrant process, the bench itself (writers + observer). NaN when not measurable
+   (server not local). */
 #define P2Q_BENCH_COMPONENTS(XX)                                              \
   XX(DAEMON, "pg2qdrant")                                                     \
   XX(PG_DAEMON, "postgres (daemon)")                                          \
+  XX(PG_AUTOVAC, "postgres (autovacuum, outbox)")                             \
+  XX(PG_AUTOVAC_OTHER, "postgres (autovacuum, other)")                        \
   XX(PG_WRITERS, "postgres (writers)")                                        \
   XX(QDRANT, "qdrant")                                                        \
   XX(BENCH, "bench tool")
@@ -104,6 +109,9 @@ typedef struct {
   p2q_bench_setting_t set;
   long events;               /* events the run produced */
   double seconds;            /* drain: start to empty; others: first commit to last ack */
+  double tail_s;             /* drain: seconds after empty still inside the CPU figures (until the
+                                lease reclaimer deleted the drain's leases; 0: not waited) */
+  double leases_reclaimed;   /* leases the daemons' reclaimers deleted inside the CPU window */
   double events_per_s;
   double commits_per_s;      /* achieved (rate workloads; NaN for drain/text) */
   double p50_ms, p90_ms, p99_ms, max_ms; /* COMMIT → visible in Qdrant (NaN: not measured) */
@@ -176,6 +184,27 @@ typedef struct {
    svg#latency-pct, svg#cpu-stack), a table per point and one per run; no script, no network. */
 void p2q_bench_html(FILE *f, const p2q_bench_report_meta_t *m, const p2q_bench_point_t *pts,
                     int npoints, const p2q_bench_run_t *runs, int nruns);
+
+/* ---- autovacuum attribution (bench_autovac.c) ------------------------------------------- */
+
+/* What an autovacuum worker's pg_stat_activity.query names: 1 when it is one of `names`
+   ("schema.table" exactly as autovacuum prints them, unquoted: the outbox tables and their
+   pg_toast.pg_toast_<oid> tables), 0 for another table, -1 when it names none (idle, empty). */
+int p2q_bench_autovac_target(const char *activity, const char *const *names, int nnames);
+
+/* CPU of autovacuum workers seen by sampling: each interval between two samples of a worker is
+   charged to what it was working on at the earlier sample (at the later one when the earlier
+   named nothing). A worker first seen at a start sample is a baseline; one first seen later was
+   born during the run: its whole CPU counts. A worker that exits between samples loses its last
+   interval (at most one sampling period). */
+typedef struct {
+  struct { int pid; double cpu; int target; } w[64];
+  int n;
+  double outbox_s, other_s;
+} p2q_bench_autovac_t;
+
+void p2q_bench_autovac_reset(p2q_bench_autovac_t *a);
+void p2q_bench_autovac_sample(p2q_bench_autovac_t *a, int pid, double cpu, int target, int start);
 
 /* ---- latency tracking (bench_load.c) ------------------------------------------------------- */
 

@@ -29,9 +29,9 @@ from conftest import BIN, ROOT, wait_until
 
 COLUMNS = ("point,repeat,workload,batch_size,linger_ms,max_inflight,workers,replicas,embedder_threads,events,"
            "seconds,events_per_s,commits_per_s,p50_ms,p90_ms,p99_ms,max_ms,latency_samples,observe_rtt_ms,"
-           "cpu_us_pg2qdrant,cpu_us_pg_daemon,cpu_us_pg_writers,cpu_us_qdrant,cpu_us_bench,qdrant_request_ms,"
-           "qdrant_requests,peak_rss_mib,outbox_dead_tuples,outbox_bytes,pgss_us_per_event,dead_letters,missing,"
-           "ok,error").split(",")
+           "cpu_us_pg2qdrant,cpu_us_pg_daemon,cpu_us_pg_autovacuum,cpu_us_pg_autovacuum_other,cpu_us_pg_writers,"
+           "cpu_us_qdrant,cpu_us_bench,qdrant_request_ms,qdrant_requests,peak_rss_mib,outbox_dead_tuples,outbox_bytes,"
+           "pgss_us_per_event,tail_s,leases_reclaimed,dead_letters,missing,ok,error").split(",")
 MODEL = ROOT / "models" / "all-MiniLM-L6-v2"
 
 
@@ -114,7 +114,9 @@ def pg_stat_statements_usable(db):
 def test_bench_sweep_csv_cleanup_and_report(tmp_path, pgdb, db, qdrant):
     lookalikes(db, qdrant)
     pgss = pg_stat_statements_usable(db)
-    cfg = write_config(tmp_path, qdrant)
+    # the daemons under test get the config's lease_reclaim_interval: each drain's CPU window waits
+    # for one reclaimer pass after empty (2 s here instead of the default 10 s keeps the test short)
+    cfg = write_config(tmp_path, qdrant, "lease_reclaim_interval = 2s\n")
     out = tmp_path / "out"
     cmd = [BIN, "-c", str(cfg), "bench", "--workload", "drain,steady", "--rows", "400", "--dim", "8",
            "--rate", "40", "--duration", "2s", "--sweep", "batch_size=16,64", "--sweep", "replicas=1,2",
@@ -143,6 +145,12 @@ def test_bench_sweep_csv_cleanup_and_report(tmp_path, pgdb, db, qdrant):
         assert float(x["qdrant_requests"]) >= 1 and float(x["qdrant_request_ms"]) > 0, x
         # PostgreSQL runs on this host: its backends' CPU is measured
         assert x["cpu_us_pg_daemon"] != "", x
+        assert float(x["cpu_us_pg_autovacuum"]) >= 0 and float(x["cpu_us_pg_autovacuum_other"]) >= 0, x
+        if x["workload"] == "drain":
+            # the CPU window runs on until the reclaimers deleted the drain's leases (one per row)
+            assert 0 < float(x["tail_s"]) < 2 * 2 + 10 and x["leases_reclaimed"] == x["events"], x
+        else:
+            assert x["tail_s"] == "", x
         assert x["linger_ms"] == "5" and x["max_inflight"] == "4" and x["workers"] == "1", x
         # PostgreSQL's own view: the scratch schema's statements per event, when it can tell
         assert (x["pgss_us_per_event"] != "") == pgss, x

@@ -309,11 +309,13 @@ static void test_csv(void **st) {
   assert_non_null(nl);
   *nl = 0;
   const char *row = nl + 1;
-  assert_int_equal(count_char(buf, ','), 33); /* 34 columns */
-  assert_int_equal(count_char(row, ','), 33);
+  assert_int_equal(count_char(buf, ','), 37); /* 38 columns */
+  assert_int_equal(count_char(row, ','), 37);
   assert_non_null(strstr(buf, "point,repeat,workload,batch_size,linger_ms,max_inflight,workers,replicas,embedder_threads,"));
   assert_non_null(strstr(buf, ",p99_ms,"));
   assert_non_null(strstr(buf, ",cpu_us_qdrant,"));
+  assert_non_null(strstr(buf, ",cpu_us_pg_daemon,cpu_us_pg_autovacuum,cpu_us_pg_autovacuum_other,cpu_us_pg_writers,"));
+  assert_non_null(strstr(buf, ",pgss_us_per_event,tail_s,leases_reclaimed,dead_letters,"));
   assert_true(!strncmp(row, "3,1,steady,128,5,4,1,2,2,1000,", 30));
   assert_non_null(strstr(row, ",12.500,")); /* p99 */
   assert_non_null(strstr(row, ",0,\"bad, \"\"quoted\"\"\"\n")); /* ok=0 and RFC 4180 quoting */
@@ -321,6 +323,68 @@ static void test_csv(void **st) {
   assert_null(strstr(row, "nan"));
   free(buf);
   free(r.lat);
+}
+
+static void test_autovac_target(void **st) {
+  const char *names[] = {"p2q_bench_1a2b3c4d.sync_outbox", "pg_toast.pg_toast_16421",
+                         "p2q_bench_1a2b3c4d.sync_outbox_lease"};
+  /* the forms autovacuum prints (autovacuum.c autovac_report_activity) */
+  assert_int_equal(p2q_bench_autovac_target("autovacuum: VACUUM p2q_bench_1a2b3c4d.sync_outbox", names, 3), 1);
+  assert_int_equal(p2q_bench_autovac_target("autovacuum: VACUUM ANALYZE p2q_bench_1a2b3c4d.sync_outbox_lease", names, 3), 1);
+  assert_int_equal(p2q_bench_autovac_target("autovacuum: ANALYZE p2q_bench_1a2b3c4d.sync_outbox", names, 3), 1);
+  assert_int_equal(p2q_bench_autovac_target("autovacuum: VACUUM pg_toast.pg_toast_16421 (to prevent wraparound)", names, 3), 1);
+  assert_int_equal(p2q_bench_autovac_target("autovacuum: BRIN summarize p2q_bench_1a2b3c4d.sync_outbox 7", names, 3), 1);
+  /* prefixes and extensions of a name are other tables */
+  assert_int_equal(p2q_bench_autovac_target("autovacuum: VACUUM p2q_bench_1a2b3c4d.sync_outbox_dead", names, 3), 0);
+  assert_int_equal(p2q_bench_autovac_target("autovacuum: VACUUM p2q_bench_1a2b3c4d.sync_outbo", names, 3), 0);
+  assert_int_equal(p2q_bench_autovac_target("autovacuum: VACUUM pg_toast.pg_toast_164210", names, 3), 0);
+  assert_int_equal(p2q_bench_autovac_target("autovacuum: VACUUM ANALYZE p2q_bench_1a2b3c4d.items", names, 3), 0);
+  assert_int_equal(p2q_bench_autovac_target("autovacuum: VACUUM other.sync_outbox", names, 3), 0);
+  /* nothing named: idle worker, hidden activity, not an autovacuum text */
+  assert_int_equal(p2q_bench_autovac_target("", names, 3), -1);
+  assert_int_equal(p2q_bench_autovac_target(NULL, names, 3), -1);
+  assert_int_equal(p2q_bench_autovac_target("<insufficient privilege>", names, 3), -1);
+  assert_int_equal(p2q_bench_autovac_target("autovacuum: VACUUM", names, 3), -1);
+  assert_int_equal(p2q_bench_autovac_target("VACUUM p2q_bench_1a2b3c4d.sync_outbox", names, 3), -1);
+  assert_int_equal(p2q_bench_autovac_target("autovacuum: VACUUM p2q_bench_1a2b3c4d.sync_outbox", names, 0), 0);
+  (void)st;
+}
+
+static void test_autovac_account(void **st) {
+  p2q_bench_autovac_t a;
+  p2q_bench_autovac_reset(&a);
+  /* baselines at the start sample: nothing counted */
+  p2q_bench_autovac_sample(&a, 100, 5.0, 0, 1);
+  p2q_bench_autovac_sample(&a, 101, 2.0, 1, 1);
+  assert_true(a.outbox_s == 0 && a.other_s == 0);
+  /* 100 moved from another table to the outbox: the interval is charged to the earlier target */
+  p2q_bench_autovac_sample(&a, 100, 5.5, 1, 0);
+  assert_true(a.other_s == 0.5 && a.outbox_s == 0);
+  p2q_bench_autovac_sample(&a, 100, 6.25, 1, 0);
+  assert_true(a.outbox_s == 0.75);
+  /* 101 idle at the earlier sample: charged to what it works on now */
+  p2q_bench_autovac_sample(&a, 101, 2.0, -1, 0);
+  p2q_bench_autovac_sample(&a, 101, 3.0, 1, 0);
+  assert_true(a.outbox_s == 1.75 && a.other_s == 0.5);
+  /* idle at both samples: other */
+  p2q_bench_autovac_sample(&a, 101, 3.5, -1, 0);
+  p2q_bench_autovac_sample(&a, 101, 3.75, -1, 0);
+  assert_true(a.outbox_s == 2.25 && a.other_s == 0.75);
+  /* born during the run: all its CPU counts */
+  p2q_bench_autovac_sample(&a, 102, 0.5, 1, 0);
+  assert_true(a.outbox_s == 2.75);
+  /* gone (NaN) or not advanced: nothing */
+  p2q_bench_autovac_sample(&a, 102, NAN, 1, 0);
+  p2q_bench_autovac_sample(&a, 102, 0.5, 1, 0);
+  assert_true(a.outbox_s == 2.75 && a.other_s == 0.75);
+  assert_int_equal(a.n, 3);
+  /* more workers than slots: the oldest is forgotten, the count stays bounded */
+  for (int pid = 200; pid < 300; pid++) p2q_bench_autovac_sample(&a, pid, 1.0, 0, 1);
+  assert_int_equal(a.n, (int)(sizeof a.w / sizeof *a.w));
+  assert_true(a.outbox_s == 2.75 && a.other_s == 0.75);
+  p2q_bench_autovac_reset(&a);
+  assert_true(a.n == 0 && a.outbox_s == 0 && a.other_s == 0);
+  (void)st;
 }
 
 static void test_html(void **st) {
@@ -412,6 +476,7 @@ int main(void) {
       cmocka_unit_test(test_sweep_parse), cmocka_unit_test(test_sweep_grid),
       cmocka_unit_test(test_stats),       cmocka_unit_test(test_tracker),
       cmocka_unit_test(test_points_and_recommend), cmocka_unit_test(test_csv),
+      cmocka_unit_test(test_autovac_target), cmocka_unit_test(test_autovac_account),
       cmocka_unit_test(test_html),        cmocka_unit_test(test_html_without_latency),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
