@@ -1,8 +1,7 @@
 /*
  * cmd_reconcile.c — `pg2qdrant -c FILE reconcile [RULE] [--fix] [--sample N]`: compare the rows
  * each rule selects (its filter, a non-NULL vector column) with the points of its collection.
- * The comparison itself is pure and lives in reconcile.c; this file owns the passes, the SQL,
- * the Qdrant calls and the fixes. Main thread only (blocking libpq and p2q_qdrant_blocking).
+ * Main thread only (blocking libpq and p2q_qdrant_blocking).
  *
  *   missing       a selected row has no point at its id
  *   orphaned      a point is at no selected row's id
@@ -35,20 +34,13 @@
  *      it, for tests): when full, one key-only scan of the rows settles it and it restarts.
  * Integer ids are read from the reply's raw text (exact up to 2^64, which doubles are not).
  *
- * --fix, page by page, in short transactions on a second connection; a fix never changes what a
- * later page sees, so `reconcile` and `reconcile --fix` report the same counts on one state:
- *   - missing, stale and vector_stale rows: upsert events through the outbox, INSERT … SELECT
- *     over those keys with FOR SHARE on the rows (the ordering argument of cmd_backfill.c);
- *   - orphans whose key is derivable from their id and has no row: a delete event, enqueued only
- *     if no selected row has the key, under a brief LOCK TABLE … IN SHARE MODE (lock_timeout 5 s),
- *     which waits for in-flight writers and holds new ones for the statement: a concurrent INSERT
- *     of that key either committed before (row seen, nothing enqueued) or gets a later event;
- *   - other orphans (no derivable key, an id its key does not map to, or a routing_key rule, whose
- *     events routed workers might not claim): deleted directly in Qdrant inside that same kind of
- *     locked transaction, after re-checking each one there: no outbox event of the rule maps to
- *     its id (an insert since pass 2, possibly being applied right now), and the point as it is
- *     now does not name an existing row at its id. So a point at an existing row's id is never
- *     deleted; it is re-enqueued instead.
+ * --fix, page by page, in short transactions on a second connection (reconcile_fix.c says how);
+ * a fix never changes what a later page sees, so `reconcile` and `reconcile --fix` report the same
+ * counts on one state.
+ *
+ * Files: this one owns the two passes, the unresolved set and the report; reconcile_io.c the SQL
+ * it generates and runs and its Qdrant calls; reconcile_fix.c the fixes; reconcile_cmd.h what they
+ * share. The comparison itself is pure and lives in reconcile.c.
  *
  * Limits: rules with chunk_tokens (several points per row) are skipped; a user column named `_pk`
  * or `_hash` collides with the daemon's payload fields.
@@ -59,11 +51,7 @@
  * Exit status: 0 in sync (pending events allowed), 3 drift found (also with --fix: the repairs
  * were enqueued; run again once the daemon drained them to see 0), 1 error, 2 usage.
  */
-#include "pg2qdrant/capture.h"
-#include "pg2qdrant/commands.h"
-#include "pg2qdrant/errors.h"
-#include "pg2qdrant/qdrant_sync.h"
-#include "pg2qdrant/reconcile.h"
+#include "reconcile_cmd.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,41 +59,10 @@
 #include <unistd.h>
 #include <time.h>
 
-#define PAGE 256
 #define UNRESOLVED_MAX 65536
 #define USAGE "usage: pg2qdrant reconcile [RULE] [--fix] [--sample N]\n"
 
-enum { K_MISSING, K_ORPHAN, K_STALE, K_VSTALE, K_N };
 static const char *const kind_name[K_N] = {"missing", "orphaned", "stale", "vector_stale"};
-
-typedef struct {
-  const p2q_config_t *cfg;
-  const p2q_rule_config_t *r;
-  PGconn *rd;                    /* the rows cursor (one read-only transaction per scan) */
-  PGconn *conn;                  /* lookups and fixes (autocommit, short transactions) */
-  p2q_qdrant_blocking_t *qc;
-  int fix, max_sample, vectors, page2;
-  p2q_buf_t lookup, rows, upsert, orphan, keys, events; /* generated SQL */
-  p2q_rec_idset_t unresolved;
-  long long n[K_N], pending, points, rows_seen, settles;
-  long long other_model;         /* stale points whose `_model` is not the rule's embedder */
-  long long fixed_upserts, fixed_deletes, fixed_direct;
-  char (*sample[K_N])[P2Q_POINT_ID_MAX];
-  int nsample[K_N];
-  int tty;                       /* stdout is a terminal: show progress */
-  double t0;
-  char err[2048];
-} rec_t;
-
-/* One Qdrant reply: the parsed tree, its raw text and the exact ids of its points. */
-typedef struct {
-  cJSON *root;
-  const cJSON *result;
-  char *raw;
-  size_t rawlen;
-  int n;
-  char (*id)[P2Q_POINT_ID_MAX];
-} reply_t;
 
 static double mono_s(void) {
   struct timespec ts;
@@ -125,335 +82,6 @@ static void progress(const rec_t *c) {
 static void note(rec_t *c, int kind, const char *id) {
   c->n[kind]++;
   if (c->nsample[kind] < c->max_sample) snprintf(c->sample[kind][c->nsample[kind]++], P2Q_POINT_ID_MAX, "%s", id);
-}
-
-/* Append `s` to a JSON array being built in b (n: elements so far). */
-static void arr_add(p2q_buf_t *b, int *n, const char *s) {
-  p2q_buf_puts(b, (*n)++ ? "," : "[");
-  p2q_buf_puts(b, s);
-}
-
-static void arr_end(p2q_buf_t *b, int n) { p2q_buf_puts(b, n ? "]" : "[]"); }
-
-/* ---------------- SQL ---------------- */
-
-/* "r"."k1" = p."k1" AND … */
-static void key_join(p2q_buf_t *b, const p2q_rule_config_t *r) {
-  for (int i = 0; i < r->key.n; i++) {
-    p2q_buf_puts(b, i ? " AND r." : "r.");
-    p2q_sql_ident(b, r->key.items[i]);
-    p2q_buf_puts(b, " = p.");
-    p2q_sql_ident(b, r->key.items[i]);
-  }
-}
-
-/* " WHERE (filter) AND r.vec IS NOT NULL AND <key join>" over r (inner scope: names resolve to r). */
-static void selected_where(p2q_buf_t *b, const p2q_rule_config_t *r, int join) {
-  p2q_buf_printf(b, " WHERE (%s)", r->filter ? r->filter : "true");
-  if (r->vector_column) {
-    p2q_buf_puts(b, " AND r.");
-    p2q_sql_ident(b, r->vector_column);
-    p2q_buf_puts(b, " IS NOT NULL");
-  }
-  if (join) {
-    p2q_buf_puts(b, " AND ");
-    key_join(b, r);
-  }
-}
-
-/* "jsonb_array_elements($1::jsonb) WITH ORDINALITY AS k(v, i) CROSS JOIN LATERAL
-   jsonb_populate_record(NULL::<table>, k.v) AS p" */
-static int keys_from(p2q_buf_t *b, const p2q_rule_config_t *r) {
-  p2q_buf_puts(b, "jsonb_array_elements($1::jsonb) WITH ORDINALITY AS k(v, i)"
-                  " CROSS JOIN LATERAL jsonb_populate_record(NULL::");
-  if (p2q_sql_qualified(b, r->table)) return P2Q_EINVAL;
-  p2q_buf_puts(b, ", k.v) AS p");
-  return 0;
-}
-
-/*
- * Per input key of $1 (a JSON array; $2 the rule), in order: its canonical jsonb text, the key
- * text of the selected row with that key (NULL when none), whether an event of that key is still
- * in the outbox, and with `snap` the row's snapshot text.
- */
-static int lookup_sql(rec_t *c, p2q_buf_t *b, const char *q, int snap) {
-  const p2q_rule_config_t *r = c->r;
-  p2q_buf_puts(b, "SELECT k.v::text, x.key_text, EXISTS (SELECT 1 FROM ");
-  p2q_buf_printf(b, "%s.sync_outbox o WHERE o.rule = $2 AND o.row_key = k.v)%s FROM ", q, snap ? ", x.snap_text" : "");
-  if (keys_from(b, r)) return P2Q_EINVAL;
-  p2q_buf_puts(b, " LEFT JOIN LATERAL (SELECT ");
-  if (p2q_capture_key_expr(r, "r", b)) return P2Q_EINVAL;
-  p2q_buf_puts(b, "::text AS key_text");
-  if (snap) {
-    p2q_buf_puts(b, ", ");
-    if (p2q_capture_snapshot_expr(r, "r", b)) return P2Q_EINVAL;
-    p2q_buf_puts(b, "::text AS snap_text");
-  }
-  p2q_buf_puts(b, " FROM ");
-  if (p2q_sql_qualified(b, r->table)) return P2Q_EINVAL;
-  p2q_buf_puts(b, " AS r");
-  selected_where(b, r, 1);
-  p2q_buf_puts(b, ") AS x ON true ORDER BY k.i");
-  return 0;
-}
-
-/* The rows cursor (selected rows' keys), the rows lookup, the outbox keys cursor. */
-static int rows_sql(rec_t *c, const char *q) {
-  const p2q_rule_config_t *r = c->r;
-  if (lookup_sql(c, &c->lookup, q, 0) || lookup_sql(c, &c->rows, q, 1)) return P2Q_EINVAL;
-  /* the settling scans need the keys only */
-  p2q_buf_puts(&c->keys, "DECLARE p2q_reconcile NO SCROLL CURSOR FOR SELECT ");
-  p2q_capture_key_expr(r, "r", &c->keys);
-  p2q_buf_puts(&c->keys, "::text FROM ");
-  if (p2q_sql_qualified(&c->keys, r->table)) return P2Q_EINVAL;
-  p2q_buf_puts(&c->keys, " AS r");
-  selected_where(&c->keys, r, 0);
-  /* the keys of the rule's outbox events (fix_direct's re-check) */
-  p2q_buf_printf(&c->events, "DECLARE p2q_reconcile_events NO SCROLL CURSOR FOR SELECT row_key::text"
-                             " FROM %s.sync_outbox WHERE rule = ", q);
-  p2q_sql_literal(&c->events, r->name);
-  return 0;
-}
-
-static int build_sql(rec_t *c) {
-  const p2q_rule_config_t *r = c->r;
-  p2q_buf_t q = P2Q_BUF_INIT, src = P2Q_BUF_INIT;
-  int rc = P2Q_EINVAL;
-  p2q_sql_ident(&q, c->cfg->pg_schema);
-  /* upsert events for the rows of these keys, rows locked FOR SHARE */
-  p2q_buf_puts(&src, "(SELECT x.* FROM ");
-  if (keys_from(&src, r)) goto fail;
-  p2q_buf_puts(&src, " CROSS JOIN LATERAL (SELECT r.* FROM ");
-  if ((rc = p2q_sql_qualified(&src, r->table))) goto fail;
-  p2q_buf_printf(&src, " AS r WHERE (%s) AND ", r->filter ? r->filter : "true");
-  key_join(&src, r);
-  p2q_buf_puts(&src, " FOR SHARE OF r) AS x)");
-  if ((rc = p2q_capture_enqueue_sql(r, c->cfg->pg_schema, (int)c->cfg->max_attempts, "upsert", src.data, &c->upsert)))
-    goto fail;
-  /* delete events for keys no selected row has (run under the SHARE lock) */
-  p2q_buf_reset(&src);
-  p2q_buf_puts(&src, "(SELECT p.* FROM ");
-  if (keys_from(&src, r)) goto fail;
-  p2q_buf_puts(&src, " WHERE NOT EXISTS (SELECT 1 FROM ");
-  if ((rc = p2q_sql_qualified(&src, r->table))) goto fail;
-  p2q_buf_puts(&src, " AS r");
-  selected_where(&src, r, 1);
-  p2q_buf_puts(&src, "))");
-  if ((rc = p2q_capture_enqueue_sql(r, c->cfg->pg_schema, (int)c->cfg->max_attempts, "delete", src.data, &c->orphan)))
-    goto fail;
-  if ((rc = rows_sql(c, q.data))) goto fail;
-  rc = p2q_buf_error(&c->lookup) || p2q_buf_error(&c->upsert) || p2q_buf_error(&c->orphan) ||
-               p2q_buf_error(&c->rows) || p2q_buf_error(&c->keys) || p2q_buf_error(&c->events) ? P2Q_ENOMEM : 0;
-fail:
-  p2q_buf_free(&q);
-  p2q_buf_free(&src);
-  return rc;
-}
-
-static PGresult *exec_keys(rec_t *c, const char *sql, const char *keys, int with_rule) {
-  const char *params[] = {keys, c->r->name};
-  PGresult *res = PQexecParams(c->conn, sql, with_rule ? 2 : 1, NULL, params, NULL, NULL, 0);
-  ExecStatusType st = PQresultStatus(res);
-  if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return res;
-  snprintf(c->err, sizeof c->err, "%s", PQresultErrorMessage(res));
-  PQclear(res);
-  return NULL;
-}
-
-/* ---------------- Qdrant ---------------- */
-
-static void reply_free(reply_t *p) {
-  cJSON_Delete(p->root);
-  free(p->raw);
-  free(p->id);
-  memset(p, 0, sizeof *p);
-}
-
-/* POST `suffix` with `body`; the points array is `points` (or the result itself when NULL). Each
-   point's exact id text goes to p->id[i] ("?" when it is not a valid id). */
-static int qcall(rec_t *c, const char *suffix, const char *body, const char *points, reply_t *p,
-                 const cJSON **arr) {
-  memset(p, 0, sizeof *p);
-  if (p2q_qdrant_blocking_call_raw(c->qc, "POST", c->r->collection, suffix, body, &p->root, &p->result,
-                                   &p->raw, &p->rawlen, c->err, sizeof c->err))
-    return -1;
-  *arr = points ? cJSON_GetObjectItemCaseSensitive(p->result, points) : p->result;
-  int n = cJSON_GetArraySize(*arr);
-  p2q_span_t *sp = calloc((size_t)n + 1, sizeof *sp);
-  p->id = calloc((size_t)n + 1, sizeof *p->id);
-  int got = sp && p->id ? p2q_rec_raw_ids(p->raw, p->rawlen, sp, n) : P2Q_ENOMEM;
-  if (cJSON_IsArray(*arr) && got == n) {
-    for (int i = 0; i < n; i++)
-      if (p2q_rec_id_span(sp[i], p->id[i])) snprintf(p->id[i], P2Q_POINT_ID_MAX, "?");
-    p->n = n;
-    free(sp);
-    return 0;
-  }
-  free(sp);
-  snprintf(c->err, sizeof c->err, "POST %s: unexpected reply (no list of points with ids)", suffix);
-  reply_free(p);
-  return -1;
-}
-
-/* Retrieve these ids (a JSON array), with payload, and with the vector when `vectors`. */
-static int retrieve(rec_t *c, const char *ids, int vectors, reply_t *p, const cJSON **arr) {
-  p2q_buf_t body = P2Q_BUF_INIT;
-  p2q_buf_puts(&body, "{\"with_payload\":true,\"with_vector\":");
-  if (vectors && c->r->vector_name && *c->r->vector_name) {
-    p2q_buf_putc(&body, '[');
-    p2q_buf_json_string(&body, c->r->vector_name, strlen(c->r->vector_name));
-    p2q_buf_putc(&body, ']');
-  } else {
-    p2q_buf_puts(&body, vectors ? "true" : "false");
-  }
-  p2q_buf_printf(&body, ",\"ids\":%s}", ids);
-  int rc = qcall(c, "/points", body.data, NULL, p, arr);
-  p2q_buf_free(&body);
-  return rc;
-}
-
-/* ---------------- fixes ---------------- */
-
-/* Enqueue upserts for the keys (a JSON array), one short transaction. */
-static int fix_upserts(rec_t *c, const char *keys) {
-  PGresult *res = exec_keys(c, c->upsert.data, keys, 0);
-  if (!res) return -1;
-  c->fixed_upserts += atoll(PQcmdTuples(res));
-  PQclear(res);
-  return 0;
-}
-
-static int lock_begin(rec_t *c) {
-  p2q_buf_t lock = P2Q_BUF_INIT;
-  p2q_buf_puts(&lock, "SET LOCAL lock_timeout = '5s'; LOCK TABLE ");
-  p2q_sql_qualified(&lock, c->r->table);
-  p2q_buf_puts(&lock, " IN SHARE MODE");
-  int rc = p2q_admin_exec(c->conn, "BEGIN", c->err, sizeof c->err);
-  if (!rc && (rc = p2q_admin_exec(c->conn, lock.data, c->err, sizeof c->err))) PQclear(PQexec(c->conn, "ROLLBACK"));
-  p2q_buf_free(&lock);
-  return rc;
-}
-
-/* Delete events for `keys` (a JSON array of keys with no selected row), under the SHARE lock. */
-static int fix_orphan_events(rec_t *c, const char *keys) {
-  if (lock_begin(c)) return -1;
-  PGresult *res = exec_keys(c, c->orphan.data, keys, 0);
-  if (!res) goto rollback;
-  c->fixed_deletes += atoll(PQcmdTuples(res));
-  PQclear(res);
-  if (p2q_admin_exec(c->conn, "COMMIT", c->err, sizeof c->err)) return -1;
-  return 0;
-rollback:
-  PQclear(PQexec(c->conn, "ROLLBACK"));
-  return -1;
-}
-
-/* Inside the locked transaction: mark in `cand` (sorted) the ids an outbox event of the rule maps
-   to (a row written since the rows were read, whose event may be being applied right now). */
-static int mark_pending_ids(rec_t *c, p2q_rec_idset_t *cand) {
-  if (p2q_admin_exec(c->conn, c->events.data, c->err, sizeof c->err)) return -1;
-  for (;;) {
-    PGresult *res = PQexec(c->conn, "FETCH 1000 FROM p2q_reconcile_events");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-      snprintf(c->err, sizeof c->err, "%s", PQresultErrorMessage(res));
-      PQclear(res);
-      return -1;
-    }
-    int rows = PQntuples(res);
-    for (int i = 0; i < rows; i++) {
-      char id[P2Q_POINT_ID_MAX];
-      const char *k = PQgetvalue(res, i, 0);
-      if (p2q_point_id(c->r->name, k, strlen(k), id) >= 0) p2q_rec_idset_mark(cand, id);
-    }
-    PQclear(res);
-    if (rows < 1000) break;
-  }
-  return p2q_admin_exec(c->conn, "CLOSE p2q_reconcile_events", c->err, sizeof c->err);
-}
-
-/* Inside the locked transaction: mark in `cand` the points (as retrieved now) that sit at the id
-   of an existing selected row, or of a key whose event is pending. */
-static int mark_owned_now(rec_t *c, p2q_rec_idset_t *cand, const reply_t *p, const cJSON *arr) {
-  p2q_buf_t keys = P2Q_BUF_INIT;
-  unsigned char *derived = calloc((size_t)p->n + 1, 1);
-  const cJSON *pt;
-  int i = 0, rc = -1;
-  if (!derived) return -1;
-  p2q_buf_putc(&keys, '[');
-  cJSON_ArrayForEach(pt, arr) {
-    if (i) p2q_buf_putc(&keys, ',');
-    derived[i] = p2q_rec_point_key(c->r, p->id[i], cJSON_GetObjectItemCaseSensitive(pt, "payload"), &keys) !=
-                 P2Q_REC_KEY_NONE;
-    if (!derived[i]) p2q_buf_puts(&keys, "{}");
-    i++;
-  }
-  p2q_buf_putc(&keys, ']');
-  PGresult *res = exec_keys(c, c->lookup.data, keys.data, 1);
-  if (res && PQntuples(res) == p->n) {
-    for (i = 0; i < p->n; i++) {
-      char kid[P2Q_POINT_ID_MAX], cid[P2Q_POINT_ID_MAX];
-      const char *canon = PQgetvalue(res, i, 0), *key_text = PQgetisnull(res, i, 1) ? NULL : PQgetvalue(res, i, 1);
-      if (!derived[i]) continue;
-      int row = key_text && p2q_point_id(c->r->name, key_text, strlen(key_text), kid) >= 0 && !strcmp(kid, p->id[i]);
-      int pend = PQgetvalue(res, i, 2)[0] == 't' &&
-                 p2q_point_id(c->r->name, canon, strlen(canon), cid) >= 0 && !strcmp(cid, p->id[i]);
-      if (row || pend) p2q_rec_idset_mark(cand, p->id[i]);
-    }
-    rc = 0;
-  } else if (res) {
-    snprintf(c->err, sizeof c->err, "key lookup returned %d rows for %d points", PQntuples(res), p->n);
-  }
-  PQclear(res);
-  free(derived);
-  p2q_buf_free(&keys);
-  return rc;
-}
-
-/* Delete orphans (`cand`: sorted, at most PAGE ids, marks cleared) directly in Qdrant, inside a
-   transaction holding the SHARE lock, after re-checking each one there (see the file comment). */
-static int fix_direct(rec_t *c, p2q_rec_idset_t *cand) {
-  p2q_buf_t ids = P2Q_BUF_INIT;
-  reply_t p;
-  const cJSON *arr;
-  int n = 0, rc = -1;
-  memset(&p, 0, sizeof p);
-  if (lock_begin(c)) return -1;
-  if (mark_pending_ids(c, cand)) goto rollback;
-  for (int i = 0; i < cand->n; i++)
-    if (!cand->owned[i]) arr_add(&ids, &n, cand->id[i]);
-  arr_end(&ids, n);
-  if (n) {
-    if (retrieve(c, ids.data, 0, &p, &arr)) goto rollback;
-    if (p.n && mark_owned_now(c, cand, &p, arr)) goto rollback;
-    p2q_buf_reset(&ids);
-    n = 0;
-    for (int i = 0; i < p.n; i++) {
-      int j = p2q_rec_idset_find(cand, p.id[i]);
-      if (j >= 0 && !cand->owned[j]) arr_add(&ids, &n, p.id[i]);
-    }
-  }
-  if (n) {
-    cJSON *root = NULL;
-    const cJSON *result;
-    p2q_buf_t body = P2Q_BUF_INIT;
-    arr_end(&ids, n);
-    p2q_buf_printf(&body, "{\"points\":%s}", ids.data);
-    int qrc = p2q_qdrant_blocking_call(c->qc, "POST", c->r->collection, "/points/delete?wait=true",
-                                       body.data, &root, &result, c->err, sizeof c->err);
-    p2q_buf_free(&body);
-    cJSON_Delete(root);
-    if (qrc) goto rollback;
-    c->fixed_direct += n;
-  }
-  if (p2q_admin_exec(c->conn, "COMMIT", c->err, sizeof c->err)) goto fail;
-  rc = 0;
-  goto fail;
-rollback:
-  PQclear(PQexec(c->conn, "ROLLBACK"));
-fail:
-  reply_free(&p);
-  p2q_buf_free(&ids);
-  return rc;
 }
 
 /* ---------------- pass 2: rows → Qdrant ---------------- */
@@ -488,7 +116,7 @@ static int check_rows(rec_t *c, PGresult *cur) {
     arr_add(&keys, &nids, key);
   }
   arr_end(&keys, nids);
-  if (!(res = exec_keys(c, c->rows.data, keys.data, 1))) goto fail;
+  if (!(res = p2q_reconcile_exec_keys(c, c->rows.data, keys.data, 1))) goto fail;
   if (PQntuples(res) != n) {
     snprintf(c->err, sizeof c->err, "row lookup returned %d rows for %d keys", PQntuples(res), n);
     goto fail;
@@ -500,7 +128,7 @@ static int check_rows(rec_t *c, PGresult *cur) {
     arr_add(&body, &nids, ids[i]);
   }
   arr_end(&body, nids);
-  if (retrieve(c, body.data, c->vectors, &p, &arr)) goto fail;
+  if (p2q_reconcile_retrieve(c, body.data, c->vectors, &p, &arr)) goto fail;
   if (!(index = calloc((size_t)p.n + 1, sizeof *index))) goto fail;
   int j = 0;
   cJSON_ArrayForEach(pt, arr) {
@@ -529,13 +157,13 @@ static int check_rows(rec_t *c, PGresult *cur) {
     arr_add(&keys, &nfix, PQgetvalue(res, i, 1));
   }
   arr_end(&keys, nfix);
-  rc = c->fix && nfix ? fix_upserts(c, keys.data) : 0;
+  rc = c->fix && nfix ? p2q_reconcile_fix_upserts(c, keys.data) : 0;
 fail:
   if (rc && !c->err[0]) snprintf(c->err, sizeof c->err, "out of memory");
   PQclear(res);
   free(ids);
   free(index);
-  reply_free(&p);
+  p2q_reconcile_reply_free(&p);
   p2q_buf_free(&body);
   p2q_buf_free(&keys);
   return rc;
@@ -592,12 +220,12 @@ static int settle_unresolved(rec_t *c, int scan) {
     note(c, K_ORPHAN, u->id[i]);
     if (c->fix) p2q_rec_idset_add(&cand, u->id[i]);
     if (cand.n == PAGE) {
-      rc = fix_direct(c, &cand); /* added in sorted order: cand is sorted */
+      rc = p2q_reconcile_fix_direct(c, &cand); /* added in sorted order: cand is sorted */
       p2q_rec_idset_clear(&cand);
       memset(cand.owned, 0, PAGE);
     }
   }
-  if (!rc && cand.n) rc = fix_direct(c, &cand);
+  if (!rc && cand.n) rc = p2q_reconcile_fix_direct(c, &cand);
   p2q_rec_idset_free(&cand);
   p2q_rec_idset_clear(u);
   return rc;
@@ -631,7 +259,7 @@ static int check_points(rec_t *c, const reply_t *p, const cJSON *arr) {
     i++;
   }
   p2q_buf_putc(&keys, ']');
-  if (!(res = exec_keys(c, c->lookup.data, keys.data, 1))) goto fail;
+  if (!(res = p2q_reconcile_exec_keys(c, c->lookup.data, keys.data, 1))) goto fail;
   if (PQntuples(res) != p->n) {
     snprintf(c->err, sizeof c->err, "key lookup returned %d rows for %d points", PQntuples(res), p->n);
     goto fail;
@@ -660,10 +288,10 @@ static int check_points(rec_t *c, const reply_t *p, const cJSON *arr) {
   }
   arr_end(&okeys, nok);
   rc = 0;
-  if (c->fix && nok) rc = fix_orphan_events(c, okeys.data);
+  if (c->fix && nok) rc = p2q_reconcile_fix_orphan_events(c, okeys.data);
   if (!rc && c->fix && direct.n) {
     p2q_rec_idset_sort(&direct);
-    rc = fix_direct(c, &direct);
+    rc = p2q_reconcile_fix_direct(c, &direct);
   }
 fail:
   if (rc && !c->err[0]) snprintf(c->err, sizeof c->err, "out of memory");
@@ -700,7 +328,7 @@ static int qdrant_pass(rec_t *c) {
     p2q_buf_printf(&body, "{\"limit\":%d,\"with_payload\":true,\"with_vector\":false", PAGE);
     if (offset) p2q_buf_printf(&body, ",\"offset\":%s", offset);
     p2q_buf_putc(&body, '}');
-    int qrc = qcall(c, "/points/scroll", body.data, "points", &p, &arr);
+    int qrc = p2q_reconcile_qcall(c, "/points/scroll", body.data, "points", &p, &arr);
     p2q_buf_free(&body);
     if (qrc) goto fail;
     free(offset);
@@ -713,7 +341,7 @@ static int qdrant_pass(rec_t *c) {
       c->points += p.n;
       pr = check_points(c, &p, arr);
     }
-    reply_free(&p);
+    p2q_reconcile_reply_free(&p);
     progress(c);
     if (pr) goto fail;
     if (!offset) break;
@@ -774,7 +402,7 @@ static int reconcile_rule(const p2q_config_t *cfg, const p2q_rule_config_t *r, P
   const char *umax = getenv("P2Q_RECONCILE_UNRESOLVED_MAX");
   int ucap = umax && atoi(umax) > 0 && atoi(umax) < UNRESOLVED_MAX ? atoi(umax) : UNRESOLVED_MAX;
   if (p2q_rec_idset_init(&c.unresolved, ucap)) { snprintf(c.err, sizeof c.err, "out of memory"); goto fail; }
-  if (build_sql(&c)) { snprintf(c.err, sizeof c.err, "cannot generate SQL (bad table name?)"); goto fail; }
+  if (p2q_reconcile_build_sql(&c)) { snprintf(c.err, sizeof c.err, "cannot generate SQL (bad table name?)"); goto fail; }
   if (qdrant_pass(&c)) goto fail;
   p2q_rec_idset_sort(&c.unresolved);
   if (rows_pass(&c, 1) || settle_unresolved(&c, 0)) goto fail;
