@@ -23,7 +23,6 @@ struct p2q_lease_gc_s {
   char *sql;
   char *after_rule, *after_key;  /* cursor of the running pass; NULL: from the start */
   int busy, closing, timer_open;
-  uint64_t total;                /* leases deleted since start */
   uint64_t pass_reclaimed, pass_scanned, pass_started;
   char blocked[64];              /* last reason reported ("" = not blocked) */
   unsigned logged;               /* reasons already logged at info (bit per reason) */
@@ -89,7 +88,6 @@ static void batch_done(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg,
   long long n = atoll(PQgetvalue(res, 0, 0));
   g->pass_reclaimed += (uint64_t)(n > 0 ? n : 0);
   g->pass_scanned += (uint64_t)atoll(PQgetvalue(res, 0, 1));
-  g->total += (uint64_t)(n > 0 ? n : 0);
   if (g->m_reclaimed && n > 0) p2q_series_inc(p2q_metric_series0(g->m_reclaimed), (double)n);
   note_blocked(g, PQgetisnull(res, 0, 4) ? "" : PQgetvalue(res, 0, 4));
   if (PQgetisnull(res, 0, 2) || g->closing) { end_pass(g); return; }
@@ -159,4 +157,3 @@ void p2q_lease_gc_free(p2q_lease_gc_t *g) {
   free(g);
 }
 
-uint64_t p2q_lease_gc_total(const p2q_lease_gc_t *g) { return g ? g->total : 0; }

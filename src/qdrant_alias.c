@@ -64,17 +64,6 @@ static int coll_path(char *out, size_t n, const char *collection) {
   return len < 0 || (size_t)len >= n ? P2Q_EOVERFLOW : 0;
 }
 
-int p2q_alias_drop_sync(p2q_qdrant_blocking_t *b, const char *collection, char *msg, size_t msglen) {
-  char path[1024];
-  cJSON *root = NULL;
-  const cJSON *res = NULL;
-  int rc = coll_path(path, sizeof path, collection);
-  if (!rc) rc = p2q_qdrant_blocking_path(b, "DELETE", path, NULL, &root, &res, NULL, NULL, msg, msglen);
-  cJSON_Delete(root);
-  if (rc && p2q_qdrant_blocking_status(b) == 404) rc = 0; /* already gone */
-  return rc;
-}
-
 int p2q_alias_list(p2q_qdrant_t *q, int aliases, p2q_qdrant_cb cb, void *arg) {
   return p2q_qdrant_request(q, "GET", aliases ? "/aliases" : "/collections", NULL, 0, 0, cb, arg);
 }

@@ -561,8 +561,6 @@ void p2q_reindex_exec_reapply(p2q_reindex_exec_t *x) {
   if (x) snprintf(x->applied_key, sizeof x->applied_key, "%s", "(reload)");
 }
 
-int p2q_reindex_exec_ready(const p2q_reindex_exec_t *x) { return x && x->ready; }
-
 void p2q_reindex_exec_status(const p2q_reindex_exec_t *x, p2q_buf_t *out) {
   p2q_buf_putc(out, '[');
   for (int i = 0; x && i < x->n_jobs; i++) {

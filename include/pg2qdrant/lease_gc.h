@@ -30,7 +30,5 @@ int  p2q_lease_gc_new(uv_loop_t *loop, p2q_pg_t *pg, const char *schema, int64_t
    close, or finishes and ends the pass). Free after the loop has ended. */
 void p2q_lease_gc_close(p2q_lease_gc_t *g);
 void p2q_lease_gc_free(p2q_lease_gc_t *g);
-/* Leases deleted so far by this process. */
-uint64_t p2q_lease_gc_total(const p2q_lease_gc_t *g);
 
 #endif

@@ -20,10 +20,8 @@ int p2q_alias_observe_sync(p2q_qdrant_blocking_t *b, const char *base, int *alia
 /* POST /collections/aliases: delete_alias (when had_alias) + create_alias in one call. */
 int p2q_alias_switch_sync(p2q_qdrant_blocking_t *b, const char *alias, const char *collection, int had_alias,
                           char *msg, size_t msglen);
-/* DELETE /collections/{name} (the physical collection; 404 counts as done). */
-int p2q_alias_drop_sync(p2q_qdrant_blocking_t *b, const char *collection, char *msg, size_t msglen);
 
-/* Async (loop thread): the same three, completing through cb (resp->body holds the raw answer). */
+/* Async (loop thread): list, switch and drop, completing through cb (resp->body holds the raw answer). */
 int p2q_alias_list(p2q_qdrant_t *q, int aliases, p2q_qdrant_cb cb, void *arg); /* aliases: GET /aliases,
                                                                                  else GET /collections */
 int p2q_alias_switch(p2q_qdrant_t *q, const char *alias, const char *collection, int had_alias, p2q_qdrant_cb cb,

@@ -35,8 +35,6 @@ int p2q_reindex_exec_new(uv_loop_t *loop, const p2q_config_t *cfg, const char *i
 void p2q_reindex_exec_modes_applied(p2q_reindex_exec_t *x, int ok);
 /* The file's config was reloaded: ask for the modes again at the next tick. */
 void p2q_reindex_exec_reapply(p2q_reindex_exec_t *x);
-/* Has the first read of the jobs been applied? (the daemon claims nothing before) */
-int p2q_reindex_exec_ready(const p2q_reindex_exec_t *x);
 /* JSON array of the running jobs for /status: rule, phase, from, to, backfilled, pending. */
 void p2q_reindex_exec_status(const p2q_reindex_exec_t *x, p2q_buf_t *out);
 /* The jobs read at the last tick (pending: -1 when not counted, i.e. not in catch_up or not the
