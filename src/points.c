@@ -302,13 +302,23 @@ int p2q_chunk_point_id(const char *rule, const char *row_key, int chunk, char ou
 }
 
 int p2q_point_build_chunk(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_json,
-                          const char *row_key, const char *payload, size_t plen, const char *vector,
-                          size_t vlen, int chunk, char *why, size_t whylen) {
-  int rc = p2q_point_build(b, r, id_json, 0, row_key, payload, plen, vector, vlen, why, whylen);
+                          const char *row_key, const char *payload, size_t plen, const p2q_point_parts_t *x,
+                          int chunk, char *why, size_t whylen) {
+  int rc = p2q_point_build_ex(b, r, id_json, 0, row_key, payload, plen, x, why, whylen);
   if (rc) return rc;
   b->len -= 2; /* reopen the payload object: it ends with "}}" */
   p2q_buf_puts(b, ",\"_pk\":");
   p2q_buf_json_string(b, row_key, strlen(row_key));
   p2q_buf_printf(b, ",\"_chunk\":%d}}", chunk);
+  return p2q_buf_error(b);
+}
+
+int p2q_point_payload_op(p2q_buf_t *b, const char *point, const char *id_json) {
+  const char *p = strstr(point, ",\"payload\":"); /* the first: vectors hold numbers only */
+  if (!p) return P2Q_ENOMEM;
+  p += 11;
+  p2q_buf_puts(b, "{\"overwrite_payload\":{\"payload\":");
+  p2q_buf_append(b, p, strlen(p) - 1); /* the point's closing '}' off */
+  p2q_buf_printf(b, ",\"points\":[%s]}}", id_json);
   return p2q_buf_error(b);
 }

@@ -110,25 +110,13 @@ int p2q_wk_chunk_point(p2q_buf_t *out, const p2q_rule_config_t *r, const wevent_
   p2q_point_parts_t parts = {.vector = vector ? vector : "[0]", .vlen = vector ? vlen : 3,
                              .text = r->store_text ? e->text + c->start : NULL, .tlen = c->end - c->start,
                              .text_hash = c->hash};
-  int rc = p2q_point_build_ex(&pt, r, cid, 0, e->row_key, e->payload, strlen(e->payload), &parts, why, whylen);
-  if (rc) goto out;
-  pt.len -= 2; /* reopen the payload object ("}}"), as p2q_point_build_chunk does */
-  p2q_buf_puts(&pt, ",\"_pk\":");
-  p2q_buf_json_string(&pt, e->row_key, strlen(e->row_key));
-  p2q_buf_printf(&pt, ",\"_chunk\":%d}}", j);
-  if ((rc = p2q_buf_error(&pt))) goto out;
-  if (vector) {
+  int rc = p2q_point_build_chunk(&pt, r, cid, e->row_key, e->payload, strlen(e->payload), &parts, j, why, whylen);
+  if (!rc && vector) {
     p2q_buf_append(out, pt.data, pt.len);
-  } else { /* {"overwrite_payload":{"payload":{…},"points":[id]}}: the vector holds numbers only */
-    const char *p = strstr(p2q_buf_str(&pt), ",\"payload\":");
-    if (!p) { rc = P2Q_ENOMEM; goto out; }
-    p += 11;
-    p2q_buf_puts(out, "{\"overwrite_payload\":{\"payload\":");
-    p2q_buf_append(out, p, strlen(p) - 1);
-    p2q_buf_printf(out, ",\"points\":[%s]}}", cid);
+    rc = p2q_buf_error(out);
+  } else if (!rc) { /* a kept chunk: its payload only */
+    rc = p2q_point_payload_op(out, p2q_buf_str(&pt), cid);
   }
-  rc = p2q_buf_error(out);
-out:
   p2q_buf_free(&pt);
   return rc;
 }

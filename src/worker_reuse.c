@@ -61,15 +61,9 @@ static int payload_op(wevent_t *e, const p2q_rule_config_t *r, const char *th) {
                              .text = r->store_text ? e->text : NULL, .tlen = e->text_len, .text_hash = th};
   int rc = p2q_point_build_ex(&pt, r, e->point_id, e->point_id[0] == '"', e->row_key, e->payload, strlen(e->payload),
                               &parts, why, sizeof why);
-  const char *p = rc == 0 ? strstr(p2q_buf_str(&pt), ",\"payload\":") : NULL; /* vectors hold numbers only */
-  if (p) {
-    p += 11;
-    p2q_buf_puts(&op, "{\"overwrite_payload\":{\"payload\":");
-    p2q_buf_append(&op, p, strlen(p) - 1); /* the point's closing '}' off */
-    p2q_buf_printf(&op, ",\"points\":[%s]}}", e->point_id);
-  }
+  if (!rc) rc = p2q_point_payload_op(&op, p2q_buf_str(&pt), e->point_id);
   p2q_buf_free(&pt);
-  if (!p || p2q_buf_error(&op)) { p2q_buf_free(&op); return P2Q_ENOMEM; }
+  if (rc) { p2q_buf_free(&op); return P2Q_ENOMEM; }
   e->point_len = op.len;
   e->point = p2q_buf_steal(&op);
   return 0;

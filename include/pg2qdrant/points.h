@@ -34,9 +34,6 @@ int p2q_point_id(const char *rule, const char *row_key, size_t len, char out[P2Q
  * it) and `_chunk` (0, 1, …), so every chunk of a row can be found and pruned by filter.
  */
 int p2q_chunk_point_id(const char *rule, const char *row_key, int chunk, char out[P2Q_POINT_ID_MAX]);
-int p2q_point_build_chunk(p2q_buf_t *b, const p2q_rule_config_t *rule, const char *id_json,
-                          const char *row_key, const char *payload, size_t plen, const char *vector,
-                          size_t vlen, int chunk, char *why, size_t whylen);
 
 /* Append floats as a JSON array (%.9g: every float32 round-trips). */
 void p2q_vector_format(p2q_buf_t *b, const float *v, int dim);
@@ -78,5 +75,16 @@ typedef struct {
 int p2q_point_build_ex(p2q_buf_t *b, const p2q_rule_config_t *rule, const char *id_json,
                        int id_is_uuid, const char *row_key, const char *payload, size_t plen,
                        const p2q_point_parts_t *parts, char *why, size_t whylen);
+
+/* A chunk's point (id_json from p2q_chunk_point_id): p2q_point_build_ex's point, its payload
+   ending with `_pk` (the row key as a JSON string) and `_chunk`. */
+int p2q_point_build_chunk(p2q_buf_t *b, const p2q_rule_config_t *rule, const char *id_json,
+                          const char *row_key, const char *payload, size_t plen, const p2q_point_parts_t *parts,
+                          int chunk, char *why, size_t whylen);
+
+/* The payload-only operation of a point built by the functions above (NUL-terminated, its vector
+   numbers only): {"overwrite_payload":{"payload":{…},"points":[id_json]}} appended to b.
+   0, or P2Q_ENOMEM (also for a point without payload). */
+int p2q_point_payload_op(p2q_buf_t *b, const char *point, const char *id_json);
 
 #endif

@@ -220,6 +220,35 @@ static void test_point_build_one_pass(void **state) {
   assert_int_equal(p2q_json_next_key(o, strlen(o), &pos, &key), 0);
 }
 
+/* A chunk's point (the row key in `_pk`, its number in `_chunk`) and the payload-only operation
+   of a point (kept chunks, unchanged texts). */
+static void test_chunk_point_and_payload_op(void **state) {
+  (void)state;
+  p2q_rule_config_t r;
+  memset(&r, 0, sizeof r);
+  strcpy(r.name, "docs");
+  p2q_buf_t b = P2Q_BUF_INIT, op = P2Q_BUF_INIT;
+  char why[128];
+  const char *snap = "{\"a\": 1}";
+  p2q_point_parts_t parts = {.vector = "[0.5]", .vlen = 5};
+  assert_int_equal(p2q_point_build_chunk(&b, &r, "\"u\"", "{\"id\": 7}", snap, strlen(snap), &parts, 2, why, sizeof why), 0);
+  const char *pt = p2q_buf_str(&b);
+  const char *head = "{\"id\":\"u\",\"vector\":[0.5],\"payload\":{\"a\":1,\"_hash\":";
+  assert_memory_equal(pt, head, strlen(head));
+  const char *tail = ",\"_pk\":\"{\\\"id\\\": 7}\",\"_chunk\":2}}";
+  assert_string_equal(pt + strlen(pt) - strlen(tail), tail);
+  assert_int_equal(p2q_point_payload_op(&op, pt, "\"u\""), 0);
+  char want[512];
+  const char *payload = strstr(pt, "\"payload\":") + 10; /* the point's payload object */
+  snprintf(want, sizeof want, "{\"overwrite_payload\":{\"payload\":%.*s,\"points\":[\"u\"]}}",
+           (int)strlen(payload) - 1, payload);
+  assert_string_equal(p2q_buf_str(&op), want);
+  p2q_buf_reset(&op);
+  assert_int_equal(p2q_point_payload_op(&op, "{\"id\":1}", "1"), P2Q_ENOMEM);
+  p2q_buf_free(&op);
+  p2q_buf_free(&b);
+}
+
 /* Column names with quotes, backslashes, control characters and unicode: PostgreSQL escapes them
    in json keys; the lookup compares decoded keys (issue 8: such a vector column was "missing",
    every point deleted). */
@@ -307,6 +336,7 @@ int main(void) {
       cmocka_unit_test(test_scan), cmocka_unit_test(test_uuid), cmocka_unit_test(test_point_id), cmocka_unit_test(test_hash64),
       cmocka_unit_test(test_point_build), cmocka_unit_test(test_escaped_names),
       cmocka_unit_test(test_number_exact), cmocka_unit_test(test_point_build_one_pass),
+      cmocka_unit_test(test_chunk_point_and_payload_op),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
