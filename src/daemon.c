@@ -33,6 +33,7 @@
 #include "pg2qdrant/status_http.h"
 #include "pg2qdrant/version.h"
 #include "pg2qdrant/worker.h"
+#include "pg2qdrant/wordpiece.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,11 +180,9 @@ static int ctx_write(void *arg, const char *collection, p2q_op_t op, char *body,
 }
 
 static int ctx_embed(void *arg, const char *embedder, const char *const *texts, const size_t *lens, int n,
-                     int chunk_tokens, int chunk_overlap, p2q_embedder_cb cb, void *cb_arg) {
+                     p2q_embedder_cb cb, void *cb_arg) {
   p2q_embedder_t *e = embedder_named(arg, embedder);
-  if (!e) return P2Q_EINVAL;
-  return chunk_tokens > 0 ? p2q_embedder_embed_chunked(e, texts, lens, n, chunk_tokens, chunk_overlap, cb, cb_arg)
-                          : p2q_embedder_embed(e, texts, lens, n, cb, cb_arg);
+  return e ? p2q_embedder_embed(e, texts, lens, n, cb, cb_arg) : P2Q_EINVAL;
 }
 
 static const p2q_wordpiece_t *ctx_tokenizer(void *arg, const char *embedder) {

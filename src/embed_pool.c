@@ -53,25 +53,15 @@ static void pool_push_done(p2q_embed_pool_t *p, p2q_embed_job_t *j, int *was_emp
   p->done_tail = j;
 }
 
-/* Worker, no lock held: tokenize the job's texts once (the batch), allocate a chunked job's
- * output. The batch is freed when the job's last part finishes. */
+/* Worker, no lock held: tokenize the job's texts once (the batch), zero the rows of texts that
+ * failed. The batch is freed when the job's last part finishes. */
 static int pool_prepare(p2q_embed_pool_t *p, p2q_embed_job_t *j) {
   p2q_minilm_batch_t *b = NULL;
   if (!p->model) return P2Q_EINVAL;
   int rc = p2q_minilm_batch_new(p->model, j->texts, j->lens, j->n, j->status, &j->opts, &b);
   if (rc) return rc;
   j->tokens = p2q_minilm_batch_tokens(b);
-  j->n_out = j->opts.chunk_tokens > 0 ? p2q_minilm_batch_count(b) : j->n;
-  if (j->opts.chunk_tokens > 0) {
-    const int *ch = p2q_minilm_batch_chunks(b);
-    for (int i = 0; j->chunks && i < j->n; i++) j->chunks[i] = ch[i];
-    free(j->out);
-    if (!(j->out = calloc((size_t)(j->n_out ? j->n_out : 1), sizeof(float) * (size_t)p2q_minilm_dim(p->model)))) {
-      p2q_minilm_batch_free(b);
-      return P2Q_ENOMEM;
-    }
-  }
-  for (int i = 0; j->status && i < j->n && j->opts.chunk_tokens <= 0; i++)
+  for (int i = 0; j->status && i < j->n; i++)
     if (j->status[i])
       memset(j->out + (size_t)i * (size_t)p2q_minilm_dim(p->model), 0, sizeof(float) * (size_t)p2q_minilm_dim(p->model));
   j->batch_ = b;
@@ -229,7 +219,7 @@ fail:
 
 int p2q_embed_pool_submit(p2q_embed_pool_t *p, p2q_embed_job_t *j) {
   if (!p || !j || !j->cb || j->n < 0 ||
-      (!j->work && j->n > 0 && (!j->texts || (!j->out && j->opts.chunk_tokens <= 0))))
+      (!j->work && j->n > 0 && (!j->texts || !j->out)))
     return P2Q_EINVAL;
   pthread_mutex_lock(&p->mu);
   if (p->closing) {

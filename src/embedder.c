@@ -37,7 +37,6 @@ typedef struct {
   p2q_embedder_t *e;
   p2q_embedder_cb cb;
   void *arg;
-  int chunk_tokens, overlap;
   uint64_t start;
   p2q_embed_job_t job;
 } call_t;
@@ -51,7 +50,6 @@ static void call_free(call_t *c) {
   free(c->b.lens);
   free(c->b.vecs);
   free(c->b.status);
-  free(c->b.chunks);
   free(c);
 }
 
@@ -61,7 +59,7 @@ static void call_finish(call_t *c) {
   p2q_embed_result_t r = {.err = c->b.err, .transient = c->b.transient, .retry_after_ms = c->b.retry_after_ms,
                           .msg = c->b.msg, .vecs = c->b.vecs, .status = c->b.status,
                           .reasons = (const char *const *)c->b.reasons, .truncated = truncated,
-                          .chunks = c->b.chunks, .n = c->b.n, .dim = c->e->o.dim, .tokens = c->b.tokens,
+                          .n = c->b.n, .dim = c->e->o.dim, .tokens = c->b.tokens,
                           .seconds = (double)(uv_hrtime() - c->start) / 1e9};
   c->cb(&r, c->arg);
   call_free(c);
@@ -100,7 +98,6 @@ fail:
 static void minilm_done(p2q_embed_job_t *job, int status) {
   call_t *c = job->data;
   c->b.tokens = job->tokens;
-  c->b.vecs = job->out; /* a chunked job's output was reallocated by the pool */
   if (status) {
     c->b.err = status;
     c->b.transient = status == P2Q_ECANCELED || status == P2Q_ENOMEM;
@@ -109,8 +106,7 @@ static void minilm_done(p2q_embed_job_t *job, int status) {
   call_finish(c);
 }
 
-/* One job on the pool: the pool tokenizes once, splits across idle workers, counts tokens and,
- * for chunked calls, cuts windows (fills c->b.chunks, reallocates the vectors). */
+/* One job on the pool: the pool tokenizes once, splits across idle workers and counts tokens. */
 static int minilm_embed(call_t *c) {
   p2q_embed_job_t *j = &c->job;
   j->texts = (const char *const *)c->b.texts;
@@ -118,10 +114,7 @@ static int minilm_embed(call_t *c) {
   j->n = c->b.n;
   j->out = c->b.vecs;
   j->status = c->b.status;
-  j->chunks = c->b.chunks;
   j->opts.max_batch_tokens = (size_t)c->e->o.cfg->max_batch_tokens;
-  j->opts.chunk_tokens = c->chunk_tokens;
-  j->opts.chunk_overlap = c->overlap;
   j->cb = minilm_done;
   j->data = c;
   return p2q_embed_pool_submit(c->e->pool, j);
@@ -174,23 +167,6 @@ int p2q_embedder_embed(p2q_embedder_t *e, const char *const *texts, const size_t
   call_t *c = call_new(e, texts, lens, n, cb, arg);
   if (!c) return P2Q_ENOMEM;
   int rc = e->model ? minilm_embed(c) : p2q_emb_openai_embed(&c->b);
-  if (rc) call_free(c);
-  return rc;
-}
-
-int p2q_embedder_embed_chunked(p2q_embedder_t *e, const char *const *texts, const size_t *lens, int n,
-                               int chunk_tokens, int overlap, p2q_embedder_cb cb, void *arg) {
-  if (e->o.closing) return P2Q_ECANCELED;
-  /* windows leave room for [CLS] and [SEP] within the model's max length */
-  if (n <= 0 || !cb || !e->model || chunk_tokens <= 0 || chunk_tokens > p2q_minilm_max_tokens(e->model) - 2 ||
-      overlap < 0 || overlap >= chunk_tokens)
-    return P2Q_EINVAL;
-  call_t *c = call_new(e, texts, lens, n, cb, arg);
-  if (!c) return P2Q_ENOMEM;
-  c->chunk_tokens = chunk_tokens;
-  c->overlap = overlap;
-  if (!(c->b.chunks = calloc((size_t)n, sizeof *c->b.chunks))) { call_free(c); return P2Q_ENOMEM; }
-  int rc = minilm_embed(c);
   if (rc) call_free(c);
   return rc;
 }

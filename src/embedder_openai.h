@@ -52,7 +52,6 @@ struct p2q_emb_call_s {
   float *vecs;            /* n × dim */
   int *status;
   char **reasons;         /* per text, when the API rejected it */
-  int *chunks;            /* chunked calls (minilm only) */
   long tokens;
   int pending;            /* requests queued or in flight */
   int err, transient;

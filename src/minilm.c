@@ -20,7 +20,6 @@
 
 #include "minilm_kernels.h"
 #include "pg2qdrant/blas_kernel.h"
-#include "pg2qdrant/chunk.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/model_config.h"
@@ -387,7 +386,6 @@ struct p2q_minilm_batch_s {
   int *nids, *row;
   int32_t *ids;        /* all sequences, concatenated */
   size_t nid, idcap;
-  int *chunks;         /* per text: windows (chunked batches) */
   long tokens;
 };
 
@@ -417,61 +415,36 @@ static int batch_push(p2q_minilm_batch_t *b, const int32_t *ids, int n, int row)
 
 int p2q_minilm_batch_new(const p2q_minilm_t *m, const char *const *texts, const size_t *lens, int n,
                          int *status, const p2q_minilm_opts_t *opts, p2q_minilm_batch_t **out) {
-  int maxt = opts && opts->max_tokens ? opts->max_tokens : (m ? m->c.max_tokens : 0);
-  int ct = opts ? opts->chunk_tokens : 0, ov = opts ? opts->chunk_overlap : 0, rc = P2Q_EINVAL;
-  int32_t *buf = NULL, *win = NULL;
+  int maxt = opts && opts->max_tokens ? opts->max_tokens : (m ? m->c.max_tokens : 0), rc = P2Q_EINVAL;
+  int32_t *buf = NULL;
   *out = NULL;
   if (!m || n < 0 || (n && !texts) || maxt < 2 || maxt > MAXPOS) return P2Q_EINVAL;
-  if (ct && (ct < 1 || ct > maxt - 2 || ov < 0 || ov >= ct)) return P2Q_EINVAL;
   p2q_minilm_batch_t *b = calloc(1, sizeof *b);
   rc = P2Q_ENOMEM;
-  if (!b || (ct && !(b->chunks = calloc((size_t)(n ? n : 1), sizeof *b->chunks)))) goto fail;
-  if (!ct && !(buf = malloc(sizeof *buf * (size_t)maxt))) goto fail;
-  if (ct && !(win = malloc(sizeof *win * (size_t)(ct + 2)))) goto fail;
+  if (!b || !(buf = malloc(sizeof *buf * (size_t)maxt))) goto fail;
   for (int i = 0; i < n; i++) {
     size_t l = lens ? lens[i] : (texts[i] ? strlen(texts[i]) : 0);
-    int k = 0, cap = maxt, e;
-    if (ct) { /* the whole text, then windows of ct pieces */
-      free(buf);
-      cap = l + 2 > (size_t)INT32_MAX ? INT32_MAX : (int)(l + 2);
-      if (!(buf = malloc(sizeof *buf * (size_t)cap))) { rc = P2Q_ENOMEM; goto fail; }
-    }
-    e = texts[i] || !l ? p2q_wordpiece_encode(m->wp, texts[i] ? texts[i] : "", l, buf, cap, &k) : P2Q_EINVAL;
+    int k = 0;
+    int e = texts[i] || !l ? p2q_wordpiece_encode(m->wp, texts[i] ? texts[i] : "", l, buf, maxt, &k) : P2Q_EINVAL;
     if (status) status[i] = e;
     if (e && !status) { rc = e; goto fail; }
     if (e) continue;
     b->tokens += k;
-    if (!ct) {
-      if ((rc = batch_push(b, buf, k, i)) != 0) goto fail;
-      continue;
-    }
-    int mcontent = k - 2, nw = p2q_chunk_windows(mcontent, ct, ov);
-    for (int j = 0; j < nw; j++) { /* [CLS] window [SEP] */
-      int st, ln;
-      p2q_chunk_window(mcontent, ct, ov, j, &st, &ln);
-      win[0] = buf[0];
-      memcpy(win + 1, buf + 1 + st, sizeof *win * (size_t)ln);
-      win[ln + 1] = buf[k - 1];
-      if ((rc = batch_push(b, win, ln + 2, b->nseq)) != 0) goto fail;
-    }
-    b->chunks[i] = nw;
+    if ((rc = batch_push(b, buf, k, i)) != 0) goto fail;
   }
   if (b->nseq && !(b->seq = malloc(sizeof *b->seq * (size_t)b->nseq))) { rc = P2Q_ENOMEM; goto fail; }
   for (size_t i = 0, o = 0; i < (size_t)b->nseq; o += (size_t)b->nids[i], i++) b->seq[i] = b->ids + o;
   free(buf);
-  free(win);
   *out = b;
   return 0;
 fail:
   free(buf);
-  free(win);
   p2q_minilm_batch_free(b);
   return rc;
 }
 
 int p2q_minilm_batch_count(const p2q_minilm_batch_t *b) { return b->nseq; }
 long p2q_minilm_batch_tokens(const p2q_minilm_batch_t *b) { return b->tokens; }
-const int *p2q_minilm_batch_chunks(const p2q_minilm_batch_t *b) { return b->chunks; }
 
 int p2q_minilm_batch_split(const p2q_minilm_batch_t *b, int parts, int *cut) {
   size_t total = 0;
@@ -503,7 +476,6 @@ void p2q_minilm_batch_free(p2q_minilm_batch_t *b) {
   free(b->nids);
   free(b->row);
   free(b->ids);
-  free(b->chunks);
   free(b);
 }
 
@@ -511,7 +483,6 @@ int p2q_minilm_embed_opts(p2q_minilm_t *m, const char *const *texts, const size_
                           float *out, int *status, const p2q_minilm_opts_t *opts) {
   p2q_minilm_batch_t *b = NULL;
   p2q_minilm_opts_t o = opts ? *opts : (p2q_minilm_opts_t){0};
-  o.chunk_tokens = 0; /* one vector per text */
   if (!m || n < 0 || (n && (!texts || !out))) return P2Q_EINVAL;
   int rc = p2q_minilm_batch_new(m, texts, lens, n, status, &o, &b);
   if (rc) return rc;

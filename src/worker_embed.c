@@ -198,7 +198,7 @@ void p2q_wk_embed(wbatch_t *b, int rule, const int *idx, int n) {
     c->next = b->embeds;
     b->embeds = c;
     b->pending++;
-    rc = w->ctx.embed(w->ctx.arg, rc_->embedder, texts, lens, nt, 0, 0, embedded, c); /* copies the texts */
+    rc = w->ctx.embed(w->ctx.arg, rc_->embedder, texts, lens, nt, embedded, c); /* copies the texts */
     if (rc) { /* the callback will not fire: undo */
       b->embeds = c->next;
       b->pending--;

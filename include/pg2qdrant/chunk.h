@@ -1,6 +1,6 @@
 /*
- * chunk.h — the windows a chunked text is cut into (pure, any thread): used by the worker
- * (worker_chunk.c, through p2q_chunk_cut) and the minilm model's chunked batches (minilm.c).
+ * chunk.h — the windows a chunked text is cut into (pure, any thread), by the worker
+ * (worker_chunk.c).
  *
  * p2q_chunk_cut: a text's word pieces (wordpiece.h spans, [CLS]/[SEP] excluded) are cut into
  * windows of at most chunk_tokens pieces, each starting `overlap` pieces before the previous one
@@ -36,12 +36,5 @@ typedef struct {
  * NULL: no sentence ends (word boundaries only). */
 int p2q_chunk_cut(const char *text, const p2q_wordpiece_span_t *pieces, int m, int chunk_tokens, int overlap,
                   p2q_chunk_t *out, int cap);
-
-/* The fixed windows of the minilm model's chunked batches (p2q_minilm_batch_new with
- * chunk_tokens; no longer used by the daemon): how many windows of chunk_tokens, overlapping by
- * overlap, cover m content tokens (an empty text is one window; P2Q_EINVAL for bad sizes), and
- * where window j starts and how long it is. */
-int p2q_chunk_windows(int m, int chunk_tokens, int overlap);
-void p2q_chunk_window(int m, int chunk_tokens, int overlap, int j, int *start, int *len);
 
 #endif

@@ -45,11 +45,8 @@ struct p2q_embed_job_s {
   const char *const *texts;  /* n texts */
   const size_t *lens;        /* NULL → NUL-terminated */
   int n;
-  float *out;                /* n * P2Q_MINILM_DIM floats; chunked jobs (opts.chunk_tokens > 0):
-                                the pool replaces it (free()s the old one) by a malloc'd
-                                n_out * P2Q_MINILM_DIM buffer that the caller frees */
+  float *out;                /* n * P2Q_MINILM_DIM floats */
   int *status;               /* optional per-text status (see p2q_minilm_embed) */
-  int *chunks;               /* chunked jobs, optional: n ints, windows per text */
   p2q_minilm_opts_t opts;    /* zero = defaults */
   /* optional: run this on the worker instead of the model (tests, other CPU work) */
   int (*work)(p2q_embed_job_t *job);
@@ -57,7 +54,6 @@ struct p2q_embed_job_s {
   void *data;                /* caller's */
   /* set by the pool before the callback (model jobs) */
   long tokens;               /* tokens of the texts (incl. [CLS]/[SEP]) */
-  int n_out;                 /* vectors in out: n, or the windows of a chunked job */
   /* private to the pool */
   void *batch_;
   int result_;

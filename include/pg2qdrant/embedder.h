@@ -36,7 +36,6 @@
 #include "pg2qdrant/buf.h"
 
 #include "pg2qdrant/config.h"
-#include "pg2qdrant/chunk.h"  /* chunk windows (minilm) */
 #include "pg2qdrant/openai.h" /* the HTTP embedder's pure parts */
 
 typedef struct p2q_embedder_s p2q_embedder_t;
@@ -52,8 +51,6 @@ typedef struct {
   const char *const *reasons; /* per text: why status[i] != 0 in the embedder's words, or NULL
                                  (the array itself may be NULL) */
   int truncated;          /* texts cut client-side to max_input_tokens */
-  const int *chunks;      /* chunked calls: vectors per text (text i's start after those of
-                             texts < i); NULL otherwise (one vector per text) */
   int n, dim;
   long tokens;            /* tokens embedded (minilm), 0 when unknown */
   double seconds;         /* wall time of the call */
@@ -66,11 +63,6 @@ int p2q_embedder_new(uv_loop_t *loop, const p2q_embedder_config_t *cfg, p2q_embe
                      char *err, size_t errlen);
 int p2q_embedder_embed(p2q_embedder_t *e, const char *const *texts, const size_t *lens, int n,
                        p2q_embedder_cb cb, void *arg);
-/* Chunked (minilm only): each text is tokenized whole and cut into windows of chunk_tokens
- * word pieces overlapping by overlap, each embedded as its own [CLS] … [SEP] sequence.
- * P2Q_EINVAL for an HTTP embedder or bad sizes. */
-int p2q_embedder_embed_chunked(p2q_embedder_t *e, const char *const *texts, const size_t *lens, int n,
-                               int chunk_tokens, int overlap, p2q_embedder_cb cb, void *arg);
 int p2q_embedder_dim(const p2q_embedder_t *e);
 /* The word-piece tokenizer chunked rules are cut with: minilm's own, or an openai embedder's
    chunk_vocab (uncased BERT normaliser); NULL when it has none. Immutable, any thread. */

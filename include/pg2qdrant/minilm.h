@@ -42,8 +42,6 @@ typedef struct p2q_minilm_s p2q_minilm_t;
 typedef struct {
   int max_tokens;           /* 2..512, tokens per text incl. [CLS]/[SEP]; 0 → 256 */
   size_t max_batch_tokens;  /* tokens per forward chunk; 0 → P2Q_MINILM_DEFAULT_BATCH_TOKENS */
-  int chunk_tokens;         /* batches: > 0 cuts each whole text into windows of this many pieces */
-  int chunk_overlap;        /* … overlapping by this many (0 <= overlap < chunk_tokens) */
 } p2q_minilm_opts_t;
 
 /* Load `dir`/model.safetensors (mmap) and `dir`/vocab.txt. Tensor names may carry a "bert." or
@@ -72,10 +70,8 @@ int p2q_minilm_embed_ids(p2q_minilm_t *m, const int32_t *const *ids, const int *
                          float *out, const p2q_minilm_opts_t *opts);
 
 /* Tokenized batches: tokenize n texts once (any thread), then embed ranges of the resulting
- * sequences from any number of threads into one output. Without opts->chunk_tokens, sequence k
- * belongs to the k-th text that tokenized (row = its text index); with it, every text is
- * tokenized whole and cut into windows ([CLS] window [SEP]), sequence k is window k (row k) and
- * chunks[i] counts text i's windows (0 for a text that failed). status as for
+ * sequences from any number of threads into one output. Sequence k belongs to the k-th text
+ * that tokenized (row = its text index). status as for
  * p2q_minilm_embed_opts (NULL: the first bad text fails the call). Rows of failed texts are
  * never written. */
 typedef struct p2q_minilm_batch_s p2q_minilm_batch_t;
@@ -83,7 +79,6 @@ int p2q_minilm_batch_new(const p2q_minilm_t *m, const char *const *texts, const 
                          int *status, const p2q_minilm_opts_t *opts, p2q_minilm_batch_t **out);
 int p2q_minilm_batch_count(const p2q_minilm_batch_t *b);  /* sequences */
 long p2q_minilm_batch_tokens(const p2q_minilm_batch_t *b); /* tokens of the texts, incl. [CLS]/[SEP] */
-const int *p2q_minilm_batch_chunks(const p2q_minilm_batch_t *b); /* chunked: per text; else NULL */
 /* Cut the sequences into <= parts contiguous ranges of about equal tokens: cut[0] = 0 < … <
  * cut[k] = count; returns k (cut needs parts + 1 ints). */
 int p2q_minilm_batch_split(const p2q_minilm_batch_t *b, int parts, int *cut);

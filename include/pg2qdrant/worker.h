@@ -41,9 +41,9 @@ typedef struct {
      the malloc()ed body (not on failure). 0 when sent: cb fires once. */
   int  (*write)(void *arg, const char *collection, p2q_op_t op, char *body, size_t len, p2q_qdrant_cb cb,
                 void *cb_arg);
-  /* embedder: embed texts with the named embedder (chunk_tokens > 0: chunked). 0 when started. */
+  /* embedder: embed texts with the named embedder (one vector per text). 0 when started. */
   int  (*embed)(void *arg, const char *embedder, const char *const *texts, const size_t *lens, int n,
-                int chunk_tokens, int chunk_overlap, p2q_embedder_cb cb, void *cb_arg);
+                p2q_embedder_cb cb, void *cb_arg);
   /* the word-piece tokenizer chunked rules are cut with (the named embedder's), or NULL */
   const struct p2q_wordpiece_s *(*tokenizer)(void *arg, const char *embedder);
   /* health gate (health.h) */

@@ -1,4 +1,4 @@
-/* Unit tests for the pure parts of embedder.c / embedder_openai.c: chunk windows, the OpenAI
+/* Unit tests for the pure parts of embedder.c / embedder_openai.c: the OpenAI
  * response parser, the token estimate and truncation, the request body, the answer classes,
  * error messages and bisection bookkeeping. */
 #include <setjmp.h>
@@ -11,36 +11,6 @@
 
 #include "pg2qdrant/embedder.h"
 #include "pg2qdrant/errors.h"
-
-static void test_windows(void **state) {
-  int st, ln;
-  assert_int_equal(p2q_chunk_windows(0, 4, 1), 1);   /* empty text: one [CLS][SEP] window */
-  p2q_chunk_window(0, 4, 1, 0, &st, &ln);
-  assert_int_equal(ln, 0);
-  assert_int_equal(p2q_chunk_windows(4, 4, 1), 1);
-  assert_int_equal(p2q_chunk_windows(5, 4, 1), 2);
-  assert_int_equal(p2q_chunk_windows(10, 4, 1), 3); /* starts 0, 3, 6 */
-  p2q_chunk_window(10, 4, 1, 2, &st, &ln);
-  assert_int_equal(st, 6);
-  assert_int_equal(ln, 4);
-  p2q_chunk_window(11, 4, 1, 3, &st, &ln);           /* the last window may be short */
-  assert_int_equal(p2q_chunk_windows(11, 4, 1), 4);
-  assert_int_equal(st, 9);
-  assert_int_equal(ln, 2);
-  /* every token is covered, consecutive windows overlap by exactly `overlap` */
-  for (int m = 0; m < 300; m++) {
-    int k = p2q_chunk_windows(m, 32, 8), covered = 0;
-    for (int j = 0; j < k; j++) {
-      p2q_chunk_window(m, 32, 8, j, &st, &ln);
-      assert_true(ln <= 32 && st <= covered);
-      if (j) assert_int_equal(st, covered - 8);
-      covered = st + ln;
-    }
-    assert_int_equal(covered, m);
-  }
-  assert_int_equal(p2q_chunk_windows(10, 4, 4), P2Q_EINVAL);
-  assert_int_equal(p2q_chunk_windows(10, 0, 0), P2Q_EINVAL);
-}
 
 static void test_openai_parse(void **state) {
   float v[4];
@@ -217,7 +187,7 @@ static void test_bisection(void **state) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_windows), cmocka_unit_test(test_openai_parse),
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_openai_parse),
                                      cmocka_unit_test(test_usage_tokens),
                                      cmocka_unit_test(test_estimate_and_truncate),
                                      cmocka_unit_test(test_request_body),

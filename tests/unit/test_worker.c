@@ -119,8 +119,8 @@ static int f_write(void *a, const char *coll, p2q_op_t op, char *body, size_t le
   w->answered = 0;
   return 0;
 }
-static int f_embed(void *a, const char *e, const char *const *t, const size_t *l, int n, int ct, int co,
-                   p2q_embedder_cb cb, void *arg) {
+static int f_embed(void *a, const char *e, const char *const *t, const size_t *l, int n, p2q_embedder_cb cb,
+                   void *arg) {
   return P2Q_EINVAL;
 }
 static int f_may_claim(void *a, int rule) { return ((fake_t *)a)->allow[rule]; }
