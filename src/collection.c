@@ -456,6 +456,12 @@ static int create_indexes(p2q_qdrant_blocking_t *b, const char *c, const char *c
   return 0;
 }
 
+int p2q_collection_first_rule(const p2q_config_t *cfg, int i) {
+  for (int j = 0; j < i; j++)
+    if (!strcmp(cfg->rules[j].collection, cfg->rules[i].collection)) return 0;
+  return 1;
+}
+
 int p2q_collection_ensure(const p2q_qdrant_options_t *opts, const p2q_config_t *cfg, const char *collection,
                           int mode, FILE *out, char *msg, size_t msglen) {
   return p2q_collection_ensure_as(opts, cfg, collection, collection, mode, out, msg, msglen);

@@ -513,9 +513,7 @@ static int check_collections(const p2q_config_t *cfg) {
   p2q_qdrant_options_from_config(cfg, &o);
   for (int i = 0; i < cfg->n_rules; i++) {
     const p2q_rule_config_t *r = &cfg->rules[i];
-    int seen = 0;
-    for (int j = 0; j < i; j++) seen |= !strcmp(cfg->rules[j].collection, r->collection);
-    if (seen || (busy && busy[i])) continue; /* a job runs: NAME serves the old definition */
+    if (!p2q_collection_first_rule(cfg, i) || (busy && busy[i])) continue; /* a job runs: NAME serves the old definition */
     char msg[1024], q[1100];
     int rc = p2q_collection_ensure(&o, cfg, r->collection, P2Q_COLL_CREATE, NULL, msg, sizeof msg);
     if (rc == P2Q_EMISMATCH) {

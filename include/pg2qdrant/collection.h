@@ -94,6 +94,9 @@ enum { P2Q_COLL_APPLY = 0, P2Q_COLL_DRY, P2Q_COLL_CREATE };
  */
 int p2q_collection_ensure(const p2q_qdrant_options_t *opts, const p2q_config_t *cfg,
                           const char *collection, int mode, FILE *out, char *msg, size_t msglen);
+/* 1 when rule i is the first of cfg's rules naming its collection (callers that go through the
+   rules visit each collection once), else 0. */
+int p2q_collection_first_rule(const p2q_config_t *cfg, int i);
 /* The same for the physical collection `collection` built as the config wants `spec_of` (the
    rule's collection name; re-embedding creates NAME__vK as NAME is configured). */
 int p2q_collection_ensure_as(const p2q_qdrant_options_t *opts, const p2q_config_t *cfg, const char *spec_of,
