@@ -2,7 +2,8 @@
  * golden_util.h — shared by the embedder unit tests (header-only, static functions).
  * Finds the model directory (env P2Q_MODEL_DIR, else $P2Q_SOURCE_DIR/models/all-MiniLM-L6-v2)
  * and reads tests/golden/minilm_texts.jsonl (one JSON object per line: name, utf8_hex, ids, vec).
- * When the model is missing the calling test skips, or fails when P2Q_REQUIRE_MODEL=1.
+ * When the model is missing the calling test skips, or fails when P2Q_REQUIRE_MODEL=1
+ * (gu_need_model; include <cmocka.h> first).
  */
 #ifndef P2Q_TEST_GOLDEN_UTIL_H
 #define P2Q_TEST_GOLDEN_UTIL_H
@@ -47,6 +48,14 @@ __attribute__((unused)) static int gu_model_dir(char *buf, size_t n) {
 __attribute__((unused)) static int gu_require_model(void) {
   const char *r = getenv("P2Q_REQUIRE_MODEL");
   return r && strcmp(r, "1") == 0;
+}
+
+/* The model dir into buf, or the calling cmocka test skips (fails when P2Q_REQUIRE_MODEL=1). */
+__attribute__((unused)) static void gu_need_model(char *buf, size_t n) {
+  if (gu_model_dir(buf, n)) return;
+  if (gu_require_model()) fail_msg("model missing and P2Q_REQUIRE_MODEL=1 (run scripts/fetch-model)");
+  fprintf(stderr, "SKIP: model not found (set P2Q_MODEL_DIR or run scripts/fetch-model)\n");
+  skip();
 }
 
 __attribute__((unused)) static int gu_hex(int c) {

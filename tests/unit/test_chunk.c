@@ -20,11 +20,7 @@
 
 static p2q_wordpiece_t *vocab(void) {
   char dir[4096], path[4200];
-  if (!gu_model_dir(dir, sizeof dir)) {
-    if (gu_require_model()) fail_msg("model missing and P2Q_REQUIRE_MODEL=1 (run scripts/fetch-model)");
-    fprintf(stderr, "SKIP: model not found (set P2Q_MODEL_DIR or run scripts/fetch-model)\n");
-    skip();
-  }
+  gu_need_model(dir, sizeof dir);
   snprintf(path, sizeof path, "%s/vocab.txt", dir);
   p2q_wordpiece_t *wp = NULL;
   assert_int_equal(p2q_wordpiece_load(path, &wp), 0);
@@ -99,6 +95,12 @@ static int cut_ex(const p2q_wordpiece_t *wp, const char *text, int ct, int ov, p
 }
 #define cut(wp, text, ct, ov, ch, cap) cut_ex(wp, text, ct, ov, ch, cap, 1)
 
+/* Chunk c of text is exactly the bytes of want. */
+static void chunk_text_is(const char *text, const p2q_chunk_t *c, const char *want) {
+  assert_int_equal(c->end - c->start, strlen(want));
+  assert_memory_equal(text + c->start, want, strlen(want));
+}
+
 static void test_chunks_ascii_overlap(void **state) {
   (void)state;
   p2q_wordpiece_t *wp = vocab();
@@ -109,14 +111,12 @@ static void test_chunks_ascii_overlap(void **state) {
   assert_int_equal(ch[1].first, 3);
   assert_int_equal(ch[3].first, 9);
   assert_int_equal(ch[3].count, 3);
-  assert_memory_equal(t + ch[1].start, "four five six seven eight", ch[1].end - ch[1].start);
-  assert_int_equal(ch[1].end - ch[1].start, strlen("four five six seven eight"));
+  chunk_text_is(t, &ch[1], "four five six seven eight");
   /* a window never ends inside a word: "unaffable" is una ##ffa ##ble */
   const char *u = "a b c unaffable d e f";
   assert_int_equal(cut(wp, u, 5, 0, ch, 64), 3);
   assert_int_equal(ch[0].count, 3); /* "a b c" — the word would not fit */
-  assert_int_equal(ch[1].end - ch[1].start, strlen("unaffable d e"));
-  assert_memory_equal(u + ch[1].start, "unaffable d e", ch[1].end - ch[1].start);
+  chunk_text_is(u, &ch[1], "unaffable d e");
   /* nor start inside one: overlap 1 would start at ##ble, it starts at "d" instead */
   const char *v = "a unaffable d e f g";
   assert_int_equal(cut(wp, v, 4, 1, ch, 64), 2);

@@ -158,11 +158,7 @@ static void test_resubmit_from_callback(void **state) {
 
 static void test_model_through_pool(void **state) {
   char dir[4096];
-  if (!gu_model_dir(dir, sizeof dir)) {
-    if (gu_require_model()) fail_msg("model missing and P2Q_REQUIRE_MODEL=1");
-    fprintf(stderr, "SKIP: model not found (set P2Q_MODEL_DIR or run scripts/fetch-model)\n");
-    skip();
-  }
+  gu_need_model(dir, sizeof dir);
   p2q_minilm_t *m;
   assert_int_equal(p2q_minilm_load(dir, &m), 0);
   golden_t *g = NULL;

@@ -95,11 +95,17 @@ static void test_hash64(void **state) {
 
 static char *cols[] = {"title"};
 
-static void test_point_build(void **state) {
+/* Rule "docs", every other setting zero, its vector read from vector_column (NULL: none). */
+static p2q_rule_config_t docs_rule(char *vector_column) {
   p2q_rule_config_t r;
   memset(&r, 0, sizeof r);
   strcpy(r.name, "docs");
-  r.vector_column = "emb";
+  r.vector_column = vector_column;
+  return r;
+}
+
+static void test_point_build(void **state) {
+  p2q_rule_config_t r = docs_rule("emb");
   p2q_buf_t b = P2Q_BUF_INIT;
   char why[128];
   const char *snap = "{\"id\": 1, \"emb\": [0.5, 1], \"title\": \"t\\\"x\"}";
@@ -155,10 +161,7 @@ static void test_point_build(void **state) {
    vector, or inside it, is "not a JSON object". */
 static void test_point_build_one_pass(void **state) {
   (void)state;
-  p2q_rule_config_t r;
-  memset(&r, 0, sizeof r);
-  strcpy(r.name, "docs");
-  r.vector_column = "emb";
+  p2q_rule_config_t r = docs_rule("emb");
   p2q_buf_t b = P2Q_BUF_INIT;
   char why[128];
   struct { const char *snap; int rc; const char *why, *vec; } c[] = {
@@ -224,9 +227,7 @@ static void test_point_build_one_pass(void **state) {
    of a point (kept chunks, unchanged texts). */
 static void test_chunk_point_and_payload_op(void **state) {
   (void)state;
-  p2q_rule_config_t r;
-  memset(&r, 0, sizeof r);
-  strcpy(r.name, "docs");
+  p2q_rule_config_t r = docs_rule(NULL);
   p2q_buf_t b = P2Q_BUF_INIT, op = P2Q_BUF_INIT;
   char why[128];
   const char *snap = "{\"a\": 1}";
@@ -273,10 +274,7 @@ static void test_escaped_names(void **state) {
   assert_int_equal(p2q_json_find(big, strlen(big), name, &v), 1);
   assert_true(p2q_span_eq(v, "7"));
 
-  p2q_rule_config_t r;
-  memset(&r, 0, sizeof r);
-  strcpy(r.name, "docs");
-  r.vector_column = "em\"b\\\x01";
+  p2q_rule_config_t r = docs_rule("em\"b\\\x01");
   p2q_buf_t b = P2Q_BUF_INIT;
   char why[128];
   assert_int_equal(p2q_point_build(&b, &r, "1", 0, "{\"id\": 1}", snap, strlen(snap), NULL, 0, why, sizeof why), 0);

@@ -130,11 +130,7 @@ static void test_bad_vocab(void **state) {
 
 static void test_golden_ids(void **state) {
   char dir[4096], path[4200];
-  if (!gu_model_dir(dir, sizeof dir)) {
-    if (gu_require_model()) fail_msg("model missing and P2Q_REQUIRE_MODEL=1 (run scripts/fetch-model)");
-    fprintf(stderr, "SKIP: model not found (set P2Q_MODEL_DIR or run scripts/fetch-model)\n");
-    skip();
-  }
+  gu_need_model(dir, sizeof dir);
   snprintf(path, sizeof path, "%s/vocab.txt", dir);
   p2q_wordpiece_t *wp;
   assert_int_equal(p2q_wordpiece_load(path, &wp), 0);
