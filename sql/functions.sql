@@ -52,6 +52,175 @@ BEGIN
 END
 $p2q$;
 
+-- ---- the claim's low-water mark (migration 007, issue 11) ---------------------------------------
+-- The claim walks (event_type, id) in id order. Finished events are deleted, but their index
+-- entries stay until VACUUM (which rarely reaches the outbox during a drain), so a claim that
+-- starts at the left edge reads ~1 buffer per ~360 events already drained: at 1,000,000 events,
+-- 2,500 buffers and 10-20 ms per claim. sync_outbox_mark.lo lets it start further right.
+--
+-- The invariant: no event of type t is, or will ever be, in sync_outbox with an id below lo(t).
+-- Three ways in below a bound, each handled:
+--   * ids are drawn at INSERT and committed later: an open transaction can still commit an id
+--     lower than anything visible now. The epoch rule below waits for such transactions.
+--   * `retry --dead` re-inserts dead letters with their old ids: it calls sync_outbox_mark_lower
+--     in the same statement (any other explicit-id insert must do the same).
+--   * TRUNCATE (may restart the identity; `bench` reloads a saved backlog with its old ids): the
+--     trigger below deletes every mark (no row = no bound).
+-- And a safety net for what breaks the contract (an explicit id not reported, setval backwards):
+-- every 30 s the refresh looks below lo once (one walk of the drained front) and lowers lo to
+-- whatever it finds, so such an event is late, never lost.
+--
+-- The epoch rule (sync_outbox_mark_refresh, every ~200 ms per type, by whichever claim comes):
+--   an epoch records V = max(id) visible at a snapshot S3 (an id drawn before S3), then, after
+--   S3, L = the transactions holding ROW EXCLUSIVE on sync_outbox (read from pg_locks: every
+--   transaction that inserted an event, or is inserting one, holds it until it ends; prepared
+--   transactions too). A later refresh that finds none of L still holding it, and no prepared
+--   transaction holding it, reads m = min(id) of type t at a snapshot S2 taken after that check,
+--   and sets lo = greatest(lo, least(m, V + 1)).
+-- Why it is safe: let an event r of type t commit after S2 (earlier ones are in m). Its id was
+--   drawn at d by its transaction T. If d came after S3, id > V (the identity hands out ids in
+--   time order: cache 1, checked below; V was drawn before S3). If d came before S3, T took its
+--   lock on sync_outbox before d (relation locks are taken before a statement executes) and still
+--   held it at L's read (T ends after S2, after L was read): T is in L, and since it still holds
+--   the lock at the check (or, prepared in between, is a prepared holder), no promotion happens.
+--   Long read-only transactions do not hold the bound back (only writers of sync_outbox do),
+--   and pg_locks is readable by every role (no pg_read_all_stats needed).
+-- Cost: one index lookup per claim for lo (sync_outbox_mark_lo), one cheap "due?" read per claim,
+-- and per refresh a pg_locks read plus two index probes bounded by lo (the events drained since
+-- the last refresh). Conservative cases (no bound moves): the id sequence caches values, the
+-- caller is not in READ COMMITTED (S2 must be a fresh snapshot), a prepared transaction holds a
+-- write lock on sync_outbox, a writer of sync_outbox stays open (lo waits for it to end).
+-- The mark's functions are SECURITY DEFINER (the daemon role needs no privilege on the table);
+-- each can only keep lo safe, never move it past an event, so PUBLIC may call them.
+
+-- lo of one event type (0: no bound). STABLE: read with the calling statement's snapshot, so the
+-- claim sees a lowered lo (sync_outbox_mark_lower) together with the events that lowered it.
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_mark_lo(p_type text)
+RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $p2q$
+  SELECT COALESCE((SELECT m.lo FROM @SCHEMA@.sync_outbox_mark m WHERE m.event_type = p_type), 0)
+$p2q$;
+
+-- Events of p_type are about to be inserted with explicit ids, the lowest p_id: lower the mark
+-- (in the inserting transaction, so the mark and the events become visible together).
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_mark_lower(p_type text, p_id bigint)
+RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $p2q$
+  INSERT INTO @SCHEMA@.sync_outbox_mark AS m (event_type, lo) VALUES (p_type, 0)
+  ON CONFLICT (event_type) DO UPDATE SET lo = LEAST(m.lo, p_id)
+$p2q$;
+
+-- Advance the marks of p_types that are due (called by every claim; a no-op unless one is due).
+-- Concurrent claims never wait for each other: a mark being refreshed is skipped.
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_mark_refresh(p_types text[])
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan
+AS $p2q$
+DECLARE
+  rel oid;
+  r record;
+  types text[];
+  lows bigint;
+  v bigint;
+  holders text[];
+  prepared boolean;
+  promote boolean;
+  c bigint;
+  new_lo bigint;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM unnest(p_types) AS x(event_type)
+                   LEFT JOIN @SCHEMA@.sync_outbox_mark m ON m.event_type = x.event_type
+                  WHERE m.event_type IS NULL OR m.due_at <= now()) THEN
+    RETURN;  -- the common case: one index lookup per type
+  END IF;
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RETURN;  -- S2 must be a snapshot taken after the check (see above)
+  END IF;
+  INSERT INTO @SCHEMA@.sync_outbox_mark AS mk (event_type)
+  SELECT DISTINCT x.event_type FROM unnest(p_types) AS x(event_type)
+   WHERE x.event_type IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox_mark m2 WHERE m2.event_type = x.event_type)
+  ON CONFLICT (event_type) DO NOTHING;
+  rel := (quote_ident(@SCHEMA_NAME@) || '.sync_outbox')::regclass;
+  IF (SELECT s.seqcache FROM pg_sequence s
+       WHERE s.seqrelid = pg_get_serial_sequence(quote_ident(@SCHEMA_NAME@) || '.sync_outbox', 'id')::regclass) > 1 THEN
+    -- ids are not handed out in time order: no bound (look again in a minute)
+    UPDATE @SCHEMA@.sync_outbox_mark m SET lo = 0, epoch_id = NULL, epoch_locks = NULL,
+           due_at = clock_timestamp() + interval '1 minute'
+     WHERE m.event_type = ANY (p_types);
+    RETURN;
+  END IF;
+  -- the due marks, locked (a mark another claim is refreshing, or a `retry --dead` is lowering,
+  -- is skipped); everything below happens after the lock: a lowering committed before it is seen
+  SELECT array_agg(m.event_type ORDER BY m.event_type), min(m.lo) INTO types, lows
+    FROM (SELECT m1.event_type, m1.lo FROM @SCHEMA@.sync_outbox_mark m1
+           WHERE m1.event_type = ANY (p_types) AND m1.due_at <= now()
+           ORDER BY m1.event_type FOR UPDATE SKIP LOCKED) m;
+  IF types IS NULL THEN
+    RETURN;
+  END IF;
+  -- S3: an id drawn before this point (bounded by lo: the walk from the right edge stops at the
+  -- newest live event, at worst at the lowest due lo)
+  SELECT max(o.id) INTO v FROM @SCHEMA@.sync_outbox o WHERE o.id >= lows;
+  -- then L: who may still write sync_outbox (prepared transactions show pid NULL)
+  SELECT COALESCE(array_agg(l.virtualtransaction), '{}'), COALESCE(bool_or(l.pid IS NULL), false)
+    INTO holders, prepared
+    FROM pg_locks l
+   WHERE l.locktype = 'relation' AND l.relation = rel AND l.mode = 'RowExclusiveLock'
+     AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+     AND l.pid IS DISTINCT FROM pg_backend_pid();
+  FOR r IN SELECT * FROM @SCHEMA@.sync_outbox_mark m1 WHERE m1.event_type = ANY (types) ORDER BY m1.event_type LOOP
+    new_lo := r.lo;
+    promote := r.epoch_id IS NOT NULL AND r.epoch_locks IS NOT NULL AND NOT prepared
+               AND NOT (r.epoch_locks && holders);
+    IF promote THEN
+      -- S2: every transaction of the epoch has ended; what they committed is visible here
+      SELECT min(o.id) INTO c FROM @SCHEMA@.sync_outbox o WHERE o.event_type = r.event_type AND o.id >= r.lo;
+      new_lo := GREATEST(r.lo, LEAST(COALESCE(c, r.epoch_id + 1), r.epoch_id + 1));
+    END IF;
+    IF r.checked_at <= now() - interval '30 seconds' THEN
+      -- the safety net: an event below lo was inserted outside the contract; lower lo to it
+      SELECT min(o.id) INTO c FROM @SCHEMA@.sync_outbox o WHERE o.event_type = r.event_type AND o.id < new_lo;
+      IF c IS NOT NULL THEN
+        RAISE LOG 'pg2qdrant: event % of type % was inserted below the claim''s low-water mark %', c, r.event_type, new_lo;
+        new_lo := c;
+      END IF;
+    END IF;
+    UPDATE @SCHEMA@.sync_outbox_mark mk
+       SET lo = new_lo,
+           epoch_id = CASE WHEN promote OR r.epoch_locks IS NULL THEN GREATEST(v, r.epoch_id) ELSE r.epoch_id END,
+           epoch_locks = CASE WHEN promote OR r.epoch_locks IS NULL THEN holders ELSE r.epoch_locks END,
+           due_at = clock_timestamp() + interval '200 milliseconds',
+           checked_at = CASE WHEN r.checked_at <= now() - interval '30 seconds' THEN now() ELSE r.checked_at END
+     WHERE mk.event_type = r.event_type;
+  END LOOP;
+END
+$p2q$;
+
+-- TRUNCATE of the outbox (which may restart the identity) forgets every mark.
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_mark_reset() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $p2q$
+BEGIN
+  DELETE FROM @SCHEMA@.sync_outbox_mark;
+  RETURN NULL;
+END
+$p2q$;
+
+DO $p2q$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                   JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = @SCHEMA_NAME@ AND c.relname = 'sync_outbox'
+                    AND t.tgname = 'sync_outbox_mark_reset') THEN
+    CREATE TRIGGER sync_outbox_mark_reset AFTER TRUNCATE ON @SCHEMA@.sync_outbox
+      FOR EACH STATEMENT EXECUTE FUNCTION @SCHEMA@.sync_outbox_mark_reset();
+  END IF;
+END
+$p2q$;
+
 -- Claim up to p_limit events of p_types (and p_routing, when not null) for p_owner.
 -- Returns one row per event to apply (op upsert|delete), one per superseded event (op 'coalesced':
 -- deleted, an equal or newer event of its row was claimed), and one per row whose lease was taken
@@ -73,6 +242,7 @@ SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force
 AS $p2q$
 #variable_conflict use_column
 BEGIN
+  PERFORM @SCHEMA@.sync_outbox_mark_refresh(p_types);
   RETURN QUERY
   WITH cand AS (
     -- one ordered index scan per event type on (event_type, id), so LIMIT stops early whatever
@@ -81,6 +251,8 @@ BEGIN
       FROM unnest(p_types) AS t(event_type),
            LATERAL (SELECT o.id, o.rule, o.row_key FROM @SCHEMA@.sync_outbox o
                      WHERE o.event_type = t.event_type
+                       -- from the type's low-water mark, not from the drained front of the index
+                       AND o.id >= @SCHEMA@.sync_outbox_mark_lo(t.event_type)
                        AND (p_routing IS NULL OR o.routing_key = p_routing)
                        AND o.available_at <= now()
                        AND o.attempts < o.max_attempts

@@ -138,13 +138,16 @@ int p2q_cmd_retry(const p2q_config_t *cfg, int argc, char **argv) {
   if (!conn) { fprintf(stderr, "pg2qdrant: %s\n", err); return 1; }
   p2q_buf_t sql = P2Q_BUF_INIT, q = P2Q_BUF_INIT;
   p2q_sql_ident(&q, cfg->pg_schema);
-  if (dead) /* the original id is kept: a newer event of the same row still wins */
+  if (dead) /* the original id is kept: a newer event of the same row still wins; the claim's
+               low-water mark is lowered to it in the same statement (sync_outbox_mark_lower) */
     p2q_buf_printf(&sql,
-      "WITH back AS (DELETE FROM %s.sync_outbox_dead WHERE $1::text IS NULL OR event_type = $1 RETURNING *)"
-      " INSERT INTO %s.sync_outbox (id, event_type, routing_key, rule, source_table, row_key, op, payload,"
+      "WITH back AS (DELETE FROM %s.sync_outbox_dead WHERE $1::text IS NULL OR event_type = $1 RETURNING *),"
+      " ins AS (INSERT INTO %s.sync_outbox (id, event_type, routing_key, rule, source_table, row_key, op, payload,"
       "  attempts, max_attempts, available_at, last_error, created_at) OVERRIDING SYSTEM VALUE"
       " SELECT id, event_type, routing_key, rule, source_table, row_key, op, payload, 0, max_attempts, now(),"
-      "  last_error, created_at FROM back", q.data, q.data);
+      "  last_error, created_at FROM back RETURNING id, event_type),"
+      " low AS (SELECT %s.sync_outbox_mark_lower(i.event_type, min(i.id)) FROM ins i GROUP BY i.event_type)"
+      " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM low)", q.data, q.data, q.data);
   else
     p2q_buf_printf(&sql,
       "UPDATE %s.sync_outbox SET available_at = now() WHERE claimed_by IS NULL AND available_at > now()"
@@ -155,7 +158,7 @@ int p2q_cmd_retry(const p2q_config_t *cfg, int argc, char **argv) {
   p2q_buf_free(&sql);
   p2q_buf_free(&q);
   if (rc) return die(conn, "retry", err);
-  printf("%s %s event(s) to be tried now\n", PQcmdTuples(r), dead ? "dead" : "waiting");
+  printf("%s %s event(s) to be tried now\n", dead ? PQgetvalue(r, 0, 0) : PQcmdTuples(r), dead ? "dead" : "waiting");
   PQclear(r);
   if (dead) { /* wake the daemons */
     PGresult *n = PQexec(conn, "SELECT pg_notify('sync_outbox_insert', '')");
