@@ -69,6 +69,22 @@ static int payload_op(wevent_t *e, const p2q_rule_config_t *r, const char *th) {
   return 0;
 }
 
+/* Send the lookup whose body lists the ids ("{\"ids\":[…"): POST …/points for the keys reuse
+   compares. 0 when sent (cb fires once), else nothing is in flight and the caller embeds. */
+static int send_lookup(wbatch_t *b, const p2q_rule_config_t *r, p2q_buf_t *body, p2q_qdrant_cb cb, void *arg) {
+  p2q_buf_puts(body, "],\"with_payload\":[\"_text_hash\",\"_model\"],\"with_vector\":false}");
+  if (p2q_buf_error(body)) return P2Q_ENOMEM;
+  size_t len = body->len;
+  char *data = p2q_buf_steal(body);
+  b->pending++;
+  int rc = b->w->ctx.write(b->w->ctx.arg, r->collection, P2Q_OP_RETRIEVE, data, len, cb, arg);
+  if (rc) {
+    b->pending--;
+    free(data);
+  }
+  return rc;
+}
+
 static void retrieved(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg) {
   reusectx_t *c = arg;
   wbatch_t *b = c->b;
@@ -202,15 +218,8 @@ static void chunks_lookup(wbatch_t *b, int rule, const int *idx, int n) {
       refs[k].j = j;
     }
   }
-  p2q_buf_puts(&body, "],\"with_payload\":[\"_text_hash\",\"_model\"],\"with_vector\":false}");
-  if (p2q_buf_error(&body)) goto embed;
   qsort(refs, (size_t)nref, sizeof *refs, ref_cmp);
-  size_t len = body.len;
-  char *data = p2q_buf_steal(&body);
-  b->pending++;
-  if (w->ctx.write(w->ctx.arg, r->collection, P2Q_OP_RETRIEVE, data, len, chunks_retrieved, c) == 0) return;
-  b->pending--;
-  free(data);
+  if (send_lookup(b, r, &body, chunks_retrieved, c) == 0) return;
 embed: /* no lookup: every chunk is embedded */
   free(c);
   free(refs);
@@ -238,14 +247,7 @@ void p2q_wk_reuse(wbatch_t *b, int rule, const int *idx, int n) {
     if (i) p2q_buf_putc(&body, ',');
     p2q_buf_puts(&body, b->ev[idx[i]].point_id);
   }
-  p2q_buf_puts(&body, "],\"with_payload\":[\"_text_hash\",\"_model\"],\"with_vector\":false}");
-  if (p2q_buf_error(&body)) goto embed;
-  size_t len = body.len;
-  char *data = p2q_buf_steal(&body);
-  b->pending++;
-  if (w->ctx.write(w->ctx.arg, r->collection, P2Q_OP_RETRIEVE, data, len, retrieved, c) == 0) return;
-  b->pending--;
-  free(data);
+  if (send_lookup(b, r, &body, retrieved, c) == 0) return;
 embed: /* no lookup: embed them all */
   free(c);
   p2q_buf_free(&body);
