@@ -137,7 +137,8 @@ static void check_cluster(p2q_check_t *c, p2q_qdrant_blocking_t *b) {
   for (int i = 0; peers >= 2 && i < cfg->n_rules; i++) {
     const p2q_rule_config_t *r = &cfg->rules[i];
     char w[512], name[300];
-    if (!p2q_collection_first_rule(cfg, i) || r->replication_factor) continue; /* once per collection; a configured factor is a choice */
+    /* once per collection; a configured factor is a choice */
+    if (!p2q_collection_first_rule(cfg, i) || r->replication_factor) continue;
     if (p2q_qdrant_blocking_call(b, "GET", r->collection, "", NULL, &root, &res, msg, sizeof msg) == 0 &&
         p2q_collection_single_replica_warning(res, peers, r->collection, w, sizeof w)) {
       snprintf(name, sizeof name, "collection.%s.replicas", r->collection);

@@ -51,7 +51,8 @@ static int ensure_collections(const p2q_config_t *cfg, int dry, const int *busy)
   p2q_qdrant_options_from_config(cfg, &o);
   for (int i = 0; i < cfg->n_rules; i++) {
     const p2q_rule_config_t *r = &cfg->rules[i];
-    if (!p2q_collection_first_rule(cfg, i) || (busy && busy[i])) continue; /* re-embedding: NAME serves the old definition until the swap */
+    /* re-embedding: NAME serves the old definition until the swap */
+    if (!p2q_collection_first_rule(cfg, i) || (busy && busy[i])) continue;
     char msg[1024];
     int rc = p2q_collection_ensure(&o, cfg, r->collection, dry ? P2Q_COLL_DRY : P2Q_COLL_APPLY, stdout, msg, sizeof msg);
     if (rc) {

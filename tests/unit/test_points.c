@@ -232,7 +232,8 @@ static void test_chunk_point_and_payload_op(void **state) {
   char why[128];
   const char *snap = "{\"a\": 1}";
   p2q_point_parts_t parts = {.vector = "[0.5]", .vlen = 5};
-  assert_int_equal(p2q_point_build_chunk(&b, &r, "\"u\"", "{\"id\": 7}", snap, strlen(snap), &parts, 2, why, sizeof why), 0);
+  assert_int_equal(p2q_point_build_chunk(&b, &r, "\"u\"", "{\"id\": 7}", snap, strlen(snap), &parts, 2, why,
+                                         sizeof why), 0);
   const char *pt = p2q_buf_str(&b);
   const char *head = "{\"id\":\"u\",\"vector\":[0.5],\"payload\":{\"a\":1,\"_hash\":";
   assert_memory_equal(pt, head, strlen(head));
