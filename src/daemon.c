@@ -367,7 +367,7 @@ static int swap_shadow_embedders(p2q_daemon_t *d, const p2q_config_t *nc) {
 static void apply_modes(p2q_daemon_t *d) {
   p2q_config_t *eff = NULL;
   char err[1024], q[1100];
-  int ok = 0;
+  int ok = 0, single = 0; /* ok: the modes asked for are applied; single: the file's config instead */
   d->modes_pending = 0;
   if (d->n_modes == 0) {
     ok = swap_shadow_embedders(d, d->base) == 0;
@@ -378,11 +378,8 @@ static void apply_modes(p2q_daemon_t *d) {
     int swapped = 0; /* a rule whose alias already serves its new definition: never write the old one */
     for (int i = 0; i < d->n_modes; i++) swapped |= d->modes[i].collection == NULL;
     P2Q_ERROR("reindex_modes_failed", "err=%s writes=%s", p2q_log_q(q, sizeof q, err), swapped ? "paused" : "single");
-    if (!swapped && swap_shadow_embedders(d, d->base) == 0) {
-      d->cfg = d->base;
-      for (int i = 0; i < d->n_workers; i++) p2q_worker_reconfigure(d->workers[i], &d->cfg->workers[i]);
-      d->quiesce = 0;
-    }
+    single = !swapped && swap_shadow_embedders(d, d->base) == 0;
+    if (single) d->cfg = d->base;
   } else {
     p2q_config_t **cs = realloc(d->cfgs, sizeof *cs * (size_t)(d->n_cfgs + 1));
     if (cs) { d->cfgs = cs; d->cfgs[d->n_cfgs++] = eff; }
@@ -393,11 +390,11 @@ static void apply_modes(p2q_daemon_t *d) {
       p2q_config_free(eff);
     }
   }
-  if (ok) {
+  if (ok || single) { /* otherwise claims stay paused: writing a rule the wrong way could lose a change */
     for (int i = 0; i < d->n_workers; i++) p2q_worker_reconfigure(d->workers[i], &d->cfg->workers[i]);
-    P2Q_INFO("reindex_modes_applied", "rules=%d shadows=%d", d->cfg->n_rules, d->cfg->n_rules - d->base->n_rules);
-    d->quiesce = 0; /* a failure keeps claims paused: writing a rule the wrong way could lose a change */
+    d->quiesce = 0;
   }
+  if (ok) P2Q_INFO("reindex_modes_applied", "rules=%d shadows=%d", d->cfg->n_rules, d->cfg->n_rules - d->base->n_rules);
   p2q_reindex_exec_modes_applied(d->rx, ok);
   if (!d->quiesce && !d->stopping) wake_all(d, NULL);
 }
@@ -513,7 +510,8 @@ static int check_collections(const p2q_config_t *cfg) {
   p2q_qdrant_options_from_config(cfg, &o);
   for (int i = 0; i < cfg->n_rules; i++) {
     const p2q_rule_config_t *r = &cfg->rules[i];
-    if (!p2q_collection_first_rule(cfg, i) || (busy && busy[i])) continue; /* a job runs: NAME serves the old definition */
+    /* a job runs: NAME serves the old definition */
+    if (!p2q_collection_first_rule(cfg, i) || (busy && busy[i])) continue;
     char msg[1024], q[1100];
     int rc = p2q_collection_ensure(&o, cfg, r->collection, P2Q_COLL_CREATE, NULL, msg, sizeof msg);
     if (rc == P2Q_EMISMATCH) {
