@@ -27,7 +27,7 @@ static const char *const index_types[] = {"keyword", "integer", "float", "bool",
                                           "datetime", "text", "uuid", NULL};
 
 /* Qdrant's distance names (the config's distance enum, as Qdrant spells it). Here, with the
-   collection grammar, so that config.c calls down into this file and never the other way. */
+   collection grammar, so that config_check.c calls down into this file and never the other way. */
 const char *p2q_distance_name(p2q_distance_t d) {
   static const char *const n[] = {"Cosine", "Dot", "Euclid", "Manhattan"};
   return (unsigned)d < 4 ? n[d] : "?";

@@ -2,11 +2,11 @@
  * config_table.c — the settings tables, PgBouncer style, and the code that walks them.
  *
  * One table per section kind; each entry is {section, key, type, offset, default, min, max,
- * flags, help, choices}. config.c is generic over these tables: it parses values, applies
- * defaults (the default is a string parsed exactly like user input), checks ranges, frees,
- * compares, dumps and describes by walking them. Rules that involve more than one key
+ * flags, help, choices}. config*.c are generic over these tables: they parse values, apply
+ * defaults (the default is a string parsed exactly like user input), check ranges, free,
+ * compare, dump and describe by walking them. Rules that involve more than one key
  * (mutually exclusive keys, references between sections, per-type embedder keys, dimension
- * inference) live in config.c's cross-checks. Keep conf/pg2qdrant.ini in the same order.
+ * inference) live in config_check.c. Keep conf/pg2qdrant.ini in the same order.
  *
  * Below the tables: the value types (parse one value into its field, with range/format checks
  * and the error reason), and the generic walkers (defaults, free, compare, describe, masking of

@@ -1,5 +1,6 @@
 /*
- * config.h — pg2qdrant's configuration, loaded from an INI file by config.c.
+ * config.h — pg2qdrant's configuration, loaded from an INI file by config_load.c
+ * (parsing) and config_check.c (cross-checks); config.c holds the loaded object.
  *
  * One table of settings per section kind (see config_table.c) drives parsing, validation,
  * defaults, `--help` and `config --dump`. Repeating sections are `[rule.NAME]`, `[worker.NAME]`
@@ -249,7 +250,7 @@ extern const int p2q_conf_n_sections;
 const p2q_conf_section_t *p2q_conf_section_find(const char *name);
 const p2q_conf_entry_t *p2q_conf_entry_find(const p2q_conf_section_t *s, const char *key);
 
-/* Table walkers shared by config.c and config_table.c (internal; exposed for tests). */
+/* Table walkers shared by config*.c and config_table.c (internal; exposed for tests). */
 int p2q_conf_parse_value(const p2q_conf_entry_t *e, const char *v, void *field, char *why,
                          size_t n);
 int p2q_conf_apply_defaults(const p2q_conf_section_t *k, char *base);
