@@ -375,6 +375,7 @@ static void progress(int done, const p2q_bench_run_t *r) {
   for (int k = 0; k < P2Q_KNOB_N && n < 300; k++)
     n += snprintf(line + n, sizeof line - (size_t)n, "%s=%ld ", p2q_bench_knob_name(k), r->set.v[k]);
   if (!isnan(r->events_per_s)) n += snprintf(line + n, sizeof line - (size_t)n, "| %.0f events/s ", r->events_per_s);
+  if (!isnan(r->commits_per_s)) n += snprintf(line + n, sizeof line - (size_t)n, "%.0f commits/s ", r->commits_per_s);
   if (r->lat_n) n += snprintf(line + n, sizeof line - (size_t)n, "p50 %.2f ms p99 %.2f ms ", r->p50_ms, r->p99_ms);
   if (r->error[0]) snprintf(line + n, sizeof line - (size_t)n, "(%s)", r->error);
   prog.done = done;
