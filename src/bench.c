@@ -99,6 +99,8 @@ static const char usage_text[] =
     "  --qdrant-pid PID     the local Qdrant's pid for its CPU (default: found by the url's port)\n"
     "  --poll-ms N          latency observer's pause between polls (1)\n"
     "  --timeout D          longest drain (600s)\n"
+    "  --wait-vacuum D      drain: keep counting CPU after empty until autovacuum has vacuumed the\n"
+    "                       outbox (it starts at most once a minute), at most D (default 0: not waited)\n"
     "  --sink S             qdrant: the config's [qdrant] (default); null: a built-in Qdrant-shaped\n"
     "                       responder that keeps only point ids (not the bottleneck of a drain)\n";
 
@@ -441,11 +443,15 @@ static int parse_args(bench_t *b, p2q_bench_sweep_t *sw, int argc, char **argv, 
     else if (!strcmp(a, "--qdrant-pid")) { NEEDV(); if (parse_count(a, v, 1, 1 << 30, qpid)) return -1; }
     else if (!strcmp(a, "--rate")) { NEEDV(); x->rate = atof(v); if (x->rate < 0) return fprintf(stderr, "pg2qdrant bench: --rate >= 0\n"), -1; }
     else if (!strcmp(a, "--poll-ms")) { NEEDV(); x->poll_ms = p2q_bench_parse_ms(v); if (x->poll_ms < 0) return fprintf(stderr, "pg2qdrant bench: bad --poll-ms\n"), -1; }
-    else if (!strcmp(a, "--duration") || !strcmp(a, "--timeout") || !strcmp(a, "--p99-max")) {
+    else if (!strcmp(a, "--duration") || !strcmp(a, "--timeout") || !strcmp(a, "--p99-max") ||
+             !strcmp(a, "--wait-vacuum")) {
       NEEDV();
       double ms = p2q_bench_parse_ms(v);
       if (ms <= 0) { fprintf(stderr, "pg2qdrant bench: %s: '%s' is not a duration (25ms, 10s)\n", a, v); return -1; }
-      if (a[2] == 'd') x->duration_s = ms / 1000; else if (a[2] == 't') x->timeout_s = ms / 1000; else *p99 = ms;
+      if (a[2] == 'd') x->duration_s = ms / 1000;
+      else if (a[2] == 't') x->timeout_s = ms / 1000;
+      else if (a[2] == 'w') x->wait_vacuum_s = ms / 1000;
+      else *p99 = ms;
     }
     else if (!strcmp(a, "--mix")) {
       NEEDV();

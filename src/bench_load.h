@@ -137,6 +137,7 @@ typedef struct {
   char autovac_names[6][160];   /* the outbox tables as autovacuum names them (and their TOAST) */
   int n_autovac_names;          /* 0: not looked up yet (or the lookup failed) */
   double reclaim_interval_s;    /* the daemons' lease_reclaim_interval (0: never reclaims) */
+  double wait_vacuum_s;         /* --wait-vacuum: drains wait this long at most for autovacuum */
   /* called about every 100 ms from a run's wait loops (progress display), may be NULL */
   void (*tick)(void *self);
   /* writes the generated config of replica r at setting s into path (0 or -1) */

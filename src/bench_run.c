@@ -199,7 +199,7 @@ static void autovac_names(p2q_bench_ctx_t *x) {
 /* autovacuum workers of this database: their CPU, charged to the outbox or to other tables by
    what they work on (bench_autovac.c). Reading another role's activity needs superuser or
    pg_read_all_stats: without, it reads "<insufficient privilege>" and counts as other. */
-static void sample_autovac(p2q_bench_ctx_t *x, int start) {
+static int sample_autovac(p2q_bench_ctx_t *x, int start) {
   autovac_names(x);
   const char *names[sizeof x->autovac_names / sizeof *x->autovac_names];
   for (int i = 0; i < x->n_autovac_names; i++) names[i] = x->autovac_names[i];
@@ -210,14 +210,16 @@ static void sample_autovac(p2q_bench_ctx_t *x, int start) {
     int target = p2q_bench_autovac_target(PQgetvalue(res, i, 1), names, x->n_autovac_names);
     p2q_bench_autovac_sample(&x->autovac, pid, p2q_bench_proc_cpu(pid), target, start);
   }
+  int n = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) : -1;
   PQclear(res);
+  return n;
 }
 
 /* the daemons' backends: CPU when first seen (0 for ones born after `start`) and now; and the
-   autovacuum workers' */
-static void sample_backends(p2q_bench_ctx_t *x, int start) {
-  if (!x->pg_local) return;
-  sample_autovac(x, start);
+   autovacuum workers'. Returns how many autovacuum workers the database has now (-1: unknown). */
+static int sample_backends(p2q_bench_ctx_t *x, int start) {
+  if (!x->pg_local) return -1;
+  int workers = sample_autovac(x, start);
   const char *p[1] = {x->appname};
   PGresult *res = PQexecParams(x->pg, "SELECT pid FROM pg_stat_activity WHERE application_name = $1", 1, NULL, p,
                                NULL, NULL, 0);
@@ -235,6 +237,7 @@ static void sample_backends(p2q_bench_ctx_t *x, int start) {
     }
   }
   PQclear(res);
+  return workers;
 }
 
 /* a run starts: forget the previous run's backends and workers, take the baselines */
@@ -374,6 +377,29 @@ static double drain_tail(p2q_bench_ctx_t *x) {
   return p2q_bench_now() - t;
 }
 
+static double outbox_vacuums(p2q_bench_ctx_t *x) {
+  char sql[256];
+  snprintf(sql, sizeof sql, "SELECT autovacuum_count FROM pg_stat_user_tables WHERE relid = '\"%s\".sync_outbox'::regclass",
+           x->prefix);
+  return q_num(x, sql);
+}
+
+/* --wait-vacuum D: the vacuum a drain causes usually starts after it (autovacuum_naptime is
+   1 min), so its CPU would be left out. With the option, the CPU window also stays open until
+   autovacuum has vacuumed sync_outbox since the drain began and the database has no autovacuum
+   worker left (a worker does the outbox's TOAST table after the plain tables), at most D.
+   Returns the seconds waited. */
+static double vacuum_tail(p2q_bench_ctx_t *x, double vacuums0) {
+  if (x->wait_vacuum_s <= 0 || !x->pg_local || isnan(vacuums0)) return 0;
+  double t = p2q_bench_now();
+  while (!*x->stop && p2q_bench_now() - t < x->wait_vacuum_s) {
+    nap(0.25);
+    if (x->tick) x->tick(x);
+    if (sample_backends(x, 0) == 0 && outbox_vacuums(x) > vacuums0) break;
+  }
+  return p2q_bench_now() - t;
+}
+
 static void run_drain(p2q_bench_ctx_t *x, const p2q_bench_setting_t *s, int text, p2q_bench_run_t *r) {
   const char *coll = text ? x->coll_text : x->coll_vec;
   r->throughput = 1;
@@ -383,6 +409,7 @@ static void run_drain(p2q_bench_ctx_t *x, const p2q_bench_setting_t *s, int text
   double n = outbox_count(x);
   r->events = isnan(n) ? 0 : (long)n;
   snap_t a = {0}, b = {0};
+  double vacuums0 = outbox_vacuums(x);
   sample_start(x);
   snap(x, &a); /* no daemon yet: their CPU counts from 0 */
   for (int i = 0; i < P2Q_BENCH_MAX_PROCS; i++) a.daemon[i] = 0;
@@ -404,7 +431,7 @@ static void run_drain(p2q_bench_ctx_t *x, const p2q_bench_setting_t *s, int text
   }
   double t1 = p2q_bench_now();
   if (*x->stop) return;
-  r->tail_s = left == 0 ? drain_tail(x) : 0;
+  r->tail_s = left == 0 ? drain_tail(x) + vacuum_tail(x, vacuums0) : 0;
   if (*x->stop) return;
   sample_backends(x, 0);
   snap(x, &b);

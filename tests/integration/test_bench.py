@@ -305,7 +305,8 @@ def test_bench_null_sink_counts_every_event(tmp_path, pgdb, db):
     missing=0 on 2 replicas proves every point reached it; steady proves retrieve-by-id with the
     payload's seq (the latency observer) works against it."""
     cfg = tmp_path / "bench.ini"
-    cfg.write_text("[qdrant]\nurl = http://127.0.0.1:9\ntimeout = 10s\n[daemon]\nretry_min = 50ms\n")
+    cfg.write_text("[qdrant]\nurl = http://127.0.0.1:9\ntimeout = 10s\n[daemon]\nretry_min = 50ms\n"
+                   "lease_reclaim_interval = 2s\n")
     out = tmp_path / "out"
     cmd = [BIN, "-c", str(cfg), "bench", "--sink", "null", "--workload", "drain,steady", "--rows", "3000",
            "--dim", "384", "--rate", "50", "--duration", "2s", "--sweep", "replicas=1,2", "--repeat", "2",
@@ -338,6 +339,29 @@ def test_bench_null_sink_counts_every_event(tmp_path, pgdb, db):
                 pass
         return found
     wait_until(lambda: ours() == [], timeout=10, what="no sink or daemon left", explain=lambda: repr(ours()))
+
+
+def test_bench_wait_vacuum(tmp_path, pgdb, db):
+    """--wait-vacuum D keeps a drain's CPU window open after the reclaim tail until autovacuum has
+    vacuumed the outbox (and no autovacuum worker of the database is left), at most D; the
+    autovacuum columns are measured (PostgreSQL is local). Autovacuum comes at most once a minute,
+    so whether it comes inside D is not up to the test: only the bound is asserted."""
+    cfg = tmp_path / "bench.ini"
+    cfg.write_text("[qdrant]\nurl = http://127.0.0.1:9\n[daemon]\nlease_reclaim_interval = 1s\n")
+    out = tmp_path / "out"
+    r = subprocess.run([BIN, "-c", str(cfg), "bench", "--sink", "null", "--workload", "drain", "--rows", "2000",
+                        "--dim", "8", "--wait-vacuum", "3s", "--out", str(out)],
+                       env=bench_env(pgdb), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"stdout: {r.stdout}\nstderr: {r.stderr}"
+    with open(out / "runs.csv", newline="") as f:
+        (x,) = [dict(zip(COLUMNS, row)) for row in list(csv.reader(f))[1:]]
+    assert x["ok"] == "1" and x["leases_reclaimed"] == "2000", x
+    # reclaim tail (<= 2 x 1 s + 10 s) + the vacuum wait (<= 3 s) + sampling slack
+    assert 0 < float(x["tail_s"]) <= 2 * 1 + 10 + 3 + 1, x
+    assert float(x["cpu_us_pg_autovacuum"]) >= 0 and float(x["cpu_us_pg_autovacuum_other"]) >= 0, x
+    bad = subprocess.run([BIN, "-c", str(cfg), "bench", "--wait-vacuum", "soon"], capture_output=True, text=True,
+                         timeout=30)
+    assert bad.returncode == 2 and "--wait-vacuum: 'soon' is not a duration" in bad.stderr, bad.stderr
 
 
 def test_bench_sink_option_refused(tmp_path):
