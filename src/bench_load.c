@@ -80,8 +80,11 @@ static char *vector_text(int dim, unsigned long long *r) {
   if (!v) return NULL;
   size_t n = 0;
   v[n++] = '{';
-  for (int i = 0; i < dim; i++)
-    n += (size_t)sprintf(v + n, "%s%.4f", i ? "," : "", (double)(rnd(r) % 20000) / 10000.0 - 1.0);
+  /* uniform in [-1, 1) in steps of 0.0001, printed as %.4f would */
+  for (int i = 0; i < dim; i++) {
+    if (i) v[n++] = ',';
+    n += p2q_bench_fixed4(v + n, (long long)(rnd(r) % 20000) - 10000);
+  }
   v[n++] = '}';
   v[n] = 0;
   return v;

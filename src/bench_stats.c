@@ -153,3 +153,20 @@ void p2q_bench_track_remove(p2q_bench_track_t *t, size_t i) {
   }
   t->n--;
 }
+
+size_t p2q_bench_fixed4(char *out, long long v) {
+  char tmp[24];
+  size_t n = 0, k = 0;
+  unsigned long long a = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+  unsigned long long ip = a / 10000, fp = a % 10000;
+  if (v < 0) out[n++] = '-';
+  do { tmp[k++] = (char)('0' + ip % 10); ip /= 10; } while (ip);
+  while (k) out[n++] = tmp[--k];
+  out[n++] = '.';
+  out[n++] = (char)('0' + fp / 1000);
+  out[n++] = (char)('0' + fp / 100 % 10);
+  out[n++] = (char)('0' + fp / 10 % 10);
+  out[n++] = (char)('0' + fp % 10);
+  out[n] = 0;
+  return n;
+}

@@ -71,6 +71,11 @@ double p2q_bench_percentile(const double *sorted, size_t n, double q);
 /* Median, min, max and spread of the values that are not NaN (all NaN: fields NaN, n = 0). */
 void p2q_bench_summarize(const double *v, size_t n, p2q_bench_summary_t *out);
 void p2q_bench_sort(double *v, size_t n);
+/* v / 10000 with four decimals, as printf("%.4f", v / 10000.0) prints it ("-0.0001", "0.5000"),
+   without the floating-point printer (the bench's writers print 384 of them per commit: the
+   printer was ~25 % of the bench tool's CPU at 1,000 commits/s). Writes at most 24 bytes and a
+   NUL; returns the length. */
+size_t p2q_bench_fixed4(char *out, long long v);
 /* Parse "25ms", "2s", "0.5s", "800us", bare number = ms. Milliseconds, or -1 on error. */
 double p2q_bench_parse_ms(const char *s);
 

@@ -325,6 +325,23 @@ static void test_csv(void **st) {
   free(r.lat);
 }
 
+static void test_fixed4(void **st) {
+  char a[32], b[32];
+  /* every value the writers draw, against the printf they replace (same text, same length) */
+  for (long long k = 0; k < 20000; k++) {
+    size_t n = p2q_bench_fixed4(a, k - 10000);
+    snprintf(b, sizeof b, "%.4f", (double)k / 10000.0 - 1.0);
+    if (strcmp(a, b) || n != strlen(b)) fail_msg("k=%lld: '%s' vs printf '%s'", k, a, b);
+  }
+  long long big[] = {123456789, -123456789, 10000, -10000, 1, -1, 0, 99999999999LL};
+  for (size_t i = 0; i < sizeof big / sizeof *big; i++) {
+    p2q_bench_fixed4(a, big[i]);
+    snprintf(b, sizeof b, "%.4f", (double)big[i] / 10000.0);
+    assert_string_equal(a, b);
+  }
+  (void)st;
+}
+
 static void test_autovac_target(void **st) {
   const char *names[] = {"p2q_bench_1a2b3c4d.sync_outbox", "pg_toast.pg_toast_16421",
                          "p2q_bench_1a2b3c4d.sync_outbox_lease"};
@@ -477,6 +494,7 @@ int main(void) {
       cmocka_unit_test(test_stats),       cmocka_unit_test(test_tracker),
       cmocka_unit_test(test_points_and_recommend), cmocka_unit_test(test_csv),
       cmocka_unit_test(test_autovac_target), cmocka_unit_test(test_autovac_account),
+      cmocka_unit_test(test_fixed4),
       cmocka_unit_test(test_html),        cmocka_unit_test(test_html_without_latency),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
