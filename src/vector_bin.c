@@ -1,0 +1,128 @@
+/*
+ * vector_bin.c — rebuild a snapshot's vector text from the real[] a capture trigger sent in
+ * binary (see vector_bin.h). array_send() layout, big-endian: ndim, has-nulls flag, element type
+ * oid (700 = float4), ndim × (length, lower bound), then per element its length (-1: NULL, else
+ * 4) and the float's bits. to_json's layout: "[" elements "," "]" per dimension, no spaces, NULL
+ * → null, a float as float4out prints it when that is a JSON number, else as a JSON string
+ * ("NaN", "Infinity", "-Infinity"), so a vector the trigger could not have sent as numbers
+ * fails in the daemon exactly as before (the point builder refuses a non-number element).
+ * Pure; any thread.
+ */
+#include "pg2qdrant/vector_bin.h"
+#include "pg2qdrant/errors.h"
+#include "pg2qdrant/float_text.h"
+#include "pg2qdrant/json_scan.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#define FLOAT4OID 700
+#define MAXDIM 6 /* PostgreSQL's MAXDIM */
+
+static const signed char hexval[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9,
+    ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16, ['A'] = 11,
+    ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16}; /* value + 1; 0: not a digit */
+
+int p2q_bytea_hex_decode(const char *text, size_t n, unsigned char *out) {
+  if (n < 2 || text[0] != '\\' || text[1] != 'x' || (n - 2) % 2) return P2Q_EBADJSON;
+  const unsigned char *s = (const unsigned char *)text + 2;
+  size_t m = (n - 2) / 2;
+  for (size_t i = 0; i < m; i++) {
+    int h = hexval[s[2 * i]], l = hexval[s[2 * i + 1]];
+    if (!h || !l) return P2Q_EBADJSON;
+    out[i] = (unsigned char)((h - 1) << 4 | (l - 1));
+  }
+  return (int)m;
+}
+
+static uint32_t be32(const unsigned char *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+typedef struct {
+  const unsigned char *p, *end;
+  char *o; /* output cursor (room reserved) */
+} cursor_t;
+
+/* Dimension d of dims[0..ndim): "[" elements "]"; 0 or -1 (bytes end early, bad length). */
+static int dim_json(cursor_t *c, const int32_t *dims, int ndim, int d) {
+  *c->o++ = '[';
+  for (int32_t i = 0; i < dims[d]; i++) {
+    if (i) *c->o++ = ',';
+    if (d + 1 < ndim) {
+      if (dim_json(c, dims, ndim, d + 1)) return -1;
+      continue;
+    }
+    if (c->end - c->p < 4) return -1;
+    int32_t len = (int32_t)be32(c->p);
+    c->p += 4;
+    if (len == -1) { memcpy(c->o, "null", 4); c->o += 4; continue; }
+    if (len != 4 || c->end - c->p < 4) return -1;
+    uint32_t bits = be32(c->p);
+    c->p += 4;
+    if ((bits & 0x7f800000u) == 0x7f800000u) *c->o++ = '"'; /* NaN, ±Infinity: not JSON numbers */
+    c->o += p2q_float4_text(bits, c->o);
+    if ((bits & 0x7f800000u) == 0x7f800000u) *c->o++ = '"';
+  }
+  *c->o++ = ']';
+  return 0;
+}
+
+int p2q_vector_bin_json(p2q_buf_t *b, const unsigned char *bin, size_t n) {
+  if (n < 12) return P2Q_EBADJSON;
+  int32_t ndim = (int32_t)be32(bin);
+  uint32_t flags = be32(bin + 4), elem = be32(bin + 8);
+  if (ndim < 0 || ndim > MAXDIM || flags > 1 || elem != FLOAT4OID || n < 12 + 8 * (size_t)ndim) return P2Q_EBADJSON;
+  int32_t dims[MAXDIM];
+  uint64_t items = ndim ? 1 : 0, brackets = 1;
+  for (int d = 0; d < ndim; d++) {
+    dims[d] = (int32_t)be32(bin + 12 + 8 * d);
+    if (dims[d] < 0) return P2Q_EBADJSON;
+    items *= (uint64_t)dims[d];
+    if (items > (1u << 27)) return P2Q_EBADJSON; /* PostgreSQL's MaxArraySize */
+    brackets += items ? items / (uint64_t)dims[d] : 0;
+  }
+  if (items == 0) { p2q_buf_puts(b, "[]"); return p2q_buf_error(b); }
+  const unsigned char *p = bin + 12 + 8 * (size_t)ndim;
+  if ((size_t)(bin + n - p) < 4 * items) return P2Q_EBADJSON; /* at least a length each */
+  /* every element fits in 4 + its text + 2 quotes + a comma; every sub-array in 3 bytes */
+  if (p2q_buf_reserve(b, (size_t)items * (P2Q_FLOAT4_TEXT_MAX + 3) + 3 * (size_t)brackets + 1)) return P2Q_ENOMEM;
+  cursor_t c = {p, bin + n, b->data + b->len};
+  if (dim_json(&c, dims, ndim, 0) || c.p != bin + n) {
+    b->data[b->len] = 0;
+    return P2Q_EBADJSON;
+  }
+  b->len = (size_t)(c.o - b->data);
+  b->data[b->len] = 0;
+  return 0;
+}
+
+static int reason(char *why, size_t whylen, const char *msg, const char *column) {
+  snprintf(why, whylen, msg, column);
+  return P2Q_EBADJSON;
+}
+
+int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, size_t plen,
+                      const unsigned char *bin, size_t n, char *why, size_t whylen) {
+  size_t pos = 0;
+  p2q_span_t k, v = {NULL, 0};
+  int found = 0;
+  while (!found && p2q_json_next_member(payload, plen, &pos, &k, &v) == 1)
+    found = p2q_json_key_eq(k, column) && p2q_span_eq(v, "null");
+  if (!found)
+    return reason(why, whylen, "the event's binary vector has no place in its snapshot (no member \"%s\" "
+                               "holding null: the rule's vector_column changed since the event was written?)", column);
+  size_t mark = out->len, at = (size_t)(v.p - payload);
+  p2q_buf_reserve(out, plen);
+  p2q_buf_append(out, payload, at);
+  int rc = p2q_vector_bin_json(out, bin, n);
+  if (rc == P2Q_EBADJSON) {
+    out->len = mark;
+    if (out->data) out->data[mark] = 0;
+    return reason(why, whylen, "the event's binary vector (column \"%s\") is not the bytes of a real[]", column);
+  }
+  p2q_buf_append(out, v.p + v.n, plen - at - v.n);
+  return rc ? rc : p2q_buf_error(out);
+}

@@ -1,0 +1,187 @@
+/* Unit tests for float_text.c and vector_bin.c: float4out's text of a float, to_json's text of a
+   real[] from its array_send() bytes, and the snapshot splice. Expected texts are PostgreSQL
+   15's (SET extra_float_digits = 3; SELECT to_json(ARRAY[…]::real[])). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg2qdrant/errors.h"
+#include "pg2qdrant/float_text.h"
+#include "pg2qdrant/vector_bin.h"
+
+static const char *text_of(float f) {
+  static char s[P2Q_FLOAT4_TEXT_MAX + 1];
+  uint32_t bits;
+  memcpy(&bits, &f, 4);
+  int n = p2q_float4_text(bits, s);
+  assert_true(n > 0 && n <= P2Q_FLOAT4_TEXT_MAX);
+  s[n] = 0;
+  return s;
+}
+
+static const char *text_of_bits(uint32_t bits) {
+  float f;
+  memcpy(&f, &bits, 4);
+  return text_of(f);
+}
+
+static void test_float4_text(void **state) {
+  (void)state;
+  /* inputs parsed by strtof (correctly rounded, as float4in): the same floats as PostgreSQL's */
+  static const char *cases[][2] = {
+      {"0.1", "0.1"}, {"0", "0"}, {"1e-45", "1e-45"}, {"3.4028235e38", "3.4028235e+38"},
+      {"1.17549435e-38", "1.1754944e-38"}, {"1.17549421e-38", "1.1754942e-38"}, {"1e6", "1e+06"},
+      {"100000", "100000"}, {"123456", "123456"}, {"1234567", "1.234567e+06"}, {"0.0001", "0.0001"},
+      {"0.00001", "1e-05"}, {"0.1234567", "0.1234567"}, {"16777216", "1.6777216e+07"},
+      {"16777217", "1.6777216e+07"}, {"-2.5", "-2.5"}, {"0.3", "0.3"}, {"2.7182817", "2.7182817"},
+      {"-0.009765625", "-0.009765625"}, {"65536", "65536"}, {"999999.94", "999999.94"},
+      /* PostgreSQL never prints a midpoint to a neighbour (no STRICTLY_SHORTEST): 9 digits here
+         where 1.177607e+08 would read back as the same float under ties-to-even */
+      {"117760704", "1.17760704e+08"}, {"-36646552", "-3.6646552e+07"}, {"-617724032", "-6.1772403e+08"},
+      {"-3.928378109e-11", "-3.928378e-11"}, {"170.5464630", "170.54646"}, {"2.922727842e-15", "2.9227278e-15"},
+      {"2.802596929e-45", "3e-45"}, {"5.605193857e-45", "6e-45"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const char *got = text_of(strtof(cases[i][0], NULL));
+    if (strcmp(got, cases[i][1])) fail_msg("%s: got %s, want %s", cases[i][0], got, cases[i][1]);
+  }
+  assert_string_equal(text_of_bits(0x80000000u), "-0");
+  assert_string_equal(text_of_bits(0x7f800000u), "Infinity");
+  assert_string_equal(text_of_bits(0xff800000u), "-Infinity");
+  assert_string_equal(text_of_bits(0x7fc00000u), "NaN");
+  assert_string_equal(text_of_bits(0xffc00001u), "NaN"); /* any sign or payload */
+  assert_string_equal(text_of_bits(0x00000001u), "1e-45");
+  assert_string_equal(text_of_bits(0x807fffffu), "-1.1754942e-38");
+}
+
+/* Every float of a sample reads back as itself (strtof), and one significant digit fewer does
+   not, unless that text is exactly a midpoint to a neighbour (which PostgreSQL never prints). */
+static void test_float4_text_round_trip(void **state) {
+  (void)state;
+  uint64_t s = 0x9e3779b97f4a7c15ULL;
+  for (int i = 0; i < 200000; i++) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    uint32_t bits = (uint32_t)s;
+    if ((bits & 0x7f800000u) == 0x7f800000u) continue;
+    const char *t = text_of_bits(bits);
+    float f, back = strtof(t, NULL);
+    uint32_t bb;
+    memcpy(&bb, &back, 4);
+    memcpy(&f, &bits, 4);
+    if (bb != bits) fail_msg("%08x printed %s reads back as %08x", bits, t, bb);
+    int digits = 0, lead = 1;
+    for (const char *p = t; *p && *p != 'e'; p++) {
+      if (*p >= '1' && *p <= '9') lead = 0;
+      digits += !lead && *p >= '0' && *p <= '9';
+    }
+    if (!strpbrk(t, ".e")) /* "862970": its trailing zeros are not digits of the decimal */
+      for (const char *p = t + strlen(t) - 1; p > t && *p == '0'; p--) digits--;
+    if (digits < 2) continue;
+    char shorter[32];
+    snprintf(shorter, sizeof shorter, "%.*e", digits - 2, (double)f);
+    double d = strtod(shorter, NULL);
+    double up = ((double)f + (double)nextafterf(f, INFINITY)) / 2, down = ((double)f + (double)nextafterf(f, -INFINITY)) / 2;
+    if (strtof(shorter, NULL) == f && d != up && d != down) fail_msg("%08x printed %s, %s is shorter", bits, t, shorter);
+  }
+}
+
+static size_t unhex(const char *h, unsigned char *out) {
+  size_t n = strlen(h) / 2;
+  for (size_t i = 0; i < n; i++) {
+    unsigned v;
+    sscanf(h + 2 * i, "%2x", &v);
+    out[i] = (unsigned char)v;
+  }
+  return n;
+}
+
+static void expect_json(const char *hex, int rc_want, const char *want) {
+  unsigned char bin[256];
+  size_t n = unhex(hex, bin);
+  p2q_buf_t b = P2Q_BUF_INIT;
+  p2q_buf_puts(&b, "x");
+  int rc = p2q_vector_bin_json(&b, bin, n);
+  assert_int_equal(rc, rc_want);
+  if (!rc) assert_string_equal(b.data + 1, want);
+  else assert_string_equal(b.data, "x"); /* nothing appended */
+  p2q_buf_free(&b);
+}
+
+static void test_vector_bin_json(void **state) {
+  (void)state;
+  /* array_send('{{1,NULL},{-0,3.5}}'::real[]) */
+  expect_json("0000000200000001000002bc00000002000000010000000200000001000000043f800000ffffffff0000000480000000"
+              "0000000440600000", 0, "[[1,null],[-0,3.5]]");
+  expect_json("0000000000000000000002bc", 0, "[]");                                     /* '{}' */
+  /* '[0:1]={1,2}': lower bounds are not printed */
+  expect_json("0000000100000000000002bc0000000200000000000000043f8000000000000440000000", 0, "[1,2]");
+  /* NaN, Infinity, -Infinity as to_json prints them: strings */
+  expect_json("0000000100000000000002bc000000030000000100000004" "7fc00000" "00000004" "7f800000" "00000004" "ff800000",
+              0, "[\"NaN\",\"Infinity\",\"-Infinity\"]");
+  /* refused: float8[] (oid 701), truncated, trailing bytes, bad element length, negative dim */
+  expect_json("0000000100000000000002bd00000001000000010000000800000000", P2Q_EBADJSON, NULL);
+  expect_json("0000000100000000000002bc0000000200000001000000043f800000", P2Q_EBADJSON, NULL);
+  expect_json("0000000100000000000002bc00000001000000010000000440000000ff", P2Q_EBADJSON, NULL);
+  expect_json("0000000100000000000002bc000000010000000100000003400000", P2Q_EBADJSON, NULL);
+  expect_json("0000000100000000000002bcffffffff00000001", P2Q_EBADJSON, NULL);
+  expect_json("00000007", P2Q_EBADJSON, NULL);
+}
+
+static void test_bytea_hex_decode(void **state) {
+  (void)state;
+  unsigned char out[8];
+  assert_int_equal(p2q_bytea_hex_decode("\\x00ff10Ab", 10, out), 4);
+  assert_int_equal(out[0], 0);
+  assert_int_equal(out[1], 0xff);
+  assert_int_equal(out[2], 0x10);
+  assert_int_equal(out[3], 0xab);
+  assert_int_equal(p2q_bytea_hex_decode("\\x", 2, out), 0);
+  assert_int_equal(p2q_bytea_hex_decode("\\x0", 3, out), P2Q_EBADJSON);
+  assert_int_equal(p2q_bytea_hex_decode("\\x0g", 4, out), P2Q_EBADJSON);
+  assert_int_equal(p2q_bytea_hex_decode("\\001", 4, out), P2Q_EBADJSON); /* bytea_output escape */
+}
+
+static void test_vector_splice(void **state) {
+  (void)state;
+  unsigned char bin[64];
+  size_t n = unhex("0000000100000000000002bc00000002000000010000000440600000ffffffff", bin); /* {3.5,NULL} */
+  char why[256] = "";
+  p2q_buf_t b = P2Q_BUF_INIT;
+  const char *snap = "{\"id\" : 1, \"emb\" : null, \"title\" : \"emb\"}";
+  assert_int_equal(p2q_vector_splice(&b, "emb", snap, strlen(snap), bin, n, why, sizeof why), 0);
+  assert_string_equal(b.data, "{\"id\" : 1, \"emb\" : [3.5,null], \"title\" : \"emb\"}");
+  /* an escaped key; the vector last */
+  p2q_buf_reset(&b);
+  snap = "{\"id\" : 1, \"e\\\"b\" : null}";
+  assert_int_equal(p2q_vector_splice(&b, "e\"b", snap, strlen(snap), bin, n, why, sizeof why), 0);
+  assert_string_equal(b.data, "{\"id\" : 1, \"e\\\"b\" : [3.5,null]}");
+  /* no member holding null under that name: refused, nothing appended */
+  p2q_buf_reset(&b);
+  snap = "{\"id\" : 1, \"emb\" : [1,2]}";
+  assert_int_equal(p2q_vector_splice(&b, "emb", snap, strlen(snap), bin, n, why, sizeof why), P2Q_EBADJSON);
+  assert_non_null(strstr(why, "no place"));
+  assert_int_equal(b.len, 0);
+  assert_int_equal(p2q_vector_splice(&b, "vec", "{\"emb\" : null}", 14, bin, n, why, sizeof why), P2Q_EBADJSON);
+  /* bad bytes */
+  assert_int_equal(p2q_vector_splice(&b, "emb", "{\"emb\" : null}", 14, bin, 7, why, sizeof why), P2Q_EBADJSON);
+  assert_non_null(strstr(why, "not the bytes of a real[]"));
+  assert_int_equal(b.len, 0);
+  p2q_buf_free(&b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_float4_text),
+      cmocka_unit_test(test_float4_text_round_trip),
+      cmocka_unit_test(test_vector_bin_json),
+      cmocka_unit_test(test_bytea_hex_decode),
+      cmocka_unit_test(test_vector_splice),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
