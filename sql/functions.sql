@@ -234,7 +234,7 @@ $p2q$;
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_claim(p_owner text, p_types text[], p_routing text,
     p_limit integer, p_lease_ms integer, p_held boolean DEFAULT false)
 RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attempts integer,
-               max_attempts integer, created_at timestamptz, event_type text)
+               max_attempts integer, created_at timestamptz, event_type text, vec real[])
 LANGUAGE plpgsql
 -- A queue's statistics are always stale (a backlog appears in seconds); with a low estimate the
 -- planner sorts the whole backlog instead of walking (event_type, id). Index access only.
@@ -285,19 +285,22 @@ BEGIN
       FROM cand c JOIN won w ON c.rule = w.rule AND c.row_key = w.row_key
      WHERE o.id = c.id AND c.id = w.claimed_id
     RETURNING o.id, o.rule, o.op, o.row_key, o.payload, o.attempts, o.max_attempts, o.created_at,
-              o.event_type
+              o.event_type, o.vec
   )
   SELECT * FROM cl
   UNION ALL
-  SELECT s.id, s.rule, 'coalesced'::text, s.row_key, NULL::json, 0, 0, NULL::timestamptz, s.event_type
+  SELECT s.id, s.rule, 'coalesced'::text, s.row_key, NULL::json, 0, 0, NULL::timestamptz, s.event_type,
+         NULL::real[]
     FROM sup s
   UNION ALL
-  SELECT w.claimed_id, w.rule, 'release'::text, w.row_key, NULL::json, 0, 0, NULL::timestamptz, NULL::text
+  SELECT w.claimed_id, w.rule, 'release'::text, w.row_key, NULL::json, 0, 0, NULL::timestamptz, NULL::text,
+         NULL::real[]
     FROM won w
    WHERE NOT EXISTS (SELECT 1 FROM cand c
                       WHERE c.rule = w.rule AND c.row_key = w.row_key AND c.id = w.claimed_id)
   UNION ALL
-  SELECT h.n, NULL::text, 'held'::text, NULL::jsonb, NULL::json, 0, 0, NULL::timestamptz, NULL::text
+  SELECT h.n, NULL::text, 'held'::text, NULL::jsonb, NULL::json, 0, 0, NULL::timestamptz, NULL::text,
+         NULL::real[]
     FROM (SELECT count(*) AS n FROM rws r
            WHERE p_held AND NOT EXISTS (SELECT 1 FROM won w WHERE w.rule = r.rule AND w.row_key = r.row_key)) h
    WHERE h.n > 0;
@@ -353,8 +356,8 @@ BEGIN
     RETURNING o.*, r.err AS err
   ), buried AS (
     INSERT INTO @SCHEMA@.sync_outbox_dead (id, event_type, routing_key, rule, source_table, row_key,
-                                           op, payload, attempts, max_attempts, last_error, created_at)
-    SELECT g.id, g.event_type, g.routing_key, g.rule, g.source_table, g.row_key, g.op, g.payload,
+                                           op, payload, vec, attempts, max_attempts, last_error, created_at)
+    SELECT g.id, g.event_type, g.routing_key, g.rule, g.source_table, g.row_key, g.op, g.payload, g.vec,
            g.attempts, g.max_attempts, g.err, g.created_at
       FROM gone g
     ON CONFLICT (id) DO UPDATE SET last_error = EXCLUDED.last_error, died_at = now(),
@@ -389,7 +392,7 @@ CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_ack_claim(p_owner text, p_ids bi
     p_keys jsonb[], p_outcomes text[], p_delay_ms integer[], p_errors text[],
     p_types text[], p_routing text, p_limit integer, p_lease_ms integer)
 RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attempts integer,
-               max_attempts integer, created_at timestamptz, event_type text)
+               max_attempts integer, created_at timestamptz, event_type text, vec real[])
 LANGUAGE plpgsql AS $p2q$
 BEGIN
   PERFORM @SCHEMA@.sync_outbox_ack(p_owner, p_ids, p_rules, p_keys, p_outcomes, p_delay_ms, p_errors);
@@ -435,8 +438,8 @@ BEGIN
     RETURNING o.*
   )
   INSERT INTO @SCHEMA@.sync_outbox_dead (id, event_type, routing_key, rule, source_table, row_key, op,
-                                         payload, attempts, max_attempts, last_error, created_at)
-  SELECT e.id, e.event_type, e.routing_key, e.rule, e.source_table, e.row_key, e.op, e.payload,
+                                         payload, vec, attempts, max_attempts, last_error, created_at)
+  SELECT e.id, e.event_type, e.routing_key, e.rule, e.source_table, e.row_key, e.op, e.payload, e.vec,
          e.attempts, e.max_attempts,
          COALESCE(e.last_error, 'no outcome reported after the final attempt (worker crashed or lease expired)'),
          e.created_at

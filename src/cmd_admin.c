@@ -143,8 +143,8 @@ int p2q_cmd_retry(const p2q_config_t *cfg, int argc, char **argv) {
     p2q_buf_printf(&sql,
       "WITH back AS (DELETE FROM %s.sync_outbox_dead WHERE $1::text IS NULL OR event_type = $1 RETURNING *),"
       " ins AS (INSERT INTO %s.sync_outbox (id, event_type, routing_key, rule, source_table, row_key, op, payload,"
-      "  attempts, max_attempts, available_at, last_error, created_at) OVERRIDING SYSTEM VALUE"
-      " SELECT id, event_type, routing_key, rule, source_table, row_key, op, payload, 0, max_attempts, now(),"
+      "  vec, attempts, max_attempts, available_at, last_error, created_at) OVERRIDING SYSTEM VALUE"
+      " SELECT id, event_type, routing_key, rule, source_table, row_key, op, payload, vec, 0, max_attempts, now(),"
       "  last_error, created_at FROM back RETURNING id, event_type),"
       " low AS (SELECT %s.sync_outbox_mark_lower(i.event_type, min(i.id)) FROM ins i GROUP BY i.event_type)"
       " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM low)", q.data, q.data, q.data);

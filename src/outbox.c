@@ -58,7 +58,8 @@ struct p2q_outbox_s {
 int p2q_outbox_new(const char *schema, p2q_outbox_t **out) {
   static const char claim[] =
       "SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
-      " extract(epoch FROM created_at)::float8 FROM @SCHEMA@.sync_outbox_claim($1, $2::text[], $3, $4, $5, true)";
+      " extract(epoch FROM created_at)::float8, array_send(vec)"
+      " FROM @SCHEMA@.sync_outbox_claim($1, $2::text[], $3, $4, $5, true)";
   static const char ack[] =
       "SELECT @SCHEMA@.sync_outbox_ack($1, $2::bigint[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[])";
   /* the function's name first: reports that cut statements short still show it */
@@ -66,7 +67,7 @@ int p2q_outbox_new(const char *schema, p2q_outbox_t **out) {
       "WITH c AS (SELECT * FROM @SCHEMA@.sync_outbox_ack_claim($1, $2::bigint[], $3::text[], $4::jsonb[],"
       " $5::text[], $6::int[], $7::text[], $8::text[], $9, $10, $11))"
       " SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
-      " extract(epoch FROM created_at)::float8 FROM c";
+      " extract(epoch FROM created_at)::float8, array_send(vec) FROM c";
   static const char recover[] = "SELECT @SCHEMA@.sync_outbox_recover($1)";
   static const char reg[] = "SELECT @SCHEMA@.sync_outbox_register($1)";
   static const char reap[] = "SELECT instance, events, leases FROM @SCHEMA@.sync_outbox_reap($1::int)";
@@ -200,6 +201,8 @@ static void claim_done(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg,
     r->attempts = atoi(PQgetvalue(res, i, 5));
     r->max_attempts = atoi(PQgetvalue(res, i, 6));
     r->created_at = atof(PQgetvalue(res, i, 7));
+    r->vec = PQgetisnull(res, i, 8) ? NULL : PQgetvalue(res, i, 8); /* bytea_output is pinned: hex */
+    r->vec_len = r->vec ? (size_t)PQgetlength(res, i, 8) : 0;
   }
   cb(cb_arg, 0, NULL, rows, n);
   free(rows);

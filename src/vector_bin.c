@@ -15,6 +15,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define FLOAT4OID 700
@@ -125,4 +126,23 @@ int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, s
   }
   p2q_buf_append(out, v.p + v.n, plen - at - v.n);
   return rc ? rc : p2q_buf_error(out);
+}
+
+int p2q_vector_event_payload(const char *column, const char *payload, const char *vec, size_t vlen,
+                             char **out, char *why, size_t whylen) {
+  *out = NULL;
+  if (!column) {
+    snprintf(why, whylen, "the event carries a binary vector but its rule has no vector_column any more");
+    return P2Q_EBADJSON;
+  }
+  unsigned char small[4096], *bin = vlen / 2 <= sizeof small ? small : malloc(vlen / 2 + 1);
+  if (!bin) return P2Q_ENOMEM;
+  int n = p2q_bytea_hex_decode(vec, vlen, bin), rc;
+  p2q_buf_t b = P2Q_BUF_INIT;
+  if (n < 0) rc = reason(why, whylen, "the event's binary vector (column \"%s\") is not bytea hex", column);
+  else rc = p2q_vector_splice(&b, column, payload, strlen(payload), bin, (size_t)n, why, whylen);
+  if (bin != small) free(bin);
+  if (!rc) *out = p2q_buf_steal(&b);
+  p2q_buf_free(&b);
+  return rc;
 }

@@ -20,6 +20,7 @@
 #include "worker_batch.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
+#include "pg2qdrant/vector_bin.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,7 +225,14 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
     e->rule = rule_index(cfg, r->rule);
     e->op = r->op;
     e->row_key = strdup(r->row_key);
-    e->payload = r->payload ? strdup(r->payload) : NULL;
+    if (r->vec && r->payload) { /* the vector back into its snapshot (vector_bin.h) */
+      char why[256];
+      const char *col = e->rule >= 0 ? cfg->rules[e->rule].vector_column : NULL;
+      if (p2q_vector_event_payload(col, r->payload, r->vec, r->vec_len, &e->payload, why, sizeof why) == P2Q_EBADJSON)
+        e->error = strdup(why); /* payload NULL: p2q_wk_prepare dead-letters the event with it */
+    } else {
+      e->payload = r->payload ? strdup(r->payload) : NULL;
+    }
     e->attempts = r->attempts;
     e->max_attempts = r->max_attempts;
     e->created_at = r->created_at;

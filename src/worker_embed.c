@@ -80,6 +80,7 @@ void p2q_wk_prepare(wbatch_t *b) {
     int isuuid = p2q_point_id(r->name, e->row_key, strlen(e->row_key), e->point_id);
     if (isuuid < 0) { p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, "row key is not a JSON object"); continue; }
     if (e->op != P2Q_OP_UPSERT) continue;
+    if (!e->payload && e->error) { e->outcome = P2Q_OUTCOME_DEAD, e->delay_ms = 0; continue; } /* claim_cb's */
     if (!e->payload) { p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, "upsert event without a snapshot"); continue; }
     p2q_buf_reset(&pt);
     int rc;

@@ -31,4 +31,10 @@ int p2q_vector_bin_json(p2q_buf_t *b, const unsigned char *bin, size_t n);
 int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, size_t plen,
                       const unsigned char *bin, size_t n, char *why, size_t whylen);
 
+/* An event's snapshot text from the claim (payload, and vec: bytea hex of array_send(), vlen
+   bytes): *out = malloc'd payload with the vector spliced in at member `column`. 0; P2Q_EBADJSON
+   with why (no column configured any more, bad bytes, no place); P2Q_ENOMEM (*out NULL). */
+int p2q_vector_event_payload(const char *column, const char *payload, const char *vec, size_t vlen,
+                             char **out, char *why, size_t whylen);
+
 #endif

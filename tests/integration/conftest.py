@@ -186,6 +186,16 @@ def make_daemon(request, tmp_path, pgdb, qdrant):
                 c.execute(f'DROP ROLE "{role}"')
 
 
+def snapshot_sql(col="emb"):
+    """SQL for the snapshot text an event stands for, as the daemon reads it: a trigger that sends
+    a real[] vector unprinted (sync_outbox.vec, migration 007) leaves null in its place in the
+    payload, and the daemon splices in the text to_json() prints (src/vector_bin.c). Needs a
+    session with extra_float_digits > 0 (the default 1 is)."""
+    q = '"' + col.replace('"', '\\"') + '"'
+    return (f"CASE WHEN vec IS NULL THEN payload::text ELSE replace(payload::text, "
+            f"'{q} : null', '{q} : ' || to_json(vec)::text) END")
+
+
 def outbox_counts(conn):
     """(events in sync_outbox, dead letters)."""
     n = conn.execute("SELECT count(*) FROM sync_outbox").fetchone()[0]

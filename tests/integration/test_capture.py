@@ -4,11 +4,12 @@ import json
 import psycopg
 import pytest
 
-from conftest import ROOT, outbox_counts
+from conftest import ROOT, outbox_counts, snapshot_sql
 
 
 def events(db):
-    return db.execute("SELECT op, row_key, payload, event_type, routing_key FROM sync_outbox ORDER BY id").fetchall()
+    return db.execute(f"SELECT op, row_key, ({snapshot_sql()})::json, event_type, routing_key FROM sync_outbox"
+                      " ORDER BY id").fetchall()
 
 
 def rule(**kw):
@@ -313,7 +314,9 @@ def test_snapshot_text_is_the_same_on_every_path(make_daemon, db, qdrant):
         ins = ("INSERT INTO t (id, \"we\"\"ird col\", j, f, emb) VALUES (%s, '{\"b\": [1, 2], \"a\": null}',"
                " '{ \"x\" :  1 }', 0.1, '{1.5,-0,3e-7}')")
         db.execute(ins, (1,))                                          # fast path
-        fast = db.execute("SELECT payload::text FROM sync_outbox").fetchone()[0]
+        snap = f"SELECT {snapshot_sql()} FROM sync_outbox"
+        fast = db.execute(snap).fetchone()[0]
+        assert db.execute("SELECT vec IS NOT NULL FROM sync_outbox").fetchone()[0] == (cols.count(",") < 40)  # one json_build_object
         # reconcile computes the row's snapshot by name: in sync means the same text (same _hash)
         p = d.start()
         wait_until(lambda: outbox_counts(db) == (0, 0), what="synced")
@@ -321,14 +324,14 @@ def test_snapshot_text_is_the_same_on_every_path(make_daemon, db, qdrant):
         assert r.returncode == 0, r.stdout + r.stderr
         d.stop(p)
         d.cli("backfill", "t")                                         # by reference
-        assert db.execute("SELECT payload::text FROM sync_outbox").fetchone()[0] == fast
+        assert db.execute(snap).fetchone()[0] == fast
         db.execute("DELETE FROM sync_outbox")
         db.execute("ALTER TABLE t DROP COLUMN ghost")
         db.execute(ins, (2,))                                          # the trigger's slow path
-        slow = db.execute("SELECT payload::text FROM sync_outbox").fetchone()[0]
+        slow = db.execute(snap).fetchone()[0]
         db.execute("DELETE FROM sync_outbox")
         d.cli("backfill", "t", "--where", "id = 2")                    # by name (ghost is gone)
-        assert db.execute("SELECT payload::text FROM sync_outbox").fetchone()[0] == slow
+        assert db.execute(snap).fetchone()[0] == slow
         db.execute("DELETE FROM sync_outbox")
         assert "ghost" not in slow and "ghost" in fast
         assert json.loads(slow) == {k: (2 if k == "id" else v) for k, v in json.loads(fast).items() if k != "ghost"}

@@ -13,6 +13,9 @@
 """
 import pytest
 
+
+from conftest import snapshot_sql
+
 RULE = {"table": "public.docs", "key": "id, region", "vector_column": "emb", "dimension": "3",
         "collection": "docs"}
 
@@ -122,12 +125,15 @@ def test_update_of_the_vector_carries_the_snapshot_text_of_an_insert(make_daemon
     db.execute("UPDATE docs SET emb = '{7.0,8.00}'")              # the same text: nothing
     db.execute("UPDATE docs SET emb = NULL")                      # upsert of a NULL vector
     db.execute("UPDATE docs SET emb = '{}'")
-    got = [p for (p,) in db.execute("SELECT payload::text FROM sync_outbox ORDER BY id")]
+    db.execute("SET extra_float_digits = 3")
+    got = [p for (p,) in db.execute(f"SELECT {snapshot_sql()} FROM sync_outbox ORDER BY id")]
+    # sent unprinted except the NULL vector (nothing to send)
+    assert [v for (v,) in db.execute("SELECT vec IS NOT NULL FROM sync_outbox ORDER BY id")] == [
+        True, True, True, False, True]
     assert got == ['{"title" : "a", "emb" : [1.5,"NaN",-0,0.1]}',
                    '{"title" : "a", "emb" : [0.1,"Infinity",null,3]}',
                    '{"title" : "b", "emb" : [7,8]}',
                    '{"title" : "b", "emb" : null}',
                    '{"title" : "b", "emb" : []}']
-    db.execute("SET extra_float_digits = 3")
     assert got[1] == db.execute("SELECT json_build_object('title', 'a', 'emb', '{0.1,Infinity,NULL,3}'::real[])::text"
                                 ).fetchone()[0]
