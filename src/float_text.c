@@ -72,6 +72,10 @@ static const u128 pow5[48] = {
     P5(0x23084f676940u, 0xb7915149bd08b30du), /* 5^47 */
 };
 
+static const char pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+
 static int ctz64(uint64_t v) { return v ? __builtin_ctzll(v) : 64; }
 
 /* floor(m * 5^i / 2^q) for m < 2^27, i <= 47, q <= 127 (the result fits in 64 bits). */
@@ -104,37 +108,38 @@ static decimal_t shortest(uint32_t ieee_m, uint32_t ieee_e) {
   else { e2 = (int)ieee_e - 127 - 23 - 2; m2 = (1u << 23) | ieee_m; }
   uint64_t mv = 4 * (uint64_t)m2, mp = mv + 2;
   uint64_t mm = mv - 1 - (ieee_m != 0 || ieee_e <= 1); /* closer below a power of two */
-  uint64_t vr, vp, vm;
+  uint64_t vr64, vp64, vm64;
   int e10, last = 0, vr_tz = 0;
   if (e2 >= 0) { /* x * 2^e2 / 10^q = x * 2^(e2-q) / 5^q */
     int q = (int)(((uint64_t)e2 * 78913) >> 18), s = e2 - q; /* q = floor(e2 log10 2) */
     u128 d = pow5[q];
     e10 = q;
-    vr = (uint64_t)(((u128)mv << s) / d);
-    vp = (uint64_t)(((u128)mp << s) / d);
-    vm = (uint64_t)(((u128)mm << s) / d);
-    if (q != 0 && (vp - 1) / 10 <= vm / 10) /* no digit to remove: the first one lost rounds */
+    vr64 = (uint64_t)(((u128)mv << s) / d);
+    vp64 = (uint64_t)(((u128)mp << s) / d);
+    vm64 = (uint64_t)(((u128)mm << s) / d);
+    if (q != 0 && (vp64 - 1) / 10 <= vm64 / 10) /* no digit to remove: the first one lost rounds */
       last = (int)((((u128)mv << (s + 1)) / pow5[q - 1]) % 10);
     if (q <= 9) {
       if (mv % 5 == 0) vr_tz = (u128)mv % d == 0;
-      else vp -= (u128)mp % d == 0; /* the upper midpoint itself is excluded */
+      else vp64 -= (u128)mp % d == 0; /* the upper midpoint itself is excluded */
     }
   } else { /* x * 2^e2 / 10^(q+e2) = x * 5^i / 2^q */
     int q = (int)(((uint64_t)-e2 * 732923) >> 20), i = -e2 - q; /* q = floor(-e2 log10 5) */
     e10 = q + e2;
-    vr = mul_pow5_shr(mv, i, q);
-    vp = mul_pow5_shr(mp, i, q);
-    vm = mul_pow5_shr(mm, i, q);
-    if (q != 0 && (vp - 1) / 10 <= vm / 10) last = (int)(mul_pow5_shr(mv, i + 1, q - 1) % 10);
+    vr64 = mul_pow5_shr(mv, i, q);
+    vp64 = mul_pow5_shr(mp, i, q);
+    vm64 = mul_pow5_shr(mm, i, q);
+    if (q != 0 && (vp64 - 1) / 10 <= vm64 / 10) last = (int)(mul_pow5_shr(mv, i + 1, q - 1) % 10);
     if (q <= 1) {
       vr_tz = 1;
-      vp--; /* mp has a trailing 0 bit: the upper midpoint is reached, and excluded */
+      vp64--; /* mp has a trailing 0 bit: the upper midpoint is reached, and excluded */
     } else if (q < 31) {
       vr_tz = ctz64(mv) >= q - 1;
     }
   }
   int removed = 0;
-  uint64_t out;
+  uint32_t out; /* vr, vp, vm < 2^32 here (as in Ryū's f2s): 32-bit division by 10 is cheaper */
+  uint32_t vr = (uint32_t)vr64, vp = (uint32_t)vp64, vm = (uint32_t)vm64;
   if (vr_tz) {
     while (vp / 10 > vm / 10) {
       vr_tz &= last == 0;
@@ -164,10 +169,13 @@ int p2q_float4_text(uint32_t bits, char out[P2Q_FLOAT4_TEXT_MAX]) {
   if (ie == 0xff) return copy(out, im ? "NaN" : neg ? "-Infinity" : "Infinity");
   if (ie == 0 && im == 0) return copy(out, neg ? "-0" : "0");
   decimal_t v = shortest(im, ie);
-  char dig[20];
+  char dig[12];
   int n = 0;
-  for (uint64_t d = v.digits; d; d /= 10) dig[19 - n++] = (char)('0' + d % 10);
-  const char *dg = dig + 20 - n;
+  uint32_t d = (uint32_t)v.digits;
+  for (; d >= 100; d /= 100, n += 2) memcpy(dig + 10 - n, pairs + 2 * (d % 100), 2);
+  if (d >= 10) memcpy(dig + 10 - n, pairs + 2 * d, 2), n += 2;
+  else dig[11 - n++] = (char)('0' + d);
+  const char *dg = dig + 12 - n;
   int exp = v.exp10 + n - 1;
   char *p = out;
   if (neg) *p++ = '-';
