@@ -173,8 +173,11 @@ static int write_config(void *self, const p2q_bench_setting_t *s, int replica, i
   fprintf(f, "[log]\nlevel = warn\nstats_interval = 0\n[http]\n");
   if (port > 0) fprintf(f, "listen = 127.0.0.1:%d\n", port);
   else fprintf(f, "listen =\n");
-  fprintf(f, "[rule.bench]\ntable = %s.items\nkey = id\nvector_column = emb\ndimension = %d\ndistance = Dot\n"
-          "collection = %s\non_truncate = ignore\n", b->x.prefix, b->x.dim, b->x.coll_vec);
+  /* columns named: the snapshot is one json_build_object, as most rules' (a real[] vector then
+     travels unprinted: vector_bin.h) */
+  fprintf(f, "[rule.bench]\ntable = %s.items\nkey = id\ncolumns = id, seq, pad\nvector_column = emb\n"
+          "dimension = %d\ndistance = Dot\ncollection = %s\non_truncate = ignore\n", b->x.prefix, b->x.dim,
+          b->x.coll_vec);
   if (b->x.have_text)
     fprintf(f, "[rule.benchtext]\ntable = %s.docs\nkey = id\ncolumns = id, seq\ntext = body\nembedder = %s\n"
             "distance = Cosine\ncollection = %s\non_truncate = ignore\n", b->x.prefix, b->emb->name, b->x.coll_text);
