@@ -203,14 +203,14 @@ static void filter_of(p2q_buf_t *b, const p2q_rule_config_t *r, const char *ref)
   p2q_buf_puts(b, ", false)");
 }
 
-/* The outbox's columns an event sets; vec (migration 007) only from the row trigger. */
+/* The outbox's columns an event sets; vec (migration 008) only from the row trigger. */
 static void outbox_columns(p2q_buf_t *b, const char *schema, int vec) {
   p2q_sql_ident(b, schema);
   p2q_buf_printf(b, ".sync_outbox (event_type, routing_key, rule, source_table, row_key, op, payload, %s"
                     "max_attempts, last_error) ", vec ? "vec, " : "");
 }
 
-/* Does the fast path send the vector unprinted (migration 007, vector_bin.h)? When the rule has a
+/* Does the fast path send the vector unprinted (migration 008, vector_bin.h)? When the rule has a
    vector column, its snapshot is one json_build_object naming it (1..PAIRS_PER_CALL columns) and
    (checked per row) the column is a real[]: the trigger copies the value into vb and the snapshot
    gets null in its place, which the daemon fills with the text to_json() would have printed.

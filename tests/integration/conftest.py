@@ -188,7 +188,7 @@ def make_daemon(request, tmp_path, pgdb, qdrant):
 
 def snapshot_sql(col="emb"):
     """SQL for the snapshot text an event stands for, as the daemon reads it: a trigger that sends
-    a real[] vector unprinted (sync_outbox.vec, migration 007) leaves null in its place in the
+    a real[] vector unprinted (sync_outbox.vec, migration 008) leaves null in its place in the
     payload, and the daemon splices in the text to_json() prints (src/vector_bin.c). Needs a
     session with extra_float_digits > 0 (the default 1 is)."""
     q = '"' + col.replace('"', '\\"') + '"'

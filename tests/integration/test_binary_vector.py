@@ -1,5 +1,5 @@
 """A real[] vector travels unprinted from the writer's trigger to the daemon (issue 11: the
-writer's cost; migration 007, src/vector_bin.c, src/float_text.c).
+writer's cost; migration 008, src/vector_bin.c, src/float_text.c).
 
 - test_points_are_those_of_a_printed_snapshot: events whose vector the trigger sent in binary
   (INSERT and UPDATE), an event in the old format (the vector printed in the payload, as written
@@ -59,7 +59,7 @@ def test_points_are_those_of_a_printed_snapshot(make_daemon, db, pgdb, qdrant):
     db.execute("UPDATE docs SET emb = '{0.5,0.25,-0.125,3e-5}' WHERE id = 4")
     assert db.execute("SELECT count(*) FILTER (WHERE vec IS NOT NULL), count(*) FILTER (WHERE payload::text LIKE "
                       "'%\"emb\" : null}') FROM sync_outbox").fetchone() == (5, 5)
-    # an event in the old format (a trigger from before migration 007 printed the vector)
+    # an event in the old format (a trigger from before migration 008 printed the vector)
     db.execute("ALTER TABLE docs DISABLE TRIGGER USER")
     db.execute("INSERT INTO docs VALUES (5, 't5', '{0.3,-1.5e-40,7,8}')")
     db.execute("ALTER TABLE docs ENABLE TRIGGER USER")
