@@ -110,11 +110,14 @@ int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, s
   size_t pos = 0;
   p2q_span_t k, v = {NULL, 0};
   int found = 0;
-  while (!found && p2q_json_next_member(payload, plen, &pos, &k, &v) == 1)
-    found = p2q_json_key_eq(k, column) && p2q_span_eq(v, "null");
+  while (!found && p2q_json_next_member(payload, plen, &pos, &k, &v) == 1) found = p2q_json_key_eq(k, column);
   if (!found)
-    return reason(why, whylen, "the event's binary vector has no place in its snapshot (no member \"%s\" "
-                               "holding null: the rule's vector_column changed since the event was written?)", column);
+    return reason(why, whylen, "the event's binary vector has no place in its snapshot (no member \"%s\": "
+                               "the rule's vector_column changed since the event was written?)", column);
+  if (!p2q_span_eq(v, "null")) { /* the snapshot has its vector already (a dead letter repaired by hand) */
+    p2q_buf_append(out, payload, plen);
+    return p2q_buf_error(out);
+  }
   size_t mark = out->len, at = (size_t)(v.p - payload);
   p2q_buf_reserve(out, plen);
   p2q_buf_append(out, payload, at);

@@ -26,8 +26,9 @@ int p2q_bytea_hex_decode(const char *text, size_t n, unsigned char *out);
 int p2q_vector_bin_json(p2q_buf_t *b, const unsigned char *bin, size_t n);
 
 /* Append payload with the value of its top-level member `column` (the placeholder null) replaced
-   by that text. 0, P2Q_EBADJSON with the reason in why (no such member holding null, bad bytes),
-   or P2Q_ENOMEM. */
+   by that text; payload as it is when that member holds something else (its vector, put there by
+   hand in a dead letter: the text wins). 0, P2Q_EBADJSON with the reason in why (no such member,
+   bad bytes), or P2Q_ENOMEM. */
 int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, size_t plen,
                       const unsigned char *bin, size_t n, char *why, size_t whylen);
 
