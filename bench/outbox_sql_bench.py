@@ -3,6 +3,7 @@
 
     python3 bench/outbox_sql_bench.py [--events 100000] [--batch 256] [--rounds 3] [--dim 384]
                                       [--fillfactor 80,50] [--db p2q_outbox_bench] [--ride]
+                                      [--sql FILE]
 
 Installs the outbox (build/pg2qdrant init) in a scratch database, fills it with --events events of
 one rule (random 384-float vectors: payloads as big and as incompressible as real ones), then
@@ -12,7 +13,9 @@ statement: sync_outbox_ack_claim, as the daemon does when a claim follows within
 /proc/<pid>/stat) before and after. The figure is CPU µs per event, so it does not depend on the
 machine's load (wall-clock does). --fillfactor runs the drain once per value (interleaved over
 --rounds) with sync_outbox's fillfactor set to it before the fill. Also prints WAL bytes per event
-(pg_stat_wal) and the outbox's HOT update ratio. Uses PostgreSQL from libpq's environment; the
+(pg_stat_wal) and the outbox's HOT update ratio. --sql FILE runs FILE in the scratch database after
+`init` (e.g. CREATE OR REPLACE FUNCTION variants of the claim, to measure one before changing
+sql/functions.sql). Uses PostgreSQL from libpq's environment; the
 server must run on this machine (its backend's /proc is read). Nothing is asserted.
 """
 import argparse
@@ -123,11 +126,15 @@ def main():
                     " e.g. extended:pglz,extended:lz4,external (default: as installed)")
     ap.add_argument("--db", default="p2q_outbox_bench")
     ap.add_argument("--ride", action="store_true", help="each ack rides on the next claim (sync_outbox_ack_claim)")
+    ap.add_argument("--sql", help="an SQL file run in the scratch database after init (function variants)")
     args = ap.parse_args()
     with psycopg.connect(dbname="postgres", autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
         c.execute(f'CREATE DATABASE "{args.db}"')
     install(args.db, args.dim)
+    if args.sql:
+        with psycopg.connect(dbname=args.db, autocommit=True) as c:
+            c.execute(pathlib.Path(args.sql).read_text())
     ffs = [(int(f) if f else None, st or None) for f in (args.fillfactor or "").split(",")
            for st in (args.storage or "").split(",")]
     res = {f: [] for f in ffs}
