@@ -445,11 +445,16 @@ static int update_delete_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2
     p2q_sql_ident(b, v);
     p2q_buf_puts(b, ")::record *= ROW(OLD.");
     p2q_sql_ident(b, v);
-    p2q_buf_puts(b, ")::record) THEN\n        jv := to_json(NEW.");
+    /* a real[] (sent unprinted, see binary_vector) is changed when its image is: two images
+       print the same text only when just lower bounds or NaN payloads differ, and then the
+       event is one more of the same snapshot; this spares printing both sides (~40 us) */
+    p2q_buf_puts(b, ")::record) THEN\n        IF pg_typeof(NEW.");
     p2q_sql_ident(b, v);
-    p2q_buf_puts(b, ");\n        changed := jv::text IS DISTINCT FROM to_json(OLD.");
+    p2q_buf_puts(b, ") = 'real[]'::regtype THEN\n          changed := true;\n        ELSE\n          jv := to_json(NEW.");
     p2q_sql_ident(b, v);
-    p2q_buf_puts(b, ")::text;\n      END IF;\n");
+    p2q_buf_puts(b, ");\n          changed := jv::text IS DISTINCT FROM to_json(OLD.");
+    p2q_sql_ident(b, v);
+    p2q_buf_puts(b, ")::text;\n        END IF;\n      END IF;\n");
   }
   p2q_buf_puts(b, "      IF new_ok AND (NOT old_ok OR changed OR kn IS DISTINCT FROM ko) THEN\n");
   p2q_buf_t e = P2Q_BUF_INIT;

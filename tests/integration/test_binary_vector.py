@@ -12,6 +12,8 @@ writer's cost; migration 008, src/vector_bin.c, src/float_text.c).
   2-D array are dead-lettered with the same error whether the event carried the vector in binary
   or printed (backfill); the dead letter keeps the binary vector, and `retry --dead` brings it
   back with it (fixed in place here: the point lands with the fixed vector).
+- test_update_change_test_of_a_real_vector: the binary image decides (no printing); an image that
+  prints the same text (another lower bound) costs one event more, of the same snapshot.
 - test_other_vector_types_and_type_changes_print_as_before: a float8[] column, and a real[]
   column altered to float8[] after `apply`, are printed by the trigger as before (no vec).
 """
@@ -136,3 +138,27 @@ def test_other_vector_types_and_type_changes_print_as_before(make_daemon, db, qd
     wait_until(lambda: outbox_counts(db) == (0, 0) and len(points(qdrant, "docs")) == 2, what="2 points")
     assert points(qdrant, "docs")[2]["vector"][0] == struct.unpack("f", struct.pack("f", 0.1))[0]
     d.stop(p)
+
+
+def test_update_change_test_of_a_real_vector(make_daemon, db):
+    """An UPDATE changes a real[] vector when its binary image changes (no printing of either
+    side): a new value, -0 for 0, a NULL; the same image writes nothing; an image that prints the
+    same text (another lower bound) writes one event more, of the same snapshot."""
+    db.execute("CREATE TABLE docs (id int PRIMARY KEY, title text, emb real[])")
+    d = make_daemon({"rule.docs": RULE})
+    d.cli("apply")
+    db.execute("INSERT INTO docs VALUES (1, 'a', '{0,1,2,3}')")
+    n = lambda: db.execute("SELECT count(*) FROM sync_outbox").fetchone()[0]  # noqa: E731
+    assert n() == 1
+    db.execute("UPDATE docs SET emb = '{0.0,1.00,2,3}'")   # the same image: nothing
+    db.execute("UPDATE docs SET title = title")
+    assert n() == 1
+    db.execute("UPDATE docs SET emb = '{-0,1,2,3}'")       # -0: another text, an event
+    assert n() == 2
+    db.execute("UPDATE docs SET emb = '[0:3]={-0,1,2,3}'")  # another lower bound: the same text, an event
+    assert n() == 3
+    db.execute("UPDATE docs SET emb = NULL")
+    assert n() == 4
+    got = db.execute(f"SELECT {snapshot_sql()} FROM sync_outbox ORDER BY id").fetchall()
+    assert [g for (g,) in got] == ['{"title" : "a", "emb" : [0,1,2,3]}', '{"title" : "a", "emb" : [-0,1,2,3]}',
+                                   '{"title" : "a", "emb" : [-0,1,2,3]}', '{"title" : "a", "emb" : null}']
