@@ -132,12 +132,22 @@ static void test_install_sql(void **state) {
                                       "FROM (SELECT OLD.*) AS r), false) THEN\n        RETURN NULL;\n      END IF;\n");
   assert_non_null(leave);
   assert_true(leave < slow);
-  /* the vector's change test prints NEW's as json once, and the snapshot reuses that text */
-  const char *jv = strstr(leave, "        jv := to_json(NEW.\"embedding\");\n"
-                                 "        changed := jv::text IS DISTINCT FROM to_json(OLD.\"embedding\")::text;\n");
+  /* the vector's change test: a real[] (sent unprinted) by its binary image alone; another type
+     prints NEW's as json once, and the snapshot reuses that text */
+  const char *jv = strstr(leave, "        IF pg_typeof(NEW.\"embedding\") = 'real[]'::regtype THEN\n"
+                                 "          changed := true;\n        ELSE\n"
+                                 "          jv := to_json(NEW.\"embedding\");\n"
+                                 "          changed := jv::text IS DISTINCT FROM to_json(OLD.\"embedding\")::text;\n");
   assert_non_null(jv);
-  assert_non_null(strstr(jv, "'embedding', COALESCE(jv, to_json(NEW.\"embedding\")))"));
-  assert_true(jv < slow);
+  const char *bin = strstr(jv, "          vb := NEW.\"embedding\";\n          sn := json_build_object('title', NEW.\"title\", "
+                               "'body\"x', NEW.\"body\"\"x\", 'embedding', NULL::json);\n        ELSE\n");
+  assert_non_null(bin);
+  assert_non_null(strstr(bin, "'embedding', COALESCE(jv, to_json(NEW.\"embedding\")))"));
+  assert_true(jv < slow && bin < slow);
+  /* the INSERT path sends a real[] unprinted too; upserts carry vb, deletes do not */
+  assert_non_null(strstr(ins, "        vb := NEW.\"embedding\";\n"));
+  assert_non_null(strstr(slow, "'upsert', sn, vb, CASE WHEN bad_new IS NULL"));
+  assert_non_null(strstr(slow, "'delete', NULL, CASE WHEN bad_old IS NULL"));
   /* a missing vector column makes upserts born dead, with the reason */
   assert_non_null(strstr(s, "rule docs: its vector column (embedding) is no longer in public.docs"));
   assert_non_null(strstr(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_drift_docs\"()"));
