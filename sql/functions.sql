@@ -400,53 +400,174 @@ BEGIN
 END
 $p2q$;
 
--- Free the claims and leases of owners whose backend is gone (a crashed or killed daemon, a lost
--- connection) once they are older than p_grace_ms, so their events flow again without waiting for
--- the lease to expire. Also dead-letters events whose last claim expired after their final attempt
--- (a poison event that crashes the worker is counted at claim, so it cannot loop forever).
--- Returns the number of events freed.
-CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_recover(p_grace_ms integer)
-RETURNS integer
-LANGUAGE plpgsql AS $p2q$
+-- ---- slow recovery: the sweep (sync_outbox_recover_step) ----------------------------------------
+-- Frees the claims and leases of owners whose backend is gone (a lost connection of a live daemon,
+-- a crashed one the liveness check did not reap, a PostgreSQL restart) once they are older than
+-- p_grace_ms, so their events flow again without waiting for the lease to expire, and dead-letters
+-- events whose last claim ended after their final attempt (a poison event that crashes the worker
+-- is counted at claim, so it cannot loop forever). Issue 11: no statement scans the backlog.
+--
+-- In-flight work is found from the lease table, never by scanning sync_outbox:
+--   (I) an event E with claimed_by = X and available_at > now() (X's claim of it is unexpired) has
+--       a lease on its row with owner = X, claimed_id = E.id and leased_at = E.claimed_at.
+-- Proof. claimed_by is set only by the claim (its `cl` UPDATE), which claims E only when the lease
+-- it just won has claimed_id = E.id, and writes owner, leased_at and expires_at (= E's new
+-- available_at: the same expression in the same statement) on the lease in the same statement.
+-- Afterwards, while E stays claimed_by = X with available_at > now():
+--   * no other claim takes the lease: it needs expires_at < now() (the lease is won only when
+--     expired or released), and expires_at = E.available_at;
+--   * X's ack releases the lease of a row only in the statement that settles X's event of that row:
+--     done/dead delete E, retry/requeue set claimed_by NULL (E leaves the premise); a `release` row
+--     is only returned for a row whose lease the claim won without claiming any event, and X cannot
+--     win its own held lease again while it is unexpired (first point);
+--   * this function and sync_outbox_reap release a lease only in the statement that frees its
+--     event (below), the lease reclaimer deletes only released leases (owner NULL);
+--   * nothing else writes claimed_by, available_at of a claimed event, or a lease (`retry` touches
+--     only claimed_by IS NULL events; `retry --dead` inserts unclaimed ones).
+-- So the old query's set — `claimed_by IS NOT NULL AND available_at > now() AND claimed_at < now()
+-- - grace AND the owner's backend is gone` — is exactly {event claimed_id of lease L : L.owner gone,
+-- L.leased_at < now() - grace, that event still claimed_by L.owner with available_at > now()},
+-- found through the lease table and the outbox's primary key. (Events whose lease was released by
+-- a retry/requeue ack have claimed_by NULL: they wait their backoff, as before; an event whose
+-- claim expired (available_at <= now()) is claimable again, as before.)
+--
+-- Exhausted events (attempts >= max_attempts, available_at <= now(); the claim skips them):
+--   (a) the final attempt's claim held by an owner that is gone: found with its lease (above) and
+--       dead-lettered at once instead of freed, in the same statement;
+--   (b) anything else — born dead (max_attempts 0, written by a trigger whose rule its table no
+--       longer fits: never claimed, no lease), a final-attempt claim that expired while its owner
+--       stayed alive (a hung process), a final attempt acked `retry` by another build — has no
+--       lease to find it by. Finding those needs a scan, and no index may cover attempts or
+--       available_at (the claim's UPDATE must stay HOT, migration 004). So each call scans one
+--       window of the outbox in id order (p_limit events after p_after_id, the caller's cursor),
+--       and the sweep walks the whole outbox window by window, wrapping around.
+-- The lease table is walked the same way (p_limit leases after (p_after_rule, p_after_key)): it
+-- holds one row per source row claimed and not yet reclaimed, i.e. in steady state a few
+-- sweep intervals of changed rows, one window; after a large drain it can be as large as the
+-- drained backlog until lease_gc.c catches up, and a lost connection's claims are then freed when
+-- the walk reaches them or when the lease expires, whichever comes first.
+-- p_limit NULL: everything in one call (sync_outbox_recover). Returns the events freed or
+-- dead-lettered from gone owners' claims, the exhausted events dead-lettered by the window, and
+-- the cursors for the next call (NULL: the walk wrapped around).
+-- Without pg_read_all_stats, backend_start of other roles' sessions reads as NULL: such an
+-- owner counts as alive while its pid exists (never "recover" a claim that is still working).
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_recover_step(p_grace_ms integer, p_after_rule text,
+    p_after_key jsonb, p_after_id bigint, p_limit integer)
+RETURNS TABLE (freed integer, buried integer, last_rule text, last_key jsonb, last_id bigint)
+LANGUAGE plpgsql
+-- index access only (a window is a range of a primary key; stale statistics must not turn it
+-- into a scan); each call plans with its actual window size
+SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_custom_plan
+AS $p2q$
+#variable_conflict use_column
 DECLARE
-  n integer;
   live text[];
   hidden integer[];
+  gone_tids tid[];
+  dead_ids bigint[];
+  n bigint;
 BEGIN
-  -- Without pg_read_all_stats, backend_start of other roles' sessions reads as NULL: such an
-  -- owner counts as alive while its pid exists (never "recover" a claim that is still working).
+  freed := 0; buried := 0;
   SELECT COALESCE(array_agg(a.pid::text || '.' || (extract(epoch FROM a.backend_start) * 1000000)::bigint::text)
                   FILTER (WHERE a.backend_start IS NOT NULL), '{}'),
          COALESCE(array_agg(a.pid) FILTER (WHERE a.backend_start IS NULL), '{}')
     INTO live, hidden FROM pg_stat_activity a;
-  UPDATE @SCHEMA@.sync_outbox o SET available_at = now(), claimed_by = NULL
-   WHERE o.claimed_by IS NOT NULL AND o.available_at > now()
-     AND o.claimed_at < now() - p_grace_ms * interval '1 millisecond'
-     AND NOT (o.claimed_by = ANY (live))
-     AND NOT (split_part(o.claimed_by, '.', 1)::integer = ANY (hidden));
-  GET DIAGNOSTICS n = ROW_COUNT;
-  UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
-    FROM (SELECT l2.rule, l2.row_key FROM @SCHEMA@.sync_outbox_lease l2
-           WHERE l2.owner IS NOT NULL AND NOT (l2.owner = ANY (live))
-             AND NOT (split_part(l2.owner, '.', 1)::integer = ANY (hidden))
-             AND l2.leased_at < now() - p_grace_ms * interval '1 millisecond'
-           ORDER BY l2.rule, l2.row_key FOR UPDATE OF l2 SKIP LOCKED) k
-   WHERE l.rule = k.rule AND l.row_key = k.row_key;
-  WITH exhausted AS (
-    DELETE FROM @SCHEMA@.sync_outbox o
-     WHERE o.attempts >= o.max_attempts AND o.available_at <= now()
-    RETURNING o.*
+  -- 1. the window of leases: one pass over p_limit leases, keeping those of gone owners
+  WITH w AS (
+    SELECT l.ctid AS tid, l.rule, l.row_key, l.owner, l.leased_at FROM @SCHEMA@.sync_outbox_lease l
+     WHERE (l.rule, l.row_key) > (COALESCE(p_after_rule, ''), COALESCE(p_after_key, 'null'::jsonb))
+     ORDER BY l.rule, l.row_key LIMIT p_limit
+  ), last AS (
+    SELECT w.rule, w.row_key FROM w ORDER BY w.rule DESC, w.row_key DESC LIMIT 1
   )
-  INSERT INTO @SCHEMA@.sync_outbox_dead (id, event_type, routing_key, rule, source_table, row_key, op,
-                                         payload, vec, attempts, max_attempts, last_error, created_at)
-  SELECT e.id, e.event_type, e.routing_key, e.rule, e.source_table, e.row_key, e.op, e.payload, e.vec,
-         e.attempts, e.max_attempts,
-         COALESCE(e.last_error, 'no outcome reported after the final attempt (worker crashed or lease expired)'),
-         e.created_at
-    FROM exhausted e
-  ON CONFLICT (id) DO NOTHING;
-  RETURN n;
+  SELECT (SELECT count(*) FROM w), (SELECT last.rule FROM last), (SELECT last.row_key FROM last),
+         ARRAY(SELECT w.tid FROM w
+                WHERE w.owner IS NOT NULL AND NOT (w.owner = ANY (live))
+                  AND NOT (split_part(w.owner, '.', 1)::integer = ANY (hidden))
+                  AND w.leased_at < now() - p_grace_ms * interval '1 millisecond')
+    INTO n, last_rule, last_key, gone_tids;
+  IF p_limit IS NULL OR n < p_limit THEN last_rule := NULL; last_key := NULL; END IF;
+  -- 2. free them (the common case: none): the leases locked in key order, as claims and acks lock
+  -- them, and re-checked on their current version (a lease taken meanwhile is skipped); each one's
+  -- claimed event (I) read through the primary key: freed, or dead-lettered when that claim was
+  -- its final attempt (a); both in one statement with the lease's release
+  IF cardinality(gone_tids) > 0 THEN
+    WITH k AS (
+      SELECT l.rule, l.row_key, l.owner, l.claimed_id FROM @SCHEMA@.sync_outbox_lease l
+       WHERE l.ctid = ANY (gone_tids)
+         AND l.owner IS NOT NULL AND NOT (l.owner = ANY (live))
+         AND NOT (split_part(l.owner, '.', 1)::integer = ANY (hidden))
+         AND l.leased_at < now() - p_grace_ms * interval '1 millisecond'
+       ORDER BY l.rule, l.row_key FOR UPDATE OF l SKIP LOCKED
+    ), ev AS (
+      UPDATE @SCHEMA@.sync_outbox o SET available_at = now(), claimed_by = NULL
+       WHERE o.id = ANY (ARRAY(SELECT k.claimed_id FROM k))
+         AND (o.id, o.claimed_by) IN (SELECT k.claimed_id, k.owner FROM k)
+         AND o.available_at > now() AND o.claimed_at < now() - p_grace_ms * interval '1 millisecond'
+         AND o.attempts < o.max_attempts
+      RETURNING 1
+    ), gone AS (
+      DELETE FROM @SCHEMA@.sync_outbox o
+       WHERE o.id = ANY (ARRAY(SELECT k.claimed_id FROM k))
+         AND (o.id, o.claimed_by) IN (SELECT k.claimed_id, k.owner FROM k)
+         AND o.available_at > now() AND o.claimed_at < now() - p_grace_ms * interval '1 millisecond'
+         AND o.attempts >= o.max_attempts
+      RETURNING o.*
+    ), ins AS (
+      INSERT INTO @SCHEMA@.sync_outbox_dead (id, event_type, routing_key, rule, source_table, row_key, op,
+                                             payload, vec, attempts, max_attempts, last_error, created_at)
+      SELECT g.id, g.event_type, g.routing_key, g.rule, g.source_table, g.row_key, g.op, g.payload, g.vec,
+             g.attempts, g.max_attempts,
+             COALESCE(g.last_error, 'no outcome reported after the final attempt (worker crashed or lease expired)'),
+             g.created_at
+        FROM gone g
+      ON CONFLICT (id) DO NOTHING
+      RETURNING 1
+    ), rel AS (
+      UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
+        FROM k WHERE l.rule = k.rule AND l.row_key = k.row_key
+      RETURNING 1
+    )
+    -- (every data-modifying CTE runs to completion whether or not it is read)
+    SELECT (SELECT count(*) FROM ev) + (SELECT count(*) FROM gone) INTO freed;
+  END IF;
+  -- 3. the window of the outbox (b): one pass over p_limit events in id order
+  WITH w AS (
+    SELECT o.id, o.attempts >= o.max_attempts AND o.available_at <= now() AS exhausted
+      FROM @SCHEMA@.sync_outbox o
+     WHERE o.id > COALESCE(p_after_id, -9223372036854775808)
+     ORDER BY o.id LIMIT p_limit
+  )
+  SELECT count(*), max(w.id), array_agg(w.id) FILTER (WHERE w.exhausted) INTO n, last_id, dead_ids FROM w;
+  IF p_limit IS NULL OR n < p_limit THEN last_id := NULL; END IF;
+  IF dead_ids IS NOT NULL THEN
+    WITH exhausted AS (
+      DELETE FROM @SCHEMA@.sync_outbox o
+       WHERE o.id = ANY (dead_ids) AND o.attempts >= o.max_attempts AND o.available_at <= now()
+      RETURNING o.*
+    ), ins AS (
+      INSERT INTO @SCHEMA@.sync_outbox_dead (id, event_type, routing_key, rule, source_table, row_key, op,
+                                             payload, vec, attempts, max_attempts, last_error, created_at)
+      SELECT e.id, e.event_type, e.routing_key, e.rule, e.source_table, e.row_key, e.op, e.payload, e.vec,
+             e.attempts, e.max_attempts,
+             COALESCE(e.last_error, 'no outcome reported after the final attempt (worker crashed or lease expired)'),
+             e.created_at
+        FROM exhausted e
+      ON CONFLICT (id) DO NOTHING
+      RETURNING 1
+    )
+    SELECT count(*) FROM exhausted INTO buried;
+  END IF;
+  RETURN NEXT;
 END
+$p2q$;
+
+-- Everything sync_outbox_recover_step does, over the whole lease table and outbox in one call
+-- (tests, and whoever wants it all now). Returns the number of events freed.
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_recover(p_grace_ms integer)
+RETURNS integer
+LANGUAGE sql AS $p2q$
+  SELECT s.freed FROM @SCHEMA@.sync_outbox_recover_step(p_grace_ms, NULL, NULL, NULL, NULL) s
 $p2q$;
 
 -- ---- fast crash recovery: the daemon registry (migration 003) -----------------------------------
@@ -476,10 +597,14 @@ $p2q$;
 --   3. drops rows registered before the postmaster started (a restart closed every backend
 --      whatever the state of their processes: those claims take sync_outbox_recover's grace) and
 --      gone rows of live processes older than an hour (their claims, if any, take the grace too).
--- Returns one row per reaped process: its instance id and the events and leases freed.
+-- Returns one row per reaped process: its instance id, the events freed (or dead-lettered: the claim
+-- was their final attempt) and the leases released.
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_reap(p_dead_ms integer)
 RETURNS TABLE (instance text, events integer, leases integer)
-LANGUAGE plpgsql AS $p2q$
+LANGUAGE plpgsql
+-- the outbox through its primary key only, whatever stale statistics say about its size
+SET enable_seqscan = off
+AS $p2q$
 #variable_conflict use_column
 DECLARE
   r record;
@@ -522,15 +647,41 @@ BEGIN
     )
     SELECT array_agg(g.owner) INTO owners FROM gone g;
     CONTINUE WHEN owners IS NULL; -- another daemon's check is reaping it
-    UPDATE @SCHEMA@.sync_outbox o SET available_at = now(), claimed_by = NULL
-     WHERE o.claimed_by = ANY (owners) AND o.available_at > now();
-    GET DIAGNOSTICS n = ROW_COUNT;
-    UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
-      FROM (SELECT l2.rule, l2.row_key FROM @SCHEMA@.sync_outbox_lease l2
-             WHERE l2.owner = ANY (owners)
-             ORDER BY l2.rule, l2.row_key FOR UPDATE OF l2) k
-     WHERE l.rule = k.rule AND l.row_key = k.row_key AND l.owner = ANY (owners);
-    GET DIAGNOSTICS m = ROW_COUNT;
+    -- the owners' in-flight events are their leases' claimed events (invariant (I) above
+    -- sync_outbox_recover_step): read through the primary key, not by scanning the outbox. The
+    -- leases are locked in key order first, as claims and acks lock them. A claim that was its
+    -- event's final attempt is dead-lettered now (the claim skips exhausted events; the sweep
+    -- would move it later).
+    WITH k AS (
+      SELECT l2.rule, l2.row_key, l2.claimed_id FROM @SCHEMA@.sync_outbox_lease l2
+       WHERE l2.owner = ANY (owners)
+       ORDER BY l2.rule, l2.row_key FOR UPDATE OF l2
+    ), ev AS (
+      UPDATE @SCHEMA@.sync_outbox o SET available_at = now(), claimed_by = NULL
+       WHERE o.id = ANY (ARRAY(SELECT k.claimed_id FROM k))
+         AND o.claimed_by = ANY (owners) AND o.available_at > now() AND o.attempts < o.max_attempts
+      RETURNING 1
+    ), gone AS (
+      DELETE FROM @SCHEMA@.sync_outbox o
+       WHERE o.id = ANY (ARRAY(SELECT k.claimed_id FROM k))
+         AND o.claimed_by = ANY (owners) AND o.available_at > now() AND o.attempts >= o.max_attempts
+      RETURNING o.*
+    ), ins AS (
+      INSERT INTO @SCHEMA@.sync_outbox_dead (id, event_type, routing_key, rule, source_table, row_key, op,
+                                             payload, vec, attempts, max_attempts, last_error, created_at)
+      SELECT g.id, g.event_type, g.routing_key, g.rule, g.source_table, g.row_key, g.op, g.payload, g.vec,
+             g.attempts, g.max_attempts,
+             COALESCE(g.last_error, 'no outcome reported after the final attempt (worker crashed or lease expired)'),
+             g.created_at
+        FROM gone g
+      ON CONFLICT (id) DO NOTHING
+      RETURNING 1
+    ), rel AS (
+      UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
+        FROM k WHERE l.rule = k.rule AND l.row_key = k.row_key AND l.owner = ANY (owners)
+      RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM ev) + (SELECT count(*) FROM gone), (SELECT count(*) FROM rel) INTO n, m;
     instance := r.instance; events := n; leases := m;
     RETURN NEXT;
   END LOOP;
@@ -647,5 +798,88 @@ BEGIN
     INTO reclaimed, scanned, last_rule, last_key;
   IF scanned < p_limit THEN last_rule := NULL; last_key := NULL; END IF;
   RETURN NEXT;
+END
+$p2q$;
+
+-- ---- the backlog as `status`, /status and /metrics show it (src/admin.c) ------------------------
+-- Per event type (in sync_outbox or sync_outbox_dead): pending (available_at <= now(): claimable,
+-- or exhausted and about to be dead-lettered), in flight (claimed, lease running), retrying
+-- (waiting for a backoff), dead, and the age of the oldest pending event. Issue 11: the cost must
+-- not grow with the backlog (every replica refreshes it every 2 s, and an idle daemon over a big
+-- backlog pays nothing else), so only the first p_cap + 1 events of each type are read, in id
+-- order through sync_outbox_claim_idx — the claim's own order, so in-flight and retrying events
+-- (claimed by then) and the oldest pending one (ids and created_at are drawn together at insert)
+-- are among them. Up to p_cap events of a type, every figure is exact. Beyond, `estimated` is
+-- true: the total is the sample's density of ids extrapolated to the type's highest id (one index
+-- descent), in_flight and retrying are those counted in the sample, and pending is the rest; the
+-- same for dead letters (sync_outbox_dead_type_idx). The event types themselves come from a skip
+-- scan of the same indexes (one descent per type).
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_status(p_cap integer)
+RETURNS TABLE (event_type text, pending bigint, in_flight bigint, retrying bigint, dead bigint,
+               oldest_pending_age_seconds numeric, estimated boolean)
+LANGUAGE plpgsql STABLE
+SET enable_seqscan = off SET enable_bitmapscan = off
+AS $p2q$
+#variable_conflict use_column
+DECLARE
+  t text;
+  s record;
+  top bigint;
+  total bigint;
+BEGIN
+  FOR t IN
+    WITH RECURSIVE o(et) AS (
+      SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox x ORDER BY x.event_type, x.id LIMIT 1)
+      UNION ALL
+      SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox x WHERE x.event_type > o.et
+               ORDER BY x.event_type, x.id LIMIT 1)
+        FROM o WHERE o.et IS NOT NULL
+    ), d(et) AS (
+      SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox_dead x ORDER BY x.event_type, x.id LIMIT 1)
+      UNION ALL
+      SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox_dead x WHERE x.event_type > d.et
+               ORDER BY x.event_type, x.id LIMIT 1)
+        FROM d WHERE d.et IS NOT NULL
+    )
+    SELECT o.et FROM o WHERE o.et IS NOT NULL UNION SELECT d.et FROM d WHERE d.et IS NOT NULL ORDER BY 1
+  LOOP
+    event_type := t; estimated := false;
+    SELECT count(*) AS n,
+           count(*) FILTER (WHERE x.available_at <= now()) AS pending,
+           count(*) FILTER (WHERE x.claimed_by IS NOT NULL AND x.available_at > now()) AS in_flight,
+           count(*) FILTER (WHERE x.claimed_by IS NULL AND x.available_at > now()) AS retrying,
+           min(x.created_at) FILTER (WHERE x.available_at <= now()) AS oldest,
+           min(x.id) AS lo, max(x.id) AS hi
+      INTO s
+      FROM (SELECT x.id, x.available_at, x.claimed_by, x.created_at FROM @SCHEMA@.sync_outbox x
+             WHERE x.event_type = t ORDER BY x.event_type, x.id LIMIT p_cap + 1) x;
+    pending := s.pending; in_flight := s.in_flight; retrying := s.retrying;
+    oldest_pending_age_seconds := round(COALESCE(extract(epoch FROM now() - s.oldest), 0)::numeric, 3);
+    IF s.n > p_cap THEN
+      estimated := true;
+      SELECT x.id INTO top FROM @SCHEMA@.sync_outbox x WHERE x.event_type = t
+       ORDER BY x.event_type DESC, x.id DESC LIMIT 1;
+      total := GREATEST(s.n, round(s.n::numeric * (top - s.lo + 1) / (s.hi - s.lo + 1))::bigint);
+      pending := total - s.in_flight - s.retrying;
+      IF s.oldest IS NULL THEN -- the sample is all in flight or retrying: the first pending after it
+        SELECT round(COALESCE(extract(epoch FROM now() - min(x.created_at)), 0)::numeric, 3)
+          INTO oldest_pending_age_seconds
+          FROM (SELECT x.created_at, x.available_at FROM @SCHEMA@.sync_outbox x
+                 WHERE x.event_type = t AND x.id > s.hi ORDER BY x.event_type, x.id LIMIT 10 * p_cap) x
+         WHERE x.available_at <= now();
+      END IF;
+    END IF;
+    SELECT count(*) AS n, min(x.id) AS lo, max(x.id) AS hi INTO s
+      FROM (SELECT x.id FROM @SCHEMA@.sync_outbox_dead x
+             WHERE x.event_type = t ORDER BY x.event_type, x.id LIMIT p_cap + 1) x;
+    dead := s.n;
+    IF s.n > p_cap THEN
+      estimated := true;
+      SELECT x.id INTO top FROM @SCHEMA@.sync_outbox_dead x WHERE x.event_type = t
+       ORDER BY x.event_type DESC, x.id DESC LIMIT 1;
+      dead := GREATEST(s.n, round(s.n::numeric * (top - s.lo + 1) / (s.hi - s.lo + 1))::bigint);
+    END IF;
+    RETURN NEXT;
+  END LOOP;
 END
 $p2q$;

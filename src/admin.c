@@ -376,17 +376,14 @@ int p2q_admin_check_run(const p2q_config_t *cfg) {
   return 0;
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* Columns: event_type, pending, in_flight, retrying, dead, oldest_pending_age_seconds, estimated
+   ('t' when a count of that type is an estimate: more than P2Q_OUTBOX_STATUS_EXACT events). */
 char *p2q_outbox_status_sql(const char *schema) {
   static const char tmpl[] =
-      "WITH o AS (SELECT event_type,"
-      "  count(*) FILTER (WHERE available_at <= now()) AS pending,"
-      "  count(*) FILTER (WHERE claimed_by IS NOT NULL AND available_at > now()) AS in_flight,"
-      "  count(*) FILTER (WHERE claimed_by IS NULL AND available_at > now()) AS retrying,"
-      "  COALESCE(extract(epoch FROM now() - min(created_at) FILTER (WHERE available_at <= now())), 0) AS oldest"
-      "  FROM @SCHEMA@.sync_outbox GROUP BY 1),"
-      " d AS (SELECT event_type, count(*) AS dead FROM @SCHEMA@.sync_outbox_dead GROUP BY 1)"
-      " SELECT COALESCE(o.event_type, d.event_type), COALESCE(o.pending, 0), COALESCE(o.in_flight, 0),"
-      "  COALESCE(o.retrying, 0), COALESCE(d.dead, 0), round(COALESCE(o.oldest, 0)::numeric, 3)"
-      " FROM o FULL JOIN d ON o.event_type = d.event_type ORDER BY 1";
+      "SELECT event_type, pending, in_flight, retrying, dead, oldest_pending_age_seconds, estimated"
+      " FROM @SCHEMA@.sync_outbox_status(" STR(P2Q_OUTBOX_STATUS_EXACT) ")";
   return p2q_outbox_sql(tmpl, schema);
 }

@@ -88,7 +88,10 @@ int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv) {
   if (rc) return die(conn, "status", err);
   if (json) printf("{\"event_types\":[");
   else printf("%-24s %10s %10s %10s %10s %14s\n", "event_type", "pending", "in_flight", "retrying", "dead", "oldest_age_s");
+  int estimated = 0; /* types whose counts are estimates (more than P2Q_OUTBOX_STATUS_EXACT events) */
   for (int i = 0; i < PQntuples(r); i++) {
+    int est = PQgetvalue(r, i, 6)[0] == 't';
+    estimated += est;
     if (json) {
       p2q_buf_t name = P2Q_BUF_INIT;
       p2q_buf_json_string(&name, PQgetvalue(r, i, 0), strlen(PQgetvalue(r, i, 0)));
@@ -97,9 +100,26 @@ int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv) {
              PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 5));
       p2q_buf_free(&name);
     } else {
-      printf("%-24s %10s %10s %10s %10s %14s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
-             PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 5));
+      char pending[32], dead[32];
+      snprintf(pending, sizeof pending, "%s%s", est ? "~" : "", PQgetvalue(r, i, 1));
+      snprintf(dead, sizeof dead, "%s%s", est ? "~" : "", PQgetvalue(r, i, 4));
+      printf("%-24s %10s %10s %10s %10s %14s\n", PQgetvalue(r, i, 0), pending,
+             PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), dead, PQgetvalue(r, i, 5));
     }
+  }
+  if (json) {
+    printf("],\"exact_up_to\":%d,\"estimated\":[", P2Q_OUTBOX_STATUS_EXACT);
+    for (int i = 0, k = 0; i < PQntuples(r); i++) {
+      if (PQgetvalue(r, i, 6)[0] != 't') continue;
+      p2q_buf_t name = P2Q_BUF_INIT;
+      p2q_buf_json_string(&name, PQgetvalue(r, i, 0), strlen(PQgetvalue(r, i, 0)));
+      printf("%s%s", k++ ? "," : "", p2q_buf_str(&name));
+      p2q_buf_free(&name);
+    }
+  } else if (estimated) {
+    printf("~ estimated: more than %d events of that type (counts are exact up to %d; in_flight and retrying"
+           " are counted among the oldest %d)\n", P2Q_OUTBOX_STATUS_EXACT, P2Q_OUTBOX_STATUS_EXACT,
+           P2Q_OUTBOX_STATUS_EXACT + 1);
   }
   /* the outbox schema against this build: what `run` would say at start */
   char hash[41];

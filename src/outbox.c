@@ -48,6 +48,10 @@ const char *p2q_outcome_name(p2q_outcome_t o) {
 
 struct p2q_outbox_s {
   char *claim_sql, *ack_sql, *ack_claim_sql, *recover_sql, *register_sql, *reap_sql;
+  /* the sweep's cursors through the lease table and the outbox (sync_outbox_recover_step):
+     NULL/0 = from the start */
+  char *recover_rule, *recover_key;
+  char recover_id[24];
   char *instance;  /* NULL: sessions are not registered (the owner id is read directly) */
 };
 
@@ -68,7 +72,9 @@ int p2q_outbox_new(const char *schema, p2q_outbox_t **out) {
       " $5::text[], $6::int[], $7::text[], $8::text[], $9, $10, $11))"
       " SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
       " extract(epoch FROM created_at)::float8, array_send(vec) FROM c";
-  static const char recover[] = "SELECT @SCHEMA@.sync_outbox_recover($1)";
+  static const char recover[] =
+      "SELECT freed, buried, last_rule, last_key::text, last_id"
+      " FROM @SCHEMA@.sync_outbox_recover_step($1, $2, $3::jsonb, $4::bigint, $5)";
   static const char reg[] = "SELECT @SCHEMA@.sync_outbox_register($1)";
   static const char reap[] = "SELECT instance, events, leases FROM @SCHEMA@.sync_outbox_reap($1::int)";
   p2q_outbox_t *ob = calloc(1, sizeof *ob);
@@ -95,6 +101,8 @@ void p2q_outbox_free(p2q_outbox_t *ob) {
   free(ob->recover_sql);
   free(ob->register_sql);
   free(ob->reap_sql);
+  free(ob->recover_rule);
+  free(ob->recover_key);
   free(ob->instance);
   free(ob);
 }
@@ -135,6 +143,7 @@ typedef struct {
   p2q_outbox_conn_t *c;
   void *cb;
   void *arg;
+  p2q_outbox_t *ob; /* recover only */
 } call_t;
 
 static void owner_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, void *arg) {
@@ -354,22 +363,40 @@ int p2q_outbox_reap(p2q_outbox_conn_t *c, int dead_ms, p2q_reap_cb cb, void *arg
   return rc;
 }
 
+static char *dup_or_null(const PGresult *res, int col) {
+  return PQgetisnull(res, 0, col) ? NULL : strdup(PQgetvalue(res, 0, col));
+}
+
+/* One window per sweep; the cursors move on (back to the start when a walk wrapped). The
+   callback gets the events freed from gone owners' claims, as sync_outbox_recover counts them. */
 static void recover_done(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, void *arg) {
   call_t *k = arg;
   p2q_recover_cb cb = (p2q_recover_cb)k->cb;
   void *cb_arg = k->arg;
+  p2q_outbox_t *ob = k->ob;
   free(k);
+  if (!err && PQntuples(res) == 1) {
+    free(ob->recover_rule);
+    free(ob->recover_key);
+    ob->recover_rule = dup_or_null(res, 2);
+    ob->recover_key = ob->recover_rule ? dup_or_null(res, 3) : NULL;
+    if (!ob->recover_key) { free(ob->recover_rule); ob->recover_rule = NULL; }
+    snprintf(ob->recover_id, sizeof ob->recover_id, "%s", PQgetisnull(res, 0, 4) ? "" : PQgetvalue(res, 0, 4));
+    int buried = atoi(PQgetvalue(res, 0, 1));
+    if (buried > 0) P2Q_INFO("dead_lettered", "events=%d reason=exhausted_without_outcome", buried);
+  }
   cb(cb_arg, err, errmsg, err ? 0 : atoi(PQgetvalue(res, 0, 0)));
 }
 
 int p2q_outbox_recover(p2q_outbox_t *ob, p2q_pg_t *pg, int grace_ms, p2q_recover_cb cb, void *arg) {
-  char grace[32];
+  char grace[32], limit[32];
   snprintf(grace, sizeof grace, "%d", grace_ms);
-  const char *params[] = {grace};
+  snprintf(limit, sizeof limit, "%d", P2Q_OUTBOX_RECOVER_WINDOW);
+  const char *params[] = {grace, ob->recover_rule, ob->recover_key, ob->recover_id[0] ? ob->recover_id : NULL, limit};
   call_t *k = malloc(sizeof *k);
   if (!k) return P2Q_ENOMEM;
-  k->c = NULL; k->cb = (void *)cb; k->arg = arg;
-  int rc = p2q_pg_query(pg, ob->recover_sql, 1, params, recover_done, k);
+  k->c = NULL; k->cb = (void *)cb; k->arg = arg; k->ob = ob;
+  int rc = p2q_pg_query(pg, ob->recover_sql, 5, params, recover_done, k);
   if (rc) free(k);
   return rc;
 }

@@ -10,7 +10,7 @@
  * Why a dead process can be reaped at once but a lost connection cannot: a live process whose
  * connection dropped may still have Qdrant requests in flight (its "orphaned" batches send
  * nothing new but cannot recall what is on the wire), so its claims wait qdrant.timeout + 1 s
- * (sync_outbox_recover on the sweep). A killed process's sockets are closed by the kernel, its
+ * (sync_outbox_recover_step on the sweep). A killed process's sockets are closed by the kernel, its
  * backends exit, and nothing of it is left to write: what it already handed to Qdrant is in
  * Qdrant's update queue ahead of anything a successor sends. So sync_outbox_reap() frees the claims
  * of a process all of whose registered backends have been gone for P2Q_RECOVER_DEAD_MS.

@@ -34,11 +34,14 @@
 
 #define LAG_RING 512
 #define WRITE_HIGH_WATER (256 * 1024)
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 typedef struct {
   char *event_type;
   long long pending, in_flight, retrying, dead;
   double oldest;
+  int estimated; /* more than P2Q_OUTBOX_STATUS_EXACT events: the counts are estimates */
 } outbox_row_t;
 
 typedef struct conn_s {
@@ -71,7 +74,7 @@ struct p2q_ops_s {
   p2q_metric_t *counters[N_COUNTERS];    /* counters.h, labelled by worker */
   p2q_metric_t *target_failures, *target_limited, *target_unhealthy;
   p2q_metric_t *batch_size, *qdrant_seconds, *lag, *embed_seconds, *embed_tokens;
-  p2q_metric_t *outbox, *oldest, *breaker_state, *breaker_transitions, *pg_reconnects;
+  p2q_metric_t *outbox, *oldest, *estimated, *breaker_state, *breaker_transitions, *pg_reconnects;
   p2q_metric_t *pg_connected, *inflight, *ready, *start_time, *build_info, *reloads, *drift;
   p2q_metric_t *rx_pending, *rx_backfilled;
   p2q_metric_t *node_up;                 /* several [qdrant] url nodes */
@@ -130,6 +133,8 @@ static int register_all(p2q_ops_t *o) {
       C(embed_tokens, "pg2qdrant_embed_tokens_total", "Tokens embedded (rate() gives tokens/s).", 1, emb) &&
       G(outbox, "pg2qdrant_outbox_events", "Outbox events by state (pending, in_flight, retrying, dead).", 2, ets) &&
       G(oldest, "pg2qdrant_outbox_oldest_pending_age_seconds", "Age of the oldest claimable event.", 1, et) &&
+      G(estimated, "pg2qdrant_outbox_events_estimated",
+        "1 when the event type's outbox counts are estimates (more than " STR(P2Q_OUTBOX_STATUS_EXACT) " events).", 1, et) &&
       G(breaker_state, "pg2qdrant_breaker_state", "Circuit breaker of each target: 0 closed, 1 open, 2 half-open.", 1, tg) &&
       C(breaker_transitions, "pg2qdrant_breaker_transitions_total", "Circuit breaker state changes.", 1, tg) &&
       C(target_failures, "pg2qdrant_target_failures_total",
@@ -277,8 +282,8 @@ static void rows_free(p2q_ops_t *o) {
 static void status_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, void *arg) {
   p2q_ops_t *o = arg;
   o->query_pending = 0;
-  /* its cost grows with the backlog (it counts every pending event): run it at most 1/20 of the
-     time, so a 1,000,000-event backlog costs PostgreSQL ~5% of a core, not half of one */
+  /* its cost no longer grows with the backlog (sync_outbox_status reads at most
+     P2Q_OUTBOX_STATUS_EXACT + 1 events per type); still, never run it more than 1/20 of the time */
   uint64_t took = uv_now(o->loop) - o->query_sent_at;
   o->query_next_at = o->query_sent_at + (took * 20 > P2Q_OPS_REFRESH_MS ? took * 20 : P2Q_OPS_REFRESH_MS);
   if (err) {
@@ -293,6 +298,7 @@ static void status_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, 
   o->rows = rows;
   p2q_metric_clear(o->outbox);
   p2q_metric_clear(o->oldest);
+  p2q_metric_clear(o->estimated);
   for (int i = 0; i < n; i++, o->n_rows++) {
     outbox_row_t *r = &rows[i];
     r->event_type = strdup(PQgetvalue(res, i, 0));
@@ -302,6 +308,7 @@ static void status_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, 
     r->retrying = atoll(PQgetvalue(res, i, 3));
     r->dead = atoll(PQgetvalue(res, i, 4));
     r->oldest = atof(PQgetvalue(res, i, 5));
+    r->estimated = PQgetvalue(res, i, 6)[0] == 't';
     const char *states[] = {"pending", "in_flight", "retrying", "dead"};
     long long vals[] = {r->pending, r->in_flight, r->retrying, r->dead};
     for (int s = 0; s < 4; s++) {
@@ -309,6 +316,7 @@ static void status_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, 
       p2q_series_set(p2q_metric_series(o->outbox, lv), (double)vals[s]);
     }
     p2q_series_set(p2q_metric_series1(o->oldest, r->event_type), r->oldest);
+    p2q_series_set(p2q_metric_series1(o->estimated, r->event_type), r->estimated);
   }
   o->rows_at = uv_now(o->loop);
 }
@@ -466,7 +474,15 @@ static void status_json(p2q_ops_t *o, p2q_buf_t *b) {
   p2q_buf_puts(b, ",\"outbox\":{\"age_seconds\":");
   if (o->rows_at) p2q_buf_printf(b, "%.3f", (double)(now - o->rows_at) / 1000.0);
   else p2q_buf_puts(b, "null");
-  p2q_buf_puts(b, ",\"event_types\":[");
+  /* counts are exact up to P2Q_OUTBOX_STATUS_EXACT events of a type; the types listed in
+     `estimated` have more (sync_outbox_status) */
+  p2q_buf_printf(b, ",\"exact_up_to\":%d,\"estimated\":[", P2Q_OUTBOX_STATUS_EXACT);
+  for (int i = 0, k = 0; i < o->n_rows; i++) {
+    if (!o->rows[i].estimated) continue;
+    if (k++) p2q_buf_putc(b, ',');
+    p2q_buf_json_string(b, o->rows[i].event_type, strlen(o->rows[i].event_type));
+  }
+  p2q_buf_puts(b, "],\"event_types\":[");
   for (int i = 0; i < o->n_rows; i++) {
     const outbox_row_t *r = &o->rows[i];
     p2q_buf_printf(b, "%s{\"event_type\":", i ? "," : "");

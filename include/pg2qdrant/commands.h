@@ -88,6 +88,10 @@ void p2q_outbox_functions_hash(char out[41]);
 char *p2q_outbox_sql(const char *tmpl, const char *schema);
 /* Per event type: pending, in flight, retrying, dead, oldest pending age (s) — `status` and
    the daemon's /status run the same query (malloc'd). */
+/* Up to this many events per event type (and as many dead letters) the status counts are exact;
+   beyond, estimated (sync_outbox_status in sql/functions.sql): the refresh costs the same at any
+   backlog. */
+#define P2Q_OUTBOX_STATUS_EXACT 5000
 char *p2q_outbox_status_sql(const char *schema);
 
 

@@ -112,7 +112,10 @@ typedef void (*p2q_reap_cb)(void *arg, int err, const char *errmsg, const p2q_re
 /* Reap the processes all of whose registered backends have been gone for dead_ms. 0 when sent. */
 int  p2q_outbox_reap(p2q_outbox_conn_t *c, int dead_ms, p2q_reap_cb cb, void *arg);
 
-/* Free the claims of owners that are gone (grace_ms after their last claim) on any connection. */
+/* Free the claims of owners that are gone (grace_ms after their last claim) on any connection, and
+   dead-letter exhausted events: one window of P2Q_OUTBOX_RECOVER_WINDOW leases and as many outbox
+   events per call (sync_outbox_recover_step); successive calls walk both tables, wrapping around. */
+#define P2Q_OUTBOX_RECOVER_WINDOW 20000
 int  p2q_outbox_recover(p2q_outbox_t *ob, p2q_pg_t *pg, int grace_ms, p2q_recover_cb cb, void *arg);
 
 #endif
