@@ -456,8 +456,10 @@ CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_recover_step(p_grace_ms integer,
 RETURNS TABLE (freed integer, buried integer, last_rule text, last_key jsonb, last_id bigint)
 LANGUAGE plpgsql
 -- index access only (a window is a range of a primary key; stale statistics must not turn it
--- into a scan); each call plans with its actual window size
-SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_custom_plan
+-- into a scan); each call plans with its actual window size. jit off: a plan whose only path is
+-- a disabled one (a small catalog, pg_stat_activity's) costs over jit_above_cost, and compiling
+-- it would cost ~100 ms per statement.
+SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_custom_plan SET jit = off
 AS $p2q$
 #variable_conflict use_column
 DECLARE
@@ -601,10 +603,7 @@ $p2q$;
 -- was their final attempt) and the leases released.
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_reap(p_dead_ms integer)
 RETURNS TABLE (instance text, events integer, leases integer)
-LANGUAGE plpgsql
--- the outbox through its primary key only, whatever stale statistics say about its size
-SET enable_seqscan = off
-AS $p2q$
+LANGUAGE plpgsql AS $p2q$
 #variable_conflict use_column
 DECLARE
   r record;
@@ -649,7 +648,10 @@ BEGIN
     CONTINUE WHEN owners IS NULL; -- another daemon's check is reaping it
     -- the owners' in-flight events are their leases' claimed events (invariant (I) above
     -- sync_outbox_recover_step): read through the primary key, not by scanning the outbox. The
-    -- leases are locked in key order first, as claims and acks lock them. A claim that was its
+    -- leases are locked in key order first, as claims and acks lock them (`id = ANY (...)` is an
+    -- index scan of the pkey even under stale statistics: the planner sizes a table by its actual
+    -- pages; no enable_seqscan = off here, which would make the registry's small queries JIT
+    -- compile every 500 ms). A claim that was its
     -- event's final attempt is dead-lettered now (the claim skips exhausted events; the sweep
     -- would move it later).
     WITH k AS (
@@ -818,7 +820,8 @@ CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_status(p_cap integer)
 RETURNS TABLE (event_type text, pending bigint, in_flight bigint, retrying bigint, dead bigint,
                oldest_pending_age_seconds numeric, estimated boolean)
 LANGUAGE plpgsql STABLE
-SET enable_seqscan = off SET enable_bitmapscan = off
+-- index access only, whatever stale statistics say; jit off (see sync_outbox_recover_step)
+SET enable_seqscan = off SET enable_bitmapscan = off SET jit = off
 AS $p2q$
 #variable_conflict use_column
 DECLARE
