@@ -62,7 +62,7 @@ struct p2q_outbox_s {
 int p2q_outbox_new(const char *schema, p2q_outbox_t **out) {
   static const char claim[] =
       "SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
-      " extract(epoch FROM created_at)::float8, array_send(vec)"
+      " extract(epoch FROM created_at)::float8, vec"
       " FROM @SCHEMA@.sync_outbox_claim($1, $2::text[], $3, $4, $5, true)";
   static const char ack[] =
       "SELECT @SCHEMA@.sync_outbox_ack($1, $2::bigint[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[])";
@@ -71,7 +71,7 @@ int p2q_outbox_new(const char *schema, p2q_outbox_t **out) {
       "WITH c AS (SELECT * FROM @SCHEMA@.sync_outbox_ack_claim($1, $2::bigint[], $3::text[], $4::jsonb[],"
       " $5::text[], $6::int[], $7::text[], $8::text[], $9, $10, $11))"
       " SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
-      " extract(epoch FROM created_at)::float8, array_send(vec) FROM c";
+      " extract(epoch FROM created_at)::float8, vec FROM c";
   static const char recover[] =
       "SELECT freed, buried, last_rule, last_key::text, last_id"
       " FROM @SCHEMA@.sync_outbox_recover_step($1, $2, $3::jsonb, $4::bigint, $5)";
@@ -190,6 +190,13 @@ int p2q_outbox_conn_new(p2q_outbox_t *ob, uv_loop_t *loop, const p2q_config_t *c
   return 0;
 }
 
+static uint32_t be32(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t be64(const char *s) { return (uint64_t)be32(s) << 32 | be32(s + 4); }
+
 static void claim_done(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, void *arg) {
   call_t *k = arg;
   p2q_claim_cb cb = (p2q_claim_cb)k->cb;
@@ -199,18 +206,27 @@ static void claim_done(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg,
   int n = PQntuples(res);
   p2q_claim_row_t *rows = calloc((size_t)(n ? n : 1), sizeof *rows);
   if (!rows) { cb(cb_arg, P2Q_ENOMEM, "out of memory", NULL, 0); return; }
+  /* binary results (claim_sql): text columns are their bytes, integers and the float8 big-endian,
+     vec the real[]'s array_send() bytes (no bytea hex to print and to decode) */
+  if (PQnfields(res) < 9 || PQfformat(res, 0) != 1 || PQfsize(res, 0) != 8 || PQfsize(res, 5) != 4 ||
+      PQfsize(res, 6) != 4 || PQfsize(res, 7) != 8) {
+    free(rows);
+    cb(cb_arg, P2Q_EPG_QUERY, "the claim's result has another shape than this build reads", NULL, 0);
+    return;
+  }
   for (int i = 0; i < n; i++) {
     p2q_claim_row_t *r = &rows[i];
     int op = p2q_op_parse(PQgetvalue(res, i, 2));
-    r->id = atoll(PQgetvalue(res, i, 0));
+    r->id = PQgetisnull(res, i, 0) ? 0 : (long long)be64(PQgetvalue(res, i, 0));
     r->rule = PQgetvalue(res, i, 1);
     r->op = op < 0 ? P2Q_OP_RELEASE : (p2q_op_t)op;
     r->row_key = PQgetvalue(res, i, 3);
     r->payload = PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4);
-    r->attempts = atoi(PQgetvalue(res, i, 5));
-    r->max_attempts = atoi(PQgetvalue(res, i, 6));
-    r->created_at = atof(PQgetvalue(res, i, 7));
-    r->vec = PQgetisnull(res, i, 8) ? NULL : PQgetvalue(res, i, 8); /* bytea_output is pinned: hex */
+    r->attempts = PQgetisnull(res, i, 5) ? 0 : (int)(int32_t)be32(PQgetvalue(res, i, 5));
+    r->max_attempts = PQgetisnull(res, i, 6) ? 0 : (int)(int32_t)be32(PQgetvalue(res, i, 6));
+    uint64_t t = PQgetisnull(res, i, 7) ? 0 : be64(PQgetvalue(res, i, 7));
+    memcpy(&r->created_at, &t, sizeof t); /* IEEE 754 binary64, as float8send sends it */
+    r->vec = PQgetisnull(res, i, 8) ? NULL : PQgetvalue(res, i, 8);
     r->vec_len = r->vec ? (size_t)PQgetlength(res, i, 8) : 0;
   }
   cb(cb_arg, 0, NULL, rows, n);
@@ -240,7 +256,7 @@ int p2q_outbox_claim(p2q_outbox_conn_t *c, const char *const *types, int n_types
   int rc = P2Q_ENOMEM;
   if (k && !claim_params(c, types, n_types, routing_key, limit, lease_ms, &t, lim, lease, params)) {
     k->c = c; k->cb = (void *)cb; k->arg = arg;
-    rc = p2q_pg_query_prepared(c->pg, "p2q_claim", c->ob->claim_sql, 5, params, claim_done, k);
+    rc = p2q_pg_query_prepared_fmt(c->pg, "p2q_claim", c->ob->claim_sql, 5, params, 1, claim_done, k);
   }
   if (rc) free(k);
   p2q_buf_free(&t);
@@ -308,7 +324,7 @@ int p2q_outbox_ack_claim(p2q_outbox_conn_t *c, const p2q_ack_item_t *items, int 
     k->c = c; k->cb = (void *)cb; k->arg = arg;
     const char *params[] = {c->owner, a[0].data, a[1].data, a[2].data, a[3].data, a[4].data, a[5].data,
                             cp[1], cp[2], cp[3], cp[4]};
-    rc = p2q_pg_query_prepared(c->pg, "p2q_ack_claim", c->ob->ack_claim_sql, 11, params, claim_done, k);
+    rc = p2q_pg_query_prepared_fmt(c->pg, "p2q_ack_claim", c->ob->ack_claim_sql, 11, params, 1, claim_done, k);
     if (rc) free(k);
   }
   for (int j = 0; j < 6; j++) p2q_buf_free(&a[j]);

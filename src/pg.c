@@ -40,6 +40,7 @@ typedef struct pg_query_s {
   char *sql;
   char *stmt;            /* statement name (prepared on first use), NULL: unnamed */
   int preparing;         /* its Parse is in flight */
+  int binary;            /* results in binary format (PQgetvalue: the type's send bytes) */
   int nparams;
   char **params;
   p2q_pg_result_cb cb;
@@ -364,8 +365,8 @@ static int send_query(p2q_pg_t *pg, pg_query_t *q) {
   q->preparing = q->stmt && !is_prepared(pg, q->stmt) && pg->n_prepared < P2Q_PG_PREPARED_MAX;
   if (q->preparing) return PQsendPrepare(pg->conn, q->stmt, q->sql, q->nparams, NULL);
   if (q->stmt && is_prepared(pg, q->stmt))
-    return PQsendQueryPrepared(pg->conn, q->stmt, q->nparams, params, NULL, NULL, 0);
-  return PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, params, NULL, NULL, 0);
+    return PQsendQueryPrepared(pg->conn, q->stmt, q->nparams, params, NULL, NULL, q->binary);
+  return PQsendQueryParams(pg->conn, q->sql, q->nparams, NULL, params, NULL, NULL, q->binary);
 }
 
 static void pump(p2q_pg_t *pg) {
@@ -530,6 +531,11 @@ int p2q_pg_query(p2q_pg_t *pg, const char *sql, int nparams, const char *const *
 
 int p2q_pg_query_prepared(p2q_pg_t *pg, const char *stmt, const char *sql, int nparams,
                           const char *const *params, p2q_pg_result_cb cb, void *arg) {
+  return p2q_pg_query_prepared_fmt(pg, stmt, sql, nparams, params, 0, cb, arg);
+}
+
+int p2q_pg_query_prepared_fmt(p2q_pg_t *pg, const char *stmt, const char *sql, int nparams,
+                              const char *const *params, int binary, p2q_pg_result_cb cb, void *arg) {
   pg_query_t *q = NULL;
   if (!pg || !sql || !cb || nparams < 0 || (nparams > 0 && !params)) return P2Q_EINVAL;
   if (pg->state == ST_CLOSING) return P2Q_ECANCELED;
@@ -537,6 +543,7 @@ int p2q_pg_query_prepared(p2q_pg_t *pg, const char *stmt, const char *sql, int n
   q = calloc(1, sizeof *q);
   if (!q) goto fail;
   q->sql = strdup(sql);
+  q->binary = binary != 0;
   if (!q->sql || (stmt && !(q->stmt = strdup(stmt)))) goto fail;
   if (nparams > 0) {
     q->params = calloc((size_t)nparams, sizeof *q->params);

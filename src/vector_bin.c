@@ -15,28 +15,10 @@
 
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #define FLOAT4OID 700
 #define MAXDIM 6 /* PostgreSQL's MAXDIM */
-
-static const signed char hexval[256] = {
-    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9,
-    ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16, ['A'] = 11,
-    ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16}; /* value + 1; 0: not a digit */
-
-int p2q_bytea_hex_decode(const char *text, size_t n, unsigned char *out) {
-  if (n < 2 || text[0] != '\\' || text[1] != 'x' || (n - 2) % 2) return P2Q_EBADJSON;
-  const unsigned char *s = (const unsigned char *)text + 2;
-  size_t m = (n - 2) / 2;
-  for (size_t i = 0; i < m; i++) {
-    int h = hexval[s[2 * i]], l = hexval[s[2 * i + 1]];
-    if (!h || !l) return P2Q_EBADJSON;
-    out[i] = (unsigned char)((h - 1) << 4 | (l - 1));
-  }
-  return (int)m;
-}
 
 static uint32_t be32(const unsigned char *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -131,20 +113,15 @@ int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, s
   return rc ? rc : p2q_buf_error(out);
 }
 
-int p2q_vector_event_payload(const char *column, const char *payload, const char *vec, size_t vlen,
+int p2q_vector_event_payload(const char *column, const char *payload, const unsigned char *vec, size_t vlen,
                              char **out, char *why, size_t whylen) {
   *out = NULL;
   if (!column) {
     snprintf(why, whylen, "the event carries a binary vector but its rule has no vector_column any more");
     return P2Q_EBADJSON;
   }
-  unsigned char small[4096], *bin = vlen / 2 <= sizeof small ? small : malloc(vlen / 2 + 1);
-  if (!bin) return P2Q_ENOMEM;
-  int n = p2q_bytea_hex_decode(vec, vlen, bin), rc;
   p2q_buf_t b = P2Q_BUF_INIT;
-  if (n < 0) rc = reason(why, whylen, "the event's binary vector (column \"%s\") is not bytea hex", column);
-  else rc = p2q_vector_splice(&b, column, payload, strlen(payload), bin, (size_t)n, why, whylen);
-  if (bin != small) free(bin);
+  int rc = p2q_vector_splice(&b, column, payload, strlen(payload), vec, vlen, why, whylen);
   if (!rc) *out = p2q_buf_steal(&b);
   p2q_buf_free(&b);
   return rc;

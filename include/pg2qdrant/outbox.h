@@ -51,8 +51,7 @@ typedef struct {
   const char *row_key;    /* JSON text */
   const char *payload;    /* JSON text, NULL for deletes */
   const char *vec;        /* NULL, or the vector the trigger sent unprinted: array_send() bytes of
-                             a real[] as bytea hex "\\x…" (vec_len bytes), its place in payload a
-                             null (vector_bin.h) */
+                             a real[] (vec_len bytes), its place in payload a null (vector_bin.h) */
   size_t vec_len;
   int attempts, max_attempts;
   double created_at;      /* epoch seconds */

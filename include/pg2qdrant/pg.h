@@ -74,6 +74,11 @@ int p2q_pg_query(p2q_pg_t *pg, const char *sql, int nparams, const char *const *
 int p2q_pg_query_prepared(p2q_pg_t *pg, const char *stmt, const char *sql, int nparams,
                           const char *const *params, p2q_pg_result_cb cb, void *arg);
 
+/* The same with results in binary format when `binary` (each value is its type's send bytes,
+ * still NUL-terminated by libpq: text columns read as before). */
+int p2q_pg_query_prepared_fmt(p2q_pg_t *pg, const char *stmt, const char *sql, int nparams,
+                              const char *const *params, int binary, p2q_pg_result_cb cb, void *arg);
+
 /* Queue `LISTEN "channel"` (identifier quoted by libpq). Same contract as p2q_pg_query. */
 int p2q_pg_listen(p2q_pg_t *pg, const char *channel, p2q_pg_result_cb cb, void *arg);
 

@@ -3,8 +3,8 @@
  *
  * When a rule's vector column is a real[] and its snapshot is one json_build_object (1..40
  * columns), the trigger writes the snapshot with the vector member's value replaced by `null`
- * and the vector itself, unprinted, into sync_outbox.vec (a real[]); the claim returns it as
- * array_send() bytes (bytea hex). The daemon rebuilds the exact text PostgreSQL's
+ * and the vector itself, unprinted, into sync_outbox.vec (a real[]); the claim returns it in
+ * binary (array_send() bytes). The daemon rebuilds the exact text PostgreSQL's
  * to_json(real[]) would have printed (float_text.c) where the placeholder is, so everything
  * downstream (points, `_hash`, dead letters) sees the same snapshot as from a trigger that
  * printed the vector (older events, backfill, other vector types). Pure; any thread.
@@ -15,10 +15,6 @@
 #include <stddef.h>
 
 #include "pg2qdrant/buf.h"
-
-/* Decode "\x<hex>" (bytea_output hex) into out (room for (n - 2) / 2 bytes). Returns the byte
-   count, or P2Q_EBADJSON when the text is not that. */
-int p2q_bytea_hex_decode(const char *text, size_t n, unsigned char *out);
 
 /* Append the JSON text to_json() prints for the real[] whose array_send() bytes are bin[0..n):
    "[1.5,-0,\"NaN\",null]", nested brackets for more dimensions, "[]" when empty. 0, or
@@ -32,10 +28,10 @@ int p2q_vector_bin_json(p2q_buf_t *b, const unsigned char *bin, size_t n);
 int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, size_t plen,
                       const unsigned char *bin, size_t n, char *why, size_t whylen);
 
-/* An event's snapshot text from the claim (payload, and vec: bytea hex of array_send(), vlen
-   bytes): *out = malloc'd payload with the vector spliced in at member `column`. 0; P2Q_EBADJSON
-   with why (no column configured any more, bad bytes, no place); P2Q_ENOMEM (*out NULL). */
-int p2q_vector_event_payload(const char *column, const char *payload, const char *vec, size_t vlen,
+/* An event's snapshot text from the claim (payload, and vec: array_send() bytes, vlen of them):
+   *out = malloc'd payload with the vector spliced in at member `column`. 0; P2Q_EBADJSON with why
+   (no column configured any more, bad bytes, no place); P2Q_ENOMEM (*out NULL). */
+int p2q_vector_event_payload(const char *column, const char *payload, const unsigned char *vec, size_t vlen,
                              char **out, char *why, size_t whylen);
 
 #endif

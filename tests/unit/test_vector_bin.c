@@ -133,20 +133,6 @@ static void test_vector_bin_json(void **state) {
   expect_json("00000007", P2Q_EBADJSON, NULL);
 }
 
-static void test_bytea_hex_decode(void **state) {
-  (void)state;
-  unsigned char out[8];
-  assert_int_equal(p2q_bytea_hex_decode("\\x00ff10Ab", 10, out), 4);
-  assert_int_equal(out[0], 0);
-  assert_int_equal(out[1], 0xff);
-  assert_int_equal(out[2], 0x10);
-  assert_int_equal(out[3], 0xab);
-  assert_int_equal(p2q_bytea_hex_decode("\\x", 2, out), 0);
-  assert_int_equal(p2q_bytea_hex_decode("\\x0", 3, out), P2Q_EBADJSON);
-  assert_int_equal(p2q_bytea_hex_decode("\\x0g", 4, out), P2Q_EBADJSON);
-  assert_int_equal(p2q_bytea_hex_decode("\\001", 4, out), P2Q_EBADJSON); /* bytea_output escape */
-}
-
 static void test_vector_splice(void **state) {
   (void)state;
   unsigned char bin[64];
@@ -183,7 +169,6 @@ int main(void) {
       cmocka_unit_test(test_float4_text),
       cmocka_unit_test(test_float4_text_round_trip),
       cmocka_unit_test(test_vector_bin_json),
-      cmocka_unit_test(test_bytea_hex_decode),
       cmocka_unit_test(test_vector_splice),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
