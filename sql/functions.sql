@@ -811,11 +811,14 @@ $p2q$;
 -- backlog pays nothing else), so only the first p_cap + 1 events of each type are read, in id
 -- order through sync_outbox_claim_idx — the claim's own order, so in-flight and retrying events
 -- (claimed by then) and the oldest pending one (ids and created_at are drawn together at insert)
--- are among them. Up to p_cap events of a type, every figure is exact. Beyond, `estimated` is
+-- are among them; the walk starts at the type's low-water mark (no event of the type is below it,
+-- see sync_outbox_mark), not at the drained front of the index. Up to p_cap events of a type,
+-- every figure is exact. Beyond, `estimated` is
 -- true: the total is the sample's density of ids extrapolated to the type's highest id (one index
 -- descent), in_flight and retrying are those counted in the sample, and pending is the rest; the
 -- same for dead letters (sync_outbox_dead_type_idx). The event types themselves come from a skip
--- scan of the same indexes (one descent per type).
+-- scan of the same indexes, from the right (one descent per type, landing on its newest events:
+-- live ones, unless the type has drained entirely).
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_status(p_cap integer)
 RETURNS TABLE (event_type text, pending bigint, in_flight bigint, retrying bigint, dead bigint,
                oldest_pending_age_seconds numeric, estimated boolean)
@@ -827,15 +830,16 @@ AS $p2q$
 DECLARE
   t text;
   s record;
+  lo bigint;
   top bigint;
   total bigint;
 BEGIN
   FOR t IN
     WITH RECURSIVE o(et) AS (
-      SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox x ORDER BY x.event_type, x.id LIMIT 1)
+      SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox x ORDER BY x.event_type DESC, x.id DESC LIMIT 1)
       UNION ALL
-      SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox x WHERE x.event_type > o.et
-               ORDER BY x.event_type, x.id LIMIT 1)
+      SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox x WHERE x.event_type < o.et
+               ORDER BY x.event_type DESC, x.id DESC LIMIT 1)
         FROM o WHERE o.et IS NOT NULL
     ), d(et) AS (
       SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox_dead x ORDER BY x.event_type, x.id LIMIT 1)
@@ -847,6 +851,7 @@ BEGIN
     SELECT o.et FROM o WHERE o.et IS NOT NULL UNION SELECT d.et FROM d WHERE d.et IS NOT NULL ORDER BY 1
   LOOP
     event_type := t; estimated := false;
+    lo := @SCHEMA@.sync_outbox_mark_lo(t);
     SELECT count(*) AS n,
            count(*) FILTER (WHERE x.available_at <= now()) AS pending,
            count(*) FILTER (WHERE x.claimed_by IS NOT NULL AND x.available_at > now()) AS in_flight,
@@ -855,7 +860,7 @@ BEGIN
            min(x.id) AS lo, max(x.id) AS hi
       INTO s
       FROM (SELECT x.id, x.available_at, x.claimed_by, x.created_at FROM @SCHEMA@.sync_outbox x
-             WHERE x.event_type = t ORDER BY x.event_type, x.id LIMIT p_cap + 1) x;
+             WHERE x.event_type = t AND x.id >= lo ORDER BY x.event_type, x.id LIMIT p_cap + 1) x;
     pending := s.pending; in_flight := s.in_flight; retrying := s.retrying;
     oldest_pending_age_seconds := round(COALESCE(extract(epoch FROM now() - s.oldest), 0)::numeric, 3);
     IF s.n > p_cap THEN

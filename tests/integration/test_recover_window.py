@@ -261,6 +261,33 @@ def test_status_of_a_big_backlog_is_an_estimate_and_reads_a_bounded_sample(outbo
     assert d.stop(p) == 0
 
 
+def test_status_starts_at_the_low_water_mark(outbox):
+    """After a drain that VACUUM has not reached, the index still holds the drained front: the
+    status sample starts at the claim's low-water mark (sync_outbox_mark), not at the left edge."""
+    db = outbox
+    db.execute("ALTER TABLE sync_outbox SET (autovacuum_enabled = false)")
+    enqueue(db, 100_000)
+    db.execute("DELETE FROM sync_outbox WHERE id <= 90000")  # drained, the index entries stay
+    for _ in range(3):  # what the claims do: an epoch, then its promotion once no writer is open
+        db.execute("SELECT sync_outbox_mark_refresh('{docs}')")
+        time.sleep(0.3)
+    assert db.execute("SELECT sync_outbox_mark_lo('docs')").fetchone()[0] > 90000
+
+    def cost():
+        with psycopg.connect(dbname=db.info.dbname) as c:
+            for _ in range(3):  # the last one on cached plans, with the dead entries marked
+                plan = c.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT * FROM sync_outbox_status(%s)",
+                                 (EXACT,)).fetchone()[0]
+            rows = c.execute("SELECT event_type, pending, estimated FROM sync_outbox_status(%s)", (EXACT,)).fetchall()
+            return buffers(plan), rows
+    marked, rows = cost()
+    assert rows == [("docs", 10000, True)]
+    db.execute("DELETE FROM sync_outbox_mark")  # no bound: from the left edge
+    unmarked, rows = cost()
+    assert rows == [("docs", 10000, True)]
+    assert marked * 2 < unmarked, (marked, unmarked)
+
+
 def items_table(db):
     db.execute("CREATE TABLE items (id int PRIMARY KEY, n int NOT NULL DEFAULT 0, label text, emb real[] NOT NULL)")
 
