@@ -98,6 +98,14 @@ $p2q$;
 -- claim: a SQL function's body is planned again at every call); they are not secret.
 GRANT SELECT ON @SCHEMA@.sync_outbox_mark TO PUBLIC;
 
+-- lo of one event type (0: no bound), for other readers of the outbox (sync_outbox_status).
+-- STABLE: read in the calling statement's snapshot. Plain SQL, inlined into the caller.
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_mark_lo(p_type text)
+RETURNS bigint
+LANGUAGE sql STABLE AS $p2q$
+  SELECT COALESCE((SELECT m.lo FROM @SCHEMA@.sync_outbox_mark m WHERE m.event_type = p_type), 0)
+$p2q$;
+
 -- Events of p_type are about to be inserted with explicit ids, the lowest p_id: lower the mark
 -- (in the inserting transaction, so the mark and the events become visible together).
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_mark_lower(p_type text, p_id bigint)
