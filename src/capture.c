@@ -278,11 +278,11 @@ int p2q_capture_key_expr(const p2q_rule_config_t *r, const char *ref, p2q_buf_t 
 }
 
 static int enqueue_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
-                       const char *op, const char *source, int by_name, p2q_buf_t *out) {
+                       const char *op, const char *source, int by_name, int vec, p2q_buf_t *out) {
   p2q_strlist_t snap, need = {NULL, 0};
   int rc = p2q_capture_snapshot_columns(r, &snap);
   if (!rc) rc = p2q_capture_needed_columns(r, &need);
-  if (!rc) p2q_capture_insert_events(out, r, schema, max_attempts, op, &snap, &need, source, by_name);
+  if (!rc) p2q_capture_insert_events(out, r, schema, max_attempts, op, &snap, &need, source, by_name, vec);
   p2q_strlist_free(&snap);
   p2q_strlist_free(&need);
   return rc ? rc : p2q_buf_error(out);
@@ -290,12 +290,17 @@ static int enqueue_sql(const p2q_rule_config_t *r, const char *schema, int max_a
 
 int p2q_capture_enqueue_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
                             const char *op, const char *source, p2q_buf_t *out) {
-  return enqueue_sql(r, schema, max_attempts, op, source, 1, out);
+  return enqueue_sql(r, schema, max_attempts, op, source, 1, 0, out);
 }
 
 int p2q_capture_enqueue_fast_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
                                  const char *op, const char *source, p2q_buf_t *out) {
-  return enqueue_sql(r, schema, max_attempts, op, source, 0, out);
+  return enqueue_sql(r, schema, max_attempts, op, source, 0, 0, out);
+}
+
+int p2q_capture_enqueue_vec_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                                const char *op, const char *source, p2q_buf_t *out) {
+  return enqueue_sql(r, schema, max_attempts, op, source, 0, 1, out);
 }
 
 int p2q_capture_check_sql(const p2q_rule_config_t *r, p2q_buf_t *out) {

@@ -535,10 +535,11 @@ int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schem
    with a 384-float vector; fails with undefined_column once a named column is gone). */
 void p2q_capture_insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
                           int max_attempts, const char *op, const p2q_strlist_t *snap,
-                          const p2q_strlist_t *need, const char *source, int by_name) {
+                          const p2q_strlist_t *need, const char *source, int by_name, int vec) {
   int upsert = strcmp(op, "delete") != 0;
+  vec = vec && upsert && !by_name && binary_vector(r, snap);
   p2q_buf_puts(b, "INSERT INTO ");
-  outbox_columns(b, schema, 0);
+  outbox_columns(b, schema, vec);
   p2q_buf_puts(b, "SELECT ");
   p2q_sql_literal(b, r->event_type ? r->event_type : r->name);
   p2q_buf_puts(b, ", ");
@@ -552,8 +553,24 @@ void p2q_capture_insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const c
     p2q_buf_puts(b, ", ");
     p2q_capture_json_object(b, "r", &r->key);
     p2q_buf_printf(b, ", '%s', ", op);
-    if (upsert) snapshot_expr(b, "r", snap);
-    else p2q_buf_puts(b, "NULL");
+    if (vec) { /* the caller found a real[]; checked per row again (a type changed since) */
+      p2q_buf_t t = P2Q_BUF_INIT;
+      p2q_buf_puts(&t, "pg_typeof(r.");
+      p2q_sql_ident(&t, r->vector_column);
+      p2q_buf_puts(&t, ") = 'real[]'::regtype");
+      p2q_buf_printf(b, "CASE WHEN %s THEN ", p2q_buf_str(&t));
+      object_expr_sub(b, "r", snap, 0, r->vector_column, "NULL::json");
+      p2q_buf_puts(b, " ELSE ");
+      snapshot_expr(b, "r", snap);
+      p2q_buf_printf(b, " END, CASE WHEN %s THEN r.", p2q_buf_str(&t));
+      p2q_sql_ident(b, r->vector_column);
+      p2q_buf_puts(b, " END");
+      p2q_buf_free(&t);
+    } else if (upsert) {
+      snapshot_expr(b, "r", snap);
+    } else {
+      p2q_buf_puts(b, "NULL");
+    }
     p2q_buf_puts(b, ", CASE WHEN ");
     key_null_expr(b, r, "r");
     p2q_buf_puts(b, " THEN 0");

@@ -22,6 +22,6 @@ int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schem
    reference. */
 void p2q_capture_insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
                                int max_attempts, const char *op, const p2q_strlist_t *snap,
-                               const p2q_strlist_t *need, const char *source, int by_name);
+                               const p2q_strlist_t *need, const char *source, int by_name, int vec);
 
 #endif

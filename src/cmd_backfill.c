@@ -120,8 +120,9 @@ int p2q_backfill_chunk_sql(const p2q_config_t *cfg, const p2q_rule_config_t *r, 
   p2q_buf_puts(out, " FROM e) ORDER BY ");
   key_list(out, r, "r", 0);
   p2q_buf_puts(out, " FOR SHARE OF r), ins AS (");
-  rc = fast ? p2q_capture_enqueue_fast_sql(r, cfg->pg_schema, (int)cfg->max_attempts, "upsert", "c", &ins)
-            : p2q_capture_enqueue_sql(r, cfg->pg_schema, (int)cfg->max_attempts, "upsert", "c", &ins);
+  rc = fast == 2 ? p2q_capture_enqueue_vec_sql(r, cfg->pg_schema, (int)cfg->max_attempts, "upsert", "c", &ins)
+       : fast   ? p2q_capture_enqueue_fast_sql(r, cfg->pg_schema, (int)cfg->max_attempts, "upsert", "c", &ins)
+                : p2q_capture_enqueue_sql(r, cfg->pg_schema, (int)cfg->max_attempts, "upsert", "c", &ins);
   if (rc) goto fail;
   p2q_buf_append(out, ins.data, ins.len);
   p2q_buf_puts(out, " ORDER BY ");
@@ -162,7 +163,8 @@ static int run_chunk(PGconn *conn, const char *sql, char **last, long long *n, c
     }
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     int again = state && (!strcmp(state, "40P01") || !strcmp(state, "40001")) && attempt < 5;
-    int gone = state && !strcmp(state, "42703");
+    /* 42703: a named column is gone; 42804: the vector column is no longer a real[] */
+    int gone = state && (!strcmp(state, "42703") || !strcmp(state, "42804"));
     snprintf(err, errlen, "%s", PQresultErrorMessage(res));
     PQclear(res);
     PQclear(PQexec(conn, "ROLLBACK"));
@@ -187,6 +189,22 @@ int p2q_backfill_pin_session(PGconn *conn, char *err, size_t errlen) {
   return p2q_admin_exec(conn, "SET search_path = pg_catalog, pg_temp", err, errlen);
 }
 
+/* Is the rule's vector column a real[] now? (No: not found, another type, or the query failed.) */
+static int vector_is_real_array(PGconn *conn, const p2q_rule_config_t *r) {
+  p2q_buf_t t = P2Q_BUF_INIT;
+  int yes = 0;
+  if (r->vector_column && !p2q_sql_qualified(&t, r->table)) {
+    const char *p[] = {t.data, r->vector_column};
+    PGresult *res = PQexecParams(conn, "SELECT a.atttypid = 'pg_catalog.float4[]'::pg_catalog.regtype FROM pg_catalog.pg_attribute a"
+                                       " WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped",
+                                 2, NULL, p, NULL, NULL, 0);
+    yes = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t");
+    PQclear(res);
+  }
+  p2q_buf_free(&t);
+  return yes;
+}
+
 int p2q_backfill_chunks(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_config_t *r,
                         const char *where, long chunk, const char *label, int tty,
                         long long *done, long long *chunks, char *err, size_t errlen) {
@@ -197,7 +215,9 @@ int p2q_backfill_chunks(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_co
   int rc = -1, by_name = 0;
   long long total = -1;
   *done = *chunks = 0;
-  if (p2q_backfill_chunk_sql(cfg, r, where, chunk, 0, 1, &sql[0][0]) || p2q_backfill_chunk_sql(cfg, r, where, chunk, 1, 1, &sql[0][1]) ||
+  int fast = vector_is_real_array(conn, r) ? 2 : 1; /* 2: the vector sent unprinted, as the trigger does */
+  if (p2q_backfill_chunk_sql(cfg, r, where, chunk, 0, fast, &sql[0][0]) ||
+      p2q_backfill_chunk_sql(cfg, r, where, chunk, 1, fast, &sql[0][1]) ||
       p2q_backfill_chunk_sql(cfg, r, where, chunk, 0, 0, &sql[1][0]) || p2q_backfill_chunk_sql(cfg, r, where, chunk, 1, 0, &sql[1][1]) ||
       count_sql(r, where, &count)) {
     snprintf(err, errlen, "cannot generate SQL (bad table name?)");

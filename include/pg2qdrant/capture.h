@@ -103,6 +103,12 @@ int p2q_capture_enqueue_sql(const p2q_rule_config_t *rule, const char *schema, i
    names is gone; callers then fall back to p2q_capture_enqueue_sql. */
 int p2q_capture_enqueue_fast_sql(const p2q_rule_config_t *rule, const char *schema, int max_attempts,
                                  const char *op, const char *source, p2q_buf_t *out);
+/* The same by reference, the vector sent unprinted as the row trigger sends it (sync_outbox.vec)
+   where the rule's snapshot allows it: for a vector column the caller found to be a real[]
+   (checked again per row; a type that has no assignment cast to real[] fails the statement with
+   42804, and callers then fall back to p2q_capture_enqueue_sql). */
+int p2q_capture_enqueue_vec_sql(const p2q_rule_config_t *rule, const char *schema, int max_attempts,
+                                const char *op, const char *source, p2q_buf_t *out);
 /* SELECT that checks the rule's key, filter and routing_key expressions against the table
    (LIMIT 0); `apply` prepares it under the trigger's search_path and role. */
 int p2q_capture_check_sql(const p2q_rule_config_t *rule, p2q_buf_t *out);

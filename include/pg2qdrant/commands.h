@@ -48,7 +48,8 @@ int p2q_cmd_bench(const p2q_config_t *cfg, int argc, char **argv);
 /* Pin a session to the triggers' search_path (pg_catalog, pg_temp). 0 or -1 + message. */
 int p2q_backfill_pin_session(PGconn *conn, char *err, size_t errlen);
 /* One backfill chunk's statement (cmd_backfill.c): $1 = the last key as jsonb text when after;
-   returns (events enqueued, the chunk's last key or NULL at the end). fast: columns by reference. */
+   returns (events enqueued, the chunk's last key or NULL at the end). fast: 1 columns by reference,
+   2 also a real[] vector sent unprinted (p2q_capture_enqueue_vec_sql), 0 by name. */
 int p2q_backfill_chunk_sql(const p2q_config_t *cfg, const p2q_rule_config_t *r, const char *where,
                            long chunk, int after, int fast, p2q_buf_t *out);
 /* Enqueue rule r's matching rows (and `where`) in key-range chunks of `chunk`, each its own
