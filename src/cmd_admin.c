@@ -100,9 +100,12 @@ int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv) {
              PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 5));
       p2q_buf_free(&name);
     } else {
+      /* which of the two is an estimate: the one above the cap */
       char pending[32], dead[32];
-      snprintf(pending, sizeof pending, "%s%s", est ? "~" : "", PQgetvalue(r, i, 1));
-      snprintf(dead, sizeof dead, "%s%s", est ? "~" : "", PQgetvalue(r, i, 4));
+      long long queued = atoll(PQgetvalue(r, i, 1)) + atoll(PQgetvalue(r, i, 2)) + atoll(PQgetvalue(r, i, 3));
+      snprintf(pending, sizeof pending, "%s%s", est && queued > P2Q_OUTBOX_STATUS_EXACT ? "~" : "", PQgetvalue(r, i, 1));
+      snprintf(dead, sizeof dead, "%s%s", est && atoll(PQgetvalue(r, i, 4)) > P2Q_OUTBOX_STATUS_EXACT ? "~" : "",
+               PQgetvalue(r, i, 4));
       printf("%-24s %10s %10s %10s %10s %14s\n", PQgetvalue(r, i, 0), pending,
              PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), dead, PQgetvalue(r, i, 5));
     }
@@ -117,9 +120,9 @@ int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv) {
       p2q_buf_free(&name);
     }
   } else if (estimated) {
-    printf("~ estimated: more than %d events of that type (counts are exact up to %d; in_flight and retrying"
-           " are counted among the oldest %d)\n", P2Q_OUTBOX_STATUS_EXACT, P2Q_OUTBOX_STATUS_EXACT,
-           P2Q_OUTBOX_STATUS_EXACT + 1);
+    printf("~ estimated: more than %d events (or dead letters) of that type; up to %d every count is exact;"
+           " in_flight and retrying are counted among the oldest %d\n", P2Q_OUTBOX_STATUS_EXACT,
+           P2Q_OUTBOX_STATUS_EXACT, P2Q_OUTBOX_STATUS_EXACT + 1);
   }
   /* the outbox schema against this build: what `run` would say at start */
   char hash[41];

@@ -238,8 +238,11 @@ def test_status_of_a_big_backlog_is_an_estimate_and_reads_a_bounded_sample(outbo
     assert abs(pending - (n - 1000 - 256)) <= n // 50  # within 2 %
     assert abs(dead - 3 * EXACT) <= 3 * EXACT // 50 and oldest > 0
     assert rows["small"] == (30, 0, 0, 0, rows["small"][4], False)
-    st = json.loads(make_daemon({"rule.docs": docs_rule()}).cli("status", "--json").stdout)
+    cli = make_daemon({"rule.docs": docs_rule()})
+    st = json.loads(cli.cli("status", "--json").stdout)
     assert st["estimated"] == ["big"] and st["exact_up_to"] == EXACT
+    text = {line.split()[0]: line.split()[1:] for line in cli.cli("status").stdout.splitlines()[1:3]}
+    assert text["big"][0] == f"~{pending}" and text["big"][3] == f"~{dead}" and text["small"][0] == "30"
     assert {r["event_type"] for r in st["event_types"]} == {"big", "small"}
     port = free_port()
     d = make_daemon({"rule.docs": docs_rule(), "http": {"listen": f"127.0.0.1:{port}"}})  # claims docs only
