@@ -430,14 +430,21 @@ $p2q$;
 --   * X's ack releases the lease of a row only in the statement that settles X's event of that row:
 --     done/dead delete E, retry/requeue set claimed_by NULL (E leaves the premise); a `release` row
 --     is only returned for a row whose lease the claim won without claiming any event, and X cannot
---     win its own held lease again while it is unexpired (first point);
+--     win its own held lease again while it is unexpired (first point). One residual: an ack of an
+--     older batch of X's that arrives after that batch's lease expired, and after X re-won the same
+--     row for E (same owner), releases E's lease too (the ack matches leases by owner and row). Such
+--     an E is found neither here nor by sync_outbox_reap and is claimable again when its own lease
+--     expires (the old full scans found it by claimed_by) — late by at
+--     most `lease`, never lost (and the same early release already lets another claimer take the
+--     row: that ack is the anomaly, not this function);
 --   * this function and sync_outbox_reap release a lease only in the statement that frees its
 --     event (below), the lease reclaimer deletes only released leases (owner NULL);
 --   * nothing else writes claimed_by, available_at of a claimed event, or a lease (`retry` touches
 --     only claimed_by IS NULL events; `retry --dead` inserts unclaimed ones).
 -- So the old query's set — `claimed_by IS NOT NULL AND available_at > now() AND claimed_at < now()
--- - grace AND the owner's backend is gone` — is exactly {event claimed_id of lease L : L.owner gone,
--- L.leased_at < now() - grace, that event still claimed_by L.owner with available_at > now()},
+-- - grace AND the owner's backend is gone` — is, but for that residual, {event claimed_id of lease
+-- L : L.owner gone, L.leased_at < now() - grace, that event still claimed_by L.owner with
+-- available_at > now()},
 -- found through the lease table and the outbox's primary key. (Events whose lease was released by
 -- a retry/requeue ack have claimed_by NULL: they wait their backoff, as before; an event whose
 -- claim expired (available_at <= now()) is claimable again, as before.)
