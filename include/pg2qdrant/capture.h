@@ -22,6 +22,9 @@
  * (max_attempts 0, last_error = the reason); sync_outbox_recover moves it to the dead letters.
  * Statement-level SQL (backfill, reconcile --fix, TRUNCATE) always reads by name. The snapshot
  * text is the same on every path. Per rule, `p2q_drift_NAME()` says how the table no longer fits.
+ * A real[] vector of a snapshot built by one json_build_object is sent unprinted (sync_outbox.vec,
+ * its place in the snapshot null) by the trigger's fast path and by backfill; the daemon prints it
+ * back exactly (vector_bin.h), so the snapshot text an event stands for is the same either way.
  */
 #ifndef P2Q_CAPTURE_H
 #define P2Q_CAPTURE_H
