@@ -459,11 +459,14 @@ $p2q$;
 --       available_at (the claim's UPDATE must stay HOT, migration 004). So each call scans one
 --       window of the outbox in id order (p_limit events after p_after_id, the caller's cursor),
 --       and the sweep walks the whole outbox window by window, wrapping around.
--- The lease table is walked the same way (p_limit leases after (p_after_rule, p_after_key)): it
--- holds one row per source row claimed and not yet reclaimed, i.e. in steady state a few
+-- Which leases to look at: a connection the registry (sync_outbox_instance) knows is gone has its
+-- leases looked up by owner once, one grace after it went (step 0 below; its registry row is
+-- deleted with them). Owners the registry does not know — a PostgreSQL restart empties it, the
+-- reap drops rows older than the postmaster — are found by walking the lease table the same way
+-- as the outbox (p_limit leases after (p_after_rule, p_after_key)): in steady state it holds a few
 -- sweep intervals of changed rows, one window; after a large drain it can be as large as the
--- drained backlog until lease_gc.c catches up, and a lost connection's claims are then freed when
--- the walk reaches them or when the lease expires, whichever comes first.
+-- drained backlog until lease_gc.c catches up, and such claims are then freed when the walk
+-- reaches them or when their lease expires, whichever comes first.
 -- p_limit NULL: everything in one call (sync_outbox_recover). Returns the events freed or
 -- dead-lettered from gone owners' claims, the exhausted events dead-lettered by the window, and
 -- the cursors for the next call (NULL: the walk wrapped around).
@@ -484,6 +487,7 @@ DECLARE
   live text[];
   hidden integer[];
   gone_tids tid[];
+  lost text[];
   dead_ids bigint[];
   n bigint;
 BEGIN
@@ -492,6 +496,21 @@ BEGIN
                   FILTER (WHERE a.backend_start IS NOT NULL), '{}'),
          COALESCE(array_agg(a.pid) FILTER (WHERE a.backend_start IS NULL), '{}')
     INTO live, hidden FROM pg_stat_activity a;
+  -- 0. connections the registry knows are gone (gone_since, set by the liveness check) since
+  -- before the grace: every lease of theirs was taken before the backend went, so all of them are
+  -- due now. Their registry rows are deleted and their leases looked up by owner (one scan of the
+  -- lease table per lost connection, not per call): whatever the window, a registered connection's
+  -- claims come back one grace after it was lost. (A process all of whose connections are gone is
+  -- sync_outbox_reap's, seconds after; rows it is deleting are locked and skipped here.)
+  WITH r AS (
+    DELETE FROM @SCHEMA@.sync_outbox_instance i
+     WHERE i.owner IN (SELECT i2.owner FROM @SCHEMA@.sync_outbox_instance i2
+                        WHERE i2.gone_since < now() - p_grace_ms * interval '1 millisecond'
+                          AND NOT (i2.owner = ANY (live)) AND NOT (i2.pid = ANY (hidden))
+                          FOR UPDATE SKIP LOCKED)
+    RETURNING i.owner
+  )
+  SELECT array_agg(r.owner) INTO lost FROM r;
   -- 1. the window of leases: one pass over p_limit leases, keeping those of gone owners
   WITH w AS (
     SELECT l.ctid AS tid, l.rule, l.row_key, l.owner, l.leased_at FROM @SCHEMA@.sync_outbox_lease l
@@ -507,6 +526,9 @@ BEGIN
                   AND w.leased_at < now() - p_grace_ms * interval '1 millisecond')
     INTO n, last_rule, last_key, gone_tids;
   IF p_limit IS NULL OR n < p_limit THEN last_rule := NULL; last_key := NULL; END IF;
+  IF lost IS NOT NULL THEN
+    gone_tids := gone_tids || ARRAY(SELECT l.ctid FROM @SCHEMA@.sync_outbox_lease l WHERE l.owner = ANY (lost));
+  END IF;
   -- 2. free them (the common case: none): the leases locked in key order, as claims and acks lock
   -- them, and re-checked on their current version (a lease taken meanwhile is skipped); each one's
   -- claimed event (I) read through the primary key: freed, or dead-lettered when that claim was

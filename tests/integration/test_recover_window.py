@@ -120,6 +120,31 @@ def test_gone_owner_claims_are_found_through_their_leases(outbox):
                       (more,)).fetchone()[0] == 5
 
 
+def test_registered_lost_connection_is_freed_whatever_the_window(outbox):
+    """A lost connection the registry knows (gone_since, set by the liveness check): its claims
+    come back one grace after, even when the lease walk's window is far from them, and its
+    registry row goes with them, so the lease table is scanned for it once."""
+    db = outbox
+    enqueue(db, 50)
+    live, pid, start = db.execute("SELECT pid::text || '.' || (extract(epoch FROM backend_start) * 1000000)::bigint::text,"
+                                  " pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()").fetchone()
+    mine = claim(db, live, 30)       # the first keys in lease order: the only ones a 1-lease window sees
+    lost = claim(db, "999999996.1", 20)
+    db.execute("INSERT INTO sync_outbox_instance (owner, instance, pid, backend_start, gone_since) VALUES"
+               " (%s, 'alive', %s, %s, NULL), ('999999996.1', 'alive', 999999996, now(), now() - interval '1 minute')",
+               (live, pid, start))
+    time.sleep(0.2)
+    step = "SELECT freed FROM sync_outbox_recover_step(100, NULL, NULL, NULL, 1)"
+    assert db.execute(step).fetchone()[0] == 20
+    assert db.execute("SELECT count(*) FROM sync_outbox WHERE id = ANY (%s) AND claimed_by IS NULL"
+                      " AND available_at <= now()", (lost,)).fetchone()[0] == 20
+    assert db.execute("SELECT owner FROM sync_outbox_instance").fetchall() == [(live,)]
+    assert db.execute("SELECT count(*) FROM sync_outbox_lease WHERE owner IS NOT NULL").fetchone()[0] == 30
+    assert db.execute(step).fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM sync_outbox WHERE id = ANY (%s) AND claimed_by = %s",
+                      (mine, live)).fetchone()[0] == 30
+
+
 def test_final_attempt_claims_of_gone_owners_are_dead_lettered(outbox):
     """A claim counts the attempt, so a final attempt whose owner vanished must end in the dead
     letters, not loop: found through the lease by the sweep's step and by the reap."""
