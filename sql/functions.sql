@@ -182,12 +182,22 @@ BEGIN
                AND NOT (r.epoch_locks && holders);
     IF promote THEN
       -- S2: every transaction of the epoch has ended; what they committed is visible here
-      SELECT min(o.id) INTO c FROM @SCHEMA@.sync_outbox o WHERE o.event_type = r.event_type AND o.id >= r.lo;
+      -- Written so that only (event_type, id) can serve it: a range on event_type (not `=`, which
+      -- would let the primary key's id order do) and a row comparison. min(id) took the primary
+      -- key with event_type as a filter (statistics of one type) and walked every other type's
+      -- events: 80-950 ms at 300,000-1,000,000 of them.
+      SELECT o.id INTO c FROM @SCHEMA@.sync_outbox o
+       WHERE o.event_type >= r.event_type AND o.event_type <= r.event_type
+         AND (o.event_type, o.id) >= (r.event_type, r.lo)
+       ORDER BY o.event_type, o.id LIMIT 1;
       new_lo := GREATEST(r.lo, LEAST(COALESCE(c, r.epoch_id + 1), r.epoch_id + 1));
     END IF;
     IF r.checked_at <= now() - interval '30 seconds' THEN
       -- the safety net: an event below lo was inserted outside the contract; lower lo to it
-      SELECT min(o.id) INTO c FROM @SCHEMA@.sync_outbox o WHERE o.event_type = r.event_type AND o.id < new_lo;
+      SELECT o.id INTO c FROM @SCHEMA@.sync_outbox o
+       WHERE o.event_type >= r.event_type AND o.event_type <= r.event_type
+         AND (o.event_type, o.id) < (r.event_type, new_lo)
+       ORDER BY o.event_type, o.id LIMIT 1;
       IF c IS NOT NULL THEN
         RAISE LOG 'pg2qdrant: event % of type % was inserted below the claim''s low-water mark %', c, r.event_type, new_lo;
         new_lo := c;
