@@ -121,7 +121,7 @@ CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_mark_refresh(p_types text[])
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan SET jit = off
 AS $p2q$
 DECLARE
   rel oid;
@@ -252,8 +252,11 @@ RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attem
                max_attempts integer, created_at timestamptz, event_type text, vec real[])
 LANGUAGE plpgsql
 -- A queue's statistics are always stale (a backlog appears in seconds); with a low estimate the
--- planner sorts the whole backlog instead of walking (event_type, id). Index access only.
-SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan
+-- planner sorts the whole backlog instead of walking (event_type, id). Index access only. jit off:
+-- once statistics see a big backlog the generic plan costs over jit_optimize_above_cost and every
+-- claim was JIT-compiled (1.2 s per claim at 1,000,000 events: Inlining 99 ms, Optimization 642 ms,
+-- Emission 468 ms), whatever the few pages it then reads.
+SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan SET jit = off
 AS $p2q$
 #variable_conflict use_column
 BEGIN
@@ -340,7 +343,7 @@ CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_ack(p_owner text, p_ids bigint[]
     p_keys jsonb[], p_outcomes text[], p_delay_ms integer[], p_errors text[])
 RETURNS integer
 LANGUAGE plpgsql
-SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan SET jit = off
 AS $p2q$
 DECLARE
   n integer;
@@ -784,7 +787,7 @@ CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_reclaim_leases(p_after_rule text
     p_limit integer)
 RETURNS TABLE (reclaimed integer, scanned integer, last_rule text, last_key jsonb, blocked text)
 LANGUAGE plpgsql
-SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan SET jit = off
 AS $p2q$
 #variable_conflict use_column
 DECLARE
