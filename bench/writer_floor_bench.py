@@ -60,6 +60,14 @@ def cpu():
     return (int(f[11]) + int(f[12])) / tick
 SETS = ("SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD' "
         "SET IntervalStyle = 'iso_8601' SET extra_float_digits = '3' SET bytea_output = 'hex' SET lc_monetary = 'C'")
+# the same trigger body (the capture trigger's SECURITY DEFINER, SET clauses and exception block, then
+# one event INSERT) into each outbox copy: only the copy's constraints and indexes differ
+def outbox_trigger(fn, table):
+    return ("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER %s AS $$\n"
+            "BEGIN BEGIN NULL; EXCEPTION WHEN OTHERS THEN NULL; END;\n"
+            "  INSERT INTO public.%s (event_type, routing_key, rule, source_table, row_key, op, payload, max_attempts, last_error)\n"
+            "  VALUES ('w', NULL, 'w', 'public.w', jsonb_build_object('id', NEW.id), 'upsert', '{}'::json, 10, NULL);\n"
+            "  RETURN NULL; END$$;") % (fn, SETS, table)
 db.execute("""
 DROP TABLE IF EXISTS f_plain, f_empty, f_secdef, f_insert, fob, f_nocheck, fob2, f_noidx, fob3 CASCADE;
 CREATE TABLE f_plain (id bigint PRIMARY KEY, note text, emb real[]);
@@ -72,31 +80,20 @@ CREATE TRIGGER fob_notify AFTER INSERT ON fob FOR EACH ROW
 CREATE OR REPLACE FUNCTION f_empty() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
 CREATE OR REPLACE FUNCTION f_secdef() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER %s AS $$
 BEGIN BEGIN NULL; EXCEPTION WHEN OTHERS THEN NULL; END; RETURN NULL; END$$;
-CREATE OR REPLACE FUNCTION f_insert() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER %s AS $$
-BEGIN BEGIN NULL; EXCEPTION WHEN OTHERS THEN NULL; END;
-  INSERT INTO public.fob (event_type, routing_key, rule, source_table, row_key, op, payload, max_attempts, last_error)
-  VALUES ('w', NULL, 'w', 'public.w', jsonb_build_object('id', NEW.id), 'upsert', '{}'::json, 10, NULL);
-  RETURN NULL; END$$;
+{f_insert}
 CREATE TABLE f_nocheck (LIKE f_plain INCLUDING ALL);
 CREATE TABLE fob2 (LIKE p2q.sync_outbox INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING INDEXES) WITH (fillfactor = 50);
-CREATE OR REPLACE FUNCTION f_nocheck() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER %s AS $$
-BEGIN BEGIN NULL; EXCEPTION WHEN OTHERS THEN NULL; END;
-  INSERT INTO public.fob2 (event_type, routing_key, rule, source_table, row_key, op, payload, max_attempts, last_error)
-  VALUES ('w', NULL, 'w', 'public.w', jsonb_build_object('id', NEW.id), 'upsert', '{}'::json, 10, NULL);
-  RETURN NULL; END$$;
+{f_nocheck}
 CREATE TRIGGER t AFTER INSERT ON f_nocheck FOR EACH ROW EXECUTE FUNCTION f_nocheck();
 CREATE TABLE f_noidx (LIKE f_plain INCLUDING ALL);
 CREATE TABLE fob3 (LIKE p2q.sync_outbox INCLUDING DEFAULTS INCLUDING IDENTITY) WITH (fillfactor = 50);
-CREATE OR REPLACE FUNCTION f_noidx() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER %s AS $$
-BEGIN BEGIN NULL; EXCEPTION WHEN OTHERS THEN NULL; END;
-  INSERT INTO public.fob3 (event_type, routing_key, rule, source_table, row_key, op, payload, max_attempts, last_error)
-  VALUES ('w', NULL, 'w', 'public.w', jsonb_build_object('id', NEW.id), 'upsert', '{}'::json, 10, NULL);
-  RETURN NULL; END$$;
+{f_noidx}
 CREATE TRIGGER t AFTER INSERT ON f_noidx FOR EACH ROW EXECUTE FUNCTION f_noidx();
 CREATE TRIGGER t AFTER INSERT ON f_empty FOR EACH ROW EXECUTE FUNCTION f_empty();
 CREATE TRIGGER t AFTER INSERT ON f_secdef FOR EACH ROW EXECUTE FUNCTION f_secdef();
 CREATE TRIGGER t AFTER INSERT ON f_insert FOR EACH ROW EXECUTE FUNCTION f_insert();
-""" % (SETS, SETS, SETS, SETS))
+""".replace("%s", SETS, 1).format(f_insert=outbox_trigger("f_insert", "fob"),
+           f_nocheck=outbox_trigger("f_nocheck", "fob2"), f_noidx=outbox_trigger("f_noidx", "fob3")))
 tables = ["f_plain", "f_empty", "f_secdef", "f_insert", "f_nocheck", "f_noidx", "w"]
 NOTE = {"f_plain": "no trigger", "f_empty": "empty AFTER ROW plpgsql trigger",
         "f_secdef": "+ SECURITY DEFINER, the 7 SET clauses, an exception block",
