@@ -451,7 +451,8 @@ $p2q$;
 --     most `lease`, never lost (and the same early release already lets another claimer take the
 --     row: that ack is the anomaly, not this function);
 --   * this function and sync_outbox_reap release a lease only in the statement that frees its
---     event (below), the lease reclaimer deletes only released leases (owner NULL);
+--     event (sync_outbox_free_claimed, below), the lease reclaimer deletes only released leases
+--     (owner NULL);
 --   * nothing else writes claimed_by, available_at of a claimed event, or a lease (`retry` touches
 --     only claimed_by IS NULL events; `retry --dead` inserts unclaimed ones).
 -- So the old query's set — `claimed_by IS NOT NULL AND available_at > now() AND claimed_at < now()
@@ -502,6 +503,10 @@ DECLARE
   gone_tids tid[];
   lost text[];
   dead_ids bigint[];
+  k_rules text[];
+  k_keys jsonb[];
+  k_ids bigint[];
+  k_owners text[];
   n bigint;
 BEGIN
   freed := 0; buried := 0;
@@ -543,48 +548,25 @@ BEGIN
     gone_tids := gone_tids || ARRAY(SELECT l.ctid FROM @SCHEMA@.sync_outbox_lease l WHERE l.owner = ANY (lost));
   END IF;
   -- 2. free them (the common case: none): the leases locked in key order, as claims and acks lock
-  -- them, and re-checked on their current version (a lease taken meanwhile is skipped); each one's
-  -- claimed event (I) read through the primary key: freed, or dead-lettered when that claim was
-  -- its final attempt (a); both in one statement with the lease's release
+  -- them, and re-checked on their current version (a lease taken meanwhile is skipped); then, by
+  -- sync_outbox_free_claimed, each one's claimed event (I) read through the primary key: freed, or
+  -- dead-lettered when that claim was its final attempt (a); both in one statement with the
+  -- lease's release (the leases stay locked from this statement to the end of the transaction)
   IF cardinality(gone_tids) > 0 THEN
-    WITH k AS (
-      SELECT l.rule, l.row_key, l.owner, l.claimed_id FROM @SCHEMA@.sync_outbox_lease l
-       WHERE l.ctid = ANY (gone_tids)
-         AND l.owner IS NOT NULL AND NOT (l.owner = ANY (live))
-         AND NOT (split_part(l.owner, '.', 1)::integer = ANY (hidden))
-         AND l.leased_at < now() - p_grace_ms * interval '1 millisecond'
-       ORDER BY l.rule, l.row_key FOR UPDATE OF l SKIP LOCKED
-    ), ev AS (
-      UPDATE @SCHEMA@.sync_outbox o SET available_at = now(), claimed_by = NULL
-       WHERE o.id = ANY (ARRAY(SELECT k.claimed_id FROM k))
-         AND (o.id, o.claimed_by) IN (SELECT k.claimed_id, k.owner FROM k)
-         AND o.available_at > now() AND o.claimed_at < now() - p_grace_ms * interval '1 millisecond'
-         AND o.attempts < o.max_attempts
-      RETURNING 1
-    ), gone AS (
-      DELETE FROM @SCHEMA@.sync_outbox o
-       WHERE o.id = ANY (ARRAY(SELECT k.claimed_id FROM k))
-         AND (o.id, o.claimed_by) IN (SELECT k.claimed_id, k.owner FROM k)
-         AND o.available_at > now() AND o.claimed_at < now() - p_grace_ms * interval '1 millisecond'
-         AND o.attempts >= o.max_attempts
-      RETURNING o.*
-    ), ins AS (
-      INSERT INTO @SCHEMA@.sync_outbox_dead (id, event_type, routing_key, rule, source_table, row_key, op,
-                                             payload, vec, attempts, max_attempts, last_error, created_at)
-      SELECT g.id, g.event_type, g.routing_key, g.rule, g.source_table, g.row_key, g.op, g.payload, g.vec,
-             g.attempts, g.max_attempts,
-             COALESCE(g.last_error, 'no outcome reported after the final attempt (worker crashed or lease expired)'),
-             g.created_at
-        FROM gone g
-      ON CONFLICT (id) DO NOTHING
-      RETURNING 1
-    ), rel AS (
-      UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
-        FROM k WHERE l.rule = k.rule AND l.row_key = k.row_key
-      RETURNING 1
-    )
-    -- (every data-modifying CTE runs to completion whether or not it is read)
-    SELECT (SELECT count(*) FROM ev) + (SELECT count(*) FROM gone) INTO freed;
+    SELECT array_agg(k.rule), array_agg(k.row_key), array_agg(k.claimed_id), array_agg(k.owner)
+      INTO k_rules, k_keys, k_ids, k_owners
+      FROM (SELECT l.rule, l.row_key, l.owner, l.claimed_id FROM @SCHEMA@.sync_outbox_lease l
+             WHERE l.ctid = ANY (gone_tids)
+               AND l.owner IS NOT NULL AND NOT (l.owner = ANY (live))
+               AND NOT (split_part(l.owner, '.', 1)::integer = ANY (hidden))
+               AND l.leased_at < now() - p_grace_ms * interval '1 millisecond'
+             ORDER BY l.rule, l.row_key FOR UPDATE OF l SKIP LOCKED) k;
+    IF k_rules IS NOT NULL THEN
+      -- an event matched by (its id, its claimer) = (the lease's claimed_id, the lease's owner)
+      SELECT f.events INTO freed
+        FROM @SCHEMA@.sync_outbox_free_claimed(k_rules, k_keys, k_ids, k_owners, NULL,
+                                               now() - p_grace_ms * interval '1 millisecond') f;
+    END IF;
   END IF;
   -- 3. the window of the outbox (b): one pass over p_limit events in id order
   WITH w AS (
@@ -613,6 +595,66 @@ BEGIN
     )
     SELECT count(*) FROM exhausted INTO buried;
   END IF;
+  RETURN NEXT;
+END
+$p2q$;
+
+-- Free the claimed events of gone owners' leases and release those leases, in one statement: the
+-- one place sync_outbox_recover_step (step 2) and sync_outbox_reap do it. The caller has found
+-- the leases (p_rules, p_keys; each one's claimed_id and owner) and locked them FOR UPDATE in key
+-- order, as claims and acks lock them, in this transaction. A lease's event is its claimed_id
+-- (invariant (I) above sync_outbox_recover_step), read through the primary key, when it is still
+-- claimed and unexpired (available_at > now()) and its claimer is
+--   p_owner_set NULL: that lease's owner (p_owners: the pair (claimed_id, owner); the sweep);
+--   otherwise: any owner of p_owner_set, whose leases are all the caller passes (the reap).
+-- The two rules differ only in (I)'s residual, where a released lease was re-won, without an event,
+-- by another owner: each caller keeps its own. p_claimed_before, when not NULL: only claims taken
+-- before it (the sweep's grace). A claim that was its event's final attempt is dead-lettered
+-- instead of freed (the claim skips exhausted events). Returns the events freed or dead-lettered
+-- and the leases released. No SET clause: it plans under its caller's settings (recover_step's
+-- index-only access and custom plans; reap's defaults), as the statement did in each caller.
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_free_claimed(p_rules text[], p_keys jsonb[],
+    p_claimed_ids bigint[], p_owners text[], p_owner_set text[], p_claimed_before timestamptz)
+RETURNS TABLE (events integer, leases integer)
+LANGUAGE plpgsql AS $p2q$
+BEGIN
+  WITH k AS (
+    SELECT * FROM unnest(p_rules, p_keys, p_claimed_ids, p_owners) AS k(rule, row_key, claimed_id, owner)
+  ), ev AS (
+    UPDATE @SCHEMA@.sync_outbox o SET available_at = now(), claimed_by = NULL
+     WHERE o.id = ANY (p_claimed_ids)
+       AND (p_owner_set IS NULL OR o.claimed_by = ANY (p_owner_set))
+       AND (p_owner_set IS NOT NULL OR (o.id, o.claimed_by) IN (SELECT k.claimed_id, k.owner FROM k))
+       AND o.available_at > now() AND (p_claimed_before IS NULL OR o.claimed_at < p_claimed_before)
+       AND o.attempts < o.max_attempts
+    RETURNING 1
+  ), gone AS (
+    DELETE FROM @SCHEMA@.sync_outbox o
+     WHERE o.id = ANY (p_claimed_ids)
+       AND (p_owner_set IS NULL OR o.claimed_by = ANY (p_owner_set))
+       AND (p_owner_set IS NOT NULL OR (o.id, o.claimed_by) IN (SELECT k.claimed_id, k.owner FROM k))
+       AND o.available_at > now() AND (p_claimed_before IS NULL OR o.claimed_at < p_claimed_before)
+       AND o.attempts >= o.max_attempts
+    RETURNING o.*
+  ), ins AS (
+    INSERT INTO @SCHEMA@.sync_outbox_dead (id, event_type, routing_key, rule, source_table, row_key, op,
+                                           payload, vec, attempts, max_attempts, last_error, created_at)
+    SELECT g.id, g.event_type, g.routing_key, g.rule, g.source_table, g.row_key, g.op, g.payload, g.vec,
+           g.attempts, g.max_attempts,
+           COALESCE(g.last_error, 'no outcome reported after the final attempt (worker crashed or lease expired)'),
+           g.created_at
+      FROM gone g
+    ON CONFLICT (id) DO NOTHING
+    RETURNING 1
+  ), rel AS (
+    UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
+      FROM k WHERE l.rule = k.rule AND l.row_key = k.row_key
+       AND (p_owner_set IS NULL OR l.owner = ANY (p_owner_set))
+    RETURNING 1
+  )
+  -- (every data-modifying CTE runs to completion whether or not it is read)
+  SELECT (SELECT count(*) FROM ev) + (SELECT count(*) FROM gone), (SELECT count(*) FROM rel)
+    INTO events, leases;
   RETURN NEXT;
 END
 $p2q$;
@@ -661,6 +703,9 @@ LANGUAGE plpgsql AS $p2q$
 DECLARE
   r record;
   owners text[];
+  k_rules text[];
+  k_keys jsonb[];
+  k_ids bigint[];
   n integer;
   m integer;
 BEGIN
@@ -704,39 +749,15 @@ BEGIN
     -- leases are locked in key order first, as claims and acks lock them (`id = ANY (...)` is an
     -- index scan of the pkey even under stale statistics: the planner sizes a table by its actual
     -- pages; no enable_seqscan = off here, which would make the registry's small queries JIT
-    -- compile every 500 ms). A claim that was its
-    -- event's final attempt is dead-lettered now (the claim skips exhausted events; the sweep
-    -- would move it later).
-    WITH k AS (
-      SELECT l2.rule, l2.row_key, l2.claimed_id FROM @SCHEMA@.sync_outbox_lease l2
-       WHERE l2.owner = ANY (owners)
-       ORDER BY l2.rule, l2.row_key FOR UPDATE OF l2
-    ), ev AS (
-      UPDATE @SCHEMA@.sync_outbox o SET available_at = now(), claimed_by = NULL
-       WHERE o.id = ANY (ARRAY(SELECT k.claimed_id FROM k))
-         AND o.claimed_by = ANY (owners) AND o.available_at > now() AND o.attempts < o.max_attempts
-      RETURNING 1
-    ), gone AS (
-      DELETE FROM @SCHEMA@.sync_outbox o
-       WHERE o.id = ANY (ARRAY(SELECT k.claimed_id FROM k))
-         AND o.claimed_by = ANY (owners) AND o.available_at > now() AND o.attempts >= o.max_attempts
-      RETURNING o.*
-    ), ins AS (
-      INSERT INTO @SCHEMA@.sync_outbox_dead (id, event_type, routing_key, rule, source_table, row_key, op,
-                                             payload, vec, attempts, max_attempts, last_error, created_at)
-      SELECT g.id, g.event_type, g.routing_key, g.rule, g.source_table, g.row_key, g.op, g.payload, g.vec,
-             g.attempts, g.max_attempts,
-             COALESCE(g.last_error, 'no outcome reported after the final attempt (worker crashed or lease expired)'),
-             g.created_at
-        FROM gone g
-      ON CONFLICT (id) DO NOTHING
-      RETURNING 1
-    ), rel AS (
-      UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
-        FROM k WHERE l.rule = k.rule AND l.row_key = k.row_key AND l.owner = ANY (owners)
-      RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM ev) + (SELECT count(*) FROM gone), (SELECT count(*) FROM rel) INTO n, m;
+    -- compile every 500 ms). A claim that was its event's final attempt is dead-lettered now (the
+    -- claim skips exhausted events; the sweep would move it later): sync_outbox_free_claimed.
+    SELECT array_agg(k.rule), array_agg(k.row_key), array_agg(k.claimed_id) INTO k_rules, k_keys, k_ids
+      FROM (SELECT l2.rule, l2.row_key, l2.claimed_id FROM @SCHEMA@.sync_outbox_lease l2
+             WHERE l2.owner = ANY (owners)
+             ORDER BY l2.rule, l2.row_key FOR UPDATE OF l2) k;
+    -- an event matched by its id = a lease's claimed_id and its claimer in the set of owners
+    SELECT f.events, f.leases INTO n, m
+      FROM @SCHEMA@.sync_outbox_free_claimed(k_rules, k_keys, k_ids, NULL, owners, NULL) f;
     instance := r.instance; events := n; leases := m;
     RETURN NEXT;
   END LOOP;
