@@ -248,8 +248,6 @@ size_t p2q_embed_pool_pending(p2q_embed_pool_t *p) {
   return n;
 }
 
-int p2q_embed_pool_threads(const p2q_embed_pool_t *p) { return p->nthreads; }
-
 void p2q_embed_pool_close(p2q_embed_pool_t *p, p2q_embed_pool_close_cb close_cb, void *arg) {
   pthread_mutex_lock(&p->mu);
   p->closing = 1;

@@ -175,7 +175,6 @@ int p2q_embedder_dim(const p2q_embedder_t *e) { return e->o.dim; }
 const p2q_wordpiece_t *p2q_embedder_tokenizer(const p2q_embedder_t *e) {
   return e->model ? p2q_minilm_wordpiece(e->model) : e->chunk_wp;
 }
-const char *p2q_embedder_name(const p2q_embedder_t *e) { return e->o.cfg->name; }
 
 static void embedder_closed(void *arg) {
   p2q_embedder_t *e = arg;
@@ -196,6 +195,3 @@ void p2q_embedder_close(p2q_embedder_t *e, void (*cb)(void *arg), void *arg) {
   if (e->pool) p2q_embed_pool_close(e->pool, embedder_closed, e);
   else p2q_emb_openai_close(&e->o, embedder_closed, e);
 }
-
-uint64_t p2q_embedder_throttled(const p2q_embedder_t *e) { return e->o.throttled; }
-double p2q_embedder_rate(const p2q_embedder_t *e) { return e->model ? 0 : p2q_ratelimit_rate(&e->o.rl_req); }

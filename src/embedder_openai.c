@@ -374,7 +374,6 @@ static void openai_done(p2q_http_t *h, int err, const p2q_http_response_t *resp,
       break;
     case P2Q_OAI_THROTTLE: {
       int64_t ra = resp->retry_after_ms; /* capped by retry_max in http.c */
-      e->throttled++;
       p2q_ratelimit_on_429(&e->rl_req, now, ra);
       if (e->cfg->tokens_per_minute > 0) p2q_ratelimit_on_429(&e->rl_tok, now, ra);
       uint64_t pause = p2q_ratelimit_paused_ms(&e->rl_req, now);

@@ -37,7 +37,6 @@ typedef struct {
   void (*closed)(void *arg);     /* after the HTTP client and the timer are closed */
   void *closed_arg;
   p2q_ratelimit_t rl_req, rl_tok;
-  uint64_t throttled;            /* 429s received */
 } p2q_emb_openai_t;
 
 /* One call as this module sees it: the texts in, the results out, and how to finish. */

@@ -373,11 +373,6 @@ fail:
   return rc;
 }
 
-int p2q_minilm_embed_ids(p2q_minilm_t *m, const int32_t *const *ids, const int *n_ids, int n,
-                         float *out, const p2q_minilm_opts_t *opts) {
-  return ml_embed_seqs(m, ids, n_ids, n, out, NULL, opts);
-}
-
 /* ---- tokenized batches (tokenize once, embed in ranges from any thread) ------------------- */
 
 struct p2q_minilm_batch_s {

@@ -69,7 +69,6 @@ int p2q_embed_pool_init(uv_loop_t *loop, p2q_minilm_t *model, int threads, p2q_e
 int p2q_embed_pool_submit(p2q_embed_pool_t *pool, p2q_embed_job_t *job);
 /* Jobs queued or running (not yet delivered). */
 size_t p2q_embed_pool_pending(p2q_embed_pool_t *pool);
-int p2q_embed_pool_threads(const p2q_embed_pool_t *pool);
 void p2q_embed_pool_close(p2q_embed_pool_t *pool, p2q_embed_pool_close_cb close_cb, void *arg);
 
 #endif

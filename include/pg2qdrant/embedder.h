@@ -67,12 +67,7 @@ int p2q_embedder_dim(const p2q_embedder_t *e);
 /* The word-piece tokenizer chunked rules are cut with: minilm's own, or an openai embedder's
    chunk_vocab (uncased BERT normaliser); NULL when it has none. Immutable, any thread. */
 const struct p2q_wordpiece_s *p2q_embedder_tokenizer(const p2q_embedder_t *e);
-const char *p2q_embedder_name(const p2q_embedder_t *e);
 /* Cancel what is queued, wait for what runs, deliver every callback, then cb. */
 void p2q_embedder_close(p2q_embedder_t *e, void (*cb)(void *arg), void *arg);
-
-/* 429s this embedder received, and its current pacing in requests per second (0: unlimited). */
-uint64_t p2q_embedder_throttled(const p2q_embedder_t *e);
-double p2q_embedder_rate(const p2q_embedder_t *e);
 
 #endif

@@ -65,10 +65,6 @@ int p2q_minilm_embed_opts(p2q_minilm_t *m, const char *const *texts, const size_
 int p2q_minilm_tokenize(const p2q_minilm_t *m, const char *text, size_t len, int32_t *ids,
                         int max_ids, int *n_out);
 
-/* Embed already-tokenized sequences (ids from p2q_minilm_tokenize; each 2..512 long). */
-int p2q_minilm_embed_ids(p2q_minilm_t *m, const int32_t *const *ids, const int *n_ids, int n,
-                         float *out, const p2q_minilm_opts_t *opts);
-
 /* Tokenized batches: tokenize n texts once (any thread), then embed ranges of the resulting
  * sequences from any number of threads into one output. Sequence k belongs to the k-th text
  * that tokenized (row = its text index). status as for
