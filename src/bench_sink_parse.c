@@ -113,13 +113,6 @@ void p2q_sink_ids_free(p2q_sink_ids_t *m) {
 
 /* ---- point ids -------------------------------------------------------------------------- */
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 int p2q_sink_point_key(p2q_span_t id, uint64_t *raw) {
   const char *s = id.p;
   size_t n = id.n;
@@ -146,7 +139,7 @@ int p2q_sink_point_key(p2q_span_t id, uint64_t *raw) {
       if (s[i] != '-') return P2Q_EINVAL;
       continue;
     }
-    int h = hexval(s[i]);
+    int h = p2q_json_hexval(s[i]);
     if (h < 0) return P2Q_EINVAL;
     half[digits / 16] = half[digits / 16] << 4 | (uint64_t)h;
     digits++;
@@ -164,7 +157,7 @@ static int segment(const char **p, char *out, size_t outsz) {
   while (*s && *s != '/') {
     int c = (unsigned char)*s;
     if (c == '%') {
-      int h = hexval(s[1]), l = h >= 0 ? hexval(s[2]) : -1;
+      int h = p2q_json_hexval(s[1]), l = h >= 0 ? p2q_json_hexval(s[2]) : -1;
       if (l < 0) return -1;
       c = h * 16 + l;
       s += 2;

@@ -270,13 +270,6 @@ int p2q_json_number_array(const char *s, size_t len) {
   return i == len ? count : P2Q_EBADJSON;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 int p2q_json_unescape(p2q_span_t v, char *buf, size_t buflen) {
   size_t o = 0;
   if (v.n < 2 || v.p[0] != '"' || v.p[v.n - 1] != '"' || buflen == 0) return P2Q_EBADJSON;
@@ -300,7 +293,7 @@ int p2q_json_unescape(p2q_span_t v, char *buf, size_t buflen) {
         if (i + 4 >= v.n) return P2Q_EBADJSON;
         cp = 0;
         for (int k = 1; k <= 4; k++) {
-          int h = hexval(v.p[i + k]);
+          int h = p2q_json_hexval(v.p[i + k]);
           if (h < 0) return P2Q_EBADJSON;
           cp = cp * 16 + (unsigned)h;
         }
@@ -308,7 +301,7 @@ int p2q_json_unescape(p2q_span_t v, char *buf, size_t buflen) {
         if (cp >= 0xD800 && cp <= 0xDBFF && i + 6 < v.n && v.p[i + 1] == '\\' && v.p[i + 2] == 'u') {
           unsigned lo = 0;
           for (int k = 3; k <= 6; k++) {
-            int h = hexval(v.p[i + k]);
+            int h = p2q_json_hexval(v.p[i + k]);
             if (h < 0) return P2Q_EBADJSON;
             lo = lo * 16 + (unsigned)h;
           }

@@ -8,6 +8,7 @@
  */
 #include "pg2qdrant/redact.h"
 #include "pg2qdrant/buf.h"
+#include "pg2qdrant/json_scan.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -206,19 +207,14 @@ int p2q_redact_register(const char *secret) {
   return rc;
 }
 
-static int hexval(char c) {
-  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-       : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* Register a URL component as written and percent-decoded (both are the secret). */
 static void register_component(const char *s, size_t n) {
   char *raw = strndup(s, n), *dec = malloc(n + 1);
   if (raw && dec) {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
-      int hi = s[i] == '%' && i + 2 < n ? hexval(s[i + 1]) : -1;
-      int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+      int hi = s[i] == '%' && i + 2 < n ? p2q_json_hexval(s[i + 1]) : -1;
+      int lo = hi >= 0 ? p2q_json_hexval(s[i + 2]) : -1;
       if (hi >= 0 && lo >= 0) { dec[o++] = (char)(hi << 4 | lo); i += 2; }
       else dec[o++] = s[i];
     }

@@ -51,4 +51,12 @@ int p2q_json_number_array_at(const char *s, size_t len, size_t *pos);
 /* Decode a JSON string span (with quotes) into buf (NUL-terminated). Returns length or <0. */
 int p2q_json_unescape(p2q_span_t v, char *buf, size_t buflen);
 
+/* The value of one hexadecimal digit (either case), or -1 (\u escapes, percent-encoding). */
+static inline int p2q_json_hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 #endif
