@@ -328,6 +328,15 @@ BEGIN
     FROM (SELECT count(*) AS n FROM rws r
            WHERE p_held AND NOT EXISTS (SELECT 1 FROM won w WHERE w.rule = r.rule AND w.row_key = r.row_key)) h
    WHERE h.n > 0;
+  -- Durability. The daemon's sessions commit with synchronous_commit off ([postgres]
+  -- daemon_synchronous_commit): a crash then loses a suffix of its transactions, which only
+  -- re-delivers events. But a claim whose events reach Qdrant must not be lost: its lease's
+  -- claimed_id is what keeps an older event of the row from being applied after them, and after a
+  -- crash that lost it both events would be pending and the older one could be claimed alone. So a
+  -- claim that returns rows commits with the server's (role's, database's) setting.
+  IF FOUND AND current_setting('synchronous_commit') = 'off' THEN
+    SET LOCAL synchronous_commit TO DEFAULT;
+  END IF;
 END
 $p2q$;
 

@@ -38,6 +38,7 @@ static const char *const emb_types[] = {"minilm", "openai", NULL};
 static const char *const sparses[] = {"none", "bm25", NULL};
 static const char *const quants[] = {"none", "scalar", "binary", NULL};
 static const char *const tris[] = {"default", "false", "true", NULL};
+static const char *const sync_commits[] = {"off", "local", "remote_write", "on", "remote_apply", "default", NULL};
 
 /* Singleton sections: fields of p2q_config_t. */
 #define G(sec, key, type, field, def, min, max, flags, help, ch) \
@@ -51,6 +52,12 @@ static const p2q_conf_entry_t postgres_tab[] = {
       "Schema holding sync_outbox and the other pg2qdrant objects.", NULL),
     G("postgres", "connect_timeout", P2Q_CT_DURATION, pg_connect_timeout_ms, "10s", 0, DAY_MS, 0,
       "Timeout for establishing a PostgreSQL connection (0: wait forever).", NULL),
+    G("postgres", "daemon_synchronous_commit", P2Q_CT_ENUM, pg_daemon_synchronous_commit, "off", 0, 0,
+      P2Q_CF_ENUM_STR,
+      "synchronous_commit of the daemon's own transactions (acks, sweeps, status, mark, lease "
+      "reclaim); a claim that hands out events always commits with the server's setting, and the "
+      "CLI commands and the writer's events are never touched (README \"Guarantees\"). default: "
+      "the server's/role's setting.", sync_commits),
 };
 
 static const p2q_conf_entry_t qdrant_tab[] = {

@@ -596,6 +596,7 @@ static int start(p2q_daemon_t *d) {
   d->recover_grace_ms = (int)(d->cfg->qdrant_timeout_ms + 1000);
   p2q_pg_options_t lo = {.conninfo = d->cfg->pg_conninfo, .name = "pg2qdrant/listen",
                          .connect_timeout_ms = (uint64_t)d->cfg->pg_connect_timeout_ms,
+                         .synchronous_commit = p2q_outbox_sync_commit(d->cfg), /* reap, status, lease gc */
                          .reconnect_max_ms = 10000, .on_connect = listen_connected,
                          .on_disconnect = listen_lost, .on_notify = notified, .arg = d};
   if ((rc = start_embedders(d))) return rc;

@@ -174,6 +174,22 @@ static void on_disconnect(p2q_pg_t *pg, int err, const char *errmsg, void *arg) 
   if (c->cbs.lost) c->cbs.lost(c->cbs.arg, errmsg);
 }
 
+/* Durability of the daemon's own transactions (README "Guarantees"): PostgreSQL loses only a
+ * suffix of its WAL in a crash (asynchronous commits are WAL-ordered, and any later synchronous
+ * commit flushes every earlier record), so a crash leaves the outbox as a consistent prefix of the
+ * daemon's transactions: a lost ack re-delivers its events (at-least-once; a point's upsert or
+ * delete is idempotent), a lost retry/requeue/dead ack re-runs an attempt, a lost sweep or lease
+ * reclaim is done again, a lost mark raise leaves the mark lower (safe). The one statement whose
+ * loss would be visible outside PostgreSQL is a claim whose events were then written to Qdrant:
+ * its lease's claimed_id would be lost, and after the crash an older pending event of the row
+ * could be claimed alone and applied over the newer one Qdrant already has. So the claim commits
+ * with the server's setting whenever it hands out events (sql/functions.sql), and only empty
+ * claims, acks and the sweeps run with this. */
+const char *p2q_outbox_sync_commit(const p2q_config_t *cfg) {
+  const char *v = cfg ? cfg->pg_daemon_synchronous_commit : NULL;
+  return v && *v && strcmp(v, "default") != 0 ? v : NULL;
+}
+
 int p2q_outbox_conn_new(p2q_outbox_t *ob, uv_loop_t *loop, const p2q_config_t *cfg, const char *name,
                         const p2q_outbox_conn_cbs_t *cbs, p2q_outbox_conn_t **out) {
   p2q_outbox_conn_t *c = calloc(1, sizeof *c);
@@ -182,6 +198,7 @@ int p2q_outbox_conn_new(p2q_outbox_t *ob, uv_loop_t *loop, const p2q_config_t *c
   c->cbs = *cbs;
   p2q_pg_options_t o = {.conninfo = cfg->pg_conninfo, .name = name,
                         .connect_timeout_ms = (uint64_t)cfg->pg_connect_timeout_ms,
+                        .synchronous_commit = p2q_outbox_sync_commit(cfg),
                         .reconnect_max_ms = 10000, .on_connect = on_connect,
                         .on_disconnect = on_disconnect, .arg = c};
   int rc = p2q_pg_new(loop, &o, &c->pg);

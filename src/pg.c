@@ -51,6 +51,7 @@ struct p2q_pg_s {
   uv_loop_t *loop;
   char *conninfo;
   char *name;
+  char *sync_commit;     /* synchronous_commit pinned with the settings, NULL: the server's */
   p2q_pg_options_t opts;
   PGconn *conn;
   uv_poll_t *poll;       /* current poll handle or NULL */
@@ -140,6 +141,7 @@ static void finish_close(p2q_pg_t *pg) {
   if (pg->close_cb) pg->close_cb(pg, pg->close_arg);
   forget_prepared(pg);
   free(pg->conninfo);
+  free(pg->sync_commit);
   free(pg->name);
   free(pg);
 }
@@ -250,11 +252,20 @@ static int pin_flush(p2q_pg_t *pg) {
   return 0;
 }
 
-/* The protocol handshake is done: pin the session settings before anyone may query. */
+/* The protocol handshake is done: pin the session settings before anyone may query.
+ * synchronous_commit (the daemon's sessions: `off`, README "Guarantees") is set in the same
+ * statement, at session level, so every transaction of the session commits that way unless a
+ * statement says otherwise: the claim (sql/functions.sql) commits a claim that hands out events
+ * with the server's setting, SET LOCAL … TO DEFAULT, because such a claim must be durable before
+ * its events reach Qdrant. The writer's sessions and the CLI's (admin.c) are never touched. */
 static void pin_start(p2q_pg_t *pg) {
+  static const char *const sync_sql = P2Q_SESSION_PIN_SQL ", pg_catalog.set_config('synchronous_commit', $1, false)";
   if (PQsetnonblocking(pg->conn, 1) != 0) { connect_failed(pg, PQerrorMessage(pg->conn)); return; }
   PQsetNoticeProcessor(pg->conn, notice_processor, pg);
-  if (!PQsendQuery(pg->conn, P2Q_SESSION_PIN_SQL)) { connect_failed(pg, PQerrorMessage(pg->conn)); return; }
+  const char *params[1] = {pg->sync_commit};
+  int sent = pg->sync_commit ? PQsendQueryParams(pg->conn, sync_sql, 1, NULL, params, NULL, NULL, 0)
+                             : PQsendQuery(pg->conn, P2Q_SESSION_PIN_SQL);
+  if (!sent) { connect_failed(pg, PQerrorMessage(pg->conn)); return; }
   pg->state = ST_PINNING;
   pin_flush(pg);
 }
@@ -507,9 +518,12 @@ int p2q_pg_new(uv_loop_t *loop, const p2q_pg_options_t *opts, p2q_pg_t **out) {
   if (!pg->opts.connect_timeout_ms) pg->opts.connect_timeout_ms = 10000;
   pg->name = strdup(opts->name ? opts->name : "pg");
   pg->conninfo = opts->conninfo ? strdup(opts->conninfo) : NULL;
-  if (!pg->name || (opts->conninfo && !pg->conninfo)) goto fail;
+  pg->sync_commit = opts->synchronous_commit ? strdup(opts->synchronous_commit) : NULL;
+  if (!pg->name || (opts->conninfo && !pg->conninfo) || (opts->synchronous_commit && !pg->sync_commit))
+    goto fail;
   pg->opts.conninfo = pg->conninfo;
   pg->opts.name = pg->name;
+  pg->opts.synchronous_commit = pg->sync_commit;
   p2q_backoff_init(&pg->backoff, pg->opts.reconnect_min_ms, pg->opts.reconnect_max_ms, 0);
   if (uv_timer_init(loop, &pg->timer) != 0) { rc = P2Q_EIO; goto fail; }
   pg->timer.data = pg;
@@ -520,7 +534,7 @@ int p2q_pg_new(uv_loop_t *loop, const p2q_pg_options_t *opts, p2q_pg_t **out) {
   *out = pg;
   return 0;
 fail:
-  if (pg) { free(pg->name); free(pg->conninfo); free(pg); }
+  if (pg) { free(pg->name); free(pg->conninfo); free(pg->sync_commit); free(pg); }
   return rc;
 }
 

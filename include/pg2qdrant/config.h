@@ -116,6 +116,7 @@ typedef struct {
   char *pg_conninfo;             /* libpq conninfo/URI; empty: libpq's environment (PGHOST, ...) */
   char *pg_schema;               /* schema holding sync_outbox and friends */
   int64_t pg_connect_timeout_ms;
+  char *pg_daemon_synchronous_commit; /* the daemon's sessions' synchronous_commit; "default": untouched */
   /* [qdrant] */
   char *qdrant_url;
   char *qdrant_api_key_env;      /* name of the env var holding the api key (or empty) */

@@ -83,7 +83,12 @@ typedef struct {
 int  p2q_outbox_new(const char *schema, p2q_outbox_t **out);
 void p2q_outbox_free(p2q_outbox_t *ob);
 
-/* Open a session (connects asynchronously; cbs->ready once the owner id is known). */
+/* The synchronous_commit the daemon pins on its own sessions (worker, liveness and listen
+ * connections; [postgres] daemon_synchronous_commit), NULL for "default" (the server's). */
+const char *p2q_outbox_sync_commit(const p2q_config_t *cfg);
+
+/* Open a session (connects asynchronously; cbs->ready once the owner id is known); its
+ * transactions commit with p2q_outbox_sync_commit(cfg). */
 int  p2q_outbox_conn_new(p2q_outbox_t *ob, uv_loop_t *loop, const p2q_config_t *cfg, const char *name,
                          const p2q_outbox_conn_cbs_t *cbs, p2q_outbox_conn_t **out);
 /* Claim up to limit events of the given types (and routing key) for lease_ms. 0 when sent. */

@@ -18,8 +18,8 @@
  * Connecting: conninfo is a libpq keyword/value string or URI (or NULL for the libpq
  * environment). TCP keepalives default to idle 30 s / interval 10 s / 3 probes unless the
  * conninfo sets them. Every session first runs P2Q_SESSION_PIN_SQL (session.h: TimeZone UTC,
- * extra_float_digits 3, …) before on_connect fires, whatever PGTZ/PGOPTIONS/`options` say; the
- * user's other options are left as they are. libpq resolves host names synchronously inside PQconnectPoll (its
+ * extra_float_digits 3, …) before on_connect fires, whatever PGTZ/PGOPTIONS/`options` say, and
+ * synchronous_commit when the options name one; the user's other options are left as they are. libpq resolves host names synchronously inside PQconnectPoll (its
  * documented exception to non-blocking connects): use an IP, a socket directory or `hostaddr`
  * when a slow resolver must never stall the loop.
  *
@@ -52,6 +52,7 @@ typedef struct {
   uint64_t reconnect_min_ms;     /* 0 = 100 */
   uint64_t reconnect_max_ms;     /* 0 = 30000 */
   uint64_t connect_timeout_ms;   /* per attempt; 0 = 10000 (libpq ignores connect_timeout here) */
+  const char *synchronous_commit; /* pinned with the session settings (copied); NULL: the server's */
   p2q_pg_connect_cb on_connect;       /* optional */
   p2q_pg_disconnect_cb on_disconnect; /* optional */
   p2q_pg_notify_cb on_notify;         /* optional; LISTEN notifications */

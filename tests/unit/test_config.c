@@ -54,6 +54,7 @@ static void test_defaults(void **state) {
   assert_string_equal(c->pg_conninfo, "");
   assert_string_equal(c->pg_schema, "public");
   assert_int_equal(c->pg_connect_timeout_ms, 10000);
+  assert_string_equal(c->pg_daemon_synchronous_commit, "off");
   assert_string_equal(c->qdrant_url, "http://127.0.0.1:6333");
   assert_string_equal(c->qdrant_api_key_env, "");
   assert_string_equal(c->qdrant_ca_file, "");
@@ -379,6 +380,9 @@ static void test_err_values(void **state) {
   expect_err("[worker.w]\nmax_inflight = 257\n", P2Q_ECONFIG, "t.ini:2: [worker.w] max_inflight: 257 is out of range (1..256)");
   expect_err("[log]\nlevel = verbose\n", P2Q_ECONFIG,
              "t.ini:2: [log] level: unknown value 'verbose' (expected one of: debug, info, warn, error)");
+  expect_err("[postgres]\ndaemon_synchronous_commit = yes\n", P2Q_ECONFIG,
+             "t.ini:2: [postgres] daemon_synchronous_commit: unknown value 'yes' (expected one of: off, local, "
+             "remote_write, on, remote_apply, default)");
   expect_err("[log]\nformat = xml\n", P2Q_ECONFIG, "t.ini:2: [log] format: unknown value 'xml' (expected one of: logfmt, json)");
   expect_err(RULE "distance = L2\n", P2Q_ECONFIG,
              "t.ini:7: [rule.docs] distance: unknown value 'L2' (expected one of: Cosine, Dot, Euclid, Manhattan)");

@@ -1,0 +1,145 @@
+"""Durability of the daemon's own transactions (README "Guarantees"): the daemon's sessions commit
+with synchronous_commit off ([postgres] daemon_synchronous_commit), except a claim that hands out
+events, which commits with the server's setting; the application's transactions and every CLI
+command are never touched. And a PostgreSQL crash (immediate stop: WAL not yet written is lost)
+in the middle of a drain loses nothing and lets no older snapshot land on top of a newer one.
+
+The test cluster (scripts/pg-tmp) runs with synchronous_commit = off server-wide, so these tests
+give every session PostgreSQL's stock default, `on`, through PGOPTIONS: what the daemon sets (or
+restores) is then visible."""
+import os
+import signal
+import subprocess
+import time
+
+import glob
+import psycopg
+import pytest
+
+from conftest import outbox_counts, points_by_id, wait_until
+
+DIM = 4
+STOCK = "-c synchronous_commit=on"  # PostgreSQL's shipped default, which pg-tmp turns off
+
+# A deferred constraint trigger runs at COMMIT, after every statement of the transaction: it sees
+# the synchronous_commit the commit record is written with (a claim's SET LOCAL included).
+LOG_SQL = """
+CREATE TABLE commit_log (tbl text, app text, op text, claim boolean, sc text);
+CREATE FUNCTION log_commit() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+  INSERT INTO public.commit_log VALUES (TG_TABLE_NAME, current_setting('application_name'), TG_OP,
+    TG_OP = 'UPDATE' AND to_jsonb(NEW) ->> 'claimed_by' IS NOT NULL,
+    current_setting('synchronous_commit'));
+  RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER log_commit AFTER INSERT OR UPDATE OR DELETE ON sync_outbox
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION log_commit();
+CREATE CONSTRAINT TRIGGER log_commit AFTER INSERT OR UPDATE OR DELETE ON sync_outbox_dead
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION log_commit();
+"""
+
+
+def rule():
+    return {"table": "public.items", "key": "id", "columns": "id, n, label", "vector_column": "emb",
+            "dimension": str(DIM), "distance": "Dot", "collection": "items"}
+
+
+def vec(i, n):
+    return [float(i % 11), float(n % 13), 1.0, 0.5]
+
+
+@pytest.fixture
+def items(db):
+    db.execute("CREATE TABLE items (id int PRIMARY KEY, n int NOT NULL DEFAULT 0, label text,"
+               " emb real[] NOT NULL)")
+    return db
+
+
+def expected(db):
+    return {r[0]: ({"id": r[0], "n": r[1], "label": r[2]}, vec(r[0], r[1]))
+            for r in db.execute("SELECT id, n, label FROM items").fetchall()}
+
+
+def actual(qdrant):
+    return {pid: (p["payload"], [float(x) for x in p["vector"]])
+            for pid, p in points_by_id(qdrant, "items").items()}
+
+
+def in_sync(db, qdrant):
+    return outbox_counts(db)[0] == 0 and expected(db) == actual(qdrant)
+
+
+def explain(db, qdrant, d=None):
+    """What differs, for a failing wait."""
+    e, a = expected(db), actual(qdrant)
+    diff = {k: (e.get(k), a.get(k)) for k in set(e) | set(a) if e.get(k) != a.get(k)}
+    rows = db.execute("SELECT id, op, row_key::text, attempts, max_attempts, claimed_by, available_at > now(),"
+                      " last_error FROM sync_outbox ORDER BY id LIMIT 20").fetchall()
+    tail = d.log_text()[-3000:] if d else ""
+    return f"diff={list(diff.items())[:10]}\noutbox={rows}\ndead={outbox_counts(db)[1]}\n{tail}"
+
+
+def writer(pgdb):
+    return psycopg.connect(dbname=pgdb, autocommit=True, application_name="writer", options=STOCK)
+
+
+def log_rows(db):
+    return db.execute("SELECT tbl, app, op, claim, sc FROM commit_log").fetchall()
+
+
+def test_daemon_commits_async_claims_and_cli_durable(make_daemon, items, pgdb, qdrant):
+    d = make_daemon({"rule.items": rule(), "daemon": {"max_attempts": "1"},
+                     "worker.w": {"event_types": "items", "batch_size": "4"}})
+    d.env["PGOPTIONS"] = STOCK
+    d.cli("apply")
+    items.execute(LOG_SQL)  # several statements: no parameters
+    with writer(pgdb) as w:
+        for i in range(30):
+            w.execute("INSERT INTO items (id, n, label, emb) VALUES (%s, 0, 'x', %s)", (i, vec(i, 0)))
+    p = d.start()
+    wait_until(lambda: in_sync(items, qdrant), what="synced")
+    d.cli("backfill", "items", "--where", "id < 10")
+    wait_until(lambda: in_sync(items, qdrant), what="backfill synced")
+    # a dead letter (the daemon's ack buries it), then `retry --dead` re-enqueues it
+    qdrant.fail(400, count=1, path="/points")
+    with writer(pgdb) as w:
+        w.execute("UPDATE items SET n = 1, emb = %s WHERE id = 3", (vec(3, 1),))
+    wait_until(lambda: outbox_counts(items) == (0, 1), what="dead-lettered")
+    d.cli("retry", "--dead")
+    wait_until(lambda: in_sync(items, qdrant) and outbox_counts(items) == (0, 0), what="retried",
+               explain=lambda: explain(items, qdrant, d))
+    # reconcile --fix enqueues a repair for a point changed behind our back
+    qdrant.corrupt("items", 5, payload={"id": 5, "n": 99, "label": "x"})
+    d.cli("reconcile", "items", "--fix", check=False)
+    wait_until(lambda: in_sync(items, qdrant), what="reconciled")
+    d.stop(p)
+
+    rows = log_rows(items)
+    by = lambda pred: {r[4] for r in rows if pred(r)}  # noqa: E731
+    cli_apps = {r[1] for r in rows if r[1].startswith("pg2qdrant/")}
+    assert {"pg2qdrant/backfill", "pg2qdrant/retry", "pg2qdrant/reconcile"} <= cli_apps, rows
+    # the CLI's commits and the application's are the user's durable ones: never touched
+    assert by(lambda r: r[1].startswith("pg2qdrant/")) == {"on"}, rows
+    assert by(lambda r: r[1] == "writer") == {"on"}, rows
+    # the daemon ('pg2qdrant', libpq's fallback name): claims that hand out events are durable …
+    assert by(lambda r: r[1] == "pg2qdrant" and r[3]) == {"on"}, rows
+    # … its acks (done deletes, the dead letter's move) run with synchronous_commit off
+    assert "off" in by(lambda r: r[1] == "pg2qdrant" and r[0] == "sync_outbox" and r[2] == "DELETE"), rows
+    assert by(lambda r: r[1] == "pg2qdrant" and r[0] == "sync_outbox_dead") >= {"off"}, rows
+
+
+def test_daemon_synchronous_commit_default_leaves_the_session(make_daemon, items, pgdb, qdrant):
+    d = make_daemon({"rule.items": rule(), "postgres": {"daemon_synchronous_commit": "default"},
+                     "worker.w": {"event_types": "items", "batch_size": "4"}})
+    d.env["PGOPTIONS"] = STOCK
+    d.cli("apply")
+    items.execute(LOG_SQL)  # several statements: no parameters
+    p = d.start()
+    with writer(pgdb) as w:
+        for i in range(20):
+            w.execute("INSERT INTO items (id, n, label, emb) VALUES (%s, 0, 'x', %s)", (i, vec(i, 0)))
+    wait_until(lambda: in_sync(items, qdrant), what="synced")
+    d.stop(p)
+    rows = log_rows(items)
+    assert any(r[1] == "pg2qdrant" and r[2] == "DELETE" for r in rows), rows
+    assert {r[4] for r in rows} == {"on"}, rows
