@@ -13,6 +13,8 @@ import subprocess
 import time
 
 import glob
+import random
+import threading
 import psycopg
 import pytest
 
@@ -143,3 +145,98 @@ def test_daemon_synchronous_commit_default_leaves_the_session(make_daemon, items
     rows = log_rows(items)
     assert any(r[1] == "pg2qdrant" and r[2] == "DELETE" for r in rows), rows
     assert {r[4] for r in rows} == {"on"}, rows
+
+
+# The settings crash recovery depends on, at their shipped defaults (None drops conftest's
+# shortened value), as in test_guarantees.py; daemon_synchronous_commit is not set (off).
+RECOVERY_DEFAULTS = {"qdrant": {"timeout": None}, "daemon": {"sweep_interval": None, "lease": None}}
+
+
+class Monitor(threading.Thread):
+    """Samples the points and records any row whose version `n` went backwards (every write of
+    this test is an upsert that increments n)."""
+
+    def __init__(self, qdrant):
+        super().__init__(daemon=True)
+        self.qdrant, self.seen, self.regressions, self.samples = qdrant, {}, [], 0
+        self.stop_flag = threading.Event()
+
+    def run(self):
+        while not self.stop_flag.is_set():
+            try:
+                pts = points_by_id(self.qdrant, "items")
+            except Exception:
+                continue
+            self.samples += 1
+            for pid, p in pts.items():
+                n = p["payload"]["n"]
+                if n < self.seen.get(pid, -1):
+                    self.regressions.append((pid, self.seen[pid], n))
+                self.seen[pid] = max(n, self.seen.get(pid, -1))
+            time.sleep(0.01)
+
+    def stop(self):
+        self.stop_flag.set()
+        self.join(timeout=10)
+
+
+def crash_postgres(pgdir):
+    """Immediate stop (every backend killed, WAL not yet written lost: what a crash loses), then
+    start again with the same options."""
+    ctl = [sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1], "-D", f"{pgdir}/data",
+           "-l", f"{pgdir}/postgres.log", "-m", "immediate", "-w", "-t", "60", "restart"]
+    if os.getuid() == 0:
+        ctl = ["runuser", "-u", "p2qtest", "--"] + ctl
+    # the new postmaster must not inherit a pipe of ours, or run() waits for it forever
+    subprocess.run(ctl, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=90)
+
+
+def test_postgres_crash_mid_drain(make_daemon, items, pgdb, qdrant):
+    """Two PostgreSQL crashes while the daemon drains a backlog of many versions per row: every
+    row ends as PostgreSQL has it, nothing is dead-lettered, and no point ever goes back to an
+    older version (a lost claim of a newer event must not let an older one be applied)."""
+    pgdir = os.environ.get("P2Q_PG_DIR")
+    if not pgdir:
+        pytest.skip("needs the PostgreSQL started by scripts/pg-tmp (P2Q_PG_DIR)")
+    rows, rounds = 150, 16
+    d = make_daemon(dict(RECOVERY_DEFAULTS, **{
+        "rule.items": rule(),
+        "worker.a": {"event_types": "items", "batch_size": "16", "max_inflight": "2"},
+        "worker.b": {"event_types": "items", "batch_size": "16", "max_inflight": "2"}}))
+    d.env["PGOPTIONS"] = STOCK
+    d.cli("apply")
+    rng = random.Random(11)
+    with writer(pgdb) as w:  # each row's versions spread over the backlog, in id order
+        for r in range(rounds):
+            order = list(range(rows))
+            rng.shuffle(order)
+            with w.transaction():
+                for i in order:
+                    w.execute("INSERT INTO items (id, n, label, emb) VALUES (%s, %s, 'x', %s)"
+                              " ON CONFLICT (id) DO UPDATE SET n = EXCLUDED.n, label = 'u' || EXCLUDED.n,"
+                              " emb = EXCLUDED.emb", (i, r, vec(i, r)))
+    total = outbox_counts(items)[0]
+    assert total == rows * rounds
+    qdrant.latency(3)  # a drain of a few seconds, so the crashes land in the middle of it
+    mon = Monitor(qdrant)
+    mon.start()
+    p = d.start()
+    crashes = 0
+    for left in (0.7, 0.4):
+        wait_until(lambda: outbox_counts(items)[0] <= total * left, timeout=60, what=f"{left:.0%} left")
+        crash_postgres(pgdir)
+        crashes += 1
+        items = psycopg.connect(dbname=pgdb, autocommit=True)  # ours was cut by the crash too
+    try:
+        wait_until(lambda: in_sync(items, qdrant), timeout=150, what="synced after the crashes",
+                   explain=lambda: explain(items, qdrant, d))
+        mon.stop()
+        assert crashes == 2 and mon.samples > 20
+        assert mon.regressions == [], f"an older snapshot landed after a newer one: {mon.regressions[:5]}"
+        assert outbox_counts(items) == (0, 0)  # nothing dead-lettered
+        log = d.log_text(p)
+        assert log.count("pg_connection_lost") >= 2 or log.count("listen_disconnected") >= 2
+        assert d.stop(p) == 0
+    finally:
+        mon.stop()
+        items.close()
