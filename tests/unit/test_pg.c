@@ -687,6 +687,36 @@ static void test_pinned_settings(void **state) {
                                 "\"2025-01-01T12:00:00+00:00\"|0.30000000000000004");
 }
 
+/* synchronous_commit from the options is pinned with the rest (the daemon's sessions: off); without
+   it the session keeps the server's or the user's value (here `options`' local). */
+static void sync_on_connect(p2q_pg_t *pg, void *arg) {
+  ctx_t *c = arg;
+  c->connects++;
+  assert_int_equal(p2q_pg_query(pg, "SELECT current_setting('synchronous_commit') || '|' ||"
+                                    " current_setting('TimeZone')", 0, NULL, pinned_cb, c), 0);
+}
+
+static void test_pinned_synchronous_commit(void **state) {
+  (void)state;
+  if (!need_pg()) skip();
+  const char *want[] = {"off", NULL, "remote_apply"};
+  const char *got[] = {"off|UTC", "local|UTC", "remote_apply|UTC"};
+  for (int i = 0; i < 3; i++) {
+    ctx_t c;
+    ctx_init(&c);
+    p2q_pg_options_t o = {0};
+    o.conninfo = "options='-c synchronous_commit=local'";
+    o.synchronous_commit = want[i];
+    o.on_connect = sync_on_connect;
+    o.arg = &c;
+    assert_int_equal(p2q_pg_new(&c.loop, &o, &c.pg), 0);
+    run(&c);
+    assert_int_equal(c.nres, 1);
+    assert_int_equal(c.err[0], 0);
+    assert_string_equal(c.val[0], got[i]);
+  }
+}
+
 int main(void) {
   p2q_log_configure(P2Q_LOG_WARN, P2Q_LOG_LOGFMT, 2);
   const struct CMUnitTest tests[] = {
@@ -702,6 +732,7 @@ int main(void) {
       cmocka_unit_test(test_reconnect_backoff),
       cmocka_unit_test(test_close_with_pending),
       cmocka_unit_test(test_pinned_settings),
+      cmocka_unit_test(test_pinned_synchronous_commit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
