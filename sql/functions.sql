@@ -332,9 +332,10 @@ BEGIN
   -- daemon_synchronous_commit): a crash then loses a suffix of its transactions, which only
   -- re-delivers events. But a claim whose events reach Qdrant must not be lost: its lease's
   -- claimed_id is what keeps an older event of the row from being applied after them, and after a
-  -- crash that lost it both events would be pending and the older one could be claimed alone. So a
-  -- claim that returns rows commits with the server's (role's, database's) setting.
-  IF FOUND AND current_setting('synchronous_commit') = 'off' THEN
+  -- crash (or a failover) that lost it both events would be pending and the older one could be
+  -- claimed alone. So a claim that returns rows commits with the server's (role's, database's)
+  -- setting when the session's is off or local (not waiting for a synchronous standby).
+  IF FOUND AND current_setting('synchronous_commit') IN ('off', 'local') THEN
     SET LOCAL synchronous_commit TO DEFAULT;
   END IF;
 END
