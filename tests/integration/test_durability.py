@@ -7,20 +7,17 @@ in the middle of a drain loses nothing and lets no older snapshot land on top of
 The test cluster (scripts/pg-tmp) runs with synchronous_commit = off server-wide, so these tests
 give every session PostgreSQL's stock default, `on`, through PGOPTIONS: what the daemon sets (or
 restores) is then visible."""
-import os
-import signal
-import subprocess
-import time
-
 import glob
+import os
 import random
-import threading
+import subprocess
+
 import psycopg
 import pytest
 
-from conftest import outbox_counts, points_by_id, wait_until
+from conftest import outbox_counts, wait_until
+from test_guarantees import Monitor, explain, in_sync, rule, vec, with_recovery_defaults
 
-DIM = 4
 STOCK = "-c synchronous_commit=on"  # PostgreSQL's shipped default, which pg-tmp turns off
 
 # A deferred constraint trigger runs at COMMIT, after every statement of the transaction: it sees
@@ -41,44 +38,11 @@ CREATE CONSTRAINT TRIGGER log_commit AFTER INSERT OR UPDATE OR DELETE ON sync_ou
 """
 
 
-def rule():
-    return {"table": "public.items", "key": "id", "columns": "id, n, label", "vector_column": "emb",
-            "dimension": str(DIM), "distance": "Dot", "collection": "items"}
-
-
-def vec(i, n):
-    return [float(i % 11), float(n % 13), 1.0, 0.5]
-
-
 @pytest.fixture
 def items(db):
     db.execute("CREATE TABLE items (id int PRIMARY KEY, n int NOT NULL DEFAULT 0, label text,"
                " emb real[] NOT NULL)")
     return db
-
-
-def expected(db):
-    return {r[0]: ({"id": r[0], "n": r[1], "label": r[2]}, vec(r[0], r[1]))
-            for r in db.execute("SELECT id, n, label FROM items").fetchall()}
-
-
-def actual(qdrant):
-    return {pid: (p["payload"], [float(x) for x in p["vector"]])
-            for pid, p in points_by_id(qdrant, "items").items()}
-
-
-def in_sync(db, qdrant):
-    return outbox_counts(db)[0] == 0 and expected(db) == actual(qdrant)
-
-
-def explain(db, qdrant, d=None):
-    """What differs, for a failing wait."""
-    e, a = expected(db), actual(qdrant)
-    diff = {k: (e.get(k), a.get(k)) for k in set(e) | set(a) if e.get(k) != a.get(k)}
-    rows = db.execute("SELECT id, op, row_key::text, attempts, max_attempts, claimed_by, available_at > now(),"
-                      " last_error FROM sync_outbox ORDER BY id LIMIT 20").fetchall()
-    tail = d.log_text()[-3000:] if d else ""
-    return f"diff={list(diff.items())[:10]}\noutbox={rows}\ndead={outbox_counts(db)[1]}\n{tail}"
 
 
 def writer(pgdb):
@@ -147,39 +111,6 @@ def test_daemon_synchronous_commit_default_leaves_the_session(make_daemon, items
     assert {r[4] for r in rows} == {"on"}, rows
 
 
-# The settings crash recovery depends on, at their shipped defaults (None drops conftest's
-# shortened value), as in test_guarantees.py; daemon_synchronous_commit is not set (off).
-RECOVERY_DEFAULTS = {"qdrant": {"timeout": None}, "daemon": {"sweep_interval": None, "lease": None}}
-
-
-class Monitor(threading.Thread):
-    """Samples the points and records any row whose version `n` went backwards (every write of
-    this test is an upsert that increments n)."""
-
-    def __init__(self, qdrant):
-        super().__init__(daemon=True)
-        self.qdrant, self.seen, self.regressions, self.samples = qdrant, {}, [], 0
-        self.stop_flag = threading.Event()
-
-    def run(self):
-        while not self.stop_flag.is_set():
-            try:
-                pts = points_by_id(self.qdrant, "items")
-            except Exception:
-                continue
-            self.samples += 1
-            for pid, p in pts.items():
-                n = p["payload"]["n"]
-                if n < self.seen.get(pid, -1):
-                    self.regressions.append((pid, self.seen[pid], n))
-                self.seen[pid] = max(n, self.seen.get(pid, -1))
-            time.sleep(0.01)
-
-    def stop(self):
-        self.stop_flag.set()
-        self.join(timeout=10)
-
-
 def crash_postgres(pgdir):
     """Immediate stop (every backend killed, WAL not yet written lost: what a crash loses), then
     start again with the same options."""
@@ -199,7 +130,9 @@ def test_postgres_crash_mid_drain(make_daemon, items, pgdb, qdrant):
     if not pgdir:
         pytest.skip("needs the PostgreSQL started by scripts/pg-tmp (P2Q_PG_DIR)")
     rows, rounds = 150, 16
-    d = make_daemon(dict(RECOVERY_DEFAULTS, **{
+    # the settings crash recovery depends on at their shipped defaults (qdrant.timeout,
+    # sweep_interval, lease; daemon_synchronous_commit is not set: off)
+    d = make_daemon(with_recovery_defaults({
         "rule.items": rule(),
         "worker.a": {"event_types": "items", "batch_size": "16", "max_inflight": "2"},
         "worker.b": {"event_types": "items", "batch_size": "16", "max_inflight": "2"}}))
