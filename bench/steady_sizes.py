@@ -280,9 +280,13 @@ def main():
         backlog_max, oldest_max = 0, 0.0
         end = t0 + (minute + 1) * 60
         while time.time() < end:
-            cur.execute(f"SELECT count(*), coalesce(extract(epoch FROM clock_timestamp() - min(created_at)) * 1000, 0) "
-                        f"FROM {q}.sync_outbox")
-            n, age = cur.fetchone()
+            # cheap every --fast s (index ends, not a count(*) over a heap of up to a GB): the oldest
+            # pending event and max(id) - min(id) + 1, an upper bound of the backlog (ids are drawn
+            # in insertion order; acknowledged events inside the range are counted too)
+            cur.execute(f"SELECT o.id, extract(epoch FROM clock_timestamp() - o.created_at) * 1000, "
+                        f"(SELECT max(id) FROM {q}.sync_outbox) FROM {q}.sync_outbox o ORDER BY o.id LIMIT 1")
+            r = cur.fetchone()
+            n, age = (r[2] - r[0] + 1, r[1]) if r else (0, 0)
             backlog_max, oldest_max = max(backlog_max, n), max(oldest_max, float(age))
             time.sleep(max(0.0, min(a.fast, end - time.time())))
         minute += 1
