@@ -57,10 +57,14 @@ def test_daemon_commits_async_claims_and_cli_durable(make_daemon, items, pgdb, q
     d = make_daemon({"rule.items": rule(), "daemon": {"max_attempts": "1"},
                      "worker.w": {"event_types": "items", "batch_size": "4"}})
     d.env["PGOPTIONS"] = STOCK
-    d.cli("apply")
+    d.cli("init")
     items.execute(LOG_SQL)  # several statements: no parameters
     with writer(pgdb) as w:
         for i in range(30):
+            w.execute("INSERT INTO items (id, n, label, emb) VALUES (%s, 0, 'x', %s)", (i, vec(i, 0)))
+    d.cli("apply")  # enqueues the 30 rows
+    with writer(pgdb) as w:
+        for i in range(30, 40):
             w.execute("INSERT INTO items (id, n, label, emb) VALUES (%s, 0, 'x', %s)", (i, vec(i, 0)))
     p = d.start()
     wait_until(lambda: in_sync(items, qdrant), what="synced")
@@ -78,12 +82,19 @@ def test_daemon_commits_async_claims_and_cli_durable(make_daemon, items, pgdb, q
     qdrant.corrupt("items", 5, payload={"id": 5, "n": 99, "label": "x"})
     d.cli("reconcile", "items", "--fix", check=False)
     wait_until(lambda: in_sync(items, qdrant), what="reconciled")
+    # another dead letter, for `prune`
+    qdrant.fail(400, count=1, path="/points")
+    with writer(pgdb) as w:
+        w.execute("UPDATE items SET n = 1, emb = %s WHERE id = 4", (vec(4, 1),))
+    wait_until(lambda: outbox_counts(items) == (0, 1), what="dead-lettered again")
     d.stop(p)
+    assert "pruned 1 dead letter(s)" in d.cli("prune", "--older-than", "0s").stdout
 
     rows = log_rows(items)
     by = lambda pred: {r[4] for r in rows if pred(r)}  # noqa: E731
     cli_apps = {r[1] for r in rows if r[1].startswith("pg2qdrant/")}
-    assert {"pg2qdrant/backfill", "pg2qdrant/retry", "pg2qdrant/reconcile"} <= cli_apps, rows
+    assert cli_apps == {"pg2qdrant/apply", "pg2qdrant/backfill", "pg2qdrant/retry", "pg2qdrant/reconcile",
+                        "pg2qdrant/prune"}, rows
     # the CLI's commits and the application's are the user's durable ones: never touched
     assert by(lambda r: r[1].startswith("pg2qdrant/")) == {"on"}, rows
     assert by(lambda r: r[1] == "writer") == {"on"}, rows
