@@ -9,7 +9,7 @@ Installs the outbox (build/pg2qdrant init) in a scratch database, fills it with 
 one rule (random 384-float vectors: payloads as big and as incompressible as real ones), then
 drains it from ONE connection exactly as a worker does (the daemon's claim statement, then the ack
 of every row it returned as done/release; with --ride each ack rides on the next claim, one
-statement: sync_outbox_ack_claim, as the daemon does when a claim follows within linger_ms) and reads that backend's CPU time (utime + stime from
+statement: sync_outbox_claim's trailing ack arguments, as the daemon does when a claim follows within linger_ms) and reads that backend's CPU time (utime + stime from
 /proc/<pid>/stat) before and after. The figure is CPU µs per event, so it does not depend on the
 machine's load (wall-clock does). --fillfactor runs the drain once per value (interleaved over
 --rounds) with sync_outbox's fillfactor set to it before the fill. Also prints WAL bytes per event
@@ -33,9 +33,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = os.environ.get("P2Q_BIN", str(ROOT / "build" / "pg2qdrant"))
 CLAIM = ("SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
          " extract(epoch FROM created_at)::float8 FROM sync_outbox_claim(%s, %s::text[], %s, %s, %s, true)")
+# the ack riding on the claim, as the daemon sends it (src/outbox.c): the claim's trailing arguments
 ACK_CLAIM = ("SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
-             " extract(epoch FROM created_at)::float8 FROM sync_outbox_ack_claim(%s, %s::bigint[], %s::text[],"
-             " %s::jsonb[], %s::text[], %s::int[], %s::text[], %s::text[], %s, %s, %s)")
+             " extract(epoch FROM created_at)::float8 FROM sync_outbox_claim(%(o)s, %(t)s::text[], %(r)s, %(l)s,"
+             " %(lease)s, true, %(i)s::bigint[], %(ru)s::text[], %(k)s::jsonb[], %(out)s::text[], %(d)s::int[], %(e)s::text[])")
+# builds before the ack rode on sync_outbox_claim's arguments (the nested sync_outbox_ack_claim)
+ACK_CLAIM_OLD = ("SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
+                 " extract(epoch FROM created_at)::float8 FROM sync_outbox_ack_claim(%(o)s, %(i)s::bigint[],"
+                 " %(ru)s::text[], %(k)s::jsonb[], %(out)s::text[], %(d)s::int[], %(e)s::text[], %(t)s::text[], %(r)s,"
+                 " %(l)s, %(lease)s)")
 ACK = "SELECT sync_outbox_ack(%s, %s::bigint[], %s::text[], %s::jsonb[], %s::text[], %s::int[], %s::text[])"
 
 
@@ -93,11 +99,14 @@ def drain(c, batch, ride=False):
     t0 = cpu_seconds(pid)
     n = claims = 0
     rows = []
+    ack_claim = ACK_CLAIM if c.execute("SELECT max(pronargs) FROM pg_proc WHERE proname = 'sync_outbox_claim'"
+                                       ).fetchone()[0] > 6 else ACK_CLAIM_OLD
     while True:
         ids, rules, keys, outs = ack_arrays(rows)
         if ride:
-            rows = c.execute(ACK_CLAIM, (owner, ids, rules, keys, outs, [0] * len(ids), [None] * len(ids),
-                                         ["b"], None, batch, 30000)).fetchall()
+            rows = c.execute(ack_claim, {"o": owner, "i": ids, "ru": rules, "k": keys, "out": outs,
+                                         "d": [0] * len(ids), "e": [None] * len(ids), "t": ["b"], "r": None,
+                                         "l": batch, "lease": 30000}).fetchall()
         else:
             rows = c.execute(CLAIM, (owner, ["b"], None, batch, 30000)).fetchall()
         claims += 1

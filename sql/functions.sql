@@ -246,8 +246,15 @@ $p2q$;
 -- empty most of the time at low rates).
 -- Candidates are locked FOR UPDATE SKIP LOCKED, so concurrent claimers pick disjoint events; the
 -- lease upsert (in key order, so concurrent claimers cannot deadlock) admits one claimer per row.
+-- With p_ack_ids (not null), the ack of the caller's previous batch runs first, in the same
+-- statement and transaction (sync_outbox_ack's arguments and meaning; see sync_outbox_ack_claim).
+-- The one function does it all, so a call pays one set of SET clauses (a GUC save and restore
+-- each) and no nested call in the common case: at one event per claim (low rates) the fixed
+-- cost per call is the cost per event.
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_claim(p_owner text, p_types text[], p_routing text,
-    p_limit integer, p_lease_ms integer, p_held boolean DEFAULT false)
+    p_limit integer, p_lease_ms integer, p_held boolean DEFAULT false,
+    p_ack_ids bigint[] DEFAULT NULL, p_ack_rules text[] DEFAULT NULL, p_ack_keys jsonb[] DEFAULT NULL,
+    p_ack_outcomes text[] DEFAULT NULL, p_ack_delay_ms integer[] DEFAULT NULL, p_ack_errors text[] DEFAULT NULL)
 RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attempts integer,
                max_attempts integer, created_at timestamptz, event_type text, vec real[])
 LANGUAGE plpgsql
@@ -259,18 +266,35 @@ LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan SET jit = off
 AS $p2q$
 #variable_conflict use_column
+DECLARE
+  c_ids bigint[];
+  c_rules text[];
+  c_keys jsonb[];
+  won_id bigint;
 BEGIN
+  IF p_ack_ids IS NOT NULL THEN
+    IF cardinality(p_ack_ids) = 1 AND p_ack_outcomes[1] IN ('done', 'release') THEN
+      -- one event applied (or one lease to give back): sync_outbox_ack's common case as two
+      -- plain statements
+      DELETE FROM @SCHEMA@.sync_outbox o WHERE o.id = p_ack_ids[1] AND o.claimed_by = p_owner;
+      UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
+       WHERE l.rule = p_ack_rules[1] AND l.row_key = p_ack_keys[1] AND l.owner = p_owner;
+    ELSE
+      PERFORM @SCHEMA@.sync_outbox_ack(p_owner, p_ack_ids, p_ack_rules, p_ack_keys, p_ack_outcomes,
+                                       p_ack_delay_ms, p_ack_errors);
+    END IF;
+  END IF;
   IF EXISTS (SELECT 1 FROM unnest(p_types) AS x(event_type)
                LEFT JOIN @SCHEMA@.sync_outbox_mark m ON m.event_type = x.event_type
               WHERE m.event_type IS NULL OR m.due_at <= now()) THEN
     PERFORM @SCHEMA@.sync_outbox_mark_refresh(p_types);  -- a few times a second at most
   END IF;
-  RETURN QUERY
+  -- The candidates first, locked, in one statement: one ordered index scan per event type on
+  -- (event_type, id), so LIMIT stops early whatever the backlog (`event_type = ANY (…)` would scan
+  -- and sort every pending event), from the type's low-water mark (read in the same snapshot as
+  -- the events: a lowered mark and the events that lowered it are seen together), not from the
+  -- drained front of the index. None: done (no lease or update statement starts at all).
   WITH cand AS (
-    -- one ordered index scan per event type on (event_type, id), so LIMIT stops early whatever
-    -- the backlog (`event_type = ANY (…)` would scan and sort every pending event), from the
-    -- type's low-water mark (read in the same snapshot as the events: a lowered mark and the
-    -- events that lowered it are seen together), not from the drained front of the index
     SELECT c.id, c.rule, c.row_key
       FROM unnest(p_types) AS t(event_type)
            LEFT JOIN @SCHEMA@.sync_outbox_mark m ON m.event_type = t.event_type,
@@ -285,6 +309,61 @@ BEGIN
                        FOR UPDATE SKIP LOCKED) c
      ORDER BY c.id
      LIMIT p_limit
+  )
+  SELECT array_agg(c.id ORDER BY c.id), array_agg(c.rule ORDER BY c.id), array_agg(c.row_key ORDER BY c.id)
+    INTO c_ids, c_rules, c_keys
+    FROM cand c;
+  IF c_ids IS NULL THEN
+    RETURN;
+  END IF;
+  IF cardinality(c_ids) = 1 THEN
+    -- One candidate (the common case at low rates): what the statement below does for one row,
+    -- as plain statements, without starting the executor for the arms that stay empty. The lease
+    -- upsert is the same (won: not expired, claimed_id raised to the newest claimed); the event
+    -- is then claimed (cl), or superseded by a newer event of its row claimed before (sup: deleted,
+    -- 'coalesced', plus 'release' for the lease taken with nothing to apply), or held back ('held').
+    INSERT INTO @SCHEMA@.sync_outbox_lease AS l (rule, row_key, owner, expires_at, claimed_id, leased_at)
+    VALUES (c_rules[1], c_keys[1], p_owner, now() + p_lease_ms * interval '1 millisecond', c_ids[1], now())
+    ON CONFLICT ON CONSTRAINT sync_outbox_lease_pkey DO UPDATE
+       SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at, released_at = NULL,
+           leased_at = EXCLUDED.leased_at,
+           claimed_id = GREATEST(l.claimed_id, EXCLUDED.claimed_id)
+     WHERE l.expires_at IS NULL OR l.expires_at < now()
+    RETURNING l.claimed_id INTO won_id;
+    IF won_id IS NULL THEN
+      IF p_held THEN
+        RETURN QUERY SELECT 1::bigint, NULL::text, 'held'::text, NULL::jsonb, NULL::json, 0, 0,
+                            NULL::timestamptz, NULL::text, NULL::real[];
+      END IF;
+    ELSIF won_id = c_ids[1] THEN
+      RETURN QUERY
+      UPDATE @SCHEMA@.sync_outbox o
+         SET attempts = o.attempts + 1, claimed_by = p_owner, claimed_at = now(),
+             available_at = now() + p_lease_ms * interval '1 millisecond'
+       WHERE o.id = c_ids[1]
+      RETURNING o.id, o.rule, o.op, o.row_key, o.payload, o.attempts, o.max_attempts, o.created_at,
+                o.event_type, o.vec;
+    ELSE
+      RETURN QUERY
+      WITH sup AS (
+        DELETE FROM @SCHEMA@.sync_outbox o WHERE o.id = c_ids[1]
+        RETURNING o.id, o.rule, o.row_key, o.event_type
+      )
+      SELECT s.id, s.rule, 'coalesced'::text, s.row_key, NULL::json, 0, 0, NULL::timestamptz, s.event_type,
+             NULL::real[]
+        FROM sup s
+      UNION ALL
+      SELECT won_id, c_rules[1], 'release'::text, c_keys[1], NULL::json, 0, 0, NULL::timestamptz, NULL::text,
+             NULL::real[];
+    END IF;
+    IF FOUND AND current_setting('synchronous_commit') IN ('off', 'local') THEN
+      SET LOCAL synchronous_commit TO DEFAULT;  -- as after the set statement (Durability, below)
+    END IF;
+    RETURN;
+  END IF;
+  RETURN QUERY
+  WITH cand AS (
+    SELECT * FROM unnest(c_ids, c_rules, c_keys) AS c(id, rule, row_key)
   ), rws AS (
     SELECT c.rule, c.row_key, max(c.id) AS max_id FROM cand c GROUP BY c.rule, c.row_key
   ), won AS (
@@ -421,7 +500,8 @@ $p2q$;
 -- A worker whose batch finished lets its ack ride on its next claim when that claim comes soon
 -- (src/worker.c). The ack runs first, so the claim can take the leases it gives back. (Its lease
 -- release and the claim's lease upserts are each in key order, but not together: two of these
--- can deadlock; PostgreSQL aborts one, whose ack is sent again alone.)
+-- can deadlock; PostgreSQL aborts one, whose ack is sent again alone.) The daemon calls
+-- sync_outbox_claim with the ack's arrays directly (no nested call); this is the same by name.
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_ack_claim(p_owner text, p_ids bigint[], p_rules text[],
     p_keys jsonb[], p_outcomes text[], p_delay_ms integer[], p_errors text[],
     p_types text[], p_routing text, p_limit integer, p_lease_ms integer)
@@ -429,8 +509,8 @@ RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attem
                max_attempts integer, created_at timestamptz, event_type text, vec real[])
 LANGUAGE plpgsql AS $p2q$
 BEGIN
-  PERFORM @SCHEMA@.sync_outbox_ack(p_owner, p_ids, p_rules, p_keys, p_outcomes, p_delay_ms, p_errors);
-  RETURN QUERY SELECT * FROM @SCHEMA@.sync_outbox_claim(p_owner, p_types, p_routing, p_limit, p_lease_ms, true);
+  RETURN QUERY SELECT * FROM @SCHEMA@.sync_outbox_claim(p_owner, p_types, p_routing, p_limit, p_lease_ms, true,
+                                                        p_ids, p_rules, p_keys, p_outcomes, p_delay_ms, p_errors);
 END
 $p2q$;
 

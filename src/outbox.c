@@ -68,8 +68,8 @@ int p2q_outbox_new(const char *schema, p2q_outbox_t **out) {
       "SELECT @SCHEMA@.sync_outbox_ack($1, $2::bigint[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[])";
   /* the function's name first: reports that cut statements short still show it */
   static const char ack_claim[] =
-      "WITH c AS (SELECT * FROM @SCHEMA@.sync_outbox_ack_claim($1, $2::bigint[], $3::text[], $4::jsonb[],"
-      " $5::text[], $6::int[], $7::text[], $8::text[], $9, $10, $11))"
+      "WITH c AS (SELECT * FROM @SCHEMA@.sync_outbox_claim($1, $8::text[], $9, $10, $11, true, $2::bigint[], $3::text[],"
+      " $4::jsonb[], $5::text[], $6::int[], $7::text[]))"
       " SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
       " extract(epoch FROM created_at)::float8, vec FROM c";
   static const char recover[] =
