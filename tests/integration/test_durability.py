@@ -35,6 +35,8 @@ CREATE CONSTRAINT TRIGGER log_commit AFTER INSERT OR UPDATE OR DELETE ON sync_ou
   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION log_commit();
 CREATE CONSTRAINT TRIGGER log_commit AFTER INSERT OR UPDATE OR DELETE ON sync_outbox_dead
   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION log_commit();
+CREATE CONSTRAINT TRIGGER log_commit AFTER DELETE ON sync_outbox_lease
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION log_commit();
 """
 
 
@@ -54,7 +56,7 @@ def log_rows(db):
 
 
 def test_daemon_commits_async_claims_and_cli_durable(make_daemon, items, pgdb, qdrant):
-    d = make_daemon({"rule.items": rule(), "daemon": {"max_attempts": "1"},
+    d = make_daemon({"rule.items": rule(), "daemon": {"max_attempts": "1", "lease_reclaim_interval": "300ms"},
                      "worker.w": {"event_types": "items", "batch_size": "4"}})
     d.env["PGOPTIONS"] = STOCK
     d.cli("init")
@@ -87,6 +89,9 @@ def test_daemon_commits_async_claims_and_cli_durable(make_daemon, items, pgdb, q
     with writer(pgdb) as w:
         w.execute("UPDATE items SET n = 1, emb = %s WHERE id = 4", (vec(4, 1),))
     wait_until(lambda: outbox_counts(items) == (0, 1), what="dead-lettered again")
+    # the lease reclaimer (on the daemon's LISTEN connection) deletes released leases
+    wait_until(lambda: items.execute("SELECT count(*) FROM commit_log WHERE tbl = 'sync_outbox_lease'"
+                                     " AND app = 'pg2qdrant'").fetchone()[0] > 0, what="leases reclaimed")
     d.stop(p)
     assert "pruned 1 dead letter(s)" in d.cli("prune", "--older-than", "0s").stdout
 
@@ -103,6 +108,8 @@ def test_daemon_commits_async_claims_and_cli_durable(make_daemon, items, pgdb, q
     # … its acks (done deletes, the dead letter's move) run with synchronous_commit off
     assert "off" in by(lambda r: r[1] == "pg2qdrant" and r[0] == "sync_outbox" and r[2] == "DELETE"), rows
     assert by(lambda r: r[1] == "pg2qdrant" and r[0] == "sync_outbox_dead") >= {"off"}, rows
+    # … and so does its LISTEN connection's work (here the lease reclaimer's deletes)
+    assert by(lambda r: r[1] == "pg2qdrant" and r[0] == "sync_outbox_lease") == {"off"}, rows
 
 
 def test_daemon_synchronous_commit_default_leaves_the_session(make_daemon, items, pgdb, qdrant):
