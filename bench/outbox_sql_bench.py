@@ -42,6 +42,13 @@ ACK_CLAIM_OLD = ("SELECT id, rule, op, row_key::text, payload::text, attempts, m
                  " extract(epoch FROM created_at)::float8 FROM sync_outbox_ack_claim(%(o)s, %(i)s::bigint[],"
                  " %(ru)s::text[], %(k)s::jsonb[], %(out)s::text[], %(d)s::int[], %(e)s::text[], %(t)s::text[], %(r)s,"
                  " %(l)s, %(lease)s)")
+
+
+def with_vec(q):
+    """--vec: the claim read as the daemon reads it (src/outbox.c): its columns, vec included."""
+    return q.replace("::float8 FROM", "::float8, vec FROM", 1)
+
+
 ACK = "SELECT sync_outbox_ack(%s, %s::bigint[], %s::text[], %s::jsonb[], %s::text[], %s::int[], %s::text[])"
 
 
@@ -60,7 +67,7 @@ def install(db, dim):
     return ini
 
 
-def fill(c, n, dim, ff, storage):
+def fill(c, n, dim, ff, storage, vec=False):
     """n events of one rule straight into the outbox (the writer's trigger is measured elsewhere:
     bench/writer_overhead_bench.py); returns the backend CPU seconds of the INSERT."""
     c.execute("TRUNCATE sync_outbox, sync_outbox_lease")
@@ -69,10 +76,17 @@ def fill(c, n, dim, ff, storage):
         st, comp = (storage.split(":") + ["pglz"])[:2]
         c.execute(f"ALTER TABLE sync_outbox ALTER COLUMN payload SET STORAGE {st}, ALTER COLUMN payload SET COMPRESSION {comp}")
     t0 = cpu_seconds(c.info.backend_pid)
-    c.execute("INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, payload)"
-              " SELECT 'b', 'b', 'public.b', jsonb_build_object('id', i), 'upsert',"
-              f" json_build_object('id', i, 'emb', (SELECT array_agg(random()::real) FROM generate_series(1, {dim}) WHERE i > 0))"
-              " FROM generate_series(1, %s) i", (n,))
+    if vec:  # as the capture trigger writes it: the vector unprinted in vec, null in the snapshot
+        c.execute("INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, payload, vec)"
+                  " SELECT 'b', 'b', 'public.b', jsonb_build_object('id', i), 'upsert',"
+                  " json_build_object('id', i, 'seq', i, 'pad', repeat('x', 64), 'emb', NULL::json),"
+                  f" (SELECT array_agg(random()::real) FROM generate_series(1, {dim}) WHERE i > 0)"
+                  " FROM generate_series(1, %s) i", (n,))
+    else:
+        c.execute("INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, payload)"
+                  " SELECT 'b', 'b', 'public.b', jsonb_build_object('id', i), 'upsert',"
+                  f" json_build_object('id', i, 'emb', (SELECT array_agg(random()::real) FROM generate_series(1, {dim}) WHERE i > 0))"
+                  " FROM generate_series(1, %s) i", (n,))
     cpu = cpu_seconds(c.info.backend_pid) - t0
     c.execute("VACUUM ANALYZE sync_outbox")
     return cpu
@@ -91,7 +105,7 @@ def ack_arrays(rows):
     return ids, rules, keys, outs
 
 
-def drain(c, batch, ride=False):
+def drain(c, batch, ride=False, vec=False):
     pid = c.info.backend_pid
     owner = c.execute("SELECT pg_backend_pid()::text || '.bench'").fetchone()[0]
     wal0 = c.execute("SELECT wal_bytes FROM pg_stat_wal").fetchone()[0]
@@ -104,11 +118,11 @@ def drain(c, batch, ride=False):
     while True:
         ids, rules, keys, outs = ack_arrays(rows)
         if ride:
-            rows = c.execute(ack_claim, {"o": owner, "i": ids, "ru": rules, "k": keys, "out": outs,
+            rows = c.execute(with_vec(ack_claim) if vec else ack_claim, {"o": owner, "i": ids, "ru": rules, "k": keys, "out": outs,
                                          "d": [0] * len(ids), "e": [None] * len(ids), "t": ["b"], "r": None,
-                                         "l": batch, "lease": 30000}).fetchall()
+                                         "l": batch, "lease": 30000}, binary=vec).fetchall()
         else:
-            rows = c.execute(CLAIM, (owner, ["b"], None, batch, 30000)).fetchall()
+            rows = c.execute(with_vec(CLAIM) if vec else CLAIM, (owner, ["b"], None, batch, 30000), binary=vec).fetchall()
         claims += 1
         n += sum(r[2] in ("upsert", "delete") for r in rows)
         if not ride and rows:
@@ -135,6 +149,9 @@ def main():
                     " e.g. extended:pglz,extended:lz4,external (default: as installed)")
     ap.add_argument("--db", default="p2q_outbox_bench")
     ap.add_argument("--ride", action="store_true", help="each ack rides on the next claim (sync_outbox_ack_claim)")
+    ap.add_argument("--vec", action="store_true", help="events carry the vector in vec (as the capture"
+                    " trigger writes a real[] since migration 008) and the claim is read as the daemon"
+                    " reads it (its columns, binary results)")
     ap.add_argument("--sql", help="an SQL file run in the scratch database after init (function variants)")
     args = ap.parse_args()
     with psycopg.connect(dbname="postgres", autocommit=True) as c:
@@ -154,8 +171,8 @@ def main():
         for r in range(args.rounds):
             for v in ffs:
                 ff, st = v
-                fcpu = fill(c, args.events, args.dim, ff if ff is not None else int(cur_ff), st)
-                n, cpu, wal, claims, hot = drain(c, args.batch, args.ride)
+                fcpu = fill(c, args.events, args.dim, ff if ff is not None else int(cur_ff), st, args.vec)
+                n, cpu, wal, claims, hot = drain(c, args.batch, args.ride, args.vec)
                 res[v].append((cpu / n * 1e6, wal / n, fcpu / n * 1e6))
                 print(f"  round {r + 1} fillfactor {ff or cur_ff} payload {st or 'as installed'}: {n} events, {claims} claims,"
                       f" PostgreSQL CPU {cpu / n * 1e6:.1f} us/event, WAL {wal / n:.0f} B/event, HOT updates {hot:.0%};"
