@@ -60,3 +60,47 @@ def test_claim_and_ack_stay_on_the_index_under_a_fresh_million_event_backlog(mak
         left = c.execute("SELECT count(*) FROM sync_outbox WHERE claimed_by = 'plan.test'").fetchone()[0]
         assert left == 256
         c.rollback()
+
+
+def nested_plans(dbname, sql):
+    """The plans of the statements `sql` runs inside functions (auto_explain, JSON, sent to this
+    session as LOG notices), and the rows sql returned."""
+    plans = []
+    with psycopg.connect(dbname=dbname, autocommit=True) as c:
+        c.add_notice_handler(lambda d: plans.append(d.message_primary))
+        for s in ("LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
+                  "SET auto_explain.log_nested_statements = on", "SET auto_explain.log_analyze = on",
+                  "SET auto_explain.log_timing = off", "SET auto_explain.sample_rate = 1",
+                  "SET auto_explain.log_format = json",
+                  "SET client_min_messages = log"):
+            c.execute(s)
+        rows = c.execute(sql).fetchall()
+    return [json.loads(m[m.index("{"):]) for m in plans if "{" in m], rows
+
+
+def rows_produced(node):
+    """Rows every node of a plan produced, over all its loops (a join of two CTE scans planned as
+    a nested loop rescans its inner side once per outer row: batch x batch)."""
+    return node.get("Actual Rows", 0) * node.get("Actual Loops", 1) + sum(rows_produced(ch) for ch in node.get("Plans", []))
+
+
+def test_claim_work_is_linear_in_the_batch_whatever_the_statistics(make_daemon, db):
+    """Analyzed statistics of a 20,000-event outbox make the claim's generic plan estimate its
+    candidates at one row. Whatever the planner then picks, the claim's statement must not compare
+    every candidate with every won lease (a nested loop over two CTE scans: 65,536 rows per join at
+    batch 256): the rows its plan nodes produce stay a small multiple of the batch."""
+    db.execute("CREATE TABLE docs (id bigint PRIMARY KEY, emb real[])")
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("init")
+    db.execute("INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, payload)"
+               " SELECT 'docs', 'docs', 'public.docs', jsonb_build_object('id', i), 'upsert',"
+               " json_build_object('id', i) FROM generate_series(1, 20000) i")
+    db.execute("VACUUM ANALYZE sync_outbox")
+    for attempt in range(2):  # the first call plans, the second runs the cached plan
+        plans, rows = nested_plans(d.dbname, f"SELECT * FROM sync_outbox_claim('plan.{attempt}', '{{docs}}', NULL, 256, 30000)")
+        assert len(rows) == 256
+        claim = [p for p in plans if "WITH cand AS" in p.get("Query Text", "")]
+        assert len(claim) == 1, [p.get("Query Text", "")[:80] for p in plans]
+        produced = rows_produced(claim[0]["Plan"])
+        print(f"claim {attempt}: plan nodes produced {produced} rows")
+        assert produced < 40 * 256, (attempt, produced, json.dumps(claim[0]["Plan"])[:3000])
