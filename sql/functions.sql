@@ -378,10 +378,11 @@ BEGIN
     RETURNING l.rule, l.row_key, l.claimed_id
   ), g AS (
     -- each candidate row key: its candidates' ids and, when its lease was won, the lease's
-    -- claimed_id. Grouped, not joined: a join of two CTEs is planned from their estimates, and
-    -- a generic plan's estimate of cand follows the outbox's statistics down to one row, where
-    -- the planner picks a nested loop: every pair of candidates compared, 65,536 row-key
-    -- comparisons per join at batch 256 (250 µs per event in bench/outbox_sql_bench.py).
+    -- claimed_id. Grouped, not joined: a join of two CTEs is planned from their estimates, which
+    -- are guesses here, and under estimates near one row (the candidate scan's, once taken from
+    -- the outbox's statistics) the planner picks a nested loop: every pair of candidates
+    -- compared, 65,536 row-key comparisons per join at batch 256 (250 µs per event in
+    -- bench/outbox_sql_bench.py; test_outbox_plan.py).
     SELECT x.rule, x.row_key, array_agg(x.id) FILTER (WHERE x.id IS NOT NULL) AS ids,
            max(x.claimed_id) AS claimed_id
       FROM (SELECT c.rule, c.row_key, c.id, NULL::bigint AS claimed_id FROM cand c

@@ -99,8 +99,8 @@ def test_claim_work_is_linear_in_the_batch_whatever_the_statistics(make_daemon, 
     for attempt in range(2):  # the first call plans, the second runs the cached plan
         plans, rows = nested_plans(d.dbname, f"SELECT * FROM sync_outbox_claim('plan.{attempt}', '{{docs}}', NULL, 256, 30000)")
         assert len(rows) == 256
-        claim = [p for p in plans if "WITH cand AS" in p.get("Query Text", "")]
-        assert len(claim) == 1, [p.get("Query Text", "")[:80] for p in plans]
-        produced = rows_produced(claim[0]["Plan"])
+        claim = [p for p in plans if "WITH cand AS" in p.get("Query Text", "")]  # its candidates, its set statement
+        assert claim, [p.get("Query Text", "")[:80] for p in plans]
+        produced = sum(rows_produced(p["Plan"]) for p in claim)
         print(f"claim {attempt}: plan nodes produced {produced} rows")
-        assert produced < 40 * 256, (attempt, produced, json.dumps(claim[0]["Plan"])[:3000])
+        assert produced < 40 * 256, (attempt, produced, json.dumps([p["Plan"] for p in claim])[:3000])
