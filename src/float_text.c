@@ -4,14 +4,22 @@
  * capture trigger sent in binary: the snapshot's `_hash` and the Qdrant request are then the
  * same as when the trigger printed the vector itself.
  *
- * Method: the shortest-digits search of Ryū (Ulf Adams, PLDI 2018): the value and the two
- * midpoints to its neighbours are scaled by a power of ten and truncated (vr, vp, vm), digits are
- * removed while the interval still holds an integer, and the last one is rounded (ties to even).
- * The scaled values are computed exactly in 64/128/192-bit integers from a table of 5^i (a
- * float's 24-bit mantissa leaves the room) instead of from Ryū's tables of approximations.
- * Checked against PostgreSQL 15's float4out on 3.3 million floats (random bit patterns, every
- * exponent, denormals, integers around powers of two, decimal fractions).
- * Layout as float4out's: fixed notation for decimal exponents -4..5, else d.ddde±XX.
+ * What is printed (PostgreSQL's f2s.c, Ryū built without STRICTLY_SHORTEST): the decimal with
+ * the fewest significant digits strictly inside the float's rounding interval (the midpoints to
+ * its neighbours are never accepted, even for an even mantissa), the closest to the float when
+ * several have that length (ties to an even last digit); floats that are integers below 2^24
+ * print as such. Layout as float4out's: fixed notation for decimal exponents -4..5, else
+ * d.ddde±XX.
+ *
+ * Method: Schubfach (Raffaello Giulietti, "The Schubfach way to render doubles", 2020) for
+ * binary32: the float and its interval's two ends, times 4, are scaled by 10^-k (k = floor of
+ * the float's decimal exponent) with one 64×64→128-bit product each against a 64-bit
+ * overestimate of 10^-k and rounded to odd (the low bit says "not exact"), which decides with
+ * integer compares whether the one multiple of 10 the interval can hold is in it, else which of
+ * the two integers around the float is. The digits (at most 9) are converted 8 at a time in one
+ * 64-bit register (SWAR) and their trailing zeros counted there. Checked against this file's previous exact-integer
+ * Ryū search on all 2^32 bit patterns (bench/bench_float_text.c --all), which was checked against
+ * PostgreSQL 15's float4out on 7.7 million floats.
  * Pure; any thread; no allocation.
  */
 #include "pg2qdrant/float_text.h"
@@ -20,187 +28,232 @@
 
 typedef unsigned __int128 u128;
 
-#define P5(hi, lo) (((u128)(hi) << 64) | (u128)(lo))
-static const u128 pow5[48] = {
-    P5(0x0u, 0x0000000000000001u), /* 5^0 */
-    P5(0x0u, 0x0000000000000005u), /* 5^1 */
-    P5(0x0u, 0x0000000000000019u), /* 5^2 */
-    P5(0x0u, 0x000000000000007du), /* 5^3 */
-    P5(0x0u, 0x0000000000000271u), /* 5^4 */
-    P5(0x0u, 0x0000000000000c35u), /* 5^5 */
-    P5(0x0u, 0x0000000000003d09u), /* 5^6 */
-    P5(0x0u, 0x000000000001312du), /* 5^7 */
-    P5(0x0u, 0x000000000005f5e1u), /* 5^8 */
-    P5(0x0u, 0x00000000001dcd65u), /* 5^9 */
-    P5(0x0u, 0x00000000009502f9u), /* 5^10 */
-    P5(0x0u, 0x0000000002e90eddu), /* 5^11 */
-    P5(0x0u, 0x000000000e8d4a51u), /* 5^12 */
-    P5(0x0u, 0x0000000048c27395u), /* 5^13 */
-    P5(0x0u, 0x000000016bcc41e9u), /* 5^14 */
-    P5(0x0u, 0x000000071afd498du), /* 5^15 */
-    P5(0x0u, 0x0000002386f26fc1u), /* 5^16 */
-    P5(0x0u, 0x000000b1a2bc2ec5u), /* 5^17 */
-    P5(0x0u, 0x000003782dace9d9u), /* 5^18 */
-    P5(0x0u, 0x00001158e460913du), /* 5^19 */
-    P5(0x0u, 0x000056bc75e2d631u), /* 5^20 */
-    P5(0x0u, 0x0001b1ae4d6e2ef5u), /* 5^21 */
-    P5(0x0u, 0x000878678326eac9u), /* 5^22 */
-    P5(0x0u, 0x002a5a058fc295edu), /* 5^23 */
-    P5(0x0u, 0x00d3c21bcecceda1u), /* 5^24 */
-    P5(0x0u, 0x0422ca8b0a00a425u), /* 5^25 */
-    P5(0x0u, 0x14adf4b7320334b9u), /* 5^26 */
-    P5(0x0u, 0x6765c793fa10079du), /* 5^27 */
-    P5(0x2u, 0x04fce5e3e2502611u), /* 5^28 */
-    P5(0xau, 0x18f07d736b90be55u), /* 5^29 */
-    P5(0x32u, 0x7cb2734119d3b7a9u), /* 5^30 */
-    P5(0xfcu, 0x6f7c40458122964du), /* 5^31 */
-    P5(0x4eeu, 0x2d6d415b85acef81u), /* 5^32 */
-    P5(0x18a6u, 0xe32246c99c60ad85u), /* 5^33 */
-    P5(0x7b42u, 0x6fab61f00de36399u), /* 5^34 */
-    P5(0x2684cu, 0x2e58e9b04570f1fdu), /* 5^35 */
-    P5(0xc097cu, 0xe7bc90715b34b9f1u), /* 5^36 */
-    P5(0x3c2f70u, 0x86aed236c807a1b5u), /* 5^37 */
-    P5(0x12ced32u, 0xa16a1b11e8262889u), /* 5^38 */
-    P5(0x5e0a1fdu, 0x2712875988becaadu), /* 5^39 */
-    P5(0x1d6329f1u, 0xc35ca4bfabb9f561u), /* 5^40 */
-    P5(0x92efd1b8u, 0xd0cf37be5aa1cae5u), /* 5^41 */
-    P5(0x2deaf189cu, 0x140c16b7c528f679u), /* 5^42 */
-    P5(0xe596b7b0cu, 0x643c7196d9ccd05du), /* 5^43 */
-    P5(0x47bf19673du, 0xf52e37f2410011d1u), /* 5^44 */
-    P5(0x166bb7f0435u, 0xc9e717bb45005915u), /* 5^45 */
-    P5(0x701a97b150cu, 0xf18376a85901bd69u), /* 5^46 */
-    P5(0x23084f676940u, 0xb7915149bd08b30du), /* 5^47 */
+static const uint64_t g10[77] = { /* ceil(10^j * 2^(63 - floor(log2 10^j))), j = -31..45 */
+    0x81ceb32c4b43fcf5u, /* -31 */
+    0xa2425ff75e14fc32u, /* -30 */
+    0xcad2f7f5359a3b3fu, /* -29 */
+    0xfd87b5f28300ca0eu, /* -28 */
+    0x9e74d1b791e07e49u, /* -27 */
+    0xc612062576589ddbu, /* -26 */
+    0xf79687aed3eec552u, /* -25 */
+    0x9abe14cd44753b53u, /* -24 */
+    0xc16d9a0095928a28u, /* -23 */
+    0xf1c90080baf72cb2u, /* -22 */
+    0x971da05074da7befu, /* -21 */
+    0xbce5086492111aebu, /* -20 */
+    0xec1e4a7db69561a6u, /* -19 */
+    0x9392ee8e921d5d08u, /* -18 */
+    0xb877aa3236a4b44au, /* -17 */
+    0xe69594bec44de15cu, /* -16 */
+    0x901d7cf73ab0acdau, /* -15 */
+    0xb424dc35095cd810u, /* -14 */
+    0xe12e13424bb40e14u, /* -13 */
+    0x8cbccc096f5088ccu, /* -12 */
+    0xafebff0bcb24aaffu, /* -11 */
+    0xdbe6fecebdedd5bfu, /* -10 */
+    0x89705f4136b4a598u, /* -9 */
+    0xabcc77118461cefdu, /* -8 */
+    0xd6bf94d5e57a42bdu, /* -7 */
+    0x8637bd05af6c69b6u, /* -6 */
+    0xa7c5ac471b478424u, /* -5 */
+    0xd1b71758e219652cu, /* -4 */
+    0x83126e978d4fdf3cu, /* -3 */
+    0xa3d70a3d70a3d70bu, /* -2 */
+    0xcccccccccccccccdu, /* -1 */
+    0x8000000000000000u, /* 0 */
+    0xa000000000000000u, /* 1 */
+    0xc800000000000000u, /* 2 */
+    0xfa00000000000000u, /* 3 */
+    0x9c40000000000000u, /* 4 */
+    0xc350000000000000u, /* 5 */
+    0xf424000000000000u, /* 6 */
+    0x9896800000000000u, /* 7 */
+    0xbebc200000000000u, /* 8 */
+    0xee6b280000000000u, /* 9 */
+    0x9502f90000000000u, /* 10 */
+    0xba43b74000000000u, /* 11 */
+    0xe8d4a51000000000u, /* 12 */
+    0x9184e72a00000000u, /* 13 */
+    0xb5e620f480000000u, /* 14 */
+    0xe35fa931a0000000u, /* 15 */
+    0x8e1bc9bf04000000u, /* 16 */
+    0xb1a2bc2ec5000000u, /* 17 */
+    0xde0b6b3a76400000u, /* 18 */
+    0x8ac7230489e80000u, /* 19 */
+    0xad78ebc5ac620000u, /* 20 */
+    0xd8d726b7177a8000u, /* 21 */
+    0x878678326eac9000u, /* 22 */
+    0xa968163f0a57b400u, /* 23 */
+    0xd3c21bcecceda100u, /* 24 */
+    0x84595161401484a0u, /* 25 */
+    0xa56fa5b99019a5c8u, /* 26 */
+    0xcecb8f27f4200f3au, /* 27 */
+    0x813f3978f8940985u, /* 28 */
+    0xa18f07d736b90be6u, /* 29 */
+    0xc9f2c9cd04674edfu, /* 30 */
+    0xfc6f7c4045812297u, /* 31 */
+    0x9dc5ada82b70b59eu, /* 32 */
+    0xc5371912364ce306u, /* 33 */
+    0xf684df56c3e01bc7u, /* 34 */
+    0x9a130b963a6c115du, /* 35 */
+    0xc097ce7bc90715b4u, /* 36 */
+    0xf0bdc21abb48db21u, /* 37 */
+    0x96769950b50d88f5u, /* 38 */
+    0xbc143fa4e250eb32u, /* 39 */
+    0xeb194f8e1ae525feu, /* 40 */
+    0x92efd1b8d0cf37bfu, /* 41 */
+    0xb7abc627050305aeu, /* 42 */
+    0xe596b7b0c643c71au, /* 43 */
+    0x8f7e32ce7bea5c70u, /* 44 */
+    0xb35dbf821ae4f38cu, /* 45 */
 };
 
 static const char pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
                                 "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
                                 "8081828384858687888990919293949596979899";
 
-static int ctz64(uint64_t v) { return v ? __builtin_ctzll(v) : 64; }
+/* floor(q log10 2), floor(q log10 (3/4 2^q)), floor(j log2 10) for the exponents of binary32 */
+static int floor_log10_pow2(int q) { return (q * 1262611) >> 22; }
+static int floor_log10_3q_pow2(int q) { return (q * 1262611 - 524031) >> 22; }
+static int floor_log2_pow10(int j) { return (j * 1741647) >> 19; }
 
-/* floor(m * 5^i / 2^q) for m < 2^27, i <= 47, q <= 127 (the result fits in 64 bits). */
-static uint64_t mul_pow5_shr(uint64_t m, int i, int q) {
-  u128 p = pow5[i];
-  uint64_t lo = (uint64_t)p, hi = (uint64_t)(p >> 64);
-  u128 a = (u128)m * lo;
-  if (!hi) return (uint64_t)(a >> q);
-  u128 b = (u128)m * hi;                       /* the product is a + b * 2^64 (up to 2^137) */
-  u128 mid = (a >> 64) + (uint64_t)b;
-  uint64_t p0 = (uint64_t)a, p1 = (uint64_t)mid, p2 = (uint64_t)((mid >> 64) + (b >> 64));
-  if (q >= 64) return (uint64_t)((((u128)p2 << 64) | p1) >> (q - 64));
-  return (uint64_t)((((u128)p1 << 64) | p0) >> q);
+/* x * 10^-k rounded to odd, for the 64-bit overestimate g of 10^-k (scaled to [2^63, 2^64)) and
+   cp = x << h: the integer part, its low bit set when the fraction is not 0. */
+static inline __attribute__((always_inline)) uint32_t round_to_odd(uint64_t g, uint32_t cp) {
+  u128 p = (u128)g * cp;
+  uint32_t y1 = (uint32_t)(p >> 64), y0 = (uint32_t)(p >> 32);
+  return y1 | (y0 > 1);
 }
 
 typedef struct {
-  uint64_t digits;
-  int exp10; /* value = digits * 10^exp10 */
+  uint32_t digits; /* < 10^9; may end with zeros */
+  int exp10;       /* value = digits * 10^exp10 */
 } decimal_t;
 
-/* The shortest decimal of a finite non-zero float (mantissa and exponent fields), as
-   PostgreSQL's f2s.c finds it: the midpoints to the neighbours are never accepted (it is built
-   without STRICTLY_SHORTEST: the text must read back right even where a reader does not break
-   ties to even), so vm is never exact, and the "no digit lost" flags are Ryū's own (exact
-   values, computed where Ryū computes them, false elsewhere). */
-static decimal_t shortest(uint32_t ieee_m, uint32_t ieee_e) {
-  int e2;
-  uint32_t m2;
-  if (ieee_e == 0) { e2 = 1 - 127 - 23 - 2; m2 = ieee_m; }
-  else { e2 = (int)ieee_e - 127 - 23 - 2; m2 = (1u << 23) | ieee_m; }
-  uint64_t mv = 4 * (uint64_t)m2, mp = mv + 2;
-  uint64_t mm = mv - 1 - (ieee_m != 0 || ieee_e <= 1); /* closer below a power of two */
-  uint64_t vr64, vp64, vm64;
-  int e10, last = 0, vr_tz = 0;
-  if (e2 >= 0) { /* x * 2^e2 / 10^q = x * 2^(e2-q) / 5^q */
-    int q = (int)(((uint64_t)e2 * 78913) >> 18), s = e2 - q; /* q = floor(e2 log10 2) */
-    u128 d = pow5[q];
-    e10 = q;
-    vr64 = (uint64_t)(((u128)mv << s) / d);
-    vp64 = (uint64_t)(((u128)mp << s) / d);
-    vm64 = (uint64_t)(((u128)mm << s) / d);
-    if (q != 0 && (vp64 - 1) / 10 <= vm64 / 10) /* no digit to remove: the first one lost rounds */
-      last = (int)((((u128)mv << (s + 1)) / pow5[q - 1]) % 10);
-    if (q <= 9) {
-      if (mv % 5 == 0) vr_tz = (u128)mv % d == 0;
-      else vp64 -= (u128)mp % d == 0; /* the upper midpoint itself is excluded */
-    }
-  } else { /* x * 2^e2 / 10^(q+e2) = x * 5^i / 2^q */
-    int q = (int)(((uint64_t)-e2 * 732923) >> 20), i = -e2 - q; /* q = floor(-e2 log10 5) */
-    e10 = q + e2;
-    vr64 = mul_pow5_shr(mv, i, q);
-    vp64 = mul_pow5_shr(mp, i, q);
-    vm64 = mul_pow5_shr(mm, i, q);
-    if (q != 0 && (vp64 - 1) / 10 <= vm64 / 10) last = (int)(mul_pow5_shr(mv, i + 1, q - 1) % 10);
-    if (q <= 1) {
-      vr_tz = 1;
-      vp64--; /* mp has a trailing 0 bit: the upper midpoint is reached, and excluded */
-    } else if (q < 31) {
-      vr_tz = ctz64(mv) >= q - 1;
-    }
-  }
-  int removed = 0;
-  uint32_t out; /* vr, vp, vm < 2^32 here (as in Ryū's f2s): 32-bit division by 10 is cheaper */
-  uint32_t vr = (uint32_t)vr64, vp = (uint32_t)vp64, vm = (uint32_t)vm64;
-  if (vr_tz) {
-    while (vp / 10 > vm / 10) {
-      vr_tz &= last == 0;
-      last = (int)(vr % 10);
-      vr /= 10, vp /= 10, vm /= 10, removed++;
-    }
-    if (vr_tz && last == 5 && vr % 2 == 0) last = 4; /* exactly half way: to even */
+/* The decimal of a finite non-zero float (its mantissa and exponent fields). */
+static inline __attribute__((always_inline)) decimal_t shortest(uint32_t ieee_m, uint32_t ieee_e) {
+  uint32_t c;
+  int q;
+  if (ieee_e) {
+    c = (1u << 23) | ieee_m, q = (int)ieee_e - 150;
+    if (q <= 0 && q >= -23 && !(c & ((1u << -q) - 1))) return (decimal_t){c >> -q, 0}; /* an integer */
   } else {
-    while (vp / 10 > vm / 10) {
-      last = (int)(vr % 10);
-      vr /= 10, vp /= 10, vm /= 10, removed++;
-    }
+    c = ieee_m, q = -149;
   }
-  out = vr + (vr == vm || last >= 5); /* vm is outside the interval: never the result */
-  return (decimal_t){out, e10 + removed};
+  int closer = ieee_m == 0 && ieee_e > 1; /* the neighbour below a power of two is closer */
+  int k = closer ? floor_log10_3q_pow2(q) : floor_log10_pow2(q);
+  int h = q + floor_log2_pow10(-k) + 1; /* 1..4: cbr << h < 2^31 */
+  uint64_t g = g10[-k + 31];
+  uint32_t vbl = round_to_odd(g, (4 * c - 2 + (uint32_t)closer) << h);
+  uint32_t vb = round_to_odd(g, (4 * c) << h);
+  uint32_t vbr = round_to_odd(g, (4 * c + 2) << h);
+  uint32_t lower = vbl + 1, upper = vbr - 1; /* both ends excluded (4 * scaled value) */
+  uint32_t s = vb >> 2;
+  if (s >= 10) { /* the interval is narrower than 10: at most one multiple of 10 inside */
+    uint32_t sp = s / 10;
+    int up_in = lower <= 40 * sp, wp_in = 40 * sp + 40 <= upper;
+    if (up_in != wp_in) return (decimal_t){sp + (uint32_t)wp_in, k + 1};
+  }
+  int u_in = lower <= 4 * s, w_in = 4 * s + 4 <= upper;
+  if (u_in != w_in) return (decimal_t){s + (uint32_t)w_in, k};
+  uint32_t mid = 4 * s + 2; /* both inside: the closer, ties to even */
+  return (decimal_t){s + (vb > mid || (vb == mid && (s & 1))), k};
 }
 
-static int copy(char *out, const char *s) {
-  size_t n = strlen(s);
-  memcpy(out, s, n);
-  return (int)n;
+/* The 8 decimal digits of x < 10^8 as bytes 0..9, the first digit in the low byte (SWAR: two
+   4-digit halves, split into 2-digit then 1-digit lanes by multiplications that cannot carry
+   from one lane into the next). */
+static inline __attribute__((always_inline)) uint64_t digits8(uint32_t x) {
+  uint64_t v = (x / 10000) | (uint64_t)(x % 10000) << 32;
+  uint64_t hundreds = ((v * 10486) >> 20) & 0x0000007f0000007full; /* x / 100 for x < 10^4 */
+  v = hundreds | (v - hundreds * 100) << 16;
+  uint64_t tens = ((v * 103) >> 10) & 0x000f000f000f000full; /* x / 10 for x < 100 */
+  return tens | (v - tens * 10) << 8;
 }
 
-int p2q_float4_text(uint32_t bits, char out[P2Q_FLOAT4_TEXT_MAX]) {
+static void store8(char *p, uint64_t v) { memcpy(p, &v, 8); }
+
+#define ZEROS 0x3030303030303030ull /* "00000000" */
+
+/* The printer; inlined into p2q_float4_json_elems's loop (a call per float costs ~30 %). */
+static inline __attribute__((always_inline)) int float4_text(uint32_t bits, char *out) {
   int neg = (int)(bits >> 31);
   uint32_t ie = (bits >> 23) & 0xff, im = bits & 0x7fffff;
-  if (ie == 0xff) return copy(out, im ? "NaN" : neg ? "-Infinity" : "Infinity");
-  if (ie == 0 && im == 0) return copy(out, neg ? "-0" : "0");
+  if (ie == 0xff || (ie == 0 && im == 0)) {
+    const char *s = ie ? im ? "NaN" : neg ? "-Infinity" : "Infinity" : neg ? "-0" : "0";
+    size_t n = strlen(s);
+    memcpy(out, s, n);
+    return (int)n;
+  }
   decimal_t v = shortest(im, ie);
-  char dig[12];
-  int n = 0;
-  uint32_t d = (uint32_t)v.digits;
-  for (; d >= 100; d /= 100, n += 2) memcpy(dig + 10 - n, pairs + 2 * (d % 100), 2);
-  if (d >= 10) memcpy(dig + 10 - n, pairs + 2 * d, 2), n += 2;
-  else dig[11 - n++] = (char)('0' + d);
-  const char *dg = dig + 12 - n;
-  int exp = v.exp10 + n - 1;
-  char *p = out;
-  if (neg) *p++ = '-';
-  if (exp >= -4 && exp < 6) { /* float4out: fixed notation where printf's %g would use it */
-    if (exp < 0) {
-      *p++ = '0', *p++ = '.';
-      for (int k = 0; k < -exp - 1; k++) *p++ = '0';
-      memcpy(p, dg, (size_t)n), p += n;
-    } else if (n <= exp + 1) {
-      memcpy(p, dg, (size_t)n), p += n;
-      for (int k = n; k < exp + 1; k++) *p++ = '0';
-    } else {
-      memcpy(p, dg, (size_t)exp + 1), p += exp + 1;
-      *p++ = '.';
-      memcpy(p, dg + exp + 1, (size_t)(n - exp - 1)), p += n - exp - 1;
-    }
+  /* the digits as a first one, f, and the next 8 in r (then '0's): kept in registers, each
+     layout below is a few overlapping stores */
+  uint32_t nine = v.digits >= 100000000; /* digits < 2 * 10^8 */
+  uint64_t d = digits8(v.digits - nine * 100000000), r;
+  int tz = d ? __builtin_clzll(d) >> 3 : 8, nd; /* trailing zeros; digits in all */
+  char f;
+  if (nine) {
+    f = '1', r = d + ZEROS, nd = 9;
   } else {
-    *p++ = dg[0];
-    if (n > 1) {
-      *p++ = '.';
-      memcpy(p, dg + 1, (size_t)n - 1), p += n - 1;
+    int lz = __builtin_ctzll(d) >> 3; /* d != 0 */
+    d >>= 8 * lz;
+    f = (char)('0' + (d & 0xff)), r = (d >> 8) + ZEROS, nd = 8 - lz;
+  }
+  int n = nd - tz, e = v.exp10 + nd - 1; /* significant digits; the first one's exponent */
+  char *p = out;
+  *p = '-';
+  p += neg;
+  if (e >= -4 && e < 6) { /* float4out: fixed notation where printf's %g would use it */
+    if (e < 0) {          /* 0.000ddd */
+      store8(p, 0x3030303030302e30ull), p += 1 - e; /* "0.000000" */
+      p[0] = f, store8(p + 1, r), p += n;
+    } else if (n <= e + 1) { /* ddd000: r has '0's after the digits */
+      p[0] = f, store8(p + 1, r), p += e + 1;
+    } else { /* ddd.ddd */
+      p[0] = f, store8(p + 1, r);
+      p[e + 1] = '.';
+      store8(p + e + 2, r >> (8 * e)), p += n + 1;
     }
-    int a = exp < 0 ? -exp : exp;
-    *p++ = 'e', *p++ = exp < 0 ? '-' : '+';
-    *p++ = (char)('0' + a / 10), *p++ = (char)('0' + a % 10); /* |exp| <= 45 */
+  } else { /* d.ddde±XX */
+    p[0] = f, p[1] = '.', store8(p + 2, r), p += n + (n > 1);
+    int ae = e < 0 ? -e : e; /* 1..45 */
+    p[0] = 'e', p[1] = e < 0 ? '-' : '+';
+    memcpy(p + 2, pairs + 2 * ae, 2), p += 4;
   }
   return (int)(p - out);
+}
+
+int p2q_float4_text(uint32_t bits, char out[P2Q_FLOAT4_TEXT_MAX]) { return float4_text(bits, out); }
+
+static uint32_t be32(const unsigned char *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+char *p2q_float4_json_elems(char *o, const unsigned char **pp, const unsigned char *end, int32_t count) {
+  const unsigned char *p = *pp;
+  for (int32_t i = 0; i < count; i++) {
+    *o = ',';
+    o += i != 0;
+    if (end - p < 8) { /* a NULL (length -1) has no bits; anything else is 4 bytes long */
+      if (end - p < 4 || be32(p) != 0xffffffffu) return NULL;
+      memcpy(o, "null", 4), o += 4, p += 4;
+      continue;
+    }
+    uint32_t len = be32(p), bits = be32(p + 4);
+    if (len != 4) {
+      if (len != 0xffffffffu) return NULL;
+      memcpy(o, "null", 4), o += 4, p += 4;
+      continue;
+    }
+    p += 8;
+    if ((bits & 0x7f800000u) == 0x7f800000u) { /* NaN, ±Infinity: not JSON numbers */
+      *o++ = '"';
+      o += float4_text(bits, o);
+      *o++ = '"';
+    } else {
+      o += float4_text(bits, o);
+    }
+  }
+  *pp = p;
+  return o;
 }

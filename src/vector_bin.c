@@ -32,48 +32,55 @@ typedef struct {
 /* Dimension d of dims[0..ndim): "[" elements "]"; 0 or -1 (bytes end early, bad length). */
 static int dim_json(cursor_t *c, const int32_t *dims, int ndim, int d) {
   *c->o++ = '[';
-  for (int32_t i = 0; i < dims[d]; i++) {
-    if (i) *c->o++ = ',';
-    if (d + 1 < ndim) {
+  if (d + 1 == ndim) { /* the floats (float_text.c) */
+    if (!(c->o = p2q_float4_json_elems(c->o, &c->p, c->end, dims[d]))) return -1;
+  } else {
+    for (int32_t i = 0; i < dims[d]; i++) {
+      if (i) *c->o++ = ',';
       if (dim_json(c, dims, ndim, d + 1)) return -1;
-      continue;
     }
-    if (c->end - c->p < 4) return -1;
-    int32_t len = (int32_t)be32(c->p);
-    c->p += 4;
-    if (len == -1) { memcpy(c->o, "null", 4); c->o += 4; continue; }
-    if (len != 4 || c->end - c->p < 4) return -1;
-    uint32_t bits = be32(c->p);
-    c->p += 4;
-    if ((bits & 0x7f800000u) == 0x7f800000u) *c->o++ = '"'; /* NaN, ±Infinity: not JSON numbers */
-    c->o += p2q_float4_text(bits, c->o);
-    if ((bits & 0x7f800000u) == 0x7f800000u) *c->o++ = '"';
   }
   *c->o++ = ']';
   return 0;
 }
 
-int p2q_vector_bin_json(p2q_buf_t *b, const unsigned char *bin, size_t n) {
+typedef struct {
+  int32_t ndim, dims[MAXDIM];
+  uint64_t items;
+  size_t room; /* the text's size at most: every element in 4 + its text + 2 quotes + a comma,
+                  every sub-array in 3 bytes */
+  const unsigned char *elems;
+} header_t;
+
+/* array_send()'s header of a real[]; 0 or P2Q_EBADJSON. */
+static int header(const unsigned char *bin, size_t n, header_t *h) {
   if (n < 12) return P2Q_EBADJSON;
-  int32_t ndim = (int32_t)be32(bin);
+  h->ndim = (int32_t)be32(bin);
   uint32_t flags = be32(bin + 4), elem = be32(bin + 8);
-  if (ndim < 0 || ndim > MAXDIM || flags > 1 || elem != FLOAT4OID || n < 12 + 8 * (size_t)ndim) return P2Q_EBADJSON;
-  int32_t dims[MAXDIM];
-  uint64_t items = ndim ? 1 : 0, brackets = 1;
-  for (int d = 0; d < ndim; d++) {
-    dims[d] = (int32_t)be32(bin + 12 + 8 * d);
-    if (dims[d] < 0) return P2Q_EBADJSON;
-    items *= (uint64_t)dims[d];
-    if (items > (1u << 27)) return P2Q_EBADJSON; /* PostgreSQL's MaxArraySize */
-    brackets += items ? items / (uint64_t)dims[d] : 0;
+  if (h->ndim < 0 || h->ndim > MAXDIM || flags > 1 || elem != FLOAT4OID || n < 12 + 8 * (size_t)h->ndim)
+    return P2Q_EBADJSON;
+  uint64_t brackets = 1;
+  h->items = h->ndim ? 1 : 0;
+  for (int d = 0; d < h->ndim; d++) {
+    h->dims[d] = (int32_t)be32(bin + 12 + 8 * d);
+    if (h->dims[d] < 0) return P2Q_EBADJSON;
+    h->items *= (uint64_t)h->dims[d];
+    if (h->items > (1u << 27)) return P2Q_EBADJSON; /* PostgreSQL's MaxArraySize */
+    brackets += h->items ? h->items / (uint64_t)h->dims[d] : 0;
   }
-  if (items == 0) { p2q_buf_puts(b, "[]"); return p2q_buf_error(b); }
-  const unsigned char *p = bin + 12 + 8 * (size_t)ndim;
-  if ((size_t)(bin + n - p) < 4 * items) return P2Q_EBADJSON; /* at least a length each */
-  /* every element fits in 4 + its text + 2 quotes + a comma; every sub-array in 3 bytes */
-  if (p2q_buf_reserve(b, (size_t)items * (P2Q_FLOAT4_TEXT_MAX + 3) + 3 * (size_t)brackets + 1)) return P2Q_ENOMEM;
-  cursor_t c = {p, bin + n, b->data + b->len};
-  if (dim_json(&c, dims, ndim, 0) || c.p != bin + n) {
+  h->elems = bin + 12 + 8 * (size_t)h->ndim;
+  if (h->items && (size_t)(bin + n - h->elems) < 4 * h->items) return P2Q_EBADJSON; /* a length each */
+  h->room = h->items ? (size_t)h->items * (P2Q_FLOAT4_TEXT_MAX + 3) + 3 * (size_t)brackets + 1 : 3;
+  return 0;
+}
+
+int p2q_vector_bin_json(p2q_buf_t *b, const unsigned char *bin, size_t n) {
+  header_t h;
+  if (header(bin, n, &h)) return P2Q_EBADJSON;
+  if (h.items == 0) { p2q_buf_puts(b, "[]"); return p2q_buf_error(b); }
+  if (p2q_buf_reserve(b, h.room)) return P2Q_ENOMEM;
+  cursor_t c = {h.elems, bin + n, b->data + b->len};
+  if (dim_json(&c, h.dims, h.ndim, 0) || c.p != bin + n) {
     b->data[b->len] = 0;
     return P2Q_EBADJSON;
   }
@@ -101,7 +108,8 @@ int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, s
     return p2q_buf_error(out);
   }
   size_t mark = out->len, at = (size_t)(v.p - payload);
-  p2q_buf_reserve(out, plen);
+  header_t h;
+  p2q_buf_reserve(out, plen + (header(bin, n, &h) ? 0 : h.room)); /* one allocation */
   p2q_buf_append(out, payload, at);
   int rc = p2q_vector_bin_json(out, bin, n);
   if (rc == P2Q_EBADJSON) {

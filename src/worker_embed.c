@@ -65,6 +65,35 @@ static void prepare_text(wbatch_t *bt, wevent_t *e, const p2q_rule_config_t *r, 
   p2q_buf_free(&b);
 }
 
+/* The snapshots of the points built from them below (vector_column rules): their lengths and
+   `_hash`es, four hashed side by side (p2q_hash64_many: ~4x faster than one at a time). at[i]:
+   event i's index in len/hash, or -1. NULL when out of memory (each point hashes its own). */
+typedef struct {
+  int *at;
+  size_t *len;
+  uint64_t *hash;
+} snaps_t;
+
+static void snaps_hash(wbatch_t *b, snaps_t *s) {
+  const p2q_config_t *cfg = WCFG(b->w);
+  size_t n = (size_t)b->n + 1;
+  const char **data = malloc(n * sizeof *data);
+  s->at = malloc(n * sizeof *s->at), s->len = malloc(n * sizeof *s->len), s->hash = malloc(n * sizeof *s->hash);
+  if (!data || !s->at || !s->len || !s->hash) {
+    free(s->at), free(s->len), free(s->hash);
+    s->at = NULL, s->len = NULL, s->hash = NULL;
+  }
+  int k = 0;
+  for (int i = 0; s->at && i < b->n; i++) {
+    const wevent_t *e = &b->ev[i];
+    s->at[i] = -1;
+    if (e->op != P2Q_OP_UPSERT || e->rule < 0 || !e->payload || cfg->rules[e->rule].text) continue;
+    data[k] = e->payload, s->len[k] = strlen(e->payload), s->at[i] = k++;
+  }
+  if (s->at) p2q_hash64_many(data, s->len, k, s->hash);
+  free(data);
+}
+
 /* Build each upsert's point once; NULL vectors (and blank texts) become deletes, bad snapshots
    dead letters. Text rules keep their snapshot and rendered text for the embedding stage. */
 void p2q_wk_prepare(wbatch_t *b) {
@@ -72,6 +101,8 @@ void p2q_wk_prepare(wbatch_t *b) {
   p2q_buf_t pt = P2Q_BUF_INIT;
   p2q_bm25_t **an = calloc((size_t)WCFG(w)->n_rules + 1, sizeof *an);
   char why[256];
+  snaps_t sn;
+  snaps_hash(b, &sn);
   for (int i = 0; i < b->n; i++) {
     wevent_t *e = &b->ev[i];
     if (e->op == P2Q_OP_RELEASE) { p2q_wk_set_outcome(e, P2Q_OUTCOME_RELEASE, 0, NULL); continue; }
@@ -96,8 +127,10 @@ void p2q_wk_prepare(wbatch_t *b) {
         p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, rc == P2Q_ENOMEM ? "out of memory" : "text template does not fit the snapshot");
       }
     } else {
-      rc = p2q_point_build(&pt, r, e->point_id, isuuid, e->row_key, e->payload, strlen(e->payload),
-                           NULL, 0, why, sizeof why);
+      int at = sn.at ? sn.at[i] : -1;
+      p2q_point_parts_t parts = {.snapshot_hash = at >= 0 ? &sn.hash[at] : NULL};
+      rc = p2q_point_build_ex(&pt, r, e->point_id, isuuid, e->row_key, e->payload,
+                              at >= 0 ? sn.len[at] : strlen(e->payload), &parts, why, sizeof why);
       if (rc == 1) e->op = P2Q_OP_DELETE; /* the row has no vector: it has no point */
       else if (rc < 0) p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, rc == P2Q_ENOMEM ? "out of memory" : why);
       else { e->point_len = pt.len; e->point = p2q_buf_steal(&pt); }
@@ -107,6 +140,7 @@ void p2q_wk_prepare(wbatch_t *b) {
   }
   for (int i = 0; an && i < WCFG(w)->n_rules; i++) p2q_bm25_free(an[i]);
   free(an);
+  free(sn.at), free(sn.len), free(sn.hash);
   p2q_buf_free(&pt);
 }
 

@@ -24,6 +24,8 @@
 /* FNV-1a 64 of a byte string, and the same as 16 lowercase hex digits (the payload's `_hash`). */
 uint64_t p2q_hash64(const void *data, size_t len);
 void p2q_hash64_hex(const void *data, size_t len, char out[17]);
+/* out[i] = p2q_hash64(data[i], len[i]) for i < n, four at a time (a batch's snapshots). */
+void p2q_hash64_many(const char *const *data, const size_t *len, int n, uint64_t *out);
 
 /* Write the point id as JSON (a number, or a quoted UUID) into out. 1 = UUID, 0 = integer, <0 error. */
 int p2q_point_id(const char *rule, const char *row_key, size_t len, char out[P2Q_POINT_ID_MAX]);
@@ -68,6 +70,7 @@ typedef struct {
   const char *text;        /* payload `_text` (store_text), or NULL */
   size_t tlen;
   const char *text_hash;   /* payload `_text_hash` (16 hex digits), or NULL */
+  const uint64_t *snapshot_hash; /* p2q_hash64 of the snapshot (payload, plen) if known, or NULL */
 } p2q_point_parts_t;
 
 /* p2q_point_build with a sparse vector, the text and its hash. With a sparse vector (or a

@@ -93,6 +93,36 @@ static void test_hash64(void **state) {
   assert_string_equal(h, "cbf29ce484222325");
 }
 
+/* p2q_hash64_many = p2q_hash64 of each string: 0..9 strings (fewer than the 4 lanes, lanes
+   refilled, lanes idle at the end), empty ones, equal and very different lengths, in every order. */
+static void test_hash64_many(void **state) {
+  (void)state;
+  static char text[4096];
+  for (size_t i = 0; i < sizeof text; i++) text[i] = (char)(' ' + (i * 7919 + i / 13) % 95);
+  uint64_t rnd = 0x9e3779b97f4a7c15ULL;
+  for (int round = 0; round < 400; round++) {
+    int n = round % 10;
+    const char *data[9];
+    size_t len[9];
+    uint64_t got[9];
+    for (int i = 0; i < n; i++) {
+      rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+      size_t at = (size_t)(rnd % 1024), kind = (size_t)(rnd >> 40) % 4;
+      len[i] = kind == 0 ? 0 : kind == 1 ? (size_t)(rnd >> 20) % 8 : kind == 2 ? 2800 + (size_t)(rnd >> 20) % 200 : (size_t)(rnd >> 20) % 3000;
+      data[i] = text + at;
+      got[i] = 0;
+    }
+    p2q_hash64_many(data, len, n, got);
+    for (int i = 0; i < n; i++)
+      if (got[i] != p2q_hash64(data[i], len[i])) fail_msg("round %d string %d of %d (length %zu)", round, i, n, len[i]);
+  }
+  const char *one[] = {"foobar"};
+  size_t one_len[] = {6};
+  uint64_t h;
+  p2q_hash64_many(one, one_len, 1, &h);
+  assert_true(h == 0x85944171f73967e8ULL);
+}
+
 static char *cols[] = {"title"};
 
 /* Rule "docs", every other setting zero, its vector read from vector_column (NULL: none). */
@@ -114,6 +144,16 @@ static void test_point_build(void **state) {
   p2q_hash64_hex(snap, strlen(snap), h);
   snprintf(want, sizeof want, "{\"id\":1,\"vector\":[0.5, 1],\"payload\":{\"id\":1,\"title\":\"t\\\"x\",\"_hash\":\"%s\"}}", h);
   assert_string_equal(p2q_buf_str(&b), want);
+  p2q_buf_reset(&b);
+  /* the snapshot's hash computed beforehand (p2q_hash64_many) is the one written */
+  uint64_t known = p2q_hash64(snap, strlen(snap));
+  p2q_point_parts_t parts = {.snapshot_hash = &known};
+  assert_int_equal(p2q_point_build_ex(&b, &r, "1", 0, "{\"id\": 1}", snap, strlen(snap), &parts, why, sizeof why), 0);
+  assert_string_equal(p2q_buf_str(&b), want);
+  p2q_buf_reset(&b);
+  known = 0x0123456789abcdefULL;
+  assert_int_equal(p2q_point_build_ex(&b, &r, "1", 0, "{\"id\": 1}", snap, strlen(snap), &parts, why, sizeof why), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), ",\"_hash\":\"0123456789abcdef\"}}"));
   p2q_buf_reset(&b);
   /* named vector, column subset, uuid id keeps the key */
   r.vector_name = "dense";
@@ -332,7 +372,7 @@ static void test_number_exact(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_scan), cmocka_unit_test(test_uuid), cmocka_unit_test(test_point_id), cmocka_unit_test(test_hash64),
+      cmocka_unit_test(test_scan), cmocka_unit_test(test_uuid), cmocka_unit_test(test_point_id), cmocka_unit_test(test_hash64), cmocka_unit_test(test_hash64_many),
       cmocka_unit_test(test_point_build), cmocka_unit_test(test_escaped_names),
       cmocka_unit_test(test_number_exact), cmocka_unit_test(test_point_build_one_pass),
       cmocka_unit_test(test_chunk_point_and_payload_op),
