@@ -203,10 +203,14 @@ BEGIN
         new_lo := c;
       END IF;
     END IF;
+    -- A new epoch begins when the last one was promoted, or when there is none: no row yet
+    -- (epoch_locks NULL), or an epoch begun with no visible event (V NULL: a daemon started on a
+    -- drained outbox; such an epoch can never be promoted, so without this lo stayed 0 for good).
+    -- Beginning an epoch is always safe: it only records V and L; promotion is what moves lo.
     UPDATE @SCHEMA@.sync_outbox_mark mk
        SET lo = new_lo,
-           epoch_id = CASE WHEN promote OR r.epoch_locks IS NULL THEN GREATEST(v, r.epoch_id) ELSE r.epoch_id END,
-           epoch_locks = CASE WHEN promote OR r.epoch_locks IS NULL THEN holders ELSE r.epoch_locks END,
+           epoch_id = CASE WHEN promote OR r.epoch_id IS NULL OR r.epoch_locks IS NULL THEN GREATEST(v, r.epoch_id) ELSE r.epoch_id END,
+           epoch_locks = CASE WHEN promote OR r.epoch_id IS NULL OR r.epoch_locks IS NULL THEN holders ELSE r.epoch_locks END,
            due_at = clock_timestamp() + interval '200 milliseconds',
            checked_at = CASE WHEN r.checked_at <= now() - interval '30 seconds' THEN now() ELSE r.checked_at END
      WHERE mk.event_type = r.event_type;

@@ -67,6 +67,33 @@ def outbox(make_daemon, db):
     return db
 
 
+def test_mark_moves_after_a_start_on_an_empty_outbox(outbox):
+    """A daemon started on a drained outbox (the usual start, and every steady bench run): the
+    first refresh sees no event. It used to begin an epoch with V NULL that could never be
+    promoted, and lo stayed 0 for good (found by the session-5 sustained run)."""
+    db = outbox
+    assert claim_all(db) == []          # the first refresh: no event visible
+    refreshes(db, n=2)                  # still empty
+    fill(db, 1, 10000)
+    db.execute("DELETE FROM sync_outbox WHERE id <= 9000")
+    refreshes(db, n=3)
+    assert mark(db) > 9000, db.execute("SELECT lo, epoch_id, epoch_locks FROM sync_outbox_mark").fetchall()
+
+
+def test_a_stuck_mark_row_heals(outbox):
+    """Databases upgraded from the release with that defect hold such a row (lo 0, epoch_id NULL,
+    epoch_locks '{}'): the next refreshes begin an epoch and move lo."""
+    db = outbox
+    fill(db, 1, 10000)
+    db.execute("INSERT INTO sync_outbox_mark (event_type, lo, epoch_id, epoch_locks, due_at)"
+               " VALUES ('docs', 0, NULL, '{}', now() - interval '1 second')"
+               " ON CONFLICT (event_type) DO UPDATE SET lo = 0, epoch_id = NULL, epoch_locks = '{}',"
+               " due_at = now() - interval '1 second'")
+    db.execute("DELETE FROM sync_outbox WHERE id <= 9000")
+    refreshes(db, n=3)
+    assert mark(db) > 9000, db.execute("SELECT lo, epoch_id, epoch_locks FROM sync_outbox_mark").fetchall()
+
+
 def test_open_writer_holds_the_mark_back_and_its_event_is_claimed(outbox):
     """A transaction that inserted an event (its id drawn) and stays open: later events are claimed
     and deleted, refresh after refresh, but the mark stays at or below the open event's id; once it
