@@ -23,13 +23,6 @@ void p2q_qdrant_options_from_config(const p2q_config_t *cfg, p2q_qdrant_options_
   o->retry_after_max_ms = cfg->retry_max_ms > 0 ? (uint64_t)cfg->retry_max_ms : 0;
 }
 
-void p2q_rule_vectors(const p2q_rule_config_t *r, p2q_qdrant_vectors_t *v) {
-  memset(v, 0, sizeof *v);
-  v->vector_name = r->vector_name && *r->vector_name ? r->vector_name : NULL;
-  v->dim = (int)r->dimension;
-  v->distance = p2q_distance_name(r->distance);
-}
-
 long long p2q_parse_age_ms(const char *s) {
   char *end;
   double v = strtod(s, &end);

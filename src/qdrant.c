@@ -3,8 +3,8 @@
  *
  * Owns: one p2q_http_t, the base URL and one small request record per call in flight; the
  * node probes; the calls of each endpoint. Runs on the loop thread only. The pure half
- * (classification, envelope parsing, collection checks, body building, path escaping, the
- * reading of one answer) is qdrant_proto.c; the blocking forms for the CLI are qdrant_sync.c.
+ * (classification, envelope parsing, path escaping, the reading of one answer) is qdrant_proto.c;
+ * the blocking forms for the CLI are qdrant_sync.c.
  *
  * Invariants: every accepted call's callback fires exactly once with a fully classified
  * p2q_qdrant_resp_t; the API key lives only inside p2q_http's header list and is never logged.
@@ -38,9 +38,6 @@ typedef struct {
   int small;                  /* the answer is small: cap it at P2Q_QDRANT_SMALL_BODY */
   p2q_qdrant_cb cb;
   void *arg;
-  char *collection;           /* P2Q_QK_CHECK: for messages */
-  p2q_qdrant_vectors_t want;  /* P2Q_QK_CHECK: strings owned below */
-  char *want_name, *want_dist, *want_sparse;
   /* several nodes: what is needed to send the request again to another node */
   char method[8];
   char *path;
@@ -70,10 +67,6 @@ static void req_free(q_req_t *r) {
   if (!r) return;
   free(r->path);
   free(r->body);
-  free(r->collection);
-  free(r->want_name);
-  free(r->want_dist);
-  free(r->want_sparse);
   free(r);
 }
 
@@ -148,7 +141,7 @@ static void on_http(p2q_http_t *h, int err, const p2q_http_response_t *hr, void 
     else
       snprintf(msg, sizeof msg, "%s", hr->error);
   } else {
-    p2q_qdrant_interpret(r->kind, r->collection, &r->want, hr, &resp, &root, msg, sizeof msg);
+    p2q_qdrant_interpret(r->kind, hr, &resp, &root, msg, sizeof msg);
   }
   resp.error = msg;
   if (resp.err && resp.err != P2Q_ECANCELED) {
@@ -162,8 +155,8 @@ static void on_http(p2q_http_t *h, int err, const p2q_http_response_t *hr, void 
   req_free(r);
 }
 
-/* Body caps: what a real answer can be. Writes, info, count, index, create and probe answers
- * are small; scroll/retrieve/generic reads use the client's max_read_body. */
+/* Body caps: what a real answer can be. Writes, count and probe answers are small;
+ * scroll/retrieve/generic reads use the client's max_read_body. */
 static size_t kind_cap(int small) { return small ? P2Q_QDRANT_SMALL_BODY : 0; }
 
 /* Several nodes: keep what a resend to another node needs (the body is owned from here on
@@ -371,75 +364,6 @@ int p2q_qdrant_request(p2q_qdrant_t *q, const char *method, const char *path, co
   return start(q, P2Q_QK_RAW, 0, method, path, body, len, flags, cb, arg);
 }
 
-int p2q_qdrant_collection_info(p2q_qdrant_t *q, const char *collection, p2q_qdrant_cb cb, void *arg) {
-  char path[1024];
-  int rc = coll_path(path, sizeof path, collection, NULL);
-  return rc ? rc : start(q, P2Q_QK_RAW, 1, "GET", path, NULL, 0, 0, cb, arg);
-}
-
-int p2q_qdrant_collection_check(p2q_qdrant_t *q, const char *collection,
-                                const p2q_qdrant_vectors_t *want, p2q_qdrant_cb cb, void *arg) {
-  char path[1024];
-  q_req_t *r = NULL;
-  int rc = coll_path(path, sizeof path, collection, NULL);
-  if (rc) return rc;
-  if (!q || !cb || !want || want->dim < 1 || !want->distance) return P2Q_EINVAL;
-  if (q->closing) return P2Q_ECANCELED;
-  rc = P2Q_ENOMEM;
-  r = calloc(1, sizeof *r);
-  if (!r) goto fail;
-  r->q = q;
-  r->kind = P2Q_QK_CHECK;
-  r->small = 1;
-  r->cb = cb;
-  r->arg = arg;
-  r->collection = strdup(collection);
-  r->want_dist = strdup(want->distance);
-  if (!r->collection || !r->want_dist) goto fail;
-  if (want->vector_name && !(r->want_name = strdup(want->vector_name))) goto fail;
-  if (want->sparse_name && !(r->want_sparse = strdup(want->sparse_name))) goto fail;
-  r->want.dim = want->dim;
-  r->want.distance = r->want_dist;
-  r->want.vector_name = r->want_name;
-  r->want.sparse_name = r->want_sparse;
-  rc = submit(q, r, "GET", path, NULL, 0, 0);
-  if (rc) goto fail;
-  return 0;
-fail:
-  req_free(r);
-  return rc;
-}
-
-int p2q_qdrant_collection_create(p2q_qdrant_t *q, const char *collection,
-                                 const p2q_qdrant_vectors_t *v, p2q_qdrant_cb cb, void *arg) {
-  char path[1024];
-  int rc = coll_path(path, sizeof path, collection, NULL);
-  if (rc) return rc;
-  char *body = p2q_qdrant_create_body(v);
-  if (!body) return P2Q_EINVAL;
-  rc = start(q, P2Q_QK_CREATE, 1, "PUT", path, body, strlen(body), P2Q_HTTP_TAKE_BODY, cb, arg);
-  if (rc) free(body);
-  return rc;
-}
-
-int p2q_qdrant_index_create(p2q_qdrant_t *q, const char *collection, const char *field,
-                            const char *schema, p2q_qdrant_cb cb, void *arg) {
-  char path[1024];
-  int rc = coll_path(path, sizeof path, collection, "/index?wait=true");
-  if (rc) return rc;
-  if (!field || !schema) return P2Q_EINVAL;
-  cJSON *o = cJSON_CreateObject();
-  char *body = NULL;
-  if (o && cJSON_AddStringToObject(o, "field_name", field) &&
-      cJSON_AddStringToObject(o, "field_schema", schema))
-    body = cJSON_PrintUnformatted(o);
-  cJSON_Delete(o);
-  if (!body) return P2Q_ENOMEM;
-  rc = start(q, P2Q_QK_RAW, 1, "PUT", path, body, strlen(body), P2Q_HTTP_TAKE_BODY, cb, arg);
-  if (rc) free(body);
-  return rc;
-}
-
 static int points_op(p2q_qdrant_t *q, const char *method, const char *collection,
                      const char *suffix, const char *body, size_t len, int flags, p2q_qdrant_cb cb,
                      void *arg) {
@@ -454,11 +378,6 @@ static int points_op(p2q_qdrant_t *q, const char *method, const char *collection
 int p2q_qdrant_points_upsert(p2q_qdrant_t *q, const char *collection, const char *body, size_t len,
                              p2q_qdrant_cb cb, void *arg) {
   return points_op(q, "PUT", collection, "/points?wait=true", body, len, 0, cb, arg);
-}
-
-int p2q_qdrant_points_delete(p2q_qdrant_t *q, const char *collection, const char *body, size_t len,
-                             p2q_qdrant_cb cb, void *arg) {
-  return points_op(q, "POST", collection, "/points/delete?wait=true", body, len, 0, cb, arg);
 }
 
 int p2q_qdrant_points_upsert_take(p2q_qdrant_t *q, const char *collection, char *body, size_t len,
@@ -481,11 +400,6 @@ int p2q_qdrant_points_batch_take(p2q_qdrant_t *q, const char *collection, char *
 int p2q_qdrant_points_retrieve_take(p2q_qdrant_t *q, const char *collection, char *body, size_t len,
                                     p2q_qdrant_cb cb, void *arg) {
   return points_op(q, "POST", collection, "/points", body, len, P2Q_HTTP_TAKE_BODY, cb, arg);
-}
-
-int p2q_qdrant_points_scroll(p2q_qdrant_t *q, const char *collection, const char *body, size_t len,
-                             p2q_qdrant_cb cb, void *arg) {
-  return points_op(q, "POST", collection, "/points/scroll", body, len, 0, cb, arg);
 }
 
 int p2q_qdrant_points_count(p2q_qdrant_t *q, const char *collection, const char *filter_json,

@@ -1,6 +1,6 @@
 /*
  * qdrant_proto.c — Qdrant's REST protocol, pure: status classification, envelope parsing,
- * collection-config checks, the create body, path escaping, and the interpretation of one answer
+ * path escaping, and the interpretation of one answer
  * (p2q_qdrant_interpret, for the client in qdrant.c); see pg2qdrant/qdrant_proto.h.
  *
  * No I/O, no state: callable from any thread, unit-tested on canned JSON (tests/unit/test_qdrant.c).
@@ -119,118 +119,6 @@ int p2q_qdrant_parse_envelope(long status, const char *body, size_t len, cJSON *
   return parse_envelope_ex(status, body, len, root, result, msg, msglen, &enveloped);
 }
 
-static void key_list(const cJSON *obj, char *out, size_t n) {
-  size_t o = 0;
-  out[0] = 0;
-  const cJSON *it;
-  cJSON_ArrayForEach(it, obj) {
-    int w = snprintf(out + o, n - o, "%s%s", o ? ", " : "", it->string ? it->string : "?");
-    if (w < 0 || (size_t)w >= n - o) break;
-    o += (size_t)w;
-  }
-}
-
-static int check_params(const cJSON *vp, const char *label, const p2q_qdrant_vectors_t *want,
-                        char *msg, size_t n) {
-  const cJSON *size = cJSON_GetObjectItemCaseSensitive(vp, "size");
-  const cJSON *dist = cJSON_GetObjectItemCaseSensitive(vp, "distance");
-  if (!cJSON_IsNumber(size) || !cJSON_IsString(dist)) {
-    snprintf(msg, n, "vector %s has no size/distance in the collection info", label);
-    return P2Q_EBADJSON;
-  }
-  if ((long)size->valuedouble != want->dim) {
-    snprintf(msg, n, "vector %s has dimension %ld, configured %d", label, (long)size->valuedouble,
-             want->dim);
-    return P2Q_EMISMATCH;
-  }
-  if (want->distance && strcmp(dist->valuestring, want->distance) != 0) {
-    snprintf(msg, n, "vector %s uses distance %s, configured %s", label, dist->valuestring,
-             want->distance);
-    return P2Q_EMISMATCH;
-  }
-  return 0;
-}
-
-int p2q_qdrant_check_collection(const cJSON *info, const p2q_qdrant_vectors_t *want, char *msg,
-                                size_t n) {
-  char keys[256], label[300];
-  if (msg && n) msg[0] = 0;
-  if (!want) return P2Q_EINVAL;
-  const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(info, "config");
-  const cJSON *params = cJSON_GetObjectItemCaseSensitive(cfg, "params");
-  const cJSON *vectors = cJSON_GetObjectItemCaseSensitive(params, "vectors");
-  if (!cJSON_IsObject(params)) {
-    snprintf(msg, n, "collection info has no config.params");
-    return P2Q_EBADJSON;
-  }
-  int named = want->vector_name && *want->vector_name;
-  int has_unnamed = cJSON_IsObject(vectors) && cJSON_GetObjectItemCaseSensitive(vectors, "size");
-  if (!named) {
-    if (!has_unnamed) {
-      if (cJSON_IsObject(vectors) && vectors->child) {
-        key_list(vectors, keys, sizeof keys);
-        snprintf(msg, n, "collection has named vectors (%s) but an unnamed vector is configured", keys);
-      } else {
-        snprintf(msg, n, "collection has no dense vector but one of dimension %d is configured",
-                 want->dim);
-      }
-      return P2Q_EMISMATCH;
-    }
-    int rc = check_params(vectors, "(unnamed)", want, msg, n);
-    if (rc) return rc;
-  } else {
-    if (has_unnamed) {
-      snprintf(msg, n, "collection has a single unnamed vector but vector \"%s\" is configured",
-               want->vector_name);
-      return P2Q_EMISMATCH;
-    }
-    const cJSON *vp = cJSON_IsObject(vectors)
-                          ? cJSON_GetObjectItemCaseSensitive(vectors, want->vector_name) : NULL;
-    if (!cJSON_IsObject(vp)) {
-      key_list(vectors, keys, sizeof keys);
-      snprintf(msg, n, "collection has no vector named \"%s\" (it has: %s)", want->vector_name,
-               keys[0] ? keys : "none");
-      return P2Q_EMISMATCH;
-    }
-    snprintf(label, sizeof label, "\"%s\"", want->vector_name);
-    int rc = check_params(vp, label, want, msg, n);
-    if (rc) return rc;
-  }
-  if (want->sparse_name && *want->sparse_name) {
-    const cJSON *sv = cJSON_GetObjectItemCaseSensitive(params, "sparse_vectors");
-    if (!cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(sv, want->sparse_name))) {
-      snprintf(msg, n, "collection has no sparse vector named \"%s\"", want->sparse_name);
-      return P2Q_EMISMATCH;
-    }
-  }
-  return 0;
-}
-
-char *p2q_qdrant_create_body(const p2q_qdrant_vectors_t *v) {
-  char *out = NULL;
-  if (!v || v->dim < 1 || v->dim > 65536 || !v->distance) return NULL;
-  cJSON *root = cJSON_CreateObject(), *vectors = NULL, *params = NULL;
-  if (!root) return NULL;
-  if (v->vector_name && *v->vector_name) {
-    vectors = cJSON_AddObjectToObject(root, "vectors");
-    params = vectors ? cJSON_AddObjectToObject(vectors, v->vector_name) : NULL;
-  } else {
-    params = vectors = cJSON_AddObjectToObject(root, "vectors");
-  }
-  if (!params || !cJSON_AddNumberToObject(params, "size", v->dim) ||
-      !cJSON_AddStringToObject(params, "distance", v->distance))
-    goto fail;
-  if (v->sparse_name && *v->sparse_name) {
-    cJSON *sv = cJSON_AddObjectToObject(root, "sparse_vectors");
-    cJSON *sp = sv ? cJSON_AddObjectToObject(sv, v->sparse_name) : NULL;
-    if (!sp || !cJSON_AddStringToObject(sp, "modifier", "idf")) goto fail;
-  }
-  out = cJSON_PrintUnformatted(root);
-fail:
-  cJSON_Delete(root);
-  return out;
-}
-
 int p2q_qdrant_path_escape(const char *in, char *out, size_t outlen) {
   static const char hex[] = "0123456789ABCDEF";
   size_t o = 0;
@@ -267,8 +155,7 @@ static void redirect_msg(char *msg, size_t n, long status, const char *location)
   free(masked);
 }
 
-void p2q_qdrant_interpret(p2q_qdrant_kind_t kind, const char *collection,
-                          const p2q_qdrant_vectors_t *want, const p2q_http_response_t *hr,
+void p2q_qdrant_interpret(p2q_qdrant_kind_t kind, const p2q_http_response_t *hr,
                           p2q_qdrant_resp_t *resp, cJSON **root, char *msg, size_t n) {
   long status = hr->status;
   int enveloped = 0;
@@ -303,19 +190,5 @@ void p2q_qdrant_interpret(p2q_qdrant_kind_t kind, const char *collection,
     resp->err = P2Q_ETIMEOUT;
     resp->cls = P2Q_QDRANT_RETRY;
     snprintf(msg, n, "operation accepted but not completed (wait_timeout)");
-  }
-  if (kind == P2Q_QK_CREATE && status == 409) { /* already exists: fine */
-    resp->err = 0;
-    resp->cls = P2Q_QDRANT_OK;
-    msg[0] = 0;
-  }
-  if (kind == P2Q_QK_CHECK && rc == 0) {
-    char m[768];
-    int crc = p2q_qdrant_check_collection(resp->result, want, m, sizeof m);
-    if (crc) {
-      resp->err = crc;
-      resp->cls = P2Q_QDRANT_PERMANENT;
-      snprintf(msg, n, "collection `%s`: %s", collection, m);
-    }
   }
 }

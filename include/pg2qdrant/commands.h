@@ -99,8 +99,6 @@ char *p2q_outbox_status_sql(const char *schema);
 #include "pg2qdrant/qdrant.h"
 /* Qdrant client options from [qdrant] (the api key is read from the env var api_key_env names). */
 void p2q_qdrant_options_from_config(const p2q_config_t *cfg, p2q_qdrant_options_t *opts);
-/* Expected vector layout of a rule's collection. */
-void p2q_rule_vectors(const p2q_rule_config_t *rule, p2q_qdrant_vectors_t *v);
 /* Parse "7d", "12h", "30m", "45s", "500ms" (bare number: seconds). -1 on error. */
 long long p2q_parse_age_ms(const char *s);
 

@@ -1,6 +1,6 @@
 /*
  * qdrant.h — Qdrant REST client on top of p2q_http (loop thread only). The classification of
- * answers and the pure helpers (envelope parsing, collection-config checks) are qdrant_proto.h,
+ * answers and the pure helpers (envelope parsing, path escaping) are qdrant_proto.h,
  * included here; the blocking forms for CLI commands are qdrant_sync.h.
  *
  * Ownership: request bodies are copied unless a *_take variant / P2Q_HTTP_TAKE_BODY is used.
@@ -54,21 +54,8 @@ const struct p2q_node_s *p2q_qdrant_node(const p2q_qdrant_t *q, int i);
 int p2q_qdrant_request(p2q_qdrant_t *q, const char *method, const char *path, const char *body,
                        size_t len, int flags, p2q_qdrant_cb cb, void *arg);
 
-int p2q_qdrant_collection_info(p2q_qdrant_t *q, const char *collection, p2q_qdrant_cb cb, void *arg);
-/* GET info and compare; a mismatch completes with err P2Q_EMISMATCH and a clear message. */
-int p2q_qdrant_collection_check(p2q_qdrant_t *q, const char *collection,
-                                const p2q_qdrant_vectors_t *want, p2q_qdrant_cb cb, void *arg);
-/* PUT /collections/{name}; 409 (exists) completes with err 0 and status 409. */
-int p2q_qdrant_collection_create(p2q_qdrant_t *q, const char *collection,
-                                 const p2q_qdrant_vectors_t *v, p2q_qdrant_cb cb, void *arg);
-/* PUT /collections/{name}/index {"field_name", "field_schema"} with wait=true. */
-int p2q_qdrant_index_create(p2q_qdrant_t *q, const char *collection, const char *field,
-                            const char *schema, p2q_qdrant_cb cb, void *arg);
 /* PUT /collections/{name}/points?wait=true with a caller-built body (copied). */
 int p2q_qdrant_points_upsert(p2q_qdrant_t *q, const char *collection, const char *body, size_t len,
-                             p2q_qdrant_cb cb, void *arg);
-/* POST /collections/{name}/points/delete?wait=true with a caller-built body (copied). */
-int p2q_qdrant_points_delete(p2q_qdrant_t *q, const char *collection, const char *body, size_t len,
                              p2q_qdrant_cb cb, void *arg);
 /* Same, taking ownership of a malloc()ed body (freed by the library; not on failure). */
 int p2q_qdrant_points_upsert_take(p2q_qdrant_t *q, const char *collection, char *body, size_t len,
@@ -78,12 +65,9 @@ int p2q_qdrant_points_batch_take(p2q_qdrant_t *q, const char *collection, char *
                                  p2q_qdrant_cb cb, void *arg);
 int p2q_qdrant_points_retrieve_take(p2q_qdrant_t *q, const char *collection, char *body, size_t len,
                                     p2q_qdrant_cb cb, void *arg);
+/* POST /collections/{name}/points/delete?wait=true, taking ownership of the body likewise. */
 int p2q_qdrant_points_delete_take(p2q_qdrant_t *q, const char *collection, char *body, size_t len,
                                   p2q_qdrant_cb cb, void *arg);
-/* POST /collections/{name}/points/scroll with a caller-built body; result has
- * "points" and "next_page_offset". */
-int p2q_qdrant_points_scroll(p2q_qdrant_t *q, const char *collection, const char *body, size_t len,
-                             p2q_qdrant_cb cb, void *arg);
 /* POST /collections/{name}/points/count {"exact": true[, "filter": filter_json]}. */
 int p2q_qdrant_points_count(p2q_qdrant_t *q, const char *collection, const char *filter_json,
                             p2q_qdrant_cb cb, void *arg);

@@ -1,7 +1,7 @@
 /*
  * qdrant_proto.h — Qdrant's REST protocol, pure (qdrant_proto.c): the classification of an
- * answer, envelope parsing, collection-config checks, the create body, path escaping, and the
- * reading of one whole answer for the client (qdrant.h, which includes this header). No I/O.
+ * answer, envelope parsing, path escaping, and the reading of one whole answer for the client
+ * (qdrant.h, which includes this header). No I/O.
  *
  * Classification (p2q_qdrant_classify on the status, refined by the body in the client): every
  * answer gets exactly one class, and p2q_qdrant_class_transient() says whether it costs time
@@ -76,14 +76,6 @@ typedef struct {
  * between nodes). */
 #define P2Q_QDRANT_SHARDS_FAILED "shards failed to apply operation"
 
-/* Expected vector layout of a collection. */
-typedef struct {
-  const char *vector_name;  /* NULL or "" = unnamed single vector */
-  int dim;
-  const char *distance;     /* "Cosine" | "Euclid" | "Dot" | "Manhattan" (case-sensitive) */
-  const char *sparse_name;  /* optional sparse vector (modifier idf), NULL = none */
-} p2q_qdrant_vectors_t;
-
 /* ---- pure helpers ---- */
 /* The class of an HTTP status (0 = no answer). retry_after_ms: the parsed, capped Retry-After
  * (-1 = none); *delay_ms receives it for RETRY and RATE, else -1. Also used for embedders. */
@@ -101,29 +93,19 @@ int p2q_qdrant_class_transient(p2q_qdrant_class_t c);
  * cJSON_Delete()s it. */
 int p2q_qdrant_parse_envelope(long status, const char *body, size_t len, cJSON **root,
                               const cJSON **result, char *msg, size_t msglen);
-/* Check a collection-info `result` against expectations. 0, or P2Q_EMISMATCH / P2Q_EBADJSON
- * with a human-readable message. */
-int p2q_qdrant_check_collection(const cJSON *info_result, const p2q_qdrant_vectors_t *want,
-                                char *msg, size_t msglen);
-/* Build the PUT /collections/{name} body. Returns a malloc()ed string or NULL. */
-char *p2q_qdrant_create_body(const p2q_qdrant_vectors_t *v);
 /* Percent-escape one path segment (RFC 3986 unreserved kept). Returns length or P2Q_EOVERFLOW. */
 int p2q_qdrant_path_escape(const char *in, char *out, size_t outlen);
 
 /* What a request expects of its answer (the client's request kinds). */
 typedef enum {
   P2Q_QK_RAW = 0, /* Qdrant's envelope */
-  P2Q_QK_CHECK,   /* a collection's info, checked against the wanted vectors */
-  P2Q_QK_CREATE,  /* a collection create: 409 (exists) is fine */
   P2Q_QK_PROBE    /* GET /readyz: plain text, no envelope */
 } p2q_qdrant_kind_t;
 
 /* The client's reading of an answer that arrived (hr->status set): fills in the
  * envelope-dependent fields of resp, refining the class p2q_qdrant_classify put in resp->cls by
- * the body. *root receives the parsed document (caller cJSON_Delete()s), msg the message;
- * collection and want serve P2Q_QK_CHECK only. */
-void p2q_qdrant_interpret(p2q_qdrant_kind_t kind, const char *collection,
-                          const p2q_qdrant_vectors_t *want, const p2q_http_response_t *hr,
+ * the body. *root receives the parsed document (caller cJSON_Delete()s), msg the message. */
+void p2q_qdrant_interpret(p2q_qdrant_kind_t kind, const p2q_http_response_t *hr,
                           p2q_qdrant_resp_t *resp, cJSON **root, char *msg, size_t n);
 
 #endif

@@ -35,20 +35,5 @@ int p2q_qdrant_blocking_path(p2q_qdrant_blocking_t *b, const char *method, const
 
 /* The HTTP status of the last call's answer (0: none). */
 long p2q_qdrant_blocking_status(const p2q_qdrant_blocking_t *b);
-/* POST …/points/scroll {"limit", "offset"? (JSON text, or NULL for the first page),
- * "with_payload": true, "with_vector": false}. *points and *next (NULL or JSON null at the end)
- * point into *root. */
-int p2q_qdrant_blocking_scroll(p2q_qdrant_blocking_t *b, const char *collection, const char *offset,
-                               int limit, cJSON **root, const cJSON **points, const cJSON **next,
-                               char *msg, size_t msglen);
-
-/* ---- one-shot forms: a fresh private loop and client per call, no retries ---- */
-/* Check the collection; if absent (404) and create != 0, create it (+ optional keyword payload
- * index on index_field) and check again. 0, or a P2Q_E* code with a message in msg. */
-int p2q_qdrant_sync_ensure_collection(const p2q_qdrant_options_t *opts, const char *collection,
-                                      const p2q_qdrant_vectors_t *want, int create,
-                                      const char *index_field, char *msg, size_t msglen);
-/* GET /readyz synchronously. */
-int p2q_qdrant_sync_probe(const p2q_qdrant_options_t *opts, char *msg, size_t msglen);
 
 #endif

@@ -1,7 +1,6 @@
 /*
- * test_qdrant.c — the Qdrant client: classification table, envelope parsing, collection checks
- * on canned JSON, create bodies, path escaping (pure); then the async helpers and the blocking
- * convenience against the scripted loopback server (tests/unit/http_test_server.h): every
+ * test_qdrant.c — the Qdrant client: classification table, envelope parsing, path escaping
+ * (pure); then the async helpers against the scripted loopback server (tests/unit/http_test_server.h): every
  * outcome class (401/403/404 route vs collection vs point/410/413/429/3xx/2xx error envelope/
  * proxy HTML/huge answer) with its message, Retry-After capped, write answers capped.
  */
@@ -16,7 +15,6 @@
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/qdrant.h"
-#include "pg2qdrant/qdrant_sync.h"
 
 static srv_t S;
 
@@ -136,65 +134,7 @@ static void test_envelope(void **st) {
   envelope(400, "", &r, msg); /* frees the kept document */
 }
 
-static const char *INFO_UNNAMED =
-    "{\"status\":\"green\",\"points_count\":3,\"config\":{\"params\":{\"vectors\":"
-    "{\"size\":384,\"distance\":\"Cosine\"},\"shard_number\":1}}}";
-static const char *INFO_NAMED =
-    "{\"status\":\"green\",\"config\":{\"params\":{\"vectors\":{\"dense\":{\"size\":384,"
-    "\"distance\":\"Dot\"},\"title\":{\"size\":768,\"distance\":\"Cosine\"}},"
-    "\"sparse_vectors\":{\"bm25\":{\"modifier\":\"idf\"}}}}}";
-
-static int check(const char *info, const char *name, int dim, const char *dist, const char *sparse,
-                 char *msg) {
-  cJSON *doc = cJSON_Parse(info);
-  assert_non_null(doc);
-  p2q_qdrant_vectors_t w = {name, dim, dist, sparse};
-  int rc = p2q_qdrant_check_collection(doc, &w, msg, 256);
-  cJSON_Delete(doc);
-  return rc;
-}
-
-static void test_collection_check(void **st) {
-  char m[256];
-  assert_int_equal(check(INFO_UNNAMED, NULL, 384, "Cosine", NULL, m), 0);
-  assert_string_equal(m, "");
-  assert_int_equal(check(INFO_UNNAMED, "", 384, "Cosine", NULL, m), 0);
-  assert_int_equal(check(INFO_UNNAMED, NULL, 768, "Cosine", NULL, m), P2Q_EMISMATCH);
-  assert_string_equal(m, "vector (unnamed) has dimension 384, configured 768");
-  assert_int_equal(check(INFO_UNNAMED, NULL, 384, "Dot", NULL, m), P2Q_EMISMATCH);
-  assert_string_equal(m, "vector (unnamed) uses distance Cosine, configured Dot");
-  assert_int_equal(check(INFO_UNNAMED, NULL, 384, "cosine", NULL, m), P2Q_EMISMATCH); /* case */
-  assert_int_equal(check(INFO_UNNAMED, "dense", 384, "Cosine", NULL, m), P2Q_EMISMATCH);
-  assert_string_equal(m, "collection has a single unnamed vector but vector \"dense\" is configured");
-  assert_int_equal(check(INFO_NAMED, "dense", 384, "Dot", NULL, m), 0);
-  assert_int_equal(check(INFO_NAMED, "title", 768, "Cosine", "bm25", m), 0);
-  assert_int_equal(check(INFO_NAMED, "title", 384, "Cosine", NULL, m), P2Q_EMISMATCH);
-  assert_string_equal(m, "vector \"title\" has dimension 768, configured 384");
-  assert_int_equal(check(INFO_NAMED, "body", 384, "Dot", NULL, m), P2Q_EMISMATCH);
-  assert_string_equal(m, "collection has no vector named \"body\" (it has: dense, title)");
-  assert_int_equal(check(INFO_NAMED, NULL, 384, "Dot", NULL, m), P2Q_EMISMATCH);
-  assert_string_equal(m, "collection has named vectors (dense, title) but an unnamed vector is configured");
-  assert_int_equal(check(INFO_NAMED, "dense", 384, "Dot", "splade", m), P2Q_EMISMATCH);
-  assert_string_equal(m, "collection has no sparse vector named \"splade\"");
-  assert_int_equal(check("{\"status\":\"green\"}", NULL, 384, "Cosine", NULL, m), P2Q_EBADJSON);
-  assert_int_equal(check("{\"config\":{\"params\":{\"vectors\":{\"size\":\"x\",\"distance\":\"Dot\"}}}}",
-                         NULL, 384, "Dot", NULL, m), P2Q_EBADJSON);
-}
-
-static void test_create_body_and_escape(void **st) {
-  p2q_qdrant_vectors_t u = {NULL, 384, "Cosine", NULL};
-  char *b = p2q_qdrant_create_body(&u);
-  assert_string_equal(b, "{\"vectors\":{\"size\":384,\"distance\":\"Cosine\"}}");
-  free(b);
-  p2q_qdrant_vectors_t n = {"dense", 3, "Dot", "bm25"};
-  b = p2q_qdrant_create_body(&n);
-  assert_string_equal(b, "{\"vectors\":{\"dense\":{\"size\":3,\"distance\":\"Dot\"}},"
-                         "\"sparse_vectors\":{\"bm25\":{\"modifier\":\"idf\"}}}");
-  free(b);
-  p2q_qdrant_vectors_t bad = {NULL, 0, "Dot", NULL};
-  assert_null(p2q_qdrant_create_body(&bad));
-  bad.dim = 65537;
-  assert_null(p2q_qdrant_create_body(&bad));
+static void test_path_escape(void **st) {
   char out[32];
   assert_int_equal(p2q_qdrant_path_escape("docs_v1.2-x~", out, sizeof out), 12);
   assert_string_equal(out, "docs_v1.2-x~");
@@ -278,46 +218,21 @@ static void test_async_helpers(void **st) {
   assert_int_equal(s.err[1], P2Q_ETIMEOUT);
   assert_int_equal(s.cls[1], P2Q_QDRANT_RETRY);
 
-  /* collection check: 404 → missing with Qdrant's message; mismatch; match */
-  p2q_qdrant_vectors_t want = {NULL, 384, "Cosine", NULL};
-  srv_script(&S, 404, "{\"status\":{\"error\":\"Not found: Collection `c` doesn't exist!\"},\"time\":0}");
-  srv_script(&S, 200, "{\"result\":{\"config\":{\"params\":{\"vectors\":{\"size\":768,\"distance\":\"Cosine\"}}}},\"status\":\"ok\",\"time\":0}");
-  assert_int_equal(p2q_qdrant_collection_check(q, "c", &want, on_resp, &s), 0);
-  wait_n(&loop, &s, 3);
-  assert_int_equal(p2q_qdrant_collection_check(q, "c", &want, on_resp, &s), 0);
-  wait_n(&loop, &s, 4);
-  assert_string_equal(S.paths[2], "GET /collections/c");
-  assert_int_equal(s.err[2], P2Q_EQDRANT);
-  assert_int_equal(s.status[2], 404);
-  assert_int_equal(s.cls[2], P2Q_QDRANT_MISSING);
-  assert_string_equal(s.msg[2], "Not found: Collection `c` doesn't exist!");
-  assert_int_equal(s.err[3], P2Q_EMISMATCH);
-  assert_string_equal(s.msg[3], "collection `c`: vector (unnamed) has dimension 768, configured 384");
-
-  /* create: 409 means it exists, fine */
-  srv_script(&S, 409, "{\"status\":{\"error\":\"Wrong input: Collection `c` already exists!\"},\"time\":0}");
-  assert_int_equal(p2q_qdrant_collection_create(q, "c", &want, on_resp, &s), 0);
-  wait_n(&loop, &s, 5);
-  assert_int_equal(s.err[4], 0);
-  assert_int_equal(s.status[4], 409);
-  assert_string_equal(S.paths[4], "PUT /collections/c");
-  assert_string_equal(S.last_body, "{\"vectors\":{\"size\":384,\"distance\":\"Cosine\"}}");
-
   /* count with filter, raw 429 with Retry-After, probe */
   srv_script(&S, 200, "{\"result\":{\"count\":5},\"status\":\"ok\",\"time\":0}");
   assert_int_equal(p2q_qdrant_points_count(q, "c", "{\"must\":[]}", on_resp, &s), 0);
-  wait_n(&loop, &s, 6);
+  wait_n(&loop, &s, 3);
   assert_string_equal(S.last_body, "{\"exact\":true,\"filter\":{\"must\":[]}}");
-  assert_string_equal(S.paths[5], "POST /collections/c/points/count");
+  assert_string_equal(S.paths[2], "POST /collections/c/points/count");
   assert_int_equal(p2q_qdrant_request(q, "GET", "/retry-after/3", NULL, 0, 0, on_resp, &s), 0);
-  wait_n(&loop, &s, 7);
-  assert_int_equal(s.err[6], P2Q_EQDRANT);
-  assert_int_equal(s.cls[6], P2Q_QDRANT_RATE);
-  assert_int_equal(s.delay[6], 3000);
-  assert_string_equal(s.msg[6], "rate limited");
+  wait_n(&loop, &s, 4);
+  assert_int_equal(s.err[3], P2Q_EQDRANT);
+  assert_int_equal(s.cls[3], P2Q_QDRANT_RATE);
+  assert_int_equal(s.delay[3], 3000);
+  assert_string_equal(s.msg[3], "rate limited");
   assert_int_equal(p2q_qdrant_probe(q, on_resp, &s), 0);
-  wait_n(&loop, &s, 8);
-  assert_int_equal(s.err[7], 0);
+  wait_n(&loop, &s, 5);
+  assert_int_equal(s.err[4], 0);
   assert_string_equal(S.last_path, "/readyz");
 
   /* argument errors never fire callbacks */
@@ -328,7 +243,7 @@ static void test_async_helpers(void **st) {
   assert_int_equal(p2q_qdrant_close(q, on_closed, &s), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   assert_int_equal(s.closed, 1);
-  assert_int_equal(s.n, 8);
+  assert_int_equal(s.n, 5);
   assert_int_equal(uv_loop_close(&loop), 0);
   srv_script_reset(&S);
 }
@@ -395,7 +310,7 @@ static void test_async_outcomes(void **st) {
   assert_int_equal(p2q_qdrant_request(q, "PUT", "/retry-raw/garbage", up, strlen(up), 0, on_resp, &s), 0);
   assert_int_equal(p2q_qdrant_points_upsert(q, "c", up, strlen(up), on_resp, &s), 0); /* default: success */
   srv_script_reset(&S);
-  assert_int_equal(p2q_qdrant_collection_info(q, "c", on_resp, &s), 0);
+  assert_int_equal(p2q_qdrant_request(q, "GET", "/collections/c", NULL, 0, 0, on_resp, &s), 0);
   wait_n(&loop, &s, 5);
   assert_int_equal(s.status[0], 307);
   assert_int_equal(s.cls[0], P2Q_QDRANT_RETRY);
@@ -552,50 +467,6 @@ static void test_close_cancels(void **st) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
-static void test_sync_ensure(void **st) {
-  char url[64], msg[256];
-  url_of(url, sizeof url);
-  p2q_qdrant_options_t o = {.url = url, .timeout_ms = 3000};
-  p2q_qdrant_vectors_t want = {"dense", 384, "Cosine", NULL};
-  const char *info = "{\"result\":{\"config\":{\"params\":{\"vectors\":{\"dense\":{\"size\":384,"
-                     "\"distance\":\"Cosine\"}}}}},\"status\":\"ok\",\"time\":0}";
-  /* absent → create → index → check */
-  srv_script_reset(&S);
-  srv_script(&S, 404, "{\"status\":{\"error\":\"Not found: Collection `docs` doesn't exist!\"},\"time\":0}");
-  srv_script(&S, 200, "{\"result\":true,\"status\":\"ok\",\"time\":0}");
-  srv_script(&S, 200, "{\"result\":{\"operation_id\":1,\"status\":\"completed\"},\"status\":\"ok\",\"time\":0}");
-  srv_script(&S, 200, info);
-  assert_int_equal(p2q_qdrant_sync_ensure_collection(&o, "docs", &want, 1, "_pk", msg, sizeof msg), 0);
-  assert_string_equal(msg, "");
-  assert_string_equal(S.paths[0], "GET /collections/docs");
-  assert_string_equal(S.paths[1], "PUT /collections/docs");
-  assert_string_equal(S.paths[2], "PUT /collections/docs/index?wait=true");
-  assert_string_equal(S.paths[3], "GET /collections/docs");
-  /* absent and create = 0 → the 404 is reported */
-  srv_script_reset(&S);
-  srv_script(&S, 404, "{\"status\":{\"error\":\"Not found: Collection `docs` doesn't exist!\"},\"time\":0}");
-  assert_int_equal(p2q_qdrant_sync_ensure_collection(&o, "docs", &want, 0, NULL, msg, sizeof msg), P2Q_EQDRANT);
-  assert_string_equal(msg, "Not found: Collection `docs` doesn't exist!");
-  /* exists with another dimension → mismatch */
-  srv_script_reset(&S);
-  p2q_qdrant_vectors_t w2 = {"dense", 768, "Cosine", NULL};
-  srv_script(&S, 200, info);
-  assert_int_equal(p2q_qdrant_sync_ensure_collection(&o, "docs", &w2, 1, NULL, msg, sizeof msg), P2Q_EMISMATCH);
-  assert_string_equal(msg, "collection `docs`: vector \"dense\" has dimension 384, configured 768");
-  srv_script_reset(&S);
-  /* probe */
-  assert_int_equal(p2q_qdrant_sync_probe(&o, msg, sizeof msg), 0);
-  S.canned_status = 503;
-  S.canned_body = "shard not ready";
-  assert_int_equal(p2q_qdrant_sync_probe(&o, msg, sizeof msg), P2Q_EQDRANT);
-  assert_string_equal(msg, "shard not ready");
-  srv_script_reset(&S);
-  /* nobody listening */
-  p2q_qdrant_options_t dead = {.url = "http://127.0.0.1:1", .timeout_ms = 2000};
-  assert_int_equal(p2q_qdrant_sync_probe(&dead, msg, sizeof msg), P2Q_EHTTP);
-  assert_true(strlen(msg) > 0);
-}
-
 static int setup(void **st) { srv_start(&S); return 0; }
 static int teardown(void **st) { srv_stop(&S); return 0; }
 
@@ -604,14 +475,12 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_classify_table),
       cmocka_unit_test(test_envelope),
-      cmocka_unit_test(test_collection_check),
-      cmocka_unit_test(test_create_body_and_escape),
+      cmocka_unit_test(test_path_escape),
       cmocka_unit_test(test_async_helpers),
       cmocka_unit_test(test_async_outcomes),
       cmocka_unit_test(test_nodes_failover),
       cmocka_unit_test(test_write_answer_capped),
       cmocka_unit_test(test_close_cancels),
-      cmocka_unit_test(test_sync_ensure),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
