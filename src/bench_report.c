@@ -26,8 +26,6 @@ static const char *const palette[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2"
                                       "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};
 #define NPAL (sizeof palette / sizeof *palette)
 
-const char *p2q_bench_comp_label(int c) { return c >= 0 && c < P2Q_COMP_N ? comp_labels[c] : "?"; }
-
 /* ---- aggregation ------------------------------------------------------------------------- */
 
 int p2q_bench_points(const p2q_bench_run_t *runs, int nruns, const p2q_bench_setting_t *sets,

@@ -28,10 +28,6 @@ void p2q_log_configure(p2q_log_level_t level, p2q_log_format_t format, int fd) {
 
 int p2q_log_enabled(p2q_log_level_t level) { return level >= g_level && g_level != P2Q_LOG_OFF; }
 
-const char *p2q_log_level_name(p2q_log_level_t level) {
-  return (unsigned)level <= P2Q_LOG_OFF ? level_names[level] : "?";
-}
-
 int p2q_log_level_parse(const char *s, p2q_log_level_t *out) {
   for (int i = 0; i <= P2Q_LOG_OFF; i++)
     if (strcasecmp(s, level_names[i]) == 0) { *out = (p2q_log_level_t)i; return 0; }

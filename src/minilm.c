@@ -218,7 +218,6 @@ void p2q_minilm_free(p2q_minilm_t *m) {
 }
 
 int p2q_minilm_dim(const p2q_minilm_t *m) { return m->c.hidden; }
-int p2q_minilm_max_tokens(const p2q_minilm_t *m) { return m->c.max_tokens; }
 const p2q_wordpiece_t *p2q_minilm_wordpiece(const p2q_minilm_t *m) { return m->wp; }
 
 void p2q_minilm_set_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }

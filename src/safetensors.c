@@ -38,12 +38,6 @@ static const struct { const char *name; p2q_st_dtype_t dt; size_t size; } k_dtyp
   {"I16", P2Q_ST_I16, 2}, {"I8", P2Q_ST_I8, 1}, {"U8", P2Q_ST_U8, 1}, {"BOOL", P2Q_ST_BOOL, 1},
 };
 
-const char *p2q_st_dtype_name(p2q_st_dtype_t dt) {
-  for (size_t i = 0; i < sizeof k_dtypes / sizeof k_dtypes[0]; i++)
-    if (k_dtypes[i].dt == dt) return k_dtypes[i].name;
-  return "?";
-}
-
 static int st_bad(const char *name, const char *why) {
   char qn[160], qw[160];
   P2Q_ERROR("safetensors_invalid", "tensor=%s reason=%s", p2q_log_q(qn, sizeof qn, name ? name : ""),
@@ -221,10 +215,6 @@ fail:
 void p2q_safetensors_close(p2q_safetensors_t *st) { st_free(st); }
 
 size_t p2q_safetensors_count(const p2q_safetensors_t *st) { return st->n; }
-
-const p2q_st_tensor_t *p2q_safetensors_at(const p2q_safetensors_t *st, size_t i) {
-  return i < st->n ? &st->tensors[i] : NULL;
-}
 
 const p2q_st_tensor_t *p2q_safetensors_find(const p2q_safetensors_t *st, const char *name) {
   for (size_t i = 0; i < st->n; i++)

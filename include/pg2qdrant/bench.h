@@ -103,8 +103,6 @@ typedef enum {
   P2Q_COMP_N
 } p2q_bench_comp_t;
 
-const char *p2q_bench_comp_label(int comp);
-
 typedef struct {
   int point;                 /* index into the points */
   int repeat;                /* 1-based */

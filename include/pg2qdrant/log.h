@@ -17,7 +17,6 @@ typedef enum { P2Q_LOG_LOGFMT = 0, P2Q_LOG_JSON } p2q_log_format_t;
 void p2q_log_configure(p2q_log_level_t level, p2q_log_format_t format, int fd);
 int  p2q_log_enabled(p2q_log_level_t level);
 int  p2q_log_level_parse(const char *s, p2q_log_level_t *out);
-const char *p2q_log_level_name(p2q_log_level_t level);
 
 void p2q_log(p2q_log_level_t level, const char *event, const char *kvfmt, ...)
     __attribute__((format(printf, 3, 4)));

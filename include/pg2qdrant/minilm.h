@@ -83,9 +83,8 @@ int p2q_minilm_batch_embed(p2q_minilm_t *m, const p2q_minilm_batch_t *b, int fro
                            const p2q_minilm_opts_t *opts);
 void p2q_minilm_batch_free(p2q_minilm_batch_t *b);
 
-/* The model's output dimension (hidden_size) and its tokens per text incl. [CLS]/[SEP]. */
+/* The model's output dimension (hidden_size). */
 int p2q_minilm_dim(const p2q_minilm_t *m);
-int p2q_minilm_max_tokens(const p2q_minilm_t *m);
 /* The model's tokenizer (immutable: any thread). */
 const struct p2q_wordpiece_s *p2q_minilm_wordpiece(const p2q_minilm_t *m);
 

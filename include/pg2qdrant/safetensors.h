@@ -43,13 +43,11 @@ int p2q_safetensors_parse(const void *buf, size_t len, p2q_safetensors_t **out);
 void p2q_safetensors_close(p2q_safetensors_t *st);
 
 size_t p2q_safetensors_count(const p2q_safetensors_t *st);
-const p2q_st_tensor_t *p2q_safetensors_at(const p2q_safetensors_t *st, size_t i);
 /* NULL if absent. */
 const p2q_st_tensor_t *p2q_safetensors_find(const p2q_safetensors_t *st, const char *name);
 /* Look up an F32 tensor and check its exact shape. P2Q_EMODEL (logged) when it is missing, not
  * F32, or shaped differently. */
 int p2q_safetensors_get_f32(const p2q_safetensors_t *st, const char *name, int ndim,
                             const int64_t *shape, const float **out);
-const char *p2q_st_dtype_name(p2q_st_dtype_t dt);
 
 #endif
