@@ -687,22 +687,31 @@ BEGIN
     WITH exhausted AS (
       DELETE FROM @SCHEMA@.sync_outbox o
        WHERE o.id = ANY (dead_ids) AND o.attempts >= o.max_attempts AND o.available_at <= now()
-      RETURNING o.*
-    ), ins AS (
-      INSERT INTO @SCHEMA@.sync_outbox_dead (id, event_type, routing_key, rule, source_table, row_key, op,
-                                             payload, vec, attempts, max_attempts, last_error, created_at)
-      SELECT e.id, e.event_type, e.routing_key, e.rule, e.source_table, e.row_key, e.op, e.payload, e.vec,
-             e.attempts, e.max_attempts,
-             COALESCE(e.last_error, 'no outcome reported after the final attempt (worker crashed or lease expired)'),
-             e.created_at
-        FROM exhausted e
-      ON CONFLICT (id) DO NOTHING
-      RETURNING 1
+      RETURNING o
     )
-    SELECT count(*) FROM exhausted INTO buried;
+    SELECT @SCHEMA@.sync_outbox_bury(ARRAY(SELECT e.o FROM exhausted e)) INTO buried;
   END IF;
   RETURN NEXT;
 END
+$p2q$;
+
+-- Dead-letter events the recovery deleted from the outbox (whole rows, from a DELETE ... RETURNING
+-- in the same statement): an event whose claim was its final attempt and whose worker reported
+-- no outcome (recover_step's window, sync_outbox_free_claimed). A dead letter already there
+-- (`retry --dead` brought it back) is kept. Returns how many events were given. (The ack writes
+-- its own dead letters: its error and conflict rule differ, and it stays one statement.)
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_bury(p_events @SCHEMA@.sync_outbox[])
+RETURNS integer
+LANGUAGE sql AS $p2q$
+  INSERT INTO @SCHEMA@.sync_outbox_dead (id, event_type, routing_key, rule, source_table, row_key, op,
+                                         payload, vec, attempts, max_attempts, last_error, created_at)
+  SELECT e.id, e.event_type, e.routing_key, e.rule, e.source_table, e.row_key, e.op, e.payload, e.vec,
+         e.attempts, e.max_attempts,
+         COALESCE(e.last_error, 'no outcome reported after the final attempt (worker crashed or lease expired)'),
+         e.created_at
+    FROM unnest(p_events) e
+  ON CONFLICT (id) DO NOTHING;
+  SELECT cardinality(p_events)
 $p2q$;
 
 -- Free the claimed events of gone owners' leases and release those leases, in one statement: the
@@ -741,17 +750,7 @@ BEGIN
        AND (p_owner_set IS NOT NULL OR (o.id, o.claimed_by) IN (SELECT k.claimed_id, k.owner FROM k))
        AND o.available_at > now() AND (p_claimed_before IS NULL OR o.claimed_at < p_claimed_before)
        AND o.attempts >= o.max_attempts
-    RETURNING o.*
-  ), ins AS (
-    INSERT INTO @SCHEMA@.sync_outbox_dead (id, event_type, routing_key, rule, source_table, row_key, op,
-                                           payload, vec, attempts, max_attempts, last_error, created_at)
-    SELECT g.id, g.event_type, g.routing_key, g.rule, g.source_table, g.row_key, g.op, g.payload, g.vec,
-           g.attempts, g.max_attempts,
-           COALESCE(g.last_error, 'no outcome reported after the final attempt (worker crashed or lease expired)'),
-           g.created_at
-      FROM gone g
-    ON CONFLICT (id) DO NOTHING
-    RETURNING 1
+    RETURNING o
   ), rel AS (
     UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
       FROM k WHERE l.rule = k.rule AND l.row_key = k.row_key
@@ -759,7 +758,8 @@ BEGIN
     RETURNING 1
   )
   -- (every data-modifying CTE runs to completion whether or not it is read)
-  SELECT (SELECT count(*) FROM ev) + (SELECT count(*) FROM gone), (SELECT count(*) FROM rel)
+  SELECT (SELECT count(*) FROM ev) + @SCHEMA@.sync_outbox_bury(ARRAY(SELECT g.o FROM gone g)),
+         (SELECT count(*) FROM rel)
     INTO events, leases;
   RETURN NEXT;
 END

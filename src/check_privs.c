@@ -8,8 +8,8 @@
  *              dead letter is updated); DELETE on sync_outbox_lease (idle leases reclaimed);
  *              SELECT, INSERT, UPDATE, DELETE on sync_outbox_instance (the daemon registry);
  *              SELECT on sync_outbox_meta (start-up check); EXECUTE on the claim/ack/
- *              recover_step/free_claimed/register/reap/reclaim_leases/status functions (PUBLIC
- *              has it unless revoked).
+ *              recover_step/free_claimed/bury/register/reap/reclaim_leases/status functions
+ *              (PUBLIC has it unless revoked).
  *   apply      CREATE, USAGE on the outbox schema (trigger and drift functions); INSERT on
  *              sync_outbox (the SECURITY DEFINER trigger writes as apply's role); SELECT, INSERT,
  *              UPDATE on sync_outbox_rule; on each source table SELECT, TRIGGER, and UPDATE on
@@ -58,6 +58,7 @@ static const need_t needs[] = {
     {"run", K_FUNCTION, "sync_outbox_ack_claim", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_recover_step", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_free_claimed", "EXECUTE"},
+    {"run", K_FUNCTION, "sync_outbox_bury", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_status", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_register", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_reap", "EXECUTE"},
