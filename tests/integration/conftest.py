@@ -8,6 +8,7 @@ signals and kills daemon processes. Everything a test starts is stopped when it 
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -45,6 +46,13 @@ def roles_sql(section, names, tables=(("public.docs", "id"),)):
 def pytest_configure(config):
     config.addinivalue_line("markers", "daemon_role: `run` connects as a role with only the daemon's "
                             "GRANTs of conf/roles.sql (README \"Least privilege\")")
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 nothing listens on right now (for [http] listen, stubs)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_until(pred, timeout=30.0, interval=0.05, what="condition", explain=None):

@@ -11,20 +11,12 @@ import socket
 import psycopg
 import pytest
 
-from conftest import roles_sql
+from conftest import free_port, roles_sql
 from openai_stub import OpenAIStub
 from tests.qdrant_server.client import QdrantStub
 
 RULE = {"table": "public.docs", "key": "id", "columns": "id, title", "vector_column": "emb",
         "dimension": "4", "collection": "docs"}
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture

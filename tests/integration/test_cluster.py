@@ -25,7 +25,6 @@ default 20 s; the issue's scenario is 5 minutes: P2Q_FAULT_S=300) — never the 
 """
 import json
 import os
-import socket
 import threading
 import time
 import urllib.request
@@ -33,19 +32,13 @@ import urllib.request
 import psycopg
 import pytest
 
-from conftest import Daemon, outbox_counts, wait_until
+from conftest import Daemon, free_port, outbox_counts, wait_until
 from tests.qdrant_server.client import QdrantStub
 
 DIM = 4
 FAULT_S = float(os.environ.get("P2Q_FAULT_S", "20"))
 SHIPPED = {"sweep_interval": "30s", "retry_min": "1s", "retry_max": "5m", "breaker_max": "30s",
            "breaker_threshold": "5", "max_attempts": "10", "shutdown_timeout": "10s"}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ Qdrant outage with the breaker, PostgreSQL restart, disjoint claims across repli
 import json
 import os
 import random
-import socket
 import urllib.error
 import urllib.request
 import subprocess
@@ -15,7 +14,7 @@ import psycopg
 import pytest
 
 import recovery
-from conftest import outbox_counts, points_by_id, wait_until
+from conftest import free_port, outbox_counts, points_by_id, wait_until
 
 DIM = 4
 # The daemon runs as exactly README's daemon role (conf/roles.sql): no superuser, no blanket grant.
@@ -35,14 +34,6 @@ def with_recovery_defaults(sections):
     for sec, kv in RECOVERY_DEFAULTS.items():
         out.setdefault(sec, {}).update(kv)
     return out
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def http_get(port, path):

@@ -8,26 +8,17 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import urllib.request
 
 import pytest
 
-from conftest import ROOT, outbox_counts, wait_until
+from conftest import ROOT, free_port, outbox_counts, wait_until
 from openai_stub import OpenAIStub
 
 DASHBOARD = ROOT / "conf" / "grafana" / "pg2qdrant.json"
 ALERTS = ROOT / "conf" / "prometheus" / "alerts.yml"
 PROM_LABELS = {"instance", "job", "le"}  # added by Prometheus, or the histogram's own
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def exprs():

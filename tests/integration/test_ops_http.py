@@ -10,15 +10,9 @@ import urllib.request
 
 import pytest
 
-from conftest import outbox_counts, wait_until
+from conftest import free_port, outbox_counts, wait_until
 
 DIM = 4
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rule(**kw):

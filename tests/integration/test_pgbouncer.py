@@ -16,17 +16,9 @@ import time
 import psycopg
 import pytest
 
-from conftest import outbox_counts, points_by_id, wait_until
+from conftest import free_port, outbox_counts, points_by_id, wait_until
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Bouncer:

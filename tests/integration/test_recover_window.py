@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 import recovery
-from conftest import outbox_counts, points_by_id, wait_until
-from test_guarantees import free_port, vec, rule as items_rule, with_recovery_defaults
+from conftest import free_port, outbox_counts, points_by_id, wait_until
+from test_guarantees import vec, rule as items_rule, with_recovery_defaults
 
 EXACT = 5000  # P2Q_OUTBOX_STATUS_EXACT (include/pg2qdrant/commands.h)
 GONE = "999999999.1"  # an owner id whose backend cannot exist (pids are far below)

@@ -17,7 +17,6 @@ after every live daemon process stopped writing it (sync_reindex_seen), whatever
 import json
 import os
 import random
-import socket
 import subprocess
 import threading
 import time
@@ -26,7 +25,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from conftest import outbox_counts, wait_until
+from conftest import free_port, outbox_counts, wait_until
 from openai_stub import OpenAIStub, vector_for
 
 ROWS = 300
@@ -144,12 +143,6 @@ def check_end_state(d, db, qdrant, version):
     assert db.execute("SELECT count(*) FROM sync_reindex").fetchone()[0] == 0
     assert db.execute("SELECT version, signature LIKE 'model=openai/m2@12;%' FROM sync_reindex_rule").fetchone() == \
         (version, True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def setup(make_daemon, db, qdrant, stub, legacy=False, http=None):

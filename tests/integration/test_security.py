@@ -7,12 +7,11 @@ debug level in both formats, `config --dump`, `status` (text and JSON), /status,
 CLI's errors for malformed conninfos (libpq quotes the input it stumbled on). Plus: collection
 names that are URL dot-segments or contain characters Qdrant forbids are refused by the config.
 """
-import socket
 import urllib.request
 
 import pytest
 
-from conftest import BIN, outbox_counts, points_by_id, wait_until
+from conftest import BIN, free_port, outbox_counts, points_by_id, wait_until
 from openai_stub import OpenAIStub
 from tests.qdrant_server.client import QdrantStub
 
@@ -23,12 +22,6 @@ CANARIES = {
     "conn": "CanaryConninfoPw8823",
     "emb": "CanaryEmbedderKey3391",
 }
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def leaked(text):
