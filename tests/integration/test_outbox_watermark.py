@@ -60,6 +60,14 @@ def fill(conn, lo_id, hi_id, t="docs"):
                  " json_build_object('id', g) FROM generate_series(%s::bigint, %s::bigint) g", (t, lo_id, hi_id))
 
 
+def insert_later_rows(docs, size, batches=4):
+    """Rows 2 .. batches * size + 1 of docs, one committed INSERT of `size` rows each 0.3 s."""
+    for r in range(batches):
+        docs.execute("INSERT INTO docs (id, title, emb) SELECT g, 't' || g, ARRAY[g %% 7, 0, 1, g %% 3]::real[]"
+                     " FROM generate_series(%s::bigint, %s::bigint) g", (r * size + 2, r * size + size + 1))
+        time.sleep(0.3)
+
+
 @pytest.fixture
 def outbox(make_daemon, db):
     d = make_daemon({"rule.docs": rule()})
@@ -249,10 +257,7 @@ def test_late_commit_is_delivered_by_its_notify(make_daemon, docs, qdrant):
     try:
         late.execute("INSERT INTO docs (id, title, emb) VALUES (1, 'late', %s)", (vec(1),))
         late_id = late.execute("SELECT max(id) FROM sync_outbox").fetchone()[0]
-        for r in range(4):
-            docs.execute("INSERT INTO docs (id, title, emb) SELECT g, 't' || g, ARRAY[g %% 7, 0, 1, g %% 3]::real[]"
-                         " FROM generate_series(%s::bigint, %s::bigint) g", (r * 500 + 2, r * 500 + 501))
-            time.sleep(0.3)
+        insert_later_rows(docs, 500)
         wait_until(lambda: len(actual(qdrant)) == 2000, timeout=60, what="the later rows synced", explain=d.log_text)
         assert mark(docs) <= late_id
         t0 = time.monotonic()
@@ -277,10 +282,7 @@ def test_requeued_dead_event_flows(make_daemon, docs, qdrant):
     docs.execute("INSERT INTO docs (id, title, emb) VALUES (1, 'bad', ARRAY[1, 2]::real[])")  # wrong dimension
     wait_until(lambda: outbox_counts(docs) == (0, 1), timeout=30, what="dead-lettered", explain=d.log_text)
     dead_id = docs.execute("SELECT id FROM sync_outbox_dead").fetchone()[0]
-    for r in range(4):
-        docs.execute("INSERT INTO docs (id, title, emb) SELECT g, 't' || g, ARRAY[g %% 7, 0, 1, g %% 3]::real[]"
-                     " FROM generate_series(%s::bigint, %s::bigint) g", (r * 100 + 2, r * 100 + 101))
-        time.sleep(0.3)
+    insert_later_rows(docs, 100)
     wait_until(lambda: len(actual(qdrant)) == 400, timeout=60, what="the later rows synced", explain=d.log_text)
     wait_until(lambda: mark(docs) > dead_id, timeout=10, what="the mark past the dead letter")
     # repair the dead letter's snapshot, then bring it back
