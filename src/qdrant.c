@@ -155,8 +155,9 @@ static void on_http(p2q_http_t *h, int err, const p2q_http_response_t *hr, void 
   req_free(r);
 }
 
-/* Body caps: what a real answer can be. Writes, count and probe answers are small;
- * scroll/retrieve/generic reads use the client's max_read_body. */
+/* Body caps: what a real answer can be. Writes, count, retrieve (points_op: every suffix but
+ * /points/scroll; the reuse lookup asks two payload fields, no vector) and probe answers are
+ * small; scroll and generic reads use the client's max_read_body. */
 static size_t kind_cap(int small) { return small ? P2Q_QDRANT_SMALL_BODY : 0; }
 
 /* Several nodes: keep what a resend to another node needs (the body is owned from here on
