@@ -36,21 +36,7 @@ BEGIN
 END
 $p2q$;
 
--- Created only when missing (a DROP/CREATE would lock sync_outbox against the writers at every
--- init); a changed definition changes the hash, which drops it with its function first.
-DO $p2q$
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                   JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                  WHERE n.nspname = @SCHEMA_NAME@ AND c.relname = 'sync_outbox'
-                    AND t.tgname = 'sync_outbox_notify') THEN
-    CREATE TRIGGER sync_outbox_notify AFTER INSERT ON @SCHEMA@.sync_outbox
-      FOR EACH ROW WHEN (pg_catalog.pg_notify('sync_outbox_insert', NEW.event_type) IS NULL)
-      EXECUTE FUNCTION @SCHEMA@.sync_outbox_notify();
-  END IF;
-END
-$p2q$;
+-- (Its trigger is created below, with the outbox's other one.)
 
 -- ---- the claim's low-water mark (migration 007, issue 11) ---------------------------------------
 -- The claim walks (event_type, id) in id order. Finished events are deleted, but their index
@@ -227,13 +213,22 @@ BEGIN
 END
 $p2q$;
 
+-- The outbox's two triggers, each created only when missing (a DROP/CREATE would lock sync_outbox
+-- against the writers at every init); a changed definition changes the hash, which drops a
+-- trigger with its function first.
 DO $p2q$
+DECLARE
+  have text[] := ARRAY(SELECT t.tgname::text FROM pg_catalog.pg_trigger t
+                         JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+                         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                        WHERE n.nspname = @SCHEMA_NAME@ AND c.relname = 'sync_outbox');
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                   JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
-                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                  WHERE n.nspname = @SCHEMA_NAME@ AND c.relname = 'sync_outbox'
-                    AND t.tgname = 'sync_outbox_mark_reset') THEN
+  IF NOT 'sync_outbox_notify' = ANY (have) THEN
+    CREATE TRIGGER sync_outbox_notify AFTER INSERT ON @SCHEMA@.sync_outbox
+      FOR EACH ROW WHEN (pg_catalog.pg_notify('sync_outbox_insert', NEW.event_type) IS NULL)
+      EXECUTE FUNCTION @SCHEMA@.sync_outbox_notify();
+  END IF;
+  IF NOT 'sync_outbox_mark_reset' = ANY (have) THEN
     CREATE TRIGGER sync_outbox_mark_reset AFTER TRUNCATE ON @SCHEMA@.sync_outbox
       FOR EACH STATEMENT EXECUTE FUNCTION @SCHEMA@.sync_outbox_mark_reset();
   END IF;
