@@ -413,6 +413,16 @@ static void on_kick(uv_timer_t *t) { start_queued(t->data); }
 
 /* ---- lifecycle ---- */
 
+/* What p2q_http_new allocated besides the multi handle (closed by its caller), then h itself. */
+static void http_free(p2q_http_t *h) {
+  curl_slist_free_all(h->headers);
+  free(h->idle);
+  free(h->ca_file);
+  free(h->user_agent);
+  free(h);
+  curl_global_cleanup();
+}
+
 static void finish_close(p2q_http_t *h) {
   http_req_t *r;
   while ((r = h->canceled)) {
@@ -424,12 +434,7 @@ static void finish_close(p2q_http_t *h) {
     req_complete(h, r, P2Q_ECANCELED, 0, 0, 0);
   }
   if (h->close_cb) h->close_cb(h, h->close_arg);
-  curl_slist_free_all(h->headers);
-  free(h->idle);
-  free(h->ca_file);
-  free(h->user_agent);
-  free(h);
-  curl_global_cleanup();
+  http_free(h);
 }
 
 static void on_timer_closed(uv_handle_t *hd) {
@@ -503,12 +508,7 @@ int p2q_http_new(uv_loop_t *loop, const p2q_http_options_t *opts, p2q_http_t **o
 fail:
   if (h) {
     if (h->multi) curl_multi_cleanup(h->multi);
-    curl_slist_free_all(h->headers);
-    free(h->idle);
-    free(h->ca_file);
-    free(h->user_agent);
-    free(h);
-    curl_global_cleanup();
+    http_free(h);
   }
   return rc;
 }
