@@ -277,7 +277,8 @@ BEGIN
       -- plain statements
       DELETE FROM @SCHEMA@.sync_outbox o WHERE o.id = p_ack_ids[1] AND o.claimed_by = p_owner;
       UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
-       WHERE l.rule = p_ack_rules[1] AND l.row_key = p_ack_keys[1] AND l.owner = p_owner;
+       WHERE l.key_hash = pg_catalog.jsonb_hash_extended(p_ack_keys[1], 0) AND l.rule = p_ack_rules[1]
+         AND l.row_key = p_ack_keys[1] AND l.owner = p_owner;
     ELSE
       PERFORM @SCHEMA@.sync_outbox_ack(p_owner, p_ack_ids, p_ack_rules, p_ack_keys, p_ack_outcomes,
                                        p_ack_delay_ms, p_ack_errors);
@@ -368,7 +369,7 @@ BEGIN
   ), won AS (
     INSERT INTO @SCHEMA@.sync_outbox_lease AS l (rule, row_key, owner, expires_at, claimed_id, leased_at)
     SELECT r.rule, r.row_key, p_owner, now() + p_lease_ms * interval '1 millisecond', r.max_id, now()
-      FROM rws r ORDER BY r.rule, r.row_key
+      FROM rws r ORDER BY pg_catalog.jsonb_hash_extended(r.row_key, 0), r.rule, r.row_key  -- the key's order (migration 009)
     ON CONFLICT ON CONSTRAINT sync_outbox_lease_pkey DO UPDATE
        SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at, released_at = NULL,
            leased_at = EXCLUDED.leased_at,
@@ -459,9 +460,9 @@ BEGIN
       RETURNING 1
     ), freed AS (
       UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
-        FROM (SELECT DISTINCT k.rule, k.row_key FROM unnest(p_rules, p_keys) AS k(rule, row_key)
-               ORDER BY 1, 2) k
-       WHERE l.rule = k.rule AND l.row_key = k.row_key AND l.owner = p_owner
+        FROM (SELECT DISTINCT pg_catalog.jsonb_hash_extended(k.row_key, 0) AS key_hash, k.rule, k.row_key
+                FROM unnest(p_rules, p_keys) AS k(rule, row_key) ORDER BY 1, 2, 3) k
+       WHERE l.key_hash = k.key_hash AND l.rule = k.rule AND l.row_key = k.row_key AND l.owner = p_owner
       RETURNING 1
     )
     SELECT count(*) FROM done INTO n;
@@ -497,8 +498,8 @@ BEGIN
     RETURNING 1
   ), freed AS (
     UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
-      FROM (SELECT DISTINCT r.rule, r.row_key FROM r ORDER BY 1, 2) k
-     WHERE l.rule = k.rule AND l.row_key = k.row_key AND l.owner = p_owner
+      FROM (SELECT DISTINCT pg_catalog.jsonb_hash_extended(r.row_key, 0) AS key_hash, r.rule, r.row_key FROM r ORDER BY 1, 2, 3) k
+     WHERE l.key_hash = k.key_hash AND l.rule = k.rule AND l.row_key = k.row_key AND l.owner = p_owner
     RETURNING 1
   )
   -- (every data-modifying CTE runs to completion whether or not it is read)
@@ -632,11 +633,12 @@ BEGIN
   SELECT array_agg(r.owner) INTO lost FROM r;
   -- 1. the window of leases: one pass over p_limit leases, keeping those of gone owners
   WITH w AS (
-    SELECT l.ctid AS tid, l.rule, l.row_key, l.owner, l.leased_at FROM @SCHEMA@.sync_outbox_lease l
-     WHERE (l.rule, l.row_key) > (COALESCE(p_after_rule, ''), COALESCE(p_after_key, 'null'::jsonb))
-     ORDER BY l.rule, l.row_key LIMIT p_limit
+    SELECT l.ctid AS tid, l.key_hash, l.rule, l.row_key, l.owner, l.leased_at FROM @SCHEMA@.sync_outbox_lease l
+     WHERE (l.key_hash, l.rule, l.row_key) > (COALESCE(pg_catalog.jsonb_hash_extended(p_after_key, 0), -9223372036854775808),
+                                              COALESCE(p_after_rule, ''), COALESCE(p_after_key, 'null'::jsonb))
+     ORDER BY l.key_hash, l.rule, l.row_key LIMIT p_limit
   ), last AS (
-    SELECT w.rule, w.row_key FROM w ORDER BY w.rule DESC, w.row_key DESC LIMIT 1
+    SELECT w.rule, w.row_key FROM w ORDER BY w.key_hash DESC, w.rule DESC, w.row_key DESC LIMIT 1
   )
   SELECT (SELECT count(*) FROM w), (SELECT last.rule FROM last), (SELECT last.row_key FROM last),
          ARRAY(SELECT w.tid FROM w
@@ -661,7 +663,7 @@ BEGIN
                AND l.owner IS NOT NULL AND NOT (l.owner = ANY (live))
                AND NOT (split_part(l.owner, '.', 1)::integer = ANY (hidden))
                AND l.leased_at < now() - p_grace_ms * interval '1 millisecond'
-             ORDER BY l.rule, l.row_key FOR UPDATE OF l SKIP LOCKED) k;
+             ORDER BY l.key_hash, l.rule, l.row_key FOR UPDATE OF l SKIP LOCKED) k;
     IF k_rules IS NOT NULL THEN
       -- an event matched by (its id, its claimer) = (the lease's claimed_id, the lease's owner)
       SELECT f.events INTO freed
@@ -748,7 +750,7 @@ BEGIN
     RETURNING o
   ), rel AS (
     UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
-      FROM k WHERE l.rule = k.rule AND l.row_key = k.row_key
+      FROM k WHERE l.key_hash = pg_catalog.jsonb_hash_extended(k.row_key, 0) AND l.rule = k.rule AND l.row_key = k.row_key
        AND (p_owner_set IS NULL OR l.owner = ANY (p_owner_set))
     RETURNING 1
   )
@@ -855,7 +857,7 @@ BEGIN
     SELECT array_agg(k.rule), array_agg(k.row_key), array_agg(k.claimed_id) INTO k_rules, k_keys, k_ids
       FROM (SELECT l2.rule, l2.row_key, l2.claimed_id FROM @SCHEMA@.sync_outbox_lease l2
              WHERE l2.owner = ANY (owners)
-             ORDER BY l2.rule, l2.row_key FOR UPDATE OF l2) k;
+             ORDER BY l2.key_hash, l2.rule, l2.row_key FOR UPDATE OF l2) k;
     -- an event matched by its id = a lease's claimed_id and its claimer in the set of owners
     SELECT f.events, f.leases INTO n, m
       FROM @SCHEMA@.sync_outbox_free_claimed(k_rules, k_keys, k_ids, NULL, owners, NULL) f;
@@ -943,12 +945,14 @@ BEGIN
   END IF;
   h := LEAST(h, now());
   -- One statement, one snapshot S (taken after h was read): the next p_limit leases in key order
-  -- (a range scan of the primary key; row_key is never JSON null, so ('', null) is below every key),
+  -- (a range scan of the primary key (key_hash, rule, row_key); rule is never '', so (least bigint,
+  -- '', null) is below every key),
   -- (a) for each, the candidates locked and deleted by ctid.
   WITH w AS (
-    SELECT l.ctid AS tid, l.rule, l.row_key FROM @SCHEMA@.sync_outbox_lease l
-     WHERE (l.rule, l.row_key) > (COALESCE(p_after_rule, ''), COALESCE(p_after_key, 'null'::jsonb))
-     ORDER BY l.rule, l.row_key LIMIT p_limit
+    SELECT l.ctid AS tid, l.key_hash, l.rule, l.row_key FROM @SCHEMA@.sync_outbox_lease l
+     WHERE (l.key_hash, l.rule, l.row_key) > (COALESCE(pg_catalog.jsonb_hash_extended(p_after_key, 0), -9223372036854775808),
+                                              COALESCE(p_after_rule, ''), COALESCE(p_after_key, 'null'::jsonb))
+     ORDER BY l.key_hash, l.rule, l.row_key LIMIT p_limit
   ), k AS (
     -- (a): only events older than claimed_id need the fence (see above); none exists when
     -- claimed_id is below every pending id and every dead letter's id
@@ -968,7 +972,7 @@ BEGIN
      WHERE l.ctid = k.tid AND l.owner IS NULL AND l.released_at < h
     RETURNING 1
   ), last AS (
-    SELECT w.rule, w.row_key FROM w ORDER BY w.rule DESC, w.row_key DESC LIMIT 1
+    SELECT w.rule, w.row_key FROM w ORDER BY w.key_hash DESC, w.rule DESC, w.row_key DESC LIMIT 1
   )
   SELECT (SELECT count(*) FROM gone)::integer, (SELECT count(*) FROM w)::integer,
          (SELECT last.rule FROM last), (SELECT last.row_key FROM last)
