@@ -97,7 +97,7 @@ static const char usage_text[] =
     "  --out DIR            where runs.csv, report.html and logs/ go (default p2q-bench-<time>)\n"
     "  --embedder NAME      text workload's embedder (default: the config's first)\n"
     "  --qdrant-pid PID     the local Qdrant's pid for its CPU (default: found by the url's port)\n"
-    "  --poll-ms N          latency observer's pause between polls (1)\n"
+    "  --poll-ms N          latency observer's pause between polls (1; up to 4x while none acks)\n"
     "  --timeout D          longest drain (600s)\n"
     "  --wait-vacuum D      drain: keep counting CPU after empty until autovacuum has vacuumed the\n"
     "                       outbox (it starts at most once a minute), at most D (default 0: not waited)\n"

@@ -8,7 +8,11 @@
  * tracker. The observer thread polls Qdrant, retrieving the pending ids with their `seq` payload
  * (POST /collections/C/points); a change is acknowledged when the point carries that seq or a
  * newer one (a delete: when the point is gone). Latency = time the answer arrived − COMMIT
- * returned: an upper bound, off by at most one poll round trip (reported as observe_rtt_ms).
+ * returned: an upper bound, off by at most one poll round trip (reported as observe_rtt_ms) plus
+ * the pause before that poll. The pause is poll_ms after a poll that acknowledged something; each
+ * poll that acknowledged nothing doubles it, up to OBS_BACKOFF × poll_ms (so the polls' cost in
+ * Qdrant follows the acknowledgements, not the backlog's age × 1/poll_ms).
+ * Answers are matched by bsearch in the request's ids, sorted (n log n, not n × n).
  *
  * Threads: the writers and the observer share only the tracker and counters, under `mu`. No
  * libuv here; the orchestrator (bench.c) joins everything before it reads the results.
@@ -263,7 +267,12 @@ static int lat_push(p2q_bench_load_t *L, double ms) {
   return 0;
 }
 
-enum { OBS_MAX = 512 };
+enum { OBS_MAX = 512, OBS_BACKOFF = 4 };
+
+static int cmp_ll(const void *a, const void *b) {
+  long long x = *(const long long *)a, y = *(const long long *)b;
+  return (x > y) - (x < y);
+}
 
 static void *observer_main(void *arg) {
   p2q_bench_load_t *L = arg;
@@ -286,7 +295,7 @@ static void *observer_main(void *arg) {
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   if (o->ca_file && *o->ca_file) curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
-  double deadline = 0;
+  double deadline = 0, pause = o->poll_ms / 1000.0;
   for (;;) {
     pthread_mutex_lock(&L->mu);
     int n = 0;
@@ -299,6 +308,7 @@ static void *observer_main(void *arg) {
     if (done && deadline == 0) deadline = p2q_bench_now() + o->settle_s;
     if (done && (n == 0 || p2q_bench_now() > deadline)) break;
     if (n == 0) { sleep_until(p2q_bench_now() + o->poll_ms / 1000.0); continue; }
+    qsort(ids, (size_t)n, sizeof ids[0], cmp_ll); /* ids are distinct: one entry per id */
     char *req = malloc((size_t)n * 24 + 96);
     if (!req) break;
     size_t q = (size_t)sprintf(req, "{\"ids\":[");
@@ -336,9 +346,10 @@ static void *observer_main(void *arg) {
       const cJSON *sq = pl ? cJSON_GetObjectItemCaseSensitive(pl, "seq") : NULL;
       if (!cJSON_IsNumber(id)) continue;
       long long pid = (long long)id->valuedouble;
-      for (int i = 0; i < n; i++)
-        if (ids[i] == pid) found[i] = cJSON_IsNumber(sq) ? (long long)sq->valuedouble : 0;
+      const long long *at = bsearch(&pid, ids, (size_t)n, sizeof ids[0], cmp_ll);
+      if (at) found[at - ids] = cJSON_IsNumber(sq) ? (long long)sq->valuedouble : 0;
     }
+    int acked = 0;
     pthread_mutex_lock(&L->mu);
     for (int i = 0; i < n; i++) {
       long at = p2q_bench_track_find(&L->track, ids[i]);
@@ -348,11 +359,14 @@ static void *observer_main(void *arg) {
       if (!seen) continue;
       lat_push(L, (tr - e->t_commit) * 1000.0);
       p2q_bench_track_remove(&L->track, (size_t)at);
+      acked++;
     }
     pthread_mutex_unlock(&L->mu);
     cJSON_Delete(j);
     free(b.data);
-    sleep_until(tr + o->poll_ms / 1000.0);
+    /* nothing new: wait longer (up to OBS_BACKOFF × poll_ms); something: back to poll_ms */
+    pause = acked ? o->poll_ms / 1000.0 : fmin(pause * 2, OBS_BACKOFF * o->poll_ms / 1000.0);
+    sleep_until(tr + pause);
   }
 out:
   pthread_mutex_lock(&L->mu);
