@@ -6,6 +6,7 @@ leads to; sync_outbox_reap frees (or dead-letters) through the leases too; sync_
 reads at most P2Q_OUTBOX_STATUS_EXACT + 1 events per type and flags an estimate beyond. Each test
 checks one of those paths against what the old full-scan statements did."""
 import json
+import re
 import time
 import urllib.request
 
@@ -376,11 +377,16 @@ def test_kill9_on_the_final_attempt_is_dead_lettered_in_seconds(make_daemon, db,
     held = recovery.held(db, recovery.owners(db, p))
     d.kill(p)
     qdrant.clear_faults()
-    t0 = time.monotonic()
     p2 = d.start()
     wait_until(lambda: db.execute("SELECT count(*) FROM sync_outbox_dead WHERE id = ANY (%s)", (held,)).fetchone()[0]
-               == len(held), timeout=30, what="the killed daemon's final attempts dead-lettered")
-    assert time.monotonic() - t0 < 15  # the sweep (30 s) and the lease (5 min) are at their defaults
+               == len(held), timeout=90, what="the killed daemon's final attempts dead-lettered")
+    # by the liveness check's reap, not by the sweep (30 s, grace 31 s) or the lease (5 min), which
+    # are at their defaults: told by the log, not by the clock (the wall time under CI's load is not
+    # this test's subject; a bound of 15 s failed on a loaded machine)
+    reaped = [int(m) for m in re.findall(r"event=recovered events=(\d+) leases=\d+ reason=process_dead",
+                                         d.log_text(p2))]
+    assert sum(reaped) >= len(held), d.log_text(p2)
+    assert "reason=owner_gone" not in d.log_text(p2)
     errs = {r[0] for r in db.execute("SELECT last_error FROM sync_outbox_dead").fetchall()}
     assert errs == {LOST_ERROR}
     wait_until(lambda: outbox_counts(db)[0] == 0, timeout=30, what="the rest applied")
