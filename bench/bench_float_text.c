@@ -306,7 +306,8 @@ static double us_per_vector(const uint32_t *v, int n, int reps, int which) {
         memcpy(bin + 8 * i, e, 8);
       }
       const unsigned char *p = bin;
-      char *end = which ? ref_elems(text, bin, DIM) : p2q_float4_json_elems(text, &p, bin + sizeof bin, DIM);
+      int numbers = 1;
+      char *end = which ? ref_elems(text, bin, DIM) : p2q_float4_json_elems(text, &p, bin + sizeof bin, DIM, &numbers);
       sink += end ? (size_t)(end - text) : 0;
     }
     double t = (cpu_s() - t0) / (n / DIM) * 1e6;

@@ -229,24 +229,26 @@ static uint32_t be32(const unsigned char *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-char *p2q_float4_json_elems(char *o, const unsigned char **pp, const unsigned char *end, int32_t count) {
+char *p2q_float4_json_elems(char *o, const unsigned char **pp, const unsigned char *end, int32_t count,
+                            int *numbers) {
   const unsigned char *p = *pp;
   for (int32_t i = 0; i < count; i++) {
     *o = ',';
     o += i != 0;
     if (end - p < 8) { /* a NULL (length -1) has no bits; anything else is 4 bytes long */
       if (end - p < 4 || be32(p) != 0xffffffffu) return NULL;
-      memcpy(o, "null", 4), o += 4, p += 4;
+      memcpy(o, "null", 4), o += 4, p += 4, *numbers = 0;
       continue;
     }
     uint32_t len = be32(p), bits = be32(p + 4);
     if (len != 4) {
       if (len != 0xffffffffu) return NULL;
-      memcpy(o, "null", 4), o += 4, p += 4;
+      memcpy(o, "null", 4), o += 4, p += 4, *numbers = 0;
       continue;
     }
     p += 8;
     if ((bits & 0x7f800000u) == 0x7f800000u) { /* NaN, ±Infinity: not JSON numbers */
+      *numbers = 0;
       *o++ = '"';
       o += float4_text(bits, o);
       *o++ = '"';

@@ -211,7 +211,8 @@ static int keep(members_t *m, p2q_span_t k, p2q_span_t v) {
   return 0;
 }
 
-static void scan_members(const p2q_rule_config_t *r, const char *payload, size_t plen, int want_vec, members_t *m) {
+static void scan_members(const p2q_rule_config_t *r, const char *payload, size_t plen, int want_vec,
+                         const p2q_point_parts_t *x, members_t *m) {
   size_t pos = 0;
   p2q_span_t k;
   int rc;
@@ -220,7 +221,10 @@ static void scan_members(const p2q_rule_config_t *r, const char *payload, size_t
   while ((rc = p2q_json_next_key(payload, plen, &pos, &k)) == 1) {
     size_t at = pos;
     int is_vec = r->vector_column && p2q_json_key_eq(k, r->vector_column);
-    if (is_vec && want_vec && !m->vec.p && payload[pos] == '[') {
+    if (is_vec && want_vec && !m->vec.p && x->vec_dim > 0 && pos == x->vec_at && x->vec_len <= plen - pos) {
+      pos += x->vec_len; /* printed by vector_bin.c: numbers only */
+      m->vec_dim = x->vec_dim;
+    } else if (is_vec && want_vec && !m->vec.p && payload[pos] == '[') {
       int dim = p2q_json_number_array_at(payload, plen, &pos);
       if (dim > 0) m->vec_dim = dim; /* 0 ("[]"): consumed, refused by p2q_vector_json below */
       else if (dim < 0 && p2q_json_skip(payload, plen, &pos)) { rc = P2Q_EBADJSON; break; }
@@ -242,7 +246,7 @@ int p2q_point_build_ex(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_
   int dense = x->vector || r->vector_column || r->dimension > 0;
   int map = (r->vector_name && *r->vector_name) || (x->sparse && r->sparse_name);
   members_t m;
-  scan_members(r, payload, plen, dense && !x->vector, &m);
+  scan_members(r, payload, plen, dense && !x->vector, x, &m);
   int rc = 0;
   if (m.rc == P2Q_ENOMEM) { rc = P2Q_ENOMEM; goto fail; }
   /* the checks in the order of the two passes this replaces: the vector first (a NULL or bad

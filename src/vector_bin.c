@@ -26,14 +26,15 @@ static uint32_t be32(const unsigned char *p) {
 
 typedef struct {
   const unsigned char *p, *end;
-  char *o; /* output cursor (room reserved) */
+  char *o;     /* output cursor (room reserved) */
+  int numbers; /* every element so far a JSON number */
 } cursor_t;
 
 /* Dimension d of dims[0..ndim): "[" elements "]"; 0 or -1 (bytes end early, bad length). */
 static int dim_json(cursor_t *c, const int32_t *dims, int ndim, int d) {
   *c->o++ = '[';
   if (d + 1 == ndim) { /* the floats (float_text.c) */
-    if (!(c->o = p2q_float4_json_elems(c->o, &c->p, c->end, dims[d]))) return -1;
+    if (!(c->o = p2q_float4_json_elems(c->o, &c->p, c->end, dims[d], &c->numbers))) return -1;
   } else {
     for (int32_t i = 0; i < dims[d]; i++) {
       if (i) *c->o++ = ',';
@@ -74,19 +75,28 @@ static int header(const unsigned char *bin, size_t n, header_t *h) {
   return 0;
 }
 
-int p2q_vector_bin_json(p2q_buf_t *b, const unsigned char *bin, size_t n) {
+/* p2q_vector_bin_json; *dim = the element count when the text is a flat, non-empty array of JSON
+   numbers, else 0. */
+static int bin_json(p2q_buf_t *b, const unsigned char *bin, size_t n, int *dim) {
   header_t h;
+  *dim = 0;
   if (header(bin, n, &h)) return P2Q_EBADJSON;
   if (h.items == 0) { p2q_buf_puts(b, "[]"); return p2q_buf_error(b); }
   if (p2q_buf_reserve(b, h.room)) return P2Q_ENOMEM;
-  cursor_t c = {h.elems, bin + n, b->data + b->len};
+  cursor_t c = {h.elems, bin + n, b->data + b->len, 1};
   if (dim_json(&c, h.dims, h.ndim, 0) || c.p != bin + n) {
     b->data[b->len] = 0;
     return P2Q_EBADJSON;
   }
   b->len = (size_t)(c.o - b->data);
   b->data[b->len] = 0;
+  if (h.ndim == 1 && c.numbers) *dim = (int)h.items;
   return 0;
+}
+
+int p2q_vector_bin_json(p2q_buf_t *b, const unsigned char *bin, size_t n) {
+  int dim;
+  return bin_json(b, bin, n, &dim);
 }
 
 static int reason(char *why, size_t whylen, const char *msg, const char *column) {
@@ -95,10 +105,11 @@ static int reason(char *why, size_t whylen, const char *msg, const char *column)
 }
 
 int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, size_t plen,
-                      const unsigned char *bin, size_t n, char *why, size_t whylen) {
+                      const unsigned char *bin, size_t n, p2q_vector_span_t *span, char *why, size_t whylen) {
   size_t pos = 0;
   p2q_span_t k, v = {NULL, 0};
   int found = 0;
+  if (span) *span = (p2q_vector_span_t){0, 0, 0};
   while (!found && p2q_json_next_member(payload, plen, &pos, &k, &v) == 1) found = p2q_json_key_eq(k, column);
   if (!found)
     return reason(why, whylen, "the event's binary vector has no place in its snapshot (no member \"%s\": "
@@ -109,27 +120,30 @@ int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, s
   }
   size_t mark = out->len, at = (size_t)(v.p - payload);
   header_t h;
+  int dim;
   p2q_buf_reserve(out, plen + (header(bin, n, &h) ? 0 : h.room)); /* one allocation */
   p2q_buf_append(out, payload, at);
-  int rc = p2q_vector_bin_json(out, bin, n);
+  int rc = bin_json(out, bin, n, &dim);
   if (rc == P2Q_EBADJSON) {
     out->len = mark;
     if (out->data) out->data[mark] = 0;
     return reason(why, whylen, "the event's binary vector (column \"%s\") is not the bytes of a real[]", column);
   }
+  if (span && !rc && !p2q_buf_error(out)) *span = (p2q_vector_span_t){at, out->len - mark - at, dim};
   p2q_buf_append(out, v.p + v.n, plen - at - v.n);
   return rc ? rc : p2q_buf_error(out);
 }
 
 int p2q_vector_event_payload(const char *column, const char *payload, const unsigned char *vec, size_t vlen,
-                             char **out, char *why, size_t whylen) {
+                             char **out, p2q_vector_span_t *span, char *why, size_t whylen) {
   *out = NULL;
+  if (span) *span = (p2q_vector_span_t){0, 0, 0};
   if (!column) {
     snprintf(why, whylen, "the event carries a binary vector but its rule has no vector_column any more");
     return P2Q_EBADJSON;
   }
   p2q_buf_t b = P2Q_BUF_INIT;
-  int rc = p2q_vector_splice(&b, column, payload, strlen(payload), vec, vlen, why, whylen);
+  int rc = p2q_vector_splice(&b, column, payload, strlen(payload), vec, vlen, span, why, whylen);
   if (!rc) *out = p2q_buf_steal(&b);
   p2q_buf_free(&b);
   return rc;

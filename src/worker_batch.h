@@ -13,6 +13,7 @@
 #include "pg2qdrant/batch.h"
 #include "pg2qdrant/buf.h"
 #include "pg2qdrant/points.h"
+#include "pg2qdrant/vector_bin.h"
 #include "pg2qdrant/worker.h"
 
 typedef struct {
@@ -21,6 +22,7 @@ typedef struct {
   p2q_op_t op;
   char *row_key;
   char *payload;
+  p2q_vector_span_t vec;  /* the vector claim_cb spliced into payload (vector_bin.h), or zeros */
   char *point;            /* built point JSON (upserts) */
   char *text;             /* rendered text to embed (text rules) */
   size_t text_len;

@@ -128,7 +128,8 @@ void p2q_wk_prepare(wbatch_t *b) {
       }
     } else {
       int at = sn.at ? sn.at[i] : -1;
-      p2q_point_parts_t parts = {.snapshot_hash = at >= 0 ? &sn.hash[at] : NULL};
+      p2q_point_parts_t parts = {.snapshot_hash = at >= 0 ? &sn.hash[at] : NULL, .vec_dim = e->vec.dim,
+                                 .vec_at = e->vec.at, .vec_len = e->vec.len};
       rc = p2q_point_build_ex(&pt, r, e->point_id, isuuid, e->row_key, e->payload,
                               at >= 0 ? sn.len[at] : strlen(e->payload), &parts, why, sizeof why);
       if (rc == 1) e->op = P2Q_OP_DELETE; /* the row has no vector: it has no point */

@@ -25,8 +25,10 @@ int p2q_float4_text(uint32_t bits, char out[P2Q_FLOAT4_TEXT_MAX]);
  * bytes, big-endian. Written at o as to_json prints them: comma-separated; null; numbers as
  * p2q_float4_text; NaN and infinities as the JSON strings "NaN", "Infinity", "-Infinity". Needs
  * room for count * (P2Q_FLOAT4_TEXT_MAX + 3) bytes at o. Returns the end of the text and
- * advances *p, or NULL when the bytes end early or hold another length.
+ * advances *p, or NULL when the bytes end early or hold another length. *numbers is set to 0
+ * when an element is not a JSON number (null, NaN, an infinity), left as it is otherwise.
  */
-char *p2q_float4_json_elems(char *o, const unsigned char **p, const unsigned char *end, int32_t count);
+char *p2q_float4_json_elems(char *o, const unsigned char **p, const unsigned char *end, int32_t count,
+                            int *numbers);
 
 #endif

@@ -71,6 +71,10 @@ typedef struct {
   size_t tlen;
   const char *text_hash;   /* payload `_text_hash` (16 hex digits), or NULL */
   const uint64_t *snapshot_hash; /* p2q_hash64 of the snapshot (payload, plen) if known, or NULL */
+  int vec_dim;             /* > 0: payload[vec_at, vec_at + vec_len) is known to be a flat array of
+                              vec_dim JSON numbers (vector_bin.c printed it): when it is the vector
+                              member's value, it is not scanned again */
+  size_t vec_at, vec_len;
 } p2q_point_parts_t;
 
 /* p2q_point_build with a sparse vector, the text and its hash. With a sparse vector (or a

@@ -21,17 +21,28 @@
    P2Q_EBADJSON (not array_send bytes of a real[]), P2Q_ENOMEM. */
 int p2q_vector_bin_json(p2q_buf_t *b, const unsigned char *bin, size_t n);
 
+/* Where the rebuilt vector is in the snapshot text (offset and length of the member's value), and
+   dim > 0 when it is a flat, non-empty array of dim JSON numbers (no null, NaN or infinity): the
+   point builder then need not scan it again (p2q_point_parts_t.vec_dim). All 0 when the vector
+   was not spliced in. */
+typedef struct {
+  size_t at, len;
+  int dim;
+} p2q_vector_span_t;
+
 /* Append payload with the value of its top-level member `column` (the placeholder null) replaced
    by that text; payload as it is when that member holds something else (its vector, put there by
-   hand in a dead letter: the text wins). 0, P2Q_EBADJSON with the reason in why (no such member,
-   bad bytes), or P2Q_ENOMEM. */
+   hand in a dead letter: the text wins). span (or NULL): where the text went, relative to the
+   appended payload. 0, P2Q_EBADJSON with the reason in why (no such member, bad bytes), or
+   P2Q_ENOMEM. */
 int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, size_t plen,
-                      const unsigned char *bin, size_t n, char *why, size_t whylen);
+                      const unsigned char *bin, size_t n, p2q_vector_span_t *span, char *why, size_t whylen);
 
 /* An event's snapshot text from the claim (payload, and vec: array_send() bytes, vlen of them):
-   *out = malloc'd payload with the vector spliced in at member `column`. 0; P2Q_EBADJSON with why
-   (no column configured any more, bad bytes, no place); P2Q_ENOMEM (*out NULL). */
+   *out = malloc'd payload with the vector spliced in at member `column`, *span (or NULL) where.
+   0; P2Q_EBADJSON with why (no column configured any more, bad bytes, no place); P2Q_ENOMEM
+   (*out NULL). */
 int p2q_vector_event_payload(const char *column, const char *payload, const unsigned char *vec, size_t vlen,
-                             char **out, char *why, size_t whylen);
+                             char **out, p2q_vector_span_t *span, char *why, size_t whylen);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/float_text.h"
+#include "pg2qdrant/points.h"
 #include "pg2qdrant/vector_bin.h"
 
 static const char *text_of(float f) {
@@ -140,32 +141,89 @@ static void test_vector_splice(void **state) {
   char why[256] = "";
   p2q_buf_t b = P2Q_BUF_INIT;
   const char *snap = "{\"id\" : 1, \"emb\" : null, \"title\" : \"emb\"}";
-  assert_int_equal(p2q_vector_splice(&b, "emb", snap, strlen(snap), bin, n, why, sizeof why), 0);
+  assert_int_equal(p2q_vector_splice(&b, "emb", snap, strlen(snap), bin, n, NULL, why, sizeof why), 0);
   assert_string_equal(b.data, "{\"id\" : 1, \"emb\" : [3.5,null], \"title\" : \"emb\"}");
   /* an escaped key; the vector last */
   p2q_buf_reset(&b);
   snap = "{\"id\" : 1, \"e\\\"b\" : null}";
-  assert_int_equal(p2q_vector_splice(&b, "e\"b", snap, strlen(snap), bin, n, why, sizeof why), 0);
+  assert_int_equal(p2q_vector_splice(&b, "e\"b", snap, strlen(snap), bin, n, NULL, why, sizeof why), 0);
   assert_string_equal(b.data, "{\"id\" : 1, \"e\\\"b\" : [3.5,null]}");
   /* the member holds a vector (a dead letter repaired by hand): the snapshot as it is */
   p2q_buf_reset(&b);
   snap = "{\"id\" : 1, \"emb\" : [1,2]}";
-  assert_int_equal(p2q_vector_splice(&b, "emb", snap, strlen(snap), bin, n, why, sizeof why), 0);
+  assert_int_equal(p2q_vector_splice(&b, "emb", snap, strlen(snap), bin, n, NULL, why, sizeof why), 0);
   assert_string_equal(b.data, snap);
   /* no member under that name: refused, nothing appended */
   p2q_buf_reset(&b);
-  assert_int_equal(p2q_vector_splice(&b, "vec", "{\"emb\" : null}", 14, bin, n, why, sizeof why), P2Q_EBADJSON);
+  assert_int_equal(p2q_vector_splice(&b, "vec", "{\"emb\" : null}", 14, bin, n, NULL, why, sizeof why), P2Q_EBADJSON);
   assert_non_null(strstr(why, "no place"));
   assert_int_equal(b.len, 0);
   /* bad bytes */
-  assert_int_equal(p2q_vector_splice(&b, "emb", "{\"emb\" : null}", 14, bin, 7, why, sizeof why), P2Q_EBADJSON);
+  assert_int_equal(p2q_vector_splice(&b, "emb", "{\"emb\" : null}", 14, bin, 7, NULL, why, sizeof why), P2Q_EBADJSON);
   assert_non_null(strstr(why, "not the bytes of a real[]"));
   assert_int_equal(b.len, 0);
   p2q_buf_free(&b);
 }
 
+/* The span the splice reports: where the vector text went, and dim > 0 only for a flat array of
+   numbers; a point built with that span as its hint is the point built by scanning the text
+   (the hint is used: a wrong one would show), and an event whose vector is not all numbers is
+   still refused with the builder's reason. */
+static void test_vector_span_hint(void **state) {
+  (void)state;
+  static const struct {
+    const char *hex, *text;
+    int dim;
+  } cases[] = {
+      {"0000000100000000000002bc0000000300000001000000043f80000000000004bdcccccd00000004c2f70000", "[1,-0.1,-123.5]", 3},
+      {"0000000100000000000002bc00000002000000010000000440600000ffffffff", "[3.5,null]", 0},
+      {"0000000100000000000002bc000000020000000100000004" "7fc00000" "00000004" "3f800000", "[\"NaN\",1]", 0},
+      {"0000000200000001000002bc00000002000000010000000100000001000000043f8000000000000440000000", "[[1],[2]]", 0},
+      {"0000000000000000000002bc", "[]", 0},
+  };
+  p2q_rule_config_t r;
+  memset(&r, 0, sizeof r);
+  strcpy(r.name, "docs");
+  r.vector_column = "emb";
+  const char *snap = "{\"id\" : 1, \"emb\" : null, \"title\" : \"t\"}";
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    unsigned char bin[256];
+    size_t n = unhex(cases[i].hex, bin);
+    char why[256] = "", why2[256] = "";
+    p2q_vector_span_t sp;
+    p2q_buf_t b = P2Q_BUF_INIT, p1 = P2Q_BUF_INIT, p2 = P2Q_BUF_INIT;
+    p2q_buf_puts(&b, "junk before");
+    assert_int_equal(p2q_vector_splice(&b, "emb", snap, strlen(snap), bin, n, &sp, why, sizeof why), 0);
+    const char *payload = b.data + 11;
+    size_t plen = b.len - 11;
+    assert_int_equal(sp.dim, cases[i].dim);
+    assert_int_equal(sp.len, strlen(cases[i].text));
+    assert_memory_equal(payload + sp.at, cases[i].text, sp.len);
+    p2q_point_parts_t hint = {.vec_dim = sp.dim, .vec_at = sp.at, .vec_len = sp.len}, none = {0};
+    int rc1 = p2q_point_build_ex(&p1, &r, "1", 0, "{}", payload, plen, &hint, why, sizeof why);
+    int rc2 = p2q_point_build_ex(&p2, &r, "1", 0, "{}", payload, plen, &none, why2, sizeof why2);
+    assert_int_equal(rc1, rc2);
+    if (rc1 == 0) assert_string_equal(p2q_buf_str(&p1), p2q_buf_str(&p2));
+    else assert_string_equal(why, why2);
+    assert_int_equal(rc1 == 0, cases[i].dim > 0);
+    p2q_buf_free(&b), p2q_buf_free(&p1), p2q_buf_free(&p2);
+  }
+  /* the hint is what the builder trusts (so it must only ever come from the splice) */
+  const char *bad = "{\"emb\" : [1,x]}";
+  p2q_point_parts_t hint = {.vec_dim = 2, .vec_at = 9, .vec_len = 5};
+  p2q_buf_t b = P2Q_BUF_INIT;
+  char why[256];
+  assert_int_equal(p2q_point_build_ex(&b, &r, "1", 0, "{}", bad, strlen(bad), &hint, why, sizeof why), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), "\"vector\":[1,x]"));
+  p2q_buf_reset(&b);
+  hint.vec_at = 10; /* not where the member's value starts: scanned, refused */
+  assert_true(p2q_point_build_ex(&b, &r, "1", 0, "{}", bad, strlen(bad), &hint, why, sizeof why) < 0);
+  p2q_buf_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_vector_span_hint),
       cmocka_unit_test(test_float4_text),
       cmocka_unit_test(test_float4_text_round_trip),
       cmocka_unit_test(test_vector_bin_json),
