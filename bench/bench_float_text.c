@@ -21,6 +21,8 @@
 
 #include "pg2qdrant/float_text.h"
 
+#include "bench_util.h"
+
 /* ---- the previous printer (reference) ------------------------------------------------------ */
 typedef unsigned __int128 u128;
 
@@ -210,18 +212,6 @@ static int ref_float4_text(uint32_t bits, char out[P2Q_FLOAT4_TEXT_MAX]) {
 }
 
 /* ---- driver --------------------------------------------------------------------------------- */
-
-static double cpu_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-static uint64_t next_u64(void) {
-  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-  return rng;
-}
 
 static uint32_t bits_of(float f) {
   uint32_t b;

@@ -21,19 +21,9 @@
 #include "pg2qdrant/points.h"
 #include "pg2qdrant/vector_bin.h"
 
+#include "bench_util.h"
+
 enum { B = 256, DIM = 384 };
-
-static double cpu_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-static uint64_t next_u64(void) {
-  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-  return rng;
-}
 
 static float value(const char *kind, int row) {
   if (!strcmp(kind, "const")) return (float)((row % 1000) / 1000.0);

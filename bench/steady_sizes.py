@@ -39,6 +39,20 @@ import psycopg
 HZ = os.sysconf("SC_CLK_TCK")
 
 
+def wait_bench_schema(cur):
+    """Wait for the bench's newest scratch schema with its outbox; return its name (also used by
+    steady_trace.py)."""
+    while True:
+        cur.execute("SELECT n.nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid "
+                    "WHERE n.nspname LIKE 'p2q\\_bench\\_%' AND c.relname = 'sync_outbox' "
+                    "ORDER BY n.oid DESC LIMIT 1")
+        r = cur.fetchone()
+        if r:
+            time.sleep(3)   # the bench creates its tables and sequences right after the schema
+            return r[0]
+        time.sleep(0.5)
+
+
 def cpu_of(pids):
     t = 0
     for p in pids:
@@ -208,17 +222,8 @@ def main():
     a = ap.parse_args()
     conn = psycopg.connect(application_name="p2q_steady_sizes", autocommit=True)
     cur = conn.cursor()
-    schema = None
-    while schema is None:   # wait for the bench's scratch schema and its outbox
-        cur.execute("SELECT n.nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid "
-                    "WHERE n.nspname LIKE 'p2q\\_bench\\_%' AND c.relname = 'sync_outbox' "
-                    "ORDER BY n.oid DESC LIMIT 1")
-        r = cur.fetchone()
-        schema = r[0] if r else None
-        if schema is None:
-            time.sleep(0.5)
+    schema = wait_bench_schema(cur)
     q = f'"{schema}"'
-    time.sleep(3)   # the bench creates its tables and sequences right after the schema
     print(f"# schema {schema}", flush=True)
     cols = ("min", "utc", "load1", "events_pm", "acked_pm", "backlog_end", "backlog_max", "oldest_max_ms",
             "outbox_total_kib", "outbox_heap_kib", "outbox_idx_kib", "lease_total_kib",

@@ -12,6 +12,8 @@ import time
 
 import psycopg
 
+from steady_sizes import wait_bench_schema
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -20,16 +22,8 @@ def main():
     a = ap.parse_args()
     conn = psycopg.connect(application_name="p2q_steady_trace", autocommit=True)
     cur = conn.cursor()
-    schema = None
-    while schema is None:
-        cur.execute("SELECT n.nspname FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid "
-                    "WHERE n.nspname LIKE 'p2q\\_bench\\_%' AND c.relname = 'sync_outbox' ORDER BY n.oid DESC LIMIT 1")
-        r = cur.fetchone()
-        schema = r[0] if r else None
-        if schema is None:
-            time.sleep(0.5)
+    schema = wait_bench_schema(cur)
     q = f'"{schema}"'
-    time.sleep(3)
     print(f"# schema {schema}")
     print("t utc front newest pending_ub acked_s oldest_ms vacuum daemon_waits writer_waits", flush=True)
     t0 = time.monotonic()
