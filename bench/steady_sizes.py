@@ -29,6 +29,7 @@ import http.client
 import json
 import os
 import random
+import sys
 import threading
 import time
 import urllib.parse
@@ -262,11 +263,15 @@ def main():
 
     prober = None
     if a.probe_ms > 0:
-        ini = None
+        ini, waited = None, 0.0
         while ini is None:   # the daemons start after the bench's setup
             ini = bench_ini(groups()["daemon"])
             if ini is None:
                 time.sleep(0.5)
+                waited += 0.5
+                if waited == 30:   # said once: a wrong --bench-match waits here for ever
+                    print(f"# no daemon of a bench whose command line holds {a.bench_match!r} after 30 s; "
+                          f"--bench-match must be in it (pass bench -c the same path)", file=sys.stderr, flush=True)
         print(f"# probes every {a.probe_ms:g} ms: sink {ini[0]}, collection {ini[1]}, dim {ini[2]}", flush=True)
         prober = Prober(schema, ini[0], ini[1], ini[2], a.probe_ms / 1000)
         prober.start()
