@@ -129,6 +129,8 @@ def test_upgrade_from_first_release_drains_everything(make_daemon, docs, pgdb, q
         assert docs.execute("SELECT attstorage FROM pg_attribute WHERE attname = 'payload'"
                             " AND attrelid = 'sync_outbox'::regclass").fetchone()[0] == "e"
         assert docs.execute("SELECT to_regclass('sync_outbox_claimed_idx')").fetchone()[0] is None
+        assert docs.execute("SELECT count(*) FROM pg_constraint WHERE conrelid = 'sync_outbox'::regclass"
+                            " AND contype = 'c'").fetchone()[0] == 0  # migration 010: no per-event CHECK
         # ... so are the functions (the claim returned jsonb in that release)
         assert "payload json," in docs.execute("SELECT pg_get_function_result('sync_outbox_claim'::regproc)"
                                                ).fetchone()[0]

@@ -1,0 +1,13 @@
+-- Migration 010: sync_outbox without its CHECK (op IN ('upsert', 'delete')) (issue 11, the writer's
+-- cost). A rule trigger writes each event with one INSERT statement of its own, so PostgreSQL
+-- prepares the table's CHECK expressions again for every event: it parses the constraint's stored
+-- node text (stringToNode, the text[] constant printed byte by byte) and runs the expression
+-- planner over it, per row, in the writer's transaction: +4.5 us per inserted row (median of 7
+-- interleaved runs of the real trigger, 10,000-row INSERTs, load ~10; ~2 us on a quiet machine).
+-- Every writer of sync_outbox is pg2qdrant's own generated SQL with op a literal 'upsert' or
+-- 'delete' (the rule triggers, backfill, apply's enqueue, reconcile --fix, TRUNCATE) or a copy of
+-- a row that had one (retry --dead); only a hand-written INSERT by the outbox's owner could bring
+-- another value. Such an event is not applied (the daemon reads an unknown op as a release), its
+-- attempts are counted at each claim, and it ends in sync_outbox_dead once they are exhausted.
+-- Metadata only: a brief ACCESS EXCLUSIVE lock on sync_outbox, no scan. Idempotent.
+ALTER TABLE @SCHEMA@.sync_outbox DROP CONSTRAINT IF EXISTS sync_outbox_op_check;
