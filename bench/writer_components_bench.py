@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""The writer's cost piece by piece, on pg2qdrant's REAL trigger and outbox (issue 11): the rule of
+bench/writer_overhead_bench.py (key id, columns id, a 384-float real[] sent unprinted) installed on
+table w, and sync_outbox changed by DDL between runs, one change per configuration:
+
+  ship          as `init` and `apply` install it (the baseline of every delta)
+  notrig        no capture trigger at all (the plain INSERT)
+  check         + the CHECK (op IN ('upsert', 'delete')) that migration 010 dropped
+  nonotify      without the outbox's NOTIFY trigger (sync_outbox_notify, a WHEN clause per row)
+  notifyassign  NOTIFY from the capture trigger instead (`probe := pg_notify(...) IS NULL`, a
+                plpgsql simple expression), to be combined with nonotify: notifyassign+nonotify
+  norow, rowhash, rowint   sync_outbox_row_idx dropped / as hash (row_key) / as btree on
+                jsonb_hash_extended(row_key, 0)
+  norouting, nopkey, noclaim   without that index;  ff100   fillfactor 100 instead of 50
+  nolcm, nosets, nosecdef, noexc   the trigger function without SET lc_monetary / any SET clause
+                / SECURITY DEFINER / its fast path's exception block (measurement only: none of
+                these is a correct trigger)
+Configurations join with "+". Each run truncates w and sync_outbox and inserts --rows rows:
+  multi   1,000-row INSERT ... SELECT statements
+  stmt    single-row INSERTs, 1,000 per transaction (per-statement costs)
+  single  single-row INSERTs, autocommit (per-statement and per-transaction costs)
+Configurations are interleaved (order reversed every other round); the writer backend's on-CPU
+time from /proc/<pid>/schedstat (ns); medians over --rounds. Nothing is asserted.
+
+    python3 bench/writer_components_bench.py [--mode multi] [--rows 20000] [--rounds 5] CONFIG...
+
+Uses PostgreSQL from libpq's environment (on this machine: /proc is read); creates (drops first)
+the database --db (default p2q_components); no Qdrant needed (`apply --dry-run` piped to psql).
+"""
+import argparse
+import os
+import pathlib
+import random
+import re
+import statistics
+import subprocess
+import tempfile
+
+import psycopg
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BIN = os.environ.get("P2Q_BIN", str(ROOT / "build" / "pg2qdrant"))
+NOTIFY = ("CREATE TRIGGER sync_outbox_notify AFTER INSERT ON sync_outbox FOR EACH ROW WHEN "
+          "(pg_catalog.pg_notify('sync_outbox_insert', NEW.event_type) IS NULL) EXECUTE FUNCTION sync_outbox_notify()")
+ROW = "CREATE INDEX sync_outbox_row_idx ON sync_outbox (rule, row_key)"
+# configuration: (DDL to apply, DDL to undo)
+DDL = {
+    "notrig": (["DROP TRIGGER p2q_w ON w"],
+               ["CREATE TRIGGER p2q_w AFTER INSERT OR UPDATE OR DELETE ON w FOR EACH ROW EXECUTE FUNCTION p2q_capture_w()"]),
+    "check": (["ALTER TABLE sync_outbox ADD CONSTRAINT sync_outbox_op_check CHECK (op IN ('upsert', 'delete'))"],
+              ["ALTER TABLE sync_outbox DROP CONSTRAINT sync_outbox_op_check"]),
+    "nonotify": (["DROP TRIGGER sync_outbox_notify ON sync_outbox"], [NOTIFY]),
+    "norow": (["DROP INDEX sync_outbox_row_idx"], [ROW]),
+    "rowhash": (["DROP INDEX sync_outbox_row_idx", "CREATE INDEX sync_outbox_row_idx ON sync_outbox USING hash (row_key)"],
+                ["DROP INDEX sync_outbox_row_idx", ROW]),
+    "rowint": (["DROP INDEX sync_outbox_row_idx",
+                "CREATE INDEX sync_outbox_row_idx ON sync_outbox (jsonb_hash_extended(row_key, 0))"],
+               ["DROP INDEX sync_outbox_row_idx", ROW]),
+    "norouting": (["DROP INDEX sync_outbox_routing_idx"],
+                  ["CREATE INDEX sync_outbox_routing_idx ON sync_outbox (event_type, routing_key, id)"
+                   " WHERE routing_key IS NOT NULL"]),
+    "nopkey": (["ALTER TABLE sync_outbox DROP CONSTRAINT sync_outbox_pkey"],
+               ["ALTER TABLE sync_outbox ADD CONSTRAINT sync_outbox_pkey PRIMARY KEY (id)"]),
+    "noclaim": (["DROP INDEX sync_outbox_claim_idx"], ["CREATE INDEX sync_outbox_claim_idx ON sync_outbox (event_type, id)"]),
+    "ff100": (["ALTER TABLE sync_outbox SET (fillfactor = 100)"], ["ALTER TABLE sync_outbox SET (fillfactor = 50)"]),
+}
+EVENT = "  IF TG_OP = 'INSERT' THEN\n    INSERT INTO"
+
+
+def variant(orig, part):
+    """The capture function's definition changed for one function configuration (None: not one)."""
+    if part == "nolcm":
+        d = orig.replace(" SET lc_monetary TO 'C'", "")
+    elif part == "nosets":
+        d = re.sub(r"\n SET [^\n]*", "", orig)
+    elif part == "nosecdef":
+        d = orig.replace(" SECURITY DEFINER", "")
+    elif part == "noexc":
+        d = orig.replace("  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;", "  END;", 1)
+    elif part == "notifyassign":
+        d = orig.replace(EVENT, "  probe := pg_catalog.pg_notify('sync_outbox_insert', 'w') IS NULL;\n" + EVENT, 1)
+    else:
+        return None
+    assert d != orig, part
+    return d
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", default="p2q_components")
+    ap.add_argument("--mode", choices=("multi", "stmt", "single"), default="multi")
+    ap.add_argument("--rows", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("configs", nargs="+")
+    args = ap.parse_args()
+    with psycopg.connect(dbname="postgres", autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
+        c.execute(f'CREATE DATABASE "{args.db}"')
+    with tempfile.TemporaryDirectory() as tmp:
+        ini = pathlib.Path(tmp) / "c.ini"
+        ini.write_text("[qdrant]\nurl = http://127.0.0.1:1\n[rule.w]\ntable = public.w\nkey = id\n"
+                       "vector_column = emb\ndimension = 384\ncollection = w\ncolumns = id\n")
+        env = dict(os.environ, PGDATABASE=args.db)
+        with psycopg.connect(dbname=args.db, autocommit=True) as c:
+            c.execute("CREATE TABLE w (id bigint PRIMARY KEY, note text, emb real[])")
+        subprocess.run([BIN, "-c", str(ini), "init"], env=env, check=True, capture_output=True)
+        sql = subprocess.run([BIN, "-c", str(ini), "apply", "--dry-run"], env=env, capture_output=True, text=True).stdout
+        subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", args.db], input=sql, text=True, check=True,
+                       capture_output=True)
+    c = psycopg.connect(dbname=args.db, autocommit=True)
+    pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+    orig = c.execute("SELECT pg_get_functiondef('p2q_capture_w'::regproc)").fetchone()[0]
+
+    def on_cpu_ns():
+        return int(open(f"/proc/{pid}/schedstat").read().split()[0])
+
+    def change(cfg, undo):
+        for part in cfg.split("+"):
+            if part == "ship":
+                continue
+            fn = variant(orig, part)
+            if fn is not None:
+                c.execute(orig if undo else fn)
+                continue
+            for s in DDL[part][1 if undo else 0]:
+                c.execute(s)
+
+    vec = "{" + ",".join(f"{random.random():.7f}" for _ in range(384)) + "}"
+    res = {k: [] for k in args.configs}
+    for r in range(args.rounds):
+        for cfg in (args.configs if r % 2 == 0 else args.configs[::-1]):
+            c.execute("TRUNCATE w, sync_outbox")
+            change(cfg, False)
+            c.execute("VACUUM w")
+            t0 = on_cpu_ns()
+            for s in range(0, args.rows, 1000):
+                n = min(1000, args.rows - s)
+                if args.mode == "multi":
+                    c.execute("INSERT INTO w (id, note, emb) SELECT i, 'x', %s::real[]"
+                              " FROM generate_series(%s::bigint, %s::bigint) i", (vec, s, s + n - 1))
+                elif args.mode == "stmt":
+                    with c.transaction():
+                        for i in range(s, s + n):
+                            c.execute("INSERT INTO w (id, note, emb) VALUES (%s, 'x', %s)", (i, vec))
+                else:
+                    for i in range(s, s + n):
+                        c.execute("INSERT INTO w (id, note, emb) VALUES (%s, 'x', %s)", (i, vec))
+            res[cfg].append((on_cpu_ns() - t0) / args.rows / 1000)
+            change(cfg, True)
+    base = statistics.median(res[args.configs[0]])
+    print(f"writer components: mode {args.mode}, {args.rows} rows per run, {args.rounds} rounds,"
+          f" load {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    for k in args.configs:
+        m = statistics.median(res[k])
+        print(f"  {k:24s} {m:7.2f} us/row ({m - base:+6.2f} vs {args.configs[0]})  runs "
+              + " ".join(f"{x:.1f}" for x in res[k]))
+
+
+if __name__ == "__main__":
+    main()
