@@ -902,7 +902,9 @@ $p2q$;
 -- transaction that drew an id has one of them until it ends; one that drew none yet can only draw
 -- ids above claimed_id), when the id sequence caches
 -- values, or outside READ COMMITTED (S must be taken after (b)). Replicas do not fight: leases
--- are locked FOR UPDATE SKIP LOCKED (claims and acks hold theirs; they are skipped).
+-- are locked FOR UPDATE SKIP LOCKED as they are read (claims and acks hold theirs; they are
+-- skipped, never waited for); one looked at and kept stays locked until the statement commits (a
+-- claim or ack of its row waits that long).
 -- Walks the lease table in key order, p_limit rows per call, after (p_after_rule, p_after_key)
 -- (NULL: from the start); returns the number deleted, the number looked at, the last key looked
 -- at (the next call's cursor; NULL at the end) and why nothing could be reclaimed (NULL: not
@@ -946,30 +948,31 @@ BEGIN
   h := LEAST(h, now());
   -- One statement, one snapshot S (taken after h was read): the next p_limit leases in key order
   -- (a range scan of the primary key (key_hash, rule, row_key); rule is never '', so (least bigint,
-  -- '', null) is below every key),
-  -- (a) for each, the candidates locked and deleted by ctid.
+  -- '', null) is below every key), each locked as it is read (SKIP LOCKED: one that a claim, an ack
+  -- or another replica holds is passed over; a lease updated since S is met in its new version),
+  -- then those that may go deleted by ctid. One heap visit per lease to read and lock it, one to
+  -- delete it (a lock step of its own and a join per deleted row cost two more:
+  -- 6.0 -> 4.1 us per lease reclaimed).
   WITH w AS (
-    SELECT l.ctid AS tid, l.key_hash, l.rule, l.row_key FROM @SCHEMA@.sync_outbox_lease l
+    SELECT l.ctid AS tid, l.key_hash, l.rule, l.row_key, l.owner, l.released_at, l.claimed_id
+      FROM @SCHEMA@.sync_outbox_lease l
      WHERE (l.key_hash, l.rule, l.row_key) > (COALESCE(pg_catalog.jsonb_hash_extended(p_after_key, 0), -9223372036854775808),
                                               COALESCE(p_after_rule, ''), COALESCE(p_after_key, 'null'::jsonb))
      ORDER BY l.key_hash, l.rule, l.row_key LIMIT p_limit
-  ), k AS (
-    -- (a): only events older than claimed_id need the fence (see above); none exists when
-    -- claimed_id is below every pending id and every dead letter's id
-    SELECT l.ctid AS tid FROM @SCHEMA@.sync_outbox_lease l
-     WHERE l.ctid = ANY (ARRAY(SELECT w.tid FROM w))
-       AND l.owner IS NULL AND l.released_at < h
-       AND (l.claimed_id < LEAST(COALESCE((SELECT min(o.id) FROM @SCHEMA@.sync_outbox o), 9223372036854775807),
-                                 COALESCE((SELECT min(x.id) FROM @SCHEMA@.sync_outbox_dead x), 9223372036854775807))
-            OR (NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox o
-                             WHERE o.rule = l.rule AND o.row_key = l.row_key AND o.id < l.claimed_id)
-                AND NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox_dead x
-                                 WHERE x.rule = l.rule AND x.row_key = l.row_key AND x.id < l.claimed_id)))
        FOR UPDATE OF l SKIP LOCKED
   ), gone AS (
-    -- a lease updated since S is locked in its new version, invisible to S: not deleted here
-    DELETE FROM @SCHEMA@.sync_outbox_lease l USING k
-     WHERE l.ctid = k.tid AND l.owner IS NULL AND l.released_at < h
+    -- released before h, and (a): only events older than claimed_id need the fence (see above);
+    -- none exists when claimed_id is below every pending id and every dead letter's id
+    DELETE FROM @SCHEMA@.sync_outbox_lease l
+     WHERE l.ctid = ANY (ARRAY(
+             SELECT w.tid FROM w
+              WHERE w.owner IS NULL AND w.released_at < h
+                AND (w.claimed_id < LEAST(COALESCE((SELECT min(o.id) FROM @SCHEMA@.sync_outbox o), 9223372036854775807),
+                                          COALESCE((SELECT min(x.id) FROM @SCHEMA@.sync_outbox_dead x), 9223372036854775807))
+                     OR (NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox o
+                                      WHERE o.rule = w.rule AND o.row_key = w.row_key AND o.id < w.claimed_id)
+                         AND NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox_dead x
+                                          WHERE x.rule = w.rule AND x.row_key = w.row_key AND x.id < w.claimed_id)))))
     RETURNING 1
   ), last AS (
     SELECT w.rule, w.row_key FROM w ORDER BY w.key_hash DESC, w.rule DESC, w.row_key DESC LIMIT 1
