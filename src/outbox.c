@@ -236,7 +236,10 @@ static void claim_done(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg,
     int op = p2q_op_parse(PQgetvalue(res, i, 2));
     r->id = PQgetisnull(res, i, 0) ? 0 : (long long)be64(PQgetvalue(res, i, 0));
     r->rule = PQgetvalue(res, i, 1);
-    r->op = op < 0 ? P2Q_OP_RELEASE : (p2q_op_t)op;
+    /* no CHECK on op since migration 010: a row written by hand with another op is an event
+       whose fault is its own (the worker dead-letters it), not a lease to give back */
+    r->bad_op = op < 0 ? PQgetvalue(res, i, 2) : NULL;
+    r->op = op < 0 ? P2Q_OP_UPSERT : (p2q_op_t)op;
     r->row_key = PQgetvalue(res, i, 3);
     r->payload = PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4);
     r->attempts = PQgetisnull(res, i, 5) ? 0 : (int)(int32_t)be32(PQgetvalue(res, i, 5));

@@ -225,7 +225,14 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
     e->rule = rule_index(cfg, r->rule);
     e->op = r->op;
     e->row_key = strdup(r->row_key);
-    if (r->vec && r->payload) { /* the vector back into its snapshot (vector_bin.h) */
+    if (r->bad_op) { /* payload NULL: p2q_wk_prepare dead-letters the event with the error */
+      char why[128], op[48];
+      size_t k = 0;
+      for (const char *c = r->bad_op; *c && k + 1 < sizeof op; c++) op[k++] = *c >= 0x20 && *c < 0x7f ? *c : '?';
+      op[k] = 0;
+      snprintf(why, sizeof why, "the event's op '%s%s' is neither upsert nor delete", op, r->bad_op[k] ? "..." : "");
+      e->error = strdup(why);
+    } else if (r->vec && r->payload) { /* the vector back into its snapshot (vector_bin.h) */
       char why[256];
       const char *col = e->rule >= 0 ? cfg->rules[e->rule].vector_column : NULL;
       if (p2q_vector_event_payload(col, r->payload, (const unsigned char *)r->vec, r->vec_len, &e->payload,

@@ -49,6 +49,8 @@ typedef struct {
   const char *rule;
   p2q_op_t op;
   const char *row_key;    /* JSON text */
+  const char *bad_op;     /* the op's text when it is none of the names above (op is then UPSERT,
+                             and the worker dead-letters the event saying so), else NULL */
   const char *payload;    /* JSON text, NULL for deletes */
   const char *vec;        /* NULL, or the vector the trigger sent unprinted: array_send() bytes of
                              a real[] (vec_len bytes), its place in payload a null (vector_bin.h) */
