@@ -41,8 +41,7 @@ static size_t batch(const p2q_rule_config_t *r, char (*snaps)[256], char (*keys)
   char why[256];
   for (int i = 0; i < B; i++) { /* claim_cb */
     rk[i] = strdup(keys[i]);
-    if (p2q_vector_event_payload("emb", snaps[i], bins[i], sizeof bins[i], &pl[i], &sp[i], why, sizeof why)) return 0;
-    pn[i] = strlen(pl[i]);
+    if (p2q_vector_event_payload("emb", snaps[i], bins[i], sizeof bins[i], &pl[i], &pn[i], &sp[i], why, sizeof why)) return 0;
   }
   p2q_hash64_many((const char *const *)pl, pn, B, hs); /* p2q_wk_prepare */
   p2q_buf_t b = P2Q_BUF_INIT, body = P2Q_BUF_INIT;

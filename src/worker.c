@@ -236,10 +236,11 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
       char why[256];
       const char *col = e->rule >= 0 ? cfg->rules[e->rule].vector_column : NULL;
       if (p2q_vector_event_payload(col, r->payload, (const unsigned char *)r->vec, r->vec_len, &e->payload,
-                                   &e->vec, why, sizeof why) == P2Q_EBADJSON)
+                                   &e->payload_len, &e->vec, why, sizeof why) == P2Q_EBADJSON)
         e->error = strdup(why); /* payload NULL: p2q_wk_prepare dead-letters the event with it */
     } else {
       e->payload = r->payload ? strdup(r->payload) : NULL;
+      e->payload_len = e->payload ? strlen(e->payload) : 0;
     }
     e->attempts = r->attempts;
     e->max_attempts = r->max_attempts;

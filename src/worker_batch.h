@@ -22,6 +22,7 @@ typedef struct {
   p2q_op_t op;
   char *row_key;
   char *payload;
+  size_t payload_len;     /* strlen(payload) */
   p2q_vector_span_t vec;  /* the vector claim_cb spliced into payload (vector_bin.h), or zeros */
   char *point;            /* built point JSON (upserts) */
   char *text;             /* rendered text to embed (text rules) */

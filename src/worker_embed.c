@@ -88,7 +88,7 @@ static void snaps_hash(wbatch_t *b, snaps_t *s) {
     const wevent_t *e = &b->ev[i];
     s->at[i] = -1;
     if (e->op != P2Q_OP_UPSERT || e->rule < 0 || !e->payload || cfg->rules[e->rule].text) continue;
-    data[k] = e->payload, s->len[k] = strlen(e->payload), s->at[i] = k++;
+    data[k] = e->payload, s->len[k] = e->payload_len, s->at[i] = k++; /* no strlen: ~2 % of the drain's CPU */
   }
   if (s->at) p2q_hash64_many(data, s->len, k, s->hash);
   free(data);
@@ -131,7 +131,7 @@ void p2q_wk_prepare(wbatch_t *b) {
       p2q_point_parts_t parts = {.snapshot_hash = at >= 0 ? &sn.hash[at] : NULL, .vec_dim = e->vec.dim,
                                  .vec_at = e->vec.at, .vec_len = e->vec.len};
       rc = p2q_point_build_ex(&pt, r, e->point_id, isuuid, e->row_key, e->payload,
-                              at >= 0 ? sn.len[at] : strlen(e->payload), &parts, why, sizeof why);
+                              at >= 0 ? sn.len[at] : e->payload_len, &parts, why, sizeof why);
       if (rc == 1) e->op = P2Q_OP_DELETE; /* the row has no vector: it has no point */
       else if (rc < 0) p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, rc == P2Q_ENOMEM ? "out of memory" : why);
       else { e->point_len = pt.len; e->point = p2q_buf_steal(&pt); }

@@ -39,10 +39,10 @@ int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, s
                       const unsigned char *bin, size_t n, p2q_vector_span_t *span, char *why, size_t whylen);
 
 /* An event's snapshot text from the claim (payload, and vec: array_send() bytes, vlen of them):
-   *out = malloc'd payload with the vector spliced in at member `column`, *span (or NULL) where.
-   0; P2Q_EBADJSON with why (no column configured any more, bad bytes, no place); P2Q_ENOMEM
-   (*out NULL). */
+   *out = malloc'd payload with the vector spliced in at member `column`, *out_len its length,
+   *span (or NULL) where. 0; P2Q_EBADJSON with why (no column configured any more, bad bytes, no
+   place); P2Q_ENOMEM (*out NULL). */
 int p2q_vector_event_payload(const char *column, const char *payload, const unsigned char *vec, size_t vlen,
-                             char **out, p2q_vector_span_t *span, char *why, size_t whylen);
+                             char **out, size_t *out_len, p2q_vector_span_t *span, char *why, size_t whylen);
 
 #endif
