@@ -35,14 +35,22 @@ static float value(const char *kind, int row) {
 /* One batch; returns the request body's length, 0 on a failure. */
 static size_t batch(const p2q_rule_config_t *r, char (*snaps)[256], char (*keys)[64], unsigned char (*bins)[20 + DIM * 8]) {
   static char *pl[B], *pt[B], *rk[B], ids[B][P2Q_POINT_ID_MAX];
-  static size_t pn[B], ptn[B];
+  static size_t pn[B], ptn[B], at[B];
   static uint64_t hs[B];
   static p2q_vector_span_t sp[B];
   char why[256];
-  for (int i = 0; i < B; i++) { /* claim_cb */
+  p2q_buf_t sn = P2Q_BUF_INIT; /* claim_cb: the batch's snapshots in one buffer */
+  size_t need = 0;
+  for (int i = 0; i < B; i++) need += strlen(snaps[i]) + 1 + p2q_vector_text_max(bins[i], sizeof bins[i]);
+  p2q_buf_reserve(&sn, need);
+  for (int i = 0; i < B; i++) {
     rk[i] = strdup(keys[i]);
-    if (p2q_vector_event_payload("emb", snaps[i], bins[i], sizeof bins[i], &pl[i], &pn[i], &sp[i], why, sizeof why)) return 0;
+    at[i] = sn.len;
+    if (p2q_vector_event_payload(&sn, "emb", snaps[i], bins[i], sizeof bins[i], &sp[i], why, sizeof why)) return 0;
+    pn[i] = sn.len - at[i];
+    p2q_buf_append(&sn, "", 1);
   }
+  for (int i = 0; i < B; i++) pl[i] = sn.data + at[i];
   p2q_hash64_many((const char *const *)pl, pn, B, hs); /* p2q_wk_prepare */
   p2q_buf_t b = P2Q_BUF_INIT, body = P2Q_BUF_INIT;
   for (int i = 0; i < B; i++) {
@@ -51,9 +59,9 @@ static size_t batch(const p2q_rule_config_t *r, char (*snaps)[256], char (*keys)
     p2q_buf_reset(&b);
     if (uuid < 0 || p2q_point_build_ex(&b, r, ids[i], uuid, rk[i], pl[i], pn[i], &parts, why, sizeof why)) return 0;
     ptn[i] = b.len, pt[i] = p2q_buf_steal(&b);
-    free(pl[i]);
   }
-  size_t need = 16; /* worker_write.c request_body */
+  p2q_buf_free(&sn);
+  need = 16; /* worker_write.c request_body */
   for (int i = 0; i < B; i++) need += 1 + ptn[i];
   p2q_buf_reserve(&body, need);
   p2q_buf_puts(&body, "{\"points\":[");

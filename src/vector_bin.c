@@ -134,18 +134,17 @@ int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, s
   return rc ? rc : p2q_buf_error(out);
 }
 
-int p2q_vector_event_payload(const char *column, const char *payload, const unsigned char *vec, size_t vlen,
-                             char **out, size_t *out_len, p2q_vector_span_t *span, char *why, size_t whylen) {
-  *out = NULL;
-  *out_len = 0;
+int p2q_vector_event_payload(p2q_buf_t *out, const char *column, const char *payload, const unsigned char *vec,
+                             size_t vlen, p2q_vector_span_t *span, char *why, size_t whylen) {
   if (span) *span = (p2q_vector_span_t){0, 0, 0};
   if (!column) {
     snprintf(why, whylen, "the event carries a binary vector but its rule has no vector_column any more");
     return P2Q_EBADJSON;
   }
-  p2q_buf_t b = P2Q_BUF_INIT;
-  int rc = p2q_vector_splice(&b, column, payload, strlen(payload), vec, vlen, span, why, whylen);
-  if (!rc) *out_len = b.len, *out = p2q_buf_steal(&b);
-  p2q_buf_free(&b);
-  return rc;
+  return p2q_vector_splice(out, column, payload, strlen(payload), vec, vlen, span, why, whylen);
+}
+
+size_t p2q_vector_text_max(const unsigned char *bin, size_t n) {
+  header_t h;
+  return header(bin, n, &h) ? 0 : h.room;
 }

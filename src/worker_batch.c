@@ -6,6 +6,7 @@
  */
 #include "worker_batch.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,12 @@ void p2q_wk_set_outcome(wevent_t *e, p2q_outcome_t outcome, int64_t delay_ms, co
   if (e->error) utf8_scrub(e->error);
 }
 
+void p2q_wk_drop_payload(wbatch_t *b, wevent_t *e) {
+  uintptr_t p = (uintptr_t)e->payload, s = (uintptr_t)b->snaps.data;
+  if (p < s || p >= s + b->snaps.len) free(e->payload);
+  e->payload = NULL;
+}
+
 void p2q_wk_batch_free(wbatch_t *b) {
   for (embctx_t *c = b->embeds; c; c = c->next) c->b = NULL;
   for (int i = 0; i < b->n; i++) {
@@ -39,11 +46,12 @@ void p2q_wk_batch_free(wbatch_t *b) {
     free(b->ev[i].chunks);
     free(b->ev[i].sparse);
     free(b->ev[i].row_key);
-    free(b->ev[i].payload);
+    p2q_wk_drop_payload(b, &b->ev[i]);
     free(b->ev[i].point);
     free(b->ev[i].error);
   }
   free(b->ev);
+  p2q_buf_free(&b->snaps);
   free(b);
 }
 

@@ -21,7 +21,7 @@ typedef struct {
   int rule;               /* index in cfg->rules, -1 when not configured */
   p2q_op_t op;
   char *row_key;
-  char *payload;
+  char *payload;           /* in the batch's snaps (claim_cb), or malloc'd (twins): p2q_wk_drop_payload */
   size_t payload_len;     /* strlen(payload) */
   p2q_vector_span_t vec;  /* the vector claim_cb spliced into payload (vector_bin.h), or zeros */
   char *point;            /* built point JSON (upserts) */
@@ -52,6 +52,7 @@ typedef struct wbatch_s {
   uint32_t epoch;            /* liveness epoch when the claim was sent (WLIVE): no write in another */
   void (*ack)(struct wbatch_s *b); /* every stage finished: record the outcomes (worker.c) */
   struct embctx_s *embeds;   /* embedding calls in flight (see p2q_wk_embed) */
+  p2q_buf_t snaps;           /* the claimed events' snapshots, NUL-separated: one allocation, not one each */
   struct wbatch_s *next;
 } wbatch_t;
 
@@ -100,6 +101,8 @@ void p2q_wk_set_outcome(wevent_t *e, p2q_outcome_t outcome, int64_t delay_ms, co
 /* One stage of the batch finished (a request, an embedding call); the last one calls b->ack. */
 void p2q_wk_request_finished(wbatch_t *b);
 void p2q_wk_batch_free(wbatch_t *b);
+/* Free e's snapshot (unless it is in b->snaps) and forget it. */
+void p2q_wk_drop_payload(wbatch_t *b, wevent_t *e);
 
 /* worker.c: record every event's outcome in one ack statement */
 void p2q_wk_ack(wbatch_t *b);

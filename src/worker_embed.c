@@ -136,8 +136,7 @@ void p2q_wk_prepare(wbatch_t *b) {
       else if (rc < 0) p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, rc == P2Q_ENOMEM ? "out of memory" : why);
       else { e->point_len = pt.len; e->point = p2q_buf_steal(&pt); }
     }
-    free(e->payload);
-    e->payload = NULL;
+    p2q_wk_drop_payload(b, e);
   }
   for (int i = 0; an && i < WCFG(w)->n_rules; i++) p2q_bm25_free(an[i]);
   free(an);
@@ -206,7 +205,7 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
 done:
   for (int i = 0; i < c->n; i++) {
     wevent_t *e = &b->ev[c->idx[i]];
-    free(e->payload); e->payload = NULL;
+    p2q_wk_drop_payload(b, e);
     free(e->text); e->text = NULL;
     free(e->chunks); e->chunks = NULL; /* n_chunks stays: the prune needs it */
   }

@@ -38,11 +38,15 @@ typedef struct {
 int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, size_t plen,
                       const unsigned char *bin, size_t n, p2q_vector_span_t *span, char *why, size_t whylen);
 
-/* An event's snapshot text from the claim (payload, and vec: array_send() bytes, vlen of them):
-   *out = malloc'd payload with the vector spliced in at member `column`, *out_len its length,
+/* An event's snapshot text from the claim (payload, and vec: array_send() bytes, vlen of them),
+   appended to out: payload with the vector spliced in at member `column` (p2q_vector_splice),
    *span (or NULL) where. 0; P2Q_EBADJSON with why (no column configured any more, bad bytes, no
-   place); P2Q_ENOMEM (*out NULL). */
-int p2q_vector_event_payload(const char *column, const char *payload, const unsigned char *vec, size_t vlen,
-                             char **out, size_t *out_len, p2q_vector_span_t *span, char *why, size_t whylen);
+   place; nothing appended); P2Q_ENOMEM. */
+int p2q_vector_event_payload(p2q_buf_t *out, const char *column, const char *payload, const unsigned char *vec,
+                             size_t vlen, p2q_vector_span_t *span, char *why, size_t whylen);
+
+/* At most how many bytes the text of the real[] whose array_send() bytes are bin[0..n) takes
+   (what p2q_vector_splice reserves for it); 0 when they are not such bytes. */
+size_t p2q_vector_text_max(const unsigned char *bin, size_t n);
 
 #endif

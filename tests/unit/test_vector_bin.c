@@ -165,6 +165,40 @@ static void test_vector_splice(void **state) {
   p2q_buf_free(&b);
 }
 
+/* The batch's snapshots go into one buffer (claim_cb): p2q_vector_text_max bounds the vector's
+   text (so the reservation holds: the buffer does not move while the snapshots are appended), and
+   p2q_vector_event_payload appends, or appends nothing on a refusal. */
+static void test_vector_event_payload_appends(void **state) {
+  (void)state;
+  static const char *const hexes[] = {
+      "0000000100000000000002bc00000002000000010000000440600000ffffffff",                     /* {3.5,NULL} */
+      "0000000100000000000002bc000000020000000100000004" "00800000" "00000004" "ff7fffff",   /* min normal, -max */
+      "0000000200000001000002bc00000002000000010000000100000001000000043f8000000000000440000000", /* {{1},{2}} */
+      "0000000000000000000002bc",                                                             /* {} */
+  };
+  const char *snap = "{\"id\" : 1, \"emb\" : null}";
+  p2q_buf_t b = P2Q_BUF_INIT;
+  char why[256];
+  for (size_t i = 0; i < sizeof hexes / sizeof *hexes; i++) {
+    unsigned char bin[128];
+    size_t n = unhex(hexes[i], bin), from = b.len;
+    p2q_buf_t alone = P2Q_BUF_INIT;
+    assert_int_equal(p2q_vector_bin_json(&alone, bin, n), 0);
+    assert_true(p2q_vector_text_max(bin, n) >= alone.len);
+    assert_int_equal(p2q_vector_event_payload(&b, "emb", snap, bin, n, NULL, why, sizeof why), 0);
+    assert_int_equal(b.len - from, strlen(snap) - 4 + alone.len);
+    p2q_buf_free(&alone);
+  }
+  size_t len = b.len;
+  unsigned char bin[8] = {0, 0, 0, 7};
+  assert_int_equal(p2q_vector_text_max(bin, sizeof bin), 0);
+  assert_int_equal(p2q_vector_event_payload(&b, "emb", snap, bin, sizeof bin, NULL, why, sizeof why), P2Q_EBADJSON);
+  assert_int_equal(p2q_vector_event_payload(&b, NULL, snap, bin, sizeof bin, NULL, why, sizeof why), P2Q_EBADJSON);
+  assert_non_null(strstr(why, "no vector_column"));
+  assert_int_equal(b.len, len);
+  p2q_buf_free(&b);
+}
+
 /* The span the splice reports: where the vector text went, and dim > 0 only for a flat array of
    numbers; a point built with that span as its hint is the point built by scanning the text
    (the hint is used: a wrong one would show), and an event whose vector is not all numbers is
@@ -228,6 +262,7 @@ int main(void) {
       cmocka_unit_test(test_float4_text_round_trip),
       cmocka_unit_test(test_vector_bin_json),
       cmocka_unit_test(test_vector_splice),
+      cmocka_unit_test(test_vector_event_payload_appends),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
