@@ -3,7 +3,7 @@
  * real[] vector arrives in binary (the drain of `pg2qdrant bench`), without PostgreSQL or Qdrant:
  * claim_cb's splice (p2q_vector_event_payload: the vector printed into the snapshot), prepare's
  * point id, the batch's snapshot hashes (p2q_hash64_many) and point build (the span hint: the
- * vector not scanned again), and the upsert request body, in batches of 256 events shaped like
+ * vector not scanned again) straight into the upsert request body, in batches of 256 events like
  * the bench's rows. CPU µs per event, best of --reps runs.
  *   bench_points [--batches N] [--reps N] [--values const|bench|normal]
  * const: every element of a row's vector the same value, as the drain's array_fill (the
@@ -34,8 +34,8 @@ static float value(const char *kind, int row) {
 
 /* One batch; returns the request body's length, 0 on a failure. */
 static size_t batch(const p2q_rule_config_t *r, char (*snaps)[256], char (*keys)[64], unsigned char (*bins)[20 + DIM * 8]) {
-  static char *pl[B], *pt[B], *rk[B], ids[B][P2Q_POINT_ID_MAX];
-  static size_t pn[B], ptn[B], at[B];
+  static char *pl[B], *rk[B], ids[B][P2Q_POINT_ID_MAX];
+  static size_t pn[B], at[B];
   static uint64_t hs[B];
   static p2q_vector_span_t sp[B];
   char why[256];
@@ -52,27 +52,21 @@ static size_t batch(const p2q_rule_config_t *r, char (*snaps)[256], char (*keys)
   }
   for (int i = 0; i < B; i++) pl[i] = sn.data + at[i];
   p2q_hash64_many((const char *const *)pl, pn, B, hs); /* p2q_wk_prepare */
-  p2q_buf_t b = P2Q_BUF_INIT, body = P2Q_BUF_INIT;
+  p2q_buf_t body = P2Q_BUF_INIT; /* the points straight into the request body (worker_embed.c) */
+  need = 16;
+  for (int i = 0; i < B; i++) need += pn[i] + strlen(rk[i]) + 2 * P2Q_POINT_ID_MAX + 64;
+  p2q_buf_reserve(&body, need);
   for (int i = 0; i < B; i++) {
     int uuid = p2q_point_id(r->name, rk[i], strlen(rk[i]), ids[i]);
     p2q_point_parts_t parts = {.snapshot_hash = &hs[i], .vec_dim = sp[i].dim, .vec_at = sp[i].at, .vec_len = sp[i].len};
-    p2q_buf_reset(&b);
-    if (uuid < 0 || p2q_point_build_ex(&b, r, ids[i], uuid, rk[i], pl[i], pn[i], &parts, why, sizeof why)) return 0;
-    ptn[i] = b.len, pt[i] = p2q_buf_steal(&b);
-  }
-  p2q_buf_free(&sn);
-  need = 16; /* worker_write.c request_body */
-  for (int i = 0; i < B; i++) need += 1 + ptn[i];
-  p2q_buf_reserve(&body, need);
-  p2q_buf_puts(&body, "{\"points\":[");
-  for (int i = 0; i < B; i++) {
-    if (i) p2q_buf_putc(&body, ',');
-    p2q_buf_append(&body, pt[i], ptn[i]);
-    free(pt[i]), free(rk[i]);
+    p2q_buf_puts(&body, i ? "," : "{\"points\":[");
+    if (uuid < 0 || p2q_point_build_ex(&body, r, ids[i], uuid, rk[i], pl[i], pn[i], &parts, why, sizeof why)) return 0;
+    free(rk[i]);
   }
   p2q_buf_puts(&body, "]}");
+  p2q_buf_free(&sn);
   size_t len = body.len;
-  p2q_buf_free(&body), p2q_buf_free(&b);
+  p2q_buf_free(&body);
   return len;
 }
 

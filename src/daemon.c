@@ -168,11 +168,13 @@ static int ctx_outbox_open(void *arg, const char *name, const p2q_outbox_conn_cb
   return p2q_outbox_conn_new(d->outbox, d->loop, d->cfg, name, cbs, out);
 }
 
-static int ctx_write(void *arg, const char *collection, p2q_op_t op, char *body, size_t len, p2q_qdrant_cb cb,
-                     void *cb_arg) {
+static int ctx_write(void *arg, const char *collection, p2q_op_t op, char *body, size_t len, int lent,
+                     p2q_qdrant_cb cb, void *cb_arg) {
   p2q_daemon_t *d = arg;
   if (!d->qdrant) return P2Q_ECANCELED;
+  if (lent && op != P2Q_OP_UPSERT) return P2Q_EINVAL;
   p2q_health_spend(d->health, collection); /* paces the claims after a 429 */
+  if (lent) return p2q_qdrant_points_upsert_lent(d->qdrant, collection, body, len, cb, cb_arg);
   if (op == P2Q_OP_PAYLOAD) return p2q_qdrant_points_batch_take(d->qdrant, collection, body, len, cb, cb_arg);
   if (op == P2Q_OP_RETRIEVE) return p2q_qdrant_points_retrieve_take(d->qdrant, collection, body, len, cb, cb_arg);
   return op == P2Q_OP_UPSERT ? p2q_qdrant_points_upsert_take(d->qdrant, collection, body, len, cb, cb_arg)

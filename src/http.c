@@ -41,6 +41,7 @@ typedef struct http_req_s {
   char *url;
   char *body;
   size_t body_len;
+  int body_lent;      /* P2Q_HTTP_LEND_BODY: the caller's, not freed */
   p2q_http_cb cb;
   void *arg;
   char *resp;
@@ -97,7 +98,7 @@ static void req_free(http_req_t *r) {
   if (!r) return;
   free(r->method);
   free(r->url);
-  free(r->body);
+  if (!r->body_lent) free(r->body);
   free(r->resp);
   free(r);
 }
@@ -536,8 +537,9 @@ int p2q_http_request_capped(p2q_http_t *h, const char *method, const char *url, 
   r->url = strdup(url);
   if (!r->method || !r->url) goto fail;
   if (body) {
-    if (flags & P2Q_HTTP_TAKE_BODY) {
+    if (flags & (P2Q_HTTP_TAKE_BODY | P2Q_HTTP_LEND_BODY)) {
       r->body = (char *)body;
+      r->body_lent = !(flags & P2Q_HTTP_TAKE_BODY);
     } else {
       r->body = malloc(len + 1);
       if (!r->body) goto fail;
@@ -555,7 +557,7 @@ int p2q_http_request_capped(p2q_http_t *h, const char *method, const char *url, 
   if (h->nactive < h->opts.max_concurrent) uv_timer_start(&h->kick, on_kick, 0, 0);
   return 0;
 fail:
-  if (r && (flags & P2Q_HTTP_TAKE_BODY)) r->body = NULL; /* caller keeps it on failure */
+  if (r && (flags & (P2Q_HTTP_TAKE_BODY | P2Q_HTTP_LEND_BODY))) r->body = NULL; /* caller keeps it on failure */
   req_free(r);
   return P2Q_ENOMEM;
 }

@@ -387,6 +387,11 @@ int p2q_qdrant_points_upsert_take(p2q_qdrant_t *q, const char *collection, char 
                    arg);
 }
 
+int p2q_qdrant_points_upsert_lent(p2q_qdrant_t *q, const char *collection, const char *body, size_t len,
+                                  p2q_qdrant_cb cb, void *arg) {
+  return points_op(q, "PUT", collection, "/points?wait=true", body, len, P2Q_HTTP_LEND_BODY, cb, arg);
+}
+
 int p2q_qdrant_points_delete_take(p2q_qdrant_t *q, const char *collection, char *body, size_t len,
                                   p2q_qdrant_cb cb, void *arg) {
   return points_op(q, "POST", collection, "/points/delete?wait=true", body, len,

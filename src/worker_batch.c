@@ -47,9 +47,11 @@ void p2q_wk_batch_free(wbatch_t *b) {
     free(b->ev[i].sparse);
     free(b->ev[i].row_key);
     p2q_wk_drop_payload(b, &b->ev[i]);
-    free(b->ev[i].point);
+    if (!b->ev[i].point_lent) free(b->ev[i].point);
     free(b->ev[i].error);
   }
+  for (int r = 0; b->bodies && r < b->n_bodies; r++) p2q_buf_free(&b->bodies[r].buf);
+  free(b->bodies);
   free(b->ev);
   p2q_buf_free(&b->snaps);
   free(b);

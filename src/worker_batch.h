@@ -24,7 +24,9 @@ typedef struct {
   char *payload;           /* in the batch's snaps (claim_cb), or malloc'd (twins): p2q_wk_drop_payload */
   size_t payload_len;     /* strlen(payload) */
   p2q_vector_span_t vec;  /* the vector claim_cb spliced into payload (vector_bin.h), or zeros */
-  char *point;            /* built point JSON (upserts) */
+  char *point;            /* built point JSON (upserts); not NUL-terminated when point_lent */
+  int point_lent;         /* point is in its rule's request body (wbatch_t.bodies), not malloc'd */
+  size_t point_at;        /* its offset there (until the body stops growing) */
   char *text;             /* rendered text to embed (text rules) */
   size_t text_len;
   char *sparse;           /* BM25 sparse vector JSON (sparse = bm25 rules) */
@@ -53,6 +55,8 @@ typedef struct wbatch_s {
   void (*ack)(struct wbatch_s *b); /* every stage finished: record the outcomes (worker.c) */
   struct embctx_s *embeds;   /* embedding calls in flight (see p2q_wk_embed) */
   p2q_buf_t snaps;           /* the claimed events' snapshots, NUL-separated: one allocation, not one each */
+  struct wbody_s *bodies;    /* per rule (vector_column rules): its upserts' request body, or NULL */
+  int n_bodies;
   struct wbatch_s *next;
 } wbatch_t;
 
@@ -70,6 +74,14 @@ typedef struct {
   p2q_op_t op;
   int idx[];
 } wreq_t;
+
+/* A rule's upserts as one request body {"points":[p1,p2,…]}, built by p2q_wk_prepare with the
+   points in event order: sent as it is (lent to the writer) when the request holds all n of them,
+   so a point is neither in a buffer of its own nor copied into the request (a split copies). */
+typedef struct wbody_s {
+  p2q_buf_t buf;
+  int n;
+} wbody_t;
 
 struct p2q_worker_s {
   p2q_worker_ctx_t ctx;
@@ -107,6 +119,8 @@ void p2q_wk_drop_payload(wbatch_t *b, wevent_t *e);
 /* worker.c: record every event's outcome in one ack statement */
 void p2q_wk_ack(wbatch_t *b);
 
+/* worker_write.c: the rule's prebuilt body when the upsert of idx[0..n) is exactly it, else NULL. */
+const p2q_buf_t *p2q_wk_lent_body(const wbatch_t *b, int rule, p2q_op_t op, const int *idx, int n);
 /* worker_write.c: send the events idx[0..n) of one rule as one Qdrant request of kind op. */
 void p2q_wk_send(wbatch_t *b, int rule, p2q_op_t op, const int *idx, int n);
 /* Give those events the outcome of a failure classified as v: requeue with wait_ms for a

@@ -94,6 +94,49 @@ static void snaps_hash(wbatch_t *b, snaps_t *s) {
   free(data);
 }
 
+/* The request bodies of the batch's vector_column rules, each sized for its upserts (one
+   allocation; a body that still grows moves, hence offsets until bodies_close). */
+static void bodies_open(wbatch_t *b) {
+  const p2q_config_t *cfg = WCFG(b->w);
+  size_t *need = calloc((size_t)cfg->n_rules + 1, sizeof *need);
+  int any = 0;
+  for (int i = 0; need && i < b->n; i++) {
+    const wevent_t *e = &b->ev[i];
+    if (e->op != P2Q_OP_UPSERT || e->rule < 0 || !e->payload || cfg->rules[e->rule].text) continue;
+    need[e->rule] += e->payload_len + strlen(e->row_key) + 2 * P2Q_POINT_ID_MAX + 64, any = 1;
+  }
+  if (any && (b->bodies = calloc((size_t)cfg->n_rules, sizeof *b->bodies))) b->n_bodies = cfg->n_rules;
+  for (int r = 0; b->bodies && r < b->n_bodies; r++)
+    if (need[r]) p2q_buf_reserve(&b->bodies[r].buf, need[r] + 16);
+  free(need);
+}
+
+/* e's point appended to its rule's body (p2q_point_build_ex's result; 0: e->point_at is where). */
+static int body_point(wbatch_t *b, wevent_t *e, const p2q_rule_config_t *r, int isuuid, const p2q_point_parts_t *parts,
+                      size_t plen, char *why, size_t whylen) {
+  if (!b->bodies) return P2Q_ENOMEM;
+  wbody_t *wb = &b->bodies[e->rule];
+  size_t mark = wb->buf.len;
+  p2q_buf_puts(&wb->buf, wb->n ? "," : "{\"points\":[");
+  size_t at = wb->buf.len;
+  int rc = p2q_point_build_ex(&wb->buf, r, e->point_id, isuuid, e->row_key, e->payload, plen, parts, why, whylen);
+  if (rc) {
+    if (wb->buf.data) wb->buf.len = mark, wb->buf.data[mark] = 0;
+    return rc;
+  }
+  e->point_at = at, e->point_len = wb->buf.len - at, e->point_lent = 1;
+  wb->n++;
+  return 0;
+}
+
+/* Every point is in: close the bodies, point the events into them. */
+static void bodies_close(wbatch_t *b) {
+  for (int r = 0; b->bodies && r < b->n_bodies; r++)
+    if (b->bodies[r].n) p2q_buf_puts(&b->bodies[r].buf, "]}");
+  for (int i = 0; i < b->n; i++)
+    if (b->ev[i].point_lent) b->ev[i].point = b->bodies[b->ev[i].rule].buf.data + b->ev[i].point_at;
+}
+
 /* Build each upsert's point once; NULL vectors (and blank texts) become deletes, bad snapshots
    dead letters. Text rules keep their snapshot and rendered text for the embedding stage. */
 void p2q_wk_prepare(wbatch_t *b) {
@@ -103,6 +146,7 @@ void p2q_wk_prepare(wbatch_t *b) {
   char why[256];
   snaps_t sn;
   snaps_hash(b, &sn);
+  bodies_open(b);
   for (int i = 0; i < b->n; i++) {
     wevent_t *e = &b->ev[i];
     if (e->op == P2Q_OP_RELEASE) { p2q_wk_set_outcome(e, P2Q_OUTCOME_RELEASE, 0, NULL); continue; }
@@ -130,14 +174,13 @@ void p2q_wk_prepare(wbatch_t *b) {
       int at = sn.at ? sn.at[i] : -1;
       p2q_point_parts_t parts = {.snapshot_hash = at >= 0 ? &sn.hash[at] : NULL, .vec_dim = e->vec.dim,
                                  .vec_at = e->vec.at, .vec_len = e->vec.len};
-      rc = p2q_point_build_ex(&pt, r, e->point_id, isuuid, e->row_key, e->payload,
-                              at >= 0 ? sn.len[at] : e->payload_len, &parts, why, sizeof why);
+      rc = body_point(b, e, r, isuuid, &parts, at >= 0 ? sn.len[at] : e->payload_len, why, sizeof why);
       if (rc == 1) e->op = P2Q_OP_DELETE; /* the row has no vector: it has no point */
       else if (rc < 0) p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, rc == P2Q_ENOMEM ? "out of memory" : why);
-      else { e->point_len = pt.len; e->point = p2q_buf_steal(&pt); }
     }
     p2q_wk_drop_payload(b, e);
   }
+  bodies_close(b);
   for (int i = 0; an && i < WCFG(w)->n_rules; i++) p2q_bm25_free(an[i]);
   free(an);
   free(sn.at), free(sn.len), free(sn.hash);

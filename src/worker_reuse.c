@@ -77,7 +77,7 @@ static int send_lookup(wbatch_t *b, const p2q_rule_config_t *r, p2q_buf_t *body,
   size_t len = body->len;
   char *data = p2q_buf_steal(body);
   b->pending++;
-  int rc = b->w->ctx.write(b->w->ctx.arg, r->collection, P2Q_OP_RETRIEVE, data, len, cb, arg);
+  int rc = b->w->ctx.write(b->w->ctx.arg, r->collection, P2Q_OP_RETRIEVE, data, len, 0, cb, arg);
   if (rc) {
     b->pending--;
     free(data);

@@ -131,6 +131,19 @@ static void request_body(p2q_buf_t *body, wbatch_t *b, const p2q_rule_config_t *
   }
 }
 
+const p2q_buf_t *p2q_wk_lent_body(const wbatch_t *b, int rule, p2q_op_t op, const int *idx, int n) {
+  if (op != P2Q_OP_UPSERT || !b->bodies || rule >= b->n_bodies || p2q_wk_rule_shared(WCFG(b->w), rule)) return NULL;
+  const wbody_t *wb = &b->bodies[rule];
+  if (wb->n != n || n == 0 || p2q_buf_error(&wb->buf)) return NULL;
+  const char *at = wb->buf.data + 11; /* {"points":[ */
+  for (int i = 0; i < n; i++) { /* the body's points, in its order */
+    const wevent_t *e = &b->ev[idx[i]];
+    if (!e->point_lent || e->point != at) return NULL;
+    at += e->point_len + 1;
+  }
+  return &wb->buf;
+}
+
 /* May this batch still write? Not once its connection is gone (recovery will free its claims),
    nor once its lease could expire before the request finishes (another worker may then hold the
    row and write a newer snapshot, which ours must not overwrite), nor once this process could
@@ -159,17 +172,18 @@ void p2q_wk_send(wbatch_t *b, int rule, p2q_op_t op, const int *idx, int n) {
   }
   wreq_t *r = malloc(sizeof *r + sizeof(int) * (size_t)n);
   p2q_buf_t body = P2Q_BUF_INIT;
+  const p2q_buf_t *lent = p2q_wk_lent_body(b, rule, op, idx, n);
   if (!r) goto fail;
   r->b = b; r->rule = rule; r->op = op; r->n = n;
   memcpy(r->idx, idx, sizeof(int) * (size_t)n);
-  request_body(&body, b, rc, op, idx, n);
+  if (!lent) request_body(&body, b, rc, op, idx, n);
   if (p2q_buf_error(&body)) goto fail;
-  size_t len = body.len;
-  char *data = p2q_buf_steal(&body);
+  size_t len = lent ? lent->len : body.len;
+  char *data = lent ? lent->data : p2q_buf_steal(&body);
   p2q_op_t endpoint = (op == P2Q_OP_UPSERT || op == P2Q_OP_DELETE) && p2q_wk_rule_shared(WCFG(w), rule)
                       ? P2Q_OP_PAYLOAD : op; /* shared rules: POST …/points/batch */
-  int err = w->ctx.write(w->ctx.arg, rc->collection, endpoint, data, len, request_cb, r);
-  if (err) { free(data); goto fail; }
+  int err = w->ctx.write(w->ctx.arg, rc->collection, endpoint, data, len, lent != NULL, request_cb, r);
+  if (err) { if (!lent) free(data); goto fail; }
   b->pending++;
   w->stats.qdrant_requests++;
   return;

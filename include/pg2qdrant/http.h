@@ -60,7 +60,10 @@ typedef struct {
   uint64_t retry_after_max_ms; /* cap on a Retry-After (pass retry_max); 0 = 60 s */
 } p2q_http_options_t;
 
-enum { P2Q_HTTP_TAKE_BODY = 1 };
+/* TAKE_BODY: the library takes the malloc()ed body (frees it; not on failure). LEND_BODY: the
+   caller keeps it, alive and unchanged until the request's callback has returned: neither copied
+   nor freed (a batch's request body that its events' points also point into). */
+enum { P2Q_HTTP_TAKE_BODY = 1, P2Q_HTTP_LEND_BODY = 2 };
 
 int p2q_http_new(uv_loop_t *loop, const p2q_http_options_t *opts, p2q_http_t **out);
 

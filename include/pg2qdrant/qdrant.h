@@ -60,6 +60,9 @@ int p2q_qdrant_points_upsert(p2q_qdrant_t *q, const char *collection, const char
 /* Same, taking ownership of a malloc()ed body (freed by the library; not on failure). */
 int p2q_qdrant_points_upsert_take(p2q_qdrant_t *q, const char *collection, char *body, size_t len,
                                   p2q_qdrant_cb cb, void *arg);
+/* Same, with a body the caller keeps alive and unchanged until cb has returned (P2Q_HTTP_LEND_BODY). */
+int p2q_qdrant_points_upsert_lent(p2q_qdrant_t *q, const char *collection, const char *body, size_t len,
+                                  p2q_qdrant_cb cb, void *arg);
 /* POST …/points/batch?wait=true (operations in order) / POST …/points (retrieve by ids). */
 int p2q_qdrant_points_batch_take(p2q_qdrant_t *q, const char *collection, char *body, size_t len,
                                  p2q_qdrant_cb cb, void *arg);

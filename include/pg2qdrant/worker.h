@@ -38,8 +38,9 @@ typedef struct {
                     void *cb_arg);
   void (*outbox_close)(p2q_outbox_conn_t *c, void (*cb)(void *), void *cb_arg);
   /* writer: one Qdrant request (op UPSERT: PUT points; DELETE/PRUNE: POST points/delete) taking
-     the malloc()ed body (not on failure). 0 when sent: cb fires once. */
-  int  (*write)(void *arg, const char *collection, p2q_op_t op, char *body, size_t len, p2q_qdrant_cb cb,
+     the malloc()ed body (not on failure), or, lent (UPSERT only), using it as it is: the worker
+     keeps it alive and unchanged until cb has returned. 0 when sent: cb fires once. */
+  int  (*write)(void *arg, const char *collection, p2q_op_t op, char *body, size_t len, int lent, p2q_qdrant_cb cb,
                 void *cb_arg);
   /* embedder: embed texts with the named embedder (one vector per text). 0 when started. */
   int  (*embed)(void *arg, const char *embedder, const char *const *texts, const size_t *lens, int n,

@@ -54,6 +54,7 @@ typedef struct {
   /* writer */
   fwrite_t w[MAXN];
   int n_w;
+  int n_lent;           /* writes whose body was lent (the batch's prebuilt request body) */
   /* health */
   int allow[4];
   struct { int rule, embedder, host_wide; p2q_verdict_t v; int64_t ra; } rep[MAXN];
@@ -108,12 +109,14 @@ static int f_ack_claim(p2q_outbox_conn_t *c, const p2q_ack_item_t *items, int n,
 }
 static int use_ack_claim; /* setup_worker: acks may ride on claims (linger_ms 5) */
 static void f_close(p2q_outbox_conn_t *c, void (*cb)(void *), void *arg) { if (cb) cb(arg); }
-static int f_write(void *a, const char *coll, p2q_op_t op, char *body, size_t len, p2q_qdrant_cb cb, void *arg) {
+static int f_write(void *a, const char *coll, p2q_op_t op, char *body, size_t len, int lent, p2q_qdrant_cb cb,
+                   void *arg) {
   fake_t *f = a;
   fwrite_t *w = &f->w[f->n_w++];
   w->coll = strdup(coll);
   w->op = op;
-  w->body = body;
+  w->body = lent ? strndup(body, len) : body; /* a lent body is the batch's: kept as a copy */
+  f->n_lent += lent;
   w->cb = cb;
   w->arg = arg;
   w->answered = 0;
@@ -313,6 +316,33 @@ static void bisect(long status, int attempts, p2q_outcome_t bad_outcome) {
     assert_true(F.rep[i].v == P2Q_V_DONE || F.rep[i].v == P2Q_V_SPLIT || F.rep[i].v == P2Q_V_EVENT_FAULT);
   acked();
   assert_int_equal(p2q_worker_stats(w)->applied, 3);
+  teardown_worker(w);
+}
+
+/* The upserts' request body is built in place while the points are (lent to the writer, not
+   copied); the halves of a split are copies of its points: together they are the whole again. */
+static void test_body_built_in_place(void **st) {
+  p2q_worker_t *w = setup_worker();
+  deliver(4, "a", 1, 3);
+  assert_int_equal(F.n_w, 1);
+  assert_int_equal(F.n_lent, 1);
+  char *whole = strdup(F.w[0].body);
+  assert_true(!strncmp(whole, "{\"points\":[{\"id\":1,", 19));
+  assert_string_equal(whole + strlen(whole) - 3, "}]}");
+  answer(0, 400, P2Q_EQDRANT, 0, P2Q_QDRANT_PERMANENT, -1);
+  assert_int_equal(F.n_w, 3);
+  assert_int_equal(F.n_lent, 1);
+  p2q_buf_t again = P2Q_BUF_INIT;
+  p2q_buf_append(&again, F.w[1].body, strlen(F.w[1].body) - 2);
+  p2q_buf_putc(&again, ',');
+  p2q_buf_puts(&again, F.w[2].body + 11);
+  assert_string_equal(again.data, whole);
+  p2q_buf_free(&again);
+  free(whole);
+  answer(1, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  answer(2, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  acked();
+  assert_int_equal(p2q_worker_stats(w)->applied, 4);
   teardown_worker(w);
 }
 
@@ -622,6 +652,7 @@ int main(void) {
       cmocka_unit_test(test_config_and_missing),
       cmocka_unit_test(test_cancelled),
       cmocka_unit_test(test_bisect_400),
+      cmocka_unit_test(test_body_built_in_place),
       cmocka_unit_test(test_bisect_422_dead_after_attempts),
       cmocka_unit_test(test_bisect_413),
       cmocka_unit_test(test_split_when_forced),
