@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Instructions per claim of sync_outbox_claim (and variants), counted by callgrind: an A/B that
+does not depend on the machine's load.
+
+    python3 bench/claim_instructions.py [--events 200] [--sql FILE ...] [--noride] [--dir DIR]
+                                        [FUNC ...]
+
+At one event per claim (200 commits/s) the claim's fixed cost per call is the cost per event, and
+on a shared machine CPU time per event moves by ±10 % from run to run with the load (2 cores,
+other benchmarks: the same function measured 490 and 720 µs/event ten minutes apart), which hides
+any change below ~20 %. Instruction counts do not move. This installs the outbox (build/pg2qdrant
+init) in a scratch cluster (scripts/pg-tmp, DIR), loads the --sql files (CREATE FUNCTION variants
+with sync_outbox_claim's arguments, under other names), stops it and runs, per FUNC (default
+sync_outbox_claim), a single-user `postgres --single` under `valgrind --tool=callgrind` over a
+script of --events x (INSERT one event; EXECUTE the claim as the daemon prepares it, the previous
+event's ack riding on it, or with --noride sent alone before it through sync_outbox_ack), plus a
+baseline of the INSERTs alone. Prints (instructions(FUNC) - instructions(baseline)) / events.
+Every run starts from the same copy of the cluster. Callgrind files stay in DIR/cg (callgrind_annotate --inclusive=yes for a profile).
+
+What it does not see, so compare variants with it, not absolute figures with the daemon's: the
+wire protocol (single-user mode), the walwriter's wake-up per commit, NOTIFY. The mark's refresh
+is made due once a day (it is time-based, and valgrind runs ~50x slower), so every variant claims
+from the same bound; dead index entries are not marked killed in single-user mode, so the
+candidate scan walks the run's drained events (the same for every variant). Needs valgrind and the
+root-run pg-tmp's p2qtest user (postgres refuses root).
+"""
+import argparse
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import outbox_sql_bench as ob  # noqa: E402
+
+PGTMP = str(ROOT / "scripts" / "pg-tmp")
+COLS = ("id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
+        " extract(epoch FROM created_at)::float8, length(array_send(vec))")
+
+
+def setup(d, sqls):
+    env = subprocess.run([PGTMP, "start", d], capture_output=True, text=True, check=True).stdout
+    for part in env.split()[1:]:
+        k, v = part.split("=", 1)
+        os.environ[k] = v
+    import psycopg
+    with psycopg.connect(dbname="postgres", autocommit=True) as c:
+        c.execute("DROP DATABASE IF EXISTS claim_instr")
+        c.execute("CREATE DATABASE claim_instr")
+    ob.install("claim_instr", 384)
+    with psycopg.connect(dbname="claim_instr", autocommit=True) as c:
+        for f in sqls:
+            c.execute(pathlib.Path(f).read_text())
+        d_ = c.execute("SELECT pg_get_functiondef('sync_outbox_mark_refresh'::regproc)").fetchone()[0]
+        c.execute(d_.replace("interval '200 milliseconds'", "interval '1 day'"))
+        c.execute("CHECKPOINT")  # the server runs with synchronous_commit off; pg-tmp stops it -m immediate
+    subprocess.run([PGTMP, "stop", d], check=True)
+    subprocess.run(["rm", "-rf", f"{d}/clean"], check=True)
+    subprocess.run(["cp", "-a", f"{d}/data", f"{d}/clean"], check=True)
+
+
+def script(fn, n, noride):
+    vec = "array_fill(0.5::real, ARRAY[384])"
+    out = ["TRUNCATE sync_outbox, sync_outbox_lease;",
+           "SELECT setval(pg_get_serial_sequence('sync_outbox', 'id'), 1000, false);"]
+    if fn:
+        out.append("PREPARE p(text, text[], text, int, int, bigint[], text[], jsonb[], text[], int[], text[]) AS"
+                   f" SELECT {COLS} FROM {fn}($1, $2, $3, $4, $5, true, $6, $7, $8, $9, $10, $11);")
+    for i in range(n):
+        e = 1000 + i
+        out.append("INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, payload, vec) VALUES"
+                   f" ('b', 'b', 'public.b', '{{\"id\": {e}}}', 'upsert', '{{\"id\": {e}, \"emb\": null}}', {vec});")
+        if not fn:
+            continue
+        ack = (f"ARRAY[{e - 1}]::bigint[], ARRAY['b'], ARRAY['{{\"id\": {e - 1}}}']::jsonb[], ARRAY['done'],"
+               " ARRAY[0], ARRAY[NULL]::text[]")
+        if i and noride:
+            out.append(f"SELECT sync_outbox_ack('o.1', {ack});")
+        if i == 0 or noride:
+            ack = "NULL, NULL, NULL, NULL, NULL, NULL"
+        out.append(f"EXECUTE p('o.1', ARRAY['b'], NULL, 256, 30000, {ack});")
+    return "\n".join(out) + "\n"
+
+
+def count(d, name, text):
+    # every run from the same copy: a run's TRUNCATE leaves catalog rows behind (~2 % more
+    # instructions in the next run of the same function)
+    subprocess.run(["rm", "-rf", f"{d}/data"], check=True)
+    subprocess.run(["cp", "-a", f"{d}/clean", f"{d}/data"], check=True)
+    os.makedirs(f"{d}/cg", exist_ok=True)
+    os.chmod(f"{d}/cg", 0o777)
+    pgbin = sorted(pathlib.Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+    run = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg/{name}.out", f"{pgbin}/postgres",
+           "--single", "-D", f"{d}/data", "-c", "fsync=off", "claim_instr"]
+    if os.getuid() == 0:
+        run = ["runuser", "-u", "p2qtest", "--"] + run
+    r = subprocess.run(run, input=text, capture_output=True, text=True)
+    errors = [line for line in r.stdout.splitlines() if "ERROR" in line]
+    m = re.findall(r"Collected : (\d+)", r.stderr)
+    if errors or not m:
+        sys.exit(f"{name}: {errors[:3] or r.stderr[-2000:]}")
+    return int(m[0])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("funcs", nargs="*", default=["sync_outbox_claim"])
+    ap.add_argument("--events", type=int, default=200)
+    ap.add_argument("--sql", action="append", default=[])
+    ap.add_argument("--noride", action="store_true", help="each ack alone (sync_outbox_ack) before the next claim")
+    ap.add_argument("--dir", default="/tmp/p2q-claim-instr")
+    a = ap.parse_args()
+    setup(a.dir, a.sql)
+    base = count(a.dir, "baseline", script(None, a.events, False))
+    print(f"baseline (the INSERTs alone): {base:,} instructions")
+    for f in a.funcs:
+        n = count(a.dir, f, script(f, a.events, a.noride))
+        print(f"{f}: {(n - base) / a.events:,.0f} instructions per claim{' (+ its ack alone)' if a.noride else ''}")
+
+
+if __name__ == "__main__":
+    main()
