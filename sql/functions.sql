@@ -903,11 +903,11 @@ $p2q$;
 -- ids above claimed_id), when the id sequence caches
 -- values, or outside READ COMMITTED (S must be taken after (b)). Replicas do not fight: leases
 -- are locked FOR UPDATE SKIP LOCKED as they are read (claims and acks hold theirs; they are
--- skipped, never waited for); one looked at and kept stays locked until the statement commits (a
--- claim or ack of its row waits that long).
--- Walks the lease table in key order, p_limit rows per call, after (p_after_rule, p_after_key)
--- (NULL: from the start); returns the number deleted, the number looked at, the last key looked
--- at (the next call's cursor; NULL at the end) and why nothing could be reclaimed (NULL: not
+-- skipped, never waited for); one locked and kept ((a) failed) stays locked until the statement
+-- commits (a claim of its row waits that long; held leases are never locked).
+-- Walks the lease table in key order, up to p_limit leases released before h per call, after
+-- (p_after_rule, p_after_key) (NULL: from the start); returns the number deleted, the number
+-- locked and tested, the last key locked (the next call's cursor; NULL at the end) and why nothing could be reclaimed (NULL: not
 -- blocked; 'prepared_transaction', 'hidden_transaction', 'sequence_cache').
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_reclaim_leases(p_after_rule text, p_after_key jsonb,
     p_limit integer)
@@ -947,17 +947,19 @@ BEGIN
   END IF;
   h := LEAST(h, now());
   -- One statement, one snapshot S (taken after h was read): the next p_limit leases in key order
-  -- (a range scan of the primary key (key_hash, rule, row_key); rule is never '', so (least bigint,
-  -- '', null) is below every key), each locked as it is read (SKIP LOCKED: one that a claim, an ack
-  -- or another replica holds is passed over; a lease updated since S is met in its new version),
-  -- then those that may go deleted by ctid. One heap visit per lease to read and lock it, one to
-  -- delete it (a lock step of its own and a join per deleted row cost two more:
-  -- 6.0 -> 4.1 us per lease reclaimed).
+  -- released before h (a range scan of the primary key (key_hash, rule, row_key); rule is never
+  -- '', so (least bigint, '', null) is below every key), each locked as it is read (SKIP LOCKED:
+  -- one that a claim, an ack or another replica holds is passed over; a lease updated since S is
+  -- met in its new version and tested again), then those that (a) allows deleted by ctid. One heap
+  -- visit per lease to read and lock it, one to delete it (a lock step of its own and a join per
+  -- deleted row cost two more: 6.0 -> 4.1 us per lease reclaimed). Held leases are never locked:
+  -- the ack that releases them must not wait for this statement.
   WITH w AS (
     SELECT l.ctid AS tid, l.key_hash, l.rule, l.row_key, l.owner, l.released_at, l.claimed_id
       FROM @SCHEMA@.sync_outbox_lease l
      WHERE (l.key_hash, l.rule, l.row_key) > (COALESCE(pg_catalog.jsonb_hash_extended(p_after_key, 0), -9223372036854775808),
                                               COALESCE(p_after_rule, ''), COALESCE(p_after_key, 'null'::jsonb))
+       AND l.owner IS NULL AND l.released_at < h
      ORDER BY l.key_hash, l.rule, l.row_key LIMIT p_limit
        FOR UPDATE OF l SKIP LOCKED
   ), gone AS (
