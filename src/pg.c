@@ -3,8 +3,9 @@
  *
  * Owns: the PGconn, one uv_poll_t for its socket (re-created when libpq switches sockets
  * during connect; closed before PQfinish), one uv_timer_t (connect timeout while connecting,
- * a 0 ms "send now" kick while connected so p2q_pg_query never runs callbacks inline,
- * reconnect delay while disconnected) and a FIFO of queries. Runs on the loop thread only.
+ * a 0 ms "send now" kick while connected so p2q_pg_query never runs callbacks inline, the end
+ * of a read pause while a big result streams in (read_more), reconnect delay while
+ * disconnected) and a FIFO of queries. Runs on the loop thread only.
  *
  * States: WAIT (no connection; timer armed for the next attempt) → CONNECTING (PQconnectPoll
  * driven by the poll) → PINNING (the statement of session.h pins the settings that change text
@@ -27,6 +28,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "pg2qdrant/backoff.h"
 #include "pg2qdrant/errors.h"
@@ -65,6 +67,9 @@ struct p2q_pg_s {
   pg_query_t *cur;       /* in flight */
   PGresult *cur_res;     /* result kept for cur (first error wins, else the last result) */
   int want_write;        /* PQflush returned 1 */
+  int paused;            /* reading paused (timer) while cur's result streams in */
+  unsigned cur_reads;    /* reads that left cur's result incomplete */
+  unsigned sent;         /* queries sent: which one cur is (a pointer could be reused) */
   unsigned connects;
   char *prepared[P2Q_PG_PREPARED_MAX]; /* statement names prepared on this connection */
   int n_prepared;
@@ -75,10 +80,12 @@ struct p2q_pg_s {
 };
 
 static void on_poll(uv_poll_t *h, int status, int events);
+static void read_more(p2q_pg_t *pg);
 static void on_timer(uv_timer_t *t);
 static void pg_lost(p2q_pg_t *pg, const char *msg);
 static void pump(p2q_pg_t *pg);
 static void forget_prepared(p2q_pg_t *pg);
+static void read_resume(p2q_pg_t *pg);
 
 p2q_pg_sqlstate_class_t p2q_pg_classify_sqlstate(const char *s) {
   if (!s || strlen(s) != 5) return P2Q_PG_SQLSTATE_FAIL;
@@ -196,6 +203,7 @@ static void conn_drop(p2q_pg_t *pg) {
   poll_drop(pg); /* the poll handle goes before PQfinish closes the fd */
   if (pg->conn) { PQfinish(pg->conn); pg->conn = NULL; }
   pg->want_write = 0;
+  pg->paused = 0;
 }
 
 static void schedule_reconnect(p2q_pg_t *pg) {
@@ -338,6 +346,7 @@ static void on_timer(uv_timer_t *t) {
   p2q_pg_t *pg = t->data;
   if (pg->state == ST_WAIT) start_connect(pg);
   else if (pg->state == ST_CONNECTING || pg->state == ST_PINNING) connect_failed(pg, "connect timeout");
+  else if (pg->state == ST_READY && pg->paused) read_resume(pg);
   else if (pg->state == ST_READY) pump(pg);
 }
 
@@ -399,6 +408,8 @@ static void pump(p2q_pg_t *pg) {
       continue;
     }
     pg->cur = q;
+    pg->cur_reads = 0;
+    pg->sent++;
     if (flush_out(pg) != 0) return;
   }
 }
@@ -468,6 +479,7 @@ static void read_results(p2q_pg_t *pg) {
 
 static void on_poll(uv_poll_t *h, int status, int events) {
   p2q_pg_t *pg = h->data;
+  unsigned sent = pg->sent; /* cur is still the query it was (read_more) */
   if (pg->state == ST_CONNECTING) { connect_step(pg); return; }
   if (pg->state == ST_PINNING) { pin_step(pg, status, events); return; }
   if (pg->state != ST_READY) return;
@@ -485,6 +497,38 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   if (pg->state != ST_READY) return;
   if (PQstatus(pg->conn) == CONNECTION_BAD) { pg_lost(pg, PQerrorMessage(pg->conn)); return; }
   if ((events & UV_READABLE) && pg->want_write) flush_out(pg);
+  if (pg->state == ST_READY && (events & UV_READABLE) && pg->cur && pg->sent == sent) read_more(pg);
+}
+
+/* A read left cur's result incomplete. A backend sends a big result 8 KB at a time, as fast as
+   it can print the rows: reading each as it arrives is one wake-up (epoll_wait, a context
+   switch, a recv) per 8 KB, ~70 for a claim of 256 events with 384-float vectors. From the
+   READ_PAUSE_AFTER'th such read on, read everything already there, then stop watching the socket
+   for READ_PAUSE_MS (the timer resumes: data that arrived meanwhile is read at once, so nothing
+   waits longer than that): a few wake-ups per claim. Small results (a claim at low rates, an ack)
+   come in one or a few reads and never wait. */
+#define READ_PAUSE_AFTER 4
+#define READ_PAUSE_MS 1
+static void read_more(p2q_pg_t *pg) {
+  int avail = 0;
+  unsigned sent = pg->sent;
+  if (++pg->cur_reads < READ_PAUSE_AFTER) return;
+  while (pg->state == ST_READY && pg->sent == sent && pg->cur && PQisBusy(pg->conn) && !pg->want_write &&
+         ioctl(pg->poll_fd, FIONREAD, &avail) == 0 && avail > 0) {
+    if (!PQconsumeInput(pg->conn)) { pg_lost(pg, PQerrorMessage(pg->conn)); return; }
+    read_results(pg);
+  }
+  if (pg->state != ST_READY || pg->sent != sent || !pg->cur || !PQisBusy(pg->conn) || pg->want_write) return;
+  uv_poll_stop(pg->poll);
+  pg->paused = 1;
+  uv_timer_start(&pg->timer, on_timer, READ_PAUSE_MS, 0);
+}
+
+/* The pause is over: watch the socket again, and read what came meanwhile. */
+static void read_resume(p2q_pg_t *pg) {
+  pg->paused = 0;
+  if (flush_out(pg) != 0) return;
+  on_poll(pg->poll, 0, UV_READABLE);
 }
 
 /* ---- public API ---- */
