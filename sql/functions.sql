@@ -269,6 +269,7 @@ DECLARE
   c_ids bigint[];
   c_rules text[];
   c_keys jsonb[];
+  c_tids tid[];
   won_id bigint;
 BEGIN
   IF p_ack_ids IS NOT NULL THEN
@@ -295,10 +296,10 @@ BEGIN
   -- the events: a lowered mark and the events that lowered it are seen together), not from the
   -- drained front of the index. None: done (no lease or update statement starts at all).
   WITH cand AS (
-    SELECT c.id, c.rule, c.row_key
+    SELECT c.id, c.rule, c.row_key, c.ctid
       FROM unnest(p_types) AS t(event_type)
            LEFT JOIN @SCHEMA@.sync_outbox_mark m ON m.event_type = t.event_type,
-           LATERAL (SELECT o.id, o.rule, o.row_key FROM @SCHEMA@.sync_outbox o
+           LATERAL (SELECT o.id, o.rule, o.row_key, o.ctid FROM @SCHEMA@.sync_outbox o
                      WHERE o.event_type = t.event_type
                        AND o.id >= COALESCE(m.lo, 0)
                        AND (p_routing IS NULL OR o.routing_key = p_routing)
@@ -310,8 +311,9 @@ BEGIN
      ORDER BY c.id
      LIMIT p_limit
   )
-  SELECT array_agg(c.id ORDER BY c.id), array_agg(c.rule ORDER BY c.id), array_agg(c.row_key ORDER BY c.id)
-    INTO c_ids, c_rules, c_keys
+  SELECT array_agg(c.id ORDER BY c.id), array_agg(c.rule ORDER BY c.id), array_agg(c.row_key ORDER BY c.id),
+         array_agg(c.ctid ORDER BY c.id)
+    INTO c_ids, c_rules, c_keys, c_tids
     FROM cand c;
   IF c_ids IS NULL THEN
     RETURN;
@@ -340,13 +342,13 @@ BEGIN
       UPDATE @SCHEMA@.sync_outbox o
          SET attempts = o.attempts + 1, claimed_by = p_owner, claimed_at = now(),
              available_at = now() + p_lease_ms * interval '1 millisecond'
-       WHERE o.id = c_ids[1]
+       WHERE o.ctid = c_tids[1]  -- the candidate's row (see `cl` below)
       RETURNING o.id, o.rule, o.op, o.row_key, o.payload, o.attempts, o.max_attempts, o.created_at,
                 o.event_type, o.vec;
     ELSE
       RETURN QUERY
       WITH sup AS (
-        DELETE FROM @SCHEMA@.sync_outbox o WHERE o.id = c_ids[1]
+        DELETE FROM @SCHEMA@.sync_outbox o WHERE o.ctid = c_tids[1]
         RETURNING o.id, o.rule, o.row_key, o.event_type
       )
       SELECT s.id, s.rule, 'coalesced'::text, s.row_key, NULL::json, 0, 0, NULL::timestamptz, s.event_type,
@@ -363,7 +365,7 @@ BEGIN
   END IF;
   RETURN QUERY
   WITH cand AS (
-    SELECT * FROM unnest(c_ids, c_rules, c_keys) AS c(id, rule, row_key)
+    SELECT * FROM unnest(c_ids, c_rules, c_keys, c_tids) AS c(id, rule, row_key, tid)
   ), rws AS (
     SELECT c.rule, c.row_key, max(c.id) AS max_id FROM cand c GROUP BY c.rule, c.row_key
   ), won AS (
@@ -384,31 +386,40 @@ BEGIN
     -- compared, 65,536 row-key comparisons per join at batch 256 (250 µs per event in
     -- bench/outbox_sql_bench.py; test_outbox_plan.py).
     SELECT x.rule, x.row_key, array_agg(x.id) FILTER (WHERE x.id IS NOT NULL) AS ids,
-           max(x.claimed_id) AS claimed_id
-      FROM (SELECT c.rule, c.row_key, c.id, NULL::bigint AS claimed_id FROM cand c
+           array_agg(x.tid) FILTER (WHERE x.id IS NOT NULL) AS tids, max(x.claimed_id) AS claimed_id
+      FROM (SELECT c.rule, c.row_key, c.id, c.tid, NULL::bigint AS claimed_id FROM cand c
             UNION ALL
-            SELECT w.rule, w.row_key, NULL::bigint, w.claimed_id FROM won w) x
+            SELECT w.rule, w.row_key, NULL::bigint, NULL::tid, w.claimed_id FROM won w) x
      GROUP BY x.rule, x.row_key
   ), sup AS (
-    -- a won row's candidates older than its lease's claimed_id (ids are read through the primary
-    -- key: a list of ids, no join to plan)
+    -- a won row's candidates older than its lease's claimed_id (a list of row addresses, no join
+    -- to plan; see `cl`)
     DELETE FROM @SCHEMA@.sync_outbox o
-     WHERE o.id = ANY (ARRAY(SELECT s.id FROM g, unnest(g.ids) AS s(id) WHERE s.id < g.claimed_id))
+     WHERE o.ctid = ANY (ARRAY(SELECT s.tid FROM g, unnest(g.ids, g.tids) AS s(id, tid) WHERE s.id < g.claimed_id))
     RETURNING o.id, o.rule, o.row_key, o.event_type
   ), cl AS (
-    -- a won row's claimed_id when it is one of the candidates (locked above): the event to apply
+    -- a won row's claimed_id when it is one of the candidates (locked above): the event to apply.
+    -- Rows are read by the address the candidate scan locked them at (a Tid Scan: no index, no
+    -- statistics; a row locked FOR UPDATE by this transaction keeps its address until this
+    -- statement changes it, and the lock returned its newest version). By id, the generic plan
+    -- took (event_type, id) with `id = ANY` on its second column whenever the statistics saw a
+    -- drained outbox (reltuples 0), which PostgreSQL 15 walks from the left edge once per
+    -- element: batch x index size, and the index grows by every event acknowledged while
+    -- anything holds the xmin horizon (an ANALYZE of a big table, a report, pg_dump): claims of
+    -- 256 went 200 -> 800 ms within 10 s of a held snapshot (test_outbox_plan.py).
     UPDATE @SCHEMA@.sync_outbox o
        SET attempts = o.attempts + 1, claimed_by = p_owner, claimed_at = now(),
            available_at = now() + p_lease_ms * interval '1 millisecond'
-     WHERE o.id = ANY (ARRAY(SELECT g.claimed_id FROM g WHERE g.claimed_id = ANY (g.ids)))
+     WHERE o.ctid = ANY (ARRAY(SELECT s.tid FROM g, unnest(g.ids, g.tids) AS s(id, tid) WHERE s.id = g.claimed_id))
     RETURNING o.id, o.rule, o.op, o.row_key, o.payload, o.attempts, o.max_attempts, o.created_at,
               o.event_type, o.vec
   )
-  SELECT * FROM cl
+  -- (in id order, as the rows come by id: a Tid Scan returns them in the order of their addresses)
+  (SELECT * FROM cl ORDER BY cl.id)
   UNION ALL
-  SELECT s.id, s.rule, 'coalesced'::text, s.row_key, NULL::json, 0, 0, NULL::timestamptz, s.event_type,
-         NULL::real[]
-    FROM sup s
+  (SELECT s.id, s.rule, 'coalesced'::text, s.row_key, NULL::json, 0, 0, NULL::timestamptz, s.event_type,
+          NULL::real[]
+     FROM sup s ORDER BY s.id)
   UNION ALL
   SELECT g.claimed_id, g.rule, 'release'::text, g.row_key, NULL::json, 0, 0, NULL::timestamptz, NULL::text,
          NULL::real[]
