@@ -15,7 +15,8 @@
 DO $p2q$
 BEGIN
   IF EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-              WHERE i.indexrelid = to_regclass('@SCHEMA@.sync_outbox_claim_idx') AND i.indpred IS NULL) THEN
+              WHERE i.indexrelid = (pg_catalog.quote_ident(@SCHEMA_NAME@) || '.sync_outbox_claim_idx')::regclass
+                AND i.indpred IS NULL) THEN
     CREATE INDEX sync_outbox_claim_idx_011 ON @SCHEMA@.sync_outbox (event_type, id) WHERE event_type IS NOT NULL;
     DROP INDEX @SCHEMA@.sync_outbox_claim_idx;
     ALTER INDEX @SCHEMA@.sync_outbox_claim_idx_011 RENAME TO sync_outbox_claim_idx;
