@@ -1070,7 +1070,8 @@ DECLARE
 BEGIN
   FOR t IN
     WITH RECURSIVE o(et) AS (
-      SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox x ORDER BY x.event_type DESC, x.id DESC LIMIT 1)
+      SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox x WHERE x.event_type IS NOT NULL  -- (migration 011's predicate)
+                ORDER BY x.event_type DESC, x.id DESC LIMIT 1)
       UNION ALL
       SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox x WHERE x.event_type < o.et
                ORDER BY x.event_type DESC, x.id DESC LIMIT 1)
