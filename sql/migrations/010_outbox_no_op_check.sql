@@ -7,7 +7,7 @@
 -- Every writer of sync_outbox is pg2qdrant's own generated SQL with op a literal 'upsert' or
 -- 'delete' (the rule triggers, backfill, apply's enqueue, reconcile --fix, TRUNCATE) or a copy of
 -- a row that had one (retry --dead); only a hand-written INSERT by the outbox's owner could bring
--- another value. Such an event is not applied (the daemon reads an unknown op as a release), its
--- attempts are counted at each claim, and it ends in sync_outbox_dead once they are exhausted.
+-- another value. Such an event is not applied: the daemon dead-letters it at its first claim with
+-- an error naming the op (tests/integration/test_bad_events.py).
 -- Metadata only: a brief ACCESS EXCLUSIVE lock on sync_outbox, no scan. Idempotent.
 ALTER TABLE @SCHEMA@.sync_outbox DROP CONSTRAINT IF EXISTS sync_outbox_op_check;
