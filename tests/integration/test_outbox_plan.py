@@ -107,6 +107,42 @@ def test_claim_work_is_linear_in_the_batch_whatever_the_statistics(make_daemon, 
         assert produced < 40 * 256, (attempt, produced, json.dumps([p["Plan"] for p in claim])[:3000])
 
 
+def drained_outbox(make_daemon, db):
+    """A daemon's schema whose outbox has the statistics of a drained outbox under traffic:
+    autovacuum found no live event and could not truncate the table (truncation waits for a lock
+    the writers keep taking): reltuples 0 over hundreds of pages. Returns the daemon and an INSERT
+    of events ids %s..%s."""
+    db.execute("CREATE TABLE docs (id bigint PRIMARY KEY, emb real[])")
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("init")
+    ins = ("INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, payload)"
+           " SELECT 'docs', 'docs', 'public.docs', jsonb_build_object('id', i), 'upsert',"
+           " json_build_object('id', i) FROM generate_series(%s::bigint, %s::bigint) i")
+    db.execute(ins, (1, 20000))
+    db.execute("DELETE FROM sync_outbox")
+    db.execute("VACUUM (ANALYZE, TRUNCATE false) sync_outbox")
+    db.execute("ALTER TABLE sync_outbox SET (autovacuum_enabled = false)")
+    pages, stats = db.execute("SELECT relpages, reltuples FROM pg_class WHERE relname = 'sync_outbox'").fetchone()
+    assert stats == 0 and pages > 500, (pages, stats)
+    return d, ins
+
+
+def behind_a_held_snapshot(d, db, ins, measure):
+    """measure(first_id, owner) for a batch of 256, before and after 60,000 events were
+    acknowledged behind a REPEATABLE READ snapshot held by another session. No VACUUM between: it
+    would remove nothing while the snapshot is held, and would count them in the statistics the
+    plan is made from."""
+    with psycopg.connect(dbname=d.dbname) as held:
+        held.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        held.execute("SELECT 1").fetchone()
+        before = measure(100001, "held.a")
+        db.execute(ins, (200001, 260000))
+        db.execute("DELETE FROM sync_outbox WHERE id > 200000 AND id <= 260000")
+        after = measure(300001, "held.b")
+        held.rollback()
+    return before, after
+
+
 def test_claim_work_does_not_grow_with_events_acknowledged_behind_a_held_snapshot(make_daemon, db):
     """While a snapshot is held (an ANALYZE of a big table, a report, pg_dump), VACUUM removes no
     acknowledged event from the outbox's indexes. The claim's set statement reads its events by
@@ -115,20 +151,7 @@ def test_claim_work_does_not_grow_with_events_acknowledged_behind_a_held_snapsho
     element, batch x index size, growing with every event acknowledged behind the snapshot (the
     sustained steady run's 45 s ack stalls). Measured in buffers, never in time: the set
     statement's buffers for a batch of 256 must not grow with 60,000 acknowledged events."""
-    db.execute("CREATE TABLE docs (id bigint PRIMARY KEY, emb real[])")
-    d = make_daemon({"rule.docs": rule()})
-    d.cli("init")
-    ins = ("INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, payload)"
-           " SELECT 'docs', 'docs', 'public.docs', jsonb_build_object('id', i), 'upsert',"
-           " json_build_object('id', i) FROM generate_series(%s::bigint, %s::bigint) i")
-    # the statistics of a drained outbox under traffic: autovacuum found no live event and could
-    # not truncate the table (truncation waits for a lock the writers keep taking)
-    db.execute(ins, (1, 20000))
-    db.execute("DELETE FROM sync_outbox")
-    db.execute("VACUUM (ANALYZE, TRUNCATE false) sync_outbox")
-    db.execute("ALTER TABLE sync_outbox SET (autovacuum_enabled = false)")
-    pages, stats = db.execute("SELECT relpages, reltuples FROM pg_class WHERE relname = 'sync_outbox'").fetchone()
-    assert stats == 0 and pages > 500, (pages, stats)
+    d, ins = drained_outbox(make_daemon, db)
 
     def set_statement_buffers(n0, owner):
         db.execute(ins, (n0, n0 + 255))
@@ -140,16 +163,7 @@ def test_claim_work_does_not_grow_with_events_acknowledged_behind_a_held_snapsho
         db.execute("DELETE FROM sync_outbox WHERE claimed_by = %s", (owner,))  # acknowledged
         return top["Shared Hit Blocks"] + top["Shared Read Blocks"]
 
-    with psycopg.connect(dbname=d.dbname) as held:
-        held.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        held.execute("SELECT 1").fetchone()
-        before = set_statement_buffers(100001, "held.a")
-        db.execute(ins, (200001, 260000))  # 60,000 events acknowledged behind the snapshot
-        db.execute("DELETE FROM sync_outbox WHERE id > 200000 AND id <= 260000")
-        # (no VACUUM: it would remove nothing while the snapshot is held, and would count them in
-        # the statistics the plan is made from)
-        after = set_statement_buffers(300001, "held.b")
-        held.rollback()
+    before, after = behind_a_held_snapshot(d, db, ins, set_statement_buffers)
     print(f"set statement: {before} buffers, {after} after 60,000 events acknowledged behind a held snapshot")
     assert after < 2 * before + 512, (before, after)
 
@@ -162,18 +176,7 @@ def test_ack_work_does_not_grow_with_events_acknowledged_behind_a_held_snapshot(
     snapshot in the sustained run). The claim index now serves only statements that name an event
     type; the ack's DELETE must read through the primary key, and its buffers for a batch of 256
     must not grow with 60,000 events acknowledged behind a held snapshot."""
-    db.execute("CREATE TABLE docs (id bigint PRIMARY KEY, emb real[])")
-    d = make_daemon({"rule.docs": rule()})
-    d.cli("init")
-    ins = ("INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, payload)"
-           " SELECT 'docs', 'docs', 'public.docs', jsonb_build_object('id', i), 'upsert',"
-           " json_build_object('id', i) FROM generate_series(%s::bigint, %s::bigint) i")
-    db.execute(ins, (1, 20000))
-    db.execute("DELETE FROM sync_outbox")
-    db.execute("VACUUM (ANALYZE, TRUNCATE false) sync_outbox")
-    db.execute("ALTER TABLE sync_outbox SET (autovacuum_enabled = false)")
-    pages, stats = db.execute("SELECT relpages, reltuples FROM pg_class WHERE relname = 'sync_outbox'").fetchone()
-    assert stats == 0 and pages > 500, (pages, stats)
+    d, ins = drained_outbox(make_daemon, db)
 
     def ack_buffers(n0, owner):
         db.execute(ins, (n0, n0 + 255))
@@ -200,13 +203,6 @@ def test_ack_work_does_not_grow_with_events_acknowledged_behind_a_held_snapshot(
         top = st[0]["Plan"]
         return top["Shared Hit Blocks"] + top["Shared Read Blocks"]
 
-    with psycopg.connect(dbname=d.dbname) as held:
-        held.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        held.execute("SELECT 1").fetchone()
-        before = ack_buffers(100001, "held.a")
-        db.execute(ins, (200001, 260000))  # 60,000 events acknowledged behind the snapshot
-        db.execute("DELETE FROM sync_outbox WHERE id > 200000 AND id <= 260000")
-        after = ack_buffers(300001, "held.b")
-        held.rollback()
+    before, after = behind_a_held_snapshot(d, db, ins, ack_buffers)
     print(f"ack: {before} buffers, {after} after 60,000 events acknowledged behind a held snapshot")
     assert after < 2 * before + 512, (before, after)
