@@ -29,17 +29,14 @@ the database --db (default p2q_components); no Qdrant needed (`apply --dry-run` 
 """
 import argparse
 import os
-import pathlib
 import random
 import re
 import statistics
-import subprocess
-import tempfile
 
 import psycopg
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-BIN = os.environ.get("P2Q_BIN", str(ROOT / "build" / "pg2qdrant"))
+import writer_db
+
 NOTIFY = ("CREATE TRIGGER sync_outbox_notify AFTER INSERT ON sync_outbox FOR EACH ROW WHEN "
           "(pg_catalog.pg_notify('sync_outbox_insert', NEW.event_type) IS NULL) EXECUTE FUNCTION sync_outbox_notify()")
 ROW = "CREATE INDEX sync_outbox_row_idx ON sync_outbox (rule, row_key)"
@@ -93,20 +90,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("configs", nargs="+")
     args = ap.parse_args()
-    with psycopg.connect(dbname="postgres", autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-        c.execute(f'CREATE DATABASE "{args.db}"')
-    with tempfile.TemporaryDirectory() as tmp:
-        ini = pathlib.Path(tmp) / "c.ini"
-        ini.write_text("[qdrant]\nurl = http://127.0.0.1:1\n[rule.w]\ntable = public.w\nkey = id\n"
-                       "vector_column = emb\ndimension = 384\ncollection = w\ncolumns = id\n")
-        env = dict(os.environ, PGDATABASE=args.db)
-        with psycopg.connect(dbname=args.db, autocommit=True) as c:
-            c.execute("CREATE TABLE w (id bigint PRIMARY KEY, note text, emb real[])")
-        subprocess.run([BIN, "-c", str(ini), "init"], env=env, check=True, capture_output=True)
-        sql = subprocess.run([BIN, "-c", str(ini), "apply", "--dry-run"], env=env, capture_output=True, text=True).stdout
-        subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", args.db], input=sql, text=True, check=True,
-                       capture_output=True)
+    writer_db.create(args.db, force=True)
     c = psycopg.connect(dbname=args.db, autocommit=True)
     pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
     orig = c.execute("SELECT pg_get_functiondef('p2q_capture_w'::regproc)").fetchone()[0]

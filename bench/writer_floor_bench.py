@@ -21,35 +21,19 @@ with `apply --dry-run` piped to psql (no Qdrant needed). Nothing is asserted.
 """
 import argparse
 import os
-import pathlib
 import statistics
-import subprocess
-import tempfile
 
 import psycopg
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-BIN = os.environ.get("P2Q_BIN", str(ROOT / "build" / "pg2qdrant"))
+import writer_db
+
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--db", default="p2q_floor")
 ap.add_argument("--rounds", type=int, default=5)
 ap.add_argument("--rows", type=int, default=20000)
 args = ap.parse_args()
-with psycopg.connect(dbname="postgres", autocommit=True) as c:
-    c.execute(f'DROP DATABASE IF EXISTS "{args.db}"')
-    c.execute(f'CREATE DATABASE "{args.db}"')
-with tempfile.TemporaryDirectory() as tmp:
-    ini = pathlib.Path(tmp) / "floor.ini"
-    ini.write_text("[qdrant]\nurl = http://127.0.0.1:1\n[postgres]\nschema = p2q\n[rule.w]\ntable = public.w\n"
-                   "key = id\nvector_column = emb\ndimension = 384\ncollection = w\ncolumns = id\n")
-    env = dict(os.environ, PGDATABASE=args.db)
-    with psycopg.connect(dbname=args.db, autocommit=True) as c:
-        c.execute("CREATE TABLE w (id bigint PRIMARY KEY, note text, emb real[])")
-    subprocess.run([BIN, "-c", str(ini), "init"], env=env, check=True, capture_output=True)
-    sql = subprocess.run([BIN, "-c", str(ini), "apply", "--dry-run"], env=env, capture_output=True, text=True).stdout
-    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", args.db], input=sql, text=True, check=True,
-                   capture_output=True)
+writer_db.create(args.db, schema="p2q")
 
 ROWS, ROUNDS = args.rows, args.rounds
 db = psycopg.connect(dbname=args.db, autocommit=True)
