@@ -33,10 +33,10 @@ void p2q_wk_set_outcome(wevent_t *e, p2q_outcome_t outcome, int64_t delay_ms, co
   if (e->error) utf8_scrub(e->error);
 }
 
-void p2q_wk_drop_payload(wbatch_t *b, wevent_t *e) {
-  uintptr_t p = (uintptr_t)e->payload, s = (uintptr_t)b->snaps.data;
-  if (p < s || p >= s + b->snaps.len) free(e->payload);
+void p2q_wk_drop_payload(wevent_t *e) {
+  if (e->payload_owned) free(e->payload);
   e->payload = NULL;
+  e->payload_owned = 0;
 }
 
 void p2q_wk_batch_free(wbatch_t *b) {
@@ -46,7 +46,7 @@ void p2q_wk_batch_free(wbatch_t *b) {
     free(b->ev[i].chunks);
     free(b->ev[i].sparse);
     free(b->ev[i].row_key);
-    p2q_wk_drop_payload(b, &b->ev[i]);
+    p2q_wk_drop_payload(&b->ev[i]);
     if (!b->ev[i].point_lent) free(b->ev[i].point);
     free(b->ev[i].error);
   }

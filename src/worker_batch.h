@@ -21,7 +21,8 @@ typedef struct {
   int rule;               /* index in cfg->rules, -1 when not configured */
   p2q_op_t op;
   char *row_key;
-  char *payload;           /* in the batch's snaps (claim_cb), or malloc'd (twins): p2q_wk_drop_payload */
+  char *payload;           /* in the batch's snaps (claim_cb), or malloc'd when payload_owned */
+  int payload_owned;       /* payload is malloc'd (twins): p2q_wk_drop_payload frees it */
   size_t payload_len;     /* strlen(payload) */
   p2q_vector_span_t vec;  /* the vector claim_cb spliced into payload (vector_bin.h), or zeros */
   char *point;            /* built point JSON (upserts); not NUL-terminated when point_lent */
@@ -108,13 +109,17 @@ struct p2q_worker_s {
 #define WNOW(w) ((w)->ctx.now((w)->ctx.arg))
 #define WLIVE(w) ((w)->ctx.liveness ? (w)->ctx.liveness((w)->ctx.arg) : 1u)
 
+/* How an upsert's request body starts (worker_embed.c builds points into it, worker_write.c lends
+   it or builds it again). */
+#define P2Q_WK_POINTS_OPEN "{\"points\":["
+
 /* worker_batch.c */
 void p2q_wk_set_outcome(wevent_t *e, p2q_outcome_t outcome, int64_t delay_ms, const char *err);
 /* One stage of the batch finished (a request, an embedding call); the last one calls b->ack. */
 void p2q_wk_request_finished(wbatch_t *b);
 void p2q_wk_batch_free(wbatch_t *b);
-/* Free e's snapshot (unless it is in b->snaps) and forget it. */
-void p2q_wk_drop_payload(wbatch_t *b, wevent_t *e);
+/* Free e's snapshot when it owns it (payload_owned; else it is in b->snaps) and forget it. */
+void p2q_wk_drop_payload(wevent_t *e);
 
 /* worker.c: record every event's outcome in one ack statement */
 void p2q_wk_ack(wbatch_t *b);

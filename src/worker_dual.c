@@ -41,6 +41,7 @@ void p2q_wk_dual_fanout(wbatch_t *b) {
       t->row_key = strdup(e->row_key);
       t->payload = e->payload ? strdup(e->payload) : NULL;
       t->payload_len = e->payload_len;
+      t->payload_owned = t->payload != NULL;
       t->attempts = e->attempts;
       t->max_attempts = e->max_attempts;
       t->created_at = e->created_at;

@@ -117,7 +117,7 @@ static int body_point(wbatch_t *b, wevent_t *e, const p2q_rule_config_t *r, int 
   if (!b->bodies) return P2Q_ENOMEM;
   wbody_t *wb = &b->bodies[e->rule];
   size_t mark = wb->buf.len;
-  p2q_buf_puts(&wb->buf, wb->n ? "," : "{\"points\":[");
+  p2q_buf_puts(&wb->buf, wb->n ? "," : P2Q_WK_POINTS_OPEN);
   size_t at = wb->buf.len;
   int rc = p2q_point_build_ex(&wb->buf, r, e->point_id, isuuid, e->row_key, e->payload, plen, parts, why, whylen);
   if (rc) {
@@ -178,7 +178,7 @@ void p2q_wk_prepare(wbatch_t *b) {
       if (rc == 1) e->op = P2Q_OP_DELETE; /* the row has no vector: it has no point */
       else if (rc < 0) p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, rc == P2Q_ENOMEM ? "out of memory" : why);
     }
-    p2q_wk_drop_payload(b, e);
+    p2q_wk_drop_payload(e);
   }
   bodies_close(b);
   for (int i = 0; an && i < WCFG(w)->n_rules; i++) p2q_bm25_free(an[i]);
@@ -248,7 +248,7 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
 done:
   for (int i = 0; i < c->n; i++) {
     wevent_t *e = &b->ev[c->idx[i]];
-    p2q_wk_drop_payload(b, e);
+    p2q_wk_drop_payload(e);
     free(e->text); e->text = NULL;
     free(e->chunks); e->chunks = NULL; /* n_chunks stays: the prune needs it */
   }

@@ -106,7 +106,7 @@ static void retrieved(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg)
     }
     if (keep) {
       same[n_same++] = c->idx[i];
-      p2q_wk_drop_payload(b, e);
+      p2q_wk_drop_payload(e);
       free(e->text); e->text = NULL;
     } else {
       c->idx[n_changed++] = c->idx[i];
@@ -158,7 +158,7 @@ static void chunks_route(wbatch_t *b, int rule, int *idx, int n) {
     p2q_wk_chunk_embedded(b, rule, &none, all, n_all);
     for (int i = 0; i < n_all; i++) {
       wevent_t *e = &b->ev[all[i]];
-      p2q_wk_drop_payload(b, e);
+      p2q_wk_drop_payload(e);
       free(e->text); e->text = NULL;
       free(e->chunks); e->chunks = NULL;
     }

@@ -104,7 +104,7 @@ static void request_body(p2q_buf_t *body, wbatch_t *b, const p2q_rule_config_t *
     for (int i = 0; i < n; i++)
       need += 1 + (op == P2Q_OP_UPSERT ? b->ev[idx[i]].point_len : P2Q_POINT_ID_MAX);
     p2q_buf_reserve(body, need); /* ~1 MB for 256 points of 384 floats: one allocation, no regrowth */
-    p2q_buf_puts(body, "{\"points\":[");
+    p2q_buf_puts(body, P2Q_WK_POINTS_OPEN);
     for (int i = 0; i < n; i++) {
       wevent_t *e = &b->ev[idx[i]];
       if (i) p2q_buf_putc(body, ',');
@@ -135,7 +135,7 @@ const p2q_buf_t *p2q_wk_lent_body(const wbatch_t *b, int rule, p2q_op_t op, cons
   if (op != P2Q_OP_UPSERT || !b->bodies || rule >= b->n_bodies || p2q_wk_rule_shared(WCFG(b->w), rule)) return NULL;
   const wbody_t *wb = &b->bodies[rule];
   if (wb->n != n || n == 0 || p2q_buf_error(&wb->buf)) return NULL;
-  const char *at = wb->buf.data + 11; /* {"points":[ */
+  const char *at = wb->buf.data + sizeof P2Q_WK_POINTS_OPEN - 1;
   for (int i = 0; i < n; i++) { /* the body's points, in its order */
     const wevent_t *e = &b->ev[idx[i]];
     if (!e->point_lent || e->point != at) return NULL;
