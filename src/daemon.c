@@ -1,7 +1,9 @@
 /*
  * daemon.c — `pg2qdrant run`: the sync daemon's event loop (loop thread only).
  *
- * Owns: the libuv loop, the LISTEN connection (sync_outbox_insert), the sweep timer, the Qdrant
+ * Owns: the libuv loop, the LISTEN connection (sync_outbox_insert; nothing else runs on it: a
+ * backend delivers notifications only between statements), the maintenance connection (the
+ * sweep's recovery and drift check, the status query, the lease reclaimer), the sweep timer, the Qdrant
  * client, the embedders, the health module (health.c: a breaker per target), the signal
  * handlers, the stats timer and the WorkerPool. Flow: NOTIFY (payload = event type) or sweep →
  * wake the workers that claim it → each worker claims, embeds, writes and acks on its own
@@ -43,7 +45,10 @@ struct p2q_daemon_s {
   uv_loop_t *loop;
   const p2q_config_t *cfg;  /* running: the file's (base), or reindex_def.c's effective config */
   const p2q_config_t *base; /* the file's, as loaded (start-up or SIGHUP) */
-  p2q_pg_t *listen_pg;
+  p2q_pg_t *listen_pg;  /* LISTEN only: a backend delivers notifications between statements */
+  p2q_pg_t *maint_pg;   /* the sweep's recovery and drift check, the status query, the lease
+                           reclaimer: statements that take seconds while the xmin horizon is held
+                           (a report, pg_dump); on listen_pg they held every wake-up back */
   p2q_qdrant_t *qdrant;
   p2q_outbox_t *outbox;
   p2q_health_t *health;
@@ -247,9 +252,15 @@ static void recover_wake(void *arg, int events) {
 }
 
 static void sweep(p2q_daemon_t *d) {
-  if (p2q_pg_is_connected(d->listen_pg)) p2q_outbox_recover(d->outbox, d->listen_pg, d->recover_grace_ms, recovered, d);
-  p2q_drift_check(d->drift, d->listen_pg, d->base); /* at (re)connect and every sweep: two tiny statements */
+  if (p2q_pg_is_connected(d->maint_pg)) p2q_outbox_recover(d->outbox, d->maint_pg, d->recover_grace_ms, recovered, d);
+  p2q_drift_check(d->drift, d->maint_pg, d->base); /* at (re)connect and every sweep: two tiny statements */
   wake_all(d, NULL); /* the sweep also catches what a missed notification left */
+}
+
+/* the maintenance connection (re)connected: recover and check at once, as at LISTEN */
+static void maint_connected(p2q_pg_t *pg, void *arg) {
+  p2q_daemon_t *d = arg;
+  if (!d->stopping) sweep(d);
 }
 
 static void sweep_cb(uv_timer_t *t) { sweep(t->data); }
@@ -263,7 +274,7 @@ static void listen_done(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg
   }
   d->listening = 1;
   P2Q_INFO("listening", "channel=" CHANNEL);
-  sweep(d); /* catch-up: notifications sent while we were not listening are lost */
+  wake_all(d, NULL); /* catch-up: notifications sent while we were not listening are lost */
 }
 
 static void listen_connected(p2q_pg_t *pg, void *arg) {
@@ -479,6 +490,7 @@ static void finish(p2q_daemon_t *d) {
   log_stats(d, "stopped");
   for (int i = 0; i < d->n_workers; i++) p2q_worker_close(d->workers[i], NULL, NULL);
   if (d->listen_pg) p2q_pg_close(d->listen_pg, NULL, NULL);
+  if (d->maint_pg) p2q_pg_close(d->maint_pg, NULL, NULL);
   p2q_recover_close(d->recover);
   p2q_lease_gc_close(d->lease_gc);
   for (int i = 0; d->embedders && i < d->n_base_emb; i++)
@@ -598,11 +610,15 @@ static int start(p2q_daemon_t *d) {
   d->recover_grace_ms = (int)(d->cfg->qdrant_timeout_ms + 1000);
   p2q_pg_options_t lo = {.conninfo = d->cfg->pg_conninfo, .name = "pg2qdrant/listen",
                          .connect_timeout_ms = (uint64_t)d->cfg->pg_connect_timeout_ms,
-                         .synchronous_commit = p2q_outbox_sync_commit(d->cfg), /* reap, status, lease gc */
                          .reconnect_max_ms = 10000, .on_connect = listen_connected,
                          .on_disconnect = listen_lost, .on_notify = notified, .arg = d};
   if ((rc = start_embedders(d))) return rc;
   if ((rc = p2q_pg_new(d->loop, &lo, &d->listen_pg))) return rc;
+  p2q_pg_options_t mo = {.conninfo = d->cfg->pg_conninfo, .name = "pg2qdrant/maint",
+                         .connect_timeout_ms = (uint64_t)d->cfg->pg_connect_timeout_ms,
+                         .synchronous_commit = p2q_outbox_sync_commit(d->cfg), /* recover, status, lease gc */
+                         .reconnect_max_ms = 10000, .on_connect = maint_connected, .arg = d};
+  if ((rc = p2q_pg_new(d->loop, &mo, &d->maint_pg))) return rc;
   /* before the workers: their sessions register under its instance id */
   if ((rc = p2q_recover_new(d->loop, d->outbox, d->cfg, recover_wake, d, &d->recover))) return rc;
   p2q_reindex_hooks_t rh = {.arg = d, .want_modes = want_modes, .config = rx_config, .qdrant = rx_qdrant};
@@ -616,9 +632,10 @@ static int start(p2q_daemon_t *d) {
     d->n_workers++;
   }
   p2q_ops_deps_t od = {.loop = d->loop, .cfg = d->cfg, .health = d->health, .listen_pg = d->listen_pg,
+                       .maint_pg = d->maint_pg,
                        .workers = d->workers, .n_workers = d->n_workers, .view = ops_view, .arg = d};
   if ((rc = p2q_ops_start(&od, &d->ops))) return rc;
-  if ((rc = p2q_lease_gc_new(d->loop, d->listen_pg, d->cfg->pg_schema, d->cfg->lease_reclaim_interval_ms,
+  if ((rc = p2q_lease_gc_new(d->loop, d->maint_pg, d->cfg->pg_schema, d->cfg->lease_reclaim_interval_ms,
                              p2q_ops_metrics(d->ops), &d->lease_gc))) return rc;
   uv_timer_start(&d->sweep_timer, sweep_cb, (uint64_t)d->cfg->sweep_interval_ms, (uint64_t)d->cfg->sweep_interval_ms);
   if (d->cfg->stats_interval_ms > 0)

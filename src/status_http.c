@@ -332,8 +332,8 @@ static void refresh_cb(uv_timer_t *t) {
   p2q_daemon_view_t v = view(o);
   if (o->closing || v.closing) return;
   uint64_t now = uv_now(o->loop);
-  if (!o->query_pending && now + 50 >= o->query_next_at && p2q_pg_is_connected(o->deps.listen_pg) &&
-      p2q_pg_query(o->deps.listen_pg, o->status_sql, 0, NULL, status_cb, o) == 0) {
+  if (!o->query_pending && now + 50 >= o->query_next_at && p2q_pg_is_connected(o->deps.maint_pg) &&
+      p2q_pg_query(o->deps.maint_pg, o->status_sql, 0, NULL, status_cb, o) == 0) {
     o->query_pending = 1;
     o->query_sent_at = now;
   }

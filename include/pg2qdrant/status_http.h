@@ -60,7 +60,8 @@ typedef struct {
   uv_loop_t *loop;
   const p2q_config_t *cfg;          /* http_listen and pg_schema (not reloadable) */
   p2q_health_t *health;
-  p2q_pg_t *listen_pg;              /* runs the status query */
+  p2q_pg_t *listen_pg;              /* LISTEN: readiness and `postgres.connected` */
+  p2q_pg_t *maint_pg;               /* runs the status query */
   p2q_worker_t *const *workers;
   int n_workers;
   void (*view)(void *arg, p2q_daemon_view_t *out);
