@@ -206,6 +206,44 @@ def test_explicit_ids_below_the_mark(outbox):
     assert claim_all(db) == [50]
 
 
+def test_the_maintenance_check_looks_below_the_mark(outbox):
+    """sync_outbox_mark_check, the safety net off the claims' path: a mark looked below within
+    p_age is left alone; an older one is looked below, lowered to the event found there and
+    stamped, so the claim's own look (due after 30 s) does not run in front of a claim."""
+    db = outbox
+    fill(db, 1, 600)
+    refreshes(db, n=4)
+    lo = mark(db)
+    assert lo > 500
+    db.execute("INSERT INTO sync_outbox (id, event_type, rule, source_table, row_key, op, payload)"
+               " OVERRIDING SYSTEM VALUE VALUES (50, 'docs', 'docs', 'public.docs', '{\"id\": 1000050}', 'upsert', '{}')")
+    assert db.execute("SELECT sync_outbox_mark_check('20 seconds')").fetchone()[0] == 0
+    assert mark(db) == lo
+    db.execute("UPDATE sync_outbox_mark SET checked_at = now() - interval '21 seconds'")
+    assert db.execute("SELECT sync_outbox_mark_check('20 seconds')").fetchone()[0] == 1
+    assert mark(db) == 50
+    assert db.execute("SELECT checked_at > now() - interval '1 second' FROM sync_outbox_mark").fetchone()[0]
+    assert claim_all(db) == [50]
+
+
+def test_the_daemon_looks_below_the_mark_off_the_claims(make_daemon, docs, qdrant):
+    """A running daemon stamps every mark from its maintenance connection before 30 s pass, so no
+    claim finds the look below lo due: behind a held xmin horizon that look walks every event
+    acknowledged since the horizon was taken (0.3 -> 2.2 s in a 90 s hold at 2,000 events/s,
+    in front of every claim and ack of the worker's connection). Shipped defaults; no claim runs
+    between the stamp and the check below (nothing is written, the first sweep is 30 s away)."""
+    d = make_daemon({"rule.docs": rule(), "daemon": SHIPPED})
+    d.cli("apply")
+    p = d.start()
+    docs.execute("INSERT INTO docs (id, title, emb) VALUES (1, 't1', %s)", (vec(1),))
+    wait_until(lambda: 1 in actual(qdrant), timeout=20, what="the row synced", explain=d.log_text)
+    docs.execute("UPDATE sync_outbox_mark SET checked_at = now() - interval '25 seconds'")
+    wait_until(lambda: docs.execute("SELECT bool_and(checked_at > now() - interval '15 seconds')"
+                                    " FROM sync_outbox_mark").fetchone()[0],
+               timeout=12, what="the mark stamped by the maintenance connection", explain=d.log_text)
+    assert d.stop(p) == 0
+
+
 def test_claim_scans_from_the_mark(outbox):
     """The claim's candidate scan has the mark as an Index Cond on id and reads a few buffers,
     while the drained front (500,000 deleted events, never vacuumed) spans thousands of pages.
