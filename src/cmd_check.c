@@ -61,7 +61,7 @@ static void check_server(p2q_check_t *c, PGconn *conn) {
   else
     p2q_check_report(c, P2Q_CHECK_OK, "postgres.writable", NULL, "primary, read-write");
   int workers = c->cfg->n_workers ? c->cfg->n_workers : 1;
-  int need = workers + 2, max = atoi(PQgetvalue(r, 0, 5)), used = atoi(PQgetvalue(r, 0, 6));
+  int need = workers + 4, max = atoi(PQgetvalue(r, 0, 5)), used = atoi(PQgetvalue(r, 0, 6));
   if (strcmp(PQgetvalue(r, 0, 4), "0"))
     p2q_check_report(c, P2Q_CHECK_WARN, "postgres.settings",
                      "ALTER ROLE ... SET statement_timeout = 0 for the daemon's role",
@@ -70,7 +70,7 @@ static void check_server(p2q_check_t *c, PGconn *conn) {
   else if (max - used < need)
     p2q_check_report(c, P2Q_CHECK_WARN, "postgres.settings", "raise max_connections",
                      "%d of max_connections = %d in use; one daemon needs %d (a connection per worker, "
-                     "LISTEN, and one at start)", used, max, need);
+                     "LISTEN, maintenance, the liveness check, re-embedding jobs)", used, max, need);
   else
     p2q_check_report(c, P2Q_CHECK_OK, "postgres.settings", NULL,
                      "statement_timeout 0, %d/%d connections in use (a daemon needs %d)", used, max, need);
