@@ -371,7 +371,10 @@ def test_kill9_on_the_final_attempt_is_dead_lettered_in_seconds(make_daemon, db,
     with db.transaction():
         for i in range(30):
             db.execute("INSERT INTO items (id, n, label, emb) VALUES (%s, 0, 'x', %s)", (i, vec(i, 0)))
-    qdrant.latency(20000, path="/points", method="PUT")
+    # every PUT hangs until clear_faults (a rule with a path but no count or seconds would delay
+    # only the first one: the second batch was then written and acked between `held` and the
+    # kill, and the test waited for events that had been applied)
+    qdrant.latency(20000, seconds=600, path="/points", method="PUT")
     p = d.start()
     wait_until(lambda: recovery.held(db, recovery.owners(db, p)), what="claims in flight")
     held = recovery.held(db, recovery.owners(db, p))
