@@ -37,6 +37,7 @@
 #include "pg2qdrant/worker.h"
 #include "pg2qdrant/wordpiece.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -506,6 +507,33 @@ static void signal_cb(uv_signal_t *s, int signum) {
 
 static void hup_cb(uv_signal_t *s, int signum) { reload(s->data); }
 
+/* Start-up (the schema check, the collections, a model's load) takes seconds before start()
+   gives the signals to the loop; a SIGTERM, SIGINT or SIGHUP in that time would kill the process
+   (their default action). It is kept here instead and acted on once the loop handles signals. */
+static volatile sig_atomic_t early_stop, early_hup;
+
+static void early_signal(int signum) {
+  if (signum == SIGHUP) early_hup = 1;
+  else early_stop = signum;
+}
+
+static void early_signals_catch(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = early_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+}
+
+/* After start(): libuv's handlers replaced early_signal; what came before is acted on now. */
+static void early_signals_replay(p2q_daemon_t *d) {
+  if (early_hup) reload(d);
+  if (early_stop) begin_stop(d, early_stop == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
 static void closed_noop(uv_handle_t *h) {}
 
 static void finish(p2q_daemon_t *d) {
@@ -682,6 +710,7 @@ int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
       return 2;
     }
   }
+  early_signals_catch();
   /* the schema first: a daemon refused for a stale schema touches nothing (no collection made) */
   if (p2q_admin_check_run(cfg) || check_collections(cfg)) return 1;
   uv_loop_t loop;
@@ -701,6 +730,8 @@ int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
     d.exit_code = 1;
     begin_stop(&d, "start_failed");
     finish(&d);
+  } else {
+    early_signals_replay(&d);
   }
   uv_run(&loop, UV_RUN_DEFAULT);
   int close_rc = uv_loop_close(&loop);

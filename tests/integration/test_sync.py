@@ -127,6 +127,23 @@ def test_sigterm_exits_zero_and_requeues_nothing_lost(make_daemon, docs, qdrant)
     d.stop(p2)
 
 
+def test_sigterm_during_start_up_exits_cleanly(make_daemon, docs, qdrant):
+    """A SIGTERM while the daemon still starts (here: every Qdrant answer takes 1.5 s, so it is
+    in its collection check) is acted on once the loop runs: a clean exit 0, not death by the
+    signal's default action (systemd stopping a daemon that is loading its model)."""
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("apply")
+    docs.execute("INSERT INTO docs (id, title, emb) VALUES (1, 'x', %s)", (vec(1),))
+    qdrant.latency(1500)
+    p = d.start()
+    time.sleep(0.3)
+    assert d.stop(p, timeout=30) == 0, d.log_text(p)
+    log = d.log_text(p)
+    assert "event=shutdown signal=SIGTERM" in log and "event=exit code=0" in log
+    qdrant.latency(0)
+    assert outbox_counts(docs)[0] == 1  # nothing claimed, nothing lost
+
+
 def test_status_json(make_daemon, docs):
     d = make_daemon({"rule.docs": rule()})
     d.cli("apply")
