@@ -5,9 +5,12 @@
  *   bench_float_text [--reps N]          ns per float, both printers: the bench's vectors
  *                                        (k/10000), MiniLM-like values (N(0, 0.05)), random bits;
  *                                        and µs per 384-float vector from array_send() bytes
- *                                        (p2q_float4_json_elems against a loop calling the old one)
+ *                                        (p2q_float4_json_elems, its AVX2 path where the CPU has
+ *                                        it and its scalar path, against a loop calling the old one)
  *   bench_float_text --all [LO HI]       compare both on every bit pattern in [LO, HI] (hex;
  *                                        default all 2^32); prints the count and the first few
+ *   bench_float_text --all-elems [LO HI] p2q_float4_json_elems's two paths (AVX2 four at a time,
+ *                                        scalar) on every bit pattern in [LO, HI], 4,096 per call
  *   bench_float_text --sample N SEED     N random finite floats as "%.9e<TAB>text" lines, for a
  *                                        check against PostgreSQL (SELECT a::real::text)
  * Output: "RESULT key=value …" lines.
@@ -235,6 +238,43 @@ static int all(uint64_t lo, uint64_t hi) {
   return diffs != 0;
 }
 
+/* The elements in bin printed by p2q_float4_json_elems's AVX2 (simd 1) or scalar path. */
+static char *elems_path(char *o, const unsigned char *bin, int32_t count, int simd) {
+  const unsigned char *p = bin;
+  int numbers = 1;
+  p2q_float_text_set_simd(simd);
+  return p2q_float4_json_elems(o, &p, bin + 8 * (size_t)count, count, &numbers);
+}
+
+static int all_elems(uint64_t lo, uint64_t hi) {
+  enum { N = 4096 };
+  static unsigned char bin[8 * N];
+  static char a[N * (P2Q_FLOAT4_TEXT_MAX + 3)], b[N * (P2Q_FLOAT4_TEXT_MAX + 3)];
+  uint64_t diffs = 0;
+  double t0 = cpu_s();
+  if (!p2q_float_text_set_simd(1)) printf("NOTE no AVX2 path on this CPU: scalar against itself\n");
+  for (uint64_t x = lo; x <= hi; x += N) {
+    int32_t n = hi - x + 1 < N ? (int32_t)(hi - x + 1) : N;
+    for (int32_t i = 0; i < n; i++) {
+      uint32_t v = (uint32_t)(x + (uint64_t)i);
+      unsigned char e[8] = {0, 0, 0, 4, (unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v};
+      memcpy(bin + 8 * i, e, 8);
+    }
+    char *ea = elems_path(a, bin, n, 1), *eb = elems_path(b, bin, n, 0);
+    if (ea - a == eb - b && !memcmp(a, b, (size_t)(ea - a))) continue;
+    for (int32_t i = 0; i < n; i++) { /* one by one, to name the floats */
+      char *fa = elems_path(a, bin + 8 * i, 1, 1), *fb = elems_path(b, bin + 8 * i, 1, 0);
+      if (fa - a == fb - b && !memcmp(a, b, (size_t)(fa - a))) continue;
+      if (diffs++ < 20) printf("DIFF %08" PRIx64 " simd=%.*s scalar=%.*s\n", x + (uint64_t)i, (int)(fa - a), a, (int)(fb - b), b);
+    }
+    if (!diffs) diffs = 1, printf("DIFF in the block at %08" PRIx64 " (not float by float)\n", x);
+  }
+  p2q_float_text_set_simd(1);
+  printf("RESULT check=all-elems lo=%08" PRIx64 " hi=%08" PRIx64 " floats=%" PRIu64 " diffs=%" PRIu64 " cpu_s=%.1f\n", lo, hi,
+         hi - lo + 1, diffs, cpu_s() - t0);
+  return diffs != 0;
+}
+
 static int sample(long n, uint64_t seed) {
   char a[P2Q_FLOAT4_TEXT_MAX + 1];
   rng = seed ? seed : rng;
@@ -280,13 +320,15 @@ static char *ref_elems(char *o, const unsigned char *p, int32_t count) {
   return o;
 }
 
-/* µs per 384-float vector of array_send() element bytes, new (which = 0) or old printer. */
+/* µs per 384-float vector of array_send() element bytes: p2q_float4_json_elems's AVX2 path
+   (which = 0) or scalar path (2), or the old printer (1). */
 static double us_per_vector(const uint32_t *v, int n, int reps, int which) {
   enum { DIM = 384 };
   static unsigned char bin[DIM * 8];
   static char text[DIM * (P2Q_FLOAT4_TEXT_MAX + 3)];
   volatile size_t sink = 0;
   double best = 1e9;
+  p2q_float_text_set_simd(which == 0);
   for (int r = 0; r < reps; r++) {
     double t0 = cpu_s();
     for (int j = 0; j + DIM <= n; j += DIM) {
@@ -297,13 +339,14 @@ static double us_per_vector(const uint32_t *v, int n, int reps, int which) {
       }
       const unsigned char *p = bin;
       int numbers = 1;
-      char *end = which ? ref_elems(text, bin, DIM) : p2q_float4_json_elems(text, &p, bin + sizeof bin, DIM, &numbers);
+      char *end = which == 1 ? ref_elems(text, bin, DIM) : p2q_float4_json_elems(text, &p, bin + sizeof bin, DIM, &numbers);
       sink += end ? (size_t)(end - text) : 0;
     }
     double t = (cpu_s() - t0) / (n / DIM) * 1e6;
     if (t < best) best = t;
   }
   (void)sink;
+  p2q_float_text_set_simd(1);
   return best;
 }
 
@@ -313,6 +356,11 @@ int main(int argc, char **argv) {
     uint64_t lo = 0, hi = 0xffffffffu;
     if (argc >= 4) lo = strtoull(argv[2], NULL, 16), hi = strtoull(argv[3], NULL, 16);
     return all(lo, hi);
+  }
+  if (argc >= 2 && !strcmp(argv[1], "--all-elems")) {
+    uint64_t lo = 0, hi = 0xffffffffu;
+    if (argc >= 4) lo = strtoull(argv[2], NULL, 16), hi = strtoull(argv[3], NULL, 16);
+    return all_elems(lo, hi);
   }
   if (argc >= 4 && !strcmp(argv[1], "--sample")) return sample(atol(argv[2]), strtoull(argv[3], NULL, 10));
   if (argc >= 3 && !strcmp(argv[1], "--reps")) reps = atoi(argv[2]);
@@ -331,8 +379,9 @@ int main(int argc, char **argv) {
       }
     }
     double tn = ns_per_float(p2q_float4_text, v, N, reps), tr = ns_per_float(ref_float4_text, v, N, reps);
-    double vn = us_per_vector(v, N, reps, 0), vr = us_per_vector(v, N, reps, 1);
-    printf("RESULT values=%s new_ns=%.2f ref_ns=%.2f vector384_new_us=%.2f vector384_ref_us=%.2f\n", names[kind], tn, tr, vn, vr);
+    double vn = us_per_vector(v, N, reps, 0), vr = us_per_vector(v, N, reps, 1), vs = us_per_vector(v, N, reps, 2);
+    printf("RESULT values=%s new_ns=%.2f ref_ns=%.2f vector384_new_us=%.2f vector384_scalar_us=%.2f vector384_ref_us=%.2f\n",
+           names[kind], tn, tr, vn, vs, vr);
   }
   free(v);
   return 0;

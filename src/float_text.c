@@ -27,9 +27,11 @@
 
 #include <string.h>
 
+#include "float_text_int.h"
+
 typedef unsigned __int128 u128;
 
-static const uint64_t g10[77] = { /* ceil(10^j * 2^(63 - floor(log2 10^j))), j = -31..45 */
+const uint64_t p2q_ft_g10[77] = {
     0x81ceb32c4b43fcf5u, /* -31 */
     0xa2425ff75e14fc32u, /* -30 */
     0xcad2f7f5359a3b3fu, /* -29 */
@@ -109,14 +111,14 @@ static const uint64_t g10[77] = { /* ceil(10^j * 2^(63 - floor(log2 10^j))), j =
     0xb35dbf821ae4f38cu, /* 45 */
 };
 
-static const char pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+const char p2q_ft_pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
                                 "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
                                 "8081828384858687888990919293949596979899";
 
 /* k = floor(q log10 2) and h = q + floor(-k log2 10) + 1 of each exponent field (q = field - 150,
    -149 for denormals), so the common path reads them instead of computing them (a chain of two
    multiplications before the table lookup of g: ~40 % of the time for a vector) */
-static const int8_t exp_k[256] = {
+const int8_t p2q_ft_exp_k[256] = {
     -45, -45, -45, -45, -44, -44, -44, -44, -43, -43, -43, -42, -42, -42, -41, -41,
     -41, -41, -40, -40, -40, -39, -39, -39, -38, -38, -38, -38, -37, -37, -37, -36,
     -36, -36, -35, -35, -35, -35, -34, -34, -34, -33, -33, -33, -32, -32, -32, -32,
@@ -134,7 +136,7 @@ static const int8_t exp_k[256] = {
     22, 22, 22, 23, 23, 23, 24, 24, 24, 24, 25, 25, 25, 26, 26, 26,
     27, 27, 27, 27, 28, 28, 28, 29, 29, 29, 30, 30, 30, 31, 31, 31,
 };
-static const int8_t exp_h[256] = {
+const int8_t p2q_ft_exp_h[256] = {
     1, 1, 2, 3, 1, 2, 3, 4, 1, 2, 3, 1, 2, 3, 1, 2,
     3, 4, 1, 2, 3, 1, 2, 3, 1, 2, 3, 4, 1, 2, 3, 1,
     2, 3, 1, 2, 3, 4, 1, 2, 3, 1, 2, 3, 1, 2, 3, 4,
@@ -182,9 +184,9 @@ static inline __attribute__((always_inline)) decimal_t shortest(uint32_t ieee_m,
     c = ieee_m, q = -149;
   }
   int closer = ieee_m == 0 && ieee_e > 1; /* the neighbour below a power of two is closer */
-  int k = exp_k[ieee_e], h = exp_h[ieee_e]; /* h 1..4: cbr << h < 2^31 */
+  int k = p2q_ft_exp_k[ieee_e], h = p2q_ft_exp_h[ieee_e]; /* h 1..4: cbr << h < 2^31 */
   if (__builtin_expect(closer, 0)) k = floor_log10_3q_pow2(q), h = q + floor_log2_pow10(-k) + 1;
-  uint64_t g = g10[-k + 31];
+  uint64_t g = p2q_ft_g10[-k + 31];
   uint32_t vbl = round_to_odd(g, (4 * c - 2 + (uint32_t)closer) << h);
   uint32_t vb = round_to_odd(g, (4 * c) << h);
   uint32_t vbr = round_to_odd(g, (4 * c + 2) << h);
@@ -206,40 +208,31 @@ static inline __attribute__((always_inline)) decimal_t shortest(uint32_t ieee_m,
 static inline __attribute__((always_inline)) uint64_t digits8(uint32_t x) {
   uint32_t a = x / 10000, b = x % 10000;
   uint16_t p0, p1, p2, p3;
-  memcpy(&p0, pairs + 2 * (a / 100), 2), memcpy(&p1, pairs + 2 * (a % 100), 2);
-  memcpy(&p2, pairs + 2 * (b / 100), 2), memcpy(&p3, pairs + 2 * (b % 100), 2);
+  memcpy(&p0, p2q_ft_pairs + 2 * (a / 100), 2), memcpy(&p1, p2q_ft_pairs + 2 * (a % 100), 2);
+  memcpy(&p2, p2q_ft_pairs + 2 * (b / 100), 2), memcpy(&p3, p2q_ft_pairs + 2 * (b % 100), 2);
   return ((uint64_t)p0 | (uint64_t)p1 << 16 | (uint64_t)p2 << 32 | (uint64_t)p3 << 48) - 0x3030303030303030ull;
 }
 
 static void store8(char *p, uint64_t v) { memcpy(p, &v, 8); }
 
-#define ZEROS 0x3030303030303030ull /* "00000000" */
-
-/* The printer; inlined into p2q_float4_json_elems's loop (a call per float costs ~30 %). */
-static inline __attribute__((always_inline)) int float4_text(uint32_t bits, char *out) {
-  int neg = (int)(bits >> 31);
-  uint32_t ie = (bits >> 23) & 0xff, im = bits & 0x7fffff;
-  if (ie == 0xff || (ie == 0 && im == 0)) {
-    const char *s = ie ? im ? "NaN" : neg ? "-Infinity" : "Infinity" : neg ? "-0" : "0";
-    size_t n = strlen(s);
-    memcpy(out, s, n);
-    return (int)n;
-  }
-  decimal_t v = shortest(im, ie);
-  /* the digits as a first one, f, and the next 8 in r (then '0's): kept in registers, each
-     layout below is a few overlapping stores */
-  uint32_t nine = v.digits >= 100000000; /* digits < 2 * 10^8 */
-  uint64_t d = digits8(v.digits - nine * 100000000), r;
+/*
+ * Write the text of (-1)^neg * D * 10^exp10 at out and return its length, where D = nine * 10^8
+ * + the 8 digits in d (digit values 0..9, the first one in d's low byte; D > 0, D < 2 * 10^8 when
+ * nine). The digits are kept in registers as a first one, f, and the next 8 in r (then '0's):
+ * each layout below is a few overlapping stores; it may write up to 16 bytes from out + neg.
+ */
+static inline __attribute__((always_inline)) int layout(char *out, int neg, uint64_t d, int nine, int exp10) {
   int tz = d ? __builtin_clzll(d) >> 3 : 8, nd; /* trailing zeros; digits in all */
+  uint64_t r;
   char f;
   if (nine) {
-    f = '1', r = d + ZEROS, nd = 9;
+    f = '1', r = d + P2Q_FT_ZEROS, nd = 9;
   } else {
     int lz = __builtin_ctzll(d) >> 3; /* d != 0 */
     d >>= 8 * lz;
-    f = (char)('0' + (d & 0xff)), r = (d >> 8) + ZEROS, nd = 8 - lz;
+    f = (char)('0' + (d & 0xff)), r = (d >> 8) + P2Q_FT_ZEROS, nd = 8 - lz;
   }
-  int n = nd - tz, e = v.exp10 + nd - 1; /* significant digits; the first one's exponent */
+  int n = nd - tz, e = exp10 + nd - 1; /* significant digits; the first one's exponent */
   char *p = out;
   *p = '-';
   p += neg;
@@ -258,9 +251,24 @@ static inline __attribute__((always_inline)) int float4_text(uint32_t bits, char
     p[0] = f, p[1] = '.', store8(p + 2, r), p += n + (n > 1);
     int ae = e < 0 ? -e : e; /* 1..45 */
     p[0] = 'e', p[1] = e < 0 ? '-' : '+';
-    memcpy(p + 2, pairs + 2 * ae, 2), p += 4;
+    memcpy(p + 2, p2q_ft_pairs + 2 * ae, 2), p += 4;
   }
   return (int)(p - out);
+}
+
+/* The printer; inlined into p2q_float4_json_elems's loop (a call per float costs ~30 %). */
+static inline __attribute__((always_inline)) int float4_text(uint32_t bits, char *out) {
+  int neg = (int)(bits >> 31);
+  uint32_t ie = (bits >> 23) & 0xff, im = bits & 0x7fffff;
+  if (ie == 0xff || (ie == 0 && im == 0)) {
+    const char *s = ie ? im ? "NaN" : neg ? "-Infinity" : "Infinity" : neg ? "-0" : "0";
+    size_t n = strlen(s);
+    memcpy(out, s, n);
+    return (int)n;
+  }
+  decimal_t v = shortest(im, ie);
+  uint32_t nine = v.digits >= 100000000; /* digits < 2 * 10^8 */
+  return layout(out, neg, digits8(v.digits - nine * 100000000), (int)nine, v.exp10);
 }
 
 int p2q_float4_text(uint32_t bits, char out[P2Q_FLOAT4_TEXT_MAX]) { return float4_text(bits, out); }
@@ -269,10 +277,11 @@ static uint32_t be32(const unsigned char *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-char *p2q_float4_json_elems(char *o, const unsigned char **pp, const unsigned char *end, int32_t count,
-                            int *numbers) {
+/* The elements [from, to) of p2q_float4_json_elems, one at a time. */
+static char *elems_scalar(char *o, const unsigned char **pp, const unsigned char *end, int32_t from, int32_t to,
+                          int *numbers) {
   const unsigned char *p = *pp;
-  for (int32_t i = 0; i < count; i++) {
+  for (int32_t i = from; i < to; i++) {
     *o = ',';
     o += i != 0;
     if (end - p < 8) { /* a NULL (length -1) has no bits; anything else is 4 bytes long */
@@ -297,5 +306,41 @@ char *p2q_float4_json_elems(char *o, const unsigned char **pp, const unsigned ch
     }
   }
   *pp = p;
+  return o;
+}
+
+/* 1 when p2q_float4_json_elems takes the AVX2 path: -1 until the CPU was asked (every thread
+   computes the same value; relaxed atomics suffice), 0 when it has none or a test chose scalar. */
+static int simd = -1;
+
+static int simd_on(void) {
+  int on = __atomic_load_n(&simd, __ATOMIC_RELAXED);
+  if (on < 0) on = p2q_float_text_set_simd(1);
+  return on;
+}
+
+int p2q_float_text_set_simd(int on) {
+#ifdef P2Q_FT_AVX2
+  __builtin_cpu_init();
+  on = on && __builtin_cpu_supports("avx2");
+#else
+  on = 0;
+#endif
+  __atomic_store_n(&simd, on, __ATOMIC_RELAXED);
+  return on;
+}
+
+char *p2q_float4_json_elems(char *o, const unsigned char **pp, const unsigned char *end, int32_t count,
+                            int *numbers) {
+  if (!simd_on()) return elems_scalar(o, pp, end, 0, count, numbers);
+  int32_t i = 0;
+  while (i < count) { /* four at a time; a group the AVX2 path leaves (a NULL, 0, NaN…) one by one */
+#ifdef P2Q_FT_AVX2
+    o = p2q_ft_elems_avx2(o, pp, end, &i, count);
+#endif
+    int32_t to = count - i < 4 ? count : i + 4;
+    if (i < count && !(o = elems_scalar(o, pp, end, i, to, numbers))) return NULL;
+    i = to;
+  }
   return o;
 }

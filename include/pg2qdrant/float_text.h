@@ -31,4 +31,11 @@ int p2q_float4_text(uint32_t bits, char out[P2Q_FLOAT4_TEXT_MAX]);
 char *p2q_float4_json_elems(char *o, const unsigned char **p, const unsigned char *end, int32_t count,
                             int *numbers);
 
+/*
+ * Which path p2q_float4_json_elems takes (the text is the same): on = 1, AVX2 four floats at a
+ * time where the CPU has it (x86-64; the default), else one float at a time. Returns 1 when the
+ * AVX2 path is now taken. For tests and benchmarks; the last call wins for every thread.
+ */
+int p2q_float_text_set_simd(int on);
+
 #endif

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +91,85 @@ static void test_float4_text_round_trip(void **state) {
     double up = ((double)f + (double)nextafterf(f, INFINITY)) / 2, down = ((double)f + (double)nextafterf(f, -INFINITY)) / 2;
     if (strtof(shorter, NULL) == f && d != up && d != down) fail_msg("%08x printed %s, %s is shorter", bits, t, shorter);
   }
+}
+
+/* The n elements of bits (all 4 bytes long) through p2q_float4_json_elems's AVX2 (simd 1) or
+   scalar path into out; the text's length. */
+static size_t elems_text(const uint32_t *bits, int n, int simd, char *out) {
+  unsigned char *bin = malloc(8 * (size_t)n);
+  for (int i = 0; i < n; i++) {
+    unsigned char e[8] = {0, 0, 0, 4, (unsigned char)(bits[i] >> 24), (unsigned char)(bits[i] >> 16),
+                          (unsigned char)(bits[i] >> 8), (unsigned char)bits[i]};
+    memcpy(bin + 8 * i, e, 8);
+  }
+  const unsigned char *p = bin;
+  int numbers = 1;
+  p2q_float_text_set_simd(simd);
+  char *end = p2q_float4_json_elems(out, &p, bin + 8 * (size_t)n, n, &numbers);
+  p2q_float_text_set_simd(1);
+  assert_non_null(end);
+  assert_ptr_equal(p, bin + 8 * (size_t)n);
+  free(bin);
+  return (size_t)(end - out);
+}
+
+static uint32_t fbits(float f) {
+  uint32_t b;
+  memcpy(&b, &f, 4);
+  return b;
+}
+
+/* The AVX2 path (four floats at a time) prints what the scalar path prints: edge cases (each
+   with its two neighbours, in groups of four plain floats so the AVX2 path takes them) and
+   random bit patterns and MiniLM-like values. bench_float_text --all-elems checks all 2^32. */
+static void test_float4_elems_paths(void **state) {
+  (void)state;
+  enum { N = 400000 };
+  if (!p2q_float_text_set_simd(1)) skip(); /* no AVX2 here: one path only */
+  uint32_t *v = malloc(N * sizeof *v);
+  int n = 0;
+  float edge[200];
+  int ne = 0;
+  for (int j = -45; j <= 38; j++) { /* powers of ten */
+    char t[16];
+    snprintf(t, sizeof t, "1e%d", j);
+    edge[ne++] = strtof(t, NULL);
+  }
+  static const float more[] = {16777215.0f, 16777216.0f, 16777218.0f, 8388607.0f, 8388608.0f, 8388609.0f,
+                               0.0001f, 0.00009999999f, 99999.99f, 100000.0f, 999999.9f, 1000000.0f, 123456.0f,
+                               1234567.0f, FLT_MAX, FLT_MIN, 1.17549421e-38f, 1e-45f, 0.3f, 2.5f, 999999.94f};
+  for (size_t j = 0; j < sizeof more / sizeof *more; j++) edge[ne++] = more[j];
+  for (int j = 0; j < ne; j++) {
+    float e = edge[j], around[3] = {nextafterf(e, 0), e, nextafterf(e, INFINITY)};
+    for (int s = 0; s < 2; s++)
+      for (int a = 0; a < 3; a++) {
+        uint32_t b = fbits(around[a]) | (uint32_t)s << 31;
+        v[n++] = b, v[n++] = fbits(0.3f), v[n++] = fbits(-7.1f), v[n++] = b; /* lanes 0 and 3 */
+      }
+  }
+  /* denormals, the 2^24 integers, what goes to the scalar path amid them: ±0, NaN, ±Infinity, 2^k */
+  for (uint32_t b = 1; b < 64; b++) v[n++] = b, v[n++] = 0x007fffffu - b, v[n++] = 0x00400000u + b * 977;
+  for (uint32_t b = 0x4b7ffff0u; b < 0x4b800010u; b++) v[n++] = b;
+  static const uint32_t odd[] = {0x80000000u, 0, 0x7fc00000u, 0x7f800000u, 0xff800000u, 0x3f800000u, 0x40000000u};
+  for (size_t j = 0; j < sizeof odd / sizeof *odd; j++) v[n++] = odd[j], v[n++] = fbits(0.3f);
+  uint64_t s = 0x2545f4914f6cdd1dULL;
+  while (n < N) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    if (n & 1) v[n++] = (uint32_t)s;
+    else v[n++] = fbits((float)((double)(int32_t)(s >> 32) / 2147483648.0 * 0.2)); /* |x| < 0.2 */
+  }
+  char *a = malloc((size_t)N * (P2Q_FLOAT4_TEXT_MAX + 3)), *b = malloc((size_t)N * (P2Q_FLOAT4_TEXT_MAX + 3));
+  for (int at = 0; at < N; at += 1000) { /* 1,000 per call; a difference names its group of 4 */
+    size_t la = elems_text(v + at, 1000, 1, a), lb = elems_text(v + at, 1000, 0, b);
+    if (la == lb && !memcmp(a, b, la)) continue;
+    for (int i = at; i < at + 1000; i += 4) {
+      la = elems_text(v + i, 4, 1, a), lb = elems_text(v + i, 4, 0, b);
+      if (la != lb || memcmp(a, b, la))
+        fail_msg("%08x %08x %08x %08x: AVX2 %.*s, scalar %.*s", v[i], v[i + 1], v[i + 2], v[i + 3], (int)la, a, (int)lb, b);
+    }
+    fail_msg("floats %d..%d: the texts differ", at, at + 999);
+  }
+  free(a), free(b), free(v);
 }
 
 static size_t unhex(const char *h, unsigned char *out) {
@@ -260,6 +340,7 @@ int main(void) {
       cmocka_unit_test(test_vector_span_hint),
       cmocka_unit_test(test_float4_text),
       cmocka_unit_test(test_float4_text_round_trip),
+      cmocka_unit_test(test_float4_elems_paths),
       cmocka_unit_test(test_vector_bin_json),
       cmocka_unit_test(test_vector_splice),
       cmocka_unit_test(test_vector_event_payload_appends),
