@@ -60,6 +60,14 @@ def fill(conn, lo_id, hi_id, t="docs"):
                  " json_build_object('id', g) FROM generate_series(%s::bigint, %s::bigint) g", (t, lo_id, hi_id))
 
 
+def insert_below(conn, event_id):
+    """An event written with an explicit id (as `retry --dead` and `bench`'s reload do), of row
+    1,000,000 + id, reported to no mark."""
+    conn.execute("INSERT INTO sync_outbox (id, event_type, rule, source_table, row_key, op, payload)"
+                 " OVERRIDING SYSTEM VALUE VALUES (%s, 'docs', 'docs', 'public.docs',"
+                 " jsonb_build_object('id', 1000000 + %s), 'upsert', '{}')", (event_id, event_id))
+
+
 def insert_later_rows(docs, size, batches=4):
     """Rows 2 .. batches * size + 1 of docs, one committed INSERT of `size` rows each 0.3 s."""
     for r in range(batches):
@@ -199,8 +207,7 @@ def test_explicit_ids_below_the_mark(outbox):
     fill(db, 701, 800)
     refreshes(db, n=4)
     assert mark(db) > 700
-    db.execute("INSERT INTO sync_outbox (id, event_type, rule, source_table, row_key, op, payload)"
-               " OVERRIDING SYSTEM VALUE VALUES (50, 'docs', 'docs', 'public.docs', '{\"id\": 1000050}', 'upsert', '{}')")
+    insert_below(db, 50)
     assert claim_all(db) == []
     db.execute("UPDATE sync_outbox_mark SET checked_at = now() - interval '31 seconds', due_at = now()")
     assert claim_all(db) == [50]
@@ -215,8 +222,7 @@ def test_the_maintenance_check_looks_below_the_mark(outbox):
     refreshes(db, n=4)
     lo = mark(db)
     assert lo > 500
-    db.execute("INSERT INTO sync_outbox (id, event_type, rule, source_table, row_key, op, payload)"
-               " OVERRIDING SYSTEM VALUE VALUES (50, 'docs', 'docs', 'public.docs', '{\"id\": 1000050}', 'upsert', '{}')")
+    insert_below(db, 50)
     assert db.execute("SELECT sync_outbox_mark_check('20 seconds')").fetchone()[0] == 0
     assert mark(db) == lo
     db.execute("UPDATE sync_outbox_mark SET checked_at = now() - interval '21 seconds'")
