@@ -63,6 +63,7 @@ static const need_t needs[] = {
     {"run", K_FUNCTION, "sync_outbox_register", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_reap", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_reclaim_leases", "EXECUTE"},
+    {"run", K_FUNCTION, "sync_outbox_mark_check", "EXECUTE"},
     {"apply", K_SCHEMA, NULL, "USAGE"},
     {"apply", K_SCHEMA, NULL, "CREATE"},
     {"apply", K_TABLE, "sync_outbox", "INSERT"},
