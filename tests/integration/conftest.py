@@ -46,6 +46,38 @@ def roles_sql(section, names, tables=(("public.docs", "id"),)):
 def pytest_configure(config):
     config.addinivalue_line("markers", "daemon_role: `run` connects as a role with only the daemon's "
                             "GRANTs of conf/roles.sql (README \"Least privilege\")")
+    worker_postgres_start()
+
+
+def pytest_unconfigure(config):
+    worker_postgres_stop()
+
+
+def worker_postgres_start():
+    """With P2Q_PG_PER_WORKER=1 (scripts/test), each pytest-xdist worker runs its tests on a
+    PostgreSQL of its own, beside the suite's (P2Q_PG_DIR + "-" + worker id), started with
+    scripts/pg-tmp: tests restart and crash their server, create roles and read its log, so two
+    workers must not share one. Its PGHOST/PGPORT/P2Q_PG_DIR replace the suite's in this process."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker or os.environ.get("P2Q_PG_PER_WORKER") != "1" or not os.environ.get("P2Q_PG_DIR"):
+        return
+    pgdir = f"{os.environ['P2Q_PG_DIR']}-{worker}"
+    r = subprocess.run([str(ROOT / "scripts" / "pg-tmp"), "start", pgdir], capture_output=True, text=True,
+                       timeout=120)
+    if r.returncode != 0:
+        raise RuntimeError(f"pg-tmp start {pgdir} failed: {r.stderr[-2000:]}")
+    for line in r.stdout.split("\n"):
+        if line.startswith("export "):
+            for kv in line[len("export "):].split():
+                k, v = kv.split("=", 1)
+                os.environ[k] = v
+    os.environ["P2Q_WORKER_PG_DIR"] = pgdir
+
+
+def worker_postgres_stop():
+    pgdir = os.environ.pop("P2Q_WORKER_PG_DIR", None)
+    if pgdir:
+        subprocess.run([str(ROOT / "scripts" / "pg-tmp"), "stop", pgdir], capture_output=True, timeout=120)
 
 
 def free_port():
