@@ -136,7 +136,14 @@ def test_sigterm_during_start_up_exits_cleanly(make_daemon, docs, qdrant):
     docs.execute("INSERT INTO docs (id, title, emb) VALUES (1, 'x', %s)", (vec(1),))
     qdrant.latency(1500)
     p = d.start()
-    time.sleep(0.3)
+
+    def term_caught():  # the start-up handler is in place (SigCgt bit of SIGTERM): the test's window
+        for line in open(f"/proc/{p.pid}/status"):
+            if line.startswith("SigCgt:"):
+                return int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1))
+        return 0
+    wait_until(term_caught, timeout=20, what="the daemon catching SIGTERM")
+    assert "event=starting" not in d.log_text(p)  # still in its collection check (1.5 s per answer)
     assert d.stop(p, timeout=30) == 0, d.log_text(p)
     log = d.log_text(p)
     assert "event=shutdown signal=SIGTERM" in log and "event=exit code=0" in log
