@@ -22,6 +22,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from tests import pg_tmp  # noqa: E402
 from tests.qdrant_server.client import QdrantStub  # noqa: E402
 
 import psycopg  # noqa: E402
@@ -192,13 +193,10 @@ def main():
     env = dict(os.environ)
     started_pg = None
     if not env.get("PGHOST"):
-        out = subprocess.run([str(ROOT / "scripts" / "pg-tmp"), "start", f"{tmp}/pg"], check=True,
-                             capture_output=True, text=True).stdout
-        for kv in out.replace("export ", "").split():
-            k, v = kv.split("=", 1)
-            env[k] = v
-            os.environ[k] = v
         started_pg = f"{tmp}/pg"
+        pg = pg_tmp.start(started_pg)
+        env.update(pg)
+        os.environ.update(pg)
     dbname = "p2q_bench"
     with psycopg.connect(dbname="postgres", autocommit=True) as c:
         c.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
@@ -236,7 +234,7 @@ def main():
     finally:
         qdrant.stop()
         if started_pg:
-            subprocess.run([str(ROOT / "scripts" / "pg-tmp"), "stop", started_pg])
+            pg_tmp.stop(started_pg)
 
 
 if __name__ == "__main__":

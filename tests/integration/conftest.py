@@ -19,6 +19,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from tests import pg_tmp  # noqa: E402
 from tests.qdrant_server.fixture import qdrant, qdrant_session  # noqa: E402,F401
 
 BIN = os.environ.get("P2Q_BIN", str(ROOT / "build" / "pg2qdrant"))
@@ -62,22 +63,14 @@ def worker_postgres_start():
     if not worker or os.environ.get("P2Q_PG_PER_WORKER") != "1" or not os.environ.get("P2Q_PG_DIR"):
         return
     pgdir = f"{os.environ['P2Q_PG_DIR']}-{worker}"
-    r = subprocess.run([str(ROOT / "scripts" / "pg-tmp"), "start", pgdir], capture_output=True, text=True,
-                       timeout=120)
-    if r.returncode != 0:
-        raise RuntimeError(f"pg-tmp start {pgdir} failed: {r.stderr[-2000:]}")
-    for line in r.stdout.split("\n"):
-        if line.startswith("export "):
-            for kv in line[len("export "):].split():
-                k, v = kv.split("=", 1)
-                os.environ[k] = v
+    os.environ.update(pg_tmp.start(pgdir))
     os.environ["P2Q_WORKER_PG_DIR"] = pgdir
 
 
 def worker_postgres_stop():
     pgdir = os.environ.pop("P2Q_WORKER_PG_DIR", None)
     if pgdir:
-        subprocess.run([str(ROOT / "scripts" / "pg-tmp"), "stop", pgdir], capture_output=True, timeout=120)
+        pg_tmp.stop(pgdir)
 
 
 def free_port():

@@ -9,7 +9,7 @@ a wake-up that waited for the sweep would take up to 30 s).
 """
 import psycopg
 
-from conftest import wait_until  # noqa: F401
+from conftest import wait_until
 from docs_table import actual, docs, in_sync, rule, vec  # noqa: F401
 
 SHIPPED = {"sweep_interval": None, "retry_min": None, "retry_max": None, "breaker_max": None}
