@@ -22,29 +22,23 @@ wire protocol (single-user mode), the walwriter's wake-up per commit, NOTIFY. Th
 is made due once a day (it is time-based, and valgrind runs ~50x slower), so every variant claims
 from the same bound; dead index entries are not marked killed in single-user mode, so the
 candidate scan walks the run's drained events (the same for every variant). Needs valgrind and the
-root-run pg-tmp's p2qtest user (postgres refuses root).
+root-run pg-tmp's p2qtest user (postgres refuses root); the runs: bench/pg_callgrind.py.
 """
 import argparse
-import os
 import pathlib
-import re
-import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import outbox_sql_bench as ob  # noqa: E402
+import pg_callgrind as cg  # noqa: E402
 
-PGTMP = str(ROOT / "scripts" / "pg-tmp")
 COLS = ("id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
         " extract(epoch FROM created_at)::float8, length(array_send(vec))")
 
 
 def setup(d, sqls):
-    env = subprocess.run([PGTMP, "start", d], capture_output=True, text=True, check=True).stdout
-    for part in env.split()[1:]:
-        k, v = part.split("=", 1)
-        os.environ[k] = v
+    cg.start(d)
     import psycopg
     with psycopg.connect(dbname="postgres", autocommit=True) as c:
         c.execute("DROP DATABASE IF EXISTS claim_instr")
@@ -55,10 +49,8 @@ def setup(d, sqls):
             c.execute(pathlib.Path(f).read_text())
         d_ = c.execute("SELECT pg_get_functiondef('sync_outbox_mark_refresh'::regproc)").fetchone()[0]
         c.execute(d_.replace("interval '200 milliseconds'", "interval '1 day'"))
-        c.execute("CHECKPOINT")  # the server runs with synchronous_commit off; pg-tmp stops it -m immediate
-    subprocess.run([PGTMP, "stop", d], check=True)
-    subprocess.run(["rm", "-rf", f"{d}/clean"], check=True)
-    subprocess.run(["cp", "-a", f"{d}/data", f"{d}/clean"], check=True)
+        c.execute("CHECKPOINT")
+    cg.freeze(d)
 
 
 def script(fn, n, noride):
@@ -84,26 +76,6 @@ def script(fn, n, noride):
     return "\n".join(out) + "\n"
 
 
-def count(d, name, text):
-    # every run from the same copy: a run's TRUNCATE leaves catalog rows behind (~2 % more
-    # instructions in the next run of the same function)
-    subprocess.run(["rm", "-rf", f"{d}/data"], check=True)
-    subprocess.run(["cp", "-a", f"{d}/clean", f"{d}/data"], check=True)
-    os.makedirs(f"{d}/cg", exist_ok=True)
-    os.chmod(f"{d}/cg", 0o777)
-    pgbin = sorted(pathlib.Path("/usr/lib/postgresql").glob("*/bin"))[-1]
-    run = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg/{name}.out", f"{pgbin}/postgres",
-           "--single", "-D", f"{d}/data", "-c", "fsync=off", "claim_instr"]
-    if os.getuid() == 0:
-        run = ["runuser", "-u", "p2qtest", "--"] + run
-    r = subprocess.run(run, input=text, capture_output=True, text=True)
-    errors = [line for line in r.stdout.splitlines() if "ERROR" in line]
-    m = re.findall(r"Collected : (\d+)", r.stderr)
-    if errors or not m:
-        sys.exit(f"{name}: {errors[:3] or r.stderr[-2000:]}")
-    return int(m[0])
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("funcs", nargs="*", default=["sync_outbox_claim"])
@@ -113,10 +85,10 @@ def main():
     ap.add_argument("--dir", default="/tmp/p2q-claim-instr")
     a = ap.parse_args()
     setup(a.dir, a.sql)
-    base = count(a.dir, "baseline", script(None, a.events, False))
+    base = cg.count(a.dir, "claim_instr", "baseline", script(None, a.events, False))
     print(f"baseline (the INSERTs alone): {base:,} instructions")
     for f in a.funcs:
-        n = count(a.dir, f, script(f, a.events, a.noride))
+        n = cg.count(a.dir, "claim_instr", f, script(f, a.events, a.noride))
         print(f"{f}: {(n - base) / a.events:,.0f} instructions per claim{' (+ its ack alone)' if a.noride else ''}")
 
 

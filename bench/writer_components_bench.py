@@ -26,6 +26,18 @@ time from /proc/<pid>/schedstat (ns); medians over --rounds. Nothing is asserted
 
 Uses PostgreSQL from libpq's environment (on this machine: /proc is read); creates (drops first)
 the database --db (default p2q_components); no Qdrant needed (`apply --dry-run` piped to psql).
+
+--instructions: instructions per row counted by callgrind instead (bench/pg_callgrind.py), which
+the machine's load cannot move (CPU time moved 49-102 us/row for the same configuration at load 1).
+The database is built once in a scratch cluster (--dir); for each configuration a single-user
+postgres runs, from the same copy of that cluster, the configuration's DDL and then --rows rows,
+and again with 2 x --rows rows: the difference / --rows is the configuration's cost per row, free
+of start-up, DDL and first-call costs (plpgsql compiling, catalog caches). Printed: instructions per
+row, and each configuration minus notrig (the writer's overhead) when notrig is among them. Name a
+configuration twice (e.g. `ship ship`) to see the method's own spread. Single-user mode has no
+NOTIFY listener and no wire protocol: what it counts is the backend's own work.
+
+    python3 bench/writer_components_bench.py --instructions [--rows 2000] [--mode multi] notrig ship ...
 """
 import argparse
 import os
@@ -35,6 +47,7 @@ import statistics
 
 import psycopg
 
+import pg_callgrind
 import writer_db
 
 NOTIFY = ("CREATE TRIGGER sync_outbox_notify AFTER INSERT ON sync_outbox FOR EACH ROW WHEN "
@@ -82,14 +95,89 @@ def variant(orig, part):
     return d
 
 
+def config_sql(cfg, orig, undo):
+    """The statements that set up (undo: take down) configuration cfg; orig = the shipped trigger
+    function's definition."""
+    out = []
+    for part in cfg.split("#")[0].split("+"):
+        if part == "ship":
+            continue
+        fn = variant(orig, part)
+        if fn is not None:
+            out.append(orig if undo else fn)
+        else:
+            out += DDL[part][1 if undo else 0]
+    return out
+
+
+def writes(mode, rows, vec):
+    """The writer's statements, (sql, params), for rows rows; BEGIN/COMMIT around stmt's groups."""
+    for s in range(0, rows, 1000):
+        n = min(1000, rows - s)
+        if mode == "multi":
+            yield ("INSERT INTO w (id, note, emb) SELECT i, 'x', %s::real[]"
+                   " FROM generate_series(%s::bigint, %s::bigint) i", (vec, s, s + n - 1))
+            continue
+        if mode == "stmt":
+            yield ("BEGIN", ())
+        for i in range(s, s + n):
+            yield ("INSERT INTO w (id, note, emb) VALUES (%s, 'x', %s::real[])", (i, vec))
+        if mode == "stmt":
+            yield ("COMMIT", ())
+
+
+def literal_sql(q, params):
+    """q with its %s replaced by params as SQL literals (ints, and strings without quotes)."""
+    for p in params:
+        assert "'" not in str(p)
+        q = q.replace("%s", str(p) if isinstance(p, int) else f"'{p}'", 1)
+    return q
+
+
+def instructions(args, vec):
+    """--instructions: see the docstring."""
+    d = args.dir
+    pg_callgrind.start(d)
+    writer_db.create(args.db, force=True)
+    with psycopg.connect(dbname=args.db, autocommit=True) as c:
+        orig = c.execute("SELECT pg_get_functiondef('p2q_capture_w'::regproc)").fetchone()[0]
+        c.execute("CHECKPOINT")
+    pg_callgrind.freeze(d)
+    per_row, seen = {}, {}
+    for cfg in args.configs:
+        seen[cfg] = seen.get(cfg, 0) + 1
+        name = cfg if seen[cfg] == 1 else f"{cfg}#{seen[cfg]}"
+        counts = []
+        for n in (args.rows, 2 * args.rows):
+            stmts = config_sql(cfg, orig, False) + [literal_sql(q, p) for q, p in writes(args.mode, n, vec)]
+            text = "".join(s.rstrip().rstrip(";") + ";\n\n" for s in stmts)
+            assert all(";\n\n" not in s.rstrip().rstrip(";") for s in stmts)
+            counts.append(pg_callgrind.count(d, args.db, f"{name.replace('+', '_')}.{n}", text, joined=True))
+        per_row[name] = (counts[1] - counts[0]) / args.rows
+    print(f"writer components, instructions per row (callgrind, single-user postgres): mode {args.mode},"
+          f" {args.rows} vs {2 * args.rows} rows")
+    base = per_row.get("notrig")
+    first = per_row[args.configs[0]]
+    for k, v in per_row.items():
+        over = f"  {v - base:+12,.0f} over notrig" if base is not None else ""
+        print(f"  {k:28s} {v:12,.0f}{over}  ({v - first:+10,.0f} vs {args.configs[0]})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", default="p2q_components")
     ap.add_argument("--mode", choices=("multi", "stmt", "single"), default="multi")
     ap.add_argument("--rows", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--instructions", action="store_true", help="count instructions by callgrind instead of CPU time")
+    ap.add_argument("--dir", default="/tmp/p2q-writer-instr", help="--instructions: the scratch cluster")
     ap.add_argument("configs", nargs="+")
     args = ap.parse_args()
+    rnd = random.Random(11)
+    vec = "{" + ",".join(f"{rnd.random():.7f}" for _ in range(384)) + "}"
+    if args.instructions:
+        instructions(args, vec)
+        return
     writer_db.create(args.db, force=True)
     c = psycopg.connect(dbname=args.db, autocommit=True)
     pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
@@ -99,17 +187,9 @@ def main():
         return int(open(f"/proc/{pid}/schedstat").read().split()[0])
 
     def change(cfg, undo):
-        for part in cfg.split("+"):
-            if part == "ship":
-                continue
-            fn = variant(orig, part)
-            if fn is not None:
-                c.execute(orig if undo else fn)
-                continue
-            for s in DDL[part][1 if undo else 0]:
-                c.execute(s)
+        for s in config_sql(cfg, orig, undo):
+            c.execute(s)
 
-    vec = "{" + ",".join(f"{random.random():.7f}" for _ in range(384)) + "}"
     res = {k: [] for k in args.configs}
     for r in range(args.rounds):
         for cfg in (args.configs if r % 2 == 0 else args.configs[::-1]):
@@ -117,18 +197,8 @@ def main():
             change(cfg, False)
             c.execute("VACUUM w")
             t0 = on_cpu_ns()
-            for s in range(0, args.rows, 1000):
-                n = min(1000, args.rows - s)
-                if args.mode == "multi":
-                    c.execute("INSERT INTO w (id, note, emb) SELECT i, 'x', %s::real[]"
-                              " FROM generate_series(%s::bigint, %s::bigint) i", (vec, s, s + n - 1))
-                elif args.mode == "stmt":
-                    with c.transaction():
-                        for i in range(s, s + n):
-                            c.execute("INSERT INTO w (id, note, emb) VALUES (%s, 'x', %s)", (i, vec))
-                else:
-                    for i in range(s, s + n):
-                        c.execute("INSERT INTO w (id, note, emb) VALUES (%s, 'x', %s)", (i, vec))
+            for q, p in writes(args.mode, args.rows, vec):
+                c.execute(q, p)
             res[cfg].append((on_cpu_ns() - t0) / args.rows / 1000)
             change(cfg, True)
     base = statistics.median(res[args.configs[0]])
