@@ -15,6 +15,7 @@
 #include "pg2qdrant/points.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/uuid.h"
+#include "hash_int.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -70,7 +71,7 @@ uint64_t p2q_hash64(const void *data, size_t len) {
 /* FNV-1a is one multiply per byte, each waiting for the last (~4 cycles a byte): four strings
    hashed side by side keep four chains in flight. A lane whose string ended takes the next one;
    a lane with none left re-hashes a live lane's bytes, its result unused. */
-void p2q_hash64_many(const char *const *data, const size_t *len, int n, uint64_t *out) {
+void p2q_hash64_cont(const char *const *data, const size_t *len, const uint64_t *seed, int n, uint64_t *out) {
   const unsigned char *p[4];
   size_t rem[4];
   uint64_t h[4];
@@ -78,7 +79,7 @@ void p2q_hash64_many(const char *const *data, const size_t *len, int n, uint64_t
   for (int l = 0; l < 4; l++) {
     who[l] = next < n ? next++ : -1;
     if (who[l] >= 0) p[l] = (const unsigned char *)data[who[l]], rem[l] = len[who[l]], live++;
-    h[l] = 0xcbf29ce484222325ULL;
+    h[l] = who[l] >= 0 && seed ? seed[who[l]] : 0xcbf29ce484222325ULL;
   }
   while (live) {
     size_t m = SIZE_MAX;
@@ -101,10 +102,37 @@ void p2q_hash64_many(const char *const *data, const size_t *len, int n, uint64_t
       out[who[l]] = h[l];
       live--;
       who[l] = next < n ? next++ : -1;
-      h[l] = 0xcbf29ce484222325ULL;
       if (who[l] >= 0) p[l] = (const unsigned char *)data[who[l]], rem[l] = len[who[l]], live++;
+      h[l] = who[l] >= 0 && seed ? seed[who[l]] : 0xcbf29ce484222325ULL;
     }
   }
+}
+
+/* 1 when p2q_hash64_many takes the AVX2 path (hash_avx2.c): -1 until the CPU was asked (every
+   thread computes the same value; relaxed atomics suffice), 0 when it has none or a test chose
+   scalar. */
+static int simd = -1;
+
+int p2q_hash64_set_simd(int on) {
+#ifdef P2Q_HASH_AVX2
+  __builtin_cpu_init();
+  on = on && __builtin_cpu_supports("avx2");
+#else
+  on = 0;
+#endif
+  __atomic_store_n(&simd, on, __ATOMIC_RELAXED);
+  return on;
+}
+
+void p2q_hash64_many(const char *const *data, const size_t *len, int n, uint64_t *out) {
+#ifdef P2Q_HASH_AVX2
+  int on = __atomic_load_n(&simd, __ATOMIC_RELAXED);
+  if (n > 8 && (on > 0 || (on < 0 && p2q_hash64_set_simd(1)))) {
+    p2q_hash64_many_avx2(data, len, n, out);
+    return;
+  }
+#endif
+  p2q_hash64_cont(data, len, NULL, n, out);
 }
 
 void p2q_hash64_hex(const void *data, size_t len, char out[17]) {
