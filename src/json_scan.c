@@ -19,9 +19,27 @@ static void ws(const char *s, size_t len, size_t *i) {
   while (*i < len && (s[*i] == ' ' || s[*i] == '\n' || s[*i] == '\r' || s[*i] == '\t')) (*i)++;
 }
 
+size_t p2q_json_plain_run(const char *s, size_t len) {
+  /* eight bytes at a time: a word with none of '"', '\\' or a byte < 0x20 (the classic "has a
+     zero byte" and "has a byte less than n" tests; a borrow can flag a byte above a real one,
+     never miss one, and a flagged word is looked at byte by byte) */
+  const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t x;
+    memcpy(&x, s + i, 8);
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+    if (((q - ones) & ~q) & high || ((b - ones) & ~b) & high || ((x - ones * 0x20) & ~x) & high) break;
+  }
+  while (i < len && s[i] != '"' && s[i] != '\\' && (unsigned char)s[i] >= 0x20) i++;
+  return i;
+}
+
 static int skip_string(const char *s, size_t len, size_t *i) {
   if (*i >= len || s[*i] != '"') return P2Q_EBADJSON;
   for ((*i)++; *i < len; (*i)++) {
+    *i += p2q_json_plain_run(s + *i, len - *i);
+    if (*i >= len) break;
     unsigned char c = (unsigned char)s[*i];
     if (c == '"') { (*i)++; return 0; }
     if (c == '\\') { if (++(*i) >= len) return P2Q_EBADJSON; }

@@ -186,7 +186,7 @@ void p2q_payload_value(p2q_buf_t *b, p2q_span_t v) {
   while (i < v.n) {
     char c = v.p[i];
     if (c == '"') { /* a valid JSON string: skip it, escapes included */
-      for (i++; i < v.n && v.p[i] != '"'; i++)
+      for (i++; i < v.n && (i += p2q_json_plain_run(v.p + i, v.n - i)) < v.n && v.p[i] != '"'; i++)
         if (v.p[i] == '\\') i++;
       i++;
     } else if (c == '-' || isdigit((unsigned char)c)) {

@@ -16,6 +16,10 @@ typedef struct {
 /* Skip whitespace then one JSON value starting at s[*pos]; *pos ends after it. 0 or P2Q_EBADJSON. */
 int p2q_json_skip(const char *s, size_t len, size_t *pos);
 
+/* How many bytes at s's start are neither '"', '\\' nor below 0x20 (the plain run of a string's
+ * text; 8 bytes at a time). */
+size_t p2q_json_plain_run(const char *s, size_t len);
+
 /* Iterate the members of the top-level object in s. *pos starts at 0; each call yields the next
  * member's key span (without quotes, still escaped) and value span. Returns 1 for a member,
  * 0 at the end, P2Q_EBADJSON on malformed input. */

@@ -139,6 +139,37 @@ static void test_hash64_many(void **state) {
   p2q_hash64_set_simd(1);
 }
 
+/* p2q_json_plain_run = the bytewise definition, for every position of the stop byte ('"', '\\',
+   a control byte) in a word, after runs of every length, amid UTF-8 and near-miss bytes ('!',
+   '#', '[', ']', 0x20, 0xa2, 0xdc: the word tests' borrows); strings of exact length (ASan), and
+   p2q_json_skip over the same strings quoted. */
+static void test_plain_run(void **state) {
+  (void)state;
+  static const unsigned char fill[] = {'a', ' ', '!', '#', '[', ']', 0xa2, 0xdc, 0xff, 0x7f, '0', 0x21, 0x80};
+  static const unsigned char stop[] = {'"', '\\', 0x00, 0x1f, 0x0a, 0x01};
+  uint64_t rnd = 12345;
+  for (int round = 0; round < 20000; round++) {
+    rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+    size_t n = (size_t)(rnd % 40), at = (size_t)(rnd >> 8) % 48; /* at >= n: no stop byte */
+    char *s = malloc(n + 1);
+    assert_non_null(s);
+    for (size_t i = 0; i < n; i++) s[i] = (char)fill[((rnd >> (16 + i % 40)) ^ (i * 7)) % sizeof fill];
+    if (at < n) s[at] = (char)stop[(rnd >> 40) % sizeof stop];
+    size_t want = 0;
+    while (want < n && s[want] != '"' && s[want] != '\\' && (unsigned char)s[want] >= 0x20) want++;
+    if (p2q_json_plain_run(s, n) != want) fail_msg("round %d: n %zu, stop at %zu", round, n, at);
+    free(s);
+  }
+  const char *ok = "\"0123456789abcdef\\\"0123\\\\4567\u00e9\xc3\xa9 \"", *bad = "\"0123456789abcdef\x01\"";
+  size_t pos = 0;
+  assert_int_equal(p2q_json_skip(ok, strlen(ok), &pos), 0);
+  assert_int_equal(pos, strlen(ok));
+  pos = 0;
+  assert_int_equal(p2q_json_skip(bad, strlen(bad), &pos), P2Q_EBADJSON);
+  pos = 0;
+  assert_int_equal(p2q_json_skip(ok, strlen(ok) - 1, &pos), P2Q_EBADJSON); /* unterminated */
+}
+
 static char *cols[] = {"title"};
 
 /* Rule "docs", every other setting zero, its vector read from vector_column (NULL: none). */
@@ -388,7 +419,7 @@ static void test_number_exact(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_scan), cmocka_unit_test(test_uuid), cmocka_unit_test(test_point_id), cmocka_unit_test(test_hash64), cmocka_unit_test(test_hash64_many),
+      cmocka_unit_test(test_scan), cmocka_unit_test(test_uuid), cmocka_unit_test(test_point_id), cmocka_unit_test(test_hash64), cmocka_unit_test(test_hash64_many), cmocka_unit_test(test_plain_run),
       cmocka_unit_test(test_point_build), cmocka_unit_test(test_escaped_names),
       cmocka_unit_test(test_number_exact), cmocka_unit_test(test_point_build_one_pass),
       cmocka_unit_test(test_chunk_point_and_payload_op),
