@@ -3,7 +3,7 @@
 side by side with today's claim + lease + ack (issue 11: "what would move the floors").
 
     python3 bench/outbox_model_bench.py [--events 50000] [--batch 256] [--rounds 5] [--slices 16]
-                                        [--models current,slice_delete,slice_cursor,naive]
+                                        [--models current,slice_delete,slice_cursor,nolease,naive]
 
 Today every event is claimed by an UPDATE (attempts counted, claimed_by) under a per-row lease
 (an upsert, a release at the ack, a delete by the reclaimer) and deleted at the ack: about six row
@@ -21,11 +21,17 @@ counted once per batch on the slice row, not per event.
                 the slice row's position and owner
   slice_cursor  the same without the DELETE: events stay until their table is truncated (PgQ's
                 rotation; the TRUNCATE's own cost is timed after the drain and included per event)
+  nolease       today's outbox and claim UPDATE (attempts counted per event) without the lease
+                table: a candidate whose row has an older event in the outbox is not claimed (the
+                older one is looked up through sync_outbox_row_idx's (rule, row_key)); the ack
+                DELETEs. What dropping only the per-row lease would save (its gaps: below)
   naive         a plain queue, the floor of any design that deletes what it hands out: one
                 `DELETE ... WHERE id IN (SELECT ... ORDER BY id LIMIT n FOR UPDATE SKIP LOCKED)
                 RETURNING` per batch, no order per row, no attempts, no recovery
 
-The prototypes are the common path only: no retries, dead letters, recovery or status. What they
+`nolease` loses what the lease's claimed_id remembers once a row's newer event is gone (a dead
+letter re-queued by `retry --dead` with its old id) and the lease table that recovery finds a lost
+owner's claims by. The prototypes are the common path only: no retries, dead letters, recovery or status. What they
 leave out is what a real design must add (and measure): a retrying event holds its whole slice
 (head-of-line blocking) unless rows with a retrying event get a per-row lease of their own;
 concurrency per event type is at most --slices claimers; a slice's lease expiring under a hung
@@ -67,6 +73,46 @@ CREATE TABLE proto.slice (
   expires_at timestamptz, attempts integer NOT NULL DEFAULT 0, PRIMARY KEY (event_type, slice))
   WITH (fillfactor = 10);
 CREATE TABLE proto.q (LIKE proto.ev INCLUDING ALL);
+CREATE TABLE proto.ob (LIKE public.sync_outbox INCLUDING ALL) WITH (fillfactor = 50);
+
+-- today's claim without the lease: candidates locked as today, one whose row has an older event
+-- left out (held), the rest claimed by one UPDATE by address; the previous batch's ack first
+CREATE FUNCTION proto.claim_nolease(p_owner text, p_lo bigint, p_limit integer, p_lease_ms integer,
+    p_ack_ids bigint[] DEFAULT NULL)
+RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attempts integer,
+               max_attempts integer, created_at timestamptz, event_type text, vec real[])
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan SET jit = off
+AS $p$
+#variable_conflict use_column
+DECLARE
+  c_tids tid[];
+BEGIN
+  IF p_ack_ids IS NOT NULL THEN
+    DELETE FROM proto.ob o WHERE o.id = ANY (p_ack_ids) AND o.claimed_by = p_owner;
+  END IF;
+  WITH cand AS (
+    SELECT o.id, o.rule, o.row_key, o.ctid FROM proto.ob o
+     WHERE o.event_type = 'b' AND o.id >= p_lo AND o.available_at <= now() AND o.attempts < o.max_attempts
+     ORDER BY o.id LIMIT p_limit
+       FOR UPDATE SKIP LOCKED
+  )
+  SELECT array_agg(c.ctid) INTO c_tids FROM cand c
+   WHERE NOT EXISTS (SELECT 1 FROM proto.ob x WHERE x.rule = c.rule AND x.row_key = c.row_key AND x.id < c.id);
+  IF c_tids IS NULL THEN
+    RETURN;
+  END IF;
+  RETURN QUERY
+  WITH cl AS (
+    UPDATE proto.ob o
+       SET attempts = o.attempts + 1, claimed_by = p_owner, claimed_at = now(),
+           available_at = now() + p_lease_ms * interval '1 millisecond'
+     WHERE o.ctid = ANY (c_tids)
+    RETURNING o.id, o.rule, o.op, o.row_key, o.payload, o.attempts, o.max_attempts, o.created_at, o.event_type, o.vec
+  )
+  SELECT * FROM cl ORDER BY cl.id;
+END
+$p$;
 
 -- claim p_slice of p_type for p_owner, after acknowledging the caller's previous batch of
 -- p_ack_slice up to p_ack_pos (p_ack_ids deleted when p_delete)
@@ -107,6 +153,8 @@ $p$;
 
 CLAIM = ("SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
          " extract(epoch FROM created_at)::float8, vec FROM proto.claim(%s, 'b', %s, %s, 30000, %s, %s, %s, %s)")
+NOLEASE = ("SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
+           " extract(epoch FROM created_at)::float8, vec FROM proto.claim_nolease(%s, %s, %s, 30000, %s)")
 NAIVE = ("DELETE FROM proto.q WHERE id IN (SELECT id FROM proto.q WHERE event_type = 'b' ORDER BY id LIMIT %s"
          " FOR UPDATE SKIP LOCKED) RETURNING id, rule, op, row_key::text, payload::text, 1, max_attempts,"
          " extract(epoch FROM created_at)::float8, vec")
@@ -159,6 +207,32 @@ def drain_slices(c, batch, slices, delete):
     return n
 
 
+def fill_nolease(c, n, dim):
+    """proto.ob gets the events today's outbox gets (bench/outbox_sql_bench.py's fill)."""
+    c.execute("TRUNCATE proto.ob")
+    c.execute("INSERT INTO proto.ob (event_type, rule, source_table, row_key, op, payload, vec)"
+              " SELECT 'b', 'b', 'public.b', jsonb_build_object('id', i), 'upsert',"
+              " json_build_object('id', i, 'seq', i, 'pad', repeat('x', 64), 'emb', NULL::json),"
+              f" (SELECT array_agg(random()::real) FROM generate_series(1, {dim}) WHERE i > 0)"
+              " FROM generate_series(1, %s) i", (n,))
+    c.execute("VACUUM ANALYZE proto.ob")
+
+
+def drain_nolease(c, batch):
+    """Claims from the previous batch's first id (the mark's role), each ack riding on the next claim."""
+    owner = c.execute("SELECT pg_backend_pid()::text || '.bench'").fetchone()[0]
+    n, lo, ack = 0, 0, None
+    while True:
+        rows = c.execute(NOLEASE, (owner, lo, batch, ack), binary=True).fetchall()
+        if not rows:
+            if ack is None:
+                return n
+            ack = None
+            continue
+        n += len(rows)
+        lo, ack = rows[0][0], [r[0] for r in rows]
+
+
 def drain_naive(c, batch):
     n = 0
     while True:
@@ -176,7 +250,7 @@ def main():
     ap.add_argument("--slices", type=int, default=16)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--db", default="p2q_model_bench")
-    ap.add_argument("--models", default="current,slice_delete,slice_cursor,naive")
+    ap.add_argument("--models", default="current,slice_delete,slice_cursor,nolease,naive")
     args = ap.parse_args()
     models = args.models.split(",")
     with psycopg.connect(dbname="postgres", autocommit=True) as c:
@@ -195,6 +269,9 @@ def main():
                 if m == "current":
                     ob.fill(c, args.events, args.dim, 50, None, True)
                     n, cpu, wal, _, _ = ob.drain(c, args.batch, True, True)
+                elif m == "nolease":
+                    fill_nolease(c, args.events, args.dim)
+                    n, cpu, wal = measure(c, lambda: drain_nolease(c, args.batch))
                 elif m == "naive":
                     fill_proto(c, "proto.q", args.events, args.dim, args.slices)
                     n, cpu, wal = measure(c, lambda: drain_naive(c, args.batch))
