@@ -1,5 +1,5 @@
 /*
- * float_text_avx2.c — float_text.c's printer for four floats at a time in AVX2 registers, one
+ * float_text_avx2.c — float_text.c's printer for four (twice four) floats at a time in AVX2 registers, one
  * 64-bit lane per float, without a branch per float; float_text.c calls it where the CPU has
  * AVX2 (__builtin_cpu_supports, asked once), so the .deb still runs on any x86-64; on other
  * architectures (or with -DP2Q_FT_NO_AVX2) this file is empty.
@@ -14,9 +14,11 @@
  * multiplies (the SWAR way); the digit counts from the bytes; per float a 16-byte source (the
  * significant digits, '.', '0', 'e', the exponent) and the index of its layout, whose table entry
  * is a byte shuffle. Float by float only the comma, the sign, that shuffle and one store (put4).
- * The next group's registers are computed before the current group's texts are stored: the two
- * are independent, and the one chain of a group (gather, products, compares, digits) is too long
- * for the CPU to overlap two groups on its own (~15 % per vector).
+ * Two groups (eight floats) per step: every operation is written once on a pair of registers
+ * (w_t), so the two groups' long dependency chains (gather, products, compares, digits, counts)
+ * sit side by side in the instruction stream and overlap in the core; the CPU does not overlap
+ * two groups computed one after the other on its own. The last four of a vector (or four before
+ * a group the path leaves) go through the same code twice over.
  * A group holding a NULL, another length, 0, NaN, an infinity or a power of two whose lower
  * neighbour is closer is left to the scalar path (float_text.c), which prints it one by one.
  * Byte-identical to the scalar path on every bit pattern (`bench_float_text --all-elems`, which
@@ -74,123 +76,162 @@ static void tables(void) {
     for (int n = 1; n <= 9; n++) layout_entry(form, n);
 }
 
-#define K(v) _mm256_set1_epi64x((long long)(v))
+/* Two groups of four side by side (eight floats per step): every operation below is written once
+   and runs on both halves, so the two groups' long dependency chains (gather, products, compares,
+   digits, counts) sit next to each other in the instruction stream and overlap in the core. */
+typedef struct {
+  __m256i a, b;
+} w_t;
+
+#define WI AVX2 static inline __attribute__((always_inline))
+#define W1(n) WI w_t w_##n(w_t x) { return (w_t){_mm256_##n(x.a), _mm256_##n(x.b)}; }
+#define W2(n) WI w_t w_##n(w_t x, w_t y) { return (w_t){_mm256_##n(x.a, y.a), _mm256_##n(x.b, y.b)}; }
+#define WS(n) WI w_t w_##n(w_t x, int i) { return (w_t){_mm256_##n(x.a, i), _mm256_##n(x.b, i)}; }
+
+W1(abs_epi32) W2(add_epi64) W2(and_si256) W2(andnot_si256) W2(cmpeq_epi64) W2(cmpeq_epi8)
+W2(cmpgt_epi64) W2(mul_epu32) W2(mullo_epi16) W2(mullo_epi32) W2(or_si256) W2(sad_epu8)
+W2(shuffle_epi8) W2(sllv_epi64) W2(srlv_epi64) W2(sub_epi16) W2(sub_epi32) W2(sub_epi64)
+W2(unpackhi_epi64) W2(unpacklo_epi64) W2(xor_si256) WS(slli_epi16) WS(slli_epi32) WS(slli_epi64)
+WS(srli_epi16) WS(srli_epi32) WS(srli_epi64)
+WI w_t w_blendv_epi8(w_t x, w_t y, w_t m) {
+  return (w_t){_mm256_blendv_epi8(x.a, y.a, m.a), _mm256_blendv_epi8(x.b, y.b, m.b)};
+}
+WI w_t w_i64gather_epi64(const long long *t, w_t i, int s) {
+  (void)s; /* 8 */
+  return (w_t){_mm256_i64gather_epi64(t, i.a, 8), _mm256_i64gather_epi64(t, i.b, 8)};
+}
+WI w_t w_same(__m256i x) { return (w_t){x, x}; }
+#define w_set1_epi8(v) w_same(_mm256_set1_epi8(v))
+#define w_set1_epi16(v) w_same(_mm256_set1_epi16(v))
+#define w_set1_epi32(v) w_same(_mm256_set1_epi32(v))
+#define w_setzero_si256() w_same(_mm256_setzero_si256())
+#define K(v) w_same(_mm256_set1_epi64x((long long)(v)))
 
 /* g * cp rounded to odd, per lane (g 64 bits, cp < 2^31): the integer part of the product over
    2^64, its low bit set when the next 32 bits are not 0 or 1 (as float_text.c's round_to_odd). */
-AVX2 static inline __m256i round_to_odd4(__m256i g, __m256i cp) {
-  __m256i lo = _mm256_mul_epu32(g, cp), hi = _mm256_mul_epu32(_mm256_srli_epi64(g, 32), cp);
-  __m256i s = _mm256_add_epi64(hi, _mm256_srli_epi64(lo, 32)); /* the product >> 32, exactly */
-  __m256i y1 = _mm256_srli_epi64(s, 32), y0 = _mm256_and_si256(s, K(0xffffffffu));
-  return _mm256_or_si256(y1, _mm256_and_si256(_mm256_cmpgt_epi64(y0, K(1)), K(1)));
+AVX2 static inline w_t round_to_odd4(w_t g, w_t cp) {
+  w_t lo = w_mul_epu32(g, cp), hi = w_mul_epu32(w_srli_epi64(g, 32), cp);
+  w_t s = w_add_epi64(hi, w_srli_epi64(lo, 32)); /* the product >> 32, exactly */
+  w_t y1 = w_srli_epi64(s, 32), y0 = w_and_si256(s, K(0xffffffffu));
+  return w_or_si256(y1, w_and_si256(w_cmpgt_epi64(y0, K(1)), K(1)));
 }
 
 /* The decimal of each lane's float (c its significand, ie its exponent field): D, with
    *e10 = its exponent + 100 (float_text.c's shortest(), but for the lower neighbour never closer). */
-AVX2 static inline __m256i shortest4(__m256i c, __m256i ie, __m256i *e10) {
-  __m256i sh = _mm256_sub_epi64(K(150), ie); /* an integer below 2^24: its low sh bits are 0 */
-  __m256i in_rng = _mm256_andnot_si256(_mm256_cmpgt_epi64(ie, K(150)), _mm256_cmpgt_epi64(ie, K(126)));
-  __m256i low = _mm256_sub_epi64(_mm256_sllv_epi64(K(1), sh), K(1));
-  __m256i isint = _mm256_and_si256(in_rng, _mm256_cmpeq_epi64(_mm256_and_si256(c, low), _mm256_setzero_si256()));
-  __m256i g = _mm256_i64gather_epi64((const long long *)g_of, ie, 8);
-  __m256i kh = _mm256_i64gather_epi64((const long long *)kh_of, ie, 8);
-  __m256i h = _mm256_and_si256(kh, K(0xff)), c4 = _mm256_slli_epi64(c, 2);
-  __m256i vbl = round_to_odd4(g, _mm256_sllv_epi64(_mm256_sub_epi64(c4, K(2)), h));
-  __m256i vb = round_to_odd4(g, _mm256_sllv_epi64(c4, h));
-  __m256i vbr = round_to_odd4(g, _mm256_sllv_epi64(_mm256_add_epi64(c4, K(2)), h));
-  __m256i lower = _mm256_add_epi64(vbl, K(1)), upper = _mm256_sub_epi64(vbr, K(1)); /* ends excluded */
-  __m256i s = _mm256_srli_epi64(vb, 2);
+AVX2 static inline w_t shortest4(w_t c, w_t ie, w_t *e10) {
+  w_t sh = w_sub_epi64(K(150), ie); /* an integer below 2^24: its low sh bits are 0 */
+  w_t in_rng = w_andnot_si256(w_cmpgt_epi64(ie, K(150)), w_cmpgt_epi64(ie, K(126)));
+  w_t low = w_sub_epi64(w_sllv_epi64(K(1), sh), K(1));
+  w_t isint = w_and_si256(in_rng, w_cmpeq_epi64(w_and_si256(c, low), w_setzero_si256()));
+  w_t g = w_i64gather_epi64((const long long *)g_of, ie, 8);
+  w_t kh = w_i64gather_epi64((const long long *)kh_of, ie, 8);
+  w_t h = w_and_si256(kh, K(0xff)), c4 = w_slli_epi64(c, 2);
+  w_t vbl = round_to_odd4(g, w_sllv_epi64(w_sub_epi64(c4, K(2)), h));
+  w_t vb = round_to_odd4(g, w_sllv_epi64(c4, h));
+  w_t vbr = round_to_odd4(g, w_sllv_epi64(w_add_epi64(c4, K(2)), h));
+  w_t lower = w_add_epi64(vbl, K(1)), upper = w_sub_epi64(vbr, K(1)); /* ends excluded */
+  w_t s = w_srli_epi64(vb, 2);
   /* the one multiple of 10 the interval can hold (when s >= 10), ×40 = 4 × the scaled value */
-  __m256i sp = _mm256_srli_epi64(_mm256_mul_epu32(s, K(0xcccccccdu)), 35);
-  __m256i t = _mm256_add_epi64(_mm256_slli_epi64(sp, 5), _mm256_slli_epi64(sp, 3));
-  __m256i up_out = _mm256_cmpgt_epi64(lower, t), wp_out = _mm256_cmpgt_epi64(_mm256_add_epi64(t, K(40)), upper);
-  __m256i take1 = _mm256_and_si256(_mm256_cmpgt_epi64(s, K(9)), _mm256_xor_si256(up_out, wp_out));
-  __m256i d1 = _mm256_add_epi64(sp, _mm256_andnot_si256(wp_out, K(1)));
+  w_t sp = w_srli_epi64(w_mul_epu32(s, K(0xcccccccdu)), 35);
+  w_t t = w_add_epi64(w_slli_epi64(sp, 5), w_slli_epi64(sp, 3));
+  w_t up_out = w_cmpgt_epi64(lower, t), wp_out = w_cmpgt_epi64(w_add_epi64(t, K(40)), upper);
+  w_t take1 = w_and_si256(w_cmpgt_epi64(s, K(9)), w_xor_si256(up_out, wp_out));
+  w_t d1 = w_add_epi64(sp, w_andnot_si256(wp_out, K(1)));
   /* else the one of s and s + 1 inside, else the closer (ties to even) */
-  __m256i s4 = _mm256_slli_epi64(s, 2);
-  __m256i u_out = _mm256_cmpgt_epi64(lower, s4), w_out = _mm256_cmpgt_epi64(_mm256_add_epi64(s4, K(4)), upper);
-  __m256i d2 = _mm256_add_epi64(s, _mm256_andnot_si256(w_out, K(1)));
-  __m256i mid = _mm256_add_epi64(s4, K(2));
-  __m256i odd = _mm256_cmpeq_epi64(_mm256_and_si256(s, K(1)), K(1));
-  __m256i up = _mm256_or_si256(_mm256_cmpgt_epi64(vb, mid), _mm256_and_si256(_mm256_cmpeq_epi64(vb, mid), odd));
-  __m256i d = _mm256_sub_epi64(s, up);
-  d = _mm256_blendv_epi8(d, d2, _mm256_xor_si256(u_out, w_out));
-  d = _mm256_blendv_epi8(d, d1, take1);
-  d = _mm256_blendv_epi8(d, _mm256_srlv_epi64(c, sh), isint);
-  __m256i e = _mm256_add_epi64(_mm256_srli_epi64(kh, 32), _mm256_and_si256(take1, K(1)));
-  *e10 = _mm256_blendv_epi8(e, K(100), isint);
+  w_t s4 = w_slli_epi64(s, 2);
+  w_t u_out = w_cmpgt_epi64(lower, s4), w_out = w_cmpgt_epi64(w_add_epi64(s4, K(4)), upper);
+  w_t d2 = w_add_epi64(s, w_andnot_si256(w_out, K(1)));
+  w_t mid = w_add_epi64(s4, K(2));
+  w_t odd = w_cmpeq_epi64(w_and_si256(s, K(1)), K(1));
+  w_t up = w_or_si256(w_cmpgt_epi64(vb, mid), w_and_si256(w_cmpeq_epi64(vb, mid), odd));
+  w_t d = w_sub_epi64(s, up);
+  d = w_blendv_epi8(d, d2, w_xor_si256(u_out, w_out));
+  d = w_blendv_epi8(d, d1, take1);
+  d = w_blendv_epi8(d, w_srlv_epi64(c, sh), isint);
+  w_t e = w_add_epi64(w_srli_epi64(kh, 32), w_and_si256(take1, K(1)));
+  *e10 = w_blendv_epi8(e, K(100), isint);
   return d;
 }
 
 /* The 8 decimal digits of each lane's x < 10^8 as bytes 0..9, the first digit in the low byte:
    split into halves of 4 digits, of 2, of 1, each by a multiply and a shift. */
-AVX2 static inline __m256i digits8x4(__m256i x) {
-  __m256i a = _mm256_srli_epi64(_mm256_mul_epu32(x, K(0xd1b71759u)), 45); /* x / 10000 */
-  __m256i v = _mm256_or_si256(a, _mm256_slli_epi64(_mm256_sub_epi64(x, _mm256_mul_epu32(a, K(10000))), 32));
-  a = _mm256_srli_epi32(_mm256_mullo_epi32(v, _mm256_set1_epi32(10486)), 20); /* / 100, each < 10^4 */
-  v = _mm256_or_si256(a, _mm256_slli_epi32(_mm256_sub_epi32(v, _mm256_mullo_epi32(a, _mm256_set1_epi32(100))), 16));
-  a = _mm256_srli_epi16(_mm256_mullo_epi16(v, _mm256_set1_epi16(103)), 10); /* / 10, each < 100 */
-  return _mm256_or_si256(a, _mm256_slli_epi16(_mm256_sub_epi16(v, _mm256_mullo_epi16(a, _mm256_set1_epi16(10))), 8));
+AVX2 static inline w_t digits8x4(w_t x) {
+  w_t a = w_srli_epi64(w_mul_epu32(x, K(0xd1b71759u)), 45); /* x / 10000 */
+  w_t v = w_or_si256(a, w_slli_epi64(w_sub_epi64(x, w_mul_epu32(a, K(10000))), 32));
+  a = w_srli_epi32(w_mullo_epi32(v, w_set1_epi32(10486)), 20); /* / 100, each < 10^4 */
+  v = w_or_si256(a, w_slli_epi32(w_sub_epi32(v, w_mullo_epi32(a, w_set1_epi32(100))), 16));
+  a = w_srli_epi16(w_mullo_epi16(v, w_set1_epi16(103)), 10); /* / 10, each < 100 */
+  return w_or_si256(a, w_slli_epi16(w_sub_epi16(v, w_mullo_epi16(a, w_set1_epi16(10))), 8));
 }
 
 /* What float_text.c's layout() computes float by float, four at a time, for D (< 2 *
    10^8; nine: D >= 10^8) and e10 = its exponent + 100: per lane a 16-byte source, the
    significant digits left-aligned ('0's after them), '.', '0', 'e', the exponent's sign and two
-   digits, stored at src + 0, 32, 16, 48 for lanes 0..3; in meta the layout's table entry
+   digits, stored at src[h] + 0, 32, 16, 48 for lanes 0..3 of half h; in meta[h] the layout's table entry
    (form * 10 + n). The digit counts come from the digit bytes: the bytes up to the last nonzero
    one and from the first nonzero one, counted by one _mm256_sad_epu8. */
-AVX2 static inline void text4(__m256i d, __m256i e10, __m256i nine, uint8_t src[64], uint64_t meta[4]) {
-  __m256i zero = _mm256_setzero_si256(), z8 = K(P2Q_FT_ZEROS);
-  __m256i dg = digits8x4(_mm256_sub_epi64(d, _mm256_and_si256(nine, K(100000000))));
-  __m256i nz = _mm256_xor_si256(_mm256_cmpeq_epi8(dg, zero), _mm256_set1_epi8(-1));
-  __m256i t = _mm256_or_si256(nz, _mm256_srli_epi64(nz, 8)), u = _mm256_or_si256(nz, _mm256_slli_epi64(nz, 8));
-  t = _mm256_or_si256(t, _mm256_srli_epi64(t, 16)), u = _mm256_or_si256(u, _mm256_slli_epi64(u, 16));
-  t = _mm256_or_si256(t, _mm256_srli_epi64(t, 32)), u = _mm256_or_si256(u, _mm256_slli_epi64(u, 32));
-  __m256i ab = _mm256_sad_epu8(_mm256_or_si256(_mm256_and_si256(t, _mm256_set1_epi8(1)), _mm256_and_si256(u, _mm256_set1_epi8(16))), zero);
-  __m256i a = _mm256_and_si256(ab, K(15)), b = _mm256_srli_epi64(ab, 4); /* to the last nonzero; from the first */
-  __m256i nd = _mm256_blendv_epi8(b, K(9), nine); /* digits; significant ones: */
-  __m256i n = _mm256_blendv_epi8(_mm256_sub_epi64(_mm256_add_epi64(a, b), K(8)), _mm256_add_epi64(a, K(1)), nine);
-  __m256i e = _mm256_sub_epi64(_mm256_add_epi64(e10, nd), K(101)); /* the first digit's exponent */
-  __m256i lo = _mm256_blendv_epi8(_mm256_srlv_epi64(dg, _mm256_slli_epi64(_mm256_sub_epi64(K(8), b), 3)),
-                                  _mm256_add_epi64(_mm256_slli_epi64(dg, 8), K(1)), nine);
-  __m256i ae = _mm256_and_si256(_mm256_abs_epi32(e), K(0xffffffffu)); /* |e| <= 45 */
-  __m256i tens = _mm256_srli_epi64(_mm256_mul_epu32(ae, K(205)), 11);
-  __m256i ones = _mm256_sub_epi64(ae, _mm256_add_epi64(_mm256_slli_epi64(tens, 3), _mm256_slli_epi64(tens, 1)));
-  __m256i neg = _mm256_cmpgt_epi64(zero, e);
-  __m256i hi = _mm256_add_epi64(_mm256_and_si256(nine, _mm256_srli_epi64(dg, 56)), K(0x0000002b65302e30ull)); /* "0.0e+" */
-  hi = _mm256_add_epi64(hi, _mm256_and_si256(neg, K(2ull << 32)));                                             /* '-' */
-  hi = _mm256_add_epi64(hi, _mm256_or_si256(_mm256_slli_epi64(tens, 40), _mm256_slli_epi64(ones, 48)));
-  hi = _mm256_add_epi64(hi, K(0x3030ull << 40));
-  __m256i fixed = _mm256_and_si256(_mm256_cmpgt_epi64(e, K(-5)), _mm256_cmpgt_epi64(K(6), e));
-  __m256i form = _mm256_blendv_epi8(K(10), _mm256_add_epi64(e, K(4)), fixed);
-  __m256i idx = _mm256_add_epi64(_mm256_add_epi64(_mm256_slli_epi64(form, 3), _mm256_slli_epi64(form, 1)), n);
-  lo = _mm256_add_epi64(lo, z8);
-  _mm256_storeu_si256((__m256i *)(void *)src, _mm256_unpacklo_epi64(lo, hi));
-  _mm256_storeu_si256((__m256i *)(void *)(src + 32), _mm256_unpackhi_epi64(lo, hi));
-  _mm256_storeu_si256((__m256i *)(void *)meta, idx);
+AVX2 static inline void text4(w_t d, w_t e10, w_t nine, uint8_t src[2][64], uint64_t meta[2][4]) {
+  w_t zero = w_setzero_si256(), z8 = K(P2Q_FT_ZEROS);
+  w_t dg = digits8x4(w_sub_epi64(d, w_and_si256(nine, K(100000000))));
+  w_t nz = w_xor_si256(w_cmpeq_epi8(dg, zero), w_set1_epi8(-1));
+  w_t t = w_or_si256(nz, w_srli_epi64(nz, 8)), u = w_or_si256(nz, w_slli_epi64(nz, 8));
+  t = w_or_si256(t, w_srli_epi64(t, 16)), u = w_or_si256(u, w_slli_epi64(u, 16));
+  t = w_or_si256(t, w_srli_epi64(t, 32)), u = w_or_si256(u, w_slli_epi64(u, 32));
+  w_t ab = w_sad_epu8(w_or_si256(w_and_si256(t, w_set1_epi8(1)), w_and_si256(u, w_set1_epi8(16))), zero);
+  w_t a = w_and_si256(ab, K(15)), b = w_srli_epi64(ab, 4); /* to the last nonzero; from the first */
+  w_t nd = w_blendv_epi8(b, K(9), nine); /* digits; significant ones: */
+  w_t n = w_blendv_epi8(w_sub_epi64(w_add_epi64(a, b), K(8)), w_add_epi64(a, K(1)), nine);
+  w_t e = w_sub_epi64(w_add_epi64(e10, nd), K(101)); /* the first digit's exponent */
+  w_t lo = w_blendv_epi8(w_srlv_epi64(dg, w_slli_epi64(w_sub_epi64(K(8), b), 3)),
+                         w_add_epi64(w_slli_epi64(dg, 8), K(1)), nine);
+  w_t ae = w_and_si256(w_abs_epi32(e), K(0xffffffffu)); /* |e| <= 45 */
+  w_t tens = w_srli_epi64(w_mul_epu32(ae, K(205)), 11);
+  w_t ones = w_sub_epi64(ae, w_add_epi64(w_slli_epi64(tens, 3), w_slli_epi64(tens, 1)));
+  w_t neg = w_cmpgt_epi64(zero, e);
+  w_t hi = w_add_epi64(w_and_si256(nine, w_srli_epi64(dg, 56)), K(0x0000002b65302e30ull)); /* "0.0e+" */
+  hi = w_add_epi64(hi, w_and_si256(neg, K(2ull << 32))); /* '-' */
+  hi = w_add_epi64(hi, w_or_si256(w_slli_epi64(tens, 40), w_slli_epi64(ones, 48)));
+  hi = w_add_epi64(hi, K(0x3030ull << 40));
+  w_t fixed = w_and_si256(w_cmpgt_epi64(e, K(-5)), w_cmpgt_epi64(K(6), e));
+  w_t form = w_blendv_epi8(K(10), w_add_epi64(e, K(4)), fixed);
+  w_t idx = w_add_epi64(w_add_epi64(w_slli_epi64(form, 3), w_slli_epi64(form, 1)), n);
+  lo = w_add_epi64(lo, z8);
+  w_t s0 = w_unpacklo_epi64(lo, hi), s1 = w_unpackhi_epi64(lo, hi);
+  _mm256_storeu_si256((__m256i *)(void *)src[0], s0.a);
+  _mm256_storeu_si256((__m256i *)(void *)(src[0] + 32), s1.a);
+  _mm256_storeu_si256((__m256i *)(void *)src[1], s0.b);
+  _mm256_storeu_si256((__m256i *)(void *)(src[1] + 32), s1.b);
+  _mm256_storeu_si256((__m256i *)(void *)meta[0], idx.a);
+  _mm256_storeu_si256((__m256i *)(void *)meta[1], idx.b);
 }
 
-/* The four elements at p: 0 when one is not for this path, else text4's src and meta, with the
-   float's sign at bit 8 of meta. */
-AVX2 static int group4(const unsigned char *p, uint8_t src[64], uint64_t meta[4]) {
-  __m256i raw = _mm256_loadu_si256((const __m256i *)(const void *)p), zero = _mm256_setzero_si256();
-  __m256i len_ok = _mm256_cmpeq_epi64(_mm256_and_si256(raw, K(0xffffffffu)), K(0x04000000)); /* 00 00 00 04 */
-  __m256i bits = _mm256_shuffle_epi8(raw, _mm256_setr_epi8(7, 6, 5, 4, -1, -1, -1, -1, 15, 14, 13, 12, -1, -1, -1, -1,
-                                                           7, 6, 5, 4, -1, -1, -1, -1, 15, 14, 13, 12, -1, -1, -1, -1));
-  __m256i ie = _mm256_and_si256(_mm256_srli_epi64(bits, 23), K(0xff)), im = _mm256_and_si256(bits, K(0x7fffff));
-  __m256i closer = _mm256_and_si256(_mm256_cmpeq_epi64(im, zero), _mm256_cmpgt_epi64(ie, K(1)));
-  __m256i bad = _mm256_or_si256(closer, _mm256_cmpeq_epi64(ie, K(0xff))); /* NaN, ±Infinity */
-  bad = _mm256_or_si256(bad, _mm256_cmpeq_epi64(_mm256_and_si256(bits, K(0x7fffffffu)), zero)); /* ±0 */
-  if (_mm256_movemask_epi8(bad) | ~_mm256_movemask_epi8(len_ok)) return 0;
-  __m256i c = _mm256_or_si256(im, _mm256_slli_epi64(_mm256_and_si256(_mm256_cmpgt_epi64(ie, zero), K(1)), 23));
-  __m256i e10, d = shortest4(c, ie, &e10);
-  text4(d, e10, _mm256_cmpgt_epi64(d, K(99999999)), src, meta);
-  __m256i m = _mm256_loadu_si256((const __m256i *)(const void *)meta);
-  _mm256_storeu_si256((__m256i *)(void *)meta, _mm256_or_si256(m, _mm256_slli_epi64(_mm256_srli_epi64(bits, 31), 8)));
+/* The eight elements at p (four) and q (four more; q = p: the same four twice): 0 when one is not
+   for this path, else text4's src and meta of both, with each float's sign at bit 8 of meta. */
+AVX2 static int group8(const unsigned char *p, const unsigned char *q, uint8_t src[2][64], uint64_t meta[2][4]) {
+  w_t raw = {_mm256_loadu_si256((const __m256i *)(const void *)p),
+             _mm256_loadu_si256((const __m256i *)(const void *)q)};
+  w_t zero = w_setzero_si256();
+  w_t len_ok = w_cmpeq_epi64(w_and_si256(raw, K(0xffffffffu)), K(0x04000000)); /* 00 00 00 04 */
+  w_t bits = w_shuffle_epi8(raw, w_same(_mm256_setr_epi8(7, 6, 5, 4, -1, -1, -1, -1, 15, 14, 13, 12, -1, -1, -1, -1,
+                                                          7, 6, 5, 4, -1, -1, -1, -1, 15, 14, 13, 12, -1, -1, -1, -1)));
+  w_t ie = w_and_si256(w_srli_epi64(bits, 23), K(0xff)), im = w_and_si256(bits, K(0x7fffff));
+  w_t closer = w_and_si256(w_cmpeq_epi64(im, zero), w_cmpgt_epi64(ie, K(1)));
+  w_t bad = w_or_si256(closer, w_cmpeq_epi64(ie, K(0xff))); /* NaN, ±Infinity */
+  bad = w_or_si256(bad, w_cmpeq_epi64(w_and_si256(bits, K(0x7fffffffu)), zero)); /* ±0 */
+  bad = w_or_si256(bad, w_xor_si256(len_ok, K(-1)));
+  if (!_mm256_testz_si256(_mm256_or_si256(bad.a, bad.b), _mm256_or_si256(bad.a, bad.b))) return 0;
+  w_t c = w_or_si256(im, w_slli_epi64(w_and_si256(w_cmpgt_epi64(ie, zero), K(1)), 23));
+  w_t e10, d = shortest4(c, ie, &e10);
+  text4(d, e10, w_cmpgt_epi64(d, K(99999999)), src, meta);
+  w_t sign = w_slli_epi64(w_srli_epi64(bits, 31), 8);
+  for (int h = 0; h < 2; h++) {
+    __m256i m = _mm256_loadu_si256((const __m256i *)(const void *)meta[h]);
+    _mm256_storeu_si256((__m256i *)(void *)meta[h], _mm256_or_si256(m, h ? sign.b : sign.a));
+  }
   return 1;
 }
 
-/* Lay out the four texts of a group (group4's src and meta) at o, the first after a comma
+/* Lay out the four texts of a group (one half of group8's src and meta) at o, the first after a comma
    unless it is the vector's first element; returns the end. */
 AVX2 static inline char *put4(char *o, const uint8_t src[64], const uint64_t meta[4], int first) {
   for (int l = 0; l < 4; l++) { /* ",", "-", the text: a shuffle of the source, one store */
@@ -215,12 +256,15 @@ AVX2 char *p2q_ft_elems_avx2(char *o, const unsigned char **pp, const unsigned c
   int32_t j = *i;
   uint8_t src[2][64] __attribute__((aligned(32)));
   uint64_t meta[2][4] __attribute__((aligned(32)));
-  /* one group ahead: its decimals are found while the previous group's texts are stored */
-  int ok = count - j >= 4 && end - p >= 32 && group4(p, src[0], meta[0]), cur = 0;
-  while (ok) {
-    int next = count - j >= 8 && end - p >= 64 && group4(p + 32, src[cur ^ 1], meta[cur ^ 1]);
-    o = put4(o, src[cur], meta[cur], j == 0);
-    p += 32, j += 4, ok = next, cur ^= 1;
+  while (count - j >= 4 && end - p >= 32) {
+    int two = count - j >= 8 && end - p >= 64; /* else the last four, twice */
+    if (!group8(p, two ? p + 32 : p, src, meta)) {
+      if (!two || !group8(p, p, src, meta)) break; /* the first four alone, or the scalar path */
+      two = 0;
+    }
+    o = put4(o, src[0], meta[0], j == 0);
+    if (two) o = put4(o, src[1], meta[1], 0);
+    p += two ? 64 : 32, j += two ? 8 : 4;
   }
   *pp = p, *i = j;
   return o;
