@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "pg2qdrant/buf.h"
+#include "pg2qdrant/hash.h"
 #include "pg2qdrant/points.h"
 #include "pg2qdrant/vector_bin.h"
 

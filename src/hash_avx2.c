@@ -1,5 +1,5 @@
 /*
- * hash_avx2.c — p2q_hash64_many's path for a CPU with AVX2 (points.c asks the CPU once): the
+ * hash_avx2.c — p2q_hash64_many's path for a CPU with AVX2 (hash.c asks the CPU once): the
  * FNV-1a 64 of sixteen strings side by side, one 64-bit lane per string in four ymm registers.
  * FNV-1a is one multiply per byte, each waiting for the last: the scalar path keeps four chains
  * in flight and is bound by the one 64-bit multiplier (~1 byte a cycle); AVX2 has no 64-bit
@@ -10,7 +10,7 @@
  * moves byte j of each lane to its low byte (one vpshufb). The lanes advance together by the
  * shortest remaining string (a round); a lane whose string ended takes the next one, a lane with
  * none left hashes a live lane's bytes, its result unused; once four strings or fewer are left
- * they finish in the scalar path (p2q_hash64_cont) from their lanes' values. Bytes are never
+ * they are handed back (where each stands and its hash so far) for hash.c's scalar path. Bytes are never
  * read past a string's end (a round's last < 8 bytes are copied into a zeroed word).
  * Same output as the scalar path, byte for byte (tests/unit/test_points.c compares them).
  * Pure; any thread; no allocation.
@@ -75,7 +75,8 @@ AVX2 static void round_bytes(uint64_t hs[L], const unsigned char *const p[L], si
   for (int v = 0; v < V; v++) _mm256_storeu_si256((__m256i *)(void *)(hs + 4 * v), h[v]);
 }
 
-AVX2 void p2q_hash64_many_avx2(const char *const *data, const size_t *len, int n, uint64_t *out) {
+AVX2 int p2q_hash64_many_avx2(const char *const *data, const size_t *len, int n, uint64_t *out,
+                              p2q_hash_rest_t *rest) {
   const unsigned char *p[L];
   size_t rem[L];
   uint64_t hs[L];
@@ -103,13 +104,10 @@ AVX2 void p2q_hash64_many_avx2(const char *const *data, const size_t *len, int n
       if (who[l] >= 0) p[l] = (const unsigned char *)data[who[l]], rem[l] = len[who[l]], live++;
     }
   }
-  const char *d4[4];
-  size_t n4[4];
-  uint64_t s4[4], o4[4];
-  int k = 0, at[4];
+  int k = 0;
   for (int l = 0; l < L; l++)
-    if (who[l] >= 0) d4[k] = (const char *)p[l], n4[k] = rem[l], s4[k] = hs[l], at[k++] = who[l];
-  p2q_hash64_cont(d4, n4, s4, k, o4);
-  for (int i = 0; i < k; i++) out[at[i]] = o4[i];
+    if (who[l] >= 0)
+      rest->data[k] = (const char *)p[l], rest->len[k] = rem[l], rest->seed[k] = hs[l], rest->at[k++] = who[l];
+  return k;
 }
 #endif

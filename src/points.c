@@ -12,10 +12,10 @@
  * `reconcile` computes the same hash from the same snapshot expression over the live row, so a
  * point built from an older snapshot (or edited behind the daemon's back) is found stale.
  */
+#include "pg2qdrant/hash.h"
 #include "pg2qdrant/points.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/uuid.h"
-#include "hash_int.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -56,87 +56,6 @@ int p2q_point_id(const char *rule, const char *row_key, size_t len, char out[P2Q
   if (rc) return rc;
   snprintf(out, P2Q_POINT_ID_MAX, "\"%s\"", uuid);
   return 1;
-}
-
-uint64_t p2q_hash64(const void *data, size_t len) {
-  const unsigned char *p = data;
-  uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a 64 offset basis */
-  for (size_t i = 0; i < len; i++) {
-    h ^= p[i];
-    h *= 0x100000001b3ULL; /* FNV prime */
-  }
-  return h;
-}
-
-/* FNV-1a is one multiply per byte, each waiting for the last (~4 cycles a byte): four strings
-   hashed side by side keep four chains in flight. A lane whose string ended takes the next one;
-   a lane with none left re-hashes a live lane's bytes, its result unused. */
-void p2q_hash64_cont(const char *const *data, const size_t *len, const uint64_t *seed, int n, uint64_t *out) {
-  const unsigned char *p[4];
-  size_t rem[4];
-  uint64_t h[4];
-  int who[4], next = 0, live = 0;
-  for (int l = 0; l < 4; l++) {
-    who[l] = next < n ? next++ : -1;
-    if (who[l] >= 0) p[l] = (const unsigned char *)data[who[l]], rem[l] = len[who[l]], live++;
-    h[l] = who[l] >= 0 && seed ? seed[who[l]] : 0xcbf29ce484222325ULL;
-  }
-  while (live) {
-    size_t m = SIZE_MAX;
-    int any = 0;
-    for (int l = 0; l < 4; l++)
-      if (who[l] >= 0 && rem[l] < m) m = rem[l], any = l;
-    for (int l = 0; l < 4; l++)
-      if (who[l] < 0) p[l] = p[any], rem[l] = rem[any];
-    uint64_t h0 = h[0], h1 = h[1], h2 = h[2], h3 = h[3];
-    for (size_t i = 0; i < m; i++) {
-      h0 = (h0 ^ p[0][i]) * 0x100000001b3ULL;
-      h1 = (h1 ^ p[1][i]) * 0x100000001b3ULL;
-      h2 = (h2 ^ p[2][i]) * 0x100000001b3ULL;
-      h3 = (h3 ^ p[3][i]) * 0x100000001b3ULL;
-    }
-    h[0] = h0, h[1] = h1, h[2] = h2, h[3] = h3;
-    for (int l = 0; l < 4; l++) {
-      p[l] += m, rem[l] -= m;
-      if (who[l] < 0 || rem[l]) continue;
-      out[who[l]] = h[l];
-      live--;
-      who[l] = next < n ? next++ : -1;
-      if (who[l] >= 0) p[l] = (const unsigned char *)data[who[l]], rem[l] = len[who[l]], live++;
-      h[l] = who[l] >= 0 && seed ? seed[who[l]] : 0xcbf29ce484222325ULL;
-    }
-  }
-}
-
-/* 1 when p2q_hash64_many takes the AVX2 path (hash_avx2.c): -1 until the CPU was asked (every
-   thread computes the same value; relaxed atomics suffice), 0 when it has none or a test chose
-   scalar. */
-static int simd = -1;
-
-int p2q_hash64_set_simd(int on) {
-#ifdef P2Q_HASH_AVX2
-  __builtin_cpu_init();
-  on = on && __builtin_cpu_supports("avx2");
-#else
-  on = 0;
-#endif
-  __atomic_store_n(&simd, on, __ATOMIC_RELAXED);
-  return on;
-}
-
-void p2q_hash64_many(const char *const *data, const size_t *len, int n, uint64_t *out) {
-#ifdef P2Q_HASH_AVX2
-  int on = __atomic_load_n(&simd, __ATOMIC_RELAXED);
-  if (n > 8 && (on > 0 || (on < 0 && p2q_hash64_set_simd(1)))) {
-    p2q_hash64_many_avx2(data, len, n, out);
-    return;
-  }
-#endif
-  p2q_hash64_cont(data, len, NULL, n, out);
-}
-
-void p2q_hash64_hex(const void *data, size_t len, char out[17]) {
-  snprintf(out, 17, "%016" PRIx64, p2q_hash64(data, len));
 }
 
 static int reason(char *why, size_t whylen, const char *msg) {

@@ -12,6 +12,7 @@
 #include "pg2qdrant/reconcile.h"
 #include "pg2qdrant/template.h"
 #include "pg2qdrant/errors.h"
+#include "pg2qdrant/hash.h"
 
 #include <ctype.h>
 #include <math.h>

@@ -24,6 +24,7 @@
 #include "worker_batch.h"
 #include "pg2qdrant/chunk.h"
 #include "pg2qdrant/errors.h"
+#include "pg2qdrant/hash.h"
 #include "pg2qdrant/log.h"
 
 #include <stdio.h>

@@ -12,6 +12,7 @@
 #include "pg2qdrant/bm25.h"
 #include "pg2qdrant/embedder.h"
 #include "pg2qdrant/errors.h"
+#include "pg2qdrant/hash.h"
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/template.h"
 

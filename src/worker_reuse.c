@@ -21,6 +21,7 @@
  */
 #include "worker_batch.h"
 #include "pg2qdrant/errors.h"
+#include "pg2qdrant/hash.h"
 #include "pg2qdrant/log.h"
 
 #include <stdio.h>

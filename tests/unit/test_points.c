@@ -10,6 +10,7 @@
 
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/json_scan.h"
+#include "pg2qdrant/hash.h"
 #include "pg2qdrant/points.h"
 #include "pg2qdrant/uuid.h"
 
