@@ -3,7 +3,7 @@
 side by side with today's claim + lease + ack (issue 11: "what would move the floors").
 
     python3 bench/outbox_model_bench.py [--events 50000] [--batch 256] [--rounds 5] [--slices 16]
-                                        [--models current,slice_delete,slice_cursor,nolease,naive]
+                                        [--models current,slice_delete,slice_cursor,slice_tick,nolease,naive]
 
 Today every event is claimed by an UPDATE (attempts counted, claimed_by) under a per-row lease
 (an upsert, a release at the ack, a delete by the reclaimer) and deleted at the ack: about six row
@@ -21,6 +21,11 @@ counted once per batch on the slice row, not per event.
                 the slice row's position and owner
   slice_cursor  the same without the DELETE: events stay until their table is truncated (PgQ's
                 rotation; the TRUNCATE's own cost is timed after the drain and included per event)
+  slice_tick    slice_cursor with PgQ's batch bounds, the answer to late events: each event
+                carries its writer's xid8; a batch of a slice is its events whose transactions
+                committed between two ticks (pg_current_snapshot() recorded in a tick table),
+                read by (event_type, slice, xid, id) and filtered by pg_visible_in_snapshot; the
+                position is (xid, id) within the tick range. Filled by 100-event transactions
   nolease       today's outbox and claim UPDATE (attempts counted per event) without the lease
                 table: a candidate whose row has an older event in the outbox is not claimed (the
                 older one is looked up through sync_outbox_row_idx's (rule, row_key)); the ack
@@ -73,6 +78,54 @@ CREATE TABLE proto.slice (
   expires_at timestamptz, attempts integer NOT NULL DEFAULT 0, PRIMARY KEY (event_type, slice))
   WITH (fillfactor = 10);
 CREATE TABLE proto.q (LIKE proto.ev INCLUDING ALL);
+CREATE TABLE proto.evt (LIKE proto.ev INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING STORAGE,
+                        tx xid8 NOT NULL DEFAULT pg_current_xact_id()) WITH (fillfactor = 100);
+CREATE INDEX evt_slice_idx ON proto.evt (event_type, slice, tx, id);
+CREATE TABLE proto.tick (id bigint PRIMARY KEY, snap pg_snapshot NOT NULL);
+CREATE TABLE proto.tslice (
+  event_type text NOT NULL, slice integer NOT NULL, tick bigint NOT NULL DEFAULT 0,
+  last_tx xid8 NOT NULL DEFAULT '0', last_id bigint NOT NULL DEFAULT 0, owner text,
+  expires_at timestamptz, attempts integer NOT NULL DEFAULT 0, PRIMARY KEY (event_type, slice))
+  WITH (fillfactor = 10);
+
+-- the next events of p_slice committed after its tick and by the newest tick, after (last_tx,
+-- last_id); the ack (riding) records the position reached
+CREATE FUNCTION proto.claim_tick(p_owner text, p_slice integer, p_limit integer, p_lease_ms integer,
+    p_ack_slice integer DEFAULT NULL, p_ack_tx xid8 DEFAULT NULL, p_ack_id bigint DEFAULT NULL)
+RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attempts integer,
+               max_attempts integer, created_at timestamptz, event_type text, vec real[], tx xid8)
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan SET jit = off
+AS $p$
+#variable_conflict use_column
+DECLARE
+  s record;
+  prev pg_snapshot;
+  cur pg_snapshot;
+BEGIN
+  IF p_ack_tx IS NOT NULL THEN
+    UPDATE proto.tslice s SET last_tx = p_ack_tx, last_id = p_ack_id, owner = NULL, expires_at = NULL, attempts = 0
+     WHERE s.event_type = 'b' AND s.slice = p_ack_slice AND s.owner = p_owner;
+  END IF;
+  UPDATE proto.tslice s SET owner = p_owner, expires_at = now() + p_lease_ms * interval '1 millisecond',
+         attempts = s.attempts + 1
+   WHERE s.event_type = 'b' AND s.slice = p_slice AND (s.owner IS NULL OR s.expires_at < now())
+  RETURNING s.tick, s.last_tx, s.last_id, s.attempts INTO s;
+  IF s IS NULL THEN
+    RETURN;
+  END IF;
+  SELECT t.snap INTO prev FROM proto.tick t WHERE t.id = s.tick;
+  SELECT t.snap INTO cur FROM proto.tick t ORDER BY t.id DESC LIMIT 1;
+  RETURN QUERY
+  SELECT o.id, o.rule, o.op, o.row_key, o.payload, s.attempts, o.max_attempts, o.created_at, o.event_type, o.vec, o.tx
+    FROM proto.evt o
+   WHERE o.event_type = 'b' AND o.slice = p_slice
+     AND (o.tx, o.id) > (s.last_tx, s.last_id)
+     AND o.tx >= pg_snapshot_xmin(prev) AND o.tx < pg_snapshot_xmax(cur)
+     AND pg_visible_in_snapshot(o.tx, cur) AND NOT pg_visible_in_snapshot(o.tx, prev)
+   ORDER BY o.tx, o.id LIMIT p_limit;
+END
+$p$;
 CREATE TABLE proto.ob (LIKE public.sync_outbox INCLUDING ALL) WITH (fillfactor = 50);
 
 -- today's claim without the lease: candidates locked as today, one whose row has an older event
@@ -153,6 +206,8 @@ $p$;
 
 CLAIM = ("SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
          " extract(epoch FROM created_at)::float8, vec FROM proto.claim(%s, 'b', %s, %s, 30000, %s, %s, %s, %s)")
+CLAIM_TICK = ("SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
+              " extract(epoch FROM created_at)::float8, vec, tx::text FROM proto.claim_tick(%s, %s, %s, 30000, %s, %s::xid8, %s)")
 NOLEASE = ("SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
            " extract(epoch FROM created_at)::float8, vec FROM proto.claim_nolease(%s, %s, %s, 30000, %s)")
 NAIVE = ("DELETE FROM proto.q WHERE id IN (SELECT id FROM proto.q WHERE event_type = 'b' ORDER BY id LIMIT %s"
@@ -171,6 +226,40 @@ def fill_proto(c, table, n, dim, slices):
               f" (SELECT array_agg(random()::real) FROM generate_series(1, {dim}) WHERE i > 0)"
               " FROM generate_series(1, %s) i", (n,))
     c.execute(f"VACUUM ANALYZE {table}")
+
+
+def fill_tick(c, n, dim, slices):
+    """proto.evt: the same events by transactions of 100, a tick before and after."""
+    c.execute("TRUNCATE proto.evt, proto.tick")
+    c.execute("INSERT INTO proto.tick VALUES (0, pg_current_snapshot())")
+    for lo in range(1, n + 1, 100):
+        c.execute(f"INSERT INTO proto.evt ({EV_COLS})"
+                  f" SELECT 'b', (abs(jsonb_hash_extended(jsonb_build_object('id', i), 0)) %% {slices})::int, 'b', 'public.b',"
+                  " jsonb_build_object('id', i), 'upsert',"
+                  " json_build_object('id', i, 'seq', i, 'pad', repeat('x', 64), 'emb', NULL::json),"
+                  f" (SELECT array_agg(random()::real) FROM generate_series(1, {dim}) WHERE i > 0)"
+                  " FROM generate_series(%s::int, %s::int) i", (lo, min(lo + 99, n)))
+    c.execute("INSERT INTO proto.tick VALUES (1, pg_current_snapshot())")
+    c.execute("VACUUM ANALYZE proto.evt")
+
+
+def drain_tick(c, batch, slices):
+    """Each slice from tick 0 to tick 1, each ack riding on the next claim."""
+    owner = c.execute("SELECT pg_backend_pid()::text || '.bench'").fetchone()[0]
+    c.execute("DELETE FROM proto.tslice")
+    c.execute("INSERT INTO proto.tslice (event_type, slice) SELECT 'b', s FROM generate_series(0, %s) s", (slices - 1,))
+    n = 0
+    ack = (None, None, None)
+    for s in range(slices):
+        while True:
+            rows = c.execute(CLAIM_TICK, (owner, s, batch) + ack, binary=True).fetchall()
+            if not rows:
+                ack = (None, None, None)
+                c.execute("UPDATE proto.tslice SET owner = NULL WHERE event_type = 'b' AND slice = %s", (s,))
+                break
+            n += len(rows)
+            ack = (s, rows[-1][9], rows[-1][0])
+    return n
 
 
 def wal_bytes(c):
@@ -250,7 +339,7 @@ def main():
     ap.add_argument("--slices", type=int, default=16)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--db", default="p2q_model_bench")
-    ap.add_argument("--models", default="current,slice_delete,slice_cursor,nolease,naive")
+    ap.add_argument("--models", default="current,slice_delete,slice_cursor,slice_tick,nolease,naive")
     args = ap.parse_args()
     models = args.models.split(",")
     with psycopg.connect(dbname="postgres", autocommit=True) as c:
@@ -269,6 +358,9 @@ def main():
                 if m == "current":
                     ob.fill(c, args.events, args.dim, 50, None, True)
                     n, cpu, wal, _, _ = ob.drain(c, args.batch, True, True)
+                elif m == "slice_tick":
+                    fill_tick(c, args.events, args.dim, args.slices)
+                    n, cpu, wal = measure(c, lambda: drain_tick(c, args.batch, args.slices))
                 elif m == "nolease":
                     fill_nolease(c, args.events, args.dim)
                     n, cpu, wal = measure(c, lambda: drain_nolease(c, args.batch))
