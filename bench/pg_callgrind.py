@@ -51,7 +51,8 @@ def count(d, db, name, text, joined=False):
     if os.getuid() == 0:
         run = ["runuser", "-u", "p2qtest", "--"] + run
     r = subprocess.run(run, input=text, capture_output=True, text=True)
-    errors = [line for line in r.stdout.splitlines() if "ERROR" in line]
+    # single-user mode reports errors on stderr (valgrind's own lines start with ==pid==)
+    errors = [line for line in (r.stdout + r.stderr).splitlines() if "ERROR" in line]
     m = re.findall(r"Collected : (\d+)", r.stderr)
     if errors or not m:
         sys.exit(f"{name}: {errors[:3] or r.stderr[-2000:]}")

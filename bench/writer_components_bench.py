@@ -6,12 +6,15 @@ table w, and sync_outbox changed by DDL between runs, one change per configurati
   ship          as `init` and `apply` install it (the baseline of every delta)
   notrig        no capture trigger at all (the plain INSERT)
   check         + the CHECK (op IN ('upsert', 'delete')) that migration 010 dropped
-  nonotify      without the outbox's NOTIFY trigger (sync_outbox_notify, a WHEN clause per row)
-  notifyassign  NOTIFY from the capture trigger instead (`probe := pg_notify(...) IS NULL`, a
-                plpgsql simple expression), to be combined with nonotify: notifyassign+nonotify
+  nonotify      the trigger without its NOTIFY (`probe := pg_notify(...) IS NULL` before the event)
+  notifytrig    + the outbox's own NOTIFY trigger (sync_outbox_notify, a WHEN clause per row): with
+                nonotify, how every event was notified before the capture functions did it
+  notifycase    the NOTIFY in the event INSERT's event_type column instead (CASE WHEN pg_notify(...)
+                IS NULL ..., as the statement-level INSERTs do), to be combined with nonotify
   norow, rowhash, rowint   sync_outbox_row_idx dropped / as hash (row_key) / as btree on
                 jsonb_hash_extended(row_key, 0)
   norouting, nopkey, noclaim   without that index;  ff100   fillfactor 100 instead of 50
+  noset_NAME    the trigger function without its SET clause of setting NAME (noset_TimeZone, ...)
   nolcm, nosets, nosecdef, noexc   the trigger function without SET lc_monetary / any SET clause
                 / SECURITY DEFINER / its fast path's exception block (measurement only: none of
                 these is a correct trigger)
@@ -59,7 +62,7 @@ DDL = {
                ["CREATE TRIGGER p2q_w AFTER INSERT OR UPDATE OR DELETE ON w FOR EACH ROW EXECUTE FUNCTION p2q_capture_w()"]),
     "check": (["ALTER TABLE sync_outbox ADD CONSTRAINT sync_outbox_op_check CHECK (op IN ('upsert', 'delete'))"],
               ["ALTER TABLE sync_outbox DROP CONSTRAINT sync_outbox_op_check"]),
-    "nonotify": (["DROP TRIGGER sync_outbox_notify ON sync_outbox"], [NOTIFY]),
+    "notifytrig": ([NOTIFY], ["DROP TRIGGER sync_outbox_notify ON sync_outbox"]),
     "norow": (["DROP INDEX sync_outbox_row_idx"], [ROW]),
     "rowhash": (["DROP INDEX sync_outbox_row_idx", "CREATE INDEX sync_outbox_row_idx ON sync_outbox USING hash (row_key)"],
                 ["DROP INDEX sync_outbox_row_idx", ROW]),
@@ -74,23 +77,28 @@ DDL = {
     "noclaim": (["DROP INDEX sync_outbox_claim_idx"], ["CREATE INDEX sync_outbox_claim_idx ON sync_outbox (event_type, id)"]),
     "ff100": (["ALTER TABLE sync_outbox SET (fillfactor = 100)"], ["ALTER TABLE sync_outbox SET (fillfactor = 50)"]),
 }
-EVENT = "  IF TG_OP = 'INSERT' THEN\n    INSERT INTO"
+NOTIFY_STMT = "probe := pg_catalog.pg_notify('sync_outbox_insert', 'w') IS NULL; "
+NOTIFY_CASE = "CASE WHEN pg_catalog.pg_notify('sync_outbox_insert', 'w') IS NULL THEN NULL ELSE 'w' END"
 
 
 def variant(orig, part):
-    """The capture function's definition changed for one function configuration (None: not one)."""
+    """The capture function's definition orig changed for one function configuration."""
     if part == "nolcm":
         d = orig.replace(" SET lc_monetary TO 'C'", "")
     elif part == "nosets":
         d = re.sub(r"\n SET [^\n]*", "", orig)
+    elif part.startswith("noset_"):  # one SET clause less, e.g. noset_TimeZone, noset_search_path
+        d = re.sub(r'\n SET "?' + re.escape(part[6:]) + r'"? TO [^\n]*', "", orig, flags=re.I)
     elif part == "nosecdef":
         d = orig.replace(" SECURITY DEFINER", "")
     elif part == "noexc":
         d = orig.replace("  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;", "  END;", 1)
-    elif part == "notifyassign":
-        d = orig.replace(EVENT, "  probe := pg_catalog.pg_notify('sync_outbox_insert', 'w') IS NULL;\n" + EVENT, 1)
+    elif part == "nonotify":
+        d = orig.replace(NOTIFY_STMT, "")
+    elif part == "notifycase":
+        d = orig.replace("VALUES ('w', ", f"VALUES ({NOTIFY_CASE}, ")
     else:
-        return None
+        raise SystemExit(f"unknown configuration {part}")
     assert d != orig, part
     return d
 
@@ -98,15 +106,14 @@ def variant(orig, part):
 def config_sql(cfg, orig, undo):
     """The statements that set up (undo: take down) configuration cfg; orig = the shipped trigger
     function's definition."""
-    out = []
+    out, fn = [], orig
     for part in cfg.split("#")[0].split("+"):
-        if part == "ship":
-            continue
-        fn = variant(orig, part)
-        if fn is not None:
-            out.append(orig if undo else fn)
-        else:
+        if part in DDL:
             out += DDL[part][1 if undo else 0]
+        elif part != "ship":
+            fn = variant(fn, part)  # function configurations combine
+    if fn != orig:
+        out.append(orig if undo else fn)
     return out
 
 

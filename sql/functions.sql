@@ -22,13 +22,21 @@
 -- within seconds when every backend of its process is gone, by sync_outbox_recover() after a grace
 -- when one connection of a live process was lost.
 
--- One NOTIFY per transaction and event type (identical payloads fold within a transaction).
--- The payload is the event type: a hint to wake the right workers, never the data.
--- The work is done by the trigger's WHEN clause, evaluated as each row is inserted: pg_notify()
--- returns void (never NULL), so the condition is false, no after-trigger event is queued and this
--- function never runs. (A statement trigger with a transition table cost the writer a copy of
--- every ~4 KB event into a tuplestore and, since a rule trigger inserts its events one statement
--- each, a plpgsql call and a query per captured row.)
+-- Wake-ups: every writer of the outbox NOTIFYs sync_outbox_insert itself, the event type as
+-- payload, in the statement that writes the event (pg2qdrant's generated INSERTs carry it in their
+-- event_type column: capture.h). Until a rule's capture function did that, the outbox's own row
+-- trigger did it for every writer, by its WHEN clause (pg_notify() returns void, never NULL: the
+-- condition is false, this function never runs). PostgreSQL prepares that clause again for every
+-- INSERT statement, and a capture trigger writes each event by one statement of its own: 21,790 of
+-- the ~204,000 instructions a captured row cost (bench/writer_components_bench.py --instructions).
+-- The trigger stays while an older pg2qdrant's trigger function writes this outbox (a capture or
+-- TRUNCATE function of an older `apply`: it does not notify), and before any rule is applied:
+-- sync_outbox_notify_settle keeps or creates it then, and drops it once every one is of this
+-- generation; from then on, anything else that writes the outbox must notify too. This script
+-- runs it (init; apply too, before it installs the rules' triggers), and apply runs it again once
+-- it has installed them. Each rule's install replaces its functions while holding the table's
+-- lock, so no writer runs an old function once it committed: no event waits for the sweep because
+-- of an upgrade (tests/integration/test_wakeups.py).
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_notify() RETURNS trigger
 LANGUAGE plpgsql AS $p2q$
 BEGIN
@@ -36,7 +44,43 @@ BEGIN
 END
 $p2q$;
 
--- (Its trigger is created below, with the outbox's other one.)
+-- Create or drop sync_outbox_notify (above); true when it is (still) needed: while a trigger
+-- function of an older pg2qdrant writes the outbox (it names no channel: it does not notify), or
+-- while none of this generation does (no rule applied yet: the outbox's only writers are others,
+-- e.g. events written by hand, which it keeps waking at no cost to any capture). The drop waits
+-- at most 2 s for the outbox's lock (writers hold it until they commit): if it cannot have it, or
+-- the role does not own the outbox, the trigger stays (a redundant NOTIFY, never a lost one)
+-- until the next init or apply.
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_notify_settle() RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $p2q$
+DECLARE
+  fns record;
+  need boolean;
+  have boolean := EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                           WHERE t.tgrelid = (pg_catalog.quote_ident(@SCHEMA_NAME@) || '.sync_outbox')::regclass
+                             AND t.tgname = 'sync_outbox_notify');
+BEGIN
+  SELECT count(*) FILTER (WHERE strpos(p.prosrc, 'sync_outbox_insert') = 0) AS old,
+         count(*) FILTER (WHERE strpos(p.prosrc, 'sync_outbox_insert') > 0) AS new INTO fns
+    FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+   WHERE n.nspname = @SCHEMA_NAME@ AND (p.proname LIKE 'p2q\_capture\_%' OR p.proname LIKE 'p2q\_truncate\_%');
+  need := fns.old > 0 OR fns.new = 0;
+  IF need AND NOT have THEN
+    PERFORM pg_catalog.set_config('lock_timeout', '0', true);  -- never skipped
+    CREATE TRIGGER sync_outbox_notify AFTER INSERT ON @SCHEMA@.sync_outbox
+      FOR EACH ROW WHEN (pg_catalog.pg_notify('sync_outbox_insert', NEW.event_type) IS NULL)
+      EXECUTE FUNCTION @SCHEMA@.sync_outbox_notify();
+  ELSIF have AND NOT need THEN
+    BEGIN
+      DROP TRIGGER sync_outbox_notify ON @SCHEMA@.sync_outbox;
+    EXCEPTION WHEN lock_not_available OR insufficient_privilege THEN
+      RETURN true;
+    END;
+  END IF;
+  RETURN need;
+END
+$p2q$;
 
 -- ---- the claim's low-water mark (migration 007, issue 11) ---------------------------------------
 -- The claim walks (event_type, id) in id order. Finished events are deleted, but their index
@@ -257,25 +301,18 @@ BEGIN
 END
 $p2q$;
 
--- The outbox's two triggers, each created only when missing (a DROP/CREATE would lock sync_outbox
+-- The outbox's triggers, each created only when missing (a DROP/CREATE would lock sync_outbox
 -- against the writers at every init); a changed definition changes the hash, which drops a
--- trigger with its function first.
+-- trigger with its function first. sync_outbox_notify: only while it is needed (above).
 DO $p2q$
-DECLARE
-  have text[] := ARRAY(SELECT t.tgname::text FROM pg_catalog.pg_trigger t
-                         JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
-                         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                        WHERE n.nspname = @SCHEMA_NAME@ AND c.relname = 'sync_outbox');
 BEGIN
-  IF NOT 'sync_outbox_notify' = ANY (have) THEN
-    CREATE TRIGGER sync_outbox_notify AFTER INSERT ON @SCHEMA@.sync_outbox
-      FOR EACH ROW WHEN (pg_catalog.pg_notify('sync_outbox_insert', NEW.event_type) IS NULL)
-      EXECUTE FUNCTION @SCHEMA@.sync_outbox_notify();
-  END IF;
-  IF NOT 'sync_outbox_mark_reset' = ANY (have) THEN
+  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                  WHERE t.tgrelid = (pg_catalog.quote_ident(@SCHEMA_NAME@) || '.sync_outbox')::regclass
+                    AND t.tgname = 'sync_outbox_mark_reset') THEN
     CREATE TRIGGER sync_outbox_mark_reset AFTER TRUNCATE ON @SCHEMA@.sync_outbox
       FOR EACH STATEMENT EXECUTE FUNCTION @SCHEMA@.sync_outbox_mark_reset();
   END IF;
+  PERFORM @SCHEMA@.sync_outbox_notify_settle();
 END
 $p2q$;
 

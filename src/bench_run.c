@@ -16,6 +16,7 @@
  * dead tuples and size. Main thread; writers/observer threads only inside bench_load.c.
  */
 #include "bench_load.h"
+#include "pg2qdrant/capture.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -349,7 +350,9 @@ static int queue_backlog(p2q_bench_ctx_t *x, int text, p2q_bench_run_t *r) {
     if (q_exec(x, sql, r) < 0) return -1;
     *saved = 1;
   } else {
-    snprintf(sql, sizeof sql, "INSERT INTO \"%s\".sync_outbox OVERRIDING SYSTEM VALUE SELECT * FROM \"%s\".%s", P, P, bl);
+    /* its own wake-up, as every writer of the outbox (capture.h) */
+    snprintf(sql, sizeof sql, "INSERT INTO \"%s\".sync_outbox OVERRIDING SYSTEM VALUE SELECT * FROM \"%s\".%s;"
+             " SELECT pg_catalog.pg_notify('" P2Q_NOTIFY_CHANNEL "', '')", P, P, bl);
     if (q_exec(x, sql, r) < 0) return -1;
   }
   snprintf(sql, sizeof sql, "ANALYZE \"%s\".sync_outbox", P);

@@ -177,7 +177,7 @@ int p2q_cmd_retry(const p2q_config_t *cfg, int argc, char **argv) {
   printf("%s %s event(s) to be tried now\n", dead ? PQgetvalue(r, 0, 0) : PQcmdTuples(r), dead ? "dead" : "waiting");
   PQclear(r);
   if (dead) { /* wake the daemons */
-    PGresult *n = PQexec(conn, "SELECT pg_notify('sync_outbox_insert', '')");
+    PGresult *n = PQexec(conn, "SELECT pg_catalog.pg_notify('" P2Q_NOTIFY_CHANNEL "', '')");
     PQclear(n);
   }
   PQfinish(conn);

@@ -83,7 +83,7 @@ struct p2q_daemon_s {
   int n_shadow_emb;
 };
 
-#define CHANNEL "sync_outbox_insert"
+#define CHANNEL P2Q_NOTIFY_CHANNEL /* capture.h */
 
 static void finish(p2q_daemon_t *d);
 

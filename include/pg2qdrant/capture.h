@@ -38,6 +38,21 @@
  * (speed, robustness) needs no bump: `apply` re-installs the trigger without enqueueing. */
 #define P2Q_CAPTURE_FORMAT 1
 
+/*
+ * Wake-ups. Every statement that writes an event NOTIFYs this channel itself, the event type as
+ * payload (a hint to wake that type's workers, never the data; one notification per transaction
+ * and payload: PostgreSQL folds the rest), in the (sub)transaction that writes the event, so no
+ * event is written without its wake-up: the row trigger right before each event's INSERT (a
+ * plpgsql assignment, outside its exception block), the generated INSERT ... SELECTs (TRUNCATE
+ * trigger, backfill and apply's load, reconcile --fix) in their event_type column, `retry --dead`
+ * and `bench`'s reload after writing. sync_outbox_notify, the outbox's own row trigger, did it for
+ * every writer before (issue 11: PostgreSQL prepares its WHEN clause again for each event, a
+ * statement of its own); sync_outbox_notify_settle keeps it only while a trigger function of an
+ * older pg2qdrant writes the outbox, or before any rule is applied. Anything else that writes
+ * sync_outbox must notify too, or wait for the sweep.
+ */
+#define P2Q_NOTIFY_CHANNEL "sync_outbox_insert"
+
 /* Append ident as a quoted SQL identifier ("a""b"). */
 void p2q_sql_ident(p2q_buf_t *b, const char *ident);
 /* Append s as a SQL string literal ('it''s'; E'...' when it holds a backslash). */
