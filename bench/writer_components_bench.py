@@ -15,6 +15,7 @@ table w, and sync_outbox changed by DDL between runs, one change per configurati
                 jsonb_hash_extended(row_key, 0)
   norouting, nopkey, noclaim   without that index;  ff100   fillfactor 100 instead of 50
   noset_NAME    the trigger function without its SET clause of setting NAME (noset_TimeZone, ...)
+  onlysp        with SET search_path only;  typecheck   + a per-row pg_typeof() check of its columns
   nolcm, nosets, nosecdef, noexc   the trigger function without SET lc_monetary / any SET clause
                 / SECURITY DEFINER / its fast path's exception block (measurement only: none of
                 these is a correct trigger)
@@ -89,6 +90,11 @@ def variant(orig, part):
         d = re.sub(r"\n SET [^\n]*", "", orig)
     elif part.startswith("noset_"):  # one SET clause less, e.g. noset_TimeZone, noset_search_path
         d = re.sub(r'\n SET "?' + re.escape(part[6:]) + r'"? TO [^\n]*', "", orig, flags=re.I)
+    elif part == "onlysp":  # SET search_path only (the SECURITY DEFINER defence; no output pin)
+        d = re.sub(r"\n SET (?!search_path)[^\n]*", "", orig)
+    elif part == "typecheck":  # + a per-row check of the rule's column types (what a pin-free path would need)
+        d = orig.replace("BEGIN\n  BEGIN\n", "BEGIN\n  IF pg_typeof(NEW.id) = 'bigint'::regtype AND pg_typeof(NEW.emb)"
+                         " = 'real[]'::regtype THEN probe := true; END IF;\n  BEGIN\n", 1)
     elif part == "nosecdef":
         d = orig.replace(" SECURITY DEFINER", "")
     elif part == "noexc":
