@@ -17,8 +17,10 @@
  * Two groups (eight floats) per step: every operation is written once on a pair of registers
  * (w_t), so the two groups' long dependency chains (gather, products, compares, digits, counts)
  * sit side by side in the instruction stream and overlap in the core; the CPU does not overlap
- * two groups computed one after the other on its own. The last four of a vector (or four before
- * a group the path leaves) go through the same code twice over.
+ * two groups computed one after the other on its own. The next step's decimals are found before
+ * this step's texts are stored (the texts' loads then never wait on the stores that just wrote
+ * their sources). The last four of a vector (or four before a group the path leaves) go through
+ * the same code twice over.
  * A group holding a NULL, another length, 0, NaN, an infinity or a power of two whose lower
  * neighbour is closer is left to the scalar path (float_text.c), which prints it one by one.
  * Byte-identical to the scalar path on every bit pattern (`bench_float_text --all-elems`, which
@@ -249,22 +251,31 @@ AVX2 static inline char *put4(char *o, const uint8_t src[64], const uint64_t met
   return o;
 }
 
+/* The next elements' decimals into src and meta: eight (group8) while eight are left and all are
+   for this path, else the first four alone; returns how many (8, 4, or 0: none for this path). */
+AVX2 static inline int step8(const unsigned char *p, const unsigned char *end, int32_t left, uint8_t src[2][64],
+                             uint64_t meta[2][4]) {
+  if (left < 4 || end - p < 32) return 0;
+  int two = left >= 8 && end - p >= 64;
+  if (group8(p, two ? p + 32 : p, src, meta)) return two ? 8 : 4;
+  return two && group8(p, p, src, meta) ? 4 : 0;
+}
+
 AVX2 char *p2q_ft_elems_avx2(char *o, const unsigned char **pp, const unsigned char *end, int32_t *i,
                               int32_t count) {
   pthread_once(&tables_once, tables);
   const unsigned char *p = *pp;
   int32_t j = *i;
-  uint8_t src[2][64] __attribute__((aligned(32)));
-  uint64_t meta[2][4] __attribute__((aligned(32)));
-  while (count - j >= 4 && end - p >= 32) {
-    int two = count - j >= 8 && end - p >= 64; /* else the last four, twice */
-    if (!group8(p, two ? p + 32 : p, src, meta)) {
-      if (!two || !group8(p, p, src, meta)) break; /* the first four alone, or the scalar path */
-      two = 0;
-    }
-    o = put4(o, src[0], meta[0], j == 0);
-    if (two) o = put4(o, src[1], meta[1], 0);
-    p += two ? 64 : 32, j += two ? 8 : 4;
+  uint8_t src[2][2][64] __attribute__((aligned(32)));
+  uint64_t meta[2][2][4] __attribute__((aligned(32)));
+  /* one step ahead: the next decimals are found while this step's texts are stored (and the
+     texts' loads never wait on the stores that just wrote their sources) */
+  int n = step8(p, end, count - j, src[0], meta[0]), cur = 0;
+  while (n) {
+    int next = step8(p + 8 * n, end, count - j - n, src[cur ^ 1], meta[cur ^ 1]);
+    o = put4(o, src[cur][0], meta[cur][0], j == 0);
+    if (n == 8) o = put4(o, src[cur][1], meta[cur][1], 0);
+    p += 8 * n, j += n, n = next, cur ^= 1;
   }
   *pp = p, *i = j;
   return o;
