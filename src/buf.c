@@ -33,6 +33,17 @@ void p2q_buf_append(p2q_buf_t *b, const char *s, size_t n) {
 
 void p2q_buf_puts(p2q_buf_t *b, const char *s) { p2q_buf_append(b, s, strlen(s)); }
 
+void p2q_buf_put_i64(p2q_buf_t *b, int64_t v) {
+  char t[20];
+  int k = 0;
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v; /* INT64_MIN too */
+  do { t[k++] = (char)('0' + u % 10); u /= 10; } while (u);
+  if (p2q_buf_reserve(b, (size_t)k + 1)) return;
+  if (v < 0) b->data[b->len++] = '-';
+  while (k) b->data[b->len++] = t[--k];
+  b->data[b->len] = 0;
+}
+
 void p2q_buf_putc(p2q_buf_t *b, char c) {
   if (p2q_buf_reserve(b, 1)) return;
   b->data[b->len++] = c;

@@ -120,11 +120,21 @@ static void array_elem(p2q_buf_t *b, const char *s, int first) {
   if (!first) p2q_buf_putc(b, ',');
   if (!s) { p2q_buf_puts(b, "NULL"); return; }
   p2q_buf_putc(b, '"');
-  for (; *s; s++) {
-    if (*s == '"' || *s == '\\') p2q_buf_putc(b, '\\');
-    p2q_buf_putc(b, *s);
+  for (;;) { /* runs without a quote or backslash copied whole */
+    size_t n = strcspn(s, "\"\\");
+    p2q_buf_append(b, s, n);
+    if (!s[n]) break;
+    p2q_buf_putc(b, '\\');
+    p2q_buf_putc(b, s[n]);
+    s += n + 1;
   }
   p2q_buf_putc(b, '"');
+}
+
+/* An integer element of an array literal (never quoted, never NULL). */
+static void array_int(p2q_buf_t *b, int64_t v, int first) {
+  if (!first) p2q_buf_putc(b, ',');
+  p2q_buf_put_i64(b, v);
 }
 
 /* ---- a worker's session ---------------------------------------------------------------------- */
@@ -297,16 +307,14 @@ static int ack_arrays(const p2q_ack_item_t *items, int n, p2q_buf_t a[6]) {
   for (int k = 0; k < 6; k++) p2q_buf_putc(&a[k], '{');
   for (int i = 0; i < n; i++) {
     const p2q_ack_item_t *e = &items[i];
-    char id[32], delay[32];
-    snprintf(id, sizeof id, "%lld", e->id);
-    /* the ack's p_delay_ms is integer ms (24.8 days): every delay is capped by retry_max (at most
-       a day) before it gets here; a larger one is clamped, never wrapped */
-    snprintf(delay, sizeof delay, "%" PRId64, e->delay_ms < 0 ? 0 : e->delay_ms > INT32_MAX ? (int64_t)INT32_MAX : e->delay_ms);
-    array_elem(&a[0], e->outcome == P2Q_OUTCOME_RELEASE ? NULL : id, i == 0);
+    if (e->outcome == P2Q_OUTCOME_RELEASE) array_elem(&a[0], NULL, i == 0);
+    else array_int(&a[0], e->id, i == 0);
     array_elem(&a[1], e->rule, i == 0);
     array_elem(&a[2], e->row_key, i == 0);
     array_elem(&a[3], p2q_outcome_name(e->outcome), i == 0);
-    array_elem(&a[4], delay, i == 0);
+    /* the ack's p_delay_ms is integer ms (24.8 days): every delay is capped by retry_max (at most
+       a day) before it gets here; a larger one is clamped, never wrapped */
+    array_int(&a[4], e->delay_ms < 0 ? 0 : e->delay_ms > INT32_MAX ? (int64_t)INT32_MAX : e->delay_ms, i == 0);
     array_elem(&a[5], e->error, i == 0);
   }
   for (int k = 0; k < 6; k++) { p2q_buf_putc(&a[k], '}'); rc |= p2q_buf_error(&a[k]); }

@@ -9,6 +9,7 @@
 #define P2Q_BUF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
   char *data;
@@ -24,6 +25,7 @@ void p2q_buf_append(p2q_buf_t *b, const char *s, size_t n);
 void p2q_buf_puts(p2q_buf_t *b, const char *s);
 void p2q_buf_putc(p2q_buf_t *b, char c);
 void p2q_buf_printf(p2q_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void p2q_buf_put_i64(p2q_buf_t *b, int64_t v); /* decimal, as "%" PRId64 prints it, without printf */
 void p2q_buf_reset(p2q_buf_t *b);           /* len = 0, keeps memory, clears err */
 void p2q_buf_free(p2q_buf_t *b);
 char *p2q_buf_steal(p2q_buf_t *b);          /* returns data (caller frees); buffer emptied */
