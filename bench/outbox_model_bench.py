@@ -62,6 +62,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import outbox_sql_bench as ob  # noqa: E402
 
+# what every prototype claim function returns and how it runs (today's claim's settings)
+CLAIM_HEAD = """RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attempts integer,
+               max_attempts integer, created_at timestamptz, event_type text, vec real[])
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan SET jit = off
+AS $p$
+#variable_conflict use_column"""
+
 PROTO = """
 DROP SCHEMA IF EXISTS proto CASCADE;
 CREATE SCHEMA proto;
@@ -132,12 +140,7 @@ CREATE TABLE proto.ob (LIKE public.sync_outbox INCLUDING ALL) WITH (fillfactor =
 -- left out (held), the rest claimed by one UPDATE by address; the previous batch's ack first
 CREATE FUNCTION proto.claim_nolease(p_owner text, p_lo bigint, p_limit integer, p_lease_ms integer,
     p_ack_ids bigint[] DEFAULT NULL)
-RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attempts integer,
-               max_attempts integer, created_at timestamptz, event_type text, vec real[])
-LANGUAGE plpgsql
-SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan SET jit = off
-AS $p$
-#variable_conflict use_column
+@CLAIM_HEAD@
 DECLARE
   c_tids tid[];
 BEGIN
@@ -171,12 +174,7 @@ $p$;
 -- p_ack_slice up to p_ack_pos (p_ack_ids deleted when p_delete)
 CREATE FUNCTION proto.claim(p_owner text, p_type text, p_slice integer, p_limit integer, p_lease_ms integer,
     p_delete boolean, p_ack_slice integer DEFAULT NULL, p_ack_pos bigint DEFAULT NULL, p_ack_ids bigint[] DEFAULT NULL)
-RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attempts integer,
-               max_attempts integer, created_at timestamptz, event_type text, vec real[])
-LANGUAGE plpgsql
-SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan SET jit = off
-AS $p$
-#variable_conflict use_column
+@CLAIM_HEAD@
 DECLARE
   v_pos bigint;
   v_att integer;
@@ -350,7 +348,7 @@ def main():
     print(f"outbox models: {args.events} events, batch {args.batch}, {args.slices} slices, dim {args.dim},"
           f" load {os.getloadavg()[0]:.1f}")
     with psycopg.connect(dbname=args.db, autocommit=True) as c:
-        c.execute(PROTO)
+        c.execute(PROTO.replace("@CLAIM_HEAD@", CLAIM_HEAD))
         for r in range(args.rounds):
             order = models[r % len(models):] + models[:r % len(models)]
             for m in order:

@@ -23,6 +23,7 @@
  * PostgreSQL 15's float4out on 7.7 million floats.
  * Pure; any thread; no allocation.
  */
+#include "pg2qdrant/cpu.h"
 #include "pg2qdrant/float_text.h"
 
 #include <string.h>
@@ -309,30 +310,18 @@ static char *elems_scalar(char *o, const unsigned char **pp, const unsigned char
   return o;
 }
 
-/* 1 when p2q_float4_json_elems takes the AVX2 path: -1 until the CPU was asked (every thread
-   computes the same value; relaxed atomics suffice), 0 when it has none or a test chose scalar. */
-static int simd = -1;
-
-static int simd_on(void) {
-  int on = __atomic_load_n(&simd, __ATOMIC_RELAXED);
-  if (on < 0) on = p2q_float_text_set_simd(1);
-  return on;
-}
-
-int p2q_float_text_set_simd(int on) {
 #ifdef P2Q_FT_AVX2
-  __builtin_cpu_init();
-  on = on && __builtin_cpu_supports("avx2");
+#define COMPILED 1
 #else
-  on = 0;
+#define COMPILED 0
 #endif
-  __atomic_store_n(&simd, on, __ATOMIC_RELAXED);
-  return on;
-}
+static int simd = -1; /* p2q_float4_json_elems takes the AVX2 path (float_text_avx2.c): cpu.h */
+
+int p2q_float_text_set_simd(int on) { return p2q_cpu_avx2_choose(&simd, COMPILED, on); }
 
 char *p2q_float4_json_elems(char *o, const unsigned char **pp, const unsigned char *end, int32_t count,
                             int *numbers) {
-  if (!simd_on()) return elems_scalar(o, pp, end, 0, count, numbers);
+  if (!p2q_cpu_avx2_chosen(&simd, COMPILED)) return elems_scalar(o, pp, end, 0, count, numbers);
   int32_t i = 0;
   while (i < count) { /* four at a time; a group the AVX2 path leaves (a NULL, 0, NaN…) one by one */
 #ifdef P2Q_FT_AVX2

@@ -5,6 +5,7 @@
  * asking the CPU, as float_text.c does). Pure; any thread; no allocation.
  * Invariant: every path gives p2q_hash64's value, byte for byte (tests/unit/test_points.c).
  */
+#include "pg2qdrant/cpu.h"
 #include "pg2qdrant/hash.h"
 #include "hash_int.h"
 
@@ -61,26 +62,18 @@ static void hash64_cont(const char *const *data, const size_t *len, const uint64
   }
 }
 
-/* 1 when p2q_hash64_many takes the AVX2 path (hash_avx2.c): -1 until the CPU was asked (every
-   thread computes the same value; relaxed atomics suffice), 0 when it has none or a test chose
-   scalar. */
-static int simd = -1;
-
-int p2q_hash64_set_simd(int on) {
 #ifdef P2Q_HASH_AVX2
-  __builtin_cpu_init();
-  on = on && __builtin_cpu_supports("avx2");
+#define COMPILED 1
 #else
-  on = 0;
+#define COMPILED 0
 #endif
-  __atomic_store_n(&simd, on, __ATOMIC_RELAXED);
-  return on;
-}
+static int simd = -1; /* p2q_hash64_many takes the AVX2 path (hash_avx2.c): cpu.h */
+
+int p2q_hash64_set_simd(int on) { return p2q_cpu_avx2_choose(&simd, COMPILED, on); }
 
 void p2q_hash64_many(const char *const *data, const size_t *len, int n, uint64_t *out) {
 #ifdef P2Q_HASH_AVX2
-  int on = __atomic_load_n(&simd, __ATOMIC_RELAXED);
-  if (n > 8 && (on > 0 || (on < 0 && p2q_hash64_set_simd(1)))) {
+  if (n > 8 && p2q_cpu_avx2_chosen(&simd, COMPILED)) {
     p2q_hash_rest_t r;
     uint64_t o4[4];
     int k = p2q_hash64_many_avx2(data, len, n, out, &r);
