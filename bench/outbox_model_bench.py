@@ -241,25 +241,6 @@ def fill_tick(c, n, dim, slices):
     c.execute("VACUUM ANALYZE proto.evt")
 
 
-def drain_tick(c, batch, slices):
-    """Each slice from tick 0 to tick 1, each ack riding on the next claim."""
-    owner = c.execute("SELECT pg_backend_pid()::text || '.bench'").fetchone()[0]
-    c.execute("DELETE FROM proto.tslice")
-    c.execute("INSERT INTO proto.tslice (event_type, slice) SELECT 'b', s FROM generate_series(0, %s) s", (slices - 1,))
-    n = 0
-    ack = (None, None, None)
-    for s in range(slices):
-        while True:
-            rows = c.execute(CLAIM_TICK, (owner, s, batch) + ack, binary=True).fetchall()
-            if not rows:
-                ack = (None, None, None)
-                c.execute("UPDATE proto.tslice SET owner = NULL WHERE event_type = 'b' AND slice = %s", (s,))
-                break
-            n += len(rows)
-            ack = (s, rows[-1][9], rows[-1][0])
-    return n
-
-
 def wal_bytes(c):
     return c.execute("SELECT wal_bytes FROM pg_stat_wal").fetchone()[0]
 
@@ -274,23 +255,24 @@ def measure(c, body):
     return n, cpu, float(wal_bytes(c) - w0)
 
 
-def drain_slices(c, batch, slices, delete):
-    """Claim the slices in turn, each until empty; each ack rides on the next claim."""
+def drain_slices(c, batch, slices, table, claim, extra, ack_of):
+    """Claim the slices of table in turn, each until empty, by claim(owner, slice, batch, *extra,
+    *ack); each ack (ack_of(slice, rows): the claim's trailing arguments) rides on the next claim."""
     owner = c.execute("SELECT pg_backend_pid()::text || '.bench'").fetchone()[0]
-    c.execute("DELETE FROM proto.slice")
-    c.execute("INSERT INTO proto.slice (event_type, slice) SELECT 'b', s FROM generate_series(0, %s) s", (slices - 1,))
+    c.execute(f"DELETE FROM {table}")
+    c.execute(f"INSERT INTO {table} (event_type, slice) SELECT 'b', s FROM generate_series(0, %s) s", (slices - 1,))
     n = 0
     ack = (None, None, None)
     for s in range(slices):
         while True:
-            rows = c.execute(CLAIM, (owner, s, batch, delete) + ack, binary=True).fetchall()
+            rows = c.execute(claim, (owner, s, batch) + extra + ack, binary=True).fetchall()
             if not rows:
                 ack = (None, None, None)
                 # the empty claim leased the slice: give it back (as the next claim's ack would)
-                c.execute("UPDATE proto.slice SET owner = NULL WHERE event_type = 'b' AND slice = %s", (s,))
+                c.execute(f"UPDATE {table} SET owner = NULL WHERE event_type = 'b' AND slice = %s", (s,))
                 break
             n += len(rows)
-            ack = (s, rows[-1][0], [r[0] for r in rows] if delete else None)
+            ack = ack_of(s, rows)
     return n
 
 
@@ -358,7 +340,9 @@ def main():
                     n, cpu, wal, _, _ = ob.drain(c, args.batch, True, True)
                 elif m == "slice_tick":
                     fill_tick(c, args.events, args.dim, args.slices)
-                    n, cpu, wal = measure(c, lambda: drain_tick(c, args.batch, args.slices))
+                    n, cpu, wal = measure(c, lambda: drain_slices(  # position: the last (xid, id)
+                        c, args.batch, args.slices, "proto.tslice", CLAIM_TICK, (),
+                        lambda s, rows: (s, rows[-1][9], rows[-1][0])))
                 elif m == "nolease":
                     fill_nolease(c, args.events, args.dim)
                     n, cpu, wal = measure(c, lambda: drain_nolease(c, args.batch))
@@ -367,7 +351,10 @@ def main():
                     n, cpu, wal = measure(c, lambda: drain_naive(c, args.batch))
                 else:
                     fill_proto(c, "proto.ev", args.events, args.dim, args.slices)
-                    n, cpu, wal = measure(c, lambda: drain_slices(c, args.batch, args.slices, m == "slice_delete"))
+                    delete = m == "slice_delete"
+                    n, cpu, wal = measure(c, lambda: drain_slices(  # position: the last id
+                        c, args.batch, args.slices, "proto.slice", CLAIM, (delete,),
+                        lambda s, rows: (s, rows[-1][0], [r[0] for r in rows] if delete else None)))
                     if m == "slice_cursor":  # the rotation's TRUNCATE, per event of the table
                         pid = c.info.backend_pid
                         t0 = ob.cpu_seconds(pid)

@@ -23,19 +23,17 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PGTMP = str(ROOT / "scripts" / "pg-tmp")
+sys.path.insert(0, str(ROOT))
+from tests import pg_tmp  # noqa: E402  (the one reader of scripts/pg-tmp's output)
 
 
 def start(d):
-    env = subprocess.run([PGTMP, "start", d], capture_output=True, text=True, check=True).stdout
-    for part in env.split()[1:]:
-        k, v = part.split("=", 1)
-        os.environ[k] = v
+    os.environ.update(pg_tmp.start(d))
 
 
 def freeze(d):
     """Call after a CHECKPOINT: pg-tmp stops the server -m immediate (synchronous_commit off)."""
-    subprocess.run([PGTMP, "stop", d], check=True)
+    pg_tmp.stop(d, check=True)
     subprocess.run(["rm", "-rf", f"{d}/clean"], check=True)
     subprocess.run(["cp", "-a", f"{d}/data", f"{d}/clean"], check=True)
 

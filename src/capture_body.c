@@ -247,10 +247,13 @@ static void snapshot_assign(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_
   if (bin) p2q_buf_printf(b, "%sEND IF;\n", in);
 }
 
+/* The rule's event type (config_check.c fills it from the name when unset). */
+static const char *event_type_of(const p2q_rule_config_t *r) { return r->event_type ? r->event_type : r->name; }
+
 /* pg_catalog.pg_notify(P2Q_NOTIFY_CHANNEL, '<event type>') (capture.h): returns void, never NULL. */
 static void notify_call(p2q_buf_t *b, const p2q_rule_config_t *r) {
   p2q_buf_puts(b, "pg_catalog.pg_notify('" P2Q_NOTIFY_CHANNEL "', ");
-  p2q_sql_literal(b, r->event_type ? r->event_type : r->name);
+  p2q_sql_literal(b, event_type_of(r));
   p2q_buf_puts(b, ")");
 }
 
@@ -262,7 +265,7 @@ static void event_type_expr(p2q_buf_t *b, const p2q_rule_config_t *r) {
   p2q_buf_puts(b, "CASE WHEN ");
   notify_call(b, r);
   p2q_buf_puts(b, " IS NULL THEN NULL ELSE ");
-  p2q_sql_literal(b, r->event_type ? r->event_type : r->name);
+  p2q_sql_literal(b, event_type_of(r));
   p2q_buf_puts(b, " END");
 }
 
@@ -283,7 +286,7 @@ static void trigger_event(p2q_buf_t *b, const p2q_rule_config_t *r, const char *
   p2q_buf_puts(b, " IS NULL; INSERT INTO ");
   outbox_columns(b, schema, vec);
   p2q_buf_puts(b, "VALUES (");
-  p2q_sql_literal(b, r->event_type ? r->event_type : r->name);
+  p2q_sql_literal(b, event_type_of(r));
   p2q_buf_printf(b, ", %s, ", r->routing_key ? routing : "NULL");
   p2q_sql_literal(b, r->name);
   p2q_buf_puts(b, ", ");

@@ -397,12 +397,16 @@ static int drop_removed(PGconn *conn, const p2q_config_t *cfg) {
    NOTIFY trigger goes (sql/functions.sql, sync_outbox_notify_settle; kept while any older trigger
    function writes the outbox). A failure (a role that does not own the outbox, a writer holding
    it for 2 s) leaves it in place: redundant wake-ups, no lost one; init or apply settles it later. */
+static void settle_sql(p2q_buf_t *sql, const p2q_config_t *cfg) {
+  p2q_buf_puts(sql, "SELECT ");
+  p2q_sql_ident(sql, cfg->pg_schema);
+  p2q_buf_puts(sql, ".sync_outbox_notify_settle()");
+}
+
 static void settle_notify(PGconn *conn, const p2q_config_t *cfg) {
   p2q_buf_t sql = P2Q_BUF_INIT;
   char err[1024];
-  p2q_buf_puts(&sql, "SELECT ");
-  p2q_sql_ident(&sql, cfg->pg_schema);
-  p2q_buf_puts(&sql, ".sync_outbox_notify_settle()");
+  settle_sql(&sql, cfg);
   if (p2q_buf_error(&sql) || p2q_admin_exec(conn, sql.data, err, sizeof err))
     fprintf(stderr, "pg2qdrant: apply: the outbox's NOTIFY trigger stays (redundant wake-ups): %s\n",
             p2q_buf_error(&sql) ? "out of memory" : err);
@@ -454,9 +458,9 @@ int p2q_cmd_apply(const p2q_config_t *cfg, int argc, char **argv) {
       fprintf(stderr, "pg2qdrant: apply: --dry-run: collections not compared (see above)\n");
     for (int i = 0; i < cfg->n_rules; i++) rc |= apply_rule(NULL, cfg, &cfg->rules[i], &o);
     p2q_buf_t q = P2Q_BUF_INIT;
-    p2q_sql_ident(&q, cfg->pg_schema);
-    printf("-- then the outbox's own NOTIFY trigger goes if no older trigger function needs it\n"
-           "SELECT %s.sync_outbox_notify_settle();\n", p2q_buf_str(&q));
+    settle_sql(&q, cfg);
+    printf("-- then the outbox's own NOTIFY trigger goes if no older trigger function needs it\n%s;\n",
+           p2q_buf_str(&q));
     p2q_buf_free(&q);
     return rc;
   }

@@ -1,7 +1,7 @@
 """scripts/pg-tmp from Python: start a throwaway PostgreSQL and get back the environment it prints
 (PGHOST, PGPORT, PGUSER, PGDATABASE, P2Q_PG_DIR), or stop one. The one reader of pg-tmp's output
 for the integration tests' per-worker clusters (tests/integration/conftest.py) and the benchmarks
-(bench/daemon_bench.py)."""
+(bench/daemon_bench.py, bench/pg_callgrind.py)."""
 import pathlib
 import subprocess
 
@@ -22,5 +22,8 @@ def start(pgdir, timeout=120):
     return env
 
 
-def stop(pgdir, timeout=120):
-    subprocess.run([str(PG_TMP), "stop", str(pgdir)], capture_output=True, timeout=timeout)
+def stop(pgdir, timeout=120, check=False):
+    """Stop the cluster in pgdir; check: raise if pg-tmp fails (a caller about to copy its files)."""
+    r = subprocess.run([str(PG_TMP), "stop", str(pgdir)], capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"pg-tmp stop {pgdir} failed: {r.stderr[-2000:]}")
