@@ -3,8 +3,12 @@
 bench/writer_overhead_bench.py (key id, columns id, a 384-float real[] sent unprinted) installed on
 table w, and sync_outbox changed by DDL between runs, one change per configuration:
 
-  ship          as `init` and `apply` install it (the baseline of every delta)
+  ship          as `init` and `apply` install it (the baseline of every delta): INSERTs captured
+                per statement (p2q_insert_w), UPDATE and DELETE by the row trigger (p2q_capture_w)
   notrig        no capture trigger at all (the plain INSERT)
+  rowins        INSERTs captured by the row trigger too (tables with another AFTER INSERT trigger,
+                partitioned tables and partitions; every table before the statement capture);
+                the function configurations below change p2q_capture_w: combine them with rowins
   check         + the CHECK (op IN ('upsert', 'delete')) that migration 010 dropped
   nonotify      the trigger without its NOTIFY (`probe := pg_notify(...) IS NULL` before the event)
   notifytrig    + the outbox's own NOTIFY trigger (sync_outbox_notify, a WHEN clause per row): with
@@ -56,11 +60,16 @@ import writer_db
 
 NOTIFY = ("CREATE TRIGGER sync_outbox_notify AFTER INSERT ON sync_outbox FOR EACH ROW WHEN "
           "(pg_catalog.pg_notify('sync_outbox_insert', NEW.event_type) IS NULL) EXECUTE FUNCTION sync_outbox_notify()")
+ROW_TRIG = "CREATE TRIGGER p2q_w AFTER UPDATE OR DELETE ON w FOR EACH ROW EXECUTE FUNCTION p2q_capture_w()"
+STMT_TRIG = ("CREATE TRIGGER p2q_w_insert AFTER INSERT ON w REFERENCING NEW TABLE AS p2q_new FOR EACH STATEMENT"
+             " EXECUTE FUNCTION p2q_insert_w()")
 ROW = "CREATE INDEX sync_outbox_row_idx ON sync_outbox (rule, row_key)"
 # configuration: (DDL to apply, DDL to undo)
 DDL = {
-    "notrig": (["DROP TRIGGER p2q_w ON w"],
-               ["CREATE TRIGGER p2q_w AFTER INSERT OR UPDATE OR DELETE ON w FOR EACH ROW EXECUTE FUNCTION p2q_capture_w()"]),
+    "notrig": (["DROP TRIGGER p2q_w ON w", "DROP TRIGGER p2q_w_insert ON w"], [ROW_TRIG, STMT_TRIG]),
+    "rowins": (["DROP TRIGGER p2q_w ON w", "DROP TRIGGER p2q_w_insert ON w",
+                "CREATE TRIGGER p2q_w AFTER INSERT OR UPDATE OR DELETE ON w FOR EACH ROW EXECUTE FUNCTION p2q_capture_w()"],
+               ["DROP TRIGGER p2q_w ON w", ROW_TRIG, STMT_TRIG]),
     "check": (["ALTER TABLE sync_outbox ADD CONSTRAINT sync_outbox_op_check CHECK (op IN ('upsert', 'delete'))"],
               ["ALTER TABLE sync_outbox DROP CONSTRAINT sync_outbox_op_check"]),
     "notifytrig": ([NOTIFY], ["DROP TRIGGER sync_outbox_notify ON sync_outbox"]),

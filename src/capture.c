@@ -161,6 +161,70 @@ int p2q_capture_truncate_missing_sql(const p2q_rule_config_t *r, p2q_buf_t *out)
   return rc;
 }
 
+/* NOT EXISTS (a trigger of table t, not pg2qdrant's, that fires AFTER an INSERT): the condition
+   of the statement-level INSERT capture. Such a trigger fires before it (row triggers fire before
+   statement triggers; statement triggers by name) and may change or delete the rows just
+   inserted, whose transition-table image would then reach Qdrant after the newer one. BEFORE
+   triggers only shape the rows the transition table holds. tgtype: 4 INSERT, 2 BEFORE, 64
+   INSTEAD OF. pg2qdrant's own (other rules' capture) write only the outbox. */
+static void no_after_insert_trigger(p2q_buf_t *b, const char *schema, const char *t_literal) {
+  p2q_buf_printf(b, "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = %s::regclass"
+                    " AND NOT g.tgisinternal AND (g.tgtype & 4) <> 0 AND (g.tgtype & 66) = 0"
+                    " AND g.tgfoid NOT IN (SELECT p.oid FROM pg_catalog.pg_proc p WHERE p.pronamespace = ", t_literal);
+  p2q_sql_literal(b, schema);
+  p2q_buf_puts(b, "::regnamespace AND (p.proname LIKE 'p2q\\_capture\\_%' OR p.proname LIKE 'p2q\\_insert\\_%')))");
+}
+
+/* The capture triggers of rule r on qtable, chosen when the script runs: a plain table (not
+   partitioned, not a partition: a partition's statement triggers do not fire for rows routed
+   through its parent, a parent's not for rows inserted into a partition) without another AFTER
+   INSERT trigger (no_after_insert_trigger) gets the statement-level INSERT capture
+   (capture_stmt.c) and the row trigger for UPDATE and DELETE; any other, and every table of a rule
+   with a filter or routing_key (p2q_capture_stmt_possible), the row trigger for all three. The old
+   triggers are dropped first, in the same transaction. */
+static int capture_triggers(p2q_buf_t *out, const p2q_rule_config_t *r, const char *schema, const char *qtable) {
+  p2q_buf_t body = P2Q_BUF_INIT, lit = P2Q_BUF_INIT;
+  p2q_sql_literal(&lit, qtable);
+  for (int i = 0; i < 2; i++) {
+    p2q_buf_puts(out, "DROP TRIGGER IF EXISTS ");
+    trigger_name(out, r->name, i ? "_insert" : "");
+    p2q_buf_printf(out, " ON %s;\n", qtable);
+  }
+  if (!p2q_capture_stmt_possible(r)) {
+    p2q_buf_puts(out, "DROP FUNCTION IF EXISTS ");
+    function_name(out, schema, "p2q_insert_", r->name);
+    p2q_buf_puts(out, "();\nCREATE TRIGGER ");
+    trigger_name(out, r->name, "");
+    p2q_buf_printf(out, " AFTER INSERT OR UPDATE OR DELETE ON %s\n  FOR EACH ROW EXECUTE FUNCTION ", qtable);
+    function_name(out, schema, "p2q_capture_", r->name);
+    p2q_buf_puts(out, "();\n");
+    p2q_buf_free(&lit);
+    return p2q_buf_error(out);
+  }
+  p2q_buf_printf(&body, "\nBEGIN\n  IF (SELECT c.relkind = 'r' AND NOT c.relispartition FROM pg_catalog.pg_class c"
+                        " WHERE c.oid = %s::regclass)\n     AND ", lit.data);
+  no_after_insert_trigger(&body, schema, lit.data);
+  p2q_buf_puts(&body, " THEN\n    CREATE TRIGGER ");
+  trigger_name(&body, r->name, "");
+  p2q_buf_printf(&body, " AFTER UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION ", qtable);
+  function_name(&body, schema, "p2q_capture_", r->name);
+  p2q_buf_puts(&body, "();\n    CREATE TRIGGER ");
+  trigger_name(&body, r->name, "_insert");
+  p2q_buf_printf(&body, " AFTER INSERT ON %s REFERENCING NEW TABLE AS p2q_new FOR EACH STATEMENT EXECUTE FUNCTION ",
+                 qtable);
+  function_name(&body, schema, "p2q_insert_", r->name);
+  p2q_buf_puts(&body, "();\n  ELSE\n    CREATE TRIGGER ");
+  trigger_name(&body, r->name, "");
+  p2q_buf_printf(&body, " AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION ", qtable);
+  function_name(&body, schema, "p2q_capture_", r->name);
+  p2q_buf_puts(&body, "();\n  END IF;\nEND\n");
+  p2q_buf_puts(out, "DO ");
+  int rc = append_quoted(out, &body);
+  p2q_buf_free(&body);
+  p2q_buf_free(&lit);
+  return rc;
+}
+
 int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
                             p2q_buf_t *out) {
   /* generated names must not be truncated by PostgreSQL (63 bytes): "p2q_NAME" and
@@ -187,18 +251,16 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
   p2q_strlist_t need;
   if ((rc = p2q_capture_needed_columns(r, &need))) { p2q_strlist_free(&watch); goto fail; }
   rc = p2q_capture_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need);
+  if (!rc) rc = append_function(out, schema, "p2q_capture_", r->name, &body);
+  p2q_buf_reset(&body);
+  if (!rc && p2q_capture_stmt_possible(r)) {
+    rc = p2q_capture_stmt_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need);
+    if (!rc) rc = append_function(out, schema, "p2q_insert_", r->name, &body);
+  }
   p2q_strlist_free(&watch);
   p2q_strlist_free(&need);
-  if (rc) goto fail;
-  if ((rc = append_function(out, schema, "p2q_capture_", r->name, &body))) goto fail;
+  if (rc || (rc = capture_triggers(out, r, schema, qtable.data))) goto fail;
   p2q_buf_puts(out, "DROP TRIGGER IF EXISTS ");
-  trigger_name(out, r->name, "");
-  p2q_buf_printf(out, " ON %s;\nCREATE TRIGGER ", qtable.data);
-  trigger_name(out, r->name, "");
-  p2q_buf_printf(out, " AFTER INSERT OR UPDATE OR DELETE ON %s\n  FOR EACH ROW EXECUTE FUNCTION ",
-                 qtable.data);
-  function_name(out, schema, "p2q_capture_", r->name);
-  p2q_buf_puts(out, "();\nDROP TRIGGER IF EXISTS ");
   trigger_name(out, r->name, "_truncate");
   p2q_buf_printf(out, " ON %s;\n", qtable.data);
   if (r->on_truncate == P2Q_TRUNCATE_DELETE) {
@@ -235,8 +297,12 @@ int p2q_capture_drop_sql(const char *rule_name, const char *table, const char *s
   trigger_name(out, rule_name, "");
   p2q_buf_printf(out, " ON %s;\nDROP TRIGGER IF EXISTS ", qtable.data);
   trigger_name(out, rule_name, "_truncate");
+  p2q_buf_printf(out, " ON %s;\nDROP TRIGGER IF EXISTS ", qtable.data);
+  trigger_name(out, rule_name, "_insert");
   p2q_buf_printf(out, " ON %s;\nDROP FUNCTION IF EXISTS ", qtable.data);
   function_name(out, schema, "p2q_capture_", rule_name);
+  p2q_buf_puts(out, "();\nDROP FUNCTION IF EXISTS ");
+  function_name(out, schema, "p2q_insert_", rule_name);
   p2q_buf_puts(out, "();\nDROP FUNCTION IF EXISTS ");
   function_name(out, schema, "p2q_truncate_", rule_name);
   p2q_buf_puts(out, "() CASCADE;\nDROP FUNCTION IF EXISTS "); /* its triggers on partitions too */
@@ -282,7 +348,9 @@ static int enqueue_sql(const p2q_rule_config_t *r, const char *schema, int max_a
   p2q_strlist_t snap, need = {NULL, 0};
   int rc = p2q_capture_snapshot_columns(r, &snap);
   if (!rc) rc = p2q_capture_needed_columns(r, &need);
-  if (!rc) p2q_capture_insert_events(out, r, schema, max_attempts, op, &snap, &need, source, by_name, vec);
+  p2q_capture_events_t ev = {.schema = schema, .max_attempts = max_attempts, .op = op, .snap = &snap,
+                             .need = &need, .source = source, .by_name = by_name, .vec = vec};
+  if (!rc) p2q_capture_insert_events(out, r, &ev);
   p2q_strlist_free(&snap);
   p2q_strlist_free(&need);
   return rc ? rc : p2q_buf_error(out);

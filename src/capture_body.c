@@ -251,7 +251,7 @@ static void snapshot_assign(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_
 static const char *event_type_of(const p2q_rule_config_t *r) { return r->event_type ? r->event_type : r->name; }
 
 /* pg_catalog.pg_notify(P2Q_NOTIFY_CHANNEL, '<event type>') (capture.h): returns void, never NULL. */
-static void notify_call(p2q_buf_t *b, const p2q_rule_config_t *r) {
+void p2q_capture_notify_call(p2q_buf_t *b, const p2q_rule_config_t *r) {
   p2q_buf_puts(b, "pg_catalog.pg_notify('" P2Q_NOTIFY_CHANNEL "', ");
   p2q_sql_literal(b, event_type_of(r));
   p2q_buf_puts(b, ")");
@@ -263,7 +263,7 @@ static void notify_call(p2q_buf_t *b, const p2q_rule_config_t *r) {
    wakes no one); one more function call per row of a plan the statement has anyway. */
 static void event_type_expr(p2q_buf_t *b, const p2q_rule_config_t *r) {
   p2q_buf_puts(b, "CASE WHEN ");
-  notify_call(b, r);
+  p2q_capture_notify_call(b, r);
   p2q_buf_puts(b, " IS NULL THEN NULL ELSE ");
   p2q_sql_literal(b, event_type_of(r));
   p2q_buf_puts(b, " END");
@@ -282,7 +282,7 @@ static void trigger_event(p2q_buf_t *b, const p2q_rule_config_t *r, const char *
                           int max_attempts, const char *key, const char *routing, const char *op,
                           const char *snap, const char *bad, int vec) {
   p2q_buf_puts(b, "probe := ");
-  notify_call(b, r);
+  p2q_capture_notify_call(b, r);
   p2q_buf_puts(b, " IS NULL; INSERT INTO ");
   outbox_columns(b, schema, vec);
   p2q_buf_puts(b, "VALUES (");
@@ -512,21 +512,18 @@ static int update_delete_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2
  *              own block. Events that cannot be applied (key NULL or gone, vector/text column
  *              gone on an upsert, filter failing) are written born dead with the reason.
  */
-int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
-                        int max_attempts, const p2q_strlist_t *snap, const p2q_strlist_t *watch,
-                        const p2q_strlist_t *need) {
-  int bin = binary_vector(r, snap);
-  p2q_buf_puts(b, "\nDECLARE\n  new_ok boolean := false;\n  old_ok boolean := false;\n"
+/* The row function's variables (a plpgsql DECLARE section); bin: with vb, the unprinted vector. */
+void p2q_capture_declare(p2q_buf_t *b, int bin) {
+  p2q_buf_puts(b, "DECLARE\n  new_ok boolean := false;\n  old_ok boolean := false;\n"
                   "  changed boolean := false;\n  slow boolean := false;\n  kn jsonb;\n  ko jsonb;\n"
                   "  sn json;\n  rn text;\n  ro text;\n  bad_new text;\n  bad_old text;\n"
                   "  bad_f text;\n  wn text;\n  wo text;\n  probe boolean;\n  jv json;\n");
-  p2q_buf_puts(b, bin ? "  vb real[];\nBEGIN\n  BEGIN\n    IF TG_OP = 'INSERT' THEN\n" : "BEGIN\n  BEGIN\n    IF TG_OP = 'INSERT' THEN\n");
-  insert_fast(b, r, snap, need);
-  p2q_buf_puts(b, "    ELSE\n");
-  int rc = update_delete_fast(b, r, snap, watch, need);
-  p2q_buf_puts(b, "    END IF;\n  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
+  if (bin) p2q_buf_puts(b, "  vb real[];\n");
+}
 
-  /* slow path */
+/* The slow path, taken when the fast path raised (`slow`): everything read again by name. */
+static void slow_path(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap,
+                      const p2q_strlist_t *watch, const p2q_strlist_t *need, int bin) {
   p2q_buf_puts(b, "  IF slow THEN\n    new_ok := TG_OP <> 'DELETE';\n    old_ok := TG_OP <> 'INSERT';\n"
                   "    rn := NULL;\n    ro := NULL;\n    bad_new := NULL;\n    bad_old := NULL;\n");
   if (bin) p2q_buf_puts(b, "    vb := NULL;\n"); /* a fast path that raised after setting it */
@@ -543,12 +540,46 @@ int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schem
   }
   slow_reads(b, r, snap, watch, need);
   p2q_buf_puts(b, "  END IF;\n");
+}
 
-  /* events: an INSERT's first (without a filter new_ok is true on both paths) */
-  p2q_buf_puts(b, "  IF TG_OP = 'INSERT' THEN\n    ");
+/* An INSERT's event (without a filter new_ok is true on both paths), at indent "  " + two. */
+static void insert_event(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                         int bin) {
+  p2q_buf_puts(b, "    ");
   if (r->filter) p2q_buf_puts(b, "IF new_ok THEN\n      ");
   trigger_event(b, r, schema, max_attempts, "kn", "rn", "upsert", "sn", "bad_new", bin);
-  p2q_buf_puts(b, r->filter ? ";\n    END IF;\n    RETURN NULL;\n  END IF;\n" : ";\n    RETURN NULL;\n  END IF;\n");
+  p2q_buf_puts(b, r->filter ? ";\n    END IF;\n" : ";\n");
+}
+
+/*
+ * The body of the row trigger function (between the dollar quotes). Nothing in it may fail the
+ * writer's statement:
+ *   fast path  the rule's columns by reference, in one exception block (a read-only
+ *              subtransaction: no xid, a few µs); an INSERT takes a path of its own (NEW only),
+ *              an UPDATE that left the watched and key columns alone leaves at once;
+ *   slow path  taken only when the fast one raised (a column dropped or renamed since `apply`,
+ *              a filter/routing_key that fails): the columns are read by name from the row's
+ *              json, so a missing payload column is simply absent; the filter is retried in its
+ *              own block. Events that cannot be applied (key NULL or gone, vector/text column
+ *              gone on an upsert, filter failing) are written born dead with the reason.
+ */
+int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
+                        int max_attempts, const p2q_strlist_t *snap, const p2q_strlist_t *watch,
+                        const p2q_strlist_t *need) {
+  int bin = binary_vector(r, snap);
+  p2q_buf_putc(b, '\n');
+  p2q_capture_declare(b, bin);
+  p2q_buf_puts(b, "BEGIN\n  BEGIN\n    IF TG_OP = 'INSERT' THEN\n");
+  insert_fast(b, r, snap, need);
+  p2q_buf_puts(b, "    ELSE\n");
+  int rc = update_delete_fast(b, r, snap, watch, need);
+  p2q_buf_puts(b, "    END IF;\n  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
+  slow_path(b, r, snap, watch, need, bin);
+
+  /* events: an INSERT's first */
+  p2q_buf_puts(b, "  IF TG_OP = 'INSERT' THEN\n");
+  insert_event(b, r, schema, max_attempts, bin);
+  p2q_buf_puts(b, "    RETURN NULL;\n  END IF;\n");
   p2q_buf_puts(b, "  IF TG_OP = 'UPDATE' AND old_ok AND kn IS DISTINCT FROM ko THEN\n    ");
   trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old", 0);
   p2q_buf_puts(b, ";\n    old_ok := false;\n  END IF;\n  IF new_ok THEN\n"
@@ -560,19 +591,38 @@ int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schem
   return rc;
 }
 
-/* Statement-level events (backfill, reconcile --fix, TRUNCATE): "INSERT INTO … SELECT … FROM
-   <source> AS r", reading the columns either by name (CROSS JOIN LATERAL over row_to_json(r):
+/* The INSERT path of the row body for the row in NEW, as statements of a block declared by
+   p2q_capture_declare (the statement-level capture's per-row fallback, capture_stmt.c): the same
+   fast path, slow path and event as the row trigger's, without its RETURN. */
+void p2q_capture_insert_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                            const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need) {
+  int bin = binary_vector(r, snap);
+  p2q_buf_puts(b, "  BEGIN\n");
+  insert_fast(b, r, snap, need);
+  p2q_buf_puts(b, "  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
+  slow_path(b, r, snap, watch, need, bin);
+  insert_event(b, r, schema, max_attempts, bin);
+}
+
+int p2q_capture_binary_vector(const p2q_rule_config_t *r, const p2q_strlist_t *snap) { return binary_vector(r, snap); }
+
+/* Statement-level events (backfill, reconcile --fix, TRUNCATE, the statement-level INSERT
+   capture): "INSERT INTO … SELECT … FROM <source> AS r", reading the columns either by name (CROSS JOIN LATERAL over row_to_json(r):
    works whatever DDL happened) or, when by_name is 0, by reference (about 1.6× faster per row
    with a 384-float vector; fails with undefined_column once a named column is gone). */
-void p2q_capture_insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
-                          int max_attempts, const char *op, const p2q_strlist_t *snap,
-                          const p2q_strlist_t *need, const char *source, int by_name, int vec) {
+void p2q_capture_insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_capture_events_t *ev) {
+  const char *op = ev->op, *source = ev->source;
+  const p2q_strlist_t *snap = ev->snap, *need = ev->need;
+  int max_attempts = ev->max_attempts, by_name = ev->by_name;
   int upsert = strcmp(op, "delete") != 0;
-  vec = vec && upsert && !by_name && binary_vector(r, snap);
-  p2q_buf_puts(b, "INSERT INTO ");
-  outbox_columns(b, schema, vec);
+  int vec = ev->vec && upsert && !by_name && binary_vector(r, snap);
+  if (!ev->select_only) {
+    p2q_buf_puts(b, "INSERT INTO ");
+    outbox_columns(b, ev->schema, vec);
+  }
   p2q_buf_puts(b, "SELECT ");
-  event_type_expr(b, r);
+  if (ev->quiet) p2q_sql_literal(b, event_type_of(r));
+  else event_type_expr(b, r);
   p2q_buf_puts(b, ", ");
   if (!r->routing_key) p2q_buf_puts(b, "NULL");
   else p2q_buf_printf(b, "(%s)::text", r->routing_key);

@@ -18,10 +18,33 @@ void p2q_capture_named_snapshot(p2q_buf_t *b, const p2q_strlist_t *snap);
    (empty: the whole row), need: what an upsert cannot do without. 0 or an error. */
 int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
                      const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need);
-/* "INSERT INTO <schema>.sync_outbox … SELECT … FROM <source> AS r" (no WHERE), by name or by
-   reference. */
-void p2q_capture_insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
-                               int max_attempts, const char *op, const p2q_strlist_t *snap,
-                               const p2q_strlist_t *need, const char *source, int by_name, int vec);
+/* What p2q_capture_insert_events() builds. */
+typedef struct {
+  const char *schema;
+  int max_attempts;
+  const char *op;                          /* "upsert" or "delete" */
+  const p2q_strlist_t *snap, *need;        /* p2q_capture_snapshot_columns, _needed_columns */
+  const char *source;                      /* the FROM item, aliased r */
+  int by_name;                             /* columns read by name (DDL-proof) or by reference */
+  int vec;                                 /* by reference: a real[] vector sent unprinted */
+  int quiet;                               /* no pg_notify per event (the caller notifies) */
+  int select_only;                         /* "SELECT … FROM <source> AS r" without "INSERT INTO …" */
+} p2q_capture_events_t;
+/* "INSERT INTO <schema>.sync_outbox … SELECT … FROM <source> AS r" (no WHERE). */
+void p2q_capture_insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_capture_events_t *ev);
+/* pg_catalog.pg_notify(P2Q_NOTIFY_CHANNEL, '<the rule's event type>') */
+void p2q_capture_notify_call(p2q_buf_t *b, const p2q_rule_config_t *r);
+/* The row function's DECLARE section; bin: p2q_capture_binary_vector(). */
+void p2q_capture_declare(p2q_buf_t *b, int bin);
+/* Is the vector sent unprinted (migration 008) by the fast paths? */
+int p2q_capture_binary_vector(const p2q_rule_config_t *r, const p2q_strlist_t *snap);
+/* The row trigger's INSERT path over NEW (fast, slow, event) as statements, without RETURN. */
+void p2q_capture_insert_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                            const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need);
+/* The statement-level INSERT capture (capture_stmt.c): its function's body, and the triggers of
+   a rule (row or statement capture, chosen when the script runs). */
+int p2q_capture_stmt_possible(const p2q_rule_config_t *r);
+int p2q_capture_stmt_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                          const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need);
 
 #endif
