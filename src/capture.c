@@ -34,6 +34,14 @@ static void trigger_name(p2q_buf_t *b, const char *rule, const char *suffix) {
   p2q_buf_free(&n);
 }
 
+/* 'p2q_<rule><suffix>' as a literal */
+static void trigger_literal(p2q_buf_t *b, const char *rule, const char *suffix) {
+  p2q_buf_t n = P2Q_BUF_INIT;
+  p2q_buf_printf(&n, "p2q_%s%s", rule, suffix);
+  p2q_sql_literal(b, p2q_buf_str(&n));
+  p2q_buf_free(&n);
+}
+
 /* Append body dollar-quoted (with a tag it does not hold) and ";\n": the end of every statement
    whose body is generated (functions, DO blocks). 0 or an error (body's, the quote's, out's). */
 static int append_quoted(p2q_buf_t *out, const p2q_buf_t *body) {
@@ -161,18 +169,18 @@ int p2q_capture_truncate_missing_sql(const p2q_rule_config_t *r, p2q_buf_t *out)
   return rc;
 }
 
-/* NOT EXISTS (a trigger of table t, not pg2qdrant's, that fires AFTER an INSERT): the condition
-   of the statement-level INSERT capture. Such a trigger fires before it (row triggers fire before
+/* Trigger g (pg_trigger) is on table t (an expression), not pg2qdrant's, and fires AFTER an
+   INSERT: none may exist for the statement-level INSERT capture. Such a trigger fires before it (row triggers fire before
    statement triggers; statement triggers by name) and may change or delete the rows just
    inserted, whose transition-table image would then reach Qdrant after the newer one. BEFORE
    triggers only shape the rows the transition table holds. tgtype: 4 INSERT, 2 BEFORE, 64
    INSTEAD OF. pg2qdrant's own (other rules' capture) write only the outbox. */
-static void no_after_insert_trigger(p2q_buf_t *b, const char *schema, const char *t_literal) {
-  p2q_buf_printf(b, "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = %s::regclass"
-                    " AND NOT g.tgisinternal AND (g.tgtype & 4) <> 0 AND (g.tgtype & 66) = 0"
-                    " AND g.tgfoid NOT IN (SELECT p.oid FROM pg_catalog.pg_proc p WHERE p.pronamespace = ", t_literal);
+static void after_insert_trigger(p2q_buf_t *b, const char *schema, const char *t) {
+  p2q_buf_printf(b, "g.tgrelid = %s AND NOT g.tgisinternal AND (g.tgtype & 4) <> 0 AND (g.tgtype & 66) = 0"
+                    " AND g.tgfoid NOT IN (SELECT p.oid FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n"
+                    " ON n.oid = p.pronamespace WHERE n.nspname = ", t);
   p2q_sql_literal(b, schema);
-  p2q_buf_puts(b, "::regnamespace AND (p.proname LIKE 'p2q\\_capture\\_%' OR p.proname LIKE 'p2q\\_insert\\_%')))");
+  p2q_buf_puts(b, " AND (p.proname LIKE 'p2q\\_capture\\_%' OR p.proname LIKE 'p2q\\_insert\\_%'))");
 }
 
 /* The capture triggers of rule r on qtable, chosen when the script runs: a plain table (not
@@ -202,9 +210,11 @@ static int capture_triggers(p2q_buf_t *out, const p2q_rule_config_t *r, const ch
     return p2q_buf_error(out);
   }
   p2q_buf_printf(&body, "\nBEGIN\n  IF (SELECT c.relkind = 'r' AND NOT c.relispartition FROM pg_catalog.pg_class c"
-                        " WHERE c.oid = %s::regclass)\n     AND ", lit.data);
-  no_after_insert_trigger(&body, schema, lit.data);
-  p2q_buf_puts(&body, " THEN\n    CREATE TRIGGER ");
+                        " WHERE c.oid = %s::regclass)\n     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE ",
+                 lit.data);
+  p2q_buf_printf(&lit, "::regclass");
+  after_insert_trigger(&body, schema, lit.data);
+  p2q_buf_puts(&body, ") THEN\n    CREATE TRIGGER ");
   trigger_name(&body, r->name, "");
   p2q_buf_printf(&body, " AFTER UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION ", qtable);
   function_name(&body, schema, "p2q_capture_", r->name);
@@ -415,6 +425,52 @@ int p2q_capture_columns_sql(const p2q_rule_config_t *r, p2q_buf_t *out) {
   return rc ? rc : p2q_buf_error(out);
 }
 
+/* Drift of the statement-level INSERT capture (capture_triggers): its trigger gone while the row
+   trigger no longer fires on INSERT (breaks), or another AFTER INSERT trigger created since `apply`
+   (no_after_insert_trigger: the next `apply` moves INSERTs back to the row trigger). In the drift
+   function's body, where t is the table. */
+static int drift_insert_capture(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema) {
+  p2q_buf_t row = P2Q_BUF_INIT, ins = P2Q_BUF_INIT;
+  p2q_buf_printf(&row, "p2q_%s", r->name);
+  p2q_buf_printf(&ins, "p2q_%s_insert", r->name);
+  p2q_buf_puts(b, "  IF EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t AND g.tgname = ");
+  p2q_sql_literal(b, row.data);
+  p2q_buf_puts(b, " AND (g.tgtype & 4) = 0)\n     AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t AND g.tgname = ");
+  p2q_sql_literal(b, ins.data);
+  p2q_buf_puts(b, ") THEN\n    RETURN QUERY SELECT ");
+  p2q_sql_literal(b, ins.data);
+  p2q_buf_puts(b, "::text, 'trigger'::text, true;\n  END IF;\n"
+                  "  RETURN QUERY SELECT g.tgname::text, 'after insert trigger'::text, false FROM pg_trigger g"
+                  " WHERE EXISTS (SELECT 1 FROM pg_trigger i WHERE i.tgrelid = t AND i.tgname = ");
+  p2q_sql_literal(b, ins.data);
+  p2q_buf_puts(b, ") AND ");
+  after_insert_trigger(b, schema, "t");
+  p2q_buf_puts(b, ";\n");
+  p2q_buf_free(&row);
+  p2q_buf_free(&ins);
+  return p2q_buf_error(b);
+}
+
+int p2q_capture_installed_sql(const p2q_rule_config_t *r, const char *schema, p2q_buf_t *out) {
+  p2q_buf_t qt = P2Q_BUF_INIT;
+  int rc = p2q_sql_qualified(&qt, r->table);
+  if (rc) goto fail;
+  p2q_buf_puts(out, "SELECT 1 FROM pg_catalog.pg_trigger p WHERE p.tgrelid = pg_catalog.to_regclass(");
+  p2q_sql_literal(out, qt.data);
+  p2q_buf_puts(out, ") AND p.tgname = ");
+  trigger_literal(out, r->name, "");
+  p2q_buf_puts(out, " AND ((p.tgtype & 4) <> 0 OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger i"
+                    " WHERE i.tgrelid = p.tgrelid AND i.tgname = ");
+  trigger_literal(out, r->name, "_insert");
+  p2q_buf_puts(out, " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE ");
+  after_insert_trigger(out, schema, "p.tgrelid");
+  p2q_buf_puts(out, ")))");
+  rc = p2q_buf_error(out);
+fail:
+  p2q_buf_free(&qt);
+  return rc;
+}
+
 int p2q_capture_drift_sql(const p2q_rule_config_t *r, const char *schema, p2q_buf_t *out) {
   p2q_buf_t body = P2Q_BUF_INIT, qtable = P2Q_BUF_INIT, trig = P2Q_BUF_INIT, m = P2Q_BUF_INIT;
   int rc = p2q_sql_qualified(&qtable, r->table);
@@ -434,6 +490,7 @@ int p2q_capture_drift_sql(const p2q_rule_config_t *r, const char *schema, p2q_bu
   p2q_buf_puts(&body, ") THEN\n    RETURN QUERY SELECT ");
   p2q_sql_literal(&body, trig.data);
   p2q_buf_puts(&body, "::text, 'trigger'::text, true;\n  END IF;\n");
+  if ((rc = drift_insert_capture(&body, r, schema))) goto fail;
   if (r->on_truncate == P2Q_TRUNCATE_DELETE) { /* a partition created or attached since `apply` */
     p2q_buf_t lit = P2Q_BUF_INIT, tt = P2Q_BUF_INIT;
     p2q_sql_literal(&lit, qtable.data);

@@ -282,14 +282,14 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
   p2q_buf_printf(&def, "%s-- table signature %s\n", install.data, sig);
   size_t core = def.len;
   p2q_buf_printf(&def, "-- events fingerprint %s\n", fp);
-  /* unchanged = same definition and table signature, and the trigger still on the table (a
-     dropped and recreated table lost it) */
-  p2q_buf_printf(&trig, "p2q_%s", r->name);
-  const char *p2[] = {trig.data, qt.data};
+  /* unchanged = same definition and table signature, and the triggers still on the table as this
+     apply would install them (a dropped and recreated table lost them; another AFTER INSERT
+     trigger created since moves INSERTs back to the row trigger: p2q_capture_installed_sql) */
   int same = 0, has_trigger = 0, refresh = 0;
   if (prev) {
-    res = query(conn, "SELECT 1 FROM pg_catalog.pg_trigger WHERE tgname = $1 AND tgrelid = pg_catalog.to_regclass($2)",
-                2, p2, err, sizeof err);
+    p2q_buf_reset(&trig);
+    if (p2q_capture_installed_sql(r, cfg->pg_schema, &trig)) { snprintf(err, sizeof err, "out of memory"); free(prev); goto report; }
+    res = query(conn, trig.data, 0, NULL, err, sizeof err);
     has_trigger = res && PQntuples(res) == 1;
     PQclear(res);
     res = NULL;

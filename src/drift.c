@@ -55,6 +55,10 @@ void p2q_drift_line(p2q_buf_t *out, const char *rule, const char *table, const c
                     const char *used_as, int breaks) {
   if (!strcmp(used_as, "filter or routing_key"))
     p2q_buf_printf(out, "rule %s: filter or routing_key fails: %s (its events are dead-lettered)", rule, item);
+  else if (!strcmp(used_as, "after insert trigger"))
+    p2q_buf_printf(out, "rule %s: trigger %s fires after INSERTs into %s, before pg2qdrant's statement-level capture,"
+                   " and may change the rows it reads (run pg2qdrant apply: INSERTs go back to the row trigger)",
+                   rule, item, table);
   else if (!strcmp(used_as, "table") || !strcmp(used_as, "trigger"))
     p2q_buf_printf(out, "rule %s: %s %s is gone: changes are not captured (run pg2qdrant apply)", rule,
                    used_as, item);

@@ -143,6 +143,10 @@ int p2q_capture_columns_sql(const p2q_rule_config_t *rule, p2q_buf_t *out);
  * with the trigger; cheap (catalog lookups and one LIMIT 0 plan), meant for status, /readyz and
  * a metric.
  */
+/* "SELECT 1 …": one row when the rule's capture triggers are on its table as `apply` would install
+   them now (the row trigger, and the statement-level INSERT trigger only while no other AFTER
+   INSERT trigger is on the table); none tells `apply` to install them again. */
+int p2q_capture_installed_sql(const p2q_rule_config_t *rule, const char *schema, p2q_buf_t *out);
 int p2q_capture_drift_sql(const p2q_rule_config_t *rule, const char *schema, p2q_buf_t *out);
 /*
  * The DDL guard of an outbox schema (needs a superuser: event triggers are superuser-only):

@@ -1,0 +1,187 @@
+"""The statement-level INSERT capture (src/capture_stmt.c, issue 11): a multi-row INSERT or COPY
+writes its events with one INSERT ... SELECT from the statement's transition table. These tests
+hold it to the row trigger's events byte for byte, on every path (set, one row, per-row fallback
+after DDL, born dead, hostile writer sessions), and check where `apply` keeps the row trigger
+(partitioned tables, partitions, other AFTER INSERT triggers, filters and routing keys). No daemon:
+the events in sync_outbox are the contract."""
+import psycopg
+import pytest
+
+from conftest import ROOT  # noqa: F401  (conftest sets up the PostgreSQL these tests run on)
+
+COLS = ("event_type, routing_key, rule, source_table, row_key::text, op, payload::text, vec::text,"
+        " max_attempts, last_error")
+
+
+def rule(**kw):
+    r = {"table": "public.docs", "key": "id", "vector_column": "emb", "dimension": "3",
+         "collection": "docs", "columns": "id, title, at"}
+    r.update(kw)
+    return r
+
+
+@pytest.fixture
+def docs(db):
+    # no primary key: a NULL key must be writable (its events are born dead)
+    db.execute("CREATE TABLE docs (id bigint, title text, emb real[], at timestamptz, body text)")
+    return db
+
+
+def take_events(db):
+    rows = db.execute(f"SELECT {COLS} FROM sync_outbox ORDER BY id").fetchall()
+    db.execute("DELETE FROM sync_outbox")
+    return rows
+
+
+def triggers(db, table="docs"):
+    return db.execute("SELECT tgname, (tgtype & 4) <> 0, (tgtype & 1) <> 0 FROM pg_trigger"
+                      " WHERE tgrelid = %s::regclass AND tgname LIKE 'p2q%%' ORDER BY 1", (table,)).fetchall()
+
+
+STATEMENT = [("p2q_docs", False, True), ("p2q_docs_insert", True, False), ("p2q_docs_truncate", False, False)]
+ROW = [("p2q_docs", True, True), ("p2q_docs_truncate", False, False)]
+ROWS = ("(1, 'a', '{1,2,3}', '2025-01-01 12:00Z', 'x'), (2, 'b', NULL, NULL, NULL),"
+        " (NULL, 'c', '{0.1,0.2,0.3}', '2025-06-01 00:00Z', 'z'), (3, 'd', '{1e-45,3.4e38,-0}', NULL, '')")
+
+
+def insert_all_ways(db):
+    """The same four rows by a multi-row INSERT, one-row INSERTs, COPY: their events, per way."""
+    out = {}
+    db.execute(f"INSERT INTO docs (id, title, emb, at, body) VALUES {ROWS}")
+    out["multi"] = take_events(db)
+    for v in ROWS.split("), ("):
+        db.execute(f"INSERT INTO docs (id, title, emb, at, body) VALUES ({v.strip('()')})")
+    out["single"] = take_events(db)
+    with db.cursor().copy("COPY docs (id, title, emb, at, body) FROM STDIN") as cp:
+        for row in ((1, "a", "{1,2,3}", "2025-01-01 12:00Z", "x"), (2, "b", None, None, None),
+                    (None, "c", "{0.1,0.2,0.3}", "2025-06-01 00:00Z", "z"), (3, "d", "{1e-45,3.4e38,-0}", None, "")):
+            cp.write_row(row)
+    out["copy"] = take_events(db)
+    db.execute("TRUNCATE docs")
+    take_events(db)
+    return out
+
+
+def test_statement_capture_writes_the_row_triggers_events(make_daemon, docs):
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("apply")
+    assert triggers(docs) == STATEMENT
+    stmt = insert_all_ways(docs)
+    assert len(stmt["multi"]) == 4 and stmt["multi"] == stmt["single"] == stmt["copy"]
+    born_dead = [e for e in stmt["multi"] if e[8] == 0]
+    assert len(born_dead) == 1 and "a key column (id) is NULL" in born_dead[0][9]
+    assert stmt["multi"][0][7] == "{1,2,3}"  # the vector sent unprinted (migration 008)
+
+    # another AFTER INSERT trigger: apply moves INSERTs back to the row trigger (not "unchanged")
+    docs.execute("CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'")
+    docs.execute("CREATE TRIGGER z_noop AFTER INSERT ON docs FOR EACH ROW EXECUTE FUNCTION noop()")
+    assert "unchanged" not in d.cli("apply").stdout
+    assert triggers(docs) == ROW
+    row = insert_all_ways(docs)
+    assert row == stmt
+    # gone again: the next apply leaves the row trigger (correct, only slower) ...
+    docs.execute("DROP TRIGGER z_noop ON docs")
+    assert "unchanged" in d.cli("apply").stdout
+    assert triggers(docs) == ROW
+
+
+def test_hostile_writer_session_changes_no_event(make_daemon, docs, pgdb):
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("apply")
+    docs.execute(f"INSERT INTO docs (id, title, emb, at, body) VALUES {ROWS}")
+    plain = take_events(docs)
+    docs.execute("TRUNCATE docs")
+    take_events(docs)
+    with psycopg.connect(dbname=pgdb, autocommit=True) as w:
+        for s in ("TimeZone = 'America/Los_Angeles'", "DateStyle = 'SQL, DMY'", "extra_float_digits = -15",
+                  "IntervalStyle = 'postgres_verbose'", "search_path = pg_temp, public", "bytea_output = 'escape'"):
+            w.execute(f"SET {s}")
+        w.execute(f"INSERT INTO public.docs (id, title, emb, at, body) VALUES {ROWS}")
+    assert take_events(docs) == plain
+
+
+def test_ddl_since_apply_falls_back_row_by_row(make_daemon, docs):
+    """A column gone since `apply`: the set statement fails (its plan names the column), the rows go
+    through the row trigger's own INSERT path one by one: the same events as one-row INSERTs."""
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("apply")
+    docs.execute("SET pg2qdrant.allow_ddl = on")
+    docs.execute("ALTER TABLE docs DROP COLUMN title")
+    docs.execute("INSERT INTO docs (id, emb, at) VALUES (1, '{1,2,3}', NULL), (2, '{4,5,6}', '2025-01-01Z')")
+    multi = take_events(docs)
+    docs.execute("TRUNCATE docs")
+    take_events(docs)
+    docs.execute("INSERT INTO docs (id, emb, at) VALUES (1, '{1,2,3}', NULL)")
+    docs.execute("INSERT INTO docs (id, emb, at) VALUES (2, '{4,5,6}', '2025-01-01Z')")
+    single = take_events(docs)
+    assert len(multi) == 2 and multi == single
+    assert all(e[8] == 10 and e[9] is None for e in multi)  # title is only a payload column: not dead
+    assert all('"title"' not in e[6] for e in multi)
+    # the vector column gone: every upsert born dead with the reason, on both paths
+    docs.execute("TRUNCATE docs")
+    take_events(docs)
+    docs.execute("ALTER TABLE docs DROP COLUMN emb")
+    docs.execute("INSERT INTO docs (id, at) VALUES (1, NULL), (2, NULL)")
+    multi = take_events(docs)
+    docs.execute("TRUNCATE docs")
+    take_events(docs)
+    docs.execute("INSERT INTO docs (id, at) VALUES (1, NULL)")
+    docs.execute("INSERT INTO docs (id, at) VALUES (2, NULL)")
+    assert take_events(docs) == multi
+    assert [(e[8], "vector column (emb) is no longer in" in e[9]) for e in multi] == [(0, True), (0, True)]
+
+
+def test_tables_that_keep_the_row_trigger(make_daemon, db):
+    """Partitioned tables (a partition's statement triggers do not fire for rows routed through
+    the parent, nor the parent's for rows inserted into a partition) and rules with a filter or a
+    routing key keep INSERTs on the row trigger; their multi-row INSERTs are captured whole."""
+    db.execute("CREATE TABLE docs (id bigint, title text, emb real[], at timestamptz, body text)"
+               " PARTITION BY RANGE (id)")
+    db.execute("CREATE TABLE docs_1 PARTITION OF docs FOR VALUES FROM (0) TO (100)")
+    db.execute("CREATE TABLE docs_2 PARTITION OF docs FOR VALUES FROM (100) TO (200)")
+    db.execute("CREATE TABLE flt (id bigint, title text, emb real[], at timestamptz, body text)")
+    d = make_daemon({"rule.docs": rule(), "rule.flt": rule(table="public.flt", collection="flt", filter="id > 1")})
+    d.cli("apply")
+    assert [t for t in triggers(db) if t[0] != "p2q_docs_truncate"] == [("p2q_docs", True, True)]
+    assert [t[0] for t in triggers(db, "flt")] == ["p2q_flt", "p2q_flt_truncate"]
+    db.execute("INSERT INTO docs (id, emb) VALUES (1, '{1,2,3}'), (150, '{1,2,3}')")
+    db.execute("INSERT INTO docs_2 (id, emb) VALUES (151, '{1,2,3}'), (152, '{1,2,3}')")
+    db.execute("INSERT INTO flt (id, emb) VALUES (1, '{1,2,3}'), (2, '{1,2,3}'), (3, '{1,2,3}')")
+    ev = take_events(db)
+    assert sorted((e[2], e[4]) for e in ev) == sorted([
+        ("docs", '{"id": 1}'), ("docs", '{"id": 150}'), ("docs", '{"id": 151}'), ("docs", '{"id": 152}'),
+        ("flt", '{"id": 2}'), ("flt", '{"id": 3}')])
+
+
+def test_a_trigger_that_changes_inserted_rows_never_leaves_the_older_snapshot_last(make_daemon, docs):
+    """An AFTER INSERT trigger that updates the row it fires for runs before any statement trigger:
+    with the statement capture its UPDATE's event would come first and the inserted image last.
+    `apply` keeps such a table on the row trigger; one created after `apply` is reported as drift
+    and the next `apply` moves the table back."""
+    docs.execute("CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS"
+                 " $$BEGIN UPDATE docs SET title = 'touched' WHERE id = NEW.id; RETURN NULL; END$$")
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("apply")
+    assert triggers(docs) == STATEMENT
+    docs.execute("CREATE TRIGGER zz_touch AFTER INSERT ON docs FOR EACH ROW EXECUTE FUNCTION touch()")
+    drift = docs.execute("SELECT item, used_as, breaks FROM p2q_drift_docs()").fetchall()
+    assert drift == [("zz_touch", "after insert trigger", False)]
+    assert "unchanged" not in d.cli("apply").stdout
+    assert triggers(docs) == ROW
+    assert docs.execute("SELECT count(*) FROM p2q_drift_docs()").fetchone()[0] == 0
+    take_events(docs)
+    docs.execute("INSERT INTO docs (id, title, emb) VALUES (1, 'a', '{1,2,3}'), (2, 'b', '{1,2,3}')")
+    last = {}
+    for e in take_events(docs):
+        last[e[4]] = e[6]
+    assert all('"title" : "touched"' in p for p in last.values()), last
+
+
+def test_statement_trigger_gone_is_drift_that_breaks(make_daemon, docs):
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("apply")
+    docs.execute("DROP TRIGGER p2q_docs_insert ON docs")
+    assert docs.execute("SELECT item, used_as, breaks FROM p2q_drift_docs()").fetchall() == [
+        ("p2q_docs_insert", "trigger", True)]
+    assert "unchanged" not in d.cli("apply").stdout
+    assert triggers(docs) == STATEMENT
