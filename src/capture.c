@@ -183,11 +183,32 @@ static void after_insert_trigger(p2q_buf_t *b, const char *schema, const char *t
   p2q_buf_puts(b, " AND (p.proname LIKE 'p2q\\_capture\\_%' OR p.proname LIKE 'p2q\\_insert\\_%'))");
 }
 
-/* The capture triggers of rule r on qtable, chosen when the script runs: a plain table (not
+/* No temp_file_limit that a writer's session can have: a transition table larger than work_mem
+   spills to temporary files, so under a limit a big INSERT would fail because of its capture
+   (the row trigger's queue of events stays in memory). The server's value as this session sees
+   it and every per-database or per-role setting of this database. */
+static void no_temp_file_limit(p2q_buf_t *b) {
+  p2q_buf_puts(b, "pg_catalog.current_setting('temp_file_limit') = '-1' AND NOT EXISTS (SELECT 1"
+                  " FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) AS c(v)"
+                  " WHERE s.setdatabase IN (0, (SELECT d.oid FROM pg_catalog.pg_database d"
+                  " WHERE d.datname = pg_catalog.current_database())) AND c.v LIKE 'temp\\_file\\_limit=%')");
+}
+
+/* The statement-level INSERT capture fits table t (a regclass expression): a plain table (not
    partitioned, not a partition: a partition's statement triggers do not fire for rows routed
-   through its parent, a parent's not for rows inserted into a partition) without another AFTER
-   INSERT trigger (no_after_insert_trigger) gets the statement-level INSERT capture
-   (capture_stmt.c) and the row trigger for UPDATE and DELETE; any other, and every table of a rule
+   through its parent, a parent's not for rows inserted into a partition), no other AFTER INSERT
+   trigger (after_insert_trigger), no temp_file_limit (no_temp_file_limit). */
+static void stmt_capture_fits(p2q_buf_t *b, const char *schema, const char *t) {
+  p2q_buf_printf(b, "(SELECT c.relkind = 'r' AND NOT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = %s)"
+                    "\n     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE ", t);
+  after_insert_trigger(b, schema, t);
+  p2q_buf_puts(b, ")\n     AND ");
+  no_temp_file_limit(b);
+}
+
+/* The capture triggers of rule r on qtable, chosen when the script runs: a table that fits
+   (stmt_capture_fits) gets the statement-level INSERT capture (capture_stmt.c) and the row
+   trigger for UPDATE and DELETE; any other, and every table of a rule
    with a filter or routing_key (p2q_capture_stmt_possible), the row trigger for all three. The old
    triggers are dropped first, in the same transaction. */
 static int capture_triggers(p2q_buf_t *out, const p2q_rule_config_t *r, const char *schema, const char *qtable) {
@@ -209,12 +230,10 @@ static int capture_triggers(p2q_buf_t *out, const p2q_rule_config_t *r, const ch
     p2q_buf_free(&lit);
     return p2q_buf_error(out);
   }
-  p2q_buf_printf(&body, "\nBEGIN\n  IF (SELECT c.relkind = 'r' AND NOT c.relispartition FROM pg_catalog.pg_class c"
-                        " WHERE c.oid = %s::regclass)\n     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE ",
-                 lit.data);
-  p2q_buf_printf(&lit, "::regclass");
-  after_insert_trigger(&body, schema, lit.data);
-  p2q_buf_puts(&body, ") THEN\n    CREATE TRIGGER ");
+  p2q_buf_puts(&body, "\nBEGIN\n  IF ");
+  p2q_buf_puts(&lit, "::regclass");
+  stmt_capture_fits(&body, schema, lit.data);
+  p2q_buf_puts(&body, " THEN\n    CREATE TRIGGER ");
   trigger_name(&body, r->name, "");
   p2q_buf_printf(&body, " AFTER UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION ", qtable);
   function_name(&body, schema, "p2q_capture_", r->name);
@@ -427,7 +446,9 @@ int p2q_capture_columns_sql(const p2q_rule_config_t *r, p2q_buf_t *out) {
 
 /* Drift of the statement-level INSERT capture (capture_triggers): its trigger gone while the row
    trigger no longer fires on INSERT (breaks), or another AFTER INSERT trigger created since `apply`
-   (no_after_insert_trigger: the next `apply` moves INSERTs back to the row trigger). In the drift
+   or a temp_file_limit set since (after_insert_trigger, no_temp_file_limit: the next `apply` moves
+   INSERTs back to the row trigger), or the table attached as a partition since (breaks: rows
+   routed through the parent fire no statement trigger of the partition). In the drift
    function's body, where t is the table. */
 static int drift_insert_capture(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema) {
   p2q_buf_t row = P2Q_BUF_INIT, ins = P2Q_BUF_INIT;
@@ -445,7 +466,16 @@ static int drift_insert_capture(p2q_buf_t *b, const p2q_rule_config_t *r, const 
   p2q_sql_literal(b, ins.data);
   p2q_buf_puts(b, ") AND ");
   after_insert_trigger(b, schema, "t");
-  p2q_buf_puts(b, ";\n");
+  p2q_buf_puts(b, ";\n  RETURN QUERY SELECT 'temp_file_limit'::text, 'setting'::text, false"
+                  " WHERE EXISTS (SELECT 1 FROM pg_trigger i WHERE i.tgrelid = t AND i.tgname = ");
+  p2q_sql_literal(b, ins.data);
+  p2q_buf_puts(b, ") AND NOT (");
+  no_temp_file_limit(b);
+  p2q_buf_puts(b, ");\n  RETURN QUERY SELECT c.relname::text, 'partition'::text, true FROM pg_class c"
+                  " WHERE c.oid = t AND (c.relkind <> 'r' OR c.relispartition) AND EXISTS (SELECT 1 FROM pg_trigger i"
+                  " WHERE i.tgrelid = t AND i.tgname = ");
+  p2q_sql_literal(b, ins.data);
+  p2q_buf_puts(b, ");\n");
   p2q_buf_free(&row);
   p2q_buf_free(&ins);
   return p2q_buf_error(b);
@@ -462,9 +492,9 @@ int p2q_capture_installed_sql(const p2q_rule_config_t *r, const char *schema, p2
   p2q_buf_puts(out, " AND ((p.tgtype & 4) <> 0 OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger i"
                     " WHERE i.tgrelid = p.tgrelid AND i.tgname = ");
   trigger_literal(out, r->name, "_insert");
-  p2q_buf_puts(out, " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE ");
-  after_insert_trigger(out, schema, "p.tgrelid");
-  p2q_buf_puts(out, ")))");
+  p2q_buf_puts(out, " AND ");
+  stmt_capture_fits(out, schema, "p.tgrelid");
+  p2q_buf_puts(out, "))");
   rc = p2q_buf_error(out);
 fail:
   p2q_buf_free(&qt);

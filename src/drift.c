@@ -59,6 +59,12 @@ void p2q_drift_line(p2q_buf_t *out, const char *rule, const char *table, const c
     p2q_buf_printf(out, "rule %s: trigger %s fires after INSERTs into %s, before pg2qdrant's statement-level capture,"
                    " and may change the rows it reads (run pg2qdrant apply: INSERTs go back to the row trigger)",
                    rule, item, table);
+  else if (!strcmp(used_as, "partition"))
+    p2q_buf_printf(out, "rule %s: %s is now a partition: INSERTs routed through its parent are not captured"
+                   " (run pg2qdrant apply: INSERTs go back to the row trigger)", rule, table);
+  else if (!strcmp(used_as, "setting"))
+    p2q_buf_printf(out, "rule %s: %s is set: a big INSERT into %s could exceed it in pg2qdrant's statement-level"
+                   " capture (run pg2qdrant apply: INSERTs go back to the row trigger)", rule, item, table);
   else if (!strcmp(used_as, "table") || !strcmp(used_as, "trigger"))
     p2q_buf_printf(out, "rule %s: %s %s is gone: changes are not captured (run pg2qdrant apply)", rule,
                    used_as, item);

@@ -185,3 +185,41 @@ def test_statement_trigger_gone_is_drift_that_breaks(make_daemon, docs):
         ("p2q_docs_insert", "trigger", True)]
     assert "unchanged" not in d.cli("apply").stdout
     assert triggers(docs) == STATEMENT
+
+
+def test_temp_file_limit_keeps_the_row_trigger(make_daemon, docs, pgdb):
+    """A transition table beyond work_mem spills to temporary files: under a temp_file_limit a big
+    INSERT would fail because of the statement capture. Any such setting of this database or of a
+    role keeps (or, set after `apply`, moves) INSERTs on the row trigger, whose queue stays in memory."""
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("apply")
+    assert triggers(docs) == STATEMENT
+    docs.execute(f'ALTER DATABASE "{pgdb}" SET temp_file_limit = \'1MB\'')
+    assert docs.execute("SELECT item, used_as, breaks FROM p2q_drift_docs()").fetchall() == [
+        ("temp_file_limit", "setting", False)]
+    assert "unchanged" not in d.cli("apply").stdout
+    assert triggers(docs) == ROW
+    with psycopg.connect(dbname=pgdb, autocommit=True) as w:  # the database's setting: 1MB
+        w.execute("SET work_mem = '64kB'")
+        w.execute("INSERT INTO docs (id, emb) SELECT i, array_fill(0.5::real, ARRAY[384])"
+                  " FROM generate_series(1, 2000) i")  # ~3 MB of rows
+    assert docs.execute("SELECT count(*) FROM sync_outbox").fetchone()[0] == 2000
+
+
+def test_table_attached_as_a_partition_is_drift_that_breaks(make_daemon, docs):
+    """Rows routed through a parent fire the partition's row triggers but not its statement
+    triggers: once the table is attached as a partition its INSERTs through the parent would be
+    missed. Drift says so (breaking: /readyz 503), and `apply` moves INSERTs to the row trigger."""
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("apply")
+    docs.execute("CREATE TABLE parent (id bigint, title text, emb real[], at timestamptz, body text)"
+                 " PARTITION BY RANGE (id)")
+    docs.execute("SET pg2qdrant.allow_ddl = on")
+    docs.execute("ALTER TABLE parent ATTACH PARTITION docs FOR VALUES FROM (0) TO (100)")
+    assert docs.execute("SELECT item, used_as, breaks FROM p2q_drift_docs()").fetchall() == [
+        ("docs", "partition", True)]
+    assert "unchanged" not in d.cli("apply").stdout
+    assert triggers(docs) == ROW
+    take_events(docs)
+    docs.execute("INSERT INTO parent (id, emb) VALUES (1, '{1,2,3}'), (2, '{1,2,3}')")
+    assert [e[4] for e in take_events(docs)] == ['{"id": 1}', '{"id": 2}']
