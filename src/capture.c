@@ -80,19 +80,23 @@ static int backfill_from(const p2q_rule_config_t *r, const char *schema, int max
   return p2q_buf_error(out);
 }
 
+static int enqueue_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts, const char *op,
+                       const char *source, int by_name, int vec, int no_routing, p2q_buf_t *out);
+
 /* EXECUTE 'INSERT … FROM ' || TG_RELID::regclass::text || ' AS r …': the delete events of the
-   relation a TRUNCATE trigger fires on, filtered (backfill's statement) or every row by name. The
+   relation a TRUNCATE trigger fires on: filtered (backfill's statement, mode 1), every row by
+   name (0), or every row by name without its routing key (2: the key raised for some row). The
    statement is generated over a placeholder source that occurs exactly once in it. */
 static int execute_on_relid(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
-                            int filtered) {
+                            int mode) {
   p2q_buf_t s = P2Q_BUF_INIT;
   int rc = P2Q_EINVAL;
   for (int k = 0; k < 1000; k++) {
     char ph[32];
     snprintf(ph, sizeof ph, "p2q_relid_%d", k);
     p2q_buf_reset(&s);
-    rc = filtered ? backfill_from(r, schema, max_attempts, "delete", NULL, ph, &s)
-                  : p2q_capture_enqueue_sql(r, schema, max_attempts, "delete", ph, &s);
+    rc = mode == 1 ? backfill_from(r, schema, max_attempts, "delete", NULL, ph, &s)
+                   : enqueue_sql(r, schema, max_attempts, "delete", ph, 1, 0, mode == 2, &s);
     if (rc) break;
     if (p2q_sql_count(s.data, ph) != 1) { rc = P2Q_EINVAL; continue; }
     char *at = strstr(s.data, ph);
@@ -208,8 +212,7 @@ static void stmt_capture_fits(p2q_buf_t *b, const char *schema, const char *t) {
 
 /* The capture triggers of rule r on qtable, chosen when the script runs: a table that fits
    (stmt_capture_fits) gets the statement-level INSERT capture (capture_stmt.c) and the row
-   trigger for UPDATE and DELETE; any other, and every table of a rule
-   with a filter or routing_key (p2q_capture_stmt_possible), the row trigger for all three. The old
+   trigger for UPDATE and DELETE; any other the row trigger for all three. The old
    triggers are dropped first, in the same transaction. */
 static int capture_triggers(p2q_buf_t *out, const p2q_rule_config_t *r, const char *schema, const char *qtable) {
   p2q_buf_t body = P2Q_BUF_INIT, lit = P2Q_BUF_INIT;
@@ -218,17 +221,6 @@ static int capture_triggers(p2q_buf_t *out, const p2q_rule_config_t *r, const ch
     p2q_buf_puts(out, "DROP TRIGGER IF EXISTS ");
     trigger_name(out, r->name, i ? "_insert" : "");
     p2q_buf_printf(out, " ON %s;\n", qtable);
-  }
-  if (!p2q_capture_stmt_possible(r)) {
-    p2q_buf_puts(out, "DROP FUNCTION IF EXISTS ");
-    function_name(out, schema, "p2q_insert_", r->name);
-    p2q_buf_puts(out, "();\nCREATE TRIGGER ");
-    trigger_name(out, r->name, "");
-    p2q_buf_printf(out, " AFTER INSERT OR UPDATE OR DELETE ON %s\n  FOR EACH ROW EXECUTE FUNCTION ", qtable);
-    function_name(out, schema, "p2q_capture_", r->name);
-    p2q_buf_puts(out, "();\n");
-    p2q_buf_free(&lit);
-    return p2q_buf_error(out);
   }
   p2q_buf_puts(&body, "\nBEGIN\n  IF ");
   p2q_buf_puts(&lit, "::regclass");
@@ -282,10 +274,8 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
   rc = p2q_capture_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need);
   if (!rc) rc = append_function(out, schema, "p2q_capture_", r->name, &body);
   p2q_buf_reset(&body);
-  if (!rc && p2q_capture_stmt_possible(r)) {
-    rc = p2q_capture_stmt_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need);
-    if (!rc) rc = append_function(out, schema, "p2q_insert_", r->name, &body);
-  }
+  if (!rc) rc = p2q_capture_stmt_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need);
+  if (!rc) rc = append_function(out, schema, "p2q_insert_", r->name, &body);
   p2q_strlist_free(&watch);
   p2q_strlist_free(&need);
   if (rc || (rc = capture_triggers(out, r, schema, qtable.data))) goto fail;
@@ -294,14 +284,18 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
   p2q_buf_printf(out, " ON %s;\n", qtable.data);
   if (r->on_truncate == P2Q_TRUNCATE_DELETE) {
     /* TRUNCATE must not fail either: when the filter or the key cannot be evaluated any more,
-       every row gets a delete event (deleting a point that never existed is harmless), by name.
-       The function reads the relation it fires on (the table, or one of its partitions). */
+       every row gets a delete event (deleting a point that never existed is harmless), by name;
+       when the routing key raises for some row, without it (the row's lease orders its events
+       across workers). The function reads the relation it fires on (the table, or one of its
+       partitions). */
     p2q_buf_reset(&body);
     p2q_buf_puts(&body, "\nBEGIN\n  BEGIN\n    ");
     if ((rc = execute_on_relid(&body, r, schema, max_attempts, 1))) goto fail;
-    p2q_buf_puts(&body, ";\n  EXCEPTION WHEN OTHERS THEN\n    ");
+    p2q_buf_puts(&body, ";\n  EXCEPTION WHEN OTHERS THEN\n    BEGIN\n      ");
     if ((rc = execute_on_relid(&body, r, schema, max_attempts, 0))) goto fail;
-    p2q_buf_puts(&body, ";\n  END;\n  RETURN NULL;\nEND\n");
+    p2q_buf_puts(&body, ";\n    EXCEPTION WHEN OTHERS THEN\n      ");
+    if ((rc = execute_on_relid(&body, r, schema, max_attempts, 2))) goto fail;
+    p2q_buf_puts(&body, ";\n    END;\n  END;\n  RETURN NULL;\nEND\n");
     if ((rc = append_function(out, schema, "p2q_truncate_", r->name, &body))) goto fail;
     if ((rc = p2q_capture_truncate_triggers_sql(r, schema, out))) goto fail;
   } else { /* with the triggers of every partition */
@@ -372,13 +366,14 @@ int p2q_capture_key_expr(const p2q_rule_config_t *r, const char *ref, p2q_buf_t 
   return p2q_buf_error(out);
 }
 
-static int enqueue_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
-                       const char *op, const char *source, int by_name, int vec, p2q_buf_t *out) {
+static int enqueue_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts, const char *op,
+                       const char *source, int by_name, int vec, int no_routing, p2q_buf_t *out) {
   p2q_strlist_t snap, need = {NULL, 0};
   int rc = p2q_capture_snapshot_columns(r, &snap);
   if (!rc) rc = p2q_capture_needed_columns(r, &need);
   p2q_capture_events_t ev = {.schema = schema, .max_attempts = max_attempts, .op = op, .snap = &snap,
-                             .need = &need, .source = source, .by_name = by_name, .vec = vec};
+                             .need = &need, .source = source, .by_name = by_name, .vec = vec,
+                             .no_routing = no_routing};
   if (!rc) p2q_capture_insert_events(out, r, &ev);
   p2q_strlist_free(&snap);
   p2q_strlist_free(&need);
@@ -387,17 +382,17 @@ static int enqueue_sql(const p2q_rule_config_t *r, const char *schema, int max_a
 
 int p2q_capture_enqueue_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
                             const char *op, const char *source, p2q_buf_t *out) {
-  return enqueue_sql(r, schema, max_attempts, op, source, 1, 0, out);
+  return enqueue_sql(r, schema, max_attempts, op, source, 1, 0, 0, out);
 }
 
 int p2q_capture_enqueue_fast_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
                                  const char *op, const char *source, p2q_buf_t *out) {
-  return enqueue_sql(r, schema, max_attempts, op, source, 0, 0, out);
+  return enqueue_sql(r, schema, max_attempts, op, source, 0, 0, 0, out);
 }
 
 int p2q_capture_enqueue_vec_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
                                 const char *op, const char *source, p2q_buf_t *out) {
-  return enqueue_sql(r, schema, max_attempts, op, source, 0, 1, out);
+  return enqueue_sql(r, schema, max_attempts, op, source, 0, 1, 0, out);
 }
 
 int p2q_capture_check_sql(const p2q_rule_config_t *r, p2q_buf_t *out) {

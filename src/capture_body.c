@@ -191,9 +191,14 @@ static void key_null_expr(p2q_buf_t *b, const p2q_rule_config_t *r, const char *
   }
 }
 
-/* An operator-written expression evaluated over the trigger row `ref` (NEW or OLD). */
+/* An operator-written expression evaluated over the trigger row `ref`: NEW or OLD, or a FROM item
+   that yields NEW as one row of the table's type (the statement capture's NEW, read from a
+   transition table, has no registered row type to expand: p2q_capture_insert_row). */
 static void row_expr(p2q_buf_t *b, const char *ref, const char *expr, const char *cast) {
-  p2q_buf_printf(b, "(SELECT (%s)%s FROM (SELECT %s.*) AS r)", expr, cast, ref);
+  if (!strcmp(ref, "NEW") || !strcmp(ref, "OLD"))
+    p2q_buf_printf(b, "(SELECT (%s)%s FROM (SELECT %s.*) AS r)", expr, cast, ref);
+  else
+    p2q_buf_printf(b, "(SELECT (%s)%s FROM %s AS r)", expr, cast, ref);
 }
 
 static void filter_of(p2q_buf_t *b, const p2q_rule_config_t *r, const char *ref) {
@@ -309,9 +314,9 @@ static void filter_routing_of(p2q_buf_t *b, const p2q_rule_config_t *r, const ch
   p2q_buf_printf(b, "%sEND IF;\n", indent);
 }
 
-/* The filter and routing key of NEW (into new_ok, rn) and OLD (old_ok, ro). */
-static void filter_routing(p2q_buf_t *b, const p2q_rule_config_t *r, const char *indent) {
-  filter_routing_of(b, r, indent, "DELETE", "NEW", "new_ok", "rn");
+/* The filter and routing key of NEW (into new_ok, rn; read from nsrc, see row_expr) and OLD (old_ok, ro). */
+static void filter_routing(p2q_buf_t *b, const p2q_rule_config_t *r, const char *indent, const char *nsrc) {
+  filter_routing_of(b, r, indent, "DELETE", nsrc, "new_ok", "rn");
   filter_routing_of(b, r, indent, "INSERT", "OLD", "old_ok", "ro");
 }
 
@@ -403,17 +408,17 @@ static int same_image_expr(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_s
 /* The fast path of an INSERT: only NEW, the fewest plpgsql expressions (each one is initialised
    again in every transaction: a one-row INSERT statement pays for all of them). */
 static void insert_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap,
-                        const p2q_strlist_t *need) {
+                        const p2q_strlist_t *need, const char *nsrc) {
   const char *in = r->filter ? "        " : "      ";
   if (r->filter) {
     p2q_buf_puts(b, "      new_ok := ");
-    filter_of(b, r, "NEW");
+    filter_of(b, r, nsrc);
     p2q_buf_puts(b, ";\n");
   }
   if (r->routing_key) { /* whatever the filter says, as on the other paths: a failing routing
                            key sends the row to the slow path */
     p2q_buf_puts(b, "      rn := ");
-    row_expr(b, "NEW", r->routing_key, "::text");
+    row_expr(b, nsrc, r->routing_key, "::text");
     p2q_buf_puts(b, ";\n");
   }
   if (r->filter) p2q_buf_puts(b, "      IF new_ok THEN\n");
@@ -454,7 +459,7 @@ static int update_delete_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2
     filter_of(b, r, "OLD");
   }
   p2q_buf_puts(b, " THEN\n        RETURN NULL;\n      END IF;\n");
-  filter_routing(b, r, "      ");
+  filter_routing(b, r, "      ", "NEW");
   p2q_buf_puts(b, "      IF TG_OP <> 'DELETE' THEN\n");
   key_capture(b, r, "        ", "kn", "NEW", "bad_new");
   if (snap->n == 0 && need->n) {
@@ -523,13 +528,13 @@ void p2q_capture_declare(p2q_buf_t *b, int bin) {
 
 /* The slow path, taken when the fast path raised (`slow`): everything read again by name. */
 static void slow_path(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap,
-                      const p2q_strlist_t *watch, const p2q_strlist_t *need, int bin) {
+                      const p2q_strlist_t *watch, const p2q_strlist_t *need, int bin, const char *nsrc) {
   p2q_buf_puts(b, "  IF slow THEN\n    new_ok := TG_OP <> 'DELETE';\n    old_ok := TG_OP <> 'INSERT';\n"
                   "    rn := NULL;\n    ro := NULL;\n    bad_new := NULL;\n    bad_old := NULL;\n");
   if (bin) p2q_buf_puts(b, "    vb := NULL;\n"); /* a fast path that raised after setting it */
   if (r->filter || r->routing_key) {
     p2q_buf_puts(b, "    BEGIN\n");
-    filter_routing(b, r, "      ");
+    filter_routing(b, r, "      ", nsrc);
     p2q_buf_t m = P2Q_BUF_INIT;
     p2q_buf_printf(&m, "rule %s: filter or routing_key failed: ", r->name);
     p2q_buf_puts(b, "    EXCEPTION WHEN OTHERS THEN\n      bad_f := ");
@@ -570,11 +575,11 @@ int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schem
   p2q_buf_putc(b, '\n');
   p2q_capture_declare(b, bin);
   p2q_buf_puts(b, "BEGIN\n  BEGIN\n    IF TG_OP = 'INSERT' THEN\n");
-  insert_fast(b, r, snap, need);
+  insert_fast(b, r, snap, need, "NEW");
   p2q_buf_puts(b, "    ELSE\n");
   int rc = update_delete_fast(b, r, snap, watch, need);
   p2q_buf_puts(b, "    END IF;\n  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
-  slow_path(b, r, snap, watch, need, bin);
+  slow_path(b, r, snap, watch, need, bin, "NEW");
 
   /* events: an INSERT's first */
   p2q_buf_puts(b, "  IF TG_OP = 'INSERT' THEN\n");
@@ -593,14 +598,16 @@ int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schem
 
 /* The INSERT path of the row body for the row in NEW, as statements of a block declared by
    p2q_capture_declare (the statement-level capture's per-row fallback, capture_stmt.c): the same
-   fast path, slow path and event as the row trigger's, without its RETURN. */
+   fast path, slow path and event as the row trigger's, without its RETURN; the filter and
+   routing_key read the row from nsrc (row_expr). */
 void p2q_capture_insert_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
-                            const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need) {
+                            const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need,
+                            const char *nsrc) {
   int bin = binary_vector(r, snap);
   p2q_buf_puts(b, "  BEGIN\n");
-  insert_fast(b, r, snap, need);
+  insert_fast(b, r, snap, need, nsrc);
   p2q_buf_puts(b, "  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
-  slow_path(b, r, snap, watch, need, bin);
+  slow_path(b, r, snap, watch, need, bin, nsrc);
   insert_event(b, r, schema, max_attempts, bin);
 }
 
@@ -624,7 +631,7 @@ void p2q_capture_insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const p
   if (ev->quiet) p2q_sql_literal(b, event_type_of(r));
   else event_type_expr(b, r);
   p2q_buf_puts(b, ", ");
-  if (!r->routing_key) p2q_buf_puts(b, "NULL");
+  if (!r->routing_key || ev->no_routing) p2q_buf_puts(b, "NULL");
   else p2q_buf_printf(b, "(%s)::text", r->routing_key);
   p2q_buf_puts(b, ", ");
   p2q_sql_literal(b, r->name);

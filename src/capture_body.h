@@ -29,6 +29,7 @@ typedef struct {
   int vec;                                 /* by reference: a real[] vector sent unprinted */
   int quiet;                               /* no pg_notify per event (the caller notifies) */
   int select_only;                         /* "SELECT … FROM <source> AS r" without "INSERT INTO …" */
+  int no_routing;                          /* routing_key NULL (TRUNCATE's last resort: it raised) */
 } p2q_capture_events_t;
 /* "INSERT INTO <schema>.sync_outbox … SELECT … FROM <source> AS r" (no WHERE). */
 void p2q_capture_insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_capture_events_t *ev);
@@ -38,12 +39,13 @@ void p2q_capture_notify_call(p2q_buf_t *b, const p2q_rule_config_t *r);
 void p2q_capture_declare(p2q_buf_t *b, int bin);
 /* Is the vector sent unprinted (migration 008) by the fast paths? */
 int p2q_capture_binary_vector(const p2q_rule_config_t *r, const p2q_strlist_t *snap);
-/* The row trigger's INSERT path over NEW (fast, slow, event) as statements, without RETURN. */
+/* The row trigger's INSERT path over NEW (fast, slow, event) as statements, without RETURN; the
+   filter and routing_key read NEW from nsrc: "NEW", or a FROM item yielding it as one typed row. */
 void p2q_capture_insert_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
-                            const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need);
+                            const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need,
+                            const char *nsrc);
 /* The statement-level INSERT capture (capture_stmt.c): its function's body, and the triggers of
    a rule (row or statement capture, chosen when the script runs). */
-int p2q_capture_stmt_possible(const p2q_rule_config_t *r);
 int p2q_capture_stmt_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
                           const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need);
 

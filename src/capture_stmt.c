@@ -9,8 +9,7 @@
  * Pure string building: no I/O, no globals; any thread. Invariants, each the row trigger's:
  *   - the same events, byte for byte: the INSERT … SELECT is capture_body.c's by-reference
  *     statement (the snapshot, key, born-dead rule and unprinted vector of the row fast path), in
- *     the rows' order (the transition table's); rules with a filter or routing_key keep the row
- *     trigger (p2q_capture_stmt_possible);
+ *     the rows' order (the transition table's), filtered as the row path filters (filter_set);
  *   - nothing fails the writer: every expression is first evaluated in a read-only exception
  *     block (no subtransaction xid: a transaction of many INSERT statements must not run out of
  *     cached subxids); when it raises (a column dropped or renamed since `apply`, a row whose
@@ -20,19 +19,29 @@
  *   - one NOTIFY per statement that wrote events, in the writer's (sub)transaction.
  */
 #include "capture_body.h"
-#include "pg2qdrant/errors.h"
 
 #include <string.h>
 
-/* A rule with a filter or a routing_key keeps the row trigger for INSERTs: both are operator-written
-   expressions over the row's columns by name, evaluated as (SELECT <expr> FROM (SELECT NEW.*) AS r),
-   and a NEW read from a transition table is a record of no registered type, whose columns a query
-   cannot expand ("record type has not been registered"). */
-int p2q_capture_stmt_possible(const p2q_rule_config_t *r) { return !r->filter && !r->routing_key; }
+/* A rule's filter and routing_key are operator-written expressions over the row's columns by name:
+   the set statements evaluate them over the transition table's rows (the validation every row's
+   filter and routing key, as the row path does whatever the filter says; the INSERT filters). The
+   row path evaluates them as (SELECT <expr> FROM (SELECT NEW.*) AS r), but a NEW read from a
+   transition table is a record of no registered type, whose columns a query cannot expand
+   ("record type has not been registered"): the one-row path reads the row from p2q_new itself, the
+   per-row fallback types it by a round trip through its json (json_populate_record over the
+   table's type: only after the set path failed; a table renamed since `apply` then fails it, and
+   the events are born dead naming the error, as for a failing filter). */
+static void filter_set(p2q_buf_t *b, const p2q_rule_config_t *r, int all) {
+  if (r->filter)
+    p2q_buf_printf(b, " WHERE COALESCE((%s)::boolean, false)%s", r->filter, all ? " IS NOT NULL" : "");
+}
 
 int p2q_capture_stmt_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
                           const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need) {
-  if (!p2q_capture_stmt_possible(r)) return P2Q_EINVAL;
+  p2q_buf_t qt = P2Q_BUF_INIT, typed = P2Q_BUF_INIT;
+  int rc = p2q_sql_qualified(&qt, r->table);
+  if (rc) goto fail;
+  p2q_buf_printf(&typed, "json_populate_record(NULL::%s, row_to_json(NEW))", qt.data);
   p2q_capture_events_t ev = {.schema = schema, .max_attempts = max_attempts, .op = "upsert", .snap = snap,
                              .need = need, .source = "p2q_new", .vec = 1, .quiet = 1};
   int bin = p2q_capture_binary_vector(r, snap);
@@ -41,22 +50,28 @@ int p2q_capture_stmt_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *
   p2q_buf_puts(b, "  n bigint := 0;\nBEGIN\n"
                   "  FOR NEW IN SELECT * FROM p2q_new LIMIT 2 LOOP\n    n := n + 1;\n  END LOOP;\n"
                   "  IF n = 1 THEN -- NEW holds the statement's one row\n");
-  p2q_capture_insert_row(b, r, schema, max_attempts, snap, watch, need);
+  p2q_capture_insert_row(b, r, schema, max_attempts, snap, watch, need, "p2q_new");
   p2q_buf_puts(b, "    RETURN NULL;\n  END IF;\n"
                   "  IF n > 1 THEN\n    BEGIN\n      SELECT count(p2q_v) INTO n FROM (");
   ev.select_only = 1;
   p2q_capture_insert_events(b, r, &ev);
+  filter_set(b, r, 1);
   p2q_buf_puts(b, ") AS p2q_v;\n    EXCEPTION WHEN OTHERS THEN\n      n := -1;\n    END;\n"
                   "    IF n >= 0 THEN\n      ");
   ev.select_only = 0;
   p2q_capture_insert_events(b, r, &ev);
+  filter_set(b, r, 0);
   p2q_buf_puts(b, ";\n      GET DIAGNOSTICS n = ROW_COUNT;\n      IF n > 0 THEN\n        probe := ");
   p2q_capture_notify_call(b, r);
   p2q_buf_puts(b, " IS NULL;\n      END IF;\n      RETURN NULL;\n    END IF;\n  END IF;\n"
                   "  FOR NEW IN SELECT * FROM p2q_new LOOP\n");
   p2q_capture_declare(b, bin);
   p2q_buf_puts(b, "BEGIN\n");
-  p2q_capture_insert_row(b, r, schema, max_attempts, snap, watch, need);
+  p2q_capture_insert_row(b, r, schema, max_attempts, snap, watch, need, p2q_buf_str(&typed));
   p2q_buf_puts(b, "END;\n  END LOOP;\n  RETURN NULL;\nEND\n");
-  return p2q_buf_error(b);
+  rc = p2q_buf_error(b) ? p2q_buf_error(b) : p2q_buf_error(&typed);
+fail:
+  p2q_buf_free(&qt);
+  p2q_buf_free(&typed);
+  return rc;
 }

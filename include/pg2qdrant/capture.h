@@ -5,7 +5,7 @@
  * `p2q_capture_NAME()` and, on the source table, an AFTER INSERT OR UPDATE OR DELETE row trigger
  * `p2q_NAME` (plus a BEFORE TRUNCATE statement trigger `p2q_NAME_truncate` unless
  * on_truncate = ignore). Where it fits (a plain table without another AFTER INSERT trigger, no
- * temp_file_limit, a rule without filter and routing_key: decided when the install script runs),
+ * temp_file_limit: decided when the install script runs),
  * INSERTs are captured by an AFTER INSERT statement trigger `p2q_NAME_insert` instead, whose
  * function `p2q_insert_NAME()` writes the same events from the transition table (capture_stmt.c),
  * and `p2q_NAME` fires on UPDATE and DELETE only. The functions write one event per change into

@@ -131,10 +131,57 @@ def test_ddl_since_apply_falls_back_row_by_row(make_daemon, docs):
     assert [(e[8], "vector column (emb) is no longer in" in e[9]) for e in multi] == [(0, True), (0, True)]
 
 
+@pytest.mark.parametrize("kw", [
+    {"filter": "body IS DISTINCT FROM 'z'"},
+    {"routing_key": "coalesce(title, 'none')"},
+    {"filter": "id > 1", "routing_key": "upper(title)"},
+    {"routing_key": "(10 / (id - 2))::text"},  # raises for id 2: that row's event is born dead
+], ids=["filter", "routing", "both", "routing-raises"])
+def test_filter_and_routing_key_events_equal_the_row_triggers(make_daemon, docs, kw):
+    d = make_daemon({"rule.docs": rule(**kw)})
+    d.cli("apply")
+    assert triggers(docs) == STATEMENT
+    stmt = insert_all_ways(docs)
+    assert stmt["multi"] == stmt["single"] == stmt["copy"]
+    docs.execute("CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'")
+    docs.execute("CREATE TRIGGER z_noop AFTER INSERT ON docs FOR EACH ROW EXECUTE FUNCTION noop()")
+    d.cli("apply")
+    assert triggers(docs) == ROW
+    assert insert_all_ways(docs) == stmt
+    if "10 / (id - 2)" in kw.get("routing_key", ""):
+        dead = [e for e in stmt["multi"] if e[8] == 0]
+        assert [e[4] for e in dead] == ['{"id": 2}', '{}'] or [e[4] for e in dead] == ['{"id": 2}', '{"id": null}']
+        assert "filter or routing_key failed: division by zero" in dead[0][9]
+
+
+@pytest.mark.parametrize("kw", [
+    {"filter": "body IS DISTINCT FROM 'z'", "routing_key": "coalesce(title, 'none')"},
+    {"routing_key": "(10 / (id - 2))::text"},
+], ids=["filter-routing", "routing-raises"])
+def test_filter_and_routing_key_after_ddl_fall_back_row_by_row(make_daemon, docs, kw):
+    """The per-row fallback evaluates them over the row typed through its json: the same events
+    as the one-row path, which reads the row from the transition table itself."""
+    d = make_daemon({"rule.docs": rule(**kw)})
+    d.cli("apply")
+    docs.execute("SET pg2qdrant.allow_ddl = on")
+    docs.execute("ALTER TABLE docs DROP COLUMN at")  # named by the snapshot: the set plan fails
+    values = [v.strip("()") for v in ROWS.split("), (")]
+    values = [v.replace(", '2025-01-01 12:00Z'", "").replace(", '2025-06-01 00:00Z'", "") for v in values]
+    values = [v.replace(", NULL, NULL", ", NULL").replace("}', NULL, ''", "}', ''") for v in values]
+    docs.execute("INSERT INTO docs (id, title, emb, body) VALUES " + ", ".join(f"({v})" for v in values))
+    multi = take_events(docs)
+    docs.execute("TRUNCATE docs")
+    take_events(docs)
+    for v in values:
+        docs.execute(f"INSERT INTO docs (id, title, emb, body) VALUES ({v})")
+    assert take_events(docs) == multi
+    assert len(multi) >= 3
+
+
 def test_tables_that_keep_the_row_trigger(make_daemon, db):
     """Partitioned tables (a partition's statement triggers do not fire for rows routed through
-    the parent, nor the parent's for rows inserted into a partition) and rules with a filter or a
-    routing key keep INSERTs on the row trigger; their multi-row INSERTs are captured whole."""
+    the parent, nor the parent's for rows inserted into a partition) keep INSERTs on the row
+    trigger; their multi-row INSERTs are captured whole, as are a filtered rule's."""
     db.execute("CREATE TABLE docs (id bigint, title text, emb real[], at timestamptz, body text)"
                " PARTITION BY RANGE (id)")
     db.execute("CREATE TABLE docs_1 PARTITION OF docs FOR VALUES FROM (0) TO (100)")
@@ -143,7 +190,7 @@ def test_tables_that_keep_the_row_trigger(make_daemon, db):
     d = make_daemon({"rule.docs": rule(), "rule.flt": rule(table="public.flt", collection="flt", filter="id > 1")})
     d.cli("apply")
     assert [t for t in triggers(db) if t[0] != "p2q_docs_truncate"] == [("p2q_docs", True, True)]
-    assert [t[0] for t in triggers(db, "flt")] == ["p2q_flt", "p2q_flt_truncate"]
+    assert [t[0] for t in triggers(db, "flt")] == ["p2q_flt", "p2q_flt_insert", "p2q_flt_truncate"]
     db.execute("INSERT INTO docs (id, emb) VALUES (1, '{1,2,3}'), (150, '{1,2,3}')")
     db.execute("INSERT INTO docs_2 (id, emb) VALUES (151, '{1,2,3}'), (152, '{1,2,3}')")
     db.execute("INSERT INTO flt (id, emb) VALUES (1, '{1,2,3}'), (2, '{1,2,3}'), (3, '{1,2,3}')")
@@ -223,3 +270,17 @@ def test_table_attached_as_a_partition_is_drift_that_breaks(make_daemon, docs):
     take_events(docs)
     docs.execute("INSERT INTO parent (id, emb) VALUES (1, '{1,2,3}'), (2, '{1,2,3}')")
     assert [e[4] for e in take_events(docs)] == ['{"id": 1}', '{"id": 2}']
+
+
+def test_truncate_with_a_routing_key_that_raises_is_captured(make_daemon, docs):
+    """Found by the tests above: the TRUNCATE trigger's by-name statement still evaluated the
+    routing key, so a key that raised for one row failed the writer's TRUNCATE. Its last resort
+    now writes the delete events without it."""
+    d = make_daemon({"rule.docs": rule(routing_key="(10 / (id - 2))::text")})
+    d.cli("apply")
+    docs.execute("INSERT INTO docs (id, emb) VALUES (1, '{1,2,3}'), (2, '{1,2,3}'), (3, '{1,2,3}')")
+    take_events(docs)
+    docs.execute("TRUNCATE docs")
+    ev = take_events(docs)
+    assert sorted((e[5], e[4], e[1]) for e in ev) == [
+        ("delete", '{"id": 1}', None), ("delete", '{"id": 2}', None), ("delete", '{"id": 3}', None)]
