@@ -47,21 +47,21 @@ int p2q_capture_stmt_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *
   int bin = p2q_capture_binary_vector(r, snap);
   p2q_buf_putc(b, '\n');
   p2q_capture_declare(b, bin);
-  p2q_buf_puts(b, "  n bigint := 0;\nBEGIN\n"
-                  "  FOR NEW IN SELECT * FROM p2q_new LIMIT 2 LOOP\n    n := n + 1;\n  END LOOP;\n"
-                  "  IF n = 1 THEN -- NEW holds the statement's one row\n");
+  p2q_buf_puts(b, "  p2q_n bigint := 0;\nBEGIN\n"
+                  "  FOR NEW IN SELECT * FROM p2q_new LIMIT 2 LOOP\n    p2q_n := p2q_n + 1;\n  END LOOP;\n"
+                  "  IF p2q_n = 1 THEN -- NEW holds the statement's one row\n");
   p2q_capture_insert_row(b, r, schema, max_attempts, snap, watch, need, "p2q_new");
   p2q_buf_puts(b, "    RETURN NULL;\n  END IF;\n"
-                  "  IF n > 1 THEN\n    BEGIN\n      SELECT count(p2q_v) INTO n FROM (");
+                  "  IF p2q_n > 1 THEN\n    BEGIN\n      SELECT count(p2q_v) INTO p2q_n FROM (");
   ev.select_only = 1;
   p2q_capture_insert_events(b, r, &ev);
   filter_set(b, r, 1);
-  p2q_buf_puts(b, ") AS p2q_v;\n    EXCEPTION WHEN OTHERS THEN\n      n := -1;\n    END;\n"
-                  "    IF n >= 0 THEN\n      ");
+  p2q_buf_puts(b, ") AS p2q_v;\n    EXCEPTION WHEN OTHERS THEN\n      p2q_n := -1;\n    END;\n"
+                  "    IF p2q_n >= 0 THEN\n      ");
   ev.select_only = 0;
   p2q_capture_insert_events(b, r, &ev);
   filter_set(b, r, 0);
-  p2q_buf_puts(b, ";\n      GET DIAGNOSTICS n = ROW_COUNT;\n      IF n > 0 THEN\n        probe := ");
+  p2q_buf_puts(b, ";\n      GET DIAGNOSTICS p2q_n = ROW_COUNT;\n      IF p2q_n > 0 THEN\n        probe := ");
   p2q_capture_notify_call(b, r);
   p2q_buf_puts(b, " IS NULL;\n      END IF;\n      RETURN NULL;\n    END IF;\n  END IF;\n"
                   "  FOR NEW IN SELECT * FROM p2q_new LOOP\n");

@@ -213,6 +213,72 @@ static void test_dollar_quote_chosen(void **state) {
   p2q_buf_free(&b);
 }
 
+/* The statement-level INSERT capture (capture_stmt.c) and apply's choice between it and the row
+   trigger (capture.c). */
+static void test_insert_statement_sql(void **state) {
+  p2q_rule_config_t r = rule();
+  p2q_buf_t b = P2Q_BUF_INIT;
+  assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
+  const char *s = p2q_buf_str(&b);
+  const char *fn = strstr(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_insert_docs\"() RETURNS trigger\n"
+                             "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC'");
+  assert_non_null(fn);
+  /* one row: the row trigger's INSERT path over the transition table's row */
+  const char *one = strstr(fn, "  FOR NEW IN SELECT * FROM p2q_new LIMIT 2 LOOP\n");
+  assert_non_null(one);
+  assert_non_null(strstr(one, "(SELECT (published_at IS NOT NULL)::boolean FROM p2q_new AS r)"));
+  /* more: every expression evaluated in a read-only block first, the INSERT outside it, one NOTIFY */
+  const char *val = strstr(one, "    BEGIN\n      SELECT count(p2q_v) INTO p2q_n FROM (SELECT 'docs', NULL, 'docs', 'public.docs', ");
+  assert_non_null(val);
+  const char *val_end = strstr(val, " FROM p2q_new AS r WHERE COALESCE((published_at IS NOT NULL)::boolean, false) IS NOT NULL)"
+                                    " AS p2q_v;\n    EXCEPTION WHEN OTHERS THEN\n      p2q_n := -1;\n    END;\n");
+  assert_non_null(val_end);
+  const char *ins = strstr(val_end, "    IF p2q_n >= 0 THEN\n      INSERT INTO \"public\".sync_outbox (event_type, routing_key, rule,"
+                                    " source_table, row_key, op, payload, vec, max_attempts, last_error) SELECT 'docs', ");
+  assert_non_null(ins);
+  const char *ins_end = strstr(ins, " FROM p2q_new AS r WHERE COALESCE((published_at IS NOT NULL)::boolean, false);\n"
+                                    "      GET DIAGNOSTICS p2q_n = ROW_COUNT;\n      IF p2q_n > 0 THEN\n        probe := "
+                                    "pg_catalog.pg_notify('sync_outbox_insert', 'docs') IS NULL;");
+  assert_non_null(ins_end);
+  for (const char *p = val; (p = strstr(p, "pg_notify")) && p < ins_end; p++) fail_msg("a NOTIFY per event: %.40s", p);
+  /* the fallback: each row through the row path, its filter over the row typed through its json */
+  const char *loop = strstr(ins_end, "  FOR NEW IN SELECT * FROM p2q_new LOOP\nDECLARE\n");
+  assert_non_null(loop);
+  assert_non_null(strstr(loop, "(SELECT (published_at IS NOT NULL)::boolean FROM json_populate_record("
+                               "NULL::\"public\".\"docs\", row_to_json(NEW)) AS r)"));
+  /* the choice, when the script runs: the statement trigger, or the row trigger for INSERTs too */
+  const char *choice = strstr(s, "DROP TRIGGER IF EXISTS \"p2q_docs\" ON \"public\".\"docs\";\n"
+                                 "DROP TRIGGER IF EXISTS \"p2q_docs_insert\" ON \"public\".\"docs\";\nDO $p2q$\n"
+                                 "BEGIN\n  IF (SELECT c.relkind = 'r' AND NOT c.relispartition FROM pg_catalog.pg_class c"
+                                 " WHERE c.oid = '\"public\".\"docs\"'::regclass)\n");
+  assert_non_null(choice);
+  assert_non_null(strstr(choice, "(g.tgtype & 4) <> 0 AND (g.tgtype & 66) = 0"));
+  assert_non_null(strstr(choice, "pg_catalog.current_setting('temp_file_limit') = '-1' AND NOT EXISTS (SELECT 1"
+                                 " FROM pg_catalog.pg_db_role_setting s"));
+  assert_non_null(strstr(choice, "    CREATE TRIGGER \"p2q_docs\" AFTER UPDATE OR DELETE ON \"public\".\"docs\" FOR EACH ROW"));
+  assert_non_null(strstr(choice, "    CREATE TRIGGER \"p2q_docs_insert\" AFTER INSERT ON \"public\".\"docs\" REFERENCING NEW"
+                                 " TABLE AS p2q_new FOR EACH STATEMENT EXECUTE FUNCTION \"public\".\"p2q_insert_docs\"();\n"
+                                 "  ELSE\n    CREATE TRIGGER \"p2q_docs\" AFTER INSERT OR UPDATE OR DELETE ON \"public\".\"docs\""));
+  /* TRUNCATE: filtered, every row by name, every row without the routing key */
+  assert_non_null(strstr(s, "    EXCEPTION WHEN OTHERS THEN\n      EXECUTE 'INSERT INTO \"public\".sync_outbox (event_type,"
+                            " routing_key, rule, source_table, row_key, op, payload, max_attempts, last_error) SELECT CASE"
+                            " WHEN pg_catalog.pg_notify(''sync_outbox_insert'', ''docs'') IS NULL THEN NULL ELSE ''docs'' END,"
+                            " NULL, "));
+  /* drift: the statement trigger gone, a trigger or setting that no longer fits */
+  assert_non_null(strstr(s, "RETURN QUERY SELECT 'p2q_docs_insert'::text, 'trigger'::text, true;"));
+  assert_non_null(strstr(s, "'after insert trigger'::text, false"));
+  assert_non_null(strstr(s, "'temp_file_limit'::text, 'setting'::text, false"));
+  assert_non_null(strstr(s, "'partition'::text, true"));
+  p2q_buf_free(&b);
+  assert_int_equal(p2q_capture_installed_sql(&r, "public", &b), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), "p.tgname = 'p2q_docs' AND ((p.tgtype & 4) <> 0 OR EXISTS ("));
+  p2q_buf_free(&b);
+  assert_int_equal(p2q_capture_drop_sql("docs", "public.docs", "out", &b), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), "DROP TRIGGER IF EXISTS \"p2q_docs_insert\" ON \"public\".\"docs\";"));
+  assert_non_null(strstr(p2q_buf_str(&b), "DROP FUNCTION IF EXISTS \"out\".\"p2q_insert_docs\"();"));
+  p2q_buf_free(&b);
+}
+
 static void test_backfill_and_drop(void **state) {
   p2q_rule_config_t r = rule();
   p2q_buf_t b = P2Q_BUF_INIT;
@@ -284,7 +350,7 @@ static void test_columns_and_guard(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_quoting),           cmocka_unit_test(test_qualified),
-      cmocka_unit_test(test_template_columns),  cmocka_unit_test(test_install_sql),
+      cmocka_unit_test(test_template_columns),  cmocka_unit_test(test_install_sql), cmocka_unit_test(test_insert_statement_sql),
       cmocka_unit_test(test_long_rule_name_refused), cmocka_unit_test(test_dollar_quote_chosen), cmocka_unit_test(test_backfill_and_drop),
       cmocka_unit_test(test_snapshot_and_check), cmocka_unit_test(test_columns_and_guard),
   };
