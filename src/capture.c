@@ -200,11 +200,14 @@ static void no_temp_file_limit(p2q_buf_t *b) {
 
 /* The statement-level INSERT capture fits table t (a regclass expression): a plain table (not
    partitioned, not a partition: a partition's statement triggers do not fire for rows routed
-   through its parent, a parent's not for rows inserted into a partition), no other AFTER INSERT
-   trigger (after_insert_trigger), no temp_file_limit (no_temp_file_limit). */
+   through its parent, a parent's not for rows inserted into a partition), not replicated into
+   by a subscription (logical replication's apply fires row triggers enabled ALWAYS or REPLICA,
+   never statement triggers), no other AFTER INSERT trigger (after_insert_trigger), no
+   temp_file_limit (no_temp_file_limit). */
 static void stmt_capture_fits(p2q_buf_t *b, const char *schema, const char *t) {
   p2q_buf_printf(b, "(SELECT c.relkind = 'r' AND NOT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = %s)"
-                    "\n     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE ", t);
+                    "\n     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel sr WHERE sr.srrelid = %s)"
+                    "\n     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE ", t, t);
   after_insert_trigger(b, schema, t);
   p2q_buf_puts(b, ")\n     AND ");
   no_temp_file_limit(b);
@@ -466,6 +469,10 @@ static int drift_insert_capture(p2q_buf_t *b, const p2q_rule_config_t *r, const 
   p2q_sql_literal(b, ins.data);
   p2q_buf_puts(b, ") AND NOT (");
   no_temp_file_limit(b);
+  p2q_buf_puts(b, ");\n  RETURN QUERY SELECT s.subname::text, 'subscription'::text, false FROM pg_subscription_rel sr"
+                  " JOIN pg_subscription s ON s.oid = sr.srsubid WHERE sr.srrelid = t AND EXISTS (SELECT 1 FROM"
+                  " pg_trigger i WHERE i.tgrelid = t AND i.tgname = ");
+  p2q_sql_literal(b, ins.data);
   p2q_buf_puts(b, ");\n  RETURN QUERY SELECT c.relname::text, 'partition'::text, true FROM pg_class c"
                   " WHERE c.oid = t AND (c.relkind <> 'r' OR c.relispartition) AND EXISTS (SELECT 1 FROM pg_trigger i"
                   " WHERE i.tgrelid = t AND i.tgname = ");

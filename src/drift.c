@@ -62,6 +62,10 @@ void p2q_drift_line(p2q_buf_t *out, const char *rule, const char *table, const c
   else if (!strcmp(used_as, "partition"))
     p2q_buf_printf(out, "rule %s: %s is now a partition: INSERTs routed through its parent are not captured"
                    " (run pg2qdrant apply: INSERTs go back to the row trigger)", rule, table);
+  else if (!strcmp(used_as, "subscription"))
+    p2q_buf_printf(out, "rule %s: subscription %s replicates into %s: its apply fires no statement trigger, so"
+                   " replicated INSERTs are not captured (run pg2qdrant apply: INSERTs go back to the row trigger)",
+                   rule, item, table);
   else if (!strcmp(used_as, "setting"))
     p2q_buf_printf(out, "rule %s: %s is set: a big INSERT into %s could exceed it in pg2qdrant's statement-level"
                    " capture (run pg2qdrant apply: INSERTs go back to the row trigger)", rule, item, table);

@@ -253,6 +253,8 @@ static void test_insert_statement_sql(void **state) {
                                  " WHERE c.oid = '\"public\".\"docs\"'::regclass)\n");
   assert_non_null(choice);
   assert_non_null(strstr(choice, "(g.tgtype & 4) <> 0 AND (g.tgtype & 66) = 0"));
+  assert_non_null(strstr(choice, "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel sr WHERE sr.srrelid = "
+                                 "'\"public\".\"docs\"'::regclass)"));
   assert_non_null(strstr(choice, "pg_catalog.current_setting('temp_file_limit') = '-1' AND NOT EXISTS (SELECT 1"
                                  " FROM pg_catalog.pg_db_role_setting s"));
   assert_non_null(strstr(choice, "    CREATE TRIGGER \"p2q_docs\" AFTER UPDATE OR DELETE ON \"public\".\"docs\" FOR EACH ROW"));
@@ -269,6 +271,7 @@ static void test_insert_statement_sql(void **state) {
   assert_non_null(strstr(s, "'after insert trigger'::text, false"));
   assert_non_null(strstr(s, "'temp_file_limit'::text, 'setting'::text, false"));
   assert_non_null(strstr(s, "'partition'::text, true"));
+  assert_non_null(strstr(s, "'subscription'::text, false"));
   p2q_buf_free(&b);
   assert_int_equal(p2q_capture_installed_sql(&r, "public", &b), 0);
   assert_non_null(strstr(p2q_buf_str(&b), "p.tgname = 'p2q_docs' AND ((p.tgtype & 4) <> 0 OR EXISTS ("));
