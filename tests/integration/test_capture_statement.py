@@ -17,7 +17,7 @@ def rule(**kw):
     r = {"table": "public.docs", "key": "id", "vector_column": "emb", "dimension": "3",
          "collection": "docs", "columns": "id, title, at"}
     r.update(kw)
-    return r
+    return {k: v for k, v in r.items() if v is not None}
 
 
 @pytest.fixture
@@ -94,7 +94,8 @@ def test_hostile_writer_session_changes_no_event(make_daemon, docs, pgdb):
     take_events(docs)
     with psycopg.connect(dbname=pgdb, autocommit=True) as w:
         for s in ("TimeZone = 'America/Los_Angeles'", "DateStyle = 'SQL, DMY'", "extra_float_digits = -15",
-                  "IntervalStyle = 'postgres_verbose'", "search_path = pg_temp, public", "bytea_output = 'escape'"):
+                  "IntervalStyle = 'postgres_verbose'", "search_path = pg_temp, public", "bytea_output = 'escape'",
+                  "plpgsql.extra_errors = 'all'", "plpgsql.variable_conflict = 'use_column'", "work_mem = '64kB'"):
             w.execute(f"SET {s}")
         w.execute(f"INSERT INTO public.docs (id, title, emb, at, body) VALUES {ROWS}")
     assert take_events(docs) == plain
@@ -136,7 +137,8 @@ def test_ddl_since_apply_falls_back_row_by_row(make_daemon, docs):
     {"routing_key": "coalesce(title, 'none')"},
     {"filter": "id > 1", "routing_key": "upper(title)"},
     {"routing_key": "(10 / (id - 2))::text"},  # raises for id 2: that row's event is born dead
-], ids=["filter", "routing", "both", "routing-raises"])
+    {"columns": None},  # the whole row as the snapshot (to_json of the row, the vector printed)
+], ids=["filter", "routing", "both", "routing-raises", "whole-row"])
 def test_filter_and_routing_key_events_equal_the_row_triggers(make_daemon, docs, kw):
     d = make_daemon({"rule.docs": rule(**kw)})
     d.cli("apply")
