@@ -117,14 +117,20 @@ def test_every_writer_path_wakes_the_daemon(make_daemon, docs, qdrant):
 def older_generation(db):
     """Make rule docs's trigger functions and recorded definition what an older pg2qdrant's
     `apply` installed: the same, except that they do not notify (the row trigger before each
-    event's INSERT, the TRUNCATE trigger's INSERT ... SELECT in its event_type column)."""
+    event's INSERT, the TRUNCATE trigger's INSERT ... SELECT in its event_type column), and that
+    the row trigger captures INSERTs too (no statement-level INSERT trigger yet)."""
     def old(text):
         for q in ("'", "''"):
             text = text.replace(f"probe := pg_catalog.pg_notify({q}sync_outbox_insert{q}, {q}docs{q}) IS NULL; ", "")
+            text = text.replace(f"probe := pg_catalog.pg_notify({q}sync_outbox_insert{q}, {q}docs{q}) IS NULL;", "")
             text = text.replace(f"CASE WHEN pg_catalog.pg_notify({q}sync_outbox_insert{q}, {q}docs{q}) IS NULL"
                                 f" THEN NULL ELSE {q}docs{q} END", f"{q}docs{q}")
         assert "sync_outbox_insert" not in text, text
         return text
+    db.execute("DROP TRIGGER p2q_docs_insert ON docs")
+    db.execute("DROP FUNCTION p2q_insert_docs()")
+    db.execute("DROP TRIGGER p2q_docs ON docs")
+    db.execute("CREATE TRIGGER p2q_docs AFTER INSERT OR UPDATE OR DELETE ON docs FOR EACH ROW EXECUTE FUNCTION p2q_capture_docs()")
     for fn in ("p2q_capture_docs", "p2q_truncate_docs"):
         db.execute(old(db.execute("SELECT pg_get_functiondef(%s::regproc)", (fn,)).fetchone()[0]))
     definition = db.execute("SELECT definition FROM sync_outbox_rule WHERE name = 'docs'").fetchone()[0]
