@@ -3,11 +3,12 @@
 bench/writer_overhead_bench.py (key id, columns id, a 384-float real[] sent unprinted) installed on
 table w, and sync_outbox changed by DDL between runs, one change per configuration:
 
-  ship          as `init` and `apply` install it (the baseline of every delta): INSERTs captured
-                per statement (p2q_insert_w), UPDATE and DELETE by the row trigger (p2q_capture_w)
+  ship          as `init` and `apply` install it (the baseline of every delta): INSERTs and DELETEs
+                captured per statement (p2q_insert_w, p2q_delete_w), UPDATEs by the row trigger (p2q_capture_w)
   notrig        no capture trigger at all (the plain INSERT)
-  rowins        INSERTs captured by the row trigger too (tables with another AFTER INSERT trigger,
-                partitioned tables and partitions; every table before the statement capture);
+  rowins        INSERTs and DELETEs captured by the row trigger too (tables with another AFTER INSERT
+                or DELETE trigger, partitioned tables and partitions; every table before the
+                statement capture);
                 the function configurations below change p2q_capture_w: combine them with rowins
   check         + the CHECK (op IN ('upsert', 'delete')) that migration 010 dropped
   nonotify      the trigger without its NOTIFY (`probe := pg_notify(...) IS NULL` before the event)
@@ -27,6 +28,9 @@ Configurations join with "+". Each run truncates w and sync_outbox and inserts -
   multi   1,000-row INSERT ... SELECT statements
   stmt    single-row INSERTs, 1,000 per transaction (per-statement costs)
   single  single-row INSERTs, autocommit (per-statement and per-transaction costs)
+  delete  1,000-row DELETEs of rows inserted with triggers off (session_replication_role =
+          replica; the same INSERTs in every configuration, so a difference is the DELETEs')
+  delete1 one-row DELETEs, 1,000 per transaction, likewise
 Configurations are interleaved (order reversed every other round); the writer backend's on-CPU
 time from /proc/<pid>/schedstat (ns); medians over --rounds. Nothing is asserted.
 
@@ -60,16 +64,19 @@ import writer_db
 
 NOTIFY = ("CREATE TRIGGER sync_outbox_notify AFTER INSERT ON sync_outbox FOR EACH ROW WHEN "
           "(pg_catalog.pg_notify('sync_outbox_insert', NEW.event_type) IS NULL) EXECUTE FUNCTION sync_outbox_notify()")
-ROW_TRIG = "CREATE TRIGGER p2q_w AFTER UPDATE OR DELETE ON w FOR EACH ROW EXECUTE FUNCTION p2q_capture_w()"
+ROW_TRIG = "CREATE TRIGGER p2q_w AFTER UPDATE ON w FOR EACH ROW EXECUTE FUNCTION p2q_capture_w()"
 STMT_TRIG = ("CREATE TRIGGER p2q_w_insert AFTER INSERT ON w REFERENCING NEW TABLE AS p2q_new FOR EACH STATEMENT"
              " EXECUTE FUNCTION p2q_insert_w()")
+DEL_TRIG = ("CREATE TRIGGER p2q_w_delete AFTER DELETE ON w REFERENCING OLD TABLE AS p2q_old FOR EACH STATEMENT"
+            " EXECUTE FUNCTION p2q_delete_w()")
+NO_STMT = ["DROP TRIGGER p2q_w ON w", "DROP TRIGGER p2q_w_insert ON w", "DROP TRIGGER p2q_w_delete ON w"]
 ROW = "CREATE INDEX sync_outbox_row_idx ON sync_outbox (rule, row_key)"
 # configuration: (DDL to apply, DDL to undo)
 DDL = {
-    "notrig": (["DROP TRIGGER p2q_w ON w", "DROP TRIGGER p2q_w_insert ON w"], [ROW_TRIG, STMT_TRIG]),
-    "rowins": (["DROP TRIGGER p2q_w ON w", "DROP TRIGGER p2q_w_insert ON w",
-                "CREATE TRIGGER p2q_w AFTER INSERT OR UPDATE OR DELETE ON w FOR EACH ROW EXECUTE FUNCTION p2q_capture_w()"],
-               ["DROP TRIGGER p2q_w ON w", ROW_TRIG, STMT_TRIG]),
+    "notrig": (NO_STMT, [ROW_TRIG, STMT_TRIG, DEL_TRIG]),
+    "rowins": (NO_STMT + ["CREATE TRIGGER p2q_w AFTER INSERT OR UPDATE OR DELETE ON w FOR EACH ROW"
+                          " EXECUTE FUNCTION p2q_capture_w()"],
+               ["DROP TRIGGER p2q_w ON w", ROW_TRIG, STMT_TRIG, DEL_TRIG]),
     "check": (["ALTER TABLE sync_outbox ADD CONSTRAINT sync_outbox_op_check CHECK (op IN ('upsert', 'delete'))"],
               ["ALTER TABLE sync_outbox DROP CONSTRAINT sync_outbox_op_check"]),
     "notifytrig": ([NOTIFY], ["DROP TRIGGER sync_outbox_notify ON sync_outbox"]),
@@ -134,8 +141,22 @@ def config_sql(cfg, orig, undo):
 
 def writes(mode, rows, vec):
     """The writer's statements, (sql, params), for rows rows; BEGIN/COMMIT around stmt's groups."""
+    if mode.startswith("delete"):
+        yield ("SET session_replication_role = replica", ())
+        yield ("INSERT INTO w (id, note, emb) SELECT i, 'x', %s::real[] FROM generate_series(0::bigint, %s::bigint) i",
+               (vec, rows - 1))
+        yield ("SET session_replication_role = origin", ())
     for s in range(0, rows, 1000):
         n = min(1000, rows - s)
+        if mode == "delete":
+            yield ("DELETE FROM w WHERE id BETWEEN %s AND %s", (s, s + n - 1))
+            continue
+        if mode == "delete1":
+            yield ("BEGIN", ())
+            for i in range(s, s + n):
+                yield ("DELETE FROM w WHERE id = %s", (i,))
+            yield ("COMMIT", ())
+            continue
         if mode == "multi":
             yield ("INSERT INTO w (id, note, emb) SELECT i, 'x', %s::real[]"
                    " FROM generate_series(%s::bigint, %s::bigint) i", (vec, s, s + n - 1))
@@ -188,7 +209,7 @@ def instructions(args, vec):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", default="p2q_components")
-    ap.add_argument("--mode", choices=("multi", "stmt", "single"), default="multi")
+    ap.add_argument("--mode", choices=("multi", "stmt", "single", "delete", "delete1"), default="multi")
     ap.add_argument("--rows", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--instructions", action="store_true", help="count instructions by callgrind instead of CPU time")

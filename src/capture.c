@@ -174,17 +174,19 @@ int p2q_capture_truncate_missing_sql(const p2q_rule_config_t *r, p2q_buf_t *out)
 }
 
 /* Trigger g (pg_trigger) is on table t (an expression), not pg2qdrant's, and fires AFTER an
-   INSERT: none may exist for the statement-level INSERT capture. Such a trigger fires before it (row triggers fire before
-   statement triggers; statement triggers by name) and may change or delete the rows just
-   inserted, whose transition-table image would then reach Qdrant after the newer one. BEFORE
-   triggers only shape the rows the transition table holds. tgtype: 4 INSERT, 2 BEFORE, 64
-   INSTEAD OF. pg2qdrant's own (other rules' capture) write only the outbox. */
-static void after_insert_trigger(p2q_buf_t *b, const char *schema, const char *t) {
-  p2q_buf_printf(b, "g.tgrelid = %s AND NOT g.tgisinternal AND (g.tgtype & 4) <> 0 AND (g.tgtype & 66) = 0"
+   INSERT or a DELETE: none may exist for the statement-level capture. Such a trigger fires before
+   it (row triggers fire before statement triggers; statement triggers by name) and may change
+   the rows just inserted or write a deleted row's key again, whose transition-table image would
+   then reach Qdrant after the newer one. BEFORE triggers only shape the rows the transition table
+   holds. tgtype: 4 INSERT, 8 DELETE, 2 BEFORE, 64 INSTEAD OF. pg2qdrant's own (other rules'
+   capture) write only the outbox. */
+static void after_write_trigger(p2q_buf_t *b, const char *schema, const char *t) {
+  p2q_buf_printf(b, "g.tgrelid = %s AND NOT g.tgisinternal AND (g.tgtype & 12) <> 0 AND (g.tgtype & 66) = 0"
                     " AND g.tgfoid NOT IN (SELECT p.oid FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n"
                     " ON n.oid = p.pronamespace WHERE n.nspname = ", t);
   p2q_sql_literal(b, schema);
-  p2q_buf_puts(b, " AND (p.proname LIKE 'p2q\\_capture\\_%' OR p.proname LIKE 'p2q\\_insert\\_%'))");
+  p2q_buf_puts(b, " AND (p.proname LIKE 'p2q\\_capture\\_%' OR p.proname LIKE 'p2q\\_insert\\_%'"
+                  " OR p.proname LIKE 'p2q\\_delete\\_%'))");
 }
 
 /* No temp_file_limit that a writer's session can have: a transition table larger than work_mem
@@ -202,27 +204,28 @@ static void no_temp_file_limit(p2q_buf_t *b) {
    partitioned, not a partition: a partition's statement triggers do not fire for rows routed
    through its parent, a parent's not for rows inserted into a partition), not replicated into
    by a subscription (logical replication's apply fires row triggers enabled ALWAYS or REPLICA,
-   never statement triggers), no other AFTER INSERT trigger (after_insert_trigger), no
+   never statement triggers), no other AFTER INSERT or DELETE trigger (after_write_trigger), no
    temp_file_limit (no_temp_file_limit). */
 static void stmt_capture_fits(p2q_buf_t *b, const char *schema, const char *t) {
   p2q_buf_printf(b, "(SELECT c.relkind = 'r' AND NOT c.relispartition FROM pg_catalog.pg_class c WHERE c.oid = %s)"
                     "\n     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel sr WHERE sr.srrelid = %s)"
                     "\n     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE ", t, t);
-  after_insert_trigger(b, schema, t);
+  after_write_trigger(b, schema, t);
   p2q_buf_puts(b, ")\n     AND ");
   no_temp_file_limit(b);
 }
 
 /* The capture triggers of rule r on qtable, chosen when the script runs: a table that fits
-   (stmt_capture_fits) gets the statement-level INSERT capture (capture_stmt.c) and the row
-   trigger for UPDATE and DELETE; any other the row trigger for all three. The old
-   triggers are dropped first, in the same transaction. */
+   (stmt_capture_fits) gets the statement-level INSERT and DELETE capture (capture_stmt.c) and the
+   row trigger for UPDATE; any other the row trigger for all three. The old triggers are dropped
+   first, in the same transaction. */
 static int capture_triggers(p2q_buf_t *out, const p2q_rule_config_t *r, const char *schema, const char *qtable) {
   p2q_buf_t body = P2Q_BUF_INIT, lit = P2Q_BUF_INIT;
   p2q_sql_literal(&lit, qtable);
-  for (int i = 0; i < 2; i++) {
+  static const char *const suffix[] = {"", "_insert", "_delete"};
+  for (int i = 0; i < 3; i++) {
     p2q_buf_puts(out, "DROP TRIGGER IF EXISTS ");
-    trigger_name(out, r->name, i ? "_insert" : "");
+    trigger_name(out, r->name, suffix[i]);
     p2q_buf_printf(out, " ON %s;\n", qtable);
   }
   p2q_buf_puts(&body, "\nBEGIN\n  IF ");
@@ -230,13 +233,18 @@ static int capture_triggers(p2q_buf_t *out, const p2q_rule_config_t *r, const ch
   stmt_capture_fits(&body, schema, lit.data);
   p2q_buf_puts(&body, " THEN\n    CREATE TRIGGER ");
   trigger_name(&body, r->name, "");
-  p2q_buf_printf(&body, " AFTER UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION ", qtable);
+  p2q_buf_printf(&body, " AFTER UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION ", qtable);
   function_name(&body, schema, "p2q_capture_", r->name);
   p2q_buf_puts(&body, "();\n    CREATE TRIGGER ");
   trigger_name(&body, r->name, "_insert");
   p2q_buf_printf(&body, " AFTER INSERT ON %s REFERENCING NEW TABLE AS p2q_new FOR EACH STATEMENT EXECUTE FUNCTION ",
                  qtable);
   function_name(&body, schema, "p2q_insert_", r->name);
+  p2q_buf_puts(&body, "();\n    CREATE TRIGGER ");
+  trigger_name(&body, r->name, "_delete");
+  p2q_buf_printf(&body, " AFTER DELETE ON %s REFERENCING OLD TABLE AS p2q_old FOR EACH STATEMENT EXECUTE FUNCTION ",
+                 qtable);
+  function_name(&body, schema, "p2q_delete_", r->name);
   p2q_buf_puts(&body, "();\n  ELSE\n    CREATE TRIGGER ");
   trigger_name(&body, r->name, "");
   p2q_buf_printf(&body, " AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION ", qtable);
@@ -277,8 +285,13 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
   rc = p2q_capture_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need);
   if (!rc) rc = append_function(out, schema, "p2q_capture_", r->name, &body);
   p2q_buf_reset(&body);
-  if (!rc) rc = p2q_capture_stmt_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need);
+  if (!rc) rc = p2q_capture_stmt_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need,
+                                      "upsert");
   if (!rc) rc = append_function(out, schema, "p2q_insert_", r->name, &body);
+  p2q_buf_reset(&body);
+  if (!rc) rc = p2q_capture_stmt_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need,
+                                      "delete");
+  if (!rc) rc = append_function(out, schema, "p2q_delete_", r->name, &body);
   p2q_strlist_free(&watch);
   p2q_strlist_free(&need);
   if (rc || (rc = capture_triggers(out, r, schema, qtable.data))) goto fail;
@@ -325,10 +338,14 @@ int p2q_capture_drop_sql(const char *rule_name, const char *table, const char *s
   trigger_name(out, rule_name, "_truncate");
   p2q_buf_printf(out, " ON %s;\nDROP TRIGGER IF EXISTS ", qtable.data);
   trigger_name(out, rule_name, "_insert");
+  p2q_buf_printf(out, " ON %s;\nDROP TRIGGER IF EXISTS ", qtable.data);
+  trigger_name(out, rule_name, "_delete");
   p2q_buf_printf(out, " ON %s;\nDROP FUNCTION IF EXISTS ", qtable.data);
   function_name(out, schema, "p2q_capture_", rule_name);
   p2q_buf_puts(out, "();\nDROP FUNCTION IF EXISTS ");
   function_name(out, schema, "p2q_insert_", rule_name);
+  p2q_buf_puts(out, "();\nDROP FUNCTION IF EXISTS ");
+  function_name(out, schema, "p2q_delete_", rule_name);
   p2q_buf_puts(out, "();\nDROP FUNCTION IF EXISTS ");
   function_name(out, schema, "p2q_truncate_", rule_name);
   p2q_buf_puts(out, "() CASCADE;\nDROP FUNCTION IF EXISTS "); /* its triggers on partitions too */
@@ -442,28 +459,29 @@ int p2q_capture_columns_sql(const p2q_rule_config_t *r, p2q_buf_t *out) {
   return rc ? rc : p2q_buf_error(out);
 }
 
-/* Drift of the statement-level INSERT capture (capture_triggers): its trigger gone while the row
-   trigger no longer fires on INSERT (breaks), or another AFTER INSERT trigger created since `apply`
-   or a temp_file_limit set since (after_insert_trigger, no_temp_file_limit: the next `apply` moves
-   INSERTs back to the row trigger), or the table attached as a partition since (breaks: rows
+/* Drift of the statement-level capture (capture_triggers): one of its triggers gone while the row
+   trigger no longer fires on INSERT and DELETE (breaks), or another AFTER INSERT or DELETE trigger
+   created since `apply`, a temp_file_limit set since or a subscription (after_write_trigger,
+   no_temp_file_limit: the next `apply` moves INSERTs and DELETEs back to the row trigger), or the table attached as a partition since (breaks: rows
    routed through the parent fire no statement trigger of the partition). In the drift
    function's body, where t is the table. */
-static int drift_insert_capture(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema) {
-  p2q_buf_t row = P2Q_BUF_INIT, ins = P2Q_BUF_INIT;
+static int drift_stmt_capture(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema) {
+  p2q_buf_t row = P2Q_BUF_INIT, ins = P2Q_BUF_INIT, del = P2Q_BUF_INIT;
   p2q_buf_printf(&row, "p2q_%s", r->name);
   p2q_buf_printf(&ins, "p2q_%s_insert", r->name);
-  p2q_buf_puts(b, "  IF EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t AND g.tgname = ");
+  p2q_buf_printf(&del, "p2q_%s_delete", r->name);
+  p2q_buf_puts(b, "  RETURN QUERY SELECT m.n, 'trigger'::text, true FROM (VALUES (");
+  p2q_sql_literal(b, ins.data);
+  p2q_buf_puts(b, "), (");
+  p2q_sql_literal(b, del.data);
+  p2q_buf_puts(b, ")) AS m(n) WHERE EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t AND g.tgname = ");
   p2q_sql_literal(b, row.data);
-  p2q_buf_puts(b, " AND (g.tgtype & 4) = 0)\n     AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t AND g.tgname = ");
-  p2q_sql_literal(b, ins.data);
-  p2q_buf_puts(b, ") THEN\n    RETURN QUERY SELECT ");
-  p2q_sql_literal(b, ins.data);
-  p2q_buf_puts(b, "::text, 'trigger'::text, true;\n  END IF;\n"
-                  "  RETURN QUERY SELECT g.tgname::text, 'after insert trigger'::text, false FROM pg_trigger g"
+  p2q_buf_puts(b, " AND (g.tgtype & 4) = 0)\n    AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t AND g.tgname = m.n);\n"
+                  "  RETURN QUERY SELECT g.tgname::text, 'after write trigger'::text, false FROM pg_trigger g"
                   " WHERE EXISTS (SELECT 1 FROM pg_trigger i WHERE i.tgrelid = t AND i.tgname = ");
   p2q_sql_literal(b, ins.data);
   p2q_buf_puts(b, ") AND ");
-  after_insert_trigger(b, schema, "t");
+  after_write_trigger(b, schema, "t");
   p2q_buf_puts(b, ";\n  RETURN QUERY SELECT 'temp_file_limit'::text, 'setting'::text, false"
                   " WHERE EXISTS (SELECT 1 FROM pg_trigger i WHERE i.tgrelid = t AND i.tgname = ");
   p2q_sql_literal(b, ins.data);
@@ -480,6 +498,7 @@ static int drift_insert_capture(p2q_buf_t *b, const p2q_rule_config_t *r, const 
   p2q_buf_puts(b, ");\n");
   p2q_buf_free(&row);
   p2q_buf_free(&ins);
+  p2q_buf_free(&del);
   return p2q_buf_error(b);
 }
 
@@ -494,6 +513,8 @@ int p2q_capture_installed_sql(const p2q_rule_config_t *r, const char *schema, p2
   p2q_buf_puts(out, " AND ((p.tgtype & 4) <> 0 OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger i"
                     " WHERE i.tgrelid = p.tgrelid AND i.tgname = ");
   trigger_literal(out, r->name, "_insert");
+  p2q_buf_puts(out, ") AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger d WHERE d.tgrelid = p.tgrelid AND d.tgname = ");
+  trigger_literal(out, r->name, "_delete");
   p2q_buf_puts(out, " AND ");
   stmt_capture_fits(out, schema, "p.tgrelid");
   p2q_buf_puts(out, "))");
@@ -522,7 +543,7 @@ int p2q_capture_drift_sql(const p2q_rule_config_t *r, const char *schema, p2q_bu
   p2q_buf_puts(&body, ") THEN\n    RETURN QUERY SELECT ");
   p2q_sql_literal(&body, trig.data);
   p2q_buf_puts(&body, "::text, 'trigger'::text, true;\n  END IF;\n");
-  if ((rc = drift_insert_capture(&body, r, schema))) goto fail;
+  if ((rc = drift_stmt_capture(&body, r, schema))) goto fail;
   if (r->on_truncate == P2Q_TRUNCATE_DELETE) { /* a partition created or attached since `apply` */
     p2q_buf_t lit = P2Q_BUF_INIT, tt = P2Q_BUF_INIT;
     p2q_sql_literal(&lit, qtable.data);

@@ -314,10 +314,12 @@ static void filter_routing_of(p2q_buf_t *b, const p2q_rule_config_t *r, const ch
   p2q_buf_printf(b, "%sEND IF;\n", indent);
 }
 
-/* The filter and routing key of NEW (into new_ok, rn; read from nsrc, see row_expr) and OLD (old_ok, ro). */
-static void filter_routing(p2q_buf_t *b, const p2q_rule_config_t *r, const char *indent, const char *nsrc) {
+/* The filter and routing key of NEW (into new_ok, rn) and OLD (old_ok, ro), read from nsrc and
+   osrc (see row_expr). */
+static void filter_routing(p2q_buf_t *b, const p2q_rule_config_t *r, const char *indent, const char *nsrc,
+                           const char *osrc) {
   filter_routing_of(b, r, indent, "DELETE", nsrc, "new_ok", "rn");
-  filter_routing_of(b, r, indent, "INSERT", "OLD", "old_ok", "ro");
+  filter_routing_of(b, r, indent, "INSERT", osrc, "old_ok", "ro");
 }
 
 /* The slow path's reads by name, in a block of their own: a row whose json cannot be built at all
@@ -459,7 +461,7 @@ static int update_delete_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2
     filter_of(b, r, "OLD");
   }
   p2q_buf_puts(b, " THEN\n        RETURN NULL;\n      END IF;\n");
-  filter_routing(b, r, "      ", "NEW");
+  filter_routing(b, r, "      ", "NEW", "OLD");
   p2q_buf_puts(b, "      IF TG_OP <> 'DELETE' THEN\n");
   key_capture(b, r, "        ", "kn", "NEW", "bad_new");
   if (snap->n == 0 && need->n) {
@@ -528,13 +530,14 @@ void p2q_capture_declare(p2q_buf_t *b, int bin) {
 
 /* The slow path, taken when the fast path raised (`slow`): everything read again by name. */
 static void slow_path(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap,
-                      const p2q_strlist_t *watch, const p2q_strlist_t *need, int bin, const char *nsrc) {
+                      const p2q_strlist_t *watch, const p2q_strlist_t *need, int bin, const char *nsrc,
+                      const char *osrc) {
   p2q_buf_puts(b, "  IF slow THEN\n    new_ok := TG_OP <> 'DELETE';\n    old_ok := TG_OP <> 'INSERT';\n"
                   "    rn := NULL;\n    ro := NULL;\n    bad_new := NULL;\n    bad_old := NULL;\n");
   if (bin) p2q_buf_puts(b, "    vb := NULL;\n"); /* a fast path that raised after setting it */
   if (r->filter || r->routing_key) {
     p2q_buf_puts(b, "    BEGIN\n");
-    filter_routing(b, r, "      ", nsrc);
+    filter_routing(b, r, "      ", nsrc, osrc);
     p2q_buf_t m = P2Q_BUF_INIT;
     p2q_buf_printf(&m, "rule %s: filter or routing_key failed: ", r->name);
     p2q_buf_puts(b, "    EXCEPTION WHEN OTHERS THEN\n      bad_f := ");
@@ -579,7 +582,7 @@ int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schem
   p2q_buf_puts(b, "    ELSE\n");
   int rc = update_delete_fast(b, r, snap, watch, need);
   p2q_buf_puts(b, "    END IF;\n  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
-  slow_path(b, r, snap, watch, need, bin, "NEW");
+  slow_path(b, r, snap, watch, need, bin, "NEW", "OLD");
 
   /* events: an INSERT's first */
   p2q_buf_puts(b, "  IF TG_OP = 'INSERT' THEN\n");
@@ -607,8 +610,23 @@ void p2q_capture_insert_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char
   p2q_buf_puts(b, "  BEGIN\n");
   insert_fast(b, r, snap, need, nsrc);
   p2q_buf_puts(b, "  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
-  slow_path(b, r, snap, watch, need, bin, nsrc);
+  slow_path(b, r, snap, watch, need, bin, nsrc, "OLD");
   insert_event(b, r, schema, max_attempts, bin);
+}
+
+/* The DELETE path of the row body for the row in OLD, likewise (capture_stmt.c): the filter and
+   routing key over osrc and the key of OLD in the fast block, the slow path, the delete event. */
+void p2q_capture_delete_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                            const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need,
+                            const char *osrc) {
+  p2q_buf_puts(b, "  BEGIN\n");
+  filter_routing_of(b, r, "    ", "INSERT", osrc, "old_ok", "ro");
+  key_capture(b, r, "    ", "ko", "OLD", "bad_old");
+  p2q_buf_puts(b, "  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
+  slow_path(b, r, snap, watch, need, binary_vector(r, snap), "NEW", osrc);
+  p2q_buf_puts(b, "  IF old_ok THEN\n    ");
+  trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old", 0);
+  p2q_buf_puts(b, ";\n  END IF;\n");
 }
 
 int p2q_capture_binary_vector(const p2q_rule_config_t *r, const p2q_strlist_t *snap) { return binary_vector(r, snap); }

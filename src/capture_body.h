@@ -44,9 +44,15 @@ int p2q_capture_binary_vector(const p2q_rule_config_t *r, const p2q_strlist_t *s
 void p2q_capture_insert_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
                             const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need,
                             const char *nsrc);
-/* The statement-level INSERT capture (capture_stmt.c): its function's body, and the triggers of
-   a rule (row or statement capture, chosen when the script runs). */
+/* The row trigger's DELETE path over OLD (fast, slow, event) as statements, without RETURN; the
+   filter and routing_key read OLD from osrc: "OLD", or a FROM item yielding it as one typed row. */
+void p2q_capture_delete_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                            const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need,
+                            const char *osrc);
+/* The statement-level capture (capture_stmt.c): the body of the INSERT (op "upsert") or DELETE
+   (op "delete") statement trigger's function. */
 int p2q_capture_stmt_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
-                          const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need);
+                          const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need,
+                          const char *op);
 
 #endif

@@ -283,8 +283,8 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
   size_t core = def.len;
   p2q_buf_printf(&def, "-- events fingerprint %s\n", fp);
   /* unchanged = same definition and table signature, and the triggers still on the table as this
-     apply would install them (a dropped and recreated table lost them; another AFTER INSERT
-     trigger created since moves INSERTs back to the row trigger: p2q_capture_installed_sql) */
+     apply would install them (a dropped and recreated table lost them; another AFTER INSERT or
+     DELETE trigger created since moves them back to the row trigger: p2q_capture_installed_sql) */
   int same = 0, has_trigger = 0, refresh = 0;
   if (prev) {
     p2q_buf_reset(&trig);

@@ -55,20 +55,20 @@ void p2q_drift_line(p2q_buf_t *out, const char *rule, const char *table, const c
                     const char *used_as, int breaks) {
   if (!strcmp(used_as, "filter or routing_key"))
     p2q_buf_printf(out, "rule %s: filter or routing_key fails: %s (its events are dead-lettered)", rule, item);
-  else if (!strcmp(used_as, "after insert trigger"))
-    p2q_buf_printf(out, "rule %s: trigger %s fires after INSERTs into %s, before pg2qdrant's statement-level capture,"
-                   " and may change the rows it reads (run pg2qdrant apply: INSERTs go back to the row trigger)",
+  else if (!strcmp(used_as, "after write trigger"))
+    p2q_buf_printf(out, "rule %s: trigger %s fires after INSERTs or DELETEs on %s, before pg2qdrant's statement-level"
+                   " capture, and may change the rows it reads (run pg2qdrant apply: they go back to the row trigger)",
                    rule, item, table);
   else if (!strcmp(used_as, "partition"))
     p2q_buf_printf(out, "rule %s: %s is now a partition: INSERTs routed through its parent are not captured"
-                   " (run pg2qdrant apply: INSERTs go back to the row trigger)", rule, table);
+                   " (run pg2qdrant apply: INSERTs and DELETEs go back to the row trigger)", rule, table);
   else if (!strcmp(used_as, "subscription"))
     p2q_buf_printf(out, "rule %s: subscription %s replicates into %s: its apply fires no statement trigger, so"
-                   " replicated INSERTs are not captured (run pg2qdrant apply: INSERTs go back to the row trigger)",
+                   " replicated INSERTs and DELETEs are not captured (run pg2qdrant apply: they go back to the row trigger)",
                    rule, item, table);
   else if (!strcmp(used_as, "setting"))
     p2q_buf_printf(out, "rule %s: %s is set: a big INSERT into %s could exceed it in pg2qdrant's statement-level"
-                   " capture (run pg2qdrant apply: INSERTs go back to the row trigger)", rule, item, table);
+                   " capture (run pg2qdrant apply: INSERTs and DELETEs go back to the row trigger)", rule, item, table);
   else if (!strcmp(used_as, "table") || !strcmp(used_as, "trigger"))
     p2q_buf_printf(out, "rule %s: %s %s is gone: changes are not captured (run pg2qdrant apply)", rule,
                    used_as, item);

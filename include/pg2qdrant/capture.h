@@ -4,11 +4,11 @@
  * For every [rule.NAME] pg2qdrant installs, in the outbox schema, a trigger function
  * `p2q_capture_NAME()` and, on the source table, an AFTER INSERT OR UPDATE OR DELETE row trigger
  * `p2q_NAME` (plus a BEFORE TRUNCATE statement trigger `p2q_NAME_truncate` unless
- * on_truncate = ignore). Where it fits (a plain table without another AFTER INSERT trigger, no
+ * on_truncate = ignore). Where it fits (a plain table without another AFTER INSERT or DELETE trigger, no
  * temp_file_limit: decided when the install script runs),
- * INSERTs are captured by an AFTER INSERT statement trigger `p2q_NAME_insert` instead, whose
- * function `p2q_insert_NAME()` writes the same events from the transition table (capture_stmt.c),
- * and `p2q_NAME` fires on UPDATE and DELETE only. The functions write one event per change into
+ * INSERTs and DELETEs are captured by statement triggers `p2q_NAME_insert` / `p2q_NAME_delete`
+ * instead, whose functions `p2q_insert_NAME()` / `p2q_delete_NAME()` write the same events from
+ * the transition table (capture_stmt.c), and `p2q_NAME` fires on UPDATE only. The functions write one event per change into
  * sync_outbox:
  *   INSERT matching the filter → upsert;  DELETE of a matching row → delete;
  *   UPDATE → upsert when a watched column changed (or the row starts matching the filter),
@@ -48,8 +48,8 @@
  * payload (a hint to wake that type's workers, never the data; one notification per transaction
  * and payload: PostgreSQL folds the rest), in the (sub)transaction that writes the event, so no
  * event is written without its wake-up: the row trigger right before each event's INSERT (a
- * plpgsql assignment, outside its exception block), the INSERT statement trigger once after its
- * events' INSERT … SELECT wrote any, the generated INSERT ... SELECTs (TRUNCATE
+ * plpgsql assignment, outside its exception block), the INSERT and DELETE statement triggers once
+ * after their events' INSERT … SELECT wrote any, the generated INSERT ... SELECTs (TRUNCATE
  * trigger, backfill and apply's load, reconcile --fix) in their event_type column, `retry --dead`
  * and `bench`'s reload after writing. sync_outbox_notify, the outbox's own row trigger, did it for
  * every writer before (issue 11: PostgreSQL prepares its WHEN clause again for each event, a
@@ -150,8 +150,8 @@ int p2q_capture_columns_sql(const p2q_rule_config_t *rule, p2q_buf_t *out);
  * a metric.
  */
 /* "SELECT 1 …": one row when the rule's capture triggers are on its table as `apply` would install
-   them now (the row trigger, and the statement-level INSERT trigger only while no other AFTER
-   INSERT trigger is on the table); none tells `apply` to install them again. */
+   them now (the row trigger, and the statement-level INSERT and DELETE triggers only while the
+   table still fits them, see capture.c); none tells `apply` to install them again. */
 int p2q_capture_installed_sql(const p2q_rule_config_t *rule, const char *schema, p2q_buf_t *out);
 int p2q_capture_drift_sql(const p2q_rule_config_t *rule, const char *schema, p2q_buf_t *out);
 /*

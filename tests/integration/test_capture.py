@@ -157,7 +157,7 @@ def test_removed_rule_triggers_are_dropped(make_daemon, docs, tmp_path):
     out = d.cli("apply").stdout
     assert "rule docs: no longer configured" in out
     names = [r[0] for r in docs.execute("SELECT tgname FROM pg_trigger WHERE tgname LIKE 'p2q_%' ORDER BY 1")]
-    assert names == ["p2q_other", "p2q_other_insert", "p2q_other_truncate"]
+    assert names == ["p2q_other", "p2q_other_delete", "p2q_other_insert", "p2q_other_truncate"]
 
 
 def test_collection_mismatch_is_an_error(make_daemon, docs, qdrant):

@@ -38,27 +38,47 @@ def triggers(db, table="docs"):
                       " WHERE tgrelid = %s::regclass AND tgname LIKE 'p2q%%' ORDER BY 1", (table,)).fetchall()
 
 
-STATEMENT = [("p2q_docs", False, True), ("p2q_docs_insert", True, False), ("p2q_docs_truncate", False, False)]
+STATEMENT = [("p2q_docs", False, True), ("p2q_docs_delete", False, False), ("p2q_docs_insert", True, False),
+             ("p2q_docs_truncate", False, False)]
 ROW = [("p2q_docs", True, True), ("p2q_docs_truncate", False, False)]
 ROWS = ("(1, 'a', '{1,2,3}', '2025-01-01 12:00Z', 'x'), (2, 'b', NULL, NULL, NULL),"
         " (NULL, 'c', '{0.1,0.2,0.3}', '2025-06-01 00:00Z', 'z'), (3, 'd', '{1e-45,3.4e38,-0}', NULL, '')")
 
 
+def delete_all_ways(db):
+    """The four rows deleted by one DELETE, and by one-row DELETEs (by ctid: the NULL key's row
+    too): their events, per way (the rows inserted again in between)."""
+    out = {}
+    db.execute("DELETE FROM docs")
+    out["multi"] = take_events(db)
+    db.execute(f"INSERT INTO docs (id, title, emb, at, body) VALUES {ROWS}")
+    take_events(db)
+    for (ctid,) in db.execute("SELECT ctid FROM docs ORDER BY ctid").fetchall():
+        db.execute("DELETE FROM docs WHERE ctid = %s", (ctid,))
+    out["single"] = take_events(db)
+    return out
+
+
 def insert_all_ways(db):
-    """The same four rows by a multi-row INSERT, one-row INSERTs, COPY: their events, per way."""
+    """The same four rows by a multi-row INSERT, one-row INSERTs, COPY (and then deleted: see
+    delete_all_ways): their events, per way."""
     out = {}
     db.execute(f"INSERT INTO docs (id, title, emb, at, body) VALUES {ROWS}")
     out["multi"] = take_events(db)
+    db.execute("TRUNCATE docs")
+    take_events(db)
     for v in ROWS.split("), ("):
         db.execute(f"INSERT INTO docs (id, title, emb, at, body) VALUES ({v.strip('()')})")
     out["single"] = take_events(db)
+    db.execute("TRUNCATE docs")
+    take_events(db)
     with db.cursor().copy("COPY docs (id, title, emb, at, body) FROM STDIN") as cp:
         for row in ((1, "a", "{1,2,3}", "2025-01-01 12:00Z", "x"), (2, "b", None, None, None),
                     (None, "c", "{0.1,0.2,0.3}", "2025-06-01 00:00Z", "z"), (3, "d", "{1e-45,3.4e38,-0}", None, "")):
             cp.write_row(row)
     out["copy"] = take_events(db)
-    db.execute("TRUNCATE docs")
-    take_events(db)
+    deleted = delete_all_ways(db)
+    out["delete"], out["delete-single"] = deleted["multi"], deleted["single"]
     return out
 
 
@@ -68,6 +88,8 @@ def test_statement_capture_writes_the_row_triggers_events(make_daemon, docs):
     assert triggers(docs) == STATEMENT
     stmt = insert_all_ways(docs)
     assert len(stmt["multi"]) == 4 and stmt["multi"] == stmt["single"] == stmt["copy"]
+    assert len(stmt["delete"]) == 4 and stmt["delete"] == stmt["delete-single"]
+    assert [e[5] for e in stmt["delete"]] == ["delete"] * 4
     born_dead = [e for e in stmt["multi"] if e[8] == 0]
     assert len(born_dead) == 1 and "a key column (id) is NULL" in born_dead[0][9]
     assert stmt["multi"][0][7] == "{1,2,3}"  # the vector sent unprinted (migration 008)
@@ -75,7 +97,7 @@ def test_statement_capture_writes_the_row_triggers_events(make_daemon, docs):
     # another AFTER INSERT trigger: apply moves INSERTs back to the row trigger (not "unchanged")
     docs.execute("CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'")
     docs.execute("CREATE TRIGGER z_noop AFTER INSERT ON docs FOR EACH ROW EXECUTE FUNCTION noop()")
-    assert "unchanged" not in d.cli("apply").stdout
+    assert "unchanged" not in d.cli("apply").stdout  # (and an AFTER DELETE trigger: the next test)
     assert triggers(docs) == ROW
     row = insert_all_ways(docs)
     assert row == stmt
@@ -145,10 +167,13 @@ def test_filter_and_routing_key_events_equal_the_row_triggers(make_daemon, docs,
     assert triggers(docs) == STATEMENT
     stmt = insert_all_ways(docs)
     assert stmt["multi"] == stmt["single"] == stmt["copy"]
+    assert stmt["delete"] == stmt["delete-single"]
     docs.execute("CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'")
     docs.execute("CREATE TRIGGER z_noop AFTER INSERT ON docs FOR EACH ROW EXECUTE FUNCTION noop()")
     d.cli("apply")
     assert triggers(docs) == ROW
+    docs.execute("TRUNCATE docs")
+    take_events(docs)
     assert insert_all_ways(docs) == stmt
     if "10 / (id - 2)" in kw.get("routing_key", ""):
         dead = [e for e in stmt["multi"] if e[8] == 0]
@@ -192,7 +217,7 @@ def test_tables_that_keep_the_row_trigger(make_daemon, db):
     d = make_daemon({"rule.docs": rule(), "rule.flt": rule(table="public.flt", collection="flt", filter="id > 1")})
     d.cli("apply")
     assert [t for t in triggers(db) if t[0] != "p2q_docs_truncate"] == [("p2q_docs", True, True)]
-    assert [t[0] for t in triggers(db, "flt")] == ["p2q_flt", "p2q_flt_insert", "p2q_flt_truncate"]
+    assert [t[0] for t in triggers(db, "flt")] == ["p2q_flt", "p2q_flt_delete", "p2q_flt_insert", "p2q_flt_truncate"]
     db.execute("INSERT INTO docs (id, emb) VALUES (1, '{1,2,3}'), (150, '{1,2,3}')")
     db.execute("INSERT INTO docs_2 (id, emb) VALUES (151, '{1,2,3}'), (152, '{1,2,3}')")
     db.execute("INSERT INTO flt (id, emb) VALUES (1, '{1,2,3}'), (2, '{1,2,3}'), (3, '{1,2,3}')")
@@ -214,7 +239,7 @@ def test_a_trigger_that_changes_inserted_rows_never_leaves_the_older_snapshot_la
     assert triggers(docs) == STATEMENT
     docs.execute("CREATE TRIGGER zz_touch AFTER INSERT ON docs FOR EACH ROW EXECUTE FUNCTION touch()")
     drift = docs.execute("SELECT item, used_as, breaks FROM p2q_drift_docs()").fetchall()
-    assert drift == [("zz_touch", "after insert trigger", False)]
+    assert drift == [("zz_touch", "after write trigger", False)]
     assert "unchanged" not in d.cli("apply").stdout
     assert triggers(docs) == ROW
     assert docs.execute("SELECT count(*) FROM p2q_drift_docs()").fetchone()[0] == 0
@@ -286,3 +311,42 @@ def test_truncate_with_a_routing_key_that_raises_is_captured(make_daemon, docs):
     ev = take_events(docs)
     assert sorted((e[5], e[4], e[1]) for e in ev) == [
         ("delete", '{"id": 1}', None), ("delete", '{"id": 2}', None), ("delete", '{"id": 3}', None)]
+
+
+def test_a_trigger_that_writes_a_deleted_key_again_keeps_deletes_on_the_row_trigger(make_daemon, docs):
+    """An AFTER DELETE trigger that inserts the row again runs before any statement trigger: with
+    the statement capture the delete would come last and remove a point whose row exists."""
+    docs.execute("CREATE FUNCTION again() RETURNS trigger LANGUAGE plpgsql AS"
+                 " $$BEGIN INSERT INTO docs (id, title, emb) VALUES (OLD.id, 'again', OLD.emb); RETURN NULL; END$$")
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("apply")
+    docs.execute("CREATE TRIGGER zz_again AFTER DELETE ON docs FOR EACH ROW WHEN (OLD.title <> 'again')"
+                 " EXECUTE FUNCTION again()")
+    assert docs.execute("SELECT item, used_as, breaks FROM p2q_drift_docs()").fetchall() == [
+        ("zz_again", "after write trigger", False)]
+    d.cli("apply")
+    assert triggers(docs) == ROW
+    docs.execute("INSERT INTO docs (id, title, emb) VALUES (1, 'a', '{1,2,3}'), (2, 'b', '{1,2,3}')")
+    take_events(docs)
+    docs.execute("DELETE FROM docs WHERE title <> 'again'")
+    last = {}
+    for e in take_events(docs):
+        last[e[4]] = e[5]
+    assert last == {'{"id": 1}': "upsert", '{"id": 2}': "upsert"}
+    assert docs.execute("SELECT count(*) FROM docs").fetchone()[0] == 2
+
+
+def test_cascaded_deletes_are_captured(make_daemon, docs):
+    """ON DELETE CASCADE deletes the rows by a statement of its own, which fires the statement
+    trigger with the cascaded rows."""
+    docs.execute("CREATE TABLE parent (id bigint PRIMARY KEY)")
+    docs.execute("INSERT INTO parent VALUES (1), (2)")
+    docs.execute("ALTER TABLE docs ADD COLUMN pid bigint REFERENCES parent ON DELETE CASCADE")
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("apply")
+    assert triggers(docs) == STATEMENT
+    docs.execute("INSERT INTO docs (id, emb, pid) VALUES (1, '{1,2,3}', 1), (2, '{1,2,3}', 1), (3, '{1,2,3}', 2)")
+    take_events(docs)
+    docs.execute("DELETE FROM parent")
+    assert sorted((e[5], e[4]) for e in take_events(docs)) == [
+        ("delete", '{"id": 1}'), ("delete", '{"id": 2}'), ("delete", '{"id": 3}')]

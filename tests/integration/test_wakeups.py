@@ -118,7 +118,7 @@ def older_generation(db):
     """Make rule docs's trigger functions and recorded definition what an older pg2qdrant's
     `apply` installed: the same, except that they do not notify (the row trigger before each
     event's INSERT, the TRUNCATE trigger's INSERT ... SELECT in its event_type column), and that
-    the row trigger captures INSERTs too (no statement-level INSERT trigger yet)."""
+    the row trigger captures INSERTs and DELETEs too (no statement-level triggers yet)."""
     def old(text):
         for q in ("'", "''"):
             text = text.replace(f"probe := pg_catalog.pg_notify({q}sync_outbox_insert{q}, {q}docs{q}) IS NULL; ", "")
@@ -128,7 +128,9 @@ def older_generation(db):
         assert "sync_outbox_insert" not in text, text
         return text
     db.execute("DROP TRIGGER p2q_docs_insert ON docs")
+    db.execute("DROP TRIGGER p2q_docs_delete ON docs")
     db.execute("DROP FUNCTION p2q_insert_docs()")
+    db.execute("DROP FUNCTION p2q_delete_docs()")
     db.execute("DROP TRIGGER p2q_docs ON docs")
     db.execute("CREATE TRIGGER p2q_docs AFTER INSERT OR UPDATE OR DELETE ON docs FOR EACH ROW EXECUTE FUNCTION p2q_capture_docs()")
     for fn in ("p2q_capture_docs", "p2q_truncate_docs"):

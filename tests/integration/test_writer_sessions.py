@@ -354,8 +354,9 @@ def test_apply_after_upgrade_rewrites_session_dependent_points(make_daemon, db, 
     fn = f"{OUTBOX}.p2q_capture_docs()"
     db.execute(f"ALTER FUNCTION {fn} RESET ALL")
     db.execute(f"ALTER FUNCTION {fn} SET search_path = pg_catalog, pg_temp")
-    # that release captured INSERTs with the row trigger too (no statement-level p2q_docs_insert)
+    # that release captured INSERTs and DELETEs with the row trigger (no statement-level triggers)
     db.execute("DROP TRIGGER p2q_docs_insert ON docs")
+    db.execute("DROP TRIGGER p2q_docs_delete ON docs")
     db.execute("DROP TRIGGER p2q_docs ON docs")
     db.execute(f"CREATE TRIGGER p2q_docs AFTER INSERT OR UPDATE OR DELETE ON docs FOR EACH ROW EXECUTE FUNCTION {fn}")
     # recorded as that release did: without the SET clauses and without an events fingerprint

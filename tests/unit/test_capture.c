@@ -213,8 +213,8 @@ static void test_dollar_quote_chosen(void **state) {
   p2q_buf_free(&b);
 }
 
-/* The statement-level INSERT capture (capture_stmt.c) and apply's choice between it and the row
-   trigger (capture.c). */
+/* The statement-level INSERT and DELETE capture (capture_stmt.c) and apply's choice between it
+   and the row trigger (capture.c). */
 static void test_insert_statement_sql(void **state) {
   p2q_rule_config_t r = rule();
   p2q_buf_t b = P2Q_BUF_INIT;
@@ -246,20 +246,32 @@ static void test_insert_statement_sql(void **state) {
   assert_non_null(loop);
   assert_non_null(strstr(loop, "(SELECT (published_at IS NOT NULL)::boolean FROM json_populate_record("
                                "NULL::\"public\".\"docs\", row_to_json(NEW)) AS r)"));
-  /* the choice, when the script runs: the statement trigger, or the row trigger for INSERTs too */
+  /* DELETEs: the same shape over OLD and p2q_old, delete events (no payload, no vector) */
+  const char *del = strstr(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_delete_docs\"() RETURNS trigger\n");
+  assert_non_null(del);
+  assert_non_null(strstr(del, "  FOR OLD IN SELECT * FROM p2q_old LIMIT 2 LOOP\n"));
+  assert_non_null(strstr(del, "INSERT INTO \"public\".sync_outbox (event_type, routing_key, rule, source_table, row_key,"
+                              " op, payload, max_attempts, last_error) SELECT 'docs', NULL, 'docs', 'public.docs',"
+                              " jsonb_build_object('id', r.\"id\"), 'delete', NULL, "));
+  assert_non_null(strstr(del, "(SELECT (published_at IS NOT NULL)::boolean FROM json_populate_record("
+                              "NULL::\"public\".\"docs\", row_to_json(OLD)) AS r)"));
+  /* the choice, when the script runs: the statement triggers, or the row trigger for all three */
   const char *choice = strstr(s, "DROP TRIGGER IF EXISTS \"p2q_docs\" ON \"public\".\"docs\";\n"
-                                 "DROP TRIGGER IF EXISTS \"p2q_docs_insert\" ON \"public\".\"docs\";\nDO $p2q$\n"
+                                 "DROP TRIGGER IF EXISTS \"p2q_docs_insert\" ON \"public\".\"docs\";\n"
+                                 "DROP TRIGGER IF EXISTS \"p2q_docs_delete\" ON \"public\".\"docs\";\nDO $p2q$\n"
                                  "BEGIN\n  IF (SELECT c.relkind = 'r' AND NOT c.relispartition FROM pg_catalog.pg_class c"
                                  " WHERE c.oid = '\"public\".\"docs\"'::regclass)\n");
   assert_non_null(choice);
-  assert_non_null(strstr(choice, "(g.tgtype & 4) <> 0 AND (g.tgtype & 66) = 0"));
+  assert_non_null(strstr(choice, "(g.tgtype & 12) <> 0 AND (g.tgtype & 66) = 0"));
   assert_non_null(strstr(choice, "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel sr WHERE sr.srrelid = "
                                  "'\"public\".\"docs\"'::regclass)"));
   assert_non_null(strstr(choice, "pg_catalog.current_setting('temp_file_limit') = '-1' AND NOT EXISTS (SELECT 1"
                                  " FROM pg_catalog.pg_db_role_setting s"));
-  assert_non_null(strstr(choice, "    CREATE TRIGGER \"p2q_docs\" AFTER UPDATE OR DELETE ON \"public\".\"docs\" FOR EACH ROW"));
+  assert_non_null(strstr(choice, "    CREATE TRIGGER \"p2q_docs\" AFTER UPDATE ON \"public\".\"docs\" FOR EACH ROW"));
   assert_non_null(strstr(choice, "    CREATE TRIGGER \"p2q_docs_insert\" AFTER INSERT ON \"public\".\"docs\" REFERENCING NEW"
                                  " TABLE AS p2q_new FOR EACH STATEMENT EXECUTE FUNCTION \"public\".\"p2q_insert_docs\"();\n"
+                                 "    CREATE TRIGGER \"p2q_docs_delete\" AFTER DELETE ON \"public\".\"docs\" REFERENCING OLD"
+                                 " TABLE AS p2q_old FOR EACH STATEMENT EXECUTE FUNCTION \"public\".\"p2q_delete_docs\"();\n"
                                  "  ELSE\n    CREATE TRIGGER \"p2q_docs\" AFTER INSERT OR UPDATE OR DELETE ON \"public\".\"docs\""));
   /* TRUNCATE: filtered, every row by name, every row without the routing key */
   assert_non_null(strstr(s, "    EXCEPTION WHEN OTHERS THEN\n      EXECUTE 'INSERT INTO \"public\".sync_outbox (event_type,"
@@ -267,8 +279,9 @@ static void test_insert_statement_sql(void **state) {
                             " WHEN pg_catalog.pg_notify(''sync_outbox_insert'', ''docs'') IS NULL THEN NULL ELSE ''docs'' END,"
                             " NULL, "));
   /* drift: the statement trigger gone, a trigger or setting that no longer fits */
-  assert_non_null(strstr(s, "RETURN QUERY SELECT 'p2q_docs_insert'::text, 'trigger'::text, true;"));
-  assert_non_null(strstr(s, "'after insert trigger'::text, false"));
+  assert_non_null(strstr(s, "RETURN QUERY SELECT m.n, 'trigger'::text, true FROM (VALUES ('p2q_docs_insert'),"
+                            " ('p2q_docs_delete')) AS m(n)"));
+  assert_non_null(strstr(s, "'after write trigger'::text, false"));
   assert_non_null(strstr(s, "'temp_file_limit'::text, 'setting'::text, false"));
   assert_non_null(strstr(s, "'partition'::text, true"));
   assert_non_null(strstr(s, "'subscription'::text, false"));
@@ -279,6 +292,8 @@ static void test_insert_statement_sql(void **state) {
   assert_int_equal(p2q_capture_drop_sql("docs", "public.docs", "out", &b), 0);
   assert_non_null(strstr(p2q_buf_str(&b), "DROP TRIGGER IF EXISTS \"p2q_docs_insert\" ON \"public\".\"docs\";"));
   assert_non_null(strstr(p2q_buf_str(&b), "DROP FUNCTION IF EXISTS \"out\".\"p2q_insert_docs\"();"));
+  assert_non_null(strstr(p2q_buf_str(&b), "DROP TRIGGER IF EXISTS \"p2q_docs_delete\" ON \"public\".\"docs\";"));
+  assert_non_null(strstr(p2q_buf_str(&b), "DROP FUNCTION IF EXISTS \"out\".\"p2q_delete_docs\"();"));
   p2q_buf_free(&b);
 }
 
