@@ -12,9 +12,10 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-uint64_t p2q_hash64(const void *data, size_t len) {
+uint64_t p2q_hash64(const void *data, size_t len) { return p2q_hash64_cont(P2Q_HASH64_BASIS, data, len); }
+
+uint64_t p2q_hash64_cont(uint64_t h, const void *data, size_t len) {
   const unsigned char *p = data;
-  uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a 64 offset basis */
   for (size_t i = 0; i < len; i++) {
     h ^= p[i];
     h *= 0x100000001b3ULL; /* FNV prime */
@@ -33,7 +34,7 @@ static void hash64_cont(const char *const *data, const size_t *len, const uint64
   for (int l = 0; l < 4; l++) {
     who[l] = next < n ? next++ : -1;
     if (who[l] >= 0) p[l] = (const unsigned char *)data[who[l]], rem[l] = len[who[l]], live++;
-    h[l] = who[l] >= 0 && seed ? seed[who[l]] : 0xcbf29ce484222325ULL;
+    h[l] = who[l] >= 0 && seed ? seed[who[l]] : P2Q_HASH64_BASIS;
   }
   while (live) {
     size_t m = SIZE_MAX;
@@ -57,7 +58,7 @@ static void hash64_cont(const char *const *data, const size_t *len, const uint64
       live--;
       who[l] = next < n ? next++ : -1;
       if (who[l] >= 0) p[l] = (const unsigned char *)data[who[l]], rem[l] = len[who[l]], live++;
-      h[l] = who[l] >= 0 && seed ? seed[who[l]] : 0xcbf29ce484222325ULL;
+      h[l] = who[l] >= 0 && seed ? seed[who[l]] : P2Q_HASH64_BASIS;
     }
   }
 }
@@ -72,17 +73,21 @@ static int simd = -1; /* p2q_hash64_many takes the AVX2 path (hash_avx2.c): cpu.
 int p2q_hash64_set_simd(int on) { return p2q_cpu_avx2_choose(&simd, COMPILED, on); }
 
 void p2q_hash64_many(const char *const *data, const size_t *len, int n, uint64_t *out) {
+  p2q_hash64_many_cont(data, len, NULL, n, out);
+}
+
+void p2q_hash64_many_cont(const char *const *data, const size_t *len, const uint64_t *seed, int n, uint64_t *out) {
 #ifdef P2Q_HASH_AVX2
   if (n > 8 && p2q_cpu_avx2_chosen(&simd, COMPILED)) {
     p2q_hash_rest_t r;
     uint64_t o4[4];
-    int k = p2q_hash64_many_avx2(data, len, n, out, &r);
+    int k = p2q_hash64_many_avx2(data, len, seed, n, out, &r);
     hash64_cont(r.data, r.len, r.seed, k, o4);
     for (int i = 0; i < k; i++) out[r.at[i]] = o4[i];
     return;
   }
 #endif
-  hash64_cont(data, len, NULL, n, out);
+  hash64_cont(data, len, seed, n, out);
 }
 
 void p2q_hash64_hex(const void *data, size_t len, char out[17]) {

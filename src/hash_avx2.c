@@ -16,6 +16,7 @@
  * Pure; any thread; no allocation.
  */
 #include "hash_int.h"
+#include "pg2qdrant/hash.h"
 
 #ifdef P2Q_HASH_AVX2
 #include <immintrin.h>
@@ -75,7 +76,7 @@ AVX2 static void round_bytes(uint64_t hs[L], const unsigned char *const p[L], si
   for (int v = 0; v < V; v++) _mm256_storeu_si256((__m256i *)(void *)(hs + 4 * v), h[v]);
 }
 
-AVX2 int p2q_hash64_many_avx2(const char *const *data, const size_t *len, int n, uint64_t *out,
+AVX2 int p2q_hash64_many_avx2(const char *const *data, const size_t *len, const uint64_t *seed, int n, uint64_t *out,
                               p2q_hash_rest_t *rest) {
   const unsigned char *p[L];
   size_t rem[L];
@@ -84,7 +85,7 @@ AVX2 int p2q_hash64_many_avx2(const char *const *data, const size_t *len, int n,
   for (int l = 0; l < L; l++) {
     who[l] = next < n ? next++ : -1;
     if (who[l] >= 0) p[l] = (const unsigned char *)data[who[l]], rem[l] = len[who[l]], live++;
-    hs[l] = 0xcbf29ce484222325ULL;
+    hs[l] = who[l] >= 0 && seed ? seed[who[l]] : P2Q_HASH64_BASIS;
   }
   while (live > 4) {
     size_t m = SIZE_MAX;
@@ -100,7 +101,7 @@ AVX2 int p2q_hash64_many_avx2(const char *const *data, const size_t *len, int n,
       out[who[l]] = hs[l];
       live--;
       who[l] = next < n ? next++ : -1;
-      hs[l] = 0xcbf29ce484222325ULL;
+      hs[l] = who[l] >= 0 && seed ? seed[who[l]] : P2Q_HASH64_BASIS;
       if (who[l] >= 0) p[l] = (const unsigned char *)data[who[l]], rem[l] = len[who[l]], live++;
     }
   }

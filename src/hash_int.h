@@ -21,9 +21,10 @@ typedef struct {
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(P2Q_HASH_NO_AVX2) /* -DP2Q_HASH_NO_AVX2: scalar only */
 #define P2Q_HASH_AVX2 1
-/* p2q_hash64_many on a CPU with AVX2 (16 lanes) for n > 4 strings; returns how many (<= 4) it
-   left in *rest, their out[] entries unwritten. */
-int p2q_hash64_many_avx2(const char *const *data, const size_t *len, int n, uint64_t *out,
+/* p2q_hash64_many_cont on a CPU with AVX2 (16 lanes) for n > 4 strings; returns how many (<= 4)
+   it left in *rest, their out[] entries unwritten (out may be seed: a lane's seed is read when it
+   takes its string, its out written when the string ends). */
+int p2q_hash64_many_avx2(const char *const *data, const size_t *len, const uint64_t *seed, int n, uint64_t *out,
                          p2q_hash_rest_t *rest);
 #endif
 

@@ -16,6 +16,7 @@
 #include "pg2qdrant/points.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/uuid.h"
+#include "pg2qdrant/vector_bin.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -193,12 +194,12 @@ int p2q_point_build_ex(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_
   int dense = x->vector || r->vector_column || r->dimension > 0;
   int map = (r->vector_name && *r->vector_name) || (x->sparse && r->sparse_name);
   members_t m;
-  scan_members(r, payload, plen, dense && !x->vector, x, &m);
+  scan_members(r, payload, plen, dense && !x->vector && !x->vec_bin, x, &m);
   int rc = 0;
   if (m.rc == P2Q_ENOMEM) { rc = P2Q_ENOMEM; goto fail; }
   /* the checks in the order of the two passes this replaces: the vector first (a NULL or bad
      vector wins over a snapshot broken after it), then the rest of the snapshot */
-  if (m.rc < 0 && (!dense || x->vector || !r->vector_column || !m.vec.p)) goto bad_snapshot;
+  if (m.rc < 0 && (!dense || x->vector || x->vec_bin || !r->vector_column || !m.vec.p)) goto bad_snapshot;
   p2q_buf_reserve(b, plen + 128);
   p2q_buf_puts(b, "{\"id\":");
   p2q_buf_puts(b, id_json);
@@ -211,6 +212,11 @@ int p2q_point_build_ex(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_
   }
   if (dense && x->vector) {
     p2q_buf_append(b, x->vector, x->vlen);
+  } else if (dense && x->vec_bin) {
+    size_t at = b->len;
+    rc = p2q_vector_bin_numbers(b, x->vec_bin, x->vec_bin_len);
+    if (rc <= 0) { rc = rc < 0 ? rc : P2Q_EINVAL; goto fail; }
+    x->vec_text[0] = at, x->vec_text[1] = b->len - at, rc = 0;
   } else if (dense) {
     if (m.vec_dim > 0) p2q_buf_append(b, m.vec.p, m.vec.n); /* validated while scanning */
     else rc = p2q_vector_json(b, m.vec, why, whylen);
@@ -261,9 +267,8 @@ int p2q_point_build_ex(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_
     first = 0;
   }
   char hash[32] = ",\"_hash\":\"", *hx = hash + 10; /* ,"_hash":"<16 hex digits>"}} */
-  uint64_t h = x->snapshot_hash ? *x->snapshot_hash : p2q_hash64(payload, plen);
-  for (int i = 15; i >= 0; i--, h >>= 4) hx[i] = "0123456789abcdef"[h & 15];
   memcpy(hx + 16, "\"}}", 3);
+  p2q_point_set_hash(hash, 29, x->snapshot_hash ? *x->snapshot_hash : x->vec_bin ? 0 : p2q_hash64(payload, plen));
   p2q_buf_append(b, hash + first, 29 - (size_t)first);
   return p2q_buf_error(b);
 bad_snapshot:
@@ -272,6 +277,10 @@ fail:
   if (m.kv != m.small) free(m.kv);
   if (b->data) { b->len = mark; b->data[mark] = 0; }
   return rc;
+}
+
+void p2q_point_set_hash(char *point, size_t len, uint64_t h) {
+  for (char *hx = point + len - 4; hx > point + len - 20; hx--, h >>= 4) *hx = "0123456789abcdef"[h & 15];
 }
 
 void p2q_vector_format(p2q_buf_t *b, const float *v, int dim) {

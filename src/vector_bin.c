@@ -104,17 +104,41 @@ static int reason(char *why, size_t whylen, const char *msg, const char *column)
   return P2Q_EBADJSON;
 }
 
+int p2q_vector_bin_numbers(p2q_buf_t *b, const unsigned char *bin, size_t n) {
+  size_t mark = b->len;
+  int dim, rc = bin_json(b, bin, n, &dim);
+  if (rc == P2Q_ENOMEM) return rc;
+  if (!rc && dim > 0) return dim;
+  b->len = mark;
+  if (b->data) b->data[mark] = 0;
+  return 0;
+}
+
+/* The value of payload's first top-level member `column` (p2q_vector_place). */
+static int place(const char *column, const char *payload, size_t plen, p2q_span_t *v) {
+  size_t pos = 0;
+  p2q_span_t k;
+  while (p2q_json_next_member(payload, plen, &pos, &k, v) == 1)
+    if (p2q_json_key_eq(k, column)) return p2q_span_eq(*v, "null");
+  return -1;
+}
+
+int p2q_vector_place(const char *column, const char *payload, size_t plen, size_t *at) {
+  p2q_span_t v = {NULL, 0};
+  int rc = place(column, payload, plen, &v);
+  if (rc == 1) *at = (size_t)(v.p - payload);
+  return rc;
+}
+
 int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, size_t plen,
                       const unsigned char *bin, size_t n, p2q_vector_span_t *span, char *why, size_t whylen) {
-  size_t pos = 0;
-  p2q_span_t k, v = {NULL, 0};
-  int found = 0;
+  p2q_span_t v = {NULL, 0};
   if (span) *span = (p2q_vector_span_t){0, 0, 0};
-  while (!found && p2q_json_next_member(payload, plen, &pos, &k, &v) == 1) found = p2q_json_key_eq(k, column);
-  if (!found)
+  int found = place(column, payload, plen, &v);
+  if (found < 0)
     return reason(why, whylen, "the event's binary vector has no place in its snapshot (no member \"%s\": "
                                "the rule's vector_column changed since the event was written?)", column);
-  if (!p2q_span_eq(v, "null")) { /* the snapshot has its vector already (a dead letter repaired by hand) */
+  if (!found) { /* the snapshot has its vector already (a dead letter repaired by hand) */
     p2q_buf_append(out, payload, plen);
     return p2q_buf_error(out);
   }

@@ -219,7 +219,10 @@ static void event_snapshot(wbatch_t *b, wevent_t *e, const p2q_claim_row_t *r, c
   *at = SIZE_MAX;
   size_t from = b->snaps.len;
   if (!r->payload) return;
-  if (r->vec) { /* the vector back into its snapshot (vector_bin.h) */
+  if (r->vec && e->op == P2Q_OP_UPSERT && p2q_wk_vector_direct(cfg, e->rule)) { /* into the request body */
+    p2q_buf_puts(&b->snaps, r->payload);
+    e->vbin = (const unsigned char *)r->vec, e->vbin_len = r->vec_len;
+  } else if (r->vec) { /* the vector back into its snapshot (vector_bin.h) */
     const char *col = e->rule >= 0 ? cfg->rules[e->rule].vector_column : NULL;
     int rc = p2q_vector_event_payload(&b->snaps, col, r->payload, (const unsigned char *)r->vec, r->vec_len, &e->vec,
                                       why, sizeof why);

@@ -25,6 +25,14 @@ typedef struct {
   int payload_owned;       /* payload is malloc'd (twins): p2q_wk_drop_payload frees it */
   size_t payload_len;     /* strlen(payload) */
   p2q_vector_span_t vec;  /* the vector claim_cb spliced into payload (vector_bin.h), or zeros */
+  const unsigned char *vbin; /* or, for an upsert of a vector_column rule (p2q_wk_vector_direct), the
+                              vector's array_send() bytes, in the claim's result: valid until claim_cb
+                              returns (p2q_wk_prepare runs inside it and clears this); payload is then
+                              the snapshot with the placeholder null, the vector printed straight
+                              into the request body (worker_embed.c) */
+  size_t vbin_len;
+  size_t vplace;          /* with vbin: the placeholder's offset in payload, once the point is built */
+  size_t vtext[2];        /* with vbin: the vector text's offset and length in its rule's body */
   char *point;            /* built point JSON (upserts); not NUL-terminated when point_lent */
   int point_lent;         /* point is in its rule's request body (wbatch_t.bodies), not malloc'd */
   size_t point_at;        /* its offset there (until the body stops growing) */
@@ -135,6 +143,11 @@ void p2q_wk_fail(wbatch_t *b, const int *idx, int n, p2q_verdict_t v, uint64_t w
 
 /* worker_embed.c: build points / render texts for a fresh batch, and embed one rule's texts. */
 void p2q_wk_prepare(wbatch_t *b);
+/* May an upsert of this rule have its binary vector printed straight into the request body (the
+   snapshot's text then in two places: its vector in the point, the rest in payload)? Rules that
+   read the snapshot later (text rules) or that another rule's twin copies it for (a rule being
+   re-embedded: worker_dual.c) may not. */
+int p2q_wk_vector_direct(const p2q_config_t *cfg, int rule);
 void p2q_wk_embed(wbatch_t *b, int rule, const int *idx, int n);
 
 /* worker_shared.c: is another rule writing this rule's collection? Then its upserts and deletes

@@ -15,6 +15,7 @@
 #include "pg2qdrant/hash.h"
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/template.h"
+#include "pg2qdrant/vector_bin.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,7 +89,7 @@ static void snaps_hash(wbatch_t *b, snaps_t *s) {
   for (int i = 0; s->at && i < b->n; i++) {
     const wevent_t *e = &b->ev[i];
     s->at[i] = -1;
-    if (e->op != P2Q_OP_UPSERT || e->rule < 0 || !e->payload || cfg->rules[e->rule].text) continue;
+    if (e->op != P2Q_OP_UPSERT || e->rule < 0 || !e->payload || cfg->rules[e->rule].text || e->vbin) continue;
     data[k] = e->payload, s->len[k] = e->payload_len, s->at[i] = k++; /* no strlen: ~2 % of the drain's CPU */
   }
   if (s->at) p2q_hash64_many(data, s->len, k, s->hash);
@@ -104,7 +105,9 @@ static void bodies_open(wbatch_t *b) {
   for (int i = 0; need && i < b->n; i++) {
     const wevent_t *e = &b->ev[i];
     if (e->op != P2Q_OP_UPSERT || e->rule < 0 || !e->payload || cfg->rules[e->rule].text) continue;
-    need[e->rule] += e->payload_len + strlen(e->row_key) + 2 * P2Q_POINT_ID_MAX + 64, any = 1;
+    need[e->rule] += e->payload_len + (e->vbin ? p2q_vector_text_max(e->vbin, e->vbin_len) : 0) + strlen(e->row_key) +
+                     2 * P2Q_POINT_ID_MAX + 64,
+        any = 1;
   }
   if (any && (b->bodies = calloc((size_t)cfg->n_rules, sizeof *b->bodies))) b->n_bodies = cfg->n_rules;
   for (int r = 0; b->bodies && r < b->n_bodies; r++)
@@ -128,6 +131,82 @@ static int body_point(wbatch_t *b, wevent_t *e, const p2q_rule_config_t *r, int 
   e->point_at = at, e->point_len = wb->buf.len - at, e->point_lent = 1;
   wb->n++;
   return 0;
+}
+
+int p2q_wk_vector_direct(const p2q_config_t *cfg, int rule) {
+  if (rule < 0 || rule >= cfg->n_rules || !cfg->rules[rule].vector_column || cfg->rules[rule].text ||
+      cfg->rules[rule].shadow_of > 0)
+    return 0;
+  for (int j = 0; j < cfg->n_rules; j++)
+    if (cfg->rules[j].shadow_of == rule + 1) return 0;
+  return 1;
+}
+
+/* e's point with its vector printed from e->vbin straight into the body: 0, its payload kept for
+   vector_hashes. Else (the vector member holds something else or is missing, the bytes are not a
+   flat real[] of numbers: not the common case) e's snapshot spliced as claim_cb splices the other
+   rules' (owned, e->vbin cleared) for the usual path, or e dead letter as claim_cb would have
+   made it (e->payload NULL): -1. */
+static int direct_point(wbatch_t *b, wevent_t *e, const p2q_rule_config_t *r, int isuuid) {
+  char why[256];
+  if (p2q_vector_place(r->vector_column, e->payload, e->payload_len, &e->vplace) == 1) {
+    p2q_point_parts_t parts = {.vec_bin = e->vbin, .vec_bin_len = e->vbin_len, .vec_text = e->vtext};
+    if (body_point(b, e, r, isuuid, &parts, e->payload_len, why, sizeof why) == 0) return 0;
+  }
+  p2q_buf_t o = P2Q_BUF_INIT;
+  int rc = p2q_vector_splice(&o, r->vector_column, e->payload, e->payload_len, e->vbin, e->vbin_len, &e->vec, why,
+                             sizeof why);
+  p2q_wk_drop_payload(e);
+  e->vbin = NULL;
+  if (rc) {
+    p2q_buf_free(&o);
+    p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, rc == P2Q_EBADJSON ? why : "upsert event without a snapshot");
+    return -1;
+  }
+  e->payload_len = o.len, e->payload = p2q_buf_steal(&o), e->payload_owned = 1;
+  return -1;
+}
+
+/* Piece k of a direct point's snapshot (direct_point): 0 the payload before the placeholder, 1
+   the vector's text in the body, 2 the payload after it. */
+static void piece(const wbatch_t *b, const wevent_t *e, int k, const char **data, size_t *len) {
+  if (k == 0) *data = e->payload, *len = e->vplace;
+  else if (k == 1) *data = b->bodies[e->rule].buf.data + e->vtext[0], *len = e->vtext[1];
+  else *data = e->payload + e->vplace + 4, *len = e->payload_len - e->vplace - 4;
+}
+
+/* The bodies are closed: each direct point's `_hash`, FNV-1a over its snapshot's three pieces in
+   order (piece), the batch's side by side (p2q_hash64_many_cont; one at a time when out of
+   memory), written into the point; then its payload goes. */
+static void vector_hashes(wbatch_t *b) {
+  int n = 0, k = 0;
+  for (int i = 0; i < b->n; i++) n += b->ev[i].vbin && b->ev[i].point_lent;
+  if (!n) return;
+  const char **data = malloc(sizeof *data * (size_t)n);
+  size_t *len = malloc(sizeof *len * (size_t)n);
+  uint64_t *h = malloc(sizeof *h * (size_t)n);
+  int *who = malloc(sizeof *who * (size_t)n), ok = data && len && h && who;
+  for (int i = 0; i < b->n; i++) {
+    wevent_t *e = &b->ev[i];
+    if (!e->vbin || !e->point_lent) continue;
+    if (ok) { who[k++] = i; continue; }
+    uint64_t one = P2Q_HASH64_BASIS; /* out of memory: one at a time */
+    for (int p = 0; p < 3; p++) {
+      const char *d;
+      size_t l;
+      piece(b, e, p, &d, &l);
+      one = p2q_hash64_cont(one, d, l);
+    }
+    p2q_point_set_hash(e->point, e->point_len, one);
+  }
+  for (int p = 0; k && p < 3; p++) {
+    for (int j = 0; j < k; j++) piece(b, &b->ev[who[j]], p, &data[j], &len[j]);
+    p2q_hash64_many_cont(data, len, p ? h : NULL, k, h);
+  }
+  for (int j = 0; j < k; j++) p2q_point_set_hash(b->ev[who[j]].point, b->ev[who[j]].point_len, h[j]);
+  for (int i = 0; i < b->n; i++)
+    if (b->ev[i].vbin && b->ev[i].point_lent) p2q_wk_drop_payload(&b->ev[i]);
+  free(data), free(len), free(h), free(who);
 }
 
 /* Every point is in: close the bodies, point the events into them. */
@@ -172,6 +251,8 @@ void p2q_wk_prepare(wbatch_t *b) {
         p2q_wk_set_outcome(e, P2Q_OUTCOME_DEAD, 0, rc == P2Q_ENOMEM ? "out of memory" : "text template does not fit the snapshot");
       }
     } else {
+      if (e->vbin && direct_point(b, e, r, isuuid) == 0) continue; /* its payload: vector_hashes */
+      if (!e->payload) continue;                                     /* dead letter (direct_point) */
       int at = sn.at ? sn.at[i] : -1;
       p2q_point_parts_t parts = {.snapshot_hash = at >= 0 ? &sn.hash[at] : NULL, .vec_dim = e->vec.dim,
                                  .vec_at = e->vec.at, .vec_len = e->vec.len};
@@ -182,6 +263,8 @@ void p2q_wk_prepare(wbatch_t *b) {
     p2q_wk_drop_payload(e);
   }
   bodies_close(b);
+  vector_hashes(b);
+  for (int i = 0; i < b->n; i++) b->ev[i].vbin = NULL; /* its bytes go with the claim's result */
   for (int i = 0; an && i < WCFG(w)->n_rules; i++) p2q_bm25_free(an[i]);
   free(an);
   free(sn.at), free(sn.len), free(sn.hash);

@@ -71,6 +71,14 @@ typedef struct {
                               vec_dim JSON numbers (vector_bin.c printed it): when it is the vector
                               member's value, it is not scanned again */
   size_t vec_at, vec_len;
+  const unsigned char *vec_bin; /* the vector as array_send() bytes of a real[] (vector_bin.h), for a
+                              snapshot whose vector member holds the placeholder null: printed
+                              straight into the point (p2q_vector_bin_numbers; P2Q_EINVAL and
+                              nothing appended when those bytes are not a flat array of numbers),
+                              and `_hash` written as 16 zeros: the caller hashes the snapshot
+                              (whose text is in two places now) and writes it (p2q_point_set_hash) */
+  size_t vec_bin_len;
+  size_t *vec_text;        /* with vec_bin: [0] = the vector text's offset in b, [1] its length */
 } p2q_point_parts_t;
 
 /* p2q_point_build with a sparse vector, the text and its hash. With a sparse vector (or a
@@ -78,6 +86,9 @@ typedef struct {
 int p2q_point_build_ex(p2q_buf_t *b, const p2q_rule_config_t *rule, const char *id_json,
                        int id_is_uuid, const char *row_key, const char *payload, size_t plen,
                        const p2q_point_parts_t *parts, char *why, size_t whylen);
+
+/* Write h as the `_hash` of the point point[0..len) built by p2q_point_build_ex (its last bytes). */
+void p2q_point_set_hash(char *point, size_t len, uint64_t h);
 
 /* A chunk's point (id_json from p2q_chunk_point_id): p2q_point_build_ex's point, its payload
    ending with `_pk` (the row key as a JSON string) and `_chunk`. */

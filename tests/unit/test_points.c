@@ -94,7 +94,8 @@ static void test_hash64(void **state) {
   assert_string_equal(h, "cbf29ce484222325");
 }
 
-/* p2q_hash64_many = p2q_hash64 of each string, on both paths (scalar: four lanes; AVX2: sixteen,
+/* p2q_hash64_many = p2q_hash64 of each string (and p2q_hash64_many_cont that of a prefix and the
+   string), on both paths (scalar: four lanes; AVX2: sixteen,
    the last four or fewer finished by the scalar lanes): 0..40 strings (fewer than the lanes, lanes
    refilled, lanes idle at the end), empty ones, shorter than 8 bytes, equal and very different
    lengths, in every order; each string its own block of exactly its length (ASan: no byte read
@@ -125,9 +126,22 @@ static void test_hash64_many(void **state) {
         got[i] = 0;
       }
       p2q_hash64_many((const char *const *)data, len, n, got);
-      for (int i = 0; i < n; i++) {
+      for (int i = 0; i < n; i++)
         if (got[i] != p2q_hash64(data[i], len[i]))
           fail_msg("simd %d round %d string %d of %d (length %zu)", simd, round, i, n, len[i]);
+      /* continued from a seed (the hash of a prefix; out = seed): the hash of prefix ‖ string */
+      size_t pre = (size_t)(rnd >> 7) % 200;
+      for (int i = 0; i < n; i++) got[i] = p2q_hash64(text + 3000 + i, pre);
+      p2q_hash64_many_cont((const char *const *)data, len, got, n, got);
+      for (int i = 0; i < n; i++) {
+        char *whole = malloc(pre + len[i] + 1);
+        assert_non_null(whole);
+        memcpy(whole, text + 3000 + i, pre);
+        memcpy(whole + pre, data[i], len[i]);
+        if (got[i] != p2q_hash64(whole, pre + len[i]) ||
+            got[i] != p2q_hash64_cont(p2q_hash64(whole, pre), data[i], len[i]))
+          fail_msg("simd %d round %d string %d of %d (length %zu) after %zu bytes", simd, round, i, n, len[i], pre);
+        free(whole);
         free(data[i]);
       }
     }
