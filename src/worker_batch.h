@@ -30,7 +30,7 @@ typedef struct {
                               returns (p2q_wk_prepare runs inside it and clears this); payload is then
                               the snapshot with the placeholder null, the vector printed straight
                               into the request body (worker_embed.c) */
-  size_t vbin_len;
+  size_t vbin_len, vroom;  /* vroom: p2q_vector_text_max of those bytes */
   size_t vplace;          /* with vbin: the placeholder's offset in payload, once the point is built */
   size_t vtext[2];        /* with vbin: the vector text's offset and length in its rule's body */
   char *point;            /* built point JSON (upserts); not NUL-terminated when point_lent */
@@ -107,6 +107,8 @@ struct p2q_worker_s {
   uint32_t claim_epoch;   /* WLIVE when the claim in flight was sent */
   uint64_t claim_sent;    /* ctx clock then: PostgreSQL starts the lease later, never earlier */
   wbatch_t *batches;
+  double vtext_share;     /* the last batch's direct vector texts / the room they might have taken
+                             (p2q_vector_text_max); 0: none yet (worker_embed.c's bodies_open) */
   p2q_stats_t stats;
   int closing, open_handles;
   void (*close_cb)(void *);
