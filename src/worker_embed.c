@@ -7,6 +7,10 @@
  * one point per chunk). A batch freed while an embedding call is in flight detaches it (ctx->b = NULL).
  * `sparse = bm25` rules get their BM25 vector here, from the rendered text (bm25.c, one analyzer
  * per rule per batch); keyword-only rules (no embedder) are built here and never embedded.
+ * A vector_column rule's vector that came in binary (p2q_wk_vector_direct) is printed once,
+ * straight into its point in the request body, not into the snapshot: the point's `_hash` is then
+ * computed over the snapshot's three pieces once every point is in (vector_hashes); anything
+ * unusual about it goes back to the spliced snapshot and the usual path (direct_point).
  */
 #include "worker_batch.h"
 #include "pg2qdrant/bm25.h"
