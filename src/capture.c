@@ -459,12 +459,12 @@ int p2q_capture_columns_sql(const p2q_rule_config_t *r, p2q_buf_t *out) {
   return rc ? rc : p2q_buf_error(out);
 }
 
-/* Drift of the statement-level capture (capture_triggers): one of its triggers gone while the row
-   trigger no longer fires on INSERT and DELETE (breaks), or another AFTER INSERT or DELETE trigger
-   created since `apply`, a temp_file_limit set since or a subscription (after_write_trigger,
-   no_temp_file_limit: the next `apply` moves INSERTs and DELETEs back to the row trigger), or the table attached as a partition since (breaks: rows
-   routed through the parent fire no statement trigger of the partition). In the drift
-   function's body, where t is the table. */
+/* Drift of the statement-level capture (capture_triggers), in the drift function's body (t: the
+   table): one of its triggers gone while the row trigger no longer fires on INSERT and DELETE
+   (breaks); and while its INSERT trigger is there, what no longer fits it (stmt_capture_fits):
+   another AFTER INSERT or DELETE trigger, a temp_file_limit, a subscription (the next `apply` moves
+   INSERTs and DELETEs back to the row trigger), the table attached as a partition (breaks: rows
+   routed through the parent fire no statement trigger of the partition). */
 static int drift_stmt_capture(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema) {
   p2q_buf_t row = P2Q_BUF_INIT, ins = P2Q_BUF_INIT, del = P2Q_BUF_INIT;
   p2q_buf_printf(&row, "p2q_%s", r->name);
@@ -477,25 +477,16 @@ static int drift_stmt_capture(p2q_buf_t *b, const p2q_rule_config_t *r, const ch
   p2q_buf_puts(b, ")) AS m(n) WHERE EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t AND g.tgname = ");
   p2q_sql_literal(b, row.data);
   p2q_buf_puts(b, " AND (g.tgtype & 4) = 0)\n    AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t AND g.tgname = m.n);\n"
-                  "  RETURN QUERY SELECT g.tgname::text, 'after write trigger'::text, false FROM pg_trigger g"
-                  " WHERE EXISTS (SELECT 1 FROM pg_trigger i WHERE i.tgrelid = t AND i.tgname = ");
+                  "  IF EXISTS (SELECT 1 FROM pg_trigger i WHERE i.tgrelid = t AND i.tgname = ");
   p2q_sql_literal(b, ins.data);
-  p2q_buf_puts(b, ") AND ");
+  p2q_buf_puts(b, ") THEN\n    RETURN QUERY SELECT g.tgname::text, 'after write trigger'::text, false FROM pg_trigger g WHERE ");
   after_write_trigger(b, schema, "t");
-  p2q_buf_puts(b, ";\n  RETURN QUERY SELECT 'temp_file_limit'::text, 'setting'::text, false"
-                  " WHERE EXISTS (SELECT 1 FROM pg_trigger i WHERE i.tgrelid = t AND i.tgname = ");
-  p2q_sql_literal(b, ins.data);
-  p2q_buf_puts(b, ") AND NOT (");
+  p2q_buf_puts(b, ";\n    RETURN QUERY SELECT 'temp_file_limit'::text, 'setting'::text, false WHERE NOT (");
   no_temp_file_limit(b);
-  p2q_buf_puts(b, ");\n  RETURN QUERY SELECT s.subname::text, 'subscription'::text, false FROM pg_subscription_rel sr"
-                  " JOIN pg_subscription s ON s.oid = sr.srsubid WHERE sr.srrelid = t AND EXISTS (SELECT 1 FROM"
-                  " pg_trigger i WHERE i.tgrelid = t AND i.tgname = ");
-  p2q_sql_literal(b, ins.data);
-  p2q_buf_puts(b, ");\n  RETURN QUERY SELECT c.relname::text, 'partition'::text, true FROM pg_class c"
-                  " WHERE c.oid = t AND (c.relkind <> 'r' OR c.relispartition) AND EXISTS (SELECT 1 FROM pg_trigger i"
-                  " WHERE i.tgrelid = t AND i.tgname = ");
-  p2q_sql_literal(b, ins.data);
-  p2q_buf_puts(b, ");\n");
+  p2q_buf_puts(b, ");\n    RETURN QUERY SELECT s.subname::text, 'subscription'::text, false FROM pg_subscription_rel sr"
+                  " JOIN pg_subscription s ON s.oid = sr.srsubid WHERE sr.srrelid = t;\n"
+                  "    RETURN QUERY SELECT c.relname::text, 'partition'::text, true FROM pg_class c"
+                  " WHERE c.oid = t AND (c.relkind <> 'r' OR c.relispartition);\n  END IF;\n");
   p2q_buf_free(&row);
   p2q_buf_free(&ins);
   p2q_buf_free(&del);
