@@ -29,10 +29,10 @@
    row path evaluates them as (SELECT <expr> FROM (SELECT NEW.*) AS r), but a NEW (OLD) read from a
    transition table is a record of no registered type, whose columns a query cannot expand
    ("record type has not been registered"): the one-row path reads the row from the transition
-   table itself, the
-   per-row fallback types it by a round trip through its json (json_populate_record over the
-   table's type: only after the set path failed; a table renamed since `apply` then fails it, and
-   the events are born dead naming the error, as for a failing filter). */
+   table itself, the per-row fallback types it by a round trip through its json
+   (json_populate_record over the table's type: only after the set path failed; a table renamed
+   since `apply` then fails it, and the events are born dead naming the error, as for a failing
+   filter). */
 static void filter_set(p2q_buf_t *b, const p2q_rule_config_t *r, int all) {
   if (r->filter)
     p2q_buf_printf(b, " WHERE COALESCE((%s)::boolean, false)%s", r->filter, all ? " IS NOT NULL" : "");
