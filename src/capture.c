@@ -27,19 +27,21 @@ static void function_name(p2q_buf_t *b, const char *schema, const char *prefix, 
   p2q_buf_free(&n);
 }
 
-static void trigger_name(p2q_buf_t *b, const char *rule, const char *suffix) {
+/* The name of rule's trigger p2q_<rule><suffix>, appended by quote (p2q_sql_ident: "…", to name
+   it; p2q_sql_literal: '…', to compare it with pg_trigger.tgname). */
+static void trigger_quoted(p2q_buf_t *b, const char *rule, const char *suffix, void (*quote)(p2q_buf_t *, const char *)) {
   p2q_buf_t n = P2Q_BUF_INIT;
   p2q_buf_printf(&n, "p2q_%s%s", rule, suffix);
-  p2q_sql_ident(b, p2q_buf_str(&n));
+  quote(b, p2q_buf_str(&n));
   p2q_buf_free(&n);
 }
 
-/* 'p2q_<rule><suffix>' as a literal */
+static void trigger_name(p2q_buf_t *b, const char *rule, const char *suffix) {
+  trigger_quoted(b, rule, suffix, p2q_sql_ident);
+}
+
 static void trigger_literal(p2q_buf_t *b, const char *rule, const char *suffix) {
-  p2q_buf_t n = P2Q_BUF_INIT;
-  p2q_buf_printf(&n, "p2q_%s%s", rule, suffix);
-  p2q_sql_literal(b, p2q_buf_str(&n));
-  p2q_buf_free(&n);
+  trigger_quoted(b, rule, suffix, p2q_sql_literal);
 }
 
 /* Append body dollar-quoted (with a tag it does not hold) and ";\n": the end of every statement
@@ -466,19 +468,15 @@ int p2q_capture_columns_sql(const p2q_rule_config_t *r, p2q_buf_t *out) {
    INSERTs and DELETEs back to the row trigger), the table attached as a partition (breaks: rows
    routed through the parent fire no statement trigger of the partition). */
 static int drift_stmt_capture(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema) {
-  p2q_buf_t row = P2Q_BUF_INIT, ins = P2Q_BUF_INIT, del = P2Q_BUF_INIT;
-  p2q_buf_printf(&row, "p2q_%s", r->name);
-  p2q_buf_printf(&ins, "p2q_%s_insert", r->name);
-  p2q_buf_printf(&del, "p2q_%s_delete", r->name);
   p2q_buf_puts(b, "  RETURN QUERY SELECT m.n, 'trigger'::text, true FROM (VALUES (");
-  p2q_sql_literal(b, ins.data);
+  trigger_literal(b, r->name, "_insert");
   p2q_buf_puts(b, "), (");
-  p2q_sql_literal(b, del.data);
+  trigger_literal(b, r->name, "_delete");
   p2q_buf_puts(b, ")) AS m(n) WHERE EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t AND g.tgname = ");
-  p2q_sql_literal(b, row.data);
+  trigger_literal(b, r->name, "");
   p2q_buf_puts(b, " AND (g.tgtype & 4) = 0)\n    AND NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = t AND g.tgname = m.n);\n"
                   "  IF EXISTS (SELECT 1 FROM pg_trigger i WHERE i.tgrelid = t AND i.tgname = ");
-  p2q_sql_literal(b, ins.data);
+  trigger_literal(b, r->name, "_insert");
   p2q_buf_puts(b, ") THEN\n    RETURN QUERY SELECT g.tgname::text, 'after write trigger'::text, false FROM pg_trigger g WHERE ");
   after_write_trigger(b, schema, "t");
   p2q_buf_puts(b, ";\n    RETURN QUERY SELECT 'temp_file_limit'::text, 'setting'::text, false WHERE NOT (");
@@ -487,9 +485,6 @@ static int drift_stmt_capture(p2q_buf_t *b, const p2q_rule_config_t *r, const ch
                   " JOIN pg_subscription s ON s.oid = sr.srsubid WHERE sr.srrelid = t;\n"
                   "    RETURN QUERY SELECT c.relname::text, 'partition'::text, true FROM pg_class c"
                   " WHERE c.oid = t AND (c.relkind <> 'r' OR c.relispartition);\n  END IF;\n");
-  p2q_buf_free(&row);
-  p2q_buf_free(&ins);
-  p2q_buf_free(&del);
   return p2q_buf_error(b);
 }
 

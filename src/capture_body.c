@@ -220,7 +220,7 @@ static void outbox_columns(p2q_buf_t *b, const char *schema, int vec) {
    (checked per row) the column is a real[]: the trigger copies the value into vb and the snapshot
    gets null in its place, which the daemon fills with the text to_json() would have printed.
    Saves the writer the printing (~22 us for 384 floats) and the TOAST insert of a ~3.8 KB event. */
-static int binary_vector(const p2q_rule_config_t *r, const p2q_strlist_t *snap) {
+int p2q_capture_binary_vector(const p2q_rule_config_t *r, const p2q_strlist_t *snap) {
   if (!r->vector_column || snap->n == 0 || snap->n > PAIRS_PER_CALL) return 0;
   for (int i = 0; i < snap->n; i++)
     if (!strcmp(snap->items[i], r->vector_column)) return 1;
@@ -233,7 +233,7 @@ static int binary_vector(const p2q_rule_config_t *r, const p2q_strlist_t *snap) 
    branch of the other type costs nothing). vec_expr: the vector's json in <snapshot>, or NULL. */
 static void snapshot_assign(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap,
                             const char *in, const char *vec_expr) {
-  int bin = binary_vector(r, snap);
+  int bin = p2q_capture_binary_vector(r, snap);
   if (bin) {
     p2q_buf_printf(b, "%sIF pg_typeof(NEW.", in);
     p2q_sql_ident(b, r->vector_column);
@@ -483,7 +483,7 @@ static int update_delete_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2
     p2q_sql_ident(b, v);
     p2q_buf_puts(b, ")::record *= ROW(OLD.");
     p2q_sql_ident(b, v);
-    /* a real[] (sent unprinted, see binary_vector) is changed when its image is: two images
+    /* a real[] (sent unprinted, see p2q_capture_binary_vector) is changed when its image is: two images
        print the same text only when just lower bounds or NaN payloads differ, and then the
        event is one more of the same snapshot; this spares printing both sides (~40 us) */
     p2q_buf_puts(b, ")::record) THEN\n        IF pg_typeof(NEW.");
@@ -574,7 +574,7 @@ static void insert_event(p2q_buf_t *b, const p2q_rule_config_t *r, const char *s
 int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
                         int max_attempts, const p2q_strlist_t *snap, const p2q_strlist_t *watch,
                         const p2q_strlist_t *need) {
-  int bin = binary_vector(r, snap);
+  int bin = p2q_capture_binary_vector(r, snap);
   p2q_buf_putc(b, '\n');
   p2q_capture_declare(b, bin);
   p2q_buf_puts(b, "BEGIN\n  BEGIN\n    IF TG_OP = 'INSERT' THEN\n");
@@ -606,7 +606,7 @@ int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schem
 void p2q_capture_insert_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
                             const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need,
                             const char *nsrc) {
-  int bin = binary_vector(r, snap);
+  int bin = p2q_capture_binary_vector(r, snap);
   p2q_buf_puts(b, "  BEGIN\n");
   insert_fast(b, r, snap, need, nsrc);
   p2q_buf_puts(b, "  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
@@ -623,13 +623,11 @@ void p2q_capture_delete_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char
   filter_routing_of(b, r, "    ", "INSERT", osrc, "old_ok", "ro");
   key_capture(b, r, "    ", "ko", "OLD", "bad_old");
   p2q_buf_puts(b, "  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
-  slow_path(b, r, snap, watch, need, binary_vector(r, snap), "NEW", osrc);
+  slow_path(b, r, snap, watch, need, p2q_capture_binary_vector(r, snap), "NEW", osrc);
   p2q_buf_puts(b, "  IF old_ok THEN\n    ");
   trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old", 0);
   p2q_buf_puts(b, ";\n  END IF;\n");
 }
-
-int p2q_capture_binary_vector(const p2q_rule_config_t *r, const p2q_strlist_t *snap) { return binary_vector(r, snap); }
 
 /* Statement-level events (backfill, reconcile --fix, TRUNCATE, the statement-level INSERT
    capture): "INSERT INTO … SELECT … FROM <source> AS r", reading the columns either by name (CROSS JOIN LATERAL over row_to_json(r):
@@ -640,7 +638,7 @@ void p2q_capture_insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const p
   const p2q_strlist_t *snap = ev->snap, *need = ev->need;
   int max_attempts = ev->max_attempts, by_name = ev->by_name;
   int upsert = strcmp(op, "delete") != 0;
-  int vec = ev->vec && upsert && !by_name && binary_vector(r, snap);
+  int vec = ev->vec && upsert && !by_name && p2q_capture_binary_vector(r, snap);
   if (!ev->select_only) {
     p2q_buf_puts(b, "INSERT INTO ");
     outbox_columns(b, ev->schema, vec);
