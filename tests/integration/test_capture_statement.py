@@ -407,3 +407,57 @@ def test_concurrent_multi_row_writers_end_in_sync(make_daemon, db, pgdb, qdrant)
     wait_until(lambda: docs_table.in_sync(db, qdrant), timeout=60, what="Qdrant in sync with the table",
                explain=lambda: d.log_text(p))
     assert d.stop(p) == 0
+
+
+def test_ddl_under_multi_row_traffic_fails_no_writer_and_ends_in_sync(make_daemon, db, pgdb, qdrant):
+    """Columns the rule does not name added and dropped while writers run multi-row INSERTs and
+    DELETEs (the statement functions' plans made again after each change, under the writers'
+    locks): no writer's statement fails, and Qdrant ends equal to the table (shipped defaults).
+    Columns the rule names, gone: test_ddl_since_apply_falls_back_row_by_row."""
+    import random
+    import threading
+
+    import docs_table
+    db.execute("CREATE TABLE docs (id bigint PRIMARY KEY, title text, n int NOT NULL DEFAULT 0,"
+               " emb real[], published boolean NOT NULL DEFAULT true)")
+    d = make_daemon({"rule.docs": docs_table.rule()})
+    d.cli("apply")
+    assert triggers(db) == STATEMENT
+    p = d.start()
+    stop, failures, counts = threading.Event(), [], {"ok": 0}
+
+    def writer(seed):
+        rng = random.Random(seed)
+        with psycopg.connect(dbname=pgdb, autocommit=True) as c:
+            while not stop.is_set():
+                keys = sorted(rng.sample(range(200), rng.randint(2, 10)))
+                try:
+                    if rng.random() < 0.6:
+                        c.execute("INSERT INTO docs (id, title, emb) SELECT k, 't' || k, ARRAY[k %% 7, 1, 1, 0]::real[]"
+                                  " FROM unnest(%s::bigint[]) k ON CONFLICT DO NOTHING", (keys,))
+                    else:
+                        c.execute("DELETE FROM docs WHERE id = ANY(%s)", (keys,))
+                    counts["ok"] += 1
+                except psycopg.errors.DeadlockDetected:
+                    pass
+                except psycopg.Error as e:  # anything else is the capture failing a writer
+                    failures.append(str(e))
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in range(2)]
+    for t in threads:
+        t.start()
+    with psycopg.connect(dbname=pgdb, autocommit=True) as ddl:
+        ddl.execute("SET pg2qdrant.allow_ddl = on")
+        for i in range(6):
+            time.sleep(0.3)
+            ddl.execute(f"ALTER TABLE docs ADD COLUMN extra{i} int DEFAULT {i}")
+            time.sleep(0.3)
+            ddl.execute(f"ALTER TABLE docs DROP COLUMN extra{i}")
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert not failures, failures[:3]
+    assert counts["ok"] > 20, counts
+    wait_until(lambda: docs_table.in_sync(db, qdrant), timeout=60, what="Qdrant in sync with the table",
+               explain=lambda: d.log_text(p))
+    assert d.stop(p) == 0
