@@ -10,11 +10,12 @@ void p2q_batch_init(p2q_batch_t *b, int batch_size, int max_inflight, int64_t li
   b->max_inflight = max_inflight > 0 ? max_inflight : 1;
   b->linger_ms = linger_ms > 0 ? linger_ms : 0;
   b->inflight = b->claiming = b->wanted = b->backlog = b->lingering = b->held = b->held_polls = 0;
-  b->paused = 0;
+  b->paused = b->standby = b->active = 0;
 }
 
 p2q_batch_action_t p2q_batch_next(p2q_batch_t *b) {
   if (b->paused || b->claiming || b->inflight >= b->max_inflight) return P2Q_BATCH_WAIT;
+  if (b->standby && !b->active) return P2Q_BATCH_WAIT;
   if (!b->wanted && !b->backlog) return P2Q_BATCH_WAIT;
   if (b->backlog || b->inflight == 0 || b->linger_ms == 0) return P2Q_BATCH_CLAIM;
   if (b->lingering) return P2Q_BATCH_WAIT;
@@ -37,6 +38,8 @@ void p2q_batch_on_claimed(p2q_batch_t *b, int n_rows, int has_work, int held) {
   /* a full claim means more is probably waiting; a claim that only coalesced or released rows
      made progress too, so look again */
   b->backlog = n_rows >= b->batch_size || (n_rows > 0 && !has_work);
+  /* a standby claimer stays on while the backlog lasts, or while its ack may free held rows */
+  if (b->standby && !b->backlog && !b->held) b->active = 0;
 }
 
 void p2q_batch_on_claim_failed(p2q_batch_t *b) { b->claiming = 0; }
@@ -64,4 +67,14 @@ void p2q_batch_on_linger_done(p2q_batch_t *b) {
   b->lingering = 0;
   b->wanted = 1;
   if (b->inflight > 0) b->backlog = 1; /* linger served: claim now even with batches in flight */
+}
+
+void p2q_batch_on_backlog(p2q_batch_t *b) {
+  b->active = 1;
+  b->backlog = 1;
+}
+
+void p2q_batch_on_due(p2q_batch_t *b) {
+  b->active = 1;
+  b->wanted = 1;
 }

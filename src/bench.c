@@ -89,7 +89,7 @@ static const char usage_text[] =
     "  --mix I,U,D          mixed: insert/update/delete percentages (50,40,10)\n"
     "  --hot F,N            mixed: a share F of updates hits the N hot rows (0.8,100)\n"
     "  --preload N          mixed: rows existing before the run (1000)\n"
-    "  --sweep KNOB=V1,V2   batch_size, linger_ms, max_inflight, workers, replicas, embedder_threads\n"
+    "  --sweep KNOB=V1,V2   one of: %s\n"
     "                       (repeatable; a single value just sets the knob)\n"
     "  --one-axis           vary one knob at a time (others at their base) instead of the full grid\n"
     "  --repeat N           runs per point (median and spread reported; default 1)\n"
@@ -183,9 +183,9 @@ static int write_config(void *self, const p2q_bench_setting_t *s, int replica, i
     fprintf(f, "[rule.benchtext]\ntable = %s.docs\nkey = id\ncolumns = id, seq\ntext = body\nembedder = %s\n"
             "distance = Cosine\ncollection = %s\non_truncate = ignore\n", b->x.prefix, b->emb->name, b->x.coll_text);
   for (long w = 0; w < s->v[P2Q_KNOB_WORKERS]; w++)
-    fprintf(f, "[worker.w%ld]\nevent_types = bench%s\nbatch_size = %ld\nlinger_ms = %ld\nmax_inflight = %ld\n",
-            w + 1, b->x.have_text ? ", benchtext" : "", s->v[P2Q_KNOB_BATCH_SIZE], s->v[P2Q_KNOB_LINGER_MS],
-            s->v[P2Q_KNOB_MAX_INFLIGHT]);
+    fprintf(f, "[worker.w%ld]\nevent_types = bench%s\nbatch_size = %ld\nlinger_ms = %ld\nmax_inflight = %ld\n"
+            "claimers = %ld\n", w + 1, b->x.have_text ? ", benchtext" : "", s->v[P2Q_KNOB_BATCH_SIZE],
+            s->v[P2Q_KNOB_LINGER_MS], s->v[P2Q_KNOB_MAX_INFLIGHT], s->v[P2Q_KNOB_CLAIMERS]);
   if (b->x.have_text && b->emb_dump) {
     /* the user's embedder, with the swept thread count (minilm) */
     for (const char *l = b->emb_dump; *l;) {
@@ -266,7 +266,8 @@ static int setup(bench_t *b, char *err, size_t errlen) {
     if (s2 != 200) { snprintf(err, errlen, "creating collection %s: HTTP %ld", x->coll_text, s2); return -1; }
   }
   /* init + triggers through the binary under test, with the base setting */
-  p2q_bench_setting_t base = {{256, 5, 4, 1, 1, 2}};
+  p2q_bench_setting_t base;
+  memcpy(base.v, b->sw.base, sizeof base.v); /* the knobs' defaults (p2q_bench_sweep_init) */
   char path[600], log[700];
   snprintf(log, sizeof log, "%s/logs/apply.log", x->out);
   if (write_config(b, &base, 0, 0, path, sizeof path) < 0) { snprintf(err, errlen, "cannot write %s", path); return -1; }
@@ -433,7 +434,7 @@ static int parse_args(bench_t *b, p2q_bench_sweep_t *sw, int argc, char **argv, 
     long n;
     char err[256];
 #define NEEDV() do { if (!v) { fprintf(stderr, "pg2qdrant bench: %s needs a value\n", a); return -1; } i++; } while (0)
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(usage_text, stdout); return 1; }
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) { printf(usage_text, P2Q_BENCH_KNOB_LIST); return 1; }
     else if (!strcmp(a, "--one-axis")) *one_axis = 1;
     else if (!strcmp(a, "--workload")) { NEEDV(); snprintf(workloads, wl, "%s", v); }
     else if (!strcmp(a, "--rows")) { NEEDV(); if (parse_count(a, v, 1, 100000000, &x->rows)) return -1; }
@@ -481,7 +482,11 @@ static int parse_args(bench_t *b, p2q_bench_sweep_t *sw, int argc, char **argv, 
       if (strcmp(v, "null") && strcmp(v, "qdrant")) { fprintf(stderr, "pg2qdrant bench: --sink: null or qdrant, not '%s'\n", v); return -1; }
       b->null_sink = !strcmp(v, "null");
     }
-    else { fprintf(stderr, "pg2qdrant bench: unknown option '%s'\n%s", a, usage_text); return -1; }
+    else {
+      fprintf(stderr, "pg2qdrant bench: unknown option '%s'\n", a);
+      fprintf(stderr, usage_text, P2Q_BENCH_KNOB_LIST);
+      return -1;
+    }
 #undef NEEDV
   }
   for (char *w = workloads; *w;) {

@@ -35,6 +35,7 @@ void p2q_bench_sweep_init(p2q_bench_sweep_t *s) {
   s->base[P2Q_KNOB_BATCH_SIZE] = 256;
   s->base[P2Q_KNOB_LINGER_MS] = 5;
   s->base[P2Q_KNOB_MAX_INFLIGHT] = 4;
+  s->base[P2Q_KNOB_CLAIMERS] = 2;
   s->base[P2Q_KNOB_WORKERS] = 1;
   s->base[P2Q_KNOB_REPLICAS] = 1;
   s->base[P2Q_KNOB_EMBEDDER_THREADS] = 2;
@@ -53,16 +54,14 @@ int p2q_bench_sweep_add(p2q_bench_sweep_t *s, const char *spec, char *err, size_
   char name[64];
   size_t nl = eq ? (size_t)(eq - spec) : 0;
   if (!eq || nl == 0 || nl >= sizeof name) {
-    snprintf(err, errlen, "--sweep %s: expected KNOB=V1,V2,... (knobs: batch_size, linger_ms, "
-             "max_inflight, workers, replicas, embedder_threads)", spec);
+    snprintf(err, errlen, "--sweep %s: expected KNOB=V1,V2,... (knobs: %s)", spec, P2Q_BENCH_KNOB_LIST);
     return P2Q_EINVAL;
   }
   memcpy(name, spec, nl);
   name[nl] = 0;
   int k = p2q_bench_knob_find(name);
   if (k < 0) {
-    snprintf(err, errlen, "--sweep: unknown knob '%s' (batch_size, linger_ms, max_inflight, "
-             "workers, replicas, embedder_threads)", name);
+    snprintf(err, errlen, "--sweep: unknown knob '%s' (%s)", name, P2Q_BENCH_KNOB_LIST);
     return P2Q_EINVAL;
   }
   long *vals = NULL;

@@ -219,6 +219,9 @@ static const p2q_conf_entry_t worker_tab[] = {
       "Wait this long for a batch to fill after the first event (ms; units accepted)."),
     W("max_inflight", P2Q_CT_INT, max_inflight, "4", 1, 256, 0,
       "Batches of this worker in flight at once."),
+    W("claimers", P2Q_CT_INT, claimers, "2", 1, 16, 0,
+      "PostgreSQL sessions this worker claims with: the first always, the others only while a "
+      "backlog lasts (a claim came back full), each with its own max_inflight batches."),
 };
 
 static const p2q_conf_entry_t embedder_tab[] = {

@@ -16,6 +16,14 @@
  *    next claim: one statement and one transaction instead of two (sync_outbox_ack_claim, whose
  *    ack runs first); its slot is given back to the policy at once (`released`). A failed
  *    ack+claim sends the ack again alone. Never while stopping, never for an ack sent again.
+ *
+ * Claimers: a worker claims through `claimers` outbox sessions (config: [worker.*] claimers), each
+ * a p2q_worker_t of its own (its own session, policy, timers and batches), chained from the first
+ * (`head`, the one the daemon holds; the others are its `next_lane`s). Only the first answers
+ * wake-ups; the others are standby policies (batch.h) that claim while a backlog lasts: a full
+ * claim of any of them turns the sleeping ones on. One PostgreSQL backend does one claim at a time,
+ * so a drain is as fast as one backend's claims unless several sessions claim; at low rates the
+ * standby sessions stay idle. Order per row across them is the per-row lease's, as between replicas.
  */
 #include "worker_batch.h"
 #include "pg2qdrant/errors.h"
@@ -67,12 +75,12 @@ static void batch_done(wbatch_t *b, int acked) {
     if (p2q_wk_is_twin(b, e)) continue; /* worker_dual.c: folded into its event */
     switch (e->outcome) {
     case P2Q_OUTCOME_DONE:
-      w->stats.applied++;
+      w->st->applied++;
       if (w->ctx.on_done) w->ctx.on_done(w->ctx.arg, e->created_at);
       break;
-    case P2Q_OUTCOME_DEAD: w->stats.dead++; break;
-    case P2Q_OUTCOME_REQUEUE: w->stats.requeued++; break;
-    case P2Q_OUTCOME_RETRY: w->stats.retried++; break;
+    case P2Q_OUTCOME_DEAD: w->st->dead++; break;
+    case P2Q_OUTCOME_REQUEUE: w->st->requeued++; break;
+    case P2Q_OUTCOME_RETRY: w->st->retried++; break;
     default: break;
     }
     if ((e->outcome == P2Q_OUTCOME_RETRY || e->outcome == P2Q_OUTCOME_REQUEUE) &&
@@ -101,7 +109,7 @@ static void ack_cb(void *arg, int err, const char *errmsg) {
       return;
     }
   } else {
-    b->w->stats.acks++;
+    b->w->st->acks++;
   }
   batch_done(b, !err);
 }
@@ -147,7 +155,8 @@ void p2q_wk_ack(wbatch_t *b) {
   p2q_worker_t *w = b->w;
   if (b->orphaned || !w->ready) { batch_done(b, 0); return; }
   p2q_wk_dual_merge(b);
-  if (!w->ctx.ack_claim || w->pol.linger_ms <= 0 || b->ack_tries > 0 || w->closing || w->ctx.stopping(w->ctx.arg)) {
+  if (!w->ctx.ack_claim || w->pol.linger_ms <= 0 || b->ack_tries > 0 || w->closing || w->ctx.stopping(w->ctx.arg) ||
+      (w->pol.standby && !w->pol.active)) { /* a standby claimer gone quiet claims nothing to ride on */
     send_ack(b);
     return;
   }
@@ -171,7 +180,7 @@ static void ack_claim_cb(void *arg, int err, const char *errmsg, const p2q_claim
     if (err == P2Q_EPG_QUERY && ++b->ack_tries < 20 && !w->closing) send_ack(b); /* alone */
     else batch_done(b, 0);
   } else if (b) {
-    w->stats.acks++;
+    w->st->acks++;
     batch_done(b, 1);
   }
   claim_cb(w, err, errmsg, rows, n_rows);
@@ -269,7 +278,7 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
   if (b && b->ev) snaps_reserve(b, rows, n_rows, cfg);
   for (int i = 0; b && b->ev && i < n_rows; i++) {
     const p2q_claim_row_t *r = &rows[i];
-    if (r->op == P2Q_OP_COALESCED) { w->stats.coalesced++; continue; }
+    if (r->op == P2Q_OP_COALESCED) { w->st->coalesced++; continue; }
     if (r->op == P2Q_OP_HELD) { held = (int)r->id; held_rows++; continue; }
     wevent_t *e = &b->ev[n++];
     e->id = r->id;
@@ -290,9 +299,9 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
     e->attempts = r->attempts;
     e->max_attempts = r->max_attempts;
     e->created_at = r->created_at;
-    if (e->op != P2Q_OP_RELEASE) w->stats.claimed++;
+    if (e->op != P2Q_OP_RELEASE) w->st->claimed++;
   }
-  w->stats.claims++;
+  w->st->claims++;
   for (int i = 0; b && b->ev && i < n; i++)
     if (at[i] != SIZE_MAX) b->ev[i].payload = b->snaps.data + at[i];
   free(at);
@@ -301,6 +310,12 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
   p2q_batch_on_claimed(&w->pol, n_rows, b != NULL, held);
   int64_t again = p2q_batch_held_delay(&w->pol);
   if (again) arm_retry(w, (uint64_t)again); /* held back behind another claimer's lease */
+  if (n_rows >= w->pol.batch_size) /* a backlog: the worker's other claimers join in (or go on) */
+    for (p2q_worker_t *l = w->head; l; l = l->next_lane)
+      if (l != w && !l->closing) {
+        p2q_batch_on_backlog(&l->pol);
+        step(l);
+      }
   if (b) {
     b->w = w;
     b->ack = p2q_wk_ack;
@@ -309,7 +324,7 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
     b->epoch = w->claim_epoch;
     b->next = w->batches;
     w->batches = b;
-    w->stats.batches++;
+    w->st->batches++;
     if (w->ctx.on_batch) w->ctx.on_batch(w->ctx.arg, n);
     P2Q_DEBUG("claimed", "worker=%s events=%d rows=%d", w->cfg->name, n, n_rows);
     p2q_wk_dual_fanout(b); /* a rule being re-embedded: its events also to the old version */
@@ -374,7 +389,8 @@ static void linger_cb(uv_timer_t *t) {
 static void retry_cb(uv_timer_t *t) {
   p2q_worker_t *w = t->data;
   w->retry_due = 0;
-  p2q_worker_wake(w);
+  p2q_batch_on_due(&w->pol); /* its own events are due: a standby claimer claims too */
+  step(w);
 }
 
 static void step(p2q_worker_t *w) {
@@ -399,7 +415,7 @@ void p2q_worker_wake(p2q_worker_t *w) {
 
 static void on_ready(void *arg, const char *owner, int reconnect) {
   p2q_worker_t *w = arg;
-  if (reconnect) w->stats.pg_reconnects++;
+  if (reconnect) w->st->pg_reconnects++;
   w->ready = 1;
   P2Q_INFO("worker_connected", "worker=%s owner=%s", w->cfg->name, owner);
   p2q_worker_wake(w); /* catch up on whatever arrived while we were away */
@@ -414,25 +430,50 @@ static void on_lost(void *arg, const char *errmsg) {
   P2Q_WARN("worker_disconnected", "worker=%s err=%s", w->cfg->name, p2q_log_q(q, sizeof q, errmsg));
 }
 
-int p2q_worker_new(const p2q_worker_ctx_t *ctx, const p2q_worker_config_t *cfg, p2q_worker_t **out) {
+/* One claimer: lane 0 is the worker itself (head NULL), the others standby claimers of head. */
+static int lane_new(const p2q_worker_ctx_t *ctx, const p2q_worker_config_t *cfg, p2q_worker_t *head, int lane,
+                    p2q_worker_t **out) {
   p2q_worker_t *w = calloc(1, sizeof *w);
-  char name[P2Q_NAME_MAX + 32];
+  char name[P2Q_NAME_MAX + 48];
   int rc = P2Q_ENOMEM;
   if (!w) return rc;
   w->ctx = *ctx;
   w->cfg = cfg;
+  w->head = head ? head : w;
+  w->st = &w->head->stats;
   w->types = calloc((size_t)(cfg->event_types.n ? cfg->event_types.n : 1), sizeof *w->types);
   if (!w->types) { free(w); return rc; }
   const p2q_config_t *c = WCFG(w);
   p2q_batch_init(&w->pol, (int)cfg->batch_size, (int)cfg->max_inflight, cfg->linger_ms);
+  w->pol.standby = lane > 0;
   p2q_backoff_init(&w->backoff, (uint64_t)c->retry_min_ms, (uint64_t)c->retry_max_ms, 0);
-  snprintf(name, sizeof name, "pg2qdrant/worker-%s", cfg->name);
+  if (lane > 0) snprintf(name, sizeof name, "pg2qdrant/worker-%s/%d", cfg->name, lane + 1);
+  else snprintf(name, sizeof name, "pg2qdrant/worker-%s", cfg->name);
   p2q_outbox_conn_cbs_t cbs = {.ready = on_ready, .lost = on_lost, .arg = w};
   if ((rc = ctx->outbox_open(ctx->arg, name, &cbs, &w->conn))) { free(w->types); free(w); return rc; }
   uv_timer_init(ctx->loop, &w->linger_timer);
   uv_timer_init(ctx->loop, &w->retry_timer);
   uv_timer_init(ctx->loop, &w->ack_timer);
   w->linger_timer.data = w->retry_timer.data = w->ack_timer.data = w;
+  *out = w;
+  return 0;
+}
+
+int p2q_worker_new(const p2q_worker_ctx_t *ctx, const p2q_worker_config_t *cfg, p2q_worker_t **out) {
+  p2q_worker_t *w;
+  int rc = lane_new(ctx, cfg, NULL, 0, &w);
+  if (rc) return rc;
+  w->lanes_open = 1;
+  for (int k = 1; k < cfg->claimers; k++) {
+    p2q_worker_t *l;
+    if ((rc = lane_new(ctx, cfg, w, k, &l))) {
+      p2q_worker_close(w, NULL, NULL); /* what is open closes on the loop */
+      return rc;
+    }
+    l->next_lane = w->next_lane;
+    w->next_lane = l;
+    w->lanes_open++;
+  }
   *out = w;
   return 0;
 }
@@ -444,13 +485,17 @@ int p2q_worker_claims(const p2q_worker_t *w, const char *event_type) {
   return 0;
 }
 
-int p2q_worker_idle(const p2q_worker_t *w) { return !w->batches && !w->pol.claiming; }
+int p2q_worker_idle(const p2q_worker_t *w) {
+  for (const p2q_worker_t *l = w; l; l = l->next_lane)
+    if (l->batches || l->pol.claiming) return 0;
+  return 1;
+}
 
 const p2q_stats_t *p2q_worker_stats(const p2q_worker_t *w) { return &w->stats; }
 
 const char *p2q_worker_name(const p2q_worker_t *w) { return w->cfg->name; }
 
-void p2q_worker_reconfigure(p2q_worker_t *w, const p2q_worker_config_t *cfg) {
+static void lane_reconfigure(p2q_worker_t *w, const p2q_worker_config_t *cfg) {
   const p2q_config_t *c = WCFG(w);
   w->cfg = cfg;
   w->pol.batch_size = cfg->batch_size > 0 ? (int)cfg->batch_size : 1; /* as p2q_batch_init */
@@ -460,28 +505,45 @@ void p2q_worker_reconfigure(p2q_worker_t *w, const p2q_worker_config_t *cfg) {
   if (!w->closing) step(w); /* a larger max_inflight may allow a claim now */
 }
 
+void p2q_worker_reconfigure(p2q_worker_t *w, const p2q_worker_config_t *cfg) {
+  for (p2q_worker_t *l = w->next_lane; l; l = l->next_lane) lane_reconfigure(l, cfg);
+  lane_reconfigure(w, cfg);
+}
+
+/* A claimer's last handle closed: it is freed; the worker (its head) with its last claimer. */
 static void handle_closed(uv_handle_t *h) {
-  p2q_worker_t *w = h->data;
+  p2q_worker_t *w = h->data, *head = w->head;
   if (--w->open_handles > 0) return;
-  void (*cb)(void *) = w->close_cb;
-  void *arg = w->close_arg;
   while (w->batches) { wbatch_t *b = w->batches; w->batches = b->next; p2q_wk_batch_free(b); }
   free(w->types);
-  free(w);
+  w->types = NULL;
+  if (w != head) free(w);
+  if (--head->lanes_open > 0) return;
+  void (*cb)(void *) = head->close_cb;
+  void *arg = head->close_arg;
+  free(head);
   if (cb) cb(arg);
 }
 
 static void conn_closed(void *arg) { handle_closed((uv_handle_t *)&((p2q_worker_t *)arg)->linger_timer); }
 
-void p2q_worker_close(p2q_worker_t *w, void (*cb)(void *arg), void *arg) {
-  if (w->closing) return;
+static void lane_close(p2q_worker_t *w) {
   w->closing = 1;
-  w->close_cb = cb;
-  w->close_arg = arg;
   w->open_handles = 4;
   w->deferred = w->riding = NULL; /* freed with the batches */
   uv_close((uv_handle_t *)&w->linger_timer, handle_closed);
   uv_close((uv_handle_t *)&w->retry_timer, handle_closed);
   uv_close((uv_handle_t *)&w->ack_timer, handle_closed);
   w->ctx.outbox_close(w->conn, conn_closed, w);
+}
+
+void p2q_worker_close(p2q_worker_t *w, void (*cb)(void *arg), void *arg) {
+  if (w->closing) return;
+  w->close_cb = cb;
+  w->close_arg = arg;
+  for (p2q_worker_t *l = w->next_lane, *next; l; l = next) {
+    next = l->next_lane;
+    lane_close(l);
+  }
+  lane_close(w);
 }

@@ -307,7 +307,7 @@ static void embedded(const p2q_embed_result_t *r, void *arg) {
     char q[600];
     p2q_verdict_t v = p2q_classify_embed(r->err, r->transient, 0, c->n);
     if (v == P2Q_V_TRANSIENT && r->retry_after_ms > 0) v = P2Q_V_RATE_LIMITED;
-    if (v == P2Q_V_RATE_LIMITED) w->stats.rate_limited++;
+    if (v == P2Q_V_RATE_LIMITED) w->st->rate_limited++;
     uint64_t wait = v == P2Q_V_EVENT_FAULT || v == P2Q_V_CANCELED ? 0
                   : w->ctx.report(w->ctx.arg, c->rule, 1, v, 0, r->retry_after_ms, r->msg);
     p2q_wk_fail(b, c->idx, c->n, v, wait, r->msg);

@@ -57,7 +57,7 @@ static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg
     break;
   case P2Q_V_SPLIT: { /* isolate the bad points (or fit the body limit): each half on its own */
     int half = r->n / 2;
-    w->stats.splits++;
+    w->st->splits++;
     p2q_wk_send(b, r->rule, r->op, r->idx, half);
     p2q_wk_send(b, r->rule, r->op, r->idx + half, r->n - half);
     break;
@@ -72,8 +72,8 @@ static void request_cb(p2q_qdrant_t *q, const p2q_qdrant_resp_t *resp, void *arg
       snprintf(msg, sizeof msg, "qdrant %s %s: HTTP %ld: %s", op_what(r->op), rule->collection, resp->status, why);
     else
       snprintf(msg, sizeof msg, "qdrant %s %s: transport error: %s", op_what(r->op), rule->collection, why);
-    w->stats.qdrant_failures++;
-    if (v == P2Q_V_RATE_LIMITED) w->stats.rate_limited++;
+    w->st->qdrant_failures++;
+    if (v == P2Q_V_RATE_LIMITED) w->st->rate_limited++;
     uint64_t wait = v == P2Q_V_EVENT_FAULT ? 0
                   : w->ctx.report(w->ctx.arg, r->rule, 0, v, host_wide, resp->retry_delay_ms, msg);
     p2q_wk_fail(b, r->idx, r->n, v, wait, msg);
@@ -185,7 +185,7 @@ void p2q_wk_send(wbatch_t *b, int rule, p2q_op_t op, const int *idx, int n) {
   int err = w->ctx.write(w->ctx.arg, rc->collection, endpoint, data, len, lent != NULL, request_cb, r);
   if (err) { if (!lent) free(data); goto fail; }
   b->pending++;
-  w->stats.qdrant_requests++;
+  w->st->qdrant_requests++;
   return;
 fail:
   if (r) {

@@ -11,6 +11,12 @@
  * low rates the claim after each ack used to come back empty. Nothing polls, except a claim
  * that held events back with no batch of its own in flight (the lease is another claimer's, whose
  * ack does not wake this worker): it looks again after held_delay (50 ms doubling to 1 s).
+ *
+ * A standby policy (a worker's second and later claimers, worker.h) claims only while `active`:
+ * from a sibling's full claim (p2q_batch_on_backlog) or its own timer (p2q_batch_on_due) until
+ * one of its claims comes back neither full nor holding rows back. Wake-ups alone never make it
+ * claim, so at low rates it costs PostgreSQL nothing; in a backlog each claimer keeps its own
+ * PostgreSQL backend busy.
  */
 #ifndef P2Q_BATCH_H
 #define P2Q_BATCH_H
@@ -31,6 +37,8 @@ typedef struct {
   int held;           /* the last claim held events back behind a row's lease */
   int held_polls;     /* consecutive claims that held events back with nothing in flight */
   int paused;         /* breaker open, stopping, or not connected */
+  int standby;        /* claims only while active (a worker's second and later claimers) */
+  int active;         /* standby: a backlog was seen, or its own timer is due */
 } p2q_batch_t;
 
 void p2q_batch_init(p2q_batch_t *b, int batch_size, int max_inflight, int64_t linger_ms);
@@ -48,5 +56,10 @@ void p2q_batch_on_claim_failed(p2q_batch_t *b);
 void p2q_batch_on_acked(p2q_batch_t *b);
 void p2q_batch_on_linger_started(p2q_batch_t *b);
 void p2q_batch_on_linger_done(p2q_batch_t *b);
+/* A sibling's claim came back full: claim at once (a standby policy too, and as long as a backlog
+   lasts), as after a full claim of one's own. */
+void p2q_batch_on_backlog(p2q_batch_t *b);
+/* The worker's own timer (a retry, rows held back) is due: claim once, standby or not. */
+void p2q_batch_on_due(p2q_batch_t *b);
 
 #endif

@@ -14,16 +14,21 @@
 
 /* ---- sweep ------------------------------------------------------------------------------- */
 
-/* The knobs a sweep can vary. workers = [worker.*] sections per process (all claiming the
-   bench's event type), replicas = `pg2qdrant run` processes, embedder_threads = the text
+/* The knobs a sweep can vary. claimers = each worker's `claimers`, workers = [worker.*] sections
+   per process (all claiming the bench's event type), replicas = `pg2qdrant run` processes, embedder_threads = the text
    embedder's `threads`. */
 #define P2Q_BENCH_KNOBS(XX)                                                   \
   XX(BATCH_SIZE, "batch_size", 1, 100000)                                    \
   XX(LINGER_MS, "linger_ms", 0, 60000)                                       \
   XX(MAX_INFLIGHT, "max_inflight", 1, 1024)                                  \
+  XX(CLAIMERS, "claimers", 1, 16)                                            \
   XX(WORKERS, "workers", 1, 64)                                              \
   XX(REPLICAS, "replicas", 1, 64)                                            \
   XX(EMBEDDER_THREADS, "embedder_threads", 1, 256)
+
+/* "batch_size, linger_ms, …" for messages and --help, from the list above */
+#define P2Q_BENCH_KNOB_NAME_(id, name, lo, hi) ", " name
+#define P2Q_BENCH_KNOB_LIST (P2Q_BENCH_KNOBS(P2Q_BENCH_KNOB_NAME_) + 2)
 
 typedef enum {
 #define XX(id, name, lo, hi) P2Q_KNOB_##id,

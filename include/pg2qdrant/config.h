@@ -83,6 +83,7 @@ typedef struct {
   int64_t batch_size;
   int64_t linger_ms;
   int64_t max_inflight;
+  int64_t claimers;              /* outbox sessions claiming; the second and later only in a backlog */
   int line;
 } p2q_worker_config_t;
 

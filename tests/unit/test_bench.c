@@ -219,8 +219,14 @@ static p2q_bench_run_t run_of(int point, const char *w, int tput, double eps, do
 }
 
 static void setting(p2q_bench_setting_t *s, long batch, long replicas, long workers) {
-  long v[P2Q_KNOB_N] = {batch, 5, 4, workers, replicas, 2};
-  memcpy(s->v, v, sizeof v);
+  memset(s->v, 0, sizeof s->v);
+  s->v[P2Q_KNOB_BATCH_SIZE] = batch;
+  s->v[P2Q_KNOB_LINGER_MS] = 5;
+  s->v[P2Q_KNOB_MAX_INFLIGHT] = 4;
+  s->v[P2Q_KNOB_CLAIMERS] = 2;
+  s->v[P2Q_KNOB_WORKERS] = workers;
+  s->v[P2Q_KNOB_REPLICAS] = replicas;
+  s->v[P2Q_KNOB_EMBEDDER_THREADS] = 2;
 }
 
 static void test_points_and_recommend(void **st) {
@@ -276,7 +282,7 @@ static void test_points_and_recommend(void **st) {
   swept[P2Q_KNOB_EMBEDDER_THREADS] = 1;
   p2q_bench_config_lines(&pts[2], swept, "mini", f);
   fclose(f);
-  assert_non_null(strstr(buf, "[worker.w1]\nbatch_size = 256\nlinger_ms = 5\nmax_inflight = 4\n"));
+  assert_non_null(strstr(buf, "[worker.w1]\nbatch_size = 256\nlinger_ms = 5\nmax_inflight = 4\nclaimers = 2\n"));
   assert_non_null(strstr(buf, "run 4 `pg2qdrant run` processes"));
   assert_non_null(strstr(buf, "[embedder.mini]\nthreads = 2\n"));
   free(buf);
@@ -309,14 +315,14 @@ static void test_csv(void **st) {
   assert_non_null(nl);
   *nl = 0;
   const char *row = nl + 1;
-  assert_int_equal(count_char(buf, ','), 37); /* 38 columns */
-  assert_int_equal(count_char(row, ','), 37);
-  assert_non_null(strstr(buf, "point,repeat,workload,batch_size,linger_ms,max_inflight,workers,replicas,embedder_threads,"));
+  assert_int_equal(count_char(buf, ','), 38); /* 39 columns */
+  assert_int_equal(count_char(row, ','), 38);
+  assert_non_null(strstr(buf, "point,repeat,workload,batch_size,linger_ms,max_inflight,claimers,workers,replicas,embedder_threads,"));
   assert_non_null(strstr(buf, ",p99_ms,"));
   assert_non_null(strstr(buf, ",cpu_us_qdrant,"));
   assert_non_null(strstr(buf, ",cpu_us_pg_daemon,cpu_us_pg_autovacuum,cpu_us_pg_autovacuum_other,cpu_us_pg_writers,"));
   assert_non_null(strstr(buf, ",pgss_us_per_event,tail_s,leases_reclaimed,dead_letters,"));
-  assert_true(!strncmp(row, "3,1,steady,128,5,4,1,2,2,1000,", 30));
+  assert_true(!strncmp(row, "3,1,steady,128,5,4,2,1,2,2,1000,", 32));
   assert_non_null(strstr(row, ",12.500,")); /* p99 */
   assert_non_null(strstr(row, ",0,\"bad, \"\"quoted\"\"\"\n")); /* ok=0 and RFC 4180 quoting */
   assert_non_null(strstr(row, ",,")); /* NaN: empty cells */

@@ -37,8 +37,10 @@ typedef struct {
   p2q_config_t *cfg;
   uint64_t now;
   int stopping;
-  /* outbox */
+  /* outbox: every session is F itself; cbs is the first one's (the worker's first claimer) */
   p2q_outbox_conn_cbs_t cbs;
+  p2q_outbox_conn_cbs_t lane_cbs[4]; /* each session's, in the order opened */
+  int n_opens;
   p2q_claim_cb claim_cb;
   void *claim_arg;
   int claims;
@@ -70,7 +72,10 @@ static fake_t F;
 static const p2q_config_t *f_config(void *a) { return ((fake_t *)a)->cfg; }
 static uint64_t f_now(void *a) { return ((fake_t *)a)->now; }
 static int f_open(void *a, const char *name, const p2q_outbox_conn_cbs_t *cbs, p2q_outbox_conn_t **out) {
-  ((fake_t *)a)->cbs = *cbs;
+  fake_t *f = a;
+  if (f->n_opens == 0) f->cbs = *cbs;
+  if (f->n_opens < 4) f->lane_cbs[f->n_opens] = *cbs;
+  f->n_opens++;
   *out = (p2q_outbox_conn_t *)a;
   return 0;
 }
@@ -145,6 +150,7 @@ static const char CONF[] =
     "[rule.a]\ntable = public.a\nkey = id\nvector_column = v\ndimension = 2\ncollection = ca\n"
     "[rule.b]\ntable = public.b\nkey = id\nvector_column = v\ndimension = 2\ncollection = cb\n"
     "[worker.w1]\nevent_types = a, b\nbatch_size = 16\nlinger_ms = 0\nmax_inflight = 1\n";
+static int claimers = 1; /* setup_worker: the worker's claimers (the shipped default is 2) */
 
 static p2q_worker_t *setup_worker(void) {
   char err[512];
@@ -156,6 +162,7 @@ static p2q_worker_t *setup_worker(void) {
   assert_int_equal(p2q_config_load_string(CONF, "t.ini", &F.cfg, err, sizeof err), 0);
   F.allow[0] = F.allow[1] = 1;
   if (use_ack_claim) F.cfg->workers[0].linger_ms = 5;
+  F.cfg->workers[0].claimers = claimers;
   F.wait = 1234;
   F.now = 1000;
   p2q_worker_ctx_t c = {.arg = &F, .loop = &F.loop, .config = f_config, .now = f_now, .outbox_open = f_open,
@@ -163,7 +170,7 @@ static p2q_worker_t *setup_worker(void) {
                         .embed = f_embed, .may_claim = f_may_claim, .report = f_report, .stopping = f_stopping,
                         .liveness = f_liveness, .ack_claim = use_ack_claim ? f_ack_claim : NULL};
   assert_int_equal(p2q_worker_new(&c, &F.cfg->workers[0], &w), 0);
-  F.cbs.ready(F.cbs.arg, "1.2", 0); /* connected: the worker claims at once */
+  for (int i = 0; i < F.n_opens && i < 4; i++) F.lane_cbs[i].ready(F.lane_cbs[i].arg, "1.2", 0); /* connected */
   return w;
 }
 
@@ -478,6 +485,87 @@ static void test_batch_held_delay(void **st) {
   assert_int_equal(p2q_batch_held_delay(&b), 50); /* the doubling starts over */
 }
 
+/* A standby policy (a worker's second claimer) claims only from a sibling's full claim or its own
+   timer, and goes quiet after a claim that is neither full nor holding rows back. */
+static void test_batch_standby(void **st) {
+  p2q_batch_t b;
+  p2q_batch_init(&b, 10, 2, 0);
+  b.standby = 1;
+  p2q_batch_on_wake(&b);
+  assert_int_equal(p2q_batch_next(&b), P2Q_BATCH_WAIT); /* a wake-up alone: nothing */
+  p2q_batch_on_backlog(&b);
+  assert_int_equal(p2q_batch_next(&b), P2Q_BATCH_CLAIM);
+  p2q_batch_on_claim_sent(&b);
+  p2q_batch_on_claimed(&b, 10, 1, 0);                  /* full: on */
+  assert_int_equal(p2q_batch_next(&b), P2Q_BATCH_CLAIM);
+  p2q_batch_on_claim_sent(&b);
+  p2q_batch_on_claimed(&b, 4, 1, 2);                   /* rows held back: on until its ack */
+  assert_int_equal(p2q_batch_next(&b), P2Q_BATCH_WAIT); /* both slots in flight */
+  p2q_batch_on_acked(&b);
+  assert_int_equal(p2q_batch_next(&b), P2Q_BATCH_CLAIM);
+  p2q_batch_on_claim_sent(&b);
+  p2q_batch_on_claimed(&b, 3, 1, 0);                   /* neither: quiet */
+  p2q_batch_on_acked(&b);
+  p2q_batch_on_wake(&b);
+  assert_int_equal(p2q_batch_next(&b), P2Q_BATCH_WAIT);
+  p2q_batch_on_due(&b);                                /* its own retry timer: one claim */
+  assert_int_equal(p2q_batch_next(&b), P2Q_BATCH_CLAIM);
+  p2q_batch_on_claim_sent(&b);
+  p2q_batch_on_claimed(&b, 0, 0, 0);
+  p2q_batch_on_wake(&b);
+  assert_int_equal(p2q_batch_next(&b), P2Q_BATCH_WAIT);
+  p2q_batch_t first;                                   /* the first claimer: a sibling's backlog */
+  p2q_batch_init(&first, 10, 1, 5);                    /* claims at once, no linger */
+  p2q_batch_on_wake(&first);
+  p2q_batch_on_claim_sent(&first);
+  p2q_batch_on_claimed(&first, 4, 1, 0);
+  assert_int_equal(p2q_batch_next(&first), P2Q_BATCH_WAIT); /* its one slot in flight */
+  p2q_batch_on_acked(&first);
+  assert_int_equal(p2q_batch_next(&first), P2Q_BATCH_WAIT); /* nothing more known */
+  p2q_batch_on_backlog(&first);
+  assert_int_equal(p2q_batch_next(&first), P2Q_BATCH_CLAIM);
+}
+
+/* Two claimers: only the first claims on wake-ups; the second joins when a claim comes back full
+   (its own session), stops after a claim that is not, and both count into the worker's stats. */
+static void test_second_claimer_joins_a_backlog(void **st) {
+  claimers = 2;
+  p2q_worker_t *w = setup_worker();
+  claimers = 1;
+  assert_int_equal(F.n_opens, 2);
+  assert_int_equal(F.claims, 1);                /* the first claimer only */
+  void *first = F.claim_arg;
+  assert_ptr_equal(first, w);
+  deliver(16, "a", 1, 3);                       /* full (batch_size 16) */
+  assert_int_equal(F.claims, 2);                /* the second claimer joined in */
+  void *second = F.claim_arg;
+  assert_ptr_not_equal(second, first);
+  deliver(5, "b", 1, 3);                        /* not full: it goes quiet after this batch */
+  assert_int_equal(F.claims, 2);
+  assert_int_equal(F.n_w, 2);
+  answer(1, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  acked();
+  assert_int_equal(F.claims, 2);
+  answer(0, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  acked();
+  assert_int_equal(F.claims, 3);                /* the first claims again: its last claim was full */
+  assert_ptr_equal(F.claim_arg, first);
+  deliver(2, "a", 1, 3);
+  answer(2, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  acked();
+  p2q_worker_wake(w);                           /* a notification: the first claimer only */
+  assert_int_equal(F.claims, 4);
+  assert_ptr_equal(F.claim_arg, first);
+  deliver(0, "a", 1, 3);
+  const p2q_stats_t *s = p2q_worker_stats(w);
+  assert_int_equal(s->claimed, 23);
+  assert_int_equal(s->applied, 23);
+  assert_int_equal(s->claims, 4);
+  assert_int_equal(s->acks, 3);
+  assert_true(p2q_worker_idle(w));
+  teardown_worker(w);
+}
+
 /* A finished batch's ack waits up to linger_ms to ride on the next claim (one statement); alone
    after that; sent again alone when the ack+claim failed (neither happened). */
 static void test_ack_rides_on_next_claim(void **st) {
@@ -661,6 +749,8 @@ int main(void) {
       cmocka_unit_test(test_gate_per_rule),
       cmocka_unit_test(test_claim_after_ack_only_when_held),
       cmocka_unit_test(test_batch_held_delay),
+      cmocka_unit_test(test_batch_standby),
+      cmocka_unit_test(test_second_claimer_joins_a_backlog),
       cmocka_unit_test(test_ack_rides_on_next_claim),
       cmocka_unit_test(test_two_collections),
       cmocka_unit_test(test_dual_both_written),
