@@ -18,6 +18,8 @@ table w, and sync_outbox changed by DDL between runs, one change per configurati
                 IS NULL ..., as the statement-level INSERTs do), to be combined with nonotify
   norow, rowhash, rowint   sync_outbox_row_idx dropped / as hash (row_key) / as btree on
                 jsonb_hash_extended(row_key, 0)
+  rowrint, rowintr, rowfold   sync_outbox_row_idx as btree (rule, jsonb_hash_extended(row_key, 0)) /
+                (jsonb_hash_extended(row_key, 0), rule) / (jsonb_hash_extended(row_key, hashtext(rule)))
   norouting, nopkey, noclaim   without that index;  ff100   fillfactor 100 instead of 50
   noset_NAME    the trigger function without its SET clause of setting NAME (noset_TimeZone, ...)
   onlysp        with SET search_path only;  typecheck   + a per-row pg_typeof() check of its columns
@@ -86,6 +88,15 @@ DDL = {
     "rowint": (["DROP INDEX sync_outbox_row_idx",
                 "CREATE INDEX sync_outbox_row_idx ON sync_outbox (jsonb_hash_extended(row_key, 0))"],
                ["DROP INDEX sync_outbox_row_idx", ROW]),
+    "rowrint": (["DROP INDEX sync_outbox_row_idx",
+                 "CREATE INDEX sync_outbox_row_idx ON sync_outbox (rule, jsonb_hash_extended(row_key, 0))"],
+                ["DROP INDEX sync_outbox_row_idx", ROW]),
+    "rowintr": (["DROP INDEX sync_outbox_row_idx",
+                 "CREATE INDEX sync_outbox_row_idx ON sync_outbox (jsonb_hash_extended(row_key, 0), rule)"],
+                ["DROP INDEX sync_outbox_row_idx", ROW]),
+    "rowfold": (["DROP INDEX sync_outbox_row_idx",
+                 "CREATE INDEX sync_outbox_row_idx ON sync_outbox (jsonb_hash_extended(row_key, hashtext(rule)))"],
+                ["DROP INDEX sync_outbox_row_idx", ROW]),
     "norouting": (["DROP INDEX sync_outbox_routing_idx"],
                   ["CREATE INDEX sync_outbox_routing_idx ON sync_outbox (event_type, routing_key, id)"
                    " WHERE routing_key IS NOT NULL"]),
