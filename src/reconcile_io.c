@@ -54,7 +54,9 @@ static int keys_from(p2q_buf_t *b, const p2q_rule_config_t *r) {
 static int lookup_sql(rec_t *c, p2q_buf_t *b, const char *q, int snap) {
   const p2q_rule_config_t *r = c->r;
   p2q_buf_puts(b, "SELECT k.v::text, x.key_text, EXISTS (SELECT 1 FROM ");
-  p2q_buf_printf(b, "%s.sync_outbox o WHERE o.rule = $2 AND o.row_key = k.v)%s FROM ", q, snap ? ", x.snap_text" : "");
+  /* the hash: sync_outbox_row_idx's expression (migration 012) */
+  p2q_buf_printf(b, "%s.sync_outbox o WHERE pg_catalog.jsonb_hash_extended(o.row_key, 0) = pg_catalog.jsonb_hash_extended(k.v, 0)"
+                    " AND o.rule = $2 AND o.row_key = k.v)%s FROM ", q, snap ? ", x.snap_text" : "");
   if (keys_from(b, r)) return P2Q_EINVAL;
   p2q_buf_puts(b, " LEFT JOIN LATERAL (SELECT ");
   if (p2q_capture_key_expr(r, "r", b)) return P2Q_EINVAL;
