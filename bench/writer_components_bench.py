@@ -16,10 +16,12 @@ table w, and sync_outbox changed by DDL between runs, one change per configurati
                 nonotify, how every event was notified before the capture functions did it
   notifycase    the NOTIFY in the event INSERT's event_type column instead (CASE WHEN pg_notify(...)
                 IS NULL ..., as the statement-level INSERTs do), to be combined with nonotify
-  norow, rowhash, rowint   sync_outbox_row_idx dropped / as hash (row_key) / as btree on
-                jsonb_hash_extended(row_key, 0)
+  norow, rowhash, rowold   sync_outbox_row_idx (shipped: jsonb_hash_extended(row_key, 0), migration
+                012) dropped / as hash (row_key) / as (rule, row_key), what migrations 001-011 built
   rowrint, rowintr, rowfold   sync_outbox_row_idx as btree (rule, jsonb_hash_extended(row_key, 0)) /
                 (jsonb_hash_extended(row_key, 0), rule) / (jsonb_hash_extended(row_key, hashtext(rule)))
+  backlog       100,000 events pending before the rows are written (keys id 1..100,000, the rows'
+                among them; --instructions only: a CPU-time run truncates the outbox)
   norouting, nopkey, noclaim   without that index;  ff100   fillfactor 100 instead of 50
   noset_NAME    the trigger function without its SET clause of setting NAME (noset_TimeZone, ...)
   onlysp        with SET search_path only;  typecheck   + a per-row pg_typeof() check of its columns
@@ -72,7 +74,7 @@ STMT_TRIG = ("CREATE TRIGGER p2q_w_insert AFTER INSERT ON w REFERENCING NEW TABL
 DEL_TRIG = ("CREATE TRIGGER p2q_w_delete AFTER DELETE ON w REFERENCING OLD TABLE AS p2q_old FOR EACH STATEMENT"
             " EXECUTE FUNCTION p2q_delete_w()")
 NO_STMT = ["DROP TRIGGER p2q_w ON w", "DROP TRIGGER p2q_w_insert ON w", "DROP TRIGGER p2q_w_delete ON w"]
-ROW = "CREATE INDEX sync_outbox_row_idx ON sync_outbox (rule, row_key)"
+ROW = "CREATE INDEX sync_outbox_row_idx ON sync_outbox (jsonb_hash_extended(row_key, 0))"  # migration 012
 # configuration: (DDL to apply, DDL to undo)
 DDL = {
     "notrig": (NO_STMT, [ROW_TRIG, STMT_TRIG, DEL_TRIG]),
@@ -85,8 +87,7 @@ DDL = {
     "norow": (["DROP INDEX sync_outbox_row_idx"], [ROW]),
     "rowhash": (["DROP INDEX sync_outbox_row_idx", "CREATE INDEX sync_outbox_row_idx ON sync_outbox USING hash (row_key)"],
                 ["DROP INDEX sync_outbox_row_idx", ROW]),
-    "rowint": (["DROP INDEX sync_outbox_row_idx",
-                "CREATE INDEX sync_outbox_row_idx ON sync_outbox (jsonb_hash_extended(row_key, 0))"],
+    "rowold": (["DROP INDEX sync_outbox_row_idx", "CREATE INDEX sync_outbox_row_idx ON sync_outbox (rule, row_key)"],
                ["DROP INDEX sync_outbox_row_idx", ROW]),
     "rowrint": (["DROP INDEX sync_outbox_row_idx",
                  "CREATE INDEX sync_outbox_row_idx ON sync_outbox (rule, jsonb_hash_extended(row_key, 0))"],
@@ -97,6 +98,9 @@ DDL = {
     "rowfold": (["DROP INDEX sync_outbox_row_idx",
                  "CREATE INDEX sync_outbox_row_idx ON sync_outbox (jsonb_hash_extended(row_key, hashtext(rule)))"],
                 ["DROP INDEX sync_outbox_row_idx", ROW]),
+    "backlog": (["INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, payload) SELECT 'w', 'w',"
+                 " 'public.w', jsonb_build_object('id', i), 'upsert', '{}' FROM generate_series(1, 100000) i"],
+                ["TRUNCATE sync_outbox"]),
     "norouting": (["DROP INDEX sync_outbox_routing_idx"],
                   ["CREATE INDEX sync_outbox_routing_idx ON sync_outbox (event_type, routing_key, id)"
                    " WHERE routing_key IS NOT NULL"]),
