@@ -409,6 +409,10 @@ static void step(p2q_worker_t *w) {
 void p2q_worker_wake(p2q_worker_t *w) {
   p2q_batch_on_wake(&w->pol);
   step(w);
+  /* the other claimers are not woken, only looked at again: one still in a backlog that was
+     paused (a target's breaker, the rate budget, a reconnect) goes on now */
+  if (w == w->head)
+    for (p2q_worker_t *l = w->next_lane; l; l = l->next_lane) step(l);
 }
 
 /* ---- session ------------------------------------------------------------------------------- */

@@ -527,7 +527,8 @@ static void test_batch_standby(void **st) {
 }
 
 /* Two claimers: only the first claims on wake-ups; the second joins when a claim comes back full
-   (its own session), stops after a claim that is not, and both count into the worker's stats. */
+   (its own session; paused meanwhile, it goes on at the worker's next wake-up), stops after a
+   claim that is not, and both count into the worker's stats. */
 static void test_second_claimer_joins_a_backlog(void **st) {
   claimers = 2;
   p2q_worker_t *w = setup_worker();
@@ -536,8 +537,12 @@ static void test_second_claimer_joins_a_backlog(void **st) {
   assert_int_equal(F.claims, 1);                /* the first claimer only */
   void *first = F.claim_arg;
   assert_ptr_equal(first, w);
+  F.allow[0] = F.allow[1] = 0;                  /* the targets paused: nobody may claim */
   deliver(16, "a", 1, 3);                       /* full (batch_size 16) */
-  assert_int_equal(F.claims, 2);                /* the second claimer joined in */
+  assert_int_equal(F.claims, 1);
+  F.allow[0] = F.allow[1] = 1;                  /* healthy again: the daemon wakes the worker */
+  p2q_worker_wake(w);
+  assert_int_equal(F.claims, 2);                /* the second claimer joined in (the first is full) */
   void *second = F.claim_arg;
   assert_ptr_not_equal(second, first);
   deliver(5, "b", 1, 3);                        /* not full: it goes quiet after this batch */
