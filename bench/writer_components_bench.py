@@ -4,12 +4,15 @@ bench/writer_overhead_bench.py (key id, columns id, a 384-float real[] sent unpr
 table w, and sync_outbox changed by DDL between runs, one change per configuration:
 
   ship          as `init` and `apply` install it (the baseline of every delta): INSERTs and DELETEs
-                captured per statement (p2q_insert_w, p2q_delete_w), UPDATEs by the row trigger (p2q_capture_w)
+                captured per statement (p2q_insert_w, p2q_delete_w), UPDATEs by the row trigger (p2q_capture_w:
+                since session 10 an unpinned gate that returns from an UPDATE of unwatched columns and calls
+                the pinned p2q_pinned_w for the rest)
   notrig        no capture trigger at all (the plain INSERT)
   rowins        INSERTs and DELETEs captured by the row trigger too (tables with another AFTER INSERT
                 or DELETE trigger, partitioned tables and partitions; every table before the
                 statement capture);
-                the function configurations below change p2q_capture_w: combine them with rowins
+                the function configurations below change the pinned function (p2q_pinned_w, or
+                p2q_capture_w of a build before the gate): combine them with rowins
   check         + the CHECK (op IN ('upsert', 'delete')) that migration 010 dropped
   nonotify      the trigger without its NOTIFY (`probe := pg_notify(...) IS NULL` before the event)
   notifytrig    + the outbox's own NOTIFY trigger (sync_outbox_notify, a WHEN clause per row): with
@@ -35,6 +38,9 @@ Configurations join with "+". Each run truncates w and sync_outbox and inserts -
   delete  1,000-row DELETEs of rows inserted with triggers off (session_replication_role =
           replica; the same INSERTs in every configuration, so a difference is the DELETEs')
   delete1 one-row DELETEs, 1,000 per transaction, likewise
+  upd_unwatched, upd_watched   1,000-row UPDATEs of rows inserted likewise: of an unwatched column
+          (note), or of the vector (a watched column: one event per row)
+  upd1_unwatched, upd1_watched   the same as one-row UPDATEs, 1,000 per transaction
 Configurations are interleaved (order reversed every other round); the writer backend's on-CPU
 time from /proc/<pid>/schedstat (ns); medians over --rounds. Nothing is asserted.
 
@@ -150,13 +156,19 @@ def config_sql(cfg, orig, undo):
         elif part != "ship":
             fn = variant(fn, part)  # function configurations combine
     if fn != orig:
-        out.append(orig if undo else fn)
+        out += [orig] if undo else fn.split(";\n\n")
     return out
+
+
+def pinned_definition(c):
+    """The definition of rule w's pinned function: p2q_pinned_w behind the gate, or (a build before
+    it) the trigger function p2q_capture_w itself."""
+    return c.execute("SELECT pg_get_functiondef(coalesce(to_regproc('p2q_pinned_w'), 'p2q_capture_w'::regproc))").fetchone()[0]
 
 
 def writes(mode, rows, vec):
     """The writer's statements, (sql, params), for rows rows; BEGIN/COMMIT around stmt's groups."""
-    if mode.startswith("delete"):
+    if mode.startswith("delete") or mode.startswith("upd"):
         yield ("SET session_replication_role = replica", ())
         yield ("INSERT INTO w (id, note, emb) SELECT i, 'x', %s::real[] FROM generate_series(0::bigint, %s::bigint) i",
                (vec, rows - 1))
@@ -171,6 +183,17 @@ def writes(mode, rows, vec):
             for i in range(s, s + n):
                 yield ("DELETE FROM w WHERE id = %s", (i,))
             yield ("COMMIT", ())
+            continue
+        if mode.startswith("upd"):  # upd_/upd1_ + unwatched (note) or watched (the vector)
+            what = ("note = 'y'" if mode.endswith("_unwatched") else "emb = %s::real[]",
+                    () if mode.endswith("_unwatched") else ("{0.5" + vec[vec.index(","):],))
+            if mode.startswith("upd1"):
+                yield ("BEGIN", ())
+                for i in range(s, s + n):
+                    yield (f"UPDATE w SET {what[0]} WHERE id = %s", what[1] + (i,))
+                yield ("COMMIT", ())
+            else:
+                yield (f"UPDATE w SET {what[0]} WHERE id BETWEEN %s AND %s", what[1] + (s, s + n - 1))
             continue
         if mode == "multi":
             yield ("INSERT INTO w (id, note, emb) SELECT i, 'x', %s::real[]"
@@ -198,7 +221,7 @@ def instructions(args, vec):
     pg_callgrind.start(d)
     writer_db.create(args.db, force=True)
     with psycopg.connect(dbname=args.db, autocommit=True) as c:
-        orig = c.execute("SELECT pg_get_functiondef('p2q_capture_w'::regproc)").fetchone()[0]
+        orig = pinned_definition(c)
         c.execute("CHECKPOINT")
     pg_callgrind.freeze(d)
     per_row, seen = {}, {}
@@ -224,7 +247,8 @@ def instructions(args, vec):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", default="p2q_components")
-    ap.add_argument("--mode", choices=("multi", "stmt", "single", "delete", "delete1"), default="multi")
+    ap.add_argument("--mode", choices=("multi", "stmt", "single", "delete", "delete1", "upd_unwatched",
+                                                "upd_watched", "upd1_unwatched", "upd1_watched"), default="multi")
     ap.add_argument("--rows", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--instructions", action="store_true", help="count instructions by callgrind instead of CPU time")
@@ -239,7 +263,7 @@ def main():
     writer_db.create(args.db, force=True)
     c = psycopg.connect(dbname=args.db, autocommit=True)
     pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
-    orig = c.execute("SELECT pg_get_functiondef('p2q_capture_w'::regproc)").fetchone()[0]
+    orig = pinned_definition(c)
 
     def on_cpu_ns():
         return int(open(f"/proc/{pid}/schedstat").read().split()[0])

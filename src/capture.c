@@ -53,17 +53,62 @@ static int append_quoted(p2q_buf_t *out, const p2q_buf_t *body) {
   return rc ? rc : p2q_buf_error(out);
 }
 
-/* Append a CREATE FUNCTION with the given body (dollar-quoted with a tag it does not hold). */
-static int append_function(p2q_buf_t *out, const char *schema, const char *prefix,
-                           const char *rule, const p2q_buf_t *body) {
+/* The pinned function behind a rule's gate (p2q_capture_gate_body): its parameters are named as
+   a trigger's variables, so the row body serves both shapes. */
+#define PINNED_PREFIX "p2q_pinned_"
+#define PINNED_PARAMS "(tg_op text, new record, old record)"
+#define PINNED_TYPES "(text, record, record)"
+
+/* Append a CREATE FUNCTION with the given body (dollar-quoted with a tag it does not hold):
+   how = "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER" + the pins, or as given (the
+   gate and the pinned function behind it). */
+static int append_function_as(p2q_buf_t *out, const char *schema, const char *prefix, const char *rule,
+                              const char *how, const p2q_buf_t *body) {
   if (p2q_buf_error(body)) return p2q_buf_error(body);
   p2q_buf_puts(out, "CREATE OR REPLACE FUNCTION ");
   function_name(out, schema, prefix, rule);
-  /* the pinned settings (session.h) make the snapshot text, the row key and the change test
-     independent of the writer's session; PostgreSQL restores the writer's values on exit */
-  p2q_buf_puts(out, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER "
-                    "SET search_path = " P2Q_PINNED_SEARCH_PATH P2Q_PINNED_FUNCTION_SET " AS ");
+  p2q_buf_puts(out, how);
   return append_quoted(out, body);
+}
+
+/* the pinned settings (session.h) make the snapshot text, the row key and the change test
+   independent of the writer's session; PostgreSQL restores the writer's values on exit */
+#define PINS "SET search_path = " P2Q_PINNED_SEARCH_PATH P2Q_PINNED_FUNCTION_SET " AS "
+
+static int append_function(p2q_buf_t *out, const char *schema, const char *prefix,
+                           const char *rule, const p2q_buf_t *body) {
+  return append_function_as(out, schema, prefix, rule, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER " PINS,
+                            body);
+}
+
+/* The row trigger's function(s): for a rule with a filter one pinned trigger function, as before;
+   without, the gate (p2q_capture_gate_body, unpinned) and the pinned function behind it, which
+   runs as its caller (the gate's owner). A filtered rule drops the pinned function a previous
+   filterless definition left. */
+static int row_functions(p2q_buf_t *out, const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                         const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need) {
+  p2q_buf_t body = P2Q_BUF_INIT, pinned = P2Q_BUF_INIT;
+  int gated = r->filter == NULL;
+  int rc = p2q_capture_body(&body, r, schema, max_attempts, snap, watch, need, gated);
+  function_name(&pinned, schema, PINNED_PREFIX, r->name);
+  if (rc) goto fail;
+  if (!gated) {
+    if ((rc = append_function(out, schema, "p2q_capture_", r->name, &body))) goto fail;
+    p2q_buf_printf(out, "DROP FUNCTION IF EXISTS %s" PINNED_TYPES ";\n", p2q_buf_str(&pinned));
+    rc = p2q_buf_error(out);
+    goto fail;
+  }
+  if ((rc = append_function_as(out, schema, PINNED_PREFIX, r->name,
+                               PINNED_PARAMS " RETURNS boolean\nLANGUAGE plpgsql " PINS, &body)))
+    goto fail;
+  p2q_buf_reset(&body);
+  if ((rc = p2q_buf_error(&pinned)) || (rc = p2q_capture_gate_body(&body, r, watch, p2q_buf_str(&pinned)))) goto fail;
+  rc = append_function_as(out, schema, "p2q_capture_", r->name, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER AS ",
+                          &body);
+fail:
+  p2q_buf_free(&body);
+  p2q_buf_free(&pinned);
+  return rc;
 }
 
 /* The backfill statement (filtered, in key order) over `source`. */
@@ -284,9 +329,7 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
   }
   p2q_strlist_t need;
   if ((rc = p2q_capture_needed_columns(r, &need))) { p2q_strlist_free(&watch); goto fail; }
-  rc = p2q_capture_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need);
-  if (!rc) rc = append_function(out, schema, "p2q_capture_", r->name, &body);
-  p2q_buf_reset(&body);
+  rc = row_functions(out, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need);
   if (!rc) rc = p2q_capture_stmt_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need,
                                       "upsert");
   if (!rc) rc = append_function(out, schema, "p2q_insert_", r->name, &body);
@@ -345,6 +388,8 @@ int p2q_capture_drop_sql(const char *rule_name, const char *table, const char *s
   p2q_buf_printf(out, " ON %s;\nDROP FUNCTION IF EXISTS ", qtable.data);
   function_name(out, schema, "p2q_capture_", rule_name);
   p2q_buf_puts(out, "();\nDROP FUNCTION IF EXISTS ");
+  function_name(out, schema, PINNED_PREFIX, rule_name);
+  p2q_buf_puts(out, PINNED_TYPES ";\nDROP FUNCTION IF EXISTS ");
   function_name(out, schema, "p2q_insert_", rule_name);
   p2q_buf_puts(out, "();\nDROP FUNCTION IF EXISTS ");
   function_name(out, schema, "p2q_delete_", rule_name);

@@ -388,20 +388,23 @@ static void key_capture(p2q_buf_t *b, const p2q_rule_config_t *r, const char *in
 
 /* ROW(NEW."a", NEW."k")::record *= ROW(OLD."a", OLD."k")::record over the watched and key columns
    (whole row: NEW *= OLD): true when an UPDATE left each of them binary-identical, hence with the
-   same text, key and change test: no event, whatever the slow path would say. */
-static int same_image_expr(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *watch) {
-  if (watch->n == 0) { p2q_buf_puts(b, "NEW *= OLD"); return 0; }
+   same text, key and change test: no event, whatever the slow path would say. qualified: the
+   type and the operator named in pg_catalog (the unpinned gate, p2q_capture_gate_body). */
+static int same_image_expr(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *watch, int qualified) {
+  const char *rec = qualified ? ")::pg_catalog.record" : ")::record";
+  const char *op = qualified ? " OPERATOR(pg_catalog.*=) " : " *= ";
+  if (watch->n == 0) { p2q_buf_printf(b, "NEW%sOLD", op); return 0; }
   p2q_strlist_t cols = {NULL, 0};
   int rc = 0;
   for (int i = 0; !rc && i < watch->n; i++) rc = p2q_strlist_add(&cols, watch->items[i], strlen(watch->items[i]));
   for (int i = 0; !rc && i < r->key.n; i++) rc = p2q_strlist_add(&cols, r->key.items[i], strlen(r->key.items[i]));
   for (int side = 0; !rc && side < 2; side++) {
-    p2q_buf_puts(b, side ? " *= ROW(" : "ROW(");
+    p2q_buf_printf(b, "%sROW(", side ? op : "");
     for (int i = 0; i < cols.n; i++) {
       p2q_buf_puts(b, i ? (side ? ", OLD." : ", NEW.") : (side ? "OLD." : "NEW."));
       p2q_sql_ident(b, cols.items[i]);
     }
-    p2q_buf_puts(b, ")::record");
+    p2q_buf_puts(b, rec);
   }
   p2q_strlist_free(&cols);
   return rc;
@@ -447,20 +450,25 @@ static int vector_reused(const p2q_rule_config_t *r, const p2q_strlist_t *snap, 
   return in_watch && in_snap;
 }
 
-/* The fast path of an UPDATE or DELETE (columns by reference, both sides). */
+/* The fast path of an UPDATE or DELETE (columns by reference, both sides); gated: the gate has
+   already let through only UPDATEs whose images differ (or whose test raised: then so would the
+   same test here, and the next column read raises as well). */
 static int update_delete_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap,
-                              const p2q_strlist_t *watch, const p2q_strlist_t *need) {
+                              const p2q_strlist_t *watch, const p2q_strlist_t *need, int gated) {
   /* an UPDATE of unwatched columns leaves at once (a trigger WHEN clause would be cheaper still,
      but it makes every column it names undroppable: DDL-proof means no column dependency) */
-  p2q_buf_puts(b, "      IF TG_OP = 'UPDATE' AND ");
-  int rc = same_image_expr(b, r, watch);
-  if (r->filter) { /* the filter may read unwatched columns: leave only when it says the same */
-    p2q_buf_puts(b, " AND ");
-    filter_of(b, r, "NEW");
-    p2q_buf_puts(b, " = ");
-    filter_of(b, r, "OLD");
+  int rc = 0;
+  if (!gated) {
+    p2q_buf_puts(b, "      IF TG_OP = 'UPDATE' AND ");
+    rc = same_image_expr(b, r, watch, 0);
+    if (r->filter) { /* the filter may read unwatched columns: leave only when it says the same */
+      p2q_buf_puts(b, " AND ");
+      filter_of(b, r, "NEW");
+      p2q_buf_puts(b, " = ");
+      filter_of(b, r, "OLD");
+    }
+    p2q_buf_puts(b, " THEN\n        RETURN NULL;\n      END IF;\n");
   }
-  p2q_buf_puts(b, " THEN\n        RETURN NULL;\n      END IF;\n");
   filter_routing(b, r, "      ", "NEW", "OLD");
   p2q_buf_puts(b, "      IF TG_OP <> 'DELETE' THEN\n");
   key_capture(b, r, "        ", "kn", "NEW", "bad_new");
@@ -573,14 +581,14 @@ static void insert_event(p2q_buf_t *b, const p2q_rule_config_t *r, const char *s
  */
 int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
                         int max_attempts, const p2q_strlist_t *snap, const p2q_strlist_t *watch,
-                        const p2q_strlist_t *need) {
+                        const p2q_strlist_t *need, int gated) {
   int bin = p2q_capture_binary_vector(r, snap);
   p2q_buf_putc(b, '\n');
   p2q_capture_declare(b, bin);
   p2q_buf_puts(b, "BEGIN\n  BEGIN\n    IF TG_OP = 'INSERT' THEN\n");
   insert_fast(b, r, snap, need, "NEW");
   p2q_buf_puts(b, "    ELSE\n");
-  int rc = update_delete_fast(b, r, snap, watch, need);
+  int rc = update_delete_fast(b, r, snap, watch, need, gated);
   p2q_buf_puts(b, "    END IF;\n  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
   slow_path(b, r, snap, watch, need, bin, "NEW", "OLD");
 
@@ -627,6 +635,40 @@ void p2q_capture_delete_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char
   p2q_buf_puts(b, "  IF old_ok THEN\n    ");
   trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old", 0);
   p2q_buf_puts(b, ";\n  END IF;\n");
+}
+
+/*
+ * The trigger function of a rule without a filter, in front of the pinned one (capture.c): an
+ * UPDATE that left every watched and key column binary-identical returns at once, without the
+ * pinned function's SET clauses (~31k instructions per call) and its fast path; anything else
+ * (INSERT, DELETE, any other UPDATE, a test that raised) is handed on as it is:
+ * `probe := <pinned>(TG_OP, NEW, OLD)`, whose body is p2q_capture_body's with the early return left
+ * out (the gate made it). Why its answer is the pinned function's own, whatever the writer's
+ * session:
+ *   - the test is same_image_expr's (binary images, record_image_eq), which no setting changes,
+ *     with every type and operator named in pg_catalog, the pinned function by its schema: no
+ *     search_path (nor pg_temp, searched first for types only) can resolve a name to anything
+ *     else; no plpgsql variable may meet a column (no query has a FROM), nor be shadowed (the
+ *     one variable, probe, shadows nothing): plpgsql.variable_conflict and extra_errors change
+ *     nothing;
+ *   - the test sits in a read-only exception block (a watched column dropped or renamed since
+ *     `apply`: "record new has no field"): an error hands the row on, where the slow path
+ *     handles it as before; nothing else in the gate can raise;
+ *   - SECURITY DEFINER (without SET clauses: no GUC nest level) so that the call runs as the
+ *     functions' owner, who may use the outbox schema; writers need no privilege on it. The
+ *     pinned function is SECURITY INVOKER: called directly by another role it runs as that role.
+ * A rule with a filter keeps the single pinned function: its early return also compares the
+ * filter's value on both rows, an expression that may read any column and print values under the
+ * writer's settings, so no test free of settings can stand in for it.
+ */
+int p2q_capture_gate_body(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *watch, const char *pinned) {
+  p2q_buf_puts(b, "\n-- the events and their wake-up (NOTIFY " P2Q_NOTIFY_CHANNEL ") are written by the pinned function\n"
+                  "DECLARE\n  probe pg_catalog.bool;\nBEGIN\n  IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN\n"
+                  "    BEGIN\n      IF ");
+  int rc = same_image_expr(b, r, watch, 1);
+  p2q_buf_printf(b, " THEN\n        RETURN NULL;\n      END IF;\n    EXCEPTION WHEN OTHERS THEN\n      NULL;\n"
+                    "    END;\n  END IF;\n  probe := %s(TG_OP, NEW, OLD);\n  RETURN NULL;\nEND\n", pinned);
+  return rc ? rc : p2q_buf_error(b);
 }
 
 /* Statement-level events (backfill, reconcile --fix, TRUNCATE, the statement-level INSERT

@@ -15,9 +15,15 @@ void p2q_capture_json_object(p2q_buf_t *b, const char *ref, const p2q_strlist_t 
 /* Aggregate over `json_each(<row as json>) AS e`: the snapshot of snap's columns read by name. */
 void p2q_capture_named_snapshot(p2q_buf_t *b, const p2q_strlist_t *snap);
 /* The row trigger function's body (between the dollar quotes); watch: the change-test columns
-   (empty: the whole row), need: what an upsert cannot do without. 0 or an error. */
+   (empty: the whole row), need: what an upsert cannot do without; gated: the body of the pinned
+   function behind p2q_capture_gate_body (NEW, OLD and TG_OP its parameters; no early return of
+   an unchanged UPDATE, the gate's). 0 or an error. */
 int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
-                     const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need);
+                     const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need, int gated);
+/* The unpinned trigger function of a rule without a filter: returns at once from an UPDATE that
+   left the watched and key columns binary-identical, hands everything else to pinned (a
+   schema-qualified function name) as pinned(TG_OP, NEW, OLD). 0 or an error. */
+int p2q_capture_gate_body(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *watch, const char *pinned);
 /* What p2q_capture_insert_events() builds. */
 typedef struct {
   const char *schema;

@@ -229,6 +229,31 @@ def snapshot_sql(col="emb"):
             f"'{q} : null', '{q} : ' || to_json(vec)::text) END")
 
 
+def ungate(db, schema="public", rule="docs"):
+    """Put the row trigger function of the releases before the gate (session 10) in place of a
+    filterless rule's pair: p2q_capture_<rule>() becomes the single pinned trigger function again
+    (the pinned body, a trigger's signature, SECURITY DEFINER, and the gate's test, unqualified,
+    as the early return of an UPDATE: byte-identical to what the previous release generated) and
+    p2q_pinned_<rule> goes; a rule with a filter has it already. For tests that simulate an older
+    install, or compare with one."""
+    import re
+    if db.execute("SELECT to_regprocedure(%s)", (f"{schema}.p2q_pinned_{rule}(text, record, record)",)).fetchone()[0] is None:
+        return
+    gate = db.execute("SELECT prosrc FROM pg_proc WHERE oid = %s::regprocedure",
+                      (f"{schema}.p2q_capture_{rule}()",)).fetchone()[0]
+    test = re.search(r"\n      IF (.*) THEN\n        RETURN NULL;", gate).group(1)
+    test = test.replace("::pg_catalog.record", "::record").replace(" OPERATOR(pg_catalog.*=) ", " *= ")
+    pinned = db.execute("SELECT pg_get_functiondef(%s::regprocedure)",
+                        (f"{schema}.p2q_pinned_{rule}(text, record, record)",)).fetchone()[0]
+    head = f"{schema}.p2q_pinned_{rule}(tg_op text, new record, old record)\n RETURNS boolean\n LANGUAGE plpgsql\n"
+    assert head in pinned and "\n    ELSE\n" in pinned and "SECURITY DEFINER" not in pinned
+    single = pinned.replace(head, f"{schema}.p2q_capture_{rule}()\n RETURNS trigger\n LANGUAGE plpgsql\n SECURITY DEFINER\n")
+    single = single.replace("\n    ELSE\n", f"\n    ELSE\n      IF TG_OP = 'UPDATE' AND {test} THEN\n"
+                                            "        RETURN NULL;\n      END IF;\n", 1)
+    db.execute(single)
+    db.execute(f"DROP FUNCTION {schema}.p2q_pinned_{rule}(text, record, record)")
+
+
 def outbox_counts(conn):
     """(events in sync_outbox, dead letters)."""
     n = conn.execute("SELECT count(*) FROM sync_outbox").fetchone()[0]

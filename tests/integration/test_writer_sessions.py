@@ -23,7 +23,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import Daemon, wait_until
+from conftest import Daemon, ungate, wait_until
 from openai_stub import OpenAIStub, vector_for
 
 OUTBOX = "p2q_outbox"  # the outbox lives in its own schema: writers get no privilege on it
@@ -352,6 +352,7 @@ def test_apply_after_upgrade_rewrites_session_dependent_points(make_daemon, db, 
     d.cli("init")
     d.cli("apply")
     fn = f"{OUTBOX}.p2q_capture_docs()"
+    ungate(db, OUTBOX)  # that release had one trigger function, not the gate and the pinned one
     db.execute(f"ALTER FUNCTION {fn} RESET ALL")
     db.execute(f"ALTER FUNCTION {fn} SET search_path = pg_catalog, pg_temp")
     # that release captured INSERTs and DELETEs with the row trigger (no statement-level triggers)
@@ -394,13 +395,15 @@ def test_apply_after_a_trigger_code_only_upgrade_enqueues_nothing(make_daemon, d
     db.execute(f"DELETE FROM {OUTBOX}.sync_outbox")
     fn = f"{OUTBOX}.p2q_capture_docs()"
     # an older release's trigger code: different SQL recorded and installed, same fingerprint
+    ungate(db, OUTBOX)
     db.execute(f"ALTER FUNCTION {fn} RESET ALL")
     db.execute(f"UPDATE {OUTBOX}.sync_outbox_rule SET definition = "
                f"regexp_replace(definition, ' SET TimeZone = [^$]* AS \\$p2q\\$', ' AS $p2q$', 'g')")
     out = d.cli("apply").stdout
     assert "trigger re-installed" in out and "nothing enqueued" in out, out
     assert db.execute(f"SELECT count(*) FROM {OUTBOX}.sync_outbox").fetchone()[0] == 0
-    cfg = db.execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure" % repr(fn)).fetchone()[0]
+    cfg = db.execute("SELECT proconfig FROM pg_proc WHERE oid = %s::regprocedure"
+                     % repr(f"{OUTBOX}.p2q_pinned_docs(text, record, record)")).fetchone()[0]
     assert cfg and any(c.startswith("TimeZone=") for c in cfg), cfg  # the current code is installed
     assert "rule docs: unchanged" in d.cli("apply").stdout
     # a definition recorded without a fingerprint (an older build) and the same SQL: unchanged,

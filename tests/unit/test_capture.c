@@ -297,6 +297,47 @@ static void test_insert_statement_sql(void **state) {
   p2q_buf_free(&b);
 }
 
+/* A rule without a filter: the unpinned gate in front of the pinned function (capture_body.c
+   p2q_capture_gate_body); with a filter the single pinned function, and the pinned one dropped. */
+static void test_gate_sql(void **state) {
+  p2q_rule_config_t r = rule();
+  r.filter = NULL;
+  p2q_buf_t b = P2Q_BUF_INIT;
+  assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
+  const char *s = p2q_buf_str(&b);
+  const char *pinned = strstr(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_pinned_docs\"(tg_op text, new record, old record)"
+                                 " RETURNS boolean\nLANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC'");
+  assert_non_null(pinned);
+  const char *gate = strstr(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_capture_docs\"() RETURNS trigger\n"
+                               "LANGUAGE plpgsql SECURITY DEFINER AS $p2q$\n"
+                               "-- the events and their wake-up (NOTIFY sync_outbox_insert) are written by the pinned function\n"
+                               "DECLARE\n  probe pg_catalog.bool;\nBEGIN\n  IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN\n    BEGIN\n"
+                               "      IF ROW(NEW.\"title\", NEW.\"body\"\"x\", NEW.\"embedding\", NEW.\"id\")::pg_catalog.record"
+                               " OPERATOR(pg_catalog.*=) ROW(OLD.\"title\", OLD.\"body\"\"x\", OLD.\"embedding\", OLD.\"id\")"
+                               "::pg_catalog.record THEN\n        RETURN NULL;\n      END IF;\n    EXCEPTION WHEN OTHERS THEN\n"
+                               "      NULL;\n    END;\n  END IF;\n  probe := \"public\".\"p2q_pinned_docs\"(TG_OP, NEW, OLD);\n"
+                               "  RETURN NULL;\nEND\n$p2q$;\n");
+  assert_non_null(gate);
+  assert_true(pinned < gate);
+  /* the pinned body: the row body without the early return (the gate's), events as before */
+  assert_null(strstr(pinned, "IF TG_OP = 'UPDATE' AND ROW("));
+  assert_non_null(strstr(pinned, "EXCEPTION WHEN OTHERS THEN\n    slow := true;"));
+  assert_true(strstr(pinned, "'upsert', sn, vb, CASE WHEN bad_new IS NULL") < gate);
+  p2q_buf_free(&b);
+  r.columns.n = 0; /* the whole row: NEW *= OLD */
+  assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), "      IF NEW OPERATOR(pg_catalog.*=) OLD THEN\n        RETURN NULL;"));
+  p2q_buf_free(&b);
+  r = rule(); /* with a filter */
+  assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
+  assert_null(strstr(p2q_buf_str(&b), "\"p2q_pinned_docs\"(tg_op"));
+  assert_non_null(strstr(p2q_buf_str(&b), "$p2q$;\nDROP FUNCTION IF EXISTS \"public\".\"p2q_pinned_docs\"(text, record, record);\n"));
+  p2q_buf_free(&b);
+  assert_int_equal(p2q_capture_drop_sql("docs", "public.docs", "out", &b), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), "DROP FUNCTION IF EXISTS \"out\".\"p2q_pinned_docs\"(text, record, record);"));
+  p2q_buf_free(&b);
+}
+
 static void test_backfill_and_drop(void **state) {
   p2q_rule_config_t r = rule();
   p2q_buf_t b = P2Q_BUF_INIT;
@@ -370,6 +411,7 @@ int main(void) {
       cmocka_unit_test(test_quoting),           cmocka_unit_test(test_qualified),
       cmocka_unit_test(test_template_columns),  cmocka_unit_test(test_install_sql), cmocka_unit_test(test_insert_statement_sql),
       cmocka_unit_test(test_long_rule_name_refused), cmocka_unit_test(test_dollar_quote_chosen), cmocka_unit_test(test_backfill_and_drop),
+      cmocka_unit_test(test_gate_sql),
       cmocka_unit_test(test_snapshot_and_check), cmocka_unit_test(test_columns_and_guard),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
