@@ -59,6 +59,16 @@ static int append_quoted(p2q_buf_t *out, const p2q_buf_t *body) {
 #define PINNED_PARAMS "(tg_op text, new record, old record)"
 #define PINNED_TYPES "(text, record, record)"
 
+/* The pinned function's signature as a literal ('"s"."p2q_pinned_r"(text, record, record)'), for
+   to_regprocedure: its presence is part of an installed rule without a filter. */
+static void pinned_literal(p2q_buf_t *b, const char *schema, const char *rule) {
+  p2q_buf_t f = P2Q_BUF_INIT;
+  function_name(&f, schema, PINNED_PREFIX, rule);
+  p2q_buf_puts(&f, PINNED_TYPES);
+  p2q_sql_literal(b, p2q_buf_str(&f));
+  p2q_buf_free(&f);
+}
+
 /* Append a CREATE FUNCTION with the given body (dollar-quoted with a tag it does not hold):
    how = "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER" + the pins, or as given (the
    gate and the pinned function behind it). */
@@ -537,7 +547,15 @@ int p2q_capture_installed_sql(const p2q_rule_config_t *r, const char *schema, p2
   p2q_buf_t qt = P2Q_BUF_INIT;
   int rc = p2q_sql_qualified(&qt, r->table);
   if (rc) goto fail;
-  p2q_buf_puts(out, "SELECT 1 FROM pg_catalog.pg_trigger p WHERE p.tgrelid = pg_catalog.to_regclass(");
+  p2q_buf_puts(out, "SELECT ");
+  if (r->filter) {
+    p2q_buf_puts(out, "true");
+  } else {
+    p2q_buf_puts(out, "pg_catalog.to_regprocedure(");
+    pinned_literal(out, schema, r->name);
+    p2q_buf_puts(out, ") IS NOT NULL");
+  }
+  p2q_buf_puts(out, " FROM pg_catalog.pg_trigger p WHERE p.tgrelid = pg_catalog.to_regclass(");
   p2q_sql_literal(out, qt.data);
   p2q_buf_puts(out, ") AND p.tgname = ");
   trigger_literal(out, r->name, "");
@@ -574,6 +592,13 @@ int p2q_capture_drift_sql(const p2q_rule_config_t *r, const char *schema, p2q_bu
   p2q_buf_puts(&body, ") THEN\n    RETURN QUERY SELECT ");
   p2q_sql_literal(&body, trig.data);
   p2q_buf_puts(&body, "::text, 'trigger'::text, true;\n  END IF;\n");
+  if (!r->filter) { /* the gate's pinned function, dropped by hand: the changes it writes fail */
+    p2q_buf_puts(&body, "  RETURN QUERY SELECT ");
+    pinned_literal(&body, schema, r->name);
+    p2q_buf_puts(&body, "::text, 'function'::text, true WHERE pg_catalog.to_regprocedure(");
+    pinned_literal(&body, schema, r->name);
+    p2q_buf_puts(&body, ") IS NULL;\n");
+  }
   if ((rc = drift_stmt_capture(&body, r, schema))) goto fail;
   if (r->on_truncate == P2Q_TRUNCATE_DELETE) { /* a partition created or attached since `apply` */
     p2q_buf_t lit = P2Q_BUF_INIT, tt = P2Q_BUF_INIT;

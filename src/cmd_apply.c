@@ -285,17 +285,18 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
   /* unchanged = same definition and table signature, and the triggers still on the table as this
      apply would install them (a dropped and recreated table lost them; another AFTER INSERT or
      DELETE trigger created since moves them back to the row trigger: p2q_capture_installed_sql) */
-  int same = 0, has_trigger = 0, refresh = 0;
+  int same = 0, has_trigger = 0, complete = 0, refresh = 0;
   if (prev) {
     p2q_buf_reset(&trig);
     if (p2q_capture_installed_sql(r, cfg->pg_schema, &trig)) { snprintf(err, sizeof err, "out of memory"); free(prev); goto report; }
     res = query(conn, trig.data, 0, NULL, err, sizeof err);
     has_trigger = res && PQntuples(res) == 1;
+    complete = has_trigger && !strcmp(PQgetvalue(res, 0, 0), "t"); /* the gate's pinned function too */
     PQclear(res);
     res = NULL;
     const char *pfp0 = recorded_fingerprint(prev);
     size_t plen = pfp0 ? (size_t)(pfp0 - prev) - (sizeof "-- events fingerprint " - 1) : strlen(prev);
-    same = has_trigger && plen == core && !memcmp(prev, def.data, core);
+    same = complete && plen == core && !memcmp(prev, def.data, core);
     /* unchanged, but its fingerprint not recorded yet (an older build) or another one */
     refresh = same && (!pfp0 || strncmp(pfp0, fp, 40) != 0);
   }

@@ -69,6 +69,9 @@ void p2q_drift_line(p2q_buf_t *out, const char *rule, const char *table, const c
   else if (!strcmp(used_as, "setting"))
     p2q_buf_printf(out, "rule %s: %s is set: a big INSERT into %s could exceed it in pg2qdrant's statement-level"
                    " capture (run pg2qdrant apply: INSERTs and DELETEs go back to the row trigger)", rule, item, table);
+  else if (!strcmp(used_as, "function"))
+    p2q_buf_printf(out, "rule %s: function %s is gone: the writes of %s that its gate hands on fail"
+                   " (run pg2qdrant apply)", rule, item, table);
   else if (!strcmp(used_as, "table") || !strcmp(used_as, "trigger"))
     p2q_buf_printf(out, "rule %s: %s %s is gone: changes are not captured (run pg2qdrant apply)", rule,
                    used_as, item);

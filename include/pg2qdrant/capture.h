@@ -8,7 +8,10 @@
  * temp_file_limit: decided when the install script runs),
  * INSERTs and DELETEs are captured by statement triggers `p2q_NAME_insert` / `p2q_NAME_delete`
  * instead, whose functions `p2q_insert_NAME()` / `p2q_delete_NAME()` write the same events from
- * the transition table (capture_stmt.c), and `p2q_NAME` fires on UPDATE only. The functions write one event per change into
+ * the transition table (capture_stmt.c), and `p2q_NAME` fires on UPDATE only. For a rule without
+ * a filter `p2q_capture_NAME()` is an unpinned gate that returns from an UPDATE of unwatched
+ * columns and hands every other row to the pinned `p2q_pinned_NAME(tg_op, new, old)`
+ * (capture_body.c p2q_capture_gate_body). The functions write one event per change into
  * sync_outbox:
  *   INSERT matching the filter → upsert;  DELETE of a matching row → delete;
  *   UPDATE → upsert when a watched column changed (or the row starts matching the filter),
@@ -149,9 +152,12 @@ int p2q_capture_columns_sql(const p2q_rule_config_t *rule, p2q_buf_t *out);
  * with the trigger; cheap (catalog lookups and one LIMIT 0 plan), meant for status, /readyz and
  * a metric.
  */
-/* "SELECT 1 …": one row when the rule's capture triggers are on its table as `apply` would install
-   them now (the row trigger, and the statement-level INSERT and DELETE triggers only while the
-   table still fits them, see capture.c); none tells `apply` to install them again. */
+/* "SELECT <complete> …": one row when the rule's capture triggers are on its table as `apply` would
+   install them now (the row trigger, and the statement-level INSERT and DELETE triggers only while
+   the table still fits them, see capture.c); none tells `apply` to install them again. <complete>
+   (boolean) is false when the pinned function behind a rule's gate is gone (dropped by hand: the
+   changes it would have written failed their statements, none was missed): the code is installed
+   again, nothing enqueued. */
 int p2q_capture_installed_sql(const p2q_rule_config_t *rule, const char *schema, p2q_buf_t *out);
 int p2q_capture_drift_sql(const p2q_rule_config_t *rule, const char *schema, p2q_buf_t *out);
 /*

@@ -244,3 +244,29 @@ def test_an_install_of_the_previous_release_is_upgraded_without_a_reload(make_da
     db.execute("UPDATE docs SET title = 'u' WHERE id = 2")
     after = take_events(db)
     assert len(before) == 1 and after[1:] == before and len(after) == 2
+
+
+def test_the_pinned_function_dropped_by_hand_is_drift_and_apply_puts_it_back(make_daemon, db):
+    """No dependency ties the gate to its pinned function (plpgsql resolves the call when it runs):
+    dropped by hand, the UPDATEs the gate hands on fail their statements (as with the outbox
+    dropped: an event is never lost silently), drift says so, and `apply` installs the code again
+    without a reload (no committed change went uncaptured), then says unchanged."""
+    make_table(db, "plain")
+    db.execute("INSERT INTO docs (id, title, emb) SELECT g, 't', '{1,2,3}' FROM generate_series(1, 5) g")
+    d = make_daemon({"postgres": {"schema": OUTBOX}, "rule.docs": rule()})
+    d.cli("init")
+    d.cli("apply")
+    take_events(db)
+    db.execute(f"DROP FUNCTION {OUTBOX}.p2q_pinned_docs(text, record, record)")
+    db.execute("UPDATE docs SET body = 'b'")  # unwatched: the gate alone
+    with pytest.raises(psycopg.errors.UndefinedFunction):
+        db.execute("UPDATE docs SET title = 'u' WHERE id = 1")
+    drift = db.execute(f"SELECT item, used_as, breaks FROM {OUTBOX}.p2q_drift_docs()").fetchall()
+    assert drift == [(f'"{OUTBOX}"."p2q_pinned_docs"(text, record, record)', "function", True)]
+    assert "p2q_pinned_docs" in d.cli("status", check=False).stdout
+    out = d.cli("apply").stdout
+    assert "trigger re-installed" in out and "nothing enqueued" in out, out
+    assert db.execute(f"SELECT count(*) FROM {OUTBOX}.p2q_drift_docs()").fetchone()[0] == 0
+    assert "rule docs: unchanged" in d.cli("apply").stdout
+    db.execute("UPDATE docs SET title = 'u' WHERE id = 1")
+    assert [(e[4], e[5]) for e in take_events(db)] == [('{"id": 1}', "upsert")]

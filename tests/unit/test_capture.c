@@ -333,8 +333,21 @@ static void test_gate_sql(void **state) {
   assert_null(strstr(p2q_buf_str(&b), "\"p2q_pinned_docs\"(tg_op"));
   assert_non_null(strstr(p2q_buf_str(&b), "$p2q$;\nDROP FUNCTION IF EXISTS \"public\".\"p2q_pinned_docs\"(text, record, record);\n"));
   p2q_buf_free(&b);
+  assert_int_equal(p2q_capture_installed_sql(&r, "public", &b), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), "SELECT true FROM pg_catalog.pg_trigger p WHERE"));
+  p2q_buf_free(&b);
   assert_int_equal(p2q_capture_drop_sql("docs", "public.docs", "out", &b), 0);
   assert_non_null(strstr(p2q_buf_str(&b), "DROP FUNCTION IF EXISTS \"out\".\"p2q_pinned_docs\"(text, record, record);"));
+  p2q_buf_free(&b);
+  /* without a filter the pinned function is part of the installed rule, and drift when gone */
+  r.filter = NULL;
+  assert_int_equal(p2q_capture_installed_sql(&r, "public", &b), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), "SELECT pg_catalog.to_regprocedure('\"public\".\"p2q_pinned_docs\"(text, record, record)')"
+                                          " IS NOT NULL FROM pg_catalog.pg_trigger p WHERE"));
+  p2q_buf_free(&b);
+  assert_int_equal(p2q_capture_drift_sql(&r, "public", &b), 0);
+  assert_non_null(strstr(p2q_buf_str(&b), "  RETURN QUERY SELECT '\"public\".\"p2q_pinned_docs\"(text, record, record)'::text,"
+                                          " 'function'::text, true WHERE pg_catalog.to_regprocedure("));
   p2q_buf_free(&b);
 }
 
