@@ -42,6 +42,9 @@ STEPS = [
     ("UPDATE docs SET at2 = '2030-01-01Z' WHERE id = 1", None),
     ("ALTER TABLE docs ALTER COLUMN body TYPE varchar(20)", 0),  # an unwatched column's type changed
     ("UPDATE docs SET body = 'u' WHERE id = 3", None),
+    ("ALTER TABLE docs ALTER COLUMN emb TYPE float8[]", 0),     # a watched one's (the vector's)
+    ("UPDATE docs SET body = 't'", None),
+    ("UPDATE docs SET emb = '{0.5,0.25,1}' WHERE id = 1", 1),
     ("DELETE FROM docs WHERE id = 1", 1),
     ("DELETE FROM docs", None),
 ]
