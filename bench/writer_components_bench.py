@@ -156,7 +156,7 @@ def config_sql(cfg, orig, undo):
         elif part != "ship":
             fn = variant(fn, part)  # function configurations combine
     if fn != orig:
-        out += [orig] if undo else fn.split(";\n\n")
+        out.append(orig if undo else fn)
     return out
 
 
