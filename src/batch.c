@@ -10,7 +10,7 @@ void p2q_batch_init(p2q_batch_t *b, int batch_size, int max_inflight, int64_t li
   b->max_inflight = max_inflight > 0 ? max_inflight : 1;
   b->linger_ms = linger_ms > 0 ? linger_ms : 0;
   b->inflight = b->claiming = b->wanted = b->backlog = b->lingering = b->held = b->held_polls = 0;
-  b->paused = b->standby = b->active = 0;
+  b->paused = b->standby = b->active = b->full_run = 0;
 }
 
 p2q_batch_action_t p2q_batch_next(p2q_batch_t *b) {
@@ -38,6 +38,7 @@ void p2q_batch_on_claimed(p2q_batch_t *b, int n_rows, int has_work, int held) {
   /* a full claim means more is probably waiting; a claim that only coalesced or released rows
      made progress too, so look again */
   b->backlog = n_rows >= b->batch_size || (n_rows > 0 && !has_work);
+  b->full_run = n_rows >= b->batch_size ? b->full_run + 1 : 0;
   /* a standby claimer stays on while the backlog lasts, or while its ack may free held rows */
   if (b->standby && !b->backlog && !b->held) b->active = 0;
 }
@@ -78,3 +79,9 @@ void p2q_batch_on_due(p2q_batch_t *b) {
   b->active = 1;
   b->wanted = 1;
 }
+
+void p2q_batch_on_sibling_acked(p2q_batch_t *b) {
+  if (b->held) b->wanted = 1;
+}
+
+int p2q_batch_siblings_wanted(const p2q_batch_t *b) { return b->full_run >= 2; }

@@ -13,9 +13,9 @@
 
 static const struct {
   const char *name;
-  long lo, hi;
+  long lo, hi, base;
 } knobs[P2Q_KNOB_N] = {
-#define XX(id, name, lo, hi) {name, lo, hi},
+#define XX(id, name, lo, hi, base) {name, lo, hi, base},
     P2Q_BENCH_KNOBS(XX)
 #undef XX
 };
@@ -32,13 +32,7 @@ int p2q_bench_knob_find(const char *name) {
 
 void p2q_bench_sweep_init(p2q_bench_sweep_t *s) {
   memset(s, 0, sizeof *s);
-  s->base[P2Q_KNOB_BATCH_SIZE] = 256;
-  s->base[P2Q_KNOB_LINGER_MS] = 5;
-  s->base[P2Q_KNOB_MAX_INFLIGHT] = 4;
-  s->base[P2Q_KNOB_CLAIMERS] = 2;
-  s->base[P2Q_KNOB_WORKERS] = 1;
-  s->base[P2Q_KNOB_REPLICAS] = 1;
-  s->base[P2Q_KNOB_EMBEDDER_THREADS] = 2;
+  for (int k = 0; k < P2Q_KNOB_N; k++) s->base[k] = knobs[k].base;
 }
 
 void p2q_bench_sweep_free(p2q_bench_sweep_t *s) {

@@ -60,8 +60,10 @@ static void check_server(p2q_check_t *c, PGconn *conn) {
                      "default_transaction_read_only is on: claims and acks are writes");
   else
     p2q_check_report(c, P2Q_CHECK_OK, "postgres.writable", NULL, "primary, read-write");
-  int workers = c->cfg->n_workers ? c->cfg->n_workers : 1;
-  int need = workers + 4, max = atoi(PQgetvalue(r, 0, 5)), used = atoi(PQgetvalue(r, 0, 6));
+  int sessions = 0; /* the workers' claimers (the implicit worker "default" is in cfg->workers too) */
+  for (int i = 0; i < c->cfg->n_workers; i++) sessions += (int)c->cfg->workers[i].claimers;
+  if (sessions < 1) sessions = 1;
+  int need = sessions + 4, max = atoi(PQgetvalue(r, 0, 5)), used = atoi(PQgetvalue(r, 0, 6));
   if (strcmp(PQgetvalue(r, 0, 4), "0"))
     p2q_check_report(c, P2Q_CHECK_WARN, "postgres.settings",
                      "ALTER ROLE ... SET statement_timeout = 0 for the daemon's role",
@@ -69,7 +71,7 @@ static void check_server(p2q_check_t *c, PGconn *conn) {
                      PQgetvalue(r, 0, 4));
   else if (max - used < need)
     p2q_check_report(c, P2Q_CHECK_WARN, "postgres.settings", "raise max_connections",
-                     "%d of max_connections = %d in use; one daemon needs %d (a connection per worker, "
+                     "%d of max_connections = %d in use; one daemon needs %d (each worker's claimers, "
                      "LISTEN, maintenance, the liveness check, re-embedding jobs)", used, max, need);
   else
     p2q_check_report(c, P2Q_CHECK_OK, "postgres.settings", NULL,

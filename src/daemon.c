@@ -201,6 +201,7 @@ static const p2q_wordpiece_t *ctx_tokenizer(void *arg, const char *embedder) {
 }
 
 static int ctx_may_claim(void *arg, int rule) { return p2q_health_rule_allows(((p2q_daemon_t *)arg)->health, rule); }
+static int ctx_paced(void *arg, int rule) { return p2q_health_rule_paced(((p2q_daemon_t *)arg)->health, rule); }
 
 static uint64_t ctx_report(void *arg, int rule, int embedder, p2q_verdict_t v, int host_wide, int64_t retry_after_ms,
                            const char *msg) {
@@ -230,7 +231,7 @@ static void worker_ctx(p2q_daemon_t *d, p2q_worker_ctx_t *c) {
                           .ack_claim = p2q_outbox_ack_claim,
                           .outbox_close = p2q_outbox_conn_close, .write = ctx_write, .embed = ctx_embed,
                           .tokenizer = ctx_tokenizer,
-                          .may_claim = ctx_may_claim, .report = ctx_report, .on_batch = ctx_on_batch,
+                          .may_claim = ctx_may_claim, .paced = ctx_paced, .report = ctx_report, .on_batch = ctx_on_batch,
                           .on_done = ctx_on_done, .on_qdrant = ctx_on_qdrant, .on_embed = ctx_on_embed,
                           .liveness = ctx_liveness, .stopping = ctx_stopping, .idle = worker_idle};
 }

@@ -269,6 +269,17 @@ int p2q_health_rule_allows(p2q_health_t *h, int rule) {
   return target_allows(h, r->host, now) && target_allows(h, r->coll, now) && target_allows(h, r->emb, now);
 }
 
+static int target_paced(const p2q_health_t *h, int i, uint64_t now) {
+  return i >= 0 && (p2q_ratelimit_rate(&h->t[i].rl) > 0 || p2q_ratelimit_paused_ms(&h->t[i].rl, now) > 0);
+}
+
+int p2q_health_rule_paced(const p2q_health_t *h, int rule) {
+  if (rule < 0 || rule >= h->n_rules) return 0;
+  uint64_t now = uv_now(h->loop);
+  const rule_targets_t *r = &h->rules[rule];
+  return target_paced(h, r->host, now) || target_paced(h, r->coll, now) || target_paced(h, r->emb, now);
+}
+
 void p2q_health_spend(p2q_health_t *h, const char *collection) {
   for (int i = 0; collection && i < h->n; i++)
     if (h->t[i].kind == P2Q_TARGET_COLLECTION && !strcmp(h->t[i].object, collection)) {

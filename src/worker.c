@@ -19,11 +19,14 @@
  *
  * Claimers: a worker claims through `claimers` outbox sessions (config: [worker.*] claimers), each
  * a p2q_worker_t of its own (its own session, policy, timers and batches), chained from the first
- * (`head`, the one the daemon holds; the others are its `next_lane`s). Only the first answers
- * wake-ups; the others are standby policies (batch.h) that claim while a backlog lasts: a full
- * claim of any of them turns the sleeping ones on. One PostgreSQL backend does one claim at a time,
- * so a drain is as fast as one backend's claims unless several sessions claim; at low rates the
- * standby sessions stay idle. Order per row across them is the per-row lease's, as between replicas.
+ * (`head`, the one the daemon holds; the others are its `next_claimer`s). Only the first answers
+ * wake-ups and the claimers' retry timers; the others are standby policies (batch.h) that claim
+ * while a backlog lasts: two full claims in a row of any of them turn the others on, unless a 429
+ * paces one of the worker's targets (ctx.paced: a rate limit sees one session's batches). An ack
+ * frees leases that another claimer's last claim was held back by: it makes that one claim again,
+ * as its own ack would. One PostgreSQL backend does one claim at a time, so a drain is as fast as
+ * one backend's claims unless several sessions claim; at low rates the standby sessions stay idle.
+ * Order per row across them is the per-row lease's, as between replicas.
  */
 #include "worker_batch.h"
 #include "pg2qdrant/errors.h"
@@ -93,6 +96,11 @@ static void batch_done(wbatch_t *b, int acked) {
   if (!released) p2q_batch_on_acked(&w->pol);
   if (min_delay) arm_retry(w, min_delay);
   step(w);
+  for (p2q_worker_t *l = w->head; acked && l; l = l->next_claimer) /* its leases are free for them too */
+    if (l != w && !l->closing) {
+      p2q_batch_on_sibling_acked(&l->pol);
+      step(l);
+    }
   worker_idle(w);
 }
 
@@ -155,6 +163,7 @@ void p2q_wk_ack(wbatch_t *b) {
   p2q_worker_t *w = b->w;
   if (b->orphaned || !w->ready) { batch_done(b, 0); return; }
   p2q_wk_dual_merge(b);
+  if (w->pol.standby && !w->pol.active) flush_deferred(w); /* an older one waits for nothing either */
   if (!w->ctx.ack_claim || w->pol.linger_ms <= 0 || b->ack_tries > 0 || w->closing || w->ctx.stopping(w->ctx.arg) ||
       (w->pol.standby && !w->pol.active)) { /* a standby claimer gone quiet claims nothing to ride on */
     send_ack(b);
@@ -264,7 +273,7 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
     char q[512];
     p2q_batch_on_claim_failed(&w->pol);
     if (err != P2Q_ECANCELED)
-      P2Q_WARN("claim_failed", "worker=%s err=%s", w->cfg->name, p2q_log_q(q, sizeof q, errmsg));
+      P2Q_WARN("claim_failed", "worker=%s claimer=%d err=%s", w->cfg->name, w->claimer, p2q_log_q(q, sizeof q, errmsg));
     if (err == P2Q_EPG_QUERY && !w->retry_due) arm_retry(w, 100); /* a deadlock victim: look again soon */
     step(w);
     worker_idle(w);
@@ -310,8 +319,9 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
   p2q_batch_on_claimed(&w->pol, n_rows, b != NULL, held);
   int64_t again = p2q_batch_held_delay(&w->pol);
   if (again) arm_retry(w, (uint64_t)again); /* held back behind another claimer's lease */
-  if (n_rows >= w->pol.batch_size) /* a backlog: the worker's other claimers join in (or go on) */
-    for (p2q_worker_t *l = w->head; l; l = l->next_lane)
+  if (w->pol.standby && !w->pol.active) flush_deferred(w); /* quiet now: no claim to ride on */
+  if (p2q_batch_siblings_wanted(&w->pol)) /* a backlog: the worker's other claimers join in (or go on) */
+    for (p2q_worker_t *l = w->head; l; l = l->next_claimer)
       if (l != w && !l->closing) {
         p2q_batch_on_backlog(&l->pol);
         step(l);
@@ -386,16 +396,30 @@ static void linger_cb(uv_timer_t *t) {
   step(w);
 }
 
+/* Events this claimer gave back (retry, requeue) or saw held back are due: the worker's first
+   claimer looks for them (a standby one may be out: quiet, or kept out by a 429's pacing). */
 static void retry_cb(uv_timer_t *t) {
   p2q_worker_t *w = t->data;
   w->retry_due = 0;
-  p2q_batch_on_due(&w->pol); /* its own events are due: a standby claimer claims too */
-  step(w);
+  p2q_batch_on_due(&w->head->pol);
+  step(w->head);
+}
+
+/* Is a target of one of this worker's rules held back by a 429 (health.h)? */
+static int worker_paced(const p2q_worker_t *w) {
+  const p2q_config_t *cfg = WCFG(w);
+  for (int i = 0; w->ctx.paced && i < cfg->n_rules; i++)
+    if (p2q_worker_claims(w, cfg->rules[i].event_type ? cfg->rules[i].event_type : cfg->rules[i].name) &&
+        w->ctx.paced(w->ctx.arg, i))
+      return 1;
+  return 0;
 }
 
 static void step(p2q_worker_t *w) {
   w->pol.paused = !w->ready || w->closing || w->ctx.stopping(w->ctx.arg) || WLIVE(w) == 0 ||
                   allowed_types(w, w->types) == 0;
+  if (w->pol.standby && w->pol.active && worker_paced(w))
+    w->pol.active = 0; /* a rate limit paces the target: one session's batches are enough */
   switch (p2q_batch_next(&w->pol)) {
   case P2Q_BATCH_CLAIM: claim(w); break;
   case P2Q_BATCH_LINGER:
@@ -412,7 +436,7 @@ void p2q_worker_wake(p2q_worker_t *w) {
   /* the other claimers are not woken, only looked at again: one still in a backlog that was
      paused (a target's breaker, the rate budget, a reconnect) goes on now */
   if (w == w->head)
-    for (p2q_worker_t *l = w->next_lane; l; l = l->next_lane) step(l);
+    for (p2q_worker_t *l = w->next_claimer; l; l = l->next_claimer) step(l);
 }
 
 /* ---- session ------------------------------------------------------------------------------- */
@@ -421,7 +445,7 @@ static void on_ready(void *arg, const char *owner, int reconnect) {
   p2q_worker_t *w = arg;
   if (reconnect) w->st->pg_reconnects++;
   w->ready = 1;
-  P2Q_INFO("worker_connected", "worker=%s owner=%s", w->cfg->name, owner);
+  P2Q_INFO("worker_connected", "worker=%s claimer=%d owner=%s", w->cfg->name, w->claimer, owner);
   p2q_worker_wake(w); /* catch up on whatever arrived while we were away */
 }
 
@@ -431,12 +455,12 @@ static void on_lost(void *arg, const char *errmsg) {
   w->ready = 0;
   w->pol.claiming = 0;
   for (wbatch_t *b = w->batches; b; b = b->next) b->orphaned = 1;
-  P2Q_WARN("worker_disconnected", "worker=%s err=%s", w->cfg->name, p2q_log_q(q, sizeof q, errmsg));
+  P2Q_WARN("worker_disconnected", "worker=%s claimer=%d err=%s", w->cfg->name, w->claimer, p2q_log_q(q, sizeof q, errmsg));
 }
 
 /* One claimer: lane 0 is the worker itself (head NULL), the others standby claimers of head. */
-static int lane_new(const p2q_worker_ctx_t *ctx, const p2q_worker_config_t *cfg, p2q_worker_t *head, int lane,
-                    p2q_worker_t **out) {
+static int claimer_new(const p2q_worker_ctx_t *ctx, const p2q_worker_config_t *cfg, p2q_worker_t *head, int k,
+                       p2q_worker_t **out) {
   p2q_worker_t *w = calloc(1, sizeof *w);
   char name[P2Q_NAME_MAX + 48];
   int rc = P2Q_ENOMEM;
@@ -445,38 +469,43 @@ static int lane_new(const p2q_worker_ctx_t *ctx, const p2q_worker_config_t *cfg,
   w->cfg = cfg;
   w->head = head ? head : w;
   w->st = &w->head->stats;
+  w->claimer = k;
   w->types = calloc((size_t)(cfg->event_types.n ? cfg->event_types.n : 1), sizeof *w->types);
-  if (!w->types) { free(w); return rc; }
+  if (!w->types) goto fail;
   const p2q_config_t *c = WCFG(w);
   p2q_batch_init(&w->pol, (int)cfg->batch_size, (int)cfg->max_inflight, cfg->linger_ms);
-  w->pol.standby = lane > 0;
+  w->pol.standby = k > 1;
   p2q_backoff_init(&w->backoff, (uint64_t)c->retry_min_ms, (uint64_t)c->retry_max_ms, 0);
-  if (lane > 0) snprintf(name, sizeof name, "pg2qdrant/worker-%s/%d", cfg->name, lane + 1);
+  if (k > 1) snprintf(name, sizeof name, "pg2qdrant/worker-%s/%d", cfg->name, k);
   else snprintf(name, sizeof name, "pg2qdrant/worker-%s", cfg->name);
   p2q_outbox_conn_cbs_t cbs = {.ready = on_ready, .lost = on_lost, .arg = w};
-  if ((rc = ctx->outbox_open(ctx->arg, name, &cbs, &w->conn))) { free(w->types); free(w); return rc; }
+  if ((rc = ctx->outbox_open(ctx->arg, name, &cbs, &w->conn))) goto fail;
   uv_timer_init(ctx->loop, &w->linger_timer);
   uv_timer_init(ctx->loop, &w->retry_timer);
   uv_timer_init(ctx->loop, &w->ack_timer);
   w->linger_timer.data = w->retry_timer.data = w->ack_timer.data = w;
   *out = w;
   return 0;
+fail:
+  free(w->types);
+  free(w);
+  return rc;
 }
 
 int p2q_worker_new(const p2q_worker_ctx_t *ctx, const p2q_worker_config_t *cfg, p2q_worker_t **out) {
   p2q_worker_t *w;
-  int rc = lane_new(ctx, cfg, NULL, 0, &w);
+  int rc = claimer_new(ctx, cfg, NULL, 1, &w);
   if (rc) return rc;
-  w->lanes_open = 1;
-  for (int k = 1; k < cfg->claimers; k++) {
+  w->claimers_open = 1;
+  for (int k = 2; k <= cfg->claimers; k++) {
     p2q_worker_t *l;
-    if ((rc = lane_new(ctx, cfg, w, k, &l))) {
+    if ((rc = claimer_new(ctx, cfg, w, k, &l))) {
       p2q_worker_close(w, NULL, NULL); /* what is open closes on the loop */
       return rc;
     }
-    l->next_lane = w->next_lane;
-    w->next_lane = l;
-    w->lanes_open++;
+    l->next_claimer = w->next_claimer;
+    w->next_claimer = l;
+    w->claimers_open++;
   }
   *out = w;
   return 0;
@@ -490,7 +519,7 @@ int p2q_worker_claims(const p2q_worker_t *w, const char *event_type) {
 }
 
 int p2q_worker_idle(const p2q_worker_t *w) {
-  for (const p2q_worker_t *l = w; l; l = l->next_lane)
+  for (const p2q_worker_t *l = w; l; l = l->next_claimer)
     if (l->batches || l->pol.claiming) return 0;
   return 1;
 }
@@ -499,7 +528,7 @@ const p2q_stats_t *p2q_worker_stats(const p2q_worker_t *w) { return &w->stats; }
 
 const char *p2q_worker_name(const p2q_worker_t *w) { return w->cfg->name; }
 
-static void lane_reconfigure(p2q_worker_t *w, const p2q_worker_config_t *cfg) {
+static void claimer_reconfigure(p2q_worker_t *w, const p2q_worker_config_t *cfg) {
   const p2q_config_t *c = WCFG(w);
   w->cfg = cfg;
   w->pol.batch_size = cfg->batch_size > 0 ? (int)cfg->batch_size : 1; /* as p2q_batch_init */
@@ -510,8 +539,8 @@ static void lane_reconfigure(p2q_worker_t *w, const p2q_worker_config_t *cfg) {
 }
 
 void p2q_worker_reconfigure(p2q_worker_t *w, const p2q_worker_config_t *cfg) {
-  for (p2q_worker_t *l = w->next_lane; l; l = l->next_lane) lane_reconfigure(l, cfg);
-  lane_reconfigure(w, cfg);
+  for (p2q_worker_t *l = w->next_claimer; l; l = l->next_claimer) claimer_reconfigure(l, cfg);
+  claimer_reconfigure(w, cfg);
 }
 
 /* A claimer's last handle closed: it is freed; the worker (its head) with its last claimer. */
@@ -522,7 +551,7 @@ static void handle_closed(uv_handle_t *h) {
   free(w->types);
   w->types = NULL;
   if (w != head) free(w);
-  if (--head->lanes_open > 0) return;
+  if (--head->claimers_open > 0) return;
   void (*cb)(void *) = head->close_cb;
   void *arg = head->close_arg;
   free(head);
@@ -531,7 +560,7 @@ static void handle_closed(uv_handle_t *h) {
 
 static void conn_closed(void *arg) { handle_closed((uv_handle_t *)&((p2q_worker_t *)arg)->linger_timer); }
 
-static void lane_close(p2q_worker_t *w) {
+static void claimer_close(p2q_worker_t *w) {
   w->closing = 1;
   w->open_handles = 4;
   w->deferred = w->riding = NULL; /* freed with the batches */
@@ -545,9 +574,9 @@ void p2q_worker_close(p2q_worker_t *w, void (*cb)(void *arg), void *arg) {
   if (w->closing) return;
   w->close_cb = cb;
   w->close_arg = arg;
-  for (p2q_worker_t *l = w->next_lane, *next; l; l = next) {
-    next = l->next_lane;
-    lane_close(l);
+  for (p2q_worker_t *l = w->next_claimer, *next; l; l = next) {
+    next = l->next_claimer;
+    claimer_close(l);
   }
-  lane_close(w);
+  claimer_close(w);
 }

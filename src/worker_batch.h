@@ -109,11 +109,13 @@ struct p2q_worker_s {
   wbatch_t *batches;
   double vtext_share;     /* the last batch's direct vector texts / the room they might have taken
                              (p2q_vector_text_max); 0: none yet (worker_embed.c's bodies_open) */
-  p2q_stats_t stats;       /* the worker's (all its claimers'): only the first claimer's is used */
+  p2q_stats_t stats;       /* the worker's, all its claimers' (used in the first claimer only) */
   p2q_stats_t *st;         /* where this claimer counts: its head's stats */
-  struct p2q_worker_s *head;      /* the worker's first claimer (itself when it is the first) */
-  struct p2q_worker_s *next_lane; /* head: its other claimers (standby policies: batch.h) */
-  int lanes_open;          /* head: claimers not yet closed, itself included */
+  struct p2q_worker_s *head;         /* the worker's first claimer (itself when it is the first) */
+  struct p2q_worker_s *next_claimer; /* the chain of the worker's claimers from the head: the
+                                        others (standby policies, batch.h), last one first */
+  int claimer;             /* 1 for the head, 2.. for the others (logs) */
+  int claimers_open;       /* head: claimers not yet closed, itself included */
   int closing, open_handles;
   void (*close_cb)(void *);
   void *close_arg;

@@ -13,10 +13,13 @@
  * ack does not wake this worker): it looks again after held_delay (50 ms doubling to 1 s).
  *
  * A standby policy (a worker's second and later claimers, worker.h) claims only while `active`:
- * from a sibling's full claim (p2q_batch_on_backlog) or its own timer (p2q_batch_on_due) until
- * one of its claims comes back neither full nor holding rows back. Wake-ups alone never make it
- * claim, so at low rates it costs PostgreSQL nothing; in a backlog each claimer keeps its own
- * PostgreSQL backend busy.
+ * from a sibling's run of full claims (p2q_batch_on_backlog; `full_run`: two in a row, since with
+ * a small batch_size one event can fill a claim), or p2q_batch_on_due, until one of its claims
+ * comes back neither full nor holding rows back (the worker sends its claimers' timers to the
+ * first claimer, whose policy is never standby). Wake-ups alone never make it claim, so
+ * at low rates it costs PostgreSQL nothing; in a backlog each claimer keeps its own PostgreSQL
+ * backend busy. A sibling's ack may free the leases this policy's last claim was held back by
+ * (p2q_batch_on_sibling_acked), as its own ack does.
  */
 #ifndef P2Q_BATCH_H
 #define P2Q_BATCH_H
@@ -39,6 +42,7 @@ typedef struct {
   int paused;         /* breaker open, stopping, or not connected */
   int standby;        /* claims only while active (a worker's second and later claimers) */
   int active;         /* standby: a backlog was seen, or its own timer is due */
+  int full_run;       /* consecutive full claims (a backlog for the siblings from 2) */
 } p2q_batch_t;
 
 void p2q_batch_init(p2q_batch_t *b, int batch_size, int max_inflight, int64_t linger_ms);
@@ -61,5 +65,9 @@ void p2q_batch_on_linger_done(p2q_batch_t *b);
 void p2q_batch_on_backlog(p2q_batch_t *b);
 /* The worker's own timer (a retry, rows held back) is due: claim once, standby or not. */
 void p2q_batch_on_due(p2q_batch_t *b);
+/* Another claimer of the worker finished a batch: its leases are free, as after an ack of one's own. */
+void p2q_batch_on_sibling_acked(p2q_batch_t *b);
+/* After p2q_batch_on_claimed: should the worker's other claimers join in (a run of full claims)? */
+int p2q_batch_siblings_wanted(const p2q_batch_t *b);
 
 #endif

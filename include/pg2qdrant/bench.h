@@ -18,20 +18,21 @@
    per process (all claiming the bench's event type), replicas = `pg2qdrant run` processes, embedder_threads = the text
    embedder's `threads`. */
 #define P2Q_BENCH_KNOBS(XX)                                                   \
-  XX(BATCH_SIZE, "batch_size", 1, 100000)                                    \
-  XX(LINGER_MS, "linger_ms", 0, 60000)                                       \
-  XX(MAX_INFLIGHT, "max_inflight", 1, 1024)                                  \
-  XX(CLAIMERS, "claimers", 1, 16)                                            \
-  XX(WORKERS, "workers", 1, 64)                                              \
-  XX(REPLICAS, "replicas", 1, 64)                                            \
-  XX(EMBEDDER_THREADS, "embedder_threads", 1, 256)
+  /* id, name, lowest, highest, base (the shipped default: config_table.c) */ \
+  XX(BATCH_SIZE, "batch_size", 1, 100000, 256)                               \
+  XX(LINGER_MS, "linger_ms", 0, 60000, 5)                                    \
+  XX(MAX_INFLIGHT, "max_inflight", 1, 1024, 4)                               \
+  XX(CLAIMERS, "claimers", 1, 16, 2)                                         \
+  XX(WORKERS, "workers", 1, 64, 1)                                           \
+  XX(REPLICAS, "replicas", 1, 64, 1)                                         \
+  XX(EMBEDDER_THREADS, "embedder_threads", 1, 256, 2)
 
 /* "batch_size, linger_ms, …" for messages and --help, from the list above */
-#define P2Q_BENCH_KNOB_NAME_(id, name, lo, hi) ", " name
+#define P2Q_BENCH_KNOB_NAME_(id, name, lo, hi, base) ", " name
 #define P2Q_BENCH_KNOB_LIST (P2Q_BENCH_KNOBS(P2Q_BENCH_KNOB_NAME_) + 2)
 
 typedef enum {
-#define XX(id, name, lo, hi) P2Q_KNOB_##id,
+#define XX(id, name, lo, hi, base) P2Q_KNOB_##id,
   P2Q_BENCH_KNOBS(XX)
 #undef XX
   P2Q_KNOB_N

@@ -23,7 +23,7 @@
   X(qdrant_failures, "pg2qdrant_qdrant_write_failures_total", "Qdrant write requests that failed.") \
   X(rate_limited, "pg2qdrant_rate_limited_total", "Requests answered 429 (Qdrant or embedder).")    \
   X(splits, "pg2qdrant_batch_splits_total", "Rejected or oversized Qdrant batches split in halves.") \
-  X(pg_reconnects, "pg2qdrant_worker_postgres_reconnects_total", "Reconnects of the worker's PostgreSQL connection.")
+  X(pg_reconnects, "pg2qdrant_worker_postgres_reconnects_total", "Reconnects of the worker's PostgreSQL connections (one per claimer).")
 
 typedef struct {
 #define P2Q_COUNTER_FIELD(field, metric, help) uint64_t field;

@@ -74,6 +74,9 @@ void p2q_health_free(p2q_health_t *h);
  * budgets say go (no 429 pause; after a 429 the collection's requests are paced AIMD-style by
  * ratelimit.c: the claims wait while the requests already sent are in debt). */
 int  p2q_health_rule_allows(p2q_health_t *h, int rule);
+/* Is one of the rule's targets held back by a 429 (paused, or paced below its measured rate until
+ * the additive increase brings it back to unlimited)? A worker then claims through one session. */
+int  p2q_health_rule_paced(const p2q_health_t *h, int rule);
 /* A request to this collection is being sent (every worker's count against one budget). */
 void p2q_health_spend(p2q_health_t *h, const char *collection);
 /* The outcome of a call for rule: embedder != 0 for its embedder, else its Qdrant collection

@@ -1,7 +1,9 @@
 /*
- * worker.h — one pull worker of the WorkerPool: its own outbox session (PostgreSQL connection),
- * its own event types (and routing key) and batching policy. Cycle: claim → embed → write →
- * ack (worker.c, worker_embed.c, worker_write.c). Loop thread only.
+ * worker.h — one pull worker of the WorkerPool: its own outbox sessions (PostgreSQL connections:
+ * `claimers` of them, the second and later claiming only while a backlog lasts, worker.c), its own
+ * event types (and routing key) and batching policy. Cycle: claim → embed → write → ack
+ * (worker.c, worker_embed.c, worker_write.c). Loop thread only. The functions below take the
+ * worker (its first claimer) and act on all its sessions.
  *
  * A worker sees the rest of the daemon only through its context (p2q_worker_ctx_t): outbox
  * operations, a Qdrant writer, an embedder call, a health gate, a stats sink and a clock. The
@@ -26,7 +28,7 @@ typedef struct {
   uv_loop_t *loop;          /* the worker's timers (linger, retry) */
   const p2q_config_t *(*config)(void *arg);   /* the running config (a SIGHUP may swap it) */
   uint64_t (*now)(void *arg);                 /* monotonic ms */
-  /* outbox: one session per worker (outbox.h) */
+  /* outbox (outbox.h): outbox_open is called once per claimer, each session then used alone */
   int  (*outbox_open)(void *arg, const char *name, const p2q_outbox_conn_cbs_t *cbs, p2q_outbox_conn_t **out);
   int  (*claim)(p2q_outbox_conn_t *c, const char *const *types, int n_types, const char *routing_key,
                 int limit, int64_t lease_ms, p2q_claim_cb cb, void *cb_arg);
@@ -49,6 +51,9 @@ typedef struct {
   const struct p2q_wordpiece_s *(*tokenizer)(void *arg, const char *embedder);
   /* health gate (health.h) */
   int  (*may_claim)(void *arg, int rule);
+  /* a target of the rule is held back by a 429 (health.h): the worker's standby claimers stay out,
+     so a rate limit sees no more concurrent batches than one session's. May be NULL (never). */
+  int  (*paced)(void *arg, int rule);
   uint64_t (*report)(void *arg, int rule, int embedder, p2q_verdict_t v, int host_wide, int64_t retry_after_ms,
                      const char *msg);
   /* stats sink (each may be NULL) */

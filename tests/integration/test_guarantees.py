@@ -366,9 +366,10 @@ def test_live_owner_claims_never_freed(make_daemon, items, pgdb, qdrant):
     with items.transaction():
         for i in range(40):
             items.execute("INSERT INTO items (id, n, label, emb) VALUES (%s, 0, 'x', %s)", (i, vec(i, 0)))
-    # the first daemon's two batches hang 25 s (qdrant.timeout is 30 s): long enough for the
-    # whole test on a loaded machine
-    qdrant.latency(25000, count=2, path="/points", method="PUT")
+    # the first daemon's batches hang 25 s (qdrant.timeout is 30 s): long enough for the whole
+    # test on a loaded machine. All four: its worker's two sessions (claimers, shipped 2; the
+    # second joins after two full claims in a row) with max_inflight 2 each claim every event.
+    qdrant.latency(25000, count=4, path="/points", method="PUT")
     slow = d.start()
     wait_until(lambda: recovery.owners(items, slow), what="slow daemon registered")
 
@@ -376,7 +377,9 @@ def test_live_owner_claims_never_freed(make_daemon, items, pgdb, qdrant):
         return {r[0]: r[1] for r in items.execute(
             "SELECT id, claimed_by FROM sync_outbox WHERE claimed_by = ANY (%s)",
             (recovery.owners(items, slow),)).fetchall()}
-    first = wait_until(lambda: len(held()) == 20 and held(), what="the slow daemon holds 2 batches of 10")
+    first = wait_until(lambda: (h := held()) and len(h) == 40 and h,
+                       what="the slow daemon holds 4 batches of 10 (2 sessions x max_inflight 2)")
+    assert len(set(first.values())) == 2  # two owners: one live process's two worker sessions
     t_hang = time.monotonic()
     other = d.start()
     wait_until(lambda: "event=registered" in d.log_text(other), what="second replica checking")

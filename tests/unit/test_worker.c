@@ -65,6 +65,7 @@ typedef struct {
   /* liveness (recover.h): fenced → 0, else epoch + 1 (so 1 by default) */
   int fenced;
   uint32_t epoch;
+  int paced;              /* a target held back by a 429 (health.h) */
 } fake_t;
 
 static fake_t F;
@@ -132,6 +133,7 @@ static int f_embed(void *a, const char *e, const char *const *t, const size_t *l
   return P2Q_EINVAL;
 }
 static int f_may_claim(void *a, int rule) { return ((fake_t *)a)->allow[rule]; }
+static int f_paced(void *a, int rule) { return ((fake_t *)a)->paced; }
 static uint64_t wait_override; /* a wait for every report (setup_worker clears F) */
 static uint64_t f_report(void *a, int rule, int emb, p2q_verdict_t v, int hw, int64_t ra, const char *msg) {
   fake_t *f = a;
@@ -167,7 +169,7 @@ static p2q_worker_t *setup_worker(void) {
   F.now = 1000;
   p2q_worker_ctx_t c = {.arg = &F, .loop = &F.loop, .config = f_config, .now = f_now, .outbox_open = f_open,
                         .claim = f_claim, .ack = f_ack, .outbox_close = f_close, .write = f_write,
-                        .embed = f_embed, .may_claim = f_may_claim, .report = f_report, .stopping = f_stopping,
+                        .embed = f_embed, .may_claim = f_may_claim, .paced = f_paced, .report = f_report, .stopping = f_stopping,
                         .liveness = f_liveness, .ack_claim = use_ack_claim ? f_ack_claim : NULL};
   assert_int_equal(p2q_worker_new(&c, &F.cfg->workers[0], &w), 0);
   for (int i = 0; i < F.n_opens && i < 4; i++) F.lane_cbs[i].ready(F.lane_cbs[i].arg, "1.2", 0); /* connected */
@@ -526,9 +528,9 @@ static void test_batch_standby(void **st) {
   assert_int_equal(p2q_batch_next(&first), P2Q_BATCH_CLAIM);
 }
 
-/* Two claimers: only the first claims on wake-ups; the second joins when a claim comes back full
+/* Two claimers: only the first claims on wake-ups; the second joins after two full claims in a row
    (its own session; paused meanwhile, it goes on at the worker's next wake-up), stops after a
-   claim that is not, and both count into the worker's stats. */
+   claim that is not full, and both count into the worker's stats. */
 static void test_second_claimer_joins_a_backlog(void **st) {
   claimers = 2;
   p2q_worker_t *w = setup_worker();
@@ -537,38 +539,100 @@ static void test_second_claimer_joins_a_backlog(void **st) {
   assert_int_equal(F.claims, 1);                /* the first claimer only */
   void *first = F.claim_arg;
   assert_ptr_equal(first, w);
-  F.allow[0] = F.allow[1] = 0;                  /* the targets paused: nobody may claim */
-  deliver(16, "a", 1, 3);                       /* full (batch_size 16) */
+  deliver(16, "a", 1, 3);                       /* full (batch_size 16): one is no backlog yet */
   assert_int_equal(F.claims, 1);
+  answer(0, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  acked();
+  assert_int_equal(F.claims, 2);                /* the first again: its claim was full */
+  assert_ptr_equal(F.claim_arg, first);
+  F.allow[0] = F.allow[1] = 0;                  /* the targets paused: nobody may claim */
+  deliver(16, "a", 1, 3);                       /* the second full claim in a row */
+  assert_int_equal(F.claims, 2);
   F.allow[0] = F.allow[1] = 1;                  /* healthy again: the daemon wakes the worker */
   p2q_worker_wake(w);
-  assert_int_equal(F.claims, 2);                /* the second claimer joined in (the first is full) */
+  assert_int_equal(F.claims, 3);                /* the second claimer joined in (the first is full) */
   void *second = F.claim_arg;
   assert_ptr_not_equal(second, first);
   deliver(5, "b", 1, 3);                        /* not full: it goes quiet after this batch */
-  assert_int_equal(F.claims, 2);
-  assert_int_equal(F.n_w, 2);
-  answer(1, 200, 0, 0, P2Q_QDRANT_OK, -1);
-  acked();
-  assert_int_equal(F.claims, 2);
-  answer(0, 200, 0, 0, P2Q_QDRANT_OK, -1);
-  acked();
-  assert_int_equal(F.claims, 3);                /* the first claims again: its last claim was full */
-  assert_ptr_equal(F.claim_arg, first);
-  deliver(2, "a", 1, 3);
+  assert_int_equal(F.claims, 3);
+  assert_int_equal(F.n_w, 3);
   answer(2, 200, 0, 0, P2Q_QDRANT_OK, -1);
   acked();
+  assert_int_equal(F.claims, 3);
+  answer(1, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  acked();
+  assert_int_equal(F.claims, 4);                /* the first claims again: its last claim was full */
+  assert_ptr_equal(F.claim_arg, first);
+  deliver(2, "a", 1, 3);
+  answer(3, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  acked();
   p2q_worker_wake(w);                           /* a notification: the first claimer only */
-  assert_int_equal(F.claims, 4);
+  assert_int_equal(F.claims, 5);
   assert_ptr_equal(F.claim_arg, first);
   deliver(0, "a", 1, 3);
   const p2q_stats_t *s = p2q_worker_stats(w);
-  assert_int_equal(s->claimed, 23);
-  assert_int_equal(s->applied, 23);
-  assert_int_equal(s->claims, 4);
-  assert_int_equal(s->acks, 3);
+  assert_int_equal(s->claimed, 39);
+  assert_int_equal(s->applied, 39);
+  assert_int_equal(s->claims, 5);
+  assert_int_equal(s->acks, 4);
   assert_true(p2q_worker_idle(w));
   teardown_worker(w);
+}
+
+/* While a 429 paces a target of the worker, its second claimer stays out (a rate limit sees one
+   session's batches, as before claimers); it joins again at a full claim once the pacing ended. */
+static void test_second_claimer_stays_out_of_a_rate_limit(void **st) {
+  claimers = 2;
+  p2q_worker_t *w = setup_worker();
+  claimers = 1;
+  void *first = F.claim_arg;
+  F.paced = 1;
+  deliver(16, "a", 1, 3);
+  answer(0, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  acked();
+  assert_int_equal(F.claims, 2);
+  deliver(16, "a", 1, 3);                       /* two full in a row, but paced: it stays out */
+  assert_int_equal(F.claims, 2);
+  F.paced = 0;
+  p2q_worker_wake(w);                           /* the first is busy (max_inflight 1) */
+  assert_int_equal(F.claims, 2);
+  answer(1, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  acked();
+  assert_int_equal(F.claims, 3);                /* the first again (its last claim was full) */
+  assert_ptr_equal(F.claim_arg, first);
+  deliver(16, "a", 1, 3);                       /* full, not paced: the second joins */
+  assert_int_equal(F.claims, 4);
+  assert_ptr_not_equal(F.claim_arg, first);
+  deliver(0, "a", 1, 3);
+  answer(2, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  acked();
+  assert_int_equal(p2q_worker_stats(w)->applied, 48);
+  teardown_worker(w);
+}
+
+/* The lease a claim was held back by may be another claimer's: that claimer's ack makes the held
+   one claim again at once (it would otherwise wait for its 50 ms poll), as its own ack would. */
+static void test_sibling_ack_frees_held_rows(void **st) {
+  claimers = 2;
+  p2q_worker_t *w = setup_worker();
+  claimers = 1;
+  void *first = F.claim_arg;
+  deliver(16, "a", 1, 3);
+  answer(0, 200, 0, 0, P2Q_QDRANT_OK, -1);
+  acked();
+  deliver(16, "a", 1, 3);                       /* two full in a row: the second joins */
+  assert_int_equal(F.claims, 3);
+  void *second = F.claim_arg;
+  assert_ptr_not_equal(second, first);
+  p2q_claim_row_t held = {.id = 4, .rule = "", .op = P2Q_OP_HELD, .row_key = ""};
+  F.claim_cb(F.claim_arg, 0, NULL, &held, 1);   /* the second: rows held back by the first's leases */
+  assert_int_equal(F.claims, 3);                /* (its 50 ms poll is armed; the loop does not run) */
+  answer(1, 200, 0, 0, P2Q_QDRANT_OK, -1);      /* the first's batch is acknowledged */
+  acked();
+  assert_int_equal(F.claims, 5);                /* the first (its claim was full), and the second at once */
+  assert_ptr_equal(F.claim_arg, second);
+  deliver(0, "a", 1, 3);
+  teardown_worker(w);                           /* (the first's claim is still out: closed with it) */
 }
 
 /* A finished batch's ack waits up to linger_ms to ride on the next claim (one statement); alone
@@ -756,6 +820,8 @@ int main(void) {
       cmocka_unit_test(test_batch_held_delay),
       cmocka_unit_test(test_batch_standby),
       cmocka_unit_test(test_second_claimer_joins_a_backlog),
+      cmocka_unit_test(test_second_claimer_stays_out_of_a_rate_limit),
+      cmocka_unit_test(test_sibling_ack_frees_held_rows),
       cmocka_unit_test(test_ack_rides_on_next_claim),
       cmocka_unit_test(test_two_collections),
       cmocka_unit_test(test_dual_both_written),
