@@ -5,6 +5,7 @@
  * one axis at a time with the other knobs at their base values). No I/O, no globals.
  */
 #include "pg2qdrant/bench.h"
+#include "pg2qdrant/config.h"
 #include "pg2qdrant/errors.h"
 
 #include <errno.h>
@@ -33,6 +34,17 @@ int p2q_bench_knob_find(const char *name) {
 void p2q_bench_sweep_init(p2q_bench_sweep_t *s) {
   memset(s, 0, sizeof *s);
   for (int k = 0; k < P2Q_KNOB_N; k++) s->base[k] = knobs[k].base;
+  /* the worker knobs' bases are what a [worker.*] section gets by default: one table holds them */
+  const p2q_conf_section_t *ws = p2q_conf_section_find("worker");
+  p2q_worker_config_t wc;
+  memset(&wc, 0, sizeof wc);
+  if (ws && p2q_conf_apply_defaults(ws, (char *)&wc) == 0) {
+    s->base[P2Q_KNOB_BATCH_SIZE] = (long)wc.batch_size;
+    s->base[P2Q_KNOB_LINGER_MS] = (long)wc.linger_ms;
+    s->base[P2Q_KNOB_MAX_INFLIGHT] = (long)wc.max_inflight;
+    s->base[P2Q_KNOB_CLAIMERS] = (long)wc.claimers;
+  }
+  if (ws) p2q_conf_free_fields(ws, (char *)&wc);
 }
 
 void p2q_bench_sweep_free(p2q_bench_sweep_t *s) {

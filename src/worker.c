@@ -39,6 +39,7 @@
 #include <string.h>
 
 static void step(p2q_worker_t *w);
+static void others_step(p2q_worker_t *w, void (*event)(p2q_batch_t *));
 static void retry_cb(uv_timer_t *t);
 static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row_t *rows, int n_rows);
 
@@ -96,11 +97,7 @@ static void batch_done(wbatch_t *b, int acked) {
   if (!released) p2q_batch_on_acked(&w->pol);
   if (min_delay) arm_retry(w, min_delay);
   step(w);
-  for (p2q_worker_t *l = w->head; acked && l; l = l->next_claimer) /* its leases are free for them too */
-    if (l != w && !l->closing) {
-      p2q_batch_on_sibling_acked(&l->pol);
-      step(l);
-    }
+  if (acked) others_step(w, p2q_batch_on_sibling_acked); /* its leases are free for them too */
   worker_idle(w);
 }
 
@@ -321,11 +318,7 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
   if (again) arm_retry(w, (uint64_t)again); /* held back behind another claimer's lease */
   if (w->pol.standby && !w->pol.active) flush_deferred(w); /* quiet now: no claim to ride on */
   if (p2q_batch_siblings_wanted(&w->pol)) /* a backlog: the worker's other claimers join in (or go on) */
-    for (p2q_worker_t *l = w->head; l; l = l->next_claimer)
-      if (l != w && !l->closing) {
-        p2q_batch_on_backlog(&l->pol);
-        step(l);
-      }
+    others_step(w, p2q_batch_on_backlog);
   if (b) {
     b->w = w;
     b->ack = p2q_wk_ack;
@@ -435,8 +428,17 @@ void p2q_worker_wake(p2q_worker_t *w) {
   step(w);
   /* the other claimers are not woken, only looked at again: one still in a backlog that was
      paused (a target's breaker, the rate budget, a reconnect) goes on now */
-  if (w == w->head)
-    for (p2q_worker_t *l = w->next_claimer; l; l = l->next_claimer) step(l);
+  if (w == w->head) others_step(w, NULL);
+}
+
+/* The worker's claimers other than w (not closing): event (may be NULL) on each one's policy,
+   then its next step. */
+static void others_step(p2q_worker_t *w, void (*event)(p2q_batch_t *)) {
+  for (p2q_worker_t *l = w->head; l; l = l->next_claimer)
+    if (l != w && !l->closing) {
+      if (event) event(&l->pol);
+      step(l);
+    }
 }
 
 /* ---- session ------------------------------------------------------------------------------- */

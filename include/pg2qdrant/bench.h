@@ -18,11 +18,11 @@
    per process (all claiming the bench's event type), replicas = `pg2qdrant run` processes, embedder_threads = the text
    embedder's `threads`. */
 #define P2Q_BENCH_KNOBS(XX)                                                   \
-  /* id, name, lowest, highest, base (the shipped default: config_table.c) */ \
-  XX(BATCH_SIZE, "batch_size", 1, 100000, 256)                               \
-  XX(LINGER_MS, "linger_ms", 0, 60000, 5)                                    \
-  XX(MAX_INFLIGHT, "max_inflight", 1, 1024, 4)                               \
-  XX(CLAIMERS, "claimers", 1, 16, 2)                                         \
+  /* id, name, lowest, highest, base (0: the [worker.*] key's default, config_table.c) */ \
+  XX(BATCH_SIZE, "batch_size", 1, 100000, 0)                                 \
+  XX(LINGER_MS, "linger_ms", 0, 60000, 0)                                    \
+  XX(MAX_INFLIGHT, "max_inflight", 1, 1024, 0)                               \
+  XX(CLAIMERS, "claimers", 1, 16, 0)                                         \
   XX(WORKERS, "workers", 1, 64, 1)                                           \
   XX(REPLICAS, "replicas", 1, 64, 1)                                         \
   XX(EMBEDDER_THREADS, "embedder_threads", 1, 256, 2)

@@ -354,6 +354,30 @@ def test_cascaded_deletes_are_captured(make_daemon, docs):
         ("delete", '{"id": 1}'), ("delete", '{"id": 2}'), ("delete", '{"id": 3}')]
 
 
+def traffic_daemon(make_daemon, db):
+    """The traffic tests' table (a counter n beside the rule's columns) on the statement capture,
+    the daemon started with its shipped defaults: (daemon, process)."""
+    import docs_table
+    db.execute("CREATE TABLE docs (id bigint PRIMARY KEY, title text, n int NOT NULL DEFAULT 0,"
+               " emb real[], published boolean NOT NULL DEFAULT true)")
+    d = make_daemon({"rule.docs": docs_table.rule()})
+    d.cli("apply")
+    assert triggers(db) == STATEMENT
+    return d, d.start()
+
+
+def run_writers(writer, n, stop, during):
+    """n threads of writer(seed) while during() runs, then stop set and the threads joined."""
+    import threading
+    threads = [threading.Thread(target=writer, args=(s,)) for s in range(n)]
+    for t in threads:
+        t.start()
+    during()
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+
+
 def test_concurrent_multi_row_writers_end_in_sync(make_daemon, db, pgdb, qdrant):
     """Writers racing on a few hot keys with multi-row upserts (inserted rows captured by the
     statement trigger, updated ones by the row trigger, in one statement), multi-row DELETEs and
@@ -363,12 +387,7 @@ def test_concurrent_multi_row_writers_end_in_sync(make_daemon, db, pgdb, qdrant)
     import threading
 
     import docs_table
-    db.execute("CREATE TABLE docs (id bigint PRIMARY KEY, title text, n int NOT NULL DEFAULT 0,"
-               " emb real[], published boolean NOT NULL DEFAULT true)")
-    d = make_daemon({"rule.docs": docs_table.rule()})
-    d.cli("apply")
-    assert triggers(db) == STATEMENT
-    p = d.start()
+    d, p = traffic_daemon(make_daemon, db)
     stop, counts = threading.Event(), {"ok": 0, "err": 0}
 
     def writer(seed):
@@ -395,13 +414,7 @@ def test_concurrent_multi_row_writers_end_in_sync(make_daemon, db, pgdb, qdrant)
                 except psycopg.errors.DeadlockDetected:
                     counts["err"] += 1
 
-    threads = [threading.Thread(target=writer, args=(s,)) for s in range(3)]
-    for t in threads:
-        t.start()
-    time.sleep(4)
-    stop.set()
-    for t in threads:
-        t.join(timeout=30)
+    run_writers(writer, 3, stop, lambda: time.sleep(4))
     print("statements:", counts)
     assert counts["ok"] > 50, counts
     wait_until(lambda: docs_table.in_sync(db, qdrant), timeout=60, what="Qdrant in sync with the table",
@@ -418,12 +431,7 @@ def test_ddl_under_multi_row_traffic_fails_no_writer_and_ends_in_sync(make_daemo
     import threading
 
     import docs_table
-    db.execute("CREATE TABLE docs (id bigint PRIMARY KEY, title text, n int NOT NULL DEFAULT 0,"
-               " emb real[], published boolean NOT NULL DEFAULT true)")
-    d = make_daemon({"rule.docs": docs_table.rule()})
-    d.cli("apply")
-    assert triggers(db) == STATEMENT
-    p = d.start()
+    d, p = traffic_daemon(make_daemon, db)
     stop, failures, counts = threading.Event(), [], {"ok": 0}
 
     def writer(seed):
@@ -443,19 +451,16 @@ def test_ddl_under_multi_row_traffic_fails_no_writer_and_ends_in_sync(make_daemo
                 except psycopg.Error as e:  # anything else is the capture failing a writer
                     failures.append(str(e))
 
-    threads = [threading.Thread(target=writer, args=(s,)) for s in range(2)]
-    for t in threads:
-        t.start()
-    with psycopg.connect(dbname=pgdb, autocommit=True) as ddl:
-        ddl.execute("SET pg2qdrant.allow_ddl = on")
-        for i in range(6):
-            time.sleep(0.3)
-            ddl.execute(f"ALTER TABLE docs ADD COLUMN extra{i} int DEFAULT {i}")
-            time.sleep(0.3)
-            ddl.execute(f"ALTER TABLE docs DROP COLUMN extra{i}")
-    stop.set()
-    for t in threads:
-        t.join(timeout=30)
+    def ddl_loop():
+        with psycopg.connect(dbname=pgdb, autocommit=True) as ddl:
+            ddl.execute("SET pg2qdrant.allow_ddl = on")
+            for i in range(6):
+                time.sleep(0.3)
+                ddl.execute(f"ALTER TABLE docs ADD COLUMN extra{i} int DEFAULT {i}")
+                time.sleep(0.3)
+                ddl.execute(f"ALTER TABLE docs DROP COLUMN extra{i}")
+
+    run_writers(writer, 2, stop, ddl_loop)
     assert not failures, failures[:3]
     assert counts["ok"] > 20, counts
     wait_until(lambda: docs_table.in_sync(db, qdrant), timeout=60, what="Qdrant in sync with the table",
