@@ -699,7 +699,11 @@ void p2q_capture_insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const p
     p2q_buf_puts(b, ", ");
     p2q_capture_json_object(b, "r", &r->key);
     p2q_buf_printf(b, ", '%s', ", op);
-    if (vec) { /* the caller found a real[]; checked per row again (a type changed since) */
+    if (vec && ev->vec_checked) { /* this statement's column is a real[] (capture_stmt.c type_guard) */
+      object_expr_sub(b, "r", snap, 0, r->vector_column, "NULL::json");
+      p2q_buf_puts(b, ", r.");
+      p2q_sql_ident(b, r->vector_column);
+    } else if (vec) { /* the caller found a real[]; checked per row again (a type changed since) */
       p2q_buf_t t = P2Q_BUF_INIT;
       p2q_buf_puts(&t, "pg_typeof(r.");
       p2q_sql_ident(&t, r->vector_column);

@@ -33,6 +33,7 @@ typedef struct {
   const char *source;                      /* the FROM item, aliased r */
   int by_name;                             /* columns read by name (DDL-proof) or by reference */
   int vec;                                 /* by reference: a real[] vector sent unprinted */
+  int vec_checked;                         /* vec: the caller found the column a real[] (no per-row test) */
   int quiet;                               /* no pg_notify per event (the caller notifies) */
   int select_only;                         /* "SELECT … FROM <source> AS r" without "INSERT INTO …" */
   int no_routing;                          /* routing_key NULL (TRUNCATE's last resort: it raised) */

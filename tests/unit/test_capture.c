@@ -227,11 +227,21 @@ static void test_insert_statement_sql(void **state) {
   const char *one = strstr(fn, "  FOR NEW IN SELECT * FROM p2q_new LIMIT 2 LOOP\n");
   assert_non_null(one);
   assert_non_null(strstr(one, "(SELECT (published_at IS NOT NULL)::boolean FROM p2q_new AS r)"));
-  /* more: every expression evaluated in a read-only block first, the INSERT outside it, one NOTIFY */
-  const char *val = strstr(one, "    BEGIN\n      SELECT count(p2q_v) INTO p2q_n FROM (SELECT 'docs', NULL, 'docs', 'public.docs', ");
+  /* more: what can fail checked in a read-only block first, the INSERT outside it, one NOTIFY; once
+     per statement the vector's and the columns' types: a real[] vector and json-safe columns, then
+     per row only the filter (and routing key), else every expression */
+  const char *guard = strstr(one, "    BEGIN\n      IF pg_typeof(NEW.\"embedding\") <> 'real[]'::regtype THEN\n"
+                                  "        p2q_n := -1;\n      ELSIF pg_typeof(NEW.\"id\") = ANY ('{boolean,");
+  assert_non_null(guard);
+  const char *safe = strstr(guard, "}'::regtype[]) THEN\n        SELECT count(p2q_v) INTO p2q_n FROM (SELECT NULL FROM p2q_new AS r"
+                                   " WHERE COALESCE((published_at IS NOT NULL)::boolean, false) IS NOT NULL) AS p2q_v;\n"
+                                   "      ELSE\n");
+  assert_non_null(safe);
+  assert_non_null(strstr(guard, "pg_typeof(NEW.\"embedding\") = ANY ("));
+  const char *val = strstr(safe, "      ELSE\n        SELECT count(p2q_v) INTO p2q_n FROM (SELECT 'docs', NULL, 'docs', 'public.docs', ");
   assert_non_null(val);
   const char *val_end = strstr(val, " FROM p2q_new AS r WHERE COALESCE((published_at IS NOT NULL)::boolean, false) IS NOT NULL)"
-                                    " AS p2q_v;\n    EXCEPTION WHEN OTHERS THEN\n      p2q_n := -1;\n    END;\n");
+                                    " AS p2q_v;\n      END IF;\n    EXCEPTION WHEN OTHERS THEN\n      p2q_n := -1;\n    END;\n");
   assert_non_null(val_end);
   const char *ins = strstr(val_end, "    IF p2q_n >= 0 THEN\n      INSERT INTO \"public\".sync_outbox (event_type, routing_key, rule,"
                                     " source_table, row_key, op, payload, vec, max_attempts, last_error) SELECT 'docs', ");
@@ -250,6 +260,7 @@ static void test_insert_statement_sql(void **state) {
   const char *del = strstr(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_delete_docs\"() RETURNS trigger\n");
   assert_non_null(del);
   assert_non_null(strstr(del, "  FOR OLD IN SELECT * FROM p2q_old LIMIT 2 LOOP\n"));
+  assert_non_null(strstr(del, "    BEGIN\n      IF pg_typeof(OLD.\"id\") = ANY ('{boolean,")); /* the key only: no vector */
   assert_non_null(strstr(del, "INSERT INTO \"public\".sync_outbox (event_type, routing_key, rule, source_table, row_key,"
                               " op, payload, max_attempts, last_error) SELECT 'docs', NULL, 'docs', 'public.docs',"
                               " jsonb_build_object('id', r.\"id\"), 'delete', NULL, "));
