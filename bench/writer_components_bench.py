@@ -26,6 +26,9 @@ table w, and sync_outbox changed by DDL between runs, one change per configurati
   backlog       100,000 events pending before the rows are written (keys id 1..100,000, the rows'
                 among them; --instructions only: a CPU-time run truncates the outbox)
   norouting, nopkey, noclaim   without that index;  ff100   fillfactor 100 instead of 50
+  others        100,000 events of two other event types pending ('articles', 'zebras': w sorts
+                between them), so that the claim index's descents compare unequal event types
+  collc         sync_outbox.event_type COLLATE "C" (memcmp instead of strcoll; see --locale)
   noset_NAME    the trigger function without its SET clause of setting NAME (noset_TimeZone, ...)
   onlysp        with SET search_path only;  typecheck   + a per-row pg_typeof() check of its columns
   nolcm, nosets, nosecdef, noexc   the trigger function without SET lc_monetary / any SET clause
@@ -113,6 +116,12 @@ DDL = {
     "nopkey": (["ALTER TABLE sync_outbox DROP CONSTRAINT sync_outbox_pkey"],
                ["ALTER TABLE sync_outbox ADD CONSTRAINT sync_outbox_pkey PRIMARY KEY (id)"]),
     "noclaim": (["DROP INDEX sync_outbox_claim_idx"], ["CREATE INDEX sync_outbox_claim_idx ON sync_outbox (event_type, id)"]),
+    "others": (["INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, payload) SELECT t, t,"
+                " 'public.' || t, jsonb_build_object('id', i), 'upsert', '{}' FROM generate_series(1, 100000) i,"
+                " LATERAL (SELECT CASE WHEN i % 2 = 0 THEN 'articles' ELSE 'zebras' END AS t) e"],
+               ["TRUNCATE sync_outbox"]),
+    "collc": (["ALTER TABLE sync_outbox ALTER COLUMN event_type TYPE text COLLATE \"C\""],
+              ["ALTER TABLE sync_outbox ALTER COLUMN event_type TYPE text COLLATE \"default\""]),
     "ff100": (["ALTER TABLE sync_outbox SET (fillfactor = 100)"], ["ALTER TABLE sync_outbox SET (fillfactor = 50)"]),
 }
 NOTIFY_STMT = "probe := pg_catalog.pg_notify('sync_outbox_insert', 'w') IS NULL; "
@@ -219,7 +228,7 @@ def instructions(args, vec):
     """--instructions: see the docstring."""
     d = args.dir
     pg_callgrind.start(d)
-    writer_db.create(args.db, force=True)
+    writer_db.create(args.db, force=True, locale=args.locale)
     with psycopg.connect(dbname=args.db, autocommit=True) as c:
         orig = pinned_definition(c)
         c.execute("CHECKPOINT")
@@ -249,6 +258,8 @@ def main():
     ap.add_argument("--db", default="p2q_components")
     ap.add_argument("--mode", choices=("multi", "stmt", "single", "delete", "delete1", "upd_unwatched",
                                                 "upd_watched", "upd1_unwatched", "upd1_watched"), default="multi")
+    ap.add_argument("--locale", help="create --db with this LOCALE (from template0), e.g. en_US.UTF-8; default:"
+                    " the cluster's (scripts/pg-tmp: C.UTF-8)")
     ap.add_argument("--rows", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--instructions", action="store_true", help="count instructions by callgrind instead of CPU time")
@@ -260,7 +271,7 @@ def main():
     if args.instructions:
         instructions(args, vec)
         return
-    writer_db.create(args.db, force=True)
+    writer_db.create(args.db, force=True, locale=args.locale)
     c = psycopg.connect(dbname=args.db, autocommit=True)
     pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
     orig = pinned_definition(c)

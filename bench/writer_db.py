@@ -13,12 +13,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = os.environ.get("P2Q_BIN", str(ROOT / "build" / "pg2qdrant"))
 
 
-def create(db, schema=None, force=False):
-    """Drop (WITH (FORCE) when force) and create database db, then install the outbox (in schema,
-    default the config's) and rule w's trigger."""
+def create(db, schema=None, force=False, locale=None):
+    """Drop (WITH (FORCE) when force) and create database db (with locale: from template0 with that
+    LOCALE, e.g. en_US.UTF-8), then install the outbox (in schema, default the config's) and rule w's
+    trigger."""
     with psycopg.connect(dbname="postgres", autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{db}"' + (" WITH (FORCE)" if force else ""))
-        c.execute(f'CREATE DATABASE "{db}"')
+        c.execute(f'CREATE DATABASE "{db}"' + (f" TEMPLATE template0 LOCALE '{locale}'" if locale else ""))
     with tempfile.TemporaryDirectory() as tmp:
         ini = pathlib.Path(tmp) / "w.ini"
         ini.write_text("[qdrant]\nurl = http://127.0.0.1:1\n" + (f"[postgres]\nschema = {schema}\n" if schema else "")
