@@ -124,7 +124,7 @@ int p2q_bench_free_port(void) {
   return port;
 }
 
-static pid_t spawn(const char *exe, const char *config, const char *log, const char *const *args) {
+static pid_t spawn(const char *exe, const char *config, const char *log, const char *const *args, int wrap) {
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid != 0) return pid;
@@ -146,6 +146,15 @@ static pid_t spawn(const char *exe, const char *config, const char *log, const c
   argv[n++] = config;
   for (int i = 0; args[i] && n < 15; i++) argv[n++] = args[i];
   argv[n] = NULL;
+  /* P2Q_BENCH_WRAP (e.g. "valgrind --tool=callgrind"): the daemons run under it, for profiles;
+     the shell splits it, the binary is then named by its path */
+  const char *w = wrap ? getenv("P2Q_BENCH_WRAP") : NULL;
+  if (w && *w) {
+    const char *sh[20] = {"sh", "-c", "exec $P2Q_BENCH_WRAP \"$@\"", "sh"};
+    for (int i = 0; i <= n; i++) sh[4 + i] = argv[i];
+    execv("/bin/sh", (char *const *)sh);
+    _exit(127);
+  }
   /* /proc/self/exe: exactly the binary the bench runs, even if the file was replaced since */
   execv("/proc/self/exe", (char *const *)argv);
   execv(exe, (char *const *)argv);
@@ -154,11 +163,11 @@ static pid_t spawn(const char *exe, const char *config, const char *log, const c
 
 pid_t p2q_bench_spawn(const char *exe, const char *config, const char *log) {
   const char *args[] = {"run", NULL};
-  return spawn(exe, config, log, args);
+  return spawn(exe, config, log, args, 1);
 }
 
 int p2q_bench_run_cmd(const char *exe, const char *config, const char *log, const char *const *args) {
-  pid_t pid = spawn(exe, config, log, args);
+  pid_t pid = spawn(exe, config, log, args, 0);
   if (pid < 0) return -1;
   int st;
   while (waitpid(pid, &st, 0) < 0)
