@@ -10,12 +10,14 @@
  * copied). Both flows' bodies are compared byte for byte first (exit 1 when they differ).
  * CPU µs per event, best of --reps runs.
  *   bench_points [--batches N] [--reps N] [--values const|bench|normal] [--flow direct|splice]
- *                [--chunk N [--reuse 1]]
+ *                [--chunk N [--reuse 1]] [--columns 1]
  * --chunk N (splice): splice, hash and build N events at a time (the daemon did each stage for
  * all 256); --reuse 1: each chunk's snapshots overwrite the last chunk's (a scratch in L2).
  * const: every element of a row's vector the same value, as the drain's array_fill (the
  * printer's branches then repeat); bench: k/10000, k uniform in [-10000, 10000); normal: N(0, 0.05)
- * (MiniLM-like, 7-9 digits). Output: "RESULT key=value …".
+ * (MiniLM-like, 7-9 digits). --columns 1: the rule's payload columns as the drain's (id, seq, pad),
+ * 2: id, pad (a member filtered out); default: none listed, every member kept. Output: "RESULT key=value …", body_hash = FNV-1a of
+ * the first batch's body (to compare two builds' bytes).
  */
 #include <malloc.h>
 #include <math.h>
@@ -26,6 +28,7 @@
 #include <time.h>
 
 #include "pg2qdrant/buf.h"
+#include "pg2qdrant/capture.h"
 #include "pg2qdrant/hash.h"
 #include "pg2qdrant/points.h"
 #include "pg2qdrant/vector_bin.h"
@@ -142,12 +145,14 @@ int main(int argc, char **argv) {
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   const char *kind = "bench";
+  int columns = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--batches")) batches = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--values")) kind = argv[i + 1];
     else if (!strcmp(argv[i], "--flow")) direct = strcmp(argv[i + 1], "splice") != 0;
     else if (!strcmp(argv[i], "--reuse")) reuse = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--columns")) columns = atoi(argv[i + 1]);
     else if (!strcmp(argv[i], "--chunk")) chunk = atoi(argv[i + 1]) > 0 && atoi(argv[i + 1]) < B ? atoi(argv[i + 1]) : B;
   }
   static char snaps[B][256], keys[B][64];
@@ -169,6 +174,11 @@ int main(int argc, char **argv) {
   memset(&r, 0, sizeof r);
   strcpy(r.name, "bench");
   r.vector_column = "emb";
+  /* 1: the drain's rule, columns = id, seq, pad (the payload filter's key comparisons); 2: id, pad
+     (seq filtered out) */
+  const char *cols[] = {"id", "seq", "pad"};
+  for (int i = 0; columns && i < 3; i++)
+    if (columns == 1 || i != 1) p2q_strlist_add(&r.columns, cols[i], strlen(cols[i]));
   p2q_buf_t b1 = P2Q_BUF_INIT, b2 = P2Q_BUF_INIT; /* both flows send the same bytes */
   if (batch_splice(&b1, &r, snaps, keys, bins) || batch_direct(&b2, &r, snaps, keys, bins) || b1.len != b2.len ||
       memcmp(b1.data, b2.data, b1.len)) {
@@ -176,6 +186,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   size_t bytes = b1.len;
+  uint64_t body_hash = p2q_hash64(b1.data, b1.len); /* the same bytes as another build's? */
   p2q_buf_free(&b1), p2q_buf_free(&b2);
   double best = 1e9;
   for (int rep = 0; rep < reps; rep++) {
@@ -188,6 +199,8 @@ int main(int argc, char **argv) {
     double t = (cpu_s() - t0) / ((double)batches * B) * 1e6;
     if (t < best) best = t;
   }
-  printf("RESULT values=%s flow=%s chunk=%d events=%d us_per_event=%.2f body_bytes_per_event=%zu\n", kind, direct ? "direct" : "splice", chunk, batches * B, best, bytes / B);
+  printf("RESULT values=%s flow=%s chunk=%d events=%d us_per_event=%.2f body_bytes_per_event=%zu body_hash=%016llx\n", kind,
+         direct ? "direct" : "splice", chunk, batches * B, best, bytes / B, (unsigned long long)body_hash);
+  p2q_strlist_free(&r.columns);
   return 0;
 }
