@@ -114,11 +114,10 @@ static int batch_direct(p2q_buf_t *body, const p2q_rule_config_t *r, char (*snap
   p2q_buf_reserve(body, need);
   for (int i = 0; i < B; i++) {
     int uuid = p2q_point_id(r->name, rk[i], strlen(rk[i]), ids[i]);
-    p2q_point_parts_t parts = {.vec_bin = bins[i], .vec_bin_len = sizeof bins[i], .vec_text = vt[i]};
+    p2q_point_parts_t parts = {.vec_bin = bins[i], .vec_bin_len = sizeof bins[i], .vec_text = vt[i], .vec_place = &place[i]};
     p2q_buf_puts(body, i ? "," : "{\"points\":[");
     pt[i][0] = body->len;
-    if (uuid < 0 || p2q_vector_place("emb", sn.data + at[i], pn[i], &place[i]) != 1 ||
-        p2q_point_build_ex(body, r, ids[i], uuid, rk[i], sn.data + at[i], pn[i], &parts, why, sizeof why))
+    if (uuid < 0 || p2q_point_build_ex(body, r, ids[i], uuid, rk[i], sn.data + at[i], pn[i], &parts, why, sizeof why))
       return -1;
     pt[i][1] = body->len - pt[i][0];
     free(rk[i]);

@@ -151,7 +151,10 @@ int p2q_json_next_key(const char *s, size_t len, size_t *pos, p2q_span_t *key) {
 
 int p2q_json_key_eq(p2q_span_t key, const char *name) {
   size_t nl = strlen(name);
-  if (!memchr(key.p, '\\', key.n)) return key.n == nl && memcmp(key.p, name, nl) == 0;
+  /* an escape never makes the text longer: a key no longer than the name is the name only byte
+     for byte and without one (the common case: no memchr over a key of another length) */
+  if (key.n <= nl) return key.n == nl && memcmp(key.p, name, nl) == 0 && !memchr(key.p, '\\', nl);
+  if (!memchr(key.p, '\\', key.n)) return 0;
   /* escaped: decode (an escape never makes the text longer) and compare */
   char small[256], *buf = key.n < sizeof small ? small : malloc(key.n + 1);
   if (!buf) return 0;

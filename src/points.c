@@ -92,9 +92,9 @@ int p2q_vector_json(p2q_buf_t *b, p2q_span_t v, char *why, size_t whylen) {
   return dim;
 }
 
-/* Should snapshot member `key` (escaped span) go into the Qdrant payload? */
+/* Should snapshot member `key` (escaped span; not the vector member: scan_members takes that
+   one before asking) go into the Qdrant payload? */
 static int keep_member(const p2q_rule_config_t *r, p2q_span_t key) {
-  if (r->vector_column && p2q_json_key_eq(key, r->vector_column)) return 0;
   if (r->columns.n == 0) return 1;
   for (int i = 0; i < r->columns.n; i++)
     if (p2q_json_key_eq(key, r->columns.items[i])) return 1;
@@ -200,6 +200,10 @@ int p2q_point_build_ex(p2q_buf_t *b, const p2q_rule_config_t *r, const char *id_
   /* the checks in the order of the two passes this replaces: the vector first (a NULL or bad
      vector wins over a snapshot broken after it), then the rest of the snapshot */
   if (m.rc < 0 && (!dense || x->vector || x->vec_bin || !r->vector_column || !m.vec.p)) goto bad_snapshot;
+  if (x->vec_bin) { /* the vector's placeholder, as vector_bin.c's place() finds it */
+    if (!r->vector_column || !m.vec.p || !p2q_span_eq(m.vec, "null")) { rc = P2Q_EINVAL; goto fail; }
+    if (x->vec_place) *x->vec_place = (size_t)(m.vec.p - payload);
+  }
   p2q_buf_reserve(b, plen + 128);
   p2q_buf_puts(b, "{\"id\":");
   p2q_buf_puts(b, id_json);

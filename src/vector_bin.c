@@ -114,20 +114,16 @@ int p2q_vector_bin_numbers(p2q_buf_t *b, const unsigned char *bin, size_t n) {
   return 0;
 }
 
-/* The value of payload's first top-level member `column` (p2q_vector_place). */
+/* The value of payload's first top-level member `column` in *v: 1 when it is the placeholder
+   null (at = its offset: payload[0..at) ‖ the vector's text ‖ payload[at + 4..plen) is the snapshot
+   p2q_vector_splice appends; point_build_ex finds the same member for a vector printed straight
+   into its point), 0 when it holds something else (kept), -1 when there is no such member. */
 static int place(const char *column, const char *payload, size_t plen, p2q_span_t *v) {
   size_t pos = 0;
   p2q_span_t k;
   while (p2q_json_next_member(payload, plen, &pos, &k, v) == 1)
     if (p2q_json_key_eq(k, column)) return p2q_span_eq(*v, "null");
   return -1;
-}
-
-int p2q_vector_place(const char *column, const char *payload, size_t plen, size_t *at) {
-  p2q_span_t v = {NULL, 0};
-  int rc = place(column, payload, plen, &v);
-  if (rc == 1) *at = (size_t)(v.p - payload);
-  return rc;
 }
 
 int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, size_t plen,

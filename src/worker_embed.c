@@ -163,10 +163,8 @@ int p2q_wk_vector_direct(const p2q_config_t *cfg, int rule) {
    made it (e->payload NULL): -1. */
 static int direct_point(wbatch_t *b, wevent_t *e, const p2q_rule_config_t *r, int isuuid) {
   char why[256];
-  if (p2q_vector_place(r->vector_column, e->payload, e->payload_len, &e->vplace) == 1) {
-    p2q_point_parts_t parts = {.vec_bin = e->vbin, .vec_bin_len = e->vbin_len, .vec_text = e->vtext};
-    if (body_point(b, e, r, isuuid, &parts, e->payload_len, why, sizeof why) == 0) return 0;
-  }
+  p2q_point_parts_t parts = {.vec_bin = e->vbin, .vec_bin_len = e->vbin_len, .vec_text = e->vtext, .vec_place = &e->vplace};
+  if (body_point(b, e, r, isuuid, &parts, e->payload_len, why, sizeof why) == 0) return 0;
   p2q_buf_t o = P2Q_BUF_INIT;
   int rc = p2q_vector_splice(&o, r->vector_column, e->payload, e->payload_len, e->vbin, e->vbin_len, &e->vec, why,
                              sizeof why);

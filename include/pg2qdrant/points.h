@@ -79,6 +79,10 @@ typedef struct {
                               (whose text is in two places now) and writes it (p2q_point_set_hash) */
   size_t vec_bin_len;
   size_t *vec_text;        /* with vec_bin: [0] = the vector text's offset in b, [1] its length */
+  size_t *vec_place;       /* with vec_bin (out, or NULL): the placeholder's offset in payload. The
+                              snapshot's first top-level member named vector_column must hold null
+                              (P2Q_EINVAL and nothing appended otherwise): the walk that builds the
+                              payload finds it (no walk of its own before) */
 } p2q_point_parts_t;
 
 /* p2q_point_build with a sparse vector, the text and its hash. With a sparse vector (or a

@@ -45,12 +45,6 @@ int p2q_vector_splice(p2q_buf_t *out, const char *column, const char *payload, s
 int p2q_vector_event_payload(p2q_buf_t *out, const char *column, const char *payload, const unsigned char *vec,
                              size_t vlen, p2q_vector_span_t *span, char *why, size_t whylen);
 
-/* Where the vector goes in payload: 1 when its first top-level member `column` holds the
-   placeholder null (*at = the null's offset: payload[0..at) ‖ the vector's text ‖
-   payload[at + 4..plen) is the snapshot p2q_vector_splice appends), 0 when that member holds
-   something else (p2q_vector_splice keeps it), -1 when there is no such member. */
-int p2q_vector_place(const char *column, const char *payload, size_t plen, size_t *at);
-
 /* Append the text of a flat, non-empty real[] of JSON numbers (no null, NaN or infinity) whose
    array_send() bytes are bin[0..n), as p2q_vector_bin_json: its element count; 0 and nothing
    appended for any other bytes (p2q_vector_splice tells why); P2Q_ENOMEM. */
