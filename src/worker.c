@@ -222,14 +222,15 @@ static int row_direct(const p2q_config_t *cfg, const p2q_claim_row_t *r) {
   return r->vec && r->op == P2Q_OP_UPSERT && r->rule && p2q_wk_vector_direct(cfg, rule_index(cfg, r->rule));
 }
 
-/* Room for the claim's snapshots in b->snaps: one allocation for the batch instead of one per
-   event (~8 KB each with a 384-float vector: malloc and free were ~8 % of the drain's CPU). The
+/* Room for the claim's row keys and snapshots in b->snaps: one allocation for the batch instead
+   of one per event (~8 KB each with a 384-float vector: malloc and free were ~8 % of the drain's CPU). The
    room a vector's text may take only where it is spliced in: reserved, it would make the batch's
    buffers large enough for glibc to give their pages back at each free (the heap's top beyond its
    trim threshold) and fault them in again (perf stat: 29,302 page faults per 100,000-event drain
    instead of 1,562). */
 static void snaps_reserve(wbatch_t *b, const p2q_claim_row_t *rows, int n_rows, const p2q_config_t *cfg) {
   size_t need = 0;
+  for (int i = 0; i < n_rows; i++) need += strlen(rows[i].row_key) + 1;
   for (int i = 0; i < n_rows; i++)
     if (rows[i].payload)
       need += strlen(rows[i].payload) + 1 +
@@ -237,6 +238,14 @@ static void snaps_reserve(wbatch_t *b, const p2q_claim_row_t *rows, int n_rows, 
                    ? p2q_vector_text_max((const unsigned char *)rows[i].vec, rows[i].vec_len)
                    : 0);
   p2q_buf_reserve(&b->snaps, need);
+}
+
+/* str appended to snaps with its NUL: where (the buffer may still move), or SIZE_MAX (out of
+   memory). */
+static size_t snaps_put(p2q_buf_t *snaps, const char *str) {
+  size_t from = snaps->len;
+  p2q_buf_append(snaps, str, strlen(str) + 1);
+  return p2q_buf_error(snaps) ? SIZE_MAX : from;
 }
 
 /* e's snapshot from its claim row, appended to b->snaps with its NUL; *at = where (the buffer
@@ -279,7 +288,7 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
   const p2q_config_t *cfg = WCFG(w);
   int n = 0, held = 0, held_rows = 0;
   wbatch_t *b = calloc(1, sizeof *b);
-  size_t *at = malloc(sizeof *at * (size_t)(n_rows ? n_rows : 1));
+  size_t *at = malloc(sizeof *at * 2 * (size_t)(n_rows ? n_rows : 1)), *kat = at ? at + n_rows : NULL;
   if (b && at) b->ev = calloc((size_t)(n_rows ? n_rows : 1), sizeof *b->ev);
   if (b && b->ev) snaps_reserve(b, rows, n_rows, cfg);
   for (int i = 0; b && b->ev && i < n_rows; i++) {
@@ -290,7 +299,8 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
     e->id = r->id;
     e->rule = rule_index(cfg, r->rule);
     e->op = r->op;
-    e->row_key = strdup(r->row_key);
+    kat[n - 1] = snaps_put(&b->snaps, r->row_key); /* in b->snaps too: no malloc and free per event */
+    if (kat[n - 1] == SIZE_MAX && (e->row_key = strdup(r->row_key)) != NULL) e->key_owned = 1;
     if (r->bad_op) { /* payload NULL: p2q_wk_prepare dead-letters the event with the error */
       char why[128], op[48];
       size_t k = 0;
@@ -308,8 +318,11 @@ static void claim_cb(void *arg, int err, const char *errmsg, const p2q_claim_row
     if (e->op != P2Q_OP_RELEASE) w->st->claimed++;
   }
   w->st->claims++;
-  for (int i = 0; b && b->ev && i < n; i++)
-    if (at[i] != SIZE_MAX) b->ev[i].payload = b->snaps.data + at[i];
+  for (int i = 0; b && b->ev && i < n; i++) {
+    wevent_t *e = &b->ev[i];
+    if (at[i] != SIZE_MAX) e->payload = b->snaps.data + at[i];
+    if (kat[i] != SIZE_MAX) e->row_key = b->snaps.data + kat[i];
+  }
   free(at);
   if (b && (!b->ev || n == 0)) { p2q_wk_batch_free(b); b = NULL; }
   n_rows -= held_rows; /* the 'held' row is no event: a claim of only that made no progress */

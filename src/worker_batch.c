@@ -45,7 +45,7 @@ void p2q_wk_batch_free(wbatch_t *b) {
     free(b->ev[i].text);
     free(b->ev[i].chunks);
     free(b->ev[i].sparse);
-    free(b->ev[i].row_key);
+    if (b->ev[i].key_owned) free(b->ev[i].row_key);
     p2q_wk_drop_payload(&b->ev[i]);
     if (!b->ev[i].point_lent) free(b->ev[i].point);
     free(b->ev[i].error);

@@ -20,7 +20,9 @@ typedef struct {
   long long id;
   int rule;               /* index in cfg->rules, -1 when not configured */
   p2q_op_t op;
-  char *row_key;
+  char *row_key;           /* in the batch's snaps (claim_cb; a twin shares its event's), or
+                              malloc'd when key_owned (snaps out of memory) */
+  int key_owned;
   char *payload;           /* in the batch's snaps (claim_cb), or malloc'd when payload_owned */
   int payload_owned;       /* payload is malloc'd (twins): p2q_wk_drop_payload frees it */
   size_t payload_len;     /* strlen(payload) */
@@ -63,7 +65,8 @@ typedef struct wbatch_s {
   uint32_t epoch;            /* liveness epoch when the claim was sent (WLIVE): no write in another */
   void (*ack)(struct wbatch_s *b); /* every stage finished: record the outcomes (worker.c) */
   struct embctx_s *embeds;   /* embedding calls in flight (see p2q_wk_embed) */
-  p2q_buf_t snaps;           /* the claimed events' snapshots, NUL-separated: one allocation, not one each */
+  p2q_buf_t snaps;           /* the claimed events' row keys and snapshots, NUL-separated: one
+                                allocation, not one each */
   struct wbody_s *bodies;    /* per rule (vector_column rules): its upserts' request body, or NULL */
   int n_bodies;
   struct wbatch_s *next;

@@ -38,18 +38,14 @@ void p2q_wk_dual_fanout(wbatch_t *b) {
       t->id = e->id;
       t->rule = j;
       t->op = e->op;
-      t->row_key = strdup(e->row_key);
+      t->row_key = e->row_key; /* the batch's (key_owned 0: freed once, with its event) */
       t->payload = e->payload ? strdup(e->payload) : NULL;
       t->payload_len = e->payload_len;
       t->payload_owned = t->payload != NULL;
       t->attempts = e->attempts;
       t->max_attempts = e->max_attempts;
       t->created_at = e->created_at;
-      if (!t->row_key || (e->payload && !t->payload)) {
-        free(t->row_key);
-        free(t->payload);
-        continue;
-      }
+      if (e->payload && !t->payload) continue;
       b->n++;
       break;
     }
