@@ -194,7 +194,8 @@ static size_t sig_digits(const char *s, size_t n, char *dig, size_t cap, long *e
   if (i < n) { /* exponent, saturated far beyond any double */
     int neg = 0;
     if (++i < n && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
-    for (; i < n; i++) if (e < 100000) e = e * 10 + (s[i] - '0');
+    for (; i < n; i++) /* digits only: no overflow whatever the bytes (the callers pass JSON numbers) */
+      if (e < 100000 && s[i] >= '0' && s[i] <= '9') e = e * 10 + (s[i] - '0');
     if (neg) e = -e;
   }
   total -= zrun; /* trailing zeros are not significant */

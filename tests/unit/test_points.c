@@ -412,6 +412,9 @@ static void test_number_exact(void **state) {
   /* beyond the double range */
   exact("1e400", 0); exact("1e-400", 0); exact("1.7976931348623157e308", 1); exact("2e308", 0);
   exact("1e308", 1); exact("0e999", 1);
+  /* not a JSON number (the scanner passes none): the exponent's other bytes are skipped, its value
+     cannot overflow (a signed overflow under UBSan before) */
+  exact("1e5\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 1);
 
   p2q_buf_t b = P2Q_BUF_INIT;
   const char *v = "{\"a\": [1, 12345678901234567890.5, \"9999999999999999999999\"], \"b\": -1e400, "
