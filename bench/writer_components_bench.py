@@ -28,7 +28,8 @@ table w, and sync_outbox changed by DDL between runs, one change per configurati
   norouting, nopkey, noclaim   without that index;  ff100   fillfactor 100 instead of 50
   others        100,000 events of two other event types pending ('articles', 'zebras': w sorts
                 between them), so that the claim index's descents compare unequal event types
-  collc         sync_outbox.event_type COLLATE "C" (memcmp instead of strcoll; see --locale)
+  colldb        sync_outbox.event_type and routing_key in the database's collation, as migrations
+                001-012 left them (shipped since 013: COLLATE "C", memcmp instead of strcoll; see --locale)
   noset_NAME    the trigger function without its SET clause of setting NAME (noset_TimeZone, ...)
   onlysp        with SET search_path only;  typecheck   + a per-row pg_typeof() check of its columns
   nolcm, nosets, nosecdef, noexc   the trigger function without SET lc_monetary / any SET clause
@@ -120,8 +121,10 @@ DDL = {
                 " 'public.' || t, jsonb_build_object('id', i), 'upsert', '{}' FROM generate_series(1, 100000) i,"
                 " LATERAL (SELECT CASE WHEN i % 2 = 0 THEN 'articles' ELSE 'zebras' END AS t) e"],
                ["TRUNCATE sync_outbox"]),
-    "collc": (["ALTER TABLE sync_outbox ALTER COLUMN event_type TYPE text COLLATE \"C\""],
-              ["ALTER TABLE sync_outbox ALTER COLUMN event_type TYPE text COLLATE \"default\""]),
+    "colldb": (["ALTER TABLE sync_outbox ALTER COLUMN event_type TYPE text COLLATE \"default\","
+                " ALTER COLUMN routing_key TYPE text COLLATE \"default\""],
+               ["ALTER TABLE sync_outbox ALTER COLUMN event_type TYPE text COLLATE \"C\","
+                " ALTER COLUMN routing_key TYPE text COLLATE \"C\""]),
     "ff100": (["ALTER TABLE sync_outbox SET (fillfactor = 100)"], ["ALTER TABLE sync_outbox SET (fillfactor = 50)"]),
 }
 NOTIFY_STMT = "probe := pg_catalog.pg_notify('sync_outbox_insert', 'w') IS NULL; "

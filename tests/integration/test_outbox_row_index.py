@@ -28,7 +28,7 @@ def test_upgrade_from_the_rule_row_key_index_keeps_every_event(make_daemon, db):
     before = outbox_state(db)
     assert "installed or upgraded" in d.cli("init").stdout
     assert row_idx(db) == HASH_IDX
-    assert db.execute("SELECT value FROM sync_outbox_meta WHERE key = 'schema_version'").fetchone()[0] == "12"
+    assert db.execute("SELECT value FROM sync_outbox_meta WHERE key = 'schema_version'").fetchone()[0] == "13"
     assert outbox_state(db) == before
     assert "already up to date" in d.cli("init").stdout
     assert row_idx(db) == HASH_IDX and outbox_state(db) == before
