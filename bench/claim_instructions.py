@@ -2,8 +2,8 @@
 """Instructions per claim of sync_outbox_claim (and variants), counted by callgrind: an A/B that
 does not depend on the machine's load.
 
-    python3 bench/claim_instructions.py [--events 200] [--sql FILE ...] [--noride] [--dir DIR]
-                                        [FUNC ...]
+    python3 bench/claim_instructions.py [--events 200] [--sql FILE ...] [--noride] [--mark-every N]
+                                        [--dir DIR] [FUNC ...]
 
 At one event per claim (200 commits/s) the claim's fixed cost per call is the cost per event, and
 on a shared machine CPU time per event moves by ±10 % from run to run with the load (2 cores,
@@ -15,7 +15,12 @@ sync_outbox_claim), a single-user `postgres --single` under `valgrind --tool=cal
 script of --events x (INSERT one event; EXECUTE the claim as the daemon prepares it, the previous
 event's ack riding on it, or with --noride sent alone before it through sync_outbox_ack), plus a
 baseline of the INSERTs alone. Prints (instructions(FUNC) - instructions(baseline)) / events.
-Every run starts from the same copy of the cluster. Callgrind files stay in DIR/cg (callgrind_annotate --inclusive=yes for a profile).
+--mark-every N: p_mark = true on every Nth claim only, false on the others, as the daemon does (it
+asks for the mark's due look at most every 100 ms per session: N = 20 at 200 claims/s; default:
+p_mark not passed, the function's default). Every run starts from the same copy of the cluster.
+Callgrind files stay in DIR/cg (callgrind_annotate --inclusive=yes for a profile). A variant that
+drops a nested function call also drops that function's one-time compile and planning (~8.5M
+instructions for sync_outbox_mark_refresh: 42k per claim over 200 events): compare like with like.
 
 What it does not see, so compare variants with it, not absolute figures with the daemon's: the
 wire protocol (single-user mode), the walwriter's wake-up per commit, NOTIFY. The mark's refresh
@@ -53,13 +58,14 @@ def setup(d, sqls):
     cg.freeze(d)
 
 
-def script(fn, n, noride):
+def script(fn, n, noride, mark_every=0):
     vec = "array_fill(0.5::real, ARRAY[384])"
     out = ["TRUNCATE sync_outbox, sync_outbox_lease;",
            "SELECT setval(pg_get_serial_sequence('sync_outbox', 'id'), 1000, false);"]
     if fn:
-        out.append("PREPARE p(text, text[], text, int, int, bigint[], text[], jsonb[], text[], int[], text[]) AS"
-                   f" SELECT {COLS} FROM {fn}($1, $2, $3, $4, $5, true, $6, $7, $8, $9, $10, $11);")
+        mk = (", boolean", ", $12") if mark_every else ("", "")
+        out.append(f"PREPARE p(text, text[], text, int, int, bigint[], text[], jsonb[], text[], int[], text[]{mk[0]}) AS"
+                   f" SELECT {COLS} FROM {fn}($1, $2, $3, $4, $5, true, $6, $7, $8, $9, $10, $11{mk[1]});")
     for i in range(n):
         e = 1000 + i
         out.append("INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, payload, vec) VALUES"
@@ -72,7 +78,8 @@ def script(fn, n, noride):
             out.append(f"SELECT sync_outbox_ack('o.1', {ack});")
         if i == 0 or noride:
             ack = "NULL, NULL, NULL, NULL, NULL, NULL"
-        out.append(f"EXECUTE p('o.1', ARRAY['b'], NULL, 256, 30000, {ack});")
+        mark = f", {'true' if i % mark_every == 0 else 'false'}" if mark_every else ""
+        out.append(f"EXECUTE p('o.1', ARRAY['b'], NULL, 256, 30000, {ack}{mark});")
     return "\n".join(out) + "\n"
 
 
@@ -82,14 +89,17 @@ def main():
     ap.add_argument("--events", type=int, default=200)
     ap.add_argument("--sql", action="append", default=[])
     ap.add_argument("--noride", action="store_true", help="each ack alone (sync_outbox_ack) before the next claim")
+    ap.add_argument("--mark-every", type=int, default=0, metavar="N",
+                    help="p_mark true on every Nth claim only, false on the others (as the daemon: 20 at 200/s)")
     ap.add_argument("--dir", default="/tmp/p2q-claim-instr")
     a = ap.parse_args()
     setup(a.dir, a.sql)
     base = cg.count(a.dir, "claim_instr", "baseline", script(None, a.events, False))
     print(f"baseline (the INSERTs alone): {base:,} instructions")
     for f in a.funcs:
-        n = cg.count(a.dir, "claim_instr", f, script(f, a.events, a.noride))
-        print(f"{f}: {(n - base) / a.events:,.0f} instructions per claim{' (+ its ack alone)' if a.noride else ''}")
+        n = cg.count(a.dir, "claim_instr", f, script(f, a.events, a.noride, a.mark_every))
+        print(f"{f}: {(n - base) / a.events:,.0f} instructions per claim{' (+ its ack alone)' if a.noride else ''}"
+              f"{f' (p_mark on every {a.mark_every}th)' if a.mark_every else ''}")
 
 
 if __name__ == "__main__":

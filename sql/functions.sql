@@ -331,10 +331,16 @@ $p2q$;
 -- The one function does it all, so a call pays one set of SET clauses (a GUC save and restore
 -- each) and no nested call in the common case: at one event per claim (low rates) the fixed
 -- cost per call is the cost per event.
+-- p_mark false: skip the look at whether a mark is due (the refresh, above). The daemon asks for
+-- it at most every 100 ms per session (src/outbox.c): the look is a statement of its own, ~40k of
+-- the ~1.15M instructions a one-event claim cost (bench/claim_instructions.py --mark-every 20),
+-- and a refresh is due every 200 ms at most. Skipping it is always safe: lo only bounds where the
+-- scan starts, and the mark is read by the candidates' statement either way.
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_claim(p_owner text, p_types text[], p_routing text,
     p_limit integer, p_lease_ms integer, p_held boolean DEFAULT false,
     p_ack_ids bigint[] DEFAULT NULL, p_ack_rules text[] DEFAULT NULL, p_ack_keys jsonb[] DEFAULT NULL,
-    p_ack_outcomes text[] DEFAULT NULL, p_ack_delay_ms integer[] DEFAULT NULL, p_ack_errors text[] DEFAULT NULL)
+    p_ack_outcomes text[] DEFAULT NULL, p_ack_delay_ms integer[] DEFAULT NULL, p_ack_errors text[] DEFAULT NULL,
+    p_mark boolean DEFAULT true)
 RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attempts integer,
                max_attempts integer, created_at timestamptz, event_type text, vec real[])
 LANGUAGE plpgsql
@@ -370,10 +376,12 @@ BEGIN
                                        p_ack_delay_ms, p_ack_errors);
     END IF;
   END IF;
-  IF EXISTS (SELECT 1 FROM unnest(p_types) AS x(event_type)
-               LEFT JOIN @SCHEMA@.sync_outbox_mark m ON m.event_type = x.event_type
-              WHERE m.event_type IS NULL OR m.due_at <= now()) THEN
-    PERFORM @SCHEMA@.sync_outbox_mark_refresh(p_types);  -- a few times a second at most
+  IF p_mark THEN  -- (nested: `p_mark AND EXISTS (…)` would be a query, its executor started at every call)
+    IF EXISTS (SELECT 1 FROM unnest(p_types) AS x(event_type)
+                 LEFT JOIN @SCHEMA@.sync_outbox_mark m ON m.event_type = x.event_type
+                WHERE m.event_type IS NULL OR m.due_at <= now()) THEN
+      PERFORM @SCHEMA@.sync_outbox_mark_refresh(p_types);  -- a few times a second at most
+    END IF;
   END IF;
   -- The candidates first, locked, in one statement: one ordered index scan per event type on
   -- (event_type, id), so LIMIT stops early whatever the backlog (`event_type = ANY (…)` would scan
