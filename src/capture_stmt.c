@@ -14,9 +14,10 @@
  *   - nothing fails the writer: what can fail is first checked in a read-only exception block (no
  *     subtransaction xid: a transaction of many INSERT statements must not run out of cached
  *     subxids). Once per statement (type_guard), over one row of the transition table: every
- *     column the INSERT names is there and of a type whose json cannot fail (json_safe: then the
- *     INSERT's key, snapshot and vector expressions cannot raise for any row), and a vector sent
- *     unprinted is a real[] (the INSERT's vec column takes nothing else). Per row only what still
+ *     column the INSERT names is there and of a type whose json cannot fail (json_safe), no row's
+ *     columns are too big for json (SIZE_BOUND: then the INSERT's key, snapshot and vector
+ *     expressions cannot raise for any row), and a vector sent unprinted is a real[] (the INSERT's
+ *     vec column takes nothing else). Per row only what still
  *     can fail: the filter and routing_key; with another type, every expression as before. When
  *     a check raises or fails (a column dropped, renamed or retyped since `apply`, a row whose json
  *     cannot be built, a failing filter or routing_key) the rows go one by one through the row
@@ -49,7 +50,16 @@ static void filter_set(p2q_buf_t *b, const p2q_rule_config_t *r, int all) {
    jsonb), domains, composites, enums or extension types: their output or cast may raise. */
 #define JSON_SAFE "'{boolean,smallint,integer,bigint,real,double precision,numeric,text,character varying,"\
   "character,uuid,date,timestamp without time zone,timestamp with time zone,\"real[]\",\"double precision[]\","\
-  "\"smallint[]\",\"integer[]\",\"bigint[]\",\"numeric[]\",\"text[]\"}'::regtype[]"
+  "\"smallint[]\",\"integer[]\",\"bigint[]\",\"text[]\"}'::regtype[]"
+
+/* ... and whose values are not too big for json: a json text is at most 1 GB and a jsonb string
+   256 MB (the key; a snapshot of more than 40 columns is merged through jsonb), and escaping
+   multiplies text by up to 6 (180 MB of control characters fail the json). Bounded per row by the
+   columns' stored sizes (pg_column_size: no detoasting): at most SIZE_BOUND bytes together, which
+   pglz or lz4 (at most ~256:1) inflate to at most 64 MB, 384 MB escaped. A statement with a bigger
+   row takes the per-row validation of every expression. numeric[] is not in the list: a numeric
+   stores 1e131071 in a few bytes and prints 131,072 digits. */
+#define SIZE_BOUND "262144"
 
 static int listed(const p2q_strlist_t *l, int upto, const char *s) {
   for (int i = 0; i < upto; i++)
@@ -60,7 +70,9 @@ static int listed(const p2q_strlist_t *l, int upto, const char *s) {
 /* The set path's check, once per statement over the row in var (a row of the transition table: a
    statement's rows share its columns and types), before the per-row validation (see the header):
      IF pg_typeof(NEW."v") <> 'real[]'::regtype THEN p2q_n := -1;      (bin: the vector unprinted)
-     ELSIF pg_typeof(NEW."k") = ANY (<json_safe>) AND … THEN <validate the filter and routing_key>
+     ELSIF pg_typeof(NEW."k") = ANY (<json_safe>) AND …
+       AND NOT EXISTS (<a row whose columns' stored sizes pass SIZE_BOUND>)
+       THEN <validate the filter and routing_key>
      ELSE <validate every expression>
    A column gone raises (the block's handler sends the rows one by one). Returns whether it wrote
    the IF (not for an upsert of a whole-row snapshot: to_json(r) reads every column). */
@@ -74,14 +86,19 @@ static int type_guard(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlis
     p2q_sql_ident(b, r->vector_column);
     p2q_buf_puts(b, ") <> 'real[]'::regtype THEN\n        p2q_n := -1;\n      ELSIF ");
   }
-  for (int c = 0, n = 0; c < 2 && cols[c]; c++)
-    for (int i = 0; i < cols[c]->n; i++) {
-      const char *col = cols[c]->items[i];
-      if (listed(cols[c], i, col) || (c && listed(&r->key, r->key.n, col))) continue;
-      p2q_buf_printf(b, "%spg_typeof(%s.", n++ ? " AND " : "", var);
-      p2q_sql_ident(b, col);
-      p2q_buf_puts(b, ") = ANY (" JSON_SAFE ")");
-    }
+  for (int pass = 0; pass < 2; pass++) { /* the types over var, then the sizes over every row */
+    if (pass) p2q_buf_printf(b, " AND NOT EXISTS (SELECT FROM %s AS r WHERE 0", upsert ? "p2q_new" : "p2q_old");
+    for (int c = 0, n = 0; c < 2 && cols[c]; c++)
+      for (int i = 0; i < cols[c]->n; i++) {
+        const char *col = cols[c]->items[i];
+        if (listed(cols[c], i, col) || (c && listed(&r->key, r->key.n, col))) continue;
+        if (pass && bin && r->vector_column && !strcmp(col, r->vector_column)) continue; /* sent unprinted */
+        p2q_buf_printf(b, pass ? " + COALESCE(pg_column_size(r." : "%spg_typeof(%s.", n++ ? " AND " : "", var);
+        p2q_sql_ident(b, col);
+        p2q_buf_puts(b, pass ? "), 0)" : ") = ANY (" JSON_SAFE ")");
+      }
+    if (pass) p2q_buf_puts(b, " > " SIZE_BOUND ")");
+  }
   p2q_buf_puts(b, " THEN\n        ");
   if (r->filter || r->routing_key) {
     p2q_buf_printf(b, "SELECT count(p2q_v) INTO p2q_n FROM (SELECT %s", r->routing_key ? "(" : "NULL");

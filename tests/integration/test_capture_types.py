@@ -61,3 +61,19 @@ def test_filter_and_routing_key_validated_per_row(make_daemon, docs, kw):
     got = both_ways(docs, ROWS)
     assert got["multi"] == got["single"] and got["delete"] == got["delete-single"]
     assert len(got["multi"]) >= 2
+
+
+def test_a_value_too_big_for_json_fails_no_writer(make_daemon, docs):
+    """Json-safe types, but one row's title escapes past json's 1 GB (180 MB of control characters,
+    6 bytes each escaped; stored compressed in a few MB): the rows' stored sizes send the statement to
+    the per-row validation, which fails for that row, and the rows go one by one: that one is born
+    dead, the other captured, the writer's multi-row INSERT commits (it failed with "out of memory"
+    when only the types were checked)."""
+    d = make_daemon({"rule.docs": rule(columns="id, title")})
+    d.cli("apply")
+    assert triggers(docs) == STATEMENT
+    docs.execute("INSERT INTO docs (id, title, emb) SELECT g, CASE WHEN g = 1 THEN repeat(E'\\x01', 180000000)"
+                 " ELSE 'b' END, '{1,2,3}' FROM generate_series(1, 2) g")
+    got = take_events(docs)
+    assert [e[8] for e in got] == [0, 10]  # the first born dead, the second as usual
+    assert docs.execute("SELECT count(*) FROM docs").fetchone()[0] == 2

@@ -233,10 +233,17 @@ static void test_insert_statement_sql(void **state) {
   const char *guard = strstr(one, "    BEGIN\n      IF pg_typeof(NEW.\"embedding\") <> 'real[]'::regtype THEN\n"
                                   "        p2q_n := -1;\n      ELSIF pg_typeof(NEW.\"id\") = ANY ('{boolean,");
   assert_non_null(guard);
-  const char *safe = strstr(guard, "}'::regtype[]) THEN\n        SELECT count(p2q_v) INTO p2q_n FROM (SELECT NULL FROM p2q_new AS r"
+  /* ... and every row's columns small enough for json (their stored sizes summed; not the vector,
+     sent unprinted) */
+  const char *sizes = strstr(guard, "}'::regtype[]) AND NOT EXISTS (SELECT FROM p2q_new AS r WHERE 0"
+                                    " + COALESCE(pg_column_size(r.\"id\"), 0) + ");
+  assert_non_null(sizes);
+  const char *safe = strstr(sizes, " > 262144) THEN\n        SELECT count(p2q_v) INTO p2q_n FROM (SELECT NULL FROM p2q_new AS r"
                                    " WHERE COALESCE((published_at IS NOT NULL)::boolean, false) IS NOT NULL) AS p2q_v;\n"
                                    "      ELSE\n");
   assert_non_null(safe);
+  const char *emb = strstr(sizes, "pg_column_size(r.\"embedding\")");
+  assert_true(emb == NULL || emb > safe);
   assert_non_null(strstr(guard, "pg_typeof(NEW.\"embedding\") = ANY ("));
   const char *val = strstr(safe, "      ELSE\n        SELECT count(p2q_v) INTO p2q_n FROM (SELECT 'docs', NULL, 'docs', 'public.docs', ");
   assert_non_null(val);
