@@ -94,11 +94,20 @@ def wait_until(pred, timeout=30.0, interval=0.05, what="condition", explain=None
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r}){detail}")
 
 
+def need_postgres():
+    """Skip without a PostgreSQL (PGHOST unset), or fail under P2Q_REQUIRE_PG=1 (scripts/test sets
+    it, as for the unit tests: a run that asked for PostgreSQL must not pass by skipping)."""
+    if os.environ.get("PGHOST"):
+        return
+    if os.environ.get("P2Q_REQUIRE_PG") == "1":
+        pytest.fail("PGHOST unset but P2Q_REQUIRE_PG=1 (start one: eval \"$(scripts/pg-tmp start DIR)\")")
+    pytest.skip("no PostgreSQL (run through scripts/test)")
+
+
 @pytest.fixture
 def pgdb():
     """A fresh database; yields its name. Dropped (connections terminated) afterwards."""
-    if not os.environ.get("PGHOST"):
-        pytest.skip("no PostgreSQL (run through scripts/test)")
+    need_postgres()
     name = "t_" + uuid.uuid4().hex[:12]
     with psycopg.connect(dbname="postgres", autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')

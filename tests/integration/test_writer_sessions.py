@@ -16,14 +16,13 @@
   gets its points rewritten by the next `apply`.
 """
 import json
-import os
 import struct
 import uuid
 
 import psycopg
 import pytest
 
-from conftest import Daemon, ungate, wait_until
+from conftest import Daemon, need_postgres, ungate, wait_until
 from openai_stub import OpenAIStub, vector_for
 
 OUTBOX = "p2q_outbox"  # the outbox lives in its own schema: writers get no privilege on it
@@ -105,8 +104,7 @@ def synced(db, qdrant, collection, n):
 @pytest.fixture(scope="module")
 def mapped(qdrant_session, tmp_path_factory):
     """Sync one row holding every CASES column, written by a HOSTILE session; the payload."""
-    if not os.environ.get("PGHOST"):
-        pytest.skip("no PostgreSQL (run through scripts/test)")
+    need_postgres()
     qdrant_session.reset()
     name = "t_" + uuid.uuid4().hex[:12]
     with psycopg.connect(dbname="postgres", autocommit=True) as c:
