@@ -230,13 +230,14 @@ static int row_direct(const p2q_config_t *cfg, const p2q_claim_row_t *r) {
    instead of 1,562). */
 static void snaps_reserve(wbatch_t *b, const p2q_claim_row_t *rows, int n_rows, const p2q_config_t *cfg) {
   size_t need = 0;
-  for (int i = 0; i < n_rows; i++) need += strlen(rows[i].row_key) + 1;
-  for (int i = 0; i < n_rows; i++)
+  for (int i = 0; i < n_rows; i++) {
+    need += strlen(rows[i].row_key) + 1;
     if (rows[i].payload)
       need += strlen(rows[i].payload) + 1 +
               (rows[i].vec && !row_direct(cfg, &rows[i])
                    ? p2q_vector_text_max((const unsigned char *)rows[i].vec, rows[i].vec_len)
                    : 0);
+  }
   p2q_buf_reserve(&b->snaps, need);
 }
 

@@ -213,6 +213,13 @@ static void test_dollar_quote_chosen(void **state) {
   p2q_buf_free(&b);
 }
 
+/* text's first occurrence in from (failing the test when there is none) */
+static const char *after(const char *from, const char *text) {
+  const char *p = strstr(from, text);
+  if (!p) fail_msg("not found: %.60s", text);
+  return p;
+}
+
 /* The statement-level INSERT and DELETE capture (capture_stmt.c) and apply's choice between it
    and the row trigger (capture.c). */
 static void test_insert_statement_sql(void **state) {
@@ -220,52 +227,41 @@ static void test_insert_statement_sql(void **state) {
   p2q_buf_t b = P2Q_BUF_INIT;
   assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
   const char *s = p2q_buf_str(&b);
-  const char *fn = strstr(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_insert_docs\"() RETURNS trigger\n"
+  const char *fn = after(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_insert_docs\"() RETURNS trigger\n"
                              "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC'");
-  assert_non_null(fn);
   /* one row: the row trigger's INSERT path over the transition table's row */
-  const char *one = strstr(fn, "  FOR NEW IN SELECT * FROM p2q_new LIMIT 2 LOOP\n");
-  assert_non_null(one);
+  const char *one = after(fn, "  FOR NEW IN SELECT * FROM p2q_new LIMIT 2 LOOP\n");
   assert_non_null(strstr(one, "(SELECT (published_at IS NOT NULL)::boolean FROM p2q_new AS r)"));
   /* more: what can fail checked in a read-only block first, the INSERT outside it, one NOTIFY; once
      per statement the vector's and the columns' types: a real[] vector and json-safe columns, then
      per row only the filter (and routing key), else every expression */
-  const char *guard = strstr(one, "    BEGIN\n      IF pg_typeof(NEW.\"embedding\") <> 'real[]'::regtype THEN\n"
+  const char *guard = after(one, "    BEGIN\n      IF pg_typeof(NEW.\"embedding\") <> 'real[]'::regtype THEN\n"
                                   "        p2q_n := -1;\n      ELSIF pg_typeof(NEW.\"id\") = ANY ('{boolean,");
-  assert_non_null(guard);
   /* ... and every row's columns small enough for json (their stored sizes summed; not the vector,
      sent unprinted) */
-  const char *sizes = strstr(guard, "}'::regtype[]) AND NOT EXISTS (SELECT FROM p2q_new AS r WHERE 0"
+  const char *sizes = after(guard, "}'::regtype[]) AND NOT EXISTS (SELECT FROM p2q_new AS r WHERE 0"
                                     " + COALESCE(pg_column_size(r.\"id\"), 0) + ");
-  assert_non_null(sizes);
-  const char *safe = strstr(sizes, " > 262144) THEN\n        SELECT count(p2q_v) INTO p2q_n FROM (SELECT NULL FROM p2q_new AS r"
+  const char *safe = after(sizes, " > 262144) THEN\n        SELECT count(p2q_v) INTO p2q_n FROM (SELECT NULL FROM p2q_new AS r"
                                    " WHERE COALESCE((published_at IS NOT NULL)::boolean, false) IS NOT NULL) AS p2q_v;\n"
                                    "      ELSE\n");
-  assert_non_null(safe);
   const char *emb = strstr(sizes, "pg_column_size(r.\"embedding\")");
   assert_true(emb == NULL || emb > safe);
   assert_non_null(strstr(guard, "pg_typeof(NEW.\"embedding\") = ANY ("));
-  const char *val = strstr(safe, "      ELSE\n        SELECT count(p2q_v) INTO p2q_n FROM (SELECT 'docs', NULL, 'docs', 'public.docs', ");
-  assert_non_null(val);
-  const char *val_end = strstr(val, " FROM p2q_new AS r WHERE COALESCE((published_at IS NOT NULL)::boolean, false) IS NOT NULL)"
+  const char *val = after(safe, "      ELSE\n        SELECT count(p2q_v) INTO p2q_n FROM (SELECT 'docs', NULL, 'docs', 'public.docs', ");
+  const char *val_end = after(val, " FROM p2q_new AS r WHERE COALESCE((published_at IS NOT NULL)::boolean, false) IS NOT NULL)"
                                     " AS p2q_v;\n      END IF;\n    EXCEPTION WHEN OTHERS THEN\n      p2q_n := -1;\n    END;\n");
-  assert_non_null(val_end);
-  const char *ins = strstr(val_end, "    IF p2q_n >= 0 THEN\n      INSERT INTO \"public\".sync_outbox (event_type, routing_key, rule,"
+  const char *ins = after(val_end, "    IF p2q_n >= 0 THEN\n      INSERT INTO \"public\".sync_outbox (event_type, routing_key, rule,"
                                     " source_table, row_key, op, payload, vec, max_attempts, last_error) SELECT 'docs', ");
-  assert_non_null(ins);
-  const char *ins_end = strstr(ins, " FROM p2q_new AS r WHERE COALESCE((published_at IS NOT NULL)::boolean, false);\n"
+  const char *ins_end = after(ins, " FROM p2q_new AS r WHERE COALESCE((published_at IS NOT NULL)::boolean, false);\n"
                                     "      GET DIAGNOSTICS p2q_n = ROW_COUNT;\n      IF p2q_n > 0 THEN\n        probe := "
                                     "pg_catalog.pg_notify('sync_outbox_insert', 'docs') IS NULL;");
-  assert_non_null(ins_end);
   for (const char *p = val; (p = strstr(p, "pg_notify")) && p < ins_end; p++) fail_msg("a NOTIFY per event: %.40s", p);
   /* the fallback: each row through the row path, its filter over the row typed through its json */
-  const char *loop = strstr(ins_end, "  FOR NEW IN SELECT * FROM p2q_new LOOP\nDECLARE\n");
-  assert_non_null(loop);
+  const char *loop = after(ins_end, "  FOR NEW IN SELECT * FROM p2q_new LOOP\nDECLARE\n");
   assert_non_null(strstr(loop, "(SELECT (published_at IS NOT NULL)::boolean FROM json_populate_record("
                                "NULL::\"public\".\"docs\", row_to_json(NEW)) AS r)"));
   /* DELETEs: the same shape over OLD and p2q_old, delete events (no payload, no vector) */
-  const char *del = strstr(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_delete_docs\"() RETURNS trigger\n");
-  assert_non_null(del);
+  const char *del = after(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_delete_docs\"() RETURNS trigger\n");
   assert_non_null(strstr(del, "  FOR OLD IN SELECT * FROM p2q_old LIMIT 2 LOOP\n"));
   assert_non_null(strstr(del, "    BEGIN\n      IF pg_typeof(OLD.\"id\") = ANY ('{boolean,")); /* the key only: no vector */
   assert_non_null(strstr(del, "INSERT INTO \"public\".sync_outbox (event_type, routing_key, rule, source_table, row_key,"
@@ -274,12 +270,11 @@ static void test_insert_statement_sql(void **state) {
   assert_non_null(strstr(del, "(SELECT (published_at IS NOT NULL)::boolean FROM json_populate_record("
                               "NULL::\"public\".\"docs\", row_to_json(OLD)) AS r)"));
   /* the choice, when the script runs: the statement triggers, or the row trigger for all three */
-  const char *choice = strstr(s, "DROP TRIGGER IF EXISTS \"p2q_docs\" ON \"public\".\"docs\";\n"
+  const char *choice = after(s, "DROP TRIGGER IF EXISTS \"p2q_docs\" ON \"public\".\"docs\";\n"
                                  "DROP TRIGGER IF EXISTS \"p2q_docs_insert\" ON \"public\".\"docs\";\n"
                                  "DROP TRIGGER IF EXISTS \"p2q_docs_delete\" ON \"public\".\"docs\";\nDO $p2q$\n"
                                  "BEGIN\n  IF (SELECT c.relkind = 'r' AND NOT c.relispartition FROM pg_catalog.pg_class c"
                                  " WHERE c.oid = '\"public\".\"docs\"'::regclass)\n");
-  assert_non_null(choice);
   assert_non_null(strstr(choice, "(g.tgtype & 12) <> 0 AND (g.tgtype & 66) = 0"));
   assert_non_null(strstr(choice, "NOT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel sr WHERE sr.srrelid = "
                                  "'\"public\".\"docs\"'::regclass)"));
