@@ -28,8 +28,8 @@ counted once per batch on the slice row, not per event.
                 position is (xid, id) within the tick range. Filled by 100-event transactions
   nolease       today's outbox and claim UPDATE (attempts counted per event) without the lease
                 table: a candidate whose row has an older event in the outbox is not claimed (the
-                older one is looked up through sync_outbox_row_idx's (rule, row_key)); the ack
-                DELETEs. What dropping only the per-row lease would save (its gaps: below)
+                older one is looked up through sync_outbox_row_idx, on jsonb_hash_extended(row_key,
+                0) since migration 012); the ack DELETEs. What dropping only the per-row lease would save (its gaps: below)
   naive         a plain queue, the floor of any design that deletes what it hands out: one
                 `DELETE ... WHERE id IN (SELECT ... ORDER BY id LIMIT n FOR UPDATE SKIP LOCKED)
                 RETURNING` per batch, no order per row, no attempts, no recovery
@@ -154,7 +154,9 @@ BEGIN
        FOR UPDATE SKIP LOCKED
   )
   SELECT array_agg(c.ctid) INTO c_tids FROM cand c
-   WHERE NOT EXISTS (SELECT 1 FROM proto.ob x WHERE x.rule = c.rule AND x.row_key = c.row_key AND x.id < c.id);
+   WHERE NOT EXISTS (SELECT 1 FROM proto.ob x
+                      WHERE pg_catalog.jsonb_hash_extended(x.row_key, 0) = pg_catalog.jsonb_hash_extended(c.row_key, 0)
+                        AND x.rule = c.rule AND x.row_key = c.row_key AND x.id < c.id);
   IF c_tids IS NULL THEN
     RETURN;
   END IF;
