@@ -29,7 +29,8 @@ counted once per batch on the slice row, not per event.
   nolease       today's outbox and claim UPDATE (attempts counted per event) without the lease
                 table: a candidate whose row has an older event in the outbox is not claimed (the
                 older one is looked up through sync_outbox_row_idx, on jsonb_hash_extended(row_key,
-                0) since migration 012); the ack DELETEs. What dropping only the per-row lease would save (its gaps: below)
+                0) since migration 012); the ack DELETEs. What dropping only the per-row lease
+                would save (its gaps: below)
   naive         a plain queue, the floor of any design that deletes what it hands out: one
                 `DELETE ... WHERE id IN (SELECT ... ORDER BY id LIMIT n FOR UPDATE SKIP LOCKED)
                 RETURNING` per batch, no order per row, no attempts, no recovery
