@@ -184,8 +184,9 @@ static int write_config(void *self, const p2q_bench_setting_t *s, int replica, i
             "distance = Cosine\ncollection = %s\non_truncate = ignore\n", b->x.prefix, b->emb->name, b->x.coll_text);
   for (long w = 0; w < s->v[P2Q_KNOB_WORKERS]; w++)
     fprintf(f, "[worker.w%ld]\nevent_types = bench%s\nbatch_size = %ld\nlinger_ms = %ld\nmax_inflight = %ld\n"
-            "claimers = %ld\n", w + 1, b->x.have_text ? ", benchtext" : "", s->v[P2Q_KNOB_BATCH_SIZE],
-            s->v[P2Q_KNOB_LINGER_MS], s->v[P2Q_KNOB_MAX_INFLIGHT], s->v[P2Q_KNOB_CLAIMERS]);
+            "claimers = %ld\nidle_linger_ms = %ld\n", w + 1, b->x.have_text ? ", benchtext" : "",
+            s->v[P2Q_KNOB_BATCH_SIZE], s->v[P2Q_KNOB_LINGER_MS], s->v[P2Q_KNOB_MAX_INFLIGHT], s->v[P2Q_KNOB_CLAIMERS],
+            s->v[P2Q_KNOB_IDLE_LINGER_MS]);
   if (b->x.have_text && b->emb_dump) {
     /* the user's embedder, with the swept thread count (minilm) */
     for (const char *l = b->emb_dump; *l;) {

@@ -147,6 +147,8 @@ void p2q_bench_config_lines(const p2q_bench_point_t *p, const int *swept, const 
             v[P2Q_KNOB_WORKERS], v[P2Q_KNOB_WORKERS]);
   fprintf(f, "[worker.w1]\nbatch_size = %ld\nlinger_ms = %ld\nmax_inflight = %ld\nclaimers = %ld\n",
           v[P2Q_KNOB_BATCH_SIZE], v[P2Q_KNOB_LINGER_MS], v[P2Q_KNOB_MAX_INFLIGHT], v[P2Q_KNOB_CLAIMERS]);
+  if (v[P2Q_KNOB_IDLE_LINGER_MS] > 0 || (swept && swept[P2Q_KNOB_IDLE_LINGER_MS]))
+    fprintf(f, "idle_linger_ms = %ld\n", v[P2Q_KNOB_IDLE_LINGER_MS]);
   if (swept && swept[P2Q_KNOB_EMBEDDER_THREADS])
     fprintf(f, "[embedder.%s]\nthreads = %ld\n", embedder ? embedder : "NAME", v[P2Q_KNOB_EMBEDDER_THREADS]);
 }

@@ -41,6 +41,7 @@ void p2q_bench_sweep_init(p2q_bench_sweep_t *s) {
   if (ws && p2q_conf_apply_defaults(ws, (char *)&wc) == 0) {
     s->base[P2Q_KNOB_BATCH_SIZE] = (long)wc.batch_size;
     s->base[P2Q_KNOB_LINGER_MS] = (long)wc.linger_ms;
+    s->base[P2Q_KNOB_IDLE_LINGER_MS] = (long)wc.idle_linger_ms;
     s->base[P2Q_KNOB_MAX_INFLIGHT] = (long)wc.max_inflight;
     s->base[P2Q_KNOB_CLAIMERS] = (long)wc.claimers;
   }

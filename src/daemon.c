@@ -87,10 +87,13 @@ struct p2q_daemon_s {
 
 static void finish(p2q_daemon_t *d);
 
-static void wake_all(p2q_daemon_t *d, const char *event_type) {
+/* wake (p2q_worker_wake, or p2q_worker_notify for a NOTIFY) each worker claiming event_type */
+static void wake_each(p2q_daemon_t *d, const char *event_type, void (*wake)(p2q_worker_t *)) {
   for (int i = 0; i < d->n_workers; i++)
-    if (p2q_worker_claims(d->workers[i], event_type)) p2q_worker_wake(d->workers[i]);
+    if (p2q_worker_claims(d->workers[i], event_type)) wake(d->workers[i]);
 }
+
+static void wake_all(p2q_daemon_t *d, const char *event_type) { wake_each(d, event_type, p2q_worker_wake); }
 
 static p2q_embedder_t *embedder_named(p2q_daemon_t *d, const char *name) {
   for (int i = 0; name && d->embedders && i < d->n_base_emb; i++)
@@ -316,7 +319,7 @@ static void listen_lost(p2q_pg_t *pg, int err, const char *errmsg, void *arg) {
 
 static void notified(p2q_pg_t *pg, const char *channel, const char *payload, int pid, void *arg) {
   p2q_daemon_t *d = arg;
-  if (!d->stopping) wake_all(d, payload);
+  if (!d->stopping) wake_each(d, payload, p2q_worker_notify); /* may wait idle_linger_ms */
 }
 
 /* ---- stats ---------------------------------------------------------------------------------- */

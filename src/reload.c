@@ -9,7 +9,7 @@
  *       [log] level, format, stats_interval (between non-zero values, or to 0);
  *       [daemon] sweep_interval, shutdown_timeout, lease, retry_min, retry_max,
  *                breaker_threshold, breaker_max, max_attempts (used by `apply`, not here);
- *       [worker.NAME] batch_size, linger_ms, max_inflight (same workers, same order);
+ *       [worker.NAME] batch_size, linger_ms, idle_linger_ms, max_inflight (same workers, same order);
  *     any other difference (rules, worker set, event_types, routing_key, [postgres], [qdrant],
  *     [http], embedders) refuses the whole reload with the first differing key logged
  *     (reload_refused reason=restart_required): those need a restart;
@@ -77,6 +77,7 @@ static int restart_needed(const p2q_config_t *old, const p2q_config_t *nc, char 
     for (int i = 0; i < nc->n_workers; i++) {
       ws[i].batch_size = old->workers[i].batch_size;
       ws[i].linger_ms = old->workers[i].linger_ms;
+      ws[i].idle_linger_ms = old->workers[i].idle_linger_ms;
       ws[i].max_inflight = old->workers[i].max_inflight;
     }
     tmp.workers = ws;

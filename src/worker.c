@@ -389,12 +389,12 @@ static void claim(p2q_worker_t *w) {
     w->deferred = NULL;
     uv_timer_stop(&w->ack_timer);
     w->riding = b;
-    p2q_batch_on_claim_sent(&w->pol);
+    p2q_batch_on_claim_sent_at(&w->pol, w->claim_sent);
     return;
   }
   if (w->ctx.claim(w->conn, types, n, w->cfg->routing_key, (int)w->cfg->batch_size, cfg->lease_ms, claim_cb,
                    w) == 0)
-    p2q_batch_on_claim_sent(&w->pol);
+    p2q_batch_on_claim_sent_at(&w->pol, w->claim_sent);
 }
 
 static void linger_cb(uv_timer_t *t) {
@@ -427,23 +427,31 @@ static void step(p2q_worker_t *w) {
                   allowed_types(w, w->types) == 0;
   if (w->pol.standby && w->pol.active && worker_paced(w))
     w->pol.active = 0; /* a rate limit paces the target: one session's batches are enough */
-  switch (p2q_batch_next(&w->pol)) {
-  case P2Q_BATCH_CLAIM: claim(w); break;
+  uint64_t now = WNOW(w);
+  switch (p2q_batch_next_at(&w->pol, now)) {
+  case P2Q_BATCH_CLAIM:
+    claim(w);
+    if (w->pol.claiming) uv_timer_stop(&w->linger_timer); /* a linger overtaken: the claim served it */
+    break;
   case P2Q_BATCH_LINGER:
     p2q_batch_on_linger_started(&w->pol);
-    uv_timer_start(&w->linger_timer, linger_cb, (uint64_t)w->pol.linger_ms, 0);
+    uv_timer_start(&w->linger_timer, linger_cb, (uint64_t)p2q_batch_linger_ms(&w->pol, now), 0);
     break;
   case P2Q_BATCH_WAIT: break;
   }
 }
 
-void p2q_worker_wake(p2q_worker_t *w) {
-  p2q_batch_on_wake(&w->pol);
+static void wake(p2q_worker_t *w, void (*event)(p2q_batch_t *)) {
+  event(&w->pol);
   step(w);
   /* the other claimers are not woken, only looked at again: one still in a backlog that was
      paused (a target's breaker, the rate budget, a reconnect) goes on now */
   if (w == w->head) others_step(w, NULL);
 }
+
+void p2q_worker_wake(p2q_worker_t *w) { wake(w, p2q_batch_on_wake); }
+
+void p2q_worker_notify(p2q_worker_t *w) { wake(w, p2q_batch_on_notify); }
 
 /* The worker's claimers other than w (not closing): event (may be NULL) on each one's policy,
    then its next step. */
@@ -491,6 +499,7 @@ static int claimer_new(const p2q_worker_ctx_t *ctx, const p2q_worker_config_t *c
   const p2q_config_t *c = WCFG(w);
   p2q_batch_init(&w->pol, (int)cfg->batch_size, (int)cfg->max_inflight, cfg->linger_ms);
   w->pol.standby = k > 1;
+  w->pol.idle_linger_ms = cfg->idle_linger_ms > 0 ? cfg->idle_linger_ms : 0;
   p2q_backoff_init(&w->backoff, (uint64_t)c->retry_min_ms, (uint64_t)c->retry_max_ms, 0);
   if (k > 1) snprintf(name, sizeof name, "pg2qdrant/worker-%s/%d", cfg->name, k);
   else snprintf(name, sizeof name, "pg2qdrant/worker-%s", cfg->name);
@@ -550,6 +559,7 @@ static void claimer_reconfigure(p2q_worker_t *w, const p2q_worker_config_t *cfg)
   w->pol.batch_size = cfg->batch_size > 0 ? (int)cfg->batch_size : 1; /* as p2q_batch_init */
   w->pol.max_inflight = cfg->max_inflight > 0 ? (int)cfg->max_inflight : 1;
   w->pol.linger_ms = cfg->linger_ms > 0 ? cfg->linger_ms : 0;
+  w->pol.idle_linger_ms = cfg->idle_linger_ms > 0 ? cfg->idle_linger_ms : 0;
   p2q_backoff_init(&w->backoff, (uint64_t)c->retry_min_ms, (uint64_t)c->retry_max_ms, 0);
   if (!w->closing) step(w); /* a larger max_inflight may allow a claim now */
 }

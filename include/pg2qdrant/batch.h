@@ -20,6 +20,15 @@
  * at low rates it costs PostgreSQL nothing; in a backlog each claimer keeps its own PostgreSQL
  * backend busy. A sibling's ack may free the leases this policy's last claim was held back by
  * (p2q_batch_on_sibling_acked), as its own ack does.
+ *
+ * Idle linger (idle_linger_ms, 0: off): a worker woken by a NOTIFY (p2q_batch_on_notify) while
+ * idle — nothing in flight, no backlog — claims only once idle_linger_ms have passed since its
+ * previous claim was sent (p2q_batch_on_claim_sent_at), so at low rates one claim collects the
+ * events of that interval instead of one each (a claim's fixed cost in PostgreSQL dwarfs its
+ * per-event cost). Every other reason to claim is `urgent` and never waits for it: a full claim
+ * (backlog), the retry/held timers (on_due), an ack that may free held rows, another wake-up
+ * (the sweep, a reconnect, a health change: p2q_batch_on_wake), a linger that ran out. The
+ * clock is the caller's (ms); p2q_batch_next() is p2q_batch_next_at() with the linger run out.
  */
 #ifndef P2Q_BATCH_H
 #define P2Q_BATCH_H
@@ -43,14 +52,25 @@ typedef struct {
   int standby;        /* claims only while active (a worker's second and later claimers) */
   int active;         /* standby: a backlog was seen, or its own timer is due */
   int full_run;       /* consecutive full claims (a backlog for the siblings from 2) */
+  int64_t idle_linger_ms; /* an idle worker's NOTIFY waits this long since the last claim sent */
+  int urgent;         /* a wake-up that must not wait for the idle linger */
+  int sent;           /* a claim was sent (at sent_at, the caller's clock in ms) */
+  uint64_t sent_at;
 } p2q_batch_t;
 
 void p2q_batch_init(p2q_batch_t *b, int batch_size, int max_inflight, int64_t linger_ms);
 /* What to do now (after recording a wake-up, a claim result, an ack, a linger expiry…). */
 p2q_batch_action_t p2q_batch_next(p2q_batch_t *b);
+/* The same at the caller's clock `now` (ms): P2Q_BATCH_LINGER also for an idle linger. */
+p2q_batch_action_t p2q_batch_next_at(p2q_batch_t *b, uint64_t now);
+/* After P2Q_BATCH_LINGER: how long the linger timer runs (ms). */
+int64_t p2q_batch_linger_ms(const p2q_batch_t *b, uint64_t now);
 /* Events that change the state; each is followed by p2q_batch_next(). */
-void p2q_batch_on_wake(p2q_batch_t *b);
+void p2q_batch_on_wake(p2q_batch_t *b);   /* a wake-up that claims at once (sweep, reconnect…) */
+void p2q_batch_on_notify(p2q_batch_t *b); /* a NOTIFY's: an idle worker may wait idle_linger_ms */
 void p2q_batch_on_claim_sent(p2q_batch_t *b);
+/* The same, remembering when (the idle linger counts from there). */
+void p2q_batch_on_claim_sent_at(p2q_batch_t *b, uint64_t now);
 /* n_rows: rows the claim returned (incl. coalesced/release, not the 'held' row); has_work: a batch
    was started; held: rows the claim held back behind a lease (its 'held' row). */
 void p2q_batch_on_claimed(p2q_batch_t *b, int n_rows, int has_work, int held);

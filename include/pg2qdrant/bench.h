@@ -25,7 +25,8 @@
   XX(CLAIMERS, "claimers", 1, 16, 0)                                         \
   XX(WORKERS, "workers", 1, 64, 1)                                           \
   XX(REPLICAS, "replicas", 1, 64, 1)                                         \
-  XX(EMBEDDER_THREADS, "embedder_threads", 1, 256, 2)
+  XX(EMBEDDER_THREADS, "embedder_threads", 1, 256, 2)                        \
+  XX(IDLE_LINGER_MS, "idle_linger_ms", 0, 60000, 0)
 
 /* "batch_size, linger_ms, …" for messages and --help, from the list above */
 #define P2Q_BENCH_KNOB_NAME_(id, name, lo, hi, base) ", " name

@@ -82,6 +82,7 @@ typedef struct {
   char *routing_key;             /* only events with this routing key (or NULL: any) */
   int64_t batch_size;
   int64_t linger_ms;
+  int64_t idle_linger_ms;        /* an idle worker's NOTIFY claims this long after its last claim */
   int64_t max_inflight;
   int64_t claimers;              /* outbox sessions claiming; the second and later only in a backlog */
   int line;

@@ -73,6 +73,8 @@ typedef struct {
 int  p2q_worker_new(const p2q_worker_ctx_t *ctx, const p2q_worker_config_t *cfg, p2q_worker_t **out);
 /* Something may be claimable (notification, sweep, retry timer, a target healthy again). */
 void p2q_worker_wake(p2q_worker_t *w);
+/* The same for a NOTIFY: an idle worker may wait until idle_linger_ms passed since its last claim. */
+void p2q_worker_notify(p2q_worker_t *w);
 /* Does this worker claim event_type (NULL or "": any)? */
 int  p2q_worker_claims(const p2q_worker_t *w, const char *event_type);
 /* Nothing claimed or in flight (used by shutdown). */

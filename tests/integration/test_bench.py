@@ -27,7 +27,7 @@ import pytest
 
 from conftest import BIN, ROOT, wait_until
 
-COLUMNS = ("point,repeat,workload,batch_size,linger_ms,max_inflight,claimers,workers,replicas,embedder_threads,events,"
+COLUMNS = ("point,repeat,workload,batch_size,linger_ms,max_inflight,claimers,workers,replicas,embedder_threads,idle_linger_ms,events,"
            "seconds,events_per_s,commits_per_s,p50_ms,p90_ms,p99_ms,max_ms,latency_samples,observe_rtt_ms,"
            "cpu_us_pg2qdrant,cpu_us_pg_daemon,cpu_us_pg_autovacuum,cpu_us_pg_autovacuum_other,cpu_us_pg_writers,"
            "cpu_us_qdrant,cpu_us_bench,qdrant_request_ms,qdrant_requests,peak_rss_mib,outbox_dead_tuples,outbox_bytes,"

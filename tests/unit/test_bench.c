@@ -315,14 +315,14 @@ static void test_csv(void **st) {
   assert_non_null(nl);
   *nl = 0;
   const char *row = nl + 1;
-  assert_int_equal(count_char(buf, ','), 38); /* 39 columns */
-  assert_int_equal(count_char(row, ','), 38);
-  assert_non_null(strstr(buf, "point,repeat,workload,batch_size,linger_ms,max_inflight,claimers,workers,replicas,embedder_threads,"));
+  assert_int_equal(count_char(buf, ','), 39); /* 40 columns */
+  assert_int_equal(count_char(row, ','), 39);
+  assert_non_null(strstr(buf, "point,repeat,workload,batch_size,linger_ms,max_inflight,claimers,workers,replicas,embedder_threads,idle_linger_ms,"));
   assert_non_null(strstr(buf, ",p99_ms,"));
   assert_non_null(strstr(buf, ",cpu_us_qdrant,"));
   assert_non_null(strstr(buf, ",cpu_us_pg_daemon,cpu_us_pg_autovacuum,cpu_us_pg_autovacuum_other,cpu_us_pg_writers,"));
   assert_non_null(strstr(buf, ",pgss_us_per_event,tail_s,leases_reclaimed,dead_letters,"));
-  assert_true(!strncmp(row, "3,1,steady,128,5,4,2,1,2,2,1000,", 32));
+  assert_true(!strncmp(row, "3,1,steady,128,5,4,2,1,2,2,0,1000,", 34));
   assert_non_null(strstr(row, ",12.500,")); /* p99 */
   assert_non_null(strstr(row, ",0,\"bad, \"\"quoted\"\"\"\n")); /* ok=0 and RFC 4180 quoting */
   assert_non_null(strstr(row, ",,")); /* NaN: empty cells */
