@@ -3,7 +3,7 @@
 does not depend on the machine's load.
 
     python3 bench/claim_instructions.py [--events 200] [--sql FILE ...] [--noride] [--mark-every N]
-                                        [--dir DIR] [FUNC ...]
+                                        [--batch B] [--dir DIR] [FUNC ...]
 
 At one event per claim (200 commits/s) the claim's fixed cost per call is the cost per event, and
 on a shared machine CPU time per event moves by ±10 % from run to run with the load (2 cores,
@@ -17,7 +17,10 @@ event's ack riding on it, or with --noride sent alone before it through sync_out
 baseline of the INSERTs alone. Prints (instructions(FUNC) - instructions(baseline)) / events.
 --mark-every N: p_mark = true on every Nth claim only, false on the others, as the daemon does (it
 asks for the mark's due look at most every 100 ms per session: N = 20 at 200 claims/s; default:
-p_mark not passed, the function's default). Every run starts from the same copy of the cluster.
+p_mark not passed, the function's default). --batch B: B events of B rows per round (one INSERT),
+claimed by one claim (limit 256) that carries the previous round's ack of B events:
+a drain's batch; the figure is then per event (--events / B rounds). Every run starts from the same copy
+of the cluster.
 Callgrind files stay in DIR/cg (callgrind_annotate --inclusive=yes for a profile). A variant that
 drops a nested function call also drops that function's one-time compile and planning (~8.5M
 instructions for sync_outbox_mark_refresh: 42k per claim over 200 events): compare like with like.
@@ -58,8 +61,10 @@ def setup(d, sqls):
     cg.freeze(d)
 
 
-def script(fn, n, noride, mark_every=0):
+def script(fn, n, noride, mark_every=0, batch=1):
     vec = "array_fill(0.5::real, ARRAY[384])"
+    if batch > 1:
+        return batch_script(fn, n // batch, batch, vec)
     out = ["TRUNCATE sync_outbox, sync_outbox_lease;",
            "SELECT setval(pg_get_serial_sequence('sync_outbox', 'id'), 1000, false);"]
     if fn:
@@ -83,6 +88,31 @@ def script(fn, n, noride, mark_every=0):
     return "\n".join(out) + "\n"
 
 
+def batch_script(fn, rounds, b, vec):
+    """--batch: rounds x (INSERT b events of b rows; claim them, the previous round's ack riding)."""
+    out = ["TRUNCATE sync_outbox, sync_outbox_lease;",
+           "SELECT setval(pg_get_serial_sequence('sync_outbox', 'id'), 1000, false);"]
+    if fn:
+        out.append("PREPARE p(text, text[], text, int, int, bigint[], text[], jsonb[], text[], int[], text[]) AS"
+                   f" SELECT {COLS} FROM {fn}($1, $2, $3, $4, $5, true, $6, $7, $8, $9, $10, $11);")
+    for i in range(rounds):
+        e = 1000 + i * b
+        out.append("INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, payload, vec)"
+                   f" SELECT 'b', 'b', 'public.b', jsonb_build_object('id', g), 'upsert',"
+                   f" jsonb_build_object('id', g, 'emb', null), {vec} FROM generate_series({e}, {e + b - 1}) g;")
+        if not fn:
+            continue
+        ack = "NULL, NULL, NULL, NULL, NULL, NULL"
+        if i:  # (literals: EXECUTE's parameters may not hold subqueries)
+            ids = range(e - b, e)
+            keys = ", ".join("'{\"id\": %d}'" % k for k in ids)
+            ack = (f"ARRAY[{', '.join(map(str, ids))}]::bigint[], array_fill('b'::text, ARRAY[{b}]),"
+                   f" ARRAY[{keys}]::jsonb[], array_fill('done'::text, ARRAY[{b}]), array_fill(0, ARRAY[{b}]),"
+                   f" array_fill(NULL::text, ARRAY[{b}])")
+        out.append(f"EXECUTE p('o.1', ARRAY['b'], NULL, 256, 30000, {ack});")
+    return "\n".join(out) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("funcs", nargs="*", default=["sync_outbox_claim"])
@@ -91,13 +121,19 @@ def main():
     ap.add_argument("--noride", action="store_true", help="each ack alone (sync_outbox_ack) before the next claim")
     ap.add_argument("--mark-every", type=int, default=0, metavar="N",
                     help="p_mark true on every Nth claim only, false on the others (as the daemon: 20 at 200/s)")
+    ap.add_argument("--batch", type=int, default=1, metavar="B",
+                    help="B events per claim (one claim per round of B inserted events; figures per event)")
     ap.add_argument("--dir", default="/tmp/p2q-claim-instr")
     a = ap.parse_args()
     setup(a.dir, a.sql)
-    base = cg.count(a.dir, "claim_instr", "baseline", script(None, a.events, False))
+    base = cg.count(a.dir, "claim_instr", "baseline", script(None, a.events, False, batch=a.batch))
     print(f"baseline (the INSERTs alone): {base:,} instructions")
     for f in a.funcs:
-        n = cg.count(a.dir, "claim_instr", f, script(f, a.events, a.noride, a.mark_every))
+        n = cg.count(a.dir, "claim_instr", f, script(f, a.events, a.noride, a.mark_every, a.batch))
+        if a.batch > 1:
+            ev = a.events // a.batch * a.batch
+            print(f"{f}: {(n - base) / ev:,.0f} instructions per event at {a.batch} events per claim")
+            continue
         print(f"{f}: {(n - base) / a.events:,.0f} instructions per claim{' (+ its ack alone)' if a.noride else ''}"
               f"{f' (p_mark on every {a.mark_every}th)' if a.mark_every else ''}")
 

@@ -55,8 +55,9 @@ def main():
             for v in variants:
                 c.execute(installed if v == "installed" else pathlib.Path(v).read_text())
                 c.execute("TRUNCATE sync_outbox_lease")
-                c.execute("INSERT INTO sync_outbox_lease (rule, row_key, claimed_id, leased_at, released_at)"
-                          " SELECT 'b', jsonb_build_object('id', i), i, now() - interval '1 minute',"
+                c.execute("INSERT INTO sync_outbox_lease (key_hash, rule, row_key, claimed_id, leased_at, released_at)"
+                          " SELECT jsonb_hash_extended(jsonb_build_object('id', i), 0), 'b', jsonb_build_object('id', i),"
+                          " i, now() - interval '1 minute',"
                           " now() - interval '1 minute' FROM generate_series(1, %s) i", (a.leases,))
                 t0, rule, key, n = cpu(pid), None, None, 0
                 while True:

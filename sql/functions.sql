@@ -417,8 +417,9 @@ BEGIN
     -- upsert is the same (won: not expired, claimed_id raised to the newest claimed); the event
     -- is then claimed (cl), or superseded by a newer event of its row claimed before (sup: deleted,
     -- 'coalesced', plus 'release' for the lease taken with nothing to apply), or held back ('held').
-    INSERT INTO @SCHEMA@.sync_outbox_lease AS l (rule, row_key, owner, expires_at, claimed_id, leased_at)
-    VALUES (c_rules[1], c_keys[1], p_owner, now() + p_lease_ms * interval '1 millisecond', c_ids[1], now())
+    INSERT INTO @SCHEMA@.sync_outbox_lease AS l (key_hash, rule, row_key, owner, expires_at, claimed_id, leased_at)
+    VALUES (pg_catalog.jsonb_hash_extended(c_keys[1], 0), c_rules[1], c_keys[1], p_owner,
+            now() + p_lease_ms * interval '1 millisecond', c_ids[1], now())
     ON CONFLICT ON CONSTRAINT sync_outbox_lease_pkey DO UPDATE
        SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at, released_at = NULL,
            leased_at = EXCLUDED.leased_at,
@@ -458,14 +459,16 @@ BEGIN
   END IF;
   -- More candidates: their rows' leases first, upserted in the key's order (migration 009) at
   -- each row's newest candidate; won = not expired, claimed_id raised to the newest claimed.
+  -- key_hash is the one value the key may hold for the row (migration 014), as in the upsert above.
   WITH cand AS (
     SELECT * FROM unnest(c_ids, c_rules, c_keys) AS c(id, rule, row_key)
   ), rws AS (
-    SELECT c.rule, c.row_key, max(c.id) AS max_id FROM cand c GROUP BY c.rule, c.row_key
+    SELECT pg_catalog.jsonb_hash_extended(c.row_key, 0) AS key_hash, c.rule, c.row_key, max(c.id) AS max_id
+      FROM cand c GROUP BY c.rule, c.row_key
   ), won AS (
-    INSERT INTO @SCHEMA@.sync_outbox_lease AS l (rule, row_key, owner, expires_at, claimed_id, leased_at)
-    SELECT r.rule, r.row_key, p_owner, now() + p_lease_ms * interval '1 millisecond', r.max_id, now()
-      FROM rws r ORDER BY pg_catalog.jsonb_hash_extended(r.row_key, 0), r.rule, r.row_key
+    INSERT INTO @SCHEMA@.sync_outbox_lease AS l (key_hash, rule, row_key, owner, expires_at, claimed_id, leased_at)
+    SELECT r.key_hash, r.rule, r.row_key, p_owner, now() + p_lease_ms * interval '1 millisecond', r.max_id, now()
+      FROM rws r ORDER BY r.key_hash, r.rule, r.row_key
     ON CONFLICT ON CONSTRAINT sync_outbox_lease_pkey DO UPDATE
        SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at, released_at = NULL,
            leased_at = EXCLUDED.leased_at,

@@ -28,7 +28,7 @@ def test_upgrade_from_the_rule_row_key_index_keeps_every_event(make_daemon, db):
     before = outbox_state(db)
     assert "installed or upgraded" in d.cli("init").stdout
     assert row_idx(db) == HASH_IDX
-    assert db.execute("SELECT value FROM sync_outbox_meta WHERE key = 'schema_version'").fetchone()[0] == "13"
+    assert db.execute("SELECT value FROM sync_outbox_meta WHERE key = 'schema_version'").fetchone()[0] == "14"
     assert outbox_state(db) == before
     assert "already up to date" in d.cli("init").stdout
     assert row_idx(db) == HASH_IDX and outbox_state(db) == before
@@ -43,10 +43,12 @@ def test_the_lease_reclaimer_finds_a_rows_older_events_through_the_index(make_da
     top = db.execute("SELECT max(id) FROM sync_outbox").fetchone()[0]
     # released leases above every pending id: rows 1..400 have an older event pending (kept),
     # rows 100001..100400 have none (reclaimed), and another rule's lease of row 1 has none either
-    db.execute("INSERT INTO sync_outbox_lease (rule, row_key, claimed_id, released_at)"
-               " SELECT 'docs', jsonb_build_object('id', i), %s + i, now() - interval '1 hour'"
+    db.execute("INSERT INTO sync_outbox_lease (key_hash, rule, row_key, claimed_id, released_at)"
+               " SELECT jsonb_hash_extended(jsonb_build_object('id', i), 0), 'docs', jsonb_build_object('id', i), %s + i,"
+               " now() - interval '1 hour'"
                " FROM (SELECT generate_series(1, 400) UNION ALL SELECT generate_series(100001, 100400)) g(i)"
-               " UNION ALL SELECT 'other', '{\"id\": 1}', %s + 1, now() - interval '1 hour'", (top, top))
+               " UNION ALL SELECT jsonb_hash_extended('{\"id\": 1}', 0), 'other', '{\"id\": 1}', %s + 1,"
+               " now() - interval '1 hour'", (top, top))
     with db.transaction():
         got = db.execute("SELECT reclaimed, scanned, blocked FROM sync_outbox_reclaim_leases(NULL, NULL, 1000)").fetchone()
         scans = db.execute("SELECT pg_stat_get_xact_numscans('sync_outbox'::regclass),"

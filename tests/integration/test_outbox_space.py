@@ -116,9 +116,9 @@ def test_prune_uses_the_same_rule(make_daemon, docs, qdrant):
     transaction is open."""
     d = make_daemon({"rule.docs": rule(), "daemon": {"lease_reclaim_interval": "0"}})  # 0: off
     d.cli("apply")
-    docs.execute("INSERT INTO sync_outbox_lease (rule, row_key, claimed_id, released_at)"
-                 " SELECT 'docs', jsonb_build_object('id', g), g, now() - interval '1 s'"
-                 " FROM generate_series(1, 12000) g")
+    docs.execute("INSERT INTO sync_outbox_lease (key_hash, rule, row_key, claimed_id, released_at)"
+                 " SELECT jsonb_hash_extended(jsonb_build_object('id', g), 0), 'docs', jsonb_build_object('id', g), g,"
+                 " now() - interval '1 s' FROM generate_series(1, 12000) g")
     docs.execute("INSERT INTO sync_outbox_dead (id, event_type, rule, source_table, row_key, op, attempts,"
                  " max_attempts, created_at) VALUES (999999, 'docs', 'docs', 'public.docs', '{\"id\": 5}',"
                  " 'upsert', 3, 3, now())")
@@ -151,8 +151,9 @@ def test_upgrade_adds_the_dead_row_index(make_daemon, docs, qdrant):
     d.cli("init")
     docs.execute("DROP INDEX sync_outbox_dead_row_idx")
     docs.execute("UPDATE sync_outbox_meta SET value = '4' WHERE key = 'schema_version'")
-    docs.execute("INSERT INTO sync_outbox_lease (rule, row_key, claimed_id, released_at) VALUES"
-                 " ('docs', '{\"id\": 1}', 10, now() - interval '1 s'), ('docs', '{\"id\": 2}', 11, now() - interval '1 s')")
+    docs.execute("INSERT INTO sync_outbox_lease (key_hash, rule, row_key, claimed_id, released_at) VALUES"
+                 " (jsonb_hash_extended('{\"id\": 1}', 0), 'docs', '{\"id\": 1}', 10, now() - interval '1 s'),"
+                 " (jsonb_hash_extended('{\"id\": 2}', 0), 'docs', '{\"id\": 2}', 11, now() - interval '1 s')")
     docs.execute("INSERT INTO sync_outbox_dead (id, event_type, rule, source_table, row_key, op, attempts,"
                  " max_attempts, created_at) VALUES (9, 'docs', 'docs', 'public.docs', '{\"id\": 1}', 'upsert', 3, 3, now())")
     r = d.cli("run", check=False)
@@ -178,8 +179,9 @@ def test_a_transaction_the_role_cannot_see_pauses_reclaiming(make_daemon, docs, 
     try:
         docs.execute(f'GRANT SELECT, UPDATE, DELETE ON sync_outbox_lease TO "{role}"')
         docs.execute(f'GRANT SELECT ON sync_outbox, sync_outbox_dead TO "{role}"')
-        docs.execute("INSERT INTO sync_outbox_lease (rule, row_key, claimed_id, released_at)"
-                     " SELECT 'docs', jsonb_build_object('id', g), g, now() - interval '1 s' FROM generate_series(1, 6) g")
+        docs.execute("INSERT INTO sync_outbox_lease (key_hash, rule, row_key, claimed_id, released_at)"
+                     " SELECT jsonb_hash_extended(jsonb_build_object('id', g), 0), 'docs', jsonb_build_object('id', g), g,"
+                     " now() - interval '1 s' FROM generate_series(1, 6) g")
         with psycopg.connect(dbname=pgdb, autocommit=True) as low, psycopg.connect(dbname=pgdb) as other:
             low.execute(f'SET ROLE "{role}"')
 

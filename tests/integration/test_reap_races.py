@@ -28,8 +28,9 @@ def claimed_event(db, owner, key):
         "INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, attempts, claimed_by,"
         " claimed_at, available_at) VALUES ('docs', 'docs', 'public.docs', %s::jsonb, 'upsert', 1, %s,"
         " now(), now() + interval '5 minutes') RETURNING id", (str(key), owner)).fetchone()[0]
-    db.execute("INSERT INTO sync_outbox_lease (rule, row_key, owner, expires_at, claimed_id, leased_at)"
-               " VALUES ('docs', %s::jsonb, %s, now() + interval '5 minutes', %s, now())", (str(key), owner, eid))
+    db.execute("INSERT INTO sync_outbox_lease (key_hash, rule, row_key, owner, expires_at, claimed_id, leased_at)"
+               " VALUES (jsonb_hash_extended(%s::jsonb, 0), 'docs', %s::jsonb, %s, now() + interval '5 minutes', %s,"
+               " now())", (str(key), str(key), owner, eid))
     return eid
 
 
