@@ -1114,7 +1114,7 @@ BEGIN
                 AND (w.claimed_id < LEAST(COALESCE((SELECT min(o.id) FROM @SCHEMA@.sync_outbox o), 9223372036854775807),
                                           COALESCE((SELECT min(x.id) FROM @SCHEMA@.sync_outbox_dead x), 9223372036854775807))
                      OR (NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox o  -- sync_outbox_row_idx (012)
-                                      WHERE pg_catalog.jsonb_hash_extended(o.row_key, 0) = w.key_hash
+                                      WHERE pg_catalog.jsonb_hash_extended(o.row_key, 0) = pg_catalog.jsonb_hash_extended(w.row_key, 0)
                                         AND o.rule = w.rule AND o.row_key = w.row_key AND o.id < w.claimed_id)
                          AND NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox_dead x
                                           WHERE x.rule = w.rule AND x.row_key = w.row_key AND x.id < w.claimed_id)))))

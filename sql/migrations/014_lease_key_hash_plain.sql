@@ -7,12 +7,16 @@
 -- though a lease's row_key never changes. Now the claim's two lease upserts (sql/functions.sql)
 -- insert key_hash = pg_catalog.jsonb_hash_extended(row_key, 0) themselves, the one value the
 -- primary key (key_hash, rule, row_key) may hold: a different one would be a second lease of the
--- row, and the key's ON CONFLICT would no longer fence it (test_claim_paths.py checks every
+-- row, and the key's ON CONFLICT would no longer fence it (test_lease_key_hash.py checks every
 -- lease every path writes). Nothing else inserts leases; the writers never touch this table.
--- The values and the primary key stay as they are: DROP EXPRESSION changes the catalog only (an
--- ACCESS EXCLUSIVE lock on the lease table for that long: claims and acks wait; sync_outbox and
--- the writers are not touched). PostgreSQL 12 has no DROP EXPRESSION: there the column is
--- replaced by a plain copy and the key rebuilt (a rewrite of the lease table under the same lock).
+-- The values and the primary key stay as they are: DROP EXPRESSION changes the catalog only.
+-- Locks: sync_outbox first, then the lease table, both ACCESS EXCLUSIVE, in the order every claim
+-- and ack takes them (the outbox's rows, then the leases). The lease table alone first would
+-- deadlock with a running daemon's claim once `init` goes on to replace the functions (their
+-- DROP … CASCADE takes sync_outbox's lock for its triggers): one of the two aborted. Writers and
+-- claims wait for the upgrade's transaction, as they already do for the functions' replacement.
+-- PostgreSQL 12 has no DROP EXPRESSION: there the column is replaced by a plain copy and the key
+-- rebuilt (a rewrite of the lease table under the same lock).
 -- Idempotent: only while the column is generated.
 DO $p2q$
 DECLARE
@@ -20,6 +24,7 @@ DECLARE
 BEGIN
   IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
               WHERE a.attrelid = t::regclass AND a.attname = 'key_hash' AND a.attgenerated <> '') THEN
+    LOCK TABLE @SCHEMA@.sync_outbox, @SCHEMA@.sync_outbox_lease IN ACCESS EXCLUSIVE MODE;
     IF pg_catalog.current_setting('server_version_num')::integer >= 130000 THEN
       EXECUTE 'ALTER TABLE ' || t || ' ALTER COLUMN key_hash DROP EXPRESSION';  -- (a syntax error before 13)
     ELSE

@@ -8,10 +8,14 @@ generated column); now the claim's statements do. Here a CHECK constraint, added
 makes any lease written with another hash fail at once, while every path that writes leases runs:
 the claim's one-candidate and set statements (claimed, held, coalesced, released), acks of every
 outcome alone and riding, the sweep's and the liveness check's recovery, the lease reclaimer and
-`prune`, `retry --dead`, and a daemon's drain. And `init` on an install at version 13 keeps its
-pending leases as they were.
+`prune`, `retry --dead`, and a daemon's drain (the guard is the check: a statement that writes
+another hash fails, and the test with it). And `init` on an install at version 13 keeps its
+pending leases as they were, and does not deadlock with a claim in flight.
 """
 import json
+import threading
+
+import psycopg
 
 from conftest import wait_until
 from docs_table import docs, in_sync, rule, vec  # noqa: F401
@@ -30,11 +34,13 @@ def guard(db):
                " CHECK (key_hash = pg_catalog.jsonb_hash_extended(row_key, 0))")
 
 
-def wrong(db):
-    """Leases whose key_hash is not their row key's hash, and (rule, row_key) pairs leased twice."""
-    return db.execute("SELECT (SELECT count(*) FROM sync_outbox_lease"
-                      "         WHERE key_hash IS DISTINCT FROM pg_catalog.jsonb_hash_extended(row_key, 0)),"
-                      " (SELECT count(*) - count(DISTINCT (rule, row_key)) FROM sync_outbox_lease)").fetchone()
+def as_version_13(db):
+    """The lease table as migrations 009-013 left it: key_hash a stored generated column."""
+    db.execute("ALTER TABLE sync_outbox_lease DROP COLUMN key_hash")
+    db.execute("ALTER TABLE sync_outbox_lease ADD COLUMN key_hash bigint"
+               " GENERATED ALWAYS AS (pg_catalog.jsonb_hash_extended(row_key, 0)) STORED")
+    db.execute("ALTER TABLE sync_outbox_lease ADD CONSTRAINT sync_outbox_lease_pkey PRIMARY KEY (key_hash, rule, row_key)")
+    db.execute("UPDATE sync_outbox_meta SET value = '13' WHERE key = 'schema_version'")
 
 
 def add(db, key, max_attempts=10):
@@ -113,7 +119,6 @@ def test_every_lease_written_has_its_row_keys_hash(make_daemon, docs, qdrant):  
     wait_until(lambda: in_sync(docs, qdrant), what="drained with the guard on")
     assert d.stop(d.procs[0]) == 0
     assert db.execute("SELECT count(*) FROM sync_outbox_lease").fetchone()[0] > 0
-    assert wrong(db) == (0, 0)
 
 
 def test_init_at_version_13_keeps_pending_leases(make_daemon, db):
@@ -122,11 +127,7 @@ def test_init_at_version_13_keeps_pending_leases(make_daemon, db):
     the next claims find them (a held lease still holds its row)."""
     d = make_daemon({"rule.docs": rule()})
     d.cli("init")
-    db.execute("ALTER TABLE sync_outbox_lease DROP COLUMN key_hash")
-    db.execute("ALTER TABLE sync_outbox_lease ADD COLUMN key_hash bigint"
-               " GENERATED ALWAYS AS (pg_catalog.jsonb_hash_extended(row_key, 0)) STORED")
-    db.execute("ALTER TABLE sync_outbox_lease ADD CONSTRAINT sync_outbox_lease_pkey PRIMARY KEY (key_hash, rule, row_key)")
-    db.execute("UPDATE sync_outbox_meta SET value = '13' WHERE key = 'schema_version'")
+    as_version_13(db)
     # held (unexpired), expired, and released leases
     db.execute("INSERT INTO sync_outbox_lease (rule, row_key, owner, expires_at, claimed_id, leased_at, released_at)"
                " VALUES ('docs', %s::jsonb, '21.1', now() + interval '5 minutes', 101, now(), NULL),"
@@ -152,4 +153,37 @@ def test_init_at_version_13_keeps_pending_leases(make_daemon, db):
     # the held row's event waits; the expired and the released leases are taken over (their
     # claimed_id is below the new events' ids)
     assert sorted((r[0], r[2]) for r in rows) == [(1, "held"), (ids[1], "upsert"), (ids[2], "upsert")], rows
-    assert wrong(db) == (0, 0) and db.execute("SELECT count(*) FROM sync_outbox_lease").fetchone()[0] == 3
+    assert db.execute("SELECT count(*) FROM sync_outbox_lease").fetchone()[0] == 3
+
+
+def test_init_at_version_13_beside_a_claim(make_daemon, db, pgdb):
+    """The upgrade to 14 while a claim holds its candidates and has yet to write their leases (the
+    order every claim takes its locks in: sync_outbox's rows, then sync_outbox_lease), with new
+    functions to install (their DROP ... CASCADE locks sync_outbox): the migration takes
+    sync_outbox first, so init waits for the claim's transaction and neither is aborted. (With the
+    lease table locked first, the claim's lease INSERT and init's wait for sync_outbox were a
+    deadlock: PostgreSQL aborted one of them after deadlock_timeout.)"""
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("init")
+    as_version_13(db)
+    db.execute("UPDATE sync_outbox_meta SET value = 'an older build' WHERE key = 'functions_hash'")
+    ids = [add(db, k) for k in KEYS[:2]]
+    out = {}
+    with psycopg.connect(dbname=pgdb) as claim_tx:
+        assert claim_tx.execute("SELECT id FROM sync_outbox ORDER BY id FOR UPDATE SKIP LOCKED").fetchall() == \
+            [(i,) for i in ids]
+        t = threading.Thread(target=lambda: out.update(init=d.cli("init", check=False)))
+        t.start()
+        wait_until(lambda: db.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'relation'"
+                                      " AND relation = 'sync_outbox'::regclass").fetchone()[0] > 0,
+                   what="init waiting for sync_outbox")
+        for i, k in zip(ids, KEYS):  # as a version-13 claim writes them (key_hash generated)
+            claim_tx.execute("INSERT INTO sync_outbox_lease (rule, row_key, owner, expires_at, claimed_id, leased_at)"
+                             " VALUES ('docs', %s::jsonb, 'c.1', now() + interval '1 minute', %s, now())",
+                             (json.dumps(k), i))
+        claim_tx.commit()
+    t.join(120)
+    assert out["init"].returncode == 0, out["init"].stderr
+    assert "installed or upgraded" in out["init"].stdout
+    assert db.execute("SELECT value FROM sync_outbox_meta WHERE key = 'schema_version'").fetchone()[0] == "14"
+    assert db.execute("SELECT count(*) FROM sync_outbox_lease WHERE owner = 'c.1'").fetchone()[0] == 2
