@@ -3,7 +3,7 @@
 does not depend on the machine's load.
 
     python3 bench/claim_instructions.py [--events 200] [--sql FILE ...] [--noride] [--mark-every N]
-                                        [--batch B] [--dir DIR] [FUNC ...]
+                                        [--batch B] [--empty] [--dir DIR] [FUNC ...]
 
 At one event per claim (200 commits/s) the claim's fixed cost per call is the cost per event, and
 on a shared machine CPU time per event moves by ±10 % from run to run with the load (2 cores,
@@ -19,8 +19,10 @@ baseline of the INSERTs alone. Prints (instructions(FUNC) - instructions(baselin
 asks for the mark's due look at most every 100 ms per session: N = 20 at 200 claims/s; default:
 p_mark not passed, the function's default). --batch B: B events of B rows per round (one INSERT),
 claimed by one claim (limit 256) that carries the previous round's ack of B events:
-a drain's batch; the figure is then per event (--events / B rounds). Every run starts from the same copy
-of the cluster.
+a drain's batch; the figure is then per event (--events / B rounds). --empty (one event per claim):
+each claim is followed by one that finds nothing (no ack riding, p_mark false): the difference to a
+run without it is what an empty claim costs (session 12: ~361,000 instructions, a one-event claim
+with its ack 1,131,859). Every run starts from the same copy of the cluster.
 Callgrind files stay in DIR/cg (callgrind_annotate --inclusive=yes for a profile). A variant that
 drops a nested function call also drops that function's one-time compile and planning (~8.5M
 instructions for sync_outbox_mark_refresh: 42k per claim over 200 events): compare like with like.
@@ -61,7 +63,7 @@ def setup(d, sqls):
     cg.freeze(d)
 
 
-def script(fn, n, noride, mark_every=0, batch=1):
+def script(fn, n, noride, mark_every=0, batch=1, empty=False):
     vec = "array_fill(0.5::real, ARRAY[384])"
     if batch > 1:
         return batch_script(fn, n // batch, batch, vec)
@@ -85,6 +87,9 @@ def script(fn, n, noride, mark_every=0, batch=1):
             ack = "NULL, NULL, NULL, NULL, NULL, NULL"
         mark = f", {'true' if i % mark_every == 0 else 'false'}" if mark_every else ""
         out.append(f"EXECUTE p('o.1', ARRAY['b'], NULL, 256, 30000, {ack}{mark});")
+        if empty:  # finds nothing: the event was just claimed
+            out.append("EXECUTE p('o.1', ARRAY['b'], NULL, 256, 30000, NULL, NULL, NULL, NULL, NULL, NULL"
+                       f"{', false' if mark_every else ''});")
     return "\n".join(out) + "\n"
 
 
@@ -123,19 +128,21 @@ def main():
                     help="p_mark true on every Nth claim only, false on the others (as the daemon: 20 at 200/s)")
     ap.add_argument("--batch", type=int, default=1, metavar="B",
                     help="B events per claim (one claim per round of B inserted events; figures per event)")
+    ap.add_argument("--empty", action="store_true", help="each claim followed by one that finds nothing")
     ap.add_argument("--dir", default="/tmp/p2q-claim-instr")
     a = ap.parse_args()
     setup(a.dir, a.sql)
     base = cg.count(a.dir, "claim_instr", "baseline", script(None, a.events, False, batch=a.batch))
     print(f"baseline (the INSERTs alone): {base:,} instructions")
     for f in a.funcs:
-        n = cg.count(a.dir, "claim_instr", f, script(f, a.events, a.noride, a.mark_every, a.batch))
+        n = cg.count(a.dir, "claim_instr", f, script(f, a.events, a.noride, a.mark_every, a.batch, a.empty))
         if a.batch > 1:
             ev = a.events // a.batch * a.batch
             print(f"{f}: {(n - base) / ev:,.0f} instructions per event at {a.batch} events per claim")
             continue
         print(f"{f}: {(n - base) / a.events:,.0f} instructions per claim{' (+ its ack alone)' if a.noride else ''}"
-              f"{f' (p_mark on every {a.mark_every}th)' if a.mark_every else ''}")
+              f"{f' (p_mark on every {a.mark_every}th)' if a.mark_every else ''}"
+              f"{' (+ an empty claim after it)' if a.empty else ''}")
 
 
 if __name__ == "__main__":
