@@ -12,6 +12,7 @@ void p2q_batch_init(p2q_batch_t *b, int batch_size, int max_inflight, int64_t li
   b->inflight = b->claiming = b->wanted = b->backlog = b->lingering = b->held = b->held_polls = 0;
   b->paused = b->standby = b->active = b->full_run = 0;
   b->idle_linger_ms = 0;
+  b->idle_lingering = 0;
   b->urgent = b->sent = 0;
   b->sent_at = 0;
 }
@@ -48,7 +49,7 @@ void p2q_batch_on_claim_sent(p2q_batch_t *b) {
   b->wanted = 0;
   b->urgent = 0;
   b->backlog = 0;
-  b->lingering = 0;
+  b->lingering = b->idle_lingering = 0;
 }
 
 void p2q_batch_on_claim_sent_at(p2q_batch_t *b, uint64_t now) {
@@ -88,10 +89,13 @@ int64_t p2q_batch_held_delay(p2q_batch_t *b) {
   return ms < 1000 ? ms : 1000;
 }
 
-void p2q_batch_on_linger_started(p2q_batch_t *b) { b->lingering = 1; }
+void p2q_batch_on_linger_started(p2q_batch_t *b, uint64_t now) {
+  b->idle_lingering = idle_lingers(b, now);
+  b->lingering = 1;
+}
 
 void p2q_batch_on_linger_done(p2q_batch_t *b) {
-  b->lingering = 0;
+  b->lingering = b->idle_lingering = 0;
   b->wanted = b->urgent = 1; /* a linger that ran out (either kind) claims */
   if (b->inflight > 0) b->backlog = 1; /* linger served: claim now even with batches in flight */
 }

@@ -429,12 +429,16 @@ static void step(p2q_worker_t *w) {
     w->pol.active = 0; /* a rate limit paces the target: one session's batches are enough */
   uint64_t now = WNOW(w);
   switch (p2q_batch_next_at(&w->pol, now)) {
-  case P2Q_BATCH_CLAIM:
+  case P2Q_BATCH_CLAIM: {
+    int idle = w->pol.idle_lingering;
     claim(w);
-    if (w->pol.claiming) uv_timer_stop(&w->linger_timer); /* a linger overtaken: the claim served it */
+    /* an idle linger overtaken: the claim served it (a batch-fill linger runs out as it always
+       did: with batches in flight it claims again when it fires) */
+    if (w->pol.claiming && idle) uv_timer_stop(&w->linger_timer);
     break;
+  }
   case P2Q_BATCH_LINGER:
-    p2q_batch_on_linger_started(&w->pol);
+    p2q_batch_on_linger_started(&w->pol, now);
     uv_timer_start(&w->linger_timer, linger_cb, (uint64_t)p2q_batch_linger_ms(&w->pol, now), 0);
     break;
   case P2Q_BATCH_WAIT: break;

@@ -46,6 +46,7 @@ typedef struct {
   int wanted;         /* a wake-up not yet served */
   int backlog;        /* the last claim returned a full batch */
   int lingering;      /* the linger timer is running */
+  int idle_lingering; /* ... and it is the idle linger's (a claim sent makes it moot) */
   int held;           /* the last claim held events back behind a row's lease */
   int held_polls;     /* consecutive claims that held events back with nothing in flight */
   int paused;         /* breaker open, stopping, or not connected */
@@ -78,7 +79,7 @@ void p2q_batch_on_claimed(p2q_batch_t *b, int n_rows, int has_work, int held);
 int64_t p2q_batch_held_delay(p2q_batch_t *b);
 void p2q_batch_on_claim_failed(p2q_batch_t *b);
 void p2q_batch_on_acked(p2q_batch_t *b);
-void p2q_batch_on_linger_started(p2q_batch_t *b);
+void p2q_batch_on_linger_started(p2q_batch_t *b, uint64_t now); /* after LINGER, same clock */
 void p2q_batch_on_linger_done(p2q_batch_t *b);
 /* A sibling's claim came back full: claim at once (a standby policy too, and as long as a backlog
    lasts), as after a full claim of one's own. */

@@ -16,7 +16,7 @@
 
 /* The knobs a sweep can vary. claimers = each worker's `claimers`, workers = [worker.*] sections
    per process (all claiming the bench's event type), replicas = `pg2qdrant run` processes, embedder_threads = the text
-   embedder's `threads`. */
+   embedder's `threads`, idle_linger_ms = each worker's `idle_linger_ms`. */
 #define P2Q_BENCH_KNOBS(XX)                                                   \
   /* id, name, lowest, highest, base (0: the [worker.*] key's default, config_table.c) */ \
   XX(BATCH_SIZE, "batch_size", 1, 100000, 0)                                 \

@@ -72,3 +72,18 @@ def test_a_backlog_is_not_slowed(make_daemon, docs, qdrant):
     assert made >= 25, made
     assert took < 40, took  # 25 claims each waiting 5 s would take 125 s
     assert d.stop(p) == 0
+
+
+def test_a_reload_shortens_a_running_linger(make_daemon, docs, qdrant):
+    """A commit waits in a 1 min idle linger (the longest); a reload to 0 delivers it at once, not
+    when that timer runs out (every reload wakes the workers as the sweep does: urgent)."""
+    d, p, port = start(make_daemon, {"idle_linger_ms": "1m"})
+    before = claims(port)
+    docs.execute("INSERT INTO docs (id, title, emb) VALUES (1, 't', ARRAY[1, 0, 1, 0]::real[])")
+    time.sleep(1)  # the NOTIFY arrived and started the linger: nothing claimed
+    assert claims(port) == before and not in_sync(docs, qdrant)
+    d.path.write_text(d.path.read_text().replace("idle_linger_ms = 1m", "idle_linger_ms = 0"))
+    p.send_signal(signal.SIGHUP)
+    wait_until(lambda: in_sync(docs, qdrant), timeout=30, what="delivered after the reload", explain=d.log_text)
+    assert claims(port) > before
+    assert d.stop(p) == 0

@@ -41,7 +41,8 @@ static void test_notify_waits_for_the_interval(void **st) {
   p2q_batch_on_notify(&b);
   assert_int_equal(p2q_batch_next_at(&b, 1005), P2Q_BATCH_LINGER);
   assert_int_equal(p2q_batch_linger_ms(&b, 1005), 15);
-  p2q_batch_on_linger_started(&b);
+  p2q_batch_on_linger_started(&b, 1005);
+  assert_int_equal(b.idle_lingering, 1); /* the idle linger's timer: a claim sent stops it */
   p2q_batch_on_notify(&b);
   assert_int_equal(p2q_batch_next_at(&b, 1010), P2Q_BATCH_WAIT); /* the timer is running */
   p2q_batch_on_linger_done(&b);
@@ -56,7 +57,7 @@ static void test_notify_waits_for_the_interval(void **st) {
   p2q_batch_on_claimed(&b, 0, 0, 0);
   p2q_batch_on_notify(&b);
   assert_int_equal(p2q_batch_next_at(&b, 1041), P2Q_BATCH_LINGER);
-  p2q_batch_on_linger_started(&b);
+  p2q_batch_on_linger_started(&b, 1041);
   p2q_batch_on_linger_done(&b);
   assert_int_equal(p2q_batch_next_at(&b, 1059), P2Q_BATCH_CLAIM);
   /* without a clock (p2q_batch_next) the linger counts as run out */
@@ -73,8 +74,9 @@ static void test_backlog_never_waits(void **st) {
   idle_after_claim(&b, 50);
   p2q_batch_on_notify(&b);
   assert_int_equal(p2q_batch_next_at(&b, 1001), P2Q_BATCH_LINGER);
-  p2q_batch_on_linger_started(&b);
+  p2q_batch_on_linger_started(&b, 1001);
   p2q_batch_on_linger_done(&b);
+  assert_int_equal(b.idle_lingering, 0);
   p2q_batch_on_claim_sent_at(&b, 1050);
   p2q_batch_on_claimed(&b, 10, 1, 0); /* full */
   assert_int_equal(p2q_batch_next_at(&b, 1051), P2Q_BATCH_CLAIM);
@@ -93,9 +95,11 @@ static void test_backlog_never_waits(void **st) {
   p2q_batch_on_notify(&b);
   assert_int_equal(p2q_batch_next_at(&b, 1055), P2Q_BATCH_LINGER);
   /* a sibling's full claims (p2q_batch_on_backlog) do not wait either */
-  p2q_batch_on_linger_started(&b);
+  p2q_batch_on_linger_started(&b, 1055);
   p2q_batch_on_backlog(&b);
   assert_int_equal(p2q_batch_next_at(&b, 1056), P2Q_BATCH_CLAIM);
+  p2q_batch_on_claim_sent_at(&b, 1056);
+  assert_int_equal(b.idle_lingering, 0); /* the claim served it */
 }
 
 /* The sweep and every other wake-up, the retry/held timer, and an ack that may free held rows:
@@ -109,7 +113,7 @@ static void test_urgent_reasons_never_wait(void **st) {
   p2q_batch_on_claimed(&b, 0, 0, 0);
   p2q_batch_on_notify(&b);
   assert_int_equal(p2q_batch_next_at(&b, 1002), P2Q_BATCH_LINGER); /* the claim used up the urgency */
-  p2q_batch_on_linger_started(&b);
+  p2q_batch_on_linger_started(&b, 1002);
   p2q_batch_on_due(&b);  /* a retry timer during the linger */
   assert_int_equal(p2q_batch_next_at(&b, 1003), P2Q_BATCH_CLAIM);
   p2q_batch_on_claim_sent_at(&b, 1003);
@@ -134,7 +138,8 @@ static void test_inflight_uses_linger_ms(void **st) {
   p2q_batch_on_notify(&b);
   assert_int_equal(p2q_batch_next_at(&b, 1002), P2Q_BATCH_LINGER);
   assert_int_equal(p2q_batch_linger_ms(&b, 1002), 5);
-  p2q_batch_on_linger_started(&b);
+  p2q_batch_on_linger_started(&b, 1002);
+  assert_int_equal(b.idle_lingering, 0); /* a batch-fill linger: it runs out even if a claim is sent */
   p2q_batch_on_linger_done(&b);      /* served: claim now */
   assert_int_equal(p2q_batch_next_at(&b, 1007), P2Q_BATCH_CLAIM);
 }
