@@ -99,8 +99,9 @@ static const char usage_text[] =
     "  --qdrant-pid PID     the local Qdrant's pid for its CPU (default: found by the url's port)\n"
     "  --poll-ms N          latency observer's pause between polls (1; up to 4x while none acks)\n"
     "  --timeout D          longest drain (600s)\n"
-    "  --wait-vacuum D      drain: keep counting CPU after empty until autovacuum has vacuumed the\n"
-    "                       outbox (it starts at most once a minute), at most D (default 0: not waited)\n"
+    "  --wait-vacuum D      drain: keep counting CPU after empty until an autovacuum of the outbox\n"
+    "                       begun after the drain has ended (it starts at most once a minute), at most\n"
+    "                       D (default 0: not waited)\n"
     "  --sink S             qdrant: the config's [qdrant] (default); null: a built-in Qdrant-shaped\n"
     "                       responder that keeps only point ids (not the bottleneck of a drain)\n";
 
