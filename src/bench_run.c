@@ -390,18 +390,12 @@ static double drain_tail(p2q_bench_ctx_t *x) {
   return p2q_bench_now() - t;
 }
 
-static double outbox_vacuums(p2q_bench_ctx_t *x) {
-  char sql[256];
-  snprintf(sql, sizeof sql, "SELECT autovacuum_count FROM pg_stat_user_tables WHERE relid = '\"%s\".sync_outbox'::regclass",
-           x->prefix);
-  return q_num(x, sql);
-}
-
-/* Passes of a vacuum over sync_outbox running now (0 or 1). */
-static double outbox_vacuuming(p2q_bench_ctx_t *x) {
-  char sql[256];
-  snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_progress_vacuum WHERE relid = '\"%s\".sync_outbox'::regclass",
-           x->prefix);
+/* Autovacuum passes over sync_outbox finished so far; with `running`, plus the one running now. */
+static double outbox_vacuums(p2q_bench_ctx_t *x, int running) {
+  char sql[384];
+  snprintf(sql, sizeof sql,
+           "SELECT t.autovacuum_count%s FROM pg_stat_user_tables t WHERE t.relid = '\"%s\".sync_outbox'::regclass",
+           running ? " + (SELECT count(*) FROM pg_stat_progress_vacuum v WHERE v.relid = t.relid)" : "", x->prefix);
   return q_num(x, sql);
 }
 
@@ -415,12 +409,12 @@ static double outbox_vacuuming(p2q_bench_ctx_t *x) {
    seconds waited. */
 static double vacuum_tail(p2q_bench_ctx_t *x) {
   if (x->wait_vacuum_s <= 0 || !x->pg_local) return 0;
-  double base = outbox_vacuums(x) + outbox_vacuuming(x), t = p2q_bench_now();
+  double base = outbox_vacuums(x, 1), t = p2q_bench_now();
   if (isnan(base)) return 0;
   while (!*x->stop && p2q_bench_now() - t < x->wait_vacuum_s) {
     nap(0.25);
     if (x->tick) x->tick(x);
-    if (sample_backends(x, 0) == 0 && outbox_vacuums(x) > base) break;
+    if (sample_backends(x, 0) == 0 && outbox_vacuums(x, 0) > base) break;
   }
   return p2q_bench_now() - t;
 }
