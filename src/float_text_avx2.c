@@ -9,11 +9,15 @@
  * exponent field's 10^-k, k and h gathered from tables built once from float_text.c's; the three
  * products rounded to odd (each 64×32-bit product as two _mm256_mul_epu32 of 32×32 bits); the
  * scalar code's compares and its choice between the multiple of 10, the two integers around the
- * float and the closer of them as masks and blends; integers below 2^24 as float4out prints them
- * (shortest4). Then the layout (text4): the 8 low digits as bytes, split 4+4, 2+2, 1+1 by
- * multiplies (the SWAR way); the digit counts from the bytes; per float a 16-byte source (the
- * significant digits, '.', '0', 'e', the exponent) and the index of its layout, whose table entry
- * is a byte shuffle. Float by float only the comma, the sign, that shuffle and one store (put4).
+ * float and the closer of them as masks and blends (shortest4; float_text.c's integer case is not
+ * needed here: an integer below 2^24 is its own shortest decimal, and the layout prints it alike,
+ * which `--all-elems` checks). Then the layout (text4): the 8 low digits as bytes, split 4+4, 2+2,
+ * 1+1 by multiplies (the SWAR way); the digit counts from the bytes; per float a 16-byte source
+ * (the significant digits, '.', ',', 'e', the exponent, '-') and the byte offset of its layout
+ * (for its sign and digits; the table holds each with and without the comma before it), whose
+ * entry is a byte shuffle and a length. Float by float only that shuffle and one store (put4).
+ * The exponent's digits are computed only when a float of the step needs them (a vector of
+ * embeddings has none: every float in fixed notation).
  * Two groups (eight floats) per step: every operation is written once on a pair of registers
  * (w_t), so the two groups' long dependency chains (gather, products, compares, digits, counts)
  * sit side by side in the instruction stream and overlap in the core; the CPU does not overlap
@@ -39,17 +43,23 @@
 /* per exponent field: 10^-k as p2q_ft_g10 holds it, and (k + 100) << 32 | h */
 static uint64_t g_of[256];
 static uint64_t kh_of[256];
-/* per layout and number of significant digits n (1..9), at form * 10 + n (form: e + 4 for fixed
-   notation, e = -4..5; 10 for d.ddde±XX): the shuffle of the source bytes (text4) into the
-   text, and the text's length */
-enum { SRC_DOT = 9, SRC_ZERO = 10, SRC_E = 11 }; /* then the exponent's sign and two digits */
-static uint8_t lay_shuf[110][16] __attribute__((aligned(16)));
-static uint8_t lay_len[110];
+/* per comma (none: the vector's first element), sign, layout and number of significant digits n
+   (1..9), at first * 220 + neg * 110 + form * 10 + n (form: e + 4 for fixed notation, e = -4..5; 10
+   for d.ddde±XX): the shuffle of the source bytes (text4) into the text, and the text's length
+   (at most 16: ",-0.000" and nine digits) */
+enum { SRC_DOT = 9, SRC_COMMA = 10, SRC_E = 11, SRC_MINUS = 15 }; /* after 'e': the exponent's sign and two digits */
+enum { SRC_ZERO = 13 }; /* the exponent's tens digit: '0' where a layout takes a '0' (|e| <= 5) */
+typedef struct {
+  uint8_t shuf[16], len, pad[15];
+} lay_t;
+static lay_t lay[440] __attribute__((aligned(32))); /* at (first * 220 + neg * 110 + form * 10 + n) * 32 bytes */
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
-static void layout_entry(int form, int n) {
-  uint8_t *s = lay_shuf[form * 10 + n], len = 0;
+static void layout_entry(int form, int n, int neg, int comma) {
+  uint8_t *s = lay[!comma * 220 + neg * 110 + form * 10 + n].shuf, len = 0;
   memset(s, 0x80, 16);
+  if (comma) s[len++] = SRC_COMMA;
+  if (neg) s[len++] = SRC_MINUS;
   if (form == 10) { /* d.ddde±XX */
     s[len++] = 0;
     if (n > 1) s[len++] = SRC_DOT;
@@ -65,7 +75,7 @@ static void layout_entry(int form, int n) {
     if (n > e + 1) s[len++] = SRC_DOT;
     for (int j = e + 1; j < n; j++) s[len++] = (uint8_t)j;
   }
-  lay_len[form * 10 + n] = len;
+  lay[!comma * 220 + neg * 110 + form * 10 + n].len = len;
 }
 
 static void tables(void) {
@@ -75,7 +85,8 @@ static void tables(void) {
     kh_of[e] = (uint64_t)(k + 100) << 32 | (uint64_t)p2q_ft_exp_h[e];
   }
   for (int form = 0; form <= 10; form++)
-    for (int n = 1; n <= 9; n++) layout_entry(form, n);
+    for (int n = 1; n <= 9; n++)
+      for (int x = 0; x < 4; x++) layout_entry(form, n, x & 1, x >> 1);
 }
 
 /* Two groups of four side by side (eight floats per step): every operation below is written once
@@ -91,7 +102,7 @@ typedef struct {
 #define WS(n) WI w_t w_##n(w_t x, int i) { return (w_t){_mm256_##n(x.a, i), _mm256_##n(x.b, i)}; }
 
 W1(abs_epi32) W2(add_epi64) W2(and_si256) W2(andnot_si256) W2(cmpeq_epi64) W2(cmpeq_epi8)
-W2(cmpgt_epi64) W2(mul_epu32) W2(mullo_epi16) W2(mullo_epi32) W2(or_si256) W2(sad_epu8)
+W2(cmpgt_epi64) W2(min_epu32) W2(mul_epu32) W2(mullo_epi16) W2(mullo_epi32) W2(or_si256) W2(sad_epu8)
 W2(shuffle_epi8) W2(sllv_epi64) W2(srlv_epi64) W2(sub_epi16) W2(sub_epi32) W2(sub_epi64)
 W2(unpackhi_epi64) W2(unpacklo_epi64) W2(xor_si256) WS(slli_epi16) WS(slli_epi32) WS(slli_epi64)
 WS(srli_epi16) WS(srli_epi32) WS(srli_epi64)
@@ -121,10 +132,6 @@ AVX2 static inline w_t round_to_odd4(w_t g, w_t cp) {
 /* The decimal of each lane's float (c its significand, ie its exponent field): D, with
    *e10 = its exponent + 100 (float_text.c's shortest(), but for the lower neighbour never closer). */
 AVX2 static inline w_t shortest4(w_t c, w_t ie, w_t *e10) {
-  w_t sh = w_sub_epi64(K(150), ie); /* an integer below 2^24: its low sh bits are 0 */
-  w_t in_rng = w_andnot_si256(w_cmpgt_epi64(ie, K(150)), w_cmpgt_epi64(ie, K(126)));
-  w_t low = w_sub_epi64(w_sllv_epi64(K(1), sh), K(1));
-  w_t isint = w_and_si256(in_rng, w_cmpeq_epi64(w_and_si256(c, low), w_setzero_si256()));
   w_t g = w_i64gather_epi64((const long long *)g_of, ie, 8);
   w_t kh = w_i64gather_epi64((const long long *)kh_of, ie, 8);
   w_t h = w_and_si256(kh, K(0xff)), c4 = w_slli_epi64(c, 2);
@@ -149,9 +156,7 @@ AVX2 static inline w_t shortest4(w_t c, w_t ie, w_t *e10) {
   w_t d = w_sub_epi64(s, up);
   d = w_blendv_epi8(d, d2, w_xor_si256(u_out, w_out));
   d = w_blendv_epi8(d, d1, take1);
-  d = w_blendv_epi8(d, w_srlv_epi64(c, sh), isint);
-  w_t e = w_add_epi64(w_srli_epi64(kh, 32), w_and_si256(take1, K(1)));
-  *e10 = w_blendv_epi8(e, K(100), isint);
+  *e10 = w_add_epi64(w_srli_epi64(kh, 32), w_and_si256(take1, K(1)));
   return d;
 }
 
@@ -167,12 +172,13 @@ AVX2 static inline w_t digits8x4(w_t x) {
 }
 
 /* What float_text.c's layout() computes float by float, four at a time, for D (< 2 *
-   10^8; nine: D >= 10^8) and e10 = its exponent + 100: per lane a 16-byte source, the
-   significant digits left-aligned ('0's after them), '.', '0', 'e', the exponent's sign and two
-   digits, stored at src[h] + 0, 32, 16, 48 for lanes 0..3 of half h; in meta[h] the layout's table entry
-   (form * 10 + n). The digit counts come from the digit bytes: the bytes up to the last nonzero
-   one and from the first nonzero one, counted by one _mm256_sad_epu8. */
-AVX2 static inline void text4(w_t d, w_t e10, w_t nine, uint8_t src[2][64], uint64_t meta[2][4]) {
+   10^8; nine: D >= 10^8), e10 = its exponent + 100 and neg (the float's sign mask): per lane a
+   16-byte source, the significant digits left-aligned ('0's after them), '.', ',', 'e', the
+   exponent's sign and two digits, '-', stored at src[h] + 0, 32, 16, 48 for lanes 0..3 of half h;
+   in meta[h] the byte offset of the layout's entry in lay (with the comma). The digit counts come
+   from the digit bytes: the bytes up to the last nonzero one and from the first nonzero one,
+   counted by one _mm256_sad_epu8. */
+AVX2 static inline void text4(w_t d, w_t e10, w_t nine, w_t neg, uint8_t src[2][64], uint64_t meta[2][4]) {
   w_t zero = w_setzero_si256(), z8 = K(P2Q_FT_ZEROS);
   w_t dg = digits8x4(w_sub_epi64(d, w_and_si256(nine, K(100000000))));
   w_t nz = w_xor_si256(w_cmpeq_epi8(dg, zero), w_set1_epi8(-1));
@@ -186,17 +192,18 @@ AVX2 static inline void text4(w_t d, w_t e10, w_t nine, uint8_t src[2][64], uint
   w_t e = w_sub_epi64(w_add_epi64(e10, nd), K(101)); /* the first digit's exponent */
   w_t lo = w_blendv_epi8(w_srlv_epi64(dg, w_slli_epi64(w_sub_epi64(K(8), b), 3)),
                          w_add_epi64(w_slli_epi64(dg, 8), K(1)), nine);
-  w_t ae = w_and_si256(w_abs_epi32(e), K(0xffffffffu)); /* |e| <= 45 */
-  w_t tens = w_srli_epi64(w_mul_epu32(ae, K(205)), 11);
-  w_t ones = w_sub_epi64(ae, w_add_epi64(w_slli_epi64(tens, 3), w_slli_epi64(tens, 1)));
-  w_t neg = w_cmpgt_epi64(zero, e);
-  w_t hi = w_add_epi64(w_and_si256(nine, w_srli_epi64(dg, 56)), K(0x0000002b65302e30ull)); /* "0.0e+" */
-  hi = w_add_epi64(hi, w_and_si256(neg, K(2ull << 32))); /* '-' */
-  hi = w_add_epi64(hi, w_or_si256(w_slli_epi64(tens, 40), w_slli_epi64(ones, 48)));
-  hi = w_add_epi64(hi, K(0x3030ull << 40));
+  w_t hi = w_add_epi64(w_and_si256(nine, w_srli_epi64(dg, 56)), K(0x2d30302b652c2e30ull)); /* ".,e+00-" */
   w_t fixed = w_and_si256(w_cmpgt_epi64(e, K(-5)), w_cmpgt_epi64(K(6), e));
+  if (!_mm256_testc_si256(_mm256_and_si256(fixed.a, fixed.b), _mm256_set1_epi8(-1))) { /* an exponent to write */
+    w_t ae = w_abs_epi32(e); /* |e| <= 45 in the low half (the high half shifted out below) */
+    w_t tens = w_srli_epi64(w_mul_epu32(ae, K(205)), 11);
+    w_t ones = w_sub_epi64(ae, w_add_epi64(w_slli_epi64(tens, 3), w_slli_epi64(tens, 1)));
+    hi = w_add_epi64(hi, w_and_si256(w_cmpgt_epi64(zero, e), K(2ull << 32))); /* '-' */
+    hi = w_add_epi64(hi, w_or_si256(w_slli_epi64(tens, 40), w_slli_epi64(ones, 48)));
+  }
   w_t form = w_blendv_epi8(K(10), w_add_epi64(e, K(4)), fixed);
   w_t idx = w_add_epi64(w_add_epi64(w_slli_epi64(form, 3), w_slli_epi64(form, 1)), n);
+  idx = w_slli_epi64(w_add_epi64(idx, w_and_si256(neg, K(110))), 5); /* the signed layouts; bytes into lay */
   lo = w_add_epi64(lo, z8);
   w_t s0 = w_unpacklo_epi64(lo, hi), s1 = w_unpackhi_epi64(lo, hi);
   _mm256_storeu_si256((__m256i *)(void *)src[0], s0.a);
@@ -208,7 +215,7 @@ AVX2 static inline void text4(w_t d, w_t e10, w_t nine, uint8_t src[2][64], uint
 }
 
 /* The eight elements at p (four) and q (four more; q = p: the same four twice): 0 when one is not
-   for this path, else text4's src and meta of both, with each float's sign at bit 8 of meta. */
+   for this path, else text4's src and meta of both. */
 AVX2 static int group8(const unsigned char *p, const unsigned char *q, uint8_t src[2][64], uint64_t meta[2][4]) {
   w_t raw = {_mm256_loadu_si256((const __m256i *)(const void *)p),
              _mm256_loadu_si256((const __m256i *)(const void *)q)};
@@ -217,36 +224,27 @@ AVX2 static int group8(const unsigned char *p, const unsigned char *q, uint8_t s
   w_t bits = w_shuffle_epi8(raw, w_same(_mm256_setr_epi8(7, 6, 5, 4, -1, -1, -1, -1, 15, 14, 13, 12, -1, -1, -1, -1,
                                                           7, 6, 5, 4, -1, -1, -1, -1, 15, 14, 13, 12, -1, -1, -1, -1)));
   w_t ie = w_and_si256(w_srli_epi64(bits, 23), K(0xff)), im = w_and_si256(bits, K(0x7fffff));
-  w_t closer = w_and_si256(w_cmpeq_epi64(im, zero), w_cmpgt_epi64(ie, K(1)));
-  w_t bad = w_or_si256(closer, w_cmpeq_epi64(ie, K(0xff))); /* NaN, ±Infinity */
-  bad = w_or_si256(bad, w_cmpeq_epi64(w_and_si256(bits, K(0x7fffffffu)), zero)); /* ±0 */
-  bad = w_or_si256(bad, w_xor_si256(len_ok, K(-1)));
-  if (!_mm256_testz_si256(_mm256_or_si256(bad.a, bad.b), _mm256_or_si256(bad.a, bad.b))) return 0;
-  w_t c = w_or_si256(im, w_slli_epi64(w_and_si256(w_cmpgt_epi64(ie, zero), K(1)), 23));
+  /* a power of two whose lower neighbour is closer (ie > 1) or ±0 (ie = 0): im = 0, ie != 1 */
+  w_t bad = w_andnot_si256(w_cmpeq_epi64(ie, K(1)), w_cmpeq_epi64(im, zero));
+  bad = w_or_si256(bad, w_cmpeq_epi64(ie, K(0xff))); /* NaN, ±Infinity */
+  w_t ok = w_andnot_si256(bad, len_ok);
+  if (!_mm256_testc_si256(_mm256_and_si256(ok.a, ok.b), _mm256_set1_epi8(-1))) return 0;
+  w_t c = w_or_si256(im, w_slli_epi64(w_min_epu32(ie, K(1)), 23)); /* the hidden bit */
   w_t e10, d = shortest4(c, ie, &e10);
-  text4(d, e10, w_cmpgt_epi64(d, K(99999999)), src, meta);
-  w_t sign = w_slli_epi64(w_srli_epi64(bits, 31), 8);
-  for (int h = 0; h < 2; h++) {
-    __m256i m = _mm256_loadu_si256((const __m256i *)(const void *)meta[h]);
-    _mm256_storeu_si256((__m256i *)(void *)meta[h], _mm256_or_si256(m, h ? sign.b : sign.a));
-  }
+  text4(d, e10, w_cmpgt_epi64(d, K(99999999)), w_cmpgt_epi64(zero, w_slli_epi64(bits, 32)), src, meta);
   return 1;
 }
 
 /* Lay out the four texts of a group (one half of group8's src and meta) at o, the first after a comma
    unless it is the vector's first element; returns the end. */
 AVX2 static inline char *put4(char *o, const uint8_t src[64], const uint64_t meta[4], int first) {
-  for (int l = 0; l < 4; l++) { /* ",", "-", the text: a shuffle of the source, one store */
+  for (int l = 0; l < 4; l++) { /* the text (its comma and sign too): a shuffle of the source, one store */
     static const int at[4] = {0, 32, 16, 48};
-    *o = ',';
-    o += !first || l;
-    *o = '-';
-    o += meta[l] >> 8;
-    unsigned x = (unsigned)meta[l] & 0xff;
+    const lay_t *x = (const lay_t *)(const void *)((const char *)lay + meta[l] + (l || !first ? 0 : 220 * sizeof *lay));
     __m128i text = _mm_shuffle_epi8(_mm_load_si128((const __m128i *)(const void *)(src + at[l])),
-                                    _mm_load_si128((const __m128i *)(const void *)lay_shuf[x]));
+                                    _mm_load_si128((const __m128i *)(const void *)x->shuf));
     _mm_storeu_si128((__m128i *)(void *)o, text);
-    o += lay_len[x];
+    o += x->len;
   }
   return o;
 }

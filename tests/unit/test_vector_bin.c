@@ -152,6 +152,15 @@ static void test_float4_elems_paths(void **state) {
   for (uint32_t b = 0x4b7ffff0u; b < 0x4b800010u; b++) v[n++] = b;
   static const uint32_t odd[] = {0x80000000u, 0, 0x7fc00000u, 0x7f800000u, 0xff800000u, 0x3f800000u, 0x40000000u};
   for (size_t j = 0; j < sizeof odd / sizeof *odd; j++) v[n++] = odd[j], v[n++] = fbits(0.3f);
+  /* steps of eight fixed-notation floats below 1 (the AVX2 path skips the exponent's digits and
+     the integer case for them) with one float that needs either, at each lane of either half */
+  static const float one[] = {1e-5f, -3.5e-7f, 3.0f, -16777215.0f, 1e7f, 2.5e12f, 123456.7f, 1.5f};
+  for (size_t j = 0; j < sizeof one / sizeof *one; j++)
+    for (int lane = 0; lane < 8; lane++) {
+      while (n % 8) v[n++] = fbits(0.3f);
+      for (int l = 0; l < 8; l++) v[n + l] = fbits(l == lane ? one[j] : (float)(l + 1) * -0.0123f);
+      n += 8;
+    }
   uint64_t s = 0x2545f4914f6cdd1dULL;
   while (n < N) {
     s ^= s << 13, s ^= s >> 7, s ^= s << 17;
