@@ -4,8 +4,8 @@
  * FNV-1a is one multiply per byte, each waiting for the last: the scalar path keeps four chains
  * in flight and is bound by the one 64-bit multiplier (~1 byte a cycle); AVX2 has no 64-bit
  * multiply, but the prime is 2^40 + 0x1b3, so h × prime = lo32(h) × 0x1b3 (vpmuludq, 64-bit
- * result) + (lo32(hi32(h) × 0x1b3) << 32) (vpmulld's odd dword) + (h << 40), all mod 2^64: three
- * multiplies and adds per four bytes on the vector pipes.
+ * result) + (lo32(hi32(h) × 0x1b3) << 32) (vpmulld by 0x1b3 in the odd dwords, 0 in the even
+ * ones) + (h << 40), all mod 2^64: three multiplies and adds per four bytes on the vector pipes.
  * Bytes: every 8 bytes a string's next 8 (one load per lane) go into its lane, and each step
  * moves byte j of each lane to its low byte (one vpshufb). The lanes advance together by the
  * shortest remaining string (a round); a lane whose string ended takes the next one, a lane with
@@ -29,7 +29,7 @@ enum { V = 4, L = 4 * V }; /* ymm registers, lanes */
 AVX2 static inline __m256i step(__m256i h, __m256i q, __m256i sel) {
   h = _mm256_xor_si256(h, _mm256_shuffle_epi8(q, sel));
   __m256i lo = _mm256_mul_epu32(h, _mm256_set1_epi64x(0x1b3));
-  __m256i hi = _mm256_and_si256(_mm256_mullo_epi32(h, _mm256_set1_epi32(0x1b3)), _mm256_set1_epi64x((long long)0xffffffff00000000ull));
+  __m256i hi = _mm256_mullo_epi32(h, _mm256_set1_epi64x((long long)(0x1b3ull << 32))); /* the odd dword; the even 0 */
   return _mm256_add_epi64(_mm256_add_epi64(lo, hi), _mm256_slli_epi64(h, 40));
 }
 
