@@ -509,13 +509,22 @@ static void on_poll(uv_poll_t *h, int status, int events) {
    come in one or a few reads and never wait. */
 #define READ_PAUSE_AFTER 4
 #define READ_PAUSE_MS 1
+#define READ_BURST_MAX (1u << 20) /* libpq's input buffer stays below ~2 MB */
 static void read_more(p2q_pg_t *pg) {
   int avail = 0;
   unsigned sent = pg->sent;
   if (++pg->cur_reads < READ_PAUSE_AFTER) return;
   while (pg->state == ST_READY && pg->sent == sent && pg->cur && PQisBusy(pg->conn) && !pg->want_write &&
          ioctl(pg->poll_fd, FIONREAD, &avail) == 0 && avail > 0) {
-    if (!PQconsumeInput(pg->conn)) { pg_lost(pg, PQerrorMessage(pg->conn)); return; }
+    /* all of it (up to READ_BURST_MAX) into libpq's buffer before parsing: libpq enlarges the
+       buffer while it is nearly full (and never shrinks it), so later reads take what is there in
+       one recv instead of 16 KB each (a 100k-event drain: 27.7k recvfrom + 25.7k ioctl -> 8.4k +
+       4.2k). Each PQconsumeInput reads something while FIONREAD says there is something. */
+    size_t burst = 0;
+    do {
+      if (!PQconsumeInput(pg->conn)) { pg_lost(pg, PQerrorMessage(pg->conn)); return; }
+      burst += (size_t)avail;
+    } while (burst < READ_BURST_MAX && ioctl(pg->poll_fd, FIONREAD, &avail) == 0 && avail > 0);
     read_results(pg);
   }
   if (pg->state != ST_READY || pg->sent != sent || !pg->cur || !PQisBusy(pg->conn) || pg->want_write) return;
