@@ -4,7 +4,7 @@
 -- tests run pg2qdrant with exactly these statements (this file, sections by their markers).
 --
 --   p2q_owner   runs `init` and `apply` (owns the outbox tables and the trigger functions)
---   p2q_daemon  runs `run` (claims, acks, leases, dead letters; nothing else)
+--   p2q_daemon  runs `run` (claims, acks, dead letters; nothing else)
 --   p2q_reader  runs `status`, `reconcile` (without --fix) and `check`
 
 -- [superuser] once, as a superuser (or a role with CREATEROLE) and the schema's owner:
@@ -21,7 +21,6 @@ GRANT SELECT ON public.docs TO p2q_reader;          -- reconcile reads the rows
 -- [owner] as p2q_owner, after `pg2qdrant init` (then run `pg2qdrant apply`, also as p2q_owner):
 GRANT USAGE ON SCHEMA public TO p2q_daemon, p2q_reader;
 GRANT SELECT, UPDATE, DELETE ON public.sync_outbox TO p2q_daemon;
-GRANT SELECT, INSERT, UPDATE, DELETE ON public.sync_outbox_lease TO p2q_daemon;  -- DELETE: idle leases reclaimed
 GRANT SELECT, INSERT, UPDATE ON public.sync_outbox_dead TO p2q_daemon;  -- UPDATE: a dead letter dying again
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.sync_outbox_instance TO p2q_daemon;  -- the daemon registry
 GRANT SELECT ON public.sync_outbox_meta, public.sync_outbox_rule TO p2q_daemon, p2q_reader;
@@ -30,5 +29,4 @@ GRANT SELECT, INSERT, UPDATE ON public.sync_reindex_rule TO p2q_daemon;
 GRANT SELECT, UPDATE, DELETE ON public.sync_reindex TO p2q_daemon;
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.sync_reindex_seen TO p2q_daemon;
 GRANT SELECT ON public.sync_outbox, public.sync_outbox_dead TO p2q_reader;
--- optional: GRANT pg_read_all_stats TO p2q_daemon;  (recovery sees other roles' backend_start; the lease
---   reclaimer sees their transactions' start: without it, another role's open transaction pauses it)
+-- optional: GRANT pg_read_all_stats TO p2q_daemon;  (recovery sees other roles' backend_start)

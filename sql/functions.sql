@@ -17,8 +17,8 @@
 --     Dollar quotes are written $p2q$; init renames the tag when it would collide with the schema
 --     name (issue 16), so a body must never contain a literal `$p2q` of its own.
 --
--- A claim's owner is "<backend pid>.<backend start µs>" of the claiming connection, so the events and
--- leases of a crashed daemon are recognised (its backends are gone) and freed: by sync_outbox_reap()
+-- A claim's owner is "<backend pid>.<backend start µs>" of the claiming connection, so the claims
+-- of a crashed daemon are recognised (its backends are gone) and freed: by sync_outbox_reap()
 -- within seconds when every backend of its process is gone, by sync_outbox_recover() after a grace
 -- when one connection of a live process was lost.
 
@@ -317,15 +317,15 @@ END
 $p2q$;
 
 -- Claim up to p_limit events of p_types (and p_routing, when not null) for p_owner.
--- Returns one row per event to apply (op upsert|delete), one per superseded event (op 'coalesced':
--- deleted, an equal or newer event of its row was claimed), and one per row whose lease was taken
--- with nothing left to apply (op 'release': the caller gives the lease back with its ack).
--- With p_held, one more row (op 'held', id = how many rows) when candidates were held back
--- because another claim (maybe the caller's own earlier one) holds their row's lease: the caller
--- claims again after its next ack instead of after every ack (an ack's re-claim is otherwise
--- empty most of the time at low rates).
--- Candidates are locked FOR UPDATE SKIP LOCKED, so concurrent claimers pick disjoint events; the
--- lease upsert (in key order, so concurrent claimers cannot deadlock) admits one claimer per row.
+-- Returns one row per event to apply (op upsert|delete) and one per superseded event (op
+-- 'coalesced': deleted, a newer event of its row was claimed). With p_held, one more row (op
+-- 'held', id = how many rows) when candidates were held back because an older event of their row
+-- is still in the outbox (in flight with another claim, maybe the caller's own earlier one): the
+-- caller claims again after its next ack instead of after every ack (an ack's re-claim is
+-- otherwise empty most of the time at low rates). ('release' rows, which gave back a per-row lease
+-- taken for nothing, are no longer returned: there is no lease since migration 015.)
+-- Candidates are locked FOR UPDATE SKIP LOCKED, so concurrent claimers pick disjoint events; order
+-- per row is the rule below (only an older event holds a row, so two claimers never hold each other).
 -- With p_ack_ids (not null), the ack of the caller's previous batch runs first, in the same
 -- statement and transaction (sync_outbox_ack's arguments and meaning; see sync_outbox_ack_claim).
 -- The one function does it all, so a call pays one set of SET clauses (a GUC save and restore
@@ -357,20 +357,17 @@ DECLARE
   c_rules text[];
   c_keys jsonb[];
   c_tids tid[];
-  won_id bigint;
-  w_rules text[];
-  w_keys jsonb[];
-  w_ids bigint[];
-  w_sum numeric;
+  o_ids bigint[];
+  o_tids tid[];
+  o_rules text[];
+  o_keys jsonb[];
+  o_wait boolean[];
+  w_tids tid[];
 BEGIN
   IF p_ack_ids IS NOT NULL THEN
-    IF cardinality(p_ack_ids) = 1 AND p_ack_outcomes[1] IN ('done', 'release') THEN
-      -- one event applied (or one lease to give back): sync_outbox_ack's common case as two
-      -- plain statements
-      DELETE FROM @SCHEMA@.sync_outbox o WHERE o.id = p_ack_ids[1] AND o.claimed_by = p_owner;
-      UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
-       WHERE l.key_hash = pg_catalog.jsonb_hash_extended(p_ack_keys[1], 0) AND l.rule = p_ack_rules[1]
-         AND l.row_key = p_ack_keys[1] AND l.owner = p_owner;
+    IF p_ack_outcomes <@ ARRAY['done', 'release'] THEN
+      -- every event applied: sync_outbox_ack's common case as one plain statement
+      DELETE FROM @SCHEMA@.sync_outbox o WHERE o.id = ANY (p_ack_ids) AND o.claimed_by = p_owner;
     ELSE
       PERFORM @SCHEMA@.sync_outbox_ack(p_owner, p_ack_ids, p_ack_rules, p_ack_keys, p_ack_outcomes,
                                        p_ack_delay_ms, p_ack_errors);
@@ -387,7 +384,7 @@ BEGIN
   -- (event_type, id), so LIMIT stops early whatever the backlog (`event_type = ANY (…)` would scan
   -- and sort every pending event), from the type's low-water mark (read in the same snapshot as
   -- the events: a lowered mark and the events that lowered it are seen together), not from the
-  -- drained front of the index. None: done (no lease or update statement starts at all).
+  -- drained front of the index. None: done (no other statement starts at all).
   WITH cand AS (
     SELECT c.id, c.rule, c.row_key, c.ctid
       FROM unnest(p_types) AS t(event_type)
@@ -411,137 +408,112 @@ BEGIN
   IF c_ids IS NULL THEN
     RETURN;
   END IF;
-  IF cardinality(c_ids) = 1 THEN
-    -- One candidate (the common case at low rates): what the statement below does for one row,
-    -- as plain statements, without starting the executor for the arms that stay empty. The lease
-    -- upsert is the same (won: not expired, claimed_id raised to the newest claimed); the event
-    -- is then claimed (cl), or superseded by a newer event of its row claimed before (sup: deleted,
-    -- 'coalesced', plus 'release' for the lease taken with nothing to apply), or held back ('held').
-    INSERT INTO @SCHEMA@.sync_outbox_lease AS l (key_hash, rule, row_key, owner, expires_at, claimed_id, leased_at)
-    VALUES (pg_catalog.jsonb_hash_extended(c_keys[1], 0), c_rules[1], c_keys[1], p_owner,
-            now() + p_lease_ms * interval '1 millisecond', c_ids[1], now())
-    ON CONFLICT ON CONSTRAINT sync_outbox_lease_pkey DO UPDATE
-       SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at, released_at = NULL,
-           leased_at = EXCLUDED.leased_at,
-           claimed_id = GREATEST(l.claimed_id, EXCLUDED.claimed_id)
-     WHERE l.expires_at IS NULL OR l.expires_at < now()
-    RETURNING l.claimed_id INTO won_id;
-    IF won_id IS NULL THEN
-      IF p_held THEN
-        RETURN QUERY SELECT 1::bigint, NULL::text, 'held'::text, NULL::jsonb, NULL::json, 0, 0,
-                            NULL::timestamptz, NULL::text, NULL::real[];
-      END IF;
-    ELSIF won_id = c_ids[1] THEN
+  -- Order per row without a lease (issue 11, bench/issue11/session13-nl13.md D2): for one row,
+  -- events commit in id order (the writer's row lock; backfill, apply's load and reconcile --fix
+  -- read FOR SHARE), so a candidate may be claimed iff no OLDER event of its row (rule, row_key) is
+  -- in sync_outbox outside this claim's candidates: one in flight anywhere, locked by another
+  -- claimer, beyond this claim's LIMIT, exhausted, holds the row ('held'); within the candidates
+  -- the newest per row wins and the older ones are deleted ('coalesced'). One probe of
+  -- sync_outbox_row_idx (jsonb_hash_extended(row_key, 0), migration 012) per candidate collects
+  -- its row's older events; in a drain of distinct rows it finds none (the candidate itself is
+  -- not older than itself). A probe per candidate, never a join: `OFFSET 0` keeps the subquery
+  -- from being flattened (the planner then hashed the candidates and walked the whole index: every
+  -- event acknowledged behind a held snapshot, 60,734 buffers per claim of 256 after 60,000 in
+  -- test_outbox_plan.py), and `o.id + 0` lets no index on id serve it.
+  SELECT array_agg(x.id), array_agg(x.tid), array_agg(x.rule), array_agg(x.row_key), array_agg(x.waiting)
+    INTO o_ids, o_tids, o_rules, o_keys, o_wait
+    FROM unnest(c_ids, c_rules, c_keys) AS c(id, rule, row_key),
+         LATERAL (SELECT o.id, o.ctid AS tid, o.rule, o.row_key,
+                         o.claimed_by IS NULL AND o.available_at > now() AND o.attempts < o.max_attempts AS waiting
+                    FROM @SCHEMA@.sync_outbox o
+                   WHERE pg_catalog.jsonb_hash_extended(o.row_key, 0) = pg_catalog.jsonb_hash_extended(c.row_key, 0)
+                     AND o.rule = c.rule AND o.row_key = c.row_key AND o.id + 0 < c.id
+                  OFFSET 0) x;
+  IF o_ids IS NULL THEN
+    -- The common case (a drain's, and one candidate at low rates): every candidate is its row's
+    -- oldest event, and only one: all are claimed by one plain UPDATE. The rows are read by the
+    -- address the candidate scan locked them at (a Tid Scan: a row locked FOR UPDATE by this
+    -- transaction keeps it until this statement changes it): by id, a generic plan could take
+    -- (event_type, id) with `id = ANY` on its second column, walked from the left edge once per
+    -- id (notes/st6.md).
+    IF cardinality(c_ids) = 1 THEN  -- (low rates: no CTE to start and sort)
       RETURN QUERY
       UPDATE @SCHEMA@.sync_outbox o
          SET attempts = o.attempts + 1, claimed_by = p_owner, claimed_at = now(),
              available_at = now() + p_lease_ms * interval '1 millisecond'
-       WHERE o.ctid = c_tids[1]  -- the candidate's row (see `cl` below)
+       WHERE o.ctid = c_tids[1]
       RETURNING o.id, o.rule, o.op, o.row_key, o.payload, o.attempts, o.max_attempts, o.created_at,
                 o.event_type, o.vec;
     ELSE
       RETURN QUERY
-      WITH sup AS (
-        DELETE FROM @SCHEMA@.sync_outbox o WHERE o.ctid = c_tids[1]
-        RETURNING o.id, o.rule, o.row_key, o.event_type
+      WITH cl AS (
+        UPDATE @SCHEMA@.sync_outbox o
+           SET attempts = o.attempts + 1, claimed_by = p_owner, claimed_at = now(),
+               available_at = now() + p_lease_ms * interval '1 millisecond'
+         WHERE o.ctid = ANY (c_tids)
+        RETURNING o.id, o.rule, o.op, o.row_key, o.payload, o.attempts, o.max_attempts, o.created_at,
+                  o.event_type, o.vec
       )
-      SELECT s.id, s.rule, 'coalesced'::text, s.row_key, NULL::json, 0, 0, NULL::timestamptz, s.event_type,
-             NULL::real[]
-        FROM sup s
-      UNION ALL
-      SELECT won_id, c_rules[1], 'release'::text, c_keys[1], NULL::json, 0, 0, NULL::timestamptz, NULL::text,
-             NULL::real[];
+      SELECT * FROM cl ORDER BY cl.id;  -- in id order (a Tid Scan returns them by address)
     END IF;
-    IF FOUND AND current_setting('synchronous_commit') IN ('off', 'local') THEN
-      SET LOCAL synchronous_commit TO DEFAULT;  -- as after the set statement (Durability, below)
-    END IF;
-    RETURN;
-  END IF;
-  -- More candidates: their rows' leases first, upserted in the key's order (migration 009) at
-  -- each row's newest candidate; won = not expired, claimed_id raised to the newest claimed.
-  -- key_hash is the one value the key may hold for the row (migration 014), as in the upsert above.
-  WITH cand AS (
-    SELECT * FROM unnest(c_ids, c_rules, c_keys) AS c(id, rule, row_key)
-  ), rws AS (
-    SELECT pg_catalog.jsonb_hash_extended(c.row_key, 0) AS key_hash, c.rule, c.row_key, max(c.id) AS max_id
-      FROM cand c GROUP BY c.rule, c.row_key
-  ), won AS (
-    INSERT INTO @SCHEMA@.sync_outbox_lease AS l (key_hash, rule, row_key, owner, expires_at, claimed_id, leased_at)
-    SELECT r.key_hash, r.rule, r.row_key, p_owner, now() + p_lease_ms * interval '1 millisecond', r.max_id, now()
-      FROM rws r ORDER BY r.key_hash, r.rule, r.row_key
-    ON CONFLICT ON CONSTRAINT sync_outbox_lease_pkey DO UPDATE
-       SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at, released_at = NULL,
-           leased_at = EXCLUDED.leased_at,
-           claimed_id = GREATEST(l.claimed_id, EXCLUDED.claimed_id)
-     WHERE l.expires_at IS NULL OR l.expires_at < now()
-    RETURNING l.rule, l.row_key, l.claimed_id
-  )
-  SELECT array_agg(w.rule), array_agg(w.row_key), array_agg(w.claimed_id), sum(w.claimed_id)
-    INTO w_rules, w_keys, w_ids, w_sum
-    FROM won w;
-  IF cardinality(w_ids) = cardinality(c_ids) AND w_sum = (SELECT sum(x.id) FROM unnest(c_ids) AS x(id)) THEN
-    -- A drain's common case: as many leases won as candidates, so every candidate is its row's
-    -- only one and won its row; each claimed_id is at least its candidate's id, and the sums are
-    -- equal, so each is that id: every candidate is claimed. One plain UPDATE instead of the
-    -- statement below, which would find no 'coalesced', 'release' or 'held' row but still group
-    -- and materialise every candidate and lease (bench/outbox_sql_bench.py --vec --ride: 64.0 ->
-    -- 58.0 us/event, median of 5 interleaved pairs). The rows are read by the address the
-    -- candidate scan locked them at (a Tid Scan: a row locked FOR UPDATE by this transaction keeps
-    -- it until this statement changes it): by id, a generic plan could take (event_type, id) with
-    -- `id = ANY` on its second column, walked from the left edge once per id (notes/st6.md).
-    RETURN QUERY
-    WITH cl AS (
-      UPDATE @SCHEMA@.sync_outbox o
-         SET attempts = o.attempts + 1, claimed_by = p_owner, claimed_at = now(),
-             available_at = now() + p_lease_ms * interval '1 millisecond'
-       WHERE o.ctid = ANY (c_tids)
-      RETURNING o.id, o.rule, o.op, o.row_key, o.payload, o.attempts, o.max_attempts, o.created_at,
-                o.event_type, o.vec
-    )
-    SELECT * FROM cl ORDER BY cl.id;  -- in id order (a Tid Scan returns them by address)
     IF FOUND AND current_setting('synchronous_commit') IN ('off', 'local') THEN
       SET LOCAL synchronous_commit TO DEFAULT;  -- Durability, below
     END IF;
     RETURN;
   END IF;
+  -- Older events outside the candidates that only wait for a retry backoff (retry/requeue acks:
+  -- claimed_by NULL) are superseded, as the lease let a newer event win at once (D3): locked here
+  -- (SKIP LOCKED; the conditions are re-checked on the newest version of the row), deleted below
+  -- with the row's older candidates when the row is claimed. One that cannot be locked holds its row.
+  IF true = ANY (o_wait) THEN
+    SELECT array_agg(w.tid) INTO w_tids
+      FROM (SELECT o.ctid AS tid FROM @SCHEMA@.sync_outbox o
+             WHERE o.ctid = ANY (ARRAY(SELECT x.tid FROM unnest(o_ids, o_tids, o_wait) AS x(id, tid, waiting)
+                                        WHERE x.waiting AND NOT (x.id = ANY (c_ids))))
+               AND o.claimed_by IS NULL AND o.available_at > now() AND o.attempts < o.max_attempts
+               FOR UPDATE OF o SKIP LOCKED) w;
+  END IF;
   RETURN QUERY
-  WITH cand AS (
-    SELECT * FROM unnest(c_ids, c_rules, c_keys, c_tids) AS c(id, rule, row_key, tid)
-  ), won AS (
-    SELECT * FROM unnest(w_rules, w_keys, w_ids) AS w(rule, row_key, claimed_id)
-  ), g AS (
-    -- each candidate row key: its candidates' ids and, when its lease was won, the lease's
-    -- claimed_id. Grouped, not joined: a join of two CTEs is planned from their estimates, which
-    -- are guesses here, and under estimates near one row (the candidate scan's, once taken from
-    -- the outbox's statistics) the planner picks a nested loop: every pair of candidates
-    -- compared, 65,536 row-key comparisons per join at batch 256 (250 µs per event in
-    -- bench/outbox_sql_bench.py; test_outbox_plan.py).
-    SELECT x.rule, x.row_key, array_agg(x.id) FILTER (WHERE x.id IS NOT NULL) AS ids,
-           array_agg(x.tid) FILTER (WHERE x.id IS NOT NULL) AS tids, max(x.claimed_id) AS claimed_id
-      FROM (SELECT c.rule, c.row_key, c.id, c.tid, NULL::bigint AS claimed_id FROM cand c
+  WITH g AS (
+    -- each candidate row: its candidates, the superseded waiting events locked above, and whether
+    -- another older event holds it. Grouped, not joined: a join of two CTEs is planned from their
+    -- estimates, which are guesses here, and under estimates near one row the planner picks a
+    -- nested loop: every pair of candidates compared, 65,536 row-key comparisons per join at
+    -- batch 256 (250 µs per event in bench/outbox_sql_bench.py; test_outbox_plan.py).
+    SELECT x.rule, x.row_key,
+           array_agg(x.id) FILTER (WHERE x.kind = 'c') AS ids, array_agg(x.tid) FILTER (WHERE x.kind = 'c') AS tids,
+           max(x.id) FILTER (WHERE x.kind = 'c') AS top,
+           array_agg(x.tid) FILTER (WHERE x.kind = 'w') AS wtids, bool_or(x.kind = 'h') AS busy
+      FROM (SELECT c.rule, c.row_key, c.id, c.tid, 'c'::text AS kind
+              FROM unnest(c_ids, c_rules, c_keys, c_tids) AS c(id, rule, row_key, tid)
             UNION ALL
-            SELECT w.rule, w.row_key, NULL::bigint, NULL::tid, w.claimed_id FROM won w) x
+            SELECT o.rule, o.row_key, o.id, o.tid,
+                   CASE WHEN o.tid = ANY (COALESCE(w_tids, '{}')) THEN 'w' ELSE 'h' END
+              FROM unnest(o_ids, o_tids, o_rules, o_keys) AS o(id, tid, rule, row_key)
+             WHERE NOT (o.id = ANY (c_ids))) x
      GROUP BY x.rule, x.row_key
   ), sup AS (
-    -- a won row's candidates older than its lease's claimed_id (a list of row addresses, no join
-    -- to plan; see `cl`)
+    -- a claimed row's older candidates and superseded waiting events (a list of row addresses, no
+    -- join to plan; see `cl`)
     DELETE FROM @SCHEMA@.sync_outbox o
-     WHERE o.ctid = ANY (ARRAY(SELECT s.tid FROM g, unnest(g.ids, g.tids) AS s(id, tid) WHERE s.id < g.claimed_id))
+     WHERE o.ctid = ANY (ARRAY(SELECT s.tid FROM g, unnest(g.ids, g.tids) AS s(id, tid) WHERE NOT g.busy AND s.id < g.top
+                               UNION ALL
+                               SELECT s.tid FROM g, unnest(g.wtids) AS s(tid) WHERE NOT g.busy))
     RETURNING o.id, o.rule, o.row_key, o.event_type
   ), cl AS (
-    -- a won row's claimed_id when it is one of the candidates (locked above): the event to apply.
-    -- Rows are read by the address the candidate scan locked them at (a Tid Scan: no index, no
-    -- statistics; a row locked FOR UPDATE by this transaction keeps its address until this
-    -- statement changes it, and the lock returned its newest version). By id, the generic plan
-    -- took (event_type, id) with `id = ANY` on its second column whenever the statistics saw a
-    -- drained outbox (reltuples 0), which PostgreSQL 15 walks from the left edge once per
-    -- element: batch x index size, and the index grows by every event acknowledged while
-    -- anything holds the xmin horizon (an ANALYZE of a big table, a report, pg_dump): claims of
-    -- 256 went 200 -> 800 ms within 10 s of a held snapshot (test_outbox_plan.py).
+    -- a claimed row's newest candidate (locked above): the event to apply. Rows are read by the
+    -- address the candidate scan locked them at (a Tid Scan: no index, no statistics; a row locked
+    -- FOR UPDATE by this transaction keeps its address until this statement changes it, and the
+    -- lock returned its newest version). By id, the generic plan took (event_type, id) with
+    -- `id = ANY` on its second column whenever the statistics saw a drained outbox (reltuples 0),
+    -- which PostgreSQL 15 walks from the left edge once per element: batch x index size, and the
+    -- index grows by every event acknowledged while anything holds the xmin horizon (an ANALYZE of
+    -- a big table, a report, pg_dump): claims of 256 went 200 -> 800 ms within 10 s of a held
+    -- snapshot (test_outbox_plan.py).
     UPDATE @SCHEMA@.sync_outbox o
        SET attempts = o.attempts + 1, claimed_by = p_owner, claimed_at = now(),
            available_at = now() + p_lease_ms * interval '1 millisecond'
-     WHERE o.ctid = ANY (ARRAY(SELECT s.tid FROM g, unnest(g.ids, g.tids) AS s(id, tid) WHERE s.id = g.claimed_id))
+     WHERE o.ctid = ANY (ARRAY(SELECT s.tid FROM g, unnest(g.ids, g.tids) AS s(id, tid) WHERE NOT g.busy AND s.id = g.top))
     RETURNING o.id, o.rule, o.op, o.row_key, o.payload, o.attempts, o.max_attempts, o.created_at,
               o.event_type, o.vec
   )
@@ -552,36 +524,32 @@ BEGIN
           NULL::real[]
      FROM sup s ORDER BY s.id)
   UNION ALL
-  SELECT g.claimed_id, g.rule, 'release'::text, g.row_key, NULL::json, 0, 0, NULL::timestamptz, NULL::text,
-         NULL::real[]
-    FROM g
-   WHERE g.claimed_id IS NOT NULL AND NOT (g.claimed_id = ANY (g.ids))
-  UNION ALL
   SELECT h.n, NULL::text, 'held'::text, NULL::jsonb, NULL::json, 0, 0, NULL::timestamptz, NULL::text,
          NULL::real[]
-    FROM (SELECT count(*) AS n FROM g WHERE p_held AND g.claimed_id IS NULL) h
+    FROM (SELECT count(*) AS n FROM g WHERE p_held AND g.busy) h
    WHERE h.n > 0;
   -- Durability. The daemon's sessions commit with synchronous_commit off ([postgres]
   -- daemon_synchronous_commit): a crash then loses a suffix of its transactions, which only
-  -- re-delivers events. But a claim whose events reach Qdrant must not be lost: its lease's
-  -- claimed_id is what keeps an older event of the row from being applied after them, and after a
-  -- crash (or a failover) that lost it both events would be pending and the older one could be
-  -- claimed alone. So a claim that returns rows commits with the server's (role's, database's)
-  -- setting when the session's is off or local (not waiting for a synchronous standby).
+  -- re-delivers events. A row's newer event E2 is claimable only once its older E1 left the outbox
+  -- (E1's ack, earlier in WAL, or this claim's own delete); a claim that returns rows commits with
+  -- the server's (role's, database's) setting when the session's is off or local (not waiting for a
+  -- synchronous standby), so once E2 may reach Qdrant, E1's ack is durable too, and a crash can
+  -- never bring E1 back to be applied over E2.
   IF FOUND AND current_setting('synchronous_commit') IN ('off', 'local') THEN
     SET LOCAL synchronous_commit TO DEFAULT;
   END IF;
 END
 $p2q$;
 
--- Report the outcome of claimed events and give their rows' leases back.
+-- Report the outcome of claimed events.
 --   done    applied (or nothing to do): deleted
 --   retry   failed, will be tried again after p_delay_ms (attempts were counted at claim)
 --   dead    exhausted or hopeless: moved to sync_outbox_dead with p_error
 --   requeue not the event's fault (breaker open, shutdown): the attempt is given back
---   release a 'release' row from the claim: only the lease is given back
+--   release (a daemon from before migration 015 gave a row's lease back): nothing to do
 -- Only events still claimed by p_owner are touched: a claim that expired and was taken over by
--- another worker is left to that worker. Returns how many events were updated.
+-- another worker is left to that worker. Returns how many events were updated. p_rules and p_keys
+-- are no longer read (they named the leases to give back); kept for the daemon's call.
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_ack(p_owner text, p_ids bigint[], p_rules text[],
     p_keys jsonb[], p_outcomes text[], p_delay_ms integer[], p_errors text[])
 RETURNS integer
@@ -591,28 +559,15 @@ AS $p2q$
 DECLARE
   n integer;
 BEGIN
-  -- Leases are released by one UPDATE whose rows come in key order (the sorted keys drive the
-  -- join; the lease table is read through its primary key only), the order the claim locks them
-  -- in, so acks and claims cannot deadlock.
   IF p_outcomes <@ ARRAY['done', 'release'] THEN
-    -- the common case, every event applied: only the statements it needs (each CTE of the
-    -- general case below costs executor start-up at every call, used or not)
-    WITH done AS (
-      DELETE FROM @SCHEMA@.sync_outbox o WHERE o.id = ANY (p_ids) AND o.claimed_by = p_owner
-      RETURNING 1
-    ), freed AS (
-      UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
-        FROM (SELECT DISTINCT pg_catalog.jsonb_hash_extended(k.row_key, 0) AS key_hash, k.rule, k.row_key
-                FROM unnest(p_rules, p_keys) AS k(rule, row_key) ORDER BY 1, 2, 3) k
-       WHERE l.key_hash = k.key_hash AND l.rule = k.rule AND l.row_key = k.row_key AND l.owner = p_owner
-      RETURNING 1
-    )
-    SELECT count(*) FROM done INTO n;
+    -- the common case, every event applied: only the statement it needs (each CTE of the general
+    -- case below costs executor start-up at every call, used or not)
+    DELETE FROM @SCHEMA@.sync_outbox o WHERE o.id = ANY (p_ids) AND o.claimed_by = p_owner;
+    GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
   END IF;
   WITH r AS (
-    SELECT * FROM unnest(p_ids, p_rules, p_keys, p_outcomes, p_delay_ms, p_errors)
-        AS t(id, rule, row_key, outcome, delay_ms, err)
+    SELECT * FROM unnest(p_ids, p_outcomes, p_delay_ms, p_errors) AS t(id, outcome, delay_ms, err)
   ), done AS (
     DELETE FROM @SCHEMA@.sync_outbox o USING r
      WHERE o.id = r.id AND r.outcome = 'done' AND o.claimed_by = p_owner
@@ -638,11 +593,6 @@ BEGIN
       FROM r
      WHERE o.id = r.id AND r.outcome IN ('retry', 'requeue') AND o.claimed_by = p_owner
     RETURNING 1
-  ), freed AS (
-    UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
-      FROM (SELECT DISTINCT pg_catalog.jsonb_hash_extended(r.row_key, 0) AS key_hash, r.rule, r.row_key FROM r ORDER BY 1, 2, 3) k
-     WHERE l.key_hash = k.key_hash AND l.rule = k.rule AND l.row_key = k.row_key AND l.owner = p_owner
-    RETURNING 1
   )
   -- (every data-modifying CTE runs to completion whether or not it is read)
   SELECT (SELECT count(*) FROM done) + (SELECT count(*) FROM gone) + (SELECT count(*) FROM again) INTO n;
@@ -652,9 +602,8 @@ $p2q$;
 
 -- An ack and the next claim in one statement: one round trip and one transaction instead of two.
 -- A worker whose batch finished lets its ack ride on its next claim when that claim comes soon
--- (src/worker.c). The ack runs first, so the claim can take the leases it gives back. (Its lease
--- release and the claim's lease upserts are each in key order, but not together: two of these
--- can deadlock; PostgreSQL aborts one, whose ack is sent again alone.) The daemon calls
+-- (src/worker.c). The ack runs first, so the claim can take the newer events of the rows it
+-- acknowledged. The daemon calls
 -- sync_outbox_claim with the ack's arrays directly (no nested call); this is the same by name.
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_ack_claim(p_owner text, p_ids bigint[], p_rules text[],
     p_keys jsonb[], p_outcomes text[], p_delay_ms integer[], p_errors text[],
@@ -669,65 +618,36 @@ END
 $p2q$;
 
 -- ---- slow recovery: the sweep (sync_outbox_recover_step) ----------------------------------------
--- Frees the claims and leases of owners whose backend is gone (a lost connection of a live daemon,
--- a crashed one the liveness check did not reap, a PostgreSQL restart) once they are older than
--- p_grace_ms, so their events flow again without waiting for the lease to expire, and dead-letters
--- events whose last claim ended after their final attempt (a poison event that crashes the worker
--- is counted at claim, so it cannot loop forever). Issue 11: no statement scans the backlog.
+-- Frees the claims of owners whose backend is gone (a lost connection of a live daemon, a crashed
+-- one the liveness check did not reap, a PostgreSQL restart) once they are older than p_grace_ms,
+-- so their events flow again without waiting for the claim to expire, and dead-letters events
+-- whose last claim ended after their final attempt (a poison event that crashes the worker is
+-- counted at claim, so it cannot loop forever). Issue 11: no statement scans the backlog.
 --
--- In-flight work is found from the lease table, never by scanning sync_outbox:
---   (I) an event E with claimed_by = X and available_at > now() (X's claim of it is unexpired) has
---       a lease on its row with owner = X, claimed_id = E.id and leased_at = E.claimed_at.
--- Proof. claimed_by is set only by the claim (its `cl` UPDATE), which claims E only when the lease
--- it just won has claimed_id = E.id, and writes owner, leased_at and expires_at (= E's new
--- available_at: the same expression in the same statement) on the lease in the same statement.
--- Afterwards, while E stays claimed_by = X with available_at > now():
---   * no other claim takes the lease: it needs expires_at < now() (the lease is won only when
---     expired or released), and expires_at = E.available_at;
---   * X's ack releases the lease of a row only in the statement that settles X's event of that row:
---     done/dead delete E, retry/requeue set claimed_by NULL (E leaves the premise); a `release` row
---     is only returned for a row whose lease the claim won without claiming any event, and X cannot
---     win its own held lease again while it is unexpired (first point). One residual: an ack of an
---     older batch of X's that arrives after that batch's lease expired, and after X re-won the same
---     row for E (same owner), releases E's lease too (the ack matches leases by owner and row). Such
---     an E is found neither here nor by sync_outbox_reap and is claimable again when its own lease
---     expires (the old full scans found it by claimed_by) — late by at
---     most `lease`, never lost (and the same early release already lets another claimer take the
---     row: that ack is the anomaly, not this function);
---   * this function and sync_outbox_reap release a lease only in the statement that frees its
---     event (sync_outbox_free_claimed, below), the lease reclaimer deletes only released leases
---     (owner NULL);
---   * nothing else writes claimed_by, available_at of a claimed event, or a lease (`retry` touches
---     only claimed_by IS NULL events; `retry --dead` inserts unclaimed ones).
--- So the old query's set — `claimed_by IS NOT NULL AND available_at > now() AND claimed_at < now()
--- - grace AND the owner's backend is gone` — is, but for that residual, {event claimed_id of lease
--- L : L.owner gone, L.leased_at < now() - grace, that event still claimed_by L.owner with
--- available_at > now()},
--- found through the lease table and the outbox's primary key. (Events whose lease was released by
--- a retry/requeue ack have claimed_by NULL: they wait their backoff, as before; an event whose
--- claim expired (available_at <= now()) is claimable again, as before.)
+-- In-flight work is found where claims take it, never through an index on claimed_by (which would
+-- make every claim UPDATE non-HOT, migration 004): a claim walks (event_type, id) from the type's
+-- low-water mark and takes the first claimable events, so in-flight events sit at the front of
+-- their type, among its first events from the mark, with the retrying, held and exhausted ones
+-- (sync_outbox_front, below: the walk sync_outbox_status makes every 2 s). A claim beyond the
+-- front (a front of more than p_limit events) is found by the outbox window (step 3, which walks
+-- the whole outbox in id order, window by window, wrapping around), and, at worst, is claimable
+-- again when it expires (available_at = claim + lease): late, never lost.
 --
--- Exhausted events (attempts >= max_attempts, available_at <= now(); the claim skips them):
---   (a) the final attempt's claim held by an owner that is gone: found with its lease (above) and
---       dead-lettered at once instead of freed, in the same statement;
---   (b) anything else — born dead (max_attempts 0, written by a trigger whose rule its table no
---       longer fits: never claimed, no lease), a final-attempt claim that expired while its owner
---       stayed alive (a hung process), a final attempt acked `retry` by another build — has no
---       lease to find it by. Finding those needs a scan, and no index may cover attempts or
---       available_at (the claim's UPDATE must stay HOT, migration 004). So each call scans one
---       window of the outbox in id order (p_limit events after p_after_id, the caller's cursor),
---       and the sweep walks the whole outbox window by window, wrapping around.
--- Which leases to look at: a connection the registry (sync_outbox_instance) knows is gone has its
--- leases looked up by owner once, one grace after it went (step 0 below; its registry row is
--- deleted with them). Owners the registry does not know — a PostgreSQL restart empties it, the
--- reap drops rows older than the postmaster — are found by walking the lease table the same way
--- as the outbox (p_limit leases after (p_after_rule, p_after_key)): in steady state it holds a few
--- sweep intervals of changed rows, one window; after a large drain it can be as large as the
--- drained backlog until lease_gc.c catches up, and such claims are then freed when the walk
--- reaches them or when their lease expires, whichever comes first.
+-- Exhausted events (attempts >= max_attempts, available_at <= now(); the claim skips them): a
+-- final attempt's claim held by an owner that is gone is dead-lettered at once instead of freed;
+-- anything else — born dead (max_attempts 0, written by a trigger whose rule its table no longer
+-- fits: never claimed), a final-attempt claim that expired while its owner stayed alive (a hung
+-- process), a final attempt acked `retry` by another build — is found by the window (step 3).
+-- Which owners are gone: a connection the registry (sync_outbox_instance) knows is gone has its
+-- claims freed once, one grace after it went (step 0; its registry row is deleted with them).
+-- Owners the registry does not know — a PostgreSQL restart empties it, the reap drops rows older
+-- than the postmaster — are recognised by their backend's absence from pg_stat_activity, their
+-- claims older than the grace.
 -- p_limit NULL: everything in one call (sync_outbox_recover). Returns the events freed or
 -- dead-lettered from gone owners' claims, the exhausted events dead-lettered by the window, and
--- the cursors for the next call (NULL: the walk wrapped around).
+-- the window's cursor for the next call (NULL: the walk wrapped around). p_after_rule and
+-- p_after_key (the cursor of a walk of the lease table, before migration 015) are ignored;
+-- last_rule and last_key are always NULL.
 -- Without pg_read_all_stats, backend_start of other roles' sessions reads as NULL: such an
 -- owner counts as alive while its pid exists (never "recover" a claim that is still working).
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_recover_step(p_grace_ms integer, p_after_rule text,
@@ -744,26 +664,21 @@ AS $p2q$
 DECLARE
   live text[];
   hidden integer[];
-  gone_tids tid[];
   lost text[];
   dead_ids bigint[];
-  k_rules text[];
-  k_keys jsonb[];
-  k_ids bigint[];
-  k_owners text[];
+  g_ids bigint[];
+  g_owners text[];
   n bigint;
 BEGIN
-  freed := 0; buried := 0;
+  freed := 0; buried := 0; last_rule := NULL; last_key := NULL;
   SELECT COALESCE(array_agg(a.pid::text || '.' || (extract(epoch FROM a.backend_start) * 1000000)::bigint::text)
                   FILTER (WHERE a.backend_start IS NOT NULL), '{}'),
          COALESCE(array_agg(a.pid) FILTER (WHERE a.backend_start IS NULL), '{}')
     INTO live, hidden FROM pg_stat_activity a;
   -- 0. connections the registry knows are gone (gone_since, set by the liveness check) since
-  -- before the grace: every lease of theirs was taken before the backend went, so all of them are
-  -- due now. Their registry rows are deleted and their leases looked up by owner (one scan of the
-  -- lease table per lost connection, not per call): whatever the window, a registered connection's
-  -- claims come back one grace after it was lost. (A process all of whose connections are gone is
-  -- sync_outbox_reap's, seconds after; rows it is deleting are locked and skipped here.)
+  -- before the grace: every claim of theirs was taken before the backend went, so all of them are
+  -- due now. Their registry rows are deleted (a process all of whose connections are gone is
+  -- sync_outbox_reap's, seconds after; rows it is deleting are locked and skipped here).
   WITH r AS (
     DELETE FROM @SCHEMA@.sync_outbox_instance i
      WHERE i.owner IN (SELECT i2.owner FROM @SCHEMA@.sync_outbox_instance i2
@@ -772,57 +687,38 @@ BEGIN
                           FOR UPDATE SKIP LOCKED)
     RETURNING i.owner
   )
-  SELECT array_agg(r.owner) INTO lost FROM r;
-  -- 1. the window of leases: one pass over p_limit leases, keeping those of gone owners
+  SELECT COALESCE(array_agg(r.owner), '{}') INTO lost FROM r;
+  -- 1. the front of every type (where claims take their events) and 3. the window of the outbox
+  -- (p_limit events in id order after the cursor): claims of gone owners, and exhausted events
   WITH w AS (
-    SELECT l.ctid AS tid, l.key_hash, l.rule, l.row_key, l.owner, l.leased_at FROM @SCHEMA@.sync_outbox_lease l
-     WHERE (l.key_hash, l.rule, l.row_key) > (COALESCE(pg_catalog.jsonb_hash_extended(p_after_key, 0), -9223372036854775808),
-                                              COALESCE(p_after_rule, ''), COALESCE(p_after_key, 'null'::jsonb))
-     ORDER BY l.key_hash, l.rule, l.row_key LIMIT p_limit
-  ), last AS (
-    SELECT w.rule, w.row_key FROM w ORDER BY w.key_hash DESC, w.rule DESC, w.row_key DESC LIMIT 1
-  )
-  SELECT (SELECT count(*) FROM w), (SELECT last.rule FROM last), (SELECT last.row_key FROM last),
-         ARRAY(SELECT w.tid FROM w
-                WHERE w.owner IS NOT NULL AND NOT (w.owner = ANY (live))
-                  AND NOT (split_part(w.owner, '.', 1)::integer = ANY (hidden))
-                  AND w.leased_at < now() - p_grace_ms * interval '1 millisecond')
-    INTO n, last_rule, last_key, gone_tids;
-  IF p_limit IS NULL OR n < p_limit THEN last_rule := NULL; last_key := NULL; END IF;
-  IF lost IS NOT NULL THEN
-    gone_tids := gone_tids || ARRAY(SELECT l.ctid FROM @SCHEMA@.sync_outbox_lease l WHERE l.owner = ANY (lost));
-  END IF;
-  -- 2. free them (the common case: none): the leases locked in key order, as claims and acks lock
-  -- them, and re-checked on their current version (a lease taken meanwhile is skipped); then, by
-  -- sync_outbox_free_claimed, each one's claimed event (I) read through the primary key: freed, or
-  -- dead-lettered when that claim was its final attempt (a); both in one statement with the
-  -- lease's release (the leases stay locked from this statement to the end of the transaction)
-  IF cardinality(gone_tids) > 0 THEN
-    SELECT array_agg(k.rule), array_agg(k.row_key), array_agg(k.claimed_id), array_agg(k.owner)
-      INTO k_rules, k_keys, k_ids, k_owners
-      FROM (SELECT l.rule, l.row_key, l.owner, l.claimed_id FROM @SCHEMA@.sync_outbox_lease l
-             WHERE l.ctid = ANY (gone_tids)
-               AND l.owner IS NOT NULL AND NOT (l.owner = ANY (live))
-               AND NOT (split_part(l.owner, '.', 1)::integer = ANY (hidden))
-               AND l.leased_at < now() - p_grace_ms * interval '1 millisecond'
-             ORDER BY l.key_hash, l.rule, l.row_key FOR UPDATE OF l SKIP LOCKED) k;
-    IF k_rules IS NOT NULL THEN
-      -- an event matched by (its id, its claimer) = (the lease's claimed_id, the lease's owner)
-      SELECT f.events INTO freed
-        FROM @SCHEMA@.sync_outbox_free_claimed(k_rules, k_keys, k_ids, k_owners, NULL,
-                                               now() - p_grace_ms * interval '1 millisecond') f;
-    END IF;
-  END IF;
-  -- 3. the window of the outbox (b): one pass over p_limit events in id order
-  WITH w AS (
-    SELECT o.id, o.attempts >= o.max_attempts AND o.available_at <= now() AS exhausted
+    SELECT o.id, o.claimed_by, o.claimed_at, o.available_at > now() AS claimed,
+           o.attempts >= o.max_attempts AND o.available_at <= now() AS exhausted
       FROM @SCHEMA@.sync_outbox o
      WHERE o.id > COALESCE(p_after_id, -9223372036854775808)
      ORDER BY o.id LIMIT p_limit
+  ), c AS (
+    SELECT w.id, w.claimed_by, w.claimed_at FROM w WHERE w.claimed AND w.claimed_by IS NOT NULL
+    UNION
+    SELECT f.id, f.claimed_by, f.claimed_at FROM @SCHEMA@.sync_outbox_front(p_limit) f
+  ), g AS (
+    SELECT c.id, c.claimed_by FROM c
+     WHERE c.claimed_by = ANY (lost)
+        OR (NOT (c.claimed_by = ANY (live))
+            AND NOT (split_part(c.claimed_by, '.', 1)::integer = ANY (hidden))
+            AND c.claimed_at < now() - p_grace_ms * interval '1 millisecond')
   )
-  SELECT count(*), max(w.id), array_agg(w.id) FILTER (WHERE w.exhausted) INTO n, last_id, dead_ids FROM w;
+  SELECT (SELECT count(*) FROM w), (SELECT max(w.id) FROM w),
+         ARRAY(SELECT w.id FROM w WHERE w.exhausted),
+         ARRAY(SELECT g.id FROM g), ARRAY(SELECT DISTINCT g.claimed_by FROM g)
+    INTO n, last_id, dead_ids, g_ids, g_owners;
   IF p_limit IS NULL OR n < p_limit THEN last_id := NULL; END IF;
-  IF dead_ids IS NOT NULL THEN
+  -- 2. free them (the common case: none), each re-checked on its current version: still claimed,
+  -- unexpired, by one of those owners (a claim taken meanwhile by a live owner is not touched); a
+  -- claim that was its event's final attempt is dead-lettered (sync_outbox_free_claimed)
+  IF cardinality(g_ids) > 0 THEN
+    freed := @SCHEMA@.sync_outbox_free_claimed(g_ids, g_owners);
+  END IF;
+  IF cardinality(dead_ids) > 0 THEN
     WITH exhausted AS (
       DELETE FROM @SCHEMA@.sync_outbox o
        WHERE o.id = ANY (dead_ids) AND o.attempts >= o.max_attempts AND o.available_at <= now()
@@ -834,11 +730,43 @@ BEGIN
 END
 $p2q$;
 
+-- The event types of the outbox's events: a skip scan of sync_outbox_claim_idx from the right (one
+-- descent per type, landing on its newest events).
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_types()
+RETURNS SETOF text
+LANGUAGE sql STABLE AS $p2q$
+  WITH RECURSIVE o(et) AS (
+    SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox x WHERE x.event_type IS NOT NULL  -- (migration 011's predicate)
+              ORDER BY x.event_type DESC, x.id DESC LIMIT 1)
+    UNION ALL
+    SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox x WHERE x.event_type < o.et
+             ORDER BY x.event_type DESC, x.id DESC LIMIT 1)
+      FROM o WHERE o.et IS NOT NULL
+  )
+  SELECT o.et FROM o WHERE o.et IS NOT NULL
+$p2q$;
+
+-- The claimed, unexpired events (claimed_by not NULL, available_at > now()) among the first p_cap
+-- events of every type from its low-water mark (p_cap NULL: all of them): where claims take their
+-- events, hence where in-flight ones are (recover_step above; sync_outbox_reap). The types come
+-- from a skip scan of sync_outbox_claim_idx (sync_outbox_types); per type one range scan of the
+-- same index from the mark, in id order, as sync_outbox_status reads it.
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_front(p_cap integer)
+RETURNS TABLE (id bigint, claimed_by text, claimed_at timestamptz)
+LANGUAGE sql STABLE AS $p2q$
+  SELECT x.id, x.claimed_by, x.claimed_at
+    FROM @SCHEMA@.sync_outbox_types() AS t(event_type),
+         LATERAL (SELECT o.id, o.claimed_by, o.claimed_at, o.available_at FROM @SCHEMA@.sync_outbox o
+                   WHERE o.event_type = t.event_type AND o.id >= @SCHEMA@.sync_outbox_mark_lo(t.event_type)
+                   ORDER BY o.event_type, o.id LIMIT p_cap) x
+   WHERE x.claimed_by IS NOT NULL AND x.available_at > now()
+$p2q$;
+
 -- Dead-letter events the recovery deleted from the outbox (whole rows, from a DELETE ... RETURNING
 -- in the same statement): an event whose claim was its final attempt and whose worker reported
--- no outcome (recover_step's window, sync_outbox_free_claimed). A dead letter already there
--- (`retry --dead` brought it back) is kept. Returns how many events were given. (The ack writes
--- its own dead letters: its error and conflict rule differ, and it stays one statement.)
+-- no outcome (recover_step's window, sync_outbox_free_claimed). A dead letter already there is
+-- kept. Returns how many events were given. (The ack writes its own dead letters: its error and
+-- conflict rule differ, and it stays one statement.)
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_bury(p_events @SCHEMA@.sync_outbox[])
 RETURNS integer
 LANGUAGE sql AS $p2q$
@@ -853,59 +781,36 @@ LANGUAGE sql AS $p2q$
   SELECT cardinality(p_events)
 $p2q$;
 
--- Free the claimed events of gone owners' leases and release those leases, in one statement: the
--- one place sync_outbox_recover_step (step 2) and sync_outbox_reap do it. The caller has found
--- the leases (p_rules, p_keys; each one's claimed_id and owner) and locked them FOR UPDATE in key
--- order, as claims and acks lock them, in this transaction. A lease's event is its claimed_id
--- (invariant (I) above sync_outbox_recover_step), read through the primary key, when it is still
--- claimed and unexpired (available_at > now()) and its claimer is
---   p_owner_set NULL: that lease's owner (p_owners: the pair (claimed_id, owner); the sweep);
---   otherwise: any owner of p_owner_set, whose leases are all the caller passes (the reap).
--- The two rules differ only in (I)'s residual, where a released lease was re-won, without an event,
--- by another owner: each caller keeps its own. p_claimed_before, when not NULL: only claims taken
--- before it (the sweep's grace). A claim that was its event's final attempt is dead-lettered
--- instead of freed (the claim skips exhausted events). Returns the events freed or dead-lettered
--- and the leases released. No SET clause: it plans under its caller's settings (recover_step's
--- index-only access and custom plans; reap's defaults), as the statement did in each caller.
-CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_free_claimed(p_rules text[], p_keys jsonb[],
-    p_claimed_ids bigint[], p_owners text[], p_owner_set text[], p_claimed_before timestamptz)
-RETURNS TABLE (events integer, leases integer)
+-- Free gone owners' claims, in one statement: the one place sync_outbox_recover_step and
+-- sync_outbox_reap do it. Events p_ids (read through the primary key) that are still claimed,
+-- unexpired (available_at > now()), by one of p_owners are freed (claimable now), or dead-lettered
+-- when that claim was their final attempt (the claim skips exhausted events). Returns how many.
+-- No SET clause: it plans under its caller's settings.
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_free_claimed(p_ids bigint[], p_owners text[])
+RETURNS integer
 LANGUAGE plpgsql AS $p2q$
+DECLARE
+  n integer;
 BEGIN
-  WITH k AS (
-    SELECT * FROM unnest(p_rules, p_keys, p_claimed_ids, p_owners) AS k(rule, row_key, claimed_id, owner)
-  ), ev AS (
+  WITH ev AS (
     UPDATE @SCHEMA@.sync_outbox o SET available_at = now(), claimed_by = NULL
-     WHERE o.id = ANY (p_claimed_ids)
-       AND (p_owner_set IS NULL OR o.claimed_by = ANY (p_owner_set))
-       AND (p_owner_set IS NOT NULL OR (o.id, o.claimed_by) IN (SELECT k.claimed_id, k.owner FROM k))
-       AND o.available_at > now() AND (p_claimed_before IS NULL OR o.claimed_at < p_claimed_before)
+     WHERE o.id = ANY (p_ids) AND o.claimed_by = ANY (p_owners) AND o.available_at > now()
        AND o.attempts < o.max_attempts
     RETURNING 1
   ), gone AS (
     DELETE FROM @SCHEMA@.sync_outbox o
-     WHERE o.id = ANY (p_claimed_ids)
-       AND (p_owner_set IS NULL OR o.claimed_by = ANY (p_owner_set))
-       AND (p_owner_set IS NOT NULL OR (o.id, o.claimed_by) IN (SELECT k.claimed_id, k.owner FROM k))
-       AND o.available_at > now() AND (p_claimed_before IS NULL OR o.claimed_at < p_claimed_before)
+     WHERE o.id = ANY (p_ids) AND o.claimed_by = ANY (p_owners) AND o.available_at > now()
        AND o.attempts >= o.max_attempts
     RETURNING o
-  ), rel AS (
-    UPDATE @SCHEMA@.sync_outbox_lease l SET owner = NULL, expires_at = NULL, released_at = now()
-      FROM k WHERE l.key_hash = pg_catalog.jsonb_hash_extended(k.row_key, 0) AND l.rule = k.rule AND l.row_key = k.row_key
-       AND (p_owner_set IS NULL OR l.owner = ANY (p_owner_set))
-    RETURNING 1
   )
   -- (every data-modifying CTE runs to completion whether or not it is read)
-  SELECT (SELECT count(*) FROM ev) + @SCHEMA@.sync_outbox_bury(ARRAY(SELECT g.o FROM gone g)),
-         (SELECT count(*) FROM rel)
-    INTO events, leases;
-  RETURN NEXT;
+  SELECT (SELECT count(*) FROM ev) + @SCHEMA@.sync_outbox_bury(ARRAY(SELECT g.o FROM gone g)) INTO n;
+  RETURN n;
 END
 $p2q$;
 
--- Everything sync_outbox_recover_step does, over the whole lease table and outbox in one call
--- (tests, and whoever wants it all now). Returns the number of events freed.
+-- Everything sync_outbox_recover_step does, over the whole outbox in one call (tests, and whoever
+-- wants it all now). Returns the number of events freed.
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_recover(p_grace_ms integer)
 RETURNS integer
 LANGUAGE sql AS $p2q$
@@ -935,12 +840,12 @@ $p2q$;
 --      hidden from this role counts as alive while its pid exists, as in sync_outbox_recover);
 --   2. finds the processes all of whose backends have been gone for p_dead_ms, deletes their
 --      registry rows (one reaper wins; concurrent checks skip locked rows) and frees their
---      claims and leases at once;
+--      claims at once;
 --   3. drops rows registered before the postmaster started (a restart closed every backend
 --      whatever the state of their processes: those claims take sync_outbox_recover's grace) and
 --      gone rows of live processes older than an hour (their claims, if any, take the grace too).
 -- Returns one row per reaped process: its instance id, the events freed (or dead-lettered: the claim
--- was their final attempt) and the leases released.
+-- was their final attempt) and 0 (the leases released, before migration 015).
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_reap(p_dead_ms integer)
 RETURNS TABLE (instance text, events integer, leases integer)
 LANGUAGE plpgsql AS $p2q$
@@ -948,11 +853,7 @@ LANGUAGE plpgsql AS $p2q$
 DECLARE
   r record;
   owners text[];
-  k_rules text[];
-  k_keys jsonb[];
   k_ids bigint[];
-  n integer;
-  m integer;
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox_instance i
                   WHERE i.gone_since IS NOT NULL
@@ -989,145 +890,28 @@ BEGIN
     )
     SELECT array_agg(g.owner) INTO owners FROM gone g;
     CONTINUE WHEN owners IS NULL; -- another daemon's check is reaping it
-    -- the owners' in-flight events are their leases' claimed events (invariant (I) above
-    -- sync_outbox_recover_step): read through the primary key, not by scanning the outbox. The
-    -- leases are locked in key order first, as claims and acks lock them (`id = ANY (...)` is an
-    -- index scan of the pkey even under stale statistics: the planner sizes a table by its actual
-    -- pages; no enable_seqscan = off here, which would make the registry's small queries JIT
-    -- compile every 500 ms). A claim that was its event's final attempt is dead-lettered now (the
-    -- claim skips exhausted events; the sweep would move it later): sync_outbox_free_claimed.
-    SELECT array_agg(k.rule), array_agg(k.row_key), array_agg(k.claimed_id) INTO k_rules, k_keys, k_ids
-      FROM (SELECT l2.rule, l2.row_key, l2.claimed_id FROM @SCHEMA@.sync_outbox_lease l2
-             WHERE l2.owner = ANY (owners)
-             ORDER BY l2.key_hash, l2.rule, l2.row_key FOR UPDATE OF l2) k;
-    -- an event matched by its id = a lease's claimed_id and its claimer in the set of owners
-    SELECT f.events, f.leases INTO n, m
-      FROM @SCHEMA@.sync_outbox_free_claimed(k_rules, k_keys, k_ids, NULL, owners, NULL) f;
-    instance := r.instance; events := n; leases := m;
+    -- the owners' in-flight events are at the front of their types (sync_outbox_front: the first
+    -- P2Q_OUTBOX_RECOVER_WINDOW of each from its mark; see recover_step). A claim beyond it is
+    -- the sweep's window's, or claimable again when it expires. A claim that was its event's
+    -- final attempt is dead-lettered now (the claim skips exhausted events).
+    SELECT array_agg(f.id) INTO k_ids FROM @SCHEMA@.sync_outbox_front(20000) f WHERE f.claimed_by = ANY (owners);
+    instance := r.instance; leases := 0;
+    events := CASE WHEN k_ids IS NULL THEN 0 ELSE @SCHEMA@.sync_outbox_free_claimed(k_ids, owners) END;
     RETURN NEXT;
   END LOOP;
 END
 $p2q$;
 
--- ---- reclaiming idle leases (the daemon's lease reclaimer, src/lease_gc.c, and `prune`) ---------
--- A lease row exists to keep one claimer per row and its fence, claimed_id: an event of the row
--- older than claimed_id is superseded, never applied. Without reclaiming, the table keeps one row
--- per row key ever changed. A released lease (owner NULL) may be deleted once its fence can never
--- matter again, i.e. once no event older than claimed_id can still be claimed:
---   (a) no event of the row older than claimed_id is in sync_outbox or in sync_outbox_dead (a
---       dead letter comes back with its old id: `retry --dead`), read with a snapshot S taken
---       after (b). An event at or above claimed_id needs no fence: its claim, with or without
---       this lease, leases the row at max(claimed_id, its id);
---   (b) no transaction that could still commit an older event of the row is running: with h =
---       the least xact_start of every transaction of this database running when (b) is read
---       (this one included: h <= now()), every lease released before h qualifies.
--- Why (b) suffices. Let L < C = claimed_id be the ids of a late event and of the newest claimed
--- one, K the claim that set claimed_id = C, cs its snapshot. The identity sequence hands out ids
--- in time order (cache 1, checked below), so the late transaction T started before it drew L,
--- before C was drawn, before C's transaction committed, before cs: start(T) < cs. A lease's
--- released_at r is the now() of the transaction that released it: an ack (alone, or the first
--- half of sync_outbox_ack_claim, which acks before it claims; sent on the claim's connection after
--- the claim committed: r > cs), the liveness check's reap (r > gone_since +
--- dead_ms > the owner's exit > cs) or sync_outbox_recover (r > leased_at + grace). If T runs
--- when (b) is read, h <= start(T) < cs <= r: the lease is kept. If T committed before S, its
--- event is seen by (a) (or was already claimed: superseded by this very lease). T cannot start
--- after (b) was read (start(T) < cs < r < h). So every event of the row committing after the
--- lease is gone has an id above C and is newer than anything applied: a fresh lease for it is
--- exactly what the old one would have allowed. The same holds for a newer version of the lease
--- met under FOR UPDATE (re-checked against the same h and the same S). One residual, outside
--- this function: recover's (or reap's) r precedes cs only if the releasing transaction stalled
--- between its start and its first statement for longer than its grace (seconds) while K ran —
--- and a row whose claimed event is still pending is kept by (a) anyway.
--- Conservative cases: nothing is reclaimed while a prepared transaction of this database exists
--- (it has no start time), while a session whose xact_start this role cannot see (another role's,
--- without pg_read_all_stats) is inside a transaction (backend_xid or backend_xmin set: a
--- transaction that drew an id has one of them until it ends; one that drew none yet can only draw
--- ids above claimed_id), when the id sequence caches
--- values, or outside READ COMMITTED (S must be taken after (b)). Replicas do not fight: leases
--- are locked FOR UPDATE SKIP LOCKED as they are read (claims and acks hold theirs; they are
--- skipped, never waited for); one locked and kept ((a) failed) stays locked until the statement
--- commits (a claim of its row waits that long; held leases are never locked).
--- Walks the lease table in key order, up to p_limit leases released before h per call, after
--- (p_after_rule, p_after_key) (NULL: from the start); returns the number deleted, the number
--- locked and tested, the last key locked (the next call's cursor; NULL at the end) and why nothing could be reclaimed (NULL: not
--- blocked; 'prepared_transaction', 'hidden_transaction', 'sequence_cache').
+-- ---- sync_outbox_reclaim_leases: kept for one release (migration 015 dropped the lease table) ---
+-- A daemon from before migration 015 calls it on its lease reclaimer's timer (src/lease_gc.c of
+-- that release) while it runs beside an upgraded outbox: it answers "nothing reclaimed, the end
+-- of the table" (no cursor, not blocked), so that daemon goes on harmlessly. To be dropped in the
+-- release after the next.
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_reclaim_leases(p_after_rule text, p_after_key jsonb,
     p_limit integer)
 RETURNS TABLE (reclaimed integer, scanned integer, last_rule text, last_key jsonb, blocked text)
-LANGUAGE plpgsql
-SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan SET jit = off
-AS $p2q$
-#variable_conflict use_column
-DECLARE
-  h timestamptz;
-  hidden boolean;
-BEGIN
-  reclaimed := 0; scanned := 0;
-  IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
-    RAISE EXCEPTION 'sync_outbox_reclaim_leases runs in READ COMMITTED only';
-  END IF;
-  IF (SELECT s.seqcache FROM pg_catalog.pg_sequence s
-       WHERE s.seqrelid = pg_catalog.pg_get_serial_sequence(
-               pg_catalog.quote_ident(@SCHEMA_NAME@) || '.sync_outbox', 'id')::regclass) > 1 THEN
-    blocked := 'sequence_cache'; RETURN NEXT; RETURN;
-  END IF;
-  IF EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts p WHERE p.database = pg_catalog.current_database()) THEN
-    blocked := 'prepared_transaction'; RETURN NEXT; RETURN;
-  END IF;
-  -- (b), read before (a)'s snapshot; a fresh read, not one cached earlier in this transaction.
-  -- Sessions without a user (autovacuum, background processes) write no events.
-  PERFORM pg_catalog.pg_stat_clear_snapshot();
-  SELECT min(a.xact_start),
-         COALESCE(bool_or(a.xact_start IS NULL AND (a.backend_xid IS NOT NULL OR a.backend_xmin IS NOT NULL)), false)
-    INTO h, hidden
-    FROM pg_catalog.pg_stat_activity a
-   WHERE a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
-     AND a.usesysid IS NOT NULL
-     AND a.pid <> pg_catalog.pg_backend_pid();  -- this transaction: now(), below
-  IF hidden THEN
-    blocked := 'hidden_transaction'; RETURN NEXT; RETURN;
-  END IF;
-  h := LEAST(h, now());
-  -- One statement, one snapshot S (taken after h was read): the next p_limit leases in key order
-  -- released before h (a range scan of the primary key (key_hash, rule, row_key); rule is never
-  -- '', so (least bigint, '', null) is below every key), each locked as it is read (SKIP LOCKED:
-  -- one that a claim, an ack or another replica holds is passed over; a lease updated since S is
-  -- met in its new version and tested again), then those that (a) allows deleted by ctid. One heap
-  -- visit per lease to read and lock it, one to delete it (a lock step of its own and a join per
-  -- deleted row cost two more: 6.0 -> 4.1 us per lease reclaimed). Held leases are never locked:
-  -- the ack that releases them must not wait for this statement.
-  WITH w AS (
-    SELECT l.ctid AS tid, l.key_hash, l.rule, l.row_key, l.owner, l.released_at, l.claimed_id
-      FROM @SCHEMA@.sync_outbox_lease l
-     WHERE (l.key_hash, l.rule, l.row_key) > (COALESCE(pg_catalog.jsonb_hash_extended(p_after_key, 0), -9223372036854775808),
-                                              COALESCE(p_after_rule, ''), COALESCE(p_after_key, 'null'::jsonb))
-       AND l.owner IS NULL AND l.released_at < h
-     ORDER BY l.key_hash, l.rule, l.row_key LIMIT p_limit
-       FOR UPDATE OF l SKIP LOCKED
-  ), gone AS (
-    -- released before h, and (a): only events older than claimed_id need the fence (see above);
-    -- none exists when claimed_id is below every pending id and every dead letter's id
-    DELETE FROM @SCHEMA@.sync_outbox_lease l
-     WHERE l.ctid = ANY (ARRAY(
-             SELECT w.tid FROM w
-              WHERE w.owner IS NULL AND w.released_at < h
-                AND (w.claimed_id < LEAST(COALESCE((SELECT min(o.id) FROM @SCHEMA@.sync_outbox o), 9223372036854775807),
-                                          COALESCE((SELECT min(x.id) FROM @SCHEMA@.sync_outbox_dead x), 9223372036854775807))
-                     OR (NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox o  -- sync_outbox_row_idx (012)
-                                      WHERE pg_catalog.jsonb_hash_extended(o.row_key, 0) = pg_catalog.jsonb_hash_extended(w.row_key, 0)
-                                        AND o.rule = w.rule AND o.row_key = w.row_key AND o.id < w.claimed_id)
-                         AND NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox_dead x
-                                          WHERE x.rule = w.rule AND x.row_key = w.row_key AND x.id < w.claimed_id)))))
-    RETURNING 1
-  ), last AS (
-    SELECT w.rule, w.row_key FROM w ORDER BY w.key_hash DESC, w.rule DESC, w.row_key DESC LIMIT 1
-  )
-  SELECT (SELECT count(*) FROM gone)::integer, (SELECT count(*) FROM w)::integer,
-         (SELECT last.rule FROM last), (SELECT last.row_key FROM last)
-    INTO reclaimed, scanned, last_rule, last_key;
-  IF scanned < p_limit THEN last_rule := NULL; last_key := NULL; END IF;
-  RETURN NEXT;
-END
+LANGUAGE sql AS $p2q$
+  SELECT 0, 0, NULL::text, NULL::jsonb, NULL::text
 $p2q$;
 
 -- ---- the backlog as `status`, /status and /metrics show it (src/admin.c) ------------------------
@@ -1162,21 +946,14 @@ DECLARE
   total bigint;
 BEGIN
   FOR t IN
-    WITH RECURSIVE o(et) AS (
-      SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox x WHERE x.event_type IS NOT NULL  -- (migration 011's predicate)
-                ORDER BY x.event_type DESC, x.id DESC LIMIT 1)
-      UNION ALL
-      SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox x WHERE x.event_type < o.et
-               ORDER BY x.event_type DESC, x.id DESC LIMIT 1)
-        FROM o WHERE o.et IS NOT NULL
-    ), d(et) AS (
+    WITH RECURSIVE d(et) AS (
       SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox_dead x ORDER BY x.event_type, x.id LIMIT 1)
       UNION ALL
       SELECT (SELECT x.event_type FROM @SCHEMA@.sync_outbox_dead x WHERE x.event_type > d.et
                ORDER BY x.event_type, x.id LIMIT 1)
         FROM d WHERE d.et IS NOT NULL
     )
-    SELECT o.et FROM o WHERE o.et IS NOT NULL UNION SELECT d.et FROM d WHERE d.et IS NOT NULL ORDER BY 1
+    SELECT o.et FROM @SCHEMA@.sync_outbox_types() AS o(et) UNION SELECT d.et FROM d WHERE d.et IS NOT NULL ORDER BY 1
   LOOP
     event_type := t; estimated := false;
     lo := @SCHEMA@.sync_outbox_mark_lo(t);

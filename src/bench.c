@@ -171,7 +171,6 @@ static int write_config(void *self, const p2q_bench_setting_t *s, int replica, i
           (long long)c->sweep_interval_ms, (long long)c->shutdown_timeout_ms, (long long)c->lease_ms,
           (long long)c->max_attempts, (long long)c->retry_min_ms, (long long)c->retry_max_ms,
           (long long)c->breaker_threshold, (long long)c->breaker_max_ms);
-  fprintf(f, "lease_reclaim_interval = %lldms\n", (long long)c->lease_reclaim_interval_ms);
   fprintf(f, "[log]\nlevel = warn\nstats_interval = 0\n[http]\n");
   if (port > 0) fprintf(f, "listen = 127.0.0.1:%d\n", port);
   else fprintf(f, "listen =\n");
@@ -659,7 +658,6 @@ int p2q_cmd_bench(const p2q_config_t *cfg, int argc, char **argv) {
   x->writers = 1, x->rows_per_txn = 1, x->rate = 200, x->duration_s = 10, x->timeout_s = 600;
   x->poll_ms = 1, x->settle_s = 30, x->mix[0] = 50, x->mix[1] = 40, x->mix[2] = 10;
   x->hot_rows = 100, x->hot_fraction = 0.8, x->stop = &g_stop;
-  x->reclaim_interval_s = cfg ? (double)cfg->lease_reclaim_interval_ms / 1000 : 0;
   b->cfg = cfg; /* NULL for `bench --help` (main.c): parse_args returns before any use */
   int pr = parse_args(b, &b->sw, argc, argv, b->workloads, sizeof b->workloads, &one_axis, &b->repeat, &b->p99max,
                       &emb_name, &qpid);

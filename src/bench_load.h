@@ -136,7 +136,6 @@ typedef struct {
   p2q_bench_autovac_t autovac;  /* autovacuum workers of the database, sampled with the backends */
   char autovac_names[6][160];   /* the outbox tables as autovacuum names them (and their TOAST) */
   int n_autovac_names;          /* 0: not looked up yet (or the lookup failed) */
-  double reclaim_interval_s;    /* the daemons' lease_reclaim_interval (0: never reclaims) */
   double wait_vacuum_s;         /* --wait-vacuum: drains wait this long at most for autovacuum */
   /* called about every 100 ms from a run's wait loops (progress display), may be NULL */
   void (*tick)(void *self);

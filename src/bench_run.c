@@ -4,8 +4,8 @@
  *
  *   drain, text: reset the outbox and the collection, queue the backlog (the first time through
  *     the real triggers, saved in the scratch schema; later runs copy it back, which is faster
- *     and identical), start the daemons, time until the outbox is empty; the CPU figures go on
- *     until the lease reclaimers have deleted the drain's leases (drain_tail).
+ *     and identical), start the daemons, time until the outbox is empty (with --wait-vacuum the
+ *     CPU figures go on until an autovacuum of the outbox has run: vacuum_tail).
  *   steady, mixed: reset, start the daemons, (mixed: preload rows and let them sync), then the
  *     writers commit at the rate for the duration while the observer measures COMMIT → visible
  *     in Qdrant for each change (bench_load.c).
@@ -84,8 +84,7 @@ static double outbox_left(p2q_bench_ctx_t *x, long long *lo) {
 
 static int reset_outbox(p2q_bench_ctx_t *x, p2q_bench_run_t *r) {
   char sql[512];
-  snprintf(sql, sizeof sql, "TRUNCATE \"%s\".sync_outbox, \"%s\".sync_outbox_lease, \"%s\".sync_outbox_dead",
-           x->prefix, x->prefix, x->prefix);
+  snprintf(sql, sizeof sql, "TRUNCATE \"%s\".sync_outbox, \"%s\".sync_outbox_dead", x->prefix, x->prefix);
   return q_exec(x, sql, r);
 }
 
@@ -257,18 +256,8 @@ static double backends_cpu(const p2q_bench_ctx_t *x) {
 
 typedef struct {
   double daemon[P2Q_BENCH_MAX_PROCS];
-  double qdrant, self, pgss, req_n, req_s, reclaimed;
+  double qdrant, self, pgss, req_n, req_s;
 } snap_t;
-
-/* leases deleted by the daemons' reclaimers so far (each lease is deleted once: the sum) */
-static double reclaimed_total(p2q_bench_ctx_t *x) {
-  double s = 0;
-  for (int i = 0; i < x->nprocs; i++) {
-    double v = p2q_bench_scrape_value(x->ports[i], "pg2qdrant_leases_reclaimed_total");
-    if (!isnan(v)) s += v;
-  }
-  return s;
-}
 
 static double pgss_ms(p2q_bench_ctx_t *x) {
   if (!x->has_pgss) return NAN;
@@ -290,7 +279,6 @@ static void snap(p2q_bench_ctx_t *x, snap_t *s) {
     double n, sec;
     if (p2q_bench_scrape(x->ports[i], &n, &sec) == 0) { s->req_n += n; s->req_s += sec; }
   }
-  s->reclaimed = reclaimed_total(x);
 }
 
 /* figures from two snapshots (daemons still running) into r, per event */
@@ -312,7 +300,7 @@ static void account(p2q_bench_ctx_t *x, const snap_t *a, const snap_t *b, double
   r->pgss_us_per_event = (b->pgss - a->pgss) * 1000 / ev;
   r->qdrant_requests = b->req_n - a->req_n;
   r->qdrant_req_ms = r->qdrant_requests > 0 ? (b->req_s - a->req_s) / r->qdrant_requests * 1000 : NAN;
-  r->leases_reclaimed = b->reclaimed - a->reclaimed;
+  r->leases_reclaimed = 0; /* no lease table since migration 015 (the column stays in the CSV) */
 }
 
 static void outbox_state(p2q_bench_ctx_t *x, p2q_bench_run_t *r) {
@@ -367,27 +355,6 @@ static int queue_backlog(p2q_bench_ctx_t *x, int text, p2q_bench_run_t *r) {
   }
   snprintf(sql, sizeof sql, "ANALYZE \"%s\".sync_outbox", P);
   return q_exec(x, sql, r);
-}
-
-/* After a drain, the CPU figures go on until the daemons' lease reclaimers have deleted the
-   leases the drain left behind (one per row here). Reclaiming is per-event work done every
-   lease_reclaim_interval (10 s by default): a drain shorter than one interval would leave all of
-   it out and a longer one include most of it, so 100,000 and 1,000,000 events would compare
-   different work. The wait is bounded (2 intervals + 10 s: a reclaimer blocked by an open
-   transaction); events/s still stops at empty. Returns the seconds waited. */
-static double drain_tail(p2q_bench_ctx_t *x) {
-  if (x->reclaim_interval_s <= 0) return 0;
-  char sql[256];
-  snprintf(sql, sizeof sql, "SELECT count(*) FROM \"%s\".sync_outbox_lease", x->prefix);
-  double leases = q_num(x, sql), base = reclaimed_total(x), t = p2q_bench_now();
-  if (isnan(leases)) return 0;
-  while (leases > 0 && !*x->stop && p2q_bench_now() - t < 2 * x->reclaim_interval_s + 10) {
-    nap(0.25);
-    if (x->tick) x->tick(x);
-    sample_backends(x, 0);
-    if (reclaimed_total(x) - base >= leases) break;
-  }
-  return p2q_bench_now() - t;
 }
 
 /* Autovacuum passes over sync_outbox finished so far; with `running`, plus the one running now. */
@@ -449,7 +416,7 @@ static void run_drain(p2q_bench_ctx_t *x, const p2q_bench_setting_t *s, int text
   }
   double t1 = p2q_bench_now();
   if (*x->stop) return;
-  r->tail_s = left == 0 ? drain_tail(x) + vacuum_tail(x) : 0;
+  r->tail_s = left == 0 ? vacuum_tail(x) : 0;
   if (*x->stop) return;
   sample_backends(x, 0);
   snap(x, &b);

@@ -4,12 +4,11 @@
  * One table, `needs`, is the list (README "Least privilege" shows the same as GRANTs, and
  * tests/integration/test_privileges.py runs each command as a role holding exactly those):
  *   run        USAGE on the outbox schema; SELECT, UPDATE, DELETE on sync_outbox (claim, ack);
- *              SELECT, INSERT, UPDATE on sync_outbox_lease and on sync_outbox_dead (a retried
- *              dead letter is updated); DELETE on sync_outbox_lease (idle leases reclaimed);
- *              SELECT, INSERT, UPDATE, DELETE on sync_outbox_instance (the daemon registry);
- *              SELECT on sync_outbox_meta (start-up check); EXECUTE on the claim/ack/
- *              recover_step/free_claimed/bury/register/reap/reclaim_leases/status functions
- *              (PUBLIC has it unless revoked).
+ *              SELECT, INSERT, UPDATE on sync_outbox_dead (a dead letter written again is
+ *              updated); SELECT, INSERT, UPDATE, DELETE on sync_outbox_instance (the daemon
+ *              registry); SELECT on sync_outbox_meta (start-up check); EXECUTE on the claim/ack/
+ *              recover_step/front/types/free_claimed/bury/register/reap/status functions (PUBLIC
+ *              has it unless revoked). (No lease table since migration 015.)
  *   apply      CREATE, USAGE on the outbox schema (trigger and drift functions); INSERT on
  *              sync_outbox (the SECURITY DEFINER trigger writes as apply's role); SELECT, INSERT,
  *              UPDATE on sync_outbox_rule; on each source table SELECT, TRIGGER, and UPDATE on
@@ -41,10 +40,6 @@ static const need_t needs[] = {
     {"run", K_TABLE, "sync_outbox", "SELECT"},
     {"run", K_TABLE, "sync_outbox", "UPDATE"},
     {"run", K_TABLE, "sync_outbox", "DELETE"},
-    {"run", K_TABLE, "sync_outbox_lease", "SELECT"},
-    {"run", K_TABLE, "sync_outbox_lease", "INSERT"},
-    {"run", K_TABLE, "sync_outbox_lease", "UPDATE"},
-    {"run", K_TABLE, "sync_outbox_lease", "DELETE"},
     {"run", K_TABLE, "sync_outbox_dead", "SELECT"},
     {"run", K_TABLE, "sync_outbox_dead", "INSERT"},
     {"run", K_TABLE, "sync_outbox_dead", "UPDATE"},
@@ -57,12 +52,13 @@ static const need_t needs[] = {
     {"run", K_FUNCTION, "sync_outbox_ack", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_ack_claim", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_recover_step", "EXECUTE"},
+    {"run", K_FUNCTION, "sync_outbox_front", "EXECUTE"},
+    {"run", K_FUNCTION, "sync_outbox_types", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_free_claimed", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_bury", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_status", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_register", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_reap", "EXECUTE"},
-    {"run", K_FUNCTION, "sync_outbox_reclaim_leases", "EXECUTE"},
     {"run", K_FUNCTION, "sync_outbox_mark_check", "EXECUTE"},
     {"apply", K_SCHEMA, NULL, "USAGE"},
     {"apply", K_SCHEMA, NULL, "CREATE"},

@@ -4,6 +4,7 @@
  * small ones (prune), so it never holds locks for long.
  */
 #include "pg2qdrant/capture.h"
+#include "reconcile_cmd.h"
 #include "pg2qdrant/commands.h"
 #include "pg2qdrant/drift.h"
 #include "pg2qdrant/errors.h"
@@ -141,6 +142,54 @@ int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv) {
   return 0;
 }
 
+/* retry --dead: each dead letter's row enqueued again as it is NOW, rule by rule of the config,
+   keys in pages (p2q_reconcile_fix_recapture: upserts for rows that exist, deletes for the
+   others, the dead letters deleted, one transaction under the table's SHARE lock). Not the dead
+   letter with its old id, as before migration 015: nothing remembers any more that a newer event
+   of its row was applied since it died, and its older snapshot would overwrite that one
+   (bench/issue11/session13-nl13.md D4). Dead letters of a rule the config does not have stay.
+   Returns the dead letters brought back, or -1 (err). */
+static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *type, char *err, size_t errlen) {
+  p2q_buf_t q = P2Q_BUF_INIT, page = P2Q_BUF_INIT, del = P2Q_BUF_INIT;
+  long long back = 0;
+  p2q_sql_ident(&q, cfg->pg_schema);
+  p2q_buf_printf(&page, "SELECT jsonb_agg(k.row_key)::text FROM (SELECT DISTINCT d.row_key FROM %s.sync_outbox_dead d"
+                        " WHERE d.rule = $1 LIMIT 1000) k", q.data);
+  p2q_buf_printf(&del, "DELETE FROM %s.sync_outbox_dead d WHERE d.rule = $2"
+                       " AND d.row_key IN (SELECT jsonb_array_elements($1::jsonb))", q.data);
+  for (int i = 0; back >= 0 && i < cfg->n_rules; i++) {
+    const p2q_rule_config_t *r = &cfg->rules[i];
+    if (r->shadow_of > 0 || (type && strcmp(r->event_type ? r->event_type : r->name, type))) continue;
+    rec_t c;
+    memset(&c, 0, sizeof c);
+    c.cfg = cfg; c.r = r; c.conn = conn;
+    if (p2q_reconcile_build_sql(&c)) { snprintf(c.err, sizeof c.err, "rule %s: cannot generate SQL", r->name); back = -1; }
+    for (long long n = 1; back >= 0 && n > 0;) {
+      PGresult *res = NULL;
+      const char *params[] = {r->name};
+      if (query_params(conn, p2q_buf_str(&page), 1, params, &res, c.err, sizeof c.err)) { back = -1; break; }
+      char *keys = PQgetisnull(res, 0, 0) ? NULL : strdup(PQgetvalue(res, 0, 0));
+      PQclear(res);
+      if (!keys) break;
+      n = 0;
+      if (p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&del), &n)) back = -1;
+      else back += n;
+      free(keys);
+    }
+    if (back < 0) snprintf(err, errlen, "rule %.100s: %.800s", r->name, c.err);
+    p2q_buf_free(&c.lookup);
+    p2q_buf_free(&c.upsert);
+    p2q_buf_free(&c.orphan);
+    p2q_buf_free(&c.rows);
+    p2q_buf_free(&c.keys);
+    p2q_buf_free(&c.events);
+  }
+  p2q_buf_free(&q);
+  p2q_buf_free(&page);
+  p2q_buf_free(&del);
+  return back;
+}
+
 int p2q_cmd_retry(const p2q_config_t *cfg, int argc, char **argv) {
   const char *type = NULL;
   int dead = 0;
@@ -152,34 +201,28 @@ int p2q_cmd_retry(const p2q_config_t *cfg, int argc, char **argv) {
   char err[1024];
   PGconn *conn = p2q_admin_connect(cfg, "pg2qdrant/retry", err, sizeof err);
   if (!conn) { fprintf(stderr, "pg2qdrant: %s\n", err); return 1; }
+  if (dead) {
+    long long n = retry_dead(cfg, conn, type, err, sizeof err);
+    if (n < 0) return die(conn, "retry", err);
+    printf("%lld dead event(s) to be tried now (their rows enqueued again as they are now)\n", n);
+    PGresult *r = PQexec(conn, "SELECT pg_catalog.pg_notify('" P2Q_NOTIFY_CHANNEL "', '')"); /* wake the daemons */
+    PQclear(r);
+    PQfinish(conn);
+    return 0;
+  }
   p2q_buf_t sql = P2Q_BUF_INIT, q = P2Q_BUF_INIT;
   p2q_sql_ident(&q, cfg->pg_schema);
-  if (dead) /* the original id is kept: a newer event of the same row still wins; the claim's
-               low-water mark is lowered to it in the same statement (sync_outbox_mark_lower) */
-    p2q_buf_printf(&sql,
-      "WITH back AS (DELETE FROM %s.sync_outbox_dead WHERE $1::text IS NULL OR event_type = $1 RETURNING *),"
-      " ins AS (INSERT INTO %s.sync_outbox (id, event_type, routing_key, rule, source_table, row_key, op, payload,"
-      "  vec, attempts, max_attempts, available_at, last_error, created_at) OVERRIDING SYSTEM VALUE"
-      " SELECT id, event_type, routing_key, rule, source_table, row_key, op, payload, vec, 0, max_attempts, now(),"
-      "  last_error, created_at FROM back RETURNING id, event_type),"
-      " low AS (SELECT %s.sync_outbox_mark_lower(i.event_type, min(i.id)) FROM ins i GROUP BY i.event_type)"
-      " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM low)", q.data, q.data, q.data);
-  else
-    p2q_buf_printf(&sql,
-      "UPDATE %s.sync_outbox SET available_at = now() WHERE claimed_by IS NULL AND available_at > now()"
-      " AND ($1::text IS NULL OR event_type = $1)", q.data);
+  p2q_buf_printf(&sql,
+    "UPDATE %s.sync_outbox SET available_at = now() WHERE claimed_by IS NULL AND available_at > now()"
+    " AND ($1::text IS NULL OR event_type = $1)", q.data);
   const char *params[] = {type};
   PGresult *r = NULL;
   int rc = query_params(conn, p2q_buf_str(&sql), 1, params, &r, err, sizeof err);
   p2q_buf_free(&sql);
   p2q_buf_free(&q);
   if (rc) return die(conn, "retry", err);
-  printf("%s %s event(s) to be tried now\n", dead ? PQgetvalue(r, 0, 0) : PQcmdTuples(r), dead ? "dead" : "waiting");
+  printf("%s waiting event(s) to be tried now\n", PQcmdTuples(r));
   PQclear(r);
-  if (dead) { /* wake the daemons */
-    PGresult *n = PQexec(conn, "SELECT pg_catalog.pg_notify('" P2Q_NOTIFY_CHANNEL "', '')");
-    PQclear(n);
-  }
   PQfinish(conn);
   return 0;
 }
@@ -198,36 +241,6 @@ static long long prune_loop(PGconn *conn, const char *sql, const char *param, ch
   }
 }
 
-/* Idle leases: one walk over the lease table with the daemon's own rule (sync_outbox_reclaim_leases,
-   the lease reclaimer's function: the same SQL decides what may go). Returns the total or -1;
-   *blocked gets the last reason the function gave for reclaiming nothing ("" if none). */
-static long long prune_leases(PGconn *conn, const char *schema, char *blocked, size_t bl, char *err, size_t errlen) {
-  char *sql = p2q_outbox_sql("SELECT reclaimed, last_rule, last_key::text, blocked"
-                             " FROM @SCHEMA@.sync_outbox_reclaim_leases($1, $2::jsonb, $3::int)", schema);
-  char *rule = NULL, *key = NULL, limit[16];
-  long long total = 0;
-  if (!sql) { snprintf(err, errlen, "out of memory"); return -1; }
-  snprintf(limit, sizeof limit, "%d", 5000);
-  blocked[0] = 0;
-  for (;;) {
-    PGresult *r = NULL;
-    const char *params[] = {rule, key, limit};
-    if (query_params(conn, sql, 3, params, &r, err, errlen)) { total = -1; break; }
-    total += atoll(PQgetvalue(r, 0, 0));
-    if (!PQgetisnull(r, 0, 3)) snprintf(blocked, bl, "%s", PQgetvalue(r, 0, 3));
-    free(rule);
-    free(key);
-    rule = PQgetisnull(r, 0, 1) ? NULL : strdup(PQgetvalue(r, 0, 1));
-    key = PQgetisnull(r, 0, 2) ? NULL : strdup(PQgetvalue(r, 0, 2));
-    PQclear(r);
-    if (!rule || !key) break; /* the end of the table (or blocked, or out of memory: stop) */
-  }
-  free(rule);
-  free(key);
-  free(sql);
-  return total;
-}
-
 int p2q_cmd_prune(const p2q_config_t *cfg, int argc, char **argv) {
   const char *age = "7d";
   for (int i = 0; i < argc; i++) {
@@ -236,24 +249,21 @@ int p2q_cmd_prune(const p2q_config_t *cfg, int argc, char **argv) {
   }
   long long ms = p2q_parse_age_ms(age);
   if (ms < 0) { fprintf(stderr, "pg2qdrant: prune: bad age '%s' (e.g. 7d, 12h, 30m)\n", age); return 2; }
-  char err[1024], msparam[32], blocked[64];
+  char err[1024], msparam[32];
   snprintf(msparam, sizeof msparam, "%lld", ms);
   PGconn *conn = p2q_admin_connect(cfg, "pg2qdrant/prune", err, sizeof err);
   if (!conn) { fprintf(stderr, "pg2qdrant: %s\n", err); return 1; }
   p2q_buf_t dead = P2Q_BUF_INIT, q = P2Q_BUF_INIT;
   p2q_sql_ident(&q, cfg->pg_schema);
   /* finished events are deleted when acknowledged; what remains to prune is dead letters older
-     than the age, then idle leases by the reclaimer's rule (age plays no part in it) */
+     than the age (there is no lease table since migration 015) */
   p2q_buf_printf(&dead, "DELETE FROM %s.sync_outbox_dead WHERE id IN (SELECT id FROM %s.sync_outbox_dead"
                         " WHERE died_at < now() - $1::bigint * interval '1 millisecond' LIMIT 5000)", q.data, q.data);
   long long nd = prune_loop(conn, p2q_buf_str(&dead), msparam, err, sizeof err);
-  long long nl = nd < 0 ? -1 : prune_leases(conn, cfg->pg_schema, blocked, sizeof blocked, err, sizeof err);
   p2q_buf_free(&dead);
   p2q_buf_free(&q);
-  if (nl < 0) return die(conn, "prune", err);
-  printf("pruned %lld dead letter(s) older than %s and %lld idle lease(s)\n", nd, age, nl);
-  if (*blocked)
-    printf("some idle leases were kept: %s (see README \"Outbox space\")\n", blocked);
+  if (nd < 0) return die(conn, "prune", err);
+  printf("pruned %lld dead letter(s) older than %s\n", nd, age);
   PQfinish(conn);
   return 0;
 }

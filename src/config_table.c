@@ -87,8 +87,8 @@ static const p2q_conf_entry_t daemon_tab[] = {
     G("daemon", "lease", P2Q_CT_DURATION, lease_ms, "5m", 1000, DAY_MS, 0,
       "A claimed event is leased this long; after that another worker may reclaim it.", NULL),
     G("daemon", "lease_reclaim_interval", P2Q_CT_DURATION, lease_reclaim_interval_ms, "10s", 0, DAY_MS, 0,
-      "Delete idle lease rows (one per source row changed) this often, when no pending event, dead "
-      "letter or older open transaction can need them (0: never; `prune` still does).", NULL),
+      "Deprecated, ignored: there is no lease table since outbox migration 015 (order per row is the "
+      "claim's rule). Still accepted for one release so that existing config files load.", NULL),
     G("daemon", "max_attempts", P2Q_CT_INT, max_attempts, "10", 1, 1000, 0,
       "Attempts before an event is moved to the dead-letter state.", NULL),
     G("daemon", "retry_min", P2Q_CT_DURATION, retry_min_ms, "1s", 0, DAY_MS, 0,

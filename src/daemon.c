@@ -3,7 +3,7 @@
  *
  * Owns: the libuv loop, the LISTEN connection (sync_outbox_insert; nothing else runs on it: a
  * backend delivers notifications only between statements), the maintenance connection (the
- * sweep's recovery and drift check, the status query, the lease reclaimer), the sweep timer, the Qdrant
+ * sweep's recovery and drift check, the status query), the sweep timer, the Qdrant
  * client, the embedders, the health module (health.c: a breaker per target), the signal
  * handlers, the stats timer and the WorkerPool. Flow: NOTIFY (payload = event type) or sweep →
  * wake the workers that claim it → each worker claims, embeds, writes and acks on its own
@@ -26,7 +26,6 @@
 #include "pg2qdrant/embedder.h"
 #include "pg2qdrant/errors.h"
 #include "pg2qdrant/health.h"
-#include "pg2qdrant/lease_gc.h"
 #include "pg2qdrant/log.h"
 #include "pg2qdrant/outbox.h"
 #include "pg2qdrant/recover.h"
@@ -47,15 +46,14 @@ struct p2q_daemon_s {
   const p2q_config_t *cfg;  /* running: the file's (base), or reindex_def.c's effective config */
   const p2q_config_t *base; /* the file's, as loaded (start-up or SIGHUP) */
   p2q_pg_t *listen_pg;  /* LISTEN only: a backend delivers notifications between statements */
-  p2q_pg_t *maint_pg;   /* the sweep's recovery and drift check, the status query, the lease
-                           reclaimer: statements that take seconds while the xmin horizon is held
+  p2q_pg_t *maint_pg;   /* the sweep's recovery and drift check, the status query: statements
+                           that take seconds while the xmin horizon is held
                            (a report, pg_dump); on listen_pg they held every wake-up back */
   p2q_qdrant_t *qdrant;
   p2q_outbox_t *outbox;
   p2q_health_t *health;
   p2q_recover_t *recover; /* registry, liveness check, self-fence (recover.c) */
   p2q_drift_t *drift;     /* rules whose table no longer fits them (drift.c), checked on the sweep */
-  p2q_lease_gc_t *lease_gc; /* deletes idle leases on a timer of its own (lease_gc.c) */
   uv_timer_t sweep_timer, shutdown_timer, stats_timer, mark_timer;
   char *mark_sql;      /* the claim's safety net, run on maint_pg (mark_check_cb) */
   int mark_pending;
@@ -548,7 +546,6 @@ static void finish(p2q_daemon_t *d) {
   if (d->listen_pg) p2q_pg_close(d->listen_pg, NULL, NULL);
   if (d->maint_pg) p2q_pg_close(d->maint_pg, NULL, NULL);
   p2q_recover_close(d->recover);
-  p2q_lease_gc_close(d->lease_gc);
   for (int i = 0; d->embedders && i < d->n_base_emb; i++)
     if (d->embedders[i]) p2q_embedder_close(d->embedders[i], NULL, NULL);
   for (int i = 0; i < d->n_shadow_emb; i++)
@@ -672,7 +669,7 @@ static int start(p2q_daemon_t *d) {
   if ((rc = p2q_pg_new(d->loop, &lo, &d->listen_pg))) return rc;
   p2q_pg_options_t mo = {.conninfo = d->cfg->pg_conninfo, .name = "pg2qdrant/maint",
                          .connect_timeout_ms = (uint64_t)d->cfg->pg_connect_timeout_ms,
-                         .synchronous_commit = p2q_outbox_sync_commit(d->cfg), /* recover, status, lease gc */
+                         .synchronous_commit = p2q_outbox_sync_commit(d->cfg), /* recover, status */
                          .reconnect_max_ms = 10000, .on_connect = maint_connected, .arg = d};
   if ((rc = p2q_pg_new(d->loop, &mo, &d->maint_pg))) return rc;
   /* before the workers: their sessions register under its instance id */
@@ -691,8 +688,6 @@ static int start(p2q_daemon_t *d) {
                        .maint_pg = d->maint_pg,
                        .workers = d->workers, .n_workers = d->n_workers, .view = ops_view, .arg = d};
   if ((rc = p2q_ops_start(&od, &d->ops))) return rc;
-  if ((rc = p2q_lease_gc_new(d->loop, d->maint_pg, d->cfg->pg_schema, d->cfg->lease_reclaim_interval_ms,
-                             p2q_ops_metrics(d->ops), &d->lease_gc))) return rc;
   if (!(d->mark_sql = p2q_outbox_sql("SELECT @SCHEMA@.sync_outbox_mark_check('20 seconds')", d->cfg->pg_schema)))
     return P2Q_ENOMEM;
   uv_timer_start(&d->mark_timer, mark_check_cb, MARK_CHECK_MS, MARK_CHECK_MS);
@@ -742,7 +737,6 @@ int p2q_cmd_run(const p2q_config_t *cfg, int argc, char **argv) {
   if (close_rc) P2Q_WARN("loop_close", "err=%s", uv_strerror(close_rc));
   p2q_ops_free(d.ops);
   p2q_recover_free(d.recover);
-  p2q_lease_gc_free(d.lease_gc);
   p2q_drift_free(d.drift);
   p2q_reindex_exec_free(d.rx);
   free(d.shadow_emb);

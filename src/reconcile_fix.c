@@ -57,6 +57,32 @@ rollback:
   return -1;
 }
 
+/* `retry --dead` (cmd_admin.c): the rows of `keys` (a JSON array) enqueued again as they are NOW
+   (upserts for selected rows, deletes for the others: the two statements above) and then `after`
+   ($1 the keys, $2 the rule: the dead letters' delete), in one transaction under the SHARE lock,
+   which waits for in-flight writers and holds new ones: each event is the newest of its row, so it
+   is applied after every older one and never puts an older state over a newer one (a dead letter
+   brought back with its own old id could: nothing remembers a newer event applied since; see
+   bench/issue11/session13-nl13.md D4). *n_after gets the rows `after` touched. */
+int p2q_reconcile_fix_recapture(rec_t *c, const char *keys, const char *after, long long *n_after) {
+  if (lock_begin(c)) return -1;
+  PGresult *res = p2q_reconcile_exec_keys(c, c->upsert.data, keys, 0);
+  if (!res) goto rollback;
+  c->fixed_upserts += atoll(PQcmdTuples(res));
+  PQclear(res);
+  if (!(res = p2q_reconcile_exec_keys(c, c->orphan.data, keys, 0))) goto rollback;
+  c->fixed_deletes += atoll(PQcmdTuples(res));
+  PQclear(res);
+  if (!(res = p2q_reconcile_exec_keys(c, after, keys, 1))) goto rollback;
+  *n_after = atoll(PQcmdTuples(res));
+  PQclear(res);
+  if (p2q_admin_exec(c->conn, "COMMIT", c->err, sizeof c->err)) return -1;
+  return 0;
+rollback:
+  PQclear(PQexec(c->conn, "ROLLBACK"));
+  return -1;
+}
+
 /* Inside the locked transaction: mark in `cand` (sorted) the ids an outbox event of the rule maps
    to (a row written since the rows were read, whose event may be being applied right now). */
 static int mark_pending_ids(rec_t *c, p2q_rec_idset_t *cand) {

@@ -129,7 +129,7 @@ typedef struct {
   int64_t sweep_interval_ms;
   int64_t shutdown_timeout_ms;
   int64_t lease_ms;              /* a claim expires after this; then others may reclaim */
-  int64_t lease_reclaim_interval_ms; /* idle leases deleted this often (lease_gc.c); 0: never */
+  int64_t lease_reclaim_interval_ms; /* deprecated, ignored (no lease table since migration 015) */
   int64_t max_attempts;
   int64_t retry_min_ms;
   int64_t retry_max_ms;

@@ -1,10 +1,12 @@
-"""sync_outbox_claim's one-candidate path gives what its set statement gives (issue 11).
+"""sync_outbox_claim's one-candidate path gives what its set statement gives (issue 11), and order
+per row without a lease (migration 015: a candidate is claimed only when no older event of its row
+is left in the outbox outside the claim's own candidates).
 
-At low rates most claims find one event, and the claim handles a lone candidate with plain
-statements instead of the statement that coalesces a batch (sql/functions.sql). Each case below runs
+At low rates most claims find one event, and the claim handles a lone candidate with one plain
+UPDATE instead of the statement that coalesces a batch (sql/functions.sql). Each case below runs
 twice: with the case's event as the only candidate (the plain path) and with an unrelated event
-beside it (two candidates: the set statement); the rows returned for the case's row, the event's
-state and the lease must be the same. Leases are made through the functions themselves.
+beside it (two candidates: the set statement); the rows returned for the case's row and the
+event's state must be the same.
 """
 import json
 
@@ -46,11 +48,6 @@ def claim(db, owner, held=True, ack=None):
                               [0] * len(ack) or None, [None] * len(ack) or None)).fetchall()
 
 
-def lease(db, key):
-    return db.execute("SELECT owner, claimed_id, expires_at IS NOT NULL FROM sync_outbox_lease"
-                      " WHERE rule = 'docs' AND row_key = %s::jsonb", (json.dumps({"id": key}),)).fetchone()
-
-
 def event(db, i):
     return db.execute("SELECT claimed_by, attempts FROM sync_outbox WHERE id = %s", (i,)).fetchone()
 
@@ -62,48 +59,84 @@ def of_row(rows, key):
 @pytest.mark.parametrize("beside", [False, True], ids=["one candidate", "two candidates"])
 def test_claimed_held_and_coalesced_rows_are_the_same_on_both_paths(outbox, beside):
     db = outbox
-    other = 1000 if beside else None
-    # claimed: the event is updated (attempt counted) and its row leased to the claimer
+    other = [1000] if beside else None
+
+    def another():
+        """the unrelated row's next event (the previous one's claim, done)"""
+        if other:
+            db.execute("DELETE FROM sync_outbox WHERE row_key = %s::jsonb", (json.dumps({"id": other[0]}),))
+            other[0] += 1
+            add(db, other[0])
+
+    # claimed: the event is updated (attempt counted)
     e1 = add(db, 1)
-    if other:
-        add(db, other)
+    another()
     rows = claim(db, "t.1")
     assert of_row(rows, 1) == [(e1, "upsert", 1)], rows
-    assert event(db, e1) == ("t.1", 1) and lease(db, 1) == ("t.1", e1, True)
-    # held: a newer event of the same row while t.1 holds its lease: one 'held' row (id = how many
-    # rows were held back), nothing claimed; without p_held no row at all
+    assert event(db, e1) == ("t.1", 1)
+    # held: a newer event of the same row while t.1 has the older one in flight: one 'held' row
+    # (id = how many rows were held back), nothing claimed; without p_held no row at all
     e2 = add(db, 1)
-    if other:
-        other += 1
-        add(db, other)
+    another()
     rows = claim(db, "t.2")
     assert [r for r in rows if r[2] == "held"] == [(1, None, "held", None, 0)], rows
-    assert event(db, e2) == (None, 0) and lease(db, 1) == ("t.1", e1, True)
-    if other:
-        db.execute("DELETE FROM sync_outbox WHERE claimed_by = 't.2'")  # the other row's claim, done
-        other += 1
-        add(db, other)
+    assert event(db, e2) == (None, 0) and event(db, e1) == ("t.1", 1)
+    another()
     rows = claim(db, "t.2", held=False)
     assert not [r for r in rows if r[2] == "held" or r[0] in (e1, e2)], rows
     assert event(db, e2) == (None, 0)
-    # the riding ack of e1 gives the lease back; the claim in the same call takes e2
-    if other:
-        db.execute("DELETE FROM sync_outbox WHERE claimed_by = 't.2'")
-        other += 1
-        add(db, other)
+    # the riding ack of e1 deletes it; the claim in the same call takes e2
+    another()
     rows = claim(db, "t.1", ack=[(e1, 1, "done")])
     assert of_row(rows, 1) == [(e2, "upsert", 1)], rows
-    assert event(db, e1) is None and lease(db, 1) == ("t.1", e2, True)
-    claim(db, "t.1", ack=[(e2, 1, "done")] + ([(None, other, "release")] if other else []))
-    assert event(db, e2) is None and lease(db, 1) == (None, e2, False)
-    # coalesced: an older event of the row committed after e2 was applied (an explicit lower id):
-    # deleted, not applied, and the lease taken for nothing is given back by a 'release' row
+    assert event(db, e1) is None and event(db, e2) == ("t.1", 1)
+    claim(db, "t.1", ack=[(e2, 1, "done")])
+    assert event(db, e2) is None
+    # coalesced: two pending events of the row in one claim: the older deleted, the newer claimed
     db.execute("DELETE FROM sync_outbox")
-    e0 = add(db, 1, at_id=e1)  # e1's id: free again since its ack deleted it
-    assert e0 < e2
-    if other:
-        other += 1
-        add(db, other)
+    e3, e4 = add(db, 1), add(db, 1)
+    another()
     rows = claim(db, "t.3")
-    assert of_row(rows, 1) == sorted([(e0, "coalesced", 0), (e2, "release", 0)]), rows
-    assert event(db, e0) is None and lease(db, 1) == ("t.3", e2, True)
+    assert of_row(rows, 1) == [(e3, "coalesced", 0), (e4, "upsert", 1)], rows
+    assert event(db, e3) is None and event(db, e4) == ("t.3", 1)
+    # superseded: an older event that only waits for a retry backoff (acked 'retry': claimed_by
+    # NULL) does not hold its row: the newer event is claimed, the older one deleted ('coalesced'),
+    # as the lease let the newer one win at once before migration 015
+    db.execute("UPDATE sync_outbox SET claimed_by = NULL, available_at = now() + interval '1 hour'"
+               " WHERE id = %s", (e4,))
+    e5 = add(db, 1)
+    another()
+    rows = claim(db, "t.4")
+    assert of_row(rows, 1) == [(e4, "coalesced", 0), (e5, "upsert", 1)], rows
+    assert event(db, e4) is None and event(db, e5) == ("t.4", 1)
+    # exhausted (attempts spent, waiting for the sweep's dead letter): holds the row; never
+    # deleted by a claim (it must end in sync_outbox_dead)
+    db.execute("UPDATE sync_outbox SET claimed_by = NULL, available_at = now() - interval '1 second',"
+               " attempts = max_attempts WHERE id = %s", (e5,))
+    e6 = add(db, 1)
+    another()
+    rows = claim(db, "t.5")
+    assert [r for r in rows if r[2] == "held"] == [(1, None, "held", None, 0)], rows
+    assert event(db, e5) == (None, 10) and event(db, e6) == (None, 0)
+
+
+def test_an_older_event_beyond_the_claims_limit_holds_its_row(outbox):
+    """Order per row across claims: a newer event is never claimed while an older one of its row is
+    in the outbox outside the claim (here beyond its LIMIT: the older one is claimable, but in
+    another claim's candidates), and two claimers each holding one event of a row never hold each
+    other (only an OLDER event holds)."""
+    db = outbox
+    a1 = add(db, 7)
+    b1 = add(db, 8)
+    a2 = add(db, 7)
+    # a claim of 1 from a2's side: take a1 (the oldest) — a2 is not a candidate
+    rows = db.execute("SELECT id, op FROM sync_outbox_claim('t.1', ARRAY['docs'], NULL, 1, 30000, true)").fetchall()
+    assert rows == [(a1, "upsert")], rows
+    # the next claim sees b1 and a2: b1 claimed, a2 held behind a1 (in flight)
+    rows = claim(db, "t.2")
+    assert sorted((r[0], r[2]) for r in rows) == [(1, "held"), (b1, "upsert")], rows
+    # a1 retried (waiting its backoff) is superseded by a2
+    db.execute("SELECT sync_outbox_ack('t.1', ARRAY[%s]::bigint[], ARRAY['docs'], ARRAY[%s::jsonb], ARRAY['retry'],"
+               " ARRAY[3600000], ARRAY['x'])", (a1, json.dumps({"id": 7})))
+    rows = claim(db, "t.2")
+    assert sorted((r[0], r[2]) for r in rows) == [(a1, "coalesced"), (a2, "upsert")], rows

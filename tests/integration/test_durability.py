@@ -35,8 +35,6 @@ CREATE CONSTRAINT TRIGGER log_commit AFTER INSERT OR UPDATE OR DELETE ON sync_ou
   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION log_commit();
 CREATE CONSTRAINT TRIGGER log_commit AFTER INSERT OR UPDATE OR DELETE ON sync_outbox_dead
   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION log_commit();
-CREATE CONSTRAINT TRIGGER log_commit AFTER DELETE ON sync_outbox_lease
-  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION log_commit();
 """
 
 
@@ -56,7 +54,7 @@ def log_rows(db):
 
 
 def test_daemon_commits_async_claims_and_cli_durable(make_daemon, items, pgdb, qdrant):
-    d = make_daemon({"rule.items": rule(), "daemon": {"max_attempts": "1", "lease_reclaim_interval": "300ms"},
+    d = make_daemon({"rule.items": rule(), "daemon": {"max_attempts": "1"},
                      "worker.w": {"event_types": "items", "batch_size": "4"}})
     d.env["PGOPTIONS"] = STOCK
     d.cli("init")
@@ -89,11 +87,14 @@ def test_daemon_commits_async_claims_and_cli_durable(make_daemon, items, pgdb, q
     with writer(pgdb) as w:
         w.execute("UPDATE items SET n = 1, emb = %s WHERE id = 4", (vec(4, 1),))
     wait_until(lambda: outbox_counts(items) == (0, 1), what="dead-lettered again")
-    # the lease reclaimer (on the daemon's LISTEN connection) deletes released leases
-    wait_until(lambda: items.execute("SELECT count(*) FROM commit_log WHERE tbl = 'sync_outbox_lease'"
-                                     " AND app = 'pg2qdrant'").fetchone()[0] > 0, what="leases reclaimed")
+    # the sweep (on the daemon's maintenance connection) dead-letters a born-dead event (max_attempts
+    # 0: never claimed); it was the lease reclaimer's deletes before migration 015 dropped the leases
+    with writer(pgdb) as w:
+        w.execute("INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, payload, max_attempts)"
+                  " VALUES ('items', 'items', 'public.items', '{\"id\": 999}', 'upsert', '{}', 0)")
+    wait_until(lambda: outbox_counts(items) == (0, 2), what="the born-dead event buried by the sweep")
     d.stop(p)
-    assert "pruned 1 dead letter(s)" in d.cli("prune", "--older-than", "0s").stdout
+    assert "pruned 2 dead letter(s)" in d.cli("prune", "--older-than", "0s").stdout
 
     rows = log_rows(items)
     by = lambda pred: {r[4] for r in rows if pred(r)}  # noqa: E731
@@ -108,8 +109,9 @@ def test_daemon_commits_async_claims_and_cli_durable(make_daemon, items, pgdb, q
     # … its acks (done deletes, the dead letter's move) run with synchronous_commit off
     assert "off" in by(lambda r: r[1] == "pg2qdrant" and r[0] == "sync_outbox" and r[2] == "DELETE"), rows
     assert by(lambda r: r[1] == "pg2qdrant" and r[0] == "sync_outbox_dead") >= {"off"}, rows
-    # … and so does its LISTEN connection's work (here the lease reclaimer's deletes)
-    assert by(lambda r: r[1] == "pg2qdrant" and r[0] == "sync_outbox_lease") == {"off"}, rows
+    # … and so does its maintenance connection's work (here the sweep's burial): every dead letter
+    # the daemon wrote, by its acks or its sweep, was committed with synchronous_commit off
+    assert by(lambda r: r[1] == "pg2qdrant" and r[0] == "sync_outbox_dead") == {"off"}, rows
 
 
 def test_daemon_synchronous_commit_default_leaves_the_session(make_daemon, items, pgdb, qdrant):

@@ -83,10 +83,10 @@ def explain(db, qdrant, d=None):
     diff = {k: (e.get(k), a.get(k)) for k in set(e) | set(a) if e.get(k) != a.get(k)}
     rows = db.execute("SELECT id, op, row_key::text, attempts, claimed_by, available_at > now(),"
                       " last_error FROM sync_outbox ORDER BY id LIMIT 20").fetchall()
-    leases = db.execute("SELECT row_key::text, owner, expires_at > now(), claimed_id FROM sync_outbox_lease"
-                        " WHERE owner IS NOT NULL LIMIT 20").fetchall()
+    claimed = db.execute("SELECT id, row_key::text, claimed_by, available_at > now() FROM sync_outbox"
+                         " WHERE claimed_by IS NOT NULL ORDER BY id LIMIT 20").fetchall()
     tail = d.log_text()[-4000:] if d else ""
-    return f"diff={list(diff.items())[:10]}\noutbox={rows}\nleases={leases}\n{tail}"
+    return f"diff={list(diff.items())[:10]}\noutbox={rows}\nclaimed={claimed}\n{tail}"
 
 
 class Traffic(threading.Thread):

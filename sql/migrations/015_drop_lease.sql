@@ -1,0 +1,26 @@
+-- Migration 015: the per-row lease table goes (issue 11; bench/issue11/session13-nl13.md). Order per
+-- row is now the claim's rule (sql/functions.sql, sync_outbox_claim): a candidate is claimed only
+-- when no older event of its row is left in sync_outbox outside the claim's own candidates. The
+-- lease's writes (an upsert per claimed row, a release per ack, the reclaimer's delete) were about
+-- a third of PostgreSQL's cost per event at batch 256 and half of it at one event per claim
+-- (bench/outbox_model_bench.py's `nolease`).
+-- An upgrade with events in flight beside running daemons: a claimed event keeps claimed_by and
+-- available_at, so under the new rule it holds its row's newer events exactly as its lease did,
+-- and recovery finds it at the front of its type (sync_outbox_front). A released lease's fence
+-- (claimed_id) is needed only by an event older than a row's applied one, which only `retry --dead`
+-- made (old ids); it now re-captures the row's current state instead (src/cmd_admin.c).
+-- Daemons of the previous release keep running until restarted: their calls reach the new
+-- functions under the same names ('release' acks do nothing; sync_outbox_reclaim_leases answers
+-- "nothing to reclaim", for one release).
+-- Locks: sync_outbox first, then the lease table, both ACCESS EXCLUSIVE, in the order every claim
+-- and ack of the previous release takes them (the outbox's rows, then the leases): the lease table
+-- alone first would deadlock with a running daemon's claim once `init` goes on to replace the
+-- functions (session 12's finding, migration 014).
+DO $p2q$
+BEGIN
+  IF pg_catalog.to_regclass(pg_catalog.quote_ident(@SCHEMA_NAME@) || '.sync_outbox_lease') IS NOT NULL THEN
+    LOCK TABLE @SCHEMA@.sync_outbox, @SCHEMA@.sync_outbox_lease IN ACCESS EXCLUSIVE MODE;
+    DROP TABLE @SCHEMA@.sync_outbox_lease;
+  END IF;
+END
+$p2q$;
