@@ -67,7 +67,7 @@ def script(fn, n, noride, mark_every=0, batch=1, empty=False):
     vec = "array_fill(0.5::real, ARRAY[384])"
     if batch > 1:
         return batch_script(fn, n // batch, batch, vec)
-    out = ["TRUNCATE sync_outbox, sync_outbox_lease;",
+    out = ["TRUNCATE sync_outbox;",
            "SELECT setval(pg_get_serial_sequence('sync_outbox', 'id'), 1000, false);"]
     if fn:
         mk = (", boolean", ", $12") if mark_every else ("", "")
@@ -95,7 +95,7 @@ def script(fn, n, noride, mark_every=0, batch=1, empty=False):
 
 def batch_script(fn, rounds, b, vec):
     """--batch: rounds x (INSERT b events of b rows; claim them, the previous round's ack riding)."""
-    out = ["TRUNCATE sync_outbox, sync_outbox_lease;",
+    out = ["TRUNCATE sync_outbox;",
            "SELECT setval(pg_get_serial_sequence('sync_outbox', 'id'), 1000, false);"]
     if fn:
         out.append("PREPARE p(text, text[], text, int, int, bigint[], text[], jsonb[], text[], int[], text[]) AS"

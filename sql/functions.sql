@@ -699,7 +699,10 @@ BEGIN
   ), c AS (
     SELECT w.id, w.claimed_by, w.claimed_at FROM w WHERE w.claimed AND w.claimed_by IS NOT NULL
     UNION
-    SELECT f.id, f.claimed_by, f.claimed_at FROM @SCHEMA@.sync_outbox_front(p_limit) f
+    -- (a lost connection the registry knows: the whole front, whatever the window, so its claims
+    -- come back one grace after it went, as its leases did)
+    SELECT f.id, f.claimed_by, f.claimed_at
+      FROM @SCHEMA@.sync_outbox_front(CASE WHEN cardinality(lost) > 0 THEN GREATEST(p_limit, 20000) ELSE p_limit END) f
   ), g AS (
     SELECT c.id, c.claimed_by FROM c
      WHERE c.claimed_by = ANY (lost)

@@ -158,11 +158,11 @@ def test_privileges_each_missing_one_named(make_daemon, docs, pgdb):
         assert "CREATE on schema" in checks["privileges.apply"]["message"]
         assert "TRIGGER on" in checks["privileges.apply"]["message"]
         docs.execute(f'REVOKE UPDATE ON sync_outbox FROM "{role}"')
-        docs.execute(f'REVOKE INSERT ON sync_outbox_lease FROM "{role}"')
+        docs.execute(f'REVOKE INSERT ON sync_outbox_dead FROM "{role}"')  # (sync_outbox_lease before 015)
         rc, checks = check(d, env=env)
         assert rc == 1 and set(failed(checks)) == {"privileges.run"}
         msg, fix = checks["privileges.run"]["message"], checks["privileges.run"]["fix"]
-        assert 'UPDATE on "public".sync_outbox' in msg and 'INSERT on "public".sync_outbox_lease' in msg
+        assert 'UPDATE on "public".sync_outbox' in msg and 'INSERT on "public".sync_outbox_dead' in msg
         assert "SELECT on" not in msg  # only what is missing
         assert f'GRANT UPDATE ON "public".sync_outbox TO {role};' in fix
         docs.execute(f'REVOKE EXECUTE ON FUNCTION sync_outbox_ack FROM PUBLIC')

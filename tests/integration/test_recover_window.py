@@ -1,8 +1,9 @@
 """Recovery and the status refresh without scanning the backlog (issue 11).
 
-sync_outbox_recover_step finds a gone owner's in-flight events through its leases (invariant (I)
-in sql/functions.sql) and walks the outbox window by window for exhausted events that no lease
-leads to; sync_outbox_reap frees (or dead-letters) through the leases too; sync_outbox_status
+sync_outbox_recover_step finds a gone owner's in-flight events at the front of their type (where
+claims take them: sync_outbox_front) and in the outbox window it walks window by window (also for
+exhausted events); sync_outbox_reap frees (or dead-letters) from the fronts too (before migration
+015 both went through the per-row leases); sync_outbox_status
 reads at most P2Q_OUTBOX_STATUS_EXACT + 1 events per type and flags an estimate beyond. Each test
 checks one of those paths against what the old full-scan statements did."""
 import json
@@ -81,10 +82,10 @@ def walk(db, grace_ms, limit):
     return freed, buried, calls
 
 
-def test_gone_owner_claims_are_found_through_their_leases(outbox):
-    """In flight (freed), acked retry / requeue (their backoff kept), a `release` row, a live
-    owner's claims (kept): the lease-driven walk frees exactly the old full scan's set, window by
-    window, and releases the gone owner's leases."""
+def test_gone_owner_claims_are_found_at_the_front_and_by_the_window(outbox):
+    """In flight (freed), acked retry / requeue (their backoff kept), a held newer event, a live
+    owner's claims (kept): the walk (the fronts and the window) frees exactly the old full scan's
+    set, window by window."""
     db = outbox
     enqueue(db, 60)
     live = db.execute("SELECT pid::text || '.' || (extract(epoch FROM backend_start) * 1000000)::bigint::text"
@@ -101,7 +102,7 @@ def test_gone_owner_claims_are_found_through_their_leases(outbox):
     before = {r[0]: r[1:] for r in db.execute(
         "SELECT id, claimed_by, available_at, attempts FROM sync_outbox WHERE id = ANY (%s)",
         (gone[:8] + mine,)).fetchall()}
-    freed, buried, calls = walk(db, 0, 7)  # 40 leases, 61 events: several windows each
+    freed, buried, calls = walk(db, 0, 7)  # 61 events: several windows
     assert (freed, buried) == (22, 0) and calls >= 9
     got = {r[0] for r in db.execute("SELECT id FROM sync_outbox WHERE id = ANY (%s) AND claimed_by IS NULL"
                                     " AND available_at <= now()", (list(want),)).fetchall()}
@@ -110,8 +111,9 @@ def test_gone_owner_claims_are_found_through_their_leases(outbox):
         "SELECT id, claimed_by, available_at, attempts FROM sync_outbox WHERE id = ANY (%s)",
         (gone[:8] + mine,)).fetchall()}
     assert after == before  # backoffs and the live owner's claims untouched
-    assert db.execute("SELECT count(*) FROM sync_outbox_lease WHERE owner = %s", (GONE,)).fetchone()[0] == 0
-    assert db.execute("SELECT count(*) FROM sync_outbox_lease WHERE owner = %s", (live,)).fetchone()[0] == 10
+    assert db.execute("SELECT count(*) FROM sync_outbox WHERE claimed_by = %s", (GONE,)).fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM sync_outbox WHERE claimed_by = %s AND available_at > now()",
+                      (live,)).fetchone()[0] == 10
     # the one-call form (tests, the old name) agrees: nothing left to free
     assert db.execute("SELECT sync_outbox_recover(0)").fetchone()[0] == 0
     # within the grace nothing is freed
@@ -123,13 +125,13 @@ def test_gone_owner_claims_are_found_through_their_leases(outbox):
 
 def test_registered_lost_connection_is_freed_whatever_the_window(outbox):
     """A lost connection the registry knows (gone_since, set by the liveness check): its claims
-    come back one grace after, even when the lease walk's window is far from them, and its
-    registry row goes with them, so the lease table is scanned for it once."""
+    come back one grace after, even when the window is far from them (the whole front of each type
+    is read for it), and its registry row goes with them, so that is done once."""
     db = outbox
     enqueue(db, 50)
     live, pid, start = db.execute("SELECT pid::text || '.' || (extract(epoch FROM backend_start) * 1000000)::bigint::text,"
                                   " pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()").fetchone()
-    mine = claim(db, live, 30)       # the first keys in lease order: the only ones a 1-lease window sees
+    mine = claim(db, live, 30)       # the first events: the only ones a 1-event window sees
     lost = claim(db, "999999996.1", 20)
     db.execute("INSERT INTO sync_outbox_instance (owner, instance, pid, backend_start, gone_since) VALUES"
                " (%s, 'alive', %s, %s, NULL), ('999999996.1', 'alive', 999999996, now(), now() - interval '1 minute')",
@@ -140,7 +142,7 @@ def test_registered_lost_connection_is_freed_whatever_the_window(outbox):
     assert db.execute("SELECT count(*) FROM sync_outbox WHERE id = ANY (%s) AND claimed_by IS NULL"
                       " AND available_at <= now()", (lost,)).fetchone()[0] == 20
     assert db.execute("SELECT owner FROM sync_outbox_instance").fetchall() == [(live,)]
-    assert db.execute("SELECT count(*) FROM sync_outbox_lease WHERE owner IS NOT NULL").fetchone()[0] == 30
+    assert db.execute("SELECT count(*) FROM sync_outbox WHERE claimed_by IS NOT NULL").fetchone()[0] == 30
     assert db.execute(step).fetchone()[0] == 0
     assert db.execute("SELECT count(*) FROM sync_outbox WHERE id = ANY (%s) AND claimed_by = %s",
                       (mine, live)).fetchone()[0] == 30
@@ -148,7 +150,7 @@ def test_registered_lost_connection_is_freed_whatever_the_window(outbox):
 
 def test_final_attempt_claims_of_gone_owners_are_dead_lettered(outbox):
     """A claim counts the attempt, so a final attempt whose owner vanished must end in the dead
-    letters, not loop: found through the lease by the sweep's step and by the reap."""
+    letters, not loop: found by the sweep's step and by the reap."""
     db = outbox
     enqueue(db, 6, max_attempts=1)
     enqueue(db, 4, max_attempts=2, first=7)
@@ -166,15 +168,15 @@ def test_final_attempt_claims_of_gone_owners_are_dead_lettered(outbox):
     assert again == lost[6:]  # second attempt of 2: the final one
     db.execute("INSERT INTO sync_outbox_instance (owner, instance, pid, backend_start, gone_since)"
                " VALUES ('999999997.1', 'ghost', 999999997, now(), now() - interval '1 minute')")
-    assert db.execute("SELECT instance, events, leases FROM sync_outbox_reap(2000)").fetchall() == [("ghost", 4, 4)]
+    assert db.execute("SELECT instance, events, leases FROM sync_outbox_reap(2000)").fetchall() == [("ghost", 4, 0)]
     assert outbox_counts(db) == (0, 4)
-    assert db.execute("SELECT count(*) FROM sync_outbox_lease WHERE owner IS NOT NULL").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM sync_outbox WHERE claimed_by IS NOT NULL").fetchone()[0] == 0
 
 
-def test_exhausted_events_without_a_lease_are_found_by_the_window(outbox):
+def test_exhausted_events_are_found_by_the_window(outbox):
     """Born dead (never claimed), a final attempt whose claim expired under a live owner, a
-    final attempt acked `retry`: no lease leads to them; the window walk reaches each once per
-    round, and nothing else is touched."""
+    final attempt acked `retry`: nothing claimed leads to them; the window walk reaches each once
+    per round, and nothing else is touched."""
     db = outbox
     enqueue(db, 300)
     db.execute("UPDATE sync_outbox SET max_attempts = 0, last_error = 'born dead' WHERE id % 37 = 0")
