@@ -419,7 +419,25 @@ BEGIN
   -- not older than itself). A probe per candidate, never a join: `OFFSET 0` keeps the subquery
   -- from being flattened (the planner then hashed the candidates and walked the whole index: every
   -- event acknowledged behind a held snapshot, 60,734 buffers per claim of 256 after 60,000 in
-  -- test_outbox_plan.py), and `o.id + 0` lets no index on id serve it.
+  -- test_outbox_plan.py), and `o.id + 0` lets no index on id serve it. One candidate (low rates):
+  -- the same probe as a plain EXISTS (no unnest, no aggregate), the event claimed at once.
+  IF cardinality(c_ids) = 1 THEN
+    IF NOT EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox o
+                    WHERE pg_catalog.jsonb_hash_extended(o.row_key, 0) = pg_catalog.jsonb_hash_extended(c_keys[1], 0)
+                      AND o.rule = c_rules[1] AND o.row_key = c_keys[1] AND o.id + 0 < c_ids[1]) THEN
+      RETURN QUERY
+      UPDATE @SCHEMA@.sync_outbox o
+         SET attempts = o.attempts + 1, claimed_by = p_owner, claimed_at = now(),
+             available_at = now() + p_lease_ms * interval '1 millisecond'
+       WHERE o.ctid = c_tids[1]
+      RETURNING o.id, o.rule, o.op, o.row_key, o.payload, o.attempts, o.max_attempts, o.created_at,
+                o.event_type, o.vec;
+      IF FOUND AND current_setting('synchronous_commit') IN ('off', 'local') THEN
+        SET LOCAL synchronous_commit TO DEFAULT;  -- Durability, below
+      END IF;
+      RETURN;
+    END IF;
+  END IF;
   SELECT array_agg(x.id), array_agg(x.tid), array_agg(x.rule), array_agg(x.row_key), array_agg(x.waiting)
     INTO o_ids, o_tids, o_rules, o_keys, o_wait
     FROM unnest(c_ids, c_rules, c_keys) AS c(id, rule, row_key),
@@ -430,32 +448,22 @@ BEGIN
                      AND o.rule = c.rule AND o.row_key = c.row_key AND o.id + 0 < c.id
                   OFFSET 0) x;
   IF o_ids IS NULL THEN
-    -- The common case (a drain's, and one candidate at low rates): every candidate is its row's
-    -- oldest event, and only one: all are claimed by one plain UPDATE. The rows are read by the
+    -- The common case (a drain's): every candidate is its row's oldest event, and only one: all
+    -- are claimed by one plain UPDATE. The rows are read by the
     -- address the candidate scan locked them at (a Tid Scan: a row locked FOR UPDATE by this
     -- transaction keeps it until this statement changes it): by id, a generic plan could take
     -- (event_type, id) with `id = ANY` on its second column, walked from the left edge once per
     -- id (notes/st6.md).
-    IF cardinality(c_ids) = 1 THEN  -- (low rates: no CTE to start and sort)
-      RETURN QUERY
+    RETURN QUERY
+    WITH cl AS (
       UPDATE @SCHEMA@.sync_outbox o
          SET attempts = o.attempts + 1, claimed_by = p_owner, claimed_at = now(),
              available_at = now() + p_lease_ms * interval '1 millisecond'
-       WHERE o.ctid = c_tids[1]
+       WHERE o.ctid = ANY (c_tids)
       RETURNING o.id, o.rule, o.op, o.row_key, o.payload, o.attempts, o.max_attempts, o.created_at,
-                o.event_type, o.vec;
-    ELSE
-      RETURN QUERY
-      WITH cl AS (
-        UPDATE @SCHEMA@.sync_outbox o
-           SET attempts = o.attempts + 1, claimed_by = p_owner, claimed_at = now(),
-               available_at = now() + p_lease_ms * interval '1 millisecond'
-         WHERE o.ctid = ANY (c_tids)
-        RETURNING o.id, o.rule, o.op, o.row_key, o.payload, o.attempts, o.max_attempts, o.created_at,
-                  o.event_type, o.vec
-      )
-      SELECT * FROM cl ORDER BY cl.id;  -- in id order (a Tid Scan returns them by address)
-    END IF;
+                o.event_type, o.vec
+    )
+    SELECT * FROM cl ORDER BY cl.id;  -- in id order (a Tid Scan returns them by address)
     IF FOUND AND current_setting('synchronous_commit') IN ('off', 'local') THEN
       SET LOCAL synchronous_commit TO DEFAULT;  -- Durability, below
     END IF;

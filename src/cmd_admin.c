@@ -143,27 +143,42 @@ int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv) {
 }
 
 /* retry --dead: each dead letter's row enqueued again as it is NOW, rule by rule of the config,
-   keys in pages (p2q_reconcile_fix_recapture: upserts for rows that exist, deletes for the
-   others, the dead letters deleted, one transaction under the table's SHARE lock). Not the dead
-   letter with its old id, as before migration 015: nothing remembers any more that a newer event
-   of its row was applied since it died, and its older snapshot would overwrite that one
-   (bench/issue11/session13-nl13.md D4). Dead letters of a rule the config does not have stay.
-   Returns the dead letters brought back, or -1 (err). */
+   keys in pages of 1,000, one transaction each (p2q_reconcile_fix_recapture): a row that exists
+   gets an upsert of its present state with a new id (read FOR SHARE: newer than anything a writer
+   committed, older than anything one commits later); a key with no (selected) row gets a delete
+   carrying its newest dead letter's OLD id, so that a row inserted concurrently (a writer that drew
+   its id after that) is applied after the delete; the dead letters go. Never a dead letter's own
+   snapshot, as before migration 015: nothing remembers any more whether a newer event of its row
+   was applied since it died, and that older snapshot would overwrite it (a delete is the present
+   state of a missing row whatever was applied: bench/issue11/session13-nl13.md D4). Dead letters
+   of a rule the config does not have stay. Returns the dead letters brought back, or -1 (err). */
 static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *type, char *err, size_t errlen) {
-  p2q_buf_t q = P2Q_BUF_INIT, page = P2Q_BUF_INIT, del = P2Q_BUF_INIT;
+  p2q_buf_t q = P2Q_BUF_INIT, page = P2Q_BUF_INIT, after = P2Q_BUF_INIT;
   long long back = 0;
   p2q_sql_ident(&q, cfg->pg_schema);
   p2q_buf_printf(&page, "SELECT jsonb_agg(k.row_key)::text FROM (SELECT DISTINCT d.row_key FROM %s.sync_outbox_dead d"
                         " WHERE d.rule = $1 LIMIT 1000) k", q.data);
-  p2q_buf_printf(&del, "DELETE FROM %s.sync_outbox_dead d WHERE d.rule = $2"
-                       " AND d.row_key IN (SELECT jsonb_array_elements($1::jsonb))", q.data);
   for (int i = 0; back >= 0 && i < cfg->n_rules; i++) {
     const p2q_rule_config_t *r = &cfg->rules[i];
     if (r->shadow_of > 0 || (type && strcmp(r->event_type ? r->event_type : r->name, type))) continue;
     rec_t c;
     memset(&c, 0, sizeof c);
     c.cfg = cfg; c.r = r; c.conn = conn;
-    if (p2q_reconcile_build_sql(&c)) { snprintf(c.err, sizeof c.err, "rule %s: cannot generate SQL", r->name); back = -1; }
+    if (p2q_reconcile_build_sql(&c)) { snprintf(c.err, sizeof c.err, "cannot generate SQL"); back = -1; }
+    /* the keys with no selected row (reconcile's lookup: $1 keys, $2 rule), their deletes at the
+       newest dead letter's id (the mark lowered to them in the same statement), the dead letters */
+    p2q_buf_reset(&after);
+    p2q_buf_printf(&after,
+      "WITH l AS (%s), back AS (DELETE FROM %s.sync_outbox_dead d WHERE d.rule = $2"
+      "  AND d.row_key IN (SELECT jsonb_array_elements($1::jsonb)) RETURNING d.*),"
+      " ins AS (INSERT INTO %s.sync_outbox (id, event_type, routing_key, rule, source_table, row_key, op, payload,"
+      "  attempts, max_attempts, available_at, last_error, created_at) OVERRIDING SYSTEM VALUE"
+      "  SELECT DISTINCT ON (b.row_key) b.id, b.event_type, b.routing_key, b.rule, b.source_table, b.row_key, 'delete',"
+      "  b.payload, 0, GREATEST(b.max_attempts, 1), now(), b.last_error, b.created_at FROM back b"
+      "  WHERE b.row_key IN (SELECT l.v::jsonb FROM l WHERE l.key_text IS NULL) ORDER BY b.row_key, b.id DESC"
+      "  RETURNING id, event_type),"
+      " low AS (SELECT %s.sync_outbox_mark_lower(i.event_type, min(i.id)) FROM ins i GROUP BY i.event_type)"
+      " SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM low)", p2q_buf_str(&c.lookup), q.data, q.data, q.data);
     for (long long n = 1; back >= 0 && n > 0;) {
       PGresult *res = NULL;
       const char *params[] = {r->name};
@@ -172,7 +187,7 @@ static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *t
       PQclear(res);
       if (!keys) break;
       n = 0;
-      if (p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&del), &n)) back = -1;
+      if (p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&after), &n)) back = -1;
       else back += n;
       free(keys);
     }
@@ -186,7 +201,7 @@ static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *t
   }
   p2q_buf_free(&q);
   p2q_buf_free(&page);
-  p2q_buf_free(&del);
+  p2q_buf_free(&after);
   return back;
 }
 

@@ -54,9 +54,8 @@ static const p2q_conf_entry_t postgres_tab[] = {
       "Timeout for establishing a PostgreSQL connection (0: wait forever).", NULL),
     G("postgres", "daemon_synchronous_commit", P2Q_CT_ENUM, pg_daemon_synchronous_commit, "off", 0, 0,
       P2Q_CF_ENUM_STR,
-      "synchronous_commit of the daemon's own transactions (acks, sweeps, status, mark, lease "
-      "reclaim); a claim that hands out events commits with the server's setting when this is off or "
-      "local, and the "
+      "synchronous_commit of the daemon's own transactions (acks, sweeps, status, mark); a claim "
+      "that hands out events commits with the server's setting when this is off or local, and the "
       "CLI commands and the writer's events are never touched (README \"Guarantees\"). default: "
       "the server's/role's setting.", sync_commits),
 };

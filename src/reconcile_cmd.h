@@ -70,8 +70,8 @@ int p2q_reconcile_qcall(rec_t *c, const char *suffix, const char *body, const ch
 int p2q_reconcile_retrieve(rec_t *c, const char *ids, int vectors, reply_t *p, const cJSON **arr);
 
 /* ---- reconcile_fix.c (each: 0, or -1 with c->err set) ---- */
-/* retry --dead: re-capture the keys' rows (upserts/deletes) and run `after` ($1 keys, $2 rule) in one
-   transaction under the table's SHARE lock. */
+/* retry --dead: re-capture the keys' existing rows (upserts, rows FOR SHARE) and run `after` ($1 keys,
+   $2 rule; *n_after = its first column) in one transaction. */
 int p2q_reconcile_fix_recapture(rec_t *c, const char *keys, const char *after, long long *n_after);
 /* Enqueue upserts for the keys (a JSON array), one short transaction. */
 int p2q_reconcile_fix_upserts(rec_t *c, const char *keys);

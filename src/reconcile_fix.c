@@ -57,24 +57,19 @@ rollback:
   return -1;
 }
 
-/* `retry --dead` (cmd_admin.c): the rows of `keys` (a JSON array) enqueued again as they are NOW
-   (upserts for selected rows, deletes for the others: the two statements above) and then `after`
-   ($1 the keys, $2 the rule: the dead letters' delete), in one transaction under the SHARE lock,
-   which waits for in-flight writers and holds new ones: each event is the newest of its row, so it
-   is applied after every older one and never puts an older state over a newer one (a dead letter
-   brought back with its own old id could: nothing remembers a newer event applied since; see
-   bench/issue11/session13-nl13.md D4). *n_after gets the rows `after` touched. */
+/* `retry --dead` (cmd_admin.c): in one transaction, the rows of `keys` (a JSON array) that exist
+   enqueued again as they are NOW (the upsert statement above: rows read FOR SHARE, so a writer of
+   one of them either committed before, and its state is the one read, or waits, and its event is
+   newer), then `after` ($1 the keys, $2 the rule: the rest of the way back, see cmd_admin.c).
+   *n_after gets the first column of `after`'s one row. No table lock. */
 int p2q_reconcile_fix_recapture(rec_t *c, const char *keys, const char *after, long long *n_after) {
-  if (lock_begin(c)) return -1;
+  if (p2q_admin_exec(c->conn, "BEGIN", c->err, sizeof c->err)) return -1;
   PGresult *res = p2q_reconcile_exec_keys(c, c->upsert.data, keys, 0);
   if (!res) goto rollback;
   c->fixed_upserts += atoll(PQcmdTuples(res));
   PQclear(res);
-  if (!(res = p2q_reconcile_exec_keys(c, c->orphan.data, keys, 0))) goto rollback;
-  c->fixed_deletes += atoll(PQcmdTuples(res));
-  PQclear(res);
   if (!(res = p2q_reconcile_exec_keys(c, after, keys, 1))) goto rollback;
-  *n_after = atoll(PQcmdTuples(res));
+  *n_after = PQntuples(res) == 1 ? atoll(PQgetvalue(res, 0, 0)) : 0;
   PQclear(res);
   if (p2q_admin_exec(c->conn, "COMMIT", c->err, sizeof c->err)) return -1;
   return 0;

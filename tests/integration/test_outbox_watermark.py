@@ -317,8 +317,9 @@ def test_late_commit_is_delivered_by_its_notify(make_daemon, docs, qdrant):
 
 
 def test_requeued_dead_event_flows(make_daemon, docs, qdrant):
-    """A dead letter retried with `retry --dead` comes back with its old id, below a mark that moved
-    past it; it is synced at once (shipped defaults: by the retry's NOTIFY, not a sweep)."""
+    """A dead letter retried with `retry --dead` after the mark moved past it: its row comes back as
+    it is now (since migration 015: a new id, above the mark; before, the dead letter's old id,
+    below it), synced at once (shipped defaults: by the retry's NOTIFY, not a sweep)."""
     # max_attempts 1: the bad event dies at once (what is tested is the way back)
     d = make_daemon({"rule.docs": rule(), "daemon": dict(SHIPPED, max_attempts="1")})
     d.cli("apply")
@@ -329,9 +330,10 @@ def test_requeued_dead_event_flows(make_daemon, docs, qdrant):
     insert_later_rows(docs, 100)
     wait_until(lambda: len(actual(qdrant)) == 400, timeout=60, what="the later rows synced", explain=d.log_text)
     wait_until(lambda: mark(docs) > dead_id, timeout=10, what="the mark past the dead letter")
-    # repair the dead letter's snapshot, then bring it back
-    docs.execute("UPDATE sync_outbox_dead SET payload = json_build_object('id', 1, 'title', 'fixed', 'n', 0,"
-                 " 'emb', ARRAY[1, 0, 1, 1]::real[])")
+    # repair the row (no trigger firing, as a restore would: only the retry brings it back)
+    with docs.transaction():
+        docs.execute("SET LOCAL session_replication_role = replica")
+        docs.execute("UPDATE docs SET title = 'fixed', emb = ARRAY[1, 0, 1, 1]::real[] WHERE id = 1")
     t0 = time.monotonic()
     d.cli("retry", "--dead")
     wait_until(lambda: 1 in actual(qdrant), timeout=25, what="the retried dead letter synced", explain=d.log_text)
