@@ -17,13 +17,13 @@
 -- claims wait for the upgrade's transaction, as they already do for the functions' replacement.
 -- PostgreSQL 12 has no DROP EXPRESSION: there the column is replaced by a plain copy and the key
 -- rebuilt (a rewrite of the lease table under the same lock).
--- Idempotent: only while the column is generated.
+-- Idempotent: only while the column is generated (and the table exists: migration 015 drops it).
 DO $p2q$
 DECLARE
   t text := pg_catalog.quote_ident(@SCHEMA_NAME@) || '.sync_outbox_lease';
 BEGIN
-  IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-              WHERE a.attrelid = t::regclass AND a.attname = 'key_hash' AND a.attgenerated <> '') THEN
+  IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a  -- (none once migration 015 dropped the table)
+              WHERE a.attrelid = pg_catalog.to_regclass(t) AND a.attname = 'key_hash' AND a.attgenerated <> '') THEN
     LOCK TABLE @SCHEMA@.sync_outbox, @SCHEMA@.sync_outbox_lease IN ACCESS EXCLUSIVE MODE;
     IF pg_catalog.current_setting('server_version_num')::integer >= 130000 THEN
       EXECUTE 'ALTER TABLE ' || t || ' ALTER COLUMN key_hash DROP EXPRESSION';  -- (a syntax error before 13)
