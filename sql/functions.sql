@@ -362,7 +362,10 @@ DECLARE
   o_rules text[];
   o_keys jsonb[];
   o_wait boolean[];
+  o_exh boolean[];
   w_tids tid[];
+  x_tids tid[];
+  n_buried integer;
 BEGIN
   IF p_ack_ids IS NOT NULL THEN
     IF p_ack_outcomes <@ ARRAY['done', 'release'] THEN
@@ -438,11 +441,13 @@ BEGIN
       RETURN;
     END IF;
   END IF;
-  SELECT array_agg(x.id), array_agg(x.tid), array_agg(x.rule), array_agg(x.row_key), array_agg(x.waiting)
-    INTO o_ids, o_tids, o_rules, o_keys, o_wait
+  SELECT array_agg(x.id), array_agg(x.tid), array_agg(x.rule), array_agg(x.row_key), array_agg(x.waiting),
+         array_agg(x.exhausted)
+    INTO o_ids, o_tids, o_rules, o_keys, o_wait, o_exh
     FROM unnest(c_ids, c_rules, c_keys) AS c(id, rule, row_key),
          LATERAL (SELECT o.id, o.ctid AS tid, o.rule, o.row_key,
-                         o.claimed_by IS NULL AND o.available_at > now() AND o.attempts < o.max_attempts AS waiting
+                         o.claimed_by IS NULL AND o.available_at > now() AND o.attempts < o.max_attempts AS waiting,
+                         o.attempts >= o.max_attempts AND o.available_at <= now() AS exhausted
                     FROM @SCHEMA@.sync_outbox o
                    WHERE pg_catalog.jsonb_hash_extended(o.row_key, 0) = pg_catalog.jsonb_hash_extended(c.row_key, 0)
                      AND o.rule = c.rule AND o.row_key = c.row_key AND o.id + 0 < c.id
@@ -481,6 +486,20 @@ BEGIN
                AND o.claimed_by IS NULL AND o.available_at > now() AND o.attempts < o.max_attempts
                FOR UPDATE OF o SKIP LOCKED) w;
   END IF;
+  -- Older exhausted events (attempts spent, no claim running: born dead, or a final attempt whose
+  -- claim expired) are dead-lettered here, as the sweep's window would (sync_outbox_recover_step),
+  -- instead of holding their rows until the window reaches them: the lease let a newer event pass
+  -- them at once.
+  IF true = ANY (o_exh) THEN
+    WITH x AS (
+      DELETE FROM @SCHEMA@.sync_outbox o
+       WHERE o.ctid = ANY (ARRAY(SELECT x.tid FROM unnest(o_ids, o_tids, o_exh) AS x(id, tid, exhausted)
+                                  WHERE x.exhausted AND NOT (x.id = ANY (c_ids))))
+         AND o.attempts >= o.max_attempts AND o.available_at <= now()
+      RETURNING o, o.ctid AS tid
+    )
+    SELECT array_agg(x.tid), @SCHEMA@.sync_outbox_bury(ARRAY(SELECT x2.o FROM x x2)) INTO x_tids, n_buried FROM x;
+  END IF;
   RETURN QUERY
   WITH g AS (
     -- each candidate row: its candidates, the superseded waiting events locked above, and whether
@@ -496,7 +515,8 @@ BEGIN
               FROM unnest(c_ids, c_rules, c_keys, c_tids) AS c(id, rule, row_key, tid)
             UNION ALL
             SELECT o.rule, o.row_key, o.id, o.tid,
-                   CASE WHEN o.tid = ANY (COALESCE(w_tids, '{}')) THEN 'w' ELSE 'h' END
+                   CASE WHEN o.tid = ANY (COALESCE(w_tids, '{}')) THEN 'w'
+                        WHEN o.tid = ANY (COALESCE(x_tids, '{}')) THEN 'x' ELSE 'h' END
               FROM unnest(o_ids, o_tids, o_rules, o_keys) AS o(id, tid, rule, row_key)
              WHERE NOT (o.id = ANY (c_ids))) x
      GROUP BY x.rule, x.row_key

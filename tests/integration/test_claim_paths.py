@@ -109,15 +109,24 @@ def test_claimed_held_and_coalesced_rows_are_the_same_on_both_paths(outbox, besi
     rows = claim(db, "t.4")
     assert of_row(rows, 1) == [(e4, "coalesced", 0), (e5, "upsert", 1)], rows
     assert event(db, e4) is None and event(db, e5) == ("t.4", 1)
-    # exhausted (attempts spent, waiting for the sweep's dead letter): holds the row; never
-    # deleted by a claim (it must end in sync_outbox_dead)
+    # exhausted (attempts spent, no claim running: waiting for the sweep's dead letter): the claim
+    # dead-letters it as the sweep would (never a silent delete) and claims the newer event, as the
+    # lease let the newer one pass it at once
     db.execute("UPDATE sync_outbox SET claimed_by = NULL, available_at = now() - interval '1 second',"
                " attempts = max_attempts WHERE id = %s", (e5,))
     e6 = add(db, 1)
     another()
     rows = claim(db, "t.5")
+    assert of_row(rows, 1) == [(e6, "upsert", 1)], rows
+    assert event(db, e5) is None and event(db, e6) == ("t.5", 1)
+    assert db.execute("SELECT attempts FROM sync_outbox_dead WHERE id = %s", (e5,)).fetchone() == (10,)
+    # ... but one whose final attempt is still in flight (its claim running) holds the row
+    db.execute("UPDATE sync_outbox SET attempts = max_attempts WHERE id = %s", (e6,))
+    e7 = add(db, 1)
+    another()
+    rows = claim(db, "t.6")
     assert [r for r in rows if r[2] == "held"] == [(1, None, "held", None, 0)], rows
-    assert event(db, e5) == (None, 10) and event(db, e6) == (None, 0)
+    assert event(db, e6) == ("t.5", 10) and event(db, e7) == (None, 0)
 
 
 def test_an_older_event_beyond_the_claims_limit_holds_its_row(outbox):
