@@ -361,9 +361,9 @@ DECLARE
   o_tids tid[];
   o_rules text[];
   o_keys jsonb[];
-  o_wait boolean[];
-  o_exh boolean[];
-  w_tids tid[];
+  o_busy boolean[];
+  o_spent boolean[];
+  l_tids tid[];
   x_tids tid[];
   n_buried integer;
 BEGIN
@@ -413,10 +413,10 @@ BEGIN
   END IF;
   -- Order per row without a lease (issue 11, bench/issue11/session13-nl13.md D2): for one row,
   -- events commit in id order (the writer's row lock; backfill, apply's load and reconcile --fix
-  -- read FOR SHARE), so a candidate may be claimed iff no OLDER event of its row (rule, row_key) is
-  -- in sync_outbox outside this claim's candidates: one in flight anywhere, locked by another
-  -- claimer, beyond this claim's LIMIT, exhausted, holds the row ('held'); within the candidates
-  -- the newest per row wins and the older ones are deleted ('coalesced'). One probe of
+  -- read FOR SHARE), so a row's newest candidate may be claimed once no OLDER event of the row is
+  -- in flight (claimed, unexpired) anywhere or locked by another transaction ('held' otherwise);
+  -- the row's other older events are superseded with it (deleted, 'coalesced'; dead-lettered when
+  -- their attempts are spent), below. One probe of
   -- sync_outbox_row_idx (jsonb_hash_extended(row_key, 0), migration 012) per candidate collects
   -- its row's older events; in a drain of distinct rows it finds none (the candidate itself is
   -- not older than itself). A probe per candidate, never a join: `OFFSET 0` keeps the subquery
@@ -441,16 +441,20 @@ BEGIN
       RETURN;
     END IF;
   END IF;
-  SELECT array_agg(x.id), array_agg(x.tid), array_agg(x.rule), array_agg(x.row_key), array_agg(x.waiting),
-         array_agg(x.exhausted)
-    INTO o_ids, o_tids, o_rules, o_keys, o_wait, o_exh
-    FROM unnest(c_ids, c_rules, c_keys) AS c(id, rule, row_key),
+  -- One probe per distinct row, for its events older than the row's newest candidate (its older
+  -- candidates among them): linear in the batch whatever the rows (per candidate, a hot row's 256
+  -- events cost 32,640 probe rows: rv13, M1).
+  SELECT array_agg(x.id), array_agg(x.tid), array_agg(x.rule), array_agg(x.row_key), array_agg(x.in_flight),
+         array_agg(x.spent)
+    INTO o_ids, o_tids, o_rules, o_keys, o_busy, o_spent
+    FROM (SELECT c.rule, c.row_key, max(c.id) AS top
+            FROM unnest(c_ids, c_rules, c_keys) AS c(id, rule, row_key) GROUP BY c.rule, c.row_key) c,
          LATERAL (SELECT o.id, o.ctid AS tid, o.rule, o.row_key,
-                         o.claimed_by IS NULL AND o.available_at > now() AND o.attempts < o.max_attempts AS waiting,
-                         o.attempts >= o.max_attempts AND o.available_at <= now() AS exhausted
+                         o.claimed_by IS NOT NULL AND o.available_at > now() AS in_flight,
+                         o.attempts >= o.max_attempts AS spent
                     FROM @SCHEMA@.sync_outbox o
                    WHERE pg_catalog.jsonb_hash_extended(o.row_key, 0) = pg_catalog.jsonb_hash_extended(c.row_key, 0)
-                     AND o.rule = c.rule AND o.row_key = c.row_key AND o.id + 0 < c.id
+                     AND o.rule = c.rule AND o.row_key = c.row_key AND o.id + 0 < c.top
                   OFFSET 0) x;
   IF o_ids IS NULL THEN
     -- The common case (a drain's): every candidate is its row's oldest event, and only one: all
@@ -474,59 +478,49 @@ BEGIN
     END IF;
     RETURN;
   END IF;
-  -- Older events outside the candidates that only wait for a retry backoff (retry/requeue acks:
-  -- claimed_by NULL) are superseded, as the lease let a newer event win at once (D3): locked here
-  -- (SKIP LOCKED; the conditions are re-checked on the newest version of the row), deleted below
-  -- with the row's older candidates when the row is claimed. One that cannot be locked holds its row.
-  IF true = ANY (o_wait) THEN
-    SELECT array_agg(w.tid) INTO w_tids
-      FROM (SELECT o.ctid AS tid FROM @SCHEMA@.sync_outbox o
-             WHERE o.ctid = ANY (ARRAY(SELECT x.tid FROM unnest(o_ids, o_tids, o_wait) AS x(id, tid, waiting)
-                                        WHERE x.waiting AND NOT (x.id = ANY (c_ids))))
-               AND o.claimed_by IS NULL AND o.available_at > now() AND o.attempts < o.max_attempts
-               FOR UPDATE OF o SKIP LOCKED) w;
-  END IF;
-  -- Older exhausted events (attempts spent, no claim running: born dead, or a final attempt whose
-  -- claim expired) are dead-lettered here, as the sweep's window would (sync_outbox_recover_step),
-  -- instead of holding their rows until the window reaches them: the lease let a newer event pass
-  -- them at once.
-  IF true = ANY (o_exh) THEN
+  -- Older events not in flight (rv13, H3): every one is locked (SKIP LOCKED; the conditions
+  -- re-checked on its newest version; the row's own older candidates, locked already, are
+  -- returned as they are) and superseded below with the row's older candidates, whatever it waits
+  -- for: a retry backoff (D3: the lease let a newer event win at once), a claim that expired, a
+  -- type or routing key no worker claims any more (it would hold the row for good). One with its
+  -- attempts spent is dead-lettered instead, here and now, as the sweep's window would (never a
+  -- silent delete; it holds the row no longer). Only a claim running (in flight: bounded by its
+  -- lease) or a lock this claim cannot take holds a row ('held').
+  SELECT array_agg(l.tid), array_agg(l.tid) FILTER (WHERE l.spent) INTO l_tids, x_tids
+    FROM (SELECT o.ctid AS tid, o.attempts >= o.max_attempts AS spent FROM @SCHEMA@.sync_outbox o
+           WHERE o.ctid = ANY (ARRAY(SELECT x.tid FROM unnest(o_tids, o_busy) AS x(tid, busy) WHERE NOT x.busy))
+             AND NOT (o.claimed_by IS NOT NULL AND o.available_at > now())
+             FOR UPDATE OF o SKIP LOCKED) l;
+  IF x_tids IS NOT NULL THEN
     WITH x AS (
-      DELETE FROM @SCHEMA@.sync_outbox o
-       WHERE o.ctid = ANY (ARRAY(SELECT x.tid FROM unnest(o_ids, o_tids, o_exh) AS x(id, tid, exhausted)
-                                  WHERE x.exhausted AND NOT (x.id = ANY (c_ids))))
-         AND o.attempts >= o.max_attempts AND o.available_at <= now()
-      RETURNING o, o.ctid AS tid
+      DELETE FROM @SCHEMA@.sync_outbox o WHERE o.ctid = ANY (x_tids) RETURNING o
     )
-    SELECT array_agg(x.tid), @SCHEMA@.sync_outbox_bury(ARRAY(SELECT x2.o FROM x x2)) INTO x_tids, n_buried FROM x;
+    SELECT @SCHEMA@.sync_outbox_bury(ARRAY(SELECT x.o FROM x)) INTO n_buried;
   END IF;
   RETURN QUERY
   WITH g AS (
-    -- each candidate row: its candidates, the superseded waiting events locked above, and whether
-    -- another older event holds it. Grouped, not joined: a join of two CTEs is planned from their
-    -- estimates, which are guesses here, and under estimates near one row the planner picks a
-    -- nested loop: every pair of candidates compared, 65,536 row-key comparisons per join at
-    -- batch 256 (250 µs per event in bench/outbox_sql_bench.py; test_outbox_plan.py).
+    -- each candidate row: its candidates and newest one, its older events locked above (deleted
+    -- when the row is claimed), and whether one holds it. Grouped, not joined: a join of two CTEs
+    -- is planned from their estimates, which are guesses here, and under estimates near one row
+    -- the planner picks a nested loop: every pair of candidates compared, 65,536 row-key
+    -- comparisons per join at batch 256 (250 µs per event in bench/outbox_sql_bench.py;
+    -- test_outbox_plan.py).
     SELECT x.rule, x.row_key,
            array_agg(x.id) FILTER (WHERE x.kind = 'c') AS ids, array_agg(x.tid) FILTER (WHERE x.kind = 'c') AS tids,
            max(x.id) FILTER (WHERE x.kind = 'c') AS top,
-           array_agg(x.tid) FILTER (WHERE x.kind = 'w') AS wtids, bool_or(x.kind = 'h') AS busy
+           array_agg(x.tid) FILTER (WHERE x.kind = 'd') AS dtids, bool_or(x.kind = 'h') AS busy
       FROM (SELECT c.rule, c.row_key, c.id, c.tid, 'c'::text AS kind
               FROM unnest(c_ids, c_rules, c_keys, c_tids) AS c(id, rule, row_key, tid)
             UNION ALL
             SELECT o.rule, o.row_key, o.id, o.tid,
-                   CASE WHEN o.tid = ANY (COALESCE(w_tids, '{}')) THEN 'w'
-                        WHEN o.tid = ANY (COALESCE(x_tids, '{}')) THEN 'x' ELSE 'h' END
-              FROM unnest(o_ids, o_tids, o_rules, o_keys) AS o(id, tid, rule, row_key)
-             WHERE NOT (o.id = ANY (c_ids))) x
+                   CASE WHEN o.busy OR NOT (o.tid = ANY (COALESCE(l_tids, '{}'))) THEN 'h'
+                        WHEN o.tid = ANY (COALESCE(x_tids, '{}')) THEN 'x' ELSE 'd' END
+              FROM unnest(o_ids, o_tids, o_rules, o_keys, o_busy) AS o(id, tid, rule, row_key, busy)) x
      GROUP BY x.rule, x.row_key
   ), sup AS (
-    -- a claimed row's older candidates and superseded waiting events (a list of row addresses, no
-    -- join to plan; see `cl`)
+    -- a claimed row's older events (a list of row addresses, no join to plan; see `cl`)
     DELETE FROM @SCHEMA@.sync_outbox o
-     WHERE o.ctid = ANY (ARRAY(SELECT s.tid FROM g, unnest(g.ids, g.tids) AS s(id, tid) WHERE NOT g.busy AND s.id < g.top
-                               UNION ALL
-                               SELECT s.tid FROM g, unnest(g.wtids) AS s(tid) WHERE NOT g.busy))
+     WHERE o.ctid = ANY (ARRAY(SELECT s.tid FROM g, unnest(g.dtids) AS s(tid) WHERE NOT g.busy))
     RETURNING o.id, o.rule, o.row_key, o.event_type
   ), cl AS (
     -- a claimed row's newest candidate (locked above): the event to apply. Rows are read by the

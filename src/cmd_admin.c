@@ -147,7 +147,9 @@ int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv) {
    gets an upsert of its present state with a new id (read FOR SHARE: newer than anything a writer
    committed, older than anything one commits later); a key with no (selected) row gets a delete
    carrying its newest dead letter's OLD id, so that a row inserted concurrently (a writer that drew
-   its id after that) is applied after the delete; the dead letters go. Never a dead letter's own
+   its id after that) is applied after the delete; the dead letters go. Then, in a transaction of
+   its own, the upserts again: a row that appeared after the lookup (its own event possibly applied
+   already, before the delete commits) gets a newer upsert, applied after the delete. Never a dead letter's own
    snapshot, as before migration 015: nothing remembers any more whether a newer event of its row
    was applied since it died, and that older snapshot would overwrite it (a delete is the present
    state of a missing row whatever was applied: bench/issue11/session13-nl13.md D4). Dead letters
@@ -187,7 +189,11 @@ static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *t
       PQclear(res);
       if (!keys) break;
       n = 0;
-      if (p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&after), &n)) back = -1;
+      /* then the upserts once more, in a transaction of their own (rv13, H1): a row inserted (or
+         brought into the filter) after the lookup's snapshot, whose own event may already be
+         applied, gets an upsert newer than the delete, applied after it */
+      if (p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&after), &n) || p2q_reconcile_fix_upserts(&c, keys))
+        back = -1;
       else back += n;
       free(keys);
     }

@@ -6,9 +6,10 @@
 -- (bench/outbox_model_bench.py's `nolease`).
 -- An upgrade with events in flight beside running daemons: a claimed event keeps claimed_by and
 -- available_at, so under the new rule it holds its row's newer events exactly as its lease did,
--- and recovery finds it at the front of its type (sync_outbox_front). A released lease's fence
--- (claimed_id) is needed only by an event older than a row's applied one, which only `retry --dead`
--- made (old ids); it now re-captures the row's current state instead (src/cmd_admin.c).
+-- and recovery finds it at the front of its type (sync_outbox_front). A lease's fence (claimed_id)
+-- is needed only by an event older than a row's claimed one, which only `retry --dead` (old ids)
+-- or a late writer made: such events are superseded here, once, as the next claim would have; from
+-- now on `retry --dead` re-captures the row's present state instead (src/cmd_admin.c).
 -- Daemons of the previous release keep running until restarted: their calls reach the new
 -- functions under the same names ('release' acks do nothing; sync_outbox_reclaim_leases answers
 -- "nothing to reclaim", for one release).
@@ -20,6 +21,14 @@ DO $p2q$
 BEGIN
   IF pg_catalog.to_regclass(pg_catalog.quote_ident(@SCHEMA_NAME@) || '.sync_outbox_lease') IS NOT NULL THEN
     LOCK TABLE @SCHEMA@.sync_outbox, @SCHEMA@.sync_outbox_lease IN ACCESS EXCLUSIVE MODE;
+    -- The fences still needed, applied once (rv13, H2): an event older than its row's lease's
+    -- claimed_id (a dead letter the previous release's `retry --dead` brought back with its old id
+    -- after a newer event of the row was claimed, or a late writer) would be superseded by that
+    -- release's next claim; without the lease nothing would stop it. Deleted as superseded now
+    -- (one with a claim still running is left to it: the lease's rules allow none such).
+    DELETE FROM @SCHEMA@.sync_outbox o USING @SCHEMA@.sync_outbox_lease l
+     WHERE l.rule = o.rule AND l.row_key = o.row_key AND o.id < l.claimed_id
+       AND NOT (o.claimed_by IS NOT NULL AND o.available_at > now());
     DROP TABLE @SCHEMA@.sync_outbox_lease;
   END IF;
 END

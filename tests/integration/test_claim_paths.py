@@ -144,8 +144,23 @@ def test_an_older_event_beyond_the_claims_limit_holds_its_row(outbox):
     # the next claim sees b1 and a2: b1 claimed, a2 held behind a1 (in flight)
     rows = claim(db, "t.2")
     assert sorted((r[0], r[2]) for r in rows) == [(1, "held"), (b1, "upsert")], rows
-    # a1 retried (waiting its backoff) is superseded by a2
+    # a1 retried (waiting its backoff) is superseded by a2 (and so would be an older event no worker
+    # claims any more: below)
     db.execute("SELECT sync_outbox_ack('t.1', ARRAY[%s]::bigint[], ARRAY['docs'], ARRAY[%s::jsonb], ARRAY['retry'],"
                " ARRAY[3600000], ARRAY['x'])", (a1, json.dumps({"id": 7})))
     rows = claim(db, "t.2")
     assert sorted((r[0], r[2]) for r in rows) == [(a1, "coalesced"), (a2, "upsert")], rows
+
+
+def test_an_older_event_no_worker_claims_does_not_hold_its_row(outbox):
+    """An older event of the row under an event type no worker claims any more (the rule's type was
+    renamed), or with a routing key no worker serves: not in flight, so it cannot hold the row
+    (it would, for good: it is never claimed, never exhausted); superseded by the newer event
+    (rv13, H3)."""
+    db = outbox
+    old = db.execute("INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, payload)"
+                     " VALUES ('docs_old', 'docs', 'public.docs', '{\"id\": 9}', 'upsert', '{}') RETURNING id").fetchone()[0]
+    new = add(db, 9)
+    rows = claim(db, "t.1")
+    assert sorted((r[0], r[2]) for r in rows) == [(old, "coalesced"), (new, "upsert")], rows
+    assert event(db, old) is None

@@ -124,3 +124,24 @@ def test_init_at_version_14_beside_a_claim(make_daemon, db, pgdb):
     assert db.execute("SELECT value FROM sync_outbox_meta WHERE key = 'schema_version'").fetchone()[0] == "15"
     assert db.execute("SELECT to_regclass('sync_outbox_lease')").fetchone()[0] is None
     assert db.execute("SELECT count(*) FROM sync_outbox WHERE claimed_by = 'c.1'").fetchone()[0] == 2
+
+
+def test_init_at_version_14_applies_the_leases_fences_once(make_daemon, db):
+    """The previous release's `retry --dead` brought a dead letter back with its old id after a newer
+    event of its row was claimed (the lease's claimed_id above it): that release's next claim would
+    have superseded it. Migration 015 does that once before dropping the table (rv13, H2); a newer
+    pending event of the row, and every other row's events, stay."""
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("init")
+    as_version_14(db)
+    old = add(db, KEYS[0][0])      # the dead letter brought back, below the fence
+    fence = add(db, KEYS[0][0])    # stands for the newer event that was claimed (and applied)
+    db.execute("DELETE FROM sync_outbox WHERE id = %s", (fence,))
+    newer = add(db, KEYS[0][0])    # a newer pending event of the row: above the fence
+    other = add(db, KEYS[1][0])
+    db.execute("INSERT INTO sync_outbox_lease (key_hash, rule, row_key, owner, expires_at, claimed_id, leased_at,"
+               " released_at) VALUES (jsonb_hash_extended(%s::jsonb, 0), 'docs', %s::jsonb, NULL, NULL, %s,"
+               " now(), now())", (KEYS[0][0], KEYS[0][0], fence))
+    assert "installed or upgraded" in d.cli("init").stdout
+    assert [r[0] for r in db.execute("SELECT id FROM sync_outbox ORDER BY id").fetchall()] == [newer, other]
+    assert db.execute(CLAIM, ("n.1",)).fetchall() == [(newer, "upsert"), (other, "upsert")]
