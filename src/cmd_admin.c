@@ -148,8 +148,9 @@ int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv) {
    committed, older than anything one commits later); a key with no (selected) row gets a delete
    carrying its newest dead letter's OLD id, so that a row inserted concurrently (a writer that drew
    its id after that) is applied after the delete; the dead letters go. Then, in a transaction of
-   its own, the upserts again: a row that appeared after the lookup (its own event possibly applied
-   already, before the delete commits) gets a newer upsert, applied after the delete. Never a dead letter's own
+   its own, the upserts again for the keys that got a delete: a row that appeared after the lookup
+   (its own event possibly applied already, before the delete commits) gets a newer upsert,
+   applied after the delete. Never a dead letter's own
    snapshot, as before migration 015: nothing remembers any more whether a newer event of its row
    was applied since it died, and that older snapshot would overwrite it (a delete is the present
    state of a missing row whatever was applied: bench/issue11/session13-nl13.md D4). Dead letters
@@ -178,9 +179,10 @@ static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *t
       "  SELECT DISTINCT ON (b.row_key) b.id, b.event_type, b.routing_key, b.rule, b.source_table, b.row_key, 'delete',"
       "  b.payload, 0, GREATEST(b.max_attempts, 1), now(), b.last_error, b.created_at FROM back b"
       "  WHERE b.row_key IN (SELECT l.v::jsonb FROM l WHERE l.key_text IS NULL) ORDER BY b.row_key, b.id DESC"
-      "  RETURNING id, event_type),"
+      "  RETURNING id, event_type, row_key),"
       " low AS (SELECT %s.sync_outbox_mark_lower(i.event_type, min(i.id)) FROM ins i GROUP BY i.event_type)"
-      " SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM low)", p2q_buf_str(&c.lookup), q.data, q.data, q.data);
+      " SELECT (SELECT count(*) FROM back), (SELECT jsonb_agg(i.row_key)::text FROM ins i),"
+      " (SELECT count(*) FROM low)", p2q_buf_str(&c.lookup), q.data, q.data, q.data);
     for (long long n = 1; back >= 0 && n > 0;) {
       PGresult *res = NULL;
       const char *params[] = {r->name};
@@ -189,12 +191,16 @@ static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *t
       PQclear(res);
       if (!keys) break;
       n = 0;
-      /* then the upserts once more, in a transaction of their own (rv13, H1): a row inserted (or
-         brought into the filter) after the lookup's snapshot, whose own event may already be
-         applied, gets an upsert newer than the delete, applied after it */
-      if (p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&after), &n) || p2q_reconcile_fix_upserts(&c, keys))
+      /* then the upserts once more for the keys that got a delete, in a transaction of their own
+         (rv13, H1): a row inserted (or brought into the filter) after the lookup's snapshot,
+         whose own event may already be applied, gets an upsert newer than the delete, applied
+         after it (the other keys' upserts are newer than their rows already) */
+      char *deleted = NULL;
+      if (p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&after), &n, &deleted) ||
+          (deleted && p2q_reconcile_fix_upserts(&c, deleted)))
         back = -1;
       else back += n;
+      free(deleted);
       free(keys);
     }
     if (back < 0) snprintf(err, errlen, "rule %.100s: %.800s", r->name, c.err);

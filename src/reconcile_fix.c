@@ -61,8 +61,9 @@ rollback:
    enqueued again as they are NOW (the upsert statement above: rows read FOR SHARE, so a writer of
    one of them either committed before, and its state is the one read, or waits, and its event is
    newer), then `after` ($1 the keys, $2 the rule: the rest of the way back, see cmd_admin.c).
-   *n_after gets the first column of `after`'s one row. No table lock. */
-int p2q_reconcile_fix_recapture(rec_t *c, const char *keys, const char *after, long long *n_after) {
+   *n_after gets the first column of `after`'s one row, *more (malloc'd, or NULL) its second. No
+   table lock. */
+int p2q_reconcile_fix_recapture(rec_t *c, const char *keys, const char *after, long long *n_after, char **more) {
   if (p2q_admin_exec(c->conn, "BEGIN", c->err, sizeof c->err)) return -1;
   PGresult *res = p2q_reconcile_exec_keys(c, c->upsert.data, keys, 0);
   if (!res) goto rollback;
@@ -70,6 +71,7 @@ int p2q_reconcile_fix_recapture(rec_t *c, const char *keys, const char *after, l
   PQclear(res);
   if (!(res = p2q_reconcile_exec_keys(c, after, keys, 1))) goto rollback;
   *n_after = PQntuples(res) == 1 ? atoll(PQgetvalue(res, 0, 0)) : 0;
+  *more = PQntuples(res) == 1 && PQnfields(res) > 1 && !PQgetisnull(res, 0, 1) ? strdup(PQgetvalue(res, 0, 1)) : NULL;
   PQclear(res);
   if (p2q_admin_exec(c->conn, "COMMIT", c->err, sizeof c->err)) return -1;
   return 0;
