@@ -74,13 +74,13 @@ void p2q_batch_on_claim_failed(p2q_batch_t *b) { b->claiming = 0; }
 
 void p2q_batch_on_acked(p2q_batch_t *b) {
   if (b->inflight > 0) b->inflight--;
-  /* an ack frees leases: events the last claim held back behind them are claimable now (events
+  /* an ack settles events: newer ones the last claim held back behind them are claimable now (events
      that arrived since that claim sent a wake-up, already remembered in `wanted`) */
   if (b->held) b->wanted = b->urgent = 1;
 }
 
 int64_t p2q_batch_held_delay(p2q_batch_t *b) {
-  if (!b->held || b->inflight > 0) { /* no lease held back, or our own ack will claim again */
+  if (!b->held || b->inflight > 0) { /* nothing held back, or our own ack will claim again */
     b->held_polls = 0;
     return 0;
   }

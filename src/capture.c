@@ -356,7 +356,7 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
   if (r->on_truncate == P2Q_TRUNCATE_DELETE) {
     /* TRUNCATE must not fail either: when the filter or the key cannot be evaluated any more,
        every row gets a delete event (deleting a point that never existed is harmless), by name;
-       when the routing key raises for some row, without it (the row's lease orders its events
+       when the routing key raises for some row, without it (the claim's rule orders the row's events
        across workers). The function reads the relation it fires on (the table, or one of its
        partitions). */
     p2q_buf_reset(&body);

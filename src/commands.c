@@ -17,7 +17,7 @@ const p2q_command_t p2q_commands[] = {
      "pending / in flight / retrying / dead / oldest age per event type"},
     {"retry", p2q_cmd_retry, "retry [--event-type T] [--dead]",
      "try waiting (or dead-lettered) events now"},
-    {"prune", p2q_cmd_prune, "prune [--older-than 7d]", "delete old dead letters and idle leases"},
+    {"prune", p2q_cmd_prune, "prune [--older-than 7d]", "delete old dead letters"},
     {"reconcile", p2q_cmd_reconcile, "reconcile [RULE] [--fix] [--sample N]",
      "compare rows with points (missing/orphaned/stale); --fix repairs through the outbox; exit 3 on drift"},
     {"backfill", p2q_cmd_backfill, "backfill RULE [--where SQL] [--chunk 10000]",

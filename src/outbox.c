@@ -48,7 +48,7 @@ const char *p2q_outcome_name(p2q_outcome_t o) {
 
 struct p2q_outbox_s {
   char *claim_sql, *ack_sql, *ack_claim_sql, *recover_sql, *register_sql, *reap_sql;
-  /* the sweep's cursors through the lease table and the outbox (sync_outbox_recover_step):
+  /* the sweep's cursors (sync_outbox_recover_step: the lease table's, before migration 015, and the outbox's):
      NULL/0 = from the start */
   char *recover_rule, *recover_key;
   char recover_id[24];
@@ -195,11 +195,11 @@ static void on_disconnect(p2q_pg_t *pg, int err, const char *errmsg, void *arg) 
  * suffix of its WAL in a crash (asynchronous commits are WAL-ordered, and any later synchronous
  * commit flushes every earlier record), so a crash leaves the outbox as a consistent prefix of the
  * daemon's transactions: a lost ack re-delivers its events (at-least-once; a point's upsert or
- * delete is idempotent), a lost retry/requeue/dead ack re-runs an attempt, a lost sweep or lease
- * reclaim is done again, a lost mark raise leaves the mark lower (safe). The one statement whose
- * loss would be visible outside PostgreSQL is a claim whose events were then written to Qdrant:
- * its lease's claimed_id would be lost, and after the crash an older pending event of the row
- * could be claimed alone and applied over the newer one Qdrant already has. So the claim commits
+ * delete is idempotent), a lost retry/requeue/dead ack re-runs an attempt, a lost sweep is done
+ * again, a lost mark raise leaves the mark lower (safe). The one statement whose loss would be
+ * visible outside PostgreSQL is a claim whose events were then written to Qdrant: with it, the ack
+ * of the row's older event before it (earlier in WAL) could be lost, and that older event would be
+ * applied again over the newer one Qdrant already has. So the claim commits
  * with the server's setting whenever it hands out events (sql/functions.sql), and only empty
  * claims, acks and the sweeps run with this. */
 const char *p2q_outbox_sync_commit(const p2q_config_t *cfg) {

@@ -23,10 +23,11 @@
  * wake-ups and the claimers' retry timers; the others are standby policies (batch.h) that claim
  * while a backlog lasts: two full claims in a row of any of them turn the others on, unless a 429
  * paces one of the worker's targets (ctx.paced: a rate limit sees one session's batches). An ack
- * frees leases that another claimer's last claim was held back by: it makes that one claim again,
- * as its own ack would. One PostgreSQL backend does one claim at a time, so a drain is as fast as
+ * settles older events that another claimer's last claim was held back behind: it makes that one
+ * claim again, as its own ack would. One PostgreSQL backend does one claim at a time, so a drain is as fast as
  * one backend's claims unless several sessions claim; at low rates the standby sessions stay idle.
- * Order per row across them is the per-row lease's, as between replicas.
+ * Order per row across them is the claim's rule (an older event in flight holds its row's newer
+ * ones: sql/functions.sql), as between replicas.
  */
 #include "worker_batch.h"
 #include "pg2qdrant/errors.h"

@@ -7,9 +7,9 @@
  * in flight, a wake-up lingers up to linger_ms so the next batch fills up (Nagle-like), unless the
  * last claim came back full (a backlog: claim again at once). A wake-up that cannot be served now
  * is remembered and served when a slot frees up. An ack claims again only when the last claim
- * held events back behind a row's lease (the ack may have freed it) or a wake-up came since: at
+ * held events back behind an older event of their row (the ack may have settled it) or a wake-up came since: at
  * low rates the claim after each ack used to come back empty. Nothing polls, except a claim
- * that held events back with no batch of its own in flight (the lease is another claimer's, whose
+ * that held events back with no batch of its own in flight (the older event is another claimer's, whose
  * ack does not wake this worker): it looks again after held_delay (50 ms doubling to 1 s).
  *
  * A standby policy (a worker's second and later claimers, worker.h) claims only while `active`:
@@ -18,7 +18,7 @@
  * comes back neither full nor holding rows back (the worker sends its claimers' timers to the
  * first claimer, whose policy is never standby). Wake-ups alone never make it claim, so
  * at low rates it costs PostgreSQL nothing; in a backlog each claimer keeps its own PostgreSQL
- * backend busy. A sibling's ack may free the leases this policy's last claim was held back by
+ * backend busy. A sibling's ack may settle the older events this policy's last claim was held back by
  * (p2q_batch_on_sibling_acked), as its own ack does.
  *
  * Idle linger (idle_linger_ms, 0: off): a worker woken by a NOTIFY (p2q_batch_on_notify) while
@@ -47,7 +47,7 @@ typedef struct {
   int backlog;        /* the last claim returned a full batch */
   int lingering;      /* the linger timer is running */
   int idle_lingering; /* ... and it is the idle linger's (a claim sent makes it moot) */
-  int held;           /* the last claim held events back behind a row's lease */
+  int held;           /* the last claim held events back behind an older event of their row */
   int held_polls;     /* consecutive claims that held events back with nothing in flight */
   int paused;         /* breaker open, stopping, or not connected */
   int standby;        /* claims only while active (a worker's second and later claimers) */
@@ -73,7 +73,7 @@ void p2q_batch_on_claim_sent(p2q_batch_t *b);
 /* The same, remembering when (the idle linger counts from there). */
 void p2q_batch_on_claim_sent_at(p2q_batch_t *b, uint64_t now);
 /* n_rows: rows the claim returned (incl. coalesced/release, not the 'held' row); has_work: a batch
-   was started; held: rows the claim held back behind a lease (its 'held' row). */
+   was started; held: rows the claim held back behind an older event in flight (its 'held' row). */
 void p2q_batch_on_claimed(p2q_batch_t *b, int n_rows, int has_work, int held);
 /* After p2q_batch_on_claimed: ms until this worker must look again by itself (0: not needed). */
 int64_t p2q_batch_held_delay(p2q_batch_t *b);
@@ -86,7 +86,7 @@ void p2q_batch_on_linger_done(p2q_batch_t *b);
 void p2q_batch_on_backlog(p2q_batch_t *b);
 /* The worker's own timer (a retry, rows held back) is due: claim once, standby or not. */
 void p2q_batch_on_due(p2q_batch_t *b);
-/* Another claimer of the worker finished a batch: its leases are free, as after an ack of one's own. */
+/* Another claimer of the worker finished a batch: its events are settled, as after an ack of one's own. */
 void p2q_batch_on_sibling_acked(p2q_batch_t *b);
 /* After p2q_batch_on_claimed: should the worker's other claimers join in (a run of full claims)? */
 int p2q_batch_siblings_wanted(const p2q_batch_t *b);

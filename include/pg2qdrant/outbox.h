@@ -18,7 +18,8 @@
 
 /* Ops of outbox rows as the claim returns them. PRUNE is the worker's own (delete chunks past
    a row's new count); COALESCED marks a claimed row superseded by a newer one of the same row;
-   HELD is no event: candidates were held back by their row's lease (id = how many rows). */
+   HELD is no event: candidates were held back by an older event of their row in flight (id = how
+   many rows). RELEASE is no longer returned (a per-row lease before migration 015). */
 #define P2Q_OUTBOX_OPS(X) X(UPSERT, "upsert") X(DELETE, "delete") X(RELEASE, "release") \
   X(PRUNE, "prune") X(COALESCED, "coalesced") X(HELD, "held") \
   X(PAYLOAD, "payload") X(RETRIEVE, "retrieve") /* worker-internal Qdrant requests (worker_reuse.c) */
@@ -119,8 +120,9 @@ typedef void (*p2q_reap_cb)(void *arg, int err, const char *errmsg, const p2q_re
 int  p2q_outbox_reap(p2q_outbox_conn_t *c, int dead_ms, p2q_reap_cb cb, void *arg);
 
 /* Free the claims of owners that are gone (grace_ms after their last claim) on any connection, and
-   dead-letter exhausted events: one window of P2Q_OUTBOX_RECOVER_WINDOW leases and as many outbox
-   events per call (sync_outbox_recover_step); successive calls walk both tables, wrapping around. */
+   dead-letter exhausted events: one window of P2Q_OUTBOX_RECOVER_WINDOW outbox events per call
+   (and the types' fronts when a gone owner can have claims there: sync_outbox_recover_step);
+   successive calls walk the outbox, wrapping around. */
 #define P2Q_OUTBOX_RECOVER_WINDOW 20000
 int  p2q_outbox_recover(p2q_outbox_t *ob, p2q_pg_t *pg, int grace_ms, p2q_recover_cb cb, void *arg);
 

@@ -4,7 +4,7 @@
  * Every daemon process has an instance id and registers each of its PostgreSQL connections (its
  * own check connection and every worker connection) in sync_outbox_instance. On a short timer of
  * its own, on that connection, every process runs sync_outbox_reap(): a process all of whose
- * backends are gone is dead, and its claims and leases are freed at once (no qdrant.timeout
+ * backends are gone is dead, and its claims are freed at once (no qdrant.timeout
  * grace, no 30 s sweep). A lone lost connection of a live process keeps the old grace
  * (sync_outbox_recover on the sweep).
  *
@@ -30,7 +30,7 @@
 
 typedef struct p2q_recover_s p2q_recover_t;
 
-/* A dead process's claims were freed (events > 0 or leases only), or this process may claim
+/* A dead process's claims were freed (events > 0), or this process may claim
    again after a fence (events == 0): wake the workers. */
 typedef void (*p2q_recover_wake_cb)(void *arg, int events);
 
