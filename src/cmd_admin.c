@@ -158,6 +158,7 @@ int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv) {
 static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *type, char *err, size_t errlen) {
   p2q_buf_t q = P2Q_BUF_INIT, page = P2Q_BUF_INIT, after = P2Q_BUF_INIT;
   long long back = 0;
+  int warned = 0;
   p2q_sql_ident(&q, cfg->pg_schema);
   p2q_buf_printf(&page, "SELECT jsonb_agg(k.row_key)::text FROM (SELECT DISTINCT d.row_key FROM %s.sync_outbox_dead d"
                         " WHERE d.rule = $1 LIMIT 1000) k", q.data);
@@ -191,15 +192,20 @@ static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *t
       PQclear(res);
       if (!keys) break;
       n = 0;
-      /* then the upserts once more for the keys that got a delete, in a transaction of their own
-         (rv13, H1): a row inserted (or brought into the filter) after the lookup's snapshot,
-         whose own event may already be applied, gets an upsert newer than the delete, applied
-         after it (the other keys' upserts are newer than their rows already) */
+      /* then the upserts once more for the keys that got a delete, in a transaction of their own:
+         under the SHARE lock a row inserted meanwhile committed after the delete (superseding it);
+         without it (a role that may not lock the table) such a row, whose own event may already
+         be applied, gets an upsert newer than the delete, applied after it (rv13, H1) */
       char *deleted = NULL;
-      if (p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&after), &n, &deleted) ||
+      int unlocked = 0;
+      if (p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&after), &n, &deleted, &unlocked) ||
           (deleted && p2q_reconcile_fix_upserts(&c, deleted)))
         back = -1;
       else back += n;
+      if (unlocked && !warned++)
+        fprintf(stderr, "pg2qdrant: retry: no SHARE lock on %s for this role (it needs UPDATE, DELETE or TRUNCATE"
+                        " on the table): a row inserted during the retry may be deleted in Qdrant until its"
+                        " upsert follows\n", r->table);
       free(deleted);
       free(keys);
     }

@@ -61,10 +61,20 @@ rollback:
    enqueued again as they are NOW (the upsert statement above: rows read FOR SHARE, so a writer of
    one of them either committed before, and its state is the one read, or waits, and its event is
    newer), then `after` ($1 the keys, $2 the rule: the rest of the way back, see cmd_admin.c).
-   *n_after gets the first column of `after`'s one row, *more (malloc'd, or NULL) its second. No
-   table lock. */
-int p2q_reconcile_fix_recapture(rec_t *c, const char *keys, const char *after, long long *n_after, char **more) {
-  if (p2q_admin_exec(c->conn, "BEGIN", c->err, sizeof c->err)) return -1;
+   *n_after gets the first column of `after`'s one row, *more (malloc'd, or NULL) its second.
+   Under the table's SHARE lock (rv13b: it holds writers until this commits, so a row inserted
+   after the lookup commits after the delete at the old id, and the claim supersedes that delete);
+   a role that may not take it (it needs table-level UPDATE, DELETE or TRUNCATE, which the owner
+   role of conf/roles.sql lacks) goes on without it, and *unlocked is set: the caller's second
+   upsert then repairs such a row, after a transient delete (README). */
+int p2q_reconcile_fix_recapture(rec_t *c, const char *keys, const char *after, long long *n_after, char **more,
+                                int *unlocked) {
+  *unlocked = 0;
+  if (lock_begin(c)) {
+    if (!strstr(c->err, "permission denied")) return -1;
+    *unlocked = 1;
+    if (p2q_admin_exec(c->conn, "BEGIN", c->err, sizeof c->err)) return -1;
+  }
   PGresult *res = p2q_reconcile_exec_keys(c, c->upsert.data, keys, 0);
   if (!res) goto rollback;
   c->fixed_upserts += atoll(PQcmdTuples(res));

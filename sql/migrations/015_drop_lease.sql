@@ -26,9 +26,22 @@ BEGIN
     -- after a newer event of the row was claimed, or a late writer) would be superseded by that
     -- release's next claim; without the lease nothing would stop it. Deleted as superseded now
     -- (one with a claim still running is left to it: the lease's rules allow none such).
-    DELETE FROM @SCHEMA@.sync_outbox o USING @SCHEMA@.sync_outbox_lease l
-     WHERE l.rule = o.rule AND l.row_key = o.row_key AND o.id < l.claimed_id
-       AND NOT (o.claimed_by IS NOT NULL AND o.available_at > now());
+    -- One whose attempts are spent goes to the dead letters, as that release's sweep would have
+    -- moved it (rv13b).
+    WITH x AS (
+      DELETE FROM @SCHEMA@.sync_outbox o USING @SCHEMA@.sync_outbox_lease l
+       WHERE l.rule = o.rule AND l.row_key = o.row_key AND o.id < l.claimed_id
+         AND NOT (o.claimed_by IS NOT NULL AND o.available_at > now())
+      RETURNING o.*
+    )
+    INSERT INTO @SCHEMA@.sync_outbox_dead (id, event_type, routing_key, rule, source_table, row_key, op,
+                                           payload, vec, attempts, max_attempts, last_error, created_at)
+    SELECT x.id, x.event_type, x.routing_key, x.rule, x.source_table, x.row_key, x.op, x.payload, x.vec,
+           x.attempts, x.max_attempts,
+           COALESCE(x.last_error, 'no outcome reported after the final attempt (worker crashed or lease expired)'),
+           x.created_at
+      FROM x WHERE x.attempts >= x.max_attempts
+    ON CONFLICT (id) DO NOTHING;
     DROP TABLE @SCHEMA@.sync_outbox_lease;
   END IF;
 END

@@ -145,3 +145,28 @@ def test_init_at_version_14_applies_the_leases_fences_once(make_daemon, db):
     assert "installed or upgraded" in d.cli("init").stdout
     assert [r[0] for r in db.execute("SELECT id FROM sync_outbox ORDER BY id").fetchall()] == [newer, other]
     assert db.execute(CLAIM, ("n.1",)).fetchall() == [(newer, "upsert"), (other, "upsert")]
+
+
+def test_init_at_version_14_fences_an_old_event_alone_and_keeps_one_in_flight(make_daemon, db):
+    """rv13b: the fence must apply without a newer pending event of the row (the old event alone
+    would come back as an upsert), a spent one goes to the dead letters (as the sweep would have
+    moved it), and an event below the fence whose own claim is still running stays."""
+    d = make_daemon({"rule.docs": rule()})
+    d.cli("init")
+    as_version_14(db)
+    alone = add(db, KEYS[0][0])
+    spent = add(db, KEYS[1][0])
+    db.execute("UPDATE sync_outbox SET attempts = 10, max_attempts = 10 WHERE id = %s", (spent,))
+    flying = add(db, KEYS[2][0])
+    db.execute("UPDATE sync_outbox SET claimed_by = '31.1', claimed_at = now(), attempts = 1,"
+               " available_at = now() + interval '5 minutes' WHERE id = %s", (flying,))
+    fence = add(db, KEYS[3][0])  # an id above the three
+    db.execute("DELETE FROM sync_outbox WHERE id = %s", (fence,))
+    for k in KEYS[:3]:
+        db.execute("INSERT INTO sync_outbox_lease (key_hash, rule, row_key, owner, expires_at, claimed_id, leased_at,"
+                   " released_at) VALUES (jsonb_hash_extended(%s::jsonb, 0), 'docs', %s::jsonb, NULL, NULL, %s,"
+                   " now(), now())", (k[0], k[0], fence))
+    assert "installed or upgraded" in d.cli("init").stdout
+    assert [r[0] for r in db.execute("SELECT id FROM sync_outbox ORDER BY id").fetchall()] == [flying]
+    assert [r[0] for r in db.execute("SELECT id FROM sync_outbox_dead").fetchall()] == [spent]
+    assert db.execute(CLAIM, ("n.1",)).fetchall() == []
