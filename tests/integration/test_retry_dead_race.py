@@ -54,9 +54,12 @@ def test_h1(make_daemon, docs, kill):
         if time.monotonic() - t0 > 10:
             print("LOG", log, docs.execute("SELECT id, op, row_key FROM sync_outbox").fetchall(), docs.execute("SELECT id, op, row_key FROM sync_outbox_dead").fetchall(), p.poll())
             print(p.communicate(timeout=20)[0]); assert 0
-    if kill:
+    if kill:  # the retry's later transaction, if it has one that writes (under the SHARE lock it may not)
+        t2 = time.monotonic()
         while not docs.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'pg2qdrant/retry%%' AND wait_event = 'PgSleep'").fetchone():
             time.sleep(0.02)
+            if p.poll() is not None or time.monotonic() - t2 > 8:
+                break
     rows = docs.execute(CL, ("w",)).fetchall()
     applied(docs, rows, log)
     out = p.communicate(timeout=20)[0]
