@@ -142,26 +142,52 @@ int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv) {
   return 0;
 }
 
+/* The statement that finishes a page of `retry --dead` after its upserts (p2q_reconcile_fix_recapture:
+   $1 the page's keys, $2 the rule): the dead letters of the page go, and each key with no
+   (selected) row gets a delete carrying its newest dead letter's OLD id (the mark lowered to it in
+   the same statement), so that a row inserted concurrently (a writer that drew its id after that)
+   is applied after it. That ordering needs the table's SHARE lock; `locked` 0 (a role that may not
+   take it) keeps the dead letters of keys with no row instead and enqueues no delete. Returns the
+   dead letters brought back, the keys that got a delete (JSON), and the marks lowered. */
+static void retry_after_sql(p2q_buf_t *after, const char *lookup, const char *schema_q, int locked) {
+  p2q_buf_reset(after);
+  p2q_buf_printf(after,
+    "WITH l AS (%s), back AS (DELETE FROM %s.sync_outbox_dead d WHERE d.rule = $2"
+    "  AND d.row_key IN (SELECT l.v::jsonb FROM l%s) RETURNING d.*),"
+    " ins AS (INSERT INTO %s.sync_outbox (id, event_type, routing_key, rule, source_table, row_key, op, payload,"
+    "  attempts, max_attempts, available_at, last_error, created_at) OVERRIDING SYSTEM VALUE"
+    "  SELECT DISTINCT ON (b.row_key) b.id, b.event_type, b.routing_key, b.rule, b.source_table, b.row_key, 'delete',"
+    "  b.payload, 0, GREATEST(b.max_attempts, 1), now(), b.last_error, b.created_at FROM back b"
+    "  WHERE b.row_key IN (SELECT l.v::jsonb FROM l WHERE l.key_text IS NULL) ORDER BY b.row_key, b.id DESC"
+    "  RETURNING id, event_type, row_key),"
+    " low AS (SELECT %s.sync_outbox_mark_lower(i.event_type, min(i.id)) FROM ins i GROUP BY i.event_type)"
+    " SELECT (SELECT count(*) FROM back), (SELECT jsonb_agg(i.row_key)::text FROM ins i),"
+    " (SELECT count(*) FROM low)",
+    lookup, schema_q, locked ? "" : " WHERE l.key_text IS NOT NULL", schema_q, schema_q);
+}
+
 /* retry --dead: each dead letter's row enqueued again as it is NOW, rule by rule of the config,
-   keys in pages of 1,000, one transaction each (p2q_reconcile_fix_recapture): a row that exists
-   gets an upsert of its present state with a new id (read FOR SHARE: newer than anything a writer
-   committed, older than anything one commits later); a key with no (selected) row gets a delete
-   carrying its newest dead letter's OLD id, so that a row inserted concurrently (a writer that drew
-   its id after that) is applied after the delete; the dead letters go. Then, in a transaction of
-   its own, the upserts again for the keys that got a delete: a row that appeared after the lookup
-   (its own event possibly applied already, before the delete commits) gets a newer upsert,
-   applied after the delete. Never a dead letter's own
-   snapshot, as before migration 015: nothing remembers any more whether a newer event of its row
-   was applied since it died, and that older snapshot would overwrite it (a delete is the present
-   state of a missing row whatever was applied: bench/issue11/session13-nl13.md D4). Dead letters
-   of a rule the config does not have stay. Returns the dead letters brought back, or -1 (err). */
+   keys in pages of 1,000 in key order, one transaction each (p2q_reconcile_fix_recapture): a row
+   that exists gets an upsert of its present state with a new id (read FOR SHARE: newer than
+   anything a writer committed, older than anything one commits later); a key with no (selected)
+   row gets a delete (retry_after_sql), under the table's SHARE lock; the dead letters go. Then, in
+   a transaction of its own, the upserts again for the keys that got a delete (under the lock a row
+   inserted meanwhile commits after the delete and supersedes it; this only re-checks). Never a
+   dead letter's own snapshot, as before migration 015: nothing remembers any more whether a newer
+   event of its row was applied since it died, and that older snapshot would overwrite it
+   (bench/issue11/session13-nl13.md D4). A role that may not lock the table (it needs UPDATE,
+   DELETE or TRUNCATE on it) brings back the dead letters whose row exists and keeps the others,
+   with a message: a delete enqueued without the lock could be applied after a concurrent insert
+   of its key (rv13b), so none is. Dead letters of a rule the config does not have stay. Returns
+   the dead letters brought back, or -1 (err). */
 static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *type, char *err, size_t errlen) {
   p2q_buf_t q = P2Q_BUF_INIT, page = P2Q_BUF_INIT, after = P2Q_BUF_INIT;
   long long back = 0;
-  int warned = 0;
   p2q_sql_ident(&q, cfg->pg_schema);
-  p2q_buf_printf(&page, "SELECT jsonb_agg(k.row_key)::text FROM (SELECT DISTINCT d.row_key FROM %s.sync_outbox_dead d"
-                        " WHERE d.rule = $1 LIMIT 1000) k", q.data);
+  p2q_buf_printf(&page, "SELECT jsonb_agg(k.row_key ORDER BY k.row_key)::text, (array_agg(k.row_key ORDER BY k.row_key DESC))[1]::text FROM"
+                        " (SELECT DISTINCT d.row_key FROM %s.sync_outbox_dead d WHERE d.rule = $1"
+                        " AND ($2::jsonb IS NULL OR d.row_key > $2::jsonb) ORDER BY d.row_key LIMIT 1000) k",
+                 q.data);
   for (int i = 0; back >= 0 && i < cfg->n_rules; i++) {
     const p2q_rule_config_t *r = &cfg->rules[i];
     if (r->shadow_of > 0 || (type && strcmp(r->event_type ? r->event_type : r->name, type))) continue;
@@ -169,45 +195,45 @@ static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *t
     memset(&c, 0, sizeof c);
     c.cfg = cfg; c.r = r; c.conn = conn;
     if (p2q_reconcile_build_sql(&c)) { snprintf(c.err, sizeof c.err, "cannot generate SQL"); back = -1; }
-    /* the keys with no selected row (reconcile's lookup: $1 keys, $2 rule), their deletes at the
-       newest dead letter's id (the mark lowered to them in the same statement), the dead letters */
-    p2q_buf_reset(&after);
-    p2q_buf_printf(&after,
-      "WITH l AS (%s), back AS (DELETE FROM %s.sync_outbox_dead d WHERE d.rule = $2"
-      "  AND d.row_key IN (SELECT jsonb_array_elements($1::jsonb)) RETURNING d.*),"
-      " ins AS (INSERT INTO %s.sync_outbox (id, event_type, routing_key, rule, source_table, row_key, op, payload,"
-      "  attempts, max_attempts, available_at, last_error, created_at) OVERRIDING SYSTEM VALUE"
-      "  SELECT DISTINCT ON (b.row_key) b.id, b.event_type, b.routing_key, b.rule, b.source_table, b.row_key, 'delete',"
-      "  b.payload, 0, GREATEST(b.max_attempts, 1), now(), b.last_error, b.created_at FROM back b"
-      "  WHERE b.row_key IN (SELECT l.v::jsonb FROM l WHERE l.key_text IS NULL) ORDER BY b.row_key, b.id DESC"
-      "  RETURNING id, event_type, row_key),"
-      " low AS (SELECT %s.sync_outbox_mark_lower(i.event_type, min(i.id)) FROM ins i GROUP BY i.event_type)"
-      " SELECT (SELECT count(*) FROM back), (SELECT jsonb_agg(i.row_key)::text FROM ins i),"
-      " (SELECT count(*) FROM low)", p2q_buf_str(&c.lookup), q.data, q.data, q.data);
-    for (long long n = 1; back >= 0 && n > 0;) {
+    int locked = 1;
+    retry_after_sql(&after, p2q_buf_str(&c.lookup), q.data, locked);
+    char *cursor = NULL;
+    while (back >= 0) {
       PGresult *res = NULL;
-      const char *params[] = {r->name};
-      if (query_params(conn, p2q_buf_str(&page), 1, params, &res, c.err, sizeof c.err)) { back = -1; break; }
+      const char *params[] = {r->name, cursor};
+      if (query_params(conn, p2q_buf_str(&page), 2, params, &res, c.err, sizeof c.err)) { back = -1; break; }
       char *keys = PQgetisnull(res, 0, 0) ? NULL : strdup(PQgetvalue(res, 0, 0));
+      free(cursor);
+      cursor = PQgetisnull(res, 0, 1) ? NULL : strdup(PQgetvalue(res, 0, 1));
       PQclear(res);
       if (!keys) break;
-      n = 0;
-      /* then the upserts once more for the keys that got a delete, in a transaction of their own:
-         under the SHARE lock a row inserted meanwhile committed after the delete (superseding it);
-         without it (a role that may not lock the table) such a row, whose own event may already
-         be applied, gets an upsert newer than the delete, applied after it (rv13, H1) */
+      long long n = 0;
       char *deleted = NULL;
-      int unlocked = 0;
-      if (p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&after), &n, &deleted, &unlocked) ||
-          (deleted && p2q_reconcile_fix_upserts(&c, deleted)))
-        back = -1;
+      int rc = p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&after), locked, &n, &deleted);
+      if (rc == P2Q_EPG_DENIED) {  /* this role may not lock the table: this page again, without deletes */
+        locked = 0;
+        retry_after_sql(&after, p2q_buf_str(&c.lookup), q.data, locked);
+        rc = p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&after), locked, &n, &deleted);
+      }
+      if (rc || (deleted && p2q_reconcile_fix_upserts(&c, deleted))) back = -1;
       else back += n;
-      if (unlocked && !warned++)
-        fprintf(stderr, "pg2qdrant: retry: no SHARE lock on %s for this role (it needs UPDATE, DELETE or TRUNCATE"
-                        " on the table): a row inserted during the retry may be deleted in Qdrant until its"
-                        " upsert follows\n", r->table);
       free(deleted);
       free(keys);
+    }
+    free(cursor);
+    if (back >= 0 && !locked) {
+      PGresult *res = NULL;
+      const char *params[] = {r->name};
+      p2q_buf_t cnt = P2Q_BUF_INIT;
+      p2q_buf_printf(&cnt, "SELECT count(*) FROM %s.sync_outbox_dead d WHERE d.rule = $1", q.data);
+      if (!query_params(conn, p2q_buf_str(&cnt), 1, params, &res, c.err, sizeof c.err)) {
+        fprintf(stderr, "pg2qdrant: retry: rule %s: %s dead event(s) kept: their rows are gone, and the delete"
+                        " that retries them needs the SHARE lock on %s (UPDATE, DELETE or TRUNCATE on the table),"
+                        " which this role may not take; run `retry --dead` as a role that may\n",
+                r->name, PQgetvalue(res, 0, 0), r->table);
+        PQclear(res);
+      }
+      p2q_buf_free(&cnt);
     }
     if (back < 0) snprintf(err, errlen, "rule %.100s: %.800s", r->name, c.err);
     p2q_buf_free(&c.lookup);

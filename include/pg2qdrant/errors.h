@@ -30,6 +30,7 @@
   XX(PG_CONNECT, -30, "cannot connect to PostgreSQL")                         \
   XX(PG_QUERY,   -31, "PostgreSQL query failed")                              \
   XX(PG_LOST,    -32, "PostgreSQL connection lost")                           \
+  XX(PG_DENIED,  -33, "PostgreSQL permission denied")                         \
   /* qdrant / http */                                                         \
   XX(HTTP,       -40, "HTTP transport error")                                 \
   XX(HTTP_STATUS,-41, "unexpected HTTP status")                               \

@@ -83,3 +83,38 @@ def test_three_roles_end_to_end(make_daemon, db, pgdb, qdrant, roles):
     # apply by a non-superuser owner could not install the DDL guard: check says so
     out = json.loads(d.cli("check", "--json", check=False, env=as_role(d, owner)).stdout)
     assert {c["check"]: c["status"] for c in out["checks"]}["outbox.ddl_guard"] == "warn"
+
+
+def test_retry_dead_without_the_table_lock_keeps_gone_rows(make_daemon, db, pgdb, qdrant, roles):
+    """`retry --dead` as the owner role, which may not take the source table's SHARE lock (it has no
+    UPDATE, DELETE or TRUNCATE on it): a dead letter whose row exists comes back as the row's
+    present state; one whose row is gone stays a dead letter, with a message, because its delete,
+    enqueued without the lock, could be applied after a concurrent insert of its key (rv13b). A
+    role that may lock the table brings that one back too, as a delete."""
+    rule = {"table": "public.docs", "key": "id", "columns": "id, title", "vector_column": "emb",
+            "dimension": "4", "distance": "Dot", "collection": "docs"}
+    d = make_daemon({"rule.docs": rule})
+    owner = roles["p2q_owner"]
+    d.cli("init", env=as_role(d, owner))
+    with psycopg.connect(dbname=pgdb, user=owner, autocommit=True) as oc:
+        for st in roles_sql("owner", roles):
+            oc.execute(st)
+    d.cli("apply", env=as_role(d, owner))
+    db.execute("INSERT INTO docs VALUES (1, 'one', ARRAY[1, 0, 0, 0]::real[]), (2, 'two', ARRAY[0, 1, 0, 0]::real[])")
+    db.execute("DELETE FROM docs WHERE id = 2")
+    db.execute("WITH x AS (DELETE FROM sync_outbox RETURNING *) SELECT sync_outbox_bury(ARRAY(SELECT x::sync_outbox FROM x))")
+    dead = lambda: sorted(db.execute("SELECT row_key::text, op FROM sync_outbox_dead").fetchall())
+    assert dead() == [('{"id": 1}', "upsert"), ('{"id": 2}', "delete"), ('{"id": 2}', "upsert")]
+
+    r = d.cli("retry", "--dead", env=as_role(d, owner))
+    assert "1 dead event(s)" in r.stdout, r.stdout
+    assert "2 dead event(s) kept" in r.stderr and "SHARE lock" in r.stderr, r.stderr
+    assert dead() == [('{"id": 2}', "delete"), ('{"id": 2}', "upsert")]
+    assert db.execute("SELECT row_key::text, op, payload->>'title' FROM sync_outbox").fetchall() == \
+        [('{"id": 1}', "upsert", "one")]
+
+    r = d.cli("retry", "--dead")  # the superuser may lock the table
+    assert "2 dead event(s)" in r.stdout and "kept" not in r.stderr, (r.stdout, r.stderr)
+    assert dead() == []
+    assert sorted(db.execute("SELECT row_key::text, op FROM sync_outbox").fetchall()) == \
+        [('{"id": 1}', "upsert"), ('{"id": 2}', "delete")]

@@ -3,7 +3,8 @@ adopted): the retry finds no row, enqueues a delete at the dead letter's old id;
 the key meanwhile. The delete must never be applied after the insert's upsert, transiently or for
 good (the retry killed between its transactions). Every retry transaction that inserts an event
 is slowed 3 s at COMMIT by a deferred trigger to open the window. The test's role may take the
-table's SHARE lock (the superuser); a role that may not is warned and keeps the transient."""
+table's SHARE lock (the superuser); a role that may not keeps the dead letters of gone rows
+(test_privileges.py::test_retry_dead_without_the_table_lock_keeps_gone_rows)."""
 import json, subprocess, time, os
 import psycopg, pytest
 from conftest import BIN
