@@ -722,11 +722,13 @@ BEGIN
     SELECT w.id, w.claimed_by, w.claimed_at FROM w WHERE w.claimed AND w.claimed_by IS NOT NULL
     UNION
     -- The fronts only when a gone owner can have claims there (rv13, M2: 137-163 ms per sweep at
-    -- 200,000 events over 4 types, per replica): a lost connection the registry knows (the whole
-    -- front, whatever the window, so its claims come back one grace after it went, as its leases
-    -- did), or owners it cannot know, i.e. a PostgreSQL restart within the hour (the registry is
-    -- unlogged: the previous postmaster's backends' claims). Otherwise the window, then the
-    -- claim's expiry, find them, as the lease walk's window did before migration 015. After a
+    -- 200,000 events over 4 types, per replica): a lost connection the registry knows (the first
+    -- 20,000 events of each type, whatever the window, so its claims there come back one grace
+    -- after it went, as its leases did), or owners it cannot know, i.e. a PostgreSQL restart within
+    -- the hour (the registry is unlogged: the previous postmaster's backends' claims). Otherwise
+    -- the window, then the claim's expiry, find them (late, never lost), as the lease walk's
+    -- window did before migration 015: so also after a failover to a standby whose postmaster
+    -- started more than an hour before (its registry is empty, the gate does not see it). After a
     -- restart, the first 5,000 of each type (the sample sync_outbox_status counts in-flight events
     -- in), not the window's 20,000: with the window beside it, 20,000 read a third of the outbox's
     -- pages in test_recover_window's big backlog, over its bound.

@@ -203,8 +203,10 @@ static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *t
       const char *params[] = {r->name, cursor};
       if (query_params(conn, p2q_buf_str(&page), 2, params, &res, c.err, sizeof c.err)) { back = -1; break; }
       char *keys = PQgetisnull(res, 0, 0) ? NULL : strdup(PQgetvalue(res, 0, 0));
-      free(cursor);
-      cursor = PQgetisnull(res, 0, 1) ? NULL : strdup(PQgetvalue(res, 0, 1));
+      if (!PQgetisnull(res, 0, 1)) {
+        free(cursor);
+        cursor = strdup(PQgetvalue(res, 0, 1));
+      }
       PQclear(res);
       if (!keys) break;
       long long n = 0;
@@ -220,21 +222,23 @@ static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *t
       free(deleted);
       free(keys);
     }
-    free(cursor);
-    if (back >= 0 && !locked) {
+    if (back >= 0 && !locked) {  /* the dead letters of the keys walked that are still there */
       PGresult *res = NULL;
-      const char *params[] = {r->name};
+      const char *params[] = {r->name, cursor};
       p2q_buf_t cnt = P2Q_BUF_INIT;
-      p2q_buf_printf(&cnt, "SELECT count(*) FROM %s.sync_outbox_dead d WHERE d.rule = $1", q.data);
-      if (!query_params(conn, p2q_buf_str(&cnt), 1, params, &res, c.err, sizeof c.err)) {
+      p2q_buf_printf(&cnt, "SELECT count(*) FROM %s.sync_outbox_dead d WHERE d.rule = $1 AND d.row_key <= $2::jsonb",
+                     q.data);
+      if (!query_params(conn, p2q_buf_str(&cnt), 2, params, &res, c.err, sizeof c.err) &&
+          strcmp(PQgetvalue(res, 0, 0), "0")) {
         fprintf(stderr, "pg2qdrant: retry: rule %s: %s dead event(s) kept: their rows are gone, and the delete"
                         " that retries them needs the SHARE lock on %s (UPDATE, DELETE or TRUNCATE on the table),"
                         " which this role may not take; run `retry --dead` as a role that may\n",
                 r->name, PQgetvalue(res, 0, 0), r->table);
-        PQclear(res);
       }
+      PQclear(res);
       p2q_buf_free(&cnt);
     }
+    free(cursor);
     if (back < 0) snprintf(err, errlen, "rule %.100s: %.800s", r->name, c.err);
     p2q_buf_free(&c.lookup);
     p2q_buf_free(&c.upsert);

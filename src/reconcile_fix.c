@@ -32,13 +32,24 @@ int p2q_reconcile_fix_upserts(rec_t *c, const char *keys) {
   return 0;
 }
 
+/* BEGIN and the table's SHARE lock; -1 (c->err) on failure, P2Q_EPG_DENIED when the role may not
+   take the lock (SQLSTATE 42501, whatever lc_messages says). */
 static int lock_begin(rec_t *c) {
   p2q_buf_t lock = P2Q_BUF_INIT;
   p2q_buf_puts(&lock, "SET LOCAL lock_timeout = '5s'; LOCK TABLE ");
   p2q_sql_qualified(&lock, c->r->table);
   p2q_buf_puts(&lock, " IN SHARE MODE");
   int rc = p2q_admin_exec(c->conn, "BEGIN", c->err, sizeof c->err);
-  if (!rc && (rc = p2q_admin_exec(c->conn, lock.data, c->err, sizeof c->err))) PQclear(PQexec(c->conn, "ROLLBACK"));
+  if (!rc) {
+    PGresult *res = PQexec(c->conn, lock.data);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+      const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+      snprintf(c->err, sizeof c->err, "%s", PQresultErrorMessage(res));
+      rc = state && !strcmp(state, "42501") ? P2Q_EPG_DENIED : -1;
+      PQclear(PQexec(c->conn, "ROLLBACK"));
+    }
+    PQclear(res);
+  }
   p2q_buf_free(&lock);
   return rc;
 }
@@ -70,8 +81,8 @@ rollback:
 int p2q_reconcile_fix_recapture(rec_t *c, const char *keys, const char *after, int lock, long long *n_after,
                                 char **more) {
   *more = NULL;
-  if (lock ? lock_begin(c) : p2q_admin_exec(c->conn, "BEGIN", c->err, sizeof c->err))
-    return lock && strstr(c->err, "permission denied") ? P2Q_EPG_DENIED : -1;
+  int rc = lock ? lock_begin(c) : p2q_admin_exec(c->conn, "BEGIN", c->err, sizeof c->err);
+  if (rc) return rc == P2Q_EPG_DENIED ? rc : -1;
   PGresult *res = p2q_reconcile_exec_keys(c, c->upsert.data, keys, 0);
   if (!res) goto rollback;
   c->fixed_upserts += atoll(PQcmdTuples(res));

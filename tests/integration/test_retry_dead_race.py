@@ -73,3 +73,6 @@ def test_h1(make_daemon, docs, kill):
           "row:", docs.execute("SELECT id, title FROM docs").fetchall())
     last = [r for _, r in log if r[1] in ("upsert", "delete")][-1]
     assert not any(r[1] == "delete" for _, r in log), "a delete applied while the row exists (last applied %r)" % (last,)
+    assert last[1] == "upsert" and docs.execute("SELECT title FROM docs WHERE id = 1").fetchone()[0] == "v2"
+    if not kill:
+        assert p.returncode == 0, out
