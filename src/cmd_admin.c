@@ -240,12 +240,7 @@ static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *t
     }
     free(cursor);
     if (back < 0) snprintf(err, errlen, "rule %.100s: %.800s", r->name, c.err);
-    p2q_buf_free(&c.lookup);
-    p2q_buf_free(&c.upsert);
-    p2q_buf_free(&c.orphan);
-    p2q_buf_free(&c.rows);
-    p2q_buf_free(&c.keys);
-    p2q_buf_free(&c.events);
+    p2q_reconcile_sql_free(&c);
   }
   p2q_buf_free(&q);
   p2q_buf_free(&page);

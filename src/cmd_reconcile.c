@@ -418,12 +418,7 @@ fail:
   }
   for (int k = 0; k < K_N; k++) free(c.sample[k]);
   p2q_rec_idset_free(&c.unresolved);
-  p2q_buf_free(&c.lookup);
-  p2q_buf_free(&c.upsert);
-  p2q_buf_free(&c.orphan);
-  p2q_buf_free(&c.rows);
-  p2q_buf_free(&c.keys);
-  p2q_buf_free(&c.events);
+  p2q_reconcile_sql_free(&c);
   return rc;
 }
 

@@ -59,6 +59,8 @@ static inline void arr_end(p2q_buf_t *b, int n) { p2q_buf_puts(b, n ? "]" : "[]"
 /* ---- reconcile_io.c ---- */
 /* Generate the rule's SQL into c's buffers (lookup, rows, keys, events, upsert, orphan). */
 int p2q_reconcile_build_sql(rec_t *c);
+/* Frees what p2q_reconcile_build_sql built (safe on a partly built or zeroed rec_t). */
+void p2q_reconcile_sql_free(rec_t *c);
 /* Run `sql` on c->conn with $1 = keys (a JSON array) [and $2 = the rule]; NULL with c->err set. */
 PGresult *p2q_reconcile_exec_keys(rec_t *c, const char *sql, const char *keys, int with_rule);
 void p2q_reconcile_reply_free(reply_t *p);

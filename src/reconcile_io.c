@@ -92,6 +92,15 @@ static int rows_sql(rec_t *c, const char *q) {
   return 0;
 }
 
+void p2q_reconcile_sql_free(rec_t *c) {
+  p2q_buf_free(&c->lookup);
+  p2q_buf_free(&c->upsert);
+  p2q_buf_free(&c->orphan);
+  p2q_buf_free(&c->rows);
+  p2q_buf_free(&c->keys);
+  p2q_buf_free(&c->events);
+}
+
 int p2q_reconcile_build_sql(rec_t *c) {
   const p2q_rule_config_t *r = c->r;
   p2q_buf_t q = P2Q_BUF_INIT, src = P2Q_BUF_INIT;
