@@ -58,7 +58,10 @@ def test_upgrade_to_the_c_collation_keeps_every_event_and_claim(make_daemon, en_
                " SELECT (ARRAY['docs', 'Docs', 'zeta'])[1 + i % 3], CASE WHEN i % 2 = 0 THEN (ARRAY['b', 'A', 'a'])[1 + i % 3] END,"
                " 'docs', 'public.docs', jsonb_build_object('id', i % 50), 'upsert', json_build_object('id', i % 50, 'v', i)"
                " FROM generate_series(1, 300) i")
-    assert len(db.execute("SELECT * FROM sync_outbox_claim('old.1', ARRAY['docs'], NULL, 20, 60000)").fetchall()) == 20
+    # (20 claimed; since migration 015 the claim also supersedes, and returns as 'coalesced', the
+    # older events of the claimed rows that another type left pending: one rule's rows here)
+    got = db.execute("SELECT op FROM sync_outbox_claim('old.1', ARRAY['docs'], NULL, 20, 60000)").fetchall()
+    assert sum(op in ("upsert", "delete") for (op,) in got) == 20 and {op for (op,) in got} <= {"upsert", "coalesced"}
     before, claimed = outbox_state(db), claims(db)
     assert "installed or upgraded" in d.cli("init").stdout
     assert collations(db) == [("event_type", '"C"'), ("routing_key", '"C"')]
