@@ -17,6 +17,7 @@ import os
 import pathlib
 import statistics
 import subprocess
+import sys
 import tempfile
 
 import psycopg
@@ -46,6 +47,10 @@ def main():
     variants = ["installed"] + a.sql
     res = {v: [] for v in variants}
     with psycopg.connect(dbname=a.db, autocommit=True) as c:
+        if c.execute("SELECT to_regclass('sync_outbox_lease') IS NULL").fetchone()[0]:
+            sys.exit("lease_reclaim_bench.py: no sync_outbox_lease: migration 015 dropped the lease table and"
+                     " its reclaimer (bench/issue11/session13-nl13.md); this bench measures releases before it"
+                     " (git checkout 330dce3)")
         pid = c.info.backend_pid
         installed = c.execute("SELECT pg_get_functiondef('sync_outbox_reclaim_leases'::regproc)").fetchone()[0]
         # one pending event above every claimed_id (as during a drain)

@@ -318,7 +318,8 @@ def main():
             "SELECT pg_total_relation_size(c.oid) / 1024, s.n_live_tup, s.n_dead_tup, s.autovacuum_count "
             "FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid "
             "WHERE s.schemaname = %s AND c.relname = %s", (schema, "sync_outbox_lease"))
-        lt, ll, ld, la = cur.fetchone()
+        # (no lease table since migration 015: its columns read 0)
+        lt, ll, ld, la = cur.fetchone() or (0, 0, 0, 0)
         # the outbox's TOAST table: its own size, tuples and autovacuum runs (pg_stat_all_tables)
         cur.execute(
             "SELECT pg_relation_size(t.oid) / 1024, pg_indexes_size(t.oid) / 1024, s.n_live_tup, s.n_dead_tup, "
@@ -326,7 +327,9 @@ def main():
             "JOIN pg_stat_all_tables s ON s.relid = t.oid "
             "WHERE c.relnamespace = %s::regnamespace AND c.relname = 'sync_outbox'", (q,))
         tt, ti, tl, tdd, tav = cur.fetchone()
-        cur.execute(f"SELECT (SELECT count(*) FROM {q}.sync_outbox_lease), "
+        lease = f"{q}.sync_outbox_lease"
+        has_lease = cur.execute("SELECT to_regclass(%s) IS NOT NULL", (lease,)).fetchone()[0]
+        cur.execute(f"SELECT {'(SELECT count(*) FROM ' + lease + ')' if has_lease else '0'}, "
                     f"pg_total_relation_size('{q}.sync_outbox_dead') / 1024, "
                     "(SELECT coalesce(extract(epoch FROM max(clock_timestamp() - xact_start)), 0) "
                     " FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
