@@ -148,7 +148,7 @@ int p2q_cmd_status(const p2q_config_t *cfg, int argc, char **argv) {
    the same statement), so that a row inserted concurrently (a writer that drew its id after that)
    is applied after it. That ordering needs the table's SHARE lock; `locked` 0 (a role that may not
    take it) keeps the dead letters of keys with no row instead and enqueues no delete. Returns the
-   dead letters brought back, the keys that got a delete (JSON), and the marks lowered. */
+   dead letters brought back and the marks lowered. */
 static void retry_after_sql(p2q_buf_t *after, const char *lookup, const char *schema_q, int locked) {
   p2q_buf_reset(after);
   p2q_buf_printf(after,
@@ -161,8 +161,7 @@ static void retry_after_sql(p2q_buf_t *after, const char *lookup, const char *sc
     "  WHERE b.row_key IN (SELECT l.v::jsonb FROM l WHERE l.key_text IS NULL) ORDER BY b.row_key, b.id DESC"
     "  RETURNING id, event_type, row_key),"
     " low AS (SELECT %s.sync_outbox_mark_lower(i.event_type, min(i.id)) FROM ins i GROUP BY i.event_type)"
-    " SELECT (SELECT count(*) FROM back), (SELECT jsonb_agg(i.row_key)::text FROM ins i),"
-    " (SELECT count(*) FROM low)",
+    " SELECT (SELECT count(*) FROM back), (SELECT count(*) FROM low)",
     lookup, schema_q, locked ? "" : " WHERE l.key_text IS NOT NULL", schema_q, schema_q);
 }
 
@@ -170,9 +169,8 @@ static void retry_after_sql(p2q_buf_t *after, const char *lookup, const char *sc
    keys in pages of 1,000 in key order, one transaction each (p2q_reconcile_fix_recapture): a row
    that exists gets an upsert of its present state with a new id (read FOR SHARE: newer than
    anything a writer committed, older than anything one commits later); a key with no (selected)
-   row gets a delete (retry_after_sql), under the table's SHARE lock; the dead letters go. Then, in
-   a transaction of its own, the upserts again for the keys that got a delete (under the lock a row
-   inserted meanwhile commits after the delete and supersedes it; this only re-checks). Never a
+   row gets a delete (retry_after_sql), under the table's SHARE lock (a row inserted meanwhile
+   commits after the delete, and its own newer event supersedes it); the dead letters go. Never a
    dead letter's own snapshot, as before migration 015: nothing remembers any more whether a newer
    event of its row was applied since it died, and that older snapshot would overwrite it
    (bench/issue11/session13-nl13.md D4). A role that may not lock the table (it needs UPDATE,
@@ -210,16 +208,14 @@ static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *t
       PQclear(res);
       if (!keys) break;
       long long n = 0;
-      char *deleted = NULL;
-      int rc = p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&after), locked, &n, &deleted);
+      int rc = p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&after), locked, &n);
       if (rc == P2Q_EPG_DENIED) {  /* this role may not lock the table: this page again, without deletes */
         locked = 0;
         retry_after_sql(&after, p2q_buf_str(&c.lookup), q.data, locked);
-        rc = p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&after), locked, &n, &deleted);
+        rc = p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&after), locked, &n);
       }
-      if (rc || (deleted && p2q_reconcile_fix_upserts(&c, deleted))) back = -1;
+      if (rc) back = -1;
       else back += n;
-      free(deleted);
       free(keys);
     }
     if (back >= 0 && !locked) {  /* the dead letters of the keys walked that are still there */

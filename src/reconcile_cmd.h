@@ -73,11 +73,9 @@ int p2q_reconcile_retrieve(rec_t *c, const char *ids, int vectors, reply_t *p, c
 
 /* ---- reconcile_fix.c (each: 0, or -1 with c->err set) ---- */
 /* retry --dead: re-capture the keys' existing rows (upserts, rows FOR SHARE) and run `after` ($1 keys,
-   $2 rule; *n_after = its first column, *more = its second, malloc'd or NULL) in one transaction;
-   with `lock`, under the table's SHARE lock, or P2Q_EPG_DENIED (nothing done) when the role
-   may not take it. */
-int p2q_reconcile_fix_recapture(rec_t *c, const char *keys, const char *after, int lock, long long *n_after,
-                                char **more);
+   $2 rule; *n_after = its first column) in one transaction; with `lock`, under the table's SHARE
+   lock, or P2Q_EPG_DENIED (nothing done) when the role may not take it. */
+int p2q_reconcile_fix_recapture(rec_t *c, const char *keys, const char *after, int lock, long long *n_after);
 /* Enqueue upserts for the keys (a JSON array), one short transaction. */
 int p2q_reconcile_fix_upserts(rec_t *c, const char *keys);
 /* Delete events for `keys` (a JSON array of keys with no selected row), under the SHARE lock. */

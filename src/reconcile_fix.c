@@ -71,16 +71,14 @@ rollback:
 /* `retry --dead` (cmd_admin.c): in one transaction, the rows of `keys` (a JSON array) that exist
    enqueued again as they are NOW (the upsert statement above: rows read FOR SHARE, so a writer of
    one of them either committed before, and its state is the one read, or waits, and its event is
-   newer), then `after` ($1 the keys, $2 the rule: the rest of the way back, see cmd_admin.c).
-   *n_after gets the first column of `after`'s one row, *more (malloc'd, or NULL) its second.
-   With `lock`, under the table's SHARE lock (rv13b: it holds writers until this commits, so a row
-   inserted after the lookup commits after a delete enqueued here at a dead letter's old id, and
-   the claim supersedes that delete); a role that may not take it (it needs table-level UPDATE,
-   DELETE or TRUNCATE, which the owner role of conf/roles.sql lacks) gets P2Q_EPG_DENIED and
-   nothing is done. Without `lock`, no lock is taken: `after` must then enqueue no delete. */
-int p2q_reconcile_fix_recapture(rec_t *c, const char *keys, const char *after, int lock, long long *n_after,
-                                char **more) {
-  *more = NULL;
+   newer), then `after` ($1 the keys, $2 the rule: the rest of the way back, see cmd_admin.c), whose
+   one row's first column goes to *n_after. With `lock`, under the table's SHARE lock (rv13b: it
+   holds writers until this commits, so a row inserted after the lookup commits after a delete
+   enqueued here at a dead letter's old id, and the claim supersedes that delete); a role that may
+   not take it (it needs table-level UPDATE, DELETE or TRUNCATE, which the owner role of
+   conf/roles.sql lacks) gets P2Q_EPG_DENIED and nothing is done. Without `lock`, no lock is taken:
+   `after` must then enqueue no delete. */
+int p2q_reconcile_fix_recapture(rec_t *c, const char *keys, const char *after, int lock, long long *n_after) {
   int rc = lock ? lock_begin(c) : p2q_admin_exec(c->conn, "BEGIN", c->err, sizeof c->err);
   if (rc) return rc == P2Q_EPG_DENIED ? rc : -1;
   PGresult *res = p2q_reconcile_exec_keys(c, c->upsert.data, keys, 0);
@@ -89,14 +87,8 @@ int p2q_reconcile_fix_recapture(rec_t *c, const char *keys, const char *after, i
   PQclear(res);
   if (!(res = p2q_reconcile_exec_keys(c, after, keys, 1))) goto rollback;
   *n_after = PQntuples(res) == 1 ? atoll(PQgetvalue(res, 0, 0)) : 0;
-  *more = PQntuples(res) == 1 && PQnfields(res) > 1 && !PQgetisnull(res, 0, 1) ? strdup(PQgetvalue(res, 0, 1)) : NULL;
   PQclear(res);
-  if (p2q_admin_exec(c->conn, "COMMIT", c->err, sizeof c->err)) {
-    free(*more);
-    *more = NULL;
-    return -1;
-  }
-  return 0;
+  return p2q_admin_exec(c->conn, "COMMIT", c->err, sizeof c->err) ? -1 : 0;
 rollback:
   PQclear(PQexec(c->conn, "ROLLBACK"));
   return -1;
