@@ -86,6 +86,8 @@ static const char usage_text[] =
     "  --duration D         steady/mixed: how long to write (10s)\n"
     "  --writers N          writer connections (1)\n"
     "  --rows-per-txn N     rows (operations) per commit (1)\n"
+    "  --writer MODE        steady/mixed: how the writers send their statements: %s\n"
+    "                       (default prepared-text: prepared once per connection, vector as text)\n"
     "  --mix I,U,D          mixed: insert/update/delete percentages (50,40,10)\n"
     "  --hot F,N            mixed: a share F of updates hits the N hot rows (0.8,100)\n"
     "  --preload N          mixed: rows existing before the run (1000)\n"
@@ -435,7 +437,7 @@ static int parse_args(bench_t *b, p2q_bench_sweep_t *sw, int argc, char **argv, 
     long n;
     char err[256];
 #define NEEDV() do { if (!v) { fprintf(stderr, "pg2qdrant bench: %s needs a value\n", a); return -1; } i++; } while (0)
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) { printf(usage_text, P2Q_BENCH_KNOB_LIST); return 1; }
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) { printf(usage_text, P2Q_BENCH_WRITER_LIST, P2Q_BENCH_KNOB_LIST); return 1; }
     else if (!strcmp(a, "--one-axis")) *one_axis = 1;
     else if (!strcmp(a, "--workload")) { NEEDV(); snprintf(workloads, wl, "%s", v); }
     else if (!strcmp(a, "--rows")) { NEEDV(); if (parse_count(a, v, 1, 100000000, &x->rows)) return -1; }
@@ -475,6 +477,11 @@ static int parse_args(bench_t *b, p2q_bench_sweep_t *sw, int argc, char **argv, 
         return -1;
       }
     }
+    else if (!strcmp(a, "--writer")) {
+      NEEDV();
+      x->writer_mode = p2q_bench_writer_find(v);
+      if (x->writer_mode < 0) { fprintf(stderr, "pg2qdrant bench: --writer: one of %s, not '%s'\n", P2Q_BENCH_WRITER_LIST, v); return -1; }
+    }
     else if (!strcmp(a, "--sweep")) { NEEDV(); if (p2q_bench_sweep_add(sw, v, err, sizeof err) < 0) { fprintf(stderr, "pg2qdrant bench: %s\n", err); return -1; } }
     else if (!strcmp(a, "--out")) { NEEDV(); snprintf(x->out, sizeof x->out, "%s", v); }
     else if (!strcmp(a, "--embedder")) { NEEDV(); *emb_name = v; }
@@ -485,7 +492,7 @@ static int parse_args(bench_t *b, p2q_bench_sweep_t *sw, int argc, char **argv, 
     }
     else {
       fprintf(stderr, "pg2qdrant bench: unknown option '%s'\n", a);
-      fprintf(stderr, usage_text, P2Q_BENCH_KNOB_LIST);
+      fprintf(stderr, usage_text, P2Q_BENCH_WRITER_LIST, P2Q_BENCH_KNOB_LIST);
       return -1;
     }
 #undef NEEDV
@@ -610,8 +617,9 @@ static void report(bench_t *b) {
   time_t t = time(NULL);
   char when[64];
   strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&t));
-  snprintf(machine, sizeof machine, "pg2qdrant %s, %ld cores, load %.1f %.1f %.1f, %s; dim %d, %s", P2Q_VERSION,
-           sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], when, x->dim, g_stop ? "INTERRUPTED" : "complete");
+  snprintf(machine, sizeof machine, "pg2qdrant %s, %ld cores, load %.1f %.1f %.1f, %s; dim %d, writer %s, %s",
+           P2Q_VERSION, sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], when, x->dim,
+           p2q_bench_writer_name(x->writer_mode), g_stop ? "INTERRUPTED" : "complete");
   pgss_top(x, notes, sizeof notes);
   int swept[P2Q_KNOB_N] = {0};
   for (int k = 0; k < P2Q_KNOB_N; k++) swept[k] = b->sw.n[k] > 0;
@@ -657,7 +665,7 @@ int p2q_cmd_bench(const p2q_config_t *cfg, int argc, char **argv) {
   x->rows = 20000, x->text_rows = 500, x->preload = 1000, x->dim = 384, x->payload_bytes = 64;
   x->writers = 1, x->rows_per_txn = 1, x->rate = 200, x->duration_s = 10, x->timeout_s = 600;
   x->poll_ms = 1, x->settle_s = 30, x->mix[0] = 50, x->mix[1] = 40, x->mix[2] = 10;
-  x->hot_rows = 100, x->hot_fraction = 0.8, x->stop = &g_stop;
+  x->hot_rows = 100, x->hot_fraction = 0.8, x->stop = &g_stop, x->writer_mode = P2Q_BENCH_WRITER_DEFAULT;
   b->cfg = cfg; /* NULL for `bench --help` (main.c): parse_args returns before any use */
   int pr = parse_args(b, &b->sw, argc, argv, b->workloads, sizeof b->workloads, &one_axis, &b->repeat, &b->p99max,
                       &emb_name, &qpid);

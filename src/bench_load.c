@@ -14,6 +14,12 @@
  * Qdrant follows the acknowledgements, not the backlog's age × 1/poll_ms).
  * Answers are matched by bsearch in the request's ids, sorted (n log n, not n × n).
  *
+ * The writers send their statements as --writer says (P2Q_BENCH_WRITER_MODES): unnamed, parsed
+ * and planned at every call (unprepared-text, the bench before session 14); or prepared once per
+ * connection (PQprepare) and executed by name, the vector as text (prepared-text) or as a binary
+ * real[] (prepared-binary: array_recv instead of float4in per float). The same statements' text
+ * and the same draws in every mode: only what PostgreSQL (and the bench) do per call differs.
+ *
  * Threads: the writers and the observer share only the tracker and counters, under `mu`. No
  * libuv here; the orchestrator (bench.c) joins everything before it reads the results.
  */
@@ -24,8 +30,10 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <libpq-fe.h>
+#include <arpa/inet.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +68,7 @@ struct p2q_bench_load {
   int obs_started;
   volatile int writers_done;
   p2q_bench_load_result_t res;
+  uint32_t *bin;             /* prepared-binary: the values' float4 bits, big-endian (else NULL) */
   size_t lat_cap;
   unsigned long long rng;
 };
@@ -79,48 +88,117 @@ static void fail(p2q_bench_load_t *L, const char *what, const char *msg) {
   pthread_mutex_unlock(&L->mu);
 }
 
-static char *vector_text(int dim, unsigned long long *r) {
-  char *v = malloc((size_t)dim * 12 + 3);
+/* ---- writers ----------------------------------------------------------------------------- */
+
+/* The values a writer draws: (k - 10000) / 10000 for k in [0, 20000), i.e. uniform in [-1, 1) in
+   steps of 0.0001. The text modes print them as %.4f would (p2q_bench_fixed4); the binary mode
+   sends, big-endian, the bits of the float4 that float4in makes of that text (strtof, correctly
+   rounded, as float4in): both modes store the same arrays for the same draws. */
+enum { NVALS = 20000, FLOAT4_OID = 700 };
+
+static uint32_t *binary_values(void) {
+  uint32_t *v = malloc(NVALS * sizeof *v);
   if (!v) return NULL;
-  size_t n = 0;
-  v[n++] = '{';
-  /* uniform in [-1, 1) in steps of 0.0001, printed as %.4f would */
-  for (int i = 0; i < dim; i++) {
-    if (i) v[n++] = ',';
-    n += p2q_bench_fixed4(v + n, (long long)(rnd(r) % 20000) - 10000);
+  for (int k = 0; k < NVALS; k++) {
+    char t[32];
+    p2q_bench_fixed4(t, (long long)k - 10000);
+    float f = strtof(t, NULL);
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    v[k] = htonl(u);
   }
-  v[n++] = '}';
-  v[n] = 0;
   return v;
 }
 
-/* one statement; rows returned as (id, seq) recorded into ids/seqs; -1 on error */
-static int exec_op(PGconn *c, const char *sql, int np, const char *const *params, long long *ids,
-                   long long *seqs, int *n, int max, p2q_bench_load_t *L) {
-  PGresult *r = PQexecParams(c, sql, np, NULL, params, NULL, NULL, 0);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
-    fail(L, "writer", PQresultErrorMessage(r));
-    PQclear(r);
-    return -1;
+/* One row's vector into buf (room for vector_room(dim, bin) bytes), drawing dim values: the text
+   "{v,v,…}" (NUL-terminated), or array_send's image of a one-dimensional real[]: ndim 1, no
+   nulls, element type float4, the dimension's length and lower bound 1, then per element its
+   length 4 and its bits. Returns the length. */
+static size_t vector_room(int dim, const uint32_t *bin) { return bin ? 20 + (size_t)dim * 8 : (size_t)dim * 12 + 3; }
+
+static size_t vector_make(char *buf, int dim, const uint32_t *bin, unsigned long long *r) {
+  size_t n = 0;
+  if (bin) {
+    uint32_t h[5] = {htonl(1), 0, htonl(FLOAT4_OID), htonl((uint32_t)dim), htonl(1)}, len4 = htonl(4);
+    memcpy(buf, h, sizeof h);
+    n = sizeof h;
+    for (int i = 0; i < dim; i++, n += 8) {
+      memcpy(buf + n, &len4, 4);
+      memcpy(buf + n + 4, &bin[rnd(r) % NVALS], 4);
+    }
+    return n;
   }
-  for (int i = 0; i < PQntuples(r) && *n < max; i++) {
-    ids[*n] = atoll(PQgetvalue(r, i, 0));
-    seqs[*n] = atoll(PQgetvalue(r, i, 1));
-    (*n)++;
+  buf[n++] = '{';
+  for (int i = 0; i < dim; i++) {
+    if (i) buf[n++] = ',';
+    n += p2q_bench_fixed4(buf + n, (long long)(rnd(r) % NVALS) - 10000);
   }
-  PQclear(r);
-  return 0;
+  buf[n++] = '}';
+  buf[n] = 0;
+  return n;
 }
+
+/* A writer's statement: unprepared, sent with its text at every call (unnamed: parsed and
+   planned each time); prepared, executed by name (PQprepare'd once per connection). */
+typedef struct {
+  const char *name;
+  char sql[512];
+} stmt_t;
+
+enum { ST_INS, ST_UPD, ST_DEL, ST_N };
 
 /* one writer's statements and buffers */
 typedef struct {
   p2q_bench_load_t *L;
   PGconn *c;
-  const char *ins, *upd, *del, *pad, *vec;
+  stmt_t st[ST_N];
+  int prepared, vec_fmt;    /* vec_fmt 1: the vector is binary */
+  const char *pad, *vec;
+  int vec_len;
   long long *ids, *seqs;
   int *kinds, per;
   unsigned long long *rs;
 } txn_t;
+
+static int writer_statements(txn_t *t) {
+  const p2q_bench_load_opts_t *o = &t->L->o;
+  stmt_t *st = t->st;
+  st[ST_INS].name = "p2q_bench_insert", st[ST_UPD].name = "p2q_bench_update", st[ST_DEL].name = "p2q_bench_delete";
+  snprintf(st[ST_INS].sql, sizeof st[ST_INS].sql, "INSERT INTO %s (id, seq, pad, emb) VALUES (nextval('%s'), "
+           "nextval('%s'), $1, $2::real[]) RETURNING id, seq", o->table_q, o->ids_seq_q, o->ver_seq_q);
+  snprintf(st[ST_UPD].sql, sizeof st[ST_UPD].sql, "UPDATE %s SET seq = nextval('%s'), pad = $2 WHERE id = $1 "
+           "RETURNING id, seq", o->table_q, o->ver_seq_q);
+  snprintf(st[ST_DEL].sql, sizeof st[ST_DEL].sql, "DELETE FROM %s WHERE id = $1 RETURNING id, nextval('%s')",
+           o->table_q, o->ver_seq_q);
+  for (int i = 0; t->prepared && i < ST_N; i++) {
+    PGresult *r = PQprepare(t->c, st[i].name, st[i].sql, 0, NULL);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok) fail(t->L, "writer prepare", PQresultErrorMessage(r));
+    PQclear(r);
+    if (!ok) return -1;
+  }
+  return 0;
+}
+
+/* one statement; rows returned as (id, seq) recorded into ids/seqs; -1 on error */
+static int exec_op(txn_t *t, int which, int np, const char *const *params, const int *lens, const int *fmts,
+                   int *n) {
+  const stmt_t *s = &t->st[which];
+  PGresult *r = t->prepared ? PQexecPrepared(t->c, s->name, np, params, lens, fmts, 0)
+                            : PQexecParams(t->c, s->sql, np, NULL, params, lens, fmts, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
+    fail(t->L, "writer", PQresultErrorMessage(r));
+    PQclear(r);
+    return -1;
+  }
+  for (int i = 0; i < PQntuples(r) && *n < t->per; i++) {
+    t->ids[*n] = atoll(PQgetvalue(r, i, 0));
+    t->seqs[*n] = atoll(PQgetvalue(r, i, 1));
+    (*n)++;
+  }
+  PQclear(r);
+  return 0;
+}
 
 /* one transaction of t->per operations drawn from the mix; the rows changed land in
    ids/seqs/kinds. Their count, or -1 (rolled back; the error is recorded). */
@@ -141,13 +219,14 @@ static int one_txn(txn_t *t) {
     int before = n;
     if (kind == 0) {
       const char *p[2] = {t->pad, t->vec};
-      bad = exec_op(t->c, t->ins, 2, p, t->ids, t->seqs, &n, t->per, t->L);
+      const int lens[2] = {0, t->vec_len}, fmts[2] = {0, t->vec_fmt};
+      bad = exec_op(t, ST_INS, 2, p, t->vec_fmt ? lens : NULL, t->vec_fmt ? fmts : NULL, &n);
     } else if (kind == 1) {
       const char *p[2] = {idbuf, t->pad};
-      bad = exec_op(t->c, t->upd, 2, p, t->ids, t->seqs, &n, t->per, t->L);
+      bad = exec_op(t, ST_UPD, 2, p, NULL, NULL, &n);
     } else {
       const char *p[1] = {idbuf};
-      bad = exec_op(t->c, t->del, 1, p, t->ids, t->seqs, &n, t->per, t->L);
+      bad = exec_op(t, ST_DEL, 1, p, NULL, NULL, &n);
     }
     for (int x = before; x < n; x++) t->kinds[x] = kind;
   }
@@ -165,28 +244,24 @@ static void *writer_main(void *arg) {
   const p2q_bench_load_opts_t *o = &L->o;
   unsigned long long rs = 0x9E3779B97F4A7C15ull ^ ((unsigned long long)w->k * 7919 + 1);
   PGconn *c = PQconnectdb(o->conninfo);
-  char *vec = NULL, *pad = NULL, ins[512], upd[512], del[512];
   int per = o->rows_per_txn > 0 ? o->rows_per_txn : 1;
-  long long *ids = malloc((size_t)per * sizeof *ids), *seqs = malloc((size_t)per * sizeof *seqs);
-  int *kinds = malloc((size_t)per * sizeof *kinds);
+  txn_t t = {.L = L, .c = c, .prepared = p2q_bench_writer_prepared(o->writer_mode), .vec_fmt = L->bin != NULL,
+             .per = per, .rs = &rs};
+  char *vec = malloc(vector_room(o->dim, L->bin)), *pad = malloc((size_t)o->payload_bytes + 1);
+  t.ids = malloc((size_t)per * sizeof *t.ids), t.seqs = malloc((size_t)per * sizeof *t.seqs);
+  t.kinds = malloc((size_t)per * sizeof *t.kinds);
   if (!c || PQstatus(c) != CONNECTION_OK) {
     fail(L, "writer connect", c ? PQerrorMessage(c) : "out of memory");
     goto done;
   }
-  if (!ids || !seqs || !kinds) { fail(L, "writer", "out of memory"); goto done; }
+  if (!vec || !pad || !t.ids || !t.seqs || !t.kinds) { fail(L, "writer", "out of memory"); goto done; }
   pthread_mutex_lock(&L->mu);
   L->res.writer_pids[w->k] = PQbackendPID(c);
   pthread_mutex_unlock(&L->mu);
-  pad = malloc((size_t)o->payload_bytes + 1);
-  if (!pad) goto done;
   memset(pad, 'x', (size_t)o->payload_bytes);
   pad[o->payload_bytes] = 0;
-  snprintf(ins, sizeof ins, "INSERT INTO %s (id, seq, pad, emb) VALUES (nextval('%s'), nextval('%s'), $1, $2::real[]) "
-           "RETURNING id, seq", o->table_q, o->ids_seq_q, o->ver_seq_q);
-  snprintf(upd, sizeof upd, "UPDATE %s SET seq = nextval('%s'), pad = $2 WHERE id = $1 RETURNING id, seq",
-           o->table_q, o->ver_seq_q);
-  snprintf(del, sizeof del, "DELETE FROM %s WHERE id = $1 RETURNING id, nextval('%s')", o->table_q, o->ver_seq_q);
-  txn_t t = {L, c, ins, upd, del, pad, NULL, ids, seqs, kinds, per, &rs};
+  t.pad = pad, t.vec = vec;
+  if (writer_statements(&t) < 0) goto done;
   double t0 = o->t_start;
   for (long i = 0;; i++) {
     double due = o->rate > 0 ? t0 + ((double)i * o->writers + w->k) / o->rate : 0;
@@ -197,14 +272,10 @@ static void *writer_main(void *arg) {
       break;
     }
     if (o->stop && *o->stop) break;
-    free(vec);
-    vec = vector_text(o->dim, &rs);
-    if (!vec) break;
-    t.vec = vec;
+    t.vec_len = (int)vector_make(vec, o->dim, L->bin, &rs);
     int n = one_txn(&t);
-    int bad = n < 0;
     double tc = p2q_bench_now();
-    if (bad) {
+    if (n < 0) {
       if (PQstatus(c) != CONNECTION_OK) break;
       continue;
     }
@@ -212,7 +283,7 @@ static void *writer_main(void *arg) {
     L->res.commits++;
     for (int x = 0; x < n; x++) {
       L->res.events++;
-      if (p2q_bench_track_add(&L->track, ids[x], seqs[x], kinds[x] == 2, tc) < 0) L->res.errors++;
+      if (p2q_bench_track_add(&L->track, t.ids[x], t.seqs[x], t.kinds[x] == 2, tc) < 0) L->res.errors++;
     }
     if (L->res.t_first == 0 || tc < L->res.t_first) L->res.t_first = tc;
     L->res.t_last = tc;
@@ -229,9 +300,9 @@ done:
   PQfinish(c);
   free(vec);
   free(pad);
-  free(ids);
-  free(seqs);
-  free(kinds);
+  free(t.ids);
+  free(t.seqs);
+  free(t.kinds);
   return NULL;
 }
 
@@ -389,6 +460,10 @@ int p2q_bench_load_start(const p2q_bench_load_opts_t *o, p2q_bench_load_t **out)
   L->res.writer_pids = calloc((size_t)o->writers, sizeof *L->res.writer_pids);
   if (!L->w || !L->res.writer_pids) { p2q_bench_load_free(L); return P2Q_ENOMEM; }
   L->res.nwriters = o->writers;
+  if (p2q_bench_writer_binary(o->writer_mode) && !(L->bin = binary_values())) {
+    p2q_bench_load_free(L);
+    return P2Q_ENOMEM;
+  }
   if (pthread_create(&L->obs, NULL, observer_main, L) == 0) L->obs_started = 1;
   for (int k = 0; k < o->writers; k++) {
     L->w[k].L = L;
@@ -419,6 +494,7 @@ void p2q_bench_load_free(p2q_bench_load_t *L) {
   pthread_mutex_destroy(&L->mu);
   free(L->res.lat);
   free(L->res.writer_pids);
+  free(L->bin);
   free(L->w);
   free(L);
 }

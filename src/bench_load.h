@@ -36,6 +36,7 @@ typedef struct {
   double settle_s;           /* after the writers stop, wait this long at most for the rest */
   volatile sig_atomic_t *stop;
   double (*cpu_of)(int pid); /* CPU seconds of a local backend (NaN when unknown), or NULL */
+  int writer_mode;           /* p2q_bench_writer_mode_t: statements prepared? vector binary? */
 } p2q_bench_load_opts_t;
 
 typedef struct {
@@ -120,6 +121,7 @@ typedef struct {
   /* workload parameters */
   long rows, text_rows, preload;
   int dim, text_dim, payload_bytes, writers, rows_per_txn;
+  int writer_mode;          /* --writer (p2q_bench_writer_mode_t) */
   double rate, duration_s, timeout_s, poll_ms, settle_s;
   int mix[3];
   long hot_rows;

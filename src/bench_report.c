@@ -172,7 +172,7 @@ static void csv_str(FILE *f, const char *s) {
 }
 
 void p2q_bench_csv_header(FILE *f) {
-  fputs("point,repeat,workload", f);
+  fputs("point,repeat,workload,writer", f);
   for (int k = 0; k < P2Q_KNOB_N; k++) fprintf(f, ",%s", p2q_bench_knob_name(k));
   fputs(",events,seconds,events_per_s,commits_per_s,p50_ms,p90_ms,p99_ms,max_ms,latency_samples,"
         "observe_rtt_ms", f);
@@ -184,6 +184,7 @@ void p2q_bench_csv_header(FILE *f) {
 void p2q_bench_csv_row(FILE *f, const p2q_bench_run_t *r) {
   fprintf(f, "%d,%d", r->point + 1, r->repeat);
   csv_str(f, r->workload);
+  csv_str(f, p2q_bench_writer_name(r->writer));
   for (int k = 0; k < P2Q_KNOB_N; k++) fprintf(f, ",%ld", r->set.v[k]);
   fprintf(f, ",%ld", r->events);
   csv_num(f, r->seconds, "%.3f");
@@ -481,6 +482,7 @@ static void runs_table(FILE *f, const p2q_bench_run_t *r, int n) {
   for (int i = 0; i < n; i++) {
     fprintf(f, "<tr><td>%d</td><td>%d</td><td>", r[i].point + 1, r[i].repeat);
     esc(f, r[i].workload);
+    if (r[i].writer >= 0) fprintf(f, " (%s)", p2q_bench_writer_name(r[i].writer));
     fprintf(f, "</td><td>%ld</td>", r[i].events);
     td(f, r[i].seconds, "%.2f");
     td(f, r[i].events_per_s, "%.0f");

@@ -479,7 +479,8 @@ static void run_rate(p2q_bench_ctx_t *x, const p2q_bench_setting_t *s, int mixed
       .mix_update = mixed ? x->mix[1] : 0, .mix_delete = mixed ? x->mix[2] : 0, .preload_rows = preload,
       .hot_rows = x->hot_rows, .hot_fraction = x->hot_fraction, .qdrant_url = x->qdrant_url,
       .collection = x->coll_vec, .api_key = x->api_key, .ca_file = x->ca_file, .poll_ms = x->poll_ms,
-      .settle_s = x->settle_s, .stop = x->stop, .cpu_of = x->pg_local ? p2q_bench_proc_cpu : NULL};
+      .settle_s = x->settle_s, .stop = x->stop, .cpu_of = x->pg_local ? p2q_bench_proc_cpu : NULL,
+      .writer_mode = x->writer_mode};
   p2q_bench_load_t *L = NULL;
   if (p2q_bench_load_start(&o, &L) < 0) { P2Q_BENCH_MSG(r->error, "out of memory"); return; }
   /* while the writers write: progress, and the daemons' backends sampled (a reconnect would
@@ -526,6 +527,7 @@ void p2q_bench_run_one(p2q_bench_ctx_t *x, const char *workload, const p2q_bench
                        p2q_bench_run_t *r) {
   r->set = *s;
   snprintf(r->workload, sizeof r->workload, "%s", workload);
+  r->writer = !strcmp(workload, "steady") || !strcmp(workload, "mixed") ? x->writer_mode : -1;
   r->seconds = r->events_per_s = r->commits_per_s = r->tail_s = r->leases_reclaimed = NAN;
   r->p50_ms = r->p90_ms = r->p99_ms = r->max_ms = r->observe_ms = NAN;
   r->qdrant_req_ms = r->qdrant_requests = r->rss_mib = r->dead_tuples = r->outbox_bytes = NAN;

@@ -1,5 +1,6 @@
 /*
- * bench_sweep.c — the knobs `pg2qdrant bench` can sweep and the grid of points to run.
+ * bench_sweep.c — the knobs `pg2qdrant bench` can sweep and the grid of points to run, and the
+ * names of the writers' modes (--writer).
  *
  * Pure: parses "--sweep knob=v1,v2,..." specs and expands them into settings (the full grid, or
  * one axis at a time with the other knobs at their base values). No I/O, no globals.
@@ -28,6 +29,25 @@ int p2q_bench_knob_find(const char *name) {
     if (!strcmp(knobs[k].name, name)) return k;
   if (!strcmp(name, "replica") || !strcmp(name, "processes")) return P2Q_KNOB_REPLICAS;
   if (!strcmp(name, "threads")) return P2Q_KNOB_EMBEDDER_THREADS;
+  return -1;
+}
+
+static const struct {
+  const char *name;
+  int prepared, binary;
+} writer_modes[P2Q_WRITER_N] = {
+#define XX(id, name, prep, bin) {name, prep, bin},
+    P2Q_BENCH_WRITER_MODES(XX)
+#undef XX
+};
+
+const char *p2q_bench_writer_name(int m) { return m >= 0 && m < P2Q_WRITER_N ? writer_modes[m].name : ""; }
+int p2q_bench_writer_prepared(int m) { return m >= 0 && m < P2Q_WRITER_N && writer_modes[m].prepared; }
+int p2q_bench_writer_binary(int m) { return m >= 0 && m < P2Q_WRITER_N && writer_modes[m].binary; }
+
+int p2q_bench_writer_find(const char *name) {
+  for (int m = 0; m < P2Q_WRITER_N; m++)
+    if (!strcmp(writer_modes[m].name, name)) return m;
   return -1;
 }
 

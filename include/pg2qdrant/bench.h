@@ -65,6 +65,37 @@ int p2q_bench_sweep_expand(const p2q_bench_sweep_t *s, int one_axis, p2q_bench_s
 /* Number of knobs with more than one value (the axes a report plots). */
 int p2q_bench_sweep_axes(const p2q_bench_sweep_t *s, int axes[P2Q_KNOB_N]);
 
+/* ---- the steady/mixed writers' protocol (--writer) ------------------------------------- */
+
+/* How the bench's writer threads send their INSERT/UPDATE/DELETE: an unnamed statement parsed and
+   planned at every call with the vector as text (unprepared-text: every figure before session 14),
+   a named statement prepared once per connection with the vector as text (prepared-text, the
+   default: what a driver that prepares a repeated statement sends, e.g. JDBC, psycopg 3), or
+   prepared with the vector as a binary real[] (prepared-binary: asyncpg, pgx, tokio-postgres). */
+#define P2Q_BENCH_WRITER_MODES(XX)                                            \
+  /* id, name, prepared, binary vector */                                   \
+  XX(UNPREPARED_TEXT, "unprepared-text", 0, 0)                               \
+  XX(PREPARED_TEXT, "prepared-text", 1, 0)                                   \
+  XX(PREPARED_BINARY, "prepared-binary", 1, 1)
+
+typedef enum {
+#define XX(id, name, prep, bin) P2Q_WRITER_##id,
+  P2Q_BENCH_WRITER_MODES(XX)
+#undef XX
+  P2Q_WRITER_N
+} p2q_bench_writer_mode_t;
+
+#define P2Q_BENCH_WRITER_DEFAULT P2Q_WRITER_PREPARED_TEXT
+/* "unprepared-text, prepared-text, …" for messages and --help */
+#define P2Q_BENCH_WRITER_NAME_(id, name, prep, bin) ", " name
+#define P2Q_BENCH_WRITER_LIST (P2Q_BENCH_WRITER_MODES(P2Q_BENCH_WRITER_NAME_) + 2)
+
+/* The mode's name ("" for -1: a workload without writers), and the mode of a name (-1: unknown). */
+const char *p2q_bench_writer_name(int mode);
+int p2q_bench_writer_find(const char *name);
+int p2q_bench_writer_prepared(int mode);
+int p2q_bench_writer_binary(int mode);
+
 /* ---- statistics -------------------------------------------------------------------------- */
 
 typedef struct {
@@ -114,6 +145,7 @@ typedef struct {
   int point;                 /* index into the points */
   int repeat;                /* 1-based */
   char workload[16];         /* drain, steady, mixed, text */
+  int writer;                /* steady/mixed: the writers' p2q_bench_writer_mode_t; -1: no writers */
   int throughput;            /* 1: as fast as it goes (drain, text, mixed at rate 0): events_per_s
                                 is the point's throughput; 0: a fixed rate (latency) */
   p2q_bench_setting_t set;

@@ -27,7 +27,7 @@ import pytest
 
 from conftest import BIN, ROOT, wait_until
 
-COLUMNS = ("point,repeat,workload,batch_size,linger_ms,max_inflight,claimers,workers,replicas,embedder_threads,idle_linger_ms,events,"
+COLUMNS = ("point,repeat,workload,writer,batch_size,linger_ms,max_inflight,claimers,workers,replicas,embedder_threads,idle_linger_ms,events,"
            "seconds,events_per_s,commits_per_s,p50_ms,p90_ms,p99_ms,max_ms,latency_samples,observe_rtt_ms,"
            "cpu_us_pg2qdrant,cpu_us_pg_daemon,cpu_us_pg_autovacuum,cpu_us_pg_autovacuum_other,cpu_us_pg_writers,"
            "cpu_us_qdrant,cpu_us_bench,qdrant_request_ms,qdrant_requests,peak_rss_mib,outbox_dead_tuples,outbox_bytes,"
@@ -151,6 +151,8 @@ def test_bench_sweep_csv_cleanup_and_report(tmp_path, pgdb, db, qdrant):
         else:
             assert x["tail_s"] == "", x
         assert x["linger_ms"] == "5" and x["max_inflight"] == "4" and x["workers"] == "1", x
+        # the writers' protocol: the default for steady, none for a drain
+        assert x["writer"] == ("" if x["workload"] == "drain" else "prepared-text"), x
         # PostgreSQL's own view: the scratch schema's statements per event, when it can tell
         assert (x["pgss_us_per_event"] != "") == pgss, x
         if pgss:
@@ -202,7 +204,9 @@ def test_bench_sweep_csv_cleanup_and_report(tmp_path, pgdb, db, qdrant):
 def test_bench_help_needs_no_config(tmp_path):
     r = subprocess.run([BIN, "bench", "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
-    for opt in ("--workload", "--sweep KNOB=V1,V2", "--repeat", "--p99-max", "--one-axis", "--qdrant-pid"):
+    for opt in ("--workload", "--sweep KNOB=V1,V2", "--repeat", "--p99-max", "--one-axis", "--qdrant-pid",
+                "--writer MODE        steady/mixed: how the writers send their statements: unprepared-text, "
+                "prepared-text, prepared-binary"):
         assert opt in r.stdout, opt
     r = subprocess.run([BIN, "-c", str(tmp_path / "none.ini"), "bench", "--rows", "x"], capture_output=True,
                        text=True, timeout=30)
@@ -368,3 +372,82 @@ def test_bench_sink_option_refused(tmp_path):
     cfg.write_text("[qdrant]\nurl = http://127.0.0.1:9\n")
     r = subprocess.run([BIN, "-c", str(cfg), "bench", "--sink", "nul"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "--sink: null or qdrant, not 'nul'" in r.stderr, r.stderr
+
+
+# Every row the bench's writers insert into its scratch table, copied out by a row trigger that an
+# event trigger attaches when the bench creates the table (the bench drops its schema at the end),
+# with what the writer's own session had prepared at that moment (pg_prepared_statements is
+# per session: the trigger runs in the writer's backend).
+COPY_ROWS_SQL = """
+CREATE TABLE public.bench_copy (n bigserial, tab text, app text, pid int, id bigint, emb real[], prepared text[]);
+CREATE FUNCTION public.bench_copy_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.bench_copy (tab, app, pid, id, emb, prepared)
+  SELECT TG_TABLE_SCHEMA, current_setting('application_name'), pg_backend_pid(), NEW.id, NEW.emb,
+         (SELECT array_agg(name || ':' || (generic_plans + custom_plans) ORDER BY name) FROM pg_prepared_statements);
+  RETURN NULL;
+END $$;
+CREATE FUNCTION public.bench_copy_attach() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE o record;
+BEGIN
+  FOR o IN SELECT object_identity FROM pg_event_trigger_ddl_commands()
+           WHERE object_type = 'table' AND object_identity LIKE 'p2q\\_bench\\_%.items' LOOP
+    EXECUTE format('CREATE TRIGGER bench_copy AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.bench_copy_row()',
+                   o.object_identity);
+  END LOOP;
+END $$;
+CREATE EVENT TRIGGER bench_copy ON ddl_command_end WHEN TAG IN ('CREATE TABLE')
+  EXECUTE FUNCTION public.bench_copy_attach();
+"""
+
+
+def test_bench_writer_modes(tmp_path, pgdb, db):
+    """--writer: unprepared-text sends unnamed statements (nothing prepared in the writer's
+    session); prepared-text and prepared-binary prepare the three statements once per connection
+    (the insert's executions count up 1, 2, 3, … in each writer's session: never prepared again)
+    and the binary vector reaches the table identical to the text one (the same draws in every
+    mode: each writer's k-th row carries the same array in every run). runs.csv and the report
+    name the mode; a drain has none (its rows come from the bench's own connection)."""
+    db.execute(COPY_ROWS_SQL)
+    cfg = tmp_path / "bench.ini"
+    cfg.write_text("[qdrant]\nurl = http://127.0.0.1:9\ntimeout = 10s\n[daemon]\nretry_min = 50ms\n")
+    arrays = {}
+    for mode in ("unprepared-text", "prepared-text", "prepared-binary"):
+        out = tmp_path / mode
+        workloads = "drain,steady" if mode == "prepared-binary" else "steady"
+        r = subprocess.run([BIN, "-c", str(cfg), "bench", "--sink", "null", "--workload", workloads, "--rows", "200",
+                            "--rate", "20", "--duration", "2s", "--writers", "2", "--writer", mode, "--out", str(out)],
+                           env=bench_env(pgdb), capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"stdout: {r.stdout}\nstderr: {r.stderr}"
+        with open(out / "runs.csv", newline="") as f:
+            runs = list(csv.DictReader(f))
+        assert [(x["workload"], x["writer"]) for x in runs] == \
+            ([("drain", "")] if "drain" in workloads else []) + [("steady", mode)], runs
+        assert all(x["ok"] == "1" for x in runs), runs
+        assert f"writer {mode}" in (out / "report.html").read_text()
+        (tab,) = db.execute("SELECT DISTINCT tab FROM public.bench_copy WHERE tab NOT IN "
+                            "(SELECT unnest(%s::text[]))", (list(arrays),)).fetchone()
+        rows = db.execute("SELECT pid, id, emb::text, prepared FROM public.bench_copy WHERE tab = %s "
+                          "AND app = 'p2q_bench_writer' ORDER BY n", (tab,)).fetchall()
+        assert len({pid for pid, _, _, _ in rows}) == 2, rows  # both writers wrote
+        assert len(rows) >= 30, len(rows)  # 20 commits/s for 2 s
+        for pid in {pid for pid, _, _, _ in rows}:
+            mine = [p for q, _, _, p in rows if q == pid]
+            if mode == "unprepared-text":
+                assert mine == [None] * len(mine), mine
+            else:
+                assert mine == [["p2q_bench_delete:0", f"p2q_bench_insert:{k}", "p2q_bench_update:0"]
+                                for k in range(1, len(mine) + 1)], mine
+        # each writer's arrays in commit order (the writers' order by their first array)
+        arrays[tab] = sorted([e for q, _, e, _ in rows if q == pid] for pid in {pid for pid, _, _, _ in rows})
+    # the same draws in every mode: each writer's k-th row has the same array in every run
+    (a, b, c) = arrays.values()
+    for w in range(2):
+        n = min(len(a[w]), len(b[w]), len(c[w]))
+        assert n >= 15, (len(a[w]), len(b[w]), len(c[w]))
+        assert a[w][:n] == b[w][:n] == c[w][:n]
+    assert a[0][0].count(",") == 383 and a[0][0] != a[1][0]  # 384 floats; the writers draw apart
+    bad = subprocess.run([BIN, "-c", str(cfg), "bench", "--writer", "binary"], capture_output=True, text=True,
+                         timeout=30)
+    assert bad.returncode == 2 and "--writer: one of unprepared-text, prepared-text, prepared-binary, not 'binary'" \
+        in bad.stderr, bad.stderr

@@ -307,6 +307,7 @@ static void test_csv(void **st) {
   p2q_bench_csv_header(f);
   p2q_bench_run_t r = run_of(2, "steady", 0, 200, 12.5);
   setting(&r.set, 128, 2, 1);
+  r.writer = P2Q_WRITER_PREPARED_BINARY;
   snprintf(r.error, sizeof r.error, "bad, \"quoted\"");
   r.ok = 0;
   p2q_bench_csv_row(f, &r);
@@ -315,14 +316,14 @@ static void test_csv(void **st) {
   assert_non_null(nl);
   *nl = 0;
   const char *row = nl + 1;
-  assert_int_equal(count_char(buf, ','), 39); /* 40 columns */
-  assert_int_equal(count_char(row, ','), 39);
-  assert_non_null(strstr(buf, "point,repeat,workload,batch_size,linger_ms,max_inflight,claimers,workers,replicas,embedder_threads,idle_linger_ms,"));
+  assert_int_equal(count_char(buf, ','), 40); /* 41 columns */
+  assert_int_equal(count_char(row, ','), 40);
+  assert_non_null(strstr(buf, "point,repeat,workload,writer,batch_size,linger_ms,max_inflight,claimers,workers,replicas,embedder_threads,idle_linger_ms,"));
   assert_non_null(strstr(buf, ",p99_ms,"));
   assert_non_null(strstr(buf, ",cpu_us_qdrant,"));
   assert_non_null(strstr(buf, ",cpu_us_pg_daemon,cpu_us_pg_autovacuum,cpu_us_pg_autovacuum_other,cpu_us_pg_writers,"));
   assert_non_null(strstr(buf, ",pgss_us_per_event,tail_s,leases_reclaimed,dead_letters,"));
-  assert_true(!strncmp(row, "3,1,steady,128,5,4,2,1,2,2,0,1000,", 34));
+  assert_true(!strncmp(row, "3,1,steady,prepared-binary,128,5,4,2,1,2,2,0,1000,", 50));
   assert_non_null(strstr(row, ",12.500,")); /* p99 */
   assert_non_null(strstr(row, ",0,\"bad, \"\"quoted\"\"\"\n")); /* ok=0 and RFC 4180 quoting */
   assert_non_null(strstr(row, ",,")); /* NaN: empty cells */
