@@ -12,7 +12,10 @@ table w, and sync_outbox changed by DDL between runs, one change per configurati
                 or DELETE trigger, partitioned tables and partitions; every table before the
                 statement capture);
                 the function configurations below change the pinned function (p2q_pinned_w, or
-                p2q_capture_w of a build before the gate): combine them with rowins
+                p2q_capture_w of a build before the gate): combine them with rowins; or, with
+                --function p2q_insert_w (p2q_delete_w), the statement functions
+  NAME          with --proto NAME=FILE: FILE's hand-written CREATE OR REPLACE FUNCTION statements
+                (a prototype of rule w's functions, measured before it is built)
   check         + the CHECK (op IN ('upsert', 'delete')) that migration 010 dropped
   nonotify      the trigger without its NOTIFY (`probe := pg_notify(...) IS NULL` before the event)
   notifytrig    + the outbox's own NOTIFY trigger (sync_outbox_notify, a WHEN clause per row): with
@@ -158,13 +161,19 @@ def variant(orig, part):
     return d
 
 
+PROTO = {}  # --proto NAME=FILE: configuration NAME runs FILE (hand-written function definitions)
+SHIPPED = []  # the shipped definitions of rule w's functions (what undoing a --proto restores)
+
+
 def config_sql(cfg, orig, undo):
-    """The statements that set up (undo: take down) configuration cfg; orig = the shipped trigger
-    function's definition."""
+    """The statements that set up (undo: take down) configuration cfg; orig = the shipped
+    definition of the function that function configurations change (--function)."""
     out, fn = [], orig
     for part in cfg.split("#")[0].split("+"):
         if part in DDL:
             out += DDL[part][1 if undo else 0]
+        elif part in PROTO:
+            out += SHIPPED if undo else [PROTO[part]]
         elif part != "ship":
             fn = variant(fn, part)  # function configurations combine
     if fn != orig:
@@ -172,9 +181,15 @@ def config_sql(cfg, orig, undo):
     return out
 
 
-def pinned_definition(c):
-    """The definition of rule w's pinned function: p2q_pinned_w behind the gate, or (a build before
-    it) the trigger function p2q_capture_w itself."""
+def pinned_definition(c, function=None):
+    """The definition of the function that function configurations change: --function (e.g.
+    p2q_insert_w, the INSERT statement trigger's), by default rule w's pinned function:
+    p2q_pinned_w behind the gate, or (a build before it) the trigger function p2q_capture_w itself.
+    Also keeps every shipped definition of rule w's functions in SHIPPED."""
+    SHIPPED[:] = [r[0] for r in c.execute(
+        "SELECT pg_get_functiondef(p.oid) FROM pg_proc p WHERE p.proname ~ '^p2q_[a-z]+_w$' ORDER BY p.proname")]
+    if function:
+        return c.execute("SELECT pg_get_functiondef(%s::regproc)", (function,)).fetchone()[0]
     return c.execute("SELECT pg_get_functiondef(coalesce(to_regproc('p2q_pinned_w'), 'p2q_capture_w'::regproc))").fetchone()[0]
 
 
@@ -233,7 +248,7 @@ def instructions(args, vec):
     pg_callgrind.start(d)
     writer_db.create(args.db, force=True, locale=args.locale)
     with psycopg.connect(dbname=args.db, autocommit=True) as c:
-        orig = pinned_definition(c)
+        orig = pinned_definition(c, args.function)
         c.execute("CHECKPOINT")
     pg_callgrind.freeze(d)
     per_row, seen = {}, {}
@@ -267,8 +282,16 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--instructions", action="store_true", help="count instructions by callgrind instead of CPU time")
     ap.add_argument("--dir", default="/tmp/p2q-writer-instr", help="--instructions: the scratch cluster")
+    ap.add_argument("--function", help="the function that function configurations (nosets, noexc, ...) change,"
+                    " e.g. p2q_insert_w (the INSERT statement trigger's); default: the pinned row function")
+    ap.add_argument("--proto", action="append", default=[], metavar="NAME=FILE",
+                    help="configuration NAME: run FILE (hand-written CREATE OR REPLACE FUNCTION ... of rule w's"
+                    " functions) before the rows; undone by the shipped definitions")
     ap.add_argument("configs", nargs="+")
     args = ap.parse_args()
+    for p in args.proto:
+        name, path = p.split("=", 1)
+        PROTO[name] = open(path).read()
     rnd = random.Random(11)
     vec = "{" + ",".join(f"{rnd.random():.7f}" for _ in range(384)) + "}"
     if args.instructions:
@@ -277,7 +300,7 @@ def main():
     writer_db.create(args.db, force=True, locale=args.locale)
     c = psycopg.connect(dbname=args.db, autocommit=True)
     pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
-    orig = pinned_definition(c)
+    orig = pinned_definition(c, args.function)
 
     def on_cpu_ns():
         return int(open(f"/proc/{pid}/schedstat").read().split()[0])

@@ -121,6 +121,62 @@ fail:
   return rc;
 }
 
+/* The statement function of op (prefix p2q_insert_ or p2q_delete_) without output pins, when the
+   rule can have one (p2q_capture_stmt_unpinned): after its pinned definition, a DO block replaces
+   it when every column its events read has a setting-free type at install time (found in
+   pg_attribute), so a statement pays the search_path only instead of all seven SET clauses; a
+   table whose types are not setting-free keeps the pinned function as it was. The function's
+   guard names the types found, by oid (`pg_typeof(NEW."c")::oid = 20 AND …`: two comparisons a
+   statement, no list to search), spliced into its text by the DO block where the body holds
+   GUARD_MARK; a type changed since (the table's signature changed: the next `apply` installs
+   again) sends the statement's rows to the pinned row function, which pins every setting. */
+#define GUARD_MARK "\x01"
+
+static int unpinned_stmt_function(p2q_buf_t *out, const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                                  const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need,
+                                  const char *op, const char *prefix, const char *qtable) {
+  p2q_buf_t cond = P2Q_BUF_INIT, body = P2Q_BUF_INIT, create = P2Q_BUF_INIT, pinned = P2Q_BUF_INIT;
+  int upsert = !strcmp(op, "upsert");
+  int n = 0, rc = p2q_capture_stmt_unpinned(r, snap, upsert, &cond, &n);
+  if (rc || !n) goto fail;
+  function_name(&pinned, schema, PINNED_PREFIX, r->name);
+  if ((rc = p2q_buf_error(&pinned))) goto fail;
+  if ((rc = p2q_capture_stmt_body(&body, r, schema, max_attempts, snap, watch, need, op, p2q_buf_str(&pinned),
+                                  GUARD_MARK)))
+    goto fail;
+  if ((rc = append_function_as(&create, schema, prefix, r->name, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER"
+                               " SET search_path = " P2Q_PINNED_SEARCH_PATH " AS ", &body)))
+    goto fail;
+  const char *m1 = strstr(create.data, GUARD_MARK), *m2 = m1 ? strstr(m1 + 1, GUARD_MARK) : NULL;
+  if (!m2 || strstr(m2 + 1, GUARD_MARK)) goto fail; /* the mark also in a name of the config: keep the pins */
+  p2q_buf_reset(&body);
+  p2q_buf_printf(&body, "\nDECLARE\n  g text;\nBEGIN\n  SELECT pg_catalog.string_agg(pg_catalog.format('pg_typeof(%s.%%I)::oid"
+                        " = %%s', a.attname, a.atttypid), ' AND ' ORDER BY a.attnum) INTO g\n"
+                        "    FROM pg_catalog.pg_attribute a WHERE a.attrelid = ", upsert ? "NEW" : "OLD");
+  p2q_sql_literal(&body, qtable);
+  p2q_buf_printf(&body, "::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped AND (%s)\n"
+                        "    HAVING pg_catalog.count(*) = %d;\n  IF g IS NOT NULL THEN\n    EXECUTE ", p2q_buf_str(&cond), n);
+  const char *part[3] = {create.data, m1 + 1, m2 + 1};
+  size_t len[3] = {(size_t)(m1 - create.data), (size_t)(m2 - m1 - 1), strlen(m2 + 1)};
+  for (int i = 0; i < 3 && !rc; i++) {
+    p2q_buf_t t = P2Q_BUF_INIT;
+    p2q_buf_append(&t, part[i], len[i]);
+    if (i) p2q_buf_puts(&body, " || g || ");
+    rc = p2q_buf_error(&t) ? p2q_buf_error(&t) : p2q_sql_dollar_quote(&body, p2q_buf_str(&t));
+    p2q_buf_free(&t);
+  }
+  if (rc) goto fail;
+  p2q_buf_puts(&body, ";\n  END IF;\nEND\n");
+  p2q_buf_puts(out, "DO ");
+  rc = append_quoted(out, &body);
+fail:
+  p2q_buf_free(&cond);
+  p2q_buf_free(&body);
+  p2q_buf_free(&create);
+  p2q_buf_free(&pinned);
+  return rc;
+}
+
 /* The backfill statement (filtered, in key order) over `source`. */
 static int backfill_from(const p2q_rule_config_t *r, const char *schema, int max_attempts, const char *op,
                          const char *extra_where, const char *source, p2q_buf_t *out) {
@@ -340,13 +396,15 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
   p2q_strlist_t need;
   if ((rc = p2q_capture_needed_columns(r, &need))) { p2q_strlist_free(&watch); goto fail; }
   rc = row_functions(out, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need);
-  if (!rc) rc = p2q_capture_stmt_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need,
-                                      "upsert");
-  if (!rc) rc = append_function(out, schema, "p2q_insert_", r->name, &body);
-  p2q_buf_reset(&body);
-  if (!rc) rc = p2q_capture_stmt_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need,
-                                      "delete");
-  if (!rc) rc = append_function(out, schema, "p2q_delete_", r->name, &body);
+  for (int d = 0; d < 2 && !rc; d++) { /* the INSERT statement function, then the DELETE one */
+    const char *op = d ? "delete" : "upsert", *prefix = d ? "p2q_delete_" : "p2q_insert_";
+    p2q_buf_reset(&body);
+    rc = p2q_capture_stmt_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need, op, NULL,
+                               NULL);
+    if (!rc) rc = append_function(out, schema, prefix, r->name, &body);
+    if (!rc) rc = unpinned_stmt_function(out, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need, op,
+                                         prefix, qtable.data);
+  }
   p2q_strlist_free(&watch);
   p2q_strlist_free(&need);
   if (rc || (rc = capture_triggers(out, r, schema, qtable.data))) goto fail;

@@ -608,18 +608,34 @@ int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schem
   return rc;
 }
 
+/* The fast block of a one-row path: "BEGIN <fast> EXCEPTION … slow := true; END;". With a guard
+   (capture_stmt.c's statement function without output pins: the row's columns are of types whose
+   json no setting changes) the fast statements run only when it holds, and when it does not, or
+   the block raised, the row is handed to delegate (the pinned row function, then RETURN) instead
+   of the slow path, which would read the row by name under the writer's settings. */
+static void guarded_open(p2q_buf_t *b, const char *guard) {
+  p2q_buf_puts(b, "  BEGIN\n");
+  if (guard) p2q_buf_printf(b, "    IF %s THEN\n", guard);
+}
+
+static void guarded_close(p2q_buf_t *b, const char *guard, const char *delegate) {
+  if (guard) p2q_buf_puts(b, "    ELSE\n      slow := true;\n    END IF;\n");
+  p2q_buf_puts(b, "  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
+  if (guard) p2q_buf_printf(b, "  IF slow THEN\n    %s\n  END IF;\n", delegate);
+}
+
 /* The INSERT path of the row body for the row in NEW, as statements of a block declared by
    p2q_capture_declare (the statement-level capture's per-row fallback, capture_stmt.c): the same
    fast path, slow path and event as the row trigger's, without its RETURN; the filter and
    routing_key read the row from nsrc (row_expr). */
 void p2q_capture_insert_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
                             const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need,
-                            const char *nsrc) {
+                            const char *nsrc, const char *guard, const char *delegate) {
   int bin = p2q_capture_binary_vector(r, snap);
-  p2q_buf_puts(b, "  BEGIN\n");
+  guarded_open(b, guard);
   insert_fast(b, r, snap, need, nsrc);
-  p2q_buf_puts(b, "  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
-  slow_path(b, r, snap, watch, need, bin, nsrc, "OLD");
+  guarded_close(b, guard, delegate);
+  if (!guard) slow_path(b, r, snap, watch, need, bin, nsrc, "OLD");
   insert_event(b, r, schema, max_attempts, bin);
 }
 
@@ -627,12 +643,12 @@ void p2q_capture_insert_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char
    routing key over osrc and the key of OLD in the fast block, the slow path, the delete event. */
 void p2q_capture_delete_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
                             const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need,
-                            const char *osrc) {
-  p2q_buf_puts(b, "  BEGIN\n");
+                            const char *osrc, const char *guard, const char *delegate) {
+  guarded_open(b, guard);
   filter_routing_of(b, r, "    ", "INSERT", osrc, "old_ok", "ro");
   key_capture(b, r, "    ", "ko", "OLD", "bad_old");
-  p2q_buf_puts(b, "  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
-  slow_path(b, r, snap, watch, need, p2q_capture_binary_vector(r, snap), "NEW", osrc);
+  guarded_close(b, guard, delegate);
+  if (!guard) slow_path(b, r, snap, watch, need, p2q_capture_binary_vector(r, snap), "NEW", osrc);
   p2q_buf_puts(b, "  IF old_ok THEN\n    ");
   trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old", 0);
   p2q_buf_puts(b, ";\n  END IF;\n");

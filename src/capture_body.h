@@ -47,19 +47,32 @@ void p2q_capture_declare(p2q_buf_t *b, int bin);
 /* Is the vector sent unprinted (migration 008) by the fast paths? */
 int p2q_capture_binary_vector(const p2q_rule_config_t *r, const p2q_strlist_t *snap);
 /* The row trigger's INSERT path over NEW (fast, slow, event) as statements, without RETURN; the
-   filter and routing_key read NEW from nsrc: "NEW", or a FROM item yielding it as one typed row. */
+   filter and routing_key read NEW from nsrc: "NEW", or a FROM item yielding it as one typed row.
+   guard not NULL: the fast path only when it holds, else (or when it raised) the statement
+   delegate instead of the slow path (an unpinned statement function, capture_stmt.c). */
 void p2q_capture_insert_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
                             const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need,
-                            const char *nsrc);
+                            const char *nsrc, const char *guard, const char *delegate);
 /* The row trigger's DELETE path over OLD (fast, slow, event) as statements, without RETURN; the
-   filter and routing_key read OLD from osrc: "OLD", or a FROM item yielding it as one typed row. */
+   filter and routing_key read OLD from osrc: "OLD", or a FROM item yielding it as one typed row.
+   guard, delegate: as for p2q_capture_insert_row. */
 void p2q_capture_delete_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
                             const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need,
-                            const char *osrc);
+                            const char *osrc, const char *guard, const char *delegate);
 /* The statement-level capture (capture_stmt.c): the body of the INSERT (op "upsert") or DELETE
-   (op "delete") statement trigger's function. */
+   (op "delete") statement trigger's function. pinned NULL: the function has every pinned setting;
+   else it has only the search_path: the statement's rows are captured there when guard (an SQL
+   condition over NEW or OLD: the column types `apply` found, p2q_capture_stmt_unpinned) holds, and
+   go to pinned(tg_op, new, old) (the rule's pinned row function, schema-qualified) when not. */
 int p2q_capture_stmt_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
                           const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need,
-                          const char *op);
+                          const char *op, const char *pinned, const char *guard);
+/* Can the statement functions of rule r run without the output pins (a rule without filter and
+   routing_key, with a `columns` list)? Then *cond gets an SQL condition over pg_attribute a of
+   the table that holds for each of the n columns its events read when that column has a
+   setting-free type (capture_stmt.c), and *n that number; returns 0 or an error, *n = 0 when it
+   cannot. */
+int p2q_capture_stmt_unpinned(const p2q_rule_config_t *r, const p2q_strlist_t *snap, int upsert, p2q_buf_t *cond,
+                              int *n);
 
 #endif

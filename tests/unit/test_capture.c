@@ -220,6 +220,56 @@ static const char *after(const char *from, const char *text) {
   return p;
 }
 
+/* A rule without filter and routing key: its statement functions are installed pinned, then
+   replaced without the output pins when the table's columns have setting-free types (a DO block
+   counting them in pg_attribute); the unpinned ones test the types per statement and hand rows
+   of any other type to the pinned row function. With a filter or routing key: pinned only. */
+static void test_unpinned_statement_sql(void **state) {
+  p2q_rule_config_t r = rule();
+  r.filter = NULL;
+  p2q_buf_t b = P2Q_BUF_INIT;
+  assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
+  const char *s = p2q_buf_str(&b);
+  const char *pinned = after(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_insert_docs\"() RETURNS trigger\n"
+                                "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC'");
+  /* when the script runs: the columns' types in pg_attribute, all setting-free, make the guard */
+  const char *choice = after(pinned, "DO $p2q_2$\nDECLARE\n  g text;\nBEGIN\n  SELECT pg_catalog.string_agg(pg_catalog.format("
+                                     "'pg_typeof(NEW.%I)::oid = %s', a.attname, a.atttypid), ' AND ' ORDER BY a.attnum) INTO g\n"
+                                     "    FROM pg_catalog.pg_attribute a WHERE a.attrelid = '\"public\".\"docs\"'::pg_catalog.regclass"
+                                     " AND a.attnum > 0 AND NOT a.attisdropped AND ((a.attname = 'id' AND a.atttypid = ANY ('{boolean,");
+  const char *vec = after(choice, " OR (a.attname = 'embedding' AND a.atttypid = 'real[]'::regtype))\n"
+                                  "    HAVING pg_catalog.count(*) = 4;\n  IF g IS NOT NULL THEN\n"
+                                  "    EXECUTE $p2q_1$CREATE OR REPLACE FUNCTION \"public\".\"p2q_insert_docs\"() RETURNS trigger\n"
+                                  "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $p2q$\n");
+  const char *tz = strstr(choice, "timestamp with time zone"), *fl = strstr(choice, "double precision");
+  assert_true((tz == NULL || tz > vec) && (fl == NULL || fl > vec)); /* no setting-dependent type */
+  /* the guard spliced in twice: the one-row path, the set path */
+  const char *one = after(vec, "  IF p2q_n = 1 THEN -- NEW holds the statement's one row\n  BEGIN\n    IF $p2q_1$ || g || $p2q$ THEN\n");
+  const char *hand = after(one, "    ELSE\n      slow := true;\n    END IF;\n  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n"
+                                "  END;\n  IF slow THEN\n    probe := \"public\".\"p2q_pinned_docs\"('INSERT', NEW, NULL);\n"
+                                "    RETURN NULL;\n  END IF;\n");
+  const char *set = after(hand, "    BEGIN\n      IF $p2q$ || g || $p2q_1$ AND NOT EXISTS (SELECT FROM p2q_new AS r"
+                                " WHERE 0 + COALESCE(pg_column_size(r.\"id\"), 0)");
+  const char *rest = after(set, "  FOR NEW IN SELECT * FROM p2q_new LOOP\n    probe := \"public\".\"p2q_pinned_docs\"('INSERT',"
+                                " NEW, NULL);\n  END LOOP;\n  RETURN NULL;\nEND\n$p2q$;\n$p2q_1$;\n  END IF;\nEND\n$p2q_2$;\n");
+  const char *slow = strstr(one, "json_each(row_to_json(NEW))"); /* no slow path by name: it is the pinned function's */
+  assert_true(slow == NULL || slow > rest);
+  /* the DELETE function: the key's types only, over OLD */
+  const char *del = after(rest, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_delete_docs\"() RETURNS trigger\n");
+  const char *dchoice = after(del, "'pg_typeof(OLD.%I)::oid = %s'");
+  after(dchoice, "AND ((a.attname = 'id' AND a.atttypid = ANY ('{boolean,");
+  after(dchoice, "::regtype[]::oid[])))\n    HAVING pg_catalog.count(*) = 1;\n");
+  after(dchoice, "    probe := \"public\".\"p2q_pinned_docs\"('DELETE', NULL, OLD);\n");
+  /* a routing key (or a filter: test_insert_statement_sql) keeps the pinned functions only */
+  r.routing_key = "'a'";
+  p2q_buf_reset(&b);
+  assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
+  assert_null(strstr(p2q_buf_str(&b), "pg_catalog.pg_attribute a WHERE a.attrelid"));
+  assert_null(strstr(p2q_buf_str(&b), "p2q_pinned_docs\"('INSERT'"));
+  p2q_buf_free(&b);
+  (void)state;
+}
+
 /* The statement-level INSERT and DELETE capture (capture_stmt.c) and apply's choice between it
    and the row trigger (capture.c). */
 static void test_insert_statement_sql(void **state) {
@@ -436,6 +486,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_quoting),           cmocka_unit_test(test_qualified),
       cmocka_unit_test(test_template_columns),  cmocka_unit_test(test_install_sql), cmocka_unit_test(test_insert_statement_sql),
+      cmocka_unit_test(test_unpinned_statement_sql),
       cmocka_unit_test(test_long_rule_name_refused), cmocka_unit_test(test_dollar_quote_chosen), cmocka_unit_test(test_backfill_and_drop),
       cmocka_unit_test(test_gate_sql),
       cmocka_unit_test(test_snapshot_and_check), cmocka_unit_test(test_columns_and_guard),

@@ -1,0 +1,164 @@
+"""Statement functions without the output pins (src/capture_stmt.c, issue 11): a rule without
+filter and routing key whose columns all have types whose json no setting changes (integers,
+numeric, text, uuid, dates, timestamps without time zone, arrays of these; the vector an unprinted
+real[]) gets INSERT and DELETE statement functions that pin only the search_path. They must write
+the row trigger's events byte for byte, in any writer session; a column whose type changed since
+`apply` to one whose text depends on a setting (a float, a timestamptz) hands each row to the
+rule's pinned row function, whose pins hold. No daemon: the events in sync_outbox are the
+contract."""
+import psycopg
+import pytest
+
+COLS = ("event_type, routing_key, rule, source_table, row_key::text, op, payload::text, vec::text,"
+        " max_attempts, last_error")
+ROWS = [(1, "a \"quoted\" \\ é", "1.50", "2025-01-02", "2025-01-02 03:04:05.678+00", "{x,NULL,\"y z\"}", "{1,2,3}"),
+        (2, "", "NaN", "infinity", "-infinity", None, None),
+        (None, "nul key", "-0.000001", None, None, "{}", "{0.1,0.2,0.3}"),
+        (3, None, None, "0099-12-31", "2000-02-29 23:59:59.999999+00", "{a}", "{1e-45,3.4e38,-0}")]
+NAMES = "(id, title, n, d, ts, tags, emb)"
+HOSTILE = ("TimeZone = 'America/Los_Angeles'", "DateStyle = 'SQL, DMY'", "extra_float_digits = -15",
+           "IntervalStyle = 'postgres_verbose'", "search_path = pg_temp, public", "bytea_output = 'escape'",
+           "plpgsql.extra_errors = 'all'", "plpgsql.variable_conflict = 'use_column'", "work_mem = '64kB'")
+
+
+def rule(columns="id, title, n, d, ts, tags"):
+    return {"table": "public.items", "key": "id", "vector_column": "emb", "dimension": "3",
+            "collection": "items", "columns": columns}
+
+
+@pytest.fixture
+def items(db):
+    # no primary key: a NULL key must be writable (its events are born dead)
+    db.execute("CREATE TABLE items (id bigint, title text, n numeric, d date, ts timestamp, tags text[],"
+               " emb real[], at timestamptz, f float8)")
+    return db
+
+
+def take_events(db):
+    rows = db.execute(f"SELECT {COLS} FROM sync_outbox ORDER BY id").fetchall()
+    db.execute("DELETE FROM sync_outbox")
+    return rows
+
+
+def proconfig(db, fn):
+    return db.execute("SELECT proconfig FROM pg_proc WHERE proname = %s", (fn,)).fetchone()[0]
+
+
+def all_ways(db, w):
+    """The rows by a multi-row INSERT, one-row INSERTs and COPY, deleted by one DELETE and by
+    one-row DELETEs, all written by connection w (events read and cleared by db): events per way."""
+    out = {}
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(ROWS))
+    w.execute(f"INSERT INTO public.items {NAMES} VALUES {values}", [v for r in ROWS for v in r])
+    out["multi"] = take_events(db)
+    db.execute("TRUNCATE items")
+    take_events(db)
+    for r in ROWS:
+        w.execute(f"INSERT INTO public.items {NAMES} VALUES (%s, %s, %s, %s, %s, %s, %s)", r)
+    out["single"] = take_events(db)
+    db.execute("TRUNCATE items")
+    take_events(db)
+    with w.cursor().copy(f"COPY public.items {NAMES} FROM STDIN") as cp:
+        for r in ROWS:
+            cp.write_row(r)
+    out["copy"] = take_events(db)
+    w.execute("DELETE FROM public.items")
+    out["delete"] = take_events(db)
+    db.execute(f"INSERT INTO items {NAMES} VALUES {values}", [v for r in ROWS for v in r])
+    take_events(db)
+    for (ctid,) in db.execute("SELECT ctid FROM items ORDER BY ctid").fetchall():
+        w.execute("DELETE FROM public.items WHERE ctid = %s", (ctid,))
+    out["delete-single"] = take_events(db)
+    db.execute("TRUNCATE items")
+    take_events(db)
+    return out
+
+
+def hostile(pgdb):
+    w = psycopg.connect(dbname=pgdb, autocommit=True)
+    for s in HOSTILE:
+        w.execute(f"SET {s}")
+    return w
+
+
+def row_trigger_reference(d, db, pgdb):
+    """Every way again with INSERTs and DELETEs on the row trigger (another AFTER INSERT and AFTER
+    DELETE trigger on the table: apply keeps the row trigger), in a plain session."""
+    db.execute("CREATE FUNCTION noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'")
+    db.execute("CREATE TRIGGER z_noop AFTER INSERT OR DELETE ON items FOR EACH ROW EXECUTE FUNCTION noop()")
+    d.cli("apply")
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'items'::regclass AND tgname LIKE 'p2q%'"
+                      ).fetchone()[0] == 2  # p2q_items (all three) and the TRUNCATE trigger
+    with psycopg.connect(dbname=pgdb, autocommit=True) as w:
+        return all_ways(db, w)
+
+
+def test_setting_free_rule_writes_the_row_triggers_events_in_any_session(make_daemon, items, pgdb):
+    d = make_daemon({"rule.items": rule()})
+    d.cli("apply")
+    for fn in ("p2q_insert_items", "p2q_delete_items"):
+        assert proconfig(items, fn) == ["search_path=pg_catalog, pg_temp"], fn
+    assert len(proconfig(items, "p2q_pinned_items")) == 7
+    with psycopg.connect(dbname=pgdb, autocommit=True) as w:
+        plain = all_ways(items, w)
+    assert len(plain["multi"]) == 4 and plain["multi"] == plain["single"] == plain["copy"]
+    assert len(plain["delete"]) == 4 and plain["delete"] == plain["delete-single"]
+    assert [e[8] for e in plain["multi"]] == [10, 10, 0, 10]  # the NULL key born dead
+    assert plain["multi"][0][7] == "{1,2,3}"  # the vector sent unprinted
+    assert '"d" : "2025-01-02", "ts" : "2025-01-02T03:04:05.678"' in plain["multi"][0][6]
+    with hostile(pgdb) as w:
+        assert all_ways(items, w) == plain
+    assert row_trigger_reference(d, items, pgdb) == plain
+
+
+def test_setting_dependent_rule_keeps_every_pin(make_daemon, items):
+    d = make_daemon({"rule.items": rule("id, title, at")})
+    d.cli("apply")
+    assert len(proconfig(items, "p2q_insert_items")) == 7  # at is a timestamptz: the INSERT pins all
+    assert proconfig(items, "p2q_delete_items") == ["search_path=pg_catalog, pg_temp"]  # the key only
+    # float key: both pinned
+    d2 = make_daemon({"rule.items": {**rule(), "key": "f"}})
+    d2.cli("apply")
+    assert len(proconfig(items, "p2q_insert_items")) == 7
+    assert len(proconfig(items, "p2q_delete_items")) == 7
+
+
+def test_types_changed_since_apply_take_the_pinned_row_function(make_daemon, items, pgdb):
+    """A float and a timestamptz since `apply` (the next apply installs again: the table changed):
+    each row goes to the pinned row function, so a hostile session still changes no event."""
+    d = make_daemon({"rule.items": rule()})
+    d.cli("apply")
+    items.execute("SET pg2qdrant.allow_ddl = on")
+    items.execute("ALTER TABLE items ALTER COLUMN n TYPE float8 USING n::float8,"
+                  " ALTER COLUMN ts TYPE timestamptz USING ts AT TIME ZONE 'UTC'")
+    assert proconfig(items, "p2q_insert_items") == ["search_path=pg_catalog, pg_temp"]  # as apply left it
+    with psycopg.connect(dbname=pgdb, autocommit=True) as w:
+        plain = all_ways(items, w)
+    assert len(plain["multi"]) == 4 and plain["multi"] == plain["single"] == plain["copy"]
+    assert '"n" : 1.5, "d" : "2025-01-02", "ts" : "2025-01-02T03:04:05.678+00:00"' in plain["multi"][0][6]
+    with hostile(pgdb) as w:
+        w.execute("INSERT INTO public.items (id, n) VALUES (7, 1.0 / 3)")
+        assert '"n" : 0.3333333333333333' in take_events(items)[0][6]  # extra_float_digits 3, not -15
+        items.execute("TRUNCATE items")
+        take_events(items)
+        assert all_ways(items, w) == plain
+    # the key a float too: the DELETE function hands its rows on as well
+    items.execute("ALTER TABLE items ALTER COLUMN id TYPE float8")
+    with psycopg.connect(dbname=pgdb, autocommit=True) as w:
+        plain = all_ways(items, w)
+    assert plain["delete"] == plain["delete-single"] and len(plain["delete"]) == 4
+    with hostile(pgdb) as w:
+        assert all_ways(items, w) == plain
+    # a column gone: the pinned row function's slow path, never a failed write
+    items.execute("ALTER TABLE items DROP COLUMN title")
+    with hostile(pgdb) as w:
+        w.execute("INSERT INTO public.items (id, emb) VALUES (1, '{1,2,3}'), (2, '{4,5,6}')")
+        multi = take_events(items)
+        items.execute("TRUNCATE items")
+        take_events(items)
+        w.execute("INSERT INTO public.items (id, emb) VALUES (1, '{1,2,3}')")
+        w.execute("INSERT INTO public.items (id, emb) VALUES (2, '{4,5,6}')")
+        assert take_events(items) == multi and len(multi) == 2
+    assert all(e[8] == 10 and '"title"' not in e[6] for e in multi)
+    assert "unchanged" not in d.cli("apply").stdout  # the table changed: installed again (pinned now)
+    assert len(proconfig(items, "p2q_insert_items")) == 7
