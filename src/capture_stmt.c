@@ -224,7 +224,8 @@ int p2q_capture_stmt_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *
   p2q_buf_putc(b, '\n');
   p2q_capture_declare(b, bin);
   p2q_buf_printf(b, "  p2q_n bigint := 0;\nBEGIN\n"
-                    "  FOR %s IN SELECT * FROM %s LIMIT 2 LOOP\n    p2q_n := p2q_n + 1;\n  END LOOP;\n", var, tt);
+                    "  FOR %s IN SELECT * FROM %s LOOP\n    p2q_n := p2q_n + 1;\n    EXIT WHEN p2q_n > 1;\n  END LOOP;\n",
+                 var, tt);
   if (pinned) {
     rc = unpinned_paths(b, r, schema, max_attempts, snap, watch, need, upsert, bin && upsert, pinned, guard, &ev);
     if (!rc) rc = p2q_buf_error(b);
