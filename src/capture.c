@@ -124,8 +124,9 @@ fail:
 /* The statement function of op (prefix p2q_insert_ or p2q_delete_) without output pins, when the
    rule can have one (p2q_capture_stmt_unpinned): after its pinned definition, a DO block replaces
    it when every column its events read has a setting-free type at install time (found in
-   pg_attribute), so a statement pays the search_path only instead of all seven SET clauses; a
-   table whose types are not setting-free keeps the pinned function as it was. The function's
+   pg_attribute), so a statement pays none of the seven SET clauses (every name in the function is
+   in pg_catalog: capture_body.c PGC); a table whose types are not setting-free keeps the pinned
+   function as it was. The function's
    guard names the types found, by oid (`pg_typeof(NEW."c")::oid = 20 AND …`: two comparisons a
    statement, no list to search), spliced into its text by the DO block where the body holds
    GUARD_MARK; a type changed since (the table's signature changed: the next `apply` installs
@@ -144,14 +145,14 @@ static int unpinned_stmt_function(p2q_buf_t *out, const p2q_rule_config_t *r, co
   if ((rc = p2q_capture_stmt_body(&body, r, schema, max_attempts, snap, watch, need, op, p2q_buf_str(&pinned),
                                   GUARD_MARK)))
     goto fail;
-  if ((rc = append_function_as(&create, schema, prefix, r->name, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER"
-                               " SET search_path = " P2Q_PINNED_SEARCH_PATH " AS ", &body)))
+  if ((rc = append_function_as(&create, schema, prefix, r->name, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER AS ",
+                               &body)))
     goto fail;
   const char *m1 = strstr(create.data, GUARD_MARK), *m2 = m1 ? strstr(m1 + 1, GUARD_MARK) : NULL;
   if (!m2 || strstr(m2 + 1, GUARD_MARK)) goto fail; /* the mark also in a name of the config: keep the pins */
   p2q_buf_reset(&body);
-  p2q_buf_printf(&body, "\nDECLARE\n  g text;\nBEGIN\n  SELECT pg_catalog.string_agg(pg_catalog.format('pg_typeof(%s.%%I)::oid"
-                        " = %%s', a.attname, a.atttypid), ' AND ' ORDER BY a.attnum) INTO g\n"
+  p2q_buf_printf(&body, "\nDECLARE\n  g text;\nBEGIN\n  SELECT pg_catalog.string_agg(pg_catalog.format('pg_catalog.pg_typeof(%s.%%I)"
+                        "::pg_catalog.oid OPERATOR(pg_catalog.=) %%s::pg_catalog.oid', a.attname, a.atttypid), ' AND ' ORDER BY a.attnum) INTO g\n"
                         "    FROM pg_catalog.pg_attribute a WHERE a.attrelid = ", upsert ? "NEW" : "OLD");
   p2q_sql_literal(&body, qtable);
   p2q_buf_printf(&body, "::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped AND (%s)\n"

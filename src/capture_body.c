@@ -15,7 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PAIRS_PER_CALL 40 /* jsonb_build_object takes at most 100 arguments */
+#define PAIRS_PER_CALL P2Q_CAPTURE_PAIRS_PER_CALL
+
+/* name, or pg_catalog.name for a function without a pinned search_path (q: the unpinned statement
+   functions, capture_stmt.c; every function, operator and type they name is in pg_catalog, so no
+   writer's search_path, nor pg_temp, resolves one of them to anything else) */
+#define PGC(q, name) ((q) ? "pg_catalog." name : name)
 
 /* Columns of the snapshot: `columns` plus the vector and text columns (empty: the whole row). */
 int p2q_capture_snapshot_columns(const p2q_rule_config_t *r, p2q_strlist_t *out) {
@@ -42,10 +47,11 @@ int p2q_capture_snapshot_columns(const p2q_rule_config_t *r, p2q_strlist_t *out)
    to build, 2× cheaper to read back in the claim). More than PAIRS_PER_CALL columns are built in
    parts and merged through jsonb. */
 static void object_expr_sub(p2q_buf_t *b, const char *ref, const p2q_strlist_t *cols, int binary,
-                            const char *sub_col, const char *sub_expr) {
-  const char *fn = binary ? "jsonb_build_object(" : "json_build_object(";
+                            const char *sub_col, const char *sub_expr, int q) {
+  const char *fn = binary ? PGC(q, "jsonb_build_object(") : PGC(q, "json_build_object(");
   int parts = cols->n > PAIRS_PER_CALL;
-  if (cols->n == 0) { p2q_buf_puts(b, binary ? "'{}'::jsonb" : "'{}'::json"); return; }
+  if (cols->n == 0) { p2q_buf_puts(b, binary ? (q ? "'{}'::pg_catalog.jsonb" : "'{}'::jsonb") : (q ? "'{}'::pg_catalog.json" : "'{}'::json")); return; }
+  if (q && parts) { p2q_buf_puts(b, "pg_catalog.NULLIF(1, 1)"); return; } /* never: p2q_capture_stmt_unpinned */
   if (parts && !binary) p2q_buf_putc(b, '(');
   for (int i = 0; i < cols->n; i++) {
     if (i % PAIRS_PER_CALL == 0) {
@@ -65,18 +71,18 @@ static void object_expr_sub(p2q_buf_t *b, const char *ref, const p2q_strlist_t *
   p2q_buf_puts(b, parts && !binary ? ")::jsonb)::json" : ")");
 }
 
-static void object_expr(p2q_buf_t *b, const char *ref, const p2q_strlist_t *cols, int binary) {
-  object_expr_sub(b, ref, cols, binary, NULL, NULL);
+static void object_expr(p2q_buf_t *b, const char *ref, const p2q_strlist_t *cols, int binary, int q) {
+  object_expr_sub(b, ref, cols, binary, NULL, NULL, q);
 }
 
 void p2q_capture_json_object(p2q_buf_t *b, const char *ref, const p2q_strlist_t *cols) {
-  object_expr(b, ref, cols, 1);
+  object_expr(b, ref, cols, 1, 0);
 }
 
 /* The fast snapshot: the columns by reference (fails with undefined_column once one is gone). */
-static void snapshot_expr(p2q_buf_t *b, const char *ref, const p2q_strlist_t *snap) {
-  if (snap->n == 0) p2q_buf_printf(b, "to_json(%s)", ref);
-  else object_expr(b, ref, snap, 0);
+static void snapshot_expr(p2q_buf_t *b, const char *ref, const p2q_strlist_t *snap, int q) {
+  if (snap->n == 0) p2q_buf_printf(b, "%s(%s)", PGC(q, "to_json"), ref);
+  else object_expr(b, ref, snap, 0, q);
 }
 
 /* ARRAY['a', 'b']::text[] */
@@ -233,22 +239,23 @@ int p2q_capture_binary_vector(const p2q_rule_config_t *r, const p2q_strlist_t *s
    ELSE sn := <snapshot>; END IF; (plpgsql plans a statement when it first runs it, so the
    branch of the other type costs nothing). vec_expr: the vector's json in <snapshot>, or NULL. */
 static void snapshot_assign(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap,
-                            const char *in, const char *vec_expr) {
+                            const char *in, const char *vec_expr, int q) {
   int bin = p2q_capture_binary_vector(r, snap);
   if (bin) {
-    p2q_buf_printf(b, "%sIF pg_typeof(NEW.", in);
+    p2q_buf_printf(b, "%sIF %s(NEW.", in, PGC(q, "pg_typeof"));
     p2q_sql_ident(b, r->vector_column);
-    p2q_buf_printf(b, ") = 'real[]'::regtype THEN\n%s  vb := NEW.", in);
+    p2q_buf_printf(b, ") %s THEN\n%s  vb := NEW.",
+                   q ? "OPERATOR(pg_catalog.=) 'pg_catalog.float4[]'::pg_catalog.regtype" : "= 'real[]'::regtype", in);
     p2q_sql_ident(b, r->vector_column);
     p2q_buf_printf(b, ";\n%s  sn := ", in);
-    object_expr_sub(b, "NEW", snap, 0, r->vector_column, "NULL::json");
+    object_expr_sub(b, "NEW", snap, 0, r->vector_column, (q ? "NULL::pg_catalog.json" : "NULL::json"), q);
     p2q_buf_printf(b, ";\n%sELSE\n%s  ", in, in);
   } else {
     p2q_buf_puts(b, in);
   }
   p2q_buf_puts(b, "sn := ");
-  if (vec_expr) object_expr_sub(b, "NEW", snap, 0, r->vector_column, vec_expr);
-  else snapshot_expr(b, "NEW", snap);
+  if (vec_expr) object_expr_sub(b, "NEW", snap, 0, r->vector_column, vec_expr, q);
+  else snapshot_expr(b, "NEW", snap, q);
   p2q_buf_puts(b, ";\n");
   if (bin) p2q_buf_printf(b, "%sEND IF;\n", in);
 }
@@ -286,7 +293,7 @@ static void event_type_expr(p2q_buf_t *b, const p2q_rule_config_t *r) {
    sync_outbox_recover moves it to sync_outbox_dead with `bad` as the error). */
 static void trigger_event(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema,
                           int max_attempts, const char *key, const char *routing, const char *op,
-                          const char *snap, const char *bad, int vec) {
+                          const char *snap, const char *bad, int vec, int q) {
   p2q_buf_puts(b, "probe := ");
   p2q_capture_notify_call(b, r);
   p2q_buf_puts(b, " IS NULL; INSERT INTO ");
@@ -297,14 +304,15 @@ static void trigger_event(p2q_buf_t *b, const p2q_rule_config_t *r, const char *
   p2q_sql_literal(b, r->name);
   p2q_buf_puts(b, ", ");
   p2q_sql_literal(b, r->table);
-  p2q_buf_printf(b, ", COALESCE(%s, '{}'::jsonb), '%s', %s, %sCASE WHEN %s IS NULL THEN %d ELSE 0 END, %s)",
-                 key, op, snap, vec ? "vb, " : "", bad, max_attempts, bad);
+  p2q_buf_printf(b, ", COALESCE(%s, %s), '%s', %s, %sCASE WHEN %s IS NULL THEN %d ELSE 0 END, %s)",
+                 key, q ? "'{}'::pg_catalog.jsonb" : "'{}'::jsonb", op, snap, vec ? "vb, " : "", bad, max_attempts, bad);
 }
 
 /* IF TG_OP <> '<not_op>' THEN <ok> := filter(ref); <rk> := routing_key(ref); END IF; */
 static void filter_routing_of(p2q_buf_t *b, const p2q_rule_config_t *r, const char *indent, const char *not_op,
-                              const char *ref, const char *ok, const char *rk) {
-  p2q_buf_printf(b, "%sIF TG_OP <> '%s' THEN\n%s  %s := ", indent, not_op, indent, ok);
+                              const char *ref, const char *ok, const char *rk, int q) {
+  p2q_buf_printf(b, "%sIF TG_OP %s '%s' THEN\n%s  %s := ", indent, q ? "OPERATOR(pg_catalog.<>)" : "<>", not_op,
+                 indent, ok);
   filter_of(b, r, ref);
   p2q_buf_puts(b, ";\n");
   if (r->routing_key) {
@@ -319,8 +327,8 @@ static void filter_routing_of(p2q_buf_t *b, const p2q_rule_config_t *r, const ch
    osrc (see row_expr). */
 static void filter_routing(p2q_buf_t *b, const p2q_rule_config_t *r, const char *indent, const char *nsrc,
                            const char *osrc) {
-  filter_routing_of(b, r, indent, "DELETE", nsrc, "new_ok", "rn");
-  filter_routing_of(b, r, indent, "INSERT", osrc, "old_ok", "ro");
+  filter_routing_of(b, r, indent, "DELETE", nsrc, "new_ok", "rn", 0);
+  filter_routing_of(b, r, indent, "INSERT", osrc, "old_ok", "ro", 0);
 }
 
 /* The slow path's reads by name, in a block of their own: a row whose json cannot be built at all
@@ -377,9 +385,9 @@ static void key_message(p2q_buf_t *b, const p2q_rule_config_t *r) {
 /* `var := <key jsonb of ref>;` and `IF <a key column of ref> IS NULL THEN bad := <message>; END IF;`
    (two lines at indent in) */
 static void key_capture(p2q_buf_t *b, const p2q_rule_config_t *r, const char *in, const char *var,
-                        const char *ref, const char *bad) {
+                        const char *ref, const char *bad, int q) {
   p2q_buf_printf(b, "%s%s := ", in, var);
-  p2q_capture_json_object(b, ref, &r->key);
+  object_expr(b, ref, &r->key, 1, q);
   p2q_buf_printf(b, ";\n%sIF ", in);
   key_null_expr(b, r, ref);
   p2q_buf_printf(b, " THEN %s := ", bad);
@@ -414,7 +422,7 @@ static int same_image_expr(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_s
 /* The fast path of an INSERT: only NEW, the fewest plpgsql expressions (each one is initialised
    again in every transaction: a one-row INSERT statement pays for all of them). */
 static void insert_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap,
-                        const p2q_strlist_t *need, const char *nsrc) {
+                        const p2q_strlist_t *need, const char *nsrc, int q) {
   const char *in = r->filter ? "        " : "      ";
   if (r->filter) {
     p2q_buf_puts(b, "      new_ok := ");
@@ -428,13 +436,13 @@ static void insert_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strl
     p2q_buf_puts(b, ";\n");
   }
   if (r->filter) p2q_buf_puts(b, "      IF new_ok THEN\n");
-  key_capture(b, r, in, "kn", "NEW", "bad_new");
+  key_capture(b, r, in, "kn", "NEW", "bad_new", q);
   if (snap->n == 0 && need->n) { /* the whole-row snapshot names no column: probe them */
     p2q_buf_printf(b, "%sprobe := ", in);
     key_null_expr(b, &(p2q_rule_config_t){.key = *need}, "NEW");
     p2q_buf_puts(b, ";\n");
   }
-  snapshot_assign(b, r, snap, in, NULL);
+  snapshot_assign(b, r, snap, in, NULL, q);
   if (r->filter) p2q_buf_puts(b, "      END IF;\n");
 }
 
@@ -472,14 +480,14 @@ static int update_delete_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2
   }
   filter_routing(b, r, "      ", "NEW", "OLD");
   p2q_buf_puts(b, "      IF TG_OP <> 'DELETE' THEN\n");
-  key_capture(b, r, "        ", "kn", "NEW", "bad_new");
+  key_capture(b, r, "        ", "kn", "NEW", "bad_new", 0);
   if (snap->n == 0 && need->n) {
     p2q_buf_puts(b, "        probe := ");
     key_null_expr(b, &(p2q_rule_config_t){.key = *need}, "NEW");
     p2q_buf_puts(b, ";\n");
   }
   p2q_buf_puts(b, "      END IF;\n      IF TG_OP <> 'INSERT' THEN\n");
-  key_capture(b, r, "        ", "ko", "OLD", "bad_old");
+  key_capture(b, r, "        ", "ko", "OLD", "bad_old", 0);
   p2q_buf_puts(b, "      END IF;\n");
   const char *v = vector_reused(r, snap, watch) ? r->vector_column : NULL;
   if (!v || watch->n > 1) {
@@ -510,7 +518,7 @@ static int update_delete_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2
     p2q_sql_ident(&e, v);
     p2q_buf_puts(&e, "))");
   }
-  snapshot_assign(b, r, snap, "        ", v ? p2q_buf_str(&e) : NULL);
+  snapshot_assign(b, r, snap, "        ", v ? p2q_buf_str(&e) : NULL, 0);
   p2q_buf_free(&e);
   p2q_buf_puts(b, "      END IF;\n");
   return rc;
@@ -529,7 +537,14 @@ static int update_delete_fast(p2q_buf_t *b, const p2q_rule_config_t *r, const p2
  *              gone on an upsert, filter failing) are written born dead with the reason.
  */
 /* The row function's variables (a plpgsql DECLARE section); bin: with vb, the unprinted vector. */
-void p2q_capture_declare(p2q_buf_t *b, int bin) {
+void p2q_capture_declare(p2q_buf_t *b, int bin, int q) {
+  if (q) {
+    p2q_buf_puts(b, "DECLARE\n  old_ok pg_catalog.bool := false;\n  slow pg_catalog.bool := false;\n"
+                    "  kn pg_catalog.jsonb;\n  ko pg_catalog.jsonb;\n  sn pg_catalog.json;\n  bad_new pg_catalog.text;\n"
+                    "  bad_old pg_catalog.text;\n  probe pg_catalog.bool;\n");
+    if (bin) p2q_buf_puts(b, "  vb pg_catalog.float4[];\n");
+    return;
+  }
   p2q_buf_puts(b, "DECLARE\n  new_ok boolean := false;\n  old_ok boolean := false;\n"
                   "  changed boolean := false;\n  slow boolean := false;\n  kn jsonb;\n  ko jsonb;\n"
                   "  sn json;\n  rn text;\n  ro text;\n  bad_new text;\n  bad_old text;\n"
@@ -561,10 +576,10 @@ static void slow_path(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlis
 
 /* An INSERT's event (without a filter new_ok is true on both paths), at indent "  " + two. */
 static void insert_event(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
-                         int bin) {
+                         int bin, int q) {
   p2q_buf_puts(b, "    ");
   if (r->filter) p2q_buf_puts(b, "IF new_ok THEN\n      ");
-  trigger_event(b, r, schema, max_attempts, "kn", "rn", "upsert", "sn", "bad_new", bin);
+  trigger_event(b, r, schema, max_attempts, "kn", "rn", "upsert", "sn", "bad_new", bin, q);
   p2q_buf_puts(b, r->filter ? ";\n    END IF;\n" : ";\n");
 }
 
@@ -585,9 +600,9 @@ int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schem
                         const p2q_strlist_t *need, int gated) {
   int bin = p2q_capture_binary_vector(r, snap);
   p2q_buf_putc(b, '\n');
-  p2q_capture_declare(b, bin);
+  p2q_capture_declare(b, bin, 0);
   p2q_buf_puts(b, "BEGIN\n  BEGIN\n    IF TG_OP = 'INSERT' THEN\n");
-  insert_fast(b, r, snap, need, "NEW");
+  insert_fast(b, r, snap, need, "NEW", 0);
   p2q_buf_puts(b, "    ELSE\n");
   int rc = update_delete_fast(b, r, snap, watch, need, gated);
   p2q_buf_puts(b, "    END IF;\n  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n  END;\n");
@@ -595,15 +610,15 @@ int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schem
 
   /* events: an INSERT's first */
   p2q_buf_puts(b, "  IF TG_OP = 'INSERT' THEN\n");
-  insert_event(b, r, schema, max_attempts, bin);
+  insert_event(b, r, schema, max_attempts, bin, 0);
   p2q_buf_puts(b, "    RETURN NULL;\n  END IF;\n");
   p2q_buf_puts(b, "  IF TG_OP = 'UPDATE' AND old_ok AND kn IS DISTINCT FROM ko THEN\n    ");
-  trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old", 0);
+  trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old", 0, 0);
   p2q_buf_puts(b, ";\n    old_ok := false;\n  END IF;\n  IF new_ok THEN\n"
                   "    IF TG_OP = 'UPDATE' AND old_ok AND NOT changed THEN RETURN NULL; END IF;\n    ");
-  trigger_event(b, r, schema, max_attempts, "kn", "rn", "upsert", "sn", "bad_new", bin);
+  trigger_event(b, r, schema, max_attempts, "kn", "rn", "upsert", "sn", "bad_new", bin, 0);
   p2q_buf_puts(b, ";\n  ELSIF old_ok THEN\n    ");
-  trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old", 0);
+  trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old", 0, 0);
   p2q_buf_puts(b, ";\n  END IF;\n  RETURN NULL;\nEND\n");
   return rc;
 }
@@ -633,10 +648,10 @@ void p2q_capture_insert_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char
                             const char *nsrc, const char *guard, const char *delegate) {
   int bin = p2q_capture_binary_vector(r, snap);
   guarded_open(b, guard);
-  insert_fast(b, r, snap, need, nsrc);
+  insert_fast(b, r, snap, need, nsrc, guard != NULL);
   guarded_close(b, guard, delegate);
   if (!guard) slow_path(b, r, snap, watch, need, bin, nsrc, "OLD");
-  insert_event(b, r, schema, max_attempts, bin);
+  insert_event(b, r, schema, max_attempts, bin, guard != NULL);
 }
 
 /* The DELETE path of the row body for the row in OLD, likewise (capture_stmt.c): the filter and
@@ -645,12 +660,12 @@ void p2q_capture_delete_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char
                             const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need,
                             const char *osrc, const char *guard, const char *delegate) {
   guarded_open(b, guard);
-  filter_routing_of(b, r, "    ", "INSERT", osrc, "old_ok", "ro");
-  key_capture(b, r, "    ", "ko", "OLD", "bad_old");
+  filter_routing_of(b, r, "    ", "INSERT", osrc, "old_ok", "ro", guard != NULL);
+  key_capture(b, r, "    ", "ko", "OLD", "bad_old", guard != NULL);
   guarded_close(b, guard, delegate);
   if (!guard) slow_path(b, r, snap, watch, need, p2q_capture_binary_vector(r, snap), "NEW", osrc);
   p2q_buf_puts(b, "  IF old_ok THEN\n    ");
-  trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old", 0);
+  trigger_event(b, r, schema, max_attempts, "ko", "ro", "delete", "NULL", "bad_old", 0, guard != NULL);
   p2q_buf_puts(b, ";\n  END IF;\n");
 }
 
@@ -695,7 +710,7 @@ int p2q_capture_gate_body(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_st
 void p2q_capture_insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_capture_events_t *ev) {
   const char *op = ev->op, *source = ev->source;
   const p2q_strlist_t *snap = ev->snap, *need = ev->need;
-  int max_attempts = ev->max_attempts, by_name = ev->by_name;
+  int max_attempts = ev->max_attempts, by_name = ev->by_name, q = ev->qualified;
   int upsert = strcmp(op, "delete") != 0;
   int vec = ev->vec && upsert && !by_name && p2q_capture_binary_vector(r, snap);
   if (!ev->select_only) {
@@ -714,27 +729,27 @@ void p2q_capture_insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const p
   p2q_sql_literal(b, r->table);
   if (!by_name) {
     p2q_buf_puts(b, ", ");
-    p2q_capture_json_object(b, "r", &r->key);
+    object_expr(b, "r", &r->key, 1, q);
     p2q_buf_printf(b, ", '%s', ", op);
     if (vec && ev->vec_checked) { /* this statement's column is a real[] (capture_stmt.c type_guard) */
-      object_expr_sub(b, "r", snap, 0, r->vector_column, "NULL::json");
+      object_expr_sub(b, "r", snap, 0, r->vector_column, (q ? "NULL::pg_catalog.json" : "NULL::json"), q);
       p2q_buf_puts(b, ", r.");
       p2q_sql_ident(b, r->vector_column);
     } else if (vec) { /* the caller found a real[]; checked per row again (a type changed since) */
       p2q_buf_t t = P2Q_BUF_INIT;
-      p2q_buf_puts(&t, "pg_typeof(r.");
+      p2q_buf_printf(&t, "%s(r.", PGC(q, "pg_typeof"));
       p2q_sql_ident(&t, r->vector_column);
-      p2q_buf_puts(&t, ") = 'real[]'::regtype");
+      p2q_buf_puts(&t, q ? ") OPERATOR(pg_catalog.=) 'pg_catalog.float4[]'::pg_catalog.regtype" : ") = 'real[]'::regtype");
       p2q_buf_printf(b, "CASE WHEN %s THEN ", p2q_buf_str(&t));
-      object_expr_sub(b, "r", snap, 0, r->vector_column, "NULL::json");
+      object_expr_sub(b, "r", snap, 0, r->vector_column, (q ? "NULL::pg_catalog.json" : "NULL::json"), q);
       p2q_buf_puts(b, " ELSE ");
-      snapshot_expr(b, "r", snap);
+      snapshot_expr(b, "r", snap, q);
       p2q_buf_printf(b, " END, CASE WHEN %s THEN r.", p2q_buf_str(&t));
       p2q_sql_ident(b, r->vector_column);
       p2q_buf_puts(b, " END");
       p2q_buf_free(&t);
     } else if (upsert) {
-      snapshot_expr(b, "r", snap);
+      snapshot_expr(b, "r", snap, q);
     } else {
       p2q_buf_puts(b, "NULL");
     }

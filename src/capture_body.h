@@ -6,6 +6,9 @@
 
 #include "pg2qdrant/capture.h"
 
+/* json_build_object / jsonb_build_object take at most 100 arguments: more columns are built in
+   parts of this many and merged through jsonb (never in an unpinned statement function). */
+#define P2Q_CAPTURE_PAIRS_PER_CALL 40
 /* Columns of the snapshot: `columns` plus the vector and text columns (empty: the whole row). */
 int p2q_capture_snapshot_columns(const p2q_rule_config_t *r, p2q_strlist_t *out);
 /* The columns an upsert cannot do without besides the key: the vector column or the text's. */
@@ -37,19 +40,22 @@ typedef struct {
   int quiet;                               /* no pg_notify per event (the caller notifies) */
   int select_only;                         /* "SELECT … FROM <source> AS r" without "INSERT INTO …" */
   int no_routing;                          /* routing_key NULL (TRUNCATE's last resort: it raised) */
+  int qualified;                           /* by reference: every function and type named in pg_catalog */
 } p2q_capture_events_t;
 /* "INSERT INTO <schema>.sync_outbox … SELECT … FROM <source> AS r" (no WHERE). */
 void p2q_capture_insert_events(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_capture_events_t *ev);
 /* pg_catalog.pg_notify(P2Q_NOTIFY_CHANNEL, '<the rule's event type>') */
 void p2q_capture_notify_call(p2q_buf_t *b, const p2q_rule_config_t *r);
-/* The row function's DECLARE section; bin: p2q_capture_binary_vector(). */
-void p2q_capture_declare(p2q_buf_t *b, int bin);
+/* The row function's DECLARE section; bin: p2q_capture_binary_vector(); q: only the variables of
+   the unpinned statement functions, their types named in pg_catalog. */
+void p2q_capture_declare(p2q_buf_t *b, int bin, int q);
 /* Is the vector sent unprinted (migration 008) by the fast paths? */
 int p2q_capture_binary_vector(const p2q_rule_config_t *r, const p2q_strlist_t *snap);
 /* The row trigger's INSERT path over NEW (fast, slow, event) as statements, without RETURN; the
    filter and routing_key read NEW from nsrc: "NEW", or a FROM item yielding it as one typed row.
    guard not NULL: the fast path only when it holds, else (or when it raised) the statement
-   delegate instead of the slow path (an unpinned statement function, capture_stmt.c). */
+   delegate instead of the slow path (an unpinned statement function, capture_stmt.c: then every
+   function, operator and type is named in pg_catalog; no filter, no routing_key). */
 void p2q_capture_insert_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
                             const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need,
                             const char *nsrc, const char *guard, const char *delegate);

@@ -27,8 +27,10 @@
  *   - no writer setting changes an event. The function pins every setting of session.h, except
  *     (unpinned_paths) for a rule without filter and routing_key whose columns all have types
  *     whose json no setting changes (SETTING_FREE; the vector an unprinted real[]) when `apply`
- *     runs: then it pins the search_path only (the six output pins cost ~19,000 instructions per
- *     statement, 9 % of a one-row INSERT's overhead) and tests the types per statement, in the
+ *     runs: then it has no SET clause at all (the seven cost ~36,000 instructions per statement,
+ *     18 % of a one-row INSERT's overhead): every function, operator and type it names is in
+ *     pg_catalog (capture_body.c PGC, as session 10's gate), so no search_path, nor pg_temp, can
+ *     resolve a name to anything else; it tests the types per statement, in the
  *     blocks that already catch a column gone; a row of any other type (DDL since `apply`) goes to
  *     the rule's pinned row function (p2q_pinned_<rule>, every pin), which writes the row
  *     trigger's own events. capture.c installs it over the pinned one in a DO block that reads
@@ -109,12 +111,21 @@ static void free_attr_test(p2q_buf_t *b, const char *col, int vec, int i, const 
 
 /* " AND NOT EXISTS (SELECT FROM <tt> AS r WHERE 0 + COALESCE(pg_column_size(r."c"), 0) …" without
    its " > SIZE_BOUND)": the stored sizes of every column but the vector sent unprinted */
-static void size_test(p2q_buf_t *b, const char *col, int vec, int i, const char *tt) {
+static void size_sum(p2q_buf_t *b, const char *col, int vec, int i, const char *tt, int q) {
   if (!i) p2q_buf_printf(b, " AND NOT EXISTS (SELECT FROM %s AS r WHERE 0", tt);
   if (vec) return;
-  p2q_buf_puts(b, " + COALESCE(pg_column_size(r.");
+  p2q_buf_puts(b, q ? " OPERATOR(pg_catalog.+) COALESCE(pg_catalog.pg_column_size(r." : " + COALESCE(pg_column_size(r.");
   p2q_sql_ident(b, col);
   p2q_buf_puts(b, "), 0)");
+}
+
+static void size_test(p2q_buf_t *b, const char *col, int vec, int i, const char *tt) {
+  size_sum(b, col, vec, i, tt, 0);
+}
+
+/* the same with every function and operator named in pg_catalog (unpinned_paths) */
+static void size_test_q(p2q_buf_t *b, const char *col, int vec, int i, const char *tt) {
+  size_sum(b, col, vec, i, tt, 1);
 }
 
 /* The set path's check, once per statement over the row in var (a row of the transition table: a
@@ -164,6 +175,7 @@ int p2q_capture_stmt_unpinned(const p2q_rule_config_t *r, const p2q_strlist_t *s
                               int *n) {
   *n = 0;
   if (r->filter || r->routing_key || (upsert && snap->n == 0)) return 0; /* settings may change their answer */
+  if (r->key.n > P2Q_CAPTURE_PAIRS_PER_CALL || (upsert && snap->n > P2Q_CAPTURE_PAIRS_PER_CALL)) return 0;
   *n = each_column(r, snap, upsert, upsert && p2q_capture_binary_vector(r, snap), free_attr_test, cond, NULL);
   return p2q_buf_error(cond);
 }
@@ -188,16 +200,19 @@ static int unpinned_paths(p2q_buf_t *b, const p2q_rule_config_t *r, const char *
   p2q_buf_t call = P2Q_BUF_INIT;
   p2q_buf_printf(&call, "probe := %s('%s', %s, %s);", pinned, upsert ? "INSERT" : "DELETE", upsert ? "NEW" : "NULL",
                  upsert ? "NULL" : "OLD");
-  p2q_buf_printf(b, "  IF p2q_n = 1 THEN -- %s holds the statement's one row\n", var);
+  p2q_buf_printf(b, "  IF p2q_n OPERATOR(pg_catalog.=) 1 THEN -- %s holds the statement's one row\n", var);
   p2q_buf_t delegate = P2Q_BUF_INIT;
   p2q_buf_printf(&delegate, "%s\n    RETURN NULL;", p2q_buf_str(&call));
   row_path(b, r, schema, max_attempts, snap, watch, need, upsert, tt, guard, p2q_buf_str(&delegate));
-  p2q_buf_printf(b, "    RETURN NULL;\n  END IF;\n  IF p2q_n > 1 THEN\n    BEGIN\n      IF %s", guard);
-  each_column(r, snap, upsert, bin, size_test, b, tt);
-  p2q_buf_puts(b, " > " SIZE_BOUND ") THEN\n        NULL;\n      ELSE\n        p2q_n := -1;\n      END IF;\n"
-                  "    EXCEPTION WHEN OTHERS THEN\n      p2q_n := -1;\n    END;\n    IF p2q_n >= 0 THEN\n      ");
+  p2q_buf_printf(b, "    RETURN NULL;\n  END IF;\n  IF p2q_n OPERATOR(pg_catalog.>) 1 THEN\n    BEGIN\n      IF %s", guard);
+  each_column(r, snap, upsert, bin, size_test_q, b, tt);
+  p2q_buf_puts(b, " OPERATOR(pg_catalog.>) " SIZE_BOUND ") THEN\n        NULL;\n      ELSE\n        p2q_n := -1;\n"
+                  "      END IF;\n    EXCEPTION WHEN OTHERS THEN\n      p2q_n := -1;\n    END;\n"
+                  "    IF p2q_n OPERATOR(pg_catalog.>=) 0 THEN\n      ");
+  ev->qualified = 1;
   p2q_capture_insert_events(b, r, ev);
-  p2q_buf_puts(b, ";\n      GET DIAGNOSTICS p2q_n = ROW_COUNT;\n      IF p2q_n > 0 THEN\n        probe := ");
+  p2q_buf_puts(b, ";\n      GET DIAGNOSTICS p2q_n = ROW_COUNT;\n      IF p2q_n OPERATOR(pg_catalog.>) 0 THEN\n"
+                  "        probe := ");
   p2q_capture_notify_call(b, r);
   p2q_buf_printf(b, " IS NULL;\n      END IF;\n      RETURN NULL;\n    END IF;\n  END IF;\n"
                     "  FOR %s IN SELECT * FROM %s LOOP\n    %s\n  END LOOP;\n  RETURN NULL;\nEND\n", var, tt,
@@ -221,11 +236,12 @@ int p2q_capture_stmt_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *
                              .need = need, .source = tt, .vec = 1, .quiet = 1};
   int bin = p2q_capture_binary_vector(r, snap);
   ev.vec_checked = bin && upsert; /* type_guard's first test: the set statements run on a real[] only */
+  int q = pinned != NULL; /* no pinned search_path: every name in pg_catalog (capture_body.c PGC) */
   p2q_buf_putc(b, '\n');
-  p2q_capture_declare(b, bin);
-  p2q_buf_printf(b, "  p2q_n bigint := 0;\nBEGIN\n"
-                    "  FOR %s IN SELECT * FROM %s LOOP\n    p2q_n := p2q_n + 1;\n    EXIT WHEN p2q_n > 1;\n  END LOOP;\n",
-                 var, tt);
+  p2q_capture_declare(b, bin, q);
+  p2q_buf_printf(b, "  p2q_n %s := 0;\nBEGIN\n"
+                    "  FOR %s IN SELECT * FROM %s LOOP\n    p2q_n := p2q_n %s 1;\n    EXIT WHEN p2q_n %s 1;\n  END LOOP;\n",
+                 q ? "pg_catalog.int8" : "bigint", var, tt, q ? "OPERATOR(pg_catalog.+)" : "+", q ? "OPERATOR(pg_catalog.>)" : ">");
   if (pinned) {
     rc = unpinned_paths(b, r, schema, max_attempts, snap, watch, need, upsert, bin && upsert, pinned, guard, &ev);
     if (!rc) rc = p2q_buf_error(b);
@@ -248,7 +264,7 @@ int p2q_capture_stmt_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *
   p2q_capture_notify_call(b, r);
   p2q_buf_printf(b, " IS NULL;\n      END IF;\n      RETURN NULL;\n    END IF;\n  END IF;\n"
                     "  FOR %s IN SELECT * FROM %s LOOP\n", var, tt);
-  p2q_capture_declare(b, bin);
+  p2q_capture_declare(b, bin, 0);
   p2q_buf_puts(b, "BEGIN\n");
   row_path(b, r, schema, max_attempts, snap, watch, need, upsert, p2q_buf_str(&typed), NULL, NULL);
   p2q_buf_puts(b, "END;\n  END LOOP;\n  RETURN NULL;\nEND\n");

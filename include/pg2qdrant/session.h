@@ -5,8 +5,8 @@
  *   - capture.c: SET clauses of every generated trigger function (the writer's own session
  *     settings are saved on entry and restored on exit by PostgreSQL, so the writer sees none of it);
  *     the INSERT/DELETE statement functions of a rule whose columns all have types whose json none
- *     of these changes pin the search_path only and hand rows of any other type to the pinned row
- *     function (capture_stmt.c, SETTING_FREE);
+ *     of these changes have no SET clause (every name in them is in pg_catalog) and hand rows of
+ *     any other type to the pinned row function (capture_stmt.c, SETTING_FREE);
  *   - pg.c (daemon connections) and admin.c (CLI connections): one set_config() statement run
  *     right after connecting, before any other query. A statement (rather than libpq `options`)
  *     leaves the user's `options`/PGOPTIONS untouched and works through PgBouncer in session mode

@@ -1,8 +1,10 @@
 """Statement functions without the output pins (src/capture_stmt.c, issue 11): a rule without
 filter and routing key whose columns all have types whose json no setting changes (integers,
 numeric, text, uuid, dates, timestamps without time zone, arrays of these; the vector an unprinted
-real[]) gets INSERT and DELETE statement functions that pin only the search_path. They must write
-the row trigger's events byte for byte, in any writer session; a column whose type changed since
+real[]) gets INSERT and DELETE statement functions without any SET clause (every function,
+operator and type they name is in pg_catalog). They must write the row trigger's events byte for
+byte, in any writer session, also one whose search_path puts its own functions and operators
+first; a column whose type changed since
 `apply` to one whose text depends on a setting (a float, a timestamptz) hands each row to the
 rule's pinned row function, whose pins hold. No daemon: the events in sync_outbox are the
 contract."""
@@ -74,11 +76,28 @@ def all_ways(db, w):
     return out
 
 
-def hostile(pgdb):
+def hostile(pgdb, search_path=None):
     w = psycopg.connect(dbname=pgdb, autocommit=True)
-    for s in HOSTILE:
+    for s in HOSTILE + ((f"search_path = {search_path}",) if search_path else ()):
         w.execute(f"SET {s}")
     return w
+
+
+def evil(db):
+    """Schema evil: what an unqualified name in the functions would meet under `search_path = evil,
+    pg_catalog`: json builders with the exact signatures of the rule's calls (they win over
+    pg_catalog's variadic "any" ones), operators on the types the functions compare and add."""
+    db.execute("CREATE SCHEMA evil")
+    db.execute("CREATE FUNCTION evil.jsonb_build_object(text, bigint) RETURNS jsonb LANGUAGE sql"
+               " AS $$SELECT '{\"evil\": 1}'::pg_catalog.jsonb$$")
+    db.execute("CREATE FUNCTION evil.json_build_object(text, bigint, text, text, text, numeric, text, date, text,"
+               " timestamp, text, text[], text, json) RETURNS json LANGUAGE sql AS $$SELECT '{\"evil\": 1}'::pg_catalog.json$$")
+    db.execute("CREATE FUNCTION evil.pg_column_size(bigint) RETURNS integer LANGUAGE sql AS 'SELECT 1000000'")
+    db.execute("CREATE FUNCTION evil.yes(oid, oid) RETURNS boolean LANGUAGE sql AS 'SELECT true'")
+    db.execute("CREATE OPERATOR evil.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = evil.yes)")
+    db.execute("CREATE FUNCTION evil.plus(bigint, integer) RETURNS bigint LANGUAGE sql AS 'SELECT 5::bigint'")
+    db.execute("CREATE OPERATOR evil.+ (LEFTARG = bigint, RIGHTARG = integer, FUNCTION = evil.plus)")
+    db.execute("CREATE TYPE evil.jsonb AS (a int)")
 
 
 def row_trigger_reference(d, db, pgdb):
@@ -97,7 +116,7 @@ def test_setting_free_rule_writes_the_row_triggers_events_in_any_session(make_da
     d = make_daemon({"rule.items": rule()})
     d.cli("apply")
     for fn in ("p2q_insert_items", "p2q_delete_items"):
-        assert proconfig(items, fn) == ["search_path=pg_catalog, pg_temp"], fn
+        assert proconfig(items, fn) is None, fn
     assert len(proconfig(items, "p2q_pinned_items")) == 7
     with psycopg.connect(dbname=pgdb, autocommit=True) as w:
         plain = all_ways(items, w)
@@ -108,6 +127,11 @@ def test_setting_free_rule_writes_the_row_triggers_events_in_any_session(make_da
     assert '"d" : "2025-01-02", "ts" : "2025-01-02T03:04:05.678"' in plain["multi"][0][6]
     with hostile(pgdb) as w:
         assert all_ways(items, w) == plain
+    evil(items)
+    with hostile(pgdb, "evil, pg_catalog, public") as w:
+        assert w.execute("SELECT jsonb_build_object('id', 1::bigint)::text, 1::bigint + 1, 1::oid = 2::oid"
+                         ).fetchone() == ('{"evil": 1}', 5, True)  # what an unqualified name would meet
+        assert all_ways(items, w) == plain
     assert row_trigger_reference(d, items, pgdb) == plain
 
 
@@ -115,7 +139,7 @@ def test_setting_dependent_rule_keeps_every_pin(make_daemon, items):
     d = make_daemon({"rule.items": rule("id, title, at")})
     d.cli("apply")
     assert len(proconfig(items, "p2q_insert_items")) == 7  # at is a timestamptz: the INSERT pins all
-    assert proconfig(items, "p2q_delete_items") == ["search_path=pg_catalog, pg_temp"]  # the key only
+    assert proconfig(items, "p2q_delete_items") is None  # the key only
     # float key: both pinned
     d2 = make_daemon({"rule.items": {**rule(), "key": "f"}})
     d2.cli("apply")
@@ -131,7 +155,7 @@ def test_types_changed_since_apply_take_the_pinned_row_function(make_daemon, ite
     items.execute("SET pg2qdrant.allow_ddl = on")
     items.execute("ALTER TABLE items ALTER COLUMN n TYPE float8 USING n::float8,"
                   " ALTER COLUMN ts TYPE timestamptz USING ts AT TIME ZONE 'UTC'")
-    assert proconfig(items, "p2q_insert_items") == ["search_path=pg_catalog, pg_temp"]  # as apply left it
+    assert proconfig(items, "p2q_insert_items") is None  # as apply left it
     with psycopg.connect(dbname=pgdb, autocommit=True) as w:
         plain = all_ways(items, w)
     assert len(plain["multi"]) == 4 and plain["multi"] == plain["single"] == plain["copy"]

@@ -234,29 +234,39 @@ static void test_unpinned_statement_sql(void **state) {
                                 "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC'");
   /* when the script runs: the columns' types in pg_attribute, all setting-free, make the guard */
   const char *choice = after(pinned, "DO $p2q_2$\nDECLARE\n  g text;\nBEGIN\n  SELECT pg_catalog.string_agg(pg_catalog.format("
-                                     "'pg_typeof(NEW.%I)::oid = %s', a.attname, a.atttypid), ' AND ' ORDER BY a.attnum) INTO g\n"
+                                     "'pg_catalog.pg_typeof(NEW.%I)::pg_catalog.oid OPERATOR(pg_catalog.=) %s::pg_catalog.oid', a.attname,"
+                                     " a.atttypid), ' AND ' ORDER BY a.attnum) INTO g\n"
                                      "    FROM pg_catalog.pg_attribute a WHERE a.attrelid = '\"public\".\"docs\"'::pg_catalog.regclass"
                                      " AND a.attnum > 0 AND NOT a.attisdropped AND ((a.attname = 'id' AND a.atttypid = ANY ('{boolean,");
   const char *vec = after(choice, " OR (a.attname = 'embedding' AND a.atttypid = 'real[]'::regtype))\n"
                                   "    HAVING pg_catalog.count(*) = 4;\n  IF g IS NOT NULL THEN\n"
                                   "    EXECUTE $p2q_1$CREATE OR REPLACE FUNCTION \"public\".\"p2q_insert_docs\"() RETURNS trigger\n"
-                                  "LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $p2q$\n");
+                                  "LANGUAGE plpgsql SECURITY DEFINER AS $p2q$\nDECLARE\n  old_ok pg_catalog.bool := false;\n");
   const char *tz = strstr(choice, "timestamp with time zone"), *fl = strstr(choice, "double precision");
   assert_true((tz == NULL || tz > vec) && (fl == NULL || fl > vec)); /* no setting-dependent type */
   /* the guard spliced in twice: the one-row path, the set path */
-  const char *one = after(vec, "  IF p2q_n = 1 THEN -- NEW holds the statement's one row\n  BEGIN\n    IF $p2q_1$ || g || $p2q$ THEN\n");
+  /* no search_path pinned: every function, operator and type named in pg_catalog */
+  after(vec, "  FOR NEW IN SELECT * FROM p2q_new LOOP\n    p2q_n := p2q_n OPERATOR(pg_catalog.+) 1;\n"
+             "    EXIT WHEN p2q_n OPERATOR(pg_catalog.>) 1;\n");
+  const char *one = after(vec, "  IF p2q_n OPERATOR(pg_catalog.=) 1 THEN -- NEW holds the statement's one row\n  BEGIN\n"
+                               "    IF $p2q_1$ || g || $p2q$ THEN\n      kn := pg_catalog.jsonb_build_object('id', NEW.\"id\");\n");
   const char *hand = after(one, "    ELSE\n      slow := true;\n    END IF;\n  EXCEPTION WHEN OTHERS THEN\n    slow := true;\n"
                                 "  END;\n  IF slow THEN\n    probe := \"public\".\"p2q_pinned_docs\"('INSERT', NEW, NULL);\n"
                                 "    RETURN NULL;\n  END IF;\n");
+  after(hand, "COALESCE(kn, '{}'::pg_catalog.jsonb), 'upsert', sn, vb, ");
   const char *set = after(hand, "    BEGIN\n      IF $p2q$ || g || $p2q_1$ AND NOT EXISTS (SELECT FROM p2q_new AS r"
-                                " WHERE 0 + COALESCE(pg_column_size(r.\"id\"), 0)");
+                                " WHERE 0 OPERATOR(pg_catalog.+) COALESCE(pg_catalog.pg_column_size(r.\"id\"), 0)");
+  after(set, "SELECT 'docs', NULL, 'docs', 'public.docs', pg_catalog.jsonb_build_object('id', r.\"id\"), 'upsert',"
+             " pg_catalog.json_build_object('title', r.\"title\", ");
+  after(set, "      GET DIAGNOSTICS p2q_n = ROW_COUNT;\n      IF p2q_n OPERATOR(pg_catalog.>) 0 THEN\n");
   const char *rest = after(set, "  FOR NEW IN SELECT * FROM p2q_new LOOP\n    probe := \"public\".\"p2q_pinned_docs\"('INSERT',"
                                 " NEW, NULL);\n  END LOOP;\n  RETURN NULL;\nEND\n$p2q$;\n$p2q_1$;\n  END IF;\nEND\n$p2q_2$;\n");
   const char *slow = strstr(one, "json_each(row_to_json(NEW))"); /* no slow path by name: it is the pinned function's */
   assert_true(slow == NULL || slow > rest);
   /* the DELETE function: the key's types only, over OLD */
   const char *del = after(rest, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_delete_docs\"() RETURNS trigger\n");
-  const char *dchoice = after(del, "'pg_typeof(OLD.%I)::oid = %s'");
+  const char *dchoice = after(del, "'pg_catalog.pg_typeof(OLD.%I)::pg_catalog.oid OPERATOR(pg_catalog.=) %s::pg_catalog.oid'");
+  after(dchoice, "    IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN\n");
   after(dchoice, "AND ((a.attname = 'id' AND a.atttypid = ANY ('{boolean,");
   after(dchoice, "::regtype[]::oid[])))\n    HAVING pg_catalog.count(*) = 1;\n");
   after(dchoice, "    probe := \"public\".\"p2q_pinned_docs\"('DELETE', NULL, OLD);\n");
@@ -266,6 +276,17 @@ static void test_unpinned_statement_sql(void **state) {
   assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
   assert_null(strstr(p2q_buf_str(&b), "pg_catalog.pg_attribute a WHERE a.attrelid"));
   assert_null(strstr(p2q_buf_str(&b), "p2q_pinned_docs\"('INSERT'"));
+  /* more snapshot columns than one json_build_object takes: the INSERT function keeps its pins */
+  static char *many[41];
+  static char names[41][8];
+  for (int i = 0; i < 41; i++) { snprintf(names[i], sizeof names[i], "c%d", i); many[i] = names[i]; }
+  r.routing_key = NULL;
+  r.columns.items = many;
+  r.columns.n = 41;
+  p2q_buf_reset(&b);
+  assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
+  assert_null(strstr(p2q_buf_str(&b), "p2q_pinned_docs\"('INSERT'"));
+  assert_non_null(strstr(p2q_buf_str(&b), "p2q_pinned_docs\"('DELETE'")); /* the key alone: unpinned */
   p2q_buf_free(&b);
   (void)state;
 }
