@@ -617,9 +617,12 @@ static void report(bench_t *b) {
   time_t t = time(NULL);
   char when[64];
   strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", gmtime(&t));
-  snprintf(machine, sizeof machine, "pg2qdrant %s, %ld cores, load %.1f %.1f %.1f, %s; dim %d, writer %s, %s",
+  /* the writer's mode says something only when a workload runs writers (drain and text do not) */
+  int writers = strstr(b->workloads, "steady") || strstr(b->workloads, "mixed");
+  snprintf(machine, sizeof machine, "pg2qdrant %s, %ld cores, load %.1f %.1f %.1f, %s; dim %d, %s%s%s",
            P2Q_VERSION, sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], when, x->dim,
-           p2q_bench_writer_name(x->writer_mode), g_stop ? "INTERRUPTED" : "complete");
+           writers ? "writer " : "", writers ? p2q_bench_writer_name(x->writer_mode) : "", writers ? ", " : "");
+  snprintf(machine + strlen(machine), sizeof machine - strlen(machine), "%s", g_stop ? "INTERRUPTED" : "complete");
   pgss_top(x, notes, sizeof notes);
   int swept[P2Q_KNOB_N] = {0};
   for (int k = 0; k < P2Q_KNOB_N; k++) swept[k] = b->sw.n[k] > 0;

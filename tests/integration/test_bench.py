@@ -361,6 +361,7 @@ def test_bench_wait_vacuum(tmp_path, pgdb, db):
     assert x["ok"] == "1" and x["leases_reclaimed"] == "0", x  # no lease table since migration 015
     # the vacuum wait (<= 3 s) + sampling slack
     assert 0 <= float(x["tail_s"]) <= 3 + 1, x
+    assert x["writer"] == "" and "writer " not in (out / "report.html").read_text()  # a drain runs no writer
     assert float(x["cpu_us_pg_autovacuum"]) >= 0 and float(x["cpu_us_pg_autovacuum_other"]) >= 0, x
     bad = subprocess.run([BIN, "-c", str(cfg), "bench", "--wait-vacuum", "soon"], capture_output=True, text=True,
                          timeout=30)
