@@ -241,6 +241,14 @@ int p2q_capture_binary_vector(const p2q_rule_config_t *r, const p2q_strlist_t *s
 static void snapshot_assign(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap,
                             const char *in, const char *vec_expr, int q) {
   int bin = p2q_capture_binary_vector(r, snap);
+  if (bin && q) { /* the unpinned functions' guard found the column a real[] (capture_stmt.c) */
+    p2q_buf_printf(b, "%svb := NEW.", in);
+    p2q_sql_ident(b, r->vector_column);
+    p2q_buf_printf(b, ";\n%ssn := ", in);
+    object_expr_sub(b, "NEW", snap, 0, r->vector_column, "NULL::pg_catalog.json", q);
+    p2q_buf_puts(b, ";\n");
+    return;
+  }
   if (bin) {
     p2q_buf_printf(b, "%sIF %s(NEW.", in, PGC(q, "pg_typeof"));
     p2q_sql_ident(b, r->vector_column);
