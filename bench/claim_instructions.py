@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import outbox_sql_bench as ob  # noqa: E402
 import pg_callgrind as cg  # noqa: E402
 
-COLS = ("id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
-        " extract(epoch FROM created_at)::float8, length(array_send(vec))")
+COLS = ("id, rule, op, row_key::text, payload::text, attempts, max_attempts,"  # as src/outbox.c's claim
+        " date_part('epoch', created_at), length(array_send(vec))")
 
 
 def setup(d, sqls):

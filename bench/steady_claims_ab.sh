@@ -12,9 +12,10 @@
 # server, with pg_stat_statements preloaded, `pg_stat_statements.track = all` (the claim's inner
 # statements) and the extension created in that database. A claim is one call of
 # sync_outbox_claim's candidates' statement (`WITH cand AS (... SKIP LOCKED)`); one that found
-# something goes on to exactly one lease upsert: the one-candidate path's `INSERT INTO
-# ...sync_outbox_lease` or the set path's `WITH cand AS (... won AS (INSERT ...))`. Counting only
-# the first of these (session 11) counts every claim of two or more events as empty.
+# something goes on to exactly one of: the one-candidate path's `UPDATE ... SET attempts`, the
+# batch's `WITH cl AS (UPDATE ...)` or the set path's `WITH g AS (...)` (since migration 015; before
+# it, a lease upsert, which this no longer counts: every claim of an older build reads as empty).
+# Counting only the first path (session 11) counts every claim of two or more events as empty.
 set -euo pipefail
 : "${BASE:?the base build}" "${MINE:?the build measured}" "${INI:?a config}"
 PAIRS=${PAIRS:-5} DUR=${DUR:-30s} RATE=${RATE:-200} OUT=${OUT:-p2q-claims-ab-$(date +%s)}
@@ -29,8 +30,8 @@ for i in $(seq 1 "$PAIRS"); do
     scratch=$(grep -o 'scratch p2q_bench_[0-9a-f]*' "$OUT/$b-$i.log" | cut -d' ' -f2)
     counts=$(psql -qAtF' ' -c "SELECT
         coalesce(sum(calls) FILTER (WHERE query LIKE 'WITH cand AS (%SKIP LOCKED%'), 0),
-        coalesce(sum(calls) FILTER (WHERE query LIKE 'INSERT INTO %sync_outbox_lease%'
-                                       OR query LIKE 'WITH cand AS (%won AS (%'), 0)
+        coalesce(sum(calls) FILTER (WHERE query LIKE 'UPDATE %sync_outbox o%SET attempts%'
+                                       OR query LIKE 'WITH cl AS (%' OR query LIKE 'WITH g AS (%'), 0)
       FROM pg_stat_statements WHERE query LIKE '%$scratch%'")
     python3 - "$b" "$i" "$load" "$counts" "$OUT/$b-$i/runs.csv" <<'PY'
 import csv, sys

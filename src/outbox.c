@@ -60,9 +60,11 @@ struct p2q_outbox_s {
   " FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()"
 
 int p2q_outbox_new(const char *schema, p2q_outbox_t **out) {
+  /* created_at as date_part's float8 (the same value as `extract(epoch …)::float8`, which went
+     through numeric and its text: 3.5k of a one-event claim's ~925k instructions) */
   static const char claim[] =
       "SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
-      " extract(epoch FROM created_at)::float8, vec"
+      " date_part('epoch', created_at), vec"
       " FROM @SCHEMA@.sync_outbox_claim($1, $2::text[], $3, $4, $5, true, p_mark => $6::boolean)";
   static const char ack[] =
       "SELECT @SCHEMA@.sync_outbox_ack($1, $2::bigint[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text[])";
@@ -71,7 +73,7 @@ int p2q_outbox_new(const char *schema, p2q_outbox_t **out) {
      claim (bench/claim_instructions.py) */
   static const char ack_claim[] =
       "SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
-      " extract(epoch FROM created_at)::float8, vec"
+      " date_part('epoch', created_at), vec"
       " FROM @SCHEMA@.sync_outbox_claim($1, $8::text[], $9, $10, $11, true, $2::bigint[], $3::text[],"
       " $4::jsonb[], $5::text[], $6::int[], $7::text[], $12::boolean)";
   static const char recover[] =
