@@ -26,7 +26,8 @@
  *   - one NOTIFY per statement that wrote events, in the writer's (sub)transaction;
  *   - no writer setting changes an event. The function pins every setting of session.h, except
  *     (unpinned_paths) for a rule without filter and routing_key whose columns all have types
- *     whose json no setting changes (SETTING_FREE; the vector an unprinted real[]) when `apply`
+ *     whose json no setting changes (SETTING_FREE; the vector an unprinted real[], in the snapshot
+ *     only: a key's jsonb prints it) when `apply`
  *     runs: then it has no SET clause at all (the seven cost ~36,000 instructions per statement,
  *     18 % of a one-row INSERT's overhead): every function, operator and type it names is in
  *     pg_catalog (capture_body.c PGC, as session 10's gate), so no search_path, nor pg_temp, can
@@ -87,7 +88,8 @@ static int listed(const p2q_strlist_t *l, int upto, const char *s) {
 }
 
 /* The rule's columns a statement's events read, each once: the key, and for an upsert the snapshot.
-   Returns how many; each one is passed to f with whether it is the vector sent unprinted. */
+   Returns how many; each one is passed to f with whether it is the vector sent unprinted: only
+   as a snapshot column, never as a key column (the key's jsonb prints every element). */
 static int each_column(const p2q_rule_config_t *r, const p2q_strlist_t *snap, int upsert, int bin,
                        void (*f)(p2q_buf_t *, const char *, int, int, const char *), p2q_buf_t *b, const char *var) {
   const p2q_strlist_t *cols[2] = {&r->key, upsert ? snap : NULL};
@@ -96,7 +98,7 @@ static int each_column(const p2q_rule_config_t *r, const p2q_strlist_t *snap, in
     for (int i = 0; i < cols[c]->n; i++) {
       const char *col = cols[c]->items[i];
       if (listed(cols[c], i, col) || (c && listed(&r->key, r->key.n, col))) continue;
-      f(b, col, bin && r->vector_column && !strcmp(col, r->vector_column), n++, var);
+      f(b, col, c == 1 && bin && r->vector_column && !strcmp(col, r->vector_column), n++, var);
     }
   return n;
 }

@@ -11,6 +11,8 @@ contract."""
 import psycopg
 import pytest
 
+from conftest import wait_until
+
 COLS = ("event_type, routing_key, rule, source_table, row_key::text, op, payload::text, vec::text,"
         " max_attempts, last_error")
 ROWS = [(1, "a \"quoted\" \\ é", "1.50", "2025-01-02", "2025-01-02 03:04:05.678+00", "{x,NULL,\"y z\"}", "{1,2,3}"),
@@ -76,6 +78,20 @@ def all_ways(db, w):
     return out
 
 
+def calls(db, w):
+    """The writer session w's calls of rule items' functions (track_functions = 'pl' in w), once
+    its statistics reached the shared ones: {name: calls}."""
+    w.execute("SELECT pg_stat_force_next_flush()")
+    w.execute("SELECT 1")  # idle again: the flush
+
+    def read():
+        db.execute("SELECT pg_stat_clear_snapshot()")
+        got = dict(db.execute("SELECT funcname, calls FROM pg_stat_user_functions WHERE funcname ~ '^p2q_.*_items$'"
+                              ).fetchall())
+        return got if got.get("p2q_insert_items") else None
+    return wait_until(read, what="the writer's function statistics")
+
+
 def hostile(pgdb, search_path=None):
     w = psycopg.connect(dbname=pgdb, autocommit=True)
     for s in HOSTILE + ((f"search_path = {search_path}",) if search_path else ()):
@@ -119,7 +135,12 @@ def test_setting_free_rule_writes_the_row_triggers_events_in_any_session(make_da
         assert proconfig(items, fn) is None, fn
     assert len(proconfig(items, "p2q_pinned_items")) == 7
     with psycopg.connect(dbname=pgdb, autocommit=True) as w:
+        w.execute("SET track_functions = 'pl'")
         plain = all_ways(items, w)
+        # every statement captured by the unpinned functions themselves: none handed on
+        got = calls(items, w)
+        assert got.get("p2q_insert_items") == 6 and got.get("p2q_delete_items") == 5, got
+        assert "p2q_pinned_items" not in got, got
     assert len(plain["multi"]) == 4 and plain["multi"] == plain["single"] == plain["copy"]
     assert len(plain["delete"]) == 4 and plain["delete"] == plain["delete-single"]
     assert [e[8] for e in plain["multi"]] == [10, 10, 0, 10]  # the NULL key born dead
@@ -135,7 +156,7 @@ def test_setting_free_rule_writes_the_row_triggers_events_in_any_session(make_da
     assert row_trigger_reference(d, items, pgdb) == plain
 
 
-def test_setting_dependent_rule_keeps_every_pin(make_daemon, items):
+def test_setting_dependent_rule_keeps_every_pin(make_daemon, items, pgdb):
     d = make_daemon({"rule.items": rule("id, title, at")})
     d.cli("apply")
     assert len(proconfig(items, "p2q_insert_items")) == 7  # at is a timestamptz: the INSERT pins all
@@ -145,6 +166,24 @@ def test_setting_dependent_rule_keeps_every_pin(make_daemon, items):
     d2.cli("apply")
     assert len(proconfig(items, "p2q_insert_items")) == 7
     assert len(proconfig(items, "p2q_delete_items")) == 7
+    # the vector in the key: the key's jsonb prints its floats (extra_float_digits): every pin stays
+    d3 = make_daemon({"rule.items": {**rule(), "key": "id, emb"}})
+    d3.cli("apply")
+    assert len(proconfig(items, "p2q_insert_items")) == 7
+    assert len(proconfig(items, "p2q_delete_items")) == 7
+    rows = "(1, '{0.123456789,2.5e-7,1}')"
+    items.execute(f"INSERT INTO items (id, emb) VALUES {rows}")
+    items.execute(f"INSERT INTO items (id, emb) VALUES {rows.replace('(1', '(2')}, {rows.replace('(1', '(3')}")
+    items.execute("DELETE FROM items WHERE id = 1")
+    plain = take_events(items)
+    items.execute("TRUNCATE items")
+    take_events(items)
+    with hostile(pgdb) as w:
+        w.execute(f"INSERT INTO public.items (id, emb) VALUES {rows}")
+        w.execute(f"INSERT INTO public.items (id, emb) VALUES {rows.replace('(1', '(2')}, {rows.replace('(1', '(3')}")
+        w.execute("DELETE FROM public.items WHERE id = 1")
+    assert take_events(items) == plain
+    assert '"emb": [0.12345679, 0.00000025, 1]' in plain[0][4]
 
 
 def test_types_changed_since_apply_take_the_pinned_row_function(make_daemon, items, pgdb):
@@ -157,7 +196,9 @@ def test_types_changed_since_apply_take_the_pinned_row_function(make_daemon, ite
                   " ALTER COLUMN ts TYPE timestamptz USING ts AT TIME ZONE 'UTC'")
     assert proconfig(items, "p2q_insert_items") is None  # as apply left it
     with psycopg.connect(dbname=pgdb, autocommit=True) as w:
+        w.execute("SET track_functions = 'pl'")
         plain = all_ways(items, w)
+        assert calls(items, w).get("p2q_pinned_items", 0) >= 12  # every inserted row handed on
     assert len(plain["multi"]) == 4 and plain["multi"] == plain["single"] == plain["copy"]
     assert '"n" : 1.5, "d" : "2025-01-02", "ts" : "2025-01-02T03:04:05.678+00:00"' in plain["multi"][0][6]
     with hostile(pgdb) as w:
