@@ -122,7 +122,7 @@ fail:
 }
 
 /* The statement function of op (prefix p2q_insert_ or p2q_delete_) without output pins, when the
-   rule can have one (p2q_capture_stmt_unpinned): after its pinned definition, a DO block replaces
+   rule can have one (p2q_capture_unpinned_guard): after its pinned definition, a DO block replaces
    it when every column its events read has a setting-free type at install time (found in
    pg_attribute), so a statement pays none of the seven SET clauses (every name in the function is
    in pg_catalog: capture_body.c PGC); a table whose types are not setting-free keeps the pinned
@@ -138,7 +138,7 @@ static int unpinned_stmt_function(p2q_buf_t *out, const p2q_rule_config_t *r, co
                                   const char *op, const char *prefix, const char *qtable) {
   p2q_buf_t cond = P2Q_BUF_INIT, body = P2Q_BUF_INIT, create = P2Q_BUF_INIT, pinned = P2Q_BUF_INIT;
   int upsert = !strcmp(op, "upsert");
-  int n = 0, rc = p2q_capture_stmt_unpinned(r, snap, upsert, &cond, &n);
+  int n = 0, rc = p2q_capture_unpinned_guard(r, snap, upsert, &cond, &n);
   if (rc || !n) goto fail;
   function_name(&pinned, schema, PINNED_PREFIX, r->name);
   if ((rc = p2q_buf_error(&pinned))) goto fail;

@@ -51,7 +51,7 @@ static void object_expr_sub(p2q_buf_t *b, const char *ref, const p2q_strlist_t *
   const char *fn = binary ? PGC(q, "jsonb_build_object(") : PGC(q, "json_build_object(");
   int parts = cols->n > PAIRS_PER_CALL;
   if (cols->n == 0) { p2q_buf_puts(b, binary ? (q ? "'{}'::pg_catalog.jsonb" : "'{}'::jsonb") : (q ? "'{}'::pg_catalog.json" : "'{}'::json")); return; }
-  if (q && parts) { p2q_buf_puts(b, "pg_catalog.NULLIF(1, 1)"); return; } /* never: p2q_capture_stmt_unpinned */
+  if (q && parts) { p2q_buf_puts(b, "pg_catalog.NULLIF(1, 1)"); return; } /* never: p2q_capture_unpinned_guard */
   if (parts && !binary) p2q_buf_putc(b, '(');
   for (int i = 0; i < cols->n; i++) {
     if (i % PAIRS_PER_CALL == 0) {

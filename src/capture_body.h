@@ -68,7 +68,7 @@ void p2q_capture_delete_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char
 /* The statement-level capture (capture_stmt.c): the body of the INSERT (op "upsert") or DELETE
    (op "delete") statement trigger's function. pinned NULL: the function has every pinned setting;
    else it has only the search_path: the statement's rows are captured there when guard (an SQL
-   condition over NEW or OLD: the column types `apply` found, p2q_capture_stmt_unpinned) holds, and
+   condition over NEW or OLD: the column types `apply` found, p2q_capture_unpinned_guard) holds, and
    go to pinned(tg_op, new, old) (the rule's pinned row function, schema-qualified) when not. */
 int p2q_capture_stmt_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
                           const p2q_strlist_t *snap, const p2q_strlist_t *watch, const p2q_strlist_t *need,
@@ -78,7 +78,7 @@ int p2q_capture_stmt_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *
    the table that holds for each of the n columns its events read when that column has a
    setting-free type (capture_stmt.c), and *n that number; returns 0 or an error, *n = 0 when it
    cannot. */
-int p2q_capture_stmt_unpinned(const p2q_rule_config_t *r, const p2q_strlist_t *snap, int upsert, p2q_buf_t *cond,
+int p2q_capture_unpinned_guard(const p2q_rule_config_t *r, const p2q_strlist_t *snap, int upsert, p2q_buf_t *cond,
                               int *n);
 
 #endif

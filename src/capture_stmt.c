@@ -35,7 +35,7 @@
  *     blocks that already catch a column gone; a row of any other type (DDL since `apply`) goes to
  *     the rule's pinned row function (p2q_pinned_<rule>, every pin), which writes the row
  *     trigger's own events. capture.c installs it over the pinned one in a DO block that reads
- *     the types from pg_attribute (p2q_capture_stmt_unpinned).
+ *     the types from pg_attribute (p2q_capture_unpinned_guard).
  */
 #include "capture_body.h"
 
@@ -77,7 +77,7 @@ static void filter_set(p2q_buf_t *b, const p2q_rule_config_t *r, int all) {
    timestamptz (TimeZone), no interval, bytea or money; dates and timestamps are written in ISO
    8601 whatever the DateStyle. A subset of JSON_SAFE. A statement function whose rule reads only
    columns of these types (and its vector as an unprinted real[]) needs no output pin (session.h),
-   only the search_path (p2q_capture_stmt_unpinned). */
+   only the search_path (p2q_capture_unpinned_guard). */
 #define SETTING_FREE "'{boolean,smallint,integer,bigint,numeric,text,character varying,character,uuid,date,"\
   "timestamp without time zone,\"smallint[]\",\"integer[]\",\"bigint[]\",\"text[]\"}'::regtype[]"
 
@@ -103,12 +103,20 @@ static int each_column(const p2q_rule_config_t *r, const p2q_strlist_t *snap, in
   return n;
 }
 
-/* a.attname = 'c' AND a.atttypid = … (the same test on pg_attribute a), OR-ed */
-static void free_attr_test(p2q_buf_t *b, const char *col, int vec, int i, const char *var) {
-  (void)var;
-  p2q_buf_puts(b, i ? " OR (a.attname = " : "(a.attname = ");
+/* pg_typeof(var."c") = ANY (JSON_SAFE), AND-ed (type_guard) */
+static void json_safe_test(p2q_buf_t *b, const char *col, int vec, int i, const char *var) {
+  (void)vec; /* a vector sent unprinted is tested first, on its own (type_guard) */
+  p2q_buf_printf(b, "%spg_typeof(%s.", i ? " AND " : "", var);
+  p2q_sql_ident(b, col);
+  p2q_buf_puts(b, ") = ANY (" JSON_SAFE ")");
+}
+
+/* <att>.attname = 'c' AND <att>.atttypid is setting-free (a vector sent unprinted: a real[]), OR-ed:
+   att is the pg_attribute row of the install script's DO block (capture.c) */
+static void free_attr_test(p2q_buf_t *b, const char *col, int vec, int i, const char *att) {
+  p2q_buf_printf(b, "%s(%s.attname = ", i ? " OR " : "", att);
   p2q_sql_literal(b, col);
-  p2q_buf_puts(b, vec ? " AND a.atttypid = 'real[]'::regtype)" : " AND a.atttypid = ANY (" SETTING_FREE "::oid[]))");
+  p2q_buf_printf(b, " AND %s.atttypid = %s)", att, vec ? "'real[]'::regtype" : "ANY (" SETTING_FREE "::oid[])");
 }
 
 /* " AND NOT EXISTS (SELECT FROM <tt> AS r WHERE 0 + COALESCE(pg_column_size(r."c"), 0) …" without
@@ -141,7 +149,6 @@ static void size_test_q(p2q_buf_t *b, const char *col, int vec, int i, const cha
    the IF (not for an upsert of a whole-row snapshot: to_json(r) reads every column). */
 static int type_guard(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *snap, int upsert, int bin,
                       const char *var) {
-  const p2q_strlist_t *cols[2] = {&r->key, upsert ? snap : NULL};
   if (upsert && snap->n == 0) return 0;
   p2q_buf_puts(b, "      IF ");
   if (bin) {
@@ -149,14 +156,7 @@ static int type_guard(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlis
     p2q_sql_ident(b, r->vector_column);
     p2q_buf_puts(b, ") <> 'real[]'::regtype THEN\n        p2q_n := -1;\n      ELSIF ");
   }
-  for (int c = 0, n = 0; c < 2 && cols[c]; c++)
-    for (int i = 0; i < cols[c]->n; i++) { /* the types over var, each column once */
-      const char *col = cols[c]->items[i];
-      if (listed(cols[c], i, col) || (c && listed(&r->key, r->key.n, col))) continue;
-      p2q_buf_printf(b, "%spg_typeof(%s.", n++ ? " AND " : "", var);
-      p2q_sql_ident(b, col);
-      p2q_buf_puts(b, ") = ANY (" JSON_SAFE ")");
-    }
+  each_column(r, snap, upsert, bin, json_safe_test, b, var);
   each_column(r, snap, upsert, bin, size_test, b, upsert ? "p2q_new" : "p2q_old");
   p2q_buf_puts(b, " > " SIZE_BOUND ")");
   p2q_buf_puts(b, " THEN\n        ");
@@ -173,12 +173,12 @@ static int type_guard(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlis
   return 1;
 }
 
-int p2q_capture_stmt_unpinned(const p2q_rule_config_t *r, const p2q_strlist_t *snap, int upsert, p2q_buf_t *cond,
-                              int *n) {
+int p2q_capture_unpinned_guard(const p2q_rule_config_t *r, const p2q_strlist_t *snap, int upsert, p2q_buf_t *cond,
+                                int *n) {
   *n = 0;
   if (r->filter || r->routing_key || (upsert && snap->n == 0)) return 0; /* settings may change their answer */
   if (r->key.n > P2Q_CAPTURE_PAIRS_PER_CALL || (upsert && snap->n > P2Q_CAPTURE_PAIRS_PER_CALL)) return 0;
-  *n = each_column(r, snap, upsert, upsert && p2q_capture_binary_vector(r, snap), free_attr_test, cond, NULL);
+  *n = each_column(r, snap, upsert, upsert && p2q_capture_binary_vector(r, snap), free_attr_test, cond, "a");
   return p2q_buf_error(cond);
 }
 
