@@ -102,17 +102,31 @@ def hostile(pgdb, search_path=None):
 def evil(db):
     """Schema evil: what an unqualified name in the functions would meet under `search_path = evil,
     pg_catalog`: json builders with the exact signatures of the rule's calls (they win over
-    pg_catalog's variadic "any" ones), operators on the types the functions compare and add."""
+    pg_catalog's variadic "any" ones and write another json), and every operator and function the
+    unpinned bodies use, on their exact types, giving the right answer but logging each call in
+    evil.calls (a call there means code of the writer's choosing ran as the functions' owner)."""
     db.execute("CREATE SCHEMA evil")
-    db.execute("CREATE FUNCTION evil.jsonb_build_object(text, bigint) RETURNS jsonb LANGUAGE sql"
-               " AS $$SELECT '{\"evil\": 1}'::pg_catalog.jsonb$$")
+    db.execute("CREATE TABLE evil.calls (name text)")
+    db.execute("GRANT ALL ON evil.calls TO PUBLIC")
+    db.execute("CREATE FUNCTION evil.jsonb_build_object(text, bigint) RETURNS jsonb LANGUAGE sql AS $$"
+               "INSERT INTO evil.calls VALUES ('jsonb_build_object'); SELECT '{\"evil\": 1}'::pg_catalog.jsonb$$")
     db.execute("CREATE FUNCTION evil.json_build_object(text, bigint, text, text, text, numeric, text, date, text,"
-               " timestamp, text, text[], text, json) RETURNS json LANGUAGE sql AS $$SELECT '{\"evil\": 1}'::pg_catalog.json$$")
-    db.execute("CREATE FUNCTION evil.pg_column_size(bigint) RETURNS integer LANGUAGE sql AS 'SELECT 1000000'")
-    db.execute("CREATE FUNCTION evil.yes(oid, oid) RETURNS boolean LANGUAGE sql AS 'SELECT true'")
-    db.execute("CREATE OPERATOR evil.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = evil.yes)")
-    db.execute("CREATE FUNCTION evil.plus(bigint, integer) RETURNS bigint LANGUAGE sql AS 'SELECT 5::bigint'")
-    db.execute("CREATE OPERATOR evil.+ (LEFTARG = bigint, RIGHTARG = integer, FUNCTION = evil.plus)")
+               " timestamp, text, text[], text, json) RETURNS json LANGUAGE sql AS $$"
+               "INSERT INTO evil.calls VALUES ('json_build_object'); SELECT '{\"evil\": 1}'::pg_catalog.json$$")
+    for t in ("bigint", "real[]", "text", "numeric", "date", "timestamp", "text[]"):  # exact: they win over "any"
+        db.execute(f"CREATE FUNCTION evil.pg_typeof({t}) RETURNS regtype LANGUAGE sql AS $$"
+                   "INSERT INTO evil.calls VALUES ('pg_typeof'); SELECT pg_catalog.pg_typeof($1)$$")
+    db.execute("CREATE FUNCTION evil.pg_column_size(bigint) RETURNS integer LANGUAGE sql AS $$"
+               "INSERT INTO evil.calls VALUES ('pg_column_size'); SELECT pg_catalog.pg_column_size($1)$$")
+    for op, left, right, ret in (("+", "bigint", "integer", "bigint"), ("+", "integer", "integer", "integer"),
+                                 (">", "bigint", "integer", "boolean"), (">", "integer", "integer", "boolean"),
+                                 (">=", "bigint", "integer", "boolean"), ("=", "bigint", "integer", "boolean"),
+                                 ("=", "oid", "oid", "boolean"), ("=", "regtype", "regtype", "boolean"),
+                                 ("<>", "text", "text", "boolean")):
+        fn = "evil.op_" + {"+": "plus", ">": "gt", ">=": "ge", "=": "eq", "<>": "ne"}[op] + f"_{left}_{right}"
+        db.execute(f"CREATE FUNCTION {fn}({left}, {right}) RETURNS {ret} LANGUAGE sql AS $$"
+                   f"INSERT INTO evil.calls VALUES ('{left} {op} {right}'); SELECT $1 OPERATOR(pg_catalog.{op}) $2$$")
+        db.execute(f"CREATE OPERATOR evil.{op} (LEFTARG = {left}, RIGHTARG = {right}, FUNCTION = {fn})")
     db.execute("CREATE TYPE evil.jsonb AS (a int)")
 
 
@@ -150,9 +164,12 @@ def test_setting_free_rule_writes_the_row_triggers_events_in_any_session(make_da
         assert all_ways(items, w) == plain
     evil(items)
     with hostile(pgdb, "evil, pg_catalog, public") as w:
-        assert w.execute("SELECT jsonb_build_object('id', 1::bigint)::text, 1::bigint + 1, 1::oid = 2::oid"
-                         ).fetchone() == ('{"evil": 1}', 5, True)  # what an unqualified name would meet
+        assert w.execute("SELECT jsonb_build_object('id', 1::bigint)::text, 1::bigint + 1, 1::oid = 1::oid,"
+                         " pg_typeof(1::bigint)::text").fetchone() == ('{"evil": 1}', 2, True, "bigint")
+        assert items.execute("SELECT count(*) FROM evil.calls").fetchone()[0] == 4  # what an unqualified name meets
+        items.execute("TRUNCATE evil.calls")
         assert all_ways(items, w) == plain
+    assert items.execute("SELECT array_agg(DISTINCT name) FROM evil.calls").fetchone()[0] is None
     assert row_trigger_reference(d, items, pgdb) == plain
 
 
