@@ -3,7 +3,7 @@
 does not depend on the machine's load.
 
     python3 bench/claim_instructions.py [--events 200] [--sql FILE ...] [--noride] [--mark-every N]
-                                        [--batch B] [--empty] [--plain] [--dir DIR] [FUNC ...]
+                                        [--batch B] [--empty] [--dir DIR] [FUNC ...]
 
 At one event per claim (200 commits/s) the claim's fixed cost per call is the cost per event, and
 on a shared machine CPU time per event moves by ±10 % from run to run with the load (2 cores,
@@ -22,11 +22,7 @@ claimed by one claim (limit 256) that carries the previous round's ack of B even
 a drain's batch; the figure is then per event (--events / B rounds). --empty (one event per claim):
 each claim is followed by one that finds nothing (no ack riding, p_mark false): the difference to a
 run without it is what an empty claim costs (session 12: ~361,000 instructions, a one-event claim
-with its ack 1,131,859). --plain (with --mark-every): each claim whose p_mark is false is sent as
-the daemon's plain ack+claim statement (src/outbox.c's `fast[]`, read from the source, its vector
-column as `length(array_send(vec))`), the others through FUNC, and every run (the baseline too)
-first sets the worker session's planner settings (outbox.c's PLAN_SETTINGS). Every run starts
-from the same copy of the cluster.
+with its ack 1,131,859). Every run starts from the same copy of the cluster.
 Callgrind files stay in DIR/cg (callgrind_annotate --inclusive=yes for a profile). A variant that
 drops a nested function call also drops that function's one-time compile and planning (~8.5M
 instructions for sync_outbox_mark_refresh: 42k per claim over 200 events): compare like with like.
@@ -40,7 +36,6 @@ root-run pg-tmp's p2qtest user (postgres refuses root); the runs: bench/pg_callg
 """
 import argparse
 import pathlib
-import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -66,31 +61,6 @@ def setup(d, sqls):
         c.execute(d_.replace("interval '200 milliseconds'", "interval '1 day'"))
         c.execute("CHECKPOINT")
     cg.freeze(d)
-
-
-SESSION = ("SET enable_seqscan = off;\nSET enable_bitmapscan = off;\nSET plan_cache_mode = force_generic_plan;\n"
-           "SET jit = off;\n")
-
-
-def plain_sql():
-    """src/outbox.c's plain ack+claim statement, its vector column as the harness reads it."""
-    src = (ROOT / "src" / "outbox.c").read_text()
-    i = src.index("static const char fast[] =")
-    s = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', src[i:src.index('";', i) + 1])).replace("@SCHEMA@.", "")
-    s = s.replace("date_part('epoch', created_at), vec FROM cl", "date_part('epoch', created_at), length(array_send(vec)) FROM cl")
-    return s.replace("'again', NULL, NULL, NULL, NULL, NULL, NULL", "'again', NULL, NULL, NULL, NULL, NULL, NULL::int")
-
-
-def with_plain(text):
-    """--plain: the script's claims with p_mark false sent as the plain statement (the ack's ids only)."""
-    text = text.replace("TRUNCATE sync_outbox;", SESSION + "TRUNCATE sync_outbox;", 1)
-    text = re.sub(r"(PREPARE p\([^\n]*\n)", lambda m: m.group(1) + "PREPARE f(text, bigint[], text[], text, int, int) AS "
-                  + plain_sql() + ";\n", text, count=1)
-    def plain(m):
-        ids = m.group(1) if m.group(1) != "NULL" else "'{}'"
-        return f"EXECUTE f('o.1', {ids}, ARRAY['b'], NULL, 256, 30000);"
-    return re.sub(r"EXECUTE p\('o\.1', ARRAY\['b'\], NULL, 256, 30000, (ARRAY\[\d+\]::bigint\[\]|NULL), [^\n]*, false\);",
-                  plain, text)
 
 
 def script(fn, n, noride, mark_every=0, batch=1, empty=False):
@@ -159,26 +129,20 @@ def main():
     ap.add_argument("--batch", type=int, default=1, metavar="B",
                     help="B events per claim (one claim per round of B inserted events; figures per event)")
     ap.add_argument("--empty", action="store_true", help="each claim followed by one that finds nothing")
-    ap.add_argument("--plain", action="store_true",
-                    help="claims with p_mark false as the daemon's plain ack+claim statement (needs --mark-every)")
     ap.add_argument("--dir", default="/tmp/p2q-claim-instr")
     a = ap.parse_args()
     setup(a.dir, a.sql)
-    if a.plain and (not a.mark_every or a.batch > 1 or a.noride or a.empty):
-        sys.exit("--plain needs --mark-every, one event per claim and the ack riding")
-    base_text = script(None, a.events, False, batch=a.batch)
-    base = cg.count(a.dir, "claim_instr", "baseline", SESSION + base_text if a.plain else base_text)
+    base = cg.count(a.dir, "claim_instr", "baseline", script(None, a.events, False, batch=a.batch))
     print(f"baseline (the INSERTs alone): {base:,} instructions")
     for f in a.funcs:
-        text = script(f, a.events, a.noride, a.mark_every, a.batch, a.empty)
-        n = cg.count(a.dir, "claim_instr", f, with_plain(text) if a.plain else text)
+        n = cg.count(a.dir, "claim_instr", f, script(f, a.events, a.noride, a.mark_every, a.batch, a.empty))
         if a.batch > 1:
             ev = a.events // a.batch * a.batch
             print(f"{f}: {(n - base) / ev:,.0f} instructions per event at {a.batch} events per claim")
             continue
         print(f"{f}: {(n - base) / a.events:,.0f} instructions per claim{' (+ its ack alone)' if a.noride else ''}"
               f"{f' (p_mark on every {a.mark_every}th)' if a.mark_every else ''}"
-              f"{' (+ an empty claim after it)' if a.empty else ''}{' (p_mark false: the plain statement)' if a.plain else ''}")
+              f"{' (+ an empty claim after it)' if a.empty else ''}")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ const char *p2q_outcome_name(p2q_outcome_t o) {
 /* ---- statements ---------------------------------------------------------------------------- */
 
 struct p2q_outbox_s {
-  char *claim_sql, *ack_sql, *ack_claim_sql, *fast_sql, *recover_sql, *register_sql, *reap_sql;
+  char *claim_sql, *ack_sql, *ack_claim_sql, *recover_sql, *register_sql, *reap_sql;
   /* the sweep's cursors (sync_outbox_recover_step: the lease table's, before migration 015, and the outbox's):
      NULL/0 = from the start */
   char *recover_rule, *recover_key;
@@ -55,15 +55,9 @@ struct p2q_outbox_s {
   char *instance;  /* NULL: sessions are not registered (the owner id is read directly) */
 };
 
-/* The worker session's planner settings, as sync_outbox_claim's SET clauses (the plain claim below
-   is planned under them: a queue's statistics are always stale), set with the owner id. */
-#define PLAN_SETTINGS                                                                              \
-  ", pg_catalog.set_config('enable_seqscan', 'off', false), pg_catalog.set_config('enable_bitmapscan', 'off', false)" \
-  ", pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', false), pg_catalog.set_config('jit', 'off', false)"
-
 #define OWNER_SQL                                                                                  \
   "SELECT a.pid::text || '.' || (extract(epoch FROM a.backend_start) * 1000000)::bigint::text"    \
-  PLAN_SETTINGS " FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()"
+  " FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()"
 
 int p2q_outbox_new(const char *schema, p2q_outbox_t **out) {
   /* created_at as date_part's float8 (the same value as `extract(epoch …)::float8`, which went
@@ -85,53 +79,17 @@ int p2q_outbox_new(const char *schema, p2q_outbox_t **out) {
   static const char recover[] =
       "SELECT freed, buried, last_rule, last_key::text, last_id"
       " FROM @SCHEMA@.sync_outbox_recover_step($1, $2, $3::jsonb, $4::bigint, $5)";
-  /* An all-done ack riding on a claim, as one plain statement (no plpgsql call: ~195k of a
-     one-event claim's ~925k instructions are the function's shape, bench/issue11/session14-cl14.md).
-     It claims only what sync_outbox_claim's fast paths would: candidates none of which has an older
-     event of its row, the ones this statement's ack deleted excepted (`NOT IN ack`: exactly what
-     the DELETE deleted, as the function's probe would see after its ack); otherwise it claims
-     nothing and returns one row of op 'again' (the ack is done; the caller claims through
-     sync_outbox_claim, which holds, supersedes or coalesces). 'again' too when candidates were
-     locked but none could be updated: a candidate updated by another transaction after this
-     statement's snapshot is locked at its newest version, which the UPDATE (same snapshot) does
-     not see; the function's later statements would. The durability rule: a claim that
-     returns rows commits with the connection's default synchronous_commit (set_config with NULL
-     = SET LOCAL … TO DEFAULT). */
-  static const char fast[] =
-      "WITH ack AS (DELETE FROM @SCHEMA@.sync_outbox o WHERE o.id = ANY ($2::bigint[]) AND o.claimed_by = $1"
-      " RETURNING o.id),"
-      " cand AS (SELECT c.id, c.rule, c.row_key, c.ctid FROM unnest($3::text[]) AS t(event_type)"
-      " LEFT JOIN @SCHEMA@.sync_outbox_mark m ON m.event_type = t.event_type,"
-      " LATERAL (SELECT o.id, o.rule, o.row_key, o.ctid FROM @SCHEMA@.sync_outbox o"
-      " WHERE o.event_type = t.event_type AND o.id >= COALESCE(m.lo, 0)"
-      " AND ($4::text IS NULL OR o.routing_key = $4::text) AND o.available_at <= now()"
-      " AND o.attempts < o.max_attempts ORDER BY o.id LIMIT $5::int FOR UPDATE SKIP LOCKED) c"
-      " ORDER BY c.id LIMIT $5::int),"
-      " k AS (SELECT COALESCE(bool_or(EXISTS (SELECT 1 FROM @SCHEMA@.sync_outbox o"
-      " WHERE pg_catalog.jsonb_hash_extended(o.row_key, 0) = pg_catalog.jsonb_hash_extended(c.row_key, 0)"
-      " AND o.rule = c.rule AND o.row_key = c.row_key AND o.id + 0 < c.id AND o.id NOT IN (SELECT a.id FROM ack a))),"
-      " false) AS older FROM cand c),"
-      " cl AS (UPDATE @SCHEMA@.sync_outbox o SET attempts = o.attempts + 1, claimed_by = $1, claimed_at = now(),"
-      " available_at = now() + $6::int * interval '1 millisecond'"
-      " WHERE o.ctid = ANY (ARRAY(SELECT c.ctid FROM cand c)) AND NOT (SELECT k.older FROM k)"
-      " RETURNING o.id, o.rule, o.op, o.row_key, o.payload, o.attempts, o.max_attempts, o.created_at, o.vec)"
-      " (SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts, date_part('epoch', created_at), vec"
-      " FROM cl WHERE current_setting('synchronous_commit') NOT IN ('off', 'local')"
-      " OR pg_catalog.set_config('synchronous_commit', NULL, true) IS NOT NULL ORDER BY id)"
-      " UNION ALL SELECT NULL, NULL, 'again', NULL, NULL, NULL, NULL, NULL, NULL"
-      " WHERE EXISTS (SELECT 1 FROM cand) AND NOT EXISTS (SELECT 1 FROM cl)";
-  static const char reg[] = "SELECT @SCHEMA@.sync_outbox_register($1)" PLAN_SETTINGS;
+  static const char reg[] = "SELECT @SCHEMA@.sync_outbox_register($1)";
   static const char reap[] = "SELECT instance, events, leases FROM @SCHEMA@.sync_outbox_reap($1::int)";
   p2q_outbox_t *ob = calloc(1, sizeof *ob);
   if (!ob) return P2Q_ENOMEM;
   ob->claim_sql = p2q_outbox_sql(claim, schema);
   ob->ack_sql = p2q_outbox_sql(ack, schema);
   ob->ack_claim_sql = p2q_outbox_sql(ack_claim, schema);
-  ob->fast_sql = p2q_outbox_sql(fast, schema);
   ob->recover_sql = p2q_outbox_sql(recover, schema);
   ob->register_sql = p2q_outbox_sql(reg, schema);
   ob->reap_sql = p2q_outbox_sql(reap, schema);
-  if (!ob->claim_sql || !ob->ack_sql || !ob->ack_claim_sql || !ob->fast_sql || !ob->recover_sql || !ob->register_sql || !ob->reap_sql) {
+  if (!ob->claim_sql || !ob->ack_sql || !ob->ack_claim_sql || !ob->recover_sql || !ob->register_sql || !ob->reap_sql) {
     p2q_outbox_free(ob);
     return P2Q_ENOMEM;
   }
@@ -144,7 +102,6 @@ void p2q_outbox_free(p2q_outbox_t *ob) {
   free(ob->claim_sql);
   free(ob->ack_sql);
   free(ob->ack_claim_sql);
-  free(ob->fast_sql);
   free(ob->recover_sql);
   free(ob->register_sql);
   free(ob->reap_sql);
@@ -206,11 +163,7 @@ typedef struct {
   void *cb;
   void *arg;
   p2q_outbox_t *ob; /* recover only */
-  char *again;      /* the plain claim only: sync_outbox_claim's parameters 1-4, NUL-separated (types,
-                       routing as '-' for NULL or '=' and the key, limit, lease), sent when it answers 'again' */
 } call_t;
-
-static int claim_send(p2q_outbox_conn_t *c, const char *const *p, call_t *k);
 
 static void owner_cb(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg, void *arg) {
   p2q_outbox_conn_t *c = arg;
@@ -285,27 +238,9 @@ static void claim_done(p2q_pg_t *pg, PGresult *res, int err, const char *errmsg,
   call_t *k = arg;
   p2q_claim_cb cb = (p2q_claim_cb)k->cb;
   void *cb_arg = k->arg;
-  char *again = k->again;
-  int n = err ? 0 : PQntuples(res);
-  if (again && n == 1 && PQgetisnull(res, 0, 0) && !strcmp(PQgetvalue(res, 0, 2), "again")) {
-    /* the plain claim's ack is done; a candidate has an older event of its row: the function decides */
-    const char *p[6];
-    p[0] = k->c->owner;
-    p[1] = again;
-    for (int i = 2; i < 5; i++) p[i] = p[i - 1] + strlen(p[i - 1]) + 1;
-    p[2] = *p[2] == '=' ? p[2] + 1 : NULL;
-    p[5] = "f";
-    k->again = NULL;
-    int rc = claim_send(k->c, p, k);
-    free(again);
-    if (!rc) return;
-    free(k);
-    cb(cb_arg, rc, "the claim after a plain claim's ack could not be sent", NULL, 0);
-    return;
-  }
-  free(again);
   free(k);
   if (err) { cb(cb_arg, err, errmsg, NULL, 0); return; }
+  int n = PQntuples(res);
   p2q_claim_row_t *rows = calloc((size_t)(n ? n : 1), sizeof *rows);
   if (!rows) { cb(cb_arg, P2Q_ENOMEM, "out of memory", NULL, 0); return; }
   /* binary results (claim_sql): text columns are their bytes, integers and the float8 big-endian,
@@ -359,10 +294,6 @@ static int claim_params(p2q_outbox_conn_t *c, const char *const *types, int n_ty
   return p2q_buf_error(t);
 }
 
-static int claim_send(p2q_outbox_conn_t *c, const char *const *p, call_t *k) {
-  return p2q_pg_query_prepared_fmt(c->pg, "p2q_claim", c->ob->claim_sql, 6, p, 1, claim_done, k);
-}
-
 int p2q_outbox_claim(p2q_outbox_conn_t *c, const char *const *types, int n_types, const char *routing_key,
                      int limit, int64_t lease_ms, p2q_claim_cb cb, void *arg) {
   if (!c->ready) return P2Q_EPG_LOST;
@@ -372,8 +303,8 @@ int p2q_outbox_claim(p2q_outbox_conn_t *c, const char *const *types, int n_types
   call_t *k = malloc(sizeof *k);
   int rc = P2Q_ENOMEM;
   if (k && !claim_params(c, types, n_types, routing_key, limit, lease_ms, &t, lim, lease, params)) {
-    k->c = c; k->cb = (void *)cb; k->arg = arg; k->again = NULL;
-    rc = claim_send(c, params, k);
+    k->c = c; k->cb = (void *)cb; k->arg = arg;
+    rc = p2q_pg_query_prepared_fmt(c->pg, "p2q_claim", c->ob->claim_sql, 6, params, 1, claim_done, k);
   }
   if (rc) free(k);
   p2q_buf_free(&t);
@@ -424,13 +355,6 @@ int p2q_outbox_ack(p2q_outbox_conn_t *c, const p2q_ack_item_t *items, int n, p2q
   return rc;
 }
 
-/* Every outcome done (or a release, a no-op since migration 015): the plain claim's ack. */
-static int all_done(const p2q_ack_item_t *items, int n) {
-  for (int i = 0; i < n; i++)
-    if (items[i].outcome != P2Q_OUTCOME_DONE && items[i].outcome != P2Q_OUTCOME_RELEASE) return 0;
-  return n > 0;
-}
-
 int p2q_outbox_ack_claim(p2q_outbox_conn_t *c, const p2q_ack_item_t *items, int n, const char *const *types,
                          int n_types, const char *routing_key, int limit, int64_t lease_ms, p2q_claim_cb cb,
                          void *arg) {
@@ -440,26 +364,9 @@ int p2q_outbox_ack_claim(p2q_outbox_conn_t *c, const p2q_ack_item_t *items, int 
   char lim[16], lease[24];
   const char *cp[6];
   int rc = ack_arrays(items, n, a) | claim_params(c, types, n_types, routing_key, limit, lease_ms, &t, lim, lease, cp);
-  call_t *k = rc ? NULL : calloc(1, sizeof *k);
+  call_t *k = rc ? NULL : malloc(sizeof *k);
   rc = P2Q_ENOMEM;
-  if (k && all_done(items, n) && !strcmp(cp[5], "f")) { /* the common case: the plain statement */
-    size_t l1 = strlen(cp[1]) + 1, l2 = cp[2] ? strlen(cp[2]) + 1 : 0, l3 = strlen(cp[3]) + 1, l4 = strlen(cp[4]) + 1;
-    k->again = malloc(l1 + 2 + l2 + l3 + l4);
-    if (k->again) {
-      char *o = k->again;
-      memcpy(o, cp[1], l1), o += l1;
-      *o++ = cp[2] ? '=' : '-';
-      if (cp[2]) memcpy(o, cp[2], l2), o += l2;
-      else *o++ = 0;
-      memcpy(o, cp[3], l3), o += l3;
-      memcpy(o, cp[4], l4);
-      k->c = c; k->cb = (void *)cb; k->arg = arg;
-      const char *params[] = {c->owner, a[0].data, cp[1], cp[2], cp[3], cp[4]};
-      rc = p2q_pg_query_prepared_fmt(c->pg, "p2q_fast_claim", c->ob->fast_sql, 6, params, 1, claim_done, k);
-      if (rc) free(k->again);
-    }
-    if (rc) { free(k); k = NULL; }
-  } else if (k) {
+  if (k) {
     k->c = c; k->cb = (void *)cb; k->arg = arg;
     const char *params[] = {c->owner, a[0].data, a[1].data, a[2].data, a[3].data, a[4].data, a[5].data,
                             cp[1], cp[2], cp[3], cp[4], cp[5]};

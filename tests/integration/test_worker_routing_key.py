@@ -1,8 +1,10 @@
-"""The daemon's plain ack+claim statement (src/outbox.c `fast[]`, session 14): when a candidate has
-an older event of its row it claims nothing and answers 'again', and outbox.c claims through
-sync_outbox_claim at once. That claim must keep the worker's routing key (the first build passed
-it wrongly for some keys; this test fails on a build that passes NULL: 3 of 3 runs) and bring
-the row to its newest version."""
+"""A worker with a routing key, a row whose newer versions queue up behind a claimed one, and an
+event of a routing key no worker serves: the row still reaches its newest version and the other
+routing key's rows stay out. Written (session 14) for the daemon's plain ack+claim statement, whose
+'again' answer sent the function's claim with the worker's routing key (the first build passed it
+wrongly: 3 of 3 runs failed); that statement was taken out again after review
+(bench/issue11/wip/cl14-plain-claim.patch), and this test stays: no other suite runs a worker with a
+routing key."""
 import psycopg
 
 from conftest import outbox_counts, points_by_id, wait_until
@@ -32,8 +34,7 @@ def test_again_keeps_the_routing_key(make_daemon, db, pgdb, qdrant):
         for rnd in range(10):
             # row 0's first version claimed and applied in 40 ms; meanwhile two newer versions of it
             # and an event no worker of this routing key serves queue up: the batch's ack rides on a
-            # claim < 100 ms after the last (no due look of the mark: the plain statement) whose
-            # candidates are row 0's two versions: 'again', and the function's claim
+            # claim whose candidates are row 0's two versions (the newest claimed, the other superseded)
             qdrant.latency(40, count=1, path="/points")
             w.execute("INSERT INTO items (id, n, label, emb) VALUES (0, %s, 'x', %s) ON CONFLICT (id) DO UPDATE"
                       " SET n = EXCLUDED.n, emb = EXCLUDED.emb", (10 * rnd, vec(0, 10 * rnd)))
