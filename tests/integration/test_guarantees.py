@@ -172,6 +172,7 @@ class Monitor(threading.Thread):
         self.seen = {}
         self.regressions = []
         self.samples = 0
+        self.first_regression_at = None  # time.time() of the first regression seen (diagnostics)
         self.stop_flag = threading.Event()
 
     def run(self):
@@ -185,6 +186,7 @@ class Monitor(threading.Thread):
                 n = p["payload"]["n"]
                 if n < self.seen.get(pid, -1):
                     self.regressions.append((pid, self.seen[pid], n))
+                    self.first_regression_at = self.first_regression_at or time.time()
                 self.seen[pid] = max(n, self.seen.get(pid, -1))
             time.sleep(0.02)
 
