@@ -17,6 +17,13 @@
  * `run` lacking one is a FAIL (this is the daemon's role); apply/reconcile lacking one is a warn
  * (a daemon role should not hold them). Objects that do not exist are skipped (the schema and
  * table checks report them). Each missing privilege is named, with the GRANT that fixes it.
+ *
+ * Also, whoever runs `check`: the login roles that may CREATE in the outbox schema besides its
+ * owner and the outbox's (apply's role), and their members (privileges.schema_create, a warn;
+ * rv14b M1). The trigger functions call "<schema>".p2q_pinned_<rule>(…) schema-qualified, but
+ * every function of that name in the schema is a candidate: a writer that can create one with a
+ * better-matching signature runs its own code as the functions' owner. PostgreSQL 12-14 grant
+ * CREATE on `public` to PUBLIC by default (and pg_upgrade keeps it).
  */
 #include "check.h"
 
@@ -164,6 +171,38 @@ static void check_command(p2q_check_t *c, PGconn *conn, const char *cmd, const c
   p2q_buf_free(&qsrc);
 }
 
+/* privileges.schema_create: PUBLIC, or the login roles listed, may CREATE in the outbox schema. */
+static void schema_creators(p2q_check_t *c, PGconn *conn, const char *schema) {
+  static const char sql[] =
+      "SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.aclexplode(n.nspacl) a WHERE a.grantee = 0"
+      " AND a.privilege_type = 'CREATE') THEN 'PUBLIC' ELSE (SELECT pg_catalog.string_agg(pg_catalog.quote_ident("
+      "r.rolname), ', ' ORDER BY r.rolname) FROM pg_catalog.pg_roles r WHERE r.rolcanlogin AND NOT r.rolsuper"
+      " AND NOT pg_catalog.pg_has_role(r.oid, n.nspowner, 'MEMBER')"
+      " AND NOT pg_catalog.pg_has_role(r.oid, COALESCE(o.relowner, n.nspowner), 'MEMBER')"
+      " AND pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE')) END, pg_catalog.quote_ident(n.nspname)"
+      " FROM pg_catalog.pg_namespace n LEFT JOIN pg_catalog.pg_class o"
+      " ON o.oid = pg_catalog.to_regclass(pg_catalog.quote_ident($1) || '.sync_outbox') WHERE n.nspname = $1";
+  const char *p[] = {schema};
+  PGresult *r = PQexecParams(conn, sql, 1, NULL, p, NULL, NULL, 0);
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) { /* no schema: outbox.schema says so */
+    const char *who = PQgetvalue(r, 0, 0), *qs = PQgetvalue(r, 0, 1);
+    if (PQgetisnull(r, 0, 0)) {
+      p2q_check_report(c, P2Q_CHECK_OK, "privileges.schema_create", NULL,
+                       "only the owners may create objects in schema %s", qs);
+    } else {
+      p2q_buf_t fix = P2Q_BUF_INIT;
+      p2q_buf_printf(&fix, "REVOKE CREATE ON SCHEMA %s FROM %s; (or keep the outbox in a schema of its own: "
+                           "README \"Least privilege\")", qs, who);
+      p2q_check_report(c, P2Q_CHECK_WARN, "privileges.schema_create", fix.data,
+                       "%s may create objects in the outbox schema %s: a function there named like "
+                       "p2q_pinned_<rule> with a better-matching signature would run as the trigger functions' owner",
+                       who, qs);
+      p2q_buf_free(&fix);
+    }
+  }
+  PQclear(r);
+}
+
 void p2q_check_privileges(p2q_check_t *c, PGconn *conn) {
   PGresult *r = PQexec(conn, "SELECT current_user, quote_ident(current_user), rolsuper FROM pg_catalog.pg_roles"
                              " WHERE rolname = current_user");
@@ -177,6 +216,7 @@ void p2q_check_privileges(p2q_check_t *c, PGconn *conn) {
   snprintf(qrole, sizeof qrole, "%s", PQgetvalue(r, 0, 1));
   int super = PQgetvalue(r, 0, 2)[0] == 't';
   PQclear(r);
+  schema_creators(c, conn, c->cfg->pg_schema);
   if (super)
     p2q_check_report(c, P2Q_CHECK_WARN, "privileges", "run the daemon as a role with only the GRANTs of README "
                      "\"Least privilege\"", "role %s is a superuser: everything is allowed, nothing is checked", role);

@@ -172,6 +172,31 @@ def test_privileges_each_missing_one_named(make_daemon, docs, pgdb):
         drop_role(docs, role)
 
 
+def test_schema_create_by_others_warned(make_daemon, docs, pgdb):
+    """rv14b M1: a writer that may CREATE in the outbox schema could overload p2q_pinned_<rule>;
+    check names PUBLIC, or each login role besides the schema's and the outbox's owners."""
+    d = good(make_daemon)
+    rc, checks = check(d)
+    assert checks["privileges.schema_create"]["status"] == "ok", checks["privileges.schema_create"]
+    role = daemon_role(docs, pgdb, grants=False)
+    try:
+        docs.execute("GRANT CREATE ON SCHEMA public TO PUBLIC")  # PostgreSQL 12-14's default
+        rc, checks = check(d)
+        c = checks["privileges.schema_create"]
+        assert rc == 0 and c["status"] == "warn" and c["message"].startswith("PUBLIC may create objects"), c
+        assert c["fix"].startswith('REVOKE CREATE ON SCHEMA public FROM PUBLIC;'), c
+        docs.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        docs.execute(f'GRANT CREATE ON SCHEMA public TO "{role}"')
+        rc, checks = check(d, env=dict(d.env, PGUSER=role))  # whoever runs check sees it
+        c = checks["privileges.schema_create"]
+        assert c["status"] == "warn" and c["message"].startswith(f"{role} may create objects"), c
+        docs.execute(f'REVOKE CREATE ON SCHEMA public FROM "{role}"')
+        rc, checks = check(d)
+        assert checks["privileges.schema_create"]["status"] == "ok"
+    finally:
+        drop_role(docs, role)
+
+
 def test_qdrant_unreachable(make_daemon, docs, qdrant):
     d = good(make_daemon)
     d.path.write_text(d.path.read_text().replace(qdrant.url, f"http://127.0.0.1:{free_port()}"))

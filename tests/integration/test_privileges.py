@@ -77,8 +77,11 @@ def test_three_roles_end_to_end(make_daemon, db, pgdb, qdrant, roles):
     def privs(role):
         out = json.loads(d.cli("check", "--json", check=False, env=as_role(d, role)).stdout)
         return {c["check"]: c["status"] for c in out["checks"] if c["check"].startswith("privileges")}
-    assert privs(daemon) == {"privileges.run": "ok", "privileges.apply": "warn", "privileges.reconcile": "warn"}
-    assert privs(owner) == {"privileges.run": "ok", "privileges.apply": "ok", "privileges.reconcile": "ok"}
+    # (the owner's CREATE on the schema is the outbox owner's: no writer may create there)
+    assert privs(daemon) == {"privileges.run": "ok", "privileges.apply": "warn", "privileges.reconcile": "warn",
+                             "privileges.schema_create": "ok"}
+    assert privs(owner) == {"privileges.run": "ok", "privileges.apply": "ok", "privileges.reconcile": "ok",
+                            "privileges.schema_create": "ok"}
     assert privs(reader)["privileges.reconcile"] == "ok" and privs(reader)["privileges.run"] == "fail"
     # apply by a non-superuser owner could not install the DDL guard: check says so
     out = json.loads(d.cli("check", "--json", check=False, env=as_role(d, owner)).stdout)
