@@ -184,3 +184,41 @@ def test_stale_oid_after_a_restore_still_captures(make_daemon, db, forger):
     db.execute("DELETE FROM sync_outbox")
     forge(db, forger, "docs")
     assert db.execute("SELECT count(*) FROM sync_outbox").fetchone() == (0,)
+
+
+def test_pg_dump_restore_still_captures(make_daemon, db, pgdb):
+    """A real pg_dump restored into a new database (every table a new oid, the functions with the
+    old one): a plain table and a partitioned one capture there, with no WARNING."""
+    import os
+    import subprocess
+    db.execute(f"CREATE TABLE docs ({COLS}, PRIMARY KEY (id))")
+    db.execute(f"CREATE TABLE pdocs ({COLS}, region int, PRIMARY KEY (id, region)) PARTITION BY LIST (region)")
+    db.execute("CREATE TABLE pdocs_1 PARTITION OF pdocs FOR VALUES IN (1)")
+    make_daemon({"rule.docs": RULES["rule.docs"],
+                 "rule.pdocs": dict(RULES["rule.docs"], table="public.pdocs", key="id, region", collection="pdocs")}
+                ).cli("apply", "--no-backfill")
+    bindir = "/usr/lib/postgresql/15/bin"
+    pg_dump = os.path.join(bindir, "pg_dump") if os.path.exists(os.path.join(bindir, "pg_dump")) else "pg_dump"
+    psql = os.path.join(bindir, "psql") if os.path.exists(os.path.join(bindir, "psql")) else "psql"
+    new = pgdb + "_r"
+    db.execute(f'CREATE DATABASE "{new}"')
+    try:
+        dump = subprocess.run([pg_dump, "-d", pgdb], capture_output=True, text=True, check=True).stdout
+        subprocess.run([psql, "-q", "-v", "ON_ERROR_STOP=1", "-d", new], input=dump, capture_output=True, text=True,
+                       check=True)
+        with psycopg.connect(dbname=new, autocommit=True) as c:
+            old = db.execute("SELECT 'public.docs'::regclass::oid").fetchone()[0]
+            assert c.execute("SELECT 'public.docs'::regclass::oid").fetchone()[0] != old  # a new oid
+            warned = []
+            c.add_notice_handler(lambda n: warned.append(n.message_primary))
+            for t, extra in (("docs", ""), ("pdocs", ", 1")):
+                c.execute(f"INSERT INTO {t} VALUES (1, 'a', '{{1,2,3}}'{extra})")
+                c.execute(f"INSERT INTO {t} VALUES (2, 'b', '{{1,2,3}}'{extra}), (3, 'c', '{{1,2,3}}'{extra})")
+                c.execute(f"UPDATE {t} SET title = 'z' WHERE id = 2")
+                c.execute(f"DELETE FROM {t} WHERE id = 3")
+                c.execute(f"TRUNCATE {t}")
+            assert not warned, warned
+            got = c.execute("SELECT rule, count(*) FROM sync_outbox GROUP BY rule ORDER BY rule").fetchall()
+            assert got == [("docs", 7), ("pdocs", 7)], got
+    finally:
+        db.execute(f'DROP DATABASE IF EXISTS "{new}" WITH (FORCE)')
