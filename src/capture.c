@@ -630,11 +630,6 @@ int p2q_capture_installed_sql(const p2q_rule_config_t *r, const char *schema, p2
     pinned_literal(out, schema, r->name);
     p2q_buf_puts(out, ") IS NOT NULL");
   }
-  /* the row trigger's function holds this table's oid (capture_relid.c): not so in a restored
-     pg_dump (new oids), where the functions' slow test finds the table by name until this apply
-     installs them again (the events unchanged: nothing enqueued) */
-  p2q_buf_puts(out, " AND (SELECT pg_catalog.strpos(f.prosrc, '''' || p.tgrelid::pg_catalog.oid::pg_catalog.text ||"
-                    " '''::pg_catalog.oid') > 0 FROM pg_catalog.pg_proc f WHERE f.oid = p.tgfoid)");
   p2q_buf_puts(out, " FROM pg_catalog.pg_trigger p WHERE p.tgrelid = pg_catalog.to_regclass(");
   p2q_sql_literal(out, qt.data);
   p2q_buf_puts(out, ") AND p.tgname = ");
