@@ -26,12 +26,9 @@
  * '<table>'::regclass constant would be parsed again whenever the cached plan is invalidated, and
  * after an ALTER TABLE … RENAME it would raise in the writer's statement. The body holds
  * P2Q_CAPTURE_RELID_MARK where the oid goes; p2q_capture_relid_install() wraps the CREATE
- * FUNCTION in a DO block that substitutes it. A database restored by pg_dump has the functions
- * with the old oid and the table with a new one: the slow test also accepts the table (or an
- * ancestor) the rule's qualified name resolves to now (to_regclass: NULL, not an error, when
- * renamed), so nothing is lost there, at the slow test's price per row until `apply` installs
- * again. Every name is qualified (pg_catalog), as in the unpinned functions, which pin no
- * search_path.
+ * FUNCTION in a DO block that substitutes it (the table's current oid: a table dropped and
+ * created again needs `apply`, which it needs anyway for its triggers). Every name is qualified
+ * (pg_catalog), as in the unpinned functions, which pin no search_path.
  *
  * Pure string building, any thread.
  */
@@ -45,22 +42,12 @@
 #define MARKS 3 /* OID_IS in a guard */
 
 void p2q_capture_relid_guard(p2q_buf_t *b, const p2q_rule_config_t *r) {
-  p2q_buf_t qt = P2Q_BUF_INIT, now = P2Q_BUF_INIT;
-  if (p2q_sql_qualified(&qt, r->table)) p2q_buf_puts(&now, "NULL::pg_catalog.oid"); /* install_sql refuses it first */
-  else {
-    p2q_buf_puts(&now, "pg_catalog.to_regclass(");
-    p2q_sql_literal(&now, qt.data);
-    p2q_buf_puts(&now, ")::pg_catalog.oid");
-  }
   p2q_buf_puts(b, "  IF TG_RELID OPERATOR(pg_catalog.<>) " OID_IS " THEN -- not the table itself: capture_relid.c\n"
                   "    IF COALESCE(pg_catalog.pg_partition_root(TG_RELID)::pg_catalog.oid"
-                  " OPERATOR(pg_catalog.<>) " OID_IS ", true) THEN\n");
-  p2q_buf_printf(b, "      IF NOT COALESCE(TG_RELID OPERATOR(pg_catalog.=) %s, false) AND NOT EXISTS (SELECT FROM"
-                    " pg_catalog.pg_partition_ancestors(TG_RELID) AS p2q_a(relid) WHERE p2q_a.relid::pg_catalog.oid"
-                    " OPERATOR(pg_catalog.=) ANY (ARRAY[" OID_IS ", %s])) THEN\n", now.data, now.data);
-  p2q_buf_free(&qt);
-  p2q_buf_free(&now);
-  p2q_buf_puts(b, "        RAISE WARNING 'pg2qdrant: rule %: trigger % on %, not on the rule''s table: no event written', ");
+                  " OPERATOR(pg_catalog.<>) " OID_IS ", true) THEN\n"
+                  "      IF NOT EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(TG_RELID) AS p2q_a(relid)"
+                  " WHERE p2q_a.relid::pg_catalog.oid OPERATOR(pg_catalog.=) " OID_IS ") THEN\n"
+                  "        RAISE WARNING 'pg2qdrant: rule %: trigger % on %, not on the rule''s table: no event written', ");
   p2q_sql_literal(b, r->name);
   p2q_buf_puts(b, ", TG_NAME, TG_RELID::pg_catalog.regclass;\n        RETURN NULL;\n      END IF;\n    END IF;\n  END IF;\n");
 }
