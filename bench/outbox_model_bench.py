@@ -31,6 +31,9 @@ counted once per batch on the slice row, not per event.
                 older one is looked up through sync_outbox_row_idx, on jsonb_hash_extended(row_key,
                 0) since migration 012); the ack DELETEs. What dropping only the per-row lease
                 would save (its gaps: below)
+  slice_pick    slice_delete where the claim picks the slice itself (a real claim must): the
+                oldest event from the caller's bound whose slice is free (an ordered scan of
+                (event_type, id), the slice row locked SKIP LOCKED), then that slice's next events
   naive         a plain queue, the floor of any design that deletes what it hands out: one
                 `DELETE ... WHERE id IN (SELECT ... ORDER BY id LIMIT n FOR UPDATE SKIP LOCKED)
                 RETURNING` per batch, no order per row, no attempts, no recovery
@@ -135,6 +138,51 @@ BEGIN
    ORDER BY o.tx, o.id LIMIT p_limit;
 END
 $p$;
+-- slice_pick: the claim chooses the slice itself, as a real one must: the oldest event from the
+-- caller's bound (the mark's role) whose slice is free; then that slice's next events
+CREATE TABLE proto.evp (LIKE proto.ev INCLUDING ALL);
+CREATE INDEX evp_type_idx ON proto.evp (event_type, id);
+CREATE TABLE proto.pslice (LIKE proto.slice INCLUDING ALL) WITH (fillfactor = 10);
+CREATE FUNCTION proto.claim_pick(p_owner text, p_type text, p_lo bigint, p_limit integer, p_lease_ms integer,
+    p_ack_slice integer DEFAULT NULL, p_ack_pos bigint DEFAULT NULL, p_ack_ids bigint[] DEFAULT NULL)
+RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attempts integer,
+               max_attempts integer, created_at timestamptz, event_type text, vec real[], slice integer)
+LANGUAGE plpgsql
+SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan SET jit = off
+AS $p$
+#variable_conflict use_column
+DECLARE
+  v_slice integer;
+  v_pos bigint;
+  v_att integer;
+BEGIN
+  IF p_ack_ids IS NOT NULL THEN
+    DELETE FROM proto.evp o WHERE o.id = ANY (p_ack_ids);
+    UPDATE proto.pslice s SET pos = p_ack_pos, owner = NULL, expires_at = NULL, attempts = 0
+     WHERE s.event_type = p_type AND s.slice = p_ack_slice AND s.owner = p_owner;
+  END IF;
+  UPDATE proto.pslice s SET owner = p_owner, expires_at = now() + p_lease_ms * interval '1 millisecond',
+         attempts = s.attempts + 1
+   WHERE (s.event_type, s.slice) = (
+           SELECT f.event_type, f.slice
+             FROM proto.evp o,
+                  LATERAL (SELECT f.event_type, f.slice FROM proto.pslice f
+                            WHERE f.event_type = o.event_type AND f.slice = o.slice
+                              AND (f.owner IS NULL OR f.expires_at < now())
+                              FOR UPDATE SKIP LOCKED) f
+            WHERE o.event_type = p_type AND o.id >= p_lo
+            ORDER BY o.id LIMIT 1)
+  RETURNING s.slice, s.pos, s.attempts INTO v_slice, v_pos, v_att;
+  IF v_slice IS NULL THEN
+    RETURN;
+  END IF;
+  RETURN QUERY
+  SELECT o.id, o.rule, o.op, o.row_key, o.payload, v_att, o.max_attempts, o.created_at, o.event_type, o.vec, v_slice
+    FROM proto.evp o
+   WHERE o.event_type = p_type AND o.slice = v_slice AND o.id > v_pos
+   ORDER BY o.id LIMIT p_limit;
+END
+$p$;
 CREATE TABLE proto.ob (LIKE public.sync_outbox INCLUDING ALL) WITH (fillfactor = 50);
 
 -- today's claim without the lease: candidates locked as today, one whose row has an older event
@@ -211,6 +259,8 @@ CLAIM_TICK = ("SELECT id, rule, op, row_key::text, payload::text, attempts, max_
               " extract(epoch FROM created_at)::float8, vec, tx::text FROM proto.claim_tick(%s, %s, %s, 30000, %s, %s::xid8, %s)")
 NOLEASE = ("SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
            " extract(epoch FROM created_at)::float8, vec FROM proto.claim_nolease(%s, %s, %s, 30000, %s)")
+PICK = ("SELECT id, rule, op, row_key::text, payload::text, attempts, max_attempts,"
+        " extract(epoch FROM created_at)::float8, vec, slice FROM proto.claim_pick(%s, 'b', %s, %s, 30000, %s, %s, %s)")
 NAIVE = ("DELETE FROM proto.q WHERE id IN (SELECT id FROM proto.q WHERE event_type = 'b' ORDER BY id LIMIT %s"
          " FOR UPDATE SKIP LOCKED) RETURNING id, rule, op, row_key::text, payload::text, 1, max_attempts,"
          " extract(epoch FROM created_at)::float8, vec")
@@ -305,6 +355,24 @@ def drain_nolease(c, batch):
         lo, ack = rows[0][0], [r[0] for r in rows]
 
 
+def drain_pick(c, batch, slices):
+    """slice_pick: the claim picks the slice (the oldest event from the bound whose slice is free);
+    the bound is the previous batch's first id (one claimer: nothing older is left)."""
+    owner = c.execute("SELECT pg_backend_pid()::text || '.bench'").fetchone()[0]
+    c.execute("DELETE FROM proto.pslice")
+    c.execute("INSERT INTO proto.pslice (event_type, slice) SELECT 'b', s FROM generate_series(0, %s) s", (slices - 1,))
+    n, lo, ack = 0, 0, (None, None, None)
+    while True:
+        rows = c.execute(PICK, (owner, lo, batch) + ack, binary=True).fetchall()
+        if not rows:
+            if ack[0] is None:
+                return n
+            ack = (None, None, None)
+            continue
+        n += len(rows)
+        lo, ack = rows[0][0], (rows[0][9], rows[-1][0], [r[0] for r in rows])
+
+
 def drain_naive(c, batch):
     n = 0
     while True:
@@ -349,6 +417,9 @@ def main():
                 elif m == "nolease":
                     fill_nolease(c, args.events, args.dim)
                     n, cpu, wal = measure(c, lambda: drain_nolease(c, args.batch))
+                elif m == "slice_pick":
+                    fill_proto(c, "proto.evp", args.events, args.dim, args.slices)
+                    n, cpu, wal = measure(c, lambda: drain_pick(c, args.batch, args.slices))
                 elif m == "naive":
                     fill_proto(c, "proto.q", args.events, args.dim, args.slices)
                     n, cpu, wal = measure(c, lambda: drain_naive(c, args.batch))
