@@ -19,7 +19,8 @@ baseline of the INSERTs alone. Prints (instructions(FUNC) - instructions(baselin
 asks for the mark's due look at most every 100 ms per session: N = 20 at 200 claims/s; default:
 p_mark not passed, the function's default). --batch B: B events of B rows per round (one INSERT),
 claimed by one claim (limit 256) that carries the previous round's ack of B events:
-a drain's batch; the figure is then per event (--events / B rounds). --empty (one event per claim):
+a drain's batch; the figure is then per event (--events / B rounds); with --mark-every, p_mark
+on every Nth batch's claim. --empty (one event per claim):
 each claim is followed by one that finds nothing (no ack riding, p_mark false): the difference to a
 run without it is what an empty claim costs (session 12: ~361,000 instructions, a one-event claim
 with its ack 1,131,859). Every run starts from the same copy of the cluster.
@@ -66,7 +67,7 @@ def setup(d, sqls):
 def script(fn, n, noride, mark_every=0, batch=1, empty=False):
     vec = "array_fill(0.5::real, ARRAY[384])"
     if batch > 1:
-        return batch_script(fn, n // batch, batch, vec)
+        return batch_script(fn, n // batch, batch, vec, mark_every)
     out = ["TRUNCATE sync_outbox;",
            "SELECT setval(pg_get_serial_sequence('sync_outbox', 'id'), 1000, false);"]
     if fn:
@@ -93,13 +94,14 @@ def script(fn, n, noride, mark_every=0, batch=1, empty=False):
     return "\n".join(out) + "\n"
 
 
-def batch_script(fn, rounds, b, vec):
+def batch_script(fn, rounds, b, vec, mark_every=0):
     """--batch: rounds x (INSERT b events of b rows; claim them, the previous round's ack riding)."""
     out = ["TRUNCATE sync_outbox;",
            "SELECT setval(pg_get_serial_sequence('sync_outbox', 'id'), 1000, false);"]
+    mk = (", boolean", ", $12") if mark_every else ("", "")
     if fn:
-        out.append("PREPARE p(text, text[], text, int, int, bigint[], text[], jsonb[], text[], int[], text[]) AS"
-                   f" SELECT {COLS} FROM {fn}($1, $2, $3, $4, $5, true, $6, $7, $8, $9, $10, $11);")
+        out.append(f"PREPARE p(text, text[], text, int, int, bigint[], text[], jsonb[], text[], int[], text[]{mk[0]}) AS"
+                   f" SELECT {COLS} FROM {fn}($1, $2, $3, $4, $5, true, $6, $7, $8, $9, $10, $11{mk[1]});")
     for i in range(rounds):
         e = 1000 + i * b
         out.append("INSERT INTO sync_outbox (event_type, rule, source_table, row_key, op, payload, vec)"
@@ -114,7 +116,8 @@ def batch_script(fn, rounds, b, vec):
             ack = (f"ARRAY[{', '.join(map(str, ids))}]::bigint[], array_fill('b'::text, ARRAY[{b}]),"
                    f" ARRAY[{keys}]::jsonb[], array_fill('done'::text, ARRAY[{b}]), array_fill(0, ARRAY[{b}]),"
                    f" array_fill(NULL::text, ARRAY[{b}])")
-        out.append(f"EXECUTE p('o.1', ARRAY['b'], NULL, 256, 30000, {ack});")
+        mark = f", {'true' if i % mark_every == 0 else 'false'}" if mark_every else ""
+        out.append(f"EXECUTE p('o.1', ARRAY['b'], NULL, 256, 30000, {ack}{mark});")
     return "\n".join(out) + "\n"
 
 
