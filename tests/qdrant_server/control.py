@@ -19,7 +19,9 @@ Owns the run-time scripting surface used by tests:
                                  "path"?, "method"?}  next point writes are applied but answer
                                  that UpdateResult status
   POST /control/clear_faults    drop fail/latency/reset rules only
-  POST /control/reset           drop collections, faults and the log; bring the port up
+  POST /control/reset           drop collections, faults and the log; bring the port up; a
+                                request of a connection accepted before it (e.g. still held by
+                                a latency rule) is dropped unanswered, never applied
   GET  /control/log?since=SEQ   -> [entry...] (seq, ts, method, path, query, collection, points,
                                 ids, status, fault); DELETE /control/log clears it
   GET  /control/points/{c}      -> [{"id", "vector", "payload", "version"}...] in id order
@@ -108,6 +110,7 @@ def handle_control(app, method, path, query, body):
         faults.clear_faults()
         return 200, {"ok": True}
     if key == ("POST", "reset"):
+        app.end_epoch()
         app.store.reset()
         faults.reset()
         app.go_up()

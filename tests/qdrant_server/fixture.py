@@ -1,8 +1,9 @@
 """pytest fixtures for the Qdrant-compatible test server.
 
 Owns: one server process per pytest session (``qdrant_session``) and the per-test ``qdrant``
-fixture, which calls ``reset()`` first so every test starts with no collections, no faults and
-an empty request log.
+fixture, which calls ``reset()`` first so every test starts with no collections, no faults, an
+empty request log and no request of an earlier test still to be applied (a killed daemon's write
+held by a latency rule is dropped, not applied into the next test's collection of that name).
 
 Use from a conftest (works with plain ``pytest`` and ``python3 -m pytest`` from the repo root)::
 

@@ -82,6 +82,17 @@ class App:
         self.cluster = qcluster.Cluster(self, nodes) if nodes > 1 else None
         self.nodes = self.cluster.nodes if self.cluster else [qcluster.Node(0, host, port)]
         self.api.cluster = self.cluster
+        # The reset epoch: a connection belongs to the epoch it was accepted in, and a reset ends
+        # the epoch (sets the event): a request of an ended epoch, still held by a latency rule
+        # (woken at once) or arriving later on that connection, is dropped unanswered, never
+        # applied. Tests share one server, reset per test: a daemon of the previous test killed
+        # while a latency held its write must not write into the next test's collection.
+        self.epoch = threading.Event()
+
+    def end_epoch(self):
+        with self.state_lock:
+            ended, self.epoch = self.epoch, threading.Event()
+        ended.set()
 
     @property
     def server(self):
@@ -192,6 +203,7 @@ class QdrantHandler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        self.epoch = self.server.app.epoch
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.server.node.conns_lock:
             self.server.node.conns.add(self.connection)
@@ -265,7 +277,10 @@ class QdrantHandler(BaseHTTPRequestHandler):
                  "fault": None, "node": node}
         ms = app.faults.latency_ms(method, path, node=node)
         if ms:
-            time.sleep(ms / 1000.0)
+            self.epoch.wait(ms / 1000.0)
+        if self.epoch.is_set():   # a reset since this connection was accepted: drop, unanswered
+            self.close_connection = True
+            return
         rule = app.faults.take_fail(method, path, length or 0, node=node)
         req = qapi.Request(method, path, query, _Headers(self.headers), body or b"")
         req.node = node
