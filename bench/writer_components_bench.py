@@ -29,6 +29,13 @@ table w, and sync_outbox changed by DDL between runs, one change per configurati
   backlog       100,000 events pending before the rows are written (keys id 1..100,000, the rows'
                 among them; --instructions only: a CPU-time run truncates the outbox)
   norouting, nopkey, noclaim   without that index;  ff100   fillfactor 100 instead of 50
+  slice         + stage 2's slice index (session15-lead.md, S1): sync_outbox_slice_idx (event_type,
+                ((jsonb_hash_extended(row_key, 0) & 63)::int), id), an expression index (no column);
+                slicep the same, partial WHERE event_type IS NOT NULL (as sync_outbox_claim_idx);
+                slicecol  a stored generated column slice (the same expression) + an index
+                (event_type, slice, id). With +norow: the slice index instead of sync_outbox_row_idx.
+                Key orders: slicefirst (slice, event_type, id); slicenotype (slice, id), no event type
+                (the keys after a varlena key are read by nocache_index_getattr in every comparison)
   others        100,000 events of two other event types pending ('articles', 'zebras': w sorts
                 between them), so that the claim index's descents compare unequal event types
   colldb        sync_outbox.event_type and routing_key in the database's collation, as migrations
@@ -88,6 +95,7 @@ DEL_TRIG = ("CREATE TRIGGER p2q_w_delete AFTER DELETE ON w REFERENCING OLD TABLE
             " EXECUTE FUNCTION p2q_delete_w()")
 NO_STMT = ["DROP TRIGGER p2q_w ON w", "DROP TRIGGER p2q_w_insert ON w", "DROP TRIGGER p2q_w_delete ON w"]
 ROW = "CREATE INDEX sync_outbox_row_idx ON sync_outbox (jsonb_hash_extended(row_key, 0))"  # migration 012
+SLICE = "((jsonb_hash_extended(row_key, 0) & 63)::int)"  # stage 2's slice (session15-lead.md, S1), 64 slices
 # configuration: (DDL to apply, DDL to undo)
 DDL = {
     "notrig": (NO_STMT, [ROW_TRIG, STMT_TRIG, DEL_TRIG]),
@@ -128,6 +136,17 @@ DDL = {
                 " ALTER COLUMN routing_key TYPE text COLLATE \"default\""],
                ["ALTER TABLE sync_outbox ALTER COLUMN event_type TYPE text COLLATE \"C\","
                 " ALTER COLUMN routing_key TYPE text COLLATE \"C\""]),
+    "slice": ([f"CREATE INDEX sync_outbox_slice_idx ON sync_outbox (event_type, {SLICE}, id)"],
+              ["DROP INDEX sync_outbox_slice_idx"]),
+    "slicep": ([f"CREATE INDEX sync_outbox_slice_idx ON sync_outbox (event_type, {SLICE}, id) WHERE event_type IS NOT NULL"],
+               ["DROP INDEX sync_outbox_slice_idx"]),
+    "slicefirst": ([f"CREATE INDEX sync_outbox_slice_idx ON sync_outbox ({SLICE}, event_type, id)"],
+                   ["DROP INDEX sync_outbox_slice_idx"]),
+    "slicenotype": ([f"CREATE INDEX sync_outbox_slice_idx ON sync_outbox ({SLICE}, id)"],
+                    ["DROP INDEX sync_outbox_slice_idx"]),
+    "slicecol": ([f"ALTER TABLE sync_outbox ADD COLUMN slice int GENERATED ALWAYS AS {SLICE} STORED",
+                  "CREATE INDEX sync_outbox_slice_idx ON sync_outbox (event_type, slice, id)"],
+                 ["ALTER TABLE sync_outbox DROP COLUMN slice"]),
     "ff100": (["ALTER TABLE sync_outbox SET (fillfactor = 100)"], ["ALTER TABLE sync_outbox SET (fillfactor = 50)"]),
 }
 NOTIFY_STMT = "probe := pg_catalog.pg_notify('sync_outbox_insert', 'w') IS NULL; "
