@@ -145,12 +145,7 @@ CREATE INDEX evp_type_idx ON proto.evp (event_type, id);
 CREATE TABLE proto.pslice (LIKE proto.slice INCLUDING ALL) WITH (fillfactor = 10);
 CREATE FUNCTION proto.claim_pick(p_owner text, p_type text, p_lo bigint, p_limit integer, p_lease_ms integer,
     p_ack_slice integer DEFAULT NULL, p_ack_pos bigint DEFAULT NULL, p_ack_ids bigint[] DEFAULT NULL)
-RETURNS TABLE (id bigint, rule text, op text, row_key jsonb, payload json, attempts integer,
-               max_attempts integer, created_at timestamptz, event_type text, vec real[], slice integer)
-LANGUAGE plpgsql
-SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan SET jit = off
-AS $p$
-#variable_conflict use_column
+@PICK_HEAD@
 DECLARE
   v_slice integer;
   v_pos bigint;
@@ -401,7 +396,8 @@ def main():
     print(f"outbox models: {args.events} events, batch {args.batch}, {args.slices} slices, dim {args.dim},"
           f" load {os.getloadavg()[0]:.1f}")
     with psycopg.connect(dbname=args.db, autocommit=True) as c:
-        c.execute(PROTO.replace("@CLAIM_HEAD@", CLAIM_HEAD))
+        c.execute(PROTO.replace("@CLAIM_HEAD@", CLAIM_HEAD)  # claim_pick also returns the slice
+                  .replace("@PICK_HEAD@", CLAIM_HEAD.replace("vec real[])", "vec real[], slice integer)")))
         for r in range(args.rounds):
             order = models[r % len(models):] + models[:r % len(models)]
             for m in order:
