@@ -366,6 +366,18 @@ def traffic_daemon(make_daemon, db):
     return d, d.start()
 
 
+def ran_enough(counts, key, n, least=4.0, most=120.0):
+    """A `during` for run_writers: at least `least` seconds of traffic and until counts[key] > n
+    (at most `most` seconds). The traffic's length follows progress, not the clock: under ASan on a
+    loaded CI machine 4 s gave 30 statements where the test needs more than 50 (ci, stop 31)."""
+    def during():
+        start = time.monotonic()
+        time.sleep(least)
+        while counts[key] <= n and time.monotonic() - start < most:
+            time.sleep(0.1)
+    return during
+
+
 def run_writers(writer, n, stop, during):
     """n threads of writer(seed) while during() runs, then stop set and the threads joined."""
     import threading
@@ -414,7 +426,7 @@ def test_concurrent_multi_row_writers_end_in_sync(make_daemon, db, pgdb, qdrant)
                 except psycopg.errors.DeadlockDetected:
                     counts["err"] += 1
 
-    run_writers(writer, 3, stop, lambda: time.sleep(4))
+    run_writers(writer, 3, stop, ran_enough(counts, "ok", 60))
     print("statements:", counts)
     assert counts["ok"] > 50, counts
     wait_until(lambda: docs_table.in_sync(db, qdrant), timeout=60, what="Qdrant in sync with the table",
@@ -460,7 +472,11 @@ def test_ddl_under_multi_row_traffic_fails_no_writer_and_ends_in_sync(make_daemo
                 time.sleep(0.3)
                 ddl.execute(f"ALTER TABLE docs DROP COLUMN extra{i}")
 
-    run_writers(writer, 2, stop, ddl_loop)
+    def ddl_then_enough():
+        ddl_loop()
+        ran_enough(counts, "ok", 30, least=0)()
+
+    run_writers(writer, 2, stop, ddl_then_enough)
     assert not failures, failures[:3]
     assert counts["ok"] > 20, counts
     wait_until(lambda: docs_table.in_sync(db, qdrant), timeout=60, what="Qdrant in sync with the table",
