@@ -145,12 +145,12 @@ def check_end_state(d, db, qdrant, version):
         (version, True)
 
 
-def setup(make_daemon, db, qdrant, stub, legacy=False, http=None):
+def setup(make_daemon, db, qdrant, stub, legacy=False, http=None, grace="3s"):
     db.execute("CREATE TABLE notes (id int PRIMARY KEY, title text)")
     db.execute("INSERT INTO notes SELECT i, 'title ' || i FROM generate_series(1, %s) i" % ROWS)
     if legacy:  # a collection made before aliases: a real collection named like the rule's
         qdrant.create_collection("notes", size=8)
-    d = make_daemon({"daemon": {"reindex_grace": "3s"}, "embedder.oa": emb("m1", 8, stub.url),
+    d = make_daemon({"daemon": {"reindex_grace": grace}, "embedder.oa": emb("m1", 8, stub.url),
                      "rule.notes": {"table": "public.notes", "key": "id", "columns": "id, title", "text": "{title}",
                                     "embedder": "oa", "collection": "notes"},
                      "http": {"listen": f"127.0.0.1:{http}" if http else ""}})
@@ -177,8 +177,13 @@ def test_reembedding_under_writes_never_mixes_models(make_daemon, db, pgdb, qdra
     stub = OpenAIStub(dim=8, api_key="sk-test")
     mon, writer = Monitor(qdrant), Writer(pgdb)
     lock = None
+    # killed after the swap, the job must still be in its grace when `reindex` below runs (it
+    # waits for a running job; with none it starts the next version): the kill and the restart
+    # took more than the 3 s grace under ASan on a loaded CI machine (the job was retired first,
+    # and `reindex` made notes__v3)
+    grace = "15s" if kill_at in ("swapped", "grace") else "3s"
     try:
-        d, p = setup(make_daemon, db, qdrant, stub)
+        d, p = setup(make_daemon, db, qdrant, stub, grace=grace)
         mon.start()
         writer.start()
         time.sleep(0.5)
