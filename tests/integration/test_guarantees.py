@@ -149,9 +149,13 @@ def test_kill9_nothing_lost(make_daemon, items, pgdb, qdrant):
     rng = random.Random(7)
     kills = 0
     try:
-        for _ in range(8):
+        for k in range(8):
             p = d.start()
             time.sleep(rng.uniform(0.2, 0.9))
+            # each daemon lives through its share of the traffic (13 x 8 > 100 commits), however
+            # slow the machine: a fixed 4.4 s of writes could leave the floor below unmet under load
+            wait_until(lambda: traffic.commits >= 13 * (k + 1), timeout=120,
+                       what=f"write traffic while daemon {k + 1} of 8 runs")
             d.kill(p)  # SIGKILL at a random moment: claims in flight are orphaned
             kills += 1
     finally:
@@ -208,12 +212,17 @@ def test_replicas_keep_order_per_row_under_faults(make_daemon, items, pgdb, qdra
     for w in writers:
         w.start()
     try:
-        for _ in range(6):  # faults that force retries while the hot rows churn
+        # faults that force retries while the hot rows churn: at least 6 rounds, and on until the
+        # writers made their 200 commits (a fixed 4.2 s made fewer on a loaded CI machine)
+        rounds, deadline = 0, time.monotonic() + 120
+        while rounds < 6 or (sum(w.commits for w in writers) <= 200 and time.monotonic() < deadline):
             time.sleep(0.4)
             qdrant.fail(503, count=3, path="/points")
             time.sleep(0.3)
             qdrant.fail(500, count=2, path="/points")
             qdrant.latency(30, count=5)
+            rounds += 1
+        wait_until(lambda: mon.samples > 10, timeout=60, what="the monitor's samples during the churn")
     finally:
         for w in writers:
             w.stop()
@@ -284,6 +293,9 @@ def test_postgres_restart_under_load(make_daemon, items, pgdb, qdrant):
     traffic = Traffic(pgdb, rows=100, seed=3)
     traffic.start()
     time.sleep(1)
+    # the writers are connected and committing when the restart comes (under load, 1 s may not
+    # see them connected yet: then they never see the restart as an error)
+    wait_until(lambda: traffic.commits > 0, timeout=60, what="write traffic before the restart")
     ctl = [next(iter(sorted(__import__("glob").glob("/usr/lib/postgresql/*/bin/pg_ctl")))), "-D",
            f"{pgdir}/data", "-l", f"{pgdir}/postgres.log", "-m", "fast", "-w", "restart"]
     if os.getuid() == 0:
@@ -291,6 +303,10 @@ def test_postgres_restart_under_load(make_daemon, items, pgdb, qdrant):
     # the new postmaster must not inherit a pipe of ours, or run() waits for it forever
     subprocess.run(ctl, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
     time.sleep(1.5)
+    # and they write on after it (reconnected), however slow the machine
+    at_restart = traffic.commits
+    wait_until(lambda: traffic.errors > 0 and traffic.commits > at_restart, timeout=60,
+               what="write traffic after the restart")
     traffic.stop()
     assert traffic.errors > 0  # the writers really saw the restart
     with psycopg.connect(dbname=pgdb, autocommit=True) as conn:  # ours was cut by the restart too
@@ -438,8 +454,10 @@ def test_unconfirmed_liveness_fences_the_daemon(make_daemon, items, pgdb, qdrant
     # (confirmed by the first check, a few ms after the registration)
     st = wait_until(lambda: (liveness() or {}).get("confirmed") and liveness(), what="liveness confirmed")
     assert f":{p.pid}:" in st["instance"]
-    # the batch's write hangs 4 s, then Qdrant rejects it (400): its bisection comes during the fence
-    qdrant.latency(4000, count=1, path="/points", method="PUT")
+    # the batch's write hangs 8 s, then Qdrant rejects it (400): its bisection comes during the fence
+    # (the fence comes ~1.5 s after the lock below; 8 s leaves a loaded CI machine room to lock
+    # and fence before the write returns)
+    qdrant.latency(8000, count=1, path="/points", method="PUT")
     qdrant.fail(400, count=1, path="/points", method="PUT")
     with items.transaction():
         for i in range(10):
@@ -453,7 +471,7 @@ def test_unconfirmed_liveness_fences_the_daemon(make_daemon, items, pgdb, qdrant
         assert code == 503 and "liveness unconfirmed" in body, (code, body)
         for i in range(10, 15):
             items.execute("INSERT INTO items (id, n, label, emb) VALUES (%s, 0, 'x', %s)", (i, vec(i, 0)))
-        wait_until(lambda: "reason=liveness_unconfirmed" in d.log_text(p), timeout=8,
+        wait_until(lambda: "reason=liveness_unconfirmed" in d.log_text(p), timeout=20,
                    what="the bisection's writes skipped")
         time.sleep(0.5)
         assert items.execute("SELECT count(*) FROM sync_outbox WHERE id > 10 AND claimed_by IS NOT NULL")\
