@@ -43,7 +43,7 @@ def test_h1(make_daemon, docs, kill):
     t0 = time.monotonic()
     while not docs.execute("SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'pg2qdrant/retry%%' AND wait_event = 'PgSleep'").fetchone():
         time.sleep(0.02)
-        assert time.monotonic() - t0 < 10
+        assert time.monotonic() - t0 < 60  # (waiting only: the retry starts slowly on a loaded CI machine)
     docs.execute("INSERT INTO docs (id, title, emb) VALUES (1, 'v2', ARRAY[0,1,0,0]::real[])")
     log = []
     t1 = time.monotonic()
@@ -52,18 +52,18 @@ def test_h1(make_daemon, docs, kill):
     # wait for the delete at the old id to be visible
     while docs.execute("SELECT 1 FROM sync_outbox_dead").fetchone():
         time.sleep(0.02)
-        if time.monotonic() - t0 > 10:
+        if time.monotonic() - t0 > 60:
             print("LOG", log, docs.execute("SELECT id, op, row_key FROM sync_outbox").fetchall(), docs.execute("SELECT id, op, row_key FROM sync_outbox_dead").fetchall(), p.poll())
-            print(p.communicate(timeout=20)[0]); assert 0
+            print(p.communicate(timeout=60)[0]); assert 0
     if kill:  # the retry's later transaction, if it has one that writes (under the SHARE lock it may not)
         t2 = time.monotonic()
         while not docs.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'pg2qdrant/retry%%' AND wait_event = 'PgSleep'").fetchone():
             time.sleep(0.02)
-            if p.poll() is not None or time.monotonic() - t2 > 8:
+            if p.poll() is not None or time.monotonic() - t2 > 30:
                 break
     rows = docs.execute(CL, ("w",)).fetchall()
     applied(docs, rows, log)
-    out = p.communicate(timeout=20)[0]
+    out = p.communicate(timeout=60)[0]
     for _ in range(20):
         applied(docs, docs.execute(CL, ("w",)).fetchall(), log)
         time.sleep(0.2)
