@@ -1034,3 +1034,53 @@ BEGIN
   END LOOP;
 END
 $p2q$;
+
+-- Whether a rule's capture trigger function may write events for the table it fired on: the slow
+-- test behind the one the function makes itself (its table's oid and names, written in by `apply`;
+-- src/capture_relid.c). The functions are SECURITY DEFINER and, like every function, executable by
+-- PUBLIC (revoking it fails the application's new partitions: PARTITION OF, ATTACH), so any role could
+-- attach one to a table of its own. Reads only catalogs PUBLIC may read, by oid and by name
+-- strings (no regclass: nothing here can raise for a missing table or schema privilege).
+-- p_relid/p_tgname: TG_RELID, TG_NAME; p_oid: the rule's table's oid as `apply` found it; p_schema,
+-- p_table: the rule's table's names; p_kind: the function's kind ('row', 'insert', 'delete',
+-- 'truncate'). The trigger that fired is followed by tgparentid to the root trigger (a partition's
+-- clone, at any depth; a partition whose DETACH … CONCURRENTLY is pending or was cancelled keeps
+-- its clone and its pg_inherits row, which is how it is still recognised) and that trigger's table
+-- up through pg_inherits (TRUNCATE triggers, which `apply` creates on each partition). Accepted
+-- (1) when that chain holds the rule's table and the trigger is of the function's kind: (a) by
+-- p_oid, unless the rule's name now names another table (a stranger's table that got an oid freed
+-- by a restore); (b) by the rule's schema and name, unless the table p_oid still carries a trigger
+-- of the same function (the real table renamed, a stranger's table taking its name). Otherwise 0
+-- when the trigger is of the function's kind (its NEW/OLD or transition table are the firing
+-- statement's rows: the caller writes them to sync_outbox_dead), -1 when not (nothing to read).
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_capture_accepts(p_relid oid, p_tgname name, p_oid oid,
+    p_schema name, p_table name, p_kind text)
+RETURNS integer LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $p2q$
+  WITH RECURSIVE up AS (
+    SELECT t.tgparentid, t.tgrelid, t.tgfoid, 0 AS depth FROM pg_catalog.pg_trigger t
+     WHERE t.tgrelid = p_relid AND t.tgname = p_tgname
+    UNION ALL
+    SELECT t.tgparentid, t.tgrelid, t.tgfoid, up.depth + 1 FROM pg_catalog.pg_trigger t JOIN up ON t.oid = up.tgparentid
+     WHERE up.depth < 64
+  ), anc AS (
+    SELECT up.tgrelid AS relid, 0 AS depth FROM up WHERE up.tgparentid = 0
+    UNION ALL
+    SELECT i.inhparent, anc.depth + 1 FROM pg_catalog.pg_inherits i JOIN anc ON i.inhrelid = anc.relid WHERE anc.depth < 64
+  ), named AS (
+    SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relname = p_table AND n.nspname = p_schema
+  ), fired AS (
+    SELECT t.tgfoid, CASE p_kind
+      WHEN 'row' THEN t.tgtype & 67 = 1
+      WHEN 'insert' THEN t.tgtype & 71 = 4 AND t.tgnewtable = 'p2q_new'
+      WHEN 'delete' THEN t.tgtype & 75 = 8 AND t.tgoldtable = 'p2q_old'
+      WHEN 'truncate' THEN t.tgtype & 32 = 32
+      ELSE false END AS kind_ok
+      FROM pg_catalog.pg_trigger t WHERE t.tgrelid = p_relid AND t.tgname = p_tgname
+  )
+  SELECT CASE WHEN NOT COALESCE((SELECT f.kind_ok FROM fired f), false) THEN -1
+    WHEN (p_oid IN (SELECT anc.relid FROM anc) AND NOT EXISTS (SELECT FROM named WHERE named.oid <> p_oid))
+      OR (EXISTS (SELECT FROM anc JOIN named ON named.oid = anc.relid)
+          AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t, fired f WHERE t.tgrelid = p_oid AND t.tgfoid = f.tgfoid))
+    THEN 1 ELSE 0 END
+$p2q$;

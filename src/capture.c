@@ -69,16 +69,27 @@ static void pinned_literal(p2q_buf_t *b, const char *schema, const char *rule) {
   p2q_buf_free(&f);
 }
 
-/* Append a CREATE FUNCTION with the given body (dollar-quoted with a tag it does not hold):
-   how = "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER" + the pins, or as given (the
-   gate and the pinned function behind it). */
-static int append_function_as(p2q_buf_t *out, const char *schema, const char *prefix, const char *rule,
-                              const char *how, const p2q_buf_t *body) {
+/* The CREATE FUNCTION of rule r's function prefix<rule> with the given body (dollar-quoted with a
+   tag it does not hold), the table's oid still a mark (capture_relid.c): how = "() RETURNS
+   trigger\nLANGUAGE plpgsql SECURITY DEFINER" + the pins, or as given (the gate and the pinned
+   function behind it). */
+static int function_text(p2q_buf_t *out, const char *schema, const char *prefix, const p2q_rule_config_t *r,
+                         const char *how, const p2q_buf_t *body) {
   if (p2q_buf_error(body)) return p2q_buf_error(body);
   p2q_buf_puts(out, "CREATE OR REPLACE FUNCTION ");
-  function_name(out, schema, prefix, rule);
+  function_name(out, schema, prefix, r->name);
   p2q_buf_puts(out, how);
   return append_quoted(out, body);
+}
+
+/* function_text, installed with the table's oid in it (p2q_capture_relid_install). */
+static int append_function_as(p2q_buf_t *out, const char *schema, const char *prefix, const p2q_rule_config_t *r,
+                              const char *how, const p2q_buf_t *body) {
+  p2q_buf_t create = P2Q_BUF_INIT;
+  int rc = function_text(&create, schema, prefix, r, how, body);
+  if (!rc) rc = p2q_capture_relid_install(out, &create, r);
+  p2q_buf_free(&create);
+  return rc;
 }
 
 /* the pinned settings (session.h) make the snapshot text, the row key and the change test
@@ -86,8 +97,8 @@ static int append_function_as(p2q_buf_t *out, const char *schema, const char *pr
 #define PINS "SET search_path = " P2Q_PINNED_SEARCH_PATH P2Q_PINNED_FUNCTION_SET " AS "
 
 static int append_function(p2q_buf_t *out, const char *schema, const char *prefix,
-                           const char *rule, const p2q_buf_t *body) {
-  return append_function_as(out, schema, prefix, rule, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER " PINS,
+                           const p2q_rule_config_t *r, const p2q_buf_t *body) {
+  return append_function_as(out, schema, prefix, r, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER " PINS,
                             body);
 }
 
@@ -103,17 +114,17 @@ static int row_functions(p2q_buf_t *out, const p2q_rule_config_t *r, const char 
   function_name(&pinned, schema, PINNED_PREFIX, r->name);
   if (rc) goto fail;
   if (!gated) {
-    if ((rc = append_function(out, schema, "p2q_capture_", r->name, &body))) goto fail;
+    if ((rc = append_function(out, schema, "p2q_capture_", r, &body))) goto fail;
     p2q_buf_printf(out, "DROP FUNCTION IF EXISTS %s" PINNED_TYPES ";\n", p2q_buf_str(&pinned));
     rc = p2q_buf_error(out);
     goto fail;
   }
-  if ((rc = append_function_as(out, schema, PINNED_PREFIX, r->name,
+  if ((rc = append_function_as(out, schema, PINNED_PREFIX, r,
                                PINNED_PARAMS " RETURNS boolean\nLANGUAGE plpgsql " PINS, &body)))
     goto fail;
   p2q_buf_reset(&body);
-  if ((rc = p2q_buf_error(&pinned)) || (rc = p2q_capture_gate_body(&body, r, watch, p2q_buf_str(&pinned)))) goto fail;
-  rc = append_function_as(out, schema, "p2q_capture_", r->name, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER AS ",
+  if ((rc = p2q_buf_error(&pinned)) || (rc = p2q_capture_gate_body(&body, r, schema, max_attempts, watch, p2q_buf_str(&pinned)))) goto fail;
+  rc = append_function_as(out, schema, "p2q_capture_", r, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER AS ",
                           &body);
 fail:
   p2q_buf_free(&body);
@@ -145,7 +156,7 @@ static int unpinned_stmt_function(p2q_buf_t *out, const p2q_rule_config_t *r, co
   if ((rc = p2q_capture_stmt_body(&body, r, schema, max_attempts, snap, watch, need, op, p2q_buf_str(&pinned),
                                   GUARD_MARK)))
     goto fail;
-  if ((rc = append_function_as(&create, schema, prefix, r->name, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER AS ",
+  if ((rc = function_text(&create, schema, prefix, r, "() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER AS ",
                                &body)))
     goto fail;
   const char *m1 = strstr(create.data, GUARD_MARK), *m2 = m1 ? strstr(m1 + 1, GUARD_MARK) : NULL;
@@ -156,7 +167,8 @@ static int unpinned_stmt_function(p2q_buf_t *out, const p2q_rule_config_t *r, co
                         "    FROM pg_catalog.pg_attribute a WHERE a.attrelid = ", upsert ? "NEW" : "OLD");
   p2q_sql_literal(&body, qtable);
   p2q_buf_printf(&body, "::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped AND (%s)\n"
-                        "    HAVING pg_catalog.count(*) = %d;\n  IF g IS NOT NULL THEN\n    EXECUTE ", p2q_buf_str(&cond), n);
+                        "    HAVING pg_catalog.count(*) = %d;\n  IF g IS NOT NULL THEN\n    EXECUTE pg_catalog.replace(",
+                 p2q_buf_str(&cond), n);
   const char *part[3] = {create.data, m1 + 1, m2 + 1};
   size_t len[3] = {(size_t)(m1 - create.data), (size_t)(m2 - m1 - 1), strlen(m2 + 1)};
   for (int i = 0; i < 3 && !rc; i++) {
@@ -167,7 +179,9 @@ static int unpinned_stmt_function(p2q_buf_t *out, const p2q_rule_config_t *r, co
     p2q_buf_free(&t);
   }
   if (rc) goto fail;
-  p2q_buf_puts(&body, ";\n  END IF;\nEND\n");
+  p2q_buf_puts(&body, ", pg_catalog.chr(2), "); /* the table's oid in the guard (capture_relid.c) */
+  p2q_capture_relid_oid(&body, qtable);
+  p2q_buf_puts(&body, ");\n  END IF;\nEND\n");
   p2q_buf_puts(out, "DO ");
   rc = append_quoted(out, &body);
 fail:
@@ -402,7 +416,7 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
     p2q_buf_reset(&body);
     rc = p2q_capture_stmt_body(&body, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need, op, NULL,
                                NULL);
-    if (!rc) rc = append_function(out, schema, prefix, r->name, &body);
+    if (!rc) rc = append_function(out, schema, prefix, r, &body);
     if (!rc) rc = unpinned_stmt_function(out, r, schema, max_attempts, &snap, r->watch.n ? &watch : &snap, &need, op,
                                          prefix, qtable.data);
   }
@@ -419,14 +433,16 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
        across workers). The function reads the relation it fires on (the table, or one of its
        partitions). */
     p2q_buf_reset(&body);
-    p2q_buf_puts(&body, "\nBEGIN\n  BEGIN\n    ");
+    p2q_buf_puts(&body, "\nBEGIN\n");
+    p2q_capture_relid_guard(&body, r, schema, "truncate", max_attempts);
+    p2q_buf_puts(&body, "  BEGIN\n    ");
     if ((rc = execute_on_relid(&body, r, schema, max_attempts, 1))) goto fail;
     p2q_buf_puts(&body, ";\n  EXCEPTION WHEN OTHERS THEN\n    BEGIN\n      ");
     if ((rc = execute_on_relid(&body, r, schema, max_attempts, 0))) goto fail;
     p2q_buf_puts(&body, ";\n    EXCEPTION WHEN OTHERS THEN\n      ");
     if ((rc = execute_on_relid(&body, r, schema, max_attempts, 2))) goto fail;
     p2q_buf_puts(&body, ";\n    END;\n  END;\n  RETURN NULL;\nEND\n");
-    if ((rc = append_function(out, schema, "p2q_truncate_", r->name, &body))) goto fail;
+    if ((rc = append_function(out, schema, "p2q_truncate_", r, &body))) goto fail;
     if ((rc = p2q_capture_truncate_triggers_sql(r, schema, out))) goto fail;
   } else { /* with the triggers of every partition */
     p2q_buf_puts(out, "DROP FUNCTION IF EXISTS ");
@@ -614,6 +630,11 @@ int p2q_capture_installed_sql(const p2q_rule_config_t *r, const char *schema, p2
     pinned_literal(out, schema, r->name);
     p2q_buf_puts(out, ") IS NOT NULL");
   }
+  /* the row trigger's function holds this table's oid (capture_relid.c): not so in a restored
+     pg_dump (new oids), where the functions' slow test finds the table by name until this apply
+     installs them again (the events unchanged: nothing enqueued) */
+  p2q_buf_puts(out, " AND (SELECT pg_catalog.strpos(f.prosrc, '''' || p.tgrelid::pg_catalog.oid::pg_catalog.text ||"
+                    " '''::pg_catalog.oid') > 0 FROM pg_catalog.pg_proc f WHERE f.oid = p.tgfoid)");
   p2q_buf_puts(out, " FROM pg_catalog.pg_trigger p WHERE p.tgrelid = pg_catalog.to_regclass(");
   p2q_sql_literal(out, qt.data);
   p2q_buf_puts(out, ") AND p.tgname = ");

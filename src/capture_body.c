@@ -609,7 +609,9 @@ int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schem
   int bin = p2q_capture_binary_vector(r, snap);
   p2q_buf_putc(b, '\n');
   p2q_capture_declare(b, bin, 0);
-  p2q_buf_puts(b, "BEGIN\n  BEGIN\n    IF TG_OP = 'INSERT' THEN\n");
+  p2q_buf_puts(b, "BEGIN\n");
+  if (!gated) p2q_capture_relid_guard(b, r, schema, "row", max_attempts); /* the pinned function behind a gate is no trigger's */
+  p2q_buf_puts(b, "  BEGIN\n    IF TG_OP = 'INSERT' THEN\n");
   insert_fast(b, r, snap, need, "NEW", 0);
   p2q_buf_puts(b, "    ELSE\n");
   int rc = update_delete_fast(b, r, snap, watch, need, gated);
@@ -701,10 +703,12 @@ void p2q_capture_delete_row(p2q_buf_t *b, const p2q_rule_config_t *r, const char
  * filter's value on both rows, an expression that may read any column and print values under the
  * writer's settings, so no test free of settings can stand in for it.
  */
-int p2q_capture_gate_body(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *watch, const char *pinned) {
+int p2q_capture_gate_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                          const p2q_strlist_t *watch, const char *pinned) {
   p2q_buf_puts(b, "\n-- the events and their wake-up (NOTIFY " P2Q_NOTIFY_CHANNEL ") are written by the pinned function\n"
-                  "DECLARE\n  probe pg_catalog.bool;\nBEGIN\n  IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN\n"
-                  "    BEGIN\n      IF ");
+                  "DECLARE\n  probe pg_catalog.bool;\nBEGIN\n");
+  p2q_capture_relid_guard(b, r, schema, "row", max_attempts);
+  p2q_buf_puts(b, "  IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN\n    BEGIN\n      IF ");
   int rc = same_image_expr(b, r, watch, 1);
   p2q_buf_printf(b, " THEN\n        RETURN NULL;\n      END IF;\n    EXCEPTION WHEN OTHERS THEN\n      NULL;\n"
                     "    END;\n  END IF;\n  probe := %s(TG_OP, NEW, OLD);\n  RETURN NULL;\nEND\n", pinned);

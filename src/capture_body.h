@@ -26,7 +26,20 @@ int p2q_capture_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schem
 /* The unpinned trigger function of a rule without a filter: returns at once from an UPDATE that
    left the watched and key columns binary-identical, hands everything else to pinned (a
    schema-qualified function name) as pinned(TG_OP, NEW, OLD). 0 or an error. */
-int p2q_capture_gate_body(p2q_buf_t *b, const p2q_rule_config_t *r, const p2q_strlist_t *watch, const char *pinned);
+int p2q_capture_gate_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                          const p2q_strlist_t *watch, const char *pinned);
+/* capture_relid.c: the first statement of every trigger function of kind ("row", "insert",
+   "delete", "truncate"), which writes the rows to sync_outbox_dead and returns (a WARNING, no
+   event) when the trigger fires on a table that is neither the rule's nor a partition of it;
+   P2Q_CAPTURE_RELID_MARK stands for the table's oid until p2q_capture_relid_install(). */
+#define P2Q_CAPTURE_RELID_MARK "\x02"
+void p2q_capture_relid_guard(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, const char *kind,
+                             int max_attempts);
+/* The table's oid as text, found when the script runs (qtable: p2q_sql_qualified). */
+void p2q_capture_relid_oid(p2q_buf_t *b, const char *qtable);
+/* Append create (a CREATE FUNCTION and its ";\n"), through a DO block that puts r's table oid in
+   place of every mark when it holds one. 0 or an error. */
+int p2q_capture_relid_install(p2q_buf_t *out, const p2q_buf_t *create, const p2q_rule_config_t *r);
 /* What p2q_capture_insert_events() builds. */
 typedef struct {
   const char *schema;

@@ -241,9 +241,10 @@ int p2q_capture_stmt_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *
   int q = pinned != NULL; /* no pinned search_path: every name in pg_catalog (capture_body.c PGC) */
   p2q_buf_putc(b, '\n');
   p2q_capture_declare(b, bin, q);
-  p2q_buf_printf(b, "  p2q_n %s := 0;\nBEGIN\n"
-                    "  FOR %s IN SELECT * FROM %s LOOP\n    p2q_n := p2q_n %s 1;\n    EXIT WHEN p2q_n %s 1;\n  END LOOP;\n",
-                 q ? "pg_catalog.int8" : "bigint", var, tt, q ? "OPERATOR(pg_catalog.+)" : "+", q ? "OPERATOR(pg_catalog.>)" : ">");
+  p2q_buf_printf(b, "  p2q_n %s := 0;\nBEGIN\n", q ? "pg_catalog.int8" : "bigint");
+  p2q_capture_relid_guard(b, r, schema, upsert ? "insert" : "delete", max_attempts);
+  p2q_buf_printf(b, "  FOR %s IN SELECT * FROM %s LOOP\n    p2q_n := p2q_n %s 1;\n    EXIT WHEN p2q_n %s 1;\n  END LOOP;\n",
+                 var, tt, q ? "OPERATOR(pg_catalog.+)" : "+", q ? "OPERATOR(pg_catalog.>)" : ">");
   if (pinned) {
     rc = unpinned_paths(b, r, schema, max_attempts, snap, watch, need, upsert, bin && upsert, pinned, guard, &ev);
     if (!rc) rc = p2q_buf_error(b);

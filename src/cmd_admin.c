@@ -165,6 +165,29 @@ static void retry_after_sql(p2q_buf_t *after, const char *lookup, const char *sc
     lookup, schema_q, locked ? "" : " WHERE l.key_text IS NOT NULL", schema_q, schema_q);
 }
 
+/* A page of `retry --dead` that failed, again key by key (p2q_reconcile_fix_recapture): a key
+   the rule's table cannot take (a dead letter a stranger's table wrote through a capture function
+   (capture_relid.c), say {"id": "abc"} for a bigint key: jsonb_populate_record raises) is kept and
+   counted in *kept, the others come back as usual. -1 when no key of the page could (the failure
+   is not the keys'), else 0 with *n the dead letters brought back. */
+static int retry_keys_one_by_one(rec_t *c, const char *keys, const char *after, int locked, long long *n,
+                                 long long *kept) {
+  PGresult *res = NULL;
+  const char *params[] = {keys};
+  int rc = query_params(c->conn, "SELECT pg_catalog.jsonb_build_array(e)::text FROM pg_catalog.jsonb_array_elements($1::jsonb) e",
+                        1, params, &res, c->err, sizeof c->err);
+  long long ok = 0, bad = 0;
+  for (int i = 0; !rc && i < PQntuples(res); i++) {
+    long long one = 0;
+    if (p2q_reconcile_fix_recapture(c, PQgetvalue(res, i, 0), after, locked, &one)) bad++;
+    else { ok++; *n += one; }
+  }
+  PQclear(res);
+  if (rc || (ok == 0 && bad > 0)) return -1;
+  *kept += bad;
+  return 0;
+}
+
 /* retry --dead: each dead letter's row enqueued again as it is NOW, rule by rule of the config,
    keys in pages of 1,000 in key order, one transaction each (p2q_reconcile_fix_recapture): a row
    that exists gets an upsert of its present state with a new id (read FOR SHARE: newer than
@@ -194,6 +217,7 @@ static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *t
     c.cfg = cfg; c.r = r; c.conn = conn;
     if (p2q_reconcile_build_sql(&c)) { snprintf(c.err, sizeof c.err, "cannot generate SQL"); back = -1; }
     int locked = 1;
+    long long kept = 0;
     retry_after_sql(&after, p2q_buf_str(&c.lookup), q.data, locked);
     char *cursor = NULL;
     while (back >= 0) {
@@ -214,10 +238,18 @@ static long long retry_dead(const p2q_config_t *cfg, PGconn *conn, const char *t
         retry_after_sql(&after, p2q_buf_str(&c.lookup), q.data, locked);
         rc = p2q_reconcile_fix_recapture(&c, keys, p2q_buf_str(&after), locked, &n);
       }
+      if (rc && rc != P2Q_EPG_DENIED) { /* a key the table cannot take (capture_relid.c's dead letters) */
+        n = 0;
+        rc = retry_keys_one_by_one(&c, keys, p2q_buf_str(&after), locked, &n, &kept);
+      }
       if (rc) back = -1;
       else back += n;
       free(keys);
     }
+    if (back >= 0 && kept)
+      fprintf(stderr, "pg2qdrant: retry: rule %s: %lld dead event key(s) kept: the table cannot take them as its key"
+                      " (a stranger's table's rows refused by the capture functions?); `prune` removes them\n",
+              r->name, kept);
     if (back >= 0 && !locked) {  /* the dead letters of the keys walked that are still there */
       PGresult *res = NULL;
       const char *params[] = {r->name, cursor};

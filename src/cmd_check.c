@@ -205,8 +205,13 @@ static void check_rule_trigger(p2q_check_t *c, PGconn *conn, const p2q_rule_conf
   if (p2q_capture_install_sql(r, c->cfg->pg_schema, (int)c->cfg->max_attempts, &install) ||
       p2q_sql_qualified(&qt, r->table) < 0)
     goto out;
+  /* the third column: whether the trigger's function holds the table's oid as it is now
+     (capture_relid.c; not so after a restore into another database, until apply installs again) */
   p2q_buf_printf(&sql, "SELECT definition, (SELECT count(*) FROM pg_catalog.pg_trigger WHERE tgname = $2"
-                       " AND tgrelid = pg_catalog.to_regclass($3)) FROM %s.sync_outbox_rule WHERE name = $1", qs.data);
+                       " AND tgrelid = pg_catalog.to_regclass($3)), (SELECT pg_catalog.bool_and(pg_catalog.strpos(f.prosrc,"
+                       " '''' || t.tgrelid::pg_catalog.oid::pg_catalog.text || '''::pg_catalog.oid') > 0)"
+                       " FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc f ON f.oid = t.tgfoid WHERE t.tgname = $2"
+                       " AND t.tgrelid = pg_catalog.to_regclass($3)) FROM %s.sync_outbox_rule WHERE name = $1", qs.data);
   const char *p[] = {r->name, trig, qt.data};
   if (!(res = q(conn, sql.data, 3, p))) {
     p2q_check_report(c, P2Q_CHECK_FAIL, name, "grant SELECT on sync_outbox_rule", "cannot read %s.sync_outbox_rule: %s",
@@ -225,6 +230,12 @@ static void check_rule_trigger(p2q_check_t *c, PGconn *conn, const p2q_rule_conf
   if (atoi(PQgetvalue(res, 0, 1)) == 0) {
     p2q_check_report(c, P2Q_CHECK_FAIL, name, "run `pg2qdrant apply`", "trigger %s is missing on %s (table recreated?)",
                      trig, r->table);
+    goto out;
+  }
+  if (strcmp(PQgetvalue(res, 0, 2), "t")) {
+    p2q_check_report(c, P2Q_CHECK_WARN, name, "run `pg2qdrant apply`",
+                     "the trigger functions hold another oid than %s's (restored from a dump?): every change takes "
+                     "their slower catalog test until apply installs them again", r->table);
     goto out;
   }
   PQclear(res);

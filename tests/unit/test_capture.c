@@ -240,13 +240,23 @@ static void test_unpinned_statement_sql(void **state) {
                                      " AND a.attnum > 0 AND NOT a.attisdropped AND ((a.attname = 'id' AND a.atttypid = ANY ('{boolean,");
   const char *vec = after(choice, " OR (a.attname = 'embedding' AND a.atttypid = 'real[]'::regtype))\n"
                                   "    HAVING pg_catalog.count(*) = 4;\n  IF g IS NOT NULL THEN\n"
-                                  "    EXECUTE $p2q_1$CREATE OR REPLACE FUNCTION \"public\".\"p2q_insert_docs\"() RETURNS trigger\n"
+                                  "    EXECUTE pg_catalog.replace($p2q_1$CREATE OR REPLACE FUNCTION \"public\".\"p2q_insert_docs\"() RETURNS trigger\n"
                                   "LANGUAGE plpgsql SECURITY DEFINER AS $p2q$\nDECLARE\n  old_ok pg_catalog.bool := false;\n");
   const char *tz = strstr(choice, "timestamp with time zone"), *fl = strstr(choice, "double precision");
   assert_true((tz == NULL || tz > vec) && (fl == NULL || fl > vec)); /* no setting-dependent type */
   /* the guard spliced in twice: the one-row path, the set path */
   /* no search_path pinned: every function, operator and type named in pg_catalog */
-  after(vec, "  FOR NEW IN SELECT * FROM p2q_new LOOP\n    p2q_n := p2q_n OPERATOR(pg_catalog.+) 1;\n"
+  /* the first statement: the table's oid (capture_relid.c), the mark replaced when the script runs */
+  const char *relid = after(vec, "  p2q_n pg_catalog.int8 := 0;\nBEGIN\n  IF NOT (TG_RELID OPERATOR(pg_catalog.=) '\x02'::pg_catalog.oid"
+                                 " AND TG_TABLE_NAME OPERATOR(pg_catalog.=) 'docs'::pg_catalog.name AND TG_TABLE_SCHEMA"
+                                 " OPERATOR(pg_catalog.=) 'public'::pg_catalog.name) THEN");
+  /* refused: the statement's rows (its own transition table) to sync_outbox_dead, a WARNING */
+  after(relid, "\"public\".sync_outbox_capture_accepts(TG_RELID, TG_NAME, '\x02'::pg_catalog.oid, 'public', 'docs', 'insert');\n");
+  after(relid, "pg_catalog.jsonb_build_object('id', CASE WHEN pg_catalog.pg_typeof(p2q_r.\"id\")::pg_catalog.oid"
+               " OPERATOR(pg_catalog.<) 16384 THEN pg_catalog.to_jsonb(p2q_r.\"id\") ELSE"
+               " pg_catalog.to_jsonb(pg_catalog.format('%s', p2q_r.\"id\")) END), 'upsert', NULL, 0, 7, p2q_why,"
+               " pg_catalog.now() FROM p2q_new AS p2q_r;\n");
+  after(relid, "  FOR NEW IN SELECT * FROM p2q_new LOOP\n    p2q_n := p2q_n OPERATOR(pg_catalog.+) 1;\n"
              "    EXIT WHEN p2q_n OPERATOR(pg_catalog.>) 1;\n");
   const char *one = after(vec, "  IF p2q_n OPERATOR(pg_catalog.=) 1 THEN -- NEW holds the statement's one row\n  BEGIN\n"
                                "    IF $p2q_1$ || g || $p2q$ THEN\n      kn := pg_catalog.jsonb_build_object('id', NEW.\"id\");\n");
@@ -260,7 +270,9 @@ static void test_unpinned_statement_sql(void **state) {
              " pg_catalog.json_build_object('title', r.\"title\", ");
   after(set, "      GET DIAGNOSTICS p2q_n = ROW_COUNT;\n      IF p2q_n OPERATOR(pg_catalog.>) 0 THEN\n");
   const char *rest = after(set, "  FOR NEW IN SELECT * FROM p2q_new LOOP\n    probe := \"public\".\"p2q_pinned_docs\"('INSERT',"
-                                " NEW, NULL);\n  END LOOP;\n  RETURN NULL;\nEND\n$p2q$;\n$p2q_1$;\n  END IF;\nEND\n$p2q_2$;\n");
+                                " NEW, NULL);\n  END LOOP;\n  RETURN NULL;\nEND\n$p2q$;\n$p2q_1$, pg_catalog.chr(2),"
+                                " '\"public\".\"docs\"'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text);\n"
+                                "  END IF;\nEND\n$p2q_2$;\n");
   const char *slow = strstr(one, "json_each(row_to_json(NEW))"); /* no slow path by name: it is the pinned function's */
   assert_true(slow == NULL || slow > rest);
   /* the DELETE function: the key's types only, over OLD */
@@ -395,7 +407,12 @@ static void test_gate_sql(void **state) {
   const char *gate = strstr(s, "CREATE OR REPLACE FUNCTION \"public\".\"p2q_capture_docs\"() RETURNS trigger\n"
                                "LANGUAGE plpgsql SECURITY DEFINER AS $p2q$\n"
                                "-- the events and their wake-up (NOTIFY sync_outbox_insert) are written by the pinned function\n"
-                               "DECLARE\n  probe pg_catalog.bool;\nBEGIN\n  IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN\n    BEGIN\n"
+                               "DECLARE\n  probe pg_catalog.bool;\nBEGIN\n"
+                               "  IF NOT (TG_RELID OPERATOR(pg_catalog.=) '\x02'::pg_catalog.oid AND TG_TABLE_NAME");
+  assert_non_null(gate); /* first the table's oid (capture_relid.c), then the early return */
+  assert_true(strstr(pinned, "TG_RELID") > gate); /* the pinned function is no trigger's: no guard */
+  gate = strstr(gate, "        RETURN NULL;\n      END IF;\n    END;\n  END IF;\n"
+                      "  IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN\n    BEGIN\n"
                                "      IF ROW(NEW.\"title\", NEW.\"body\"\"x\", NEW.\"embedding\", NEW.\"id\")::pg_catalog.record"
                                " OPERATOR(pg_catalog.*=) ROW(OLD.\"title\", OLD.\"body\"\"x\", OLD.\"embedding\", OLD.\"id\")"
                                "::pg_catalog.record THEN\n        RETURN NULL;\n      END IF;\n    EXCEPTION WHEN OTHERS THEN\n"
@@ -415,10 +432,18 @@ static void test_gate_sql(void **state) {
   r = rule(); /* with a filter */
   assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
   assert_null(strstr(p2q_buf_str(&b), "\"p2q_pinned_docs\"(tg_op"));
-  assert_non_null(strstr(p2q_buf_str(&b), "$p2q$;\nDROP FUNCTION IF EXISTS \"public\".\"p2q_pinned_docs\"(text, record, record);\n"));
+  assert_non_null(strstr(p2q_buf_str(&b), "::pg_catalog.oid::pg_catalog.text);\nEND\n$p2q_2$;\n"
+                                          "DROP FUNCTION IF EXISTS \"public\".\"p2q_pinned_docs\"(text, record, record);\n"));
   p2q_buf_free(&b);
+  r.filter = "title <> '\x02'"; /* the oid's mark (capture_relid.c) in the config: refused, not replaced */
+  assert_int_not_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
+  p2q_buf_free(&b);
+  r = rule();
   assert_int_equal(p2q_capture_installed_sql(&r, "public", &b), 0);
-  assert_non_null(strstr(p2q_buf_str(&b), "SELECT true FROM pg_catalog.pg_trigger p WHERE"));
+  /* and the row trigger's function holds the table's oid (a restored pg_dump: reinstalled) */
+  assert_non_null(strstr(p2q_buf_str(&b), "SELECT true AND (SELECT pg_catalog.strpos(f.prosrc, '''' ||"
+                                          " p.tgrelid::pg_catalog.oid::pg_catalog.text || '''::pg_catalog.oid') > 0"
+                                          " FROM pg_catalog.pg_proc f WHERE f.oid = p.tgfoid) FROM pg_catalog.pg_trigger p WHERE"));
   p2q_buf_free(&b);
   assert_int_equal(p2q_capture_drop_sql("docs", "public.docs", "out", &b), 0);
   assert_non_null(strstr(p2q_buf_str(&b), "DROP FUNCTION IF EXISTS \"out\".\"p2q_pinned_docs\"(text, record, record);"));
@@ -427,7 +452,7 @@ static void test_gate_sql(void **state) {
   r.filter = NULL;
   assert_int_equal(p2q_capture_installed_sql(&r, "public", &b), 0);
   assert_non_null(strstr(p2q_buf_str(&b), "SELECT pg_catalog.to_regprocedure('\"public\".\"p2q_pinned_docs\"(text, record, record)')"
-                                          " IS NOT NULL FROM pg_catalog.pg_trigger p WHERE"));
+                                          " IS NOT NULL AND (SELECT pg_catalog.strpos(f.prosrc, "));
   p2q_buf_free(&b);
   assert_int_equal(p2q_capture_drift_sql(&r, "public", &b), 0);
   assert_non_null(strstr(p2q_buf_str(&b), "  RETURN QUERY SELECT '\"public\".\"p2q_pinned_docs\"(text, record, record)'::text,"

@@ -1,0 +1,168 @@
+/*
+ * capture_relid.c — every generated trigger function acts only for its rule's table, and what it
+ * refuses is kept as dead letters, never lost (bench/issue11/session15-sec15.md).
+ *
+ * The capture functions are SECURITY DEFINER (they write sync_outbox as the apply role) and, like
+ * every function, executable by PUBLIC. CREATE TRIGGER needs only EXECUTE on the function and
+ * ownership of the table, so any role could attach them to a table of its own (a TEMP table needs
+ * no privilege at all) and have them write forged upserts and deletes for the rule. Revoking
+ * EXECUTE from PUBLIC is not an option: PostgreSQL checks it when it clones a partitioned table's
+ * row trigger onto a new partition, so the application's own CREATE TABLE … PARTITION OF and
+ * ATTACH PARTITION would fail.
+ *
+ * So each trigger function's first statement is p2q_capture_relid_guard():
+ * - fast: TG_RELID, TG_TABLE_NAME and TG_TABLE_SCHEMA equal the table's oid and names (a plpgsql
+ *   simple expression, no query). The oid is written into the function when `apply` installs it
+ *   (a '<table>'::regclass constant would be parsed again after a plan invalidation and raise
+ *   after a rename): the body holds P2Q_CAPTURE_RELID_MARK, p2q_capture_relid_install() wraps the
+ *   CREATE FUNCTION in a DO block that replaces it. The names as well: after a restore into another
+ *   cluster the written oid is stale and a stranger's table could be given exactly that oid.
+ * - slow, only when that fails (a partition, a renamed or restored table, a stranger's table):
+ *   sync_outbox_capture_accepts() (sql/functions.sql), catalog reads by oid and by name strings
+ *   that cannot raise, which follows the fired trigger to its root trigger and that table's
+ *   ancestors.
+ * - refused: the rows the function would have captured go to sync_outbox_dead (the rule, the row
+ *   key, the op; error text naming the trigger and the table), with a WARNING, and RETURN NULL: the
+ *   statement goes on (what a trigger returns is ignored for AFTER and statement-level BEFORE
+ *   TRUNCATE triggers). A wrongly refused event is visible (status, metrics) and `retry --dead`
+ *   enqueues its row again as the rule's table holds it now; a forger's dead letters are harmless
+ *   the same way. Nothing of a stranger's table runs as the apply role: the key is built by
+ *   to_jsonb only for built-in types (a stranger's type may carry a cast to json, a function of
+ *   its own that would run as the apply role), format('%s') (output functions only) otherwise; a
+ *   transition table is read only when the fired trigger declared it (else p2q_new/p2q_old would
+ *   resolve to the stranger's pg_temp relation, maybe a view); a refused TRUNCATE reads no table
+ *   (row security policies are a stranger's functions too) and writes no dead letter, only the
+ *   WARNING.
+ * Every name is qualified (pg_catalog), as in the unpinned functions, which pin no search_path.
+ *
+ * Pure string building, any thread.
+ */
+#include "capture_body.h"
+
+#include "pg2qdrant/errors.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define OID_IS "'" P2Q_CAPTURE_RELID_MARK "'::pg_catalog.oid"
+#define MARKS 2 /* OID_IS in a guard */
+#define FIRST_NORMAL_OID "16384" /* FirstNormalObjectId: types below are built in */
+
+/* jsonb_build_object('k', <value of ref."k">, …) over the rule's key, safe for a stranger's row. */
+static void dead_key(p2q_buf_t *b, const p2q_rule_config_t *r, const char *ref) {
+  p2q_buf_puts(b, "pg_catalog.jsonb_build_object(");
+  for (int i = 0; i < r->key.n; i++) {
+    p2q_buf_t c = P2Q_BUF_INIT;
+    p2q_buf_printf(&c, "%s.", ref);
+    p2q_sql_ident(&c, r->key.items[i]);
+    if (i) p2q_buf_puts(b, ", ");
+    p2q_sql_literal(b, r->key.items[i]);
+    p2q_buf_printf(b, ", CASE WHEN pg_catalog.pg_typeof(%s)::pg_catalog.oid OPERATOR(pg_catalog.<) " FIRST_NORMAL_OID
+                      " THEN pg_catalog.to_jsonb(%s) ELSE pg_catalog.to_jsonb(pg_catalog.format('%%s', %s)) END",
+                   c.data, c.data, c.data);
+    p2q_buf_free(&c);
+  }
+  p2q_buf_putc(b, ')');
+}
+
+/* INSERT INTO sync_outbox_dead … of the rows `from` (a FROM clause, or NULL: one row of ref) */
+static void dead_insert(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, int max_attempts,
+                        const char *ref, const char *from, const char *op) {
+  p2q_buf_puts(b, "INSERT INTO ");
+  p2q_sql_ident(b, schema);
+  p2q_buf_puts(b, ".sync_outbox_dead (id, event_type, routing_key, rule, source_table, row_key, op, payload,"
+                  " attempts, max_attempts, last_error, created_at) SELECT pg_catalog.nextval(");
+  p2q_buf_t seq = P2Q_BUF_INIT;
+  p2q_sql_ident(&seq, schema);
+  p2q_buf_puts(&seq, ".sync_outbox_id_seq");
+  p2q_sql_literal(b, seq.data);
+  p2q_buf_free(&seq);
+  p2q_buf_puts(b, "::pg_catalog.regclass), ");
+  p2q_sql_literal(b, r->event_type ? r->event_type : r->name);
+  p2q_buf_puts(b, ", NULL, ");
+  p2q_sql_literal(b, r->name);
+  p2q_buf_puts(b, ", ");
+  p2q_sql_literal(b, r->table);
+  p2q_buf_puts(b, ", ");
+  dead_key(b, r, ref);
+  p2q_buf_printf(b, ", '%s', NULL, 0, %d, p2q_why, pg_catalog.now()%s%s;\n", op, max_attempts, from ? " FROM " : "",
+                 from ? from : "");
+}
+
+void p2q_capture_relid_guard(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, const char *kind,
+                             int max_attempts) {
+  char *s = NULL, *n = NULL;
+  if (p2q_sql_parse_qualified(r->table, &s, &n)) { /* install_sql refuses the rule first */
+    p2q_buf_puts(b, "  RETURN NULL;\n");
+    return;
+  }
+  p2q_buf_puts(b, "  IF NOT (TG_RELID OPERATOR(pg_catalog.=) " OID_IS " AND TG_TABLE_NAME OPERATOR(pg_catalog.=) ");
+  p2q_sql_literal(b, n);
+  p2q_buf_puts(b, "::pg_catalog.name AND TG_TABLE_SCHEMA OPERATOR(pg_catalog.=) ");
+  p2q_sql_literal(b, s);
+  p2q_buf_puts(b, "::pg_catalog.name) THEN -- not the table itself: capture_relid.c\n    DECLARE\n"
+                  "      p2q_ok pg_catalog.int4 := ");
+  p2q_sql_ident(b, schema);
+  p2q_buf_puts(b, ".sync_outbox_capture_accepts(TG_RELID, TG_NAME, " OID_IS ", ");
+  p2q_sql_literal(b, s);
+  p2q_buf_puts(b, ", ");
+  p2q_sql_literal(b, n);
+  p2q_buf_printf(b, ", '%s');\n      p2q_why pg_catalog.text := pg_catalog.format(", kind);
+  p2q_sql_literal(b, "pg2qdrant: trigger %s on %s.%s is not on rule %s's table: not applied");
+  p2q_buf_puts(b, ", TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME, ");
+  p2q_sql_literal(b, r->name);
+  p2q_buf_puts(b, ");\n      p2q_dead pg_catalog.int8 := 0;\n    BEGIN\n      IF p2q_ok OPERATOR(pg_catalog.<>) 1 THEN\n");
+  if (strcmp(kind, "truncate")) {
+    p2q_buf_puts(b, "        IF p2q_ok OPERATOR(pg_catalog.=) 0 THEN\n          BEGIN\n            ");
+    if (!strcmp(kind, "row")) {
+      p2q_buf_puts(b, "IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN\n              ");
+      dead_insert(b, r, schema, max_attempts, "NEW", NULL, "upsert");
+      p2q_buf_puts(b, "              p2q_dead := 1;\n            END IF;\n            IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN\n"
+                      "              ");
+      dead_insert(b, r, schema, max_attempts, "OLD", NULL, "delete");
+      p2q_buf_puts(b, "              p2q_dead := p2q_dead OPERATOR(pg_catalog.+) 1;\n            END IF;\n");
+    } else {
+      int ins = !strcmp(kind, "insert");
+      dead_insert(b, r, schema, max_attempts, "p2q_r", ins ? "p2q_new AS p2q_r" : "p2q_old AS p2q_r", ins ? "upsert" : "delete");
+      p2q_buf_puts(b, "            GET DIAGNOSTICS p2q_dead = ROW_COUNT;\n");
+    }
+    p2q_buf_puts(b, "          EXCEPTION WHEN OTHERS THEN\n            p2q_why := p2q_why OPERATOR(pg_catalog.||) ', no dead letter: '"
+                    " OPERATOR(pg_catalog.||) SQLERRM;\n          END;\n        END IF;\n");
+  }
+  p2q_buf_puts(b, "        RAISE WARNING '% (% dead letter(s))', p2q_why, p2q_dead;\n        RETURN NULL;\n"
+                  "      END IF;\n    END;\n  END IF;\n");
+  free(s);
+  free(n);
+}
+
+void p2q_capture_relid_oid(p2q_buf_t *b, const char *qtable) {
+  p2q_sql_literal(b, qtable);
+  p2q_buf_puts(b, "::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text");
+}
+
+int p2q_capture_relid_install(p2q_buf_t *out, const p2q_buf_t *create, const p2q_rule_config_t *r) {
+  if (p2q_buf_error(create)) return p2q_buf_error(create);
+  int n = p2q_sql_count(create->data, P2Q_CAPTURE_RELID_MARK);
+  if (n == 0) {
+    p2q_buf_puts(out, create->data);
+    return p2q_buf_error(out);
+  }
+  if (n != MARKS) return P2Q_EINVAL; /* the mark's byte also in a name or filter of the config */
+  p2q_buf_t qt = P2Q_BUF_INIT, body = P2Q_BUF_INIT;
+  int rc = p2q_sql_qualified(&qt, r->table);
+  if (rc) goto fail;
+  p2q_buf_puts(&body, "\nBEGIN\n  EXECUTE pg_catalog.replace(");
+  if ((rc = p2q_sql_dollar_quote(&body, create->data))) goto fail;
+  p2q_buf_puts(&body, ", pg_catalog.chr(2), ");
+  p2q_capture_relid_oid(&body, qt.data);
+  p2q_buf_puts(&body, ");\nEND\n");
+  if ((rc = p2q_buf_error(&body))) goto fail;
+  p2q_buf_puts(out, "DO ");
+  if ((rc = p2q_sql_dollar_quote(out, body.data))) goto fail;
+  p2q_buf_puts(out, ";\n");
+  rc = p2q_buf_error(out);
+fail:
+  p2q_buf_free(&qt);
+  p2q_buf_free(&body);
+  return rc;
+}

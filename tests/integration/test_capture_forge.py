@@ -1,0 +1,474 @@
+"""The capture trigger functions act only for their rule's table (src/capture_relid.c,
+sync_outbox_capture_accepts in sql/functions.sql), and what they refuse is kept, never lost.
+
+They are SECURITY DEFINER and, like every function, executable by PUBLIC; CREATE TRIGGER needs
+only EXECUTE and ownership of the table, so any role could attach them to a table of its own and
+have them write forged upserts and deletes (arbitrary points in Qdrant, real ones deleted).
+EXECUTE stays PUBLIC (revoking it makes the application's CREATE TABLE … PARTITION OF / ATTACH
+PARTITION fail: PostgreSQL checks it when it clones the row trigger). Instead each function's first
+statement compares TG_RELID and the table's names with what `apply` wrote in; when they differ, a
+catalog test follows the fired trigger to its root and that table's ancestors.
+
+What a demanding user expects, and what is asserted: a forger's statements are NOT failed (a
+capture function never fails a statement), they write no event: their rows become dead letters
+(harmless: `retry --dead` enqueues the rule's table's row of that key as it is now) and a WARNING
+names the trigger, the table and the rule. Nothing of the forger's runs as the functions' owner
+(its cast to json, its pg_temp transition-table look-alike, its search_path's functions and
+operators). The application's partitioned table captures through partitions created or attached
+later by the application's role, at any depth, with a DETACH … CONCURRENTLY pending or cancelled;
+a renamed table captures in a new session; a pg_dump restored into a new database (also
+--no-acl --no-owner) captures with the stale oid, `check` warns, `apply` installs again. M1 (a
+stranger takes the renamed table's name) and M2 (a stranger's table given the stale oid) refused.
+"""
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+from test_capture_unpinned import HOSTILE, evil
+
+COLS = "id bigint, title text, emb real[]"
+RULES = {
+    "rule.docs": {"table": "public.docs", "key": "id", "vector_column": "emb", "dimension": "3",
+                  "collection": "docs", "columns": "id, title"},
+    # a filter: the single pinned row function (no gate) and the pinned statement functions
+    "rule.fdocs": {"table": "public.fdocs", "key": "id", "vector_column": "emb", "dimension": "3",
+                   "collection": "fdocs", "columns": "id, title", "filter": "r.title IS NOT NULL"},
+}
+WARN = "is not on rule {}'s table: not applied"
+
+
+def pg_tool(name):
+    for d in ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin"):
+        if os.path.exists(os.path.join(d, name)):
+            return os.path.join(d, name)
+    return shutil.which(name) or name
+
+
+@pytest.fixture
+def forger(db, pgdb):
+    """A role with no privilege but PostgreSQL's defaults (CONNECT, TEMP, EXECUTE) and CREATE in
+    its own schema."""
+    role = "p2q_forger_" + pgdb[-8:]
+    db.execute(f'CREATE ROLE "{role}"')
+    db.execute(f'CREATE SCHEMA forger AUTHORIZATION "{role}"')
+    yield role
+    db.execute("RESET ROLE")
+    db.execute("DROP SCHEMA forger CASCADE")
+    db.execute(f'DROP OWNED BY "{role}"')
+    db.execute(f'DROP ROLE "{role}"')
+
+
+def events(db):
+    return db.execute("SELECT rule, op, (row_key->>'id')::int FROM sync_outbox ORDER BY id").fetchall()
+
+
+def dead(db):
+    return db.execute("SELECT rule, op, row_key::text, last_error FROM sync_outbox_dead ORDER BY id").fetchall()
+
+
+def forge(db, role, rule, schema="pg_temp"):
+    """repro_forge.sh and atk3.sql, as role (hostile session settings, search_path = evil first),
+    against every trigger function of rule, from tables in `schema`: returns the WARNINGs raised.
+    Every statement must succeed."""
+    warned = []  # (a non-superuser's SET of a plpgsql.* placeholder warns as well: not ours)
+    db.add_notice_handler(lambda n: warned.append(n.message_primary) if "permission denied to set" not in n.message_primary
+                          else None)
+    db.execute(f'SET ROLE "{role}"')
+    for s in HOSTILE:
+        db.execute(f"SET {s}")
+    db.execute("SET search_path = evil, pg_catalog, pg_temp")
+    assert db.execute("SELECT pg_catalog.has_table_privilege('public.sync_outbox', 'INSERT')").fetchone() == (False,)
+    fn = lambda kind: f"public.p2q_{kind}_{rule}()"  # noqa: E731
+    t = f"{schema}.fake_{rule}"
+    db.execute(f"CREATE TABLE {t} ({COLS})")
+    db.execute(f"CREATE TRIGGER fi AFTER INSERT ON {t} REFERENCING NEW TABLE AS p2q_new"
+               f" FOR EACH STATEMENT EXECUTE FUNCTION {fn('insert')}")
+    db.execute(f"CREATE TRIGGER fd AFTER DELETE ON {t} REFERENCING OLD TABLE AS p2q_old"
+               f" FOR EACH STATEMENT EXECUTE FUNCTION {fn('delete')}")
+    db.execute(f"CREATE TRIGGER ft BEFORE TRUNCATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION {fn('truncate')}")
+    db.execute(f"INSERT INTO {t} VALUES (666, 'FORGED', '{{6,6,6}}')")
+    db.execute(f"INSERT INTO {t} VALUES (667, 'FORGED set', '{{6,6,6}}'), (668, 'FORGED set', '{{6,6,6}}')")
+    db.execute(f"DELETE FROM {t} WHERE id OPERATOR(pg_catalog.=) 666")
+    db.execute(f"DELETE FROM {t}")
+    db.execute(f"INSERT INTO {t} VALUES (1, 'x', '{{1,1,1}}')")
+    db.execute(f"TRUNCATE {t}")
+    # no transition table: the unqualified p2q_old must not resolve to the forger's pg_temp.p2q_old,
+    # here a view whose function would run as the functions' owner
+    db.execute("CREATE FUNCTION pg_temp.spy() RETURNS bigint LANGUAGE plpgsql AS"
+               " $$BEGIN INSERT INTO evil.calls VALUES ('spy as ' || current_user); RETURN 2; END$$")
+    db.execute("CREATE TEMP VIEW p2q_old AS SELECT pg_temp.spy() AS id, 'x'::text AS title, '{1,1,1}'::real[] AS emb")
+    db.execute("CREATE TEMP VIEW p2q_new AS SELECT pg_temp.spy() AS id, 'x'::text AS title, '{1,1,1}'::real[] AS emb")
+    db.execute("GRANT SELECT ON p2q_old, p2q_new TO PUBLIC")
+    db.execute(f"CREATE TEMP TABLE fake2_{rule} (x int)")
+    db.execute(f"INSERT INTO fake2_{rule} VALUES (1)")
+    db.execute(f"CREATE TRIGGER g AFTER DELETE ON fake2_{rule} FOR EACH STATEMENT EXECUTE FUNCTION {fn('delete')}")
+    db.execute(f"CREATE TRIGGER g2 AFTER INSERT ON fake2_{rule} FOR EACH STATEMENT EXECUTE FUNCTION {fn('insert')}")
+    db.execute(f"CREATE TRIGGER g3 AFTER INSERT ON fake2_{rule} FOR EACH ROW EXECUTE FUNCTION {fn('insert')}")
+    db.execute(f"CREATE TRIGGER g4 AFTER INSERT ON fake2_{rule} FOR EACH STATEMENT EXECUTE FUNCTION {fn('capture')}")
+    db.execute(f"DELETE FROM fake2_{rule}")
+    db.execute(f"INSERT INTO fake2_{rule} VALUES (2)")
+    # the row function (the gate, or the filtered rule's pinned function)
+    db.execute(f"CREATE TABLE {schema}.fake3_{rule} ({COLS})")
+    db.execute(f"CREATE TRIGGER h AFTER INSERT OR UPDATE OR DELETE ON {schema}.fake3_{rule} FOR EACH ROW"
+               f" EXECUTE FUNCTION {fn('capture')}")
+    db.execute(f"INSERT INTO {schema}.fake3_{rule} VALUES (5555, 'FORGED gate', '{{7,7,7}}')")
+    db.execute(f"UPDATE {schema}.fake3_{rule} SET title = 'FORGED again', emb = '{{8,8,8}}', id = 5556")
+    db.execute(f"DELETE FROM {schema}.fake3_{rule}")
+    # a key of the forger's own type, whose cast to json would run as the functions' owner
+    db.execute("CREATE TYPE forger.k AS (v int)")
+    db.execute("CREATE FUNCTION forger.k_json(forger.k) RETURNS json LANGUAGE plpgsql AS"
+               " $$BEGIN INSERT INTO evil.calls VALUES ('cast as ' || current_user); RETURN '1'; END$$")
+    db.execute("CREATE CAST (forger.k AS json) WITH FUNCTION forger.k_json(forger.k)")
+    db.execute(f"CREATE TEMP TABLE fake4_{rule} (id forger.k, title text, emb real[])")
+    db.execute(f"CREATE TRIGGER h AFTER INSERT ON fake4_{rule} FOR EACH ROW EXECUTE FUNCTION {fn('capture')}")
+    db.execute(f"CREATE TRIGGER s AFTER INSERT ON fake4_{rule} REFERENCING NEW TABLE AS p2q_new"
+               f" FOR EACH STATEMENT EXECUTE FUNCTION {fn('insert')}")
+    db.execute(f"INSERT INTO fake4_{rule} VALUES (ROW(9), 'FORGED type', '{{9,9,9}}')")
+    db.execute("RESET ROLE")
+    db.execute("RESET ALL")
+    return warned
+
+
+def write_all(c, t, extra="", truncate=True):
+    """INSERT one row and two rows, UPDATE, DELETE, TRUNCATE (or DELETE) on t: 7 events."""
+    c.execute(f"INSERT INTO {t} VALUES (1, 'a', '{{1,2,3}}'{extra})")
+    c.execute(f"INSERT INTO {t} VALUES (2, 'b', '{{1,2,3}}'{extra}), (3, 'c', '{{1,2,3}}'{extra})")
+    c.execute(f"UPDATE {t} SET title = 'z' WHERE id = 2")
+    c.execute(f"DELETE FROM {t} WHERE id = 3")
+    c.execute(f"TRUNCATE {t}" if truncate else f"DELETE FROM {t}")
+
+
+EXPECTED_7 = [("upsert", 1), ("upsert", 2), ("upsert", 3), ("upsert", 2), ("delete", 3), ("delete", 1), ("delete", 2)]
+
+
+@pytest.mark.parametrize("where", ["temp", "permanent"])
+@pytest.mark.parametrize("rule", ["docs", "fdocs"], ids=["gate", "filtered"])
+def test_forged_triggers_write_dead_letters_not_events(make_daemon, db, forger, rule, where):
+    evil(db)
+    db.execute("GRANT USAGE ON SCHEMA evil TO PUBLIC")
+    for t in ("docs", "fdocs"):
+        db.execute(f"CREATE TABLE {t} ({COLS}, PRIMARY KEY (id))")
+    make_daemon(RULES).cli("apply", "--no-backfill")
+    kinds = {k for (k,) in db.execute(
+        "SELECT split_part(proname, '_', 2) FROM pg_proc WHERE proname ~ %s AND prosecdef",
+        (f"^p2q_(capture|insert|delete|truncate)_{rule}$",))}
+    assert kinds == {"capture", "insert", "delete", "truncate"}, kinds
+    if where == "temp":
+        warned = forge(db, forger, rule)
+    else:
+        warned = forge(db, forger, rule, schema="forger")
+    assert db.execute("SELECT count(*) FROM sync_outbox").fetchone() == (0,)
+    assert db.execute("SELECT * FROM evil.calls").fetchall() == []  # nothing of the forger's ran
+    fakes = ("fake", "fake2", "fake3", "fake4")
+    assert len(warned) == 15, warned
+    assert all(w.startswith("pg2qdrant: trigger ") and WARN.format(rule) in w for w in warned), warned
+    got = dead(db)
+    assert all(r == rule and "pg2qdrant: trigger " in e and WARN.format(rule) in e for r, _, _, e in got), got
+    assert all(any(f".{f}_{rule} " in e for f in fakes) for _, _, _, e in got), got
+    keys = sorted((op, k) for _, op, k, _ in got)
+    assert keys == sorted([("upsert", '{"id": 666}'), ("upsert", '{"id": 667}'), ("upsert", '{"id": 668}'),
+                           ("delete", '{"id": 666}'), ("delete", '{"id": 667}'), ("delete", '{"id": 668}'),
+                           ("upsert", '{"id": 1}'),
+                           ("upsert", '{"id": 5555}'), ("upsert", '{"id": 5556}'), ("delete", '{"id": 5555}'),
+                           ("delete", '{"id": 5556}'),
+                           ("upsert", '{"id": "(9)"}'), ("upsert", '{"id": "(9)"}')]), keys
+    # status counts them; retry --dead re-captures those keys from the rule's table: none exist,
+    # so each becomes a delete of a point no row has (harmless), and the dead letters go
+    d = make_daemon(RULES)
+    assert "dead" in d.cli("status").stdout
+    out = d.cli("retry", "--dead")
+    # the two keys of the forger's own type ("(9)") are no bigint: kept, said, the rest brought back
+    assert "1 dead event key(s) kept" in out.stderr, out.stderr
+    assert [k for _, _, k, _ in dead(db)] == ['{"id": "(9)"}'] * 2
+    assert {op for _, op, _ in events(db)} == {"delete"}
+    assert sorted(k for _, _, k in events(db)) == [1, 666, 667, 668, 5555, 5556]  # one delete a key
+    db.execute("DELETE FROM sync_outbox")
+    # the real table still captures (its statements and its row path), with no WARNING
+    warned.clear()
+    write_all(db, rule)
+    assert not warned, warned
+    got = [(op, k) for _, op, k in events(db)]
+    assert sorted(got) == sorted(EXPECTED_7), got
+
+
+def test_forged_dead_letter_of_a_real_key_is_recaptured_as_the_row_is(make_daemon, db, forger):
+    """A forger's upsert of a real row's key becomes a dead letter; `retry --dead` enqueues the
+    row as the table holds it, never the forger's content."""
+    db.execute(f"CREATE TABLE docs ({COLS}, PRIMARY KEY (id))")
+    d = make_daemon({"rule.docs": RULES["rule.docs"]})
+    d.cli("apply", "--no-backfill")
+    db.execute("INSERT INTO docs VALUES (7, 'real', '{1,2,3}')")
+    db.execute("DELETE FROM sync_outbox")
+    db.execute(f'SET ROLE "{forger}"')
+    db.execute(f"CREATE TEMP TABLE f ({COLS})")
+    db.execute("CREATE TRIGGER h AFTER INSERT ON f FOR EACH ROW EXECUTE FUNCTION public.p2q_capture_docs()")
+    db.execute("INSERT INTO f VALUES (7, 'FORGED', '{6,6,6}')")
+    db.execute("RESET ROLE")
+    assert db.execute("SELECT count(*) FROM sync_outbox").fetchone() == (0,)
+    assert [(op, k) for _, op, k, _ in dead(db)] == [("upsert", '{"id": 7}')]
+    d.cli("retry", "--dead")
+    got = db.execute("SELECT op, row_key::text, payload::text FROM sync_outbox").fetchall()
+    assert got == [("upsert", '{"id": 7}', '{"id" : 7, "title" : "real", "emb" : null}')] or (
+        len(got) == 1 and got[0][0] == "upsert" and "real" in got[0][2] and "FORGED" not in got[0][2]), got
+
+
+def test_application_partitions_still_capture(make_daemon, db, pgdb):
+    """EXECUTE stays PUBLIC: the application's role (owner of the table, no superuser) creates and
+    attaches partitions, the cloned row trigger captures on them at any depth, under hostile
+    settings; a rule on a sub-partitioned partition (its root another table) too."""
+    evil(db)
+    db.execute("GRANT USAGE ON SCHEMA evil TO PUBLIC")
+    app = "p2q_app_" + pgdb[-8:]
+    db.execute(f'CREATE ROLE "{app}"')
+    try:
+        db.execute(f'GRANT CREATE ON SCHEMA public TO "{app}"')
+        db.execute(f'SET ROLE "{app}"')
+        db.execute(f"CREATE TABLE docs ({COLS}, region int, PRIMARY KEY (id, region)) PARTITION BY LIST (region)")
+        db.execute("CREATE TABLE docs_1 PARTITION OF docs FOR VALUES IN (1)")
+        db.execute("CREATE TABLE docs_2 PARTITION OF docs FOR VALUES IN (2, 3) PARTITION BY LIST (region)")
+        db.execute("CREATE TABLE docs_2a PARTITION OF docs_2 FOR VALUES IN (2)")
+        db.execute("RESET ROLE")
+        rule = dict(RULES["rule.docs"], key="id, region")
+        d = make_daemon({"rule.docs": rule, "rule.sub": dict(rule, table="public.docs_2", collection="sub")})
+        d.cli("apply", "--no-backfill")
+        db.execute(f'GRANT USAGE ON SCHEMA public TO "{app}"')
+        db.execute(f'SET ROLE "{app}"')
+        for s in HOSTILE:
+            db.execute(f"SET {s}")
+        db.execute("SET search_path = public, evil, pg_catalog")
+        warned = []  # ours (the DDL guard's notice of a partition's missing TRUNCATE trigger is not one)
+        db.add_notice_handler(lambda n: warned.append(n.message_primary) if "pg2qdrant: trigger" in n.message_primary
+                              else None)
+        db.execute("CREATE TABLE docs_2b PARTITION OF docs_2 FOR VALUES IN (3)")  # the clone checks EXECUTE
+        db.execute("CREATE TABLE docs_4 (LIKE docs INCLUDING ALL)")
+        db.execute("ALTER TABLE docs ATTACH PARTITION docs_4 FOR VALUES IN (4)")
+        db.execute("INSERT INTO docs VALUES (1, 'a', '{1,2,3}', 1), (2, 'b', '{1,2,3}', 2), (3, 'c', '{1,2,3}', 3),"
+                   " (4, 'd', '{1,2,3}', 4)")
+        db.execute("INSERT INTO docs_4 VALUES (5, 'e', '{1,2,3}', 4)")
+        db.execute("DELETE FROM docs WHERE id OPERATOR(pg_catalog.=) 1 OR id OPERATOR(pg_catalog.=) 3")
+        db.execute("RESET ROLE")
+        db.execute("RESET ALL")
+        assert not warned, warned
+        assert db.execute("SELECT * FROM evil.calls").fetchall() == []
+        assert db.execute("SELECT count(*) FROM sync_outbox_dead").fetchone() == (0,)
+        got = events(db)
+        assert sorted(got) == sorted([("docs", "upsert", i) for i in range(1, 6)] + [("docs", "delete", 1), ("docs", "delete", 3)]
+                                     + [("sub", "upsert", 2), ("sub", "upsert", 3), ("sub", "delete", 3)]), got
+    finally:
+        db.execute("RESET ROLE")
+        db.execute(f'DROP OWNED BY "{app}"')
+        db.execute(f'DROP ROLE "{app}"')
+
+
+def test_partition_with_a_pending_detach_still_captures(make_daemon, db, pgdb):
+    """rv14d H1: ALTER TABLE … DETACH PARTITION … CONCURRENTLY waiting for an older snapshot, then
+    cancelled: the partition keeps its cloned row trigger (and its TRUNCATE trigger) and its
+    pg_inherits row (inhdetachpending); its rows are still the rule's until the detach finishes."""
+    db.execute(f"CREATE TABLE docs ({COLS}, region int, PRIMARY KEY (id, region)) PARTITION BY LIST (region)")
+    db.execute("CREATE TABLE docs_1 PARTITION OF docs FOR VALUES IN (1)")
+    db.execute("CREATE TABLE docs_2 PARTITION OF docs FOR VALUES IN (2)")
+    d = make_daemon({"rule.docs": dict(RULES["rule.docs"], key="id, region")})
+    d.cli("apply", "--no-backfill")
+    warned = []
+    db.add_notice_handler(lambda n: warned.append(n.message_primary))
+    with psycopg.connect(dbname=pgdb) as old, psycopg.connect(dbname=pgdb, autocommit=True) as w:
+        old.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        old.execute("SELECT count(*) FROM docs")  # the snapshot the detach waits for
+        err = []
+
+        def detach():
+            with psycopg.connect(dbname=pgdb, autocommit=True) as c:
+                c.execute("SET statement_timeout = '6s'")
+                try:
+                    c.execute("ALTER TABLE docs DETACH PARTITION docs_1 CONCURRENTLY")
+                except psycopg.Error as e:
+                    err.append(e)
+        th = threading.Thread(target=detach)
+        th.start()
+        for _ in range(100):  # the detach's first transaction committed: pending
+            if db.execute("SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = 'docs_1'::regclass").fetchone() == (True,):
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the detach never became pending")
+        write_all(w, "docs_1", ", 1", truncate=False)  # while the detach waits (TRUNCATE would wait for `old`)
+        th.join()
+        old.rollback()
+    assert err and "statement timeout" in str(err[0]), err  # cancelled: still pending
+    assert db.execute("SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = 'docs_1'::regclass").fetchone() == (True,)
+    with psycopg.connect(dbname=pgdb, autocommit=True) as w:
+        write_all(w, "docs_1", ", 1")  # after the cancel
+    assert not warned, warned
+    assert db.execute("SELECT count(*) FROM sync_outbox_dead").fetchone() == (0,)
+    got = [(op, k) for _, op, k in events(db)]
+    assert sorted(got) == sorted(EXPECTED_7 * 2), got
+    # finished: the clone is gone with the partition's membership; its TRUNCATE trigger (apply's own,
+    # not a clone) now fires for a table that is not the rule's: dead letters none (TRUNCATE reads
+    # no rows), a WARNING
+    db.execute("DELETE FROM sync_outbox")
+    db.execute("ALTER TABLE docs DETACH PARTITION docs_1 FINALIZE")
+    db.execute("INSERT INTO docs_1 VALUES (9, 'x', '{1,2,3}', 1)")
+    db.execute("TRUNCATE docs_1")
+    assert events(db) == []
+    assert len(warned) == 1 and WARN.format("docs") in warned[0], warned
+
+
+def test_renamed_table_still_captures_in_a_new_session(make_daemon, db, pgdb):
+    """The table's oid is in the function: a rename after `apply` fails no statement of a session
+    that never ran the function (a '<table>'::regclass would be parsed again and raise); the
+    names differ, so the catalog test accepts it by its oid."""
+    db.execute(f"CREATE TABLE docs ({COLS}, PRIMARY KEY (id))")
+    make_daemon({"rule.docs": RULES["rule.docs"]}).cli("apply", "--no-backfill")
+    db.execute("SET pg2qdrant.allow_ddl = on")
+    db.execute("ALTER TABLE docs RENAME TO docs_renamed")
+    with psycopg.connect(dbname=pgdb, autocommit=True) as c:
+        warned = []
+        c.add_notice_handler(lambda n: warned.append(n.message_primary))
+        write_all(c, "docs_renamed")
+        assert not warned, warned
+    assert sorted((op, k) for _, op, k in events(db)) == sorted(EXPECTED_7)
+
+
+def test_stranger_taking_a_renamed_tables_name_is_refused(make_daemon, db, forger):
+    """rv14d M1: the rule's table renamed, a role with CREATE in its schema creates a table of that
+    name and attaches the functions: the table the written oid names still carries them, so the
+    name alone does not pass."""
+    db.execute(f"CREATE TABLE docs ({COLS}, PRIMARY KEY (id))")
+    make_daemon({"rule.docs": RULES["rule.docs"]}).cli("apply", "--no-backfill")
+    db.execute("SET pg2qdrant.allow_ddl = on")
+    db.execute("ALTER TABLE docs RENAME TO docs_renamed")
+    db.execute(f'GRANT CREATE ON SCHEMA public TO "{forger}"')
+    warned = []
+    db.add_notice_handler(lambda n: warned.append(n.message_primary))
+    db.execute(f'SET ROLE "{forger}"')
+    db.execute(f"CREATE TABLE public.docs ({COLS})")
+    db.execute("CREATE TRIGGER h AFTER INSERT ON public.docs FOR EACH ROW EXECUTE FUNCTION public.p2q_capture_docs()")
+    db.execute("CREATE TRIGGER i AFTER INSERT ON public.docs REFERENCING NEW TABLE AS p2q_new FOR EACH STATEMENT"
+               " EXECUTE FUNCTION public.p2q_insert_docs()")
+    db.execute("INSERT INTO public.docs VALUES (666, 'FORGED', '{6,6,6}')")
+    db.execute("RESET ROLE")
+    assert db.execute("SELECT count(*) FROM sync_outbox").fetchone() == (0,)
+    assert len(warned) == 2 and all(WARN.format("docs") in w for w in warned), warned
+    assert [(op, k) for _, op, k, _ in dead(db)] == [("upsert", '{"id": 666}')] * 2
+    db.execute(f'DROP TABLE public.docs')
+    db.execute(f'REVOKE CREATE ON SCHEMA public FROM "{forger}"')
+
+
+def restore(db, pgdb, new, *opts):
+    """pg_dump -Fc of pgdb restored by pg_restore (opts) into the new database `new`."""
+    db.execute(f'CREATE DATABASE "{new}"')
+    dump = subprocess.run([pg_tool("pg_dump"), "-Fc", "-d", pgdb], capture_output=True, check=True).stdout
+    subprocess.run([pg_tool("pg_restore"), "-d", new, *opts], input=dump, capture_output=True, check=True)
+
+
+def rewrite_oid(c, rule, new_oid):
+    """Every function of rule with new_oid in place of the oid apply wrote in (what a restore into
+    another cluster, or an oid collision, leaves)."""
+    c.execute(f"""DO $$DECLARE f oid; BEGIN
+      FOR f IN SELECT oid FROM pg_proc WHERE proname ~ '^p2q_(capture|insert|delete|truncate)_{rule}$' LOOP
+        EXECUTE replace(pg_get_functiondef(f), '''' || 'public.{rule}'::regclass::oid || '''::pg_catalog.oid',
+                        '''{new_oid}''::pg_catalog.oid');
+      END LOOP; END$$""")
+    assert c.execute(f"SELECT count(*) FROM pg_proc WHERE proname ~ '_{rule}$'"
+                     f" AND prosrc LIKE '%''{new_oid}''::pg_catalog.oid%'").fetchone()[0] >= 4
+
+
+def test_stale_oid_given_to_a_strangers_table_is_refused(make_daemon, db, forger):
+    """rv14d M2: after a restore into another cluster the written oid is stale and a role can have
+    a TEMP table of its own get exactly that oid; simulated by writing that table's oid into the
+    functions. The fast test compares the names too, and the catalog test refuses a table whose
+    oid matches while the rule's name names another table. The residual, documented: while the
+    stranger's table carries the functions, the real table is not accepted by its name either (the
+    same test that refuses a stranger taking a renamed table's name, M1): its changes become dead
+    letters, with a WARNING, that `retry --dead` brings back; `apply` (which `check` asks for) ends it."""
+    db.execute(f"CREATE TABLE docs ({COLS}, PRIMARY KEY (id))")
+    d = make_daemon({"rule.docs": RULES["rule.docs"]})
+    d.cli("apply", "--no-backfill")
+    db.execute(f'SET ROLE "{forger}"')
+    db.execute(f"CREATE TEMP TABLE docs ({COLS})")  # even its name is docs
+    oid = db.execute("SELECT 'pg_temp.docs'::regclass::oid").fetchone()[0]
+    db.execute("RESET ROLE")
+    rewrite_oid(db, "docs", oid)
+    warned = []
+    db.add_notice_handler(lambda n: warned.append(n.message_primary))
+    # the real table, by its name (the table at the stale oid carries no trigger of the functions)
+    write_all(db, "public.docs")
+    assert not warned, warned
+    assert sorted((op, k) for _, op, k in events(db)) == sorted(EXPECTED_7)
+    db.execute("DELETE FROM sync_outbox")
+    db.execute(f'SET ROLE "{forger}"')
+    db.execute("CREATE TRIGGER h AFTER INSERT OR DELETE ON pg_temp.docs FOR EACH ROW EXECUTE FUNCTION public.p2q_capture_docs()")
+    db.execute("CREATE TRIGGER i AFTER INSERT ON pg_temp.docs REFERENCING NEW TABLE AS p2q_new FOR EACH STATEMENT"
+               " EXECUTE FUNCTION public.p2q_insert_docs()")
+    db.execute("INSERT INTO pg_temp.docs VALUES (666, 'FORGED', '{6,6,6}')")
+    db.execute("DELETE FROM pg_temp.docs")
+    db.execute("RESET ROLE")
+    assert db.execute("SELECT count(*) FROM sync_outbox").fetchone() == (0,)
+    assert len(warned) == 3 and all(WARN.format("docs") in w for w in warned), warned
+    db.execute("DELETE FROM sync_outbox_dead")
+    # the residual: the real table's changes are dead letters now, not lost
+    warned.clear()
+    db.execute("INSERT INTO public.docs VALUES (1, 'a', '{1,2,3}')")
+    assert len(warned) == 1 and "on public.docs" in warned[0], warned
+    assert [(op, k) for _, op, k, _ in dead(db)] == [("upsert", '{"id": 1}')]
+    d.cli("retry", "--dead")
+    assert [(op, k) for _, op, k in events(db)] == [("upsert", 1)]
+    db.execute("DELETE FROM sync_outbox")
+    assert "another oid" in d.cli("check", "--json", check=False).stdout
+    d.cli("apply", "--no-backfill")  # the oid written in again
+    warned.clear()
+    db.execute("UPDATE public.docs SET title = 'b'")
+    db.execute("DELETE FROM public.docs")
+    assert not warned, warned
+    assert [(op, k) for _, op, k in events(db)] == [("upsert", 1), ("delete", 1)]
+
+
+@pytest.mark.parametrize("opts", [(), ("--no-acl", "--no-owner")], ids=["plain", "no-acl-no-owner"])
+def test_pg_dump_restore_still_captures(make_daemon, db, pgdb, opts):
+    """A pg_dump restored into a new database (every table a new oid, the functions with the old
+    one): a plain table and a partitioned one capture there, with no WARNING and no dead letter;
+    `check` warns that the functions hold another oid; `apply` there installs the functions again
+    (with the new oids) without enqueuing anything, and `check` is content."""
+    db.execute(f"CREATE TABLE docs ({COLS}, PRIMARY KEY (id))")
+    db.execute(f"CREATE TABLE pdocs ({COLS}, region int, PRIMARY KEY (id, region)) PARTITION BY LIST (region)")
+    db.execute("CREATE TABLE pdocs_1 PARTITION OF pdocs FOR VALUES IN (1)")
+    rules = {"rule.docs": RULES["rule.docs"],
+             "rule.pdocs": dict(RULES["rule.docs"], table="public.pdocs", key="id, region", collection="pdocs")}
+    d = make_daemon(rules)
+    d.cli("apply", "--no-backfill")
+    new = pgdb + "_r"
+    # other oids in the new database: the old ones are taken by something else first
+    db.execute("CREATE TABLE filler AS SELECT 1")
+    try:
+        restore(db, pgdb, new, *opts)
+        with psycopg.connect(dbname=new, autocommit=True) as c:
+            old = db.execute("SELECT 'public.docs'::regclass::oid").fetchone()[0]
+            assert c.execute("SELECT 'public.docs'::regclass::oid").fetchone()[0] != old  # a new oid
+            env = dict(d.env, PGDATABASE=new)
+            chk = d.cli("check", "--json", env=env, check=False).stdout
+            assert "another oid" in chk and "pg2qdrant apply" in chk, chk
+            warned = []
+            c.add_notice_handler(lambda n: warned.append(n.message_primary))
+            write_all(c, "docs")
+            write_all(c, "pdocs", ", 1")
+            write_all(c, "pdocs_1", ", 1")
+            assert not warned, warned
+            assert c.execute("SELECT count(*) FROM sync_outbox_dead").fetchone() == (0,)
+            got = c.execute("SELECT rule, count(*) FROM sync_outbox GROUP BY rule ORDER BY rule").fetchall()
+            assert got == [("docs", 7), ("pdocs", 14)], got
+            # apply there notices the old oid in the functions and installs them again, enqueuing nothing
+            out = d.cli("apply", env=env).stdout
+            assert out.count("trigger re-installed") == 2 and "nothing enqueued" in out, out
+            assert "unchanged" in d.cli("apply", env=env).stdout
+            assert "another oid" not in d.cli("check", "--json", env=env, check=False).stdout
+            assert c.execute("SELECT count(*) FROM sync_outbox").fetchone() == (21,)
+            oid = c.execute("SELECT 'public.docs'::regclass::oid").fetchone()[0]
+            assert c.execute("SELECT count(*) FROM pg_proc WHERE proname = 'p2q_capture_docs' AND strpos(prosrc, %s) > 0",
+                             (f"'{oid}'::pg_catalog.oid",)).fetchone() == (1,)
+    finally:
+        db.execute(f'DROP DATABASE IF EXISTS "{new}" WITH (FORCE)')
