@@ -28,6 +28,7 @@ table w, and sync_outbox changed by DDL between runs, one change per configurati
                 (jsonb_hash_extended(row_key, 0), rule) / (jsonb_hash_extended(row_key, hashtext(rule)))
   backlog       100,000 events pending before the rows are written (keys id 1..100,000, the rows'
                 among them; --instructions only: a CPU-time run truncates the outbox)
+  notrig1       --partitioned's notrig: no row trigger (it is the only capture trigger there)
   norouting, nopkey, noclaim   without that index;  ff100   fillfactor 100 instead of 50
   slice         + stage 2's slice index (session15-lead.md, S1): sync_outbox_slice_idx (event_type,
                 ((jsonb_hash_extended(row_key, 0) & 63)::int), id), an expression index (no column);
@@ -99,6 +100,7 @@ SLICE = "((jsonb_hash_extended(row_key, 0) & 63)::int)"  # stage 2's slice (sess
 # configuration: (DDL to apply, DDL to undo)
 DDL = {
     "notrig": (NO_STMT, [ROW_TRIG, STMT_TRIG, DEL_TRIG]),
+    "notrig1": (["DROP TRIGGER p2q_w ON w"], [ROW_TRIG]),  # --partitioned: the row trigger is the only one
     "rowins": (NO_STMT + ["CREATE TRIGGER p2q_w AFTER INSERT OR UPDATE OR DELETE ON w FOR EACH ROW"
                           " EXECUTE FUNCTION p2q_capture_w()"],
                ["DROP TRIGGER p2q_w ON w", ROW_TRIG, STMT_TRIG, DEL_TRIG]),
@@ -265,7 +267,7 @@ def instructions(args, vec):
     """--instructions: see the docstring."""
     d = args.dir
     pg_callgrind.start(d)
-    writer_db.create(args.db, force=True, locale=args.locale)
+    writer_db.create(args.db, force=True, locale=args.locale, partitioned=args.partitioned)
     with psycopg.connect(dbname=args.db, autocommit=True) as c:
         orig = pinned_definition(c, args.function)
         c.execute("CHECKPOINT")
@@ -300,6 +302,8 @@ def main():
     ap.add_argument("--rows", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--instructions", action="store_true", help="count instructions by callgrind instead of CPU time")
+    ap.add_argument("--partitioned", action="store_true", help="--instructions: w partitioned, every row in its one"
+                    " partition w_0 (the row trigger's clone fires there)")
     ap.add_argument("--dir", default="/tmp/p2q-writer-instr", help="--instructions: the scratch cluster")
     ap.add_argument("--function", help="the function that function configurations (nosets, noexc, ...) change,"
                     " e.g. p2q_insert_w (the INSERT statement trigger's); default: the pinned row function")

@@ -13,10 +13,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 BIN = os.environ.get("P2Q_BIN", str(ROOT / "build" / "pg2qdrant"))
 
 
-def create(db, schema=None, force=False, locale=None):
+def create(db, schema=None, force=False, locale=None, partitioned=False):
     """Drop (WITH (FORCE) when force) and create database db (with locale: from template0 with that
     LOCALE, e.g. en_US.UTF-8), then install the outbox (in schema, default the config's) and rule w's
-    trigger."""
+    trigger. partitioned: w is partitioned by range of id, one partition w_0 takes every row (the
+    row trigger's clone on w_0 fires: capture_relid.c's partition test)."""
     with psycopg.connect(dbname="postgres", autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{db}"' + (" WITH (FORCE)" if force else ""))
         c.execute(f'CREATE DATABASE "{db}"' + (f" TEMPLATE template0 LOCALE '{locale}'" if locale else ""))
@@ -27,7 +28,10 @@ def create(db, schema=None, force=False, locale=None):
                        "collection = w\ncolumns = id\n")
         env = dict(os.environ, PGDATABASE=db)
         with psycopg.connect(dbname=db, autocommit=True) as c:
-            c.execute("CREATE TABLE w (id bigint PRIMARY KEY, note text, emb real[])")
+            c.execute("CREATE TABLE w (id bigint PRIMARY KEY, note text, emb real[])"
+                      + (" PARTITION BY RANGE (id)" if partitioned else ""))
+            if partitioned:
+                c.execute("CREATE TABLE w_0 PARTITION OF w FOR VALUES FROM (MINVALUE) TO (MAXVALUE)")
         subprocess.run([BIN, "-c", str(ini), "init"], env=env, check=True, capture_output=True)
         sql = subprocess.run([BIN, "-c", str(ini), "apply", "--dry-run"], env=env, capture_output=True, text=True).stdout
         subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", db], input=sql, text=True, check=True,

@@ -167,7 +167,7 @@ static int unpinned_stmt_function(p2q_buf_t *out, const p2q_rule_config_t *r, co
                         "    FROM pg_catalog.pg_attribute a WHERE a.attrelid = ", upsert ? "NEW" : "OLD");
   p2q_sql_literal(&body, qtable);
   p2q_buf_printf(&body, "::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped AND (%s)\n"
-                        "    HAVING pg_catalog.count(*) = %d;\n  IF g IS NOT NULL THEN\n    EXECUTE pg_catalog.replace(",
+                        "    HAVING pg_catalog.count(*) = %d;\n  IF g IS NOT NULL THEN\n    EXECUTE pg_catalog.replace(pg_catalog.replace(",
                  p2q_buf_str(&cond), n);
   const char *part[3] = {create.data, m1 + 1, m2 + 1};
   size_t len[3] = {(size_t)(m1 - create.data), (size_t)(m2 - m1 - 1), strlen(m2 + 1)};
@@ -179,9 +179,8 @@ static int unpinned_stmt_function(p2q_buf_t *out, const p2q_rule_config_t *r, co
     p2q_buf_free(&t);
   }
   if (rc) goto fail;
-  p2q_buf_puts(&body, ", pg_catalog.chr(2), "); /* the table's oid in the guard (capture_relid.c) */
-  p2q_capture_relid_oid(&body, qtable);
-  p2q_buf_puts(&body, ");\n  END IF;\nEND\n");
+  p2q_capture_relid_splice(&body, qtable); /* the table's oid and partitions in the guard (capture_relid.c) */
+  p2q_buf_puts(&body, ";\n  END IF;\nEND\n");
   p2q_buf_puts(out, "DO ");
   rc = append_quoted(out, &body);
 fail:
@@ -634,7 +633,9 @@ int p2q_capture_installed_sql(const p2q_rule_config_t *r, const char *schema, p2
      pg_dump (new oids), where the functions' slow test finds the table by name until this apply
      installs them again (the events unchanged: nothing enqueued) */
   p2q_buf_puts(out, " AND (SELECT pg_catalog.strpos(f.prosrc, '''' || p.tgrelid::pg_catalog.oid::pg_catalog.text ||"
-                    " '''::pg_catalog.oid') > 0 FROM pg_catalog.pg_proc f WHERE f.oid = p.tgfoid)");
+                    " '''::pg_catalog.oid') > 0 AND NOT EXISTS (SELECT FROM pg_catalog.pg_partition_tree(p.tgrelid) t"
+                    " WHERE t.relid::pg_catalog.oid <> p.tgrelid AND f.prosrc !~ ('[{,]' ||"
+                    " t.relid::pg_catalog.oid::pg_catalog.text || '[,}]')) FROM pg_catalog.pg_proc f WHERE f.oid = p.tgfoid)");
   p2q_buf_puts(out, " FROM pg_catalog.pg_trigger p WHERE p.tgrelid = pg_catalog.to_regclass(");
   p2q_sql_literal(out, qt.data);
   p2q_buf_puts(out, ") AND p.tgname = ");

@@ -33,10 +33,13 @@ int p2q_capture_gate_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *
    event) when the trigger fires on a table that is neither the rule's nor a partition of it;
    P2Q_CAPTURE_RELID_MARK stands for the table's oid until p2q_capture_relid_install(). */
 #define P2Q_CAPTURE_RELID_MARK "\x02"
+#define P2Q_CAPTURE_PARTS_MARK "\x03" /* the partitions' test (capture_relid.c), once a guard */
 void p2q_capture_relid_guard(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, const char *kind,
                              int max_attempts);
-/* The table's oid as text, found when the script runs (qtable: p2q_sql_qualified). */
-void p2q_capture_relid_oid(p2q_buf_t *b, const char *qtable);
+/* Closes "pg_catalog.replace(pg_catalog.replace(<function text>": the table's oid in place of
+   P2Q_CAPTURE_RELID_MARK, its partitions' test in place of P2Q_CAPTURE_PARTS_MARK, both found when
+   the script runs (qtable: p2q_sql_qualified). */
+void p2q_capture_relid_splice(p2q_buf_t *b, const char *qtable);
 /* Append create (a CREATE FUNCTION and its ";\n"), through a DO block that puts r's table oid in
    place of every mark when it holds one. 0 or an error. */
 int p2q_capture_relid_install(p2q_buf_t *out, const p2q_buf_t *create, const p2q_rule_config_t *r);

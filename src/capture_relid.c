@@ -11,8 +11,9 @@
  * ATTACH PARTITION would fail.
  *
  * So each trigger function's first statement is p2q_capture_relid_guard():
- * - fast: TG_RELID, TG_TABLE_NAME and TG_TABLE_SCHEMA equal the table's oid and names (a plpgsql
- *   simple expression, no query). The oid is written into the function when `apply` installs it
+ * - fast: TG_RELID, TG_TABLE_NAME and TG_TABLE_SCHEMA equal the table's oid and names, or those of
+ *   one of its partitions as `apply` found them (P2Q_CAPTURE_PARTS_MARK; a plpgsql simple
+ *   expression, no query). The oid is written into the function when `apply` installs it
  *   (a '<table>'::regclass constant would be parsed again after a plan invalidation and raise
  *   after a rename): the body holds P2Q_CAPTURE_RELID_MARK, p2q_capture_relid_install() wraps the
  *   CREATE FUNCTION in a DO block that replaces it. The names as well: after a restore into another
@@ -100,7 +101,7 @@ void p2q_capture_relid_guard(p2q_buf_t *b, const p2q_rule_config_t *r, const cha
   p2q_sql_literal(b, n);
   p2q_buf_puts(b, "::pg_catalog.name AND TG_TABLE_SCHEMA OPERATOR(pg_catalog.=) ");
   p2q_sql_literal(b, s);
-  p2q_buf_puts(b, "::pg_catalog.name) THEN -- not the table itself: capture_relid.c\n    DECLARE\n"
+  p2q_buf_puts(b, "::pg_catalog.name" P2Q_CAPTURE_PARTS_MARK ") THEN -- not the table itself: capture_relid.c\n    DECLARE\n"
                   "      p2q_ok pg_catalog.int4 := ");
   p2q_sql_ident(b, schema);
   p2q_buf_puts(b, ".sync_outbox_capture_accepts(TG_RELID, TG_NAME, " OID_IS ", ");
@@ -135,9 +136,34 @@ void p2q_capture_relid_guard(p2q_buf_t *b, const p2q_rule_config_t *r, const cha
   free(n);
 }
 
-void p2q_capture_relid_oid(p2q_buf_t *b, const char *qtable) {
+/* The partitions' fast test, a text the install's DO block computes from pg_partition_tree: ""
+   for a table without partitions, else " OR COALESCE(names[array_position(oids, TG_RELID)] =
+   TG_TABLE_NAME AND schemas[…] = TG_TABLE_SCHEMA, false)" over the partitions at every depth as
+   they are now (each oid paired with its own names, so a stale oid alone, after a restore, passes
+   no more than for the table itself; one not found, or NULL, is false: the slow test decides). */
+static void parts_text(p2q_buf_t *b, const char *qtable) {
+  p2q_buf_puts(b, "(SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 0 THEN '' ELSE pg_catalog.format("
+                  "' OR COALESCE((%1$s::pg_catalog.name[])[pg_catalog.array_position(%2$s::pg_catalog.oid[], TG_RELID)]"
+                  " OPERATOR(pg_catalog.=) TG_TABLE_NAME AND (%3$s::pg_catalog.name[])[pg_catalog.array_position("
+                  "%2$s::pg_catalog.oid[], TG_RELID)] OPERATOR(pg_catalog.=) TG_TABLE_SCHEMA, false)',"
+                  " pg_catalog.quote_literal(pg_catalog.array_agg(c.relname ORDER BY c.oid)::pg_catalog.text),"
+                  " pg_catalog.quote_literal(pg_catalog.array_agg(c.oid ORDER BY c.oid)::pg_catalog.text),"
+                  " pg_catalog.quote_literal(pg_catalog.array_agg(n.nspname ORDER BY c.oid)::pg_catalog.text)) END"
+                  " FROM pg_catalog.pg_partition_tree(");
   p2q_sql_literal(b, qtable);
-  p2q_buf_puts(b, "::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text");
+  p2q_buf_puts(b, "::pg_catalog.regclass) p JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid"
+                  " JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
+                  " WHERE p.relid OPERATOR(pg_catalog.<>) ");
+  p2q_sql_literal(b, qtable);
+  p2q_buf_puts(b, "::pg_catalog.regclass)");
+}
+
+void p2q_capture_relid_splice(p2q_buf_t *b, const char *qtable) {
+  p2q_buf_puts(b, ", pg_catalog.chr(2), ");
+  p2q_sql_literal(b, qtable);
+  p2q_buf_puts(b, "::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text), pg_catalog.chr(3), ");
+  parts_text(b, qtable);
+  p2q_buf_puts(b, ")");
 }
 
 int p2q_capture_relid_install(p2q_buf_t *out, const p2q_buf_t *create, const p2q_rule_config_t *r) {
@@ -147,15 +173,15 @@ int p2q_capture_relid_install(p2q_buf_t *out, const p2q_buf_t *create, const p2q
     p2q_buf_puts(out, create->data);
     return p2q_buf_error(out);
   }
-  if (n != MARKS) return P2Q_EINVAL; /* the mark's byte also in a name or filter of the config */
+  if (n != MARKS || p2q_sql_count(create->data, P2Q_CAPTURE_PARTS_MARK) != 1)
+    return P2Q_EINVAL; /* a mark's byte also in a name or filter of the config */
   p2q_buf_t qt = P2Q_BUF_INIT, body = P2Q_BUF_INIT;
   int rc = p2q_sql_qualified(&qt, r->table);
   if (rc) goto fail;
-  p2q_buf_puts(&body, "\nBEGIN\n  EXECUTE pg_catalog.replace(");
+  p2q_buf_puts(&body, "\nBEGIN\n  EXECUTE pg_catalog.replace(pg_catalog.replace(");
   if ((rc = p2q_sql_dollar_quote(&body, create->data))) goto fail;
-  p2q_buf_puts(&body, ", pg_catalog.chr(2), ");
-  p2q_capture_relid_oid(&body, qt.data);
-  p2q_buf_puts(&body, ");\nEND\n");
+  p2q_capture_relid_splice(&body, qt.data);
+  p2q_buf_puts(&body, ";\nEND\n");
   if ((rc = p2q_buf_error(&body))) goto fail;
   p2q_buf_puts(out, "DO ");
   if ((rc = p2q_sql_dollar_quote(out, body.data))) goto fail;

@@ -240,7 +240,7 @@ static void test_unpinned_statement_sql(void **state) {
                                      " AND a.attnum > 0 AND NOT a.attisdropped AND ((a.attname = 'id' AND a.atttypid = ANY ('{boolean,");
   const char *vec = after(choice, " OR (a.attname = 'embedding' AND a.atttypid = 'real[]'::regtype))\n"
                                   "    HAVING pg_catalog.count(*) = 4;\n  IF g IS NOT NULL THEN\n"
-                                  "    EXECUTE pg_catalog.replace($p2q_1$CREATE OR REPLACE FUNCTION \"public\".\"p2q_insert_docs\"() RETURNS trigger\n"
+                                  "    EXECUTE pg_catalog.replace(pg_catalog.replace($p2q_1$CREATE OR REPLACE FUNCTION \"public\".\"p2q_insert_docs\"() RETURNS trigger\n"
                                   "LANGUAGE plpgsql SECURITY DEFINER AS $p2q$\nDECLARE\n  old_ok pg_catalog.bool := false;\n");
   const char *tz = strstr(choice, "timestamp with time zone"), *fl = strstr(choice, "double precision");
   assert_true((tz == NULL || tz > vec) && (fl == NULL || fl > vec)); /* no setting-dependent type */
@@ -249,7 +249,7 @@ static void test_unpinned_statement_sql(void **state) {
   /* the first statement: the table's oid (capture_relid.c), the mark replaced when the script runs */
   const char *relid = after(vec, "  p2q_n pg_catalog.int8 := 0;\nBEGIN\n  IF NOT (TG_RELID OPERATOR(pg_catalog.=) '\x02'::pg_catalog.oid"
                                  " AND TG_TABLE_NAME OPERATOR(pg_catalog.=) 'docs'::pg_catalog.name AND TG_TABLE_SCHEMA"
-                                 " OPERATOR(pg_catalog.=) 'public'::pg_catalog.name) THEN");
+                                 " OPERATOR(pg_catalog.=) 'public'::pg_catalog.name\x03) THEN"); /* \x03: the partitions' test */
   /* refused: the statement's rows (its own transition table) to sync_outbox_dead, a WARNING */
   after(relid, "\"public\".sync_outbox_capture_accepts(TG_RELID, TG_NAME, '\x02'::pg_catalog.oid, 'public', 'docs', 'insert');\n");
   after(relid, "pg_catalog.jsonb_build_object('id', CASE WHEN pg_catalog.pg_typeof(p2q_r.\"id\")::pg_catalog.oid"
@@ -271,8 +271,12 @@ static void test_unpinned_statement_sql(void **state) {
   after(set, "      GET DIAGNOSTICS p2q_n = ROW_COUNT;\n      IF p2q_n OPERATOR(pg_catalog.>) 0 THEN\n");
   const char *rest = after(set, "  FOR NEW IN SELECT * FROM p2q_new LOOP\n    probe := \"public\".\"p2q_pinned_docs\"('INSERT',"
                                 " NEW, NULL);\n  END LOOP;\n  RETURN NULL;\nEND\n$p2q$;\n$p2q_1$, pg_catalog.chr(2),"
-                                " '\"public\".\"docs\"'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text);\n"
-                                "  END IF;\nEND\n$p2q_2$;\n");
+                                " '\"public\".\"docs\"'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text), pg_catalog.chr(3),"
+                                " (SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 0 THEN '' ELSE pg_catalog.format(");
+  after(rest, " FROM pg_catalog.pg_partition_tree('\"public\".\"docs\"'::pg_catalog.regclass) p JOIN pg_catalog.pg_class c"
+              " ON c.oid OPERATOR(pg_catalog.=) p.relid JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=)"
+              " c.relnamespace WHERE p.relid OPERATOR(pg_catalog.<>) '\"public\".\"docs\"'::pg_catalog.regclass));\n"
+              "  END IF;\nEND\n$p2q_2$;\n");
   const char *slow = strstr(one, "json_each(row_to_json(NEW))"); /* no slow path by name: it is the pinned function's */
   assert_true(slow == NULL || slow > rest);
   /* the DELETE function: the key's types only, over OLD */
@@ -432,18 +436,21 @@ static void test_gate_sql(void **state) {
   r = rule(); /* with a filter */
   assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
   assert_null(strstr(p2q_buf_str(&b), "\"p2q_pinned_docs\"(tg_op"));
-  assert_non_null(strstr(p2q_buf_str(&b), "::pg_catalog.oid::pg_catalog.text);\nEND\n$p2q_2$;\n"
+  assert_non_null(strstr(p2q_buf_str(&b), "'\"public\".\"docs\"'::pg_catalog.regclass));\nEND\n$p2q_2$;\n"
                                           "DROP FUNCTION IF EXISTS \"public\".\"p2q_pinned_docs\"(text, record, record);\n"));
   p2q_buf_free(&b);
   r.filter = "title <> '\x02'"; /* the oid's mark (capture_relid.c) in the config: refused, not replaced */
+  assert_int_not_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
+  p2q_buf_free(&b);
+  r.filter = "title <> '\x03'"; /* the partitions' mark likewise */
   assert_int_not_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
   p2q_buf_free(&b);
   r = rule();
   assert_int_equal(p2q_capture_installed_sql(&r, "public", &b), 0);
   /* and the row trigger's function holds the table's oid (a restored pg_dump: reinstalled) */
   assert_non_null(strstr(p2q_buf_str(&b), "SELECT true AND (SELECT pg_catalog.strpos(f.prosrc, '''' ||"
-                                          " p.tgrelid::pg_catalog.oid::pg_catalog.text || '''::pg_catalog.oid') > 0"
-                                          " FROM pg_catalog.pg_proc f WHERE f.oid = p.tgfoid) FROM pg_catalog.pg_trigger p WHERE"));
+                                          " p.tgrelid::pg_catalog.oid::pg_catalog.text || '''::pg_catalog.oid') > 0 AND NOT EXISTS (SELECT FROM"
+                                          " pg_catalog.pg_partition_tree(p.tgrelid) t WHERE"));
   p2q_buf_free(&b);
   assert_int_equal(p2q_capture_drop_sql("docs", "public.docs", "out", &b), 0);
   assert_non_null(strstr(p2q_buf_str(&b), "DROP FUNCTION IF EXISTS \"out\".\"p2q_pinned_docs\"(text, record, record);"));
