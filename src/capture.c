@@ -633,9 +633,11 @@ int p2q_capture_installed_sql(const p2q_rule_config_t *r, const char *schema, p2
      pg_dump (new oids), where the functions' slow test finds the table by name until this apply
      installs them again (the events unchanged: nothing enqueued) */
   p2q_buf_puts(out, " AND (SELECT pg_catalog.strpos(f.prosrc, '''' || p.tgrelid::pg_catalog.oid::pg_catalog.text ||"
-                    " '''::pg_catalog.oid') > 0 AND NOT EXISTS (SELECT FROM pg_catalog.pg_partition_tree(p.tgrelid) t"
-                    " WHERE t.relid::pg_catalog.oid <> p.tgrelid AND f.prosrc !~ ('[{,]' ||"
-                    " t.relid::pg_catalog.oid::pg_catalog.text || '[,}]')) FROM pg_catalog.pg_proc f WHERE f.oid = p.tgfoid)");
+                    " '''::pg_catalog.oid') > 0 FROM pg_catalog.pg_proc f WHERE f.oid = p.tgfoid)");
+  /* <partitions>: every partition of the table is in the functions' fast test (capture_relid.c) */
+  p2q_buf_puts(out, ", NOT EXISTS (SELECT FROM pg_catalog.pg_partition_tree(p.tgrelid) t, pg_catalog.pg_proc f"
+                    " WHERE f.oid = p.tgfoid AND t.relid::pg_catalog.oid <> p.tgrelid AND f.prosrc !~ ('[{,]' ||"
+                    " t.relid::pg_catalog.oid::pg_catalog.text || '[,}]'))");
   p2q_buf_puts(out, " FROM pg_catalog.pg_trigger p WHERE p.tgrelid = pg_catalog.to_regclass(");
   p2q_sql_literal(out, qt.data);
   p2q_buf_puts(out, ") AND p.tgname = ");

@@ -72,13 +72,14 @@ static void dead_insert(p2q_buf_t *b, const p2q_rule_config_t *r, const char *sc
   p2q_buf_puts(b, "INSERT INTO ");
   p2q_sql_ident(b, schema);
   p2q_buf_puts(b, ".sync_outbox_dead (id, event_type, routing_key, rule, source_table, row_key, op, payload,"
-                  " attempts, max_attempts, last_error, created_at) SELECT pg_catalog.nextval(");
-  p2q_buf_t seq = P2Q_BUF_INIT;
-  p2q_sql_ident(&seq, schema);
-  p2q_buf_puts(&seq, ".sync_outbox_id_seq");
-  p2q_sql_literal(b, seq.data);
-  p2q_buf_free(&seq);
-  p2q_buf_puts(b, "::pg_catalog.regclass), ");
+                  " attempts, max_attempts, last_error, created_at) SELECT pg_catalog.nextval("
+                  "pg_catalog.pg_get_serial_sequence(");
+  p2q_buf_t outbox = P2Q_BUF_INIT; /* the events' own sequence: a dead letter's id is an event's */
+  p2q_sql_ident(&outbox, schema);
+  p2q_buf_puts(&outbox, ".sync_outbox");
+  p2q_sql_literal(b, outbox.data);
+  p2q_buf_free(&outbox);
+  p2q_buf_puts(b, ", 'id')::pg_catalog.regclass), ");
   p2q_sql_literal(b, r->event_type ? r->event_type : r->name);
   p2q_buf_puts(b, ", NULL, ");
   p2q_sql_literal(b, r->name);

@@ -285,13 +285,14 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
   /* unchanged = same definition and table signature, and the triggers still on the table as this
      apply would install them (a dropped and recreated table lost them; another AFTER INSERT or
      DELETE trigger created since moves them back to the row trigger: p2q_capture_installed_sql) */
-  int same = 0, has_trigger = 0, complete = 0, refresh = 0;
+  int same = 0, has_trigger = 0, complete = 0, refresh = 0, parts = 0;
   if (prev) {
     p2q_buf_reset(&trig);
     if (p2q_capture_installed_sql(r, cfg->pg_schema, &trig)) { snprintf(err, sizeof err, "out of memory"); free(prev); goto report; }
     res = query(conn, trig.data, 0, NULL, err, sizeof err);
     has_trigger = res && PQntuples(res) == 1;
     complete = has_trigger && !strcmp(PQgetvalue(res, 0, 0), "t"); /* the gate's pinned function too */
+    parts = has_trigger && !strcmp(PQgetvalue(res, 0, 1), "t");
     PQclear(res);
     res = NULL;
     const char *pfp0 = recorded_fingerprint(prev);
@@ -310,8 +311,11 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
     if (refresh && record_rule(conn, q.data, r->name, def.data, qt.data, err, sizeof err)) goto report;
     int added = truncate_triggers(conn, cfg, r, check.data, err, sizeof err);
     if (added < 0) goto report;
-    if (added) printf("rule %s: unchanged; TRUNCATE trigger added to %d new partition(s)\n", r->name, added);
-    else printf("rule %s: unchanged\n", r->name);
+    /* partitions created since: into the functions' fast test (capture_relid.c), nothing enqueued */
+    if (!parts && install_rule(conn, check.data, install.data, err, sizeof err)) goto report;
+    const char *fn = parts ? "" : "; its functions re-installed with the table's partitions";
+    if (added) printf("rule %s: unchanged; TRUNCATE trigger added to %d new partition(s)%s\n", r->name, added, fn);
+    else printf("rule %s: unchanged%s\n", r->name, fn);
     rc = 0;
     goto out;
   }

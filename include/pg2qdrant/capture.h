@@ -156,8 +156,10 @@ int p2q_capture_columns_sql(const p2q_rule_config_t *rule, p2q_buf_t *out);
    install them now (the row trigger, and the statement-level INSERT and DELETE triggers only while
    the table still fits them, see capture.c); none tells `apply` to install them again. <complete>
    (boolean) is false when the pinned function behind a rule's gate is gone (dropped by hand: the
-   changes it would have written failed their statements, none was missed): the code is installed
-   again, nothing enqueued. */
+   changes it would have written failed their statements, none was missed), or when the row
+   trigger's function does not hold the table's oid (a restored dump): the code is installed
+   again, nothing enqueued. A second column <partitions> (boolean) is false when a partition of
+   the table is missing from the functions' fast test (capture_relid.c): installed again too. */
 int p2q_capture_installed_sql(const p2q_rule_config_t *rule, const char *schema, p2q_buf_t *out);
 int p2q_capture_drift_sql(const p2q_rule_config_t *rule, const char *schema, p2q_buf_t *out);
 /*

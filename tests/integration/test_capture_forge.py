@@ -264,7 +264,7 @@ def test_application_partitions_still_capture(make_daemon, db, pgdb):
         # the fast one (its check of the installed functions sees them missing), and then none does
         assert accepts_calls(db) > 0
         out = d.cli("apply", "--no-backfill").stdout
-        assert out.count("trigger re-installed") == 2, out
+        assert out.count("its functions re-installed with the table's partitions") == 2, out
         db.execute("DELETE FROM sync_outbox")
         db.execute("SELECT pg_stat_reset()")
         db.execute(f'SET ROLE "{app}"')

@@ -449,8 +449,8 @@ static void test_gate_sql(void **state) {
   assert_int_equal(p2q_capture_installed_sql(&r, "public", &b), 0);
   /* and the row trigger's function holds the table's oid (a restored pg_dump: reinstalled) */
   assert_non_null(strstr(p2q_buf_str(&b), "SELECT true AND (SELECT pg_catalog.strpos(f.prosrc, '''' ||"
-                                          " p.tgrelid::pg_catalog.oid::pg_catalog.text || '''::pg_catalog.oid') > 0 AND NOT EXISTS (SELECT FROM"
-                                          " pg_catalog.pg_partition_tree(p.tgrelid) t WHERE"));
+                                          " p.tgrelid::pg_catalog.oid::pg_catalog.text || '''::pg_catalog.oid') > 0 FROM pg_catalog.pg_proc f"
+                                          " WHERE f.oid = p.tgfoid), NOT EXISTS (SELECT FROM pg_catalog.pg_partition_tree(p.tgrelid) t,"));
   p2q_buf_free(&b);
   assert_int_equal(p2q_capture_drop_sql("docs", "public.docs", "out", &b), 0);
   assert_non_null(strstr(p2q_buf_str(&b), "DROP FUNCTION IF EXISTS \"out\".\"p2q_pinned_docs\"(text, record, record);"));
