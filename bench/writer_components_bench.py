@@ -29,6 +29,9 @@ table w, and sync_outbox changed by DDL between runs, one change per configurati
   backlog       100,000 events pending before the rows are written (keys id 1..100,000, the rows'
                 among them; --instructions only: a CPU-time run truncates the outbox)
   notrig1       --partitioned's notrig: no row trigger (it is the only capture trigger there)
+  noparts       with --partitioned --function p2q_capture_w: the gate without the partitions' fast
+                test (capture_relid.c), so every row takes the slow test sync_outbox_capture_accepts,
+                as a partition created since `apply`, a renamed or a restored table does
   norouting, nopkey, noclaim   without that index;  ff100   fillfactor 100 instead of 50
   slice         + stage 2's slice index (session15-lead.md, S1): sync_outbox_slice_idx (event_type,
                 ((jsonb_hash_extended(row_key, 0) & 63)::int), id), an expression index (no column);
@@ -176,6 +179,8 @@ def variant(orig, part):
         d = orig.replace(NOTIFY_STMT, "")
     elif part == "notifycase":
         d = orig.replace("VALUES ('w', ", f"VALUES ({NOTIFY_CASE}, ")
+    elif part == "noparts":  # the guard's partitions' fast test taken out: every partition's row takes the slow test
+        d = re.sub(r" OR COALESCE\(\(.*?TG_TABLE_SCHEMA, false\)", "", orig, count=1)
     else:
         raise SystemExit(f"unknown configuration {part}")
     assert d != orig, part

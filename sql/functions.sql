@@ -1055,32 +1055,78 @@ $p2q$;
 -- statement's rows: the caller writes them to sync_outbox_dead), -1 when not (nothing to read).
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_capture_accepts(p_relid oid, p_tgname name, p_oid oid,
     p_schema name, p_table name, p_kind text)
-RETURNS integer LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $p2q$
-  WITH RECURSIVE up AS (
-    SELECT t.tgparentid, t.tgrelid, t.tgfoid, 0 AS depth FROM pg_catalog.pg_trigger t
-     WHERE t.tgrelid = p_relid AND t.tgname = p_tgname
-    UNION ALL
-    SELECT t.tgparentid, t.tgrelid, t.tgfoid, up.depth + 1 FROM pg_catalog.pg_trigger t JOIN up ON t.oid = up.tgparentid
-     WHERE up.depth < 64
-  ), anc AS (
-    SELECT up.tgrelid AS relid, 0 AS depth FROM up WHERE up.tgparentid = 0
-    UNION ALL
-    SELECT i.inhparent, anc.depth + 1 FROM pg_catalog.pg_inherits i JOIN anc ON i.inhrelid = anc.relid WHERE anc.depth < 64
-  ), named AS (
-    SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relname = p_table AND n.nspname = p_schema
-  ), fired AS (
-    SELECT t.tgfoid, CASE p_kind
-      WHEN 'row' THEN t.tgtype & 67 = 1
-      WHEN 'insert' THEN t.tgtype & 71 = 4 AND t.tgnewtable = 'p2q_new'
-      WHEN 'delete' THEN t.tgtype & 75 = 8 AND t.tgoldtable = 'p2q_old'
-      WHEN 'truncate' THEN t.tgtype & 32 = 32
-      ELSE false END AS kind_ok
-      FROM pg_catalog.pg_trigger t WHERE t.tgrelid = p_relid AND t.tgname = p_tgname
-  )
-  SELECT CASE WHEN NOT COALESCE((SELECT f.kind_ok FROM fired f), false) THEN -1
-    WHEN (p_oid IN (SELECT anc.relid FROM anc) AND NOT EXISTS (SELECT FROM named WHERE named.oid <> p_oid))
-      OR (EXISTS (SELECT FROM anc JOIN named ON named.oid = anc.relid)
-          AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t, fired f WHERE t.tgrelid = p_oid AND t.tgfoid = f.tgfoid))
-    THEN 1 ELSE 0 END
+RETURNS integer LANGUAGE plpgsql STABLE AS $p2q$
+-- plpgsql, its plans kept for the session, and no SET clause (a SQL function with one is never
+-- inlined: it started its recursive CTEs' plan again on every call, ~354,000 instructions a row):
+-- every name and operator is pg_catalog-qualified instead, as the caller's search_path applies.
+-- The common case (a partition's clone of the table's trigger) is three single-row catalog reads.
+-- Nothing here raises: every SELECT INTO finds at most one row, and no cast.
+DECLARE
+  v_foid pg_catalog.oid;     -- the fired trigger's function
+  v_kind pg_catalog.bool;    -- the fired trigger is of p_kind
+  v_up pg_catalog.oid;       -- the parent of the trigger reached (0: that one is the root)
+  v_root pg_catalog.oid;     -- the table of the trigger reached: the root's, once v_up = 0
+  v_named pg_catalog.oid;    -- the table called p_schema.p_table now
+  v_depth pg_catalog.int4 := 0;
+BEGIN
+  SELECT t.tgfoid, CASE WHEN p_kind OPERATOR(pg_catalog.=) 'row'
+                          THEN (t.tgtype OPERATOR(pg_catalog.&) 67) OPERATOR(pg_catalog.=) 1
+                        WHEN p_kind OPERATOR(pg_catalog.=) 'insert'
+                          THEN (t.tgtype OPERATOR(pg_catalog.&) 71) OPERATOR(pg_catalog.=) 4
+                               AND t.tgnewtable OPERATOR(pg_catalog.=) 'p2q_new'
+                        WHEN p_kind OPERATOR(pg_catalog.=) 'delete'
+                          THEN (t.tgtype OPERATOR(pg_catalog.&) 75) OPERATOR(pg_catalog.=) 8
+                               AND t.tgoldtable OPERATOR(pg_catalog.=) 'p2q_old'
+                        WHEN p_kind OPERATOR(pg_catalog.=) 'truncate'
+                          THEN (t.tgtype OPERATOR(pg_catalog.&) 32) OPERATOR(pg_catalog.=) 32
+                        ELSE false END, t.tgparentid, t.tgrelid
+    INTO v_foid, v_kind, v_up, v_root
+    FROM pg_catalog.pg_trigger t
+   WHERE t.tgrelid OPERATOR(pg_catalog.=) p_relid AND t.tgname OPERATOR(pg_catalog.=) p_tgname;
+  IF NOT COALESCE(v_kind, false) THEN
+    RETURN -1;
+  END IF;
+  -- up to the root trigger (a clone of a clone: a sub-partition), at most 64 levels
+  WHILE v_up OPERATOR(pg_catalog.<>) 0 AND v_depth OPERATOR(pg_catalog.<) 64 LOOP
+    SELECT u.tgparentid, u.tgrelid INTO v_up, v_root FROM pg_catalog.pg_trigger u WHERE u.oid OPERATOR(pg_catalog.=) v_up;
+    v_depth := v_depth OPERATOR(pg_catalog.+) 1;
+  END LOOP;
+  IF v_up IS DISTINCT FROM 0 THEN
+    RETURN 0; -- no root trigger: nothing holds the rule's table
+  END IF;
+  -- one statement each, single-table lookups: an executor start costs per plan node (a join of
+  -- the first two was ~60,000 instructions more a call)
+  SELECT c.oid INTO v_named FROM pg_catalog.pg_class c
+   WHERE c.relname OPERATOR(pg_catalog.=) p_table AND c.relnamespace OPERATOR(pg_catalog.=)
+         (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) p_schema);
+  -- (b): the rule's name names another table than p_oid: it is the one looked for, unless p_oid
+  -- still carries a trigger of this function of its own (not a clone) and is not one of the named
+  -- table's partitions (after a restore the stale oid can be a partition's now: rv15b H3)
+  IF v_named OPERATOR(pg_catalog.<>) p_oid THEN
+    IF EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) p_oid
+                  AND t.tgfoid OPERATOR(pg_catalog.=) v_foid AND t.tgparentid OPERATOR(pg_catalog.=) 0)
+       AND NOT EXISTS (WITH RECURSIVE anc AS (
+      SELECT i.inhparent AS relid, 1 AS depth FROM pg_catalog.pg_inherits i WHERE i.inhrelid OPERATOR(pg_catalog.=) p_oid
+      UNION ALL
+      SELECT i.inhparent, anc.depth OPERATOR(pg_catalog.+) 1 FROM pg_catalog.pg_inherits i JOIN anc
+          ON i.inhrelid OPERATOR(pg_catalog.=) anc.relid WHERE anc.depth OPERATOR(pg_catalog.<) 64)
+      SELECT FROM anc WHERE anc.relid OPERATOR(pg_catalog.=) v_named) THEN
+      RETURN 0;
+    END IF;
+    p_oid := v_named;
+  END IF;
+  -- (a), or (b) with p_oid now the named table: the root trigger's table or one of its ancestors
+  IF v_root OPERATOR(pg_catalog.=) p_oid THEN
+    RETURN 1;
+  END IF;
+  IF EXISTS (WITH RECURSIVE anc AS (
+      SELECT i.inhparent AS relid, 1 AS depth FROM pg_catalog.pg_inherits i WHERE i.inhrelid OPERATOR(pg_catalog.=) v_root
+      UNION ALL
+      SELECT i.inhparent, anc.depth OPERATOR(pg_catalog.+) 1 FROM pg_catalog.pg_inherits i JOIN anc
+          ON i.inhrelid OPERATOR(pg_catalog.=) anc.relid WHERE anc.depth OPERATOR(pg_catalog.<) 64)
+      SELECT FROM anc WHERE anc.relid OPERATOR(pg_catalog.=) p_oid) THEN
+    RETURN 1;
+  END IF;
+  RETURN 0;
+END
 $p2q$;

@@ -105,15 +105,16 @@ void p2q_capture_relid_guard(p2q_buf_t *b, const p2q_rule_config_t *r, const cha
   p2q_buf_puts(b, "::pg_catalog.name" P2Q_CAPTURE_PARTS_MARK ") THEN -- not the table itself: capture_relid.c\n    DECLARE\n"
                   "      p2q_ok pg_catalog.int4 := ");
   p2q_sql_ident(b, schema);
-  p2q_buf_puts(b, ".sync_outbox_capture_accepts(TG_RELID, TG_NAME, " OID_IS ", ");
+  p2q_buf_puts(b, ".sync_outbox_capture_accepts(TG_RELID, TG_NAME, " OID_IS ", "); /* typed: no overload wins (rv15b L1) */
   p2q_sql_literal(b, s);
-  p2q_buf_puts(b, ", ");
+  p2q_buf_puts(b, "::pg_catalog.name, ");
   p2q_sql_literal(b, n);
-  p2q_buf_printf(b, ", '%s');\n      p2q_why pg_catalog.text := pg_catalog.format(", kind);
+  p2q_buf_printf(b, "::pg_catalog.name, '%s'::pg_catalog.text);\n      p2q_why pg_catalog.text;\n      p2q_dead pg_catalog.int8 := 0;\n    BEGIN\n"
+                    "      IF p2q_ok OPERATOR(pg_catalog.<>) 1 THEN\n        p2q_why := pg_catalog.format(", kind);
   p2q_sql_literal(b, "pg2qdrant: trigger %s on %s.%s is not on rule %s's table: not applied");
   p2q_buf_puts(b, ", TG_NAME, TG_TABLE_SCHEMA, TG_TABLE_NAME, ");
   p2q_sql_literal(b, r->name);
-  p2q_buf_puts(b, ");\n      p2q_dead pg_catalog.int8 := 0;\n    BEGIN\n      IF p2q_ok OPERATOR(pg_catalog.<>) 1 THEN\n");
+  p2q_buf_puts(b, "); -- only when refused: an accepted call pays no format()\n");
   if (strcmp(kind, "truncate")) {
     p2q_buf_puts(b, "        IF p2q_ok OPERATOR(pg_catalog.=) 0 THEN\n          BEGIN\n            ");
     if (!strcmp(kind, "row")) {
@@ -137,26 +138,32 @@ void p2q_capture_relid_guard(p2q_buf_t *b, const p2q_rule_config_t *r, const cha
   free(n);
 }
 
-/* The partitions' fast test, a text the install's DO block computes from pg_partition_tree: ""
+/* The partitions' fast test, a text the install's DO block computes from pg_partition_tree and
+   splices into the dollar-quoted function text (rv15b H1): so only partitions whose names are
+   made of [a-z0-9_] are listed (a name holding the tag, `$p2q$`, would end the body and run the
+   rest as the apply role; the others take the slow test), and a text holding a `$` anyway is NULL:
+   EXECUTE NULL fails `apply`, never a write. ""
    for a table without partitions, else " OR COALESCE(names[array_position(oids, TG_RELID)] =
    TG_TABLE_NAME AND schemas[…] = TG_TABLE_SCHEMA, false)" over the partitions at every depth as
    they are now (each oid paired with its own names, so a stale oid alone, after a restore, passes
    no more than for the table itself; one not found, or NULL, is false: the slow test decides). */
 static void parts_text(p2q_buf_t *b, const char *qtable) {
-  p2q_buf_puts(b, "(SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 0 THEN '' ELSE pg_catalog.format("
+  p2q_buf_puts(b, "(SELECT CASE WHEN pg_catalog.strpos(p2q_p.t, pg_catalog.chr(36)) OPERATOR(pg_catalog.=) 0 THEN p2q_p.t END"
+                  " FROM (SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 0 THEN '' ELSE pg_catalog.format("
                   "' OR COALESCE((%1$s::pg_catalog.name[])[pg_catalog.array_position(%2$s::pg_catalog.oid[], TG_RELID)]"
                   " OPERATOR(pg_catalog.=) TG_TABLE_NAME AND (%3$s::pg_catalog.name[])[pg_catalog.array_position("
                   "%2$s::pg_catalog.oid[], TG_RELID)] OPERATOR(pg_catalog.=) TG_TABLE_SCHEMA, false)',"
                   " pg_catalog.quote_literal(pg_catalog.array_agg(c.relname ORDER BY c.oid)::pg_catalog.text),"
                   " pg_catalog.quote_literal(pg_catalog.array_agg(c.oid ORDER BY c.oid)::pg_catalog.text),"
-                  " pg_catalog.quote_literal(pg_catalog.array_agg(n.nspname ORDER BY c.oid)::pg_catalog.text)) END"
+                  " pg_catalog.quote_literal(pg_catalog.array_agg(n.nspname ORDER BY c.oid)::pg_catalog.text)) END AS t"
                   " FROM pg_catalog.pg_partition_tree(");
   p2q_sql_literal(b, qtable);
   p2q_buf_puts(b, "::pg_catalog.regclass) p JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid"
                   " JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
                   " WHERE p.relid OPERATOR(pg_catalog.<>) ");
   p2q_sql_literal(b, qtable);
-  p2q_buf_puts(b, "::pg_catalog.regclass)");
+  p2q_buf_puts(b, "::pg_catalog.regclass AND c.relname OPERATOR(pg_catalog.!~) '[^a-z0-9_]' AND n.nspname"
+                  " OPERATOR(pg_catalog.!~) '[^a-z0-9_]') p2q_p)");
 }
 
 void p2q_capture_relid_splice(p2q_buf_t *b, const char *qtable) {

@@ -505,3 +505,91 @@ def test_pg_dump_restore_still_captures(make_daemon, db, pgdb, opts):
                              (f"'{oid}'::pg_catalog.oid",)).fetchone() == (1,)
     finally:
         db.execute(f'DROP DATABASE IF EXISTS "{new}" WITH (FORCE)')
+
+
+# After rv15b's review (bench/issue11/session15-sec15.md "After rv15b's review")
+
+def partitioned_docs(db, n=2):
+    db.execute(f"CREATE TABLE docs ({COLS}) PARTITION BY RANGE (id)")
+    for i in range(n):
+        db.execute(f"CREATE TABLE docs_p{i} PARTITION OF docs FOR VALUES FROM ({i * 1000}) TO ({(i + 1) * 1000})")
+
+
+def stale_all(db, rule, root_new, part_map):
+    """What a restore into a fresh cluster leaves: the root's oid and every partition's oid in the
+    functions are the old cluster's ({current oid: stale oid})."""
+    rewrite_oid(db, rule, root_new)
+    for cur, stale in part_map.items():
+        db.execute(f"""DO $$DECLARE f oid; BEGIN
+          FOR f IN SELECT oid FROM pg_proc WHERE proname ~ '^p2q_(capture|insert|delete|truncate|pinned)_{rule}$' LOOP
+            EXECUTE regexp_replace(pg_get_functiondef(f), '([{{,]){cur}([,}}])', '\\1{stale}\\2', 'g');
+          END LOOP; END$$""")
+
+
+@pytest.mark.parametrize("bodies", ["checked", "unchecked"])
+def test_partition_names_never_reach_the_function_text(make_daemon, db, pgdb, bodies):
+    """rv15b H1: a partition's name holding the dollar-quote tag ended the function body and ran the
+    rest as the apply role (with check_function_bodies = off), or broke apply. Partitions with names
+    outside [a-z0-9_] are left out of the fast test: apply succeeds, they capture by the slow test,
+    nothing runs."""
+    partitioned_docs(db)
+    d = make_daemon({"rule.docs": RULES["rule.docs"]})
+    d.cli("apply", "--no-backfill")
+    if bodies == "unchecked":
+        db.execute(f'ALTER DATABASE "{pgdb}" SET check_function_bodies = off')
+    role = "p2q_inj_" + pgdb[-8:]
+    db.execute(f'CREATE ROLE "{role}"')
+    names = [f"x$p2q$;alter role {role} superuser;select $p2q$", "q'uote", 'dq"uote', "back\\slash", "com,ma", "Upper"]
+    for i, name in enumerate(names):
+        db.execute(f'CREATE TABLE "{name.replace(chr(34), chr(34) * 2)}" PARTITION OF docs'
+                   f" FOR VALUES FROM ({5000 + i * 100}) TO ({5100 + i * 100})")
+    db.execute("CREATE TABLE docs_p9 PARTITION OF docs FOR VALUES FROM (9000) TO (10000)")  # listed: a re-install
+    assert "re-installed" in d.cli("apply", "--no-backfill").stdout
+    assert db.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %s", (role,)).fetchone()[0] is False
+    db.execute(f'DROP ROLE "{role}"')
+    src = db.execute("SELECT prosrc FROM pg_proc WHERE proname = 'p2q_capture_docs'").fetchone()[0]
+    assert role not in src and "uote" not in src and "docs_p9" in src
+    assert "re-installed" not in d.cli("apply", "--no-backfill").stdout  # complete: nothing more to list
+    db.execute("INSERT INTO docs SELECT 5000 + g * 100, 't', '{1,1,1}' FROM generate_series(0, 5) g")
+    db.execute("UPDATE docs SET emb = '{2,2,2}' WHERE id >= 5000")
+    assert events(db) == [("docs", "upsert", 5000 + g * 100) for g in range(6)] * 2
+    assert dead(db) == []
+
+
+def test_restore_where_the_old_root_oid_is_now_a_partitions(make_daemon, db):
+    """rv15b H3 and H2(i): after a restore into a fresh cluster the oid written in the functions can
+    be one of the new partitions' (oids are handed out from the same range). Rule (b) refused the
+    rule's own table then (the partition carries the functions' cloned and TRUNCATE triggers): every
+    row dead-lettered, a TRUNCATE lost. A trigger that is a clone, or on one of the named table's
+    partitions, no longer counts."""
+    partitioned_docs(db)
+    d = make_daemon({"rule.docs": RULES["rule.docs"]})
+    d.cli("apply", "--no-backfill")
+    notes = []
+    db.add_notice_handler(lambda n: notes.append(n.message_primary))
+    p0, p1 = [r[0] for r in db.execute("SELECT oid FROM pg_class WHERE relname IN ('docs_p0', 'docs_p1') ORDER BY relname")]
+    stale_all(db, "docs", p1, {p0: 4000000001, p1: 4000000002})
+    db.execute("INSERT INTO docs VALUES (5, 'a', '{1,1,1}'), (1005, 'b', '{1,1,1}')")
+    db.execute("DELETE FROM docs WHERE id = 1005")
+    db.execute("TRUNCATE docs_p0")
+    assert events(db) == [("docs", "upsert", 5), ("docs", "upsert", 1005), ("docs", "delete", 1005), ("docs", "delete", 5)]
+    assert (dead(db), notes) == ([], [])
+
+
+def test_an_overload_in_the_outbox_schema_does_not_win(make_daemon, db, forger):
+    """rv15b L1: the slow test's call passed untyped literals, so an overload taking text (the
+    string category's preferred type) won over the real one."""
+    d = make_daemon({"rule.docs": RULES["rule.docs"]})
+    db.execute(f"CREATE TABLE docs ({COLS})")
+    d.cli("apply", "--no-backfill")
+    db.execute(f'GRANT CREATE ON SCHEMA public TO "{forger}"')
+    db.execute(f'SET ROLE "{forger}"')
+    db.execute("CREATE FUNCTION public.sync_outbox_capture_accepts(oid, name, oid, text, text, text) RETURNS int"
+               " LANGUAGE sql AS $$SELECT 1$$")
+    db.execute(f"CREATE TABLE forger.t ({COLS})")
+    db.execute("CREATE TRIGGER h AFTER INSERT OR UPDATE OR DELETE ON forger.t FOR EACH ROW"
+               " EXECUTE FUNCTION public.p2q_capture_docs()")
+    db.execute(f"INSERT INTO forger.t VALUES (666, 'FORGED', '{{6,6,6}}')")
+    db.execute("RESET ROLE")
+    assert events(db) == []
+    assert [r[:3] for r in dead(db)] == [("docs", "upsert", '{"id": 666}')]

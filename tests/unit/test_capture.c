@@ -251,7 +251,8 @@ static void test_unpinned_statement_sql(void **state) {
                                  " AND TG_TABLE_NAME OPERATOR(pg_catalog.=) 'docs'::pg_catalog.name AND TG_TABLE_SCHEMA"
                                  " OPERATOR(pg_catalog.=) 'public'::pg_catalog.name\x03) THEN"); /* \x03: the partitions' test */
   /* refused: the statement's rows (its own transition table) to sync_outbox_dead, a WARNING */
-  after(relid, "\"public\".sync_outbox_capture_accepts(TG_RELID, TG_NAME, '\x02'::pg_catalog.oid, 'public', 'docs', 'insert');\n");
+  after(relid, "\"public\".sync_outbox_capture_accepts(TG_RELID, TG_NAME, '\x02'::pg_catalog.oid, 'public'::pg_catalog.name,"
+               " 'docs'::pg_catalog.name, 'insert'::pg_catalog.text);\n"); /* typed: rv15b L1 */
   after(relid, "pg_catalog.jsonb_build_object('id', CASE WHEN pg_catalog.pg_typeof(p2q_r.\"id\")::pg_catalog.oid"
                " OPERATOR(pg_catalog.<) 16384 THEN pg_catalog.to_jsonb(p2q_r.\"id\") ELSE"
                " pg_catalog.to_jsonb(pg_catalog.format('%s', p2q_r.\"id\")) END), 'upsert', NULL, 0, 7, p2q_why,"
@@ -272,10 +273,12 @@ static void test_unpinned_statement_sql(void **state) {
   const char *rest = after(set, "  FOR NEW IN SELECT * FROM p2q_new LOOP\n    probe := \"public\".\"p2q_pinned_docs\"('INSERT',"
                                 " NEW, NULL);\n  END LOOP;\n  RETURN NULL;\nEND\n$p2q$;\n$p2q_1$, pg_catalog.chr(2),"
                                 " '\"public\".\"docs\"'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text), pg_catalog.chr(3),"
-                                " (SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 0 THEN '' ELSE pg_catalog.format(");
+                                " (SELECT CASE WHEN pg_catalog.strpos(p2q_p.t, pg_catalog.chr(36)) OPERATOR(pg_catalog.=) 0 THEN"
+                                " p2q_p.t END FROM (SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 0 THEN '' ELSE pg_catalog.format(");
   after(rest, " FROM pg_catalog.pg_partition_tree('\"public\".\"docs\"'::pg_catalog.regclass) p JOIN pg_catalog.pg_class c"
               " ON c.oid OPERATOR(pg_catalog.=) p.relid JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=)"
-              " c.relnamespace WHERE p.relid OPERATOR(pg_catalog.<>) '\"public\".\"docs\"'::pg_catalog.regclass));\n"
+              " c.relnamespace WHERE p.relid OPERATOR(pg_catalog.<>) '\"public\".\"docs\"'::pg_catalog.regclass"
+              " AND c.relname OPERATOR(pg_catalog.!~) '[^a-z0-9_]' AND n.nspname OPERATOR(pg_catalog.!~) '[^a-z0-9_]') p2q_p));\n" /* rv15b H1: names in [a-z0-9_] only, no $ */
               "  END IF;\nEND\n$p2q_2$;\n");
   const char *slow = strstr(one, "json_each(row_to_json(NEW))"); /* no slow path by name: it is the pinned function's */
   assert_true(slow == NULL || slow > rest);
@@ -436,7 +439,7 @@ static void test_gate_sql(void **state) {
   r = rule(); /* with a filter */
   assert_int_equal(p2q_capture_install_sql(&r, "public", 7, &b), 0);
   assert_null(strstr(p2q_buf_str(&b), "\"p2q_pinned_docs\"(tg_op"));
-  assert_non_null(strstr(p2q_buf_str(&b), "'\"public\".\"docs\"'::pg_catalog.regclass));\nEND\n$p2q_2$;\n"
+  assert_non_null(strstr(p2q_buf_str(&b), "'\"public\".\"docs\"'::pg_catalog.regclass AND c.relname OPERATOR(pg_catalog.!~) '[^a-z0-9_]' AND n.nspname OPERATOR(pg_catalog.!~) '[^a-z0-9_]') p2q_p));\nEND\n$p2q_2$;\n"
                                           "DROP FUNCTION IF EXISTS \"public\".\"p2q_pinned_docs\"(text, record, record);\n"));
   p2q_buf_free(&b);
   r.filter = "title <> '\x02'"; /* the oid's mark (capture_relid.c) in the config: refused, not replaced */
