@@ -1091,7 +1091,7 @@ BEGIN
     SELECT u.tgparentid, u.tgrelid INTO v_up, v_root FROM pg_catalog.pg_trigger u WHERE u.oid OPERATOR(pg_catalog.=) v_up;
     v_depth := v_depth OPERATOR(pg_catalog.+) 1;
   END LOOP;
-  IF v_up IS DISTINCT FROM 0 THEN
+  IF v_up IS NULL OR v_up OPERATOR(pg_catalog.<>) 0 THEN
     RETURN 0; -- no root trigger: nothing holds the rule's table
   END IF;
   -- one statement each, single-table lookups: an executor start costs per plan node (a join of
