@@ -1053,6 +1053,12 @@ $p2q$;
 -- of the same function (the real table renamed, a stranger's table taking its name). Otherwise 0
 -- when the trigger is of the function's kind (its NEW/OLD or transition table are the firing
 -- statement's rows: the caller writes them to sync_outbox_dead), -1 when not (nothing to read).
+-- The reads of pg_trigger/pg_inherits/pg_class use the writer's transaction snapshot (STABLE), the
+-- executor the current catalog: a REPEATABLE READ/SERIALIZABLE writer can fire a trigger newer
+-- than its snapshot (a partition created or attached since, rv15c H-R1). The chain is then first
+-- tested on the current catalog (pg_partition_ancestors), and a trigger not seen never gives -1:
+-- 2 when TG_RELID is the rule's table or one of its partitions now, else 3; the caller, which
+-- knows TG_LEVEL/TG_WHEN/TG_OP, accepts or dead-letters (capture_relid.c).
 CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_capture_accepts(p_relid oid, p_tgname name, p_oid oid,
     p_schema name, p_table name, p_kind text)
 RETURNS integer LANGUAGE plpgsql STABLE AS $p2q$
@@ -1083,16 +1089,8 @@ BEGIN
     INTO v_foid, v_kind, v_up, v_root
     FROM pg_catalog.pg_trigger t
    WHERE t.tgrelid OPERATOR(pg_catalog.=) p_relid AND t.tgname OPERATOR(pg_catalog.=) p_tgname;
-  IF NOT COALESCE(v_kind, false) THEN
-    RETURN -1;
-  END IF;
-  -- up to the root trigger (a clone of a clone: a sub-partition), at most 64 levels
-  WHILE v_up OPERATOR(pg_catalog.<>) 0 AND v_depth OPERATOR(pg_catalog.<) 64 LOOP
-    SELECT u.tgparentid, u.tgrelid INTO v_up, v_root FROM pg_catalog.pg_trigger u WHERE u.oid OPERATOR(pg_catalog.=) v_up;
-    v_depth := v_depth OPERATOR(pg_catalog.+) 1;
-  END LOOP;
-  IF v_up IS NULL OR v_up OPERATOR(pg_catalog.<>) 0 THEN
-    RETURN 0; -- no root trigger: nothing holds the rule's table
+  IF NOT v_kind THEN
+    RETURN -1; -- seen, and not of the kind (NULL: not seen, below)
   END IF;
   -- one statement each, single-table lookups: an executor start costs per plan node (a join of
   -- the first two was ~60,000 instructions more a call)
@@ -1103,6 +1101,9 @@ BEGIN
   -- still carries a trigger of this function of its own (not a clone) and is not one of the named
   -- table's partitions (after a restore the stale oid can be a partition's now: rv15b H3)
   IF v_named OPERATOR(pg_catalog.<>) p_oid THEN
+    IF v_foid IS NULL THEN
+      RETURN 3; -- the fired trigger not seen: its function unknown, (b) undecided
+    END IF;
     IF EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) p_oid
                   AND t.tgfoid OPERATOR(pg_catalog.=) v_foid AND t.tgparentid OPERATOR(pg_catalog.=) 0)
        AND NOT EXISTS (WITH RECURSIVE anc AS (
@@ -1114,6 +1115,25 @@ BEGIN
       RETURN 0;
     END IF;
     p_oid := v_named;
+  END IF;
+  -- the current catalog first (pg_partition_ancestors reads pg_inherits with the catalog snapshot,
+  -- not the transaction's: a partition created or attached after a REPEATABLE READ writer's
+  -- snapshot is found, rv15c H-R1; only the table's owner makes its partitions). Not for legacy
+  -- inheritance nor a pending DETACH (the walks below)
+  IF p_relid OPERATOR(pg_catalog.=) p_oid OR EXISTS (SELECT FROM pg_catalog.pg_partition_ancestors(p_relid) a
+      WHERE a.relid::pg_catalog.oid OPERATOR(pg_catalog.=) p_oid) THEN
+    RETURN CASE WHEN v_kind THEN 1 ELSE 2 END; -- 2: the fired trigger not seen, the caller decides by TG_LEVEL
+  END IF;
+  IF v_kind IS NULL THEN
+    RETURN 3; -- the fired trigger not seen (newer than this snapshot): never -1, the caller decides
+  END IF;
+  -- up to the root trigger (a clone of a clone: a sub-partition), at most 64 levels
+  WHILE v_up OPERATOR(pg_catalog.<>) 0 AND v_depth OPERATOR(pg_catalog.<) 64 LOOP
+    SELECT u.tgparentid, u.tgrelid INTO v_up, v_root FROM pg_catalog.pg_trigger u WHERE u.oid OPERATOR(pg_catalog.=) v_up;
+    v_depth := v_depth OPERATOR(pg_catalog.+) 1;
+  END LOOP;
+  IF v_up IS NULL OR v_up OPERATOR(pg_catalog.<>) 0 THEN
+    RETURN 0; -- no root trigger: nothing holds the rule's table
   END IF;
   -- (a), or (b) with p_oid now the named table: the root trigger's table or one of its ancestors
   IF v_root OPERATOR(pg_catalog.=) p_oid THEN
