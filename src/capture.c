@@ -384,8 +384,9 @@ static int capture_triggers(p2q_buf_t *out, const p2q_rule_config_t *r, const ch
   return rc;
 }
 
-int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts,
-                            p2q_buf_t *out) {
+/* the install script; only its functions when functions_only (p2q_capture_functions_sql) */
+static int install_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts, p2q_buf_t *out,
+                       int functions_only) {
   /* generated names must not be truncated by PostgreSQL (63 bytes): "p2q_NAME" and
      "p2q_NAME_truncate" would collide and the second DROP would remove the row trigger */
   if (strlen(r->name) > P2Q_RULE_NAME_MAX) return P2Q_EINVAL;
@@ -421,10 +422,14 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
   }
   p2q_strlist_free(&watch);
   p2q_strlist_free(&need);
-  if (rc || (rc = capture_triggers(out, r, schema, qtable.data))) goto fail;
-  p2q_buf_puts(out, "DROP TRIGGER IF EXISTS ");
-  trigger_name(out, r->name, "_truncate");
-  p2q_buf_printf(out, " ON %s;\n", qtable.data);
+  if (rc) goto fail;
+  if (functions_only && r->on_truncate != P2Q_TRUNCATE_DELETE) goto done;
+  if (!functions_only && (rc = capture_triggers(out, r, schema, qtable.data))) goto fail;
+  if (!functions_only) p2q_buf_puts(out, "DROP TRIGGER IF EXISTS ");
+  if (!functions_only) {
+    trigger_name(out, r->name, "_truncate");
+    p2q_buf_printf(out, " ON %s;\n", qtable.data);
+  }
   if (r->on_truncate == P2Q_TRUNCATE_DELETE) {
     /* TRUNCATE must not fail either: when the filter or the key cannot be evaluated any more,
        every row gets a delete event (deleting a point that never existed is harmless), by name;
@@ -442,6 +447,7 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
     if ((rc = execute_on_relid(&body, r, schema, max_attempts, 2))) goto fail;
     p2q_buf_puts(&body, ";\n    END;\n  END;\n  RETURN NULL;\nEND\n");
     if ((rc = append_function(out, schema, "p2q_truncate_", r, &body))) goto fail;
+    if (functions_only) goto done;
     if ((rc = p2q_capture_truncate_triggers_sql(r, schema, out))) goto fail;
   } else { /* with the triggers of every partition */
     p2q_buf_puts(out, "DROP FUNCTION IF EXISTS ");
@@ -449,12 +455,21 @@ int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int 
     p2q_buf_puts(out, "() CASCADE;\n");
   }
   if ((rc = p2q_capture_drift_sql(r, schema, out))) goto fail;
+done:
   rc = p2q_buf_error(out);
 fail:
   p2q_strlist_free(&snap);
   p2q_buf_free(&body);
   p2q_buf_free(&qtable);
   return rc;
+}
+
+int p2q_capture_install_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts, p2q_buf_t *out) {
+  return install_sql(r, schema, max_attempts, out, 0);
+}
+
+int p2q_capture_functions_sql(const p2q_rule_config_t *r, const char *schema, int max_attempts, p2q_buf_t *out) {
+  return install_sql(r, schema, max_attempts, out, 1);
 }
 
 int p2q_capture_drop_sql(const char *rule_name, const char *table, const char *schema, p2q_buf_t *out) {

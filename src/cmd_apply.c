@@ -312,7 +312,14 @@ static int apply_rule(PGconn *conn, const p2q_config_t *cfg, const p2q_rule_conf
     int added = truncate_triggers(conn, cfg, r, check.data, err, sizeof err);
     if (added < 0) goto report;
     /* partitions created since: into the functions' fast test (capture_relid.c), nothing enqueued */
-    if (!parts && install_rule(conn, check.data, install.data, err, sizeof err)) goto report;
+    if (!parts) { /* only the functions: no trigger DDL, no table lock (rv15b M1) */
+      p2q_buf_reset(&trig);
+      if (p2q_capture_functions_sql(r, cfg->pg_schema, (int)cfg->max_attempts, &trig)) {
+        snprintf(err, sizeof err, "cannot generate SQL");
+        goto report;
+      }
+      if (install_rule(conn, check.data, trig.data, err, sizeof err)) goto report;
+    }
     const char *fn = parts ? "" : "; its functions re-installed with the table's partitions";
     if (added) printf("rule %s: unchanged; TRUNCATE trigger added to %d new partition(s)%s\n", r->name, added, fn);
     else printf("rule %s: unchanged%s\n", r->name, fn);

@@ -100,6 +100,11 @@ int p2q_strlist_add(p2q_strlist_t *l, const char *s, size_t n);
 /* The full install script for one rule: function, row trigger, truncate trigger. */
 int p2q_capture_install_sql(const p2q_rule_config_t *rule, const char *schema, int max_attempts,
                             p2q_buf_t *out);
+/* Only its trigger functions (CREATE OR REPLACE, and the DO blocks that write the table's oid and
+   partitions into them): no trigger DDL, so no table lock. For an unchanged rule whose functions'
+   fast test lacks partitions created since (rv15b M1). */
+int p2q_capture_functions_sql(const p2q_rule_config_t *rule, const char *schema, int max_attempts,
+                              p2q_buf_t *out);
 /* A DO statement giving every relation a TRUNCATE of which must be captured its BEFORE TRUNCATE
    trigger `p2q_NAME_truncate` where it lacks it: the table, or each leaf partition of a
    partitioned table (partitions created or attached since the last `apply`). */

@@ -651,3 +651,29 @@ def test_writer_snapshot_older_than_an_inheritance_childs_trigger_dead_letters(m
     assert [(r, op, k) for r, op, k, _ in dead(db)] == [
         ("docs", "upsert", '{"id": 7001}'), ("docs", "upsert", '{"id": 7001}'), ("docs", "delete", '{"id": 7001}'),
         ("docs", "delete", '{"id": 7002}')], dead(db)
+
+
+def test_apply_adding_partitions_to_the_fast_test_takes_no_table_lock(make_daemon, db, pgdb):
+    """rv15b M1: an unchanged rule whose functions lack a partition created since re-installs only
+    its functions; no DROP/CREATE TRIGGER (AccessExclusiveLock) queued behind a reader's open
+    transaction (before: 10 tries of lock_timeout 2 s, then apply failed, every writer queued)."""
+    partitioned_docs(db)
+    d = make_daemon({"rule.docs": RULES["rule.docs"]})
+    d.cli("apply", "--no-backfill")
+    db.execute("CREATE TABLE docs_p9 PARTITION OF docs FOR VALUES FROM (9000) TO (10000)")
+    with psycopg.connect(dbname=pgdb, autocommit=True) as reader:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM docs")  # AccessShareLock on docs and its partitions
+        trig = db.execute("SELECT count(*), max(xmin::text::bigint) FROM pg_trigger WHERE tgname LIKE 'p2q_docs%'").fetchone()
+        out = d.cli("apply", "--no-backfill").stdout
+        assert "rule docs: unchanged; TRUNCATE trigger added to 1 new partition(s); its functions re-installed" in out, out
+        reader.execute("COMMIT")
+    # no trigger dropped nor created but docs_p9's TRUNCATE trigger
+    assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'p2q_docs%%' AND xmin::text::bigint > %s",
+                      (trig[1],)).fetchone() == (1,)
+    assert d.cli("apply", "--no-backfill").stdout.strip() == "rule docs: unchanged", "the fast test lacks docs_p9"
+    db.execute("SET track_functions = 'all'")
+    db.execute("SELECT pg_stat_reset()")
+    db.execute("INSERT INTO docs VALUES (9001, 'x', '{1,1,1}')")
+    assert accepts_calls(db) == 0
+    assert events(db) == [("docs", "upsert", 9001)]
