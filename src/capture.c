@@ -649,13 +649,12 @@ int p2q_capture_installed_sql(const p2q_rule_config_t *r, const char *schema, p2
      installs them again (the events unchanged: nothing enqueued) */
   p2q_buf_puts(out, " AND (SELECT pg_catalog.strpos(f.prosrc, '''' || p.tgrelid::pg_catalog.oid::pg_catalog.text ||"
                     " '''::pg_catalog.oid') > 0 FROM pg_catalog.pg_proc f WHERE f.oid = p.tgfoid)");
-  /* <partitions>: every partition of the table is in the functions' fast test (capture_relid.c:
-     those named in [a-z0-9_] only) */
-  p2q_buf_puts(out, ", NOT EXISTS (SELECT FROM pg_catalog.pg_partition_tree(p.tgrelid) t, pg_catalog.pg_proc f,"
-                    " pg_catalog.pg_class c, pg_catalog.pg_namespace n WHERE c.oid = t.relid AND n.oid = c.relnamespace"
-                    " AND c.relname !~ '[^a-z0-9_]' AND n.nspname !~ '[^a-z0-9_]'"
-                    " AND f.oid = p.tgfoid AND t.relid::pg_catalog.oid <> p.tgrelid AND f.prosrc !~ ('[{,]' ||"
-                    " t.relid::pg_catalog.oid::pg_catalog.text || '[,}]'))");
+  /* <partitions>: the functions' fast test lists the table's partitions exactly as an install would
+     now (capture_relid.c: those named in [a-z0-9_] only; none detached, renamed or dropped since:
+     rv16a M-1); false: `apply` writes the functions again, no trigger DDL */
+  p2q_buf_puts(out, ", (SELECT ");
+  p2q_capture_relid_parts_current(out, "f.prosrc", "p.tgrelid::pg_catalog.regclass");
+  p2q_buf_puts(out, " FROM pg_catalog.pg_proc f WHERE f.oid = p.tgfoid)");
   p2q_buf_puts(out, " FROM pg_catalog.pg_trigger p WHERE p.tgrelid = pg_catalog.to_regclass(");
   p2q_sql_literal(out, qt.data);
   p2q_buf_puts(out, ") AND p.tgname = ");

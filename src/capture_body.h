@@ -40,6 +40,9 @@ void p2q_capture_relid_guard(p2q_buf_t *b, const p2q_rule_config_t *r, const cha
    P2Q_CAPTURE_RELID_MARK, its partitions' test in place of P2Q_CAPTURE_PARTS_MARK, both found when
    the script runs (qtable: p2q_sql_qualified). */
 void p2q_capture_relid_splice(p2q_buf_t *b, const char *qtable);
+/* A boolean SQL expression: the partitions' test in prosrc (a function's text) is the one an install
+   would write now for rel (a regclass expression). */
+void p2q_capture_relid_parts_current(p2q_buf_t *b, const char *prosrc, const char *rel);
 /* Append create (a CREATE FUNCTION and its ";\n"), through a DO block that puts r's table oid in
    place of every mark when it holds one. 0 or an error. */
 int p2q_capture_relid_install(p2q_buf_t *out, const p2q_buf_t *create, const p2q_rule_config_t *r);

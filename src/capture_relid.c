@@ -48,6 +48,9 @@
 #define OID_IS "'" P2Q_CAPTURE_RELID_MARK "'::pg_catalog.oid"
 #define MARKS 2 /* OID_IS in a guard */
 #define FIRST_NORMAL_OID "16384" /* FirstNormalObjectId: types below are built in */
+/* what encloses the partitions' test in the guard (p2q_capture_relid_parts_current finds it) */
+#define PARTS_BEFORE "::pg_catalog.name"
+#define PARTS_AFTER ") THEN -- not the table itself: capture_relid.c"
 
 /* jsonb_build_object('k', <value of ref."k">, …) over the rule's key, safe for a stranger's row. */
 static void dead_key(p2q_buf_t *b, const p2q_rule_config_t *r, const char *ref) {
@@ -124,7 +127,7 @@ void p2q_capture_relid_guard(p2q_buf_t *b, const p2q_rule_config_t *r, const cha
   p2q_sql_literal(b, n);
   p2q_buf_puts(b, "::pg_catalog.name AND TG_TABLE_SCHEMA OPERATOR(pg_catalog.=) ");
   p2q_sql_literal(b, s);
-  p2q_buf_puts(b, "::pg_catalog.name" P2Q_CAPTURE_PARTS_MARK ") THEN -- not the table itself: capture_relid.c\n    DECLARE\n"
+  p2q_buf_puts(b, PARTS_BEFORE P2Q_CAPTURE_PARTS_MARK PARTS_AFTER "\n    DECLARE\n"
                   "      p2q_ok pg_catalog.int4 := ");
   p2q_sql_ident(b, schema);
   p2q_buf_puts(b, ".sync_outbox_capture_accepts(TG_RELID, TG_NAME, " OID_IS ", "); /* typed: no overload wins (rv15b L1) */
@@ -170,7 +173,16 @@ void p2q_capture_relid_guard(p2q_buf_t *b, const p2q_rule_config_t *r, const cha
    TG_TABLE_NAME AND schemas[…] = TG_TABLE_SCHEMA, false)" over the partitions at every depth as
    they are now (each oid paired with its own names, so a stale oid alone, after a restore, passes
    no more than for the table itself; one not found, or NULL, is false: the slow test decides). */
-static void parts_text(p2q_buf_t *b, const char *qtable) {
+static void rel_ref(p2q_buf_t *b, const char *qtable, const char *rel) { /* the table: '<qtable>'::regclass or rel */
+  if (!qtable) {
+    p2q_buf_puts(b, rel);
+    return;
+  }
+  p2q_sql_literal(b, qtable);
+  p2q_buf_puts(b, "::pg_catalog.regclass");
+}
+
+static void parts_text(p2q_buf_t *b, const char *qtable, const char *rel) {
   p2q_buf_puts(b, "(SELECT CASE WHEN pg_catalog.strpos(p2q_p.t, pg_catalog.chr(36)) OPERATOR(pg_catalog.=) 0 THEN p2q_p.t END"
                   " FROM (SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 0 THEN '' ELSE pg_catalog.format("
                   "' OR COALESCE((%1$s::pg_catalog.name[])[pg_catalog.array_position(%2$s::pg_catalog.oid[], TG_RELID)]"
@@ -180,21 +192,32 @@ static void parts_text(p2q_buf_t *b, const char *qtable) {
                   " pg_catalog.quote_literal(pg_catalog.array_agg(c.oid ORDER BY c.oid)::pg_catalog.text),"
                   " pg_catalog.quote_literal(pg_catalog.array_agg(n.nspname ORDER BY c.oid)::pg_catalog.text)) END AS t"
                   " FROM pg_catalog.pg_partition_tree(");
-  p2q_sql_literal(b, qtable);
-  p2q_buf_puts(b, "::pg_catalog.regclass) p JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.relid"
+  rel_ref(b, qtable, rel);
+  p2q_buf_puts(b, ") p2q_pt JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p2q_pt.relid"
                   " JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
-                  " WHERE p.relid OPERATOR(pg_catalog.<>) ");
-  p2q_sql_literal(b, qtable);
-  p2q_buf_puts(b, "::pg_catalog.regclass AND c.relname OPERATOR(pg_catalog.!~) '[^a-z0-9_]' AND n.nspname"
+                  " WHERE p2q_pt.relid OPERATOR(pg_catalog.<>) ");
+  rel_ref(b, qtable, rel);
+  p2q_buf_puts(b, " AND c.relname OPERATOR(pg_catalog.!~) '[^a-z0-9_]' AND n.nspname"
                   " OPERATOR(pg_catalog.!~) '[^a-z0-9_]') p2q_p)");
 }
 
 void p2q_capture_relid_splice(p2q_buf_t *b, const char *qtable) {
   p2q_buf_puts(b, ", pg_catalog.chr(2), ");
-  p2q_sql_literal(b, qtable);
-  p2q_buf_puts(b, "::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text), pg_catalog.chr(3), ");
-  parts_text(b, qtable);
+  rel_ref(b, qtable, NULL);
+  p2q_buf_puts(b, "::pg_catalog.oid::pg_catalog.text), pg_catalog.chr(3), ");
+  parts_text(b, qtable, NULL);
   p2q_buf_puts(b, ")");
+}
+
+/* rv16a M-1: the list a function holds must EQUAL what an install would write now (the same
+   parts_text, delimited by what encloses it in the guard), not merely contain every current
+   partition: a partition detached (maybe handed to another role), renamed, moved or dropped since
+   leaves an entry that would pass the fast test (a detached one: forged events) or miss it (a
+   renamed one: the slow test on every row) until the functions are written again. */
+void p2q_capture_relid_parts_current(p2q_buf_t *b, const char *prosrc, const char *rel) {
+  p2q_buf_printf(b, "pg_catalog.strpos(%s, '" PARTS_BEFORE "' OPERATOR(pg_catalog.||) ", prosrc);
+  parts_text(b, NULL, rel);
+  p2q_buf_puts(b, " OPERATOR(pg_catalog.||) '" PARTS_AFTER "') OPERATOR(pg_catalog.>) 0");
 }
 
 int p2q_capture_relid_install(p2q_buf_t *out, const p2q_buf_t *create, const p2q_rule_config_t *r) {

@@ -21,6 +21,7 @@ a renamed table captures in a new session; a pg_dump restored into a new databas
 stranger takes the renamed table's name) and M2 (a stranger's table given the stale oid) refused.
 """
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -677,3 +678,88 @@ def test_apply_adding_partitions_to_the_fast_test_takes_no_table_lock(make_daemo
     db.execute("INSERT INTO docs VALUES (9001, 'x', '{1,1,1}')")
     assert accepts_calls(db) == 0
     assert events(db) == [("docs", "upsert", 9001)]
+
+
+# After rv16a's review (bench/issue11/session15-sec15.md "session 16")
+
+def fast_list(db, rule="docs"):
+    """The partitions' oids written in the row function's fast test (empty when none)."""
+    src = db.execute("SELECT prosrc FROM pg_proc WHERE proname = %s", (f"p2q_capture_{rule}",)).fetchone()[0]
+    m = re.search(r"'\{([0-9,]*)\}'::pg_catalog\.oid\[\]", src)
+    return sorted(int(x) for x in m.group(1).split(",")) if m else []
+
+
+@pytest.mark.parametrize("how", ["detach", "detach-concurrently"])
+def test_detached_listed_partition_leaves_the_fast_test(make_daemon, db, pgdb, forger, how):
+    """rv16a M-1 (a): a partition `apply` listed, detached and handed to another role (GRANT ALL:
+    an archive for a reporting role). The next `apply` re-installs the functions without it (only
+    the functions: "its functions re-installed"), so that role's trigger of the rule's function on
+    it is refused like any stranger's table: a dead letter and a WARNING, no event, its TRUNCATE no
+    event. Before the fix `apply` said "unchanged" and the forged upsert (any key, any content) and
+    the TRUNCATE's delete were events."""
+    partitioned_docs(db)
+    d = make_daemon({"rule.docs": RULES["rule.docs"]})
+    d.cli("apply", "--no-backfill")
+    p1 = db.execute("SELECT 'docs_p1'::regclass::oid").fetchone()[0]
+    assert p1 in fast_list(db)
+    db.execute("SET pg2qdrant.allow_ddl = on")
+    if how == "detach":
+        db.execute("ALTER TABLE docs DETACH PARTITION docs_p1")
+    else:
+        db.execute("ALTER TABLE docs DETACH PARTITION docs_p1 CONCURRENTLY")
+    db.execute("RESET pg2qdrant.allow_ddl")
+    db.execute(f'GRANT ALL ON docs_p1 TO "{forger}"')
+    db.execute(f'GRANT USAGE ON SCHEMA public TO "{forger}"')
+    out = d.cli("apply", "--no-backfill").stdout.strip()
+    warned = []
+    db.add_notice_handler(lambda n: warned.append(n.message_primary))
+    db.execute(f'SET ROLE "{forger}"')
+    db.execute("CREATE TRIGGER h AFTER INSERT OR UPDATE OR DELETE ON public.docs_p1 FOR EACH ROW"
+               " EXECUTE FUNCTION public.p2q_capture_docs()")
+    k = 3 if how == "detach" else 1500  # a key of docs_p0's range (CONCURRENTLY leaves a CHECK constraint)
+    db.execute("INSERT INTO public.docs_p1 VALUES (%s, 'FORGED', '{6,6,6}')", (k,))
+    db.execute("TRUNCATE public.docs_p1")
+    db.execute("RESET ROLE")
+    assert events(db) == []
+    assert [(r, op, k) for r, op, k, _ in dead(db)] == [("docs", "upsert", f'{{"id": {k}}}')]
+    assert len([w for w in warned if WARN.format("docs") in w]) == 2, warned  # the INSERT's and the TRUNCATE's
+    assert out == "rule docs: unchanged; its functions re-installed with the table's partitions", out
+    assert p1 not in fast_list(db)
+    assert d.cli("apply", "--no-backfill").stdout.strip() == "rule docs: unchanged"  # stable: no re-install loop
+    db.execute("INSERT INTO docs VALUES (4, 'real', '{1,1,1}')")  # the rule's table still captures
+    assert events(db) == [("docs", "upsert", 4)]
+
+
+@pytest.mark.parametrize("how", ["rename", "set-schema", "drop", "detach-attach"])
+def test_changed_listed_partition_is_written_again(make_daemon, db, pgdb, how):
+    """rv16a M-1 (b): the list written in the fast test must equal what `apply` would write now.
+    A listed partition renamed, moved to another schema, dropped, or detached and attached again
+    (same oid, same names: no change): `apply` re-installs only the functions when the list differs
+    and says "unchanged" when not; after it every row of the partition takes the fast test (before
+    the fix, a renamed partition took the slow test on every row, and `apply` said "unchanged")."""
+    partitioned_docs(db, 3)
+    d = make_daemon({"rule.docs": RULES["rule.docs"]})
+    d.cli("apply", "--no-backfill")
+    db.execute("CREATE SCHEMA arch")
+    db.execute("SET pg2qdrant.allow_ddl = on")
+    ddl = {"rename": ["ALTER TABLE docs_p0 RENAME TO docs_p0x"],
+           "set-schema": ["ALTER TABLE docs_p0 SET SCHEMA arch"],
+           "drop": ["DROP TABLE docs_p2"],
+           "detach-attach": ["ALTER TABLE docs DETACH PARTITION docs_p2",
+                             "ALTER TABLE docs ATTACH PARTITION docs_p2 FOR VALUES FROM (2000) TO (3000)"]}[how]
+    for s in ddl:
+        db.execute(s)
+    db.execute("RESET pg2qdrant.allow_ddl")
+    out = d.cli("apply", "--no-backfill").stdout.strip()
+    db.execute("SET track_functions = 'all'")
+    db.execute("SELECT pg_stat_reset()")
+    db.execute("INSERT INTO docs SELECT g, 't', '{1,1,1}' FROM generate_series(1, 100) g")
+    db.execute("INSERT INTO docs VALUES (1001, 'u', '{1,1,1}')")
+    assert (accepts_calls(db), len(events(db)), dead(db)) == (0, 101, [])
+    if how == "detach-attach":
+        assert out == "rule docs: unchanged", out
+    else:
+        assert out == "rule docs: unchanged; its functions re-installed with the table's partitions", out
+    assert d.cli("apply", "--no-backfill").stdout.strip() == "rule docs: unchanged"
+    assert fast_list(db) == sorted(r[0] for r in db.execute(
+        "SELECT relid::oid FROM pg_partition_tree('docs') WHERE relid <> 'docs'::regclass").fetchall())

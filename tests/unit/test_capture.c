@@ -275,9 +275,9 @@ static void test_unpinned_statement_sql(void **state) {
                                 " '\"public\".\"docs\"'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text), pg_catalog.chr(3),"
                                 " (SELECT CASE WHEN pg_catalog.strpos(p2q_p.t, pg_catalog.chr(36)) OPERATOR(pg_catalog.=) 0 THEN"
                                 " p2q_p.t END FROM (SELECT CASE WHEN pg_catalog.count(*) OPERATOR(pg_catalog.=) 0 THEN '' ELSE pg_catalog.format(");
-  after(rest, " FROM pg_catalog.pg_partition_tree('\"public\".\"docs\"'::pg_catalog.regclass) p JOIN pg_catalog.pg_class c"
-              " ON c.oid OPERATOR(pg_catalog.=) p.relid JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=)"
-              " c.relnamespace WHERE p.relid OPERATOR(pg_catalog.<>) '\"public\".\"docs\"'::pg_catalog.regclass"
+  after(rest, " FROM pg_catalog.pg_partition_tree('\"public\".\"docs\"'::pg_catalog.regclass) p2q_pt JOIN pg_catalog.pg_class c"
+              " ON c.oid OPERATOR(pg_catalog.=) p2q_pt.relid JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=)"
+              " c.relnamespace WHERE p2q_pt.relid OPERATOR(pg_catalog.<>) '\"public\".\"docs\"'::pg_catalog.regclass"
               " AND c.relname OPERATOR(pg_catalog.!~) '[^a-z0-9_]' AND n.nspname OPERATOR(pg_catalog.!~) '[^a-z0-9_]') p2q_p));\n" /* rv15b H1: names in [a-z0-9_] only, no $ */
               "  END IF;\nEND\n$p2q_2$;\n");
   const char *slow = strstr(one, "json_each(row_to_json(NEW))"); /* no slow path by name: it is the pinned function's */
@@ -453,7 +453,14 @@ static void test_gate_sql(void **state) {
   /* and the row trigger's function holds the table's oid (a restored pg_dump: reinstalled) */
   assert_non_null(strstr(p2q_buf_str(&b), "SELECT true AND (SELECT pg_catalog.strpos(f.prosrc, '''' ||"
                                           " p.tgrelid::pg_catalog.oid::pg_catalog.text || '''::pg_catalog.oid') > 0 FROM pg_catalog.pg_proc f"
-                                          " WHERE f.oid = p.tgfoid), NOT EXISTS (SELECT FROM pg_catalog.pg_partition_tree(p.tgrelid) t,"));
+                                          " WHERE f.oid = p.tgfoid), (SELECT pg_catalog.strpos(f.prosrc, '::pg_catalog.name'"
+                                          " OPERATOR(pg_catalog.||) (SELECT CASE WHEN pg_catalog.strpos(p2q_p.t,"));
+  /* rv16a M-1: the list written in equals the one an install would write now, from the same text */
+  assert_non_null(strstr(p2q_buf_str(&b), " FROM pg_catalog.pg_partition_tree(p.tgrelid::pg_catalog.regclass) p2q_pt JOIN"
+                                          " pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p2q_pt.relid"));
+  assert_non_null(strstr(p2q_buf_str(&b), " WHERE p2q_pt.relid OPERATOR(pg_catalog.<>) p.tgrelid::pg_catalog.regclass AND"));
+  assert_non_null(strstr(p2q_buf_str(&b), " p2q_p) OPERATOR(pg_catalog.||) ') THEN -- not the table itself: capture_relid.c')"
+                                          " OPERATOR(pg_catalog.>) 0 FROM pg_catalog.pg_proc f WHERE f.oid = p.tgfoid) FROM"));
   p2q_buf_free(&b);
   assert_int_equal(p2q_capture_drop_sql("docs", "public.docs", "out", &b), 0);
   assert_non_null(strstr(p2q_buf_str(&b), "DROP FUNCTION IF EXISTS \"out\".\"p2q_pinned_docs\"(text, record, record);"));
