@@ -43,6 +43,8 @@ void p2q_capture_relid_splice(p2q_buf_t *b, const char *qtable);
 /* A boolean SQL expression: the partitions' test in prosrc (a function's text) is the one an install
    would write now for rel (a regclass expression). */
 void p2q_capture_relid_parts_current(p2q_buf_t *b, const char *prosrc, const char *rel);
+/* A boolean SQL expression: prosrc (a function's text) holds a guard with a partitions' test. */
+void p2q_capture_relid_guarded(p2q_buf_t *b, const char *prosrc);
 /* Append create (a CREATE FUNCTION and its ";\n"), through a DO block that puts r's table oid in
    place of every mark when it holds one. 0 or an error. */
 int p2q_capture_relid_install(p2q_buf_t *out, const p2q_buf_t *create, const p2q_rule_config_t *r);

@@ -214,6 +214,10 @@ void p2q_capture_relid_splice(p2q_buf_t *b, const char *qtable) {
    partition: a partition detached (maybe handed to another role), renamed, moved or dropped since
    leaves an entry that would pass the fast test (a detached one: forged events) or miss it (a
    renamed one: the slow test on every row) until the functions are written again. */
+void p2q_capture_relid_guarded(p2q_buf_t *b, const char *prosrc) {
+  p2q_buf_printf(b, "pg_catalog.strpos(%s, '" PARTS_AFTER "') OPERATOR(pg_catalog.>) 0", prosrc);
+}
+
 void p2q_capture_relid_parts_current(p2q_buf_t *b, const char *prosrc, const char *rel) {
   p2q_buf_printf(b, "pg_catalog.strpos(%s, '" PARTS_BEFORE "' OPERATOR(pg_catalog.||) ", prosrc);
   parts_text(b, NULL, rel);

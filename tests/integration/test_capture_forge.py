@@ -763,3 +763,30 @@ def test_changed_listed_partition_is_written_again(make_daemon, db, pgdb, how):
     assert d.cli("apply", "--no-backfill").stdout.strip() == "rule docs: unchanged"
     assert fast_list(db) == sorted(r[0] for r in db.execute(
         "SELECT relid::oid FROM pg_partition_tree('docs') WHERE relid <> 'docs'::regclass").fetchall())
+
+
+def test_every_guarded_function_of_the_rule_is_compared(make_daemon, db):
+    """rv16b L-1: each of a rule's functions writes its own partitions' list (its own statement in
+    `apply`), so an ATTACH or DETACH committing between them can leave one function's list stale
+    while the row function's is current. Such a desync (simulated: a detached partition put back
+    into the TRUNCATE function's list alone) is found by the next `apply`, which re-installs the
+    functions; the check once compared the row function's list only and said "unchanged"."""
+    import re
+    partitioned_docs(db, 3)
+    d = make_daemon({"rule.docs": RULES["rule.docs"]})
+    d.cli("apply", "--no-backfill")
+    p2 = db.execute("SELECT 'docs_p2'::regclass::oid").fetchone()[0]
+    db.execute("SET pg2qdrant.allow_ddl = on")
+    db.execute("ALTER TABLE docs DETACH PARTITION docs_p2")
+    db.execute("RESET pg2qdrant.allow_ddl")
+    reinstalled = "rule docs: unchanged; its functions re-installed with the table's partitions"
+    assert d.cli("apply", "--no-backfill").stdout.strip() == reinstalled
+    src = db.execute("SELECT pg_get_functiondef('p2q_truncate_docs'::regproc)").fetchone()[0]
+    stale = re.sub(r"'\{([0-9,]*)\}'::pg_catalog\.oid\[\]", lambda m: "'{" + m.group(1) + f",{p2}" + "}'::pg_catalog.oid[]", src)
+    stale = re.sub(r"'\{(docs_p0,docs_p1)\}'", r"'{\1,docs_p2}'", stale)
+    stale = re.sub(r"'\{public,public\}'", "'{public,public,public}'", stale)
+    assert stale != src
+    db.execute(stale)
+    assert d.cli("apply", "--no-backfill").stdout.strip() == reinstalled
+    assert db.execute("SELECT pg_get_functiondef('p2q_truncate_docs'::regproc)").fetchone()[0] == src
+    assert d.cli("apply", "--no-backfill").stdout.strip() == "rule docs: unchanged"

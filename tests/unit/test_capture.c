@@ -460,7 +460,15 @@ static void test_gate_sql(void **state) {
                                           " pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p2q_pt.relid"));
   assert_non_null(strstr(p2q_buf_str(&b), " WHERE p2q_pt.relid OPERATOR(pg_catalog.<>) p.tgrelid::pg_catalog.regclass AND"));
   assert_non_null(strstr(p2q_buf_str(&b), " p2q_p) OPERATOR(pg_catalog.||) ') THEN -- not the table itself: capture_relid.c')"
-                                          " OPERATOR(pg_catalog.>) 0 FROM pg_catalog.pg_proc f WHERE f.oid = p.tgfoid) FROM"));
+                                          " OPERATOR(pg_catalog.>) 0 FROM pg_catalog.pg_proc f WHERE f.oid = p.tgfoid) AND NOT EXISTS"));
+  /* rv16b L-1: and so does every guarded function of the rule, attached or not */
+  assert_non_null(strstr(p2q_buf_str(&b), " AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc g JOIN pg_catalog.pg_namespace gn"
+                                          " ON gn.oid = g.pronamespace WHERE gn.nspname = 'public' AND g.proname IN"
+                                          " ('p2q_capture_docs', 'p2q_pinned_docs', 'p2q_insert_docs', 'p2q_delete_docs',"
+                                          " 'p2q_truncate_docs') AND pg_catalog.strpos(g.prosrc, ') THEN -- not the table itself:"
+                                          " capture_relid.c') OPERATOR(pg_catalog.>) 0 AND NOT pg_catalog.strpos(g.prosrc, "));
+  assert_non_null(strstr(p2q_buf_str(&b), " FROM pg_catalog.pg_partition_tree(p.tgrelid::pg_catalog.regclass) p2q_pt JOIN"
+                                          " pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p2q_pt.relid"));
   p2q_buf_free(&b);
   assert_int_equal(p2q_capture_drop_sql("docs", "public.docs", "out", &b), 0);
   assert_non_null(strstr(p2q_buf_str(&b), "DROP FUNCTION IF EXISTS \"out\".\"p2q_pinned_docs\"(text, record, record);"));
