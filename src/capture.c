@@ -632,6 +632,26 @@ static int drift_stmt_capture(p2q_buf_t *b, const p2q_rule_config_t *r, const ch
   return p2q_buf_error(b);
 }
 
+void p2q_capture_parts_current_sql(p2q_buf_t *out, const p2q_rule_config_t *r, const char *schema, const char *rel) {
+  static const char *const prefixes[] = {"p2q_capture_", PINNED_PREFIX, "p2q_insert_", "p2q_delete_", "p2q_truncate_"};
+  p2q_buf_puts(out, "NOT EXISTS (SELECT FROM pg_catalog.pg_proc g JOIN pg_catalog.pg_namespace gn"
+                    " ON gn.oid = g.pronamespace WHERE gn.nspname = ");
+  p2q_sql_literal(out, schema);
+  p2q_buf_puts(out, " AND g.proname IN (");
+  for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+    p2q_buf_t n = P2Q_BUF_INIT;
+    p2q_buf_printf(&n, "%s%s", prefixes[i], r->name);
+    if (i) p2q_buf_puts(out, ", ");
+    p2q_sql_literal(out, p2q_buf_str(&n));
+    p2q_buf_free(&n);
+  }
+  p2q_buf_puts(out, ") AND ");
+  p2q_capture_relid_guarded(out, "g.prosrc");
+  p2q_buf_puts(out, " AND NOT ");
+  p2q_capture_relid_parts_current(out, "g.prosrc", rel);
+  p2q_buf_puts(out, ")");
+}
+
 int p2q_capture_installed_sql(const p2q_rule_config_t *r, const char *schema, p2q_buf_t *out) {
   p2q_buf_t qt = P2Q_BUF_INIT;
   int rc = p2q_sql_qualified(&qt, r->table);
@@ -657,23 +677,8 @@ int p2q_capture_installed_sql(const p2q_rule_config_t *r, const char *schema, p2
   p2q_buf_puts(out, " FROM pg_catalog.pg_proc f WHERE f.oid = p.tgfoid)");
   /* and so does every other guarded function of the rule, attached or not: each writes its list
      in its own statement, so an ATTACH committing between them leaves them unequal (rv16b L-1) */
-  p2q_buf_puts(out, " AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc g JOIN pg_catalog.pg_namespace gn"
-                    " ON gn.oid = g.pronamespace WHERE gn.nspname = ");
-  p2q_sql_literal(out, schema);
-  p2q_buf_puts(out, " AND g.proname IN (");
-  static const char *const prefixes[] = {"p2q_capture_", PINNED_PREFIX, "p2q_insert_", "p2q_delete_", "p2q_truncate_"};
-  for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
-    p2q_buf_t n = P2Q_BUF_INIT;
-    p2q_buf_printf(&n, "%s%s", prefixes[i], r->name);
-    if (i) p2q_buf_puts(out, ", ");
-    p2q_sql_literal(out, p2q_buf_str(&n));
-    p2q_buf_free(&n);
-  }
-  p2q_buf_puts(out, ") AND ");
-  p2q_capture_relid_guarded(out, "g.prosrc");
-  p2q_buf_puts(out, " AND NOT ");
-  p2q_capture_relid_parts_current(out, "g.prosrc", "p.tgrelid::pg_catalog.regclass");
-  p2q_buf_puts(out, ")");
+  p2q_buf_puts(out, " AND ");
+  p2q_capture_parts_current_sql(out, r, schema, "p.tgrelid::pg_catalog.regclass");
   p2q_buf_puts(out, " FROM pg_catalog.pg_trigger p WHERE p.tgrelid = pg_catalog.to_regclass(");
   p2q_sql_literal(out, qt.data);
   p2q_buf_puts(out, ") AND p.tgname = ");

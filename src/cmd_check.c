@@ -211,7 +211,10 @@ static void check_rule_trigger(p2q_check_t *c, PGconn *conn, const p2q_rule_conf
                        " AND tgrelid = pg_catalog.to_regclass($3)), (SELECT pg_catalog.bool_and(pg_catalog.strpos(f.prosrc,"
                        " '''' || t.tgrelid::pg_catalog.oid::pg_catalog.text || '''::pg_catalog.oid') > 0)"
                        " FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc f ON f.oid = t.tgfoid WHERE t.tgname = $2"
-                       " AND t.tgrelid = pg_catalog.to_regclass($3)) FROM %s.sync_outbox_rule WHERE name = $1", qs.data);
+                       " AND t.tgrelid = pg_catalog.to_regclass($3)), (SELECT ");
+  /* the fourth: whether the functions' partition lists are the table's partitions as they are now */
+  p2q_capture_parts_current_sql(&sql, r, c->cfg->pg_schema, "pg_catalog.to_regclass($3)");
+  p2q_buf_printf(&sql, ") FROM %s.sync_outbox_rule WHERE name = $1", qs.data);
   const char *p[] = {r->name, trig, qt.data};
   if (!(res = q(conn, sql.data, 3, p))) {
     p2q_check_report(c, P2Q_CHECK_FAIL, name, "grant SELECT on sync_outbox_rule", "cannot read %s.sync_outbox_rule: %s",
@@ -236,6 +239,13 @@ static void check_rule_trigger(p2q_check_t *c, PGconn *conn, const p2q_rule_conf
     p2q_check_report(c, P2Q_CHECK_WARN, name, "run `pg2qdrant apply`",
                      "the trigger functions hold another oid than %s's (restored from a dump?): every change takes "
                      "their slower catalog test until apply installs them again", r->table);
+    goto out;
+  }
+  if (strcmp(PQgetvalue(res, 0, 3), "t")) {
+    p2q_check_report(c, P2Q_CHECK_WARN, name, "run `pg2qdrant apply`",
+                     "a partition of %s was attached, detached, renamed, moved or dropped since apply: the trigger "
+                     "functions' partition list is stale (a detached one still passes their fast test) until apply "
+                     "writes them again", r->table);
     goto out;
   }
   PQclear(res);

@@ -166,6 +166,10 @@ int p2q_capture_columns_sql(const p2q_rule_config_t *rule, p2q_buf_t *out);
    again, nothing enqueued. A second column <partitions> (boolean) is false when a partition of
    the table is missing from the functions' fast test (capture_relid.c): installed again too. */
 int p2q_capture_installed_sql(const p2q_rule_config_t *rule, const char *schema, p2q_buf_t *out);
+/* A boolean SQL expression: every guarded function of rule in schema lists the partitions of rel
+   (a regclass SQL expression) exactly as an install would write them now (capture_relid.c); false
+   once a partition was attached, detached, renamed, moved or dropped since apply. */
+void p2q_capture_parts_current_sql(p2q_buf_t *out, const p2q_rule_config_t *rule, const char *schema, const char *rel);
 int p2q_capture_drift_sql(const p2q_rule_config_t *rule, const char *schema, p2q_buf_t *out);
 /*
  * The DDL guard of an outbox schema (needs a superuser: event triggers are superuser-only):

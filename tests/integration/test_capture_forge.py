@@ -710,7 +710,10 @@ def test_detached_listed_partition_leaves_the_fast_test(make_daemon, db, pgdb, f
     db.execute("RESET pg2qdrant.allow_ddl")
     db.execute(f'GRANT ALL ON docs_p1 TO "{forger}"')
     db.execute(f'GRANT USAGE ON SCHEMA public TO "{forger}"')
+    # `check` sees the stale list (rv16b L-2) before apply writes the functions again
+    assert "partition list is stale" in d.cli("check", "--json", check=False).stdout
     out = d.cli("apply", "--no-backfill").stdout.strip()
+    assert "partition list is stale" not in d.cli("check", "--json", check=False).stdout
     warned = []
     db.add_notice_handler(lambda n: warned.append(n.message_primary))
     db.execute(f'SET ROLE "{forger}"')
@@ -787,6 +790,8 @@ def test_every_guarded_function_of_the_rule_is_compared(make_daemon, db):
     stale = re.sub(r"'\{public,public\}'", "'{public,public,public}'", stale)
     assert stale != src
     db.execute(stale)
+    assert "partition list is stale" in d.cli("check", "--json", check=False).stdout  # rv16b L-2
     assert d.cli("apply", "--no-backfill").stdout.strip() == reinstalled
+    assert "partition list is stale" not in d.cli("check", "--json", check=False).stdout
     assert db.execute("SELECT pg_get_functiondef('p2q_truncate_docs'::regproc)").fetchone()[0] == src
     assert d.cli("apply", "--no-backfill").stdout.strip() == "rule docs: unchanged"
