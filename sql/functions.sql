@@ -1035,6 +1035,22 @@ BEGIN
 END
 $p2q$;
 
+-- Whether p_ancestor is an ancestor of p_rel in pg_inherits (partitions and legacy inheritance, a
+-- pending DETACH … CONCURRENTLY included), at most 64 levels up; read in the caller's snapshot.
+-- sync_outbox_capture_accepts' walk (both of its uses): plpgsql without a SET clause for the same
+-- reason as that function, every name and operator pg_catalog-qualified; nothing here raises.
+CREATE OR REPLACE FUNCTION @SCHEMA@.sync_outbox_inherits_from(p_rel oid, p_ancestor oid)
+RETURNS boolean LANGUAGE plpgsql STABLE AS $p2q$
+BEGIN
+  RETURN EXISTS (WITH RECURSIVE anc AS (
+      SELECT i.inhparent AS relid, 1 AS depth FROM pg_catalog.pg_inherits i WHERE i.inhrelid OPERATOR(pg_catalog.=) p_rel
+      UNION ALL
+      SELECT i.inhparent, anc.depth OPERATOR(pg_catalog.+) 1 FROM pg_catalog.pg_inherits i JOIN anc
+          ON i.inhrelid OPERATOR(pg_catalog.=) anc.relid WHERE anc.depth OPERATOR(pg_catalog.<) 64)
+      SELECT FROM anc WHERE anc.relid OPERATOR(pg_catalog.=) p_ancestor);
+END
+$p2q$;
+
 -- Whether a rule's capture trigger function may write events for the table it fired on: the slow
 -- test behind the one the function makes itself (its table's oid and names, written in by `apply`;
 -- src/capture_relid.c). The functions are SECURITY DEFINER and, like every function, executable by
@@ -1106,12 +1122,7 @@ BEGIN
     END IF;
     IF EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) p_oid
                   AND t.tgfoid OPERATOR(pg_catalog.=) v_foid AND t.tgparentid OPERATOR(pg_catalog.=) 0)
-       AND NOT EXISTS (WITH RECURSIVE anc AS (
-      SELECT i.inhparent AS relid, 1 AS depth FROM pg_catalog.pg_inherits i WHERE i.inhrelid OPERATOR(pg_catalog.=) p_oid
-      UNION ALL
-      SELECT i.inhparent, anc.depth OPERATOR(pg_catalog.+) 1 FROM pg_catalog.pg_inherits i JOIN anc
-          ON i.inhrelid OPERATOR(pg_catalog.=) anc.relid WHERE anc.depth OPERATOR(pg_catalog.<) 64)
-      SELECT FROM anc WHERE anc.relid OPERATOR(pg_catalog.=) v_named) THEN
+       AND NOT @SCHEMA@.sync_outbox_inherits_from(p_oid, v_named) THEN
       RETURN 0;
     END IF;
     p_oid := v_named;
@@ -1139,12 +1150,7 @@ BEGIN
   IF v_root OPERATOR(pg_catalog.=) p_oid THEN
     RETURN 1;
   END IF;
-  IF EXISTS (WITH RECURSIVE anc AS (
-      SELECT i.inhparent AS relid, 1 AS depth FROM pg_catalog.pg_inherits i WHERE i.inhrelid OPERATOR(pg_catalog.=) v_root
-      UNION ALL
-      SELECT i.inhparent, anc.depth OPERATOR(pg_catalog.+) 1 FROM pg_catalog.pg_inherits i JOIN anc
-          ON i.inhrelid OPERATOR(pg_catalog.=) anc.relid WHERE anc.depth OPERATOR(pg_catalog.<) 64)
-      SELECT FROM anc WHERE anc.relid OPERATOR(pg_catalog.=) p_oid) THEN
+  IF @SCHEMA@.sync_outbox_inherits_from(v_root, p_oid) THEN
     RETURN 1;
   END IF;
   RETURN 0;

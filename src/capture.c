@@ -55,7 +55,6 @@ static int append_quoted(p2q_buf_t *out, const p2q_buf_t *body) {
 
 /* The pinned function behind a rule's gate (p2q_capture_gate_body): its parameters are named as
    a trigger's variables, so the row body serves both shapes. */
-#define PINNED_PREFIX "p2q_pinned_"
 #define PINNED_PARAMS "(tg_op text, new record, old record)"
 #define PINNED_TYPES "(text, record, record)"
 
@@ -63,7 +62,7 @@ static int append_quoted(p2q_buf_t *out, const p2q_buf_t *body) {
    to_regprocedure: its presence is part of an installed rule without a filter. */
 static void pinned_literal(p2q_buf_t *b, const char *schema, const char *rule) {
   p2q_buf_t f = P2Q_BUF_INIT;
-  function_name(&f, schema, PINNED_PREFIX, rule);
+  function_name(&f, schema, P2Q_CAPTURE_PINNED_PREFIX, rule);
   p2q_buf_puts(&f, PINNED_TYPES);
   p2q_sql_literal(b, p2q_buf_str(&f));
   p2q_buf_free(&f);
@@ -111,7 +110,7 @@ static int row_functions(p2q_buf_t *out, const p2q_rule_config_t *r, const char 
   p2q_buf_t body = P2Q_BUF_INIT, pinned = P2Q_BUF_INIT;
   int gated = r->filter == NULL;
   int rc = p2q_capture_body(&body, r, schema, max_attempts, snap, watch, need, gated);
-  function_name(&pinned, schema, PINNED_PREFIX, r->name);
+  function_name(&pinned, schema, P2Q_CAPTURE_PINNED_PREFIX, r->name);
   if (rc) goto fail;
   if (!gated) {
     if ((rc = append_function(out, schema, "p2q_capture_", r, &body))) goto fail;
@@ -119,7 +118,7 @@ static int row_functions(p2q_buf_t *out, const p2q_rule_config_t *r, const char 
     rc = p2q_buf_error(out);
     goto fail;
   }
-  if ((rc = append_function_as(out, schema, PINNED_PREFIX, r,
+  if ((rc = append_function_as(out, schema, P2Q_CAPTURE_PINNED_PREFIX, r,
                                PINNED_PARAMS " RETURNS boolean\nLANGUAGE plpgsql " PINS, &body)))
     goto fail;
   p2q_buf_reset(&body);
@@ -151,7 +150,7 @@ static int unpinned_stmt_function(p2q_buf_t *out, const p2q_rule_config_t *r, co
   int upsert = !strcmp(op, "upsert");
   int n = 0, rc = p2q_capture_unpinned_guard(r, snap, upsert, &cond, &n);
   if (rc || !n) goto fail;
-  function_name(&pinned, schema, PINNED_PREFIX, r->name);
+  function_name(&pinned, schema, P2Q_CAPTURE_PINNED_PREFIX, r->name);
   if ((rc = p2q_buf_error(&pinned))) goto fail;
   if ((rc = p2q_capture_stmt_body(&body, r, schema, max_attempts, snap, watch, need, op, p2q_buf_str(&pinned),
                                   GUARD_MARK)))
@@ -487,7 +486,7 @@ int p2q_capture_drop_sql(const char *rule_name, const char *table, const char *s
   p2q_buf_printf(out, " ON %s;\nDROP FUNCTION IF EXISTS ", qtable.data);
   function_name(out, schema, "p2q_capture_", rule_name);
   p2q_buf_puts(out, "();\nDROP FUNCTION IF EXISTS ");
-  function_name(out, schema, PINNED_PREFIX, rule_name);
+  function_name(out, schema, P2Q_CAPTURE_PINNED_PREFIX, rule_name);
   p2q_buf_puts(out, PINNED_TYPES ";\nDROP FUNCTION IF EXISTS ");
   function_name(out, schema, "p2q_insert_", rule_name);
   p2q_buf_puts(out, "();\nDROP FUNCTION IF EXISTS ");
@@ -630,26 +629,6 @@ static int drift_stmt_capture(p2q_buf_t *b, const p2q_rule_config_t *r, const ch
                   "    RETURN QUERY SELECT c.relname::text, 'partition'::text, true FROM pg_class c"
                   " WHERE c.oid = t AND (c.relkind <> 'r' OR c.relispartition);\n  END IF;\n");
   return p2q_buf_error(b);
-}
-
-void p2q_capture_parts_current_sql(p2q_buf_t *out, const p2q_rule_config_t *r, const char *schema, const char *rel) {
-  static const char *const prefixes[] = {"p2q_capture_", PINNED_PREFIX, "p2q_insert_", "p2q_delete_", "p2q_truncate_"};
-  p2q_buf_puts(out, "NOT EXISTS (SELECT FROM pg_catalog.pg_proc g JOIN pg_catalog.pg_namespace gn"
-                    " ON gn.oid = g.pronamespace WHERE gn.nspname = ");
-  p2q_sql_literal(out, schema);
-  p2q_buf_puts(out, " AND g.proname IN (");
-  for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
-    p2q_buf_t n = P2Q_BUF_INIT;
-    p2q_buf_printf(&n, "%s%s", prefixes[i], r->name);
-    if (i) p2q_buf_puts(out, ", ");
-    p2q_sql_literal(out, p2q_buf_str(&n));
-    p2q_buf_free(&n);
-  }
-  p2q_buf_puts(out, ") AND ");
-  p2q_capture_relid_guarded(out, "g.prosrc");
-  p2q_buf_puts(out, " AND NOT ");
-  p2q_capture_relid_parts_current(out, "g.prosrc", rel);
-  p2q_buf_puts(out, ")");
 }
 
 int p2q_capture_installed_sql(const p2q_rule_config_t *r, const char *schema, p2q_buf_t *out) {

@@ -33,6 +33,7 @@ int p2q_capture_gate_body(p2q_buf_t *b, const p2q_rule_config_t *r, const char *
    event) when the trigger fires on a table that is neither the rule's nor a partition of it;
    P2Q_CAPTURE_RELID_MARK stands for the table's oid until p2q_capture_relid_install(). */
 #define P2Q_CAPTURE_RELID_MARK "\x02"
+#define P2Q_CAPTURE_PINNED_PREFIX "p2q_pinned_" /* the pinned function behind a rule's gate: p2q_pinned_<rule> */
 #define P2Q_CAPTURE_PARTS_MARK "\x03" /* the partitions' test (capture_relid.c), once a guard */
 void p2q_capture_relid_guard(p2q_buf_t *b, const p2q_rule_config_t *r, const char *schema, const char *kind,
                              int max_attempts);
@@ -43,8 +44,6 @@ void p2q_capture_relid_splice(p2q_buf_t *b, const char *qtable);
 /* A boolean SQL expression: the partitions' test in prosrc (a function's text) is the one an install
    would write now for rel (a regclass expression). */
 void p2q_capture_relid_parts_current(p2q_buf_t *b, const char *prosrc, const char *rel);
-/* A boolean SQL expression: prosrc (a function's text) holds a guard with a partitions' test. */
-void p2q_capture_relid_guarded(p2q_buf_t *b, const char *prosrc);
 /* Append create (a CREATE FUNCTION and its ";\n"), through a DO block that puts r's table oid in
    place of every mark when it holds one. 0 or an error. */
 int p2q_capture_relid_install(p2q_buf_t *out, const p2q_buf_t *create, const p2q_rule_config_t *r);

@@ -214,7 +214,8 @@ void p2q_capture_relid_splice(p2q_buf_t *b, const char *qtable) {
    partition: a partition detached (maybe handed to another role), renamed, moved or dropped since
    leaves an entry that would pass the fast test (a detached one: forged events) or miss it (a
    renamed one: the slow test on every row) until the functions are written again. */
-void p2q_capture_relid_guarded(p2q_buf_t *b, const char *prosrc) {
+/* prosrc (a function's text) holds a guard with a partitions' test */
+static void guarded(p2q_buf_t *b, const char *prosrc) {
   p2q_buf_printf(b, "pg_catalog.strpos(%s, '" PARTS_AFTER "') OPERATOR(pg_catalog.>) 0", prosrc);
 }
 
@@ -249,4 +250,26 @@ fail:
   p2q_buf_free(&qt);
   p2q_buf_free(&body);
   return rc;
+}
+
+/* Every guarded function of rule r (attached or not) lists rel's partitions as an install would
+   now: apply's "installed and unchanged?" and check's stale-list warning (rv16b L-1, L-2). */
+void p2q_capture_parts_current_sql(p2q_buf_t *out, const p2q_rule_config_t *r, const char *schema, const char *rel) {
+  static const char *const prefixes[] = {"p2q_capture_", P2Q_CAPTURE_PINNED_PREFIX, "p2q_insert_", "p2q_delete_", "p2q_truncate_"};
+  p2q_buf_puts(out, "NOT EXISTS (SELECT FROM pg_catalog.pg_proc g JOIN pg_catalog.pg_namespace gn"
+                    " ON gn.oid = g.pronamespace WHERE gn.nspname = ");
+  p2q_sql_literal(out, schema);
+  p2q_buf_puts(out, " AND g.proname IN (");
+  for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+    p2q_buf_t n = P2Q_BUF_INIT;
+    p2q_buf_printf(&n, "%s%s", prefixes[i], r->name);
+    if (i) p2q_buf_puts(out, ", ");
+    p2q_sql_literal(out, p2q_buf_str(&n));
+    p2q_buf_free(&n);
+  }
+  p2q_buf_puts(out, ") AND ");
+  guarded(out, "g.prosrc");
+  p2q_buf_puts(out, " AND NOT ");
+  p2q_capture_relid_parts_current(out, "g.prosrc", rel);
+  p2q_buf_puts(out, ")");
 }
