@@ -89,6 +89,14 @@ int64_t p2q_batch_held_delay(p2q_batch_t *b) {
   return ms < 1000 ? ms : 1000;
 }
 
+int64_t p2q_batch_ack_wait_more(const p2q_batch_t *b, uint64_t now) {
+  if (b->idle_linger_ms <= 0 || !b->sent || b->linger_ms <= 0) return 0;
+  uint64_t end = b->sent_at + (uint64_t)b->idle_linger_ms;
+  if (now > end) return 0;
+  int64_t left = (int64_t)(end - now) + 1;
+  return left < b->linger_ms ? left : b->linger_ms;
+}
+
 void p2q_batch_on_linger_started(p2q_batch_t *b, uint64_t now) {
   b->idle_lingering = idle_lingers(b, now);
   b->lingering = 1;

@@ -14,7 +14,9 @@
  *    sync_outbox_recover() after a grace longer than any request still running;
  *  - a finished batch's ack may wait up to linger_ms (`deferred`, at most one) to ride on the
  *    next claim: one statement and one transaction instead of two (sync_outbox_ack_claim, whose
- *    ack runs first); its slot is given back to the policy at once (`released`). A failed
+ *    ack runs first); its slot is given back to the policy at once (`released`). With
+ *    idle_linger_ms it may wait until the idle linger since the last claim is over (a NOTIFY in
+ *    it makes the claim that ends it: p2q_batch_ack_wait_more), looking again every linger_ms. A failed
  *    ack+claim sends the ack again alone. Never while stopping, never for an ack sent again.
  *
  * Claimers: a worker claims through `claimers` outbox sessions (config: [worker.*] claimers), each
@@ -155,7 +157,14 @@ static void flush_deferred(p2q_worker_t *w) {
   send_ack(b);
 }
 
-static void ack_timer_cb(uv_timer_t *t) { flush_deferred(t->data); }
+/* The deferred ack's wait is over, unless an idle linger's claim may still come to carry it. */
+static void ack_timer_cb(uv_timer_t *t) {
+  p2q_worker_t *w = t->data;
+  int64_t more = 0;
+  if (!w->closing && !w->pol.paused && !w->ctx.stopping(w->ctx.arg)) more = p2q_batch_ack_wait_more(&w->pol, WNOW(w));
+  if (more > 0) uv_timer_start(&w->ack_timer, ack_timer_cb, (uint64_t)more, 0);
+  else flush_deferred(w);
+}
 
 void p2q_wk_ack(wbatch_t *b) {
   p2q_worker_t *w = b->w;
@@ -188,6 +197,7 @@ static void ack_claim_cb(void *arg, int err, const char *errmsg, const p2q_claim
     else batch_done(b, 0);
   } else if (b) {
     w->st->acks++;
+    w->st->acks_riding++;
     batch_done(b, 1);
   }
   claim_cb(w, err, errmsg, rows, n_rows);

@@ -77,6 +77,12 @@ void p2q_batch_on_claim_sent_at(p2q_batch_t *b, uint64_t now);
 void p2q_batch_on_claimed(p2q_batch_t *b, int n_rows, int has_work, int held);
 /* After p2q_batch_on_claimed: ms until this worker must look again by itself (0: not needed). */
 int64_t p2q_batch_held_delay(p2q_batch_t *b);
+/* A finished batch's ack deferred to ride on the next claim has waited linger_ms: how much longer
+   it may wait (ms; 0: it goes alone now). While the idle linger since the last claim sent is not
+   over, a NOTIFY in it makes the claim that ends it, and that claim takes the ack along (one
+   statement and one transaction instead of two): the ack waits, looking again every linger_ms
+   and once just after the window's end (the linger's claim goes first), then goes alone. */
+int64_t p2q_batch_ack_wait_more(const p2q_batch_t *b, uint64_t now);
 void p2q_batch_on_claim_failed(p2q_batch_t *b);
 void p2q_batch_on_acked(p2q_batch_t *b);
 void p2q_batch_on_linger_started(p2q_batch_t *b, uint64_t now); /* after LINGER, same clock */

@@ -21,9 +21,13 @@ from test_ops_http import metric, parse_metrics
 NO_SWEEP = {"sweep_interval": "1h"}
 
 
-def claims(port):
+def counter(port, name):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        return metric(parse_metrics(r.read().decode()), "pg2qdrant_claims_total")
+        return metric(parse_metrics(r.read().decode()), name)
+
+
+def claims(port):
+    return counter(port, "pg2qdrant_claims_total")
 
 
 def start(make_daemon, worker):
@@ -38,20 +42,20 @@ def start(make_daemon, worker):
     return d, p, port
 
 
-def settle(port, quiet=1.0, timeout=20.0):
-    """Until the claims counter has not moved for `quiet` seconds: each of the worker's claimers
+def settle(port, quiet=1.0, timeout=20.0, name="pg2qdrant_claims_total"):
+    """Until a counter (claims by default) has not moved for `quiet` seconds: each of the worker's claimers
     (2 by default) makes its own catch-up claim when its connection is ready, and the LISTEN
     connection wakes them all once more when it is listening; under load the last of these can
     come after the first was counted (ci15c: 2.0 == 1.0 in the reload test)."""
-    deadline, last, since = time.monotonic() + timeout, claims(port), time.monotonic()
+    deadline, last, since = time.monotonic() + timeout, counter(port, name), time.monotonic()
     while time.monotonic() < deadline:
         time.sleep(0.2)
-        now = claims(port)
+        now = counter(port, name)
         if now != last:
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet:
             return last
-    raise AssertionError(f"claims still moving after {timeout} s: {last}")
+    raise AssertionError(f"{name} still moving after {timeout} s: {last}")
 
 
 def test_a_trickle_is_delivered_in_fewer_claims(make_daemon, docs, qdrant):
@@ -71,6 +75,29 @@ def test_a_trickle_is_delivered_in_fewer_claims(make_daemon, docs, qdrant):
     made = claims(port) - before
     print("claims for 30 commits:", made)
     assert 1 <= made <= 10, made
+    assert d.stop(p) == 0
+
+
+def test_a_trickle_acks_ride_on_the_lingered_claims(make_daemon, docs, qdrant):
+    """A batch's ack waits (linger_ms, the shipped 5 ms) to ride on the next claim; with an idle
+    linger that claim comes only when the linger is over, so the ack waits for it (looking again
+    every linger_ms until the window since the last claim is over) instead of going alone 5 ms
+    after the batch: 40 commits 50 ms apart with idle_linger_ms 300 ms are acknowledged mostly by
+    the claims that carry their acks (one transaction for both, pg2qdrant_acks_riding_total).
+    Before: every ack went alone (riding 0). The bound (half) leaves room for a slow machine, where a
+    write outlasting the window makes the next claim go at once and an ack go alone."""
+    d, p, port = start(make_daemon, {"idle_linger_ms": "300ms"})
+    acks0, riding0 = counter(port, "pg2qdrant_acks_total"), counter(port, "pg2qdrant_acks_riding_total")
+    for i in range(1, 41):
+        docs.execute("INSERT INTO docs (id, title, emb) VALUES (%s, 't', ARRAY[%s, 0, 1, 0]::real[])", (i, i % 7))
+        time.sleep(0.05)
+    wait_until(lambda: in_sync(docs, qdrant), timeout=30, what="the trickle delivered", explain=d.log_text)
+    # in_sync saw the outbox empty: the last ack committed; its answer is counted just after
+    acks = settle(port, name="pg2qdrant_acks_total") - acks0
+    riding = counter(port, "pg2qdrant_acks_riding_total") - riding0
+    print(f"40 commits: {acks} acks, {riding} of them riding on a claim")
+    assert acks >= 3, acks
+    assert 2 * riding >= acks, (riding, acks)
     assert d.stop(p) == 0
 
 

@@ -164,6 +164,35 @@ static void test_paused_and_standby(void **st) {
   assert_int_equal(p2q_batch_next_at(&s, 1000), P2Q_BATCH_CLAIM);
 }
 
+/* A deferred ack (linger_ms 5) that has waited its 5 ms, claim sent at t = 1000 with idle_linger
+   20: it waits on in steps of at most linger_ms while the idle linger's claim may still come to
+   carry it, and once just past the window's end (1021: the linger's claim, due at 1020, goes
+   first); then it goes alone. Without an idle linger, or without linger_ms (no ack is deferred
+   then), it goes at once, as before. */
+static void test_deferred_ack_waits_for_the_idle_linger_claim(void **st) {
+  p2q_batch_t b;
+  idle_after_claim(&b, 20);
+  assert_int_equal(p2q_batch_ack_wait_more(&b, 1007), 5);
+  assert_int_equal(p2q_batch_ack_wait_more(&b, 1017), 4); /* 1021 */
+  assert_int_equal(p2q_batch_ack_wait_more(&b, 1020), 1);
+  assert_int_equal(p2q_batch_ack_wait_more(&b, 1021), 0);
+  assert_int_equal(p2q_batch_ack_wait_more(&b, 5000), 0);
+  p2q_batch_on_notify(&b); /* a NOTIFY: the idle linger's claim is due at 1020, the ack still waits */
+  assert_int_equal(p2q_batch_next_at(&b, 1008), P2Q_BATCH_LINGER);
+  assert_int_equal(p2q_batch_ack_wait_more(&b, 1008), 5);
+  p2q_batch_t off;
+  idle_after_claim(&off, 0);
+  assert_int_equal(p2q_batch_ack_wait_more(&off, 1007), 0);
+  p2q_batch_t nolinger;
+  idle_after_claim(&nolinger, 20);
+  nolinger.linger_ms = 0;
+  assert_int_equal(p2q_batch_ack_wait_more(&nolinger, 1007), 0);
+  p2q_batch_t never; /* no claim sent yet: no window */
+  p2q_batch_init(&never, 10, 2, 5);
+  never.idle_linger_ms = 20;
+  assert_int_equal(p2q_batch_ack_wait_more(&never, 1007), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_off_claims_at_once),
@@ -172,6 +201,7 @@ int main(void) {
       cmocka_unit_test(test_urgent_reasons_never_wait),
       cmocka_unit_test(test_inflight_uses_linger_ms),
       cmocka_unit_test(test_paused_and_standby),
+      cmocka_unit_test(test_deferred_ack_waits_for_the_idle_linger_claim),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
