@@ -90,11 +90,10 @@ int64_t p2q_batch_held_delay(p2q_batch_t *b) {
 }
 
 int64_t p2q_batch_ack_wait_more(const p2q_batch_t *b, uint64_t now) {
-  if (b->idle_linger_ms <= 0 || !b->sent || b->linger_ms <= 0) return 0;
+  /* a standby claimer is never woken by a NOTIFY, and held rows want the ack now */
+  if (b->idle_linger_ms <= 0 || !b->sent || b->linger_ms <= 0 || b->standby || b->held) return 0;
   uint64_t end = b->sent_at + (uint64_t)b->idle_linger_ms;
-  if (now > end) return 0;
-  int64_t left = (int64_t)(end - now) + 1;
-  return left < b->linger_ms ? left : b->linger_ms;
+  return now > end ? 0 : (int64_t)(end - now) + 1;
 }
 
 void p2q_batch_on_linger_started(p2q_batch_t *b, uint64_t now) {

@@ -219,7 +219,8 @@ static const p2q_conf_entry_t worker_tab[] = {
     W("idle_linger_ms", P2Q_CT_DURATION, idle_linger_ms, "0", 0, 60000, 0,
       "A worker woken by a NOTIFY with nothing in flight claims once this long has passed since "
       "its previous claim (ms; units accepted): at low rates one claim collects the events of "
-      "that interval (less PostgreSQL CPU per event, up to this much more latency). Only the "
+      "that interval (less PostgreSQL CPU per event, up to this much more latency; the previous "
+      "batch's ack waits for that claim and rides on it). Only the "
       "first claim after a quiet spell waits: claims after a full one, retries, the sweep and "
       "held rows never do. 0: claim at once."),
     W("max_inflight", P2Q_CT_INT, max_inflight, "4", 1, 256, 0,

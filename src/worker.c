@@ -15,8 +15,9 @@
  *  - a finished batch's ack may wait up to linger_ms (`deferred`, at most one) to ride on the
  *    next claim: one statement and one transaction instead of two (sync_outbox_ack_claim, whose
  *    ack runs first); its slot is given back to the policy at once (`released`). With
- *    idle_linger_ms it may wait until the idle linger since the last claim is over (a NOTIFY in
- *    it makes the claim that ends it: p2q_batch_ack_wait_more), looking again every linger_ms. A failed
+ *    idle_linger_ms the first claimer's may wait until the idle linger since its last claim is
+ *    over (a NOTIFY in it makes the claim that ends it: p2q_batch_ack_wait_more), never past
+ *    half the batch's lease. A failed
  *    ack+claim sends the ack again alone. Never while stopping, never for an ack sent again.
  *
  * Claimers: a worker claims through `claimers` outbox sessions (config: [worker.*] claimers), each
@@ -157,12 +158,17 @@ static void flush_deferred(p2q_worker_t *w) {
   send_ack(b);
 }
 
-/* The deferred ack's wait is over, unless an idle linger's claim may still come to carry it. */
+/* The deferred ack's wait is over, unless an idle linger's claim may still come to carry it
+   (p2q_batch_ack_wait_more): then it waits for that claim, never past half its batch's lease. */
 static void ack_timer_cb(uv_timer_t *t) {
   p2q_worker_t *w = t->data;
+  const wbatch_t *b = w->deferred;
+  uint64_t now = WNOW(w);
   int64_t more = 0;
-  if (!w->closing && !w->pol.paused && !w->ctx.stopping(w->ctx.arg)) more = p2q_batch_ack_wait_more(&w->pol, WNOW(w));
-  if (more > 0) uv_timer_start(&w->ack_timer, ack_timer_cb, (uint64_t)more, 0);
+  if (b && !b->orphaned && w->ready && !w->closing && !w->pol.paused && !w->ctx.stopping(w->ctx.arg))
+    more = p2q_batch_ack_wait_more(&w->pol, now);
+  uint64_t limit = b ? b->claimed_at + (uint64_t)WCFG(w)->lease_ms / 2 : 0;
+  if (more > 0 && now + (uint64_t)more <= limit) uv_timer_start(&w->ack_timer, ack_timer_cb, (uint64_t)more, 0);
   else flush_deferred(w);
 }
 

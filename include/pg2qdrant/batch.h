@@ -80,8 +80,10 @@ int64_t p2q_batch_held_delay(p2q_batch_t *b);
 /* A finished batch's ack deferred to ride on the next claim has waited linger_ms: how much longer
    it may wait (ms; 0: it goes alone now). While the idle linger since the last claim sent is not
    over, a NOTIFY in it makes the claim that ends it, and that claim takes the ack along (one
-   statement and one transaction instead of two): the ack waits, looking again every linger_ms
-   and once just after the window's end (the linger's claim goes first), then goes alone. */
+   statement and one transaction instead of two): the ack waits until just past the window's end
+   (the linger's claim, due at the end, goes first). Not for a standby claimer (no NOTIFY wakes
+   it) nor while rows are held back (they want the ack now). The caller also bounds the wait by
+   the batch's lease. */
 int64_t p2q_batch_ack_wait_more(const p2q_batch_t *b, uint64_t now);
 void p2q_batch_on_claim_failed(p2q_batch_t *b);
 void p2q_batch_on_acked(p2q_batch_t *b);

@@ -19,7 +19,7 @@
   X(batches, "pg2qdrant_batches_total", "Claimed batches.")                                         \
   X(claims, "pg2qdrant_claims_total", "Claim statements answered.")                                 \
   X(acks, "pg2qdrant_acks_total", "Ack statements committed.")                                      \
-  X(acks_riding, "pg2qdrant_acks_riding_total", "Of those, acks that rode on a claim (one transaction for both).") \
+  X(acks_riding, "pg2qdrant_acks_riding_total", "Acks that rode on a claim (one transaction).")     \
   X(qdrant_requests, "pg2qdrant_qdrant_writes_total", "Qdrant write requests sent.")                \
   X(qdrant_failures, "pg2qdrant_qdrant_write_failures_total", "Qdrant write requests that failed.") \
   X(rate_limited, "pg2qdrant_rate_limited_total", "Requests answered 429 (Qdrant or embedder).")    \

@@ -165,21 +165,20 @@ static void test_paused_and_standby(void **st) {
 }
 
 /* A deferred ack (linger_ms 5) that has waited its 5 ms, claim sent at t = 1000 with idle_linger
-   20: it waits on in steps of at most linger_ms while the idle linger's claim may still come to
-   carry it, and once just past the window's end (1021: the linger's claim, due at 1020, goes
-   first); then it goes alone. Without an idle linger, or without linger_ms (no ack is deferred
-   then), it goes at once, as before. */
+   20: it waits on while the idle linger's claim may still come to carry it, until just past the
+   window's end (1021: the linger's claim, due at 1020, goes first); then it goes alone. Without an
+   idle linger, without linger_ms (no ack is deferred then), on a standby claimer (no NOTIFY wakes
+   it) or with rows held back (they want the ack now) it goes at once, as before. */
 static void test_deferred_ack_waits_for_the_idle_linger_claim(void **st) {
   p2q_batch_t b;
   idle_after_claim(&b, 20);
-  assert_int_equal(p2q_batch_ack_wait_more(&b, 1007), 5);
-  assert_int_equal(p2q_batch_ack_wait_more(&b, 1017), 4); /* 1021 */
+  assert_int_equal(p2q_batch_ack_wait_more(&b, 1007), 14); /* 1021 */
   assert_int_equal(p2q_batch_ack_wait_more(&b, 1020), 1);
   assert_int_equal(p2q_batch_ack_wait_more(&b, 1021), 0);
   assert_int_equal(p2q_batch_ack_wait_more(&b, 5000), 0);
   p2q_batch_on_notify(&b); /* a NOTIFY: the idle linger's claim is due at 1020, the ack still waits */
   assert_int_equal(p2q_batch_next_at(&b, 1008), P2Q_BATCH_LINGER);
-  assert_int_equal(p2q_batch_ack_wait_more(&b, 1008), 5);
+  assert_int_equal(p2q_batch_ack_wait_more(&b, 1008), 13);
   p2q_batch_t off;
   idle_after_claim(&off, 0);
   assert_int_equal(p2q_batch_ack_wait_more(&off, 1007), 0);
@@ -191,6 +190,15 @@ static void test_deferred_ack_waits_for_the_idle_linger_claim(void **st) {
   p2q_batch_init(&never, 10, 2, 5);
   never.idle_linger_ms = 20;
   assert_int_equal(p2q_batch_ack_wait_more(&never, 1007), 0);
+  p2q_batch_t standby;
+  idle_after_claim(&standby, 20);
+  standby.standby = standby.active = 1;
+  assert_int_equal(p2q_batch_ack_wait_more(&standby, 1007), 0);
+  p2q_batch_t held; /* the last claim came back with rows held behind this batch's events */
+  idle_after_claim(&held, 20);
+  p2q_batch_on_claim_sent_at(&held, 1002);
+  p2q_batch_on_claimed(&held, 0, 0, 1);
+  assert_int_equal(p2q_batch_ack_wait_more(&held, 1007), 0);
 }
 
 int main(void) {

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pg2qdrant/classify.h"
 #include "pg2qdrant/errors.h"
@@ -682,6 +683,83 @@ static void test_ack_rides_on_next_claim(void **st) {
   teardown_worker(w);
 }
 
+/* Runs the loop, the fake clock following real time, until done() or `ms` fake ms; returns the
+   fake ms it took (ms + 1: not done). */
+static uint64_t run_until(int (*done)(p2q_worker_t *), p2q_worker_t *w, uint64_t ms) {
+  uint64_t t0 = F.now;
+  while (!done(w) && F.now < t0 + ms) {
+    F.now += 1;
+    uv_run(&F.loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  return done(w) ? F.now - t0 : ms + 1;
+}
+static int ack_sent(p2q_worker_t *w) { return F.ack_calls + F.ack_claims > 0; }
+static int worker_is_idle(p2q_worker_t *w) { return p2q_worker_idle(w) && !F.claim_cb; }
+
+/* idle_linger_ms 300: a finished batch's ack waits past linger_ms for the claim that ends the idle
+   linger a NOTIFY started, and rides on it (before: alone after 5 ms). A standby claimer's ack
+   (no NOTIFY wakes a standby) and a batch orphaned by a lost connection do not wait for it. */
+static void test_ack_waits_for_the_idle_linger_claim(void **st) {
+  use_ack_claim = 1;
+  p2q_worker_t *w = setup_worker();
+  use_ack_claim = 0;
+  F.cfg->workers[0].idle_linger_ms = 300;
+  p2q_worker_reconfigure(w, &F.cfg->workers[0]);
+  deliver(2, "a", 1, 3);
+  answer(0, 200, 0, 0, P2Q_QDRANT_OK, -1); /* deferred */
+  assert_int_equal(run_until(ack_sent, w, 50), 51); /* still waiting after 50 ms (before: alone at 5) */
+  p2q_worker_notify(w);                             /* the idle linger's claim is due at ~300 */
+  assert_int_equal(F.claims, 1);
+  assert_in_range(run_until(ack_sent, w, 1000), 1, 1000);
+  assert_int_equal(F.ack_claims, 1); /* rode on the lingered claim */
+  assert_int_equal(F.ack_calls, 0);
+  assert_int_equal(F.n_acks, 2);
+  deliver(0, "a", 1, 3);
+  assert_int_equal(p2q_worker_stats(w)->acks_riding, 1);
+  teardown_worker(w);
+}
+
+static void test_standby_and_orphaned_acks_do_not_wait(void **st) {
+  claimers = 2; /* a standby claimer's batch finishes while its claim is out; the claim holds rows */
+  use_ack_claim = 1;
+  p2q_worker_t *w = setup_worker();
+  claimers = 1;
+  use_ack_claim = 0;
+  F.cfg->workers[0].max_inflight = 2;
+  F.cfg->workers[0].idle_linger_ms = 300;
+  p2q_worker_reconfigure(w, &F.cfg->workers[0]);
+  deliver(16, "a", 1, 3); /* head, full: claims again at once */
+  deliver(16, "a", 1, 3); /* head, second full: the standby joins */
+  void *second = F.claim_arg;
+  assert_ptr_not_equal(second, w);
+  deliver(16, "b", 1, 3); /* the standby's batch, full: it claims again */
+  assert_ptr_equal(F.claim_arg, second);
+  answer(2, 200, 0, 0, P2Q_QDRANT_OK, -1); /* done while its claim is out: deferred */
+  assert_int_equal(F.ack_calls, 0);
+  p2q_claim_row_t held = {.id = 1, .op = P2Q_OP_HELD, .row_key = "{}"};
+  p2q_claim_cb cb = F.claim_cb;
+  F.claim_cb = NULL;
+  cb(F.claim_arg, 0, NULL, &held, 1); /* only a row held behind the batch's own events */
+  assert_in_range(run_until(ack_sent, w, 200), 0, 50);
+  F.stopping = 1;
+  teardown_worker(w);
+
+  use_ack_claim = 1; /* a batch orphaned by a lost connection, claims after the reconnect */
+  w = setup_worker();
+  use_ack_claim = 0;
+  F.cfg->workers[0].idle_linger_ms = 300;
+  p2q_worker_reconfigure(w, &F.cfg->workers[0]);
+  deliver(2, "a", 1, 3);
+  answer(0, 200, 0, 0, P2Q_QDRANT_OK, -1); /* deferred */
+  F.lane_cbs[0].lost(F.lane_cbs[0].arg, "gone");
+  F.lane_cbs[0].ready(F.lane_cbs[0].arg, "1.3", 1); /* a plain claim: the batch is orphaned */
+  if (F.claim_cb) deliver(0, "a", 1, 3);
+  assert_in_range(run_until(worker_is_idle, w, 200), 0, 50);
+  F.stopping = 1;
+  teardown_worker(w);
+}
+
 /* The claim names only the event types whose rules' targets are healthy. */
 static void test_gate_per_rule(void **st) {
   p2q_worker_t *w = setup_worker();
@@ -800,6 +878,8 @@ static void test_classify_table(void **st) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_ack_waits_for_the_idle_linger_claim),
+      cmocka_unit_test(test_standby_and_orphaned_acks_do_not_wait),
       cmocka_unit_test(test_classify_table),
       cmocka_unit_test(test_done), cmocka_unit_test(test_delay_is_64_bit),
       cmocka_unit_test(test_error_envelope_is_not_success),
