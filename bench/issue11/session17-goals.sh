@@ -52,28 +52,18 @@ ld model1; python3 bench/outbox_model_bench.py --events 3000 --batch 1 --rounds 
 ld writer; P2Q_BIN="$B" python3 bench/writer_overhead_bench.py --rows 3000 --rounds 5 > "$R/writer.log" 2>&1
 # what reading a 384-float real[] out costs PostgreSQL, binary (what the claim sends) and text
 ld array_send
-psql -q -X -v ON_ERROR_STOP=1 > "$R/array_send.log" 2>&1 <<'SQL'
-DROP TABLE IF EXISTS s17_vt;
-CREATE TABLE s17_vt AS SELECT i, (SELECT array_agg((random()*2-1)::real) FROM generate_series(1,384) g WHERE i > -g) v FROM generate_series(1,20000) i;
-ALTER TABLE s17_vt ALTER v SET STORAGE EXTERNAL;
-VACUUM ANALYZE s17_vt;
-SET max_parallel_workers_per_gather = 0;
-\timing on
-SELECT 'scan', sum(pg_column_size(v)) FROM s17_vt;
-SELECT 'send', sum(length(array_send(v))) FROM s17_vt;
-SELECT 'text', sum(length(v::text)) FROM s17_vt;
-SELECT 'scan', sum(pg_column_size(v)) FROM s17_vt;
-SELECT 'send', sum(length(array_send(v))) FROM s17_vt;
-SELECT 'text', sum(length(v::text)) FROM s17_vt;
-SELECT 'scan', sum(pg_column_size(v)) FROM s17_vt;
-SELECT 'send', sum(length(array_send(v))) FROM s17_vt;
-SELECT 'text', sum(length(v::text)) FROM s17_vt;
-SELECT 'scan', sum(pg_column_size(v)) FROM s17_vt;
-SELECT 'send', sum(length(array_send(v))) FROM s17_vt;
-SELECT 'text', sum(length(v::text)) FROM s17_vt;
-SELECT 'scan', sum(pg_column_size(v)) FROM s17_vt;
-SELECT 'send', sum(length(array_send(v))) FROM s17_vt;
-SELECT 'text', sum(length(v::text)) FROM s17_vt;
-DROP TABLE s17_vt;
-SQL
+{
+  echo "DROP TABLE IF EXISTS s17_vt;"
+  echo "CREATE TABLE s17_vt AS SELECT i, (SELECT array_agg((random()*2-1)::real) FROM generate_series(1,384) g WHERE i > -g) v FROM generate_series(1,20000) i;"
+  echo "ALTER TABLE s17_vt ALTER v SET STORAGE EXTERNAL;"
+  echo "VACUUM ANALYZE s17_vt;"
+  echo "SET max_parallel_workers_per_gather = 0;"
+  echo "\\timing on"
+  for r in 1 2 3 4 5; do
+    echo "SELECT 'scan', sum(pg_column_size(v)) FROM s17_vt;"
+    echo "SELECT 'send', sum(length(array_send(v))) FROM s17_vt;"
+    echo "SELECT 'text', sum(length(v::text)) FROM s17_vt;"
+  done
+  echo "DROP TABLE s17_vt;"
+} | psql -q -X -v ON_ERROR_STOP=1 > "$R/array_send.log" 2>&1
 ld done
