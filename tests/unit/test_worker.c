@@ -742,6 +742,8 @@ static void test_standby_and_orphaned_acks_do_not_wait(void **st) {
   F.claim_cb = NULL;
   cb(F.claim_arg, 0, NULL, &held, 1); /* only a row held behind the batch's own events */
   assert_in_range(run_until(ack_sent, w, 200), 0, 50);
+  answer(0, 200, 0, 0, P2Q_QDRANT_OK, -1); /* the head's two batches: their requests end */
+  answer(1, 200, 0, 0, P2Q_QDRANT_OK, -1);
   F.stopping = 1;
   teardown_worker(w);
 
